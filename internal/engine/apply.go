@@ -1,0 +1,610 @@
+package engine
+
+import (
+	"fmt"
+	"strings"
+)
+
+// core is the deterministic state machine: every partition's state and the
+// rules that change it. It does no I/O, starts no goroutines and reads no
+// clock: time arrives as an argument. Workers call it for the partitions
+// they own; replay calls evolve with the journal's events.
+type core struct {
+	partitions []*partition
+	dir        *directory
+
+	paymentTimeout     int64 // nanoseconds
+	idempotencyWindow  int64 // nanoseconds
+	idempotencyKeysMax int   // per partition
+}
+
+func newCore(partitions int, paymentTimeout, idempotencyWindow int64, idempotencyKeysMax int) *core {
+	c := &core{
+		dir:                newDirectory(),
+		paymentTimeout:     paymentTimeout,
+		idempotencyWindow:  idempotencyWindow,
+		idempotencyKeysMax: idempotencyKeysMax,
+	}
+	for i := 0; i < partitions; i++ {
+		c.partitions = append(c.partitions, newPartition(i))
+	}
+	return c
+}
+
+// hashString is FNV-1a, 64 bits. It places merchants and brands in
+// partitions and keys the idempotency window, so it must never change:
+// unlike maphash it is the same in every process.
+func hashString(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+func (c *core) merchantPartition(merchantID string) int {
+	return int(hashString(merchantID) % uint64(len(c.partitions)))
+}
+
+func (c *core) brandPartition(brandID string) int {
+	return int(hashString("brand/"+brandID) % uint64(len(c.partitions)))
+}
+
+func (c *core) brand(id string) (*Brand, bool) {
+	p := c.partitions[c.brandPartition(id)]
+	p.brandsMu.RLock()
+	b, ok := p.brands[id]
+	p.brandsMu.RUnlock()
+	return b, ok
+}
+
+// emitter collects a batch's events into one journal record.
+type emitter struct {
+	rec    []byte
+	events int
+	ev     Event // scratch, reused for every event
+}
+
+func (e *emitter) reset(buf []byte) {
+	e.rec = appendRecordHeader(buf[:0])
+	e.events = 0
+}
+
+func (e *emitter) finish() []byte {
+	finishRecord(e.rec, e.events)
+	return e.rec
+}
+
+// emit applies an event to the state and appends it to the record. Apply
+// and record are one step so that the live state is exactly what replay of
+// the record rebuilds.
+func (c *core) emit(p *partition, ev *Event, out *emitter) {
+	c.evolve(p, ev)
+	out.rec = appendEvent(out.rec, ev)
+	out.events++
+}
+
+// apply decides one command against partition p at time now (unix
+// nanoseconds), writes its result and emits its events.
+func (c *core) apply(p *partition, now int64, cmd *Command, res *Result, out *emitter) {
+	switch cmd.Kind {
+	case KindPlaceOrder:
+		c.placeOrder(p, now, cmd, res, out)
+	case KindPay:
+		c.pay(p, now, cmd, res, out)
+	case KindCancel:
+		c.cancel(p, now, cmd, res, out)
+	case KindUpsertBrand:
+		c.upsertBrand(p, now, cmd, res, out)
+	case KindUpsertMerchant:
+		c.upsertMerchant(p, now, cmd, res, out)
+	case KindUpsertSKU:
+		c.upsertSKU(p, now, cmd, res, out)
+	case KindAdjustStock:
+		c.adjustStock(p, now, cmd, res, out)
+	case KindGetSKU:
+		ref, ok := c.dir.lookup(cmd.SKUID)
+		if !ok || ref.partition() != p.id {
+			res.Code, res.Field = CodeNotFound, "sku_id"
+			return
+		}
+		p.skuResult(ref.slot(), res)
+	case KindGetOrder:
+		seq := cmd.OrderID.Seq()
+		if seq == 0 || seq >= p.nextSeq() {
+			res.Code, res.Field = CodeNotFound, "order_id"
+			return
+		}
+		res.OrderID = cmd.OrderID
+		res.Status = p.orders[seq-1]
+		if po := p.pending[seq]; po != nil {
+			p.orderResult(seq, po, res)
+		}
+	default:
+		panic(fmt.Sprintf("engine: apply of unknown command kind %v", cmd.Kind))
+	}
+}
+
+func (p *partition) skuResult(slot uint32, res *Result) {
+	s := &p.skus[slot]
+	t := &p.skuText[slot]
+	res.SKUID = t.id
+	res.SKU = SKU{ID: t.id, MerchantID: p.merchants[s.merchant].m.ID, BrandID: t.brandID, Title: t.title, Category: t.category, Price: s.price, Stock: int64(s.available)}
+	res.Available, res.Reserved, res.Sold = int64(s.available), int64(s.reserved), int64(s.sold)
+}
+
+func (p *partition) orderResult(seq uint64, po *pendingOrder, res *Result) {
+	res.OrderID = newOrderID(p.id, seq)
+	res.Status = p.orders[seq-1]
+	res.MerchantID = p.merchants[po.merchant].m.ID
+	res.Total = po.total
+	res.CreatedAt = po.createdAt
+	res.PayBy = po.payBy
+}
+
+// mergeItems folds lines of the same SKU into the first of them, keeping
+// first-appearance order, and returns the number of lines left. Orders have
+// at most 100 lines and usually 1 to 3, so the quadratic scan is cheapest.
+func mergeItems(items []Item) int {
+	n := 0
+	for i := range items {
+		merged := false
+		for j := 0; j < n; j++ {
+			if items[j].ref == items[i].ref {
+				items[j].Quantity += items[i].Quantity
+				merged = true
+				break
+			}
+		}
+		if !merged {
+			items[n] = items[i]
+			n++
+		}
+	}
+	return n
+}
+
+func (c *core) placeOrder(p *partition, now int64, cmd *Command, res *Result, out *emitter) {
+	o := &cmd.Order
+	var keyHash uint64
+	if o.IdempotencyKey != "" {
+		keyHash = hashString(o.IdempotencyKey) | 1 // never zero: zero means "no key"
+		if e, ok := p.idempotency[keyHash]; ok {
+			if e.requestHash != o.RequestHash {
+				res.Code, res.Field = CodeIdempotencyMismatch, "Idempotency-Key"
+				return
+			}
+			res.Replayed = true
+			res.OrderID = newOrderID(p.id, e.seq)
+			res.Status = p.orders[e.seq-1]
+			if po := p.pending[e.seq]; po != nil {
+				p.orderResult(e.seq, po, res)
+			}
+			return
+		}
+	}
+	if o.DealID != "" {
+		res.Code, res.Field = CodeNotFound, "deal_id"
+		return
+	}
+	n := mergeItems(o.Items)
+	o.Items = o.Items[:n]
+	items := o.Items
+	merchant := p.skus[items[0].ref.slot()].merchant
+	var total int64
+	for i := range items {
+		it := &items[i]
+		if it.ref.partition() != p.id {
+			panic(fmt.Sprintf("engine: order item %q routed to partition %d but lives in %d", it.SKUID, p.id, it.ref.partition()))
+		}
+		s := &p.skus[it.ref.slot()]
+		if s.merchant != merchant {
+			res.Code, res.Field = CodeInvalidArgument, "items"
+			return
+		}
+		if int64(it.Quantity) > int64(s.available) {
+			res.Code, res.SKUID, res.Available = CodeOutOfStock, it.SKUID, int64(s.available)
+			return
+		}
+		it.UnitPrice = s.price
+		it.Amount = s.price * int64(it.Quantity)
+		total += it.Amount
+	}
+	seq := p.nextSeq()
+	ev := &out.ev
+	*ev = Event{
+		Kind:        EventOrderPlaced,
+		Partition:   p.id,
+		At:          now,
+		OrderID:     newOrderID(p.id, seq),
+		BuyerID:     o.BuyerID,
+		MerchantID:  p.merchants[merchant].m.ID,
+		Channel:     o.Channel,
+		Region:      o.Region,
+		DealID:      o.DealID,
+		Items:       items,
+		Total:       total,
+		PayBy:       now + c.paymentTimeout,
+		KeyHash:     keyHash,
+		RequestHash: o.RequestHash,
+	}
+	c.emit(p, ev, out)
+	res.OrderID = ev.OrderID
+	res.Status = StatusPending
+	res.MerchantID = ev.MerchantID
+	res.Total = total
+	res.CreatedAt = now
+	res.PayBy = ev.PayBy
+}
+
+// pendingAt returns the pending order seq of cmd, expiring it first if its
+// time is up (expiry runs in bounded steps per batch, so an order may be
+// overdue but not yet expired). ok is false when res already holds the
+// answer.
+func (c *core) pendingAt(p *partition, now int64, id OrderID, res *Result, out *emitter) (*pendingOrder, bool) {
+	seq := id.Seq()
+	if seq == 0 || seq >= p.nextSeq() {
+		res.Code, res.Field = CodeNotFound, "order_id"
+		return nil, false
+	}
+	res.OrderID = id
+	if p.orders[seq-1] == StatusPending {
+		po := p.pending[seq]
+		if po.payBy <= now {
+			c.emitOrderEnd(p, EventOrderExpired, seq, now, out)
+		} else {
+			return po, true
+		}
+	}
+	res.Status = p.orders[seq-1]
+	return nil, false
+}
+
+func (c *core) emitOrderEnd(p *partition, kind EventKind, seq uint64, now int64, out *emitter) {
+	ev := &out.ev
+	*ev = Event{Kind: kind, Partition: p.id, At: now, OrderID: newOrderID(p.id, seq)}
+	c.emit(p, ev, out)
+}
+
+func (c *core) pay(p *partition, now int64, cmd *Command, res *Result, out *emitter) {
+	po, ok := c.pendingAt(p, now, cmd.OrderID, res, out)
+	if !ok {
+		switch res.Status {
+		case StatusCancelled, StatusExpired:
+			res.Code = CodeInvalidState
+		}
+		return
+	}
+	if cmd.Amount != po.total {
+		res.Code, res.Field, res.Total = CodePaymentMismatch, "amount", po.total
+		return
+	}
+	p.orderResult(cmd.OrderID.Seq(), po, res)
+	c.emitOrderEnd(p, EventOrderPaid, cmd.OrderID.Seq(), now, out)
+	res.Status, res.ChangedAt = StatusPaid, now
+}
+
+func (c *core) cancel(p *partition, now int64, cmd *Command, res *Result, out *emitter) {
+	po, ok := c.pendingAt(p, now, cmd.OrderID, res, out)
+	if !ok {
+		switch res.Status {
+		case StatusPaid, StatusExpired:
+			res.Code = CodeInvalidState
+		}
+		return
+	}
+	p.orderResult(cmd.OrderID.Seq(), po, res)
+	c.emitOrderEnd(p, EventOrderCancelled, cmd.OrderID.Seq(), now, out)
+	res.Status, res.ChangedAt = StatusCancelled, now
+}
+
+// expire ends at most max overdue orders of p and returns how many.
+func (c *core) expire(p *partition, now int64, max int, out *emitter) int {
+	n := 0
+	for n < max && p.expireCursor < p.nextSeq() {
+		seq := p.expireCursor
+		if p.orders[seq-1] == StatusPending {
+			if p.pending[seq].payBy > now {
+				break
+			}
+			c.emitOrderEnd(p, EventOrderExpired, seq, now, out)
+			n++
+		}
+		p.expireCursor++
+	}
+	return n
+}
+
+func validID(s string) bool { return s != "" && len(s) <= idLengthMax }
+
+func (c *core) upsertBrand(p *partition, now int64, cmd *Command, res *Result, out *emitter) {
+	b := &cmd.Brand
+	switch {
+	case !validID(b.ID):
+		res.Code, res.Field = CodeInvalidArgument, "brand_id"
+		return
+	case len(b.Name) > textMax:
+		res.Code, res.Field = CodeInvalidArgument, "name"
+		return
+	case b.LastYearGMV < 0:
+		res.Code, res.Field = CodeInvalidArgument, "last_year_gmv"
+		return
+	}
+	ev := &out.ev
+	*ev = Event{Kind: EventBrandUpserted, Partition: p.id, At: now, Brand: *b}
+	c.emit(p, ev, out)
+}
+
+func (c *core) upsertMerchant(p *partition, now int64, cmd *Command, res *Result, out *emitter) {
+	m := &cmd.Merchant
+	switch {
+	case !validID(m.ID):
+		res.Code, res.Field = CodeInvalidArgument, "merchant_id"
+		return
+	case len(m.Name) > textMax:
+		res.Code, res.Field = CodeInvalidArgument, "name"
+		return
+	case m.Kind < MerchantBrandStore || m.Kind > MerchantTrader:
+		res.Code, res.Field = CodeInvalidArgument, "kind"
+		return
+	}
+	if m.BrandID != "" {
+		if _, ok := c.brand(m.BrandID); !ok {
+			res.Code, res.Field = CodeNotFound, "brand_id"
+			return
+		}
+	}
+	ev := &out.ev
+	*ev = Event{Kind: EventMerchantUpserted, Partition: p.id, At: now, Merchant: *m}
+	c.emit(p, ev, out)
+}
+
+func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out *emitter) {
+	s := &cmd.SKU
+	switch {
+	case !validID(s.ID):
+		res.Code, res.Field = CodeInvalidArgument, "sku_id"
+		return
+	case len(s.Title) > textMax:
+		res.Code, res.Field = CodeInvalidArgument, "title"
+		return
+	case len(s.Category) > textMax:
+		res.Code, res.Field = CodeInvalidArgument, "category"
+		return
+	case s.Price < 0 || s.Price > priceMax:
+		res.Code, res.Field = CodeInvalidArgument, "price"
+		return
+	case s.Stock < 0 || s.Stock > stockMax:
+		res.Code, res.Field = CodeInvalidArgument, "stock"
+		return
+	}
+	merchant, ok := p.merchantSlots[s.MerchantID]
+	if !ok {
+		res.Code, res.Field = CodeNotFound, "merchant_id"
+		return
+	}
+	if _, ok := c.brand(s.BrandID); !ok {
+		res.Code, res.Field = CodeNotFound, "brand_id"
+		return
+	}
+	var slot uint32
+	if ref, ok := c.dir.lookup(s.ID); ok {
+		slot = ref.slot()
+		if ref.partition() != p.id || p.skus[slot].merchant != merchant {
+			// A SKU never moves between merchants: its orders and its
+			// partition are tied to its merchant.
+			res.Code, res.Field = CodeInvalidArgument, "merchant_id"
+			return
+		}
+		st := &p.skus[slot]
+		if int64(st.reserved)+int64(st.sold)+s.Stock > stockTotal {
+			res.Code, res.Field = CodeInvalidArgument, "stock"
+			return
+		}
+	} else {
+		slot = uint32(len(p.skus))
+		// Claim the id now: another partition's worker may be creating the
+		// same id for another merchant at this moment.
+		if _, inserted := c.dir.insert(s.ID, newSKURef(p.id, slot)); !inserted {
+			res.Code, res.Field = CodeInvalidArgument, "merchant_id"
+			return
+		}
+	}
+	ev := &out.ev
+	*ev = Event{Kind: EventSKUUpserted, Partition: p.id, At: now, SKU: *s, SKUSlot: slot}
+	c.emit(p, ev, out)
+	p.skuResult(slot, res)
+}
+
+func (c *core) adjustStock(p *partition, now int64, cmd *Command, res *Result, out *emitter) {
+	ref, ok := c.dir.lookup(cmd.SKUID)
+	if !ok || ref.partition() != p.id {
+		res.Code, res.Field = CodeNotFound, "sku_id"
+		return
+	}
+	slot := ref.slot()
+	st := &p.skus[slot]
+	next := int64(st.available) + cmd.Delta
+	if next < 0 {
+		res.Code, res.SKUID, res.Available = CodeOutOfStock, cmd.SKUID, int64(st.available)
+		return
+	}
+	if cmd.Delta > stockMax || next+int64(st.reserved)+int64(st.sold) > stockTotal {
+		res.Code, res.Field = CodeInvalidArgument, "delta"
+		return
+	}
+	ev := &out.ev
+	*ev = Event{Kind: EventStockAdjusted, Partition: p.id, At: now, SKUSlot: slot, SKUID: p.skuText[slot].id, Delta: cmd.Delta}
+	c.emit(p, ev, out)
+	p.skuResult(slot, res)
+}
+
+// evolve applies a decided event to p. It is the only code that changes
+// partition state, used alike when deciding and when replaying, so it
+// checks nothing a decision already checked, but asserts what must hold.
+func (c *core) evolve(p *partition, ev *Event) {
+	if ev.At > p.lastAt {
+		p.lastAt = ev.At
+	}
+	switch ev.Kind {
+	case EventBrandUpserted:
+		b := ev.Brand
+		b.ID, b.Name, b.Country = strings.Clone(b.ID), strings.Clone(b.Name), strings.Clone(b.Country)
+		p.brandsMu.Lock()
+		p.brands[b.ID] = &b
+		p.brandsMu.Unlock()
+	case EventMerchantUpserted:
+		m := ev.Merchant
+		m.ID, m.Name, m.BrandID = strings.Clone(m.ID), strings.Clone(m.Name), strings.Clone(m.BrandID)
+		m.Industry, m.Region = strings.Clone(m.Industry), strings.Clone(m.Region)
+		if slot, ok := p.merchantSlots[m.ID]; ok {
+			p.merchants[slot].m = m
+		} else {
+			p.merchantSlots[m.ID] = uint32(len(p.merchants))
+			p.merchants = append(p.merchants, merchantState{m: m})
+		}
+	case EventSKUUpserted:
+		c.evolveSKU(p, ev)
+	case EventStockAdjusted:
+		st := &p.skus[ev.SKUSlot]
+		st.available = int32(int64(st.available) + ev.Delta)
+		p.checkSKU(ev.SKUSlot)
+		p.updateSoldOut(ev.SKUSlot)
+	case EventOrderPlaced:
+		c.evolvePlaced(p, ev)
+	case EventOrderPaid, EventOrderCancelled, EventOrderExpired:
+		c.evolveEnded(p, ev)
+	default:
+		panic(fmt.Sprintf("engine: evolve of unknown event kind %v", ev.Kind))
+	}
+}
+
+func (c *core) evolveSKU(p *partition, ev *Event) {
+	s := &ev.SKU
+	merchant, ok := p.merchantSlots[s.MerchantID]
+	if !ok {
+		panic(fmt.Sprintf("engine: partition %d sku %q of unknown merchant %q", p.id, s.ID, s.MerchantID))
+	}
+	slot := ev.SKUSlot
+	switch {
+	case int(slot) == len(p.skus):
+		id := strings.Clone(s.ID)
+		if ref, _ := c.dir.insert(id, newSKURef(p.id, slot)); ref != newSKURef(p.id, slot) {
+			panic(fmt.Sprintf("engine: sku %q created in partition %d slot %d but the directory has %x", id, p.id, slot, uint64(ref)))
+		}
+		p.skus = append(p.skus, skuState{merchant: merchant})
+		p.skuText = append(p.skuText, skuText{id: id})
+	case int(slot) > len(p.skus):
+		panic(fmt.Sprintf("engine: partition %d sku %q slot %d past the end %d", p.id, s.ID, slot, len(p.skus)))
+	}
+	st := &p.skus[slot]
+	st.price = s.Price
+	st.available = int32(s.Stock)
+	t := &p.skuText[slot]
+	if t.brandID != s.BrandID {
+		t.brandID = strings.Clone(s.BrandID)
+	}
+	if t.title != s.Title {
+		t.title = strings.Clone(s.Title)
+	}
+	if t.category != s.Category {
+		t.category = strings.Clone(s.Category)
+	}
+	p.checkSKU(slot)
+	p.updateSoldOut(slot)
+}
+
+func (c *core) evolvePlaced(p *partition, ev *Event) {
+	seq := ev.OrderID.Seq()
+	if seq != p.nextSeq() {
+		panic(fmt.Sprintf("engine: partition %d order seq %d placed but next is %d", p.id, seq, p.nextSeq()))
+	}
+	po := p.newPending()
+	po.total, po.createdAt, po.payBy = ev.Total, ev.At, ev.PayBy
+	po.count = uint32(len(ev.Items))
+	for i := range ev.Items {
+		it := &ev.Items[i]
+		slot := it.ref.slot()
+		if int(slot) >= len(p.skus) {
+			panic(fmt.Sprintf("engine: partition %d order %d item slot %d past the end %d", p.id, seq, slot, len(p.skus)))
+		}
+		if i == 0 {
+			po.merchant = p.skus[slot].merchant
+		}
+		pi := pendingItem{slot: slot, quantity: uint32(it.Quantity)}
+		if i < inlineItems {
+			po.inline[i] = pi
+		} else {
+			po.more = append(po.more, pi)
+		}
+		st := &p.skus[slot]
+		st.available -= it.Quantity
+		st.reserved += it.Quantity
+		p.checkSKU(slot)
+		if st.available == 0 {
+			p.soldOut.set(slot, true)
+		}
+	}
+	p.orders = append(p.orders, StatusPending)
+	p.pending[seq] = po
+	if ev.KeyHash != 0 {
+		p.remember(ev.KeyHash, ev.RequestHash, seq, ev.At, c.idempotencyWindow, c.idempotencyKeysMax)
+	}
+}
+
+func (c *core) evolveEnded(p *partition, ev *Event) {
+	seq := ev.OrderID.Seq()
+	po := p.pending[seq]
+	if po == nil || p.orders[seq-1] != StatusPending {
+		panic(fmt.Sprintf("engine: partition %d %v for order %d which is not pending", p.id, ev.Kind, seq))
+	}
+	status := StatusPaid
+	switch ev.Kind {
+	case EventOrderCancelled:
+		status = StatusCancelled
+	case EventOrderExpired:
+		status = StatusExpired
+	}
+	for i := 0; i < int(po.count); i++ {
+		pi := po.item(i)
+		st := &p.skus[pi.slot]
+		q := int32(pi.quantity)
+		st.reserved -= q
+		if status == StatusPaid {
+			st.sold += q
+		} else {
+			st.available += q
+			if st.available == q {
+				p.soldOut.set(pi.slot, false)
+			}
+		}
+		p.checkSKU(pi.slot)
+	}
+	p.orders[seq-1] = status
+	delete(p.pending, seq)
+	p.freePending(po)
+}
+
+// remember records an idempotency key, evicting keys older than the window
+// or beyond the per-partition maximum, oldest first. Eviction uses event
+// time, so replay evicts exactly what the live engine evicted.
+func (p *partition) remember(keyHash, requestHash, seq uint64, at, window int64, keysMax int) {
+	p.idempotency[keyHash] = idempotencyEntry{requestHash: requestHash, seq: seq, at: at}
+	p.idempotencyRing = append(p.idempotencyRing, idempotencyRing{keyHash: keyHash, at: at})
+	for p.idempotencyHead < len(p.idempotencyRing) {
+		head := p.idempotencyRing[p.idempotencyHead]
+		if head.at > at-window && len(p.idempotency) <= keysMax {
+			break
+		}
+		if e, ok := p.idempotency[head.keyHash]; ok && e.at == head.at {
+			delete(p.idempotency, head.keyHash)
+		}
+		p.idempotencyHead++
+	}
+	if p.idempotencyHead > 1024 && p.idempotencyHead*2 > len(p.idempotencyRing) {
+		n := copy(p.idempotencyRing, p.idempotencyRing[p.idempotencyHead:])
+		p.idempotencyRing = p.idempotencyRing[:n]
+		p.idempotencyHead = 0
+	}
+}

@@ -1,0 +1,190 @@
+package engine
+
+import (
+	"strconv"
+	"sync/atomic"
+)
+
+// Kind names a command.
+type Kind uint8
+
+// The commands. Catalog commands and order commands travel the same path:
+// through a partition's worker and the journal, so replay restores both.
+const (
+	KindNone Kind = iota
+	// KindUpsertBrand creates or replaces a brand (Brand).
+	KindUpsertBrand
+	// KindUpsertMerchant creates or replaces a merchant (Merchant).
+	KindUpsertMerchant
+	// KindUpsertSKU creates or replaces a SKU (SKU); its Stock sets the
+	// available stock, on update too (an admin correction).
+	KindUpsertSKU
+	// KindAdjustStock adds Delta to a SKU's available stock (SKUID, Delta).
+	KindAdjustStock
+	// KindPlaceOrder reserves stock and records a pending order (Order).
+	KindPlaceOrder
+	// KindPay pays a pending order (OrderID, Amount). Idempotent.
+	KindPay
+	// KindCancel cancels a pending order and releases its stock (OrderID).
+	// Idempotent.
+	KindCancel
+	// KindGetSKU reads a SKU's stock figures (SKUID). It writes nothing but
+	// is answered in order with the partition's other commands.
+	KindGetSKU
+	// KindGetOrder reads an order's status as the engine holds it (OrderID).
+	KindGetOrder
+	kindCount
+)
+
+var kindNames = [...]string{"none", "upsert_brand", "upsert_merchant", "upsert_sku", "adjust_stock", "place_order", "pay", "cancel", "get_sku", "get_order"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// MerchantKind is the kind of a merchant.
+type MerchantKind uint8
+
+// Merchant kinds.
+const (
+	MerchantBrandStore MerchantKind = iota + 1
+	MerchantFactory
+	MerchantTrader
+)
+
+var merchantKindNames = [...]string{"", "brand_store", "factory", "trader"}
+
+func (k MerchantKind) String() string {
+	if int(k) < len(merchantKindNames) {
+		return merchantKindNames[k]
+	}
+	return ""
+}
+
+// ParseMerchantKind parses "brand_store", "factory" or "trader".
+func ParseMerchantKind(s string) (MerchantKind, bool) {
+	for i := 1; i < len(merchantKindNames); i++ {
+		if merchantKindNames[i] == s {
+			return MerchantKind(i), true
+		}
+	}
+	return 0, false
+}
+
+// Brand is a brand of the catalog.
+type Brand struct {
+	ID            string
+	Name          string
+	Country       string // ISO 3166-1 alpha-2; CN is domestic
+	FirstFestival int32  // year of the brand's first festival
+	Emerging      bool
+	LastYearGMV   int64 // fen
+}
+
+// Merchant is a shop; it and all its SKUs live in one partition.
+type Merchant struct {
+	ID       string
+	Name     string
+	BrandID  string
+	Kind     MerchantKind
+	Industry string
+	Region   string // e.g. CN-ZJ
+}
+
+// SKU is a stock-keeping unit. Stock is the available stock to set.
+type SKU struct {
+	ID         string
+	MerchantID string
+	BrandID    string
+	Title      string
+	Category   string
+	Price      int64 // fen
+	Stock      int64 // units
+}
+
+// Item is one line of an order. The caller sets SKUID and Quantity; the
+// engine merges lines of the same SKU (the merged lines come first and
+// Order.Items is shortened) and fills UnitPrice and Amount.
+type Item struct {
+	SKUID     string
+	Quantity  int32
+	UnitPrice int64 // fen, set by the engine
+	Amount    int64 // fen, set by the engine
+
+	ref skuRef // resolved by the router
+}
+
+// Order is the body of a place-order command.
+type Order struct {
+	BuyerID string
+	Items   []Item
+	Channel string // app, web or live:<channel_id>
+	Region  string
+	DealID  string
+	// IdempotencyKey, when set, makes the command idempotent: the same key
+	// with the same RequestHash returns the first order; with another
+	// RequestHash it fails with CodeIdempotencyMismatch.
+	IdempotencyKey string
+	RequestHash    uint64
+}
+
+// Command is one request to the engine. Only the fields of its Kind are read.
+type Command struct {
+	Kind     Kind
+	Brand    Brand
+	Merchant Merchant
+	SKU      SKU
+	Order    Order
+	SKUID    string // AdjustStock, GetSKU
+	Delta    int64  // AdjustStock, units
+	OrderID  OrderID
+	Amount   int64 // Pay, fen
+}
+
+// Request is a command and the slot its result is written to.
+type Request struct {
+	Command Command
+	Result  Result
+
+	partition int32 // set by the router
+}
+
+// Batch carries requests into the engine. Submit routes each request to its
+// partition; Done is closed once every request has its result and every
+// journal record those results depend on is durable (fsynced).
+//
+// A Batch may be reused after Done is closed: call Reset.
+type Batch struct {
+	Requests []Request
+
+	done      chan struct{}
+	remaining atomic.Int32
+	perWorker [][]int32 // request indexes per worker, reused
+}
+
+// NewBatch returns an empty batch with room for n requests.
+func NewBatch(n int) *Batch {
+	return &Batch{Requests: make([]Request, 0, n)}
+}
+
+// Add appends a command and returns a pointer to its request.
+func (b *Batch) Add(c Command) *Request {
+	b.Requests = append(b.Requests, Request{Command: c})
+	return &b.Requests[len(b.Requests)-1]
+}
+
+// Done is closed when every result is final and durable.
+func (b *Batch) Done() <-chan struct{} { return b.done }
+
+// Wait blocks until Done is closed.
+func (b *Batch) Wait() { <-b.done }
+
+// Reset empties the batch for reuse; it must not be in flight.
+func (b *Batch) Reset() {
+	clear(b.Requests)
+	b.Requests = b.Requests[:0]
+	b.done = nil
+}

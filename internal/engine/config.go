@@ -1,0 +1,133 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/fest-platform/fest/internal/journal"
+)
+
+// Config configures an Engine. The zero value of every field but Dir means
+// its default.
+type Config struct {
+	// Dir is the data directory: engine.json (fixed settings), journal/ and
+	// snapshots/. Created if missing.
+	Dir string
+	// Partitions is the number of logical partitions, fixed when Dir is
+	// created (default 64, at most 4,096). On an existing Dir it must be 0
+	// or the stored number.
+	Partitions int
+	// Workers is the number of goroutines applying commands; worker w owns
+	// the partitions p with p % Workers == w (default 2, at most
+	// Partitions).
+	Workers int
+	// BatchSizeMax is the number of commands a worker takes into one batch,
+	// one journal record (default 8,192).
+	BatchSizeMax int
+	// QueueDepthMax bounds each worker's queue, in submissions (default
+	// 4,096). A submission that finds the queue full is answered at once
+	// with CodeOverloaded.
+	QueueDepthMax int
+	// InflightRecordsMax bounds the records each worker has handed to the
+	// journal and not yet seen durable (default 4). A worker that reaches it
+	// waits, so a slow disk turns into full queues and CodeOverloaded.
+	InflightRecordsMax int
+	// PaymentTimeout is how long an order may stay unpaid before it expires
+	// and its stock is released (default 15m).
+	PaymentTimeout time.Duration
+	// IdempotencyWindow is how long an idempotency key is remembered at
+	// least (default 24h), unless more than IdempotencyKeysMax keys arrive
+	// in one partition within it: the oldest are then forgotten first.
+	IdempotencyWindow time.Duration
+	// IdempotencyKeysMax bounds the keys remembered per partition (default
+	// 1,000,000).
+	IdempotencyKeysMax int
+	// ExpireBatchMax bounds the orders one partition expires per batch, so
+	// a wave of expiries does not stall new orders (default 4,096).
+	ExpireBatchMax int
+	// SnapshotEveryBytes is the journal growth, in bytes, after which a
+	// snapshot is taken in the background (default 1 GiB; negative: only
+	// on Close and on request).
+	SnapshotEveryBytes int64
+	// Journal, if set, is used instead of the file journal in Dir (for a
+	// replicated journal, or a test double). The engine closes it.
+	Journal journal.Journal
+	// SegmentBytesMax is the file journal's segment size (default 256 MiB).
+	SegmentBytesMax int64
+	// NoSync skips fsync. For tests only: acknowledged orders are then not
+	// durable.
+	NoSync bool
+	// Now returns the current time in unix nanoseconds (default: the wall
+	// clock). Time enters each batch from here, never inside apply.
+	Now func() int64
+	// RetainFrom, if set, returns the journal position the engine's
+	// consumers still need; segments past it are never removed.
+	RetainFrom func() uint64
+	// Logger receives start-up, recovery and failure messages (default
+	// slog.Default()).
+	Logger *slog.Logger
+}
+
+// Validate reports the first invalid field.
+func (c *Config) Validate() error {
+	switch {
+	case c.Dir == "" && c.Journal == nil:
+		return errors.New("engine config: Dir is required")
+	case c.Partitions < 0 || c.Partitions > partitionsMax:
+		return fmt.Errorf("engine config: Partitions %d outside 1..%d", c.Partitions, partitionsMax)
+	case c.Workers < 0:
+		return fmt.Errorf("engine config: Workers %d is negative", c.Workers)
+	case c.BatchSizeMax < 0 || c.QueueDepthMax < 0 || c.InflightRecordsMax < 0 || c.ExpireBatchMax < 0 || c.IdempotencyKeysMax < 0:
+		return errors.New("engine config: limits must not be negative")
+	case c.PaymentTimeout < 0:
+		return fmt.Errorf("engine config: PaymentTimeout %v is negative", c.PaymentTimeout)
+	case c.IdempotencyWindow < 0:
+		return fmt.Errorf("engine config: IdempotencyWindow %v is negative", c.IdempotencyWindow)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.Partitions == 0 {
+		c.Partitions = 64
+	}
+	if c.Workers == 0 {
+		c.Workers = 2
+	}
+	if c.Workers > c.Partitions {
+		c.Workers = c.Partitions
+	}
+	if c.BatchSizeMax == 0 {
+		c.BatchSizeMax = 8192
+	}
+	if c.QueueDepthMax == 0 {
+		c.QueueDepthMax = 4096
+	}
+	if c.InflightRecordsMax == 0 {
+		c.InflightRecordsMax = 4
+	}
+	if c.PaymentTimeout == 0 {
+		c.PaymentTimeout = 15 * time.Minute
+	}
+	if c.IdempotencyWindow == 0 {
+		c.IdempotencyWindow = 24 * time.Hour
+	}
+	if c.IdempotencyKeysMax == 0 {
+		c.IdempotencyKeysMax = 1_000_000
+	}
+	if c.ExpireBatchMax == 0 {
+		c.ExpireBatchMax = 4096
+	}
+	if c.SnapshotEveryBytes == 0 {
+		c.SnapshotEveryBytes = 1 << 30
+	}
+	if c.Now == nil {
+		c.Now = func() int64 { return time.Now().UnixNano() }
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}

@@ -1,0 +1,138 @@
+package engine
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+)
+
+// directory maps SKU ids to their partition and slot. Gateways read it to
+// route an order (a request names SKUs, not merchants) and partition workers
+// write it when a SKU is created. It is sharded so that the many readers of
+// the hot path rarely meet a writer.
+//
+// Keys are copied into per-shard arenas: SKUs are never deleted, and one
+// large allocation per 64 KiB of ids costs far less memory than one small
+// allocation per id (this is most of the per-SKU budget).
+type directory struct {
+	seed   maphash.Seed
+	shards [directoryShards]directoryShard
+}
+
+const (
+	directoryShards     = 256
+	directoryArenaBytes = 64 << 10
+)
+
+type directoryShard struct {
+	mu struct {
+		sync.RWMutex
+		refs  map[string]skuRef
+		arena []byte
+	}
+	_ [24]byte // keep shards on separate cache lines
+}
+
+func newDirectory() *directory {
+	d := &directory{seed: maphash.MakeSeed()}
+	for i := range d.shards {
+		d.shards[i].mu.refs = make(map[string]skuRef)
+	}
+	return d
+}
+
+func (d *directory) shard(id string) *directoryShard {
+	return &d.shards[maphash.String(d.seed, id)%directoryShards]
+}
+
+// lookup returns the reference of a SKU id.
+func (d *directory) lookup(id string) (skuRef, bool) {
+	s := d.shard(id)
+	s.mu.RLock()
+	r, ok := s.mu.refs[id]
+	s.mu.RUnlock()
+	return r, ok
+}
+
+// insert adds id → ref unless id is present; it returns the reference now
+// held and whether it was inserted. The key is copied.
+func (d *directory) insert(id string, ref skuRef) (skuRef, bool) {
+	s := d.shard(id)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r, ok := s.mu.refs[id]; ok {
+		return r, false
+	}
+	if len(id) > directoryArenaBytes/4 {
+		s.mu.refs[string([]byte(id))] = ref
+		return ref, true
+	}
+	if cap(s.mu.arena)-len(s.mu.arena) < len(id) {
+		s.mu.arena = make([]byte, 0, directoryArenaBytes)
+	}
+	start := len(s.mu.arena)
+	s.mu.arena = append(s.mu.arena, id...)
+	key := unsafe.String(&s.mu.arena[start], len(id))
+	s.mu.refs[key] = ref
+	return ref, true
+}
+
+// count returns the number of SKUs.
+func (d *directory) count() int {
+	n := 0
+	for i := range d.shards {
+		s := &d.shards[i]
+		s.mu.RLock()
+		n += len(s.mu.refs)
+		s.mu.RUnlock()
+	}
+	return n
+}
+
+// soldOutSet is a bitset of a partition's sold-out SKUs, written by the
+// partition's worker and read by gateways so that an order for a sold-out
+// SKU is rejected without entering the partition's queue. Chunks are
+// allocated on demand and never moved, so readers need no lock.
+type soldOutSet struct {
+	chunks [soldOutChunks]atomic.Pointer[soldOutChunk]
+}
+
+const (
+	soldOutChunkBits = 1 << 16
+	soldOutChunks    = 1 << 12 // 2^28 SKUs per partition
+)
+
+type soldOutChunk [soldOutChunkBits / 64]atomic.Uint64
+
+func (s *soldOutSet) set(slot uint32, soldOut bool) {
+	ci := slot / soldOutChunkBits
+	c := s.chunks[ci].Load()
+	if c == nil {
+		if !soldOut {
+			return
+		}
+		c = new(soldOutChunk)
+		s.chunks[ci].Store(c)
+	}
+	w := &c[slot%soldOutChunkBits/64]
+	bit := uint64(1) << (slot % 64)
+	for {
+		old := w.Load()
+		nw := old &^ bit
+		if soldOut {
+			nw = old | bit
+		}
+		if old == nw || w.CompareAndSwap(old, nw) {
+			return
+		}
+	}
+}
+
+func (s *soldOutSet) get(slot uint32) bool {
+	c := s.chunks[slot/soldOutChunkBits].Load()
+	if c == nil {
+		return false
+	}
+	return c[slot%soldOutChunkBits/64].Load()&(1<<(slot%64)) != 0
+}

@@ -1,0 +1,409 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fest-platform/fest/internal/journal"
+)
+
+// Engine runs the core: it routes commands to partition workers, each of
+// which applies a batch of commands, hands the batch's events to the
+// journal as one record and goes on with the next batch while the journal
+// fsyncs (pipelining). Replies are released only from the journal's done
+// callback, so no result is seen before the events it reports are durable.
+type Engine struct {
+	cfg       Config
+	core      *core
+	journal   journal.Journal
+	snapshots *journal.Snapshots
+	workers   []*worker
+
+	mu struct {
+		sync.RWMutex
+		closed bool
+	}
+	// failed holds the error that stopped the engine (journal failure).
+	failed atomic.Pointer[error]
+
+	snapshotMu      sync.Mutex // one snapshot at a time
+	snapshotRunning atomic.Bool
+	lastSnapshotEnd atomic.Uint64
+	wg              sync.WaitGroup // workers and background snapshots
+
+	stats Stats
+}
+
+// Stats are running counters, read with atomic loads.
+type Stats struct {
+	Commands        atomic.Uint64 // commands applied by workers
+	Rejected        atomic.Uint64 // commands answered with a non-OK code
+	GatewayRejected atomic.Uint64 // commands answered before a worker (not found, sold out, overloaded)
+	Batches         atomic.Uint64 // worker batches
+	Events          atomic.Uint64 // events written
+	Records         atomic.Uint64 // journal records (non-empty)
+	RecordBytes     atomic.Uint64 // payload bytes written
+	Snapshots       atomic.Uint64
+	Overloaded      atomic.Uint64
+}
+
+type meta struct {
+	Version    int `json:"version"`
+	Partitions int `json:"partitions"`
+}
+
+// Open opens or creates the engine's data directory, recovers the state
+// from the newest valid snapshot and the journal after it, and starts the
+// workers.
+func Open(cfg Config) (*Engine, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	partitions, err := loadMeta(cfg.Dir, cfg.Partitions)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Partitions = partitions
+	if cfg.Workers > cfg.Partitions {
+		cfg.Workers = cfg.Partitions
+	}
+	e := &Engine{cfg: cfg}
+	e.core = newCore(cfg.Partitions, int64(cfg.PaymentTimeout), int64(cfg.IdempotencyWindow), cfg.IdempotencyKeysMax)
+
+	e.journal = cfg.Journal
+	if e.journal == nil {
+		j, err := journal.Open(journal.Config{
+			Dir:             filepath.Join(cfg.Dir, "journal"),
+			SegmentBytesMax: cfg.SegmentBytesMax,
+			NoSync:          cfg.NoSync,
+			Logger:          cfg.Logger,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("open journal: %w", err)
+		}
+		e.journal = j
+	}
+	if cfg.Dir != "" {
+		s, err := journal.OpenSnapshots(filepath.Join(cfg.Dir, "snapshots"))
+		if err != nil {
+			e.journal.Close()
+			return nil, fmt.Errorf("open snapshots: %w", err)
+		}
+		e.snapshots = s
+	}
+	if err := e.recover(); err != nil {
+		e.journal.Close()
+		return nil, err
+	}
+	for i := 0; i < cfg.Workers; i++ {
+		w := newWorker(e, i)
+		e.workers = append(e.workers, w)
+	}
+	for _, w := range e.workers {
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			w.run()
+		}()
+	}
+	return e, nil
+}
+
+// loadMeta reads engine.json, or writes it for a new directory.
+func loadMeta(dir string, partitions int) (int, error) {
+	if dir == "" {
+		if partitions == 0 {
+			partitions = 64
+		}
+		return partitions, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return 0, fmt.Errorf("create data directory: %w", err)
+	}
+	path := filepath.Join(dir, "engine.json")
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		var m meta
+		if err := json.Unmarshal(b, &m); err != nil {
+			return 0, fmt.Errorf("read %s: %w", path, err)
+		}
+		if m.Partitions < 1 || m.Partitions > partitionsMax {
+			return 0, fmt.Errorf("read %s: partitions %d out of range", path, m.Partitions)
+		}
+		if partitions != 0 && partitions != m.Partitions {
+			return 0, fmt.Errorf("data directory %s has %d partitions, not %d: the number is fixed when the directory is created", dir, m.Partitions, partitions)
+		}
+		return m.Partitions, nil
+	case errors.Is(err, os.ErrNotExist):
+		if partitions == 0 {
+			partitions = 64
+		}
+		b, _ := json.Marshal(meta{Version: 1, Partitions: partitions})
+		tmp := path + ".tmp"
+		if err := writeFileSync(tmp, b); err != nil {
+			return 0, fmt.Errorf("write %s: %w", tmp, err)
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return 0, fmt.Errorf("rename %s: %w", tmp, err)
+		}
+		return partitions, syncDir(dir)
+	default:
+		return 0, fmt.Errorf("read %s: %w", path, err)
+	}
+}
+
+func writeFileSync(path string, b []byte) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open directory %s: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Partitions returns the number of logical partitions.
+func (e *Engine) Partitions() int { return e.cfg.Partitions }
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() *Stats { return &e.stats }
+
+// QueueDepth returns the number of submissions waiting in worker w's queue.
+func (e *Engine) QueueDepth(w int) int { return len(e.workers[w].queue) }
+
+// Workers returns the number of workers.
+func (e *Engine) Workers() int { return len(e.workers) }
+
+// Durable returns the journal position up to which everything is fsynced.
+func (e *Engine) Durable() uint64 { return uint64(e.journal.Durable()) }
+
+// JournalEnd returns the journal position past the last appended record.
+func (e *Engine) JournalEnd() uint64 { return uint64(e.journal.End()) }
+
+// Err returns the error that stopped the engine, or nil.
+func (e *Engine) Err() error {
+	if p := e.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (e *Engine) fail(err error) {
+	if e.failed.CompareAndSwap(nil, &err) {
+		e.cfg.Logger.Error("engine stopped: the journal failed; restart to recover from the durable journal", "err", err)
+	}
+}
+
+// SKUCount returns the number of SKUs in the catalog.
+func (e *Engine) SKUCount() int { return e.core.dir.count() }
+
+// Brand returns a copy of a brand.
+func (e *Engine) Brand(id string) (Brand, bool) {
+	b, ok := e.core.brand(id)
+	if !ok {
+		return Brand{}, false
+	}
+	return *b, true
+}
+
+// Submit routes the batch's requests to their partitions and returns at
+// once. b.Done() is closed when every result is final: answered at the
+// gateway (unknown SKU, sold out, overloaded...) or applied and durable.
+func (e *Engine) Submit(b *Batch) {
+	b.done = make(chan struct{})
+	workers := len(e.workers)
+	if cap(b.perWorker) < workers {
+		b.perWorker = make([][]int32, workers)
+	}
+	b.perWorker = b.perWorker[:workers]
+	for w := range b.perWorker {
+		b.perWorker[w] = b.perWorker[w][:0]
+	}
+	failed := e.Err() != nil
+	for i := range b.Requests {
+		r := &b.Requests[i]
+		if failed {
+			r.Result = Result{Code: CodeUnavailable}
+			continue
+		}
+		p, ok := e.route(r)
+		if !ok {
+			e.stats.GatewayRejected.Add(1)
+			continue
+		}
+		r.partition = int32(p)
+		w := p % workers
+		b.perWorker[w] = append(b.perWorker[w], int32(i))
+	}
+	b.remaining.Store(int32(workers) + 1)
+	e.mu.RLock()
+	closed := e.mu.closed
+	for w, idx := range b.perWorker {
+		if len(idx) == 0 {
+			b.remaining.Add(-1)
+			continue
+		}
+		if !closed {
+			select {
+			case e.workers[w].queue <- shard{b: b, idx: idx}:
+				continue
+			default:
+			}
+		}
+		code := CodeOverloaded
+		if closed {
+			code = CodeUnavailable
+		}
+		for _, i := range idx {
+			b.Requests[i].Result = Result{Code: code}
+		}
+		e.stats.Overloaded.Add(uint64(len(idx)))
+		b.remaining.Add(-1)
+	}
+	e.mu.RUnlock()
+	b.finish()
+}
+
+func (b *Batch) finish() {
+	if b.remaining.Add(-1) == 0 {
+		close(b.done)
+	}
+}
+
+// Do submits one command and waits for its result, or for ctx to end (the
+// command may then still take effect).
+func (e *Engine) Do(ctx context.Context, cmd Command) Result {
+	b := NewBatch(1)
+	b.Add(cmd)
+	e.Submit(b)
+	select {
+	case <-b.done:
+		return b.Requests[0].Result
+	case <-ctx.Done():
+		return Result{Code: CodeUnavailable}
+	}
+}
+
+func itemField(i int, name string) string {
+	return "items[" + strconv.Itoa(i) + "]." + name
+}
+
+// route validates what can be checked without the partition's state and
+// returns the partition of the request. ok is false when the request has
+// been answered already (its Result is set).
+func (e *Engine) route(r *Request) (int, bool) {
+	c := &r.Command
+	res := &r.Result
+	*res = Result{}
+	switch c.Kind {
+	case KindPlaceOrder:
+		items := c.Order.Items
+		if len(items) == 0 || len(items) > orderItemsMax {
+			res.Code, res.Field = CodeInvalidArgument, "items"
+			return 0, false
+		}
+		partition := -1
+		for i := range items {
+			it := &items[i]
+			if it.Quantity < 1 || it.Quantity > quantityMax {
+				res.Code, res.Field = CodeInvalidArgument, itemField(i, "quantity")
+				return 0, false
+			}
+			ref, ok := e.core.dir.lookup(it.SKUID)
+			if !ok {
+				res.Code, res.Field = CodeNotFound, itemField(i, "sku_id")
+				return 0, false
+			}
+			it.ref = ref
+			if partition < 0 {
+				partition = ref.partition()
+			} else if ref.partition() != partition {
+				// Different partitions means different merchants.
+				res.Code, res.Field = CodeInvalidArgument, "items"
+				return 0, false
+			}
+			if e.core.partitions[partition].soldOut.get(ref.slot()) && c.Order.IdempotencyKey == "" {
+				res.Code, res.SKUID, res.Available = CodeOutOfStock, it.SKUID, 0
+				return 0, false
+			}
+		}
+		return partition, true
+	case KindPay, KindCancel, KindGetOrder:
+		p := c.OrderID.Partition()
+		if p >= len(e.core.partitions) || c.OrderID.Seq() == 0 {
+			res.Code, res.Field = CodeNotFound, "order_id"
+			return 0, false
+		}
+		return p, true
+	case KindUpsertBrand:
+		return e.core.brandPartition(c.Brand.ID), true
+	case KindUpsertMerchant:
+		return e.core.merchantPartition(c.Merchant.ID), true
+	case KindUpsertSKU:
+		return e.core.merchantPartition(c.SKU.MerchantID), true
+	case KindAdjustStock, KindGetSKU:
+		ref, ok := e.core.dir.lookup(c.SKUID)
+		if !ok {
+			res.Code, res.Field = CodeNotFound, "sku_id"
+			return 0, false
+		}
+		return ref.partition(), true
+	default:
+		res.Code, res.Field = CodeInvalidArgument, "kind"
+		return 0, false
+	}
+}
+
+// Close stops accepting commands, lets the workers finish what is queued,
+// waits for the journal to make it durable, takes a snapshot and closes
+// the journal.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.mu.closed {
+		e.mu.Unlock()
+		return ErrClosed
+	}
+	e.mu.closed = true
+	for _, w := range e.workers {
+		close(w.queue)
+	}
+	e.mu.Unlock()
+	e.wg.Wait()
+	var errs []error
+	if e.Err() == nil && e.snapshots != nil {
+		if err := e.snapshot(); err != nil {
+			errs = append(errs, fmt.Errorf("final snapshot: %w", err))
+		}
+	}
+	if err := e.journal.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close journal: %w", err))
+	}
+	return errors.Join(errs...)
+}

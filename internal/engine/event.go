@@ -1,0 +1,385 @@
+package engine
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strconv"
+	"unsafe"
+)
+
+// EventKind names an event: a fact the engine has decided, recorded in the
+// journal. Replay applies events, never commands, so it needs no checks and
+// no clock, and projections learn everything they need from them.
+type EventKind uint8
+
+// The events.
+const (
+	EventNone EventKind = iota
+	EventBrandUpserted
+	EventMerchantUpserted
+	EventSKUUpserted
+	EventStockAdjusted
+	EventOrderPlaced
+	EventOrderPaid
+	EventOrderCancelled
+	EventOrderExpired
+	eventKindCount
+)
+
+var eventKindNames = [...]string{"none", "brand_upserted", "merchant_upserted", "sku_upserted", "stock_adjusted", "order_placed", "order_paid", "order_cancelled", "order_expired"}
+
+func (k EventKind) String() string {
+	if int(k) < len(eventKindNames) {
+		return eventKindNames[k]
+	}
+	return "event(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Event is one decided fact. Only the fields of its Kind are meaningful.
+//
+// Events handed out by DecodeRecord and Follow alias the record's buffer:
+// their strings and Items are valid only during the callback.
+type Event struct {
+	Kind      EventKind
+	Partition int
+	At        int64 // unix nanoseconds
+	// Position is the journal position of the record holding the event (set
+	// by Follow and replay; zero while deciding).
+	Position uint64
+
+	Brand    Brand    // BrandUpserted
+	Merchant Merchant // MerchantUpserted
+	SKU      SKU      // SKUUpserted (SKU.Stock is the new available stock)
+	SKUSlot  uint32   // SKUUpserted, StockAdjusted
+	SKUID    string   // StockAdjusted
+	Delta    int64    // StockAdjusted
+
+	OrderID     OrderID // order events
+	BuyerID     string  // OrderPlaced
+	MerchantID  string  // OrderPlaced
+	Channel     string
+	Region      string
+	DealID      string
+	Items       []Item // OrderPlaced: merged lines with prices
+	Total       int64  // OrderPlaced, fen
+	PayBy       int64  // OrderPlaced, unix nanoseconds
+	KeyHash     uint64 // OrderPlaced: idempotency key hash, 0 if none
+	RequestHash uint64 // OrderPlaced
+}
+
+// recordVersion is the first byte of every record the engine writes.
+const recordVersion = 1
+
+// Limits that bound decoding: a record claiming more is corrupt.
+const (
+	recordEventsMax = 1 << 20
+	orderItemsMax   = 100
+	stringBytesMax  = 1 << 16
+)
+
+// ErrBadRecord is returned when a journal record does not decode.
+var ErrBadRecord = errors.New("bad journal record")
+
+// appendRecordHeader starts a record; the event count is patched in by
+// finishRecord.
+func appendRecordHeader(b []byte) []byte {
+	return append(b, recordVersion, 0, 0, 0, 0)
+}
+
+func finishRecord(b []byte, events int) {
+	binary.LittleEndian.PutUint32(b[1:5], uint32(events))
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendEvent encodes ev. The layout per kind is documented in
+// docs/architecture.md.
+func appendEvent(b []byte, ev *Event) []byte {
+	b = append(b, byte(ev.Kind))
+	b = binary.LittleEndian.AppendUint16(b, uint16(ev.Partition))
+	b = binary.AppendVarint(b, ev.At)
+	switch ev.Kind {
+	case EventBrandUpserted:
+		br := &ev.Brand
+		b = appendString(b, br.ID)
+		b = appendString(b, br.Name)
+		b = appendString(b, br.Country)
+		b = binary.AppendVarint(b, int64(br.FirstFestival))
+		if br.Emerging {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+		b = binary.AppendVarint(b, br.LastYearGMV)
+	case EventMerchantUpserted:
+		m := &ev.Merchant
+		b = appendString(b, m.ID)
+		b = appendString(b, m.Name)
+		b = appendString(b, m.BrandID)
+		b = append(b, byte(m.Kind))
+		b = appendString(b, m.Industry)
+		b = appendString(b, m.Region)
+	case EventSKUUpserted:
+		s := &ev.SKU
+		b = binary.AppendUvarint(b, uint64(ev.SKUSlot))
+		b = appendString(b, s.ID)
+		b = appendString(b, s.MerchantID)
+		b = appendString(b, s.BrandID)
+		b = appendString(b, s.Title)
+		b = appendString(b, s.Category)
+		b = binary.AppendVarint(b, s.Price)
+		b = binary.AppendVarint(b, s.Stock)
+	case EventStockAdjusted:
+		b = binary.AppendUvarint(b, uint64(ev.SKUSlot))
+		b = appendString(b, ev.SKUID)
+		b = binary.AppendVarint(b, ev.Delta)
+	case EventOrderPlaced:
+		b = binary.AppendUvarint(b, ev.OrderID.Seq())
+		b = appendString(b, ev.BuyerID)
+		b = appendString(b, ev.MerchantID)
+		b = appendString(b, ev.Channel)
+		b = appendString(b, ev.Region)
+		b = appendString(b, ev.DealID)
+		b = binary.AppendVarint(b, ev.PayBy-ev.At)
+		b = binary.LittleEndian.AppendUint64(b, ev.KeyHash)
+		if ev.KeyHash != 0 {
+			b = binary.LittleEndian.AppendUint64(b, ev.RequestHash)
+		}
+		b = binary.AppendUvarint(b, uint64(len(ev.Items)))
+		for i := range ev.Items {
+			it := &ev.Items[i]
+			b = binary.AppendUvarint(b, uint64(it.ref.slot()))
+			b = appendString(b, it.SKUID)
+			b = binary.AppendUvarint(b, uint64(it.Quantity))
+			b = binary.AppendVarint(b, it.UnitPrice)
+		}
+	case EventOrderPaid, EventOrderCancelled, EventOrderExpired:
+		b = binary.AppendUvarint(b, ev.OrderID.Seq())
+	default:
+		panic("engine: encode of unknown event kind " + ev.Kind.String())
+	}
+	return b
+}
+
+// decoder reads a record. Its strings alias the record (no allocation); a
+// decode error is sticky and names the offset.
+type decoder struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s at byte %d", ErrBadRecord, what, d.off)
+	}
+}
+
+func (d *decoder) byte1() byte {
+	if d.err != nil || d.off >= len(d.b) {
+		d.fail("short byte")
+		return 0
+	}
+	v := d.b[d.off]
+	d.off++
+	return v
+}
+
+func (d *decoder) uint16() uint16 {
+	if d.err != nil || len(d.b)-d.off < 2 {
+		d.fail("short uint16")
+		return 0
+	}
+	v := binary.LittleEndian.Uint16(d.b[d.off:])
+	d.off += 2
+	return v
+}
+
+func (d *decoder) uint64() uint64 {
+	if d.err != nil || len(d.b)-d.off < 8 {
+		d.fail("short uint64")
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(d.b[d.off:])
+	d.off += 8
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b[d.off:])
+	if n <= 0 {
+		d.fail("bad uvarint")
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b[d.off:])
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+func (d *decoder) string() string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if n > stringBytesMax || n > uint64(len(d.b)-d.off) {
+		d.fail("bad string length")
+		return ""
+	}
+	if n == 0 {
+		return ""
+	}
+	s := unsafe.String(&d.b[d.off], int(n))
+	d.off += int(n)
+	return s
+}
+
+// decodeEvent reads one event into ev, reusing ev.Items.
+func (d *decoder) event(ev *Event, partitions int) {
+	items := ev.Items[:0]
+	*ev = Event{Items: items}
+	ev.Kind = EventKind(d.byte1())
+	ev.Partition = int(d.uint16())
+	ev.At = d.varint()
+	if d.err == nil && (ev.Partition >= partitions) {
+		d.fail("partition out of range")
+	}
+	switch ev.Kind {
+	case EventBrandUpserted:
+		br := &ev.Brand
+		br.ID = d.string()
+		br.Name = d.string()
+		br.Country = d.string()
+		br.FirstFestival = int32(d.varint())
+		br.Emerging = d.byte1() == 1
+		br.LastYearGMV = d.varint()
+	case EventMerchantUpserted:
+		m := &ev.Merchant
+		m.ID = d.string()
+		m.Name = d.string()
+		m.BrandID = d.string()
+		m.Kind = MerchantKind(d.byte1())
+		m.Industry = d.string()
+		m.Region = d.string()
+	case EventSKUUpserted:
+		s := &ev.SKU
+		ev.SKUSlot = uint32(d.uvarint())
+		s.ID = d.string()
+		s.MerchantID = d.string()
+		s.BrandID = d.string()
+		s.Title = d.string()
+		s.Category = d.string()
+		s.Price = d.varint()
+		s.Stock = d.varint()
+	case EventStockAdjusted:
+		ev.SKUSlot = uint32(d.uvarint())
+		ev.SKUID = d.string()
+		ev.Delta = d.varint()
+	case EventOrderPlaced:
+		ev.OrderID = d.orderID(ev.Partition)
+		ev.BuyerID = d.string()
+		ev.MerchantID = d.string()
+		ev.Channel = d.string()
+		ev.Region = d.string()
+		ev.DealID = d.string()
+		ev.PayBy = ev.At + d.varint()
+		ev.KeyHash = d.uint64()
+		if ev.KeyHash != 0 {
+			ev.RequestHash = d.uint64()
+		}
+		n := d.uvarint()
+		if n == 0 || n > orderItemsMax {
+			d.fail("bad item count")
+			return
+		}
+		var total int64
+		for i := 0; i < int(n) && d.err == nil; i++ {
+			slot := uint32(d.uvarint())
+			it := Item{ref: newSKURef(ev.Partition, slot)}
+			it.SKUID = d.string()
+			q := d.uvarint()
+			if q == 0 || q > quantityMax {
+				d.fail("bad quantity")
+			}
+			it.Quantity = int32(q)
+			it.UnitPrice = d.varint()
+			if it.UnitPrice < 0 || it.UnitPrice > priceMax {
+				d.fail("bad unit price")
+			}
+			it.Amount = it.UnitPrice * int64(it.Quantity)
+			total += it.Amount
+			items = append(items, it)
+		}
+		ev.Items = items
+		ev.Total = total
+	case EventOrderPaid, EventOrderCancelled, EventOrderExpired:
+		ev.OrderID = d.orderID(ev.Partition)
+	default:
+		d.fail("unknown event kind " + ev.Kind.String())
+	}
+}
+
+func (d *decoder) orderID(partition int) OrderID {
+	seq := d.uvarint()
+	if d.err != nil {
+		return 0
+	}
+	if seq == 0 || seq > orderSeqMask {
+		d.fail("bad order sequence")
+		return 0
+	}
+	return newOrderID(partition, seq)
+}
+
+// DecodeRecord calls fn for each event of a journal record written by the
+// engine. partitions bounds the partition numbers accepted. The event and
+// its strings are valid only during fn.
+func DecodeRecord(rec []byte, partitions int, fn func(ev *Event) error) error {
+	var ev Event
+	return decodeRecord(rec, partitions, &ev, fn)
+}
+
+func decodeRecord(rec []byte, partitions int, ev *Event, fn func(ev *Event) error) error {
+	if len(rec) < 5 {
+		return fmt.Errorf("%w: short header", ErrBadRecord)
+	}
+	if rec[0] != recordVersion {
+		return fmt.Errorf("%w: version %d", ErrBadRecord, rec[0])
+	}
+	n := binary.LittleEndian.Uint32(rec[1:5])
+	if n > recordEventsMax {
+		return fmt.Errorf("%w: %d events", ErrBadRecord, n)
+	}
+	d := decoder{b: rec, off: 5}
+	for i := uint32(0); i < n; i++ {
+		d.event(ev, partitions)
+		if d.err != nil {
+			return fmt.Errorf("event %d: %w", i, d.err)
+		}
+		if err := fn(ev); err != nil {
+			return err
+		}
+	}
+	if d.off != len(rec) {
+		return fmt.Errorf("%w: %d trailing bytes", ErrBadRecord, len(rec)-d.off)
+	}
+	return nil
+}

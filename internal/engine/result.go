@@ -1,0 +1,150 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+)
+
+// Code is the outcome of a command: CodeOK or the reason it changed nothing.
+// Codes (not error values) are used on the hot path so that a rejected order
+// costs no allocation; Result.Err builds an error when one is wanted.
+type Code uint8
+
+// Result codes. The HTTP edge maps them to the contract's status codes.
+const (
+	CodeOK Code = iota
+	CodeNotFound
+	CodeOutOfStock
+	CodeInvalidState
+	CodeInvalidArgument
+	CodePaymentMismatch
+	CodeIdempotencyMismatch
+	CodeOverloaded
+	CodeDealNotActive
+	CodeUnavailable // the engine stopped (journal failure) or is closed
+	codeCount
+)
+
+var codeNames = [...]string{"ok", "not_found", "out_of_stock", "invalid_state", "invalid_argument", "payment_mismatch", "idempotency_mismatch", "overloaded", "deal_not_active", "unavailable"}
+
+func (c Code) String() string {
+	if int(c) < len(codeNames) {
+		return codeNames[c]
+	}
+	return "code(" + strconv.Itoa(int(c)) + ")"
+}
+
+// Sentinel errors, one per code, so callers can use errors.Is.
+var (
+	ErrNotFound            = errors.New("not found")
+	ErrOutOfStock          = errors.New("out of stock")
+	ErrInvalidState        = errors.New("invalid state")
+	ErrInvalidArgument     = errors.New("invalid argument")
+	ErrPaymentMismatch     = errors.New("payment mismatch")
+	ErrIdempotencyMismatch = errors.New("idempotency key reused with a different request")
+	ErrOverloaded          = errors.New("overloaded")
+	ErrDealNotActive       = errors.New("deal not active")
+	ErrUnavailable         = errors.New("engine unavailable")
+	ErrClosed              = errors.New("engine closed")
+)
+
+var codeErrors = [...]error{nil, ErrNotFound, ErrOutOfStock, ErrInvalidState, ErrInvalidArgument, ErrPaymentMismatch, ErrIdempotencyMismatch, ErrOverloaded, ErrDealNotActive, ErrUnavailable}
+
+// OrderStatus is the state of an order.
+type OrderStatus uint8
+
+// Order statuses.
+const (
+	StatusNone OrderStatus = iota
+	StatusPending
+	StatusPaid
+	StatusCancelled
+	StatusExpired
+)
+
+var statusNames = [...]string{"", "pending_payment", "paid", "cancelled", "expired"}
+
+func (s OrderStatus) String() string {
+	if int(s) < len(statusNames) {
+		return statusNames[s]
+	}
+	return ""
+}
+
+// Result is the outcome of one command.
+type Result struct {
+	Code Code
+	// Field names the offending field for CodeInvalidArgument and
+	// CodeNotFound (e.g. "items[2].sku_id", "merchant_id").
+	Field string
+	// SKUID and Available detail CodeOutOfStock, and Available, Reserved and
+	// Sold answer GetSKU, AdjustStock and UpsertSKU.
+	SKUID     string
+	Available int64
+	Reserved  int64
+	Sold      int64
+
+	// SKU answers GetSKU, UpsertSKU and AdjustStock (with Available,
+	// Reserved and Sold).
+	SKU SKU
+
+	// Order results (place, pay, cancel, get order).
+	OrderID    OrderID
+	Status     OrderStatus
+	MerchantID string
+	Total      int64 // fen
+	CreatedAt  int64 // unix nanoseconds
+	PayBy      int64 // unix nanoseconds
+	ChangedAt  int64 // unix nanoseconds of paid/cancelled/expired
+	// Replayed is set when an idempotency key returned an earlier order; the
+	// order's details are then those the engine still holds (status, total,
+	// times); the caller reads the rest from the order store.
+	Replayed bool
+
+	// Position is the journal position after which this result's effects
+	// are durable: projections that have consumed up to Position reflect it.
+	Position uint64
+}
+
+// OK reports whether the command succeeded.
+func (r *Result) OK() bool { return r.Code == CodeOK }
+
+// Err returns nil for CodeOK, else an *Error.
+func (r *Result) Err() error {
+	if r.Code == CodeOK {
+		return nil
+	}
+	return &Error{Code: r.Code, Field: r.Field, SKUID: r.SKUID, Available: r.Available}
+}
+
+// Error is a rejected command, with the details the HTTP contract reports.
+type Error struct {
+	Code      Code
+	Field     string
+	SKUID     string
+	Available int64
+}
+
+func (e *Error) Error() string {
+	switch e.Code {
+	case CodeOutOfStock:
+		return fmt.Sprintf("out of stock: sku %s has %d available", e.SKUID, e.Available)
+	case CodeInvalidArgument, CodeNotFound:
+		if e.Field != "" {
+			return fmt.Sprintf("%s: %s", codeErrors[e.Code], e.Field)
+		}
+	}
+	if int(e.Code) < len(codeErrors) && codeErrors[e.Code] != nil {
+		return codeErrors[e.Code].Error()
+	}
+	return e.Code.String()
+}
+
+// Unwrap returns the sentinel of the code.
+func (e *Error) Unwrap() error {
+	if int(e.Code) < len(codeErrors) {
+		return codeErrors[e.Code]
+	}
+	return nil
+}

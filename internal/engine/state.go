@@ -1,0 +1,160 @@
+package engine
+
+import (
+	"fmt"
+	"sync"
+)
+
+// Bounds on command fields. A command outside them is rejected with
+// CodeInvalidArgument before it changes anything.
+const (
+	quantityMax = 999
+	stockMax    = 1_000_000_000     // units of one SKU
+	priceMax    = 1_000_000_000_000 // fen: 10 billion CNY
+	idLengthMax = 128               // bytes of an id
+	textMax     = 1024              // bytes of a name or title
+	stockTotal  = 1<<31 - 1         // available + reserved + sold of one SKU
+	inlineItems = 3                 // items held inside a pending order
+)
+
+// skuState is the hot part of a SKU: what an order touches. It is kept
+// small (24 bytes) because a partition holds millions.
+type skuState struct {
+	price     int64
+	available int32
+	reserved  int32
+	sold      int32
+	merchant  uint32 // merchant slot in the partition
+}
+
+// skuText is the descriptive part of a SKU, read only by queries.
+type skuText struct {
+	id       string
+	brandID  string
+	title    string
+	category string
+}
+
+type merchantState struct {
+	m Merchant
+}
+
+// pendingItem is one line of a pending order.
+type pendingItem struct {
+	slot     uint32
+	quantity uint32
+}
+
+// pendingOrder is what the engine keeps of an unpaid order: enough to pay
+// it (total), expire it (payBy) and release its stock (items). Up to three
+// lines are held inline so that typical orders cost one map slot and no
+// allocation.
+type pendingOrder struct {
+	total     int64
+	createdAt int64
+	payBy     int64
+	merchant  uint32
+	count     uint32
+	inline    [inlineItems]pendingItem
+	more      []pendingItem
+}
+
+func (o *pendingOrder) item(i int) pendingItem {
+	if i < inlineItems {
+		return o.inline[i]
+	}
+	return o.more[i-inlineItems]
+}
+
+type idempotencyEntry struct {
+	requestHash uint64
+	seq         uint64
+	at          int64
+}
+
+type idempotencyRing struct {
+	keyHash uint64
+	at      int64
+}
+
+// partition is the state of one logical partition. Only its worker touches
+// it (except brands, read by other partitions' workers under brandsMu), so
+// none of it is locked on the hot path.
+type partition struct {
+	id int
+
+	skus    []skuState
+	skuText []skuText
+
+	merchantSlots map[string]uint32
+	merchants     []merchantState
+
+	brandsMu sync.RWMutex
+	brands   map[string]*Brand
+
+	// orders[seq-1] is the status of every order placed in this partition:
+	// one byte per order, so that pay and cancel stay idempotent for the
+	// whole festival. Everything else about a finished order lives in the
+	// order store.
+	orders  []OrderStatus
+	pending map[uint64]*pendingOrder
+	// expireCursor is the lowest seq that may still be pending: orders are
+	// created with non-decreasing payBy, so expiry scans forward from here.
+	expireCursor uint64
+	// pendingFree recycles pendingOrder values (no allocation per order).
+	pendingFree []*pendingOrder
+
+	idempotency     map[uint64]idempotencyEntry
+	idempotencyRing []idempotencyRing
+	idempotencyHead int
+
+	soldOut soldOutSet
+	// lastAt is the time of the last applied event, to keep time monotonic.
+	lastAt int64
+}
+
+func newPartition(id int) *partition {
+	return &partition{
+		id:            id,
+		merchantSlots: make(map[string]uint32),
+		brands:        make(map[string]*Brand),
+		pending:       make(map[uint64]*pendingOrder),
+		idempotency:   make(map[uint64]idempotencyEntry),
+		expireCursor:  1,
+	}
+}
+
+func (p *partition) nextSeq() uint64 { return uint64(len(p.orders)) + 1 }
+
+func (p *partition) newPending() *pendingOrder {
+	if n := len(p.pendingFree); n > 0 {
+		o := p.pendingFree[n-1]
+		p.pendingFree = p.pendingFree[:n-1]
+		return o
+	}
+	return new(pendingOrder)
+}
+
+const pendingFreeMax = 4096
+
+func (p *partition) freePending(o *pendingOrder) {
+	if len(p.pendingFree) < pendingFreeMax {
+		more := o.more[:0]
+		*o = pendingOrder{more: more}
+		p.pendingFree = append(p.pendingFree, o)
+	}
+}
+
+// checkSKU panics if a SKU's books are impossible: that is a bug in the
+// engine, and continuing would risk overselling.
+func (p *partition) checkSKU(slot uint32) {
+	s := &p.skus[slot]
+	if s.available < 0 || s.reserved < 0 || s.sold < 0 {
+		panic(fmt.Sprintf("engine: partition %d sku %q (slot %d) has negative stock: available %d reserved %d sold %d",
+			p.id, p.skuText[slot].id, slot, s.available, s.reserved, s.sold))
+	}
+}
+
+func (p *partition) updateSoldOut(slot uint32) {
+	p.soldOut.set(slot, p.skus[slot].available == 0)
+}

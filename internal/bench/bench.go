@@ -1,0 +1,499 @@
+// Package bench is fest's in-process benchmark of the engine and its
+// journal, with fsync on: the workload of `fest bench`.
+//
+// Generators build batches of orders (Zipf-popular SKUs, 1 to 3 items of
+// one merchant, a tenth of them on a hundred flash SKUs that sell out) and
+// pay or cancel a share of the orders placed, with several batches in
+// flight, as the HTTP gateway and the Go client do. At the end every SKU's
+// books are checked: nothing oversold, stock conserved.
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/fest-platform/fest/internal/engine"
+)
+
+// Config describes a benchmark run. Zero fields take their defaults.
+type Config struct {
+	Dir         string         // data directory; default a new temporary directory, removed after
+	Duration    time.Duration  // length of the measured run (default 10s)
+	Partitions  int            // engine partitions (default 64)
+	Workers     int            // engine workers (default 2)
+	BatchSize   int            // orders per generator batch (default 2,048)
+	Generators  int            // goroutines building and submitting batches (default 4)
+	SKUs        int            // catalog size (default 100,000)
+	Merchants   int            // merchants (default 1,000)
+	FlashSKUs   int            // flash-sale SKUs with small stock (default 100)
+	FlashStock  int64          // stock of each flash SKU (default 200)
+	Stock       int64          // stock of each other SKU (default 100,000,000)
+	FlashShare  float64        // share of orders on flash SKUs (default 0.10)
+	PayShare    float64        // share of placed orders then paid (default 0.5)
+	CancelShare float64        // share of placed orders then cancelled (default 0.1)
+	ZipfS       float64        // Zipf exponent of SKU popularity (default 1.1)
+	Seed        uint64         // random seed (default 1)
+	NoSync      bool           // skip fsync (never for reported figures)
+	Progress    func(Progress) // called about once a second, if set
+}
+
+// Progress is a running count during the run.
+type Progress struct {
+	Elapsed time.Duration
+	Orders  uint64
+}
+
+// Validate reports the first invalid field.
+func (c *Config) Validate() error {
+	switch {
+	case c.Duration < 0, c.Partitions < 0, c.Workers < 0, c.BatchSize < 0, c.Generators < 0, c.SKUs < 0, c.Merchants < 0, c.FlashSKUs < 0:
+		return errors.New("bench config: values must not be negative")
+	case c.FlashShare < 0 || c.FlashShare > 1 || c.PayShare < 0 || c.CancelShare < 0 || c.PayShare+c.CancelShare > 1:
+		return errors.New("bench config: shares must be within 0..1 and pay + cancel at most 1")
+	case c.ZipfS != 0 && c.ZipfS <= 1:
+		return errors.New("bench config: the Zipf exponent must be greater than 1")
+	case c.SKUs != 0 && c.Merchants != 0 && c.SKUs < c.Merchants:
+		return errors.New("bench config: need at least one SKU per merchant")
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	if c.Duration == 0 {
+		c.Duration = 10 * time.Second
+	}
+	def(&c.Partitions, 64)
+	def(&c.Workers, 2)
+	def(&c.BatchSize, 2048)
+	def(&c.Generators, 4)
+	def(&c.SKUs, 100_000)
+	def(&c.Merchants, 1_000)
+	def(&c.FlashSKUs, 100)
+	if c.FlashStock == 0 {
+		c.FlashStock = 200
+	}
+	if c.Stock == 0 {
+		c.Stock = 100_000_000
+	}
+	if c.FlashShare == 0 {
+		c.FlashShare = 0.10
+	}
+	if c.PayShare == 0 {
+		c.PayShare = 0.5
+	}
+	if c.CancelShare == 0 {
+		c.CancelShare = 0.1
+	}
+	if c.ZipfS == 0 {
+		c.ZipfS = 1.1
+	}
+	if c.Seed == 0 {
+		c.Seed = 1
+	}
+	return c
+}
+
+// Report is the outcome of a run. Its JSON form is the last line of
+// `fest bench --json`.
+type Report struct {
+	OrdersPerSec         float64 `json:"orders_per_sec"`
+	Orders               uint64  `json:"orders"`
+	OrdersAccepted       uint64  `json:"orders_accepted"`
+	RejectedOutOfStock   uint64  `json:"rejected_out_of_stock"`
+	Paid                 uint64  `json:"paid"`
+	Cancelled            uint64  `json:"cancelled"`
+	P50AckMs             float64 `json:"p50_ack_ms"`
+	P99AckMs             float64 `json:"p99_ack_ms"`
+	AllocsPerOrder       float64 `json:"allocs_per_order"`
+	BytesPerOrderJournal float64 `json:"bytes_per_order_journal"`
+	Fsyncs               uint64  `json:"fsyncs"`
+	Oversold             int     `json:"oversold"`
+	Unconserved          int     `json:"unconserved"`
+	DurationSec          float64 `json:"duration_sec"`
+	Partitions           int     `json:"partitions"`
+	Workers              int     `json:"workers"`
+	BatchSize            int     `json:"batch_size"`
+	SKUs                 int     `json:"skus"`
+	Dir                  string  `json:"dir"`
+}
+
+// catalog is the generated catalog: SKU ids grouped by merchant.
+type catalog struct {
+	skuIDs     []string
+	skuStock   []int64
+	merchantOf []int   // sku index → merchant
+	skusOf     [][]int // merchant → sku indexes
+	flash      []int   // sku indexes of flash SKUs
+}
+
+func buildCatalog(cfg Config) *catalog {
+	c := &catalog{skusOf: make([][]int, cfg.Merchants)}
+	for i := 0; i < cfg.SKUs; i++ {
+		m := i % cfg.Merchants
+		c.skuIDs = append(c.skuIDs, "sku-"+strconv.Itoa(i))
+		c.merchantOf = append(c.merchantOf, m)
+		c.skusOf[m] = append(c.skusOf[m], i)
+		stock := cfg.Stock
+		// The flash SKUs are spread over the catalog, not the most popular.
+		if i%(cfg.SKUs/cfg.FlashSKUs) == 7 && len(c.flash) < cfg.FlashSKUs {
+			c.flash = append(c.flash, i)
+			stock = cfg.FlashStock
+		}
+		c.skuStock = append(c.skuStock, stock)
+	}
+	return c
+}
+
+func merchantID(m int) string { return "m-" + strconv.Itoa(m) }
+
+// load creates the catalog through the engine.
+func (c *catalog) load(e *engine.Engine, cfg Config) error {
+	b := engine.NewBatch(8192)
+	flush := func() error {
+		if len(b.Requests) == 0 {
+			return nil
+		}
+		e.Submit(b)
+		b.Wait()
+		for i := range b.Requests {
+			if err := b.Requests[i].Result.Err(); err != nil {
+				return fmt.Errorf("load catalog: %v: %w", b.Requests[i].Command.Kind, err)
+			}
+		}
+		b.Reset()
+		return nil
+	}
+	brands := (cfg.Merchants + 9) / 10
+	for i := 0; i < brands; i++ {
+		b.Add(engine.Command{Kind: engine.KindUpsertBrand, Brand: engine.Brand{ID: "b-" + strconv.Itoa(i), Name: "Brand " + strconv.Itoa(i), Country: "CN", FirstFestival: 2015}})
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	for m := 0; m < cfg.Merchants; m++ {
+		b.Add(engine.Command{Kind: engine.KindUpsertMerchant, Merchant: engine.Merchant{ID: merchantID(m), Name: "Shop " + strconv.Itoa(m), BrandID: "b-" + strconv.Itoa(m/10), Kind: engine.MerchantBrandStore, Industry: "apparel", Region: "CN-ZJ"}})
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	for i, id := range c.skuIDs {
+		m := c.merchantOf[i]
+		b.Add(engine.Command{Kind: engine.KindUpsertSKU, SKU: engine.SKU{ID: id, MerchantID: merchantID(m), BrandID: "b-" + strconv.Itoa(m/10), Title: "Item " + id, Category: "cat-" + strconv.Itoa(i%50), Price: int64(1000 + i%50000), Stock: c.skuStock[i]}})
+		if len(b.Requests) == cap(b.Requests) {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
+
+// counters are shared by the generators.
+type counters struct {
+	orders, accepted, outOfStock, paid, cancelled, otherErrors atomic.Uint64
+}
+
+// Run runs the benchmark.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	dir := cfg.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "fest-bench-")
+		if err != nil {
+			return nil, fmt.Errorf("create data directory: %w", err)
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	var fsyncs atomic.Uint64
+	e, err := engine.Open(engine.Config{
+		Dir:                dir,
+		Partitions:         cfg.Partitions,
+		Workers:            cfg.Workers,
+		NoSync:             cfg.NoSync,
+		SnapshotEveryBytes: -1,
+		JournalFsync: func(f *os.File) error {
+			fsyncs.Add(1)
+			return f.Sync()
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open engine: %w", err)
+	}
+	cat := buildCatalog(cfg)
+	if err := cat.load(e, cfg); err != nil {
+		e.Close()
+		return nil, err
+	}
+
+	hist := hdrhistogram.New(1, 60_000_000, 3) // microseconds
+	var histMu sync.Mutex
+	var cnt counters
+	stats := e.Stats()
+	bytesBefore := stats.RecordBytes.Load()
+	fsyncsBefore := fsyncs.Load()
+	runtime.GC()
+	var msBefore, msAfter runtime.MemStats
+	runtime.ReadMemStats(&msBefore)
+
+	runCtx, cancel := context.WithTimeout(ctx, cfg.Duration)
+	defer cancel()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for g := 0; g < cfg.Generators; g++ {
+		gen := newGenerator(cfg, cat, uint64(g))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			gen.run(runCtx, e, &cnt, hist, &histMu)
+		}()
+	}
+	if cfg.Progress != nil {
+		go func() {
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-runCtx.Done():
+					return
+				case <-t.C:
+					cfg.Progress(Progress{Elapsed: time.Since(start), Orders: cnt.orders.Load()})
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	runtime.ReadMemStats(&msAfter)
+
+	r := &Report{
+		Orders:             cnt.orders.Load(),
+		OrdersAccepted:     cnt.accepted.Load(),
+		RejectedOutOfStock: cnt.outOfStock.Load(),
+		Paid:               cnt.paid.Load(),
+		Cancelled:          cnt.cancelled.Load(),
+		DurationSec:        elapsed.Seconds(),
+		Partitions:         e.Partitions(),
+		Workers:            e.Workers(),
+		BatchSize:          cfg.BatchSize,
+		SKUs:               cfg.SKUs,
+		Fsyncs:             fsyncs.Load() - fsyncsBefore,
+	}
+	if cfg.Dir != "" {
+		r.Dir = cfg.Dir
+	}
+	r.OrdersPerSec = float64(r.Orders) / elapsed.Seconds()
+	if r.Orders > 0 {
+		r.AllocsPerOrder = float64(msAfter.Mallocs-msBefore.Mallocs) / float64(r.Orders)
+		r.BytesPerOrderJournal = float64(stats.RecordBytes.Load()-bytesBefore) / float64(r.Orders)
+	}
+	r.P50AckMs = float64(hist.ValueAtQuantile(50)) / 1000
+	r.P99AckMs = float64(hist.ValueAtQuantile(99)) / 1000
+	if n := cnt.otherErrors.Load(); n > 0 {
+		e.Close()
+		return r, fmt.Errorf("%d commands failed unexpectedly", n)
+	}
+	r.Oversold, r.Unconserved, err = cat.audit(e)
+	if cerr := e.Close(); cerr != nil && err == nil {
+		err = fmt.Errorf("close engine: %w", cerr)
+	}
+	return r, err
+}
+
+// audit reads every SKU back and counts those oversold (sold + reserved
+// above what was stocked, or negative stock) and those whose available +
+// reserved + sold differs from what was stocked.
+func (c *catalog) audit(e *engine.Engine) (oversold, unconserved int, err error) {
+	b := engine.NewBatch(8192)
+	check := func() error {
+		e.Submit(b)
+		b.Wait()
+		for i := range b.Requests {
+			r := &b.Requests[i].Result
+			if err := r.Err(); err != nil {
+				return fmt.Errorf("audit: read sku %s: %w", b.Requests[i].Command.SKUID, err)
+			}
+			idx, _ := strconv.Atoi(b.Requests[i].Command.SKUID[len("sku-"):])
+			stocked := c.skuStock[idx]
+			if r.Available < 0 || r.Sold+r.Reserved > stocked {
+				oversold++
+			}
+			if r.Available+r.Reserved+r.Sold != stocked {
+				unconserved++
+			}
+		}
+		b.Reset()
+		return nil
+	}
+	for _, id := range c.skuIDs {
+		b.Add(engine.Command{Kind: engine.KindGetSKU, SKUID: id})
+		if len(b.Requests) == cap(b.Requests) {
+			if err := check(); err != nil {
+				return 0, 0, err
+			}
+		}
+	}
+	if len(b.Requests) > 0 {
+		if err := check(); err != nil {
+			return 0, 0, err
+		}
+	}
+	return oversold, unconserved, nil
+}
+
+// generator builds and submits batches. It keeps its batches, item arrays
+// and order-id lists for reuse, so a steady run allocates almost nothing
+// per order.
+type generator struct {
+	cfg   Config
+	cat   *catalog
+	rng   *rand.Rand
+	zipf  *rand.Zipf
+	slots []*slot
+}
+
+// slot is one batch in flight.
+type slot struct {
+	b     *engine.Batch
+	items []engine.Item
+	ids   []engine.OrderID // placed orders of the previous round, with totals
+	total []int64
+	start time.Time
+}
+
+// batchesInFlight is how many batches a generator keeps submitted at once,
+// so that applying and fsyncing overlap.
+const batchesInFlight = 4
+
+func newGenerator(cfg Config, cat *catalog, n uint64) *generator {
+	rng := rand.New(rand.NewPCG(cfg.Seed, n))
+	g := &generator{cfg: cfg, cat: cat, rng: rng, zipf: rand.NewZipf(rng, cfg.ZipfS, 1, uint64(cfg.SKUs-1))}
+	for i := 0; i < batchesInFlight; i++ {
+		g.slots = append(g.slots, &slot{
+			b:     engine.NewBatch(cfg.BatchSize * 2),
+			items: make([]engine.Item, cfg.BatchSize*3),
+		})
+	}
+	return g
+}
+
+func (g *generator) fill(s *slot) {
+	b := s.b
+	b.Requests = b.Requests[:0]
+	// Follow-ups of the orders this slot placed last round.
+	for i, id := range s.ids {
+		u := g.rng.Float64()
+		switch {
+		case u < g.cfg.PayShare:
+			b.Requests = append(b.Requests, engine.Request{Command: engine.Command{Kind: engine.KindPay, OrderID: id, Amount: s.total[i]}})
+		case u < g.cfg.PayShare+g.cfg.CancelShare:
+			b.Requests = append(b.Requests, engine.Request{Command: engine.Command{Kind: engine.KindCancel, OrderID: id}})
+		}
+	}
+	s.ids, s.total = s.ids[:0], s.total[:0]
+	items := s.items
+	for i := 0; i < g.cfg.BatchSize; i++ {
+		var first int
+		if g.rng.Float64() < g.cfg.FlashShare {
+			first = g.cat.flash[g.rng.IntN(len(g.cat.flash))]
+		} else {
+			first = int(g.zipf.Uint64())
+		}
+		n := 1 + g.rng.IntN(3)
+		line := items[:n:n]
+		items = items[n:]
+		line[0] = engine.Item{SKUID: g.cat.skuIDs[first], Quantity: 1}
+		siblings := g.cat.skusOf[g.cat.merchantOf[first]]
+		for j := 1; j < n; j++ {
+			line[j] = engine.Item{SKUID: g.cat.skuIDs[siblings[g.rng.IntN(len(siblings))]], Quantity: int32(1 + g.rng.IntN(2))}
+		}
+		b.Requests = append(b.Requests, engine.Request{Command: engine.Command{Kind: engine.KindPlaceOrder, Order: engine.Order{BuyerID: "buyer", Channel: "app", Items: line}}})
+	}
+}
+
+func (g *generator) collect(s *slot, cnt *counters) {
+	var orders, accepted, oos, paid, cancelled, other uint64
+	for i := range s.b.Requests {
+		r := &s.b.Requests[i]
+		res := &r.Result
+		switch r.Command.Kind {
+		case engine.KindPlaceOrder:
+			orders++
+			switch res.Code {
+			case engine.CodeOK:
+				accepted++
+				s.ids = append(s.ids, res.OrderID)
+				s.total = append(s.total, res.Total)
+			case engine.CodeOutOfStock:
+				oos++
+			default:
+				other++
+			}
+		case engine.KindPay:
+			if res.Code == engine.CodeOK {
+				paid++
+			} else {
+				other++
+			}
+		case engine.KindCancel:
+			if res.Code == engine.CodeOK {
+				cancelled++
+			} else {
+				other++
+			}
+		}
+	}
+	cnt.orders.Add(orders)
+	cnt.accepted.Add(accepted)
+	cnt.outOfStock.Add(oos)
+	cnt.paid.Add(paid)
+	cnt.cancelled.Add(cancelled)
+	cnt.otherErrors.Add(other)
+}
+
+func (g *generator) run(ctx context.Context, e *engine.Engine, cnt *counters, hist *hdrhistogram.Histogram, histMu *sync.Mutex) {
+	for _, s := range g.slots {
+		g.fill(s)
+		s.start = time.Now()
+		e.Submit(s.b)
+	}
+	for i := 0; ; i = (i + 1) % len(g.slots) {
+		s := g.slots[i]
+		s.b.Wait()
+		latency := time.Since(s.start)
+		histMu.Lock()
+		hist.RecordValues(latency.Microseconds(), int64(g.cfg.BatchSize))
+		histMu.Unlock()
+		g.collect(s, cnt)
+		if ctx.Err() != nil {
+			// Drain the others still in flight.
+			for j := 1; j < len(g.slots); j++ {
+				o := g.slots[(i+j)%len(g.slots)]
+				o.b.Wait()
+				g.collect(o, cnt)
+			}
+			return
+		}
+		g.fill(s)
+		s.start = time.Now()
+		e.Submit(s.b)
+	}
+}

@@ -12,6 +12,7 @@ import (
 type core struct {
 	partitions []*partition
 	dir        *directory
+	keys       *keyIndex
 
 	paymentTimeout     int64 // nanoseconds
 	idempotencyWindow  int64 // nanoseconds
@@ -21,6 +22,7 @@ type core struct {
 func newCore(partitions int, paymentTimeout, idempotencyWindow int64, idempotencyKeysMax int) *core {
 	c := &core{
 		dir:                newDirectory(),
+		keys:               newKeyIndex(),
 		paymentTimeout:     paymentTimeout,
 		idempotencyWindow:  idempotencyWindow,
 		idempotencyKeysMax: idempotencyKeysMax,
@@ -130,7 +132,7 @@ func (p *partition) skuResult(slot uint32, res *Result) {
 	s := &p.skus[slot]
 	t := &p.skuText[slot]
 	res.SKUID = t.id
-	res.SKU = SKU{ID: t.id, MerchantID: p.merchants[s.merchant].m.ID, BrandID: t.brandID, Title: t.title, Category: t.category, Price: s.price, Stock: int64(s.available)}
+	res.SKU = &SKU{ID: t.id, MerchantID: p.merchants[s.merchant].m.ID, BrandID: t.brandID, Title: t.title, Category: t.category, Price: s.price, Stock: int64(s.available)}
 	res.Available, res.Reserved, res.Sold = int64(s.available), int64(s.reserved), int64(s.sold)
 }
 
@@ -167,6 +169,17 @@ func mergeItems(items []Item) int {
 
 func (c *core) placeOrder(p *partition, now int64, cmd *Command, res *Result, out *emitter) {
 	o := &cmd.Order
+	merchant := p.skus[o.Items[0].ref.slot()].merchant
+	for i := range o.Items {
+		it := &o.Items[i]
+		if it.ref.partition() != p.id {
+			panic(fmt.Sprintf("engine: order item %q routed to partition %d but lives in %d", it.SKUID, p.id, it.ref.partition()))
+		}
+		if p.skus[it.ref.slot()].merchant != merchant {
+			res.Code, res.Field = CodeInvalidArgument, "items"
+			return
+		}
+	}
 	var keyHash uint64
 	if o.IdempotencyKey != "" {
 		keyHash = hashString(o.IdempotencyKey) | 1 // never zero: zero means "no key"
@@ -191,18 +204,10 @@ func (c *core) placeOrder(p *partition, now int64, cmd *Command, res *Result, ou
 	n := mergeItems(o.Items)
 	o.Items = o.Items[:n]
 	items := o.Items
-	merchant := p.skus[items[0].ref.slot()].merchant
 	var total int64
 	for i := range items {
 		it := &items[i]
-		if it.ref.partition() != p.id {
-			panic(fmt.Sprintf("engine: order item %q routed to partition %d but lives in %d", it.SKUID, p.id, it.ref.partition()))
-		}
 		s := &p.skus[it.ref.slot()]
-		if s.merchant != merchant {
-			res.Code, res.Field = CodeInvalidArgument, "items"
-			return
-		}
 		if int64(it.Quantity) > int64(s.available) {
 			res.Code, res.SKUID, res.Available = CodeOutOfStock, it.SKUID, int64(s.available)
 			return
@@ -319,7 +324,11 @@ func (c *core) expire(p *partition, now int64, max int, out *emitter) int {
 func validID(s string) bool { return s != "" && len(s) <= idLengthMax }
 
 func (c *core) upsertBrand(p *partition, now int64, cmd *Command, res *Result, out *emitter) {
-	b := &cmd.Brand
+	b := cmd.Brand
+	if b == nil {
+		res.Code, res.Field = CodeInvalidArgument, "brand"
+		return
+	}
 	switch {
 	case !validID(b.ID):
 		res.Code, res.Field = CodeInvalidArgument, "brand_id"
@@ -337,7 +346,11 @@ func (c *core) upsertBrand(p *partition, now int64, cmd *Command, res *Result, o
 }
 
 func (c *core) upsertMerchant(p *partition, now int64, cmd *Command, res *Result, out *emitter) {
-	m := &cmd.Merchant
+	m := cmd.Merchant
+	if m == nil {
+		res.Code, res.Field = CodeInvalidArgument, "merchant"
+		return
+	}
 	switch {
 	case !validID(m.ID):
 		res.Code, res.Field = CodeInvalidArgument, "merchant_id"
@@ -361,7 +374,11 @@ func (c *core) upsertMerchant(p *partition, now int64, cmd *Command, res *Result
 }
 
 func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out *emitter) {
-	s := &cmd.SKU
+	s := cmd.SKU
+	if s == nil {
+		res.Code, res.Field = CodeInvalidArgument, "sku"
+		return
+	}
 	switch {
 	case !validID(s.ID):
 		res.Code, res.Field = CodeInvalidArgument, "sku_id"
@@ -549,7 +566,7 @@ func (c *core) evolvePlaced(p *partition, ev *Event) {
 	p.orders = append(p.orders, StatusPending)
 	p.pending[seq] = po
 	if ev.KeyHash != 0 {
-		p.remember(ev.KeyHash, ev.RequestHash, seq, ev.At, c.idempotencyWindow, c.idempotencyKeysMax)
+		p.remember(c.keys, ev.KeyHash, ev.RequestHash, seq, ev.At, c.idempotencyWindow, c.idempotencyKeysMax)
 	}
 }
 
@@ -589,8 +606,9 @@ func (c *core) evolveEnded(p *partition, ev *Event) {
 // remember records an idempotency key, evicting keys older than the window
 // or beyond the per-partition maximum, oldest first. Eviction uses event
 // time, so replay evicts exactly what the live engine evicted.
-func (p *partition) remember(keyHash, requestHash, seq uint64, at, window int64, keysMax int) {
+func (p *partition) remember(keys *keyIndex, keyHash, requestHash, seq uint64, at, window int64, keysMax int) {
 	p.idempotency[keyHash] = idempotencyEntry{requestHash: requestHash, seq: seq, at: at}
+	keys.put(keyHash, p.id)
 	p.idempotencyRing = append(p.idempotencyRing, idempotencyRing{keyHash: keyHash, at: at})
 	for p.idempotencyHead < len(p.idempotencyRing) {
 		head := p.idempotencyRing[p.idempotencyHead]
@@ -599,6 +617,7 @@ func (p *partition) remember(keyHash, requestHash, seq uint64, at, window int64,
 		}
 		if e, ok := p.idempotency[head.keyHash]; ok && e.at == head.at {
 			delete(p.idempotency, head.keyHash)
+			keys.remove(head.keyHash, p.id)
 		}
 		p.idempotencyHead++
 	}

@@ -132,11 +132,14 @@ type Order struct {
 }
 
 // Command is one request to the engine. Only the fields of its Kind are read.
+//
+// Catalog payloads are pointers so that a Command stays small: batches of
+// orders are copied and scanned by the million.
 type Command struct {
 	Kind     Kind
-	Brand    Brand
-	Merchant Merchant
-	SKU      SKU
+	Brand    *Brand    // UpsertBrand
+	Merchant *Merchant // UpsertMerchant
+	SKU      *SKU      // UpsertSKU
 	Order    Order
 	SKUID    string // AdjustStock, GetSKU
 	Delta    int64  // AdjustStock, units

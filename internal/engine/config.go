@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/fest-platform/fest/internal/journal"
@@ -56,6 +57,9 @@ type Config struct {
 	Journal journal.Journal
 	// SegmentBytesMax is the file journal's segment size (default 256 MiB).
 	SegmentBytesMax int64
+	// JournalFsync, if set, replaces the file journal's fsync (to count
+	// fsyncs in benchmarks, or to make one fail in tests).
+	JournalFsync func(*os.File) error
 	// NoSync skips fsync. For tests only: acknowledged orders are then not
 	// durable.
 	NoSync bool

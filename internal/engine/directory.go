@@ -136,3 +136,52 @@ func (s *soldOutSet) get(slot uint32) bool {
 	}
 	return c[slot%soldOutChunkBits/64].Load()&(1<<(slot%64)) != 0
 }
+
+// keyIndex maps idempotency key hashes to the partition that remembers
+// them, so that a key reused on another merchant's order is caught at the
+// gateway. Partitions write it as they remember and forget keys.
+type keyIndex struct {
+	shards [keyIndexShards]keyIndexShard
+}
+
+const keyIndexShards = 64
+
+type keyIndexShard struct {
+	mu struct {
+		sync.Mutex
+		partitions map[uint64]int
+	}
+	_ [40]byte
+}
+
+func newKeyIndex() *keyIndex {
+	k := &keyIndex{}
+	for i := range k.shards {
+		k.shards[i].mu.partitions = make(map[uint64]int)
+	}
+	return k
+}
+
+func (k *keyIndex) get(keyHash uint64) (int, bool) {
+	s := &k.shards[keyHash%keyIndexShards]
+	s.mu.Lock()
+	p, ok := s.mu.partitions[keyHash]
+	s.mu.Unlock()
+	return p, ok
+}
+
+func (k *keyIndex) put(keyHash uint64, partition int) {
+	s := &k.shards[keyHash%keyIndexShards]
+	s.mu.Lock()
+	s.mu.partitions[keyHash] = partition
+	s.mu.Unlock()
+}
+
+func (k *keyIndex) remove(keyHash uint64, partition int) {
+	s := &k.shards[keyHash%keyIndexShards]
+	s.mu.Lock()
+	if s.mu.partitions[keyHash] == partition {
+		delete(s.mu.partitions, keyHash)
+	}
+	s.mu.Unlock()
+}

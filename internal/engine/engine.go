@@ -84,6 +84,7 @@ func Open(cfg Config) (*Engine, error) {
 			Dir:             filepath.Join(cfg.Dir, "journal"),
 			SegmentBytesMax: cfg.SegmentBytesMax,
 			NoSync:          cfg.NoSync,
+			Fsync:           cfg.JournalFsync,
 			Logger:          cfg.Logger,
 		})
 		if err != nil {
@@ -253,7 +254,7 @@ func (e *Engine) Submit(b *Batch) {
 			r.Result = Result{Code: CodeUnavailable}
 			continue
 		}
-		p, ok := e.route(r)
+		p, ok := e.core.route(r)
 		if !ok {
 			e.stats.GatewayRejected.Add(1)
 			continue
@@ -318,58 +319,86 @@ func itemField(i int, name string) string {
 // route validates what can be checked without the partition's state and
 // returns the partition of the request. ok is false when the request has
 // been answered already (its Result is set).
-func (e *Engine) route(r *Request) (int, bool) {
-	c := &r.Command
+func (c *core) route(r *Request) (int, bool) {
+	cmd := &r.Command
 	res := &r.Result
 	*res = Result{}
-	switch c.Kind {
+	switch cmd.Kind {
 	case KindPlaceOrder:
-		items := c.Order.Items
+		items := cmd.Order.Items
 		if len(items) == 0 || len(items) > orderItemsMax {
 			res.Code, res.Field = CodeInvalidArgument, "items"
 			return 0, false
 		}
-		partition := -1
 		for i := range items {
 			it := &items[i]
 			if it.Quantity < 1 || it.Quantity > quantityMax {
 				res.Code, res.Field = CodeInvalidArgument, itemField(i, "quantity")
 				return 0, false
 			}
-			ref, ok := e.core.dir.lookup(it.SKUID)
+			ref, ok := c.dir.lookup(it.SKUID)
 			if !ok {
 				res.Code, res.Field = CodeNotFound, itemField(i, "sku_id")
 				return 0, false
 			}
 			it.ref = ref
-			if partition < 0 {
-				partition = ref.partition()
-			} else if ref.partition() != partition {
+		}
+		partition := items[0].ref.partition()
+		for i := range items {
+			if items[i].ref.partition() != partition {
 				// Different partitions means different merchants.
 				res.Code, res.Field = CodeInvalidArgument, "items"
 				return 0, false
 			}
-			if e.core.partitions[partition].soldOut.get(ref.slot()) && c.Order.IdempotencyKey == "" {
-				res.Code, res.SKUID, res.Available = CodeOutOfStock, it.SKUID, 0
+		}
+		if cmd.Order.IdempotencyKey != "" {
+			// A key is remembered in the partition of its first order; the
+			// same key on another merchant's order is another request.
+			if q, ok := c.keys.get(hashString(cmd.Order.IdempotencyKey) | 1); ok && q != partition {
+				res.Code, res.Field = CodeIdempotencyMismatch, "Idempotency-Key"
 				return 0, false
+			}
+		}
+		// A sold-out SKU is refused here, without entering the partition's
+		// queue: at a flash sale most orders are for SKUs already gone. A
+		// keyed order goes on, since it may be the replay of one that got
+		// the last units.
+		if cmd.Order.IdempotencyKey == "" {
+			for i := range items {
+				if c.partitions[partition].soldOut.get(items[i].ref.slot()) {
+					res.Code, res.SKUID, res.Available = CodeOutOfStock, items[i].SKUID, 0
+					return 0, false
+				}
 			}
 		}
 		return partition, true
 	case KindPay, KindCancel, KindGetOrder:
-		p := c.OrderID.Partition()
-		if p >= len(e.core.partitions) || c.OrderID.Seq() == 0 {
+		p := cmd.OrderID.Partition()
+		if p >= len(c.partitions) || cmd.OrderID.Seq() == 0 {
 			res.Code, res.Field = CodeNotFound, "order_id"
 			return 0, false
 		}
 		return p, true
 	case KindUpsertBrand:
-		return e.core.brandPartition(c.Brand.ID), true
+		if cmd.Brand == nil {
+			res.Code, res.Field = CodeInvalidArgument, "brand"
+			return 0, false
+		}
+		return c.brandPartition(cmd.Brand.ID), true
 	case KindUpsertMerchant:
-		return e.core.merchantPartition(c.Merchant.ID), true
+		if cmd.Merchant == nil {
+			res.Code, res.Field = CodeInvalidArgument, "merchant"
+			return 0, false
+		}
+		return c.merchantPartition(cmd.Merchant.ID), true
 	case KindUpsertSKU:
-		return e.core.merchantPartition(c.SKU.MerchantID), true
+		if cmd.SKU == nil {
+			res.Code, res.Field = CodeInvalidArgument, "sku"
+			return 0, false
+		}
+		return c.merchantPartition(cmd.SKU.MerchantID), true
 	case KindAdjustStock, KindGetSKU:
-		ref, ok := e.core.dir.lookup(c.SKUID)
+		ref, ok := c.dir.lookup(cmd.SKUID)
 		if !ok {
 			res.Code, res.Field = CodeNotFound, "sku_id"
 			return 0, false

@@ -87,7 +87,7 @@ type Result struct {
 
 	// SKU answers GetSKU, UpsertSKU and AdjustStock (with Available,
 	// Reserved and Sold).
-	SKU SKU
+	SKU *SKU
 
 	// Order results (place, pay, cancel, get order).
 	OrderID    OrderID

@@ -295,6 +295,7 @@ func (c *core) decodePartition(p *partition, data []byte) error {
 	for i, n := 0, d.count(1<<40, "idempotency key"); i < n && d.err == nil; i++ {
 		k := d.uint64()
 		p.idempotency[k] = idempotencyEntry{requestHash: d.uint64(), seq: d.uvarint(), at: d.varint()}
+		c.keys.put(k, p.id)
 	}
 	if d.err == nil && d.off != len(d.b) {
 		d.fail("trailing bytes")

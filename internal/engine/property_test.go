@@ -1,0 +1,345 @@
+package engine
+
+import (
+	"fmt"
+	"strconv"
+	"testing"
+
+	"pgregory.net/rapid"
+)
+
+// model is the naive reference: the rules of the API written as plainly as
+// possible, with none of the engine's partitions, slots or encodings.
+type model struct {
+	skus   map[string]*modelSKU
+	orders map[OrderID]*modelOrder
+	keys   map[string]modelKey
+	now    int64
+}
+
+type modelSKU struct {
+	merchant                           string
+	price                              int64
+	available, reserved, sold, stocked int64
+}
+
+type modelOrder struct {
+	status OrderStatus
+	items  map[string]int64
+	total  int64
+	payBy  int64
+}
+
+type modelKey struct {
+	hash  uint64
+	id    OrderID
+	items []Item
+}
+
+const modelTimeout = 100
+
+func (m *model) expire() {
+	for _, o := range m.orders {
+		if o.status == StatusPending && o.payBy <= m.now {
+			m.release(o, StatusExpired)
+		}
+	}
+}
+
+func (m *model) release(o *modelOrder, status OrderStatus) {
+	for id, q := range o.items {
+		s := m.skus[id]
+		s.reserved -= q
+		if status == StatusPaid {
+			s.sold += q
+		} else {
+			s.available += q
+		}
+	}
+	o.status = status
+}
+
+// place returns the expected code; on success the caller registers the
+// order under the id the engine chose.
+func (m *model) place(items []Item, key string, hash uint64) (Code, *modelOrder, OrderID) {
+	for _, it := range items {
+		if _, ok := m.skus[it.SKUID]; !ok {
+			return CodeNotFound, nil, 0
+		}
+	}
+	merchant := ""
+	for _, it := range items {
+		s := m.skus[it.SKUID]
+		if merchant != "" && s.merchant != merchant {
+			return CodeInvalidArgument, nil, 0
+		}
+		merchant = s.merchant
+	}
+	if key != "" {
+		if k, ok := m.keys[key]; ok {
+			if k.hash != hash {
+				return CodeIdempotencyMismatch, nil, 0
+			}
+			return CodeOK, nil, k.id
+		}
+	}
+	want := map[string]int64{}
+	for _, it := range items {
+		want[it.SKUID] += int64(it.Quantity)
+	}
+	o := &modelOrder{status: StatusPending, items: want, payBy: m.now + modelTimeout}
+	for id, q := range want {
+		if m.skus[id].available < q {
+			return CodeOutOfStock, nil, 0
+		}
+		o.total += q * m.skus[id].price
+	}
+	for id, q := range want {
+		m.skus[id].available -= q
+		m.skus[id].reserved += q
+	}
+	return CodeOK, o, 0
+}
+
+func (m *model) end(id OrderID, pay bool, amount int64) Code {
+	o, ok := m.orders[id]
+	if !ok {
+		return CodeNotFound
+	}
+	switch {
+	case o.status == StatusPending && pay && amount != o.total:
+		return CodePaymentMismatch
+	case o.status == StatusPending && pay:
+		m.release(o, StatusPaid)
+	case o.status == StatusPending:
+		m.release(o, StatusCancelled)
+	case o.status == StatusPaid && pay, o.status == StatusCancelled && !pay:
+	default:
+		return CodeInvalidState
+	}
+	return CodeOK
+}
+
+// harness drives a core directly: route, then apply, as a worker would,
+// keeping every record for the replay check.
+type harness struct {
+	c       *core
+	now     int64
+	em      emitter
+	records [][]byte
+}
+
+func (h *harness) do(cmd Command) Result {
+	r := Request{Command: cmd}
+	h.em.reset(nil)
+	for _, p := range h.c.partitions {
+		h.c.expire(p, h.now, 1<<30, &h.em)
+	}
+	if p, ok := h.c.route(&r); ok {
+		h.c.apply(h.c.partitions[p], h.now, &r.Command, &r.Result, &h.em)
+	}
+	if h.em.events > 0 {
+		h.records = append(h.records, append([]byte(nil), h.em.finish()...))
+	}
+	return r.Result
+}
+
+func newHarness(partitions int) *harness {
+	return &harness{c: newCore(partitions, modelTimeout, 1<<40, 1<<20)}
+}
+
+func TestEngineMatchesModel(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		h := newHarness(rapid.IntRange(1, 4).Draw(t, "partitions"))
+		m := &model{skus: map[string]*modelSKU{}, orders: map[OrderID]*modelOrder{}, keys: map[string]modelKey{}}
+		merchants := []string{"m0", "m1", "m2"}
+		if r := h.do(Command{Kind: KindUpsertBrand, Brand: &Brand{ID: "b", Name: "B", Country: "CN"}}); !r.OK() {
+			t.Fatalf("brand: %v", r.Err())
+		}
+		for _, id := range merchants {
+			if r := h.do(Command{Kind: KindUpsertMerchant, Merchant: &Merchant{ID: id, BrandID: "b", Kind: MerchantTrader}}); !r.OK() {
+				t.Fatalf("merchant: %v", r.Err())
+			}
+		}
+		skuIDs := []string{"s0", "s1", "s2", "s3", "s4", "s5", "s6"} // s6 never created
+		var ids []OrderID
+		seen := map[OrderID]bool{}
+		drawOrder := func() OrderID {
+			if len(ids) == 0 || rapid.IntRange(0, 9).Draw(t, "unknown") == 0 {
+				return newOrderID(rapid.IntRange(0, 3).Draw(t, "p"), uint64(rapid.IntRange(1, 50).Draw(t, "seq")))
+			}
+			return rapid.SampledFrom(ids).Draw(t, "order")
+		}
+		steps := rapid.IntRange(1, 200).Draw(t, "steps")
+		for step := 0; step < steps; step++ {
+			switch op := rapid.IntRange(0, 9).Draw(t, "op"); op {
+			case 0: // create or correct a SKU
+				id := rapid.SampledFrom(skuIDs[:6]).Draw(t, "sku")
+				merchant := merchants[int(id[1]-'0')%3]
+				stock := int64(rapid.IntRange(0, 20).Draw(t, "stock"))
+				price := int64(rapid.IntRange(1, 1000).Draw(t, "price"))
+				r := h.do(Command{Kind: KindUpsertSKU, SKU: &SKU{ID: id, MerchantID: merchant, BrandID: "b", Price: price, Stock: stock}})
+				if !r.OK() {
+					t.Fatalf("upsert sku: %v", r.Err())
+				}
+				s := m.skus[id]
+				if s == nil {
+					s = &modelSKU{merchant: merchant}
+					m.skus[id] = s
+				}
+				s.stocked += stock - s.available
+				s.available, s.price = stock, price
+			case 1: // adjust stock
+				id := rapid.SampledFrom(skuIDs).Draw(t, "sku")
+				delta := int64(rapid.IntRange(-10, 10).Draw(t, "delta"))
+				r := h.do(Command{Kind: KindAdjustStock, SKUID: id, Delta: delta})
+				want := CodeOK
+				s := m.skus[id]
+				switch {
+				case s == nil:
+					want = CodeNotFound
+				case s.available+delta < 0:
+					want = CodeOutOfStock
+				default:
+					s.available += delta
+					s.stocked += delta
+				}
+				if r.Code != want {
+					t.Fatalf("adjust %s by %d: got %v want %v", id, delta, r.Code, want)
+				}
+			case 2, 3, 4, 5: // place an order
+				n := rapid.IntRange(1, 4).Draw(t, "lines")
+				items := make([]Item, n)
+				for i := range items {
+					items[i] = Item{SKUID: rapid.SampledFrom(skuIDs).Draw(t, "sku"), Quantity: int32(rapid.IntRange(1, 4).Draw(t, "q"))}
+				}
+				key := ""
+				if rapid.IntRange(0, 3).Draw(t, "keyed") == 0 {
+					key = "k" + strconv.Itoa(rapid.IntRange(0, 5).Draw(t, "key"))
+				}
+				hash := uint64(rapid.IntRange(1, 2).Draw(t, "hash"))
+				if k, ok := m.keys[key]; ok && k.hash == hash {
+					// The same hash means the same request: a retry.
+					items = append([]Item(nil), k.items...)
+				}
+				sent := append([]Item(nil), items...)
+				wantCode, o, replayID := m.place(items, key, hash)
+				r := h.do(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u", Items: items, IdempotencyKey: key, RequestHash: hash}})
+				// An order that breaks the one-merchant rule and names a
+				// sold-out SKU may get either error: the gateway refuses
+				// sold-out SKUs before the partition checks merchants.
+				// Likewise a key already used for another merchant's order.
+				soldOutToo := key == "" && wantCode == CodeInvalidArgument && r.Code == CodeOutOfStock && m.skus[r.SKUID] != nil && m.skus[r.SKUID].available == 0
+				k, known := m.keys[key]
+				keyToo := key != "" && wantCode == CodeInvalidArgument && r.Code == CodeIdempotencyMismatch && known && k.hash != hash
+				if r.Code != wantCode && !soldOutToo && !keyToo {
+					t.Fatalf("place %+v key %q: got %v (%s) want %v", items, key, r.Code, r.Field, wantCode)
+				}
+				if r.Code == CodeOutOfStock && m.skus[r.SKUID].available >= 1 && r.Available != m.skus[r.SKUID].available {
+					t.Fatalf("out of stock names %s with available %d, model has %d", r.SKUID, r.Available, m.skus[r.SKUID].available)
+				}
+				switch {
+				case r.Code != CodeOK:
+				case o == nil: // idempotent replay
+					if !r.Replayed || r.OrderID != replayID {
+						t.Fatalf("replay of key %q: got %v replayed=%v want %v", key, r.OrderID, r.Replayed, replayID)
+					}
+				default:
+					if seen[r.OrderID] {
+						t.Fatalf("order id %v issued twice", r.OrderID)
+					}
+					seen[r.OrderID] = true
+					if r.Total != o.total {
+						t.Fatalf("total %d want %d", r.Total, o.total)
+					}
+					m.orders[r.OrderID] = o
+					ids = append(ids, r.OrderID)
+					if key != "" {
+						m.keys[key] = modelKey{hash: hash, id: r.OrderID, items: sent}
+					}
+				}
+			case 6, 7: // pay
+				id := drawOrder()
+				amount := int64(0)
+				if o := m.orders[id]; o != nil {
+					amount = o.total
+					if rapid.IntRange(0, 5).Draw(t, "wrong") == 0 {
+						amount++
+					}
+				}
+				want := m.end(id, true, amount)
+				if r := h.do(Command{Kind: KindPay, OrderID: id, Amount: amount}); r.Code != want {
+					t.Fatalf("pay %v: got %v want %v", id, r.Code, want)
+				}
+			case 8: // cancel
+				id := drawOrder()
+				want := m.end(id, false, 0)
+				if r := h.do(Command{Kind: KindCancel, OrderID: id}); r.Code != want {
+					t.Fatalf("cancel %v: got %v want %v", id, r.Code, want)
+				}
+			case 9: // time passes
+				h.now += int64(rapid.IntRange(1, 60).Draw(t, "dt"))
+				m.now = h.now
+				m.expire()
+				h.do(Command{Kind: KindGetOrder, OrderID: newOrderID(0, 1)})
+			}
+			checkBooks(t, h, m)
+		}
+		// Replay of the records rebuilds exactly the same state.
+		replayed := newCore(len(h.c.partitions), modelTimeout, 1<<40, 1<<20)
+		for _, rec := range h.records {
+			err := DecodeRecord(rec, len(replayed.partitions), func(ev *Event) error {
+				replayed.evolve(replayed.partitions[ev.Partition], ev)
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("decode record: %v", err)
+			}
+		}
+		if got, want := replayed.dump(), h.c.dump(); got != want {
+			t.Fatalf("replayed state differs:\n%s\nlive:\n%s", got, want)
+		}
+	})
+}
+
+// checkBooks compares every SKU and order with the model and checks that
+// available + reserved + sold equals what was stocked.
+func checkBooks(t *rapid.T, h *harness, m *model) {
+	for id, s := range m.skus {
+		r := h.do(Command{Kind: KindGetSKU, SKUID: id})
+		if !r.OK() {
+			t.Fatalf("get sku %s: %v", id, r.Err())
+		}
+		if r.Available != s.available || r.Reserved != s.reserved || r.Sold != s.sold {
+			t.Fatalf("sku %s: engine %d/%d/%d, model %d/%d/%d", id, r.Available, r.Reserved, r.Sold, s.available, s.reserved, s.sold)
+		}
+		if r.Available < 0 || r.Available+r.Reserved+r.Sold != s.stocked {
+			t.Fatalf("sku %s: stock not conserved: %d+%d+%d != %d", id, r.Available, r.Reserved, r.Sold, s.stocked)
+		}
+	}
+	for id, o := range m.orders {
+		r := h.do(Command{Kind: KindGetOrder, OrderID: id})
+		if r.Status != o.status {
+			t.Fatalf("order %v: engine %v model %v", id, r.Status, o.status)
+		}
+	}
+}
+
+func TestOrderIDRoundTrip(t *testing.T) {
+	for _, tc := range []struct {
+		partition int
+		seq       uint64
+	}{{0, 1}, {1, 1}, {63, 12345}, {partitionsMax - 1, orderSeqMask}} {
+		id := newOrderID(tc.partition, tc.seq)
+		got, err := ParseOrderID(id.String())
+		if err != nil || got != id || got.Partition() != tc.partition || got.Seq() != tc.seq {
+			t.Errorf("%d/%d: %q parsed to %v, %v", tc.partition, tc.seq, id.String(), got, err)
+		}
+	}
+	for _, bad := range []string{"", "0", "-1", "ABC", "zzzzzzzzzzzzzz", "a b"} {
+		if _, err := ParseOrderID(bad); err == nil {
+			t.Errorf("ParseOrderID(%q) accepted", bad)
+		}
+	}
+	_ = fmt.Sprint
+}

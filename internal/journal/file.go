@@ -1,0 +1,533 @@
+package journal
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+)
+
+// Config configures a File journal. The zero value of every field except Dir
+// selects the documented default.
+type Config struct {
+	// Dir holds the segment files. It is created if missing.
+	Dir string
+
+	// SegmentBytesMax is the size in bytes after which the writer starts a
+	// new segment file. Rotation happens only between groups, so a segment
+	// can exceed it by up to one group. Default 256 MiB.
+	SegmentBytesMax int64
+
+	// GroupBytesMax caps the bytes of frames written and fsynced as one
+	// group. A single record larger than this forms a group of its own.
+	// Default 4 MiB.
+	GroupBytesMax int
+
+	// QueueBytesMax bounds the bytes of frames that have been appended but
+	// not yet taken by the writer. When a record does not fit, Append blocks
+	// until the writer makes room; this is the journal's backpressure. A
+	// record larger than the bound is accepted once the queue is empty.
+	// Default 64 MiB.
+	QueueBytesMax int
+
+	// NoSync skips every fsync. It is for tests only: nothing is durable.
+	NoSync bool
+
+	// Logger receives recovery warnings (torn tails) and errors. Default
+	// slog.Default().
+	Logger *slog.Logger
+
+	// Fsync, when set, replaces (*os.File).Sync for segment files and the
+	// directory, so tests can count fsyncs or make one fail.
+	Fsync func(*os.File) error
+}
+
+// Defaults for Config.
+const (
+	DefaultSegmentBytesMax = 256 << 20
+	DefaultGroupBytesMax   = 4 << 20
+	DefaultQueueBytesMax   = 64 << 20
+)
+
+// withDefaults returns c with every zero field replaced by its default.
+func (c Config) withDefaults() Config {
+	if c.SegmentBytesMax == 0 {
+		c.SegmentBytesMax = DefaultSegmentBytesMax
+	}
+	if c.GroupBytesMax == 0 {
+		c.GroupBytesMax = DefaultGroupBytesMax
+	}
+	if c.QueueBytesMax == 0 {
+		c.QueueBytesMax = DefaultQueueBytesMax
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Fsync == nil {
+		c.Fsync = (*os.File).Sync
+	}
+	if c.NoSync {
+		c.Fsync = func(*os.File) error { return nil }
+	}
+	return c
+}
+
+// Validate reports whether c is usable. Zero sizes are valid (they mean the
+// default); negative ones are not.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Dir == "" {
+		errs = append(errs, errors.New("journal config: Dir is empty"))
+	}
+	if c.SegmentBytesMax < 0 {
+		errs = append(errs, fmt.Errorf("journal config: SegmentBytesMax %d is negative", c.SegmentBytesMax))
+	}
+	if c.GroupBytesMax < 0 {
+		errs = append(errs, fmt.Errorf("journal config: GroupBytesMax %d is negative", c.GroupBytesMax))
+	}
+	if c.QueueBytesMax < 0 {
+		errs = append(errs, fmt.Errorf("journal config: QueueBytesMax %d is negative", c.QueueBytesMax))
+	}
+	return errors.Join(errs...)
+}
+
+// entry is one appended record waiting for the writer.
+type entry struct {
+	rec  []byte
+	crc  uint32 // computed by Append, outside the lock
+	end  Position
+	done func(error)
+}
+
+// File is the segment-file Journal: records are framed, written in groups by
+// one writer goroutine, and each group is made durable by one fsync.
+type File struct {
+	cfg Config
+	log *slog.Logger
+
+	end     atomic.Uint64 // Position past the last appended record
+	durable atomic.Uint64 // Position past the last fsynced record
+
+	mu struct {
+		sync.Mutex
+		pending  []entry // appended, not yet taken by the writer, in order
+		queued   int     // frame bytes in pending
+		appended bool    // Append was called at least once (Replay is over)
+		closed   bool
+		stopErr  error     // set once the writer failed; wraps ErrStopped
+		segs     []segment // live segments in order; the last is active
+	}
+	wake sync.Cond // writer waits for pending or closed
+	room sync.Cond // Append waits for queue room
+
+	// removeMu serialises RemoveBefore, which drops segments from the front
+	// of mu.segs while only the writer appends to its back.
+	removeMu sync.Mutex
+
+	// Writer-owned state: touched only by the writer goroutine after Open.
+	seg      *os.File
+	segPath  string
+	segStart Position
+	segSize  int64
+	buf      []byte
+	group    []entry
+
+	exited    chan struct{} // closed when the writer goroutine returns
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var _ Journal = (*File)(nil)
+
+// Open recovers the journal in cfg.Dir (see recoverDir for what is repaired
+// and what is refused), opens the last segment for appending, and starts the
+// writer goroutine.
+func Open(cfg Config) (*File, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create journal dir: %w", err)
+	}
+	rec, err := recoverDir(cfg.Dir, cfg.Fsync, cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("recover journal %s: %w", cfg.Dir, err)
+	}
+	f := &File{cfg: cfg, log: cfg.Logger, exited: make(chan struct{})}
+	f.wake.L = &f.mu.Mutex
+	f.room.L = &f.mu.Mutex
+	if len(rec.segs) == 0 {
+		if err := f.createSegment(0); err != nil {
+			return nil, err
+		}
+	} else {
+		tail := rec.segs[len(rec.segs)-1]
+		seg, err := os.OpenFile(tail.path, os.O_WRONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open segment %s: %w", tail.path, err)
+		}
+		if _, err := seg.Seek(rec.tailSize, io.SeekStart); err != nil {
+			seg.Close()
+			return nil, fmt.Errorf("seek segment %s: %w", tail.path, err)
+		}
+		f.seg, f.segPath, f.segStart, f.segSize = seg, tail.path, tail.start, rec.tailSize
+		f.mu.segs = rec.segs
+	}
+	end := uint64(f.segStart) + uint64(f.segSize)
+	f.end.Store(end)
+	f.durable.Store(end)
+	go f.run()
+	return f, nil
+}
+
+// createSegment creates the segment starting at start, makes its directory
+// entry durable, and makes it the active segment. Only Open and the writer
+// call it.
+func (f *File) createSegment(start Position) error {
+	path := filepath.Join(f.cfg.Dir, segmentName(start))
+	seg, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return fmt.Errorf("create segment %s: %w", path, err)
+	}
+	if err := syncDir(f.cfg.Dir, f.cfg.Fsync); err != nil {
+		seg.Close()
+		return fmt.Errorf("create segment %s: %w", path, err)
+	}
+	if f.seg != nil {
+		// The old segment was fsynced with its last group; a close error
+		// cannot lose data any more, so it is only logged.
+		if err := f.seg.Close(); err != nil {
+			f.log.Error("journal: close segment", "path", f.segPath, "err", err)
+		}
+	}
+	f.seg, f.segPath, f.segStart, f.segSize = seg, path, start, 0
+	f.mu.Lock()
+	f.mu.segs = append(f.mu.segs, segment{start: start, path: path})
+	f.mu.Unlock()
+	return nil
+}
+
+// Append implements Journal. rec must not be modified until done is called.
+// done may be nil when the caller does not need the notification.
+//
+// Append blocks while the queue holds QueueBytesMax bytes of unwritten
+// frames. done runs on the writer goroutine and holds up every later group
+// while it runs, so it must be quick, and it must not call Close or an Append
+// that could block on a full queue: only the writer makes room.
+func (f *File) Append(rec []byte, done func(error)) (Position, error) {
+	if len(rec) > MaxRecordBytes {
+		return 0, fmt.Errorf("append %d bytes: %w", len(rec), ErrTooLarge)
+	}
+	var crc uint32
+	size := 0
+	if len(rec) > 0 {
+		// The checksum is the only per-byte work besides the copy; doing it
+		// here spreads it over the appending goroutines.
+		crc = frameCRC(rec)
+		size = frameLen(len(rec))
+	}
+	if done == nil {
+		done = noDone
+	}
+	f.mu.Lock()
+	f.mu.appended = true
+	for {
+		if f.mu.closed {
+			f.mu.Unlock()
+			return 0, ErrClosed
+		}
+		if f.mu.stopErr != nil {
+			err := f.mu.stopErr
+			f.mu.Unlock()
+			return 0, err
+		}
+		if f.mu.queued == 0 || f.mu.queued+size <= f.cfg.QueueBytesMax {
+			break
+		}
+		f.room.Wait()
+	}
+	end := Position(f.end.Load() + uint64(size))
+	f.end.Store(uint64(end))
+	f.mu.pending = append(f.mu.pending, entry{rec: rec, crc: crc, end: end, done: done})
+	f.mu.queued += size
+	f.wake.Signal()
+	f.mu.Unlock()
+	return end, nil
+}
+
+// End implements Journal.
+func (f *File) End() Position { return Position(f.end.Load()) }
+
+// Durable implements Journal.
+func (f *File) Durable() Position { return Position(f.durable.Load()) }
+
+// Start returns the position of the first record still on disk: zero, or the
+// start of the oldest segment RemoveBefore left.
+func (f *File) Start() Position {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.mu.segs[0].start
+}
+
+// Replay implements Journal. It returns an error wrapping ErrRemoved if from
+// lies before Start, because the records in between are gone.
+func (f *File) Replay(from Position, fn func(end Position, rec []byte) error) error {
+	f.mu.Lock()
+	if f.mu.appended {
+		f.mu.Unlock()
+		return errors.New("journal replay: called after Append")
+	}
+	segs := append([]segment(nil), f.mu.segs...)
+	f.mu.Unlock()
+	if from < segs[0].start {
+		return fmt.Errorf("journal replay from %d: %w: journal starts at %d", from, ErrRemoved, segs[0].start)
+	}
+	end := Position(f.end.Load())
+	// Skip whole segments: every record in a segment ends at or before the
+	// start of the next one.
+	first := 0
+	for first+1 < len(segs) && segs[first+1].start <= from {
+		first++
+	}
+	for i := first; i < len(segs); i++ {
+		limit := end
+		if i+1 < len(segs) {
+			limit = segs[i+1].start
+		}
+		if err := replaySegment(segs[i], limit, from, fn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// replaySegment calls fn for the records of seg that end after from. limit is
+// the position where the segment ends, as established by recovery.
+func replaySegment(seg segment, limit, from Position, fn func(Position, []byte) error) error {
+	r, err := os.Open(seg.path)
+	if err != nil {
+		return fmt.Errorf("open segment %s: %w", seg.path, err)
+	}
+	defer r.Close()
+	s := newFrameScanner(r, int64(limit-seg.start))
+	for {
+		rec, err := s.next()
+		if err == io.EOF {
+			return nil
+		}
+		if d, ok := err.(*damage); ok {
+			// Recovery validated this file, so it changed underneath us.
+			return fmt.Errorf("%w: %s offset %d: %v", ErrCorrupt, seg.path, d.off, d.reason)
+		}
+		if err != nil {
+			return fmt.Errorf("replay segment %s: %w", seg.path, err)
+		}
+		pos := seg.start + Position(s.off)
+		if pos <= from {
+			continue
+		}
+		if err := fn(pos, rec); err != nil {
+			return err
+		}
+	}
+}
+
+// RemoveBefore implements Journal. It never removes the active segment.
+// Segments are deleted oldest first, so a crash or error part-way leaves a
+// contiguous journal behind.
+func (f *File) RemoveBefore(pos Position) error {
+	f.removeMu.Lock()
+	defer f.removeMu.Unlock()
+	f.mu.Lock()
+	var victims []segment
+	for i := 0; i+1 < len(f.mu.segs) && f.mu.segs[i+1].start <= pos; i++ {
+		victims = append(victims, f.mu.segs[i])
+	}
+	f.mu.Unlock()
+	removed := 0
+	var err error
+	for _, seg := range victims {
+		if rerr := os.Remove(seg.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+			err = fmt.Errorf("remove segment %s: %w", seg.path, rerr)
+			break
+		}
+		removed++
+	}
+	if removed > 0 {
+		f.mu.Lock()
+		f.mu.segs = append(f.mu.segs[:0], f.mu.segs[removed:]...)
+		f.mu.Unlock()
+	}
+	return err
+}
+
+// Close implements Journal. It is idempotent; every call returns the same
+// result, which is the stopping error if the journal failed.
+func (f *File) Close() error {
+	f.closeOnce.Do(func() {
+		f.mu.Lock()
+		f.mu.closed = true
+		f.wake.Signal()
+		f.room.Broadcast()
+		f.mu.Unlock()
+		<-f.exited
+		f.mu.Lock()
+		stopErr := f.mu.stopErr
+		f.mu.Unlock()
+		if err := f.seg.Close(); err != nil && stopErr == nil {
+			f.closeErr = fmt.Errorf("close segment %s: %w", f.segPath, err)
+		}
+		if stopErr != nil {
+			f.closeErr = stopErr
+		}
+	})
+	return f.closeErr
+}
+
+// run is the writer goroutine: it repeatedly takes a group of pending
+// entries, writes and fsyncs them, and completes them in order. Appends that
+// arrive during the fsync queue up for the next group.
+func (f *File) run() {
+	defer close(f.exited)
+	for {
+		f.mu.Lock()
+		for len(f.mu.pending) == 0 && !f.mu.closed {
+			f.wake.Wait()
+		}
+		if len(f.mu.pending) == 0 {
+			// Closed and drained.
+			f.mu.Unlock()
+			return
+		}
+		bytes := f.takeGroupLocked()
+		f.mu.Unlock()
+
+		if err := f.commit(bytes); err != nil {
+			f.stop(err)
+			return
+		}
+		last := f.group[len(f.group)-1].end
+		if d := Position(f.durable.Load()); last < d {
+			panic(fmt.Sprintf("journal: group ends at %d before durable position %d", last, d))
+		}
+		f.durable.Store(uint64(last))
+		f.complete(f.group, nil)
+	}
+}
+
+// takeGroupLocked moves up to GroupBytesMax of pending entries (at least one)
+// into f.group and returns their frame bytes. f.mu must be held.
+func (f *File) takeGroupLocked() int {
+	pending := f.mu.pending
+	n, bytes := 0, 0
+	for n < len(pending) {
+		size := 0
+		if len(pending[n].rec) > 0 {
+			size = frameLen(len(pending[n].rec))
+		}
+		if n > 0 && bytes+size > f.cfg.GroupBytesMax {
+			break
+		}
+		bytes += size
+		n++
+	}
+	f.group = append(f.group[:0], pending[:n]...)
+	rest := copy(pending, pending[n:])
+	// Clear the moved-out tail so the queue does not pin records in memory.
+	clear(pending[rest:])
+	f.mu.pending = pending[:rest]
+	f.mu.queued -= bytes
+	if f.mu.queued < 0 {
+		panic(fmt.Sprintf("journal: queued bytes went negative (%d)", f.mu.queued))
+	}
+	f.room.Broadcast()
+	return bytes
+}
+
+// commit writes f.group as one buffer and fsyncs it, rotating to a new
+// segment first if the active one is full.
+func (f *File) commit(bytes int) error {
+	if bytes == 0 {
+		// Only barriers: everything before them is already durable because
+		// groups commit one at a time.
+		return nil
+	}
+	if f.segSize >= f.cfg.SegmentBytesMax {
+		next := f.segStart + Position(f.segSize)
+		if d := Position(f.durable.Load()); next != d {
+			panic(fmt.Sprintf("journal: active segment %s ends at %d but durable position is %d", f.segPath, next, d))
+		}
+		if err := f.createSegment(next); err != nil {
+			return err
+		}
+	}
+	buf := f.buf[:0]
+	for i := range f.group {
+		e := &f.group[i]
+		if len(e.rec) == 0 {
+			continue
+		}
+		buf = appendFrameHeader(buf, len(e.rec), e.crc)
+		buf = append(buf, e.rec...)
+	}
+	if len(buf) != bytes {
+		panic(fmt.Sprintf("journal: group encoded to %d bytes, expected %d", len(buf), bytes))
+	}
+	// Keep the buffer for the next group unless a huge record blew it up.
+	if cap(buf) <= 2*f.cfg.GroupBytesMax {
+		f.buf = buf[:0]
+	} else {
+		f.buf = nil
+	}
+	n, err := f.seg.Write(buf)
+	f.segSize += int64(n)
+	if err != nil {
+		return fmt.Errorf("write segment %s at offset %d: %w", f.segPath, f.segSize-int64(n), err)
+	}
+	if err := f.cfg.Fsync(f.seg); err != nil {
+		return fmt.Errorf("fsync segment %s: %w", f.segPath, err)
+	}
+	return nil
+}
+
+// stop fails the journal after a write or fsync error. It never retries: after
+// a failed fsync the kernel may have dropped the dirty pages and cleared the
+// error, so a second fsync could succeed without the data being on disk.
+func (f *File) stop(cause error) {
+	err := fmt.Errorf("%w: %w", ErrStopped, cause)
+	f.log.Error("journal: stopped", "err", cause)
+	f.mu.Lock()
+	if f.mu.stopErr != nil {
+		panic(fmt.Sprintf("journal: stopped twice: %v, then %v", f.mu.stopErr, cause))
+	}
+	f.mu.stopErr = err
+	rest := f.mu.pending
+	f.mu.pending = nil
+	f.mu.queued = 0
+	f.room.Broadcast()
+	f.mu.Unlock()
+	f.complete(f.group, err)
+	f.complete(rest, err)
+}
+
+// noDone stands in for a nil done so that a nil callback in the queue always
+// means an entry that was already completed.
+func noDone(error) {}
+
+// complete calls the done callbacks of entries in order and clears them so
+// neither the records nor the callbacks outlive their completion.
+func (f *File) complete(entries []entry, err error) {
+	for i := range entries {
+		done := entries[i].done
+		if done == nil {
+			panic(fmt.Sprintf("journal: done for record ending at %d completed twice", entries[i].end))
+		}
+		entries[i] = entry{}
+		done(err)
+	}
+}

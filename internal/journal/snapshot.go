@@ -1,0 +1,389 @@
+package journal
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// A snapshot file is snap-<pos %020d>.bin holding a fixed header followed by
+// the engine's data:
+//
+//	[8]  magic "FESTSNAP"
+//	[4]  version (1), little endian
+//	[4]  CRC32C of the data
+//	[8]  journal position the snapshot covers
+//	[8]  data length in bytes
+//	[4]  CRC32C of the 32 bytes above
+//
+// The header has its own checksum so that a damaged length or position is
+// rejected before any data is trusted.
+const (
+	snapshotMagic     = "FESTSNAP"
+	snapshotVersion   = 1
+	snapshotHeaderLen = 36
+	snapshotPrefix    = "snap-"
+	snapshotSuffix    = ".bin"
+	snapshotTmpSuffix = ".tmp"
+	snapshotsKept     = 2
+)
+
+// Snapshots stores the engine's snapshots in one directory. Each snapshot
+// appears atomically: it is written to a temporary file, fsynced, renamed into
+// place, and the directory is fsynced, so a crash leaves either the complete
+// new snapshot or none. Methods are safe for concurrent use; writes are
+// serialised.
+type Snapshots struct {
+	dir string
+	log *slog.Logger
+	mu  sync.Mutex // serialises writers and pruning
+}
+
+// OpenSnapshots opens (creating if needed) the snapshot directory dir and
+// deletes temporary files left behind by a crash during a write.
+func OpenSnapshots(dir string) (*Snapshots, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create snapshot dir: %w", err)
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshot dir %s: %w", dir, err)
+	}
+	s := &Snapshots{dir: dir, log: slog.Default()}
+	for _, e := range ents {
+		name := e.Name()
+		if strings.HasPrefix(name, snapshotPrefix) && strings.HasSuffix(name, snapshotTmpSuffix) {
+			path := filepath.Join(dir, name)
+			if err := os.Remove(path); err != nil {
+				return nil, fmt.Errorf("remove stale snapshot temp file %s: %w", path, err)
+			}
+			s.log.Warn("journal: removed partial snapshot", "path", path)
+		}
+	}
+	return s, nil
+}
+
+func snapshotName(pos Position) string {
+	return fmt.Sprintf("%s%020d%s", snapshotPrefix, uint64(pos), snapshotSuffix)
+}
+
+func parseSnapshotName(name string) (Position, bool) {
+	if len(name) != len(snapshotPrefix)+20+len(snapshotSuffix) ||
+		!strings.HasPrefix(name, snapshotPrefix) || !strings.HasSuffix(name, snapshotSuffix) {
+		return 0, false
+	}
+	digits := name[len(snapshotPrefix) : len(snapshotPrefix)+20]
+	if strings.IndexFunc(digits, func(r rune) bool { return r < '0' || r > '9' }) >= 0 {
+		return 0, false
+	}
+	v, err := strconv.ParseUint(digits, 10, 64)
+	return Position(v), err == nil
+}
+
+// snapshotFile is one snapshot found in the directory.
+type snapshotFile struct {
+	pos  Position
+	path string
+}
+
+// list returns the snapshot files, newest (highest position) first.
+func (s *Snapshots) list() ([]snapshotFile, error) {
+	ents, err := os.ReadDir(s.dir)
+	if err != nil {
+		return nil, fmt.Errorf("list snapshot dir %s: %w", s.dir, err)
+	}
+	var files []snapshotFile
+	for _, e := range ents {
+		if pos, ok := parseSnapshotName(e.Name()); ok && e.Type().IsRegular() {
+			files = append(files, snapshotFile{pos: pos, path: filepath.Join(s.dir, e.Name())})
+		}
+	}
+	slices.SortFunc(files, func(a, b snapshotFile) int {
+		switch {
+		case a.pos > b.pos:
+			return -1
+		case a.pos < b.pos:
+			return 1
+		}
+		return 0
+	})
+	return files, nil
+}
+
+// Write stores data as the snapshot at pos. See WriteFrom.
+func (s *Snapshots) Write(pos Position, data []byte) error {
+	return s.WriteFrom(pos, func(w io.Writer) error {
+		_, err := w.Write(data)
+		return err
+	})
+}
+
+// crcWriter passes writes through while counting them and updating a CRC32C,
+// so a streamed snapshot is checksummed without a second pass.
+type crcWriter struct {
+	w   io.Writer
+	crc uint32
+	n   uint64
+}
+
+func (c *crcWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.crc = crc32.Update(c.crc, castagnoli, p[:n])
+	c.n += uint64(n)
+	return n, err
+}
+
+// snapshotWriteBuffer batches the engine's (possibly small) writes into large
+// file writes.
+const snapshotWriteBuffer = 1 << 20
+
+// WriteFrom stores the snapshot at pos with the data that fn writes to w. The
+// data is streamed to a temporary file, so it can be far larger than memory
+// allows to hold twice. Once the new snapshot is durable, all but the newest
+// two snapshots are deleted. A snapshot at the same position is replaced.
+func (s *Snapshots) WriteFrom(pos Position, fn func(w io.Writer) error) (err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	final := filepath.Join(s.dir, snapshotName(pos))
+	tmp, err := os.CreateTemp(s.dir, snapshotPrefix+"*"+snapshotTmpSuffix)
+	if err != nil {
+		return fmt.Errorf("create snapshot temp file: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	// Reserve the header; its length and checksum are known only at the end.
+	if _, err := tmp.Write(make([]byte, snapshotHeaderLen)); err != nil {
+		return fmt.Errorf("write snapshot %s: %w", tmp.Name(), err)
+	}
+	cw := &crcWriter{w: tmp}
+	bw := bufio.NewWriterSize(cw, snapshotWriteBuffer)
+	if err := fn(bw); err != nil {
+		return fmt.Errorf("write snapshot %s: %w", tmp.Name(), err)
+	}
+	if err := bw.Flush(); err != nil {
+		return fmt.Errorf("write snapshot %s: %w", tmp.Name(), err)
+	}
+	hdr := encodeSnapshotHeader(pos, cw.n, cw.crc)
+	if _, err := tmp.WriteAt(hdr[:], 0); err != nil {
+		return fmt.Errorf("write snapshot header %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Sync(); err != nil {
+		return fmt.Errorf("fsync snapshot %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("close snapshot %s: %w", tmp.Name(), err)
+	}
+	if err := os.Rename(tmp.Name(), final); err != nil {
+		return fmt.Errorf("rename snapshot to %s: %w", final, err)
+	}
+	if err := syncDir(s.dir, (*os.File).Sync); err != nil {
+		return fmt.Errorf("publish snapshot %s: %w", final, err)
+	}
+	return s.pruneLocked()
+}
+
+// pruneLocked deletes all but the newest snapshotsKept snapshots. The older of
+// the two kept is the fallback should the newest turn out unreadable.
+func (s *Snapshots) pruneLocked() error {
+	files, err := s.list()
+	if err != nil {
+		return err
+	}
+	for _, f := range files[min(len(files), snapshotsKept):] {
+		if err := os.Remove(f.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove old snapshot %s: %w", f.path, err)
+		}
+	}
+	return nil
+}
+
+func encodeSnapshotHeader(pos Position, n uint64, crc uint32) [snapshotHeaderLen]byte {
+	var h [snapshotHeaderLen]byte
+	copy(h[0:8], snapshotMagic)
+	binary.LittleEndian.PutUint32(h[8:12], snapshotVersion)
+	binary.LittleEndian.PutUint32(h[12:16], crc)
+	binary.LittleEndian.PutUint64(h[16:24], uint64(pos))
+	binary.LittleEndian.PutUint64(h[24:32], n)
+	binary.LittleEndian.PutUint32(h[32:36], crc32.Checksum(h[0:32], castagnoli))
+	return h
+}
+
+// snapshotHeader is a decoded, self-consistent header.
+type snapshotHeader struct {
+	pos Position
+	n   uint64
+	crc uint32
+}
+
+// decodeSnapshotHeader checks the header of the file named for pos whose total
+// size is size.
+func decodeSnapshotHeader(h []byte, pos Position, size int64) (snapshotHeader, error) {
+	if len(h) < snapshotHeaderLen {
+		return snapshotHeader{}, errors.New("short header")
+	}
+	if !bytes.Equal(h[0:8], []byte(snapshotMagic)) {
+		return snapshotHeader{}, errors.New("bad magic")
+	}
+	if crc32.Checksum(h[0:32], castagnoli) != binary.LittleEndian.Uint32(h[32:36]) {
+		return snapshotHeader{}, errors.New("header crc mismatch")
+	}
+	if v := binary.LittleEndian.Uint32(h[8:12]); v != snapshotVersion {
+		return snapshotHeader{}, fmt.Errorf("unsupported version %d", v)
+	}
+	hdr := snapshotHeader{
+		crc: binary.LittleEndian.Uint32(h[12:16]),
+		pos: Position(binary.LittleEndian.Uint64(h[16:24])),
+		n:   binary.LittleEndian.Uint64(h[24:32]),
+	}
+	if hdr.pos != pos {
+		return snapshotHeader{}, fmt.Errorf("header position %d does not match file name", hdr.pos)
+	}
+	if hdr.n != uint64(size-snapshotHeaderLen) {
+		return snapshotHeader{}, fmt.Errorf("header length %d but file holds %d data bytes", hdr.n, size-snapshotHeaderLen)
+	}
+	return hdr, nil
+}
+
+// Latest returns the newest snapshot whose header and data checksums verify.
+// Invalid snapshots are logged and skipped, so a damaged newest snapshot falls
+// back to the previous one. ok is false if there is no valid snapshot; err is
+// only for failures to list the directory.
+func (s *Snapshots) Latest() (pos Position, data []byte, ok bool, err error) {
+	files, err := s.list()
+	if err != nil {
+		return 0, nil, false, err
+	}
+	for _, f := range files {
+		data, err := readSnapshot(f)
+		if err != nil {
+			s.log.Warn("journal: skipping invalid snapshot", "path", f.path, "err", err)
+			continue
+		}
+		return f.pos, data, true, nil
+	}
+	return 0, nil, false, nil
+}
+
+func readSnapshot(f snapshotFile) ([]byte, error) {
+	b, err := os.ReadFile(f.path)
+	if err != nil {
+		return nil, err
+	}
+	hdr, err := decodeSnapshotHeader(b, f.pos, int64(len(b)))
+	if err != nil {
+		return nil, err
+	}
+	data := b[snapshotHeaderLen:]
+	if crc32.Checksum(data, castagnoli) != hdr.crc {
+		return nil, errors.New("data crc mismatch")
+	}
+	return data, nil
+}
+
+// LatestReader is the streaming form of Latest. It verifies the candidate's
+// checksum in one pass before choosing it, so the fallback to an older
+// snapshot still works, and then returns a reader over the data that checks
+// the checksum again at EOF (returning an error wrapping ErrCorrupt if the
+// file changed in between). size is the data length. The caller must close rc.
+func (s *Snapshots) LatestReader() (pos Position, rc io.ReadCloser, size int64, ok bool, err error) {
+	files, err := s.list()
+	if err != nil {
+		return 0, nil, 0, false, err
+	}
+	for _, f := range files {
+		r, err := openSnapshot(f)
+		if err != nil {
+			s.log.Warn("journal: skipping invalid snapshot", "path", f.path, "err", err)
+			continue
+		}
+		return f.pos, r, int64(r.hdr.n), true, nil
+	}
+	return 0, nil, 0, false, nil
+}
+
+// snapshotReader streams a snapshot's data and verifies it at EOF.
+type snapshotReader struct {
+	f    *os.File
+	path string
+	hdr  snapshotHeader
+	r    *bufio.Reader
+	left uint64
+	crc  uint32
+}
+
+func openSnapshot(sf snapshotFile) (_ *snapshotReader, err error) {
+	f, err := os.Open(sf.path)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+		}
+	}()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	var h [snapshotHeaderLen]byte
+	if _, err := io.ReadFull(f, h[:]); err != nil {
+		return nil, fmt.Errorf("read header: %w", err)
+	}
+	hdr, err := decodeSnapshotHeader(h[:], sf.pos, st.Size())
+	if err != nil {
+		return nil, err
+	}
+	crc := crc32.New(castagnoli)
+	if _, err := io.Copy(crc, bufio.NewReaderSize(f, snapshotWriteBuffer)); err != nil {
+		return nil, fmt.Errorf("read data: %w", err)
+	}
+	if crc.Sum32() != hdr.crc {
+		return nil, errors.New("data crc mismatch")
+	}
+	if _, err := f.Seek(snapshotHeaderLen, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return &snapshotReader{
+		f: f, path: sf.path, hdr: hdr, left: hdr.n,
+		r: bufio.NewReaderSize(f, snapshotWriteBuffer),
+	}, nil
+}
+
+func (r *snapshotReader) Read(p []byte) (int, error) {
+	if r.left == 0 {
+		if r.crc != r.hdr.crc {
+			return 0, fmt.Errorf("%w: snapshot %s: data crc mismatch", ErrCorrupt, r.path)
+		}
+		return 0, io.EOF
+	}
+	if uint64(len(p)) > r.left {
+		p = p[:r.left]
+	}
+	n, err := r.r.Read(p)
+	r.crc = crc32.Update(r.crc, castagnoli, p[:n])
+	r.left -= uint64(n)
+	if err == io.EOF {
+		if r.left > 0 {
+			return n, fmt.Errorf("%w: snapshot %s: %w", ErrCorrupt, r.path, io.ErrUnexpectedEOF)
+		}
+		err = nil
+	}
+	return n, err
+}
+
+func (r *snapshotReader) Close() error { return r.f.Close() }

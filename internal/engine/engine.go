@@ -436,3 +436,26 @@ func (e *Engine) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// ErrNoFollow is returned by Follow when the journal cannot be followed.
+var ErrNoFollow = errors.New("journal cannot be followed")
+
+// Follow calls fn for every committed (fsynced) event in records after
+// journal position from, in order, then waits for more until ctx ends.
+// ev.Position is the position of the record holding the event: a consumer
+// that has handled every event of a record may checkpoint at it. The event
+// and its strings are valid only during fn.
+func (e *Engine) Follow(ctx context.Context, from uint64, fn func(ev *Event) error) error {
+	f, ok := e.journal.(journal.Follower)
+	if !ok {
+		return ErrNoFollow
+	}
+	var ev Event
+	n := len(e.core.partitions)
+	return f.Follow(ctx, journal.Position(from), func(end journal.Position, rec []byte) error {
+		return decodeRecord(rec, n, &ev, func(ev *Event) error {
+			ev.Position = uint64(end)
+			return fn(ev)
+		})
+	})
+}

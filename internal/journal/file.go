@@ -136,6 +136,10 @@ type File struct {
 	buf      []byte
 	group    []entry
 
+	// durableCh is closed and replaced whenever the durable position
+	// advances, waking followers.
+	durableCh atomic.Pointer[chan struct{}]
+
 	exited    chan struct{} // closed when the writer goroutine returns
 	closeOnce sync.Once
 	closeErr  error
@@ -159,6 +163,8 @@ func Open(cfg Config) (*File, error) {
 		return nil, fmt.Errorf("recover journal %s: %w", cfg.Dir, err)
 	}
 	f := &File{cfg: cfg, log: cfg.Logger, exited: make(chan struct{})}
+	ch := make(chan struct{})
+	f.durableCh.Store(&ch)
 	f.wake.L = &f.mu.Mutex
 	f.room.L = &f.mu.Mutex
 	if len(rec.segs) == 0 {
@@ -417,6 +423,7 @@ func (f *File) run() {
 		}
 		f.durable.Store(uint64(last))
 		f.complete(f.group, nil)
+		f.notifyDurable()
 	}
 }
 

@@ -94,14 +94,9 @@ func (c *Config) Validate() error {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Partitions == 0 {
-		c.Partitions = 64
-	}
+	// Partitions is defaulted by Open: an existing directory decides it.
 	if c.Workers == 0 {
 		c.Workers = 2
-	}
-	if c.Workers > c.Partitions {
-		c.Workers = c.Partitions
 	}
 	if c.BatchSizeMax == 0 {
 		c.BatchSizeMax = 8192

@@ -406,6 +406,7 @@ func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out
 		return
 	}
 	var slot uint32
+	var id string
 	if ref, ok := c.dir.lookup(s.ID); ok {
 		slot = ref.slot()
 		if ref.partition() != p.id || p.skus[slot].merchant != merchant {
@@ -423,13 +424,18 @@ func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out
 		slot = uint32(len(p.skus))
 		// Claim the id now: another partition's worker may be creating the
 		// same id for another merchant at this moment.
-		if _, inserted := c.dir.insert(s.ID, newSKURef(p.id, slot)); !inserted {
+		_, key, inserted := c.dir.insert(s.ID, newSKURef(p.id, slot))
+		if !inserted {
 			res.Code, res.Field = CodeInvalidArgument, "merchant_id"
 			return
 		}
+		id = key
 	}
 	ev := &out.ev
 	*ev = Event{Kind: EventSKUUpserted, Partition: p.id, At: now, SKU: *s, SKUSlot: slot}
+	if id != "" {
+		ev.SKU.ID = id // the directory's copy, which the state will share
+	}
 	c.emit(p, ev, out)
 	p.skuResult(slot, res)
 }
@@ -506,9 +512,14 @@ func (c *core) evolveSKU(p *partition, ev *Event) {
 	slot := ev.SKUSlot
 	switch {
 	case int(slot) == len(p.skus):
-		id := strings.Clone(s.ID)
-		if ref, _ := c.dir.insert(id, newSKURef(p.id, slot)); ref != newSKURef(p.id, slot) {
-			panic(fmt.Sprintf("engine: sku %q created in partition %d slot %d but the directory has %x", id, p.id, slot, uint64(ref)))
+		ref, id, inserted := c.dir.insert(s.ID, newSKURef(p.id, slot))
+		if ref != newSKURef(p.id, slot) {
+			panic(fmt.Sprintf("engine: sku %q created in partition %d slot %d but the directory has %x", s.ID, p.id, slot, uint64(ref)))
+		}
+		if !inserted {
+			// Claimed when the command was decided, and ev.SKU.ID is the
+			// directory's copy.
+			id = s.ID
 		}
 		p.skus = append(p.skus, skuState{merchant: merchant})
 		p.skuText = append(p.skuText, skuText{id: id})
@@ -520,13 +531,13 @@ func (c *core) evolveSKU(p *partition, ev *Event) {
 	st.available = int32(s.Stock)
 	t := &p.skuText[slot]
 	if t.brandID != s.BrandID {
-		t.brandID = strings.Clone(s.BrandID)
+		t.brandID = c.intern(p, s.BrandID)
 	}
 	if t.title != s.Title {
 		t.title = strings.Clone(s.Title)
 	}
 	if t.category != s.Category {
-		t.category = strings.Clone(s.Category)
+		t.category = c.intern(p, s.Category)
 	}
 	p.checkSKU(slot)
 	p.updateSoldOut(slot)
@@ -626,4 +637,19 @@ func (p *partition) remember(keys *keyIndex, keyHash, requestHash, seq uint64, a
 		p.idempotencyRing = p.idempotencyRing[:n]
 		p.idempotencyHead = 0
 	}
+}
+
+// intern returns a shared copy of a brand id or category: millions of SKUs
+// name a few thousand of them, and one copy each saves an allocation per
+// SKU. The table is the partition's own (only its worker touches it).
+func (c *core) intern(p *partition, s string) string {
+	if s == "" {
+		return ""
+	}
+	if v, ok := p.interned[s]; ok {
+		return v
+	}
+	v := strings.Clone(s)
+	p.interned[v] = v
+	return v
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"hash/maphash"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
@@ -56,26 +57,28 @@ func (d *directory) lookup(id string) (skuRef, bool) {
 }
 
 // insert adds id → ref unless id is present; it returns the reference now
-// held and whether it was inserted. The key is copied.
-func (d *directory) insert(id string, ref skuRef) (skuRef, bool) {
+// held, the directory's own copy of the id (to share, not copy again), and
+// whether it was inserted.
+func (d *directory) insert(id string, ref skuRef) (skuRef, string, bool) {
 	s := d.shard(id)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if r, ok := s.mu.refs[id]; ok {
-		return r, false
+		return r, "", false
 	}
+	var key string
 	if len(id) > directoryArenaBytes/4 {
-		s.mu.refs[string([]byte(id))] = ref
-		return ref, true
+		key = strings.Clone(id)
+	} else {
+		if cap(s.mu.arena)-len(s.mu.arena) < len(id) {
+			s.mu.arena = make([]byte, 0, directoryArenaBytes)
+		}
+		start := len(s.mu.arena)
+		s.mu.arena = append(s.mu.arena, id...)
+		key = unsafe.String(&s.mu.arena[start], len(id))
 	}
-	if cap(s.mu.arena)-len(s.mu.arena) < len(id) {
-		s.mu.arena = make([]byte, 0, directoryArenaBytes)
-	}
-	start := len(s.mu.arena)
-	s.mu.arena = append(s.mu.arena, id...)
-	key := unsafe.String(&s.mu.arena[start], len(id))
 	s.mu.refs[key] = ref
-	return ref, true
+	return ref, key, true
 }
 
 // count returns the number of SKUs.

@@ -238,7 +238,7 @@ func (c *core) decodePartition(p *partition, data []byte) error {
 	p.skuText = make([]skuText, 0, nskus)
 	for i := 0; i < nskus && d.err == nil; i++ {
 		s := skuState{price: d.varint(), available: int32(d.uvarint()), reserved: int32(d.uvarint()), sold: int32(d.uvarint()), merchant: uint32(d.uvarint())}
-		t := skuText{id: d.string(), brandID: strings.Clone(d.string()), title: strings.Clone(d.string()), category: strings.Clone(d.string())}
+		t := skuText{id: d.string(), brandID: c.intern(p, d.string()), title: strings.Clone(d.string()), category: c.intern(p, d.string())}
 		if d.err != nil {
 			break
 		}
@@ -247,12 +247,12 @@ func (c *core) decodePartition(p *partition, data []byte) error {
 			break
 		}
 		slot := uint32(len(p.skus))
-		ref, _ := c.dir.insert(t.id, newSKURef(p.id, slot))
+		ref, key, _ := c.dir.insert(t.id, newSKURef(p.id, slot))
 		if ref != newSKURef(p.id, slot) {
 			d.fail("sku id in two partitions")
 			break
 		}
-		t.id = strings.Clone(t.id)
+		t.id = key
 		p.skus = append(p.skus, s)
 		p.skuText = append(p.skuText, t)
 		p.checkSKU(slot)

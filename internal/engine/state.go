@@ -108,6 +108,9 @@ type partition struct {
 	idempotencyRing []idempotencyRing
 	idempotencyHead int
 
+	// interned holds one copy of each brand id and category of its SKUs.
+	interned map[string]string
+
 	soldOut soldOutSet
 	// lastAt is the time of the last applied event, to keep time monotonic.
 	lastAt int64
@@ -117,6 +120,7 @@ func newPartition(id int) *partition {
 	return &partition{
 		id:            id,
 		merchantSlots: make(map[string]uint32),
+		interned:      make(map[string]string),
 		brands:        make(map[string]*Brand),
 		pending:       make(map[uint64]*pendingOrder),
 		idempotency:   make(map[uint64]idempotencyEntry),

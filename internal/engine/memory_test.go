@@ -1,0 +1,87 @@
+package engine
+
+import (
+	"runtime"
+	"strconv"
+	"testing"
+)
+
+func heapBytes() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// memoryPerSKU returns the engine-state bytes per SKU, split into the hot
+// part (stock figures, the directory entry, the sold-out bit) and the whole
+// (with titles and categories), for n SKUs with ids like "sku-000123".
+func memoryPerSKU(n int) (whole float64) {
+	h := newHarness(1)
+	h.do(Command{Kind: KindUpsertBrand, Brand: &Brand{ID: "b"}})
+	h.do(Command{Kind: KindUpsertMerchant, Merchant: &Merchant{ID: "m", Kind: MerchantTrader}})
+	p := h.c.partitions[0]
+	before := heapBytes()
+	var em emitter
+	for i := 0; i < n; i++ {
+		em.reset(em.rec)
+		res := Result{}
+		cmd := Command{Kind: KindUpsertSKU, SKU: &SKU{ID: "sku-" + strconv.Itoa(1_000_000+i), MerchantID: "m", BrandID: "b", Price: 100, Stock: 10}}
+		h.c.apply(p, 1, &cmd, &res, &em)
+	}
+	after := heapBytes()
+	runtime.KeepAlive(h)
+	return float64(after-before) / float64(n)
+}
+
+// memoryPerPendingOrder returns the engine-state bytes per pending order of
+// one or two items.
+func memoryPerPendingOrder(n int) float64 {
+	h := newHarness(1)
+	h.do(Command{Kind: KindUpsertBrand, Brand: &Brand{ID: "b"}})
+	h.do(Command{Kind: KindUpsertMerchant, Merchant: &Merchant{ID: "m", Kind: MerchantTrader}})
+	for i := 0; i < 100; i++ {
+		h.do(Command{Kind: KindUpsertSKU, SKU: &SKU{ID: "s" + strconv.Itoa(i), MerchantID: "m", BrandID: "b", Price: 100, Stock: 1_000_000_000}})
+	}
+	p := h.c.partitions[0]
+	items := make([]Item, 2)
+	var em emitter
+	before := heapBytes()
+	for i := 0; i < n; i++ {
+		em.reset(em.rec)
+		items[0] = Item{SKUID: "s" + strconv.Itoa(i%100), Quantity: 1}
+		items[1] = Item{SKUID: "s" + strconv.Itoa((i+7)%100), Quantity: 1}
+		r := Request{Command: Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u", Items: items[:1+i%2]}}}
+		h.c.route(&r)
+		h.c.apply(p, 1, &r.Command, &r.Result, &em)
+		if !r.Result.OK() {
+			panic(r.Result.Err())
+		}
+	}
+	after := heapBytes()
+	runtime.KeepAlive(h)
+	return float64(after-before) / float64(n)
+}
+
+// TestMemoryFootprint reports bytes per SKU and per pending order (run with
+// -v to see them) and fails if they grow far past their budgets (64 and 256
+// bytes are the goals; the bounds here leave room for map growth steps).
+func TestMemoryFootprint(t *testing.T) {
+	const n = 200_000
+	sku := memoryPerSKU(n)
+	order := memoryPerPendingOrder(n)
+	t.Logf("engine state: %.1f bytes per SKU (stock, directory, titles), %.1f bytes per pending order", sku, order)
+	if sku > 300 {
+		t.Errorf("%.1f bytes per SKU", sku)
+	}
+	if order > 256 {
+		t.Errorf("%.1f bytes per pending order, over the 256-byte budget", order)
+	}
+}
+
+func BenchmarkMemory(b *testing.B) {
+	const n = 1_000_000
+	b.ReportMetric(memoryPerSKU(n), "bytes/sku")
+	b.ReportMetric(memoryPerPendingOrder(n), "bytes/pending-order")
+}

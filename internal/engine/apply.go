@@ -120,7 +120,7 @@ func (c *core) apply(p *partition, now int64, cmd *Command, res *Result, out *em
 		}
 		res.OrderID = cmd.OrderID
 		res.Status = p.orders[seq-1]
-		if po := p.pending[seq]; po != nil {
+		if po := p.pendingOrderAt(seq); po != nil {
 			p.orderResult(seq, po, res)
 		}
 	default:
@@ -191,7 +191,7 @@ func (c *core) placeOrder(p *partition, now int64, cmd *Command, res *Result, ou
 			res.Replayed = true
 			res.OrderID = newOrderID(p.id, e.seq)
 			res.Status = p.orders[e.seq-1]
-			if po := p.pending[e.seq]; po != nil {
+			if po := p.pendingOrderAt(e.seq); po != nil {
 				p.orderResult(e.seq, po, res)
 			}
 			return
@@ -255,7 +255,7 @@ func (c *core) pendingAt(p *partition, now int64, id OrderID, res *Result, out *
 	}
 	res.OrderID = id
 	if p.orders[seq-1] == StatusPending {
-		po := p.pending[seq]
+		po := p.pendingOrderAt(seq)
 		if po.payBy <= now {
 			c.emitOrderEnd(p, EventOrderExpired, seq, now, out)
 		} else {
@@ -310,7 +310,7 @@ func (c *core) expire(p *partition, now int64, max int, out *emitter) int {
 	for n < max && p.expireCursor < p.nextSeq() {
 		seq := p.expireCursor
 		if p.orders[seq-1] == StatusPending {
-			if p.pending[seq].payBy > now {
+			if p.pendingOrderAt(seq).payBy > now {
 				break
 			}
 			c.emitOrderEnd(p, EventOrderExpired, seq, now, out)
@@ -575,7 +575,7 @@ func (c *core) evolvePlaced(p *partition, ev *Event) {
 		}
 	}
 	p.orders = append(p.orders, StatusPending)
-	p.pending[seq] = po
+	p.addPending(seq, po)
 	if ev.KeyHash != 0 {
 		p.remember(c.keys, ev.KeyHash, ev.RequestHash, seq, ev.At, c.idempotencyWindow, c.idempotencyKeysMax)
 	}
@@ -583,7 +583,7 @@ func (c *core) evolvePlaced(p *partition, ev *Event) {
 
 func (c *core) evolveEnded(p *partition, ev *Event) {
 	seq := ev.OrderID.Seq()
-	po := p.pending[seq]
+	po := p.pendingOrderAt(seq)
 	if po == nil || p.orders[seq-1] != StatusPending {
 		panic(fmt.Sprintf("engine: partition %d %v for order %d which is not pending", p.id, ev.Kind, seq))
 	}
@@ -610,7 +610,7 @@ func (c *core) evolveEnded(p *partition, ev *Event) {
 		p.checkSKU(pi.slot)
 	}
 	p.orders[seq-1] = status
-	delete(p.pending, seq)
+	p.removePending(seq)
 	p.freePending(po)
 }
 

@@ -26,8 +26,11 @@ func (c *core) dump() string {
 				i, t.id, uint64(ref), s.price, s.available, s.reserved, s.sold, s.merchant, t.brandID, t.title, t.category, p.soldOut.get(uint32(i)))
 		}
 		fmt.Fprintf(&b, "  orders %v\n", p.orders)
-		for _, seq := range slices.Sorted(maps.Keys(p.pending)) {
-			po := p.pending[seq]
+		for i, po := range p.pending {
+			if po == nil {
+				continue
+			}
+			seq := p.pendingBase + uint64(i)
 			fmt.Fprintf(&b, "  pending %d total=%d created=%d payBy=%d merchant=%d items=", seq, po.total, po.createdAt, po.payBy, po.merchant)
 			for i := 0; i < int(po.count); i++ {
 				fmt.Fprintf(&b, "%v", po.item(i))

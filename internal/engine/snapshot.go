@@ -170,12 +170,12 @@ func encodePartition(b []byte, p *partition) []byte {
 	for _, s := range p.orders {
 		b = append(b, byte(s))
 	}
-	b = binary.AppendUvarint(b, uint64(len(p.pending)))
-	for seq := p.expireCursor; seq < p.nextSeq(); seq++ {
-		po := p.pending[seq]
+	b = binary.AppendUvarint(b, uint64(p.pendingCount))
+	for i, po := range p.pending {
 		if po == nil {
 			continue
 		}
+		seq := p.pendingBase + uint64(i)
 		b = binary.AppendUvarint(b, seq)
 		b = binary.AppendVarint(b, po.total)
 		b = binary.AppendVarint(b, po.createdAt)
@@ -287,7 +287,25 @@ func (c *core) decodePartition(p *partition, data []byte) error {
 		if seq == 0 || seq > uint64(len(p.orders)) || p.orders[seq-1] != StatusPending {
 			d.fail("pending order with a bad sequence")
 		}
-		p.pending[seq] = po
+		if p.pendingCount == 0 {
+			// The window starts at the oldest pending order.
+			p.pendingBase = seq
+		}
+		for p.pendingBase+uint64(len(p.pending)) < seq {
+			p.pending = append(p.pending, nil)
+		}
+		if p.pendingBase+uint64(len(p.pending)) != seq {
+			d.fail("pending orders out of order")
+			break
+		}
+		p.addPending(seq, po)
+	}
+	// Keep the window's invariant: it ends just before the next order.
+	if p.pendingCount == 0 {
+		p.pendingBase = p.nextSeq()
+	}
+	for d.err == nil && p.pendingBase+uint64(len(p.pending)) < p.nextSeq() {
+		p.pending = append(p.pending, nil)
 	}
 	for i, n := 0, d.count(1<<40, "idempotency ring"); i < n && d.err == nil; i++ {
 		p.idempotencyRing = append(p.idempotencyRing, idempotencyRing{keyHash: d.uint64(), at: d.varint()})

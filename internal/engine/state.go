@@ -97,7 +97,14 @@ type partition struct {
 	// whole festival. Everything else about a finished order lives in the
 	// order store.
 	orders  []OrderStatus
-	pending map[uint64]*pendingOrder
+	// pending holds the unpaid orders by seq, from pendingBase on: seqs are
+	// dense, so a slice indexed by seq replaces a hash map (no hashing, and
+	// recent orders, the ones paid, sit next to each other in memory).
+	// Finished orders leave nil holes until expiry moves pendingBase past
+	// them.
+	pending      []*pendingOrder
+	pendingBase  uint64
+	pendingCount int
 	// expireCursor is the lowest seq that may still be pending: orders are
 	// created with non-decreasing payBy, so expiry scans forward from here.
 	expireCursor uint64
@@ -122,7 +129,7 @@ func newPartition(id int) *partition {
 		merchantSlots: make(map[string]uint32),
 		interned:      make(map[string]string),
 		brands:        make(map[string]*Brand),
-		pending:       make(map[uint64]*pendingOrder),
+		pendingBase:   1,
 		idempotency:   make(map[uint64]idempotencyEntry),
 		expireCursor:  1,
 	}
@@ -131,15 +138,25 @@ func newPartition(id int) *partition {
 func (p *partition) nextSeq() uint64 { return uint64(len(p.orders)) + 1 }
 
 func (p *partition) newPending() *pendingOrder {
-	if n := len(p.pendingFree); n > 0 {
-		o := p.pendingFree[n-1]
-		p.pendingFree = p.pendingFree[:n-1]
-		return o
+	if len(p.pendingFree) == 0 {
+		// Allocate in slabs: most orders stay pending for a while, so the
+		// free list is often empty, and one allocation per order would be
+		// the engine's main garbage.
+		slab := make([]pendingOrder, pendingSlab)
+		for i := range slab {
+			p.pendingFree = append(p.pendingFree, &slab[i])
+		}
 	}
-	return new(pendingOrder)
+	n := len(p.pendingFree)
+	o := p.pendingFree[n-1]
+	p.pendingFree = p.pendingFree[:n-1]
+	return o
 }
 
-const pendingFreeMax = 4096
+const (
+	pendingFreeMax = 4096
+	pendingSlab    = 256
+)
 
 func (p *partition) freePending(o *pendingOrder) {
 	if len(p.pendingFree) < pendingFreeMax {
@@ -161,4 +178,36 @@ func (p *partition) checkSKU(slot uint32) {
 
 func (p *partition) updateSoldOut(slot uint32) {
 	p.soldOut.set(slot, p.skus[slot].available == 0)
+}
+
+// pendingOrderAt returns the pending order seq, or nil.
+func (p *partition) pendingOrderAt(seq uint64) *pendingOrder {
+	if seq < p.pendingBase || seq-p.pendingBase >= uint64(len(p.pending)) {
+		return nil
+	}
+	return p.pending[seq-p.pendingBase]
+}
+
+// addPending records the pending order seq, which must be the next order.
+func (p *partition) addPending(seq uint64, po *pendingOrder) {
+	if seq != p.pendingBase+uint64(len(p.pending)) {
+		panic(fmt.Sprintf("engine: partition %d pending order %d added out of order (window %d+%d)", p.id, seq, p.pendingBase, len(p.pending)))
+	}
+	p.pending = append(p.pending, po)
+	p.pendingCount++
+}
+
+// removePending forgets the pending order seq and trims finished orders
+// from the front of the window.
+func (p *partition) removePending(seq uint64) {
+	p.pending[seq-p.pendingBase] = nil
+	p.pendingCount--
+	n := 0
+	for n < len(p.pending) && p.pending[n] == nil {
+		n++
+	}
+	if n > 0 {
+		p.pending = p.pending[n:]
+		p.pendingBase += uint64(n)
+	}
 }

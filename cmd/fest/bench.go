@@ -26,6 +26,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.Dir, "data", "", "data directory (default: a temporary directory, removed afterwards)")
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "random seed (default 1)")
 	fs.BoolVar(&cfg.NoSync, "no-sync", false, "skip fsync (not for reported figures)")
+	fs.BoolVar(&cfg.Recovery, "recovery", false, "after the run, measure recovery time from the snapshot and from the journal alone")
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -47,7 +48,10 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "allocations       %.3f per order\n", r.AllocsPerOrder)
 		fmt.Fprintf(stdout, "journal           %.1f bytes per order, %d fsyncs\n", r.BytesPerOrderJournal, r.Fsyncs)
 		fmt.Fprintf(stdout, "books             %d SKUs oversold, %d not conserved (of %d)\n", r.Oversold, r.Unconserved, r.SKUs)
-		fmt.Fprintf(stdout, "engine            %d partitions, %d workers\n", r.Partitions, r.Workers)
+		fmt.Fprintf(stdout, "engine            %d partitions, %d workers, %.2f µs CPU per order\n", r.Partitions, r.Workers, r.CPUMicrosPerOrder)
+		if cfg.Recovery {
+			fmt.Fprintf(stdout, "recovery          %.0f ms from the snapshot, %.0f ms replaying the whole journal\n", r.RecoverySnapshotMs, r.RecoveryJournalMs)
+		}
 		if *asJSON {
 			b, _ := json.Marshal(r)
 			fmt.Fprintln(stdout, string(b))

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -28,24 +29,28 @@ import (
 
 // Config describes a benchmark run. Zero fields take their defaults.
 type Config struct {
-	Dir         string         // data directory; default a new temporary directory, removed after
-	Duration    time.Duration  // length of the measured run (default 10s)
-	Partitions  int            // engine partitions (default 64)
-	Workers     int            // engine workers (default 2)
-	BatchSize   int            // orders per generator batch (default 2,048)
-	Generators  int            // goroutines building and submitting batches (default 4)
-	SKUs        int            // catalog size (default 100,000)
-	Merchants   int            // merchants (default 1,000)
-	FlashSKUs   int            // flash-sale SKUs with small stock (default 100)
-	FlashStock  int64          // stock of each flash SKU (default 200)
-	Stock       int64          // stock of each other SKU (default 100,000,000)
-	FlashShare  float64        // share of orders on flash SKUs (default 0.10)
-	PayShare    float64        // share of placed orders then paid (default 0.5)
-	CancelShare float64        // share of placed orders then cancelled (default 0.1)
-	ZipfS       float64        // Zipf exponent of SKU popularity (default 1.1)
-	Seed        uint64         // random seed (default 1)
-	NoSync      bool           // skip fsync (never for reported figures)
-	Progress    func(Progress) // called about once a second, if set
+	Dir         string        // data directory; default a new temporary directory, removed after
+	Duration    time.Duration // length of the measured run (default 10s)
+	Partitions  int           // engine partitions (default 64)
+	Workers     int           // engine workers (default 2)
+	BatchSize   int           // orders per generator batch (default 2,048)
+	Generators  int           // goroutines building and submitting batches (default 4)
+	SKUs        int           // catalog size (default 100,000)
+	Merchants   int           // merchants (default 1,000)
+	FlashSKUs   int           // flash-sale SKUs with small stock (default 100)
+	FlashStock  int64         // stock of each flash SKU (default 200)
+	Stock       int64         // stock of each other SKU (default 100,000,000)
+	FlashShare  float64       // share of orders on flash SKUs (default 0.10)
+	PayShare    float64       // share of placed orders then paid (default 0.5)
+	CancelShare float64       // share of placed orders then cancelled (default 0.1)
+	ZipfS       float64       // Zipf exponent of SKU popularity (default 1.1)
+	Seed        uint64        // random seed (default 1)
+	NoSync      bool          // skip fsync (never for reported figures)
+	// Recovery, if set, reopens the data directory after the run and
+	// reports how long recovery takes from the final snapshot, and from the
+	// journal alone (snapshots moved aside).
+	Recovery bool
+	Progress func(Progress) // called about once a second, if set
 }
 
 // Progress is a running count during the run.
@@ -135,6 +140,11 @@ type Report struct {
 	BatchSize         int     `json:"batch_size"`
 	SKUs              int     `json:"skus"`
 	Dir               string  `json:"dir"`
+	// RecoverySnapshotMs is the time to reopen from the final snapshot
+	// (plus any journal after it); RecoveryJournalMs the time to reopen by
+	// replaying the whole journal. Set with Config.Recovery.
+	RecoverySnapshotMs float64 `json:"recovery_snapshot_ms,omitempty"`
+	RecoveryJournalMs  float64 `json:"recovery_journal_ms,omitempty"`
 }
 
 // catalog is the generated catalog: SKU ids grouped by merchant.
@@ -248,6 +258,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Workers:            cfg.Workers,
 		NoSync:             cfg.NoSync,
 		SnapshotEveryBytes: -1,
+		// Keep the whole journal so that recovery can also be measured
+		// from the journal alone.
+		RetainFrom: func() uint64 { return 0 },
 		JournalFsync: func(f *os.File) error {
 			fsyncs.Add(1)
 			return f.Sync()
@@ -335,6 +348,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	r.Oversold, r.Unconserved, err = cat.audit(e)
 	if cerr := e.Close(); cerr != nil && err == nil {
 		err = fmt.Errorf("close engine: %w", cerr)
+	}
+	if err == nil && cfg.Recovery {
+		err = measureRecovery(dir, r)
 	}
 	return r, err
 }
@@ -525,4 +541,35 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// measureRecovery reopens dir twice: from its snapshot, then with the
+// snapshots moved aside, replaying the whole journal.
+func measureRecovery(dir string, r *Report) error {
+	open := func() (time.Duration, error) {
+		start := time.Now()
+		e, err := engine.Open(engine.Config{Dir: dir, SnapshotEveryBytes: -1, RetainFrom: func() uint64 { return 0 }})
+		if err != nil {
+			return 0, fmt.Errorf("reopen: %w", err)
+		}
+		took := time.Since(start)
+		// Close without writing a new snapshot would be ideal; closing
+		// writes one, which the next measurement moves aside anyway.
+		return took, e.Close()
+	}
+	took, err := open()
+	if err != nil {
+		return err
+	}
+	r.RecoverySnapshotMs = float64(took.Microseconds()) / 1000
+	snaps := filepath.Join(dir, "snapshots")
+	if err := os.Rename(snaps, snaps+".aside"); err != nil {
+		return fmt.Errorf("move snapshots aside: %w", err)
+	}
+	took, err = open()
+	if err != nil {
+		return err
+	}
+	r.RecoveryJournalMs = float64(took.Microseconds()) / 1000
+	return nil
 }

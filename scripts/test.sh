@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# test.sh: fest's whole test suite, exactly as CI runs it (.ci/run calls this).
+#
+# It installs and starts what the tests need (PostgreSQL and Redis from Debian's packages, on
+# loopback, for the baseline adapters), then runs go vet, every test under the race detector, and
+# every fuzz target briefly. Set FEST_FUZZ_TIME (default 5s per target) to fuzz longer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+fuzztime=${FEST_FUZZ_TIME:-5s}
+work=$(mktemp -d "${TMPDIR:-/tmp}/fest-test.XXXXXX")
+cleanup() {
+	bash scripts/baselines.sh stop "$work/baselines" >/dev/null 2>&1 || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "== starting PostgreSQL and Redis on loopback for the baseline tests"
+# baselines.sh prints the addresses as NAME=value lines.
+env_lines=$(bash scripts/baselines.sh start "$work/baselines" 55432 56379 | grep '^FEST_TEST_')
+eval "export $(echo $env_lines)"
+echo "$env_lines"
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race"
+go test -race -count=1 -timeout 25m ./...
+
+echo "== fuzz targets, $fuzztime each"
+grep -rl --include='*_test.go' '^func Fuzz' . | while read -r file; do
+	pkg=./$(dirname "${file#./}")
+	grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | sed 's/^func //' | while read -r target; do
+		echo "-- $target ($pkg)"
+		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" | tail -n 1
+	done
+done
+echo "== all tests passed"

@@ -27,6 +27,9 @@ go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 25m ./...
 
+echo "== allocation and memory checks (not meaningful under -race)"
+go test -count=1 -run 'Alloc|Memory' ./...
+
 echo "== fuzz targets, $fuzztime each"
 grep -rl --include='*_test.go' '^func Fuzz' . | while read -r file; do
 	pkg=./$(dirname "${file#./}")

@@ -3,8 +3,8 @@ package journal
 import "testing"
 
 func TestAppendAllocs(t *testing.T) {
-	if testing.Short() {
-		t.Skip()
+	if raceEnabled {
+		t.Skip("allocation counts are checked in the non-race pass of scripts/test.sh")
 	}
 	cfg := testConfig(t.TempDir())
 	cfg.SegmentBytesMax = 1 << 30

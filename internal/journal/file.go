@@ -139,6 +139,7 @@ type File struct {
 	// durableCh is closed and replaced whenever the durable position
 	// advances, waking followers.
 	durableCh atomic.Pointer[chan struct{}]
+	followers atomic.Int32
 
 	exited    chan struct{} // closed when the writer goroutine returns
 	closeOnce sync.Once

@@ -19,7 +19,12 @@ type Follower interface {
 
 var _ Follower = (*File)(nil)
 
+// notifyDurable wakes the followers, if any: a new channel per fsync is
+// cheap next to the fsync, but not worth making when nobody follows.
 func (f *File) notifyDurable() {
+	if f.followers.Load() == 0 {
+		return
+	}
 	next := make(chan struct{})
 	old := f.durableCh.Swap(&next)
 	close(*old)
@@ -34,6 +39,8 @@ const followPoll = 200 * time.Millisecond
 // record that a crash could take back, and a slow follower costs the
 // writer nothing: it simply falls behind and catches up.
 func (f *File) Follow(ctx context.Context, from Position, fn func(end Position, rec []byte) error) error {
+	f.followers.Add(1)
+	defer f.followers.Add(-1)
 	var r *segmentReader
 	defer func() {
 		if r != nil {

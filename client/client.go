@@ -1,0 +1,564 @@
+// Package client is the Go client of the fest HTTP API.
+//
+// PlaceOrder merges concurrent calls into batches automatically, as
+// TigerBeetle's clients do: calls queue up while earlier batches are in
+// flight, and each of Config.Conns sender goroutines takes everything
+// queued (up to BatchMax orders) into one protobuf POST /v1/orders:batch
+// over a keep-alive connection. A lone call is sent at once; under load,
+// thousands of orders share one request, one engine batch and one fsync.
+//
+// Every other call is one JSON request. Failures are *Error values carrying
+// the API's status, code, message and field.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fest-platform/fest/client/wire"
+)
+
+// Config configures a Client.
+type Config struct {
+	// Addr is the server: "http://host:port" or "host:port".
+	Addr string
+	// Token is the bearer token (storefront for orders, admin for catalog).
+	Token string
+	// Conns is the number of batch requests in flight at once (default 4).
+	Conns int
+	// BatchMax is the most orders in one batch request (default 4,096; the
+	// server accepts up to 10,000).
+	BatchMax int
+	// Timeout bounds each HTTP request (default 30s).
+	Timeout time.Duration
+	// HTTPClient, if set, is used instead of a client built for Conns
+	// keep-alive connections.
+	HTTPClient *http.Client
+}
+
+// Client talks to one fest server. It is safe for concurrent use.
+type Client struct {
+	cfg  Config
+	base string
+	http *http.Client
+
+	in     chan *call
+	calls  sync.Pool
+	wg     sync.WaitGroup
+	mu     sync.RWMutex // guards closed against sends on in
+	closed bool
+}
+
+// ErrClosed is returned by calls after Close.
+var ErrClosed = errors.New("client closed")
+
+// Error is an error answer of the API.
+type Error struct {
+	Status    int    // HTTP status
+	Code      string // e.g. out_of_stock, invalid_argument, overloaded
+	Message   string
+	Field     string // the offending field, when known
+	SKUID     string // out_of_stock: the SKU short of stock
+	Available int64  // out_of_stock: its available stock
+	// RetryAfter is the server's Retry-After for 429 and 503 answers.
+	RetryAfter time.Duration
+}
+
+func (e *Error) Error() string {
+	s := fmt.Sprintf("fest: %d %s: %s", e.Status, e.Code, e.Message)
+	if e.Field != "" && !strings.Contains(e.Message, e.Field) {
+		s += " (field " + e.Field + ")"
+	}
+	return s
+}
+
+// Item is one line of an order request.
+type Item struct {
+	SKUID    string `json:"sku_id"`
+	Quantity int    `json:"quantity"`
+}
+
+// OrderRequest is an order to place.
+type OrderRequest struct {
+	BuyerID string `json:"buyer_id"`
+	Items   []Item `json:"items"`
+	Channel string `json:"channel,omitempty"` // app (default), web, live:<channel_id>
+	Region  string `json:"region,omitempty"`
+	DealID  string `json:"deal_id,omitempty"`
+	// IdempotencyKey makes a retried request return the first order.
+	IdempotencyKey string `json:"-"`
+}
+
+// OrderItem is one line of a placed order.
+type OrderItem struct {
+	SKUID     string `json:"sku_id"`
+	Quantity  int    `json:"quantity"`
+	UnitPrice int64  `json:"unit_price"`
+	Amount    int64  `json:"amount"`
+}
+
+// Order is an order as the server reports it. Money is in fen.
+type Order struct {
+	ID          string      `json:"order_id"`
+	Status      string      `json:"status"`
+	BuyerID     string      `json:"buyer_id"`
+	MerchantID  string      `json:"merchant_id"`
+	Items       []OrderItem `json:"items"`
+	Total       int64       `json:"total"`
+	Currency    string      `json:"currency"`
+	Channel     string      `json:"channel"`
+	Region      string      `json:"region"`
+	DealID      string      `json:"deal_id,omitempty"`
+	CreatedAt   time.Time   `json:"created_at"`
+	PayBy       time.Time   `json:"pay_by"`
+	PaidAt      time.Time   `json:"paid_at,omitzero"`
+	CancelledAt time.Time   `json:"cancelled_at,omitzero"`
+	ExpiredAt   time.Time   `json:"expired_at,omitzero"`
+	// Replayed is set when an idempotency key returned an earlier order.
+	Replayed bool `json:"replayed,omitempty"`
+}
+
+// call is one PlaceOrder waiting for its batch.
+type call struct {
+	req   *OrderRequest
+	order Order
+	err   error
+	done  chan struct{} // capacity 1
+}
+
+// New returns a client and starts its batch senders; Close stops them.
+func New(cfg Config) (*Client, error) {
+	if cfg.Addr == "" {
+		return nil, errors.New("client: Addr is required")
+	}
+	if cfg.Conns <= 0 {
+		cfg.Conns = 4
+	}
+	if cfg.BatchMax <= 0 {
+		cfg.BatchMax = 4096
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	base := strings.TrimRight(cfg.Addr, "/")
+	if !strings.Contains(base, "://") {
+		base = "http://" + base
+	}
+	if _, err := url.Parse(base); err != nil {
+		return nil, fmt.Errorf("client: parse Addr: %w", err)
+	}
+	hc := cfg.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        cfg.Conns * 4,
+			MaxIdleConnsPerHost: cfg.Conns * 4,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		}}
+	}
+	c := &Client{cfg: cfg, base: base, http: hc, in: make(chan *call, cfg.BatchMax*cfg.Conns)}
+	c.calls.New = func() any { return &call{done: make(chan struct{}, 1)} }
+	for i := 0; i < cfg.Conns; i++ {
+		c.wg.Add(1)
+		go c.sender()
+	}
+	return c, nil
+}
+
+// Close stops the batch senders after the queued calls are sent.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	c.closed = true
+	close(c.in)
+	c.mu.Unlock()
+	c.wg.Wait()
+	c.http.CloseIdleConnections()
+	return nil
+}
+
+// PlaceOrder places one order; concurrent calls share batch requests.
+func (c *Client) PlaceOrder(ctx context.Context, req OrderRequest) (Order, error) {
+	cl := c.calls.Get().(*call)
+	cl.req = &req
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		return Order{}, ErrClosed
+	}
+	select {
+	case c.in <- cl:
+	case <-ctx.Done():
+		c.mu.RUnlock()
+		return Order{}, ctx.Err()
+	}
+	c.mu.RUnlock()
+	select {
+	case <-cl.done:
+	case <-ctx.Done():
+		// The call stays with its sender; it is not returned to the pool.
+		return Order{}, ctx.Err()
+	}
+	o, err := cl.order, cl.err
+	*cl = call{done: cl.done}
+	c.calls.Put(cl)
+	return o, err
+}
+
+// sender sends batches until Close.
+func (c *Client) sender() {
+	defer c.wg.Done()
+	calls := make([]*call, 0, c.cfg.BatchMax)
+	orders := make([]wire.PlaceOrder, 0, c.cfg.BatchMax)
+	var body []byte
+	var results []wire.Result
+	for first := range c.in {
+		calls = append(calls[:0], first)
+	fill:
+		for len(calls) < c.cfg.BatchMax {
+			select {
+			case cl, ok := <-c.in:
+				if !ok {
+					break fill
+				}
+				calls = append(calls, cl)
+			default:
+				break fill
+			}
+		}
+		orders = orders[:0]
+		for _, cl := range calls {
+			r := cl.req
+			items := make([]wire.Item, len(r.Items))
+			for i, it := range r.Items {
+				items[i] = wire.Item{SKUID: it.SKUID, Quantity: int32(it.Quantity)}
+			}
+			orders = append(orders, wire.PlaceOrder{BuyerID: r.BuyerID, Items: items, Channel: r.Channel, Region: r.Region, DealID: r.DealID, IdempotencyKey: r.IdempotencyKey})
+		}
+		body = wire.AppendRequest(body[:0], orders)
+		var err error
+		results, err = c.sendBatch(body, results[:0])
+		if err == nil && len(results) != len(calls) {
+			err = fmt.Errorf("fest: batch answered %d results for %d orders", len(results), len(calls))
+		}
+		for i, cl := range calls {
+			if err != nil {
+				cl.err = err
+			} else if e := results[i].Error; e != nil {
+				cl.err = &Error{Status: statusOf(e.Code), Code: e.Code, Message: e.Message, Field: e.Field, SKUID: e.SKUID, Available: e.Available, RetryAfter: retryAfterOf(e.Code)}
+			} else {
+				cl.order = fromWire(&results[i].Order)
+			}
+			cl.done <- struct{}{}
+		}
+		clear(results)
+	}
+}
+
+func (c *Client) sendBatch(body []byte, results []wire.Result) ([]wire.Result, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/orders:batch", bytes.NewReader(body))
+	if err != nil {
+		return results, fmt.Errorf("fest: build batch request: %w", err)
+	}
+	req.Header.Set("Content-Type", wire.ContentType)
+	req.Header.Set("Accept", wire.ContentType)
+	req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return results, fmt.Errorf("fest: send batch: %w", err)
+	}
+	defer resp.Body.Close()
+	buf, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return results, fmt.Errorf("fest: read batch response: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return results, decodeError(resp, buf)
+	}
+	results, err = wire.DecodeResponse(buf, results)
+	if err != nil {
+		return results, fmt.Errorf("fest: decode batch response: %w", err)
+	}
+	return results, nil
+}
+
+func fromWire(w *wire.Order) Order {
+	o := Order{
+		ID: w.OrderID, Status: w.Status, BuyerID: w.BuyerID, MerchantID: w.MerchantID, Total: w.Total,
+		Currency: w.Currency, Channel: w.Channel, Region: w.Region, DealID: w.DealID, Replayed: w.Replayed,
+		CreatedAt: time.Unix(0, w.CreatedAtUnixNanos).UTC(), PayBy: time.Unix(0, w.PayByUnixNanos).UTC(),
+	}
+	o.Items = make([]OrderItem, len(w.Items))
+	for i, it := range w.Items {
+		o.Items[i] = OrderItem{SKUID: it.SKUID, Quantity: int(it.Quantity), UnitPrice: it.UnitPrice, Amount: it.Amount}
+	}
+	return o
+}
+
+// statusOf maps an API error code to its HTTP status (for per-order errors
+// of a batch, which arrive inside a 200).
+func statusOf(code string) int {
+	switch code {
+	case "invalid_json", "invalid_protobuf":
+		return http.StatusBadRequest
+	case "unauthenticated":
+		return http.StatusUnauthorized
+	case "forbidden":
+		return http.StatusForbidden
+	case "not_found":
+		return http.StatusNotFound
+	case "out_of_stock", "invalid_state", "deal_not_active":
+		return http.StatusConflict
+	case "too_large":
+		return http.StatusRequestEntityTooLarge
+	case "overloaded":
+		return http.StatusTooManyRequests
+	case "unavailable":
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusUnprocessableEntity
+}
+
+func retryAfterOf(code string) time.Duration {
+	if code == "overloaded" || code == "unavailable" {
+		return time.Second
+	}
+	return 0
+}
+
+// decodeError builds an *Error from an error response.
+func decodeError(resp *http.Response, body []byte) error {
+	var env struct {
+		Error struct {
+			Code      string `json:"code"`
+			Message   string `json:"message"`
+			Field     string `json:"field"`
+			SKUID     string `json:"sku_id"`
+			Available int64  `json:"available"`
+		} `json:"error"`
+	}
+	e := &Error{Status: resp.StatusCode}
+	if err := json.Unmarshal(body, &env); err != nil || env.Error.Code == "" {
+		e.Code = "http_" + strconv.Itoa(resp.StatusCode)
+		e.Message = strings.TrimSpace(string(body))
+	} else {
+		e.Code, e.Message, e.Field, e.SKUID, e.Available = env.Error.Code, env.Error.Message, env.Error.Field, env.Error.SKUID, env.Error.Available
+	}
+	if ra := resp.Header.Get("Retry-After"); ra != "" {
+		if s, err := strconv.Atoi(ra); err == nil {
+			e.RetryAfter = time.Duration(s) * time.Second
+		}
+	}
+	return e
+}
+
+// do sends one JSON request and decodes a JSON answer into out (if not nil).
+func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		switch v := in.(type) {
+		case io.Reader:
+			body = v
+		default:
+			b, err := json.Marshal(in)
+			if err != nil {
+				return fmt.Errorf("fest: encode %s %s: %w", method, path, err)
+			}
+			body = bytes.NewReader(b)
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	if err != nil {
+		return fmt.Errorf("fest: build %s %s: %w", method, path, err)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("fest: %s %s: %w", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return fmt.Errorf("fest: read %s %s: %w", method, path, err)
+	}
+	if resp.StatusCode >= 300 {
+		return decodeError(resp, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			return fmt.Errorf("fest: decode %s %s: %w", method, path, err)
+		}
+	}
+	return nil
+}
+
+// PlaceOrderJSON places one order with a single JSON POST /v1/orders (no
+// batching); IdempotencyKey goes in the Idempotency-Key header.
+func (c *Client) PlaceOrderJSON(ctx context.Context, req OrderRequest) (Order, error) {
+	var hdr http.Header
+	if req.IdempotencyKey != "" {
+		hdr = http.Header{"Idempotency-Key": {req.IdempotencyKey}}
+	}
+	var o Order
+	err := c.do(ctx, http.MethodPost, "/v1/orders", hdr, req, &o)
+	return o, err
+}
+
+// Pay pays an order with its total (fen).
+func (c *Client) Pay(ctx context.Context, orderID string, amount int64) (Order, error) {
+	var o Order
+	err := c.do(ctx, http.MethodPost, "/v1/orders/"+url.PathEscape(orderID)+"/pay", nil, map[string]int64{"amount": amount}, &o)
+	return o, err
+}
+
+// Cancel cancels a pending order.
+func (c *Client) Cancel(ctx context.Context, orderID string) (Order, error) {
+	var o Order
+	err := c.do(ctx, http.MethodPost, "/v1/orders/"+url.PathEscape(orderID)+"/cancel", nil, nil, &o)
+	return o, err
+}
+
+// GetOrder reads an order.
+func (c *Client) GetOrder(ctx context.Context, orderID string) (Order, error) {
+	var o Order
+	err := c.do(ctx, http.MethodGet, "/v1/orders/"+url.PathEscape(orderID), nil, nil, &o)
+	return o, err
+}
+
+// BuyerOrders returns a page of a buyer's orders, newest first, and the
+// cursor of the next page ("" at the end).
+func (c *Client) BuyerOrders(ctx context.Context, buyerID string, limit int, cursor string) ([]Order, string, error) {
+	q := url.Values{"limit": {strconv.Itoa(limit)}}
+	if cursor != "" {
+		q.Set("cursor", cursor)
+	}
+	var page struct {
+		Orders     []Order `json:"orders"`
+		NextCursor *string `json:"next_cursor"`
+	}
+	if err := c.do(ctx, http.MethodGet, "/v1/buyers/"+url.PathEscape(buyerID)+"/orders?"+q.Encode(), nil, nil, &page); err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if page.NextCursor != nil {
+		next = *page.NextCursor
+	}
+	return page.Orders, next, nil
+}
+
+// Brand is a brand of the catalog.
+type Brand struct {
+	ID            string `json:"brand_id,omitempty"`
+	Name          string `json:"name"`
+	Country       string `json:"country"`
+	FirstFestival int    `json:"first_festival,omitempty"`
+	Emerging      bool   `json:"emerging"`
+	LastYearGMV   int64  `json:"last_year_gmv"`
+}
+
+// Merchant is a shop.
+type Merchant struct {
+	ID       string `json:"merchant_id,omitempty"`
+	Name     string `json:"name"`
+	BrandID  string `json:"brand_id"`
+	Kind     string `json:"kind"` // brand_store, factory, trader
+	Industry string `json:"industry,omitempty"`
+	Region   string `json:"region,omitempty"`
+}
+
+// SKU is a stock-keeping unit; the stock figures are read-only.
+type SKU struct {
+	ID             string `json:"sku_id,omitempty"`
+	MerchantID     string `json:"merchant_id"`
+	BrandID        string `json:"brand_id"`
+	Title          string `json:"title"`
+	Category       string `json:"category,omitempty"`
+	Price          int64  `json:"price"`
+	Stock          int64  `json:"stock"`
+	Currency       string `json:"currency,omitempty"`
+	StockAvailable int64  `json:"stock_available,omitempty"`
+	StockReserved  int64  `json:"stock_reserved,omitempty"`
+	Sold           int64  `json:"sold,omitempty"`
+}
+
+// PutBrand creates or replaces a brand (admin).
+func (c *Client) PutBrand(ctx context.Context, b Brand) (Brand, error) {
+	id := b.ID
+	b.ID = ""
+	var out Brand
+	err := c.do(ctx, http.MethodPut, "/v1/brands/"+url.PathEscape(id), nil, b, &out)
+	return out, err
+}
+
+// PutMerchant creates or replaces a merchant (admin).
+func (c *Client) PutMerchant(ctx context.Context, m Merchant) (Merchant, error) {
+	id := m.ID
+	m.ID = ""
+	var out Merchant
+	err := c.do(ctx, http.MethodPut, "/v1/merchants/"+url.PathEscape(id), nil, m, &out)
+	return out, err
+}
+
+// PutSKU creates or replaces a SKU; Stock sets the available stock (admin).
+func (c *Client) PutSKU(ctx context.Context, s SKU) (SKU, error) {
+	body := map[string]any{"merchant_id": s.MerchantID, "brand_id": s.BrandID, "title": s.Title, "category": s.Category, "price": s.Price, "stock": s.Stock}
+	var out SKU
+	err := c.do(ctx, http.MethodPut, "/v1/skus/"+url.PathEscape(s.ID), nil, body, &out)
+	return out, err
+}
+
+// GetSKU reads a SKU with its stock figures.
+func (c *Client) GetSKU(ctx context.Context, id string) (SKU, error) {
+	var out SKU
+	err := c.do(ctx, http.MethodGet, "/v1/skus/"+url.PathEscape(id), nil, nil, &out)
+	return out, err
+}
+
+// AdjustStock adds delta to a SKU's available stock (admin).
+func (c *Client) AdjustStock(ctx context.Context, id string, delta int64) (SKU, error) {
+	var out SKU
+	err := c.do(ctx, http.MethodPost, "/v1/skus/"+url.PathEscape(id)+"/stock", nil, map[string]int64{"delta": delta}, &out)
+	return out, err
+}
+
+// ImportResult counts the objects of an import.
+type ImportResult struct {
+	Brand    int `json:"brand"`
+	Merchant int `json:"merchant"`
+	SKU      int `json:"sku"`
+}
+
+// ImportCatalog posts an NDJSON catalog (admin): one object a line with
+// "type" (brand, merchant, sku), "id" and the fields of the matching PUT.
+func (c *Client) ImportCatalog(ctx context.Context, ndjson io.Reader) (ImportResult, error) {
+	var out struct {
+		Imported ImportResult `json:"imported"`
+	}
+	err := c.do(ctx, http.MethodPost, "/v1/catalog:import", http.Header{"Content-Type": {"application/x-ndjson"}}, ndjson, &out)
+	return out.Imported, err
+}

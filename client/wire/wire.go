@@ -1,0 +1,623 @@
+// Package wire is the binary (protobuf) form of fest's order batch: the
+// request and response bodies of POST /v1/orders:batch with
+// Content-Type: application/x-protobuf.
+//
+// It is hand-written on protowire rather than generated, so it needs no
+// protoc and allocates only the strings it returns. The schema, in proto3:
+//
+//	syntax = "proto3";
+//	package fest.v1;
+//
+//	message OrderBatchRequest  { repeated PlaceOrder orders = 1; }
+//	message PlaceOrder {
+//	  string buyer_id = 1;
+//	  repeated Item items = 2;
+//	  string channel = 3;          // app (default), web, live:<channel_id>
+//	  string region = 4;
+//	  string deal_id = 5;
+//	  string idempotency_key = 6;
+//	}
+//	message Item { string sku_id = 1; int32 quantity = 2; }
+//
+//	message OrderBatchResponse { repeated OrderResult results = 1; }   // input order
+//	message OrderResult { Order order = 1; Error error = 2; }          // exactly one set
+//	message Order {
+//	  string order_id = 1;
+//	  string status = 2;                 // pending_payment, paid, cancelled, expired
+//	  string buyer_id = 3;
+//	  string merchant_id = 4;
+//	  repeated OrderItem items = 5;      // merged: one line per SKU
+//	  int64 total = 6;                   // fen
+//	  string currency = 7;               // CNY
+//	  string channel = 8;
+//	  string region = 9;
+//	  string deal_id = 10;
+//	  int64 created_at_unix_nanos = 11;
+//	  int64 pay_by_unix_nanos = 12;
+//	  bool replayed = 13;                // an Idempotency-Key returned an earlier order
+//	}
+//	message OrderItem { string sku_id = 1; int32 quantity = 2; int64 unit_price = 3; int64 amount = 4; }
+//	message Error {
+//	  string code = 1; string message = 2; string field = 3;
+//	  string sku_id = 4; int64 available = 5;  // out_of_stock details
+//	}
+//
+// Unlike stock protobuf, the decoders reject unknown field numbers, as the
+// JSON API rejects unknown fields.
+package wire
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// ContentType is the media type of the binary form.
+const ContentType = "application/x-protobuf"
+
+// ErrMalformed is returned for a body that is not a valid message.
+var ErrMalformed = errors.New("malformed protobuf")
+
+// Item is one line of a PlaceOrder.
+type Item struct {
+	SKUID    string
+	Quantity int32
+}
+
+// PlaceOrder is one order of a batch request.
+type PlaceOrder struct {
+	BuyerID        string
+	Items          []Item
+	Channel        string
+	Region         string
+	DealID         string
+	IdempotencyKey string
+}
+
+// OrderItem is one line of a placed order.
+type OrderItem struct {
+	SKUID     string
+	Quantity  int32
+	UnitPrice int64
+	Amount    int64
+}
+
+// Order is a placed order.
+type Order struct {
+	OrderID            string
+	Status             string
+	BuyerID            string
+	MerchantID         string
+	Items              []OrderItem
+	Total              int64
+	Currency           string
+	Channel            string
+	Region             string
+	DealID             string
+	CreatedAtUnixNanos int64
+	PayByUnixNanos     int64
+	Replayed           bool
+}
+
+// Error is a rejected order.
+type Error struct {
+	Code      string
+	Message   string
+	Field     string
+	SKUID     string
+	Available int64
+}
+
+// Result is one entry of a batch response: Error is nil when Order is set.
+type Result struct {
+	Order Order
+	Error *Error
+}
+
+// FieldError reports an unknown or mistyped field; Field is a JSON-style path.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// AppendRequest appends the encoded OrderBatchRequest of orders to b.
+func AppendRequest(b []byte, orders []PlaceOrder) []byte {
+	for i := range orders {
+		o := &orders[i]
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(placeOrderSize(o)))
+		b = appendPlaceOrder(b, o)
+	}
+	return b
+}
+
+func itemSize(it *Item) int {
+	n := 0
+	if it.SKUID != "" {
+		n += 1 + protowire.SizeBytes(len(it.SKUID))
+	}
+	if it.Quantity != 0 {
+		n += 1 + protowire.SizeVarint(uint64(int64(it.Quantity)))
+	}
+	return n
+}
+
+func placeOrderSize(o *PlaceOrder) int {
+	n := strSize(o.BuyerID) + strSize(o.Channel) + strSize(o.Region) + strSize(o.DealID) + strSize(o.IdempotencyKey)
+	for i := range o.Items {
+		n += 1 + protowire.SizeBytes(itemSize(&o.Items[i]))
+	}
+	return n
+}
+
+func strSize(s string) int {
+	if s == "" {
+		return 0
+	}
+	return 1 + protowire.SizeBytes(len(s))
+}
+
+func appendStr(b []byte, num protowire.Number, s string) []byte {
+	if s == "" {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.BytesType)
+	return protowire.AppendString(b, s)
+}
+
+func appendInt(b []byte, num protowire.Number, v int64) []byte {
+	if v == 0 {
+		return b
+	}
+	b = protowire.AppendTag(b, num, protowire.VarintType)
+	return protowire.AppendVarint(b, uint64(v))
+}
+
+func appendPlaceOrder(b []byte, o *PlaceOrder) []byte {
+	b = appendStr(b, 1, o.BuyerID)
+	for i := range o.Items {
+		it := &o.Items[i]
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(itemSize(it)))
+		b = appendStr(b, 1, it.SKUID)
+		b = appendInt(b, 2, int64(it.Quantity))
+	}
+	b = appendStr(b, 3, o.Channel)
+	b = appendStr(b, 4, o.Region)
+	b = appendStr(b, 5, o.DealID)
+	b = appendStr(b, 6, o.IdempotencyKey)
+	return b
+}
+
+// reader walks the fields of one message.
+type reader struct {
+	b []byte
+}
+
+// next returns the next field; ok is false at the end.
+func (r *reader) next() (num protowire.Number, typ protowire.Type, ok bool, err error) {
+	if len(r.b) == 0 {
+		return 0, 0, false, nil
+	}
+	num, typ, n := protowire.ConsumeTag(r.b)
+	if n < 0 {
+		return 0, 0, false, fmt.Errorf("%w: %v", ErrMalformed, protowire.ParseError(n))
+	}
+	r.b = r.b[n:]
+	return num, typ, true, nil
+}
+
+// path names a field for error messages; it is formatted only on error so
+// decoding allocates nothing for names.
+type path struct {
+	order int // -1: not inside an order
+	item  int // -1: not inside an item
+	field string
+}
+
+func (p path) String() string {
+	s := ""
+	if p.order >= 0 {
+		s = "orders[" + strconv.Itoa(p.order) + "]"
+	}
+	if p.item >= 0 {
+		s += ".items[" + strconv.Itoa(p.item) + "]"
+	}
+	if p.field != "" {
+		if s != "" {
+			s += "."
+		}
+		s += p.field
+	}
+	return s
+}
+
+func (r *reader) bytes(field path, typ protowire.Type) ([]byte, error) {
+	if typ != protowire.BytesType {
+		return nil, &FieldError{Field: field.String(), Msg: "wrong wire type"}
+	}
+	v, n := protowire.ConsumeBytes(r.b)
+	if n < 0 {
+		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, field.String(), protowire.ParseError(n))
+	}
+	r.b = r.b[n:]
+	return v, nil
+}
+
+func (r *reader) varint(field path, typ protowire.Type) (uint64, error) {
+	if typ != protowire.VarintType {
+		return 0, &FieldError{Field: field.String(), Msg: "wrong wire type"}
+	}
+	v, n := protowire.ConsumeVarint(r.b)
+	if n < 0 {
+		return 0, fmt.Errorf("%w: %s: %v", ErrMalformed, field.String(), protowire.ParseError(n))
+	}
+	r.b = r.b[n:]
+	return v, nil
+}
+
+// DecodeRequest decodes an OrderBatchRequest, appending to orders (which
+// may be a reused slice) and stopping with an error after ordersMax orders.
+func DecodeRequest(b []byte, orders []PlaceOrder, ordersMax int) ([]PlaceOrder, error) {
+	r := reader{b: b}
+	for {
+		num, typ, ok, err := r.next()
+		if err != nil {
+			return orders, err
+		}
+		if !ok {
+			return orders, nil
+		}
+		if num != 1 {
+			return orders, &FieldError{Field: fmt.Sprintf("field %d", num), Msg: "unknown field"}
+		}
+		v, err := r.bytes(path{order: len(orders), item: -1}, typ)
+		if err != nil {
+			return orders, err
+		}
+		if len(orders) >= ordersMax {
+			return orders, &FieldError{Field: "orders", Msg: fmt.Sprintf("more than %d orders", ordersMax)}
+		}
+		var o PlaceOrder
+		if err := decodePlaceOrder(v, &o, len(orders)); err != nil {
+			return orders, err
+		}
+		orders = append(orders, o)
+	}
+}
+
+func decodePlaceOrder(b []byte, o *PlaceOrder, idx int) error {
+	r := reader{b: b}
+	for {
+		num, typ, ok, err := r.next()
+		if err != nil || !ok {
+			return err
+		}
+		switch num {
+		case 1, 3, 4, 5, 6:
+			v, err := r.bytes(path{order: idx, item: -1, field: orderFieldNames[num]}, typ)
+			if err != nil {
+				return err
+			}
+			s := string(v)
+			switch num {
+			case 1:
+				o.BuyerID = s
+			case 3:
+				o.Channel = s
+			case 4:
+				o.Region = s
+			case 5:
+				o.DealID = s
+			case 6:
+				o.IdempotencyKey = s
+			}
+		case 2:
+			v, err := r.bytes(path{order: idx, item: -1, field: orderFieldNames[num]}, typ)
+			if err != nil {
+				return err
+			}
+			var it Item
+			if err := decodeItem(v, &it, idx, len(o.Items)); err != nil {
+				return err
+			}
+			o.Items = append(o.Items, it)
+		default:
+			return &FieldError{Field: fmt.Sprintf("orders[%d].field %d", idx, num), Msg: "unknown field"}
+		}
+	}
+}
+
+var orderFieldNames = [...]string{"", "buyer_id", "items", "channel", "region", "deal_id", "idempotency_key"}
+
+func decodeItem(b []byte, it *Item, idx, item int) error {
+	r := reader{b: b}
+	for {
+		num, typ, ok, err := r.next()
+		if err != nil || !ok {
+			return err
+		}
+		switch num {
+		case 1:
+			v, err := r.bytes(path{order: idx, item: item, field: "sku_id"}, typ)
+			if err != nil {
+				return err
+			}
+			it.SKUID = string(v)
+		case 2:
+			v, err := r.varint(path{order: idx, item: item, field: "quantity"}, typ)
+			if err != nil {
+				return err
+			}
+			q := int64(v)
+			if q < -1<<31 || q > 1<<31-1 {
+				return &FieldError{Field: fmt.Sprintf("orders[%d].items[%d].quantity", idx, item), Msg: "out of int32 range"}
+			}
+			it.Quantity = int32(q)
+		default:
+			return &FieldError{Field: fmt.Sprintf("orders[%d].items[%d].field %d", idx, item, num), Msg: "unknown field"}
+		}
+	}
+}
+
+// AppendResponse appends the encoded OrderBatchResponse of results to b.
+func AppendResponse(b []byte, results []Result) []byte {
+	var scratch []byte
+	for i := range results {
+		scratch = AppendResult(scratch[:0], &results[i])
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendBytes(b, scratch)
+	}
+	return b
+}
+
+// AppendResult appends the body of one OrderResult (without its tag).
+func AppendResult(b []byte, r *Result) []byte {
+	if r.Error != nil {
+		e := r.Error
+		var eb []byte
+		eb = appendStr(eb, 1, e.Code)
+		eb = appendStr(eb, 2, e.Message)
+		eb = appendStr(eb, 3, e.Field)
+		eb = appendStr(eb, 4, e.SKUID)
+		eb = appendInt(eb, 5, e.Available)
+		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		return protowire.AppendBytes(b, eb)
+	}
+	o := &r.Order
+	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(orderSize(o)))
+	b = appendStr(b, 1, o.OrderID)
+	b = appendStr(b, 2, o.Status)
+	b = appendStr(b, 3, o.BuyerID)
+	b = appendStr(b, 4, o.MerchantID)
+	for i := range o.Items {
+		it := &o.Items[i]
+		b = protowire.AppendTag(b, 5, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(orderItemSize(it)))
+		b = appendStr(b, 1, it.SKUID)
+		b = appendInt(b, 2, int64(it.Quantity))
+		b = appendInt(b, 3, it.UnitPrice)
+		b = appendInt(b, 4, it.Amount)
+	}
+	b = appendInt(b, 6, o.Total)
+	b = appendStr(b, 7, o.Currency)
+	b = appendStr(b, 8, o.Channel)
+	b = appendStr(b, 9, o.Region)
+	b = appendStr(b, 10, o.DealID)
+	b = appendInt(b, 11, o.CreatedAtUnixNanos)
+	b = appendInt(b, 12, o.PayByUnixNanos)
+	if o.Replayed {
+		b = appendInt(b, 13, 1)
+	}
+	return b
+}
+
+func intSize(v int64) int {
+	if v == 0 {
+		return 0
+	}
+	return 1 + protowire.SizeVarint(uint64(v))
+}
+
+func orderItemSize(it *OrderItem) int {
+	return strSize(it.SKUID) + intSize(int64(it.Quantity)) + intSize(it.UnitPrice) + intSize(it.Amount)
+}
+
+func orderSize(o *Order) int {
+	n := strSize(o.OrderID) + strSize(o.Status) + strSize(o.BuyerID) + strSize(o.MerchantID) +
+		intSize(o.Total) + strSize(o.Currency) + strSize(o.Channel) + strSize(o.Region) + strSize(o.DealID) +
+		intSize(o.CreatedAtUnixNanos) + intSize(o.PayByUnixNanos)
+	if o.Replayed {
+		n += 2
+	}
+	for i := range o.Items {
+		n += 1 + protowire.SizeBytes(orderItemSize(&o.Items[i]))
+	}
+	return n
+}
+
+// DecodeResponse decodes an OrderBatchResponse, appending to results.
+func DecodeResponse(b []byte, results []Result) ([]Result, error) {
+	r := reader{b: b}
+	for {
+		num, typ, ok, err := r.next()
+		if err != nil || !ok {
+			return results, err
+		}
+		if num != 1 {
+			return results, &FieldError{Field: fmt.Sprintf("field %d", num), Msg: "unknown field"}
+		}
+		v, err := r.bytes(path{order: -1, item: -1, field: "results"}, typ)
+		if err != nil {
+			return results, err
+		}
+		var res Result
+		if err := decodeResult(v, &res); err != nil {
+			return results, err
+		}
+		results = append(results, res)
+	}
+}
+
+func decodeResult(b []byte, res *Result) error {
+	r := reader{b: b}
+	for {
+		num, typ, ok, err := r.next()
+		if err != nil || !ok {
+			return err
+		}
+		v, err := r.bytes(path{order: -1, item: -1, field: "result"}, typ)
+		if err != nil {
+			return err
+		}
+		switch num {
+		case 1:
+			if err := decodeOrder(v, &res.Order); err != nil {
+				return err
+			}
+		case 2:
+			e := &Error{}
+			if err := decodeError(v, e); err != nil {
+				return err
+			}
+			res.Error = e
+		default:
+			return &FieldError{Field: fmt.Sprintf("result.field %d", num), Msg: "unknown field"}
+		}
+	}
+}
+
+func decodeOrder(b []byte, o *Order) error {
+	r := reader{b: b}
+	for {
+		num, typ, ok, err := r.next()
+		if err != nil || !ok {
+			return err
+		}
+		switch num {
+		case 1, 2, 3, 4, 7, 8, 9, 10:
+			v, err := r.bytes(path{order: -1, item: -1, field: "order"}, typ)
+			if err != nil {
+				return err
+			}
+			s := string(v)
+			switch num {
+			case 1:
+				o.OrderID = s
+			case 2:
+				o.Status = s
+			case 3:
+				o.BuyerID = s
+			case 4:
+				o.MerchantID = s
+			case 7:
+				o.Currency = s
+			case 8:
+				o.Channel = s
+			case 9:
+				o.Region = s
+			case 10:
+				o.DealID = s
+			}
+		case 5:
+			v, err := r.bytes(path{order: -1, item: -1, field: "order.items"}, typ)
+			if err != nil {
+				return err
+			}
+			var it OrderItem
+			if err := decodeOrderItem(v, &it); err != nil {
+				return err
+			}
+			o.Items = append(o.Items, it)
+		case 6, 11, 12, 13:
+			v, err := r.varint(path{order: -1, item: -1, field: "order"}, typ)
+			if err != nil {
+				return err
+			}
+			switch num {
+			case 6:
+				o.Total = int64(v)
+			case 11:
+				o.CreatedAtUnixNanos = int64(v)
+			case 12:
+				o.PayByUnixNanos = int64(v)
+			case 13:
+				o.Replayed = v != 0
+			}
+		default:
+			return &FieldError{Field: fmt.Sprintf("order.field %d", num), Msg: "unknown field"}
+		}
+	}
+}
+
+func decodeOrderItem(b []byte, it *OrderItem) error {
+	r := reader{b: b}
+	for {
+		num, typ, ok, err := r.next()
+		if err != nil || !ok {
+			return err
+		}
+		if num == 1 {
+			v, err := r.bytes(path{order: -1, item: -1, field: "item.sku_id"}, typ)
+			if err != nil {
+				return err
+			}
+			it.SKUID = string(v)
+			continue
+		}
+		v, err := r.varint(path{order: -1, item: -1, field: "item"}, typ)
+		if err != nil {
+			return err
+		}
+		switch num {
+		case 2:
+			it.Quantity = int32(int64(v))
+		case 3:
+			it.UnitPrice = int64(v)
+		case 4:
+			it.Amount = int64(v)
+		default:
+			return &FieldError{Field: fmt.Sprintf("item.field %d", num), Msg: "unknown field"}
+		}
+	}
+}
+
+func decodeError(b []byte, e *Error) error {
+	r := reader{b: b}
+	for {
+		num, typ, ok, err := r.next()
+		if err != nil || !ok {
+			return err
+		}
+		if num == 5 {
+			v, err := r.varint(path{order: -1, item: -1, field: "error.available"}, typ)
+			if err != nil {
+				return err
+			}
+			e.Available = int64(v)
+			continue
+		}
+		v, err := r.bytes(path{order: -1, item: -1, field: "error"}, typ)
+		if err != nil {
+			return err
+		}
+		s := string(v)
+		switch num {
+		case 1:
+			e.Code = s
+		case 2:
+			e.Message = s
+		case 3:
+			e.Field = s
+		case 4:
+			e.SKUID = s
+		default:
+			return &FieldError{Field: fmt.Sprintf("error.field %d", num), Msg: "unknown field"}
+		}
+	}
+}

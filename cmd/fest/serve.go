@@ -1,0 +1,301 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	_ "net/http/pprof" // served only when FEST_PPROF_ADDR is set
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/journal"
+	"github.com/fest-platform/fest/internal/orderstore"
+	"github.com/fest-platform/fest/internal/server"
+)
+
+// serveOptions are the settings of fest serve, from flags and FEST_*
+// environment variables (a flag wins over its variable).
+type serveOptions struct {
+	Addr            string
+	Data            string
+	Partitions      int
+	PaymentTimeout  time.Duration
+	AdminToken      string
+	StorefrontToken string
+	CarrierToken    string
+	ShutdownTimeout time.Duration
+}
+
+// shutdownTimeoutDefault bounds how long in-flight requests may take to
+// finish after SIGINT or SIGTERM.
+const shutdownTimeoutDefault = 10 * time.Second
+
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv(name); ok && v != "" {
+		return v
+	}
+	return def
+}
+
+// parseServeFlags reads flags and FEST_* variables.
+func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions, *flag.FlagSet, error) {
+	var o serveOptions
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.Addr, "addr", envOr("FEST_ADDR", ":8080"), "listen address (FEST_ADDR)")
+	fs.StringVar(&o.Data, "data", envOr("FEST_DATA", "./fest-data"), "data directory: journal, snapshots, order store, tokens (FEST_DATA)")
+	partitions, err := strconv.Atoi(envOr("FEST_PARTITIONS", "0"))
+	if err != nil {
+		return o, fs, fmt.Errorf("FEST_PARTITIONS: %w", err)
+	}
+	fs.IntVar(&o.Partitions, "partitions", partitions, "partitions, fixed when the data directory is created; 0: 64 or the stored number (FEST_PARTITIONS)")
+	timeout, err := time.ParseDuration(envOr("FEST_PAYMENT_TIMEOUT", "15m"))
+	if err != nil {
+		return o, fs, fmt.Errorf("FEST_PAYMENT_TIMEOUT: %w", err)
+	}
+	fs.DurationVar(&o.PaymentTimeout, "payment-timeout", timeout, "unpaid orders expire after this (FEST_PAYMENT_TIMEOUT)")
+	fs.StringVar(&o.AdminToken, "admin-token", envOr("FEST_ADMIN_TOKEN", ""), "admin bearer token; generated into <data>/tokens if empty (FEST_ADMIN_TOKEN)")
+	fs.StringVar(&o.StorefrontToken, "storefront-token", envOr("FEST_STOREFRONT_TOKEN", ""), "storefront bearer token; generated if empty (FEST_STOREFRONT_TOKEN)")
+	fs.StringVar(&o.CarrierToken, "carrier-token", envOr("FEST_CARRIER_TOKEN", ""), "carrier bearer token; generated if empty (FEST_CARRIER_TOKEN)")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", shutdownTimeoutDefault, "how long in-flight requests may finish on shutdown")
+	if err := fs.Parse(args); err != nil {
+		return o, fs, err
+	}
+	if fs.NArg() > 0 {
+		return o, fs, fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))
+	}
+	return o, fs, nil
+}
+
+// runServe runs the HTTP API until ctx is cancelled (SIGINT, SIGTERM), then
+// shuts down gracefully: stop accepting, drain, final fsync and snapshot.
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	o, _, err := parseServeFlags("serve", args, stderr)
+	if err != nil {
+		return err
+	}
+	rs, err := startServer(ctx, o, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	return rs.wait(ctx)
+}
+
+// runningServer is a started fest serve.
+type runningServer struct {
+	opts    serveOptions
+	URL     string
+	Tokens  map[string]string // role → token
+	httpSrv *http.Server
+	srv     *server.Server
+	log     *slog.Logger
+	stdout  io.Writer
+
+	served chan error // the HTTP server's exit
+	opened chan error // recovery's outcome
+	eng    *engine.Engine
+	store  *orderstore.Store
+}
+
+// startServer listens at once (so /healthz and /readyz answer during
+// recovery) and opens the order store and the engine in the background.
+func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) (*runningServer, error) {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if err := os.MkdirAll(o.Data, 0o755); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	tokens := map[string]*string{"admin": &o.AdminToken, "storefront": &o.StorefrontToken, "carrier": &o.CarrierToken}
+	for _, role := range []string{"admin", "storefront", "carrier"} {
+		if *tokens[role] != "" {
+			continue
+		}
+		tok, path, created, err := loadOrCreateToken(o.Data, role)
+		if err != nil {
+			return nil, err
+		}
+		*tokens[role] = tok
+		verb := "read from"
+		if created {
+			verb = "generated into"
+		}
+		fmt.Fprintf(stdout, "fest serve: %s token %s %s\n", role, verb, path)
+	}
+	srv, err := server.New(server.Config{
+		AdminToken: o.AdminToken, StorefrontToken: o.StorefrontToken, CarrierToken: o.CarrierToken, Logger: log,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("configure server: %w", err)
+	}
+	ln, err := net.Listen("tcp", o.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s: %w", o.Addr, err)
+	}
+	rs := &runningServer{
+		opts: o, srv: srv, log: log, stdout: stdout,
+		URL:    "http://" + displayAddr(ln.Addr()),
+		Tokens: map[string]string{"admin": o.AdminToken, "storefront": o.StorefrontToken, "carrier": o.CarrierToken},
+		served: make(chan error, 1),
+		opened: make(chan error, 1),
+	}
+	rs.httpSrv = &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	go func() { rs.served <- rs.httpSrv.Serve(ln) }()
+	if a := os.Getenv("FEST_PPROF_ADDR"); a != "" {
+		// Profiling for benchmarks only, on its own listener.
+		go http.ListenAndServe(a, nil)
+	}
+	fmt.Fprintf(stdout, "fest serve: listening on %s (data %s, payment timeout %v)\n", rs.URL, o.Data, o.PaymentTimeout)
+	go func() { rs.opened <- rs.open() }()
+	return rs, nil
+}
+
+// open recovers the engine and starts the order store.
+func (rs *runningServer) open() error {
+	start := time.Now()
+	fmt.Fprintf(rs.stdout, "fest serve: recovering from %s ...\n", rs.opts.Data)
+	store, err := orderstore.Open(orderstore.Config{Dir: filepath.Join(rs.opts.Data, "orderstore"), Logger: rs.log})
+	if err != nil {
+		return fmt.Errorf("open order store: %w", err)
+	}
+	// The journal is opened here rather than by the engine so its fsyncs
+	// feed the latency histogram of /metrics.
+	j, err := journal.Open(journal.Config{
+		Dir:    filepath.Join(rs.opts.Data, "journal"),
+		Logger: rs.log,
+		Fsync: func(f *os.File) error {
+			t := time.Now()
+			err := f.Sync()
+			rs.srv.ObserveFsync(time.Since(t))
+			return err
+		},
+	})
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("open journal: %w", err)
+	}
+	eng, err := engine.Open(engine.Config{
+		Dir:            rs.opts.Data,
+		Partitions:     rs.opts.Partitions,
+		PaymentTimeout: rs.opts.PaymentTimeout,
+		Journal:        j,
+		RetainFrom:     store.DurableCheckpoint,
+		Logger:         rs.log,
+	})
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("open engine: %w", err)
+	}
+	store.Start(eng)
+	rs.eng, rs.store = eng, store
+	rs.srv.Attach(eng, store)
+	fmt.Fprintf(rs.stdout, "fest serve: ready in %v (%d partitions, %d SKUs, journal at byte %d)\n",
+		time.Since(start).Round(time.Millisecond), eng.Partitions(), eng.SKUCount(), eng.Durable())
+	return nil
+}
+
+// wait serves until ctx ends or something fails, then shuts down.
+func (rs *runningServer) wait(ctx context.Context) error {
+	var runErr error
+	opened := rs.opened
+	for runErr == nil {
+		select {
+		case <-ctx.Done():
+			return rs.shutdown(nil)
+		case err := <-rs.served:
+			return rs.shutdown(fmt.Errorf("http server: %w", err))
+		case err := <-opened:
+			opened = nil
+			runErr = err
+		}
+	}
+	return rs.shutdown(runErr)
+}
+
+// shutdown stops accepting, lets in-flight requests finish, then closes the
+// order store and the engine (final fsync and snapshot).
+func (rs *runningServer) shutdown(cause error) error {
+	fmt.Fprintln(rs.stdout, "fest serve: shutting down ...")
+	ctx, cancel := context.WithTimeout(context.Background(), rs.opts.ShutdownTimeout)
+	defer cancel()
+	errs := []error{cause}
+	if err := rs.httpSrv.Shutdown(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	}
+	if rs.opened != nil && rs.eng == nil && cause == nil {
+		// Recovery still running: let it finish so the engine is closed
+		// cleanly rather than abandoned mid-replay.
+		if err := <-rs.opened; err != nil {
+			errs = append(errs, err)
+		}
+	}
+	rs.srv.Detach()
+	if rs.store != nil {
+		if err := rs.store.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close order store: %w", err))
+		}
+	}
+	if rs.eng != nil {
+		if err := rs.eng.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close engine: %w", err))
+		}
+	}
+	err := errors.Join(errs...)
+	if err == nil {
+		fmt.Fprintln(rs.stdout, "fest serve: stopped cleanly")
+	}
+	return err
+}
+
+// loadOrCreateToken returns the role's token stored in the data directory,
+// generating it on first start.
+func loadOrCreateToken(data, role string) (tok, path string, created bool, err error) {
+	dir := filepath.Join(data, "tokens")
+	path = filepath.Join(dir, role+".token")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		if t := strings.TrimSpace(string(b)); t != "" {
+			return t, path, false, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", path, false, fmt.Errorf("read %s token: %w", role, err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", path, false, fmt.Errorf("create token directory: %w", err)
+	}
+	var raw [24]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return "", path, false, fmt.Errorf("generate %s token: %w", role, err)
+	}
+	tok = role[:2] + "_" + hex.EncodeToString(raw[:])
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", path, false, fmt.Errorf("store %s token: %w", role, err)
+	}
+	return tok, path, true, nil
+}
+
+// displayAddr turns a listener address into one a browser can open.
+func displayAddr(a net.Addr) string {
+	tcp, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	if tcp.IP == nil || tcp.IP.IsUnspecified() {
+		return net.JoinHostPort("localhost", strconv.Itoa(tcp.Port))
+	}
+	return tcp.String()
+}

@@ -1,0 +1,464 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/fest-platform/fest/internal/engine"
+)
+
+type brandJSON struct {
+	Name          *string `json:"name"`
+	Country       *string `json:"country"`
+	FirstFestival int32   `json:"first_festival"`
+	Emerging      bool    `json:"emerging"`
+	LastYearGMV   int64   `json:"last_year_gmv"`
+}
+
+type merchantJSON struct {
+	Name     *string `json:"name"`
+	BrandID  *string `json:"brand_id"`
+	Kind     *string `json:"kind"`
+	Industry string  `json:"industry"`
+	Region   string  `json:"region"`
+}
+
+type skuJSON struct {
+	MerchantID *string `json:"merchant_id"`
+	BrandID    *string `json:"brand_id"`
+	Title      *string `json:"title"`
+	Category   string  `json:"category"`
+	Price      *int64  `json:"price"`
+	Stock      *int64  `json:"stock"`
+}
+
+func required(field string) *apiError {
+	return errInvalidArgument(field, field+" is required")
+}
+
+func textField(field string, v *string) (string, *apiError) {
+	if v == nil || *v == "" {
+		return "", required(field)
+	}
+	if len(*v) > textBytesMax {
+		return "", errInvalidArgument(field, field+" is at most 1024 bytes")
+	}
+	return *v, nil
+}
+
+func idField(field string, v *string) (string, *apiError) {
+	if v == nil || *v == "" {
+		return "", required(field)
+	}
+	if !validID(*v) {
+		return "", errInvalidArgument(field, field+" must be 1 to 128 bytes without control characters or '/'")
+	}
+	return *v, nil
+}
+
+func isCountry(s string) bool {
+	return len(s) == 2 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z'
+}
+
+func (b *brandJSON) command(id string) (engine.Command, *apiError) {
+	if !validID(id) {
+		return engine.Command{}, errInvalidArgument("brand_id", "invalid brand_id")
+	}
+	name, aerr := textField("name", b.Name)
+	if aerr != nil {
+		return engine.Command{}, aerr
+	}
+	if b.Country == nil {
+		return engine.Command{}, required("country")
+	}
+	if !isCountry(*b.Country) {
+		return engine.Command{}, errInvalidArgument("country", "country must be an ISO 3166-1 alpha-2 code such as US or CN")
+	}
+	if b.FirstFestival != 0 && (b.FirstFestival < 2009 || b.FirstFestival > 2100) {
+		return engine.Command{}, errInvalidArgument("first_festival", "first_festival must be a year from 2009 (the first 11.11)")
+	}
+	if b.LastYearGMV < 0 {
+		return engine.Command{}, errInvalidArgument("last_year_gmv", "last_year_gmv must not be negative")
+	}
+	return engine.Command{Kind: engine.KindUpsertBrand, Brand: &engine.Brand{
+		ID: id, Name: name, Country: *b.Country, FirstFestival: b.FirstFestival, Emerging: b.Emerging, LastYearGMV: b.LastYearGMV,
+	}}, nil
+}
+
+func (m *merchantJSON) command(id string) (engine.Command, *apiError) {
+	if !validID(id) {
+		return engine.Command{}, errInvalidArgument("merchant_id", "invalid merchant_id")
+	}
+	name, aerr := textField("name", m.Name)
+	if aerr != nil {
+		return engine.Command{}, aerr
+	}
+	brand, aerr := idField("brand_id", m.BrandID)
+	if aerr != nil {
+		return engine.Command{}, aerr
+	}
+	if m.Kind == nil {
+		return engine.Command{}, required("kind")
+	}
+	kind, ok := engine.ParseMerchantKind(*m.Kind)
+	if !ok {
+		return engine.Command{}, errInvalidArgument("kind", "kind must be brand_store, factory or trader")
+	}
+	if len(m.Industry) > textBytesMax || len(m.Region) > regionBytesMax {
+		return engine.Command{}, errInvalidArgument("industry", "industry or region too long")
+	}
+	return engine.Command{Kind: engine.KindUpsertMerchant, Merchant: &engine.Merchant{
+		ID: id, Name: name, BrandID: brand, Kind: kind, Industry: m.Industry, Region: m.Region,
+	}}, nil
+}
+
+func (k *skuJSON) command(id string) (engine.Command, *apiError) {
+	if !validID(id) {
+		return engine.Command{}, errInvalidArgument("sku_id", "invalid sku_id")
+	}
+	merchant, aerr := idField("merchant_id", k.MerchantID)
+	if aerr != nil {
+		return engine.Command{}, aerr
+	}
+	brand, aerr := idField("brand_id", k.BrandID)
+	if aerr != nil {
+		return engine.Command{}, aerr
+	}
+	title, aerr := textField("title", k.Title)
+	if aerr != nil {
+		return engine.Command{}, aerr
+	}
+	if len(k.Category) > textBytesMax {
+		return engine.Command{}, errInvalidArgument("category", "category is at most 1024 bytes")
+	}
+	if k.Price == nil {
+		return engine.Command{}, required("price")
+	}
+	if *k.Price < 0 || *k.Price > amountMax/1000 {
+		return engine.Command{}, errInvalidArgument("price", "price out of range")
+	}
+	if k.Stock == nil {
+		return engine.Command{}, required("stock")
+	}
+	if *k.Stock < 0 || *k.Stock > 1<<31-1 {
+		return engine.Command{}, errInvalidArgument("stock", "stock must be 0 to 2147483647")
+	}
+	return engine.Command{Kind: engine.KindUpsertSKU, SKU: &engine.SKU{
+		ID: id, MerchantID: merchant, BrandID: brand, Title: title, Category: k.Category, Price: *k.Price, Stock: *k.Stock,
+	}}, nil
+}
+
+func appendBrand(b []byte, br *engine.Brand) []byte {
+	b = append(b, `{"brand_id":`...)
+	b = appendString(b, br.ID)
+	b = append(b, `,"name":`...)
+	b = appendString(b, br.Name)
+	b = append(b, `,"country":`...)
+	b = appendString(b, br.Country)
+	b = append(b, `,"first_festival":`...)
+	b = strconv.AppendInt(b, int64(br.FirstFestival), 10)
+	b = append(b, `,"emerging":`...)
+	b = strconv.AppendBool(b, br.Emerging)
+	b = append(b, `,"last_year_gmv":`...)
+	b = strconv.AppendInt(b, br.LastYearGMV, 10)
+	return append(b, "}\n"...)
+}
+
+func appendMerchant(b []byte, m *engine.Merchant) []byte {
+	b = append(b, `{"merchant_id":`...)
+	b = appendString(b, m.ID)
+	b = append(b, `,"name":`...)
+	b = appendString(b, m.Name)
+	b = append(b, `,"brand_id":`...)
+	b = appendString(b, m.BrandID)
+	b = append(b, `,"kind":`...)
+	b = appendString(b, m.Kind.String())
+	b = append(b, `,"industry":`...)
+	b = appendString(b, m.Industry)
+	b = append(b, `,"region":`...)
+	b = appendString(b, m.Region)
+	return append(b, "}\n"...)
+}
+
+func appendSKU(b []byte, res *engine.Result) []byte {
+	k := res.SKU
+	b = append(b, `{"sku_id":`...)
+	b = appendString(b, k.ID)
+	b = append(b, `,"merchant_id":`...)
+	b = appendString(b, k.MerchantID)
+	b = append(b, `,"brand_id":`...)
+	b = appendString(b, k.BrandID)
+	b = append(b, `,"title":`...)
+	b = appendString(b, k.Title)
+	b = append(b, `,"category":`...)
+	b = appendString(b, k.Category)
+	b = append(b, `,"price":`...)
+	b = strconv.AppendInt(b, k.Price, 10)
+	b = append(b, `,"currency":"CNY","stock_available":`...)
+	b = strconv.AppendInt(b, res.Available, 10)
+	b = append(b, `,"stock_reserved":`...)
+	b = strconv.AppendInt(b, res.Reserved, 10)
+	b = append(b, `,"sold":`...)
+	b = strconv.AppendInt(b, res.Sold, 10)
+	return append(b, "}\n"...)
+}
+
+// decodeBody reads a single-object body into v.
+func (s *Server) decodeBody(r *http.Request, v any) *apiError {
+	bp, aerr := s.readBody(r, s.cfg.BodyBytesMax)
+	if aerr != nil {
+		return aerr
+	}
+	defer s.putBuf(bp)
+	return decodeStrict(*bp, v)
+}
+
+func (s *Server) handlePutBrand(w http.ResponseWriter, r *http.Request, be *backend) {
+	var in brandJSON
+	if aerr := s.decodeBody(r, &in); aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	cmd, aerr := in.command(r.PathValue("brand_id"))
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	if res := be.eng.Do(r.Context(), cmd); !res.OK() {
+		s.writeError(w, resultError(&res))
+		return
+	}
+	writeJSON(w, http.StatusOK, appendBrand(nil, cmd.Brand))
+}
+
+func (s *Server) handlePutMerchant(w http.ResponseWriter, r *http.Request, be *backend) {
+	var in merchantJSON
+	if aerr := s.decodeBody(r, &in); aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	cmd, aerr := in.command(r.PathValue("merchant_id"))
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	if res := be.eng.Do(r.Context(), cmd); !res.OK() {
+		s.writeError(w, resultError(&res))
+		return
+	}
+	writeJSON(w, http.StatusOK, appendMerchant(nil, cmd.Merchant))
+}
+
+func (s *Server) handlePutSKU(w http.ResponseWriter, r *http.Request, be *backend) {
+	var in skuJSON
+	if aerr := s.decodeBody(r, &in); aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	cmd, aerr := in.command(r.PathValue("sku_id"))
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	res := be.eng.Do(r.Context(), cmd)
+	if !res.OK() {
+		s.writeError(w, resultError(&res))
+		return
+	}
+	if res.SKU == nil {
+		res.SKU = cmd.SKU
+	}
+	writeJSON(w, http.StatusOK, appendSKU(nil, &res))
+}
+
+func (s *Server) handleGetSKU(w http.ResponseWriter, r *http.Request, be *backend) {
+	id := r.PathValue("sku_id")
+	if !validID(id) {
+		s.writeError(w, errNotFound("sku_id", "no sku "+strconv.Quote(id)))
+		return
+	}
+	res := be.eng.Do(r.Context(), engine.Command{Kind: engine.KindGetSKU, SKUID: id})
+	if !res.OK() {
+		e := resultError(&res)
+		if res.Code == engine.CodeNotFound {
+			e.Message = "no sku " + strconv.Quote(id)
+		}
+		s.writeError(w, e)
+		return
+	}
+	writeJSON(w, http.StatusOK, appendSKU(nil, &res))
+}
+
+type stockJSON struct {
+	Delta *int64 `json:"delta"`
+}
+
+func (s *Server) handleAdjustStock(w http.ResponseWriter, r *http.Request, be *backend) {
+	id := r.PathValue("sku_id")
+	var in stockJSON
+	if aerr := s.decodeBody(r, &in); aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	if in.Delta == nil {
+		s.writeError(w, required("delta"))
+		return
+	}
+	if *in.Delta < -(1<<31-1) || *in.Delta > 1<<31-1 {
+		s.writeError(w, errInvalidArgument("delta", "delta out of range"))
+		return
+	}
+	if !validID(id) {
+		s.writeError(w, errNotFound("sku_id", "no sku "+strconv.Quote(id)))
+		return
+	}
+	res := be.eng.Do(r.Context(), engine.Command{Kind: engine.KindAdjustStock, SKUID: id, Delta: *in.Delta})
+	if !res.OK() {
+		s.writeError(w, resultError(&res))
+		return
+	}
+	if res.SKU == nil {
+		res = be.eng.Do(r.Context(), engine.Command{Kind: engine.KindGetSKU, SKUID: id})
+		if !res.OK() {
+			s.writeError(w, resultError(&res))
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, appendSKU(nil, &res))
+}
+
+// Import lines: one object each, "type" plus the fields of the matching
+// PUT and the object's id, as "id" or as brand_id / merchant_id / sku_id.
+type importBrand struct {
+	Type    string `json:"type"`
+	ID      string `json:"id"`
+	BrandID string `json:"brand_id"`
+	brandJSON
+}
+
+type importMerchant struct {
+	Type       string `json:"type"`
+	ID         string `json:"id"`
+	MerchantID string `json:"merchant_id"`
+	merchantJSON
+}
+
+type importSKU struct {
+	Type  string `json:"type"`
+	ID    string `json:"id"`
+	SKUID string `json:"sku_id"`
+	skuJSON
+}
+
+// importBatchMax is the number of commands submitted to the engine at once
+// during an import.
+const importBatchMax = 4096
+
+type importCmd struct {
+	line int
+	cmd  engine.Command
+}
+
+func lineError(line int, e *apiError) *apiError {
+	e.Line = line
+	e.Message = "line " + strconv.Itoa(line) + ": " + e.Message
+	return e
+}
+
+func firstID(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// parseImportLine converts one NDJSON line into a command.
+func parseImportLine(line []byte) (engine.Command, *apiError) {
+	var head struct {
+		Type string `json:"type"`
+	}
+	if err := json.Unmarshal(line, &head); err != nil {
+		return engine.Command{}, jsonError(err)
+	}
+	switch head.Type {
+	case "brand":
+		var v importBrand
+		if aerr := decodeStrict(line, &v); aerr != nil {
+			return engine.Command{}, aerr
+		}
+		return v.command(firstID(v.ID, v.BrandID))
+	case "merchant":
+		var v importMerchant
+		if aerr := decodeStrict(line, &v); aerr != nil {
+			return engine.Command{}, aerr
+		}
+		// In a merchant line brand_id is the merchant's brand.
+		return v.command(firstID(v.ID, v.MerchantID))
+	case "sku":
+		var v importSKU
+		if aerr := decodeStrict(line, &v); aerr != nil {
+			return engine.Command{}, aerr
+		}
+		return v.command(firstID(v.ID, v.SKUID))
+	case "":
+		return engine.Command{}, required("type")
+	}
+	return engine.Command{}, errInvalidArgument("type", "type must be brand, merchant or sku")
+}
+
+func (s *Server) handleImport(w http.ResponseWriter, r *http.Request, be *backend) {
+	bp, aerr := s.readBody(r, s.cfg.BatchBodyBytesMax)
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	defer s.putBuf(bp)
+	// Every line is parsed and validated before anything is applied, so a
+	// malformed file changes nothing.
+	var phases [3][]importCmd // brands, merchants, skus: references point backwards
+	sc := bufio.NewScanner(bytes.NewReader(*bp))
+	sc.Buffer(make([]byte, 0, 64<<10), int(s.cfg.BodyBytesMax))
+	lineNo := 0
+	for sc.Scan() {
+		lineNo++
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 {
+			continue
+		}
+		cmd, aerr := parseImportLine(line)
+		if aerr != nil {
+			s.writeError(w, lineError(lineNo, aerr))
+			return
+		}
+		ph := map[engine.Kind]int{engine.KindUpsertBrand: 0, engine.KindUpsertMerchant: 1, engine.KindUpsertSKU: 2}[cmd.Kind]
+		phases[ph] = append(phases[ph], importCmd{line: lineNo, cmd: cmd})
+	}
+	if err := sc.Err(); err != nil {
+		s.writeError(w, lineError(lineNo+1, errInvalidJSON("line too long or unreadable: "+err.Error())))
+		return
+	}
+	// Brands, then merchants, then SKUs, so references resolve. A line the
+	// engine rejects (e.g. an unknown merchant) stops the import there.
+	for _, cmds := range phases {
+		for start := 0; start < len(cmds); start += importBatchMax {
+			chunk := cmds[start:min(start+importBatchMax, len(cmds))]
+			b := engine.NewBatch(len(chunk))
+			for i := range chunk {
+				b.Add(chunk[i].cmd)
+			}
+			be.eng.Submit(b)
+			<-b.Done()
+			for i := range b.Requests {
+				if res := &b.Requests[i].Result; !res.OK() {
+					s.writeError(w, lineError(chunk[i].line, resultError(res)))
+					return
+				}
+			}
+		}
+	}
+	body := []byte(`{"imported":{"brand":` + strconv.Itoa(len(phases[0])) + `,"merchant":` + strconv.Itoa(len(phases[1])) + `,"sku":` + strconv.Itoa(len(phases[2])) + "}}\n")
+	writeJSON(w, http.StatusOK, body)
+}

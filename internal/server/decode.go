@@ -1,0 +1,195 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"hash/fnv"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/fest-platform/fest/internal/engine"
+)
+
+// Field limits checked at the edge, before the engine.
+const (
+	idBytesMax      = 128 // buyer, sku, merchant, brand, deal ids
+	regionBytesMax  = 32
+	channelBytesMax = 64
+	textBytesMax    = 1024 // names, titles
+	idemKeyBytesMax = 255
+	orderItemsMax   = 100
+	itemQuantityMax = 999
+	amountMax       = 1 << 53 // fen; far above any order, below float rounding
+)
+
+// orderJSON is the body of POST /v1/orders.
+type orderJSON struct {
+	BuyerID string     `json:"buyer_id"`
+	Items   []itemJSON `json:"items"`
+	Channel string     `json:"channel"`
+	Region  string     `json:"region"`
+	DealID  string     `json:"deal_id"`
+}
+
+type itemJSON struct {
+	SKUID    string `json:"sku_id"`
+	Quantity int64  `json:"quantity"`
+}
+
+// batchOrderJSON is one order of POST /v1/orders:batch.
+type batchOrderJSON struct {
+	orderJSON
+	IdempotencyKey string `json:"idempotency_key"`
+}
+
+type batchJSON struct {
+	Orders []batchOrderJSON `json:"orders"`
+}
+
+// decodeStrict decodes exactly one JSON value into v, rejecting unknown
+// fields and trailing data, and converts decoding errors into the
+// contract's: invalid_json (400) for syntax, invalid_argument (422, with
+// field) for unknown fields and wrong types.
+func decodeStrict(body []byte, v any) *apiError {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return errInvalidJSON("unexpected data after the JSON value")
+	}
+	return nil
+}
+
+func jsonError(err error) *apiError {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.Is(err, io.EOF):
+		return errInvalidJSON("empty body")
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return errInvalidJSON("truncated JSON")
+	case errors.As(err, &syn):
+		return errInvalidJSON("invalid JSON at byte " + strconv.FormatInt(syn.Offset, 10) + ": " + syn.Error())
+	case errors.As(err, &typ):
+		field := typ.Field
+		if field == "" {
+			return errInvalidArgument("", "the body must be a JSON object")
+		}
+		return errInvalidArgument(field, field+": expected "+typ.Type.String()+", got JSON "+typ.Value)
+	}
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		f = strings.Trim(f, `"`)
+		return errInvalidArgument(f, "unknown field "+strconv.Quote(f))
+	}
+	return errInvalidJSON(strings.TrimPrefix(msg, "json: "))
+}
+
+// validID checks an identifier: 1..idBytesMax bytes, no control characters
+// or slashes (ids appear in paths).
+func validID(s string) bool {
+	if len(s) == 0 || len(s) > idBytesMax {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == 0x7f || c == '/' {
+			return false
+		}
+	}
+	return true
+}
+
+func validChannel(s string) bool {
+	switch {
+	case s == "app" || s == "web":
+		return true
+	case strings.HasPrefix(s, "live:"):
+		return len(s) <= channelBytesMax && validID(s[len("live:"):])
+	}
+	return false
+}
+
+// orderCommand validates an order and fills cmd (reusing cmd's Items
+// slice). prefix is "" for a single order and "orders[i]." in a batch.
+func orderCommand(o *orderJSON, idemKey string, prefix string, cmd *engine.Command) *apiError {
+	if o.BuyerID == "" {
+		return errInvalidArgument(prefix+"buyer_id", "buyer_id is required")
+	}
+	if !validID(o.BuyerID) {
+		return errInvalidArgument(prefix+"buyer_id", "buyer_id must be 1 to 128 bytes without control characters or '/'")
+	}
+	if len(o.Items) == 0 || len(o.Items) > orderItemsMax {
+		return errInvalidArgument(prefix+"items", "an order has 1 to 100 items")
+	}
+	channel := o.Channel
+	if channel == "" {
+		channel = "app"
+	}
+	if !validChannel(channel) {
+		return errInvalidArgument(prefix+"channel", "channel must be app, web or live:<channel_id>")
+	}
+	if len(o.Region) > regionBytesMax {
+		return errInvalidArgument(prefix+"region", "region is at most 32 bytes")
+	}
+	if o.DealID != "" && !validID(o.DealID) {
+		return errInvalidArgument(prefix+"deal_id", "invalid deal_id")
+	}
+	if len(idemKey) > idemKeyBytesMax {
+		return errInvalidArgument(prefix+"idempotency_key", "idempotency key is at most 255 bytes")
+	}
+	items := cmd.Order.Items[:0]
+	for i := range o.Items {
+		it := &o.Items[i]
+		if !validID(it.SKUID) {
+			return errInvalidArgument(prefix+"items["+strconv.Itoa(i)+"].sku_id", "sku_id is required (1 to 128 bytes)")
+		}
+		if it.Quantity < 1 || it.Quantity > itemQuantityMax {
+			return errInvalidArgument(prefix+"items["+strconv.Itoa(i)+"].quantity", "quantity must be 1 to 999")
+		}
+		items = append(items, engine.Item{SKUID: it.SKUID, Quantity: int32(it.Quantity)})
+	}
+	cmd.Kind = engine.KindPlaceOrder
+	cmd.Order = engine.Order{
+		BuyerID:        o.BuyerID,
+		Items:          items,
+		Channel:        channel,
+		Region:         o.Region,
+		DealID:         o.DealID,
+		IdempotencyKey: idemKey,
+	}
+	if idemKey != "" {
+		cmd.Order.RequestHash = requestHash(&cmd.Order)
+	}
+	return nil
+}
+
+// requestHash is the FNV-64a hash of an order's canonical form (defaults
+// applied, items as given), so a retried body that differs only in
+// whitespace or field order still matches its Idempotency-Key.
+func requestHash(o *engine.Order) uint64 {
+	h := fnv.New64a()
+	var sep = []byte{0}
+	io.WriteString(h, o.BuyerID)
+	h.Write(sep)
+	for i := range o.Items {
+		io.WriteString(h, o.Items[i].SKUID)
+		h.Write(sep)
+		io.WriteString(h, strconv.Itoa(int(o.Items[i].Quantity)))
+		h.Write(sep)
+	}
+	h.Write(sep)
+	io.WriteString(h, o.Channel)
+	h.Write(sep)
+	io.WriteString(h, o.Region)
+	h.Write(sep)
+	io.WriteString(h, o.DealID)
+	v := h.Sum64()
+	if v == 0 {
+		v = 1
+	}
+	return v
+}

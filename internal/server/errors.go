@@ -1,0 +1,185 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+
+	"github.com/fest-platform/fest/internal/engine"
+)
+
+// apiError is an error answer of the contract:
+// {"error": {"code", "message", details...}}.
+type apiError struct {
+	Status    int
+	Code      string
+	Message   string
+	Field     string
+	SKUID     string
+	Available int64
+	Line      int // catalog import: the failing line
+}
+
+func (e *apiError) Error() string { return e.Code + ": " + e.Message }
+
+func errInvalidJSON(msg string) *apiError {
+	return &apiError{Status: http.StatusBadRequest, Code: "invalid_json", Message: msg}
+}
+
+func errInvalidArgument(field, msg string) *apiError {
+	return &apiError{Status: http.StatusUnprocessableEntity, Code: "invalid_argument", Message: msg, Field: field}
+}
+
+func errNotFound(field, msg string) *apiError {
+	return &apiError{Status: http.StatusNotFound, Code: "not_found", Message: msg, Field: field}
+}
+
+var (
+	errUnauthenticated = &apiError{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "missing or unknown bearer token"}
+	errForbidden       = &apiError{Status: http.StatusForbidden, Code: "forbidden", Message: "this token's role may not call this endpoint"}
+	errTooLarge        = &apiError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "request body over the limit"}
+	errNotReady        = &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "recovery in progress; retry shortly"}
+	errUnsupportedType = &apiError{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type", Message: "Content-Type must be application/json or application/x-protobuf"}
+)
+
+// codeStatus maps engine codes to the contract's HTTP status and code.
+var codeStatus = [...]struct {
+	status int
+	code   string
+	msg    string
+}{
+	engine.CodeOK:                  {http.StatusOK, "ok", ""},
+	engine.CodeNotFound:            {http.StatusNotFound, "not_found", "not found"},
+	engine.CodeOutOfStock:          {http.StatusConflict, "out_of_stock", "not enough stock"},
+	engine.CodeInvalidState:        {http.StatusConflict, "invalid_state", "the order's state does not allow this"},
+	engine.CodeInvalidArgument:     {http.StatusUnprocessableEntity, "invalid_argument", "invalid argument"},
+	engine.CodePaymentMismatch:     {http.StatusUnprocessableEntity, "payment_mismatch", "amount differs from the order total"},
+	engine.CodeIdempotencyMismatch: {http.StatusUnprocessableEntity, "idempotency_mismatch", "Idempotency-Key reused with a different body"},
+	engine.CodeOverloaded:          {http.StatusTooManyRequests, "overloaded", "overloaded; retry after the Retry-After delay"},
+	engine.CodeDealNotActive:       {http.StatusConflict, "deal_not_active", "the deal is not active now"},
+	engine.CodeUnavailable:         {http.StatusServiceUnavailable, "unavailable", "the engine is unavailable"},
+}
+
+// resultError converts a failed engine result into an API error.
+func resultError(r *engine.Result) *apiError {
+	c := int(r.Code)
+	if c >= len(codeStatus) {
+		return &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: r.Code.String()}
+	}
+	cs := codeStatus[c]
+	e := &apiError{Status: cs.status, Code: cs.code, Message: cs.msg, Field: r.Field}
+	switch r.Code {
+	case engine.CodeOutOfStock:
+		e.SKUID, e.Available = r.SKUID, r.Available
+		e.Message = "not enough stock for sku " + r.SKUID
+	case engine.CodeNotFound, engine.CodeInvalidArgument:
+		if r.Field != "" {
+			e.Message = cs.msg + ": " + r.Field
+		}
+	}
+	return e
+}
+
+// appendError appends the error object {"code", "message", ...} (without
+// the outer "error" wrapper).
+func appendError(b []byte, e *apiError) []byte {
+	b = append(b, `{"code":`...)
+	b = appendString(b, e.Code)
+	b = append(b, `,"message":`...)
+	b = appendString(b, e.Message)
+	if e.Field != "" {
+		b = append(b, `,"field":`...)
+		b = appendString(b, e.Field)
+	}
+	if e.Code == "out_of_stock" {
+		b = append(b, `,"sku_id":`...)
+		b = appendString(b, e.SKUID)
+		b = append(b, `,"available":`...)
+		b = strconv.AppendInt(b, e.Available, 10)
+	}
+	if e.Line > 0 {
+		b = append(b, `,"line":`...)
+		b = strconv.AppendInt(b, int64(e.Line), 10)
+	}
+	return append(b, '}')
+}
+
+func (s *Server) writeError(w http.ResponseWriter, e *apiError) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	if e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable {
+		h.Set("Retry-After", strconv.Itoa(int((s.cfg.RetryAfter+time.Second-1)/time.Second)))
+	}
+	w.WriteHeader(e.Status)
+	b := make([]byte, 0, 128)
+	b = append(b, `{"error":`...)
+	b = appendError(b, e)
+	b = append(b, "}\n"...)
+	w.Write(b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
+// encoding/json does.
+func appendString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			b = append(b, s[start:i]...)
+			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// appendTime appends a unix-nanosecond time as an RFC 3339 UTC string.
+func appendTime(b []byte, ns int64) []byte {
+	b = append(b, '"')
+	b = time.Unix(0, ns).UTC().AppendFormat(b, time.RFC3339Nano)
+	return append(b, '"')
+}

@@ -1,0 +1,134 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/fest-platform/fest/internal/engine"
+)
+
+// metrics are the Prometheus series of /metrics. Hot-path counters are
+// resolved once (no label lookups per order); engine and projection figures
+// are read at scrape time.
+type metrics struct {
+	reg          *prometheus.Registry
+	placed       prometheus.Counter
+	paid         prometheus.Counter
+	cancelled    prometheus.Counter
+	rejectedVec  *prometheus.CounterVec
+	rejectedBy   [16]prometheus.Counter // by engine.Code
+	gatewayBatch prometheus.Histogram
+	orderBatch   prometheus.Histogram
+	fsync        prometheus.Histogram
+}
+
+func newMetrics(s *Server) *metrics {
+	m := &metrics{reg: prometheus.NewRegistry()}
+	f := func(c prometheus.Collector) { m.reg.MustRegister(c) }
+	m.placed = prometheus.NewCounter(prometheus.CounterOpts{Name: "fest_orders_placed_total", Help: "Orders placed through the API."})
+	m.paid = prometheus.NewCounter(prometheus.CounterOpts{Name: "fest_orders_paid_total", Help: "Orders paid through the API."})
+	m.cancelled = prometheus.NewCounter(prometheus.CounterOpts{Name: "fest_orders_cancelled_total", Help: "Orders cancelled through the API."})
+	m.rejectedVec = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "fest_orders_rejected_total", Help: "Orders rejected, by error code."}, []string{"code"})
+	for c := engine.CodeNotFound; c <= engine.CodeUnavailable; c++ {
+		m.rejectedBy[c] = m.rejectedVec.WithLabelValues(c.String())
+	}
+	m.gatewayBatch = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fest_gateway_batch_size", Help: "Single orders and payments coalesced into one engine batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)})
+	m.orderBatch = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fest_order_batch_request_size", Help: "Orders per POST /v1/orders:batch request.", Buckets: prometheus.ExponentialBuckets(1, 4, 8)})
+	m.fsync = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fest_journal_fsync_seconds", Help: "Journal fsync latency.", Buckets: prometheus.ExponentialBuckets(25e-6, 2, 14)})
+	f(m.placed)
+	f(m.paid)
+	f(m.cancelled)
+	f(m.rejectedVec)
+	f(m.gatewayBatch)
+	f(m.orderBatch)
+	f(m.fsync)
+	f(collectors.NewGoCollector())
+	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	f(&engineCollector{s: s})
+	return m
+}
+
+// rejected counts a rejection by engine code.
+func (m *metrics) rejected(c engine.Code) {
+	if int(c) < len(m.rejectedBy) && m.rejectedBy[c] != nil {
+		m.rejectedBy[c].Inc()
+	}
+}
+
+// rejectedCode counts a rejection decided at the edge by its API code.
+func (m *metrics) rejectedCode(code string) {
+	m.rejectedVec.WithLabelValues(code).Inc()
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// ObserveFsync records one journal fsync; serve wires it into the journal.
+func (s *Server) ObserveFsync(d time.Duration) { s.metrics.fsync.Observe(d.Seconds()) }
+
+// engineCollector reads the engine's and the order store's counters at
+// scrape time.
+type engineCollector struct{ s *Server }
+
+var (
+	descCommands    = prometheus.NewDesc("fest_engine_commands_total", "Commands applied by partition workers.", nil, nil)
+	descRejected    = prometheus.NewDesc("fest_engine_rejected_total", "Commands answered with a non-OK code (workers and gateway).", []string{"where"}, nil)
+	descOverloaded  = prometheus.NewDesc("fest_engine_overloaded_total", "Commands refused because a worker queue was full.", nil, nil)
+	descBatches     = prometheus.NewDesc("fest_engine_batches_total", "Worker batches applied.", nil, nil)
+	descEvents      = prometheus.NewDesc("fest_engine_events_total", "Events written to the journal.", nil, nil)
+	descRecords     = prometheus.NewDesc("fest_journal_records_total", "Journal records written.", nil, nil)
+	descJournal     = prometheus.NewDesc("fest_journal_bytes_total", "Journal payload bytes written.", nil, nil)
+	descDurable     = prometheus.NewDesc("fest_journal_durable_position_bytes", "Durable journal position.", nil, nil)
+	descQueue       = prometheus.NewDesc("fest_engine_queue_depth", "Submissions queued per worker.", []string{"worker"}, nil)
+	descSKUs        = prometheus.NewDesc("fest_catalog_skus", "SKUs in the catalog.", nil, nil)
+	descLagBytes    = prometheus.NewDesc("fest_projection_lag_bytes", "Journal bytes the projection has not applied yet.", []string{"projection"}, nil)
+	descLagSeconds  = prometheus.NewDesc("fest_projection_lag_seconds", "Age of the last applied event while the projection is behind.", []string{"projection"}, nil)
+	descStoreEvents = prometheus.NewDesc("fest_orderstore_events_total", "Events applied by the order store.", nil, nil)
+	descStoreNanos  = prometheus.NewDesc("fest_orderstore_apply_seconds_total", "Time the order store spent committing batches.", nil, nil)
+	descStoreCommit = prometheus.NewDesc("fest_orderstore_commits_total", "Order store batch commits.", nil, nil)
+	descReady       = prometheus.NewDesc("fest_ready", "1 once recovery is done.", nil, nil)
+)
+
+func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descCommands, descRejected, descOverloaded, descBatches, descEvents, descRecords, descJournal, descDurable, descQueue, descSKUs, descLagBytes, descLagSeconds, descStoreEvents, descStoreNanos, descStoreCommit, descReady} {
+		ch <- d
+	}
+}
+
+func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
+	be := c.s.be.Load()
+	if be == nil {
+		ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descReady, prometheus.GaugeValue, 1)
+	st := be.eng.Stats()
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	counter(descCommands, st.Commands.Load())
+	counter(descRejected, st.Rejected.Load(), "worker")
+	counter(descRejected, st.GatewayRejected.Load(), "gateway")
+	counter(descOverloaded, st.Overloaded.Load())
+	counter(descBatches, st.Batches.Load())
+	counter(descEvents, st.Events.Load())
+	counter(descRecords, st.Records.Load())
+	counter(descJournal, st.RecordBytes.Load())
+	ch <- prometheus.MustNewConstMetric(descDurable, prometheus.GaugeValue, float64(be.eng.Durable()))
+	for w := 0; w < be.eng.Workers(); w++ {
+		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(be.eng.QueueDepth(w)), strconv.Itoa(w))
+	}
+	ch <- prometheus.MustNewConstMetric(descSKUs, prometheus.GaugeValue, float64(be.eng.SKUCount()))
+	ss := be.store.Stats()
+	ch <- prometheus.MustNewConstMetric(descLagBytes, prometheus.GaugeValue, float64(ss.LagBytes), "orderstore")
+	ch <- prometheus.MustNewConstMetric(descLagSeconds, prometheus.GaugeValue, ss.LagSeconds, "orderstore")
+	counter(descStoreEvents, ss.Events)
+	ch <- prometheus.MustNewConstMetric(descStoreNanos, prometheus.CounterValue, float64(ss.CommitNanos)/1e9)
+	counter(descStoreCommit, ss.Commits)
+}

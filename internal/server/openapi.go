@@ -1,0 +1,161 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"sync"
+)
+
+// The OpenAPI 3.1 document of the API as built, assembled once from small
+// helpers so each endpoint reads as one line of intent.
+
+type obj = map[string]any
+
+func ref(name string) obj { return obj{"$ref": "#/components/schemas/" + name} }
+
+func jsonBody(schema obj) obj {
+	return obj{"required": true, "content": obj{"application/json": obj{"schema": schema}}}
+}
+
+func resp(desc string, schema obj) obj {
+	r := obj{"description": desc}
+	if schema != nil {
+		r["content"] = obj{"application/json": obj{"schema": schema}}
+	}
+	return r
+}
+
+func errResp(desc string) obj { return resp(desc, ref("Error")) }
+
+func pathParam(name string) obj {
+	return obj{"name": name, "in": "path", "required": true, "schema": obj{"type": "string"}}
+}
+
+func op(summary string, security []string, params []obj, body obj, responses obj) obj {
+	o := obj{"summary": summary, "responses": responses}
+	if security != nil {
+		sec := []obj{}
+		for _, s := range security {
+			sec = append(sec, obj{s: []string{}})
+		}
+		o["security"] = sec
+		responses["401"] = errResp("unauthenticated: missing or unknown token")
+		responses["403"] = errResp("forbidden: token of another role")
+	}
+	if params != nil {
+		o["parameters"] = params
+	}
+	if body != nil {
+		o["requestBody"] = body
+	}
+	return o
+}
+
+func props(required []string, p obj) obj {
+	o := obj{"type": "object", "additionalProperties": false, "properties": p}
+	if len(required) > 0 {
+		o["required"] = required
+	}
+	return o
+}
+
+var (
+	str     = obj{"type": "string"}
+	integer = obj{"type": "integer", "format": "int64"}
+	boolean = obj{"type": "boolean"}
+	rfc3339 = obj{"type": "string", "format": "date-time"}
+)
+
+func buildOpenAPI() obj {
+	admin, storefront := []string{"admin"}, []string{"storefront"}
+	both := []string{"admin", "storefront"}
+	common := func(extra obj) obj {
+		r := obj{"422": errResp("invalid_argument (field in `field`)"), "400": errResp("invalid_json"), "413": errResp("too_large"), "503": errResp("unavailable: recovery in progress")}
+		for k, v := range extra {
+			r[k] = v
+		}
+		return r
+	}
+	schemas := obj{
+		"Error": props([]string{"error"}, obj{"error": props([]string{"code", "message"}, obj{
+			"code":    obj{"type": "string", "enum": []string{"invalid_json", "invalid_protobuf", "unauthenticated", "forbidden", "not_found", "out_of_stock", "invalid_state", "deal_not_active", "too_large", "invalid_argument", "payment_mismatch", "idempotency_mismatch", "overloaded", "unavailable", "unsupported_media_type"}},
+			"message": str, "field": str, "sku_id": str, "available": integer, "line": integer,
+		})}),
+		"Brand": props([]string{"name", "country"}, obj{"brand_id": obj{"type": "string", "readOnly": true}, "name": str, "country": obj{"type": "string", "pattern": "^[A-Z]{2}$"}, "first_festival": integer, "emerging": boolean, "last_year_gmv": integer}),
+		"Merchant": props([]string{"name", "brand_id", "kind"}, obj{"merchant_id": obj{"type": "string", "readOnly": true}, "name": str, "brand_id": str,
+			"kind": obj{"type": "string", "enum": []string{"brand_store", "factory", "trader"}}, "industry": str, "region": str}),
+		"SKUInput": props([]string{"merchant_id", "brand_id", "title", "price", "stock"}, obj{"merchant_id": str, "brand_id": str, "title": str, "category": str, "price": integer, "stock": integer}),
+		"SKU":      props(nil, obj{"sku_id": str, "merchant_id": str, "brand_id": str, "title": str, "category": str, "price": integer, "currency": str, "stock_available": integer, "stock_reserved": integer, "sold": integer}),
+		"OrderInput": props([]string{"buyer_id", "items"}, obj{"buyer_id": str,
+			"items":   obj{"type": "array", "minItems": 1, "maxItems": 100, "items": props([]string{"sku_id", "quantity"}, obj{"sku_id": str, "quantity": obj{"type": "integer", "minimum": 1, "maximum": 999}})},
+			"channel": obj{"type": "string", "description": "app (default), web or live:<channel_id>"}, "region": str, "deal_id": str}),
+		"Order": props(nil, obj{"order_id": str, "status": obj{"type": "string", "enum": []string{"pending_payment", "paid", "cancelled", "expired"}}, "buyer_id": str, "merchant_id": str,
+			"items": obj{"type": "array", "items": props(nil, obj{"sku_id": str, "quantity": integer, "unit_price": integer, "amount": integer})},
+			"total": integer, "currency": str, "channel": str, "region": str, "deal_id": str, "created_at": rfc3339, "pay_by": rfc3339, "paid_at": rfc3339, "cancelled_at": rfc3339, "expired_at": rfc3339}),
+	}
+	batchOrder := obj{"allOf": []obj{ref("OrderInput")}, "properties": obj{"idempotency_key": str}}
+	paths := obj{
+		"/v1/brands/{brand_id}": obj{"put": op("Create or replace a brand", admin, []obj{pathParam("brand_id")}, jsonBody(ref("Brand")), common(obj{"200": resp("the brand", ref("Brand"))}))},
+		"/v1/merchants/{merchant_id}": obj{"put": op("Create or replace a merchant", admin, []obj{pathParam("merchant_id")}, jsonBody(ref("Merchant")),
+			common(obj{"200": resp("the merchant", ref("Merchant")), "404": errResp("unknown brand_id")}))},
+		"/v1/skus/{sku_id}": obj{
+			"put": op("Create or replace a SKU; stock sets the available stock", admin, []obj{pathParam("sku_id")}, jsonBody(ref("SKUInput")),
+				common(obj{"200": resp("the SKU", ref("SKU")), "404": errResp("unknown merchant_id or brand_id")})),
+			"get": op("A SKU with its stock figures", both, []obj{pathParam("sku_id")}, nil, obj{"200": resp("the SKU", ref("SKU")), "404": errResp("not_found")}),
+		},
+		"/v1/skus/{sku_id}/stock": obj{"post": op("Adjust available stock by delta", admin, []obj{pathParam("sku_id")}, jsonBody(props([]string{"delta"}, obj{"delta": integer})),
+			common(obj{"200": resp("the SKU", ref("SKU")), "404": errResp("not_found"), "409": errResp("out_of_stock")}))},
+		"/v1/catalog:import": obj{"post": op("Import brands, merchants and SKUs from NDJSON (one object a line with type and id)", admin, nil,
+			obj{"required": true, "content": obj{"application/x-ndjson": obj{"schema": str}}},
+			common(obj{"200": resp("counts", props(nil, obj{"imported": props(nil, obj{"brand": integer, "merchant": integer, "sku": integer})})), "404": errResp("a reference to an unknown brand or merchant (with line)")}))},
+		"/v1/orders": obj{"post": op("Place an order (Idempotency-Key header honoured)", storefront,
+			[]obj{{"name": "Idempotency-Key", "in": "header", "schema": str}}, jsonBody(ref("OrderInput")),
+			common(obj{"201": resp("the order", ref("Order")), "404": errResp("unknown sku"), "409": errResp("out_of_stock or deal_not_active"), "429": errResp("overloaded; Retry-After set")}))},
+		"/v1/orders:batch": obj{"post": op("Place up to 10,000 orders; JSON or application/x-protobuf (see docs/api.md)", storefront, nil,
+			obj{"required": true, "content": obj{
+				"application/json":       obj{"schema": props([]string{"orders"}, obj{"orders": obj{"type": "array", "maxItems": 10000, "items": batchOrder}})},
+				"application/x-protobuf": obj{"schema": obj{"type": "string", "contentMediaType": "application/x-protobuf", "description": "fest.v1.OrderBatchRequest"}},
+			}},
+			common(obj{"200": resp("one result per order, in input order", props(nil, obj{"results": obj{"type": "array", "items": props(nil, obj{"order": ref("Order"), "error": obj{"type": "object"}, "replayed": boolean})}}))}))},
+		"/v1/orders/{order_id}": obj{"get": op("An order with its current status", storefront, []obj{pathParam("order_id")}, nil, obj{"200": resp("the order", ref("Order")), "404": errResp("not_found")})},
+		"/v1/orders/{order_id}/pay": obj{"post": op("Pay an order with its total", storefront, []obj{pathParam("order_id")}, jsonBody(props([]string{"amount"}, obj{"amount": integer})),
+			common(obj{"200": resp("the paid order", ref("Order")), "404": errResp("not_found"), "409": errResp("invalid_state: cancelled or expired")}))},
+		"/v1/orders/{order_id}/cancel": obj{"post": op("Cancel a pending order; its stock is released", storefront, []obj{pathParam("order_id")}, nil,
+			obj{"200": resp("the cancelled order", ref("Order")), "404": errResp("not_found"), "409": errResp("invalid_state: paid or expired")})},
+		"/v1/buyers/{buyer_id}/orders": obj{"get": op("A buyer's orders, newest first", storefront,
+			[]obj{pathParam("buyer_id"), {"name": "limit", "in": "query", "schema": obj{"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}}, {"name": "cursor", "in": "query", "schema": str}}, nil,
+			obj{"200": resp("a page", props(nil, obj{"orders": obj{"type": "array", "items": ref("Order")}, "next_cursor": obj{"type": []string{"string", "null"}}})), "422": errResp("invalid limit or cursor")})},
+		"/healthz":         obj{"get": op("Liveness", nil, nil, nil, obj{"200": resp("ok", props(nil, obj{"status": str}))})},
+		"/readyz":          obj{"get": op("Readiness: 200 once recovery is done", nil, nil, nil, obj{"200": resp("ready", nil), "503": errResp("recovering")})},
+		"/metrics":         obj{"get": op("Prometheus metrics", nil, nil, nil, obj{"200": obj{"description": "text exposition format"}})},
+		"/v1/openapi.json": obj{"get": op("This document", nil, nil, nil, obj{"200": obj{"description": "OpenAPI 3.1"}})},
+		"/":                obj{"get": op("The dashboard (placeholder page for now)", nil, nil, nil, obj{"200": obj{"description": "HTML"}})},
+	}
+	return obj{
+		"openapi": "3.1.0",
+		"info": obj{"title": "fest", "version": "1",
+			"description": "The 11.11 shopping festival API: catalog, orders, operations. Errors are {\"error\": {\"code\", \"message\", ...}}; money is integer fen."},
+		"servers": []obj{{"url": "/"}},
+		"paths":   paths,
+		"components": obj{
+			"schemas": schemas,
+			"securitySchemes": obj{
+				"admin":      obj{"type": "http", "scheme": "bearer", "description": "admin role token"},
+				"storefront": obj{"type": "http", "scheme": "bearer", "description": "storefront role token"},
+				"carrier":    obj{"type": "http", "scheme": "bearer", "description": "carrier role token"},
+			},
+		},
+	}
+}
+
+var openAPIDoc = sync.OnceValue(func() []byte {
+	b, err := json.MarshalIndent(buildOpenAPI(), "", "  ")
+	if err != nil {
+		panic("openapi: " + err.Error())
+	}
+	return b
+})
+
+func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, openAPIDoc())
+}

@@ -1,0 +1,619 @@
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"mime"
+	"net/http"
+	"strconv"
+
+	"google.golang.org/protobuf/encoding/protowire"
+
+	"github.com/fest-platform/fest/client/wire"
+	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/orderstore"
+)
+
+// appendOrder appends the JSON of an order.
+func appendOrder(b []byte, o *orderstore.Order) []byte {
+	b = append(b, `{"order_id":"`...)
+	b = o.ID.AppendText(b)
+	b = append(b, `","status":"`...)
+	b = append(b, o.Status.String()...)
+	b = append(b, `","buyer_id":`...)
+	b = appendString(b, o.BuyerID)
+	b = append(b, `,"merchant_id":`...)
+	b = appendString(b, o.MerchantID)
+	b = append(b, `,"items":[`...)
+	for i := range o.Items {
+		it := &o.Items[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"sku_id":`...)
+		b = appendString(b, it.SKUID)
+		b = append(b, `,"quantity":`...)
+		b = strconv.AppendInt(b, int64(it.Quantity), 10)
+		b = append(b, `,"unit_price":`...)
+		b = strconv.AppendInt(b, it.UnitPrice, 10)
+		b = append(b, `,"amount":`...)
+		b = strconv.AppendInt(b, it.Amount, 10)
+		b = append(b, '}')
+	}
+	b = append(b, `],"total":`...)
+	b = strconv.AppendInt(b, o.Total, 10)
+	b = append(b, `,"currency":"CNY","channel":`...)
+	b = appendString(b, o.Channel)
+	b = append(b, `,"region":`...)
+	b = appendString(b, o.Region)
+	if o.DealID != "" {
+		b = append(b, `,"deal_id":`...)
+		b = appendString(b, o.DealID)
+	}
+	b = append(b, `,"created_at":`...)
+	b = appendTime(b, o.CreatedAt)
+	b = append(b, `,"pay_by":`...)
+	b = appendTime(b, o.PayBy)
+	if o.ChangedAt != 0 {
+		switch o.Status {
+		case engine.StatusPaid:
+			b = append(b, `,"paid_at":`...)
+		case engine.StatusCancelled:
+			b = append(b, `,"cancelled_at":`...)
+		case engine.StatusExpired:
+			b = append(b, `,"expired_at":`...)
+		}
+		b = appendTime(b, o.ChangedAt)
+	}
+	return append(b, '}')
+}
+
+// placedOrder builds the view of an order the engine has just placed from
+// the command (its items merged and priced in place) and the result.
+func placedOrder(cmd *engine.Command, res *engine.Result) orderstore.Order {
+	o := &cmd.Order
+	return orderstore.Order{
+		ID: res.OrderID, BuyerID: o.BuyerID, MerchantID: res.MerchantID,
+		Channel: o.Channel, Region: o.Region, DealID: o.DealID, Items: o.Items,
+		Total: res.Total, CreatedAt: res.CreatedAt, PayBy: res.PayBy, Status: engine.StatusPending,
+	}
+}
+
+// loadOrder reads an order from the store. An order not found yet may be
+// one acknowledged a moment ago that the store has not applied: wait until
+// the store reflects everything durable, then look again. want, when not
+// StatusNone, is the status the engine reported: a store still showing an
+// older status is waited for the same way.
+func (s *Server) loadOrder(ctx context.Context, be *backend, id engine.OrderID, want engine.OrderStatus) (orderstore.Order, *apiError) {
+	o, err := be.store.Get(id)
+	if err == nil && (want == engine.StatusNone || o.Status == want) {
+		return o, nil
+	}
+	if err != nil && !errors.Is(err, orderstore.ErrNotFound) {
+		return o, &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()}
+	}
+	if werr := be.store.WaitDurable(ctx); werr != nil {
+		return o, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "order store is catching up; retry shortly"}
+	}
+	o, err = be.store.Get(id)
+	if errors.Is(err, orderstore.ErrNotFound) {
+		return o, errNotFound("order_id", "no order "+id.String())
+	}
+	if err != nil {
+		return o, &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()}
+	}
+	return o, nil
+}
+
+func (s *Server) reject(w http.ResponseWriter, e *apiError) {
+	s.metrics.rejectedCode(e.Code)
+	s.writeError(w, e)
+}
+
+func (s *Server) handlePlaceOrder(w http.ResponseWriter, r *http.Request, be *backend) {
+	bp, aerr := s.readBody(r, s.cfg.BodyBytesMax)
+	if aerr != nil {
+		s.reject(w, aerr)
+		return
+	}
+	var o orderJSON
+	aerr = decodeStrict(*bp, &o)
+	if aerr != nil {
+		s.putBuf(bp)
+		s.reject(w, aerr)
+		return
+	}
+	c := be.gw.getCall()
+	defer be.gw.putCall(c)
+	if aerr = orderCommand(&o, r.Header.Get("Idempotency-Key"), "", &c.cmd); aerr != nil {
+		s.putBuf(bp)
+		s.reject(w, aerr)
+		return
+	}
+	be.gw.do(c)
+	res := &c.res
+	if !res.OK() {
+		s.putBuf(bp)
+		s.metrics.rejected(res.Code)
+		s.writeError(w, resultError(res))
+		return
+	}
+	var view orderstore.Order
+	if res.Replayed {
+		ctx, cancel := s.readCtx(r)
+		view, aerr = s.loadOrder(ctx, be, res.OrderID, engine.StatusNone)
+		cancel()
+		if aerr != nil {
+			s.putBuf(bp)
+			s.writeError(w, aerr)
+			return
+		}
+	} else {
+		s.metrics.placed.Inc()
+		view = placedOrder(&c.cmd, res)
+	}
+	b := appendOrder((*bp)[:0], &view)
+	b = append(b, '\n')
+	writeJSON(w, http.StatusCreated, b)
+	*bp = b
+	s.putBuf(bp)
+}
+
+func parseOrderID(r *http.Request) (engine.OrderID, *apiError) {
+	id, err := engine.ParseOrderID(r.PathValue("order_id"))
+	if err != nil {
+		return 0, errNotFound("order_id", "no order "+strconv.Quote(r.PathValue("order_id")))
+	}
+	return id, nil
+}
+
+type payJSON struct {
+	Amount *int64 `json:"amount"`
+}
+
+func (s *Server) handlePay(w http.ResponseWriter, r *http.Request, be *backend) {
+	id, aerr := parseOrderID(r)
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	bp, aerr := s.readBody(r, s.cfg.BodyBytesMax)
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	var p payJSON
+	aerr = decodeStrict(*bp, &p)
+	s.putBuf(bp)
+	if aerr == nil && p.Amount == nil {
+		aerr = errInvalidArgument("amount", "amount is required")
+	}
+	if aerr == nil && (*p.Amount < 0 || *p.Amount > amountMax) {
+		aerr = errInvalidArgument("amount", "amount out of range")
+	}
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	s.orderCommand(w, r, be, engine.Command{Kind: engine.KindPay, OrderID: id, Amount: *p.Amount})
+}
+
+func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, be *backend) {
+	id, aerr := parseOrderID(r)
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	bp, aerr := s.readBody(r, s.cfg.BodyBytesMax)
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	// The body is optional; when present it must be an empty object.
+	if len(*bp) > 0 {
+		var empty struct{}
+		aerr = decodeStrict(*bp, &empty)
+	}
+	s.putBuf(bp)
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	s.orderCommand(w, r, be, engine.Command{Kind: engine.KindCancel, OrderID: id})
+}
+
+// orderCommand runs pay or cancel and answers with the order.
+func (s *Server) orderCommand(w http.ResponseWriter, r *http.Request, be *backend, cmd engine.Command) {
+	c := be.gw.getCall()
+	defer be.gw.putCall(c)
+	c.cmd = cmd
+	be.gw.do(c)
+	res := c.res
+	if !res.OK() {
+		s.writeError(w, resultError(&res))
+		return
+	}
+	if cmd.Kind == engine.KindPay && res.ChangedAt != 0 {
+		s.metrics.paid.Inc()
+	}
+	if cmd.Kind == engine.KindCancel && res.ChangedAt != 0 {
+		s.metrics.cancelled.Inc()
+	}
+	ctx, cancel := s.readCtx(r)
+	defer cancel()
+	o, aerr := s.loadOrder(ctx, be, cmd.OrderID, res.Status)
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	if o.Status != res.Status {
+		o.Status, o.ChangedAt = res.Status, res.ChangedAt
+	}
+	writeJSON(w, http.StatusOK, append(appendOrder(make([]byte, 0, 512), &o), '\n'))
+}
+
+func (s *Server) handleGetOrder(w http.ResponseWriter, r *http.Request, be *backend) {
+	id, aerr := parseOrderID(r)
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	ctx, cancel := s.readCtx(r)
+	defer cancel()
+	o, aerr := s.loadOrder(ctx, be, id, engine.StatusNone)
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	if o.Status == engine.StatusPending {
+		// The store may lag a payment or cancellation the engine has
+		// already acknowledged: the engine holds every order's status.
+		res := be.eng.Do(ctx, engine.Command{Kind: engine.KindGetOrder, OrderID: id})
+		if res.OK() && res.Status != engine.StatusPending {
+			o, aerr = s.loadOrder(ctx, be, id, res.Status)
+			if aerr != nil {
+				s.writeError(w, aerr)
+				return
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, append(appendOrder(make([]byte, 0, 512), &o), '\n'))
+}
+
+// listLimit parses limit (or top): default 50, 1 to 1,000.
+func listLimit(r *http.Request) (int, *apiError) {
+	q := r.URL.Query()
+	name := "limit"
+	v := q.Get("limit")
+	if v == "" && q.Has("top") {
+		name, v = "top", q.Get("top")
+	}
+	if v == "" && !q.Has(name) {
+		return 50, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 1000 {
+		return 0, errInvalidArgument(name, name+" must be an integer from 1 to 1000")
+	}
+	return n, nil
+}
+
+func (s *Server) handleBuyerOrders(w http.ResponseWriter, r *http.Request, be *backend) {
+	buyer := r.PathValue("buyer_id")
+	if !validID(buyer) {
+		s.writeError(w, errInvalidArgument("buyer_id", "invalid buyer_id"))
+		return
+	}
+	limit, aerr := listLimit(r)
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	ctx, cancel := s.readCtx(r)
+	defer cancel()
+	// Orders this buyer was just told about must be listed: catch up with
+	// everything durable first (usually already there).
+	if err := be.store.WaitDurable(ctx); err != nil {
+		s.writeError(w, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "order store is catching up; retry shortly"})
+		return
+	}
+	orders, next, err := be.store.ListByBuyer(buyer, limit, r.URL.Query().Get("cursor"))
+	if errors.Is(err, orderstore.ErrBadCursor) {
+		s.writeError(w, errInvalidArgument("cursor", "invalid cursor"))
+		return
+	}
+	if err != nil {
+		s.writeError(w, &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()})
+		return
+	}
+	s.refreshStatuses(ctx, be, orders)
+	b := make([]byte, 0, 256*len(orders)+64)
+	b = append(b, `{"orders":[`...)
+	for i := range orders {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendOrder(b, &orders[i])
+	}
+	b = append(b, `],"next_cursor":`...)
+	if next == "" {
+		b = append(b, "null"...)
+	} else {
+		b = appendString(b, next)
+	}
+	b = append(b, "}\n"...)
+	writeJSON(w, http.StatusOK, b)
+}
+
+// refreshStatuses asks the engine for the status of the pending orders of
+// a page, since the store may lag a payment the engine has acknowledged.
+func (s *Server) refreshStatuses(ctx context.Context, be *backend, orders []orderstore.Order) {
+	b := engine.NewBatch(0)
+	var idx []int
+	for i := range orders {
+		if orders[i].Status == engine.StatusPending {
+			b.Add(engine.Command{Kind: engine.KindGetOrder, OrderID: orders[i].ID})
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 {
+		return
+	}
+	be.eng.Submit(b)
+	select {
+	case <-b.Done():
+	case <-ctx.Done():
+		return
+	}
+	for k, i := range idx {
+		res := &b.Requests[k].Result
+		if res.OK() && res.Status != engine.StatusPending {
+			if o, err := be.store.Get(orders[i].ID); err == nil && o.Status == res.Status {
+				orders[i] = o
+			} else {
+				orders[i].Status = res.Status
+			}
+		}
+	}
+}
+
+// isProtobuf reports whether the request body is the binary form.
+func isProtobuf(r *http.Request) (bool, *apiError) {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		return false, nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false, errUnsupportedType
+	}
+	switch mt {
+	case "application/json":
+		return false, nil
+	case wire.ContentType, "application/protobuf":
+		return true, nil
+	}
+	return false, errUnsupportedType
+}
+
+// batchEntry is one order of a batch on its way through the engine.
+type batchEntry struct {
+	err *apiError // rejected at the edge
+	req int       // index in the engine batch
+}
+
+func (s *Server) handleOrderBatch(w http.ResponseWriter, r *http.Request, be *backend) {
+	proto, aerr := isProtobuf(r)
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	bp, aerr := s.readBody(r, s.cfg.BatchBodyBytesMax)
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	defer s.putBuf(bp)
+	var entries []batchEntry
+	var batch *engine.Batch
+	if proto {
+		entries, batch, aerr = s.decodeProtoBatch(*bp)
+	} else {
+		entries, batch, aerr = s.decodeJSONBatch(*bp)
+	}
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	s.metrics.orderBatch.Observe(float64(len(entries)))
+	be.eng.Submit(batch)
+	<-batch.Done()
+
+	// Replayed orders are read back from the store; wait for it once.
+	var waitErr *apiError
+	waited := false
+	ctx, cancel := s.readCtx(r)
+	defer cancel()
+	load := func(res *engine.Result) (orderstore.Order, *apiError) {
+		if !waited {
+			waited = true
+			if err := be.store.WaitDurable(ctx); err != nil {
+				waitErr = &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "order store is catching up; retry shortly"}
+			}
+		}
+		if waitErr != nil {
+			return orderstore.Order{}, waitErr
+		}
+		return s.loadOrder(ctx, be, res.OrderID, engine.StatusNone)
+	}
+
+	out := (*bp)[:0]
+	if proto {
+		out = s.appendProtoResults(out, entries, batch, load)
+		w.Header().Set("Content-Type", wire.ContentType)
+		w.WriteHeader(http.StatusOK)
+	} else {
+		out = s.appendJSONResults(out, entries, batch, load)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+	}
+	w.Write(out)
+	*bp = out
+}
+
+func (s *Server) decodeJSONBatch(body []byte) ([]batchEntry, *engine.Batch, *apiError) {
+	var req batchJSON
+	if aerr := decodeStrict(body, &req); aerr != nil {
+		return nil, nil, locateBatchError(body, aerr)
+	}
+	if req.Orders == nil {
+		return nil, nil, errInvalidArgument("orders", "orders is required")
+	}
+	if len(req.Orders) > s.cfg.BatchOrdersMax {
+		return nil, nil, errInvalidArgument("orders", "at most "+strconv.Itoa(s.cfg.BatchOrdersMax)+" orders per batch")
+	}
+	entries := make([]batchEntry, len(req.Orders))
+	batch := engine.NewBatch(len(req.Orders))
+	var cmd engine.Command
+	for i := range req.Orders {
+		o := &req.Orders[i]
+		cmd = engine.Command{}
+		if aerr := orderCommand(&o.orderJSON, o.IdempotencyKey, "orders["+strconv.Itoa(i)+"].", &cmd); aerr != nil {
+			entries[i] = batchEntry{err: aerr, req: -1}
+			continue
+		}
+		entries[i].req = len(batch.Requests)
+		batch.Add(cmd)
+	}
+	return entries, batch, nil
+}
+
+// locateBatchError names the order of a field error: encoding/json reports
+// an unknown field without its path, so on that (rare) path the orders are
+// decoded one by one to find the culprit.
+func locateBatchError(body []byte, aerr *apiError) *apiError {
+	if aerr.Code != "invalid_argument" {
+		return aerr
+	}
+	var raw struct {
+		Orders []json.RawMessage `json:"orders"`
+	}
+	if json.Unmarshal(body, &raw) != nil {
+		return aerr
+	}
+	for i, o := range raw.Orders {
+		var one batchOrderJSON
+		if e := decodeStrict(o, &one); e != nil {
+			if e.Field != "" {
+				e.Field = "orders[" + strconv.Itoa(i) + "]." + e.Field
+				e.Message = e.Field + ": " + e.Message
+			}
+			return e
+		}
+	}
+	return aerr
+}
+
+func (s *Server) decodeProtoBatch(body []byte) ([]batchEntry, *engine.Batch, *apiError) {
+	orders, err := wire.DecodeRequest(body, nil, s.cfg.BatchOrdersMax)
+	var fe *wire.FieldError
+	switch {
+	case errors.As(err, &fe):
+		return nil, nil, errInvalidArgument(fe.Field, fe.Error())
+	case err != nil:
+		return nil, nil, &apiError{Status: http.StatusBadRequest, Code: "invalid_protobuf", Message: err.Error()}
+	}
+	entries := make([]batchEntry, len(orders))
+	batch := engine.NewBatch(len(orders))
+	var scratch orderJSON
+	for i := range orders {
+		o := &orders[i]
+		scratch.BuyerID, scratch.Channel, scratch.Region, scratch.DealID = o.BuyerID, o.Channel, o.Region, o.DealID
+		scratch.Items = scratch.Items[:0]
+		for _, it := range o.Items {
+			scratch.Items = append(scratch.Items, itemJSON{SKUID: it.SKUID, Quantity: int64(it.Quantity)})
+		}
+		cmd := engine.Command{Order: engine.Order{Items: make([]engine.Item, 0, len(o.Items))}}
+		if aerr := orderCommand(&scratch, o.IdempotencyKey, "orders["+strconv.Itoa(i)+"].", &cmd); aerr != nil {
+			entries[i] = batchEntry{err: aerr, req: -1}
+			continue
+		}
+		entries[i].req = len(batch.Requests)
+		batch.Add(cmd)
+	}
+	return entries, batch, nil
+}
+
+// result returns the view or error of entry i after the batch is done.
+func (s *Server) batchResult(e batchEntry, batch *engine.Batch, load func(*engine.Result) (orderstore.Order, *apiError)) (orderstore.Order, bool, *apiError) {
+	if e.err != nil {
+		s.metrics.rejectedCode(e.err.Code)
+		return orderstore.Order{}, false, e.err
+	}
+	req := &batch.Requests[e.req]
+	res := &req.Result
+	if !res.OK() {
+		s.metrics.rejected(res.Code)
+		return orderstore.Order{}, false, resultError(res)
+	}
+	if res.Replayed {
+		o, aerr := load(res)
+		return o, true, aerr
+	}
+	s.metrics.placed.Inc()
+	return placedOrder(&req.Command, res), false, nil
+}
+
+func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orderstore.Order, *apiError)) []byte {
+	b = append(b, `{"results":[`...)
+	for i, e := range entries {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		o, replayed, aerr := s.batchResult(e, batch, load)
+		if aerr != nil {
+			b = append(b, `{"error":`...)
+			b = appendError(b, aerr)
+			b = append(b, '}')
+			continue
+		}
+		b = append(b, `{"order":`...)
+		b = appendOrder(b, &o)
+		if replayed {
+			b = append(b, `,"replayed":true`...)
+		}
+		b = append(b, '}')
+	}
+	return append(b, "]}\n"...)
+}
+
+func (s *Server) appendProtoResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orderstore.Order, *apiError)) []byte {
+	var res wire.Result
+	var we wire.Error
+	var idBuf [16]byte
+	scratch := make([]byte, 0, 256)
+	for _, e := range entries {
+		o, replayed, aerr := s.batchResult(e, batch, load)
+		res.Error = nil
+		if aerr != nil {
+			we = wire.Error{Code: aerr.Code, Message: aerr.Message, Field: aerr.Field, SKUID: aerr.SKUID, Available: aerr.Available}
+			res.Error = &we
+		} else {
+			items := res.Order.Items[:0]
+			for _, it := range o.Items {
+				items = append(items, wire.OrderItem{SKUID: it.SKUID, Quantity: it.Quantity, UnitPrice: it.UnitPrice, Amount: it.Amount})
+			}
+			res.Order = wire.Order{
+				OrderID: string(o.ID.AppendText(idBuf[:0])), Status: o.Status.String(),
+				BuyerID: o.BuyerID, MerchantID: o.MerchantID, Items: items, Total: o.Total,
+				Currency: "CNY", Channel: o.Channel, Region: o.Region, DealID: o.DealID,
+				CreatedAtUnixNanos: o.CreatedAt, PayByUnixNanos: o.PayBy, Replayed: replayed,
+			}
+		}
+		scratch = wire.AppendResult(scratch[:0], &res)
+		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendBytes(b, scratch)
+	}
+	return b
+}

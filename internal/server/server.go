@@ -1,0 +1,229 @@
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/orderstore"
+)
+
+// ErrClosed is returned after Close.
+var ErrClosed = errors.New("server closed")
+
+// backend is what the API needs once recovery is done.
+type backend struct {
+	eng   *engine.Engine
+	store *orderstore.Store
+	gw    *gateway
+}
+
+// Server serves the fest HTTP API. It answers /healthz at once and every
+// other endpoint with 503 until Attach hands it a recovered engine.
+type Server struct {
+	cfg     Config
+	tokens  []tokenRole
+	mux     *http.ServeMux
+	metrics *metrics
+	be      atomic.Pointer[backend]
+	bufs    sync.Pool // *[]byte request and response buffers
+	closeMu sync.Mutex
+}
+
+type tokenRole struct {
+	token []byte
+	role  Role
+}
+
+// New returns a server; it is not ready until Attach.
+func New(cfg Config) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	s := &Server{
+		cfg: cfg,
+		tokens: []tokenRole{
+			{[]byte(cfg.AdminToken), RoleAdmin},
+			{[]byte(cfg.StorefrontToken), RoleStorefront},
+			{[]byte(cfg.CarrierToken), RoleCarrier},
+		},
+		mux: http.NewServeMux(),
+	}
+	s.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
+	s.metrics = newMetrics(s)
+	s.routes()
+	return s, nil
+}
+
+// Attach makes the server ready: eng is recovered and store follows it.
+func (s *Server) Attach(eng *engine.Engine, store *orderstore.Store) {
+	gw := newGateway(eng, s.cfg.GatewayBatchMax, s.metrics)
+	s.be.Store(&backend{eng: eng, store: store, gw: gw})
+}
+
+// Detach stops the gateway; afterwards the API answers 503 again. Call it
+// after the HTTP server has stopped and before closing the engine.
+func (s *Server) Detach() {
+	be := s.be.Swap(nil)
+	if be != nil {
+		be.gw.close()
+	}
+}
+
+// Handler returns the HTTP handler.
+func (s *Server) Handler() http.Handler { return s.mux }
+
+type handlerFunc func(w http.ResponseWriter, r *http.Request, be *backend)
+
+// api wraps an endpoint: authentication for roles (none: public), then
+// readiness.
+func (s *Server) api(h handlerFunc, roles ...Role) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if len(roles) > 0 {
+			role := s.roleOf(r)
+			if role == RoleNone {
+				s.writeError(w, errUnauthenticated)
+				return
+			}
+			allowed := false
+			for _, ro := range roles {
+				allowed = allowed || ro == role
+			}
+			if !allowed {
+				s.writeError(w, errForbidden)
+				return
+			}
+		}
+		be := s.be.Load()
+		if be == nil {
+			s.writeError(w, errNotReady)
+			return
+		}
+		h(w, r, be)
+	}
+}
+
+// roleOf returns the role of the request's bearer token.
+func (s *Server) roleOf(r *http.Request) Role {
+	h := r.Header.Get("Authorization")
+	const prefix = "Bearer "
+	if len(h) <= len(prefix) || !strings.EqualFold(h[:len(prefix)], prefix) {
+		return RoleNone
+	}
+	tok := []byte(strings.TrimSpace(h[len(prefix):]))
+	for _, t := range s.tokens {
+		if subtle.ConstantTimeCompare(tok, t.token) == 1 {
+			return t.role
+		}
+	}
+	return RoleNone
+}
+
+func (s *Server) routes() {
+	m := s.mux
+	admin, store := RoleAdmin, RoleStorefront
+
+	m.HandleFunc("GET /{$}", s.handleIndex)
+	m.HandleFunc("GET /healthz", s.handleHealthz)
+	m.HandleFunc("GET /readyz", s.handleReadyz)
+	m.Handle("GET /metrics", s.metrics.handler())
+	m.HandleFunc("GET /v1/openapi.json", s.handleOpenAPI)
+
+	m.HandleFunc("PUT /v1/brands/{brand_id}", s.api(s.handlePutBrand, admin))
+	m.HandleFunc("PUT /v1/merchants/{merchant_id}", s.api(s.handlePutMerchant, admin))
+	m.HandleFunc("PUT /v1/skus/{sku_id}", s.api(s.handlePutSKU, admin))
+	m.HandleFunc("GET /v1/skus/{sku_id}", s.api(s.handleGetSKU, admin, store))
+	m.HandleFunc("POST /v1/skus/{sku_id}/stock", s.api(s.handleAdjustStock, admin))
+	m.HandleFunc("POST /v1/catalog:import", s.api(s.handleImport, admin))
+
+	m.HandleFunc("POST /v1/orders", s.api(s.handlePlaceOrder, store))
+	m.HandleFunc("POST /v1/orders:batch", s.api(s.handleOrderBatch, store))
+	m.HandleFunc("GET /v1/orders/{order_id}", s.api(s.handleGetOrder, store))
+	m.HandleFunc("POST /v1/orders/{order_id}/pay", s.api(s.handlePay, store))
+	m.HandleFunc("POST /v1/orders/{order_id}/cancel", s.api(s.handleCancel, store))
+	m.HandleFunc("GET /v1/buyers/{buyer_id}/orders", s.api(s.handleBuyerOrders, store))
+
+	// Unknown /v1 paths answer in the contract's error shape.
+	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		s.writeError(w, &apiError{Status: http.StatusNotFound, Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
+	})
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, []byte(`{"status":"ok"}`+"\n"))
+}
+
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	if s.be.Load() == nil {
+		s.writeError(w, errNotReady)
+		return
+	}
+	writeJSON(w, http.StatusOK, []byte(`{"status":"ready"}`+"\n"))
+}
+
+func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	io.WriteString(w, `<!doctype html><html><head><meta charset="utf-8"><title>fest</title></head>
+<body style="font-family:sans-serif;background:#111;color:#eee;padding:2em">
+<h1>fest: the 11.11 shopping festival</h1>
+<p>The big-screen dashboard is coming. Meanwhile: <a style="color:#f90" href="/v1/openapi.json">the API (OpenAPI 3.1)</a>,
+<a style="color:#f90" href="/metrics">metrics</a>, <a style="color:#f90" href="/readyz">readiness</a>.</p>
+</body></html>
+`)
+}
+
+// readBody reads the whole body, at most limit bytes, into a pooled
+// buffer; release it with s.putBuf.
+func (s *Server) readBody(r *http.Request, limit int64) (*[]byte, *apiError) {
+	if r.ContentLength > limit {
+		return nil, errTooLarge
+	}
+	bp := s.bufs.Get().(*[]byte)
+	b := (*bp)[:0]
+	if n := r.ContentLength; n > 0 && int64(cap(b)) < n {
+		b = make([]byte, 0, n)
+	}
+	lr := io.LimitedReader{R: r.Body, N: limit + 1}
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := lr.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			*bp = b
+			s.putBuf(bp)
+			return nil, errInvalidJSON("read body: " + err.Error())
+		}
+	}
+	*bp = b
+	if int64(len(b)) > limit {
+		s.putBuf(bp)
+		return nil, errTooLarge
+	}
+	return bp, nil
+}
+
+func (s *Server) putBuf(bp *[]byte) {
+	// Very large buffers are dropped so one big batch does not pin memory.
+	if cap(*bp) > 1<<20 {
+		return
+	}
+	*bp = (*bp)[:0]
+	s.bufs.Put(bp)
+}
+
+// readCtx bounds the wait of a read for the order store.
+func (s *Server) readCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(r.Context(), s.cfg.ReadWaitMax)
+}

@@ -168,7 +168,7 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 func (rs *runningServer) open() error {
 	start := time.Now()
 	fmt.Fprintf(rs.stdout, "fest serve: recovering from %s ...\n", rs.opts.Data)
-	store, err := orderstore.Open(orderstore.Config{Dir: filepath.Join(rs.opts.Data, "orderstore"), Logger: rs.log})
+	store, err := orderstore.Open(orderstore.Config{Logger: rs.log})
 	if err != nil {
 		return fmt.Errorf("open order store: %w", err)
 	}

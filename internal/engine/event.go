@@ -47,6 +47,9 @@ type Event struct {
 	// Position is the journal position of the record holding the event (set
 	// by Follow and replay; zero while deciding).
 	Position uint64
+	// Last is set on the last event of its record: a consumer that has
+	// handled it may checkpoint at Position.
+	Last bool
 
 	Brand    Brand    // BrandUpserted
 	Merchant Merchant // MerchantUpserted
@@ -374,6 +377,7 @@ func decodeRecord(rec []byte, partitions int, ev *Event, fn func(ev *Event) erro
 		if d.err != nil {
 			return fmt.Errorf("event %d: %w", i, d.err)
 		}
+		ev.Last = i == n-1
 		if err := fn(ev); err != nil {
 			return err
 		}

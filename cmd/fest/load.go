@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/fest-platform/fest/internal/baseline"
+	"github.com/fest-platform/fest/internal/loadgen"
+)
+
+const loadUsage = `fest load drives the festival workload against a fest server (or a baseline),
+checks every answer, audits the books and reports.
+
+Usage:
+  fest load [flags]                        against the fest server at --addr
+  fest load --target postgres|redis ...    against a baseline (see docs/load.md)
+  fest load --compare ...                  fest, PostgreSQL and Redis on the same workload
+
+Flags:
+`
+
+// runLoad is `fest load`: flags (with FEST_* fallbacks) into the loadgen
+// configs, then one run or a comparison, then the reports.
+func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("fest load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, loadUsage); fs.PrintDefaults() }
+	env := func(name, def string) string {
+		if v := os.Getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	hd := loadgen.DefaultHTTPConfig()
+	var (
+		addr        = fs.String("addr", env("FEST_ADDR", hd.Addr), "fest server address (FEST_ADDR)")
+		adminTok    = fs.String("admin-token", env("FEST_ADMIN_TOKEN", ""), "admin token (FEST_ADMIN_TOKEN)")
+		storeTok    = fs.String("storefront-token", env("FEST_STOREFRONT_TOKEN", ""), "storefront token (FEST_STOREFRONT_TOKEN)")
+		carrierTok  = fs.String("carrier-token", env("FEST_CARRIER_TOKEN", ""), "carrier token (FEST_CARRIER_TOKEN)")
+		profile     = fs.String("profile", env("FEST_LOAD_PROFILE", loadgen.ProfileFestival), "festival, midnight or flash")
+		scale       = fs.Float64("scale", 0.0001, "fraction of the real festival (1.0 = 2.32 billion paid orders)")
+		seed        = fs.Uint64("seed", 2020, "model seed: the same seed, the same festival")
+		speed       = fs.Float64("speed", 20_000, "festival profile: festival seconds per wall second (0: as fast as possible)")
+		rate        = fs.String("rate", "max", "midnight profile: orders per second, or max")
+		duration    = fs.Duration("duration", 0, "midnight: run length (default 30s); festival and flash: a cap (default 30m)")
+		target      = fs.String("target", "fest", "fest, postgres, redis or redis-everysec")
+		compare     = fs.Bool("compare", false, "run fest, postgres and redis one after another on the same workload")
+		pgURL       = fs.String("postgres-url", env("FEST_POSTGRES_URL", ""), "PostgreSQL URL for --target postgres / --compare (FEST_POSTGRES_URL; compare starts one if empty)")
+		redisAddr   = fs.String("redis-addr", env("FEST_REDIS_ADDR", ""), "Redis host:port for --target redis / --compare (FEST_REDIS_ADDR; compare starts one if empty)")
+		transport   = fs.String("transport", hd.Transport, "to fest: binary (batched protobuf), json-batch, or json (one request per order)")
+		batch       = fs.Int("batch", hd.Batch, "orders per batch request")
+		inFlight    = fs.Int("inflight", hd.InFlight, "batches in flight (json: concurrent requests; default 64)")
+		payPar      = fs.Int("pay-parallel", hd.PayParallel, "payment requests in flight per batch")
+		payAfter    = fs.String("pay-after", "auto", "defer payments until the placement window closes: true, false, or auto (midnight only)")
+		payWindow   = fs.Duration("pay-window", 20*time.Second, "with deferred payments: how long the pay phase may run")
+		jsonOut     = fs.Bool("json", false, "end with one JSON line: the result")
+		report      = fs.String("report", "", "write an HTML report with plots to this file")
+		quiet       = fs.Bool("quiet", false, "no live progress")
+		festAddrSet bool
+	)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("load: unexpected arguments %q", fs.Args())
+	}
+	fs.Visit(func(f *flag.Flag) { festAddrSet = festAddrSet || f.Name == "addr" })
+	festAddrSet = festAddrSet || os.Getenv("FEST_ADDR") != ""
+
+	// Resolve the run's config.
+	lc := loadgen.DefaultConfig()
+	lc.Profile = *profile
+	lc.Speed = *speed
+	switch *rate {
+	case "max", "":
+		lc.Rate = 0
+	default:
+		r, err := strconv.ParseFloat(*rate, 64)
+		if err != nil || r <= 0 {
+			return fmt.Errorf("load: --rate %q: want a positive number or max", *rate)
+		}
+		lc.Rate = r
+	}
+	lc.Duration = *duration
+	if lc.Duration == 0 {
+		lc.Duration = 30 * time.Minute
+		if lc.Profile == loadgen.ProfileMidnight {
+			lc.Duration = 30 * time.Second
+		}
+	}
+	switch *payAfter {
+	case "auto":
+		lc.PayAfter = lc.Profile == loadgen.ProfileMidnight
+	case "true", "false":
+		lc.PayAfter = *payAfter == "true"
+	default:
+		return fmt.Errorf("load: --pay-after %q: want true, false or auto", *payAfter)
+	}
+	lc.PayWindow = *payWindow
+	if !*quiet {
+		lc.Progress = stderr
+		if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+			lc.ProgressTTY = true
+		}
+		lc.Say = func(s string) {
+			if lc.ProgressTTY {
+				fmt.Fprint(stderr, "\r\033[K")
+			}
+			fmt.Fprintln(stderr, "fest load:", s)
+		}
+	}
+	if err := lc.Validate(); err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	hc := hd
+	hc.Addr, hc.AdminToken, hc.StorefrontToken, hc.CarrierToken = *addr, *adminTok, *storeTok, *carrierTok
+	hc.Transport, hc.Batch, hc.InFlight, hc.PayParallel = *transport, *batch, *inFlight, *payPar
+	if hc.Transport == loadgen.TransportJSON && !isSet(fs, "inflight") {
+		hc.InFlight = baseline.Clients
+	}
+	if err := hc.Validate(); err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+
+	if lc.Say != nil {
+		lc.Say(fmt.Sprintf("generating the %s model (scale %g, seed %d)", lc.Profile, *scale, *seed))
+	}
+	m, err := loadgen.BuildModel(lc.Profile, *seed, *scale)
+	if err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+
+	var runs []*loadgen.Result
+	var runErr error
+	if *compare {
+		tmp, err := os.MkdirTemp("", "fest-compare-")
+		if err != nil {
+			return fmt.Errorf("load: make temp dir: %w", err)
+		}
+		defer os.RemoveAll(tmp)
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("load: find the fest binary: %w", err)
+		}
+		cc := loadgen.CompareConfig{FestBinary: exe, TempDir: tmp, HTTP: hc, PostgresURL: *pgURL, RedisAddr: *redisAddr}
+		if !festAddrSet {
+			cc.HTTP.Addr = ""
+		}
+		runs, runErr = loadgen.Compare(ctx, lc, cc, m)
+	} else {
+		t, err := newLoadTarget(ctx, *target, hc, *pgURL, *redisAddr)
+		if err != nil {
+			return fmt.Errorf("load: %w", err)
+		}
+		res, err := loadgen.RunTarget(ctx, lc, m, t)
+		if res != nil {
+			runs = append(runs, res)
+		}
+		runErr = err
+	}
+
+	// Reports: text for each run, the comparison table, HTML, JSON last.
+	for _, r := range runs {
+		if err := loadgen.WriteText(stdout, r); err != nil {
+			return fmt.Errorf("load: write report: %w", err)
+		}
+	}
+	if *compare && len(runs) > 0 {
+		if err := loadgen.WriteCompareText(stdout, runs); err != nil {
+			return fmt.Errorf("load: write report: %w", err)
+		}
+	}
+	if *report != "" && len(runs) > 0 {
+		if err := writeHTMLReport(*report, runs); err != nil {
+			return fmt.Errorf("load: %w", err)
+		}
+	}
+	if *jsonOut && len(runs) > 0 {
+		var err error
+		if *compare {
+			err = loadgen.WriteCompareJSON(stdout, runs)
+		} else {
+			err = loadgen.WriteJSON(stdout, runs[0])
+		}
+		if err != nil {
+			return fmt.Errorf("load: %w", err)
+		}
+	}
+	if runErr != nil {
+		return fmt.Errorf("load: %w", runErr)
+	}
+	var failed []string
+	for _, r := range runs {
+		if !r.Audit.OK {
+			failed = append(failed, r.Target)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Errorf("load: audit failed on %s", strings.Join(failed, ", "))
+	}
+	return nil
+}
+
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
+// newLoadTarget opens the target of a single run.
+func newLoadTarget(ctx context.Context, name string, hc loadgen.HTTPConfig, pgURL, redisAddr string) (loadgen.Target, error) {
+	switch name {
+	case "fest":
+		return loadgen.NewHTTPTarget(hc)
+	case "postgres":
+		if pgURL == "" {
+			return nil, errors.New("--target postgres needs --postgres-url or FEST_POSTGRES_URL (scripts/baselines.sh start prints one)")
+		}
+		s, err := baseline.OpenPostgres(ctx, baseline.DefaultPostgresConfig(pgURL))
+		if err != nil {
+			return nil, err
+		}
+		return loadgen.NewStoreTarget(s), nil
+	case "redis", "redis-everysec":
+		if redisAddr == "" {
+			return nil, errors.New("--target redis needs --redis-addr or FEST_REDIS_ADDR (scripts/baselines.sh start prints one)")
+		}
+		rc := baseline.DefaultRedisConfig(redisAddr)
+		if name == "redis-everysec" {
+			rc.AppendFsync = "everysec"
+		}
+		s, err := baseline.OpenRedis(ctx, rc)
+		if err != nil {
+			return nil, err
+		}
+		return loadgen.NewStoreTarget(s), nil
+	}
+	return nil, fmt.Errorf("unknown target %q (want fest, postgres, redis or redis-everysec)", name)
+}
+
+func writeHTMLReport(path string, runs []*loadgen.Result) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("create report: %w", err)
+	}
+	if err := loadgen.WriteHTML(f, runs); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close report: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,85 @@
+package festival
+
+import (
+	"fmt"
+	"math/rand/v2"
+)
+
+// FlashShare is the share of a Stream's orders that go to the flash-sale
+// SKUs: after their small stock is gone, these are the orders the server
+// must turn away (409 out_of_stock) without harm.
+const FlashShare = 0.002
+
+// Stream draws an endless order stream from the festival's distributions:
+// brands by their GMV weight, the same merchants, lines, channels and fates
+// as the festival's own orders. It is what the midnight profile sends, for
+// as long as it runs. A Stream is deterministic for (model, seed) and not
+// safe for concurrent use: give each goroutine its own.
+type Stream struct {
+	m   *Model
+	rng *rand.Rand
+}
+
+// NewStream returns a stream seeded by seed (mixed with the model's seed).
+func (m *Model) NewStream(seed uint64) *Stream {
+	return &Stream{m: m, rng: rand.New(rand.NewPCG(m.Config.Seed^0x5bd1e995, seed))}
+}
+
+// Next fills o with the next order. AtMs is left zero: the driver paces a
+// stream by wall-clock time.
+func (s *Stream) Next(o *Order) {
+	m, rng := s.m, s.rng
+	*o = Order{}
+	if len(m.flashSKUs) > 0 && rng.Float64() < FlashShare {
+		sku := m.flashSKUs[rng.IntN(len(m.flashSKUs))]
+		o.Merchant = m.SKUs[sku].Merchant
+		o.Items[0] = Item{SKU: sku, Qty: 1}
+		o.NItems = 1
+		o.Buyer = int32(rng.IntN(m.Buyers))
+		o.Channel = ChannelApp
+		o.Fate = FatePay
+		o.Flash = true
+		return
+	}
+	m.fillOrder(rng, o, int32(pick(rng, m.brandCum)))
+	switch r := rng.Float64(); {
+	case r < m.Config.PayShare:
+		o.Fate = FatePay
+	case r < m.Config.PayShare+m.Config.CancelShare:
+		o.Fate = FateCancel
+	default:
+		o.Fate = FateLeave
+	}
+}
+
+// NewFlash is the flash profile's model: one brand, one shop, one SKU with
+// stock units, and buyers single-unit orders on it from buyers distinct
+// buyers, all due at once. Every order whose reservation succeeds is paid.
+func NewFlash(seed uint64, buyers int, stock int64) (*Model, error) {
+	if buyers < 1 || buyers > 10_000_000 || stock < 0 {
+		return nil, fmt.Errorf("%w: flash needs 1..10,000,000 buyers (got %d) and stock >= 0 (got %d)", ErrConfig, buyers, stock)
+	}
+	c := DefaultConfig()
+	c.Seed = seed
+	c.FlashSKUs = 1
+	m := &Model{Config: c, Buyers: buyers, ThresholdFen: Published.ThresholdFen}
+	m.Brands = []Brand{{ID: "brflash", Name: "Flash Brand", Country: "CN", FirstFestival: Published.FestivalYear, Category: categories[0], Industry: "ind0000"}}
+	m.Merchants = []Merchant{{ID: "mflash", Name: "Flash Shop", Brand: 0, Kind: "brand_store", Industry: "ind0000", Region: "CN-ZJ"}}
+	m.merchantsOf = [][]int32{{0}}
+	m.skusOf = make([][]int32, 1)
+	s := m.addSKU(0, flashPrice, true)
+	m.SKUs[s].ID = "sflash"
+	m.SKUs[s].Stock = stock
+	m.flashSKUs = []int32{s}
+	m.genProvinces()
+	rng := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	m.genBuyers(rng)
+	m.Orders = make([]Order, buyers)
+	for i := range m.Orders {
+		o := &m.Orders[i]
+		o.Merchant, o.NItems, o.Fate, o.Flash, o.Channel = 0, 1, FatePay, true, ChannelApp
+		o.Items[0] = Item{SKU: s, Qty: 1}
+		o.Buyer = int32(i)
+	}
+	return m, nil
+}

@@ -1,0 +1,707 @@
+package loadgen
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/fest-platform/fest/internal/festival"
+)
+
+// Profiles.
+const (
+	ProfileFestival = "festival"
+	ProfileMidnight = "midnight"
+	ProfileFlash    = "flash"
+)
+
+// Config is one run of the driver. Start from DefaultConfig.
+type Config struct {
+	// Profile is festival, midnight or flash.
+	Profile string
+	// Speed compresses festival time (festival): festival seconds per wall
+	// second. Zero replays as fast as the target allows.
+	Speed float64
+	// Rate is the target rate in orders/s (midnight); zero is --rate max.
+	Rate float64
+	// Duration bounds the run (midnight: its length; others: a safety cap).
+	Duration time.Duration
+	// Linger is how long a due order may wait for its batch to fill.
+	Linger time.Duration
+	// RetriesMax bounds the resubmissions of an order answered 429.
+	RetriesMax int
+	// PayAfter defers payments and cancellations until the placement window
+	// has closed (the midnight profile: the peak is order creation; buyers
+	// pay in the minutes after). They then run for at most PayWindow; orders
+	// not reached stay pending and expire on the server. Without PayAfter
+	// each batch is paid right after it is placed.
+	PayAfter  bool
+	PayWindow time.Duration
+	// BacklogMax bounds the orders held for deferred payment.
+	BacklogMax int
+	// Progress, when set, receives a live status line each second
+	// (ProgressTTY: rewritten in place with \r).
+	Progress    io.Writer
+	ProgressTTY bool
+	// Say, when set, receives phase messages (importing the catalog, auditing).
+	Say func(string)
+}
+
+// DefaultConfig is the midnight profile at max rate for 30 seconds.
+func DefaultConfig() Config {
+	return Config{
+		Profile:    ProfileMidnight,
+		Speed:      20_000,
+		Duration:   30 * time.Second,
+		Linger:     2 * time.Millisecond,
+		RetriesMax: 20,
+		PayWindow:  20 * time.Second,
+		BacklogMax: 2_000_000,
+	}
+}
+
+// Validate reports the first thing wrong with c.
+func (c Config) Validate() error {
+	switch {
+	case c.Profile != ProfileFestival && c.Profile != ProfileMidnight && c.Profile != ProfileFlash:
+		return fmt.Errorf("unknown profile %q (want festival, midnight or flash)", c.Profile)
+	case c.Speed < 0 || c.Rate < 0:
+		return errors.New("speed and rate must not be negative")
+	case c.Duration <= 0 || c.Duration > 24*time.Hour:
+		return fmt.Errorf("duration %v out of range (0, 24h]", c.Duration)
+	case c.Linger < 0 || c.Linger > time.Second:
+		return fmt.Errorf("linger %v out of range [0, 1s]", c.Linger)
+	case c.PayAfter && (c.PayWindow <= 0 || c.BacklogMax < 1):
+		return errors.New("deferred payments need a positive pay window and backlog")
+	case c.RetriesMax < 0 || c.RetriesMax > 1000:
+		return fmt.Errorf("retries %d out of range [0, 1000]", c.RetriesMax)
+	}
+	return nil
+}
+
+// Point is one second of a run, for the plots.
+type Point struct {
+	T      float64 `json:"t"` // seconds since the start
+	Placed int64   `json:"placed"`
+	P50ms  float64 `json:"p50_ms"`
+	P99ms  float64 `json:"p99_ms"`
+	Errors int64   `json:"errors"`
+}
+
+// Latency is acknowledgement latency in milliseconds.
+type Latency struct {
+	P50  float64 `json:"p50"`
+	P99  float64 `json:"p99"`
+	P999 float64 `json:"p999"`
+}
+
+// Audit is the verdict on the target's books.
+type Audit struct {
+	OK       bool     `json:"ok"`
+	Problems []string `json:"problems"`
+}
+
+// Result is one run: the JSON object of the issue's contract, and more for
+// the text and HTML reports.
+type Result struct {
+	Target       string           `json:"target"`
+	Profile      string           `json:"profile"`
+	OrdersPerSec float64          `json:"orders_per_sec"`
+	Orders       int64            `json:"orders"`
+	Latency      Latency          `json:"latency_ms"`
+	Errors       map[string]int64 `json:"errors"`
+	Audit        Audit            `json:"audit"`
+
+	Elapsed  time.Duration     `json:"-"`
+	Paid     int64             `json:"-"`
+	GMV      int64             `json:"-"` // fen
+	Figures  []festival.Figure `json:"-"`
+	Series   []Point           `json:"-"`
+	Scale    float64           `json:"-"`
+	Expected map[string]int64  `json:"-"` // errors that the workload causes on purpose
+	Notes    []string          `json:"-"`
+	hist     *hdrhistogram.Histogram
+}
+
+// latencyMaxUs bounds the histogram: an acknowledgement slower than a minute
+// is recorded as a minute.
+const latencyMaxUs = 60_000_000
+
+// run is the state of one run shared by its workers.
+type run struct {
+	cfg    Config
+	m      *festival.Model
+	target Target
+	ledger *Ledger
+	sched  *schedule
+	start  time.Time
+
+	placed  atomic.Int64
+	backlog atomic.Int64 // orders held for deferred payment
+	skipped atomic.Int64 // orders left pending: backlog full or pay window over
+
+	mu struct {
+		sync.Mutex
+		hist     *hdrhistogram.Histogram // whole run
+		second   *hdrhistogram.Histogram // since the last progress tick
+		errors   map[string]int64
+		expected map[string]int64
+		problems map[string]int64 // kind → count; first example kept in examples
+		examples map[string]string
+		tallies  []*festival.Tally
+		errSec   int64
+	}
+}
+
+// Run drives target with the model's orders as cfg says, audits, and
+// returns the result. The target must be prepared (Prepare) already.
+func Run(ctx context.Context, cfg Config, m *festival.Model, target Target) (*Result, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	r := &run{cfg: cfg, m: m, target: target, ledger: newLedger(m)}
+	r.mu.hist = hdrhistogram.New(1, latencyMaxUs, 3)
+	r.mu.second = hdrhistogram.New(1, latencyMaxUs, 3)
+	r.mu.errors = map[string]int64{}
+	r.mu.expected = map[string]int64{}
+	r.mu.problems = map[string]int64{}
+	r.mu.examples = map[string]string{}
+
+	batch, inFlight := target.Shape()
+	r.start = time.Now()
+	r.sched = newSchedule(cfg, m, r.start, batch)
+
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	series := make(chan []Point, 1)
+	go r.progress(runCtx, series)
+
+	var wg sync.WaitGroup
+	pending := make([]*deferred, inFlight)
+	for w := range inFlight {
+		pending[w] = &deferred{tally: m.NewTally()}
+		wg.Go(func() { r.worker(runCtx, w, batch, pending[w]) })
+	}
+	wg.Wait()
+	elapsed := time.Since(r.start)
+	cancel()
+	points := <-series
+	var payNote string
+	if cfg.PayAfter {
+		payNote = r.payDeferred(ctx, pending, batch)
+	}
+	for _, d := range pending {
+		r.mu.tallies = append(r.mu.tallies, d.tally)
+	}
+
+	tally := m.NewTally()
+	for _, t := range r.mu.tallies {
+		tally.Merge(t)
+	}
+	r.ledger.Tally = tally
+	res := &Result{
+		Target:   target.Name(),
+		Profile:  cfg.Profile,
+		Orders:   r.placed.Load(),
+		Elapsed:  elapsed,
+		Errors:   r.mu.errors,
+		Expected: r.mu.expected,
+		Paid:     tally.PaidOrders,
+		GMV:      tally.GMV,
+		Series:   points,
+		Scale:    m.Config.Scale,
+		hist:     r.mu.hist,
+	}
+	res.OrdersPerSec = float64(res.Orders) / elapsed.Seconds()
+	res.Latency = Latency{
+		P50:  float64(r.mu.hist.ValueAtQuantile(50)) / 1000,
+		P99:  float64(r.mu.hist.ValueAtQuantile(99)) / 1000,
+		P999: float64(r.mu.hist.ValueAtQuantile(99.9)) / 1000,
+	}
+	if cfg.Profile == ProfileFestival {
+		res.Figures = m.Figures(tally)
+	}
+	if payNote != "" {
+		res.Notes = append(res.Notes, payNote)
+	}
+	if ctx.Err() != nil {
+		return res, fmt.Errorf("run: %w", ctx.Err())
+	}
+
+	// The audit.
+	if cfg.Say != nil {
+		cfg.Say("auditing " + target.Name())
+	}
+	problems, err := target.Audit(ctx, m, r.ledger)
+	if err != nil {
+		problems = append(problems, "audit: "+err.Error())
+	}
+	kinds := make([]string, 0, len(r.mu.problems))
+	for k := range r.mu.problems {
+		kinds = append(kinds, k)
+	}
+	sort.Strings(kinds)
+	for _, k := range kinds {
+		problems = append(problems, fmt.Sprintf("%s: %d (e.g. %s)", k, r.mu.problems[k], r.mu.examples[k]))
+	}
+	if cfg.Profile == ProfileFlash {
+		problems = append(problems, flashProblems(m, r.ledger)...)
+	}
+	if problems == nil {
+		problems = []string{}
+	}
+	res.Audit = Audit{OK: len(problems) == 0, Problems: problems}
+	return res, nil
+}
+
+// flashProblems: a flash sale must sell its whole stock (demand exceeds it)
+// and not one unit more.
+func flashProblems(m *festival.Model, l *Ledger) []string {
+	var out []string
+	for _, s := range m.FlashSKUs() {
+		sold := l.Sold[s].Load() + l.Reserved[s].Load()
+		stock := m.SKUs[s].Stock
+		demand := int64(len(m.Orders))
+		if want := min(stock, demand); sold != want && !l.Uncertain.Load() {
+			out = append(out, fmt.Sprintf("flash sku %s: %d units acknowledged, want %d (stock %d, demand %d)", m.SKUs[s].ID, sold, want, stock, demand))
+		}
+	}
+	return out
+}
+
+func (r *run) problem(kind, example string) {
+	r.mu.Lock()
+	r.mu.problems[kind]++
+	if _, ok := r.mu.examples[kind]; !ok {
+		r.mu.examples[kind] = example
+	}
+	r.mu.Unlock()
+}
+
+// worker claims due orders, places them, then pays or cancels them as their
+// fate says, until the schedule ends.
+func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
+	var stream *festival.Stream
+	if r.cfg.Profile == ProfileMidnight {
+		stream = r.m.NewStream(uint64(w) + 1)
+	}
+	tally := d.tally
+	buf := make([]festival.Order, batch)
+	orders := make([]*festival.Order, 0, batch)
+	due := make([]time.Time, 0, batch)
+	out := make([]Outcome, batch)
+	retry := make([]*festival.Order, 0, batch)
+	retryDue := make([]time.Time, 0, batch)
+	errs := map[string]int64{}
+	expected := map[string]int64{}
+	for ctx.Err() == nil {
+		first, n, base := r.sched.claim(ctx, batch)
+		if n == 0 {
+			return
+		}
+		orders, due = orders[:0], due[:0]
+		for i := range n {
+			var o *festival.Order
+			if stream != nil {
+				o = &buf[i]
+				stream.Next(o)
+			} else {
+				o = &r.m.Orders[first+int64(i)]
+			}
+			orders = append(orders, o)
+			if base.IsZero() {
+				due = append(due, r.sched.due(first+int64(i)))
+			} else {
+				due = append(due, base)
+			}
+		}
+		clear(errs)
+		clear(expected)
+		var placedIDs []string
+		var placedTotals []int64
+		var placedOrders []*festival.Order
+		for attempt := 0; len(orders) > 0; attempt++ {
+			out = out[:len(orders)]
+			clear(out)
+			r.target.Place(ctx, r.m, orders, out)
+			now := time.Now()
+			retry, retryDue = retry[:0], retryDue[:0]
+			var oks int64
+			for i, o := range orders {
+				oc := &out[i]
+				switch {
+				case oc.Code == "":
+					if msg := checkPlaced(r.m, o, oc); msg != "" {
+						r.problem("bad placement answer", msg)
+					}
+					for _, it := range o.Lines() {
+						r.ledger.Touched[it.SKU].Store(true)
+						r.ledger.Reserved[it.SKU].Add(int64(it.Qty))
+					}
+					tally.Placed(o)
+					oks++
+					placedIDs = append(placedIDs, oc.ID)
+					placedTotals = append(placedTotals, oc.Total)
+					placedOrders = append(placedOrders, o)
+					r.recordLatency(now.Sub(due[i]))
+				case oc.Code == CodeOverloaded && attempt < r.cfg.RetriesMax:
+					errs[oc.Code]++
+					retry = append(retry, o)
+					retryDue = append(retryDue, due[i])
+				case oc.Code == CodeOutOfStock && o.Flash:
+					errs[oc.Code]++
+					expected[oc.Code]++
+					for _, it := range o.Lines() {
+						r.ledger.Touched[it.SKU].Store(true)
+					}
+				default:
+					errs[oc.Code]++
+					if oc.Code == CodeTransport {
+						r.ledger.Uncertain.Store(true)
+					}
+					for _, it := range o.Lines() {
+						r.ledger.Touched[it.SKU].Store(true)
+					}
+					r.problem("order rejected: "+oc.Code, oc.Detail)
+				}
+			}
+			r.placed.Add(oks)
+			orders = append(orders[:0], retry...)
+			due = append(due[:0], retryDue...)
+			if len(orders) > 0 {
+				// Admission control said come back later: back off a little,
+				// growing, so the retry does not feed the overload.
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Duration(attempt+1) * time.Millisecond):
+				}
+			}
+		}
+		if r.cfg.PayAfter {
+			r.defer_(d, placedOrders, placedIDs, placedTotals)
+		} else {
+			r.fates(ctx, tally, placedOrders, placedIDs, placedTotals, errs)
+		}
+		r.mu.Lock()
+		for k, v := range errs {
+			r.mu.errors[k] += v
+			r.mu.errSec += v
+		}
+		for k, v := range expected {
+			r.mu.expected[k] += v
+		}
+		r.mu.Unlock()
+	}
+}
+
+// deferred is a worker's placed orders waiting for their fate, and its tally.
+type deferred struct {
+	tally  *festival.Tally
+	orders []festival.Order // copies: a stream's orders live in a reused buffer
+	ids    []string
+	totals []int64
+}
+
+// defer_ holds the placed orders that will be paid or cancelled for the
+// pay phase; past BacklogMax they are left pending.
+func (r *run) defer_(d *deferred, orders []*festival.Order, ids []string, totals []int64) {
+	for i, o := range orders {
+		if o.Fate == festival.FateLeave {
+			continue
+		}
+		if r.backlog.Add(1) > int64(r.cfg.BacklogMax) {
+			r.backlog.Add(-1)
+			r.skipped.Add(1)
+			continue
+		}
+		d.orders = append(d.orders, *o)
+		d.ids = append(d.ids, ids[i])
+		d.totals = append(d.totals, totals[i])
+	}
+}
+
+// payDeferred runs the pay phase: each worker's backlog, in batches, for at
+// most PayWindow. It returns a note for the report.
+func (r *run) payDeferred(ctx context.Context, pending []*deferred, batch int) string {
+	start := time.Now()
+	pctx, cancel := context.WithTimeout(ctx, r.cfg.PayWindow)
+	defer cancel()
+	if r.cfg.Say != nil {
+		r.cfg.Say(fmt.Sprintf("paying and cancelling %s orders placed in the window (at most %v)", group(r.backlog.Load()), r.cfg.PayWindow))
+	}
+	chunk := max(batch, 100) // baselines place one at a time; pay in runs of 100 per client
+	var done atomic.Int64
+	var wg sync.WaitGroup
+	for _, d := range pending {
+		wg.Go(func() {
+			errs := map[string]int64{}
+			ptrs := make([]*festival.Order, 0, chunk)
+			for lo := 0; lo < len(d.orders); lo += chunk {
+				if pctx.Err() != nil {
+					r.skipped.Add(int64(len(d.orders) - lo))
+					break
+				}
+				hi := min(len(d.orders), lo+chunk)
+				ptrs = ptrs[:0]
+				for i := lo; i < hi; i++ {
+					ptrs = append(ptrs, &d.orders[i])
+				}
+				// ctx, not pctx: a call under way finishes, so its outcome is known.
+				r.fates(ctx, d.tally, ptrs, d.ids[lo:hi], d.totals[lo:hi], errs)
+				done.Add(int64(hi - lo))
+			}
+			r.mu.Lock()
+			for k, v := range errs {
+				r.mu.errors[k] += v
+			}
+			r.mu.Unlock()
+		})
+	}
+	wg.Wait()
+	secs := time.Since(start).Seconds()
+	return fmt.Sprintf("payments deferred past the peak window: %s paid or cancelled in %.1fs (%s/s); %s left pending (they expire)",
+		group(done.Load()), secs, group(int64(float64(done.Load())/max(secs, 1e-9))), group(r.skipped.Load()))
+}
+
+// fates pays and cancels the placed orders as their fate says.
+func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festival.Order, ids []string, totals []int64, errs map[string]int64) {
+	var payIdx, cancelIdx []int
+	for i, o := range orders {
+		switch o.Fate {
+		case festival.FatePay:
+			payIdx = append(payIdx, i)
+		case festival.FateCancel:
+			cancelIdx = append(cancelIdx, i)
+		}
+	}
+	if len(payIdx) > 0 {
+		pids := make([]string, len(payIdx))
+		ptot := make([]int64, len(payIdx))
+		for j, i := range payIdx {
+			pids[j], ptot[j] = ids[i], totals[i]
+		}
+		out := make([]Outcome, len(payIdx))
+		r.target.Pay(ctx, pids, ptot, out)
+		for j, i := range payIdx {
+			o := orders[i]
+			if c := out[j].Code; c != "" {
+				errs["pay_"+c]++
+				if c == CodeTransport {
+					r.ledger.Uncertain.Store(true)
+				}
+				r.problem("payment rejected: "+c, out[j].Detail)
+				continue
+			}
+			for _, it := range o.Lines() {
+				r.ledger.Reserved[it.SKU].Add(-int64(it.Qty))
+				r.ledger.Sold[it.SKU].Add(int64(it.Qty))
+			}
+			tally.Paid(r.m, o, totals[i])
+		}
+	}
+	if len(cancelIdx) > 0 {
+		cids := make([]string, len(cancelIdx))
+		for j, i := range cancelIdx {
+			cids[j] = ids[i]
+		}
+		out := make([]Outcome, len(cancelIdx))
+		r.target.Cancel(ctx, cids, out)
+		for j, i := range cancelIdx {
+			if c := out[j].Code; c != "" {
+				errs["cancel_"+c]++
+				if c == CodeTransport {
+					r.ledger.Uncertain.Store(true)
+				}
+				r.problem("cancellation rejected: "+c, out[j].Detail)
+				continue
+			}
+			for _, it := range orders[i].Lines() {
+				r.ledger.Reserved[it.SKU].Add(-int64(it.Qty))
+			}
+		}
+	}
+}
+
+// checkPlaced checks a successful placement's answer against the model.
+func checkPlaced(m *festival.Model, o *festival.Order, oc *Outcome) string {
+	if oc.ID == "" {
+		return "no order id"
+	}
+	if want := m.Total(o); oc.Total != want {
+		return fmt.Sprintf("order %s total %d, want %d", oc.ID, oc.Total, want)
+	}
+	return ""
+}
+
+func (r *run) recordLatency(d time.Duration) {
+	us := max(1, min(d.Microseconds(), latencyMaxUs))
+	r.mu.Lock()
+	_ = r.mu.hist.RecordValue(us)
+	_ = r.mu.second.RecordValue(us)
+	r.mu.Unlock()
+}
+
+// progress samples the run each second for the plots and the live line.
+func (r *run) progress(ctx context.Context, out chan<- []Point) {
+	var points []Point
+	defer func() { out <- points }()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var last int64
+	for {
+		select {
+		case <-ctx.Done():
+			if r.cfg.Progress != nil && r.cfg.ProgressTTY {
+				fmt.Fprint(r.cfg.Progress, "\r\033[K")
+			}
+			return
+		case now := <-tick.C:
+			placed := r.placed.Load()
+			r.mu.Lock()
+			p := Point{
+				T:      now.Sub(r.start).Seconds(),
+				Placed: placed - last,
+				P50ms:  float64(r.mu.second.ValueAtQuantile(50)) / 1000,
+				P99ms:  float64(r.mu.second.ValueAtQuantile(99)) / 1000,
+				Errors: r.mu.errSec,
+			}
+			r.mu.second.Reset()
+			r.mu.errSec = 0
+			var errTotal int64
+			for _, v := range r.mu.errors {
+				errTotal += v
+			}
+			r.mu.Unlock()
+			last = placed
+			points = append(points, p)
+			if r.cfg.Progress != nil {
+				line := fmt.Sprintf("%s %s %5.0fs  placed %s  %s/s  p99 %.1f ms  errors %s",
+					r.target.Name(), r.cfg.Profile, p.T, group(placed), group(p.Placed), p.P99ms, group(errTotal))
+				if r.cfg.ProgressTTY {
+					fmt.Fprint(r.cfg.Progress, "\r\033[K"+line)
+				} else if len(points)%10 == 0 {
+					fmt.Fprintln(r.cfg.Progress, line)
+				}
+			}
+		}
+	}
+}
+
+// schedule hands out orders to workers when they are due.
+type schedule struct {
+	mu       sync.Mutex
+	next     int64 // REQUIRES mu
+	n        int64 // orders in all; -1: endless (midnight)
+	start    time.Time
+	deadline time.Time
+	unpaced  bool
+	rate     float64
+	speed    float64
+	linger   time.Duration
+	m        *festival.Model
+}
+
+func newSchedule(cfg Config, m *festival.Model, start time.Time, batch int) *schedule {
+	s := &schedule{start: start, deadline: start.Add(cfg.Duration), linger: cfg.Linger, m: m, n: int64(len(m.Orders))}
+	switch cfg.Profile {
+	case ProfileMidnight:
+		s.n = -1
+		s.rate = cfg.Rate
+		s.unpaced = cfg.Rate == 0
+	case ProfileFestival:
+		s.speed = cfg.Speed
+		s.unpaced = cfg.Speed == 0
+	case ProfileFlash:
+		s.unpaced = true // everyone at once
+	}
+	_ = batch
+	return s
+}
+
+// due is when order i is due.
+func (s *schedule) due(i int64) time.Time {
+	if s.rate > 0 {
+		return s.start.Add(time.Duration(float64(i) / s.rate * float64(time.Second)))
+	}
+	if s.speed > 0 {
+		return s.start.Add(time.Duration(float64(s.m.Orders[i].AtMs) / s.speed * float64(time.Millisecond)))
+	}
+	return s.start
+}
+
+// claim returns the next orders to send, [first, first+n): as many as are
+// due, up to batchMax, once batchMax are due or the oldest has lingered long enough.
+// base is the latency origin when the schedule is unpaced (the claim time);
+// zero otherwise (each order's due time). n == 0 means the run is over.
+func (s *schedule) claim(ctx context.Context, batchMax int) (first int64, n int, base time.Time) {
+	for {
+		now := time.Now()
+		if ctx.Err() != nil || now.After(s.deadline) {
+			return 0, 0, time.Time{}
+		}
+		s.mu.Lock()
+		if s.n >= 0 && s.next >= s.n {
+			s.mu.Unlock()
+			return 0, 0, time.Time{}
+		}
+		limit := int64(batchMax)
+		if s.n >= 0 {
+			limit = min(limit, s.n-s.next)
+		}
+		if s.unpaced {
+			first = s.next
+			s.next += limit
+			s.mu.Unlock()
+			return first, int(limit), now
+		}
+		var k int64
+		for k < limit && !s.due(s.next+k).After(now) {
+			k++
+		}
+		var wait time.Duration
+		switch {
+		case k == 0:
+			wait = s.due(s.next).Sub(now)
+		case k == limit || now.Sub(s.due(s.next)) >= s.linger:
+			first = s.next
+			s.next += k
+			s.mu.Unlock()
+			return first, int(k), time.Time{}
+		default:
+			wait = s.linger - now.Sub(s.due(s.next))
+		}
+		s.mu.Unlock()
+		wait = min(max(wait, 50*time.Microsecond), 100*time.Millisecond)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+	}
+}
+
+// group formats n with thousands separators.
+func group(n int64) string {
+	s := fmt.Sprint(n)
+	neg := false
+	if n < 0 {
+		neg, s = true, s[1:]
+	}
+	var b []byte
+	for i := range len(s) {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b = append(b, ',')
+		}
+		b = append(b, s[i])
+	}
+	if neg {
+		return "-" + string(b)
+	}
+	return string(b)
+}

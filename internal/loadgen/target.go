@@ -1,0 +1,83 @@
+// Package loadgen is `fest load`: it drives a festival model
+// (internal/festival) against a target — a fest server over its public API,
+// or one of the baselines (PostgreSQL, Redis) — checks every answer, audits
+// the books afterwards and reports: text, one JSON line, and an HTML page
+// with plots.
+//
+// The driver is open-loop where the profile has a schedule (each order is due
+// at a time; latency counts from then, so a slow server cannot hide its
+// queueing by slowing the generator down) and closed-loop at --rate max.
+package loadgen
+
+import (
+	"context"
+	"sync/atomic"
+
+	"github.com/fest-platform/fest/internal/festival"
+)
+
+// Target is a system the driver places orders on. Every call is made with a
+// slice of orders; a target that serves one order per call (the baselines)
+// is driven with slices of one by many goroutines (Shape).
+type Target interface {
+	// Name is the target's name in reports: fest, postgres, redis, ...
+	Name() string
+	// Shape is how the driver should call Place: at most batch orders a
+	// call, inFlight calls at a time.
+	Shape() (batch, inFlight int)
+	// Prepare loads the model's catalog into an empty target.
+	Prepare(ctx context.Context, m *festival.Model, say func(string)) error
+	// Place places orders[i] and writes its outcome to out[i].
+	Place(ctx context.Context, m *festival.Model, orders []*festival.Order, out []Outcome)
+	// Pay pays placed orders (ids[i], of totals[i] fen); out[i] is the outcome.
+	Pay(ctx context.Context, ids []string, totals []int64, out []Outcome)
+	// Cancel cancels placed orders.
+	Cancel(ctx context.Context, ids []string, out []Outcome)
+	// Audit checks the target's books against what the driver saw
+	// acknowledged and returns the problems found.
+	Audit(ctx context.Context, m *festival.Model, l *Ledger) ([]string, error)
+	// Close releases the target's connections.
+	Close() error
+}
+
+// Error codes the driver uses besides the API's own.
+const (
+	CodeTransport  = "transport"  // no answer: connection refused, timeout, reset
+	CodeBadAnswer  = "bad_answer" // an answer the contract does not allow
+	CodeOverloaded = "overloaded"
+	CodeOutOfStock = "out_of_stock"
+)
+
+// Outcome is the answer to one order's call. Code is empty on success.
+type Outcome struct {
+	Code string
+	// ID and Total are set by Place on success: the server's order id and total (fen).
+	ID    string
+	Total int64
+	// Detail describes a bad answer.
+	Detail string
+}
+
+// Ledger is what the driver saw acknowledged, per SKU and in total: the
+// audit compares the target's books with it.
+type Ledger struct {
+	// Reserved and Sold are units per SKU index: in acknowledged pending
+	// orders, and in acknowledged paid orders.
+	Reserved []atomic.Int64
+	Sold     []atomic.Int64
+	// Touched marks SKUs that any order named, so the audit reads only those.
+	Touched []atomic.Bool
+	// Uncertain is set when some call got no answer: its effect on the books
+	// is unknown, so only conservation (not exact counts) can be checked.
+	Uncertain atomic.Bool
+	// Tally is filled at the end of the run.
+	Tally *festival.Tally
+}
+
+func newLedger(m *festival.Model) *Ledger {
+	return &Ledger{
+		Reserved: make([]atomic.Int64, len(m.SKUs)),
+		Sold:     make([]atomic.Int64, len(m.SKUs)),
+		Touched:  make([]atomic.Bool, len(m.SKUs)),
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fest-platform/fest/internal/analytics"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/journal"
 	"github.com/fest-platform/fest/internal/orderstore"
@@ -102,10 +103,11 @@ type runningServer struct {
 	log     *slog.Logger
 	stdout  io.Writer
 
-	served chan error // the HTTP server's exit
-	opened chan error // recovery's outcome
-	eng    *engine.Engine
-	store  *orderstore.Store
+	served    chan error // the HTTP server's exit
+	opened    chan error // recovery's outcome
+	eng       *engine.Engine
+	store     *orderstore.Store
+	analytics *analytics.Analytics
 }
 
 // startServer listens at once (so /healthz and /readyz answer during
@@ -201,8 +203,16 @@ func (rs *runningServer) open() error {
 		return fmt.Errorf("open engine: %w", err)
 	}
 	store.Start(eng)
-	rs.eng, rs.store = eng, store
+	gmv, err := analytics.New(analytics.Config{Logger: rs.log})
+	if err != nil {
+		store.Close()
+		eng.Close()
+		return fmt.Errorf("open analytics: %w", err)
+	}
+	gmv.Start(eng)
+	rs.eng, rs.store, rs.analytics = eng, store, gmv
 	rs.srv.Attach(eng, store)
+	rs.srv.AttachAnalytics(gmv)
 	fmt.Fprintf(rs.stdout, "fest serve: ready in %v (%d partitions, %d SKUs, journal at byte %d)\n",
 		time.Since(start).Round(time.Millisecond), eng.Partitions(), eng.SKUCount(), eng.Durable())
 	return nil
@@ -244,6 +254,9 @@ func (rs *runningServer) shutdown(cause error) error {
 		}
 	}
 	rs.srv.Detach()
+	if rs.analytics != nil {
+		rs.analytics.Close()
+	}
 	if rs.store != nil {
 		if err := rs.store.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close order store: %w", err))

@@ -32,6 +32,7 @@ type Server struct {
 	mux     *http.ServeMux
 	metrics *metrics
 	be      atomic.Pointer[backend]
+	gmv     gmvState
 	bufs    sync.Pool // *[]byte request and response buffers
 	closeMu sync.Mutex
 }
@@ -149,6 +150,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/orders/{order_id}/pay", s.api(s.handlePay, store))
 	m.HandleFunc("POST /v1/orders/{order_id}/cancel", s.api(s.handleCancel, store))
 	m.HandleFunc("GET /v1/buyers/{buyer_id}/orders", s.api(s.handleBuyerOrders, store))
+
+	m.HandleFunc("GET /v1/gmv", s.handleGMV)
 
 	// Unknown /v1 paths answer in the contract's error shape.
 	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {

@@ -15,9 +15,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# free_port prints a loopback port nothing listens on, from a range picked
+# by this script's process id so that parallel runs rarely meet.
+free_port() {
+	local p=$((20000 + ($$ * 7 + $1 * 1009) % 20000))
+	while (echo >"/dev/tcp/127.0.0.1/$p") 2>/dev/null; do p=$((p + 1)); done
+	echo "$p"
+}
+
 echo "== starting PostgreSQL and Redis on loopback for the baseline tests"
 # baselines.sh prints the addresses as NAME=value lines.
-env_lines=$(bash scripts/baselines.sh start "$work/baselines" 55432 56379 | grep '^FEST_TEST_')
+env_lines=$(bash scripts/baselines.sh start "$work/baselines" "$(free_port 1)" "$(free_port 2)" | grep '^FEST_TEST_')
 eval "export $(echo $env_lines)"
 echo "$env_lines"
 

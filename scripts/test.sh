@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 
 fuzztime=${FEST_FUZZ_TIME:-5s}
 work=$(mktemp -d "${TMPDIR:-/tmp}/fest-test.XXXXXX")
+# PostgreSQL runs as its own user and must be able to reach its directory.
+chmod 755 "$work"
 cleanup() {
 	bash scripts/baselines.sh stop "$work/baselines" >/dev/null 2>&1 || true
 	rm -rf "$work"

@@ -132,7 +132,7 @@ func (p *partition) skuResult(slot uint32, res *Result) {
 	s := &p.skus[slot]
 	t := &p.skuText[slot]
 	res.SKUID = t.id
-	res.SKU = &SKU{ID: t.id, MerchantID: p.merchants[s.merchant].m.ID, BrandID: t.brandID, Title: t.title, Category: t.category, Price: s.price, Stock: int64(s.available)}
+	res.SKU = &SKU{ID: t.id, MerchantID: p.merchants[s.merchant].m.ID, BrandID: p.brandOf(t), Title: t.title, Category: p.categoryOf(t), Price: s.price, Stock: int64(s.available)}
 	res.Available, res.Reserved, res.Sold = int64(s.available), int64(s.reserved), int64(s.sold)
 }
 
@@ -530,15 +530,11 @@ func (c *core) evolveSKU(p *partition, ev *Event) {
 	st.price = s.Price
 	st.available = int32(s.Stock)
 	t := &p.skuText[slot]
-	if t.brandID != s.BrandID {
-		t.brandID = c.intern(p, s.BrandID)
-	}
+	t.brand = p.intern(s.BrandID)
 	if t.title != s.Title {
 		t.title = strings.Clone(s.Title)
 	}
-	if t.category != s.Category {
-		t.category = c.intern(p, s.Category)
-	}
+	t.category = p.intern(s.Category)
 	p.checkSKU(slot)
 	p.updateSoldOut(slot)
 }
@@ -639,17 +635,16 @@ func (p *partition) remember(keys *keyIndex, keyHash, requestHash, seq uint64, a
 	}
 }
 
-// intern returns a shared copy of a brand id or category: millions of SKUs
-// name a few thousand of them, and one copy each saves an allocation per
-// SKU. The table is the partition's own (only its worker touches it).
-func (c *core) intern(p *partition, s string) string {
-	if s == "" {
-		return ""
+// intern returns the number of a brand id or category in p's table,
+// adding it if new: millions of SKUs name a few thousand of them. The table
+// is the partition's own (only its worker touches it).
+func (p *partition) intern(s string) uint32 {
+	if n, ok := p.internIndex[s]; ok {
+		return n
 	}
-	if v, ok := p.interned[s]; ok {
-		return v
-	}
+	n := uint32(len(p.interned))
 	v := strings.Clone(s)
-	p.interned[v] = v
-	return v
+	p.interned = append(p.interned, v)
+	p.internIndex[v] = n
+	return n
 }

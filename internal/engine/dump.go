@@ -23,7 +23,7 @@ func (c *core) dump() string {
 			t := p.skuText[i]
 			ref, _ := c.dir.lookup(t.id)
 			fmt.Fprintf(&b, "  sku %d %q ref=%x price=%d available=%d reserved=%d sold=%d merchant=%d brand=%q title=%q category=%q soldout=%v\n",
-				i, t.id, uint64(ref), s.price, s.available, s.reserved, s.sold, s.merchant, t.brandID, t.title, t.category, p.soldOut.get(uint32(i)))
+				i, t.id, uint64(ref), s.price, s.available, s.reserved, s.sold, s.merchant, p.brandOf(&t), t.title, p.categoryOf(&t), p.soldOut.get(uint32(i)))
 		}
 		fmt.Fprintf(&b, "  orders %v\n", p.orders)
 		for i, po := range p.pending {

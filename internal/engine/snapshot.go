@@ -162,9 +162,9 @@ func encodePartition(b []byte, p *partition) []byte {
 		b = binary.AppendUvarint(b, uint64(s.sold))
 		b = binary.AppendUvarint(b, uint64(s.merchant))
 		b = appendString(b, t.id)
-		b = appendString(b, t.brandID)
+		b = appendString(b, p.brandOf(t))
 		b = appendString(b, t.title)
-		b = appendString(b, t.category)
+		b = appendString(b, p.categoryOf(t))
 	}
 	b = binary.AppendUvarint(b, uint64(len(p.orders)))
 	for _, s := range p.orders {
@@ -238,7 +238,7 @@ func (c *core) decodePartition(p *partition, data []byte) error {
 	p.skuText = make([]skuText, 0, nskus)
 	for i := 0; i < nskus && d.err == nil; i++ {
 		s := skuState{price: d.varint(), available: int32(d.uvarint()), reserved: int32(d.uvarint()), sold: int32(d.uvarint()), merchant: uint32(d.uvarint())}
-		t := skuText{id: d.string(), brandID: c.intern(p, d.string()), title: strings.Clone(d.string()), category: c.intern(p, d.string())}
+		t := skuText{id: d.string(), brand: p.intern(d.string()), title: strings.Clone(d.string()), category: p.intern(d.string())}
 		if d.err != nil {
 			break
 		}

@@ -27,13 +27,18 @@ type skuState struct {
 	merchant  uint32 // merchant slot in the partition
 }
 
-// skuText is the descriptive part of a SKU, read only by queries.
+// skuText is the descriptive part of a SKU, read only by queries. Brand
+// ids and categories repeat across millions of SKUs, so they are numbers
+// into the partition's table of interned strings (index 0 is "").
 type skuText struct {
 	id       string
-	brandID  string
 	title    string
-	category string
+	brand    uint32
+	category uint32
 }
+
+func (p *partition) brandOf(t *skuText) string    { return p.interned[t.brand] }
+func (p *partition) categoryOf(t *skuText) string { return p.interned[t.category] }
 
 type merchantState struct {
 	m Merchant
@@ -96,7 +101,7 @@ type partition struct {
 	// one byte per order, so that pay and cancel stay idempotent for the
 	// whole festival. Everything else about a finished order lives in the
 	// order store.
-	orders  []OrderStatus
+	orders []OrderStatus
 	// pending holds the unpaid orders by seq, from pendingBase on: seqs are
 	// dense, so a slice indexed by seq replaces a hash map (no hashing, and
 	// recent orders, the ones paid, sit next to each other in memory).
@@ -115,8 +120,10 @@ type partition struct {
 	idempotencyRing []idempotencyRing
 	idempotencyHead int
 
-	// interned holds one copy of each brand id and category of its SKUs.
-	interned map[string]string
+	// interned holds one copy of each brand id and category of its SKUs;
+	// internIndex finds a string's number.
+	interned    []string
+	internIndex map[string]uint32
 
 	soldOut soldOutSet
 	// lastAt is the time of the last applied event, to keep time monotonic.
@@ -127,7 +134,8 @@ func newPartition(id int) *partition {
 	return &partition{
 		id:            id,
 		merchantSlots: make(map[string]uint32),
-		interned:      make(map[string]string),
+		interned:      []string{""},
+		internIndex:   map[string]uint32{"": 0},
 		brands:        make(map[string]*Brand),
 		pendingBase:   1,
 		idempotency:   make(map[uint64]idempotencyEntry),

@@ -263,34 +263,86 @@ func (r *reader) varint(field path, typ protowire.Type) (uint64, error) {
 // DecodeRequest decodes an OrderBatchRequest, appending to orders (which
 // may be a reused slice) and stopping with an error after ordersMax orders.
 func DecodeRequest(b []byte, orders []PlaceOrder, ordersMax int) ([]PlaceOrder, error) {
+	var v RequestView
+	err := DecodeRequestView(b, &v, ordersMax)
+	for i := range v.Orders {
+		ov := &v.Orders[i]
+		o := PlaceOrder{
+			BuyerID: string(ov.BuyerID), Channel: string(ov.Channel), Region: string(ov.Region),
+			DealID: string(ov.DealID), IdempotencyKey: string(ov.IdempotencyKey),
+		}
+		for _, it := range v.OrderItems(i) {
+			o.Items = append(o.Items, Item{SKUID: string(it.SKUID), Quantity: it.Quantity})
+		}
+		orders = append(orders, o)
+	}
+	return orders, err
+}
+
+// RequestView is a decoded OrderBatchRequest whose strings are views of the
+// body: decoding allocates nothing once its slices have grown, and the
+// views are valid as long as the body is. Reuse it with DecodeRequestView.
+type RequestView struct {
+	Orders []PlaceOrderView
+	Items  []ItemView // every order's items, in order; see OrderItems
+}
+
+// PlaceOrderView is one order of a RequestView.
+type PlaceOrderView struct {
+	BuyerID, Channel, Region, DealID, IdempotencyKey []byte
+	ItemsFrom, ItemsTo                               int // its items are Items[ItemsFrom:ItemsTo]
+}
+
+// ItemView is one line of a PlaceOrderView.
+type ItemView struct {
+	SKUID    []byte
+	Quantity int32
+}
+
+// OrderItems returns the items of order i.
+func (v *RequestView) OrderItems(i int) []ItemView {
+	o := &v.Orders[i]
+	return v.Items[o.ItemsFrom:o.ItemsTo]
+}
+
+// DecodeRequestView decodes an OrderBatchRequest into v (reset first),
+// stopping with an error after ordersMax orders. On error, v holds the
+// orders decoded before the failing one.
+func DecodeRequestView(b []byte, v *RequestView, ordersMax int) error {
+	clear(v.Orders)
+	clear(v.Items)
+	v.Orders, v.Items = v.Orders[:0], v.Items[:0]
 	r := reader{b: b}
 	for {
 		num, typ, ok, err := r.next()
 		if err != nil {
-			return orders, err
+			return err
 		}
 		if !ok {
-			return orders, nil
+			return nil
 		}
 		if num != 1 {
-			return orders, &FieldError{Field: fmt.Sprintf("field %d", num), Msg: "unknown field"}
+			return &FieldError{Field: fmt.Sprintf("field %d", num), Msg: "unknown field"}
 		}
-		v, err := r.bytes(path{order: len(orders), item: -1}, typ)
+		body, err := r.bytes(path{order: len(v.Orders), item: -1}, typ)
 		if err != nil {
-			return orders, err
+			return err
 		}
-		if len(orders) >= ordersMax {
-			return orders, &FieldError{Field: "orders", Msg: fmt.Sprintf("more than %d orders", ordersMax)}
+		if len(v.Orders) >= ordersMax {
+			return &FieldError{Field: "orders", Msg: fmt.Sprintf("more than %d orders", ordersMax)}
 		}
-		var o PlaceOrder
-		if err := decodePlaceOrder(v, &o, len(orders)); err != nil {
-			return orders, err
+		mark := len(v.Items)
+		o := PlaceOrderView{ItemsFrom: mark}
+		if err := v.decodePlaceOrder(body, &o, len(v.Orders)); err != nil {
+			v.Items = v.Items[:mark]
+			return err
 		}
-		orders = append(orders, o)
+		o.ItemsTo = len(v.Items)
+		v.Orders = append(v.Orders, o)
 	}
 }
 
-func decodePlaceOrder(b []byte, o *PlaceOrder, idx int) error {
+func (v *RequestView) decodePlaceOrder(b []byte, o *PlaceOrderView, idx int) error {
 	r := reader{b: b}
 	for {
 		num, typ, ok, err := r.next()
@@ -299,11 +351,10 @@ func decodePlaceOrder(b []byte, o *PlaceOrder, idx int) error {
 		}
 		switch num {
 		case 1, 3, 4, 5, 6:
-			v, err := r.bytes(path{order: idx, item: -1, field: orderFieldNames[num]}, typ)
+			s, err := r.bytes(path{order: idx, item: -1, field: orderFieldNames[num]}, typ)
 			if err != nil {
 				return err
 			}
-			s := string(v)
 			switch num {
 			case 1:
 				o.BuyerID = s
@@ -317,15 +368,15 @@ func decodePlaceOrder(b []byte, o *PlaceOrder, idx int) error {
 				o.IdempotencyKey = s
 			}
 		case 2:
-			v, err := r.bytes(path{order: idx, item: -1, field: orderFieldNames[num]}, typ)
+			s, err := r.bytes(path{order: idx, item: -1, field: orderFieldNames[num]}, typ)
 			if err != nil {
 				return err
 			}
-			var it Item
-			if err := decodeItem(v, &it, idx, len(o.Items)); err != nil {
+			var it ItemView
+			if err := decodeItem(s, &it, idx, len(v.Items)-o.ItemsFrom); err != nil {
 				return err
 			}
-			o.Items = append(o.Items, it)
+			v.Items = append(v.Items, it)
 		default:
 			return &FieldError{Field: fmt.Sprintf("orders[%d].field %d", idx, num), Msg: "unknown field"}
 		}
@@ -334,7 +385,7 @@ func decodePlaceOrder(b []byte, o *PlaceOrder, idx int) error {
 
 var orderFieldNames = [...]string{"", "buyer_id", "items", "channel", "region", "deal_id", "idempotency_key"}
 
-func decodeItem(b []byte, it *Item, idx, item int) error {
+func decodeItem(b []byte, it *ItemView, idx, item int) error {
 	r := reader{b: b}
 	for {
 		num, typ, ok, err := r.next()
@@ -347,7 +398,7 @@ func decodeItem(b []byte, it *Item, idx, item int) error {
 			if err != nil {
 				return err
 			}
-			it.SKUID = string(v)
+			it.SKUID = v
 		case 2:
 			v, err := r.varint(path{order: idx, item: item, field: "quantity"}, typ)
 			if err != nil {
@@ -443,46 +494,109 @@ func orderSize(o *Order) int {
 
 // DecodeResponse decodes an OrderBatchResponse, appending to results.
 func DecodeResponse(b []byte, results []Result) ([]Result, error) {
-	r := reader{b: b}
-	for {
-		num, typ, ok, err := r.next()
-		if err != nil || !ok {
-			return results, err
-		}
-		if num != 1 {
-			return results, &FieldError{Field: fmt.Sprintf("field %d", num), Msg: "unknown field"}
-		}
-		v, err := r.bytes(path{order: -1, item: -1, field: "results"}, typ)
-		if err != nil {
-			return results, err
-		}
-		var res Result
-		if err := decodeResult(v, &res); err != nil {
-			return results, err
+	var v ResponseView
+	err := DecodeResponseView(b, &v)
+	for i := range v.Results {
+		rv := &v.Results[i]
+		ov := &rv.Order
+		res := Result{Error: rv.Error, Order: Order{
+			OrderID: string(ov.OrderID), Status: string(ov.Status), BuyerID: string(ov.BuyerID),
+			MerchantID: string(ov.MerchantID), Total: ov.Total, Currency: string(ov.Currency),
+			Channel: string(ov.Channel), Region: string(ov.Region), DealID: string(ov.DealID),
+			CreatedAtUnixNanos: ov.CreatedAtUnixNanos, PayByUnixNanos: ov.PayByUnixNanos, Replayed: ov.Replayed,
+		}}
+		for _, it := range v.OrderItems(i) {
+			res.Order.Items = append(res.Order.Items, OrderItem{SKUID: string(it.SKUID), Quantity: it.Quantity, UnitPrice: it.UnitPrice, Amount: it.Amount})
 		}
 		results = append(results, res)
 	}
+	return results, err
 }
 
-func decodeResult(b []byte, res *Result) error {
+// ResponseView is a decoded OrderBatchResponse whose order strings are
+// views of the body (valid as long as the body is), so that a client can
+// decode a batch without allocating per field. Errors are rare and are
+// decoded into ordinary values.
+type ResponseView struct {
+	Results []ResultView
+	Items   []OrderItemView // every order's items, in order; see OrderItems
+}
+
+// ResultView is one result of a ResponseView: Error is nil when Order is set.
+type ResultView struct {
+	Order OrderView
+	Error *Error
+}
+
+// OrderView is a placed order of a ResponseView.
+type OrderView struct {
+	OrderID, Status, BuyerID, MerchantID, Currency, Channel, Region, DealID []byte
+	ItemsFrom, ItemsTo                                                      int // its items are Items[ItemsFrom:ItemsTo]
+	Total, CreatedAtUnixNanos, PayByUnixNanos                               int64
+	Replayed                                                                bool
+}
+
+// OrderItemView is one line of an OrderView.
+type OrderItemView struct {
+	SKUID     []byte
+	Quantity  int32
+	UnitPrice int64
+	Amount    int64
+}
+
+// OrderItems returns the items of result i's order.
+func (v *ResponseView) OrderItems(i int) []OrderItemView {
+	o := &v.Results[i].Order
+	return v.Items[o.ItemsFrom:o.ItemsTo]
+}
+
+// DecodeResponseView decodes an OrderBatchResponse into v (reset first).
+func DecodeResponseView(b []byte, v *ResponseView) error {
+	clear(v.Results)
+	clear(v.Items)
+	v.Results, v.Items = v.Results[:0], v.Items[:0]
 	r := reader{b: b}
 	for {
 		num, typ, ok, err := r.next()
 		if err != nil || !ok {
 			return err
 		}
-		v, err := r.bytes(path{order: -1, item: -1, field: "result"}, typ)
+		if num != 1 {
+			return &FieldError{Field: fmt.Sprintf("field %d", num), Msg: "unknown field"}
+		}
+		body, err := r.bytes(path{order: -1, item: -1, field: "results"}, typ)
+		if err != nil {
+			return err
+		}
+		mark := len(v.Items)
+		res := ResultView{Order: OrderView{ItemsFrom: mark, ItemsTo: mark}}
+		if err := v.decodeResult(body, &res); err != nil {
+			v.Items = v.Items[:mark]
+			return err
+		}
+		v.Results = append(v.Results, res)
+	}
+}
+
+func (v *ResponseView) decodeResult(b []byte, res *ResultView) error {
+	r := reader{b: b}
+	for {
+		num, typ, ok, err := r.next()
+		if err != nil || !ok {
+			return err
+		}
+		body, err := r.bytes(path{order: -1, item: -1, field: "result"}, typ)
 		if err != nil {
 			return err
 		}
 		switch num {
 		case 1:
-			if err := decodeOrder(v, &res.Order); err != nil {
+			if err := v.decodeOrder(body, &res.Order); err != nil {
 				return err
 			}
 		case 2:
 			e := &Error{}
-			if err := decodeError(v, e); err != nil {
+			if err := decodeError(body, e); err != nil {
 				return err
 			}
 			res.Error = e
@@ -492,7 +606,7 @@ func decodeResult(b []byte, res *Result) error {
 	}
 }
 
-func decodeOrder(b []byte, o *Order) error {
+func (v *ResponseView) decodeOrder(b []byte, o *OrderView) error {
 	r := reader{b: b}
 	for {
 		num, typ, ok, err := r.next()
@@ -501,11 +615,10 @@ func decodeOrder(b []byte, o *Order) error {
 		}
 		switch num {
 		case 1, 2, 3, 4, 7, 8, 9, 10:
-			v, err := r.bytes(path{order: -1, item: -1, field: "order"}, typ)
+			s, err := r.bytes(path{order: -1, item: -1, field: "order"}, typ)
 			if err != nil {
 				return err
 			}
-			s := string(v)
 			switch num {
 			case 1:
 				o.OrderID = s
@@ -525,29 +638,30 @@ func decodeOrder(b []byte, o *Order) error {
 				o.DealID = s
 			}
 		case 5:
-			v, err := r.bytes(path{order: -1, item: -1, field: "order.items"}, typ)
+			s, err := r.bytes(path{order: -1, item: -1, field: "order.items"}, typ)
 			if err != nil {
 				return err
 			}
-			var it OrderItem
-			if err := decodeOrderItem(v, &it); err != nil {
+			var it OrderItemView
+			if err := decodeOrderItem(s, &it); err != nil {
 				return err
 			}
-			o.Items = append(o.Items, it)
+			v.Items = append(v.Items, it)
+			o.ItemsTo = len(v.Items)
 		case 6, 11, 12, 13:
-			v, err := r.varint(path{order: -1, item: -1, field: "order"}, typ)
+			x, err := r.varint(path{order: -1, item: -1, field: "order"}, typ)
 			if err != nil {
 				return err
 			}
 			switch num {
 			case 6:
-				o.Total = int64(v)
+				o.Total = int64(x)
 			case 11:
-				o.CreatedAtUnixNanos = int64(v)
+				o.CreatedAtUnixNanos = int64(x)
 			case 12:
-				o.PayByUnixNanos = int64(v)
+				o.PayByUnixNanos = int64(x)
 			case 13:
-				o.Replayed = v != 0
+				o.Replayed = x != 0
 			}
 		default:
 			return &FieldError{Field: fmt.Sprintf("order.field %d", num), Msg: "unknown field"}
@@ -555,7 +669,7 @@ func decodeOrder(b []byte, o *Order) error {
 	}
 }
 
-func decodeOrderItem(b []byte, it *OrderItem) error {
+func decodeOrderItem(b []byte, it *OrderItemView) error {
 	r := reader{b: b}
 	for {
 		num, typ, ok, err := r.next()
@@ -563,24 +677,24 @@ func decodeOrderItem(b []byte, it *OrderItem) error {
 			return err
 		}
 		if num == 1 {
-			v, err := r.bytes(path{order: -1, item: -1, field: "item.sku_id"}, typ)
+			s, err := r.bytes(path{order: -1, item: -1, field: "item.sku_id"}, typ)
 			if err != nil {
 				return err
 			}
-			it.SKUID = string(v)
+			it.SKUID = s
 			continue
 		}
-		v, err := r.varint(path{order: -1, item: -1, field: "item"}, typ)
+		x, err := r.varint(path{order: -1, item: -1, field: "item"}, typ)
 		if err != nil {
 			return err
 		}
 		switch num {
 		case 2:
-			it.Quantity = int32(int64(v))
+			it.Quantity = int32(int64(x))
 		case 3:
-			it.UnitPrice = int64(v)
+			it.UnitPrice = int64(x)
 		case 4:
-			it.Amount = int64(v)
+			it.Amount = int64(x)
 		default:
 			return &FieldError{Field: fmt.Sprintf("item.field %d", num), Msg: "unknown field"}
 		}

@@ -31,11 +31,15 @@ type orderJSON struct {
 	Channel string     `json:"channel"`
 	Region  string     `json:"region"`
 	DealID  string     `json:"deal_id"`
+
+	spans [4]span // fastDecodeOrder: buyer_id, channel, region, deal_id
 }
 
 type itemJSON struct {
 	SKUID    string `json:"sku_id"`
 	Quantity int64  `json:"quantity"`
+
+	sku span // fastDecodeOrder: sku_id
 }
 
 // batchOrderJSON is one order of POST /v1/orders:batch.
@@ -113,42 +117,52 @@ func validChannel(s string) bool {
 	return false
 }
 
+// fieldPath names a field of order idx of a batch ("orders[3].buyer_id"),
+// or of the single order when idx is negative. It is called only on
+// errors, so valid orders cost no string building.
+func fieldPath(idx int, name string) string {
+	if idx < 0 {
+		return name
+	}
+	return "orders[" + strconv.Itoa(idx) + "]." + name
+}
+
 // orderCommand validates an order and fills cmd (reusing cmd's Items
-// slice). prefix is "" for a single order and "orders[i]." in a batch.
-func orderCommand(o *orderJSON, idemKey string, prefix string, cmd *engine.Command) *apiError {
+// slice). idx is the order's index in a batch, or -1 for a single order.
+func orderCommand(o *orderJSON, idemKey string, idx int, cmd *engine.Command) *apiError {
 	if o.BuyerID == "" {
-		return errInvalidArgument(prefix+"buyer_id", "buyer_id is required")
+		return errInvalidArgument(fieldPath(idx, "buyer_id"), "buyer_id is required")
 	}
 	if !validID(o.BuyerID) {
-		return errInvalidArgument(prefix+"buyer_id", "buyer_id must be 1 to 128 bytes without control characters or '/'")
+		return errInvalidArgument(fieldPath(idx, "buyer_id"), "buyer_id must be 1 to 128 bytes without control characters or '/'")
 	}
 	if len(o.Items) == 0 || len(o.Items) > orderItemsMax {
-		return errInvalidArgument(prefix+"items", "an order has 1 to 100 items")
+		return errInvalidArgument(fieldPath(idx, "items"), "an order has 1 to 100 items")
 	}
 	channel := o.Channel
 	if channel == "" {
 		channel = "app"
 	}
 	if !validChannel(channel) {
-		return errInvalidArgument(prefix+"channel", "channel must be app, web or live:<channel_id>")
+		return errInvalidArgument(fieldPath(idx, "channel"), "channel must be app, web or live:<channel_id>")
 	}
 	if len(o.Region) > regionBytesMax {
-		return errInvalidArgument(prefix+"region", "region is at most 32 bytes")
+		return errInvalidArgument(fieldPath(idx, "region"), "region is at most 32 bytes")
 	}
 	if o.DealID != "" && !validID(o.DealID) {
-		return errInvalidArgument(prefix+"deal_id", "invalid deal_id")
+		return errInvalidArgument(fieldPath(idx, "deal_id"), "invalid deal_id")
 	}
 	if len(idemKey) > idemKeyBytesMax {
-		return errInvalidArgument(prefix+"idempotency_key", "idempotency key is at most 255 bytes")
+		return errInvalidArgument(fieldPath(idx, "idempotency_key"), "idempotency key is at most 255 bytes")
 	}
 	items := cmd.Order.Items[:0]
 	for i := range o.Items {
 		it := &o.Items[i]
 		if !validID(it.SKUID) {
-			return errInvalidArgument(prefix+"items["+strconv.Itoa(i)+"].sku_id", "sku_id is required (1 to 128 bytes)")
+			return errInvalidArgument(fieldPath(idx, "items["+strconv.Itoa(i)+"].sku_id"), "sku_id is required (1 to 128 bytes)")
 		}
 		if it.Quantity < 1 || it.Quantity > itemQuantityMax {
-			return errInvalidArgument(prefix+"items["+strconv.Itoa(i)+"].quantity", "quantity must be 1 to 999")
+			return errInvalidArgument(fieldPath(idx, "items["+strconv.Itoa(i)+"].quantity"), "quantity must be 1 to 999")
 		}
 		items = append(items, engine.Item{SKUID: it.SKUID, Quantity: int32(it.Quantity)})
 	}

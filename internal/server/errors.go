@@ -107,7 +107,7 @@ func appendError(b []byte, e *apiError) []byte {
 
 func (s *Server) writeError(w http.ResponseWriter, e *apiError) {
 	h := w.Header()
-	h.Set("Content-Type", "application/json")
+	h["Content-Type"] = jsonContentType
 	if e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", strconv.Itoa(int((s.cfg.RetryAfter+time.Second-1)/time.Second)))
 	}
@@ -119,8 +119,13 @@ func (s *Server) writeError(w http.ResponseWriter, e *apiError) {
 	w.Write(b)
 }
 
+// jsonContentType is shared by every response: net/http only reads header
+// values, and assigning the map entry directly skips the canonicalization
+// and the slice allocation of Header.Set on the order path.
+var jsonContentType = []string{"application/json"}
+
 func writeJSON(w http.ResponseWriter, status int, body []byte) {
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(status)
 	w.Write(body)
 }

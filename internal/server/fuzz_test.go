@@ -21,14 +21,14 @@ func FuzzDecodeOrderJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		var o orderJSON
-		if aerr := decodeStrict(body, &o); aerr != nil {
+		if aerr := decodeOrder(body, &o); aerr != nil {
 			if aerr.Code != "invalid_json" && aerr.Code != "invalid_argument" {
 				t.Fatalf("decode error code %q", aerr.Code)
 			}
 			return
 		}
 		var cmd engine.Command
-		if aerr := orderCommand(&o, "", "", &cmd); aerr != nil {
+		if aerr := orderCommand(&o, "", -1, &cmd); aerr != nil {
 			if aerr.Code != "invalid_argument" || aerr.Field == "" {
 				t.Fatalf("validation error %+v", aerr)
 			}

@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -117,24 +118,20 @@ func (s *Server) handlePlaceOrder(w http.ResponseWriter, r *http.Request, be *ba
 		s.reject(w, aerr)
 		return
 	}
-	var o orderJSON
-	aerr = decodeStrict(*bp, &o)
-	if aerr != nil {
-		s.putBuf(bp)
+	defer s.putBuf(bp)
+	c := be.gw.getCall()
+	defer be.gw.putCall(c)
+	if aerr = decodeOrder(*bp, &c.in); aerr != nil {
 		s.reject(w, aerr)
 		return
 	}
-	c := be.gw.getCall()
-	defer be.gw.putCall(c)
-	if aerr = orderCommand(&o, r.Header.Get("Idempotency-Key"), "", &c.cmd); aerr != nil {
-		s.putBuf(bp)
+	if aerr = orderCommand(&c.in, r.Header.Get("Idempotency-Key"), -1, &c.cmd); aerr != nil {
 		s.reject(w, aerr)
 		return
 	}
 	be.gw.do(c)
 	res := &c.res
 	if !res.OK() {
-		s.putBuf(bp)
 		s.metrics.rejected(res.Code)
 		s.writeError(w, resultError(res))
 		return
@@ -145,7 +142,6 @@ func (s *Server) handlePlaceOrder(w http.ResponseWriter, r *http.Request, be *ba
 		view, aerr = s.loadOrder(ctx, be, res.OrderID, engine.StatusNone)
 		cancel()
 		if aerr != nil {
-			s.putBuf(bp)
 			s.writeError(w, aerr)
 			return
 		}
@@ -157,7 +153,6 @@ func (s *Server) handlePlaceOrder(w http.ResponseWriter, r *http.Request, be *ba
 	b = append(b, '\n')
 	writeJSON(w, http.StatusCreated, b)
 	*bp = b
-	s.putBuf(bp)
 }
 
 func parseOrderID(r *http.Request) (engine.OrderID, *apiError) {
@@ -418,7 +413,11 @@ func (s *Server) handleOrderBatch(w http.ResponseWriter, r *http.Request, be *ba
 	var entries []batchEntry
 	var batch *engine.Batch
 	if proto {
-		entries, batch, aerr = s.decodeProtoBatch(*bp)
+		var done func()
+		entries, batch, done, aerr = s.decodeProtoBatch(*bp)
+		if done != nil {
+			defer done()
+		}
 	} else {
 		entries, batch, aerr = s.decodeJSONBatch(*bp)
 	}
@@ -479,7 +478,7 @@ func (s *Server) decodeJSONBatch(body []byte) ([]batchEntry, *engine.Batch, *api
 	for i := range req.Orders {
 		o := &req.Orders[i]
 		cmd = engine.Command{}
-		if aerr := orderCommand(&o.orderJSON, o.IdempotencyKey, "orders["+strconv.Itoa(i)+"].", &cmd); aerr != nil {
+		if aerr := orderCommand(&o.orderJSON, o.IdempotencyKey, i, &cmd); aerr != nil {
 			entries[i] = batchEntry{err: aerr, req: -1}
 			continue
 		}
@@ -515,34 +514,84 @@ func locateBatchError(body []byte, aerr *apiError) *apiError {
 	return aerr
 }
 
-func (s *Server) decodeProtoBatch(body []byte) ([]batchEntry, *engine.Batch, *apiError) {
-	orders, err := wire.DecodeRequest(body, nil, s.cfg.BatchOrdersMax)
+// protoScratch is the reusable state of decoding one protobuf batch.
+type protoScratch struct {
+	view  wire.RequestView
+	in    orderJSON
+	items []engine.Item
+}
+
+var protoScratchPool = sync.Pool{New: func() any { return new(protoScratch) }}
+
+// protoScratchItemsMax bounds the item slab kept in the pool (one full
+// batch of one-line orders).
+const protoScratchItemsMax = 16 << 10
+
+// decodeProtoBatch decodes a binary batch straight into engine commands.
+// The body is copied into one string and every id of the batch is a
+// substring of it, and the items of all orders share one pooled slab: a
+// batch costs a handful of allocations whatever its size. Neither outlives
+// the request: the engine keeps no strings of an order, and the slab is
+// only released (by done) after the results are encoded.
+func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *engine.Batch, done func(), aerr *apiError) {
+	ps := protoScratchPool.Get().(*protoScratch)
+	done = func() {
+		clear(ps.items)
+		if cap(ps.items) > protoScratchItemsMax {
+			ps.items = nil
+		}
+		ps.items = ps.items[:0]
+		clear(ps.in.Items)
+		ps.in = orderJSON{Items: ps.in.Items[:0]}
+		if len(ps.view.Items) > protoScratchItemsMax {
+			ps.view = wire.RequestView{}
+		}
+		protoScratchPool.Put(ps)
+	}
+	err := wire.DecodeRequestView(body, &ps.view, s.cfg.BatchOrdersMax)
 	var fe *wire.FieldError
 	switch {
 	case errors.As(err, &fe):
-		return nil, nil, errInvalidArgument(fe.Field, fe.Error())
+		done()
+		return nil, nil, nil, errInvalidArgument(fe.Field, fe.Error())
 	case err != nil:
-		return nil, nil, &apiError{Status: http.StatusBadRequest, Code: "invalid_protobuf", Message: err.Error()}
+		done()
+		return nil, nil, nil, &apiError{Status: http.StatusBadRequest, Code: "invalid_protobuf", Message: err.Error()}
 	}
-	entries := make([]batchEntry, len(orders))
-	batch := engine.NewBatch(len(orders))
-	var scratch orderJSON
+	all := string(body)
+	str := func(v []byte) string {
+		if len(v) == 0 {
+			return ""
+		}
+		// v is a subslice of body: its offset is the difference of the caps.
+		off := cap(body) - cap(v)
+		return all[off : off+len(v)]
+	}
+	orders := ps.view.Orders
+	entries = make([]batchEntry, len(orders))
+	batch = engine.NewBatch(len(orders))
+	if cap(ps.items) < len(ps.view.Items) {
+		ps.items = make([]engine.Item, 0, len(ps.view.Items))
+	}
+	slab := ps.items[:len(ps.view.Items)]
+	in := &ps.in
 	for i := range orders {
 		o := &orders[i]
-		scratch.BuyerID, scratch.Channel, scratch.Region, scratch.DealID = o.BuyerID, o.Channel, o.Region, o.DealID
-		scratch.Items = scratch.Items[:0]
-		for _, it := range o.Items {
-			scratch.Items = append(scratch.Items, itemJSON{SKUID: it.SKUID, Quantity: int64(it.Quantity)})
+		in.BuyerID, in.Channel, in.Region, in.DealID = str(o.BuyerID), str(o.Channel), str(o.Region), str(o.DealID)
+		in.Items = in.Items[:0]
+		for _, it := range ps.view.OrderItems(i) {
+			in.Items = append(in.Items, itemJSON{SKUID: str(it.SKUID), Quantity: int64(it.Quantity)})
 		}
-		cmd := engine.Command{Order: engine.Order{Items: make([]engine.Item, 0, len(o.Items))}}
-		if aerr := orderCommand(&scratch, o.IdempotencyKey, "orders["+strconv.Itoa(i)+"].", &cmd); aerr != nil {
+		cmd := engine.Command{Order: engine.Order{Items: slab[o.ItemsFrom:o.ItemsFrom:o.ItemsTo]}}
+		if aerr := orderCommand(in, str(o.IdempotencyKey), i, &cmd); aerr != nil {
 			entries[i] = batchEntry{err: aerr, req: -1}
 			continue
 		}
 		entries[i].req = len(batch.Requests)
 		batch.Add(cmd)
 	}
-	return entries, batch, nil
+	ps.items = slab
+	return entries, batch, done, nil
 }
 
 // result returns the view or error of entry i after the batch is done.

@@ -478,9 +478,7 @@ func (c *core) evolve(p *partition, ev *Event) {
 		p.brands[b.ID] = &b
 		p.brandsMu.Unlock()
 	case EventMerchantUpserted:
-		m := ev.Merchant
-		m.ID, m.Name, m.BrandID = strings.Clone(m.ID), strings.Clone(m.Name), strings.Clone(m.BrandID)
-		m.Industry, m.Region = strings.Clone(m.Industry), strings.Clone(m.Region)
+		m := cloneMerchant(ev.Merchant)
 		if slot, ok := p.merchantSlots[m.ID]; ok {
 			p.merchants[slot].m = m
 		} else {
@@ -647,4 +645,12 @@ func (p *partition) intern(s string) uint32 {
 	p.interned = append(p.interned, v)
 	p.internIndex[v] = n
 	return n
+}
+
+// cloneMerchant copies a merchant's strings, which may alias a journal
+// record or a snapshot buffer.
+func cloneMerchant(m Merchant) Merchant {
+	m.ID, m.Name, m.BrandID = strings.Clone(m.ID), strings.Clone(m.Name), strings.Clone(m.BrandID)
+	m.Industry, m.Region = strings.Clone(m.Industry), strings.Clone(m.Region)
+	return m
 }

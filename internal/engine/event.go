@@ -107,25 +107,9 @@ func appendEvent(b []byte, ev *Event) []byte {
 	b = binary.AppendVarint(b, ev.At)
 	switch ev.Kind {
 	case EventBrandUpserted:
-		br := &ev.Brand
-		b = appendString(b, br.ID)
-		b = appendString(b, br.Name)
-		b = appendString(b, br.Country)
-		b = binary.AppendVarint(b, int64(br.FirstFestival))
-		if br.Emerging {
-			b = append(b, 1)
-		} else {
-			b = append(b, 0)
-		}
-		b = binary.AppendVarint(b, br.LastYearGMV)
+		b = appendBrand(b, &ev.Brand)
 	case EventMerchantUpserted:
-		m := &ev.Merchant
-		b = appendString(b, m.ID)
-		b = appendString(b, m.Name)
-		b = appendString(b, m.BrandID)
-		b = append(b, byte(m.Kind))
-		b = appendString(b, m.Industry)
-		b = appendString(b, m.Region)
+		b = appendMerchant(b, &ev.Merchant)
 	case EventSKUUpserted:
 		s := &ev.SKU
 		b = binary.AppendUvarint(b, uint64(ev.SKUSlot))
@@ -166,6 +150,30 @@ func appendEvent(b []byte, ev *Event) []byte {
 		panic("engine: encode of unknown event kind " + ev.Kind.String())
 	}
 	return b
+}
+
+// appendBrand encodes a brand: in brand events and in snapshots.
+func appendBrand(b []byte, br *Brand) []byte {
+	b = appendString(b, br.ID)
+	b = appendString(b, br.Name)
+	b = appendString(b, br.Country)
+	b = binary.AppendVarint(b, int64(br.FirstFestival))
+	if br.Emerging {
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
+	}
+	return binary.AppendVarint(b, br.LastYearGMV)
+}
+
+// appendMerchant encodes a merchant: in merchant events and in snapshots.
+func appendMerchant(b []byte, m *Merchant) []byte {
+	b = appendString(b, m.ID)
+	b = appendString(b, m.Name)
+	b = appendString(b, m.BrandID)
+	b = append(b, byte(m.Kind))
+	b = appendString(b, m.Industry)
+	return appendString(b, m.Region)
 }
 
 // decoder reads a record. Its strings alias the record (no allocation); a
@@ -255,6 +263,26 @@ func (d *decoder) string() string {
 	return s
 }
 
+// brand reads what appendBrand wrote; the strings alias the input.
+func (d *decoder) brand(br *Brand) {
+	br.ID = d.string()
+	br.Name = d.string()
+	br.Country = d.string()
+	br.FirstFestival = int32(d.varint())
+	br.Emerging = d.byte1() == 1
+	br.LastYearGMV = d.varint()
+}
+
+// merchant reads what appendMerchant wrote; the strings alias the input.
+func (d *decoder) merchant(m *Merchant) {
+	m.ID = d.string()
+	m.Name = d.string()
+	m.BrandID = d.string()
+	m.Kind = MerchantKind(d.byte1())
+	m.Industry = d.string()
+	m.Region = d.string()
+}
+
 // decodeEvent reads one event into ev, reusing ev.Items.
 func (d *decoder) event(ev *Event, partitions int) {
 	items := ev.Items[:0]
@@ -267,21 +295,9 @@ func (d *decoder) event(ev *Event, partitions int) {
 	}
 	switch ev.Kind {
 	case EventBrandUpserted:
-		br := &ev.Brand
-		br.ID = d.string()
-		br.Name = d.string()
-		br.Country = d.string()
-		br.FirstFestival = int32(d.varint())
-		br.Emerging = d.byte1() == 1
-		br.LastYearGMV = d.varint()
+		d.brand(&ev.Brand)
 	case EventMerchantUpserted:
-		m := &ev.Merchant
-		m.ID = d.string()
-		m.Name = d.string()
-		m.BrandID = d.string()
-		m.Kind = MerchantKind(d.byte1())
-		m.Industry = d.string()
-		m.Region = d.string()
+		d.merchant(&ev.Merchant)
 	case EventSKUUpserted:
 		s := &ev.SKU
 		ev.SKUSlot = uint32(d.uvarint())

@@ -122,36 +122,18 @@ func (e *Engine) snapshot() error {
 	return nil
 }
 
-func appendBool(b []byte, v bool) []byte {
-	if v {
-		return append(b, 1)
-	}
-	return append(b, 0)
-}
-
 // encodePartition appends p's state.
 func encodePartition(b []byte, p *partition) []byte {
 	b = binary.AppendVarint(b, p.lastAt)
 	p.brandsMu.RLock()
 	b = binary.AppendUvarint(b, uint64(len(p.brands)))
 	for _, br := range p.brands {
-		b = appendString(b, br.ID)
-		b = appendString(b, br.Name)
-		b = appendString(b, br.Country)
-		b = binary.AppendVarint(b, int64(br.FirstFestival))
-		b = appendBool(b, br.Emerging)
-		b = binary.AppendVarint(b, br.LastYearGMV)
+		b = appendBrand(b, br)
 	}
 	p.brandsMu.RUnlock()
 	b = binary.AppendUvarint(b, uint64(len(p.merchants)))
 	for i := range p.merchants {
-		m := &p.merchants[i].m
-		b = appendString(b, m.ID)
-		b = appendString(b, m.Name)
-		b = appendString(b, m.BrandID)
-		b = append(b, byte(m.Kind))
-		b = appendString(b, m.Industry)
-		b = appendString(b, m.Region)
+		b = appendMerchant(b, &p.merchants[i].m)
 	}
 	b = binary.AppendUvarint(b, uint64(len(p.skus)))
 	for i := range p.skus {
@@ -219,17 +201,15 @@ func (c *core) decodePartition(p *partition, data []byte) error {
 	d := &decoder{b: data}
 	p.lastAt = d.varint()
 	for i, n := 0, d.count(1<<32, "brand"); i < n && d.err == nil; i++ {
-		br := &Brand{ID: strings.Clone(d.string()), Name: strings.Clone(d.string()), Country: strings.Clone(d.string())}
-		br.FirstFestival = int32(d.varint())
-		br.Emerging = d.byte1() == 1
-		br.LastYearGMV = d.varint()
+		br := &Brand{}
+		d.brand(br)
+		br.ID, br.Name, br.Country = strings.Clone(br.ID), strings.Clone(br.Name), strings.Clone(br.Country)
 		p.brands[br.ID] = br
 	}
 	for i, n := 0, d.count(1<<32, "merchant"); i < n && d.err == nil; i++ {
-		m := Merchant{ID: strings.Clone(d.string()), Name: strings.Clone(d.string()), BrandID: strings.Clone(d.string())}
-		m.Kind = MerchantKind(d.byte1())
-		m.Industry = strings.Clone(d.string())
-		m.Region = strings.Clone(d.string())
+		var m Merchant
+		d.merchant(&m)
+		m = cloneMerchant(m)
 		p.merchantSlots[m.ID] = uint32(len(p.merchants))
 		p.merchants = append(p.merchants, merchantState{m: m})
 	}

@@ -216,49 +216,19 @@ func (s *Server) decodeBody(r *http.Request, v any) *apiError {
 	return decodeStrict(*bp, v)
 }
 
-func (s *Server) handlePutBrand(w http.ResponseWriter, r *http.Request, be *backend) {
-	var in brandJSON
-	if aerr := s.decodeBody(r, &in); aerr != nil {
-		s.writeError(w, aerr)
-		return
-	}
-	cmd, aerr := in.command(r.PathValue("brand_id"))
-	if aerr != nil {
-		s.writeError(w, aerr)
-		return
-	}
-	if res := be.eng.Do(r.Context(), cmd); !res.OK() {
-		s.writeError(w, resultError(&res))
-		return
-	}
-	writeJSON(w, http.StatusOK, appendBrand(nil, cmd.Brand))
+// catalogInput is a decoded catalog PUT body: it names its command.
+type catalogInput interface {
+	command(id string) (engine.Command, *apiError)
 }
 
-func (s *Server) handlePutMerchant(w http.ResponseWriter, r *http.Request, be *backend) {
-	var in merchantJSON
-	if aerr := s.decodeBody(r, &in); aerr != nil {
+// putCatalog runs a catalog PUT: decode the body into in, build the command
+// with the id from the path, apply it, and answer with render's body.
+func (s *Server) putCatalog(w http.ResponseWriter, r *http.Request, be *backend, in catalogInput, idParam string, render func(cmd *engine.Command, res *engine.Result) []byte) {
+	if aerr := s.decodeBody(r, in); aerr != nil {
 		s.writeError(w, aerr)
 		return
 	}
-	cmd, aerr := in.command(r.PathValue("merchant_id"))
-	if aerr != nil {
-		s.writeError(w, aerr)
-		return
-	}
-	if res := be.eng.Do(r.Context(), cmd); !res.OK() {
-		s.writeError(w, resultError(&res))
-		return
-	}
-	writeJSON(w, http.StatusOK, appendMerchant(nil, cmd.Merchant))
-}
-
-func (s *Server) handlePutSKU(w http.ResponseWriter, r *http.Request, be *backend) {
-	var in skuJSON
-	if aerr := s.decodeBody(r, &in); aerr != nil {
-		s.writeError(w, aerr)
-		return
-	}
-	cmd, aerr := in.command(r.PathValue("sku_id"))
+	cmd, aerr := in.command(r.PathValue(idParam))
 	if aerr != nil {
 		s.writeError(w, aerr)
 		return
@@ -268,10 +238,28 @@ func (s *Server) handlePutSKU(w http.ResponseWriter, r *http.Request, be *backen
 		s.writeError(w, resultError(&res))
 		return
 	}
-	if res.SKU == nil {
-		res.SKU = cmd.SKU
-	}
-	writeJSON(w, http.StatusOK, appendSKU(nil, &res))
+	writeJSON(w, http.StatusOK, render(&cmd, &res))
+}
+
+func (s *Server) handlePutBrand(w http.ResponseWriter, r *http.Request, be *backend) {
+	s.putCatalog(w, r, be, &brandJSON{}, "brand_id", func(cmd *engine.Command, _ *engine.Result) []byte {
+		return appendBrand(nil, cmd.Brand)
+	})
+}
+
+func (s *Server) handlePutMerchant(w http.ResponseWriter, r *http.Request, be *backend) {
+	s.putCatalog(w, r, be, &merchantJSON{}, "merchant_id", func(cmd *engine.Command, _ *engine.Result) []byte {
+		return appendMerchant(nil, cmd.Merchant)
+	})
+}
+
+func (s *Server) handlePutSKU(w http.ResponseWriter, r *http.Request, be *backend) {
+	s.putCatalog(w, r, be, &skuJSON{}, "sku_id", func(cmd *engine.Command, res *engine.Result) []byte {
+		if res.SKU == nil {
+			res.SKU = cmd.SKU
+		}
+		return appendSKU(nil, res)
+	})
 }
 
 func (s *Server) handleGetSKU(w http.ResponseWriter, r *http.Request, be *backend) {

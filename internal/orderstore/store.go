@@ -17,13 +17,14 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"math"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/fest-platform/fest/internal/engine"
 )
@@ -88,19 +89,27 @@ type Stats struct {
 	ArenaBytes    uint64 // encoded orders held
 }
 
-// orderRef is an order's entry in its partition's table.
+// orderRef is an order's entry in its partition's table. Orders of one
+// buyer form a chain, newest to oldest, through prevByBuyer: the buyer
+// index needs no per-buyer slices, and nothing the garbage collector must
+// scan.
 type orderRef struct {
-	offset    uint64 // in the arena, +1 (0: no order)
-	changedAt int64
-	status    engine.OrderStatus
+	offset      uint64 // in the arena, +1 (0: no order)
+	changedAt   int64
+	prevByBuyer engine.OrderID // the buyer's previous order, 0 for the first
+	status      engine.OrderStatus
 }
 
 type partitionTable struct {
 	refs []orderRef // refs[seq-1]
 }
 
-type buyerOrders struct {
-	ids []engine.OrderID // in journal order: oldest first
+// buyer is a buyer's entry: where its id is stored, its newest order and
+// how many it has.
+type buyer struct {
+	name   uint64 // arena offset of the buyer id
+	newest engine.OrderID
+	count  uint32
 }
 
 // Store is the order projection.
@@ -111,9 +120,14 @@ type Store struct {
 		sync.RWMutex
 		partitions [partitionsMax]*partitionTable
 		arena      [][]byte
-		buyers     map[string]*buyerOrders
-		advanced   chan struct{}
-		closed     bool
+		// buyers are found by a 64-bit hash of their id (a map the
+		// collector need not scan); the rare id whose hash another id
+		// already holds goes to buyerCollisions.
+		buyers          []buyer
+		buyerByHash     map[uint64]uint32
+		buyerCollisions map[string]uint32
+		advanced        chan struct{}
+		closed          bool
 	}
 	applied    atomic.Uint64 // position of the last fully applied record
 	appliedAt  atomic.Int64  // event time of the last applied event
@@ -124,6 +138,8 @@ type Store struct {
 	arenaBytes atomic.Uint64
 	src        atomic.Pointer[sourceBox]
 
+	seed        maphash.Seed
+	locked      bool      // follower-owned: s.mu is held for the current record
 	recordStart time.Time // follower-owned: when the current record began
 	scratch     []byte    // follower-owned: encoding buffer
 	waiters     atomic.Int32
@@ -141,7 +157,9 @@ func Open(cfg Config) (*Store, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	s := &Store{cfg: cfg}
-	s.mu.buyers = make(map[string]*buyerOrders)
+	s.mu.buyerByHash = make(map[uint64]uint32)
+	s.mu.buyerCollisions = make(map[string]uint32)
+	s.seed = maphash.MakeSeed()
 	s.mu.advanced = make(chan struct{})
 	return s, nil
 }
@@ -168,6 +186,10 @@ func (s *Store) Start(src Source) {
 func (s *Store) follow(ctx context.Context, src Source) {
 	defer s.wg.Done()
 	err := src.Follow(ctx, 0, s.add)
+	if s.locked {
+		// Follow stopped inside a record (a read or decode error).
+		s.unlockRecord()
+	}
 	if ctx.Err() == nil {
 		// Follow only returns early on a journal read error: the store then
 		// stops advancing, which readers see as 503s, and the log says why.
@@ -176,20 +198,23 @@ func (s *Store) follow(ctx context.Context, src Source) {
 }
 
 // add applies one event. Its strings alias the engine's buffer, so what is
-// kept is copied here.
+// kept is copied here. The write lock is taken at a record's first event and
+// released after its last, so readers never see half a record and the lock
+// is paid once per record rather than once per order.
 func (s *Store) add(ev *engine.Event) error {
-	if s.recordStart.IsZero() {
+	if !s.locked {
 		s.recordStart = time.Now()
-	}
-	s.mu.Lock()
-	if s.mu.closed {
-		s.mu.Unlock()
-		return ErrClosed
+		s.mu.Lock()
+		s.locked = true
+		if s.mu.closed {
+			s.unlockRecord()
+			return ErrClosed
+		}
 	}
 	switch ev.Kind {
 	case engine.EventOrderPlaced:
 		if err := s.placeLocked(ev); err != nil {
-			s.mu.Unlock()
+			s.unlockRecord()
 			return err
 		}
 	case engine.EventOrderPaid, engine.EventOrderCancelled, engine.EventOrderExpired:
@@ -198,22 +223,26 @@ func (s *Store) add(ev *engine.Event) error {
 			ref.changedAt = ev.At
 		}
 	}
-	if ev.Last {
-		s.applied.Store(ev.Position)
-		if s.waiters.Load() > 0 {
-			close(s.mu.advanced)
-			s.mu.advanced = make(chan struct{})
-		}
-	}
-	s.mu.Unlock()
 	s.events.Add(1)
-	s.appliedAt.Store(ev.At)
-	if ev.Last {
-		s.records.Add(1)
-		s.applyNanos.Add(uint64(time.Since(s.recordStart)))
-		s.recordStart = time.Time{}
+	if !ev.Last {
+		return nil
 	}
+	s.applied.Store(ev.Position)
+	if s.waiters.Load() > 0 {
+		close(s.mu.advanced)
+		s.mu.advanced = make(chan struct{})
+	}
+	s.appliedAt.Store(ev.At)
+	s.unlockRecord()
+	s.records.Add(1)
+	s.applyNanos.Add(uint64(time.Since(s.recordStart)))
 	return nil
+}
+
+// unlockRecord releases the lock taken for a record.
+func (s *Store) unlockRecord() {
+	s.locked = false
+	s.mu.Unlock()
 }
 
 // placeLocked stores a placed order. REQUIRES: s.mu held for writing.
@@ -231,15 +260,52 @@ func (s *Store) placeLocked(ev *engine.Event) error {
 	}
 	s.scratch = encodeOrder(s.scratch[:0], ev)
 	off := s.appendArenaLocked(s.scratch)
-	t.refs = append(t.refs, orderRef{offset: off + 1, status: engine.StatusPending})
-	b := s.mu.buyers[ev.BuyerID]
-	if b == nil {
-		b = &buyerOrders{}
-		s.mu.buyers[strings.Clone(ev.BuyerID)] = b
-	}
-	b.ids = append(b.ids, ev.OrderID)
+	b := s.buyerLocked(ev.BuyerID, true)
+	t.refs = append(t.refs, orderRef{offset: off + 1, status: engine.StatusPending, prevByBuyer: b.newest})
+	b.newest = ev.OrderID
+	b.count++
 	s.orders.Add(1)
 	return nil
+}
+
+// buyerLocked finds a buyer's entry, creating it if create is set (else it
+// returns nil for an unknown buyer). REQUIRES: s.mu held (for writing if
+// create).
+func (s *Store) buyerLocked(id string, create bool) *buyer {
+	h := maphash.String(s.seed, id)
+	if i, ok := s.mu.buyerByHash[h]; ok {
+		if s.arenaString(s.mu.buyers[i].name) == id {
+			return &s.mu.buyers[i]
+		}
+		if j, ok := s.mu.buyerCollisions[id]; ok {
+			return &s.mu.buyers[j]
+		}
+		if !create {
+			return nil
+		}
+		j := s.newBuyerLocked(id)
+		s.mu.buyerCollisions[strings.Clone(id)] = j
+		return &s.mu.buyers[j]
+	}
+	if !create {
+		return nil
+	}
+	i := s.newBuyerLocked(id)
+	s.mu.buyerByHash[h] = i
+	return &s.mu.buyers[i]
+}
+
+func (s *Store) newBuyerLocked(id string) uint32 {
+	s.mu.buyers = append(s.mu.buyers, buyer{name: s.appendArenaLocked([]byte(id))})
+	return uint32(len(s.mu.buyers) - 1)
+}
+
+// arenaString returns the length-prefixed bytes at off as a string that
+// aliases the arena (valid while the store is open).
+func (s *Store) arenaString(off uint64) string {
+	chunk := s.mu.arena[off>>32][uint32(off):]
+	n, k := binary.Uvarint(chunk)
+	return unsafe.String(&chunk[k], int(n))
 }
 
 // appendArenaLocked copies body into the arena (length-prefixed) and
@@ -361,40 +427,42 @@ func (s *Store) getLocked(id engine.OrderID) (Order, error) {
 
 // ListByBuyer returns up to limit orders of buyer, newest first, starting
 // after cursor (empty for the first page), and the cursor of the next page
-// ("" when there is none). A cursor is the number of the buyer's orders
-// still to list, so it stays valid while new orders arrive.
-func (s *Store) ListByBuyer(buyer string, limit int, cursor string) ([]Order, string, error) {
+// ("" when there is none). A cursor is the id of the next older order, so
+// it stays valid while new orders arrive.
+func (s *Store) ListByBuyer(buyerID string, limit int, cursor string) ([]Order, string, error) {
 	if limit < 1 || limit > listLimitMax {
 		return nil, "", fmt.Errorf("list limit %d: out of range", limit)
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	var ids []engine.OrderID
-	if b := s.mu.buyers[buyer]; b != nil {
-		ids = b.ids
+	var next engine.OrderID
+	if b := s.buyerLocked(buyerID, false); b != nil {
+		next = b.newest
 	}
-	end := len(ids)
 	if cursor != "" {
-		v, err := strconv.ParseUint(cursor, 36, 64)
-		if err != nil || v > uint64(len(ids)) || len(cursor) > 13 {
+		id, err := engine.ParseOrderID(cursor)
+		if err != nil {
 			return nil, "", ErrBadCursor
 		}
-		end = int(v)
+		o, err := s.getLocked(id)
+		if err != nil || o.BuyerID != buyerID {
+			return nil, "", ErrBadCursor
+		}
+		next = id
 	}
 	var out []Order
-	i := end - 1
-	for ; i >= 0 && len(out) < limit; i-- {
-		o, err := s.getLocked(ids[i])
+	for next != 0 && len(out) < limit {
+		o, err := s.getLocked(next)
 		if err != nil {
 			return nil, "", fmt.Errorf("list buyer orders: %w", err)
 		}
 		out = append(out, o)
+		next = s.refLocked(next).prevByBuyer
 	}
-	next := ""
-	if i >= 0 {
-		next = strconv.FormatUint(uint64(i+1), 36)
+	if next == 0 {
+		return out, "", nil
 	}
-	return out, next, nil
+	return out, next.String(), nil
 }
 
 // Stats returns the store's counters and lag.
@@ -435,7 +503,7 @@ func (s *Store) Close() error {
 	s.mu.closed = true
 	close(s.mu.advanced)
 	s.mu.arena = nil
-	s.mu.buyers = nil
+	s.mu.buyers, s.mu.buyerByHash, s.mu.buyerCollisions = nil, nil, nil
 	for i := range s.mu.partitions {
 		s.mu.partitions[i] = nil
 	}

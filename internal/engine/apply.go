@@ -207,6 +207,12 @@ func (c *core) placeOrder(p *partition, now int64, cmd *Command, res *Result, ou
 	var total int64
 	for i := range items {
 		it := &items[i]
+		if it.Quantity > quantityMax {
+			// Lines of one SKU are summed; the sum obeys the same bound
+			// as a line, which the journal's reader enforces.
+			res.Code, res.Field = CodeInvalidArgument, itemField(i, "quantity")
+			return
+		}
 		s := &p.skus[it.ref.slot()]
 		if int64(it.Quantity) > int64(s.available) {
 			res.Code, res.SKUID, res.Available = CodeOutOfStock, it.SKUID, int64(s.available)
@@ -479,12 +485,16 @@ func (c *core) evolve(p *partition, ev *Event) {
 		p.brandsMu.Unlock()
 	case EventMerchantUpserted:
 		m := cloneMerchant(ev.Merchant)
+		// Other goroutines read merchants through Engine.Merchant: the
+		// worker writes under the lock (its own reads need none).
+		p.merchantsMu.Lock()
 		if slot, ok := p.merchantSlots[m.ID]; ok {
 			p.merchants[slot].m = m
 		} else {
 			p.merchantSlots[m.ID] = uint32(len(p.merchants))
 			p.merchants = append(p.merchants, merchantState{m: m})
 		}
+		p.merchantsMu.Unlock()
 	case EventSKUUpserted:
 		c.evolveSKU(p, ev)
 	case EventStockAdjusted:

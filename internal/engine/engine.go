@@ -234,6 +234,18 @@ func (e *Engine) Brand(id string) (Brand, bool) {
 	return *b, true
 }
 
+// Merchant returns a copy of a merchant.
+func (e *Engine) Merchant(id string) (Merchant, bool) {
+	p := e.core.partitions[e.core.merchantPartition(id)]
+	p.merchantsMu.RLock()
+	defer p.merchantsMu.RUnlock()
+	slot, ok := p.merchantSlots[id]
+	if !ok {
+		return Merchant{}, false
+	}
+	return p.merchants[slot].m, true
+}
+
 // Submit routes the batch's requests to their partitions and returns at
 // once. b.Done() is closed when every result is final: answered at the
 // gateway (unknown SKU, sold out, overloaded...) or applied and durable.

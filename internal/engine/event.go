@@ -139,6 +139,10 @@ func appendEvent(b []byte, ev *Event) []byte {
 		b = binary.AppendUvarint(b, uint64(len(ev.Items)))
 		for i := range ev.Items {
 			it := &ev.Items[i]
+			if it.Quantity < 1 || it.Quantity > quantityMax {
+				// The reader would refuse this record and recovery with it.
+				panic(fmt.Sprintf("engine: encoding order %v with quantity %d of %q", ev.OrderID, it.Quantity, it.SKUID))
+			}
 			b = binary.AppendUvarint(b, uint64(it.ref.slot()))
 			b = appendString(b, it.SKUID)
 			b = binary.AppendUvarint(b, uint64(it.Quantity))

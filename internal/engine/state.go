@@ -91,6 +91,7 @@ type partition struct {
 	skus    []skuState
 	skuText []skuText
 
+	merchantsMu   sync.RWMutex // guards writes of merchantSlots and merchants
 	merchantSlots map[string]uint32
 	merchants     []merchantState
 

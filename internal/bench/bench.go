@@ -161,7 +161,7 @@ type catalog struct {
 	popular []uint32
 }
 
-const popularSamples = 1 << 22
+const popularSamples = 1 << 16 // 256 KiB: it stays in the cache
 
 func buildCatalog(cfg Config) *catalog {
 	c := &catalog{skusOf: make([][]int, cfg.Merchants)}

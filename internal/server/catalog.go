@@ -3,8 +3,10 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strconv"
 
 	"github.com/fest-platform/fest/internal/engine"
@@ -108,7 +110,11 @@ func (m *merchantJSON) command(id string) (engine.Command, *apiError) {
 		return engine.Command{}, errInvalidArgument("kind", "kind must be brand_store, factory or trader")
 	}
 	if len(m.Industry) > textBytesMax || len(m.Region) > regionBytesMax {
-		return engine.Command{}, errInvalidArgument("industry", "industry or region too long")
+		field := "industry"
+		if len(m.Industry) <= textBytesMax {
+			field = "region"
+		}
+		return engine.Command{}, errInvalidArgument(field, field+" too long")
 	}
 	return engine.Command{Kind: engine.KindUpsertMerchant, Merchant: &engine.Merchant{
 		ID: id, Name: name, BrandID: brand, Kind: kind, Industry: m.Industry, Region: m.Region,
@@ -428,8 +434,13 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request, be *backen
 		s.writeError(w, lineError(lineNo+1, errInvalidJSON("line too long or unreadable: "+err.Error())))
 		return
 	}
-	// Brands, then merchants, then SKUs, so references resolve. A line the
-	// engine rejects (e.g. an unknown merchant) stops the import there.
+	if aerr := s.checkImport(r.Context(), be, phases); aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	// Brands, then merchants, then SKUs, so references resolve. Every line
+	// was checked above, so the engine rejects one only if the catalog
+	// changed meanwhile (a concurrent PUT); that line is reported.
 	for _, cmds := range phases {
 		for start := 0; start < len(cmds); start += importBatchMax {
 			chunk := cmds[start:min(start+importBatchMax, len(cmds))]
@@ -449,4 +460,123 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request, be *backen
 	}
 	body := []byte(`{"imported":{"brand":` + strconv.Itoa(len(phases[0])) + `,"merchant":` + strconv.Itoa(len(phases[1])) + `,"sku":` + strconv.Itoa(len(phases[2])) + "}}\n")
 	writeJSON(w, http.StatusOK, body)
+}
+
+// Engine limits of a SKU stricter than the edge's: checked before an import
+// is applied so the engine rejects none of its lines.
+const (
+	skuPriceMax = 1_000_000_000_000
+	skuStockMax = 1_000_000_000
+	skuTotalMax = 1<<31 - 1 // available + reserved + sold
+)
+
+// checkImport checks every parsed line of an import, in file order,
+// against the catalog as the engine holds it and the other lines of the
+// file, so that applying them cannot fail: a merchant's brand and a SKU's
+// merchant and brand must exist in the catalog or on any line of the file,
+// and a SKU that exists (in the catalog or on an earlier line) keeps its
+// merchant. The first bad line is reported with the error a PUT of that
+// line would get.
+func (s *Server) checkImport(ctx context.Context, be *backend, phases [3][]importCmd) *apiError {
+	brands := make(map[string]bool, len(phases[0]))
+	for _, c := range phases[0] {
+		brands[c.cmd.Brand.ID] = true
+	}
+	merchants := make(map[string]bool, len(phases[1]))
+	for _, c := range phases[1] {
+		merchants[c.cmd.Merchant.ID] = true
+	}
+	brandExists := func(id string) bool {
+		if brands[id] {
+			return true
+		}
+		_, ok := be.eng.Brand(id)
+		return ok
+	}
+	merchantExists := func(id string) bool {
+		if merchants[id] {
+			return true
+		}
+		_, ok := be.eng.Merchant(id)
+		return ok
+	}
+	// The SKUs of the file as the engine holds them now: one batch of
+	// reads, answered in order with the partitions' other commands.
+	skus := phases[2]
+	existing := make([]*engine.Result, len(skus))
+	if len(skus) > 0 {
+		b := engine.NewBatch(len(skus))
+		for _, c := range skus {
+			b.Add(engine.Command{Kind: engine.KindGetSKU, SKUID: c.cmd.SKU.ID})
+		}
+		be.eng.Submit(b)
+		select {
+		case <-b.Done():
+		case <-ctx.Done():
+			return &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "request cancelled"}
+		}
+		for i := range b.Requests {
+			res := &b.Requests[i].Result
+			switch {
+			case res.OK():
+				existing[i] = res
+			case res.Code != engine.CodeNotFound:
+				return resultError(res)
+			}
+		}
+	}
+	// Merge the lines back into file order.
+	type check struct {
+		line int
+		cmd  *engine.Command
+		sku  *engine.Result // the SKU of a SKU line as it exists, or nil
+	}
+	all := make([]check, 0, len(phases[0])+len(phases[1])+len(skus))
+	for ph := range phases {
+		for i := range phases[ph] {
+			c := check{line: phases[ph][i].line, cmd: &phases[ph][i].cmd}
+			if ph == 2 {
+				c.sku = existing[i]
+			}
+			all = append(all, c)
+		}
+	}
+	slices.SortFunc(all, func(a, b check) int { return a.line - b.line })
+	skuMerchant := make(map[string]string, len(skus)) // SKUs created or updated by earlier lines
+	for _, c := range all {
+		var aerr *apiError
+		switch c.cmd.Kind {
+		case engine.KindUpsertMerchant:
+			if m := c.cmd.Merchant; !brandExists(m.BrandID) {
+				aerr = errNotFound("brand_id", "not found: brand_id")
+			}
+		case engine.KindUpsertSKU:
+			k := c.cmd.SKU
+			owner, seen := skuMerchant[k.ID]
+			if !seen && c.sku != nil {
+				owner, seen = c.sku.SKU.MerchantID, true
+			}
+			switch {
+			case k.Price > skuPriceMax:
+				aerr = errInvalidArgument("price", "invalid argument: price")
+			case k.Stock > skuStockMax:
+				aerr = errInvalidArgument("stock", "invalid argument: stock")
+			case !merchantExists(k.MerchantID):
+				aerr = errNotFound("merchant_id", "not found: merchant_id")
+			case !brandExists(k.BrandID):
+				aerr = errNotFound("brand_id", "not found: brand_id")
+			case seen && owner != k.MerchantID:
+				aerr = errInvalidArgument("merchant_id", "invalid argument: merchant_id")
+			case c.sku != nil && c.sku.Reserved+c.sku.Sold+k.Stock > skuTotalMax:
+				aerr = errInvalidArgument("stock", "invalid argument: stock")
+			}
+			if !seen {
+				skuMerchant[k.ID] = k.MerchantID
+			}
+		}
+		if aerr != nil {
+			return lineError(c.line, aerr)
+		}
+	}
+	return nil
 }

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"hash/fnv"
 	"io"
+	"reflect"
 	"strconv"
 	"strings"
+	"unicode"
 
 	"github.com/fest-platform/fest/internal/engine"
 )
@@ -79,11 +81,11 @@ func jsonError(err error) *apiError {
 	case errors.As(err, &syn):
 		return errInvalidJSON("invalid JSON at byte " + strconv.FormatInt(syn.Offset, 10) + ": " + syn.Error())
 	case errors.As(err, &typ):
-		field := typ.Field
+		field := jsonFieldPath(typ.Field)
 		if field == "" {
-			return errInvalidArgument("", "the body must be a JSON object")
+			return errInvalidArgument("body", "the body must be a JSON object")
 		}
-		return errInvalidArgument(field, field+": expected "+typ.Type.String()+", got JSON "+typ.Value)
+		return errInvalidArgument(field, field+": expected "+jsonTypeName(typ.Type)+", got JSON "+typ.Value)
 	}
 	msg := err.Error()
 	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
@@ -91,6 +93,94 @@ func jsonError(err error) *apiError {
 		return errInvalidArgument(f, "unknown field "+strconv.Quote(f))
 	}
 	return errInvalidJSON(strings.TrimPrefix(msg, "json: "))
+}
+
+// jsonFieldPath turns encoding/json's field path into the JSON one: the
+// names of embedded Go structs (orderJSON, skuJSON...) are dropped. JSON
+// names are snake_case, so a segment with an upper-case letter is Go's.
+func jsonFieldPath(f string) string {
+	if strings.IndexFunc(f, unicode.IsUpper) < 0 {
+		return f
+	}
+	segs := strings.Split(f, ".")
+	out := segs[:0]
+	for _, seg := range segs {
+		if strings.IndexFunc(seg, unicode.IsUpper) < 0 {
+			out = append(out, seg)
+		}
+	}
+	return strings.Join(out, ".")
+}
+
+// jsonTypeName names the JSON type expected for a Go type.
+func jsonTypeName(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return "an integer"
+	case reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	}
+	return "another type"
+}
+
+// prefixField puts prefix before the field of a field error, in its
+// message too.
+func prefixField(e *apiError, prefix string) *apiError {
+	if e.Field == "" {
+		return e
+	}
+	field := prefix + e.Field
+	if rest, ok := strings.CutPrefix(e.Message, e.Field+": "); ok {
+		e.Message = field + ": " + rest
+	} else {
+		e.Message = field + ": " + e.Message
+	}
+	e.Field = field
+	return e
+}
+
+// locateItemError names the item of a field error in an order's items:
+// encoding/json reports "items.quantity" without the index (and an unknown
+// field without its path), so on that (rare) path the items are decoded
+// one by one to find the culprit. batch allows idempotency_key.
+func locateItemError(raw []byte, aerr *apiError, batch bool) *apiError {
+	if aerr.Code != "invalid_argument" || aerr.Field == "body" {
+		return aerr
+	}
+	var probe struct {
+		BuyerID        string            `json:"buyer_id"`
+		Items          []json.RawMessage `json:"items"`
+		Channel        string            `json:"channel"`
+		Region         string            `json:"region"`
+		DealID         string            `json:"deal_id"`
+		IdempotencyKey *string           `json:"idempotency_key"`
+	}
+	if decodeStrict(raw, &probe) != nil || !batch && probe.IdempotencyKey != nil {
+		return aerr // the error is outside the items
+	}
+	for i, it := range probe.Items {
+		var one itemJSON
+		if e := decodeStrict(it, &one); e != nil && e.Code == "invalid_argument" {
+			at := "items[" + strconv.Itoa(i) + "]"
+			if e.Field == "body" {
+				return errInvalidArgument(at, at+" must be an object")
+			}
+			return prefixField(e, at+".")
+		}
+	}
+	return aerr
 }
 
 // validID checks an identifier: 1..idBytesMax bytes, no control characters

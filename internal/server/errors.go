@@ -40,7 +40,6 @@ var (
 	errForbidden       = &apiError{Status: http.StatusForbidden, Code: "forbidden", Message: "this token's role may not call this endpoint"}
 	errTooLarge        = &apiError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "request body over the limit"}
 	errNotReady        = &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "recovery in progress; retry shortly"}
-	errUnsupportedType = &apiError{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type", Message: "Content-Type must be application/json or application/x-protobuf"}
 )
 
 // codeStatus maps engine codes to the contract's HTTP status and code.

@@ -16,7 +16,7 @@ func decodeOrder(body []byte, o *orderJSON) *apiError {
 	items := o.Items[:0]
 	*o = orderJSON{}
 	if aerr := decodeStrict(body, o); aerr != nil {
-		return aerr
+		return locateItemError(body, aerr, false)
 	}
 	if o.Items == nil {
 		// Keep the pooled slice for the next request.

@@ -7,11 +7,15 @@ import (
 
 // checkSameDecode fails if the hand-written decoder accepts a body that
 // encoding/json rejects or decodes differently, and checks that decodeOrder
-// answers exactly as decodeStrict does.
+// answers exactly as decodeStrict does (with the item of a field error
+// located by locateItemError).
 func checkSameDecode(t *testing.T, body []byte) {
 	t.Helper()
 	var want orderJSON
 	wantErr := decodeStrict(body, &want)
+	if wantErr != nil {
+		wantErr = locateItemError(body, wantErr, false)
+	}
 	var fast orderJSON
 	if fastDecodeOrder(body, &fast) {
 		if wantErr != nil {

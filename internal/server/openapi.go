@@ -78,7 +78,7 @@ func buildOpenAPI() obj {
 	}
 	schemas := obj{
 		"Error": props([]string{"error"}, obj{"error": props([]string{"code", "message"}, obj{
-			"code":    obj{"type": "string", "enum": []string{"invalid_json", "invalid_protobuf", "unauthenticated", "forbidden", "not_found", "out_of_stock", "invalid_state", "deal_not_active", "too_large", "invalid_argument", "payment_mismatch", "idempotency_mismatch", "overloaded", "unavailable", "unsupported_media_type"}},
+			"code":    obj{"type": "string", "enum": []string{"invalid_json", "invalid_protobuf", "unauthenticated", "forbidden", "not_found", "out_of_stock", "invalid_state", "deal_not_active", "too_large", "invalid_argument", "payment_mismatch", "idempotency_mismatch", "overloaded", "unavailable"}},
 			"message": str, "field": str, "sku_id": str, "available": integer, "line": integer,
 		})}),
 		"Brand": props([]string{"name", "country"}, obj{"brand_id": obj{"type": "string", "readOnly": true}, "name": str, "country": obj{"type": "string", "pattern": "^[A-Z]{2}$"}, "first_festival": integer, "emerging": boolean, "last_year_gmv": integer}),

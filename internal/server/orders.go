@@ -81,6 +81,13 @@ func placedOrder(cmd *engine.Command, res *engine.Result) orderstore.Order {
 	}
 }
 
+// asCreated turns an order read back from the store into the view its
+// placement answered: an Idempotency-Key replay returns the first response
+// again, whatever the order's status is now.
+func asCreated(o *orderstore.Order) {
+	o.Status, o.ChangedAt = engine.StatusPending, 0
+}
+
 // loadOrder reads an order from the store. An order not found yet may be
 // one acknowledged a moment ago that the store has not applied: wait until
 // the store reflects everything durable, then look again. want, when not
@@ -145,6 +152,7 @@ func (s *Server) handlePlaceOrder(w http.ResponseWriter, r *http.Request, be *ba
 			s.writeError(w, aerr)
 			return
 		}
+		asCreated(&view)
 	} else {
 		s.metrics.placed.Inc()
 		view = placedOrder(&c.cmd, res)
@@ -373,23 +381,19 @@ func (s *Server) refreshStatuses(ctx context.Context, be *backend, orders []orde
 	}
 }
 
-// isProtobuf reports whether the request body is the binary form.
-func isProtobuf(r *http.Request) (bool, *apiError) {
+// isProtobuf reports whether the request body is the binary form. Any
+// other Content-Type (none, text/plain, the form type curl -d sends...) is
+// read as JSON, as on every other endpoint.
+func isProtobuf(r *http.Request) bool {
 	ct := r.Header.Get("Content-Type")
 	if ct == "" {
-		return false, nil
+		return false
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
-		return false, errUnsupportedType
+		return false
 	}
-	switch mt {
-	case "application/json":
-		return false, nil
-	case wire.ContentType, "application/protobuf":
-		return true, nil
-	}
-	return false, errUnsupportedType
+	return mt == wire.ContentType || mt == "application/protobuf"
 }
 
 // batchEntry is one order of a batch on its way through the engine.
@@ -399,11 +403,7 @@ type batchEntry struct {
 }
 
 func (s *Server) handleOrderBatch(w http.ResponseWriter, r *http.Request, be *backend) {
-	proto, aerr := isProtobuf(r)
-	if aerr != nil {
-		s.writeError(w, aerr)
-		return
-	}
+	proto := isProtobuf(r)
 	bp, aerr := s.readBody(r, s.cfg.BatchBodyBytesMax)
 	if aerr != nil {
 		s.writeError(w, aerr)
@@ -504,11 +504,11 @@ func locateBatchError(body []byte, aerr *apiError) *apiError {
 	for i, o := range raw.Orders {
 		var one batchOrderJSON
 		if e := decodeStrict(o, &one); e != nil {
-			if e.Field != "" {
-				e.Field = "orders[" + strconv.Itoa(i) + "]." + e.Field
-				e.Message = e.Field + ": " + e.Message
+			at := "orders[" + strconv.Itoa(i) + "]"
+			if e.Field == "body" {
+				return errInvalidArgument(at, at+" must be an object")
 			}
-			return e
+			return prefixField(locateItemError(o, e, true), at+".")
 		}
 	}
 	return aerr
@@ -595,7 +595,7 @@ func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *eng
 }
 
 // result returns the view or error of entry i after the batch is done.
-func (s *Server) batchResult(e batchEntry, batch *engine.Batch, load func(*engine.Result) (orderstore.Order, *apiError)) (orderstore.Order, bool, *apiError) {
+func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load func(*engine.Result) (orderstore.Order, *apiError)) (orderstore.Order, bool, *apiError) {
 	if e.err != nil {
 		s.metrics.rejectedCode(e.err.Code)
 		return orderstore.Order{}, false, e.err
@@ -604,10 +604,18 @@ func (s *Server) batchResult(e batchEntry, batch *engine.Batch, load func(*engin
 	res := &req.Result
 	if !res.OK() {
 		s.metrics.rejected(res.Code)
-		return orderstore.Order{}, false, resultError(res)
+		aerr := resultError(res)
+		if aerr.Field != "" {
+			aerr.Field = fieldPath(idx, aerr.Field)
+			if res.Code == engine.CodeNotFound || res.Code == engine.CodeInvalidArgument {
+				aerr.Message = codeStatus[res.Code].msg + ": " + aerr.Field
+			}
+		}
+		return orderstore.Order{}, false, aerr
 	}
 	if res.Replayed {
 		o, aerr := load(res)
+		asCreated(&o)
 		return o, true, aerr
 	}
 	s.metrics.placed.Inc()
@@ -620,7 +628,7 @@ func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine
 		if i > 0 {
 			b = append(b, ',')
 		}
-		o, replayed, aerr := s.batchResult(e, batch, load)
+		o, replayed, aerr := s.batchResult(i, e, batch, load)
 		if aerr != nil {
 			b = append(b, `{"error":`...)
 			b = appendError(b, aerr)
@@ -642,8 +650,8 @@ func (s *Server) appendProtoResults(b []byte, entries []batchEntry, batch *engin
 	var we wire.Error
 	var idBuf [16]byte
 	scratch := make([]byte, 0, 256)
-	for _, e := range entries {
-		o, replayed, aerr := s.batchResult(e, batch, load)
+	for i, e := range entries {
+		o, replayed, aerr := s.batchResult(i, e, batch, load)
 		res.Error = nil
 		if aerr != nil {
 			we = wire.Error{Code: aerr.Code, Message: aerr.Message, Field: aerr.Field, SKUID: aerr.SKUID, Available: aerr.Available}

@@ -108,6 +108,11 @@ type runningServer struct {
 	eng       *engine.Engine
 	store     *orderstore.Store
 	analytics *analytics.Analytics
+
+	// The projections share one follower of the journal, so each record
+	// is read and decoded once for all of them.
+	stopProjections context.CancelFunc
+	projectionsDone chan struct{}
 }
 
 // startServer listens at once (so /healthz and /readyz answer during
@@ -202,14 +207,15 @@ func (rs *runningServer) open() error {
 		store.Close()
 		return fmt.Errorf("open engine: %w", err)
 	}
-	store.Start(eng)
 	gmv, err := analytics.New(analytics.Config{Logger: rs.log})
 	if err != nil {
 		store.Close()
 		eng.Close()
 		return fmt.Errorf("open analytics: %w", err)
 	}
-	gmv.Start(eng)
+	store.Attach(eng)
+	gmv.Attach(eng)
+	rs.followProjections(eng, store, gmv)
 	rs.eng, rs.store, rs.analytics = eng, store, gmv
 	rs.srv.Attach(eng, store)
 	rs.srv.AttachAnalytics(gmv)
@@ -254,6 +260,10 @@ func (rs *runningServer) shutdown(cause error) error {
 		}
 	}
 	rs.srv.Detach()
+	if rs.stopProjections != nil {
+		rs.stopProjections()
+		<-rs.projectionsDone
+	}
 	if rs.analytics != nil {
 		rs.analytics.Close()
 	}
@@ -311,4 +321,28 @@ func displayAddr(a net.Addr) string {
 		return net.JoinHostPort("localhost", strconv.Itoa(tcp.Port))
 	}
 	return tcp.String()
+}
+
+// followProjections feeds the order store and the GMV projection from one
+// reading of the journal, from its start, until shutdown.
+func (rs *runningServer) followProjections(eng *engine.Engine, store *orderstore.Store, gmv *analytics.Analytics) {
+	ctx, cancel := context.WithCancel(context.Background())
+	rs.stopProjections, rs.projectionsDone = cancel, make(chan struct{})
+	go func() {
+		defer close(rs.projectionsDone)
+		err := eng.Follow(ctx, 0, func(ev *engine.Event) error {
+			if err := store.Apply(ev); err != nil {
+				return fmt.Errorf("order store: %w", err)
+			}
+			if err := gmv.Apply(ev); err != nil {
+				return fmt.Errorf("analytics: %w", err)
+			}
+			return nil
+		})
+		store.FollowStopped()
+		if ctx.Err() == nil {
+			// Reads then wait and answer 503; the log says why.
+			rs.log.Error("projections stopped following the journal", "err", err)
+		}
+	}()
 }

@@ -129,18 +129,35 @@ func New(cfg Config) (*Analytics, error) {
 
 // Start follows src from the start of the journal until Close.
 func (a *Analytics) Start(src Source) {
+	a.start(src, true)
+}
+
+// Attach names the source (for lag and WaitDurable) of a projection fed
+// through Apply by a follower shared with other projections, and starts
+// the orders-per-second sampler.
+func (a *Analytics) Attach(src Source) {
+	a.start(src, false)
+}
+
+// Apply applies one event, in journal order, from the caller's follower.
+func (a *Analytics) Apply(ev *engine.Event) error { return a.apply(ev) }
+
+func (a *Analytics) start(src Source, follow bool) {
 	a.once.Do(func() {
 		a.src.Store(&sourceBox{src})
 		ctx, cancel := context.WithCancel(context.Background())
 		a.cancel = cancel
-		a.wg.Add(2)
-		go func() {
-			defer a.wg.Done()
-			err := src.Follow(ctx, 0, a.apply)
-			if ctx.Err() == nil {
-				a.cfg.Logger.Error("analytics: following the journal stopped", "err", err, "at", a.applied.Load())
-			}
-		}()
+		if follow {
+			a.wg.Add(1)
+			go func() {
+				defer a.wg.Done()
+				err := src.Follow(ctx, 0, a.apply)
+				if ctx.Err() == nil {
+					a.cfg.Logger.Error("analytics: following the journal stopped", "err", err, "at", a.applied.Load())
+				}
+			}()
+		}
+		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
 			a.sampleRate(ctx)

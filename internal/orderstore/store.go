@@ -183,13 +183,27 @@ func (s *Store) Start(src Source) {
 	})
 }
 
+// Attach names the source whose durable position WaitDurable and Stats
+// compare against, for a store fed through Apply by a follower shared with
+// other projections (each journal record is then decoded once for all).
+func (s *Store) Attach(src Source) { s.src.Store(&sourceBox{src}) }
+
+// Apply applies one event, in journal order, from the caller's follower.
+// After that follower stops, call FollowStopped.
+func (s *Store) Apply(ev *engine.Event) error { return s.add(ev) }
+
+// FollowStopped releases what a follower that stopped in the middle of a
+// record (an error) left held.
+func (s *Store) FollowStopped() {
+	if s.locked {
+		s.unlockRecord()
+	}
+}
+
 func (s *Store) follow(ctx context.Context, src Source) {
 	defer s.wg.Done()
 	err := src.Follow(ctx, 0, s.add)
-	if s.locked {
-		// Follow stopped inside a record (a read or decode error).
-		s.unlockRecord()
-	}
+	s.FollowStopped()
 	if ctx.Err() == nil {
 		// Follow only returns early on a journal read error: the store then
 		// stops advancing, which readers see as 503s, and the log says why.

@@ -56,7 +56,11 @@ func newWorker(e *Engine, id int) *worker {
 		lastPos: e.journal.End(),
 	}
 	for p := id; p < len(e.core.partitions); p += e.cfg.Workers {
-		w.parts = append(w.parts, e.core.partitions[p])
+		part := e.core.partitions[p]
+		w.parts = append(w.parts, part)
+		// Time never runs backwards, not even across a restart with a
+		// clock set back: expiry relies on pay-by times growing.
+		w.lastNow = max(w.lastNow, part.lastAt)
 	}
 	for i := 0; i < e.cfg.InflightRecordsMax; i++ {
 		fl := &inflight{w: w, buf: make([]byte, 0, 64<<10)}

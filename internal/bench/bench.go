@@ -243,6 +243,13 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	cfg = cfg.withDefaults()
 	dir := cfg.Dir
+	if dir != "" {
+		// The audit compares each SKU with the stock this run gave it, so
+		// the run must start from nothing.
+		if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+			return nil, fmt.Errorf("bench needs a new or empty data directory; %s is not empty", dir)
+		}
+	}
 	if dir == "" {
 		d, err := os.MkdirTemp("", "fest-bench-")
 		if err != nil {

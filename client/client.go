@@ -6,6 +6,8 @@
 // queued (up to BatchMax orders) into one protobuf POST /v1/orders:batch
 // over a keep-alive connection. A lone call is sent at once; under load,
 // thousands of orders share one request, one engine batch and one fsync.
+// SettlePay and SettleCancel are merged the same way into protobuf
+// POST /v1/orders:settle requests.
 //
 // Every other call is one JSON request. Failures are *Error values carrying
 // the API's status, code, message and field.
@@ -54,7 +56,9 @@ type Client struct {
 	http *http.Client
 
 	in     chan *call // bounded: BatchMax*Conns; a full queue blocks PlaceOrder (or its ctx ends it)
-	auth   []string   // the Authorization header value
+	settle chan *settleCall
+	scalls sync.Pool
+	auth   []string // the Authorization header value
 	calls  sync.Pool
 	wg     sync.WaitGroup
 	mu     sync.RWMutex // guards closed against sends on in
@@ -169,11 +173,14 @@ func New(cfg Config) (*Client, error) {
 			DisableCompression:  true,
 		}}
 	}
-	c := &Client{cfg: cfg, base: base, http: hc, in: make(chan *call, cfg.BatchMax*cfg.Conns), auth: []string{"Bearer " + cfg.Token}}
+	c := &Client{cfg: cfg, base: base, http: hc, in: make(chan *call, cfg.BatchMax*cfg.Conns),
+		settle: make(chan *settleCall, cfg.BatchMax*cfg.Conns), auth: []string{"Bearer " + cfg.Token}}
 	c.calls.New = func() any { return &call{done: make(chan struct{}, 1)} }
+	c.scalls.New = func() any { return &settleCall{done: make(chan struct{}, 1)} }
 	for i := 0; i < cfg.Conns; i++ {
-		c.wg.Add(1)
+		c.wg.Add(2)
 		go c.sender()
+		go c.settleSender()
 	}
 	return c, nil
 }
@@ -187,6 +194,7 @@ func (c *Client) Close() error {
 	}
 	c.closed = true
 	close(c.in)
+	close(c.settle)
 	c.mu.Unlock()
 	c.wg.Wait()
 	c.http.CloseIdleConnections()

@@ -1,6 +1,6 @@
-// Package wire is the binary (protobuf) form of fest's order batch: the
-// request and response bodies of POST /v1/orders:batch with
-// Content-Type: application/x-protobuf.
+// Package wire is the binary (protobuf) form of fest's batches: the
+// request and response bodies of POST /v1/orders:batch and
+// POST /v1/orders:settle with Content-Type: application/x-protobuf.
 //
 // It is hand-written on protowire rather than generated, so it needs no
 // protoc and allocates only the strings it returns. The schema, in proto3:
@@ -40,6 +40,22 @@
 //	message Error {
 //	  string code = 1; string message = 2; string field = 3;
 //	  string sku_id = 4; int64 available = 5;  // out_of_stock details
+//	}
+//
+//	// POST /v1/orders:settle: pay and cancel up to 10,000 orders at once.
+//	message SettleBatchRequest { repeated Settle actions = 1; }
+//	message Settle {
+//	  string order_id = 1;
+//	  int64 amount = 2;                  // pay: the order's total (fen); cancel: must be 0
+//	  bool cancel = 3;                   // false: pay, true: cancel
+//	}
+//	message SettleBatchResponse { repeated SettleResult results = 1; } // input order
+//	message SettleResult {
+//	  string order_id = 1;               // set on success and on error
+//	  string status = 2;                 // on success: paid, cancelled
+//	  int64 total = 3;                   // fen; set when this action changed the order
+//	  int64 changed_at_unix_nanos = 4;   // paid_at or cancelled_at; set when this action changed it
+//	  Error error = 5;                   // set on failure, same codes as the single endpoints
 //	}
 //
 // Unlike stock protobuf, the decoders reject unknown field numbers, as the

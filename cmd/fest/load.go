@@ -59,8 +59,8 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		transport   = fs.String("transport", hd.Transport, "to fest: binary (batched protobuf), json-batch, or json (one request per order)")
 		batch       = fs.Int("batch", hd.Batch, "orders per batch request")
 		inFlight    = fs.Int("inflight", hd.InFlight, "batches in flight (json: concurrent requests; default 64)")
-		payPar      = fs.Int("pay-parallel", hd.PayParallel, "payment requests in flight per batch")
-		payAfter    = fs.String("pay-after", "auto", "defer payments until the placement window closes: true, false, or auto (midnight only)")
+		payPar      = fs.Int("pay-parallel", hd.PayParallel, "--transport json: payment requests in flight per batch (the batched transports settle a batch in one request)")
+		payAfter    = fs.String("pay-after", "auto", "defer payments until the placement window closes: true, false, or auto (midnight on a target that pays one order per request: the baselines, --transport json)")
 		payWindow   = fs.Duration("pay-window", 20*time.Second, "with deferred payments: how long the pay phase may run")
 		jsonOut     = fs.Bool("json", false, "end with one JSON line: the result")
 		report      = fs.String("report", "", "write an HTML report with plots to this file")
@@ -99,7 +99,15 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	switch *payAfter {
 	case "auto":
-		lc.PayAfter = lc.Profile == loadgen.ProfileMidnight
+		if *compare {
+			// Side by side, every target does the same work: the baselines
+			// pay one order per request, so all defer payments alike.
+			lc.PayAfter = lc.Profile == loadgen.ProfileMidnight
+			break
+		}
+		// Decided per target: midnight defers payments only where they
+		// cost a request each (the baselines, --transport json).
+		lc.PayAfterAuto = true
 	case "true", "false":
 		lc.PayAfter = *payAfter == "true"
 	default:

@@ -42,8 +42,13 @@ type Config struct {
 	// pay in the minutes after). They then run for at most PayWindow; orders
 	// not reached stay pending and expire on the server. Without PayAfter
 	// each batch is paid right after it is placed.
-	PayAfter  bool
-	PayWindow time.Duration
+	PayAfter bool
+	// PayAfterAuto decides PayAfter per target (--pay-after auto): the
+	// midnight profile defers payments on a target that pays one order per
+	// request, and pays during the run on one that settles in batches
+	// (Settler: fest over the batched transports).
+	PayAfterAuto bool
+	PayWindow    time.Duration
 	// BacklogMax bounds the orders held for deferred payment.
 	BacklogMax int
 	// Progress, when set, receives a live status line each second
@@ -78,7 +83,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("duration %v out of range (0, 24h]", c.Duration)
 	case c.Linger < 0 || c.Linger > time.Second:
 		return fmt.Errorf("linger %v out of range [0, 1s]", c.Linger)
-	case c.PayAfter && (c.PayWindow <= 0 || c.BacklogMax < 1):
+	case (c.PayAfter || c.PayAfterAuto) && (c.PayWindow <= 0 || c.BacklogMax < 1):
 		return errors.New("deferred payments need a positive pay window and backlog")
 	case c.RetriesMax < 0 || c.RetriesMax > 1000:
 		return fmt.Errorf("retries %d out of range [0, 1000]", c.RetriesMax)
@@ -166,6 +171,14 @@ func Run(ctx context.Context, cfg Config, m *festival.Model, target Target) (*Re
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("load config: %w", err)
 	}
+	var notes []string
+	if cfg.PayAfterAuto {
+		_, batched := settles(target)
+		cfg.PayAfter = cfg.Profile == ProfileMidnight && !batched
+		if cfg.Profile == ProfileMidnight && batched {
+			notes = append(notes, "payments and cancellations during the run, each placed batch settled in one batch request")
+		}
+	}
 	r := &run{cfg: cfg, m: m, target: target, ledger: newLedger(m)}
 	r.mu.hist = hdrhistogram.New(1, latencyMaxUs, 3)
 	r.mu.second = hdrhistogram.New(1, latencyMaxUs, 3)
@@ -228,6 +241,7 @@ func Run(ctx context.Context, cfg Config, m *festival.Model, target Target) (*Re
 	if cfg.Profile == ProfileFestival {
 		res.Figures = m.Figures(tally)
 	}
+	res.Notes = append(res.Notes, notes...)
 	if payNote != "" {
 		res.Notes = append(res.Notes, payNote)
 	}
@@ -470,7 +484,9 @@ func (r *run) payDeferred(ctx context.Context, pending []*deferred, batch int) s
 		group(done.Load()), secs, group(int64(float64(done.Load())/max(secs, 1e-9))), group(r.skipped.Load()))
 }
 
-// fates pays and cancels the placed orders as their fate says.
+// fates pays and cancels the placed orders as their fate says: with one
+// Settle call on a target that settles in batches, else with a Pay and a
+// Cancel call.
 func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festival.Order, ids []string, totals []int64, errs map[string]int64) {
 	var payIdx, cancelIdx []int
 	for i, o := range orders {
@@ -481,50 +497,103 @@ func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festiv
 			cancelIdx = append(cancelIdx, i)
 		}
 	}
-	if len(payIdx) > 0 {
-		pids := make([]string, len(payIdx))
-		ptot := make([]int64, len(payIdx))
-		for j, i := range payIdx {
-			pids[j], ptot[j] = ids[i], totals[i]
+	if len(payIdx) == 0 && len(cancelIdx) == 0 {
+		return
+	}
+	pids := make([]string, len(payIdx))
+	ptot := make([]int64, len(payIdx))
+	for j, i := range payIdx {
+		pids[j], ptot[j] = ids[i], totals[i]
+	}
+	cids := make([]string, len(cancelIdx))
+	for j, i := range cancelIdx {
+		cids[j] = ids[i]
+	}
+	var payOut, cancelOut []Outcome
+	if st, ok := settles(r.target); ok {
+		n := len(payIdx) + len(cancelIdx)
+		sids := append(append(make([]string, 0, n), pids...), cids...)
+		stot := append(ptot, make([]int64, len(cids))...)
+		cancel := make([]bool, n)
+		for j := len(pids); j < n; j++ {
+			cancel[j] = true
 		}
-		out := make([]Outcome, len(payIdx))
-		r.target.Pay(ctx, pids, ptot, out)
-		for j, i := range payIdx {
-			o := orders[i]
-			if c := out[j].Code; c != "" {
-				errs["pay_"+c]++
-				if c == CodeTransport {
-					r.ledger.Uncertain.Store(true)
-				}
-				r.problem("payment rejected: "+c, out[j].Detail)
-				continue
-			}
-			for _, it := range o.Lines() {
-				r.ledger.Reserved[it.SKU].Add(-int64(it.Qty))
-				r.ledger.Sold[it.SKU].Add(int64(it.Qty))
-			}
-			tally.Paid(r.m, o, totals[i])
+		out := make([]Outcome, n)
+		r.settle(ctx, st, sids, stot, cancel, out, errs)
+		payOut, cancelOut = out[:len(pids)], out[len(pids):]
+	} else {
+		payOut, cancelOut = make([]Outcome, len(payIdx)), make([]Outcome, len(cancelIdx))
+		if len(pids) > 0 {
+			r.target.Pay(ctx, pids, ptot, payOut)
+		}
+		if len(cids) > 0 {
+			r.target.Cancel(ctx, cids, cancelOut)
 		}
 	}
-	if len(cancelIdx) > 0 {
-		cids := make([]string, len(cancelIdx))
-		for j, i := range cancelIdx {
-			cids[j] = ids[i]
+	for j, i := range payIdx {
+		o := orders[i]
+		if c := payOut[j].Code; c != "" {
+			errs["pay_"+c]++
+			if c == CodeTransport {
+				r.ledger.Uncertain.Store(true)
+			}
+			r.problem("payment rejected: "+c, payOut[j].Detail)
+			continue
 		}
-		out := make([]Outcome, len(cancelIdx))
-		r.target.Cancel(ctx, cids, out)
-		for j, i := range cancelIdx {
-			if c := out[j].Code; c != "" {
-				errs["cancel_"+c]++
-				if c == CodeTransport {
-					r.ledger.Uncertain.Store(true)
+		for _, it := range o.Lines() {
+			r.ledger.Reserved[it.SKU].Add(-int64(it.Qty))
+			r.ledger.Sold[it.SKU].Add(int64(it.Qty))
+		}
+		tally.Paid(r.m, o, totals[i])
+	}
+	for j, i := range cancelIdx {
+		if c := cancelOut[j].Code; c != "" {
+			errs["cancel_"+c]++
+			if c == CodeTransport {
+				r.ledger.Uncertain.Store(true)
+			}
+			r.problem("cancellation rejected: "+c, cancelOut[j].Detail)
+			continue
+		}
+		for _, it := range orders[i].Lines() {
+			r.ledger.Reserved[it.SKU].Add(-int64(it.Qty))
+		}
+	}
+}
+
+// settle runs one Settle call and resubmits the actions answered 429
+// (admission control) up to RetriesMax times, backing off as placement does.
+func (r *run) settle(ctx context.Context, st Settler, ids []string, totals []int64, cancel []bool, out []Outcome, errs map[string]int64) {
+	st.Settle(ctx, ids, totals, cancel, out)
+	var idx []int
+	for attempt := 0; attempt < r.cfg.RetriesMax && ctx.Err() == nil; attempt++ {
+		idx = idx[:0]
+		for i := range out {
+			if out[i].Code == CodeOverloaded {
+				idx = append(idx, i)
+				if cancel[i] {
+					errs["cancel_"+CodeOverloaded]++
+				} else {
+					errs["pay_"+CodeOverloaded]++
 				}
-				r.problem("cancellation rejected: "+c, out[j].Detail)
-				continue
 			}
-			for _, it := range orders[i].Lines() {
-				r.ledger.Reserved[it.SKU].Add(-int64(it.Qty))
-			}
+		}
+		if len(idx) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Duration(attempt+1) * time.Millisecond):
+		}
+		rids, rtot, rcan := make([]string, len(idx)), make([]int64, len(idx)), make([]bool, len(idx))
+		for k, i := range idx {
+			rids[k], rtot[k], rcan[k] = ids[i], totals[i], cancel[i]
+		}
+		rout := make([]Outcome, len(idx))
+		st.Settle(ctx, rids, rtot, rcan, rout)
+		for k, i := range idx {
+			out[i] = rout[k]
 		}
 	}
 }

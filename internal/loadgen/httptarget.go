@@ -36,8 +36,9 @@ type HTTPConfig struct {
 	// Batch is the orders per batch request; InFlight the batches (or, for
 	// json, single requests) in flight.
 	Batch, InFlight int
-	// PayParallel is the payment requests in flight per batch: the API pays
-	// one order per request.
+	// PayParallel is the payment requests in flight per batch on the json
+	// transport, which pays one order per request (the batched transports
+	// settle a batch in one POST /v1/orders:settle).
 	PayParallel int
 	// ImportChunkBytes bounds one catalog-import request (the server takes
 	// up to 16 MiB).
@@ -518,8 +519,18 @@ func (t *HTTPTarget) placeBinary(ctx context.Context, m *festival.Model, orders 
 	}
 }
 
-// Pay pays each order with POST /v1/orders/{id}/pay, PayParallel at a time.
+// SettlesInBatches: the batched transports pay and cancel through
+// POST /v1/orders:settle (binary: protobuf; json-batch: JSON), one request
+// per call; json pays one order per request.
+func (t *HTTPTarget) SettlesInBatches() bool { return t.cfg.Transport != TransportJSON }
+
+// Pay pays each order: one settle request on the batched transports, else
+// POST /v1/orders/{id}/pay, PayParallel at a time.
 func (t *HTTPTarget) Pay(ctx context.Context, ids []string, totals []int64, out []Outcome) {
+	if t.SettlesInBatches() {
+		t.Settle(ctx, ids, totals, make([]bool, len(ids)), out)
+		return
+	}
 	t.each(len(ids), func(i int) {
 		body := strconv.AppendInt([]byte(`{"amount":`), totals[i], 10)
 		body = append(body, '}')
@@ -527,11 +538,146 @@ func (t *HTTPTarget) Pay(ctx context.Context, ids []string, totals []int64, out 
 	})
 }
 
-// Cancel cancels each order with POST /v1/orders/{id}/cancel.
+// Cancel cancels each order: one settle request on the batched transports,
+// else POST /v1/orders/{id}/cancel.
 func (t *HTTPTarget) Cancel(ctx context.Context, ids []string, out []Outcome) {
+	if t.SettlesInBatches() {
+		cancel := make([]bool, len(ids))
+		for i := range cancel {
+			cancel[i] = true
+		}
+		t.Settle(ctx, ids, make([]int64, len(ids)), cancel, out)
+		return
+	}
 	t.each(len(ids), func(i int) {
 		out[i] = t.transition(ctx, "/v1/orders/"+ids[i]+"/cancel", nil, "cancelled")
 	})
+}
+
+// settleMax is the most actions of one settle request (the server's limit).
+const settleMax = 10_000
+
+// Settle pays ids[i] with totals[i], or cancels it when cancel[i] is set,
+// with POST /v1/orders:settle: protobuf on the binary transport, JSON on
+// the others; at most settleMax actions a request.
+func (t *HTTPTarget) Settle(ctx context.Context, ids []string, totals []int64, cancel []bool, out []Outcome) {
+	for lo := 0; lo < len(ids); lo += settleMax {
+		hi := min(len(ids), lo+settleMax)
+		if t.cfg.Transport == TransportBinary {
+			t.settleBinary(ctx, ids[lo:hi], totals[lo:hi], cancel[lo:hi], out[lo:hi])
+		} else {
+			t.settleJSON(ctx, ids[lo:hi], totals[lo:hi], cancel[lo:hi], out[lo:hi])
+		}
+	}
+}
+
+// settleScratch is a worker's reusable protobuf settle request and response.
+type settleScratch struct {
+	acts []wire.Settle
+	body []byte
+	resp []byte
+	view wire.SettleResponseView
+}
+
+var settleScratchPool = sync.Pool{New: func() any { return &settleScratch{} }}
+
+func settleWant(cancel bool) string {
+	if cancel {
+		return "cancelled"
+	}
+	return "paid"
+}
+
+func (t *HTTPTarget) settleBinary(ctx context.Context, ids []string, totals []int64, cancel []bool, out []Outcome) {
+	s := settleScratchPool.Get().(*settleScratch)
+	defer settleScratchPool.Put(s)
+	s.acts = s.acts[:0]
+	for i, id := range ids {
+		a := wire.Settle{OrderID: id, Cancel: cancel[i]}
+		if !cancel[i] {
+			a.Amount = totals[i]
+		}
+		s.acts = append(s.acts, a)
+	}
+	s.body = wire.AppendSettleRequest(s.body[:0], s.acts)
+	clear(s.acts)
+	st, resp, err := t.do(ctx, http.MethodPost, "/v1/orders:settle", t.cfg.StorefrontToken, wire.ContentType, s.body, s.resp)
+	s.resp = resp
+	if err != nil {
+		setAll(out, CodeTransport, err.Error())
+		return
+	}
+	if st != http.StatusOK {
+		code, msg := errorCode(st, resp)
+		setAll(out, code, msg)
+		return
+	}
+	err = wire.DecodeSettleResponseView(resp, &s.view)
+	defer clear(s.view.Results)
+	if err != nil || len(s.view.Results) != len(ids) {
+		setAll(out, CodeBadAnswer, fmt.Sprintf("settle of %d: %d results (%v)", len(ids), len(s.view.Results), err))
+		return
+	}
+	for i := range s.view.Results {
+		r := &s.view.Results[i]
+		switch want := settleWant(cancel[i]); {
+		case r.Error != nil:
+			out[i] = Outcome{Code: r.Error.Code, Detail: ids[i] + ": " + r.Error.Message}
+		case string(r.Status) != want || string(r.OrderID) != ids[i]:
+			out[i] = Outcome{Code: CodeBadAnswer, Detail: fmt.Sprintf("settle %s: want %s, got order %q in status %q", ids[i], want, r.OrderID, r.Status)}
+		default:
+			out[i] = Outcome{}
+		}
+	}
+}
+
+func (t *HTTPTarget) settleJSON(ctx context.Context, ids []string, totals []int64, cancel []bool, out []Outcome) {
+	bp := t.bufs.Get().(*[]byte)
+	defer t.bufs.Put(bp)
+	b := append((*bp)[:0], `{"actions":[`...)
+	for i, id := range ids {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"order_id":`...)
+		b = strconv.AppendQuote(b, id)
+		if cancel[i] {
+			b = append(b, `,"action":"cancel"}`...)
+		} else {
+			b = append(b, `,"action":"pay","amount":`...)
+			b = strconv.AppendInt(b, totals[i], 10)
+			b = append(b, '}')
+		}
+	}
+	b = append(b, "]}"...)
+	st, resp, err := t.do(ctx, http.MethodPost, "/v1/orders:settle", t.cfg.StorefrontToken, "application/json", b, nil)
+	*bp = b
+	if err != nil {
+		setAll(out, CodeTransport, err.Error())
+		return
+	}
+	if st != http.StatusOK {
+		code, msg := errorCode(st, resp)
+		setAll(out, code, msg)
+		return
+	}
+	var body struct {
+		Results []batchResultJSON `json:"results"`
+	}
+	if err := json.Unmarshal(resp, &body); err != nil || len(body.Results) != len(ids) {
+		setAll(out, CodeBadAnswer, fmt.Sprintf("settle of %d: %d results (%v)", len(ids), len(body.Results), err))
+		return
+	}
+	for i, r := range body.Results {
+		switch want := settleWant(cancel[i]); {
+		case r.Error != nil:
+			out[i] = Outcome{Code: r.Error.Code, Detail: ids[i] + ": " + r.Error.Message}
+		case r.Order == nil || r.Order.Status != want || r.Order.OrderID != ids[i]:
+			out[i] = Outcome{Code: CodeBadAnswer, Detail: fmt.Sprintf("settle %s: want %s, got %+v", ids[i], want, r.Order)}
+		default:
+			out[i] = Outcome{}
+		}
+	}
 }
 
 func (t *HTTPTarget) transition(ctx context.Context, path string, body []byte, want string) Outcome {

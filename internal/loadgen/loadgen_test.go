@@ -323,3 +323,76 @@ func TestBaselinesDriven(t *testing.T) {
 		}
 	}
 }
+
+// settleTarget is memTarget settling in batches, with the first answer to
+// every action overloaded once so the driver's resubmission is exercised.
+type settleTarget struct {
+	*memTarget
+	calls, retried int
+	seen           map[string]bool
+}
+
+func (t *settleTarget) SettlesInBatches() bool { return true }
+
+func (t *settleTarget) Settle(ctx context.Context, ids []string, totals []int64, cancel []bool, out []Outcome) {
+	t.mu.Lock()
+	t.calls++
+	if t.seen == nil {
+		t.seen = map[string]bool{}
+	}
+	fresh := make([]bool, len(ids))
+	for i, id := range ids {
+		fresh[i] = !t.seen[id]
+		t.seen[id] = true
+	}
+	t.mu.Unlock()
+	for i := range ids {
+		if fresh[i] && i%7 == 0 {
+			out[i] = Outcome{Code: CodeOverloaded}
+			t.mu.Lock()
+			t.retried++
+			t.mu.Unlock()
+			continue
+		}
+		if cancel[i] {
+			t.Cancel(ctx, ids[i:i+1], out[i:i+1])
+		} else {
+			t.Pay(ctx, ids[i:i+1], totals[i:i+1], out[i:i+1])
+		}
+	}
+}
+
+// TestPayAfterAuto: with --pay-after auto, midnight pays during the run on
+// a target that settles in batches (one Settle call per placed batch,
+// overloaded actions resubmitted) and defers payments on one that does not.
+func TestPayAfterAuto(t *testing.T) {
+	m := festivalModel(t)
+	c := quietConfig(ProfileMidnight)
+	c.Rate = 5000
+	c.Duration = time.Second
+	c.PayAfterAuto = true
+	st := &settleTarget{memTarget: &memTarget{}}
+	res, err := RunTarget(context.Background(), c, m, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Audit.OK || res.Paid == 0 || st.calls == 0 || st.retried == 0 {
+		t.Fatalf("settling target: audit %v, %d paid, %d settle calls, %d retried", res.Audit.Problems, res.Paid, st.calls, st.retried)
+	}
+	for _, n := range res.Notes {
+		if strings.Contains(n, "deferred") {
+			t.Fatalf("payments deferred on a settling target: %q", n)
+		}
+	}
+	res, err = RunTarget(context.Background(), c, m, &memTarget{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deferred := false
+	for _, n := range res.Notes {
+		deferred = deferred || strings.Contains(n, "deferred")
+	}
+	if !res.Audit.OK || !deferred {
+		t.Fatalf("per-order target: audit %v, notes %q; want deferred payments", res.Audit.Problems, res.Notes)
+	}
+}

@@ -40,6 +40,27 @@ type Target interface {
 	Close() error
 }
 
+// Settler is a Target that pays and cancels in batches: one call, one
+// request, whatever the mix. The driver then settles each placed batch
+// with one Settle call, and --pay-after auto pays during the run.
+type Settler interface {
+	// Settle pays ids[i] with totals[i], or cancels it when cancel[i] is
+	// set, and writes its outcome to out[i].
+	Settle(ctx context.Context, ids []string, totals []int64, cancel []bool, out []Outcome)
+	// SettlesInBatches reports whether Settle is batched on this target
+	// (for fest: the binary and json-batch transports).
+	SettlesInBatches() bool
+}
+
+// settles reports whether t settles in batches.
+func settles(t Target) (Settler, bool) {
+	s, ok := t.(Settler)
+	if !ok || !s.SettlesInBatches() {
+		return nil, false
+	}
+	return s, true
+}
+
 // Error codes the driver uses besides the API's own.
 const (
 	CodeTransport  = "transport"  // no answer: connection refused, timeout, reset

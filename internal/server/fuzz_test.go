@@ -1,6 +1,8 @@
 package server
 
 import (
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/fest-platform/fest/client/wire"
@@ -76,6 +78,66 @@ func FuzzDecodeBatchProto(f *testing.F) {
 					t.Fatalf("round trip item: %+v vs %+v", a.Items[j], b.Items[j])
 				}
 			}
+		}
+	})
+}
+
+// FuzzDecodeSettle: a settle body, protobuf or JSON, either is rejected
+// whole with one of the contract's codes or gives one entry per action,
+// each an engine pay or cancel or a per-action not_found/invalid_argument
+// naming its action. It never panics.
+func FuzzDecodeSettle(f *testing.F) {
+	f.Add(true, wire.AppendSettleRequest(nil, []wire.Settle{{OrderID: "1", Amount: 59800}, {OrderID: "2", Cancel: true}, {OrderID: "x/y", Cancel: true, Amount: 3}}))
+	f.Add(true, []byte{})
+	f.Add(true, []byte{0x0a, 0xff})
+	f.Add(true, []byte{0x0a, 0x02, 0x20, 0x01})
+	f.Add(false, []byte(`{"actions":[{"order_id":"1","action":"pay","amount":59800},{"order_id":"2","action":"cancel"}]}`))
+	f.Add(false, []byte(`{"actions":[{"order_id":"1","action":"cancel","amount":1},{"order_id":"1","action":"refund","x":1}]}`))
+	f.Add(false, []byte(`{"actions":[]}`))
+	f.Fuzz(func(t *testing.T, proto bool, body []byte) {
+		s := &Server{cfg: Config{BatchOrdersMax: 50}}
+		var entries []settleEntry
+		var batch *engine.Batch
+		var aerr *apiError
+		if proto {
+			var done func()
+			entries, batch, done, aerr = s.decodeProtoSettle(body)
+			if done != nil {
+				defer done()
+			}
+		} else {
+			entries, batch, aerr = s.decodeJSONSettle(body)
+		}
+		if aerr != nil {
+			switch aerr.Code {
+			case "invalid_argument", "invalid_protobuf", "invalid_json":
+			default:
+				t.Fatalf("request error %+v", aerr)
+			}
+			return
+		}
+		if len(entries) < 1 || len(entries) > 50 {
+			t.Fatalf("%d actions accepted", len(entries))
+		}
+		n := 0
+		for i, e := range entries {
+			if e.err != nil {
+				if e.err.Code != "invalid_argument" && e.err.Code != "not_found" || !strings.HasPrefix(e.err.Field, "actions["+strconv.Itoa(i)+"].") {
+					t.Fatalf("action %d error %+v", i, e.err)
+				}
+				continue
+			}
+			if e.req != n {
+				t.Fatalf("action %d at request %d, want %d", i, e.req, n)
+			}
+			n++
+			cmd := batch.Requests[e.req].Command
+			if cmd.Kind != engine.KindPay && cmd.Kind != engine.KindCancel || cmd.Kind == engine.KindCancel && cmd.Amount != 0 || cmd.Amount < 0 || cmd.OrderID.String() == "" {
+				t.Fatalf("action %d command %+v", i, cmd)
+			}
+		}
+		if n != len(batch.Requests) {
+			t.Fatalf("%d requests for %d valid actions", len(batch.Requests), n)
 		}
 	})
 }

@@ -24,6 +24,7 @@ type metrics struct {
 	rejectedBy   [16]prometheus.Counter // by engine.Code
 	gatewayBatch prometheus.Histogram
 	orderBatch   prometheus.Histogram
+	settleBatch  prometheus.Histogram
 	fsync        prometheus.Histogram
 }
 
@@ -39,6 +40,7 @@ func newMetrics(s *Server) *metrics {
 	}
 	m.gatewayBatch = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fest_gateway_batch_size", Help: "Single orders and payments coalesced into one engine batch.", Buckets: prometheus.ExponentialBuckets(1, 2, 10)})
 	m.orderBatch = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fest_order_batch_request_size", Help: "Orders per POST /v1/orders:batch request.", Buckets: prometheus.ExponentialBuckets(1, 4, 8)})
+	m.settleBatch = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fest_settle_batch_request_size", Help: "Pay and cancel actions per POST /v1/orders:settle request.", Buckets: prometheus.ExponentialBuckets(1, 4, 8)})
 	m.fsync = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fest_journal_fsync_seconds", Help: "Journal fsync latency.", Buckets: prometheus.ExponentialBuckets(25e-6, 2, 14)})
 	f(m.placed)
 	f(m.paid)
@@ -46,6 +48,7 @@ func newMetrics(s *Server) *metrics {
 	f(m.rejectedVec)
 	f(m.gatewayBatch)
 	f(m.orderBatch)
+	f(m.settleBatch)
 	f(m.fsync)
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

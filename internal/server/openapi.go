@@ -117,6 +117,17 @@ func buildOpenAPI() obj {
 				"application/x-protobuf": obj{"schema": obj{"type": "string", "contentMediaType": "application/x-protobuf", "description": "fest.v1.OrderBatchRequest"}},
 			}},
 			common(obj{"200": resp("one result per order, in input order", props(nil, obj{"results": obj{"type": "array", "items": props(nil, obj{"order": ref("Order"), "error": obj{"type": "object"}, "replayed": boolean})}}))}))},
+		"/v1/orders:settle": obj{"post": op("Pay and cancel up to 10,000 orders in one request; JSON or application/x-protobuf (see docs/api.md)", storefront, nil,
+			obj{"required": true, "content": obj{
+				"application/json": obj{"schema": props([]string{"actions"}, obj{"actions": obj{"type": "array", "minItems": 1, "maxItems": 10000, "items": props([]string{"order_id", "action"}, obj{
+					"order_id": str, "action": obj{"type": "string", "enum": []string{"pay", "cancel"}},
+					"amount": obj{"type": "integer", "format": "int64", "description": "pay: required, the order's total (fen); cancel: must be absent"}})}})},
+				"application/x-protobuf": obj{"schema": obj{"type": "string", "contentMediaType": "application/x-protobuf", "description": "fest.v1.SettleBatchRequest"}},
+			}},
+			common(obj{"200": resp("one result per action, in input order; per-action errors: not_found, invalid_state, payment_mismatch, invalid_argument, overloaded",
+				props(nil, obj{"results": obj{"type": "array", "items": props(nil, obj{
+					"order": props(nil, obj{"order_id": str, "status": obj{"type": "string", "enum": []string{"paid", "cancelled"}}, "total": integer, "paid_at": rfc3339, "cancelled_at": rfc3339}),
+					"error": obj{"type": "object"}})}}))}))},
 		"/v1/orders/{order_id}": obj{"get": op("An order with its current status", storefront, []obj{pathParam("order_id")}, nil, obj{"200": resp("the order", ref("Order")), "404": errResp("not_found")})},
 		"/v1/orders/{order_id}/pay": obj{"post": op("Pay an order with its total", storefront, []obj{pathParam("order_id")}, jsonBody(props([]string{"amount"}, obj{"amount": integer})),
 			common(obj{"200": resp("the paid order", ref("Order")), "404": errResp("not_found"), "409": errResp("invalid_state: cancelled or expired")}))},

@@ -146,6 +146,7 @@ func (s *Server) routes() {
 
 	m.HandleFunc("POST /v1/orders", s.api(s.handlePlaceOrder, store))
 	m.HandleFunc("POST /v1/orders:batch", s.api(s.handleOrderBatch, store))
+	m.HandleFunc("POST /v1/orders:settle", s.api(s.handleSettle, store))
 	m.HandleFunc("GET /v1/orders/{order_id}", s.api(s.handleGetOrder, store))
 	m.HandleFunc("POST /v1/orders/{order_id}/pay", s.api(s.handlePay, store))
 	m.HandleFunc("POST /v1/orders/{order_id}/cancel", s.api(s.handleCancel, store))

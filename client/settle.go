@@ -1,0 +1,167 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/fest-platform/fest/client/wire"
+)
+
+// Settled is the answer of SettlePay and SettleCancel: the order's new
+// status and, when this call changed it, its total and the time of the
+// change. Paying an order already paid (or cancelling one already
+// cancelled) succeeds with the status alone (Total 0, ChangedAt zero).
+type Settled struct {
+	OrderID   string
+	Status    string // paid or cancelled
+	Total     int64  // fen; set when this call changed the order
+	ChangedAt time.Time
+}
+
+// settleCall is one SettlePay or SettleCancel waiting for its batch.
+type settleCall struct {
+	act  wire.Settle
+	res  Settled
+	err  error
+	done chan struct{} // capacity 1
+}
+
+// SettlePay pays an order with its total (fen). Concurrent SettlePay and
+// SettleCancel calls share protobuf POST /v1/orders:settle requests; the
+// answer is the order's status, not the full order (Pay returns that).
+// Failures are *Error: not_found, invalid_state, payment_mismatch,
+// overloaded...
+func (c *Client) SettlePay(ctx context.Context, orderID string, amount int64) (Settled, error) {
+	return c.settleOne(ctx, wire.Settle{OrderID: orderID, Amount: amount})
+}
+
+// SettleCancel cancels a pending order, batched like SettlePay.
+func (c *Client) SettleCancel(ctx context.Context, orderID string) (Settled, error) {
+	return c.settleOne(ctx, wire.Settle{OrderID: orderID, Cancel: true})
+}
+
+func (c *Client) settleOne(ctx context.Context, act wire.Settle) (Settled, error) {
+	cl := c.scalls.Get().(*settleCall)
+	cl.act = act
+	ctxDone := ctx.Done()
+	c.mu.RLock()
+	if c.closed {
+		c.mu.RUnlock()
+		return Settled{}, ErrClosed
+	}
+	if ctxDone == nil {
+		c.settle <- cl
+	} else {
+		select {
+		case c.settle <- cl:
+		case <-ctxDone:
+			c.mu.RUnlock()
+			return Settled{}, ctx.Err()
+		}
+	}
+	c.mu.RUnlock()
+	if ctxDone == nil {
+		<-cl.done
+	} else {
+		select {
+		case <-cl.done:
+		case <-ctxDone:
+			// The call stays with its sender; it is not returned to the pool.
+			return Settled{}, ctx.Err()
+		}
+	}
+	res, err := cl.res, cl.err
+	*cl = settleCall{done: cl.done}
+	c.scalls.Put(cl)
+	return res, err
+}
+
+// settleState is one settle sender's reusable buffers.
+type settleState struct {
+	calls []*settleCall
+	body  []byte
+	resp  bytes.Buffer
+	view  wire.SettleResponseView
+	one   [1]wire.Settle
+}
+
+// settleSender sends settle batches until Close.
+func (c *Client) settleSender() {
+	defer c.wg.Done()
+	st := &settleState{calls: make([]*settleCall, 0, c.cfg.BatchMax)}
+	for first := range c.settle {
+		st.calls = append(st.calls[:0], first)
+	fill:
+		for len(st.calls) < c.cfg.BatchMax {
+			select {
+			case cl, ok := <-c.settle:
+				if !ok {
+					break fill
+				}
+				st.calls = append(st.calls, cl)
+			default:
+				break fill
+			}
+		}
+		st.body = st.body[:0]
+		for _, cl := range st.calls {
+			st.one[0] = cl.act
+			st.body = wire.AppendSettleRequest(st.body, st.one[:])
+		}
+		st.one[0] = wire.Settle{}
+		err := c.sendSettle(st)
+		if err == nil && len(st.view.Results) != len(st.calls) {
+			err = fmt.Errorf("fest: settle answered %d results for %d actions", len(st.view.Results), len(st.calls))
+		}
+		for i, cl := range st.calls {
+			switch {
+			case err != nil:
+				cl.err = err
+			case st.view.Results[i].Error != nil:
+				e := st.view.Results[i].Error
+				cl.err = &Error{Status: statusOf(e.Code), Code: e.Code, Message: e.Message, Field: e.Field, SKUID: e.SKUID, Available: e.Available, RetryAfter: retryAfterOf(e.Code)}
+			default:
+				r := &st.view.Results[i]
+				cl.res = Settled{OrderID: same(r.OrderID, cl.act.OrderID), Status: statusString(r.Status), Total: r.Total}
+				if r.ChangedAtUnixNanos != 0 {
+					cl.res.ChangedAt = time.Unix(0, r.ChangedAtUnixNanos).UTC()
+				}
+			}
+			cl.done <- struct{}{}
+		}
+		clear(st.calls)
+	}
+}
+
+// sendSettle posts st.body to POST /v1/orders:settle and decodes the answer
+// into st.view, whose views point into st.resp.
+func (c *Client) sendSettle(st *settleState) error {
+	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/orders:settle", bytes.NewReader(st.body))
+	if err != nil {
+		return fmt.Errorf("fest: build settle request: %w", err)
+	}
+	req.Header["Content-Type"] = protoContentType
+	req.Header["Accept"] = protoContentType
+	req.Header["Authorization"] = c.auth
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("fest: send settle: %w", err)
+	}
+	defer resp.Body.Close()
+	st.resp.Reset()
+	if _, err := st.resp.ReadFrom(resp.Body); err != nil {
+		return fmt.Errorf("fest: read settle response: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return decodeError(resp, st.resp.Bytes())
+	}
+	if err := wire.DecodeSettleResponseView(st.resp.Bytes(), &st.view); err != nil {
+		return fmt.Errorf("fest: decode settle response: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,333 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"sync"
+
+	"github.com/fest-platform/fest/client/wire"
+	"github.com/fest-platform/fest/internal/engine"
+)
+
+// POST /v1/orders:settle pays and cancels up to BatchOrdersMax orders in
+// one request and one engine batch. It answers from the engine's results
+// alone (status, total, time of the change) and never waits for the order
+// store: the full order is GET /v1/orders/{id}.
+
+// settleActionJSON is one action of the JSON body.
+type settleActionJSON struct {
+	OrderID string `json:"order_id"`
+	Action  string `json:"action"`
+	Amount  *int64 `json:"amount"`
+}
+
+type settleJSON struct {
+	Actions []settleActionJSON `json:"actions"`
+}
+
+// settleEntry is one action on its way through the engine.
+type settleEntry struct {
+	id  string    // the order id as given
+	err *apiError // rejected at the edge
+	req int       // index in the engine batch, -1 when err is set
+}
+
+func actionPath(idx int, name string) string {
+	return "actions[" + strconv.Itoa(idx) + "]." + name
+}
+
+// settleCommand validates one action and returns its engine command.
+// amount is nil when the action has none.
+func settleCommand(idx int, id, action string, amount *int64) (engine.Command, *apiError) {
+	var kind engine.Kind
+	switch action {
+	case "pay":
+		kind = engine.KindPay
+		if amount == nil {
+			return engine.Command{}, errInvalidArgument(actionPath(idx, "amount"), actionPath(idx, "amount")+": amount is required to pay")
+		}
+		if *amount < 0 || *amount > amountMax {
+			return engine.Command{}, errInvalidArgument(actionPath(idx, "amount"), actionPath(idx, "amount")+": amount out of range")
+		}
+	case "cancel":
+		kind = engine.KindCancel
+		if amount != nil {
+			return engine.Command{}, errInvalidArgument(actionPath(idx, "amount"), actionPath(idx, "amount")+": a cancel takes no amount")
+		}
+	case "":
+		return engine.Command{}, errInvalidArgument(actionPath(idx, "action"), actionPath(idx, "action")+": action is required (pay or cancel)")
+	default:
+		return engine.Command{}, errInvalidArgument(actionPath(idx, "action"), actionPath(idx, "action")+": action must be pay or cancel")
+	}
+	oid, err := engine.ParseOrderID(id)
+	if err != nil {
+		return engine.Command{}, errNotFound(actionPath(idx, "order_id"), "no order "+strconv.Quote(id))
+	}
+	cmd := engine.Command{Kind: kind, OrderID: oid}
+	if amount != nil {
+		cmd.Amount = *amount
+	}
+	return cmd, nil
+}
+
+func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request, be *backend) {
+	proto := isProtobuf(r)
+	bp, aerr := s.readBody(r, s.cfg.BatchBodyBytesMax)
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	defer s.putBuf(bp)
+	var entries []settleEntry
+	var batch *engine.Batch
+	if proto {
+		var done func()
+		entries, batch, done, aerr = s.decodeProtoSettle(*bp)
+		if done != nil {
+			defer done()
+		}
+	} else {
+		entries, batch, aerr = s.decodeJSONSettle(*bp)
+	}
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	s.metrics.settleBatch.Observe(float64(len(entries)))
+	if len(batch.Requests) > 0 {
+		be.eng.Submit(batch)
+		<-batch.Done()
+	}
+	out := (*bp)[:0]
+	if proto {
+		out = s.appendProtoSettle(out, entries, batch)
+		w.Header().Set("Content-Type", wire.ContentType)
+	} else {
+		out = s.appendJSONSettle(out, entries, batch)
+		w.Header()["Content-Type"] = jsonContentType
+	}
+	w.WriteHeader(http.StatusOK)
+	w.Write(out)
+	*bp = out
+}
+
+func (s *Server) decodeJSONSettle(body []byte) ([]settleEntry, *engine.Batch, *apiError) {
+	var req settleJSON
+	if aerr := decodeStrict(body, &req); aerr != nil {
+		return nil, nil, locateSettleError(body, aerr)
+	}
+	if err := s.checkActions(len(req.Actions)); err != nil {
+		return nil, nil, err
+	}
+	entries := make([]settleEntry, len(req.Actions))
+	batch := engine.NewBatch(len(req.Actions))
+	for i := range req.Actions {
+		a := &req.Actions[i]
+		entries[i].id = a.OrderID
+		cmd, aerr := settleCommand(i, a.OrderID, a.Action, a.Amount)
+		if aerr != nil {
+			entries[i].err, entries[i].req = aerr, -1
+			continue
+		}
+		entries[i].req = len(batch.Requests)
+		batch.Add(cmd)
+	}
+	return entries, batch, nil
+}
+
+func (s *Server) checkActions(n int) *apiError {
+	if n == 0 {
+		return errInvalidArgument("actions", "actions: 1 to "+strconv.Itoa(s.cfg.BatchOrdersMax)+" actions are required")
+	}
+	if n > s.cfg.BatchOrdersMax {
+		return errInvalidArgument("actions", "actions: at most "+strconv.Itoa(s.cfg.BatchOrdersMax)+" actions per request")
+	}
+	return nil
+}
+
+// locateSettleError names the action of a field error: encoding/json
+// reports an unknown field without its path and a wrong type without the
+// index, so on that (rare) path the actions are decoded one by one.
+func locateSettleError(body []byte, aerr *apiError) *apiError {
+	if aerr.Code != "invalid_argument" {
+		return aerr
+	}
+	var raw struct {
+		Actions []json.RawMessage `json:"actions"`
+	}
+	if json.Unmarshal(body, &raw) != nil {
+		return aerr
+	}
+	for i, a := range raw.Actions {
+		var one settleActionJSON
+		if e := decodeStrict(a, &one); e != nil {
+			at := "actions[" + strconv.Itoa(i) + "]"
+			if e.Field == "body" {
+				return errInvalidArgument(at, at+" must be an object")
+			}
+			return prefixField(e, at+".")
+		}
+	}
+	return aerr
+}
+
+// settleScratch is the reusable state of decoding one protobuf settle body.
+type settleScratch struct {
+	view wire.SettleRequestView
+}
+
+var settleScratchPool = sync.Pool{New: func() any { return new(settleScratch) }}
+
+// decodeProtoSettle decodes a binary settle batch straight into engine
+// commands. The body is copied into one string and every order id is a
+// substring of it (ids are only kept for error answers).
+func (s *Server) decodeProtoSettle(body []byte) (entries []settleEntry, batch *engine.Batch, done func(), aerr *apiError) {
+	ps := settleScratchPool.Get().(*settleScratch)
+	done = func() {
+		if cap(ps.view.Actions) > 2*defaultBatchOrdersMax {
+			ps.view = wire.SettleRequestView{}
+		}
+		clear(ps.view.Actions)
+		ps.view.Actions = ps.view.Actions[:0]
+		settleScratchPool.Put(ps)
+	}
+	err := wire.DecodeSettleRequestView(body, &ps.view, s.cfg.BatchOrdersMax)
+	var fe *wire.FieldError
+	switch {
+	case errors.As(err, &fe):
+		done()
+		return nil, nil, nil, errInvalidArgument(fe.Field, fe.Error())
+	case err != nil:
+		done()
+		return nil, nil, nil, &apiError{Status: http.StatusBadRequest, Code: "invalid_protobuf", Message: err.Error()}
+	}
+	if aerr := s.checkActions(len(ps.view.Actions)); aerr != nil {
+		done()
+		return nil, nil, nil, aerr
+	}
+	all := string(body)
+	str := func(v []byte) string {
+		if len(v) == 0 {
+			return ""
+		}
+		off := cap(body) - cap(v) // v is a subslice of body
+		return all[off : off+len(v)]
+	}
+	acts := ps.view.Actions
+	entries = make([]settleEntry, len(acts))
+	batch = engine.NewBatch(len(acts))
+	for i := range acts {
+		a := &acts[i]
+		id := str(a.OrderID)
+		entries[i].id = id
+		action, amount := "pay", &a.Amount
+		if a.Cancel {
+			action = "cancel"
+			if a.Amount == 0 {
+				amount = nil
+			}
+		}
+		cmd, aerr := settleCommand(i, id, action, amount)
+		if aerr != nil {
+			entries[i].err, entries[i].req = aerr, -1
+			continue
+		}
+		entries[i].req = len(batch.Requests)
+		batch.Add(cmd)
+	}
+	return entries, batch, done, nil
+}
+
+// settleResult returns the engine's answer to entry i, or its error, and
+// counts paid and cancelled orders.
+func (s *Server) settleResult(idx int, e *settleEntry, batch *engine.Batch) (*engine.Request, *apiError) {
+	if e.err != nil {
+		return nil, e.err
+	}
+	req := &batch.Requests[e.req]
+	res := &req.Result
+	if !res.OK() {
+		aerr := resultError(res)
+		if aerr.Field != "" {
+			aerr.Field = actionPath(idx, aerr.Field)
+			if res.Code == engine.CodeNotFound || res.Code == engine.CodeInvalidArgument {
+				aerr.Message = codeStatus[res.Code].msg + ": " + aerr.Field
+			}
+		}
+		return nil, aerr
+	}
+	if res.ChangedAt != 0 {
+		if req.Command.Kind == engine.KindPay {
+			s.metrics.paid.Inc()
+		} else {
+			s.metrics.cancelled.Inc()
+		}
+	}
+	return req, nil
+}
+
+func (s *Server) appendJSONSettle(b []byte, entries []settleEntry, batch *engine.Batch) []byte {
+	b = append(b, `{"results":[`...)
+	for i := range entries {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		req, aerr := s.settleResult(i, &entries[i], batch)
+		if aerr != nil {
+			b = append(b, `{"error":`...)
+			b = appendError(b, aerr)
+			b = append(b, '}')
+			continue
+		}
+		res := &req.Result
+		b = append(b, `{"order":{"order_id":"`...)
+		b = req.Command.OrderID.AppendText(b)
+		b = append(b, `","status":"`...)
+		b = append(b, res.Status.String()...)
+		b = append(b, '"')
+		if res.Total != 0 {
+			b = append(b, `,"total":`...)
+			b = strconv.AppendInt(b, res.Total, 10)
+		}
+		if res.ChangedAt != 0 {
+			switch res.Status {
+			case engine.StatusPaid:
+				b = append(b, `,"paid_at":`...)
+			case engine.StatusCancelled:
+				b = append(b, `,"cancelled_at":`...)
+			default:
+				b = append(b, `,"expired_at":`...)
+			}
+			b = appendTime(b, res.ChangedAt)
+		}
+		b = append(b, "}}"...)
+	}
+	return append(b, "]}\n"...)
+}
+
+func (s *Server) appendProtoSettle(b []byte, entries []settleEntry, batch *engine.Batch) []byte {
+	var idBuf [16]byte
+	var we wire.Error
+	for i := range entries {
+		e := &entries[i]
+		req, aerr := s.settleResult(i, e, batch)
+		if aerr != nil {
+			we = wire.Error{Code: aerr.Code, Message: aerr.Message, Field: aerr.Field, SKUID: aerr.SKUID, Available: aerr.Available}
+			b = wire.AppendSettleResult(b, &wire.SettleResult{OrderID: e.id, Error: &we})
+			continue
+		}
+		res := &req.Result
+		// The canonical id is the one given unless it had leading zeros:
+		// the comparison allocates nothing.
+		id := e.id
+		if canon := req.Command.OrderID.AppendText(idBuf[:0]); string(canon) != id {
+			id = string(canon)
+		}
+		b = wire.AppendSettleResult(b, &wire.SettleResult{
+			OrderID: id, Status: res.Status.String(), Total: res.Total, ChangedAtUnixNanos: res.ChangedAt,
+		})
+	}
+	return b
+}

@@ -165,8 +165,15 @@ func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
-	if s.be.Load() == nil {
+	be := s.be.Load()
+	if be == nil {
 		s.writeError(w, errNotReady)
+		return
+	}
+	if err := be.eng.Err(); err != nil {
+		// The journal failed and the engine stopped (fail-stop): take this
+		// node out of rotation until it is restarted and recovers.
+		s.writeError(w, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "engine stopped: " + err.Error()})
 		return
 	}
 	writeJSON(w, http.StatusOK, []byte(`{"status":"ready"}`+"\n"))

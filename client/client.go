@@ -205,6 +205,19 @@ func (c *Client) Close() error {
 func (c *Client) PlaceOrder(ctx context.Context, req OrderRequest) (Order, error) {
 	cl := c.calls.Get().(*call)
 	cl.req = &req
+	if err := handOff(ctx, c, c.in, cl, cl.done); err != nil {
+		return Order{}, err
+	}
+	o, err := cl.order, cl.err
+	*cl = call{done: cl.done}
+	c.calls.Put(cl)
+	return o, err
+}
+
+// handOff gives a call to the senders on ch and waits until it is done or
+// ctx ends. A call abandoned to ctx stays with its sender and must not be
+// reused; the caller simply drops it.
+func handOff[T any](ctx context.Context, c *Client, ch chan<- T, cl T, done <-chan struct{}) error {
 	// A context that can never end (Background, TODO) needs no select:
 	// plain channel operations are markedly cheaper at thousands of calls
 	// per millisecond.
@@ -212,33 +225,29 @@ func (c *Client) PlaceOrder(ctx context.Context, req OrderRequest) (Order, error
 	c.mu.RLock()
 	if c.closed {
 		c.mu.RUnlock()
-		return Order{}, ErrClosed
+		return ErrClosed
 	}
 	if ctxDone == nil {
-		c.in <- cl
+		ch <- cl
 	} else {
 		select {
-		case c.in <- cl:
+		case ch <- cl:
 		case <-ctxDone:
 			c.mu.RUnlock()
-			return Order{}, ctx.Err()
+			return ctx.Err()
 		}
 	}
 	c.mu.RUnlock()
 	if ctxDone == nil {
-		<-cl.done
-	} else {
-		select {
-		case <-cl.done:
-		case <-ctxDone:
-			// The call stays with its sender; it is not returned to the pool.
-			return Order{}, ctx.Err()
-		}
+		<-done
+		return nil
 	}
-	o, err := cl.order, cl.err
-	*cl = call{done: cl.done}
-	c.calls.Put(cl)
-	return o, err
+	select {
+	case <-done:
+		return nil
+	case <-ctxDone:
+		return ctx.Err()
+	}
 }
 
 // batchState is one sender's reusable buffers.

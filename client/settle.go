@@ -46,32 +46,8 @@ func (c *Client) SettleCancel(ctx context.Context, orderID string) (Settled, err
 func (c *Client) settleOne(ctx context.Context, act wire.Settle) (Settled, error) {
 	cl := c.scalls.Get().(*settleCall)
 	cl.act = act
-	ctxDone := ctx.Done()
-	c.mu.RLock()
-	if c.closed {
-		c.mu.RUnlock()
-		return Settled{}, ErrClosed
-	}
-	if ctxDone == nil {
-		c.settle <- cl
-	} else {
-		select {
-		case c.settle <- cl:
-		case <-ctxDone:
-			c.mu.RUnlock()
-			return Settled{}, ctx.Err()
-		}
-	}
-	c.mu.RUnlock()
-	if ctxDone == nil {
-		<-cl.done
-	} else {
-		select {
-		case <-cl.done:
-		case <-ctxDone:
-			// The call stays with its sender; it is not returned to the pool.
-			return Settled{}, ctx.Err()
-		}
+	if err := handOff(ctx, c, c.settle, cl, cl.done); err != nil {
+		return Settled{}, err
 	}
 	res, err := cl.res, cl.err
 	*cl = settleCall{done: cl.done}

@@ -67,6 +67,12 @@ func decodeStrict(body []byte, v any) *apiError {
 	if _, err := dec.Token(); err != io.EOF {
 		return errInvalidJSON("unexpected data after the JSON value")
 	}
+	if field, dup := exactKeys(body, reflect.TypeOf(v)); field != "" {
+		if dup {
+			return errInvalidArgument(field, "field "+strconv.Quote(field)+" given twice")
+		}
+		return errInvalidArgument(field, "unknown field "+strconv.Quote(field))
+	}
 	return nil
 }
 

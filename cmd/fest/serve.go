@@ -20,7 +20,6 @@ import (
 
 	"github.com/fest-platform/fest/internal/analytics"
 	"github.com/fest-platform/fest/internal/engine"
-	"github.com/fest-platform/fest/internal/journal"
 	"github.com/fest-platform/fest/internal/orderstore"
 	"github.com/fest-platform/fest/internal/server"
 )
@@ -179,29 +178,19 @@ func (rs *runningServer) open() error {
 	if err != nil {
 		return fmt.Errorf("open order store: %w", err)
 	}
-	// The journal is opened here rather than by the engine so its fsyncs
-	// feed the latency histogram of /metrics.
-	j, err := journal.Open(journal.Config{
-		Dir:    filepath.Join(rs.opts.Data, "journal"),
-		Logger: rs.log,
-		Fsync: func(f *os.File) error {
+	eng, err := engine.Open(engine.Config{
+		Dir:            rs.opts.Data,
+		Partitions:     rs.opts.Partitions,
+		PaymentTimeout: rs.opts.PaymentTimeout,
+		// The fsyncs feed the latency histogram of /metrics.
+		JournalFsync: func(f *os.File) error {
 			t := time.Now()
 			err := f.Sync()
 			rs.srv.ObserveFsync(time.Since(t))
 			return err
 		},
-	})
-	if err != nil {
-		store.Close()
-		return fmt.Errorf("open journal: %w", err)
-	}
-	eng, err := engine.Open(engine.Config{
-		Dir:            rs.opts.Data,
-		Partitions:     rs.opts.Partitions,
-		PaymentTimeout: rs.opts.PaymentTimeout,
-		Journal:        j,
-		RetainFrom:     store.DurableCheckpoint,
-		Logger:         rs.log,
+		RetainFrom: store.DurableCheckpoint,
+		Logger:     rs.log,
 	})
 	if err != nil {
 		store.Close()

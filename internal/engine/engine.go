@@ -25,6 +25,7 @@ type Engine struct {
 	journal   journal.Journal
 	snapshots *journal.Snapshots
 	workers   []*worker
+	lock      *os.File // the data directory's lock, held until Close
 
 	mu struct {
 		sync.RWMutex
@@ -72,10 +73,22 @@ func Open(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	cfg.Partitions = partitions
+	var lock *os.File
+	if cfg.Dir != "" {
+		if lock, err = lockDir(cfg.Dir); err != nil {
+			return nil, err
+		}
+	}
 	if cfg.Workers > cfg.Partitions {
 		cfg.Workers = cfg.Partitions
 	}
-	e := &Engine{cfg: cfg}
+	e := &Engine{cfg: cfg, lock: lock}
+	ok := false
+	defer func() {
+		if !ok && lock != nil {
+			lock.Close()
+		}
+	}()
 	e.core = newCore(cfg.Partitions, int64(cfg.PaymentTimeout), int64(cfg.IdempotencyWindow), cfg.IdempotencyKeysMax)
 
 	e.journal = cfg.Journal
@@ -115,6 +128,7 @@ func Open(cfg Config) (*Engine, error) {
 			w.run()
 		}()
 	}
+	ok = true
 	return e, nil
 }
 
@@ -445,6 +459,9 @@ func (e *Engine) Close() error {
 	}
 	if err := e.journal.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close journal: %w", err))
+	}
+	if e.lock != nil {
+		e.lock.Close() // releases the directory lock
 	}
 	return errors.Join(errs...)
 }

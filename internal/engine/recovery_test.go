@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -183,4 +184,26 @@ func TestExpiryReleasesStock(t *testing.T) {
 	if g := e.Do(ctx, Command{Kind: KindGetOrder, OrderID: r.OrderID}); g.Status != StatusExpired {
 		t.Fatalf("status %v", g.Status)
 	}
+}
+
+// TestDirectoryLocked checks that a second engine cannot open a data
+// directory in use, and can once the first is closed.
+func TestDirectoryLocked(t *testing.T) {
+	dir := t.TempDir()
+	cfg := Config{Dir: dir, Partitions: 2, NoSync: true, Logger: quiet}
+	e, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(cfg); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second open: %v, want ErrLocked", err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	e, err = Open(cfg)
+	if err != nil {
+		t.Fatalf("open after close: %v", err)
+	}
+	e.Close()
 }

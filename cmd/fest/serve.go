@@ -21,6 +21,7 @@ import (
 	"github.com/fest-platform/fest/internal/analytics"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/orderstore"
+	"github.com/fest-platform/fest/internal/projection"
 	"github.com/fest-platform/fest/internal/server"
 )
 
@@ -108,10 +109,7 @@ type runningServer struct {
 	store     *orderstore.Store
 	analytics *analytics.Analytics
 
-	// The projections share one follower of the journal, so each record
-	// is read and decoded once for all of them.
-	stopProjections context.CancelFunc
-	projectionsDone chan struct{}
+	projections *projection.Runner
 }
 
 // startServer listens at once (so /healthz and /readyz answer during
@@ -178,6 +176,16 @@ func (rs *runningServer) open() error {
 	if err != nil {
 		return fmt.Errorf("open order store: %w", err)
 	}
+	gmv, err := analytics.New(analytics.Config{Logger: rs.log})
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("open analytics: %w", err)
+	}
+	proj, err := projection.New(projection.Config{Dir: filepath.Join(rs.opts.Data, "projections"), Logger: rs.log}, store, gmv)
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("open projections: %w", err)
+	}
 	eng, err := engine.Open(engine.Config{
 		Dir:            rs.opts.Data,
 		Partitions:     rs.opts.Partitions,
@@ -189,23 +197,25 @@ func (rs *runningServer) open() error {
 			rs.srv.ObserveFsync(time.Since(t))
 			return err
 		},
-		RetainFrom: store.DurableCheckpoint,
+		RetainFrom: proj.Retain,
 		Logger:     rs.log,
 	})
 	if err != nil {
 		store.Close()
 		return fmt.Errorf("open engine: %w", err)
 	}
-	gmv, err := analytics.New(analytics.Config{Logger: rs.log})
+	// The projections resume from their snapshot, under the data
+	// directory's lock, which engine.Open took.
+	from, err := proj.Load()
 	if err != nil {
 		store.Close()
 		eng.Close()
-		return fmt.Errorf("open analytics: %w", err)
+		return err
 	}
 	store.Attach(eng)
 	gmv.Attach(eng)
-	rs.followProjections(eng, store, gmv)
-	rs.eng, rs.store, rs.analytics = eng, store, gmv
+	proj.Start(eng, from)
+	rs.eng, rs.store, rs.analytics, rs.projections = eng, store, gmv, proj
 	rs.srv.Attach(eng, store)
 	rs.srv.AttachAnalytics(gmv)
 	fmt.Fprintf(rs.stdout, "fest serve: ready in %v (%d partitions, %d SKUs, journal at byte %d)\n",
@@ -249,9 +259,8 @@ func (rs *runningServer) shutdown(cause error) error {
 		}
 	}
 	rs.srv.Detach()
-	if rs.stopProjections != nil {
-		rs.stopProjections()
-		<-rs.projectionsDone
+	if rs.projections != nil {
+		rs.projections.Close()
 	}
 	if rs.analytics != nil {
 		rs.analytics.Close()
@@ -310,28 +319,4 @@ func displayAddr(a net.Addr) string {
 		return net.JoinHostPort("localhost", strconv.Itoa(tcp.Port))
 	}
 	return tcp.String()
-}
-
-// followProjections feeds the order store and the GMV projection from one
-// reading of the journal, from its start, until shutdown.
-func (rs *runningServer) followProjections(eng *engine.Engine, store *orderstore.Store, gmv *analytics.Analytics) {
-	ctx, cancel := context.WithCancel(context.Background())
-	rs.stopProjections, rs.projectionsDone = cancel, make(chan struct{})
-	go func() {
-		defer close(rs.projectionsDone)
-		err := eng.Follow(ctx, 0, func(ev *engine.Event) error {
-			if err := store.Apply(ev); err != nil {
-				return fmt.Errorf("order store: %w", err)
-			}
-			if err := gmv.Apply(ev); err != nil {
-				return fmt.Errorf("analytics: %w", err)
-			}
-			return nil
-		})
-		store.FollowStopped()
-		if ctx.Err() == nil {
-			// Reads then wait and answer 503; the log says why.
-			rs.log.Error("projections stopped following the journal", "err", err)
-		}
-	}()
 }

@@ -284,3 +284,6 @@ func (a *Analytics) Close() error {
 	a.wg.Wait()
 	return nil
 }
+
+// Applied is the journal position the projection reflects.
+func (a *Analytics) Applied() uint64 { return a.applied.Load() }

@@ -31,9 +31,15 @@ type snapshotRequest struct {
 }
 
 func (w *worker) snapshotPart(req *snapshotRequest) {
+	// Every record of this worker has been appended (positions are given
+	// at Append), and no other worker's record holds events of these
+	// partitions: their state is that of the whole journal so far. Using
+	// the journal's end, not this worker's last record, lets an idle
+	// worker's partitions keep up, so old segments can go.
+	end := w.e.journal.End()
 	for _, p := range w.parts {
 		req.data[p.id] = encodePartition(nil, p)
-		req.pos[p.id] = w.lastPos
+		req.pos[p.id] = end
 	}
 	req.wg.Done()
 }

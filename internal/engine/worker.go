@@ -39,9 +39,6 @@ type worker struct {
 	em    emitter
 
 	lastNow int64
-	// lastPos is the position of this worker's last non-empty record: the
-	// state of its partitions includes everything up to it.
-	lastPos journal.Position
 }
 
 // idleTick is how often an idle worker wakes to expire unpaid orders.
@@ -49,11 +46,10 @@ const idleTick = 100 * time.Millisecond
 
 func newWorker(e *Engine, id int) *worker {
 	w := &worker{
-		e:       e,
-		id:      id,
-		queue:   make(chan shard, e.cfg.QueueDepthMax),
-		free:    make(chan *inflight, e.cfg.InflightRecordsMax),
-		lastPos: e.journal.End(),
+		e:     e,
+		id:    id,
+		queue: make(chan shard, e.cfg.QueueDepthMax),
+		free:  make(chan *inflight, e.cfg.InflightRecordsMax),
 	}
 	for p := id; p < len(e.core.partitions); p += e.cfg.Workers {
 		part := e.core.partitions[p]
@@ -179,7 +175,6 @@ func (w *worker) batch(first *shard) bool {
 	if err != nil {
 		fl.done(fmt.Errorf("append to journal: %w", err))
 	} else if rec != nil {
-		w.lastPos = pos
 		e.maybeSnapshot(pos)
 	}
 	if snap != nil {

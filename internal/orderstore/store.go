@@ -617,3 +617,6 @@ func decodeOrder(v []byte) (Order, error) {
 	}
 	return o, nil
 }
+
+func engineOrderID(v uint64) engine.OrderID { return engine.OrderID(v) }
+func orderStatus(b byte) engine.OrderStatus { return engine.OrderStatus(b) }

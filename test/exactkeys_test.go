@@ -17,3 +17,18 @@ func TestFieldNamesExact(t *testing.T) {
 		t.Fatalf("a rejected request changed stock: %+v", s)
 	}
 }
+
+// TestPayTwiceWrongAmount: paying a paid order again with its total is
+// answered 200; with another amount, 422 payment_mismatch.
+func TestPayTwiceWrongAmount(t *testing.T) {
+	t.Parallel()
+	f := startFest(t, "")
+	f.seedCatalog(map[string]int{"p1": 10})
+	o := decodeOrder(t, f.must(201, "POST", "/v1/orders", storefrontToken, `{"buyer_id":"u1","items":[{"sku_id":"p1","quantity":2}]}`).Body)
+	f.must(200, "POST", "/v1/orders/"+o.OrderID+"/pay", storefrontToken, map[string]any{"amount": o.Total})
+	f.must(200, "POST", "/v1/orders/"+o.OrderID+"/pay", storefrontToken, map[string]any{"amount": o.Total})
+	f.expectErr(422, "payment_mismatch", "amount", "POST", "/v1/orders/"+o.OrderID+"/pay", storefrontToken, map[string]any{"amount": o.Total + 1})
+	if s := f.sku("p1"); s.Sold != 2 || s.Available != 8 {
+		t.Fatalf("stock after payments: %+v", s)
+	}
+}

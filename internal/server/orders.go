@@ -253,6 +253,12 @@ func (s *Server) orderCommand(w http.ResponseWriter, r *http.Request, be *backen
 	if o.Status != res.Status {
 		o.Status, o.ChangedAt = res.Status, res.ChangedAt
 	}
+	if cmd.Kind == engine.KindPay && res.ChangedAt == 0 && o.Total != cmd.Amount {
+		// Already paid: a retry is answered 200, but a retry with another
+		// amount is still the wrong amount, not a success.
+		s.writeError(w, resultError(&engine.Result{Code: engine.CodePaymentMismatch, Field: "amount", OrderID: cmd.OrderID, Total: o.Total}))
+		return
+	}
 	writeJSON(w, http.StatusOK, append(appendOrder(make([]byte, 0, 512), &o), '\n'))
 }
 

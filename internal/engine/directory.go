@@ -140,19 +140,32 @@ func (s *soldOutSet) get(slot uint32) bool {
 	return c[slot%soldOutChunkBits/64].Load()&(1<<(slot%64)) != 0
 }
 
-// keyIndex maps idempotency key hashes to the partition that remembers
-// them, so that a key reused on another merchant's order is caught at the
-// gateway. Partitions write it as they remember and forget keys.
+// keyIndex maps idempotency key hashes to the partition that owns them,
+// so that a key reused on another merchant's order is caught at the
+// gateway. The router reserves a key for its partition on first use; the
+// partition confirms it when it remembers an order under it, and removes
+// it when it forgets the key. A reservation whose order was refused is
+// never confirmed and is dropped, oldest first, past a bound.
 type keyIndex struct {
 	shards [keyIndexShards]keyIndexShard
 }
 
-const keyIndexShards = 64
+const (
+	keyIndexShards = 64
+	// reservationsMax bounds unconfirmed reservations per shard.
+	reservationsMax = 1 << 14
+)
+
+type keyEntry struct {
+	partition int
+	confirmed bool
+}
 
 type keyIndexShard struct {
 	mu struct {
 		sync.Mutex
-		partitions map[uint64]int
+		keys         map[uint64]keyEntry
+		reservations []uint64 // key hashes reserved, oldest first
 	}
 	_ [40]byte
 }
@@ -160,31 +173,46 @@ type keyIndexShard struct {
 func newKeyIndex() *keyIndex {
 	k := &keyIndex{}
 	for i := range k.shards {
-		k.shards[i].mu.partitions = make(map[uint64]int)
+		k.shards[i].mu.keys = make(map[uint64]keyEntry)
 	}
 	return k
 }
 
-func (k *keyIndex) get(keyHash uint64) (int, bool) {
+// reserve binds keyHash to partition unless it is bound already, and
+// returns the partition it is bound to.
+func (k *keyIndex) reserve(keyHash uint64, partition int) int {
 	s := &k.shards[keyHash%keyIndexShards]
 	s.mu.Lock()
-	p, ok := s.mu.partitions[keyHash]
-	s.mu.Unlock()
-	return p, ok
+	defer s.mu.Unlock()
+	if e, ok := s.mu.keys[keyHash]; ok {
+		return e.partition
+	}
+	s.mu.keys[keyHash] = keyEntry{partition: partition}
+	s.mu.reservations = append(s.mu.reservations, keyHash)
+	if len(s.mu.reservations) > reservationsMax {
+		old := s.mu.reservations[0]
+		s.mu.reservations = s.mu.reservations[1:]
+		if e, ok := s.mu.keys[old]; ok && !e.confirmed {
+			delete(s.mu.keys, old)
+		}
+	}
+	return partition
 }
 
+// put confirms keyHash for partition: an order is remembered under it.
 func (k *keyIndex) put(keyHash uint64, partition int) {
 	s := &k.shards[keyHash%keyIndexShards]
 	s.mu.Lock()
-	s.mu.partitions[keyHash] = partition
+	s.mu.keys[keyHash] = keyEntry{partition: partition, confirmed: true}
 	s.mu.Unlock()
 }
 
+// remove forgets keyHash if partition owns it.
 func (k *keyIndex) remove(keyHash uint64, partition int) {
 	s := &k.shards[keyHash%keyIndexShards]
 	s.mu.Lock()
-	if s.mu.partitions[keyHash] == partition {
-		delete(s.mu.partitions, keyHash)
+	if e, ok := s.mu.keys[keyHash]; ok && e.partition == partition {
+		delete(s.mu.keys, keyHash)
 	}
 	s.mu.Unlock()
 }

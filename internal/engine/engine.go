@@ -378,9 +378,11 @@ func (c *core) route(r *Request) (int, bool) {
 			}
 		}
 		if cmd.Order.IdempotencyKey != "" {
-			// A key is remembered in the partition of its first order; the
-			// same key on another merchant's order is another request.
-			if q, ok := c.keys.get(hashString(cmd.Order.IdempotencyKey) | 1); ok && q != partition {
+			// A key belongs to the partition of its first use; the same key
+			// on another merchant's order is another request. Reserving it
+			// here, before either order is applied, settles a race between
+			// two first uses.
+			if c.keys.reserve(hashString(cmd.Order.IdempotencyKey)|1, partition) != partition {
 				res.Code, res.Field = CodeIdempotencyMismatch, "Idempotency-Key"
 				return 0, false
 			}

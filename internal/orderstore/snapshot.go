@@ -168,6 +168,8 @@ func (s *Store) LoadSnapshot(r io.Reader, pos uint64) error {
 		// The hash seed is this process's: index the names anew.
 		idx := uint32(len(s.mu.buyers) - 1)
 		name := s.arenaString(b.name)
+		b.check = maphash.String(s.checkSeed, name)
+		s.mu.buyers[idx].check = b.check
 		h := maphash.String(s.seed, name)
 		if _, taken := s.mu.buyerByHash[h]; taken {
 			s.mu.buyerCollisions[name] = idx

@@ -108,6 +108,7 @@ type partitionTable struct {
 // how many it has.
 type buyer struct {
 	name   uint64 // arena offset of the buyer id
+	check  uint64 // a second hash of the id, under another seed
 	newest engine.OrderID
 	count  uint32
 }
@@ -139,6 +140,7 @@ type Store struct {
 	src        atomic.Pointer[sourceBox]
 
 	seed        maphash.Seed
+	checkSeed   maphash.Seed
 	locked      bool      // follower-owned: s.mu is held for the current record
 	recordStart time.Time // follower-owned: when the current record began
 	scratch     []byte    // follower-owned: encoding buffer
@@ -159,7 +161,7 @@ func Open(cfg Config) (*Store, error) {
 	s := &Store{cfg: cfg}
 	s.mu.buyerByHash = make(map[uint64]uint32)
 	s.mu.buyerCollisions = make(map[string]uint32)
-	s.seed = maphash.MakeSeed()
+	s.seed, s.checkSeed = maphash.MakeSeed(), maphash.MakeSeed()
 	s.mu.advanced = make(chan struct{})
 	return s, nil
 }
@@ -285,10 +287,15 @@ func (s *Store) placeLocked(ev *engine.Event) error {
 // buyerLocked finds a buyer's entry, creating it if create is set (else it
 // returns nil for an unknown buyer). REQUIRES: s.mu held (for writing if
 // create).
+//
+// A buyer is recognised by two 64-bit hashes of its id under independent
+// seeds rather than by reading its id back from the arena: that read was a
+// cache miss per order, a quarter of the store's time. Two ids that agree
+// on both hashes (odds about 2^-128) would share a history.
 func (s *Store) buyerLocked(id string, create bool) *buyer {
 	h := maphash.String(s.seed, id)
 	if i, ok := s.mu.buyerByHash[h]; ok {
-		if s.arenaString(s.mu.buyers[i].name) == id {
+		if s.mu.buyers[i].check == maphash.String(s.checkSeed, id) {
 			return &s.mu.buyers[i]
 		}
 		if j, ok := s.mu.buyerCollisions[id]; ok {
@@ -310,7 +317,7 @@ func (s *Store) buyerLocked(id string, create bool) *buyer {
 }
 
 func (s *Store) newBuyerLocked(id string) uint32 {
-	s.mu.buyers = append(s.mu.buyers, buyer{name: s.appendArenaLocked([]byte(id))})
+	s.mu.buyers = append(s.mu.buyers, buyer{name: s.appendArenaLocked([]byte(id)), check: maphash.String(s.checkSeed, id)})
 	return uint32(len(s.mu.buyers) - 1)
 }
 

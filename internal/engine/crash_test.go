@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,7 +29,11 @@ func TestCrashChild(t *testing.T) {
 		t.Skip("only run as the crash test's child process")
 	}
 	run := os.Getenv("FEST_CRASH_CHILD_RUN")
-	e, err := Open(Config{Dir: dir, Partitions: 8, SnapshotEveryBytes: 64 << 10, RetainFrom: func() uint64 { return 0 }, Logger: quiet, SegmentBytesMax: 256 << 10})
+	retain := func() uint64 { return 0 } // keep the journal for the audit
+	if os.Getenv("FEST_CRASH_CHILD_REMOVE") != "" {
+		retain = nil // snapshots delete the segments before them
+	}
+	e, err := Open(Config{Dir: dir, Partitions: 8, SnapshotEveryBytes: 64 << 10, RetainFrom: retain, Logger: quiet, SegmentBytesMax: 256 << 10})
 	if err != nil {
 		fmt.Println("open:", err)
 		os.Exit(3)
@@ -89,12 +94,25 @@ func TestCrashKill9(t *testing.T) {
 	if s := os.Getenv("FEST_CRASH_KILLS"); s != "" {
 		kills, _ = strconv.Atoi(s)
 	}
+	crashKill9(t, kills, false)
+}
+
+// TestCrashKill9RemovingSegments is the same with snapshots deleting old
+// journal segments as they go, so recovery must rest on them.
+func TestCrashKill9RemovingSegments(t *testing.T) {
+	crashKill9(t, 10, true)
+}
+
+func crashKill9(t *testing.T, kills int, remove bool) {
 	dir := t.TempDir()
 	acked := map[OrderID]*ackedOrder{}
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 2))
 	for run := 0; run < kills; run++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$")
 		cmd.Env = append(os.Environ(), "FEST_CRASH_CHILD_DIR="+dir, "FEST_CRASH_CHILD_RUN="+strconv.Itoa(run))
+		if remove {
+			cmd.Env = append(cmd.Env, "FEST_CRASH_CHILD_REMOVE=1")
+		}
 		stdout, err := cmd.StdoutPipe()
 		if err != nil {
 			t.Fatal(err)
@@ -154,6 +172,16 @@ func TestCrashKill9(t *testing.T) {
 			t.Fatalf("acknowledged payment of %v lost: status %v", id, r.Status)
 		}
 	}
+	if remove {
+		segs, _ := filepath.Glob(filepath.Join(dir, "journal", "*.seg"))
+		first, _ := filepath.Glob(filepath.Join(dir, "journal", "00000000000000000000.seg"))
+		if len(first) != 0 {
+			t.Fatalf("no journal segment was removed (%d segments)", len(segs))
+		}
+		checkStockConserved(t, e)
+		t.Logf("%d kills with segment removal, %d acknowledged orders present; stock conserved", kills, len(acked))
+		return
+	}
 	// Exactly once: each acknowledged buyer's order appears once in the
 	// journal, with the acknowledged id and total.
 	byBuyer := map[string][]OrderID{}
@@ -180,14 +208,20 @@ func TestCrashKill9(t *testing.T) {
 			t.Fatalf("buyer %s: journal has orders %v (want exactly %v with total %d, got %d)", a.buyer, ids, id, a.total, totals[id])
 		}
 	}
-	// Stock conserved on every SKU.
+	checkStockConserved(t, e)
+	t.Logf("%d kills, %d acknowledged orders, all present once; stock conserved", kills, len(acked))
+}
+
+// checkStockConserved checks available + reserved + sold on every SKU of
+// the crash test's catalog.
+func checkStockConserved(t *testing.T, e *Engine) {
+	t.Helper()
 	for m := 0; m < crashMerchants; m++ {
 		for i := 0; i < crashSKUs; i++ {
-			r := e.Do(ctx, Command{Kind: KindGetSKU, SKUID: fmt.Sprintf("s%d-%d", m, i)})
+			r := e.Do(context.Background(), Command{Kind: KindGetSKU, SKUID: fmt.Sprintf("s%d-%d", m, i)})
 			if r.Available < 0 || r.Available+r.Reserved+r.Sold != crashStock {
 				t.Fatalf("sku s%d-%d: %d + %d + %d != %d", m, i, r.Available, r.Reserved, r.Sold, crashStock)
 			}
 		}
 	}
-	t.Logf("%d kills, %d acknowledged orders, all present once; stock conserved", kills, len(acked))
 }

@@ -409,6 +409,41 @@ type batchEntry struct {
 }
 
 func (s *Server) handleOrderBatch(w http.ResponseWriter, r *http.Request, be *backend) {
+	observe := func(n int) { s.metrics.orderBatch.Observe(float64(n)) }
+	serveBatch(s, w, r, be, s.decodeJSONBatch, s.decodeProtoBatch, observe, func(out []byte, proto bool, entries []batchEntry, batch *engine.Batch) []byte {
+		// Replayed orders are read back from the store; wait for it once.
+		var waitErr *apiError
+		waited := false
+		ctx, cancel := s.readCtx(r)
+		defer cancel()
+		load := func(res *engine.Result) (orderstore.Order, *apiError) {
+			if !waited {
+				waited = true
+				if err := be.store.WaitDurable(ctx); err != nil {
+					waitErr = &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "order store is catching up; retry shortly"}
+				}
+			}
+			if waitErr != nil {
+				return orderstore.Order{}, waitErr
+			}
+			return s.loadOrder(ctx, be, res.OrderID, engine.StatusNone)
+		}
+		if proto {
+			return s.appendProtoResults(out, entries, batch, load)
+		}
+		return s.appendJSONResults(out, entries, batch, load)
+	})
+}
+
+// serveBatch serves a batch endpoint: read the body, decode it (protobuf
+// by Content-Type, else JSON) into entries and one engine batch, apply the
+// batch, and answer 200 with what render appends. Errors of the whole
+// request are answered before anything is applied.
+func serveBatch[E any](s *Server, w http.ResponseWriter, r *http.Request, be *backend,
+	decodeJSON func([]byte) ([]E, *engine.Batch, *apiError),
+	decodeProto func([]byte) ([]E, *engine.Batch, func(), *apiError),
+	observe func(entries int),
+	render func(out []byte, proto bool, entries []E, batch *engine.Batch) []byte) {
 	proto := isProtobuf(r)
 	bp, aerr := s.readBody(r, s.cfg.BatchBodyBytesMax)
 	if aerr != nil {
@@ -416,53 +451,33 @@ func (s *Server) handleOrderBatch(w http.ResponseWriter, r *http.Request, be *ba
 		return
 	}
 	defer s.putBuf(bp)
-	var entries []batchEntry
+	var entries []E
 	var batch *engine.Batch
 	if proto {
 		var done func()
-		entries, batch, done, aerr = s.decodeProtoBatch(*bp)
+		entries, batch, done, aerr = decodeProto(*bp)
 		if done != nil {
 			defer done()
 		}
 	} else {
-		entries, batch, aerr = s.decodeJSONBatch(*bp)
+		entries, batch, aerr = decodeJSON(*bp)
 	}
 	if aerr != nil {
 		s.writeError(w, aerr)
 		return
 	}
-	s.metrics.orderBatch.Observe(float64(len(entries)))
-	be.eng.Submit(batch)
-	<-batch.Done()
-
-	// Replayed orders are read back from the store; wait for it once.
-	var waitErr *apiError
-	waited := false
-	ctx, cancel := s.readCtx(r)
-	defer cancel()
-	load := func(res *engine.Result) (orderstore.Order, *apiError) {
-		if !waited {
-			waited = true
-			if err := be.store.WaitDurable(ctx); err != nil {
-				waitErr = &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "order store is catching up; retry shortly"}
-			}
-		}
-		if waitErr != nil {
-			return orderstore.Order{}, waitErr
-		}
-		return s.loadOrder(ctx, be, res.OrderID, engine.StatusNone)
+	observe(len(entries))
+	if len(batch.Requests) > 0 {
+		be.eng.Submit(batch)
+		<-batch.Done()
 	}
-
-	out := (*bp)[:0]
+	out := render((*bp)[:0], proto, entries, batch)
 	if proto {
-		out = s.appendProtoResults(out, entries, batch, load)
 		w.Header().Set("Content-Type", wire.ContentType)
-		w.WriteHeader(http.StatusOK)
 	} else {
-		out = s.appendJSONResults(out, entries, batch, load)
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
+		w.Header()["Content-Type"] = jsonContentType
 	}
+	w.WriteHeader(http.StatusOK)
 	w.Write(out)
 	*bp = out
 }

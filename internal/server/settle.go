@@ -73,44 +73,13 @@ func settleCommand(idx int, id, action string, amount *int64) (engine.Command, *
 }
 
 func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request, be *backend) {
-	proto := isProtobuf(r)
-	bp, aerr := s.readBody(r, s.cfg.BatchBodyBytesMax)
-	if aerr != nil {
-		s.writeError(w, aerr)
-		return
-	}
-	defer s.putBuf(bp)
-	var entries []settleEntry
-	var batch *engine.Batch
-	if proto {
-		var done func()
-		entries, batch, done, aerr = s.decodeProtoSettle(*bp)
-		if done != nil {
-			defer done()
+	observe := func(n int) { s.metrics.settleBatch.Observe(float64(n)) }
+	serveBatch(s, w, r, be, s.decodeJSONSettle, s.decodeProtoSettle, observe, func(out []byte, proto bool, entries []settleEntry, batch *engine.Batch) []byte {
+		if proto {
+			return s.appendProtoSettle(out, entries, batch)
 		}
-	} else {
-		entries, batch, aerr = s.decodeJSONSettle(*bp)
-	}
-	if aerr != nil {
-		s.writeError(w, aerr)
-		return
-	}
-	s.metrics.settleBatch.Observe(float64(len(entries)))
-	if len(batch.Requests) > 0 {
-		be.eng.Submit(batch)
-		<-batch.Done()
-	}
-	out := (*bp)[:0]
-	if proto {
-		out = s.appendProtoSettle(out, entries, batch)
-		w.Header().Set("Content-Type", wire.ContentType)
-	} else {
-		out = s.appendJSONSettle(out, entries, batch)
-		w.Header()["Content-Type"] = jsonContentType
-	}
-	w.WriteHeader(http.StatusOK)
-	w.Write(out)
-	*bp = out
+		return s.appendJSONSettle(out, entries, batch)
+	})
 }
 
 func (s *Server) decodeJSONSettle(body []byte) ([]settleEntry, *engine.Batch, *apiError) {

@@ -317,29 +317,39 @@ func (c *Client) sender() {
 // sendBatch posts st.body and decodes the answer into st.view, whose views
 // point into st.resp.
 func (c *Client) sendBatch(st *batchState) error {
+	if err := c.postProto("/v1/orders:batch", "batch", st.body, &st.resp); err != nil {
+		return err
+	}
+	if err := wire.DecodeResponseView(st.resp.Bytes(), &st.view); err != nil {
+		return fmt.Errorf("fest: decode batch response: %w", err)
+	}
+	return nil
+}
+
+// postProto posts a protobuf body to path and reads a 200 answer into
+// resp; any other status becomes the API's *Error. what names the request
+// in errors.
+func (c *Client) postProto(path, what string, body []byte, resp *bytes.Buffer) error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/orders:batch", bytes.NewReader(st.body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("fest: build batch request: %w", err)
+		return fmt.Errorf("fest: build %s request: %w", what, err)
 	}
 	req.Header["Content-Type"] = protoContentType
 	req.Header["Accept"] = protoContentType
 	req.Header["Authorization"] = c.auth
-	resp, err := c.http.Do(req)
+	r, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("fest: send batch: %w", err)
+		return fmt.Errorf("fest: send %s: %w", what, err)
 	}
-	defer resp.Body.Close()
-	st.resp.Reset()
-	if _, err := st.resp.ReadFrom(resp.Body); err != nil {
-		return fmt.Errorf("fest: read batch response: %w", err)
+	defer r.Body.Close()
+	resp.Reset()
+	if _, err := resp.ReadFrom(r.Body); err != nil {
+		return fmt.Errorf("fest: read %s response: %w", what, err)
 	}
-	if resp.StatusCode != http.StatusOK {
-		return decodeError(resp, st.resp.Bytes())
-	}
-	if err := wire.DecodeResponseView(st.resp.Bytes(), &st.view); err != nil {
-		return fmt.Errorf("fest: decode batch response: %w", err)
+	if r.StatusCode != http.StatusOK {
+		return decodeError(r, resp.Bytes())
 	}
 	return nil
 }

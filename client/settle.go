@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/fest-platform/fest/client/wire"
@@ -115,26 +114,8 @@ func (c *Client) settleSender() {
 // sendSettle posts st.body to POST /v1/orders:settle and decodes the answer
 // into st.view, whose views point into st.resp.
 func (c *Client) sendSettle(st *settleState) error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/orders:settle", bytes.NewReader(st.body))
-	if err != nil {
-		return fmt.Errorf("fest: build settle request: %w", err)
-	}
-	req.Header["Content-Type"] = protoContentType
-	req.Header["Accept"] = protoContentType
-	req.Header["Authorization"] = c.auth
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("fest: send settle: %w", err)
-	}
-	defer resp.Body.Close()
-	st.resp.Reset()
-	if _, err := st.resp.ReadFrom(resp.Body); err != nil {
-		return fmt.Errorf("fest: read settle response: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return decodeError(resp, st.resp.Bytes())
+	if err := c.postProto("/v1/orders:settle", "settle", st.body, &st.resp); err != nil {
+		return err
 	}
 	if err := wire.DecodeSettleResponseView(st.resp.Bytes(), &st.view); err != nil {
 		return fmt.Errorf("fest: decode settle response: %w", err)

@@ -1,4 +1,4 @@
-// Command fest runs an online shopping festival: the order and inventory
+// Package main is the fest command. It runs an online shopping festival: the order and inventory
 // engine behind an HTTP API, the benchmarks and the load rehearsal.
 //
 // Usage:

@@ -1,4 +1,4 @@
-// Command loadtool measures the fest HTTP API from a separate process:
+// Package main is loadtool, which measures the fest HTTP API from a separate process:
 // single JSON orders over N keep-alive connections (-mode json), or the Go
 // client's automatic batching (-mode client). It prints orders/s, latency
 // percentiles and its own CPU time per order. The server must have SKUs

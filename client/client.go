@@ -262,6 +262,30 @@ type batchState struct {
 	timeout time.Duration
 }
 
+// collect appends first and whatever else is waiting on in, up to max
+// calls: what arrived while the previous batch was in flight goes out as
+// one request.
+func collect[T any](calls []T, first T, in <-chan T, max int) []T {
+	calls = append(calls, first)
+	for len(calls) < max {
+		select {
+		case cl, ok := <-in:
+			if !ok {
+				return calls
+			}
+			calls = append(calls, cl)
+		default:
+			return calls
+		}
+	}
+	return calls
+}
+
+// errorOf converts an error result of a batch answer.
+func errorOf(e *wire.Error) *Error {
+	return &Error{Status: statusOf(e.Code), Code: e.Code, Message: e.Message, Field: e.Field, SKUID: e.SKUID, Available: e.Available, RetryAfter: retryAfterOf(e.Code)}
+}
+
 // internMax bounds a sender's table of merchant ids; past it, ids are
 // allocated per order as usual.
 const internMax = 1 << 16
@@ -271,19 +295,7 @@ func (c *Client) sender() {
 	defer c.wg.Done()
 	st := &batchState{calls: make([]*call, 0, c.cfg.BatchMax), intern: make(map[string]string)}
 	for first := range c.in {
-		st.calls = append(st.calls[:0], first)
-	fill:
-		for len(st.calls) < c.cfg.BatchMax {
-			select {
-			case cl, ok := <-c.in:
-				if !ok {
-					break fill
-				}
-				st.calls = append(st.calls, cl)
-			default:
-				break fill
-			}
-		}
+		st.calls = collect(st.calls[:0], first, c.in, c.cfg.BatchMax)
 		st.body = st.body[:0]
 		for _, cl := range st.calls {
 			r := cl.req
@@ -304,7 +316,7 @@ func (c *Client) sender() {
 			if err != nil {
 				cl.err = err
 			} else if e := st.view.Results[i].Error; e != nil {
-				cl.err = &Error{Status: statusOf(e.Code), Code: e.Code, Message: e.Message, Field: e.Field, SKUID: e.SKUID, Available: e.Available, RetryAfter: retryAfterOf(e.Code)}
+				cl.err = errorOf(e)
 			} else {
 				cl.order = st.fromView(i, cl.req)
 			}

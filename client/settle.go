@@ -68,19 +68,7 @@ func (c *Client) settleSender() {
 	defer c.wg.Done()
 	st := &settleState{calls: make([]*settleCall, 0, c.cfg.BatchMax)}
 	for first := range c.settle {
-		st.calls = append(st.calls[:0], first)
-	fill:
-		for len(st.calls) < c.cfg.BatchMax {
-			select {
-			case cl, ok := <-c.settle:
-				if !ok {
-					break fill
-				}
-				st.calls = append(st.calls, cl)
-			default:
-				break fill
-			}
-		}
+		st.calls = collect(st.calls[:0], first, c.settle, c.cfg.BatchMax)
 		st.body = st.body[:0]
 		for _, cl := range st.calls {
 			st.one[0] = cl.act
@@ -96,8 +84,7 @@ func (c *Client) settleSender() {
 			case err != nil:
 				cl.err = err
 			case st.view.Results[i].Error != nil:
-				e := st.view.Results[i].Error
-				cl.err = &Error{Status: statusOf(e.Code), Code: e.Code, Message: e.Message, Field: e.Field, SKUID: e.SKUID, Available: e.Available, RetryAfter: retryAfterOf(e.Code)}
+				cl.err = errorOf(st.view.Results[i].Error)
 			default:
 				r := &st.view.Results[i]
 				cl.res = Settled{OrderID: same(r.OrderID, cl.act.OrderID), Status: statusString(r.Status), Total: r.Total}

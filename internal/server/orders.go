@@ -485,7 +485,9 @@ func serveBatch[E any](s *Server, w http.ResponseWriter, r *http.Request, be *ba
 func (s *Server) decodeJSONBatch(body []byte) ([]batchEntry, *engine.Batch, *apiError) {
 	var req batchJSON
 	if aerr := decodeStrict(body, &req); aerr != nil {
-		return nil, nil, locateBatchError(body, aerr)
+		return nil, nil, locateElementError[batchOrderJSON](body, aerr, "orders", func(el []byte, e *apiError) *apiError {
+			return locateItemError(el, e, true)
+		})
 	}
 	if req.Orders == nil {
 		return nil, nil, errInvalidArgument("orders", "orders is required")
@@ -509,27 +511,31 @@ func (s *Server) decodeJSONBatch(body []byte) ([]batchEntry, *engine.Batch, *api
 	return entries, batch, nil
 }
 
-// locateBatchError names the order of a field error: encoding/json reports
-// an unknown field without its path, so on that (rare) path the orders are
-// decoded one by one to find the culprit.
-func locateBatchError(body []byte, aerr *apiError) *apiError {
+// locateElementError names the element of a field error in the array at
+// key: encoding/json reports an unknown field without its path and a wrong
+// type without the index, so on that (rare) path the elements are decoded
+// one by one to find the culprit. refine may name the field within the
+// element more precisely.
+func locateElementError[T any](body []byte, aerr *apiError, key string, refine func(elem []byte, e *apiError) *apiError) *apiError {
 	if aerr.Code != "invalid_argument" {
 		return aerr
 	}
-	var raw struct {
-		Orders []json.RawMessage `json:"orders"`
-	}
+	var raw map[string]json.RawMessage
 	if json.Unmarshal(body, &raw) != nil {
 		return aerr
 	}
-	for i, o := range raw.Orders {
-		var one batchOrderJSON
-		if e := decodeStrict(o, &one); e != nil {
-			at := "orders[" + strconv.Itoa(i) + "]"
+	var elems []json.RawMessage
+	if json.Unmarshal(raw[key], &elems) != nil {
+		return aerr
+	}
+	for i, el := range elems {
+		var one T
+		if e := decodeStrict(el, &one); e != nil {
+			at := key + "[" + strconv.Itoa(i) + "]"
 			if e.Field == "body" {
 				return errInvalidArgument(at, at+" must be an object")
 			}
-			return prefixField(locateItemError(o, e, true), at+".")
+			return prefixField(refine(el, e), at+".")
 		}
 	}
 	return aerr

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"encoding/json"
 	"errors"
 	"net/http"
 	"strconv"
@@ -85,7 +84,7 @@ func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request, be *backen
 func (s *Server) decodeJSONSettle(body []byte) ([]settleEntry, *engine.Batch, *apiError) {
 	var req settleJSON
 	if aerr := decodeStrict(body, &req); aerr != nil {
-		return nil, nil, locateSettleError(body, aerr)
+		return nil, nil, locateElementError[settleActionJSON](body, aerr, "actions", func(_ []byte, e *apiError) *apiError { return e })
 	}
 	if err := s.checkActions(len(req.Actions)); err != nil {
 		return nil, nil, err
@@ -114,32 +113,6 @@ func (s *Server) checkActions(n int) *apiError {
 		return errInvalidArgument("actions", "actions: at most "+strconv.Itoa(s.cfg.BatchOrdersMax)+" actions per request")
 	}
 	return nil
-}
-
-// locateSettleError names the action of a field error: encoding/json
-// reports an unknown field without its path and a wrong type without the
-// index, so on that (rare) path the actions are decoded one by one.
-func locateSettleError(body []byte, aerr *apiError) *apiError {
-	if aerr.Code != "invalid_argument" {
-		return aerr
-	}
-	var raw struct {
-		Actions []json.RawMessage `json:"actions"`
-	}
-	if json.Unmarshal(body, &raw) != nil {
-		return aerr
-	}
-	for i, a := range raw.Actions {
-		var one settleActionJSON
-		if e := decodeStrict(a, &one); e != nil {
-			at := "actions[" + strconv.Itoa(i) + "]"
-			if e.Field == "body" {
-				return errInvalidArgument(at, at+" must be an object")
-			}
-			return prefixField(e, at+".")
-		}
-	}
-	return aerr
 }
 
 // settleScratch is the reusable state of decoding one protobuf settle body.

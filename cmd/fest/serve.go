@@ -172,11 +172,11 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 func (rs *runningServer) open() error {
 	start := time.Now()
 	fmt.Fprintf(rs.stdout, "fest serve: recovering from %s ...\n", rs.opts.Data)
-	store, err := orderstore.Open(orderstore.Config{Logger: rs.log})
+	store, err := orderstore.Open(orderstore.Config{})
 	if err != nil {
 		return fmt.Errorf("open order store: %w", err)
 	}
-	gmv, err := analytics.New(analytics.Config{Logger: rs.log})
+	gmv, err := analytics.New(analytics.Config{})
 	if err != nil {
 		store.Close()
 		return fmt.Errorf("open analytics: %w", err)

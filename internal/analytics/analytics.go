@@ -5,15 +5,14 @@
 // GMV is the total of paid orders. A paid event names only its order, so
 // the projection keeps each order's total from the moment it is placed, in
 // a dense table per partition indexed by the order's sequence (8 bytes an
-// order). Like the order store it holds nothing on disk and rebuilds by
-// following the journal from its start.
+// order). Like the order store it is fed by a follower shared with the
+// other projections, which also snapshots it (internal/projection).
 package analytics
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -42,8 +41,6 @@ type Config struct {
 	// RateWindow is the span over which orders_per_second is averaged
 	// (default 5s).
 	RateWindow time.Duration
-	// Logger receives follow errors (default: discarded).
-	Logger *slog.Logger
 	// Now is the wall clock (default time.Now); tests set it.
 	Now func() time.Time
 }
@@ -65,9 +62,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RateWindow == 0 {
 		c.RateWindow = 5 * time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -118,7 +112,7 @@ type rateSample struct {
 	placed uint64
 }
 
-// New returns a projection; call Start to follow a source.
+// New returns a projection; feed it with Apply and call Attach.
 func New(cfg Config) (*Analytics, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -127,36 +121,14 @@ func New(cfg Config) (*Analytics, error) {
 	return &Analytics{cfg: cfg, totals: make([][]int64, 4096), advanced: make(chan struct{})}, nil
 }
 
-// Start follows src from the start of the journal until Close.
-func (a *Analytics) Start(src Source) {
-	a.start(src, true)
-}
-
-// Attach names the source (for lag and WaitDurable) of a projection fed
-// through Apply by a follower shared with other projections, and starts
-// the orders-per-second sampler.
+// Attach names the source (for lag, as_of and WaitDurable) of the
+// projection, which a follower shared with the other projections feeds
+// through Apply, and starts the orders-per-second sampler.
 func (a *Analytics) Attach(src Source) {
-	a.start(src, false)
-}
-
-// Apply applies one event, in journal order, from the caller's follower.
-func (a *Analytics) Apply(ev *engine.Event) error { return a.apply(ev) }
-
-func (a *Analytics) start(src Source, follow bool) {
 	a.once.Do(func() {
 		a.src.Store(&sourceBox{src})
 		ctx, cancel := context.WithCancel(context.Background())
 		a.cancel = cancel
-		if follow {
-			a.wg.Add(1)
-			go func() {
-				defer a.wg.Done()
-				err := src.Follow(ctx, 0, a.apply)
-				if ctx.Err() == nil {
-					a.cfg.Logger.Error("analytics: following the journal stopped", "err", err, "at", a.applied.Load())
-				}
-			}()
-		}
 		a.wg.Add(1)
 		go func() {
 			defer a.wg.Done()
@@ -165,8 +137,8 @@ func (a *Analytics) start(src Source, follow bool) {
 	})
 }
 
-// apply folds one event into the totals.
-func (a *Analytics) apply(ev *engine.Event) error {
+// Apply folds one event into the totals, in journal order.
+func (a *Analytics) Apply(ev *engine.Event) error {
 	switch ev.Kind {
 	case engine.EventOrderPlaced:
 		p, seq := ev.OrderID.Partition(), ev.OrderID.Seq()
@@ -276,7 +248,7 @@ func (a *Analytics) Lag() uint64 {
 	return 0
 }
 
-// Close stops following.
+// Close stops the sampler.
 func (a *Analytics) Close() error {
 	if a.cancel != nil {
 		a.cancel()

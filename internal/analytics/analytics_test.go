@@ -45,8 +45,15 @@ func TestGMVFollowsPaidOrders(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.Start(e)
+	a.Attach(e)
 	defer a.Close()
+	fctx, stop := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.Follow(fctx, 0, a.Apply)
+	}()
+	defer func() { stop(); <-done }()
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := a.WaitDurable(wctx); err != nil {

@@ -7,9 +7,9 @@
 // points at it and holds its status, and a per-buyer list of ids serves
 // the history newest first. Applying an order costs one copy and a few
 // appends (tens of nanoseconds), where a key-value store cost about 6 µs of
-// the same two cores. Nothing is written to disk: on start the store
-// rebuilds itself by following the journal from the beginning, so the
-// engine keeps every journal segment (DurableCheckpoint is 0).
+// the same two cores. A follower shared with the other projections feeds it
+// (internal/projection), which also snapshots it so that a restart resumes
+// where the snapshot left off.
 package orderstore
 
 import (
@@ -18,7 +18,6 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
-	"log/slog"
 	"math"
 	"strings"
 	"sync"
@@ -54,10 +53,9 @@ type Source interface {
 }
 
 // Config configures a Store.
-type Config struct {
-	// Logger receives follow errors (default: discarded).
-	Logger *slog.Logger
-}
+// It has no settings yet: the store's bounds are those of the engine that
+// feeds it (orders, buyers), and its memory is reported by Stats.
+type Config struct{}
 
 // Order is an order as the store holds it.
 type Order struct {
@@ -145,19 +143,13 @@ type Store struct {
 	recordStart time.Time // follower-owned: when the current record began
 	scratch     []byte    // follower-owned: encoding buffer
 	waiters     atomic.Int32
-
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	start  sync.Once
 }
 
 type sourceBox struct{ Source }
 
-// Open creates an empty store. Call Start to follow a source.
+// Open creates an empty store; feed it with Apply and name its source with
+// Attach.
 func Open(cfg Config) (*Store, error) {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
 	s := &Store{cfg: cfg}
 	s.mu.buyerByHash = make(map[uint64]uint32)
 	s.mu.buyerCollisions = make(map[string]uint32)
@@ -166,24 +158,8 @@ func Open(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-// DurableCheckpoint is the journal position the engine must keep records
-// after: the store rebuilds from the start of the journal, so 0.
-func (s *Store) DurableCheckpoint() uint64 { return 0 }
-
 // Applied is the journal position the store's reads reflect.
 func (s *Store) Applied() uint64 { return s.applied.Load() }
-
-// Start follows src from the beginning of the journal until Close. It may
-// be called once.
-func (s *Store) Start(src Source) {
-	s.start.Do(func() {
-		s.src.Store(&sourceBox{src})
-		ctx, cancel := context.WithCancel(context.Background())
-		s.cancel = cancel
-		s.wg.Add(1)
-		go s.follow(ctx, src)
-	})
-}
 
 // Attach names the source whose durable position WaitDurable and Stats
 // compare against, for a store fed through Apply by a follower shared with
@@ -199,17 +175,6 @@ func (s *Store) Apply(ev *engine.Event) error { return s.add(ev) }
 func (s *Store) FollowStopped() {
 	if s.locked {
 		s.unlockRecord()
-	}
-}
-
-func (s *Store) follow(ctx context.Context, src Source) {
-	defer s.wg.Done()
-	err := src.Follow(ctx, 0, s.add)
-	s.FollowStopped()
-	if ctx.Err() == nil {
-		// Follow only returns early on a journal read error: the store then
-		// stops advancing, which readers see as 503s, and the log says why.
-		s.cfg.Logger.Error("order store: following the journal stopped", "err", err, "at", s.applied.Load())
 	}
 }
 
@@ -510,12 +475,9 @@ func (s *Store) Stats() Stats {
 	return st
 }
 
-// Close stops following and releases the memory.
+// Close releases the memory; call it after the follower feeding Apply has
+// stopped.
 func (s *Store) Close() error {
-	if s.cancel != nil {
-		s.cancel()
-	}
-	s.wg.Wait()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.closed {

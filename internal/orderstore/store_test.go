@@ -33,7 +33,15 @@ func openStore(t *testing.T, e *engine.Engine) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Start(e)
+	s.Attach(e)
+	fctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.Follow(fctx, 0, s.Apply)
+		s.FollowStopped()
+	}()
+	t.Cleanup(func() { stop(); <-done })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := s.WaitDurable(ctx); err != nil {

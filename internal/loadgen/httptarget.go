@@ -427,25 +427,12 @@ func (t *HTTPTarget) placeJSONBatch(ctx context.Context, m *festival.Model, orde
 		b = appendOrderJSON(b, m, o)
 	}
 	b = append(b, "]}"...)
-	st, resp, err := t.do(ctx, http.MethodPost, "/v1/orders:batch", t.cfg.StorefrontToken, "application/json", b, nil)
 	*bp = b
-	if err != nil {
-		setAll(out, CodeTransport, err.Error())
+	results, ok := t.postJSONBatch(ctx, "/v1/orders:batch", "batch", b, out[:len(orders)])
+	if !ok {
 		return
 	}
-	if st != http.StatusOK {
-		code, msg := errorCode(st, resp)
-		setAll(out, code, msg)
-		return
-	}
-	var body struct {
-		Results []batchResultJSON `json:"results"`
-	}
-	if err := json.Unmarshal(resp, &body); err != nil || len(body.Results) != len(orders) {
-		setAll(out, CodeBadAnswer, fmt.Sprintf("batch of %d: %d results (%v)", len(orders), len(body.Results), err))
-		return
-	}
-	for i, r := range body.Results {
+	for i, r := range results {
 		switch {
 		case r.Order != nil && r.Order.Status == "pending_payment":
 			out[i] = Outcome{ID: r.Order.OrderID, Total: r.Order.Total}
@@ -650,25 +637,12 @@ func (t *HTTPTarget) settleJSON(ctx context.Context, ids []string, totals []int6
 		}
 	}
 	b = append(b, "]}"...)
-	st, resp, err := t.do(ctx, http.MethodPost, "/v1/orders:settle", t.cfg.StorefrontToken, "application/json", b, nil)
 	*bp = b
-	if err != nil {
-		setAll(out, CodeTransport, err.Error())
+	results, ok := t.postJSONBatch(ctx, "/v1/orders:settle", "settle", b, out)
+	if !ok {
 		return
 	}
-	if st != http.StatusOK {
-		code, msg := errorCode(st, resp)
-		setAll(out, code, msg)
-		return
-	}
-	var body struct {
-		Results []batchResultJSON `json:"results"`
-	}
-	if err := json.Unmarshal(resp, &body); err != nil || len(body.Results) != len(ids) {
-		setAll(out, CodeBadAnswer, fmt.Sprintf("settle of %d: %d results (%v)", len(ids), len(body.Results), err))
-		return
-	}
-	for i, r := range body.Results {
+	for i, r := range results {
 		switch want := settleWant(cancel[i]); {
 		case r.Error != nil:
 			out[i] = Outcome{Code: r.Error.Code, Detail: ids[i] + ": " + r.Error.Message}
@@ -678,6 +652,30 @@ func (t *HTTPTarget) settleJSON(ctx context.Context, ids []string, totals []int6
 			out[i] = Outcome{}
 		}
 	}
+}
+
+// postJSONBatch posts a JSON batch body and returns its results, one per
+// entry of out; when the request fails or the answer does not fit, it sets
+// every outcome and returns false.
+func (t *HTTPTarget) postJSONBatch(ctx context.Context, path, what string, body []byte, out []Outcome) ([]batchResultJSON, bool) {
+	st, resp, err := t.do(ctx, http.MethodPost, path, t.cfg.StorefrontToken, "application/json", body, nil)
+	if err != nil {
+		setAll(out, CodeTransport, err.Error())
+		return nil, false
+	}
+	if st != http.StatusOK {
+		code, msg := errorCode(st, resp)
+		setAll(out, code, msg)
+		return nil, false
+	}
+	var answer struct {
+		Results []batchResultJSON `json:"results"`
+	}
+	if err := json.Unmarshal(resp, &answer); err != nil || len(answer.Results) != len(out) {
+		setAll(out, CodeBadAnswer, fmt.Sprintf("%s of %d: %d results (%v)", what, len(out), len(answer.Results), err))
+		return nil, false
+	}
+	return answer.Results, true
 }
 
 func (t *HTTPTarget) transition(ctx context.Context, path string, body []byte, want string) Outcome {

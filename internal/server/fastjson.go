@@ -43,60 +43,28 @@ func fastDecodeOrder(body []byte, o *orderJSON) bool {
 	*o = orderJSON{}
 	o.Items = items
 	d.ws()
-	if !d.eat('{') {
-		return false
-	}
-	var seen uint8
-	d.ws()
-	if !d.eat('}') {
-		for {
-			d.ws()
-			key, ok := d.rawString()
-			if !ok {
-				return false
-			}
-			d.ws()
-			if !d.eat(':') {
-				return false
-			}
-			d.ws()
-			var bit uint8
-			var sp *span
-			switch string(key) {
-			case "buyer_id":
-				bit, sp = 1, &o.spans[0]
-			case "items":
-				bit = 2
-			case "channel":
-				bit, sp = 4, &o.spans[1]
-			case "region":
-				bit, sp = 8, &o.spans[2]
-			case "deal_id":
-				bit, sp = 16, &o.spans[3]
-			default:
-				return false
-			}
-			if seen&bit != 0 {
-				return false
-			}
-			seen |= bit
-			if sp != nil {
-				*sp, ok = d.stringSpan()
-			} else {
-				ok = d.items(o)
-			}
-			if !ok {
-				return false
-			}
-			d.ws()
-			if d.eat(',') {
-				continue
-			}
-			if d.eat('}') {
-				break
-			}
-			return false
+	ok := d.object(func(key []byte) (uint8, bool) {
+		var field int
+		switch string(key) {
+		case "items":
+			return 1, d.items(o)
+		case "buyer_id":
+			field = 0
+		case "channel":
+			field = 1
+		case "region":
+			field = 2
+		case "deal_id":
+			field = 3
+		default:
+			return 0, false
 		}
+		var ok bool
+		o.spans[field], ok = d.stringSpan()
+		return 2 << field, ok
+	})
+	if !ok {
+		return false
 	}
 	d.ws()
 	if d.i != len(d.b) {
@@ -173,6 +141,42 @@ func (d *fastDec) stringSpan() (span, bool) {
 	return span{}, false
 }
 
+// object reads an object. field reads the value of each key and returns
+// the key's bit, so that a key given twice fails, and whether the value
+// was read; an unknown key fails (bit 0 with false).
+func (d *fastDec) object(field func(key []byte) (bit uint8, ok bool)) bool {
+	if !d.eat('{') {
+		return false
+	}
+	d.ws()
+	if d.eat('}') {
+		return true
+	}
+	var seen uint8
+	for {
+		d.ws()
+		key, ok := d.rawString()
+		if !ok {
+			return false
+		}
+		d.ws()
+		if !d.eat(':') {
+			return false
+		}
+		d.ws()
+		bit, ok := field(key)
+		if !ok || seen&bit != 0 {
+			return false
+		}
+		seen |= bit
+		d.ws()
+		if d.eat(',') {
+			continue
+		}
+		return d.eat('}')
+	}
+}
+
 // items reads the items array into o.Items.
 func (d *fastDec) items(o *orderJSON) bool {
 	if !d.eat('[') {
@@ -184,53 +188,21 @@ func (d *fastDec) items(o *orderJSON) bool {
 	}
 	for {
 		d.ws()
-		if !d.eat('{') {
-			return false
-		}
 		var it itemJSON
-		var seen uint8
-		d.ws()
-		if !d.eat('}') {
-			for {
-				d.ws()
-				key, ok := d.rawString()
-				if !ok {
-					return false
-				}
-				d.ws()
-				if !d.eat(':') {
-					return false
-				}
-				d.ws()
-				switch string(key) {
-				case "sku_id":
-					if seen&1 != 0 {
-						return false
-					}
-					seen |= 1
-					if it.sku, ok = d.stringSpan(); !ok {
-						return false
-					}
-				case "quantity":
-					if seen&2 != 0 {
-						return false
-					}
-					seen |= 2
-					if it.Quantity, ok = d.int(); !ok {
-						return false
-					}
-				default:
-					return false
-				}
-				d.ws()
-				if d.eat(',') {
-					continue
-				}
-				if d.eat('}') {
-					break
-				}
-				return false
+		ok := d.object(func(key []byte) (uint8, bool) {
+			var ok bool
+			switch string(key) {
+			case "sku_id":
+				it.sku, ok = d.stringSpan()
+				return 1, ok
+			case "quantity":
+				it.Quantity, ok = d.int()
+				return 2, ok
 			}
+			return 0, false
+		})
+		if !ok {
+			return false
 		}
 		o.Items = append(o.Items, it)
 		d.ws()

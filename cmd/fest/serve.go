@@ -204,17 +204,9 @@ func (rs *runningServer) open() error {
 		store.Close()
 		return fmt.Errorf("open engine: %w", err)
 	}
-	// The projections resume from their snapshot, under the data
-	// directory's lock, which engine.Open took.
-	from, err := proj.Load()
-	if err != nil {
-		store.Close()
-		eng.Close()
-		return err
-	}
 	store.Attach(eng)
 	gmv.Attach(eng)
-	proj.Start(eng, from)
+	proj.Start(eng)
 	rs.eng, rs.store, rs.analytics, rs.projections = eng, store, gmv, proj
 	rs.srv.Attach(eng, store)
 	rs.srv.AttachAnalytics(gmv)

@@ -100,5 +100,10 @@ func (a *Analytics) LoadSnapshot(r io.Reader, pos uint64) error {
 	a.placed.Store(placed)
 	a.paid.Store(paid)
 	a.applied.Store(pos)
+	// Wake readers already waiting for a position the snapshot covers.
+	a.appliedMu.Lock()
+	close(a.advanced)
+	a.advanced = make(chan struct{})
+	a.appliedMu.Unlock()
 	return nil
 }

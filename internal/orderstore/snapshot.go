@@ -178,5 +178,8 @@ func (s *Store) LoadSnapshot(r io.Reader, pos uint64) error {
 		}
 	}
 	s.applied.Store(pos)
+	// Wake readers already waiting for a position the snapshot covers.
+	close(s.mu.advanced)
+	s.mu.advanced = make(chan struct{})
 	return nil
 }

@@ -106,15 +106,24 @@ func (r *Runner) Load() (uint64, error) {
 	return uint64(pos), nil
 }
 
-// Start follows eng from position from until Close, feeding both
-// projections.
-func (r *Runner) Start(eng *engine.Engine, from uint64) {
+// Start restores the projections from their newest snapshot, then follows
+// eng after it until Close, feeding both. It returns at once: loading runs
+// in the background, so the engine takes orders meanwhile, and reads wait
+// for the projections to catch up as they always do.
+func (r *Runner) Start(eng *engine.Engine) {
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
-		err := eng.Follow(ctx, from, func(ev *engine.Event) error {
+		from, err := r.Load()
+		if err != nil {
+			// A snapshot that passed its checksum but does not decode is a
+			// bug; the projections stay empty and reads answer 503.
+			r.cfg.Logger.Error("projections not started", "err", err)
+			return
+		}
+		err = eng.Follow(ctx, from, func(ev *engine.Event) error {
 			if err := r.store.Apply(ev); err != nil {
 				return fmt.Errorf("order store: %w", err)
 			}

@@ -39,13 +39,9 @@ func open(t *testing.T, dir string) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	from, err := s.proj.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
 	s.store.Attach(s.eng)
 	s.gmv.Attach(s.eng)
-	s.proj.Start(s.eng, from)
+	s.proj.Start(s.eng)
 	return s
 }
 

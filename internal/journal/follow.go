@@ -92,7 +92,7 @@ func (f *File) Follow(ctx context.Context, from Position, fn func(end Position, 
 type segmentReader struct {
 	f     *os.File
 	start Position // segment start
-	next_ Position // position of the next frame
+	at    Position // position of the next frame
 	end   Position // start of the next segment, or 0 for the active one
 	s     *frameScanner
 }
@@ -121,19 +121,19 @@ func (f *File) openAt(from Position) (*segmentReader, error) {
 		fh.Close()
 		return nil, fmt.Errorf("seek segment %s: %w", segs[i].path, err)
 	}
-	return &segmentReader{f: fh, start: segs[i].start, next_: from, end: end}, nil
+	return &segmentReader{f: fh, start: segs[i].start, at: from, end: end}, nil
 }
 
 // limitAt reports whether from is past this segment: the reader must move
 // to the next one.
 func (r *segmentReader) limitAt(from Position) bool {
-	return r.end != 0 && from >= r.end || from != r.next_
+	return r.end != 0 && from >= r.end || from != r.at
 }
 
 // next returns the next record ending at or before limit, or nil when this
 // segment has no more (the caller reopens at the next segment).
 func (r *segmentReader) next(limit Position) ([]byte, Position, error) {
-	if r.end != 0 && r.next_ >= r.end {
+	if r.end != 0 && r.at >= r.end {
 		return nil, 0, nil
 	}
 	stop := limit
@@ -144,22 +144,22 @@ func (r *segmentReader) next(limit Position) ([]byte, Position, error) {
 		r.s = newFrameScanner(r.f, 0)
 	}
 	// The scanner's size is the bytes readable from where it began.
-	base := r.next_ - Position(r.s.off)
+	base := r.at - Position(r.s.off)
 	r.s.size = int64(stop - base)
 	rec, err := r.s.next()
 	if err == io.EOF {
 		if r.end == 0 || stop < r.end {
 			// The active segment, or more to come in this one: the caller
-			// only asks when limit is beyond next_.
-			return nil, 0, fmt.Errorf("follow: no record at %d below durable %d in segment %s", r.next_, limit, r.f.Name())
+			// only asks when limit is beyond at.
+			return nil, 0, fmt.Errorf("follow: no record at %d below durable %d in segment %s", r.at, limit, r.f.Name())
 		}
 		return nil, 0, nil
 	}
 	if err != nil {
-		return nil, 0, fmt.Errorf("follow segment %s at %d: %v", r.f.Name(), r.next_, err)
+		return nil, 0, fmt.Errorf("follow segment %s at %d: %v", r.f.Name(), r.at, err)
 	}
-	r.next_ = base + Position(r.s.off)
-	return rec, r.next_, nil
+	r.at = base + Position(r.s.off)
+	return rec, r.at, nil
 }
 
 func (r *segmentReader) close() { r.f.Close() }

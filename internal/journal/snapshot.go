@@ -259,6 +259,33 @@ func decodeSnapshotHeader(h []byte, pos Position, size int64) (snapshotHeader, e
 	return hdr, nil
 }
 
+// List returns the positions of the snapshot files present, newest first,
+// without checking them. Recovery walks it to fall back from a damaged or
+// undecodable snapshot to an older one, and retention keeps the journal
+// back to the oldest of them.
+func (s *Snapshots) List() ([]Position, error) {
+	files, err := s.list()
+	if err != nil {
+		return nil, err
+	}
+	pos := make([]Position, len(files))
+	for i, f := range files {
+		pos[i] = f.pos
+	}
+	return pos, nil
+}
+
+// Open verifies the snapshot at pos (header and data checksums, in one
+// pass) and returns a reader over its data that checks the checksum again
+// at EOF, and the data length. The caller must close rc.
+func (s *Snapshots) Open(pos Position) (rc io.ReadCloser, size int64, err error) {
+	r, err := openSnapshot(snapshotFile{pos: pos, path: filepath.Join(s.dir, snapshotName(pos))})
+	if err != nil {
+		return nil, 0, fmt.Errorf("open snapshot %s: %w", filepath.Join(s.dir, snapshotName(pos)), err)
+	}
+	return r, int64(r.hdr.n), nil
+}
+
 // Latest returns the newest snapshot whose header and data checksums verify.
 // Invalid snapshots are logged and skipped, so a damaged newest snapshot falls
 // back to the previous one. ok is false if there is no valid snapshot; err is

@@ -72,9 +72,14 @@ import (
 // without writing them, and a later fsync succeeds without writing them
 // either. So each unsynced write at a failed Sync is, at random, kept
 // (it may still become durable), dropped (it never reaches the disk, though
-// reads keep seeing it until the crash) or zeroed (its range reached the disk
-// as zeros). A caller that continues after a failed Sync cannot know which.
-// A failed SyncDir leaves its entries unsynced.
+// reads keep seeing it until the crash) or zeroed (its range may reach the
+// disk as zeros). A caller that continues after a failed Sync cannot know
+// which. A failed SyncDir leaves its entries unsynced.
+//
+// One-shot faults stay armed, and a full disk stays full, across a Crash:
+// they model the hardware, which a reboot does not repair. The helpers that
+// take a name (FlipBit, ReadDurable, FileMode) look it up in the current
+// namespace.
 //
 // # Determinism and limits
 //
@@ -180,8 +185,8 @@ func (c SimConfig) Validate() error {
 
 // SimStats counts what a Sim has done.
 type SimStats struct {
-	// Operations counts every call on the Sim and its files; History
-	// entries are numbered by it.
+	// Operations counts the calls of FS and File methods, crashes and bit
+	// flips; History entries are numbered by it.
 	Operations     int64
 	Writes         int64
 	BytesWritten   int64

@@ -1074,3 +1074,25 @@ func TestSimConcurrentUse(t *testing.T) {
 		}
 	}
 }
+
+// ExampleSim shows the shape of a crash test: write, crash, check what
+// survived, and print the history when the check fails.
+func ExampleSim() {
+	s, err := NewSim(SimConfig{Seed: 7})
+	if err != nil {
+		panic(err)
+	}
+	s.MkdirAll("data", 0o755)
+	f, _ := s.OpenFile("data/log", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	f.Write([]byte("acknowledged;"))
+	f.Sync()
+	s.SyncDir("data")
+	f.Write([]byte("not yet synced;"))
+	s.Crash()
+	got, _ := ReadFile(s, "data/log")
+	if !strings.HasPrefix(string(got), "acknowledged;") {
+		fmt.Println(strings.Join(s.History(), "\n"))
+	}
+	fmt.Println(strings.HasPrefix(string(got), "acknowledged;"), s.Stats().Crashes)
+	// Output: true 1
+}

@@ -504,6 +504,7 @@ func (s *Sim) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
 		sim:        s,
 		inode:      ino,
 		name:       name,
+		path:       path,
 		generation: s.generation,
 		readable:   access != os.O_WRONLY,
 		writable:   writable,
@@ -700,9 +701,12 @@ func (l *simLock) Close() error {
 
 // simFile is an open handle.
 type simFile struct {
-	sim        *Sim
-	inode      *simInode
+	sim   *Sim
+	inode *simInode
+	// name is as opened, for Name and errors; path is cleaned, for faults'
+	// Match.
 	name       string
+	path       string
 	generation uint64
 	offset     int64
 	readable   bool
@@ -814,7 +818,7 @@ func (f *simFile) writeLocked(p []byte, off int64) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	path := filepath.Clean(f.name)
+	path := f.path
 	n := len(p)
 	var err error
 	switch {
@@ -891,7 +895,7 @@ func (f *simFile) Sync() error {
 		return err
 	}
 	s.stats.Syncs++
-	path := filepath.Clean(f.name)
+	path := f.path
 	ino := f.inode
 	if s.takeInjection(simInjectSync, path) || s.roll(s.cfg.Faults.SyncFailProbability, path) {
 		s.stats.SyncsFailed++

@@ -111,6 +111,11 @@ type Sim struct {
 	noSpaceBytesLeft int64
 	stats            SimStats
 	history          simHistory
+	// mutations counts the operations that change the disk (writes,
+	// truncations, syncs, creations, renames, removals); crashAtMutation,
+	// when positive, is the count at which CrashAtMutation crashes.
+	mutations       int64
+	crashAtMutation int64
 }
 
 // SimConfig configures a Sim. The zero value is valid: seed 0, no
@@ -469,6 +474,11 @@ func (s *Sim) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.Operations++
+	if flag&(os.O_CREATE|os.O_TRUNC) != 0 {
+		if err := s.mutateLocked("open", name); err != nil {
+			return nil, err
+		}
+	}
 	if flag&^simOpenFlagsKnown != 0 {
 		return nil, &os.PathError{Op: "open", Path: name, Err: fmt.Errorf("flags %#x not simulated: %w", flag&^simOpenFlagsKnown, syscall.EINVAL)}
 	}
@@ -526,6 +536,9 @@ func (s *Sim) Remove(name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.Operations++
+	if err := s.mutateLocked("remove", name); err != nil {
+		return err
+	}
 	path := filepath.Clean(name)
 	if _, ok := s.dirs[path]; ok {
 		return &os.PathError{Op: "remove", Path: name, Err: fmt.Errorf("directories not simulated: %w", syscall.EISDIR)}
@@ -549,6 +562,9 @@ func (s *Sim) Rename(oldpath, newpath string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.Operations++
+	if err := s.mutateLocked("rename", oldpath); err != nil {
+		return err
+	}
 	linkError := func(errno error) error {
 		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: errno}
 	}
@@ -631,6 +647,9 @@ func (s *Sim) SyncDir(name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.Operations++
+	if err := s.mutateLocked("sync", name); err != nil {
+		return err
+	}
 	path := filepath.Clean(name)
 	d, err := s.lookupDir("open", name, path)
 	if err != nil {
@@ -727,6 +746,11 @@ const (
 // check reports why op may not run on f. REQUIRES: f.sim.mu.
 func (f *simFile) check(op string, access simAccess) error {
 	f.sim.stats.Operations++
+	if (access == simAccessWrite || op == "sync") && !f.closed && f.generation == f.sim.generation {
+		if err := f.sim.mutateLocked(op, f.name); err != nil {
+			return err
+		}
+	}
 	switch {
 	case f.closed:
 		return &os.PathError{Op: op, Path: f.name, Err: os.ErrClosed}
@@ -972,10 +996,50 @@ func (f *simFile) Size() (int64, error) {
 	return int64(len(f.inode.data)), nil
 }
 
+// CrashAtMutation arranges a Crash just before the n-th operation that
+// changes the disk from now on (a write, truncation, sync, creation, rename
+// or removal; reads do not count), which then fails with ErrCrashed. With
+// one writer at a time, that names a crash point exactly: the same seed and
+// n crash at the same place. n <= 0 disarms it.
+func (s *Sim) CrashAtMutation(n int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n <= 0 {
+		s.crashAtMutation = 0
+		return
+	}
+	s.crashAtMutation = s.mutations + n
+}
+
+// Mutations returns the number of disk-changing operations so far.
+func (s *Sim) Mutations() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.mutations
+}
+
+// mutateLocked counts a disk-changing operation and crashes first if
+// CrashAtMutation named it. REQUIRES: s.mu.
+func (s *Sim) mutateLocked(op, name string) error {
+	s.mutations++
+	if s.crashAtMutation > 0 && s.mutations >= s.crashAtMutation {
+		s.crashAtMutation = 0
+		s.logf("crash before mutation %d (%s %s)", s.mutations, op, name)
+		s.crashLocked()
+		return &os.PathError{Op: op, Path: name, Err: ErrCrashed}
+	}
+	return nil
+}
+
 // Crash simulates a power failure and the reboot after it (see Sim).
 func (s *Sim) Crash() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.crashLocked()
+}
+
+// crashLocked is Crash. REQUIRES: s.mu.
+func (s *Sim) crashLocked() {
 	s.stats.Operations++
 	s.stats.Crashes++
 	s.generation++

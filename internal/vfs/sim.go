@@ -471,9 +471,16 @@ const simAccessMask = os.O_RDONLY | os.O_WRONLY | os.O_RDWR
 
 // OpenFile opens name. perm is recorded for FileMode.
 func (s *Sim) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	return s.openFileAs(0, name, flag, perm)
+}
+
+func (s *Sim) openFileAs(generation uint64, name string, flag int, perm os.FileMode) (File, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.Operations++
+	if generation != 0 && generation-1 != s.generation {
+		return nil, &os.PathError{Op: "open", Path: name, Err: ErrCrashed}
+	}
 	if flag&(os.O_CREATE|os.O_TRUNC) != 0 {
 		if err := s.mutateLocked("open", name); err != nil {
 			return nil, err
@@ -532,10 +539,15 @@ func (s *Sim) createLocked(d *simDir, base string, perm os.FileMode) *simInode {
 }
 
 // Remove removes the file name; the removal is unsynced until SyncDir.
-func (s *Sim) Remove(name string) error {
+func (s *Sim) Remove(name string) error { return s.removeAs(0, name) }
+
+func (s *Sim) removeAs(generation uint64, name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.Operations++
+	if generation != 0 && generation-1 != s.generation {
+		return &os.PathError{Op: "remove", Path: name, Err: ErrCrashed}
+	}
 	if err := s.mutateLocked("remove", name); err != nil {
 		return err
 	}
@@ -558,10 +570,15 @@ func (s *Sim) Remove(name string) error {
 
 // Rename moves the file oldpath to newpath, replacing any file there; the
 // change is unsynced until SyncDir.
-func (s *Sim) Rename(oldpath, newpath string) error {
+func (s *Sim) Rename(oldpath, newpath string) error { return s.renameAs(0, oldpath, newpath) }
+
+func (s *Sim) renameAs(generation uint64, oldpath, newpath string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.Operations++
+	if generation != 0 && generation-1 != s.generation {
+		return &os.PathError{Op: "rename", Path: oldpath, Err: ErrCrashed}
+	}
 	if err := s.mutateLocked("rename", oldpath); err != nil {
 		return err
 	}
@@ -605,10 +622,15 @@ func (s *Sim) Rename(oldpath, newpath string) error {
 }
 
 // MkdirAll creates name and its parents, durably at once.
-func (s *Sim) MkdirAll(name string, perm os.FileMode) error {
+func (s *Sim) MkdirAll(name string, perm os.FileMode) error { return s.mkdirAllAs(0, name, perm) }
+
+func (s *Sim) mkdirAllAs(generation uint64, name string, perm os.FileMode) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.Operations++
+	if generation != 0 && generation-1 != s.generation {
+		return &os.PathError{Op: "mkdir", Path: name, Err: ErrCrashed}
+	}
 	var missing []string
 	for p := filepath.Clean(name); ; p = filepath.Dir(p) {
 		if _, ok := s.dirs[p]; ok {
@@ -626,10 +648,15 @@ func (s *Sim) MkdirAll(name string, perm os.FileMode) error {
 }
 
 // ReadDir returns the sorted names of the files in name.
-func (s *Sim) ReadDir(name string) ([]string, error) {
+func (s *Sim) ReadDir(name string) ([]string, error) { return s.readDirAs(0, name) }
+
+func (s *Sim) readDirAs(generation uint64, name string) ([]string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.Operations++
+	if generation != 0 && generation-1 != s.generation {
+		return nil, &os.PathError{Op: "open", Path: name, Err: ErrCrashed}
+	}
 	d, err := s.lookupDir("open", name, filepath.Clean(name))
 	if err != nil {
 		return nil, err
@@ -643,10 +670,15 @@ func (s *Sim) ReadDir(name string) ([]string, error) {
 }
 
 // SyncDir makes the entry changes of name durable, unless a fault fails it.
-func (s *Sim) SyncDir(name string) error {
+func (s *Sim) SyncDir(name string) error { return s.syncDirAs(0, name) }
+
+func (s *Sim) syncDirAs(generation uint64, name string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.Operations++
+	if generation != 0 && generation-1 != s.generation {
+		return &os.PathError{Op: "sync", Path: name, Err: ErrCrashed}
+	}
 	if err := s.mutateLocked("sync", name); err != nil {
 		return err
 	}
@@ -675,10 +707,15 @@ type simLock struct {
 }
 
 // Lock takes the lock on name, creating the file as the real Lock does.
-func (s *Sim) Lock(name string) (io.Closer, error) {
+func (s *Sim) Lock(name string) (io.Closer, error) { return s.lockAs(0, name) }
+
+func (s *Sim) lockAs(generation uint64, name string) (io.Closer, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.Operations++
+	if generation != 0 && generation-1 != s.generation {
+		return nil, &os.PathError{Op: "lock", Path: name, Err: ErrCrashed}
+	}
 	path := filepath.Clean(name)
 	if _, ok := s.dirs[path]; ok {
 		return nil, fmt.Errorf("open lock file: %w", &os.PathError{Op: "open", Path: name, Err: syscall.EISDIR})
@@ -1294,3 +1331,36 @@ func (s *Sim) History() []string {
 	defer s.mu.Unlock()
 	return s.history.list()
 }
+
+// Process returns a view of the disk for one process: every operation
+// through it, and through the files and locks it opened, fails with
+// ErrCrashed once the disk has crashed. A crash kills the process that used
+// the disk; without the fence, its goroutines still running in a test could
+// go on writing to the disk "after the reboot", which no real process can.
+func (s *Sim) Process() FS {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return simProcess{s: s, generation: s.generation + 1}
+}
+
+// simProcess is the FS of one simulated process (see Process).
+type simProcess struct {
+	s *Sim
+	// generation is the disk's generation when the view was made, plus one:
+	// zero in the internal methods means "any generation".
+	generation uint64
+}
+
+func (p simProcess) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	return p.s.openFileAs(p.generation, name, flag, perm)
+}
+func (p simProcess) Remove(name string) error { return p.s.removeAs(p.generation, name) }
+func (p simProcess) Rename(oldpath, newpath string) error {
+	return p.s.renameAs(p.generation, oldpath, newpath)
+}
+func (p simProcess) MkdirAll(name string, perm os.FileMode) error {
+	return p.s.mkdirAllAs(p.generation, name, perm)
+}
+func (p simProcess) ReadDir(name string) ([]string, error) { return p.s.readDirAs(p.generation, name) }
+func (p simProcess) SyncDir(name string) error             { return p.s.syncDirAs(p.generation, name) }
+func (p simProcess) Lock(name string) (io.Closer, error)   { return p.s.lockAs(p.generation, name) }

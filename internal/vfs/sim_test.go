@@ -1153,3 +1153,37 @@ func TestSimCrashAtMutation(t *testing.T) {
 		}
 	}
 }
+
+// TestSimProcessFencedByCrash checks that a process view of the disk stops
+// working at a crash, so a dead process's goroutines cannot write to the
+// rebooted disk, while a new view works.
+func TestSimProcessFencedByCrash(t *testing.T) {
+	s, err := NewSim(SimConfig{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := s.Process()
+	if err := old.MkdirAll("/d", 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s.Crash()
+	for name, op := range map[string]func() error{
+		"open":   func() error { _, err := old.OpenFile("/d/f", os.O_CREATE|os.O_WRONLY, 0o600); return err },
+		"remove": func() error { return old.Remove("/d/f") },
+		"rename": func() error { return old.Rename("/d/f", "/d/g") },
+		"mkdir":  func() error { return old.MkdirAll("/e", 0o700) },
+		"list":   func() error { _, err := old.ReadDir("/d"); return err },
+		"sync":   func() error { return old.SyncDir("/d") },
+		"lock":   func() error { _, err := old.Lock("/d/LOCK"); return err },
+	} {
+		if err := op(); !errors.Is(err, ErrCrashed) {
+			t.Errorf("%s through the crashed process: got %v, want ErrCrashed", name, err)
+		}
+	}
+	if _, err := s.Process().OpenFile("/d/f", os.O_CREATE|os.O_WRONLY, 0o600); err != nil {
+		t.Fatalf("open through a new process: %v", err)
+	}
+	if files := s.Files(); len(files) != 1 {
+		t.Fatalf("files after the crash: %v, want only the new process's /d/f", files)
+	}
+}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/fest-platform/fest/internal/analytics"
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/journal"
 	"github.com/fest-platform/fest/internal/orderstore"
 	"github.com/fest-platform/fest/internal/projection"
 	"github.com/fest-platform/fest/internal/server"
@@ -43,6 +44,11 @@ type serveOptions struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	ConnectionsMax    int
+
+	// SnapshotEveryBytes and SegmentBytesMax size the engine's snapshots
+	// and journal segments (engine.Config has their meaning).
+	SnapshotEveryBytes int64
+	SegmentBytesMax    int64
 }
 
 // shutdownTimeoutDefault bounds how long in-flight requests may take to
@@ -77,6 +83,8 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 	fs.StringVar(&o.StorefrontToken, "storefront-token", envOr("FEST_STOREFRONT_TOKEN", ""), "storefront bearer token; generated if empty (FEST_STOREFRONT_TOKEN)")
 	fs.StringVar(&o.CarrierToken, "carrier-token", envOr("FEST_CARRIER_TOKEN", ""), "carrier bearer token; generated if empty (FEST_CARRIER_TOKEN)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", shutdownTimeoutDefault, "how long in-flight requests may finish on shutdown")
+	fs.Int64Var(&o.SnapshotEveryBytes, "snapshot-every-bytes", 1<<30, "journal growth in bytes after which the engine snapshots in the background; negative: only at shutdown")
+	fs.Int64Var(&o.SegmentBytesMax, "segment-bytes-max", journal.DefaultSegmentBytesMax, "journal segment size in bytes")
 	def := server.Config{}.WithDefaults()
 	fs.DurationVar(&o.ReadHeaderTimeout, "read-header-timeout", def.ReadHeaderTimeout, "time a client has to send a request's headers")
 	fs.DurationVar(&o.ReadTimeout, "read-timeout", def.ReadTimeout, "time a client has to send a whole request, headers and body")
@@ -207,8 +215,10 @@ func (rs *runningServer) open() error {
 			rs.srv.ObserveFsync(time.Since(t))
 			return err
 		},
-		RetainFrom: proj.Retain,
-		Logger:     rs.log,
+		RetainFrom:         proj.Retain,
+		SnapshotEveryBytes: rs.opts.SnapshotEveryBytes,
+		SegmentBytesMax:    rs.opts.SegmentBytesMax,
+		Logger:             rs.log,
 	})
 	if err != nil {
 		store.Close()

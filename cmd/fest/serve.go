@@ -49,6 +49,8 @@ type serveOptions struct {
 	// and journal segments (engine.Config has their meaning).
 	SnapshotEveryBytes int64
 	SegmentBytesMax    int64
+	// IdempotencyWindow is how long idempotency keys are remembered.
+	IdempotencyWindow time.Duration
 }
 
 // shutdownTimeoutDefault bounds how long in-flight requests may take to
@@ -83,6 +85,11 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 	fs.StringVar(&o.StorefrontToken, "storefront-token", envOr("FEST_STOREFRONT_TOKEN", ""), "storefront bearer token; generated if empty (FEST_STOREFRONT_TOKEN)")
 	fs.StringVar(&o.CarrierToken, "carrier-token", envOr("FEST_CARRIER_TOKEN", ""), "carrier bearer token; generated if empty (FEST_CARRIER_TOKEN)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", shutdownTimeoutDefault, "how long in-flight requests may finish on shutdown")
+	window, err := time.ParseDuration(envOr("FEST_IDEMPOTENCY_WINDOW", "24h"))
+	if err != nil {
+		return o, fs, fmt.Errorf("FEST_IDEMPOTENCY_WINDOW: %w", err)
+	}
+	fs.DurationVar(&o.IdempotencyWindow, "idempotency-window", window, "how long an Idempotency-Key is remembered, across restarts (FEST_IDEMPOTENCY_WINDOW)")
 	fs.Int64Var(&o.SnapshotEveryBytes, "snapshot-every-bytes", 1<<30, "journal growth in bytes after which the engine snapshots in the background; negative: only at shutdown")
 	fs.Int64Var(&o.SegmentBytesMax, "segment-bytes-max", journal.DefaultSegmentBytesMax, "journal segment size in bytes")
 	def := server.Config{}.WithDefaults()
@@ -217,6 +224,7 @@ func (rs *runningServer) open() error {
 		},
 		RetainFrom:         proj.Retain,
 		SnapshotEveryBytes: rs.opts.SnapshotEveryBytes,
+		IdempotencyWindow:  rs.opts.IdempotencyWindow,
 		SegmentBytesMax:    rs.opts.SegmentBytesMax,
 		Logger:             rs.log,
 	})

@@ -2,7 +2,6 @@ package test
 
 import (
 	"bufio"
-	"encoding/binary"
 	"fmt"
 	"io"
 	"net/http"
@@ -26,9 +25,15 @@ type ackedOrders map[string]string
 
 // placeAcked places n orders of the seeded SKUs s1..s4 through single
 // requests, one to four lines each, and pays every other one; it records
-// every acknowledged answer.
-func (f *fest) placeAcked(t *testing.T, n int, acked ackedOrders, buyer string) {
+// every acknowledged answer. after, when not nil, runs after each
+// acknowledged request.
+func (f *fest) placeAcked(t *testing.T, n int, acked ackedOrders, buyer string, after ...func()) {
 	t.Helper()
+	done := func() {
+		for _, fn := range after {
+			fn()
+		}
+	}
 	for i := 0; i < n; i++ {
 		items := make([]map[string]any, 0, 4)
 		for k := 0; k <= i%4; k++ {
@@ -36,11 +41,34 @@ func (f *fest) placeAcked(t *testing.T, n int, acked ackedOrders, buyer string) 
 		}
 		o := decodeOrder(t, f.must(201, "POST", "/v1/orders", storefrontToken, map[string]any{"buyer_id": buyer + strconv.Itoa(i%17), "items": items, "region": "CN-ZJ"}).Body)
 		acked[o.OrderID] = "pending_payment"
+		done()
 		if i%2 == 0 {
 			f.must(200, "POST", "/v1/orders/"+o.OrderID+"/pay", storefrontToken, map[string]any{"amount": o.Total})
 			acked[o.OrderID] = "paid"
+			done()
 		}
 	}
+}
+
+// placeMore places n one-line orders and pays each, and returns those
+// acknowledged; an answer other than the contract's success is an error.
+func (f *fest) placeMore(t *testing.T, n int) (ackedOrders, error) {
+	t.Helper()
+	acked := ackedOrders{}
+	for i := 0; i < n; i++ {
+		r, err := f.call("POST", "/v1/orders", storefrontToken, map[string]any{"buyer_id": "after", "items": []map[string]any{{"sku_id": "s1", "quantity": 1}}})
+		if err != nil || r.Status != 201 {
+			return nil, fmt.Errorf("place: %v %d %s", err, r.Status, strings.TrimSpace(string(r.Body)))
+		}
+		o := decodeOrder(t, r.Body)
+		acked[o.OrderID] = "pending_payment"
+		r, err = f.call("POST", "/v1/orders/"+o.OrderID+"/pay", storefrontToken, map[string]any{"amount": o.Total})
+		if err != nil || r.Status != 200 {
+			return nil, fmt.Errorf("pay the order %s just placed: %v %d %s", o.OrderID, err, r.Status, strings.TrimSpace(string(r.Body)))
+		}
+		acked[o.OrderID] = "paid"
+	}
+	return acked, nil
 }
 
 // checkAcked fails unless every acknowledged order is readable with its
@@ -193,20 +221,15 @@ func newestFile(t *testing.T, dir, pattern string) (string, int) {
 	return paths[len(paths)-1], len(paths)
 }
 
-// frameHeaderGuess is the frame header of the journal format at the time
-// this test was written (u32 length, u32 CRC). The format may change: the
-// positions below do not depend on it, and where the walk by this header
-// does not end exactly at the end of the file, it is not used.
-const frameHeaderGuess = 8
-
-// flipPositions returns the byte offsets of a segment of size n to damage:
-// the first bytes (the first frame's header and the start of its payload),
-// spread positions, the last bytes (the last frame), and, when the segment
-// parses as frames of frameHeaderGuess bytes, the header and payload of
-// the second, a middle and the last frame. Each position is named by what
-// it is.
-func flipPositions(t *testing.T, seg []byte) map[int64]string {
-	n := int64(len(seg))
+// flipPositions returns the byte offsets of a segment of size n to damage,
+// each named by what it is: the first bytes (the first frame's header and
+// the start of its payload), spread positions, the last bytes (the last
+// frame), and the header and payload of the second, a middle and the last
+// two frames. Frame boundaries are known without knowing the frame format:
+// bounds holds the segment's size after each acknowledged request, and a
+// request is acknowledged only once its record is written whole, so each
+// is where a frame ends and the next begins.
+func flipPositions(n int64, bounds []int64) map[int64]string {
 	pos := map[int64]string{}
 	add := func(off int64, what string) {
 		if off >= 0 && off < n {
@@ -224,33 +247,33 @@ func flipPositions(t *testing.T, seg []byte) map[int64]string {
 	for _, back := range []int64{1, 2, 5, 9, 16} {
 		add(n-back, "end of the file (last frame)")
 	}
-	var frames []int64
-	for off := int64(0); off+frameHeaderGuess <= n; {
-		length := int64(binary.LittleEndian.Uint32(seg[off:]))
-		if length == 0 || off+frameHeaderGuess+length > n {
-			frames = nil
-			break
-		}
-		frames = append(frames, off)
-		off += frameHeaderGuess + length
-		if off == n {
-			break
+	// starts are the frame starts after the first: the boundaries inside
+	// the file, deduplicated and in order.
+	var starts []int64
+	for _, b := range bounds {
+		if b > 0 && b < n && (len(starts) == 0 || b > starts[len(starts)-1]) {
+			starts = append(starts, b)
 		}
 	}
-	if len(frames) >= 3 {
-		for _, fr := range []struct {
-			off  int64
-			name string
-		}{{frames[1], "second frame"}, {frames[len(frames)/2], "middle frame"}, {frames[len(frames)-1], "last frame"}} {
-			length := int64(binary.LittleEndian.Uint32(seg[fr.off:]))
-			add(fr.off, fr.name+": length")
-			add(fr.off+2, fr.name+": length high byte")
-			add(fr.off+5, fr.name+": checksum")
-			add(fr.off+frameHeaderGuess, fr.name+": first payload byte")
-			add(fr.off+frameHeaderGuess+length/2, fr.name+": middle of the payload")
+	if len(starts) < 4 {
+		return pos
+	}
+	frames := []struct {
+		name       string
+		start, end int64
+	}{
+		{"early frame", starts[0], starts[1]},
+		{"middle frame", starts[len(starts)/2], starts[len(starts)/2+1]},
+		{"last but one frame", starts[len(starts)-2], starts[len(starts)-1]},
+		{"last frame", starts[len(starts)-1], n},
+	}
+	for _, fr := range frames {
+		for k := int64(0); k < 4; k++ {
+			add(fr.start+k, fmt.Sprintf("%s at %d: header byte %d", fr.name, fr.start, k))
 		}
-	} else {
-		t.Logf("the segment does not parse as %d-byte-header frames (the format changed?): generic positions only", frameHeaderGuess)
+		add(fr.start+5, fmt.Sprintf("%s at %d: header byte 5", fr.name, fr.start))
+		add((fr.start+fr.end)/2, fmt.Sprintf("%s at %d: middle of the frame (payload)", fr.name, fr.start))
+		add(fr.end-1, fmt.Sprintf("%s at %d: last byte (payload)", fr.name, fr.start))
 	}
 	return pos
 }
@@ -268,7 +291,13 @@ func TestJournalByteFlip(t *testing.T) {
 			f := startFest(t, "")
 			f.seedCatalog(map[string]int{"s1": 1_000_000, "s2": 1_000_000, "s3": 1_000_000, "s4": 1_000_000})
 			acked := ackedOrders{}
-			f.placeAcked(t, 120, acked, "flip-")
+			var bounds []int64
+			f.placeAcked(t, 120, acked, "flip-", func() {
+				path, _ := newestFile(t, filepath.Join(f.Dir, "journal"), "*.seg")
+				if info, err := os.Stat(path); err == nil {
+					bounds = append(bounds, info.Size())
+				}
+			})
 			if stop == "clean" {
 				f.stop()
 			} else {
@@ -280,7 +309,10 @@ func TestJournalByteFlip(t *testing.T) {
 				t.Fatal(err)
 			}
 			rel, _ := filepath.Rel(f.Dir, segPath)
-			positions := flipPositions(t, seg)
+			positions := flipPositions(int64(len(seg)), bounds)
+			// -1 is the control: the copy undamaged, which must start and
+			// pass every check, so that a failure below is the damage's.
+			positions[-1] = "no damage"
 			offsets := make([]int64, 0, len(positions))
 			for off := range positions {
 				offsets = append(offsets, off)
@@ -291,7 +323,11 @@ func TestJournalByteFlip(t *testing.T) {
 				what := fmt.Sprintf("byte %d of %s (%s)", off, rel, positions[off])
 				dir := t.TempDir()
 				copyTree(t, f.Dir, dir)
-				flipByte(t, filepath.Join(dir, rel), off)
+				if off < 0 {
+					what = "control: " + rel + " undamaged"
+				} else {
+					flipByte(t, filepath.Join(dir, rel), off)
+				}
 				g, ok := tryStart(t, dir)
 				if !ok {
 					out := g.out.String()
@@ -304,12 +340,37 @@ func TestJournalByteFlip(t *testing.T) {
 				}
 				if msg := g.missingAcked(t, acked); msg != "" {
 					failed = append(failed, what+": "+msg)
+					g.stop()
+					continue
+				}
+				// A server that started must also keep what it
+				// acknowledges next: records written after a start on a
+				// damaged journal must not be invisible to the next
+				// recovery.
+				more, err := g.placeMore(t, 3)
+				if err != nil {
+					failed = append(failed, what+": after the start: "+err.Error())
+					g.stop()
+					continue
+				}
+				g.kill()
+				if g, ok = tryStart(t, dir); !ok {
+					failed = append(failed, what+": after a start and three more orders, refused to start again: "+lastLine(g.out.String()))
+					continue
+				}
+				if msg := g.missingAcked(t, more); msg != "" {
+					failed = append(failed, what+": the orders acknowledged after the start: "+msg)
+				} else if msg := g.missingAcked(t, acked); msg != "" {
+					failed = append(failed, what+": on the second start: "+msg)
 				} else {
 					started = append(started, what)
 				}
 				g.stop()
 			}
-			t.Logf("%d positions of a %d-byte segment: %d refused, %d started with every order, %d failed", len(offsets), len(seg), len(refused), len(started), len(failed))
+			if !slices.Contains(started, "control: "+rel+" undamaged") {
+				t.Fatalf("the undamaged copy did not start and keep every order: %v", failed)
+			}
+			t.Logf("%d positions of a %d-byte segment and the control: %d refused, %d started with every order, %d failed", len(offsets)-1, len(seg), len(refused), len(started), len(failed))
 			if len(failed) > 0 {
 				t.Errorf("%d positions started with fewer acknowledged orders or refused without naming the file and offset:\n%s", len(failed), strings.Join(failed, "\n"))
 			}

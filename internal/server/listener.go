@@ -144,3 +144,12 @@ func (c *limitConn) Close() error {
 	c.once.Do(func() { <-c.slots })
 	return err
 }
+
+// CloseWrite half-closes the connection where the underlying one can, as
+// net/http does before closing a connection with an unread request body.
+func (c *limitConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return c.Conn.Close()
+}

@@ -127,8 +127,9 @@ func TestCatalog(t *testing.T) {
 	f.expectErr(409, "out_of_stock", "", "POST", "/v1/skus/s1/stock", adminToken, map[string]any{"delta": -96})
 	f.expectErr(404, "not_found", "", "POST", "/v1/skus/nope/stock", adminToken, map[string]any{"delta": 1})
 	f.expectErr(422, "invalid_argument", "delta", "POST", "/v1/skus/s1/stock", adminToken, `{}`)
-	// Stock on update sets the available stock (an admin correction).
-	f.must(200, "PUT", "/v1/skus/s1", adminToken, map[string]any{"merchant_id": "m1", "brand_id": "b1", "title": "Shoe", "price": 29900, "stock": 7})
+	// Stock on update sets the available stock (an admin correction) by
+	// compare-and-set against the stock last read.
+	f.must(200, "PUT", "/v1/skus/s1", adminToken, map[string]any{"merchant_id": "m1", "brand_id": "b1", "title": "Shoe", "price": 29900, "stock": 7, "stock_expected": f.sku("s1").Available})
 	if s := f.sku("s1"); s.Available != 7 {
 		t.Fatalf("stock after correction: %+v", s)
 	}

@@ -2,6 +2,7 @@ package test
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -87,7 +88,7 @@ func TestImportAllOrNothing(t *testing.T) {
 	f.must(200, "POST", "/v1/catalog:import", adminToken, `{"type":"sku","id":"s9","merchant_id":"m9","brand_id":"b9","title":"X","price":1,"stock":3}
 {"type":"merchant","id":"m9","name":"X","brand_id":"b9","kind":"trader"}
 {"type":"brand","id":"b9","name":"Nine","country":"FR"}
-{"type":"sku","id":"s1","merchant_id":"m1","brand_id":"b9","title":"Moved brand","price":1,"stock":4}`)
+{"type":"sku","id":"s1","merchant_id":"m1","brand_id":"b9","title":"Moved brand","price":1,"stock":4,"stock_expected":`+strconv.FormatInt(f.sku("s1").Available, 10)+`}`)
 	if s := f.sku("s9"); s.Available != 3 {
 		t.Fatalf("imported sku: %+v", s)
 	}

@@ -318,8 +318,12 @@ func TestSettleClient(t *testing.T) {
 	if _, err := c.SettlePay(ctx, orders[0].ID, orders[0].Total); !errors.As(err, &e) || e.Code != "invalid_state" || e.Status != 409 {
 		t.Fatalf("pay cancelled: %v", err)
 	}
-	if _, err := c.SettlePay(ctx, orders[1].ID, 1); err != nil {
-		t.Fatalf("pay paid again (any amount: the order is paid): %v", err)
+	if _, err := c.SettlePay(ctx, orders[1].ID, orders[1].Total); err != nil {
+		t.Fatalf("pay paid again: %v", err)
+	}
+	// Another amount is still the wrong amount, as /pay answers it.
+	if _, err := c.SettlePay(ctx, orders[1].ID, 1); !errors.As(err, &e) || e.Code != "payment_mismatch" || e.Status != 422 {
+		t.Fatalf("pay paid again with another amount: %v", err)
 	}
 	if _, err := c.SettlePay(ctx, "nope!", 1); !errors.As(err, &e) || e.Code != "not_found" || e.Status != 404 {
 		t.Fatalf("pay bad id: %v", err)

@@ -20,6 +20,7 @@ import (
 
 	"github.com/fest-platform/fest/internal/analytics"
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/journal"
 	"github.com/fest-platform/fest/internal/orderstore"
 	"github.com/fest-platform/fest/internal/projection"
 	"github.com/fest-platform/fest/internal/server"
@@ -36,6 +37,20 @@ type serveOptions struct {
 	StorefrontToken string
 	CarrierToken    string
 	ShutdownTimeout time.Duration
+
+	// The HTTP server's bounds (server.Config has their meaning).
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	ConnectionsMax    int
+
+	// SnapshotEveryBytes and SegmentBytesMax size the engine's snapshots
+	// and journal segments (engine.Config has their meaning).
+	SnapshotEveryBytes int64
+	SegmentBytesMax    int64
+	// IdempotencyWindow is how long idempotency keys are remembered.
+	IdempotencyWindow time.Duration
 }
 
 // shutdownTimeoutDefault bounds how long in-flight requests may take to
@@ -70,6 +85,19 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 	fs.StringVar(&o.StorefrontToken, "storefront-token", envOr("FEST_STOREFRONT_TOKEN", ""), "storefront bearer token; generated if empty (FEST_STOREFRONT_TOKEN)")
 	fs.StringVar(&o.CarrierToken, "carrier-token", envOr("FEST_CARRIER_TOKEN", ""), "carrier bearer token; generated if empty (FEST_CARRIER_TOKEN)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", shutdownTimeoutDefault, "how long in-flight requests may finish on shutdown")
+	window, err := time.ParseDuration(envOr("FEST_IDEMPOTENCY_WINDOW", "24h"))
+	if err != nil {
+		return o, fs, fmt.Errorf("FEST_IDEMPOTENCY_WINDOW: %w", err)
+	}
+	fs.DurationVar(&o.IdempotencyWindow, "idempotency-window", window, "how long an Idempotency-Key is remembered, across restarts (FEST_IDEMPOTENCY_WINDOW)")
+	fs.Int64Var(&o.SnapshotEveryBytes, "snapshot-every-bytes", 1<<30, "journal growth in bytes after which the engine snapshots in the background; negative: only at shutdown")
+	fs.Int64Var(&o.SegmentBytesMax, "segment-bytes-max", journal.DefaultSegmentBytesMax, "journal segment size in bytes")
+	def := server.Config{}.WithDefaults()
+	fs.DurationVar(&o.ReadHeaderTimeout, "read-header-timeout", def.ReadHeaderTimeout, "time a client has to send a request's headers")
+	fs.DurationVar(&o.ReadTimeout, "read-timeout", def.ReadTimeout, "time a client has to send a whole request, headers and body")
+	fs.DurationVar(&o.WriteTimeout, "write-timeout", def.WriteTimeout, "time from a request's headers to the end of its answer (must exceed --read-timeout)")
+	fs.DurationVar(&o.IdleTimeout, "idle-timeout", def.IdleTimeout, "a keep-alive connection with no request for this long is closed")
+	fs.IntVar(&o.ConnectionsMax, "connections-max", def.ConnectionsMax, "open client connections at most; one more is answered 503 unavailable with Retry-After and closed")
 	if err := fs.Parse(args); err != nil {
 		return o, fs, err
 	}
@@ -137,6 +165,8 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 	}
 	srv, err := server.New(server.Config{
 		AdminToken: o.AdminToken, StorefrontToken: o.StorefrontToken, CarrierToken: o.CarrierToken, Logger: log,
+		ReadHeaderTimeout: o.ReadHeaderTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
+		IdleTimeout: o.IdleTimeout, ConnectionsMax: o.ConnectionsMax,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("configure server: %w", err)
@@ -152,13 +182,8 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 		served: make(chan error, 1),
 		opened: make(chan error, 1),
 	}
-	rs.httpSrv = &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
-	go func() { rs.served <- rs.httpSrv.Serve(ln) }()
+	rs.httpSrv = srv.HTTPServer(slog.NewLogLogger(log.Handler(), slog.LevelWarn))
+	go func() { rs.served <- rs.httpSrv.Serve(srv.LimitListener(ln)) }()
 	if a := os.Getenv("FEST_PPROF_ADDR"); a != "" {
 		// Profiling for benchmarks only, on its own listener.
 		go http.ListenAndServe(a, nil)
@@ -197,8 +222,11 @@ func (rs *runningServer) open() error {
 			rs.srv.ObserveFsync(time.Since(t))
 			return err
 		},
-		RetainFrom: proj.Retain,
-		Logger:     rs.log,
+		RetainFrom:         proj.Retain,
+		SnapshotEveryBytes: rs.opts.SnapshotEveryBytes,
+		IdempotencyWindow:  rs.opts.IdempotencyWindow,
+		SegmentBytesMax:    rs.opts.SegmentBytesMax,
+		Logger:             rs.log,
 	})
 	if err != nil {
 		store.Close()

@@ -398,8 +398,15 @@ func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out
 	case s.Price < 0 || s.Price > priceMax:
 		res.Code, res.Field = CodeInvalidArgument, "price"
 		return
-	case s.Stock < 0 || s.Stock > stockMax:
+	case !s.StockOmitted && (s.Stock < 0 || s.Stock > stockMax):
 		res.Code, res.Field = CodeInvalidArgument, "stock"
+		return
+	case s.StockOmitted && s.StockCompared:
+		// An expectation without a stock to set compares nothing.
+		res.Code, res.Field = CodeInvalidArgument, "stock_expected"
+		return
+	case s.StockCompared && (s.StockExpected < 0 || s.StockExpected > stockTotal):
+		res.Code, res.Field = CodeInvalidArgument, "stock_expected"
 		return
 	}
 	merchant, ok := p.merchantSlots[s.MerchantID]
@@ -411,6 +418,9 @@ func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out
 		res.Code, res.Field = CodeNotFound, "brand_id"
 		return
 	}
+	// stock is the available stock the SKU has after this command: the
+	// event carries it, so replay sets it without deciding again.
+	stock := s.Stock
 	var slot uint32
 	var id string
 	if ref, ok := c.dir.lookup(s.ID); ok {
@@ -422,11 +432,31 @@ func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out
 			return
 		}
 		st := &p.skus[slot]
-		if int64(st.reserved)+int64(st.sold)+s.Stock > stockTotal {
+		switch {
+		case s.StockOmitted:
+			stock = int64(st.available)
+		case !s.StockCompared:
+			// Setting the stock of a SKU that has sold units without
+			// saying what the caller last read would resell them.
+			res.Code, res.Field = CodeInvalidArgument, "stock_expected"
+			return
+		case s.StockExpected != int64(st.available):
+			res.Code, res.SKUID, res.Available = CodeConflict, p.skuText[slot].id, int64(st.available)
+			return
+		case int64(st.reserved)+int64(st.sold)+s.Stock > stockTotal:
 			res.Code, res.Field = CodeInvalidArgument, "stock"
 			return
 		}
 	} else {
+		switch {
+		case s.StockOmitted:
+			res.Code, res.Field = CodeInvalidArgument, "stock"
+			return
+		case s.StockCompared && s.StockExpected != 0:
+			// A SKU that does not exist has nothing available.
+			res.Code, res.SKUID, res.Available = CodeConflict, s.ID, 0
+			return
+		}
 		slot = uint32(len(p.skus))
 		// Claim the id now: another partition's worker may be creating the
 		// same id for another merchant at this moment.
@@ -439,6 +469,10 @@ func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out
 	}
 	ev := &out.ev
 	*ev = Event{Kind: EventSKUUpserted, Partition: p.id, At: now, SKU: *s, SKUSlot: slot}
+	// The event holds the outcome, not the request: the precondition was
+	// decided here and replay must not see it.
+	ev.SKU.Stock = stock
+	ev.SKU.StockOmitted, ev.SKU.StockCompared, ev.SKU.StockExpected = false, false, 0
 	if id != "" {
 		ev.SKU.ID = id // the directory's copy, which the state will share
 	}

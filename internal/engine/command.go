@@ -16,8 +16,11 @@ const (
 	KindUpsertBrand
 	// KindUpsertMerchant creates or replaces a merchant (Merchant).
 	KindUpsertMerchant
-	// KindUpsertSKU creates or replaces a SKU (SKU); its Stock sets the
-	// available stock, on update too (an admin correction).
+	// KindUpsertSKU creates or replaces a SKU (SKU). A new SKU starts with
+	// Stock available. On an existing SKU the available stock changes only
+	// by compare-and-set: Stock applies when StockExpected still equals the
+	// available stock (else CodeConflict), so a catalog sync can never make
+	// sold or reserved units sellable again; StockOmitted keeps it as it is.
 	KindUpsertSKU
 	// KindAdjustStock adds Delta to a SKU's available stock (SKUID, Delta).
 	KindAdjustStock
@@ -94,7 +97,8 @@ type Merchant struct {
 	Region   string // e.g. CN-ZJ
 }
 
-// SKU is a stock-keeping unit. Stock is the available stock to set.
+// SKU is a stock-keeping unit. In an upsert, Stock is the available stock
+// to set; in results and events it is the available stock.
 type SKU struct {
 	ID         string
 	MerchantID string
@@ -103,6 +107,18 @@ type SKU struct {
 	Category   string
 	Price      int64 // fen
 	Stock      int64 // units
+
+	// The stock precondition of an upsert (read only from commands; events
+	// and results leave them zero). StockOmitted says the caller gave no
+	// Stock: an existing SKU keeps its available stock, and a new SKU is
+	// refused (a new SKU needs its stock). Otherwise, on an existing SKU,
+	// StockCompared must be set and StockExpected, the available stock the
+	// caller last read, must still equal the available stock for Stock to
+	// apply. On a new SKU a compared StockExpected must be 0, the stock of a
+	// SKU that does not exist.
+	StockOmitted  bool
+	StockCompared bool
+	StockExpected int64 // units
 }
 
 // Item is one line of an order. The caller sets SKUID and Quantity; the

@@ -189,22 +189,54 @@ func TestEngineMatchesModel(t *testing.T) {
 		steps := rapid.IntRange(1, 200).Draw(t, "steps")
 		for step := 0; step < steps; step++ {
 			switch op := rapid.IntRange(0, 9).Draw(t, "op"); op {
-			case 0: // create or correct a SKU
+			case 0: // create or correct a SKU, its stock by compare-and-set
 				id := rapid.SampledFrom(skuIDs[:6]).Draw(t, "sku")
 				merchant := merchants[int(id[1]-'0')%3]
 				stock := int64(rapid.IntRange(0, 20).Draw(t, "stock"))
 				price := int64(rapid.IntRange(1, 1000).Draw(t, "price"))
-				r := h.do(Command{Kind: KindUpsertSKU, SKU: &SKU{ID: id, MerchantID: merchant, BrandID: "b", Price: price, Stock: stock}})
-				if !r.OK() {
-					t.Fatalf("upsert sku: %v", r.Err())
-				}
 				s := m.skus[id]
+				k := &SKU{ID: id, MerchantID: merchant, BrandID: "b", Price: price, Stock: stock}
+				want := CodeOK
+				switch mode := rapid.IntRange(0, 3).Draw(t, "stock mode"); {
+				case mode == 0: // the stock the caller last read
+					k.StockCompared = true
+					if s != nil {
+						k.StockExpected = s.available
+					}
+				case mode == 1: // stock omitted
+					k.StockOmitted = true
+					if s == nil {
+						want = CodeInvalidArgument
+					}
+				case mode == 2: // a stale read
+					k.StockCompared, k.StockExpected = true, int64(rapid.IntRange(0, 20).Draw(t, "expected"))
+					if s == nil && k.StockExpected != 0 || s != nil && k.StockExpected != s.available {
+						want = CodeConflict
+					}
+				default: // no expectation: refused on an existing SKU
+					if s != nil {
+						want = CodeInvalidArgument
+					}
+				}
+				r := h.do(Command{Kind: KindUpsertSKU, SKU: k})
+				if r.Code != want {
+					t.Fatalf("upsert sku %+v: got %v, want %v", k, r.Code, want)
+				}
+				if want == CodeConflict && (s == nil && r.Available != 0 || s != nil && r.Available != s.available) {
+					t.Fatalf("upsert sku %+v: conflict reports %d available, want the current stock", k, r.Available)
+				}
+				if want != CodeOK {
+					break
+				}
 				if s == nil {
 					s = &modelSKU{merchant: merchant}
 					m.skus[id] = s
 				}
-				s.stocked += stock - s.available
-				s.available, s.price = stock, price
+				if !k.StockOmitted {
+					s.stocked += stock - s.available
+					s.available = stock
+				}
+				s.price = price
 			case 1: // adjust stock
 				id := rapid.SampledFrom(skuIDs).Draw(t, "sku")
 				delta := int64(rapid.IntRange(-10, 10).Draw(t, "delta"))

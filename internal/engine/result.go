@@ -23,10 +23,14 @@ const (
 	CodeOverloaded
 	CodeDealNotActive
 	CodeUnavailable // the engine stopped (journal failure) or is closed
+	// CodeConflict is a failed compare-and-set precondition: a SKU upsert's
+	// StockExpected differs from the available stock, which Available
+	// reports (and SKUID names).
+	CodeConflict
 	codeCount
 )
 
-var codeNames = [...]string{"ok", "not_found", "out_of_stock", "invalid_state", "invalid_argument", "payment_mismatch", "idempotency_mismatch", "overloaded", "deal_not_active", "unavailable"}
+var codeNames = [...]string{"ok", "not_found", "out_of_stock", "invalid_state", "invalid_argument", "payment_mismatch", "idempotency_mismatch", "overloaded", "deal_not_active", "unavailable", "conflict"}
 
 func (c Code) String() string {
 	if int(c) < len(codeNames) {
@@ -47,9 +51,10 @@ var (
 	ErrDealNotActive       = errors.New("deal not active")
 	ErrUnavailable         = errors.New("engine unavailable")
 	ErrClosed              = errors.New("engine closed")
+	ErrConflict            = errors.New("precondition failed")
 )
 
-var codeErrors = [...]error{nil, ErrNotFound, ErrOutOfStock, ErrInvalidState, ErrInvalidArgument, ErrPaymentMismatch, ErrIdempotencyMismatch, ErrOverloaded, ErrDealNotActive, ErrUnavailable}
+var codeErrors = [...]error{nil, ErrNotFound, ErrOutOfStock, ErrInvalidState, ErrInvalidArgument, ErrPaymentMismatch, ErrIdempotencyMismatch, ErrOverloaded, ErrDealNotActive, ErrUnavailable, ErrConflict}
 
 // OrderStatus is the state of an order.
 type OrderStatus uint8
@@ -78,7 +83,8 @@ type Result struct {
 	// Field names the offending field for CodeInvalidArgument and
 	// CodeNotFound (e.g. "items[2].sku_id", "merchant_id").
 	Field string
-	// SKUID and Available detail CodeOutOfStock, and Available, Reserved and
+	// SKUID and Available detail CodeOutOfStock and CodeConflict (the
+	// available stock now), and Available, Reserved and
 	// Sold answer GetSKU, AdjustStock and UpsertSKU.
 	SKUID     string
 	Available int64
@@ -130,6 +136,8 @@ func (e *Error) Error() string {
 	switch e.Code {
 	case CodeOutOfStock:
 		return fmt.Sprintf("out of stock: sku %s has %d available", e.SKUID, e.Available)
+	case CodeConflict:
+		return fmt.Sprintf("precondition failed: sku %s has %d available", e.SKUID, e.Available)
 	case CodeInvalidArgument, CodeNotFound:
 		if e.Field != "" {
 			return fmt.Sprintf("%s: %s", codeErrors[e.Code], e.Field)

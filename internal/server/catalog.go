@@ -35,6 +35,9 @@ type skuJSON struct {
 	Category   string  `json:"category"`
 	Price      *int64  `json:"price"`
 	Stock      *int64  `json:"stock"`
+	// StockExpected is the stock_available the caller last read: on an
+	// existing SKU, stock applies only if it still matches.
+	StockExpected *int64 `json:"stock_expected"`
 }
 
 func required(field string) *apiError {
@@ -146,15 +149,28 @@ func (k *skuJSON) command(id string) (engine.Command, *apiError) {
 	if *k.Price < 0 || *k.Price > amountMax/1000 {
 		return engine.Command{}, errInvalidArgument("price", "price out of range")
 	}
+	sku := &engine.SKU{ID: id, MerchantID: merchant, BrandID: brand, Title: title, Category: k.Category, Price: *k.Price}
+	// Whether the SKU exists, and so whether stock may be omitted and
+	// needs stock_expected, the engine decides: it alone knows at the
+	// moment the upsert applies.
 	if k.Stock == nil {
-		return engine.Command{}, required("stock")
+		if k.StockExpected != nil {
+			return engine.Command{}, errInvalidArgument("stock_expected", "stock_expected is given without stock")
+		}
+		sku.StockOmitted = true
+	} else {
+		if *k.Stock < 0 || *k.Stock > 1<<31-1 {
+			return engine.Command{}, errInvalidArgument("stock", "stock must be 0 to 2147483647")
+		}
+		sku.Stock = *k.Stock
 	}
-	if *k.Stock < 0 || *k.Stock > 1<<31-1 {
-		return engine.Command{}, errInvalidArgument("stock", "stock must be 0 to 2147483647")
+	if k.StockExpected != nil {
+		if *k.StockExpected < 0 || *k.StockExpected > 1<<31-1 {
+			return engine.Command{}, errInvalidArgument("stock_expected", "stock_expected must be 0 to 2147483647")
+		}
+		sku.StockCompared, sku.StockExpected = true, *k.StockExpected
 	}
-	return engine.Command{Kind: engine.KindUpsertSKU, SKU: &engine.SKU{
-		ID: id, MerchantID: merchant, BrandID: brand, Title: title, Category: k.Category, Price: *k.Price, Stock: *k.Stock,
-	}}, nil
+	return engine.Command{Kind: engine.KindUpsertSKU, SKU: sku}, nil
 }
 
 func appendBrand(b []byte, br *engine.Brand) []byte {
@@ -452,7 +468,12 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request, be *backen
 			<-b.Done()
 			for i := range b.Requests {
 				if res := &b.Requests[i].Result; !res.OK() {
-					s.writeError(w, lineError(chunk[i].line, resultError(res)))
+					// The catalog changed between the check and now (a
+					// concurrent PUT, or an order taking stock): the
+					// lines before this one have applied.
+					aerr := resultError(res)
+					aerr.Message += "; the catalog changed during the import, lines before this one were applied"
+					s.writeError(w, lineError(chunk[i].line, aerr))
 					return
 				}
 			}
@@ -543,6 +564,10 @@ func (s *Server) checkImport(ctx context.Context, be *backend, phases [3][]impor
 	}
 	slices.SortFunc(all, func(a, b check) int { return a.line - b.line })
 	skuMerchant := make(map[string]string, len(skus)) // SKUs created or updated by earlier lines
+	// skuAvailable is the available stock of the file's SKUs as the
+	// earlier lines leave it, so each line's stock precondition is checked
+	// as the engine will check it when the lines apply in file order.
+	skuAvailable := make(map[string]int64, len(skus))
 	for _, c := range all {
 		var aerr *apiError
 		switch c.cmd.Kind {
@@ -567,8 +592,10 @@ func (s *Server) checkImport(ctx context.Context, be *backend, phases [3][]impor
 				aerr = errNotFound("brand_id", "not found: brand_id")
 			case seen && owner != k.MerchantID:
 				aerr = errInvalidArgument("merchant_id", "invalid argument: merchant_id")
-			case c.sku != nil && c.sku.Reserved+c.sku.Sold+k.Stock > skuTotalMax:
+			case !k.StockOmitted && c.sku != nil && c.sku.Reserved+c.sku.Sold+k.Stock > skuTotalMax:
 				aerr = errInvalidArgument("stock", "invalid argument: stock")
+			default:
+				aerr = checkImportStock(k, seen, c.sku, skuAvailable)
 			}
 			if !seen {
 				skuMerchant[k.ID] = k.MerchantID
@@ -578,5 +605,30 @@ func (s *Server) checkImport(ctx context.Context, be *backend, phases [3][]impor
 			return lineError(c.line, aerr)
 		}
 	}
+	return nil
+}
+
+// checkImportStock checks the stock rule of one SKU line against the SKU's
+// available stock, the catalog's (existing) or that of an earlier line
+// (available), and records the stock the line leaves. exists says whether
+// the SKU exists in the catalog or on an earlier line. The rule is the
+// engine's (upsertSKU): the engine checks it again when the line applies.
+func checkImportStock(k *engine.SKU, exists bool, existing *engine.Result, available map[string]int64) *apiError {
+	now, ok := available[k.ID]
+	if !ok && existing != nil {
+		now = existing.Available
+	}
+	switch {
+	case exists && k.StockOmitted:
+		available[k.ID] = now
+		return nil
+	case exists && !k.StockCompared:
+		return errInvalidArgument("stock_expected", "invalid argument: stock_expected")
+	case !exists && k.StockOmitted:
+		return errInvalidArgument("stock", "invalid argument: stock")
+	case k.StockCompared && k.StockExpected != now:
+		return resultError(&engine.Result{Code: engine.CodeConflict, SKUID: k.ID, Available: now})
+	}
+	available[k.ID] = k.Stock
 	return nil
 }

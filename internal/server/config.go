@@ -59,6 +59,29 @@ type Config struct {
 	RetryAfter time.Duration
 	// Logger receives request failures (default: discard).
 	Logger *slog.Logger
+
+	// ReadHeaderTimeout bounds reading a request's headers (default 5s):
+	// a client that trickles its headers is cut off after it.
+	ReadHeaderTimeout time.Duration
+	// ReadTimeout bounds reading a whole request, headers and body
+	// (default 60s): a 16 MiB batch needs 280 KB/s to arrive in time,
+	// a client trickling a body has its read fail after it, and the
+	// handler answers and returns.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds a request from the end of its headers to the end
+	// of its answer: reading the body, the engine's work and fsync, the
+	// order store's catch-up (ReadWaitMax) and writing (default 90s; it
+	// must exceed ReadTimeout and ReadWaitMax). A client that stops
+	// reading its answer loses the connection after it.
+	WriteTimeout time.Duration
+	// IdleTimeout closes a keep-alive connection that sends no request
+	// for this long (default 2m).
+	IdleTimeout time.Duration
+	// ConnectionsMax bounds the open client connections (default 10,000).
+	// A connection beyond it is answered at once with 503 unavailable and
+	// Retry-After, then closed, rather than left waiting in the accept
+	// queue, so a client knows to back off and retry (see LimitListener).
+	ConnectionsMax int
 }
 
 // Defaults.
@@ -69,6 +92,18 @@ const (
 	defaultGatewayBatchMax   = 256
 	defaultReadWaitMax       = 5 * time.Second
 	defaultRetryAfter        = time.Second
+	defaultReadHeaderTimeout = 5 * time.Second
+	defaultReadTimeout       = 60 * time.Second
+	defaultWriteTimeout      = 90 * time.Second
+	defaultIdleTimeout       = 2 * time.Minute
+	defaultConnectionsMax    = 10_000
+)
+
+// Bounds of the connection settings.
+const (
+	// connectionsMaxLimit keeps the bound below what one process can hold
+	// open (file descriptors) with room for the journal and the store.
+	connectionsMaxLimit = 1_000_000
 )
 
 // ErrConfig is wrapped by every Validate error.
@@ -96,6 +131,28 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	if c.ReadHeaderTimeout == 0 {
+		c.ReadHeaderTimeout = defaultReadHeaderTimeout
+	}
+	if c.ReadTimeout == 0 {
+		c.ReadTimeout = defaultReadTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = defaultWriteTimeout
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = defaultIdleTimeout
+	}
+	if c.ConnectionsMax == 0 {
+		c.ConnectionsMax = defaultConnectionsMax
+	}
+}
+
+// WithDefaults returns c with every zero field set to its default, so
+// that flags can show the defaults they stand for.
+func (c Config) WithDefaults() Config {
+	c.setDefaults()
+	return c
 }
 
 // Validate reports the first invalid field (after defaults are applied).
@@ -113,6 +170,16 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: batch limits must be positive", ErrConfig)
 	case cc.ReadWaitMax < 0 || cc.RetryAfter < 0:
 		return fmt.Errorf("%w: durations must not be negative", ErrConfig)
+	case cc.ReadHeaderTimeout < 0 || cc.ReadTimeout < 0 || cc.WriteTimeout < 0 || cc.IdleTimeout < 0:
+		return fmt.Errorf("%w: timeouts must be positive", ErrConfig)
+	case cc.ReadHeaderTimeout > cc.ReadTimeout:
+		return fmt.Errorf("%w: read header timeout %v exceeds the read timeout %v", ErrConfig, cc.ReadHeaderTimeout, cc.ReadTimeout)
+	case cc.WriteTimeout <= cc.ReadTimeout || cc.WriteTimeout <= cc.ReadWaitMax:
+		// The write deadline starts when the headers are read, so it also
+		// covers reading the body and waiting for the order store.
+		return fmt.Errorf("%w: write timeout %v must exceed the read timeout %v and the read wait %v", ErrConfig, cc.WriteTimeout, cc.ReadTimeout, cc.ReadWaitMax)
+	case cc.ConnectionsMax < 1 || cc.ConnectionsMax > connectionsMaxLimit:
+		return fmt.Errorf("%w: connections max %d outside 1 to %d", ErrConfig, cc.ConnectionsMax, connectionsMaxLimit)
 	}
 	return nil
 }

@@ -58,6 +58,7 @@ var codeStatus = [...]struct {
 	engine.CodeOverloaded:          {http.StatusTooManyRequests, "overloaded", "overloaded; retry after the Retry-After delay"},
 	engine.CodeDealNotActive:       {http.StatusConflict, "deal_not_active", "the deal is not active now"},
 	engine.CodeUnavailable:         {http.StatusServiceUnavailable, "unavailable", "the engine is unavailable"},
+	engine.CodeConflict:            {http.StatusConflict, "conflict", "a precondition failed"},
 }
 
 // resultError converts a failed engine result into an API error.
@@ -72,6 +73,9 @@ func resultError(r *engine.Result) *apiError {
 	case engine.CodeOutOfStock:
 		e.SKUID, e.Available = r.SKUID, r.Available
 		e.Message = "not enough stock for sku " + r.SKUID
+	case engine.CodeConflict:
+		e.SKUID, e.Available = r.SKUID, r.Available
+		e.Message = "stock_expected differs from the available stock of sku " + r.SKUID + " (" + strconv.FormatInt(r.Available, 10) + ")"
 	case engine.CodeNotFound, engine.CodeInvalidArgument:
 		if r.Field != "" {
 			e.Message = cs.msg + ": " + r.Field
@@ -95,6 +99,13 @@ func appendError(b []byte, e *apiError) []byte {
 		b = append(b, `,"sku_id":`...)
 		b = appendString(b, e.SKUID)
 		b = append(b, `,"available":`...)
+		b = strconv.AppendInt(b, e.Available, 10)
+	}
+	if e.Code == "conflict" {
+		// The current value of the compare-and-set, to read again from.
+		b = append(b, `,"sku_id":`...)
+		b = appendString(b, e.SKUID)
+		b = append(b, `,"stock_available":`...)
 		b = strconv.AppendInt(b, e.Available, 10)
 	}
 	if e.Line > 0 {

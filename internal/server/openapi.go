@@ -27,6 +27,13 @@ func resp(desc string, schema obj) obj {
 
 func errResp(desc string) obj { return resp(desc, ref("Error")) }
 
+// retryResp is an error answer that carries Retry-After.
+func retryResp(desc string) obj {
+	r := errResp(desc + "; Retry-After set")
+	r["headers"] = obj{"Retry-After": obj{"description": "seconds to wait before retrying", "schema": obj{"type": "integer"}}}
+	return r
+}
+
 func pathParam(name string) obj {
 	return obj{"name": name, "in": "path", "required": true, "schema": obj{"type": "string"}}
 }
@@ -70,7 +77,7 @@ func buildOpenAPI() obj {
 	admin, storefront := []string{"admin"}, []string{"storefront"}
 	both := []string{"admin", "storefront"}
 	common := func(extra obj) obj {
-		r := obj{"422": errResp("invalid_argument (field in `field`)"), "400": errResp("invalid_json"), "413": errResp("too_large"), "503": errResp("unavailable: recovery in progress")}
+		r := obj{"422": errResp("invalid_argument (field in `field`)"), "400": errResp("invalid_json"), "413": errResp("too_large"), "503": retryResp("unavailable: recovery in progress, the engine stopped after a journal failure, or too many connections")}
 		for k, v := range extra {
 			r[k] = v
 		}
@@ -78,14 +85,19 @@ func buildOpenAPI() obj {
 	}
 	schemas := obj{
 		"Error": props([]string{"error"}, obj{"error": props([]string{"code", "message"}, obj{
-			"code":    obj{"type": "string", "enum": []string{"invalid_json", "invalid_protobuf", "unauthenticated", "forbidden", "not_found", "out_of_stock", "invalid_state", "deal_not_active", "too_large", "invalid_argument", "payment_mismatch", "idempotency_mismatch", "overloaded", "unavailable"}},
+			"code":    obj{"type": "string", "enum": []string{"invalid_json", "invalid_protobuf", "unauthenticated", "forbidden", "not_found", "out_of_stock", "invalid_state", "deal_not_active", "too_large", "invalid_argument", "payment_mismatch", "idempotency_mismatch", "overloaded", "unavailable", "conflict"}},
 			"message": str, "field": str, "sku_id": str, "available": integer, "line": integer,
+			"stock_available": obj{"type": "integer", "format": "int64", "description": "conflict: the SKU's available stock now"},
 		})}),
 		"Brand": props([]string{"name", "country"}, obj{"brand_id": obj{"type": "string", "readOnly": true}, "name": str, "country": obj{"type": "string", "pattern": "^[A-Z]{2}$"}, "first_festival": integer, "emerging": boolean, "last_year_gmv": integer}),
 		"Merchant": props([]string{"name", "brand_id", "kind"}, obj{"merchant_id": obj{"type": "string", "readOnly": true}, "name": str, "brand_id": str,
 			"kind": obj{"type": "string", "enum": []string{"brand_store", "factory", "trader"}}, "industry": str, "region": str}),
-		"SKUInput": props([]string{"merchant_id", "brand_id", "title", "price", "stock"}, obj{"merchant_id": str, "brand_id": str, "title": str, "category": str, "price": integer, "stock": integer}),
-		"SKU":      props(nil, obj{"sku_id": str, "merchant_id": str, "brand_id": str, "title": str, "category": str, "price": integer, "currency": str, "stock_available": integer, "stock_reserved": integer, "sold": integer}),
+		"SKUInput": props([]string{"merchant_id", "brand_id", "title", "price"}, obj{"merchant_id": str, "brand_id": str, "title": str, "category": str, "price": integer,
+			"stock": obj{"type": "integer", "format": "int64", "minimum": 0, "maximum": 2147483647,
+				"description": "a new SKU: required, its available stock; an existing SKU: optional (omitted: unchanged), and applies only with stock_expected"},
+			"stock_expected": obj{"type": "integer", "format": "int64", "minimum": 0, "maximum": 2147483647,
+				"description": "with stock on an existing SKU: the stock_available last read; stock applies only if it still matches, else 409 conflict (a new SKU: 0)"}}),
+		"SKU": props(nil, obj{"sku_id": str, "merchant_id": str, "brand_id": str, "title": str, "category": str, "price": integer, "currency": str, "stock_available": integer, "stock_reserved": integer, "sold": integer}),
 		"OrderInput": props([]string{"buyer_id", "items"}, obj{"buyer_id": str,
 			"items":   obj{"type": "array", "minItems": 1, "maxItems": 100, "items": props([]string{"sku_id", "quantity"}, obj{"sku_id": str, "quantity": obj{"type": "integer", "minimum": 1, "maximum": 999}})},
 			"channel": obj{"type": "string", "description": "app (default), web or live:<channel_id>"}, "region": str, "deal_id": str}),
@@ -99,18 +111,22 @@ func buildOpenAPI() obj {
 		"/v1/merchants/{merchant_id}": obj{"put": op("Create or replace a merchant", admin, []obj{pathParam("merchant_id")}, jsonBody(ref("Merchant")),
 			common(obj{"200": resp("the merchant", ref("Merchant")), "404": errResp("unknown brand_id")}))},
 		"/v1/skus/{sku_id}": obj{
-			"put": op("Create or replace a SKU; stock sets the available stock", admin, []obj{pathParam("sku_id")}, jsonBody(ref("SKUInput")),
-				common(obj{"200": resp("the SKU", ref("SKU")), "404": errResp("unknown merchant_id or brand_id")})),
+			"put": op("Create or replace a SKU; on an existing SKU stock changes only by compare-and-set with stock_expected", admin, []obj{pathParam("sku_id")}, jsonBody(ref("SKUInput")),
+				common(obj{"200": resp("the SKU", ref("SKU")), "404": errResp("unknown merchant_id or brand_id"),
+					"409": errResp("conflict: stock_expected differs from the available stock, which stock_available reports"),
+					"422": errResp("invalid_argument (field in `field`): stock without stock_expected on an existing SKU is field stock_expected; a new SKU without stock is field stock")})),
 			"get": op("A SKU with its stock figures", both, []obj{pathParam("sku_id")}, nil, obj{"200": resp("the SKU", ref("SKU")), "404": errResp("not_found")}),
 		},
 		"/v1/skus/{sku_id}/stock": obj{"post": op("Adjust available stock by delta", admin, []obj{pathParam("sku_id")}, jsonBody(props([]string{"delta"}, obj{"delta": integer})),
 			common(obj{"200": resp("the SKU", ref("SKU")), "404": errResp("not_found"), "409": errResp("out_of_stock")}))},
 		"/v1/catalog:import": obj{"post": op("Import brands, merchants and SKUs from NDJSON (one object a line with type and id)", admin, nil,
 			obj{"required": true, "content": obj{"application/x-ndjson": obj{"schema": str}}},
-			common(obj{"200": resp("counts", props(nil, obj{"imported": props(nil, obj{"brand": integer, "merchant": integer, "sku": integer})})), "404": errResp("a reference to an unknown brand or merchant (with line)")}))},
+			common(obj{"200": resp("counts", props(nil, obj{"imported": props(nil, obj{"brand": integer, "merchant": integer, "sku": integer})})), "404": errResp("a reference to an unknown brand or merchant (with line)"),
+				"409": errResp("conflict: a SKU line's stock_expected differs from the stock (with line and stock_available); nothing applied")}))},
 		"/v1/orders": obj{"post": op("Place an order (Idempotency-Key header honoured)", storefront,
-			[]obj{{"name": "Idempotency-Key", "in": "header", "schema": str}}, jsonBody(ref("OrderInput")),
-			common(obj{"201": resp("the order", ref("Order")), "404": errResp("unknown sku"), "409": errResp("out_of_stock or deal_not_active"), "429": errResp("overloaded; Retry-After set")}))},
+			[]obj{{"name": "Idempotency-Key", "in": "header", "schema": obj{"type": "string", "maxLength": 255},
+				"description": "the same key with the same body returns the first order again; remembered for the idempotency window (--idempotency-window, default 24h), across restarts"}}, jsonBody(ref("OrderInput")),
+			common(obj{"201": resp("the order", ref("Order")), "404": errResp("unknown sku"), "409": errResp("out_of_stock or deal_not_active"), "422": errResp("invalid_argument (field in `field`), or idempotency_mismatch: the key was used with another body"), "429": retryResp("overloaded")}))},
 		"/v1/orders:batch": obj{"post": op("Place up to 10,000 orders; JSON or application/x-protobuf (see docs/api.md)", storefront, nil,
 			obj{"required": true, "content": obj{
 				"application/json":       obj{"schema": props([]string{"orders"}, obj{"orders": obj{"type": "array", "maxItems": 10000, "items": batchOrder}})},
@@ -124,13 +140,14 @@ func buildOpenAPI() obj {
 					"amount": obj{"type": "integer", "format": "int64", "description": "pay: required, the order's total (fen); cancel: must be absent"}})}})},
 				"application/x-protobuf": obj{"schema": obj{"type": "string", "contentMediaType": "application/x-protobuf", "description": "fest.v1.SettleBatchRequest"}},
 			}},
-			common(obj{"200": resp("one result per action, in input order; per-action errors: not_found, invalid_state, payment_mismatch, invalid_argument, overloaded",
+			common(obj{"200": resp("one result per action, in input order; per-action errors: not_found, invalid_state, payment_mismatch (another amount than the total, also on an order already paid), invalid_argument, overloaded",
 				props(nil, obj{"results": obj{"type": "array", "items": props(nil, obj{
 					"order": props(nil, obj{"order_id": str, "status": obj{"type": "string", "enum": []string{"paid", "cancelled"}}, "total": integer, "paid_at": rfc3339, "cancelled_at": rfc3339}),
 					"error": obj{"type": "object"}})}}))}))},
 		"/v1/orders/{order_id}": obj{"get": op("An order with its current status", storefront, []obj{pathParam("order_id")}, nil, obj{"200": resp("the order", ref("Order")), "404": errResp("not_found")})},
 		"/v1/orders/{order_id}/pay": obj{"post": op("Pay an order with its total", storefront, []obj{pathParam("order_id")}, jsonBody(props([]string{"amount"}, obj{"amount": integer})),
-			common(obj{"200": resp("the paid order", ref("Order")), "404": errResp("not_found"), "409": errResp("invalid_state: cancelled or expired")}))},
+			common(obj{"200": resp("the paid order (also when already paid with this amount)", ref("Order")), "404": errResp("not_found"), "409": errResp("invalid_state: cancelled or expired"),
+				"422": errResp("payment_mismatch: amount differs from the total (also when already paid), or invalid_argument")}))},
 		"/v1/orders/{order_id}/cancel": obj{"post": op("Cancel a pending order; its stock is released", storefront, []obj{pathParam("order_id")}, nil,
 			obj{"200": resp("the cancelled order", ref("Order")), "404": errResp("not_found"), "409": errResp("invalid_state: paid or expired")})},
 		"/v1/buyers/{buyer_id}/orders": obj{"get": op("A buyer's orders, newest first", storefront,
@@ -145,7 +162,10 @@ func buildOpenAPI() obj {
 	return obj{
 		"openapi": "3.1.0",
 		"info": obj{"title": "fest", "version": "1",
-			"description": "The 11.11 shopping festival API: catalog, orders, operations. Errors are {\"error\": {\"code\", \"message\", ...}}; money is integer fen."},
+			"description": "The 11.11 shopping festival API: catalog, orders, operations. Errors are {\"error\": {\"code\", \"message\", ...}}; money is integer fen. " +
+				"The server cuts off a client that does not send its headers within --read-header-timeout (default 5s) or its whole request within --read-timeout (default 60s), " +
+				"bounds a request to the end of its answer by --write-timeout (default 90s), closes idle connections after --idle-timeout (default 2m), and answers a connection beyond " +
+				"--connections-max (default 10,000) with 503 unavailable and Retry-After."},
 		"servers": []obj{{"url": "/"}},
 		"paths":   paths,
 		"components": obj{

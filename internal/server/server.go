@@ -35,6 +35,7 @@ type Server struct {
 	gmv     gmvState
 	bufs    sync.Pool // *[]byte request and response buffers
 	closeMu sync.Mutex
+	conns   *connMetrics // the connection bound of LimitListener
 }
 
 type tokenRole struct {
@@ -59,6 +60,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
 	s.metrics = newMetrics(s)
+	s.conns = newConnMetrics(s.metrics.reg, cfg.ConnectionsMax)
 	s.routes()
 	return s, nil
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strconv"
@@ -74,11 +75,46 @@ func settleCommand(idx int, id, action string, amount *int64) (engine.Command, *
 func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request, be *backend) {
 	observe := func(n int) { s.metrics.settleBatch.Observe(float64(n)) }
 	serveBatch(s, w, r, be, s.decodeJSONSettle, s.decodeProtoSettle, observe, func(out []byte, proto bool, entries []settleEntry, batch *engine.Batch) []byte {
+		s.checkRepeatedPays(r, be, entries, batch)
 		if proto {
 			return s.appendProtoSettle(out, entries, batch)
 		}
 		return s.appendJSONSettle(out, entries, batch)
 	})
+}
+
+// checkRepeatedPays answers a pay of an order that was already paid, with
+// another amount than its total, payment_mismatch, as POST
+// /v1/orders/{id}/pay does. The engine keeps no total of a paid order (one
+// status byte per order for the whole festival), so the total is read from
+// the order store; only repeated pays pay for that read, and an order paid
+// before is in the store once it is durable.
+func (s *Server) checkRepeatedPays(r *http.Request, be *backend, entries []settleEntry, batch *engine.Batch) {
+	var ctx context.Context
+	for i := range entries {
+		e := &entries[i]
+		if e.err != nil {
+			continue
+		}
+		req := &batch.Requests[e.req]
+		res := &req.Result
+		if req.Command.Kind != engine.KindPay || !res.OK() || res.Status != engine.StatusPaid || res.ChangedAt != 0 {
+			continue
+		}
+		if ctx == nil {
+			var cancel context.CancelFunc
+			ctx, cancel = s.readCtx(r)
+			defer cancel()
+		}
+		o, aerr := s.loadOrder(ctx, be, req.Command.OrderID, engine.StatusPaid)
+		if aerr != nil {
+			e.err = aerr
+			continue
+		}
+		if o.Total != req.Command.Amount {
+			*res = engine.Result{Code: engine.CodePaymentMismatch, Field: "amount", OrderID: req.Command.OrderID, Total: o.Total}
+		}
+	}
 }
 
 func (s *Server) decodeJSONSettle(body []byte) ([]settleEntry, *engine.Batch, *apiError) {

@@ -649,9 +649,25 @@ func (c *Client) PutMerchant(ctx context.Context, m Merchant) (Merchant, error) 
 	return out, err
 }
 
-// PutSKU creates or replaces a SKU; Stock sets the available stock (admin).
+// PutSKU creates a SKU with Stock as its available stock (admin). On an
+// existing SKU use UpdateSKU: a stock change there is a compare-and-set.
 func (c *Client) PutSKU(ctx context.Context, s SKU) (SKU, error) {
 	body := map[string]any{"merchant_id": s.MerchantID, "brand_id": s.BrandID, "title": s.Title, "category": s.Category, "price": s.Price, "stock": s.Stock}
+	var out SKU
+	err := c.do(ctx, http.MethodPut, "/v1/skus/"+url.PathEscape(s.ID), nil, body, &out)
+	return out, err
+}
+
+// UpdateSKU replaces an existing SKU's fields (admin). With expected nil the
+// stock is left as it is and s.Stock is ignored; otherwise the stock is set
+// to s.Stock only if the available stock is still *expected, else the
+// error is a 409 conflict carrying the current stock_available. A sync can
+// therefore never make sold or reserved units sellable again.
+func (c *Client) UpdateSKU(ctx context.Context, s SKU, expected *int64) (SKU, error) {
+	body := map[string]any{"merchant_id": s.MerchantID, "brand_id": s.BrandID, "title": s.Title, "category": s.Category, "price": s.Price}
+	if expected != nil {
+		body["stock"], body["stock_expected"] = s.Stock, *expected
+	}
 	var out SKU
 	err := c.do(ctx, http.MethodPut, "/v1/skus/"+url.PathEscape(s.ID), nil, body, &out)
 	return out, err

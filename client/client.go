@@ -76,6 +76,9 @@ type Error struct {
 	Field     string // the offending field, when known
 	SKUID     string // out_of_stock: the SKU short of stock
 	Available int64  // out_of_stock: its available stock
+	// StockAvailable is a conflict's current stock_available (the value a
+	// stock_expected compare-and-set should have carried).
+	StockAvailable int64
 	// RetryAfter is the server's Retry-After for 429 and 503 answers.
 	RetryAfter time.Duration
 }
@@ -449,7 +452,7 @@ func statusOf(code string) int {
 		return http.StatusForbidden
 	case "not_found":
 		return http.StatusNotFound
-	case "out_of_stock", "invalid_state", "deal_not_active":
+	case "out_of_stock", "invalid_state", "deal_not_active", "conflict", "limit_exceeded":
 		return http.StatusConflict
 	case "too_large":
 		return http.StatusRequestEntityTooLarge
@@ -477,6 +480,8 @@ func decodeError(resp *http.Response, body []byte) error {
 			Field     string `json:"field"`
 			SKUID     string `json:"sku_id"`
 			Available int64  `json:"available"`
+			// StockAvailable is the current stock of a 409 conflict.
+			StockAvailable int64 `json:"stock_available"`
 		} `json:"error"`
 	}
 	e := &Error{Status: resp.StatusCode}
@@ -485,6 +490,7 @@ func decodeError(resp *http.Response, body []byte) error {
 		e.Message = strings.TrimSpace(string(body))
 	} else {
 		e.Code, e.Message, e.Field, e.SKUID, e.Available = env.Error.Code, env.Error.Message, env.Error.Field, env.Error.SKUID, env.Error.Available
+		e.StockAvailable = env.Error.StockAvailable
 	}
 	if ra := resp.Header.Get("Retry-After"); ra != "" {
 		if s, err := strconv.Atoi(ra); err == nil {

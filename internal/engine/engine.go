@@ -338,6 +338,18 @@ func (e *Engine) Do(ctx context.Context, cmd Command) Result {
 	}
 }
 
+// tooLong answers res with CodeInvalidArgument naming field when s is longer
+// than max bytes. Every string a command carries into the state or the
+// journal is checked here, before it is applied, so that each event has a
+// static maximum size (limits.go) and no input can make a record too large.
+func tooLong(res *Result, field, s string, max int) bool {
+	if len(s) <= max {
+		return false
+	}
+	res.Code, res.Field = CodeInvalidArgument, field
+	return true
+}
+
 func itemField(i int, name string) string {
 	return "items[" + strconv.Itoa(i) + "]." + name
 }
@@ -351,7 +363,13 @@ func (c *core) route(r *Request) (int, bool) {
 	*res = Result{}
 	switch cmd.Kind {
 	case KindPlaceOrder:
-		items := cmd.Order.Items
+		o := &cmd.Order
+		if tooLong(res, "buyer_id", o.BuyerID, idLengthMax) || tooLong(res, "channel", o.Channel, channelBytesMax) ||
+			tooLong(res, "region", o.Region, regionBytesMax) || tooLong(res, "deal_id", o.DealID, idLengthMax) ||
+			tooLong(res, "Idempotency-Key", o.IdempotencyKey, idempotencyKeyBytesMax) {
+			return 0, false
+		}
+		items := o.Items
 		if len(items) == 0 || len(items) > orderItemsMax {
 			res.Code, res.Field = CodeInvalidArgument, "items"
 			return 0, false
@@ -360,6 +378,10 @@ func (c *core) route(r *Request) (int, bool) {
 			it := &items[i]
 			if it.Quantity < 1 || it.Quantity > quantityMax {
 				res.Code, res.Field = CodeInvalidArgument, itemField(i, "quantity")
+				return 0, false
+			}
+			if len(it.SKUID) > idLengthMax {
+				res.Code, res.Field = CodeInvalidArgument, itemField(i, "sku_id")
 				return 0, false
 			}
 			ref, ok := c.dir.lookup(it.SKUID)
@@ -408,24 +430,44 @@ func (c *core) route(r *Request) (int, bool) {
 		}
 		return p, true
 	case KindUpsertBrand:
-		if cmd.Brand == nil {
+		b := cmd.Brand
+		if b == nil {
 			res.Code, res.Field = CodeInvalidArgument, "brand"
 			return 0, false
 		}
-		return c.brandPartition(cmd.Brand.ID), true
+		if tooLong(res, "brand_id", b.ID, idLengthMax) || tooLong(res, "name", b.Name, textMax) ||
+			tooLong(res, "country", b.Country, countryBytesMax) {
+			return 0, false
+		}
+		return c.brandPartition(b.ID), true
 	case KindUpsertMerchant:
-		if cmd.Merchant == nil {
+		m := cmd.Merchant
+		if m == nil {
 			res.Code, res.Field = CodeInvalidArgument, "merchant"
 			return 0, false
 		}
-		return c.merchantPartition(cmd.Merchant.ID), true
+		if tooLong(res, "merchant_id", m.ID, idLengthMax) || tooLong(res, "name", m.Name, textMax) ||
+			tooLong(res, "brand_id", m.BrandID, idLengthMax) || tooLong(res, "industry", m.Industry, textMax) ||
+			tooLong(res, "region", m.Region, regionBytesMax) {
+			return 0, false
+		}
+		return c.merchantPartition(m.ID), true
 	case KindUpsertSKU:
-		if cmd.SKU == nil {
+		s := cmd.SKU
+		if s == nil {
 			res.Code, res.Field = CodeInvalidArgument, "sku"
 			return 0, false
 		}
-		return c.merchantPartition(cmd.SKU.MerchantID), true
+		if tooLong(res, "sku_id", s.ID, idLengthMax) || tooLong(res, "merchant_id", s.MerchantID, idLengthMax) ||
+			tooLong(res, "brand_id", s.BrandID, idLengthMax) || tooLong(res, "title", s.Title, textMax) ||
+			tooLong(res, "category", s.Category, textMax) {
+			return 0, false
+		}
+		return c.merchantPartition(s.MerchantID), true
 	case KindAdjustStock, KindGetSKU:
+		if tooLong(res, "sku_id", cmd.SKUID, idLengthMax) {
+			return 0, false
+		}
 		ref, ok := c.dir.lookup(cmd.SKUID)
 		if !ok {
 			res.Code, res.Field = CodeNotFound, "sku_id"

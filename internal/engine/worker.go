@@ -99,8 +99,12 @@ func (w *worker) run() {
 }
 
 // batch applies first and whatever else is queued, up to BatchSizeMax
-// commands, as one journal record. It returns false when the queue has
-// been closed.
+// commands. Its events go into one journal record, or into several when they
+// would exceed recordEventsMax or recordBytesMax: the worker then closes the
+// record and carries on in the next one. The batch's replies are attached to
+// its last record only, and the journal makes records durable in order, so
+// no reply is released before every event of its batch is durable. batch
+// returns false when the queue has been closed.
 func (w *worker) batch(first *shard) bool {
 	e := w.e
 	fl := <-w.free
@@ -138,13 +142,21 @@ func (w *worker) batch(first *shard) bool {
 	em := &w.em
 	em.reset(fl.buf)
 	for _, p := range w.parts {
-		e.core.expire(p, now, e.cfg.ExpireBatchMax, em)
+		fl = w.expire(fl, p, now)
 	}
 	commands, rejected := 0, 0
 	for _, s := range fl.shards {
 		for _, i := range s.idx {
+			if !em.recordRoom(commandEventsMax, commandBytesMax) {
+				fl = w.closeRecord(fl)
+			}
 			r := &s.b.Requests[i]
+			events, bytes := em.events, len(em.rec)
 			e.core.apply(e.core.partitions[r.partition], now, &r.Command, &r.Result, em)
+			if em.events-events > commandEventsMax || len(em.rec)-bytes > commandBytesMax {
+				panic(fmt.Sprintf("engine: %v command emitted %d events of %d bytes, over the static bound of %d events of %d bytes",
+					r.Command.Kind, em.events-events, len(em.rec)-bytes, commandEventsMax, commandBytesMax))
+			}
 			if r.Result.Code != CodeOK {
 				rejected++
 			}
@@ -155,18 +167,67 @@ func (w *worker) batch(first *shard) bool {
 	e.stats.Commands.Add(uint64(commands))
 	e.stats.Rejected.Add(uint64(rejected))
 
+	if first == nil && em.events == 0 {
+		w.free <- fl // an idle tick that expired nothing
+		return open
+	}
+	w.appendRecord(fl)
+	if snap != nil {
+		w.snapshotPart(snap)
+	}
+	return open
+}
+
+// expire ends p's overdue orders, at most ExpireBatchMax of them, closing
+// records that fill up on the way. It returns the record now being built.
+func (w *worker) expire(fl *inflight, p *partition, now int64) *inflight {
+	e := w.e
+	em := &w.em
+	left := e.cfg.ExpireBatchMax
+	for left > 0 {
+		room := min(recordEventsMax-em.events, (recordBytesMax-len(em.rec))/orderEndEventBytes)
+		if room <= 0 {
+			fl = w.closeRecord(fl)
+			continue
+		}
+		step := min(left, room)
+		n := e.core.expire(p, now, step, em)
+		left -= n
+		if n < step {
+			break // nothing more is overdue
+		}
+	}
+	return fl
+}
+
+// closeRecord hands the full record of fl to the journal and returns a free
+// inflight to go on with, which takes over fl's shards: their replies wait
+// for the batch's last record.
+func (w *worker) closeRecord(fl *inflight) *inflight {
+	next := <-w.free
+	fl.shards, next.shards = next.shards[:0], fl.shards
+	w.appendRecord(fl)
+	w.em.reset(next.buf)
+	return next
+}
+
+// appendRecord finishes the emitter's record into fl and appends it; an empty
+// record is a barrier, so replies still wait for the records before it.
+func (w *worker) appendRecord(fl *inflight) {
+	e := w.e
+	em := &w.em
 	rec := em.finish()
 	fl.buf = rec
 	if em.events == 0 {
-		rec = nil // a barrier: replies wait for the records before it
+		rec = nil
 	} else {
+		if len(rec) > recordBytesMax || em.events > recordEventsMax {
+			panic(fmt.Sprintf("engine: worker %d built a record of %d events in %d bytes, over the bounds of %d events and %d bytes",
+				w.id, em.events, len(rec), recordEventsMax, recordBytesMax))
+		}
 		e.stats.Events.Add(uint64(em.events))
 		e.stats.Records.Add(1)
 		e.stats.RecordBytes.Add(uint64(len(rec)))
-	}
-	if first == nil && rec == nil {
-		w.free <- fl // an idle tick that expired nothing
-		return open
 	}
 	fl.mu.Lock()
 	pos, err := e.journal.Append(rec, fl.doneFn)
@@ -177,10 +238,6 @@ func (w *worker) batch(first *shard) bool {
 	} else if rec != nil {
 		e.maybeSnapshot(pos)
 	}
-	if snap != nil {
-		w.snapshotPart(snap)
-	}
-	return open
 }
 
 // done runs on the journal's goroutine once the record is durable, or

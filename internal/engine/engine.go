@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/fest-platform/fest/internal/journal"
+	"github.com/fest-platform/fest/internal/vfs"
 )
 
 // Engine runs the core: it routes commands to partition workers, each of
@@ -25,19 +27,27 @@ type Engine struct {
 	journal   journal.Journal
 	snapshots *journal.Snapshots
 	workers   []*worker
-	lock      *os.File // the data directory's lock, held until Close
+	lock      io.Closer // the data directory's lock, held until Close
 
 	mu struct {
 		sync.RWMutex
 		closed bool
 	}
+	// closing is set by Close before it stops the workers: from then on no
+	// snapshot starts through them.
+	closing atomic.Bool
 	// failed holds the error that stopped the engine (journal failure).
 	failed atomic.Pointer[error]
 
-	snapshotMu      sync.Mutex // one snapshot at a time
-	snapshotRunning atomic.Bool
-	lastSnapshotEnd atomic.Uint64
-	wg              sync.WaitGroup // workers and background snapshots
+	snapshotMu  sync.Mutex        // one snapshot at a time; guards snapshotReq
+	snapshotReq partitionSnapshot // reused by every snapshot
+	// snapshotHook, set by tests before any snapshot, runs on the snapshot
+	// goroutine after each partition is encoded.
+	snapshotHook        func(partition int)
+	snapshotRunning     atomic.Bool   // a background snapshot is under way
+	lastSnapshotAttempt atomic.Uint64 // journal end when the last snapshot began
+	snapshotWG          sync.WaitGroup
+	wg                  sync.WaitGroup // workers
 
 	stats Stats
 }
@@ -51,8 +61,9 @@ type Stats struct {
 	Events          atomic.Uint64 // events written
 	Records         atomic.Uint64 // journal records (non-empty)
 	RecordBytes     atomic.Uint64 // payload bytes written
-	Snapshots       atomic.Uint64
-	Overloaded      atomic.Uint64
+	Snapshots        atomic.Uint64
+	SnapshotFailures atomic.Uint64 // snapshots that failed (each is logged)
+	Overloaded       atomic.Uint64
 }
 
 type meta struct {
@@ -68,14 +79,14 @@ func Open(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	partitions, err := loadMeta(cfg.Dir, cfg.Partitions)
+	partitions, err := loadMeta(cfg.FS, cfg.Dir, cfg.Partitions)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Partitions = partitions
-	var lock *os.File
+	var lock io.Closer
 	if cfg.Dir != "" {
-		if lock, err = lockDir(cfg.Dir); err != nil {
+		if lock, err = lockDir(cfg.FS, cfg.Dir); err != nil {
 			return nil, err
 		}
 	}
@@ -83,16 +94,19 @@ func Open(cfg Config) (*Engine, error) {
 		cfg.Workers = cfg.Partitions
 	}
 	e := &Engine{cfg: cfg, lock: lock}
+	e.snapshotReq.done = make(chan struct{}, 1)
 	ok := false
 	defer func() {
 		if !ok && lock != nil {
 			lock.Close()
 		}
 	}()
-	e.core = newCore(cfg.Partitions, int64(cfg.PaymentTimeout), int64(cfg.IdempotencyWindow), cfg.IdempotencyKeysMax)
+	e.core = e.newCore()
 
 	e.journal = cfg.Journal
 	if e.journal == nil {
+		// MERGE(lead): pass the file system to the journal once journal.Config
+		// has its FS field: journal.Config{FS: cfg.FS, ...}.
 		j, err := journal.Open(journal.Config{
 			Dir:             filepath.Join(cfg.Dir, "journal"),
 			SegmentBytesMax: cfg.SegmentBytesMax,
@@ -106,6 +120,8 @@ func Open(cfg Config) (*Engine, error) {
 		e.journal = j
 	}
 	if cfg.Dir != "" {
+		// MERGE(lead): journal.OpenSnapshots(cfg.FS, ...) once it takes the
+		// file system first.
 		s, err := journal.OpenSnapshots(filepath.Join(cfg.Dir, "snapshots"))
 		if err != nil {
 			e.journal.Close()
@@ -132,19 +148,29 @@ func Open(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
+// newCore returns an empty core with the engine's settings.
+func (e *Engine) newCore() *core {
+	cfg := &e.cfg
+	return newCore(cfg.Partitions, int64(cfg.PaymentTimeout), int64(cfg.IdempotencyWindow), cfg.IdempotencyKeysMax)
+}
+
+// metaFileMode is the mode of engine.json, like every data file (0600: the
+// directory holds buyer ids).
+const metaFileMode = 0o600
+
 // loadMeta reads engine.json, or writes it for a new directory.
-func loadMeta(dir string, partitions int) (int, error) {
+func loadMeta(fsys vfs.FS, dir string, partitions int) (int, error) {
 	if dir == "" {
 		if partitions == 0 {
 			partitions = 64
 		}
 		return partitions, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := fsys.MkdirAll(dir, 0o755); err != nil {
 		return 0, fmt.Errorf("create data directory: %w", err)
 	}
 	path := filepath.Join(dir, "engine.json")
-	b, err := os.ReadFile(path)
+	b, err := vfs.ReadFile(fsys, path)
 	switch {
 	case err == nil:
 		var m meta
@@ -162,46 +188,17 @@ func loadMeta(dir string, partitions int) (int, error) {
 		if partitions == 0 {
 			partitions = 64
 		}
-		b, _ := json.Marshal(meta{Version: 1, Partitions: partitions})
-		tmp := path + ".tmp"
-		if err := writeFileSync(tmp, b); err != nil {
-			return 0, fmt.Errorf("write %s: %w", tmp, err)
+		b, err := json.Marshal(meta{Version: 1, Partitions: partitions})
+		if err != nil {
+			panic(fmt.Sprintf("engine: encode engine.json: %v", err))
 		}
-		if err := os.Rename(tmp, path); err != nil {
-			return 0, fmt.Errorf("rename %s: %w", tmp, err)
+		if err := vfs.WriteFileAtomic(fsys, path, b, metaFileMode); err != nil {
+			return 0, fmt.Errorf("write %s: %w", path, err)
 		}
-		return partitions, syncDir(dir)
+		return partitions, nil
 	default:
 		return 0, fmt.Errorf("read %s: %w", path, err)
 	}
-}
-
-func writeFileSync(path string, b []byte) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
 }
 
 // Partitions returns the number of logical partitions.
@@ -490,14 +487,19 @@ func (e *Engine) Close() error {
 		return ErrClosed
 	}
 	e.mu.closed = true
+	e.closing.Store(true)
 	for _, w := range e.workers {
 		close(w.queue)
 	}
 	e.mu.Unlock()
 	e.wg.Wait()
+	// The workers have stopped, so no background snapshot can start, and
+	// one under way ends (or gives up) without them: wait for it before
+	// the final snapshot reads the state on this goroutine.
+	e.snapshotWG.Wait()
 	var errs []error
 	if e.Err() == nil && e.snapshots != nil {
-		if err := e.snapshot(); err != nil {
+		if err := e.snapshotStopped(); err != nil {
 			errs = append(errs, fmt.Errorf("final snapshot: %w", err))
 		}
 	}

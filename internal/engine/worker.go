@@ -8,12 +8,10 @@ import (
 	"github.com/fest-platform/fest/internal/journal"
 )
 
-// shard is the part of a batch that one worker applies, or a control
-// message asking the worker for its part of a snapshot.
+// shard is the part of a batch that one worker applies.
 type shard struct {
-	b    *Batch
-	idx  []int32
-	snap *snapshotRequest
+	b   *Batch
+	idx []int32
 }
 
 // inflight is a record handed to the journal and the shards whose replies
@@ -37,6 +35,11 @@ type worker struct {
 	queue chan shard
 	free  chan *inflight
 	em    emitter
+	// snapshots carries requests to encode one partition, served between
+	// two batches; exited is closed when the worker has stopped, so that a
+	// snapshot never waits for a worker that is gone.
+	snapshots chan *partitionSnapshot
+	exited    chan struct{}
 
 	lastNow int64
 }
@@ -48,8 +51,10 @@ func newWorker(e *Engine, id int) *worker {
 	w := &worker{
 		e:     e,
 		id:    id,
-		queue: make(chan shard, e.cfg.QueueDepthMax),
-		free:  make(chan *inflight, e.cfg.InflightRecordsMax),
+		queue:     make(chan shard, e.cfg.QueueDepthMax),
+		free:      make(chan *inflight, e.cfg.InflightRecordsMax),
+		snapshots: make(chan *partitionSnapshot, 1),
+		exited:    make(chan struct{}),
 	}
 	for p := id; p < len(e.core.partitions); p += e.cfg.Workers {
 		part := e.core.partitions[p]
@@ -67,6 +72,7 @@ func newWorker(e *Engine, id int) *worker {
 }
 
 func (w *worker) run() {
+	defer close(w.exited)
 	timer := time.NewTimer(idleTick)
 	defer timer.Stop()
 	for {
@@ -74,10 +80,16 @@ func (w *worker) run() {
 		var ok bool
 		select {
 		case s, ok = <-w.queue:
+		case req := <-w.snapshots:
+			w.snapshotPart(req)
+			continue
 		default:
 			timer.Reset(idleTick)
 			select {
 			case s, ok = <-w.queue:
+			case req := <-w.snapshots:
+				w.snapshotPart(req)
+				continue
 			case <-timer.C:
 				w.batch(nil)
 				continue
@@ -86,10 +98,6 @@ func (w *worker) run() {
 		if !ok {
 			w.drain()
 			return
-		}
-		if s.snap != nil {
-			w.snapshotPart(s.snap)
-			continue
 		}
 		if !w.batch(&s) {
 			w.drain()
@@ -110,7 +118,6 @@ func (w *worker) batch(first *shard) bool {
 	fl := <-w.free
 	fl.shards = fl.shards[:0]
 	open := true
-	var snap *snapshotRequest
 	if first != nil {
 		fl.shards = append(fl.shards, *first)
 		n := len(first.idx)
@@ -120,10 +127,6 @@ func (w *worker) batch(first *shard) bool {
 			case s, ok := <-w.queue:
 				if !ok {
 					open = false
-					break collect
-				}
-				if s.snap != nil {
-					snap = s.snap
 					break collect
 				}
 				fl.shards = append(fl.shards, s)
@@ -172,9 +175,6 @@ func (w *worker) batch(first *shard) bool {
 		return open
 	}
 	w.appendRecord(fl)
-	if snap != nil {
-		w.snapshotPart(snap)
-	}
 	return open
 }
 

@@ -54,13 +54,13 @@ type Engine struct {
 
 // Stats are running counters, read with atomic loads.
 type Stats struct {
-	Commands        atomic.Uint64 // commands applied by workers
-	Rejected        atomic.Uint64 // commands answered with a non-OK code
-	GatewayRejected atomic.Uint64 // commands answered before a worker (not found, sold out, overloaded)
-	Batches         atomic.Uint64 // worker batches
-	Events          atomic.Uint64 // events written
-	Records         atomic.Uint64 // journal records (non-empty)
-	RecordBytes     atomic.Uint64 // payload bytes written
+	Commands         atomic.Uint64 // commands applied by workers
+	Rejected         atomic.Uint64 // commands answered with a non-OK code
+	GatewayRejected  atomic.Uint64 // commands answered before a worker (not found, sold out, overloaded)
+	Batches          atomic.Uint64 // worker batches
+	Events           atomic.Uint64 // events written
+	Records          atomic.Uint64 // journal records (non-empty)
+	RecordBytes      atomic.Uint64 // payload bytes written
 	Snapshots        atomic.Uint64
 	SnapshotFailures atomic.Uint64 // snapshots that failed (each is logged)
 	Overloaded       atomic.Uint64

@@ -49,8 +49,8 @@ const idleTick = 100 * time.Millisecond
 
 func newWorker(e *Engine, id int) *worker {
 	w := &worker{
-		e:     e,
-		id:    id,
+		e:         e,
+		id:        id,
 		queue:     make(chan shard, e.cfg.QueueDepthMax),
 		free:      make(chan *inflight, e.cfg.InflightRecordsMax),
 		snapshots: make(chan *partitionSnapshot, 1),

@@ -54,9 +54,10 @@ func runWithSnapshots(t *testing.T, cfg Config) string {
 }
 
 func snapshotTestConfig(dir string) Config {
-	var clock int64 = 1_000_000
+	var clock atomic.Int64 // workers read it concurrently
+	clock.Store(1_000_000)
 	return Config{Dir: dir, Partitions: 8, Workers: 2, NoSync: true, SnapshotEveryBytes: -1, PaymentTimeout: 1 << 40,
-		Now: func() int64 { clock++; return clock }, Logger: quiet, SegmentBytesMax: 4 << 10}
+		Now: func() int64 { return clock.Add(1) }, Logger: quiet, SegmentBytesMax: 4 << 10}
 }
 
 // TestNewestSnapshotDamagedFallsBack damages the newest snapshot, once so

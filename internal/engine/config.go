@@ -51,7 +51,8 @@ type Config struct {
 	ExpireBatchMax int
 	// SnapshotEveryBytes is the journal growth, in bytes, after which a
 	// snapshot is taken in the background (default 1 GiB; negative: only
-	// on Close and on request).
+	// on Close and on request). It counts from the last attempt, so a
+	// failed snapshot is retried only after another SnapshotEveryBytes.
 	SnapshotEveryBytes int64
 	// FS is the file system under Dir: engine.json, the directory lock and
 	// (once the journal takes it) the journal and snapshots (default

@@ -97,54 +97,76 @@ func (e *Engine) loadSnapshot(c *core, at journal.Position, pos []journal.Positi
 		return 0, err
 	}
 	defer rc.Close()
-	r := bufio.NewReaderSize(rc, 1<<20)
+	if err := c.decodeSnapshotSafely(bufio.NewReaderSize(rc, 1<<20), size, at, pos); err != nil {
+		return 0, err
+	}
+	return size, nil
+}
+
+// decodeSnapshotSafely is decodeSnapshot, with a violated invariant of the
+// state (its assertions panic) turned into an error: a snapshot can pass its
+// checksum and still be wrong (written by a faulty build, or damaged before
+// it was checksummed), and recovery must then fall back to an older one
+// rather than stop the start.
+func (c *core) decodeSnapshotSafely(r *bufio.Reader, size int64, at journal.Position, pos []journal.Position) (err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			err = fmt.Errorf("%w: snapshot %d: %v", ErrBadRecord, at, v)
+		}
+	}()
+	return c.decodeSnapshot(r, size, at, pos)
+}
+
+// decodeSnapshot reads the data of the snapshot at (size bytes) from r into
+// c, one partition at a time, and fills pos.
+func (c *core) decodeSnapshot(r *bufio.Reader, size int64, at journal.Position, pos []journal.Position) error {
 	bad := func(what string) error { return fmt.Errorf("%w: snapshot %d: %s", ErrBadRecord, at, what) }
 	head := make([]byte, len(snapshotMagic)+1)
 	if _, err := io.ReadFull(r, head); err != nil {
-		return 0, fmt.Errorf("read snapshot %d header: %w", at, err)
+		return fmt.Errorf("read snapshot %d header: %w", at, err)
 	}
 	if string(head[:len(snapshotMagic)]) != snapshotMagic {
-		return 0, bad("not a snapshot")
+		return bad("not a snapshot")
 	}
 	if v := head[len(snapshotMagic)]; v != snapshotVersion {
-		return 0, bad(fmt.Sprintf("version %d", v))
+		return bad(fmt.Sprintf("version %d", v))
 	}
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
-		return 0, fmt.Errorf("read snapshot %d partition count: %w", at, err)
+		return fmt.Errorf("read snapshot %d partition count: %w", at, err)
 	}
 	if n != uint64(len(pos)) {
-		return 0, fmt.Errorf("snapshot %d has %d partitions, the directory %d", at, n, len(pos))
+		return fmt.Errorf("snapshot %d has %d partitions, the directory %d", at, n, len(pos))
 	}
 	var fixed [8]byte
 	for i := range pos {
 		if _, err := io.ReadFull(r, fixed[:]); err != nil {
-			return 0, fmt.Errorf("read snapshot %d partition %d: %w", at, i, err)
+			return fmt.Errorf("read snapshot %d partition %d: %w", at, i, err)
 		}
 		pos[i] = journal.Position(binary.LittleEndian.Uint64(fixed[:]))
 		length, err := binary.ReadUvarint(r)
 		if err != nil {
-			return 0, fmt.Errorf("read snapshot %d partition %d: %w", at, i, err)
+			return fmt.Errorf("read snapshot %d partition %d: %w", at, i, err)
 		}
 		if length > uint64(size) {
-			return 0, bad(fmt.Sprintf("partition %d of %d bytes in a snapshot of %d", i, length, size))
+			return bad(fmt.Sprintf("partition %d of %d bytes in a snapshot of %d", i, length, size))
 		}
 		// A fresh buffer per partition: the decoded state may keep strings
 		// that alias it.
 		data := make([]byte, length)
 		if _, err := io.ReadFull(r, data); err != nil {
-			return 0, fmt.Errorf("read snapshot %d partition %d: %w", at, i, err)
+			return fmt.Errorf("read snapshot %d partition %d: %w", at, i, err)
 		}
 		if err := c.decodePartition(c.partitions[i], data); err != nil {
-			return 0, fmt.Errorf("snapshot %d: %w", at, err)
+			return fmt.Errorf("snapshot %d: %w", at, err)
 		}
 	}
 	// Reading to the end checks the data's checksum once more.
 	switch _, err := r.ReadByte(); {
 	case err == nil:
-		return 0, bad("trailing bytes")
+		return bad("trailing bytes")
 	case !errors.Is(err, io.EOF):
-		return 0, fmt.Errorf("read snapshot %d: %w", at, err)
+		return fmt.Errorf("read snapshot %d: %w", at, err)
 	}
-	return size, nil
+	return nil
 }

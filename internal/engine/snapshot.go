@@ -124,6 +124,14 @@ func (c *core) decodePartition(p *partition, data []byte) error {
 			d.fail("sku of unknown merchant")
 			break
 		}
+		if !validID(t.id) {
+			d.fail("bad sku id")
+			break
+		}
+		if s.available < 0 || s.reserved < 0 || s.sold < 0 || int64(s.available)+int64(s.reserved)+int64(s.sold) > stockTotal {
+			d.fail("sku stock out of range")
+			break
+		}
 		slot := uint32(len(p.skus))
 		ref, key, _ := c.dir.insert(t.id, newSKURef(p.id, slot))
 		if ref != newSKURef(p.id, slot) {
@@ -164,6 +172,9 @@ func (c *core) decodePartition(p *partition, data []byte) error {
 		}
 		if seq == 0 || seq > uint64(len(p.orders)) || p.orders[seq-1] != StatusPending {
 			d.fail("pending order with a bad sequence")
+		}
+		if d.err != nil {
+			break // seq may be anything: the window must not grow to it
 		}
 		if p.pendingCount == 0 {
 			// The window starts at the oldest pending order.

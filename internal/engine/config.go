@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fest-platform/fest/internal/journal"
+	"github.com/fest-platform/fest/internal/vfs"
 )
 
 // Config configures an Engine. The zero value of every field but Dir means
@@ -50,8 +51,13 @@ type Config struct {
 	ExpireBatchMax int
 	// SnapshotEveryBytes is the journal growth, in bytes, after which a
 	// snapshot is taken in the background (default 1 GiB; negative: only
-	// on Close and on request).
+	// on Close and on request). It counts from the last attempt, so a
+	// failed snapshot is retried only after another SnapshotEveryBytes.
 	SnapshotEveryBytes int64
+	// FS is the file system under Dir: engine.json, the directory lock and
+	// (once the journal takes it) the journal and snapshots (default
+	// vfs.OS; tests pass a simulated disk).
+	FS vfs.FS
 	// Journal, if set, is used instead of the file journal in Dir (for a
 	// replicated journal, or a test double). The engine closes it.
 	Journal journal.Journal
@@ -127,6 +133,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.FS == nil {
+		c.FS = vfs.OS
 	}
 	return c
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"sync/atomic"
 
 	"github.com/fest-platform/fest/internal/journal"
+	"github.com/fest-platform/fest/internal/vfs"
 )
 
 // Engine runs the core: it routes commands to partition workers, each of
@@ -25,34 +27,43 @@ type Engine struct {
 	journal   journal.Journal
 	snapshots *journal.Snapshots
 	workers   []*worker
-	lock      *os.File // the data directory's lock, held until Close
+	lock      io.Closer // the data directory's lock, held until Close
 
 	mu struct {
 		sync.RWMutex
 		closed bool
 	}
+	// closing is set by Close before it stops the workers: from then on no
+	// snapshot starts through them.
+	closing atomic.Bool
 	// failed holds the error that stopped the engine (journal failure).
 	failed atomic.Pointer[error]
 
-	snapshotMu      sync.Mutex // one snapshot at a time
-	snapshotRunning atomic.Bool
-	lastSnapshotEnd atomic.Uint64
-	wg              sync.WaitGroup // workers and background snapshots
+	snapshotMu  sync.Mutex        // one snapshot at a time; guards snapshotReq
+	snapshotReq partitionSnapshot // reused by every snapshot
+	// snapshotHook, set by tests before any snapshot, runs on the snapshot
+	// goroutine after each partition is encoded.
+	snapshotHook        func(partition int)
+	snapshotRunning     atomic.Bool   // a background snapshot is under way
+	lastSnapshotAttempt atomic.Uint64 // journal end when the last snapshot began
+	snapshotWG          sync.WaitGroup
+	wg                  sync.WaitGroup // workers
 
 	stats Stats
 }
 
 // Stats are running counters, read with atomic loads.
 type Stats struct {
-	Commands        atomic.Uint64 // commands applied by workers
-	Rejected        atomic.Uint64 // commands answered with a non-OK code
-	GatewayRejected atomic.Uint64 // commands answered before a worker (not found, sold out, overloaded)
-	Batches         atomic.Uint64 // worker batches
-	Events          atomic.Uint64 // events written
-	Records         atomic.Uint64 // journal records (non-empty)
-	RecordBytes     atomic.Uint64 // payload bytes written
-	Snapshots       atomic.Uint64
-	Overloaded      atomic.Uint64
+	Commands         atomic.Uint64 // commands applied by workers
+	Rejected         atomic.Uint64 // commands answered with a non-OK code
+	GatewayRejected  atomic.Uint64 // commands answered before a worker (not found, sold out, overloaded)
+	Batches          atomic.Uint64 // worker batches
+	Events           atomic.Uint64 // events written
+	Records          atomic.Uint64 // journal records (non-empty)
+	RecordBytes      atomic.Uint64 // payload bytes written
+	Snapshots        atomic.Uint64
+	SnapshotFailures atomic.Uint64 // snapshots that failed (each is logged)
+	Overloaded       atomic.Uint64
 }
 
 type meta struct {
@@ -68,14 +79,14 @@ func Open(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	partitions, err := loadMeta(cfg.Dir, cfg.Partitions)
+	partitions, err := loadMeta(cfg.FS, cfg.Dir, cfg.Partitions)
 	if err != nil {
 		return nil, err
 	}
 	cfg.Partitions = partitions
-	var lock *os.File
+	var lock io.Closer
 	if cfg.Dir != "" {
-		if lock, err = lockDir(cfg.Dir); err != nil {
+		if lock, err = lockDir(cfg.FS, cfg.Dir); err != nil {
 			return nil, err
 		}
 	}
@@ -83,16 +94,19 @@ func Open(cfg Config) (*Engine, error) {
 		cfg.Workers = cfg.Partitions
 	}
 	e := &Engine{cfg: cfg, lock: lock}
+	e.snapshotReq.done = make(chan struct{}, 1)
 	ok := false
 	defer func() {
 		if !ok && lock != nil {
 			lock.Close()
 		}
 	}()
-	e.core = newCore(cfg.Partitions, int64(cfg.PaymentTimeout), int64(cfg.IdempotencyWindow), cfg.IdempotencyKeysMax)
+	e.core = e.newCore()
 
 	e.journal = cfg.Journal
 	if e.journal == nil {
+		// MERGE(lead): pass the file system to the journal once journal.Config
+		// has its FS field: journal.Config{FS: cfg.FS, ...}.
 		j, err := journal.Open(journal.Config{
 			Dir:             filepath.Join(cfg.Dir, "journal"),
 			SegmentBytesMax: cfg.SegmentBytesMax,
@@ -106,6 +120,8 @@ func Open(cfg Config) (*Engine, error) {
 		e.journal = j
 	}
 	if cfg.Dir != "" {
+		// MERGE(lead): journal.OpenSnapshots(cfg.FS, ...) once it takes the
+		// file system first.
 		s, err := journal.OpenSnapshots(filepath.Join(cfg.Dir, "snapshots"))
 		if err != nil {
 			e.journal.Close()
@@ -132,19 +148,29 @@ func Open(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
+// newCore returns an empty core with the engine's settings.
+func (e *Engine) newCore() *core {
+	cfg := &e.cfg
+	return newCore(cfg.Partitions, int64(cfg.PaymentTimeout), int64(cfg.IdempotencyWindow), cfg.IdempotencyKeysMax)
+}
+
+// metaFileMode is the mode of engine.json, like every data file (0600: the
+// directory holds buyer ids).
+const metaFileMode = 0o600
+
 // loadMeta reads engine.json, or writes it for a new directory.
-func loadMeta(dir string, partitions int) (int, error) {
+func loadMeta(fsys vfs.FS, dir string, partitions int) (int, error) {
 	if dir == "" {
 		if partitions == 0 {
 			partitions = 64
 		}
 		return partitions, nil
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := fsys.MkdirAll(dir, 0o755); err != nil {
 		return 0, fmt.Errorf("create data directory: %w", err)
 	}
 	path := filepath.Join(dir, "engine.json")
-	b, err := os.ReadFile(path)
+	b, err := vfs.ReadFile(fsys, path)
 	switch {
 	case err == nil:
 		var m meta
@@ -162,46 +188,17 @@ func loadMeta(dir string, partitions int) (int, error) {
 		if partitions == 0 {
 			partitions = 64
 		}
-		b, _ := json.Marshal(meta{Version: 1, Partitions: partitions})
-		tmp := path + ".tmp"
-		if err := writeFileSync(tmp, b); err != nil {
-			return 0, fmt.Errorf("write %s: %w", tmp, err)
+		b, err := json.Marshal(meta{Version: 1, Partitions: partitions})
+		if err != nil {
+			panic(fmt.Sprintf("engine: encode engine.json: %v", err))
 		}
-		if err := os.Rename(tmp, path); err != nil {
-			return 0, fmt.Errorf("rename %s: %w", tmp, err)
+		if err := vfs.WriteFileAtomic(fsys, path, b, metaFileMode); err != nil {
+			return 0, fmt.Errorf("write %s: %w", path, err)
 		}
-		return partitions, syncDir(dir)
+		return partitions, nil
 	default:
 		return 0, fmt.Errorf("read %s: %w", path, err)
 	}
-}
-
-func writeFileSync(path string, b []byte) error {
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open directory %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("sync directory %s: %w", dir, err)
-	}
-	return nil
 }
 
 // Partitions returns the number of logical partitions.
@@ -338,6 +335,18 @@ func (e *Engine) Do(ctx context.Context, cmd Command) Result {
 	}
 }
 
+// tooLong answers res with CodeInvalidArgument naming field when s is longer
+// than max bytes. Every string a command carries into the state or the
+// journal is checked here, before it is applied, so that each event has a
+// static maximum size (limits.go) and no input can make a record too large.
+func tooLong(res *Result, field, s string, max int) bool {
+	if len(s) <= max {
+		return false
+	}
+	res.Code, res.Field = CodeInvalidArgument, field
+	return true
+}
+
 func itemField(i int, name string) string {
 	return "items[" + strconv.Itoa(i) + "]." + name
 }
@@ -351,7 +360,13 @@ func (c *core) route(r *Request) (int, bool) {
 	*res = Result{}
 	switch cmd.Kind {
 	case KindPlaceOrder:
-		items := cmd.Order.Items
+		o := &cmd.Order
+		if tooLong(res, "buyer_id", o.BuyerID, idLengthMax) || tooLong(res, "channel", o.Channel, channelBytesMax) ||
+			tooLong(res, "region", o.Region, regionBytesMax) || tooLong(res, "deal_id", o.DealID, idLengthMax) ||
+			tooLong(res, "Idempotency-Key", o.IdempotencyKey, idempotencyKeyBytesMax) {
+			return 0, false
+		}
+		items := o.Items
 		if len(items) == 0 || len(items) > orderItemsMax {
 			res.Code, res.Field = CodeInvalidArgument, "items"
 			return 0, false
@@ -360,6 +375,10 @@ func (c *core) route(r *Request) (int, bool) {
 			it := &items[i]
 			if it.Quantity < 1 || it.Quantity > quantityMax {
 				res.Code, res.Field = CodeInvalidArgument, itemField(i, "quantity")
+				return 0, false
+			}
+			if len(it.SKUID) > idLengthMax {
+				res.Code, res.Field = CodeInvalidArgument, itemField(i, "sku_id")
 				return 0, false
 			}
 			ref, ok := c.dir.lookup(it.SKUID)
@@ -408,24 +427,44 @@ func (c *core) route(r *Request) (int, bool) {
 		}
 		return p, true
 	case KindUpsertBrand:
-		if cmd.Brand == nil {
+		b := cmd.Brand
+		if b == nil {
 			res.Code, res.Field = CodeInvalidArgument, "brand"
 			return 0, false
 		}
-		return c.brandPartition(cmd.Brand.ID), true
+		if tooLong(res, "brand_id", b.ID, idLengthMax) || tooLong(res, "name", b.Name, textMax) ||
+			tooLong(res, "country", b.Country, countryBytesMax) {
+			return 0, false
+		}
+		return c.brandPartition(b.ID), true
 	case KindUpsertMerchant:
-		if cmd.Merchant == nil {
+		m := cmd.Merchant
+		if m == nil {
 			res.Code, res.Field = CodeInvalidArgument, "merchant"
 			return 0, false
 		}
-		return c.merchantPartition(cmd.Merchant.ID), true
+		if tooLong(res, "merchant_id", m.ID, idLengthMax) || tooLong(res, "name", m.Name, textMax) ||
+			tooLong(res, "brand_id", m.BrandID, idLengthMax) || tooLong(res, "industry", m.Industry, textMax) ||
+			tooLong(res, "region", m.Region, regionBytesMax) {
+			return 0, false
+		}
+		return c.merchantPartition(m.ID), true
 	case KindUpsertSKU:
-		if cmd.SKU == nil {
+		s := cmd.SKU
+		if s == nil {
 			res.Code, res.Field = CodeInvalidArgument, "sku"
 			return 0, false
 		}
-		return c.merchantPartition(cmd.SKU.MerchantID), true
+		if tooLong(res, "sku_id", s.ID, idLengthMax) || tooLong(res, "merchant_id", s.MerchantID, idLengthMax) ||
+			tooLong(res, "brand_id", s.BrandID, idLengthMax) || tooLong(res, "title", s.Title, textMax) ||
+			tooLong(res, "category", s.Category, textMax) {
+			return 0, false
+		}
+		return c.merchantPartition(s.MerchantID), true
 	case KindAdjustStock, KindGetSKU:
+		if tooLong(res, "sku_id", cmd.SKUID, idLengthMax) {
+			return 0, false
+		}
 		ref, ok := c.dir.lookup(cmd.SKUID)
 		if !ok {
 			res.Code, res.Field = CodeNotFound, "sku_id"
@@ -448,14 +487,19 @@ func (e *Engine) Close() error {
 		return ErrClosed
 	}
 	e.mu.closed = true
+	e.closing.Store(true)
 	for _, w := range e.workers {
 		close(w.queue)
 	}
 	e.mu.Unlock()
 	e.wg.Wait()
+	// The workers have stopped, so no background snapshot can start, and
+	// one under way ends (or gives up) without them: wait for it before
+	// the final snapshot reads the state on this goroutine.
+	e.snapshotWG.Wait()
 	var errs []error
 	if e.Err() == nil && e.snapshots != nil {
-		if err := e.snapshot(); err != nil {
+		if err := e.snapshotStopped(); err != nil {
 			errs = append(errs, fmt.Errorf("final snapshot: %w", err))
 		}
 	}

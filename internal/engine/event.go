@@ -74,11 +74,12 @@ type Event struct {
 // recordVersion is the first byte of every record the engine writes.
 const recordVersion = 1
 
-// Limits that bound decoding: a record claiming more is corrupt.
+// Limits that bound decoding: a record claiming more is corrupt. The
+// record's own bounds, recordEventsMax and recordBytesMax, are in limits.go:
+// the worker writing records obeys the same ones.
 const (
-	recordEventsMax = 1 << 20
-	orderItemsMax   = 100
-	stringBytesMax  = 1 << 16
+	orderItemsMax  = 100
+	stringBytesMax = 1 << 16
 )
 
 // ErrBadRecord is returned when a journal record does not decode.
@@ -381,8 +382,11 @@ func DecodeRecord(rec []byte, partitions int, fn func(ev *Event) error) error {
 }
 
 func decodeRecord(rec []byte, partitions int, ev *Event, fn func(ev *Event) error) error {
-	if len(rec) < 5 {
+	if len(rec) < recordHeaderBytes {
 		return fmt.Errorf("%w: short header", ErrBadRecord)
+	}
+	if len(rec) > recordBytesMax {
+		return fmt.Errorf("%w: %d bytes, more than %d", ErrBadRecord, len(rec), recordBytesMax)
 	}
 	if rec[0] != recordVersion {
 		return fmt.Errorf("%w: version %d", ErrBadRecord, rec[0])
@@ -391,7 +395,7 @@ func decodeRecord(rec []byte, partitions int, ev *Event, fn func(ev *Event) erro
 	if n > recordEventsMax {
 		return fmt.Errorf("%w: %d events", ErrBadRecord, n)
 	}
-	d := decoder{b: rec, off: 5}
+	d := decoder{b: rec, off: recordHeaderBytes}
 	for i := uint32(0); i < n; i++ {
 		d.event(ev, partitions)
 		if d.err != nil {

@@ -3,29 +3,26 @@ package engine
 import (
 	"errors"
 	"fmt"
-	"os"
+	"io"
 	"path/filepath"
-	"syscall"
+
+	"github.com/fest-platform/fest/internal/vfs"
 )
 
 // ErrLocked is returned by Open when another process holds the data
 // directory: two writers would interleave their journals.
 var ErrLocked = errors.New("data directory in use by another process")
 
-// lockDir takes an exclusive advisory lock on dir/LOCK. The kernel drops it
-// when the process dies, so a crashed engine never leaves it behind.
-func lockDir(dir string) (*os.File, error) {
-	path := filepath.Join(dir, "LOCK")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o644)
+// lockDir takes an exclusive lock on dir/LOCK through fsys. The real file
+// system's lock is an flock, which the kernel drops when the process dies, so
+// a crashed engine never leaves it behind.
+func lockDir(fsys vfs.FS, dir string) (io.Closer, error) {
+	l, err := fsys.Lock(filepath.Join(dir, "LOCK"))
 	if err != nil {
-		return nil, fmt.Errorf("open lock file: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
+		if errors.Is(err, vfs.ErrLocked) {
 			return nil, fmt.Errorf("%w: %s", ErrLocked, dir)
 		}
-		return nil, fmt.Errorf("lock %s: %w", path, err)
+		return nil, fmt.Errorf("lock data directory %s: %w", dir, err)
 	}
-	return f, nil
+	return l, nil
 }

@@ -3,17 +3,13 @@ package engine
 import (
 	"encoding/binary"
 	"fmt"
-	"slices"
 	"strings"
-	"sync"
-
-	"github.com/fest-platform/fest/internal/journal"
 )
 
 // A snapshot holds every partition's state and, per partition, the journal
-// position that state includes. Workers serialize their partitions at batch
-// boundaries while the others keep running, so positions differ between
-// partitions; replay skips, per partition, the events already included.
+// position that state includes. A worker serializes one partition between
+// two batches (snapshotter.go), so positions differ between partitions;
+// replay skips, per partition, the events already included.
 //
 // Layout (little-endian, varints as in encoding/binary):
 //
@@ -23,110 +19,6 @@ const (
 	snapshotMagic   = "FESTSNAP"
 	snapshotVersion = 1
 )
-
-type snapshotRequest struct {
-	wg   sync.WaitGroup
-	data [][]byte
-	pos  []journal.Position
-}
-
-func (w *worker) snapshotPart(req *snapshotRequest) {
-	// Every record of this worker has been appended (positions are given
-	// at Append), and no other worker's record holds events of these
-	// partitions: their state is that of the whole journal so far. Using
-	// the journal's end, not this worker's last record, lets an idle
-	// worker's partitions keep up, so old segments can go.
-	end := w.e.journal.End()
-	for _, p := range w.parts {
-		req.data[p.id] = encodePartition(nil, p)
-		req.pos[p.id] = end
-	}
-	req.wg.Done()
-}
-
-// maybeSnapshot starts a background snapshot when the journal has grown by
-// SnapshotEveryBytes since the last one.
-func (e *Engine) maybeSnapshot(end journal.Position) {
-	every := e.cfg.SnapshotEveryBytes
-	if every < 0 || e.snapshots == nil || uint64(end)-e.lastSnapshotEnd.Load() < uint64(every) {
-		return
-	}
-	if !e.snapshotRunning.CompareAndSwap(false, true) {
-		return
-	}
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		defer e.snapshotRunning.Store(false)
-		if err := e.snapshot(); err != nil {
-			e.cfg.Logger.Error("background snapshot failed", "err", err)
-		}
-	}()
-}
-
-// Snapshot writes a snapshot now; the journal before it may then be removed.
-func (e *Engine) Snapshot() error {
-	if e.snapshots == nil {
-		return fmt.Errorf("snapshot: engine has no data directory")
-	}
-	return e.snapshot()
-}
-
-func (e *Engine) snapshot() error {
-	e.snapshotMu.Lock()
-	defer e.snapshotMu.Unlock()
-	n := len(e.core.partitions)
-	req := &snapshotRequest{data: make([][]byte, n), pos: make([]journal.Position, n)}
-	e.mu.RLock()
-	running := !e.mu.closed
-	if running {
-		req.wg.Add(len(e.workers))
-		for _, w := range e.workers {
-			w.queue <- shard{snap: req}
-		}
-	}
-	e.mu.RUnlock()
-	if running {
-		req.wg.Wait()
-	} else {
-		// The workers have stopped: their state is still.
-		req.wg.Add(len(e.workers))
-		for _, w := range e.workers {
-			w.snapshotPart(req)
-		}
-	}
-	// Every position must be durable before a snapshot may claim it.
-	durable := make(chan error, 1)
-	if _, err := e.journal.Append(nil, func(err error) { durable <- err }); err != nil {
-		return fmt.Errorf("journal barrier: %w", err)
-	}
-	if err := <-durable; err != nil {
-		return fmt.Errorf("journal barrier: %w", err)
-	}
-	data := []byte(snapshotMagic)
-	data = append(data, snapshotVersion)
-	data = binary.AppendUvarint(data, uint64(n))
-	minPos := req.pos[0]
-	for i := 0; i < n; i++ {
-		data = binary.LittleEndian.AppendUint64(data, uint64(req.pos[i]))
-		data = binary.AppendUvarint(data, uint64(len(req.data[i])))
-		data = append(data, req.data[i]...)
-		minPos = min(minPos, req.pos[i])
-	}
-	if err := e.snapshots.Write(minPos, data); err != nil {
-		return fmt.Errorf("write snapshot: %w", err)
-	}
-	e.stats.Snapshots.Add(1)
-	e.lastSnapshotEnd.Store(uint64(slices.Max(req.pos)))
-	remove := minPos
-	if e.cfg.RetainFrom != nil {
-		remove = min(remove, journal.Position(e.cfg.RetainFrom()))
-	}
-	if err := e.journal.RemoveBefore(remove); err != nil {
-		return fmt.Errorf("remove journal before %d: %w", remove, err)
-	}
-	return nil
-}
 
 // encodePartition appends p's state.
 func encodePartition(b []byte, p *partition) []byte {
@@ -232,6 +124,14 @@ func (c *core) decodePartition(p *partition, data []byte) error {
 			d.fail("sku of unknown merchant")
 			break
 		}
+		if !validID(t.id) {
+			d.fail("bad sku id")
+			break
+		}
+		if s.available < 0 || s.reserved < 0 || s.sold < 0 || int64(s.available)+int64(s.reserved)+int64(s.sold) > stockTotal {
+			d.fail("sku stock out of range")
+			break
+		}
 		slot := uint32(len(p.skus))
 		ref, key, _ := c.dir.insert(t.id, newSKURef(p.id, slot))
 		if ref != newSKURef(p.id, slot) {
@@ -273,6 +173,9 @@ func (c *core) decodePartition(p *partition, data []byte) error {
 		if seq == 0 || seq > uint64(len(p.orders)) || p.orders[seq-1] != StatusPending {
 			d.fail("pending order with a bad sequence")
 		}
+		if d.err != nil {
+			break // seq may be anything: the window must not grow to it
+		}
 		if p.pendingCount == 0 {
 			// The window starts at the oldest pending order.
 			p.pendingBase = seq
@@ -308,67 +211,4 @@ func (c *core) decodePartition(p *partition, data []byte) error {
 		return fmt.Errorf("partition %d: %w", p.id, d.err)
 	}
 	return nil
-}
-
-// recover loads the newest valid snapshot and replays the journal after it.
-func (e *Engine) recover() error {
-	n := len(e.core.partitions)
-	pos := make([]journal.Position, n)
-	if e.snapshots != nil {
-		at, data, ok, err := e.snapshots.Latest()
-		if err != nil {
-			return fmt.Errorf("load snapshot: %w", err)
-		}
-		if ok {
-			if err := e.loadSnapshot(data, pos); err != nil {
-				return fmt.Errorf("load snapshot at %d: %w", at, err)
-			}
-			e.lastSnapshotEnd.Store(uint64(slices.Max(pos)))
-			e.cfg.Logger.Info("loaded snapshot", "position", at, "bytes", len(data))
-		}
-	}
-	from := slices.Min(pos)
-	var ev Event
-	events := 0
-	err := e.journal.Replay(from, func(end journal.Position, rec []byte) error {
-		return decodeRecord(rec, n, &ev, func(ev *Event) error {
-			if end <= pos[ev.Partition] {
-				return nil
-			}
-			e.core.evolve(e.core.partitions[ev.Partition], ev)
-			events++
-			return nil
-		})
-	})
-	if err != nil {
-		return fmt.Errorf("replay journal from %d: %w", from, err)
-	}
-	e.cfg.Logger.Info("recovered", "from", from, "to", e.journal.End(), "events", events, "skus", e.core.dir.count())
-	return nil
-}
-
-func (e *Engine) loadSnapshot(data []byte, pos []journal.Position) error {
-	d := &decoder{b: data}
-	if len(data) < len(snapshotMagic)+1 || string(data[:len(snapshotMagic)]) != snapshotMagic {
-		return fmt.Errorf("%w: not a snapshot", ErrBadRecord)
-	}
-	d.off = len(snapshotMagic)
-	if v := d.byte1(); v != snapshotVersion {
-		return fmt.Errorf("%w: snapshot version %d", ErrBadRecord, v)
-	}
-	if n := d.uvarint(); d.err == nil && n != uint64(len(pos)) {
-		return fmt.Errorf("snapshot has %d partitions, the directory %d", n, len(pos))
-	}
-	for i := range pos {
-		pos[i] = journal.Position(d.uint64())
-		size := d.count(1<<40, "partition bytes")
-		if d.err != nil {
-			return d.err
-		}
-		if err := e.core.decodePartition(e.core.partitions[i], d.b[d.off:d.off+size]); err != nil {
-			return err
-		}
-		d.off += size
-	}
-	return d.err
 }

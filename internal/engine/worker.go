@@ -8,12 +8,10 @@ import (
 	"github.com/fest-platform/fest/internal/journal"
 )
 
-// shard is the part of a batch that one worker applies, or a control
-// message asking the worker for its part of a snapshot.
+// shard is the part of a batch that one worker applies.
 type shard struct {
-	b    *Batch
-	idx  []int32
-	snap *snapshotRequest
+	b   *Batch
+	idx []int32
 }
 
 // inflight is a record handed to the journal and the shards whose replies
@@ -37,6 +35,11 @@ type worker struct {
 	queue chan shard
 	free  chan *inflight
 	em    emitter
+	// snapshots carries requests to encode one partition, served between
+	// two batches; exited is closed when the worker has stopped, so that a
+	// snapshot never waits for a worker that is gone.
+	snapshots chan *partitionSnapshot
+	exited    chan struct{}
 
 	lastNow int64
 }
@@ -46,10 +49,12 @@ const idleTick = 100 * time.Millisecond
 
 func newWorker(e *Engine, id int) *worker {
 	w := &worker{
-		e:     e,
-		id:    id,
-		queue: make(chan shard, e.cfg.QueueDepthMax),
-		free:  make(chan *inflight, e.cfg.InflightRecordsMax),
+		e:         e,
+		id:        id,
+		queue:     make(chan shard, e.cfg.QueueDepthMax),
+		free:      make(chan *inflight, e.cfg.InflightRecordsMax),
+		snapshots: make(chan *partitionSnapshot, 1),
+		exited:    make(chan struct{}),
 	}
 	for p := id; p < len(e.core.partitions); p += e.cfg.Workers {
 		part := e.core.partitions[p]
@@ -67,6 +72,7 @@ func newWorker(e *Engine, id int) *worker {
 }
 
 func (w *worker) run() {
+	defer close(w.exited)
 	timer := time.NewTimer(idleTick)
 	defer timer.Stop()
 	for {
@@ -74,10 +80,16 @@ func (w *worker) run() {
 		var ok bool
 		select {
 		case s, ok = <-w.queue:
+		case req := <-w.snapshots:
+			w.snapshotPart(req)
+			continue
 		default:
 			timer.Reset(idleTick)
 			select {
 			case s, ok = <-w.queue:
+			case req := <-w.snapshots:
+				w.snapshotPart(req)
+				continue
 			case <-timer.C:
 				w.batch(nil)
 				continue
@@ -87,10 +99,6 @@ func (w *worker) run() {
 			w.drain()
 			return
 		}
-		if s.snap != nil {
-			w.snapshotPart(s.snap)
-			continue
-		}
 		if !w.batch(&s) {
 			w.drain()
 			return
@@ -99,14 +107,17 @@ func (w *worker) run() {
 }
 
 // batch applies first and whatever else is queued, up to BatchSizeMax
-// commands, as one journal record. It returns false when the queue has
-// been closed.
+// commands. Its events go into one journal record, or into several when they
+// would exceed recordEventsMax or recordBytesMax: the worker then closes the
+// record and carries on in the next one. The batch's replies are attached to
+// its last record only, and the journal makes records durable in order, so
+// no reply is released before every event of its batch is durable. batch
+// returns false when the queue has been closed.
 func (w *worker) batch(first *shard) bool {
 	e := w.e
 	fl := <-w.free
 	fl.shards = fl.shards[:0]
 	open := true
-	var snap *snapshotRequest
 	if first != nil {
 		fl.shards = append(fl.shards, *first)
 		n := len(first.idx)
@@ -116,10 +127,6 @@ func (w *worker) batch(first *shard) bool {
 			case s, ok := <-w.queue:
 				if !ok {
 					open = false
-					break collect
-				}
-				if s.snap != nil {
-					snap = s.snap
 					break collect
 				}
 				fl.shards = append(fl.shards, s)
@@ -138,13 +145,21 @@ func (w *worker) batch(first *shard) bool {
 	em := &w.em
 	em.reset(fl.buf)
 	for _, p := range w.parts {
-		e.core.expire(p, now, e.cfg.ExpireBatchMax, em)
+		fl = w.expire(fl, p, now)
 	}
 	commands, rejected := 0, 0
 	for _, s := range fl.shards {
 		for _, i := range s.idx {
+			if !em.recordRoom(commandEventsMax, commandBytesMax) {
+				fl = w.closeRecord(fl)
+			}
 			r := &s.b.Requests[i]
+			events, bytes := em.events, len(em.rec)
 			e.core.apply(e.core.partitions[r.partition], now, &r.Command, &r.Result, em)
+			if em.events-events > commandEventsMax || len(em.rec)-bytes > commandBytesMax {
+				panic(fmt.Sprintf("engine: %v command emitted %d events of %d bytes, over the static bound of %d events of %d bytes",
+					r.Command.Kind, em.events-events, len(em.rec)-bytes, commandEventsMax, commandBytesMax))
+			}
 			if r.Result.Code != CodeOK {
 				rejected++
 			}
@@ -155,18 +170,64 @@ func (w *worker) batch(first *shard) bool {
 	e.stats.Commands.Add(uint64(commands))
 	e.stats.Rejected.Add(uint64(rejected))
 
+	if first == nil && em.events == 0 {
+		w.free <- fl // an idle tick that expired nothing
+		return open
+	}
+	w.appendRecord(fl)
+	return open
+}
+
+// expire ends p's overdue orders, at most ExpireBatchMax of them, closing
+// records that fill up on the way. It returns the record now being built.
+func (w *worker) expire(fl *inflight, p *partition, now int64) *inflight {
+	e := w.e
+	em := &w.em
+	left := e.cfg.ExpireBatchMax
+	for left > 0 {
+		room := min(recordEventsMax-em.events, (recordBytesMax-len(em.rec))/orderEndEventBytes)
+		if room <= 0 {
+			fl = w.closeRecord(fl)
+			continue
+		}
+		step := min(left, room)
+		n := e.core.expire(p, now, step, em)
+		left -= n
+		if n < step {
+			break // nothing more is overdue
+		}
+	}
+	return fl
+}
+
+// closeRecord hands the full record of fl to the journal and returns a free
+// inflight to go on with, which takes over fl's shards: their replies wait
+// for the batch's last record.
+func (w *worker) closeRecord(fl *inflight) *inflight {
+	next := <-w.free
+	fl.shards, next.shards = next.shards[:0], fl.shards
+	w.appendRecord(fl)
+	w.em.reset(next.buf)
+	return next
+}
+
+// appendRecord finishes the emitter's record into fl and appends it; an empty
+// record is a barrier, so replies still wait for the records before it.
+func (w *worker) appendRecord(fl *inflight) {
+	e := w.e
+	em := &w.em
 	rec := em.finish()
 	fl.buf = rec
 	if em.events == 0 {
-		rec = nil // a barrier: replies wait for the records before it
+		rec = nil
 	} else {
+		if len(rec) > recordBytesMax || em.events > recordEventsMax {
+			panic(fmt.Sprintf("engine: worker %d built a record of %d events in %d bytes, over the bounds of %d events and %d bytes",
+				w.id, em.events, len(rec), recordEventsMax, recordBytesMax))
+		}
 		e.stats.Events.Add(uint64(em.events))
 		e.stats.Records.Add(1)
 		e.stats.RecordBytes.Add(uint64(len(rec)))
-	}
-	if first == nil && rec == nil {
-		w.free <- fl // an idle tick that expired nothing
-		return open
 	}
 	fl.mu.Lock()
 	pos, err := e.journal.Append(rec, fl.doneFn)
@@ -177,10 +238,6 @@ func (w *worker) batch(first *shard) bool {
 	} else if rec != nil {
 		e.maybeSnapshot(pos)
 	}
-	if snap != nil {
-		w.snapshotPart(snap)
-	}
-	return open
 }
 
 // done runs on the journal's goroutine once the record is durable, or

@@ -49,6 +49,11 @@ type Config struct {
 	// ExpireBatchMax bounds the orders one partition expires per batch, so
 	// a wave of expiries does not stall new orders (default 4,096).
 	ExpireBatchMax int
+	// IdleTick is how often an idle worker wakes to expire unpaid orders
+	// (default 100ms). Negative: never; orders then expire only when a batch
+	// runs, which makes a simulation's disk operations depend on its
+	// commands alone.
+	IdleTick time.Duration
 	// SnapshotEveryBytes is the journal growth, in bytes, after which a
 	// snapshot is taken in the background (default 1 GiB; negative: only
 	// on Close and on request). It counts from the last attempt, so a
@@ -124,6 +129,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ExpireBatchMax == 0 {
 		c.ExpireBatchMax = 4096
+	}
+	if c.IdleTick == 0 {
+		c.IdleTick = 100 * time.Millisecond
 	}
 	if c.SnapshotEveryBytes == 0 {
 		c.SnapshotEveryBytes = 1 << 30

@@ -44,9 +44,6 @@ type worker struct {
 	lastNow int64
 }
 
-// idleTick is how often an idle worker wakes to expire unpaid orders.
-const idleTick = 100 * time.Millisecond
-
 func newWorker(e *Engine, id int) *worker {
 	w := &worker{
 		e:         e,
@@ -73,8 +70,16 @@ func newWorker(e *Engine, id int) *worker {
 
 func (w *worker) run() {
 	defer close(w.exited)
-	timer := time.NewTimer(idleTick)
+	// An idle worker wakes every IdleTick to expire unpaid orders; with a
+	// negative IdleTick it never does (tick stays nil), so expiry runs only
+	// with batches and a test's disk operations follow its commands alone.
+	tick := w.e.cfg.IdleTick
+	timer := time.NewTimer(max(tick, 0))
 	defer timer.Stop()
+	var tickC <-chan time.Time
+	if tick > 0 {
+		tickC = timer.C
+	}
 	for {
 		var s shard
 		var ok bool
@@ -84,13 +89,15 @@ func (w *worker) run() {
 			w.snapshotPart(req)
 			continue
 		default:
-			timer.Reset(idleTick)
+			if tickC != nil {
+				timer.Reset(tick)
+			}
 			select {
 			case s, ok = <-w.queue:
 			case req := <-w.snapshots:
 				w.snapshotPart(req)
 				continue
-			case <-timer.C:
+			case <-tickC:
 				w.batch(nil)
 				continue
 			}

@@ -370,10 +370,10 @@ func (s *Store) restoreChunkLocked(i int, statuses []byte) error {
 			return fmt.Errorf("offset %d: bad record length", off)
 		}
 		body := data[off+k : off+k+int(n)]
-		p, k2 := binary.Uvarint(body)
-		if k2 <= 0 || p >= partitionsMax {
-			return fmt.Errorf("offset %d: bad partition", off)
+		if !validRecord(body) {
+			return fmt.Errorf("offset %d: corrupt order record", off)
 		}
+		p, k2 := binary.Uvarint(body)
 		l, k3 := binary.Uvarint(body[k2:])
 		if k3 <= 0 || l > uint64(len(body)-k2-k3) {
 			return fmt.Errorf("offset %d: bad buyer id", off)
@@ -407,6 +407,32 @@ func (s *Store) restoreChunkLocked(i int, statuses []byte) error {
 		return fmt.Errorf("%d bytes of statuses left over", len(st.b))
 	}
 	return nil
+}
+
+// validRecord reports whether body decodes as an order record, without
+// copying it, so that a loaded store never holds a record that Get or
+// OrderTotals cannot read.
+func validRecord(body []byte) bool {
+	d := decoder{b: body}
+	if p := d.uvarint(); p >= partitionsMax {
+		return false
+	}
+	for range 5 { // buyer, merchant, channel, region, deal
+		d.skip()
+	}
+	d.varint() // total
+	d.varint() // created at
+	d.varint() // pay by, after created at
+	n := d.uvarint()
+	if d.err != nil || n > orderItemsMax {
+		return false
+	}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		d.skip()    // sku
+		d.uvarint() // quantity
+		d.varint()  // unit price
+	}
+	return d.err == nil && len(d.b) == 0
 }
 
 // OrderTotals yields every order's id and total in journal order (so in

@@ -47,6 +47,9 @@ const (
 	// rebuilds its id from the partition and its place in the journal.
 	partitionsMax = 4096
 	orderSeqBits  = 52
+	// orderItemsMax bounds the lines of a stored order, far above what the
+	// API accepts, so a corrupt count cannot allocate much.
+	orderItemsMax = 1000
 )
 
 // Source is what the store follows: the engine's committed events.
@@ -649,7 +652,7 @@ func decodeOrder(v []byte) (Order, error) {
 	o.CreatedAt = d.varint()
 	o.PayBy = o.CreatedAt + d.varint()
 	n := d.uvarint()
-	if d.err != nil || n > 1000 {
+	if d.err != nil || n > orderItemsMax {
 		return Order{}, ErrCorruptRecord
 	}
 	o.Items = make([]engine.Item, 0, n)

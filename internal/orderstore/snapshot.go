@@ -37,6 +37,7 @@ import (
 //
 //	magic "FESTOS02"
 //	uvarint orders
+//	uvarint buyers (a size hint for the rebuilt buyer index)
 //	uvarint chunks, per chunk: arena ref, status ref
 //	ref: uvarint name length, name, uvarint bytes, u32 CRC32C (little endian)
 //
@@ -55,6 +56,9 @@ const (
 	// manifestChunksMax bounds the chunks a manifest names: 2^32 chunk
 	// indexes fit the arena offset layout.
 	manifestChunksMax = 1 << 32
+	// buyersHintMax bounds the buyer index a load sizes ahead from the
+	// manifest's hint (beyond it the map grows as usual).
+	buyersHintMax = 1 << 28
 )
 
 // ErrBadSnapshot is returned by LoadSnapshot for a snapshot that does not
@@ -135,6 +139,7 @@ func (s *Store) WriteSnapshot(w io.Writer, cs ChunkStore) error {
 	bw := bufio.NewWriterSize(w, 64<<10)
 	b := append([]byte(nil), storeSnapshotMagic...)
 	b = binary.AppendUvarint(b, s.orders.Load())
+	b = binary.AppendUvarint(b, uint64(len(s.mu.buyers)))
 	b = binary.AppendUvarint(b, uint64(len(chunks)))
 	for _, c := range chunks {
 		b = appendChunkRef(b, c.arena)
@@ -221,8 +226,8 @@ func (s *Store) appendStatusesLocked(b []byte, i int, c *statusCursor) []byte {
 
 // manifest is a decoded store manifest.
 type manifest struct {
-	orders uint64
-	chunks []storedChunk
+	orders, buyers uint64
+	chunks         []storedChunk
 }
 
 func readManifest(br *bufio.Reader) (manifest, error) {
@@ -243,6 +248,9 @@ func readManifest(br *bufio.Reader) (manifest, error) {
 	var err error
 	if m.orders, err = binary.ReadUvarint(br); err != nil {
 		return fail("orders", err)
+	}
+	if m.buyers, err = binary.ReadUvarint(br); err != nil || m.buyers > m.orders {
+		return fail("buyers", err)
 	}
 	n, err := binary.ReadUvarint(br)
 	if err != nil || n > manifestChunksMax {
@@ -328,6 +336,9 @@ func (s *Store) LoadSnapshot(r io.Reader, pos uint64, cs ChunkStore) error {
 	if len(s.mu.arena) != 0 || s.orders.Load() != 0 {
 		return errors.New("load order store snapshot: the store is not empty")
 	}
+	// Sized once rather than grown a million times; the hint is checked
+	// against the orders, and a wrong one costs only memory.
+	s.mu.buyerByHash = make(map[uint64]uint32, min(m.buyers, buyersHintMax))
 	for i, c := range m.chunks {
 		data, err := readChunk(cs, c.arena)
 		if err != nil {

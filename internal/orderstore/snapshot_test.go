@@ -289,6 +289,7 @@ func FuzzLoadSnapshot(f *testing.F) {
 		var b []byte
 		b = append(b, storeSnapshotMagic...)
 		b = append(b, 0) // orders: checked after the chunks
+		b = append(b, 0) // buyers
 		b = append(b, 1)
 		ra, _ := writeChunk(cs, "a", arena)
 		rs, _ := writeChunk(cs, "s", status)

@@ -43,6 +43,10 @@ const (
 	// chunkTmpSuffix marks a chunk file being written; one left by a crash
 	// is removed at start-up.
 	chunkTmpSuffix = ".tmp"
+	// chunkFileBytesMax bounds the chunk file a load reads, so a damaged
+	// file system cannot make it allocate without bound; chunks are 1 MiB
+	// unless one order is larger.
+	chunkFileBytesMax = 1 << 30
 	// filePerm is the permission of every file the projections create:
 	// orders hold buyer ids.
 	filePerm = 0o600
@@ -379,11 +383,24 @@ func (c *chunkFiles) WriteChunk(name string, data []byte) error {
 	return nil
 }
 
-// ReadChunk implements orderstore.ChunkStore.
+// ReadChunk implements orderstore.ChunkStore. It reads the file into one
+// buffer of its size, since a load reads every chunk of the festival.
 func (c *chunkFiles) ReadChunk(name string) ([]byte, error) {
 	p := path.Join(c.dir, name)
-	data, err := vfs.ReadFile(c.fsys, p)
+	f, err := c.fsys.OpenFile(p, os.O_RDONLY, 0)
 	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", p, err)
+	}
+	defer f.Close()
+	size, err := f.Size()
+	if err != nil {
+		return nil, fmt.Errorf("size of %s: %w", p, err)
+	}
+	if size < 0 || size > chunkFileBytesMax {
+		return nil, fmt.Errorf("chunk %s: %d bytes, more than a chunk holds", p, size)
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(f, data); err != nil {
 		return nil, fmt.Errorf("read %s: %w", p, err)
 	}
 	return data, nil

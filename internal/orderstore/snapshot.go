@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"hash/maphash"
 	"io"
 	"iter"
+	"math"
 	"sort"
+	"strings"
 	"unsafe"
 
 	"github.com/fest-platform/fest/internal/engine"
@@ -28,9 +31,12 @@ import (
 //     once and every later snapshot refers to the same file; only the last,
 //     growing chunk is written again, and it is at most arenaChunkBytes.
 //   - the statuses of the orders in that chunk, in record order: u8 status,
-//     varint changed_at. They are rewritten only when the chunk gained
-//     orders or one of its orders changed status (statusDirty). Payments and
-//     expiry touch recent orders, so that is the last few chunks.
+//     varint changed_at, and uvarint buyer (the buyer's index in the buyer
+//     table, so that a load finds each order's buyer without a hash lookup:
+//     a new buyer's index is the number of buyers before it). They are
+//     rewritten only when the chunk gained orders or one of its orders
+//     changed status (statusDirty). Payments and expiry touch recent
+//     orders, so that is the last few chunks.
 //
 // The manifest, written into the projection snapshot, names them (varints as
 // in encoding/binary):
@@ -219,6 +225,7 @@ func (s *Store) appendStatusesLocked(b []byte, i int, c *statusCursor) []byte {
 		c.next[p]++
 		b = append(b, byte(refs[j].status))
 		b = binary.AppendVarint(b, refs[j].changedAt)
+		b = binary.AppendUvarint(b, uint64(refs[j].buyer))
 		off += k + int(n)
 	}
 	return b
@@ -369,6 +376,17 @@ func (s *Store) LoadSnapshot(r io.Reader, pos uint64, cs ChunkStore) error {
 	return nil
 }
 
+// indexBuyerLocked makes buyer i, whose id is id, found by buyerLocked.
+// REQUIRES: s.mu held for writing.
+func (s *Store) indexBuyerLocked(id string, i uint32) {
+	h := maphash.String(s.seed, id)
+	if _, taken := s.mu.buyerByHash[h]; taken {
+		s.mu.buyerCollisions[strings.Clone(id)] = i
+		return
+	}
+	s.mu.buyerByHash[h] = i
+}
+
 // restoreChunkLocked rebuilds the partition entries and buyers of the orders
 // in arena chunk i, as placeLocked built them, with their statuses.
 // REQUIRES: s.mu held for writing.
@@ -397,17 +415,31 @@ func (s *Store) restoreChunkLocked(i int, statuses []byte) error {
 		status := engine.OrderStatus(st.b[0])
 		st.b = st.b[1:]
 		changedAt := st.varint()
+		bi := st.uvarint()
 		if st.err != nil || status < engine.StatusPending || status > engine.StatusExpired {
 			return fmt.Errorf("offset %d: bad status %d", off, status)
+		}
+		recordOff := uint64(i)<<32 | uint64(off)
+		switch buyers := uint64(len(s.mu.buyers)); {
+		case bi == buyers && bi <= math.MaxUint32:
+			// The buyer's first order: index it as buyerLocked does.
+			s.indexBuyerLocked(id, s.newBuyerLocked(id, recordOff+uint64(k+k2)))
+		case bi < buyers:
+			// The check hash catches an index that names another buyer
+			// without the cache miss of reading its id back.
+			if s.mu.buyers[bi].check != maphash.String(s.checkSeed, id) {
+				return fmt.Errorf("offset %d: buyer %d is not the order's buyer", off, bi)
+			}
+		default:
+			return fmt.Errorf("offset %d: buyer %d of %d", off, bi, buyers)
 		}
 		t := s.mu.partitions[p]
 		if t == nil {
 			t = &partitionTable{}
 			s.mu.partitions[p] = t
 		}
-		recordOff := uint64(i)<<32 | uint64(off)
-		b := s.buyerLocked(id, true, recordOff+uint64(k+k2))
-		t.refs = append(t.refs, orderRef{offset: recordOff + 1, changedAt: changedAt, prevByBuyer: b.newest, status: status})
+		b := &s.mu.buyers[bi]
+		t.refs = append(t.refs, orderRef{offset: recordOff + 1, changedAt: changedAt, prevByBuyer: b.newest, buyer: uint32(bi), status: status})
 		b.newest = orderIDOf(int(p), uint64(len(t.refs)))
 		b.count++
 		s.orders.Add(1)

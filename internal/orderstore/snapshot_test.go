@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"unsafe"
 
 	"github.com/fest-platform/fest/internal/engine"
 )
@@ -125,6 +126,14 @@ func TestOrderIDLayout(t *testing.T) {
 				t.Fatalf("orderIDOf(%d, %d) = %v: partition %d seq %d", p, seq, id, id.Partition(), id.Seq())
 			}
 		}
+	}
+}
+
+// TestOrderRefSize checks that the buyer index a snapshot needs took what
+// was padding: a partition entry is still 32 bytes an order.
+func TestOrderRefSize(t *testing.T) {
+	if n := unsafe.Sizeof(orderRef{}); n != 32 {
+		t.Fatalf("orderRef is %d bytes, want 32", n)
 	}
 }
 

@@ -101,7 +101,11 @@ type orderRef struct {
 	offset      uint64 // in the arena, +1 (0: no order)
 	changedAt   int64
 	prevByBuyer engine.OrderID // the buyer's previous order, 0 for the first
-	status      engine.OrderStatus
+	// buyer is the buyer's index in the buyer table (in what was padding),
+	// which a snapshot stores so that a load need not look each order's
+	// buyer up by hash.
+	buyer  uint32
+	status engine.OrderStatus
 }
 
 type partitionTable struct {
@@ -287,44 +291,45 @@ func (s *Store) placeLocked(ev *engine.Event) error {
 	}
 	s.scratch = encodeOrder(s.scratch[:0], p, ev)
 	off := s.appendArenaLocked(s.scratch)
-	b := s.buyerLocked(ev.BuyerID, true, buyerNameOffset(off, len(s.scratch), p))
-	t.refs = append(t.refs, orderRef{offset: off + 1, status: engine.StatusPending, prevByBuyer: b.newest})
+	bi, _ := s.buyerLocked(ev.BuyerID, true, buyerNameOffset(off, len(s.scratch), p))
+	b := &s.mu.buyers[bi]
+	t.refs = append(t.refs, orderRef{offset: off + 1, status: engine.StatusPending, prevByBuyer: b.newest, buyer: bi})
 	b.newest = ev.OrderID
 	b.count++
 	s.orders.Add(1)
 	return nil
 }
 
-// buyerLocked finds a buyer's entry, creating it if create is set with its
-// id at arena offset name (else it returns nil for an unknown buyer).
-// REQUIRES: s.mu held (for writing if create).
+// buyerLocked finds a buyer's entry and returns its index, creating it if
+// create is set with its id at arena offset name (else ok is false for an
+// unknown buyer). REQUIRES: s.mu held (for writing if create).
 //
 // A buyer is recognised by two 64-bit hashes of its id under independent
 // seeds rather than by reading its id back from the arena: that read was a
 // cache miss per order, a quarter of the store's time. Two ids that agree
 // on both hashes (odds about 2^-128) would share a history.
-func (s *Store) buyerLocked(id string, create bool, name uint64) *buyer {
+func (s *Store) buyerLocked(id string, create bool, name uint64) (index uint32, ok bool) {
 	h := maphash.String(s.seed, id)
 	if i, ok := s.mu.buyerByHash[h]; ok {
 		if s.mu.buyers[i].check == maphash.String(s.checkSeed, id) {
-			return &s.mu.buyers[i]
+			return i, true
 		}
 		if j, ok := s.mu.buyerCollisions[id]; ok {
-			return &s.mu.buyers[j]
+			return j, true
 		}
 		if !create {
-			return nil
+			return 0, false
 		}
 		j := s.newBuyerLocked(id, name)
 		s.mu.buyerCollisions[strings.Clone(id)] = j
-		return &s.mu.buyers[j]
+		return j, true
 	}
 	if !create {
-		return nil
+		return 0, false
 	}
 	i := s.newBuyerLocked(id, name)
 	s.mu.buyerByHash[h] = i
-	return &s.mu.buyers[i]
+	return i, true
 }
 
 func (s *Store) newBuyerLocked(id string, name uint64) uint32 {
@@ -488,8 +493,8 @@ func (s *Store) ListByBuyer(buyerID string, limit int, cursor string) ([]Order, 
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var next engine.OrderID
-	if b := s.buyerLocked(buyerID, false, 0); b != nil {
-		next = b.newest
+	if bi, ok := s.buyerLocked(buyerID, false, 0); ok {
+		next = s.mu.buyers[bi].newest
 	}
 	if cursor != "" {
 		id, err := engine.ParseOrderID(cursor)

@@ -71,7 +71,8 @@ func TestSnapshotRestoresTotals(t *testing.T) {
 		orders []placed
 	}{
 		{"empty", nil, orders},
-		{"old format", append([]byte("FESTGM01"), buf.Bytes()[8:]...), orders},
+		{"bad magic", append([]byte("FESTGM99"), buf.Bytes()[8:]...), orders},
+		{"legacy magic without totals", append([]byte("FESTGM01"), buf.Bytes()[8:]...), orders},
 		{"truncated", buf.Bytes()[:len(buf.Bytes())-1], orders},
 		{"an order missing", buf.Bytes(), orders[1:]},
 		{"an order too many", buf.Bytes(), append(orders[:len(orders):len(orders)], placed{engine.OrderID(14), 1})},

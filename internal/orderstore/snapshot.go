@@ -334,7 +334,11 @@ func readChunk(cs ChunkStore, r chunkRef) ([]byte, error) {
 // when it is a *bufio.Reader. After an error the store holds part of the
 // snapshot: Reset it before trying another.
 func (s *Store) LoadSnapshot(r io.Reader, pos uint64, cs ChunkStore) error {
-	m, err := readManifest(bufio.NewReaderSize(r, 1<<20))
+	br := bufio.NewReaderSize(r, 1<<20)
+	if magic, _ := br.Peek(len(legacySnapshotMagic)); string(magic) == legacySnapshotMagic {
+		return s.loadLegacySnapshot(br, pos)
+	}
+	m, err := readManifest(br)
 	if err != nil {
 		return err
 	}

@@ -50,6 +50,8 @@ const (
 	// orderItemsMax bounds the lines of a stored order, far above what the
 	// API accepts, so a corrupt count cannot allocate much.
 	orderItemsMax = 1000
+	// buyersMax is the number of buyers a uint32 index addresses.
+	buyersMax = math.MaxUint32
 )
 
 // Source is what the store follows: the engine's committed events.
@@ -333,6 +335,11 @@ func (s *Store) buyerLocked(id string, create bool, name uint64) (index uint32, 
 }
 
 func (s *Store) newBuyerLocked(id string, name uint64) uint32 {
+	if len(s.mu.buyers) >= buyersMax {
+		// Four billion buyers is past any festival; an index that wrapped
+		// would give buyers each other's histories.
+		panic(fmt.Sprintf("orderstore: more than %d buyers", buyersMax))
+	}
 	s.mu.buyers = append(s.mu.buyers, buyer{name: name, check: maphash.String(s.checkSeed, id)})
 	return uint32(len(s.mu.buyers) - 1)
 }

@@ -5,181 +5,513 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"hash/maphash"
 	"io"
+	"iter"
+	"math"
+	"sort"
+	"strings"
+	"unsafe"
+
+	"github.com/fest-platform/fest/internal/engine"
 )
 
 // A store snapshot lets a restart resume following the journal from the
 // snapshot's position instead of its start, so the engine may delete the
-// segments before it. Layout (varints as in encoding/binary):
+// segments before it. It is incremental: its cost is in proportion to what
+// changed since the previous one, not to the whole festival.
 //
-//	magic "FESTOS01"
-//	uvarint chunks, per chunk: uvarint length, bytes          (the arena)
-//	uvarint tables, per table: uvarint partition, uvarint n,
-//	  n × (uvarint offset, varint changed_at, uvarint prev_by_buyer, u8 status)
-//	uvarint buyers, per buyer: uvarint name, uvarint newest, uvarint count
-const storeSnapshotMagic = "FESTOS01"
+// The arena already holds every order in journal order, each record naming
+// its partition (see encodeOrder), so the partition tables and the buyers
+// can be rebuilt from it and are not stored. What a snapshot stores is, per
+// arena chunk, two chunk files kept by a ChunkStore:
+//
+//   - the arena chunk's bytes. A full chunk never changes, so it is written
+//     once and every later snapshot refers to the same file; only the last,
+//     growing chunk is written again, and it is at most arenaChunkBytes.
+//   - the statuses of the orders in that chunk, in record order: u8 status,
+//     varint changed_at, and uvarint buyer (the buyer's index in the buyer
+//     table, so that a load finds each order's buyer without a hash lookup:
+//     a new buyer's index is the number of buyers before it). They are
+//     rewritten only when the chunk gained orders or one of its orders
+//     changed status (statusDirty). Payments and expiry touch recent
+//     orders, so that is the last few chunks.
+//
+// The manifest, written into the projection snapshot, names them (varints as
+// in encoding/binary):
+//
+//	magic "FESTOS02"
+//	uvarint orders
+//	uvarint buyers (a size hint for the rebuilt buyer index)
+//	uvarint chunks, per chunk: arena ref, status ref
+//	ref: uvarint name length, name, uvarint bytes, u32 CRC32C (little endian)
+//
+// A chunk's name holds its index and the position of the snapshot that wrote
+// it, so a name is never reused for other content, and the projection's
+// garbage collector removes a file only when no kept manifest names it.
+const storeSnapshotMagic = "FESTOS02"
+
+const (
+	// chunkNameBytesMax bounds a chunk name in a manifest (names are about
+	// 40 bytes).
+	chunkNameBytesMax = 256
+	// chunkBytesMax bounds one chunk: an arena chunk is arenaChunkBytes
+	// unless one order is larger, and an order is far below this.
+	chunkBytesMax = 1 << 30
+	// manifestChunksMax bounds the chunks a manifest names: 2^32 chunk
+	// indexes fit the arena offset layout.
+	manifestChunksMax = 1 << 32
+	// buyersHintMax bounds the buyer index a load sizes ahead from the
+	// manifest's hint (beyond it the map grows as usual).
+	buyersHintMax = 1 << 28
+)
 
 // ErrBadSnapshot is returned by LoadSnapshot for a snapshot that does not
 // decode.
 var ErrBadSnapshot = errors.New("bad order store snapshot")
 
-// WriteSnapshot writes the store's state, as of Applied, to w. Call it from
-// the goroutine that feeds Apply, between records.
-func (s *Store) WriteSnapshot(w io.Writer) error {
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ChunkStore keeps the chunk files of store snapshots.
+type ChunkStore interface {
+	// WriteChunk stores data as the chunk called name. data is valid only
+	// during the call. The chunk must be durable before the manifest that
+	// names it is.
+	WriteChunk(name string, data []byte) error
+	// ReadChunk returns the content of the chunk called name.
+	ReadChunk(name string) ([]byte, error)
+}
+
+// chunkRef names one stored chunk and what it must hold.
+type chunkRef struct {
+	name  string
+	bytes uint64
+	crc   uint32
+}
+
+// storedChunk is what a snapshot stores for one arena chunk.
+type storedChunk struct {
+	arena, status chunkRef
+}
+
+// snapshotState is what the last durable snapshot stored, so that the next
+// writes only what changed since. It is follower-owned.
+type snapshotState struct {
+	chunks []storedChunk
+	// pending is what the last WriteSnapshot stored; it becomes chunks
+	// once the projection says that snapshot is durable.
+	pending      []storedChunk
+	pendingAt    uint64 // the position pending was written at
+	pendingValid bool
+}
+
+// WriteSnapshot writes the store's manifest, as of Applied, to w, and the
+// chunks changed since the last durable snapshot to cs. Call it from the
+// goroutine that feeds Apply, between records, and call SnapshotDurable once
+// the manifest is durable: until then the chunks count as not written.
+func (s *Store) WriteSnapshot(w io.Writer, cs ChunkStore) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	bw := bufio.NewWriterSize(w, 1<<20)
-	var scratch []byte
-	put := func(b []byte) { bw.Write(b) }
-	uv := func(v uint64) { scratch = binary.AppendUvarint(scratch[:0], v); put(scratch) }
-	put([]byte(storeSnapshotMagic))
-	uv(uint64(len(s.mu.arena)))
-	for _, c := range s.mu.arena {
-		uv(uint64(len(c)))
-		put(c)
+	at := s.applied.Load()
+	chunks := make([]storedChunk, len(s.mu.arena))
+	var statuses []byte
+	var cursor statusCursor
+	for i, data := range s.mu.arena {
+		var prev storedChunk
+		had := i < len(s.snap.chunks)
+		if had {
+			prev = s.snap.chunks[i]
+		}
+		grown := !had || prev.arena.bytes != uint64(len(data))
+		c := prev
+		if grown {
+			ref, err := writeChunk(cs, fmt.Sprintf("os-arena-%08d-%020d", i, at), data)
+			if err != nil {
+				return err
+			}
+			c.arena = ref
+		}
+		if grown || s.mu.statusDirty[i>>6]&(1<<(i&63)) != 0 {
+			statuses = s.appendStatusesLocked(statuses[:0], i, &cursor)
+			ref, err := writeChunk(cs, fmt.Sprintf("os-status-%08d-%020d", i, at), statuses)
+			if err != nil {
+				return err
+			}
+			c.status = ref
+		}
+		chunks[i] = c
 	}
-	tables := 0
-	for _, t := range s.mu.partitions {
-		if t != nil {
-			tables++
+	bw := bufio.NewWriterSize(w, 64<<10)
+	b := append([]byte(nil), storeSnapshotMagic...)
+	b = binary.AppendUvarint(b, s.orders.Load())
+	b = binary.AppendUvarint(b, uint64(len(s.mu.buyers)))
+	b = binary.AppendUvarint(b, uint64(len(chunks)))
+	for _, c := range chunks {
+		b = appendChunkRef(b, c.arena)
+		b = appendChunkRef(b, c.status)
+		if len(b) > 32<<10 {
+			bw.Write(b)
+			b = b[:0]
 		}
 	}
-	uv(uint64(tables))
-	for p, t := range s.mu.partitions {
-		if t == nil {
-			continue
-		}
-		uv(uint64(p))
-		uv(uint64(len(t.refs)))
-		for _, r := range t.refs {
-			scratch = binary.AppendUvarint(scratch[:0], r.offset)
-			scratch = binary.AppendVarint(scratch, r.changedAt)
-			scratch = binary.AppendUvarint(scratch, uint64(r.prevByBuyer))
-			scratch = append(scratch, byte(r.status))
-			put(scratch)
-		}
-	}
-	uv(uint64(len(s.mu.buyers)))
-	for _, b := range s.mu.buyers {
-		scratch = binary.AppendUvarint(scratch[:0], b.name)
-		scratch = binary.AppendUvarint(scratch, uint64(b.newest))
-		scratch = binary.AppendUvarint(scratch, uint64(b.count))
-		put(scratch)
-	}
+	bw.Write(b)
 	if err := bw.Flush(); err != nil {
-		return fmt.Errorf("write order store snapshot: %w", err)
+		return fmt.Errorf("write order store manifest: %w", err)
 	}
+	s.snap.pending, s.snap.pendingAt, s.snap.pendingValid = chunks, at, true
 	return nil
 }
 
-// LoadSnapshot restores a new store (not yet started) from r, as of journal
-// position pos; following then resumes after pos.
-func (s *Store) LoadSnapshot(r io.Reader, pos uint64) error {
-	br := bufio.NewReaderSize(r, 1<<20)
-	fail := func(what string, err error) error {
-		return fmt.Errorf("%w: %s: %v", ErrBadSnapshot, what, err)
+// SnapshotDurable tells the store that the snapshot of the last
+// WriteSnapshot is durable, so its chunks need not be written again. Call it
+// from the goroutine that feeds Apply, before applying anything more.
+func (s *Store) SnapshotDurable() {
+	if !s.snap.pendingValid {
+		panic("orderstore: SnapshotDurable without a WriteSnapshot")
+	}
+	if at := s.applied.Load(); at != s.snap.pendingAt {
+		panic(fmt.Sprintf("orderstore: snapshot written at %d made durable at %d: events were applied in between", s.snap.pendingAt, at))
+	}
+	s.mu.Lock()
+	clear(s.mu.statusDirty)
+	s.mu.Unlock()
+	s.snap.chunks, s.snap.pending, s.snap.pendingValid = s.snap.pending, nil, false
+}
+
+func writeChunk(cs ChunkStore, name string, data []byte) (chunkRef, error) {
+	if err := cs.WriteChunk(name, data); err != nil {
+		return chunkRef{}, fmt.Errorf("write order store chunk %s: %w", name, err)
+	}
+	return chunkRef{name: name, bytes: uint64(len(data)), crc: crc32.Checksum(data, castagnoli)}, nil
+}
+
+func appendChunkRef(b []byte, r chunkRef) []byte {
+	b = appendString(b, r.name)
+	b = binary.AppendUvarint(b, r.bytes)
+	return binary.LittleEndian.AppendUint32(b, r.crc)
+}
+
+// statusCursor finds the partition-table entries of one arena chunk's
+// records: the first record of a partition in the chunk is found by binary
+// search on the arena offset, the next ones follow it, since both the arena
+// and a partition's sequence follow the journal.
+type statusCursor struct {
+	chunk int
+	seen  [partitionsMax]int32 // chunk+1 when next holds this chunk's cursor
+	next  [partitionsMax]int   // index in refs of the partition's next record
+}
+
+// appendStatusesLocked appends the statuses of arena chunk i's orders, in
+// record order. REQUIRES: s.mu held.
+func (s *Store) appendStatusesLocked(b []byte, i int, c *statusCursor) []byte {
+	data := s.mu.arena[i]
+	for off := 0; off < len(data); {
+		n, k := binary.Uvarint(data[off:])
+		p, k2 := binary.Uvarint(data[off+k:])
+		if k <= 0 || k2 <= 0 || p >= partitionsMax || s.mu.partitions[p] == nil {
+			panic(fmt.Sprintf("orderstore: arena chunk %d offset %d holds no order record", i, off))
+		}
+		refs := s.mu.partitions[p].refs
+		offset := uint64(i)<<32 | uint64(off) + 1
+		if c.seen[p] != int32(i+1) {
+			c.seen[p] = int32(i + 1)
+			c.next[p] = sort.Search(len(refs), func(j int) bool { return refs[j].offset >= offset })
+		}
+		j := c.next[p]
+		if j >= len(refs) || refs[j].offset != offset {
+			panic(fmt.Sprintf("orderstore: arena chunk %d offset %d: no partition %d entry points at it", i, off, p))
+		}
+		c.next[p]++
+		b = append(b, byte(refs[j].status))
+		b = binary.AppendVarint(b, refs[j].changedAt)
+		b = binary.AppendUvarint(b, uint64(refs[j].buyer))
+		off += k + int(n)
+	}
+	return b
+}
+
+// manifest is a decoded store manifest.
+type manifest struct {
+	orders, buyers uint64
+	chunks         []storedChunk
+}
+
+func readManifest(br *bufio.Reader) (manifest, error) {
+	fail := func(what string, err error) (manifest, error) {
+		if err == nil {
+			err = errors.New("out of range")
+		}
+		return manifest{}, fmt.Errorf("%w: manifest %s: %v", ErrBadSnapshot, what, err)
 	}
 	magic := make([]byte, len(storeSnapshotMagic))
 	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != storeSnapshotMagic {
+		if err == nil {
+			err = fmt.Errorf("magic %q", magic)
+		}
 		return fail("magic", err)
 	}
-	count := func(what string, max uint64) (uint64, error) {
-		v, err := binary.ReadUvarint(br)
-		if err != nil || v > max {
-			return 0, fail(what, err)
+	var m manifest
+	var err error
+	if m.orders, err = binary.ReadUvarint(br); err != nil {
+		return fail("orders", err)
+	}
+	if m.buyers, err = binary.ReadUvarint(br); err != nil || m.buyers > m.orders {
+		return fail("buyers", err)
+	}
+	n, err := binary.ReadUvarint(br)
+	if err != nil || n > manifestChunksMax {
+		return fail("chunks", err)
+	}
+	readRef := func() (chunkRef, error) {
+		var r chunkRef
+		l, err := binary.ReadUvarint(br)
+		if err != nil || l == 0 || l > chunkNameBytesMax {
+			return r, fmt.Errorf("name length %d: %v", l, err)
 		}
-		return v, nil
+		name := make([]byte, l)
+		if _, err := io.ReadFull(br, name); err != nil {
+			return r, err
+		}
+		r.name = string(name)
+		if r.bytes, err = binary.ReadUvarint(br); err != nil || r.bytes > chunkBytesMax {
+			return r, fmt.Errorf("chunk %s: length %d: %v", r.name, r.bytes, err)
+		}
+		var crc [4]byte
+		if _, err := io.ReadFull(br, crc[:]); err != nil {
+			return r, err
+		}
+		r.crc = binary.LittleEndian.Uint32(crc[:])
+		return r, nil
+	}
+	// Not preallocated from n: a damaged count must not allocate.
+	for i := uint64(0); i < n; i++ {
+		var c storedChunk
+		if c.arena, err = readRef(); err != nil {
+			return fail(fmt.Sprintf("arena chunk %d", i), err)
+		}
+		if c.status, err = readRef(); err != nil {
+			return fail(fmt.Sprintf("status chunk %d", i), err)
+		}
+		m.chunks = append(m.chunks, c)
+	}
+	return m, nil
+}
+
+// SnapshotChunks returns the names of the chunks that the store manifest at
+// the start of r needs, for the garbage collector of a ChunkStore. r is read
+// up to the end of the manifest when it is a *bufio.Reader.
+func SnapshotChunks(r io.Reader) ([]string, error) {
+	m, err := readManifest(bufio.NewReaderSize(r, 64<<10))
+	if err != nil {
+		return nil, err
+	}
+	names := make([]string, 0, 2*len(m.chunks))
+	for _, c := range m.chunks {
+		names = append(names, c.arena.name, c.status.name)
+	}
+	return names, nil
+}
+
+// readChunk reads a chunk and checks it against its reference.
+func readChunk(cs ChunkStore, r chunkRef) ([]byte, error) {
+	data, err := cs.ReadChunk(r.name)
+	if err != nil {
+		return nil, fmt.Errorf("%w: read chunk %s: %w", ErrBadSnapshot, r.name, err)
+	}
+	if uint64(len(data)) != r.bytes {
+		return nil, fmt.Errorf("%w: chunk %s holds %d bytes, manifest says %d", ErrBadSnapshot, r.name, len(data), r.bytes)
+	}
+	if crc := crc32.Checksum(data, castagnoli); crc != r.crc {
+		return nil, fmt.Errorf("%w: chunk %s: crc %08x, manifest says %08x", ErrBadSnapshot, r.name, crc, r.crc)
+	}
+	return data, nil
+}
+
+// LoadSnapshot restores an empty store (not yet fed) from the manifest at
+// the start of r and the chunks it names in cs, as of journal position pos;
+// following then resumes after pos. r is read up to the end of the manifest
+// when it is a *bufio.Reader. After an error the store holds part of the
+// snapshot: Reset it before trying another.
+func (s *Store) LoadSnapshot(r io.Reader, pos uint64, cs ChunkStore) error {
+	br := bufio.NewReaderSize(r, 1<<20)
+	if magic, _ := br.Peek(len(legacySnapshotMagic)); string(magic) == legacySnapshotMagic {
+		return s.loadLegacySnapshot(br, pos)
+	}
+	m, err := readManifest(br)
+	if err != nil {
+		return err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	chunks, err := count("chunks", 1<<32)
-	if err != nil {
-		return err
+	if len(s.mu.arena) != 0 || s.orders.Load() != 0 {
+		return errors.New("load order store snapshot: the store is not empty")
 	}
-	for i := uint64(0); i < chunks; i++ {
-		n, err := count("chunk length", 1<<40)
+	// Sized once rather than grown a million times; the hint is checked
+	// against the orders, and a wrong one costs only memory.
+	s.mu.buyerByHash = make(map[uint64]uint32, min(m.buyers, buyersHintMax))
+	for i, c := range m.chunks {
+		data, err := readChunk(cs, c.arena)
 		if err != nil {
 			return err
 		}
-		c := make([]byte, n, max(n, arenaChunkBytes))
-		if _, err := io.ReadFull(br, c); err != nil {
-			return fail("chunk", err)
+		if i == len(m.chunks)-1 {
+			// The last chunk keeps growing, as it did before the snapshot.
+			data = append(make([]byte, 0, max(len(data), arenaChunkBytes)), data...)
 		}
-		s.mu.arena = append(s.mu.arena, c)
-		s.arenaBytes.Add(n)
-	}
-	tables, err := count("tables", partitionsMax)
-	if err != nil {
-		return err
-	}
-	for i := uint64(0); i < tables; i++ {
-		p, err := count("partition", partitionsMax-1)
+		statuses, err := readChunk(cs, c.status)
 		if err != nil {
 			return err
 		}
-		n, err := count("orders", 1<<52)
-		if err != nil {
-			return err
-		}
-		t := &partitionTable{refs: make([]orderRef, 0, n)}
-		for j := uint64(0); j < n; j++ {
-			var r orderRef
-			r.offset, err = binary.ReadUvarint(br)
-			if err == nil {
-				r.changedAt, err = binary.ReadVarint(br)
-			}
-			var prev uint64
-			if err == nil {
-				prev, err = binary.ReadUvarint(br)
-			}
-			var st byte
-			if err == nil {
-				st, err = br.ReadByte()
-			}
-			if err != nil {
-				return fail("order", err)
-			}
-			r.prevByBuyer, r.status = engineOrderID(prev), orderStatus(st)
-			t.refs = append(t.refs, r)
-		}
-		s.mu.partitions[p] = t
-		s.orders.Add(n)
-	}
-	buyers, err := count("buyers", 1<<40)
-	if err != nil {
-		return err
-	}
-	for i := uint64(0); i < buyers; i++ {
-		var b buyer
-		var newest, cnt uint64
-		b.name, err = binary.ReadUvarint(br)
-		if err == nil {
-			newest, err = binary.ReadUvarint(br)
-		}
-		if err == nil {
-			cnt, err = binary.ReadUvarint(br)
-		}
-		if err != nil || b.name>>32 >= uint64(len(s.mu.arena)) {
-			return fail("buyer", err)
-		}
-		b.newest, b.count = engineOrderID(newest), uint32(cnt)
-		s.mu.buyers = append(s.mu.buyers, b)
-		// The hash seed is this process's: index the names anew.
-		idx := uint32(len(s.mu.buyers) - 1)
-		name := s.arenaString(b.name)
-		b.check = maphash.String(s.checkSeed, name)
-		s.mu.buyers[idx].check = b.check
-		h := maphash.String(s.seed, name)
-		if _, taken := s.mu.buyerByHash[h]; taken {
-			s.mu.buyerCollisions[name] = idx
-		} else {
-			s.mu.buyerByHash[h] = idx
+		s.mu.arena = append(s.mu.arena, data)
+		if err := s.restoreChunkLocked(i, statuses); err != nil {
+			return fmt.Errorf("%w: arena chunk %s: %v", ErrBadSnapshot, c.arena.name, err)
 		}
 	}
+	if got := s.orders.Load(); got != m.orders {
+		return fmt.Errorf("%w: %d orders in the chunks, manifest says %d", ErrBadSnapshot, got, m.orders)
+	}
+	s.mu.statusDirty = make([]uint64, (len(s.mu.arena)+63)/64)
+	s.snap = snapshotState{chunks: m.chunks}
 	s.applied.Store(pos)
 	// Wake readers already waiting for a position the snapshot covers.
 	close(s.mu.advanced)
 	s.mu.advanced = make(chan struct{})
 	return nil
+}
+
+// indexBuyerLocked makes buyer i, whose id is id, found by buyerLocked.
+// REQUIRES: s.mu held for writing.
+func (s *Store) indexBuyerLocked(id string, i uint32) {
+	h := maphash.String(s.seed, id)
+	if _, taken := s.mu.buyerByHash[h]; taken {
+		s.mu.buyerCollisions[strings.Clone(id)] = i
+		return
+	}
+	s.mu.buyerByHash[h] = i
+}
+
+// restoreChunkLocked rebuilds the partition entries and buyers of the orders
+// in arena chunk i, as placeLocked built them, with their statuses.
+// REQUIRES: s.mu held for writing.
+func (s *Store) restoreChunkLocked(i int, statuses []byte) error {
+	data := s.mu.arena[i]
+	st := decoder{b: statuses}
+	for off := 0; off < len(data); {
+		n, k := binary.Uvarint(data[off:])
+		if k <= 0 || n > uint64(len(data)-off-k) {
+			return fmt.Errorf("offset %d: bad record length", off)
+		}
+		body := data[off+k : off+k+int(n)]
+		if !validRecord(body) {
+			return fmt.Errorf("offset %d: corrupt order record", off)
+		}
+		p, k2 := binary.Uvarint(body)
+		l, k3 := binary.Uvarint(body[k2:])
+		if k3 <= 0 || l > uint64(len(body)-k2-k3) {
+			return fmt.Errorf("offset %d: bad buyer id", off)
+		}
+		// The id aliases the arena, which outlives the buyer entry.
+		id := unsafe.String(unsafe.SliceData(body[k2+k3:]), int(l))
+		if len(st.b) == 0 {
+			return fmt.Errorf("offset %d: no status", off)
+		}
+		status := engine.OrderStatus(st.b[0])
+		st.b = st.b[1:]
+		changedAt := st.varint()
+		bi := st.uvarint()
+		if st.err != nil || status < engine.StatusPending || status > engine.StatusExpired {
+			return fmt.Errorf("offset %d: bad status %d", off, status)
+		}
+		recordOff := uint64(i)<<32 | uint64(off)
+		switch buyers := uint64(len(s.mu.buyers)); {
+		case bi == buyers && bi <= math.MaxUint32:
+			// The buyer's first order: index it as buyerLocked does.
+			s.indexBuyerLocked(id, s.newBuyerLocked(id, recordOff+uint64(k+k2)))
+		case bi < buyers:
+			// The check hash catches an index that names another buyer
+			// without the cache miss of reading its id back.
+			if s.mu.buyers[bi].check != maphash.String(s.checkSeed, id) {
+				return fmt.Errorf("offset %d: buyer %d is not the order's buyer", off, bi)
+			}
+		default:
+			return fmt.Errorf("offset %d: buyer %d of %d", off, bi, buyers)
+		}
+		t := s.mu.partitions[p]
+		if t == nil {
+			t = &partitionTable{}
+			s.mu.partitions[p] = t
+		}
+		b := &s.mu.buyers[bi]
+		t.refs = append(t.refs, orderRef{offset: recordOff + 1, changedAt: changedAt, prevByBuyer: b.newest, buyer: uint32(bi), status: status})
+		b.newest = orderIDOf(int(p), uint64(len(t.refs)))
+		b.count++
+		s.orders.Add(1)
+		s.arenaBytes.Add(n)
+		off += k + int(n)
+	}
+	if len(st.b) != 0 {
+		return fmt.Errorf("%d bytes of statuses left over", len(st.b))
+	}
+	return nil
+}
+
+// validRecord reports whether body decodes as an order record, without
+// copying it, so that a loaded store never holds a record that Get or
+// OrderTotals cannot read.
+func validRecord(body []byte) bool {
+	d := decoder{b: body}
+	if p := d.uvarint(); p >= partitionsMax {
+		return false
+	}
+	for range 5 { // buyer, merchant, channel, region, deal
+		d.skip()
+	}
+	d.varint() // total
+	d.varint() // created at
+	d.varint() // pay by, after created at
+	n := d.uvarint()
+	if d.err != nil || n > orderItemsMax {
+		return false
+	}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		d.skip()    // sku
+		d.uvarint() // quantity
+		d.varint()  // unit price
+	}
+	return d.err == nil && len(d.b) == 0
+}
+
+// OrderTotals yields every order's id and total in journal order (so in
+// sequence order within each partition), for the GMV projection to rebuild
+// its per-order totals from a loaded store instead of snapshotting them.
+// It holds the read lock while it runs: call it before the store is fed.
+func (s *Store) OrderTotals() iter.Seq2[engine.OrderID, int64] {
+	return func(yield func(engine.OrderID, int64) bool) {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		var seqs [partitionsMax]uint64
+		for i, data := range s.mu.arena {
+			for off := 0; off < len(data); {
+				n, k := binary.Uvarint(data[off:])
+				if k <= 0 || n > uint64(len(data)-off-k) {
+					panic(fmt.Sprintf("orderstore: arena chunk %d offset %d holds no order record", i, off))
+				}
+				d := decoder{b: data[off+k : off+k+int(n)]}
+				p := d.uvarint()
+				for range 5 { // buyer, merchant, channel, region, deal
+					d.skip()
+				}
+				total := d.varint()
+				if d.err != nil || p >= partitionsMax {
+					panic(fmt.Sprintf("orderstore: arena chunk %d offset %d: corrupt order record", i, off))
+				}
+				seqs[p]++
+				if !yield(orderIDOf(int(p), seqs[p]), total) {
+					return
+				}
+				off += k + int(n)
+			}
+		}
+	}
 }

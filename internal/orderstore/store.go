@@ -42,8 +42,16 @@ const (
 	// arenaChunkBytes is the size of one arena chunk: large enough that
 	// chunks are few, small enough that the last one wastes little.
 	arenaChunkBytes = 1 << 20
-	// partitionsMax matches the engine's order id layout.
+	// partitionsMax and orderSeqBits match the engine's order id layout
+	// (engine/id.go): a store snapshot holds each order's partition and
+	// rebuilds its id from the partition and its place in the journal.
 	partitionsMax = 4096
+	orderSeqBits  = 52
+	// orderItemsMax bounds the lines of a stored order, far above what the
+	// API accepts, so a corrupt count cannot allocate much.
+	orderItemsMax = 1000
+	// buyersMax is the number of buyers a uint32 index addresses.
+	buyersMax = math.MaxUint32
 )
 
 // Source is what the store follows: the engine's committed events.
@@ -95,7 +103,11 @@ type orderRef struct {
 	offset      uint64 // in the arena, +1 (0: no order)
 	changedAt   int64
 	prevByBuyer engine.OrderID // the buyer's previous order, 0 for the first
-	status      engine.OrderStatus
+	// buyer is the buyer's index in the buyer table (in what was padding),
+	// which a snapshot stores so that a load need not look each order's
+	// buyer up by hash.
+	buyer  uint32
+	status engine.OrderStatus
 }
 
 type partitionTable struct {
@@ -103,9 +115,10 @@ type partitionTable struct {
 }
 
 // buyer is a buyer's entry: where its id is stored, its newest order and
-// how many it has.
+// how many it has. Buyers are not snapshotted: a load rebuilds them from the
+// orders, so a snapshot need not rewrite the entries new orders touch.
 type buyer struct {
-	name   uint64 // arena offset of the buyer id
+	name   uint64 // arena offset of the buyer id, inside its first order
 	check  uint64 // a second hash of the id, under another seed
 	newest engine.OrderID
 	count  uint32
@@ -125,8 +138,12 @@ type Store struct {
 		buyers          []buyer
 		buyerByHash     map[uint64]uint32
 		buyerCollisions map[string]uint32
-		advanced        chan struct{}
-		closed          bool
+		// statusDirty has a bit per arena chunk, set when an order
+		// encoded in that chunk changes status: the next snapshot rewrites
+		// that chunk's statuses, and only those.
+		statusDirty []uint64
+		advanced    chan struct{}
+		closed      bool
 	}
 	applied    atomic.Uint64 // position of the last fully applied record
 	appliedAt  atomic.Int64  // event time of the last applied event
@@ -143,6 +160,9 @@ type Store struct {
 	recordStart time.Time // follower-owned: when the current record began
 	scratch     []byte    // follower-owned: encoding buffer
 	waiters     atomic.Int32
+
+	// snap is what the last durable snapshot stored (follower-owned).
+	snap snapshotState
 }
 
 type sourceBox struct{ Source }
@@ -156,6 +176,36 @@ func Open(cfg Config) (*Store, error) {
 	s.seed, s.checkSeed = maphash.MakeSeed(), maphash.MakeSeed()
 	s.mu.advanced = make(chan struct{})
 	return s, nil
+}
+
+// Reset empties a store that no follower feeds yet, so that a snapshot
+// that failed to load half-way leaves nothing behind before the next
+// attempt (an older snapshot, or the journal from its start).
+func (s *Store) Reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closed {
+		return
+	}
+	s.resetLocked()
+}
+
+// resetLocked empties the store. REQUIRES: s.mu held for writing.
+func (s *Store) resetLocked() {
+	for i := range s.mu.partitions {
+		s.mu.partitions[i] = nil
+	}
+	s.mu.arena = nil
+	s.mu.buyers = nil
+	s.mu.buyerByHash = make(map[uint64]uint32)
+	s.mu.buyerCollisions = make(map[string]uint32)
+	s.mu.statusDirty = nil
+	s.applied.Store(0)
+	s.appliedAt.Store(0)
+	s.events.Store(0)
+	s.orders.Store(0)
+	s.arenaBytes.Store(0)
+	s.snap = snapshotState{}
 }
 
 // Applied is the journal position the store's reads reflect.
@@ -202,6 +252,8 @@ func (s *Store) add(ev *engine.Event) error {
 		if ref := s.refLocked(ev.OrderID); ref != nil && ref.offset != 0 {
 			ref.status = statusOf(ev.Kind)
 			ref.changedAt = ev.At
+			chunk := (ref.offset - 1) >> 32
+			s.mu.statusDirty[chunk>>6] |= 1 << (chunk & 63)
 		}
 	}
 	s.events.Add(1)
@@ -239,51 +291,74 @@ func (s *Store) placeLocked(ev *engine.Event) error {
 		// holds them in order: anything else is a bug upstream.
 		return fmt.Errorf("order store: partition %d order %d follows %d", p, seq, len(t.refs))
 	}
-	s.scratch = encodeOrder(s.scratch[:0], ev)
+	s.scratch = encodeOrder(s.scratch[:0], p, ev)
 	off := s.appendArenaLocked(s.scratch)
-	b := s.buyerLocked(ev.BuyerID, true)
-	t.refs = append(t.refs, orderRef{offset: off + 1, status: engine.StatusPending, prevByBuyer: b.newest})
+	bi, _ := s.buyerLocked(ev.BuyerID, true, buyerNameOffset(off, len(s.scratch), p))
+	b := &s.mu.buyers[bi]
+	t.refs = append(t.refs, orderRef{offset: off + 1, status: engine.StatusPending, prevByBuyer: b.newest, buyer: bi})
 	b.newest = ev.OrderID
 	b.count++
 	s.orders.Add(1)
 	return nil
 }
 
-// buyerLocked finds a buyer's entry, creating it if create is set (else it
-// returns nil for an unknown buyer). REQUIRES: s.mu held (for writing if
-// create).
+// buyerLocked finds a buyer's entry and returns its index, creating it if
+// create is set with its id at arena offset name (else ok is false for an
+// unknown buyer). REQUIRES: s.mu held (for writing if create).
 //
 // A buyer is recognised by two 64-bit hashes of its id under independent
 // seeds rather than by reading its id back from the arena: that read was a
 // cache miss per order, a quarter of the store's time. Two ids that agree
 // on both hashes (odds about 2^-128) would share a history.
-func (s *Store) buyerLocked(id string, create bool) *buyer {
+func (s *Store) buyerLocked(id string, create bool, name uint64) (index uint32, ok bool) {
 	h := maphash.String(s.seed, id)
 	if i, ok := s.mu.buyerByHash[h]; ok {
 		if s.mu.buyers[i].check == maphash.String(s.checkSeed, id) {
-			return &s.mu.buyers[i]
+			return i, true
 		}
 		if j, ok := s.mu.buyerCollisions[id]; ok {
-			return &s.mu.buyers[j]
+			return j, true
 		}
 		if !create {
-			return nil
+			return 0, false
 		}
-		j := s.newBuyerLocked(id)
+		j := s.newBuyerLocked(id, name)
 		s.mu.buyerCollisions[strings.Clone(id)] = j
-		return &s.mu.buyers[j]
+		return j, true
 	}
 	if !create {
-		return nil
+		return 0, false
 	}
-	i := s.newBuyerLocked(id)
+	i := s.newBuyerLocked(id, name)
 	s.mu.buyerByHash[h] = i
-	return &s.mu.buyers[i]
+	return i, true
 }
 
-func (s *Store) newBuyerLocked(id string) uint32 {
-	s.mu.buyers = append(s.mu.buyers, buyer{name: s.appendArenaLocked([]byte(id)), check: maphash.String(s.checkSeed, id)})
+func (s *Store) newBuyerLocked(id string, name uint64) uint32 {
+	if len(s.mu.buyers) >= buyersMax {
+		// Four billion buyers is past any festival; an index that wrapped
+		// would give buyers each other's histories.
+		panic(fmt.Sprintf("orderstore: more than %d buyers", buyersMax))
+	}
+	s.mu.buyers = append(s.mu.buyers, buyer{name: name, check: maphash.String(s.checkSeed, id)})
 	return uint32(len(s.mu.buyers) - 1)
+}
+
+// buyerNameOffset is the arena offset of the buyer id inside the order
+// record of bodyBytes bytes at off (see encodeOrder): an order's buyer id
+// serves as the buyer's name, so it is stored once.
+func buyerNameOffset(off uint64, bodyBytes, partition int) uint64 {
+	return off + uint64(uvarintLen(uint64(bodyBytes))+uvarintLen(uint64(partition)))
+}
+
+// uvarintLen is the length of v's uvarint encoding.
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
 }
 
 // arenaString returns the length-prefixed bytes at off as a string that
@@ -306,6 +381,9 @@ func (s *Store) appendArenaLocked(body []byte) uint64 {
 		}
 		s.mu.arena = append(s.mu.arena, make([]byte, 0, size))
 		n++
+		if words := (n + 63) / 64; len(s.mu.statusDirty) < words {
+			s.mu.statusDirty = append(s.mu.statusDirty, 0)
+		}
 	}
 	chunk := s.mu.arena[n-1]
 	off := uint64(n-1)<<32 | uint64(len(chunk))
@@ -422,8 +500,8 @@ func (s *Store) ListByBuyer(buyerID string, limit int, cursor string) ([]Order, 
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	var next engine.OrderID
-	if b := s.buyerLocked(buyerID, false); b != nil {
-		next = b.newest
+	if bi, ok := s.buyerLocked(buyerID, false, 0); ok {
+		next = s.mu.buyers[bi].newest
 	}
 	if cursor != "" {
 		id, err := engine.ParseOrderID(cursor)
@@ -487,14 +565,19 @@ func (s *Store) Close() error {
 	close(s.mu.advanced)
 	s.mu.arena = nil
 	s.mu.buyers, s.mu.buyerByHash, s.mu.buyerCollisions = nil, nil, nil
+	s.mu.statusDirty = nil
 	for i := range s.mu.partitions {
 		s.mu.partitions[i] = nil
 	}
 	return nil
 }
 
-// encodeOrder writes the immutable part of a placed order.
-func encodeOrder(b []byte, ev *engine.Event) []byte {
+// encodeOrder writes the immutable part of a placed order in partition.
+// The partition comes first, so that a snapshot's load can rebuild the
+// partition tables and the buyers from the arena alone, and the buyer id
+// second, where buyerNameOffset finds it.
+func encodeOrder(b []byte, partition int, ev *engine.Event) []byte {
+	b = binary.AppendUvarint(b, uint64(partition))
 	b = appendString(b, ev.BuyerID)
 	b = appendString(b, ev.MerchantID)
 	b = appendString(b, ev.Channel)
@@ -535,6 +618,17 @@ func (d *decoder) str() string {
 	return str
 }
 
+// skip passes over a length-prefixed string without copying it.
+func (d *decoder) skip() {
+	n, k := binary.Uvarint(d.b)
+	if k <= 0 || uint64(len(d.b)-k) < n {
+		d.err = ErrCorruptRecord
+		d.b = nil
+		return
+	}
+	d.b = d.b[k+int(n):]
+}
+
 func (d *decoder) varint() int64 {
 	v, k := binary.Varint(d.b)
 	if k <= 0 {
@@ -560,6 +654,7 @@ func (d *decoder) uvarint() uint64 {
 func decodeOrder(v []byte) (Order, error) {
 	d := decoder{b: v}
 	var o Order
+	d.uvarint() // the partition, which the id already names
 	o.BuyerID = d.str()
 	o.MerchantID = d.str()
 	o.Channel = d.str()
@@ -569,7 +664,7 @@ func decodeOrder(v []byte) (Order, error) {
 	o.CreatedAt = d.varint()
 	o.PayBy = o.CreatedAt + d.varint()
 	n := d.uvarint()
-	if d.err != nil || n > 1000 {
+	if d.err != nil || n > orderItemsMax {
 		return Order{}, ErrCorruptRecord
 	}
 	o.Items = make([]engine.Item, 0, n)
@@ -587,5 +682,8 @@ func decodeOrder(v []byte) (Order, error) {
 	return o, nil
 }
 
-func engineOrderID(v uint64) engine.OrderID { return engine.OrderID(v) }
-func orderStatus(b byte) engine.OrderStatus { return engine.OrderStatus(b) }
+// orderIDOf is the id of the seq-th order of partition (as engine/id.go
+// builds it; TestOrderIDLayout checks that the two agree).
+func orderIDOf(partition int, seq uint64) engine.OrderID {
+	return engine.OrderID(uint64(partition)<<orderSeqBits | seq)
+}

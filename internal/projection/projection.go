@@ -3,6 +3,14 @@
 // read and decoded once, and snapshots them every so often so that a
 // restart resumes after the snapshot instead of replaying the whole
 // journal, and the engine may delete the segments before it.
+//
+// A projection snapshot is incremental (see orderstore/snapshot.go): the
+// order store's arena and statuses are kept in chunk files under
+// Dir/chunks, a chunk written once and referred to by every later snapshot
+// until it changes, and each snapshot proper (Dir/snap-<pos>.bin, written
+// atomically by journal.Snapshots) is a small manifest naming the chunks it
+// needs, with their lengths and checksums, plus the GMV totals. A chunk file
+// is removed only once no kept manifest names it.
 package projection
 
 import (
@@ -12,6 +20,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -19,6 +30,26 @@ import (
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/journal"
 	"github.com/fest-platform/fest/internal/orderstore"
+	"github.com/fest-platform/fest/internal/vfs"
+)
+
+const (
+	// snapshotsKept is how many projection snapshots journal.Snapshots
+	// keeps: the newest, and the older one to fall back to should the
+	// newest not load. The journal is kept back to the older of them.
+	snapshotsKept = 2
+	// chunksDirName is the directory, under Config.Dir, of the chunk files.
+	chunksDirName = "chunks"
+	// chunkTmpSuffix marks a chunk file being written; one left by a crash
+	// is removed at start-up.
+	chunkTmpSuffix = ".tmp"
+	// chunkFileBytesMax bounds the chunk file a load reads, so a damaged
+	// file system cannot make it allocate without bound; chunks are 1 MiB
+	// unless one order is larger.
+	chunkFileBytesMax = 1 << 30
+	// filePerm is the permission of every file the projections create:
+	// orders hold buyer ids.
+	filePerm = 0o600
 )
 
 // Config configures a Runner.
@@ -30,6 +61,9 @@ type Config struct {
 	SnapshotEveryBytes uint64
 	// Logger receives snapshot and follow errors (default slog.Default()).
 	Logger *slog.Logger
+	// FS is the file system the chunk files are kept in (default vfs.OS);
+	// the storage fault simulator passes its own.
+	FS vfs.FS
 }
 
 // Validate reports the first invalid field.
@@ -42,16 +76,23 @@ func (c *Config) Validate() error {
 
 // Runner feeds the projections and snapshots them.
 type Runner struct {
-	cfg   Config
-	store *orderstore.Store
-	gmv   *analytics.Analytics
-	snaps *journal.Snapshots
+	cfg    Config
+	store  *orderstore.Store
+	gmv    *analytics.Analytics
+	snaps  *journal.Snapshots
+	chunks *chunkFiles
 
-	// retain is the oldest journal position a kept snapshot starts from:
-	// the engine must keep everything after it.
-	retain   atomic.Uint64
-	kept     [2]uint64 // positions of the two newest snapshots; follower-owned after Load
-	lastSnap uint64
+	// retain is the oldest journal position recovery may need: the older
+	// of the kept snapshots, or where the projections were loaded from
+	// until a snapshot after it is durable. The engine keeps everything
+	// after it.
+	retain atomic.Uint64
+	// loadedFrom is the position Load restored (0: the journal's start),
+	// and snappedSinceLoad whether a snapshot was written since; both are
+	// follower-owned after Load.
+	loadedFrom       uint64
+	snappedSinceLoad bool
+	lastSnap         uint64
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -68,42 +109,102 @@ func New(cfg Config, store *orderstore.Store, gmv *analytics.Analytics) (*Runner
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.FS == nil {
+		cfg.FS = vfs.OS
+	}
 	snaps, err := journal.OpenSnapshots(cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("open projection snapshots: %w", err)
 	}
-	return &Runner{cfg: cfg, store: store, gmv: gmv, snaps: snaps}, nil
+	chunks, err := openChunkFiles(cfg.FS, path.Join(cfg.Dir, chunksDirName), cfg.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("open projection chunks: %w", err)
+	}
+	return &Runner{cfg: cfg, store: store, gmv: gmv, snaps: snaps, chunks: chunks}, nil
 }
 
 // Retain is the journal position the engine must keep records after
 // (engine.Config.RetainFrom). Before Load it is 0: keep everything.
 func (r *Runner) Retain() uint64 { return r.retain.Load() }
 
-// Load restores the projections from the newest valid snapshot, if any,
-// and returns the journal position to follow from.
+// Load restores the projections from the newest snapshot that loads, and
+// returns the journal position to follow from. A snapshot that fails its
+// checksum, misses a chunk or does not decode is logged and the next older
+// one tried, with the projections emptied first; when none loads, the
+// projections start empty from the journal's start, which works if the
+// journal still holds it (following fails otherwise, and says so).
 func (r *Runner) Load() (uint64, error) {
-	pos, rc, _, ok, err := r.snaps.LatestReader()
+	positions, err := r.snaps.List()
 	if err != nil {
-		return 0, fmt.Errorf("find projection snapshot: %w", err)
+		return 0, fmt.Errorf("list projection snapshots: %w", err)
 	}
-	if !ok {
-		return 0, nil
+	r.loadedFrom = 0
+	for _, pos := range positions {
+		err := r.loadAt(uint64(pos))
+		if err == nil {
+			r.loadedFrom = uint64(pos)
+			break
+		}
+		r.cfg.Logger.Warn("projection snapshot not usable, trying an older one", "position", uint64(pos), "err", err)
+		r.store.Reset()
+		r.gmv.Reset()
+	}
+	if r.loadedFrom == 0 && len(positions) > 0 {
+		r.cfg.Logger.Warn("no projection snapshot loads: replaying the journal from its start", "snapshots", len(positions))
+	}
+	r.lastSnap = r.loadedFrom
+	r.snappedSinceLoad = false
+	r.updateRetain()
+	if r.loadedFrom > 0 {
+		r.cfg.Logger.Info("projections restored", "position", r.loadedFrom)
+	}
+	return r.loadedFrom, nil
+}
+
+// loadAt restores both projections from the snapshot at pos.
+func (r *Runner) loadAt(pos uint64) error {
+	rc, _, err := r.snaps.Open(journal.Position(pos))
+	if err != nil {
+		return err
 	}
 	defer rc.Close()
-	// One buffered reader for both sections: each loader reads its own
+	// One buffered reader for all sections: each loader reads its own
 	// part and leaves the rest.
 	br := bufio.NewReaderSize(rc, 1<<20)
-	if err := r.store.LoadSnapshot(br, uint64(pos)); err != nil {
-		return 0, fmt.Errorf("load order store snapshot at %d: %w", pos, err)
+	if err := r.store.LoadSnapshot(br, pos, r.chunks); err != nil {
+		return fmt.Errorf("load order store snapshot at %d: %w", pos, err)
 	}
-	if err := r.gmv.LoadSnapshot(br, uint64(pos)); err != nil {
-		return 0, fmt.Errorf("load gmv snapshot at %d: %w", pos, err)
+	if err := r.gmv.LoadSnapshot(br, pos, r.store.OrderTotals()); err != nil {
+		return fmt.Errorf("load gmv snapshot at %d: %w", pos, err)
 	}
-	r.lastSnap = uint64(pos)
-	r.kept = [2]uint64{uint64(pos), uint64(pos)}
-	r.retain.Store(uint64(pos))
-	r.cfg.Logger.Info("projections restored", "position", uint64(pos))
-	return uint64(pos), nil
+	// Reading to the end checks the checksum once more, and that nothing
+	// follows the sections.
+	if n, err := io.Copy(io.Discard, br); err != nil || n != 0 {
+		return fmt.Errorf("projection snapshot at %d: %d bytes after its sections: %v", pos, n, err)
+	}
+	return nil
+}
+
+// updateRetain derives from the snapshot files present what recovery may
+// fall back to: the kept snapshots, and the position the projections were
+// loaded from until a snapshot after it is durable (they may have been
+// loaded from the journal's start). A failure to list keeps the previous
+// value, which only keeps more journal.
+func (r *Runner) updateRetain() {
+	positions, err := r.snaps.List()
+	if err != nil {
+		r.cfg.Logger.Error("list projection snapshots for retention", "err", err)
+		return
+	}
+	retain := uint64(0)
+	kept := positions[:min(len(positions), snapshotsKept)]
+	if len(kept) > 0 {
+		retain = uint64(kept[len(kept)-1]) // List is newest first
+	}
+	if !r.snappedSinceLoad {
+		retain = min(retain, r.loadedFrom)
+	}
+	r.retain.Store(retain)
 }
 
 // Start restores the projections from their newest snapshot, then follows
@@ -118,8 +219,8 @@ func (r *Runner) Start(eng *engine.Engine) {
 		defer r.wg.Done()
 		from, err := r.Load()
 		if err != nil {
-			// A snapshot that passed its checksum but does not decode is a
-			// bug; the projections stay empty and reads answer 503.
+			// The snapshot directory cannot be listed; the projections
+			// stay empty and reads answer 503.
 			r.cfg.Logger.Error("projections not started", "err", err)
 			return
 		}
@@ -138,29 +239,67 @@ func (r *Runner) Start(eng *engine.Engine) {
 		r.store.FollowStopped()
 		if ctx.Err() == nil {
 			// Reads then wait and answer 503; the log says why.
-			r.cfg.Logger.Error("projections stopped following the journal", "err", err)
+			r.cfg.Logger.Error("projections stopped following the journal", "from", from, "err", err)
 		}
 	}()
 }
 
 // snapshot writes both projections as of pos. A failure is logged and
-// costs only a longer replay at the next start.
+// costs only a longer replay at the next start; the next snapshot is tried
+// after another SnapshotEveryBytes of journal, not on every record.
 func (r *Runner) snapshot(pos uint64) {
 	err := r.snaps.WriteFrom(journal.Position(pos), func(w io.Writer) error {
-		if err := r.store.WriteSnapshot(w); err != nil {
+		if err := r.store.WriteSnapshot(w, r.chunks); err != nil {
+			return err
+		}
+		// The chunks' directory entries must be durable before the
+		// manifest naming them is.
+		if err := r.chunks.sync(); err != nil {
 			return err
 		}
 		return r.gmv.WriteSnapshot(w)
 	})
+	r.lastSnap = pos
 	if err != nil {
 		r.cfg.Logger.Error("projection snapshot failed", "position", pos, "err", err)
 		return
 	}
-	r.lastSnap = pos
-	// The two newest snapshots are kept; the engine keeps the journal
-	// after the older one, so either can be restored.
-	r.kept = [2]uint64{r.kept[1], pos}
-	r.retain.Store(min(r.kept[0], r.kept[1]))
+	r.store.SnapshotDurable()
+	r.snappedSinceLoad = true
+	r.updateRetain()
+	if err := r.collect(); err != nil {
+		r.cfg.Logger.Warn("projection chunk files not collected", "err", err)
+	}
+}
+
+// collect removes the chunk files that no kept snapshot names. It removes
+// nothing when a kept snapshot cannot be read, since the chunks it needs
+// are then unknown.
+func (r *Runner) collect() error {
+	positions, err := r.snaps.List()
+	if err != nil {
+		return fmt.Errorf("list projection snapshots: %w", err)
+	}
+	needed := make(map[string]struct{})
+	for _, pos := range positions {
+		names, err := r.chunkNames(pos)
+		if err != nil {
+			return fmt.Errorf("chunks of projection snapshot at %d: %w", uint64(pos), err)
+		}
+		for _, n := range names {
+			needed[n] = struct{}{}
+		}
+	}
+	return r.chunks.removeExcept(needed)
+}
+
+func (r *Runner) chunkNames(pos journal.Position) ([]string, error) {
+	rc, _, err := r.snaps.Open(pos)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	return orderstore.SnapshotChunks(rc)
 }
 
 // Close stops following and writes a final snapshot if the projections
@@ -179,3 +318,123 @@ func (r *Runner) Close() error {
 }
 
 func (r *Runner) gmvApplied() uint64 { return r.gmv.Applied() }
+
+// chunkFiles keeps the order store's chunks as files in one directory. A
+// chunk is written to a temporary file, fsynced and renamed into place, so a
+// chunk file is whole or absent, and sync makes the new entries durable
+// before the manifest naming them is written. It is used by the follower
+// goroutine only.
+type chunkFiles struct {
+	fsys  vfs.FS
+	dir   string
+	log   *slog.Logger
+	dirty bool // entries were renamed into dir since the last sync
+}
+
+func openChunkFiles(fsys vfs.FS, dir string, log *slog.Logger) (*chunkFiles, error) {
+	if err := fsys.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", dir, err)
+	}
+	names, err := fsys.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("list %s: %w", dir, err)
+	}
+	for _, name := range names {
+		if strings.HasSuffix(name, chunkTmpSuffix) {
+			p := path.Join(dir, name)
+			if err := fsys.Remove(p); err != nil {
+				return nil, fmt.Errorf("remove partial chunk %s: %w", p, err)
+			}
+			log.Warn("projection: removed partial chunk file", "path", p)
+		}
+	}
+	return &chunkFiles{fsys: fsys, dir: dir, log: log}, nil
+}
+
+// WriteChunk implements orderstore.ChunkStore.
+func (c *chunkFiles) WriteChunk(name string, data []byte) error {
+	if name == "" || strings.ContainsAny(name, "/\\") || strings.HasSuffix(name, chunkTmpSuffix) {
+		panic(fmt.Sprintf("projection: chunk name %q is not a plain file name", name))
+	}
+	final := path.Join(c.dir, name)
+	tmp := final + chunkTmpSuffix
+	f, err := c.fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, filePerm)
+	if err != nil {
+		return fmt.Errorf("create %s: %w", tmp, err)
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		c.fsys.Remove(tmp)
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		c.fsys.Remove(tmp)
+		return fmt.Errorf("fsync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		c.fsys.Remove(tmp)
+		return fmt.Errorf("close %s: %w", tmp, err)
+	}
+	if err := c.fsys.Rename(tmp, final); err != nil {
+		return fmt.Errorf("rename %s: %w", tmp, err)
+	}
+	c.dirty = true
+	return nil
+}
+
+// ReadChunk implements orderstore.ChunkStore. It reads the file into one
+// buffer of its size, since a load reads every chunk of the festival.
+func (c *chunkFiles) ReadChunk(name string) ([]byte, error) {
+	p := path.Join(c.dir, name)
+	f, err := c.fsys.OpenFile(p, os.O_RDONLY, 0)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", p, err)
+	}
+	defer f.Close()
+	size, err := f.Size()
+	if err != nil {
+		return nil, fmt.Errorf("size of %s: %w", p, err)
+	}
+	if size < 0 || size > chunkFileBytesMax {
+		return nil, fmt.Errorf("chunk %s: %d bytes, more than a chunk holds", p, size)
+	}
+	data := make([]byte, size)
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, fmt.Errorf("read %s: %w", p, err)
+	}
+	return data, nil
+}
+
+// sync makes the chunk files written since the last sync durable entries
+// of their directory.
+func (c *chunkFiles) sync() error {
+	if !c.dirty {
+		return nil
+	}
+	if err := c.fsys.SyncDir(c.dir); err != nil {
+		return fmt.Errorf("sync chunk directory: %w", err)
+	}
+	c.dirty = false
+	return nil
+}
+
+// removeExcept removes the chunk files not in needed. The removals need not
+// be durable: a chunk file that comes back after a crash is removed by the
+// next collection.
+func (c *chunkFiles) removeExcept(needed map[string]struct{}) error {
+	names, err := c.fsys.ReadDir(c.dir)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", c.dir, err)
+	}
+	for _, name := range names {
+		if _, ok := needed[name]; ok {
+			continue
+		}
+		p := path.Join(c.dir, name)
+		if err := c.fsys.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove %s: %w", p, err)
+		}
+	}
+	return nil
+}

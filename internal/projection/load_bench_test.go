@@ -1,0 +1,45 @@
+package projection
+
+import (
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/fest-platform/fest/internal/analytics"
+	"github.com/fest-platform/fest/internal/orderstore"
+)
+
+// BenchmarkLoadAfterOrders measures a restart's load of the projection
+// snapshot after FEST_BENCH_ORDERS orders (default 2 million).
+func BenchmarkLoadAfterOrders(b *testing.B) {
+	orders := 2_000_000
+	if v, err := strconv.Atoi(os.Getenv("FEST_BENCH_ORDERS")); err == nil && v > 0 {
+		orders = v
+	}
+	dir := b.TempDir()
+	store, _ := orderstore.Open(orderstore.Config{})
+	gmv, _ := analytics.New(analytics.Config{})
+	r, err := New(Config{Dir: dir, Logger: quiet}, store, gmv)
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := newFeeder(r)
+	f.place(b, orders)
+	r.snapshot(f.pos * 1000)
+	store.Close()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		store, _ := orderstore.Open(orderstore.Config{})
+		gmv, _ := analytics.New(analytics.Config{})
+		l, err := New(Config{Dir: dir, Logger: quiet}, store, gmv)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if pos, err := l.Load(); err != nil || pos != f.pos*1000 {
+			b.Fatalf("load: at %d: %v", pos, err)
+		}
+		b.StopTimer()
+		store.Close()
+		b.StartTimer()
+	}
+}

@@ -106,7 +106,7 @@ func Open(cfg Config) (*Engine, error) {
 		e.journal = j
 	}
 	if cfg.Dir != "" {
-		s, err := journal.OpenSnapshots(filepath.Join(cfg.Dir, "snapshots"))
+		s, err := journal.OpenSnapshots(nil, filepath.Join(cfg.Dir, "snapshots"))
 		if err != nil {
 			e.journal.Close()
 			return nil, fmt.Errorf("open snapshots: %w", err)

@@ -68,7 +68,7 @@ func New(cfg Config, store *orderstore.Store, gmv *analytics.Analytics) (*Runner
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	snaps, err := journal.OpenSnapshots(cfg.Dir)
+	snaps, err := journal.OpenSnapshots(nil, cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("open projection snapshots: %w", err)
 	}

@@ -562,8 +562,9 @@ func (f *File) commit(bytes int) error {
 // records past it are answered with an error, so they must not come back: a
 // restart without a crash would otherwise find them intact in the page cache
 // and replay orders whose clients were told they failed. The truncation is
-// not fsynced (that would be the retry fail-stop forbids); a crash that
-// undoes it can only leave bytes recovery already treats as undecided.
+// not fsynced (that would be the retry fail-stop forbids), so a crash can
+// still undo it; what survives is then what a crash during the failed fsync
+// would have left, which recovery judges like any other tail.
 func (f *File) stop(cause error) {
 	err := fmt.Errorf("%w: %w", ErrStopped, cause)
 	f.log.Error("journal: stopped", "err", cause)

@@ -533,6 +533,7 @@ func (f *File) commit(bytes int) error {
 		}
 		buf = appendFrameHeader(buf, len(e.rec), e.crc)
 		buf = append(buf, e.rec...)
+		buf = append(buf, frameTrailer...)
 	}
 	if len(buf) != bytes {
 		panic(fmt.Sprintf("journal: group encoded to %d bytes, expected %d", len(buf), bytes))

@@ -11,22 +11,28 @@ import (
 
 // A frame on disk is
 //
-//	[u32 LE payload length][u32 LE CRC32C(payload)][u32 LE CRC32C(the 8 bytes before)][payload]
+//	[u32 LE payload length][u32 LE CRC32C(payload)][u32 LE CRC32C(the 8 bytes before)][payload]["FEND"]
 //
 // The header carries its own checksum so that recovery can tell a torn tail
-// from damage. A crash can leave the file ending inside a header, or a
-// valid header whose payload was not all written; it cannot leave a complete
-// header that fails its own checksum. So a header that fails its checksum
-// (and is not all zero, which is what a zero-filled preallocation looks
-// like) is damage, and in particular a flipped length bit is never mistaken
-// for a frame that runs past the end of the file.
+// from damage: a flipped length bit fails the header checksum instead of
+// making the frame run past the end of the file, which is what a torn write
+// looks like.
+//
+// The constant trailer makes the last byte of every complete frame non-zero
+// ('D' has two bits set, so no single bit flip zeroes it). A crash can cut a
+// group's write at any byte, and some file systems then read the lost part
+// as zeros where the write extended the file. So a bad frame from some point
+// of which every byte to the end of the file is zero is a cut write, never
+// a complete (possibly acknowledged) frame that rotted.
 const (
 	// MaxRecordBytes is the largest payload Append accepts. It bounds the
 	// memory a reader must allocate for one frame, so a damaged length can
 	// never make recovery allocate gigabytes.
 	MaxRecordBytes = 64 << 20
 
-	frameHeaderLen = 12
+	frameHeaderLen  = 12
+	frameTrailerLen = 4
+	frameTrailer    = "FEND"
 )
 
 // castagnoli is shared by every checksum in the package; the standard library
@@ -37,7 +43,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 func frameCRC(payload []byte) uint32 { return crc32.Checksum(payload, castagnoli) }
 
 // frameLen is the on-disk size of a frame carrying n payload bytes.
-func frameLen(n int) int { return frameHeaderLen + n }
+func frameLen(n int) int { return frameHeaderLen + n + frameTrailerLen }
 
 // appendFrameHeader appends the 12-byte header for a payload of length n
 // with payload checksum crc. It does not allocate when b has room: the
@@ -52,7 +58,8 @@ func appendFrameHeader(b []byte, n int, crc uint32) []byte {
 // appendFrame appends the complete frame for payload to b.
 func appendFrame(b, payload []byte) []byte {
 	b = appendFrameHeader(b, len(payload), frameCRC(payload))
-	return append(b, payload...)
+	b = append(b, payload...)
+	return append(b, frameTrailer...)
 }
 
 // Reasons a frame fails to decode. They are internal: Open reports damage as
@@ -64,7 +71,14 @@ var (
 	errBadLength      = errors.New("frame length exceeds maximum")
 	errShortFrame     = errors.New("frame runs past end of data")
 	errChecksum       = errors.New("payload crc mismatch")
+	errTrailer        = errors.New("frame trailer mismatch")
 )
+
+// headerIntact reports whether a frame that failed for reason had a header
+// that passed its checksum (so its length can be trusted).
+func headerIntact(reason error) bool {
+	return reason == errShortFrame || reason == errChecksum || reason == errTrailer
+}
 
 // parseFrameHeader checks a frame header and returns the payload length and
 // checksum it announces.
@@ -105,20 +119,27 @@ func decodeFrame(b []byte) (payload []byte, n int, err error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	if uint64(len(b)-frameHeaderLen) < uint64(size) {
+	n = frameLen(int(size))
+	if uint64(len(b)) < uint64(n) {
 		return nil, 0, errShortFrame
 	}
 	payload = b[frameHeaderLen : frameHeaderLen+int(size)]
+	if string(b[n-frameTrailerLen:n]) != frameTrailer {
+		return nil, 0, errTrailer
+	}
 	if frameCRC(payload) != sum {
 		return nil, 0, errChecksum
 	}
-	return payload, frameHeaderLen + int(size), nil
+	return payload, n, nil
 }
 
 // damage describes a frame that could not be read from a segment.
 type damage struct {
 	off    int64 // offset of the damaged frame from the start of the scan
 	reason error // one of the err* frame sentinels above
+	// frameBytes is the frame's length as its intact header announces it
+	// (headerIntact(reason)), else zero.
+	frameBytes int64
 }
 
 func (d *damage) Error() string { return fmt.Sprintf("offset %d: %v", d.off, d.reason) }
@@ -145,8 +166,8 @@ func newFrameScanner(r io.Reader, size int64) *frameScanner {
 
 // next returns the next payload, valid until the following call. It returns
 // io.EOF exactly at the end, a *damage for an undecodable frame, and any other
-// error for a failed read. After a *damage for errZeroHeader the reader is
-// positioned just past the header, so that restIsZero can examine the rest.
+// error for a failed read. After a *damage the reader's position is
+// unspecified.
 func (s *frameScanner) next() ([]byte, error) {
 	rem := s.size - s.off
 	if rem == 0 {
@@ -163,45 +184,50 @@ func (s *frameScanner) next() ([]byte, error) {
 		return nil, &damage{off: s.off, reason: err}
 	}
 	size := int64(size32)
-	if s.off+frameHeaderLen+size > s.size {
-		return nil, &damage{off: s.off, reason: errShortFrame}
+	n := int64(frameLen(int(size)))
+	if s.off+n > s.size {
+		return nil, &damage{off: s.off, reason: errShortFrame, frameBytes: n}
 	}
-	if int64(cap(s.buf)) < size {
-		s.buf = make([]byte, size)
+	body := size + frameTrailerLen
+	if int64(cap(s.buf)) < body {
+		s.buf = make([]byte, body)
 	}
-	payload := s.buf[:size]
-	if _, err := io.ReadFull(s.r, payload); err != nil {
+	if _, err := io.ReadFull(s.r, s.buf[:body]); err != nil {
 		return nil, fmt.Errorf("read frame payload at offset %d: %w", s.off, noEOF(err))
 	}
-	if frameCRC(payload) != sum {
-		return nil, &damage{off: s.off, reason: errChecksum}
+	payload := s.buf[:size]
+	if string(s.buf[size:body]) != frameTrailer {
+		return nil, &damage{off: s.off, reason: errTrailer, frameBytes: n}
 	}
-	s.off += frameHeaderLen + size
+	if frameCRC(payload) != sum {
+		return nil, &damage{off: s.off, reason: errChecksum, frameBytes: n}
+	}
+	s.off += n
 	return payload, nil
 }
 
-// restIsZero reports whether every byte from the reader's position to the
-// end of the scanned data is zero.
-func (s *frameScanner) restIsZero(from int64) (bool, error) {
-	var buf [32 << 10]byte
-	left := s.size - from
-	for left > 0 {
-		n, err := s.r.Read(buf[:min(int64(len(buf)), left)])
-		if !isZero(buf[:n]) {
-			return false, nil
+// zeroTailBufferBytes sizes the reads of zeroTailStart.
+const zeroTailBufferBytes = 64 << 10
+
+// zeroTailStart returns the offset in r, at or after from, from which every
+// byte up to size is zero (size itself when the last byte is not zero).
+func zeroTailStart(r io.ReaderAt, from, size int64) (int64, error) {
+	buf := make([]byte, zeroTailBufferBytes)
+	start := from
+	for off := from; off < size; {
+		n := min(int64(len(buf)), size-off)
+		if _, err := r.ReadAt(buf[:n], off); err != nil {
+			return 0, fmt.Errorf("read at offset %d: %w", off, noEOF(err))
 		}
-		left -= int64(n)
-		if err == io.EOF {
-			if left > 0 {
-				return false, fmt.Errorf("read at offset %d: %w", s.size-left, io.ErrUnexpectedEOF)
+		for i := n - 1; i >= 0; i-- {
+			if buf[i] != 0 {
+				start = off + i + 1
+				break
 			}
-			break
 		}
-		if err != nil {
-			return false, err
-		}
+		off += n
 	}
-	return true, nil
+	return start, nil
 }
 
 // noEOF turns an EOF in the middle of a frame whose length fit in the file

@@ -25,13 +25,16 @@ func TestDecodeFrame(t *testing.T) {
 		wantN   int
 		wantErr error
 	}{
-		{"valid", valid, []byte("hello"), 17, nil},
-		{"valid with trailing bytes", append(bytes.Clone(valid), 1, 2, 3), []byte("hello"), 17, nil},
-		{"empty payload", appendFrame(nil, nil), []byte{}, 12, nil},
+		{"valid", valid, []byte("hello"), 21, nil},
+		{"valid with trailing bytes", append(bytes.Clone(valid), 1, 2, 3), []byte("hello"), 21, nil},
+		{"empty payload", appendFrame(nil, nil), []byte{}, 16, nil},
 		{"empty input", nil, nil, 0, errShortHeader},
 		{"short header", valid[:11], nil, 0, errShortHeader},
 		{"header only", valid[:12], nil, 0, errShortFrame},
 		{"short payload", valid[:16], nil, 0, errShortFrame},
+		{"short trailer", valid[:20], nil, 0, errShortFrame},
+		{"trailer bit flip", flip(valid, 20), nil, 0, errTrailer},
+		{"trailer zeroed", append(bytes.Clone(valid[:17]), 0, 0, 0, 0), nil, 0, errTrailer},
 		{"length too large", huge, nil, 0, errBadLength},
 		{"payload bit flip", flip(valid, 14), nil, 0, errChecksum},
 		{"length bit flip", flip(valid, 0), nil, 0, errHeaderChecksum},
@@ -58,10 +61,13 @@ func TestDecodeFrame(t *testing.T) {
 
 func TestFrameLayout(t *testing.T) {
 	// The on-disk format is fixed: length LE, CRC32C of the payload, CRC32C
-	// of those 8 bytes, then the payload.
+	// of those 8 bytes, the payload, then "FEND".
 	f := appendFrame(nil, []byte{0xAA, 0xBB})
-	if len(f) != 14 {
-		t.Fatalf("frame is %d bytes", len(f))
+	if len(f) != 18 || string(f[14:]) != "FEND" {
+		t.Fatalf("frame %x", f)
+	}
+	if frameTrailer[frameTrailerLen-1]&(frameTrailer[frameTrailerLen-1]-1) == 0 {
+		t.Fatal("the trailer's last byte must have two bits set, so that no single bit flip zeroes it")
 	}
 	if got := binary.LittleEndian.Uint32(f[0:4]); got != 2 {
 		t.Fatalf("length = %d", got)

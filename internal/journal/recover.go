@@ -19,27 +19,32 @@ type recovered struct {
 // without gaps or overlaps, and truncates a torn tail in the last segment.
 //
 // A torn tail is what a crash during a group write can leave behind: the
-// group's bytes reach the disk only as a prefix, cut at any byte, or (on
-// some file systems) as a file whose size grew but whose blocks read as
-// zeros. Nothing in it was acknowledged, because a group's records are
-// acknowledged only after the fsync that covers all of them. Anything else
-// is damage, which a crash cannot explain and which may sit on acknowledged
-// records; recovery refuses to guess: Open fails with an error wrapping
-// ErrCorrupt naming the file and offset, and an operator decides. The
-// decision, for the frame at which the scan of a segment stops:
+// group's bytes reach the disk only as a prefix, cut at any byte, and on
+// some file systems the lost rest of the write reads as zeros where it
+// extended the file. Nothing in it was acknowledged, because a group's
+// records are acknowledged only after the fsync that covers all of them, and
+// the next group is written only after that. Anything else is damage, which
+// a crash cannot explain and which may sit on acknowledged records; recovery
+// refuses to guess: Open fails with an error wrapping ErrCorrupt naming the
+// file and offset, and an operator decides. The decision, for the frame at
+// which the scan of a segment stops ("cut" means: every byte from some point
+// inside the frame, as far as its header can be trusted, to the end of the
+// file is zero):
 //
-//	segment   what is found                                   verdict
-//	last      the file ends inside the frame header           torn: truncate
-//	last      header and every byte after it zero             torn: truncate
-//	last      header valid, frame runs past the end of file   torn: truncate
-//	any       header checksum fails (header not all zero)     damage
-//	any       header all zero, but a later byte is not        damage
-//	any       header valid, payload checksum fails            damage
-//	earlier   anything but a clean end at a frame boundary    damage
+//	segment   what is found                                        verdict
+//	last      the file ends inside the frame header                torn: truncate
+//	last      header valid, the frame runs past the end of file    torn: truncate
+//	last      header and every byte after it zero                  torn: truncate
+//	last      header fails its checksum, cut inside the header     torn: truncate
+//	last      header valid, payload or trailer bad, frame cut      torn: truncate
+//	any       header fails its checksum, a non-zero byte after it  damage
+//	any       header valid, payload or trailer bad, not cut        damage
+//	earlier   anything but a clean end at a frame boundary         damage
 //
-// A payload that fails its checksum behind a valid header is damage even at
-// the very end of the last segment: the frame is complete, so it may have
-// been acknowledged, and truncating it would lose it silently.
+// Every complete frame ends in a non-zero trailer byte that no single bit
+// flip can zero, so a complete frame, which may have been acknowledged, is
+// never taken for a cut one: a payload that fails its checksum at the very
+// end of the file is damage.
 func recoverDir(cfg Config) (recovered, error) {
 	segs, err := listSegments(cfg.FS, cfg.Dir)
 	if err != nil {
@@ -112,22 +117,27 @@ func recoverSegment(cfg Config, seg segment, last bool) (int64, error) {
 		if !errors.As(err, &d) {
 			return 0, fmt.Errorf("scan segment %s: %w", seg.path, err)
 		}
+		off := segmentHeaderLen + d.off
 		torn := false
 		if last {
 			switch d.reason {
 			case errShortHeader, errShortFrame:
 				torn = true
-			case errZeroHeader:
-				// Zero-filled preallocation, or blocks a crash left
-				// unwritten, but only if nothing written follows.
-				zero, err := s.restIsZero(d.off + frameHeaderLen)
+			default:
+				// A write cut by a crash with its lost rest zero-filled
+				// leaves the bad frame's real bytes, then zeros to the end
+				// of the file.
+				zeros, err := zeroTailStart(f, off, size)
 				if err != nil {
 					return 0, fmt.Errorf("scan segment %s: %w", seg.path, err)
 				}
-				torn = zero
+				frameEnd := off + frameHeaderLen
+				if headerIntact(d.reason) {
+					frameEnd = off + d.frameBytes
+				}
+				torn = zeros < frameEnd
 			}
 		}
-		off := segmentHeaderLen + d.off
 		if !torn {
 			return 0, fmt.Errorf("%w: %s offset %d: %v", ErrCorrupt, seg.path, off, d.reason)
 		}
@@ -149,8 +159,8 @@ var errTornCreation = errors.New("torn segment creation")
 
 // checkSegmentHeader verifies the header of seg, whose file f has size
 // bytes. A last segment no longer than a header that holds a prefix of its
-// header, or only zeros, is a creation that a crash interrupted, and its
-// header is rewritten (errTornCreation). A longer file cannot be one: the
+// header, then possibly zeros, is a creation that a crash interrupted, and
+// its header is rewritten (errTornCreation). A longer file cannot be one: the
 // writer fsyncs a new segment's header before it writes any frame into it,
 // so a file with frames has a durable header, and one that fails is damage.
 func checkSegmentHeader(cfg Config, f vfs.File, seg segment, size int64, last bool) error {
@@ -160,8 +170,7 @@ func checkSegmentHeader(cfg Config, f vfs.File, seg segment, size int64, last bo
 	if _, err := f.ReadAt(head, 0); err != nil {
 		return fmt.Errorf("read segment header %s: %w", seg.path, err)
 	}
-	torn := size < segmentHeaderLen && string(head) == string(want[:n]) || size <= segmentHeaderLen && isZero(head)
-	if last && torn {
+	if last && size <= segmentHeaderLen && isHeaderPrefix(head, want[:n]) {
 		return rewriteSegmentHeader(cfg, f, seg, size, want)
 	}
 	if size < segmentHeaderLen {
@@ -178,6 +187,17 @@ func checkSegmentHeader(cfg Config, f vfs.File, seg segment, size int64, last bo
 		return fmt.Errorf("%w: %s: %v", ErrFormat, seg.path, err)
 	}
 	return fmt.Errorf("%w: %s offset 0: %v", ErrCorrupt, seg.path, err)
+}
+
+// isHeaderPrefix reports whether head is a strict prefix of the complete
+// header want, possibly followed by zeros: what a crash leaves of the header
+// write of a new segment, the lost part of which may read as zeros.
+func isHeaderPrefix(head, want []byte) bool {
+	k := 0
+	for k < len(head) && head[k] == want[k] {
+		k++
+	}
+	return k < segmentHeaderLen && isZero(head[k:])
 }
 
 // readPrefix returns the first bytes of f, enough to hold one format-1 frame

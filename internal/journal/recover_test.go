@@ -103,6 +103,18 @@ func TestRecoverTornTail(t *testing.T) {
 		{"header cut one byte short", func(fx *fixture, b []byte) []byte { return b[:lastOff(fx)+frameHeaderLen-1] }, 1, nil},
 		{"header only", func(fx *fixture, b []byte) []byte { return b[:lastOff(fx)+frameHeaderLen] }, 1, nil},
 		{"trailing zeros", func(fx *fixture, b []byte) []byte { return append(b, make([]byte, 4096)...) }, 0, nil},
+		{"last frame cut in its payload, the rest zero-filled", func(fx *fixture, b []byte) []byte { clear(b[len(b)-100:]); return b }, 1, nil},
+		{"last frame cut in its trailer, the rest zero-filled", func(fx *fixture, b []byte) []byte { clear(b[len(b)-2:]); return b }, 1, nil},
+		{"last frame cut in its header, the rest zero-filled", func(fx *fixture, b []byte) []byte {
+			clear(b[lastOff(fx)+5:])
+			return b
+		}, 1, nil},
+		{"valid header then zeros", func(fx *fixture, b []byte) []byte {
+			return append(append(b, header(50, 99)...), make([]byte, 54)...)
+		}, 0, nil},
+		{"valid header then zeros past the frame", func(fx *fixture, b []byte) []byte {
+			return append(append(b, header(50, 99)...), make([]byte, 500)...)
+		}, 0, nil},
 		{"a zero header", func(fx *fixture, b []byte) []byte { return append(b, make([]byte, frameHeaderLen)...) }, 0, nil},
 		{"a few trailing zeros", func(fx *fixture, b []byte) []byte { return append(b, 0, 0, 0) }, 0, nil},
 		{"short garbage header", func(fx *fixture, b []byte) []byte { return append(b, 0xff, 0xfe, 0xfd) }, 0, nil},
@@ -113,6 +125,11 @@ func TestRecoverTornTail(t *testing.T) {
 		{"whole segment empty", func(fx *fixture, b []byte) []byte { return b[:0] }, 0, func(fx *fixture) int { return len(fx.recs) - fx.recordsInLast() }},
 		{"segment header cut short", func(fx *fixture, b []byte) []byte { return b[:segmentHeaderLen-1] }, 0, func(fx *fixture) int { return len(fx.recs) - fx.recordsInLast() }},
 		{"segment header only, zeroed", func(fx *fixture, b []byte) []byte { return make([]byte, segmentHeaderLen) }, 0, func(fx *fixture) int { return len(fx.recs) - fx.recordsInLast() }},
+		{"segment header cut, the rest zero-filled", func(fx *fixture, b []byte) []byte {
+			b = b[:segmentHeaderLen]
+			clear(b[10:])
+			return b
+		}, 0, func(fx *fixture) int { return len(fx.recs) - fx.recordsInLast() }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -175,18 +192,17 @@ func TestRecoverCorrupt(t *testing.T) {
 		{"crc mismatch on frame ending at EOF", func(t *testing.T, fx *fixture) (string, int64) {
 			// A complete frame may have been acknowledged: never a torn tail.
 			path, off := fx.frame(len(fx.recs) - 1)
+			mutate(t, path, func(b []byte) []byte { b[len(b)-frameTrailerLen-1] ^= 0x40; return b })
+			return path, off
+		}, "payload crc mismatch"},
+		{"trailer bit flip on frame ending at EOF", func(t *testing.T, fx *fixture) (string, int64) {
+			path, off := fx.frame(len(fx.recs) - 1)
 			mutate(t, path, func(b []byte) []byte { b[len(b)-1] ^= 0x40; return b })
 			return path, off
-		}, "payload crc mismatch"},
-		{"last frame partly zeroed", func(t *testing.T, fx *fixture) (string, int64) {
+		}, "frame trailer mismatch"},
+		{"last frame zeroed in the middle", func(t *testing.T, fx *fixture) (string, int64) {
 			path, off := fx.frame(len(fx.recs) - 1)
-			mutate(t, path, func(b []byte) []byte { clear(b[len(b)-100:]); return b })
-			return path, off
-		}, "payload crc mismatch"},
-		{"valid header then zeros", func(t *testing.T, fx *fixture) (string, int64) {
-			path := fx.segs[len(fx.segs)-1]
-			off := fileSize(t, path)
-			mutate(t, path, func(b []byte) []byte { return append(append(b, header(50, 99)...), make([]byte, 50)...) })
+			mutate(t, path, func(b []byte) []byte { clear(b[len(b)-100 : len(b)-10]); return b })
 			return path, off
 		}, "payload crc mismatch"},
 		{"garbage header at end", func(t *testing.T, fx *fixture) (string, int64) {
@@ -210,7 +226,7 @@ func TestRecoverCorrupt(t *testing.T) {
 			path, off := fx.frame(fx.lastInSegment(0))
 			mutate(t, path, func(b []byte) []byte { b[len(b)-1] ^= 1; return b })
 			return path, off
-		}, "payload crc mismatch"},
+		}, "frame trailer mismatch"},
 		{"first segment torn", func(t *testing.T, fx *fixture) (string, int64) {
 			mutate(t, fx.segs[0], func(b []byte) []byte { return b[:len(b)-3] })
 			_, off := fx.frame(fx.lastInSegment(0))

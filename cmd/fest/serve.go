@@ -24,6 +24,7 @@ import (
 	"github.com/fest-platform/fest/internal/orderstore"
 	"github.com/fest-platform/fest/internal/projection"
 	"github.com/fest-platform/fest/internal/server"
+	"github.com/fest-platform/fest/internal/vfs"
 )
 
 // serveOptions are the settings of fest serve, from flags and FEST_*
@@ -216,7 +217,7 @@ func (rs *runningServer) open() error {
 		Partitions:     rs.opts.Partitions,
 		PaymentTimeout: rs.opts.PaymentTimeout,
 		// The fsyncs feed the latency histogram of /metrics.
-		JournalFsync: func(f *os.File) error {
+		JournalFsync: func(f vfs.File) error {
 			t := time.Now()
 			err := f.Sync()
 			rs.srv.ObserveFsync(time.Since(t))

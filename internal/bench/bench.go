@@ -25,6 +25,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/vfs"
 )
 
 // Config describes a benchmark run. Zero fields take their defaults.
@@ -268,7 +269,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		// Keep the whole journal so that recovery can also be measured
 		// from the journal alone.
 		RetainFrom: func() uint64 { return 0 },
-		JournalFsync: func(f *os.File) error {
+		JournalFsync: func(f vfs.File) error {
 			fsyncs.Add(1)
 			return f.Sync()
 		},

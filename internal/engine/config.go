@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/fest-platform/fest/internal/journal"
@@ -70,7 +69,7 @@ type Config struct {
 	SegmentBytesMax int64
 	// JournalFsync, if set, replaces the file journal's fsync (to count
 	// fsyncs in benchmarks, or to make one fail in tests).
-	JournalFsync func(*os.File) error
+	JournalFsync func(vfs.File) error
 	// NoSync skips fsync. For tests only: acknowledged orders are then not
 	// durable.
 	NoSync bool

@@ -105,9 +105,8 @@ func Open(cfg Config) (*Engine, error) {
 
 	e.journal = cfg.Journal
 	if e.journal == nil {
-		// MERGE(lead): pass the file system to the journal once journal.Config
-		// has its FS field: journal.Config{FS: cfg.FS, ...}.
 		j, err := journal.Open(journal.Config{
+			FS:              cfg.FS,
 			Dir:             filepath.Join(cfg.Dir, "journal"),
 			SegmentBytesMax: cfg.SegmentBytesMax,
 			NoSync:          cfg.NoSync,
@@ -120,9 +119,7 @@ func Open(cfg Config) (*Engine, error) {
 		e.journal = j
 	}
 	if cfg.Dir != "" {
-		// MERGE(lead): journal.OpenSnapshots(cfg.FS, ...) once it takes the
-		// file system first.
-		s, err := journal.OpenSnapshots(filepath.Join(cfg.Dir, "snapshots"))
+		s, err := journal.OpenSnapshots(cfg.FS, filepath.Join(cfg.Dir, "snapshots"))
 		if err != nil {
 			e.journal.Close()
 			return nil, fmt.Errorf("open snapshots: %w", err)

@@ -3,9 +3,10 @@ package engine
 import (
 	"context"
 	"errors"
-	"os"
 	"sync/atomic"
 	"testing"
+
+	"github.com/fest-platform/fest/internal/vfs"
 )
 
 // TestFsyncFailureStopsEngine makes the journal's fsync fail and checks the
@@ -15,7 +16,7 @@ func TestFsyncFailureStopsEngine(t *testing.T) {
 	var fail atomic.Bool
 	errDisk := errors.New("disk on fire")
 	e, err := Open(Config{Dir: t.TempDir(), Partitions: 4, Logger: quiet, SnapshotEveryBytes: -1,
-		JournalFsync: func(f *os.File) error {
+		JournalFsync: func(f vfs.File) error {
 			if fail.Load() {
 				return errDisk
 			}

@@ -2,10 +2,11 @@ package engine
 
 import (
 	"context"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fest-platform/fest/internal/vfs"
 )
 
 // TestFullQueueAnswersOverloaded stalls the journal's fsync so the worker
@@ -17,7 +18,7 @@ func TestFullQueueAnswersOverloaded(t *testing.T) {
 	stalled := make(chan struct{}, 1)
 	var armed atomic.Bool // Open's own fsyncs go through
 	e, err := Open(Config{Dir: t.TempDir(), Partitions: 1, Workers: 1, QueueDepthMax: 2, InflightRecordsMax: 1, Logger: quiet, SnapshotEveryBytes: -1,
-		JournalFsync: func(f *os.File) error {
+		JournalFsync: func(f vfs.File) error {
 			if !armed.Load() {
 				return f.Sync()
 			}

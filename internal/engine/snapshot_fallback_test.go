@@ -17,7 +17,7 @@ import (
 // snapshotPositions lists the snapshot files of dir, newest first.
 func snapshotPositions(t *testing.T, dir string) []journal.Position {
 	t.Helper()
-	s, err := journal.OpenSnapshots(filepath.Join(dir, "snapshots"))
+	s, err := journal.OpenSnapshots(nil, filepath.Join(dir, "snapshots"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestNewestSnapshotDamagedFallsBack(t *testing.T) {
 			}
 		},
 		"undecodable": func(t *testing.T, dir string, newest journal.Position) {
-			s, err := journal.OpenSnapshots(filepath.Join(dir, "snapshots"))
+			s, err := journal.OpenSnapshots(nil, filepath.Join(dir, "snapshots"))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -1,10 +1,11 @@
 package journal
 
 import (
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/fest-platform/fest/internal/vfs"
 )
 
 // BenchmarkAppend measures throughput for ~100 KB records appended by several
@@ -22,7 +23,7 @@ func BenchmarkAppend(b *testing.B) {
 				Dir:    b.TempDir(),
 				NoSync: bc.noSync,
 				Logger: quietLogger,
-				Fsync:  func(f *os.File) error { syncs.Add(1); return f.Sync() },
+				Fsync:  func(f vfs.File) error { syncs.Add(1); return f.Sync() },
 			}
 			j, err := Open(cfg)
 			if err != nil {

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+
+	"github.com/fest-platform/fest/internal/vfs"
 )
 
 // Config configures a File journal. The zero value of every field except Dir
@@ -16,6 +18,11 @@ import (
 type Config struct {
 	// Dir holds the segment files. It is created if missing.
 	Dir string
+
+	// FS is the file system every disk access of the journal goes through
+	// (segments, recovery, Follow, RemoveBefore). Default vfs.OS; tests pass
+	// a simulated disk.
+	FS vfs.FS
 
 	// SegmentBytesMax is the size in bytes after which the writer starts a
 	// new segment file. Rotation happens only between groups, so a segment
@@ -34,16 +41,18 @@ type Config struct {
 	// Default 64 MiB.
 	QueueBytesMax int
 
-	// NoSync skips every fsync. It is for tests only: nothing is durable.
+	// NoSync skips every fsync, of segment files and of the directory. It
+	// is for tests only: nothing is durable.
 	NoSync bool
 
 	// Logger receives recovery warnings (torn tails) and errors. Default
 	// slog.Default().
 	Logger *slog.Logger
 
-	// Fsync, when set, replaces (*os.File).Sync for segment files and the
-	// directory, so tests can count fsyncs or make one fail.
-	Fsync func(*os.File) error
+	// Fsync, when set, replaces vfs.File.Sync for segment files, so tests
+	// and benchmarks can count or time fsyncs or make one fail. Directory
+	// fsyncs go to FS.SyncDir.
+	Fsync func(vfs.File) error
 }
 
 // Defaults for Config.
@@ -67,11 +76,14 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.FS == nil {
+		c.FS = vfs.OS
+	}
 	if c.Fsync == nil {
-		c.Fsync = (*os.File).Sync
+		c.Fsync = vfs.File.Sync
 	}
 	if c.NoSync {
-		c.Fsync = func(*os.File) error { return nil }
+		c.Fsync = func(vfs.File) error { return nil }
 	}
 	return c
 }
@@ -129,10 +141,10 @@ type File struct {
 	removeMu sync.Mutex
 
 	// Writer-owned state: touched only by the writer goroutine after Open.
-	seg      *os.File
+	seg      vfs.File
 	segPath  string
 	segStart Position
-	segSize  int64
+	segSize  int64 // data bytes after the segment header
 	buf      []byte
 	group    []entry
 
@@ -156,10 +168,10 @@ func Open(cfg Config) (*File, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+	if err := cfg.FS.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create journal dir: %w", err)
 	}
-	rec, err := recoverDir(cfg.Dir, cfg.Fsync, cfg.Logger)
+	rec, err := recoverDir(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("recover journal %s: %w", cfg.Dir, err)
 	}
@@ -174,11 +186,11 @@ func Open(cfg Config) (*File, error) {
 		}
 	} else {
 		tail := rec.segs[len(rec.segs)-1]
-		seg, err := os.OpenFile(tail.path, os.O_WRONLY, 0)
+		seg, err := cfg.FS.OpenFile(tail.path, os.O_WRONLY, 0)
 		if err != nil {
 			return nil, fmt.Errorf("open segment %s: %w", tail.path, err)
 		}
-		if _, err := seg.Seek(rec.tailSize, io.SeekStart); err != nil {
+		if _, err := seg.Seek(segmentHeaderLen+rec.tailSize, io.SeekStart); err != nil {
 			seg.Close()
 			return nil, fmt.Errorf("seek segment %s: %w", tail.path, err)
 		}
@@ -192,16 +204,30 @@ func Open(cfg Config) (*File, error) {
 	return f, nil
 }
 
-// createSegment creates the segment starting at start, makes its directory
-// entry durable, and makes it the active segment. Only Open and the writer
-// call it.
+// createSegment creates the segment starting at start, writes its header,
+// makes both the header and the directory entry durable, and makes it the
+// active segment. Only Open and the writer call it.
+//
+// The header is fsynced before any frame is written into the file, so that
+// recovery may treat a last segment holding only part of a header, or only
+// zeros, as a creation a crash interrupted, which holds no record. The file
+// is 0600: it holds buyer ids.
 func (f *File) createSegment(start Position) error {
 	path := filepath.Join(f.cfg.Dir, segmentName(start))
-	seg, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	seg, err := f.cfg.FS.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return fmt.Errorf("create segment %s: %w", path, err)
 	}
-	if err := syncDir(f.cfg.Dir, f.cfg.Fsync); err != nil {
+	h := encodeSegmentHeader(start)
+	if _, err := seg.Write(h[:]); err != nil {
+		seg.Close()
+		return fmt.Errorf("write header of segment %s: %w", path, err)
+	}
+	if err := f.cfg.Fsync(seg); err != nil {
+		seg.Close()
+		return fmt.Errorf("fsync header of segment %s: %w", path, err)
+	}
+	if err := f.syncDir(); err != nil {
 		seg.Close()
 		return fmt.Errorf("create segment %s: %w", path, err)
 	}
@@ -306,21 +332,34 @@ func (f *File) Replay(from Position, fn func(end Position, rec []byte) error) er
 		if i+1 < len(segs) {
 			limit = segs[i+1].start
 		}
-		if err := replaySegment(segs[i], limit, from, fn); err != nil {
+		if err := f.replaySegment(segs[i], limit, from, fn); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
+// syncDir fsyncs the journal directory, so that a segment created or
+// removed in it stays so after a crash; on Linux the directory entry is
+// otherwise not durable even when the file itself was fsynced.
+func (f *File) syncDir() error {
+	if f.cfg.NoSync {
+		return nil
+	}
+	return f.cfg.FS.SyncDir(f.cfg.Dir)
+}
+
 // replaySegment calls fn for the records of seg that end after from. limit is
 // the position where the segment ends, as established by recovery.
-func replaySegment(seg segment, limit, from Position, fn func(Position, []byte) error) error {
-	r, err := os.Open(seg.path)
+func (f *File) replaySegment(seg segment, limit, from Position, fn func(Position, []byte) error) error {
+	r, err := f.cfg.FS.OpenFile(seg.path, os.O_RDONLY, 0)
 	if err != nil {
 		return fmt.Errorf("open segment %s: %w", seg.path, err)
 	}
 	defer r.Close()
+	if _, err := r.Seek(segmentHeaderLen, io.SeekStart); err != nil {
+		return fmt.Errorf("seek segment %s: %w", seg.path, err)
+	}
 	s := newFrameScanner(r, int64(limit-seg.start))
 	for {
 		rec, err := s.next()
@@ -329,7 +368,7 @@ func replaySegment(seg segment, limit, from Position, fn func(Position, []byte) 
 		}
 		if d, ok := err.(*damage); ok {
 			// Recovery validated this file, so it changed underneath us.
-			return fmt.Errorf("%w: %s offset %d: %v", ErrCorrupt, seg.path, d.off, d.reason)
+			return fmt.Errorf("%w: %s offset %d: %v", ErrCorrupt, seg.path, segmentHeaderLen+d.off, d.reason)
 		}
 		if err != nil {
 			return fmt.Errorf("replay segment %s: %w", seg.path, err)
@@ -345,8 +384,11 @@ func replaySegment(seg segment, limit, from Position, fn func(Position, []byte) 
 }
 
 // RemoveBefore implements Journal. It never removes the active segment.
-// Segments are deleted oldest first, so a crash or error part-way leaves a
-// contiguous journal behind.
+// Segments are deleted oldest first, and the directory is fsynced after each
+// removal: a removal that is not yet durable can come back after a crash, and
+// if an older one came back while a newer one did not, the journal would
+// have a gap. One directory fsync per removed segment (256 MiB by default) is
+// negligible.
 func (f *File) RemoveBefore(pos Position) error {
 	f.removeMu.Lock()
 	defer f.removeMu.Unlock()
@@ -359,8 +401,17 @@ func (f *File) RemoveBefore(pos Position) error {
 	removed := 0
 	var err error
 	for _, seg := range victims {
-		if rerr := os.Remove(seg.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		if rerr := f.cfg.FS.Remove(seg.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 			err = fmt.Errorf("remove segment %s: %w", seg.path, rerr)
+			break
+		}
+		if serr := f.syncDir(); serr != nil {
+			// The segment is gone from the directory as this process sees
+			// it, so it is dropped from the list; its removal may not be
+			// durable, which a crash turns into a journal that starts
+			// earlier, never into a gap, because nothing newer was removed.
+			removed++
+			err = fmt.Errorf("remove segment %s: %w", seg.path, serr)
 			break
 		}
 		removed++
@@ -482,6 +533,7 @@ func (f *File) commit(bytes int) error {
 		}
 		buf = appendFrameHeader(buf, len(e.rec), e.crc)
 		buf = append(buf, e.rec...)
+		buf = append(buf, frameTrailer...)
 	}
 	if len(buf) != bytes {
 		panic(fmt.Sprintf("journal: group encoded to %d bytes, expected %d", len(buf), bytes))
@@ -495,7 +547,7 @@ func (f *File) commit(bytes int) error {
 	n, err := f.seg.Write(buf)
 	f.segSize += int64(n)
 	if err != nil {
-		return fmt.Errorf("write segment %s at offset %d: %w", f.segPath, f.segSize-int64(n), err)
+		return fmt.Errorf("write segment %s at offset %d: %w", f.segPath, segmentHeaderLen+f.segSize-int64(n), err)
 	}
 	if err := f.cfg.Fsync(f.seg); err != nil {
 		return fmt.Errorf("fsync segment %s: %w", f.segPath, err)
@@ -506,9 +558,18 @@ func (f *File) commit(bytes int) error {
 // stop fails the journal after a write or fsync error. It never retries: after
 // a failed fsync the kernel may have dropped the dirty pages and cleared the
 // error, so a second fsync could succeed without the data being on disk.
+//
+// It first truncates the active segment back to the durable position. The
+// records past it are answered with an error, so they must not come back: a
+// restart without a crash would otherwise find them intact in the page cache
+// and replay orders whose clients were told they failed. The truncation is
+// not fsynced (that would be the retry fail-stop forbids), so a crash can
+// still undo it; what survives is then what a crash during the failed fsync
+// would have left, which recovery judges like any other tail.
 func (f *File) stop(cause error) {
 	err := fmt.Errorf("%w: %w", ErrStopped, cause)
 	f.log.Error("journal: stopped", "err", cause)
+	f.truncateToDurable()
 	f.mu.Lock()
 	if f.mu.stopErr != nil {
 		panic(fmt.Sprintf("journal: stopped twice: %v, then %v", f.mu.stopErr, cause))
@@ -521,6 +582,23 @@ func (f *File) stop(cause error) {
 	f.mu.Unlock()
 	f.complete(f.group, err)
 	f.complete(rest, err)
+}
+
+// truncateToDurable cuts the active segment back to the durable position,
+// logging a failure: the journal is stopping either way.
+func (f *File) truncateToDurable() {
+	durable := Position(f.durable.Load())
+	if durable < f.segStart || durable > f.segStart+Position(f.segSize) {
+		panic(fmt.Sprintf("journal: durable position %d outside active segment %s [%d, %d]",
+			durable, f.segPath, f.segStart, f.segStart+Position(f.segSize)))
+	}
+	off := segmentHeaderLen + int64(durable-f.segStart)
+	if err := f.seg.Truncate(off); err != nil {
+		f.log.Error("journal: truncate active segment to the durable position after a failure",
+			"path", f.segPath, "offset", off, "err", err)
+		return
+	}
+	f.segSize = int64(durable - f.segStart)
 }
 
 // noDone stands in for a nil done so that a nil callback in the queue always

@@ -2,7 +2,6 @@ package journal
 
 import (
 	"errors"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -10,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fest-platform/fest/internal/vfs"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -90,7 +91,7 @@ func TestAppendReplayAcrossRotation(t *testing.T) {
 		if i < len(files)-1 && size < cfg.SegmentBytesMax {
 			t.Fatalf("segment %s rotated early at %d bytes", f, size)
 		}
-		start += Position(size)
+		start += Position(size - segmentHeaderLen)
 	}
 
 	j = mustOpen(t, cfg)
@@ -162,7 +163,7 @@ func newGate() *gate {
 	return &gate{entered: make(chan struct{}, 1000), release: make(chan struct{})}
 }
 
-func (g *gate) fsync(*os.File) error {
+func (g *gate) fsync(vfs.File) error {
 	g.calls.Add(1)
 	g.entered <- struct{}{}
 	<-g.release
@@ -174,7 +175,7 @@ func TestDurableLagsEndDuringFsync(t *testing.T) {
 	cfg := testConfig(t.TempDir())
 	cfg.NoSync = false
 	cfg.Fsync = g.fsync
-	// The empty directory needs a segment, whose creation fsyncs the dir.
+	// The empty directory needs a segment, whose header is fsynced.
 	go func() { <-g.entered; g.release <- struct{}{} }()
 	j := mustOpen(t, cfg)
 
@@ -220,7 +221,7 @@ func TestDurableLagsEndDuringFsync(t *testing.T) {
 		t.Fatalf("done order %v", order)
 	}
 	if c := g.calls.Load(); c != 3 {
-		t.Fatalf("fsync calls = %d, want 3 (dir + two groups)", c)
+		t.Fatalf("fsync calls = %d, want 3 (segment header + two groups)", c)
 	}
 }
 
@@ -228,7 +229,7 @@ func TestConcurrentAppendDoneOrder(t *testing.T) {
 	cfg := testConfig(t.TempDir())
 	var syncs atomic.Int64
 	cfg.NoSync = false
-	cfg.Fsync = func(*os.File) error { syncs.Add(1); return nil }
+	cfg.Fsync = func(vfs.File) error { syncs.Add(1); return nil }
 	j := mustOpen(t, cfg)
 
 	const workers, per = 8, 250
@@ -383,7 +384,7 @@ func TestFailStop(t *testing.T) {
 			j.Close()
 			cfg.NoSync = false
 			// Fsync #failAt fails; each call first waits for the test.
-			cfg.Fsync = func(f *os.File) error {
+			cfg.Fsync = func(f vfs.File) error {
 				n := calls.Add(1)
 				g.entered <- struct{}{}
 				<-g.release
@@ -466,7 +467,7 @@ func TestCloseDrains(t *testing.T) {
 	dir := t.TempDir()
 	cfg := testConfig(dir)
 	cfg.NoSync = false
-	cfg.Fsync = func(*os.File) error { time.Sleep(100 * time.Microsecond); return nil }
+	cfg.Fsync = func(vfs.File) error { time.Sleep(100 * time.Microsecond); return nil }
 	j := mustOpen(t, cfg)
 	var ok atomic.Int64
 	var recs [][]byte

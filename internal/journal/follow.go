@@ -6,6 +6,8 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/fest-platform/fest/internal/vfs"
 )
 
 // Follower is implemented by journals that can be read while they are
@@ -90,7 +92,7 @@ func (f *File) Follow(ctx context.Context, from Position, fn func(end Position, 
 
 // segmentReader reads frames of one segment from a record boundary.
 type segmentReader struct {
-	f     *os.File
+	f     vfs.File
 	start Position // segment start
 	at    Position // position of the next frame
 	end   Position // start of the next segment, or 0 for the active one
@@ -113,11 +115,11 @@ func (f *File) openAt(from Position) (*segmentReader, error) {
 	if i+1 < len(segs) {
 		end = segs[i+1].start
 	}
-	fh, err := os.Open(segs[i].path)
+	fh, err := f.cfg.FS.OpenFile(segs[i].path, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open segment %s: %w", segs[i].path, err)
 	}
-	if _, err := fh.Seek(int64(from-segs[i].start), io.SeekStart); err != nil {
+	if _, err := fh.Seek(segmentHeaderLen+int64(from-segs[i].start), io.SeekStart); err != nil {
 		fh.Close()
 		return nil, fmt.Errorf("seek segment %s: %w", segs[i].path, err)
 	}

@@ -4,7 +4,8 @@
 // A Journal accepts opaque records (the engine decides their content), makes
 // them durable in the order they were appended, and replays them in that same
 // order. The file implementation in this package writes segment files of
-// length-prefixed, CRC32C-checked records with group commit; a replicated
+// CRC32C-checked frames (the header checked apart from the payload, so that a
+// torn tail is told from damage) with group commit; a replicated
 // implementation (NATS JetStream) can satisfy the same interface.
 package journal
 
@@ -59,8 +60,12 @@ var (
 	// ErrStopped wraps the error that stopped the journal (fail-stop after an
 	// fsync or write error: fsync is never retried on the same file).
 	ErrStopped = errors.New("journal stopped")
-	// ErrCorrupt is returned by Open when a record before the tail is damaged.
+	// ErrCorrupt is returned by Open when the journal holds damage that a
+	// crash cannot explain; the error names the file and the offset.
 	ErrCorrupt = errors.New("journal corrupt")
+	// ErrFormat is returned by Open for a segment file of another format
+	// version, such as one written by an older fest.
+	ErrFormat = errors.New("journal format not supported")
 	// ErrTooLarge is returned by Append for a record longer than
 	// MaxRecordBytes.
 	ErrTooLarge = errors.New("journal record too large")

@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/fest-platform/fest/internal/vfs"
 )
 
 // A snapshot file is snap-<pos %020d>.bin holding a fixed header followed by
@@ -42,33 +44,46 @@ const (
 // Snapshots stores the engine's snapshots in one directory. Each snapshot
 // appears atomically: it is written to a temporary file, fsynced, renamed into
 // place, and the directory is fsynced, so a crash leaves either the complete
-// new snapshot or none. Methods are safe for concurrent use; writes are
-// serialised.
+// new snapshot or none. Every disk access goes through one vfs.FS. Methods
+// are safe for concurrent use; writes are serialised.
 type Snapshots struct {
+	fs  vfs.FS
 	dir string
 	log *slog.Logger
 	mu  sync.Mutex // serialises writers and pruning
 }
 
-// OpenSnapshots opens (creating if needed) the snapshot directory dir and
-// deletes temporary files left behind by a crash during a write.
-func OpenSnapshots(dir string) (*Snapshots, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// OpenSnapshots opens (creating if needed) the snapshot directory dir on
+// fsys (nil means vfs.OS) and deletes temporary files left behind by a crash
+// during a write.
+func OpenSnapshots(fsys vfs.FS, dir string) (*Snapshots, error) {
+	if fsys == nil {
+		fsys = vfs.OS
+	}
+	if err := fsys.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("create snapshot dir: %w", err)
 	}
-	ents, err := os.ReadDir(dir)
+	names, err := fsys.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("list snapshot dir %s: %w", dir, err)
 	}
-	s := &Snapshots{dir: dir, log: slog.Default()}
-	for _, e := range ents {
-		name := e.Name()
+	s := &Snapshots{fs: fsys, dir: dir, log: slog.Default()}
+	removed := false
+	for _, name := range names {
 		if strings.HasPrefix(name, snapshotPrefix) && strings.HasSuffix(name, snapshotTmpSuffix) {
 			path := filepath.Join(dir, name)
-			if err := os.Remove(path); err != nil {
+			if err := fsys.Remove(path); err != nil {
 				return nil, fmt.Errorf("remove stale snapshot temp file %s: %w", path, err)
 			}
 			s.log.Warn("journal: removed partial snapshot", "path", path)
+			removed = true
+		}
+	}
+	if removed {
+		// Not needed for correctness (a temp file is never read), but it
+		// keeps a crash from bringing the clutter back.
+		if err := fsys.SyncDir(dir); err != nil {
+			return nil, fmt.Errorf("remove stale snapshot temp files: %w", err)
 		}
 	}
 	return s, nil
@@ -99,14 +114,14 @@ type snapshotFile struct {
 
 // list returns the snapshot files, newest (highest position) first.
 func (s *Snapshots) list() ([]snapshotFile, error) {
-	ents, err := os.ReadDir(s.dir)
+	names, err := s.fs.ReadDir(s.dir)
 	if err != nil {
 		return nil, fmt.Errorf("list snapshot dir %s: %w", s.dir, err)
 	}
 	var files []snapshotFile
-	for _, e := range ents {
-		if pos, ok := parseSnapshotName(e.Name()); ok && e.Type().IsRegular() {
-			files = append(files, snapshotFile{pos: pos, path: filepath.Join(s.dir, e.Name())})
+	for _, name := range names {
+		if pos, ok := parseSnapshotName(name); ok {
+			files = append(files, snapshotFile{pos: pos, path: filepath.Join(s.dir, name)})
 		}
 	}
 	slices.SortFunc(files, func(a, b snapshotFile) int {
@@ -152,18 +167,25 @@ const snapshotWriteBuffer = 1 << 20
 // data is streamed to a temporary file, so it can be far larger than memory
 // allows to hold twice. Once the new snapshot is durable, all but the newest
 // two snapshots are deleted. A snapshot at the same position is replaced.
+//
+// The temporary file is named after the final one (writes are serialised, so
+// the name is free) and is created 0600: snapshots hold buyer ids.
 func (s *Snapshots) WriteFrom(pos Position, fn func(w io.Writer) error) (err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	final := filepath.Join(s.dir, snapshotName(pos))
-	tmp, err := os.CreateTemp(s.dir, snapshotPrefix+"*"+snapshotTmpSuffix)
+	tmpPath := final + snapshotTmpSuffix
+	tmp, err := s.fs.OpenFile(tmpPath, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("create snapshot temp file: %w", err)
+		return fmt.Errorf("create snapshot temp file %s: %w", tmpPath, err)
 	}
+	closed := false
 	defer func() {
 		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+			if !closed {
+				tmp.Close()
+			}
+			s.fs.Remove(tmpPath)
 		}
 	}()
 	// Reserve the header; its length and checksum are known only at the end.
@@ -185,13 +207,14 @@ func (s *Snapshots) WriteFrom(pos Position, fn func(w io.Writer) error) (err err
 	if err := tmp.Sync(); err != nil {
 		return fmt.Errorf("fsync snapshot %s: %w", tmp.Name(), err)
 	}
+	closed = true
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("close snapshot %s: %w", tmp.Name(), err)
 	}
-	if err := os.Rename(tmp.Name(), final); err != nil {
+	if err := s.fs.Rename(tmpPath, final); err != nil {
 		return fmt.Errorf("rename snapshot to %s: %w", final, err)
 	}
-	if err := syncDir(s.dir, (*os.File).Sync); err != nil {
+	if err := s.fs.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("publish snapshot %s: %w", final, err)
 	}
 	return s.pruneLocked()
@@ -204,9 +227,17 @@ func (s *Snapshots) pruneLocked() error {
 	if err != nil {
 		return err
 	}
-	for _, f := range files[min(len(files), snapshotsKept):] {
-		if err := os.Remove(f.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	old := files[min(len(files), snapshotsKept):]
+	for _, f := range old {
+		if err := s.fs.Remove(f.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("remove old snapshot %s: %w", f.path, err)
+		}
+	}
+	if len(old) > 0 {
+		// A removal a crash undoes only brings back an older snapshot,
+		// which recovery never prefers; the fsync keeps the directory tidy.
+		if err := s.fs.SyncDir(s.dir); err != nil {
+			return fmt.Errorf("remove old snapshots: %w", err)
 		}
 	}
 	return nil
@@ -279,7 +310,7 @@ func (s *Snapshots) List() ([]Position, error) {
 // pass) and returns a reader over its data that checks the checksum again
 // at EOF, and the data length. The caller must close rc.
 func (s *Snapshots) Open(pos Position) (rc io.ReadCloser, size int64, err error) {
-	r, err := openSnapshot(snapshotFile{pos: pos, path: filepath.Join(s.dir, snapshotName(pos))})
+	r, err := s.openSnapshot(snapshotFile{pos: pos, path: filepath.Join(s.dir, snapshotName(pos))})
 	if err != nil {
 		return nil, 0, fmt.Errorf("open snapshot %s: %w", filepath.Join(s.dir, snapshotName(pos)), err)
 	}
@@ -296,7 +327,7 @@ func (s *Snapshots) Latest() (pos Position, data []byte, ok bool, err error) {
 		return 0, nil, false, err
 	}
 	for _, f := range files {
-		data, err := readSnapshot(f)
+		data, err := s.readSnapshot(f)
 		if err != nil {
 			s.log.Warn("journal: skipping invalid snapshot", "path", f.path, "err", err)
 			continue
@@ -306,8 +337,8 @@ func (s *Snapshots) Latest() (pos Position, data []byte, ok bool, err error) {
 	return 0, nil, false, nil
 }
 
-func readSnapshot(f snapshotFile) ([]byte, error) {
-	b, err := os.ReadFile(f.path)
+func (s *Snapshots) readSnapshot(f snapshotFile) ([]byte, error) {
+	b, err := vfs.ReadFile(s.fs, f.path)
 	if err != nil {
 		return nil, err
 	}
@@ -333,7 +364,7 @@ func (s *Snapshots) LatestReader() (pos Position, rc io.ReadCloser, size int64, 
 		return 0, nil, 0, false, err
 	}
 	for _, f := range files {
-		r, err := openSnapshot(f)
+		r, err := s.openSnapshot(f)
 		if err != nil {
 			s.log.Warn("journal: skipping invalid snapshot", "path", f.path, "err", err)
 			continue
@@ -345,7 +376,7 @@ func (s *Snapshots) LatestReader() (pos Position, rc io.ReadCloser, size int64, 
 
 // snapshotReader streams a snapshot's data and verifies it at EOF.
 type snapshotReader struct {
-	f    *os.File
+	f    vfs.File
 	path string
 	hdr  snapshotHeader
 	r    *bufio.Reader
@@ -353,8 +384,8 @@ type snapshotReader struct {
 	crc  uint32
 }
 
-func openSnapshot(sf snapshotFile) (_ *snapshotReader, err error) {
-	f, err := os.Open(sf.path)
+func (s *Snapshots) openSnapshot(sf snapshotFile) (_ *snapshotReader, err error) {
+	f, err := s.fs.OpenFile(sf.path, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -363,7 +394,7 @@ func openSnapshot(sf snapshotFile) (_ *snapshotReader, err error) {
 			f.Close()
 		}
 	}()
-	st, err := f.Stat()
+	size, err := f.Size()
 	if err != nil {
 		return nil, err
 	}
@@ -371,7 +402,7 @@ func openSnapshot(sf snapshotFile) (_ *snapshotReader, err error) {
 	if _, err := io.ReadFull(f, h[:]); err != nil {
 		return nil, fmt.Errorf("read header: %w", err)
 	}
-	hdr, err := decodeSnapshotHeader(h[:], sf.pos, st.Size())
+	hdr, err := decodeSnapshotHeader(h[:], sf.pos, size)
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,7 @@ func snapNames(t *testing.T, dir string) []string {
 
 func TestSnapshotRoundTripAndPrune(t *testing.T) {
 	dir := t.TempDir()
-	s, err := OpenSnapshots(dir)
+	s, err := OpenSnapshots(nil, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,7 +56,7 @@ func TestSnapshotRoundTripAndPrune(t *testing.T) {
 
 func TestSnapshotStreaming(t *testing.T) {
 	dir := t.TempDir()
-	s, err := OpenSnapshots(dir)
+	s, err := OpenSnapshots(nil, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestSnapshotFallback(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			s, err := OpenSnapshots(dir)
+			s, err := OpenSnapshots(nil, dir)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -141,7 +141,7 @@ func TestSnapshotFallback(t *testing.T) {
 
 func TestSnapshotWriteIsAtomic(t *testing.T) {
 	dir := t.TempDir()
-	s, err := OpenSnapshots(dir)
+	s, err := OpenSnapshots(nil, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,7 +170,7 @@ func TestSnapshotWriteIsAtomic(t *testing.T) {
 		t.Fatalf("Latest = %d %q", pos, data)
 	}
 	s.log = quietLogger
-	s2, err := OpenSnapshots(dir)
+	s2, err := OpenSnapshots(nil, dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestSnapshotWriteIsAtomic(t *testing.T) {
 
 func TestSnapshotReaderDetectsChange(t *testing.T) {
 	dir := t.TempDir()
-	s, err := OpenSnapshots(dir)
+	s, err := OpenSnapshots(nil, dir)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -110,7 +110,7 @@ func loadOnly(t *testing.T, dir string) (*Runner, uint64, error) {
 
 func snapshotPositions(t *testing.T, dir string) (*journal.Snapshots, []journal.Position) {
 	t.Helper()
-	snaps, err := journal.OpenSnapshots(filepath.Join(dir, "projections"))
+	snaps, err := journal.OpenSnapshots(nil, filepath.Join(dir, "projections"))
 	if err != nil {
 		t.Fatal(err)
 	}

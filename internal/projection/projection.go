@@ -112,7 +112,7 @@ func New(cfg Config, store *orderstore.Store, gmv *analytics.Analytics) (*Runner
 	if cfg.FS == nil {
 		cfg.FS = vfs.OS
 	}
-	snaps, err := journal.OpenSnapshots(cfg.Dir)
+	snaps, err := journal.OpenSnapshots(cfg.FS, cfg.Dir)
 	if err != nil {
 		return nil, fmt.Errorf("open projection snapshots: %w", err)
 	}

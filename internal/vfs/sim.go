@@ -1188,6 +1188,14 @@ func (s *Sim) inject(kind simInjectionKind, match func(name string) bool) {
 	s.injections = append(s.injections, simInjection{kind: kind, match: match})
 }
 
+// ClearInjections disarms every one-shot fault that has not fired yet (a
+// test that armed one for a window of operations ends the window).
+func (s *Sim) ClearInjections() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.injections = nil
+}
+
 // NoSpaceAfter lets the next bytes bytes be written and fails every write
 // after them with an error wrapping syscall.ENOSPC, until it is called with
 // a negative bytes, which lifts the limit.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fest-platform/fest/internal/journal"
+	"github.com/fest-platform/fest/internal/vfs"
 )
 
 // Config configures an Engine. The zero value of every field but Dir means
@@ -38,13 +39,21 @@ type Config struct {
 	// PaymentTimeout is how long an order may stay unpaid before it expires
 	// and its stock is released (default 15m).
 	PaymentTimeout time.Duration
-	// IdempotencyWindow is how long an idempotency key is remembered at
-	// least (default 24h), unless more than IdempotencyKeysMax keys arrive
-	// in one partition within it: the oldest are then forgotten first.
+	// IdempotencyWindow is how long an idempotency key is remembered
+	// (default 24h): a retry within it returns the first order.
 	IdempotencyWindow time.Duration
-	// IdempotencyKeysMax bounds the keys remembered per partition (default
-	// 1,000,000).
+	// IdempotencyKeysMax is the number of keys each partition keeps in
+	// memory (default 1,000,000); older keys of the window move to the
+	// disk tier in Dir/idempotency. Past twice this number (the disk not
+	// keeping up) a new keyed order is answered CodeOverloaded. Without a
+	// Dir there is no disk tier and the oldest keys past it are forgotten.
 	IdempotencyKeysMax int
+	// IdempotencyIndexBytesMax bounds the memory of the disk tier's index
+	// (default 1 GiB, 8 to 16 bytes a key); past it the oldest keys on
+	// disk are forgotten before their window, counted and logged.
+	IdempotencyIndexBytesMax int64
+	// FS is the file system of the idempotency store (default vfs.OS).
+	FS vfs.FS
 	// ExpireBatchMax bounds the orders one partition expires per batch, so
 	// a wave of expiries does not stall new orders (default 4,096).
 	ExpireBatchMax int
@@ -83,7 +92,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("engine config: Partitions %d outside 1..%d", c.Partitions, partitionsMax)
 	case c.Workers < 0:
 		return fmt.Errorf("engine config: Workers %d is negative", c.Workers)
-	case c.BatchSizeMax < 0 || c.QueueDepthMax < 0 || c.InflightRecordsMax < 0 || c.ExpireBatchMax < 0 || c.IdempotencyKeysMax < 0:
+	case c.BatchSizeMax < 0 || c.QueueDepthMax < 0 || c.InflightRecordsMax < 0 || c.ExpireBatchMax < 0 || c.IdempotencyKeysMax < 0 || c.IdempotencyIndexBytesMax < 0:
 		return errors.New("engine config: limits must not be negative")
 	case c.PaymentTimeout < 0:
 		return fmt.Errorf("engine config: PaymentTimeout %v is negative", c.PaymentTimeout)
@@ -115,6 +124,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.IdempotencyKeysMax == 0 {
 		c.IdempotencyKeysMax = 1_000_000
+	}
+	if c.FS == nil {
+		c.FS = vfs.OS
 	}
 	if c.ExpireBatchMax == 0 {
 		c.ExpireBatchMax = 4096

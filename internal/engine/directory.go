@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"fmt"
 	"hash/maphash"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/fest-platform/fest/internal/idempotency"
 )
 
 // directory maps SKU ids to their partition and slot. Gateways read it to
@@ -179,24 +182,56 @@ func newKeyIndex() *keyIndex {
 }
 
 // reserve binds keyHash to partition unless it is bound already, and
-// returns the partition it is bound to.
-func (k *keyIndex) reserve(keyHash uint64, partition int) int {
+// returns the partition it is bound to. The index holds the keys of the
+// memory tiers and recent reservations; a key that has moved to disk is
+// bound by its disk entry, read outside the shard lock. A partition removes
+// a key from the index only after its disk run is published, which bumps
+// the store's generation: a reservation is made only if the generation
+// seen before the disk miss still holds, so a key cannot slip out of memory
+// between the two checks and be bound twice.
+func (k *keyIndex) reserve(keyHash uint64, partition int, disk *idempotency.Store) (int, error) {
 	s := &k.shards[keyHash%keyIndexShards]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.mu.keys[keyHash]; ok {
-		return e.partition
-	}
-	s.mu.keys[keyHash] = keyEntry{partition: partition}
-	s.mu.reservations = append(s.mu.reservations, keyHash)
-	if len(s.mu.reservations) > reservationsMax {
-		old := s.mu.reservations[0]
-		s.mu.reservations = s.mu.reservations[1:]
-		if e, ok := s.mu.keys[old]; ok && !e.confirmed {
-			delete(s.mu.keys, old)
+	for {
+		var generation uint64
+		if disk != nil {
+			generation = disk.Generation()
 		}
+		s.mu.Lock()
+		if e, ok := s.mu.keys[keyHash]; ok {
+			s.mu.Unlock()
+			return e.partition, nil
+		}
+		s.mu.Unlock()
+		if disk != nil {
+			e, ok, err := disk.Lookup(keyHash)
+			if err != nil {
+				return 0, fmt.Errorf("look up idempotency key: %w", err)
+			}
+			if ok {
+				return int(e.Partition), nil
+			}
+		}
+		s.mu.Lock()
+		if e, ok := s.mu.keys[keyHash]; ok {
+			s.mu.Unlock()
+			return e.partition, nil
+		}
+		if disk != nil && disk.Generation() != generation {
+			s.mu.Unlock()
+			continue // runs were published meanwhile: look again
+		}
+		s.mu.keys[keyHash] = keyEntry{partition: partition}
+		s.mu.reservations = append(s.mu.reservations, keyHash)
+		if len(s.mu.reservations) > reservationsMax {
+			old := s.mu.reservations[0]
+			s.mu.reservations = s.mu.reservations[1:]
+			if e, ok := s.mu.keys[old]; ok && !e.confirmed {
+				delete(s.mu.keys, old)
+			}
+		}
+		s.mu.Unlock()
+		return partition, nil
 	}
-	return partition
 }
 
 // put confirms keyHash for partition: an order is remembered under it.

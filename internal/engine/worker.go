@@ -137,6 +137,7 @@ func (w *worker) batch(first *shard) bool {
 	w.lastNow = now
 	em := &w.em
 	em.reset(fl.buf)
+	w.idempotencyBeforeApply(fl.shards)
 	for _, p := range w.parts {
 		e.core.expire(p, now, e.cfg.ExpireBatchMax, em)
 	}

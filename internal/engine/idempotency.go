@@ -3,6 +3,7 @@ package engine
 import (
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"path/filepath"
 	"sync/atomic"
 
@@ -203,25 +204,30 @@ func (w *worker) idempotencyBeforeApply(shards []shard) {
 	}
 	for _, s := range shards {
 		for _, i := range s.idx {
-			r := &s.b.Requests[i]
-			if r.Command.Kind != KindPlaceOrder || r.Command.Order.IdempotencyKey == "" {
-				continue
-			}
-			o := &r.Command.Order
-			o.stored = storedKey{}
-			keyHash := hashString(o.IdempotencyKey) | 1
-			if _, ok := c.partitions[r.partition].keys.entries[keyHash]; ok {
-				continue
-			}
-			e, ok, err := c.disk.Lookup(keyHash)
-			switch {
-			case err != nil:
-				w.e.cfg.Logger.Error("idempotency: disk look-up failed; the order is answered unavailable", "err", err)
-				o.stored.failed = true
-			case ok:
-				o.stored.entry = &e
-			}
+			c.lookUpKey(&s.b.Requests[i], w.e.cfg.Logger)
 		}
+	}
+}
+
+// lookUpKey looks up on disk the key of a keyed order that misses memory
+// and records the answer in the command, for apply.
+func (c *core) lookUpKey(r *Request, logger *slog.Logger) {
+	if r.Command.Kind != KindPlaceOrder || r.Command.Order.IdempotencyKey == "" {
+		return
+	}
+	o := &r.Command.Order
+	o.stored = storedKey{}
+	keyHash := hashString(o.IdempotencyKey) | 1
+	if _, ok := c.partitions[r.partition].keys.entries[keyHash]; ok {
+		return
+	}
+	e, ok, err := c.disk.Lookup(keyHash)
+	switch {
+	case err != nil:
+		logger.Error("idempotency: disk look-up failed; the order is answered unavailable", "err", err)
+		o.stored.failed = true
+	case ok:
+		o.stored.entry = &e
 	}
 }
 

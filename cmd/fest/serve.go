@@ -28,14 +28,17 @@ import (
 // serveOptions are the settings of fest serve, from flags and FEST_*
 // environment variables (a flag wins over its variable).
 type serveOptions struct {
-	Addr            string
-	Data            string
-	Partitions      int
-	PaymentTimeout  time.Duration
-	AdminToken      string
-	StorefrontToken string
-	CarrierToken    string
-	ShutdownTimeout time.Duration
+	Addr           string
+	Data           string
+	Partitions     int
+	PaymentTimeout time.Duration
+	// IdempotencyWindow is how long an Idempotency-Key returns its first
+	// order; 0 means the engine's default (24h).
+	IdempotencyWindow time.Duration
+	AdminToken        string
+	StorefrontToken   string
+	CarrierToken      string
+	ShutdownTimeout   time.Duration
 }
 
 // shutdownTimeoutDefault bounds how long in-flight requests may take to
@@ -66,12 +69,20 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 		return o, fs, fmt.Errorf("FEST_PAYMENT_TIMEOUT: %w", err)
 	}
 	fs.DurationVar(&o.PaymentTimeout, "payment-timeout", timeout, "unpaid orders expire after this (FEST_PAYMENT_TIMEOUT)")
+	window, err := time.ParseDuration(envOr("FEST_IDEMPOTENCY_WINDOW", "24h"))
+	if err != nil {
+		return o, fs, fmt.Errorf("FEST_IDEMPOTENCY_WINDOW: %w", err)
+	}
+	fs.DurationVar(&o.IdempotencyWindow, "idempotency-window", window, "a retried Idempotency-Key returns its first order within this (FEST_IDEMPOTENCY_WINDOW)")
 	fs.StringVar(&o.AdminToken, "admin-token", envOr("FEST_ADMIN_TOKEN", ""), "admin bearer token; generated into <data>/tokens if empty (FEST_ADMIN_TOKEN)")
 	fs.StringVar(&o.StorefrontToken, "storefront-token", envOr("FEST_STOREFRONT_TOKEN", ""), "storefront bearer token; generated if empty (FEST_STOREFRONT_TOKEN)")
 	fs.StringVar(&o.CarrierToken, "carrier-token", envOr("FEST_CARRIER_TOKEN", ""), "carrier bearer token; generated if empty (FEST_CARRIER_TOKEN)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", shutdownTimeoutDefault, "how long in-flight requests may finish on shutdown")
 	if err := fs.Parse(args); err != nil {
 		return o, fs, err
+	}
+	if o.IdempotencyWindow <= 0 {
+		return o, fs, fmt.Errorf("%s: --idempotency-window %v must be positive", name, o.IdempotencyWindow)
 	}
 	if fs.NArg() > 0 {
 		return o, fs, fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))
@@ -187,9 +198,10 @@ func (rs *runningServer) open() error {
 		return fmt.Errorf("open projections: %w", err)
 	}
 	eng, err := engine.Open(engine.Config{
-		Dir:            rs.opts.Data,
-		Partitions:     rs.opts.Partitions,
-		PaymentTimeout: rs.opts.PaymentTimeout,
+		Dir:               rs.opts.Data,
+		Partitions:        rs.opts.Partitions,
+		PaymentTimeout:    rs.opts.PaymentTimeout,
+		IdempotencyWindow: rs.opts.IdempotencyWindow,
 		// The fsyncs feed the latency histogram of /metrics.
 		JournalFsync: func(f *os.File) error {
 			t := time.Now()

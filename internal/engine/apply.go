@@ -187,7 +187,10 @@ func (c *core) placeOrder(p *partition, now int64, cmd *Command, res *Result, ou
 	}
 	var keyHash uint64
 	if o.IdempotencyKey != "" {
-		keyHash = hashString(o.IdempotencyKey) | 1 // never zero: zero means "no key"
+		keyHash = o.stored.keyHash
+		if keyHash == 0 {
+			keyHash = hashString(o.IdempotencyKey) | 1 // never zero: zero means "no key"
+		}
 		if c.keyedOrder(p, now, o, keyHash, res) {
 			return
 		}

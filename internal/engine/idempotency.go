@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync/atomic"
+	"time"
 
 	"github.com/fest-platform/fest/internal/idempotency"
 )
@@ -135,8 +136,9 @@ func (p *partition) remember(keys *keyIndex, keyHash, requestHash, seq uint64, a
 
 // storedKey is what the worker's disk look-up found for a keyed order.
 type storedKey struct {
-	entry  *idempotency.Entry // nil: not on disk
-	failed bool               // the look-up failed: answer CodeUnavailable
+	keyHash uint64             // the key's hash, so apply does not hash it again; 0 if not looked up
+	entry   *idempotency.Entry // nil: not on disk
+	failed  bool               // the look-up failed: answer CodeUnavailable
 }
 
 // keyedOrder decides a keyed order from the tiers. done is true when res
@@ -216,8 +218,8 @@ func (c *core) lookUpKey(r *Request, logger *slog.Logger) {
 		return
 	}
 	o := &r.Command.Order
-	o.stored = storedKey{}
 	keyHash := hashString(o.IdempotencyKey) | 1
+	o.stored = storedKey{keyHash: keyHash}
 	if _, ok := c.partitions[r.partition].keys.entries[keyHash]; ok {
 		return
 	}
@@ -369,6 +371,8 @@ type IdempotencyStats struct {
 	// OldestAt is the placement time (unix nanoseconds) of the oldest key
 	// held in either tier; 0 when there is none.
 	OldestAt int64
+	// OldestAge is the oldest key's age by the engine's clock.
+	OldestAge time.Duration
 	// ForgottenEarly counts keys the disk tier dropped before their window
 	// to stay within IdempotencyIndexBytesMax.
 	ForgottenEarly uint64
@@ -390,6 +394,9 @@ func (e *Engine) IdempotencyStats() IdempotencyStats {
 		if ds.OldestAt != 0 && (st.OldestAt == 0 || ds.OldestAt < st.OldestAt) {
 			st.OldestAt = ds.OldestAt
 		}
+	}
+	if st.OldestAt != 0 {
+		st.OldestAge = time.Duration(max(0, e.cfg.Now()-st.OldestAt))
 	}
 	return st
 }

@@ -159,10 +159,15 @@ const (
 	reservationsMax = 1 << 14
 )
 
+// keyEntry is small (4 bytes) because the index holds every key of the
+// memory tiers: a partition number fits in 16 bits (partitionsMax).
 type keyEntry struct {
-	partition int
+	partition uint16
 	confirmed bool
 }
+
+// Partition numbers must fit keyEntry.partition.
+var _ [1<<16 - partitionsMax]struct{}
 
 type keyIndexShard struct {
 	mu struct {
@@ -199,7 +204,7 @@ func (k *keyIndex) reserve(keyHash uint64, partition int, disk *idempotency.Stor
 		s.mu.Lock()
 		if e, ok := s.mu.keys[keyHash]; ok {
 			s.mu.Unlock()
-			return e.partition, nil
+			return int(e.partition), nil
 		}
 		s.mu.Unlock()
 		if disk != nil {
@@ -214,13 +219,13 @@ func (k *keyIndex) reserve(keyHash uint64, partition int, disk *idempotency.Stor
 		s.mu.Lock()
 		if e, ok := s.mu.keys[keyHash]; ok {
 			s.mu.Unlock()
-			return e.partition, nil
+			return int(e.partition), nil
 		}
 		if disk != nil && disk.Generation() != generation {
 			s.mu.Unlock()
 			continue // runs were published meanwhile: look again
 		}
-		s.mu.keys[keyHash] = keyEntry{partition: partition}
+		s.mu.keys[keyHash] = keyEntry{partition: uint16(partition)}
 		s.mu.reservations = append(s.mu.reservations, keyHash)
 		if len(s.mu.reservations) > reservationsMax {
 			old := s.mu.reservations[0]
@@ -238,7 +243,7 @@ func (k *keyIndex) reserve(keyHash uint64, partition int, disk *idempotency.Stor
 func (k *keyIndex) put(keyHash uint64, partition int) {
 	s := &k.shards[keyHash%keyIndexShards]
 	s.mu.Lock()
-	s.mu.keys[keyHash] = keyEntry{partition: partition, confirmed: true}
+	s.mu.keys[keyHash] = keyEntry{partition: uint16(partition), confirmed: true}
 	s.mu.Unlock()
 }
 
@@ -246,7 +251,7 @@ func (k *keyIndex) put(keyHash uint64, partition int) {
 func (k *keyIndex) remove(keyHash uint64, partition int) {
 	s := &k.shards[keyHash%keyIndexShards]
 	s.mu.Lock()
-	if e, ok := s.mu.keys[keyHash]; ok && e.partition == partition {
+	if e, ok := s.mu.keys[keyHash]; ok && int(e.partition) == partition {
 		delete(s.mu.keys, keyHash)
 	}
 	s.mu.Unlock()

@@ -229,7 +229,8 @@ func (c *core) lookUpKey(r *Request, logger *slog.Logger) {
 		logger.Error("idempotency: disk look-up failed; the order is answered unavailable", "err", err)
 		o.stored.failed = true
 	case ok:
-		o.stored.entry = &e
+		found := e // allocated only for a key found on disk
+		o.stored.entry = &found
 	}
 }
 

@@ -193,8 +193,10 @@ func newKeyIndex() *keyIndex {
 // a key from the index only after its disk run is published, which bumps
 // the store's generation: a reservation is made only if the generation
 // seen before the disk miss still holds, so a key cannot slip out of memory
-// between the two checks and be bound twice.
-func (k *keyIndex) reserve(keyHash uint64, partition int, disk *idempotency.Store) (int, error) {
+// between the two checks and be bound twice. missGeneration is that
+// generation when the key was reserved after a disk miss, else 0: while
+// the store stays at it, the worker need not look again.
+func (k *keyIndex) reserve(keyHash uint64, partition int, disk *idempotency.Store) (owner int, missGeneration uint64, err error) {
 	s := &k.shards[keyHash%keyIndexShards]
 	for {
 		var generation uint64
@@ -204,22 +206,22 @@ func (k *keyIndex) reserve(keyHash uint64, partition int, disk *idempotency.Stor
 		s.mu.Lock()
 		if e, ok := s.mu.keys[keyHash]; ok {
 			s.mu.Unlock()
-			return int(e.partition), nil
+			return int(e.partition), 0, nil
 		}
 		s.mu.Unlock()
 		if disk != nil {
 			e, ok, err := disk.Lookup(keyHash)
 			if err != nil {
-				return 0, fmt.Errorf("look up idempotency key: %w", err)
+				return 0, 0, fmt.Errorf("look up idempotency key: %w", err)
 			}
 			if ok {
-				return int(e.Partition), nil
+				return int(e.Partition), 0, nil
 			}
 		}
 		s.mu.Lock()
 		if e, ok := s.mu.keys[keyHash]; ok {
 			s.mu.Unlock()
-			return int(e.partition), nil
+			return int(e.partition), 0, nil
 		}
 		if disk != nil && disk.Generation() != generation {
 			s.mu.Unlock()
@@ -235,7 +237,7 @@ func (k *keyIndex) reserve(keyHash uint64, partition int, disk *idempotency.Stor
 			}
 		}
 		s.mu.Unlock()
-		return partition, nil
+		return partition, generation, nil
 	}
 }
 

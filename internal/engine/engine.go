@@ -386,7 +386,9 @@ func (c *core) route(r *Request) (int, bool) {
 			// on another merchant's order is another request. Reserving it
 			// here, before either order is applied, settles a race between
 			// two first uses.
-			owner, err := c.keys.reserve(hashString(cmd.Order.IdempotencyKey)|1, partition, c.disk)
+			keyHash := hashString(cmd.Order.IdempotencyKey) | 1
+			owner, missGeneration, err := c.keys.reserve(keyHash, partition, c.disk)
+			cmd.Order.stored = storedKey{keyHash: keyHash, missGeneration: missGeneration}
 			if err != nil {
 				res.Code = CodeUnavailable
 				return 0, false

@@ -136,9 +136,12 @@ func (p *partition) remember(keys *keyIndex, keyHash, requestHash, seq uint64, a
 
 // storedKey is what the worker's disk look-up found for a keyed order.
 type storedKey struct {
-	keyHash uint64             // the key's hash, so apply does not hash it again; 0 if not looked up
-	entry   *idempotency.Entry // nil: not on disk
-	failed  bool               // the look-up failed: answer CodeUnavailable
+	keyHash uint64 // the key's hash, so it is hashed once; 0 if not yet
+	// missGeneration is the disk tier's generation at which the router
+	// found the key on no disk run (0: it did not look).
+	missGeneration uint64
+	entry          *idempotency.Entry // nil: not on disk
+	failed         bool               // the look-up failed: answer CodeUnavailable
 }
 
 // keyedOrder decides a keyed order from the tiers. done is true when res
@@ -218,9 +221,18 @@ func (c *core) lookUpKey(r *Request, logger *slog.Logger) {
 		return
 	}
 	o := &r.Command.Order
-	keyHash := hashString(o.IdempotencyKey) | 1
+	keyHash := o.stored.keyHash
+	if keyHash == 0 {
+		keyHash = hashString(o.IdempotencyKey) | 1
+	}
+	missGeneration := o.stored.missGeneration
 	o.stored = storedKey{keyHash: keyHash}
 	if _, ok := c.partitions[r.partition].keys.entries[keyHash]; ok {
+		return
+	}
+	if missGeneration != 0 && missGeneration == c.disk.Generation() {
+		// Nothing was published since the router's miss: a look-up would
+		// miss again.
 		return
 	}
 	e, ok, err := c.disk.Lookup(keyHash)

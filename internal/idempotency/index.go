@@ -8,8 +8,9 @@ import (
 
 // index finds the runs that may hold a key hash. Each slot is one uint64:
 // the top 40 bits of the key hash and a 24-bit run id (0 is an empty slot).
-// It is sharded by 8 of those 40 bits, each shard an open-addressed table
-// with linear probing, grown by doubling. Since a slot keeps the hash bits
+// It is sharded by the top 8 of those 40 bits (so that a sorted run fills
+// one shard after another, taking each shard's lock once), each shard an
+// open-addressed table with linear probing, grown by doubling. Since a slot keeps the hash bits
 // that place it, a shard rehashes from its own slots, without the disk.
 //
 // Slots of a removed run stay until their shard is rehashed (they are
@@ -19,6 +20,10 @@ type index struct {
 	shards [indexShards]indexShard
 	bytes  atomic.Int64 // memory of all shards' slots
 	used   atomic.Int64 // slots not empty, over all shards
+	// stale is set when a run is removed and cleared by compact: only
+	// then can a slot belong to a removed run, so only then must an
+	// insert check the runs of the slots on its probe path.
+	stale atomic.Bool
 }
 
 const (
@@ -51,9 +56,9 @@ func (x *index) init() {
 
 func slotHash(keyHash uint64) uint64 { return keyHash >> runIDBits } // 40 bits
 
-func (x *index) shard(h uint64) *indexShard { return &x.shards[h&(indexShards-1)] }
+func (x *index) shard(h uint64) *indexShard { return &x.shards[h>>(40-indexShardBits)] }
 
-func home(h uint64, mask uint64) uint64 { return (h >> indexShardBits) & mask }
+func home(h uint64, mask uint64) uint64 { return h & mask }
 
 // candidates writes the ids of the runs whose slots match keyHash's 40 bits.
 func (x *index) candidates(keyHash uint64, ids *[lookupCandidatesMax]uint32) int {
@@ -79,21 +84,32 @@ func (x *index) candidates(keyHash uint64, ids *[lookupCandidatesMax]uint32) int
 	return n
 }
 
-// insertAll adds entries of run id; live tells which runs' slots are kept.
+// insertAll adds entries of run id, sorted by key hash; live tells which
+// runs' slots are kept.
 func (x *index) insertAll(entries []Entry, id uint32, live *runSet) {
-	for i := range entries {
-		h := slotHash(entries[i].KeyHash)
-		s := x.shard(h)
+	reuse := live
+	if !x.stale.Load() {
+		reuse = nil
+	}
+	for i := 0; i < len(entries); {
+		s := x.shard(slotHash(entries[i].KeyHash))
 		s.mu.Lock()
-		if (s.used+1)*4 > len(s.slots)*3 {
-			x.rehash(s, live, 1)
+		for ; i < len(entries); i++ {
+			h := slotHash(entries[i].KeyHash)
+			if x.shard(h) != s {
+				break
+			}
+			if (s.used+1)*4 > len(s.slots)*3 {
+				x.rehash(s, live, 1)
+			}
+			x.put(s, h<<runIDBits|uint64(id), reuse)
 		}
-		x.put(s, h<<runIDBits|uint64(id), live)
 		s.mu.Unlock()
 	}
 }
 
-// put places slot v, reusing a slot of a removed run on its probe path.
+// put places slot v, reusing a slot of a removed run on its probe path
+// (none when live is nil: a freshly rehashed shard has none).
 func (x *index) put(s *indexShard, v uint64, live *runSet) {
 	mask := uint64(len(s.slots) - 1)
 	for i := home(v>>runIDBits, mask); ; i = (i + 1) & mask {
@@ -104,7 +120,7 @@ func (x *index) put(s *indexShard, v uint64, live *runSet) {
 			x.used.Add(1)
 			return
 		}
-		if live.byID[uint32(old&(runIDMax-1))] == nil {
+		if live != nil && live.byID[uint32(old&(runIDMax-1))] == nil {
 			s.slots[i] = v
 			return
 		}
@@ -128,7 +144,7 @@ func (x *index) rehash(s *indexShard, live *runSet, extra int) {
 	s.used = 0
 	for _, v := range old {
 		if v != 0 && live.byID[uint32(v&(runIDMax-1))] != nil {
-			x.put(s, v, live)
+			x.put(s, v, nil)
 		}
 	}
 }
@@ -136,6 +152,7 @@ func (x *index) rehash(s *indexShard, live *runSet, extra int) {
 // compact rehashes every shard, dropping the slots of removed runs, so that
 // their memory is returned.
 func (x *index) compact(live *runSet) {
+	x.stale.Store(false)
 	for i := range x.shards {
 		s := &x.shards[i]
 		s.mu.Lock()

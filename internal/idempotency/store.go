@@ -157,7 +157,8 @@ type Store struct {
 	closed     atomic.Bool
 	retryAfter atomic.Int64
 
-	nextNumber uint64 // writer only
+	nextNumber uint64  // writer only
+	sortBuf    []Entry // writer only: scratch of sortByKey
 	// retired are removed runs whose handles a lookup may still be using;
 	// each is closed by the first expiry pass a retireDelay after its
 	// removal (writer only). A lookup holds a run for microseconds.
@@ -360,15 +361,7 @@ func (s *Store) write(entries []Entry) error {
 	if len(entries) == 0 {
 		return nil
 	}
-	slices.SortFunc(entries, func(a, b Entry) int {
-		switch {
-		case a.KeyHash < b.KeyHash:
-			return -1
-		case a.KeyHash > b.KeyHash:
-			return 1
-		}
-		return 0
-	})
+	s.sortBuf = sortByKey(entries, s.sortBuf)
 	number := s.nextNumber
 	s.nextNumber++
 	path := filepath.Join(s.cfg.Dir, runName(number))
@@ -398,6 +391,41 @@ func (s *Store) write(entries []Entry) error {
 	return nil
 }
 
+// sortByKey sorts entries by key hash with a radix sort of one byte a pass,
+// a third of the cost of a comparison sort of these 40-byte entries (the
+// writer's main cost). tmp is scratch, returned grown for reuse.
+func sortByKey(entries, tmp []Entry) []Entry {
+	if cap(tmp) < len(entries) {
+		tmp = make([]Entry, len(entries))
+	}
+	tmp = tmp[:len(entries)]
+	src, dst := entries, tmp
+	for shift := 0; shift < 64; shift += 8 {
+		var counts [256]int
+		for i := range src {
+			counts[byte(src[i].KeyHash>>shift)]++
+		}
+		if counts[byte(src[0].KeyHash>>shift)] == len(src) {
+			continue // every key has this byte: the pass would change nothing
+		}
+		sum := 0
+		for d, n := range counts {
+			counts[d] = sum
+			sum += n
+		}
+		for i := range src {
+			d := byte(src[i].KeyHash >> shift)
+			dst[counts[d]] = src[i]
+			counts[d]++
+		}
+		src, dst = dst, src
+	}
+	if &src[0] != &entries[0] {
+		copy(entries, src)
+	}
+	return tmp
+}
+
 // enforceBudget forgets the oldest runs while the index is over its bound.
 func (s *Store) enforceBudget() {
 	for s.index.bytes.Load() > s.cfg.IndexBytesMax {
@@ -423,6 +451,7 @@ func (s *Store) forget(set *runSet, r *run, why string) {
 	s.forgottenEarly.Add(uint64(r.count))
 	s.cfg.Logger.Error("idempotency: keys forgotten before their window", "reason", why, "keys", r.count, "run", r.path)
 	delete(set.byID, r.id)
+	s.index.stale.Store(true)
 	s.removeFile(r)
 }
 
@@ -480,6 +509,7 @@ func (s *Store) expire() error {
 		return nil
 	}
 	next := s.without(set, old...)
+	s.index.stale.Store(true)
 	s.runs.Store(next)
 	// Rehashing costs a pass over the whole index, so it waits until
 	// removed runs hold half the slots; until then inserts reuse them.

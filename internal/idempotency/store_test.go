@@ -227,3 +227,38 @@ func FuzzDecodeRun(f *testing.F) {
 		}
 	})
 }
+
+func TestSortByKey(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, tc := range []struct {
+		name string
+		keys func(i int) uint64
+	}{
+		{"random", func(int) uint64 { return rng.Uint64() | 1 }},
+		{"one byte differs", func(i int) uint64 { return 0xAB00_0000_0000_0001 | uint64(rng.IntN(256))<<8 }},
+		{"descending", func(i int) uint64 { return uint64(1_000_000-i) * 3 }},
+		{"equal", func(int) uint64 { return 77 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, n := range []int{1, 2, 3, 100, 5000} {
+				es := make([]Entry, n)
+				sum := uint64(0)
+				for i := range es {
+					es[i] = Entry{KeyHash: tc.keys(i), Seq: uint64(i)}
+					sum += es[i].KeyHash ^ es[i].Seq
+				}
+				sortByKey(es, nil)
+				got := uint64(0)
+				for i := range es {
+					got += es[i].KeyHash ^ es[i].Seq
+					if i > 0 && es[i].KeyHash < es[i-1].KeyHash {
+						t.Fatalf("n=%d: entry %d out of order", n, i)
+					}
+				}
+				if got != sum {
+					t.Fatalf("n=%d: entries lost or changed by the sort", n)
+				}
+			}
+		})
+	}
+}

@@ -52,6 +52,9 @@ type Config struct {
 	// (default 1 GiB, 8 to 16 bytes a key); past it the oldest keys on
 	// disk are forgotten before their window, counted and logged.
 	IdempotencyIndexBytesMax int64
+	// IdempotencyRunDelayMax is how long the disk tier gathers spilled
+	// keys into one run file (default 2s): fewer, larger runs.
+	IdempotencyRunDelayMax time.Duration
 	// FS is the file system of the idempotency store (default vfs.OS).
 	FS vfs.FS
 	// ExpireBatchMax bounds the orders one partition expires per batch, so
@@ -92,7 +95,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("engine config: Partitions %d outside 1..%d", c.Partitions, partitionsMax)
 	case c.Workers < 0:
 		return fmt.Errorf("engine config: Workers %d is negative", c.Workers)
-	case c.BatchSizeMax < 0 || c.QueueDepthMax < 0 || c.InflightRecordsMax < 0 || c.ExpireBatchMax < 0 || c.IdempotencyKeysMax < 0 || c.IdempotencyIndexBytesMax < 0:
+	case c.BatchSizeMax < 0 || c.QueueDepthMax < 0 || c.InflightRecordsMax < 0 || c.ExpireBatchMax < 0 || c.IdempotencyKeysMax < 0 || c.IdempotencyIndexBytesMax < 0 || c.IdempotencyRunDelayMax < 0:
 		return errors.New("engine config: limits must not be negative")
 	case c.PaymentTimeout < 0:
 		return fmt.Errorf("engine config: PaymentTimeout %v is negative", c.PaymentTimeout)

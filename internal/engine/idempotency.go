@@ -354,6 +354,7 @@ func (e *Engine) openIdempotency() error {
 		Dir:           filepath.Join(e.cfg.Dir, "idempotency"),
 		Window:        e.cfg.IdempotencyWindow,
 		IndexBytesMax: e.cfg.IdempotencyIndexBytesMax,
+		RunDelayMax:   e.cfg.IdempotencyRunDelayMax,
 		Now:           e.cfg.Now,
 		Logger:        e.cfg.Logger,
 	})

@@ -18,7 +18,7 @@ func benchCore(b *testing.B, disk bool, keysMax int) (*harness, [][]string) {
 	h.c.idempotencyKeysMax = keysMax
 	if disk {
 		dir := b.TempDir()
-		s, err := idempotency.Open(idempotency.Config{Dir: dir, Now: func() int64 { return h.now }, Logger: quiet})
+		s, err := idempotency.Open(idempotency.Config{Dir: dir, Now: func() int64 { return h.now }, Logger: quiet, RunDelayMax: time.Microsecond})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -173,7 +173,7 @@ func BenchmarkIdempotencyMemoryPerKey(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		s, err := idempotency.Open(idempotency.Config{Dir: dir, Logger: quiet, Now: func() int64 { return 1 }})
+		s, err := idempotency.Open(idempotency.Config{Dir: dir, Logger: quiet, RunDelayMax: time.Microsecond, Now: func() int64 { return 1 }})
 		if err != nil {
 			b.Fatal(err)
 		}

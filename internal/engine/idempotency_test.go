@@ -27,7 +27,7 @@ func newKeyTest(t *testing.T, window time.Duration) *keyTest {
 	k.clock.Store(1_000_000)
 	k.cfg = Config{Dir: t.TempDir(), Partitions: 4, Workers: 2, NoSync: true, SnapshotEveryBytes: -1,
 		IdempotencyKeysMax: keyTestKeysMax, IdempotencyWindow: window, PaymentTimeout: time.Hour,
-		Now: k.clock.Load, Logger: quiet}
+		IdempotencyRunDelayMax: time.Microsecond, Now: k.clock.Load, Logger: quiet}
 	k.open()
 	testCatalog(t, k.e, 2, 4, 1_000_000)
 	return k

@@ -44,7 +44,7 @@ func BenchmarkLookupHit(b *testing.B) {
 func BenchmarkWrite(b *testing.B) {
 	const batch = 1 << 16
 	c := &clock{now: 1}
-	s, err := Open(Config{Dir: b.TempDir(), Window: time.Hour, Now: c.Now, Logger: quiet})
+	s, err := Open(Config{Dir: b.TempDir(), Window: time.Hour, Now: c.Now, Logger: quiet, RunDelayMax: time.Microsecond})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -68,7 +68,7 @@ func BenchmarkWrite(b *testing.B) {
 
 func benchStore(b *testing.B, n int) *Store {
 	c := &clock{now: 1}
-	s, err := Open(Config{Dir: b.TempDir(), Window: time.Hour, Now: c.Now, Logger: quiet})
+	s, err := Open(Config{Dir: b.TempDir(), Window: time.Hour, Now: c.Now, Logger: quiet, RunDelayMax: time.Microsecond})
 	if err != nil {
 		b.Fatal(err)
 	}

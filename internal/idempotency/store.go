@@ -75,9 +75,13 @@ type Config struct {
 	IndexBytesMax int64
 	// QueueDepthMax bounds the batches waiting for the writer (default 256).
 	QueueDepthMax int
-	// RunKeysMax bounds the keys of one run; queued batches are merged up
-	// to it so that runs stay few (default 4,194,304).
+	// RunKeysMax bounds the keys of one run (default 4,194,304).
 	RunKeysMax int
+	// RunDelayMax is how long the writer gathers batches into one run
+	// after the first arrives (default 2s), so that a day at the peak is
+	// tens of thousands of runs, not millions; the keys stay in the
+	// engine's memory tier meanwhile.
+	RunDelayMax time.Duration
 	// RetryDelay is how long Submit answers ErrBusy after a failed write
 	// (default 1s), so a failing disk is not retried on every batch.
 	RetryDelay time.Duration
@@ -92,7 +96,7 @@ func (c *Config) Validate() error {
 	switch {
 	case c.Dir == "":
 		return errors.New("idempotency config: Dir is required")
-	case c.Window < 0 || c.IndexBytesMax < 0 || c.QueueDepthMax < 0 || c.RunKeysMax < 0 || c.RetryDelay < 0:
+	case c.Window < 0 || c.IndexBytesMax < 0 || c.QueueDepthMax < 0 || c.RunKeysMax < 0 || c.RunDelayMax < 0 || c.RetryDelay < 0:
 		return errors.New("idempotency config: limits must not be negative")
 	}
 	return nil
@@ -113,6 +117,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RunKeysMax == 0 {
 		c.RunKeysMax = 1 << 22
+	}
+	if c.RunDelayMax == 0 {
+		c.RunDelayMax = 2 * time.Second
 	}
 	if c.RetryDelay == 0 {
 		c.RetryDelay = time.Second
@@ -157,12 +164,8 @@ type Store struct {
 	closed     atomic.Bool
 	retryAfter atomic.Int64
 
-	nextNumber uint64  // writer only
-	sortBuf    []Entry // writer only: scratch of sortByKey
-	// retired are removed runs whose handles a lookup may still be using;
-	// each is closed by the first expiry pass a retireDelay after its
-	// removal (writer only). A lookup holds a run for microseconds.
-	retired        []retiredRun
+	nextNumber     uint64  // writer only
+	sortBuf        []Entry // writer only: scratch of sortByKey
 	forgottenEarly atomic.Uint64
 	failedWrites   atomic.Uint64
 }
@@ -236,11 +239,9 @@ func Open(cfg Config) (*Store, error) {
 	return s, nil
 }
 
-func (s *Store) closeRuns(set *runSet) {
-	for _, r := range set.byID {
-		r.f.Close()
-	}
-}
+// closeRuns is kept for the error paths of Open: runs hold no open file
+// (a lookup opens the one it reads), so there is nothing to release.
+func (s *Store) closeRuns(*runSet) {}
 
 const runSuffix = ".run"
 
@@ -326,16 +327,24 @@ func (s *Store) writer() {
 			batch = append(batch[:0], sub)
 		}
 		keys := len(batch[0].entries)
+		linger := time.NewTimer(s.cfg.RunDelayMax)
 	more:
 		for keys < s.cfg.RunKeysMax {
 			select {
 			case sub := <-s.queue:
 				batch = append(batch, sub)
 				keys += len(sub.entries)
-			default:
+			case <-linger.C:
 				break more
+			case <-s.stop:
+				linger.Stop()
+				for i := range batch {
+					batch[i].done(ErrClosed)
+				}
+				return
 			}
 		}
+		linger.Stop()
 		merged = merged[:0]
 		for _, sub := range batch {
 			merged = append(merged, sub.entries...)
@@ -369,11 +378,7 @@ func (s *Store) write(entries []Entry) error {
 	if err := vfs.WriteFileAtomic(s.cfg.FS, path, data, 0o600); err != nil {
 		return fmt.Errorf("write run %s: %w", path, err)
 	}
-	f, err := s.cfg.FS.OpenFile(path, os.O_RDONLY, 0)
-	if err != nil {
-		return fmt.Errorf("open run %s: %w", path, err)
-	}
-	r := newRun(f, path, number, entries)
+	r := newRun(s.cfg.FS, path, number, entries)
 	old := s.runs.Load()
 	next := &runSet{byID: make(map[uint32]*run, len(old.byID)+1)}
 	for id, o := range old.byID {
@@ -467,36 +472,13 @@ func (s *Store) without(set *runSet, drop ...*run) *runSet {
 }
 
 func (s *Store) removeFile(r *run) {
-	s.retire(r)
 	if err := s.cfg.FS.Remove(r.path); err != nil {
 		s.cfg.Logger.Error("idempotency: remove run", "run", r.path, "err", err)
 	}
 }
 
-type retiredRun struct {
-	r  *run
-	at time.Time
-}
-
-// retireDelay is how long a removed run's file stays open for lookups that
-// loaded the run set before its removal.
-const retireDelay = 10 * time.Second
-
-func (s *Store) retire(r *run) { s.retired = append(s.retired, retiredRun{r: r, at: time.Now()}) }
-
 // expire removes the runs whose newest key is older than the window.
 func (s *Store) expire() error {
-	now := time.Now()
-	kept := s.retired[:0]
-	for _, r := range s.retired {
-		if now.Sub(r.at) < retireDelay {
-			kept = append(kept, r)
-			continue
-		}
-		r.r.f.Close()
-	}
-	clear(s.retired[len(kept):])
-	s.retired = kept
 	cutoff := s.cfg.Now() - int64(s.cfg.Window)
 	set := s.runs.Load()
 	var old []*run
@@ -522,7 +504,6 @@ func (s *Store) expire() error {
 	}
 	s.generation.Add(1)
 	for _, r := range old {
-		s.retire(r)
 		if err := s.cfg.FS.Remove(r.path); err != nil {
 			return fmt.Errorf("remove run %s: %w", r.path, err)
 		}
@@ -561,16 +542,7 @@ func (s *Store) Close() error {
 		}
 		break
 	}
-	var errs []error
-	for _, r := range s.retired {
-		r.r.f.Close()
-	}
-	for _, r := range s.runs.Load().byID {
-		if err := r.f.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close run %s: %w", r.path, err))
-		}
-	}
-	return errors.Join(errs...)
+	return nil
 }
 
 // Run layout (little-endian):
@@ -665,15 +637,18 @@ type run struct {
 	id     uint32
 	number uint64
 	path   string
-	f      vfs.File
+	// fs opens the file for each lookup that reads it: a day of runs is
+	// tens of thousands of files, too many to hold open, and reads are
+	// rare (retries of keys older than the memory tier).
+	fs     vfs.FS
 	count  int
 	minAt  int64
 	maxAt  int64
 	fences []uint64
 }
 
-func newRun(f vfs.File, path string, number uint64, entries []Entry) *run {
-	r := &run{id: runID(number), number: number, path: path, f: f, count: len(entries), minAt: entries[0].At, maxAt: entries[0].At}
+func newRun(fsys vfs.FS, path string, number uint64, entries []Entry) *run {
+	r := &run{id: runID(number), number: number, path: path, fs: fsys, count: len(entries), minAt: entries[0].At, maxAt: entries[0].At}
 	r.fences = make([]uint64, 0, (len(entries)+fenceEvery-1)/fenceEvery)
 	for i := range entries {
 		r.minAt, r.maxAt = min(r.minAt, entries[i].At), max(r.maxAt, entries[i].At)
@@ -695,16 +670,16 @@ func loadRun(fsys vfs.FS, path string, number uint64) (*run, []Entry, error) {
 		return nil, nil, fmt.Errorf("size of run %s: %w", path, err)
 	}
 	b := make([]byte, size)
-	if _, err := f.ReadAt(b, 0); err != nil {
-		f.Close()
+	_, err = f.ReadAt(b, 0)
+	f.Close()
+	if err != nil {
 		return nil, nil, fmt.Errorf("read run %s: %w", path, err)
 	}
 	entries, err := decodeRun(path, b)
 	if err != nil {
-		f.Close()
 		return nil, nil, err
 	}
-	return newRun(f, path, number, entries), entries, nil
+	return newRun(fsys, path, number, entries), entries, nil
 }
 
 // find reads the block that may hold keyHash.
@@ -722,7 +697,16 @@ func (r *run) find(keyHash uint64) (Entry, bool, error) {
 	n := min(fenceEvery, r.count-first)
 	buf := make([]byte, n*entryBytes)
 	off := int64(headerBytes + first*entryBytes)
-	if _, err := r.f.ReadAt(buf, off); err != nil {
+	f, err := r.fs.OpenFile(r.path, os.O_RDONLY, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return Entry{}, false, nil // removed since the caller loaded the run set: past its window
+	}
+	if err != nil {
+		return Entry{}, false, fmt.Errorf("open run %s: %w", r.path, err)
+	}
+	_, err = f.ReadAt(buf, off)
+	f.Close()
+	if err != nil {
 		return Entry{}, false, fmt.Errorf("read run %s at %d: %w", r.path, off, err)
 	}
 	for j := 0; j < n; j++ {

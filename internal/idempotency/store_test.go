@@ -21,7 +21,7 @@ func (c *clock) Now() int64 { return c.now }
 
 func openTest(t *testing.T, dir string, c *clock, window time.Duration) *Store {
 	t.Helper()
-	s, err := Open(Config{Dir: dir, Window: window, Now: c.Now, Logger: quiet})
+	s, err := Open(Config{Dir: dir, Window: window, Now: c.Now, Logger: quiet, RunDelayMax: time.Microsecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +133,7 @@ func TestDamagedRunRefused(t *testing.T) {
 		if err := os.WriteFile(path, bad, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		_, err := Open(Config{Dir: dir, Now: c.Now, Logger: quiet})
+		_, err := Open(Config{Dir: dir, Now: c.Now, Logger: quiet, RunDelayMax: time.Microsecond})
 		if !errors.Is(err, ErrDamaged) {
 			t.Fatalf("byte %d flipped: got %v, want ErrDamaged", off, err)
 		}
@@ -141,7 +141,7 @@ func TestDamagedRunRefused(t *testing.T) {
 	if err := os.WriteFile(path, good[:len(good)-1], 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Open(Config{Dir: dir, Now: c.Now, Logger: quiet}); !errors.Is(err, ErrDamaged) {
+	if _, err := Open(Config{Dir: dir, Now: c.Now, Logger: quiet, RunDelayMax: time.Microsecond}); !errors.Is(err, ErrDamaged) {
 		t.Fatalf("short run: got %v, want ErrDamaged", err)
 	}
 }
@@ -163,7 +163,7 @@ func TestInterruptedRunRemoved(t *testing.T) {
 func TestIndexBudgetForgetsOldest(t *testing.T) {
 	dir := t.TempDir()
 	c := &clock{now: 1000}
-	s, err := Open(Config{Dir: dir, Window: time.Hour, Now: c.Now, Logger: quiet, IndexBytesMax: 1 << 20})
+	s, err := Open(Config{Dir: dir, Window: time.Hour, Now: c.Now, Logger: quiet, RunDelayMax: time.Microsecond, IndexBytesMax: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}

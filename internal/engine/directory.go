@@ -208,36 +208,45 @@ func (k *keyIndex) reserve(keyHash uint64, partition int, disk *idempotency.Stor
 			s.mu.Unlock()
 			return int(e.partition), 0, nil
 		}
+		if disk == nil {
+			s.reserveLocked(keyHash, partition)
+			s.mu.Unlock()
+			return partition, 0, nil
+		}
 		s.mu.Unlock()
-		if disk != nil {
-			e, ok, err := disk.Lookup(keyHash)
-			if err != nil {
-				return 0, 0, fmt.Errorf("look up idempotency key: %w", err)
-			}
-			if ok {
-				return int(e.Partition), 0, nil
-			}
+		e, ok, err := disk.Lookup(keyHash)
+		if err != nil {
+			return 0, 0, fmt.Errorf("look up idempotency key: %w", err)
+		}
+		if ok {
+			return int(e.Partition), 0, nil
 		}
 		s.mu.Lock()
 		if e, ok := s.mu.keys[keyHash]; ok {
 			s.mu.Unlock()
 			return int(e.partition), 0, nil
 		}
-		if disk != nil && disk.Generation() != generation {
+		if disk.Generation() != generation {
 			s.mu.Unlock()
 			continue // runs were published meanwhile: look again
 		}
-		s.mu.keys[keyHash] = keyEntry{partition: uint16(partition)}
-		s.mu.reservations = append(s.mu.reservations, keyHash)
-		if len(s.mu.reservations) > reservationsMax {
-			old := s.mu.reservations[0]
-			s.mu.reservations = s.mu.reservations[1:]
-			if e, ok := s.mu.keys[old]; ok && !e.confirmed {
-				delete(s.mu.keys, old)
-			}
-		}
+		s.reserveLocked(keyHash, partition)
 		s.mu.Unlock()
 		return partition, generation, nil
+	}
+}
+
+// reserveLocked records an unconfirmed reservation, dropping the oldest
+// unconfirmed one past reservationsMax.
+func (s *keyIndexShard) reserveLocked(keyHash uint64, partition int) {
+	s.mu.keys[keyHash] = keyEntry{partition: uint16(partition)}
+	s.mu.reservations = append(s.mu.reservations, keyHash)
+	if len(s.mu.reservations) > reservationsMax {
+		old := s.mu.reservations[0]
+		s.mu.reservations = s.mu.reservations[1:]
+		if e, ok := s.mu.keys[old]; ok && !e.confirmed {
+			delete(s.mu.keys, old)
+		}
 	}
 }
 

@@ -49,7 +49,7 @@ type Config struct {
 	// Dir there is no disk tier and the oldest keys past it are forgotten.
 	IdempotencyKeysMax int
 	// IdempotencyIndexBytesMax bounds the memory of the disk tier's index
-	// (default 1 GiB, 8 to 16 bytes a key); past it the oldest keys on
+	// (default 4 GiB, 10.7 to 21 bytes a key); past it the oldest keys on
 	// disk are forgotten before their window, counted and logged.
 	IdempotencyIndexBytesMax int64
 	// IdempotencyRunDelayMax is how long the disk tier gathers spilled

@@ -68,8 +68,8 @@ type Config struct {
 	// Window is how long a key is kept (default 24h). A run is deleted
 	// once its newest key is older; lookups ignore older keys at once.
 	Window time.Duration
-	// IndexBytesMax bounds the in-memory index (default 1 GiB, about 64 to
-	// 128 million keys). At the bound the oldest run is forgotten before
+	// IndexBytesMax bounds the in-memory index (default 4 GiB, about 270
+	// to 400 million keys; the index grows only as keys arrive). At the bound the oldest run is forgotten before
 	// its window ends, counted in Stats.ForgottenEarly and logged: memory
 	// is the one limit a store cannot exceed safely.
 	IndexBytesMax int64
@@ -110,7 +110,7 @@ func (c Config) withDefaults() Config {
 		c.Window = 24 * time.Hour
 	}
 	if c.IndexBytesMax == 0 {
-		c.IndexBytesMax = 1 << 30
+		c.IndexBytesMax = 4 << 30
 	}
 	if c.QueueDepthMax == 0 {
 		c.QueueDepthMax = 256

@@ -75,7 +75,8 @@ type Config struct {
 	IndexBytesMax int64
 	// QueueDepthMax bounds the batches waiting for the writer (default 256).
 	QueueDepthMax int
-	// RunKeysMax bounds the keys of one run (default 4,194,304).
+	// RunKeysMax bounds the keys of one run (default 1,048,576: at the
+	// peak about two seconds of spills, and 40 MiB of writer scratch).
 	RunKeysMax int
 	// RunDelayMax is how long the writer gathers batches into one run
 	// after the first arrives (default 2s), so that a day at the peak is
@@ -116,7 +117,7 @@ func (c Config) withDefaults() Config {
 		c.QueueDepthMax = 256
 	}
 	if c.RunKeysMax == 0 {
-		c.RunKeysMax = 1 << 22
+		c.RunKeysMax = 1 << 20
 	}
 	if c.RunDelayMax == 0 {
 		c.RunDelayMax = 2 * time.Second

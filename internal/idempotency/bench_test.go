@@ -43,7 +43,7 @@ func BenchmarkLookupHit(b *testing.B) {
 // and fsyncing a run of 65,536 keys, and indexing them.
 func BenchmarkWrite(b *testing.B) {
 	const batch = 1 << 16
-	c := &clock{now: 1}
+	c := newClock(1)
 	s, err := Open(Config{Dir: b.TempDir(), Window: time.Hour, Now: c.Now, Logger: quiet, RunDelayMax: time.Microsecond})
 	if err != nil {
 		b.Fatal(err)
@@ -67,7 +67,7 @@ func BenchmarkWrite(b *testing.B) {
 }
 
 func benchStore(b *testing.B, n int) *Store {
-	c := &clock{now: 1}
+	c := newClock(1)
 	s, err := Open(Config{Dir: b.TempDir(), Window: time.Hour, Now: c.Now, Logger: quiet, RunDelayMax: time.Microsecond})
 	if err != nil {
 		b.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,9 +16,18 @@ import (
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-type clock struct{ now int64 }
+// clock is a test clock, read by the writer goroutine.
+type clock struct{ at atomic.Int64 }
 
-func (c *clock) Now() int64 { return c.now }
+func newClock(at int64) *clock {
+	c := &clock{}
+	c.at.Store(at)
+	return c
+}
+
+func (c *clock) Now() int64   { return c.at.Load() }
+func (c *clock) add(d int64)  { c.at.Add(d) }
+func (c *clock) set(at int64) { c.at.Store(at) }
 
 func openTest(t *testing.T, dir string, c *clock, window time.Duration) *Store {
 	t.Helper()
@@ -58,12 +68,12 @@ func mustFind(t *testing.T, s *Store, want Entry) {
 
 func TestWriteLookupReopen(t *testing.T) {
 	dir := t.TempDir()
-	c := &clock{now: 1000}
+	c := newClock(1000)
 	s := openTest(t, dir, c, time.Hour)
 	rng := rand.New(rand.NewPCG(1, 2))
 	var all []Entry
 	for run := 0; run < 5; run++ {
-		es := entries(rng, 3000, c.now)
+		es := entries(rng, 3000, c.Now())
 		all = append(all, es...)
 		writeSync(t, s, append([]Entry(nil), es...))
 	}
@@ -91,16 +101,16 @@ func TestWriteLookupReopen(t *testing.T) {
 
 func TestWindowForgetsOldRuns(t *testing.T) {
 	dir := t.TempDir()
-	c := &clock{now: 1000}
+	c := newClock(1000)
 	window := 100 * time.Nanosecond
 	s := openTest(t, dir, c, window)
 	rng := rand.New(rand.NewPCG(3, 4))
-	old := entries(rng, 10, c.now)
+	old := entries(rng, 10, c.Now())
 	writeSync(t, s, append([]Entry(nil), old...))
-	c.now += 50
-	recent := entries(rng, 10, c.now)
+	c.add(50)
+	recent := entries(rng, 10, c.Now())
 	writeSync(t, s, append([]Entry(nil), recent...))
-	c.now = 1000 + 9 + 101 // the first run's newest key is now past the window
+	c.set(1000 + 9 + 101) // the first run's newest key is now past the window
 	for _, e := range old {
 		if _, ok, _ := s.Lookup(e.KeyHash); ok {
 			t.Fatalf("key %x older than the window was found", e.KeyHash)
@@ -108,7 +118,7 @@ func TestWindowForgetsOldRuns(t *testing.T) {
 	}
 	mustFind(t, s, recent[9])
 	// The next write removes the expired run's file.
-	writeSync(t, s, entries(rng, 1, c.now))
+	writeSync(t, s, entries(rng, 1, c.Now()))
 	names, _ := vfs.OS.ReadDir(dir)
 	if len(names) != 2 {
 		t.Fatalf("files after expiry: %v", names)
@@ -118,9 +128,9 @@ func TestWindowForgetsOldRuns(t *testing.T) {
 
 func TestDamagedRunRefused(t *testing.T) {
 	dir := t.TempDir()
-	c := &clock{now: 1000}
+	c := newClock(1000)
 	s := openTest(t, dir, c, time.Hour)
-	writeSync(t, s, entries(rand.New(rand.NewPCG(5, 6)), 3, c.now))
+	writeSync(t, s, entries(rand.New(rand.NewPCG(5, 6)), 3, c.Now()))
 	s.Close()
 	path := filepath.Join(dir, runName(1))
 	good, err := os.ReadFile(path)
@@ -152,7 +162,7 @@ func TestInterruptedRunRemoved(t *testing.T) {
 	if err := os.WriteFile(tmp, []byte("half a run"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := &clock{now: 1}
+	c := newClock(1)
 	s := openTest(t, dir, c, time.Hour)
 	defer s.Close()
 	if _, err := os.Stat(tmp); !os.IsNotExist(err) {
@@ -162,18 +172,18 @@ func TestInterruptedRunRemoved(t *testing.T) {
 
 func TestIndexBudgetForgetsOldest(t *testing.T) {
 	dir := t.TempDir()
-	c := &clock{now: 1000}
+	c := newClock(1000)
 	s, err := Open(Config{Dir: dir, Window: time.Hour, Now: c.Now, Logger: quiet, RunDelayMax: time.Microsecond, IndexBytesMax: 1 << 20})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	rng := rand.New(rand.NewPCG(7, 8))
-	first := entries(rng, 20000, c.now)
+	first := entries(rng, 20000, c.Now())
 	writeSync(t, s, append([]Entry(nil), first...))
 	var last []Entry
 	for i := 0; i < 10; i++ {
-		last = entries(rng, 20000, c.now)
+		last = entries(rng, 20000, c.Now())
 		writeSync(t, s, append([]Entry(nil), last...))
 	}
 	st := s.Stats()
@@ -190,7 +200,7 @@ func TestIndexBudgetForgetsOldest(t *testing.T) {
 
 func TestSubmitBacksOffAfterFailure(t *testing.T) {
 	dir := t.TempDir()
-	c := &clock{now: 1000}
+	c := newClock(1000)
 	s := openTest(t, dir, c, time.Hour)
 	defer s.Close()
 	// A directory where the run should be makes the write fail.
@@ -198,7 +208,7 @@ func TestSubmitBacksOffAfterFailure(t *testing.T) {
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	if err := s.Submit(entries(rand.New(rand.NewPCG(9, 9)), 2, c.now), func(err error) { done <- err }); err != nil {
+	if err := s.Submit(entries(rand.New(rand.NewPCG(9, 9)), 2, c.Now()), func(err error) { done <- err }); err != nil {
 		t.Fatal(err)
 	}
 	if err := <-done; err == nil {
@@ -207,9 +217,9 @@ func TestSubmitBacksOffAfterFailure(t *testing.T) {
 	if err := s.Submit(nil, func(error) {}); !errors.Is(err, ErrBusy) {
 		t.Fatalf("submit right after a failure: %v, want ErrBusy", err)
 	}
-	c.now += int64(2 * time.Second)
+	c.add(int64(2 * time.Second))
 	os.Remove(filepath.Join(dir, runName(1)+".tmp"))
-	es := entries(rand.New(rand.NewPCG(9, 10)), 2, c.now)
+	es := entries(rand.New(rand.NewPCG(9, 10)), 2, c.Now())
 	writeSync(t, s, append([]Entry(nil), es...))
 	mustFind(t, s, es[0])
 }

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fest-platform/fest/internal/vfs"
 )
 
 // keyTest drives keyed orders of merchant m0 (one partition) against an
@@ -219,4 +221,81 @@ func copyRunningDir(t *testing.T, src, dst string) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// failingSyncFS fails every fsync of a file while failing is set.
+type failingSyncFS struct {
+	vfs.FS
+	failing atomic.Bool
+}
+
+type failingSyncFile struct {
+	vfs.File
+	fs *failingSyncFS
+}
+
+func (f *failingSyncFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
+	file, err := f.FS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return failingSyncFile{File: file, fs: f}, nil
+}
+
+func (f failingSyncFile) Sync() error {
+	if f.fs.failing.Load() {
+		return errors.New("injected fsync failure")
+	}
+	return f.File.Sync()
+}
+
+// TestKeysSurviveFailingDiskTier checks that while the disk tier cannot
+// make runs durable, no key is forgotten: keys stay in memory, new keyed
+// orders past the hard bound are answered overloaded, retries are still
+// answered, and once the disk recovers every key is kept.
+func TestKeysSurviveFailingDiskTier(t *testing.T) {
+	fsys := &failingSyncFS{FS: vfs.OS}
+	fsys.failing.Store(true)
+	k := &keyTest{t: t, clock: new(atomic.Int64)}
+	k.clock.Store(1_000_000)
+	k.cfg = Config{Dir: t.TempDir(), Partitions: 4, Workers: 2, NoSync: true, SnapshotEveryBytes: -1, FS: fsys,
+		IdempotencyKeysMax: keyTestKeysMax, PaymentTimeout: time.Hour, IdempotencyRunDelayMax: time.Microsecond,
+		Now: k.clock.Load, Logger: quiet}
+	k.open()
+	defer func() { k.e.Close() }()
+	testCatalog(t, k.e, 2, 4, 1_000_000)
+	hard := memoryKeysHardFactor * keyTestKeysMax
+	var ids []OrderID
+	for i := 0; ; i++ {
+		r := k.e.Do(t.Context(), Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u",
+			Items: []Item{{SKUID: "s0-1", Quantity: 1}}, Channel: "app", IdempotencyKey: fmt.Sprintf("key-%d", i), RequestHash: uint64(i + 1)}})
+		if r.Code == CodeOverloaded {
+			break
+		}
+		if !r.OK() {
+			t.Fatalf("order %d: %v", i, r.Err())
+		}
+		ids = append(ids, r.OrderID)
+		if i > 10*hard {
+			t.Fatalf("%d keyed orders accepted with the disk tier failing: the memory tier is unbounded", i)
+		}
+	}
+	if len(ids) != hard {
+		t.Fatalf("%d keys accepted before overloaded, want the hard bound %d", len(ids), hard)
+	}
+	if st := k.e.IdempotencyStats(); st.DiskKeys != 0 {
+		t.Fatalf("%d keys on disk with every fsync failing", st.DiskKeys)
+	}
+	k.retryAll(ids) // replays are answered at the bound
+	fsys.failing.Store(false)
+	k.clock.Add(int64(2 * time.Second)) // past the writer's back-off
+	more := make([]OrderID, 0, hard)
+	for i := len(ids); i < len(ids)+hard; i++ {
+		r := k.place(0, fmt.Sprintf("key-%d", i), uint64(i+1))
+		if !r.OK() || r.Replayed {
+			t.Fatalf("order %d after the disk recovered: %v", i, r.Err())
+		}
+		more = append(more, r.OrderID)
+	}
+	k.retryAll(append(ids, more...))
 }

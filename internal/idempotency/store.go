@@ -377,6 +377,9 @@ func (s *Store) write(entries []Entry) error {
 	path := filepath.Join(s.cfg.Dir, runName(number))
 	data := encodeRun(entries)
 	if err := vfs.WriteFileAtomic(s.cfg.FS, path, data, 0o600); err != nil {
+		// Best effort: a full disk should not keep the half-written run.
+		// Open removes any that remains.
+		s.cfg.FS.Remove(path + ".tmp")
 		return fmt.Errorf("write run %s: %w", path, err)
 	}
 	r := newRun(s.cfg.FS, path, number, entries)
@@ -549,23 +552,32 @@ func (s *Store) Close() error {
 // Run layout (little-endian):
 //
 //	header: "FESTIDX1" | u32 count | i64 minAt | i64 maxAt | u32 crc32c(header[:28])
-//	count × entry (entryBytes): u64 keyHash | u64 requestHash | u64 seq | i64 at | u32 partition
-//	trailer: u32 crc32c(entries)
+//	blocks of blockEntries entries (the last may be shorter), each followed
+//	by u32 crc32c(its entries)
+//	entry (entryBytes): u64 keyHash | u64 requestHash | u64 seq | i64 at | u32 partition
 //
-// Entries are sorted by keyHash.
+// Entries are sorted by keyHash. A lookup reads and checks one block, so
+// damage that happens after Open is refused (ErrDamaged), never answered.
 const (
 	runMagic    = "FESTIDX1"
 	headerBytes = 32
 	entryBytes  = 36
-	// fenceEvery is the number of entries per in-memory fence (the first
-	// key hash of each block): a lookup reads one block of 2,304 bytes.
-	fenceEvery = 64
+	// blockEntries is the number of entries per block and per in-memory
+	// fence (the first key hash of each block): a lookup reads one block of
+	// 2,308 bytes.
+	blockEntries = 64
+	blockBytes   = blockEntries*entryBytes + 4
 )
+
+// runBytes is the size of a run of count entries.
+func runBytes(count int) int {
+	return headerBytes + count*entryBytes + (count+blockEntries-1)/blockEntries*4
+}
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 func encodeRun(entries []Entry) []byte {
-	b := make([]byte, 0, headerBytes+len(entries)*entryBytes+4)
+	b := make([]byte, 0, runBytes(len(entries)))
 	minAt, maxAt := entries[0].At, entries[0].At
 	for i := range entries {
 		minAt, maxAt = min(minAt, entries[i].At), max(maxAt, entries[i].At)
@@ -575,10 +587,14 @@ func encodeRun(entries []Entry) []byte {
 	b = binary.LittleEndian.AppendUint64(b, uint64(minAt))
 	b = binary.LittleEndian.AppendUint64(b, uint64(maxAt))
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	for i := range entries {
-		b = appendEntry(b, &entries[i])
+	for first := 0; first < len(entries); first += blockEntries {
+		start := len(b)
+		for i := first; i < min(first+blockEntries, len(entries)); i++ {
+			b = appendEntry(b, &entries[i])
+		}
+		b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
 	}
-	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[headerBytes:], castagnoli))
+	return b
 }
 
 func appendEntry(b []byte, e *Entry) []byte {
@@ -608,18 +624,20 @@ func decodeRun(path string, b []byte) ([]Entry, error) {
 		return nil, fmt.Errorf("%w: %s at offset 0: header checksum", ErrDamaged, path)
 	}
 	count := int(binary.LittleEndian.Uint32(b[8:]))
-	if count == 0 || len(b) != headerBytes+count*entryBytes+4 {
+	if count == 0 || len(b) != runBytes(count) {
 		return nil, fmt.Errorf("%w: %s at offset 8: %d entries in %d bytes", ErrDamaged, path, count, len(b))
 	}
-	body := b[headerBytes : len(b)-4]
-	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(b[len(b)-4:]) {
-		return nil, fmt.Errorf("%w: %s at offset %d: entries checksum", ErrDamaged, path, headerBytes)
+	for off := headerBytes; off < len(b); off += blockBytes {
+		end := min(off+blockBytes, len(b)) - 4
+		if crc32.Checksum(b[off:end], castagnoli) != binary.LittleEndian.Uint32(b[end:]) {
+			return nil, fmt.Errorf("%w: %s at offset %d: block checksum", ErrDamaged, path, off)
+		}
 	}
 	minAt, maxAt := int64(binary.LittleEndian.Uint64(b[12:])), int64(binary.LittleEndian.Uint64(b[20:]))
 	entries := make([]Entry, count)
 	for i := range entries {
-		e := decodeEntry(body[i*entryBytes:])
-		off := headerBytes + i*entryBytes
+		off := headerBytes + i/blockEntries*blockBytes + i%blockEntries*entryBytes
+		e := decodeEntry(b[off:])
 		switch {
 		case e.KeyHash == 0:
 			return nil, fmt.Errorf("%w: %s at offset %d: zero key hash", ErrDamaged, path, off)
@@ -650,10 +668,10 @@ type run struct {
 
 func newRun(fsys vfs.FS, path string, number uint64, entries []Entry) *run {
 	r := &run{id: runID(number), number: number, path: path, fs: fsys, count: len(entries), minAt: entries[0].At, maxAt: entries[0].At}
-	r.fences = make([]uint64, 0, (len(entries)+fenceEvery-1)/fenceEvery)
+	r.fences = make([]uint64, 0, (len(entries)+blockEntries-1)/blockEntries)
 	for i := range entries {
 		r.minAt, r.maxAt = min(r.minAt, entries[i].At), max(r.maxAt, entries[i].At)
-		if i%fenceEvery == 0 {
+		if i%blockEntries == 0 {
 			r.fences = append(r.fences, entries[i].KeyHash)
 		}
 	}
@@ -694,10 +712,9 @@ func (r *run) find(keyHash uint64) (Entry, bool, error) {
 		}
 		i--
 	}
-	first := i * fenceEvery
-	n := min(fenceEvery, r.count-first)
-	buf := make([]byte, n*entryBytes)
-	off := int64(headerBytes + first*entryBytes)
+	n := min(blockEntries, r.count-i*blockEntries)
+	buf := make([]byte, n*entryBytes+4)
+	off := int64(headerBytes + i*blockBytes)
 	f, err := r.fs.OpenFile(r.path, os.O_RDONLY, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return Entry{}, false, nil // removed since the caller loaded the run set: past its window
@@ -709,6 +726,10 @@ func (r *run) find(keyHash uint64) (Entry, bool, error) {
 	f.Close()
 	if err != nil {
 		return Entry{}, false, fmt.Errorf("read run %s at %d: %w", r.path, off, err)
+	}
+	body := buf[:n*entryBytes]
+	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(buf[n*entryBytes:]) {
+		return Entry{}, false, fmt.Errorf("%w: %s at offset %d: block checksum", ErrDamaged, r.path, off)
 	}
 	for j := 0; j < n; j++ {
 		if binary.LittleEndian.Uint64(buf[j*entryBytes:]) == keyHash {

@@ -272,3 +272,29 @@ func TestSortByKey(t *testing.T) {
 		})
 	}
 }
+
+// TestDamageAfterOpenRefused checks that a block damaged after Open makes
+// its lookup fail rather than answer from the damaged bytes.
+func TestDamageAfterOpenRefused(t *testing.T) {
+	dir := t.TempDir()
+	c := newClock(1000)
+	s := openTest(t, dir, c, time.Hour)
+	defer s.Close()
+	es := entries(rand.New(rand.NewPCG(15, 16)), 200, c.Now())
+	writeSync(t, s, append([]Entry(nil), es...))
+	sorted := append([]Entry(nil), es...)
+	sortByKey(sorted, nil)
+	path := filepath.Join(dir, runName(1))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[headerBytes+blockBytes+20] ^= 1 // the seq of the second block's first entry
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Lookup(sorted[blockEntries].KeyHash); !errors.Is(err, ErrDamaged) {
+		t.Fatalf("lookup in a damaged block: %v, want ErrDamaged", err)
+	}
+	mustFind(t, s, sorted[0]) // the first block is intact
+}

@@ -388,7 +388,7 @@ func (c *core) route(r *Request) (int, bool) {
 			// two first uses.
 			keyHash := hashString(cmd.Order.IdempotencyKey) | 1
 			owner, missGeneration, err := c.keys.reserve(keyHash, partition, c.disk)
-			cmd.Order.stored = storedKey{keyHash: keyHash, missGeneration: missGeneration}
+			cmd.Order.stored = storedKey{keyHash: keyHash, missGeneration: uint32(missGeneration)}
 			if err != nil {
 				res.Code = CodeUnavailable
 				return 0, false

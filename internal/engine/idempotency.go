@@ -136,12 +136,14 @@ func (p *partition) remember(keys *keyIndex, keyHash, requestHash, seq uint64, a
 
 // storedKey is what the worker's disk look-up found for a keyed order.
 type storedKey struct {
-	keyHash uint64 // the key's hash, so it is hashed once; 0 if not yet
-	// missGeneration is the disk tier's generation at which the router
-	// found the key on no disk run (0: it did not look).
-	missGeneration uint64
-	entry          *idempotency.Entry // nil: not on disk
-	failed         bool               // the look-up failed: answer CodeUnavailable
+	keyHash uint64             // the key's hash, so it is hashed once; 0 if not yet
+	entry   *idempotency.Entry // nil: not on disk
+	// missGeneration is the low 32 bits of the disk tier's generation at
+	// which the router found the key on no disk run (0: it did not look).
+	// 32 bits keep Command small; a false match would take 2^32 runs
+	// published between routing and apply.
+	missGeneration uint32
+	failed         bool // the look-up failed: answer CodeUnavailable
 }
 
 // keyedOrder decides a keyed order from the tiers. done is true when res
@@ -230,7 +232,7 @@ func (c *core) lookUpKey(r *Request, logger *slog.Logger) {
 	if _, ok := c.partitions[r.partition].keys.entries[keyHash]; ok {
 		return
 	}
-	if missGeneration != 0 && missGeneration == c.disk.Generation() {
+	if missGeneration != 0 && missGeneration == uint32(c.disk.Generation()) {
 		// Nothing was published since the router's miss: a look-up would
 		// miss again.
 		return

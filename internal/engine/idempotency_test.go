@@ -126,6 +126,10 @@ func TestKeyRetryPastMemoryBound(t *testing.T) {
 // across a crash (a copy of the directory taken while running).
 func TestKeyRetryAcrossRestart(t *testing.T) {
 	k := newKeyTest(t, 24*time.Hour)
+	// Small segments, so that the snapshot lets the journal of the first
+	// orders go: their keys then survive only in the disk tier.
+	k.cfg.SegmentBytesMax = 4 << 10
+	k.reopen()
 	ids := k.placeMany(10 * keyTestKeysMax)
 	k.waitForDisk(int64(len(ids) - memoryKeysHardFactor*keyTestKeysMax))
 	if err := k.e.Snapshot(); err != nil {
@@ -134,6 +138,9 @@ func TestKeyRetryAcrossRestart(t *testing.T) {
 	crashed := k.cfg.Dir + "-crash"
 	copyRunningDir(t, k.cfg.Dir, crashed)
 	k.reopen()
+	if _, ok := k.e.core.partitions[k.e.core.merchantPartition("m0")].keys.entries[hashString("key-0")|1]; ok {
+		t.Fatal("key-0 is back in memory after the restart: the test would not reach the disk tier")
+	}
 	k.retryAll(ids)
 	if err := k.e.Close(); err != nil {
 		t.Fatal(err)
@@ -141,6 +148,9 @@ func TestKeyRetryAcrossRestart(t *testing.T) {
 	k.cfg.Dir = crashed
 	k.open()
 	defer func() { k.e.Close() }()
+	if _, ok := k.e.core.partitions[k.e.core.merchantPartition("m0")].keys.entries[hashString("key-0")|1]; ok {
+		t.Fatal("key-0 is in memory after the crash: the test would not reach the disk tier")
+	}
 	k.retryAll(ids)
 }
 

@@ -90,3 +90,21 @@ func benchStore(b *testing.B, n int) *Store {
 	}
 	return s
 }
+
+// BenchmarkOpen is the start-up cost per stored key: reading, checking and
+// indexing every run (reported as ns/key).
+func BenchmarkOpen(b *testing.B) {
+	const n = 1 << 22
+	s := benchStore(b, n)
+	dir := s.cfg.Dir
+	s.Close()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s, err := Open(Config{Dir: dir, Window: time.Hour, Now: newClock(1).Now, Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/key")
+}

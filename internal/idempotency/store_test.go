@@ -298,3 +298,14 @@ func TestDamageAfterOpenRefused(t *testing.T) {
 	}
 	mustFind(t, s, sorted[0]) // the first block is intact
 }
+
+func TestRunIDNeverZero(t *testing.T) {
+	for _, tc := range []struct {
+		number uint64
+		id     uint32
+	}{{1, 1}, {2, 2}, {runIDMax - 1, runIDMax - 1}, {runIDMax, 1}, {2*runIDMax - 2, runIDMax - 1}, {2*runIDMax - 1, 1}} {
+		if got := runID(tc.number); got != tc.id {
+			t.Errorf("runID(%d) = %d, want %d", tc.number, got, tc.id)
+		}
+	}
+}

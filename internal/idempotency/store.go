@@ -232,6 +232,11 @@ func Open(cfg Config) (*Store, error) {
 	if err := s.expire(); err != nil {
 		return nil, err
 	}
+	for _, r := range s.runs.Load().byID {
+		if r.number+openRunsMax >= s.nextNumber {
+			r.keepOpen()
+		}
+	}
 	s.wg.Add(1)
 	go s.writer()
 	return s, nil
@@ -393,6 +398,12 @@ func (s *Store) write(entries []Entry) error {
 		next.byID[id] = o
 	}
 	next.byID[r.id] = r
+	r.keepOpen()
+	if number > openRunsMax {
+		if o := next.byID[runID(number-openRunsMax)]; o != nil && o.number == number-openRunsMax {
+			o.dropOpen()
+		}
+	}
 	s.runs.Store(next)
 	s.index.insertAll(entries, r.id, next)
 	s.generation.Add(1)
@@ -461,6 +472,7 @@ func (s *Store) forget(set *runSet, r *run, why string) {
 	s.cfg.Logger.Error("idempotency: keys forgotten before their window", "reason", why, "keys", r.count, "run", r.path)
 	delete(set.byID, r.id)
 	s.index.stale.Store(true)
+	r.dropOpen()
 	s.removeFile(r)
 }
 
@@ -508,6 +520,7 @@ func (s *Store) expire() error {
 	}
 	s.generation.Add(1)
 	for _, r := range old {
+		r.dropOpen()
 		if err := s.cfg.FS.Remove(r.path); err != nil {
 			return fmt.Errorf("remove run %s: %w", r.path, err)
 		}
@@ -545,6 +558,9 @@ func (s *Store) Close() error {
 		default:
 		}
 		break
+	}
+	for _, r := range s.runs.Load().byID {
+		r.dropOpen()
 	}
 	return nil
 }
@@ -656,10 +672,14 @@ type run struct {
 	id     uint32
 	number uint64
 	path   string
-	// fs opens the file for each lookup that reads it: a day of runs is
-	// tens of thousands of files, too many to hold open, and reads are
-	// rare (retries of keys older than the memory tier).
+	// fs opens the file for a lookup that reads it: a day of runs is
+	// tens of thousands of files, too many to hold open. The newest
+	// openRunsMax runs, where retries land most, keep a handle in f,
+	// guarded by mu: readers hold it shared while they read, and the
+	// writer closes the handle under it exclusively.
 	fs     vfs.FS
+	mu     sync.RWMutex
+	f      vfs.File
 	count  int
 	minAt  int64
 	maxAt  int64
@@ -701,6 +721,53 @@ func loadRun(fsys vfs.FS, path string, number uint64) (*run, []Entry, error) {
 	return newRun(fsys, path, number, entries), entries, nil
 }
 
+// openRunsMax is the number of newest runs that keep an open handle.
+const openRunsMax = 256
+
+// keepOpen opens r's handle (writer only); a failure only costs speed.
+func (r *run) keepOpen() {
+	f, err := r.fs.OpenFile(r.path, os.O_RDONLY, 0)
+	if err != nil {
+		return
+	}
+	r.mu.Lock()
+	if r.f == nil {
+		r.f, f = f, nil
+	}
+	r.mu.Unlock()
+	if f != nil {
+		f.Close()
+	}
+}
+
+// dropOpen closes r's handle once no lookup is reading through it.
+func (r *run) dropOpen() {
+	r.mu.Lock()
+	if r.f != nil {
+		r.f.Close()
+		r.f = nil
+	}
+	r.mu.Unlock()
+}
+
+// readAt reads r at off through its handle, or by opening the file.
+func (r *run) readAt(buf []byte, off int64) error {
+	r.mu.RLock()
+	if r.f != nil {
+		_, err := r.f.ReadAt(buf, off)
+		r.mu.RUnlock()
+		return err
+	}
+	r.mu.RUnlock()
+	f, err := r.fs.OpenFile(r.path, os.O_RDONLY, 0)
+	if err != nil {
+		return err
+	}
+	_, err = f.ReadAt(buf, off)
+	f.Close()
+	return err
+}
+
 // find reads the block that may hold keyHash.
 func (r *run) find(keyHash uint64) (Entry, bool, error) {
 	// The last fence not above keyHash starts the only block that can
@@ -715,15 +782,10 @@ func (r *run) find(keyHash uint64) (Entry, bool, error) {
 	n := min(blockEntries, r.count-i*blockEntries)
 	buf := make([]byte, n*entryBytes+4)
 	off := int64(headerBytes + i*blockBytes)
-	f, err := r.fs.OpenFile(r.path, os.O_RDONLY, 0)
+	err := r.readAt(buf, off)
 	if errors.Is(err, os.ErrNotExist) {
 		return Entry{}, false, nil // removed since the caller loaded the run set: past its window
 	}
-	if err != nil {
-		return Entry{}, false, fmt.Errorf("open run %s: %w", r.path, err)
-	}
-	_, err = f.ReadAt(buf, off)
-	f.Close()
 	if err != nil {
 		return Entry{}, false, fmt.Errorf("read run %s at %d: %w", r.path, off, err)
 	}

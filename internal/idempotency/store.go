@@ -232,6 +232,9 @@ func Open(cfg Config) (*Store, error) {
 	if err := s.expire(); err != nil {
 		return nil, err
 	}
+	// A run forgotten for the budget may be back after a crash (its
+	// removal was not yet durable): the bound holds from the start.
+	s.enforceBudget()
 	for _, r := range s.runs.Load().byID {
 		if r.number+openRunsMax >= s.nextNumber {
 			r.keepOpen()

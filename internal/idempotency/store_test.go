@@ -196,6 +196,17 @@ func TestIndexBudgetForgetsOldest(t *testing.T) {
 	for _, e := range last {
 		mustFind(t, s, e)
 	}
+	// Reopened with a smaller bound, the store forgets at once.
+	s.Close()
+	s, err = Open(Config{Dir: dir, Window: time.Hour, Now: c.Now, Logger: quiet, RunDelayMax: time.Microsecond, IndexBytesMax: 512 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if st := s.Stats(); st.IndexBytes > 512<<10 {
+		t.Fatalf("stats %+v after reopening: the index is over its bound", st)
+	}
+	mustFind(t, s, last[0])
 }
 
 func TestSubmitBacksOffAfterFailure(t *testing.T) {

@@ -37,7 +37,7 @@ func TestOperations(t *testing.T) {
 	f.seedCatalog(map[string]int{"s1": 10})
 	f.must(201, "POST", "/v1/orders", storefrontToken, `{"buyer_id":"u1","items":[{"sku_id":"s1","quantity":1}]}`)
 	r = f.must(200, "GET", "/metrics", "", nil)
-	for _, name := range []string{"fest_orders_placed_total 1", "fest_orders_rejected_total", "fest_gateway_batch_size", "fest_journal_fsync_seconds", "fest_engine_queue_depth", "fest_journal_bytes_total", "fest_projection_lag_bytes"} {
+	for _, name := range []string{"fest_orders_placed_total 1", "fest_orders_rejected_total", "fest_gateway_batch_size", "fest_journal_fsync_seconds", "fest_engine_queue_depth", "fest_journal_bytes_total", "fest_projection_lag_bytes", `fest_idempotency_keys{tier="memory"}`, `fest_idempotency_keys{tier="disk"}`, "fest_idempotency_oldest_key_age_seconds"} {
 		if !strings.Contains(string(r.Body), name) {
 			t.Errorf("metrics: no %q", name)
 		}

@@ -82,15 +82,15 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 		return o, fs, fmt.Errorf("FEST_PAYMENT_TIMEOUT: %w", err)
 	}
 	fs.DurationVar(&o.PaymentTimeout, "payment-timeout", timeout, "unpaid orders expire after this (FEST_PAYMENT_TIMEOUT)")
-	fs.StringVar(&o.AdminToken, "admin-token", envOr("FEST_ADMIN_TOKEN", ""), "admin bearer token; generated into <data>/tokens if empty (FEST_ADMIN_TOKEN)")
-	fs.StringVar(&o.StorefrontToken, "storefront-token", envOr("FEST_STOREFRONT_TOKEN", ""), "storefront bearer token; generated if empty (FEST_STOREFRONT_TOKEN)")
-	fs.StringVar(&o.CarrierToken, "carrier-token", envOr("FEST_CARRIER_TOKEN", ""), "carrier bearer token; generated if empty (FEST_CARRIER_TOKEN)")
-	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", shutdownTimeoutDefault, "how long in-flight requests may finish on shutdown")
 	window, err := time.ParseDuration(envOr("FEST_IDEMPOTENCY_WINDOW", "24h"))
 	if err != nil {
 		return o, fs, fmt.Errorf("FEST_IDEMPOTENCY_WINDOW: %w", err)
 	}
-	fs.DurationVar(&o.IdempotencyWindow, "idempotency-window", window, "how long an Idempotency-Key is remembered, across restarts (FEST_IDEMPOTENCY_WINDOW)")
+	fs.DurationVar(&o.IdempotencyWindow, "idempotency-window", window, "a retried Idempotency-Key returns its first order within this, across restarts (FEST_IDEMPOTENCY_WINDOW)")
+	fs.StringVar(&o.AdminToken, "admin-token", envOr("FEST_ADMIN_TOKEN", ""), "admin bearer token; generated into <data>/tokens if empty (FEST_ADMIN_TOKEN)")
+	fs.StringVar(&o.StorefrontToken, "storefront-token", envOr("FEST_STOREFRONT_TOKEN", ""), "storefront bearer token; generated if empty (FEST_STOREFRONT_TOKEN)")
+	fs.StringVar(&o.CarrierToken, "carrier-token", envOr("FEST_CARRIER_TOKEN", ""), "carrier bearer token; generated if empty (FEST_CARRIER_TOKEN)")
+	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", shutdownTimeoutDefault, "how long in-flight requests may finish on shutdown")
 	fs.Int64Var(&o.SnapshotEveryBytes, "snapshot-every-bytes", 1<<30, "journal growth in bytes after which the engine snapshots in the background; negative: only at shutdown")
 	fs.Int64Var(&o.SegmentBytesMax, "segment-bytes-max", journal.DefaultSegmentBytesMax, "journal segment size in bytes")
 	def := server.Config{}.WithDefaults()
@@ -101,6 +101,9 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 	fs.IntVar(&o.ConnectionsMax, "connections-max", def.ConnectionsMax, "open client connections at most; one more is answered 503 unavailable with Retry-After and closed")
 	if err := fs.Parse(args); err != nil {
 		return o, fs, err
+	}
+	if o.IdempotencyWindow <= 0 {
+		return o, fs, fmt.Errorf("%s: --idempotency-window %v must be positive", name, o.IdempotencyWindow)
 	}
 	if fs.NArg() > 0 {
 		return o, fs, fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))

@@ -3,6 +3,8 @@ package engine
 import (
 	"fmt"
 	"strings"
+
+	"github.com/fest-platform/fest/internal/idempotency"
 )
 
 // core is the deterministic state machine: every partition's state and the
@@ -13,6 +15,9 @@ type core struct {
 	partitions []*partition
 	dir        *directory
 	keys       *keyIndex
+	// disk is the disk tier of idempotency keys, nil without a data
+	// directory. The core only reads its answers, looked up by the worker.
+	disk *idempotency.Store
 
 	paymentTimeout     int64 // nanoseconds
 	idempotencyWindow  int64 // nanoseconds
@@ -182,18 +187,11 @@ func (c *core) placeOrder(p *partition, now int64, cmd *Command, res *Result, ou
 	}
 	var keyHash uint64
 	if o.IdempotencyKey != "" {
-		keyHash = hashString(o.IdempotencyKey) | 1 // never zero: zero means "no key"
-		if e, ok := p.idempotency[keyHash]; ok {
-			if e.requestHash != o.RequestHash {
-				res.Code, res.Field = CodeIdempotencyMismatch, "Idempotency-Key"
-				return
-			}
-			res.Replayed = true
-			res.OrderID = newOrderID(p.id, e.seq)
-			res.Status = p.orders[e.seq-1]
-			if po := p.pendingOrderAt(e.seq); po != nil {
-				p.orderResult(e.seq, po, res)
-			}
+		keyHash = o.stored.keyHash
+		if keyHash == 0 {
+			keyHash = hashString(o.IdempotencyKey) | 1 // never zero: zero means "no key"
+		}
+		if c.keyedOrder(p, now, o, keyHash, res) {
 			return
 		}
 	}
@@ -615,7 +613,7 @@ func (c *core) evolvePlaced(p *partition, ev *Event) {
 	p.orders = append(p.orders, StatusPending)
 	p.addPending(seq, po)
 	if ev.KeyHash != 0 {
-		p.remember(c.keys, ev.KeyHash, ev.RequestHash, seq, ev.At, c.idempotencyWindow, c.idempotencyKeysMax)
+		p.remember(c.keys, ev.KeyHash, ev.RequestHash, seq, ev.At, c.idempotencyWindow, c.idempotencyKeysMax, c.disk != nil)
 	}
 }
 
@@ -650,31 +648,6 @@ func (c *core) evolveEnded(p *partition, ev *Event) {
 	p.orders[seq-1] = status
 	p.removePending(seq)
 	p.freePending(po)
-}
-
-// remember records an idempotency key, evicting keys older than the window
-// or beyond the per-partition maximum, oldest first. Eviction uses event
-// time, so replay evicts exactly what the live engine evicted.
-func (p *partition) remember(keys *keyIndex, keyHash, requestHash, seq uint64, at, window int64, keysMax int) {
-	p.idempotency[keyHash] = idempotencyEntry{requestHash: requestHash, seq: seq, at: at}
-	keys.put(keyHash, p.id)
-	p.idempotencyRing = append(p.idempotencyRing, idempotencyRing{keyHash: keyHash, at: at})
-	for p.idempotencyHead < len(p.idempotencyRing) {
-		head := p.idempotencyRing[p.idempotencyHead]
-		if head.at > at-window && len(p.idempotency) <= keysMax {
-			break
-		}
-		if e, ok := p.idempotency[head.keyHash]; ok && e.at == head.at {
-			delete(p.idempotency, head.keyHash)
-			keys.remove(head.keyHash, p.id)
-		}
-		p.idempotencyHead++
-	}
-	if p.idempotencyHead > 1024 && p.idempotencyHead*2 > len(p.idempotencyRing) {
-		n := copy(p.idempotencyRing, p.idempotencyRing[p.idempotencyHead:])
-		p.idempotencyRing = p.idempotencyRing[:n]
-		p.idempotencyHead = 0
-	}
 }
 
 // intern returns the number of a brand id or category in p's table,

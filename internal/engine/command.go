@@ -145,6 +145,8 @@ type Order struct {
 	// RequestHash it fails with CodeIdempotencyMismatch.
 	IdempotencyKey string
 	RequestHash    uint64
+
+	stored storedKey // the worker's disk look-up of the key, an input of apply
 }
 
 // Command is one request to the engine. Only the fields of its Kind are read.

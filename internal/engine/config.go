@@ -38,13 +38,22 @@ type Config struct {
 	// PaymentTimeout is how long an order may stay unpaid before it expires
 	// and its stock is released (default 15m).
 	PaymentTimeout time.Duration
-	// IdempotencyWindow is how long an idempotency key is remembered at
-	// least (default 24h), unless more than IdempotencyKeysMax keys arrive
-	// in one partition within it: the oldest are then forgotten first.
+	// IdempotencyWindow is how long an idempotency key is remembered
+	// (default 24h): a retry within it returns the first order.
 	IdempotencyWindow time.Duration
-	// IdempotencyKeysMax bounds the keys remembered per partition (default
-	// 1,000,000).
+	// IdempotencyKeysMax is the number of keys each partition keeps in
+	// memory (default 1,000,000); older keys of the window move to the
+	// disk tier in Dir/idempotency. Past twice this number (the disk not
+	// keeping up) a new keyed order is answered CodeOverloaded. Without a
+	// Dir there is no disk tier and the oldest keys past it are forgotten.
 	IdempotencyKeysMax int
+	// IdempotencyIndexBytesMax bounds the memory of the disk tier's index
+	// (default 4 GiB, 10.7 to 21 bytes a key); past it the oldest keys on
+	// disk are forgotten before their window, counted and logged.
+	IdempotencyIndexBytesMax int64
+	// IdempotencyRunDelayMax is how long the disk tier gathers spilled
+	// keys into one run file (default 2s): fewer, larger runs.
+	IdempotencyRunDelayMax time.Duration
 	// ExpireBatchMax bounds the orders one partition expires per batch, so
 	// a wave of expiries does not stall new orders (default 4,096).
 	ExpireBatchMax int
@@ -58,9 +67,9 @@ type Config struct {
 	// on Close and on request). It counts from the last attempt, so a
 	// failed snapshot is retried only after another SnapshotEveryBytes.
 	SnapshotEveryBytes int64
-	// FS is the file system under Dir: engine.json, the directory lock and
-	// (once the journal takes it) the journal and snapshots (default
-	// vfs.OS; tests pass a simulated disk).
+	// FS is the file system under Dir: engine.json, the directory lock,
+	// the journal, snapshots and the idempotency store (default vfs.OS;
+	// tests pass a simulated disk).
 	FS vfs.FS
 	// Journal, if set, is used instead of the file journal in Dir (for a
 	// replicated journal, or a test double). The engine closes it.
@@ -93,7 +102,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("engine config: Partitions %d outside 1..%d", c.Partitions, partitionsMax)
 	case c.Workers < 0:
 		return fmt.Errorf("engine config: Workers %d is negative", c.Workers)
-	case c.BatchSizeMax < 0 || c.QueueDepthMax < 0 || c.InflightRecordsMax < 0 || c.ExpireBatchMax < 0 || c.IdempotencyKeysMax < 0:
+	case c.BatchSizeMax < 0 || c.QueueDepthMax < 0 || c.InflightRecordsMax < 0 || c.ExpireBatchMax < 0 || c.IdempotencyKeysMax < 0 || c.IdempotencyIndexBytesMax < 0 || c.IdempotencyRunDelayMax < 0:
 		return errors.New("engine config: limits must not be negative")
 	case c.PaymentTimeout < 0:
 		return fmt.Errorf("engine config: PaymentTimeout %v is negative", c.PaymentTimeout)

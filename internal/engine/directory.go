@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"fmt"
 	"hash/maphash"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/fest-platform/fest/internal/idempotency"
 )
 
 // directory maps SKU ids to their partition and slot. Gateways read it to
@@ -156,10 +159,15 @@ const (
 	reservationsMax = 1 << 14
 )
 
+// keyEntry is small (4 bytes) because the index holds every key of the
+// memory tiers: a partition number fits in 16 bits (partitionsMax).
 type keyEntry struct {
-	partition int
+	partition uint16
 	confirmed bool
 }
+
+// Partition numbers must fit keyEntry.partition.
+var _ [1<<16 - partitionsMax]struct{}
 
 type keyIndexShard struct {
 	mu struct {
@@ -179,15 +187,59 @@ func newKeyIndex() *keyIndex {
 }
 
 // reserve binds keyHash to partition unless it is bound already, and
-// returns the partition it is bound to.
-func (k *keyIndex) reserve(keyHash uint64, partition int) int {
+// returns the partition it is bound to. The index holds the keys of the
+// memory tiers and recent reservations; a key that has moved to disk is
+// bound by its disk entry, read outside the shard lock. A partition removes
+// a key from the index only after its disk run is published, which bumps
+// the store's generation: a reservation is made only if the generation
+// seen before the disk miss still holds, so a key cannot slip out of memory
+// between the two checks and be bound twice. missGeneration is that
+// generation when the key was reserved after a disk miss, else 0: while
+// the store stays at it, the worker need not look again.
+func (k *keyIndex) reserve(keyHash uint64, partition int, disk *idempotency.Store) (owner int, missGeneration uint64, err error) {
 	s := &k.shards[keyHash%keyIndexShards]
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e, ok := s.mu.keys[keyHash]; ok {
-		return e.partition
+	for {
+		var generation uint64
+		if disk != nil {
+			generation = disk.Generation()
+		}
+		s.mu.Lock()
+		if e, ok := s.mu.keys[keyHash]; ok {
+			s.mu.Unlock()
+			return int(e.partition), 0, nil
+		}
+		if disk == nil {
+			s.reserveLocked(keyHash, partition)
+			s.mu.Unlock()
+			return partition, 0, nil
+		}
+		s.mu.Unlock()
+		e, ok, err := disk.Lookup(keyHash)
+		if err != nil {
+			return 0, 0, fmt.Errorf("look up idempotency key: %w", err)
+		}
+		if ok {
+			return int(e.Partition), 0, nil
+		}
+		s.mu.Lock()
+		if e, ok := s.mu.keys[keyHash]; ok {
+			s.mu.Unlock()
+			return int(e.partition), 0, nil
+		}
+		if disk.Generation() != generation {
+			s.mu.Unlock()
+			continue // runs were published meanwhile: look again
+		}
+		s.reserveLocked(keyHash, partition)
+		s.mu.Unlock()
+		return partition, generation, nil
 	}
-	s.mu.keys[keyHash] = keyEntry{partition: partition}
+}
+
+// reserveLocked records an unconfirmed reservation, dropping the oldest
+// unconfirmed one past reservationsMax.
+func (s *keyIndexShard) reserveLocked(keyHash uint64, partition int) {
+	s.mu.keys[keyHash] = keyEntry{partition: uint16(partition)}
 	s.mu.reservations = append(s.mu.reservations, keyHash)
 	if len(s.mu.reservations) > reservationsMax {
 		old := s.mu.reservations[0]
@@ -196,14 +248,13 @@ func (k *keyIndex) reserve(keyHash uint64, partition int) int {
 			delete(s.mu.keys, old)
 		}
 	}
-	return partition
 }
 
 // put confirms keyHash for partition: an order is remembered under it.
 func (k *keyIndex) put(keyHash uint64, partition int) {
 	s := &k.shards[keyHash%keyIndexShards]
 	s.mu.Lock()
-	s.mu.keys[keyHash] = keyEntry{partition: partition, confirmed: true}
+	s.mu.keys[keyHash] = keyEntry{partition: uint16(partition), confirmed: true}
 	s.mu.Unlock()
 }
 
@@ -211,7 +262,7 @@ func (k *keyIndex) put(keyHash uint64, partition int) {
 func (k *keyIndex) remove(keyHash uint64, partition int) {
 	s := &k.shards[keyHash%keyIndexShards]
 	s.mu.Lock()
-	if e, ok := s.mu.keys[keyHash]; ok && e.partition == partition {
+	if e, ok := s.mu.keys[keyHash]; ok && int(e.partition) == partition {
 		delete(s.mu.keys, keyHash)
 	}
 	s.mu.Unlock()

@@ -37,8 +37,8 @@ func (c *core) dump() string {
 			}
 			b.WriteByte('\n')
 		}
-		for _, k := range slices.Sorted(maps.Keys(p.idempotency)) {
-			fmt.Fprintf(&b, "  key %x %+v\n", k, p.idempotency[k])
+		for _, k := range slices.Sorted(maps.Keys(p.keys.entries)) {
+			fmt.Fprintf(&b, "  key %x %+v\n", k, p.keys.entries[k])
 		}
 	}
 	return b.String()

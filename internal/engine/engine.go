@@ -130,6 +130,10 @@ func Open(cfg Config) (*Engine, error) {
 		e.journal.Close()
 		return nil, err
 	}
+	if err := e.openIdempotency(); err != nil {
+		e.journal.Close()
+		return nil, err
+	}
 	for i := 0; i < cfg.Workers; i++ {
 		w := newWorker(e, i)
 		e.workers = append(e.workers, w)
@@ -398,7 +402,14 @@ func (c *core) route(r *Request) (int, bool) {
 			// on another merchant's order is another request. Reserving it
 			// here, before either order is applied, settles a race between
 			// two first uses.
-			if c.keys.reserve(hashString(cmd.Order.IdempotencyKey)|1, partition) != partition {
+			keyHash := hashString(cmd.Order.IdempotencyKey) | 1
+			owner, missGeneration, err := c.keys.reserve(keyHash, partition, c.disk)
+			cmd.Order.stored = storedKey{keyHash: keyHash, missGeneration: uint32(missGeneration)}
+			if err != nil {
+				res.Code = CodeUnavailable
+				return 0, false
+			}
+			if owner != partition {
 				res.Code, res.Field = CodeIdempotencyMismatch, "Idempotency-Key"
 				return 0, false
 			}
@@ -499,6 +510,9 @@ func (e *Engine) Close() error {
 		if err := e.snapshotStopped(); err != nil {
 			errs = append(errs, fmt.Errorf("final snapshot: %w", err))
 		}
+	}
+	if err := e.closeIdempotency(); err != nil {
+		errs = append(errs, err)
 	}
 	if err := e.journal.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("close journal: %w", err))

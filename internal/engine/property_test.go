@@ -2,8 +2,14 @@ package engine
 
 import (
 	"fmt"
+	"os"
+	"runtime"
 	"strconv"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/fest-platform/fest/internal/idempotency"
 
 	"pgregory.net/rapid"
 )
@@ -148,10 +154,25 @@ type harness struct {
 func (h *harness) do(cmd Command) Result {
 	r := Request{Command: cmd}
 	h.em.reset(nil)
+	if h.c.disk != nil {
+		// As a worker does before a batch, and waiting for each spill so
+		// that a run replays exactly.
+		for _, p := range h.c.partitions {
+			h.c.startSpill(p)
+			for p.keys.spilling && p.keys.spillResult.Load() == spillPending {
+				runtime.Gosched()
+			}
+			h.c.settleSpill(p)
+		}
+	}
 	for _, p := range h.c.partitions {
 		h.c.expire(p, h.now, 1<<30, &h.em)
 	}
 	if p, ok := h.c.route(&r); ok {
+		r.partition = int32(p)
+		if h.c.disk != nil {
+			h.c.lookUpKey(&r, quiet)
+		}
 		h.c.apply(h.c.partitions[p], h.now, &r.Command, &r.Result, &h.em)
 	}
 	if h.em.events > 0 {
@@ -164,9 +185,35 @@ func newHarness(partitions int) *harness {
 	return &harness{c: newCore(partitions, modelTimeout, 1<<40, 1<<20)}
 }
 
+// propertyKeysMax is the memory tier of the harness with a disk tier: two
+// keys, so that most keys of a run live on disk.
+const propertyKeysMax = 2
+
+// withDisk gives the harness a disk tier in a fresh directory; the caller
+// closes the returned store and removes dir.
+func (h *harness) withDisk(t *rapid.T) (*idempotency.Store, string) {
+	dir, err := os.MkdirTemp("", "fest-property-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.c.idempotencyKeysMax = propertyKeysMax
+	s, err := idempotency.Open(idempotency.Config{Dir: dir, Window: 1 << 40, Now: func() int64 { return 0 }, Logger: quiet, RunDelayMax: time.Microsecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.c.disk = s
+	return s, dir
+}
+
 func TestEngineMatchesModel(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		h := newHarness(rapid.IntRange(1, 4).Draw(t, "partitions"))
+		disk := rapid.Bool().Draw(t, "disk")
+		if disk {
+			s, dir := h.withDisk(t)
+			defer os.RemoveAll(dir)
+			defer s.Close()
+		}
 		m := &model{skus: map[string]*modelSKU{}, orders: map[OrderID]*modelOrder{}, keys: map[string]modelKey{}, reserved: map[string]int{}, partitionOf: h.c.merchantPartition}
 		merchants := []string{"m0", "m1", "m2"}
 		if r := h.do(Command{Kind: KindUpsertBrand, Brand: &Brand{ID: "b", Name: "B", Country: "CN"}}); !r.OK() {
@@ -332,6 +379,7 @@ func TestEngineMatchesModel(t *testing.T) {
 		}
 		// Replay of the records rebuilds exactly the same state.
 		replayed := newCore(len(h.c.partitions), modelTimeout, 1<<40, 1<<20)
+		replayed.idempotencyKeysMax, replayed.disk = h.c.idempotencyKeysMax, h.c.disk
 		for _, rec := range h.records {
 			err := DecodeRecord(rec, len(replayed.partitions), func(ev *Event) error {
 				replayed.evolve(replayed.partitions[ev.Partition], ev)
@@ -341,8 +389,31 @@ func TestEngineMatchesModel(t *testing.T) {
 				t.Fatalf("decode record: %v", err)
 			}
 		}
-		if got, want := replayed.dump(), h.c.dump(); got != want {
+		if !disk {
+			if got, want := replayed.dump(), h.c.dump(); got != want {
+				t.Fatalf("replayed state differs:\n%s\nlive:\n%s", got, want)
+			}
+			return
+		}
+		// With a disk tier, replay puts every key back in memory: the
+		// state is the same but for where each key lives, and every key
+		// replayed is in the live memory tier or on disk, unchanged.
+		if got, want := withoutKeys(replayed.dump()), withoutKeys(h.c.dump()); got != want {
 			t.Fatalf("replayed state differs:\n%s\nlive:\n%s", got, want)
+		}
+		for _, p := range replayed.partitions {
+			for k, e := range p.keys.entries {
+				if live, ok := h.c.partitions[p.id].keys.entries[k]; ok {
+					if live != e {
+						t.Fatalf("key %x: replayed %+v, live %+v", k, e, live)
+					}
+					continue
+				}
+				d, ok, err := h.c.disk.Lookup(k)
+				if err != nil || !ok || d != (idempotency.Entry{KeyHash: k, RequestHash: e.requestHash, Seq: e.seq, At: e.at, Partition: uint32(p.id)}) {
+					t.Fatalf("key %x of partition %d (%+v) is in neither tier: disk %+v %v %v", k, p.id, e, d, ok, err)
+				}
+			}
 		}
 	})
 }
@@ -368,6 +439,17 @@ func checkBooks(t *rapid.T, h *harness, m *model) {
 			t.Fatalf("order %v: engine %v model %v", id, r.Status, o.status)
 		}
 	}
+}
+
+// withoutKeys drops the idempotency key lines of a dump.
+func withoutKeys(dump string) string {
+	var b strings.Builder
+	for line := range strings.Lines(dump) {
+		if !strings.HasPrefix(line, "  key ") {
+			b.WriteString(line)
+		}
+	}
+	return b.String()
 }
 
 func TestOrderIDRoundTrip(t *testing.T) {

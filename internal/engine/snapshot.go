@@ -68,20 +68,7 @@ func encodePartition(b []byte, p *partition) []byte {
 			b = binary.AppendUvarint(b, uint64(it.quantity))
 		}
 	}
-	live := len(p.idempotencyRing) - p.idempotencyHead
-	b = binary.AppendUvarint(b, uint64(live))
-	for _, r := range p.idempotencyRing[p.idempotencyHead:] {
-		b = binary.LittleEndian.AppendUint64(b, r.keyHash)
-		b = binary.AppendVarint(b, r.at)
-	}
-	b = binary.AppendUvarint(b, uint64(len(p.idempotency)))
-	for k, v := range p.idempotency {
-		b = binary.LittleEndian.AppendUint64(b, k)
-		b = binary.LittleEndian.AppendUint64(b, v.requestHash)
-		b = binary.AppendUvarint(b, v.seq)
-		b = binary.AppendVarint(b, v.at)
-	}
-	return b
+	return p.keys.encode(b)
 }
 
 func (d *decoder) count(max uint64, what string) int {
@@ -196,14 +183,7 @@ func (c *core) decodePartition(p *partition, data []byte) error {
 	for d.err == nil && p.pendingBase+uint64(len(p.pending)) < p.nextSeq() {
 		p.pending = append(p.pending, nil)
 	}
-	for i, n := 0, d.count(1<<40, "idempotency ring"); i < n && d.err == nil; i++ {
-		p.idempotencyRing = append(p.idempotencyRing, idempotencyRing{keyHash: d.uint64(), at: d.varint()})
-	}
-	for i, n := 0, d.count(1<<40, "idempotency key"); i < n && d.err == nil; i++ {
-		k := d.uint64()
-		p.idempotency[k] = idempotencyEntry{requestHash: d.uint64(), seq: d.uvarint(), at: d.varint()}
-		c.keys.put(k, p.id)
-	}
+	c.decodeKeys(d, p)
 	if d.err == nil && d.off != len(d.b) {
 		d.fail("trailing bytes")
 	}

@@ -71,17 +71,6 @@ func (o *pendingOrder) item(i int) pendingItem {
 	return o.more[i-inlineItems]
 }
 
-type idempotencyEntry struct {
-	requestHash uint64
-	seq         uint64
-	at          int64
-}
-
-type idempotencyRing struct {
-	keyHash uint64
-	at      int64
-}
-
 // partition is the state of one logical partition. Only its worker touches
 // it (except brands, read by other partitions' workers under brandsMu), so
 // none of it is locked on the hot path.
@@ -117,9 +106,9 @@ type partition struct {
 	// pendingFree recycles pendingOrder values (no allocation per order).
 	pendingFree []*pendingOrder
 
-	idempotency     map[uint64]idempotencyEntry
-	idempotencyRing []idempotencyRing
-	idempotencyHead int
+	// keys is the memory tier of the partition's idempotency keys
+	// (idempotency.go).
+	keys memoryKeys
 
 	// interned holds one copy of each brand id and category of its SKUs;
 	// internIndex finds a string's number.
@@ -139,7 +128,7 @@ func newPartition(id int) *partition {
 		internIndex:   map[string]uint32{"": 0},
 		brands:        make(map[string]*Brand),
 		pendingBase:   1,
-		idempotency:   make(map[uint64]idempotencyEntry),
+		keys:          newMemoryKeys(),
 		expireCursor:  1,
 	}
 }

@@ -151,6 +151,7 @@ func (w *worker) batch(first *shard) bool {
 	w.lastNow = now
 	em := &w.em
 	em.reset(fl.buf)
+	w.idempotencyBeforeApply(fl.shards)
 	for _, p := range w.parts {
 		fl = w.expire(fl, p, now)
 	}

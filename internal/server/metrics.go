@@ -96,10 +96,16 @@ var (
 	descStoreNanos  = prometheus.NewDesc("fest_orderstore_apply_seconds_total", "Time the order store spent committing batches.", nil, nil)
 	descStoreCommit = prometheus.NewDesc("fest_orderstore_commits_total", "Order store batch commits.", nil, nil)
 	descReady       = prometheus.NewDesc("fest_ready", "1 once recovery is done.", nil, nil)
+
+	descIdempotencyKeys      = prometheus.NewDesc("fest_idempotency_keys", "Idempotency keys held, by tier (memory: as of each partition's last batch).", []string{"tier"}, nil)
+	descIdempotencyOldest    = prometheus.NewDesc("fest_idempotency_oldest_key_age_seconds", "Age of the oldest idempotency key held in either tier.", nil, nil)
+	descIdempotencyIndex     = prometheus.NewDesc("fest_idempotency_disk_index_bytes", "Memory of the disk tier's key index.", nil, nil)
+	descIdempotencyForgotten = prometheus.NewDesc("fest_idempotency_forgotten_early_total", "Keys the disk tier dropped before their window to stay within its index bound.", nil, nil)
 )
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCommands, descRejected, descOverloaded, descBatches, descEvents, descRecords, descJournal, descDurable, descQueue, descSKUs, descLagBytes, descLagSeconds, descStoreEvents, descStoreNanos, descStoreCommit, descReady} {
+	for _, d := range []*prometheus.Desc{descCommands, descRejected, descOverloaded, descBatches, descEvents, descRecords, descJournal, descDurable, descQueue, descSKUs, descLagBytes, descLagSeconds, descStoreEvents, descStoreNanos, descStoreCommit, descReady,
+		descIdempotencyKeys, descIdempotencyOldest, descIdempotencyIndex, descIdempotencyForgotten} {
 		ch <- d
 	}
 }
@@ -128,6 +134,12 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descQueue, prometheus.GaugeValue, float64(be.eng.QueueDepth(w)), strconv.Itoa(w))
 	}
 	ch <- prometheus.MustNewConstMetric(descSKUs, prometheus.GaugeValue, float64(be.eng.SKUCount()))
+	is := be.eng.IdempotencyStats()
+	ch <- prometheus.MustNewConstMetric(descIdempotencyKeys, prometheus.GaugeValue, float64(is.MemoryKeys), "memory")
+	ch <- prometheus.MustNewConstMetric(descIdempotencyKeys, prometheus.GaugeValue, float64(is.DiskKeys), "disk")
+	ch <- prometheus.MustNewConstMetric(descIdempotencyOldest, prometheus.GaugeValue, is.OldestAge.Seconds())
+	ch <- prometheus.MustNewConstMetric(descIdempotencyIndex, prometheus.GaugeValue, float64(is.DiskIndexBytes))
+	counter(descIdempotencyForgotten, is.ForgottenEarly)
 	ss := be.store.Stats()
 	ch <- prometheus.MustNewConstMetric(descLagBytes, prometheus.GaugeValue, float64(ss.LagBytes), "orderstore")
 	ch <- prometheus.MustNewConstMetric(descLagSeconds, prometheus.GaugeValue, ss.LagSeconds, "orderstore")

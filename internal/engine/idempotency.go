@@ -1,0 +1,418 @@
+package engine
+
+import (
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/fest-platform/fest/internal/idempotency"
+)
+
+// Idempotency keys live in two tiers. The memory tier (memoryKeys, one per
+// partition, in the engine snapshot and rebuilt by replay of OrderPlaced
+// events) holds the recent keys, about IdempotencyKeysMax per partition.
+// When it grows past that, the partition's worker hands its oldest keys to
+// the disk tier (internal/idempotency), whose writer goroutine writes them
+// as one fsynced run; only once the run is durable does the worker remove
+// them from memory, so a key is always in at least one tier, across any
+// crash. The deterministic core never does I/O: before a batch is applied,
+// its worker looks up on disk every keyed order that misses memory and
+// passes the answer into apply as an input, like the time. Only the worker
+// removes keys from memory, and it does so before those look-ups, so no
+// key can leave memory between its look-up and its apply.
+//
+// Without a data directory (a test double journal) there is no disk tier
+// and the memory tier forgets its oldest keys past IdempotencyKeysMax, as
+// it always did.
+
+type idempotencyEntry struct {
+	requestHash uint64
+	seq         uint64
+	at          int64
+}
+
+type idempotencyRing struct {
+	keyHash uint64
+	at      int64
+}
+
+// memoryKeys is a partition's memory tier. Only the partition's worker (or
+// replay) touches it, except the atomics at the end.
+type memoryKeys struct {
+	entries map[uint64]idempotencyEntry
+	// ring lists the keys in placement order from head on; ring positions
+	// are counted from the partition's start (base is the position of
+	// ring[0]), so that a spill can name its range across compactions.
+	ring []idempotencyRing
+	head int
+	base uint64
+
+	// spilled is the ring position below which keys were handed to the
+	// disk tier; spillFrom and spillTo bound the spill in flight.
+	spilled            uint64
+	spillFrom, spillTo uint64
+	spilling           bool
+	// spillResult is set by the disk writer's goroutine: spillOK or
+	// spillFailed, then read and cleared by the worker.
+	spillResult atomic.Int32
+
+	// count and oldestAt are published once per batch for /metrics.
+	count    atomic.Int64
+	oldestAt atomic.Int64
+}
+
+const (
+	spillPending int32 = iota
+	spillOK
+	spillFailed
+)
+
+const (
+	// memoryKeysHardFactor times IdempotencyKeysMax is the hard bound of a
+	// memory tier with a disk tier: reached only when the disk cannot keep
+	// up (or fails), a new keyed order is then answered CodeOverloaded, a
+	// retryable answer that forgets nothing, rather than let memory grow
+	// or forget keys within their window.
+	memoryKeysHardFactor = 2
+	// spillLowWaterFraction: a spill takes the tier down to
+	// IdempotencyKeysMax minus this fraction of it, so that spills come
+	// in chunks (few runs), not one per order.
+	spillLowWaterFraction = 8
+)
+
+func newMemoryKeys() memoryKeys {
+	return memoryKeys{entries: make(map[uint64]idempotencyEntry)}
+}
+
+func (m *memoryKeys) headPos() uint64 { return m.base + uint64(m.head) }
+
+// live reports whether ring entry r still names the key's current entry.
+func (m *memoryKeys) live(r idempotencyRing) bool {
+	e, ok := m.entries[r.keyHash]
+	return ok && e.at == r.at
+}
+
+// drop removes the head of the ring, and its key if r is still current.
+func (m *memoryKeys) drop(keys *keyIndex, partition int) {
+	r := m.ring[m.head]
+	if m.live(r) {
+		delete(m.entries, r.keyHash)
+		keys.remove(r.keyHash, partition)
+	}
+	m.head++
+}
+
+func (m *memoryKeys) compactRing() {
+	if m.head > 1024 && m.head*2 > len(m.ring) {
+		n := copy(m.ring, m.ring[m.head:])
+		clear(m.ring[n:])
+		m.ring = m.ring[:n]
+		m.base += uint64(m.head)
+		m.head = 0
+	}
+}
+
+// remember records an idempotency key, forgetting keys older than the
+// window, oldest first, and, without a disk tier, keys beyond keysMax.
+// Eviction uses event time, so replay evicts exactly what the live engine
+// evicted; what the disk tier holds is decided by the worker, not here.
+func (p *partition) remember(keys *keyIndex, keyHash, requestHash, seq uint64, at, window int64, keysMax int, disk bool) {
+	m := &p.keys
+	m.entries[keyHash] = idempotencyEntry{requestHash: requestHash, seq: seq, at: at}
+	keys.put(keyHash, p.id)
+	m.ring = append(m.ring, idempotencyRing{keyHash: keyHash, at: at})
+	for m.head < len(m.ring) {
+		head := m.ring[m.head]
+		if head.at > at-window && (disk || len(m.entries) <= keysMax) {
+			break
+		}
+		m.drop(keys, p.id)
+	}
+	m.compactRing()
+}
+
+// storedKey is what the worker's disk look-up found for a keyed order.
+type storedKey struct {
+	keyHash uint64             // the key's hash, so it is hashed once; 0 if not yet
+	entry   *idempotency.Entry // nil: not on disk
+	// missGeneration is the low 32 bits of the disk tier's generation at
+	// which the router found the key on no disk run (0: it did not look).
+	// 32 bits keep Command small; a false match would take 2^32 runs
+	// published between routing and apply.
+	missGeneration uint32
+	failed         bool // the look-up failed: answer CodeUnavailable
+}
+
+// keyedOrder decides a keyed order from the tiers. done is true when res
+// holds the answer (a replay, a mismatch or a refusal).
+func (c *core) keyedOrder(p *partition, now int64, o *Order, keyHash uint64, res *Result) (done bool) {
+	if e, ok := p.keys.entries[keyHash]; ok {
+		c.replayKey(p, o, e.requestHash, e.seq, res)
+		return true
+	}
+	if s := o.stored.entry; s != nil && s.At > now-c.idempotencyWindow {
+		if int(s.Partition) != p.id || s.Seq == 0 || s.Seq >= p.nextSeq() {
+			// The router binds a key to one partition, so this is a hash
+			// collision or a key from another data directory: not this
+			// request's order either way.
+			res.Code, res.Field = CodeIdempotencyMismatch, "Idempotency-Key"
+			return true
+		}
+		c.replayKey(p, o, s.RequestHash, s.Seq, res)
+		return true
+	}
+	if o.stored.failed {
+		res.Code = CodeUnavailable
+		return true
+	}
+	if c.disk != nil && len(p.keys.entries) >= memoryKeysHardFactor*c.idempotencyKeysMax {
+		res.Code = CodeOverloaded
+		return true
+	}
+	return false
+}
+
+func (c *core) replayKey(p *partition, o *Order, requestHash, seq uint64, res *Result) {
+	if requestHash != o.RequestHash {
+		res.Code, res.Field = CodeIdempotencyMismatch, "Idempotency-Key"
+		return
+	}
+	res.Replayed = true
+	res.OrderID = newOrderID(p.id, seq)
+	res.Status = p.orders[seq-1]
+	if po := p.pendingOrderAt(seq); po != nil {
+		p.orderResult(seq, po, res)
+	}
+}
+
+// idempotencyBeforeApply runs on the worker before each batch is applied:
+// it removes from memory the keys whose disk run is now durable, starts the
+// next spill, and looks up on disk the keyed orders that miss memory.
+func (w *worker) idempotencyBeforeApply(shards []shard) {
+	c := w.e.core
+	for _, p := range w.parts {
+		if c.disk != nil {
+			c.settleSpill(p)
+			c.startSpill(p)
+		}
+		m := &p.keys
+		m.count.Store(int64(len(m.entries)))
+		if m.head < len(m.ring) {
+			m.oldestAt.Store(m.ring[m.head].at)
+		} else {
+			m.oldestAt.Store(0)
+		}
+	}
+	if c.disk == nil {
+		return
+	}
+	for _, s := range shards {
+		for _, i := range s.idx {
+			c.lookUpKey(&s.b.Requests[i], w.e.cfg.Logger)
+		}
+	}
+}
+
+// lookUpKey looks up on disk the key of a keyed order that misses memory
+// and records the answer in the command, for apply.
+func (c *core) lookUpKey(r *Request, logger *slog.Logger) {
+	if r.Command.Kind != KindPlaceOrder || r.Command.Order.IdempotencyKey == "" {
+		return
+	}
+	o := &r.Command.Order
+	keyHash := o.stored.keyHash
+	if keyHash == 0 {
+		keyHash = hashString(o.IdempotencyKey) | 1
+	}
+	missGeneration := o.stored.missGeneration
+	o.stored = storedKey{keyHash: keyHash}
+	if _, ok := c.partitions[r.partition].keys.entries[keyHash]; ok {
+		return
+	}
+	if missGeneration != 0 && missGeneration == uint32(c.disk.Generation()) {
+		// Nothing was published since the router's miss: a look-up would
+		// miss again.
+		return
+	}
+	e, ok, err := c.disk.Lookup(keyHash)
+	switch {
+	case err != nil:
+		logger.Error("idempotency: disk look-up failed; the order is answered unavailable", "err", err)
+		o.stored.failed = true
+	case ok:
+		found := e // allocated only for a key found on disk
+		o.stored.entry = &found
+	}
+}
+
+// settleSpill ends p's spill in flight once the disk writer has answered.
+func (c *core) settleSpill(p *partition) {
+	m := &p.keys
+	if !m.spilling {
+		return
+	}
+	switch m.spillResult.Load() {
+	case spillPending:
+		return
+	case spillFailed:
+		// The keys are still in memory; the next spill retries them.
+		m.spilled = m.spillFrom
+	case spillOK:
+		for m.head < len(m.ring) && m.headPos() < m.spillTo {
+			m.drop(c.keys, p.id)
+		}
+		m.compactRing()
+	}
+	m.spillResult.Store(spillPending)
+	m.spilling = false
+}
+
+// startSpill hands p's oldest keys to the disk tier when memory holds more
+// than IdempotencyKeysMax.
+func (c *core) startSpill(p *partition) {
+	m := &p.keys
+	if m.spilling || len(m.entries) <= c.idempotencyKeysMax {
+		return
+	}
+	target := c.idempotencyKeysMax - c.idempotencyKeysMax/spillLowWaterFraction
+	n := len(m.entries) - target
+	from := max(m.spilled, m.headPos())
+	batch := make([]idempotency.Entry, 0, n)
+	pos := from
+	for ; pos < m.base+uint64(len(m.ring)) && len(batch) < n; pos++ {
+		r := m.ring[pos-m.base]
+		if !m.live(r) {
+			continue
+		}
+		e := m.entries[r.keyHash]
+		batch = append(batch, idempotency.Entry{KeyHash: r.keyHash, RequestHash: e.requestHash, Seq: e.seq, At: e.at, Partition: uint32(p.id)})
+	}
+	if len(batch) == 0 {
+		return
+	}
+	err := c.disk.Submit(batch, func(err error) {
+		if err != nil {
+			m.spillResult.Store(spillFailed)
+		} else {
+			m.spillResult.Store(spillOK)
+		}
+	})
+	if err != nil {
+		return // busy or closed: the keys stay in memory, retried next batch
+	}
+	m.spillFrom, m.spillTo, m.spilled, m.spilling = from, pos, pos, true
+}
+
+// encodeKeys appends p's memory tier to a snapshot: the ring from head on,
+// then the entries.
+func (m *memoryKeys) encode(b []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(m.ring)-m.head))
+	for _, r := range m.ring[m.head:] {
+		b = binary.LittleEndian.AppendUint64(b, r.keyHash)
+		b = binary.AppendVarint(b, r.at)
+	}
+	b = binary.AppendUvarint(b, uint64(len(m.entries)))
+	for k, v := range m.entries {
+		b = binary.LittleEndian.AppendUint64(b, k)
+		b = binary.LittleEndian.AppendUint64(b, v.requestHash)
+		b = binary.AppendUvarint(b, v.seq)
+		b = binary.AppendVarint(b, v.at)
+	}
+	return b
+}
+
+// decodeKeys restores p's memory tier from a snapshot and confirms its keys
+// in the router's index.
+func (c *core) decodeKeys(d *decoder, p *partition) {
+	m := &p.keys
+	for i, n := 0, d.count(1<<40, "idempotency ring"); i < n && d.err == nil; i++ {
+		m.ring = append(m.ring, idempotencyRing{keyHash: d.uint64(), at: d.varint()})
+	}
+	for i, n := 0, d.count(1<<40, "idempotency key"); i < n && d.err == nil; i++ {
+		k := d.uint64()
+		e := idempotencyEntry{requestHash: d.uint64(), seq: d.uvarint(), at: d.varint()}
+		if d.err != nil {
+			break
+		}
+		if k == 0 || e.seq == 0 || e.seq > uint64(len(p.orders)) {
+			d.fail("idempotency key of no order")
+			break
+		}
+		m.entries[k] = e
+		c.keys.put(k, p.id)
+	}
+}
+
+// openIdempotency opens the disk tier in the data directory.
+func (e *Engine) openIdempotency() error {
+	if e.cfg.Dir == "" {
+		return nil
+	}
+	s, err := idempotency.Open(idempotency.Config{
+		FS:            e.cfg.FS,
+		Dir:           filepath.Join(e.cfg.Dir, "idempotency"),
+		Window:        e.cfg.IdempotencyWindow,
+		IndexBytesMax: e.cfg.IdempotencyIndexBytesMax,
+		RunDelayMax:   e.cfg.IdempotencyRunDelayMax,
+		Now:           e.cfg.Now,
+		Logger:        e.cfg.Logger,
+	})
+	if err != nil {
+		return fmt.Errorf("open idempotency store: %w", err)
+	}
+	e.core.disk = s
+	return nil
+}
+
+// closeIdempotency closes the disk tier once the workers have stopped.
+func (e *Engine) closeIdempotency() error {
+	if e.core.disk == nil {
+		return nil
+	}
+	if err := e.core.disk.Close(); err != nil {
+		return fmt.Errorf("close idempotency store: %w", err)
+	}
+	return nil
+}
+
+// IdempotencyStats are the figures of both tiers.
+type IdempotencyStats struct {
+	MemoryKeys     int64
+	DiskKeys       int64
+	DiskRuns       int
+	DiskIndexBytes int64
+	// OldestAt is the placement time (unix nanoseconds) of the oldest key
+	// held in either tier; 0 when there is none.
+	OldestAt int64
+	// OldestAge is the oldest key's age by the engine's clock.
+	OldestAge time.Duration
+	// ForgottenEarly counts keys the disk tier dropped before their window
+	// to stay within IdempotencyIndexBytesMax.
+	ForgottenEarly uint64
+}
+
+// IdempotencyStats returns the figures of both tiers (memory figures are
+// as of each partition's last batch).
+func (e *Engine) IdempotencyStats() IdempotencyStats {
+	var st IdempotencyStats
+	for _, p := range e.core.partitions {
+		st.MemoryKeys += p.keys.count.Load()
+		if at := p.keys.oldestAt.Load(); at != 0 && (st.OldestAt == 0 || at < st.OldestAt) {
+			st.OldestAt = at
+		}
+	}
+	if e.core.disk != nil {
+		ds := e.core.disk.Stats()
+		st.DiskKeys, st.DiskRuns, st.DiskIndexBytes, st.ForgottenEarly = ds.Keys, ds.Runs, ds.IndexBytes, ds.ForgottenEarly
+		if ds.OldestAt != 0 && (st.OldestAt == 0 || ds.OldestAt < st.OldestAt) {
+			st.OldestAt = ds.OldestAt
+		}
+	}
+	if st.OldestAt != 0 {
+		st.OldestAge = time.Duration(max(0, e.cfg.Now()-st.OldestAt))
+	}
+	return st
+}

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -252,8 +253,10 @@ func (f *failingSyncFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.F
 	return failingSyncFile{File: file, fs: f}, nil
 }
 
+// Sync fails for the idempotency store's files only: the engine's other
+// files (engine.json, the journal) share the file system.
 func (f failingSyncFile) Sync() error {
-	if f.fs.failing.Load() {
+	if f.fs.failing.Load() && strings.Contains(f.Name(), string(filepath.Separator)+"idempotency"+string(filepath.Separator)) {
 		return errors.New("injected fsync failure")
 	}
 	return f.File.Sync()

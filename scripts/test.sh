@@ -37,6 +37,20 @@ go vet ./...
 echo "== go test -race"
 go test -race -count=1 -timeout 25m ./...
 
+# The storage-fault simulation: the real engine, journal, snapshots and
+# projections on a simulated disk that loses unsynced writes, tears them,
+# drops unsynced directory entries, fails fsyncs and flips bits. Each seed has
+# several crash points; FEST_SIM_SEEDS sets how many seeds (default 2000).
+sim_seeds=${FEST_SIM_SEEDS:-2000}
+echo "== storage-fault simulation, $sim_seeds seeds"
+if FEST_SIM_SEEDS=$sim_seeds go test -count=1 -v -run '^TestCrashSimulation$' -timeout 20m ./internal/simulation >"$work/sim.log" 2>&1; then
+	grep -E 'seeds in' "$work/sim.log"
+else
+	grep -v -E '^time=|^[0-9/]+ [0-9:]+ (INFO|WARN|ERROR)' "$work/sim.log" | tail -n 150
+	echo "the storage-fault simulation failed: its seed and replay command are above"
+	exit 1
+fi
+
 echo "== allocation and memory checks (not meaningful under -race)"
 go test -count=1 -run 'Alloc|Memory' ./...
 

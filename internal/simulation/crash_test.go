@@ -1,0 +1,720 @@
+package simulation
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fest-platform/fest/internal/analytics"
+	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/journal"
+	"github.com/fest-platform/fest/internal/orderstore"
+	"github.com/fest-platform/fest/internal/projection"
+	"github.com/fest-platform/fest/internal/vfs"
+)
+
+// The shape of one simulated run. Small numbers keep a seed to a few
+// milliseconds, so that CI runs thousands; small segments and frequent
+// snapshots make rotation, retention and fallback happen in every run.
+const (
+	dataDir          = "/data"
+	simPartitions    = 4
+	simBuyers        = 6
+	simSKUs          = 6
+	simSteps         = 40 // actions per seed
+	simSegmentBytes  = 4 << 10
+	simPaymentWindow = time.Minute
+	// crashMutationsMax bounds how far into the next action a crash lands,
+	// in disk-changing operations; an action writes a few records.
+	crashMutationsMax = 24
+)
+
+// seedsDefault is how many seeds `go test` runs; each has several crash
+// points. Under the race detector the run is slower, so fewer.
+func seedsDefault() int {
+	if raceEnabled {
+		return 60
+	}
+	return 600
+}
+
+// TestCrashSimulation runs seeded crash simulations (see the package
+// comment). FEST_SIM_SEEDS=N runs N seeds; FEST_SIM_SEED=S replays one.
+func TestCrashSimulation(t *testing.T) {
+	first, count := uint64(1), seedsDefault()
+	if v := os.Getenv("FEST_SIM_SEEDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("FEST_SIM_SEEDS=%q: want a positive number", v)
+		}
+		count = n
+	}
+	if v := os.Getenv("FEST_SIM_SEED"); v != "" {
+		s, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			t.Fatalf("FEST_SIM_SEED=%q: want a number", v)
+		}
+		first, count = s, 1
+	}
+	var total stats
+	start := time.Now()
+	for seed := first; seed < first+uint64(count); seed++ {
+		r := newRun(t, seed)
+		err := r.safePlay()
+		r.shutdown()
+		if err != nil {
+			t.Fatalf("seed %d failed: %v\n\nreplay: FEST_SIM_SEED=%d go test -run TestCrashSimulation ./internal/simulation\n\nactions:\n%s\n\ndisk history (last entries):\n%s",
+				seed, err, seed, strings.Join(r.trace, "\n"), lastLines(r.sim.History(), 60))
+		}
+		total.add(r.stats)
+	}
+	t.Logf("%d seeds in %v: %d crash points, %d clean restarts, %d bit flips (%d refused with file and offset, %d repaired or harmless), %d failed fsyncs, %d acknowledged orders checked",
+		count, time.Since(start).Round(time.Millisecond), total.crashes, total.restarts, total.flips, total.refused, total.flips-total.refused, total.failedSyncs, total.ordersChecked)
+	if total.crashes < count {
+		t.Fatalf("only %d crash points in %d seeds: the simulation is not crashing", total.crashes, count)
+	}
+}
+
+func lastLines(lines []string, n int) string {
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+type stats struct {
+	crashes, restarts, flips, refused, failedSyncs, ordersChecked int
+}
+
+func (s *stats) add(o stats) {
+	s.crashes += o.crashes
+	s.restarts += o.restarts
+	s.flips += o.flips
+	s.refused += o.refused
+	s.failedSyncs += o.failedSyncs
+	s.ordersChecked += o.ordersChecked
+}
+
+// orderModel is what the test knows of an order: what was acknowledged,
+// and what an unacknowledged command on it may have done.
+type orderModel struct {
+	id     engine.OrderID
+	buyer  string
+	total  int64
+	payBy  int64
+	lines  map[string]int64 // sku id → quantity
+	acked  engine.OrderStatus
+	maybe  []engine.OrderStatus // set by commands whose outcome is unknown
+	keyed  string               // idempotency key, if any
+	placed bool                 // acknowledged as placed (not merely possible)
+}
+
+// skuModel is what the test knows of a SKU's stock.
+type skuModel struct {
+	id       string
+	merchant string
+	price    int64
+	total    int64   // acknowledged available + reserved + sold
+	maybe    []int64 // deltas of adjustments whose outcome is unknown
+}
+
+type run struct {
+	t     *testing.T
+	seed  uint64
+	rng   *rand.Rand
+	sim   *vfs.Sim
+	now   int64
+	trace []string
+	stats stats
+
+	eng   *engine.Engine
+	store *orderstore.Store
+	gmv   *analytics.Analytics
+	proj  *projection.Runner
+
+	skus   []*skuModel
+	orders map[engine.OrderID]*orderModel
+	keys   map[string]engine.OrderID // acknowledged idempotency keys
+	// keysMade numbers the idempotency keys, so each new one is unique.
+	keysMade int
+	// damaged is set once a bit was flipped in durable data: from then on
+	// recovery may refuse to start, with the file and offset.
+	damaged bool
+}
+
+func newRun(t *testing.T, seed uint64) *run {
+	sim, err := vfs.NewSim(vfs.SimConfig{Seed: seed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &run{
+		t: t, seed: seed, sim: sim,
+		rng:    rand.New(rand.NewPCG(seed, 0x5eed)),
+		now:    time.Date(2020, 11, 11, 0, 0, 0, 0, time.UTC).UnixNano(),
+		orders: map[engine.OrderID]*orderModel{},
+		keys:   map[string]engine.OrderID{},
+	}
+}
+
+func (r *run) logf(format string, args ...any) {
+	r.trace = append(r.trace, fmt.Sprintf("%3d ", len(r.trace))+fmt.Sprintf(format, args...))
+}
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// open starts a process on the disk: engine, projections, as fest serve
+// wires them.
+func (r *run) open() error {
+	fsys := r.sim.Process()
+	store, err := orderstore.Open(orderstore.Config{})
+	if err != nil {
+		return fmt.Errorf("open order store: %w", err)
+	}
+	gmv, err := analytics.New(analytics.Config{})
+	if err != nil {
+		return fmt.Errorf("open analytics: %w", err)
+	}
+	proj, err := projection.New(projection.Config{Dir: path.Join(dataDir, "projections"), FS: fsys, Logger: discard}, store, gmv)
+	if err != nil {
+		return fmt.Errorf("open projections: %w", err)
+	}
+	eng, err := engine.Open(engine.Config{
+		Dir:                dataDir,
+		FS:                 fsys,
+		Partitions:         simPartitions,
+		Workers:            1, // one writer: the sequence of disk operations is the seed's
+		PaymentTimeout:     simPaymentWindow,
+		SnapshotEveryBytes: -1, // snapshots only where the test asks
+		SegmentBytesMax:    simSegmentBytes,
+		IdleTick:           -1, // expiry only with batches: no wall-clock timer
+		Now:                func() int64 { return r.now },
+		RetainFrom:         proj.Retain,
+		Logger:             discard,
+	})
+	if err != nil {
+		store.Close()
+		gmv.Close()
+		return err
+	}
+	store.Attach(eng)
+	gmv.Attach(eng)
+	proj.Start(eng)
+	r.eng, r.store, r.gmv, r.proj = eng, store, gmv, proj
+	return nil
+}
+
+// shutdown closes whatever is open; after a crash every call may fail.
+func (r *run) shutdown() {
+	if r.eng == nil {
+		return
+	}
+	r.proj.Close()
+	r.eng.Close()
+	r.store.Close()
+	r.gmv.Close()
+	r.eng, r.store, r.gmv, r.proj = nil, nil, nil, nil
+}
+
+// safePlay is play with a failed expectation (fatalf) turned into an error,
+// so the seed is printed with its trace.
+func (r *run) safePlay() (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			f, ok := p.(simFailure)
+			if !ok {
+				panic(p)
+			}
+			err = errors.New(f.msg)
+		}
+	}()
+	return r.play()
+}
+
+// play runs the seed: a catalog, then random actions with crashes, clean
+// restarts and damage, checking the promises after every recovery.
+func (r *run) play() error {
+	if err := r.open(); err != nil {
+		return fmt.Errorf("first open: %w", err)
+	}
+	if err := r.catalog(); err != nil {
+		return err
+	}
+	for step := 0; step < simSteps; step++ {
+		switch x := r.rng.IntN(100); {
+		case x < 40:
+			r.placeOrders()
+		case x < 55:
+			r.settle()
+		case x < 60:
+			r.adjustStock()
+		case x < 66:
+			r.advanceClock()
+		case x < 72:
+			r.snapshot()
+		case x < 78:
+			if err := r.restart(false); err != nil {
+				return err
+			}
+		case x < 95:
+			if err := r.crash(); err != nil {
+				return err
+			}
+		default:
+			if err := r.flip(); err != nil {
+				return err
+			}
+		}
+		if r.eng == nil {
+			// Recovery refused damage with its file and offset: the run
+			// ends there, as an operator would have to step in.
+			return nil
+		}
+	}
+	return r.restart(false)
+}
+
+func (r *run) do(cmd engine.Command) engine.Result {
+	return r.eng.Do(context.Background(), cmd)
+}
+
+func (r *run) catalog() error {
+	for _, id := range []string{"b0", "b1"} {
+		if res := r.do(engine.Command{Kind: engine.KindUpsertBrand, Brand: &engine.Brand{ID: id, Name: id, Country: "CN"}}); res.Code != engine.CodeOK {
+			return fmt.Errorf("create brand %s: %v", id, res.Code)
+		}
+	}
+	for m := 0; m < 3; m++ {
+		id := fmt.Sprintf("m%d", m)
+		res := r.do(engine.Command{Kind: engine.KindUpsertMerchant, Merchant: &engine.Merchant{ID: id, Name: id, BrandID: "b0", Kind: engine.MerchantBrandStore, Industry: "toys", Region: "CN-ZJ"}})
+		if res.Code != engine.CodeOK {
+			return fmt.Errorf("create merchant %s: %v", id, res.Code)
+		}
+	}
+	for s := 0; s < simSKUs; s++ {
+		sku := &skuModel{id: fmt.Sprintf("s%d", s), merchant: fmt.Sprintf("m%d", s%3), price: int64(100 * (s + 1)), total: int64(5 + r.rng.IntN(40))}
+		res := r.do(engine.Command{Kind: engine.KindUpsertSKU, SKU: &engine.SKU{ID: sku.id, MerchantID: sku.merchant, BrandID: "b1", Title: "t", Category: "c", Price: sku.price, Stock: sku.total}})
+		if res.Code != engine.CodeOK {
+			return fmt.Errorf("create sku %s: %v", sku.id, res.Code)
+		}
+		r.skus = append(r.skus, sku)
+	}
+	r.logf("catalog: %d skus", len(r.skus))
+	return nil
+}
+
+// placeOrders submits one batch of orders, some keyed, some retrying an
+// acknowledged key.
+func (r *run) placeOrders() {
+	n := 1 + r.rng.IntN(8)
+	b := engine.NewBatch(n)
+	type pending struct {
+		model *orderModel
+		retry engine.OrderID
+	}
+	var sent []pending
+	for range n {
+		m := r.skus[r.rng.IntN(len(r.skus))].merchant
+		var items []engine.Item
+		lines := map[string]int64{}
+		for _, s := range r.skus {
+			if s.merchant == m && r.rng.IntN(2) == 0 || len(items) == 0 && s.merchant == m && r.rng.IntN(3) == 0 {
+				q := int32(1 + r.rng.IntN(4))
+				items = append(items, engine.Item{SKUID: s.id, Quantity: q})
+				lines[s.id] += int64(q)
+			}
+		}
+		if len(items) == 0 {
+			for _, s := range r.skus {
+				if s.merchant == m {
+					items = append(items, engine.Item{SKUID: s.id, Quantity: 1})
+					lines[s.id] = 1
+					break
+				}
+			}
+		}
+		o := engine.Order{BuyerID: fmt.Sprintf("buyer-%d", r.rng.IntN(simBuyers)), Items: items, Channel: "app", Region: "CN-ZJ"}
+		var retry engine.OrderID
+		if r.rng.IntN(3) == 0 {
+			if len(r.keys) > 0 && r.rng.IntN(2) == 0 {
+				// A retry of an acknowledged key must answer its order.
+				keys := make([]string, 0, len(r.keys))
+				for k := range r.keys {
+					keys = append(keys, k)
+				}
+				slices.Sort(keys)
+				k := keys[r.rng.IntN(len(keys))]
+				retry = r.keys[k]
+				prev := r.orders[retry]
+				o = engine.Order{BuyerID: prev.buyer, Items: itemsOf(prev.lines), Channel: "app", Region: "CN-ZJ", IdempotencyKey: k, RequestHash: hashKey(k)}
+				lines = prev.lines
+			} else {
+				r.keysMade++
+				o.IdempotencyKey = fmt.Sprintf("key-%d-%d", r.seed, r.keysMade)
+				o.RequestHash = hashKey(o.IdempotencyKey)
+			}
+		}
+		b.Add(engine.Command{Kind: engine.KindPlaceOrder, Order: o})
+		sent = append(sent, pending{model: &orderModel{buyer: o.BuyerID, lines: lines, keyed: o.IdempotencyKey}, retry: retry})
+	}
+	r.eng.Submit(b)
+	b.Wait()
+	var ok, unknown int
+	for i, req := range b.Requests {
+		res := req.Result
+		p := sent[i]
+		switch res.Code {
+		case engine.CodeOK:
+			ok++
+			if p.retry != 0 {
+				if res.OrderID != p.retry {
+					r.fatalf("retry of key %q answered order %v, acknowledged before as %v", p.model.keyed, res.OrderID, p.retry)
+				}
+				continue
+			}
+			m := p.model
+			m.id, m.total, m.payBy, m.acked, m.placed = res.OrderID, res.Total, res.PayBy, engine.StatusPending, true
+			if old, dup := r.orders[m.id]; dup && old.placed {
+				r.logf("place %d orders: order %v acknowledged again (replayed %v, key %q, result %+v)", n, m.id, res.Replayed, m.keyed, res)
+				r.fatalf("order id %v acknowledged twice (first for %s, now for %s; journal end %d)", m.id, old.buyer, m.buyer, r.eng.JournalEnd())
+			}
+			r.orders[m.id] = m
+			if m.keyed != "" {
+				r.keys[m.keyed] = m.id
+			}
+		case engine.CodeUnavailable:
+			unknown++ // the engine stopped: it may or may not have been placed
+		}
+	}
+	r.logf("place %d orders: %d acknowledged, %d unknown (journal end %d)", n, ok, unknown, r.eng.JournalEnd())
+}
+
+func itemsOf(lines map[string]int64) []engine.Item {
+	ids := make([]string, 0, len(lines))
+	for id := range lines {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	items := make([]engine.Item, 0, len(ids))
+	for _, id := range ids {
+		items = append(items, engine.Item{SKUID: id, Quantity: int32(lines[id])})
+	}
+	return items
+}
+
+func hashKey(k string) uint64 {
+	h := uint64(1469598103934665603)
+	for i := 0; i < len(k); i++ {
+		h = (h ^ uint64(k[i])) * 1099511628211
+	}
+	return h
+}
+
+// settle pays or cancels some acknowledged pending orders.
+func (r *run) settle() {
+	var ids []engine.OrderID
+	for id, o := range r.orders {
+		if o.acked == engine.StatusPending {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	if len(ids) == 0 {
+		return
+	}
+	r.rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	ids = ids[:min(len(ids), 1+r.rng.IntN(5))]
+	b := engine.NewBatch(len(ids))
+	for _, id := range ids {
+		if r.rng.IntN(3) == 0 {
+			b.Add(engine.Command{Kind: engine.KindCancel, OrderID: id})
+		} else {
+			b.Add(engine.Command{Kind: engine.KindPay, OrderID: id, Amount: r.orders[id].total})
+		}
+	}
+	r.eng.Submit(b)
+	b.Wait()
+	var paid, cancelled, refused int
+	for _, req := range b.Requests {
+		o := r.orders[req.Command.OrderID]
+		want := engine.StatusPaid
+		if req.Command.Kind == engine.KindCancel {
+			want = engine.StatusCancelled
+		}
+		switch req.Result.Code {
+		case engine.CodeOK:
+			o.acked, o.maybe = want, nil
+			if want == engine.StatusPaid {
+				paid++
+			} else {
+				cancelled++
+			}
+		case engine.CodeUnavailable:
+			o.maybe = append(o.maybe, want)
+		case engine.CodeInvalidState:
+			refused++ // expired meanwhile
+			o.maybe = append(o.maybe, engine.StatusExpired)
+		}
+	}
+	r.logf("settle %d: %d paid, %d cancelled, %d refused", len(ids), paid, cancelled, refused)
+}
+
+func (r *run) adjustStock() {
+	s := r.skus[r.rng.IntN(len(r.skus))]
+	delta := int64(r.rng.IntN(10) - 3)
+	if delta == 0 {
+		delta = 1
+	}
+	res := r.do(engine.Command{Kind: engine.KindAdjustStock, SKUID: s.id, Delta: delta})
+	switch res.Code {
+	case engine.CodeOK:
+		s.total += delta
+	case engine.CodeUnavailable:
+		s.maybe = append(s.maybe, delta)
+	}
+	r.logf("adjust %s by %d: %v", s.id, delta, res.Code)
+}
+
+func (r *run) advanceClock() {
+	d := time.Duration(1+r.rng.IntN(90)) * time.Second
+	r.now += int64(d)
+	r.logf("clock +%v", d)
+}
+
+func (r *run) snapshot() {
+	err := r.eng.Snapshot()
+	r.logf("engine snapshot: %v", err)
+}
+
+// crash arms a crash a random number of disk mutations ahead, runs actions
+// until it lands (or crashes at once if none did), and recovers.
+func (r *run) crash() error {
+	n := int64(1 + r.rng.IntN(crashMutationsMax))
+	before := r.sim.Stats().Crashes
+	r.sim.CrashAtMutation(n)
+	if r.rng.IntN(4) == 0 {
+		r.sim.FailNextSync(func(name string) bool { return strings.Contains(name, "journal") })
+		r.stats.failedSyncs++
+		r.logf("arm a failing fsync of the journal")
+	}
+	r.logf("arm a crash %d mutations ahead", n)
+	for i := 0; i < 6 && r.sim.Stats().Crashes == before; i++ {
+		switch r.rng.IntN(4) {
+		case 0:
+			r.settle()
+		case 1:
+			r.snapshot()
+		default:
+			r.placeOrders()
+		}
+	}
+	r.sim.CrashAtMutation(0)
+	if r.sim.Stats().Crashes == before {
+		r.sim.Crash()
+	}
+	r.sim.ClearInjections() // the failing fsync, if it did not fire
+	r.stats.crashes++
+	r.logf("crash")
+	return r.restart(true)
+}
+
+// flip flips a bit in a durable journal or snapshot file, then restarts.
+func (r *run) flip() error {
+	var files []string
+	for _, f := range r.sim.Files() {
+		if strings.HasSuffix(f, ".seg") || strings.Contains(f, "snap") {
+			files = append(files, f)
+		}
+	}
+	if len(files) == 0 {
+		return nil
+	}
+	f := files[r.rng.IntN(len(files))]
+	off, bit, err := r.sim.FlipBit(f)
+	if err != nil {
+		r.logf("flip in %s: %v", f, err)
+		return nil
+	}
+	r.damaged = true
+	r.stats.flips++
+	r.logf("flip bit %d at offset %d of %s", bit, off, f)
+	return r.restart(r.rng.IntN(2) == 0)
+}
+
+// restart stops the process (cleanly, or it already crashed) and opens the
+// disk again, then checks every promise.
+func (r *run) restart(crashed bool) error {
+	r.shutdown()
+	if !crashed {
+		r.stats.restarts++
+		r.logf("clean restart")
+	}
+	err := r.open()
+	if err != nil {
+		if r.damaged && refusedWithPlace(err) {
+			r.stats.refused++
+			r.logf("recovery refused the damage: %v", err)
+			return nil
+		}
+		return fmt.Errorf("recovery failed: %w", err)
+	}
+	return r.check()
+}
+
+// refusedWithPlace reports whether a start-up error names damage with its
+// file and offset, as the journal and snapshots must.
+func refusedWithPlace(err error) bool {
+	msg := err.Error()
+	return (errors.Is(err, journal.ErrCorrupt) || strings.Contains(msg, "corrupt") || strings.Contains(msg, "damage")) &&
+		strings.Contains(msg, dataDir) && strings.Contains(msg, "offset")
+}
+
+func (r *run) fatalf(format string, args ...any) {
+	panic(simFailure{fmt.Sprintf(format, args...)})
+}
+
+type simFailure struct{ msg string }
+
+// check verifies the promises after a recovery.
+func (r *run) check() error {
+	// A first command runs a batch, which expires what is overdue, so the
+	// projections below see the same statuses as the engine.
+	r.do(engine.Command{Kind: engine.KindGetSKU, SKUID: r.skus[0].id})
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := r.store.WaitDurable(ctx); err != nil {
+		return fmt.Errorf("order store catching up: %w", err)
+	}
+	if err := r.gmv.WaitDurable(ctx); err != nil {
+		return fmt.Errorf("gmv catching up: %w", err)
+	}
+	// Every order the store holds, by buyer: placed ones we know, and
+	// unacknowledged ones that made it to the journal.
+	held := map[engine.OrderID]orderstore.Order{}
+	for b := 0; b < simBuyers; b++ {
+		cursor := ""
+		for {
+			page, next, err := r.store.ListByBuyer(fmt.Sprintf("buyer-%d", b), 1000, cursor)
+			if err != nil {
+				return fmt.Errorf("list orders of buyer-%d: %w", b, err)
+			}
+			for _, o := range page {
+				if _, dup := held[o.ID]; dup {
+					return fmt.Errorf("order %v listed twice", o.ID)
+				}
+				held[o.ID] = o
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+	}
+	// Every acknowledged order is present exactly once with a status its
+	// acknowledged history allows.
+	for id, m := range r.orders {
+		if !m.placed {
+			continue
+		}
+		r.stats.ordersChecked++
+		res := r.do(engine.Command{Kind: engine.KindGetOrder, OrderID: id})
+		if res.Code != engine.CodeOK {
+			return fmt.Errorf("acknowledged order %v: engine answers %v", id, res.Code)
+		}
+		if !allowed(m, res.Status, r.now) {
+			return fmt.Errorf("acknowledged order %v (acknowledged %v, maybe %v, pay by %v): engine has it %v",
+				id, m.acked, m.maybe, time.Unix(0, m.payBy).UTC(), res.Status)
+		}
+		o, ok := held[id]
+		if !ok {
+			return fmt.Errorf("acknowledged order %v missing from the order store", id)
+		}
+		if o.Status != res.Status {
+			return fmt.Errorf("order %v: order store says %v, engine %v", id, o.Status, res.Status)
+		}
+		if o.Total != m.total {
+			return fmt.Errorf("order %v: total %d, acknowledged %d", id, o.Total, m.total)
+		}
+		// Settle what recovery decided, so later checks start from it.
+		m.acked, m.maybe = res.Status, nil
+	}
+	// Orders that were not acknowledged but reached the journal are real
+	// orders now: follow them from here as if acknowledged.
+	var gmv int64
+	reserved, sold := map[string]int64{}, map[string]int64{}
+	for id, o := range held {
+		if _, known := r.orders[id]; !known {
+			lines := map[string]int64{}
+			for _, it := range o.Items {
+				lines[it.SKUID] += int64(it.Quantity)
+			}
+			res := r.do(engine.Command{Kind: engine.KindGetOrder, OrderID: id})
+			if res.Code != engine.CodeOK || res.Status != o.Status {
+				return fmt.Errorf("order %v reached the order store (%v) but the engine answers %v %v (journal end %d)", id, o.Status, res.Code, res.Status, r.eng.JournalEnd())
+			}
+			r.orders[id] = &orderModel{id: id, buyer: o.BuyerID, total: o.Total, payBy: o.PayBy, lines: lines, acked: o.Status, placed: true}
+		}
+		for _, it := range o.Items {
+			switch o.Status {
+			case engine.StatusPending:
+				reserved[it.SKUID] += int64(it.Quantity)
+			case engine.StatusPaid:
+				sold[it.SKUID] += int64(it.Quantity)
+			}
+		}
+		if o.Status == engine.StatusPaid {
+			gmv += o.Total
+		}
+	}
+	if got := r.gmv.GMV().Amount; got != gmv {
+		return fmt.Errorf("gmv %d, but the paid orders add up to %d", got, gmv)
+	}
+	// Stock is conserved per SKU against the order lines.
+	for _, s := range r.skus {
+		res := r.do(engine.Command{Kind: engine.KindGetSKU, SKUID: s.id})
+		if res.Code != engine.CodeOK {
+			return fmt.Errorf("sku %s: %v", s.id, res.Code)
+		}
+		if res.Reserved != reserved[s.id] || res.Sold != sold[s.id] {
+			return fmt.Errorf("sku %s: reserved %d sold %d, but the orders hold %d pending and %d paid",
+				s.id, res.Reserved, res.Sold, reserved[s.id], sold[s.id])
+		}
+		total := res.Available + res.Reserved + res.Sold
+		if !reachable(total-s.total, s.maybe) {
+			return fmt.Errorf("sku %s: available %d + reserved %d + sold %d = %d, acknowledged %d with unknown adjustments %v",
+				s.id, res.Available, res.Reserved, res.Sold, total, s.total, s.maybe)
+		}
+		s.total, s.maybe = total, nil
+	}
+	r.logf("checked %d orders, gmv %d (journal end %d)", len(held), gmv, r.eng.JournalEnd())
+	return nil
+}
+
+// allowed reports whether an acknowledged order may have status got.
+func allowed(m *orderModel, got engine.OrderStatus, now int64) bool {
+	if got == m.acked || slices.Contains(m.maybe, got) {
+		return true
+	}
+	// A pending order expires once its time is up.
+	return m.acked == engine.StatusPending && got == engine.StatusExpired && now >= m.payBy
+}
+
+// reachable reports whether diff is the sum of a subset of deltas.
+func reachable(diff int64, deltas []int64) bool {
+	if diff == 0 {
+		return true
+	}
+	if len(deltas) == 0 {
+		return false
+	}
+	return reachable(diff-deltas[0], deltas[1:]) || reachable(diff, deltas[1:])
+}

@@ -25,8 +25,9 @@ const legacySnapshotMagic = "FESTOS01"
 // tables and entries before they are checked against what follows.
 const legacyCountMax = 1 << 40
 
-// loadLegacySnapshot loads a FESTOS01 snapshot from br into an empty store.
-func (s *Store) loadLegacySnapshot(br *bufio.Reader, pos uint64) error {
+// loadLegacySnapshot loads a FESTOS01 snapshot from br into an empty
+// staging store (see StageSnapshot).
+func (s *Store) loadLegacySnapshot(br *bufio.Reader) error {
 	fail := func(what string, err error) error {
 		if err == nil {
 			err = errors.New("out of range")
@@ -116,9 +117,6 @@ func (s *Store) loadLegacySnapshot(br *bufio.Reader, pos uint64) error {
 	if err := s.replaceLegacyLocked(arena, &refs); err != nil {
 		return fail("orders", err)
 	}
-	s.applied.Store(pos)
-	close(s.mu.advanced)
-	s.mu.advanced = make(chan struct{})
 	return nil
 }
 

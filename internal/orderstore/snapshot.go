@@ -328,15 +328,95 @@ func readChunk(cs ChunkStore, r chunkRef) ([]byte, error) {
 	return data, nil
 }
 
+// Staged is a store snapshot loaded to the side of the store it was staged
+// for: none of it is visible to that store's readers until Install. The
+// projection runner checks the rest of a projection snapshot (the GMV
+// section, and that nothing follows) before it installs, so that a snapshot
+// it rejects is never served and then taken back: loaded in place, it made
+// the store reflect its position and hold its orders for a moment, and an
+// acknowledged order read just after the fallback emptied the store
+// answered not found.
+type Staged struct {
+	target *Store
+	loaded *Store // a private store holding the snapshot; nil once installed
+	pos    uint64
+}
+
+// StageSnapshot loads the manifest at the start of r and the chunks it names
+// in cs, as of journal position pos, into a staging store that shares s's
+// buyer hash seeds; s itself is not touched. r is read up to the end of the
+// manifest when it is a *bufio.Reader. A Staged that is not installed is
+// simply dropped.
+func (s *Store) StageSnapshot(r io.Reader, pos uint64, cs ChunkStore) (*Staged, error) {
+	l := newStore(s.cfg, s.seed, s.checkSeed)
+	if err := l.load(r, pos, cs); err != nil {
+		return nil, err
+	}
+	return &Staged{target: s, loaded: l, pos: pos}, nil
+}
+
+// OrderTotals is Store.OrderTotals of the staged snapshot, for the GMV
+// projection to stage its own section against.
+func (st *Staged) OrderTotals() iter.Seq2[engine.OrderID, int64] {
+	if st.loaded == nil {
+		panic("orderstore: OrderTotals of a staged snapshot already installed")
+	}
+	return st.loaded.OrderTotals()
+}
+
+// Install makes the staged snapshot the content of s in one step, under s's
+// lock, and wakes the readers waiting for a position it covers; following
+// then resumes after its position. s must be the store it was staged for,
+// empty and not yet fed, and st not installed before: anything else is a
+// bug of the caller, and panics. A closed store drops it.
+func (s *Store) Install(st *Staged) {
+	if st.target != s || st.loaded == nil {
+		panic(fmt.Sprintf("orderstore: snapshot at %d installed twice or into another store than it was staged for", st.pos))
+	}
+	l := st.loaded
+	st.loaded = nil
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closed {
+		return
+	}
+	if len(s.mu.arena) != 0 || s.orders.Load() != 0 || s.applied.Load() != 0 {
+		panic(fmt.Sprintf("orderstore: snapshot at %d installed into a store at %d holding %d orders", st.pos, s.applied.Load(), s.orders.Load()))
+	}
+	s.mu.partitions = l.mu.partitions
+	s.mu.arena = l.mu.arena
+	s.mu.buyers = l.mu.buyers
+	s.mu.buyerByHash, s.mu.buyerCollisions = l.mu.buyerByHash, l.mu.buyerCollisions
+	s.mu.statusDirty = l.mu.statusDirty
+	s.orders.Store(l.orders.Load())
+	s.arenaBytes.Store(l.arenaBytes.Load())
+	s.snap = l.snap
+	s.applied.Store(st.pos)
+	// Wake readers already waiting for a position the snapshot covers.
+	close(s.mu.advanced)
+	s.mu.advanced = make(chan struct{})
+}
+
 // LoadSnapshot restores an empty store (not yet fed) from the manifest at
-// the start of r and the chunks it names in cs, as of journal position pos;
-// following then resumes after pos. r is read up to the end of the manifest
-// when it is a *bufio.Reader. After an error the store holds part of the
-// snapshot: Reset it before trying another.
+// the start of r and the chunks it names in cs, as of journal position pos:
+// StageSnapshot then Install. After an error the store is unchanged.
 func (s *Store) LoadSnapshot(r io.Reader, pos uint64, cs ChunkStore) error {
+	if s.orders.Load() != 0 || s.applied.Load() != 0 {
+		return errors.New("load order store snapshot: the store is not empty")
+	}
+	st, err := s.StageSnapshot(r, pos, cs)
+	if err != nil {
+		return err
+	}
+	s.Install(st)
+	return nil
+}
+
+// load restores the staging store s (see StageSnapshot).
+func (s *Store) load(r io.Reader, pos uint64, cs ChunkStore) error {
 	br := bufio.NewReaderSize(r, 1<<20)
 	if magic, _ := br.Peek(len(legacySnapshotMagic)); string(magic) == legacySnapshotMagic {
-		return s.loadLegacySnapshot(br, pos)
+		return s.loadLegacySnapshot(br)
 	}
 	m, err := readManifest(br)
 	if err != nil {
@@ -373,10 +453,6 @@ func (s *Store) LoadSnapshot(r io.Reader, pos uint64, cs ChunkStore) error {
 	}
 	s.mu.statusDirty = make([]uint64, (len(s.mu.arena)+63)/64)
 	s.snap = snapshotState{chunks: m.chunks}
-	s.applied.Store(pos)
-	// Wake readers already waiting for a position the snapshot covers.
-	close(s.mu.advanced)
-	s.mu.advanced = make(chan struct{})
 	return nil
 }
 

@@ -2,6 +2,7 @@ package orderstore
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -268,8 +269,11 @@ func TestLoadSnapshotRefusesDamage(t *testing.T) {
 			if !errors.Is(err, ErrBadSnapshot) {
 				t.Fatalf("load: %v, want ErrBadSnapshot", err)
 			}
-			// Reset leaves a store that loads the good snapshot.
-			l.Reset()
+			// The refused snapshot left the store as it was: empty, and
+			// able to load the good one.
+			if st := l.Stats(); st.Orders != 0 || st.Applied != 0 || st.ArenaBytes != 0 {
+				t.Fatalf("after the refused load: %+v, want an empty store", st)
+			}
 			if err := l.LoadSnapshot(bytes.NewReader(m), f.pos, cs); err != nil {
 				t.Fatalf("load after reset: %v", err)
 			}
@@ -315,7 +319,7 @@ func FuzzLoadSnapshot(f *testing.F) {
 			}
 		}
 		// Load again without the order count check, to query what loaded.
-		l.Reset()
+		l, _ = Open(Config{})
 		l.mu.Lock()
 		l.mu.arena = [][]byte{bytes.Clone(arena)}
 		err = l.restoreChunkLocked(0, status)
@@ -373,3 +377,58 @@ func FuzzLoadLegacySnapshot(f *testing.F) {
 		}
 	})
 }
+
+// TestStagedSnapshotInvisibleUntilInstalled checks that a staged snapshot
+// changes nothing a reader of the store sees, that Install makes all of it
+// visible at once and wakes a reader waiting for its position, and that a
+// staged snapshot installs once only.
+func TestStagedSnapshotInvisibleUntilInstalled(t *testing.T) {
+	s, _ := Open(Config{})
+	f := &feeder{s: s}
+	cs := newMemChunks()
+	f.place(t, 3000)
+	f.status(t, engine.EventOrderPaid, f.ids[7])
+	m := snapshot(t, s, cs)
+
+	l, _ := Open(Config{})
+	l.Attach(fixedSource(f.pos))
+	waited := make(chan error, 1)
+	go func() { waited <- l.WaitDurable(context.Background()) }()
+	st, err := l.StageSnapshot(bytes.NewReader(m), f.pos, cs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := l.Stats(); got.Applied != 0 || got.Orders != 0 || got.ArenaBytes != 0 {
+		t.Fatalf("staged, not installed: %+v, want an empty store", got)
+	}
+	if _, err := l.Get(f.ids[0]); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("get before Install: %v, want ErrNotFound", err)
+	}
+	var n int
+	for range st.OrderTotals() {
+		n++
+	}
+	if n != len(f.ids) {
+		t.Fatalf("the staged snapshot's totals name %d orders, want %d", n, len(f.ids))
+	}
+	l.Install(st)
+	if err := <-waited; err != nil {
+		t.Fatalf("wait across Install: %v", err)
+	}
+	if l.Applied() != f.pos {
+		t.Fatalf("installed at %d, want %d", l.Applied(), f.pos)
+	}
+	sameStores(t, s, l, f.ids)
+	defer func() {
+		if recover() == nil {
+			t.Fatal("a second Install of one staged snapshot did not panic")
+		}
+	}()
+	l.Install(st)
+}
+
+// fixedSource is a Source whose durable position is pos.
+type fixedSource uint64
+
+func (fixedSource) Follow(context.Context, uint64, func(*engine.Event) error) error { return nil }
+func (p fixedSource) Durable() uint64                                               { return uint64(p) }

@@ -170,42 +170,18 @@ type sourceBox struct{ Source }
 // Open creates an empty store; feed it with Apply and name its source with
 // Attach.
 func Open(cfg Config) (*Store, error) {
-	s := &Store{cfg: cfg}
+	return newStore(cfg, maphash.MakeSeed(), maphash.MakeSeed()), nil
+}
+
+// newStore returns an empty store hashing buyer ids under seed and
+// checkSeed; a staging store shares its store's seeds, so that what it
+// loads can be moved over as it is.
+func newStore(cfg Config, seed, checkSeed maphash.Seed) *Store {
+	s := &Store{cfg: cfg, seed: seed, checkSeed: checkSeed}
 	s.mu.buyerByHash = make(map[uint64]uint32)
 	s.mu.buyerCollisions = make(map[string]uint32)
-	s.seed, s.checkSeed = maphash.MakeSeed(), maphash.MakeSeed()
 	s.mu.advanced = make(chan struct{})
-	return s, nil
-}
-
-// Reset empties a store that no follower feeds yet, so that a snapshot
-// that failed to load half-way leaves nothing behind before the next
-// attempt (an older snapshot, or the journal from its start).
-func (s *Store) Reset() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.mu.closed {
-		return
-	}
-	s.resetLocked()
-}
-
-// resetLocked empties the store. REQUIRES: s.mu held for writing.
-func (s *Store) resetLocked() {
-	for i := range s.mu.partitions {
-		s.mu.partitions[i] = nil
-	}
-	s.mu.arena = nil
-	s.mu.buyers = nil
-	s.mu.buyerByHash = make(map[uint64]uint32)
-	s.mu.buyerCollisions = make(map[string]uint32)
-	s.mu.statusDirty = nil
-	s.applied.Store(0)
-	s.appliedAt.Store(0)
-	s.events.Store(0)
-	s.orders.Store(0)
-	s.arenaBytes.Store(0)
-	s.snap = snapshotState{}
+	return s
 }
 
 // Applied is the journal position the store's reads reflect.

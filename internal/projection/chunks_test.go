@@ -90,9 +90,12 @@ func TestChunkFilesCollected(t *testing.T) {
 	positions, _ := r.snaps.List()
 	for _, pos := range positions {
 		l, _ := newRunner(t, dir, nil)
-		if err := l.loadAt(uint64(pos)); err != nil {
+		store, gmv, err := l.loadAt(uint64(pos))
+		if err != nil {
 			t.Fatalf("kept snapshot at %d: %v", pos, err)
 		}
+		l.store.Install(store)
+		l.gmv.Install(gmv)
 		if got := l.store.Stats().Orders; got != uint64(f.placed) && uint64(pos) == f.pos*1000 {
 			t.Fatalf("snapshot at %d holds %d orders, want %d", pos, got, f.placed)
 		}

@@ -130,9 +130,13 @@ func (r *Runner) Retain() uint64 { return r.retain.Load() }
 // Load restores the projections from the newest snapshot that loads, and
 // returns the journal position to follow from. A snapshot that fails its
 // checksum, misses a chunk or does not decode is logged and the next older
-// one tried, with the projections emptied first; when none loads, the
-// projections start empty from the journal's start, which works if the
-// journal still holds it (following fails otherwise, and says so).
+// one tried; when none loads, the projections start empty from the
+// journal's start, which works if the journal still holds it (following
+// fails otherwise, and says so).
+//
+// Each snapshot is staged to the side of the projections and installed only
+// once all of it loaded: readers (and WaitDurable) see the projections go
+// from empty to the snapshot accepted, never a rejected one taken back.
 func (r *Runner) Load() (uint64, error) {
 	positions, err := r.snaps.List()
 	if err != nil {
@@ -140,14 +144,14 @@ func (r *Runner) Load() (uint64, error) {
 	}
 	r.loadedFrom = 0
 	for _, pos := range positions {
-		err := r.loadAt(uint64(pos))
+		store, gmv, err := r.loadAt(uint64(pos))
 		if err == nil {
+			r.store.Install(store)
+			r.gmv.Install(gmv)
 			r.loadedFrom = uint64(pos)
 			break
 		}
 		r.cfg.Logger.Warn("projection snapshot not usable, trying an older one", "position", uint64(pos), "err", err)
-		r.store.Reset()
-		r.gmv.Reset()
 	}
 	if r.loadedFrom == 0 && len(positions) > 0 {
 		r.cfg.Logger.Warn("no projection snapshot loads: replaying the journal from its start", "snapshots", len(positions))
@@ -161,28 +165,31 @@ func (r *Runner) Load() (uint64, error) {
 	return r.loadedFrom, nil
 }
 
-// loadAt restores both projections from the snapshot at pos.
-func (r *Runner) loadAt(pos uint64) error {
+// loadAt stages both projections from the snapshot at pos, checking all of
+// it, for Load to install.
+func (r *Runner) loadAt(pos uint64) (*orderstore.Staged, *analytics.Staged, error) {
 	rc, _, err := r.snaps.Open(journal.Position(pos))
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	defer rc.Close()
 	// One buffered reader for all sections: each loader reads its own
 	// part and leaves the rest.
 	br := bufio.NewReaderSize(rc, 1<<20)
-	if err := r.store.LoadSnapshot(br, pos, r.chunks); err != nil {
-		return fmt.Errorf("load order store snapshot at %d: %w", pos, err)
+	store, err := r.store.StageSnapshot(br, pos, r.chunks)
+	if err != nil {
+		return nil, nil, fmt.Errorf("load order store snapshot at %d: %w", pos, err)
 	}
-	if err := r.gmv.LoadSnapshot(br, pos, r.store.OrderTotals()); err != nil {
-		return fmt.Errorf("load gmv snapshot at %d: %w", pos, err)
+	gmv, err := r.gmv.StageSnapshot(br, pos, store.OrderTotals())
+	if err != nil {
+		return nil, nil, fmt.Errorf("load gmv snapshot at %d: %w", pos, err)
 	}
 	// Reading to the end checks the checksum once more, and that nothing
 	// follows the sections.
 	if n, err := io.Copy(io.Discard, br); err != nil || n != 0 {
-		return fmt.Errorf("projection snapshot at %d: %d bytes after its sections: %v", pos, n, err)
+		return nil, nil, fmt.Errorf("projection snapshot at %d: %d bytes after its sections: %v", pos, n, err)
 	}
-	return nil
+	return store, gmv, nil
 }
 
 // updateRetain derives from the snapshot files present what recovery may

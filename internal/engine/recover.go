@@ -75,6 +75,9 @@ func (e *Engine) loadNewestSnapshot(pos []journal.Position) (loaded bool, at jou
 		size, err := e.loadSnapshot(c, at, pos)
 		if err != nil {
 			e.cfg.Logger.Warn("skipping snapshot that does not load; falling back to an older one or the journal", "position", at, "err", err)
+			if qerr := e.snapshots.Quarantine(at); qerr != nil {
+				return false, 0, fmt.Errorf("snapshot at %d does not load (%v), and setting it aside failed: %w", at, err, qerr)
+			}
 			continue
 		}
 		e.core = c

@@ -38,7 +38,11 @@ const (
 	snapshotPrefix    = "snap-"
 	snapshotSuffix    = ".bin"
 	snapshotTmpSuffix = ".tmp"
-	snapshotsKept     = 2
+	// snapshotDamagedSuffix marks a snapshot recovery refused: kept for an
+	// operator to look at, no longer listed, so it neither takes a place
+	// among the kept snapshots nor holds the journal back.
+	snapshotDamagedSuffix = ".damaged"
+	snapshotsKept         = 2
 )
 
 // Snapshots stores the engine's snapshots in one directory. Each snapshot
@@ -304,6 +308,26 @@ func (s *Snapshots) List() ([]Position, error) {
 		pos[i] = f.pos
 	}
 	return pos, nil
+}
+
+// Quarantine renames the snapshot at pos, which recovery refused (its
+// checksum failed or it did not decode), to snap-<pos>.bin.damaged and
+// makes the rename durable. Without it a refused snapshot would stay among
+// the newest two kept, so that the next snapshot would prune the good
+// older one and leave no fallback.
+func (s *Snapshots) Quarantine(pos Position) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	from := filepath.Join(s.dir, snapshotName(pos))
+	to := from + snapshotDamagedSuffix
+	if err := s.fs.Rename(from, to); err != nil {
+		return fmt.Errorf("quarantine snapshot %s: %w", from, err)
+	}
+	if err := s.fs.SyncDir(s.dir); err != nil {
+		return fmt.Errorf("quarantine snapshot %s: %w", from, err)
+	}
+	s.log.Warn("journal: set a refused snapshot aside", "path", to)
+	return nil
 }
 
 // Open verifies the snapshot at pos (header and data checksums, in one

@@ -207,3 +207,36 @@ func TestSnapshotReaderDetectsChange(t *testing.T) {
 		t.Fatalf("ReadAll = %v, want ErrCorrupt", err)
 	}
 }
+
+// TestQuarantineSetsARefusedSnapshotAside checks that a quarantined
+// snapshot is no longer listed nor counted among the kept ones, so the next
+// snapshot keeps the good older one, and that its bytes stay for an
+// operator.
+func TestQuarantineSetsARefusedSnapshotAside(t *testing.T) {
+	dir := t.TempDir()
+	s, err := OpenSnapshots(nil, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pos := range []Position{10, 20} {
+		if err := s.Write(pos, []byte("state")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Quarantine(20); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(30, []byte("state")); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got, []Position{30, 10}) {
+		t.Fatalf("snapshots kept after quarantining 20 and writing 30: %v, want [30 10]", got)
+	}
+	if _, err := os.Stat(filepath.Join(dir, snapshotName(20)+snapshotDamagedSuffix)); err != nil {
+		t.Fatalf("the quarantined snapshot is gone: %v", err)
+	}
+}

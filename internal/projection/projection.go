@@ -87,6 +87,10 @@ type Runner struct {
 	// until a snapshot after it is durable. The engine keeps everything
 	// after it.
 	retain atomic.Uint64
+	// err is why the projections stopped, once they have (see Err).
+	err atomic.Pointer[error]
+	// refused are the errors of the snapshots Load set aside.
+	refused []error
 	// loadedFrom is the position Load restored (0: the journal's start),
 	// and snappedSinceLoad whether a snapshot was written since; both are
 	// follower-owned after Load.
@@ -143,6 +147,7 @@ func (r *Runner) Load() (uint64, error) {
 		return 0, fmt.Errorf("list projection snapshots: %w", err)
 	}
 	r.loadedFrom = 0
+	r.refused = r.refused[:0]
 	for _, pos := range positions {
 		store, gmv, err := r.loadAt(uint64(pos))
 		if err == nil {
@@ -152,6 +157,12 @@ func (r *Runner) Load() (uint64, error) {
 			break
 		}
 		r.cfg.Logger.Warn("projection snapshot not usable, trying an older one", "position", uint64(pos), "err", err)
+		r.refused = append(r.refused, err)
+		// Set aside, it no longer counts among the kept snapshots, so the
+		// next snapshot does not prune the good older one.
+		if qerr := r.snaps.Quarantine(pos); qerr != nil {
+			return 0, fmt.Errorf("projection snapshot at %d not usable (%v), and setting it aside failed: %w", uint64(pos), err, qerr)
+		}
 	}
 	if r.loadedFrom == 0 && len(positions) > 0 {
 		r.cfg.Logger.Warn("no projection snapshot loads: replaying the journal from its start", "snapshots", len(positions))
@@ -214,6 +225,21 @@ func (r *Runner) updateRetain() {
 	r.retain.Store(retain)
 }
 
+// stopped records why the projections stopped.
+func (r *Runner) stopped(err error) {
+	r.err.Store(&err)
+}
+
+// Err returns the error that stopped the projections (nil while they run):
+// snapshots that did not load and a journal that no longer holds what
+// replay needs, or a failure to follow. Reads then answer 503.
+func (r *Runner) Err() error {
+	if p := r.err.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
 // Start restores the projections from their newest snapshot, then follows
 // eng after it until Close, feeding both. It returns at once: loading runs
 // in the background, so the engine takes orders meanwhile, and reads wait
@@ -229,6 +255,7 @@ func (r *Runner) Start(eng *engine.Engine) {
 			// The snapshot directory cannot be listed; the projections
 			// stay empty and reads answer 503.
 			r.cfg.Logger.Error("projections not started", "err", err)
+			r.stopped(err)
 			return
 		}
 		err = eng.Follow(ctx, from, func(ev *engine.Event) error {
@@ -245,8 +272,12 @@ func (r *Runner) Start(eng *engine.Engine) {
 		})
 		r.store.FollowStopped()
 		if ctx.Err() == nil {
-			// Reads then wait and answer 503; the log says why.
+			// Reads then wait and answer 503; the log and Err say why.
+			if len(r.refused) > 0 {
+				err = fmt.Errorf("no projection snapshot loads (%w) and following from %d failed: %w", errors.Join(r.refused...), from, err)
+			}
 			r.cfg.Logger.Error("projections stopped following the journal", "from", from, "err", err)
+			r.stopped(err)
 		}
 	}()
 }

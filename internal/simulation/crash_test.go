@@ -589,11 +589,32 @@ func (r *run) check() error {
 	// A first command runs a batch, which expires what is overdue, so the
 	// projections below see the same statuses as the engine.
 	r.do(engine.Command{Kind: engine.KindGetSKU, SKUID: r.skus[0].id})
+	// The projections catch up, or stop with the reason: with every kept
+	// projection snapshot damaged and the journal's start removed, they
+	// cannot be rebuilt, and say so (reads answer 503).
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+		err := r.store.WaitDurable(ctx)
+		cancel()
+		if err == nil {
+			break
+		}
+		if perr := r.proj.Err(); perr != nil {
+			if r.damaged && errors.Is(perr, journal.ErrRemoved) {
+				r.stats.refused++
+				r.logf("projections refused the damage: %v", perr)
+				r.shutdown()
+				return nil
+			}
+			return fmt.Errorf("projections stopped: %w", perr)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("order store catching up: %w", err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := r.store.WaitDurable(ctx); err != nil {
-		return fmt.Errorf("order store catching up: %w", err)
-	}
 	if err := r.gmv.WaitDurable(ctx); err != nil {
 		return fmt.Errorf("gmv catching up: %w", err)
 	}

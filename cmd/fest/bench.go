@@ -26,6 +26,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.Dir, "data", "", "data directory (default: a temporary directory, removed afterwards)")
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "random seed (default 1)")
 	fs.BoolVar(&cfg.NoSync, "no-sync", false, "skip fsync (not for reported figures)")
+	fs.Int64Var(&cfg.SnapshotEveryBytes, "snapshot-every-bytes", -1, "snapshot in the background after this much journal, as fest serve does (default -1: none during the run); reports the ack latency during snapshots")
 	fs.BoolVar(&cfg.Recovery, "recovery", false, "after the run, measure recovery time from the snapshot and from the journal alone")
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
 	if err := fs.Parse(args); err != nil {
@@ -45,6 +46,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "throughput        %.0f orders/s\n", r.OrdersPerSec)
 		fmt.Fprintf(stdout, "paid / cancelled  %d / %d\n", r.Paid, r.Cancelled)
 		fmt.Fprintf(stdout, "ack latency       p50 %.2f ms, p99 %.2f ms (batches of %d)\n", r.P50AckMs, r.P99AckMs, r.BatchSize)
+		if r.Snapshots > 0 || r.AcksDuringSnapshot > 0 {
+			fmt.Fprintf(stdout, "during snapshots  p99 %.2f ms over %d acknowledgements (%d snapshots)\n", r.P99AckDuringSnapshotMs, r.AcksDuringSnapshot, r.Snapshots)
+		}
 		fmt.Fprintf(stdout, "allocations       %.3f per order\n", r.AllocsPerOrder)
 		fmt.Fprintf(stdout, "journal           %.1f bytes per order, %d fsyncs\n", r.BytesPerOrderJournal, r.Fsyncs)
 		fmt.Fprintf(stdout, "books             %d SKUs oversold, %d not conserved (of %d)\n", r.Oversold, r.Unconserved, r.SKUs)

@@ -47,6 +47,11 @@ type Config struct {
 	ZipfS       float64       // Zipf exponent of SKU popularity (default 1.1)
 	Seed        uint64        // random seed (default 1)
 	NoSync      bool          // skip fsync (never for reported figures)
+	// SnapshotEveryBytes is the journal growth after which the engine
+	// snapshots in the background, as fest serve does (default -1: none
+	// during the run, so the figures are the order path's alone). The
+	// report then gives the latency of acknowledgements during snapshots.
+	SnapshotEveryBytes int64
 	// Recovery, if set, reopens the data directory after the run and
 	// reports how long recovery takes from the final snapshot, and from the
 	// journal alone (snapshots moved aside).
@@ -84,6 +89,9 @@ func (c Config) withDefaults() Config {
 	if c.Duration == 0 {
 		c.Duration = 10 * time.Second
 	}
+	if c.SnapshotEveryBytes == 0 {
+		c.SnapshotEveryBytes = -1
+	}
 	def(&c.Partitions, 64)
 	def(&c.Workers, 2)
 	def(&c.BatchSize, 2048)
@@ -118,19 +126,25 @@ func (c Config) withDefaults() Config {
 // Report is the outcome of a run. Its JSON form is the last line of
 // `fest bench --json`.
 type Report struct {
-	OrdersPerSec         float64 `json:"orders_per_sec"`
-	Orders               uint64  `json:"orders"`
-	OrdersAccepted       uint64  `json:"orders_accepted"`
-	RejectedOutOfStock   uint64  `json:"rejected_out_of_stock"`
-	Paid                 uint64  `json:"paid"`
-	Cancelled            uint64  `json:"cancelled"`
-	P50AckMs             float64 `json:"p50_ack_ms"`
-	P99AckMs             float64 `json:"p99_ack_ms"`
-	AllocsPerOrder       float64 `json:"allocs_per_order"`
-	BytesPerOrderJournal float64 `json:"bytes_per_order_journal"`
-	Fsyncs               uint64  `json:"fsyncs"`
-	Oversold             int     `json:"oversold"`
-	Unconserved          int     `json:"unconserved"`
+	OrdersPerSec       float64 `json:"orders_per_sec"`
+	Orders             uint64  `json:"orders"`
+	OrdersAccepted     uint64  `json:"orders_accepted"`
+	RejectedOutOfStock uint64  `json:"rejected_out_of_stock"`
+	Paid               uint64  `json:"paid"`
+	Cancelled          uint64  `json:"cancelled"`
+	P50AckMs           float64 `json:"p50_ack_ms"`
+	P99AckMs           float64 `json:"p99_ack_ms"`
+	// P99AckDuringSnapshotMs is the p99 of acknowledgements whose batch
+	// was in flight while a snapshot was written (with SnapshotEveryBytes);
+	// Snapshots counts the snapshots taken during the run.
+	P99AckDuringSnapshotMs float64 `json:"p99_ack_during_snapshot_ms,omitempty"`
+	AcksDuringSnapshot     uint64  `json:"acks_during_snapshot,omitempty"`
+	Snapshots              uint64  `json:"snapshots,omitempty"`
+	AllocsPerOrder         float64 `json:"allocs_per_order"`
+	BytesPerOrderJournal   float64 `json:"bytes_per_order_journal"`
+	Fsyncs                 uint64  `json:"fsyncs"`
+	Oversold               int     `json:"oversold"`
+	Unconserved            int     `json:"unconserved"`
 	// CPUMicrosPerOrder is the process's CPU time (user + system, all
 	// goroutines, the generators included) per order: the budget is 3.4 µs
 	// for everything at 583,000 orders/s on two cores.
@@ -265,7 +279,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Partitions:         cfg.Partitions,
 		Workers:            cfg.Workers,
 		NoSync:             cfg.NoSync,
-		SnapshotEveryBytes: -1,
+		SnapshotEveryBytes: cfg.SnapshotEveryBytes,
 		// Keep the whole journal so that recovery can also be measured
 		// from the journal alone.
 		RetainFrom: func() uint64 { return 0 },
@@ -284,7 +298,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	hist := hdrhistogram.New(1, 60_000_000, 3) // microseconds
+	// histSnap holds the acknowledgements of batches in flight while a
+	// snapshot was written: the cost of snapshots on the hot path.
+	histSnap := hdrhistogram.New(1, 60_000_000, 3)
 	var histMu sync.Mutex
+	snapshotsBefore := e.Stats().Snapshots.Load()
 	var cnt counters
 	stats := e.Stats()
 	bytesBefore := stats.RecordBytes.Load()
@@ -303,7 +321,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			gen.run(runCtx, e, &cnt, hist, &histMu)
+			gen.run(runCtx, e, &cnt, hist, histSnap, &histMu)
 		}()
 	}
 	if cfg.Progress != nil {
@@ -349,6 +367,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	r.P50AckMs = float64(hist.ValueAtQuantile(50)) / 1000
 	r.P99AckMs = float64(hist.ValueAtQuantile(99)) / 1000
+	r.Snapshots = e.Stats().Snapshots.Load() - snapshotsBefore
+	if n := histSnap.TotalCount(); n > 0 {
+		r.AcksDuringSnapshot = uint64(n)
+		r.P99AckDuringSnapshotMs = float64(histSnap.ValueAtQuantile(99)) / 1000
+	}
 	if n := cnt.otherErrors.Load(); n > 0 {
 		e.Close()
 		return r, fmt.Errorf("%d commands failed unexpectedly", n)
@@ -421,6 +444,10 @@ type slot struct {
 	ids   []engine.OrderID // placed orders of the previous round, with totals
 	total []int64
 	start time.Time
+	// snapshots and snapshotting are the engine's snapshot count and state
+	// at submit, to tell acknowledgements during a snapshot.
+	snapshots    uint64
+	snapshotting bool
 }
 
 // batchesInFlight is how many batches a generator keeps submitted at once,
@@ -513,18 +540,29 @@ func (g *generator) collect(s *slot, cnt *counters) {
 	cnt.otherErrors.Add(other)
 }
 
-func (g *generator) run(ctx context.Context, e *engine.Engine, cnt *counters, hist *hdrhistogram.Histogram, histMu *sync.Mutex) {
-	for _, s := range g.slots {
+func (g *generator) run(ctx context.Context, e *engine.Engine, cnt *counters, hist, histSnap *hdrhistogram.Histogram, histMu *sync.Mutex) {
+	stats := e.Stats()
+	submit := func(s *slot) {
 		g.fill(s)
 		s.start = time.Now()
+		s.snapshots, s.snapshotting = stats.Snapshots.Load(), e.Snapshotting()
 		e.Submit(s.b)
+	}
+	for _, s := range g.slots {
+		submit(s)
 	}
 	for i := 0; ; i = (i + 1) % len(g.slots) {
 		s := g.slots[i]
 		s.b.Wait()
 		latency := time.Since(s.start)
+		// In flight during a snapshot: one ran at submit or at the ack,
+		// or one completed in between.
+		during := s.snapshotting || e.Snapshotting() || stats.Snapshots.Load() != s.snapshots
 		histMu.Lock()
 		hist.RecordValues(latency.Microseconds(), int64(g.cfg.BatchSize))
+		if during {
+			histSnap.RecordValues(latency.Microseconds(), int64(g.cfg.BatchSize))
+		}
 		histMu.Unlock()
 		g.collect(s, cnt)
 		if ctx.Err() != nil {
@@ -536,9 +574,7 @@ func (g *generator) run(ctx context.Context, e *engine.Engine, cnt *counters, hi
 			}
 			return
 		}
-		g.fill(s)
-		s.start = time.Now()
-		e.Submit(s.b)
+		submit(s)
 	}
 }
 

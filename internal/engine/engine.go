@@ -50,6 +50,8 @@ type Engine struct {
 	wg                  sync.WaitGroup // workers
 
 	stats Stats
+	// snapshotting is set while a snapshot is written (Snapshotting).
+	snapshotting atomic.Bool
 }
 
 // Stats are running counters, read with atomic loads.

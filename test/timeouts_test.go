@@ -152,7 +152,9 @@ func TestConnectionBound(t *testing.T) {
 		t.Fatalf("a freed slot does not serve: %v", last)
 	}
 	m := string(f.must(200, "GET", "/metrics", "", nil).Body)
-	if !strings.Contains(m, "fest_http_connections_rejected_total 1\n") || !strings.Contains(m, "fest_http_connections_max 3\n") {
+	// At least the one turned away above; a retry of the loop may have
+	// been turned away too before the server saw the close.
+	if strings.Contains(m, "fest_http_connections_rejected_total 0\n") || !strings.Contains(m, "fest_http_connections_rejected_total ") || !strings.Contains(m, "fest_http_connections_max 3\n") {
 		t.Fatalf("connection metrics:\n%s", grepLines(m, "fest_http_conn"))
 	}
 }

@@ -59,7 +59,12 @@ grep -rl --include='*_test.go' '^func Fuzz' . | while read -r file; do
 	pkg=./$(dirname "${file#./}")
 	grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | sed 's/^func //' | while read -r target; do
 		echo "-- $target ($pkg)"
-		go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" | tail -n 1
+		if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" >"$work/fuzz.log" 2>&1; then
+			grep -v 'fuzz: elapsed' "$work/fuzz.log" | tail -n 60
+			echo "fuzz target $target failed"
+			exit 1
+		fi
+		tail -n 1 "$work/fuzz.log"
 	done
 done
 echo "== all tests passed"

@@ -75,8 +75,12 @@ func (e *Engine) loadNewestSnapshot(pos []journal.Position) (loaded bool, at jou
 		size, err := e.loadSnapshot(c, at, pos)
 		if err != nil {
 			e.cfg.Logger.Warn("skipping snapshot that does not load; falling back to an older one or the journal", "position", at, "err", err)
-			if qerr := e.snapshots.Quarantine(at); qerr != nil {
-				return false, 0, fmt.Errorf("snapshot at %d does not load (%v), and setting it aside failed: %w", at, err, qerr)
+			// Only damage is set aside; a failure to read (EIO, too many
+			// open files) leaves the file for the next start to try again.
+			if errors.Is(err, journal.ErrCorrupt) || errors.Is(err, ErrBadRecord) {
+				if qerr := e.snapshots.Quarantine(at); qerr != nil {
+					return false, 0, fmt.Errorf("snapshot at %d does not load (%v), and setting it aside failed: %w", at, err, qerr)
+				}
 			}
 			continue
 		}

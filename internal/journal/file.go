@@ -599,6 +599,22 @@ func (f *File) truncateToDurable() {
 		return
 	}
 	f.segSize = int64(durable - f.segStart)
+	// Make the cut durable, so that records already answered as failed
+	// cannot come back after a crash: a client retrying without a key would
+	// then place a second order. This fsync makes a removal durable, not the
+	// data the failed fsync was for, so it is not the retry that fail-stop
+	// forbids; if it fails too, the records may come back, and recovery
+	// takes them as a torn tail or as records (they were never answered
+	// as placed).
+	// It goes to the file itself, not the Fsync hook, which counts and
+	// fails the fsyncs of data.
+	if f.cfg.NoSync {
+		return
+	}
+	if err := f.seg.Sync(); err != nil {
+		f.log.Error("journal: fsync the active segment after truncating it to the durable position",
+			"path", f.segPath, "offset", off, "err", err)
+	}
 }
 
 // noDone stands in for a nil done so that a nil callback in the queue always

@@ -269,13 +269,13 @@ type snapshotHeader struct {
 // size is size.
 func decodeSnapshotHeader(h []byte, pos Position, size int64) (snapshotHeader, error) {
 	if len(h) < snapshotHeaderLen {
-		return snapshotHeader{}, errors.New("short header")
+		return snapshotHeader{}, fmt.Errorf("%w: short header", ErrCorrupt)
 	}
 	if !bytes.Equal(h[0:8], []byte(snapshotMagic)) {
-		return snapshotHeader{}, errors.New("bad magic")
+		return snapshotHeader{}, fmt.Errorf("%w: bad magic", ErrCorrupt)
 	}
 	if crc32.Checksum(h[0:32], castagnoli) != binary.LittleEndian.Uint32(h[32:36]) {
-		return snapshotHeader{}, errors.New("header crc mismatch")
+		return snapshotHeader{}, fmt.Errorf("%w: header crc mismatch", ErrCorrupt)
 	}
 	if v := binary.LittleEndian.Uint32(h[8:12]); v != snapshotVersion {
 		return snapshotHeader{}, fmt.Errorf("unsupported version %d", v)
@@ -286,10 +286,10 @@ func decodeSnapshotHeader(h []byte, pos Position, size int64) (snapshotHeader, e
 		n:   binary.LittleEndian.Uint64(h[24:32]),
 	}
 	if hdr.pos != pos {
-		return snapshotHeader{}, fmt.Errorf("header position %d does not match file name", hdr.pos)
+		return snapshotHeader{}, fmt.Errorf("%w: header position %d does not match file name", ErrCorrupt, hdr.pos)
 	}
 	if hdr.n != uint64(size-snapshotHeaderLen) {
-		return snapshotHeader{}, fmt.Errorf("header length %d but file holds %d data bytes", hdr.n, size-snapshotHeaderLen)
+		return snapshotHeader{}, fmt.Errorf("%w: header length %d but file holds %d data bytes", ErrCorrupt, hdr.n, size-snapshotHeaderLen)
 	}
 	return hdr, nil
 }
@@ -372,7 +372,7 @@ func (s *Snapshots) readSnapshot(f snapshotFile) ([]byte, error) {
 	}
 	data := b[snapshotHeaderLen:]
 	if crc32.Checksum(data, castagnoli) != hdr.crc {
-		return nil, errors.New("data crc mismatch")
+		return nil, fmt.Errorf("%w: data crc mismatch", ErrCorrupt)
 	}
 	return data, nil
 }
@@ -435,7 +435,7 @@ func (s *Snapshots) openSnapshot(sf snapshotFile) (_ *snapshotReader, err error)
 		return nil, fmt.Errorf("read data: %w", err)
 	}
 	if crc.Sum32() != hdr.crc {
-		return nil, errors.New("data crc mismatch")
+		return nil, fmt.Errorf("%w: data crc mismatch", ErrCorrupt)
 	}
 	if _, err := f.Seek(snapshotHeaderLen, io.SeekStart); err != nil {
 		return nil, err

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path"
@@ -158,10 +159,13 @@ func (r *Runner) Load() (uint64, error) {
 		}
 		r.cfg.Logger.Warn("projection snapshot not usable, trying an older one", "position", uint64(pos), "err", err)
 		r.refused = append(r.refused, err)
-		// Set aside, it no longer counts among the kept snapshots, so the
-		// next snapshot does not prune the good older one.
-		if qerr := r.snaps.Quarantine(pos); qerr != nil {
-			return 0, fmt.Errorf("projection snapshot at %d not usable (%v), and setting it aside failed: %w", uint64(pos), err, qerr)
+		// Damage is set aside: it no longer counts among the kept
+		// snapshots, so the next snapshot does not prune the good older one.
+		// A failure to read leaves the file for the next start.
+		if damaged(err) {
+			if qerr := r.snaps.Quarantine(pos); qerr != nil {
+				return 0, fmt.Errorf("projection snapshot at %d not usable (%v), and setting it aside failed: %w", uint64(pos), err, qerr)
+			}
 		}
 	}
 	if r.loadedFrom == 0 && len(positions) > 0 {
@@ -198,7 +202,7 @@ func (r *Runner) loadAt(pos uint64) (*orderstore.Staged, *analytics.Staged, erro
 	// Reading to the end checks the checksum once more, and that nothing
 	// follows the sections.
 	if n, err := io.Copy(io.Discard, br); err != nil || n != 0 {
-		return nil, nil, fmt.Errorf("projection snapshot at %d: %d bytes after its sections: %v", pos, n, err)
+		return nil, nil, fmt.Errorf("%w: projection snapshot at %d: %d bytes after its sections: %v", errTrailing, pos, n, err)
 	}
 	return store, gmv, nil
 }
@@ -223,6 +227,16 @@ func (r *Runner) updateRetain() {
 		retain = min(retain, r.loadedFrom)
 	}
 	r.retain.Store(retain)
+}
+
+// errTrailing is a snapshot with bytes after its sections.
+var errTrailing = errors.New("bad projection snapshot")
+
+// damaged reports whether a snapshot failed to load because it is damaged
+// (a checksum, a decode, a missing chunk) rather than unreadable for now.
+func damaged(err error) bool {
+	return errors.Is(err, journal.ErrCorrupt) || errors.Is(err, orderstore.ErrBadSnapshot) ||
+		errors.Is(err, analytics.ErrBadSnapshot) || errors.Is(err, errTrailing) || errors.Is(err, fs.ErrNotExist)
 }
 
 // stopped records why the projections stopped.

@@ -37,7 +37,7 @@ type FS interface {
 	// after SyncDir of the directory.
 	Rename(oldpath, newpath string) error
 	// MkdirAll creates a directory and its parents; the new entries are
-	// durable at once (directories are created once, at start-up).
+	// durable when it returns (directories are created once, at start-up).
 	MkdirAll(name string, perm os.FileMode) error
 	// ReadDir returns the names of the regular files in a directory, sorted.
 	ReadDir(name string) ([]string, error)
@@ -95,9 +95,33 @@ func (osFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
 	return osFile{f}, nil
 }
 
-func (osFS) Remove(name string) error                     { return os.Remove(name) }
-func (osFS) Rename(oldpath, newpath string) error         { return os.Rename(oldpath, newpath) }
-func (osFS) MkdirAll(name string, perm os.FileMode) error { return os.MkdirAll(name, perm) }
+func (osFS) Remove(name string) error             { return os.Remove(name) }
+func (osFS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
+
+// MkdirAll creates the missing directories of name and fsyncs the parent of
+// each one it created, so that a crash soon after the first start cannot
+// take journal/ or snapshots/ away with everything in them.
+func (osFS) MkdirAll(name string, perm os.FileMode) error {
+	var missing []string
+	for dir := filepath.Clean(name); ; dir = filepath.Dir(dir) {
+		if _, err := os.Stat(dir); err == nil {
+			break
+		}
+		missing = append(missing, dir)
+		if parent := filepath.Dir(dir); parent == dir {
+			break
+		}
+	}
+	if err := os.MkdirAll(name, perm); err != nil {
+		return err
+	}
+	for _, dir := range missing {
+		if err := (osFS{}).SyncDir(filepath.Dir(dir)); err != nil {
+			return fmt.Errorf("make directory %s durable: %w", dir, err)
+		}
+	}
+	return nil
+}
 
 func (osFS) ReadDir(name string) ([]string, error) {
 	ents, err := os.ReadDir(name)

@@ -363,16 +363,17 @@ func (e *Engine) openIdempotency() error {
 	if err != nil {
 		return fmt.Errorf("open idempotency store: %w", err)
 	}
+	e.idempotencyStore = s
 	e.core.disk = s
 	return nil
 }
 
 // closeIdempotency closes the disk tier once the workers have stopped.
 func (e *Engine) closeIdempotency() error {
-	if e.core.disk == nil {
+	if e.idempotencyStore == nil {
 		return nil
 	}
-	if err := e.core.disk.Close(); err != nil {
+	if err := e.idempotencyStore.Close(); err != nil {
 		return fmt.Errorf("close idempotency store: %w", err)
 	}
 	return nil

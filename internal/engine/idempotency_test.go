@@ -312,3 +312,36 @@ func TestKeysSurviveFailingDiskTier(t *testing.T) {
 	}
 	k.retryAll(append(ids, more...))
 }
+
+// TestKeysSurviveReplayAfterCrash fails before recovery replayed the
+// journal with the disk tier open: replay then took the engine for one
+// without a disk tier and forgot every key past IdempotencyKeysMax per
+// partition, although those keys were in no run yet, so a retry of an
+// acknowledged order placed a second one. The disk tier fails every fsync
+// here, so that all the keys are in memory and the journal alone when the
+// directory is copied, as a crash leaves it without a snapshot.
+func TestKeysSurviveReplayAfterCrash(t *testing.T) {
+	fsys := &failingSyncFS{FS: vfs.OS}
+	fsys.failing.Store(true)
+	k := &keyTest{t: t, clock: new(atomic.Int64)}
+	k.clock.Store(1_000_000)
+	k.cfg = Config{Dir: t.TempDir(), Partitions: 4, Workers: 2, NoSync: true, SnapshotEveryBytes: -1, FS: fsys,
+		IdempotencyKeysMax: keyTestKeysMax, PaymentTimeout: time.Hour, IdempotencyRunDelayMax: time.Microsecond,
+		Now: k.clock.Load, Logger: quiet}
+	k.open()
+	testCatalog(t, k.e, 2, 4, 1_000_000)
+	// Up to the hard bound: twice IdempotencyKeysMax keys, all in memory.
+	ids := k.placeMany(memoryKeysHardFactor * keyTestKeysMax)
+	if st := k.e.IdempotencyStats(); st.DiskKeys != 0 {
+		t.Fatalf("%d keys on disk with every fsync failing", st.DiskKeys)
+	}
+	crashed := k.cfg.Dir + "-crash"
+	copyRunningDir(t, k.cfg.Dir, crashed)
+	if err := k.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	k.cfg.Dir, k.cfg.FS = crashed, nil
+	k.open()
+	defer func() { k.e.Close() }()
+	k.retryAll(ids)
+}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path"
@@ -163,6 +164,10 @@ type run struct {
 	skus   []*skuModel
 	orders map[engine.OrderID]*orderModel
 	keys   map[string]engine.OrderID // acknowledged idempotency keys
+	// unknownKeys are the keys of new orders whose outcome is unknown, with
+	// the request: a retry must place the order or replay the one that
+	// reached the journal, never refuse it as another request's key.
+	unknownKeys map[string]*orderModel
 	// keysMade numbers the idempotency keys, so each new one is unique.
 	keysMade int
 	// damaged is set once a bit was flipped in durable data: from then on
@@ -188,6 +193,8 @@ func newRun(t *testing.T, seed uint64) *run {
 		now:    time.Date(2020, 11, 11, 0, 0, 0, 0, time.UTC).UnixNano(),
 		orders: map[engine.OrderID]*orderModel{},
 		keys:   map[string]engine.OrderID{},
+
+		unknownKeys: map[string]*orderModel{},
 	}
 }
 
@@ -356,6 +363,9 @@ func (r *run) placeOrders() {
 	type pending struct {
 		model *orderModel
 		retry engine.OrderID
+		// retryUnknown is set for a retry of a key whose first order's
+		// outcome is unknown.
+		retryUnknown bool
 	}
 	var sent []pending
 	for range n {
@@ -380,6 +390,7 @@ func (r *run) placeOrders() {
 		}
 		o := engine.Order{BuyerID: fmt.Sprintf("buyer-%d", r.rng.IntN(simBuyers)), Items: items, Channel: "app", Region: "CN-ZJ"}
 		var retry engine.OrderID
+		var retryUnknown bool
 		if r.rng.IntN(3) == 0 {
 			if len(r.keys) > 0 && r.rng.IntN(2) == 0 {
 				// A retry of an acknowledged key must answer its order.
@@ -393,6 +404,17 @@ func (r *run) placeOrders() {
 				prev := r.orders[retry]
 				o = engine.Order{BuyerID: prev.buyer, Items: itemsOf(prev.lines), Channel: "app", Region: "CN-ZJ", IdempotencyKey: k, RequestHash: hashKey(k)}
 				lines = prev.lines
+			} else if len(r.unknownKeys) > 0 && r.rng.IntN(2) == 0 {
+				// A client retries a request it got no answer for.
+				keys := make([]string, 0, len(r.unknownKeys))
+				for k := range r.unknownKeys {
+					keys = append(keys, k)
+				}
+				slices.Sort(keys)
+				k := keys[r.rng.IntN(len(keys))]
+				prev := r.unknownKeys[k]
+				o = engine.Order{BuyerID: prev.buyer, Items: itemsOf(prev.lines), Channel: "app", Region: "CN-ZJ", IdempotencyKey: k, RequestHash: hashKey(k)}
+				lines, retryUnknown = prev.lines, true
 			} else {
 				r.keysMade++
 				o.IdempotencyKey = fmt.Sprintf("key-%d-%d", r.seed, r.keysMade)
@@ -400,7 +422,7 @@ func (r *run) placeOrders() {
 			}
 		}
 		b.Add(engine.Command{Kind: engine.KindPlaceOrder, Order: o})
-		sent = append(sent, pending{model: &orderModel{buyer: o.BuyerID, lines: lines, keyed: o.IdempotencyKey}, retry: retry})
+		sent = append(sent, pending{model: &orderModel{buyer: o.BuyerID, lines: lines, keyed: o.IdempotencyKey}, retry: retry, retryUnknown: retryUnknown})
 	}
 	r.eng.Submit(b)
 	b.Wait()
@@ -417,6 +439,17 @@ func (r *run) placeOrders() {
 				}
 				continue
 			}
+			if p.retryUnknown && res.Replayed {
+				// The first order reached the journal: recovery made it
+				// known, and it must be this request's.
+				prev, known := r.orders[res.OrderID]
+				if !known || prev.buyer != p.model.buyer || !maps.Equal(prev.lines, p.model.lines) {
+					r.fatalf("retry of unacknowledged key %q replayed order %v, which is not its request's (known %v)", p.model.keyed, res.OrderID, known)
+				}
+				r.keys[p.model.keyed] = res.OrderID
+				delete(r.unknownKeys, p.model.keyed)
+				continue
+			}
 			m := p.model
 			m.id, m.total, m.payBy, m.acked, m.placed = res.OrderID, res.Total, res.PayBy, engine.StatusPending, true
 			if old, dup := r.orders[m.id]; dup && old.placed {
@@ -426,9 +459,17 @@ func (r *run) placeOrders() {
 			r.orders[m.id] = m
 			if m.keyed != "" {
 				r.keys[m.keyed] = m.id
+				delete(r.unknownKeys, m.keyed)
 			}
 		case engine.CodeUnavailable:
 			unknown++ // the engine stopped: it may or may not have been placed
+			if p.retry == 0 && p.model.keyed != "" {
+				r.unknownKeys[p.model.keyed] = p.model
+			}
+		case engine.CodeIdempotencyMismatch:
+			if p.retry != 0 || p.retryUnknown {
+				r.fatalf("retry of key %q with its own request answered idempotency_mismatch (acknowledged before as %v)", p.model.keyed, p.retry)
+			}
 		}
 	}
 	r.logf("place %d orders: %d acknowledged, %d unknown (journal end %d)", n, ok, unknown, r.eng.JournalEnd())
@@ -559,6 +600,7 @@ func (r *run) advanceClock() {
 		// a retry is a new order.
 		r.now += int64(25 * time.Hour)
 		clear(r.keys)
+		clear(r.unknownKeys)
 		r.logf("clock +25h")
 		return
 	}

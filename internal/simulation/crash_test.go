@@ -87,8 +87,8 @@ func TestCrashSimulation(t *testing.T) {
 		}
 		total.add(r.stats)
 	}
-	t.Logf("%d seeds in %v: %d crash points, %d clean restarts, %d bit flips (%d refused with file and offset, %d repaired or harmless), %d failing fsyncs, %d short writes, %d full disks armed, %d acknowledged orders checked",
-		count, time.Since(start).Round(time.Millisecond), total.crashes, total.restarts, total.flips, total.refused, total.flips-total.refused, total.failedSyncs, total.shortWrites, total.noSpace, total.ordersChecked)
+	t.Logf("%d seeds in %v: %d crash points, %d clean restarts, %d bit flips (%d refused with file and offset, %d repaired or harmless), %d failing fsyncs, %d short writes, %d full disks armed, %d acknowledged orders checked, %d keyed orders of unknown outcome resolved",
+		count, time.Since(start).Round(time.Millisecond), total.crashes, total.restarts, total.flips, total.refused, total.flips-total.refused, total.failedSyncs, total.shortWrites, total.noSpace, total.ordersChecked, total.unknownKeyed)
 	if total.crashes < count {
 		t.Fatalf("only %d crash points in %d seeds: the simulation is not crashing", total.crashes, count)
 	}
@@ -103,6 +103,9 @@ func lastLines(lines []string, n int) string {
 
 type stats struct {
 	crashes, restarts, flips, refused, failedSyncs, shortWrites, noSpace, ordersChecked int
+	// unknownKeyed counts keyed orders of unknown outcome resolved: by a
+	// retry answered, or found in the journal at recovery.
+	unknownKeyed int
 }
 
 func (s *stats) add(o stats) {
@@ -114,6 +117,7 @@ func (s *stats) add(o stats) {
 	s.shortWrites += o.shortWrites
 	s.noSpace += o.noSpace
 	s.ordersChecked += o.ordersChecked
+	s.unknownKeyed += o.unknownKeyed
 }
 
 // orderModel is what the test knows of an order: what was acknowledged,
@@ -402,7 +406,7 @@ func (r *run) placeOrders() {
 				k := keys[r.rng.IntN(len(keys))]
 				retry = r.keys[k]
 				prev := r.orders[retry]
-				o = engine.Order{BuyerID: prev.buyer, Items: itemsOf(prev.lines), Channel: "app", Region: "CN-ZJ", IdempotencyKey: k, RequestHash: hashKey(k)}
+				o = engine.Order{BuyerID: prev.buyer, Items: itemsOf(prev.lines), Channel: "app", Region: k, IdempotencyKey: k, RequestHash: hashKey(k)}
 				lines = prev.lines
 			} else if len(r.unknownKeys) > 0 && r.rng.IntN(2) == 0 {
 				// A client retries a request it got no answer for.
@@ -413,11 +417,14 @@ func (r *run) placeOrders() {
 				slices.Sort(keys)
 				k := keys[r.rng.IntN(len(keys))]
 				prev := r.unknownKeys[k]
-				o = engine.Order{BuyerID: prev.buyer, Items: itemsOf(prev.lines), Channel: "app", Region: "CN-ZJ", IdempotencyKey: k, RequestHash: hashKey(k)}
+				o = engine.Order{BuyerID: prev.buyer, Items: itemsOf(prev.lines), Channel: "app", Region: k, IdempotencyKey: k, RequestHash: hashKey(k)}
 				lines, retryUnknown = prev.lines, true
 			} else {
 				r.keysMade++
 				o.IdempotencyKey = fmt.Sprintf("key-%d-%d", r.seed, r.keysMade)
+				// The region names the key, so that an order of unknown
+				// outcome found in the order store is known by its key.
+				o.Region = o.IdempotencyKey
 				o.RequestHash = hashKey(o.IdempotencyKey)
 			}
 		}
@@ -448,6 +455,7 @@ func (r *run) placeOrders() {
 				}
 				r.keys[p.model.keyed] = res.OrderID
 				delete(r.unknownKeys, p.model.keyed)
+				r.stats.unknownKeyed++
 				continue
 			}
 			m := p.model
@@ -459,7 +467,10 @@ func (r *run) placeOrders() {
 			r.orders[m.id] = m
 			if m.keyed != "" {
 				r.keys[m.keyed] = m.id
-				delete(r.unknownKeys, m.keyed)
+				if p.retryUnknown {
+					delete(r.unknownKeys, m.keyed)
+					r.stats.unknownKeyed++
+				}
 			}
 		case engine.CodeUnavailable:
 			unknown++ // the engine stopped: it may or may not have been placed
@@ -832,6 +843,17 @@ func (r *run) check() error {
 				return fmt.Errorf("order %v reached the order store (%v) but the engine answers %v %v (journal end %d)", id, o.Status, res.Code, res.Status, r.eng.JournalEnd())
 			}
 			r.orders[id] = &orderModel{id: id, buyer: o.BuyerID, total: o.Total, payBy: o.PayBy, lines: lines, acked: o.Status, placed: true}
+			if u := r.unknownKeys[o.Region]; u != nil {
+				// A keyed order of unknown outcome reached the journal: a
+				// retry of its key must now answer it.
+				if u.buyer != o.BuyerID || !maps.Equal(u.lines, lines) {
+					return fmt.Errorf("order %v of key %q has buyer %s lines %v, but the request had %s %v", id, o.Region, o.BuyerID, lines, u.buyer, u.lines)
+				}
+				r.orders[id].keyed = o.Region
+				r.keys[o.Region] = id
+				delete(r.unknownKeys, o.Region)
+				r.stats.unknownKeyed++
+			}
 		}
 		for _, it := range o.Items {
 			switch o.Status {

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/fest-platform/fest/internal/idempotency"
 	"github.com/fest-platform/fest/internal/journal"
 	"github.com/fest-platform/fest/internal/vfs"
 )
@@ -26,8 +27,13 @@ type Engine struct {
 	core      *core
 	journal   journal.Journal
 	snapshots *journal.Snapshots
-	workers   []*worker
-	lock      io.Closer // the data directory's lock, held until Close
+	// idempotencyStore is the disk tier of idempotency keys (nil without
+	// a data directory). It is opened before recovery and given to every
+	// core recovery makes, so that replay remembers keys as the live
+	// engine does.
+	idempotencyStore *idempotency.Store
+	workers          []*worker
+	lock             io.Closer // the data directory's lock, held until Close
 
 	mu struct {
 		sync.RWMutex
@@ -128,11 +134,18 @@ func Open(cfg Config) (*Engine, error) {
 		}
 		e.snapshots = s
 	}
-	if err := e.recover(); err != nil {
+	// The disk tier opens before recovery: replay remembers the keys of
+	// the journal's orders as the live engine did, which with a disk tier
+	// means keeping every one in memory until its run is durable. Without
+	// the store open, replay would take the engine for one without a disk
+	// tier and forget the keys past IdempotencyKeysMax, which are in no run
+	// yet.
+	if err := e.openIdempotency(); err != nil {
 		e.journal.Close()
 		return nil, err
 	}
-	if err := e.openIdempotency(); err != nil {
+	if err := e.recover(); err != nil {
+		e.closeIdempotency()
 		e.journal.Close()
 		return nil, err
 	}
@@ -154,7 +167,9 @@ func Open(cfg Config) (*Engine, error) {
 // newCore returns an empty core with the engine's settings.
 func (e *Engine) newCore() *core {
 	cfg := &e.cfg
-	return newCore(cfg.Partitions, int64(cfg.PaymentTimeout), int64(cfg.IdempotencyWindow), cfg.IdempotencyKeysMax)
+	c := newCore(cfg.Partitions, int64(cfg.PaymentTimeout), int64(cfg.IdempotencyWindow), cfg.IdempotencyKeysMax)
+	c.disk = e.idempotencyStore
+	return c
 }
 
 // metaFileMode is the mode of engine.json, like every data file (0600: the

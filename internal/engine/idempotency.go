@@ -58,6 +58,14 @@ type memoryKeys struct {
 	// spillResult is set by the disk writer's goroutine: spillOK or
 	// spillFailed, then read and cleared by the worker.
 	spillResult atomic.Int32
+	// durableEnd is the ring position below which every key's order is
+	// durable in the journal, set by the journal's goroutine as the
+	// worker's records become durable. A spill stops there: a run must
+	// never name an order that a crash can still take back, or after the
+	// crash the run would answer a retry of that unacknowledged request
+	// with idempotency_mismatch, or with whichever order takes its
+	// sequence next as its replay.
+	durableEnd atomic.Uint64
 
 	// count and oldestAt are published once per batch for /metrics.
 	count    atomic.Int64
@@ -88,6 +96,9 @@ func newMemoryKeys() memoryKeys {
 }
 
 func (m *memoryKeys) headPos() uint64 { return m.base + uint64(m.head) }
+
+// endPos is the ring position past the newest key.
+func (m *memoryKeys) endPos() uint64 { return m.base + uint64(len(m.ring)) }
 
 // live reports whether ring entry r still names the key's current entry.
 func (m *memoryKeys) live(r idempotencyRing) bool {
@@ -280,9 +291,13 @@ func (c *core) startSpill(p *partition) {
 	target := c.idempotencyKeysMax - c.idempotencyKeysMax/spillLowWaterFraction
 	n := len(m.entries) - target
 	from := max(m.spilled, m.headPos())
+	end := min(m.endPos(), m.durableEnd.Load())
+	if from >= end {
+		return // the oldest keys' orders are still being made durable
+	}
 	batch := make([]idempotency.Entry, 0, n)
 	pos := from
-	for ; pos < m.base+uint64(len(m.ring)) && len(batch) < n; pos++ {
+	for ; pos < end && len(batch) < n; pos++ {
 		r := m.ring[pos-m.base]
 		if !m.live(r) {
 			continue
@@ -363,16 +378,17 @@ func (e *Engine) openIdempotency() error {
 	if err != nil {
 		return fmt.Errorf("open idempotency store: %w", err)
 	}
+	e.idempotencyStore = s
 	e.core.disk = s
 	return nil
 }
 
 // closeIdempotency closes the disk tier once the workers have stopped.
 func (e *Engine) closeIdempotency() error {
-	if e.core.disk == nil {
+	if e.idempotencyStore == nil {
 		return nil
 	}
-	if err := e.core.disk.Close(); err != nil {
+	if err := e.idempotencyStore.Close(); err != nil {
 		return fmt.Errorf("close idempotency store: %w", err)
 	}
 	return nil

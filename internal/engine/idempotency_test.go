@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fest-platform/fest/internal/idempotency"
 	"github.com/fest-platform/fest/internal/vfs"
 )
 
@@ -311,4 +312,152 @@ func TestKeysSurviveFailingDiskTier(t *testing.T) {
 		more = append(more, r.OrderID)
 	}
 	k.retryAll(append(ids, more...))
+}
+
+// TestKeysSurviveReplayAfterCrash fails before recovery replayed the
+// journal with the disk tier open: replay then took the engine for one
+// without a disk tier and forgot every key past IdempotencyKeysMax per
+// partition, although those keys were in no run yet, so a retry of an
+// acknowledged order placed a second one. The disk tier fails every fsync
+// here, so that all the keys are in memory and the journal alone when the
+// directory is copied, as a crash leaves it without a snapshot.
+func TestKeysSurviveReplayAfterCrash(t *testing.T) {
+	fsys := &failingSyncFS{FS: vfs.OS}
+	fsys.failing.Store(true)
+	k := &keyTest{t: t, clock: new(atomic.Int64)}
+	k.clock.Store(1_000_000)
+	k.cfg = Config{Dir: t.TempDir(), Partitions: 4, Workers: 2, NoSync: true, SnapshotEveryBytes: -1, FS: fsys,
+		IdempotencyKeysMax: keyTestKeysMax, PaymentTimeout: time.Hour, IdempotencyRunDelayMax: time.Microsecond,
+		Now: k.clock.Load, Logger: quiet}
+	k.open()
+	testCatalog(t, k.e, 2, 4, 1_000_000)
+	// Up to the hard bound: twice IdempotencyKeysMax keys, all in memory.
+	ids := k.placeMany(memoryKeysHardFactor * keyTestKeysMax)
+	if st := k.e.IdempotencyStats(); st.DiskKeys != 0 {
+		t.Fatalf("%d keys on disk with every fsync failing", st.DiskKeys)
+	}
+	crashed := k.cfg.Dir + "-crash"
+	copyRunningDir(t, k.cfg.Dir, crashed)
+	if err := k.e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	k.cfg.Dir, k.cfg.FS = crashed, nil
+	k.open()
+	defer func() { k.e.Close() }()
+	k.retryAll(ids)
+}
+
+// heldSyncFS holds every fsync of a journal file while held is closed, so
+// that a test can keep records applied but not durable.
+type heldSyncFS struct {
+	vfs.FS
+	held    chan struct{} // closed: fsyncs go on
+	waiting atomic.Int32  // fsyncs being held
+}
+
+type heldSyncFile struct {
+	vfs.File
+	fs *heldSyncFS
+}
+
+func (f *heldSyncFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
+	file, err := f.FS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return heldSyncFile{File: file, fs: f}, nil
+}
+
+func (f heldSyncFile) Sync() error {
+	if strings.Contains(f.Name(), string(filepath.Separator)+"journal"+string(filepath.Separator)) {
+		f.fs.waiting.Add(1)
+		<-f.fs.held
+		f.fs.waiting.Add(-1)
+	}
+	return f.File.Sync()
+}
+
+// TestKeysSpillOnlyOnceDurable fails before a spill waited for the journal:
+// the worker handed the disk tier keys of orders whose records were still
+// being fsynced, so after a crash lost those records a run named orders
+// that never were. A client retrying such an unacknowledged order was then
+// answered idempotency_mismatch, or, once the sequence was taken again, the
+// other order as its replay.
+func TestKeysSpillOnlyOnceDurable(t *testing.T) {
+	sim, err := vfs.NewSim(vfs.SimConfig{Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const keysMax = 4
+	fsys := &heldSyncFS{FS: sim.Process(), held: make(chan struct{})}
+	close(fsys.held)
+	cfg := Config{Dir: "/data", FS: fsys, Partitions: 4, Workers: 1, SnapshotEveryBytes: -1, IdleTick: -1,
+		IdempotencyKeysMax: keysMax, PaymentTimeout: time.Hour, IdempotencyRunDelayMax: time.Microsecond,
+		Now: func() int64 { return 1_000_000 }, Logger: quiet}
+	e, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testCatalog(t, e, 2, 4, 1_000_000)
+	keyed := func(key string) Command {
+		return Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u", Items: []Item{{SKUID: "s0-1", Quantity: 1}},
+			Channel: "app", IdempotencyKey: key, RequestHash: hashString(key)}}
+	}
+	// Batch a's record waits in its fsync; batch b then runs the worker's
+	// spill step, which must not hand a's keys to the disk tier yet.
+	fsys.held = make(chan struct{})
+	applied := e.stats.Batches.Load()
+	a := NewBatch(0)
+	for i := range 4 * keysMax {
+		a.Add(keyed(fmt.Sprintf("key-%d", i)))
+	}
+	e.Submit(a)
+	for fsys.waiting.Load() == 0 {
+		runtime.Gosched()
+	}
+	b := NewBatch(0)
+	b.Add(Command{Kind: KindGetSKU, SKUID: "s0-1"})
+	e.Submit(b)
+	for e.stats.Batches.Load() < applied+2 {
+		runtime.Gosched()
+	}
+	// The disk writer takes batches in order: once a batch submitted now
+	// is durable, so is any spill batch b started.
+	written := make(chan error, 1)
+	if err := e.core.disk.Submit([]idempotency.Entry{{KeyHash: 12345, RequestHash: 1, Seq: 1, At: 1_000_000, Partition: 3}}, func(err error) { written <- err }); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-written; err != nil {
+		t.Fatal(err)
+	}
+	sim.Crash()
+	close(fsys.held)
+	a.Wait()
+	for _, r := range a.Requests {
+		if r.Result.OK() {
+			t.Fatalf("an order of batch a was acknowledged across the crash: %+v", r.Result)
+		}
+	}
+	e.Close()
+
+	cfg.FS = sim.Process()
+	e, err = Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	// An unkeyed order takes the sequence the lost key-0 had.
+	if r := e.Do(t.Context(), Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "v", Items: []Item{{SKUID: "s0-1", Quantity: 1}}, Channel: "app"}}); !r.OK() {
+		t.Fatalf("unkeyed order: %v", r.Err())
+	}
+	for i := range 4 * keysMax {
+		r := e.Do(t.Context(), keyed(fmt.Sprintf("key-%d", i)))
+		for r.Code == CodeOverloaded { // the memory tier waits for the disk
+			runtime.Gosched()
+			r = e.Do(t.Context(), keyed(fmt.Sprintf("key-%d", i)))
+		}
+		if !r.OK() || r.Replayed {
+			t.Fatalf("retry of the unacknowledged key-%d: %v replayed=%v order %v, want a new order", i, r.Err(), r.Replayed, r.OrderID)
+		}
+	}
 }

@@ -25,6 +25,11 @@ type inflight struct {
 
 	mu  sync.Mutex // orders the position's write before the reply
 	pos journal.Position
+	// keysEnd holds, for each of the worker's partitions (with a disk
+	// tier), the end of its memory tier's ring when the record was
+	// appended: once the record is durable, so are the orders of every key
+	// before it, and done publishes it as the spill limit.
+	keysEnd []uint64
 }
 
 // worker applies batches for the partitions it owns.
@@ -59,9 +64,14 @@ func newWorker(e *Engine, id int) *worker {
 		// Time never runs backwards, not even across a restart with a
 		// clock set back: expiry relies on pay-by times growing.
 		w.lastNow = max(w.lastNow, part.lastAt)
+		// Every key recovery remembered came from the journal on disk.
+		part.keys.durableEnd.Store(part.keys.endPos())
 	}
 	for i := 0; i < e.cfg.InflightRecordsMax; i++ {
 		fl := &inflight{w: w, buf: make([]byte, 0, 64<<10)}
+		if e.core.disk != nil {
+			fl.keysEnd = make([]uint64, len(w.parts))
+		}
 		fl.doneFn = fl.done
 		w.free <- fl
 	}
@@ -237,6 +247,9 @@ func (w *worker) appendRecord(fl *inflight) {
 		e.stats.Records.Add(1)
 		e.stats.RecordBytes.Add(uint64(len(rec)))
 	}
+	for i, p := range w.parts[:len(fl.keysEnd)] {
+		fl.keysEnd[i] = p.keys.endPos()
+	}
 	fl.mu.Lock()
 	pos, err := e.journal.Append(rec, fl.doneFn)
 	fl.pos = pos
@@ -257,6 +270,11 @@ func (fl *inflight) done(err error) {
 	fl.mu.Unlock()
 	if err != nil {
 		w.e.fail(err)
+	} else {
+		// Records are durable in order, so the limits only grow.
+		for i, p := range w.parts[:len(fl.keysEnd)] {
+			p.keys.durableEnd.Store(fl.keysEnd[i])
+		}
 	}
 	for _, s := range fl.shards {
 		for _, i := range s.idx {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path"
@@ -86,8 +87,8 @@ func TestCrashSimulation(t *testing.T) {
 		}
 		total.add(r.stats)
 	}
-	t.Logf("%d seeds in %v: %d crash points, %d clean restarts, %d bit flips (%d refused with file and offset, %d repaired or harmless), %d failing fsyncs, %d short writes, %d full disks armed, %d acknowledged orders checked",
-		count, time.Since(start).Round(time.Millisecond), total.crashes, total.restarts, total.flips, total.refused, total.flips-total.refused, total.failedSyncs, total.shortWrites, total.noSpace, total.ordersChecked)
+	t.Logf("%d seeds in %v: %d crash points, %d clean restarts, %d bit flips (%d refused with file and offset, %d repaired or harmless), %d failing fsyncs, %d short writes, %d full disks armed, %d acknowledged orders checked, %d keyed orders of unknown outcome resolved",
+		count, time.Since(start).Round(time.Millisecond), total.crashes, total.restarts, total.flips, total.refused, total.flips-total.refused, total.failedSyncs, total.shortWrites, total.noSpace, total.ordersChecked, total.unknownKeyed)
 	if total.crashes < count {
 		t.Fatalf("only %d crash points in %d seeds: the simulation is not crashing", total.crashes, count)
 	}
@@ -102,6 +103,9 @@ func lastLines(lines []string, n int) string {
 
 type stats struct {
 	crashes, restarts, flips, refused, failedSyncs, shortWrites, noSpace, ordersChecked int
+	// unknownKeyed counts keyed orders of unknown outcome resolved: by a
+	// retry answered, or found in the journal at recovery.
+	unknownKeyed int
 }
 
 func (s *stats) add(o stats) {
@@ -113,6 +117,7 @@ func (s *stats) add(o stats) {
 	s.shortWrites += o.shortWrites
 	s.noSpace += o.noSpace
 	s.ordersChecked += o.ordersChecked
+	s.unknownKeyed += o.unknownKeyed
 }
 
 // orderModel is what the test knows of an order: what was acknowledged,
@@ -163,6 +168,10 @@ type run struct {
 	skus   []*skuModel
 	orders map[engine.OrderID]*orderModel
 	keys   map[string]engine.OrderID // acknowledged idempotency keys
+	// unknownKeys are the keys of new orders whose outcome is unknown, with
+	// the request: a retry must place the order or replay the one that
+	// reached the journal, never refuse it as another request's key.
+	unknownKeys map[string]*orderModel
 	// keysMade numbers the idempotency keys, so each new one is unique.
 	keysMade int
 	// damaged is set once a bit was flipped in durable data: from then on
@@ -188,6 +197,8 @@ func newRun(t *testing.T, seed uint64) *run {
 		now:    time.Date(2020, 11, 11, 0, 0, 0, 0, time.UTC).UnixNano(),
 		orders: map[engine.OrderID]*orderModel{},
 		keys:   map[string]engine.OrderID{},
+
+		unknownKeys: map[string]*orderModel{},
 	}
 }
 
@@ -356,6 +367,9 @@ func (r *run) placeOrders() {
 	type pending struct {
 		model *orderModel
 		retry engine.OrderID
+		// retryUnknown is set for a retry of a key whose first order's
+		// outcome is unknown.
+		retryUnknown bool
 	}
 	var sent []pending
 	for range n {
@@ -380,6 +394,7 @@ func (r *run) placeOrders() {
 		}
 		o := engine.Order{BuyerID: fmt.Sprintf("buyer-%d", r.rng.IntN(simBuyers)), Items: items, Channel: "app", Region: "CN-ZJ"}
 		var retry engine.OrderID
+		var retryUnknown bool
 		if r.rng.IntN(3) == 0 {
 			if len(r.keys) > 0 && r.rng.IntN(2) == 0 {
 				// A retry of an acknowledged key must answer its order.
@@ -391,16 +406,30 @@ func (r *run) placeOrders() {
 				k := keys[r.rng.IntN(len(keys))]
 				retry = r.keys[k]
 				prev := r.orders[retry]
-				o = engine.Order{BuyerID: prev.buyer, Items: itemsOf(prev.lines), Channel: "app", Region: "CN-ZJ", IdempotencyKey: k, RequestHash: hashKey(k)}
+				o = engine.Order{BuyerID: prev.buyer, Items: itemsOf(prev.lines), Channel: "app", Region: k, IdempotencyKey: k, RequestHash: hashKey(k)}
 				lines = prev.lines
+			} else if len(r.unknownKeys) > 0 && r.rng.IntN(2) == 0 {
+				// A client retries a request it got no answer for.
+				keys := make([]string, 0, len(r.unknownKeys))
+				for k := range r.unknownKeys {
+					keys = append(keys, k)
+				}
+				slices.Sort(keys)
+				k := keys[r.rng.IntN(len(keys))]
+				prev := r.unknownKeys[k]
+				o = engine.Order{BuyerID: prev.buyer, Items: itemsOf(prev.lines), Channel: "app", Region: k, IdempotencyKey: k, RequestHash: hashKey(k)}
+				lines, retryUnknown = prev.lines, true
 			} else {
 				r.keysMade++
 				o.IdempotencyKey = fmt.Sprintf("key-%d-%d", r.seed, r.keysMade)
+				// The region names the key, so that an order of unknown
+				// outcome found in the order store is known by its key.
+				o.Region = o.IdempotencyKey
 				o.RequestHash = hashKey(o.IdempotencyKey)
 			}
 		}
 		b.Add(engine.Command{Kind: engine.KindPlaceOrder, Order: o})
-		sent = append(sent, pending{model: &orderModel{buyer: o.BuyerID, lines: lines, keyed: o.IdempotencyKey}, retry: retry})
+		sent = append(sent, pending{model: &orderModel{buyer: o.BuyerID, lines: lines, keyed: o.IdempotencyKey}, retry: retry, retryUnknown: retryUnknown})
 	}
 	r.eng.Submit(b)
 	b.Wait()
@@ -417,6 +446,18 @@ func (r *run) placeOrders() {
 				}
 				continue
 			}
+			if p.retryUnknown && res.Replayed {
+				// The first order reached the journal: recovery made it
+				// known, and it must be this request's.
+				prev, known := r.orders[res.OrderID]
+				if !known || prev.buyer != p.model.buyer || !maps.Equal(prev.lines, p.model.lines) {
+					r.fatalf("retry of unacknowledged key %q replayed order %v, which is not its request's (known %v)", p.model.keyed, res.OrderID, known)
+				}
+				r.keys[p.model.keyed] = res.OrderID
+				delete(r.unknownKeys, p.model.keyed)
+				r.stats.unknownKeyed++
+				continue
+			}
 			m := p.model
 			m.id, m.total, m.payBy, m.acked, m.placed = res.OrderID, res.Total, res.PayBy, engine.StatusPending, true
 			if old, dup := r.orders[m.id]; dup && old.placed {
@@ -426,9 +467,20 @@ func (r *run) placeOrders() {
 			r.orders[m.id] = m
 			if m.keyed != "" {
 				r.keys[m.keyed] = m.id
+				if p.retryUnknown {
+					delete(r.unknownKeys, m.keyed)
+					r.stats.unknownKeyed++
+				}
 			}
 		case engine.CodeUnavailable:
 			unknown++ // the engine stopped: it may or may not have been placed
+			if p.retry == 0 && p.model.keyed != "" {
+				r.unknownKeys[p.model.keyed] = p.model
+			}
+		case engine.CodeIdempotencyMismatch:
+			if p.retry != 0 || p.retryUnknown {
+				r.fatalf("retry of key %q with its own request answered idempotency_mismatch (acknowledged before as %v)", p.model.keyed, p.retry)
+			}
 		}
 	}
 	r.logf("place %d orders: %d acknowledged, %d unknown (journal end %d)", n, ok, unknown, r.eng.JournalEnd())
@@ -559,6 +611,7 @@ func (r *run) advanceClock() {
 		// a retry is a new order.
 		r.now += int64(25 * time.Hour)
 		clear(r.keys)
+		clear(r.unknownKeys)
 		r.logf("clock +25h")
 		return
 	}
@@ -790,6 +843,17 @@ func (r *run) check() error {
 				return fmt.Errorf("order %v reached the order store (%v) but the engine answers %v %v (journal end %d)", id, o.Status, res.Code, res.Status, r.eng.JournalEnd())
 			}
 			r.orders[id] = &orderModel{id: id, buyer: o.BuyerID, total: o.Total, payBy: o.PayBy, lines: lines, acked: o.Status, placed: true}
+			if u := r.unknownKeys[o.Region]; u != nil {
+				// A keyed order of unknown outcome reached the journal: a
+				// retry of its key must now answer it.
+				if u.buyer != o.BuyerID || !maps.Equal(u.lines, lines) {
+					return fmt.Errorf("order %v of key %q has buyer %s lines %v, but the request had %s %v", id, o.Region, o.BuyerID, lines, u.buyer, u.lines)
+				}
+				r.orders[id].keyed = o.Region
+				r.keys[o.Region] = id
+				delete(r.unknownKeys, o.Region)
+				r.stats.unknownKeyed++
+			}
 		}
 		for _, it := range o.Items {
 			switch o.Status {

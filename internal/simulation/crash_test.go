@@ -40,9 +40,9 @@ const (
 	crashMutationsMax = 24
 )
 
-// concurrentSeeds turns on the concurrent mode for a third of the seeds
-// (see run.concurrent); FEST_SIM_CONCURRENT=1 sets it.
-var concurrentSeeds = os.Getenv("FEST_SIM_CONCURRENT") == "1"
+// concurrentSeeds runs a third of the seeds in the concurrent mode (see
+// run.concurrent); FEST_SIM_CONCURRENT=0 runs every seed with one writer.
+var concurrentSeeds = os.Getenv("FEST_SIM_CONCURRENT") != "0"
 
 // seedsDefault is how many seeds `go test` runs; each has several crash
 // points. Under the race detector the run is slower, so fewer.

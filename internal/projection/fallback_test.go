@@ -1,7 +1,6 @@
 package projection
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -26,17 +25,8 @@ type festival struct {
 // snapshots exist, then closes it, and returns what it did.
 func run(t *testing.T, s *stack, orders int) festival {
 	t.Helper()
-	ctx := context.Background()
-	must := func(c engine.Command) engine.Result {
-		r := s.eng.Do(ctx, c)
-		if !r.OK() {
-			t.Fatalf("%v: %v", c.Kind, r.Err())
-		}
-		return r
-	}
-	must(engine.Command{Kind: engine.KindUpsertBrand, Brand: &engine.Brand{ID: "b"}})
-	must(engine.Command{Kind: engine.KindUpsertMerchant, Merchant: &engine.Merchant{ID: "m", Kind: engine.MerchantTrader}})
-	must(engine.Command{Kind: engine.KindUpsertSKU, SKU: &engine.SKU{ID: "s", MerchantID: "m", BrandID: "b", Price: 100, Stock: 1_000_000}})
+	must := func(c engine.Command) engine.Result { return s.must(t, c) }
+	s.catalog(t)
 	f := festival{paid: make(map[engine.OrderID]bool)}
 	for i := 0; i < orders; i++ {
 		r := must(engine.Command{Kind: engine.KindPlaceOrder, Order: engine.Order{BuyerID: fmt.Sprintf("buyer-%d", i%7), Items: []engine.Item{{SKUID: "s", Quantity: int32(1 + i%5)}}}})

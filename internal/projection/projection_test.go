@@ -45,6 +45,24 @@ func open(t *testing.T, dir string) *stack {
 	return s
 }
 
+// must runs c and fails the test unless it succeeds.
+func (s *stack) must(t *testing.T, c engine.Command) engine.Result {
+	t.Helper()
+	r := s.eng.Do(context.Background(), c)
+	if !r.OK() {
+		t.Fatalf("%v: %v", c.Kind, r.Err())
+	}
+	return r
+}
+
+// catalog creates the one brand, merchant and SKU the tests order from.
+func (s *stack) catalog(t *testing.T) {
+	t.Helper()
+	s.must(t, engine.Command{Kind: engine.KindUpsertBrand, Brand: &engine.Brand{ID: "b"}})
+	s.must(t, engine.Command{Kind: engine.KindUpsertMerchant, Merchant: &engine.Merchant{ID: "m", Kind: engine.MerchantTrader}})
+	s.must(t, engine.Command{Kind: engine.KindUpsertSKU, SKU: &engine.SKU{ID: "s", MerchantID: "m", BrandID: "b", Price: 100, Stock: 1_000_000}})
+}
+
 func (s *stack) wait(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -73,17 +91,8 @@ func (s *stack) close(t *testing.T) {
 func TestRestartFromSnapshot(t *testing.T) {
 	dir := t.TempDir()
 	s := open(t, dir)
-	ctx := context.Background()
-	must := func(c engine.Command) engine.Result {
-		r := s.eng.Do(ctx, c)
-		if !r.OK() {
-			t.Fatalf("%v: %v", c.Kind, r.Err())
-		}
-		return r
-	}
-	must(engine.Command{Kind: engine.KindUpsertBrand, Brand: &engine.Brand{ID: "b"}})
-	must(engine.Command{Kind: engine.KindUpsertMerchant, Merchant: &engine.Merchant{ID: "m", Kind: engine.MerchantTrader}})
-	must(engine.Command{Kind: engine.KindUpsertSKU, SKU: &engine.SKU{ID: "s", MerchantID: "m", BrandID: "b", Price: 100, Stock: 1_000_000}})
+	must := func(c engine.Command) engine.Result { return s.must(t, c) }
+	s.catalog(t)
 	var ids []engine.OrderID
 	var gmv int64
 	for i := 0; i < 600; i++ {

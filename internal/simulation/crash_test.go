@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -156,9 +157,11 @@ type run struct {
 	concurrent bool
 	rng        *rand.Rand
 	sim        *vfs.Sim
-	now        int64
-	trace      []string
-	stats      stats
+	// now is the logical clock, read by the engine's goroutines (the
+	// idempotency writer expires runs by it) while the test moves it.
+	now   atomic.Int64
+	trace []string
+	stats stats
 
 	eng   *engine.Engine
 	store *orderstore.Store
@@ -191,15 +194,16 @@ func newRun(t *testing.T, seed uint64) *run {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &run{
+	r := &run{
 		t: t, seed: seed, sim: sim, concurrent: concurrentSeeds && seed%3 == 0,
 		rng:    rand.New(rand.NewPCG(seed, 0x5eed)),
-		now:    time.Date(2020, 11, 11, 0, 0, 0, 0, time.UTC).UnixNano(),
 		orders: map[engine.OrderID]*orderModel{},
 		keys:   map[string]engine.OrderID{},
 
 		unknownKeys: map[string]*orderModel{},
 	}
+	r.now.Store(time.Date(2020, 11, 11, 0, 0, 0, 0, time.UTC).UnixNano())
+	return r
 }
 
 func (r *run) logf(format string, args ...any) {
@@ -230,7 +234,7 @@ func (r *run) open() error {
 		SnapshotEveryBytes: -1, // snapshots only where the test asks
 		SegmentBytesMax:    simSegmentBytes,
 		IdleTick:           -1, // expiry only with batches: no wall-clock timer
-		Now:                func() int64 { return r.now },
+		Now:                r.now.Load,
 		Logger:             discard,
 	}
 	if r.concurrent {
@@ -609,14 +613,14 @@ func (r *run) advanceClock() {
 	if r.rng.IntN(8) == 0 {
 		// Past the idempotency window: every key so far is forgotten, and
 		// a retry is a new order.
-		r.now += int64(25 * time.Hour)
+		r.now.Add(int64(25 * time.Hour))
 		clear(r.keys)
 		clear(r.unknownKeys)
 		r.logf("clock +25h")
 		return
 	}
 	d := time.Duration(1+r.rng.IntN(90)) * time.Second
-	r.now += int64(d)
+	r.now.Add(int64(d))
 	r.logf("clock +%v", d)
 }
 
@@ -811,7 +815,7 @@ func (r *run) check() error {
 		if res.Code != engine.CodeOK {
 			return fmt.Errorf("acknowledged order %v: engine answers %v", id, res.Code)
 		}
-		if !allowed(m, res.Status, r.now) {
+		if !allowed(m, res.Status, r.now.Load()) {
 			return fmt.Errorf("acknowledged order %v (acknowledged %v, maybe %v, pay by %v): engine has it %v",
 				id, m.acked, m.maybe, time.Unix(0, m.payBy).UTC(), res.Status)
 		}

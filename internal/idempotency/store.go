@@ -378,9 +378,8 @@ func (s *Store) write(entries []Entry) error {
 	path := filepath.Join(s.cfg.Dir, runName(number))
 	data := encodeRun(entries)
 	if err := vfs.WriteFileAtomic(s.cfg.FS, path, data, 0o600); err != nil {
-		// Best effort: a full disk should not keep the half-written run.
-		// Open removes any that remains.
-		s.cfg.FS.Remove(path + ".tmp")
+		// WriteFileAtomic removed the half-written run; Open removes one a
+		// crash left.
 		return fmt.Errorf("write run %s: %w", path, err)
 	}
 	r := newRun(s.cfg.FS, path, number, entries)

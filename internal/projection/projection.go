@@ -408,28 +408,9 @@ func (c *chunkFiles) WriteChunk(name string, data []byte) error {
 	if name == "" || strings.ContainsAny(name, "/\\") || strings.HasSuffix(name, chunkTmpSuffix) {
 		panic(fmt.Sprintf("projection: chunk name %q is not a plain file name", name))
 	}
-	final := path.Join(c.dir, name)
-	tmp := final + chunkTmpSuffix
-	f, err := c.fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, filePerm)
-	if err != nil {
-		return fmt.Errorf("create %s: %w", tmp, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		c.fsys.Remove(tmp)
-		return fmt.Errorf("write %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		c.fsys.Remove(tmp)
-		return fmt.Errorf("fsync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		c.fsys.Remove(tmp)
-		return fmt.Errorf("close %s: %w", tmp, err)
-	}
-	if err := c.fsys.Rename(tmp, final); err != nil {
-		return fmt.Errorf("rename %s: %w", tmp, err)
+	// The directory is fsynced once for every chunk of a snapshot (sync).
+	if err := vfs.WriteFileRenamed(c.fsys, path.Join(c.dir, name), data, filePerm); err != nil {
+		return err
 	}
 	c.dirty = true
 	return nil

@@ -171,14 +171,30 @@ func (osFS) Lock(name string) (io.Closer, error) {
 }
 
 // WriteFileAtomic writes data to name so that a crash leaves either the old
-// content or the new one: a temporary file is written and fsynced, renamed
-// over name, and the directory is fsynced.
+// content or the new one: WriteFileRenamed, then the directory is fsynced.
 func WriteFileAtomic(fsys FS, name string, data []byte, perm os.FileMode) error {
+	if err := WriteFileRenamed(fsys, name, data, perm); err != nil {
+		return err
+	}
+	return fsys.SyncDir(filepath.Dir(name))
+}
+
+// WriteFileRenamed writes data to name+".tmp", fsyncs it and renames it over
+// name; on failure the temporary file is removed (best effort: a crash can
+// still leave one, which its owner removes at open). The new name is durable
+// only after SyncDir of its directory, which a caller writing many files
+// does once for all of them.
+func WriteFileRenamed(fsys FS, name string, data []byte, perm os.FileMode) (err error) {
 	tmp := name + ".tmp"
 	f, err := fsys.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
 	if err != nil {
 		return fmt.Errorf("create %s: %w", tmp, err)
 	}
+	defer func() {
+		if err != nil {
+			fsys.Remove(tmp)
+		}
+	}()
 	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return fmt.Errorf("write %s: %w", tmp, err)
@@ -193,7 +209,7 @@ func WriteFileAtomic(fsys FS, name string, data []byte, perm os.FileMode) error 
 	if err := fsys.Rename(tmp, name); err != nil {
 		return fmt.Errorf("rename %s: %w", tmp, err)
 	}
-	return fsys.SyncDir(filepath.Dir(name))
+	return nil
 }
 
 // ReadFile reads a whole file.

@@ -6,12 +6,25 @@ import "github.com/fest-platform/fest/internal/journal"
 // match the HTTP API's bounds (internal/server), and together with the bounds
 // in state.go they give every event a static maximum size, so that no input
 // can make a journal record too large. A command over one of them is answered
-// CodeInvalidArgument naming the field, at the gateway, before it is applied.
+// CodeInvalidArgument naming the field, at the gateway, before it is applied; the
+// HTTP edge checks the same constants (exported below).
 const (
 	channelBytesMax        = 64  // "app", "web" or "live:<channel id>"
 	regionBytesMax         = 32  // e.g. "CN-ZJ"
 	countryBytesMax        = 8   // ISO 3166-1 alpha-2 with room for a subdivision
 	idempotencyKeyBytesMax = 255 // hashed, never stored, but bounded like the API
+)
+
+// The bounds of commands, exported so that the HTTP edge checks the same
+// ones (and answers with its own field paths) instead of keeping a copy.
+const (
+	IDBytesMax             = idLengthMax
+	TextBytesMax           = textMax
+	ChannelBytesMax        = channelBytesMax
+	RegionBytesMax         = regionBytesMax
+	IdempotencyKeyBytesMax = idempotencyKeyBytesMax
+	OrderItemsMax          = orderItemsMax
+	QuantityMax            = quantityMax
 )
 
 // Bounds on one journal record, shared by the worker that writes records and

@@ -14,15 +14,16 @@ import (
 	"github.com/fest-platform/fest/internal/engine"
 )
 
-// Field limits checked at the edge, before the engine.
+// Field limits checked at the edge, before the engine: the engine's own
+// bounds, so that the two never disagree.
 const (
-	idBytesMax      = 128 // buyer, sku, merchant, brand, deal ids
-	regionBytesMax  = 32
-	channelBytesMax = 64
-	textBytesMax    = 1024 // names, titles
-	idemKeyBytesMax = 255
-	orderItemsMax   = 100
-	itemQuantityMax = 999
+	idBytesMax      = engine.IDBytesMax // buyer, sku, merchant, brand, deal ids
+	regionBytesMax  = engine.RegionBytesMax
+	channelBytesMax = engine.ChannelBytesMax
+	textBytesMax    = engine.TextBytesMax // names, titles
+	idemKeyBytesMax = engine.IdempotencyKeyBytesMax
+	orderItemsMax   = engine.OrderItemsMax
+	itemQuantityMax = engine.QuantityMax
 	amountMax       = 1 << 53 // fen; far above any order, below float rounding
 )
 

@@ -160,7 +160,7 @@ func TestSnapshotEveryBitFlip(t *testing.T) {
 			if err := os.WriteFile(path, b, 0o600); err != nil {
 				t.Fatal(err)
 			}
-			pos, data, ok, err := s.Latest()
+			pos, data, ok, err := latest(s)
 			if err != nil || !ok || pos != 10 || string(data) != "older" {
 				t.Fatalf("byte %d bit %d: Latest = %d %q %v %v, want the older snapshot", off, bit, pos, data, ok, err)
 			}
@@ -287,7 +287,7 @@ func TestFilesGoThroughFSAndAre0600(t *testing.T) {
 	if err := s.Write(77, []byte("state")); err != nil {
 		t.Fatal(err)
 	}
-	if _, data, ok, err := s.Latest(); !ok || err != nil || string(data) != "state" {
+	if _, data, ok, err := latest(s); !ok || err != nil || string(data) != "state" {
 		t.Fatalf("Latest = %q %v %v", data, ok, err)
 	}
 	creates := rfs.opsMatching("create")

@@ -341,63 +341,6 @@ func (s *Snapshots) Open(pos Position) (rc io.ReadCloser, size int64, err error)
 	return r, int64(r.hdr.n), nil
 }
 
-// Latest returns the newest snapshot whose header and data checksums verify.
-// Invalid snapshots are logged and skipped, so a damaged newest snapshot falls
-// back to the previous one. ok is false if there is no valid snapshot; err is
-// only for failures to list the directory.
-func (s *Snapshots) Latest() (pos Position, data []byte, ok bool, err error) {
-	files, err := s.list()
-	if err != nil {
-		return 0, nil, false, err
-	}
-	for _, f := range files {
-		data, err := s.readSnapshot(f)
-		if err != nil {
-			s.log.Warn("journal: skipping invalid snapshot", "path", f.path, "err", err)
-			continue
-		}
-		return f.pos, data, true, nil
-	}
-	return 0, nil, false, nil
-}
-
-func (s *Snapshots) readSnapshot(f snapshotFile) ([]byte, error) {
-	b, err := vfs.ReadFile(s.fs, f.path)
-	if err != nil {
-		return nil, err
-	}
-	hdr, err := decodeSnapshotHeader(b, f.pos, int64(len(b)))
-	if err != nil {
-		return nil, err
-	}
-	data := b[snapshotHeaderLen:]
-	if crc32.Checksum(data, castagnoli) != hdr.crc {
-		return nil, fmt.Errorf("%w: data crc mismatch", ErrCorrupt)
-	}
-	return data, nil
-}
-
-// LatestReader is the streaming form of Latest. It verifies the candidate's
-// checksum in one pass before choosing it, so the fallback to an older
-// snapshot still works, and then returns a reader over the data that checks
-// the checksum again at EOF (returning an error wrapping ErrCorrupt if the
-// file changed in between). size is the data length. The caller must close rc.
-func (s *Snapshots) LatestReader() (pos Position, rc io.ReadCloser, size int64, ok bool, err error) {
-	files, err := s.list()
-	if err != nil {
-		return 0, nil, 0, false, err
-	}
-	for _, f := range files {
-		r, err := s.openSnapshot(f)
-		if err != nil {
-			s.log.Warn("journal: skipping invalid snapshot", "path", f.path, "err", err)
-			continue
-		}
-		return f.pos, r, int64(r.hdr.n), true, nil
-	}
-	return 0, nil, 0, false, nil
-}
-
 // snapshotReader streams a snapshot's data and verifies it at EOF.
 type snapshotReader struct {
 	f    vfs.File

@@ -29,7 +29,7 @@ func TestSnapshotRoundTripAndPrune(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, ok, err := s.Latest(); ok || err != nil {
+	if _, _, ok, err := latest(s); ok || err != nil {
 		t.Fatalf("Latest on empty dir: ok=%v err=%v", ok, err)
 	}
 	for i, pos := range []Position{100, 300, 200, 400} {
@@ -37,7 +37,7 @@ func TestSnapshotRoundTripAndPrune(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	pos, data, ok, err := s.Latest()
+	pos, data, ok, err := latest(s)
 	if err != nil || !ok || pos != 400 || !bytes.Equal(data, payload(3, 1003)) {
 		t.Fatalf("Latest = %d, %d bytes, %v, %v", pos, len(data), ok, err)
 	}
@@ -49,7 +49,7 @@ func TestSnapshotRoundTripAndPrune(t *testing.T) {
 	if err := s.Write(400, nil); err != nil {
 		t.Fatal(err)
 	}
-	if pos, data, ok, _ := s.Latest(); !ok || pos != 400 || len(data) != 0 {
+	if pos, data, ok, _ := latest(s); !ok || pos != 400 || len(data) != 0 {
 		t.Fatalf("Latest after rewrite = %d, %d bytes", pos, len(data))
 	}
 }
@@ -75,7 +75,7 @@ func TestSnapshotStreaming(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pos, rc, size, ok, err := s.LatestReader()
+	pos, rc, size, ok, err := latestReader(s)
 	if err != nil || !ok || pos != 42 || size != int64(len(big)) {
 		t.Fatalf("LatestReader = %d, size %d, %v, %v", pos, size, ok, err)
 	}
@@ -84,7 +84,7 @@ func TestSnapshotStreaming(t *testing.T) {
 	if err != nil || !bytes.Equal(got, big) {
 		t.Fatalf("read %d bytes, err %v", len(got), err)
 	}
-	_, data, _, _ := s.Latest()
+	_, data, _, _ := latest(s)
 	if !bytes.Equal(data, big) {
 		t.Fatal("Latest and LatestReader disagree")
 	}
@@ -117,11 +117,11 @@ func TestSnapshotFallback(t *testing.T) {
 				t.Fatal(err)
 			}
 			mutate(t, filepath.Join(dir, snapshotName(20)), tt.damage)
-			pos, data, ok, err := s.Latest()
+			pos, data, ok, err := latest(s)
 			if err != nil || !ok || pos != 10 || string(data) != "older" {
 				t.Fatalf("Latest = %d %q %v %v, want the older snapshot", pos, data, ok, err)
 			}
-			pos, rc, _, ok, err := s.LatestReader()
+			pos, rc, _, ok, err := latestReader(s)
 			if err != nil || !ok || pos != 10 {
 				t.Fatalf("LatestReader = %d %v %v", pos, ok, err)
 			}
@@ -132,7 +132,7 @@ func TestSnapshotFallback(t *testing.T) {
 			}
 			// With both damaged there is no snapshot at all.
 			mutate(t, filepath.Join(dir, snapshotName(10)), tt.damage)
-			if _, _, ok, err := s.Latest(); ok || err != nil {
+			if _, _, ok, err := latest(s); ok || err != nil {
 				t.Fatalf("Latest with no valid snapshot: ok=%v err=%v", ok, err)
 			}
 		})
@@ -166,7 +166,7 @@ func TestSnapshotWriteIsAtomic(t *testing.T) {
 	if err := os.WriteFile(tmp, []byte("partial"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if pos, data, ok, _ := s.Latest(); !ok || pos != 10 || string(data) != "good" {
+	if pos, data, ok, _ := latest(s); !ok || pos != 10 || string(data) != "good" {
 		t.Fatalf("Latest = %d %q", pos, data)
 	}
 	s.log = quietLogger
@@ -177,7 +177,7 @@ func TestSnapshotWriteIsAtomic(t *testing.T) {
 	if _, err := os.Stat(tmp); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("temp file survived OpenSnapshots: %v", err)
 	}
-	if pos, _, ok, _ := s2.Latest(); !ok || pos != 10 {
+	if pos, _, ok, _ := latest(s2); !ok || pos != 10 {
 		t.Fatalf("Latest after reopen = %d %v", pos, ok)
 	}
 }
@@ -191,7 +191,7 @@ func TestSnapshotReaderDetectsChange(t *testing.T) {
 	if err := s.Write(5, []byte("0123456789")); err != nil {
 		t.Fatal(err)
 	}
-	_, rc, _, ok, err := s.LatestReader()
+	_, rc, _, ok, err := latestReader(s)
 	if err != nil || !ok {
 		t.Fatal(ok, err)
 	}
@@ -239,4 +239,34 @@ func TestQuarantineSetsARefusedSnapshotAside(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, snapshotName(20)+snapshotDamagedSuffix)); err != nil {
 		t.Fatalf("the quarantined snapshot is gone: %v", err)
 	}
+}
+
+// latestReader opens the newest snapshot that verifies, as recovery walks
+// List and Open: damaged ones are skipped.
+func latestReader(s *Snapshots) (pos Position, rc io.ReadCloser, size int64, ok bool, err error) {
+	list, err := s.List()
+	if err != nil {
+		return 0, nil, 0, false, err
+	}
+	for _, p := range list {
+		rc, size, err := s.Open(p)
+		if err == nil {
+			return p, rc, size, true, nil
+		}
+	}
+	return 0, nil, 0, false, nil
+}
+
+// latest reads the newest snapshot that verifies (see latestReader).
+func latest(s *Snapshots) (pos Position, data []byte, ok bool, err error) {
+	pos, rc, _, ok, err := latestReader(s)
+	if !ok || err != nil {
+		return 0, nil, ok, err
+	}
+	defer rc.Close()
+	data, err = io.ReadAll(rc)
+	if err != nil {
+		return 0, nil, false, nil
+	}
+	return pos, data, true, nil
 }

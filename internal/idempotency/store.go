@@ -357,12 +357,14 @@ func (s *Store) writer() {
 			s.retryAfter.Store(s.cfg.Now() + int64(s.cfg.RetryDelay))
 			s.cfg.Logger.Error("idempotency: write run; the keys stay in memory and are retried", "keys", len(merged), "err", err)
 		}
+		// Expired runs go before the batch is answered, so that a spill's
+		// answer finds the store as of that write, expiry included.
+		if err := s.expire(); err != nil {
+			s.cfg.Logger.Error("idempotency: remove expired runs", "err", err)
+		}
 		for i := range batch {
 			batch[i].done(err)
 			batch[i] = submission{}
-		}
-		if err := s.expire(); err != nil {
-			s.cfg.Logger.Error("idempotency: remove expired runs", "err", err)
 		}
 	}
 }

@@ -156,8 +156,10 @@ func (h *harness) do(cmd Command) Result {
 	h.em.reset(nil)
 	if h.c.disk != nil {
 		// As a worker does before a batch, and waiting for each spill so
-		// that a run replays exactly.
+		// that a run replays exactly. The harness has no journal: every
+		// record is durable at once, as a worker learns from its fsync.
 		for _, p := range h.c.partitions {
+			p.keys.durableEnd.Store(p.keys.endPos())
 			h.c.startSpill(p)
 			for p.keys.spilling && p.keys.spillResult.Load() == spillPending {
 				runtime.Gosched()

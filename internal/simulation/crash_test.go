@@ -20,8 +20,8 @@ import (
 	"github.com/fest-platform/fest/internal/analytics"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/journal"
-	"github.com/fest-platform/fest/internal/projection/orders"
 	"github.com/fest-platform/fest/internal/projection"
+	"github.com/fest-platform/fest/internal/projection/orders"
 	"github.com/fest-platform/fest/internal/vfs"
 )
 

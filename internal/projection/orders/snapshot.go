@@ -578,4 +578,5 @@ func (s *Store) OrderTotals() iter.Seq2[engine.OrderID, int64] {
 		}
 	}
 }
+
 var _ projection.Projection = (*Store)(nil)

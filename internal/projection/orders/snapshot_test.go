@@ -388,4 +388,3 @@ func TestStagedSnapshotInvisibleUntilInstalled(t *testing.T) {
 	}()
 	st.Install()
 }
-

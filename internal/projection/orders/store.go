@@ -219,12 +219,12 @@ type Store struct {
 	coldOrders     atomic.Uint64
 	evictions      atomic.Uint64
 	coldReads      atomic.Uint64
-	applied    atomic.Uint64 // position of the last fully applied record
-	events     atomic.Uint64
-	orders     atomic.Uint64
-	records    atomic.Uint64
-	applyNanos atomic.Uint64
-	arenaBytes atomic.Uint64
+	applied        atomic.Uint64 // position of the last fully applied record
+	events         atomic.Uint64
+	orders         atomic.Uint64
+	records        atomic.Uint64
+	applyNanos     atomic.Uint64
+	arenaBytes     atomic.Uint64
 
 	seed        maphash.Seed
 	checkSeed   maphash.Seed

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	_ "net/http/pprof" // served only when FEST_PPROF_ADDR is set
@@ -52,6 +53,9 @@ type serveOptions struct {
 	SegmentBytesMax    int64
 	// IdempotencyWindow is how long idempotency keys are remembered.
 	IdempotencyWindow time.Duration
+	// OrdersMemory is the order store's memory budget in bytes; older
+	// orders move to its cold tier on disk past it.
+	OrdersMemory int64
 }
 
 // shutdownTimeoutDefault bounds how long in-flight requests may take to
@@ -63,6 +67,27 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// parseBytes reads a size: a number of bytes, or one with a unit (KiB,
+// MiB, GiB, TiB; KB, MB, GB, TB in powers of ten).
+func parseBytes(v string) (int64, error) {
+	units := []struct {
+		suffix string
+		scale  int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
+	num, scale := strings.TrimSpace(v), int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(num, u.suffix) {
+			num, scale = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.scale
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(num, 64)
+	if err != nil || n < 0 || n*float64(scale) > math.MaxInt64 {
+		return 0, fmt.Errorf("size %q: want bytes, or a number with KiB, MiB, GiB or TiB", v)
+	}
+	return int64(n * float64(scale)), nil
 }
 
 // parseServeFlags reads flags and FEST_* variables.
@@ -93,6 +118,19 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", shutdownTimeoutDefault, "how long in-flight requests may finish on shutdown")
 	fs.Int64Var(&o.SnapshotEveryBytes, "snapshot-every-bytes", 1<<30, "journal growth in bytes after which the engine snapshots in the background; negative: only at shutdown")
 	fs.Int64Var(&o.SegmentBytesMax, "segment-bytes-max", journal.DefaultSegmentBytesMax, "journal segment size in bytes")
+	o.OrdersMemory = orders.DefaultMemoryBytes
+	if v := os.Getenv("FEST_ORDERS_MEMORY"); v != "" {
+		n, err := parseBytes(v)
+		if err != nil {
+			return o, fs, fmt.Errorf("%s: FEST_ORDERS_MEMORY: %w", name, err)
+		}
+		o.OrdersMemory = n
+	}
+	fs.Func("orders-memory", "memory budget of the order store, e.g. 2GiB or 512MiB (default 2GiB); older orders move to disk past it (FEST_ORDERS_MEMORY)", func(v string) error {
+		n, err := parseBytes(v)
+		o.OrdersMemory = n
+		return err
+	})
 	def := server.Config{}.WithDefaults()
 	fs.DurationVar(&o.ReadHeaderTimeout, "read-header-timeout", def.ReadHeaderTimeout, "time a client has to send a request's headers")
 	fs.DurationVar(&o.ReadTimeout, "read-timeout", def.ReadTimeout, "time a client has to send a whole request, headers and body")
@@ -201,7 +239,7 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 func (rs *runningServer) open() error {
 	start := time.Now()
 	fmt.Fprintf(rs.stdout, "fest serve: recovering from %s ...\n", rs.opts.Data)
-	store, err := orders.Open(orders.Config{})
+	store, err := orders.Open(orders.Config{Dir: filepath.Join(rs.opts.Data, "orders"), MemoryBytes: rs.opts.OrdersMemory, Logger: rs.log})
 	if err != nil {
 		return fmt.Errorf("open order store: %w", err)
 	}

@@ -161,6 +161,9 @@ func (s *Store) evictOldest() (bool, error) {
 		off += k + int(n)
 	}
 	s.mu.arena[c] = nil
+	// Nothing refers to the chunk now: readers and snapshots hold the lock
+	// while they read the arena, and what they keep is copied.
+	freeChunk(data)
 	s.mu.firstResident = c + 1
 	s.residentChunks.Add(-1)
 	s.memoryOrders.Add(-int64(len(captured)))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"runtime"
 	"sort"
 	"unsafe"
 
@@ -388,6 +389,9 @@ type Staged struct {
 	target *Store
 	loaded *Store // a private store holding the snapshot; nil once installed
 	pos    uint64
+	// free unmaps the loaded arena should the Staged be dropped
+	// uninstalled; Install stops it.
+	free runtime.Cleanup
 }
 
 // StageSnapshot loads the manifest at the start of r and the chunks it names
@@ -399,9 +403,18 @@ func (s *Store) StageSnapshot(r io.Reader, pos uint64, cs projection.Files) (pro
 	l := newStore(s.cfg, s.seed, s.checkSeed)
 	l.cold = s.cold // read only, to check that the cold orders are there
 	if err := l.load(r, pos, cs); err != nil {
+		l.mu.Lock()
+		l.freeArenaLocked()
+		l.mu.Unlock()
 		return nil, err
 	}
-	return &Staged{target: s, loaded: l, pos: pos}, nil
+	st := &Staged{target: s, loaded: l, pos: pos}
+	st.free = runtime.AddCleanup(st, func(l *Store) {
+		l.mu.Lock()
+		l.freeArenaLocked()
+		l.mu.Unlock()
+	}, l)
+	return st, nil
 }
 
 // Install makes the staged snapshot the content of s in one step, under s's
@@ -416,9 +429,11 @@ func (s *Store) install(st *Staged) {
 	}
 	l := st.loaded
 	st.loaded = nil
+	st.free.Stop() // the arena is s's now
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.closed {
+		l.freeArenaLocked() // l is private: its lock guards nothing now
 		return
 	}
 	if len(s.mu.arena) != 0 || s.orders.Load() != 0 || s.applied.Load() != 0 {
@@ -486,10 +501,12 @@ func (s *Store) load(r io.Reader, pos uint64, cs projection.Files) error {
 		if err != nil {
 			return err
 		}
+		size := len(data)
 		if j == len(m.chunks)-1 {
 			// The last chunk keeps growing, as it did before the snapshot.
-			data = append(make([]byte, 0, max(len(data), arenaChunkBytes)), data...)
+			size = max(len(data), arenaChunkBytes)
 		}
+		data = append(allocChunk(size), data...)
 		statuses, err := readChunk(cs, c.status)
 		if err != nil {
 			return err

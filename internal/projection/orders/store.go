@@ -472,7 +472,7 @@ func (s *Store) appendArenaLocked(body []byte) uint64 {
 		if need > size {
 			size = need
 		}
-		s.mu.arena = append(s.mu.arena, make([]byte, 0, size))
+		s.mu.arena = append(s.mu.arena, allocChunk(size))
 		s.residentChunks.Add(1)
 		n++
 		if words := (n + 63) / 64; len(s.mu.statusDirty) < words {
@@ -672,6 +672,16 @@ func (s *Store) Stats() Stats {
 	return st
 }
 
+// freeArenaLocked unmaps every arena chunk. REQUIRES: s.mu held for
+// writing, and nothing referring to the chunks any more.
+func (s *Store) freeArenaLocked() {
+	for i, c := range s.mu.arena {
+		freeChunk(c)
+		s.mu.arena[i] = nil
+	}
+	s.mu.arena = nil
+}
+
 // hotBytes estimates the in-memory tier: its arena chunks, order entries
 // and buyers.
 func (s *Store) hotBytes() int64 {
@@ -694,7 +704,7 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.mu.closed = true
-	s.mu.arena = nil
+	s.freeArenaLocked()
 	s.mu.buyers, s.mu.buyerByHash, s.mu.buyerCollisions = nil, nil, nil
 	s.mu.statusDirty = nil
 	for i := range s.mu.partitions {

@@ -376,7 +376,7 @@ func TestEntities(t *testing.T) {
 		{"where is order 2s9k1", "2s9k1", ""},
 		{"check #2s", "2s", ""},
 		{"check #abc", "abc", ""},
-		{"order status please", "", ""},      // "status" is base 36, but no digit
+		{"order status please", "", ""},       // "status" is base 36, but no digit
 		{"i bought 2 items on 11.11", "", ""}, // quantities are not ids
 		{"Order 17NE9A7AX1TS1 status", "17ne9a7ax1ts1", ""},
 		{"status 17ne9a7ax1ts1", "17ne9a7ax1ts1", ""},

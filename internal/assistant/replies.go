@@ -110,9 +110,11 @@ var replies = [languageCount]texts{
 		},
 	},
 	Chinese: {
-		orderStatus:  func(id, st string) string { return "您的订单 " + id + " 状态：" + st + "。" },
-		noOrders:     "没有找到您账户下的订单。如果您是用其他账户下的单，请登录该账户后再问我。",
-		unknownOrder: func(id string) string { return "在您的账户下没有找到订单 " + id + "，请核对订单确认信息中的订单号。" },
+		orderStatus: func(id, st string) string { return "您的订单 " + id + " 状态：" + st + "。" },
+		noOrders:    "没有找到您账户下的订单。如果您是用其他账户下的单，请登录该账户后再问我。",
+		unknownOrder: func(id string) string {
+			return "在您的账户下没有找到订单 " + id + "，请核对订单确认信息中的订单号。"
+		},
 		unknownParcel: func(id string) string {
 			return "在您的账户下没有找到包裹 " + id + "，请核对运单号。"
 		},
@@ -132,9 +134,11 @@ var replies = [languageCount]texts{
 		cancelNot: func(id, st string) string {
 			return "订单 " + id + " " + st + "，无法在这里取消。已付款的订单可以申请退款或退货。"
 		},
-		cancelDone:   func(id string) string { return "已为您取消订单 " + id + "，不会扣款。" },
-		cancelKept:   func(id string) string { return "好的，订单 " + id + " 保持不变。" },
-		cancelFailed: func(id string) string { return "抱歉，暂时无法取消订单 " + id + "，已为您转接人工客服。" },
+		cancelDone: func(id string) string { return "已为您取消订单 " + id + "，不会扣款。" },
+		cancelKept: func(id string) string { return "好的，订单 " + id + " 保持不变。" },
+		cancelFailed: func(id string) string {
+			return "抱歉，暂时无法取消订单 " + id + "，已为您转接人工客服。"
+		},
 		fixed: [intentCount]string{
 			RefundReturn:   "签收后 7 天内可以申请退款或退货：我的订单 → 选择订单 → 退款/退货。已付款未发货的订单全额退款，款项 1 到 3 个工作日内原路退回。",
 			PaymentHelp:    "订单在付款时限内等待付款，超时会自动关闭。请在 我的订单 → 选择订单 → 付款 完成支付。如果付款失败，不会扣款，请重试或换一种支付方式。",
@@ -171,7 +175,9 @@ var replies = [languageCount]texts{
 		cancelNot: func(id, st string) string {
 			return "Đơn hàng " + id + " " + st + " nên không thể hủy ở đây. Với đơn đã thanh toán, bạn có thể yêu cầu hoàn tiền hoặc trả hàng."
 		},
-		cancelDone: func(id string) string { return "Đã hủy đơn hàng " + id + " cho bạn. Bạn không bị trừ tiền." },
+		cancelDone: func(id string) string {
+			return "Đã hủy đơn hàng " + id + " cho bạn. Bạn không bị trừ tiền."
+		},
 		cancelKept: func(id string) string { return "Vâng, đơn hàng " + id + " được giữ nguyên." },
 		cancelFailed: func(id string) string {
 			return "Xin lỗi, hiện mình chưa hủy được đơn hàng " + id + ". Nhân viên sẽ hỗ trợ bạn ngay."

@@ -34,7 +34,7 @@ var (
 
 // newTest returns an assistant over orders with the models trained on all
 // the examples, once per test binary.
-func newTest(t *testing.T, cfg Config, orders Orders) *Assistant {
+func newTest(t testing.TB, cfg Config, orders Orders) *Assistant {
 	t.Helper()
 	sharedOnce.Do(func() {
 		ex := mustExamples(t)
@@ -46,7 +46,7 @@ func newTest(t *testing.T, cfg Config, orders Orders) *Assistant {
 	return assemble(cfg.WithDefaults(), orders, nil, sharedModel, sharedLang)
 }
 
-func ask(t *testing.T, a *Assistant, buyer, session, text string, at time.Time) Reply {
+func ask(t testing.TB, a *Assistant, buyer, session, text string, at time.Time) Reply {
 	t.Helper()
 	r, err := a.Answer(context.Background(), Message{BuyerID: buyer, SessionID: session, Text: text, At: at})
 	if err != nil {

@@ -499,3 +499,39 @@ func TestYuan(t *testing.T) {
 		}
 	}
 }
+
+// TestConcurrentAnswers answers from many goroutines at once (run it with
+// -race): every question is counted, and each buyer's own confirmed
+// cancel happens exactly once.
+func TestConcurrentAnswers(t *testing.T) {
+	f := fakeOrders{}
+	const buyers = 8
+	for b := 0; b < buyers; b++ {
+		id := "1" + strings.Repeat(string(rune('a'+b)), 8) + "1" // 10 characters: an id without a cue
+		f[id] = &OrderView{ID: id, BuyerID: "buyer" + string(rune('a'+b)), Status: "pending_payment", CreatedAt: t0}
+	}
+	a := newTest(t, Config{}, f)
+	var wg sync.WaitGroup
+	const rounds = 50
+	for b := 0; b < buyers; b++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			buyer := "buyer" + string(rune('a'+b))
+			for i := 0; i < rounds; i++ {
+				ask(t, a, buyer, buyer+"-q", benchQuestions[i%len(benchQuestions)], t0)
+			}
+			ask(t, a, buyer, buyer+"-c", "cancel my order", t0)
+			ask(t, a, buyer, buyer+"-c", "yes", t0.Add(time.Second))
+		}()
+	}
+	wg.Wait()
+	if got, want := a.Stats().Questions, uint64(buyers*(rounds+2)); got != want {
+		t.Fatalf("%d questions counted, want %d", got, want)
+	}
+	for id, o := range f {
+		if o.Status != "cancelled" {
+			t.Errorf("order %s of %s is %s, want cancelled", id, o.BuyerID, o.Status)
+		}
+	}
+}

@@ -58,13 +58,19 @@ func (a *Assistant) answer(ctx context.Context, m *Message, t *tokenizer) Reply 
 	return r
 }
 
-// namedOrder returns the order the message names, else the buyer's
-// latest. ok is false when there is none (named: an unknown id or another
-// buyer's order; unnamed: a buyer with no orders) and the answer is set.
-func (a *Assistant) namedOrder(ctx context.Context, m *Message, t *tokenizer, r *Reply) (OrderView, bool) {
+// entities returns the order and parcel ids the message names ("" for
+// none); only the intents that need them pay for the look-up.
+func (a *Assistant) entities(m *Message, t *tokenizer) (order, parcel string) {
+	parcel, ps, pe := a.parcelID(m.Text)
+	return orderID(t, ps, pe), parcel
+}
+
+// namedOrder returns the order named id, else (id "") the buyer's latest.
+// ok is false when there is none (named: an unknown id or another buyer's
+// order; unnamed: a buyer with no orders) and the answer is set.
+func (a *Assistant) namedOrder(ctx context.Context, m *Message, id string, r *Reply) (OrderView, bool) {
 	tx := &replies[r.Language]
-	_, ps, pe := a.parcelID(m.Text)
-	if id := orderID(t, ps, pe); id != "" {
+	if id != "" {
 		o, ok := a.orders.Order(ctx, id)
 		if !ok || o.BuyerID != m.BuyerID {
 			// Another buyer's order is answered exactly as an unknown one,
@@ -85,20 +91,24 @@ func (a *Assistant) namedOrder(ctx context.Context, m *Message, t *tokenizer, r 
 }
 
 func (a *Assistant) orderStatus(ctx context.Context, m *Message, t *tokenizer, r *Reply) {
-	o, ok := a.namedOrder(ctx, m, t, r)
+	id, _ := a.entities(m, t)
+	o, ok := a.namedOrder(ctx, m, id, r)
 	if !ok {
 		return
 	}
 	r.Answer = replies[r.Language].orderStatus(o.ID, statusText(r.Language, o.Status))
 }
 
+// parcelTracking answers from the named parcel, else the parcel of the
+// named or latest order; a parcel id is reported only when it is the
+// buyer's (an unknown one is answered like an unknown order).
 func (a *Assistant) parcelTracking(ctx context.Context, m *Message, t *tokenizer, r *Reply) {
 	tx := &replies[r.Language]
-	if pid, _, _ := a.parcelID(m.Text); pid != "" {
-		r.ParcelID = pid
+	id, pid := a.entities(m, t)
+	if pid != "" {
 		if a.parcels != nil {
 			if p, ok := a.parcels.Parcel(ctx, pid); ok && p.BuyerID == m.BuyerID {
-				r.OrderID = p.OrderID
+				r.ParcelID, r.OrderID = p.ID, p.OrderID
 				r.Answer = tx.parcel(p.ID, p.Status, p.ETA)
 				return
 			}
@@ -106,7 +116,7 @@ func (a *Assistant) parcelTracking(ctx context.Context, m *Message, t *tokenizer
 		r.Answer = tx.unknownParcel(pid)
 		return
 	}
-	o, ok := a.namedOrder(ctx, m, t, r)
+	o, ok := a.namedOrder(ctx, m, id, r)
 	if !ok {
 		return
 	}
@@ -123,7 +133,8 @@ func (a *Assistant) parcelTracking(ctx context.Context, m *Message, t *tokenizer
 // cancelAsk asks to confirm cancelling the named or latest order, if it
 // can still be cancelled, and remembers the question in the session.
 func (a *Assistant) cancelAsk(ctx context.Context, m *Message, t *tokenizer, r *Reply) {
-	o, ok := a.namedOrder(ctx, m, t, r)
+	id, _ := a.entities(m, t)
+	o, ok := a.namedOrder(ctx, m, id, r)
 	if !ok {
 		return
 	}

@@ -30,8 +30,9 @@ import (
 type Config struct {
 	// SessionsMax bounds the sessions remembered at once. Only a session
 	// waiting for a cancel confirmation is remembered; at the bound the
-	// least recently used is forgotten, and its buyer's "yes" is then
-	// answered as a new message. Default 100,000.
+	// least recently asked is forgotten, and its buyer's "yes" is then
+	// answered as a new message. The bound is spread over 16 shards and
+	// rounded up to a multiple of 16. Default 100,000.
 	SessionsMax int
 	// SessionAgeMax is how long a pending cancel waits for its yes.
 	// Default 10 minutes.
@@ -140,13 +141,15 @@ type Message struct {
 
 // Reply is the assistant's answer to a message.
 type Reply struct {
-	Language   Language
-	Intent     Intent
-	Confidence float64 // the classifier's probability of Intent, 0 to 1
-	Answer     string  // in Language
-	Handoff    bool    // a person should take over
-	OrderID    string  // the order the answer is about, or ""
-	ParcelID   string  // the parcel the answer is about, or ""
+	Language Language
+	Intent   Intent
+	// Confidence is the classifier's probability of its best intent, 0 to
+	// 1; below Config.ConfidenceMin that intent is replaced by Other.
+	Confidence float64
+	Answer     string // in Language
+	Handoff    bool   // a person should take over
+	OrderID    string // the order the answer is about, or ""
+	ParcelID   string // the buyer's parcel the answer is about, or ""
 }
 
 // OrderView is what the assistant reads of an order.

@@ -535,3 +535,46 @@ func TestConcurrentAnswers(t *testing.T) {
 		}
 	}
 }
+
+// fakeParcels is logistics as it may look: alice's paid order shipped.
+type fakeParcels map[string]ParcelView
+
+func (f fakeParcels) Parcel(_ context.Context, id string) (ParcelView, bool) {
+	p, ok := f[id]
+	return p, ok
+}
+
+func (f fakeParcels) OrderParcel(_ context.Context, orderID string) (ParcelView, bool) {
+	for _, p := range f {
+		if p.OrderID == orderID {
+			return p, true
+		}
+	}
+	return ParcelView{}, false
+}
+
+func TestParcelTracking(t *testing.T) {
+	eta := time.Date(2026, 11, 14, 0, 0, 0, 0, time.UTC)
+	parcels := fakeParcels{"SF1234567890": {ID: "SF1234567890", OrderID: alicePaid, BuyerID: "alice", Status: "in_transit", ETA: eta}}
+	newTest(t, Config{}, newFake()) // trains the shared models
+	a := assemble(Config{}.WithDefaults(), newFake(), parcels, sharedModel, sharedLang)
+	for _, c := range []struct {
+		buyer, text   string
+		lang          Language
+		order, parcel string
+		answer        string
+	}{
+		{"alice", "where is parcel SF1234567890", English, alicePaid, "SF1234567890", replies[English].parcel("SF1234567890", "in_transit", eta)},
+		{"alice", "包裹SF1234567890在哪", Chinese, alicePaid, "SF1234567890", replies[Chinese].parcel("SF1234567890", "in_transit", eta)},
+		{"alice", "track the parcel of order " + alicePaid, English, alicePaid, "SF1234567890", replies[English].parcel("SF1234567890", "in_transit", eta)},
+		// Not shipped yet: the order's status.
+		{"alice", "track my parcel", English, alicePending, "", replies[English].notShipped(alicePending, statusText(English, "pending_payment"))},
+		// Another buyer's parcel is unknown, and not reported.
+		{"bob", "where is parcel SF1234567890", English, "", "", replies[English].unknownParcel("SF1234567890")},
+	} {
+		r := ask(t, a, c.buyer, "s", c.text, t0)
+		if r.Intent != ParcelTracking || r.OrderID != c.order || r.ParcelID != c.parcel || r.Answer != c.answer || r.Language != c.lang {
+			t.Errorf("%s %q: reply %+v, want order %q parcel %q answer %q", c.buyer, c.text, r, c.order, c.parcel, c.answer)
+		}
+	}
+}

@@ -66,7 +66,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		jsonOut     = fs.Bool("json", false, "end with one JSON line: the result")
 		report      = fs.String("report", "", "write an HTML report with plots to this file")
 		quiet       = fs.Bool("quiet", false, "no live progress")
-		questions   = fs.String("questions", "auto", "assistant questions per second beside the orders: a number, 0 (none), or auto (festival profile on fest: 2.1 billion × scale over the festival, at --speed)")
+		questions   = fs.String("questions", "auto", "assistant questions per second beside the orders of a single run against fest: a number, 0 (none), or auto (the festival profile: 2.1 billion × scale over the festival, at --speed; other profiles: none)")
 		festAddrSet bool
 	)
 	if err := fs.Parse(args); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -95,8 +96,32 @@ var questionTexts = map[string][]string{
 var questionLanguages = []string{"en", "zh", "vi"}
 
 // latencySamplesMax bounds the latencies kept for the percentiles; beyond
-// it every other sample replaces a random kept one (reservoir sampling).
+// it the n-th latency replaces a random kept one with probability max/n
+// (reservoir sampling), so the kept ones stay a uniform sample.
 const latencySamplesMax = 1 << 18
+
+// questionRun is one running stream; its counters are shared by the
+// workers.
+type questionRun struct {
+	cfg      QuestionConfig
+	ask      Ask
+	start    time.Time
+	interval float64 // nanoseconds between questions
+	next     atomic.Int64
+	sent     atomic.Uint64
+	answered atomic.Uint64
+	failed   atomic.Uint64
+	handoffs atomic.Uint64
+	wrong    atomic.Uint64
+
+	mu struct {
+		sync.Mutex
+		byLanguage map[string]uint64
+		samples    []time.Duration // a uniform sample of the latencies
+		seen       int             // latencies offered to samples
+		firstError string
+	}
+}
 
 // RunQuestions sends questions at cfg.Rate until ctx ends.
 func RunQuestions(ctx context.Context, cfg QuestionConfig, ask Ask) (*QuestionResult, error) {
@@ -106,90 +131,90 @@ func RunQuestions(ctx context.Context, cfg QuestionConfig, ask Ask) (*QuestionRe
 	if cfg.InFlight == 0 {
 		cfg.InFlight = 32
 	}
-	var (
-		next     atomic.Int64
-		res      = &QuestionResult{ByLanguage: map[string]uint64{}}
-		mu       sync.Mutex // guards res's counters' map, samples, FirstError
-		samples  = make([]time.Duration, 0, 1<<12)
-		seen     int
-		wg       sync.WaitGroup
-		sent     atomic.Uint64
-		answered atomic.Uint64
-		failed   atomic.Uint64
-		handoffs atomic.Uint64
-		wrong    atomic.Uint64
-	)
-	start := time.Now()
-	interval := float64(time.Second) / cfg.Rate
+	r := &questionRun{cfg: cfg, ask: ask, start: time.Now(), interval: float64(time.Second) / cfg.Rate}
+	r.mu.byLanguage = map[string]uint64{}
+	var wg sync.WaitGroup
 	for w := 0; w < cfg.InFlight; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			rng := rand.New(rand.NewPCG(cfg.Seed, uint64(w)))
-			for {
-				i := next.Add(1) - 1
-				due := start.Add(time.Duration(float64(i) * interval))
-				if d := time.Until(due); d > 0 {
-					select {
-					case <-time.After(d):
-					case <-ctx.Done():
-						return
-					}
-				}
-				if ctx.Err() != nil {
-					return
-				}
-				lang := questionLanguages[i%3]
-				texts := questionTexts[lang]
-				text := texts[rng.IntN(len(texts))]
-				buyer := festival.BuyerID(int32(rng.IntN(cfg.Buyers)))
-				// A session per question: nothing waits for a yes.
-				session := fmt.Sprintf("load-%d", i)
-				sent.Add(1)
-				t := time.Now()
-				got, handoff, err := ask(ctx, buyer, session, text)
-				lat := time.Since(t)
-				if err != nil {
-					if ctx.Err() != nil {
-						// Cut off by the end of the run: not a question
-						// the assistant failed.
-						sent.Add(^uint64(0))
-						return
-					}
-					failed.Add(1)
-					mu.Lock()
-					if res.FirstError == "" {
-						res.FirstError = err.Error()
-					}
-					mu.Unlock()
-					continue
-				}
-				answered.Add(1)
-				if handoff {
-					handoffs.Add(1)
-				}
-				if got != lang {
-					wrong.Add(1)
-				}
-				mu.Lock()
-				res.ByLanguage[got]++
-				seen++
-				if len(samples) < latencySamplesMax {
-					samples = append(samples, lat)
-				} else if k := rng.IntN(seen); k < latencySamplesMax {
-					samples[k] = lat
-				}
-				mu.Unlock()
-			}
+			r.worker(ctx, rand.New(rand.NewPCG(cfg.Seed, uint64(w))))
 		}()
 	}
 	wg.Wait()
-	res.Elapsed = time.Since(start)
-	res.Sent, res.Answered, res.Failed = sent.Load(), answered.Load(), failed.Load()
-	res.Handoffs, res.Mislabelled = handoffs.Load(), wrong.Load()
+	res := &QuestionResult{
+		Elapsed: time.Since(r.start), Sent: r.sent.Load(), Answered: r.answered.Load(), Failed: r.failed.Load(),
+		Handoffs: r.handoffs.Load(), Mislabelled: r.wrong.Load(),
+		ByLanguage: r.mu.byLanguage, FirstError: r.mu.firstError,
+	}
+	samples := r.mu.samples
 	slices.Sort(samples)
 	if n := len(samples); n > 0 {
 		res.P50, res.P99 = samples[n/2], samples[n*99/100]
 	}
 	return res, nil
+}
+
+// worker takes the next question, waits until it is due, asks it and
+// records the answer, until ctx ends.
+func (r *questionRun) worker(ctx context.Context, rng *rand.Rand) {
+	for {
+		i := r.next.Add(1) - 1
+		due := r.start.Add(time.Duration(float64(i) * r.interval))
+		if d := time.Until(due); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				return
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		lang := questionLanguages[i%int64(len(questionLanguages))]
+		texts := questionTexts[lang]
+		text := texts[rng.IntN(len(texts))]
+		buyer := festival.BuyerID(int32(rng.IntN(r.cfg.Buyers)))
+		// A session per question: nothing waits for a yes.
+		session := "load-" + strconv.FormatInt(i, 10)
+		r.sent.Add(1)
+		t := time.Now()
+		got, handoff, err := r.ask(ctx, buyer, session, text)
+		lat := time.Since(t)
+		if err != nil && ctx.Err() != nil {
+			// Cut off by the end of the run: not a question the assistant
+			// failed.
+			r.sent.Add(^uint64(0))
+			return
+		}
+		r.record(rng, lang, got, handoff, lat, err)
+	}
+}
+
+func (r *questionRun) record(rng *rand.Rand, want, got string, handoff bool, lat time.Duration, err error) {
+	if err != nil {
+		r.failed.Add(1)
+		r.mu.Lock()
+		if r.mu.firstError == "" {
+			r.mu.firstError = err.Error()
+		}
+		r.mu.Unlock()
+		return
+	}
+	r.answered.Add(1)
+	if handoff {
+		r.handoffs.Add(1)
+	}
+	if got != want {
+		r.wrong.Add(1)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.mu.byLanguage[got]++
+	r.mu.seen++
+	if len(r.mu.samples) < latencySamplesMax {
+		r.mu.samples = append(r.mu.samples, lat)
+	} else if k := rng.IntN(r.mu.seen); k < latencySamplesMax {
+		r.mu.samples[k] = lat
+	}
 }

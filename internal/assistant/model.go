@@ -108,6 +108,9 @@ const (
 	trainRate      = 4.0
 	trainRateDecay = 0.25 // the rate of epoch e is trainRate / (1 + e×decay)
 	trainSeed      = 11
+	// biasRate scales the biases' steps: they see every example, and at
+	// the full rate they would learn the classes' frequencies, not words.
+	biasRate = 0.1
 )
 
 // featurized is an example's features, computed once for every epoch.
@@ -159,8 +162,8 @@ func train(examples []example) *model {
 					g -= 1
 				}
 				g *= rate
-				m.bias[c] -= g * 0.1
-				biasSum[c] -= step * g * 0.1
+				m.bias[c] -= g * biasRate
+				biasSum[c] -= step * g * biasRate
 				gs := g * d.scale
 				for _, f := range d.features {
 					i := int(f)*classStride + c
@@ -255,7 +258,7 @@ func trainLang(examples []example) *langModel {
 			d := &data[k]
 			g := float32(m.probability(d.features, d.scale)) - float32(d.label)
 			g *= rate
-			m.bias -= g * 0.1
+			m.bias -= g * biasRate
 			gs := g * d.scale
 			for _, f := range d.features {
 				m.weights[f] -= gs

@@ -88,7 +88,7 @@ func parseExamples(r fs.File, l Language, name string) ([]example, error) {
 }
 
 // The intent model is multinomial logistic regression over the hashed
-// features, trained by stochastic gradient descent. A message's features
+// features, trained by averaged stochastic gradient descent. A message's features
 // have equal weight, scaled by 1/sqrt(count) so long and short messages
 // score on one scale; the softmax probability of the best intent is the
 // confidence the threshold is compared with.
@@ -102,7 +102,7 @@ type model struct {
 	bias    [intentCount]float32
 }
 
-// Training parameters, chosen on the held-out split (model_test.go).
+// Training parameters, chosen on the held-out split (accuracy_test.go).
 const (
 	trainEpochs    = 40
 	trainRate      = 4.0

@@ -88,10 +88,10 @@ func parseExamples(r fs.File, l Language, name string) ([]example, error) {
 }
 
 // The intent model is multinomial logistic regression over the hashed
-// features, trained by averaged stochastic gradient descent. A message's features
-// have equal weight, scaled by 1/sqrt(count) so long and short messages
-// score on one scale; the softmax probability of the best intent is the
-// confidence the threshold is compared with.
+// features, trained by averaged stochastic gradient descent. A message's
+// features have equal weight, scaled by 1/sqrt(count) so long and short
+// messages score on one scale; the softmax probability of the best intent
+// is the confidence the threshold is compared with.
 
 // classStride is intentCount rounded up so a bucket's weights are 48
 // bytes, usually within one cache line.

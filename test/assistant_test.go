@@ -93,4 +93,10 @@ func TestAssistant(t *testing.T) {
 	if share := st["automated_share"].(float64); share <= 0 || share >= 1 {
 		t.Fatalf("automated_share %v, want between 0 and 1 (one handoff)", share)
 	}
+	metrics := string(f.must(200, "GET", "/metrics", "", nil).Body)
+	for _, line := range []string{`fest_assistant_questions_total{intent="order_status"} 5`, `fest_assistant_questions_by_language_total{language="zh"} 1`} {
+		if !strings.Contains(metrics, line+"\n") {
+			t.Errorf("/metrics has no line %s", line)
+		}
+	}
 }

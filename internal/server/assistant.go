@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/fest-platform/fest/internal/assistant"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/orderstore"
@@ -147,6 +149,36 @@ func appendAssistantStats(b []byte, st assistant.Stats) []byte {
 	b = append(b, `},"automated_share":`...)
 	b = strconv.AppendFloat(b, st.AutomatedShare, 'f', 4, 64)
 	return append(b, "}\n"...)
+}
+
+// assistantCollector reads the assistant's counters at scrape time.
+type assistantCollector struct{ s *Server }
+
+var (
+	descAssistantIntent    = prometheus.NewDesc("fest_assistant_questions_total", "Questions the assistant answered, by intent.", []string{"intent"}, nil)
+	descAssistantLanguage  = prometheus.NewDesc("fest_assistant_questions_by_language_total", "Questions the assistant answered, by language.", []string{"language"}, nil)
+	descAssistantAutomated = prometheus.NewDesc("fest_assistant_automated_total", "Questions answered without a handoff to a person.", nil, nil)
+)
+
+func (c *assistantCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descAssistantIntent
+	ch <- descAssistantLanguage
+	ch <- descAssistantAutomated
+}
+
+func (c *assistantCollector) Collect(ch chan<- prometheus.Metric) {
+	a := c.s.asst.a.Load()
+	if a == nil {
+		return
+	}
+	st := a.Stats()
+	for _, in := range assistant.Intents() {
+		ch <- prometheus.MustNewConstMetric(descAssistantIntent, prometheus.CounterValue, float64(st.ByIntent[in]), in.String())
+	}
+	for _, l := range assistant.Languages() {
+		ch <- prometheus.MustNewConstMetric(descAssistantLanguage, prometheus.CounterValue, float64(st.ByLanguage[l]), l.String())
+	}
+	ch <- prometheus.MustNewConstMetric(descAssistantAutomated, prometheus.CounterValue, float64(st.Automated))
 }
 
 // assistantOrders adapts today's order store and engine to the

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fest-platform/fest/internal/analytics"
+	"github.com/fest-platform/fest/internal/assistant"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/journal"
 	"github.com/fest-platform/fest/internal/projection"
@@ -56,6 +57,10 @@ type serveOptions struct {
 	// OrdersMemory is the order store's memory budget in bytes; older
 	// orders move to its cold tier on disk past it.
 	OrdersMemory int64
+
+	// Assistant bounds the customer-service assistant (assistant.Config
+	// has their meaning).
+	Assistant assistant.Config
 }
 
 // shutdownTimeoutDefault bounds how long in-flight requests may take to
@@ -137,8 +142,17 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 	fs.DurationVar(&o.WriteTimeout, "write-timeout", def.WriteTimeout, "time from a request's headers to the end of its answer (must exceed --read-timeout)")
 	fs.DurationVar(&o.IdleTimeout, "idle-timeout", def.IdleTimeout, "a keep-alive connection with no request for this long is closed")
 	fs.IntVar(&o.ConnectionsMax, "connections-max", def.ConnectionsMax, "open client connections at most; one more is answered 503 unavailable with Retry-After and closed")
+	adef := assistant.Config{}.WithDefaults()
+	fs.IntVar(&o.Assistant.SessionsMax, "assistant-sessions-max", adef.SessionsMax, "assistant: pending cancel confirmations remembered at most; the least recent is forgotten")
+	fs.DurationVar(&o.Assistant.SessionAgeMax, "assistant-session-age-max", adef.SessionAgeMax, "assistant: how long a cancel waits for the buyer's yes")
+	fs.Float64Var(&o.Assistant.ConfidenceMin, "assistant-confidence-min", adef.ConfidenceMin, "assistant: below this intent probability the message is handed to a person")
+	fs.IntVar(&o.Assistant.TextBytesMax, "assistant-text-bytes-max", adef.TextBytesMax, "assistant: longest message text in bytes")
+	fs.StringVar(&o.Assistant.ParcelPattern, "assistant-parcel-pattern", adef.ParcelPattern, "assistant: regular expression of a parcel id in a message")
 	if err := fs.Parse(args); err != nil {
 		return o, fs, err
+	}
+	if err := o.Assistant.Validate(); err != nil {
+		return o, fs, fmt.Errorf("%s: %w", name, err)
 	}
 	if o.IdempotencyWindow <= 0 {
 		return o, fs, fmt.Errorf("%s: --idempotency-window %v must be positive", name, o.IdempotencyWindow)
@@ -213,6 +227,14 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 	if err != nil {
 		return nil, fmt.Errorf("configure server: %w", err)
 	}
+	// The assistant trains its models from the examples built into the
+	// binary (a fraction of a second) and reads orders through the server
+	// once recovery has attached the backend.
+	asst, err := assistant.New(o.Assistant, srv.AssistantOrders(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("start assistant: %w", err)
+	}
+	srv.AttachAssistant(asst)
 	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", o.Addr, err)

@@ -53,6 +53,7 @@ func newMetrics(s *Server) *metrics {
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f(&engineCollector{s: s})
+	f(&assistantCollector{s: s})
 	return m
 }
 

@@ -35,6 +35,7 @@ type Server struct {
 	metrics *metrics
 	be      atomic.Pointer[backend]
 	gmv     gmvState
+	asst    assistantState
 	bufs    sync.Pool // *[]byte request and response buffers
 	closeMu sync.Mutex
 	conns   *connMetrics // the connection bound of LimitListener
@@ -158,6 +159,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/buyers/{buyer_id}/orders", s.api(s.handleBuyerOrders, store))
 
 	m.HandleFunc("GET /v1/gmv", s.handleGMV)
+
+	m.HandleFunc("POST /v1/assistant/messages", s.api(s.handleAssistantMessage, store))
+	m.HandleFunc("GET /v1/assistant/stats", s.handleAssistantStats)
 
 	// Unknown /v1 paths answer in the contract's error shape.
 	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {

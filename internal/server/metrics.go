@@ -98,6 +98,7 @@ var (
 	descStoreCommit = prometheus.NewDesc("fest_orderstore_commits_total", "Order store batch commits.", nil, nil)
 	descReady       = prometheus.NewDesc("fest_ready", "1 once recovery is done.", nil, nil)
 
+	descCatchUp        = prometheus.NewDesc("fest_projection_catchup_seconds", "Time the read models took to reflect what was durable, probed every 50 ms: quantiles since start.", []string{"quantile"}, nil)
 	descStoreOrders    = prometheus.NewDesc("fest_orderstore_orders", "Orders held by the order store, by tier.", []string{"tier"}, nil)
 	descStoreResident  = prometheus.NewDesc("fest_orderstore_resident_bytes", "The order store's estimate of its resident memory, held to fest_orderstore_memory_budget_bytes.", nil, nil)
 	descStoreBudget    = prometheus.NewDesc("fest_orderstore_memory_budget_bytes", "The order store's memory budget (0: no cold tier, unbounded).", nil, nil)
@@ -112,7 +113,7 @@ var (
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCommands, descRejected, descOverloaded, descBatches, descEvents, descRecords, descJournal, descDurable, descQueue, descSKUs, descLagBytes, descLagSeconds, descStoreEvents, descStoreNanos, descStoreCommit, descReady,
-		descStoreOrders, descStoreResident, descStoreBudget, descStoreEvictions, descStoreColdReads,
+		descCatchUp, descStoreOrders, descStoreResident, descStoreBudget, descStoreEvictions, descStoreColdReads,
 		descIdempotencyKeys, descIdempotencyOldest, descIdempotencyIndex, descIdempotencyForgotten} {
 		ch <- d
 	}
@@ -151,6 +152,10 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, l := range be.reads.Lags() {
 		ch <- prometheus.MustNewConstMetric(descLagBytes, prometheus.GaugeValue, float64(l.Positions), l.Projection)
 		ch <- prometheus.MustNewConstMetric(descLagSeconds, prometheus.GaugeValue, l.Seconds, l.Projection)
+	}
+	qs, _ := be.reads.CatchUp(50, 99, 100)
+	for i, q := range []string{"0.5", "0.99", "1"} {
+		ch <- prometheus.MustNewConstMetric(descCatchUp, prometheus.GaugeValue, qs[i].Seconds(), q)
 	}
 	ss := be.store.Stats()
 	counter(descStoreEvents, ss.Events)

@@ -81,10 +81,10 @@ func (s *Store) evictOldest() (bool, error) {
 		body := data[off+k : off+k+int(n)]
 		p, _ := binary.Uvarint(body)
 		t := s.mu.partitions[p]
-		if t == nil || taken[p] >= len(t.refs) {
+		if t == nil || taken[p] >= t.memory() {
 			panic(fmt.Sprintf("orders: arena chunk %d offset %d: partition %d has no entry for it", c, off, p))
 		}
-		ref := &t.refs[taken[p]]
+		ref := t.oldest(taken[p])
 		if ref.offset != uint64(c)<<32|uint64(off)+1 {
 			panic(fmt.Sprintf("orders: arena chunk %d offset %d: partition %d's oldest entry points at %d", c, off, p, ref.offset-1))
 		}
@@ -125,7 +125,7 @@ func (s *Store) evictOldest() (bool, error) {
 	var seen [partitionsMax]int
 	for _, e := range captured {
 		t := s.mu.partitions[e.partition]
-		ref := &t.refs[seen[e.partition]]
+		ref := t.oldest(seen[e.partition])
 		id := orderIDOf(e.partition, t.base+uint64(seen[e.partition])+1)
 		seen[e.partition]++
 		if ref.status != e.status {
@@ -147,17 +147,13 @@ func (s *Store) evictOldest() (bool, error) {
 		body := data[off+k : off+k+int(n)]
 		e := captured[i]
 		t := s.mu.partitions[e.partition]
-		ref := &t.refs[0]
+		ref := t.oldest(0)
 		id := orderIDOf(e.partition, t.base+1)
 		if b := &s.mu.buyers[ref.buyer]; b.newest == id {
 			buyerID, _ := recordBuyerAndTime(body)
 			s.dropBuyerLocked(buyerID, ref.buyer)
 		}
-		t.refs = t.refs[1:]
-		t.base++
-		if len(t.refs) == 0 {
-			t.refs = nil // let the array go
-		}
+		t.dropOldest()
 		off += k + int(n)
 	}
 	s.mu.arena[c] = nil

@@ -233,19 +233,20 @@ func (s *Store) appendStatusesLocked(b []byte, i int, c *statusCursor) []byte {
 		if k <= 0 || k2 <= 0 || p >= partitionsMax || s.mu.partitions[p] == nil {
 			panic(fmt.Sprintf("orders: arena chunk %d offset %d holds no order record", i, off))
 		}
-		refs := s.mu.partitions[p].refs
+		t := s.mu.partitions[p]
 		offset := uint64(i)<<32 | uint64(off) + 1
 		if c.seen[p] != int32(i+1) {
 			c.seen[p] = int32(i + 1)
-			c.next[p] = sort.Search(len(refs), func(j int) bool { return refs[j].offset >= offset })
+			c.next[p] = sort.Search(t.memory(), func(j int) bool { return t.oldest(j).offset >= offset })
 		}
 		j := c.next[p]
-		if j >= len(refs) || refs[j].offset != offset {
+		if j >= t.memory() || t.oldest(j).offset != offset {
 			panic(fmt.Sprintf("orders: arena chunk %d offset %d: no partition %d entry points at it", i, off, p))
 		}
 		c.next[p]++
-		b = append(b, byte(refs[j].status))
-		b = binary.AppendVarint(b, refs[j].changedAt)
+		ref := t.oldest(j)
+		b = append(b, byte(ref.status))
+		b = binary.AppendVarint(b, ref.changedAt)
 		off += k + int(n)
 	}
 	return b
@@ -488,7 +489,7 @@ func (s *Store) load(r io.Reader, pos uint64, cs projection.Files) error {
 		}
 	}
 	for p, base := range m.bases {
-		s.mu.partitions[p] = &partitionTable{base: base}
+		s.mu.partitions[p] = &partitionTable{base: base, end: base}
 	}
 	// Sized once rather than grown a million times; the hint is checked
 	// against the orders, and a wrong one costs only memory.
@@ -583,8 +584,8 @@ func (s *Store) restoreChunkLocked(i int, statuses []byte) error {
 		}
 		bi, _ := s.buyerLocked(id, true)
 		b := &s.mu.buyers[bi]
-		t.refs = append(t.refs, orderRef{offset: recordOff + 1, changedAt: changedAt, prevByBuyer: b.newest, buyer: bi, status: status})
-		b.newest = orderIDOf(int(p), t.base+uint64(len(t.refs)))
+		t.push(orderRef{offset: recordOff + 1, changedAt: changedAt, prevByBuyer: b.newest, buyer: bi, status: status})
+		b.newest = orderIDOf(int(p), t.end)
 		s.orders.Add(1)
 		s.memoryOrders.Add(1)
 		s.arenaBytes.Add(n)

@@ -333,8 +333,8 @@ func FuzzLoadSnapshot(f *testing.F) {
 			if tb == nil {
 				continue
 			}
-			for seq := range tb.refs {
-				o, err := l.Get(orderIDOf(p, uint64(seq+1)))
+			for seq := tb.base + 1; seq <= tb.end; seq++ {
+				o, err := l.Get(orderIDOf(p, seq))
 				if err != nil {
 					t.Fatalf("get of a loaded order: %v", err)
 				}

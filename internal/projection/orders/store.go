@@ -153,13 +153,6 @@ type orderRef struct {
 	status engine.OrderStatus
 }
 
-type partitionTable struct {
-	// base is the number of the partition's orders in the cold tier:
-	// orders 1 to base. refs[seq-base-1] is order seq.
-	base uint64
-	refs []orderRef
-}
-
 // buyer is the entry of a buyer with an order in memory: its newest order.
 // Buyers are not snapshotted: a load rebuilds them from the orders, so a
 // snapshot need not rewrite the entries new orders touch. A buyer whose
@@ -380,16 +373,16 @@ func (s *Store) placeLocked(ev *engine.Event) error {
 		t = &partitionTable{}
 		s.mu.partitions[p] = t
 	}
-	if seq != t.base+uint64(len(t.refs))+1 {
+	if seq != t.end+1 {
 		// The engine numbers orders densely per partition and the journal
 		// holds them in order: anything else is a bug upstream.
-		return fmt.Errorf("order store: partition %d order %d follows %d", p, seq, t.base+uint64(len(t.refs)))
+		return fmt.Errorf("order store: partition %d order %d follows %d", p, seq, t.end)
 	}
 	s.scratch = encodeOrder(s.scratch[:0], p, ev)
 	off := s.appendArenaLocked(s.scratch)
 	bi, _ := s.buyerLocked(ev.BuyerID, true)
 	b := &s.mu.buyers[bi]
-	t.refs = append(t.refs, orderRef{offset: off + 1, status: engine.StatusPending, prevByBuyer: b.newest, buyer: bi})
+	t.push(orderRef{offset: off + 1, status: engine.StatusPending, prevByBuyer: b.newest, buyer: bi})
 	b.newest = ev.OrderID
 	s.orders.Add(1)
 	s.memoryOrders.Add(1)
@@ -492,10 +485,10 @@ func (s *Store) appendArenaLocked(body []byte) uint64 {
 func (s *Store) refLocked(id engine.OrderID) *orderRef {
 	p, seq := id.Partition(), id.Seq()
 	t := s.mu.partitions[p]
-	if t == nil || seq <= t.base || seq > t.base+uint64(len(t.refs)) {
+	if t == nil || seq <= t.base || seq > t.end {
 		return nil
 	}
-	return &t.refs[seq-t.base-1]
+	return t.at(seq)
 }
 
 func statusOf(k engine.EventKind) engine.OrderStatus {
@@ -672,7 +665,7 @@ func (s *Store) Stats() Stats {
 	return st
 }
 
-// freeArenaLocked unmaps every arena chunk. REQUIRES: s.mu held for
+// freeArenaLocked unmaps every arena chunk and partition table block. REQUIRES: s.mu held for
 // writing, and nothing referring to the chunks any more.
 func (s *Store) freeArenaLocked() {
 	for i, c := range s.mu.arena {
@@ -680,6 +673,12 @@ func (s *Store) freeArenaLocked() {
 		s.mu.arena[i] = nil
 	}
 	s.mu.arena = nil
+	for i, t := range s.mu.partitions {
+		if t != nil {
+			t.free()
+			s.mu.partitions[i] = nil
+		}
+	}
 }
 
 // hotBytes estimates the in-memory tier: its arena chunks, order entries

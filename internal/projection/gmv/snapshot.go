@@ -364,6 +364,9 @@ func decodeState(body []byte) (*state, error) {
 		cellsSum += v
 	}
 	for k, v := range st.cells {
+		if d.err != nil {
+			break // the indices may be the zeros of a failed read
+		}
 		b, c := int32(k>>32), int32(uint32(k))
 		if lead := st.leaders[c]; lead < 0 || st.leads(b, v, lead, st.cells[cellKey(lead, c)]) {
 			st.leaders[c] = b
@@ -378,6 +381,9 @@ func decodeState(body []byte) (*state, error) {
 			break
 		}
 		row := d.index("milestone row", len(st.dims[kind].keys))
+		if d.err != nil {
+			break
+		}
 		m := Milestone{Kind: kind, Key: st.dims[kind].keys[row], Threshold: d.varint(), ReachedAt: d.varint()}
 		k := milestoneKey{kind: kind, row: row, threshold: m.Threshold}
 		if _, dup := st.reached[k]; dup && d.err == nil {

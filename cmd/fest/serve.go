@@ -21,8 +21,8 @@ import (
 	"github.com/fest-platform/fest/internal/analytics"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/journal"
-	"github.com/fest-platform/fest/internal/orderstore"
 	"github.com/fest-platform/fest/internal/projection"
+	"github.com/fest-platform/fest/internal/projection/orders"
 	"github.com/fest-platform/fest/internal/server"
 	"github.com/fest-platform/fest/internal/vfs"
 )
@@ -138,7 +138,7 @@ type runningServer struct {
 	served    chan error // the HTTP server's exit
 	opened    chan error // recovery's outcome
 	eng       *engine.Engine
-	store     *orderstore.Store
+	store     *orders.Store
 	analytics *analytics.Analytics
 
 	projections *projection.Runner
@@ -201,7 +201,7 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 func (rs *runningServer) open() error {
 	start := time.Now()
 	fmt.Fprintf(rs.stdout, "fest serve: recovering from %s ...\n", rs.opts.Data)
-	store, err := orderstore.Open(orderstore.Config{})
+	store, err := orders.Open(orders.Config{})
 	if err != nil {
 		return fmt.Errorf("open order store: %w", err)
 	}
@@ -210,6 +210,7 @@ func (rs *runningServer) open() error {
 		store.Close()
 		return fmt.Errorf("open analytics: %w", err)
 	}
+	// Every read model is one registration with the runner.
 	proj, err := projection.New(projection.Config{Dir: filepath.Join(rs.opts.Data, "projections"), Logger: rs.log}, store, gmv)
 	if err != nil {
 		store.Close()
@@ -236,11 +237,10 @@ func (rs *runningServer) open() error {
 		store.Close()
 		return fmt.Errorf("open engine: %w", err)
 	}
-	store.Attach(eng)
 	gmv.Attach(eng)
 	proj.Start(eng)
 	rs.eng, rs.store, rs.analytics, rs.projections = eng, store, gmv, proj
-	rs.srv.Attach(eng, store)
+	rs.srv.Attach(eng, proj, store)
 	rs.srv.AttachAnalytics(gmv)
 	fmt.Fprintf(rs.stdout, "fest serve: ready in %v (%d partitions, %d SKUs, journal at byte %d)\n",
 		time.Since(start).Round(time.Millisecond), eng.Partitions(), eng.SKUCount(), eng.Durable())

@@ -156,13 +156,6 @@ func (a *Analytics) Apply(ev *engine.Event) error {
 		a.paid.Add(1)
 	}
 	a.lastAt.Store(ev.At)
-	if ev.Last {
-		a.applied.Store(ev.Position)
-		a.appliedMu.Lock()
-		close(a.advanced)
-		a.advanced = make(chan struct{})
-		a.appliedMu.Unlock()
-	}
 	return nil
 }
 

@@ -51,7 +51,13 @@ func TestGMVFollowsPaidOrders(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		e.Follow(fctx, 0, a.Apply)
+		e.Follow(fctx, 0, func(ev *engine.Event) error {
+			a.Apply(ev)
+			if ev.Last {
+				a.Commit(ev.Position, ev.At)
+			}
+			return nil
+		})
 	}()
 	defer func() { stop(); <-done }()
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)

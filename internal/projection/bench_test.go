@@ -1,4 +1,4 @@
-package projection
+package projection_test
 
 import (
 	"os"
@@ -8,7 +8,8 @@ import (
 
 	"github.com/fest-platform/fest/internal/analytics"
 	"github.com/fest-platform/fest/internal/engine"
-	"github.com/fest-platform/fest/internal/orderstore"
+	"github.com/fest-platform/fest/internal/projection"
+	"github.com/fest-platform/fest/internal/projection/orders"
 	"github.com/fest-platform/fest/internal/vfs"
 )
 
@@ -19,7 +20,7 @@ const benchPartitions = 64
 // feeder applies synthetic placed and paid events straight to a runner's
 // projections, in journal order, without an engine.
 type feeder struct {
-	r      *Runner
+	r      *testRunner
 	seqs   [benchPartitions]uint64
 	placed uint64
 	pos    uint64
@@ -27,7 +28,7 @@ type feeder struct {
 	items  []engine.Item
 }
 
-func newFeeder(r *Runner) *feeder {
+func newFeeder(r *testRunner) *feeder {
 	return &feeder{r: r, items: []engine.Item{{SKUID: "sku-12345", Quantity: 1, UnitPrice: 29900, Amount: 29900}, {SKUID: "sku-777", Quantity: 2, UnitPrice: 1000, Amount: 2000}}}
 }
 
@@ -61,27 +62,31 @@ func (f *feeder) apply(tb testing.TB, last bool) {
 	if err := f.r.gmv.Apply(&f.ev); err != nil {
 		tb.Fatal(err)
 	}
+	if last {
+		f.r.store.Commit(f.ev.Position, f.ev.At)
+		f.r.gmv.Commit(f.ev.Position, f.ev.At)
+	}
 }
 
 // BenchmarkSnapshotAfterOrders measures one projection snapshot after
 // FEST_BENCH_ORDERS orders (default 2 million) and a snapshot of them, then
 // 10,000 more orders: the cost of a snapshot at the peak of a long festival.
 func BenchmarkSnapshotAfterOrders(b *testing.B) {
-	orders := 2_000_000
+	ordersBefore := 2_000_000
 	if v, err := strconv.Atoi(os.Getenv("FEST_BENCH_ORDERS")); err == nil && v > 0 {
-		orders = v
+		ordersBefore = v
 	}
 	dir := b.TempDir()
-	store, _ := orderstore.Open(orderstore.Config{})
+	store, _ := orders.Open(orders.Config{})
 	gmv, _ := analytics.New(analytics.Config{})
 	var chunkBytes int64
-	r, err := New(Config{Dir: dir, Logger: quiet, FS: countingFS{vfs.OS, &chunkBytes}}, store, gmv)
+	r, err := newTR(projection.Config{Dir: dir, Logger: quiet, FS: countingFS{vfs.OS, &chunkBytes}}, store, gmv)
 	if err != nil {
 		b.Fatal(err)
 	}
 	f := newFeeder(r)
-	f.place(b, orders)
-	r.snapshot(f.pos * 1000)
+	f.place(b, ordersBefore)
+	r.SnapshotAt(f.pos * 1000)
 	b.ReportAllocs()
 	b.ResetTimer()
 	var written int64
@@ -90,13 +95,13 @@ func BenchmarkSnapshotAfterOrders(b *testing.B) {
 		f.place(b, 10_000)
 		chunkBytes = 0
 		b.StartTimer()
-		r.snapshot(f.pos * 1000)
+		r.SnapshotAt(f.pos * 1000)
 		b.StopTimer()
 		written += chunkBytes + newestSnapshotBytes(b, dir)
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(written)/float64(b.N), "bytes-written/op")
-	b.ReportMetric(float64(orders), "orders-before")
+	b.ReportMetric(float64(ordersBefore), "orders-before")
 }
 
 // countingFS counts the bytes written through it.

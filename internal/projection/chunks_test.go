@@ -1,4 +1,4 @@
-package projection
+package projection_test
 
 import (
 	"errors"
@@ -10,16 +10,17 @@ import (
 
 	"github.com/fest-platform/fest/internal/analytics"
 	"github.com/fest-platform/fest/internal/journal"
-	"github.com/fest-platform/fest/internal/orderstore"
+	"github.com/fest-platform/fest/internal/projection"
+	"github.com/fest-platform/fest/internal/projection/orders"
 	"github.com/fest-platform/fest/internal/vfs"
 )
 
 // newRunner opens a runner on dir without an engine, fed by a feeder.
-func newRunner(t *testing.T, dir string, fsys vfs.FS) (*Runner, *feeder) {
+func newRunner(t *testing.T, dir string, fsys vfs.FS) (*testRunner, *feeder) {
 	t.Helper()
-	store, _ := orderstore.Open(orderstore.Config{})
+	store, _ := orders.Open(orders.Config{})
 	gmv, _ := analytics.New(analytics.Config{})
-	r, err := New(Config{Dir: dir, Logger: quiet, FS: fsys}, store, gmv)
+	r, err := newTR(projection.Config{Dir: dir, Logger: quiet, FS: fsys}, store, gmv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -27,15 +28,15 @@ func newRunner(t *testing.T, dir string, fsys vfs.FS) (*Runner, *feeder) {
 }
 
 // neededChunks is the union of the chunk names the snapshots in dir name.
-func neededChunks(t *testing.T, r *Runner) []string {
+func neededChunks(t *testing.T, r *testRunner) []string {
 	t.Helper()
-	positions, err := r.snaps.List()
+	positions, err := r.Snapshots().List()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var names []string
 	for _, pos := range positions {
-		n, err := r.chunkNames(pos)
+		n, err := r.ChunkNames(pos)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +48,7 @@ func neededChunks(t *testing.T, r *Runner) []string {
 
 func chunkFileNames(t *testing.T, dir string) []string {
 	t.Helper()
-	names, err := vfs.OS.ReadDir(filepath.Join(dir, chunksDirName))
+	names, err := vfs.OS.ReadDir(filepath.Join(dir, projection.ChunksDirName))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,20 +65,20 @@ func TestChunkFilesCollected(t *testing.T) {
 	var first []string
 	for i := 0; i < 5; i++ {
 		f.place(t, 15_000)
-		r.snapshot(f.pos * 1000)
+		r.SnapshotAt(f.pos * 1000)
 		names := chunkFileNames(t, dir)
 		if want := neededChunks(t, r); !slices.Equal(names, want) {
 			t.Fatalf("snapshot %d: chunk files %v, want %v", i, names, want)
 		}
 		for _, n := range names {
-			st, err := os.Stat(filepath.Join(dir, chunksDirName, n))
+			st, err := os.Stat(filepath.Join(dir, projection.ChunksDirName, n))
 			if err != nil || st.Mode().Perm() != 0o600 {
 				t.Fatalf("chunk %s: %v %v, want mode 0600", n, st.Mode(), err)
 			}
 		}
 		if i == 2 {
 			// The first arena chunk is full by now.
-			n, err := r.chunkNames(journal.Position(f.pos * 1000))
+			n, err := r.ChunkNames(journal.Position(f.pos * 1000))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -87,15 +88,16 @@ func TestChunkFilesCollected(t *testing.T) {
 	if !slices.Contains(chunkFileNames(t, dir), first[0]) {
 		t.Fatalf("the first full arena chunk %s was written again", first[0])
 	}
-	positions, _ := r.snaps.List()
+	positions, _ := r.Snapshots().List()
 	for _, pos := range positions {
 		l, _ := newRunner(t, dir, nil)
-		store, gmv, err := l.loadAt(uint64(pos))
+		staged, err := l.LoadAt(uint64(pos))
 		if err != nil {
 			t.Fatalf("kept snapshot at %d: %v", pos, err)
 		}
-		l.store.Install(store)
-		l.gmv.Install(gmv)
+		for _, st := range staged {
+			st.Install()
+		}
 		if got := l.store.Stats().Orders; got != uint64(f.placed) && uint64(pos) == f.pos*1000 {
 			t.Fatalf("snapshot at %d holds %d orders, want %d", pos, got, f.placed)
 		}
@@ -108,12 +110,12 @@ func TestFallbackWhenChunkMissing(t *testing.T) {
 	dir := t.TempDir()
 	r, f := newRunner(t, dir, nil)
 	f.place(t, 20_000)
-	r.snapshot(f.pos * 1000)
+	r.SnapshotAt(f.pos * 1000)
 	older, placed := f.pos*1000, f.placed
 	f.place(t, 20_000)
-	r.snapshot(f.pos * 1000)
+	r.SnapshotAt(f.pos * 1000)
 	newest := neededChunks(t, r)
-	n, err := r.chunkNames(journal.Position(older))
+	n, err := r.ChunkNames(journal.Position(older))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +125,7 @@ func TestFallbackWhenChunkMissing(t *testing.T) {
 			gone = name
 		}
 	}
-	if err := os.Remove(filepath.Join(dir, chunksDirName, gone)); err != nil {
+	if err := os.Remove(filepath.Join(dir, projection.ChunksDirName, gone)); err != nil {
 		t.Fatal(err)
 	}
 	l, _ := newRunner(t, dir, nil)
@@ -216,11 +218,11 @@ func TestSnapshotFaultsLeaveLoadableState(t *testing.T) {
 		fsys := &faultFS{FS: vfs.OS}
 		r, f := newRunner(t, dir, fsys)
 		f.place(t, 15_000)
-		r.snapshot(f.pos * 1000)
+		r.SnapshotAt(f.pos * 1000)
 		before, placedBefore := f.pos*1000, f.placed
 		f.place(t, 15_000)
 		fsys.ops, fsys.fail = 0, fail
-		r.snapshot(f.pos * 1000)
+		r.SnapshotAt(f.pos * 1000)
 		if fsys.ops < fail {
 			break // every operation was failed once
 		}
@@ -236,12 +238,12 @@ func TestSnapshotFaultsLeaveLoadableState(t *testing.T) {
 				fail, l.store.Stats().Orders, pos, placedBefore, before, f.placed, f.pos*1000)
 		}
 		for _, name := range chunkFileNames(t, dir) {
-			if strings.HasSuffix(name, chunkTmpSuffix) {
+			if strings.HasSuffix(name, projection.ChunkTmpSuffix) {
 				t.Fatalf("fault at operation %d: temporary file %s left behind", fail, name)
 			}
 		}
 		f.place(t, 100)
-		r.snapshot(f.pos * 1000)
+		r.SnapshotAt(f.pos * 1000)
 		l, _ = newRunner(t, dir, nil)
 		if pos, err := l.Load(); err != nil || pos != f.pos*1000 || l.store.Stats().Orders != uint64(f.placed) {
 			t.Fatalf("fault at operation %d, then a snapshot: loaded %d orders at %d (%v), want %d at %d",

@@ -1,4 +1,4 @@
-package projection
+package projection_test
 
 import (
 	"fmt"
@@ -10,7 +10,8 @@ import (
 	"github.com/fest-platform/fest/internal/analytics"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/journal"
-	"github.com/fest-platform/fest/internal/orderstore"
+	"github.com/fest-platform/fest/internal/projection"
+	"github.com/fest-platform/fest/internal/projection/orders"
 	"github.com/fest-platform/fest/internal/vfs"
 )
 
@@ -23,12 +24,12 @@ type festival struct {
 
 // run places and pays orders through s until at least two projection
 // snapshots exist, then closes it, and returns what it did.
-func run(t *testing.T, s *stack, orders int) festival {
+func run(t *testing.T, s *stack, count int) festival {
 	t.Helper()
 	must := func(c engine.Command) engine.Result { return s.must(t, c) }
 	s.catalog(t)
 	f := festival{paid: make(map[engine.OrderID]bool)}
-	for i := 0; i < orders; i++ {
+	for i := 0; i < count; i++ {
 		r := must(engine.Command{Kind: engine.KindPlaceOrder, Order: engine.Order{BuyerID: fmt.Sprintf("buyer-%d", i%7), Items: []engine.Item{{SKUID: "s", Quantity: int32(1 + i%5)}}}})
 		f.ids = append(f.ids, r.OrderID)
 		if i%3 == 0 {
@@ -70,9 +71,9 @@ func openKeepingJournal(t *testing.T, dir string) *stack {
 	t.Helper()
 	s := &stack{}
 	var err error
-	s.store, _ = orderstore.Open(orderstore.Config{})
+	s.store, _ = orders.Open(orders.Config{})
 	s.gmv, _ = analytics.New(analytics.Config{})
-	s.proj, err = New(Config{Dir: filepath.Join(dir, "projections"), SnapshotEveryBytes: 4 << 10, Logger: quiet}, s.store, s.gmv)
+	s.proj, err = newTR(projection.Config{Dir: filepath.Join(dir, "projections"), SnapshotEveryBytes: 4 << 10, Logger: quiet}, s.store, s.gmv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +81,6 @@ func openKeepingJournal(t *testing.T, dir string) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.store.Attach(s.eng)
 	s.gmv.Attach(s.eng)
 	s.proj.Start(s.eng)
 	return s
@@ -88,11 +88,11 @@ func openKeepingJournal(t *testing.T, dir string) *stack {
 
 // loadOnly opens a runner on dir's projections and loads it, without an
 // engine.
-func loadOnly(t *testing.T, dir string) (*Runner, uint64, error) {
+func loadOnly(t *testing.T, dir string) (*testRunner, uint64, error) {
 	t.Helper()
-	store, _ := orderstore.Open(orderstore.Config{})
+	store, _ := orders.Open(orders.Config{})
 	gmv, _ := analytics.New(analytics.Config{})
-	r, err := New(Config{Dir: filepath.Join(dir, "projections"), Logger: quiet}, store, gmv)
+	r, err := newTR(projection.Config{Dir: filepath.Join(dir, "projections"), Logger: quiet}, store, gmv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +258,7 @@ func TestFallbackPublishesNothingOfARejectedSnapshot(t *testing.T) {
 	if err := snaps.Write(pos[0], append(data, 0)); err != nil {
 		t.Fatal(err)
 	}
-	store, _ := orderstore.Open(orderstore.Config{})
+	store, _ := orders.Open(orders.Config{})
 	gmv, _ := analytics.New(analytics.Config{})
 	uses := 0
 	// Only atomics are read here: the hook may run with the store's lock
@@ -270,7 +270,7 @@ func TestFallbackPublishesNothingOfARejectedSnapshot(t *testing.T) {
 			t.Errorf("using %s during Load: order store at %d with %d orders, gmv at %d with %d placed; want nothing until a snapshot is accepted", name, a, n, b, g.OrdersPlaced)
 		}
 	}}
-	r, err := New(Config{Dir: filepath.Join(dir, "projections"), Logger: quiet, FS: hook}, store, gmv)
+	r, err := newTR(projection.Config{Dir: filepath.Join(dir, "projections"), Logger: quiet, FS: hook}, store, gmv)
 	if err != nil {
 		t.Fatal(err)
 	}

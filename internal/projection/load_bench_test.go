@@ -1,4 +1,4 @@
-package projection
+package projection_test
 
 import (
 	"os"
@@ -6,32 +6,33 @@ import (
 	"testing"
 
 	"github.com/fest-platform/fest/internal/analytics"
-	"github.com/fest-platform/fest/internal/orderstore"
+	"github.com/fest-platform/fest/internal/projection"
+	"github.com/fest-platform/fest/internal/projection/orders"
 )
 
 // BenchmarkLoadAfterOrders measures a restart's load of the projection
 // snapshot after FEST_BENCH_ORDERS orders (default 2 million).
 func BenchmarkLoadAfterOrders(b *testing.B) {
-	orders := 2_000_000
+	ordersBefore := 2_000_000
 	if v, err := strconv.Atoi(os.Getenv("FEST_BENCH_ORDERS")); err == nil && v > 0 {
-		orders = v
+		ordersBefore = v
 	}
 	dir := b.TempDir()
-	store, _ := orderstore.Open(orderstore.Config{})
+	store, _ := orders.Open(orders.Config{})
 	gmv, _ := analytics.New(analytics.Config{})
-	r, err := New(Config{Dir: dir, Logger: quiet}, store, gmv)
+	r, err := newTR(projection.Config{Dir: dir, Logger: quiet}, store, gmv)
 	if err != nil {
 		b.Fatal(err)
 	}
 	f := newFeeder(r)
-	f.place(b, orders)
-	r.snapshot(f.pos * 1000)
+	f.place(b, ordersBefore)
+	r.SnapshotAt(f.pos * 1000)
 	store.Close()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
-		store, _ := orderstore.Open(orderstore.Config{})
+		store, _ := orders.Open(orders.Config{})
 		gmv, _ := analytics.New(analytics.Config{})
-		l, err := New(Config{Dir: dir, Logger: quiet}, store, gmv)
+		l, err := newTR(projection.Config{Dir: dir, Logger: quiet}, store, gmv)
 		if err != nil {
 			b.Fatal(err)
 		}

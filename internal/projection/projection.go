@@ -1,21 +1,24 @@
-// Package projection runs fest's projections — the order store and the GMV
-// projection — from one follower of the engine's journal, so each record is
-// read and decoded once, and snapshots them every so often so that a
-// restart resumes after the snapshot instead of replaying the whole
-// journal, and the engine may delete the segments before it.
+// Package projection is fest's read-side runtime: one runner follows the
+// engine's journal, decodes each record once, feeds every registered
+// projection (the order store, the GMV board, and whatever read model comes
+// next) its events in journal order, and snapshots them all together at one
+// journal position, so that a restart resumes every read model from the
+// same record and the engine may delete the segments before it. One
+// Watermark gives every read model wait-for-position and lag.
 //
-// A projection snapshot is incremental (see orderstore/snapshot.go): the
-// order store's arena and statuses are kept in chunk files under
-// Dir/chunks, a chunk written once and referred to by every later snapshot
-// until it changes, and each snapshot proper (Dir/snap-<pos>.bin, written
-// atomically by journal.Snapshots) is a small manifest naming the chunks it
-// needs, with their lengths and checksums, plus the GMV totals. A chunk file
-// is removed only once no kept manifest names it.
+// A snapshot (Dir/snap-<pos>.bin, written atomically and checksummed by
+// journal.Snapshots) holds one section per projection, in registration
+// order: the projection's name and its section's length, then the section.
+// A projection may keep side files (the order store's chunks, under
+// Dir/chunks) that its section names; a side file is removed only once no
+// kept snapshot names it.
 package projection
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -27,10 +30,8 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/fest-platform/fest/internal/analytics"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/journal"
-	"github.com/fest-platform/fest/internal/orderstore"
 	"github.com/fest-platform/fest/internal/vfs"
 )
 
@@ -39,7 +40,7 @@ const (
 	// keeps: the newest, and the older one to fall back to should the
 	// newest not load. The journal is kept back to the older of them.
 	snapshotsKept = 2
-	// chunksDirName is the directory, under Config.Dir, of the chunk files.
+	// chunksDirName is the directory, under Config.Dir, of the side files.
 	chunksDirName = "chunks"
 	// chunkTmpSuffix marks a chunk file being written; one left by a crash
 	// is removed at start-up.
@@ -51,19 +52,27 @@ const (
 	// filePerm is the permission of every file the projections create:
 	// orders hold buyer ids.
 	filePerm = 0o600
+	// snapshotMagic starts every runner snapshot.
+	snapshotMagic = "FESTPJ03"
+	// sectionBytesMax bounds one projection's section, so that a damaged
+	// length cannot make a load allocate without bound.
+	sectionBytesMax = 4 << 30
+	// projectionsMax bounds the registered projections (and the sections a
+	// snapshot may claim).
+	projectionsMax = 64
 )
 
 // Config configures a Runner.
 type Config struct {
-	// Dir holds the snapshot files (created if missing).
+	// Dir holds the snapshot files (created if missing). Required.
 	Dir string
 	// SnapshotEveryBytes is the journal growth, in bytes, after which the
 	// projections are snapshotted (default 256 MiB).
 	SnapshotEveryBytes uint64
 	// Logger receives snapshot and follow errors (default slog.Default()).
 	Logger *slog.Logger
-	// FS is the file system the chunk files are kept in (default vfs.OS);
-	// the storage fault simulator passes its own.
+	// FS is the file system of the snapshots and side files (default
+	// vfs.OS); the storage fault simulator passes its own.
 	FS vfs.FS
 }
 
@@ -75,13 +84,36 @@ func (c *Config) Validate() error {
 	return nil
 }
 
+// ChunkNamer is implemented by a projection whose snapshot section names
+// side files: given its section, it lists them, so that the runner removes
+// only the files no kept snapshot needs.
+type ChunkNamer interface {
+	SnapshotChunks(section io.Reader) ([]string, error)
+}
+
+// ErrBadSnapshot wraps a snapshot whose layout does not decode.
+var ErrBadSnapshot = errors.New("bad projection snapshot")
+
+// errOtherProjections is a snapshot written for other projections than
+// those registered (a version that added or removed one): not damage, but
+// not a state to resume from either.
+var errOtherProjections = errors.New("projection snapshot holds other projections")
+
+// Lag is how far one projection trails the journal.
+type Lag struct {
+	Projection string
+	Positions  uint64  // journal bytes durable but not applied
+	Seconds    float64 // how long the oldest of them has waited
+}
+
 // Runner feeds the projections and snapshots them.
 type Runner struct {
-	cfg    Config
-	store  *orderstore.Store
-	gmv    *analytics.Analytics
-	snaps  *journal.Snapshots
-	chunks *chunkFiles
+	cfg         Config
+	projections []Projection
+	mark        *Watermark
+	snaps       *journal.Snapshots
+	chunks      *chunkFiles
+	src         atomic.Pointer[engine.Engine]
 
 	// retain is the oldest journal position recovery may need: the older
 	// of the kept snapshots, or where the projections were loaded from
@@ -98,13 +130,19 @@ type Runner struct {
 	loadedFrom       uint64
 	snappedSinceLoad bool
 	lastSnap         uint64
+	// applied and appliedAt are the last record fed whole (follower-owned).
+	applied   uint64
+	appliedAt int64
+	started   bool
+	torn      bool // following stopped inside a record
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
 
-// New returns a runner for store and gmv; nothing is read yet.
-func New(cfg Config, store *orderstore.Store, gmv *analytics.Analytics) (*Runner, error) {
+// New returns a runner feeding projections; nothing is read yet. More can
+// be added with Register before Start.
+func New(cfg Config, projections ...Projection) (*Runner, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -125,7 +163,64 @@ func New(cfg Config, store *orderstore.Store, gmv *analytics.Analytics) (*Runner
 	if err != nil {
 		return nil, fmt.Errorf("open projection chunks: %w", err)
 	}
-	return &Runner{cfg: cfg, store: store, gmv: gmv, snaps: snaps, chunks: chunks}, nil
+	r := &Runner{cfg: cfg, mark: NewWatermark(), snaps: snaps, chunks: chunks}
+	for _, p := range projections {
+		if err := r.Register(p); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+// Register adds a projection; call it before Load or Start. Names must be
+// unique.
+func (r *Runner) Register(p Projection) error {
+	if r.started {
+		return fmt.Errorf("register projection %q: the runner has started", p.Name())
+	}
+	name := p.Name()
+	if name == "" || len(name) > 64 {
+		return fmt.Errorf("register projection %q: a name is 1 to 64 bytes", name)
+	}
+	if len(r.projections) >= projectionsMax {
+		return fmt.Errorf("register projection %q: more than %d projections", name, projectionsMax)
+	}
+	for _, q := range r.projections {
+		if q.Name() == name {
+			return fmt.Errorf("register projection %q: registered twice", name)
+		}
+	}
+	r.projections = append(r.projections, p)
+	return nil
+}
+
+// Watermark is the position every registered projection reflects.
+func (r *Runner) Watermark() *Watermark { return r.mark }
+
+// WaitDurable waits until the projections reflect everything durable at
+// the time of the call: a read after an acknowledged write sees it.
+func (r *Runner) WaitDurable(ctx context.Context) error {
+	eng := r.src.Load()
+	if eng == nil {
+		return errors.New("projections not started")
+	}
+	return r.mark.Wait(ctx, eng.Durable())
+}
+
+// Lags returns each projection's lag behind the journal's durable
+// position. All are fed by one follower, so they agree; each is named for
+// /metrics all the same, so that a dashboard need not know that.
+func (r *Runner) Lags() []Lag {
+	eng := r.src.Load()
+	if eng == nil {
+		return nil
+	}
+	positions, seconds := r.mark.Lag(eng.Durable())
+	out := make([]Lag, len(r.projections))
+	for i, p := range r.projections {
+		out[i] = Lag{Projection: p.Name(), Positions: positions, Seconds: seconds}
+	}
+	return out
 }
 
 // Retain is the journal position the engine must keep records after
@@ -143,6 +238,7 @@ func (r *Runner) Retain() uint64 { return r.retain.Load() }
 // once all of it loaded: readers (and WaitDurable) see the projections go
 // from empty to the snapshot accepted, never a rejected one taken back.
 func (r *Runner) Load() (uint64, error) {
+	r.started = true
 	positions, err := r.snaps.List()
 	if err != nil {
 		return 0, fmt.Errorf("list projection snapshots: %w", err)
@@ -150,11 +246,13 @@ func (r *Runner) Load() (uint64, error) {
 	r.loadedFrom = 0
 	r.refused = r.refused[:0]
 	for _, pos := range positions {
-		store, gmv, err := r.loadAt(uint64(pos))
+		staged, err := r.loadAt(uint64(pos))
 		if err == nil {
-			r.store.Install(store)
-			r.gmv.Install(gmv)
+			for _, st := range staged {
+				st.Install()
+			}
 			r.loadedFrom = uint64(pos)
+			r.mark.Advance(r.loadedFrom, 0)
 			break
 		}
 		r.cfg.Logger.Warn("projection snapshot not usable, trying an older one", "position", uint64(pos), "err", err)
@@ -172,6 +270,7 @@ func (r *Runner) Load() (uint64, error) {
 		r.cfg.Logger.Warn("no projection snapshot loads: replaying the journal from its start", "snapshots", len(positions))
 	}
 	r.lastSnap = r.loadedFrom
+	r.applied = r.loadedFrom
 	r.snappedSinceLoad = false
 	r.updateRetain()
 	if r.loadedFrom > 0 {
@@ -180,31 +279,82 @@ func (r *Runner) Load() (uint64, error) {
 	return r.loadedFrom, nil
 }
 
-// loadAt stages both projections from the snapshot at pos, checking all of
+// sectionReader reads a snapshot's sections in order.
+type sectionReader struct {
+	br  *bufio.Reader
+	pos uint64
+}
+
+func openSections(rc io.Reader, pos uint64) (*sectionReader, uint64, error) {
+	br := bufio.NewReaderSize(rc, 1<<20)
+	magic := make([]byte, len(snapshotMagic))
+	if _, err := io.ReadFull(br, magic); err != nil || string(magic) != snapshotMagic {
+		return nil, 0, fmt.Errorf("%w at %d: magic %q: %v", ErrBadSnapshot, pos, magic, err)
+	}
+	n, err := binary.ReadUvarint(br)
+	if err != nil || n > projectionsMax {
+		return nil, 0, fmt.Errorf("%w at %d: %d sections: %v", ErrBadSnapshot, pos, n, err)
+	}
+	return &sectionReader{br: br, pos: pos}, n, nil
+}
+
+// next returns the name of the next section and a reader of exactly its
+// bytes.
+func (sr *sectionReader) next() (string, *io.LimitedReader, error) {
+	nameLen, err := binary.ReadUvarint(sr.br)
+	if err != nil || nameLen == 0 || nameLen > 64 {
+		return "", nil, fmt.Errorf("%w at %d: section name of %d bytes: %v", ErrBadSnapshot, sr.pos, nameLen, err)
+	}
+	name := make([]byte, nameLen)
+	if _, err := io.ReadFull(sr.br, name); err != nil {
+		return "", nil, fmt.Errorf("%w at %d: section name: %v", ErrBadSnapshot, sr.pos, err)
+	}
+	size, err := binary.ReadUvarint(sr.br)
+	if err != nil || size > sectionBytesMax {
+		return "", nil, fmt.Errorf("%w at %d: section %q of %d bytes: %v", ErrBadSnapshot, sr.pos, name, size, err)
+	}
+	return string(name), &io.LimitedReader{R: sr.br, N: int64(size)}, nil
+}
+
+// loadAt stages every projection from the snapshot at pos, checking all of
 // it, for Load to install.
-func (r *Runner) loadAt(pos uint64) (*orderstore.Staged, *analytics.Staged, error) {
+func (r *Runner) loadAt(pos uint64) ([]Staged, error) {
 	rc, _, err := r.snaps.Open(journal.Position(pos))
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer rc.Close()
-	// One buffered reader for all sections: each loader reads its own
-	// part and leaves the rest.
-	br := bufio.NewReaderSize(rc, 1<<20)
-	store, err := r.store.StageSnapshot(br, pos, r.chunks)
+	sr, n, err := openSections(rc, pos)
 	if err != nil {
-		return nil, nil, fmt.Errorf("load order store snapshot at %d: %w", pos, err)
+		return nil, err
 	}
-	gmv, err := r.gmv.StageSnapshot(br, pos, store.OrderTotals())
-	if err != nil {
-		return nil, nil, fmt.Errorf("load gmv snapshot at %d: %w", pos, err)
+	if n != uint64(len(r.projections)) {
+		return nil, fmt.Errorf("%w: at %d, %d sections for %d projections", errOtherProjections, pos, n, len(r.projections))
+	}
+	staged := make([]Staged, 0, len(r.projections))
+	for _, p := range r.projections {
+		name, section, err := sr.next()
+		if err != nil {
+			return nil, err
+		}
+		if name != p.Name() {
+			return nil, fmt.Errorf("%w: at %d, section %q where %q is registered", errOtherProjections, pos, name, p.Name())
+		}
+		st, err := p.StageSnapshot(section, pos, r.chunks)
+		if err != nil {
+			return nil, fmt.Errorf("load %s snapshot at %d: %w", name, pos, err)
+		}
+		if section.N != 0 {
+			return nil, fmt.Errorf("%w at %d: section %q has %d bytes its projection did not read", ErrBadSnapshot, pos, name, section.N)
+		}
+		staged = append(staged, st)
 	}
 	// Reading to the end checks the checksum once more, and that nothing
 	// follows the sections.
-	if n, err := io.Copy(io.Discard, br); err != nil || n != 0 {
-		return nil, nil, fmt.Errorf("%w: projection snapshot at %d: %d bytes after its sections: %v", errTrailing, pos, n, err)
+	if n, err := io.Copy(io.Discard, sr.br); err != nil || n != 0 {
+		return nil, fmt.Errorf("%w: projection snapshot at %d: %d bytes after its sections: %v", ErrBadSnapshot, pos, n, err)
 	}
-	return store, gmv, nil
+	return staged, nil
 }
 
 // updateRetain derives from the snapshot files present what recovery may
@@ -229,14 +379,15 @@ func (r *Runner) updateRetain() {
 	r.retain.Store(retain)
 }
 
-// errTrailing is a snapshot with bytes after its sections.
-var errTrailing = errors.New("bad projection snapshot")
-
 // damaged reports whether a snapshot failed to load because it is damaged
-// (a checksum, a decode, a missing chunk) rather than unreadable for now.
+// (a checksum, a decode, a missing chunk) rather than unreadable for now
+// or written for other projections. A projection reports damage by
+// wrapping its own sentinel in ErrBadSnapshot or journal.ErrCorrupt.
 func damaged(err error) bool {
-	return errors.Is(err, journal.ErrCorrupt) || errors.Is(err, orderstore.ErrBadSnapshot) ||
-		errors.Is(err, analytics.ErrBadSnapshot) || errors.Is(err, errTrailing) || errors.Is(err, fs.ErrNotExist)
+	if errors.Is(err, errOtherProjections) {
+		return false
+	}
+	return errors.Is(err, journal.ErrCorrupt) || errors.Is(err, ErrBadSnapshot) || errors.Is(err, fs.ErrNotExist)
 }
 
 // stopped records why the projections stopped.
@@ -255,10 +406,12 @@ func (r *Runner) Err() error {
 }
 
 // Start restores the projections from their newest snapshot, then follows
-// eng after it until Close, feeding both. It returns at once: loading runs
-// in the background, so the engine takes orders meanwhile, and reads wait
-// for the projections to catch up as they always do.
+// eng after it until Close, feeding every one. It returns at once: loading
+// runs in the background, so the engine takes orders meanwhile, and reads
+// wait for the projections to catch up as they always do.
 func (r *Runner) Start(eng *engine.Engine) {
+	r.started = true
+	r.src.Store(eng)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.wg.Add(1)
@@ -272,19 +425,36 @@ func (r *Runner) Start(eng *engine.Engine) {
 			r.stopped(err)
 			return
 		}
+		inRecord := false
 		err = eng.Follow(ctx, from, func(ev *engine.Event) error {
-			if err := r.store.Apply(ev); err != nil {
-				return fmt.Errorf("order store: %w", err)
+			inRecord = true
+			for _, p := range r.projections {
+				if err := p.Apply(ev); err != nil {
+					return fmt.Errorf("%s: %w", p.Name(), err)
+				}
 			}
-			if err := r.gmv.Apply(ev); err != nil {
-				return fmt.Errorf("analytics: %w", err)
+			if !ev.Last {
+				return nil
 			}
-			if ev.Last && ev.Position-r.lastSnap >= r.cfg.SnapshotEveryBytes {
+			for _, p := range r.projections {
+				p.Commit(ev.Position, ev.At)
+			}
+			inRecord = false
+			r.applied, r.appliedAt = ev.Position, ev.At
+			r.mark.Advance(ev.Position, ev.At)
+			if ev.Position-r.lastSnap >= r.cfg.SnapshotEveryBytes {
 				r.snapshot(ev.Position)
 			}
 			return nil
 		})
-		r.store.FollowStopped()
+		if inRecord {
+			// Half a record was applied: the projections' state is no
+			// state of the journal, and must never be snapshotted.
+			r.torn = true
+			for _, p := range r.projections {
+				p.Abort()
+			}
+		}
 		if ctx.Err() == nil {
 			// Reads then wait and answer 503; the log and Err say why.
 			if len(r.refused) > 0 {
@@ -296,32 +466,53 @@ func (r *Runner) Start(eng *engine.Engine) {
 	}()
 }
 
-// snapshot writes both projections as of pos. A failure is logged and
+// snapshot writes every projection as of pos. A failure is logged and
 // costs only a longer replay at the next start; the next snapshot is tried
 // after another SnapshotEveryBytes of journal, not on every record.
 func (r *Runner) snapshot(pos uint64) {
+	var section bytes.Buffer
 	err := r.snaps.WriteFrom(journal.Position(pos), func(w io.Writer) error {
-		if err := r.store.WriteSnapshot(w, r.chunks); err != nil {
+		b := append([]byte(nil), snapshotMagic...)
+		b = binary.AppendUvarint(b, uint64(len(r.projections)))
+		if _, err := w.Write(b); err != nil {
 			return err
 		}
-		// The chunks' directory entries must be durable before the
-		// manifest naming them is.
-		if err := r.chunks.sync(); err != nil {
-			return err
+		for _, p := range r.projections {
+			section.Reset()
+			if err := p.WriteSnapshot(&section, r.chunks); err != nil {
+				return fmt.Errorf("snapshot %s: %w", p.Name(), err)
+			}
+			b = appendString(b[:0], p.Name())
+			b = binary.AppendUvarint(b, uint64(section.Len()))
+			if _, err := w.Write(b); err != nil {
+				return err
+			}
+			if _, err := w.Write(section.Bytes()); err != nil {
+				return err
+			}
 		}
-		return r.gmv.WriteSnapshot(w)
+		// The side files' directory entries must be durable before the
+		// snapshot naming them is.
+		return r.chunks.sync()
 	})
 	r.lastSnap = pos
 	if err != nil {
 		r.cfg.Logger.Error("projection snapshot failed", "position", pos, "err", err)
 		return
 	}
-	r.store.SnapshotDurable()
+	for _, p := range r.projections {
+		p.SnapshotDurable()
+	}
 	r.snappedSinceLoad = true
 	r.updateRetain()
 	if err := r.collect(); err != nil {
 		r.cfg.Logger.Warn("projection chunk files not collected", "err", err)
 	}
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 // collect removes the chunk files that no kept snapshot names. It removes
@@ -345,13 +536,46 @@ func (r *Runner) collect() error {
 	return r.chunks.removeExcept(needed)
 }
 
+// chunkNames lists the side files the snapshot at pos names.
 func (r *Runner) chunkNames(pos journal.Position) ([]string, error) {
 	rc, _, err := r.snaps.Open(pos)
 	if err != nil {
 		return nil, err
 	}
 	defer rc.Close()
-	return orderstore.SnapshotChunks(rc)
+	sr, n, err := openSections(rc, uint64(pos))
+	if err != nil {
+		return nil, err
+	}
+	byName := make(map[string]Projection, len(r.projections))
+	for _, p := range r.projections {
+		byName[p.Name()] = p
+	}
+	var names []string
+	for i := uint64(0); i < n; i++ {
+		name, section, err := sr.next()
+		if err != nil {
+			return nil, err
+		}
+		p := byName[name]
+		namer, ok := p.(ChunkNamer)
+		if p == nil {
+			// A section of a projection no longer registered: its side
+			// files are unknown, so nothing may be removed.
+			return nil, fmt.Errorf("%w: section %q", errOtherProjections, name)
+		}
+		if ok {
+			more, err := namer.SnapshotChunks(section)
+			if err != nil {
+				return nil, err
+			}
+			names = append(names, more...)
+		}
+		if _, err := io.Copy(io.Discard, section); err != nil {
+			return nil, err
+		}
+	}
+	return names, nil
 }
 
 // Close stops following and writes a final snapshot if the projections
@@ -363,13 +587,11 @@ func (r *Runner) Close() error {
 	r.cancel()
 	r.wg.Wait()
 	r.cancel = nil
-	if pos := r.store.Applied(); pos > r.lastSnap && pos == r.gmvApplied() {
-		r.snapshot(pos)
+	if r.applied > r.lastSnap && !r.torn {
+		r.snapshot(r.applied)
 	}
 	return nil
 }
-
-func (r *Runner) gmvApplied() uint64 { return r.gmv.Applied() }
 
 // chunkFiles keeps the order store's chunks as files in one directory. A
 // chunk is written to a temporary file, fsynced and renamed into place, so a
@@ -403,7 +625,7 @@ func openChunkFiles(fsys vfs.FS, dir string, log *slog.Logger) (*chunkFiles, err
 	return &chunkFiles{fsys: fsys, dir: dir, log: log}, nil
 }
 
-// WriteChunk implements orderstore.ChunkStore.
+// WriteChunk implements Files.
 func (c *chunkFiles) WriteChunk(name string, data []byte) error {
 	if name == "" || strings.ContainsAny(name, "/\\") || strings.HasSuffix(name, chunkTmpSuffix) {
 		panic(fmt.Sprintf("projection: chunk name %q is not a plain file name", name))
@@ -416,7 +638,7 @@ func (c *chunkFiles) WriteChunk(name string, data []byte) error {
 	return nil
 }
 
-// ReadChunk implements orderstore.ChunkStore. It reads the file into one
+// ReadChunk implements Files. It reads the file into one
 // buffer of its size, since a load reads every chunk of the festival.
 func (c *chunkFiles) ReadChunk(name string) ([]byte, error) {
 	p := path.Join(c.dir, name)

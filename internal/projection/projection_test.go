@@ -1,4 +1,4 @@
-package projection
+package projection_test
 
 import (
 	"context"
@@ -11,16 +11,17 @@ import (
 
 	"github.com/fest-platform/fest/internal/analytics"
 	"github.com/fest-platform/fest/internal/engine"
-	"github.com/fest-platform/fest/internal/orderstore"
+	"github.com/fest-platform/fest/internal/projection"
+	"github.com/fest-platform/fest/internal/projection/orders"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 type stack struct {
 	eng   *engine.Engine
-	store *orderstore.Store
+	store *orders.Store
 	gmv   *analytics.Analytics
-	proj  *Runner
+	proj  *testRunner
 }
 
 // open starts an engine and its projections on dir, as fest serve does,
@@ -29,9 +30,9 @@ func open(t *testing.T, dir string) *stack {
 	t.Helper()
 	s := &stack{}
 	var err error
-	s.store, _ = orderstore.Open(orderstore.Config{})
+	s.store, _ = orders.Open(orders.Config{})
 	s.gmv, _ = analytics.New(analytics.Config{})
-	s.proj, err = New(Config{Dir: filepath.Join(dir, "projections"), SnapshotEveryBytes: 4 << 10, Logger: quiet}, s.store, s.gmv)
+	s.proj, err = newTR(projection.Config{Dir: filepath.Join(dir, "projections"), SnapshotEveryBytes: 4 << 10, Logger: quiet}, s.store, s.gmv)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +40,6 @@ func open(t *testing.T, dir string) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.store.Attach(s.eng)
 	s.gmv.Attach(s.eng)
 	s.proj.Start(s.eng)
 	return s
@@ -67,7 +67,7 @@ func (s *stack) wait(t *testing.T) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := s.store.WaitDurable(ctx); err != nil {
+	if err := s.proj.WaitDurable(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.gmv.WaitDurable(ctx); err != nil {
@@ -155,4 +155,19 @@ func TestRestartFromSnapshot(t *testing.T) {
 	if h, _, _ := s.store.ListByBuyer("buyer-3", 1, ""); len(h) != 1 || h[0].ID != r.OrderID {
 		t.Fatalf("newest of buyer-3: %+v", h)
 	}
+}
+
+// testRunner is a runner with the two read models fest serves, kept at hand.
+type testRunner struct {
+	*projection.Runner
+	store *orders.Store
+	gmv   *analytics.Analytics
+}
+
+func newTR(cfg projection.Config, store *orders.Store, gmv *analytics.Analytics) (*testRunner, error) {
+	r, err := projection.New(cfg, store, gmv)
+	if err != nil {
+		return nil, err
+	}
+	return &testRunner{Runner: r, store: store, gmv: gmv}, nil
 }

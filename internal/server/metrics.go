@@ -140,9 +140,11 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descIdempotencyOldest, prometheus.GaugeValue, is.OldestAge.Seconds())
 	ch <- prometheus.MustNewConstMetric(descIdempotencyIndex, prometheus.GaugeValue, float64(is.DiskIndexBytes))
 	counter(descIdempotencyForgotten, is.ForgottenEarly)
+	for _, l := range be.reads.Lags() {
+		ch <- prometheus.MustNewConstMetric(descLagBytes, prometheus.GaugeValue, float64(l.Positions), l.Projection)
+		ch <- prometheus.MustNewConstMetric(descLagSeconds, prometheus.GaugeValue, l.Seconds, l.Projection)
+	}
 	ss := be.store.Stats()
-	ch <- prometheus.MustNewConstMetric(descLagBytes, prometheus.GaugeValue, float64(ss.LagBytes), "orderstore")
-	ch <- prometheus.MustNewConstMetric(descLagSeconds, prometheus.GaugeValue, ss.LagSeconds, "orderstore")
 	counter(descStoreEvents, ss.Events)
 	ch <- prometheus.MustNewConstMetric(descStoreNanos, prometheus.CounterValue, float64(ss.CommitNanos)/1e9)
 	counter(descStoreCommit, ss.Commits)

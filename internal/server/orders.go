@@ -13,11 +13,11 @@ import (
 
 	"github.com/fest-platform/fest/client/wire"
 	"github.com/fest-platform/fest/internal/engine"
-	"github.com/fest-platform/fest/internal/orderstore"
+	"github.com/fest-platform/fest/internal/projection/orders"
 )
 
 // appendOrder appends the JSON of an order.
-func appendOrder(b []byte, o *orderstore.Order) []byte {
+func appendOrder(b []byte, o *orders.Order) []byte {
 	b = append(b, `{"order_id":"`...)
 	b = o.ID.AppendText(b)
 	b = append(b, `","status":"`...)
@@ -72,9 +72,9 @@ func appendOrder(b []byte, o *orderstore.Order) []byte {
 
 // placedOrder builds the view of an order the engine has just placed from
 // the command (its items merged and priced in place) and the result.
-func placedOrder(cmd *engine.Command, res *engine.Result) orderstore.Order {
+func placedOrder(cmd *engine.Command, res *engine.Result) orders.Order {
 	o := &cmd.Order
-	return orderstore.Order{
+	return orders.Order{
 		ID: res.OrderID, BuyerID: o.BuyerID, MerchantID: res.MerchantID,
 		Channel: o.Channel, Region: o.Region, DealID: o.DealID, Items: o.Items,
 		Total: res.Total, CreatedAt: res.CreatedAt, PayBy: res.PayBy, Status: engine.StatusPending,
@@ -84,7 +84,7 @@ func placedOrder(cmd *engine.Command, res *engine.Result) orderstore.Order {
 // asCreated turns an order read back from the store into the view its
 // placement answered: an Idempotency-Key replay returns the first response
 // again, whatever the order's status is now.
-func asCreated(o *orderstore.Order) {
+func asCreated(o *orders.Order) {
 	o.Status, o.ChangedAt = engine.StatusPending, 0
 }
 
@@ -93,19 +93,19 @@ func asCreated(o *orderstore.Order) {
 // the store reflects everything durable, then look again. want, when not
 // StatusNone, is the status the engine reported: a store still showing an
 // older status is waited for the same way.
-func (s *Server) loadOrder(ctx context.Context, be *backend, id engine.OrderID, want engine.OrderStatus) (orderstore.Order, *apiError) {
+func (s *Server) loadOrder(ctx context.Context, be *backend, id engine.OrderID, want engine.OrderStatus) (orders.Order, *apiError) {
 	o, err := be.store.Get(id)
 	if err == nil && (want == engine.StatusNone || o.Status == want) {
 		return o, nil
 	}
-	if err != nil && !errors.Is(err, orderstore.ErrNotFound) {
+	if err != nil && !errors.Is(err, orders.ErrNotFound) {
 		return o, &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()}
 	}
-	if werr := be.store.WaitDurable(ctx); werr != nil {
+	if werr := be.reads.WaitDurable(ctx); werr != nil {
 		return o, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "order store is catching up; retry shortly"}
 	}
 	o, err = be.store.Get(id)
-	if errors.Is(err, orderstore.ErrNotFound) {
+	if errors.Is(err, orders.ErrNotFound) {
 		return o, errNotFound("order_id", "no order "+id.String())
 	}
 	if err != nil {
@@ -143,7 +143,7 @@ func (s *Server) handlePlaceOrder(w http.ResponseWriter, r *http.Request, be *ba
 		s.writeError(w, resultError(res))
 		return
 	}
-	var view orderstore.Order
+	var view orders.Order
 	if res.Replayed {
 		ctx, cancel := s.readCtx(r)
 		view, aerr = s.loadOrder(ctx, be, res.OrderID, engine.StatusNone)
@@ -323,12 +323,12 @@ func (s *Server) handleBuyerOrders(w http.ResponseWriter, r *http.Request, be *b
 	defer cancel()
 	// Orders this buyer was just told about must be listed: catch up with
 	// everything durable first (usually already there).
-	if err := be.store.WaitDurable(ctx); err != nil {
+	if err := be.reads.WaitDurable(ctx); err != nil {
 		s.writeError(w, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "order store is catching up; retry shortly"})
 		return
 	}
-	orders, next, err := be.store.ListByBuyer(buyer, limit, r.URL.Query().Get("cursor"))
-	if errors.Is(err, orderstore.ErrBadCursor) {
+	list, next, err := be.store.ListByBuyer(buyer, limit, r.URL.Query().Get("cursor"))
+	if errors.Is(err, orders.ErrBadCursor) {
 		s.writeError(w, errInvalidArgument("cursor", "invalid cursor"))
 		return
 	}
@@ -336,14 +336,14 @@ func (s *Server) handleBuyerOrders(w http.ResponseWriter, r *http.Request, be *b
 		s.writeError(w, &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()})
 		return
 	}
-	s.refreshStatuses(ctx, be, orders)
-	b := make([]byte, 0, 256*len(orders)+64)
+	s.refreshStatuses(ctx, be, list)
+	b := make([]byte, 0, 256*len(list)+64)
 	b = append(b, `{"orders":[`...)
-	for i := range orders {
+	for i := range list {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendOrder(b, &orders[i])
+		b = appendOrder(b, &list[i])
 	}
 	b = append(b, `],"next_cursor":`...)
 	if next == "" {
@@ -357,12 +357,12 @@ func (s *Server) handleBuyerOrders(w http.ResponseWriter, r *http.Request, be *b
 
 // refreshStatuses asks the engine for the status of the pending orders of
 // a page, since the store may lag a payment the engine has acknowledged.
-func (s *Server) refreshStatuses(ctx context.Context, be *backend, orders []orderstore.Order) {
+func (s *Server) refreshStatuses(ctx context.Context, be *backend, list []orders.Order) {
 	b := engine.NewBatch(0)
 	var idx []int
-	for i := range orders {
-		if orders[i].Status == engine.StatusPending {
-			b.Add(engine.Command{Kind: engine.KindGetOrder, OrderID: orders[i].ID})
+	for i := range list {
+		if list[i].Status == engine.StatusPending {
+			b.Add(engine.Command{Kind: engine.KindGetOrder, OrderID: list[i].ID})
 			idx = append(idx, i)
 		}
 	}
@@ -378,10 +378,10 @@ func (s *Server) refreshStatuses(ctx context.Context, be *backend, orders []orde
 	for k, i := range idx {
 		res := &b.Requests[k].Result
 		if res.OK() && res.Status != engine.StatusPending {
-			if o, err := be.store.Get(orders[i].ID); err == nil && o.Status == res.Status {
-				orders[i] = o
+			if o, err := be.store.Get(list[i].ID); err == nil && o.Status == res.Status {
+				list[i] = o
 			} else {
-				orders[i].Status = res.Status
+				list[i].Status = res.Status
 			}
 		}
 	}
@@ -416,15 +416,15 @@ func (s *Server) handleOrderBatch(w http.ResponseWriter, r *http.Request, be *ba
 		waited := false
 		ctx, cancel := s.readCtx(r)
 		defer cancel()
-		load := func(res *engine.Result) (orderstore.Order, *apiError) {
+		load := func(res *engine.Result) (orders.Order, *apiError) {
 			if !waited {
 				waited = true
-				if err := be.store.WaitDurable(ctx); err != nil {
+				if err := be.reads.WaitDurable(ctx); err != nil {
 					waitErr = &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "order store is catching up; retry shortly"}
 				}
 			}
 			if waitErr != nil {
-				return orderstore.Order{}, waitErr
+				return orders.Order{}, waitErr
 			}
 			return s.loadOrder(ctx, be, res.OrderID, engine.StatusNone)
 		}
@@ -622,10 +622,10 @@ func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *eng
 }
 
 // result returns the view or error of entry i after the batch is done.
-func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load func(*engine.Result) (orderstore.Order, *apiError)) (orderstore.Order, bool, *apiError) {
+func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load func(*engine.Result) (orders.Order, *apiError)) (orders.Order, bool, *apiError) {
 	if e.err != nil {
 		s.metrics.rejectedCode(e.err.Code)
-		return orderstore.Order{}, false, e.err
+		return orders.Order{}, false, e.err
 	}
 	req := &batch.Requests[e.req]
 	res := &req.Result
@@ -638,7 +638,7 @@ func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load fu
 				aerr.Message = codeStatus[res.Code].msg + ": " + aerr.Field
 			}
 		}
-		return orderstore.Order{}, false, aerr
+		return orders.Order{}, false, aerr
 	}
 	if res.Replayed {
 		o, aerr := load(res)
@@ -649,7 +649,7 @@ func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load fu
 	return placedOrder(&req.Command, res), false, nil
 }
 
-func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orderstore.Order, *apiError)) []byte {
+func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orders.Order, *apiError)) []byte {
 	b = append(b, `{"results":[`...)
 	for i, e := range entries {
 		if i > 0 {
@@ -672,7 +672,7 @@ func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine
 	return append(b, "]}\n"...)
 }
 
-func (s *Server) appendProtoResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orderstore.Order, *apiError)) []byte {
+func (s *Server) appendProtoResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orders.Order, *apiError)) []byte {
 	var res wire.Result
 	var we wire.Error
 	var idBuf [16]byte

@@ -11,7 +11,8 @@ import (
 	"sync/atomic"
 
 	"github.com/fest-platform/fest/internal/engine"
-	"github.com/fest-platform/fest/internal/orderstore"
+	"github.com/fest-platform/fest/internal/projection"
+	"github.com/fest-platform/fest/internal/projection/orders"
 )
 
 // ErrClosed is returned after Close.
@@ -20,7 +21,8 @@ var ErrClosed = errors.New("server closed")
 // backend is what the API needs once recovery is done.
 type backend struct {
 	eng   *engine.Engine
-	store *orderstore.Store
+	store *orders.Store
+	reads *projection.Runner // feeds store; its watermark says how far reads reach
 	gw    *gateway
 }
 
@@ -65,10 +67,11 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Attach makes the server ready: eng is recovered and store follows it.
-func (s *Server) Attach(eng *engine.Engine, store *orderstore.Store) {
+// Attach makes the server ready: eng is recovered, and reads, feeding
+// store among its projections, follows it.
+func (s *Server) Attach(eng *engine.Engine, reads *projection.Runner, store *orders.Store) {
 	gw := newGateway(eng, s.cfg.GatewayBatchMax, s.metrics)
-	s.be.Store(&backend{eng: eng, store: store, gw: gw})
+	s.be.Store(&backend{eng: eng, store: store, reads: reads, gw: gw})
 }
 
 // Detach stops the gateway; afterwards the API answers 503 again. Call it

@@ -20,8 +20,8 @@ import (
 	"github.com/fest-platform/fest/internal/analytics"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/journal"
-	"github.com/fest-platform/fest/internal/orderstore"
 	"github.com/fest-platform/fest/internal/projection"
+	"github.com/fest-platform/fest/internal/projection/orders"
 	"github.com/fest-platform/fest/internal/vfs"
 )
 
@@ -164,7 +164,7 @@ type run struct {
 	stats stats
 
 	eng   *engine.Engine
-	store *orderstore.Store
+	store *orders.Store
 	gmv   *analytics.Analytics
 	proj  *projection.Runner
 
@@ -216,7 +216,7 @@ var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 // wires them.
 func (r *run) open() error {
 	fsys := r.sim.Process()
-	store, err := orderstore.Open(orderstore.Config{})
+	store, err := orders.Open(orders.Config{})
 	if err != nil {
 		return fmt.Errorf("open order store: %w", err)
 	}
@@ -255,7 +255,6 @@ func (r *run) open() error {
 		gmv.Close()
 		return err
 	}
-	store.Attach(eng)
 	gmv.Attach(eng)
 	proj.Start(eng)
 	r.eng, r.store, r.gmv, r.proj = eng, store, gmv, proj
@@ -759,7 +758,7 @@ func (r *run) check() error {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
-		err := r.store.WaitDurable(ctx)
+		err := r.proj.WaitDurable(ctx)
 		cancel()
 		if err == nil {
 			break
@@ -784,7 +783,7 @@ func (r *run) check() error {
 	}
 	// Every order the store holds, by buyer: placed ones we know, and
 	// unacknowledged ones that made it to the journal.
-	held := map[engine.OrderID]orderstore.Order{}
+	held := map[engine.OrderID]orders.Order{}
 	for b := 0; b < simBuyers; b++ {
 		cursor := ""
 		for {

@@ -1,4 +1,4 @@
-// Package orderstore is the order-query projection: it follows the engine's
+// Package orders is the order-query projection: it follows the engine's
 // committed events and answers GET /v1/orders/{id} and a buyer's history.
 //
 // It is "the journal plus an index", held in memory: each placed order's
@@ -7,13 +7,13 @@
 // points at it and holds its status, and a per-buyer list of ids serves
 // the history newest first. Applying an order costs one copy and a few
 // appends (tens of nanoseconds), where a key-value store cost about 6 µs of
-// the same two cores. A follower shared with the other projections feeds it
-// (internal/projection), which also snapshots it so that a restart resumes
-// where the snapshot left off.
-package orderstore
+// the same two cores. It is a projection.Projection: the runner shared with
+// the other read models feeds it and snapshots it, so that a restart
+// resumes where the snapshot left off, and the runner's Watermark says how
+// far its reads reach.
+package orders
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -54,12 +54,6 @@ const (
 	buyersMax = math.MaxUint32
 )
 
-// Source is what the store follows: the engine's committed events.
-type Source interface {
-	Follow(ctx context.Context, from uint64, fn func(ev *engine.Event) error) error
-	Durable() uint64
-}
-
 // Config configures a Store.
 // It has no settings yet: the store's bounds are those of the engine that
 // feeds it (orders, buyers), and its memory is reported by Stats.
@@ -87,10 +81,6 @@ type Stats struct {
 	Orders        uint64 // orders held
 	Commits       uint64 // records applied
 	CommitNanos   uint64 // time spent applying
-	Applied       uint64 // journal position the store reflects
-	Checkpoint    uint64 // the position the engine must keep the journal from (0)
-	LagBytes      uint64 // source durable position minus Applied
-	LagSeconds    float64
 	NanosPerEvent float64
 	ArenaBytes    uint64 // encoded orders held
 }
@@ -142,33 +132,26 @@ type Store struct {
 		// encoded in that chunk changes status: the next snapshot rewrites
 		// that chunk's statuses, and only those.
 		statusDirty []uint64
-		advanced    chan struct{}
 		closed      bool
 	}
 	applied    atomic.Uint64 // position of the last fully applied record
-	appliedAt  atomic.Int64  // event time of the last applied event
 	events     atomic.Uint64
 	orders     atomic.Uint64
 	records    atomic.Uint64
 	applyNanos atomic.Uint64
 	arenaBytes atomic.Uint64
-	src        atomic.Pointer[sourceBox]
 
 	seed        maphash.Seed
 	checkSeed   maphash.Seed
 	locked      bool      // follower-owned: s.mu is held for the current record
 	recordStart time.Time // follower-owned: when the current record began
 	scratch     []byte    // follower-owned: encoding buffer
-	waiters     atomic.Int32
 
 	// snap is what the last durable snapshot stored (follower-owned).
 	snap snapshotState
 }
 
-type sourceBox struct{ Source }
-
-// Open creates an empty store; feed it with Apply and name its source with
-// Attach.
+// Open creates an empty store; register it with a projection.Runner.
 func Open(cfg Config) (*Store, error) {
 	return newStore(cfg, maphash.MakeSeed(), maphash.MakeSeed()), nil
 }
@@ -180,25 +163,28 @@ func newStore(cfg Config, seed, checkSeed maphash.Seed) *Store {
 	s := &Store{cfg: cfg, seed: seed, checkSeed: checkSeed}
 	s.mu.buyerByHash = make(map[uint64]uint32)
 	s.mu.buyerCollisions = make(map[string]uint32)
-	s.mu.advanced = make(chan struct{})
 	return s
 }
 
-// Applied is the journal position the store's reads reflect.
-func (s *Store) Applied() uint64 { return s.applied.Load() }
+// Name implements projection.Projection.
+func (s *Store) Name() string { return "orders" }
 
-// Attach names the source whose durable position WaitDurable and Stats
-// compare against, for a store fed through Apply by a follower shared with
-// other projections (each journal record is then decoded once for all).
-func (s *Store) Attach(src Source) { s.src.Store(&sourceBox{src}) }
-
-// Apply applies one event, in journal order, from the caller's follower.
-// After that follower stops, call FollowStopped.
+// Apply implements projection.Projection.
 func (s *Store) Apply(ev *engine.Event) error { return s.add(ev) }
 
-// FollowStopped releases what a follower that stopped in the middle of a
-// record (an error) left held.
-func (s *Store) FollowStopped() {
+// Commit implements projection.Projection: the record is readable.
+func (s *Store) Commit(pos uint64, at int64) {
+	s.applied.Store(pos)
+	if s.locked {
+		s.unlockRecord()
+		s.records.Add(1)
+		s.applyNanos.Add(uint64(time.Since(s.recordStart)))
+	}
+}
+
+// Abort implements projection.Projection: it releases what a record
+// stopped half way left held.
+func (s *Store) Abort() {
 	if s.locked {
 		s.unlockRecord()
 	}
@@ -206,7 +192,7 @@ func (s *Store) FollowStopped() {
 
 // add applies one event. Its strings alias the engine's buffer, so what is
 // kept is copied here. The write lock is taken at a record's first event and
-// released after its last, so readers never see half a record and the lock
+// released at its Commit, so readers never see half a record and the lock
 // is paid once per record rather than once per order.
 func (s *Store) add(ev *engine.Event) error {
 	if !s.locked {
@@ -233,18 +219,6 @@ func (s *Store) add(ev *engine.Event) error {
 		}
 	}
 	s.events.Add(1)
-	if !ev.Last {
-		return nil
-	}
-	s.applied.Store(ev.Position)
-	if s.waiters.Load() > 0 {
-		close(s.mu.advanced)
-		s.mu.advanced = make(chan struct{})
-	}
-	s.appliedAt.Store(ev.At)
-	s.unlockRecord()
-	s.records.Add(1)
-	s.applyNanos.Add(uint64(time.Since(s.recordStart)))
 	return nil
 }
 
@@ -392,52 +366,6 @@ func statusOf(k engine.EventKind) engine.OrderStatus {
 	return engine.StatusPending
 }
 
-// WaitFor blocks until the store reflects journal position pos or ctx ends.
-func (s *Store) WaitFor(ctx context.Context, pos uint64) error {
-	for {
-		if s.applied.Load() >= pos {
-			return nil
-		}
-		s.waiters.Add(1)
-		s.mu.RLock()
-		closed, ch := s.mu.closed, s.mu.advanced
-		s.mu.RUnlock()
-		if closed {
-			s.waiters.Add(-1)
-			return ErrClosed
-		}
-		if s.applied.Load() >= pos {
-			s.waiters.Add(-1)
-			return nil
-		}
-		if err := s.wait(ctx, ch, pos); err != nil {
-			return err
-		}
-	}
-}
-
-// wait blocks on ch, the channel closed when the applied position next
-// advances, with the waiter counted so that the follower knows to close it.
-func (s *Store) wait(ctx context.Context, ch chan struct{}, pos uint64) error {
-	defer s.waiters.Add(-1)
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("wait for position %d (at %d): %w", pos, s.applied.Load(), ctx.Err())
-	}
-}
-
-// WaitDurable waits until the store reflects the source's durable position
-// at the time of the call: everything acknowledged so far is readable.
-func (s *Store) WaitDurable(ctx context.Context) error {
-	b := s.src.Load()
-	if b == nil {
-		return ErrClosed
-	}
-	return s.WaitFor(ctx, b.Durable())
-}
-
 // Get returns the order with id.
 func (s *Store) Get(id engine.OrderID) (Order, error) {
 	s.mu.RLock()
@@ -512,19 +440,10 @@ func (s *Store) Stats() Stats {
 		Orders:      s.orders.Load(),
 		Commits:     s.records.Load(),
 		CommitNanos: s.applyNanos.Load(),
-		Applied:     s.applied.Load(),
 		ArenaBytes:  s.arenaBytes.Load(),
 	}
 	if st.Events > 0 {
 		st.NanosPerEvent = float64(st.CommitNanos) / float64(st.Events)
-	}
-	if b := s.src.Load(); b != nil {
-		if d := b.Durable(); d > st.Applied {
-			st.LagBytes = d - st.Applied
-			if at := s.appliedAt.Load(); at > 0 {
-				st.LagSeconds = math.Max(0, time.Since(time.Unix(0, at)).Seconds())
-			}
-		}
 	}
 	return st
 }
@@ -538,7 +457,6 @@ func (s *Store) Close() error {
 		return nil
 	}
 	s.mu.closed = true
-	close(s.mu.advanced)
 	s.mu.arena = nil
 	s.mu.buyers, s.mu.buyerByHash, s.mu.buyerCollisions = nil, nil, nil
 	s.mu.statusDirty = nil
@@ -663,3 +581,6 @@ func decodeOrder(v []byte) (Order, error) {
 func orderIDOf(partition int, seq uint64) engine.OrderID {
 	return engine.OrderID(uint64(partition)<<orderSeqBits | seq)
 }
+
+// Applied is the journal position of the last record the store committed.
+func (s *Store) Applied() uint64 { return s.applied.Load() }

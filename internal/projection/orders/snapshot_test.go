@@ -1,18 +1,17 @@
-package orderstore
+package orders
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"maps"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 	"unsafe"
 
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/projection"
 )
 
 // memChunks is an in-memory ChunkStore that records what was written.
@@ -74,6 +73,9 @@ func (f *feeder) apply(t testing.TB, ev *engine.Event, last bool) {
 	if err := f.s.Apply(ev); err != nil {
 		t.Fatal(err)
 	}
+	if last {
+		f.s.Commit(ev.Position, ev.At)
+	}
 }
 
 func snapshot(t testing.TB, s *Store, cs *memChunks) []byte {
@@ -87,7 +89,7 @@ func snapshot(t testing.TB, s *Store, cs *memChunks) []byte {
 	return buf.Bytes()
 }
 
-func load(t *testing.T, manifest []byte, pos uint64, cs ChunkStore) *Store {
+func load(t *testing.T, manifest []byte, pos uint64, cs projection.Files) *Store {
 	t.Helper()
 	s, _ := Open(Config{})
 	if err := s.LoadSnapshot(bytes.NewReader(manifest), pos, cs); err != nil {
@@ -184,7 +186,7 @@ func TestSnapshotIncremental(t *testing.T) {
 	// A loaded store goes on incrementally: its first snapshot rewrites
 	// only what changed after the load, and names the same full chunks.
 	l := load(t, m, f.pos, cs)
-	names, err := SnapshotChunks(bytes.NewReader(m))
+	names, err := (*Store)(nil).SnapshotChunks(bytes.NewReader(m))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,7 +194,7 @@ func TestSnapshotIncremental(t *testing.T) {
 	f.place(t, 20_000)
 	f.status(t, engine.EventOrderPaid, f.ids[2])
 	m2 := snapshot(t, l, cs)
-	names2, _ := SnapshotChunks(bytes.NewReader(m2))
+	names2, _ := (*Store)(nil).SnapshotChunks(bytes.NewReader(m2))
 	if !slices.Contains(names2, names[2]) || !slices.Contains(names2, names[len(names)-4]) {
 		t.Fatalf("full chunks not reused: %v then %v", names, names2)
 	}
@@ -238,7 +240,7 @@ func TestLoadSnapshotRefusesDamage(t *testing.T) {
 	f.place(t, 2000)
 	f.status(t, engine.EventOrderPaid, f.ids[5])
 	m := snapshot(t, s, cs)
-	names, _ := SnapshotChunks(bytes.NewReader(m))
+	names, _ := (*Store)(nil).SnapshotChunks(bytes.NewReader(m))
 	arena, status := names[0], names[1]
 	cases := []struct {
 		name     string
@@ -271,7 +273,7 @@ func TestLoadSnapshotRefusesDamage(t *testing.T) {
 			}
 			// The refused snapshot left the store as it was: empty, and
 			// able to load the good one.
-			if st := l.Stats(); st.Orders != 0 || st.Applied != 0 || st.ArenaBytes != 0 {
+			if st := l.Stats(); st.Orders != 0 || l.Applied() != 0 || st.ArenaBytes != 0 {
 				t.Fatalf("after the refused load: %+v, want an empty store", st)
 			}
 			if err := l.LoadSnapshot(bytes.NewReader(m), f.pos, cs); err != nil {
@@ -293,7 +295,7 @@ func FuzzLoadSnapshot(f *testing.F) {
 	fd.place(f, 50)
 	fd.status(f, engine.EventOrderPaid, fd.ids[3])
 	m := snapshot(f, s, cs)
-	names, _ := SnapshotChunks(bytes.NewReader(m))
+	names, _ := (*Store)(nil).SnapshotChunks(bytes.NewReader(m))
 	f.Add(cs.files[names[0]], cs.files[names[1]])
 	f.Add([]byte{}, []byte{})
 	f.Add([]byte{3, 0, 1, 'b'}, []byte{1, 0})
@@ -344,44 +346,9 @@ func FuzzLoadSnapshot(f *testing.F) {
 	})
 }
 
-// FuzzLoadLegacySnapshot loads arbitrary FESTOS01 snapshots, seeded with the
-// one the projection tests keep: the load may fail but never panics, and a
-// store that loads answers every query without panicking.
-func FuzzLoadLegacySnapshot(f *testing.F) {
-	// The fixture is a journal snapshot file: a 36-byte header, then the
-	// store's section, then the GMV's.
-	data, err := os.ReadFile("../projection/testdata/legacy-snap-00000000000000004000.bin")
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(data[36:])
-	f.Add([]byte(legacySnapshotMagic))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		l, _ := Open(Config{})
-		if err := l.LoadSnapshot(bytes.NewReader(append([]byte(legacySnapshotMagic), data[min(len(data), len(legacySnapshotMagic)):]...)), 1, nil); err != nil {
-			return
-		}
-		for p, tb := range l.mu.partitions {
-			if tb == nil {
-				continue
-			}
-			for seq := range tb.refs {
-				o, err := l.Get(orderIDOf(p, uint64(seq+1)))
-				if err != nil {
-					t.Fatalf("get of a loaded order: %v", err)
-				}
-				l.ListByBuyer(o.BuyerID, listLimitMax, "")
-			}
-		}
-		for range l.OrderTotals() {
-		}
-	})
-}
-
 // TestStagedSnapshotInvisibleUntilInstalled checks that a staged snapshot
 // changes nothing a reader of the store sees, that Install makes all of it
-// visible at once and wakes a reader waiting for its position, and that a
-// staged snapshot installs once only.
+// visible at once, and that a staged snapshot installs once only.
 func TestStagedSnapshotInvisibleUntilInstalled(t *testing.T) {
 	s, _ := Open(Config{})
 	f := &feeder{s: s}
@@ -391,14 +358,12 @@ func TestStagedSnapshotInvisibleUntilInstalled(t *testing.T) {
 	m := snapshot(t, s, cs)
 
 	l, _ := Open(Config{})
-	l.Attach(fixedSource(f.pos))
-	waited := make(chan error, 1)
-	go func() { waited <- l.WaitDurable(context.Background()) }()
-	st, err := l.StageSnapshot(bytes.NewReader(m), f.pos, cs)
+	staged, err := l.StageSnapshot(bytes.NewReader(m), f.pos, cs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := l.Stats(); got.Applied != 0 || got.Orders != 0 || got.ArenaBytes != 0 {
+	st := staged.(*Staged)
+	if got := l.Stats(); l.Applied() != 0 || got.Orders != 0 || got.ArenaBytes != 0 {
 		t.Fatalf("staged, not installed: %+v, want an empty store", got)
 	}
 	if _, err := l.Get(f.ids[0]); !errors.Is(err, ErrNotFound) {
@@ -411,10 +376,7 @@ func TestStagedSnapshotInvisibleUntilInstalled(t *testing.T) {
 	if n != len(f.ids) {
 		t.Fatalf("the staged snapshot's totals name %d orders, want %d", n, len(f.ids))
 	}
-	l.Install(st)
-	if err := <-waited; err != nil {
-		t.Fatalf("wait across Install: %v", err)
-	}
+	st.Install()
 	if l.Applied() != f.pos {
 		t.Fatalf("installed at %d, want %d", l.Applied(), f.pos)
 	}
@@ -424,11 +386,5 @@ func TestStagedSnapshotInvisibleUntilInstalled(t *testing.T) {
 			t.Fatal("a second Install of one staged snapshot did not panic")
 		}
 	}()
-	l.Install(st)
+	st.Install()
 }
-
-// fixedSource is a Source whose durable position is pos.
-type fixedSource uint64
-
-func (fixedSource) Follow(context.Context, uint64, func(*engine.Event) error) error { return nil }
-func (p fixedSource) Durable() uint64                                               { return uint64(p) }

@@ -1,4 +1,4 @@
-package orderstore
+package orders
 
 import (
 	"bufio"
@@ -15,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/projection"
 )
 
 // A store snapshot lets a restart resume following the journal from the
@@ -25,7 +26,7 @@ import (
 // The arena already holds every order in journal order, each record naming
 // its partition (see encodeOrder), so the partition tables and the buyers
 // can be rebuilt from it and are not stored. What a snapshot stores is, per
-// arena chunk, two chunk files kept by a ChunkStore:
+// arena chunk, two chunk files kept by a projection.Files:
 //
 //   - the arena chunk's bytes. A full chunk never changes, so it is written
 //     once and every later snapshot refers to the same file; only the last,
@@ -69,19 +70,9 @@ const (
 
 // ErrBadSnapshot is returned by LoadSnapshot for a snapshot that does not
 // decode.
-var ErrBadSnapshot = errors.New("bad order store snapshot")
+var ErrBadSnapshot = fmt.Errorf("order store: %w", projection.ErrBadSnapshot)
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-// ChunkStore keeps the chunk files of store snapshots.
-type ChunkStore interface {
-	// WriteChunk stores data as the chunk called name. data is valid only
-	// during the call. The chunk must be durable before the manifest that
-	// names it is.
-	WriteChunk(name string, data []byte) error
-	// ReadChunk returns the content of the chunk called name.
-	ReadChunk(name string) ([]byte, error)
-}
 
 // chunkRef names one stored chunk and what it must hold.
 type chunkRef struct {
@@ -110,7 +101,7 @@ type snapshotState struct {
 // chunks changed since the last durable snapshot to cs. Call it from the
 // goroutine that feeds Apply, between records, and call SnapshotDurable once
 // the manifest is durable: until then the chunks count as not written.
-func (s *Store) WriteSnapshot(w io.Writer, cs ChunkStore) error {
+func (s *Store) WriteSnapshot(w io.Writer, cs projection.Files) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	at := s.applied.Load()
@@ -168,10 +159,10 @@ func (s *Store) WriteSnapshot(w io.Writer, cs ChunkStore) error {
 // from the goroutine that feeds Apply, before applying anything more.
 func (s *Store) SnapshotDurable() {
 	if !s.snap.pendingValid {
-		panic("orderstore: SnapshotDurable without a WriteSnapshot")
+		panic("orders: SnapshotDurable without a WriteSnapshot")
 	}
 	if at := s.applied.Load(); at != s.snap.pendingAt {
-		panic(fmt.Sprintf("orderstore: snapshot written at %d made durable at %d: events were applied in between", s.snap.pendingAt, at))
+		panic(fmt.Sprintf("orders: snapshot written at %d made durable at %d: events were applied in between", s.snap.pendingAt, at))
 	}
 	s.mu.Lock()
 	clear(s.mu.statusDirty)
@@ -179,7 +170,7 @@ func (s *Store) SnapshotDurable() {
 	s.snap.chunks, s.snap.pending, s.snap.pendingValid = s.snap.pending, nil, false
 }
 
-func writeChunk(cs ChunkStore, name string, data []byte) (chunkRef, error) {
+func writeChunk(cs projection.Files, name string, data []byte) (chunkRef, error) {
 	if err := cs.WriteChunk(name, data); err != nil {
 		return chunkRef{}, fmt.Errorf("write order store chunk %s: %w", name, err)
 	}
@@ -210,7 +201,7 @@ func (s *Store) appendStatusesLocked(b []byte, i int, c *statusCursor) []byte {
 		n, k := binary.Uvarint(data[off:])
 		p, k2 := binary.Uvarint(data[off+k:])
 		if k <= 0 || k2 <= 0 || p >= partitionsMax || s.mu.partitions[p] == nil {
-			panic(fmt.Sprintf("orderstore: arena chunk %d offset %d holds no order record", i, off))
+			panic(fmt.Sprintf("orders: arena chunk %d offset %d holds no order record", i, off))
 		}
 		refs := s.mu.partitions[p].refs
 		offset := uint64(i)<<32 | uint64(off) + 1
@@ -220,7 +211,7 @@ func (s *Store) appendStatusesLocked(b []byte, i int, c *statusCursor) []byte {
 		}
 		j := c.next[p]
 		if j >= len(refs) || refs[j].offset != offset {
-			panic(fmt.Sprintf("orderstore: arena chunk %d offset %d: no partition %d entry points at it", i, off, p))
+			panic(fmt.Sprintf("orders: arena chunk %d offset %d: no partition %d entry points at it", i, off, p))
 		}
 		c.next[p]++
 		b = append(b, byte(refs[j].status))
@@ -299,9 +290,9 @@ func readManifest(br *bufio.Reader) (manifest, error) {
 }
 
 // SnapshotChunks returns the names of the chunks that the store manifest at
-// the start of r needs, for the garbage collector of a ChunkStore. r is read
+// the start of r needs, for the runner's collection of unneeded chunks. r is read
 // up to the end of the manifest when it is a *bufio.Reader.
-func SnapshotChunks(r io.Reader) ([]string, error) {
+func (s *Store) SnapshotChunks(r io.Reader) ([]string, error) {
 	m, err := readManifest(bufio.NewReaderSize(r, 64<<10))
 	if err != nil {
 		return nil, err
@@ -314,7 +305,7 @@ func SnapshotChunks(r io.Reader) ([]string, error) {
 }
 
 // readChunk reads a chunk and checks it against its reference.
-func readChunk(cs ChunkStore, r chunkRef) ([]byte, error) {
+func readChunk(cs projection.Files, r chunkRef) ([]byte, error) {
 	data, err := cs.ReadChunk(r.name)
 	if err != nil {
 		return nil, fmt.Errorf("%w: read chunk %s: %w", ErrBadSnapshot, r.name, err)
@@ -347,7 +338,7 @@ type Staged struct {
 // buyer hash seeds; s itself is not touched. r is read up to the end of the
 // manifest when it is a *bufio.Reader. A Staged that is not installed is
 // simply dropped.
-func (s *Store) StageSnapshot(r io.Reader, pos uint64, cs ChunkStore) (*Staged, error) {
+func (s *Store) StageSnapshot(r io.Reader, pos uint64, cs projection.Files) (projection.Staged, error) {
 	l := newStore(s.cfg, s.seed, s.checkSeed)
 	if err := l.load(r, pos, cs); err != nil {
 		return nil, err
@@ -359,7 +350,7 @@ func (s *Store) StageSnapshot(r io.Reader, pos uint64, cs ChunkStore) (*Staged, 
 // projection to stage its own section against.
 func (st *Staged) OrderTotals() iter.Seq2[engine.OrderID, int64] {
 	if st.loaded == nil {
-		panic("orderstore: OrderTotals of a staged snapshot already installed")
+		panic("orders: OrderTotals of a staged snapshot already installed")
 	}
 	return st.loaded.OrderTotals()
 }
@@ -369,9 +360,11 @@ func (st *Staged) OrderTotals() iter.Seq2[engine.OrderID, int64] {
 // then resumes after its position. s must be the store it was staged for,
 // empty and not yet fed, and st not installed before: anything else is a
 // bug of the caller, and panics. A closed store drops it.
-func (s *Store) Install(st *Staged) {
+func (st *Staged) Install() { st.target.install(st) }
+
+func (s *Store) install(st *Staged) {
 	if st.target != s || st.loaded == nil {
-		panic(fmt.Sprintf("orderstore: snapshot at %d installed twice or into another store than it was staged for", st.pos))
+		panic(fmt.Sprintf("orders: snapshot at %d installed twice or into another store than it was staged for", st.pos))
 	}
 	l := st.loaded
 	st.loaded = nil
@@ -381,7 +374,7 @@ func (s *Store) Install(st *Staged) {
 		return
 	}
 	if len(s.mu.arena) != 0 || s.orders.Load() != 0 || s.applied.Load() != 0 {
-		panic(fmt.Sprintf("orderstore: snapshot at %d installed into a store at %d holding %d orders", st.pos, s.applied.Load(), s.orders.Load()))
+		panic(fmt.Sprintf("orders: snapshot at %d installed into a store at %d holding %d orders", st.pos, s.applied.Load(), s.orders.Load()))
 	}
 	s.mu.partitions = l.mu.partitions
 	s.mu.arena = l.mu.arena
@@ -392,15 +385,12 @@ func (s *Store) Install(st *Staged) {
 	s.arenaBytes.Store(l.arenaBytes.Load())
 	s.snap = l.snap
 	s.applied.Store(st.pos)
-	// Wake readers already waiting for a position the snapshot covers.
-	close(s.mu.advanced)
-	s.mu.advanced = make(chan struct{})
 }
 
 // LoadSnapshot restores an empty store (not yet fed) from the manifest at
 // the start of r and the chunks it names in cs, as of journal position pos:
 // StageSnapshot then Install. After an error the store is unchanged.
-func (s *Store) LoadSnapshot(r io.Reader, pos uint64, cs ChunkStore) error {
+func (s *Store) LoadSnapshot(r io.Reader, pos uint64, cs projection.Files) error {
 	if s.orders.Load() != 0 || s.applied.Load() != 0 {
 		return errors.New("load order store snapshot: the store is not empty")
 	}
@@ -408,16 +398,13 @@ func (s *Store) LoadSnapshot(r io.Reader, pos uint64, cs ChunkStore) error {
 	if err != nil {
 		return err
 	}
-	s.Install(st)
+	st.Install()
 	return nil
 }
 
 // load restores the staging store s (see StageSnapshot).
-func (s *Store) load(r io.Reader, pos uint64, cs ChunkStore) error {
+func (s *Store) load(r io.Reader, pos uint64, cs projection.Files) error {
 	br := bufio.NewReaderSize(r, 1<<20)
-	if magic, _ := br.Peek(len(legacySnapshotMagic)); string(magic) == legacySnapshotMagic {
-		return s.loadLegacySnapshot(br)
-	}
 	m, err := readManifest(br)
 	if err != nil {
 		return err
@@ -571,7 +558,7 @@ func (s *Store) OrderTotals() iter.Seq2[engine.OrderID, int64] {
 			for off := 0; off < len(data); {
 				n, k := binary.Uvarint(data[off:])
 				if k <= 0 || n > uint64(len(data)-off-k) {
-					panic(fmt.Sprintf("orderstore: arena chunk %d offset %d holds no order record", i, off))
+					panic(fmt.Sprintf("orders: arena chunk %d offset %d holds no order record", i, off))
 				}
 				d := decoder{b: data[off+k : off+k+int(n)]}
 				p := d.uvarint()
@@ -580,7 +567,7 @@ func (s *Store) OrderTotals() iter.Seq2[engine.OrderID, int64] {
 				}
 				total := d.varint()
 				if d.err != nil || p >= partitionsMax {
-					panic(fmt.Sprintf("orderstore: arena chunk %d offset %d: corrupt order record", i, off))
+					panic(fmt.Sprintf("orders: arena chunk %d offset %d: corrupt order record", i, off))
 				}
 				seqs[p]++
 				if !yield(orderIDOf(int(p), seqs[p]), total) {
@@ -591,3 +578,5 @@ func (s *Store) OrderTotals() iter.Seq2[engine.OrderID, int64] {
 		}
 	}
 }
+
+var _ projection.Projection = (*Store)(nil)

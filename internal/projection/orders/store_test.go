@@ -1,4 +1,4 @@
-package orderstore
+package orders
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/projection"
 )
 
 func openEngine(t *testing.T, dir string) *engine.Engine {
@@ -33,18 +34,15 @@ func openStore(t *testing.T, e *engine.Engine) *Store {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.Attach(e)
-	fctx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		e.Follow(fctx, 0, s.Apply)
-		s.FollowStopped()
-	}()
-	t.Cleanup(func() { stop(); <-done })
+	r, err := projection.New(projection.Config{Dir: t.TempDir()}, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Start(e)
+	t.Cleanup(func() { r.Close() })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := s.WaitDurable(ctx); err != nil {
+	if err := r.WaitDurable(ctx); err != nil {
 		t.Fatal(err)
 	}
 	return s
@@ -142,6 +140,9 @@ func BenchmarkStoreApply(b *testing.B) {
 		ev.Last = i%1000 == 999 // records hold about a thousand events
 		if err := s.add(&ev); err != nil {
 			b.Fatal(err)
+		}
+		if ev.Last {
+			s.Commit(ev.Position, ev.At)
 		}
 	}
 }

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/projection"
 )
 
 // Defaults of Config.
@@ -81,8 +82,10 @@ var (
 	// ErrUnknownDimension is a breakdown of a dimension that does not
 	// exist.
 	ErrUnknownDimension = errors.New("gmv: unknown breakdown dimension")
-	// ErrBadSnapshot is a snapshot section that does not decode.
-	ErrBadSnapshot = errors.New("bad gmv snapshot")
+	// ErrBadSnapshot is a snapshot section that does not decode: damage,
+	// so it wraps the runner's sentinel and the runner sets the snapshot
+	// aside.
+	ErrBadSnapshot = fmt.Errorf("gmv: %w", projection.ErrBadSnapshot)
 )
 
 // Config configures the projection.

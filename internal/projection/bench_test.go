@@ -6,9 +6,9 @@ import (
 	"strconv"
 	"testing"
 
-	gmvp "github.com/fest-platform/fest/internal/projection/gmv"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/projection"
+	gmvp "github.com/fest-platform/fest/internal/projection/gmv"
 	"github.com/fest-platform/fest/internal/projection/orders"
 	"github.com/fest-platform/fest/internal/vfs"
 )

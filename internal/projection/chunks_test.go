@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	gmvp "github.com/fest-platform/fest/internal/projection/gmv"
 	"github.com/fest-platform/fest/internal/journal"
 	"github.com/fest-platform/fest/internal/projection"
+	gmvp "github.com/fest-platform/fest/internal/projection/gmv"
 	"github.com/fest-platform/fest/internal/projection/orders"
 	"github.com/fest-platform/fest/internal/vfs"
 )

@@ -5,8 +5,8 @@ import (
 	"strconv"
 	"testing"
 
-	gmvp "github.com/fest-platform/fest/internal/projection/gmv"
 	"github.com/fest-platform/fest/internal/projection"
+	gmvp "github.com/fest-platform/fest/internal/projection/gmv"
 	"github.com/fest-platform/fest/internal/projection/orders"
 )
 

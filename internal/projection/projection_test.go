@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	gmvp "github.com/fest-platform/fest/internal/projection/gmv"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/projection"
+	gmvp "github.com/fest-platform/fest/internal/projection/gmv"
 	"github.com/fest-platform/fest/internal/projection/orders"
 )
 

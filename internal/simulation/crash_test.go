@@ -17,10 +17,10 @@ import (
 	"testing"
 	"time"
 
-	gmvp "github.com/fest-platform/fest/internal/projection/gmv"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/journal"
 	"github.com/fest-platform/fest/internal/projection"
+	gmvp "github.com/fest-platform/fest/internal/projection/gmv"
 	"github.com/fest-platform/fest/internal/projection/orders"
 	"github.com/fest-platform/fest/internal/vfs"
 )

@@ -52,6 +52,9 @@ type serveOptions struct {
 	SegmentBytesMax    int64
 	// IdempotencyWindow is how long idempotency keys are remembered.
 	IdempotencyWindow time.Duration
+	// GMVMilestones are the GMV projection's milestone thresholds in fen
+	// (nil: its default, 100 million CNY); the demo sets small ones.
+	GMVMilestones []int64
 }
 
 // shutdownTimeoutDefault bounds how long in-flight requests may take to
@@ -205,7 +208,7 @@ func (rs *runningServer) open() error {
 	if err != nil {
 		return fmt.Errorf("open order store: %w", err)
 	}
-	board, err := gmv.New(gmv.Config{})
+	board, err := gmv.New(gmv.Config{MilestoneThresholds: rs.opts.GMVMilestones})
 	if err != nil {
 		store.Close()
 		return fmt.Errorf("open gmv projection: %w", err)

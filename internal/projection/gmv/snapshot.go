@@ -91,6 +91,7 @@ func (p *Projection) StageSnapshot(r io.Reader, pos uint64, _ projection.Files) 
 	if st.position != pos {
 		return nil, fmt.Errorf("%w: section at position %d in the snapshot at %d", ErrBadSnapshot, st.position, pos)
 	}
+	st.derive(&p.cfg)
 	return &staged{p: p, st: st}, nil
 }
 

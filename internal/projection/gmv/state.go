@@ -45,6 +45,8 @@ type state struct {
 
 	position uint64 // journal position of the last committed record
 	at       int64  // its event time, unix ns
+
+	counts counts // derived from the rest (counts.go)
 }
 
 type brandInfo struct {
@@ -119,6 +121,7 @@ func newState() *state {
 		wide:     make(map[engine.OrderID][]line),
 		cells:    make(map[uint64]int64),
 		reached:  make(map[milestoneKey]struct{}),
+		counts:   counts{domestic: -1},
 	}
 	for i := range st.dims {
 		st.dims[i].index = make(map[string]int32)
@@ -164,7 +167,7 @@ func cellKey(brand, category int32) uint64 { return uint64(brand)<<32 | uint64(u
 func (st *state) apply(cfg *Config, ev *engine.Event) error {
 	switch ev.Kind {
 	case engine.EventBrandUpserted:
-		st.upsertBrand(&ev.Brand)
+		st.upsertBrand(cfg, &ev.Brand)
 	case engine.EventMerchantUpserted:
 		st.upsertMerchant(&ev.Merchant)
 	case engine.EventSKUUpserted:
@@ -183,32 +186,43 @@ func (st *state) apply(cfg *Config, ev *engine.Event) error {
 	return nil
 }
 
-func (st *state) upsertBrand(b *engine.Brand) {
+func (st *state) upsertBrand(cfg *Config, b *engine.Brand) {
 	r := st.dims[DimBrand].row(b.ID)
 	if int(r) == len(st.brands) {
 		st.brands = append(st.brands, brandInfo{})
+		st.counts.brandBits = append(st.counts.brandBits, 0)
+		st.counts.leads = append(st.counts.leads, 0)
 	}
 	bi := &st.brands[r]
 	if bi.name != b.Name {
 		bi.name = internKey(b.Name)
 	}
 	bi.country = st.dims[DimCountry].row(b.Country)
+	if b.Country == DomesticCountry {
+		st.counts.domestic = bi.country
+	}
 	bi.firstFestival = b.FirstFestival
 	bi.emerging = b.Emerging
+	st.counts.lastYearGMV += b.LastYearGMV - bi.lastYearGMV
 	bi.lastYearGMV = b.LastYearGMV
+	st.refreshBrand(cfg, r)
 }
 
 func (st *state) upsertMerchant(m *engine.Merchant) {
 	r := st.dims[DimMerchant].row(m.ID)
 	if int(r) == len(st.merchants) {
-		st.merchants = append(st.merchants, merchantInfo{})
+		st.merchants = append(st.merchants, merchantInfo{kind: -1})
 	}
 	mi := &st.merchants[r]
 	if mi.name != m.Name {
 		mi.name = internKey(m.Name)
 	}
+	if mi.kind >= 0 {
+		st.addMerchant(mi.kind, mi.industry, -1)
+	}
 	mi.kind = st.dims[DimKind].row(m.Kind.String())
 	mi.industry = st.dims[DimIndustry].row(m.Industry)
+	st.addMerchant(mi.kind, mi.industry, 1)
 }
 
 func (st *state) upsertSKU(s *engine.SKU) error {
@@ -355,7 +369,8 @@ func (st *state) addLines(cfg *Config, ls, inline, extra []line, at int64) {
 			st.dims[DimCountry].orders[l.country]++
 		}
 		st.milestone(cfg, DimBrand, l.brand, st.dims[DimBrand].gmv[l.brand]-l.amount, at)
-		st.addCell(l.brand, l.category, l.amount)
+		st.addCell(cfg, l.brand, l.category, l.amount)
+		st.refreshBrand(cfg, l.brand)
 	}
 }
 
@@ -397,6 +412,9 @@ func (st *state) addRow(cfg *Config, d Dimension, r int32, amount int64, at int6
 	dm.orders[r]++
 	if d == DimChannel {
 		st.milestone(cfg, d, r, before, at)
+		if t := cfg.MilestoneThresholds[0]; before < t && dm.gmv[r] >= t {
+			st.counts.channelsOver++
+		}
 	}
 }
 
@@ -423,7 +441,7 @@ func (st *state) milestone(cfg *Config, d Dimension, r int32, before int64, at i
 // addCell adds to a (brand, category) pair and keeps the category's
 // leader: GMV only grows, so the leader changes only to the brand that
 // just sold.
-func (st *state) addCell(brand, category int32, amount int64) {
+func (st *state) addCell(cfg *Config, brand, category int32, amount int64) {
 	k := cellKey(brand, category)
 	v := st.cells[k] + amount
 	st.cells[k] = v
@@ -433,6 +451,11 @@ func (st *state) addCell(brand, category int32, amount int64) {
 	}
 	if lead < 0 || st.leads(brand, v, lead, st.cells[cellKey(lead, category)]) {
 		st.leaders[category] = brand
+		st.counts.leads[brand]++
+		if lead >= 0 {
+			st.counts.leads[lead]--
+			st.refreshBrand(cfg, lead)
+		}
 	}
 }
 

@@ -60,4 +60,3 @@ func (st *state) recountMerchants() MerchantCounts {
 	}
 	return c
 }
-

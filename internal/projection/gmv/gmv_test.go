@@ -678,3 +678,30 @@ func BenchmarkTotals(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkBreakdownBrands measures the top 20 of 250,000 selling brands,
+// a read the dashboard makes every 2 seconds.
+func BenchmarkBreakdownBrands(b *testing.B) {
+	now := testStart
+	p := mustNew(b, Config{Now: func() time.Time { return now }})
+	var cat []engine.Event
+	cat = append(cat, engine.Event{Kind: engine.EventMerchantUpserted, Merchant: engine.Merchant{ID: "m", Kind: engine.MerchantFactory}})
+	for i := range 250_000 {
+		id := fmt.Sprintf("brand-%d", i)
+		cat = append(cat,
+			engine.Event{Kind: engine.EventBrandUpserted, Brand: engine.Brand{ID: id, Country: "CN"}},
+			engine.Event{Kind: engine.EventSKUUpserted, SKU: engine.SKU{ID: "sku-" + id, MerchantID: "m", BrandID: id, Category: "c"}})
+	}
+	applyRecord(b, p, cat, 1)
+	var id uint64
+	for i := range 250_000 {
+		sell(b, p, &id, fmt.Sprintf("brand-%d", i), int64(1+(i*7919)%100_000), 2)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := p.Breakdown(DimBrand, 20); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"golang.org/x/term"
 
+	"github.com/fest-platform/fest/client"
 	"github.com/fest-platform/fest/internal/baseline"
 	"github.com/fest-platform/fest/internal/loadgen"
 )
@@ -65,6 +66,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		jsonOut     = fs.Bool("json", false, "end with one JSON line: the result")
 		report      = fs.String("report", "", "write an HTML report with plots to this file")
 		quiet       = fs.Bool("quiet", false, "no live progress")
+		questions   = fs.String("questions", "auto", "assistant questions per second beside the orders of a single run against fest: a number, 0 (none), or auto (the festival profile: 2.1 billion × scale over the festival, at --speed; other profiles: none)")
 		festAddrSet bool
 	)
 	if err := fs.Parse(args); err != nil {
@@ -149,6 +151,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 
 	var runs []*loadgen.Result
 	var runErr error
+	var qs *questionStream
 	if *compare {
 		tmp, err := os.MkdirTemp("", "fest-compare-")
 		if err != nil {
@@ -169,11 +172,20 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return fmt.Errorf("load: %w", err)
 		}
+		qrate, err := questionRate(*questions, lc, *target, *scale)
+		if err != nil {
+			return fmt.Errorf("load: %w", err)
+		}
+		qs, err = startQuestions(ctx, qrate, hc, m.Buyers, *seed)
+		if err != nil {
+			return fmt.Errorf("load: %w", err)
+		}
 		res, err := loadgen.RunTarget(ctx, lc, m, t)
 		if res != nil {
 			runs = append(runs, res)
 		}
 		runErr = err
+		qs.stop()
 	}
 
 	// Reports: text for each run, the comparison table, HTML, JSON last.
@@ -181,6 +193,9 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err := loadgen.WriteText(stdout, r); err != nil {
 			return fmt.Errorf("load: write report: %w", err)
 		}
+	}
+	if qs != nil {
+		qs.report(stdout)
 	}
 	if *compare && len(runs) > 0 {
 		if err := loadgen.WriteCompareText(stdout, runs); err != nil {
@@ -216,6 +231,87 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("load: audit failed on %s", strings.Join(failed, ", "))
 	}
 	return nil
+}
+
+// questionRate resolves --questions: auto is the published 2.1 billion
+// questions scaled like the orders, on the festival profile against fest.
+func questionRate(flagValue string, lc loadgen.Config, target string, scale float64) (float64, error) {
+	if flagValue == "auto" {
+		if lc.Profile != loadgen.ProfileFestival || target != "fest" || lc.Speed <= 0 {
+			return 0, nil
+		}
+		return loadgen.QuestionRate(scale, lc.Speed), nil
+	}
+	r, err := strconv.ParseFloat(flagValue, 64)
+	if err != nil || r < 0 {
+		return 0, fmt.Errorf("--questions %q: want a rate, 0 or auto", flagValue)
+	}
+	if r > 0 && target != "fest" {
+		return 0, fmt.Errorf("--questions: the baselines have no assistant (--target %s)", target)
+	}
+	return r, nil
+}
+
+// questionStream is the assistant's question stream of a run.
+type questionStream struct {
+	rate   float64
+	cancel context.CancelFunc
+	done   chan struct{}
+	res    *loadgen.QuestionResult
+	err    error
+	client *client.Client
+}
+
+// startQuestions starts asking at rate (none when 0) until report.
+func startQuestions(ctx context.Context, rate float64, hc loadgen.HTTPConfig, buyers int, seed uint64) (*questionStream, error) {
+	qs := &questionStream{rate: rate, done: make(chan struct{})}
+	if rate == 0 {
+		close(qs.done)
+		return qs, nil
+	}
+	c, err := client.New(client.Config{Addr: hc.Addr, Token: hc.StorefrontToken, Conns: 1})
+	if err != nil {
+		return nil, fmt.Errorf("assistant questions: %w", err)
+	}
+	ask := func(ctx context.Context, buyer, session, text string) (string, bool, error) {
+		r, err := c.Ask(ctx, client.AssistantMessage{BuyerID: buyer, SessionID: session, Text: text})
+		return r.Language, r.Handoff, err
+	}
+	qctx, cancel := context.WithCancel(ctx)
+	qs.cancel, qs.client = cancel, c
+	go func() {
+		defer close(qs.done)
+		qs.res, qs.err = loadgen.RunQuestions(qctx, loadgen.QuestionConfig{Rate: rate, Buyers: max(buyers, 1), Seed: seed}, ask)
+	}()
+	return qs, nil
+}
+
+// stop ends the stream and waits for its last answers.
+func (qs *questionStream) stop() {
+	if qs.cancel == nil {
+		return
+	}
+	qs.cancel()
+	<-qs.done
+	qs.client.Close()
+}
+
+// report prints what the stream did (nothing when it did not run).
+func (qs *questionStream) report(w io.Writer) {
+	if qs.cancel == nil {
+		return
+	}
+	if qs.err != nil {
+		fmt.Fprintf(w, "assistant: %v\n", qs.err)
+		return
+	}
+	r := qs.res
+	fmt.Fprintf(w, "assistant: %d questions in %v (%.0f/s, target %.0f/s): %d answered, %d failed, %d handed off, %d answered in another language; latency p50 %v p99 %v; by language en %d zh %d vi %d\n",
+		r.Sent, r.Elapsed.Round(time.Millisecond), float64(r.Sent)/r.Elapsed.Seconds(), qs.rate, r.Answered, r.Failed, r.Handoffs, r.Mislabelled,
+		r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond), r.ByLanguage["en"], r.ByLanguage["zh"], r.ByLanguage["vi"])
+	if r.FirstError != "" {
+		fmt.Fprintf(w, "assistant: first failure: %s\n", r.FirstError)
+	}
 }
 
 func isSet(fs *flag.FlagSet, name string) bool {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	_ "net/http/pprof" // served only when FEST_PPROF_ADDR is set
@@ -18,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fest-platform/fest/internal/assistant"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/journal"
 	"github.com/fest-platform/fest/internal/projection"
@@ -55,6 +57,13 @@ type serveOptions struct {
 	// GMVMilestones are the GMV projection's milestone thresholds in fen
 	// (nil: its default, 100 million CNY); the demo sets small ones.
 	GMVMilestones []int64
+	// OrdersMemory is the order store's memory budget in bytes; older
+	// orders move to its cold tier on disk past it.
+	OrdersMemory int64
+
+	// Assistant bounds the customer-service assistant (assistant.Config
+	// has their meaning).
+	Assistant assistant.Config
 }
 
 // shutdownTimeoutDefault bounds how long in-flight requests may take to
@@ -66,6 +75,27 @@ func envOr(name, def string) string {
 		return v
 	}
 	return def
+}
+
+// parseBytes reads a size: a number of bytes, or one with a unit (KiB,
+// MiB, GiB, TiB; KB, MB, GB, TB in powers of ten).
+func parseBytes(v string) (int64, error) {
+	units := []struct {
+		suffix string
+		scale  int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1}}
+	num, scale := strings.TrimSpace(v), int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(num, u.suffix) {
+			num, scale = strings.TrimSpace(strings.TrimSuffix(num, u.suffix)), u.scale
+			break
+		}
+	}
+	n, err := strconv.ParseFloat(num, 64)
+	if err != nil || n < 0 || n*float64(scale) > math.MaxInt64 {
+		return 0, fmt.Errorf("size %q: want bytes, or a number with KiB, MiB, GiB or TiB", v)
+	}
+	return int64(n * float64(scale)), nil
 }
 
 // parseServeFlags reads flags and FEST_* variables.
@@ -96,14 +126,36 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", shutdownTimeoutDefault, "how long in-flight requests may finish on shutdown")
 	fs.Int64Var(&o.SnapshotEveryBytes, "snapshot-every-bytes", 1<<30, "journal growth in bytes after which the engine snapshots in the background; negative: only at shutdown")
 	fs.Int64Var(&o.SegmentBytesMax, "segment-bytes-max", journal.DefaultSegmentBytesMax, "journal segment size in bytes")
+	o.OrdersMemory = orders.DefaultMemoryBytes
+	if v := os.Getenv("FEST_ORDERS_MEMORY"); v != "" {
+		n, err := parseBytes(v)
+		if err != nil {
+			return o, fs, fmt.Errorf("%s: FEST_ORDERS_MEMORY: %w", name, err)
+		}
+		o.OrdersMemory = n
+	}
+	fs.Func("orders-memory", "memory budget of the order store, e.g. 2GiB or 512MiB (default 2GiB); older orders move to disk past it (FEST_ORDERS_MEMORY)", func(v string) error {
+		n, err := parseBytes(v)
+		o.OrdersMemory = n
+		return err
+	})
 	def := server.Config{}.WithDefaults()
 	fs.DurationVar(&o.ReadHeaderTimeout, "read-header-timeout", def.ReadHeaderTimeout, "time a client has to send a request's headers")
 	fs.DurationVar(&o.ReadTimeout, "read-timeout", def.ReadTimeout, "time a client has to send a whole request, headers and body")
 	fs.DurationVar(&o.WriteTimeout, "write-timeout", def.WriteTimeout, "time from a request's headers to the end of its answer (must exceed --read-timeout)")
 	fs.DurationVar(&o.IdleTimeout, "idle-timeout", def.IdleTimeout, "a keep-alive connection with no request for this long is closed")
 	fs.IntVar(&o.ConnectionsMax, "connections-max", def.ConnectionsMax, "open client connections at most; one more is answered 503 unavailable with Retry-After and closed")
+	adef := assistant.Config{}.WithDefaults()
+	fs.IntVar(&o.Assistant.SessionsMax, "assistant-sessions-max", adef.SessionsMax, "assistant: pending cancel confirmations remembered at most; the least recent is forgotten")
+	fs.DurationVar(&o.Assistant.SessionAgeMax, "assistant-session-age-max", adef.SessionAgeMax, "assistant: how long a cancel waits for the buyer's yes")
+	fs.Float64Var(&o.Assistant.ConfidenceMin, "assistant-confidence-min", adef.ConfidenceMin, "assistant: below this intent probability the message is handed to a person")
+	fs.IntVar(&o.Assistant.TextBytesMax, "assistant-text-bytes-max", adef.TextBytesMax, "assistant: longest message text in bytes")
+	fs.StringVar(&o.Assistant.ParcelPattern, "assistant-parcel-pattern", adef.ParcelPattern, "assistant: regular expression of a parcel id in a message")
 	if err := fs.Parse(args); err != nil {
 		return o, fs, err
+	}
+	if err := o.Assistant.Validate(); err != nil {
+		return o, fs, fmt.Errorf("%s: %w", name, err)
 	}
 	if o.IdempotencyWindow <= 0 {
 		return o, fs, fmt.Errorf("%s: --idempotency-window %v must be positive", name, o.IdempotencyWindow)
@@ -178,6 +230,14 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 	if err != nil {
 		return nil, fmt.Errorf("configure server: %w", err)
 	}
+	// The assistant trains its models from the examples built into the
+	// binary (a fraction of a second) and reads orders through the server
+	// once recovery has attached the backend.
+	asst, err := assistant.New(o.Assistant, srv.AssistantOrders(), nil)
+	if err != nil {
+		return nil, fmt.Errorf("start assistant: %w", err)
+	}
+	srv.AttachAssistant(asst)
 	ln, err := net.Listen("tcp", o.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen on %s: %w", o.Addr, err)
@@ -204,7 +264,7 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 func (rs *runningServer) open() error {
 	start := time.Now()
 	fmt.Fprintf(rs.stdout, "fest serve: recovering from %s ...\n", rs.opts.Data)
-	store, err := orders.Open(orders.Config{})
+	store, err := orders.Open(orders.Config{Dir: filepath.Join(rs.opts.Data, "orders"), MemoryBytes: rs.opts.OrdersMemory, Logger: rs.log})
 	if err != nil {
 		return fmt.Errorf("open order store: %w", err)
 	}

@@ -29,6 +29,9 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/journal"
@@ -136,9 +139,19 @@ type Runner struct {
 	started   bool
 	torn      bool // following stopped inside a record
 
+	// catchUp records how long the read models take to reach what was
+	// durable when each probe started (see probeLag).
+	catchUp struct {
+		sync.Mutex
+		hist *hdrhistogram.Histogram
+	}
+
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 }
+
+// lagProbeEvery is how often the runner measures its catch-up time.
+const lagProbeEvery = 50 * time.Millisecond
 
 // New returns a runner feeding projections; nothing is read yet. More can
 // be added with Register before Start.
@@ -164,6 +177,7 @@ func New(cfg Config, projections ...Projection) (*Runner, error) {
 		return nil, fmt.Errorf("open projection chunks: %w", err)
 	}
 	r := &Runner{cfg: cfg, mark: NewWatermark(), snaps: snaps, chunks: chunks}
+	r.catchUp.hist = hdrhistogram.New(1, int64(time.Hour), 3)
 	for _, p := range projections {
 		if err := r.Register(p); err != nil {
 			return nil, err
@@ -464,6 +478,47 @@ func (r *Runner) Start(eng *engine.Engine) {
 			r.stopped(err)
 		}
 	}()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.probeLag(ctx, eng)
+	}()
+}
+
+// probeLag measures, every lagProbeEvery, how long the read models take to
+// reflect what is durable at that moment: the time from an order's fsync to
+// the board, measured from the outside, so it holds whatever the read
+// models do. A probe waiting longer than a second is recorded when it ends.
+func (r *Runner) probeLag(ctx context.Context, eng *engine.Engine) {
+	t := time.NewTicker(lagProbeEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start, durable := time.Now(), eng.Durable()
+		if err := r.mark.Wait(ctx, durable); err != nil {
+			return
+		}
+		r.catchUp.Lock()
+		r.catchUp.hist.RecordValue(max(int64(time.Since(start)), 1))
+		r.catchUp.Unlock()
+	}
+}
+
+// CatchUp returns quantiles (0 to 100) of the time the read models took to
+// reflect what was durable, over every probe since start, and the number of
+// probes.
+func (r *Runner) CatchUp(quantiles ...float64) ([]time.Duration, int64) {
+	r.catchUp.Lock()
+	defer r.catchUp.Unlock()
+	out := make([]time.Duration, len(quantiles))
+	for i, q := range quantiles {
+		out[i] = time.Duration(r.catchUp.hist.ValueAtQuantile(q))
+	}
+	return out, r.catchUp.hist.TotalCount()
 }
 
 // snapshot writes every projection as of pos. A failure is logged and

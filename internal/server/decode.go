@@ -224,58 +224,80 @@ func fieldPath(idx int, name string) string {
 	return "orders[" + strconv.Itoa(idx) + "]." + name
 }
 
-// orderCommand validates an order and fills cmd (reusing cmd's Items
+// orderCommand validates a JSON order and fills cmd (reusing cmd's Items
 // slice). idx is the order's index in a batch, or -1 for a single order.
 func orderCommand(o *orderJSON, idemKey string, idx int, cmd *engine.Command) *apiError {
-	if o.BuyerID == "" {
+	if aerr := startOrderCommand(cmd, o.BuyerID, o.Channel, o.Region, o.DealID, idemKey, len(o.Items), idx); aerr != nil {
+		return aerr
+	}
+	for i := range o.Items {
+		if aerr := addOrderItem(cmd, idx, i, o.Items[i].SKUID, o.Items[i].Quantity); aerr != nil {
+			return aerr
+		}
+	}
+	finishOrderCommand(cmd)
+	return nil
+}
+
+// startOrderCommand validates an order's fields other than its items, in
+// the order the contract's errors name them, and starts cmd with them
+// (the channel defaulted); addOrderItem adds each item and
+// finishOrderCommand ends it. The JSON and the protobuf decoders share
+// them, each straight from its own decoded form.
+func startOrderCommand(cmd *engine.Command, buyerID, channel, region, dealID, idemKey string, items, idx int) *apiError {
+	if buyerID == "" {
 		return errInvalidArgument(fieldPath(idx, "buyer_id"), "buyer_id is required")
 	}
-	if !validID(o.BuyerID) {
+	if !validID(buyerID) {
 		return errInvalidArgument(fieldPath(idx, "buyer_id"), "buyer_id must be 1 to 128 bytes without control characters or '/'")
 	}
-	if len(o.Items) == 0 || len(o.Items) > orderItemsMax {
+	if items == 0 || items > orderItemsMax {
 		return errInvalidArgument(fieldPath(idx, "items"), "an order has 1 to 100 items")
 	}
-	channel := o.Channel
 	if channel == "" {
 		channel = "app"
 	}
 	if !validChannel(channel) {
 		return errInvalidArgument(fieldPath(idx, "channel"), "channel must be app, web or live:<channel_id>")
 	}
-	if len(o.Region) > regionBytesMax {
+	if len(region) > regionBytesMax {
 		return errInvalidArgument(fieldPath(idx, "region"), "region is at most 32 bytes")
 	}
-	if o.DealID != "" && !validID(o.DealID) {
+	if dealID != "" && !validID(dealID) {
 		return errInvalidArgument(fieldPath(idx, "deal_id"), "invalid deal_id")
 	}
 	if len(idemKey) > idemKeyBytesMax {
 		return errInvalidArgument(fieldPath(idx, "idempotency_key"), "idempotency key is at most 255 bytes")
 	}
-	items := cmd.Order.Items[:0]
-	for i := range o.Items {
-		it := &o.Items[i]
-		if !validID(it.SKUID) {
-			return errInvalidArgument(fieldPath(idx, "items["+strconv.Itoa(i)+"].sku_id"), "sku_id is required (1 to 128 bytes)")
-		}
-		if it.Quantity < 1 || it.Quantity > itemQuantityMax {
-			return errInvalidArgument(fieldPath(idx, "items["+strconv.Itoa(i)+"].quantity"), "quantity must be 1 to 999")
-		}
-		items = append(items, engine.Item{SKUID: it.SKUID, Quantity: int32(it.Quantity)})
-	}
 	cmd.Kind = engine.KindPlaceOrder
 	cmd.Order = engine.Order{
-		BuyerID:        o.BuyerID,
-		Items:          items,
+		BuyerID:        buyerID,
+		Items:          cmd.Order.Items[:0],
 		Channel:        channel,
-		Region:         o.Region,
-		DealID:         o.DealID,
+		Region:         region,
+		DealID:         dealID,
 		IdempotencyKey: idemKey,
 	}
-	if idemKey != "" {
+	return nil
+}
+
+// addOrderItem validates item i of order idx and adds it to cmd.
+func addOrderItem(cmd *engine.Command, idx, i int, skuID string, quantity int64) *apiError {
+	if !validID(skuID) {
+		return errInvalidArgument(fieldPath(idx, "items["+strconv.Itoa(i)+"].sku_id"), "sku_id is required (1 to 128 bytes)")
+	}
+	if quantity < 1 || quantity > itemQuantityMax {
+		return errInvalidArgument(fieldPath(idx, "items["+strconv.Itoa(i)+"].quantity"), "quantity must be 1 to 999")
+	}
+	cmd.Order.Items = append(cmd.Order.Items, engine.Item{SKUID: skuID, Quantity: int32(quantity)})
+	return nil
+}
+
+// finishOrderCommand ends an order started by startOrderCommand.
+func finishOrderCommand(cmd *engine.Command) {
+	if cmd.Order.IdempotencyKey != "" {
 		cmd.Order.RequestHash = requestHash(&cmd.Order)
 	}
-	return nil
 }
 
 // requestHash is the FNV-64a hash of an order's canonical form (defaults

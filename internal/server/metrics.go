@@ -53,6 +53,7 @@ func newMetrics(s *Server) *metrics {
 	f(collectors.NewGoCollector())
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f(&engineCollector{s: s})
+	f(&assistantCollector{s: s})
 	return m
 }
 
@@ -97,6 +98,13 @@ var (
 	descStoreCommit = prometheus.NewDesc("fest_orderstore_commits_total", "Order store batch commits.", nil, nil)
 	descReady       = prometheus.NewDesc("fest_ready", "1 once recovery is done.", nil, nil)
 
+	descCatchUp        = prometheus.NewDesc("fest_projection_catchup_seconds", "Time the read models took to reflect what was durable, probed every 50 ms: quantiles since start.", []string{"quantile"}, nil)
+	descStoreOrders    = prometheus.NewDesc("fest_orderstore_orders", "Orders held by the order store, by tier.", []string{"tier"}, nil)
+	descStoreResident  = prometheus.NewDesc("fest_orderstore_resident_bytes", "The order store's estimate of its resident memory, held to fest_orderstore_memory_budget_bytes.", nil, nil)
+	descStoreBudget    = prometheus.NewDesc("fest_orderstore_memory_budget_bytes", "The order store's memory budget (0: no cold tier, unbounded).", nil, nil)
+	descStoreEvictions = prometheus.NewDesc("fest_orderstore_evictions_total", "Arena chunks (1 MiB of orders) moved to the cold tier.", nil, nil)
+	descStoreColdReads = prometheus.NewDesc("fest_orderstore_cold_reads_total", "Orders read from the cold tier.", nil, nil)
+
 	descIdempotencyKeys      = prometheus.NewDesc("fest_idempotency_keys", "Idempotency keys held, by tier (memory: as of each partition's last batch).", []string{"tier"}, nil)
 	descIdempotencyOldest    = prometheus.NewDesc("fest_idempotency_oldest_key_age_seconds", "Age of the oldest idempotency key held in either tier.", nil, nil)
 	descIdempotencyIndex     = prometheus.NewDesc("fest_idempotency_disk_index_bytes", "Memory of the disk tier's key index.", nil, nil)
@@ -105,6 +113,7 @@ var (
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCommands, descRejected, descOverloaded, descBatches, descEvents, descRecords, descJournal, descDurable, descQueue, descSKUs, descLagBytes, descLagSeconds, descStoreEvents, descStoreNanos, descStoreCommit, descReady,
+		descCatchUp, descStoreOrders, descStoreResident, descStoreBudget, descStoreEvictions, descStoreColdReads,
 		descIdempotencyKeys, descIdempotencyOldest, descIdempotencyIndex, descIdempotencyForgotten} {
 		ch <- d
 	}
@@ -144,8 +153,18 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLagBytes, prometheus.GaugeValue, float64(l.Positions), l.Projection)
 		ch <- prometheus.MustNewConstMetric(descLagSeconds, prometheus.GaugeValue, l.Seconds, l.Projection)
 	}
+	qs, _ := be.reads.CatchUp(50, 99, 100)
+	for i, q := range []string{"0.5", "0.99", "1"} {
+		ch <- prometheus.MustNewConstMetric(descCatchUp, prometheus.GaugeValue, qs[i].Seconds(), q)
+	}
 	ss := be.store.Stats()
 	counter(descStoreEvents, ss.Events)
 	ch <- prometheus.MustNewConstMetric(descStoreNanos, prometheus.CounterValue, float64(ss.CommitNanos)/1e9)
 	counter(descStoreCommit, ss.Commits)
+	ch <- prometheus.MustNewConstMetric(descStoreOrders, prometheus.GaugeValue, float64(ss.MemoryOrders), "memory")
+	ch <- prometheus.MustNewConstMetric(descStoreOrders, prometheus.GaugeValue, float64(ss.ColdOrders), "cold")
+	ch <- prometheus.MustNewConstMetric(descStoreResident, prometheus.GaugeValue, float64(ss.ResidentBytes))
+	ch <- prometheus.MustNewConstMetric(descStoreBudget, prometheus.GaugeValue, float64(ss.MemoryBytes))
+	counter(descStoreEvictions, ss.Evictions)
+	counter(descStoreColdReads, ss.ColdReads)
 }

@@ -169,6 +169,16 @@ func buildOpenAPI() obj {
 		"/v1/buyers/{buyer_id}/orders": obj{"get": op("A buyer's orders, newest first", storefront,
 			[]obj{pathParam("buyer_id"), {"name": "limit", "in": "query", "schema": obj{"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}}, {"name": "cursor", "in": "query", "schema": str}}, nil,
 			obj{"200": resp("a page", props(nil, obj{"orders": obj{"type": "array", "items": ref("Order")}, "next_cursor": obj{"type": []string{"string", "null"}}})), "422": errResp("invalid limit or cursor")})},
+		"/v1/assistant/messages": obj{"post": op("Ask the customer-service assistant (English, Chinese, Vietnamese); answers from the buyer's own orders, cancels only after a yes in the same session_id", storefront, nil,
+			jsonBody(props([]string{"buyer_id", "text", "session_id"}, obj{"buyer_id": str, "text": obj{"type": "string", "maxLength": 2000, "description": "at most 2,000 bytes by default"}, "session_id": str})),
+			common(obj{"200": resp("the answer", props(nil, obj{
+				"language":   obj{"type": "string", "enum": []string{"en", "zh", "vi"}},
+				"intent":     obj{"type": "string", "enum": []string{"order_status", "parcel_tracking", "cancel_order", "refund_return", "payment_help", "promotion_rules", "delivery_time", "change_address", "greeting", "human_agent", "other"}},
+				"confidence": obj{"type": "number"}, "answer": str, "handoff": boolean,
+				"order_id": obj{"type": []string{"string", "null"}}, "parcel_id": obj{"type": []string{"string", "null"}}}))}))},
+		"/v1/assistant/stats": obj{"get": op("The assistant's counters since start", nil, nil, nil, obj{"200": resp("counters", props(nil, obj{
+			"questions": integer, "by_intent": obj{"type": "object", "additionalProperties": integer}, "by_language": obj{"type": "object", "additionalProperties": integer},
+			"automated_share": obj{"type": "number", "description": "the share answered without a handoff to a person"}})), "503": errResp("the assistant is not started yet")})},
 		"/healthz":         obj{"get": op("Liveness", nil, nil, nil, obj{"200": resp("ok", props(nil, obj{"status": str}))})},
 		"/readyz":          obj{"get": op("Readiness: 200 once recovery is done", nil, nil, nil, obj{"200": resp("ready", nil), "503": errResp("recovering")})},
 		"/metrics":         obj{"get": op("Prometheus metrics", nil, nil, nil, obj{"200": obj{"description": "text exposition format"}})},

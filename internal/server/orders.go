@@ -16,8 +16,29 @@ import (
 	"github.com/fest-platform/fest/internal/projection/orders"
 )
 
+// orderView is an order as the API answers it, built from the engine's
+// result for an order just placed, or from the order store for a read: the
+// answer's shape is the HTTP edge's, not the store's.
+type orderView struct {
+	ID                                           engine.OrderID
+	Status                                       engine.OrderStatus
+	BuyerID, MerchantID, Channel, Region, DealID string
+	Items                                        []engine.Item // merged lines with UnitPrice and Amount
+	Total                                        int64         // fen
+	CreatedAt, PayBy                             int64         // unix ns
+	ChangedAt                                    int64         // unix ns of paid, cancelled or expired
+}
+
+// storedView is the view of an order read from the store.
+func storedView(o *orders.Order) orderView {
+	return orderView{
+		ID: o.ID, Status: o.Status, BuyerID: o.BuyerID, MerchantID: o.MerchantID, Channel: o.Channel, Region: o.Region,
+		DealID: o.DealID, Items: o.Items, Total: o.Total, CreatedAt: o.CreatedAt, PayBy: o.PayBy, ChangedAt: o.ChangedAt,
+	}
+}
+
 // appendOrder appends the JSON of an order.
-func appendOrder(b []byte, o *orders.Order) []byte {
+func appendOrder(b []byte, o *orderView) []byte {
 	b = append(b, `{"order_id":"`...)
 	b = o.ID.AppendText(b)
 	b = append(b, `","status":"`...)
@@ -72,9 +93,9 @@ func appendOrder(b []byte, o *orders.Order) []byte {
 
 // placedOrder builds the view of an order the engine has just placed from
 // the command (its items merged and priced in place) and the result.
-func placedOrder(cmd *engine.Command, res *engine.Result) orders.Order {
+func placedOrder(cmd *engine.Command, res *engine.Result) orderView {
 	o := &cmd.Order
-	return orders.Order{
+	return orderView{
 		ID: res.OrderID, BuyerID: o.BuyerID, MerchantID: res.MerchantID,
 		Channel: o.Channel, Region: o.Region, DealID: o.DealID, Items: o.Items,
 		Total: res.Total, CreatedAt: res.CreatedAt, PayBy: res.PayBy, Status: engine.StatusPending,
@@ -84,7 +105,7 @@ func placedOrder(cmd *engine.Command, res *engine.Result) orders.Order {
 // asCreated turns an order read back from the store into the view its
 // placement answered: an Idempotency-Key replay returns the first response
 // again, whatever the order's status is now.
-func asCreated(o *orders.Order) {
+func asCreated(o *orderView) {
 	o.Status, o.ChangedAt = engine.StatusPending, 0
 }
 
@@ -93,25 +114,34 @@ func asCreated(o *orders.Order) {
 // the store reflects everything durable, then look again. want, when not
 // StatusNone, is the status the engine reported: a store still showing an
 // older status is waited for the same way.
-func (s *Server) loadOrder(ctx context.Context, be *backend, id engine.OrderID, want engine.OrderStatus) (orders.Order, *apiError) {
+func (s *Server) loadOrder(ctx context.Context, be *backend, id engine.OrderID, want engine.OrderStatus) (orderView, *apiError) {
 	o, err := be.store.Get(id)
 	if err == nil && (want == engine.StatusNone || o.Status == want) {
-		return o, nil
+		return storedView(&o), nil
 	}
 	if err != nil && !errors.Is(err, orders.ErrNotFound) {
-		return o, &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()}
+		return orderView{}, storeError(err)
 	}
 	if werr := be.reads.WaitDurable(ctx); werr != nil {
-		return o, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "order store is catching up; retry shortly"}
+		return orderView{}, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "order store is catching up; retry shortly"}
 	}
 	o, err = be.store.Get(id)
 	if errors.Is(err, orders.ErrNotFound) {
-		return o, errNotFound("order_id", "no order "+id.String())
+		return orderView{}, errNotFound("order_id", "no order "+id.String())
 	}
 	if err != nil {
-		return o, &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()}
+		return orderView{}, storeError(err)
 	}
-	return o, nil
+	return storedView(&o), nil
+}
+
+// storeError answers a failure of the order store: its cold tier's disk
+// is a 503 (retryable), anything else a 500.
+func storeError(err error) *apiError {
+	if errors.Is(err, orders.ErrColdTier) {
+		return &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: err.Error()}
+	}
+	return &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()}
 }
 
 func (s *Server) reject(w http.ResponseWriter, e *apiError) {
@@ -143,7 +173,7 @@ func (s *Server) handlePlaceOrder(w http.ResponseWriter, r *http.Request, be *ba
 		s.writeError(w, resultError(res))
 		return
 	}
-	var view orders.Order
+	var view orderView
 	if res.Replayed {
 		ctx, cancel := s.readCtx(r)
 		view, aerr = s.loadOrder(ctx, be, res.OrderID, engine.StatusNone)
@@ -327,14 +357,18 @@ func (s *Server) handleBuyerOrders(w http.ResponseWriter, r *http.Request, be *b
 		s.writeError(w, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "order store is catching up; retry shortly"})
 		return
 	}
-	list, next, err := be.store.ListByBuyer(buyer, limit, r.URL.Query().Get("cursor"))
+	stored, next, err := be.store.ListByBuyer(buyer, limit, r.URL.Query().Get("cursor"))
 	if errors.Is(err, orders.ErrBadCursor) {
 		s.writeError(w, errInvalidArgument("cursor", "invalid cursor"))
 		return
 	}
 	if err != nil {
-		s.writeError(w, &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()})
+		s.writeError(w, storeError(err))
 		return
+	}
+	list := make([]orderView, len(stored))
+	for i := range stored {
+		list[i] = storedView(&stored[i])
 	}
 	s.refreshStatuses(ctx, be, list)
 	b := make([]byte, 0, 256*len(list)+64)
@@ -357,7 +391,7 @@ func (s *Server) handleBuyerOrders(w http.ResponseWriter, r *http.Request, be *b
 
 // refreshStatuses asks the engine for the status of the pending orders of
 // a page, since the store may lag a payment the engine has acknowledged.
-func (s *Server) refreshStatuses(ctx context.Context, be *backend, list []orders.Order) {
+func (s *Server) refreshStatuses(ctx context.Context, be *backend, list []orderView) {
 	b := engine.NewBatch(0)
 	var idx []int
 	for i := range list {
@@ -379,7 +413,7 @@ func (s *Server) refreshStatuses(ctx context.Context, be *backend, list []orders
 		res := &b.Requests[k].Result
 		if res.OK() && res.Status != engine.StatusPending {
 			if o, err := be.store.Get(list[i].ID); err == nil && o.Status == res.Status {
-				list[i] = o
+				list[i] = storedView(&o)
 			} else {
 				list[i].Status = res.Status
 			}
@@ -416,7 +450,7 @@ func (s *Server) handleOrderBatch(w http.ResponseWriter, r *http.Request, be *ba
 		waited := false
 		ctx, cancel := s.readCtx(r)
 		defer cancel()
-		load := func(res *engine.Result) (orders.Order, *apiError) {
+		load := func(res *engine.Result) (orderView, *apiError) {
 			if !waited {
 				waited = true
 				if err := be.reads.WaitDurable(ctx); err != nil {
@@ -424,7 +458,7 @@ func (s *Server) handleOrderBatch(w http.ResponseWriter, r *http.Request, be *ba
 				}
 			}
 			if waitErr != nil {
-				return orders.Order{}, waitErr
+				return orderView{}, waitErr
 			}
 			return s.loadOrder(ctx, be, res.OrderID, engine.StatusNone)
 		}
@@ -544,7 +578,6 @@ func locateElementError[T any](body []byte, aerr *apiError, key string, refine f
 // protoScratch is the reusable state of decoding one protobuf batch.
 type protoScratch struct {
 	view  wire.RequestView
-	in    orderJSON
 	items []engine.Item
 }
 
@@ -568,8 +601,6 @@ func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *eng
 			ps.items = nil
 		}
 		ps.items = ps.items[:0]
-		clear(ps.in.Items)
-		ps.in = orderJSON{Items: ps.in.Items[:0]}
 		if len(ps.view.Items) > protoScratchItemsMax {
 			ps.view = wire.RequestView{}
 		}
@@ -601,19 +632,19 @@ func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *eng
 		ps.items = make([]engine.Item, 0, len(ps.view.Items))
 	}
 	slab := ps.items[:len(ps.view.Items)]
-	in := &ps.in
 	for i := range orders {
 		o := &orders[i]
-		in.BuyerID, in.Channel, in.Region, in.DealID = str(o.BuyerID), str(o.Channel), str(o.Region), str(o.DealID)
-		in.Items = in.Items[:0]
-		for _, it := range ps.view.OrderItems(i) {
-			in.Items = append(in.Items, itemJSON{SKUID: str(it.SKUID), Quantity: int64(it.Quantity)})
-		}
 		cmd := engine.Command{Order: engine.Order{Items: slab[o.ItemsFrom:o.ItemsFrom:o.ItemsTo]}}
-		if aerr := orderCommand(in, str(o.IdempotencyKey), i, &cmd); aerr != nil {
+		items := ps.view.OrderItems(i)
+		aerr := startOrderCommand(&cmd, str(o.BuyerID), str(o.Channel), str(o.Region), str(o.DealID), str(o.IdempotencyKey), len(items), i)
+		for j := 0; aerr == nil && j < len(items); j++ {
+			aerr = addOrderItem(&cmd, i, j, str(items[j].SKUID), int64(items[j].Quantity))
+		}
+		if aerr != nil {
 			entries[i] = batchEntry{err: aerr, req: -1}
 			continue
 		}
+		finishOrderCommand(&cmd)
 		entries[i].req = len(batch.Requests)
 		batch.Add(cmd)
 	}
@@ -622,10 +653,10 @@ func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *eng
 }
 
 // result returns the view or error of entry i after the batch is done.
-func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load func(*engine.Result) (orders.Order, *apiError)) (orders.Order, bool, *apiError) {
+func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError)) (orderView, bool, *apiError) {
 	if e.err != nil {
 		s.metrics.rejectedCode(e.err.Code)
-		return orders.Order{}, false, e.err
+		return orderView{}, false, e.err
 	}
 	req := &batch.Requests[e.req]
 	res := &req.Result
@@ -638,7 +669,7 @@ func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load fu
 				aerr.Message = codeStatus[res.Code].msg + ": " + aerr.Field
 			}
 		}
-		return orders.Order{}, false, aerr
+		return orderView{}, false, aerr
 	}
 	if res.Replayed {
 		o, aerr := load(res)
@@ -649,7 +680,7 @@ func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load fu
 	return placedOrder(&req.Command, res), false, nil
 }
 
-func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orders.Order, *apiError)) []byte {
+func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError)) []byte {
 	b = append(b, `{"results":[`...)
 	for i, e := range entries {
 		if i > 0 {
@@ -672,7 +703,7 @@ func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine
 	return append(b, "]}\n"...)
 }
 
-func (s *Server) appendProtoResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orders.Order, *apiError)) []byte {
+func (s *Server) appendProtoResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError)) []byte {
 	var res wire.Result
 	var we wire.Error
 	var idBuf [16]byte

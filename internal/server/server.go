@@ -35,6 +35,7 @@ type Server struct {
 	metrics *metrics
 	be      atomic.Pointer[backend]
 	gmv     gmvState
+	asst    assistantState
 	bufs    sync.Pool // *[]byte request and response buffers
 	closeMu sync.Mutex
 	conns   *connMetrics // the connection bound of LimitListener
@@ -163,6 +164,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/gmv/milestones", s.handleMilestones)
 	m.HandleFunc("GET /v1/gmv/series", s.handleSeries)
 	m.HandleFunc("GET /v1/gmv/stream", s.handleStream)
+
+	m.HandleFunc("POST /v1/assistant/messages", s.api(s.handleAssistantMessage, store))
+	m.HandleFunc("GET /v1/assistant/stats", s.handleAssistantStats)
 
 	// Unknown /v1 paths answer in the contract's error shape.
 	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {

@@ -222,7 +222,7 @@ func (r *run) open() error {
 	}
 	gmv, err := gmvp.New(gmvp.Config{})
 	if err != nil {
-		return fmt.Errorf("open analytics: %w", err)
+		return fmt.Errorf("open gmv projection: %w", err)
 	}
 	pcfg := projection.Config{Dir: path.Join(dataDir, "projections"), FS: fsys, Logger: discard}
 	ecfg := engine.Config{

@@ -6,12 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"hash/maphash"
 	"io"
-	"iter"
-	"math"
+	"runtime"
 	"sort"
-	"strings"
 	"unsafe"
 
 	"github.com/fest-platform/fest/internal/engine"
@@ -31,27 +28,32 @@ import (
 //   - the arena chunk's bytes. A full chunk never changes, so it is written
 //     once and every later snapshot refers to the same file; only the last,
 //     growing chunk is written again, and it is at most arenaChunkBytes.
-//   - the statuses of the orders in that chunk, in record order: u8 status,
-//     varint changed_at, and uvarint buyer (the buyer's index in the buyer
-//     table, so that a load finds each order's buyer without a hash lookup:
-//     a new buyer's index is the number of buyers before it). They are
-//     rewritten only when the chunk gained orders or one of its orders
-//     changed status (statusDirty). Payments and expiry touch recent
-//     orders, so that is the last few chunks.
+//   - the statuses of the orders in that chunk, in record order: u8 status
+//     and varint changed_at. They are rewritten only when the chunk gained
+//     orders or one of its orders changed status (statusDirty). Payments
+//     and expiry touch recent orders, so that is the last few chunks.
+//
+// Only the chunks in memory are named: the orders of the chunks before them
+// are in the cold tier, which WriteSnapshot flushes (makes durable) before
+// the manifest is written, and each partition's count of cold orders is in
+// the manifest.
 //
 // The manifest, written into the projection snapshot, names them (varints as
 // in encoding/binary):
 //
-//	magic "FESTOS02"
-//	uvarint orders
+//	magic "FESTOS03"
+//	uvarint orders in memory
+//	uvarint orders in the cold tier
 //	uvarint buyers (a size hint for the rebuilt buyer index)
+//	uvarint first chunk in memory
+//	uvarint partitions with cold orders, per partition: uvarint partition, uvarint cold orders
 //	uvarint chunks, per chunk: arena ref, status ref
 //	ref: uvarint name length, name, uvarint bytes, u32 CRC32C (little endian)
 //
 // A chunk's name holds its index and the position of the snapshot that wrote
 // it, so a name is never reused for other content, and the projection's
 // garbage collector removes a file only when no kept manifest names it.
-const storeSnapshotMagic = "FESTOS02"
+const storeSnapshotMagic = "FESTOS03"
 
 const (
 	// chunkNameBytesMax bounds a chunk name in a manifest (names are about
@@ -101,7 +103,17 @@ type snapshotState struct {
 // chunks changed since the last durable snapshot to cs. Call it from the
 // goroutine that feeds Apply, between records, and call SnapshotDurable once
 // the manifest is durable: until then the chunks count as not written.
+//
+// With a cold tier, evictions wait meanwhile, and the cold tier is flushed
+// first: the manifest counts its orders as cold only once they are durable.
 func (s *Store) WriteSnapshot(w io.Writer, cs projection.Files) error {
+	s.evictMu.Lock()
+	defer s.evictMu.Unlock()
+	if s.cold != nil {
+		if err := s.cold.db.Flush(); err != nil {
+			return fmt.Errorf("%w: flush before the snapshot: %w", ErrColdTier, err)
+		}
+	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	at := s.applied.Load()
@@ -109,6 +121,9 @@ func (s *Store) WriteSnapshot(w io.Writer, cs projection.Files) error {
 	var statuses []byte
 	var cursor statusCursor
 	for i, data := range s.mu.arena {
+		if i < s.mu.firstResident {
+			continue // in the cold tier
+		}
 		var prev storedChunk
 		had := i < len(s.snap.chunks)
 		if had {
@@ -135,10 +150,25 @@ func (s *Store) WriteSnapshot(w io.Writer, cs projection.Files) error {
 	}
 	bw := bufio.NewWriterSize(w, 64<<10)
 	b := append([]byte(nil), storeSnapshotMagic...)
-	b = binary.AppendUvarint(b, s.orders.Load())
-	b = binary.AppendUvarint(b, uint64(len(s.mu.buyers)))
-	b = binary.AppendUvarint(b, uint64(len(chunks)))
-	for _, c := range chunks {
+	b = binary.AppendUvarint(b, uint64(s.memoryOrders.Load()))
+	b = binary.AppendUvarint(b, s.coldOrders.Load())
+	b = binary.AppendUvarint(b, uint64(s.liveBuyers.Load()))
+	b = binary.AppendUvarint(b, uint64(s.mu.firstResident))
+	var bases int
+	for _, t := range s.mu.partitions {
+		if t != nil && t.base > 0 {
+			bases++
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(bases))
+	for p, t := range s.mu.partitions {
+		if t != nil && t.base > 0 {
+			b = binary.AppendUvarint(b, uint64(p))
+			b = binary.AppendUvarint(b, t.base)
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(chunks)-s.mu.firstResident))
+	for _, c := range chunks[s.mu.firstResident:] {
 		b = appendChunkRef(b, c.arena)
 		b = appendChunkRef(b, c.status)
 		if len(b) > 32<<10 {
@@ -216,7 +246,6 @@ func (s *Store) appendStatusesLocked(b []byte, i int, c *statusCursor) []byte {
 		c.next[p]++
 		b = append(b, byte(refs[j].status))
 		b = binary.AppendVarint(b, refs[j].changedAt)
-		b = binary.AppendUvarint(b, uint64(refs[j].buyer))
 		off += k + int(n)
 	}
 	return b
@@ -224,8 +253,10 @@ func (s *Store) appendStatusesLocked(b []byte, i int, c *statusCursor) []byte {
 
 // manifest is a decoded store manifest.
 type manifest struct {
-	orders, buyers uint64
-	chunks         []storedChunk
+	orders, coldOrders, buyers uint64
+	firstResident              uint64
+	bases                      map[uint64]uint64 // partition: cold orders
+	chunks                     []storedChunk
 }
 
 func readManifest(br *bufio.Reader) (manifest, error) {
@@ -247,8 +278,35 @@ func readManifest(br *bufio.Reader) (manifest, error) {
 	if m.orders, err = binary.ReadUvarint(br); err != nil {
 		return fail("orders", err)
 	}
+	if m.coldOrders, err = binary.ReadUvarint(br); err != nil {
+		return fail("cold orders", err)
+	}
 	if m.buyers, err = binary.ReadUvarint(br); err != nil || m.buyers > m.orders {
 		return fail("buyers", err)
+	}
+	if m.firstResident, err = binary.ReadUvarint(br); err != nil || m.firstResident > manifestChunksMax {
+		return fail("first chunk in memory", err)
+	}
+	bases, err := binary.ReadUvarint(br)
+	if err != nil || bases > partitionsMax {
+		return fail("partitions with cold orders", err)
+	}
+	m.bases = make(map[uint64]uint64, bases)
+	var cold uint64
+	for i := uint64(0); i < bases; i++ {
+		p, err := binary.ReadUvarint(br)
+		if err != nil || p >= partitionsMax {
+			return fail("partition with cold orders", err)
+		}
+		base, err := binary.ReadUvarint(br)
+		if _, dup := m.bases[p]; err != nil || dup || base == 0 || base >= 1<<orderSeqBits {
+			return fail(fmt.Sprintf("cold orders of partition %d", p), err)
+		}
+		m.bases[p] = base
+		cold += base
+	}
+	if cold != m.coldOrders {
+		return fail("cold orders", fmt.Errorf("%d per partition, %d in all", cold, m.coldOrders))
 	}
 	n, err := binary.ReadUvarint(br)
 	if err != nil || n > manifestChunksMax {
@@ -331,6 +389,9 @@ type Staged struct {
 	target *Store
 	loaded *Store // a private store holding the snapshot; nil once installed
 	pos    uint64
+	// free unmaps the loaded arena should the Staged be dropped
+	// uninstalled; Install stops it.
+	free runtime.Cleanup
 }
 
 // StageSnapshot loads the manifest at the start of r and the chunks it names
@@ -340,24 +401,24 @@ type Staged struct {
 // simply dropped.
 func (s *Store) StageSnapshot(r io.Reader, pos uint64, cs projection.Files) (projection.Staged, error) {
 	l := newStore(s.cfg, s.seed, s.checkSeed)
+	l.cold = s.cold // read only, to check that the cold orders are there
 	if err := l.load(r, pos, cs); err != nil {
+		l.mu.Lock()
+		l.freeArenaLocked()
+		l.mu.Unlock()
 		return nil, err
 	}
-	return &Staged{target: s, loaded: l, pos: pos}, nil
-}
-
-// OrderTotals is Store.OrderTotals of the staged snapshot, for the GMV
-// projection to stage its own section against.
-func (st *Staged) OrderTotals() iter.Seq2[engine.OrderID, int64] {
-	if st.loaded == nil {
-		panic("orders: OrderTotals of a staged snapshot already installed")
-	}
-	return st.loaded.OrderTotals()
+	st := &Staged{target: s, loaded: l, pos: pos}
+	st.free = runtime.AddCleanup(st, func(l *Store) {
+		l.mu.Lock()
+		l.freeArenaLocked()
+		l.mu.Unlock()
+	}, l)
+	return st, nil
 }
 
 // Install makes the staged snapshot the content of s in one step, under s's
-// lock, and wakes the readers waiting for a position it covers; following
-// then resumes after its position. s must be the store it was staged for,
+// lock; following then resumes after its position. s must be the store it was staged for,
 // empty and not yet fed, and st not installed before: anything else is a
 // bug of the caller, and panics. A closed store drops it.
 func (st *Staged) Install() { st.target.install(st) }
@@ -368,9 +429,11 @@ func (s *Store) install(st *Staged) {
 	}
 	l := st.loaded
 	st.loaded = nil
+	st.free.Stop() // the arena is s's now
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.closed {
+		l.freeArenaLocked() // l is private: its lock guards nothing now
 		return
 	}
 	if len(s.mu.arena) != 0 || s.orders.Load() != 0 || s.applied.Load() != 0 {
@@ -381,8 +444,13 @@ func (s *Store) install(st *Staged) {
 	s.mu.buyers = l.mu.buyers
 	s.mu.buyerByHash, s.mu.buyerCollisions = l.mu.buyerByHash, l.mu.buyerCollisions
 	s.mu.statusDirty = l.mu.statusDirty
+	s.mu.firstResident = l.mu.firstResident
 	s.orders.Store(l.orders.Load())
 	s.arenaBytes.Store(l.arenaBytes.Load())
+	s.memoryOrders.Store(l.memoryOrders.Load())
+	s.coldOrders.Store(l.coldOrders.Load())
+	s.liveBuyers.Store(l.liveBuyers.Load())
+	s.residentChunks.Store(l.residentChunks.Load())
 	s.snap = l.snap
 	s.applied.Store(st.pos)
 }
@@ -414,44 +482,66 @@ func (s *Store) load(r io.Reader, pos uint64, cs projection.Files) error {
 	if len(s.mu.arena) != 0 || s.orders.Load() != 0 {
 		return errors.New("load order store snapshot: the store is not empty")
 	}
+	if m.coldOrders > 0 {
+		if err := s.checkColdLocked(m); err != nil {
+			return err
+		}
+	}
+	for p, base := range m.bases {
+		s.mu.partitions[p] = &partitionTable{base: base}
+	}
 	// Sized once rather than grown a million times; the hint is checked
 	// against the orders, and a wrong one costs only memory.
 	s.mu.buyerByHash = make(map[uint64]uint32, min(m.buyers, buyersHintMax))
-	for i, c := range m.chunks {
+	s.mu.arena = make([][]byte, m.firstResident, int(m.firstResident)+len(m.chunks))
+	s.mu.firstResident = int(m.firstResident)
+	for j, c := range m.chunks {
+		i := int(m.firstResident) + j
 		data, err := readChunk(cs, c.arena)
 		if err != nil {
 			return err
 		}
-		if i == len(m.chunks)-1 {
+		size := len(data)
+		if j == len(m.chunks)-1 {
 			// The last chunk keeps growing, as it did before the snapshot.
-			data = append(make([]byte, 0, max(len(data), arenaChunkBytes)), data...)
+			size = max(len(data), arenaChunkBytes)
 		}
+		data = append(allocChunk(size), data...)
 		statuses, err := readChunk(cs, c.status)
 		if err != nil {
 			return err
 		}
 		s.mu.arena = append(s.mu.arena, data)
+		s.residentChunks.Add(1)
 		if err := s.restoreChunkLocked(i, statuses); err != nil {
 			return fmt.Errorf("%w: arena chunk %s: %v", ErrBadSnapshot, c.arena.name, err)
 		}
 	}
-	if got := s.orders.Load(); got != m.orders {
+	if got := uint64(s.memoryOrders.Load()); got != m.orders {
 		return fmt.Errorf("%w: %d orders in the chunks, manifest says %d", ErrBadSnapshot, got, m.orders)
 	}
+	s.orders.Add(m.coldOrders)
+	s.coldOrders.Store(m.coldOrders)
 	s.mu.statusDirty = make([]uint64, (len(s.mu.arena)+63)/64)
-	s.snap = snapshotState{chunks: m.chunks}
+	// The stored chunks are indexed as the arena is.
+	s.snap = snapshotState{chunks: append(make([]storedChunk, m.firstResident), m.chunks...)}
 	return nil
 }
 
-// indexBuyerLocked makes buyer i, whose id is id, found by buyerLocked.
-// REQUIRES: s.mu held for writing.
-func (s *Store) indexBuyerLocked(id string, i uint32) {
-	h := maphash.String(s.seed, id)
-	if _, taken := s.mu.buyerByHash[h]; taken {
-		s.mu.buyerCollisions[strings.Clone(id)] = i
-		return
+// checkColdLocked checks that the cold tier holds the newest cold order of
+// each partition the manifest counts cold orders in: a cold tier deleted,
+// or another node's, is refused rather than answered "not found".
+func (s *Store) checkColdLocked(m manifest) error {
+	if s.cold == nil {
+		return fmt.Errorf("load order store snapshot: %d of its orders are in a cold tier, and this store has none (no data directory)", m.coldOrders)
 	}
-	s.mu.buyerByHash[h] = i
+	for p, base := range m.bases {
+		id := orderIDOf(int(p), base)
+		if _, err := s.cold.get(id); err != nil {
+			return fmt.Errorf("%w: the snapshot counts order %v cold, and the cold tier does not hold it: %w", ErrBadSnapshot, id, err)
+		}
+	}
+	return nil
 }
 
 // restoreChunkLocked rebuilds the partition entries and buyers of the orders
@@ -482,34 +572,21 @@ func (s *Store) restoreChunkLocked(i int, statuses []byte) error {
 		status := engine.OrderStatus(st.b[0])
 		st.b = st.b[1:]
 		changedAt := st.varint()
-		bi := st.uvarint()
 		if st.err != nil || status < engine.StatusPending || status > engine.StatusExpired {
 			return fmt.Errorf("offset %d: bad status %d", off, status)
 		}
 		recordOff := uint64(i)<<32 | uint64(off)
-		switch buyers := uint64(len(s.mu.buyers)); {
-		case bi == buyers && bi <= math.MaxUint32:
-			// The buyer's first order: index it as buyerLocked does.
-			s.indexBuyerLocked(id, s.newBuyerLocked(id, recordOff+uint64(k+k2)))
-		case bi < buyers:
-			// The check hash catches an index that names another buyer
-			// without the cache miss of reading its id back.
-			if s.mu.buyers[bi].check != maphash.String(s.checkSeed, id) {
-				return fmt.Errorf("offset %d: buyer %d is not the order's buyer", off, bi)
-			}
-		default:
-			return fmt.Errorf("offset %d: buyer %d of %d", off, bi, buyers)
-		}
 		t := s.mu.partitions[p]
 		if t == nil {
 			t = &partitionTable{}
 			s.mu.partitions[p] = t
 		}
+		bi, _ := s.buyerLocked(id, true)
 		b := &s.mu.buyers[bi]
-		t.refs = append(t.refs, orderRef{offset: recordOff + 1, changedAt: changedAt, prevByBuyer: b.newest, buyer: uint32(bi), status: status})
-		b.newest = orderIDOf(int(p), uint64(len(t.refs)))
-		b.count++
+		t.refs = append(t.refs, orderRef{offset: recordOff + 1, changedAt: changedAt, prevByBuyer: b.newest, buyer: bi, status: status})
+		b.newest = orderIDOf(int(p), t.base+uint64(len(t.refs)))
 		s.orders.Add(1)
+		s.memoryOrders.Add(1)
 		s.arenaBytes.Add(n)
 		off += k + int(n)
 	}
@@ -520,8 +597,8 @@ func (s *Store) restoreChunkLocked(i int, statuses []byte) error {
 }
 
 // validRecord reports whether body decodes as an order record, without
-// copying it, so that a loaded store never holds a record that Get or
-// OrderTotals cannot read.
+// copying it, so that a loaded store never holds a record that Get cannot
+// read.
 func validRecord(body []byte) bool {
 	d := decoder{b: body}
 	if p := d.uvarint(); p >= partitionsMax {
@@ -545,38 +622,5 @@ func validRecord(body []byte) bool {
 	return d.err == nil && len(d.b) == 0
 }
 
-// OrderTotals yields every order's id and total in journal order (so in
-// sequence order within each partition), for the GMV projection to rebuild
-// its per-order totals from a loaded store instead of snapshotting them.
-// It holds the read lock while it runs: call it before the store is fed.
-func (s *Store) OrderTotals() iter.Seq2[engine.OrderID, int64] {
-	return func(yield func(engine.OrderID, int64) bool) {
-		s.mu.RLock()
-		defer s.mu.RUnlock()
-		var seqs [partitionsMax]uint64
-		for i, data := range s.mu.arena {
-			for off := 0; off < len(data); {
-				n, k := binary.Uvarint(data[off:])
-				if k <= 0 || n > uint64(len(data)-off-k) {
-					panic(fmt.Sprintf("orders: arena chunk %d offset %d holds no order record", i, off))
-				}
-				d := decoder{b: data[off+k : off+k+int(n)]}
-				p := d.uvarint()
-				for range 5 { // buyer, merchant, channel, region, deal
-					d.skip()
-				}
-				total := d.varint()
-				if d.err != nil || p >= partitionsMax {
-					panic(fmt.Sprintf("orders: arena chunk %d offset %d: corrupt order record", i, off))
-				}
-				seqs[p]++
-				if !yield(orderIDOf(int(p), seqs[p]), total) {
-					return
-				}
-				off += k + int(n)
-			}
-		}
-	}
-}
-
+// The order store is one of the runner's read models.
 var _ projection.Projection = (*Store)(nil)

@@ -18,12 +18,14 @@ import (
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"log/slog"
 	"math"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
+
+	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/fest-platform/fest/internal/engine"
 )
@@ -55,9 +57,54 @@ const (
 )
 
 // Config configures a Store.
-// It has no settings yet: the store's bounds are those of the engine that
-// feeds it (orders, buyers), and its memory is reported by Stats.
-type Config struct{}
+type Config struct {
+	// Dir holds the cold tier, the orders that left memory, in Pebble
+	// (created if missing). Empty: no cold tier, and every order stays in
+	// memory (tests, and fest serve without a data directory).
+	Dir string
+	// MemoryBytes is the budget of the store's resident memory, in bytes
+	// (default 2 GiB): the orders in memory, their tables, the buyers with
+	// an order in memory, and Pebble's memtables and block cache. Past it
+	// the oldest orders move to the cold tier, a 1 MiB arena chunk at a
+	// time. Only with Dir; at least 16 MiB.
+	MemoryBytes int64
+	// Logger receives the cold tier's errors (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// DefaultMemoryBytes is Config.MemoryBytes's default.
+const DefaultMemoryBytes = 2 << 30
+
+// memoryBytesMin is the smallest budget: Pebble's memtables and cache, and a
+// few arena chunks.
+const memoryBytesMin = 16 << 20
+
+// Validate reports the first invalid field.
+func (c *Config) Validate() error {
+	if c.MemoryBytes < 0 || (c.MemoryBytes != 0 && c.MemoryBytes < memoryBytesMin) {
+		return fmt.Errorf("order store config: MemoryBytes %d: below the minimum of %d", c.MemoryBytes, memoryBytesMin)
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.MemoryBytes == 0 {
+		c.MemoryBytes = DefaultMemoryBytes
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// pebbleSizes splits a memory budget: each of the two memtables and the
+// block cache get a thirty-second of it, within bounds, and the rest is the
+// in-memory tier's.
+func pebbleSizes(budget int64) (memtable, cache int64) {
+	memtable = min(max(budget/32, 1<<20), 64<<20)
+	cache = min(max(budget/32, 1<<20), 128<<20)
+	return memtable, cache
+}
 
 // Order is an order as the store holds it.
 type Order struct {
@@ -82,37 +129,52 @@ type Stats struct {
 	Commits       uint64 // records applied
 	CommitNanos   uint64 // time spent applying
 	NanosPerEvent float64
-	ArenaBytes    uint64 // encoded orders held
+	ArenaBytes    uint64 // encoded orders held in memory
+
+	MemoryOrders  uint64 // orders in memory (the rest are in the cold tier)
+	ColdOrders    uint64 // orders in the cold tier
+	ResidentBytes uint64 // the estimate the budget is held to
+	MemoryBytes   uint64 // the budget (0: unbounded, no cold tier)
+	Evictions     uint64 // arena chunks moved to the cold tier
+	ColdReads     uint64 // orders read from the cold tier
 }
 
 // orderRef is an order's entry in its partition's table. Orders of one
 // buyer form a chain, newest to oldest, through prevByBuyer: the buyer
 // index needs no per-buyer slices, and nothing the garbage collector must
-// scan.
+// scan. The chain ends at the buyer's oldest order in memory; the older
+// ones are in the cold tier's history keys.
 type orderRef struct {
 	offset      uint64 // in the arena, +1 (0: no order)
 	changedAt   int64
 	prevByBuyer engine.OrderID // the buyer's previous order, 0 for the first
-	// buyer is the buyer's index in the buyer table (in what was padding),
-	// which a snapshot stores so that a load need not look each order's
-	// buyer up by hash.
+	// buyer is the buyer's index in the buyer table (in what was padding).
 	buyer  uint32
 	status engine.OrderStatus
 }
 
 type partitionTable struct {
-	refs []orderRef // refs[seq-1]
+	// base is the number of the partition's orders in the cold tier:
+	// orders 1 to base. refs[seq-base-1] is order seq.
+	base uint64
+	refs []orderRef
 }
 
-// buyer is a buyer's entry: where its id is stored, its newest order and
-// how many it has. Buyers are not snapshotted: a load rebuilds them from the
-// orders, so a snapshot need not rewrite the entries new orders touch.
+// buyer is the entry of a buyer with an order in memory: its newest order.
+// Buyers are not snapshotted: a load rebuilds them from the orders, so a
+// snapshot need not rewrite the entries new orders touch. A buyer whose
+// newest order leaves memory leaves with it (its slot is reused).
 type buyer struct {
-	name   uint64 // arena offset of the buyer id, inside its first order
 	check  uint64 // a second hash of the id, under another seed
 	newest engine.OrderID
-	count  uint32
 }
+
+// bytesPerBuyer estimates a buyer's memory: its entry and its map entry.
+const bytesPerBuyer = 16 + 48
+
+// bytesPerRef estimates an order's table entry, with the slack of a
+// growing slice.
+const bytesPerRef = 40
 
 // Store is the order projection.
 type Store struct {
@@ -132,14 +194,37 @@ type Store struct {
 		// encoded in that chunk changes status: the next snapshot rewrites
 		// that chunk's statuses, and only those.
 		statusDirty []uint64
-		closed      bool
+		// firstResident is the oldest arena chunk in memory; the chunks
+		// before it are nil, their orders in the cold tier.
+		firstResident int
+		// freeBuyers are buyer slots to reuse.
+		freeBuyers []uint32
+		closed     bool
 	}
-	applied    atomic.Uint64 // position of the last fully applied record
-	events     atomic.Uint64
-	orders     atomic.Uint64
-	records    atomic.Uint64
-	applyNanos atomic.Uint64
-	arenaBytes atomic.Uint64
+	// cold is the disk tier (nil without Config.Dir).
+	cold *cold
+	// evictMu serializes evictions with snapshots, which must see the
+	// tiers at one point (and flush the cold tier before the manifest).
+	evictMu sync.Mutex
+	// evictWake asks the evictor goroutine to bring memory under budget.
+	evictWake chan struct{}
+	evictStop chan struct{}
+	evictWG   sync.WaitGroup
+	hotBudget int64 // bytes the in-memory tier may take (MemoryBytes less Pebble's)
+	coldFixed int64 // Pebble's memtables and cache
+	// resident counts what the budget estimate is made of.
+	residentChunks atomic.Int64
+	memoryOrders   atomic.Int64
+	liveBuyers     atomic.Int64
+	coldOrders     atomic.Uint64
+	evictions      atomic.Uint64
+	coldReads      atomic.Uint64
+	applied        atomic.Uint64 // position of the last fully applied record
+	events         atomic.Uint64
+	orders         atomic.Uint64
+	records        atomic.Uint64
+	applyNanos     atomic.Uint64
+	arenaBytes     atomic.Uint64
 
 	seed        maphash.Seed
 	checkSeed   maphash.Seed
@@ -151,9 +236,33 @@ type Store struct {
 	snap snapshotState
 }
 
-// Open creates an empty store; register it with a projection.Runner.
+// Open creates an empty store, with its cold tier if cfg.Dir is set;
+// register it with a projection.Runner, and Close it after the runner.
 func Open(cfg Config) (*Store, error) {
-	return newStore(cfg, maphash.MakeSeed(), maphash.MakeSeed()), nil
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	s := newStore(cfg, maphash.MakeSeed(), maphash.MakeSeed())
+	if cfg.Dir == "" {
+		return s, nil
+	}
+	memtable, cache := pebbleSizes(cfg.MemoryBytes)
+	c, err := openCold(cfg.Dir, cache, memtable, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	s.cold = c
+	s.coldFixed = 2*memtable + cache
+	s.hotBudget = cfg.MemoryBytes - s.coldFixed
+	s.evictWake = make(chan struct{}, 1)
+	s.evictStop = make(chan struct{})
+	s.evictWG.Add(1)
+	go func() {
+		defer s.evictWG.Done()
+		s.evictLoop()
+	}()
+	return s, nil
 }
 
 // newStore returns an empty store hashing buyer ids under seed and
@@ -172,13 +281,28 @@ func (s *Store) Name() string { return "orders" }
 // Apply implements projection.Projection.
 func (s *Store) Apply(ev *engine.Event) error { return s.add(ev) }
 
-// Commit implements projection.Projection: the record is readable.
+// Commit implements projection.Projection: the record is readable. Past
+// the memory budget it wakes the evictor, and far past it (the evictor
+// cannot keep up) evicts on the follower itself, which holds the follower
+// back rather than let memory grow without bound.
 func (s *Store) Commit(pos uint64, at int64) {
 	s.applied.Store(pos)
 	if s.locked {
 		s.unlockRecord()
 		s.records.Add(1)
 		s.applyNanos.Add(uint64(time.Since(s.recordStart)))
+	}
+	if s.cold == nil {
+		return
+	}
+	if over := s.hotBytes() - s.hotBudget; over > 0 {
+		select {
+		case s.evictWake <- struct{}{}:
+		default:
+		}
+		if over > s.hotBudget/4 {
+			s.evictUnderBudget()
+		}
 	}
 }
 
@@ -216,10 +340,30 @@ func (s *Store) add(ev *engine.Event) error {
 			ref.changedAt = ev.At
 			chunk := (ref.offset - 1) >> 32
 			s.mu.statusDirty[chunk>>6] |= 1 << (chunk & 63)
+		} else if s.isColdLocked(ev.OrderID) {
+			if err := s.cold.putStatus(ev.OrderID, statusOf(ev.Kind), ev.At); err != nil {
+				s.unlockRecord()
+				return err
+			}
 		}
 	}
 	s.events.Add(1)
+	if ev.Last && s.cold != nil {
+		// Before the record is committed: a read after it sees the
+		// status changes of its cold orders too.
+		if err := s.cold.commitStatuses(); err != nil {
+			s.unlockRecord()
+			return err
+		}
+	}
 	return nil
+}
+
+// isColdLocked reports whether id names an order in the cold tier.
+// REQUIRES: s.mu held.
+func (s *Store) isColdLocked(id engine.OrderID) bool {
+	t := s.mu.partitions[id.Partition()]
+	return s.cold != nil && t != nil && id.Seq() != 0 && id.Seq() <= t.base
 }
 
 // unlockRecord releases the lock taken for a record.
@@ -236,31 +380,31 @@ func (s *Store) placeLocked(ev *engine.Event) error {
 		t = &partitionTable{}
 		s.mu.partitions[p] = t
 	}
-	if seq != uint64(len(t.refs))+1 {
+	if seq != t.base+uint64(len(t.refs))+1 {
 		// The engine numbers orders densely per partition and the journal
 		// holds them in order: anything else is a bug upstream.
-		return fmt.Errorf("order store: partition %d order %d follows %d", p, seq, len(t.refs))
+		return fmt.Errorf("order store: partition %d order %d follows %d", p, seq, t.base+uint64(len(t.refs)))
 	}
 	s.scratch = encodeOrder(s.scratch[:0], p, ev)
 	off := s.appendArenaLocked(s.scratch)
-	bi, _ := s.buyerLocked(ev.BuyerID, true, buyerNameOffset(off, len(s.scratch), p))
+	bi, _ := s.buyerLocked(ev.BuyerID, true)
 	b := &s.mu.buyers[bi]
 	t.refs = append(t.refs, orderRef{offset: off + 1, status: engine.StatusPending, prevByBuyer: b.newest, buyer: bi})
 	b.newest = ev.OrderID
-	b.count++
 	s.orders.Add(1)
+	s.memoryOrders.Add(1)
 	return nil
 }
 
 // buyerLocked finds a buyer's entry and returns its index, creating it if
-// create is set with its id at arena offset name (else ok is false for an
-// unknown buyer). REQUIRES: s.mu held (for writing if create).
+// create is set (else ok is false for a buyer with no order in memory).
+// REQUIRES: s.mu held (for writing if create).
 //
 // A buyer is recognised by two 64-bit hashes of its id under independent
 // seeds rather than by reading its id back from the arena: that read was a
 // cache miss per order, a quarter of the store's time. Two ids that agree
 // on both hashes (odds about 2^-128) would share a history.
-func (s *Store) buyerLocked(id string, create bool, name uint64) (index uint32, ok bool) {
+func (s *Store) buyerLocked(id string, create bool) (index uint32, ok bool) {
 	h := maphash.String(s.seed, id)
 	if i, ok := s.mu.buyerByHash[h]; ok {
 		if s.mu.buyers[i].check == maphash.String(s.checkSeed, id) {
@@ -272,51 +416,50 @@ func (s *Store) buyerLocked(id string, create bool, name uint64) (index uint32, 
 		if !create {
 			return 0, false
 		}
-		j := s.newBuyerLocked(id, name)
+		j := s.newBuyerLocked(id)
 		s.mu.buyerCollisions[strings.Clone(id)] = j
 		return j, true
 	}
 	if !create {
 		return 0, false
 	}
-	i := s.newBuyerLocked(id, name)
+	i := s.newBuyerLocked(id)
 	s.mu.buyerByHash[h] = i
 	return i, true
 }
 
-func (s *Store) newBuyerLocked(id string, name uint64) uint32 {
-	if len(s.mu.buyers) >= buyersMax {
-		// Four billion buyers is past any festival; an index that wrapped
-		// would give buyers each other's histories.
-		panic(fmt.Sprintf("orderstore: more than %d buyers", buyersMax))
+func (s *Store) newBuyerLocked(id string) uint32 {
+	s.liveBuyers.Add(1)
+	entry := buyer{check: maphash.String(s.checkSeed, id)}
+	if n := len(s.mu.freeBuyers); n > 0 {
+		i := s.mu.freeBuyers[n-1]
+		s.mu.freeBuyers = s.mu.freeBuyers[:n-1]
+		s.mu.buyers[i] = entry
+		return i
 	}
-	s.mu.buyers = append(s.mu.buyers, buyer{name: name, check: maphash.String(s.checkSeed, id)})
+	if len(s.mu.buyers) >= buyersMax {
+		// Four billion buyers in memory is past any festival; an index that
+		// wrapped would give buyers each other's histories.
+		panic(fmt.Sprintf("orders: more than %d buyers", buyersMax))
+	}
+	s.mu.buyers = append(s.mu.buyers, entry)
 	return uint32(len(s.mu.buyers) - 1)
 }
 
-// buyerNameOffset is the arena offset of the buyer id inside the order
-// record of bodyBytes bytes at off (see encodeOrder): an order's buyer id
-// serves as the buyer's name, so it is stored once.
-func buyerNameOffset(off uint64, bodyBytes, partition int) uint64 {
-	return off + uint64(uvarintLen(uint64(bodyBytes))+uvarintLen(uint64(partition)))
-}
-
-// uvarintLen is the length of v's uvarint encoding.
-func uvarintLen(v uint64) int {
-	n := 1
-	for v >= 0x80 {
-		v >>= 7
-		n++
+// dropBuyerLocked forgets buyer i, whose id is id, once its newest order
+// has left memory. REQUIRES: s.mu held for writing.
+func (s *Store) dropBuyerLocked(id string, i uint32) {
+	h := maphash.String(s.seed, id)
+	if j, ok := s.mu.buyerByHash[h]; ok && j == i {
+		delete(s.mu.buyerByHash, h)
+	} else if j, ok := s.mu.buyerCollisions[id]; ok && j == i {
+		delete(s.mu.buyerCollisions, id)
+	} else {
+		panic(fmt.Sprintf("orders: buyer %d (%q) is in no index", i, id))
 	}
-	return n
-}
-
-// arenaString returns the length-prefixed bytes at off as a string that
-// aliases the arena (valid while the store is open).
-func (s *Store) arenaString(off uint64) string {
-	chunk := s.mu.arena[off>>32][uint32(off):]
-	n, k := binary.Uvarint(chunk)
-	return unsafe.String(&chunk[k], int(n))
+	s.mu.buyers[i] = buyer{}
+	s.mu.freeBuyers = append(s.mu.freeBuyers, i)
+	s.liveBuyers.Add(-1)
 }
 
 // appendArenaLocked copies body into the arena (length-prefixed) and
@@ -329,7 +472,8 @@ func (s *Store) appendArenaLocked(body []byte) uint64 {
 		if need > size {
 			size = need
 		}
-		s.mu.arena = append(s.mu.arena, make([]byte, 0, size))
+		s.mu.arena = append(s.mu.arena, allocChunk(size))
+		s.residentChunks.Add(1)
 		n++
 		if words := (n + 63) / 64; len(s.mu.statusDirty) < words {
 			s.mu.statusDirty = append(s.mu.statusDirty, 0)
@@ -348,10 +492,10 @@ func (s *Store) appendArenaLocked(body []byte) uint64 {
 func (s *Store) refLocked(id engine.OrderID) *orderRef {
 	p, seq := id.Partition(), id.Seq()
 	t := s.mu.partitions[p]
-	if t == nil || seq == 0 || seq > uint64(len(t.refs)) {
+	if t == nil || seq <= t.base || seq > t.base+uint64(len(t.refs)) {
 		return nil
 	}
-	return &t.refs[seq-1]
+	return &t.refs[seq-t.base-1]
 }
 
 func statusOf(k engine.EventKind) engine.OrderStatus {
@@ -366,14 +510,22 @@ func statusOf(k engine.EventKind) engine.OrderStatus {
 	return engine.StatusPending
 }
 
-// Get returns the order with id.
+// Get returns the order with id, from memory or the cold tier.
 func (s *Store) Get(id engine.OrderID) (Order, error) {
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.getLocked(id)
+	o, err := s.getLocked(id)
+	cold := errors.Is(err, ErrNotFound) && s.isColdLocked(id)
+	s.mu.RUnlock()
+	if !cold {
+		return o, err
+	}
+	// The cold tier is read without the lock: an order in it never comes
+	// back to memory, and its keys are written before it leaves memory.
+	s.coldReads.Add(1)
+	return s.cold.get(id)
 }
 
-// getLocked decodes an order. REQUIRES: s.mu held.
+// getLocked decodes an order in memory. REQUIRES: s.mu held.
 func (s *Store) getLocked(id engine.OrderID) (Order, error) {
 	ref := s.refLocked(id)
 	if ref == nil || ref.offset == 0 {
@@ -397,50 +549,122 @@ func (s *Store) getLocked(id engine.OrderID) (Order, error) {
 // after cursor (empty for the first page), and the cursor of the next page
 // ("" when there is none). A cursor is the id of the next older order, so
 // it stays valid while new orders arrive.
+//
+// The orders in memory come first, newest to oldest along the buyer's
+// chain; then the cold tier's, by creation time. Every cold order is older
+// in the journal than every order in memory.
 func (s *Store) ListByBuyer(buyerID string, limit int, cursor string) ([]Order, string, error) {
 	if limit < 1 || limit > listLimitMax {
 		return nil, "", fmt.Errorf("list limit %d: out of range", limit)
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	var next engine.OrderID
-	if bi, ok := s.buyerLocked(buyerID, false, 0); ok {
-		next = s.mu.buyers[bi].newest
-	}
+	var start engine.OrderID
 	if cursor != "" {
 		id, err := engine.ParseOrderID(cursor)
 		if err != nil {
 			return nil, "", ErrBadCursor
 		}
-		o, err := s.getLocked(id)
+		o, err := s.Get(id)
 		if err != nil || o.BuyerID != buyerID {
 			return nil, "", ErrBadCursor
 		}
-		next = id
+		start = id
 	}
 	var out []Order
-	for next != 0 && len(out) < limit {
+	s.mu.RLock()
+	next := start
+	if start == 0 {
+		if bi, ok := s.buyerLocked(buyerID, false); ok {
+			next = s.mu.buyers[bi].newest
+		}
+	}
+	for next != 0 && len(out) <= limit {
 		o, err := s.getLocked(next)
+		if errors.Is(err, ErrNotFound) {
+			break // cold: the cold tier lists it
+		}
 		if err != nil {
+			s.mu.RUnlock()
 			return nil, "", fmt.Errorf("list buyer orders: %w", err)
 		}
 		out = append(out, o)
 		next = s.refLocked(next).prevByBuyer
 	}
-	if next == 0 {
+	s.mu.RUnlock()
+	if len(out) <= limit && s.cold != nil {
+		// A cursor in the cold tier starts the scan at itself.
+		var from *Order
+		if start != 0 && len(out) == 0 {
+			o, _ := s.Get(start)
+			from = &o
+		}
+		more, err := s.coldHistory(buyerID, from, limit+1-len(out))
+		if err != nil {
+			return nil, "", fmt.Errorf("list buyer orders: %w", err)
+		}
+		out = append(out, more...)
+	}
+	if len(out) <= limit {
 		return out, "", nil
 	}
-	return out, next.String(), nil
+	return out[:limit], out[limit].ID.String(), nil
 }
 
-// Stats returns the store's counters and lag.
+// coldHistory returns up to n of buyer's orders in the cold tier, newest
+// first, from the order from (nil: the newest). Orders that a crash left in
+// the cold tier but that the replay put back in memory are skipped: memory
+// lists them.
+func (s *Store) coldHistory(buyerID string, from *Order, n int) ([]Order, error) {
+	prefix := historyPrefix(nil, buyerID)
+	lower := prefix
+	if from != nil {
+		lower = historyKey(nil, buyerID, from.CreatedAt, from.ID)
+	}
+	it, err := s.cold.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: prefixEnd(prefix)})
+	if err != nil {
+		return nil, fmt.Errorf("%w: history of %s: %w", ErrColdTier, buyerID, err)
+	}
+	defer it.Close()
+	var out []Order
+	for ok := it.First(); ok && len(out) < n; ok = it.Next() {
+		k := it.Key()
+		if len(k) != len(prefix)+16 {
+			return nil, fmt.Errorf("%w: history key of %d bytes", ErrColdTier, len(k))
+		}
+		id := engine.OrderID(math.MaxUint64 - binary.BigEndian.Uint64(k[len(prefix)+8:]))
+		s.mu.RLock()
+		hot := !s.isColdLocked(id)
+		s.mu.RUnlock()
+		if hot {
+			continue
+		}
+		o, err := s.Get(id)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, o)
+	}
+	if err := it.Error(); err != nil {
+		return nil, fmt.Errorf("%w: history of %s: %w", ErrColdTier, buyerID, err)
+	}
+	return out, nil
+}
+
+// Stats returns the store's counters.
 func (s *Store) Stats() Stats {
 	st := Stats{
-		Events:      s.events.Load(),
-		Orders:      s.orders.Load(),
-		Commits:     s.records.Load(),
-		CommitNanos: s.applyNanos.Load(),
-		ArenaBytes:  s.arenaBytes.Load(),
+		Events:        s.events.Load(),
+		Orders:        s.orders.Load(),
+		Commits:       s.records.Load(),
+		CommitNanos:   s.applyNanos.Load(),
+		ArenaBytes:    s.arenaBytes.Load(),
+		MemoryOrders:  uint64(s.memoryOrders.Load()),
+		ColdOrders:    s.coldOrders.Load(),
+		ResidentBytes: uint64(s.hotBytes() + s.coldFixed),
+		Evictions:     s.evictions.Load(),
+		ColdReads:     s.coldReads.Load(),
+	}
+	if s.cold != nil {
+		st.MemoryBytes = uint64(s.cfg.MemoryBytes)
 	}
 	if st.Events > 0 {
 		st.NanosPerEvent = float64(st.CommitNanos) / float64(st.Events)
@@ -448,20 +672,48 @@ func (s *Store) Stats() Stats {
 	return st
 }
 
-// Close releases the memory; call it after the follower feeding Apply has
-// stopped.
+// freeArenaLocked unmaps every arena chunk. REQUIRES: s.mu held for
+// writing, and nothing referring to the chunks any more.
+func (s *Store) freeArenaLocked() {
+	for i, c := range s.mu.arena {
+		freeChunk(c)
+		s.mu.arena[i] = nil
+	}
+	s.mu.arena = nil
+}
+
+// hotBytes estimates the in-memory tier: its arena chunks, order entries
+// and buyers.
+func (s *Store) hotBytes() int64 {
+	return s.residentChunks.Load()*arenaChunkBytes + s.memoryOrders.Load()*bytesPerRef + s.liveBuyers.Load()*bytesPerBuyer
+}
+
+// Close stops the evictor and releases the memory and the cold tier; call
+// it after the runner feeding the store has stopped.
 func (s *Store) Close() error {
+	if s.evictStop != nil {
+		close(s.evictStop)
+		s.evictWG.Wait()
+		s.evictStop = nil
+	}
+	s.evictMu.Lock()
+	defer s.evictMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.mu.closed {
 		return nil
 	}
 	s.mu.closed = true
-	s.mu.arena = nil
+	s.freeArenaLocked()
 	s.mu.buyers, s.mu.buyerByHash, s.mu.buyerCollisions = nil, nil, nil
 	s.mu.statusDirty = nil
 	for i := range s.mu.partitions {
 		s.mu.partitions[i] = nil
+	}
+	if s.cold != nil {
+		if err := s.cold.close(); err != nil {
+			return fmt.Errorf("close order store cold tier: %w", err)
+		}
 	}
 	return nil
 }

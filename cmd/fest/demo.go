@@ -170,8 +170,14 @@ func demoCatalog() string {
 			if k == 1 {
 				stock = demoFlashStock // a flash item that sells out
 			}
+			category := demoCategories[(m+k)%len(demoCategories)]
+			if br.emerging && k == demoSKUsPerShop {
+				// A category of its own, which it leads: the board's
+				// "emerging brands topping a category".
+				category = "new-" + br.id
+			}
 			fmt.Fprintf(&b, `{"type":"sku","id":"sku-m%02d-%02d","merchant_id":"m%02d","brand_id":%q,"title":"Item %d of shop %d","category":%q,"price":%d,"stock":%d}`+"\n",
-				m, k, m, br.id, k, m, demoCategories[(m+k)%len(demoCategories)], 1990+((m*7+k*13)%40)*1000, stock)
+				m, k, m, br.id, k, m, category, 1990+((m*7+k*13)%40)*1000, stock)
 		}
 	}
 	return b.String()

@@ -53,11 +53,18 @@ func (g *gmvState) closeStreams() { g.closeOnce.Do(func() { close(g.closing) }) 
 // AttachGMV makes the GMV endpoints answer from p.
 func (s *Server) AttachGMV(p *gmv.Projection) { s.gmv.p.Store(p) }
 
-// gmvProjection returns the projection, or the error to answer.
+// gmvProjection returns the projection, or the error to answer: 503
+// before recovery hands it over, and once the runner feeding it stopped
+// (its figures would then be stale or, after a failed load, empty).
 func (s *Server) gmvProjection() (*gmv.Projection, *apiError) {
 	p := s.gmv.p.Load()
 	if p == nil {
 		return nil, errNotReady
+	}
+	if be := s.be.Load(); be != nil && be.reads != nil {
+		if err := be.reads.Err(); err != nil {
+			return nil, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the projections stopped following the journal: " + err.Error()}
+		}
 	}
 	return p, nil
 }
@@ -72,23 +79,22 @@ func gmvError(err error) *apiError {
 // gmvView is the body of GET /v1/gmv: the contract's fields, then fest's
 // extensions.
 type gmvView struct {
-	amount, amountUSD    int64
-	placed, paid         uint64
-	ordersPerSecond      float64
-	asOf                 time.Time
-	position             uint64
-	lag                  lagView
-	pending              int
-	lastYear             int64
-	growth               float64
-	hasGrowth            bool
-	brands               gmv.BrandCounts
-	merchants            gmv.MerchantCounts
-	channelsOver         int
-	threshold            int64
-	festivalYear         int32
-	milestonesNotKept    uint64
-	projectionsStoppedOn string
+	amount, amountUSD int64
+	placed, paid      uint64
+	ordersPerSecond   float64
+	asOf              time.Time
+	position          uint64
+	lag               lagView
+	pending           int
+	lastYear          int64
+	growth            float64
+	hasGrowth         bool
+	brands            gmv.BrandCounts
+	merchants         gmv.MerchantCounts
+	channelsOver      int
+	threshold         int64
+	festivalYear      int32
+	milestonesNotKept uint64
 }
 
 type lagView struct {
@@ -127,11 +133,6 @@ func (s *Server) buildGMV(p *gmv.Projection) (gmvView, *apiError) {
 	v.asOf = time.Now().UTC()
 	if v.lag.positions > 0 && t.At > 0 {
 		v.asOf = time.Unix(0, t.At).UTC()
-	}
-	if be := s.be.Load(); be != nil && be.reads != nil {
-		if err := be.reads.Err(); err != nil {
-			v.projectionsStoppedOn = err.Error()
-		}
 	}
 	return v, nil
 }
@@ -205,10 +206,6 @@ func appendGMV(b []byte, v *gmvView) []byte {
 	b = appendField(b, "festival_year", int64(v.festivalYear))
 	if v.milestonesNotKept > 0 {
 		b = appendField(b, "milestones_not_kept", int64(v.milestonesNotKept))
-	}
-	if v.projectionsStoppedOn != "" {
-		b = append(b, `,"stopped":`...)
-		b = appendString(b, v.projectionsStoppedOn)
 	}
 	return append(b, "}\n"...)
 }
@@ -453,6 +450,9 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	defer tick.Stop()
 	var ev []byte
 	for {
+		if p, aerr = s.gmvProjection(); aerr != nil {
+			return // the projections stopped: the client reconnects and is told
+		}
 		body, aerr := s.streamBody(p)
 		if aerr != nil {
 			// The projection stopped: end the stream, the client's

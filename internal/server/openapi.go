@@ -110,7 +110,7 @@ func buildOpenAPI() obj {
 				"first_time_selling": integer, "emerging_selling": integer, "emerging_top_category": integer, "emerging_beat_last_year": integer,
 				"emerging_grew_1000": integer, "grew_1000": integer, "over_threshold": integer}),
 			"merchants":               props(nil, obj{"total": integer, "factories": integer, "traders": integer, "industries": integer}),
-			"channels_over_threshold": integer, "milestone_threshold": integer, "festival_year": integer, "milestones_not_kept": integer, "stopped": str,
+			"channels_over_threshold": integer, "milestone_threshold": integer, "festival_year": integer, "milestones_not_kept": integer,
 		}),
 		"Breakdown": props([]string{"by", "rows"}, obj{"by": str,
 			"rows": obj{"type": "array", "items": props([]string{"key", "gmv", "orders", "share"}, obj{

@@ -471,11 +471,13 @@ func (st *state) leads(a int32, va int64, b int32, vb int64) bool {
 
 // secondOf returns the series slot of event time at (unix ns), emptied if
 // it held an older second. An event more than an hour older than the slot
-// it maps to goes to a scratch slot that is not kept.
+// it maps to, or of the epoch's first second (0 marks an empty slot), goes
+// to a scratch slot that is not kept.
 func (st *state) secondOf(at int64) *second {
 	unix := at / 1e9
-	if at < 0 {
-		unix = 0
+	if unix <= 0 {
+		st.scratch = second{}
+		return &st.scratch
 	}
 	s := &st.series[unix%SeriesSeconds]
 	switch {

@@ -260,3 +260,23 @@ func TestDashboard(t *testing.T) {
 		t.Error("the dashboard loads something from elsewhere")
 	}
 }
+
+func TestOpenAPIListsTheBoard(t *testing.T) {
+	s, _ := gmvServer(t, Config{})
+	code, doc := get(t, s, "/v1/openapi.json")
+	if code != http.StatusOK {
+		t.Fatalf("GET /v1/openapi.json: %d", code)
+	}
+	paths := doc["paths"].(map[string]any)
+	for _, p := range []string{"/v1/gmv", "/v1/gmv/breakdown", "/v1/gmv/milestones", "/v1/gmv/series", "/v1/gmv/stream", "/"} {
+		if _, ok := paths[p]; !ok {
+			t.Errorf("the OpenAPI document has no %s", p)
+		}
+	}
+	schemas := doc["components"].(map[string]any)["schemas"].(map[string]any)
+	for _, name := range []string{"GMV", "Breakdown", "Money"} {
+		if _, ok := schemas[name]; !ok {
+			t.Errorf("the OpenAPI document has no schema %s", name)
+		}
+	}
+}

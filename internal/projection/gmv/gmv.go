@@ -11,7 +11,11 @@
 // its own view of the catalog, which it builds from the catalog events.
 // Payment adds the attribution to the totals and every breakdown and drops
 // it; cancellation and expiry drop it. Memory is therefore bounded by the
-// catalog and the pending orders, never by the orders ever placed.
+// catalog and the pending orders, never by the orders ever placed: the
+// pending attributions are exactly the engine's pending orders, which its
+// payment timeout bounds, and the rows are bounded by the catalog (brands,
+// merchants, categories, countries, industries, kinds) or by
+// Config.OpenKeysMax (channels and buyer regions).
 //
 // Reads are consistent at one journal position: Apply takes the write lock
 // at a record's first event and Commit releases it once the record is

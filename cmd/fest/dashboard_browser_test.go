@@ -34,8 +34,8 @@ const browserWaitMax = 30 * time.Second
 // TestDashboardInBrowser starts fest serve with the demo catalog, drives
 // paid orders through the Go client, opens the dashboard in chromium at
 // 1920×1080, waits for the GMV counter to move, checks that the top brand
-// shown is the first row of GET /v1/gmv/breakdown?by=brand, and saves a
-// screenshot (FEST_DASHBOARD_PNG names where, e.g. docs/dashboard.png;
+// shown is the first row of GET /v1/gmv/breakdown?by=brand and that the USD
+// toggle switches the counter, and saves a screenshot (FEST_DASHBOARD_PNG names where, e.g. docs/dashboard.png;
 // else the test's artifact directory).
 func TestDashboardInBrowser(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
@@ -158,6 +158,12 @@ func TestDashboardInBrowser(t *testing.T) {
 	if shown := attribute("top-brand", "data-key"); shown != want {
 		t.Fatalf("the dashboard's top brand is %q, GET /v1/gmv/breakdown?by=brand ranks %q first", shown, want)
 	}
+	// The USD toggle shows the total in dollars, and back.
+	run("show the total in USD",
+		chromedp.Click(chromedp.ID("currency")),
+		chromedp.Poll[chromedp.Void](`document.getElementById("gmv-amount").textContent.startsWith("$")`, chromedp.WithPollingInterval(100*time.Millisecond)),
+		chromedp.Click(chromedp.ID("currency")),
+		chromedp.Poll[chromedp.Void](`document.getElementById("gmv-amount").textContent.startsWith("¥")`, chromedp.WithPollingInterval(100*time.Millisecond)))
 	// The counters finish their animation before the picture.
 	run("settle", chromedp.Sleep(2500*time.Millisecond))
 	c, cancelShot := timed()

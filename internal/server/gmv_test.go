@@ -280,3 +280,17 @@ func TestOpenAPIListsTheBoard(t *testing.T) {
 		}
 	}
 }
+
+// TestBreakdownCachedAtOnePosition checks that a breakdown read twice at
+// one position is rendered once (its as_of, in nanoseconds, is the same).
+func TestBreakdownCachedAtOnePosition(t *testing.T) {
+	s, _ := gmvServer(t, Config{})
+	read := func() string {
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/v1/gmv/breakdown?by=brand&top=5", nil))
+		return rec.Body.String()
+	}
+	if a, b := read(), read(); a != b {
+		t.Errorf("two reads at one position rendered twice:\n%s\n%s", a, b)
+	}
+}

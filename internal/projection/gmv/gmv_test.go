@@ -705,3 +705,21 @@ func BenchmarkBreakdownBrands(b *testing.B) {
 		}
 	}
 }
+
+// TestMilestonesBound checks the bound on the milestones kept: past it a
+// milestone is counted, not kept, and the others stay.
+func TestMilestonesBound(t *testing.T) {
+	now := testStart
+	cfg := testConfig(&now)
+	cfg.MilestoneThresholds = []int64{100_00}
+	cfg.MilestonesMax = 1
+	p := mustNew(t, cfg)
+	applyRecord(t, p, catalogEvents([]testBrand{{id: "a", country: "CN", category: "c"}}), 1)
+	var id uint64
+	sell(t, p, &id, "a", 200_00, 5)
+	ms, _ := p.Milestones()
+	tot, _ := p.Totals()
+	if len(ms) != 1 || ms[0].Kind != DimChannel || tot.MilestonesDropped != 1 {
+		t.Errorf("milestones %+v, %d dropped; want the channel's kept and the brand's dropped", ms, tot.MilestonesDropped)
+	}
+}

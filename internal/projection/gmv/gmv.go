@@ -124,8 +124,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("gmv config: USDRate %v is not a positive number", c.USDRate)
 	case len(c.MilestoneThresholds) > milestoneThresholdsMax:
 		return fmt.Errorf("gmv config: %d milestone thresholds, more than %d", len(c.MilestoneThresholds), milestoneThresholdsMax)
-	case c.RateWindow < 0 || c.RateWindow > SeriesSeconds*time.Second:
-		return fmt.Errorf("gmv config: RateWindow %v is not within 0..1h", c.RateWindow)
+	case c.RateWindow != 0 && (c.RateWindow < time.Second || c.RateWindow > SeriesSeconds*time.Second || c.RateWindow%time.Second != 0):
+		return fmt.Errorf("gmv config: RateWindow %v is not whole seconds from 1s to 1h", c.RateWindow)
 	case c.OpenKeysMax < 0:
 		return fmt.Errorf("gmv config: OpenKeysMax %d is negative", c.OpenKeysMax)
 	case c.MilestonesMax < 0:
@@ -150,7 +150,7 @@ func (c Config) withDefaults() Config {
 	if c.FestivalYear == 0 {
 		c.FestivalYear = DefaultFestivalYear
 	}
-	if c.RateWindow < time.Second {
+	if c.RateWindow == 0 {
 		c.RateWindow = DefaultRateWindow
 	}
 	if c.OpenKeysMax == 0 {
@@ -178,9 +178,6 @@ type Projection struct {
 	st *state
 	// aborted is set by Abort; guarded by mu.
 	aborted bool
-	// committedAt is the wall-clock time of the last Commit, unix ns;
-	// guarded by mu.
-	committedAt int64
 }
 
 // New returns an empty projection.
@@ -220,7 +217,6 @@ func (p *Projection) Commit(pos uint64, at int64) {
 	if at != 0 {
 		p.st.at = at
 	}
-	p.committedAt = time.Now().UnixNano()
 	p.locked = false
 	p.mu.Unlock()
 }
@@ -242,16 +238,6 @@ func (p *Projection) Position() (pos uint64, at int64) {
 	p.mu.RLock()
 	defer p.mu.RUnlock()
 	return p.st.position, p.st.at
-}
-
-// CommittedAt is the wall-clock time of the last Commit (zero before).
-func (p *Projection) CommittedAt() time.Time {
-	p.mu.RLock()
-	defer p.mu.RUnlock()
-	if p.committedAt == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, p.committedAt)
 }
 
 // Dimension is what a breakdown groups by.

@@ -723,3 +723,25 @@ func TestMilestonesBound(t *testing.T) {
 		t.Errorf("milestones %+v, %d dropped; want the channel's kept and the brand's dropped", ms, tot.MilestonesDropped)
 	}
 }
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"defaults", Config{}, true},
+		{"a rate window of whole seconds", Config{RateWindow: 10 * time.Second}, true},
+		{"a rate window of half a second", Config{RateWindow: 500 * time.Millisecond}, false},
+		{"a rate window past the series", Config{RateWindow: 2 * time.Hour}, false},
+		{"a negative rate", Config{USDRate: -1}, false},
+		{"a threshold of zero", Config{MilestoneThresholds: []int64{0}}, false},
+		{"too many thresholds", Config{MilestoneThresholds: make([]int64, 17)}, false},
+		{"a negative key bound", Config{OpenKeysMax: -1}, false},
+	}
+	for _, tc := range tests {
+		if err := tc.cfg.Validate(); (err == nil) != tc.ok {
+			t.Errorf("%s: Validate() = %v, want ok %t", tc.name, err, tc.ok)
+		}
+	}
+}

@@ -2,8 +2,9 @@
 # test.sh: fest's whole test suite, exactly as CI runs it (.ci/run calls this).
 #
 # It installs and starts what the tests need (PostgreSQL and Redis from Debian's packages, on
-# loopback, for the baseline adapters), then runs go vet, every test under the race detector, and
-# every fuzz target briefly. Set FEST_FUZZ_TIME (default 5s per target) to fuzz longer.
+# loopback, for the baseline adapters; Debian's chromium for the dashboard's browser test), then runs
+# go vet, every test under the race detector, the browser test, and every fuzz target briefly. Set
+# FEST_FUZZ_TIME (default 5s per target) to fuzz longer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,9 +34,27 @@ echo "$env_lines"
 
 echo "== go vet"
 go vet ./...
+go vet -tags browser ./cmd/fest
 
 echo "== go test -race"
 go test -race -count=1 -timeout 25m ./...
+
+# The dashboard in a real browser (chromedp driving Debian's chromium): the test fails, rather than
+# skips, without chromium, so install it here when missing.
+echo "== the dashboard in chromium"
+if ! command -v chromium >/dev/null 2>&1; then
+	[ "$(id -u)" -eq 0 ] || { echo "the browser test needs chromium: run apt-get install -y chromium as root"; exit 1; }
+	echo "installing chromium (and an emoji font for the flags)"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null
+fi
+if go test -count=1 -tags browser -run '^TestDashboardInBrowser$' -v ./cmd/fest >"$work/browser.log" 2>&1; then
+	grep -E 'screenshot of the dashboard' "$work/browser.log"
+else
+	tail -n 60 "$work/browser.log"
+	echo "the dashboard's browser test failed"
+	exit 1
+fi
 
 # The storage-fault simulation: the real engine, journal, snapshots and
 # projections on a simulated disk that loses unsynced writes, tears them,

@@ -16,16 +16,47 @@ import (
 	"github.com/fest-platform/fest/client"
 )
 
-// demo catalog size: small enough to import in a blink, big enough to show
-// several merchants and a sold-out SKU.
+// demo catalog: small enough to import in a blink, varied enough that
+// every tile of the board has several rows (brands of eight countries,
+// industries, merchant kinds, channels, buyer regions) and a sold-out SKU.
 const (
-	demoBrands       = 8
-	demoMerchants    = 16
-	demoSKUsPerShop  = 12
-	demoStockDefault = 500
+	demoMerchants    = 24
+	demoSKUsPerShop  = 8
+	demoStockDefault = 100_000
+	demoFlashStock   = 30
+	demoFestivalYear = 2020 // first_festival of the first-time brands: the GMV projection's default year
 )
 
-var demoCountries = []string{"CN", "US", "JP", "KR", "FR", "DE", "IT", "AU"}
+// demoBrand is a made-up brand of the demo.
+type demoBrand struct {
+	id, name, country string
+	first             int32
+	emerging          bool
+	lastYearCNY       int64
+}
+
+var demoBrands = []demoBrand{
+	{"lotus-peak", "Lotus Peak", "CN", 2012, false, 400_000},
+	{"harbor-pine", "Harbor & Pine", "US", 2015, false, 250_000},
+	{"kumo-works", "Kumo Works", "JP", 2016, false, 200_000},
+	{"seoul-glow", "Seoul Glow", "KR", 2018, true, 40_000},
+	{"maison-ete", "Maison Été", "FR", 2014, false, 150_000},
+	{"nordlicht", "Nordlicht", "DE", 2019, true, 20_000},
+	{"vela-roma", "Vela Roma", "IT", demoFestivalYear, true, 0},
+	{"reef-and-sun", "Reef & Sun", "AU", demoFestivalYear, false, 0},
+	{"jade-river", "Jade River", "CN", 2010, false, 500_000},
+	{"panda-tech", "Panda Tech", "CN", 2017, true, 10_000},
+}
+
+var (
+	demoIndustries = []string{"apparel", "beauty", "electronics", "home", "food"}
+	demoCategories = []string{"dresses", "skincare", "phones", "kitchen", "snacks", "shoes"}
+	demoChannels   = []string{"app", "app", "app", "web", "live:studio-viya", "live:studio-austin", "live:night-market"}
+	demoRegions    = []string{"CN-ZJ", "CN-GD", "CN-BJ", "CN-SH", "CN-JS", "CN-SC", "CN-HB"}
+	// demoMilestones are small enough that the demo's brands and channels
+	// cross them within minutes (fen).
+	demoMilestones = []int64{20_000_00, 100_000_00, 500_000_00}
+)
 
 // runDemo starts fest serve on a temporary (or given) data directory, loads a
 // small generated catalog and runs a light order load through the Go client
@@ -52,7 +83,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		defer os.RemoveAll(tmp)
 		dir = tmp
 	}
-	opts := serveOptions{Addr: *addr, Data: dir, PaymentTimeout: *timeout, ShutdownTimeout: shutdownTimeoutDefault}
+	opts := serveOptions{Addr: *addr, Data: dir, PaymentTimeout: *timeout, ShutdownTimeout: shutdownTimeoutDefault, GMVMilestones: demoMilestones}
 	rs, err := startServer(ctx, opts, stdout, stderr)
 	if err != nil {
 		return err
@@ -78,8 +109,10 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return errors.Join(fmt.Errorf("demo: import catalog: %w", err), <-served)
 	}
-	fmt.Fprintf(stdout, "\nfest demo: imported %d brands, %d merchants, %d SKUs; placing about %d orders/s (80%% get paid)\n", n.Brand, n.Merchant, n.SKU, *rate)
-	fmt.Fprintf(stdout, "fest demo: the big-screen dashboard is coming; meanwhile try:\n")
+	fmt.Fprintf(stdout, "\nfest demo: imported %d brands, %d merchants, %d SKUs; placing about %d orders/s (85%% get paid)\n", n.Brand, n.Merchant, n.SKU, *rate)
+	fmt.Fprintf(stdout, "\n  the big screen:  %s/\n\n", rs.URL)
+	fmt.Fprintf(stdout, "fest demo: also try:\n")
+	fmt.Fprintf(stdout, "  curl -s '%s/v1/gmv/breakdown?by=country&top=5'\n", rs.URL)
 	fmt.Fprintf(stdout, "  curl -s %s/v1/skus/sku-m01-01 -H 'Authorization: Bearer %s'\n", rs.URL, rs.Tokens["admin"])
 	fmt.Fprintf(stdout, "  curl -s %s/v1/buyers/buyer-0001/orders?limit=3 -H 'Authorization: Bearer %s'\n", rs.URL, rs.Tokens["storefront"])
 	fmt.Fprintf(stdout, "  curl -s %s/metrics | grep ^fest_orders\n", rs.URL)
@@ -119,24 +152,32 @@ func waitReady(ctx context.Context, base string) error {
 	}
 }
 
-// demoCatalog generates the NDJSON of the demo catalog.
+// demoCatalog generates the NDJSON of the demo catalog: each merchant
+// sells one brand's goods in a few categories.
 func demoCatalog() string {
 	var b strings.Builder
-	for i := 1; i <= demoBrands; i++ {
-		fmt.Fprintf(&b, `{"type":"brand","id":"brand-%02d","name":"Brand %02d","country":%q,"first_festival":%d,"emerging":%t,"last_year_gmv":%d}`+"\n",
-			i, i, demoCountries[(i-1)%len(demoCountries)], 2009+i, i%3 == 0, int64(i)*1_000_000_00)
+	for _, br := range demoBrands {
+		fmt.Fprintf(&b, `{"type":"brand","id":%q,"name":%q,"country":%q,"first_festival":%d,"emerging":%t,"last_year_gmv":%d}`+"\n",
+			br.id, br.name, br.country, br.first, br.emerging, br.lastYearCNY*100)
 	}
 	kinds := []string{"brand_store", "factory", "trader"}
 	for m := 1; m <= demoMerchants; m++ {
-		fmt.Fprintf(&b, `{"type":"merchant","id":"m%02d","name":"Shop %02d","brand_id":"brand-%02d","kind":%q,"industry":"apparel","region":"CN-ZJ"}`+"\n",
-			m, m, (m-1)%demoBrands+1, kinds[m%len(kinds)])
+		br := demoBrands[(m-1)%len(demoBrands)]
+		fmt.Fprintf(&b, `{"type":"merchant","id":"m%02d","name":"%s shop %d","brand_id":%q,"kind":%q,"industry":%q,"region":%q}`+"\n",
+			m, br.name, m, br.id, kinds[m%len(kinds)], demoIndustries[m%len(demoIndustries)], demoRegions[m%len(demoRegions)])
 		for k := 1; k <= demoSKUsPerShop; k++ {
 			stock := demoStockDefault
 			if k == 1 {
-				stock = 20 // a flash item that sells out
+				stock = demoFlashStock // a flash item that sells out
 			}
-			fmt.Fprintf(&b, `{"type":"sku","id":"sku-m%02d-%02d","merchant_id":"m%02d","brand_id":"brand-%02d","title":"Item %d of shop %d","category":"apparel","price":%d,"stock":%d}`+"\n",
-				m, k, m, (m-1)%demoBrands+1, k, m, 990+k*1000, stock)
+			category := demoCategories[(m+k)%len(demoCategories)]
+			if br.emerging && k == demoSKUsPerShop {
+				// A category of its own, which it leads: the board's
+				// "emerging brands topping a category".
+				category = "new-" + br.id
+			}
+			fmt.Fprintf(&b, `{"type":"sku","id":"sku-m%02d-%02d","merchant_id":"m%02d","brand_id":%q,"title":"Item %d of shop %d","category":%q,"price":%d,"stock":%d}`+"\n",
+				m, k, m, br.id, k, m, category, 1990+((m*7+k*13)%40)*1000, stock)
 		}
 	}
 	return b.String()
@@ -156,14 +197,20 @@ func demoLoad(ctx context.Context, c *client.Client, rate int, placed, paid, rej
 		case <-tick.C:
 		}
 		for range perTick {
-			m, k := rng.IntN(demoMerchants)+1, rng.IntN(demoSKUsPerShop)+1
-			req := client.OrderRequest{
-				BuyerID: fmt.Sprintf("buyer-%04d", rng.IntN(1000)),
-				Items:   []client.Item{{SKUID: fmt.Sprintf("sku-m%02d-%02d", m, k), Quantity: 1 + rng.IntN(2)}},
-				Channel: []string{"app", "web", "live:demo"}[rng.IntN(3)],
-				Region:  "CN-ZJ",
+			// Some merchants sell far more than others, so the ranking
+			// has a shape; every order is of one shop, one or two lines.
+			m := 1 + int(float64(demoMerchants)*rng.Float64()*rng.Float64())
+			items := []client.Item{{SKUID: fmt.Sprintf("sku-m%02d-%02d", m, rng.IntN(demoSKUsPerShop)+1), Quantity: 1 + rng.IntN(2)}}
+			if rng.IntN(4) == 0 {
+				items = append(items, client.Item{SKUID: fmt.Sprintf("sku-m%02d-%02d", m, rng.IntN(demoSKUsPerShop)+1), Quantity: 1})
 			}
-			pay := rng.IntN(10) < 8
+			req := client.OrderRequest{
+				BuyerID: fmt.Sprintf("buyer-%04d", rng.IntN(5000)),
+				Items:   items,
+				Channel: demoChannels[rng.IntN(len(demoChannels))],
+				Region:  demoRegions[rng.IntN(len(demoRegions))],
+			}
+			pay := rng.IntN(100) < 85
 			go func() {
 				o, err := c.PlaceOrder(ctx, req)
 				if err != nil {

@@ -19,11 +19,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/fest-platform/fest/internal/analytics"
 	"github.com/fest-platform/fest/internal/assistant"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/journal"
 	"github.com/fest-platform/fest/internal/projection"
+	"github.com/fest-platform/fest/internal/projection/gmv"
 	"github.com/fest-platform/fest/internal/projection/orders"
 	"github.com/fest-platform/fest/internal/server"
 	"github.com/fest-platform/fest/internal/vfs"
@@ -54,6 +54,9 @@ type serveOptions struct {
 	SegmentBytesMax    int64
 	// IdempotencyWindow is how long idempotency keys are remembered.
 	IdempotencyWindow time.Duration
+	// GMVMilestones are the GMV projection's milestone thresholds in fen
+	// (nil: its default, 100 million CNY); the demo sets small ones.
+	GMVMilestones []int64
 	// OrdersMemory is the order store's memory budget in bytes; older
 	// orders move to its cold tier on disk past it.
 	OrdersMemory int64
@@ -187,11 +190,11 @@ type runningServer struct {
 	log     *slog.Logger
 	stdout  io.Writer
 
-	served    chan error // the HTTP server's exit
-	opened    chan error // recovery's outcome
-	eng       *engine.Engine
-	store     *orders.Store
-	analytics *analytics.Analytics
+	served chan error // the HTTP server's exit
+	opened chan error // recovery's outcome
+	eng    *engine.Engine
+	store  *orders.Store
+	board  *gmv.Projection
 
 	projections *projection.Runner
 }
@@ -265,13 +268,13 @@ func (rs *runningServer) open() error {
 	if err != nil {
 		return fmt.Errorf("open order store: %w", err)
 	}
-	gmv, err := analytics.New(analytics.Config{})
+	board, err := gmv.New(gmv.Config{MilestoneThresholds: rs.opts.GMVMilestones})
 	if err != nil {
 		store.Close()
-		return fmt.Errorf("open analytics: %w", err)
+		return fmt.Errorf("open gmv projection: %w", err)
 	}
 	// Every read model is one registration with the runner.
-	proj, err := projection.New(projection.Config{Dir: filepath.Join(rs.opts.Data, "projections"), Logger: rs.log}, store, gmv)
+	proj, err := projection.New(projection.Config{Dir: filepath.Join(rs.opts.Data, "projections"), Logger: rs.log}, store, board)
 	if err != nil {
 		store.Close()
 		return fmt.Errorf("open projections: %w", err)
@@ -297,11 +300,10 @@ func (rs *runningServer) open() error {
 		store.Close()
 		return fmt.Errorf("open engine: %w", err)
 	}
-	gmv.Attach(eng)
 	proj.Start(eng)
-	rs.eng, rs.store, rs.analytics, rs.projections = eng, store, gmv, proj
+	rs.eng, rs.store, rs.board, rs.projections = eng, store, board, proj
 	rs.srv.Attach(eng, proj, store)
-	rs.srv.AttachAnalytics(gmv)
+	rs.srv.AttachGMV(board)
 	fmt.Fprintf(rs.stdout, "fest serve: ready in %v (%d partitions, %d SKUs, journal at byte %d)\n",
 		time.Since(start).Round(time.Millisecond), eng.Partitions(), eng.SKUCount(), eng.Durable())
 	return nil
@@ -345,9 +347,6 @@ func (rs *runningServer) shutdown(cause error) error {
 	rs.srv.Detach()
 	if rs.projections != nil {
 		rs.projections.Close()
-	}
-	if rs.analytics != nil {
-		rs.analytics.Close()
 	}
 	if rs.store != nil {
 		if err := rs.store.Close(); err != nil {

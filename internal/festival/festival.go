@@ -38,6 +38,7 @@ var Published = struct {
 	ThresholdFen         int64 // 100 million CNY
 	EmergingBeatLastYear int
 	EmergingGrew1000     int
+	EmergingTopCategory  int
 	ChannelsOverThresh   int
 	Growth               float64
 	Factories            int64
@@ -56,6 +57,7 @@ var Published = struct {
 	ThresholdFen:         100_000_000_00,
 	EmergingBeatLastYear: 1_800,
 	EmergingGrew1000:     94,
+	EmergingTopCategory:  357,
 	ChannelsOverThresh:   30,
 	Growth:               0.26,
 	Factories:            300_000,
@@ -300,6 +302,7 @@ func New(c Config) (*Model, error) {
 	m.setStock()
 	m.genLastYear(rng)
 	m.assignCountries(rng)
+	m.assignCategories(rng)
 	return m, nil
 }
 

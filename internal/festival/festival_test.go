@@ -3,6 +3,7 @@ package festival
 import (
 	"hash/fnv"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -157,5 +158,87 @@ func TestValidate(t *testing.T) {
 	}
 	if _, err := NewFlash(1, 0, 10); err == nil {
 		t.Error("flash with no buyers")
+	}
+}
+
+// boardOf is the board a server that counted exactly t would show.
+func boardOf(m *Model, t *Tally) *Board {
+	b := &Board{GMVFen: t.GMV, GMVUSDCents: int64(math.Round(float64(t.GMV) / cnyPerUSD)), PaidOrders: t.PaidOrders,
+		Brands: len(m.Brands), BrandGMV: map[string]int64{}, ChannelGMV: map[string]int64{}, Complete: true,
+		EmergingTopCategory: m.emergingTopCategory(t)}
+	var last int64
+	for i, br := range m.Brands {
+		g := t.BrandGMV[i]
+		last += br.LastYearGMV
+		if br.Country != "CN" {
+			b.ForeignBrands++
+		}
+		if br.FirstFestival == Published.FestivalYear {
+			b.FirstTimeBrands++
+		}
+		if g > 0 {
+			b.BrandGMV[br.ID] = g
+		}
+		if br.Emerging && g > br.LastYearGMV {
+			b.EmergingBeatLastYear++
+			if g > 11*br.LastYearGMV {
+				b.EmergingGrew1000++
+			}
+		}
+	}
+	b.Growth = float64(t.GMV)/float64(last) - 1
+	for i, g := range t.ChannelGMV {
+		b.ChannelGMV["live:"+m.Channels[i].ID] = g
+	}
+	industries := map[string]bool{}
+	for _, mc := range m.Merchants {
+		switch mc.Kind {
+		case "factory":
+			b.Factories++
+			b.ExportMerchants++
+		case "trader":
+			b.ExportMerchants++
+		}
+		industries[mc.Industry] = true
+	}
+	b.Industries = len(industries)
+	b.CountryOrder = m.CountryOrder(t)
+	return b
+}
+
+// TestFiguresWithBoard checks that a board equal to the plan reproduces
+// every figure the server can tell, and that a board that is off is told.
+func TestFiguresWithBoard(t *testing.T) {
+	m := model(t)
+	plan := m.Plan()
+	tests := []struct {
+		name    string
+		change  func(b *Board)
+		missing string // the figure the server then misses
+	}{
+		{name: "the plan"},
+		{name: "a tenth of the GMV lost", change: func(b *Board) { b.GMVFen = b.GMVFen * 9 / 10 }, missing: "GMV (CNY)"},
+		{name: "one emerging leader fewer", change: func(b *Board) { b.EmergingTopCategory-- }, missing: "emerging brands that top their category"},
+		{name: "two countries swapped", change: func(b *Board) { b.CountryOrder[0], b.CountryOrder[1] = b.CountryOrder[1], b.CountryOrder[0] }, missing: "foreign GMV by country"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			b := boardOf(m, plan)
+			if tc.change != nil {
+				tc.change(b)
+			}
+			for _, f := range m.FiguresWithBoard(plan, b) {
+				told := f.Server != nil || f.Text != ""
+				if !told {
+					if !strings.HasPrefix(f.ServerText, "n/a") {
+						t.Errorf("%s: no server value and no reason", f.Name)
+					}
+					continue
+				}
+				if want := f.Name != tc.missing; f.ServerOK != want {
+					t.Errorf("%s: server ok %t, want %t (server %v %q, target %v)", f.Name, f.ServerOK, want, f.Server, f.ServerText, f.Target)
+				}
+			}
+		})
 	}
 }

@@ -122,6 +122,44 @@ type Figure struct {
 	Rule      string  `json:"rule"`
 	Text      string  `json:"text,omitempty"` // for RuleOrder: the simulated order
 	OK        bool    `json:"ok"`
+	// Server is the same figure read from the server's GMV endpoints
+	// (Board), when the run had one and the server can tell it; ServerText
+	// is the RuleOrder order, or why the server cannot tell; ServerOK is
+	// the rule applied to it.
+	Server     *float64 `json:"server,omitempty"`
+	ServerText string   `json:"server_text,omitempty"`
+	ServerOK   bool     `json:"server_ok"`
+}
+
+// Board is what a server's GMV endpoints say of a run, to show beside the
+// generator's own tally: the server's figures, computed from its journal.
+type Board struct {
+	GMVFen, GMVUSDCents int64
+	PaidOrders          int64
+	Brands              int
+	ForeignBrands       int
+	FirstTimeBrands     int
+	// BrandGMV and ChannelGMV are the top rows of the brand and channel
+	// breakdowns (fen, by brand id and by channel as the API spells it);
+	// Complete is false when rows were left past the top read, so that a
+	// count over a threshold is exact only while some row read is below.
+	BrandGMV, ChannelGMV map[string]int64
+	Complete             bool
+	// CountryOrder is the foreign countries by paid GMV, largest first.
+	CountryOrder         []string
+	EmergingBeatLastYear int
+	EmergingGrew1000     int
+	EmergingTopCategory  int
+	Growth               float64 // 0.26 for +26%
+	Factories            int
+	ExportMerchants      int // factories and traders
+	Industries           int
+}
+
+// serverFigure sets f's server value v under f's own rule.
+func (f *Figure) serverFigure(v float64, r Rule) {
+	f.Server = &v
+	f.ServerOK = figure(f.Name, f.Published, f.Target, v, r).OK
 }
 
 func figure(name, published string, target, simulated float64, r Rule) Figure {
@@ -142,7 +180,11 @@ func figure(name, published string, target, simulated float64, r Rule) Figure {
 const cnyPerUSD = 6.7233
 
 // Figures compares t with the published 2020 figures, scaled.
-func (m *Model) Figures(t *Tally) []Figure {
+func (m *Model) Figures(t *Tally) []Figure { return m.FiguresWithBoard(t, nil) }
+
+// FiguresWithBoard is Figures with, beside each simulated value, the
+// server's own (from b, when not nil).
+func (m *Model) FiguresWithBoard(t *Tally, b *Board) []Figure {
 	sc := m.Config.Scale
 	p := Published
 	var figs []Figure
@@ -193,6 +235,7 @@ func (m *Model) Figures(t *Tally) []Figure {
 		figure("brands over 100 million CNY (scaled)", "470+", float64(p.BrandsOverThreshold), float64(over), RuleAtLeast),
 		figure("emerging brands that beat last year", "1,800", float64(p.EmergingBeatLastYear), float64(beat), RuleAtLeast),
 		figure("emerging brands that grew over 1,000%", "94", float64(p.EmergingGrew1000), float64(grew), RuleAtLeast),
+		figure("emerging brands that top their category", "357", float64(p.EmergingTopCategory), float64(m.emergingTopCategory(t)), RuleExact),
 		figure("GMV growth year on year", "+26%", p.Growth*100, (float64(t.GMV)/float64(last)-1)*100, RuleWithin5),
 	)
 	var channels int
@@ -225,7 +268,56 @@ func (m *Model) Figures(t *Tally) []Figure {
 	f := Figure{Name: "foreign GMV by country", Published: strings.Join(topCountries, " > "), Simulated: math.NaN(), Rule: RuleOrder.String(), Text: strings.Join(top, " > ")}
 	f.OK = slices.Equal(top, topCountries)
 	figs = append(figs, f)
+	if b != nil {
+		m.boardFigures(figs, b)
+	}
 	return figs
+}
+
+// boardFigures sets the server's value of each figure from b, in the order
+// FiguresWithBoard lists them.
+func (m *Model) boardFigures(figs []Figure, b *Board) {
+	var over, channels int
+	for _, g := range b.BrandGMV {
+		if g > m.ThresholdFen {
+			over++
+		}
+	}
+	for k, g := range b.ChannelGMV {
+		if strings.HasPrefix(k, "live:") && g > m.ThresholdFen {
+			channels++
+		}
+	}
+	values := []float64{
+		float64(b.GMVFen) / 100, float64(b.GMVUSDCents) / 100, float64(b.PaidOrders),
+		math.NaN(), math.NaN(), // the peak second: the server's clock is not the festival's
+		float64(b.Brands), float64(b.ForeignBrands), float64(b.FirstTimeBrands),
+		float64(over), float64(b.EmergingBeatLastYear), float64(b.EmergingGrew1000), float64(b.EmergingTopCategory),
+		b.Growth * 100, float64(channels),
+		float64(b.Factories), float64(b.ExportMerchants), float64(b.Industries),
+	}
+	rules := []Rule{RuleWithin5, RuleWithin5, RuleWithin5, 0, 0, RuleExact, RuleExact, RuleExact,
+		RuleAtLeast, RuleAtLeast, RuleAtLeast, RuleExact, RuleWithin5, RuleAtLeast, RuleExact, RuleExact, RuleAtLeast}
+	if len(values) != len(figs)-1 || len(rules) != len(values) {
+		panic(fmt.Sprintf("festival: %d server values for %d figures", len(values), len(figs)))
+	}
+	for i, v := range values {
+		f := &figs[i]
+		switch {
+		case math.IsNaN(v):
+			f.ServerText = "n/a (server clock)"
+		case i == 8 && !b.Complete && over == len(b.BrandGMV), i == 13 && !b.Complete && channels == len(b.ChannelGMV):
+			// Every row read is over the threshold: there may be more.
+			f.serverFigure(v, rules[i])
+			f.ServerText = "or more"
+		default:
+			f.serverFigure(v, rules[i])
+		}
+	}
+	c := &figs[len(figs)-1]
+	top := b.CountryOrder[:min(len(b.CountryOrder), len(topCountries))]
+	c.ServerText = strings.Join(top, " > ")
+	c.ServerOK = slices.Equal(top, topCountries)
 }
 
 func boolf(b bool) float64 {

@@ -257,6 +257,16 @@ func Run(ctx context.Context, cfg Config, m *festival.Model, target Target) (*Re
 	if err != nil {
 		problems = append(problems, "audit: "+err.Error())
 	}
+	if br, ok := target.(BoardReader); ok && cfg.Profile == ProfileFestival {
+		// The server's own figures, beside the generator's: read after the
+		// audit, which waits for the board to count the last payments.
+		board, err := br.Board(ctx)
+		if err != nil {
+			problems = append(problems, "board: "+err.Error())
+		} else {
+			res.Figures = m.FiguresWithBoard(tally, board)
+		}
+	}
 	kinds := make([]string, 0, len(r.mu.problems))
 	for k := range r.mu.problems {
 		kinds = append(kinds, k)

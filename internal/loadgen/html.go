@@ -6,6 +6,8 @@ import (
 	"io"
 	"math"
 	"strings"
+
+	"github.com/fest-platform/fest/internal/festival"
 )
 
 // WriteHTML writes a self-contained HTML report of one or more runs: the
@@ -36,9 +38,11 @@ func WriteHTML(w io.Writer, runs []*Result) error {
 			}
 			return fmt.Sprint(v)
 		},
-		"num": fmtNum,
-		"f2":  func(v float64) string { return fmt.Sprintf("%.2f", v) },
-		"cny": func(fen int64) string { return group(fen / 100) },
+		"num":      fmtNum,
+		"server":   func(f festival.Figure) string { v, _ := serverValue(&f); return v },
+		"serverOK": func(f festival.Figure) string { _, ok := serverValue(&f); return ok },
+		"f2":       func(v float64) string { return fmt.Sprintf("%.2f", v) },
+		"cny":      func(fen int64) string { return group(fen / 100) },
 	}
 	t, err := template.New("report").Funcs(funcs).Parse(htmlTemplate)
 	if err != nil {
@@ -72,10 +76,12 @@ svg{background:#fafafa;border:1px solid #ddd;margin:0.5em 0}
 {{.Latency}}
 {{if .R.Figures}}
 <h3>The published 2020 figures, scaled, beside the simulated festival</h3>
-<table><tr><th>figure</th><th>published</th><th>target</th><th>simulated</th><th>rule</th><th>ok</th></tr>
+<table><tr><th>figure</th><th>published</th><th>target</th><th>simulated</th><th>server</th><th>rule</th><th>ok</th><th>server ok</th></tr>
 {{range .R.Figures}}<tr><td>{{.Name}}</td><td>{{.Published}}</td>
 {{if .Text}}<td>{{.Published}}</td><td>{{.Text}}</td>{{else}}<td>{{num .Target}}</td><td>{{num .Simulated}}</td>{{end}}
-<td>{{.Rule}}</td><td>{{if .OK}}<span class="ok">ok</span>{{else}}<span class="bad">missed</span>{{end}}</td></tr>
+<td>{{server .}}</td>
+<td>{{.Rule}}</td><td>{{if .OK}}<span class="ok">ok</span>{{else}}<span class="bad">missed</span>{{end}}</td>
+<td>{{serverOK .}}</td></tr>
 {{end}}</table>
 {{end}}
 {{if not .R.Audit.OK}}<h3>Audit problems</h3><ul>{{range .R.Audit.Problems}}<li>{{.}}</li>{{end}}</ul>{{end}}

@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/fest-platform/fest/internal/festival"
 )
 
 // WriteText writes the readable report of one run.
@@ -42,16 +44,17 @@ func WriteText(w io.Writer, r *Result) error {
 		fmt.Fprintf(&b, "  note: %s\n", n)
 	}
 	if len(r.Figures) > 0 {
-		b.WriteString("\n  the published 2020 figures, scaled, beside the simulated festival:\n")
+		b.WriteString("\n  the published 2020 figures, scaled, beside the simulated festival (the generator's tally) and the server's board (its GMV endpoints):\n")
 		tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "  figure\tpublished\ttarget\tsimulated\trule\tok")
+		fmt.Fprintln(tw, "  figure\tpublished\ttarget\tsimulated\tserver\trule\tok\tserver ok")
 		for _, f := range r.Figures {
 			sim := fmtNum(f.Simulated)
 			target := fmtNum(f.Target)
 			if f.Text != "" {
 				sim, target = f.Text, f.Published
 			}
-			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\n", f.Name, f.Published, target, sim, f.Rule, okWord(f.OK))
+			server, serverOK := serverValue(&f)
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", f.Name, f.Published, target, sim, server, f.Rule, okWord(f.OK), serverOK)
 		}
 		tw.Flush()
 	}
@@ -65,6 +68,23 @@ func WriteText(w io.Writer, r *Result) error {
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// serverValue renders a figure's server value and whether it holds: "-"
+// when the run had no board.
+func serverValue(f *festival.Figure) (value, ok string) {
+	switch {
+	case f.Server != nil && f.ServerText != "":
+		return fmtNum(*f.Server) + " (" + f.ServerText + ")", okWord(f.ServerOK)
+	case f.Server != nil:
+		return fmtNum(*f.Server), okWord(f.ServerOK)
+	case f.ServerText != "" && f.Text != "":
+		// A ranking.
+		return f.ServerText, okWord(f.ServerOK)
+	case f.ServerText != "":
+		return f.ServerText, "-"
+	}
+	return "-", "-"
 }
 
 func okWord(ok bool) string {

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fest-platform/fest/internal/analytics"
 	"github.com/fest-platform/fest/internal/journal"
 	"github.com/fest-platform/fest/internal/projection"
+	gmvp "github.com/fest-platform/fest/internal/projection/gmv"
 	"github.com/fest-platform/fest/internal/projection/orders"
 	"github.com/fest-platform/fest/internal/vfs"
 )
@@ -19,7 +19,7 @@ import (
 func newRunner(t *testing.T, dir string, fsys vfs.FS) (*testRunner, *feeder) {
 	t.Helper()
 	store, _ := orders.Open(orders.Config{})
-	gmv, _ := analytics.New(analytics.Config{})
+	gmv, _ := gmvp.New(gmvp.Config{})
 	r, err := newTR(projection.Config{Dir: dir, Logger: quiet, FS: fsys}, store, gmv)
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +130,7 @@ func TestFallbackWhenChunkMissing(t *testing.T) {
 	}
 	l, _ := newRunner(t, dir, nil)
 	pos, err := l.Load()
-	if err != nil || pos != older || l.store.Stats().Orders != uint64(placed) || l.gmv.GMV().OrdersPlaced != uint64(placed) {
+	if err != nil || pos != older || l.store.Stats().Orders != uint64(placed) || gmvTotals(l.gmv).OrdersPlaced != uint64(placed) {
 		t.Fatalf("load without chunk %s: at %d with %d orders (%v), want %d with %d", gone, pos, l.store.Stats().Orders, err, older, placed)
 	}
 }

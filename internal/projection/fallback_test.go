@@ -7,10 +7,10 @@ import (
 	"path/filepath"
 	"testing"
 
-	"github.com/fest-platform/fest/internal/analytics"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/journal"
 	"github.com/fest-platform/fest/internal/projection"
+	gmvp "github.com/fest-platform/fest/internal/projection/gmv"
 	"github.com/fest-platform/fest/internal/projection/orders"
 	"github.com/fest-platform/fest/internal/vfs"
 )
@@ -47,7 +47,7 @@ func run(t *testing.T, s *stack, count int) festival {
 func (f festival) check(t *testing.T, s *stack) {
 	t.Helper()
 	s.wait(t)
-	if g := s.gmv.GMV(); g.Amount != f.gmv || g.OrdersPlaced != uint64(len(f.ids)) || g.OrdersPaid != uint64(len(f.paid)) {
+	if g := gmvTotals(s.gmv); g.GMV != f.gmv || g.OrdersPlaced != uint64(len(f.ids)) || g.OrdersPaid != uint64(len(f.paid)) {
 		t.Fatalf("gmv %+v, want %d fen, %d placed, %d paid", g, f.gmv, len(f.ids), len(f.paid))
 	}
 	for i, id := range f.ids {
@@ -72,7 +72,7 @@ func openKeepingJournal(t *testing.T, dir string) *stack {
 	s := &stack{}
 	var err error
 	s.store, _ = orders.Open(orders.Config{})
-	s.gmv, _ = analytics.New(analytics.Config{})
+	s.gmv, _ = gmvp.New(gmvp.Config{})
 	s.proj, err = newTR(projection.Config{Dir: filepath.Join(dir, "projections"), SnapshotEveryBytes: 4 << 10, Logger: quiet}, s.store, s.gmv)
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +81,6 @@ func openKeepingJournal(t *testing.T, dir string) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.gmv.Attach(s.eng)
 	s.proj.Start(s.eng)
 	return s
 }
@@ -91,7 +90,7 @@ func openKeepingJournal(t *testing.T, dir string) *stack {
 func loadOnly(t *testing.T, dir string) (*testRunner, uint64, error) {
 	t.Helper()
 	store, _ := orders.Open(orders.Config{})
-	gmv, _ := analytics.New(analytics.Config{})
+	gmv, _ := gmvp.New(gmvp.Config{})
 	r, err := newTR(projection.Config{Dir: filepath.Join(dir, "projections"), Logger: quiet}, store, gmv)
 	if err != nil {
 		t.Fatal(err)
@@ -259,14 +258,14 @@ func TestFallbackPublishesNothingOfARejectedSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 	store, _ := orders.Open(orders.Config{})
-	gmv, _ := analytics.New(analytics.Config{})
+	gmv, _ := gmvp.New(gmvp.Config{})
 	uses := 0
 	// Only atomics are read here: the hook may run with the store's lock
 	// held by the load. The close of the newest snapshot's file comes after
 	// both its sections loaded and before the fallback.
 	hook := &fileHookFS{FS: vfs.OS, onUse: func(name string) {
 		uses++
-		if a, b, n, g := store.Applied(), gmv.Applied(), store.Stats().Orders, gmv.GMV(); a != 0 || b != 0 || n != 0 || g.OrdersPlaced != 0 {
+		if a, b, n, g := store.Applied(), gmvApplied(gmv), store.Stats().Orders, gmvTotals(gmv); a != 0 || b != 0 || n != 0 || g.OrdersPlaced != 0 {
 			t.Errorf("using %s during Load: order store at %d with %d orders, gmv at %d with %d placed; want nothing until a snapshot is accepted", name, a, n, b, g.OrdersPlaced)
 		}
 	}}
@@ -281,8 +280,8 @@ func TestFallbackPublishesNothingOfARejectedSnapshot(t *testing.T) {
 	if uses == 0 {
 		t.Fatal("no file was read through the hook: the test checks nothing")
 	}
-	if store.Applied() != from || gmv.Applied() != from {
-		t.Fatalf("after Load: order store at %d, gmv at %d, want %d", store.Applied(), gmv.Applied(), from)
+	if store.Applied() != from || gmvApplied(gmv) != from {
+		t.Fatalf("after Load: order store at %d, gmv at %d, want %d", store.Applied(), gmvApplied(gmv), from)
 	}
 	if _, err := store.Get(f.ids[0]); err != nil {
 		t.Fatalf("first order after Load: %v", err)

@@ -5,8 +5,8 @@ import (
 	"strconv"
 	"testing"
 
-	"github.com/fest-platform/fest/internal/analytics"
 	"github.com/fest-platform/fest/internal/projection"
+	gmvp "github.com/fest-platform/fest/internal/projection/gmv"
 	"github.com/fest-platform/fest/internal/projection/orders"
 )
 
@@ -19,7 +19,7 @@ func BenchmarkLoadAfterOrders(b *testing.B) {
 	}
 	dir := b.TempDir()
 	store, _ := orders.Open(orders.Config{})
-	gmv, _ := analytics.New(analytics.Config{})
+	gmv, _ := gmvp.New(gmvp.Config{})
 	r, err := newTR(projection.Config{Dir: dir, Logger: quiet}, store, gmv)
 	if err != nil {
 		b.Fatal(err)
@@ -31,7 +31,7 @@ func BenchmarkLoadAfterOrders(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		store, _ := orders.Open(orders.Config{})
-		gmv, _ := analytics.New(analytics.Config{})
+		gmv, _ := gmvp.New(gmvp.Config{})
 		l, err := newTR(projection.Config{Dir: dir, Logger: quiet}, store, gmv)
 		if err != nil {
 			b.Fatal(err)

@@ -82,6 +82,13 @@ type Config struct {
 	// Retry-After, then closed, rather than left waiting in the accept
 	// queue, so a client knows to back off and retry (see LimitListener).
 	ConnectionsMax int
+	// StreamsMax bounds the concurrent GET /v1/gmv/stream clients (default
+	// 1,000, or half of ConnectionsMax if less); one past it is answered
+	// 503 unavailable with Retry-After.
+	StreamsMax int
+	// StreamEvery is how often GET /v1/gmv/stream sends an event (default
+	// 1s; at most 1s, the contract's "at least once a second").
+	StreamEvery time.Duration
 }
 
 // Defaults.
@@ -97,6 +104,8 @@ const (
 	defaultWriteTimeout      = 90 * time.Second
 	defaultIdleTimeout       = 2 * time.Minute
 	defaultConnectionsMax    = 10_000
+	defaultStreamsMax        = 1_000
+	defaultStreamEvery       = time.Second
 )
 
 // Bounds of the connection settings.
@@ -146,6 +155,13 @@ func (c *Config) setDefaults() {
 	if c.ConnectionsMax == 0 {
 		c.ConnectionsMax = defaultConnectionsMax
 	}
+	if c.StreamsMax == 0 {
+		// A stream holds a connection: leave most of them to the API.
+		c.StreamsMax = max(1, min(defaultStreamsMax, c.ConnectionsMax/2))
+	}
+	if c.StreamEvery == 0 {
+		c.StreamEvery = defaultStreamEvery
+	}
 }
 
 // WithDefaults returns c with every zero field set to its default, so
@@ -180,6 +196,10 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: write timeout %v must exceed the read timeout %v and the read wait %v", ErrConfig, cc.WriteTimeout, cc.ReadTimeout, cc.ReadWaitMax)
 	case cc.ConnectionsMax < 1 || cc.ConnectionsMax > connectionsMaxLimit:
 		return fmt.Errorf("%w: connections max %d outside 1 to %d", ErrConfig, cc.ConnectionsMax, connectionsMaxLimit)
+	case cc.StreamsMax < 1 || cc.StreamsMax > cc.ConnectionsMax:
+		return fmt.Errorf("%w: streams max %d outside 1 to the connections max %d", ErrConfig, cc.StreamsMax, cc.ConnectionsMax)
+	case cc.StreamEvery < 0 || cc.StreamEvery > time.Second:
+		return fmt.Errorf("%w: stream interval %v outside 0 to 1s", ErrConfig, cc.StreamEvery)
 	}
 	return nil
 }

@@ -34,7 +34,7 @@ const (
 // A handler that streams for longer than WriteTimeout (an event feed)
 // must extend its own deadline with http.ResponseController.
 func (s *Server) HTTPServer(errorLog *log.Logger) *http.Server {
-	return &http.Server{
+	hs := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
@@ -42,6 +42,10 @@ func (s *Server) HTTPServer(errorLog *log.Logger) *http.Server {
 		IdleTimeout:       s.cfg.IdleTimeout,
 		ErrorLog:          errorLog,
 	}
+	// Shutdown waits for every handler, and the GMV streams end only when
+	// told to.
+	hs.RegisterOnShutdown(s.gmv.closeStreams)
+	return hs
 }
 
 // connMetrics counts the connections of LimitListener.

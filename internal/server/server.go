@@ -62,6 +62,7 @@ func New(cfg Config) (*Server, error) {
 		mux: http.NewServeMux(),
 	}
 	s.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
+	s.gmv.init()
 	s.metrics = newMetrics(s)
 	s.conns = newConnMetrics(s.metrics.reg, cfg.ConnectionsMax)
 	s.routes()
@@ -159,6 +160,10 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/buyers/{buyer_id}/orders", s.api(s.handleBuyerOrders, store))
 
 	m.HandleFunc("GET /v1/gmv", s.handleGMV)
+	m.HandleFunc("GET /v1/gmv/breakdown", s.handleBreakdown)
+	m.HandleFunc("GET /v1/gmv/milestones", s.handleMilestones)
+	m.HandleFunc("GET /v1/gmv/series", s.handleSeries)
+	m.HandleFunc("GET /v1/gmv/stream", s.handleStream)
 
 	m.HandleFunc("POST /v1/assistant/messages", s.api(s.handleAssistantMessage, store))
 	m.HandleFunc("GET /v1/assistant/stats", s.handleAssistantStats)
@@ -186,17 +191,6 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, []byte(`{"status":"ready"}`+"\n"))
-}
-
-func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	io.WriteString(w, `<!doctype html><html><head><meta charset="utf-8"><title>fest</title></head>
-<body style="font-family:sans-serif;background:#111;color:#eee;padding:2em">
-<h1>fest: the 11.11 shopping festival</h1>
-<p>The big-screen dashboard is coming. Meanwhile: <a style="color:#f90" href="/v1/openapi.json">the API (OpenAPI 3.1)</a>,
-<a style="color:#f90" href="/metrics">metrics</a>, <a style="color:#f90" href="/readyz">readiness</a>.</p>
-</body></html>
-`)
 }
 
 // readBody reads the whole body, at most limit bytes, into a pooled

@@ -17,10 +17,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fest-platform/fest/internal/analytics"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/journal"
 	"github.com/fest-platform/fest/internal/projection"
+	gmvp "github.com/fest-platform/fest/internal/projection/gmv"
 	"github.com/fest-platform/fest/internal/projection/orders"
 	"github.com/fest-platform/fest/internal/vfs"
 )
@@ -165,7 +165,7 @@ type run struct {
 
 	eng   *engine.Engine
 	store *orders.Store
-	gmv   *analytics.Analytics
+	gmv   *gmvp.Projection
 	proj  *projection.Runner
 
 	skus   []*skuModel
@@ -220,9 +220,9 @@ func (r *run) open() error {
 	if err != nil {
 		return fmt.Errorf("open order store: %w", err)
 	}
-	gmv, err := analytics.New(analytics.Config{})
+	gmv, err := gmvp.New(gmvp.Config{})
 	if err != nil {
-		return fmt.Errorf("open analytics: %w", err)
+		return fmt.Errorf("open gmv projection: %w", err)
 	}
 	pcfg := projection.Config{Dir: path.Join(dataDir, "projections"), FS: fsys, Logger: discard}
 	ecfg := engine.Config{
@@ -252,10 +252,8 @@ func (r *run) open() error {
 	eng, err := engine.Open(ecfg)
 	if err != nil {
 		store.Close()
-		gmv.Close()
 		return err
 	}
-	gmv.Attach(eng)
 	proj.Start(eng)
 	r.eng, r.store, r.gmv, r.proj = eng, store, gmv, proj
 	return nil
@@ -269,7 +267,6 @@ func (r *run) shutdown() {
 	r.proj.Close()
 	r.eng.Close()
 	r.store.Close()
-	r.gmv.Close()
 	r.eng, r.store, r.gmv, r.proj = nil, nil, nil, nil
 }
 
@@ -776,11 +773,8 @@ func (r *run) check() error {
 			return fmt.Errorf("order store catching up: %w", err)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := r.gmv.WaitDurable(ctx); err != nil {
-		return fmt.Errorf("gmv catching up: %w", err)
-	}
+	// One runner feeds the order store and the GMV projection: caught up
+	// above, both are.
 	// Every order the store holds, by buyer: placed ones we know, and
 	// unacknowledged ones that made it to the journal.
 	held := map[engine.OrderID]orders.Order{}
@@ -835,6 +829,7 @@ func (r *run) check() error {
 	// orders now: follow them from here as if acknowledged.
 	var gmv int64
 	reserved, sold := map[string]int64{}, map[string]int64{}
+	byMerchant, byChannel := map[string]int64{}, map[string]int64{}
 	for id, o := range held {
 		if _, known := r.orders[id]; !known {
 			lines := map[string]int64{}
@@ -868,10 +863,36 @@ func (r *run) check() error {
 		}
 		if o.Status == engine.StatusPaid {
 			gmv += o.Total
+			byMerchant[o.MerchantID] += o.Total
+			byChannel[o.Channel] += o.Total
 		}
 	}
-	if got := r.gmv.GMV().Amount; got != gmv {
+	totals, err := r.gmv.Totals()
+	if err != nil {
+		return fmt.Errorf("gmv: %w", err)
+	}
+	if got := totals.GMV; got != gmv {
 		return fmt.Errorf("gmv %d, but the paid orders add up to %d", got, gmv)
+	}
+	// Every breakdown adds up to the total, and those the order store can
+	// recompute (merchant, channel) equal the paid orders' sums.
+	for _, d := range gmvp.Dimensions() {
+		b, err := r.gmv.Breakdown(d, 1000)
+		if err != nil {
+			return fmt.Errorf("gmv breakdown by %v: %w", d, err)
+		}
+		sum, rows := b.Rest.GMV, map[string]int64{}
+		for _, row := range b.Rows {
+			sum += row.GMV
+			rows[row.Key] = row.GMV
+		}
+		if sum != b.GMV || b.GMV != gmv {
+			return fmt.Errorf("gmv breakdown by %v adds up to %d fen, its total is %d, the paid orders' %d", d, sum, b.GMV, gmv)
+		}
+		want := map[gmvp.Dimension]map[string]int64{gmvp.DimMerchant: byMerchant, gmvp.DimChannel: byChannel}[d]
+		if want != nil && b.Rest.Rows == 0 && !maps.Equal(rows, want) {
+			return fmt.Errorf("gmv breakdown by %v is %v, the paid orders' %v", d, rows, want)
+		}
 	}
 	// Stock is conserved per SKU against the order lines.
 	for _, s := range r.skus {

@@ -1,0 +1,747 @@
+package gmv
+
+import (
+	"bytes"
+	"fmt"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/fest-platform/fest/internal/engine"
+	"pgregory.net/rapid"
+)
+
+// testStart is the event time of the streams the tests generate.
+var testStart = time.Date(2020, 11, 11, 0, 0, 0, 0, time.UTC)
+
+// testConfig has thresholds a test's few orders cross and a small bound on
+// the channels and regions, so that OtherKey is exercised.
+func testConfig(now *time.Time) Config {
+	return Config{
+		MilestoneThresholds: []int64{50_000, 200_000},
+		OpenKeysMax:         3,
+		Now:                 func() time.Time { return *now },
+	}
+}
+
+// tb is what the helpers need of *testing.T, *testing.B and *rapid.T.
+type tb interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+}
+
+func mustNew(t tb, cfg Config) *Projection {
+	t.Helper()
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatalf("new projection: %v", err)
+	}
+	return p
+}
+
+// stream generates a random event stream: catalog upserts, placements
+// (only of what exists), payments, cancellations and expiries of pending
+// orders.
+type stream struct {
+	brands, merchants []string
+	skus              []string
+	pending           []engine.OrderID
+	nextOrder         uint64
+	at                int64
+}
+
+func (s *stream) next(t *rapid.T) engine.Event {
+	s.at += rapid.Int64Range(0, 2e9).Draw(t, "step")
+	ev := engine.Event{At: s.at}
+	kind := rapid.IntRange(0, 9).Draw(t, "kind")
+	switch {
+	case kind == 0 || len(s.brands) == 0:
+		id := rapid.SampledFrom([]string{"b1", "b2", "b3", "b4", "b5"}).Draw(t, "brand")
+		ev.Kind = engine.EventBrandUpserted
+		ev.Brand = engine.Brand{
+			ID: id, Name: "Brand " + id, Country: rapid.SampledFrom([]string{"CN", "US", "JP"}).Draw(t, "country"),
+			FirstFestival: rapid.Int32Range(2019, 2020).Draw(t, "first"), Emerging: rapid.Bool().Draw(t, "emerging"),
+			LastYearGMV: rapid.SampledFrom([]int64{0, 1_000, 30_000, 300_000}).Draw(t, "last"),
+		}
+		if !slices.Contains(s.brands, id) {
+			s.brands = append(s.brands, id)
+		}
+	case kind == 1 || len(s.merchants) == 0:
+		id := rapid.SampledFrom([]string{"m1", "m2", "m3"}).Draw(t, "merchant")
+		ev.Kind = engine.EventMerchantUpserted
+		ev.Merchant = engine.Merchant{
+			ID: id, Name: "Shop " + id, Kind: engine.MerchantKind(rapid.IntRange(1, 3).Draw(t, "mkind")),
+			Industry: rapid.SampledFrom([]string{"apparel", "beauty"}).Draw(t, "industry"),
+		}
+		if !slices.Contains(s.merchants, id) {
+			s.merchants = append(s.merchants, id)
+		}
+	case kind == 2 || len(s.skus) == 0:
+		id := rapid.SampledFrom([]string{"s1", "s2", "s3", "s4", "s5", "s6"}).Draw(t, "sku")
+		ev.Kind = engine.EventSKUUpserted
+		ev.SKU = engine.SKU{
+			ID: id, MerchantID: rapid.SampledFrom(s.merchants).Draw(t, "sku merchant"),
+			BrandID: rapid.SampledFrom(s.brands).Draw(t, "sku brand"), Category: rapid.SampledFrom([]string{"c1", "c2", "c3"}).Draw(t, "category"),
+		}
+		if !slices.Contains(s.skus, id) {
+			s.skus = append(s.skus, id)
+		}
+	case kind <= 5 || len(s.pending) == 0:
+		s.nextOrder++
+		ev.Kind = engine.EventOrderPlaced
+		ev.OrderID = engine.OrderID(s.nextOrder)
+		ev.MerchantID = rapid.SampledFrom(s.merchants).Draw(t, "order merchant")
+		ev.Channel = rapid.SampledFrom([]string{"app", "web", "live:a", "live:b", "live:c"}).Draw(t, "channel")
+		ev.Region = rapid.SampledFrom([]string{"", "CN-ZJ", "CN-BJ", "CN-SH"}).Draw(t, "region")
+		n := rapid.IntRange(1, 6).Draw(t, "lines")
+		for range n {
+			it := engine.Item{SKUID: rapid.SampledFrom(s.skus).Draw(t, "line sku"), Quantity: int32(rapid.IntRange(1, 3).Draw(t, "qty"))}
+			it.UnitPrice = rapid.Int64Range(0, 60_000).Draw(t, "price")
+			it.Amount = it.UnitPrice * int64(it.Quantity)
+			ev.Total += it.Amount
+			ev.Items = append(ev.Items, it)
+		}
+		s.pending = append(s.pending, ev.OrderID)
+	default:
+		i := rapid.IntRange(0, len(s.pending)-1).Draw(t, "which")
+		ev.OrderID = s.pending[i]
+		s.pending = slices.Delete(s.pending, i, i+1)
+		ev.Kind = []engine.EventKind{engine.EventOrderPaid, engine.EventOrderPaid, engine.EventOrderPaid, engine.EventOrderCancelled, engine.EventOrderExpired}[rapid.IntRange(0, 4).Draw(t, "fate")]
+	}
+	return ev
+}
+
+// TestAgainstReference drives the projection, a second one restored from
+// snapshots taken in the middle, and the reference with the same random
+// stream, and checks that all three agree after every record.
+func TestAgainstReference(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		now := testStart
+		cfg := testConfig(&now)
+		full, restored := mustNew(t, cfg), mustNew(t, cfg)
+		ref := newReference(cfg)
+		var s stream
+		s.at = testStart.UnixNano()
+		records := rapid.IntRange(1, 80).Draw(t, "records")
+		pos := uint64(0)
+		for range records {
+			n := rapid.IntRange(1, 8).Draw(t, "events")
+			pos += uint64(n) * 10
+			for range n {
+				ev := s.next(t)
+				ev.Position = pos
+				ref.apply(&ev)
+				for _, p := range []*Projection{full, restored} {
+					if err := p.Apply(&ev); err != nil {
+						t.Fatalf("apply %v: %v", ev.Kind, err)
+					}
+				}
+			}
+			full.Commit(pos, s.at)
+			restored.Commit(pos, s.at)
+			if rapid.IntRange(0, 4).Draw(t, "snapshot") == 0 {
+				restored = snapshotRestore(t, restored, cfg, pos)
+			}
+			now = time.Unix(0, s.at).Add(time.Second)
+			checkReference(t, full, ref)
+		}
+		checkSame(t, full, restored)
+	})
+}
+
+// snapshotRestore writes p's snapshot and returns a new projection that
+// staged and installed it.
+func snapshotRestore(t tb, p *Projection, cfg Config, pos uint64) *Projection {
+	var buf bytes.Buffer
+	if err := p.WriteSnapshot(&buf, nil); err != nil {
+		t.Fatalf("write snapshot: %v", err)
+	}
+	buf.WriteString("next section")
+	q := mustNew(t, cfg)
+	st, err := q.StageSnapshot(&buf, pos, nil)
+	if err != nil {
+		t.Fatalf("stage snapshot: %v", err)
+	}
+	if rest := buf.String(); rest != "next section" {
+		t.Fatalf("the stage read into the next section: %q left", rest)
+	}
+	st.Install()
+	return q
+}
+
+func checkReference(t *rapid.T, p *Projection, ref *reference) {
+	tot, err := p.Totals()
+	if err != nil {
+		t.Fatalf("totals: %v", err)
+	}
+	if tot.GMV != ref.total || tot.OrdersPlaced != ref.placed || tot.OrdersPaid != ref.paid || tot.OrdersPending != len(ref.pending) {
+		t.Fatalf("totals: gmv %d placed %d paid %d pending %d, reference %d %d %d %d",
+			tot.GMV, tot.OrdersPlaced, tot.OrdersPaid, tot.OrdersPending, ref.total, ref.placed, ref.paid, len(ref.pending))
+	}
+	if want := ref.brandCounts(); tot.Brands != want {
+		t.Fatalf("brand counts:\n got %+v\nwant %+v", tot.Brands, want)
+	}
+	p.mu.RLock()
+	recounted, merchants := p.st.recountBrands(&p.cfg), p.st.recountMerchants()
+	var channelsOver int
+	for _, g := range p.st.dims[DimChannel].gmv {
+		if g >= p.cfg.MilestoneThresholds[0] {
+			channelsOver++
+		}
+	}
+	p.mu.RUnlock()
+	if tot.Brands != recounted || tot.Merchants != merchants || tot.ChannelsOverThreshold != channelsOver {
+		t.Fatalf("kept counts %+v %+v %d, recounted %+v %+v %d", tot.Brands, tot.Merchants, tot.ChannelsOverThreshold, recounted, merchants, channelsOver)
+	}
+	var lastYear int64
+	for _, b := range ref.brands {
+		lastYear += b.LastYearGMV
+	}
+	if tot.LastYearGMV != lastYear {
+		t.Fatalf("last year's total %d, reference %d", tot.LastYearGMV, lastYear)
+	}
+	for _, d := range Dimensions() {
+		b, err := p.Breakdown(d, 1000)
+		if err != nil {
+			t.Fatalf("breakdown %v: %v", d, err)
+		}
+		want := ref.rows(d)
+		if len(b.Rows) != len(want) {
+			t.Fatalf("breakdown %v: %d rows, reference %d: %+v, want %+v", d, len(b.Rows), len(want), b.Rows, want)
+		}
+		var sum int64
+		for i, r := range b.Rows {
+			if r.Key != want[i].Key || r.GMV != want[i].GMV || r.Orders != want[i].Orders {
+				t.Fatalf("breakdown %v row %d: %q %d fen %d orders, reference %q %d fen %d orders", d, i, r.Key, r.GMV, r.Orders, want[i].Key, want[i].GMV, want[i].Orders)
+			}
+			if d == DimBrand && r.Name != ref.brands[r.Key].Name {
+				t.Fatalf("brand %q named %q, reference %q", r.Key, r.Name, ref.brands[r.Key].Name)
+			}
+			sum += r.GMV
+		}
+		if sum != b.GMV || b.Rest.Rows != 0 {
+			t.Fatalf("breakdown %v: rows add up to %d fen (rest %d rows), total %d", d, sum, b.Rest.Rows, b.GMV)
+		}
+		// A short top plus its rest still adds up.
+		top, _ := p.Breakdown(d, 2)
+		sum = top.Rest.GMV
+		for _, r := range top.Rows {
+			sum += r.GMV
+		}
+		if sum != top.GMV || len(top.Rows)+top.Rest.Rows != len(want) {
+			t.Fatalf("breakdown %v top 2: rows and rest add up to %d fen over %d rows, total %d over %d", d, sum, len(top.Rows)+top.Rest.Rows, top.GMV, len(want))
+		}
+	}
+	ms, _ := p.Milestones()
+	got := map[Milestone]bool{}
+	for _, m := range ms {
+		if got[m] {
+			t.Fatalf("milestone %+v twice", m)
+		}
+		got[m] = true
+	}
+	if !reflect.DeepEqual(got, ref.reached) {
+		t.Fatalf("milestones:\n got %v\nwant %v", got, ref.reached)
+	}
+}
+
+// checkSame checks that two projections answer every read alike.
+func checkSame(t tb, a, b *Projection) {
+	t.Helper()
+	ta, _ := a.Totals()
+	tb, _ := b.Totals()
+	if ta != tb {
+		t.Fatalf("totals differ:\n%+v\n%+v", ta, tb)
+	}
+	for _, d := range Dimensions() {
+		ba, _ := a.Breakdown(d, 1000)
+		bb, _ := b.Breakdown(d, 1000)
+		if !reflect.DeepEqual(ba, bb) {
+			t.Fatalf("breakdown %v differs:\n%+v\n%+v", d, ba, bb)
+		}
+	}
+	ma, _ := a.Milestones()
+	mb, _ := b.Milestones()
+	if !slices.Equal(ma, mb) {
+		t.Fatalf("milestones differ:\n%+v\n%+v", ma, mb)
+	}
+	sa, _ := a.Series(SeriesSeconds)
+	sb, _ := b.Series(SeriesSeconds)
+	if !slices.Equal(sa, sb) {
+		t.Fatal("series differ")
+	}
+	if !reflect.DeepEqual(a.st.pending, b.st.pending) || !reflect.DeepEqual(a.st.wide, b.st.wide) {
+		t.Fatal("pending attributions differ")
+	}
+}
+
+// catalogEvents is a small catalog: brands with their country, first
+// festival, emerging flag and last year's GMV; one merchant; one SKU per
+// brand in the category given.
+type testBrand struct {
+	id, country, category string
+	first                 int32
+	emerging              bool
+	last                  int64
+}
+
+func catalogEvents(brands []testBrand) []engine.Event {
+	evs := []engine.Event{{Kind: engine.EventMerchantUpserted, Merchant: engine.Merchant{ID: "m", Name: "Shop", Kind: engine.MerchantFactory, Industry: "apparel"}}}
+	for _, b := range brands {
+		evs = append(evs,
+			engine.Event{Kind: engine.EventBrandUpserted, Brand: engine.Brand{ID: b.id, Name: b.id, Country: b.country, FirstFestival: b.first, Emerging: b.emerging, LastYearGMV: b.last}},
+			engine.Event{Kind: engine.EventSKUUpserted, SKU: engine.SKU{ID: "sku-" + b.id, MerchantID: "m", BrandID: b.id, Category: b.category}})
+	}
+	return evs
+}
+
+// sell places and pays one order of amount fen of brand's SKU.
+func sell(t tb, p *Projection, id *uint64, brand string, amount int64, at int64) {
+	t.Helper()
+	*id++
+	evs := []engine.Event{
+		{Kind: engine.EventOrderPlaced, At: at, OrderID: engine.OrderID(*id), MerchantID: "m", Channel: "app", Items: []engine.Item{{SKUID: "sku-" + brand, Quantity: 1, UnitPrice: amount, Amount: amount}}, Total: amount},
+		{Kind: engine.EventOrderPaid, At: at, OrderID: engine.OrderID(*id)},
+	}
+	applyRecord(t, p, evs, at)
+}
+
+func applyRecord(t tb, p *Projection, evs []engine.Event, at int64) {
+	t.Helper()
+	pos, _ := p.Position()
+	for i := range evs {
+		if err := p.Apply(&evs[i]); err != nil {
+			t.Fatalf("apply %v: %v", evs[i].Kind, err)
+		}
+	}
+	p.Commit(pos+1, at)
+}
+
+func TestGrowth(t *testing.T) {
+	tests := []struct {
+		name       string
+		last, sold int64
+		want       float64
+		has        bool
+	}{
+		{"up 26%", 100_00, 126_00, 0.26, true},
+		{"flat", 100_00, 100_00, 0, true},
+		{"down half", 100_00, 50_00, -0.5, true},
+		{"nothing sold", 100_00, 0, -1, true},
+		{"no last year", 0, 100_00, 0, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			now := testStart
+			p := mustNew(t, testConfig(&now))
+			applyRecord(t, p, catalogEvents([]testBrand{{id: "a", country: "CN", category: "c", last: tc.last}}), 1)
+			var id uint64
+			if tc.sold > 0 {
+				sell(t, p, &id, "a", tc.sold, 2)
+			}
+			tot, _ := p.Totals()
+			if tot.HasGrowth != tc.has || (tc.has && !near(tot.Growth, tc.want)) {
+				t.Errorf("total growth %v (has %t), want %v (has %t)", tot.Growth, tot.HasGrowth, tc.want, tc.has)
+			}
+			if tot.LastYearGMV != tc.last {
+				t.Errorf("last year's total %d, want %d", tot.LastYearGMV, tc.last)
+			}
+			b, _ := p.Breakdown(DimBrand, 10)
+			if tc.sold == 0 {
+				if len(b.Rows) != 0 {
+					t.Errorf("a brand that sold nothing has a row: %+v", b.Rows)
+				}
+				return
+			}
+			if r := b.Rows[0]; r.HasLastYear != tc.has || (tc.has && !near(r.Growth, tc.want)) || r.LastYearGMV != tc.last {
+				t.Errorf("brand row growth %v last year %d (has %t), want %v %d (has %t)", r.Growth, r.LastYearGMV, r.HasLastYear, tc.want, tc.last, tc.has)
+			}
+		})
+	}
+}
+
+func near(a, b float64) bool { return a-b < 1e-9 && b-a < 1e-9 }
+
+func TestCounts(t *testing.T) {
+	brands := []testBrand{
+		{id: "cn-old", country: "CN", category: "shoes", first: 2012, last: 1_000_00},
+		{id: "us-new", country: "US", category: "shoes", first: 2020},
+		{id: "jp-emerging", country: "JP", category: "bags", first: 2019, emerging: true, last: 10_00},
+		{id: "cn-emerging", country: "CN", category: "shoes", first: 2020, emerging: true, last: 500_00},
+		{id: "fr-idle", country: "FR", category: "bags", first: 2020, emerging: true, last: 1_00},
+	}
+	tests := []struct {
+		name  string
+		sales map[string]int64
+		want  BrandCounts
+	}{
+		{
+			name: "nothing sold",
+			want: BrandCounts{Total: 5, Foreign: 3, FirstTime: 3, Emerging: 3},
+		},
+		{
+			name:  "emerging brands grow, beat last year and top their category",
+			sales: map[string]int64{"cn-old": 900_00, "us-new": 50_00, "jp-emerging": 500_00, "cn-emerging": 600_00},
+			want: BrandCounts{Total: 5, Foreign: 3, FirstTime: 3, Emerging: 3, Selling: 4, ForeignSelling: 2, FirstTimeSelling: 2, EmergingSelling: 2,
+				// jp-emerging leads bags and grew 50x; cn-old leads shoes;
+				// cn-emerging beat its 500 CNY but does not lead.
+				EmergingTopCategory: 1, EmergingBeatLastYear: 2, EmergingGrew1000: 1, Grew1000: 1, OverThreshold: 4},
+		},
+		{
+			name:  "an emerging brand that falls short of last year",
+			sales: map[string]int64{"cn-emerging": 400_00, "fr-idle": 11_00},
+			want: BrandCounts{Total: 5, Foreign: 3, FirstTime: 3, Emerging: 3, Selling: 2, ForeignSelling: 1, FirstTimeSelling: 2, EmergingSelling: 2,
+				// fr-idle sold exactly 11x: not over 1,000%.
+				EmergingTopCategory: 2, EmergingBeatLastYear: 1, OverThreshold: 1},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			now := testStart
+			cfg := testConfig(&now)
+			cfg.MilestoneThresholds = []int64{40_00}
+			p := mustNew(t, cfg)
+			applyRecord(t, p, catalogEvents(brands), 1)
+			var id uint64
+			for _, b := range brands {
+				if v, ok := tc.sales[b.id]; ok {
+					sell(t, p, &id, b.id, v, 2)
+				}
+			}
+			tot, _ := p.Totals()
+			if tot.Brands != tc.want {
+				t.Errorf("counts:\n got %+v\nwant %+v", tot.Brands, tc.want)
+			}
+		})
+	}
+}
+
+func TestMilestonesOnce(t *testing.T) {
+	now := testStart
+	cfg := testConfig(&now)
+	cfg.MilestoneThresholds = []int64{100_00, 300_00}
+	p := mustNew(t, cfg)
+	applyRecord(t, p, catalogEvents([]testBrand{{id: "a", country: "CN", category: "c"}}), 1)
+	var id uint64
+	for i := range 10 {
+		sell(t, p, &id, "a", 60_00, int64(10+i))
+	}
+	ms, _ := p.Milestones()
+	// The brand crosses 100 at the 2nd sale and 300 at the 5th; the one
+	// channel, "app", likewise.
+	want := []Milestone{
+		{Kind: DimChannel, Key: "app", Threshold: 100_00, ReachedAt: 11},
+		{Kind: DimBrand, Key: "a", Threshold: 100_00, ReachedAt: 11},
+		{Kind: DimChannel, Key: "app", Threshold: 300_00, ReachedAt: 14},
+		{Kind: DimBrand, Key: "a", Threshold: 300_00, ReachedAt: 14},
+	}
+	if !slices.Equal(ms, want) {
+		t.Errorf("milestones:\n got %+v\nwant %+v", ms, want)
+	}
+}
+
+func TestInconsistentEvents(t *testing.T) {
+	tests := []struct {
+		name string
+		ev   engine.Event
+	}{
+		{"payment of an unknown order", engine.Event{Kind: engine.EventOrderPaid, OrderID: 99}},
+		{"expiry of an unknown order", engine.Event{Kind: engine.EventOrderExpired, OrderID: 99}},
+		{"order of an unknown merchant", engine.Event{Kind: engine.EventOrderPlaced, OrderID: 1, MerchantID: "nope", Items: []engine.Item{{SKUID: "sku-a", Quantity: 1, Amount: 1}}, Total: 1}},
+		{"order of an unknown sku", engine.Event{Kind: engine.EventOrderPlaced, OrderID: 1, MerchantID: "m", Items: []engine.Item{{SKUID: "nope", Quantity: 1, Amount: 1}}, Total: 1}},
+		{"total not the sum of the lines", engine.Event{Kind: engine.EventOrderPlaced, OrderID: 1, MerchantID: "m", Items: []engine.Item{{SKUID: "sku-a", Quantity: 1, Amount: 1}}, Total: 2}},
+		{"sku of an unknown brand", engine.Event{Kind: engine.EventSKUUpserted, SKU: engine.SKU{ID: "x", BrandID: "nope"}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			now := testStart
+			p := mustNew(t, testConfig(&now))
+			applyRecord(t, p, catalogEvents([]testBrand{{id: "a", country: "CN", category: "c"}}), 1)
+			err := p.Apply(&tc.ev)
+			p.Abort()
+			if err == nil {
+				t.Fatal("applied")
+			}
+			if _, err := p.Totals(); err != ErrAborted {
+				t.Errorf("totals after Abort: %v, want ErrAborted", err)
+			}
+		})
+	}
+}
+
+func TestOrdersPerSecondAndSeries(t *testing.T) {
+	now := testStart.Add(10 * time.Second)
+	cfg := testConfig(&now)
+	p := mustNew(t, cfg)
+	applyRecord(t, p, catalogEvents([]testBrand{{id: "a", country: "CN", category: "c"}}), 1)
+	var id uint64
+	// 10 orders in each of seconds 5..9, and 7 in the current second 10,
+	// which the rate leaves out.
+	for sec := 5; sec <= 10; sec++ {
+		n := 10
+		if sec == 10 {
+			n = 7
+		}
+		for range n {
+			sell(t, p, &id, "a", 1_00, testStart.Add(time.Duration(sec)*time.Second).UnixNano())
+		}
+	}
+	tot, _ := p.Totals()
+	if tot.OrdersPerSecond != 10 {
+		t.Errorf("orders per second %v, want 10", tot.OrdersPerSecond)
+	}
+	series, _ := p.Series(7)
+	var placed []uint64
+	for _, s := range series {
+		placed = append(placed, s.Placed)
+	}
+	if want := []uint64{0, 10, 10, 10, 10, 10, 7}; !slices.Equal(placed, want) {
+		t.Errorf("series %v, want %v", placed, want)
+	}
+	if series[6].Unix != now.Unix() || series[6].GMV != 7_00 {
+		t.Errorf("last second %+v, want %d with 700 fen", series[6], now.Unix())
+	}
+}
+
+// TestSnapshotRefusesDamage flips every byte of a snapshot body in turn:
+// each must be refused or load a state whose breakdowns add up.
+func TestSnapshotRefusesDamage(t *testing.T) {
+	now := testStart
+	p := mustNew(t, testConfig(&now))
+	applyRecord(t, p, catalogEvents([]testBrand{{id: "a", country: "CN", category: "c", last: 5}, {id: "b", country: "US", category: "d"}}), 1)
+	var id uint64
+	sell(t, p, &id, "a", 70_000, 2)
+	sell(t, p, &id, "b", 30_000, 3)
+	var buf bytes.Buffer
+	if err := p.WriteSnapshot(&buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	good := buf.Bytes()
+	pos, _ := p.Position()
+	for i := range good {
+		bad := bytes.Clone(good)
+		bad[i] ^= 0x5a
+		st, err := mustNew(t, testConfig(&now)).StageSnapshot(bytes.NewReader(bad), pos, nil)
+		if err != nil {
+			continue
+		}
+		if s := st.(*staged).st; s.check(sumCells(s)) != nil {
+			t.Fatalf("byte %d: damaged snapshot loaded a state that does not add up", i)
+		}
+	}
+	if _, err := mustNew(t, testConfig(&now)).StageSnapshot(bytes.NewReader(good), pos+1, nil); err == nil {
+		t.Error("a snapshot staged at another position")
+	}
+}
+
+func sumCells(st *state) int64 {
+	var s int64
+	for _, v := range st.cells {
+		s += v
+	}
+	return s
+}
+
+// FuzzSnapshot feeds arbitrary bodies to the decoder: it must never panic
+// and what it accepts must encode and decode to the same reads.
+func FuzzSnapshot(f *testing.F) {
+	now := testStart
+	p := mustNew(f, testConfig(&now))
+	applyRecord(f, p, catalogEvents([]testBrand{{id: "a", country: "CN", category: "c", last: 5}, {id: "b", country: "US", category: "d", emerging: true}}), 1)
+	var id uint64
+	sell(f, p, &id, "a", 70_000, 2)
+	sell(f, p, &id, "b", 300_000, 3_000_000_000)
+	f.Add(p.st.encode(nil))
+	f.Add(newState().encode(nil))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		st, err := decodeState(body)
+		if err != nil {
+			return
+		}
+		again, err := decodeState(st.encode(nil))
+		if err != nil {
+			t.Fatalf("re-encoded state does not decode: %v", err)
+		}
+		st.derive(&p.cfg)
+		again.derive(&p.cfg)
+		a, b := &Projection{cfg: p.cfg, st: st}, &Projection{cfg: p.cfg, st: again}
+		checkSame(t, a, b)
+	})
+}
+
+// BenchmarkApply measures the steady state of the festival's hot path: a
+// placement and a payment per order, one or two lines, in records of 64
+// events, over a catalog of 10,000 brands and 100,000 SKUs.
+func BenchmarkApply(b *testing.B) {
+	now := testStart
+	p := mustNew(b, Config{Now: func() time.Time { return now }})
+	const brands, merchants, skusPerMerchant = 10_000, 10_000, 10
+	var cat []engine.Event
+	for i := range brands {
+		cat = append(cat, engine.Event{Kind: engine.EventBrandUpserted, Brand: engine.Brand{ID: fmt.Sprintf("brand-%d", i), Country: []string{"CN", "US", "JP", "FR"}[i%4], LastYearGMV: 1_000_00}})
+	}
+	for m := range merchants {
+		cat = append(cat, engine.Event{Kind: engine.EventMerchantUpserted, Merchant: engine.Merchant{ID: fmt.Sprintf("m-%d", m), Kind: engine.MerchantKind(1 + m%3), Industry: fmt.Sprintf("ind-%d", m%200)}})
+		for k := range skusPerMerchant {
+			cat = append(cat, engine.Event{Kind: engine.EventSKUUpserted, SKU: engine.SKU{ID: fmt.Sprintf("sku-%d-%d", m, k), MerchantID: fmt.Sprintf("m-%d", m), BrandID: fmt.Sprintf("brand-%d", m%brands), Category: fmt.Sprintf("cat-%d", k)}})
+		}
+	}
+	applyRecord(b, p, cat, 1)
+	// A ring of orders: each is placed, then paid 32 orders later, so the
+	// pending map holds a steady few.
+	const ring = 4096
+	type order struct {
+		place engine.Event
+		pay   engine.Event
+	}
+	orders := make([]order, ring)
+	channels := []string{"app", "web", "live:1", "live:2", "live:3"}
+	for i := range orders {
+		m := i % merchants
+		items := []engine.Item{{SKUID: fmt.Sprintf("sku-%d-%d", m, i%skusPerMerchant), Quantity: 1, UnitPrice: 199_00, Amount: 199_00}}
+		if i%3 == 0 {
+			items = append(items, engine.Item{SKUID: fmt.Sprintf("sku-%d-%d", m, (i+1)%skusPerMerchant), Quantity: 2, UnitPrice: 50_00, Amount: 100_00})
+		}
+		var total int64
+		for _, it := range items {
+			total += it.Amount
+		}
+		orders[i].place = engine.Event{Kind: engine.EventOrderPlaced, MerchantID: fmt.Sprintf("m-%d", m), Channel: channels[i%len(channels)], Region: "CN-ZJ", Items: items, Total: total}
+		orders[i].pay = engine.Event{Kind: engine.EventOrderPaid}
+	}
+	const lagOrders, recordEvents = 32, 64
+	at := testStart.UnixNano()
+	pos := uint64(10)
+	seq := uint64(0)
+	events := 0
+	apply := func(ev *engine.Event) {
+		if err := p.Apply(ev); err != nil {
+			b.Fatal(err)
+		}
+		events++
+		if events%recordEvents == 0 {
+			pos++
+			p.Commit(pos, at)
+		}
+	}
+	step := func() {
+		seq++
+		o := &orders[seq%ring]
+		at += 1_000
+		o.place.OrderID, o.place.At = engine.OrderID(seq), at
+		apply(&o.place)
+		if seq > lagOrders {
+			old := &orders[(seq-lagOrders)%ring]
+			old.pay.OrderID, old.pay.At = engine.OrderID(seq-lagOrders), at
+			apply(&old.pay)
+		}
+	}
+	for range 2 * ring {
+		step()
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		step()
+	}
+	b.StopTimer()
+	// Each iteration applies two events (a placement and a payment).
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(2*b.N), "ns/event")
+}
+
+// BenchmarkTotals measures GET /v1/gmv's read at the festival's catalog
+// size (250,000 brands, 40 categories), which holds the read lock and so
+// delays the next record for as long.
+func BenchmarkTotals(b *testing.B) {
+	now := testStart
+	p := mustNew(b, Config{Now: func() time.Time { return now }})
+	var cat []engine.Event
+	cat = append(cat, engine.Event{Kind: engine.EventMerchantUpserted, Merchant: engine.Merchant{ID: "m", Kind: engine.MerchantFactory}})
+	for i := range 250_000 {
+		id := fmt.Sprintf("brand-%d", i)
+		cat = append(cat,
+			engine.Event{Kind: engine.EventBrandUpserted, Brand: engine.Brand{ID: id, Country: []string{"CN", "US"}[i%2], Emerging: i%100 == 0, LastYearGMV: 100}},
+			engine.Event{Kind: engine.EventSKUUpserted, SKU: engine.SKU{ID: "sku-" + id, MerchantID: "m", BrandID: id, Category: fmt.Sprintf("c%d", i%40)}})
+	}
+	applyRecord(b, p, cat, 1)
+	var id uint64
+	for i := range 250_000 {
+		sell(b, p, &id, fmt.Sprintf("brand-%d", i), int64(1+i%1000), 2)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := p.Totals(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBreakdownBrands measures the top 20 of 250,000 selling brands,
+// a read the dashboard makes every 2 seconds.
+func BenchmarkBreakdownBrands(b *testing.B) {
+	now := testStart
+	p := mustNew(b, Config{Now: func() time.Time { return now }})
+	var cat []engine.Event
+	cat = append(cat, engine.Event{Kind: engine.EventMerchantUpserted, Merchant: engine.Merchant{ID: "m", Kind: engine.MerchantFactory}})
+	for i := range 250_000 {
+		id := fmt.Sprintf("brand-%d", i)
+		cat = append(cat,
+			engine.Event{Kind: engine.EventBrandUpserted, Brand: engine.Brand{ID: id, Country: "CN"}},
+			engine.Event{Kind: engine.EventSKUUpserted, SKU: engine.SKU{ID: "sku-" + id, MerchantID: "m", BrandID: id, Category: "c"}})
+	}
+	applyRecord(b, p, cat, 1)
+	var id uint64
+	for i := range 250_000 {
+		sell(b, p, &id, fmt.Sprintf("brand-%d", i), int64(1+(i*7919)%100_000), 2)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := p.Breakdown(DimBrand, 20); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestMilestonesBound checks the bound on the milestones kept: past it a
+// milestone is counted, not kept, and the others stay.
+func TestMilestonesBound(t *testing.T) {
+	now := testStart
+	cfg := testConfig(&now)
+	cfg.MilestoneThresholds = []int64{100_00}
+	cfg.MilestonesMax = 1
+	p := mustNew(t, cfg)
+	applyRecord(t, p, catalogEvents([]testBrand{{id: "a", country: "CN", category: "c"}}), 1)
+	var id uint64
+	sell(t, p, &id, "a", 200_00, 5)
+	ms, _ := p.Milestones()
+	tot, _ := p.Totals()
+	if len(ms) != 1 || ms[0].Kind != DimChannel || tot.MilestonesDropped != 1 {
+		t.Errorf("milestones %+v, %d dropped; want the channel's kept and the brand's dropped", ms, tot.MilestonesDropped)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  Config
+		ok   bool
+	}{
+		{"defaults", Config{}, true},
+		{"a rate window of whole seconds", Config{RateWindow: 10 * time.Second}, true},
+		{"a rate window of half a second", Config{RateWindow: 500 * time.Millisecond}, false},
+		{"a rate window past the series", Config{RateWindow: 2 * time.Hour}, false},
+		{"a negative rate", Config{USDRate: -1}, false},
+		{"a threshold of zero", Config{MilestoneThresholds: []int64{0}}, false},
+		{"too many thresholds", Config{MilestoneThresholds: make([]int64, 17)}, false},
+		{"a negative key bound", Config{OpenKeysMax: -1}, false},
+	}
+	for _, tc := range tests {
+		if err := tc.cfg.Validate(); (err == nil) != tc.ok {
+			t.Errorf("%s: Validate() = %v, want ok %t", tc.name, err, tc.ok)
+		}
+	}
+}

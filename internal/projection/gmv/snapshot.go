@@ -1,0 +1,488 @@
+package gmv
+
+import (
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/projection"
+)
+
+// The snapshot section holds the whole state: the catalog view, the
+// breakdowns, the category cells, the pending attributions, the milestones
+// and the series. The runner's snapshot file checksums it; the decoder
+// still checks every count, index and sum, so a damaged or foreign section
+// is refused rather than installed.
+//
+// Layout: magic, an 8-byte little-endian body length, the body (varints
+// in the order of encodeState).
+const (
+	snapshotMagic = "FESTGV01"
+	// snapshotBytesMax bounds the body a load reads: the catalog of the
+	// festival (250,000 brands, 1.5 million merchants) and millions of
+	// pending orders fit well under it.
+	snapshotBytesMax = 8 << 30
+	// stringBytesMax bounds a string of the section, as the journal does.
+	stringBytesMax = 1 << 16
+)
+
+// WriteSnapshot implements projection.Projection. It writes the state as
+// of the last Commit; the runner calls it between records.
+func (p *Projection) WriteSnapshot(w io.Writer, _ projection.Files) error {
+	p.mu.RLock()
+	body := p.st.encode(nil)
+	p.mu.RUnlock()
+	head := make([]byte, 0, len(snapshotMagic)+8)
+	head = append(head, snapshotMagic...)
+	head = binary.LittleEndian.AppendUint64(head, uint64(len(body)))
+	if _, err := w.Write(head); err != nil {
+		return fmt.Errorf("write gmv snapshot: %w", err)
+	}
+	if _, err := w.Write(body); err != nil {
+		return fmt.Errorf("write gmv snapshot: %w", err)
+	}
+	return nil
+}
+
+// SnapshotDurable implements projection.Projection; the section is whole
+// in every snapshot, so there is nothing to forget.
+func (p *Projection) SnapshotDurable() {}
+
+// staged is a state loaded from a snapshot, installed by Install.
+type staged struct {
+	p  *Projection
+	st *state
+}
+
+// Install implements projection.Staged.
+func (s *staged) Install() {
+	if s.p.locked {
+		panic("gmv: snapshot installed in the middle of a record")
+	}
+	s.p.mu.Lock()
+	s.p.st = s.st
+	s.p.aborted = false
+	s.p.mu.Unlock()
+}
+
+// StageSnapshot implements projection.Projection: it reads exactly the
+// section WriteSnapshot wrote, at position pos, and checks all of it.
+func (p *Projection) StageSnapshot(r io.Reader, pos uint64, _ projection.Files) (projection.Staged, error) {
+	head := make([]byte, len(snapshotMagic)+8)
+	if _, err := io.ReadFull(r, head); err != nil {
+		return nil, fmt.Errorf("%w: read header: %v", ErrBadSnapshot, err)
+	}
+	if string(head[:len(snapshotMagic)]) != snapshotMagic {
+		return nil, fmt.Errorf("%w: magic %q", ErrBadSnapshot, head[:len(snapshotMagic)])
+	}
+	n := binary.LittleEndian.Uint64(head[len(snapshotMagic):])
+	if n > snapshotBytesMax {
+		return nil, fmt.Errorf("%w: body of %d bytes, more than %d", ErrBadSnapshot, n, uint64(snapshotBytesMax))
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return nil, fmt.Errorf("%w: read body: %v", ErrBadSnapshot, err)
+	}
+	st, err := decodeState(body)
+	if err != nil {
+		return nil, err
+	}
+	if st.position != pos {
+		return nil, fmt.Errorf("%w: section at position %d in the snapshot at %d", ErrBadSnapshot, st.position, pos)
+	}
+	st.derive(&p.cfg)
+	return &staged{p: p, st: st}, nil
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// encode appends the state's body to b.
+func (st *state) encode(b []byte) []byte {
+	b = binary.AppendUvarint(b, st.position)
+	b = binary.AppendVarint(b, st.at)
+	b = binary.AppendVarint(b, st.gmv)
+	b = binary.AppendUvarint(b, st.placed)
+	b = binary.AppendUvarint(b, st.paid)
+	for i := range st.dims {
+		d := &st.dims[i]
+		b = binary.AppendUvarint(b, uint64(len(d.keys)))
+		for r, k := range d.keys {
+			b = appendString(b, k)
+			b = binary.AppendVarint(b, d.gmv[r])
+			b = binary.AppendUvarint(b, d.orders[r])
+		}
+	}
+	for i := range st.brands {
+		bi := &st.brands[i]
+		b = appendString(b, bi.name)
+		b = binary.AppendUvarint(b, uint64(bi.country))
+		b = binary.AppendVarint(b, int64(bi.firstFestival))
+		b = append(b, boolByte(bi.emerging))
+		b = binary.AppendVarint(b, bi.lastYearGMV)
+	}
+	for i := range st.merchants {
+		m := &st.merchants[i]
+		b = appendString(b, m.name)
+		b = binary.AppendUvarint(b, uint64(m.kind))
+		b = binary.AppendUvarint(b, uint64(m.industry))
+	}
+	// SKUs in the order of their rows, so that a load rebuilds the same
+	// rows.
+	ids := make([]string, len(st.skus))
+	for id, r := range st.skuIndex {
+		ids[r] = id
+	}
+	b = binary.AppendUvarint(b, uint64(len(st.skus)))
+	for r, s := range st.skus {
+		b = appendString(b, ids[r])
+		b = binary.AppendUvarint(b, uint64(s.brand))
+		b = binary.AppendUvarint(b, uint64(s.category))
+	}
+	b = binary.AppendUvarint(b, uint64(len(st.cells)))
+	for k, v := range st.cells {
+		b = binary.AppendUvarint(b, k>>32)
+		b = binary.AppendUvarint(b, k&0xffffffff)
+		b = binary.AppendVarint(b, v)
+	}
+	b = binary.AppendUvarint(b, uint64(len(st.pending)))
+	for id, po := range st.pending {
+		b = binary.AppendUvarint(b, uint64(id))
+		for _, v := range [...]int32{po.merchant, po.channel, po.region, po.industry, po.kind} {
+			b = binary.AppendUvarint(b, uint64(v))
+		}
+		b = binary.AppendUvarint(b, uint64(po.lines))
+		for _, l := range st.linesOf(id, &po) {
+			b = binary.AppendUvarint(b, uint64(l.brand))
+			b = binary.AppendUvarint(b, uint64(l.category))
+			b = binary.AppendUvarint(b, uint64(l.country))
+			b = binary.AppendVarint(b, l.amount)
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(len(st.milestones)))
+	for _, m := range st.milestones {
+		b = append(b, byte(m.Kind))
+		b = binary.AppendUvarint(b, uint64(st.dims[m.Kind].index[m.Key]))
+		b = binary.AppendVarint(b, m.Threshold)
+		b = binary.AppendVarint(b, m.ReachedAt)
+	}
+	b = binary.AppendUvarint(b, st.milestonesDropped)
+	var used uint64
+	for i := range st.series {
+		if st.series[i].unix != 0 {
+			used++
+		}
+	}
+	b = binary.AppendUvarint(b, used)
+	for i := range st.series {
+		if s := &st.series[i]; s.unix != 0 {
+			b = binary.AppendVarint(b, s.unix)
+			b = binary.AppendUvarint(b, s.placed)
+			b = binary.AppendUvarint(b, s.paid)
+			b = binary.AppendVarint(b, s.gmv)
+		}
+	}
+	return b
+}
+
+// linesOf returns all the lines of a pending order.
+func (st *state) linesOf(id engine.OrderID, po *pendingOrder) []line {
+	ls := po.inline[:min(int(po.lines), inlineLines)]
+	if po.lines > inlineLines {
+		ls = append(ls[:len(ls):len(ls)], st.wide[id]...)
+	}
+	return ls
+}
+
+func boolByte(v bool) byte {
+	if v {
+		return 1
+	}
+	return 0
+}
+
+// decoder reads a body; its first error is sticky and names the offset.
+type decoder struct {
+	b   []byte
+	off int
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s at byte %d", ErrBadSnapshot, what, d.off)
+	}
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b[d.off:])
+	if n <= 0 {
+		d.fail("bad uvarint")
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b[d.off:])
+	if n <= 0 {
+		d.fail("bad varint")
+		return 0
+	}
+	d.off += n
+	return v
+}
+
+func (d *decoder) byte1() byte {
+	if d.err != nil || d.off >= len(d.b) {
+		d.fail("short byte")
+		return 0
+	}
+	v := d.b[d.off]
+	d.off++
+	return v
+}
+
+// count reads a count of elements each at least minBytes long, so a
+// damaged count cannot make the load allocate past the body's size.
+func (d *decoder) count(what string, minBytes int) int {
+	n := d.uvarint()
+	if d.err == nil && n > uint64((len(d.b)-d.off)/minBytes) {
+		d.fail(what + " count past the end")
+		return 0
+	}
+	return int(n)
+}
+
+// index reads a row number below n.
+func (d *decoder) index(what string, n int) int32 {
+	v := d.uvarint()
+	if d.err == nil && v >= uint64(n) {
+		d.fail(fmt.Sprintf("%s %d of %d", what, v, n))
+		return 0
+	}
+	return int32(v)
+}
+
+// string reads a string, copied out of the body so that the state does
+// not pin it.
+func (d *decoder) string() string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if n > stringBytesMax || n > uint64(len(d.b)-d.off) {
+		d.fail("bad string length")
+		return ""
+	}
+	if n == 0 {
+		return ""
+	}
+	s := string(d.b[d.off : d.off+int(n)])
+	d.off += int(n)
+	return s
+}
+
+// decodeState reads a body and checks it.
+func decodeState(body []byte) (*state, error) {
+	d := &decoder{b: body}
+	st := newState()
+	st.position = d.uvarint()
+	st.at = d.varint()
+	st.gmv = d.varint()
+	st.placed = d.uvarint()
+	st.paid = d.uvarint()
+	for i := range st.dims {
+		dm := &st.dims[i]
+		n := d.count("rows", 3)
+		for r := 0; r < n && d.err == nil; r++ {
+			k := d.string()
+			if _, dup := dm.index[k]; dup && d.err == nil {
+				d.fail(fmt.Sprintf("%v row %q twice", Dimension(i), k))
+			}
+			dm.add(k)
+			dm.gmv[r] = d.varint()
+			dm.orders[r] = d.uvarint()
+			if dm.gmv[r] < 0 {
+				d.fail("negative gmv")
+			}
+		}
+	}
+	st.brands = make([]brandInfo, len(st.dims[DimBrand].keys))
+	for i := range st.brands {
+		bi := &st.brands[i]
+		bi.name = d.string()
+		bi.country = d.index("country", len(st.dims[DimCountry].keys))
+		bi.firstFestival = int32(d.varint())
+		bi.emerging = d.byte1() == 1
+		bi.lastYearGMV = d.varint()
+	}
+	st.merchants = make([]merchantInfo, len(st.dims[DimMerchant].keys))
+	for i := range st.merchants {
+		m := &st.merchants[i]
+		m.name = d.string()
+		m.kind = d.index("kind", len(st.dims[DimKind].keys))
+		m.industry = d.index("industry", len(st.dims[DimIndustry].keys))
+	}
+	nBrands, nCats := len(st.brands), len(st.dims[DimCategory].keys)
+	n := d.count("skus", 3)
+	st.skus = make([]skuInfo, 0, n)
+	for r := 0; r < n && d.err == nil; r++ {
+		id := d.string()
+		if _, dup := st.skuIndex[id]; dup && d.err == nil {
+			d.fail(fmt.Sprintf("sku %q twice", id))
+		}
+		st.skuIndex[id] = int32(r)
+		st.skus = append(st.skus, skuInfo{brand: d.index("sku brand", nBrands), category: d.index("sku category", nCats)})
+	}
+	st.leaders = make([]int32, nCats)
+	for i := range st.leaders {
+		st.leaders[i] = -1
+	}
+	var cellsSum int64
+	n = d.count("cells", 3)
+	for i := 0; i < n && d.err == nil; i++ {
+		b, c := d.index("cell brand", nBrands), d.index("cell category", nCats)
+		v := d.varint()
+		k := cellKey(b, c)
+		if _, dup := st.cells[k]; dup && d.err == nil {
+			d.fail("cell twice")
+		}
+		if v < 0 {
+			d.fail("negative cell")
+		}
+		st.cells[k] = v
+		cellsSum += v
+	}
+	for k, v := range st.cells {
+		if d.err != nil {
+			break // the indices may be the zeros of a failed read
+		}
+		b, c := int32(k>>32), int32(uint32(k))
+		if lead := st.leaders[c]; lead < 0 || st.leads(b, v, lead, st.cells[cellKey(lead, c)]) {
+			st.leaders[c] = b
+		}
+	}
+	st.decodePending(d)
+	n = d.count("milestones", 4)
+	for i := 0; i < n && d.err == nil; i++ {
+		kind := Dimension(d.byte1())
+		if kind != DimBrand && kind != DimChannel {
+			d.fail(fmt.Sprintf("milestone of %v", kind))
+			break
+		}
+		row := d.index("milestone row", len(st.dims[kind].keys))
+		if d.err != nil {
+			break
+		}
+		m := Milestone{Kind: kind, Key: st.dims[kind].keys[row], Threshold: d.varint(), ReachedAt: d.varint()}
+		k := milestoneKey{kind: kind, row: row, threshold: m.Threshold}
+		if _, dup := st.reached[k]; dup && d.err == nil {
+			d.fail("milestone twice")
+		}
+		st.reached[k] = struct{}{}
+		st.milestones = append(st.milestones, m)
+	}
+	st.milestonesDropped = d.uvarint()
+	n = d.count("seconds", 4)
+	if n > SeriesSeconds {
+		d.fail("more seconds than the series holds")
+	}
+	for i := 0; i < n && d.err == nil; i++ {
+		u := d.varint()
+		if u <= 0 {
+			d.fail("bad second")
+			break
+		}
+		s := &st.series[u%SeriesSeconds]
+		if s.unix != 0 {
+			d.fail("second twice")
+		}
+		*s = second{unix: u, placed: d.uvarint(), paid: d.uvarint(), gmv: d.varint()}
+	}
+	if d.err == nil && d.off != len(d.b) {
+		d.fail("trailing bytes")
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	if err := st.check(cellsSum); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+func (st *state) decodePending(d *decoder) {
+	n := d.count("pending orders", 8)
+	dims := &st.dims
+	for i := 0; i < n && d.err == nil; i++ {
+		id := engine.OrderID(d.uvarint())
+		po := pendingOrder{
+			merchant: d.index("pending merchant", len(dims[DimMerchant].keys)),
+			channel:  d.index("pending channel", len(dims[DimChannel].keys)),
+			region:   d.index("pending region", len(dims[DimRegion].keys)),
+			industry: d.index("pending industry", len(dims[DimIndustry].keys)),
+			kind:     d.index("pending kind", len(dims[DimKind].keys)),
+		}
+		lines := d.count("pending lines", 4)
+		if lines == 0 && d.err == nil {
+			d.fail("pending order without lines")
+		}
+		var extra []line
+		for j := 0; j < lines && d.err == nil; j++ {
+			l := line{
+				brand:    d.index("line brand", len(dims[DimBrand].keys)),
+				category: d.index("line category", len(dims[DimCategory].keys)),
+				country:  d.index("line country", len(dims[DimCountry].keys)),
+				amount:   d.varint(),
+			}
+			if l.amount < 0 {
+				d.fail("negative line")
+			}
+			if j < inlineLines {
+				po.inline[j] = l
+			} else {
+				extra = append(extra, l)
+			}
+		}
+		po.lines = int32(lines)
+		if _, dup := st.pending[id]; dup && d.err == nil {
+			d.fail("pending order twice")
+		}
+		st.pending[id] = po
+		if extra != nil {
+			st.wide[id] = extra
+		}
+	}
+}
+
+// check verifies what every state holds: each breakdown and the category
+// cells add up to the total.
+func (st *state) check(cellsSum int64) error {
+	for i := range st.dims {
+		var sum int64
+		for _, g := range st.dims[i].gmv {
+			sum += g
+		}
+		if sum != st.gmv {
+			return fmt.Errorf("%w: the %v rows add up to %d fen, the total is %d", ErrBadSnapshot, Dimension(i), sum, st.gmv)
+		}
+	}
+	if cellsSum != st.gmv {
+		return fmt.Errorf("%w: the category cells add up to %d fen, the total is %d", ErrBadSnapshot, cellsSum, st.gmv)
+	}
+	if len(st.leaders) != len(st.dims[DimCategory].keys) || len(st.brands) != len(st.dims[DimBrand].keys) || len(st.merchants) != len(st.dims[DimMerchant].keys) {
+		panic("gmv: decoded tables of different lengths")
+	}
+	return nil
+}

@@ -1,0 +1,492 @@
+package gmv
+
+import (
+	"fmt"
+
+	"github.com/fest-platform/fest/internal/engine"
+)
+
+// state is everything the projection knows, and everything its snapshot
+// holds. It is written by apply (under the projection's write lock) and
+// read under the read lock.
+type state struct {
+	// The catalog view. brands and merchants are parallel to the rows of
+	// dims[DimBrand] and dims[DimMerchant]: a brand's index is its row.
+	brands    []brandInfo
+	merchants []merchantInfo
+	skus      []skuInfo
+	skuIndex  map[string]int32
+
+	dims [dimCount]dim
+
+	// pending is the attribution of each order placed and not yet paid,
+	// cancelled or expired; wide holds the lines past inlineLines of the
+	// few orders that have more.
+	pending map[engine.OrderID]pendingOrder
+	wide    map[engine.OrderID][]line
+
+	// cells is the GMV of each (brand, category) pair sold, keyed by
+	// cellKey, for the category leaders; leaders[c] is the brand leading
+	// category c (largest GMV, the smaller brand id on a tie), -1 before
+	// any sale.
+	cells   map[uint64]int64
+	leaders []int32
+
+	gmv          int64 // fen, paid orders
+	placed, paid uint64
+
+	milestones        []Milestone
+	reached           map[milestoneKey]struct{}
+	milestonesDropped uint64
+
+	series [SeriesSeconds]second
+	// scratch absorbs events too old for the series; nothing reads it.
+	scratch second
+
+	position uint64 // journal position of the last committed record
+	at       int64  // its event time, unix ns
+
+	counts counts // derived from the rest (counts.go)
+}
+
+type brandInfo struct {
+	name          string
+	country       int32 // row of dims[DimCountry]
+	firstFestival int32
+	emerging      bool
+	lastYearGMV   int64 // fen
+}
+
+type merchantInfo struct {
+	name     string
+	kind     int32 // row of dims[DimKind]
+	industry int32 // row of dims[DimIndustry]
+}
+
+type skuInfo struct {
+	brand    int32
+	category int32
+}
+
+// line is the part of a pending order's total that goes to one brand,
+// category and country (the brand's, at placement).
+type line struct {
+	brand, category, country int32
+	amount                   int64 // fen
+}
+
+// pendingOrder is a pending order's attribution, decided at placement. It
+// stays under 128 bytes so that the map keeps it inline.
+type pendingOrder struct {
+	merchant, channel, region, industry, kind int32
+	lines                                     int32 // distinct lines, inline first
+	inline                                    [inlineLines]line
+}
+
+// second is one second of the series: placed orders and paid GMV whose
+// event time fell in it.
+type second struct {
+	unix   int64 // the second, unix seconds; 0: empty
+	placed uint64
+	paid   uint64
+	gmv    int64 // fen
+}
+
+// Milestone is a brand or channel reaching a GMV threshold.
+type Milestone struct {
+	Kind      Dimension // DimBrand or DimChannel
+	Key       string    // brand id or channel
+	Threshold int64     // fen
+	ReachedAt int64     // event time of the payment that reached it, unix ns
+}
+
+type milestoneKey struct {
+	kind      Dimension
+	row       int32
+	threshold int64
+}
+
+// dim is one breakdown: its keys interned to rows.
+type dim struct {
+	keys   []string
+	index  map[string]int32
+	gmv    []int64  // fen
+	orders []uint64 // paid orders with a line in the row
+}
+
+func newState() *state {
+	st := &state{
+		skuIndex: make(map[string]int32),
+		pending:  make(map[engine.OrderID]pendingOrder),
+		wide:     make(map[engine.OrderID][]line),
+		cells:    make(map[uint64]int64),
+		reached:  make(map[milestoneKey]struct{}),
+		counts:   counts{domestic: -1},
+	}
+	for i := range st.dims {
+		st.dims[i].index = make(map[string]int32)
+	}
+	return st
+}
+
+// row returns key's row, adding it (a copy of key) if new.
+func (d *dim) row(key string) int32 {
+	if r, ok := d.index[key]; ok {
+		return r
+	}
+	return d.add(internKey(key))
+}
+
+func (d *dim) add(key string) int32 {
+	r := int32(len(d.keys))
+	d.keys = append(d.keys, key)
+	d.index[key] = r
+	d.gmv = append(d.gmv, 0)
+	d.orders = append(d.orders, 0)
+	return r
+}
+
+// openRow is row for the dimensions whose keys come from orders: past
+// keysMax rows, new keys go to OtherKey.
+func (d *dim) openRow(key string, keysMax int) int32 {
+	if r, ok := d.index[key]; ok {
+		return r
+	}
+	if len(d.keys) >= keysMax {
+		if r, ok := d.index[OtherKey]; ok {
+			return r
+		}
+		return d.add(OtherKey)
+	}
+	return d.add(internKey(key))
+}
+
+func cellKey(brand, category int32) uint64 { return uint64(brand)<<32 | uint64(uint32(category)) }
+
+// apply folds one event into the state.
+func (st *state) apply(cfg *Config, ev *engine.Event) error {
+	switch ev.Kind {
+	case engine.EventBrandUpserted:
+		st.upsertBrand(cfg, &ev.Brand)
+	case engine.EventMerchantUpserted:
+		st.upsertMerchant(&ev.Merchant)
+	case engine.EventSKUUpserted:
+		return st.upsertSKU(&ev.SKU)
+	case engine.EventOrderPlaced:
+		return st.place(cfg, ev)
+	case engine.EventOrderPaid:
+		return st.pay(cfg, ev)
+	case engine.EventOrderCancelled, engine.EventOrderExpired:
+		if _, ok := st.pending[ev.OrderID]; !ok {
+			return fmt.Errorf("%w: %v of order %v, which is not pending", ErrInconsistent, ev.Kind, ev.OrderID)
+		}
+		delete(st.pending, ev.OrderID)
+		delete(st.wide, ev.OrderID)
+	}
+	return nil
+}
+
+func (st *state) upsertBrand(cfg *Config, b *engine.Brand) {
+	r := st.dims[DimBrand].row(b.ID)
+	if int(r) == len(st.brands) {
+		st.brands = append(st.brands, brandInfo{})
+		st.counts.brandBits = append(st.counts.brandBits, 0)
+		st.counts.leads = append(st.counts.leads, 0)
+	}
+	bi := &st.brands[r]
+	if bi.name != b.Name {
+		bi.name = internKey(b.Name)
+	}
+	bi.country = st.dims[DimCountry].row(b.Country)
+	if b.Country == DomesticCountry {
+		st.counts.domestic = bi.country
+	}
+	bi.firstFestival = b.FirstFestival
+	bi.emerging = b.Emerging
+	st.counts.lastYearGMV += b.LastYearGMV - bi.lastYearGMV
+	bi.lastYearGMV = b.LastYearGMV
+	st.refreshBrand(cfg, r)
+}
+
+func (st *state) upsertMerchant(m *engine.Merchant) {
+	r := st.dims[DimMerchant].row(m.ID)
+	if int(r) == len(st.merchants) {
+		st.merchants = append(st.merchants, merchantInfo{kind: -1})
+	}
+	mi := &st.merchants[r]
+	if mi.name != m.Name {
+		mi.name = internKey(m.Name)
+	}
+	if mi.kind >= 0 {
+		st.addMerchant(mi.kind, mi.industry, -1)
+	}
+	mi.kind = st.dims[DimKind].row(m.Kind.String())
+	mi.industry = st.dims[DimIndustry].row(m.Industry)
+	st.addMerchant(mi.kind, mi.industry, 1)
+}
+
+func (st *state) upsertSKU(s *engine.SKU) error {
+	brand, ok := st.dims[DimBrand].index[s.BrandID]
+	if !ok {
+		return fmt.Errorf("%w: sku %q of unknown brand %q", ErrInconsistent, s.ID, s.BrandID)
+	}
+	cats := &st.dims[DimCategory]
+	category := cats.row(s.Category)
+	if int(category) == len(st.leaders) {
+		st.leaders = append(st.leaders, -1)
+	}
+	info := skuInfo{brand: brand, category: category}
+	if r, ok := st.skuIndex[s.ID]; ok {
+		st.skus[r] = info
+		return nil
+	}
+	st.skuIndex[internKey(s.ID)] = int32(len(st.skus))
+	st.skus = append(st.skus, info)
+	return nil
+}
+
+// place keeps the attribution of a new order.
+func (st *state) place(cfg *Config, ev *engine.Event) error {
+	if _, dup := st.pending[ev.OrderID]; dup {
+		return fmt.Errorf("%w: order %v placed twice", ErrInconsistent, ev.OrderID)
+	}
+	merchant, ok := st.dims[DimMerchant].index[ev.MerchantID]
+	if !ok {
+		return fmt.Errorf("%w: order %v of unknown merchant %q", ErrInconsistent, ev.OrderID, ev.MerchantID)
+	}
+	mi := &st.merchants[merchant]
+	po := pendingOrder{
+		merchant: merchant,
+		channel:  st.dims[DimChannel].openRow(ev.Channel, cfg.OpenKeysMax),
+		region:   st.dims[DimRegion].openRow(ev.Region, cfg.OpenKeysMax),
+		industry: mi.industry,
+		kind:     mi.kind,
+	}
+	var sum int64
+	var extra []line
+	for i := range ev.Items {
+		it := &ev.Items[i]
+		r, ok := st.skuIndex[it.SKUID]
+		if !ok {
+			return fmt.Errorf("%w: order %v line of unknown sku %q", ErrInconsistent, ev.OrderID, it.SKUID)
+		}
+		sku := st.skus[r]
+		l := line{brand: sku.brand, category: sku.category, country: st.brands[sku.brand].country, amount: it.Amount}
+		sum += it.Amount
+		extra = po.addLine(l, extra)
+	}
+	if sum != ev.Total {
+		// The journal's decoder derives Total from the lines, so this is a
+		// record the engine did not write.
+		return fmt.Errorf("%w: order %v total %d fen, its lines %d", ErrInconsistent, ev.OrderID, ev.Total, sum)
+	}
+	st.pending[ev.OrderID] = po
+	if extra != nil {
+		st.wide[ev.OrderID] = extra
+	}
+	st.placed++
+	st.secondOf(ev.At).placed++
+	return nil
+}
+
+// addLine merges l into the order's lines of the same brand, category and
+// country, or adds it (inline, else to extra, which it returns).
+func (po *pendingOrder) addLine(l line, extra []line) []line {
+	n := min(int(po.lines), inlineLines)
+	for i := 0; i < n; i++ {
+		if in := &po.inline[i]; in.brand == l.brand && in.category == l.category && in.country == l.country {
+			in.amount += l.amount
+			return extra
+		}
+	}
+	for i := range extra {
+		if in := &extra[i]; in.brand == l.brand && in.category == l.category && in.country == l.country {
+			in.amount += l.amount
+			return extra
+		}
+	}
+	if po.lines < inlineLines {
+		po.inline[po.lines] = l
+	} else {
+		extra = append(extra, l)
+	}
+	po.lines++
+	return extra
+}
+
+// pay adds a pending order's attribution to the totals and breakdowns.
+func (st *state) pay(cfg *Config, ev *engine.Event) error {
+	po, ok := st.pending[ev.OrderID]
+	if !ok {
+		return fmt.Errorf("%w: payment of order %v, which is not pending", ErrInconsistent, ev.OrderID)
+	}
+	delete(st.pending, ev.OrderID)
+	lines := po.inline[:min(int(po.lines), inlineLines)]
+	var extra []line
+	if po.lines > inlineLines {
+		extra = st.wide[ev.OrderID]
+		delete(st.wide, ev.OrderID)
+	}
+	var total int64
+	for _, l := range lines {
+		total += l.amount
+	}
+	for _, l := range extra {
+		total += l.amount
+	}
+	st.gmv += total
+	st.paid++
+	sec := st.secondOf(ev.At)
+	sec.paid++
+	sec.gmv += total
+	st.addRow(cfg, DimMerchant, po.merchant, total, ev.At)
+	st.addRow(cfg, DimChannel, po.channel, total, ev.At)
+	st.addRow(cfg, DimRegion, po.region, total, ev.At)
+	st.addRow(cfg, DimIndustry, po.industry, total, ev.At)
+	st.addRow(cfg, DimKind, po.kind, total, ev.At)
+	st.addLines(cfg, lines, lines, extra, ev.At)
+	st.addLines(cfg, extra, lines, extra, ev.At)
+	return nil
+}
+
+// addLines adds each line's amount to its brand, category and country, and
+// counts the order once in each row it touches: a row counts the order at
+// the first line (of all of them, inline then extra) that names it.
+func (st *state) addLines(cfg *Config, ls, inline, extra []line, at int64) {
+	for i := range ls {
+		l := &ls[i]
+		first := firstLines(l, inline, extra)
+		st.dims[DimBrand].gmv[l.brand] += l.amount
+		st.dims[DimCategory].gmv[l.category] += l.amount
+		st.dims[DimCountry].gmv[l.country] += l.amount
+		if first&firstBrand != 0 {
+			st.dims[DimBrand].orders[l.brand]++
+		}
+		if first&firstCategory != 0 {
+			st.dims[DimCategory].orders[l.category]++
+		}
+		if first&firstCountry != 0 {
+			st.dims[DimCountry].orders[l.country]++
+		}
+		st.milestone(cfg, DimBrand, l.brand, st.dims[DimBrand].gmv[l.brand]-l.amount, at)
+		st.addCell(cfg, l.brand, l.category, l.amount)
+		st.refreshBrand(cfg, l.brand)
+	}
+}
+
+const (
+	firstBrand = 1 << iota
+	firstCategory
+	firstCountry
+)
+
+// firstLines reports for which of its rows l is the first line of the
+// order naming them.
+func firstLines(l *line, inline, extra []line) int {
+	first := firstBrand | firstCategory | firstCountry
+	for _, ls := range [2][]line{inline, extra} {
+		for i := range ls {
+			o := &ls[i]
+			if o == l {
+				return first
+			}
+			if o.brand == l.brand {
+				first &^= firstBrand
+			}
+			if o.category == l.category {
+				first &^= firstCategory
+			}
+			if o.country == l.country {
+				first &^= firstCountry
+			}
+		}
+	}
+	panic("gmv: line not among its order's lines")
+}
+
+// addRow adds one paid order of amount fen to a row.
+func (st *state) addRow(cfg *Config, d Dimension, r int32, amount int64, at int64) {
+	dm := &st.dims[d]
+	before := dm.gmv[r]
+	dm.gmv[r] = before + amount
+	dm.orders[r]++
+	if d == DimChannel {
+		st.milestone(cfg, d, r, before, at)
+		if t := cfg.MilestoneThresholds[0]; before < t && dm.gmv[r] >= t {
+			st.counts.channelsOver++
+		}
+	}
+}
+
+// milestone records the thresholds a row's GMV crossed since before.
+func (st *state) milestone(cfg *Config, d Dimension, r int32, before int64, at int64) {
+	after := st.dims[d].gmv[r]
+	for _, t := range cfg.MilestoneThresholds {
+		if before >= t || after < t {
+			continue
+		}
+		k := milestoneKey{kind: d, row: r, threshold: t}
+		if _, ok := st.reached[k]; ok {
+			continue
+		}
+		if len(st.milestones) >= cfg.MilestonesMax {
+			st.milestonesDropped++
+			continue
+		}
+		st.reached[k] = struct{}{}
+		st.milestones = append(st.milestones, Milestone{Kind: d, Key: st.dims[d].keys[r], Threshold: t, ReachedAt: at})
+	}
+}
+
+// addCell adds to a (brand, category) pair and keeps the category's
+// leader: GMV only grows, so the leader changes only to the brand that
+// just sold.
+func (st *state) addCell(cfg *Config, brand, category int32, amount int64) {
+	k := cellKey(brand, category)
+	v := st.cells[k] + amount
+	st.cells[k] = v
+	lead := st.leaders[category]
+	if lead == brand {
+		return
+	}
+	if lead < 0 || st.leads(brand, v, lead, st.cells[cellKey(lead, category)]) {
+		st.leaders[category] = brand
+		st.counts.leads[brand]++
+		if lead >= 0 {
+			st.counts.leads[lead]--
+			st.refreshBrand(cfg, lead)
+		}
+	}
+}
+
+// leads reports whether brand a with GMV va ranks before brand b with vb:
+// more GMV, or the same and the smaller id.
+func (st *state) leads(a int32, va int64, b int32, vb int64) bool {
+	if va != vb {
+		return va > vb
+	}
+	keys := st.dims[DimBrand].keys
+	return keys[a] < keys[b]
+}
+
+// secondOf returns the series slot of event time at (unix ns), emptied if
+// it held an older second. An event more than an hour older than the slot
+// it maps to, or of the epoch's first second (0 marks an empty slot), goes
+// to a scratch slot that is not kept.
+func (st *state) secondOf(at int64) *second {
+	unix := at / 1e9
+	if unix <= 0 {
+		st.scratch = second{}
+		return &st.scratch
+	}
+	s := &st.series[unix%SeriesSeconds]
+	switch {
+	case s.unix == unix:
+	case s.unix < unix:
+		*s = second{unix: unix}
+	default:
+		st.scratch = second{}
+		return &st.scratch
+	}
+	return s
+}

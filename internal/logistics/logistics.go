@@ -34,18 +34,18 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultStaleAfter         = 72 * time.Hour
-	DefaultRateWindow         = 10 * time.Second
-	DefaultDestination        = "CN"
-	DefaultWarehousePrefix    = "WH-"
-	defaultMerchantRegion     = "CN"
-	internedMax               = 1 << 20 // distinct locations and carrier codes deduplicated
-	regionsMax                = 1 << 16 // distinct regions (merchants' and buyers')
-	rateBuckets               = 64      // seconds of parcel creation counts kept, > RateWindow
-	staleBucket               = time.Minute
-	rateWindowMax             = rateBuckets - 2
-	partitionsMax             = 4096
-	parcelIndexNone    uint32 = 0
+	DefaultStaleAfter             = 72 * time.Hour
+	DefaultRateWindow             = 10 * time.Second
+	DefaultDestination            = "CN"
+	DefaultWarehousePrefix        = "WH-"
+	defaultMerchantRegion         = "CN"
+	internedMax                   = 1 << 20 // distinct locations and carrier codes deduplicated
+	regionsMax                    = 1 << 16 // distinct regions (merchants' and buyers')
+	rateBuckets                   = 64      // seconds of parcel creation counts kept, > RateWindow
+	staleBucket                   = time.Minute
+	rateWindowMax                 = rateBuckets - 2
+	partitionsMax                 = 4096
+	parcelIndexNone        uint32 = 0
 )
 
 // Config configures the projection.

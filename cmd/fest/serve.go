@@ -23,6 +23,7 @@ import (
 	"github.com/fest-platform/fest/internal/assistant"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/journal"
+	"github.com/fest-platform/fest/internal/logistics"
 	"github.com/fest-platform/fest/internal/projection"
 	"github.com/fest-platform/fest/internal/projection/orders"
 	"github.com/fest-platform/fest/internal/server"
@@ -61,6 +62,9 @@ type serveOptions struct {
 	// Assistant bounds the customer-service assistant (assistant.Config
 	// has their meaning).
 	Assistant assistant.Config
+	// ParcelStaleAfter is how long a parcel may go without a scan before
+	// it is flagged stale (logistics.Config.StaleAfter).
+	ParcelStaleAfter time.Duration
 }
 
 // shutdownTimeoutDefault bounds how long in-flight requests may take to
@@ -148,8 +152,16 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 	fs.Float64Var(&o.Assistant.ConfidenceMin, "assistant-confidence-min", adef.ConfidenceMin, "assistant: below this intent probability the message is handed to a person")
 	fs.IntVar(&o.Assistant.TextBytesMax, "assistant-text-bytes-max", adef.TextBytesMax, "assistant: longest message text in bytes")
 	fs.StringVar(&o.Assistant.ParcelPattern, "assistant-parcel-pattern", adef.ParcelPattern, "assistant: regular expression of a parcel id in a message")
+	stale, err := time.ParseDuration(envOr("FEST_PARCEL_STALE_AFTER", logistics.DefaultStaleAfter.String()))
+	if err != nil {
+		return o, fs, fmt.Errorf("FEST_PARCEL_STALE_AFTER: %w", err)
+	}
+	fs.DurationVar(&o.ParcelStaleAfter, "parcel-stale-after", stale, "a parcel with no scan for this long is flagged stale (FEST_PARCEL_STALE_AFTER)")
 	if err := fs.Parse(args); err != nil {
 		return o, fs, err
+	}
+	if o.ParcelStaleAfter <= 0 {
+		return o, fs, fmt.Errorf("%s: --parcel-stale-after %v must be positive", name, o.ParcelStaleAfter)
 	}
 	if err := o.Assistant.Validate(); err != nil {
 		return o, fs, fmt.Errorf("%s: %w", name, err)
@@ -270,8 +282,14 @@ func (rs *runningServer) open() error {
 		store.Close()
 		return fmt.Errorf("open analytics: %w", err)
 	}
+	// Parcels judge staleness by the engine's clock (the wall clock).
+	parcels, err := logistics.New(logistics.Config{StaleAfter: rs.opts.ParcelStaleAfter, Now: func() int64 { return time.Now().UnixNano() }})
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("open logistics: %w", err)
+	}
 	// Every read model is one registration with the runner.
-	proj, err := projection.New(projection.Config{Dir: filepath.Join(rs.opts.Data, "projections"), Logger: rs.log}, store, gmv)
+	proj, err := projection.New(projection.Config{Dir: filepath.Join(rs.opts.Data, "projections"), Logger: rs.log}, store, gmv, parcels)
 	if err != nil {
 		store.Close()
 		return fmt.Errorf("open projections: %w", err)
@@ -302,6 +320,7 @@ func (rs *runningServer) open() error {
 	rs.eng, rs.store, rs.analytics, rs.projections = eng, store, gmv, proj
 	rs.srv.Attach(eng, proj, store)
 	rs.srv.AttachAnalytics(gmv)
+	rs.srv.AttachLogistics(parcels)
 	fmt.Fprintf(rs.stdout, "fest serve: ready in %v (%d partitions, %d SKUs, journal at byte %d)\n",
 		time.Since(start).Round(time.Millisecond), eng.Partitions(), eng.SKUCount(), eng.Durable())
 	return nil

@@ -143,6 +143,12 @@ func TestLogistics(t *testing.T) {
 	f.expectErr(404, "not_found", "order_id", "GET", "/v1/orders/"+c.OrderID+"/parcel", storefrontToken, nil)
 	f.expectErr(404, "not_found", "parcel_id", "POST", "/v1/parcels/P"+c.OrderID+"/scans", carrierToken, scanBody("picked_up", "Shanghai"))
 
+	// The assistant tracks the parcel of the buyer's order.
+	r := f.must(200, "POST", "/v1/assistant/messages", storefrontToken, map[string]any{"buyer_id": "u1", "text": "where is my parcel for order " + o.OrderID, "session_id": "s"}).json(t)
+	if r["intent"] != "parcel_tracking" || r["parcel_id"] != pid {
+		t.Errorf("assistant on the parcel of %s: %v", o.OrderID, r)
+	}
+
 	s := f.logisticsStats(t)
 	if s.Parcels != 1 || s.ByStatus["delivered"] != 1 || s.ByStatus["created"] != 0 || s.Stale != 0 {
 		t.Errorf("stats %+v, want one delivered parcel", s)

@@ -242,7 +242,7 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 	// The assistant trains its models from the examples built into the
 	// binary (a fraction of a second) and reads orders through the server
 	// once recovery has attached the backend.
-	asst, err := assistant.New(o.Assistant, srv.AssistantOrders(), nil)
+	asst, err := assistant.New(o.Assistant, srv.AssistantOrders(), srv.AssistantParcels())
 	if err != nil {
 		return nil, fmt.Errorf("start assistant: %w", err)
 	}

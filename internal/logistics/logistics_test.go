@@ -260,3 +260,66 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkCreateParcels applies an order's placement and payment per
+// iteration, as the runner feeds them: the parcels created per second of
+// one core.
+func BenchmarkCreateParcels(b *testing.B) {
+	l, err := New(Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	f := &feed{l: l}
+	m := merchant("m", "CN-ZJ")
+	l.Apply(&m)
+	l.Commit(1, t0)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		id := engine.OrderIDOf(i%64, uint64(i/64+1))
+		p := placed(id, "m", "CN-BJ", t0+int64(i))
+		paid := ended(engine.EventOrderPaid, id, t0+int64(i))
+		l.Apply(&p)
+		l.Apply(&paid)
+		if i%256 == 255 {
+			f.pos++
+			l.Commit(f.pos, t0+int64(i))
+		}
+	}
+	l.Commit(f.pos+1, t0)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "parcels/s")
+}
+
+// BenchmarkApplyScans applies carrier scans to existing parcels.
+func BenchmarkApplyScans(b *testing.B) {
+	l, err := New(Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := merchant("m", "CN-ZJ")
+	l.Apply(&m)
+	const parcels = 1 << 16
+	for i := range parcels {
+		id := engine.OrderIDOf(0, uint64(i+1))
+		p, paid := placed(id, "m", "CN-BJ", t0), ended(engine.EventOrderPaid, id, t0)
+		l.Apply(&p)
+		l.Apply(&paid)
+	}
+	l.Commit(1, t0)
+	hubs := []string{"Hangzhou hub", "Jinan hub", "Beijing hub"}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		id := engine.OrderIDOf(0, uint64(i%parcels+1))
+		s := engine.ParcelInTransit
+		if i < parcels {
+			s = engine.ParcelPickedUp
+		}
+		ev := scanned(id, s, hubs[i/parcels%3], "IT", t0+int64(i))
+		if err := l.Apply(&ev); err != nil {
+			b.Fatal(err)
+		}
+	}
+	l.Commit(2, t0)
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "scans/s")
+}

@@ -17,7 +17,7 @@
 // cost no memory, but a changed carrier table re-routes the parcels' views.
 //
 // Memory: 4 bytes per order of the journal (the index by order sequence),
-// 48 bytes per parcel and 24 bytes per scan (locations and carrier codes
+// 32 bytes per parcel and 24 bytes per scan (locations and carrier codes
 // interned). Bounding it by a cold tier, as the order store does, is left for
 // later.
 package logistics
@@ -25,6 +25,7 @@ package logistics
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -155,22 +156,48 @@ type Stats struct {
 	AsOf             int64 // unix ns of the clock the figures are judged at
 }
 
-// parcel is what the projection keeps of one parcel: 48 bytes and its scans.
+// parcel is what the projection keeps of one parcel: 32 bytes. It and its
+// scans hold no pointers, so the garbage collector never scans the millions
+// of them (at the peak it would otherwise mark them on every cycle, taking
+// CPU from the engine).
 type parcel struct {
 	createdAt int64
-	lastAt    int64 // engine time of the last scan, or createdAt
-	scans     []scan
+	lastAt    int64  // engine time of the last scan, or createdAt
+	lastScan  uint64 // 1 + the index of its last scan in state.scanLog; 0: none
 	origin    uint16 // region numbers
 	dest      uint16
 	status    engine.ParcelStatus
 }
 
-// scan is one carrier scan: 24 bytes, its strings interned.
+// scan is one carrier scan: 24 bytes, its strings interned, linked to the
+// parcel's previous scan.
 type scan struct {
-	at       int64 // the carrier's time
-	location uint32
-	code     uint32
-	status   engine.ParcelStatus
+	at int64 // the carrier's time
+	// prevStatus is 1 + the index of the parcel's previous scan (0: none)
+	// shifted left by 4, and the scan's status in the low 4 bits.
+	prevStatus uint64
+	location   uint32
+	code       uint32
+}
+
+func (s *scan) status() engine.ParcelStatus { return engine.ParcelStatus(s.prevStatus & 0xf) }
+func (s *scan) prev() uint64                { return s.prevStatus >> 4 }
+
+// scansOf returns p's scans, oldest first.
+func (st *state) scansOf(p *parcel) []scan {
+	var out []scan
+	for n := p.lastScan; n != 0; n = st.scanLog[n-1].prev() {
+		out = append(out, st.scanLog[n-1])
+	}
+	slices.Reverse(out)
+	return out
+}
+
+// addScan appends a scan to p's history.
+func (st *state) addScan(p *parcel, s scan, status engine.ParcelStatus) {
+	s.prevStatus = p.lastScan<<4 | uint64(status)
+	st.scanLog = append(st.scanLog, s)
+	p.lastScan = uint64(len(st.scanLog))
 }
 
 // route is what a pending order needs for its parcel.
@@ -187,6 +214,7 @@ type state struct {
 	// index[partition][seq-1] is 1 + the parcel's number in parcels, or 0.
 	index   [][]uint32
 	parcels []parcel
+	scanLog []scan // every parcel's scans, linked per parcel
 	// strs are the interned locations and carrier codes (0 is ""); only the
 	// first internedMax are deduplicated by strIndex, later ones are kept
 	// one per scan so that the map stays bounded.
@@ -407,7 +435,7 @@ func (st *state) scan(ev *engine.Event) error {
 	if !final(p.status) {
 		st.active[p.lastAt/int64(staleBucket)]++
 	}
-	p.scans = append(p.scans, scan{at: ev.ScanAt, location: st.intern(ev.Location), code: st.intern(ev.CarrierCode), status: ev.ParcelStatus})
+	st.addScan(p, scan{at: ev.ScanAt, location: st.intern(ev.Location), code: st.intern(ev.CarrierCode)}, ev.ParcelStatus)
 	st.scans++
 	return nil
 }
@@ -452,11 +480,12 @@ func (l *Logistics) Parcel(id engine.OrderID) (Parcel, error) {
 		Warehouse: l.warehouse(origin), Origin: origin, Destination: dest,
 		CreatedAt: p.createdAt, ETA: p.createdAt + int64(l.router.transitTime(origin, dest)),
 		LastScanAt: p.lastAt, Stale: l.stale(p, l.now()),
-		Events: make([]Event, 0, 1+len(p.scans)),
 	}
+	scans := st.scansOf(p)
+	out.Events = make([]Event, 0, 1+len(scans))
 	out.Events = append(out.Events, Event{Status: engine.ParcelCreated, Location: out.Warehouse, At: p.createdAt})
-	for _, s := range p.scans {
-		out.Events = append(out.Events, Event{Status: s.status, Location: st.strs[s.location], At: s.at, CarrierCode: st.strs[s.code]})
+	for _, s := range scans {
+		out.Events = append(out.Events, Event{Status: s.status(), Location: st.strs[s.location], At: s.at, CarrierCode: st.strs[s.code]})
 	}
 	return out, nil
 }

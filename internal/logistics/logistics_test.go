@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/fest-platform/fest/internal/engine"
 )
@@ -322,4 +323,14 @@ func BenchmarkApplyScans(b *testing.B) {
 	}
 	l.Commit(2, t0)
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "scans/s")
+}
+
+// TestRecordSizes holds the per-parcel memory the package documents.
+func TestRecordSizes(t *testing.T) {
+	if n := unsafe.Sizeof(parcel{}); n != 32 {
+		t.Errorf("parcel is %d bytes, documented 32", n)
+	}
+	if n := unsafe.Sizeof(scan{}); n != 24 {
+		t.Errorf("scan is %d bytes, documented 24", n)
+	}
 }

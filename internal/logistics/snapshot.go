@@ -93,12 +93,13 @@ func (l *Logistics) WriteSnapshot(w io.Writer, _ projection.Files) error {
 			s.uvarint(uint64(pc.origin))
 			s.uvarint(uint64(pc.dest))
 			s.w.WriteByte(byte(pc.status))
-			s.uvarint(uint64(len(pc.scans)))
-			for _, sc := range pc.scans {
+			scans := st.scansOf(pc)
+			s.uvarint(uint64(len(scans)))
+			for _, sc := range scans {
 				s.varint(sc.at)
 				s.uvarint(uint64(sc.location))
 				s.uvarint(uint64(sc.code))
-				s.w.WriteByte(byte(sc.status))
+				s.w.WriteByte(byte(sc.status()))
 			}
 		}
 	}
@@ -269,11 +270,9 @@ func decodeState(d *snapReader) *state {
 		p.origin, p.dest = regionOK(d.uvarint()), regionOK(d.uvarint())
 		p.status = statusOK(d.byte1(), engine.ParcelCreated)
 		scans := d.count(scansPerParcel, "scans")
-		if scans > 0 {
-			p.scans = make([]scan, 0, scans)
-		}
 		for j := 0; j < scans && d.err == nil; j++ {
-			p.scans = append(p.scans, scan{at: d.varint(), location: strOK(d.uvarint()), code: strOK(d.uvarint()), status: statusOK(d.byte1(), engine.ParcelPickedUp)})
+			sc := scan{at: d.varint(), location: strOK(d.uvarint()), code: strOK(d.uvarint())}
+			st.addScan(&p, sc, statusOK(d.byte1(), engine.ParcelPickedUp))
 		}
 		if d.err != nil {
 			break
@@ -286,7 +285,7 @@ func decodeState(d *snapReader) *state {
 		st.parcels = append(st.parcels, p)
 		*s = uint32(len(st.parcels))
 		st.byStatus[p.status]++
-		st.scans += uint64(len(p.scans))
+		st.scans += uint64(scans)
 		if !final(p.status) {
 			st.active[p.lastAt/int64(staleBucket)]++
 		}

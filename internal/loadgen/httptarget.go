@@ -696,8 +696,11 @@ func (t *HTTPTarget) transition(ctx context.Context, path string, body []byte, w
 }
 
 // each runs f(0..n-1), PayParallel at a time.
-func (t *HTTPTarget) each(n int, f func(i int)) {
-	par := min(n, t.cfg.PayParallel)
+func (t *HTTPTarget) each(n int, f func(i int)) { eachParallel(n, t.cfg.PayParallel, f) }
+
+// eachParallel runs f(0..n-1), par at a time.
+func eachParallel(n, par int, f func(i int)) {
+	par = min(n, par)
 	if par <= 1 {
 		for i := range n {
 			f(i)
@@ -838,11 +841,16 @@ type scanAnswerJSON struct {
 	Status string `json:"status"`
 }
 
+// scanParallel is the scan requests in flight: each waits for its fsync
+// (group-committed with the others) and for the parcel projection, so many
+// carriers must scan at once for the commits to be shared.
+const scanParallel = 64
+
 // Scan implements Carrier: one POST /v1/parcels/{id}/scans per scan, with
-// the carrier token, PayParallel at a time. A parcel id is "P" and its
+// the carrier token, scanParallel at a time. A parcel id is "P" and its
 // order's id.
 func (t *HTTPTarget) Scan(ctx context.Context, orderIDs []string, scans []ScanStep, out []Outcome) {
-	t.each(len(orderIDs), func(i int) {
+	eachParallel(len(orderIDs), scanParallel, func(i int) {
 		body, _ := json.Marshal(map[string]string{"status": scans[i].Status, "location": scans[i].Location})
 		path := "/v1/parcels/P" + orderIDs[i] + "/scans"
 		st, resp, err := t.do(ctx, http.MethodPost, path, t.cfg.CarrierToken, "application/json", body, nil)

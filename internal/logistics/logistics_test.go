@@ -334,3 +334,37 @@ func TestRecordSizes(t *testing.T) {
 		t.Errorf("scan is %d bytes, documented 24", n)
 	}
 }
+
+// BenchmarkSnapshot writes and stages a snapshot of a million parcels with
+// two scans each: the pause the runner takes for this projection at each
+// of its snapshots (the section is rewritten whole).
+func BenchmarkSnapshot(b *testing.B) {
+	l, err := New(Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m := merchant("m", "CN-ZJ")
+	l.Apply(&m)
+	const parcels = 1_000_000
+	for i := range parcels {
+		id := engine.OrderIDOf(i%64, uint64(i/64+1))
+		evs := []engine.Event{placed(id, "m", "CN-BJ", t0), ended(engine.EventOrderPaid, id, t0),
+			scanned(id, engine.ParcelPickedUp, "Hangzhou", "PU", t0), scanned(id, engine.ParcelInTransit, "Hangzhou hub", "", t0)}
+		for j := range evs {
+			l.Apply(&evs[j])
+		}
+	}
+	l.Commit(1, t0)
+	var buf bytes.Buffer
+	b.ResetTimer()
+	for range b.N {
+		buf.Reset()
+		if err := l.WriteSnapshot(&buf, nil); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := l.StageSnapshot(bytes.NewReader(buf.Bytes()), 1, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(buf.Len())/parcels, "bytes/parcel")
+}

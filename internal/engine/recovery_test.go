@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -138,6 +139,11 @@ func TestReplayRebuildsState(t *testing.T) {
 			}
 			randomOrders(e, rng, 40, 6, 10)
 			live := e.core.dump()
+			for _, s := range []string{"picked_up", "in_transit", "exception"} {
+				if !strings.Contains(live, s) {
+					t.Fatalf("no parcel %s in the state: the scans of randomOrders do not reach it", s)
+				}
+			}
 			copyDir(t, dir, dir+"-copy")
 			if err := e.Close(); err != nil {
 				t.Fatal(err)

@@ -36,16 +36,36 @@ const (
 // decode.
 var ErrBadSnapshot = fmt.Errorf("logistics: %w", projection.ErrBadSnapshot)
 
+// snapWriter encodes into a buffer written out every snapFlushBytes; its
+// first write error is sticky.
 type snapWriter struct {
-	w   *bufio.Writer
-	buf [binary.MaxVarintLen64]byte
+	w   io.Writer
+	b   []byte
+	err error
 }
 
-func (s *snapWriter) uvarint(v uint64) { s.w.Write(binary.AppendUvarint(s.buf[:0], v)) }
-func (s *snapWriter) varint(v int64)   { s.w.Write(binary.AppendVarint(s.buf[:0], v)) }
+const snapFlushBytes = 1 << 16
+
+func (s *snapWriter) uvarint(v uint64) { s.b = binary.AppendUvarint(s.b, v) }
+func (s *snapWriter) varint(v int64)   { s.b = binary.AppendVarint(s.b, v) }
+func (s *snapWriter) byte1(v byte)     { s.b = append(s.b, v) }
 func (s *snapWriter) string(v string) {
 	s.uvarint(uint64(len(v)))
-	s.w.WriteString(v)
+	s.b = append(s.b, v...)
+	s.maybeFlush()
+}
+
+func (s *snapWriter) maybeFlush() {
+	if len(s.b) >= snapFlushBytes {
+		s.flush()
+	}
+}
+
+func (s *snapWriter) flush() {
+	if s.err == nil && len(s.b) > 0 {
+		_, s.err = s.w.Write(s.b)
+	}
+	s.b = s.b[:0]
 }
 
 // WriteSnapshot implements projection.Projection. The runner calls it
@@ -54,8 +74,8 @@ func (l *Logistics) WriteSnapshot(w io.Writer, _ projection.Files) error {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	st := l.st
-	s := &snapWriter{w: bufio.NewWriterSize(w, 1<<16)}
-	s.w.WriteString(snapshotMagic)
+	s := &snapWriter{w: w, b: make([]byte, 0, 2*snapFlushBytes)}
+	s.b = append(s.b, snapshotMagic...)
 	s.varint(st.lastAt)
 	s.uvarint(uint64(len(st.regions)))
 	for _, r := range st.regions {
@@ -71,6 +91,7 @@ func (l *Logistics) WriteSnapshot(w io.Writer, _ projection.Files) error {
 		s.uvarint(uint64(id))
 		s.uvarint(uint64(rt.origin))
 		s.uvarint(uint64(rt.dest))
+		s.maybeFlush()
 	}
 	s.uvarint(uint64(len(st.strs)))
 	for _, v := range st.strs {
@@ -92,19 +113,21 @@ func (l *Logistics) WriteSnapshot(w io.Writer, _ projection.Files) error {
 			s.varint(pc.lastAt - pc.createdAt)
 			s.uvarint(uint64(pc.origin))
 			s.uvarint(uint64(pc.dest))
-			s.w.WriteByte(byte(pc.status))
+			s.byte1(byte(pc.status))
 			scans := st.scansOf(pc)
 			s.uvarint(uint64(len(scans)))
 			for _, sc := range scans {
 				s.varint(sc.at)
 				s.uvarint(uint64(sc.location))
 				s.uvarint(uint64(sc.code))
-				s.w.WriteByte(byte(sc.status()))
+				s.byte1(byte(sc.status()))
 			}
+			s.maybeFlush()
 		}
 	}
-	if err := s.w.Flush(); err != nil {
-		return fmt.Errorf("write logistics snapshot: %w", err)
+	s.flush()
+	if s.err != nil {
+		return fmt.Errorf("write logistics snapshot: %w", s.err)
 	}
 	return nil
 }

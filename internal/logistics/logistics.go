@@ -533,6 +533,3 @@ func (l *Logistics) Stats() Stats {
 	out.ParcelsPerSecond = float64(created) / float64(window)
 	return out
 }
-
-// Carriers returns the carrier table in use.
-func (l *Logistics) Carriers() []Carrier { return l.cfg.Carriers }

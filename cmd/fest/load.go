@@ -63,6 +63,8 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		payPar      = fs.Int("pay-parallel", hd.PayParallel, "--transport json: payment requests in flight per batch (the batched transports settle a batch in one request)")
 		payAfter    = fs.String("pay-after", "auto", "defer payments until the placement window closes: true, false, or auto (midnight on a target that pays one order per request: the baselines, --transport json)")
 		payWindow   = fs.Duration("pay-window", 20*time.Second, "with deferred payments: how long the pay phase may run")
+		scanWindow  = fs.Duration("scan-window", loadgen.DefaultConfig().ScanWindow, "fest: after the orders, how long carriers scan the paid orders' parcels through their states (0: no scans)")
+		scanMax     = fs.Int("scan-parcels-max", loadgen.DefaultConfig().ScanParcelsMax, "fest: parcels the carriers scan at most (the first paid)")
 		jsonOut     = fs.Bool("json", false, "end with one JSON line: the result")
 		report      = fs.String("report", "", "write an HTML report with plots to this file")
 		quiet       = fs.Bool("quiet", false, "no live progress")
@@ -116,6 +118,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return fmt.Errorf("load: --pay-after %q: want true, false or auto", *payAfter)
 	}
 	lc.PayWindow = *payWindow
+	lc.ScanWindow, lc.ScanParcelsMax = *scanWindow, *scanMax
 	if !*quiet {
 		lc.Progress = stderr
 		if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {

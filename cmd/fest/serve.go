@@ -22,6 +22,7 @@ import (
 	"github.com/fest-platform/fest/internal/assistant"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/journal"
+	"github.com/fest-platform/fest/internal/logistics"
 	"github.com/fest-platform/fest/internal/projection"
 	"github.com/fest-platform/fest/internal/projection/gmv"
 	"github.com/fest-platform/fest/internal/projection/orders"
@@ -64,6 +65,9 @@ type serveOptions struct {
 	// Assistant bounds the customer-service assistant (assistant.Config
 	// has their meaning).
 	Assistant assistant.Config
+	// ParcelStaleAfter is how long a parcel may go without a scan before
+	// it is flagged stale (logistics.Config.StaleAfter).
+	ParcelStaleAfter time.Duration
 }
 
 // shutdownTimeoutDefault bounds how long in-flight requests may take to
@@ -151,8 +155,16 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 	fs.Float64Var(&o.Assistant.ConfidenceMin, "assistant-confidence-min", adef.ConfidenceMin, "assistant: below this intent probability the message is handed to a person")
 	fs.IntVar(&o.Assistant.TextBytesMax, "assistant-text-bytes-max", adef.TextBytesMax, "assistant: longest message text in bytes")
 	fs.StringVar(&o.Assistant.ParcelPattern, "assistant-parcel-pattern", adef.ParcelPattern, "assistant: regular expression of a parcel id in a message")
+	stale, err := time.ParseDuration(envOr("FEST_PARCEL_STALE_AFTER", logistics.DefaultStaleAfter.String()))
+	if err != nil {
+		return o, fs, fmt.Errorf("FEST_PARCEL_STALE_AFTER: %w", err)
+	}
+	fs.DurationVar(&o.ParcelStaleAfter, "parcel-stale-after", stale, "a parcel with no scan for this long is flagged stale (FEST_PARCEL_STALE_AFTER)")
 	if err := fs.Parse(args); err != nil {
 		return o, fs, err
+	}
+	if o.ParcelStaleAfter <= 0 {
+		return o, fs, fmt.Errorf("%s: --parcel-stale-after %v must be positive", name, o.ParcelStaleAfter)
 	}
 	if err := o.Assistant.Validate(); err != nil {
 		return o, fs, fmt.Errorf("%s: %w", name, err)
@@ -233,7 +245,7 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 	// The assistant trains its models from the examples built into the
 	// binary (a fraction of a second) and reads orders through the server
 	// once recovery has attached the backend.
-	asst, err := assistant.New(o.Assistant, srv.AssistantOrders(), nil)
+	asst, err := assistant.New(o.Assistant, srv.AssistantOrders(), srv.AssistantParcels())
 	if err != nil {
 		return nil, fmt.Errorf("start assistant: %w", err)
 	}
@@ -273,8 +285,14 @@ func (rs *runningServer) open() error {
 		store.Close()
 		return fmt.Errorf("open gmv projection: %w", err)
 	}
+	// Parcels judge staleness by the engine's clock (the wall clock).
+	parcels, err := logistics.New(logistics.Config{StaleAfter: rs.opts.ParcelStaleAfter, Now: func() int64 { return time.Now().UnixNano() }})
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("open logistics: %w", err)
+	}
 	// Every read model is one registration with the runner.
-	proj, err := projection.New(projection.Config{Dir: filepath.Join(rs.opts.Data, "projections"), Logger: rs.log}, store, board)
+	proj, err := projection.New(projection.Config{Dir: filepath.Join(rs.opts.Data, "projections"), Logger: rs.log}, store, board, parcels)
 	if err != nil {
 		store.Close()
 		return fmt.Errorf("open projections: %w", err)
@@ -304,6 +322,7 @@ func (rs *runningServer) open() error {
 	rs.eng, rs.store, rs.board, rs.projections = eng, store, board, proj
 	rs.srv.Attach(eng, proj, store)
 	rs.srv.AttachGMV(board)
+	rs.srv.AttachLogistics(parcels)
 	fmt.Fprintf(rs.stdout, "fest serve: ready in %v (%d partitions, %d SKUs, journal at byte %d)\n",
 		time.Since(start).Round(time.Millisecond), eng.Partitions(), eng.SKUCount(), eng.Durable())
 	return nil

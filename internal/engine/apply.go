@@ -110,6 +110,8 @@ func (c *core) apply(p *partition, now int64, cmd *Command, res *Result, out *em
 		c.upsertSKU(p, now, cmd, res, out)
 	case KindAdjustStock:
 		c.adjustStock(p, now, cmd, res, out)
+	case KindScanParcel:
+		c.scanParcel(p, now, cmd, res, out)
 	case KindGetSKU:
 		ref, ok := c.dir.lookup(cmd.SKUID)
 		if !ok || ref.partition() != p.id {
@@ -125,6 +127,7 @@ func (c *core) apply(p *partition, now int64, cmd *Command, res *Result, out *em
 		}
 		res.OrderID = cmd.OrderID
 		res.Status = p.orders[seq-1]
+		res.ParcelStatus, _ = p.parcel(seq)
 		if po := p.pendingOrderAt(seq); po != nil {
 			p.orderResult(seq, po, res)
 		}
@@ -538,6 +541,8 @@ func (c *core) evolve(p *partition, ev *Event) {
 		c.evolvePlaced(p, ev)
 	case EventOrderPaid, EventOrderCancelled, EventOrderExpired:
 		c.evolveEnded(p, ev)
+	case EventParcelScanned:
+		c.evolveScanned(p, ev)
 	default:
 		panic(fmt.Sprintf("engine: evolve of unknown event kind %v", ev.Kind))
 	}
@@ -646,6 +651,10 @@ func (c *core) evolveEnded(p *partition, ev *Event) {
 		p.checkSKU(pi.slot)
 	}
 	p.orders[seq-1] = status
+	if status == StatusPaid {
+		// A parcel exists exactly when its order is paid.
+		p.setParcel(seq, ParcelCreated, 0)
+	}
 	p.removePending(seq)
 	p.freePending(po)
 }

@@ -36,10 +36,16 @@ const (
 	KindGetSKU
 	// KindGetOrder reads an order's status as the engine holds it (OrderID).
 	KindGetOrder
+	// KindScanParcel records a carrier's scan of the parcel of a paid order
+	// (OrderID, Scan). The transition must be one ParcelTransitionAllowed
+	// allows (else CodeInvalidState); a scan equal to the parcel's last one
+	// (same status and location) succeeds and emits nothing. An order that
+	// is not paid has no parcel (CodeNotFound).
+	KindScanParcel
 	kindCount
 )
 
-var kindNames = [...]string{"none", "upsert_brand", "upsert_merchant", "upsert_sku", "adjust_stock", "place_order", "pay", "cancel", "get_sku", "get_order"}
+var kindNames = [...]string{"none", "upsert_brand", "upsert_merchant", "upsert_sku", "adjust_stock", "place_order", "pay", "cancel", "get_sku", "get_order", "scan_parcel"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -163,6 +169,17 @@ type Command struct {
 	Delta    int64  // AdjustStock, units
 	OrderID  OrderID
 	Amount   int64 // Pay, fen
+	Scan     *Scan // ScanParcel
+}
+
+// Scan is the body of a scan-parcel command: what a carrier reports. The
+// engine's clock stamps the event (Event.At); At is the carrier's own time
+// of the scan, checked against the order's payment at the HTTP edge.
+type Scan struct {
+	Status      ParcelStatus
+	Location    string
+	CarrierCode string // the carrier's own event code, optional
+	At          int64  // unix nanoseconds, the carrier's time of the scan
 }
 
 // Request is a command and the slot its result is written to.

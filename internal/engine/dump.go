@@ -26,6 +26,7 @@ func (c *core) dump() string {
 				i, t.id, uint64(ref), s.price, s.available, s.reserved, s.sold, s.merchant, p.brandOf(&t), t.title, p.categoryOf(&t), p.soldOut.get(uint32(i)))
 		}
 		fmt.Fprintf(&b, "  orders %v\n", p.orders)
+		fmt.Fprintf(&b, "  parcels %v locations %v\n", p.parcelStatus, p.parcelLocation)
 		for i, po := range p.pending {
 			if po == nil {
 				continue

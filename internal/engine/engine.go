@@ -444,6 +444,29 @@ func (c *core) route(r *Request) (int, bool) {
 			}
 		}
 		return partition, true
+	case KindScanParcel:
+		sc := cmd.Scan
+		if sc == nil {
+			res.Code, res.Field = CodeInvalidArgument, "scan"
+			return 0, false
+		}
+		if sc.Status <= ParcelCreated || sc.Status >= parcelStatusCount {
+			res.Code, res.Field = CodeInvalidArgument, "status"
+			return 0, false
+		}
+		if sc.Location == "" {
+			res.Code, res.Field = CodeInvalidArgument, "location"
+			return 0, false
+		}
+		if tooLong(res, "location", sc.Location, locationBytesMax) || tooLong(res, "carrier_code", sc.CarrierCode, carrierCodeBytesMax) {
+			return 0, false
+		}
+		p := cmd.OrderID.Partition()
+		if p >= len(c.partitions) || cmd.OrderID.Seq() == 0 {
+			res.Code, res.Field = CodeNotFound, "parcel_id"
+			return 0, false
+		}
+		return p, true
 	case KindPay, KindCancel, KindGetOrder:
 		p := cmd.OrderID.Partition()
 		if p >= len(c.partitions) || cmd.OrderID.Seq() == 0 {

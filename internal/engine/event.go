@@ -24,10 +24,14 @@ const (
 	EventOrderPaid
 	EventOrderCancelled
 	EventOrderExpired
+	// EventParcelScanned is a carrier's scan of a paid order's parcel
+	// (OrderID, ParcelStatus, Location, CarrierCode, ScanAt). At is the
+	// engine's time of the scan, ScanAt the carrier's.
+	EventParcelScanned
 	eventKindCount
 )
 
-var eventKindNames = [...]string{"none", "brand_upserted", "merchant_upserted", "sku_upserted", "stock_adjusted", "order_placed", "order_paid", "order_cancelled", "order_expired"}
+var eventKindNames = [...]string{"none", "brand_upserted", "merchant_upserted", "sku_upserted", "stock_adjusted", "order_placed", "order_paid", "order_cancelled", "order_expired", "parcel_scanned"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventKindNames) {
@@ -69,6 +73,11 @@ type Event struct {
 	PayBy       int64  // OrderPlaced, unix nanoseconds
 	KeyHash     uint64 // OrderPlaced: idempotency key hash, 0 if none
 	RequestHash uint64 // OrderPlaced
+
+	ParcelStatus ParcelStatus // ParcelScanned: the status scanned
+	Location     string       // ParcelScanned
+	CarrierCode  string       // ParcelScanned, optional
+	ScanAt       int64        // ParcelScanned: the carrier's time, unix nanoseconds
 }
 
 // recordVersion is the first byte of every record the engine writes.
@@ -151,6 +160,15 @@ func appendEvent(b []byte, ev *Event) []byte {
 		}
 	case EventOrderPaid, EventOrderCancelled, EventOrderExpired:
 		b = binary.AppendUvarint(b, ev.OrderID.Seq())
+	case EventParcelScanned:
+		if ev.ParcelStatus <= ParcelCreated || ev.ParcelStatus >= parcelStatusCount {
+			panic(fmt.Sprintf("engine: encoding a scan of order %v with status %d", ev.OrderID, ev.ParcelStatus))
+		}
+		b = binary.AppendUvarint(b, ev.OrderID.Seq())
+		b = append(b, byte(ev.ParcelStatus))
+		b = appendString(b, ev.Location)
+		b = appendString(b, ev.CarrierCode)
+		b = binary.AppendVarint(b, ev.ScanAt)
 	default:
 		panic("engine: encode of unknown event kind " + ev.Kind.String())
 	}
@@ -356,6 +374,18 @@ func (d *decoder) event(ev *Event, partitions int) {
 		ev.Total = total
 	case EventOrderPaid, EventOrderCancelled, EventOrderExpired:
 		ev.OrderID = d.orderID(ev.Partition)
+	case EventParcelScanned:
+		ev.OrderID = d.orderID(ev.Partition)
+		ev.ParcelStatus = ParcelStatus(d.byte1())
+		if d.err == nil && (ev.ParcelStatus <= ParcelCreated || ev.ParcelStatus >= parcelStatusCount) {
+			d.fail("bad parcel status")
+		}
+		ev.Location = d.string()
+		ev.CarrierCode = d.string()
+		if d.err == nil && (ev.Location == "" || len(ev.Location) > locationBytesMax || len(ev.CarrierCode) > carrierCodeBytesMax) {
+			d.fail("bad scan location or carrier code")
+		}
+		ev.ScanAt = d.varint()
 	default:
 		d.fail("unknown event kind " + ev.Kind.String())
 	}

@@ -20,6 +20,7 @@ func FuzzDecodeRecord(f *testing.F) {
 	h.do(Command{Kind: KindAdjustStock, SKUID: "s", Delta: 3})
 	r := h.do(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u", Channel: "live:x", Region: "CN-BJ", IdempotencyKey: "k", RequestHash: 9, Items: []Item{{SKUID: "s", Quantity: 2}}}})
 	h.do(Command{Kind: KindPay, OrderID: r.OrderID, Amount: r.Total})
+	h.do(Command{Kind: KindScanParcel, OrderID: r.OrderID, Scan: &Scan{Status: ParcelPickedUp, Location: "Hangzhou hub", CarrierCode: "PU", At: -5}})
 	r = h.do(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u", Items: []Item{{SKUID: "s", Quantity: 1}}}})
 	h.do(Command{Kind: KindCancel, OrderID: r.OrderID})
 	for _, rec := range h.records {

@@ -73,3 +73,7 @@ func newSKURef(partition int, slot uint32) skuRef {
 func (r skuRef) valid() bool    { return r&skuRefValid != 0 }
 func (r skuRef) partition() int { return int(uint64(r) >> 32 & 0xffff) }
 func (r skuRef) slot() uint32   { return uint32(r) }
+
+// OrderIDOf returns the id of order seq of partition, for read models that
+// index orders by partition and sequence. It panics out of range.
+func OrderIDOf(partition int, seq uint64) OrderID { return newOrderID(partition, seq) }

@@ -45,7 +45,8 @@ const (
 	// recordHeaderBytes is the version byte and the u32 event count.
 	recordHeaderBytes = 5
 	// commandEventsMax is the most events one command emits: an order, a
-	// payment or a cancellation (or the expiry it finds due), one upsert.
+	// payment or a cancellation (or the expiry it finds due), one upsert,
+	// one parcel scan.
 	commandEventsMax = 1
 )
 
@@ -79,10 +80,13 @@ const (
 		2*(stringPrefixMax+textMax) + 1 + // name, industry, kind
 		stringPrefixMax + regionBytesMax
 	stockAdjustedBytesMax = eventHeaderBytes + uvarintBytesMax + stringPrefixMax + idLengthMax + uvarintBytesMax
+	parcelScannedBytesMax = eventHeaderBytes + uvarintBytesMax + 1 + // seq, status
+		stringPrefixMax + locationBytesMax + stringPrefixMax + carrierCodeBytesMax +
+		uvarintBytesMax // the carrier's time
 
 	// commandBytesMax bounds the bytes one command adds to a record.
 	commandBytesMax = commandEventsMax * max(orderPlacedBytesMax, skuUpsertedBytesMax, brandUpsertedBytesMax,
-		merchantUpsertedBytesMax, stockAdjustedBytesMax, orderEndEventBytes)
+		merchantUpsertedBytesMax, stockAdjustedBytesMax, orderEndEventBytes, parcelScannedBytesMax)
 )
 
 // Compile-time checks of the bounds' relations: a negative array length does

@@ -35,9 +35,13 @@ type modelSKU struct {
 
 type modelOrder struct {
 	status OrderStatus
-	items  map[string]int64
-	total  int64
-	payBy  int64
+	// parcel and location are the parcel's status and last scan's location,
+	// set once the order is paid.
+	parcel   ParcelStatus
+	location string
+	items    map[string]int64
+	total    int64
+	payBy    int64
 }
 
 type modelKey struct {
@@ -67,6 +71,38 @@ func (m *model) release(o *modelOrder, status OrderStatus) {
 		}
 	}
 	o.status = status
+	if status == StatusPaid {
+		o.parcel = ParcelCreated
+	}
+}
+
+// modelTransitions is the API contract's table, written out by name.
+var modelTransitions = map[string][]string{
+	"created":          {"picked_up", "exception"},
+	"picked_up":        {"in_transit", "exception"},
+	"in_transit":       {"in_transit", "out_for_delivery", "exception"},
+	"out_for_delivery": {"delivered", "failed_attempt", "exception"},
+	"failed_attempt":   {"out_for_delivery", "returned", "exception"},
+	"exception":        {"in_transit", "returned"},
+	"delivered":        nil,
+	"returned":         nil,
+}
+
+func (m *model) scan(id OrderID, status ParcelStatus, location string) Code {
+	o, ok := m.orders[id]
+	if !ok || o.status != StatusPaid {
+		return CodeNotFound
+	}
+	if status == o.parcel && location == o.location {
+		return CodeOK
+	}
+	for _, to := range modelTransitions[o.parcel.String()] {
+		if to == status.String() {
+			o.parcel, o.location = status, location
+			return CodeOK
+		}
+	}
+	return CodeInvalidState
 }
 
 // place returns the expected code; on success the caller registers the
@@ -237,7 +273,7 @@ func TestEngineMatchesModel(t *testing.T) {
 		}
 		steps := rapid.IntRange(1, 200).Draw(t, "steps")
 		for step := 0; step < steps; step++ {
-			switch op := rapid.IntRange(0, 9).Draw(t, "op"); op {
+			switch op := rapid.IntRange(0, 11).Draw(t, "op"); op {
 			case 0: // create or correct a SKU, its stock by compare-and-set
 				id := rapid.SampledFrom(skuIDs[:6]).Draw(t, "sku")
 				merchant := merchants[int(id[1]-'0')%3]
@@ -371,6 +407,18 @@ func TestEngineMatchesModel(t *testing.T) {
 				if r := h.do(Command{Kind: KindCancel, OrderID: id}); r.Code != want {
 					t.Fatalf("cancel %v: got %v want %v", id, r.Code, want)
 				}
+			case 10, 11: // a carrier scans a parcel
+				id := drawOrder()
+				status := ParcelStatus(rapid.IntRange(int(ParcelPickedUp), int(ParcelReturned)).Draw(t, "scan"))
+				location := rapid.SampledFrom([]string{"hz", "sh", "bj"}).Draw(t, "location")
+				want := m.scan(id, status, location)
+				r := h.do(Command{Kind: KindScanParcel, OrderID: id, Scan: &Scan{Status: status, Location: location, CarrierCode: "c", At: h.now}})
+				if r.Code != want {
+					t.Fatalf("scan %v %v at %s: got %v want %v", id, status, location, r.Code, want)
+				}
+				if want == CodeOK && r.ParcelStatus != m.orders[id].parcel {
+					t.Fatalf("scan %v: parcel %v, model %v", id, r.ParcelStatus, m.orders[id].parcel)
+				}
 			case 9: // time passes
 				h.now += int64(rapid.IntRange(1, 60).Draw(t, "dt"))
 				m.now = h.now
@@ -437,8 +485,8 @@ func checkBooks(t *rapid.T, h *harness, m *model) {
 	}
 	for id, o := range m.orders {
 		r := h.do(Command{Kind: KindGetOrder, OrderID: id})
-		if r.Status != o.status {
-			t.Fatalf("order %v: engine %v model %v", id, r.Status, o.status)
+		if r.Status != o.status || r.ParcelStatus != o.parcel {
+			t.Fatalf("order %v: engine %v parcel %v, model %v parcel %v", id, r.Status, r.ParcelStatus, o.status, o.parcel)
 		}
 	}
 }

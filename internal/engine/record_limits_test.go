@@ -212,6 +212,8 @@ func TestCommandStringLimits(t *testing.T) {
 		{"sku title", Command{Kind: KindUpsertSKU, SKU: &SKU{ID: "s", MerchantID: "m0", Title: over(textMax)}}, "title"},
 		{"sku category", Command{Kind: KindUpsertSKU, SKU: &SKU{ID: "s", MerchantID: "m0", Category: over(textMax)}}, "category"},
 		{"adjust sku", Command{Kind: KindAdjustStock, SKUID: over(idLengthMax), Delta: 1}, "sku_id"},
+		{"scan location", Command{Kind: KindScanParcel, OrderID: newOrderID(0, 1), Scan: &Scan{Status: ParcelPickedUp, Location: over(locationBytesMax)}}, "location"},
+		{"scan carrier code", Command{Kind: KindScanParcel, OrderID: newOrderID(0, 1), Scan: &Scan{Status: ParcelPickedUp, Location: "hz", CarrierCode: over(carrierCodeBytesMax)}}, "carrier_code"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -135,8 +135,9 @@ func (c *core) decodeSnapshot(r *bufio.Reader, size int64, at journal.Position, 
 	if string(head[:len(snapshotMagic)]) != snapshotMagic {
 		return bad("not a snapshot")
 	}
-	if v := head[len(snapshotMagic)]; v != snapshotVersion {
-		return bad(fmt.Sprintf("version %d", v))
+	version := head[len(snapshotMagic)]
+	if version != snapshotVersion && version != snapshotVersionV1 {
+		return bad(fmt.Sprintf("version %d", version))
 	}
 	n, err := binary.ReadUvarint(r)
 	if err != nil {
@@ -164,7 +165,7 @@ func (c *core) decodeSnapshot(r *bufio.Reader, size int64, at journal.Position, 
 		if _, err := io.ReadFull(r, data); err != nil {
 			return fmt.Errorf("read snapshot %d partition %d: %w", at, i, err)
 		}
-		if err := c.decodePartition(c.partitions[i], data); err != nil {
+		if err := c.decodePartition(c.partitions[i], data, version); err != nil {
 			return fmt.Errorf("snapshot %d: %w", at, err)
 		}
 	}

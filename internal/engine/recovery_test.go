@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -47,9 +48,11 @@ func mustBatch(t testing.TB, e *Engine, b *Batch) {
 	}
 }
 
-// randomOrders places, pays and cancels orders at random.
+// randomOrders places, pays and cancels orders at random, and scans the
+// parcels of paid ones, so that recovery must restore parcels too.
 func randomOrders(e *Engine, rng *rand.Rand, batches, merchants, skusPer int) {
-	var placed []Result
+	var placed, paid []Result
+	locations := []string{"hz", "sh", "bj"}
 	for i := 0; i < batches; i++ {
 		b := NewBatch(0)
 		for j := 0; j < 50; j++ {
@@ -72,11 +75,19 @@ func randomOrders(e *Engine, rng *rand.Rand, batches, merchants, skusPer int) {
 				b.Add(Command{Kind: KindCancel, OrderID: r.OrderID})
 			}
 		}
+		for j := 0; j < 10 && len(paid) > 0; j++ {
+			r := paid[rng.IntN(len(paid))]
+			status := ParcelStatus(int(ParcelPickedUp) + rng.IntN(int(ParcelReturned-ParcelPickedUp)+1))
+			b.Add(Command{Kind: KindScanParcel, OrderID: r.OrderID, Scan: &Scan{Status: status, Location: locations[rng.IntN(len(locations))], CarrierCode: "c" + strconv.Itoa(rng.IntN(9)), At: 1}})
+		}
 		e.Submit(b)
 		b.Wait()
 		for _, r := range b.Requests {
-			if r.Command.Kind == KindPlaceOrder && r.Result.OK() {
+			switch {
+			case r.Command.Kind == KindPlaceOrder && r.Result.OK():
 				placed = append(placed, r.Result)
+			case r.Command.Kind == KindPay && r.Result.OK():
+				paid = append(paid, r.Result)
 			}
 		}
 	}
@@ -128,6 +139,11 @@ func TestReplayRebuildsState(t *testing.T) {
 			}
 			randomOrders(e, rng, 40, 6, 10)
 			live := e.core.dump()
+			for _, s := range []string{"picked_up", "in_transit", "exception"} {
+				if !strings.Contains(live, s) {
+					t.Fatalf("no parcel %s in the state: the scans of randomOrders do not reach it", s)
+				}
+			}
 			copyDir(t, dir, dir+"-copy")
 			if err := e.Close(); err != nil {
 				t.Fatal(err)

@@ -102,7 +102,10 @@ type Result struct {
 	Total      int64 // fen
 	CreatedAt  int64 // unix nanoseconds
 	PayBy      int64 // unix nanoseconds
-	ChangedAt  int64 // unix nanoseconds of paid/cancelled/expired
+	ChangedAt  int64 // unix nanoseconds of paid/cancelled/expired, or of a scan
+	// ParcelStatus answers ScanParcel (the parcel's status after the scan)
+	// and GetOrder (ParcelNone for an order that is not paid).
+	ParcelStatus ParcelStatus
 	// Replayed is set when an idempotency key returned an earlier order; the
 	// order's details are then those the engine still holds (status, total,
 	// times); the caller reads the rest from the order store.

@@ -29,6 +29,7 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of testda
 //	tick SECONDS                           (time passes; expiry runs)
 //	get SKU
 //	status ORDER
+//	scan ORDER STATUS LOCATION [code=C]    (a carrier's scan; the output counts its events)
 func TestScenarios(t *testing.T) {
 	files, err := filepath.Glob("testdata/scenarios/*.txt")
 	if err != nil || len(files) == 0 {
@@ -137,6 +138,27 @@ func (s *scenario) run(t *testing.T, line string) string {
 		return s.result(s.h.do(Command{Kind: KindPay, OrderID: s.order(pos[0]), Amount: amount}))
 	case "cancel":
 		return s.result(s.h.do(Command{Kind: KindCancel, OrderID: s.order(pos[0])}))
+	case "scan":
+		status, ok := ParseScanStatus(pos[1])
+		if !ok {
+			status = ParcelCreated // refused by the gateway
+		}
+		location := ""
+		if len(pos) > 2 {
+			location = pos[2]
+		}
+		before := len(s.h.records)
+		r := s.h.do(Command{Kind: KindScanParcel, OrderID: s.order(pos[0]), Scan: &Scan{Status: status, Location: location, CarrierCode: args["code"], At: s.h.now}})
+		events := 0
+		for _, rec := range s.h.records[before:] {
+			DecodeRecord(rec, 4, func(ev *Event) error {
+				if ev.Kind == EventParcelScanned {
+					events++
+				}
+				return nil
+			})
+		}
+		return s.result(r) + fmt.Sprintf(" scans=%d", events)
 	case "status":
 		return s.result(s.h.do(Command{Kind: KindGetOrder, OrderID: s.order(pos[0])}))
 	case "get":
@@ -187,6 +209,9 @@ func (s *scenario) result(r Result) string {
 		fmt.Fprintf(&b, " %s %s total=%d", name, r.Status, r.Total)
 		if r.Replayed {
 			b.WriteString(" (replayed)")
+		}
+		if r.ParcelStatus != ParcelNone {
+			b.WriteString(" parcel=" + r.ParcelStatus.String())
 		}
 	}
 	if r.SKU != nil {

@@ -15,13 +15,25 @@ import (
 //
 //	magic "FESTSNAP" | u8 version | uvarint partitions
 //	per partition: u64 position | uvarint length | partition bytes
+//
+// Version 2 adds the parcels after the order statuses: uvarint n, n status
+// bytes, n little-endian u32 location hashes. A version 1 snapshot predates
+// scans, so its paid orders' parcels are all "created" with no scan, and it
+// is read as such.
 const (
-	snapshotMagic   = "FESTSNAP"
-	snapshotVersion = 1
+	snapshotMagic     = "FESTSNAP"
+	snapshotVersion   = 2
+	snapshotVersionV1 = 1
 )
 
 // encodePartition appends p's state.
 func encodePartition(b []byte, p *partition) []byte {
+	return encodePartitionVersion(b, p, snapshotVersion)
+}
+
+// encodePartitionVersion appends p's state in the layout of version (tests
+// write version 1 to check that it is still read).
+func encodePartitionVersion(b []byte, p *partition, version byte) []byte {
 	b = binary.AppendVarint(b, p.lastAt)
 	p.brandsMu.RLock()
 	b = binary.AppendUvarint(b, uint64(len(p.brands)))
@@ -49,6 +61,15 @@ func encodePartition(b []byte, p *partition) []byte {
 	b = binary.AppendUvarint(b, uint64(len(p.orders)))
 	for _, s := range p.orders {
 		b = append(b, byte(s))
+	}
+	if version != snapshotVersionV1 {
+		b = binary.AppendUvarint(b, uint64(len(p.parcelStatus)))
+		for _, s := range p.parcelStatus {
+			b = append(b, byte(s))
+		}
+		for _, h := range p.parcelLocation {
+			b = binary.LittleEndian.AppendUint32(b, h)
+		}
 	}
 	b = binary.AppendUvarint(b, uint64(p.pendingCount))
 	for i, po := range p.pending {
@@ -82,7 +103,7 @@ func (d *decoder) count(max uint64, what string) int {
 
 // decodePartition restores p (new and empty) from data, and the directory
 // entries of its SKUs.
-func (c *core) decodePartition(p *partition, data []byte) error {
+func (c *core) decodePartition(p *partition, data []byte, version byte) error {
 	d := &decoder{b: data}
 	p.lastAt = d.varint()
 	for i, n := 0, d.count(1<<32, "brand"); i < n && d.err == nil; i++ {
@@ -143,6 +164,15 @@ func (c *core) decodePartition(p *partition, data []byte) error {
 			d.off += norders
 		}
 	}
+	if version == snapshotVersionV1 {
+		for i, s := range p.orders {
+			if s == StatusPaid {
+				p.setParcel(uint64(i)+1, ParcelCreated, 0)
+			}
+		}
+	} else {
+		c.decodeParcels(d, p)
+	}
 	for i, n := 0, d.count(1<<52, "pending order"); i < n && d.err == nil; i++ {
 		seq := d.uvarint()
 		po := &pendingOrder{total: d.varint(), createdAt: d.varint(), payBy: d.varint(), merchant: uint32(d.uvarint()), count: uint32(d.count(orderItemsMax, "item"))}
@@ -191,4 +221,38 @@ func (c *core) decodePartition(p *partition, data []byte) error {
 		return fmt.Errorf("partition %d: %w", p.id, d.err)
 	}
 	return nil
+}
+
+// decodeParcels reads the parcels of a version 2 snapshot and checks them
+// against the order statuses: a parcel exactly for each paid order.
+func (c *core) decodeParcels(d *decoder, p *partition) {
+	n := d.count(uint64(len(p.orders)), "parcel")
+	if d.err != nil {
+		return
+	}
+	if n*5 > len(d.b)-d.off {
+		d.fail("short parcels")
+		return
+	}
+	p.parcelStatus = make([]ParcelStatus, n)
+	p.parcelLocation = make([]uint32, n)
+	for i := range n {
+		s := ParcelStatus(d.b[d.off+i])
+		if s >= parcelStatusCount || (s == ParcelNone) != (p.orders[i] != StatusPaid) {
+			d.fail("parcel status " + s.String() + " of an order " + p.orders[i].String())
+			return
+		}
+		p.parcelStatus[i] = s
+	}
+	d.off += n
+	for i := range n {
+		p.parcelLocation[i] = binary.LittleEndian.Uint32(d.b[d.off+4*i:])
+	}
+	d.off += 4 * n
+	for i := n; i < len(p.orders); i++ {
+		if p.orders[i] == StatusPaid {
+			d.fail("paid order without a parcel")
+			return
+		}
+	}
 }

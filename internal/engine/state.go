@@ -92,6 +92,12 @@ type partition struct {
 	// whole festival. Everything else about a finished order lives in the
 	// order store.
 	orders []OrderStatus
+	// parcelStatus[seq-1] and parcelLocation[seq-1] are the parcel of
+	// order seq: its status (ParcelNone unless the order is paid) and the
+	// hash of its last scan's location (0 before the first scan). They grow
+	// to the highest paid order: five bytes per order (parcel.go).
+	parcelStatus   []ParcelStatus
+	parcelLocation []uint32
 	// pending holds the unpaid orders by seq, from pendingBase on: seqs are
 	// dense, so a slice indexed by seq replaces a hash map (no hashing, and
 	// recent orders, the ones paid, sit next to each other in memory).

@@ -51,6 +51,13 @@ type Config struct {
 	PayWindow    time.Duration
 	// BacklogMax bounds the orders held for deferred payment.
 	BacklogMax int
+	// ScanWindow is how long carriers scan the parcels of the paid orders
+	// after the run, on a target that has parcels (Carrier); zero: no
+	// carrier phase (carrier.go).
+	ScanWindow time.Duration
+	// ScanParcelsMax bounds the parcels kept for the carrier phase (the
+	// first paid orders); the others are counted, not scanned.
+	ScanParcelsMax int
 	// Progress, when set, receives a live status line each second
 	// (ProgressTTY: rewritten in place with \r).
 	Progress    io.Writer
@@ -69,6 +76,9 @@ func DefaultConfig() Config {
 		RetriesMax: 20,
 		PayWindow:  20 * time.Second,
 		BacklogMax: 2_000_000,
+
+		ScanWindow:     10 * time.Second,
+		ScanParcelsMax: 200_000,
 	}
 }
 
@@ -87,6 +97,10 @@ func (c Config) Validate() error {
 		return errors.New("deferred payments need a positive pay window and backlog")
 	case c.RetriesMax < 0 || c.RetriesMax > 1000:
 		return fmt.Errorf("retries %d out of range [0, 1000]", c.RetriesMax)
+	case c.ScanWindow < 0 || c.ScanWindow > 24*time.Hour:
+		return fmt.Errorf("scan window %v out of range [0, 24h]", c.ScanWindow)
+	case c.ScanWindow > 0 && (c.ScanParcelsMax < 1 || c.ScanParcelsMax > 100_000_000):
+		return fmt.Errorf("scan parcels max %d out of range [1, 100,000,000]", c.ScanParcelsMax)
 	}
 	return nil
 }
@@ -123,6 +137,13 @@ type Result struct {
 	Latency      Latency          `json:"latency_ms"`
 	Errors       map[string]int64 `json:"errors"`
 	Audit        Audit            `json:"audit"`
+	// The parcels of a target that has them (Carrier): created (one per
+	// paid order), delivered and returned by the end, and the carrier
+	// phase's scans per second.
+	ParcelsCreated   int64   `json:"parcels_created,omitempty"`
+	ParcelsDelivered int64   `json:"parcels_delivered,omitempty"`
+	ParcelsReturned  int64   `json:"parcels_returned,omitempty"`
+	ScansPerSec      float64 `json:"scans_per_sec,omitempty"`
 
 	Elapsed  time.Duration     `json:"-"`
 	Paid     int64             `json:"-"`
@@ -150,6 +171,8 @@ type run struct {
 
 	placed  atomic.Int64
 	backlog atomic.Int64 // orders held for deferred payment
+	carrier Carrier      // nil: the target has no parcels
+	parcels parcelKeeper // paid orders kept for the carrier phase
 	skipped atomic.Int64 // orders left pending: backlog full or pay window over
 
 	mu struct {
@@ -180,6 +203,10 @@ func Run(ctx context.Context, cfg Config, m *festival.Model, target Target) (*Re
 		}
 	}
 	r := &run{cfg: cfg, m: m, target: target, ledger: newLedger(m)}
+	if c, ok := target.(Carrier); ok && cfg.ScanWindow > 0 {
+		r.carrier = c
+		r.parcels.max = cfg.ScanParcelsMax
+	}
 	r.mu.hist = hdrhistogram.New(1, latencyMaxUs, 3)
 	r.mu.second = hdrhistogram.New(1, latencyMaxUs, 3)
 	r.mu.errors = map[string]int64{}
@@ -213,6 +240,11 @@ func Run(ctx context.Context, cfg Config, m *festival.Model, target Target) (*Re
 	for _, d := range pending {
 		r.mu.tallies = append(r.mu.tallies, d.tally)
 	}
+	var carried *carrierResult
+	if r.carrier != nil && len(r.parcels.ids) > 0 && ctx.Err() == nil {
+		cr := r.scanParcels(ctx, r.carrier)
+		carried = &cr
+	}
 
 	tally := m.NewTally()
 	for _, t := range r.mu.tallies {
@@ -244,6 +276,10 @@ func Run(ctx context.Context, cfg Config, m *festival.Model, target Target) (*Re
 	res.Notes = append(res.Notes, notes...)
 	if payNote != "" {
 		res.Notes = append(res.Notes, payNote)
+	}
+	if carried != nil {
+		res.ScansPerSec = float64(carried.scans) / max(carried.elapsed.Seconds(), 1e-9)
+		res.Notes = append(res.Notes, carrierNote(*carried, int64(len(r.parcels.ids)), r.parcels.seen.Load()))
 	}
 	if ctx.Err() != nil {
 		return res, fmt.Errorf("run: %w", ctx.Err())
@@ -277,6 +313,13 @@ func Run(ctx context.Context, cfg Config, m *festival.Model, target Target) (*Re
 	}
 	if cfg.Profile == ProfileFlash {
 		problems = append(problems, flashProblems(m, r.ledger)...)
+	}
+	if c, ok := target.(Carrier); ok {
+		ps, err := c.ParcelStats(ctx)
+		if err != nil {
+			problems = append(problems, "parcels: "+err.Error())
+		}
+		res.ParcelsCreated, res.ParcelsDelivered, res.ParcelsReturned = ps.Parcels, ps.Delivered, ps.Returned
 	}
 	if problems == nil {
 		problems = []string{}
@@ -555,6 +598,9 @@ func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festiv
 			r.ledger.Sold[it.SKU].Add(int64(it.Qty))
 		}
 		tally.Paid(r.m, o, totals[i])
+		if r.carrier != nil {
+			r.parcels.keep(ids[i])
+		}
 	}
 	for j, i := range cancelIdx {
 		if c := cancelOut[j].Code; c != "" {

@@ -696,8 +696,11 @@ func (t *HTTPTarget) transition(ctx context.Context, path string, body []byte, w
 }
 
 // each runs f(0..n-1), PayParallel at a time.
-func (t *HTTPTarget) each(n int, f func(i int)) {
-	par := min(n, t.cfg.PayParallel)
+func (t *HTTPTarget) each(n int, f func(i int)) { eachParallel(n, t.cfg.PayParallel, f) }
+
+// eachParallel runs f(0..n-1), par at a time.
+func eachParallel(n, par int, f func(i int)) {
+	par = min(n, par)
 	if par <= 1 {
 		for i := range n {
 			f(i)
@@ -832,3 +835,80 @@ func (t *HTTPTarget) Audit(ctx context.Context, m *festival.Model, l *Ledger) ([
 
 // maxProblemsListed bounds the audit's list: past it, one line says so.
 const maxProblemsListed = 50
+
+// scanAnswerJSON is the part of a parcel answer the carrier phase checks.
+type scanAnswerJSON struct {
+	Status string `json:"status"`
+}
+
+// scanParallel is the scan requests in flight: each waits for its fsync
+// (group-committed with the others) and for the parcel projection, so many
+// carriers must scan at once for the commits to be shared.
+const scanParallel = 64
+
+// Scan implements Carrier: one POST /v1/parcels/{id}/scans per scan, with
+// the carrier token, scanParallel at a time. A parcel id is "P" and its
+// order's id.
+func (t *HTTPTarget) Scan(ctx context.Context, orderIDs []string, scans []ScanStep, out []Outcome) {
+	eachParallel(len(orderIDs), scanParallel, func(i int) {
+		body, _ := json.Marshal(map[string]string{"status": scans[i].Status, "location": scans[i].Location})
+		path := "/v1/parcels/P" + orderIDs[i] + "/scans"
+		st, resp, err := t.do(ctx, http.MethodPost, path, t.cfg.CarrierToken, "application/json", body, nil)
+		switch {
+		case err != nil:
+			out[i] = Outcome{Code: CodeTransport, Detail: err.Error()}
+		case st == http.StatusOK:
+			var a scanAnswerJSON
+			if err := json.Unmarshal(resp, &a); err != nil || a.Status != scans[i].Status {
+				out[i] = Outcome{Code: CodeBadAnswer, Detail: fmt.Sprintf("%s: want status %s, got %.200s", path, scans[i].Status, resp)}
+			}
+		default:
+			code, msg := errorCode(st, resp)
+			out[i] = Outcome{Code: code, Detail: path + ": " + msg}
+		}
+	})
+}
+
+// logisticsStatsJSON is GET /v1/logistics/stats.
+type logisticsStatsJSON struct {
+	Parcels  int64            `json:"parcels"`
+	ByStatus map[string]int64 `json:"by_status"`
+}
+
+// ParcelStats implements Carrier. The parcels are a projection of the
+// journal and may lag the last payments: it waits, as the GMV audit does,
+// for them to equal the server's paid orders.
+func (t *HTTPTarget) ParcelStats(ctx context.Context) (ParcelStats, error) {
+	deadline := time.Now().Add(gmvSettle)
+	for {
+		st, resp, err := t.do(ctx, http.MethodGet, "/v1/logistics/stats", "", "", nil, nil)
+		if err != nil || st != http.StatusOK {
+			return ParcelStats{}, fmt.Errorf("get logistics stats: status %d: %v %.200s", st, err, resp)
+		}
+		var ls logisticsStatsJSON
+		if err := json.Unmarshal(resp, &ls); err != nil {
+			return ParcelStats{}, fmt.Errorf("decode logistics stats: %w", err)
+		}
+		st, resp, err = t.do(ctx, http.MethodGet, "/v1/gmv", "", "", nil, nil)
+		if err != nil || st != http.StatusOK {
+			return ParcelStats{}, fmt.Errorf("get gmv: status %d: %v %.200s", st, err, resp)
+		}
+		var g gmvJSON
+		if err := json.Unmarshal(resp, &g); err != nil {
+			return ParcelStats{}, fmt.Errorf("decode gmv: %w", err)
+		}
+		ps := ParcelStats{Parcels: ls.Parcels, Delivered: ls.ByStatus["delivered"], Returned: ls.ByStatus["returned"]}
+		ps.InFlight = ps.Parcels - ps.Delivered - ps.Returned
+		if ps.Parcels == g.OrdersPaid {
+			return ps, nil
+		}
+		if time.Now().After(deadline) {
+			return ps, fmt.Errorf("%d parcels for %d paid orders %v after the run", ps.Parcels, g.OrdersPaid, gmvSettle)
+		}
+		select {
+		case <-ctx.Done():
+			return ps, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

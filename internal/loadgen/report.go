@@ -21,6 +21,13 @@ func WriteText(w io.Writer, r *Result) error {
 	}
 	fmt.Fprintf(&b, "\n  orders placed   %s in %.1fs: %s orders/s\n", group(r.Orders), r.Elapsed.Seconds(), group(int64(math.Round(r.OrdersPerSec))))
 	fmt.Fprintf(&b, "  orders paid     %s, GMV %s CNY\n", group(r.Paid), group(r.GMV/100))
+	if r.ParcelsCreated > 0 {
+		fmt.Fprintf(&b, "  parcels         %s created (2020: 2.32 billion", group(r.ParcelsCreated))
+		if r.Scale > 0 && r.Profile == ProfileFestival {
+			fmt.Fprintf(&b, ", %s at scale %g", group(int64(math.Round(PublishedParcels*r.Scale))), r.Scale)
+		}
+		fmt.Fprintf(&b, "), %s delivered, %s returned\n", group(r.ParcelsDelivered), group(r.ParcelsReturned))
+	}
 	fmt.Fprintf(&b, "  ack latency     p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms\n", r.Latency.P50, r.Latency.P99, r.Latency.P999)
 	if len(r.Errors) == 0 {
 		b.WriteString("  errors          none\n")

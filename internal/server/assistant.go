@@ -265,3 +265,50 @@ func (o assistantOrders) Cancel(ctx context.Context, id string) error {
 	}
 	return nil
 }
+
+// AssistantParcels returns the live parcel data the assistant reads: the
+// logistics projection of the attached backend (none before AttachLogistics:
+// every parcel is then unknown).
+func (s *Server) AssistantParcels() assistant.Parcels { return assistantParcels{s} }
+
+// assistantParcels adapts the logistics projection to the assistant's
+// Parcels, reading as GET /v1/parcels/{id} does; the buyer is the order's,
+// from the order store.
+type assistantParcels struct{ s *Server }
+
+func (p assistantParcels) Parcel(ctx context.Context, id string) (assistant.ParcelView, bool) {
+	oid, err := engine.ParseParcelID(id)
+	if err != nil {
+		return assistant.ParcelView{}, false
+	}
+	return p.view(ctx, oid)
+}
+
+func (p assistantParcels) OrderParcel(ctx context.Context, orderID string) (assistant.ParcelView, bool) {
+	oid, err := engine.ParseOrderID(orderID)
+	if err != nil {
+		return assistant.ParcelView{}, false
+	}
+	return p.view(ctx, oid)
+}
+
+func (p assistantParcels) view(ctx context.Context, id engine.OrderID) (assistant.ParcelView, bool) {
+	be, l := p.s.be.Load(), p.s.logi.l.Load()
+	if be == nil || l == nil {
+		return assistant.ParcelView{}, false
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.s.cfg.ReadWaitMax)
+	defer cancel()
+	parcel, aerr := p.s.loadParcel(ctx, be, l, id, "parcel_id")
+	if aerr != nil {
+		return assistant.ParcelView{}, false
+	}
+	o, aerr := p.s.loadOrder(ctx, be, id, engine.StatusNone)
+	if aerr != nil {
+		return assistant.ParcelView{}, false
+	}
+	return assistant.ParcelView{
+		ID: engine.ParcelID(id), OrderID: id.String(), BuyerID: o.BuyerID,
+		Status: parcel.Status.String(), ETA: time.Unix(0, parcel.ETA).UTC(),
+	}, true
+}

@@ -26,6 +26,7 @@ type metrics struct {
 	orderBatch   prometheus.Histogram
 	settleBatch  prometheus.Histogram
 	fsync        prometheus.Histogram
+	scanMetrics  // logistics.go
 }
 
 func newMetrics(s *Server) *metrics {
@@ -54,6 +55,7 @@ func newMetrics(s *Server) *metrics {
 	f(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	f(&engineCollector{s: s})
 	f(&assistantCollector{s: s})
+	m.scanMetrics = newScanMetrics(m.reg, s)
 	return m
 }
 

@@ -121,6 +121,10 @@ func buildOpenAPI() obj {
 			"items": obj{"type": "array", "items": props(nil, obj{"sku_id": str, "quantity": integer, "unit_price": integer, "amount": integer})},
 			"total": integer, "currency": str, "channel": str, "region": str, "deal_id": str, "created_at": rfc3339, "pay_by": rfc3339, "paid_at": rfc3339, "cancelled_at": rfc3339, "expired_at": rfc3339}),
 	}
+	parcelStatuses := []string{"created", "picked_up", "in_transit", "out_for_delivery", "delivered", "failed_attempt", "exception", "returned"}
+	parcelSchema := props(nil, obj{"parcel_id": str, "order_id": str, "status": obj{"type": "string", "enum": parcelStatuses}, "carrier": str, "warehouse": str,
+		"destination": str, "eta": rfc3339, "stale": obj{"type": "boolean", "description": "no scan for --parcel-stale-after (default 72h)"},
+		"events": obj{"type": "array", "items": props(nil, obj{"status": obj{"type": "string", "enum": parcelStatuses}, "location": str, "at": rfc3339, "carrier_code": str})}})
 	batchOrder := obj{"allOf": []obj{ref("OrderInput")}, "properties": obj{"idempotency_key": str}}
 	paths := obj{
 		"/v1/brands/{brand_id}": obj{"put": op("Create or replace a brand", admin, []obj{pathParam("brand_id")}, jsonBody(ref("Brand")), common(obj{"200": resp("the brand", ref("Brand"))}))},
@@ -179,6 +183,19 @@ func buildOpenAPI() obj {
 		"/v1/assistant/stats": obj{"get": op("The assistant's counters since start", nil, nil, nil, obj{"200": resp("counters", props(nil, obj{
 			"questions": integer, "by_intent": obj{"type": "object", "additionalProperties": integer}, "by_language": obj{"type": "object", "additionalProperties": integer},
 			"automated_share": obj{"type": "number", "description": "the share answered without a handoff to a person"}})), "503": errResp("the assistant is not started yet")})},
+		"/v1/orders/{order_id}/parcel": obj{"get": op("The parcel of a paid order", storefront, []obj{pathParam("order_id")}, nil,
+			obj{"200": resp("the parcel", parcelSchema), "404": errResp("not_found: no such order, or not paid (no parcel before payment)")})},
+		"/v1/parcels/{parcel_id}": obj{"get": op("A parcel; its id is P and its order's id", []string{"storefront", "carrier"}, []obj{pathParam("parcel_id")}, nil,
+			obj{"200": resp("the parcel", parcelSchema), "404": errResp("not_found")})},
+		"/v1/parcels/{parcel_id}/scans": obj{"post": op("A carrier's scan; answered once it is journaled and fsynced", []string{"carrier"}, []obj{pathParam("parcel_id")},
+			jsonBody(props([]string{"status", "location"}, obj{"status": obj{"type": "string", "enum": parcelStatuses[1:]}, "location": obj{"type": "string", "minLength": 1, "maxLength": 128},
+				"at":           obj{"type": "string", "format": "date-time", "description": "the carrier's time of the scan (default: when received); not before the payment, at most 1h ahead"},
+				"carrier_code": obj{"type": "string", "maxLength": 64, "description": "the carrier's own event code"}})),
+			common(obj{"200": resp("the parcel after the scan (a repeat of the last scan, same status and location, changes nothing)", parcelSchema), "404": errResp("not_found: no parcel"),
+				"409": errResp("invalid_state: the transition table does not allow this scan"), "422": errResp("invalid_argument (field in `field`): status, location, at, carrier_code")}))},
+		"/v1/logistics/stats": obj{"get": op("Parcel figures", nil, nil, nil, obj{"200": resp("figures", props(nil, obj{"parcels": integer,
+			"by_status": obj{"type": "object", "additionalProperties": integer}, "parcels_per_second": obj{"type": "number"}, "stale": integer,
+			"creation_lag_seconds": obj{"type": "number"}, "scans": integer, "as_of": rfc3339})), "503": errResp("not ready")})},
 		"/healthz":         obj{"get": op("Liveness", nil, nil, nil, obj{"200": resp("ok", props(nil, obj{"status": str}))})},
 		"/readyz":          obj{"get": op("Readiness: 200 once recovery is done", nil, nil, nil, obj{"200": resp("ready", nil), "503": errResp("recovering")})},
 		"/metrics":         obj{"get": op("Prometheus metrics", nil, nil, nil, obj{"200": obj{"description": "text exposition format"}})},

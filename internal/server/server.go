@@ -36,6 +36,7 @@ type Server struct {
 	be      atomic.Pointer[backend]
 	gmv     gmvState
 	asst    assistantState
+	logi    logisticsState
 	bufs    sync.Pool // *[]byte request and response buffers
 	closeMu sync.Mutex
 	conns   *connMetrics // the connection bound of LimitListener
@@ -164,6 +165,11 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/gmv/milestones", s.handleMilestones)
 	m.HandleFunc("GET /v1/gmv/series", s.handleSeries)
 	m.HandleFunc("GET /v1/gmv/stream", s.handleStream)
+
+	m.HandleFunc("GET /v1/orders/{order_id}/parcel", s.api(s.handleOrderParcel, store))
+	m.HandleFunc("GET /v1/parcels/{parcel_id}", s.api(s.handleGetParcel, store, RoleCarrier))
+	m.HandleFunc("POST /v1/parcels/{parcel_id}/scans", s.api(s.handleScan, RoleCarrier))
+	m.HandleFunc("GET /v1/logistics/stats", s.handleLogisticsStats)
 
 	m.HandleFunc("POST /v1/assistant/messages", s.api(s.handleAssistantMessage, store))
 	m.HandleFunc("GET /v1/assistant/stats", s.handleAssistantStats)

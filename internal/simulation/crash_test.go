@@ -19,6 +19,7 @@ import (
 
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/journal"
+	"github.com/fest-platform/fest/internal/logistics"
 	"github.com/fest-platform/fest/internal/projection"
 	gmvp "github.com/fest-platform/fest/internal/projection/gmv"
 	"github.com/fest-platform/fest/internal/projection/orders"
@@ -88,8 +89,8 @@ func TestCrashSimulation(t *testing.T) {
 		}
 		total.add(r.stats)
 	}
-	t.Logf("%d seeds in %v: %d crash points, %d clean restarts, %d bit flips (%d refused with file and offset, %d repaired or harmless), %d failing fsyncs, %d short writes, %d full disks armed, %d acknowledged orders checked, %d keyed orders of unknown outcome resolved",
-		count, time.Since(start).Round(time.Millisecond), total.crashes, total.restarts, total.flips, total.refused, total.flips-total.refused, total.failedSyncs, total.shortWrites, total.noSpace, total.ordersChecked, total.unknownKeyed)
+	t.Logf("%d seeds in %v: %d crash points, %d clean restarts, %d bit flips (%d refused with file and offset, %d repaired or harmless), %d failing fsyncs, %d short writes, %d full disks armed, %d acknowledged orders checked, %d keyed orders of unknown outcome resolved, %d parcel scans acknowledged",
+		count, time.Since(start).Round(time.Millisecond), total.crashes, total.restarts, total.flips, total.refused, total.flips-total.refused, total.failedSyncs, total.shortWrites, total.noSpace, total.ordersChecked, total.unknownKeyed, total.scans)
 	if total.crashes < count {
 		t.Fatalf("only %d crash points in %d seeds: the simulation is not crashing", total.crashes, count)
 	}
@@ -107,6 +108,7 @@ type stats struct {
 	// unknownKeyed counts keyed orders of unknown outcome resolved: by a
 	// retry answered, or found in the journal at recovery.
 	unknownKeyed int
+	scans        int // acknowledged parcel scans
 }
 
 func (s *stats) add(o stats) {
@@ -119,6 +121,7 @@ func (s *stats) add(o stats) {
 	s.noSpace += o.noSpace
 	s.ordersChecked += o.ordersChecked
 	s.unknownKeyed += o.unknownKeyed
+	s.scans += o.scans
 }
 
 // orderModel is what the test knows of an order: what was acknowledged,
@@ -133,6 +136,12 @@ type orderModel struct {
 	maybe  []engine.OrderStatus // set by commands whose outcome is unknown
 	keyed  string               // idempotency key, if any
 	placed bool                 // acknowledged as placed (not merely possible)
+	// parcel is the parcel's acknowledged status (ParcelNone until the
+	// payment is acknowledged), parcelMaybe what scans of unknown outcome
+	// may have made it, and scans the scans sent (each at a new location).
+	parcel      engine.ParcelStatus
+	parcelMaybe []engine.ParcelStatus
+	scans       int
 }
 
 // skuModel is what the test knows of a SKU's stock.
@@ -163,10 +172,11 @@ type run struct {
 	trace []string
 	stats stats
 
-	eng   *engine.Engine
-	store *orders.Store
-	gmv   *gmvp.Projection
-	proj  *projection.Runner
+	eng     *engine.Engine
+	store   *orders.Store
+	gmv     *gmvp.Projection
+	parcels *logistics.Logistics
+	proj    *projection.Runner
 
 	skus   []*skuModel
 	orders map[engine.OrderID]*orderModel
@@ -224,6 +234,10 @@ func (r *run) open() error {
 	if err != nil {
 		return fmt.Errorf("open gmv projection: %w", err)
 	}
+	parcels, err := logistics.New(logistics.Config{Now: r.now.Load})
+	if err != nil {
+		return fmt.Errorf("open logistics: %w", err)
+	}
 	pcfg := projection.Config{Dir: path.Join(dataDir, "projections"), FS: fsys, Logger: discard}
 	ecfg := engine.Config{
 		Dir:                dataDir,
@@ -244,7 +258,7 @@ func (r *run) open() error {
 		ecfg.IdempotencyKeysMax = 4
 		ecfg.IdempotencyRunDelayMax = time.Millisecond
 	}
-	proj, err := projection.New(pcfg, store, gmv)
+	proj, err := projection.New(pcfg, store, gmv, parcels)
 	if err != nil {
 		return fmt.Errorf("open projections: %w", err)
 	}
@@ -255,7 +269,7 @@ func (r *run) open() error {
 		return err
 	}
 	proj.Start(eng)
-	r.eng, r.store, r.gmv, r.proj = eng, store, gmv, proj
+	r.eng, r.store, r.gmv, r.parcels, r.proj = eng, store, gmv, parcels, proj
 	return nil
 }
 
@@ -267,7 +281,7 @@ func (r *run) shutdown() {
 	r.proj.Close()
 	r.eng.Close()
 	r.store.Close()
-	r.eng, r.store, r.gmv, r.proj = nil, nil, nil, nil
+	r.eng, r.store, r.gmv, r.parcels, r.proj = nil, nil, nil, nil, nil
 }
 
 // safePlay is play with a failed expectation (fatalf) turned into an error,
@@ -296,8 +310,10 @@ func (r *run) play() error {
 	}
 	for step := 0; step < simSteps; step++ {
 		switch x := r.rng.IntN(100); {
-		case x < 40:
+		case x < 36:
 			r.placeOrders()
+		case x < 40:
+			r.scanParcels()
 		case x < 55:
 			r.settle()
 		case x < 57:
@@ -542,6 +558,7 @@ func (r *run) settle() {
 		case engine.CodeOK:
 			o.acked, o.maybe = want, nil
 			if want == engine.StatusPaid {
+				o.parcel = engine.ParcelCreated
 				paid++
 			} else {
 				cancelled++
@@ -554,6 +571,57 @@ func (r *run) settle() {
 		}
 	}
 	r.logf("settle %d: %d paid, %d cancelled, %d refused", len(ids), paid, cancelled, refused)
+}
+
+// scanParcels sends carrier scans for the parcels of some acknowledged
+// paid orders, each to a status the transition table allows and at a new
+// location; a parcel with a scan of unknown outcome waits for check.
+func (r *run) scanParcels() {
+	var ids []engine.OrderID
+	for id, o := range r.orders {
+		if o.parcel != engine.ParcelNone && len(o.parcelMaybe) == 0 {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	r.rng.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	b := engine.NewBatch(4)
+	for _, id := range ids[:min(len(ids), 1+r.rng.IntN(4))] {
+		o := r.orders[id]
+		var next []engine.ParcelStatus
+		for s := engine.ParcelPickedUp; int(s) < engine.ParcelStatusCount; s++ {
+			if engine.ParcelTransitionAllowed(o.parcel, s) {
+				next = append(next, s)
+			}
+		}
+		if len(next) == 0 {
+			continue // delivered or returned
+		}
+		o.scans++
+		b.Add(engine.Command{Kind: engine.KindScanParcel, OrderID: id, Scan: &engine.Scan{
+			Status: next[r.rng.IntN(len(next))], Location: "hub-" + strconv.Itoa(o.scans), At: r.now.Load()}})
+	}
+	if len(b.Requests) == 0 {
+		return
+	}
+	r.eng.Submit(b)
+	b.Wait()
+	var acked, unknown int
+	for _, req := range b.Requests {
+		o := r.orders[req.Command.OrderID]
+		switch req.Result.Code {
+		case engine.CodeOK:
+			o.parcel = req.Command.Scan.Status
+			acked++
+		case engine.CodeUnavailable:
+			o.parcelMaybe = append(o.parcelMaybe, req.Command.Scan.Status)
+			unknown++
+		default:
+			r.fatalf("scan %v of order %v from %v: %v", req.Command.Scan.Status, req.Command.OrderID, o.parcel, req.Result.Code)
+		}
+	}
+	r.stats.scans += acked
+	r.logf("scan %d parcels: %d acknowledged, %d unknown", len(b.Requests), acked, unknown)
 }
 
 func (r *run) adjustStock() {
@@ -654,11 +722,13 @@ func (r *run) crash() error {
 	}
 	r.logf("arm a crash %d mutations ahead", n)
 	for i := 0; i < 6 && r.sim.Stats().Crashes == before; i++ {
-		switch r.rng.IntN(4) {
+		switch r.rng.IntN(5) {
 		case 0:
 			r.settle()
 		case 1:
 			r.snapshot()
+		case 2:
+			r.scanParcels()
 		default:
 			r.placeOrders()
 		}
@@ -822,8 +892,12 @@ func (r *run) check() error {
 		if o.Total != m.total {
 			return fmt.Errorf("order %v: total %d, acknowledged %d", id, o.Total, m.total)
 		}
+		if err := r.checkParcel(id, m, &res); err != nil {
+			return err
+		}
 		// Settle what recovery decided, so later checks start from it.
 		m.acked, m.maybe = res.Status, nil
+		m.parcel, m.parcelMaybe = res.ParcelStatus, nil
 	}
 	// Orders that were not acknowledged but reached the journal are real
 	// orders now: follow them from here as if acknowledged.
@@ -840,7 +914,10 @@ func (r *run) check() error {
 			if res.Code != engine.CodeOK || res.Status != o.Status {
 				return fmt.Errorf("order %v reached the order store (%v) but the engine answers %v %v (journal end %d)", id, o.Status, res.Code, res.Status, r.eng.JournalEnd())
 			}
-			r.orders[id] = &orderModel{id: id, buyer: o.BuyerID, total: o.Total, payBy: o.PayBy, lines: lines, acked: o.Status, placed: true}
+			r.orders[id] = &orderModel{id: id, buyer: o.BuyerID, total: o.Total, payBy: o.PayBy, lines: lines, acked: o.Status, placed: true, parcel: res.ParcelStatus}
+			if err := r.checkParcel(id, r.orders[id], &res); err != nil {
+				return err
+			}
 			if u := r.unknownKeys[o.Region]; u != nil {
 				// A keyed order of unknown outcome reached the journal: a
 				// retry of its key must now answer it.
@@ -894,6 +971,15 @@ func (r *run) check() error {
 			return fmt.Errorf("gmv breakdown by %v is %v, the paid orders' %v", d, rows, want)
 		}
 	}
+	var paidOrders uint64
+	for _, o := range held {
+		if o.Status == engine.StatusPaid {
+			paidOrders++
+		}
+	}
+	if got := r.parcels.Stats().Parcels; got != paidOrders {
+		return fmt.Errorf("%d parcels for %d paid orders", got, paidOrders)
+	}
 	// Stock is conserved per SKU against the order lines.
 	for _, s := range r.skus {
 		res := r.do(engine.Command{Kind: engine.KindGetSKU, SKUID: s.id})
@@ -912,6 +998,29 @@ func (r *run) check() error {
 		s.total, s.maybe = total, nil
 	}
 	r.logf("checked %d orders, gmv %d (journal end %d)", len(held), gmv, r.eng.JournalEnd())
+	return nil
+}
+
+// checkParcel checks the parcel of order id after a recovery: the engine's
+// parcel status is one its acknowledged scans allow (a parcel exactly when
+// the order is paid), and the read model has the same parcel, or none.
+func (r *run) checkParcel(id engine.OrderID, m *orderModel, res *engine.Result) error {
+	got := res.ParcelStatus
+	if (got != engine.ParcelNone) != (res.Status == engine.StatusPaid) {
+		return fmt.Errorf("order %v is %v with parcel %v", id, res.Status, got)
+	}
+	if got != m.parcel && !slices.Contains(m.parcelMaybe, got) && !(m.parcel == engine.ParcelNone && got == engine.ParcelCreated) {
+		return fmt.Errorf("parcel of order %v: acknowledged %v, maybe %v, engine has %v", id, m.parcel, m.parcelMaybe, got)
+	}
+	p, err := r.parcels.Parcel(id)
+	switch {
+	case got == engine.ParcelNone && !errors.Is(err, logistics.ErrNotFound):
+		return fmt.Errorf("order %v is %v but has a parcel: %+v %v", id, res.Status, p, err)
+	case got != engine.ParcelNone && err != nil:
+		return fmt.Errorf("paid order %v has no parcel: %v", id, err)
+	case got != engine.ParcelNone && (p.Status != got || len(p.Events) < 1 || p.Events[len(p.Events)-1].Status != got):
+		return fmt.Errorf("parcel of order %v: read model %v (%d events), engine %v", id, p.Status, len(p.Events), got)
+	}
 	return nil
 }
 

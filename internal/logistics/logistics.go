@@ -1,0 +1,535 @@
+// Package logistics is the parcel read model: a projection of the engine's
+// journal (registered with internal/projection's runner) that turns every
+// paid order into a parcel, routes it (warehouse, carrier, destination, ETA)
+// and keeps the history of its carrier scans for tracking.
+//
+// Scans are decided by the engine (engine.KindScanParcel), journaled and
+// fsynced before the carrier's 200, so this package only applies decided
+// facts: a parcel is created by EventOrderPaid, exactly once because the
+// journal holds each payment once and the runner checkpoints the projection
+// with the others; cancelled and expired orders never get one. To route a
+// parcel at payment it keeps, for pending orders only, the merchant's and the
+// buyer's regions from EventOrderPlaced, and each merchant's region from
+// EventMerchantUpserted.
+//
+// A parcel's carrier, warehouse and ETA are functions of its order id, its
+// origin and destination and the Config's tables, computed when read: they
+// cost no memory, but a changed carrier table re-routes the parcels' views.
+//
+// Memory: 4 bytes per order of the journal (the index by order sequence),
+// 32 bytes per parcel and 24 bytes per scan (locations and carrier codes
+// interned). Bounding it by a cold tier, as the order store does, is left for
+// later.
+package logistics
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fest-platform/fest/internal/engine"
+)
+
+// Defaults of Config.
+const (
+	DefaultStaleAfter             = 72 * time.Hour
+	DefaultRateWindow             = 10 * time.Second
+	DefaultDestination            = "CN"
+	DefaultWarehousePrefix        = "WH-"
+	defaultMerchantRegion         = "CN"
+	internedMax                   = 1 << 20 // distinct locations and carrier codes deduplicated
+	regionsMax                    = 1 << 16 // distinct regions (merchants' and buyers')
+	rateBuckets                   = 64      // seconds of parcel creation counts kept, > RateWindow
+	staleBucket                   = time.Minute
+	rateWindowMax                 = rateBuckets - 2
+	partitionsMax                 = 4096
+	parcelIndexNone        uint32 = 0
+)
+
+// Config configures the projection.
+type Config struct {
+	// StaleAfter is how long a parcel may go without a scan before it is
+	// stale (default 72h, of the clock below). Delivered and returned
+	// parcels are never stale.
+	StaleAfter time.Duration
+	// Carriers is the carrier table (default DefaultCarriers()).
+	Carriers []Carrier
+	// Transit overrides DefaultTransit for the routes it names.
+	Transit map[Route]time.Duration
+	// Warehouses names the warehouse of an origin region; a region not
+	// listed ships from "WH-" and the region.
+	Warehouses map[string]string
+	// RateWindow is the span of event time parcels_per_second averages
+	// over (default 10s, at most 62s).
+	RateWindow time.Duration
+	// Now is the clock staleness and rates are judged by, in unix
+	// nanoseconds: the engine's clock in fest serve. Nil: the time of the
+	// last event applied, so that a replay judges as the journal did.
+	Now func() int64
+}
+
+// Validate reports the first invalid field.
+func (c *Config) Validate() error {
+	if c.StaleAfter < 0 {
+		return fmt.Errorf("logistics config: StaleAfter %v is negative", c.StaleAfter)
+	}
+	if c.RateWindow < 0 || c.RateWindow > rateWindowMax*time.Second {
+		return fmt.Errorf("logistics config: RateWindow %v is not between 0 and %ds", c.RateWindow, rateWindowMax)
+	}
+	seen := map[string]bool{}
+	for i, cr := range c.Carriers {
+		switch {
+		case cr.Code == "":
+			return fmt.Errorf("logistics config: carrier %d has no code", i)
+		case seen[cr.Code]:
+			return fmt.Errorf("logistics config: carrier %q listed twice", cr.Code)
+		case cr.Share <= 0:
+			return fmt.Errorf("logistics config: carrier %q has share %d, not positive", cr.Code, cr.Share)
+		}
+		seen[cr.Code] = true
+	}
+	for r, d := range c.Transit {
+		if d <= 0 {
+			return fmt.Errorf("logistics config: transit %s to %s of %v is not positive", r.From, r.To, d)
+		}
+	}
+	return nil
+}
+
+func (c Config) withDefaults() Config {
+	if c.StaleAfter == 0 {
+		c.StaleAfter = DefaultStaleAfter
+	}
+	if len(c.Carriers) == 0 {
+		c.Carriers = DefaultCarriers()
+	}
+	if c.RateWindow == 0 {
+		c.RateWindow = DefaultRateWindow
+	}
+	return c
+}
+
+// ErrNotFound is returned for an order that has no parcel (not paid).
+var ErrNotFound = errors.New("no parcel")
+
+// errInconsistent wraps an event the journal cannot hold: the projection
+// stops (reads answer 503) rather than serve a wrong parcel.
+var errInconsistent = errors.New("logistics: event inconsistent with the parcels")
+
+// Parcel is a parcel as read: a copy, safe to keep.
+type Parcel struct {
+	OrderID     engine.OrderID
+	Status      engine.ParcelStatus
+	Carrier     string // the carrier's code
+	CarrierName string
+	Warehouse   string
+	Origin      string // the merchant's region
+	Destination string // the buyer's region
+	CreatedAt   int64  // unix ns: the payment
+	ETA         int64  // unix ns
+	LastScanAt  int64  // unix ns, engine time of the last scan (CreatedAt before any)
+	Stale       bool
+	// Events are the parcel's history, oldest first: its creation (status
+	// created, at the warehouse, at the payment) and every scan.
+	Events []Event
+}
+
+// Event is one step of a parcel's history.
+type Event struct {
+	Status      engine.ParcelStatus
+	Location    string
+	At          int64 // unix ns: the carrier's time of the scan (the payment for created)
+	CarrierCode string
+}
+
+// Stats is the body of GET /v1/logistics/stats (the creation lag is the
+// runner's).
+type Stats struct {
+	Parcels          uint64
+	ByStatus         [engine.ParcelStatusCount]uint64
+	ParcelsPerSecond float64
+	Stale            uint64
+	Scans            uint64
+	AsOf             int64 // unix ns of the clock the figures are judged at
+}
+
+// parcel is what the projection keeps of one parcel: 32 bytes. It and its
+// scans hold no pointers, so the garbage collector never scans the millions
+// of them (at the peak it would otherwise mark them on every cycle, taking
+// CPU from the engine).
+type parcel struct {
+	createdAt int64
+	lastAt    int64  // engine time of the last scan, or createdAt
+	lastScan  uint64 // 1 + the index of its last scan in state.scanLog; 0: none
+	origin    uint16 // region numbers
+	dest      uint16
+	status    engine.ParcelStatus
+}
+
+// scan is one carrier scan: 24 bytes, its strings interned, linked to the
+// parcel's previous scan.
+type scan struct {
+	at int64 // the carrier's time
+	// prevStatus is 1 + the index of the parcel's previous scan (0: none)
+	// shifted left by 4, and the scan's status in the low 4 bits.
+	prevStatus uint64
+	location   uint32
+	code       uint32
+}
+
+func (s *scan) status() engine.ParcelStatus { return engine.ParcelStatus(s.prevStatus & 0xf) }
+func (s *scan) prev() uint64                { return s.prevStatus >> 4 }
+
+// scansOf returns p's scans, oldest first.
+func (st *state) scansOf(p *parcel) []scan {
+	var out []scan
+	for n := p.lastScan; n != 0; n = st.scanLog[n-1].prev() {
+		out = append(out, st.scanLog[n-1])
+	}
+	slices.Reverse(out)
+	return out
+}
+
+// addScan appends a scan to p's history.
+func (st *state) addScan(p *parcel, s scan, status engine.ParcelStatus) {
+	s.prevStatus = p.lastScan<<4 | uint64(status)
+	st.scanLog = append(st.scanLog, s)
+	p.lastScan = uint64(len(st.scanLog))
+}
+
+// route is what a pending order needs for its parcel.
+type route struct {
+	origin, dest uint16
+}
+
+// state is everything the projection holds, replaced whole by a snapshot.
+type state struct {
+	regions     []string
+	regionIndex map[string]uint16
+	merchants   map[string]uint16 // merchant id → region number
+	pending     map[engine.OrderID]route
+	// index[partition][seq-1] is 1 + the parcel's number in parcels, or 0.
+	index   [][]uint32
+	parcels []parcel
+	scanLog []scan // every parcel's scans, linked per parcel
+	// strs are the interned locations and carrier codes (0 is ""); only the
+	// first internedMax are deduplicated by strIndex, later ones are kept
+	// one per scan so that the map stays bounded.
+	strs     []string
+	strIndex map[string]uint32
+
+	byStatus [engine.ParcelStatusCount]uint64
+	scans    uint64
+	// active counts the parcels not yet delivered or returned by the
+	// minute of their last activity, for the stale count.
+	active map[int64]uint64
+	// created counts parcels created per second of event time, a ring.
+	created [rateBuckets]rateBucket
+	lastAt  int64 // time of the last event applied
+}
+
+type rateBucket struct {
+	second int64
+	n      uint64
+}
+
+func newState() *state {
+	return &state{
+		regions:     []string{defaultMerchantRegion},
+		regionIndex: map[string]uint16{defaultMerchantRegion: 0},
+		merchants:   map[string]uint16{},
+		pending:     map[engine.OrderID]route{},
+		strs:        []string{""},
+		strIndex:    map[string]uint32{"": 0},
+		active:      map[int64]uint64{},
+	}
+}
+
+// Logistics is the parcel projection.
+type Logistics struct {
+	cfg    Config
+	router *router
+
+	mu sync.RWMutex
+	// locked is set while a record is being applied: the write lock is
+	// taken at its first event and released at Commit, so reads see whole
+	// records (follower goroutine only).
+	locked bool
+	st     *state
+}
+
+// New returns an empty projection; register it with the runner.
+func New(cfg Config) (*Logistics, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	return &Logistics{cfg: cfg, router: newRouter(&cfg), st: newState()}, nil
+}
+
+// Name implements projection.Projection.
+func (l *Logistics) Name() string { return "logistics" }
+
+// Apply implements projection.Projection.
+func (l *Logistics) Apply(ev *engine.Event) error {
+	if !l.locked {
+		l.mu.Lock()
+		l.locked = true
+	}
+	return l.st.apply(ev)
+}
+
+// Commit implements projection.Projection.
+func (l *Logistics) Commit(pos uint64, at int64) { l.unlock() }
+
+// Abort implements projection.Projection.
+func (l *Logistics) Abort() { l.unlock() }
+
+func (l *Logistics) unlock() {
+	if l.locked {
+		l.locked = false
+		l.mu.Unlock()
+	}
+}
+
+// SnapshotDurable implements projection.Projection; snapshots are whole.
+func (l *Logistics) SnapshotDurable() {}
+
+// region returns the number of region s. Regions come from buyers' orders,
+// so their count is bounded: past regionsMax distinct ones, a new region is
+// routed and shown as "CN" (number 0), the catch-all of the defaults.
+func (st *state) region(s string) (uint16, error) {
+	if s == "" {
+		s = DefaultDestination
+	}
+	if n, ok := st.regionIndex[s]; ok {
+		return n, nil
+	}
+	if len(st.regions) >= regionsMax {
+		return 0, nil
+	}
+	n := uint16(len(st.regions))
+	s = strings.Clone(s)
+	st.regions = append(st.regions, s)
+	st.regionIndex[s] = n
+	return n, nil
+}
+
+func (st *state) intern(s string) uint32 {
+	if n, ok := st.strIndex[s]; ok {
+		return n
+	}
+	n := uint32(len(st.strs))
+	s = strings.Clone(s)
+	st.strs = append(st.strs, s)
+	if len(st.strIndex) < internedMax {
+		st.strIndex[s] = n
+	}
+	return n
+}
+
+func (st *state) apply(ev *engine.Event) error {
+	if ev.At > st.lastAt {
+		st.lastAt = ev.At
+	}
+	switch ev.Kind {
+	case engine.EventMerchantUpserted:
+		r, err := st.region(ev.Merchant.Region)
+		if err != nil {
+			return err
+		}
+		if _, ok := st.merchants[ev.Merchant.ID]; !ok {
+			st.merchants[strings.Clone(ev.Merchant.ID)] = r
+		} else {
+			st.merchants[ev.Merchant.ID] = r
+		}
+	case engine.EventOrderPlaced:
+		origin, ok := st.merchants[ev.MerchantID]
+		if !ok {
+			return fmt.Errorf("%w: order %v of unknown merchant %q", errInconsistent, ev.OrderID, ev.MerchantID)
+		}
+		dest, err := st.region(ev.Region)
+		if err != nil {
+			return err
+		}
+		st.pending[ev.OrderID] = route{origin: origin, dest: dest}
+	case engine.EventOrderCancelled, engine.EventOrderExpired:
+		delete(st.pending, ev.OrderID)
+	case engine.EventOrderPaid:
+		rt, ok := st.pending[ev.OrderID]
+		if !ok {
+			return fmt.Errorf("%w: order %v paid but not pending", errInconsistent, ev.OrderID)
+		}
+		delete(st.pending, ev.OrderID)
+		return st.create(ev.OrderID, rt, ev.At)
+	case engine.EventParcelScanned:
+		return st.scan(ev)
+	}
+	return nil
+}
+
+// slot returns the index entry of order id, growing the index to it.
+func (st *state) slot(id engine.OrderID) *uint32 {
+	p, seq := id.Partition(), id.Seq()
+	for len(st.index) <= p {
+		st.index = append(st.index, nil)
+	}
+	ix := st.index[p]
+	for uint64(len(ix)) < seq {
+		ix = append(ix, parcelIndexNone)
+	}
+	st.index[p] = ix
+	return &ix[seq-1]
+}
+
+func (st *state) lookup(id engine.OrderID) *parcel {
+	p, seq := id.Partition(), id.Seq()
+	if p >= len(st.index) || seq == 0 || seq > uint64(len(st.index[p])) {
+		return nil
+	}
+	n := st.index[p][seq-1]
+	if n == parcelIndexNone {
+		return nil
+	}
+	return &st.parcels[n-1]
+}
+
+func (st *state) create(id engine.OrderID, rt route, at int64) error {
+	s := st.slot(id)
+	if *s != parcelIndexNone {
+		return fmt.Errorf("%w: order %v paid twice", errInconsistent, id)
+	}
+	st.parcels = append(st.parcels, parcel{createdAt: at, lastAt: at, origin: rt.origin, dest: rt.dest, status: engine.ParcelCreated})
+	*s = uint32(len(st.parcels))
+	st.byStatus[engine.ParcelCreated]++
+	st.active[at/int64(staleBucket)]++
+	sec := at / int64(time.Second)
+	b := &st.created[uint64(sec)%rateBuckets]
+	if b.second != sec {
+		*b = rateBucket{second: sec}
+	}
+	b.n++
+	return nil
+}
+
+func final(s engine.ParcelStatus) bool {
+	return s == engine.ParcelDelivered || s == engine.ParcelReturned
+}
+
+func (st *state) scan(ev *engine.Event) error {
+	p := st.lookup(ev.OrderID)
+	if p == nil {
+		return fmt.Errorf("%w: scan of order %v which has no parcel", errInconsistent, ev.OrderID)
+	}
+	if !engine.ParcelTransitionAllowed(p.status, ev.ParcelStatus) {
+		return fmt.Errorf("%w: order %v scanned %v from %v", errInconsistent, ev.OrderID, ev.ParcelStatus, p.status)
+	}
+	st.deactivate(p)
+	st.byStatus[p.status]--
+	p.status = ev.ParcelStatus
+	st.byStatus[p.status]++
+	p.lastAt = max(p.lastAt, ev.At)
+	if !final(p.status) {
+		st.active[p.lastAt/int64(staleBucket)]++
+	}
+	st.addScan(p, scan{at: ev.ScanAt, location: st.intern(ev.Location), code: st.intern(ev.CarrierCode)}, ev.ParcelStatus)
+	st.scans++
+	return nil
+}
+
+// deactivate removes p from the activity count of its last minute.
+func (st *state) deactivate(p *parcel) {
+	if final(p.status) {
+		return
+	}
+	m := p.lastAt / int64(staleBucket)
+	switch n := st.active[m]; n {
+	case 0:
+		panic(fmt.Sprintf("logistics: parcel active at minute %d not counted", m))
+	case 1:
+		delete(st.active, m)
+	default:
+		st.active[m] = n - 1
+	}
+}
+
+// now is the clock staleness is judged by.
+func (l *Logistics) now() int64 {
+	if l.cfg.Now != nil {
+		return max(l.cfg.Now(), l.st.lastAt)
+	}
+	return l.st.lastAt
+}
+
+// Parcel returns the parcel of order id, or ErrNotFound.
+func (l *Logistics) Parcel(id engine.OrderID) (Parcel, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	st := l.st
+	p := st.lookup(id)
+	if p == nil {
+		return Parcel{}, ErrNotFound
+	}
+	origin, dest := st.regions[p.origin], st.regions[p.dest]
+	c := &l.router.carriers[l.router.carrier(orderHash(uint64(id)), origin)]
+	out := Parcel{
+		OrderID: id, Status: p.status, Carrier: c.Code, CarrierName: c.Name,
+		Warehouse: l.warehouse(origin), Origin: origin, Destination: dest,
+		CreatedAt: p.createdAt, ETA: p.createdAt + int64(l.router.transitTime(origin, dest)),
+		LastScanAt: p.lastAt, Stale: l.stale(p, l.now()),
+	}
+	scans := st.scansOf(p)
+	out.Events = make([]Event, 0, 1+len(scans))
+	out.Events = append(out.Events, Event{Status: engine.ParcelCreated, Location: out.Warehouse, At: p.createdAt})
+	for _, s := range scans {
+		out.Events = append(out.Events, Event{Status: s.status(), Location: st.strs[s.location], At: s.at, CarrierCode: st.strs[s.code]})
+	}
+	return out, nil
+}
+
+func (l *Logistics) stale(p *parcel, now int64) bool {
+	return !final(p.status) && now-p.lastAt >= int64(l.cfg.StaleAfter)
+}
+
+func (l *Logistics) warehouse(origin string) string {
+	if w, ok := l.cfg.Warehouses[origin]; ok {
+		return w
+	}
+	return DefaultWarehousePrefix + origin
+}
+
+// Stats returns the figures of GET /v1/logistics/stats. The stale count is
+// kept by the minute of each parcel's last scan: a parcel within the minute
+// of turning stale is counted once that minute has wholly passed the
+// threshold, so the count may trail the parcels' own flags by a minute.
+func (l *Logistics) Stats() Stats {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	st := l.st
+	now := l.now()
+	out := Stats{ByStatus: st.byStatus, Scans: st.scans, AsOf: now}
+	for _, n := range st.byStatus {
+		out.Parcels += n
+	}
+	threshold := now - int64(l.cfg.StaleAfter)
+	for minute, n := range st.active {
+		if (minute+1)*int64(staleBucket) <= threshold+1 {
+			out.Stale += n
+		}
+	}
+	window := int64(l.cfg.RateWindow / time.Second)
+	nowSec := now / int64(time.Second)
+	var created uint64
+	for _, b := range st.created {
+		// The current second is still filling: the window is the whole
+		// seconds before it.
+		if b.n > 0 && b.second < nowSec && b.second >= nowSec-window {
+			created += b.n
+		}
+	}
+	out.ParcelsPerSecond = float64(created) / float64(window)
+	return out
+}

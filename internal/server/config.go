@@ -82,21 +82,37 @@ type Config struct {
 	// Retry-After, then closed, rather than left waiting in the accept
 	// queue, so a client knows to back off and retry (see LimitListener).
 	ConnectionsMax int
+
+	// EventFeedsMax bounds the open GET /v1/events feeds (default 64); one
+	// more is answered 503 unavailable with Retry-After. Each feed holds a
+	// journal reader and a goroutine for as long as its client stays.
+	EventFeedsMax int
+	// EventFeedWriteTimeout bounds writing one record's events to a feed's
+	// client (default 30s): a client that stops reading loses its feed, and
+	// resumes from its last position.
+	EventFeedWriteTimeout time.Duration
+	// EventFeedBufferBytes is the write buffer of each feed (default 64 KiB):
+	// events wait in it, at most this many bytes, until their record is
+	// complete or it fills.
+	EventFeedBufferBytes int
 }
 
 // Defaults.
 const (
-	defaultBodyBytesMax      = 1 << 20
-	defaultBatchBodyBytesMax = 16 << 20
-	defaultBatchOrdersMax    = 10_000
-	defaultGatewayBatchMax   = 256
-	defaultReadWaitMax       = 5 * time.Second
-	defaultRetryAfter        = time.Second
-	defaultReadHeaderTimeout = 5 * time.Second
-	defaultReadTimeout       = 60 * time.Second
-	defaultWriteTimeout      = 90 * time.Second
-	defaultIdleTimeout       = 2 * time.Minute
-	defaultConnectionsMax    = 10_000
+	defaultBodyBytesMax          = 1 << 20
+	defaultBatchBodyBytesMax     = 16 << 20
+	defaultBatchOrdersMax        = 10_000
+	defaultGatewayBatchMax       = 256
+	defaultReadWaitMax           = 5 * time.Second
+	defaultRetryAfter            = time.Second
+	defaultReadHeaderTimeout     = 5 * time.Second
+	defaultReadTimeout           = 60 * time.Second
+	defaultWriteTimeout          = 90 * time.Second
+	defaultIdleTimeout           = 2 * time.Minute
+	defaultConnectionsMax        = 10_000
+	defaultEventFeedsMax         = 64
+	defaultEventFeedWriteTimeout = 30 * time.Second
+	defaultEventFeedBufferBytes  = 64 << 10
 )
 
 // Bounds of the connection settings.
@@ -146,6 +162,15 @@ func (c *Config) setDefaults() {
 	if c.ConnectionsMax == 0 {
 		c.ConnectionsMax = defaultConnectionsMax
 	}
+	if c.EventFeedsMax == 0 {
+		c.EventFeedsMax = defaultEventFeedsMax
+	}
+	if c.EventFeedWriteTimeout == 0 {
+		c.EventFeedWriteTimeout = defaultEventFeedWriteTimeout
+	}
+	if c.EventFeedBufferBytes == 0 {
+		c.EventFeedBufferBytes = defaultEventFeedBufferBytes
+	}
 }
 
 // WithDefaults returns c with every zero field set to its default, so
@@ -180,6 +205,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: write timeout %v must exceed the read timeout %v and the read wait %v", ErrConfig, cc.WriteTimeout, cc.ReadTimeout, cc.ReadWaitMax)
 	case cc.ConnectionsMax < 1 || cc.ConnectionsMax > connectionsMaxLimit:
 		return fmt.Errorf("%w: connections max %d outside 1 to %d", ErrConfig, cc.ConnectionsMax, connectionsMaxLimit)
+	case cc.EventFeedsMax < 1 || cc.EventFeedWriteTimeout < 0 || cc.EventFeedBufferBytes < 1:
+		return fmt.Errorf("%w: event feed bounds must be positive", ErrConfig)
 	}
 	return nil
 }

@@ -34,7 +34,7 @@ const (
 // A handler that streams for longer than WriteTimeout (an event feed)
 // must extend its own deadline with http.ResponseController.
 func (s *Server) HTTPServer(errorLog *log.Logger) *http.Server {
-	return &http.Server{
+	hs := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
 		ReadTimeout:       s.cfg.ReadTimeout,
@@ -42,6 +42,9 @@ func (s *Server) HTTPServer(errorLog *log.Logger) *http.Server {
 		IdleTimeout:       s.cfg.IdleTimeout,
 		ErrorLog:          errorLog,
 	}
+	// Event feeds never end by themselves; Shutdown waits for handlers.
+	hs.RegisterOnShutdown(s.closeFeeds)
+	return hs
 }
 
 // connMetrics counts the connections of LimitListener.

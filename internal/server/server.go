@@ -39,6 +39,10 @@ type Server struct {
 	bufs    sync.Pool // *[]byte request and response buffers
 	closeMu sync.Mutex
 	conns   *connMetrics // the connection bound of LimitListener
+	feeds   feedState
+	// patterns are the routes as registered, for the test that keeps the
+	// OpenAPI document in step with them.
+	patterns []string
 }
 
 type tokenRole struct {
@@ -64,6 +68,7 @@ func New(cfg Config) (*Server, error) {
 	s.bufs.New = func() any { b := make([]byte, 0, 4096); return &b }
 	s.metrics = newMetrics(s)
 	s.conns = newConnMetrics(s.metrics.reg, cfg.ConnectionsMax)
+	s.initFeeds()
 	s.routes()
 	return s, nil
 }
@@ -133,8 +138,22 @@ func (s *Server) roleOf(r *http.Request) Role {
 	return RoleNone
 }
 
+// routeRecorder registers routes on the server's mux and remembers their
+// patterns.
+type routeRecorder struct{ s *Server }
+
+func (rr routeRecorder) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	rr.s.mux.HandleFunc(pattern, h)
+	rr.s.patterns = append(rr.s.patterns, pattern)
+}
+
+func (rr routeRecorder) Handle(pattern string, h http.Handler) {
+	rr.s.mux.Handle(pattern, h)
+	rr.s.patterns = append(rr.s.patterns, pattern)
+}
+
 func (s *Server) routes() {
-	m := s.mux
+	m := routeRecorder{s}
 	admin, store := RoleAdmin, RoleStorefront
 
 	m.HandleFunc("GET /{$}", s.handleIndex)
@@ -142,6 +161,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /readyz", s.handleReadyz)
 	m.Handle("GET /metrics", s.metrics.handler())
 	m.HandleFunc("GET /v1/openapi.json", s.handleOpenAPI)
+	m.HandleFunc("GET /v1/openapi-3.0.json", s.handleOpenAPI30)
+	m.HandleFunc("GET /v1/events", s.api(s.handleEvents, admin))
 
 	m.HandleFunc("PUT /v1/brands/{brand_id}", s.api(s.handlePutBrand, admin))
 	m.HandleFunc("PUT /v1/merchants/{merchant_id}", s.api(s.handlePutMerchant, admin))

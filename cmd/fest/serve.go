@@ -294,6 +294,7 @@ func (rs *runningServer) open() error {
 			return err
 		},
 		RetainFrom:         proj.Retain,
+		FS:                 newSnapshotTimer(vfs.OS, rs.opts.Data, rs.srv.ObserveSnapshot),
 		SnapshotEveryBytes: rs.opts.SnapshotEveryBytes,
 		IdempotencyWindow:  rs.opts.IdempotencyWindow,
 		SegmentBytesMax:    rs.opts.SegmentBytesMax,

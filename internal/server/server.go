@@ -171,11 +171,11 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/skus/{sku_id}/stock", s.api(s.handleAdjustStock, admin))
 	m.HandleFunc("POST /v1/catalog:import", s.api(s.handleImport, admin))
 
-	m.HandleFunc("POST /v1/orders", s.api(s.handlePlaceOrder, store))
-	m.HandleFunc("POST /v1/orders:batch", s.api(s.handleOrderBatch, store))
-	m.HandleFunc("POST /v1/orders:settle", s.api(s.handleSettle, store))
+	m.HandleFunc("POST /v1/orders", timed(s.metrics.ackPlace, s.api(s.handlePlaceOrder, store)))
+	m.HandleFunc("POST /v1/orders:batch", timed(s.metrics.ackBatch, s.api(s.handleOrderBatch, store)))
+	m.HandleFunc("POST /v1/orders:settle", timed(s.metrics.ackSettle, s.api(s.handleSettle, store)))
 	m.HandleFunc("GET /v1/orders/{order_id}", s.api(s.handleGetOrder, store))
-	m.HandleFunc("POST /v1/orders/{order_id}/pay", s.api(s.handlePay, store))
+	m.HandleFunc("POST /v1/orders/{order_id}/pay", timed(s.metrics.ackPay, s.api(s.handlePay, store)))
 	m.HandleFunc("POST /v1/orders/{order_id}/cancel", s.api(s.handleCancel, store))
 	m.HandleFunc("GET /v1/buyers/{buyer_id}/orders", s.api(s.handleBuyerOrders, store))
 

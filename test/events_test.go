@@ -276,3 +276,22 @@ func (f *fest) feedStatus(from string) int {
 	resp.Body.Close()
 	return resp.StatusCode
 }
+
+// TestEventFeedOutlivesTimeouts: the server's read and write timeouts bound
+// ordinary requests, not a feed: one idle past both still delivers the next
+// event.
+func TestEventFeedOutlivesTimeouts(t *testing.T) {
+	f := startFest(t, "", "--read-header-timeout", "1s", "--read-timeout", "1s", "--write-timeout", "6s")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sc := f.openFeed(ctx, "")
+	// Past the write timeout, counted from the request's headers.
+	time.Sleep(7 * time.Second)
+	f.must(200, "PUT", "/v1/brands/late", adminToken, map[string]any{"name": "Late", "country": "CN"})
+	if !sc.Scan() {
+		t.Fatalf("the feed ended while idle: %v", sc.Err())
+	}
+	if !strings.Contains(sc.Text(), `"brand_id":"late"`) {
+		t.Fatalf("event: %s", sc.Text())
+	}
+}

@@ -86,6 +86,19 @@ func TestFeedEventLines(t *testing.T) {
 		engine.EventOrderCancelled:   {"type": "order_cancelled", "order_id": "17"},
 		engine.EventOrderExpired:     {"type": "order_expired", "order_id": "18"},
 	}
+	var doc struct {
+		Components struct {
+			Schemas struct {
+				Event struct {
+					Properties map[string]any `json:"properties"`
+				} `json:"Event"`
+			} `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(openAPIDoc(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	documented := doc.Components.Schemas.Event.Properties
 	for i := range events {
 		ev := &events[i]
 		ev.At = at
@@ -96,6 +109,11 @@ func TestFeedEventLines(t *testing.T) {
 		var m map[string]any
 		if err := json.Unmarshal(line, &m); err != nil {
 			t.Fatalf("%s: %v: %s", ev.Kind, err, line)
+		}
+		for k := range m {
+			if documented[k] == nil {
+				t.Errorf("%s: field %s is not in the OpenAPI Event schema", ev.Kind, k)
+			}
 		}
 		if m["position"] != "500:"+strconv.Itoa(i) || m["at"] != "2026-11-11T00:00:01Z" {
 			t.Errorf("%s: position %v, at %v", ev.Kind, m["position"], m["at"])

@@ -120,6 +120,7 @@ func buildOpenAPI() obj {
 		"type":     obj{"type": "string", "enum": feedEventTypes},
 		"at":       rfc3339, "partition": integer,
 		"brand_id": str, "merchant_id": str, "sku_id": str, "order_id": str, "buyer_id": str, "name": str, "country": str, "kind": str, "title": str, "category": str,
+		"first_festival": integer, "emerging": boolean, "last_year_gmv": integer, "industry": str,
 		"price": integer, "stock": obj{"type": "integer", "format": "int64", "description": "sku_upserted: the available stock"},
 		"delta":   obj{"type": "integer", "format": "int64", "description": "stock_changed: the change of available stock"},
 		"channel": str, "region": str, "deal_id": str, "total": integer, "currency": str, "pay_by": rfc3339,

@@ -295,3 +295,33 @@ func TestEventFeedOutlivesTimeouts(t *testing.T) {
 		t.Fatalf("event: %s", sc.Text())
 	}
 }
+
+// TestEventFeedSlowClient: a client that stops reading loses its feed
+// after --event-feed-write-timeout, and its slot frees.
+func TestEventFeedSlowClient(t *testing.T) {
+	f := startFest(t, "", "--event-feed-write-timeout", "1s")
+	f.seedCatalog(map[string]int{"s1": 1_000_000})
+	// Enough events (about 30 MB of lines) to fill the socket buffers of
+	// both ends.
+	for i := range 10 {
+		f.placeBatch(fmt.Sprintf("slow%d", i), "s1", 10_000)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sc := f.openFeed(ctx, "0")
+	if !sc.Scan() {
+		t.Fatalf("feed: %v", sc.Err())
+	}
+	// Read nothing more; the server gives up on the feed.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		m := string(f.must(200, "GET", "/metrics", "", nil).Body)
+		if strings.Contains(m, "\nfest_event_feeds 0\n") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the feed of a client that stopped reading stayed open")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -73,6 +73,29 @@ fi
 echo "== allocation and memory checks (not meaningful under -race)"
 go test -count=1 -run 'Alloc|Memory' ./...
 
+# The ecosystem tests run the tools fest's users run: Redocly's linter, the
+# generated Go and TypeScript clients, promtool with the Grafana dashboard.
+# Node, npm and promtool come from Debian's packages, the npm packages at the
+# versions test/clients/ts/package.json pins, installed into a cache outside
+# the repository. A tool that cannot be installed fails the suite.
+echo "== ecosystem: OpenAPI lint, generated clients, Grafana dashboard"
+need_apt=()
+command -v node >/dev/null || need_apt+=(nodejs)
+command -v npm >/dev/null || need_apt+=(npm)
+command -v promtool >/dev/null || need_apt+=(prometheus)
+if [ ${#need_apt[@]} -gt 0 ]; then
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+npm_dir=${FEST_NPM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/fest-npm}
+mkdir -p "$npm_dir"
+if ! cmp -s test/clients/ts/package.json "$npm_dir/package.json" || [ ! -d "$npm_dir/node_modules" ]; then
+	cp test/clients/ts/package.json "$npm_dir/package.json"
+	(cd "$npm_dir" && npm install --no-audit --no-fund --loglevel=error)
+fi
+go vet -tags ecosystem ./test
+FEST_NODE_MODULES=$npm_dir go test -tags ecosystem -count=1 -run '^TestEcosystem' -timeout 10m ./test
+
 echo "== fuzz targets, $fuzztime each"
 grep -rl --include='*_test.go' '^func Fuzz' . | while read -r file; do
 	pkg=./$(dirname "${file#./}")

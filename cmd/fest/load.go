@@ -120,10 +120,13 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	lc.PayWindow = *payWindow
 	lc.ScanWindow, lc.ScanParcelsMax = *scanWindow, *scanMax
 	if !*quiet {
+		// Progress goes to stderr, beside the reports on stdout: a bar when
+		// stderr is a terminal, plain lines when it is a file or a pipe.
 		lc.Progress = stderr
 		if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 			lc.ProgressTTY = true
 		}
+		lc.OnProgress = newLoadProgress(stderr, lc.ProgressTTY).update
 		lc.Say = func(s string) {
 			if lc.ProgressTTY {
 				fmt.Fprint(stderr, "\r\033[K")

@@ -48,6 +48,9 @@ type serveOptions struct {
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
 	ConnectionsMax    int
+	// EventFeedsMax and EventFeedWriteTimeout bound GET /v1/events.
+	EventFeedsMax         int
+	EventFeedWriteTimeout time.Duration
 
 	// SnapshotEveryBytes and SegmentBytesMax size the engine's snapshots
 	// and journal segments (engine.Config has their meaning).
@@ -149,6 +152,8 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 	fs.DurationVar(&o.WriteTimeout, "write-timeout", def.WriteTimeout, "time from a request's headers to the end of its answer (must exceed --read-timeout)")
 	fs.DurationVar(&o.IdleTimeout, "idle-timeout", def.IdleTimeout, "a keep-alive connection with no request for this long is closed")
 	fs.IntVar(&o.ConnectionsMax, "connections-max", def.ConnectionsMax, "open client connections at most; one more is answered 503 unavailable with Retry-After and closed")
+	fs.IntVar(&o.EventFeedsMax, "event-feeds-max", def.EventFeedsMax, "open GET /v1/events feeds at most; one more is answered 503 unavailable with Retry-After")
+	fs.DurationVar(&o.EventFeedWriteTimeout, "event-feed-write-timeout", def.EventFeedWriteTimeout, "an event feed whose client takes longer than this to accept a record's events is closed")
 	adef := assistant.Config{}.WithDefaults()
 	fs.IntVar(&o.Assistant.SessionsMax, "assistant-sessions-max", adef.SessionsMax, "assistant: pending cancel confirmations remembered at most; the least recent is forgotten")
 	fs.DurationVar(&o.Assistant.SessionAgeMax, "assistant-session-age-max", adef.SessionAgeMax, "assistant: how long a cancel waits for the buyer's yes")
@@ -238,6 +243,7 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 		AdminToken: o.AdminToken, StorefrontToken: o.StorefrontToken, CarrierToken: o.CarrierToken, Logger: log,
 		ReadHeaderTimeout: o.ReadHeaderTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
 		IdleTimeout: o.IdleTimeout, ConnectionsMax: o.ConnectionsMax,
+		EventFeedsMax: o.EventFeedsMax, EventFeedWriteTimeout: o.EventFeedWriteTimeout,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("configure server: %w", err)
@@ -309,6 +315,7 @@ func (rs *runningServer) open() error {
 			return err
 		},
 		RetainFrom:         proj.Retain,
+		FS:                 newSnapshotTimer(vfs.OS, rs.opts.Data, rs.srv.ObserveSnapshot),
 		SnapshotEveryBytes: rs.opts.SnapshotEveryBytes,
 		IdempotencyWindow:  rs.opts.IdempotencyWindow,
 		SegmentBytesMax:    rs.opts.SegmentBytesMax,

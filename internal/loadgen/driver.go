@@ -62,6 +62,10 @@ type Config struct {
 	// (ProgressTTY: rewritten in place with \r).
 	Progress    io.Writer
 	ProgressTTY bool
+	// OnProgress, when set, is called with the run's figures each second
+	// and once more with Done when the run ends, instead of the lines to
+	// Progress: fest load draws its progress bar from it.
+	OnProgress func(Progress)
 	// Say, when set, receives phase messages (importing the catalog, auditing).
 	Say func(string)
 }
@@ -112,6 +116,23 @@ type Point struct {
 	P50ms  float64 `json:"p50_ms"`
 	P99ms  float64 `json:"p99_ms"`
 	Errors int64   `json:"errors"`
+}
+
+// Progress is a live sample of a run, for OnProgress.
+type Progress struct {
+	Target, Profile string
+	Elapsed         time.Duration
+	// Planned is the run's length (Config.Duration); Orders the orders of
+	// the model to place, or -1 when the run is endless (midnight): the
+	// run ends at whichever comes first.
+	Planned   time.Duration
+	Orders    int64
+	Placed    int64   // acknowledged placements so far
+	PerSecond int64   // placements in the last second
+	P99ms     float64 // acknowledgement p99 of the last second
+	Errors    int64   // rejected and failed requests so far
+	GMV       int64   // fen, orders paid so far
+	Done      bool
 }
 
 // Latency is acknowledgement latency in milliseconds.
@@ -170,6 +191,7 @@ type run struct {
 	start  time.Time
 
 	placed  atomic.Int64
+	gmv     atomic.Int64 // fen, paid so far: the live figure (the tallies are the audited one)
 	backlog atomic.Int64 // orders held for deferred payment
 	carrier Carrier      // nil: the target has no parcels
 	parcels parcelKeeper // paid orders kept for the carrier phase
@@ -601,6 +623,7 @@ func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festiv
 		if r.carrier != nil {
 			r.parcels.keep(ids[i])
 		}
+		r.gmv.Add(totals[i])
 	}
 	for j, i := range cancelIdx {
 		if c := cancelOut[j].Code; c != "" {
@@ -683,7 +706,9 @@ func (r *run) progress(ctx context.Context, out chan<- []Point) {
 	for {
 		select {
 		case <-ctx.Done():
-			if r.cfg.Progress != nil && r.cfg.ProgressTTY {
+			if r.cfg.OnProgress != nil {
+				r.cfg.OnProgress(r.sample(time.Now(), 0, 0, true))
+			} else if r.cfg.Progress != nil && r.cfg.ProgressTTY {
 				fmt.Fprint(r.cfg.Progress, "\r\033[K")
 			}
 			return
@@ -706,7 +731,9 @@ func (r *run) progress(ctx context.Context, out chan<- []Point) {
 			r.mu.Unlock()
 			last = placed
 			points = append(points, p)
-			if r.cfg.Progress != nil {
+			if r.cfg.OnProgress != nil {
+				r.cfg.OnProgress(r.sample(now, p.Placed, p.P99ms, false))
+			} else if r.cfg.Progress != nil {
 				line := fmt.Sprintf("%s %s %5.0fs  placed %s  %s/s  p99 %.1f ms  errors %s",
 					r.target.Name(), r.cfg.Profile, p.T, group(placed), group(p.Placed), p.P99ms, group(errTotal))
 				if r.cfg.ProgressTTY {
@@ -716,6 +743,21 @@ func (r *run) progress(ctx context.Context, out chan<- []Point) {
 				}
 			}
 		}
+	}
+}
+
+// sample gathers the figures of OnProgress.
+func (r *run) sample(now time.Time, perSecond int64, p99ms float64, done bool) Progress {
+	r.mu.Lock()
+	var errTotal int64
+	for _, v := range r.mu.errors {
+		errTotal += v
+	}
+	r.mu.Unlock()
+	orders := r.sched.n
+	return Progress{
+		Target: r.target.Name(), Profile: r.cfg.Profile, Elapsed: now.Sub(r.start), Planned: r.cfg.Duration, Orders: orders,
+		Placed: r.placed.Load(), PerSecond: perSecond, P99ms: p99ms, Errors: errTotal, GMV: r.gmv.Load(), Done: done,
 	}
 }
 

@@ -509,16 +509,17 @@ func (r *Runner) probeLag(ctx context.Context, eng *engine.Engine) {
 }
 
 // CatchUp returns quantiles (0 to 100) of the time the read models took to
-// reflect what was durable, over every probe since start, and the number of
-// probes.
-func (r *Runner) CatchUp(quantiles ...float64) ([]time.Duration, int64) {
+// reflect what was durable, over every probe since start, the number of
+// probes and their total time.
+func (r *Runner) CatchUp(quantiles ...float64) (values []time.Duration, count int64, sum time.Duration) {
 	r.catchUp.Lock()
 	defer r.catchUp.Unlock()
-	out := make([]time.Duration, len(quantiles))
+	values = make([]time.Duration, len(quantiles))
 	for i, q := range quantiles {
-		out[i] = time.Duration(r.catchUp.hist.ValueAtQuantile(q))
+		values[i] = time.Duration(r.catchUp.hist.ValueAtQuantile(q))
 	}
-	return out, r.catchUp.hist.TotalCount()
+	count = r.catchUp.hist.TotalCount()
+	return values, count, time.Duration(r.catchUp.hist.Mean() * float64(count))
 }
 
 // snapshot writes every projection as of pos. A failure is logged and

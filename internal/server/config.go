@@ -89,23 +89,39 @@ type Config struct {
 	// StreamEvery is how often GET /v1/gmv/stream sends an event (default
 	// 1s; at most 1s, the contract's "at least once a second").
 	StreamEvery time.Duration
+
+	// EventFeedsMax bounds the open GET /v1/events feeds (default 64); one
+	// more is answered 503 unavailable with Retry-After. Each feed holds a
+	// journal reader and a goroutine for as long as its client stays.
+	EventFeedsMax int
+	// EventFeedWriteTimeout bounds writing one record's events to a feed's
+	// client (default 30s): a client that stops reading loses its feed, and
+	// resumes from its last position.
+	EventFeedWriteTimeout time.Duration
+	// EventFeedBufferBytes is the write buffer of each feed (default 64 KiB):
+	// events wait in it, at most this many bytes, until their record is
+	// complete or it fills.
+	EventFeedBufferBytes int
 }
 
 // Defaults.
 const (
-	defaultBodyBytesMax      = 1 << 20
-	defaultBatchBodyBytesMax = 16 << 20
-	defaultBatchOrdersMax    = 10_000
-	defaultGatewayBatchMax   = 256
-	defaultReadWaitMax       = 5 * time.Second
-	defaultRetryAfter        = time.Second
-	defaultReadHeaderTimeout = 5 * time.Second
-	defaultReadTimeout       = 60 * time.Second
-	defaultWriteTimeout      = 90 * time.Second
-	defaultIdleTimeout       = 2 * time.Minute
-	defaultConnectionsMax    = 10_000
-	defaultStreamsMax        = 1_000
-	defaultStreamEvery       = time.Second
+	defaultBodyBytesMax          = 1 << 20
+	defaultBatchBodyBytesMax     = 16 << 20
+	defaultBatchOrdersMax        = 10_000
+	defaultGatewayBatchMax       = 256
+	defaultReadWaitMax           = 5 * time.Second
+	defaultRetryAfter            = time.Second
+	defaultReadHeaderTimeout     = 5 * time.Second
+	defaultReadTimeout           = 60 * time.Second
+	defaultWriteTimeout          = 90 * time.Second
+	defaultIdleTimeout           = 2 * time.Minute
+	defaultConnectionsMax        = 10_000
+	defaultEventFeedsMax         = 64
+	defaultEventFeedWriteTimeout = 30 * time.Second
+	defaultEventFeedBufferBytes  = 64 << 10
+	defaultStreamsMax            = 1_000
+	defaultStreamEvery           = time.Second
 )
 
 // Bounds of the connection settings.
@@ -162,6 +178,15 @@ func (c *Config) setDefaults() {
 	if c.StreamEvery == 0 {
 		c.StreamEvery = defaultStreamEvery
 	}
+	if c.EventFeedsMax == 0 {
+		c.EventFeedsMax = defaultEventFeedsMax
+	}
+	if c.EventFeedWriteTimeout == 0 {
+		c.EventFeedWriteTimeout = defaultEventFeedWriteTimeout
+	}
+	if c.EventFeedBufferBytes == 0 {
+		c.EventFeedBufferBytes = defaultEventFeedBufferBytes
+	}
 }
 
 // WithDefaults returns c with every zero field set to its default, so
@@ -200,6 +225,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: streams max %d outside 1 to the connections max %d", ErrConfig, cc.StreamsMax, cc.ConnectionsMax)
 	case cc.StreamEvery < 0 || cc.StreamEvery > time.Second:
 		return fmt.Errorf("%w: stream interval %v outside 0 to 1s", ErrConfig, cc.StreamEvery)
+	case cc.EventFeedsMax < 1 || cc.EventFeedWriteTimeout < 0 || cc.EventFeedBufferBytes < 1:
+		return fmt.Errorf("%w: event feed bounds must be positive", ErrConfig)
 	}
 	return nil
 }

@@ -45,6 +45,8 @@ func (s *Server) HTTPServer(errorLog *log.Logger) *http.Server {
 	// Shutdown waits for every handler, and the GMV streams end only when
 	// told to.
 	hs.RegisterOnShutdown(s.gmv.closeStreams)
+	// Event feeds never end by themselves; Shutdown waits for handlers.
+	hs.RegisterOnShutdown(s.closeFeeds)
 	return hs
 }
 

@@ -27,6 +27,11 @@ type metrics struct {
 	settleBatch  prometheus.Histogram
 	fsync        prometheus.Histogram
 	scanMetrics  // logistics.go
+	snapshot     prometheus.Histogram
+	// ack observes, per order operation, the time from a request's arrival
+	// to its answer: for an accepted order, to its acknowledgement, after
+	// the fsync that made it durable.
+	ackPlace, ackBatch, ackSettle, ackPay prometheus.Observer
 }
 
 func newMetrics(s *Server) *metrics {
@@ -43,6 +48,12 @@ func newMetrics(s *Server) *metrics {
 	m.orderBatch = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fest_order_batch_request_size", Help: "Orders per POST /v1/orders:batch request.", Buckets: prometheus.ExponentialBuckets(1, 4, 8)})
 	m.settleBatch = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fest_settle_batch_request_size", Help: "Pay and cancel actions per POST /v1/orders:settle request.", Buckets: prometheus.ExponentialBuckets(1, 4, 8)})
 	m.fsync = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fest_journal_fsync_seconds", Help: "Journal fsync latency.", Buckets: prometheus.ExponentialBuckets(25e-6, 2, 14)})
+	m.snapshot = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "fest_engine_snapshot_seconds", Help: "Time to write one engine snapshot file, from its creation to its rename into place.", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)})
+	ack := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "fest_order_ack_seconds", Help: "Time from an order request's arrival to its answer (an accepted order: its durable acknowledgement), by operation.",
+		Buckets: prometheus.ExponentialBuckets(100e-6, 2, 16)}, []string{"operation"})
+	m.ackPlace, m.ackBatch, m.ackSettle, m.ackPay = ack.WithLabelValues("place"), ack.WithLabelValues("batch"), ack.WithLabelValues("settle"), ack.WithLabelValues("pay")
+	f(m.snapshot)
+	f(ack)
 	f(m.placed)
 	f(m.paid)
 	f(m.cancelled)
@@ -78,6 +89,19 @@ func (m *metrics) handler() http.Handler {
 // ObserveFsync records one journal fsync; serve wires it into the journal.
 func (s *Server) ObserveFsync(d time.Duration) { s.metrics.fsync.Observe(d.Seconds()) }
 
+// ObserveSnapshot records the writing of one engine snapshot; serve wires
+// it into the engine's file system.
+func (s *Server) ObserveSnapshot(d time.Duration) { s.metrics.snapshot.Observe(d.Seconds()) }
+
+// timed observes into o how long h takes.
+func timed(o prometheus.Observer, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		h(w, r)
+		o.Observe(time.Since(start).Seconds())
+	}
+}
+
 // engineCollector reads the engine's and the order store's counters at
 // scrape time.
 type engineCollector struct{ s *Server }
@@ -99,8 +123,11 @@ var (
 	descStoreNanos  = prometheus.NewDesc("fest_orderstore_apply_seconds_total", "Time the order store spent committing batches.", nil, nil)
 	descStoreCommit = prometheus.NewDesc("fest_orderstore_commits_total", "Order store batch commits.", nil, nil)
 	descReady       = prometheus.NewDesc("fest_ready", "1 once recovery is done.", nil, nil)
+	descSnapshots   = prometheus.NewDesc("fest_engine_snapshots_total", "Engine snapshots written.", nil, nil)
+	descSnapFailed  = prometheus.NewDesc("fest_engine_snapshot_failures_total", "Engine snapshots that failed (each is logged).", nil, nil)
+	descSnapshotNow = prometheus.NewDesc("fest_engine_snapshot_in_progress", "1 while the engine writes a snapshot.", nil, nil)
 
-	descCatchUp        = prometheus.NewDesc("fest_projection_catchup_seconds", "Time the read models took to reflect what was durable, probed every 50 ms: quantiles since start.", []string{"quantile"}, nil)
+	descCatchUp        = prometheus.NewDesc("fest_projection_catchup_seconds", "Time the read models took to reflect what was durable, probed every 50 ms, since start.", nil, nil)
 	descStoreOrders    = prometheus.NewDesc("fest_orderstore_orders", "Orders held by the order store, by tier.", []string{"tier"}, nil)
 	descStoreResident  = prometheus.NewDesc("fest_orderstore_resident_bytes", "The order store's estimate of its resident memory, held to fest_orderstore_memory_budget_bytes.", nil, nil)
 	descStoreBudget    = prometheus.NewDesc("fest_orderstore_memory_budget_bytes", "The order store's memory budget (0: no cold tier, unbounded).", nil, nil)
@@ -115,7 +142,8 @@ var (
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCommands, descRejected, descOverloaded, descBatches, descEvents, descRecords, descJournal, descDurable, descQueue, descSKUs, descLagBytes, descLagSeconds, descStoreEvents, descStoreNanos, descStoreCommit, descReady,
-		descCatchUp, descStoreOrders, descStoreResident, descStoreBudget, descStoreEvictions, descStoreColdReads,
+		descCatchUp, descSnapshots, descSnapFailed, descSnapshotNow,
+		descStoreOrders, descStoreResident, descStoreBudget, descStoreEvictions, descStoreColdReads,
 		descIdempotencyKeys, descIdempotencyOldest, descIdempotencyIndex, descIdempotencyForgotten} {
 		ch <- d
 	}
@@ -139,6 +167,13 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descBatches, st.Batches.Load())
 	counter(descEvents, st.Events.Load())
 	counter(descRecords, st.Records.Load())
+	counter(descSnapshots, st.Snapshots.Load())
+	counter(descSnapFailed, st.SnapshotFailures.Load())
+	snapping := 0.0
+	if be.eng.Snapshotting() {
+		snapping = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descSnapshotNow, prometheus.GaugeValue, snapping)
 	counter(descJournal, st.RecordBytes.Load())
 	ch <- prometheus.MustNewConstMetric(descDurable, prometheus.GaugeValue, float64(be.eng.Durable()))
 	for w := 0; w < be.eng.Workers(); w++ {
@@ -155,10 +190,9 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLagBytes, prometheus.GaugeValue, float64(l.Positions), l.Projection)
 		ch <- prometheus.MustNewConstMetric(descLagSeconds, prometheus.GaugeValue, l.Seconds, l.Projection)
 	}
-	qs, _ := be.reads.CatchUp(50, 99, 100)
-	for i, q := range []string{"0.5", "0.99", "1"} {
-		ch <- prometheus.MustNewConstMetric(descCatchUp, prometheus.GaugeValue, qs[i].Seconds(), q)
-	}
+	qs, count, sum := be.reads.CatchUp(50, 99, 100)
+	ch <- prometheus.MustNewConstSummary(descCatchUp, uint64(count), sum.Seconds(),
+		map[float64]float64{0.5: qs[0].Seconds(), 0.99: qs[1].Seconds(), 1: qs[2].Seconds()})
 	ss := be.store.Stats()
 	counter(descStoreEvents, ss.Events)
 	ch <- prometheus.MustNewConstMetric(descStoreNanos, prometheus.CounterValue, float64(ss.CommitNanos)/1e9)

@@ -2,7 +2,9 @@ package server
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
+	"strings"
 	"sync"
 )
 
@@ -38,8 +40,12 @@ func pathParam(name string) obj {
 	return obj{"name": name, "in": "path", "required": true, "schema": obj{"type": "string"}}
 }
 
+// op builds an operation. security names the roles that may call it; nil
+// makes it public, which the document says with an empty security list so
+// that linters and generators do not take it for an oversight. Its
+// operationId is set by finishPaths, from the method and the path.
 func op(summary string, security []string, params []obj, body obj, responses obj) obj {
-	o := obj{"summary": summary, "responses": responses}
+	o := obj{"summary": summary, "responses": responses, "security": []obj{}}
 	if security != nil {
 		sec := []obj{}
 		for _, s := range security {
@@ -48,6 +54,9 @@ func op(summary string, security []string, params []obj, body obj, responses obj
 		o["security"] = sec
 		responses["401"] = errResp("unauthenticated: missing or unknown token")
 		responses["403"] = errResp("forbidden: token of another role")
+		if _, ok := responses["503"]; !ok {
+			responses["503"] = retryResp("unavailable: recovery in progress")
+		}
 	}
 	if params != nil {
 		o["parameters"] = params
@@ -85,7 +94,7 @@ func buildOpenAPI() obj {
 	}
 	schemas := obj{
 		"Error": props([]string{"error"}, obj{"error": props([]string{"code", "message"}, obj{
-			"code":    obj{"type": "string", "enum": []string{"invalid_json", "invalid_protobuf", "unauthenticated", "forbidden", "not_found", "out_of_stock", "invalid_state", "deal_not_active", "too_large", "invalid_argument", "payment_mismatch", "idempotency_mismatch", "overloaded", "unavailable", "conflict"}},
+			"code":    obj{"type": "string", "enum": []string{"invalid_json", "invalid_protobuf", "unauthenticated", "forbidden", "not_found", "out_of_stock", "invalid_state", "deal_not_active", "too_large", "invalid_argument", "payment_mismatch", "idempotency_mismatch", "overloaded", "unavailable", "conflict", "gone"}},
 			"message": str, "field": str, "sku_id": str, "available": integer, "line": integer,
 			"stock_available": obj{"type": "integer", "format": "int64", "description": "conflict: the SKU's available stock now"},
 		})}),
@@ -125,6 +134,18 @@ func buildOpenAPI() obj {
 	parcelSchema := props(nil, obj{"parcel_id": str, "order_id": str, "status": obj{"type": "string", "enum": parcelStatuses}, "carrier": str, "warehouse": str,
 		"destination": str, "eta": rfc3339, "stale": obj{"type": "boolean", "description": "no scan for --parcel-stale-after (default 72h)"},
 		"events": obj{"type": "array", "items": props(nil, obj{"status": obj{"type": "string", "enum": parcelStatuses}, "location": str, "at": rfc3339, "carrier_code": str})}})
+	schemas["Money"] = props([]string{"amount", "currency"}, obj{"amount": obj{"type": "integer", "format": "int64", "description": "minor units (fen, cents)"}, "currency": str})
+	schemas["Event"] = props([]string{"position", "type", "at"}, obj{
+		"position": obj{"type": "string", "pattern": "^[0-9]+:[0-9]+$", "description": "journal position of the event's record start and the event's index in the record: pass it as from to resume after this event"},
+		"type":     obj{"type": "string", "enum": feedEventTypes},
+		"at":       rfc3339, "partition": integer,
+		"brand_id": str, "merchant_id": str, "sku_id": str, "order_id": str, "buyer_id": str, "name": str, "country": str, "kind": str, "title": str, "category": str,
+		"first_festival": integer, "emerging": boolean, "last_year_gmv": integer, "industry": str,
+		"price": integer, "stock": obj{"type": "integer", "format": "int64", "description": "sku_upserted: the available stock"},
+		"delta":   obj{"type": "integer", "format": "int64", "description": "stock_changed: the change of available stock"},
+		"channel": str, "region": str, "deal_id": str, "total": integer, "currency": str, "pay_by": rfc3339,
+		"items": obj{"type": "array", "items": props(nil, obj{"sku_id": str, "quantity": integer, "unit_price": integer})},
+	})
 	batchOrder := obj{"allOf": []obj{ref("OrderInput")}, "properties": obj{"idempotency_key": str}}
 	paths := obj{
 		"/v1/brands/{brand_id}": obj{"put": op("Create or replace a brand", admin, []obj{pathParam("brand_id")}, jsonBody(ref("Brand")), common(obj{"200": resp("the brand", ref("Brand"))}))},
@@ -196,11 +217,12 @@ func buildOpenAPI() obj {
 		"/v1/logistics/stats": obj{"get": op("Parcel figures", nil, nil, nil, obj{"200": resp("figures", props(nil, obj{"parcels": integer,
 			"by_status": obj{"type": "object", "additionalProperties": integer}, "parcels_per_second": obj{"type": "number"}, "stale": integer,
 			"creation_lag_seconds": obj{"type": "number"}, "scans": integer, "as_of": rfc3339})), "503": errResp("not ready")})},
-		"/healthz":         obj{"get": op("Liveness", nil, nil, nil, obj{"200": resp("ok", props(nil, obj{"status": str}))})},
-		"/readyz":          obj{"get": op("Readiness: 200 once recovery is done", nil, nil, nil, obj{"200": resp("ready", nil), "503": errResp("recovering")})},
-		"/metrics":         obj{"get": op("Prometheus metrics", nil, nil, nil, obj{"200": obj{"description": "text exposition format"}})},
-		"/v1/openapi.json": obj{"get": op("This document", nil, nil, nil, obj{"200": obj{"description": "OpenAPI 3.1"}})},
-		"/":                obj{"get": op("The big-screen dashboard: one page, live over /v1/gmv/stream", nil, nil, nil, obj{"200": obj{"description": "HTML", "content": obj{"text/html": obj{"schema": str}}}})},
+		"/healthz":             obj{"get": op("Liveness", nil, nil, nil, obj{"200": resp("ok", props(nil, obj{"status": str}))})},
+		"/readyz":              obj{"get": op("Readiness: 200 once recovery is done", nil, nil, nil, obj{"200": resp("ready", nil), "503": errResp("recovering")})},
+		"/metrics":             obj{"get": op("Prometheus metrics", nil, nil, nil, obj{"200": obj{"description": "text exposition format"}})},
+		"/v1/openapi.json":     obj{"get": op("This document (OpenAPI 3.1)", nil, nil, nil, obj{"200": obj{"description": "OpenAPI 3.1", "content": obj{"application/json": obj{"schema": obj{"type": "object"}}}}})},
+		"/v1/openapi-3.0.json": obj{"get": op("This document as OpenAPI 3.0, for generators that do not read 3.1", nil, nil, nil, obj{"200": obj{"description": "OpenAPI 3.0", "content": obj{"application/json": obj{"schema": obj{"type": "object"}}}}})},
+		"/":                    obj{"get": op("The big-screen dashboard: one page, live over /v1/gmv/stream", nil, nil, nil, obj{"200": obj{"description": "HTML", "content": obj{"text/html": obj{"schema": str}}}})},
 		"/v1/gmv": obj{"get": op("GMV totals at one journal position, with the projection's lag and the festival counts", nil, nil, nil,
 			obj{"200": resp("the totals", ref("GMV")), "503": retryResp("unavailable: recovering, or the GMV projection stopped")})},
 		"/v1/gmv/breakdown": obj{"get": op("The top rows of one breakdown at one journal position; rows plus rest add up to gmv", nil,
@@ -216,7 +238,15 @@ func buildOpenAPI() obj {
 				"422": errResp("invalid_argument: field seconds"), "503": retryResp("unavailable")})},
 		"/v1/gmv/stream": obj{"get": op("Server-sent events: an event named gmv at once and every second, whose data is the body of GET /v1/gmv", nil, nil, nil,
 			obj{"200": obj{"description": "text/event-stream", "content": obj{"text/event-stream": obj{"schema": str}}}, "503": retryResp("unavailable: recovering, or too many streams")})},
+		"/v1/events": obj{"get": op("Committed events from a journal position on, as NDJSON, following new ones until the client disconnects (see docs/api.md)", admin,
+			[]obj{{"name": "from", "in": "query", "schema": obj{"type": "string", "pattern": "^[0-9]+(:[0-9]+)?$"},
+				"description": "a journal position (0, the default: the journal's start) or the position of the last event processed, to resume after it"}}, nil,
+			obj{"200": obj{"description": "one event a line; a line without its newline is incomplete (the connection ended)", "content": obj{"application/x-ndjson": obj{"schema": ref("Event")}}},
+				"410": errResp("gone: the journal no longer holds that position; start again from an empty from"),
+				"422": errResp("invalid_argument (field from): not a position this journal has"),
+				"503": retryResp("unavailable: recovery in progress, or too many event feeds open")})},
 	}
+	finishPaths(paths)
 	return obj{
 		"openapi": "3.1.0",
 		"info": obj{"title": "fest", "version": "1",
@@ -231,20 +261,131 @@ func buildOpenAPI() obj {
 			"securitySchemes": obj{
 				"admin":      obj{"type": "http", "scheme": "bearer", "description": "admin role token"},
 				"storefront": obj{"type": "http", "scheme": "bearer", "description": "storefront role token"},
-				"carrier":    obj{"type": "http", "scheme": "bearer", "description": "carrier role token"},
+				"carrier":    obj{"type": "http", "scheme": "bearer", "description": "carrier role token (parcel scans)"},
 			},
 		},
 	}
 }
 
-var openAPIDoc = sync.OnceValue(func() []byte {
-	b, err := json.MarshalIndent(buildOpenAPI(), "", "  ")
+// finishPaths gives every operation its operationId, derived from its
+// method and path so that an endpoint added later cannot forget one and
+// names follow one rule: the method, then the path's words, a collection
+// named singular before its id (PUT /v1/skus/{sku_id} is putSku, POST
+// /v1/orders:batch is postOrdersBatch, GET /v1/buyers/{buyer_id}/orders is
+// getBuyerOrders), and a 4XX answer to those that document none.
+func finishPaths(paths obj) {
+	for path, item := range paths {
+		for method, o := range item.(obj) {
+			o := o.(obj)
+			if _, ok := o["operationId"]; !ok {
+				o["operationId"] = operationID(method, path)
+			}
+			responses := o["responses"].(obj)
+			has4xx := false
+			for code := range responses {
+				has4xx = has4xx || code[0] == '4'
+			}
+			if !has4xx {
+				// Even an endpoint that takes nothing can be refused by the
+				// HTTP server itself, before any handler.
+				responses["4XX"] = obj{"description": "the HTTP server refused the request itself (malformed, or headers over the limit), in plain text"}
+			}
+		}
+	}
+}
+
+// operationID derives an operation's id from its method and path.
+func operationID(method, path string) string {
+	var words []string
+	for _, seg := range strings.Split(strings.TrimPrefix(path, "/v1"), "/") {
+		if strings.HasPrefix(seg, "{") {
+			if n := len(words); n > 0 {
+				words[n-1] = strings.TrimSuffix(words[n-1], "s")
+			}
+			continue
+		}
+		words = append(words, strings.FieldsFunc(seg, func(r rune) bool { return r == ':' || r == '.' || r == '-' || r == '_' })...)
+	}
+	if len(words) == 0 {
+		words = []string{"index"}
+	}
+	id := strings.ToLower(method)
+	for _, w := range words {
+		id += strings.ToUpper(w[:1]) + w[1:]
+	}
+	return id
+}
+
+// openAPI30 converts the 3.1 document into OpenAPI 3.0 for generators that
+// read only 3.0 (oapi-codegen among them). The 3.1 document uses only what
+// has a 3.0 spelling: a type list with "null" becomes nullable, and
+// contentMediaType becomes format binary.
+func openAPI30(doc obj) obj {
+	out := convert30(doc).(obj)
+	out["openapi"] = "3.0.3"
+	return out
+}
+
+func convert30(v any) any {
+	switch v := v.(type) {
+	case obj:
+		out := make(obj, len(v))
+		for k, e := range v {
+			out[k] = convert30(e)
+		}
+		if types, ok := v["type"].([]string); ok {
+			var rest []string
+			for _, t := range types {
+				if t == "null" {
+					out["nullable"] = true
+				} else {
+					rest = append(rest, t)
+				}
+			}
+			if len(rest) != 1 {
+				panic(fmt.Sprintf("openapi: type list %v has no OpenAPI 3.0 spelling", types))
+			}
+			out["type"] = rest[0]
+		}
+		if _, ok := v["contentMediaType"]; ok {
+			delete(out, "contentMediaType")
+			out["format"] = "binary"
+		}
+		return out
+	case []obj:
+		out := make([]obj, len(v))
+		for i, e := range v {
+			out[i] = convert30(e).(obj)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, e := range v {
+			out[i] = convert30(e)
+		}
+		return out
+	default:
+		return v
+	}
+}
+
+func marshalDoc(doc obj) []byte {
+	b, err := json.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		panic("openapi: " + err.Error())
 	}
 	return b
-})
+}
+
+var (
+	openAPIDoc   = sync.OnceValue(func() []byte { return marshalDoc(buildOpenAPI()) })
+	openAPI30Doc = sync.OnceValue(func() []byte { return marshalDoc(openAPI30(buildOpenAPI())) })
+)
 
 func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, openAPIDoc())
+}
+
+func (s *Server) handleOpenAPI30(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, openAPI30Doc())
 }

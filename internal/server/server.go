@@ -40,6 +40,10 @@ type Server struct {
 	bufs    sync.Pool // *[]byte request and response buffers
 	closeMu sync.Mutex
 	conns   *connMetrics // the connection bound of LimitListener
+	feeds   feedState
+	// patterns are the routes as registered, for the test that keeps the
+	// OpenAPI document in step with them.
+	patterns []string
 }
 
 type tokenRole struct {
@@ -66,6 +70,7 @@ func New(cfg Config) (*Server, error) {
 	s.gmv.init()
 	s.metrics = newMetrics(s)
 	s.conns = newConnMetrics(s.metrics.reg, cfg.ConnectionsMax)
+	s.initFeeds()
 	s.routes()
 	return s, nil
 }
@@ -135,8 +140,22 @@ func (s *Server) roleOf(r *http.Request) Role {
 	return RoleNone
 }
 
+// routeRecorder registers routes on the server's mux and remembers their
+// patterns.
+type routeRecorder struct{ s *Server }
+
+func (rr routeRecorder) HandleFunc(pattern string, h func(http.ResponseWriter, *http.Request)) {
+	rr.s.mux.HandleFunc(pattern, h)
+	rr.s.patterns = append(rr.s.patterns, pattern)
+}
+
+func (rr routeRecorder) Handle(pattern string, h http.Handler) {
+	rr.s.mux.Handle(pattern, h)
+	rr.s.patterns = append(rr.s.patterns, pattern)
+}
+
 func (s *Server) routes() {
-	m := s.mux
+	m := routeRecorder{s}
 	admin, store := RoleAdmin, RoleStorefront
 
 	m.HandleFunc("GET /{$}", s.handleIndex)
@@ -144,6 +163,8 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /readyz", s.handleReadyz)
 	m.Handle("GET /metrics", s.metrics.handler())
 	m.HandleFunc("GET /v1/openapi.json", s.handleOpenAPI)
+	m.HandleFunc("GET /v1/openapi-3.0.json", s.handleOpenAPI30)
+	m.HandleFunc("GET /v1/events", s.api(s.handleEvents, admin))
 
 	m.HandleFunc("PUT /v1/brands/{brand_id}", s.api(s.handlePutBrand, admin))
 	m.HandleFunc("PUT /v1/merchants/{merchant_id}", s.api(s.handlePutMerchant, admin))
@@ -152,11 +173,11 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/skus/{sku_id}/stock", s.api(s.handleAdjustStock, admin))
 	m.HandleFunc("POST /v1/catalog:import", s.api(s.handleImport, admin))
 
-	m.HandleFunc("POST /v1/orders", s.api(s.handlePlaceOrder, store))
-	m.HandleFunc("POST /v1/orders:batch", s.api(s.handleOrderBatch, store))
-	m.HandleFunc("POST /v1/orders:settle", s.api(s.handleSettle, store))
+	m.HandleFunc("POST /v1/orders", timed(s.metrics.ackPlace, s.api(s.handlePlaceOrder, store)))
+	m.HandleFunc("POST /v1/orders:batch", timed(s.metrics.ackBatch, s.api(s.handleOrderBatch, store)))
+	m.HandleFunc("POST /v1/orders:settle", timed(s.metrics.ackSettle, s.api(s.handleSettle, store)))
 	m.HandleFunc("GET /v1/orders/{order_id}", s.api(s.handleGetOrder, store))
-	m.HandleFunc("POST /v1/orders/{order_id}/pay", s.api(s.handlePay, store))
+	m.HandleFunc("POST /v1/orders/{order_id}/pay", timed(s.metrics.ackPay, s.api(s.handlePay, store)))
 	m.HandleFunc("POST /v1/orders/{order_id}/cancel", s.api(s.handleCancel, store))
 	m.HandleFunc("GET /v1/buyers/{buyer_id}/orders", s.api(s.handleBuyerOrders, store))
 

@@ -74,6 +74,19 @@ func (r skuRef) valid() bool    { return r&skuRefValid != 0 }
 func (r skuRef) partition() int { return int(uint64(r) >> 32 & 0xffff) }
 func (r skuRef) slot() uint32   { return uint32(r) }
 
+// SKUSlot is the slot of the line's SKU in its order's partition, as the
+// router resolved it: set on the lines of commands the engine applied and
+// of OrderPlaced events read from the journal (the record stores it). A
+// read model can index SKUs densely by (Partition, SKUSlot) of the
+// SKUUpserted events instead of hashing ids on every order line. ok is
+// false for a line the engine has not resolved.
+func (it *Item) SKUSlot() (slot uint32, ok bool) {
+	if !it.ref.valid() {
+		return 0, false
+	}
+	return it.ref.slot(), true
+}
+
 // OrderIDOf returns the id of order seq of partition, for read models that
 // index orders by partition and sequence. It panics out of range.
 func OrderIDOf(partition int, seq uint64) OrderID { return newOrderID(partition, seq) }

@@ -18,7 +18,7 @@ import (
 // Layout: magic, an 8-byte little-endian body length, the body (varints
 // in the order of encodeState).
 const (
-	snapshotMagic = "FESTGV01"
+	snapshotMagic = "FESTGV02"
 	// snapshotBytesMax bounds the body a load reads: the catalog of the
 	// festival (250,000 brands, 1.5 million merchants) and millions of
 	// pending orders fit well under it.
@@ -141,6 +141,8 @@ func (st *state) encode(b []byte) []byte {
 		b = appendString(b, ids[r])
 		b = binary.AppendUvarint(b, uint64(s.brand))
 		b = binary.AppendUvarint(b, uint64(s.category))
+		b = binary.AppendUvarint(b, uint64(s.partition))
+		b = binary.AppendUvarint(b, uint64(s.slot))
 	}
 	b = binary.AppendUvarint(b, uint64(len(st.cells)))
 	for k, v := range st.cells {
@@ -343,7 +345,13 @@ func decodeState(body []byte) (*state, error) {
 			d.fail(fmt.Sprintf("sku %q twice", id))
 		}
 		st.skuIndex[id] = int32(r)
-		st.skus = append(st.skus, skuInfo{brand: d.index("sku brand", nBrands), category: d.index("sku category", nCats)})
+		info := skuInfo{brand: d.index("sku brand", nBrands), category: d.index("sku category", nCats)}
+		info.partition = d.index("sku partition", partitionsMax)
+		info.slot = uint32(d.index("sku slot", skuSlotsMax))
+		st.skus = append(st.skus, info)
+		if d.err == nil {
+			st.indexSlot(int32(r))
+		}
 	}
 	st.leaders = make([]int32, nCats)
 	for i := range st.leaders {

@@ -143,6 +143,7 @@ func (st *state) encode(b []byte) []byte {
 		b = binary.AppendUvarint(b, uint64(s.category))
 		b = binary.AppendUvarint(b, uint64(s.partition))
 		b = binary.AppendUvarint(b, uint64(s.slot))
+		b = binary.AppendUvarint(b, uint64(s.merchant+1))
 	}
 	b = binary.AppendUvarint(b, uint64(len(st.cells)))
 	for k, v := range st.cells {
@@ -348,6 +349,7 @@ func decodeState(body []byte) (*state, error) {
 		info := skuInfo{brand: d.index("sku brand", nBrands), category: d.index("sku category", nCats)}
 		info.partition = d.index("sku partition", partitionsMax)
 		info.slot = uint32(d.index("sku slot", skuSlotsMax))
+		info.merchant = d.index("sku merchant", len(st.merchants)+1) - 1
 		st.skus = append(st.skus, info)
 		if d.err == nil {
 			st.indexSlot(int32(r))

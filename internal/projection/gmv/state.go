@@ -73,6 +73,7 @@ type skuInfo struct {
 	category  int32
 	partition int32  // the engine's partition of the SKU
 	slot      uint32 // its slot there
+	merchant  int32  // its merchant's row, -1 if unknown
 }
 
 // partitionsMax and skuSlotsMax bound the slot index: the engine's
@@ -249,7 +250,11 @@ func (st *state) upsertSKU(s *engine.SKU, partition int, slot uint32) error {
 	if int(category) == len(st.leaders) {
 		st.leaders = append(st.leaders, -1)
 	}
-	info := skuInfo{brand: brand, category: category, partition: int32(partition), slot: slot}
+	merchant, ok := st.dims[DimMerchant].index[s.MerchantID]
+	if !ok {
+		merchant = -1
+	}
+	info := skuInfo{brand: brand, category: category, partition: int32(partition), slot: slot, merchant: merchant}
 	r, ok := st.skuIndex[s.ID]
 	if ok {
 		st.skus[r] = info
@@ -279,15 +284,32 @@ func (st *state) indexSlot(r int32) {
 }
 
 // skuOf finds the SKU row of an order line: by its slot in the order's
-// partition when the engine resolved one, else by its id.
-func (st *state) skuOf(partition int, it *engine.Item) (int32, bool) {
+// partition when the engine resolved one (resolved is then true), else by
+// its id.
+func (st *state) skuOf(partition int, it *engine.Item) (row int32, resolved, ok bool) {
 	if slot, ok := it.SKUSlot(); ok && partition < len(st.bySlot) && slot < uint32(len(st.bySlot[partition])) {
 		if r := st.bySlot[partition][slot] - 1; r >= 0 {
-			return r, true
+			return r, true, true
 		}
 	}
 	r, ok := st.skuIndex[it.SKUID]
-	return r, ok
+	return r, false, ok
+}
+
+// merchantOf finds an order's merchant row: the merchant of its first
+// line's SKU when the engine resolved that line (the engine places an
+// order only on SKUs of its merchant, and the SKU's merchant here follows
+// the same journal), else by the order's merchant id.
+func (st *state) merchantOf(ev *engine.Event) (int32, bool) {
+	if len(ev.Items) > 0 {
+		if r, resolved, ok := st.skuOf(ev.OrderID.Partition(), &ev.Items[0]); ok && resolved {
+			if m := st.skus[r].merchant; m >= 0 {
+				return m, true
+			}
+		}
+	}
+	m, ok := st.dims[DimMerchant].index[ev.MerchantID]
+	return m, ok
 }
 
 // place keeps the attribution of a new order.
@@ -295,7 +317,7 @@ func (st *state) place(cfg *Config, ev *engine.Event) error {
 	if _, dup := st.pending[ev.OrderID]; dup {
 		return fmt.Errorf("%w: order %v placed twice", ErrInconsistent, ev.OrderID)
 	}
-	merchant, ok := st.dims[DimMerchant].index[ev.MerchantID]
+	merchant, ok := st.merchantOf(ev)
 	if !ok {
 		return fmt.Errorf("%w: order %v of unknown merchant %q", ErrInconsistent, ev.OrderID, ev.MerchantID)
 	}
@@ -311,7 +333,7 @@ func (st *state) place(cfg *Config, ev *engine.Event) error {
 	var extra []line
 	for i := range ev.Items {
 		it := &ev.Items[i]
-		r, ok := st.skuOf(ev.OrderID.Partition(), it)
+		r, _, ok := st.skuOf(ev.OrderID.Partition(), it)
 		if !ok {
 			return fmt.Errorf("%w: order %v line of unknown sku %q", ErrInconsistent, ev.OrderID, it.SKUID)
 		}

@@ -148,40 +148,29 @@ func (s *Server) writeParcel(w http.ResponseWriter, p *logistics.Parcel) {
 }
 
 func (s *Server) handleOrderParcel(w http.ResponseWriter, r *http.Request, be *backend) {
-	l := s.logi.l.Load()
-	if l == nil {
-		s.writeError(w, errNotReady)
-		return
-	}
-	id, aerr := parseOrderID(r)
-	if aerr != nil {
-		s.writeError(w, aerr)
-		return
-	}
-	ctx, cancel := s.readCtx(r)
-	defer cancel()
-	p, aerr := s.loadParcel(ctx, be, l, id, "order_id")
-	if aerr != nil {
-		s.writeError(w, aerr)
-		return
-	}
-	s.writeParcel(w, &p)
+	s.serveParcel(w, r, be, parseOrderID, "order_id")
 }
 
 func (s *Server) handleGetParcel(w http.ResponseWriter, r *http.Request, be *backend) {
+	s.serveParcel(w, r, be, parseParcelID, "parcel_id")
+}
+
+// serveParcel answers a parcel read whose order id parse takes from the
+// path, naming field in its errors.
+func (s *Server) serveParcel(w http.ResponseWriter, r *http.Request, be *backend, parse func(*http.Request) (engine.OrderID, *apiError), field string) {
 	l := s.logi.l.Load()
 	if l == nil {
 		s.writeError(w, errNotReady)
 		return
 	}
-	id, aerr := parseParcelID(r)
+	id, aerr := parse(r)
 	if aerr != nil {
 		s.writeError(w, aerr)
 		return
 	}
 	ctx, cancel := s.readCtx(r)
 	defer cancel()
-	p, aerr := s.loadParcel(ctx, be, l, id, "parcel_id")
+	p, aerr := s.loadParcel(ctx, be, l, id, field)
 	if aerr != nil {
 		s.writeError(w, aerr)
 		return

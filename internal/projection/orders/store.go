@@ -20,6 +20,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -590,7 +591,7 @@ func (s *Store) ListByBuyer(buyerID string, limit int, cursor string) ([]Order, 
 			o, _ := s.Get(start)
 			from = &o
 		}
-		more, err := s.coldHistory(buyerID, from, limit+1-len(out))
+		more, err := s.coldHistory(buyerID, from, limit+1-len(out), out)
 		if err != nil {
 			return nil, "", fmt.Errorf("list buyer orders: %w", err)
 		}
@@ -605,8 +606,9 @@ func (s *Store) ListByBuyer(buyerID string, limit int, cursor string) ([]Order, 
 // coldHistory returns up to n of buyer's orders in the cold tier, newest
 // first, from the order from (nil: the newest). Orders that a crash left in
 // the cold tier but that the replay put back in memory are skipped: memory
-// lists them.
-func (s *Store) coldHistory(buyerID string, from *Order, n int) ([]Order, error) {
+// lists them. So are those already listed from memory (listed), which an
+// eviction may have moved to the cold tier since.
+func (s *Store) coldHistory(buyerID string, from *Order, n int, listed []Order) ([]Order, error) {
 	prefix := historyPrefix(nil, buyerID)
 	lower := prefix
 	if from != nil {
@@ -627,7 +629,7 @@ func (s *Store) coldHistory(buyerID string, from *Order, n int) ([]Order, error)
 		s.mu.RLock()
 		hot := !s.isColdLocked(id)
 		s.mu.RUnlock()
-		if hot {
+		if hot || slices.ContainsFunc(listed, func(o Order) bool { return o.ID == id }) {
 			continue
 		}
 		o, err := s.Get(id)

@@ -269,21 +269,8 @@ func appendFeedEvent(b []byte, recordStart uint64, index int, ev *engine.Event) 
 		if ev.DealID != "" {
 			str("deal_id", ev.DealID)
 		}
-		b = append(b, `,"items":[`...)
-		for i := range ev.Items {
-			it := &ev.Items[i]
-			if i > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"sku_id":`...)
-			b = appendString(b, it.SKUID)
-			b = append(b, `,"quantity":`...)
-			b = strconv.AppendInt(b, int64(it.Quantity), 10)
-			b = append(b, `,"unit_price":`...)
-			b = strconv.AppendInt(b, it.UnitPrice, 10)
-			b = append(b, '}')
-		}
-		b = append(b, ']')
+		b = append(b, `,"items":`...)
+		b = appendItems(b, ev.Items, false)
 		num("total", ev.Total)
 		str("currency", "CNY")
 		b = append(b, `,"pay_by":`...)

@@ -238,14 +238,8 @@ func (s *Server) handleScan(w http.ResponseWriter, r *http.Request, be *backend)
 		s.writeError(w, aerr)
 		return
 	}
-	bp, aerr := s.readBody(r, s.cfg.BodyBytesMax)
-	if aerr != nil {
-		s.writeError(w, aerr)
-		return
-	}
 	var in scanJSON
-	aerr = decodeStrict(*bp, &in)
-	s.putBuf(bp)
+	aerr = s.decodeBody(r, &in)
 	var sc engine.Scan
 	if aerr == nil {
 		sc, aerr = scanCommand(&in, time.Now())

@@ -47,23 +47,9 @@ func appendOrder(b []byte, o *orderView) []byte {
 	b = appendString(b, o.BuyerID)
 	b = append(b, `,"merchant_id":`...)
 	b = appendString(b, o.MerchantID)
-	b = append(b, `,"items":[`...)
-	for i := range o.Items {
-		it := &o.Items[i]
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"sku_id":`...)
-		b = appendString(b, it.SKUID)
-		b = append(b, `,"quantity":`...)
-		b = strconv.AppendInt(b, int64(it.Quantity), 10)
-		b = append(b, `,"unit_price":`...)
-		b = strconv.AppendInt(b, it.UnitPrice, 10)
-		b = append(b, `,"amount":`...)
-		b = strconv.AppendInt(b, it.Amount, 10)
-		b = append(b, '}')
-	}
-	b = append(b, `],"total":`...)
+	b = append(b, `,"items":`...)
+	b = appendItems(b, o.Items, true)
+	b = append(b, `,"total":`...)
 	b = strconv.AppendInt(b, o.Total, 10)
 	b = append(b, `,"currency":"CNY","channel":`...)
 	b = appendString(b, o.Channel)
@@ -89,6 +75,30 @@ func appendOrder(b []byte, o *orderView) []byte {
 		b = appendTime(b, o.ChangedAt)
 	}
 	return append(b, '}')
+}
+
+// appendItems appends the JSON array of an order's lines, with each line's
+// amount when withAmount is set (the event feed's lines carry none).
+func appendItems(b []byte, items []engine.Item, withAmount bool) []byte {
+	b = append(b, '[')
+	for i := range items {
+		it := &items[i]
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"sku_id":`...)
+		b = appendString(b, it.SKUID)
+		b = append(b, `,"quantity":`...)
+		b = strconv.AppendInt(b, int64(it.Quantity), 10)
+		b = append(b, `,"unit_price":`...)
+		b = strconv.AppendInt(b, it.UnitPrice, 10)
+		if withAmount {
+			b = append(b, `,"amount":`...)
+			b = strconv.AppendInt(b, it.Amount, 10)
+		}
+		b = append(b, '}')
+	}
+	return append(b, ']')
 }
 
 // placedOrder builds the view of an order the engine has just placed from

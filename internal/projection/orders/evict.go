@@ -3,6 +3,7 @@ package orders
 import (
 	"encoding/binary"
 	"fmt"
+	"time"
 	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -39,17 +40,28 @@ func (s *Store) evictLoop() {
 // logged, and tried again at the next wake: the orders stay in memory
 // meanwhile, over budget but whole.
 func (s *Store) evictUnderBudget() {
+	// A failing disk is not retried on every record: the follower evicts
+	// on its own past a quarter over budget, and each attempt builds a
+	// whole chunk's batch.
+	if at := s.evictFailedAt.Load(); at != 0 && time.Since(time.Unix(0, at)) < evictRetryDelay {
+		return
+	}
 	for s.hotBytes() > s.hotBudget {
 		evicted, err := s.evictOldest()
 		if err != nil {
-			s.cfg.Logger.Error("order store: moving orders to the cold tier failed; they stay in memory", "err", err)
+			s.evictFailedAt.Store(time.Now().UnixNano())
+			s.cfg.Logger.Error("order store: moving orders to the cold tier failed; they stay in memory, over budget, and the move is tried again in a second", "err", err)
 			return
 		}
+		s.evictFailedAt.Store(0)
 		if !evicted {
 			return
 		}
 	}
 }
+
+// evictRetryDelay is how long eviction waits after a failed one.
+const evictRetryDelay = time.Second
 
 // evicting is what step one captured of each order of the chunk.
 type evicting struct {

@@ -212,6 +212,7 @@ type Store struct {
 	liveBuyers     atomic.Int64
 	coldOrders     atomic.Uint64
 	evictions      atomic.Uint64
+	evictFailedAt  atomic.Int64 // unix ns of the last failed eviction, 0 after a success
 	coldReads      atomic.Uint64
 	applied        atomic.Uint64 // position of the last fully applied record
 	events         atomic.Uint64

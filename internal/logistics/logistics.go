@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/projection"
 )
 
 // Defaults of Config.
@@ -209,8 +210,17 @@ type route struct {
 type state struct {
 	regions     []string
 	regionIndex map[string]uint16
-	merchants   map[string]uint16 // merchant id → region number
-	pending     map[engine.OrderID]route
+	// merchants numbers each merchant id; merchantRegion[n] is merchant
+	// n's region number.
+	merchants      map[string]uint32
+	merchantRegion []uint16
+	// bySlot[partition][slot] is 1 + the merchant number of the SKU in that
+	// engine slot, or 0 before the first order on it: a cache filled from
+	// merchants, so that an order's origin costs an index instead of a
+	// hash of its merchant id (a SKU never moves between merchants). It is
+	// not in the snapshot; a loaded state fills it again.
+	bySlot  [][]uint32
+	pending *projection.Pending[route]
 	// index[partition][seq-1] is 1 + the parcel's number in parcels, or 0.
 	index   [][]uint32
 	parcels []parcel
@@ -240,8 +250,8 @@ func newState() *state {
 	return &state{
 		regions:     []string{defaultMerchantRegion},
 		regionIndex: map[string]uint16{defaultMerchantRegion: 0},
-		merchants:   map[string]uint16{},
-		pending:     map[engine.OrderID]route{},
+		merchants:   map[string]uint32{},
+		pending:     projection.NewPending[route](),
 		strs:        []string{""},
 		strIndex:    map[string]uint32{"": 0},
 		active:      map[int64]uint64{},
@@ -341,13 +351,13 @@ func (st *state) apply(ev *engine.Event) error {
 		if err != nil {
 			return err
 		}
-		if _, ok := st.merchants[ev.Merchant.ID]; !ok {
-			st.merchants[strings.Clone(ev.Merchant.ID)] = r
+		if n, ok := st.merchants[ev.Merchant.ID]; ok {
+			st.merchantRegion[n] = r
 		} else {
-			st.merchants[ev.Merchant.ID] = r
+			st.addMerchant(strings.Clone(ev.Merchant.ID), r)
 		}
 	case engine.EventOrderPlaced:
-		origin, ok := st.merchants[ev.MerchantID]
+		origin, ok := st.origin(ev)
 		if !ok {
 			return fmt.Errorf("%w: order %v of unknown merchant %q", errInconsistent, ev.OrderID, ev.MerchantID)
 		}
@@ -355,20 +365,57 @@ func (st *state) apply(ev *engine.Event) error {
 		if err != nil {
 			return err
 		}
-		st.pending[ev.OrderID] = route{origin: origin, dest: dest}
+		if !st.pending.Put(ev.OrderID, route{origin: origin, dest: dest}) {
+			return fmt.Errorf("%w: order %v placed twice", errInconsistent, ev.OrderID)
+		}
 	case engine.EventOrderCancelled, engine.EventOrderExpired:
-		delete(st.pending, ev.OrderID)
+		st.pending.Take(ev.OrderID)
 	case engine.EventOrderPaid:
-		rt, ok := st.pending[ev.OrderID]
+		rt, ok := st.pending.Take(ev.OrderID)
 		if !ok {
 			return fmt.Errorf("%w: order %v paid but not pending", errInconsistent, ev.OrderID)
 		}
-		delete(st.pending, ev.OrderID)
 		return st.create(ev.OrderID, rt, ev.At)
 	case engine.EventParcelScanned:
 		return st.scan(ev)
 	}
 	return nil
+}
+
+// addMerchant numbers a new merchant.
+func (st *state) addMerchant(id string, region uint16) {
+	st.merchants[id] = uint32(len(st.merchantRegion))
+	st.merchantRegion = append(st.merchantRegion, region)
+}
+
+// origin returns the region number of an order's merchant: through the
+// cache of its first line's SKU slot when the engine resolved that line,
+// else (and to fill the cache) by the merchant's id.
+func (st *state) origin(ev *engine.Event) (uint16, bool) {
+	var cache *uint32
+	if len(ev.Items) > 0 {
+		if slot, ok := ev.Items[0].SKUSlot(); ok {
+			p := ev.OrderID.Partition()
+			for len(st.bySlot) <= p {
+				st.bySlot = append(st.bySlot, nil)
+			}
+			if slot >= uint32(len(st.bySlot[p])) {
+				st.bySlot[p] = slices.Grow(st.bySlot[p], int(slot)+1-len(st.bySlot[p]))[:slot+1]
+			}
+			cache = &st.bySlot[p][slot]
+			if *cache != 0 {
+				return st.merchantRegion[*cache-1], true
+			}
+		}
+	}
+	n, ok := st.merchants[ev.MerchantID]
+	if !ok {
+		return 0, false
+	}
+	if cache != nil {
+		*cache = n + 1
+	}
+	return st.merchantRegion[n], true
 }
 
 // slot returns the index entry of order id, growing the index to it.

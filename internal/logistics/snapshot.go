@@ -82,12 +82,12 @@ func (l *Logistics) WriteSnapshot(w io.Writer, _ projection.Files) error {
 		s.string(r)
 	}
 	s.uvarint(uint64(len(st.merchants)))
-	for id, r := range st.merchants {
+	for id, n := range st.merchants {
 		s.string(id)
-		s.uvarint(uint64(r))
+		s.uvarint(uint64(st.merchantRegion[n]))
 	}
-	s.uvarint(uint64(len(st.pending)))
-	for id, rt := range st.pending {
+	s.uvarint(uint64(st.pending.Len()))
+	for id, rt := range st.pending.All() {
 		s.uvarint(uint64(id))
 		s.uvarint(uint64(rt.origin))
 		s.uvarint(uint64(rt.dest))
@@ -247,11 +247,17 @@ func decodeState(d *snapReader) *state {
 	}
 	for i, n := 0, d.count(snapshotCountMax, "merchants"); i < n && d.err == nil; i++ {
 		id := d.string()
-		st.merchants[id] = regionOK(d.uvarint())
+		r := regionOK(d.uvarint())
+		if _, dup := st.merchants[id]; dup && d.err == nil {
+			d.fail("merchant %q twice", id)
+		}
+		st.addMerchant(id, r)
 	}
 	for i, n := 0, d.count(snapshotCountMax, "pending orders"); i < n && d.err == nil; i++ {
 		id := engine.OrderID(d.uvarint())
-		st.pending[id] = route{origin: regionOK(d.uvarint()), dest: regionOK(d.uvarint())}
+		if !st.pending.Put(id, route{origin: regionOK(d.uvarint()), dest: regionOK(d.uvarint())}) && d.err == nil {
+			d.fail("pending order %v twice", id)
+		}
 	}
 	st.strs, st.strIndex = st.strs[:0], map[string]uint32{}
 	for i, n := 0, d.count(math.MaxUint32, "strings"); i < n && d.err == nil; i++ {

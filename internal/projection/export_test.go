@@ -11,3 +11,6 @@ func (r *Runner) SnapshotAt(pos uint64)                             { r.snapshot
 func (r *Runner) Snapshots() *journal.Snapshots                     { return r.snaps }
 func (r *Runner) ChunkNames(pos journal.Position) ([]string, error) { return r.chunkNames(pos) }
 func (r *Runner) LoadAt(pos uint64) ([]Staged, error)               { return r.loadAt(pos) }
+
+// Check panics when the table's count disagrees with its contents.
+func (t *Pending[V]) Check() { t.check() }

@@ -78,7 +78,7 @@ func (p *Projection) Totals() (Totals, error) {
 		GMVUSD:        int64(math.Round(float64(st.gmv) / p.cfg.USDRate)),
 		OrdersPlaced:  st.placed,
 		OrdersPaid:    st.paid,
-		OrdersPending: len(st.pending),
+		OrdersPending: st.pending.Len(),
 		Position:      st.position,
 		At:            st.at,
 		Brands:        st.brandCounts(),

@@ -151,8 +151,8 @@ func (st *state) encode(b []byte) []byte {
 		b = binary.AppendUvarint(b, k&0xffffffff)
 		b = binary.AppendVarint(b, v)
 	}
-	b = binary.AppendUvarint(b, uint64(len(st.pending)))
-	for id, po := range st.pending {
+	b = binary.AppendUvarint(b, uint64(st.pending.Len()))
+	for id, po := range st.pending.All() {
 		b = binary.AppendUvarint(b, uint64(id))
 		for _, v := range [...]int32{po.merchant, po.channel, po.region, po.industry, po.kind} {
 			b = binary.AppendUvarint(b, uint64(v))
@@ -466,10 +466,9 @@ func (st *state) decodePending(d *decoder) {
 			}
 		}
 		po.lines = int32(lines)
-		if _, dup := st.pending[id]; dup && d.err == nil {
+		if !st.pending.Put(id, po) && d.err == nil {
 			d.fail("pending order twice")
 		}
-		st.pending[id] = po
 		if extra != nil {
 			st.wide[id] = extra
 		}

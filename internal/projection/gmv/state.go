@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/projection"
 )
 
 // state is everything the projection knows, and everything its snapshot
@@ -27,7 +28,7 @@ type state struct {
 	// pending is the attribution of each order placed and not yet paid,
 	// cancelled or expired; wide holds the lines past inlineLines of the
 	// few orders that have more.
-	pending map[engine.OrderID]pendingOrder
+	pending *projection.Pending[pendingOrder]
 	wide    map[engine.OrderID][]line
 
 	// cells is the GMV of each (brand, category) pair sold, keyed by
@@ -132,7 +133,7 @@ type dim struct {
 func newState() *state {
 	st := &state{
 		skuIndex: make(map[string]int32),
-		pending:  make(map[engine.OrderID]pendingOrder),
+		pending:  projection.NewPending[pendingOrder](),
 		wide:     make(map[engine.OrderID][]line),
 		cells:    make(map[uint64]int64),
 		reached:  make(map[milestoneKey]struct{}),
@@ -192,11 +193,13 @@ func (st *state) apply(cfg *Config, ev *engine.Event) error {
 	case engine.EventOrderPaid:
 		return st.pay(cfg, ev)
 	case engine.EventOrderCancelled, engine.EventOrderExpired:
-		if _, ok := st.pending[ev.OrderID]; !ok {
+		po, ok := st.pending.Take(ev.OrderID)
+		if !ok {
 			return fmt.Errorf("%w: %v of order %v, which is not pending", ErrInconsistent, ev.Kind, ev.OrderID)
 		}
-		delete(st.pending, ev.OrderID)
-		delete(st.wide, ev.OrderID)
+		if po.lines > inlineLines {
+			delete(st.wide, ev.OrderID)
+		}
 	}
 	return nil
 }
@@ -314,7 +317,7 @@ func (st *state) merchantOf(ev *engine.Event) (int32, bool) {
 
 // place keeps the attribution of a new order.
 func (st *state) place(cfg *Config, ev *engine.Event) error {
-	if _, dup := st.pending[ev.OrderID]; dup {
+	if st.pending.Has(ev.OrderID) {
 		return fmt.Errorf("%w: order %v placed twice", ErrInconsistent, ev.OrderID)
 	}
 	merchant, ok := st.merchantOf(ev)
@@ -347,7 +350,7 @@ func (st *state) place(cfg *Config, ev *engine.Event) error {
 		// record the engine did not write.
 		return fmt.Errorf("%w: order %v total %d fen, its lines %d", ErrInconsistent, ev.OrderID, ev.Total, sum)
 	}
-	st.pending[ev.OrderID] = po
+	st.pending.Put(ev.OrderID, po)
 	if extra != nil {
 		st.wide[ev.OrderID] = extra
 	}
@@ -383,11 +386,10 @@ func (po *pendingOrder) addLine(l line, extra []line) []line {
 
 // pay adds a pending order's attribution to the totals and breakdowns.
 func (st *state) pay(cfg *Config, ev *engine.Event) error {
-	po, ok := st.pending[ev.OrderID]
+	po, ok := st.pending.Take(ev.OrderID)
 	if !ok {
 		return fmt.Errorf("%w: payment of order %v, which is not pending", ErrInconsistent, ev.OrderID)
 	}
-	delete(st.pending, ev.OrderID)
 	lines := po.inline[:min(int(po.lines), inlineLines)]
 	var extra []line
 	if po.lines > inlineLines {

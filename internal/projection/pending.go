@@ -160,11 +160,24 @@ func (t *Pending[V]) slot(id engine.OrderID) (*pendingRing[V], uint64, bool) {
 
 // Get returns order id's value and whether the order is in the table.
 func (t *Pending[V]) Get(id engine.OrderID) (V, bool) {
-	if r, i, ok := t.slot(id); ok && r.present[i/64]&(1<<(i%64)) != 0 {
+	r, i, in := t.slot(id)
+	if in && r.present[i/64]&(1<<(i%64)) != 0 {
 		return r.values[i], true
+	}
+	var zero V
+	if in || t.aboveBase(id) {
+		// Only orders below their ring's base are in the map: a new order,
+		// ahead of the window, costs no hash.
+		return zero, false
 	}
 	v, ok := t.overflow[id]
 	return v, ok
+}
+
+// aboveBase reports whether id is at or past its partition's ring base.
+func (t *Pending[V]) aboveBase(id engine.OrderID) bool {
+	p := id.Partition()
+	return p < len(t.parts) && t.parts[p].values != nil && id.Seq() >= t.parts[p].base
 }
 
 // Has reports whether order id is in the table.
@@ -182,6 +195,10 @@ func (t *Pending[V]) Take(id engine.OrderID) (V, bool) {
 		r.present[i/64] &^= 1 << (i % 64)
 		t.n--
 		return v, true
+	}
+	if t.aboveBase(id) {
+		var zero V
+		return zero, false
 	}
 	v, ok := t.overflow[id]
 	if ok {

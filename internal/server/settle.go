@@ -153,7 +153,9 @@ func (s *Server) checkActions(n int) *apiError {
 
 // settleScratch is the reusable state of decoding one protobuf settle body.
 type settleScratch struct {
-	view wire.SettleRequestView
+	view    wire.SettleRequestView
+	batch   *engine.Batch // reused, as protoScratch's
+	entries []settleEntry
 }
 
 var settleScratchPool = sync.Pool{New: func() any { return new(settleScratch) }}
@@ -169,6 +171,7 @@ func (s *Server) decodeProtoSettle(body []byte) (entries []settleEntry, batch *e
 		}
 		clear(ps.view.Actions)
 		ps.view.Actions = ps.view.Actions[:0]
+		releaseScratch(&ps.batch, &ps.entries, 2*defaultBatchOrdersMax)
 		settleScratchPool.Put(ps)
 	}
 	err := wire.DecodeSettleRequestView(body, &ps.view, s.cfg.BatchOrdersMax)
@@ -194,8 +197,8 @@ func (s *Server) decodeProtoSettle(body []byte) (entries []settleEntry, batch *e
 		return all[off : off+len(v)]
 	}
 	acts := ps.view.Actions
-	entries = make([]settleEntry, len(acts))
-	batch = engine.NewBatch(len(acts))
+	entries = scratchEntries(&ps.entries, len(acts))
+	batch = scratchBatch(&ps.batch, len(acts))
 	for i := range acts {
 		a := &acts[i]
 		id := str(a.OrderID)

@@ -17,7 +17,7 @@
 // cost no memory, but a changed carrier table re-routes the parcels' views.
 //
 // Memory: 4 bytes per order of the journal (the index by order sequence),
-// 32 bytes per parcel and 24 bytes per scan (locations and carrier codes
+// 40 bytes per parcel and 24 bytes per scan (locations and carrier codes
 // interned). Bounding it by a cold tier, as the order store does, is left for
 // later.
 package logistics
@@ -157,11 +157,12 @@ type Stats struct {
 	AsOf             int64 // unix ns of the clock the figures are judged at
 }
 
-// parcel is what the projection keeps of one parcel: 32 bytes. It and its
+// parcel is what the projection keeps of one parcel: 40 bytes. It and its
 // scans hold no pointers, so the garbage collector never scans the millions
 // of them (at the peak it would otherwise mark them on every cycle, taking
 // CPU from the engine).
 type parcel struct {
+	order     engine.OrderID // so that a snapshot's chunk of parcels rebuilds the index
 	createdAt int64
 	lastAt    int64  // engine time of the last scan, or createdAt
 	lastScan  uint64 // 1 + the index of its last scan in state.scanLog; 0: none
@@ -198,6 +199,7 @@ func (st *state) scansOf(p *parcel) []scan {
 func (st *state) addScan(p *parcel, s scan, status engine.ParcelStatus) {
 	s.prevStatus = p.lastScan<<4 | uint64(status)
 	st.scanLog = append(st.scanLog, s)
+	st.scanChunks.touch((len(st.scanLog) - 1) / scansPerChunk)
 	p.lastScan = uint64(len(st.scanLog))
 }
 
@@ -221,8 +223,11 @@ type state struct {
 	// not in the snapshot; a loaded state fills it again.
 	bySlot  [][]uint32
 	pending *projection.Pending[route]
-	// index[partition][seq-1] is 1 + the parcel's number in parcels, or 0.
-	index   [][]uint32
+	// index[partition][(seq-1)/indexPageSize][(seq-1)%indexPageSize] is
+	// 1 + the parcel's number in parcels, or 0. Pages are allocated as
+	// the sequences come, so the index never copies itself to grow, and
+	// an order id far ahead (a damaged snapshot) costs one page.
+	index   [][]*indexPage
 	parcels []parcel
 	scanLog []scan // every parcel's scans, linked per parcel
 	// strs are the interned locations and carrier codes (0 is ""); only the
@@ -230,6 +235,10 @@ type state struct {
 	// one per scan so that the map stays bounded.
 	strs     []string
 	strIndex map[string]uint32
+
+	// The chunks of parcels, scanLog and strs changed since the last
+	// durable snapshot (chunks.go).
+	parcelChunks, scanChunks, strChunks chunkTrack
 
 	byStatus [engine.ParcelStatusCount]uint64
 	scans    uint64
@@ -269,6 +278,12 @@ type Logistics struct {
 	// records (follower goroutine only).
 	locked bool
 	st     *state
+	// applied is the position of the last record committed, which names
+	// the chunks of the next snapshot (follower goroutine only).
+	applied uint64
+	// written is set between a WriteSnapshot and its SnapshotDurable.
+	written   bool
+	writtenAt uint64
 }
 
 // New returns an empty projection; register it with the runner.
@@ -293,7 +308,10 @@ func (l *Logistics) Apply(ev *engine.Event) error {
 }
 
 // Commit implements projection.Projection.
-func (l *Logistics) Commit(pos uint64, at int64) { l.unlock() }
+func (l *Logistics) Commit(pos uint64, at int64) {
+	l.applied = pos
+	l.unlock()
+}
 
 // Abort implements projection.Projection.
 func (l *Logistics) Abort() { l.unlock() }
@@ -304,9 +322,6 @@ func (l *Logistics) unlock() {
 		l.mu.Unlock()
 	}
 }
-
-// SnapshotDurable implements projection.Projection; snapshots are whole.
-func (l *Logistics) SnapshotDurable() {}
 
 // region returns the number of region s. Regions come from buyers' orders,
 // so their count is bounded: past regionsMax distinct ones, a new region is
@@ -335,6 +350,7 @@ func (st *state) intern(s string) uint32 {
 	n := uint32(len(st.strs))
 	s = strings.Clone(s)
 	st.strs = append(st.strs, s)
+	st.strChunks.touch((len(st.strs) - 1) / stringsPerChunk)
 	if len(st.strIndex) < internedMax {
 		st.strIndex[s] = n
 	}
@@ -418,38 +434,70 @@ func (st *state) origin(ev *engine.Event) (uint16, bool) {
 	return st.merchantRegion[n], true
 }
 
-// slot returns the index entry of order id, growing the index to it.
+// indexPage maps indexPageSize consecutive order sequences of a partition
+// to parcels: 64 KiB.
+type indexPage [indexPageSize]uint32
+
+const indexPageSize = 1 << 14
+
+// orderSeqIndexMax bounds the order sequences the index takes: 68 billion
+// orders per partition, thirty times the 2020 festival's in each, with a
+// page table of at most 32 MiB per partition.
+const orderSeqIndexMax = 1 << 36
+
+// slot returns the index entry of order id, growing the index to it; nil
+// for an id the index cannot hold.
 func (st *state) slot(id engine.OrderID) *uint32 {
 	p, seq := id.Partition(), id.Seq()
+	if seq == 0 || seq > orderSeqIndexMax || p >= partitionsMax {
+		return nil
+	}
 	for len(st.index) <= p {
 		st.index = append(st.index, nil)
 	}
-	ix := st.index[p]
-	for uint64(len(ix)) < seq {
-		ix = append(ix, parcelIndexNone)
+	page, at := (seq-1)/indexPageSize, (seq-1)%indexPageSize
+	pages := st.index[p]
+	if page >= uint64(len(pages)) {
+		pages = slices.Grow(pages, int(page)+1-len(pages))[:page+1]
+		st.index[p] = pages
 	}
-	st.index[p] = ix
-	return &ix[seq-1]
+	if pages[page] == nil {
+		pages[page] = new(indexPage)
+	}
+	return &pages[page][at]
 }
 
 func (st *state) lookup(id engine.OrderID) *parcel {
+	n := st.lookupIndex(id)
+	if n < 0 {
+		return nil
+	}
+	return &st.parcels[n]
+}
+
+// lookupIndex returns the index in parcels of order id's parcel, or -1.
+func (st *state) lookupIndex(id engine.OrderID) int {
 	p, seq := id.Partition(), id.Seq()
-	if p >= len(st.index) || seq == 0 || seq > uint64(len(st.index[p])) {
-		return nil
+	if p >= len(st.index) || seq == 0 {
+		return -1
 	}
-	n := st.index[p][seq-1]
-	if n == parcelIndexNone {
-		return nil
+	page := (seq - 1) / indexPageSize
+	if page >= uint64(len(st.index[p])) || st.index[p][page] == nil {
+		return -1
 	}
-	return &st.parcels[n-1]
+	return int(st.index[p][page][(seq-1)%indexPageSize]) - 1
 }
 
 func (st *state) create(id engine.OrderID, rt route, at int64) error {
 	s := st.slot(id)
-	if *s != parcelIndexNone {
+	switch {
+	case s == nil:
+		return fmt.Errorf("%w: order %v past the parcel index's %d orders a partition", errInconsistent, id, uint64(orderSeqIndexMax))
+	case *s != parcelIndexNone:
 		return fmt.Errorf("%w: order %v paid twice", errInconsistent, id)
 	}
-	st.parcels = append(st.parcels, parcel{createdAt: at, lastAt: at, origin: rt.origin, dest: rt.dest, status: engine.ParcelCreated})
+	st.parcels = append(st.parcels, parcel{order: id, createdAt: at, lastAt: at, origin: rt.origin, dest: rt.dest, status: engine.ParcelCreated})
+	st.parcelChunks.touch((len(st.parcels) - 1) / parcelsPerChunk)
 	*s = uint32(len(st.parcels))
 	st.byStatus[engine.ParcelCreated]++
 	st.active[at/int64(staleBucket)]++
@@ -475,6 +523,7 @@ func (st *state) scan(ev *engine.Event) error {
 		return fmt.Errorf("%w: order %v scanned %v from %v", errInconsistent, ev.OrderID, ev.ParcelStatus, p.status)
 	}
 	st.deactivate(p)
+	st.parcelChunks.touch(st.lookupIndex(ev.OrderID) / parcelsPerChunk)
 	st.byStatus[p.status]--
 	p.status = ev.ParcelStatus
 	st.byStatus[p.status]++

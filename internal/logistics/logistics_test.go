@@ -3,12 +3,17 @@ package logistics
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"maps"
+	"os"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 	"unsafe"
 
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/projection"
 )
 
 const t0 = int64(1_605_024_000) * 1e9 // 2020-11-11 00:00 +08:00, in unix ns
@@ -188,7 +193,9 @@ func TestDefaultTransit(t *testing.T) {
 	}
 }
 
-func TestSnapshotRoundTrip(t *testing.T) {
+// goldenFeed is the state the snapshot tests snapshot (and the one
+// testdata/snapshot-v1.bin holds, written by the first layout's code).
+func goldenFeed(t *testing.T) (*feed, []engine.OrderID) {
 	f := newFeed(t, Config{})
 	f.apply(merchant("m1", "CN-ZJ"), merchant("m2", "FR"))
 	var ids []engine.OrderID
@@ -213,38 +220,189 @@ func TestSnapshotRoundTrip(t *testing.T) {
 			f.apply(scanned(id, engine.ParcelException, "hub "+string(rune('a'+i%26)), "", t0+int64(i)*1e9))
 		}
 	}
-	var buf bytes.Buffer
-	if err := f.l.WriteSnapshot(&buf, nil); err != nil {
-		t.Fatal(err)
+	return f, ids
+}
+
+// memFiles is an in-memory projection.Files that counts its writes.
+type memFiles struct {
+	files  map[string][]byte
+	writes []string
+}
+
+func newMemFiles() *memFiles { return &memFiles{files: map[string][]byte{}} }
+
+func (m *memFiles) WriteChunk(name string, data []byte) error {
+	m.files[name] = bytes.Clone(data)
+	m.writes = append(m.writes, name)
+	return nil
+}
+
+func (m *memFiles) ReadChunk(name string) ([]byte, error) {
+	d, ok := m.files[name]
+	if !ok {
+		return nil, fmt.Errorf("no chunk %s", name)
 	}
+	return bytes.Clone(d), nil
+}
+
+// snapshot writes f's snapshot at its position and marks it durable.
+func (f *feed) snapshot(files *memFiles) []byte {
+	f.t.Helper()
+	var buf bytes.Buffer
+	if err := f.l.WriteSnapshot(&buf, files); err != nil {
+		f.t.Fatal(err)
+	}
+	f.l.SnapshotDurable()
+	return buf.Bytes()
+}
+
+// restore stages and installs a snapshot into a new projection.
+func restore(t *testing.T, section []byte, files projection.Files) *feed {
+	t.Helper()
 	g := newFeed(t, Config{})
-	st, err := g.l.StageSnapshot(bytes.NewReader(buf.Bytes()), 7, nil)
+	st, err := g.l.StageSnapshot(bytes.NewReader(section), 7, files)
 	if err != nil {
 		t.Fatal(err)
 	}
 	st.Install()
-	if a, b := f.l.Stats(), g.l.Stats(); a != b {
-		t.Fatalf("stats differ: %+v and %+v", a, b)
+	g.pos = 7
+	return g
+}
+
+// sameParcels fails unless a and b answer the same for every id.
+func sameParcels(t *testing.T, a, b *Logistics, ids []engine.OrderID) {
+	t.Helper()
+	if sa, sb := a.Stats(), b.Stats(); sa != sb {
+		t.Fatalf("stats differ: %+v and %+v", sa, sb)
 	}
 	for _, id := range ids {
-		a, errA := f.l.Parcel(id)
-		b, errB := g.l.Parcel(id)
-		if errA != errB || !reflect.DeepEqual(a, b) {
-			t.Fatalf("parcel %v: %+v %v, restored %+v %v", id, a, errA, b, errB)
+		pa, errA := a.Parcel(id)
+		pb, errB := b.Parcel(id)
+		if errA != errB || !reflect.DeepEqual(pa, pb) {
+			t.Fatalf("parcel %v: %+v %v, restored %+v %v", id, pa, errA, pb, errB)
 		}
 	}
+}
+
+func TestSnapshotRoundTrip(t *testing.T) {
+	f, ids := goldenFeed(t)
+	files := newMemFiles()
+	section := f.snapshot(files)
+	g := restore(t, section, files)
+	sameParcels(t, f.l, g.l, ids)
 	// The restored projection goes on: a pending order is paid.
 	last := ids[len(ids)-1] // i = 49: pending
 	g.apply(ended(engine.EventOrderPaid, last, t0+100e9))
 	if _, err := g.l.Parcel(last); err != nil {
 		t.Fatalf("pending order paid after the restore: %v", err)
 	}
-	// Every truncation is refused.
-	for n := 0; n < buf.Len(); n += 1 + buf.Len()/50 {
-		if _, err := g.l.StageSnapshot(bytes.NewReader(buf.Bytes()[:n]), 7, nil); !errors.Is(err, ErrBadSnapshot) {
-			t.Fatalf("snapshot cut at %d of %d: %v", n, buf.Len(), err)
+	// Every truncation of the section is refused.
+	for n := 0; n < len(section); n += 1 + len(section)/50 {
+		if _, err := g.l.StageSnapshot(bytes.NewReader(section[:n]), 7, files); !errors.Is(err, ErrBadSnapshot) {
+			t.Fatalf("snapshot cut at %d of %d: %v", n, len(section), err)
 		}
 	}
+	// A chunk lost, cut short or with a byte flipped is refused, naming it.
+	for name, data := range files.files {
+		for _, damaged := range [][]byte{nil, data[:len(data)-1], flipped(data, len(data)/2)} {
+			bad := newMemFiles()
+			maps.Copy(bad.files, files.files)
+			if damaged == nil {
+				delete(bad.files, name)
+			} else {
+				bad.files[name] = damaged
+			}
+			_, err := g.l.StageSnapshot(bytes.NewReader(section), 7, bad)
+			if !errors.Is(err, ErrBadSnapshot) || !strings.Contains(err.Error(), name) {
+				t.Fatalf("chunk %s damaged (%d of %d bytes): %v", name, len(damaged), len(data), err)
+			}
+		}
+	}
+}
+
+func flipped(b []byte, i int) []byte {
+	b = bytes.Clone(b)
+	b[i] ^= 0x10
+	return b
+}
+
+// TestSnapshotV1 reads a snapshot of the first layout, which an older fest
+// left, and writes every chunk at the next snapshot.
+func TestSnapshotV1(t *testing.T) {
+	v1, err := os.ReadFile("testdata/snapshot-v1.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, ids := goldenFeed(t)
+	g := restore(t, v1, nil)
+	sameParcels(t, f.l, g.l, ids)
+	files := newMemFiles()
+	g.apply(merchant("m3", "CN-SH")) // a record, so the next snapshot has a position
+	g.snapshot(files)
+	if len(files.writes) != 3 {
+		t.Fatalf("the first snapshot after a v1 load wrote %v, want a chunk of each array", files.writes)
+	}
+}
+
+// TestSnapshotIncremental checks that a snapshot writes only the chunks
+// that changed since the last durable one, and that a snapshot never made
+// durable leaves its chunks to the next.
+func TestSnapshotIncremental(t *testing.T) {
+	f := newFeed(t, Config{})
+	f.apply(merchant("m", "CN-ZJ"))
+	n := 2*parcelsPerChunk + 10
+	var ids []engine.OrderID
+	for i := range n {
+		id := engine.OrderIDOf(i%4, uint64(i/4+1))
+		ids = append(ids, id)
+		f.apply(placed(id, "m", "CN-BJ", t0+int64(i)), ended(engine.EventOrderPaid, id, t0+int64(i)))
+	}
+	files := newMemFiles()
+	f.snapshot(files)
+	if got := len(files.writes); got != 3+1 {
+		t.Fatalf("first snapshot wrote %d chunks (%v), want 3 of parcels and 1 of strings (no scans yet)", got, files.writes)
+	}
+	files.writes = nil
+	f.apply(merchant("m", "CN-ZJ"))
+	f.snapshot(files)
+	if len(files.writes) != 0 {
+		t.Fatalf("a snapshot with no parcel changed wrote %v", files.writes)
+	}
+	// A scan of a parcel of the first chunk, with a new location: that
+	// parcel chunk, the first scan chunk and the string chunk.
+	f.apply(scanned(ids[5], engine.ParcelPickedUp, "hub-new", "", t0+int64(n)))
+	var buf bytes.Buffer
+	if err := f.l.WriteSnapshot(&buf, files); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"lg-parcels-00000000-", "lg-scans-00000000-", "lg-strings-00000000-"}
+	if !prefixes(files.writes, want) {
+		t.Fatalf("after one scan the snapshot wrote %v, want %v", files.writes, want)
+	}
+	// Not made durable: the next snapshot writes those chunks again, with
+	// the parcel created since (the last chunk).
+	files.writes = nil
+	id := engine.OrderIDOf(0, uint64(n))
+	ids = append(ids, id)
+	f.apply(placed(id, "m", "CN-BJ", t0+int64(n)), ended(engine.EventOrderPaid, id, t0+int64(n)))
+	section := f.snapshot(files)
+	want = []string{"lg-parcels-00000000-", "lg-parcels-00000002-", "lg-scans-00000000-", "lg-strings-00000000-"}
+	if !prefixes(files.writes, want) {
+		t.Fatalf("after a snapshot not made durable the next wrote %v, want %v", files.writes, want)
+	}
+	sameParcels(t, f.l, restore(t, section, files).l, ids)
+}
+
+func prefixes(names, want []string) bool {
+	if len(names) != len(want) {
+		return false
+	}
+	for i := range names {
+		if !strings.HasPrefix(names[i], want[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func TestConfigValidate(t *testing.T) {
@@ -327,8 +485,8 @@ func BenchmarkApplyScans(b *testing.B) {
 
 // TestRecordSizes holds the per-parcel memory the package documents.
 func TestRecordSizes(t *testing.T) {
-	if n := unsafe.Sizeof(parcel{}); n != 32 {
-		t.Errorf("parcel is %d bytes, documented 32", n)
+	if n := unsafe.Sizeof(parcel{}); n != 40 {
+		t.Errorf("parcel is %d bytes, documented 40", n)
 	}
 	if n := unsafe.Sizeof(scan{}); n != 24 {
 		t.Errorf("scan is %d bytes, documented 24", n)
@@ -338,6 +496,9 @@ func TestRecordSizes(t *testing.T) {
 // BenchmarkSnapshot writes and stages a snapshot of a million parcels with
 // two scans each: the pause the runner takes for this projection at each
 // of its snapshots (the section is rewritten whole).
+// BenchmarkSnapshot writes and loads the snapshot of a million parcels
+// whole (the first snapshot, or one after a load), and then one after 1%
+// more parcels were created (the steady state at the peak).
 func BenchmarkSnapshot(b *testing.B) {
 	l, err := New(Config{})
 	if err != nil {
@@ -346,7 +507,7 @@ func BenchmarkSnapshot(b *testing.B) {
 	m := merchant("m", "CN-ZJ")
 	l.Apply(&m)
 	const parcels = 1_000_000
-	for i := range parcels {
+	create := func(i int) {
 		id := engine.OrderIDOf(i%64, uint64(i/64+1))
 		evs := []engine.Event{placed(id, "m", "CN-BJ", t0), ended(engine.EventOrderPaid, id, t0),
 			scanned(id, engine.ParcelPickedUp, "Hangzhou", "PU", t0), scanned(id, engine.ParcelInTransit, "Hangzhou hub", "", t0)}
@@ -354,17 +515,48 @@ func BenchmarkSnapshot(b *testing.B) {
 			l.Apply(&evs[j])
 		}
 	}
-	l.Commit(1, t0)
-	var buf bytes.Buffer
-	b.ResetTimer()
-	for range b.N {
-		buf.Reset()
-		if err := l.WriteSnapshot(&buf, nil); err != nil {
-			b.Fatal(err)
-		}
-		if _, err := l.StageSnapshot(bytes.NewReader(buf.Bytes()), 1, nil); err != nil {
-			b.Fatal(err)
-		}
+	for i := range parcels {
+		create(i)
 	}
-	b.ReportMetric(float64(buf.Len())/parcels, "bytes/parcel")
+	pos := uint64(1)
+	l.Commit(pos, t0)
+	b.Run("whole", func(b *testing.B) {
+		var buf bytes.Buffer
+		var files *memFiles
+		for b.Loop() {
+			buf.Reset()
+			files = newMemFiles()
+			if err := l.WriteSnapshot(&buf, files); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := l.StageSnapshot(bytes.NewReader(buf.Bytes()), pos, files); err != nil {
+				b.Fatal(err)
+			}
+		}
+		total := buf.Len()
+		for _, d := range files.files {
+			total += len(d)
+		}
+		b.ReportMetric(float64(total)/parcels, "bytes/parcel")
+		l.SnapshotDurable()
+	})
+	b.Run("after-1%", func(b *testing.B) {
+		var buf bytes.Buffer
+		next := parcels
+		for b.Loop() {
+			b.StopTimer()
+			for range parcels / 100 {
+				create(next)
+				next++
+			}
+			pos++
+			l.Commit(pos, t0)
+			b.StartTimer()
+			buf.Reset()
+			if err := l.WriteSnapshot(&buf, newMemFiles()); err != nil {
+				b.Fatal(err)
+			}
+			l.SnapshotDurable()
+		}
+	})
 }

@@ -60,6 +60,11 @@ func (t *Pending[V]) Len() int { return t.n }
 // (and nothing changed) when the order is already in the table.
 func (t *Pending[V]) Put(id engine.OrderID, v V) bool {
 	p, seq := id.Partition(), id.Seq()
+	if seq == 0 {
+		// The engine numbers orders from 1; a decoder checks the ids it
+		// reads before they get here.
+		panic(fmt.Sprintf("projection: pending order %v without a sequence number", id))
+	}
 	for len(t.parts) <= p {
 		t.parts = append(t.parts, pendingRing[V]{})
 	}

@@ -466,7 +466,11 @@ func (st *state) decodePending(d *decoder) {
 			}
 		}
 		po.lines = int32(lines)
-		if !st.pending.Put(id, po) && d.err == nil {
+		switch {
+		case d.err != nil:
+		case id.Seq() == 0:
+			d.fail("pending order without a sequence number")
+		case !st.pending.Put(id, po):
 			d.fail("pending order twice")
 		}
 		if extra != nil {

@@ -15,6 +15,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	_ "net/http/pprof" // served only when FEST_PPROF_ADDR is set
 	"os"
 	"os/signal"
 	"syscall"
@@ -46,6 +48,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return errors.New("no command given")
+	}
+	if a := os.Getenv("FEST_PPROF_ADDR"); a != "" {
+		// Profiling for benchmarks only (of the server or of the load
+		// generator), on its own listener.
+		go http.ListenAndServe(a, nil)
 	}
 	switch args[0] {
 	case "serve":

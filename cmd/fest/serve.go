@@ -12,7 +12,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	_ "net/http/pprof" // served only when FEST_PPROF_ADDR is set
 	"os"
 	"path/filepath"
 	"strconv"
@@ -269,10 +268,6 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 	}
 	rs.httpSrv = srv.HTTPServer(slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 	go func() { rs.served <- rs.httpSrv.Serve(srv.LimitListener(ln)) }()
-	if a := os.Getenv("FEST_PPROF_ADDR"); a != "" {
-		// Profiling for benchmarks only, on its own listener.
-		go http.ListenAndServe(a, nil)
-	}
 	fmt.Fprintf(stdout, "fest serve: listening on %s (data %s, payment timeout %v)\n", rs.URL, o.Data, o.PaymentTimeout)
 	go func() { rs.opened <- rs.open() }()
 	return rs, nil

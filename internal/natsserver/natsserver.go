@@ -53,6 +53,11 @@ type Config struct {
 	// MaxStoreBytes caps JetStream file storage, in bytes; 0 lets the
 	// server take what the disk has.
 	MaxStoreBytes int64
+	// MaxPayloadBytes is the largest message the server accepts, in bytes;
+	// default DefaultMaxPayloadBytes, room for the engine's largest record
+	// (16 MiB) and its headers. NATS' own default of 1 MiB is too small
+	// for a batch record.
+	MaxPayloadBytes int32
 	// Logger receives the server's log at Info (notices), Warn and Error;
 	// nil discards it.
 	Logger *slog.Logger
@@ -62,6 +67,9 @@ type Config struct {
 const (
 	DefaultHost         = "127.0.0.1"
 	DefaultReadyTimeout = 10 * time.Second
+	// DefaultMaxPayloadBytes is 16 MiB for a record and 64 KiB for the
+	// headers and protocol around it.
+	DefaultMaxPayloadBytes = 16<<20 + 64<<10
 )
 
 // Validate reports the first invalid field.
@@ -83,6 +91,8 @@ func (c Config) Validate() error {
 		return errors.New("natsserver: negative ready timeout")
 	case c.MaxStoreBytes < 0:
 		return errors.New("natsserver: negative store size")
+	case c.MaxPayloadBytes < 0 || c.MaxPayloadBytes > 64<<20:
+		return fmt.Errorf("natsserver: max payload %d bytes outside 0 to 64 MiB", c.MaxPayloadBytes)
 	}
 	for _, r := range c.Routes {
 		u, err := url.Parse(r)
@@ -102,6 +112,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ReadyTimeout == 0 {
 		c.ReadyTimeout = DefaultReadyTimeout
+	}
+	if c.MaxPayloadBytes == 0 {
+		c.MaxPayloadBytes = DefaultMaxPayloadBytes
 	}
 	return c
 }
@@ -136,15 +149,13 @@ func Start(cfg Config) (*Server, error) {
 		// every node at once.
 		SyncAlways:        true,
 		JetStreamMaxStore: cfg.MaxStoreBytes,
+		MaxPayload:        cfg.MaxPayloadBytes,
 		NoSigs:            true,
 		NoLog:             cfg.Logger == nil,
 		// The monitoring endpoint stays off: fest's own /metrics reports
 		// what matters, and an embedded server opens no port it was not
 		// asked for.
 		HTTPPort: 0,
-	}
-	if cfg.MaxStoreBytes == 0 {
-		opts.JetStreamMaxStore = 0
 	}
 	if cfg.ClusterPort != 0 {
 		opts.Cluster = server.ClusterOpts{
@@ -239,3 +250,9 @@ func (l logger) Errorf(format string, v ...any)  { l.l.Error(fmt.Sprintf(format,
 func (l logger) Fatalf(format string, v ...any)  { l.l.Error("fatal: " + fmt.Sprintf(format, v...)) }
 func (l logger) Debugf(string, ...any)           {}
 func (l logger) Tracef(string, ...any)           {}
+
+// IsStreamLeader reports whether this server leads the named stream of the
+// global account (for tests that kill the leader on purpose).
+func (s *Server) IsStreamLeader(stream string) bool {
+	return s.ns.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream)
+}

@@ -194,7 +194,9 @@ type pending struct {
 	seq    uint64
 	msg    *nats.Msg
 	future natsjs.PubAckFuture
-	done   func(error)
+	// sendErr is set instead of future when the first send failed.
+	sendErr error
+	done    func(error)
 }
 
 // Journal is one partition's journal on a JetStream stream.
@@ -348,14 +350,21 @@ func (j *Journal) Append(rec []byte, done func(err error)) (journal.Position, er
 	m.Header.Set(natsjs.ExpectedLastSeqHeader, strconv.FormatUint(p.seq-1, 10))
 	p.msg = m
 	f, err := j.js.PublishMsgAsync(m)
-	if err != nil {
-		// Not sent (the connection is closed or draining). Earlier records
-		// may still be in flight and this one's sequence would be reused
-		// by the next Append, so the journal stops rather than go on.
+	switch {
+	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining):
+		// The connection is gone for good. Earlier records may still be
+		// in flight and this one's sequence would be reused by the next
+		// Append, so the journal stops rather than go on.
 		err = j.stop(fmt.Errorf("%w: publish %s at %d: %w", journal.ErrStopped, j.name, p.seq, err))
 		return 0, err
+	case err != nil:
+		// A write failed as the connection broke (it reconnects): the
+		// acker resends the record in its turn, like one whose
+		// acknowledgement timed out.
+		p.sendErr = err
+	default:
+		p.future = f
 	}
-	p.future = f
 	j.end.Store(p.seq)
 	return j.enqueue(p)
 }
@@ -416,6 +425,9 @@ func (j *Journal) acker() {
 
 // await waits for p's acknowledgement, resending p when it does not come.
 func (j *Journal) await(p *pending) error {
+	if p.future == nil {
+		return j.retry(p, p.sendErr)
+	}
 	select {
 	case ack := <-p.future.Ok():
 		return j.checkAck(p, ack)
@@ -463,8 +475,13 @@ func (j *Journal) retry(p *pending, err error) error {
 				journal.ErrStopped, j.name, p.seq, try, err)
 		}
 		j.cfg.Logger.Warn("jetstream journal resends a record", "stream", j.name, "seq", p.seq, "try", try+1, "err", err)
-		time.Sleep(wait)
-		wait = min(2*wait, retryWaitMax)
+		// The first resend goes at once: after a failover every record
+		// in flight failed together, and once the first is resent the
+		// others usually go through without a pause each.
+		if try > 0 {
+			time.Sleep(wait)
+			wait = min(2*wait, retryWaitMax)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), j.cfg.AckTimeout)
 		var ack *natsjs.PubAck
 		ack, err = j.js.PublishMsg(ctx, p.msg)

@@ -290,15 +290,7 @@ func TestKillOneServerAppendsGoOn(t *testing.T) {
 			// Kill the stream's leader, the worst one to lose: the two
 			// others elect a new leader and the journal resends what the
 			// old one did not acknowledge.
-			leader := -1
-			for k, s := range c.Servers {
-				if s.IsStreamLeader(StreamName(DefaultStreamPrefix, 7)) {
-					leader = k
-				}
-			}
-			if leader < 0 {
-				t.Fatal("no server leads the stream")
-			}
+			leader := streamLeader(t, c, StreamName(DefaultStreamPrefix, 7))
 			if err := c.Kill(leader); err != nil {
 				t.Fatalf("kill server %d: %v", leader, err)
 			}
@@ -474,4 +466,20 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("%s: %v does not wrap ErrConfig", tt.name, err)
 		}
 	}
+}
+
+// streamLeader waits until one of the servers leads the stream.
+func streamLeader(t testing.TB, c *natsserver.LocalCluster, stream string) int {
+	t.Helper()
+	deadline := time.Now().Add(waitMax)
+	for time.Now().Before(deadline) {
+		for k, s := range c.Servers {
+			if s != nil && s.IsStreamLeader(stream) {
+				return k
+			}
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("no server leads %s within %v", stream, waitMax)
+	return -1
 }

@@ -145,13 +145,22 @@ func httpVarz(ctx context.Context, base string, wait time.Duration) (ServerSync,
 	if err != nil || resp.StatusCode != http.StatusOK {
 		return ServerSync{}, fmt.Errorf("varz from %s: status %d: %v", base, resp.StatusCode, err)
 	}
+	s, err := parseVarz(b)
+	if err != nil {
+		return ServerSync{}, fmt.Errorf("varz from %s: %w", base, err)
+	}
+	return s, nil
+}
+
+// parseVarz reads a server's sync setting from its /varz body.
+func parseVarz(b []byte) (ServerSync, error) {
 	var v varz
 	if err := json.Unmarshal(b, &v); err != nil {
-		return ServerSync{}, fmt.Errorf("decode varz from %s: %w", base, err)
+		return ServerSync{}, fmt.Errorf("decode varz: %w", err)
 	}
 	s, ok := v.sync()
 	if !ok {
-		return ServerSync{}, fmt.Errorf("varz from %s: jetstream is not enabled there", base)
+		return ServerSync{}, errors.New("jetstream is not enabled there")
 	}
 	return s, nil
 }

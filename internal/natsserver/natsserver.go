@@ -58,6 +58,10 @@ type Config struct {
 	// (16 MiB) and its headers. NATS' own default of 1 MiB is too small
 	// for a batch record.
 	MaxPayloadBytes int32
+	// MonitorPort is the HTTP monitoring port (/varz, /jsz); 0 leaves it
+	// off: fest's own /metrics reports what matters, and an embedded
+	// server opens no port it was not asked for.
+	MonitorPort int
 	// Logger receives the server's log at Info (notices), Warn and Error;
 	// nil discards it.
 	Logger *slog.Logger
@@ -81,6 +85,8 @@ func (c Config) Validate() error {
 		return errors.New("natsserver: storage directory is required")
 	case c.Port < 0 || c.Port > 65535:
 		return fmt.Errorf("natsserver: port %d out of range", c.Port)
+	case c.MonitorPort < 0 || c.MonitorPort > 65535:
+		return fmt.Errorf("natsserver: monitor port %d out of range", c.MonitorPort)
 	case c.ClusterPort < 0 || c.ClusterPort > 65535:
 		return fmt.Errorf("natsserver: cluster port %d out of range", c.ClusterPort)
 	case c.ClusterPort != 0 && c.ClusterName == "":
@@ -152,10 +158,8 @@ func Start(cfg Config) (*Server, error) {
 		MaxPayload:        cfg.MaxPayloadBytes,
 		NoSigs:            true,
 		NoLog:             cfg.Logger == nil,
-		// The monitoring endpoint stays off: fest's own /metrics reports
-		// what matters, and an embedded server opens no port it was not
-		// asked for.
-		HTTPPort: 0,
+		HTTPHost:          cfg.Host,
+		HTTPPort:          cfg.MonitorPort,
 	}
 	if cfg.ClusterPort != 0 {
 		opts.Cluster = server.ClusterOpts{
@@ -255,4 +259,12 @@ func (l logger) Tracef(string, ...any)           {}
 // global account (for tests that kill the leader on purpose).
 func (s *Server) IsStreamLeader(stream string) bool {
 	return s.ns.JetStreamIsStreamLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream)
+}
+
+// MonitorURL is the monitoring endpoint's base URL, empty when it is off.
+func (s *Server) MonitorURL() string {
+	if s.cfg.MonitorPort == 0 {
+		return ""
+	}
+	return "http://" + net.JoinHostPort(s.cfg.Host, strconv.Itoa(s.cfg.MonitorPort))
 }

@@ -88,6 +88,11 @@ type Config struct {
 	// blocks when it is reached, which is how the servers' pace holds the
 	// engine back. Default 1024.
 	InflightMax int
+	// InflightBytesMax bounds the bytes of those publishes, default 16 MiB:
+	// a server disconnects a client that has more than its max_pending
+	// (64 MiB by default) unread, so large records must not all be sent
+	// at once. One record is always let through, however large.
+	InflightBytesMax int
 	// AckTimeout is how long a publish waits for its acknowledgement
 	// before it is resent; default 5 s, longer than a stream leader
 	// election.
@@ -113,6 +118,7 @@ const (
 	DefaultReplicas        = 3
 	DefaultDuplicateWindow = 2 * time.Minute
 	DefaultInflightMax     = 1024
+	DefaultInflightBytes   = 16 << 20
 	DefaultAckTimeout      = 5 * time.Second
 	DefaultRetryMax        = 10
 	DefaultRetryWait       = 50 * time.Millisecond
@@ -137,7 +143,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: replicas %d outside 1 to 5", ErrConfig, c.Replicas)
 	case c.DuplicateWindow < 0, c.AckTimeout < 0, c.RetryWait < 0:
 		return fmt.Errorf("%w: negative duration", ErrConfig)
-	case c.InflightMax < 0, c.RetryMax < 0, c.RecordBytesMax < 0:
+	case c.InflightMax < 0, c.InflightBytesMax < 0, c.RetryMax < 0, c.RecordBytesMax < 0:
 		return fmt.Errorf("%w: negative bound", ErrConfig)
 	}
 	return nil
@@ -163,6 +169,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.InflightMax == 0 {
 		c.InflightMax = DefaultInflightMax
+	}
+	if c.InflightBytesMax == 0 {
+		c.InflightBytesMax = DefaultInflightBytes
 	}
 	if c.AckTimeout == 0 {
 		c.AckTimeout = DefaultAckTimeout
@@ -210,7 +219,14 @@ type Journal struct {
 	end     atomic.Uint64
 	durable atomic.Uint64
 
-	queue   chan *pending // to the acker, in sequence order
+	queue chan *pending // to the acker, in sequence order
+	// flow guards inflightBytes; room is signalled as acknowledgements
+	// come in or the journal stops.
+	flow struct {
+		sync.Mutex
+		room  *sync.Cond
+		bytes int
+	}
 	ackerWG sync.WaitGroup
 	// stopped is closed when the journal stops; Append then fails at once.
 	stopped  chan struct{}
@@ -250,6 +266,7 @@ func Open(ctx context.Context, cfg Config) (*Journal, error) {
 		queue:   make(chan *pending, cfg.InflightMax),
 		stopped: make(chan struct{}),
 	}
+	j.flow.room = sync.NewCond(&j.flow.Mutex)
 	j.stream, err = js.CreateOrUpdateStream(ctx, natsjs.StreamConfig{
 		Name:       j.name,
 		Subjects:   []string{j.subject},
@@ -337,6 +354,9 @@ func (j *Journal) Append(rec []byte, done func(err error)) (journal.Position, er
 		p.seq = j.end.Load()
 		return j.enqueue(p)
 	}
+	if err := j.reserve(len(rec)); err != nil {
+		return 0, err
+	}
 	p.seq = j.end.Load() + 1
 	m := nats.NewMsg(j.subject)
 	m.Data = rec
@@ -354,6 +374,7 @@ func (j *Journal) Append(rec []byte, done func(err error)) (journal.Position, er
 		// in flight and this one's sequence would be reused by the next
 		// Append, so the journal stops rather than go on.
 		err = j.stop(fmt.Errorf("%w: publish %s at %d: %w", journal.ErrStopped, j.name, p.seq, err))
+		j.unreserve(len(rec))
 		return 0, err
 	case err != nil:
 		// A write failed as the connection broke (it reconnects): the
@@ -367,6 +388,34 @@ func (j *Journal) Append(rec []byte, done func(err error)) (journal.Position, er
 	return j.enqueue(p)
 }
 
+// reserve waits until n more bytes may be in flight (at once when nothing
+// is), or the journal stops.
+func (j *Journal) reserve(n int) error {
+	j.flow.Lock()
+	defer j.flow.Unlock()
+	for j.flow.bytes > 0 && j.flow.bytes+n > j.cfg.InflightBytesMax {
+		if err := j.err(); err != nil {
+			return err
+		}
+		j.flow.room.Wait()
+	}
+	if err := j.err(); err != nil {
+		return err
+	}
+	j.flow.bytes += n
+	return nil
+}
+
+func (j *Journal) unreserve(n int) {
+	j.flow.Lock()
+	j.flow.bytes -= n
+	if j.flow.bytes < 0 {
+		panic(fmt.Sprintf("jetstream journal: %s has %d bytes in flight", j.name, j.flow.bytes))
+	}
+	j.flow.Unlock()
+	j.flow.room.Broadcast()
+}
+
 // enqueue hands p to the acker, blocking while InflightMax are in flight.
 func (j *Journal) enqueue(p *pending) (journal.Position, error) {
 	select {
@@ -374,6 +423,9 @@ func (j *Journal) enqueue(p *pending) (journal.Position, error) {
 	case <-j.stopped:
 		// The acker fails what it holds and p never reached it: p's
 		// record may have been sent, but no reply will say it succeeded.
+		if p.msg != nil {
+			j.unreserve(len(p.msg.Data))
+		}
 		p.done(j.err())
 	}
 	return journal.Position(p.seq), nil
@@ -393,6 +445,9 @@ func (j *Journal) stop(err error) error {
 	j.stopOnce.Do(func() {
 		j.stopErr.Store(&err)
 		close(j.stopped)
+		j.flow.Lock() // so that no reserve misses the wake-up
+		j.flow.Unlock()
+		j.flow.room.Broadcast()
 		j.cfg.Logger.Error("jetstream journal stopped", "stream", j.name, "err", err)
 	})
 	return j.err()
@@ -405,6 +460,9 @@ func (j *Journal) acker() {
 	defer j.ackerWG.Done()
 	for p := range j.queue {
 		if err := j.err(); err != nil {
+			if p.msg != nil {
+				j.unreserve(len(p.msg.Data))
+			}
 			p.done(err)
 			continue
 		}
@@ -412,7 +470,9 @@ func (j *Journal) acker() {
 			p.done(nil)
 			continue
 		}
-		if err := j.await(p); err != nil {
+		err := j.await(p)
+		j.unreserve(len(p.msg.Data))
+		if err != nil {
 			p.done(j.stop(err))
 			continue
 		}

@@ -58,7 +58,9 @@ type Handler interface {
 	// Acquired is called once the node holds partition's lease, acquired
 	// at revision epoch: open the partition's journal with Epoch = epoch
 	// (its fence refuses the previous owner), replay, then serve. An error
-	// releases the lease again.
+	// releases the lease again. It must return quickly: the tick that
+	// calls it also renews the node's other leases, so a long replay runs
+	// in the background (the partition answering 503 until it is done).
 	Acquired(ctx context.Context, partition int, epoch uint64) error
 	// Release is a planned hand-off: stop taking commands for partition,
 	// drain what is in flight, close its journal. The lease is deleted
@@ -80,6 +82,9 @@ type Config struct {
 	Replicas int
 	// Node names this node (required): letters, digits, '-' and '_'.
 	Node string
+	// Address is where other nodes and clients reach this node's API
+	// ("http://10.0.0.1:8080"); it is the heartbeat's value, shown by View.
+	Address string
 	// Partitions is the number of partitions to spread (required).
 	Partitions int
 	// TTL is how long a lease lasts without renewal, as seen by another
@@ -231,13 +236,15 @@ func (m *Manager) Tick(ctx context.Context) error {
 	defer m.tickMu.Unlock()
 	now := m.cfg.Clock.Now()
 	var errs []error
-	if _, err := m.put(ctx, nodeKey(m.cfg.Node), []byte(strconv.FormatInt(now.UnixNano(), 10))); err != nil {
+	// Renewals first: they need nothing read, and must not wait on a
+	// listing that fails.
+	m.renew(ctx, now)
+	if _, err := m.put(ctx, nodeKey(m.cfg.Node), []byte(m.cfg.Address)); err != nil {
 		errs = append(errs, fmt.Errorf("heartbeat: %w", err))
 	}
 	if err := m.observe(ctx, now); err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	m.renew(ctx, now)
 
 	owners := m.owners(now)
 	plan := Plan(m.cfg.Partitions, m.live(now), owners)
@@ -295,6 +302,58 @@ func (m *Manager) observe(ctx context.Context, now time.Time) error {
 
 // expired reports whether key o has stayed unchanged for a whole TTL.
 func (m *Manager) expired(o seen, now time.Time) bool { return now.Sub(o.at) >= m.cfg.TTL }
+
+// View is the cluster as this node saw it at its last tick, the body of
+// GET /v1/cluster.
+type View struct {
+	Node       string          `json:"node"`
+	Nodes      []NodeView      `json:"nodes"`
+	Partitions []PartitionView `json:"partitions"`
+}
+
+// NodeView is one node: its API address and whether its heartbeat
+// changed within a TTL.
+type NodeView struct {
+	Node  string `json:"node"`
+	Addr  string `json:"addr"`
+	Alive bool   `json:"alive"`
+}
+
+// PartitionView is one partition's owner ("" while it has none) and the
+// revision of its lease.
+type PartitionView struct {
+	Partition     int    `json:"partition"`
+	Owner         string `json:"owner"`
+	LeaseRevision uint64 `json:"lease_revision"`
+}
+
+// View returns the cluster as seen at the last tick.
+func (m *Manager) View() View {
+	m.tickMu.Lock()
+	defer m.tickMu.Unlock()
+	now := m.cfg.Clock.Now()
+	v := View{Node: m.cfg.Node, Nodes: []NodeView{{Node: m.cfg.Node, Addr: m.cfg.Address, Alive: true}}}
+	for k, o := range m.observed {
+		if n, ok := strings.CutPrefix(k, "node."); ok && n != m.cfg.Node {
+			v.Nodes = append(v.Nodes, NodeView{Node: n, Addr: o.value, Alive: !m.expired(o, now)})
+		}
+	}
+	slices.SortFunc(v.Nodes, func(a, b NodeView) int { return strings.Compare(a.Node, b.Node) })
+	owners := m.owners(now)
+	for p := range m.cfg.Partitions {
+		pv := PartitionView{Partition: p, Owner: owners[p]}
+		if pv.Owner != "" {
+			pv.LeaseRevision = m.observed[partitionKey(p)].revision
+			m.mu.Lock()
+			if l := m.owned[p]; l != nil {
+				pv.LeaseRevision = l.Revision
+			}
+			m.mu.Unlock()
+		}
+		v.Partitions = append(v.Partitions, pv)
+	}
+	return v
+}
 
 // owners maps each partition to the node holding an unexpired lease on it
 // ("" when free); this node's own leases count while it holds them.

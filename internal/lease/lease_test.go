@@ -116,7 +116,7 @@ func newNode(t *testing.T, c *natsserver.LocalCluster, name string, partitions i
 	n := &node{t: t, name: name, nc: nc, clock: &fakeClock{now: time.Unix(1_700_000_000, 0)}, journals: map[int]*jsjournal.Journal{}}
 	ctx, cancel := context.WithTimeout(context.Background(), waitMax)
 	defer cancel()
-	n.m, err = New(ctx, Config{JetStream: js, Node: name, Partitions: partitions, TTL: 5 * time.Second, Clock: n.clock, Handler: n, Logger: discard})
+	n.m, err = New(ctx, Config{JetStream: js, Node: name, Address: "http://" + name, Partitions: partitions, TTL: 5 * time.Second, Clock: n.clock, Handler: n, Logger: discard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,6 +234,15 @@ func TestHandOffExpiryTakeOverAndFencing(t *testing.T) {
 	}
 	if got := a.m.Owned(); len(got) != 2 {
 		t.Fatalf("a rejoined with %v, want two partitions", got)
+	}
+	v := a.m.View()
+	if v.Node != "a" || len(v.Nodes) != 2 || !v.Nodes[1].Alive || v.Nodes[1].Addr != "http://b" || len(v.Partitions) != partitions {
+		t.Fatalf("a's view: %+v", v)
+	}
+	for _, pv := range v.Partitions {
+		if pv.Owner == "" || pv.LeaseRevision == 0 {
+			t.Fatalf("a's view of partition %d: %+v", pv.Partition, pv)
+		}
 	}
 	if got := b.m.Owned(); len(got) != 2 {
 		t.Fatalf("b kept %v, want two partitions", got)

@@ -211,8 +211,9 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 func partitionKey(p int) string { return "p." + strconv.Itoa(p) }
 func nodeKey(n string) string   { return "node." + n }
 
-// Run ticks every RenewEvery until ctx ends, then releases every lease
-// (a planned stop: the others take over at once instead of after a TTL).
+// Run ticks every RenewEvery until ctx ends, then releases every lease and
+// removes the node's heartbeat (a planned stop: the others take over at
+// once instead of after a TTL).
 func (m *Manager) Run(ctx context.Context) error {
 	for {
 		if err := m.Tick(ctx); err != nil && ctx.Err() == nil {
@@ -222,7 +223,14 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			rctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 			defer cancel()
-			return m.ReleaseAll(rctx)
+			err := m.ReleaseAll(rctx)
+			// Without its heartbeat key the node stops counting as live at
+			// once, so the plan gives its share to the others now rather
+			// than a TTL later.
+			if derr := m.kv.Delete(rctx, nodeKey(m.cfg.Node)); derr != nil {
+				err = errors.Join(err, fmt.Errorf("lease: remove heartbeat: %w", derr))
+			}
+			return err
 		case <-m.cfg.Clock.After(m.cfg.RenewEvery):
 		}
 	}

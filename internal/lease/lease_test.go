@@ -282,3 +282,84 @@ func TestConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+// countingHandler only counts; safe for Run's goroutine and the test's.
+type countingHandler struct {
+	mu    sync.Mutex
+	owned map[int]bool
+}
+
+func (h *countingHandler) Acquired(_ context.Context, p int, _ uint64) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.owned[p] = true
+	return nil
+}
+
+func (h *countingHandler) Release(_ context.Context, p int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.owned, p)
+}
+
+func (h *countingHandler) Lost(p int) { h.Release(context.Background(), p) }
+
+func (h *countingHandler) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.owned)
+}
+
+// TestRunOnTheSystemClock runs two managers' loops for real: they settle on
+// an even spread, and a planned stop hands everything to the other.
+func TestRunOnTheSystemClock(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), waitMax)
+	defer cancel()
+	c, err := natsserver.StartLocalCluster(ctx, t.TempDir(), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const partitions = 6
+	start := func(name string) (*Manager, *countingHandler, context.CancelFunc, chan error) {
+		nc, err := nats.Connect(c.URLs())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, _ := natsjs.New(nc)
+		h := &countingHandler{owned: map[int]bool{}}
+		m, err := New(ctx, Config{JetStream: js, Replicas: 1, Node: name, Partitions: partitions,
+			TTL: time.Second, Handler: h, Logger: discard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, rcancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- m.Run(rctx) }()
+		return m, h, rcancel, done
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("waiting for %s: %v", what, ctx.Err())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	a, ha, stopA, doneA := start("a")
+	waitFor("a to own everything", func() bool { return len(a.Owned()) == partitions && ha.count() == partitions })
+	b, hb, stopB, doneB := start("b")
+	defer func() { stopB(); <-doneB }()
+	waitFor("an even spread", func() bool { return len(a.Owned()) == 3 && len(b.Owned()) == 3 })
+	stopA()
+	if err := <-doneA; err != nil {
+		t.Fatalf("a's planned stop: %v", err)
+	}
+	if ha.count() != 0 {
+		t.Fatalf("a stopped still serving %d partitions", ha.count())
+	}
+	waitFor("b to take a's partitions", func() bool { return len(b.Owned()) == partitions && hb.count() == partitions })
+}

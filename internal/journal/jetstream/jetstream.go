@@ -80,9 +80,12 @@ type Config struct {
 	// a retry that lands outside the window is told apart by reading the
 	// message back (see retry).
 	DuplicateWindow time.Duration
-	// Epoch identifies this writer in message ids and headers: the lease's
-	// fencing token (the KV revision at which it was acquired). Zero picks
-	// a random epoch, for a journal used without leases.
+	// Epoch identifies this writer in message ids: the lease's fencing
+	// token (the KV revision at which it was acquired). Zero picks a
+	// random epoch, for a journal used without leases. It must differ
+	// between any two Opens of the same partition: within the duplicate
+	// window, a second writer reusing an epoch could have its record taken
+	// for the first one's at the same sequence.
 	Epoch uint64
 	// InflightMax bounds publishes awaiting their acknowledgement; Append
 	// blocks when it is reached, which is how the servers' pace holds the

@@ -97,8 +97,11 @@ type Config struct {
 	// at once. One record is always let through, however large.
 	InflightBytesMax int
 	// AckTimeout is how long a publish waits for its acknowledgement
-	// before it is resent; default 5 s, longer than a stream leader
-	// election.
+	// before it is resent; default 2 s. A publish sent to a leader that
+	// died is lost without an answer, so this is the writer's stall after
+	// a leader's death (plus the election, when that is longer); a timeout
+	// that was only slowness costs a resend, which the read-back makes
+	// safe.
 	AckTimeout time.Duration
 	// RetryMax is how many times one record is resent after a timeout or
 	// a server without a stream leader before the journal stops; default 10.
@@ -122,7 +125,7 @@ const (
 	DefaultDuplicateWindow = 2 * time.Minute
 	DefaultInflightMax     = 1024
 	DefaultInflightBytes   = 16 << 20
-	DefaultAckTimeout      = 5 * time.Second
+	DefaultAckTimeout      = 2 * time.Second
 	DefaultRetryMax        = 10
 	DefaultRetryWait       = 50 * time.Millisecond
 	DefaultRecordBytesMax  = 16 << 20
@@ -205,7 +208,11 @@ type pending struct {
 	future natsjs.PubAckFuture
 	// sendErr is set instead of future when the first send failed.
 	sendErr error
-	done    func(error)
+	// connects is the journal's count of reconnections when p was sent:
+	// a record sent before a reconnection may have been lost with the
+	// old connection, and is resent at once instead of after AckTimeout.
+	connects uint64
+	done     func(error)
 }
 
 // Journal is one partition's journal on a JetStream stream.
@@ -231,6 +238,11 @@ type Journal struct {
 		bytes int
 	}
 	ackerWG sync.WaitGroup
+	// connects counts the connection's reconnections, which status (the
+	// connection's status listener) reports; kick wakes the acker for one.
+	connects atomic.Uint64
+	status   chan nats.Status
+	kick     chan struct{}
 	// stopped is closed when the journal stops; Append then fails at once.
 	stopped  chan struct{}
 	stopOnce sync.Once
@@ -268,6 +280,7 @@ func Open(ctx context.Context, cfg Config) (*Journal, error) {
 		subject: cfg.SubjectPrefix + strconv.Itoa(cfg.Partition),
 		queue:   make(chan *pending, cfg.InflightMax),
 		stopped: make(chan struct{}),
+		kick:    make(chan struct{}, 1),
 	}
 	j.flow.room = sync.NewCond(&j.flow.Mutex)
 	j.stream, err = js.CreateOrUpdateStream(ctx, natsjs.StreamConfig{
@@ -291,7 +304,9 @@ func Open(ctx context.Context, cfg Config) (*Journal, error) {
 	}
 	j.end.Store(last)
 	j.durable.Store(last)
-	j.ackerWG.Add(1)
+	j.status = cfg.Conn.StatusChanged(nats.CONNECTED)
+	j.ackerWG.Add(2)
+	go j.watchConnects()
 	go j.acker()
 	return j, nil
 }
@@ -370,6 +385,7 @@ func (j *Journal) Append(rec []byte, done func(err error)) (journal.Position, er
 	// setting it on the message keeps it there for a resend.
 	m.Header.Set(natsjs.ExpectedLastSeqHeader, strconv.FormatUint(p.seq-1, 10))
 	p.msg = m
+	p.connects = j.connects.Load()
 	f, err := j.js.PublishMsgAsync(m)
 	switch {
 	case errors.Is(err, nats.ErrConnectionClosed), errors.Is(err, nats.ErrConnectionDraining):
@@ -456,6 +472,21 @@ func (j *Journal) stop(err error) error {
 	return j.err()
 }
 
+// watchConnects counts reconnections until Close removes the listener.
+func (j *Journal) watchConnects() {
+	defer j.ackerWG.Done()
+	for range j.status {
+		j.connects.Add(1)
+		select {
+		case j.kick <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// errReconnected is why a record sent before a reconnection is resent.
+var errReconnected = errors.New("the connection was re-established after the record was sent")
+
 // acker waits for each publish's acknowledgement in sequence order and
 // calls the dones in that order, so that a record is reported durable only
 // after every record before it is.
@@ -489,11 +520,22 @@ func (j *Journal) await(p *pending) error {
 	if p.future == nil {
 		return j.retry(p, p.sendErr)
 	}
-	select {
-	case ack := <-p.future.Ok():
-		return j.checkAck(p, ack)
-	case err := <-p.future.Err():
-		return j.retry(p, err)
+	for {
+		select {
+		case ack := <-p.future.Ok():
+			return j.checkAck(p, ack)
+		default:
+		}
+		if p.connects != j.connects.Load() {
+			return j.retry(p, errReconnected)
+		}
+		select {
+		case ack := <-p.future.Ok():
+			return j.checkAck(p, ack)
+		case err := <-p.future.Err():
+			return j.retry(p, err)
+		case <-j.kick:
+		}
 	}
 }
 
@@ -679,6 +721,7 @@ func (j *Journal) Close() error {
 	j.closed = true
 	close(j.queue)
 	j.mu.Unlock()
+	j.cfg.Conn.RemoveStatusListener(j.status) // ends watchConnects
 	j.ackerWG.Wait()
 	return j.err()
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -362,4 +363,63 @@ func TestRunOnTheSystemClock(t *testing.T) {
 		t.Fatalf("a stopped still serving %d partitions", ha.count())
 	}
 	waitFor("b to take a's partitions", func() bool { return len(b.Owned()) == partitions && hb.count() == partitions })
+}
+
+// TestLeasesSurviveAServerLoss kills one of the three NATS servers under
+// two nodes: renewals go on (the bucket has two of its three replicas),
+// nobody loses a lease, and the journals keep appending.
+func TestLeasesSurviveAServerLoss(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), waitMax)
+	defer cancel()
+	c, err := natsserver.StartLocalCluster(ctx, t.TempDir(), 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const partitions = 4
+	a := newNode(t, c, "a", partitions)
+	b := newNode(t, c, "b", partitions)
+	for range 3 {
+		a.tick()
+		b.tick()
+	}
+	if len(a.m.Owned()) != 2 || len(b.m.Owned()) != 2 {
+		t.Fatalf("spread before the loss: a %v, b %v", a.m.Owned(), b.m.Owned())
+	}
+	if err := c.Kill(0); err != nil {
+		t.Fatal(err)
+	}
+	// Ticks may fail while the connections move to the other servers and
+	// the bucket elects a leader: tick until one goes through whole.
+	settle := func(n *node) {
+		for {
+			err := n.m.Tick(ctx)
+			if err == nil {
+				return
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("%s: no tick went through after the server loss: %v", n.name, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	for range 2 {
+		settle(a)
+		settle(b)
+	}
+	if len(a.m.Owned()) != 2 || len(b.m.Owned()) != 2 {
+		t.Fatalf("spread after the loss: a %v, b %v", a.m.Owned(), b.m.Owned())
+	}
+	for _, n := range []*node{a, b} {
+		for _, ev := range n.events {
+			if strings.HasPrefix(ev, "lost") {
+				t.Fatalf("%s: %s after a server loss", n.name, ev)
+			}
+		}
+		for _, p := range n.m.Owned() {
+			if err := appendOne(t, n.journals[p], "after the server loss"); err != nil {
+				t.Fatalf("%s appends to %d after the server loss: %v", n.name, p, err)
+			}
+		}
+	}
 }

@@ -19,7 +19,7 @@ type ChunkRef struct {
 
 // Bounds a chunk reference is read against.
 const (
-	ChunkNameBytesMax = 255
+	ChunkNameBytesMax = 256
 	// ChunkBytesMax is the largest side file a projection writes.
 	ChunkBytesMax = chunkFileBytesMax
 )

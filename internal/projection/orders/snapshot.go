@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"runtime"
 	"sort"
@@ -56,12 +55,6 @@ import (
 const storeSnapshotMagic = "FESTOS03"
 
 const (
-	// chunkNameBytesMax bounds a chunk name in a manifest (names are about
-	// 40 bytes).
-	chunkNameBytesMax = 256
-	// chunkBytesMax bounds one chunk: an arena chunk is arenaChunkBytes
-	// unless one order is larger, and an order is far below this.
-	chunkBytesMax = 1 << 30
 	// manifestChunksMax bounds the chunks a manifest names: 2^32 chunk
 	// indexes fit the arena offset layout.
 	manifestChunksMax = 1 << 32
@@ -74,14 +67,8 @@ const (
 // decode.
 var ErrBadSnapshot = fmt.Errorf("order store: %w", projection.ErrBadSnapshot)
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // chunkRef names one stored chunk and what it must hold.
-type chunkRef struct {
-	name  string
-	bytes uint64
-	crc   uint32
-}
+type chunkRef = projection.ChunkRef
 
 // storedChunk is what a snapshot stores for one arena chunk.
 type storedChunk struct {
@@ -129,7 +116,7 @@ func (s *Store) WriteSnapshot(w io.Writer, cs projection.Files) error {
 		if had {
 			prev = s.snap.chunks[i]
 		}
-		grown := !had || prev.arena.bytes != uint64(len(data))
+		grown := !had || prev.arena.Bytes != uint64(len(data))
 		c := prev
 		if grown {
 			ref, err := writeChunk(cs, fmt.Sprintf("os-arena-%08d-%020d", i, at), data)
@@ -201,17 +188,14 @@ func (s *Store) SnapshotDurable() {
 }
 
 func writeChunk(cs projection.Files, name string, data []byte) (chunkRef, error) {
-	if err := cs.WriteChunk(name, data); err != nil {
-		return chunkRef{}, fmt.Errorf("write order store chunk %s: %w", name, err)
+	ref, err := projection.StoreChunk(cs, name, data)
+	if err != nil {
+		return ref, fmt.Errorf("order store: %w", err)
 	}
-	return chunkRef{name: name, bytes: uint64(len(data)), crc: crc32.Checksum(data, castagnoli)}, nil
+	return ref, nil
 }
 
-func appendChunkRef(b []byte, r chunkRef) []byte {
-	b = appendString(b, r.name)
-	b = binary.AppendUvarint(b, r.bytes)
-	return binary.LittleEndian.AppendUint32(b, r.crc)
-}
+func appendChunkRef(b []byte, r chunkRef) []byte { return projection.AppendChunkRef(b, r) }
 
 // statusCursor finds the partition-table entries of one arena chunk's
 // records: the first record of a partition in the chunk is found by binary
@@ -313,27 +297,7 @@ func readManifest(br *bufio.Reader) (manifest, error) {
 	if err != nil || n > manifestChunksMax {
 		return fail("chunks", err)
 	}
-	readRef := func() (chunkRef, error) {
-		var r chunkRef
-		l, err := binary.ReadUvarint(br)
-		if err != nil || l == 0 || l > chunkNameBytesMax {
-			return r, fmt.Errorf("name length %d: %v", l, err)
-		}
-		name := make([]byte, l)
-		if _, err := io.ReadFull(br, name); err != nil {
-			return r, err
-		}
-		r.name = string(name)
-		if r.bytes, err = binary.ReadUvarint(br); err != nil || r.bytes > chunkBytesMax {
-			return r, fmt.Errorf("chunk %s: length %d: %v", r.name, r.bytes, err)
-		}
-		var crc [4]byte
-		if _, err := io.ReadFull(br, crc[:]); err != nil {
-			return r, err
-		}
-		r.crc = binary.LittleEndian.Uint32(crc[:])
-		return r, nil
-	}
+	readRef := func() (chunkRef, error) { return projection.ReadChunkRef(br) }
 	// Not preallocated from n: a damaged count must not allocate.
 	for i := uint64(0); i < n; i++ {
 		var c storedChunk
@@ -358,22 +322,16 @@ func (s *Store) SnapshotChunks(r io.Reader) ([]string, error) {
 	}
 	names := make([]string, 0, 2*len(m.chunks))
 	for _, c := range m.chunks {
-		names = append(names, c.arena.name, c.status.name)
+		names = append(names, c.arena.Name, c.status.Name)
 	}
 	return names, nil
 }
 
 // readChunk reads a chunk and checks it against its reference.
 func readChunk(cs projection.Files, r chunkRef) ([]byte, error) {
-	data, err := cs.ReadChunk(r.name)
+	data, err := projection.LoadChunk(cs, r)
 	if err != nil {
-		return nil, fmt.Errorf("%w: read chunk %s: %w", ErrBadSnapshot, r.name, err)
-	}
-	if uint64(len(data)) != r.bytes {
-		return nil, fmt.Errorf("%w: chunk %s holds %d bytes, manifest says %d", ErrBadSnapshot, r.name, len(data), r.bytes)
-	}
-	if crc := crc32.Checksum(data, castagnoli); crc != r.crc {
-		return nil, fmt.Errorf("%w: chunk %s: crc %08x, manifest says %08x", ErrBadSnapshot, r.name, crc, r.crc)
+		return nil, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
 	}
 	return data, nil
 }
@@ -515,7 +473,7 @@ func (s *Store) load(r io.Reader, pos uint64, cs projection.Files) error {
 		s.mu.arena = append(s.mu.arena, data)
 		s.residentChunks.Add(1)
 		if err := s.restoreChunkLocked(i, statuses); err != nil {
-			return fmt.Errorf("%w: arena chunk %s: %v", ErrBadSnapshot, c.arena.name, err)
+			return fmt.Errorf("%w: arena chunk %s: %v", ErrBadSnapshot, c.arena.Name, err)
 		}
 	}
 	if got := uint64(s.memoryOrders.Load()); got != m.orders {

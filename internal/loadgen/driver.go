@@ -165,6 +165,8 @@ type Result struct {
 	ParcelsDelivered int64   `json:"parcels_delivered,omitempty"`
 	ParcelsReturned  int64   `json:"parcels_returned,omitempty"`
 	ScansPerSec      float64 `json:"scans_per_sec,omitempty"`
+	// CPU is the CPU per order of the order phase, server and generator.
+	CPU CPU `json:"cpu"`
 
 	Elapsed  time.Duration     `json:"-"`
 	Paid     int64             `json:"-"`
@@ -237,6 +239,7 @@ func Run(ctx context.Context, cfg Config, m *festival.Model, target Target) (*Re
 	r.mu.examples = map[string]string{}
 
 	batch, inFlight := target.Shape()
+	cpu := startCPU(ctx, target)
 	r.start = time.Now()
 	r.sched = newSchedule(cfg, m, r.start, batch)
 
@@ -253,6 +256,7 @@ func Run(ctx context.Context, cfg Config, m *festival.Model, target Target) (*Re
 	}
 	wg.Wait()
 	elapsed := time.Since(r.start)
+	cpuPerOrder := cpu.stop(ctx, r.placed.Load())
 	cancel()
 	points := <-series
 	var payNote string
@@ -284,6 +288,7 @@ func Run(ctx context.Context, cfg Config, m *festival.Model, target Target) (*Re
 		GMV:      tally.GMV,
 		Series:   points,
 		Scale:    m.Config.Scale,
+		CPU:      cpuPerOrder,
 		hist:     r.mu.hist,
 	}
 	res.OrdersPerSec = float64(res.Orders) / elapsed.Seconds()

@@ -114,6 +114,11 @@ func NewHTTPTarget(cfg HTTPConfig) (*HTTPTarget, error) {
 // Name is "fest".
 func (t *HTTPTarget) Name() string { return "fest" }
 
+// ServerCPU implements CPUReporter from the server's /metrics.
+func (t *HTTPTarget) ServerCPU(ctx context.Context) (time.Duration, error) {
+	return scrapeProcessCPU(ctx, t.client, t.base)
+}
+
 // Shape: batches for the batch transports, single orders for json.
 func (t *HTTPTarget) Shape() (int, int) {
 	if t.cfg.Transport == TransportJSON {

@@ -20,6 +20,13 @@ func WriteText(w io.Writer, r *Result) error {
 		fmt.Fprintf(&b, ", scale %g", r.Scale)
 	}
 	fmt.Fprintf(&b, "\n  orders placed   %s in %.1fs: %s orders/s\n", group(r.Orders), r.Elapsed.Seconds(), group(int64(math.Round(r.OrdersPerSec))))
+	if c := r.CPU; c.GeneratorMicrosPerOrder > 0 {
+		server := "not measured"
+		if c.ServerMicrosPerOrder > 0 {
+			server = fmt.Sprintf("%.2f µs", c.ServerMicrosPerOrder)
+		}
+		fmt.Fprintf(&b, "  cpu per order   server %s, generator %.2f µs (the 2020 peak on 2 cores: 3.4 µs for both)\n", server, c.GeneratorMicrosPerOrder)
+	}
 	fmt.Fprintf(&b, "  orders paid     %s, GMV %s CNY\n", group(r.Paid), group(r.GMV/100))
 	if r.ParcelsCreated > 0 {
 		fmt.Fprintf(&b, "  parcels         %s created (2020: 2.32 billion", group(r.ParcelsCreated))

@@ -1,0 +1,103 @@
+package loadgen
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// CPUReporter is a target that can say how much CPU its server process has
+// used so far, so that a run reports the server's CPU per order beside the
+// generator's (the budget of the 2020 peak on two cores is 3.4 µs for both).
+type CPUReporter interface {
+	// ServerCPU returns the server process's CPU time (user and system)
+	// since it started.
+	ServerCPU(ctx context.Context) (time.Duration, error)
+}
+
+// CPU is the CPU a run cost per order placed, in microseconds, from the
+// processes' own accounting: the server's (when the target reports it) and
+// the generator's (this process: the festival model, the client, the
+// checks).
+type CPU struct {
+	ServerMicrosPerOrder    float64 `json:"server_us_per_order,omitempty"`
+	GeneratorMicrosPerOrder float64 `json:"generator_us_per_order"`
+}
+
+// processCPU returns this process's CPU time, user and system.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// cpuMeter takes the processes' CPU at the start of the order phase.
+type cpuMeter struct {
+	target            CPUReporter // nil: the server's is not measured
+	server, generator time.Duration
+	serverOK          bool
+}
+
+func startCPU(ctx context.Context, t Target) *cpuMeter {
+	m := &cpuMeter{generator: processCPU()}
+	if r, ok := t.(CPUReporter); ok {
+		if d, err := r.ServerCPU(ctx); err == nil {
+			m.target, m.server, m.serverOK = r, d, true
+		}
+	}
+	return m
+}
+
+// stop returns the CPU per order of the orders placed since start.
+func (m *cpuMeter) stop(ctx context.Context, orders int64) CPU {
+	if orders <= 0 {
+		return CPU{}
+	}
+	var c CPU
+	c.GeneratorMicrosPerOrder = float64((processCPU() - m.generator).Microseconds()) / float64(orders)
+	if m.serverOK {
+		if d, err := m.target.ServerCPU(ctx); err == nil {
+			c.ServerMicrosPerOrder = float64((d - m.server).Microseconds()) / float64(orders)
+		}
+	}
+	return c
+}
+
+// scrapeProcessCPU reads process_cpu_seconds_total from a fest server's
+// /metrics (the Prometheus process collector's counter).
+func scrapeProcessCPU(ctx context.Context, client *http.Client, base string) (time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("read server cpu: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("read server cpu: /metrics answered %s", resp.Status)
+	}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "process_cpu_seconds_total "); ok {
+			s, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err != nil {
+				return 0, fmt.Errorf("read server cpu: %q: %w", v, err)
+			}
+			return time.Duration(s * float64(time.Second)), nil
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, fmt.Errorf("read server cpu: %w", err)
+	}
+	return 0, fmt.Errorf("read server cpu: no process_cpu_seconds_total in /metrics")
+}

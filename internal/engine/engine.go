@@ -414,6 +414,9 @@ func (c *core) route(r *Request) (int, bool) {
 				return 0, false
 			}
 		}
+		if o.DealID != "" && !c.routeDealOrder(o, partition, res) {
+			return 0, false
+		}
 		if cmd.Order.IdempotencyKey != "" {
 			// A key belongs to the partition of its first use; the same key
 			// on another merchant's order is another request. Reserving it
@@ -434,8 +437,9 @@ func (c *core) route(r *Request) (int, bool) {
 		// A sold-out SKU is refused here, without entering the partition's
 		// queue: at a flash sale most orders are for SKUs already gone. A
 		// keyed order goes on, since it may be the replay of one that got
-		// the last units.
-		if cmd.Order.IdempotencyKey == "" {
+		// the last units. A deal order takes the deal's stock, not the
+		// SKU's: its gate was checked above.
+		if cmd.Order.IdempotencyKey == "" && o.DealID == "" {
 			for i := range items {
 				if c.partitions[partition].soldOut.get(items[i].ref.slot()) {
 					res.Code, res.SKUID, res.Available = CodeOutOfStock, items[i].SKUID, 0
@@ -509,6 +513,8 @@ func (c *core) route(r *Request) (int, bool) {
 			return 0, false
 		}
 		return c.merchantPartition(s.MerchantID), true
+	case KindPutChannel, KindPutDeal, KindEndDeal, KindGetDeal:
+		return c.routeLive(cmd, res)
 	case KindAdjustStock, KindGetSKU:
 		if tooLong(res, "sku_id", cmd.SKUID, idLengthMax) {
 			return 0, false

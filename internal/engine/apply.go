@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/fest-platform/fest/internal/idempotency"
 )
@@ -16,6 +17,9 @@ type core struct {
 	dir        *directory
 	keys       *keyIndex
 	deals      *dealDirectory
+	// dealGatewayRejected counts deal orders the router answered (sold
+	// out or ended) without reaching a partition.
+	dealGatewayRejected atomic.Uint64
 	// disk is the disk tier of idempotency keys, nil without a data
 	// directory. The core only reads its answers, looked up by the worker.
 	disk *idempotency.Store

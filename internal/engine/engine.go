@@ -72,6 +72,9 @@ type Stats struct {
 	Snapshots        atomic.Uint64
 	SnapshotFailures atomic.Uint64 // snapshots that failed (each is logged)
 	Overloaded       atomic.Uint64
+	// DealGatewayRejected counts the deal orders answered at the router
+	// (sold out or ended deal), a part of GatewayRejected.
+	DealGatewayRejected atomic.Uint64
 }
 
 type meta struct {
@@ -223,7 +226,10 @@ func loadMeta(fsys vfs.FS, dir string, partitions int) (int, error) {
 func (e *Engine) Partitions() int { return e.cfg.Partitions }
 
 // Stats returns the engine's counters.
-func (e *Engine) Stats() *Stats { return &e.stats }
+func (e *Engine) Stats() *Stats {
+	e.stats.DealGatewayRejected.Store(e.core.dealGatewayRejected.Load())
+	return &e.stats
+}
 
 // QueueDepth returns the number of submissions waiting in worker w's queue.
 func (e *Engine) QueueDepth(w int) int { return len(e.workers[w].queue) }
@@ -415,6 +421,9 @@ func (c *core) route(r *Request) (int, bool) {
 			}
 		}
 		if o.DealID != "" && !c.routeDealOrder(o, partition, res) {
+			if res.Code == CodeOutOfStock || res.Code == CodeDealNotActive {
+				c.dealGatewayRejected.Add(1)
+			}
 			return 0, false
 		}
 		if cmd.Order.IdempotencyKey != "" {

@@ -3,12 +3,15 @@ package test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/fest-platform/fest/client"
 )
 
 // liveT0 is the test clock's start: the festival's first second.
@@ -370,4 +373,54 @@ func TestLiveDealReturnsOnceAcrossKill(t *testing.T) {
 	if ended != 1 {
 		t.Fatalf("%d deal_ended events, want exactly 1", ended)
 	}
+}
+
+// TestLiveGoClient drives the livestream endpoints through the Go client:
+// channel, deal, an order on it over the batched path, end, and the
+// channel and leaderboard reads.
+func TestLiveGoClient(t *testing.T) {
+	f := startFest(t, "")
+	f.seedLive(50)
+	ctx := context.Background()
+	admin, err := client.New(client.Config{Addr: f.URL, Token: adminToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	shop, err := client.New(client.Config{Addr: f.URL, Token: storefrontToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shop.Close()
+	now := time.Now().UTC()
+	if _, err := admin.PutChannel(ctx, client.LiveChannel{ID: "c2", Title: "Two", Host: "H2", StartsAt: now, EndsAt: now.Add(time.Hour)}); err != nil {
+		t.Fatalf("put channel: %v", err)
+	}
+	d, err := admin.PutDeal(ctx, client.Deal{ID: "d9", ChannelID: "c2", SKUID: "s1", Price: 300, Stock: 10, StartsAt: now.Add(-time.Second), EndsAt: now.Add(time.Hour), LimitPerBuyer: 3})
+	if err != nil || d.StockLeft != 10 || d.LimitPerBuyer != 3 {
+		t.Fatalf("put deal: %+v %v", d, err)
+	}
+	o, err := shop.PlaceOrder(ctx, client.OrderRequest{BuyerID: "u1", Channel: "live:c2", DealID: "d9", Items: []client.Item{{SKUID: "s1", Quantity: 2}}})
+	if err != nil || o.Total != 600 {
+		t.Fatalf("deal order through the batched path: %+v %v", o, err)
+	}
+	if _, err := shop.PlaceOrder(ctx, client.OrderRequest{BuyerID: "u1", Channel: "live:c2", DealID: "d9", Items: []client.Item{{SKUID: "s1", Quantity: 2}}}); err == nil {
+		t.Fatal("a fourth unit for one buyer with a limit of 3 was accepted")
+	}
+	if _, err := shop.Pay(ctx, o.ID, o.Total); err != nil {
+		t.Fatalf("pay: %v", err)
+	}
+	end, err := admin.EndDeal(ctx, "d9")
+	if err != nil || !end.Ended || end.Returned != 8 || end.Sold != 2 {
+		t.Fatalf("end deal: %+v %v", end, err)
+	}
+	waitFor(t, "channel c2 counts the paid deal order", func() (bool, string) {
+		c, err := admin.Channel(ctx, "c2")
+		return err == nil && c.GMV == 600 && c.Orders == 1 && len(c.Deals) == 1 && c.Deals[0].Sold == 2, fmt.Sprintf("%+v %v", c, err)
+	})
+	board, err := admin.Leaderboard(ctx, 10)
+	if err != nil || len(board.Channels) != 2 || board.Channels[0].ID != "c2" {
+		t.Fatalf("leaderboard: %+v %v", board, err)
+	}
+	f.checkSKU("after the client's deal", 48, 0, 2)
 }

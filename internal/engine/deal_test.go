@@ -12,6 +12,13 @@ type dealModel struct {
 	available, reserved, sold int64 // the SKU's
 	deals                     map[string]*modelDeal
 	orders                    map[OrderID]*modelDealOrder
+	keys                      map[string]modelDealKey
+}
+
+// modelDealKey is an idempotency key's first successful order.
+type modelDealKey struct {
+	hash uint64
+	id   OrderID
 }
 
 type modelDeal struct {
@@ -106,7 +113,7 @@ func TestDealsMatchModel(t *testing.T) {
 		const stock = 30
 		h := liveHarness(t, stock)
 		h.now = 1_000
-		m := &dealModel{available: stock, deals: map[string]*modelDeal{}, orders: map[OrderID]*modelDealOrder{}}
+		m := &dealModel{available: stock, deals: map[string]*modelDeal{}, orders: map[OrderID]*modelDealOrder{}, keys: map[string]modelDealKey{}}
 		dealIDs := []string{"d0", "d1", "d2"}
 		buyers := []string{"u0", "u1", "u2"}
 		var orderIDs []OrderID
@@ -147,20 +154,34 @@ func TestDealsMatchModel(t *testing.T) {
 				if rapid.IntRange(0, 5).Draw(t, "wrong channel") == 0 {
 					channel = rapid.SampledFrom([]string{"app", "live:x", "live:", "live:cc"}).Draw(t, "channel")
 				}
-				r := h.do(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: buyer, Channel: channel, DealID: id, Items: []Item{{SKUID: "s", Quantity: int32(q)}}}})
+				// A keyed order skips the router's gate (it may be the replay
+				// of one that took the last units) and is decided whole in
+				// the partition.
+				key := rapid.SampledFrom([]string{"", "", "k0", "k1", "k2"}).Draw(t, "key")
+				hash := uint64(rapid.IntRange(1, 2).Draw(t, "request hash"))
+				r := h.do(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: buyer, Channel: channel, DealID: id, IdempotencyKey: key, RequestHash: hash,
+					Items: []Item{{SKUID: "s", Quantity: int32(q)}}}})
 				m.advance(h.now)
 				d, ok := m.deals[id]
+				k, known := m.keys[key]
 				want := CodeOK
 				switch {
 				case !ok:
 					want = CodeNotFound
-				case d.ended:
+				case key != "" && known && k.hash != hash:
+					want = CodeIdempotencyMismatch
+				case key != "" && known:
+					if !r.OK() || !r.Replayed || r.OrderID != k.id {
+						t.Fatalf("replay of key %s: got %v replayed %v order %v, want the first order %v", key, r.Code, r.Replayed, r.OrderID, k.id)
+					}
+					continue
+				case key == "" && d.ended:
 					want = CodeDealNotActive
-				case d.left == 0:
+				case key == "" && d.left == 0:
 					want = CodeOutOfStock // answered at the router
 				case channel != "live:c":
 					want = CodeInvalidArgument
-				case h.now < d.d.StartsAt || h.now >= d.d.EndsAt:
+				case d.ended || h.now < d.d.StartsAt || h.now >= d.d.EndsAt:
 					want = CodeDealNotActive
 				case q > d.left:
 					want = CodeOutOfStock
@@ -182,6 +203,9 @@ func TestDealsMatchModel(t *testing.T) {
 				m.reserved += q
 				m.orders[r.OrderID] = &modelDealOrder{deal: id, buyer: buyer, quantity: q, payBy: r.PayBy, total: r.Total, status: StatusPending}
 				orderIDs = append(orderIDs, r.OrderID)
+				if key != "" {
+					m.keys[key] = modelDealKey{hash: hash, id: r.OrderID}
+				}
 			case 3: // an order on the SKU itself
 				q := int64(rapid.IntRange(1, 4).Draw(t, "quantity"))
 				r := h.do(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "v", Items: []Item{{SKUID: "s", Quantity: int32(q)}}}})

@@ -225,6 +225,18 @@ func TestLiveDealConcurrentBuyers(t *testing.T) {
 	}
 }
 
+// liveChannelView is the part of GET /v1/live/channels/{id} the tests read.
+type liveChannelView struct {
+	GMV    int64 `json:"gmv"`
+	Orders int64 `json:"orders"`
+	Deals  []struct {
+		DealID    string `json:"deal_id"`
+		Sold      int64  `json:"sold"`
+		StockLeft int64  `json:"stock_left"`
+		Ended     bool   `json:"ended"`
+	} `json:"deals"`
+}
+
 // waitFor polls cond until it holds, for a read model that follows the
 // journal; it fails the test with cond's last state after a minute.
 func waitFor(t *testing.T, what string, cond func() (bool, string)) {
@@ -344,6 +356,13 @@ func TestLiveDealReturnsOnceAcrossKill(t *testing.T) {
 	f.stop()
 	f.restart()
 	f.checkSKU("after a clean restart", 986, 4, 10)
+	// The live projection, from its snapshot and the journal after it.
+	waitFor(t, "channel c1 after the restarts", func() (bool, string) {
+		r := f.must(200, "GET", "/v1/live/channels/c1", "", nil)
+		var c liveChannelView
+		json.Unmarshal(r.Body, &c)
+		return c.GMV == 5000 && c.Orders == 10 && len(c.Deals) == 1 && c.Deals[0].Sold == 10 && c.Deals[0].StockLeft == 0 && c.Deals[0].Ended, string(r.Body)
+	})
 
 	// The feed holds exactly one deal_ended, before the marker.
 	f.must(200, "POST", "/v1/skus/marker/stock", adminToken, map[string]any{"delta": 1})

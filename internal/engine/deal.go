@@ -240,8 +240,6 @@ func (c *core) applyLive(p *partition, now int64, cmd *Command, res *Result, out
 		ev := &out.ev
 		*ev = Event{Kind: EventChannelPut, Partition: p.id, At: now, LiveChannel: *cmd.Channel}
 		c.emit(p, ev, out)
-		ch := *cmd.Channel
-		res.Channel = &ch
 	case KindPutDeal:
 		c.putDeal(p, now, cmd.Deal, res, out)
 	case KindEndDeal:

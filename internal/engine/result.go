@@ -99,10 +99,9 @@ type Result struct {
 	// Reserved and Sold).
 	SKU *SKU
 
-	// Deal answers PutDeal, EndDeal and GetDeal; Channel answers
-	// PutChannel.
-	Deal    *DealStatus
-	Channel *Channel
+	// Deal answers PutDeal, EndDeal and GetDeal. (PutChannel answers
+	// nothing but its code: the channel is the command's.)
+	Deal *DealStatus
 
 	// Order results (place, pay, cancel, get order).
 	OrderID    OrderID

@@ -143,3 +143,33 @@ func feedAll(l *Live, evs ...engine.Event) {
 		l.Commit(uint64(i+1), 0)
 	}
 }
+
+// BenchmarkApplyOrders measures the projection's cost per order event on a
+// mix like the festival's: one order in five on a live channel, each paid.
+func BenchmarkApplyOrders(b *testing.B) {
+	l, _ := New(Config{})
+	for i := range 60 {
+		ev := engine.Event{Kind: engine.EventChannelPut, LiveChannel: engine.Channel{ID: "ch" + string(rune('a'+i%26)) + string(rune('a'+i/26)), EndsAt: 1}}
+		l.Apply(&ev)
+	}
+	l.Commit(1, 0)
+	placed := make([]engine.Event, 5)
+	for i := range placed {
+		ch := "app"
+		if i == 0 {
+			ch = "live:chba"
+		}
+		placed[i] = order(0, ch, "", 1, 100)
+	}
+	paid := engine.Event{Kind: engine.EventOrderPaid}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		ev := &placed[i%5]
+		ev.OrderID = engine.OrderID(i + 1)
+		l.Apply(ev)
+		paid.OrderID = ev.OrderID
+		l.Apply(&paid)
+		l.Commit(uint64(i), 0)
+	}
+}

@@ -68,6 +68,14 @@ func TestDashboardInBrowser(t *testing.T) {
 	if _, err := admin.ImportCatalog(ctx, strings.NewReader(demoCatalog())); err != nil {
 		t.Fatalf("import the demo catalog: %v", err)
 	}
+	if err := putDemoChannels(ctx, admin); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	if _, err := admin.PutDeal(ctx, client.Deal{ID: "deal-viya", ChannelID: "studio-viya", SKUID: "sku-m01-02", Price: 100, Stock: 5,
+		StartsAt: now.Add(-time.Minute), EndsAt: now.Add(time.Hour)}); err != nil {
+		t.Fatalf("put a deal: %v", err)
+	}
 	shop, err := client.New(client.Config{Addr: rs.URL, Token: rs.Tokens["storefront"]})
 	if err != nil {
 		t.Fatal(err)
@@ -158,6 +166,20 @@ func TestDashboardInBrowser(t *testing.T) {
 	if shown := attribute("top-brand", "data-key"); shown != want {
 		t.Fatalf("the dashboard's top brand is %q, GET /v1/gmv/breakdown?by=brand ranks %q first", shown, want)
 	}
+	// The livestream tile shows the leaderboard's first channel and the
+	// running deal.
+	var board struct {
+		Channels []struct {
+			ChannelID string `json:"channel_id"`
+		} `json:"channels"`
+	}
+	getJSON(t, rs.URL+"/v1/live/leaderboard?top=5", &board)
+	if len(board.Channels) == 0 {
+		t.Fatalf("the leaderboard is empty after %d paid orders", paid.Load())
+	}
+	run("wait for the livestream tile to show the top channel and the deal",
+		chromedp.Poll[chromedp.Void](fmt.Sprintf(`(() => { const e = document.getElementById("top-channel"); return e !== null && e.dataset.key === %q && document.querySelector('#tile-live [data-deal="deal-viya"]') !== null; })()`, board.Channels[0].ChannelID),
+			chromedp.WithPollingInterval(100*time.Millisecond)))
 	// The USD toggle shows the total in dollars, and back.
 	run("show the total in USD",
 		chromedp.Click(chromedp.ID("currency")),

@@ -109,6 +109,9 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return errors.Join(fmt.Errorf("demo: import catalog: %w", err), <-served)
 	}
+	if err := putDemoChannels(ctx, admin); err != nil {
+		return errors.Join(err, <-served)
+	}
 	fmt.Fprintf(stdout, "\nfest demo: imported %d brands, %d merchants, %d SKUs; placing about %d orders/s (85%% get paid)\n", n.Brand, n.Merchant, n.SKU, *rate)
 	fmt.Fprintf(stdout, "\n  the big screen:  %s/\n\n", rs.URL)
 	fmt.Fprintf(stdout, "fest demo: also try:\n")
@@ -226,4 +229,20 @@ func demoLoad(ctx context.Context, c *client.Client, rate int, placed, paid, rej
 			}()
 		}
 	}
+}
+
+// putDemoChannels creates the livestream channels the demo's orders name
+// (live:<id> in demoChannels), so that the leaderboard counts them.
+func putDemoChannels(ctx context.Context, admin *client.Client) error {
+	now := time.Now().UTC()
+	for _, ch := range demoChannels {
+		id, ok := strings.CutPrefix(ch, "live:")
+		if !ok {
+			continue
+		}
+		if _, err := admin.PutChannel(ctx, client.LiveChannel{ID: id, Title: "Studio " + id, Host: id, StartsAt: now.Add(-time.Hour), EndsAt: now.Add(24 * time.Hour)}); err != nil {
+			return fmt.Errorf("demo: put channel %s: %w", id, err)
+		}
+	}
+	return nil
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/fest-platform/fest/internal/logistics"
 	"github.com/fest-platform/fest/internal/projection"
 	"github.com/fest-platform/fest/internal/projection/gmv"
+	"github.com/fest-platform/fest/internal/projection/live"
 	"github.com/fest-platform/fest/internal/projection/orders"
 	"github.com/fest-platform/fest/internal/server"
 	"github.com/fest-platform/fest/internal/vfs"
@@ -292,8 +293,18 @@ func (rs *runningServer) open() error {
 		store.Close()
 		return fmt.Errorf("open logistics: %w", err)
 	}
+	channels, err := live.New(live.Config{})
+	if err != nil {
+		store.Close()
+		return fmt.Errorf("open live projection: %w", err)
+	}
+	now, err := testClock()
+	if err != nil {
+		store.Close()
+		return err
+	}
 	// Every read model is one registration with the runner.
-	proj, err := projection.New(projection.Config{Dir: filepath.Join(rs.opts.Data, "projections"), Logger: rs.log}, store, board, parcels)
+	proj, err := projection.New(projection.Config{Dir: filepath.Join(rs.opts.Data, "projections"), Logger: rs.log}, store, board, parcels, channels)
 	if err != nil {
 		store.Close()
 		return fmt.Errorf("open projections: %w", err)
@@ -315,6 +326,7 @@ func (rs *runningServer) open() error {
 		IdempotencyWindow:  rs.opts.IdempotencyWindow,
 		SegmentBytesMax:    rs.opts.SegmentBytesMax,
 		Logger:             rs.log,
+		Now:                now, // nil: the wall clock
 	})
 	if err != nil {
 		store.Close()
@@ -325,6 +337,7 @@ func (rs *runningServer) open() error {
 	rs.srv.Attach(eng, proj, store)
 	rs.srv.AttachGMV(board)
 	rs.srv.AttachLogistics(parcels)
+	rs.srv.AttachLive(channels)
 	fmt.Fprintf(rs.stdout, "fest serve: ready in %v (%d partitions, %d SKUs, journal at byte %d)\n",
 		time.Since(start).Round(time.Millisecond), eng.Partitions(), eng.SKUCount(), eng.Durable())
 	return nil

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/fest-platform/fest/internal/idempotency"
 )
@@ -15,6 +16,10 @@ type core struct {
 	partitions []*partition
 	dir        *directory
 	keys       *keyIndex
+	deals      *dealDirectory
+	// dealGatewayRejected counts deal orders the router answered (sold
+	// out or ended) without reaching a partition.
+	dealGatewayRejected atomic.Uint64
 	// disk is the disk tier of idempotency keys, nil without a data
 	// directory. The core only reads its answers, looked up by the worker.
 	disk *idempotency.Store
@@ -28,6 +33,7 @@ func newCore(partitions int, paymentTimeout, idempotencyWindow int64, idempotenc
 	c := &core{
 		dir:                newDirectory(),
 		keys:               newKeyIndex(),
+		deals:              newDealDirectory(),
 		paymentTimeout:     paymentTimeout,
 		idempotencyWindow:  idempotencyWindow,
 		idempotencyKeysMax: idempotencyKeysMax,
@@ -112,6 +118,8 @@ func (c *core) apply(p *partition, now int64, cmd *Command, res *Result, out *em
 		c.adjustStock(p, now, cmd, res, out)
 	case KindScanParcel:
 		c.scanParcel(p, now, cmd, res, out)
+	case KindPutChannel, KindPutDeal, KindEndDeal, KindGetDeal:
+		c.applyLive(p, now, cmd, res, out)
 	case KindGetSKU:
 		ref, ok := c.dir.lookup(cmd.SKUID)
 		if !ok || ref.partition() != p.id {
@@ -199,7 +207,7 @@ func (c *core) placeOrder(p *partition, now int64, cmd *Command, res *Result, ou
 		}
 	}
 	if o.DealID != "" {
-		res.Code, res.Field = CodeNotFound, "deal_id"
+		c.placeDealOrder(p, now, o, keyHash, res, out)
 		return
 	}
 	n := mergeItems(o.Items)
@@ -543,6 +551,8 @@ func (c *core) evolve(p *partition, ev *Event) {
 		c.evolveEnded(p, ev)
 	case EventParcelScanned:
 		c.evolveScanned(p, ev)
+	case EventChannelPut, EventDealPut, EventDealEnded:
+		c.evolveLive(p, ev)
 	default:
 		panic(fmt.Sprintf("engine: evolve of unknown event kind %v", ev.Kind))
 	}
@@ -591,7 +601,16 @@ func (c *core) evolvePlaced(p *partition, ev *Event) {
 	}
 	po := p.newPending()
 	po.total, po.createdAt, po.payBy = ev.Total, ev.At, ev.PayBy
-	po.count = uint32(len(ev.Items))
+	if ev.DealID != "" {
+		c.evolveDealPlaced(p, ev, po, seq)
+		p.orders = append(p.orders, StatusPending)
+		p.addPending(seq, po)
+		if ev.KeyHash != 0 {
+			p.remember(c.keys, ev.KeyHash, ev.RequestHash, seq, ev.At, c.idempotencyWindow, c.idempotencyKeysMax, c.disk != nil)
+		}
+		return
+	}
+	po.count = uint16(len(ev.Items))
 	for i := range ev.Items {
 		it := &ev.Items[i]
 		slot := it.ref.slot()
@@ -635,7 +654,10 @@ func (c *core) evolveEnded(p *partition, ev *Event) {
 	case EventOrderExpired:
 		status = StatusExpired
 	}
-	for i := 0; i < int(po.count); i++ {
+	if po.deal != 0 {
+		c.evolveDealOrderEnded(p, po, seq, status)
+	}
+	for i := 0; po.deal == 0 && i < int(po.count); i++ {
 		pi := po.item(i)
 		st := &p.skus[pi.slot]
 		q := int32(pi.quantity)

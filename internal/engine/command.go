@@ -42,10 +42,25 @@ const (
 	// (same status and location) succeeds and emits nothing. An order that
 	// is not paid has no parcel (CodeNotFound).
 	KindScanParcel
+	// KindPutChannel creates or replaces a livestream channel (Channel).
+	// A channel lives in partition FNV-1a("channel/" + id) mod P, like a
+	// brand, and is read by the partitions of its deals.
+	KindPutChannel
+	// KindPutDeal creates a flash deal (Deal) in its SKU's partition,
+	// carving Deal.Stock out of the SKU's available stock (CodeOutOfStock if
+	// there is not enough). Putting a deal that exists with the same body
+	// succeeds and changes nothing; with another body it is CodeConflict
+	// (a deal's terms are fixed once buyers may have seen them).
+	KindPutDeal
+	// KindEndDeal ends a deal early (Deal.ID): its unsold stock returns to
+	// the SKU. Ending an ended deal succeeds and changes nothing.
+	KindEndDeal
+	// KindGetDeal reads a deal's figures (Deal.ID).
+	KindGetDeal
 	kindCount
 )
 
-var kindNames = [...]string{"none", "upsert_brand", "upsert_merchant", "upsert_sku", "adjust_stock", "place_order", "pay", "cancel", "get_sku", "get_order", "scan_parcel"}
+var kindNames = [...]string{"none", "upsert_brand", "upsert_merchant", "upsert_sku", "adjust_stock", "place_order", "pay", "cancel", "get_sku", "get_order", "scan_parcel", "put_channel", "put_deal", "end_deal", "get_deal"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -127,6 +142,42 @@ type SKU struct {
 	StockExpected int64 // units
 }
 
+// Channel is a livestream channel: a host selling to viewers. Orders on
+// it carry the channel "live:<ID>".
+type Channel struct {
+	ID       string
+	Title    string
+	Host     string
+	StartsAt int64 // unix nanoseconds
+	EndsAt   int64 // unix nanoseconds, after StartsAt
+}
+
+// Deal is a flash deal: Stock units of a SKU carved out of its available
+// stock, sold at Price inside [StartsAt, EndsAt) to orders on the channel
+// live:<ChannelID>, at most LimitPerBuyer units per buyer (0: no limit).
+type Deal struct {
+	ID            string
+	ChannelID     string
+	SKUID         string
+	Price         int64 // fen
+	Stock         int64 // units
+	StartsAt      int64 // unix nanoseconds, inclusive
+	EndsAt        int64 // unix nanoseconds, exclusive
+	LimitPerBuyer int64 // units, 0 for none
+}
+
+// DealStatus is a deal with its figures, the answer of GetDeal, PutDeal
+// and EndDeal. Left + Reserved + Sold + Returned == Deal.Stock always.
+type DealStatus struct {
+	Deal
+	Left     int64 // units still for sale (0 once ended)
+	Reserved int64 // units in unpaid deal orders
+	Sold     int64 // units in paid deal orders
+	Returned int64 // units given back to the SKU when the deal ended
+	Ended    bool
+	EndedAt  int64 // unix nanoseconds, when Ended
+}
+
 // Item is one line of an order. The caller sets SKUID and Quantity; the
 // engine merges lines of the same SKU (the merged lines come first and
 // Order.Items is shortened) and fills UnitPrice and Amount.
@@ -168,8 +219,10 @@ type Command struct {
 	SKUID    string // AdjustStock, GetSKU
 	Delta    int64  // AdjustStock, units
 	OrderID  OrderID
-	Amount   int64 // Pay, fen
-	Scan     *Scan // ScanParcel
+	Amount   int64    // Pay, fen
+	Scan     *Scan    // ScanParcel
+	Channel  *Channel // PutChannel
+	Deal     *Deal    // PutDeal; EndDeal and GetDeal read only its ID
 }
 
 // Scan is the body of a scan-parcel command: what a carrier reports. The

@@ -32,12 +32,26 @@ func (c *core) dump() string {
 				continue
 			}
 			seq := p.pendingBase + uint64(i)
-			fmt.Fprintf(&b, "  pending %d total=%d created=%d payBy=%d merchant=%d items=", seq, po.total, po.createdAt, po.payBy, po.merchant)
+			fmt.Fprintf(&b, "  pending %d total=%d created=%d payBy=%d merchant=%d deal=%d items=", seq, po.total, po.createdAt, po.payBy, po.merchant, po.deal)
 			for i := 0; i < int(po.count); i++ {
 				fmt.Fprintf(&b, "%v", po.item(i))
 			}
 			b.WriteByte('\n')
 		}
+		for _, id := range slices.Sorted(maps.Keys(p.channels)) {
+			fmt.Fprintf(&b, "  channel %+v\n", *p.channels[id])
+		}
+		for i, d := range p.deals {
+			fmt.Fprintf(&b, "  deal %d %+v sku=%d left=%d reserved=%d sold=%d returned=%d ended=%v at %d gate=%d\n",
+				i, d.deal, d.skuSlot, d.left, d.reserved, d.sold, d.returned, d.ended, d.endedAt, d.entry.gate.Load())
+			for _, buyer := range slices.Sorted(maps.Keys(d.buyers)) {
+				fmt.Fprintf(&b, "    buyer %q %d\n", buyer, d.buyers[buyer])
+			}
+			for _, seq := range slices.Sorted(maps.Keys(d.pendingBuyer)) {
+				fmt.Fprintf(&b, "    pending %d %q\n", seq, d.pendingBuyer[seq])
+			}
+		}
+		fmt.Fprintf(&b, "  deals open %v next end %d\n", p.dealsOpen, p.dealEndNext)
 		for _, k := range slices.Sorted(maps.Keys(p.keys.entries)) {
 			fmt.Fprintf(&b, "  key %x %+v\n", k, p.keys.entries[k])
 		}

@@ -72,6 +72,9 @@ type Stats struct {
 	Snapshots        atomic.Uint64
 	SnapshotFailures atomic.Uint64 // snapshots that failed (each is logged)
 	Overloaded       atomic.Uint64
+	// DealGatewayRejected counts the deal orders answered at the router
+	// (sold out or ended deal), a part of GatewayRejected.
+	DealGatewayRejected atomic.Uint64
 }
 
 type meta struct {
@@ -223,7 +226,10 @@ func loadMeta(fsys vfs.FS, dir string, partitions int) (int, error) {
 func (e *Engine) Partitions() int { return e.cfg.Partitions }
 
 // Stats returns the engine's counters.
-func (e *Engine) Stats() *Stats { return &e.stats }
+func (e *Engine) Stats() *Stats {
+	e.stats.DealGatewayRejected.Store(e.core.dealGatewayRejected.Load())
+	return &e.stats
+}
 
 // QueueDepth returns the number of submissions waiting in worker w's queue.
 func (e *Engine) QueueDepth(w int) int { return len(e.workers[w].queue) }
@@ -414,6 +420,12 @@ func (c *core) route(r *Request) (int, bool) {
 				return 0, false
 			}
 		}
+		if o.DealID != "" && !c.routeDealOrder(o, partition, res) {
+			if res.Code == CodeOutOfStock || res.Code == CodeDealNotActive {
+				c.dealGatewayRejected.Add(1)
+			}
+			return 0, false
+		}
 		if cmd.Order.IdempotencyKey != "" {
 			// A key belongs to the partition of its first use; the same key
 			// on another merchant's order is another request. Reserving it
@@ -434,8 +446,9 @@ func (c *core) route(r *Request) (int, bool) {
 		// A sold-out SKU is refused here, without entering the partition's
 		// queue: at a flash sale most orders are for SKUs already gone. A
 		// keyed order goes on, since it may be the replay of one that got
-		// the last units.
-		if cmd.Order.IdempotencyKey == "" {
+		// the last units. A deal order takes the deal's stock, not the
+		// SKU's: its gate was checked above.
+		if cmd.Order.IdempotencyKey == "" && o.DealID == "" {
 			for i := range items {
 				if c.partitions[partition].soldOut.get(items[i].ref.slot()) {
 					res.Code, res.SKUID, res.Available = CodeOutOfStock, items[i].SKUID, 0
@@ -509,6 +522,8 @@ func (c *core) route(r *Request) (int, bool) {
 			return 0, false
 		}
 		return c.merchantPartition(s.MerchantID), true
+	case KindPutChannel, KindPutDeal, KindEndDeal, KindGetDeal:
+		return c.routeLive(cmd, res)
 	case KindAdjustStock, KindGetSKU:
 		if tooLong(res, "sku_id", cmd.SKUID, idLengthMax) {
 			return 0, false

@@ -28,10 +28,19 @@ const (
 	// (OrderID, ParcelStatus, Location, CarrierCode, ScanAt). At is the
 	// engine's time of the scan, ScanAt the carrier's.
 	EventParcelScanned
+	// EventChannelPut creates or replaces a livestream channel
+	// (LiveChannel).
+	EventChannelPut
+	// EventDealPut creates a deal (Deal, SKUSlot): Deal.Stock units leave
+	// the SKU's available stock for the deal's.
+	EventDealPut
+	// EventDealEnded ends a deal (DealID, SKUSlot, SKUID): its Delta unsold
+	// units return to the SKU's available stock, exactly once.
+	EventDealEnded
 	eventKindCount
 )
 
-var eventKindNames = [...]string{"none", "brand_upserted", "merchant_upserted", "sku_upserted", "stock_adjusted", "order_placed", "order_paid", "order_cancelled", "order_expired", "parcel_scanned"}
+var eventKindNames = [...]string{"none", "brand_upserted", "merchant_upserted", "sku_upserted", "stock_adjusted", "order_placed", "order_paid", "order_cancelled", "order_expired", "parcel_scanned", "channel_put", "deal_put", "deal_ended"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventKindNames) {
@@ -78,6 +87,9 @@ type Event struct {
 	Location     string       // ParcelScanned
 	CarrierCode  string       // ParcelScanned, optional
 	ScanAt       int64        // ParcelScanned: the carrier's time, unix nanoseconds
+
+	LiveChannel Channel // ChannelPut
+	Deal        Deal    // DealPut
 }
 
 // recordVersion is the first byte of every record the engine writes.
@@ -169,6 +181,21 @@ func appendEvent(b []byte, ev *Event) []byte {
 		b = appendString(b, ev.Location)
 		b = appendString(b, ev.CarrierCode)
 		b = binary.AppendVarint(b, ev.ScanAt)
+	case EventChannelPut:
+		ch := &ev.LiveChannel
+		b = appendString(b, ch.ID)
+		b = appendString(b, ch.Title)
+		b = appendString(b, ch.Host)
+		b = binary.AppendVarint(b, ch.StartsAt)
+		b = binary.AppendVarint(b, ch.EndsAt)
+	case EventDealPut:
+		b = binary.AppendUvarint(b, uint64(ev.SKUSlot))
+		b = appendDeal(b, &ev.Deal)
+	case EventDealEnded:
+		b = binary.AppendUvarint(b, uint64(ev.SKUSlot))
+		b = appendString(b, ev.SKUID)
+		b = appendString(b, ev.DealID)
+		b = binary.AppendVarint(b, ev.Delta)
 	default:
 		panic("engine: encode of unknown event kind " + ev.Kind.String())
 	}
@@ -187,6 +214,35 @@ func appendBrand(b []byte, br *Brand) []byte {
 		b = append(b, 0)
 	}
 	return binary.AppendVarint(b, br.LastYearGMV)
+}
+
+// appendDeal encodes a deal's terms: in deal events and in snapshots.
+func appendDeal(b []byte, d *Deal) []byte {
+	b = appendString(b, d.ID)
+	b = appendString(b, d.ChannelID)
+	b = appendString(b, d.SKUID)
+	b = binary.AppendVarint(b, d.Price)
+	b = binary.AppendVarint(b, d.Stock)
+	b = binary.AppendVarint(b, d.StartsAt)
+	b = binary.AppendVarint(b, d.EndsAt)
+	return binary.AppendVarint(b, d.LimitPerBuyer)
+}
+
+// deal reads what appendDeal wrote and checks the bounds the router
+// enforces; the strings alias the input.
+func (d *decoder) deal(dl *Deal) {
+	dl.ID = d.string()
+	dl.ChannelID = d.string()
+	dl.SKUID = d.string()
+	dl.Price = d.varint()
+	dl.Stock = d.varint()
+	dl.StartsAt = d.varint()
+	dl.EndsAt = d.varint()
+	dl.LimitPerBuyer = d.varint()
+	if d.err == nil && (!validID(dl.ID) || !validID(dl.ChannelID) || !validID(dl.SKUID) || dl.Price < 0 || dl.Price > priceMax ||
+		dl.Stock < 1 || dl.Stock > stockMax || dl.EndsAt <= dl.StartsAt || dl.LimitPerBuyer < 0 || dl.LimitPerBuyer > stockMax) {
+		d.fail("bad deal")
+	}
 }
 
 // appendMerchant encodes a merchant: in merchant events and in snapshots.
@@ -386,6 +442,27 @@ func (d *decoder) event(ev *Event, partitions int) {
 			d.fail("bad scan location or carrier code")
 		}
 		ev.ScanAt = d.varint()
+	case EventChannelPut:
+		ch := &ev.LiveChannel
+		ch.ID = d.string()
+		ch.Title = d.string()
+		ch.Host = d.string()
+		ch.StartsAt = d.varint()
+		ch.EndsAt = d.varint()
+		if d.err == nil && (!validID(ch.ID) || len(ch.ID) > channelIDBytesMax || len(ch.Title) > textMax || len(ch.Host) > textMax || ch.EndsAt <= ch.StartsAt) {
+			d.fail("bad channel")
+		}
+	case EventDealPut:
+		ev.SKUSlot = uint32(d.uvarint())
+		d.deal(&ev.Deal)
+	case EventDealEnded:
+		ev.SKUSlot = uint32(d.uvarint())
+		ev.SKUID = d.string()
+		ev.DealID = d.string()
+		ev.Delta = d.varint()
+		if d.err == nil && (ev.Delta < 0 || ev.Delta > stockMax || !validID(ev.DealID)) {
+			d.fail("bad deal end")
+		}
 	default:
 		d.fail("unknown event kind " + ev.Kind.String())
 	}

@@ -23,6 +23,11 @@ func FuzzDecodeRecord(f *testing.F) {
 	h.do(Command{Kind: KindScanParcel, OrderID: r.OrderID, Scan: &Scan{Status: ParcelPickedUp, Location: "Hangzhou hub", CarrierCode: "PU", At: -5}})
 	r = h.do(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u", Items: []Item{{SKUID: "s", Quantity: 1}}}})
 	h.do(Command{Kind: KindCancel, OrderID: r.OrderID})
+	h.do(Command{Kind: KindPutChannel, Channel: &Channel{ID: "c", Title: "Live", Host: "H", StartsAt: -10, EndsAt: 1 << 40}})
+	h.do(Command{Kind: KindPutDeal, Deal: &Deal{ID: "d", ChannelID: "c", SKUID: "s", Price: 50, Stock: 3, StartsAt: -10, EndsAt: 1 << 40, LimitPerBuyer: 2}})
+	h.do(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u", Channel: "live:c", DealID: "d", Items: []Item{{SKUID: "s", Quantity: 1}}}})
+	h.do(Command{Kind: KindPutDeal, Deal: &Deal{ID: "d2", ChannelID: "c", SKUID: "s", Price: 50, Stock: 1, StartsAt: -10, EndsAt: 1 << 40}})
+	h.do(Command{Kind: KindEndDeal, Deal: &Deal{ID: "d2"}})
 	for _, rec := range h.records {
 		f.Add(rec)
 	}
@@ -69,6 +74,11 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	r := h.do(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u", IdempotencyKey: "k", RequestHash: 9, Items: []Item{{SKUID: "s", Quantity: 2}}}})
 	h.do(Command{Kind: KindPay, OrderID: r.OrderID, Amount: r.Total})
 	h.do(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u", Items: []Item{{SKUID: "s", Quantity: 1}}}})
+	h.do(Command{Kind: KindPutChannel, Channel: &Channel{ID: "c", Title: "Live", Host: "H", StartsAt: -10, EndsAt: 1 << 40}})
+	h.do(Command{Kind: KindPutDeal, Deal: &Deal{ID: "d", ChannelID: "c", SKUID: "s", Price: 50, Stock: 3, StartsAt: -10, EndsAt: 1 << 40, LimitPerBuyer: 2}})
+	h.do(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u", Channel: "live:c", DealID: "d", Items: []Item{{SKUID: "s", Quantity: 1}}}})
+	h.do(Command{Kind: KindPutDeal, Deal: &Deal{ID: "d2", ChannelID: "c", SKUID: "s", Price: 50, Stock: 1, StartsAt: -10, EndsAt: 1 << 40}})
+	h.do(Command{Kind: KindEndDeal, Deal: &Deal{ID: "d2"}})
 	f.Add(encodeSnapshotForTest(h.c, 7))
 	f.Add([]byte(snapshotMagic + "\x01\x04"))
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -84,9 +84,18 @@ const (
 		stringPrefixMax + locationBytesMax + stringPrefixMax + carrierCodeBytesMax +
 		uvarintBytesMax // the carrier's time
 
+	channelPutBytesMax = eventHeaderBytes + stringPrefixMax + channelIDBytesMax +
+		2*(stringPrefixMax+textMax) + 2*uvarintBytesMax // title, host, window
+	dealPutBytesMax = eventHeaderBytes + uvarintBytesMax +
+		3*(stringPrefixMax+idLengthMax) + // id, channel id, sku id
+		5*uvarintBytesMax // price, stock, window, limit
+	// dealEndedBytesMax bounds a deal's end, emitted by EndDeal or by the
+	// worker's pass over closing windows.
+	dealEndedBytesMax = eventHeaderBytes + uvarintBytesMax + 2*(stringPrefixMax+idLengthMax) + uvarintBytesMax
 	// commandBytesMax bounds the bytes one command adds to a record.
 	commandBytesMax = commandEventsMax * max(orderPlacedBytesMax, skuUpsertedBytesMax, brandUpsertedBytesMax,
-		merchantUpsertedBytesMax, stockAdjustedBytesMax, orderEndEventBytes, parcelScannedBytesMax)
+		merchantUpsertedBytesMax, stockAdjustedBytesMax, orderEndEventBytes, parcelScannedBytesMax,
+		channelPutBytesMax, dealPutBytesMax, dealEndedBytesMax)
 )
 
 // Compile-time checks of the bounds' relations: a negative array length does

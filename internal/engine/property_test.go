@@ -205,6 +205,7 @@ func (h *harness) do(cmd Command) Result {
 	}
 	for _, p := range h.c.partitions {
 		h.c.expire(p, h.now, 1<<30, &h.em)
+		h.c.endDeals(p, h.now, 1<<30, &h.em)
 	}
 	if p, ok := h.c.route(&r); ok {
 		r.partition = int32(p)

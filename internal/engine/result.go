@@ -27,10 +27,13 @@ const (
 	// StockExpected differs from the available stock, which Available
 	// reports (and SKUID names).
 	CodeConflict
+	// CodeLimitExceeded is an order on a deal that would take the buyer's
+	// units on it (pending or paid) past the deal's LimitPerBuyer.
+	CodeLimitExceeded
 	codeCount
 )
 
-var codeNames = [...]string{"ok", "not_found", "out_of_stock", "invalid_state", "invalid_argument", "payment_mismatch", "idempotency_mismatch", "overloaded", "deal_not_active", "unavailable", "conflict"}
+var codeNames = [...]string{"ok", "not_found", "out_of_stock", "invalid_state", "invalid_argument", "payment_mismatch", "idempotency_mismatch", "overloaded", "deal_not_active", "unavailable", "conflict", "limit_exceeded"}
 
 func (c Code) String() string {
 	if int(c) < len(codeNames) {
@@ -52,9 +55,10 @@ var (
 	ErrUnavailable         = errors.New("engine unavailable")
 	ErrClosed              = errors.New("engine closed")
 	ErrConflict            = errors.New("precondition failed")
+	ErrLimitExceeded       = errors.New("limit per buyer exceeded")
 )
 
-var codeErrors = [...]error{nil, ErrNotFound, ErrOutOfStock, ErrInvalidState, ErrInvalidArgument, ErrPaymentMismatch, ErrIdempotencyMismatch, ErrOverloaded, ErrDealNotActive, ErrUnavailable, ErrConflict}
+var codeErrors = [...]error{nil, ErrNotFound, ErrOutOfStock, ErrInvalidState, ErrInvalidArgument, ErrPaymentMismatch, ErrIdempotencyMismatch, ErrOverloaded, ErrDealNotActive, ErrUnavailable, ErrConflict, ErrLimitExceeded}
 
 // OrderStatus is the state of an order.
 type OrderStatus uint8
@@ -94,6 +98,10 @@ type Result struct {
 	// SKU answers GetSKU, UpsertSKU and AdjustStock (with Available,
 	// Reserved and Sold).
 	SKU *SKU
+
+	// Deal answers PutDeal, EndDeal and GetDeal. (PutChannel answers
+	// nothing but its code: the channel is the command's.)
+	Deal *DealStatus
 
 	// Order results (place, pay, cancel, get order).
 	OrderID    OrderID

@@ -20,9 +20,18 @@ import (
 // bytes, n little-endian u32 location hashes. A version 1 snapshot predates
 // scans, so its paid orders' parcels are all "created" with no scan, and it
 // is read as such.
+//
+// Version 3 adds the livestream after the parcels: uvarint n channels (id,
+// title, host, varint starts and ends), uvarint n deals (the terms as in a
+// DealPut event, uvarint sku slot, uvarint left, reserved, sold, returned,
+// a byte ended, varint ended-at, uvarint n buyers (buyer id, uvarint
+// units), uvarint n pending buyers (uvarint seq, buyer id)), and after each
+// pending order's line count a uvarint deal (slot + 1, 0 for none). A
+// version 1 or 2 snapshot predates deals and is read as holding none.
 const (
 	snapshotMagic     = "FESTSNAP"
-	snapshotVersion   = 2
+	snapshotVersion   = 3
+	snapshotVersionV2 = 2
 	snapshotVersionV1 = 1
 )
 
@@ -71,6 +80,9 @@ func encodePartitionVersion(b []byte, p *partition, version byte) []byte {
 			b = binary.LittleEndian.AppendUint32(b, h)
 		}
 	}
+	if version >= snapshotVersion {
+		b = encodeLive(b, p)
+	}
 	b = binary.AppendUvarint(b, uint64(p.pendingCount))
 	for i, po := range p.pending {
 		if po == nil {
@@ -83,6 +95,11 @@ func encodePartitionVersion(b []byte, p *partition, version byte) []byte {
 		b = binary.AppendVarint(b, po.payBy)
 		b = binary.AppendUvarint(b, uint64(po.merchant))
 		b = binary.AppendUvarint(b, uint64(po.count))
+		if version >= snapshotVersion {
+			b = binary.AppendUvarint(b, uint64(po.deal))
+		} else if po.deal != 0 {
+			panic(fmt.Sprintf("engine: partition %d pending order %d is on a deal, which snapshot version %d cannot hold", p.id, seq, version))
+		}
 		for i := 0; i < int(po.count); i++ {
 			it := po.item(i)
 			b = binary.AppendUvarint(b, uint64(it.slot))
@@ -173,9 +190,18 @@ func (c *core) decodePartition(p *partition, data []byte, version byte) error {
 	} else {
 		c.decodeParcels(d, p)
 	}
+	if version >= snapshotVersion {
+		c.decodeLive(d, p)
+	}
 	for i, n := 0, d.count(1<<52, "pending order"); i < n && d.err == nil; i++ {
 		seq := d.uvarint()
-		po := &pendingOrder{total: d.varint(), createdAt: d.varint(), payBy: d.varint(), merchant: uint32(d.uvarint()), count: uint32(d.count(orderItemsMax, "item"))}
+		po := &pendingOrder{total: d.varint(), createdAt: d.varint(), payBy: d.varint(), merchant: uint32(d.uvarint()), count: uint16(d.count(orderItemsMax, "item"))}
+		if version >= snapshotVersion {
+			po.deal = uint16(d.count(uint64(len(p.deals)), "deal"))
+			if po.deal != 0 && po.count != 1 {
+				d.fail("pending deal order of several lines")
+			}
+		}
 		for j := 0; j < int(po.count) && d.err == nil; j++ {
 			it := pendingItem{slot: uint32(d.uvarint()), quantity: uint32(d.uvarint())}
 			if int(it.slot) >= len(p.skus) {
@@ -253,6 +279,110 @@ func (c *core) decodeParcels(d *decoder, p *partition) {
 		if p.orders[i] == StatusPaid {
 			d.fail("paid order without a parcel")
 			return
+		}
+	}
+}
+
+// encodeLive appends p's channels and deals (version 3).
+func encodeLive(b []byte, p *partition) []byte {
+	p.channelsMu.RLock()
+	b = binary.AppendUvarint(b, uint64(len(p.channels)))
+	for _, ch := range p.channels {
+		b = appendString(b, ch.ID)
+		b = appendString(b, ch.Title)
+		b = appendString(b, ch.Host)
+		b = binary.AppendVarint(b, ch.StartsAt)
+		b = binary.AppendVarint(b, ch.EndsAt)
+	}
+	p.channelsMu.RUnlock()
+	b = binary.AppendUvarint(b, uint64(len(p.deals)))
+	for _, d := range p.deals {
+		b = appendDeal(b, &d.deal)
+		b = binary.AppendUvarint(b, uint64(d.skuSlot))
+		b = binary.AppendUvarint(b, uint64(d.left))
+		b = binary.AppendUvarint(b, uint64(d.reserved))
+		b = binary.AppendUvarint(b, uint64(d.sold))
+		b = binary.AppendUvarint(b, uint64(d.returned))
+		if d.ended {
+			b = append(b, 1)
+		} else {
+			b = append(b, 0)
+		}
+		b = binary.AppendVarint(b, d.endedAt)
+		b = binary.AppendUvarint(b, uint64(len(d.buyers)))
+		for buyer, n := range d.buyers {
+			b = appendString(b, buyer)
+			b = binary.AppendUvarint(b, uint64(n))
+		}
+		b = binary.AppendUvarint(b, uint64(len(d.pendingBuyer)))
+		for seq, buyer := range d.pendingBuyer {
+			b = binary.AppendUvarint(b, seq)
+			b = appendString(b, buyer)
+		}
+	}
+	return b
+}
+
+// decodeLive reads what encodeLive wrote and checks each deal's books.
+func (c *core) decodeLive(d *decoder, p *partition) {
+	for i, n := 0, d.count(1<<32, "channel"); i < n && d.err == nil; i++ {
+		ch := &Channel{ID: strings.Clone(d.string()), Title: strings.Clone(d.string()), Host: strings.Clone(d.string()), StartsAt: d.varint(), EndsAt: d.varint()}
+		if d.err == nil && (!validID(ch.ID) || ch.EndsAt <= ch.StartsAt) {
+			d.fail("bad channel")
+		}
+		p.channels[ch.ID] = ch
+	}
+	for i, n := 0, d.count(dealsPerPartitionMax, "deal"); i < n && d.err == nil; i++ {
+		var dl Deal
+		d.deal(&dl)
+		dl.ID, dl.ChannelID, dl.SKUID = strings.Clone(dl.ID), strings.Clone(dl.ChannelID), strings.Clone(dl.SKUID)
+		ds := &dealState{deal: dl, skuSlot: uint32(d.uvarint())}
+		ds.left, ds.reserved, ds.sold, ds.returned = int32(d.count(stockMax, "deal left")), int32(d.count(stockMax, "deal reserved")),
+			int32(d.count(stockMax, "deal sold")), int32(d.count(stockMax, "deal returned"))
+		ds.ended = d.byte1() == 1
+		ds.endedAt = d.varint()
+		if d.err != nil {
+			return
+		}
+		if int(ds.skuSlot) >= len(p.skus) || p.skuText[ds.skuSlot].id != dl.SKUID {
+			d.fail("deal of unknown sku")
+			return
+		}
+		if int64(ds.left)+int64(ds.reserved)+int64(ds.sold)+int64(ds.returned) != dl.Stock || (ds.ended && ds.left != 0) {
+			d.fail("deal books do not add up")
+			return
+		}
+		if e, ok := c.deals.lookup(dl.ID); ok && (e.partition != p.id || e.slot != uint32(len(p.deals))) {
+			d.fail("deal id in two places")
+			return
+		}
+		p.addDeal(c, ds, uint32(len(p.deals)))
+		nb := d.count(uint64(dl.Stock), "deal buyer")
+		if nb > 0 && ds.buyers == nil {
+			d.fail("buyers of a deal without a limit")
+			return
+		}
+		for j := 0; j < nb && d.err == nil; j++ {
+			buyer := strings.Clone(d.string())
+			units := d.count(uint64(dl.LimitPerBuyer), "buyer units")
+			if units == 0 {
+				d.fail("deal buyer without units")
+			}
+			ds.buyers[buyer] = int32(units)
+		}
+		np := d.count(uint64(dl.Stock), "deal pending buyer")
+		if np > 0 && ds.buyers == nil {
+			d.fail("pending buyers of a deal without a limit")
+			return
+		}
+		for j := 0; j < np && d.err == nil; j++ {
+			seq := d.uvarint()
+			buyer := d.string()
+			if _, ok := ds.buyers[buyer]; !ok {
+				d.fail("pending buyer without units")
+				return
+			}
+			ds.pendingBuyer[seq] = strings.Clone(buyer)
 		}
 	}
 }

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"math"
 	"sync"
 )
 
@@ -59,7 +60,8 @@ type pendingOrder struct {
 	createdAt int64
 	payBy     int64
 	merchant  uint32
-	count     uint32
+	count     uint16 // lines, at most orderItemsMax
+	deal      uint16 // the deal's slot + 1, 0 for an order on no deal
 	inline    [inlineItems]pendingItem
 	more      []pendingItem
 }
@@ -122,6 +124,20 @@ type partition struct {
 	internIndex map[string]uint32
 
 	soldOut soldOutSet
+
+	// channelsMu guards channels, read by other partitions' workers when
+	// a deal is put (like brands).
+	channelsMu sync.RWMutex
+	channels   map[string]*Channel
+	// deals are the partition's deals by slot, ended ones included;
+	// dealSlots finds a slot by id; dealsOpen are the slots of the deals
+	// not ended, and dealEndNext the earliest end among them
+	// (math.MaxInt64 when none), the one comparison a batch pays (deal.go).
+	deals       []*dealState
+	dealSlots   map[string]uint32
+	dealsOpen   []uint32
+	dealEndNext int64
+
 	// lastAt is the time of the last applied event, to keep time monotonic.
 	lastAt int64
 }
@@ -136,6 +152,9 @@ func newPartition(id int) *partition {
 		pendingBase:   1,
 		keys:          newMemoryKeys(),
 		expireCursor:  1,
+		channels:      make(map[string]*Channel),
+		dealSlots:     make(map[string]uint32),
+		dealEndNext:   math.MaxInt64,
 	}
 }
 

@@ -164,6 +164,9 @@ func (w *worker) batch(first *shard) bool {
 	w.idempotencyBeforeApply(fl.shards)
 	for _, p := range w.parts {
 		fl = w.expire(fl, p, now)
+		if now >= p.dealEndNext {
+			fl = w.endDeals(fl, p, now)
+		}
 	}
 	commands, rejected := 0, 0
 	for _, s := range fl.shards {
@@ -214,6 +217,19 @@ func (w *worker) expire(fl *inflight, p *partition, now int64) *inflight {
 		if n < step {
 			break // nothing more is overdue
 		}
+	}
+	return fl
+}
+
+// endDeals ends p's deals whose window closed by now, closing records
+// that fill up on the way. It returns the record now being built.
+func (w *worker) endDeals(fl *inflight, p *partition, now int64) *inflight {
+	em := &w.em
+	for now >= p.dealEndNext {
+		if !em.recordRoom(1, dealEndedBytesMax) {
+			fl = w.closeRecord(fl)
+		}
+		w.e.core.endDeals(p, now, 1, em)
 	}
 	return fl
 }

@@ -230,6 +230,9 @@ type Order struct {
 	Fate     Fate
 	Flash    bool
 	Channel  int16
+	// Deal is the index + 1 of the livestream deal the order buys on
+	// (Model.Deals), 0 for none.
+	Deal int16
 }
 
 // Lines returns the order's items.
@@ -243,7 +246,9 @@ type Model struct {
 	Merchants []Merchant
 	SKUs      []SKU
 	Channels  []Channel
-	Buyers    int
+	// Deals are the livestream flash deals (deals.go), one per flash SKU.
+	Deals  []Deal
+	Buyers int
 	// Orders is the festival's order stream in time order.
 	Orders []Order
 
@@ -300,6 +305,7 @@ func New(c Config) (*Model, error) {
 	m.calibratePrices(targetGMV - flashGMV)
 	m.genFlashOrders(rng)
 	m.setStock()
+	m.genFlashDeals()
 	m.genLastYear(rng)
 	m.assignCountries(rng)
 	m.assignCategories(rng)

@@ -81,5 +81,8 @@ func NewFlash(seed uint64, buyers int, stock int64) (*Model, error) {
 		o.Items[0] = Item{SKU: s, Qty: 1}
 		o.Buyer = int32(i)
 	}
+	// The flash sale is one livestream deal carrying the SKU's whole stock.
+	m.Channels = []Channel{{ID: "cflash", Title: "Flash Live", Host: "Flash Host"}}
+	m.genFlashDeals()
 	return m, nil
 }

@@ -16,11 +16,12 @@ import (
 	"github.com/fest-platform/fest/internal/festival"
 )
 
-// Flash profile sizes: the 10,000 buyers on one SKU, which holds a
-// tenth of them.
+// Flash profile sizes: the 10,000 buyers on one livestream deal of
+// 500 units, which carries its SKU's whole stock (so a baseline without
+// deals sells the same 500 units of the SKU).
 const (
 	FlashBuyers = 10_000
-	FlashStock  = 1_000
+	FlashStock  = 500
 )
 
 // BuildModel generates the model a profile runs: the calibrated festival,

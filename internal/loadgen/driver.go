@@ -167,6 +167,8 @@ type Result struct {
 	ScansPerSec      float64 `json:"scans_per_sec,omitempty"`
 	// CPU is the CPU per order of the order phase, server and generator.
 	CPU CPU `json:"cpu"`
+	// Live is the deal orders' figures of a model with deals (live.go).
+	Live *LiveResult `json:"live,omitempty"`
 
 	Elapsed  time.Duration     `json:"-"`
 	Paid     int64             `json:"-"`
@@ -198,6 +200,7 @@ type run struct {
 	carrier Carrier      // nil: the target has no parcels
 	parcels parcelKeeper // paid orders kept for the carrier phase
 	skipped atomic.Int64 // orders left pending: backlog full or pay window over
+	live    liveStats    // deal orders' latencies (live.go), under mu
 
 	mu struct {
 		sync.Mutex
@@ -237,6 +240,7 @@ func Run(ctx context.Context, cfg Config, m *festival.Model, target Target) (*Re
 	r.mu.expected = map[string]int64{}
 	r.mu.problems = map[string]int64{}
 	r.mu.examples = map[string]string{}
+	r.startLive(ctx)
 
 	batch, inFlight := target.Shape()
 	cpu := startCPU(ctx, target)
@@ -308,6 +312,7 @@ func Run(ctx context.Context, cfg Config, m *festival.Model, target Target) (*Re
 		res.ScansPerSec = float64(carried.scans) / max(carried.elapsed.Seconds(), 1e-9)
 		res.Notes = append(res.Notes, carrierNote(*carried, int64(len(r.parcels.ids)), r.parcels.seen.Load()))
 	}
+	res.Live = r.liveResult(ctx)
 	if ctx.Err() != nil {
 		return res, fmt.Errorf("run: %w", ctx.Err())
 	}
@@ -445,13 +450,19 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 					placedTotals = append(placedTotals, oc.Total)
 					placedOrders = append(placedOrders, o)
 					r.recordLatency(now.Sub(due[i]))
+					if o.Deal != 0 {
+						r.recordDeal(now.Sub(due[i]), true)
+					}
 				case oc.Code == CodeOverloaded && attempt < r.cfg.RetriesMax:
 					errs[oc.Code]++
 					retry = append(retry, o)
 					retryDue = append(retryDue, due[i])
-				case oc.Code == CodeOutOfStock && o.Flash:
+				case (oc.Code == CodeOutOfStock || oc.Code == CodeLimitExceeded && o.Deal != 0) && o.Flash:
 					errs[oc.Code]++
 					expected[oc.Code]++
+					if o.Deal != 0 {
+						r.recordDeal(now.Sub(due[i]), false)
+					}
 					for _, it := range o.Lines() {
 						r.ledger.Touched[it.SKU].Store(true)
 					}

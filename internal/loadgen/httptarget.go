@@ -229,6 +229,11 @@ func (t *HTTPTarget) Prepare(ctx context.Context, m *festival.Model, say func(st
 			code, msg := errorCode(st, resp)
 			return fmt.Errorf("put channel %s: %s: %s", c.ID, code, msg)
 		}
+		if i == len(m.Channels)-1 {
+			if err := t.putDeals(ctx, m); err != nil {
+				return err
+			}
+		}
 	}
 	if say != nil {
 		say(fmt.Sprintf("catalog imported: %s brands, %s merchants, %s skus in %.1fs",
@@ -360,7 +365,9 @@ func appendOrderJSON(b []byte, m *festival.Model, o *festival.Order) []byte {
 	b = append(b, m.ChannelName(o)...)
 	b = append(b, `","region":"`...)
 	b = append(b, m.BuyerRegion(o.Buyer)...)
-	return append(b, `"}`...)
+	b = append(b, '"')
+	b = appendDealJSON(b, m, o)
+	return append(b, '}')
 }
 
 // orderJSON is the part of an order answer the driver checks.
@@ -478,6 +485,7 @@ func (t *HTTPTarget) placeBinary(ctx context.Context, m *festival.Model, orders 
 			Items:   s.items[k : k+n : k+n],
 			Channel: m.ChannelName(o),
 			Region:  m.BuyerRegion(o.Buyer),
+			DealID:  m.DealID(o),
 		})
 		k += n
 	}
@@ -771,6 +779,13 @@ func (t *HTTPTarget) Audit(ctx context.Context, m *festival.Model, l *Ledger) ([
 		}
 	}
 	exact := !l.Uncertain.Load()
+	liveProblems, dealLeft, err := t.auditLive(ctx, m, l)
+	if err != nil {
+		return liveProblems, err
+	}
+	for _, p := range liveProblems {
+		add(p)
+	}
 	var firstErr error
 	var errOnce sync.Once
 	sem := make(chan struct{}, auditParallel)
@@ -791,8 +806,8 @@ func (t *HTTPTarget) Audit(ctx context.Context, m *festival.Model, l *Ledger) ([
 				return
 			}
 			av, rs, sd := *sj.StockAvailable, *sj.StockReserved, *sj.Sold
-			if av+rs+sd != s.Stock {
-				add(fmt.Sprintf("sku %s: stocked %d != available %d + reserved %d + sold %d", s.ID, s.Stock, av, rs, sd))
+			if left := dealLeft[int32(i)]; av+rs+sd+left != s.Stock {
+				add(fmt.Sprintf("sku %s: stocked %d != available %d + reserved %d + sold %d + %d left in deals", s.ID, s.Stock, av, rs, sd, left))
 			}
 			if av < 0 || rs < 0 || sd < 0 {
 				add(fmt.Sprintf("sku %s: negative figure: available %d reserved %d sold %d", s.ID, av, rs, sd))

@@ -67,6 +67,9 @@ const (
 	CodeBadAnswer  = "bad_answer" // an answer the contract does not allow
 	CodeOverloaded = "overloaded"
 	CodeOutOfStock = "out_of_stock"
+	// CodeLimitExceeded refuses a deal order past the deal's limit per
+	// buyer: expected of a flash deal's burst.
+	CodeLimitExceeded = "limit_exceeded"
 )
 
 // Outcome is the answer to one order's call. Code is empty on success.

@@ -59,6 +59,7 @@ var codeStatus = [...]struct {
 	engine.CodeDealNotActive:       {http.StatusConflict, "deal_not_active", "the deal is not active now"},
 	engine.CodeUnavailable:         {http.StatusServiceUnavailable, "unavailable", "the engine is unavailable"},
 	engine.CodeConflict:            {http.StatusConflict, "conflict", "a precondition failed"},
+	engine.CodeLimitExceeded:       {http.StatusConflict, "limit_exceeded", "the buyer's orders on this deal would exceed its limit_per_buyer"},
 }
 
 // resultError converts a failed engine result into an API error.
@@ -101,7 +102,7 @@ func appendError(b []byte, e *apiError) []byte {
 		b = append(b, `,"available":`...)
 		b = strconv.AppendInt(b, e.Available, 10)
 	}
-	if e.Code == "conflict" {
+	if e.Code == "conflict" && e.SKUID != "" {
 		// The current value of the compare-and-set, to read again from.
 		b = append(b, `,"sku_id":`...)
 		b = appendString(b, e.SKUID)

@@ -35,7 +35,8 @@ import (
 
 // feedEventTypes are the type values of the feed's lines, in the order of
 // engine.EventKind.
-var feedEventTypes = []string{"brand_upserted", "merchant_upserted", "sku_upserted", "stock_changed", "order_placed", "order_paid", "order_cancelled", "order_expired"}
+var feedEventTypes = []string{"brand_upserted", "merchant_upserted", "sku_upserted", "stock_changed", "order_placed", "order_paid", "order_cancelled", "order_expired",
+	"parcel_scanned", "channel_put", "deal_put", "deal_ended"}
 
 // feedTypeOf names an event kind on the feed; the engine's stock_adjusted
 // is the contract's stock_changed.
@@ -279,6 +280,45 @@ func appendFeedEvent(b []byte, recordStart uint64, index int, ev *engine.Event) 
 		b = append(b, `,"order_id":"`...)
 		b = ev.OrderID.AppendText(b)
 		b = append(b, '"')
+	case engine.EventParcelScanned:
+		b = append(b, `,"order_id":"`...)
+		b = ev.OrderID.AppendText(b)
+		b = append(b, '"')
+		str("status", ev.ParcelStatus.String())
+		str("location", ev.Location)
+		if ev.CarrierCode != "" {
+			str("carrier_code", ev.CarrierCode)
+		}
+		b = append(b, `,"scanned_at":`...)
+		b = appendTime(b, ev.ScanAt)
+	case engine.EventChannelPut:
+		c := &ev.LiveChannel
+		str("channel_id", c.ID)
+		str("title", c.Title)
+		str("host", c.Host)
+		b = append(b, `,"starts_at":`...)
+		b = appendTime(b, c.StartsAt)
+		b = append(b, `,"ends_at":`...)
+		b = appendTime(b, c.EndsAt)
+	case engine.EventDealPut:
+		d := &ev.Deal
+		str("deal_id", d.ID)
+		str("channel_id", d.ChannelID)
+		str("sku_id", d.SKUID)
+		num("price", d.Price)
+		num("stock", d.Stock)
+		b = append(b, `,"starts_at":`...)
+		b = appendTime(b, d.StartsAt)
+		b = append(b, `,"ends_at":`...)
+		b = appendTime(b, d.EndsAt)
+		if d.LimitPerBuyer > 0 {
+			num("limit_per_buyer", d.LimitPerBuyer)
+		}
+	case engine.EventDealEnded:
+		str("deal_id", ev.DealID)
+		str("sku_id", ev.SKUID)
+		// The unsold units given back to the SKU's available stock.
+		num("returned", ev.Delta)
 	default:
 		panic("server: event feed: unknown event kind " + ev.Kind.String())
 	}

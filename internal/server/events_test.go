@@ -75,6 +75,10 @@ func TestFeedEventLines(t *testing.T) {
 		{Kind: engine.EventOrderPaid, OrderID: 42},
 		{Kind: engine.EventOrderCancelled, OrderID: 43},
 		{Kind: engine.EventOrderExpired, OrderID: 44},
+		{Kind: engine.EventParcelScanned, OrderID: 42, ParcelStatus: engine.ParcelPickedUp, Location: "Hangzhou", ScanAt: at},
+		{Kind: engine.EventChannelPut, LiveChannel: engine.Channel{ID: "c1", Title: "Show", Host: "Viya", StartsAt: at, EndsAt: at + int64(time.Hour)}},
+		{Kind: engine.EventDealPut, Deal: engine.Deal{ID: "d1", ChannelID: "c1", SKUID: "s1", Price: 500, Stock: 100, StartsAt: at, EndsAt: at + int64(time.Minute), LimitPerBuyer: 2}},
+		{Kind: engine.EventDealEnded, DealID: "d1", SKUID: "s1", Delta: 40},
 	}
 	want := map[engine.EventKind]map[string]any{
 		engine.EventBrandUpserted:    {"type": "brand_upserted", "brand_id": "b1", "name": "Brand \"One\"\n", "emerging": true, "first_festival": 2015.0},
@@ -85,6 +89,10 @@ func TestFeedEventLines(t *testing.T) {
 		engine.EventOrderPaid:        {"type": "order_paid", "order_id": "16"},
 		engine.EventOrderCancelled:   {"type": "order_cancelled", "order_id": "17"},
 		engine.EventOrderExpired:     {"type": "order_expired", "order_id": "18"},
+		engine.EventParcelScanned:    {"type": "parcel_scanned", "order_id": "16", "status": "picked_up", "location": "Hangzhou"},
+		engine.EventChannelPut:       {"type": "channel_put", "channel_id": "c1", "host": "Viya", "ends_at": "2026-11-11T01:00:01Z"},
+		engine.EventDealPut:          {"type": "deal_put", "deal_id": "d1", "channel_id": "c1", "stock": 100.0, "limit_per_buyer": 2.0},
+		engine.EventDealEnded:        {"type": "deal_ended", "deal_id": "d1", "returned": 40.0},
 	}
 	var doc struct {
 		Components struct {

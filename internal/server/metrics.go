@@ -108,6 +108,7 @@ type engineCollector struct{ s *Server }
 
 var (
 	descCommands    = prometheus.NewDesc("fest_engine_commands_total", "Commands applied by partition workers.", nil, nil)
+	descDealGateway = prometheus.NewDesc("fest_live_deal_gateway_rejected_total", "Deal orders answered at the router, sold out or ended, without reaching their partition.", nil, nil)
 	descRejected    = prometheus.NewDesc("fest_engine_rejected_total", "Commands answered with a non-OK code (workers and gateway).", []string{"where"}, nil)
 	descOverloaded  = prometheus.NewDesc("fest_engine_overloaded_total", "Commands refused because a worker queue was full.", nil, nil)
 	descBatches     = prometheus.NewDesc("fest_engine_batches_total", "Worker batches applied.", nil, nil)
@@ -141,7 +142,7 @@ var (
 )
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descCommands, descRejected, descOverloaded, descBatches, descEvents, descRecords, descJournal, descDurable, descQueue, descSKUs, descLagBytes, descLagSeconds, descStoreEvents, descStoreNanos, descStoreCommit, descReady,
+	for _, d := range []*prometheus.Desc{descCommands, descRejected, descDealGateway, descOverloaded, descBatches, descEvents, descRecords, descJournal, descDurable, descQueue, descSKUs, descLagBytes, descLagSeconds, descStoreEvents, descStoreNanos, descStoreCommit, descReady,
 		descCatchUp, descSnapshots, descSnapFailed, descSnapshotNow,
 		descStoreOrders, descStoreResident, descStoreBudget, descStoreEvictions, descStoreColdReads,
 		descIdempotencyKeys, descIdempotencyOldest, descIdempotencyIndex, descIdempotencyForgotten} {
@@ -163,6 +164,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(descCommands, st.Commands.Load())
 	counter(descRejected, st.Rejected.Load(), "worker")
 	counter(descRejected, st.GatewayRejected.Load(), "gateway")
+	counter(descDealGateway, st.DealGatewayRejected.Load())
 	counter(descOverloaded, st.Overloaded.Load())
 	counter(descBatches, st.Batches.Load())
 	counter(descEvents, st.Events.Load())

@@ -92,9 +92,15 @@ func buildOpenAPI() obj {
 		}
 		return r
 	}
+	liveDeal := props(nil, obj{"deal_id": str, "sku_id": str, "price": integer, "stock": integer, "stock_left": integer, "sold": integer, "ended": boolean})
 	schemas := obj{
+		"LiveDeal": liveDeal,
+		"LiveChannel": props(nil, obj{"channel_id": str, "title": str, "host": str, "starts_at": rfc3339, "ends_at": rfc3339, "gmv": integer, "orders": integer,
+			"deals": obj{"type": "array", "items": ref("LiveDeal")}}),
+		"Deal": props(nil, obj{"deal_id": str, "channel_id": str, "sku_id": str, "price": integer, "stock": integer, "starts_at": rfc3339, "ends_at": rfc3339,
+			"limit_per_buyer": integer, "stock_left": integer, "reserved": integer, "sold": integer, "returned": integer, "ended": boolean, "ended_at": rfc3339}),
 		"Error": props([]string{"error"}, obj{"error": props([]string{"code", "message"}, obj{
-			"code":    obj{"type": "string", "enum": []string{"invalid_json", "invalid_protobuf", "unauthenticated", "forbidden", "not_found", "out_of_stock", "invalid_state", "deal_not_active", "too_large", "invalid_argument", "payment_mismatch", "idempotency_mismatch", "overloaded", "unavailable", "conflict", "gone"}},
+			"code":    obj{"type": "string", "enum": []string{"invalid_json", "invalid_protobuf", "unauthenticated", "forbidden", "not_found", "out_of_stock", "invalid_state", "deal_not_active", "too_large", "invalid_argument", "payment_mismatch", "idempotency_mismatch", "overloaded", "unavailable", "conflict", "gone", "limit_exceeded"}},
 			"message": str, "field": str, "sku_id": str, "available": integer, "line": integer,
 			"stock_available": obj{"type": "integer", "format": "int64", "description": "conflict: the SKU's available stock now"},
 		})}),
@@ -144,7 +150,10 @@ func buildOpenAPI() obj {
 		"price": integer, "stock": obj{"type": "integer", "format": "int64", "description": "sku_upserted: the available stock"},
 		"delta":   obj{"type": "integer", "format": "int64", "description": "stock_changed: the change of available stock"},
 		"channel": str, "region": str, "deal_id": str, "total": integer, "currency": str, "pay_by": rfc3339,
-		"items": obj{"type": "array", "items": props(nil, obj{"sku_id": str, "quantity": integer, "unit_price": integer})},
+		"status": str, "location": str, "carrier_code": str, "scanned_at": rfc3339,
+		"channel_id": str, "host": str, "starts_at": rfc3339, "ends_at": rfc3339, "limit_per_buyer": integer,
+		"returned": obj{"type": "integer", "format": "int64", "description": "deal_ended: the unsold units given back to the SKU's available stock"},
+		"items":    obj{"type": "array", "items": props(nil, obj{"sku_id": str, "quantity": integer, "unit_price": integer})},
 	})
 	batchOrder := obj{"allOf": []obj{ref("OrderInput")}, "properties": obj{"idempotency_key": str}}
 	paths := obj{
@@ -217,6 +226,24 @@ func buildOpenAPI() obj {
 		"/v1/logistics/stats": obj{"get": op("Parcel figures", nil, nil, nil, obj{"200": resp("figures", props(nil, obj{"parcels": integer,
 			"by_status": obj{"type": "object", "additionalProperties": integer}, "parcels_per_second": obj{"type": "number"}, "stale": integer,
 			"creation_lag_seconds": obj{"type": "number"}, "scans": integer, "as_of": rfc3339})), "503": errResp("not ready")})},
+		"/v1/live/channels/{channel_id}": obj{
+			"put": op("Create or replace a livestream channel; its orders carry the channel live:<channel_id>", admin, []obj{pathParam("channel_id")},
+				jsonBody(props([]string{"title", "host", "starts_at", "ends_at"}, obj{"title": str, "host": str, "starts_at": rfc3339, "ends_at": rfc3339})),
+				common(obj{"200": resp("the channel", props(nil, obj{"channel_id": str, "title": str, "host": str, "starts_at": rfc3339, "ends_at": rfc3339}))})),
+			"get": op("A channel with its GMV and paid orders (every paid order on live:<channel_id>) and its deals", nil, []obj{pathParam("channel_id")}, nil,
+				obj{"200": resp("the channel", ref("LiveChannel")), "404": errResp("not_found"), "503": retryResp("unavailable")}),
+		},
+		"/v1/live/deals/{deal_id}": obj{"put": op("Create a flash deal, carving its stock out of the SKU's available stock; the same body again changes nothing, other terms are 409 conflict", admin, []obj{pathParam("deal_id")},
+			jsonBody(props([]string{"channel_id", "sku_id", "price", "stock", "starts_at", "ends_at"}, obj{"channel_id": str, "sku_id": str, "price": integer, "stock": integer,
+				"starts_at": rfc3339, "ends_at": rfc3339, "limit_per_buyer": obj{"type": "integer", "format": "int64", "minimum": 1, "description": "units per buyer in pending or paid orders; default none"}})),
+			common(obj{"200": resp("the deal", ref("Deal")), "404": errResp("unknown sku_id or channel_id"),
+				"409": errResp("out_of_stock: the SKU has less available stock than the deal's; conflict: the deal exists with other terms")}))},
+		"/v1/live/deals/{deal_id}/end": obj{"post": op("End a deal early; its unsold stock returns to the SKU, exactly once (ending an ended deal changes nothing)", admin, []obj{pathParam("deal_id")}, nil,
+			obj{"200": resp("the ended deal", ref("Deal")), "404": errResp("not_found")})},
+		"/v1/live/leaderboard": obj{"get": op("Channels by GMV, largest first, and the running deals closest to selling out", nil,
+			[]obj{{"name": "top", "in": "query", "schema": obj{"type": "integer", "minimum": 1, "maximum": 1000, "default": 30}}}, nil,
+			obj{"200": resp("the leaderboard", props(nil, obj{"channels": obj{"type": "array", "items": props(nil, obj{"channel_id": str, "title": str, "gmv": integer, "orders": integer})},
+				"selling_deals": obj{"type": "array", "items": ref("LiveDeal")}})), "422": errResp("invalid_argument: field top"), "503": retryResp("unavailable")})},
 		"/healthz":             obj{"get": op("Liveness", nil, nil, nil, obj{"200": resp("ok", props(nil, obj{"status": str}))})},
 		"/readyz":              obj{"get": op("Readiness: 200 once recovery is done", nil, nil, nil, obj{"200": resp("ready", nil), "503": errResp("recovering")})},
 		"/metrics":             obj{"get": op("Prometheus metrics", nil, nil, nil, obj{"200": obj{"description": "text exposition format"}})},

@@ -37,6 +37,7 @@ type Server struct {
 	gmv     gmvState
 	asst    assistantState
 	logi    logisticsState
+	live    liveState
 	bufs    sync.Pool // *[]byte request and response buffers
 	closeMu sync.Mutex
 	conns   *connMetrics // the connection bound of LimitListener
@@ -191,6 +192,12 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/parcels/{parcel_id}", s.api(s.handleGetParcel, store, RoleCarrier))
 	m.HandleFunc("POST /v1/parcels/{parcel_id}/scans", s.api(s.handleScan, RoleCarrier))
 	m.HandleFunc("GET /v1/logistics/stats", s.handleLogisticsStats)
+
+	m.HandleFunc("PUT /v1/live/channels/{channel_id}", s.api(s.handlePutChannel, admin))
+	m.HandleFunc("PUT /v1/live/deals/{deal_id}", s.api(s.handlePutDeal, admin))
+	m.HandleFunc("POST /v1/live/deals/{deal_id}/end", s.api(s.handleEndDeal, admin))
+	m.HandleFunc("GET /v1/live/channels/{channel_id}", s.handleGetChannel)
+	m.HandleFunc("GET /v1/live/leaderboard", s.handleLeaderboard)
 
 	m.HandleFunc("POST /v1/assistant/messages", s.api(s.handleAssistantMessage, store))
 	m.HandleFunc("GET /v1/assistant/stats", s.handleAssistantStats)

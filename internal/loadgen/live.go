@@ -1,0 +1,243 @@
+package loadgen
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
+
+	"github.com/fest-platform/fest/internal/festival"
+)
+
+// Livestream deals in the load: the model's flash sales are deals of its
+// channels (festival.Deal). The server judges a deal's window by its own
+// clock while the generator compresses festival time (--speed), so the
+// generator opens every deal for the whole run and lets its orders arrive
+// in bursts at the festival times of the sales; a deal's stock, price,
+// channel and limit per buyer are the model's.
+
+// dealWindowAfter is how long after Prepare a deal stays open: longer than
+// any run.
+const dealWindowAfter = 7 * 24 * time.Hour
+
+// LiveResult is the livestream part of a run's result.
+type LiveResult struct {
+	// DealOrders are the deal orders accepted, DealRejected those refused
+	// (sold out, limit per buyer), and RouterRejected the refusals the
+	// server answered at its router without reaching the partition
+	// (fest_live_deal_gateway_rejected_total, read before and after).
+	DealOrders     int64 `json:"deal_orders"`
+	DealRejected   int64 `json:"deal_rejected"`
+	RouterRejected int64 `json:"router_rejected"`
+	// AcceptP99 and RejectP99 are the p99 latencies, in milliseconds, of
+	// the deal orders accepted and refused.
+	AcceptP99 float64 `json:"accept_p99_ms"`
+	RejectP99 float64 `json:"reject_p99_ms"`
+}
+
+// liveStats collects the deal orders' latencies during a run.
+type liveStats struct {
+	accept, reject *hdrhistogram.Histogram // microseconds, under run.mu
+	routerBefore   int64
+}
+
+func newLiveStats() liveStats {
+	return liveStats{accept: hdrhistogram.New(1, latencyMaxUs, 3), reject: hdrhistogram.New(1, latencyMaxUs, 3)}
+}
+
+// recordDeal records the latency of a deal order, accepted or not.
+func (r *run) recordDeal(d time.Duration, accepted bool) {
+	us := max(1, min(d.Microseconds(), latencyMaxUs))
+	r.mu.Lock()
+	if accepted {
+		_ = r.live.accept.RecordValue(us)
+	} else {
+		_ = r.live.reject.RecordValue(us)
+	}
+	r.mu.Unlock()
+}
+
+// liveResult builds the livestream result, nil for a run without deals.
+func (r *run) liveResult(ctx context.Context) *LiveResult {
+	if len(r.m.Deals) == 0 {
+		return nil
+	}
+	r.mu.Lock()
+	lr := &LiveResult{
+		DealOrders:   r.live.accept.TotalCount(),
+		DealRejected: r.live.reject.TotalCount(),
+		AcceptP99:    float64(r.live.accept.ValueAtQuantile(99)) / 1000,
+		RejectP99:    float64(r.live.reject.ValueAtQuantile(99)) / 1000,
+	}
+	r.mu.Unlock()
+	if t, ok := r.target.(*HTTPTarget); ok {
+		if n, err := t.dealRouterRejected(ctx); err == nil {
+			lr.RouterRejected = n - r.live.routerBefore
+		}
+	}
+	return lr
+}
+
+// startLive reads the router counter before the run.
+func (r *run) startLive(ctx context.Context) {
+	r.live = newLiveStats()
+	if t, ok := r.target.(*HTTPTarget); ok && len(r.m.Deals) > 0 {
+		r.live.routerBefore, _ = t.dealRouterRejected(ctx)
+	}
+}
+
+// dealRouterRejected reads fest_live_deal_gateway_rejected_total from
+// /metrics.
+func (t *HTTPTarget) dealRouterRejected(ctx context.Context) (int64, error) {
+	st, resp, err := t.do(ctx, http.MethodGet, "/metrics", "", "", nil, nil)
+	if err != nil || st != http.StatusOK {
+		return 0, fmt.Errorf("get metrics: status %d: %v", st, err)
+	}
+	sc := bufio.NewScanner(bytes.NewReader(resp))
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	const name = "fest_live_deal_gateway_rejected_total "
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return int64(f), err
+		}
+	}
+	return 0, fmt.Errorf("metrics: no %s", strings.TrimSpace(name))
+}
+
+// putDeals creates the model's deals, open from a minute ago for
+// dealWindowAfter.
+func (t *HTTPTarget) putDeals(ctx context.Context, m *festival.Model) error {
+	now := time.Now().UTC()
+	for i := range m.Deals {
+		d := &m.Deals[i]
+		body := map[string]any{"channel_id": m.Channels[d.Channel].ID, "sku_id": m.SKUs[d.SKU].ID, "price": d.Price, "stock": d.Stock,
+			"starts_at": now.Add(-time.Minute).Format(time.RFC3339Nano), "ends_at": now.Add(dealWindowAfter).Format(time.RFC3339Nano)}
+		if d.LimitPerBuyer > 0 {
+			body["limit_per_buyer"] = d.LimitPerBuyer
+		}
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("encode deal %s: %w", d.ID, err)
+		}
+		st, resp, err := t.do(ctx, http.MethodPut, "/v1/live/deals/"+d.ID, t.cfg.AdminToken, "application/json", b, nil)
+		if err != nil {
+			return fmt.Errorf("put deal %s: %w", d.ID, err)
+		}
+		if st != http.StatusOK {
+			code, msg := errorCode(st, resp)
+			return fmt.Errorf("put deal %s: %s: %s", d.ID, code, msg)
+		}
+	}
+	return nil
+}
+
+// appendDealJSON appends the deal_id member of an order on a deal.
+func appendDealJSON(b []byte, m *festival.Model, o *festival.Order) []byte {
+	if id := m.DealID(o); id != "" {
+		b = append(b, `,"deal_id":"`...)
+		b = append(b, id...)
+		b = append(b, '"')
+	}
+	return b
+}
+
+type liveChannelJSON struct {
+	ChannelID string `json:"channel_id"`
+	GMV       int64  `json:"gmv"`
+	Orders    int64  `json:"orders"`
+	Deals     []struct {
+		DealID    string `json:"deal_id"`
+		StockLeft int64  `json:"stock_left"`
+		Sold      int64  `json:"sold"`
+	} `json:"deals"`
+}
+
+// liveSettle is how long the audit waits for the livestream projection to
+// count the last payments.
+const liveSettle = 30 * time.Second
+
+// auditLive compares GET /v1/live/leaderboard with the driver's own
+// recomputation from the orders it saw paid (Tally.ChannelGMV), and
+// returns the deals' unsold units by SKU index for the stock conservation
+// check (a SKU's stock_available excludes them).
+func (t *HTTPTarget) auditLive(ctx context.Context, m *festival.Model, l *Ledger) (problems []string, dealLeft map[int32]int64, err error) {
+	if len(m.Channels) == 0 || l.Tally == nil {
+		return nil, nil, nil
+	}
+	want := map[string]int64{}
+	for i, g := range l.Tally.ChannelGMV {
+		want[m.Channels[i].ID] = g
+	}
+	deadline := time.Now().Add(liveSettle)
+	var board struct {
+		Channels []liveChannelJSON `json:"channels"`
+	}
+	var diffs []string
+	for {
+		st, resp, err := t.do(ctx, http.MethodGet, "/v1/live/leaderboard?top=1000", "", "", nil, nil)
+		if err != nil || st != http.StatusOK {
+			return nil, nil, fmt.Errorf("get leaderboard: status %d: %v %.200s", st, err, resp)
+		}
+		if err := json.Unmarshal(resp, &board); err != nil {
+			return nil, nil, fmt.Errorf("decode leaderboard: %w", err)
+		}
+		diffs = diffs[:0]
+		seen := map[string]bool{}
+		for _, c := range board.Channels {
+			seen[c.ChannelID] = true
+			if w := want[c.ChannelID]; c.GMV != w {
+				diffs = append(diffs, fmt.Sprintf("channel %s: leaderboard gmv %d fen, driver saw %d paid", c.ChannelID, c.GMV, w))
+			}
+		}
+		for id, w := range want {
+			if !seen[id] && w != 0 {
+				diffs = append(diffs, fmt.Sprintf("channel %s: not on the leaderboard, driver saw %d fen paid", id, w))
+			}
+		}
+		if len(diffs) == 0 || time.Now().After(deadline) {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil, nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	if !l.Uncertain.Load() {
+		problems = append(problems, diffs...)
+	}
+	dealLeft = map[int32]int64{}
+	byID := map[string]*festival.Deal{}
+	for i := range m.Deals {
+		byID[m.Deals[i].ID] = &m.Deals[i]
+	}
+	channels := map[int16]bool{}
+	for i := range m.Deals {
+		channels[m.Deals[i].Channel] = true
+	}
+	for ci := range channels {
+		id := m.Channels[ci].ID
+		st, resp, err := t.do(ctx, http.MethodGet, "/v1/live/channels/"+id, "", "", nil, nil)
+		if err != nil || st != http.StatusOK {
+			return problems, nil, fmt.Errorf("get channel %s: status %d: %v %.200s", id, st, err, resp)
+		}
+		var c liveChannelJSON
+		if err := json.Unmarshal(resp, &c); err != nil {
+			return problems, nil, fmt.Errorf("decode channel %s: %w", id, err)
+		}
+		for _, d := range c.Deals {
+			if md, ok := byID[d.DealID]; ok {
+				dealLeft[md.SKU] += d.StockLeft
+			}
+		}
+	}
+	return problems, dealLeft, nil
+}

@@ -55,12 +55,13 @@ func startCPU(ctx context.Context, t Target) *cpuMeter {
 	return m
 }
 
-// stop returns the CPU per order of the orders placed since start.
-func (m *cpuMeter) stop(ctx context.Context, orders int64) CPU {
+// stop returns the CPU per order of the orders placed since start, or nil
+// when none were.
+func (m *cpuMeter) stop(ctx context.Context, orders int64) *CPU {
 	if orders <= 0 {
-		return CPU{}
+		return nil
 	}
-	var c CPU
+	c := &CPU{}
 	c.GeneratorMicrosPerOrder = float64((processCPU() - m.generator).Microseconds()) / float64(orders)
 	if m.serverOK {
 		if d, err := m.target.ServerCPU(ctx); err == nil {

@@ -166,7 +166,7 @@ type Result struct {
 	ParcelsReturned  int64   `json:"parcels_returned,omitempty"`
 	ScansPerSec      float64 `json:"scans_per_sec,omitempty"`
 	// CPU is the CPU per order of the order phase, server and generator.
-	CPU CPU `json:"cpu"`
+	CPU *CPU `json:"cpu,omitempty"`
 	// Live is the deal orders' figures of a model with deals (live.go).
 	Live *LiveResult `json:"live,omitempty"`
 

@@ -20,7 +20,7 @@ func WriteText(w io.Writer, r *Result) error {
 		fmt.Fprintf(&b, ", scale %g", r.Scale)
 	}
 	fmt.Fprintf(&b, "\n  orders placed   %s in %.1fs: %s orders/s\n", group(r.Orders), r.Elapsed.Seconds(), group(int64(math.Round(r.OrdersPerSec))))
-	if c := r.CPU; c.GeneratorMicrosPerOrder > 0 {
+	if c := r.CPU; c != nil {
 		server := "not measured"
 		if c.ServerMicrosPerOrder > 0 {
 			server = fmt.Sprintf("%.2f µs", c.ServerMicrosPerOrder)

@@ -22,6 +22,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"sync"
 )
 
 // Published are the figures of the 2020 festival the model is calibrated to.
@@ -262,6 +263,13 @@ type Model struct {
 	channelCum  []float64
 	buyerRegion []uint8 // buyer → province index
 	provinceCum []float64
+
+	// streamMerchants draws a Stream's merchants, built at the first
+	// NewStream (the model is shared read-only by the driver's workers).
+	streamMerchants struct {
+		once  sync.Once
+		table aliasTable
+	}
 }
 
 // Errors of New.
@@ -626,6 +634,12 @@ func (m *Model) fillOrder(rng *rand.Rand, o *Order, b int32) {
 			}
 		}
 	}
+	m.fillLines(rng, o)
+}
+
+// fillLines draws the lines, buyer and channel of an order of merchant
+// o.Merchant.
+func (m *Model) fillLines(rng *rand.Rand, o *Order) {
 	skus := m.skusOf[o.Merchant]
 	n := 1
 	switch r := rng.Float64(); {

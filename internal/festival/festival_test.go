@@ -242,3 +242,20 @@ func TestFiguresWithBoard(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkStreamNext draws midnight orders from the default catalog (at
+// the default scale: 250,000 brands), the generator's own cost per order.
+func BenchmarkStreamNext(b *testing.B) {
+	c := DefaultConfig()
+	c.AmpleStock = true
+	m, err := New(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := m.NewStream(1)
+	var o Order
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Next(&o)
+	}
+}

@@ -22,7 +22,29 @@ type Stream struct {
 
 // NewStream returns a stream seeded by seed (mixed with the model's seed).
 func (m *Model) NewStream(seed uint64) *Stream {
+	m.streamMerchants.once.Do(func() { m.streamMerchants.table = m.merchantTable() })
 	return &Stream{m: m, rng: rand.New(rand.NewPCG(m.Config.Seed^0x5bd1e995, seed))}
+}
+
+// merchantTable is the alias table of the merchants' order weights: a
+// brand's weight (brandCum) shared among its merchants by merchantWeight,
+// exactly the distribution of fillOrder's two draws (a brand, then one of
+// its merchants) in one draw and one cache line.
+func (m *Model) merchantTable() aliasTable {
+	w := make([]float64, len(m.Merchants))
+	prev := 0.0
+	for b, ms := range m.merchantsOf {
+		brand := m.brandCum[b] - prev
+		prev = m.brandCum[b]
+		var sum float64
+		for _, mi := range ms {
+			sum += m.merchantWeight(mi)
+		}
+		for _, mi := range ms {
+			w[mi] = brand * m.merchantWeight(mi) / sum
+		}
+	}
+	return newAliasTable(w)
 }
 
 // Next fills o with the next order. AtMs is left zero: the driver paces a
@@ -41,7 +63,8 @@ func (s *Stream) Next(o *Order) {
 		o.Flash = true
 		return
 	}
-	m.fillOrder(rng, o, int32(pick(rng, m.brandCum)))
+	o.Merchant = m.streamMerchants.table.draw(rng)
+	m.fillLines(rng, o)
 	switch r := rng.Float64(); {
 	case r < m.Config.PayShare:
 		o.Fate = FatePay

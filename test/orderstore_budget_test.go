@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestOrderStoreWithinBudget runs fest with the smallest order-store budget
@@ -74,8 +75,17 @@ func TestOrderStoreWithinBudget(t *testing.T) {
 		v, _ := strconv.ParseFloat(string(m[1]), 64)
 		return v
 	}
-	if c := cold(); c < float64(len(ids))/2 {
-		t.Fatalf("%v of %d orders in the cold tier, want most", c, len(ids))
+	// The evictor moves chunks behind the follower, on its own goroutine:
+	// on a busy machine it may still be at work when the last batch is
+	// answered, so wait for it (generously) rather than catch it midway.
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		c := cold()
+		if c >= float64(len(ids))/2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%v of %d orders in the cold tier after a minute, want most", c, len(ids))
+		}
 	}
 	// Pay every step-th order, most of them in the cold tier by now.
 	pay := func(step int) {

@@ -16,12 +16,21 @@ import (
 // write it when a SKU is created. It is sharded so that the many readers of
 // the hot path rarely meet a writer.
 //
-// Keys are copied into per-shard arenas: SKUs are never deleted, and one
-// large allocation per 64 KiB of ids costs far less memory than one small
-// allocation per id (this is most of the per-SKU budget).
+// A SKU is found by two 64-bit hashes of its id under independent seeds
+// rather than by its id as a map key: a string key costs the map a second
+// hash of the id and a comparison that reads the stored id from elsewhere in
+// memory, a cache miss on every order line (a lookup took 60 ns against 25
+// over 250,000 SKUs). The first hash picks the shard and is the map's key;
+// the second is checked in the entry. Two ids that agree on both (odds about
+// 2^-128) would share a SKU; ids that agree on the first only are kept in a
+// small map by id beside it.
+//
+// Ids are copied into per-shard arenas, the directory's own copy returned to
+// the caller to share: SKUs are never deleted, and one large allocation per
+// 64 KiB of ids costs far less memory than one small allocation per id.
 type directory struct {
-	seed   maphash.Seed
-	shards [directoryShards]directoryShard
+	seed, checkSeed maphash.Seed
+	shards          [directoryShards]directoryShard
 }
 
 const (
@@ -32,29 +41,38 @@ const (
 type directoryShard struct {
 	mu struct {
 		sync.RWMutex
-		refs  map[string]skuRef
-		arena []byte
+		refs       map[uint64]directoryEntry // by the id's hash under seed
+		collisions map[string]skuRef         // ids whose hash another id holds
+		arena      []byte
 	}
-	_ [24]byte // keep shards on separate cache lines
+	_ [16]byte // keep shards on separate cache lines
+}
+
+// directoryEntry is a SKU's reference and its id's hash under checkSeed.
+type directoryEntry struct {
+	check uint64
+	ref   skuRef
 }
 
 func newDirectory() *directory {
-	d := &directory{seed: maphash.MakeSeed()}
+	d := &directory{seed: maphash.MakeSeed(), checkSeed: maphash.MakeSeed()}
 	for i := range d.shards {
-		d.shards[i].mu.refs = make(map[string]skuRef)
+		d.shards[i].mu.refs = make(map[uint64]directoryEntry)
+		d.shards[i].mu.collisions = make(map[string]skuRef)
 	}
 	return d
 }
 
-func (d *directory) shard(id string) *directoryShard {
-	return &d.shards[maphash.String(d.seed, id)%directoryShards]
-}
-
 // lookup returns the reference of a SKU id.
 func (d *directory) lookup(id string) (skuRef, bool) {
-	s := d.shard(id)
+	h := maphash.String(d.seed, id)
+	s := &d.shards[h%directoryShards]
 	s.mu.RLock()
-	r, ok := s.mu.refs[id]
+	e, ok := s.mu.refs[h]
+	r := e.ref
+	if ok && e.check != maphash.String(d.checkSeed, id) {
+		r, ok = s.mu.collisions[id]
+	}
 	s.mu.RUnlock()
 	return r, ok
 }
@@ -63,11 +81,18 @@ func (d *directory) lookup(id string) (skuRef, bool) {
 // held, the directory's own copy of the id (to share, not copy again), and
 // whether it was inserted.
 func (d *directory) insert(id string, ref skuRef) (skuRef, string, bool) {
-	s := d.shard(id)
+	h, check := maphash.String(d.seed, id), maphash.String(d.checkSeed, id)
+	s := &d.shards[h%directoryShards]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if r, ok := s.mu.refs[id]; ok {
-		return r, "", false
+	e, taken := s.mu.refs[h]
+	if taken {
+		if e.check == check {
+			return e.ref, "", false
+		}
+		if r, ok := s.mu.collisions[id]; ok {
+			return r, "", false
+		}
 	}
 	var key string
 	if len(id) > directoryArenaBytes/4 {
@@ -80,7 +105,11 @@ func (d *directory) insert(id string, ref skuRef) (skuRef, string, bool) {
 		s.mu.arena = append(s.mu.arena, id...)
 		key = unsafe.String(&s.mu.arena[start], len(id))
 	}
-	s.mu.refs[key] = ref
+	if taken {
+		s.mu.collisions[key] = ref
+	} else {
+		s.mu.refs[h] = directoryEntry{check: check, ref: ref}
+	}
 	return ref, key, true
 }
 
@@ -90,7 +119,7 @@ func (d *directory) count() int {
 	for i := range d.shards {
 		s := &d.shards[i]
 		s.mu.RLock()
-		n += len(s.mu.refs)
+		n += len(s.mu.refs) + len(s.mu.collisions)
 		s.mu.RUnlock()
 	}
 	return n

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"fmt"
+	"hash/maphash"
 	"runtime"
 	"strconv"
 	"testing"
@@ -84,4 +86,60 @@ func BenchmarkMemory(b *testing.B) {
 	const n = 1_000_000
 	b.ReportMetric(memoryPerSKU(n), "bytes/sku")
 	b.ReportMetric(memoryPerPendingOrder(n), "bytes/pending-order")
+}
+
+// TestDirectoryHashCollision checks the path of two ids whose first hashes
+// agree: the second is kept by id beside the map of hashes, and each finds
+// its own SKU. A real collision is not to be found, so the test makes one
+// by giving an id's entry another id's check.
+func TestDirectoryHashCollision(t *testing.T) {
+	d := newDirectory()
+	first := newSKURef(1, 7)
+	if _, _, ok := d.insert("sku-a", first); !ok {
+		t.Fatal("first insert refused")
+	}
+	h := maphash.String(d.seed, "sku-b")
+	s := &d.shards[h%directoryShards]
+	s.mu.refs[h] = directoryEntry{check: 42, ref: first} // "sku-b"'s hash, held by another id
+	if _, ok := d.lookup("sku-b"); ok {
+		t.Fatal("an id found through another id's entry")
+	}
+	second := newSKURef(2, 9)
+	if r, key, ok := d.insert("sku-b", second); !ok || r != second || key != "sku-b" {
+		t.Fatalf("insert beside a collision: %v %q %v", r, key, ok)
+	}
+	if r, ok := d.lookup("sku-b"); !ok || r != second {
+		t.Fatalf("lookup of the colliding id: %v %v", r, ok)
+	}
+	if r, _, ok := d.insert("sku-b", newSKURef(3, 1)); ok || r != second {
+		t.Fatalf("second insert of the colliding id: %v %v", r, ok)
+	}
+	if r, ok := d.lookup("sku-a"); !ok || r != first {
+		t.Fatalf("lookup of the first id: %v %v", r, ok)
+	}
+	if n := d.count(); n != 3 { // sku-a, the made-up holder of sku-b's hash, sku-b
+		t.Fatalf("count %d", n)
+	}
+}
+
+// BenchmarkDirectoryLookup looks up SKUs of the festival's catalog size by
+// ids freshly copied, as a request body holds them.
+func BenchmarkDirectoryLookup(b *testing.B) {
+	const skus = 250_000
+	d := newDirectory()
+	ids := make([]string, skus)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("s%07d-%d", i*7919%skus, i%10)
+		d.insert(ids[i], newSKURef(i%64, uint32(i)))
+	}
+	queries := make([]string, 1<<16)
+	for i := range queries {
+		queries[i] = string([]byte(ids[(i*104729)%skus]))
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if _, ok := d.lookup(queries[i&(len(queries)-1)]); !ok {
+			b.Fatal("lost")
+		}
+	}
 }

@@ -51,6 +51,20 @@ func timeField(field string, v *string) (int64, *apiError) {
 	return t.UnixNano(), nil
 }
 
+// windowFields reads a channel's or deal's window, [starts_at, ends_at).
+func windowFields(startsAt, endsAt *string) (starts, ends int64, aerr *apiError) {
+	if starts, aerr = timeField("starts_at", startsAt); aerr != nil {
+		return 0, 0, aerr
+	}
+	if ends, aerr = timeField("ends_at", endsAt); aerr != nil {
+		return 0, 0, aerr
+	}
+	if ends <= starts {
+		return 0, 0, errInvalidArgument("ends_at", "ends_at must be after starts_at")
+	}
+	return starts, ends, nil
+}
+
 func (c *channelJSON) command(id string) (engine.Command, *apiError) {
 	if !validID(id) || len(id) > engine.ChannelBytesMax-len("live:") {
 		return engine.Command{}, errInvalidArgument("channel_id", "channel_id must be 1 to "+strconv.Itoa(engine.ChannelBytesMax-len("live:"))+" bytes without control characters or '/'")
@@ -63,16 +77,9 @@ func (c *channelJSON) command(id string) (engine.Command, *apiError) {
 	if aerr != nil {
 		return engine.Command{}, aerr
 	}
-	starts, aerr := timeField("starts_at", c.StartsAt)
+	starts, ends, aerr := windowFields(c.StartsAt, c.EndsAt)
 	if aerr != nil {
 		return engine.Command{}, aerr
-	}
-	ends, aerr := timeField("ends_at", c.EndsAt)
-	if aerr != nil {
-		return engine.Command{}, aerr
-	}
-	if ends <= starts {
-		return engine.Command{}, errInvalidArgument("ends_at", "ends_at must be after starts_at")
 	}
 	return engine.Command{Kind: engine.KindPutChannel, Channel: &engine.Channel{ID: id, Title: title, Host: host, StartsAt: starts, EndsAt: ends}}, nil
 }
@@ -101,16 +108,9 @@ func (d *dealJSON) command(id string) (engine.Command, *apiError) {
 	if *d.Stock < 1 {
 		return engine.Command{}, errInvalidArgument("stock", "stock must be at least 1")
 	}
-	starts, aerr := timeField("starts_at", d.StartsAt)
+	starts, ends, aerr := windowFields(d.StartsAt, d.EndsAt)
 	if aerr != nil {
 		return engine.Command{}, aerr
-	}
-	ends, aerr := timeField("ends_at", d.EndsAt)
-	if aerr != nil {
-		return engine.Command{}, aerr
-	}
-	if ends <= starts {
-		return engine.Command{}, errInvalidArgument("ends_at", "ends_at must be after starts_at")
 	}
 	var limit int64
 	if d.LimitPerBuyer != nil {

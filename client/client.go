@@ -28,7 +28,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fest-platform/fest/client/wire"
+	"github.com/fest-platform/fest/wire"
 )
 
 // Config configures a Client.

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/fest-platform/fest/client/wire"
+	"github.com/fest-platform/fest/wire"
 )
 
 // Settled is the answer of SettlePay and SettleCancel: the order's new

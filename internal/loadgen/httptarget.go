@@ -14,7 +14,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fest-platform/fest/client/wire"
+	"github.com/fest-platform/fest/wire"
 	"github.com/fest-platform/fest/internal/festival"
 )
 

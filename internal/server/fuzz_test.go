@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fest-platform/fest/client/wire"
+	"github.com/fest-platform/fest/wire"
 	"github.com/fest-platform/fest/internal/engine"
 )
 

@@ -14,8 +14,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fest-platform/fest/wire"
 	"github.com/fest-platform/fest/internal/festival"
+	"github.com/fest-platform/fest/wire"
 )
 
 // Transports to a fest server.

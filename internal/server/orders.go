@@ -11,9 +11,9 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/fest-platform/fest/wire"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/projection/orders"
+	"github.com/fest-platform/fest/wire"
 )
 
 // orderView is an order as the API answers it, built from the engine's

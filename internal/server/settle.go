@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/fest-platform/fest/wire"
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/wire"
 )
 
 // POST /v1/orders:settle pays and cancels up to BatchOrdersMax orders in

@@ -76,7 +76,7 @@ var constants = map[string]protowire.Number{
 	"OrderItem.sku_id": OrderItemSKUID, "OrderItem.quantity": OrderItemQuantity, "OrderItem.unit_price": OrderItemUnitPrice,
 	"OrderItem.amount": OrderItemAmount,
 	"Error.code":       ErrorCode, "Error.message": ErrorMessage, "Error.field": ErrorField, "Error.sku_id": ErrorSKUID,
-	"Error.available":           ErrorAvailable,
+	"Error.available":            ErrorAvailable,
 	"SettleBatchRequest.actions": SettleBatchRequestActions,
 	"Settle.order_id":            SettleOrderID, "Settle.amount": SettleAmount, "Settle.cancel": SettleCancel,
 	"SettleBatchResponse.results": SettleBatchResponseResults,

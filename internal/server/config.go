@@ -10,6 +10,8 @@ import (
 	"fmt"
 	"log/slog"
 	"time"
+
+	"github.com/fest-platform/fest/wire"
 )
 
 // Role is an authorization role of the API.
@@ -106,9 +108,9 @@ type Config struct {
 
 // Defaults.
 const (
-	defaultBodyBytesMax          = 1 << 20
-	defaultBatchBodyBytesMax     = 16 << 20
-	defaultBatchOrdersMax        = 10_000
+	defaultBodyBytesMax          = wire.BodyBytesMax      // the contract's limits
+	defaultBatchBodyBytesMax     = wire.BatchBodyBytesMax //
+	defaultBatchOrdersMax        = wire.BatchOrdersMax    //
 	defaultGatewayBatchMax       = 256
 	defaultReadWaitMax           = 5 * time.Second
 	defaultRetryAfter            = time.Second

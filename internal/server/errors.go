@@ -7,6 +7,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/wire"
 )
 
 // apiError is an error answer of the contract:
@@ -23,52 +24,61 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Message }
 
-func errInvalidJSON(msg string) *apiError {
-	return &apiError{Status: http.StatusBadRequest, Code: "invalid_json", Message: msg}
+// newError is an error answer with code's status from the contract's
+// error table (wire.Errors), the one place that maps codes to statuses.
+func newError(code, msg string) *apiError {
+	return &apiError{Status: wire.StatusOf(code), Code: code, Message: msg}
 }
 
+func errInvalidJSON(msg string) *apiError { return newError(wire.CodeInvalidJSON, msg) }
+
 func errInvalidArgument(field, msg string) *apiError {
-	return &apiError{Status: http.StatusUnprocessableEntity, Code: "invalid_argument", Message: msg, Field: field}
+	e := newError(wire.CodeInvalidArgument, msg)
+	e.Field = field
+	return e
 }
 
 func errNotFound(field, msg string) *apiError {
-	return &apiError{Status: http.StatusNotFound, Code: "not_found", Message: msg, Field: field}
+	e := newError(wire.CodeNotFound, msg)
+	e.Field = field
+	return e
 }
 
 var (
-	errUnauthenticated = &apiError{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "missing or unknown bearer token"}
-	errForbidden       = &apiError{Status: http.StatusForbidden, Code: "forbidden", Message: "this token's role may not call this endpoint"}
-	errTooLarge        = &apiError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "request body over the limit"}
-	errNotReady        = &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "recovery in progress; retry shortly"}
+	errUnauthenticated = newError(wire.CodeUnauthenticated, "missing or unknown bearer token")
+	errForbidden       = newError(wire.CodeForbidden, "this token's role may not call this endpoint")
+	errTooLarge        = newError(wire.CodeTooLarge, "request body over the limit")
+	errNotReady        = newError(wire.CodeUnavailable, "recovery in progress; retry shortly")
 )
 
-// codeStatus maps engine codes to the contract's HTTP status and code.
-var codeStatus = [...]struct {
-	status int
-	code   string
-	msg    string
+// engineCodes maps engine codes to the contract's codes and their
+// messages; the status of each comes from the contract's table.
+var engineCodes = [...]struct {
+	code string
+	msg  string
 }{
-	engine.CodeOK:                  {http.StatusOK, "ok", ""},
-	engine.CodeNotFound:            {http.StatusNotFound, "not_found", "not found"},
-	engine.CodeOutOfStock:          {http.StatusConflict, "out_of_stock", "not enough stock"},
-	engine.CodeInvalidState:        {http.StatusConflict, "invalid_state", "the order's state does not allow this"},
-	engine.CodeInvalidArgument:     {http.StatusUnprocessableEntity, "invalid_argument", "invalid argument"},
-	engine.CodePaymentMismatch:     {http.StatusUnprocessableEntity, "payment_mismatch", "amount differs from the order total"},
-	engine.CodeIdempotencyMismatch: {http.StatusUnprocessableEntity, "idempotency_mismatch", "Idempotency-Key reused with a different body"},
-	engine.CodeOverloaded:          {http.StatusTooManyRequests, "overloaded", "overloaded; retry after the Retry-After delay"},
-	engine.CodeDealNotActive:       {http.StatusConflict, "deal_not_active", "the deal is not active now"},
-	engine.CodeUnavailable:         {http.StatusServiceUnavailable, "unavailable", "the engine is unavailable"},
-	engine.CodeConflict:            {http.StatusConflict, "conflict", "a precondition failed"},
+	engine.CodeOK:                  {"ok", ""},
+	engine.CodeNotFound:            {wire.CodeNotFound, "not found"},
+	engine.CodeOutOfStock:          {wire.CodeOutOfStock, "not enough stock"},
+	engine.CodeInvalidState:        {wire.CodeInvalidState, "the order's state does not allow this"},
+	engine.CodeInvalidArgument:     {wire.CodeInvalidArgument, "invalid argument"},
+	engine.CodePaymentMismatch:     {wire.CodePaymentMismatch, "amount differs from the order total"},
+	engine.CodeIdempotencyMismatch: {wire.CodeIdempotencyMismatch, "Idempotency-Key reused with a different body"},
+	engine.CodeOverloaded:          {wire.CodeOverloaded, "overloaded; retry after the Retry-After delay"},
+	engine.CodeDealNotActive:       {wire.CodeDealNotActive, "the deal is not active now"},
+	engine.CodeUnavailable:         {wire.CodeUnavailable, "the engine is unavailable"},
+	engine.CodeConflict:            {wire.CodeConflict, "a precondition failed"},
 }
 
 // resultError converts a failed engine result into an API error.
 func resultError(r *engine.Result) *apiError {
 	c := int(r.Code)
-	if c >= len(codeStatus) {
-		return &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: r.Code.String()}
+	if c >= len(engineCodes) || c == int(engine.CodeOK) {
+		return newError(wire.CodeInternal, r.Code.String())
 	}
-	cs := codeStatus[c]
-	e := &apiError{Status: cs.status, Code: cs.code, Message: cs.msg, Field: r.Field}
+	cs := engineCodes[c]
+	e := newError(cs.code, cs.msg)
+	e.Field = r.Field
 	switch r.Code {
 	case engine.CodeOutOfStock:
 		e.SKUID, e.Available = r.SKUID, r.Available
@@ -118,7 +128,7 @@ func appendError(b []byte, e *apiError) []byte {
 func (s *Server) writeError(w http.ResponseWriter, e *apiError) {
 	h := w.Header()
 	h["Content-Type"] = jsonContentType
-	if e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable {
+	if wire.Retryable(e.Code) {
 		h.Set("Retry-After", strconv.Itoa(int((s.cfg.RetryAfter+time.Second-1)/time.Second)))
 	}
 	w.WriteHeader(e.Status)

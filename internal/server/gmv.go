@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fest-platform/fest/internal/projection/gmv"
+	"github.com/fest-platform/fest/wire"
 )
 
 // The GMV endpoints of the big screen. The projection answers in its own
@@ -18,7 +19,7 @@ import (
 const (
 	// breakdownTopDefault and breakdownTopMax bound ?top= of a breakdown.
 	breakdownTopDefault = 20
-	breakdownTopMax     = 1000
+	breakdownTopMax     = wire.ListTopMax
 	// streamWriteWait is how long one event of the stream may take to be
 	// written: a client that stops reading is dropped after it.
 	streamWriteWait = 10 * time.Second
@@ -323,7 +324,7 @@ func (s *Server) handleBreakdown(w http.ResponseWriter, r *http.Request) {
 	if t := q.Get("top"); t != "" {
 		n, err := strconv.Atoi(t)
 		if err != nil || n < 1 || n > breakdownTopMax {
-			s.writeError(w, errInvalidArgument("top", "top must be an integer from 1 to 1000"))
+			s.writeError(w, errInvalidArgument("top", "top must be an integer from 1 to "+strconv.Itoa(breakdownTopMax)))
 			return
 		}
 		top = n

@@ -342,8 +342,8 @@ func listLimit(r *http.Request) (int, *apiError) {
 		return 50, nil
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > 1000 {
-		return 0, errInvalidArgument(name, name+" must be an integer from 1 to 1000")
+	if err != nil || n < 1 || n > wire.ListTopMax {
+		return 0, errInvalidArgument(name, name+" must be an integer from 1 to "+strconv.Itoa(wire.ListTopMax))
 	}
 	return n, nil
 }
@@ -676,7 +676,7 @@ func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load fu
 		if aerr.Field != "" {
 			aerr.Field = fieldPath(idx, aerr.Field)
 			if res.Code == engine.CodeNotFound || res.Code == engine.CodeInvalidArgument {
-				aerr.Message = codeStatus[res.Code].msg + ": " + aerr.Field
+				aerr.Message = engineCodes[res.Code].msg + ": " + aerr.Field
 			}
 		}
 		return orderView{}, false, aerr

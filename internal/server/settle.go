@@ -231,7 +231,7 @@ func (s *Server) settleResult(idx int, e *settleEntry, batch *engine.Batch) (*en
 		if aerr.Field != "" {
 			aerr.Field = actionPath(idx, aerr.Field)
 			if res.Code == engine.CodeNotFound || res.Code == engine.CodeInvalidArgument {
-				aerr.Message = codeStatus[res.Code].msg + ": " + aerr.Field
+				aerr.Message = engineCodes[res.Code].msg + ": " + aerr.Field
 			}
 		}
 		return nil, aerr

@@ -175,3 +175,12 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("default redis config: %v", err)
 	}
 }
+
+// TestCheckRedisNotInstalled: without redis-server on the PATH the check
+// says so with ErrNotInstalled, before anything is started.
+func TestCheckRedisNotInstalled(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	if err := CheckRedis(); !errors.Is(err, ErrNotInstalled) {
+		t.Fatalf("CheckRedis without redis-server: %v", err)
+	}
+}

@@ -341,10 +341,13 @@ func (st *state) apply(ev *engine.Event) error {
 		if err != nil {
 			return err
 		}
-		if _, ok := st.merchants[ev.Merchant.ID]; !ok {
+		// Assigning to an existing string key stores the new key too (Go
+		// maps update string keys), and the event's id is a view of the
+		// journal's buffer: an upsert of a known merchant must store a copy
+		// as well, or the key changes under the map when the buffer is
+		// reused. Only a changed region needs the assignment at all.
+		if old, ok := st.merchants[ev.Merchant.ID]; !ok || old != r {
 			st.merchants[strings.Clone(ev.Merchant.ID)] = r
-		} else {
-			st.merchants[ev.Merchant.ID] = r
 		}
 	case engine.EventOrderPlaced:
 		origin, ok := st.merchants[ev.MerchantID]

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -186,11 +185,11 @@ func (t *HTTPTarget) Prepare(ctx context.Context, m *festival.Model, say func(st
 	if err := t.before.readTotals(ctx, t.store); err != nil {
 		return err
 	}
-	brands := func(b []byte, i int) []byte { return appendBrandLine(b, &m.Brands[i]) }
+	brands := func(l *client.CatalogLines, i int) { brandLine(l, &m.Brands[i]) }
 	if err := t.importKind(ctx, "brand", len(m.Brands), brands); err != nil {
 		return err
 	}
-	merchants := func(b []byte, i int) []byte { return appendMerchantLine(b, m, &m.Merchants[i]) }
+	merchants := func(l *client.CatalogLines, i int) { merchantLine(l, m, &m.Merchants[i]) }
 	if err := t.importKind(ctx, "merchant", len(m.Merchants), merchants); err != nil {
 		return err
 	}
@@ -228,7 +227,7 @@ const importParallel = 2
 
 // importKind imports lines 0..n-1 of one kind in chunks of at most
 // ImportChunkBytes.
-func (t *HTTPTarget) importKind(ctx context.Context, kind string, n int, line func([]byte, int) []byte) error {
+func (t *HTTPTarget) importKind(ctx context.Context, kind string, n int, line func(*client.CatalogLines, int)) error {
 	type chunk struct {
 		body  []byte
 		first int
@@ -251,16 +250,16 @@ func (t *HTTPTarget) importKind(ctx context.Context, kind string, n int, line fu
 			}
 		})
 	}
-	var b []byte
+	var lines client.CatalogLines
 	first := 0
 	for i := 0; i < n; i++ {
 		if len(errc) > 0 || ctx.Err() != nil {
 			break
 		}
-		b = line(b, i)
-		if len(b) >= t.cfg.ImportChunkBytes-4096 || i == n-1 {
-			chunks <- chunk{body: b, first: first}
-			b, first = nil, i+1
+		line(&lines, i)
+		if lines.Len() >= t.cfg.ImportChunkBytes-4096 || i == n-1 {
+			chunks <- chunk{body: lines.Detach(), first: first}
+			first = i + 1
 		}
 	}
 	close(chunks)
@@ -273,54 +272,18 @@ func (t *HTTPTarget) importKind(ctx context.Context, kind string, n int, line fu
 	return ctx.Err()
 }
 
-func appendBrandLine(b []byte, br *festival.Brand) []byte {
-	b = append(b, `{"type":"brand","id":`...)
-	b = strconv.AppendQuote(b, br.ID)
-	b = append(b, `,"name":`...)
-	b = strconv.AppendQuote(b, br.Name)
-	b = append(b, `,"country":`...)
-	b = strconv.AppendQuote(b, br.Country)
-	b = append(b, `,"first_festival":`...)
-	b = strconv.AppendInt(b, int64(br.FirstFestival), 10)
-	b = append(b, `,"emerging":`...)
-	b = strconv.AppendBool(b, br.Emerging)
-	b = append(b, `,"last_year_gmv":`...)
-	b = strconv.AppendInt(b, br.LastYearGMV, 10)
-	return append(b, "}\n"...)
+// brandLine, merchantLine and skuLine add the model's catalog objects to
+// an import body.
+func brandLine(l *client.CatalogLines, br *festival.Brand) {
+	l.Brand(&client.Brand{ID: br.ID, Name: br.Name, Country: br.Country, FirstFestival: int(br.FirstFestival), Emerging: br.Emerging, LastYearGMV: br.LastYearGMV})
 }
 
-func appendMerchantLine(b []byte, m *festival.Model, mc *festival.Merchant) []byte {
-	b = append(b, `{"type":"merchant","id":`...)
-	b = strconv.AppendQuote(b, mc.ID)
-	b = append(b, `,"name":`...)
-	b = strconv.AppendQuote(b, mc.Name)
-	b = append(b, `,"brand_id":`...)
-	b = strconv.AppendQuote(b, m.Brands[mc.Brand].ID)
-	b = append(b, `,"kind":`...)
-	b = strconv.AppendQuote(b, mc.Kind)
-	b = append(b, `,"industry":`...)
-	b = strconv.AppendQuote(b, mc.Industry)
-	b = append(b, `,"region":`...)
-	b = strconv.AppendQuote(b, mc.Region)
-	return append(b, "}\n"...)
+func merchantLine(l *client.CatalogLines, m *festival.Model, mc *festival.Merchant) {
+	l.Merchant(&client.Merchant{ID: mc.ID, Name: mc.Name, BrandID: m.Brands[mc.Brand].ID, Kind: mc.Kind, Industry: mc.Industry, Region: mc.Region})
 }
 
-func appendSKULine(b []byte, m *festival.Model, s *festival.SKU) []byte {
-	b = append(b, `{"type":"sku","id":`...)
-	b = strconv.AppendQuote(b, s.ID)
-	b = append(b, `,"merchant_id":`...)
-	b = strconv.AppendQuote(b, m.Merchants[s.Merchant].ID)
-	b = append(b, `,"brand_id":`...)
-	b = strconv.AppendQuote(b, m.Brands[s.Brand].ID)
-	b = append(b, `,"title":`...)
-	b = strconv.AppendQuote(b, s.Title)
-	b = append(b, `,"category":`...)
-	b = strconv.AppendQuote(b, s.Category)
-	b = append(b, `,"price":`...)
-	b = strconv.AppendInt(b, s.Price, 10)
-	b = append(b, `,"stock":`...)
-	b = strconv.AppendInt(b, s.Stock, 10)
-	return append(b, "}\n"...)
+func skuLine(l *client.CatalogLines, m *festival.Model, s *festival.SKU) {
+	l.SKU(&client.SKU{ID: s.ID, MerchantID: m.Merchants[s.Merchant].ID, BrandID: m.Brands[s.Brand].ID, Title: s.Title, Category: s.Category, Price: s.Price, Stock: s.Stock})
 }
 
 // Place sends the orders as one batch (binary or json-batch) or as single

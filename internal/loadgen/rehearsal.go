@@ -81,7 +81,7 @@ func (b *serverBefore) readTotals(ctx context.Context, c *client.Client) error {
 // the figures of those that exist for the audit, and imports only the
 // others: an existing SKU keeps the stock it has.
 func (t *HTTPTarget) importSKUs(ctx context.Context, m *festival.Model, say func(string)) error {
-	all := func(b []byte, i int) []byte { return appendSKULine(b, m, &m.SKUs[i]) }
+	all := func(l *client.CatalogLines, i int) { skuLine(l, m, &m.SKUs[i]) }
 	err := t.importKind(ctx, "sku", len(m.SKUs), all)
 	var ae *client.Error
 	if err == nil || !errors.As(err, &ae) || ae.Code != wire.CodeInvalidArgument || ae.Field != "stock_expected" {
@@ -104,7 +104,7 @@ func (t *HTTPTarget) importSKUs(ctx context.Context, m *festival.Model, say func
 		say(fmt.Sprintf("%s skus exist (kept as they are), %s to import; read in %.1fs",
 			group(int64(t.before.existed)), group(int64(len(missing))), time.Since(start).Seconds()))
 	}
-	some := func(b []byte, k int) []byte { return appendSKULine(b, m, &m.SKUs[missing[k]]) }
+	some := func(l *client.CatalogLines, k int) { skuLine(l, m, &m.SKUs[missing[k]]) }
 	return t.importKind(ctx, "sku", len(missing), some)
 }
 

@@ -41,6 +41,7 @@ func runLoad(t *testing.T, env []string, args ...string) (loadResult, string, er
 // contract's stock rule), and its audit, which counts the second run
 // beside what the server held before it, passes.
 func TestLoadRehearsal(t *testing.T) {
+	t.Parallel()
 	f := startFest(t, "")
 	args := []string{"--addr", f.URL, "--admin-token", adminToken, "--storefront-token", storefrontToken, "--carrier-token", carrierToken,
 		"--profile", "midnight", "--scale", "0.00001", "--rate", "max", "--duration", "2s", "--scan-window", "0", "--json"}

@@ -118,3 +118,18 @@ func BenchmarkDecodeSettleResponseView(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkDecodeResponse is the allocating decoder (every string of
+// every order copied), which the load driver used before it went through
+// the client's views.
+func BenchmarkDecodeResponse(b *testing.B) {
+	body := AppendResponse(nil, benchResults(benchBatch))
+	var results []Result
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if results, err = DecodeResponse(body, results[:0]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strconv"
 	"testing"
 	"time"
@@ -184,5 +185,40 @@ func TestSettleBatch(t *testing.T) {
 	}
 	if _, err := c.SettleCancel(context.Background(), "gone"); err == nil {
 		t.Fatal("SettleCancel of a missing order succeeded")
+	}
+}
+
+// TestPlaceOrderJSONBody: the hand-built body of PlaceOrderJSON says what
+// encoding/json says of the request, escaping included.
+func TestPlaceOrderJSONBody(t *testing.T) {
+	var got []byte
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, _ = io.ReadAll(r.Body)
+		w.WriteHeader(http.StatusCreated)
+		w.Write([]byte(`{"order_id":"o1","status":"pending_payment","total":5}`))
+	}))
+	defer s.Close()
+	c := newTestClient(t, s.URL)
+	for _, req := range []OrderRequest{
+		{BuyerID: "u1", Items: []Item{{SKUID: "s1", Quantity: 2}, {SKUID: `s"2`, Quantity: 1}}, Channel: "live:c1", Region: "CN-ZJ", DealID: "d1"},
+		{BuyerID: "买家", Items: []Item{{SKUID: "s1", Quantity: 1 << 40}}},
+		{BuyerID: "u3"},
+	} {
+		o, err := c.PlaceOrderJSON(context.Background(), req)
+		if err != nil || o.ID != "o1" {
+			t.Fatalf("PlaceOrderJSON: %+v %v", o, err)
+		}
+		want, _ := json.Marshal(req)
+		var g, w any
+		if err := json.Unmarshal(got, &g); err != nil {
+			t.Fatalf("body %s: %v", got, err)
+		}
+		json.Unmarshal(want, &w)
+		if gm, ok := g.(map[string]any); ok && gm["items"] != nil && len(gm["items"].([]any)) == 0 {
+			gm["items"] = nil // [] for no items, where encoding/json says null: the server reads both as none
+		}
+		if !reflect.DeepEqual(g, w) {
+			t.Errorf("body %s, encoding/json says %s", got, want)
+		}
 	}
 }

@@ -483,8 +483,21 @@ func (c *Client) PlaceOrderJSON(ctx context.Context, req OrderRequest) (Order, e
 	if req.IdempotencyKey != "" {
 		hdr = http.Header{"Idempotency-Key": {req.IdempotencyKey}}
 	}
+	// The body is built as the batches' JSON is, without reflection; a
+	// quantity beyond int32 (which the server refuses) goes through
+	// encoding/json as it is, so that the server sees what was asked.
+	var in any = req
+	items := make([]wire.Item, len(req.Items))
+	inRange := true
+	for i, it := range req.Items {
+		inRange = inRange && it.Quantity == int(int32(it.Quantity))
+		items[i] = wire.Item{SKUID: it.SKUID, Quantity: int32(it.Quantity)}
+	}
+	if inRange {
+		in = bytes.NewReader(appendOrderJSON(make([]byte, 0, 256), req.BuyerID, items, req.Channel, req.Region, req.DealID, ""))
+	}
 	var o Order
-	err := c.do(ctx, http.MethodPost, "/v1/orders", hdr, req, &o)
+	err := c.do(ctx, http.MethodPost, "/v1/orders", hdr, in, &o)
 	return o, err
 }
 

@@ -2,7 +2,7 @@ package wire
 
 import "net/http"
 
-// The codes of the contract's errors (/work/shared/API.md, docs/api.md):
+// The codes of the contract's errors (the API's error table; docs/api.md):
 // the "code" of a JSON error answer and of a protobuf Error.
 const (
 	CodeInvalidJSON         = "invalid_json"

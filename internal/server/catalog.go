@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/wire"
 )
 
 type brandJSON struct {
@@ -538,7 +539,7 @@ func (s *Server) checkImport(ctx context.Context, be *backend, phases [3][]impor
 		select {
 		case <-b.Done():
 		case <-ctx.Done():
-			return &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "request cancelled"}
+			return newError(wire.CodeUnavailable, "request cancelled")
 		}
 		for i := range b.Requests {
 			res := &b.Requests[i].Result

@@ -8,10 +8,9 @@ package server
 import (
 	"errors"
 	"fmt"
+	"github.com/fest-platform/fest/wire"
 	"log/slog"
 	"time"
-
-	"github.com/fest-platform/fest/wire"
 )
 
 // Role is an authorization role of the API.

@@ -90,7 +90,7 @@ func (s *Server) gmvProjection() (*gmv.Projection, *apiError) {
 	}
 	if be := s.be.Load(); be != nil && be.reads != nil {
 		if err := be.reads.Err(); err != nil {
-			return nil, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the projections stopped following the journal: " + err.Error()}
+			return nil, newError(wire.CodeUnavailable, "the projections stopped following the journal: "+err.Error())
 		}
 	}
 	return p, nil
@@ -98,9 +98,9 @@ func (s *Server) gmvProjection() (*gmv.Projection, *apiError) {
 
 func gmvError(err error) *apiError {
 	if errors.Is(err, gmv.ErrAborted) {
-		return &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the GMV projection stopped: " + err.Error()}
+		return newError(wire.CodeUnavailable, "the GMV projection stopped: "+err.Error())
 	}
-	return &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()}
+	return newError(wire.CodeInternal, err.Error())
 }
 
 // gmvView is the body of GET /v1/gmv: the contract's fields, then fest's
@@ -496,7 +496,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.gmv.streams.Add(1) > int64(s.cfg.StreamsMax) {
 		s.gmv.streams.Add(-1)
-		s.writeError(w, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "too many GMV streams; retry after the Retry-After delay"})
+		s.writeError(w, newError(wire.CodeUnavailable, "too many GMV streams; retry after the Retry-After delay"))
 		return
 	}
 	defer s.gmv.streams.Add(-1)

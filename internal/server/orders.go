@@ -133,7 +133,7 @@ func (s *Server) loadOrder(ctx context.Context, be *backend, id engine.OrderID, 
 		return orderView{}, storeError(err)
 	}
 	if werr := be.reads.WaitDurable(ctx); werr != nil {
-		return orderView{}, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "order store is catching up; retry shortly"}
+		return orderView{}, newError(wire.CodeUnavailable, "order store is catching up; retry shortly")
 	}
 	o, err = be.store.Get(id)
 	if errors.Is(err, orders.ErrNotFound) {
@@ -149,9 +149,9 @@ func (s *Server) loadOrder(ctx context.Context, be *backend, id engine.OrderID, 
 // is a 503 (retryable), anything else a 500.
 func storeError(err error) *apiError {
 	if errors.Is(err, orders.ErrColdTier) {
-		return &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: err.Error()}
+		return newError(wire.CodeUnavailable, err.Error())
 	}
-	return &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()}
+	return newError(wire.CodeInternal, err.Error())
 }
 
 func (s *Server) reject(w http.ResponseWriter, e *apiError) {
@@ -364,7 +364,7 @@ func (s *Server) handleBuyerOrders(w http.ResponseWriter, r *http.Request, be *b
 	// Orders this buyer was just told about must be listed: catch up with
 	// everything durable first (usually already there).
 	if err := be.reads.WaitDurable(ctx); err != nil {
-		s.writeError(w, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "order store is catching up; retry shortly"})
+		s.writeError(w, newError(wire.CodeUnavailable, "order store is catching up; retry shortly"))
 		return
 	}
 	stored, next, err := be.store.ListByBuyer(buyer, limit, r.URL.Query().Get("cursor"))
@@ -464,7 +464,7 @@ func (s *Server) handleOrderBatch(w http.ResponseWriter, r *http.Request, be *ba
 			if !waited {
 				waited = true
 				if err := be.reads.WaitDurable(ctx); err != nil {
-					waitErr = &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "order store is catching up; retry shortly"}
+					waitErr = newError(wire.CodeUnavailable, "order store is catching up; retry shortly")
 				}
 			}
 			if waitErr != nil {
@@ -624,7 +624,7 @@ func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *eng
 		return nil, nil, nil, errInvalidArgument(fe.Field, fe.Error())
 	case err != nil:
 		done()
-		return nil, nil, nil, &apiError{Status: http.StatusBadRequest, Code: "invalid_protobuf", Message: err.Error()}
+		return nil, nil, nil, newError(wire.CodeInvalidProtobuf, err.Error())
 	}
 	all := string(body)
 	str := func(v []byte) string {

@@ -179,7 +179,7 @@ func (s *Server) decodeProtoSettle(body []byte) (entries []settleEntry, batch *e
 		return nil, nil, nil, errInvalidArgument(fe.Field, fe.Error())
 	case err != nil:
 		done()
-		return nil, nil, nil, &apiError{Status: http.StatusBadRequest, Code: "invalid_protobuf", Message: err.Error()}
+		return nil, nil, nil, newError(wire.CodeInvalidProtobuf, err.Error())
 	}
 	if aerr := s.checkActions(len(ps.view.Actions)); aerr != nil {
 		done()

@@ -26,8 +26,13 @@ func (e *apiError) Error() string { return e.Code + ": " + e.Message }
 
 // newError is an error answer with code's status from the contract's
 // error table (wire.Errors), the one place that maps codes to statuses.
+// A code outside the table is a programming error, and panics.
 func newError(code, msg string) *apiError {
-	return &apiError{Status: wire.StatusOf(code), Code: code, Message: msg}
+	spec, ok := wire.Spec(code)
+	if !ok {
+		panic("server: error code " + strconv.Quote(code) + " is not in the contract's table (wire.Errors): " + msg)
+	}
+	return &apiError{Status: spec.Status, Code: code, Message: msg}
 }
 
 func errInvalidJSON(msg string) *apiError { return newError(wire.CodeInvalidJSON, msg) }

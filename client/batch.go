@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/fest-platform/fest/wire"
 )
@@ -210,42 +209,72 @@ func (c *Client) PlaceBatchJSON(ctx context.Context, b *OrderBatch) error {
 
 // appendOrderJSON appends the JSON of one order request.
 func appendOrderJSON(b []byte, buyerID string, items []wire.Item, channel, region, dealID, idemKey string) []byte {
-	b = append(b, `{"buyer_id":`...)
-	b = appendJSONString(b, buyerID)
-	b = append(b, `,"items":[`...)
+	o := jsonObject{b: b}
+	o.open().str("buyer_id", buyerID).key("items")
+	o.b = append(o.b, '[')
 	for i, it := range items {
 		if i > 0 {
-			b = append(b, ',')
+			o.b = append(o.b, ',')
 		}
-		b = append(b, `{"sku_id":`...)
-		b = appendJSONString(b, it.SKUID)
-		b = append(b, `,"quantity":`...)
-		b = strconv.AppendInt(b, int64(it.Quantity), 10)
-		b = append(b, '}')
+		o.open().str("sku_id", it.SKUID).num("quantity", int64(it.Quantity)).close()
 	}
-	b = append(b, ']')
-	for _, f := range [...]struct{ name, v string }{{`,"channel":`, channel}, {`,"region":`, region}, {`,"deal_id":`, dealID}, {`,"idempotency_key":`, idemKey}} {
-		if f.v != "" {
-			b = append(b, f.name...)
-			b = appendJSONString(b, f.v)
-		}
-	}
-	return append(b, '}')
+	o.b = append(o.b, ']')
+	return o.strIf("channel", channel).strIf("region", region).strIf("deal_id", dealID).strIf("idempotency_key", idemKey).close().b
 }
 
-// appendJSONString appends s as a JSON string: as it is when it is
-// printable ASCII without quotes or backslashes (every id fest makes),
-// else through encoding/json.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' {
-			q, _ := json.Marshal(s) // a string always encodes
-			return append(b, q...)
-		}
+// jsonObject appends the fields of JSON objects to b: open, then str, num
+// and strIf per field, then close. It builds request bodies without
+// reflection; strings are escaped as the server escapes its own.
+type jsonObject struct {
+	b     []byte
+	first bool // no field yet in the object just opened
+}
+
+func (o *jsonObject) open() *jsonObject {
+	o.b, o.first = append(o.b, '{'), true
+	return o
+}
+
+func (o *jsonObject) close() *jsonObject {
+	o.b, o.first = append(o.b, '}'), false
+	return o
+}
+
+// key appends a field's name and colon, after a comma unless it is the
+// object's first field.
+func (o *jsonObject) key(name string) *jsonObject {
+	if !o.first {
+		o.b = append(o.b, ',')
 	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
+	o.first = false
+	o.b = append(append(append(o.b, '"'), name...), '"', ':')
+	return o
+}
+
+func (o *jsonObject) str(name, v string) *jsonObject {
+	o.key(name)
+	o.b = wire.AppendJSONString(o.b, v)
+	return o
+}
+
+// strIf appends a string field unless v is empty (omitempty).
+func (o *jsonObject) strIf(name, v string) *jsonObject {
+	if v == "" {
+		return o
+	}
+	return o.str(name, v)
+}
+
+func (o *jsonObject) num(name string, v int64) *jsonObject {
+	o.key(name)
+	o.b = strconv.AppendInt(o.b, v, 10)
+	return o
+}
+
+func (o *jsonObject) boolean(name string, v bool) *jsonObject {
+	o.key(name)
+	o.b = strconv.AppendBool(o.b, v)
+	return o
 }
 
 // SettleBatch is a batch of payments and cancellations for SettleBatch
@@ -336,22 +365,20 @@ func (c *Client) SettleBatch(ctx context.Context, b *SettleBatch) error {
 // SettleBatchJSON is SettleBatch in the JSON form of POST /v1/orders:settle;
 // its results carry the order's status (and total) but no change time.
 func (c *Client) SettleBatchJSON(ctx context.Context, b *SettleBatch) error {
-	body := append(b.body[:0], `{"actions":[`...)
+	o := jsonObject{b: append(b.body[:0], `{"actions":[`...)}
 	for i, a := range b.acts {
 		if i > 0 {
-			body = append(body, ',')
+			o.b = append(o.b, ',')
 		}
-		body = append(body, `{"order_id":`...)
-		body = appendJSONString(body, a.OrderID)
+		o.open().str("order_id", a.OrderID)
 		if a.Cancel {
-			body = append(body, `,"action":"cancel"}`...)
+			o.str("action", "cancel")
 		} else {
-			body = append(body, `,"action":"pay","amount":`...)
-			body = strconv.AppendInt(body, a.Amount, 10)
-			body = append(body, '}')
+			o.str("action", "pay").num("amount", a.Amount)
 		}
+		o.close()
 	}
-	b.body = append(body, "]}"...)
+	b.body = append(o.b, "]}"...)
 	if err := c.postJSONBatch(ctx, "/v1/orders:settle", "settle", b.body, &b.resp, &b.answer, len(b.acts)); err != nil {
 		return err
 	}

@@ -28,7 +28,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/fest-platform/fest/client/wire"
+	"github.com/fest-platform/fest/wire"
 )
 
 // Config configures a Client.
@@ -40,10 +40,14 @@ type Config struct {
 	// Conns is the number of batch requests in flight at once (default 4).
 	Conns int
 	// BatchMax is the most orders in one batch request (default 4,096; the
-	// server accepts up to 10,000).
+	// server accepts up to wire.BatchOrdersMax).
 	BatchMax int
 	// Timeout bounds each HTTP request (default 30s).
 	Timeout time.Duration
+	// IdleConnsMax is the keep-alive connections kept open to the server
+	// (default 4×Conns); callers that run many requests at once besides
+	// the batch senders (PlaceBatch from many goroutines) raise it.
+	IdleConnsMax int
 	// HTTPClient, if set, is used instead of a client built for Conns
 	// keep-alive connections.
 	HTTPClient *http.Client
@@ -159,6 +163,9 @@ func New(cfg Config) (*Client, error) {
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 30 * time.Second
 	}
+	if cfg.IdleConnsMax <= 0 {
+		cfg.IdleConnsMax = cfg.Conns * 4
+	}
 	base := strings.TrimRight(cfg.Addr, "/")
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
@@ -170,8 +177,8 @@ func New(cfg Config) (*Client, error) {
 	if hc == nil {
 		hc = &http.Client{Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:        cfg.Conns * 4,
-			MaxIdleConnsPerHost: cfg.Conns * 4,
+			MaxIdleConns:        cfg.IdleConnsMax,
+			MaxIdleConnsPerHost: cfg.IdleConnsMax,
 			IdleConnTimeout:     90 * time.Second,
 			DisableCompression:  true,
 		}}
@@ -255,14 +262,10 @@ func handOff[T any](ctx context.Context, c *Client, ch chan<- T, cl T, done <-ch
 
 // batchState is one sender's reusable buffers.
 type batchState struct {
-	calls   []*call
-	body    []byte
-	resp    bytes.Buffer
-	view    wire.ResponseView
-	one     [1]wire.PlaceOrder
-	items   []wire.Item
-	intern  map[string]string // merchant ids, bounded by internMax
-	timeout time.Duration
+	calls  []*call
+	batch  OrderBatch
+	view   *wire.ResponseView // &batch.view
+	intern map[string]string  // merchant ids, bounded by internMax
 }
 
 // collect appends first and whatever else is waiting on in, up to max
@@ -286,7 +289,7 @@ func collect[T any](calls []T, first T, in <-chan T, max int) []T {
 
 // errorOf converts an error result of a batch answer.
 func errorOf(e *wire.Error) *Error {
-	return &Error{Status: statusOf(e.Code), Code: e.Code, Message: e.Message, Field: e.Field, SKUID: e.SKUID, Available: e.Available, RetryAfter: retryAfterOf(e.Code)}
+	return &Error{Status: wire.StatusOf(e.Code), Code: e.Code, Message: e.Message, Field: e.Field, SKUID: e.SKUID, Available: e.Available, RetryAfter: retryAfterOf(e.Code)}
 }
 
 // internMax bounds a sender's table of merchant ids; past it, ids are
@@ -297,24 +300,18 @@ const internMax = 1 << 16
 func (c *Client) sender() {
 	defer c.wg.Done()
 	st := &batchState{calls: make([]*call, 0, c.cfg.BatchMax), intern: make(map[string]string)}
+	st.view = &st.batch.view
 	for first := range c.in {
 		st.calls = collect(st.calls[:0], first, c.in, c.cfg.BatchMax)
-		st.body = st.body[:0]
+		st.batch.Reset()
 		for _, cl := range st.calls {
 			r := cl.req
-			st.items = st.items[:0]
+			st.batch.Add(wire.PlaceOrder{BuyerID: r.BuyerID, Channel: r.Channel, Region: r.Region, DealID: r.DealID, IdempotencyKey: r.IdempotencyKey})
 			for _, it := range r.Items {
-				st.items = append(st.items, wire.Item{SKUID: it.SKUID, Quantity: int32(it.Quantity)})
+				st.batch.AddItem(it.SKUID, int32(it.Quantity))
 			}
-			st.one[0] = wire.PlaceOrder{BuyerID: r.BuyerID, Items: st.items, Channel: r.Channel, Region: r.Region, DealID: r.DealID, IdempotencyKey: r.IdempotencyKey}
-			st.body = wire.AppendRequest(st.body, st.one[:])
 		}
-		st.one[0] = wire.PlaceOrder{}
-		clear(st.items)
-		err := c.sendBatch(st)
-		if err == nil && len(st.view.Results) != len(st.calls) {
-			err = fmt.Errorf("fest: batch answered %d results for %d orders", len(st.view.Results), len(st.calls))
-		}
+		err := c.sendOrderBatch(context.Background(), &st.batch)
 		for i, cl := range st.calls {
 			if err != nil {
 				cl.err = err
@@ -328,48 +325,6 @@ func (c *Client) sender() {
 		clear(st.calls)
 	}
 }
-
-// sendBatch posts st.body and decodes the answer into st.view, whose views
-// point into st.resp.
-func (c *Client) sendBatch(st *batchState) error {
-	if err := c.postProto("/v1/orders:batch", "batch", st.body, &st.resp); err != nil {
-		return err
-	}
-	if err := wire.DecodeResponseView(st.resp.Bytes(), &st.view); err != nil {
-		return fmt.Errorf("fest: decode batch response: %w", err)
-	}
-	return nil
-}
-
-// postProto posts a protobuf body to path and reads a 200 answer into
-// resp; any other status becomes the API's *Error. what names the request
-// in errors.
-func (c *Client) postProto(path, what string, body []byte, resp *bytes.Buffer) error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
-	if err != nil {
-		return fmt.Errorf("fest: build %s request: %w", what, err)
-	}
-	req.Header["Content-Type"] = protoContentType
-	req.Header["Accept"] = protoContentType
-	req.Header["Authorization"] = c.auth
-	r, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("fest: send %s: %w", what, err)
-	}
-	defer r.Body.Close()
-	resp.Reset()
-	if _, err := resp.ReadFrom(r.Body); err != nil {
-		return fmt.Errorf("fest: read %s response: %w", what, err)
-	}
-	if r.StatusCode != http.StatusOK {
-		return decodeError(r, resp.Bytes())
-	}
-	return nil
-}
-
-var protoContentType = []string{wire.ContentType}
 
 // fromView builds result i's order. Strings the server echoes back are
 // taken from the request (or constants, or the merchant table) when their
@@ -440,57 +395,30 @@ func (st *batchState) internMerchant(b []byte) string {
 	return s
 }
 
-// statusOf maps an API error code to its HTTP status (for per-order errors
-// of a batch, which arrive inside a 200).
-func statusOf(code string) int {
-	switch code {
-	case "invalid_json", "invalid_protobuf":
-		return http.StatusBadRequest
-	case "unauthenticated":
-		return http.StatusUnauthorized
-	case "forbidden":
-		return http.StatusForbidden
-	case "not_found":
-		return http.StatusNotFound
-	case "out_of_stock", "invalid_state", "deal_not_active", "conflict", "limit_exceeded":
-		return http.StatusConflict
-	case "too_large":
-		return http.StatusRequestEntityTooLarge
-	case "overloaded":
-		return http.StatusTooManyRequests
-	case "unavailable":
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusUnprocessableEntity
-}
-
+// retryAfterOf is the wait before retrying a per-order error of a batch
+// (which arrives inside a 200, without a Retry-After header): the server's
+// default delay for the codes the contract's table marks retryable.
 func retryAfterOf(code string) time.Duration {
-	if code == "overloaded" || code == "unavailable" {
+	if wire.Retryable(code) {
 		return time.Second
 	}
 	return 0
 }
 
+// HTTPCodePrefix begins the Code of an *Error whose answer was not the
+// contract's error body (a proxy's page, say): "http_" and the status.
+const HTTPCodePrefix = "http_"
+
 // decodeError builds an *Error from an error response.
 func decodeError(resp *http.Response, body []byte) error {
 	var env struct {
-		Error struct {
-			Code      string `json:"code"`
-			Message   string `json:"message"`
-			Field     string `json:"field"`
-			SKUID     string `json:"sku_id"`
-			Available int64  `json:"available"`
-			// StockAvailable is the current stock of a 409 conflict.
-			StockAvailable int64 `json:"stock_available"`
-		} `json:"error"`
+		Error jsonError `json:"error"`
 	}
-	e := &Error{Status: resp.StatusCode}
+	var e *Error
 	if err := json.Unmarshal(body, &env); err != nil || env.Error.Code == "" {
-		e.Code = "http_" + strconv.Itoa(resp.StatusCode)
-		e.Message = strings.TrimSpace(string(body))
+		e = &Error{Status: resp.StatusCode, Code: HTTPCodePrefix + strconv.Itoa(resp.StatusCode), Message: strings.TrimSpace(string(body))}
 	} else {
-		e.Code, e.Message, e.Field, e.SKUID, e.Available = env.Error.Code, env.Error.Message, env.Error.Field, env.Error.SKUID, env.Error.Available
-		e.StockAvailable = env.Error.StockAvailable
+		e = env.Error.apiError(resp.StatusCode)
 	}
 	if ra := resp.Header.Get("Retry-After"); ra != "" {
 		if s, err := strconv.Atoi(ra); err == nil {
@@ -555,8 +483,21 @@ func (c *Client) PlaceOrderJSON(ctx context.Context, req OrderRequest) (Order, e
 	if req.IdempotencyKey != "" {
 		hdr = http.Header{"Idempotency-Key": {req.IdempotencyKey}}
 	}
+	// The body is built as the batches' JSON is, without reflection; a
+	// quantity beyond int32 (which the server refuses) goes through
+	// encoding/json as it is, so that the server sees what was asked.
+	var in any = req
+	items := make([]wire.Item, len(req.Items))
+	inRange := true
+	for i, it := range req.Items {
+		inRange = inRange && it.Quantity == int(int32(it.Quantity))
+		items[i] = wire.Item{SKUID: it.SKUID, Quantity: int32(it.Quantity)}
+	}
+	if inRange {
+		in = bytes.NewReader(appendOrderJSON(make([]byte, 0, 256), req.BuyerID, items, req.Channel, req.Region, req.DealID, ""))
+	}
 	var o Order
-	err := c.do(ctx, http.MethodPost, "/v1/orders", hdr, req, &o)
+	err := c.do(ctx, http.MethodPost, "/v1/orders", hdr, in, &o)
 	return o, err
 }
 

@@ -1,12 +1,10 @@
 package client
 
 import (
-	"bytes"
 	"context"
-	"fmt"
 	"time"
 
-	"github.com/fest-platform/fest/client/wire"
+	"github.com/fest-platform/fest/wire"
 )
 
 // Settled is the answer of SettlePay and SettleCancel: the order's new
@@ -57,10 +55,7 @@ func (c *Client) settleOne(ctx context.Context, act wire.Settle) (Settled, error
 // settleState is one settle sender's reusable buffers.
 type settleState struct {
 	calls []*settleCall
-	body  []byte
-	resp  bytes.Buffer
-	view  wire.SettleResponseView
-	one   [1]wire.Settle
+	batch SettleBatch
 }
 
 // settleSender sends settle batches until Close.
@@ -69,43 +64,22 @@ func (c *Client) settleSender() {
 	st := &settleState{calls: make([]*settleCall, 0, c.cfg.BatchMax)}
 	for first := range c.settle {
 		st.calls = collect(st.calls[:0], first, c.settle, c.cfg.BatchMax)
-		st.body = st.body[:0]
+		st.batch.Reset()
 		for _, cl := range st.calls {
-			st.one[0] = cl.act
-			st.body = wire.AppendSettleRequest(st.body, st.one[:])
+			st.batch.acts = append(st.batch.acts, cl.act)
 		}
-		st.one[0] = wire.Settle{}
-		err := c.sendSettle(st)
-		if err == nil && len(st.view.Results) != len(st.calls) {
-			err = fmt.Errorf("fest: settle answered %d results for %d actions", len(st.view.Results), len(st.calls))
-		}
+		err := c.sendSettleBatch(context.Background(), &st.batch)
 		for i, cl := range st.calls {
-			switch {
-			case err != nil:
+			if err != nil {
 				cl.err = err
-			case st.view.Results[i].Error != nil:
-				cl.err = errorOf(st.view.Results[i].Error)
-			default:
-				r := &st.view.Results[i]
-				cl.res = Settled{OrderID: same(r.OrderID, cl.act.OrderID), Status: statusString(r.Status), Total: r.Total}
-				if r.ChangedAtUnixNanos != 0 {
-					cl.res.ChangedAt = time.Unix(0, r.ChangedAtUnixNanos).UTC()
-				}
+			} else if r := st.batch.settledOf(i); r.Err != nil {
+				cl.err = r.Err
+			} else {
+				cl.res = r.Settled
 			}
 			cl.done <- struct{}{}
 		}
+		clear(st.batch.view.Results)
 		clear(st.calls)
 	}
-}
-
-// sendSettle posts st.body to POST /v1/orders:settle and decodes the answer
-// into st.view, whose views point into st.resp.
-func (c *Client) sendSettle(st *settleState) error {
-	if err := c.postProto("/v1/orders:settle", "settle", st.body, &st.resp); err != nil {
-		return err
-	}
-	if err := wire.DecodeSettleResponseView(st.resp.Bytes(), &st.view); err != nil {
-		return fmt.Errorf("fest: decode settle response: %w", err)
-	}
-	return nil
 }

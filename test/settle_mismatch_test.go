@@ -3,7 +3,7 @@ package test
 import (
 	"testing"
 
-	"github.com/fest-platform/fest/client/wire"
+	"github.com/fest-platform/fest/wire"
 )
 
 // TestSettlePaidOrderOtherAmount checks that a settle pay of another

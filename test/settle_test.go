@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/fest-platform/fest/client"
-	"github.com/fest-platform/fest/client/wire"
+	"github.com/fest-platform/fest/wire"
 )
 
 // settleAnswer is the JSON answer of POST /v1/orders:settle.

@@ -175,3 +175,26 @@ func TestConfigValidate(t *testing.T) {
 		t.Errorf("default redis config: %v", err)
 	}
 }
+
+// TestCheckRedisNotInstalled: without redis-server on the PATH the check
+// says so with ErrNotInstalled, before anything is started.
+func TestCheckRedisNotInstalled(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	if err := CheckRedis(); !errors.Is(err, ErrNotInstalled) {
+		t.Fatalf("CheckRedis without redis-server: %v", err)
+	}
+}
+
+// TestCheckInstalled: where the baselines run (CI starts them with
+// scripts/baselines.sh, which installs both), the checks that --compare
+// makes before it starts anything pass.
+func TestCheckInstalled(t *testing.T) {
+	serverAddr(t, "FEST_TEST_POSTGRES_URL")
+	serverAddr(t, "FEST_TEST_REDIS_ADDR")
+	if err := CheckPostgres(); err != nil {
+		t.Errorf("CheckPostgres: %v", err)
+	}
+	if err := CheckRedis(); err != nil {
+		t.Errorf("CheckRedis: %v", err)
+	}
+}

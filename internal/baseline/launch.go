@@ -56,6 +56,40 @@ func pgBinDir() (string, error) {
 	return "", fmt.Errorf("postgresql: %w", ErrNotInstalled)
 }
 
+// Debian packages of the servers StartPostgres and StartRedis run.
+const (
+	PostgresPackage = "postgresql"
+	RedisPackage    = "redis-server"
+)
+
+// CheckPostgres reports whether StartPostgres can run here: PostgreSQL's
+// initdb and pg_ctl under /usr/lib/postgresql, and, as root, runuser and a
+// postgres user to run them as. A missing part is ErrNotInstalled, named.
+func CheckPostgres() error {
+	if _, err := pgBinDir(); err != nil {
+		return err
+	}
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	if _, err := exec.LookPath("runuser"); err != nil {
+		return fmt.Errorf("postgresql: runuser (package util-linux): %w", ErrNotInstalled)
+	}
+	if _, err := user.Lookup("postgres"); err != nil {
+		return fmt.Errorf("postgresql: no postgres user: %w", ErrNotInstalled)
+	}
+	return nil
+}
+
+// CheckRedis reports whether StartRedis can run here: redis-server on the
+// PATH, else ErrNotInstalled.
+func CheckRedis() error {
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		return fmt.Errorf("redis-server: %w", ErrNotInstalled)
+	}
+	return nil
+}
+
 // asPostgres runs a PostgreSQL tool as the postgres user when we are root
 // (PostgreSQL refuses to run as root).
 func asPostgres(ctx context.Context, name string, args ...string) *exec.Cmd {

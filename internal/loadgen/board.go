@@ -9,6 +9,7 @@ import (
 
 	"github.com/fest-platform/fest/client"
 	"github.com/fest-platform/fest/internal/festival"
+	"github.com/fest-platform/fest/wire"
 )
 
 // BoardReader is a Target whose own figures of the run can be read (fest's
@@ -18,17 +19,13 @@ type BoardReader interface {
 }
 
 // boardRowsMax is the most rows a breakdown answers (its top's bound).
-const boardRowsMax = 1000
+const boardRowsMax = wire.ListTopMax
 
 // Board reads the server's figures from GET /v1/gmv and its breakdowns,
 // through the Go client. Call it after Audit, which waits for the GMV
 // projection to count the last payments.
 func (t *HTTPTarget) Board(ctx context.Context) (*festival.Board, error) {
-	c, err := client.New(client.Config{Addr: t.base})
-	if err != nil {
-		return nil, fmt.Errorf("board client: %w", err)
-	}
-	defer c.Close()
+	c := t.store
 	g, err := c.GMV(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read the board: %w", err)

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/fest-platform/fest/internal/baseline"
@@ -125,13 +126,54 @@ func (c CompareConfig) Validate() error {
 	return nil
 }
 
+// CheckTargets reports whether every target of a comparison can start
+// before any runs: the fest binary when no fest address is given, and
+// PostgreSQL and Redis when no URL or address is given for them. The error
+// names everything missing and how to install it.
+func (c CompareConfig) CheckTargets() error {
+	var missing []string
+	var packages []string
+	if c.HTTP.Addr == "" {
+		if fi, err := os.Stat(c.FestBinary); err != nil || fi.IsDir() || fi.Mode()&0o111 == 0 {
+			missing = append(missing, fmt.Sprintf("the fest binary %q cannot be run (give --addr of a running fest serve)", c.FestBinary))
+		}
+	}
+	if c.PostgresURL == "" {
+		if err := baseline.CheckPostgres(); err != nil {
+			missing = append(missing, err.Error()+" (or give --postgres-url)")
+			packages = append(packages, baseline.PostgresPackage)
+		}
+	}
+	if c.RedisAddr == "" {
+		if err := baseline.CheckRedis(); err != nil {
+			missing = append(missing, err.Error()+" (or give --redis-addr)")
+			packages = append(packages, baseline.RedisPackage)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	msg := "cannot start every target of the comparison, so none was run: " + strings.Join(missing, "; ")
+	if len(packages) > 0 {
+		msg += fmt.Sprintf(". Install with: apt-get install -y %s (as root), or scripts/baselines.sh install", strings.Join(packages, " "))
+	}
+	return fmt.Errorf("%w: %s", ErrTargetsMissing, msg)
+}
+
+// ErrTargetsMissing is returned by Compare when a target cannot start.
+var ErrTargetsMissing = errors.New("compare")
+
 // Compare runs the workload against fest, postgres, redis (appendfsync
 // always) and redis (everysec), in that order, and returns the results.
-// A target that cannot be set up ends the comparison with an error; the
-// results so far are returned with it.
+// It first checks that every target can start (CheckTargets) and runs none
+// if one cannot. A target that fails to set up all the same ends the
+// comparison with an error; the results so far are returned with it.
 func Compare(ctx context.Context, cfg Config, cc CompareConfig, m *festival.Model) ([]*Result, error) {
 	if err := cc.Validate(); err != nil {
 		return nil, fmt.Errorf("compare config: %w", err)
+	}
+	if err := cc.CheckTargets(); err != nil {
+		return nil, err
 	}
 	say := cfg.Say
 	if say == nil {

@@ -1,12 +1,7 @@
 package loadgen
 
 import (
-	"bufio"
 	"context"
-	"fmt"
-	"net/http"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 )
@@ -69,36 +64,4 @@ func (m *cpuMeter) stop(ctx context.Context, orders int64) *CPU {
 		}
 	}
 	return c
-}
-
-// scrapeProcessCPU reads process_cpu_seconds_total from a fest server's
-// /metrics (the Prometheus process collector's counter).
-func scrapeProcessCPU(ctx context.Context, client *http.Client, base string) (time.Duration, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/metrics", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return 0, fmt.Errorf("read server cpu: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("read server cpu: /metrics answered %s", resp.Status)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "process_cpu_seconds_total "); ok {
-			s, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err != nil {
-				return 0, fmt.Errorf("read server cpu: %q: %w", v, err)
-			}
-			return time.Duration(s * float64(time.Second)), nil
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("read server cpu: %w", err)
-	}
-	return 0, fmt.Errorf("read server cpu: no process_cpu_seconds_total in /metrics")
 }

@@ -3,24 +3,22 @@ package loadgen
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/fest-platform/fest/client/wire"
+	"github.com/fest-platform/fest/client"
 	"github.com/fest-platform/fest/internal/festival"
+	"github.com/fest-platform/fest/wire"
 )
 
 // Transports to a fest server.
 const (
-	TransportBinary    = "binary"     // POST /v1/orders:batch in protobuf (client/wire)
+	TransportBinary    = "binary"     // POST /v1/orders:batch in protobuf (wire)
 	TransportJSONBatch = "json-batch" // POST /v1/orders:batch in JSON
 	TransportJSON      = "json"       // one POST /v1/orders per order
 )
@@ -41,7 +39,7 @@ type HTTPConfig struct {
 	// settle a batch in one POST /v1/orders:settle).
 	PayParallel int
 	// ImportChunkBytes bounds one catalog-import request (the server takes
-	// up to 16 MiB).
+	// up to wire.BatchBodyBytesMax).
 	ImportChunkBytes int
 	// Timeout bounds one request.
 	Timeout time.Duration
@@ -67,26 +65,27 @@ func (c HTTPConfig) Validate() error {
 		return errors.New("no server address")
 	case c.Transport != TransportBinary && c.Transport != TransportJSONBatch && c.Transport != TransportJSON:
 		return fmt.Errorf("unknown transport %q (want binary, json-batch or json)", c.Transport)
-	case c.Batch < 1 || c.Batch > 10_000:
-		return fmt.Errorf("batch %d out of range [1, 10000]", c.Batch)
+	case c.Batch < 1 || c.Batch > wire.BatchOrdersMax:
+		return fmt.Errorf("batch %d out of range [1, %d]", c.Batch, wire.BatchOrdersMax)
 	case c.InFlight < 1 || c.InFlight > 1024:
 		return fmt.Errorf("in-flight %d out of range [1, 1024]", c.InFlight)
 	case c.PayParallel < 1 || c.PayParallel > 256:
 		return fmt.Errorf("pay parallelism %d out of range [1, 256]", c.PayParallel)
-	case c.ImportChunkBytes < 1<<10 || c.ImportChunkBytes > 16<<20:
-		return fmt.Errorf("import chunk %d bytes out of range [1 KiB, 16 MiB]", c.ImportChunkBytes)
+	case c.ImportChunkBytes < 1<<10 || c.ImportChunkBytes > wire.BatchBodyBytesMax:
+		return fmt.Errorf("import chunk %d bytes out of range [1 KiB, %d MiB]", c.ImportChunkBytes, wire.BatchBodyBytesMax>>20)
 	case c.Timeout <= 0:
 		return errors.New("timeout must be positive")
 	}
 	return nil
 }
 
-// HTTPTarget drives a fest server through its public HTTP API.
+// HTTPTarget drives a fest server through the public Go client (client/),
+// one client per role over one pool of keep-alive connections.
 type HTTPTarget struct {
-	cfg    HTTPConfig
-	base   string
-	client *http.Client
-	bufs   sync.Pool
+	cfg                   HTTPConfig
+	admin, store, carrier *client.Client
+	orderBatches, settles sync.Pool // *client.OrderBatch, *client.SettleBatch
+	before                *serverBefore
 }
 
 // NewHTTPTarget returns a target for the server cfg names.
@@ -94,20 +93,29 @@ func NewHTTPTarget(cfg HTTPConfig) (*HTTPTarget, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("http target config: %w", err)
 	}
-	base := strings.TrimRight(cfg.Addr, "/")
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
-	}
 	conns := cfg.InFlight * max(cfg.PayParallel, 1) * 2
-	tr := &http.Transport{
+	hc := &http.Client{Transport: &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		MaxIdleConns:        conns,
 		MaxIdleConnsPerHost: conns,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
+	}}
+	t := &HTTPTarget{cfg: cfg, before: &serverBefore{}}
+	for _, role := range []struct {
+		c     **client.Client
+		token string
+	}{{&t.admin, cfg.AdminToken}, {&t.store, cfg.StorefrontToken}, {&t.carrier, cfg.CarrierToken}} {
+		// The driver calls the batch methods itself, from its own
+		// goroutines: one sender per client is all the merging it needs.
+		c, err := client.New(client.Config{Addr: cfg.Addr, Token: role.token, Conns: 1, Timeout: cfg.Timeout, HTTPClient: hc})
+		if err != nil {
+			return nil, fmt.Errorf("http target: %w", err)
+		}
+		*role.c = c
 	}
-	t := &HTTPTarget{cfg: cfg, base: base, client: &http.Client{Transport: tr, Timeout: cfg.Timeout}}
-	t.bufs.New = func() any { b := make([]byte, 0, 64<<10); return &b }
+	t.orderBatches.New = func() any { return &client.OrderBatch{} }
+	t.settles.New = func() any { return &client.SettleBatch{} }
 	return t, nil
 }
 
@@ -116,7 +124,7 @@ func (t *HTTPTarget) Name() string { return "fest" }
 
 // ServerCPU implements CPUReporter from the server's /metrics.
 func (t *HTTPTarget) ServerCPU(ctx context.Context) (time.Duration, error) {
-	return scrapeProcessCPU(ctx, t.client, t.base)
+	return t.admin.ServerCPU(ctx)
 }
 
 // Shape: batches for the batch transports, single orders for json.
@@ -127,65 +135,46 @@ func (t *HTTPTarget) Shape() (int, int) {
 	return t.cfg.Batch, t.cfg.InFlight
 }
 
-// Close closes idle connections.
+// Close stops the clients and closes their connections.
 func (t *HTTPTarget) Close() error {
-	t.client.CloseIdleConnections()
+	for _, c := range []*client.Client{t.admin, t.store, t.carrier} {
+		c.Close()
+	}
 	return nil
 }
 
-// apiErr is the contract's error body.
-type apiErr struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
+// outcomeOf is the outcome of a call that failed as a whole: the API's
+// error code, bad_answer for an answer outside the contract, else
+// transport (no answer).
+func outcomeOf(err error) Outcome {
+	var ae *client.Error
+	switch {
+	case errors.As(err, &ae) && strings.HasPrefix(ae.Code, client.HTTPCodePrefix):
+		return Outcome{Code: CodeBadAnswer, Detail: fmt.Sprintf("status %d: %.200s", ae.Status, ae.Message)}
+	case errors.As(err, &ae):
+		return Outcome{Code: ae.Code, Detail: ae.Message}
+	case errors.Is(err, client.ErrBadAnswer):
+		return Outcome{Code: CodeBadAnswer, Detail: err.Error()}
+	}
+	return Outcome{Code: CodeTransport, Detail: err.Error()}
 }
 
-// do sends one request and returns the status and body (read in full).
-func (t *HTTPTarget) do(ctx context.Context, method, path, token, ctype string, body []byte, dst []byte) (int, []byte, error) {
-	req, err := http.NewRequestWithContext(ctx, method, t.base+path, bytes.NewReader(body))
-	if err != nil {
-		return 0, dst, fmt.Errorf("new request: %w", err)
+func setAll(out []Outcome, o Outcome) {
+	for i := range out {
+		out[i] = o
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	if ctype != "" {
-		req.Header.Set("Content-Type", ctype)
-	}
-	resp, err := t.client.Do(req)
-	if err != nil {
-		return 0, dst, err
-	}
-	defer resp.Body.Close()
-	b := bytes.NewBuffer(dst[:0])
-	if _, err := io.Copy(b, resp.Body); err != nil {
-		return resp.StatusCode, b.Bytes(), fmt.Errorf("read %s %s: %w", method, path, err)
-	}
-	return resp.StatusCode, b.Bytes(), nil
-}
-
-func errorCode(status int, body []byte) (code, detail string) {
-	var e apiErr
-	if json.Unmarshal(body, &e) == nil && e.Error.Code != "" {
-		return e.Error.Code, e.Error.Message
-	}
-	return CodeBadAnswer, fmt.Sprintf("status %d: %.200s", status, body)
 }
 
 // Ready waits until GET /readyz answers 200, or ctx ends.
 func (t *HTTPTarget) Ready(ctx context.Context) error {
 	for {
-		st, _, err := t.do(ctx, http.MethodGet, "/readyz", "", "", nil, nil)
-		if err == nil && st == http.StatusOK {
+		err := t.store.Ready(ctx)
+		if err == nil {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
-			if err == nil {
-				err = fmt.Errorf("status %d", st)
-			}
-			return fmt.Errorf("wait for %s/readyz: %w (last: %v)", t.base, ctx.Err(), err)
+			return fmt.Errorf("wait for %s/readyz: %w (last: %v)", t.cfg.Addr, ctx.Err(), err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -193,31 +182,31 @@ func (t *HTTPTarget) Ready(ctx context.Context) error {
 
 // Prepare imports the catalog with POST /v1/catalog:import in chunks:
 // brands, then merchants, then SKUs (each refers to the ones before), and
-// creates the livestream channels.
+// creates the livestream channels. A server that holds some of the
+// model's SKUs already (an earlier rehearsal) keeps their stock: see
+// importSKUs.
 func (t *HTTPTarget) Prepare(ctx context.Context, m *festival.Model, say func(string)) error {
 	start := time.Now()
-	kinds := []struct {
-		name string
-		n    int
-		line func(b []byte, i int) []byte
-	}{
-		{"brand", len(m.Brands), func(b []byte, i int) []byte { return appendBrandLine(b, &m.Brands[i]) }},
-		{"merchant", len(m.Merchants), func(b []byte, i int) []byte { return appendMerchantLine(b, m, &m.Merchants[i]) }},
-		{"sku", len(m.SKUs), func(b []byte, i int) []byte { return appendSKULine(b, m, &m.SKUs[i]) }},
+	if err := t.before.readTotals(ctx, t.store); err != nil {
+		return err
 	}
-	for _, k := range kinds {
-		if err := t.importKind(ctx, k.name, k.n, k.line); err != nil {
-			return err
-		}
+	brands := func(l *client.CatalogLines, i int) { brandLine(l, &m.Brands[i]) }
+	if err := t.importKind(ctx, "brand", len(m.Brands), brands); err != nil {
+		return err
 	}
+	merchants := func(l *client.CatalogLines, i int) { merchantLine(l, m, &m.Merchants[i]) }
+	if err := t.importKind(ctx, "merchant", len(m.Merchants), merchants); err != nil {
+		return err
+	}
+	if err := t.importSKUs(ctx, m, say); err != nil {
+		return err
+	}
+	liveFrom, liveTo := time.Date(2020, 10, 31, 16, 0, 0, 0, time.UTC), time.Date(2020, 11, 11, 16, 0, 0, 0, time.UTC)
 	for i := range m.Channels {
 		c := &m.Channels[i]
-		body := fmt.Appendf(nil, `{"title":%q,"host":%q,"starts_at":"2020-10-31T16:00:00Z","ends_at":"2020-11-11T16:00:00Z"}`, c.Title, c.Host)
-		st, resp, err := t.do(ctx, http.MethodPut, "/v1/live/channels/"+c.ID, t.cfg.AdminToken, "application/json", body, nil)
-		if err != nil {
-			return fmt.Errorf("put channel %s: %w", c.ID, err)
-		}
-		if st == http.StatusNotFound || st == http.StatusMethodNotAllowed {
+		_, err := t.admin.PutChannel(ctx, client.LiveChannel{ID: c.ID, Title: c.Title, Host: c.Host, StartsAt: liveFrom, EndsAt: liveTo})
+		var ae *client.Error
+		if errors.As(err, &ae) && (ae.Status == http.StatusNotFound || ae.Status == http.StatusMethodNotAllowed) {
 			// A server without livestream channels takes live:<id> orders
 			// all the same; their figures are then the driver's own.
 			if say != nil {
@@ -225,9 +214,9 @@ func (t *HTTPTarget) Prepare(ctx context.Context, m *festival.Model, say func(st
 			}
 			break
 		}
-		if st != http.StatusOK {
-			code, msg := errorCode(st, resp)
-			return fmt.Errorf("put channel %s: %s: %s", c.ID, code, msg)
+		if err != nil {
+			o := outcomeOf(err)
+			return fmt.Errorf("put channel %s: %s: %s", c.ID, o.Code, o.Detail)
 		}
 		if i == len(m.Channels)-1 {
 			if err := t.putDeals(ctx, m); err != nil {
@@ -246,7 +235,9 @@ func (t *HTTPTarget) Prepare(ctx context.Context, m *festival.Model, say func(st
 // partitions busy while the next chunk is encoded and sent.
 const importParallel = 2
 
-func (t *HTTPTarget) importKind(ctx context.Context, kind string, n int, line func([]byte, int) []byte) error {
+// importKind imports lines 0..n-1 of one kind in chunks of at most
+// ImportChunkBytes.
+func (t *HTTPTarget) importKind(ctx context.Context, kind string, n int, line func(*client.CatalogLines, int)) error {
 	type chunk struct {
 		body  []byte
 		first int
@@ -257,12 +248,7 @@ func (t *HTTPTarget) importKind(ctx context.Context, kind string, n int, line fu
 	for range importParallel {
 		wg.Go(func() {
 			for c := range chunks {
-				st, resp, err := t.do(ctx, http.MethodPost, "/v1/catalog:import", t.cfg.AdminToken, "application/x-ndjson", c.body, nil)
-				if err == nil && st != http.StatusOK {
-					code, msg := errorCode(st, resp)
-					err = fmt.Errorf("%s: %s", code, msg)
-				}
-				if err != nil {
+				if _, err := t.admin.ImportCatalog(ctx, bytes.NewReader(c.body)); err != nil {
 					select {
 					case errc <- fmt.Errorf("import %ss from #%d: %w", kind, c.first, err):
 					default:
@@ -274,16 +260,16 @@ func (t *HTTPTarget) importKind(ctx context.Context, kind string, n int, line fu
 			}
 		})
 	}
-	var b []byte
+	var lines client.CatalogLines
 	first := 0
 	for i := 0; i < n; i++ {
 		if len(errc) > 0 || ctx.Err() != nil {
 			break
 		}
-		b = line(b, i)
-		if len(b) >= t.cfg.ImportChunkBytes-4096 || i == n-1 {
-			chunks <- chunk{body: b, first: first}
-			b, first = nil, i+1
+		line(&lines, i)
+		if lines.Len() >= t.cfg.ImportChunkBytes-4096 || i == n-1 {
+			chunks <- chunk{body: lines.Detach(), first: first}
+			first = i + 1
 		}
 	}
 	close(chunks)
@@ -296,226 +282,75 @@ func (t *HTTPTarget) importKind(ctx context.Context, kind string, n int, line fu
 	return ctx.Err()
 }
 
-func appendBrandLine(b []byte, br *festival.Brand) []byte {
-	b = append(b, `{"type":"brand","id":`...)
-	b = strconv.AppendQuote(b, br.ID)
-	b = append(b, `,"name":`...)
-	b = strconv.AppendQuote(b, br.Name)
-	b = append(b, `,"country":`...)
-	b = strconv.AppendQuote(b, br.Country)
-	b = append(b, `,"first_festival":`...)
-	b = strconv.AppendInt(b, int64(br.FirstFestival), 10)
-	b = append(b, `,"emerging":`...)
-	b = strconv.AppendBool(b, br.Emerging)
-	b = append(b, `,"last_year_gmv":`...)
-	b = strconv.AppendInt(b, br.LastYearGMV, 10)
-	return append(b, "}\n"...)
+// brandLine, merchantLine and skuLine add the model's catalog objects to
+// an import body.
+func brandLine(l *client.CatalogLines, br *festival.Brand) {
+	l.Brand(&client.Brand{ID: br.ID, Name: br.Name, Country: br.Country, FirstFestival: int(br.FirstFestival), Emerging: br.Emerging, LastYearGMV: br.LastYearGMV})
 }
 
-func appendMerchantLine(b []byte, m *festival.Model, mc *festival.Merchant) []byte {
-	b = append(b, `{"type":"merchant","id":`...)
-	b = strconv.AppendQuote(b, mc.ID)
-	b = append(b, `,"name":`...)
-	b = strconv.AppendQuote(b, mc.Name)
-	b = append(b, `,"brand_id":`...)
-	b = strconv.AppendQuote(b, m.Brands[mc.Brand].ID)
-	b = append(b, `,"kind":`...)
-	b = strconv.AppendQuote(b, mc.Kind)
-	b = append(b, `,"industry":`...)
-	b = strconv.AppendQuote(b, mc.Industry)
-	b = append(b, `,"region":`...)
-	b = strconv.AppendQuote(b, mc.Region)
-	return append(b, "}\n"...)
+func merchantLine(l *client.CatalogLines, m *festival.Model, mc *festival.Merchant) {
+	l.Merchant(&client.Merchant{ID: mc.ID, Name: mc.Name, BrandID: m.Brands[mc.Brand].ID, Kind: mc.Kind, Industry: mc.Industry, Region: mc.Region})
 }
 
-func appendSKULine(b []byte, m *festival.Model, s *festival.SKU) []byte {
-	b = append(b, `{"type":"sku","id":`...)
-	b = strconv.AppendQuote(b, s.ID)
-	b = append(b, `,"merchant_id":`...)
-	b = strconv.AppendQuote(b, m.Merchants[s.Merchant].ID)
-	b = append(b, `,"brand_id":`...)
-	b = strconv.AppendQuote(b, m.Brands[s.Brand].ID)
-	b = append(b, `,"title":`...)
-	b = strconv.AppendQuote(b, s.Title)
-	b = append(b, `,"category":`...)
-	b = strconv.AppendQuote(b, s.Category)
-	b = append(b, `,"price":`...)
-	b = strconv.AppendInt(b, s.Price, 10)
-	b = append(b, `,"stock":`...)
-	b = strconv.AppendInt(b, s.Stock, 10)
-	return append(b, "}\n"...)
-}
-
-// appendOrderJSON appends the JSON of a place-order request.
-func appendOrderJSON(b []byte, m *festival.Model, o *festival.Order) []byte {
-	b = append(b, `{"buyer_id":"`...)
-	b = append(b, festival.BuyerID(o.Buyer)...)
-	b = append(b, `","items":[`...)
-	for i, it := range o.Lines() {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"sku_id":"`...)
-		b = append(b, m.SKUs[it.SKU].ID...)
-		b = append(b, `","quantity":`...)
-		b = strconv.AppendInt(b, int64(it.Qty), 10)
-		b = append(b, '}')
-	}
-	b = append(b, `],"channel":"`...)
-	b = append(b, m.ChannelName(o)...)
-	b = append(b, `","region":"`...)
-	b = append(b, m.BuyerRegion(o.Buyer)...)
-	b = append(b, '"')
-	b = appendDealJSON(b, m, o)
-	return append(b, '}')
-}
-
-// orderJSON is the part of an order answer the driver checks.
-type orderJSON struct {
-	OrderID string `json:"order_id"`
-	Status  string `json:"status"`
-	Total   int64  `json:"total"`
-}
-
-type batchResultJSON struct {
-	Order *orderJSON `json:"order"`
-	Error *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
+func skuLine(l *client.CatalogLines, m *festival.Model, s *festival.SKU) {
+	l.SKU(&client.SKU{ID: s.ID, MerchantID: m.Merchants[s.Merchant].ID, BrandID: m.Brands[s.Brand].ID, Title: s.Title, Category: s.Category, Price: s.Price, Stock: s.Stock})
 }
 
 // Place sends the orders as one batch (binary or json-batch) or as single
 // requests (json).
 func (t *HTTPTarget) Place(ctx context.Context, m *festival.Model, orders []*festival.Order, out []Outcome) {
-	switch t.cfg.Transport {
-	case TransportJSON:
+	if t.cfg.Transport == TransportJSON {
 		for i, o := range orders {
 			t.placeOne(ctx, m, o, &out[i])
 		}
-	case TransportJSONBatch:
-		t.placeJSONBatch(ctx, m, orders, out)
-	default:
-		t.placeBinary(ctx, m, orders, out)
+		return
 	}
-}
-
-func setAll(out []Outcome, code, detail string) {
-	for i := range out {
-		out[i] = Outcome{Code: code, Detail: detail}
+	b := t.orderBatches.Get().(*client.OrderBatch)
+	defer t.orderBatches.Put(b)
+	b.Reset()
+	for _, o := range orders {
+		b.Add(wire.PlaceOrder{BuyerID: festival.BuyerID(o.Buyer), Channel: m.ChannelName(o), Region: m.BuyerRegion(o.Buyer), DealID: m.DealID(o)})
+		for _, it := range o.Lines() {
+			b.AddItem(m.SKUs[it.SKU].ID, it.Qty)
+		}
+	}
+	var err error
+	if t.cfg.Transport == TransportJSONBatch {
+		err = t.store.PlaceBatchJSON(ctx, b)
+	} else {
+		err = t.store.PlaceBatch(ctx, b)
+	}
+	if err != nil {
+		setAll(out[:len(orders)], outcomeOf(err))
+		return
+	}
+	for i := range b.Results {
+		r := &b.Results[i]
+		switch {
+		case r.Err != nil:
+			out[i] = Outcome{Code: r.Err.Code, Detail: r.Err.Message}
+		case r.Status == "pending_payment":
+			out[i] = Outcome{ID: r.OrderID, Total: r.Total}
+		default:
+			out[i] = Outcome{Code: CodeBadAnswer, Detail: "placed order in status " + r.Status}
+		}
 	}
 }
 
 func (t *HTTPTarget) placeOne(ctx context.Context, m *festival.Model, o *festival.Order, out *Outcome) {
-	bp := t.bufs.Get().(*[]byte)
-	defer t.bufs.Put(bp)
-	body := appendOrderJSON((*bp)[:0], m, o)
-	st, resp, err := t.do(ctx, http.MethodPost, "/v1/orders", t.cfg.StorefrontToken, "application/json", body, nil)
-	*bp = body
+	lines := o.Lines()
+	req := client.OrderRequest{BuyerID: festival.BuyerID(o.Buyer), Items: make([]client.Item, len(lines)), Channel: m.ChannelName(o), Region: m.BuyerRegion(o.Buyer), DealID: m.DealID(o)}
+	for k, it := range lines {
+		req.Items[k] = client.Item{SKUID: m.SKUs[it.SKU].ID, Quantity: int(it.Qty)}
+	}
+	placed, err := t.store.PlaceOrderJSON(ctx, req)
 	switch {
 	case err != nil:
-		*out = Outcome{Code: CodeTransport, Detail: err.Error()}
-	case st == http.StatusCreated:
-		var oj orderJSON
-		if err := json.Unmarshal(resp, &oj); err != nil || oj.Status != "pending_payment" {
-			*out = Outcome{Code: CodeBadAnswer, Detail: fmt.Sprintf("201 body %.200s", resp)}
-			return
-		}
-		*out = Outcome{ID: oj.OrderID, Total: oj.Total}
+		*out = outcomeOf(err)
+	case placed.Status != "pending_payment":
+		*out = Outcome{Code: CodeBadAnswer, Detail: fmt.Sprintf("201 with order %s in status %q", placed.ID, placed.Status)}
 	default:
-		code, msg := errorCode(st, resp)
-		*out = Outcome{Code: code, Detail: msg}
-	}
-}
-
-func (t *HTTPTarget) placeJSONBatch(ctx context.Context, m *festival.Model, orders []*festival.Order, out []Outcome) {
-	bp := t.bufs.Get().(*[]byte)
-	defer t.bufs.Put(bp)
-	b := append((*bp)[:0], `{"orders":[`...)
-	for i, o := range orders {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendOrderJSON(b, m, o)
-	}
-	b = append(b, "]}"...)
-	*bp = b
-	results, ok := t.postJSONBatch(ctx, "/v1/orders:batch", "batch", b, out[:len(orders)])
-	if !ok {
-		return
-	}
-	for i, r := range results {
-		switch {
-		case r.Order != nil && r.Order.Status == "pending_payment":
-			out[i] = Outcome{ID: r.Order.OrderID, Total: r.Order.Total}
-		case r.Error != nil:
-			out[i] = Outcome{Code: r.Error.Code, Detail: r.Error.Message}
-		default:
-			out[i] = Outcome{Code: CodeBadAnswer, Detail: "result with neither order nor error"}
-		}
-	}
-}
-
-// binaryScratch is a worker's reusable protobuf request and response.
-type binaryScratch struct {
-	req     []wire.PlaceOrder
-	items   []wire.Item
-	body    []byte
-	resp    []byte
-	results []wire.Result
-}
-
-var binaryScratchPool = sync.Pool{New: func() any { return &binaryScratch{} }}
-
-func (t *HTTPTarget) placeBinary(ctx context.Context, m *festival.Model, orders []*festival.Order, out []Outcome) {
-	s := binaryScratchPool.Get().(*binaryScratch)
-	defer binaryScratchPool.Put(s)
-	s.req = s.req[:0]
-	s.items = s.items[:0]
-	for _, o := range orders {
-		for _, it := range o.Lines() {
-			s.items = append(s.items, wire.Item{SKUID: m.SKUs[it.SKU].ID, Quantity: it.Qty})
-		}
-	}
-	k := 0
-	for _, o := range orders {
-		n := int(o.NItems)
-		s.req = append(s.req, wire.PlaceOrder{
-			BuyerID: festival.BuyerID(o.Buyer),
-			Items:   s.items[k : k+n : k+n],
-			Channel: m.ChannelName(o),
-			Region:  m.BuyerRegion(o.Buyer),
-			DealID:  m.DealID(o),
-		})
-		k += n
-	}
-	s.body = wire.AppendRequest(s.body[:0], s.req)
-	st, resp, err := t.do(ctx, http.MethodPost, "/v1/orders:batch", t.cfg.StorefrontToken, wire.ContentType, s.body, s.resp)
-	s.resp = resp
-	if err != nil {
-		setAll(out, CodeTransport, err.Error())
-		return
-	}
-	if st != http.StatusOK {
-		code, msg := errorCode(st, resp)
-		setAll(out, code, msg)
-		return
-	}
-	s.results, err = wire.DecodeResponse(resp, s.results[:0])
-	if err != nil || len(s.results) != len(orders) {
-		setAll(out, CodeBadAnswer, fmt.Sprintf("batch of %d: %d results (%v)", len(orders), len(s.results), err))
-		return
-	}
-	for i := range s.results {
-		r := &s.results[i]
-		switch {
-		case r.Error != nil:
-			out[i] = Outcome{Code: r.Error.Code, Detail: r.Error.Message}
-		case r.Order.Status == "pending_payment":
-			out[i] = Outcome{ID: r.Order.OrderID, Total: r.Order.Total}
-		default:
-			out[i] = Outcome{Code: CodeBadAnswer, Detail: "placed order in status " + r.Order.Status}
-		}
+		*out = Outcome{ID: placed.ID, Total: placed.Total}
 	}
 }
 
@@ -532,9 +367,8 @@ func (t *HTTPTarget) Pay(ctx context.Context, ids []string, totals []int64, out 
 		return
 	}
 	t.each(len(ids), func(i int) {
-		body := strconv.AppendInt([]byte(`{"amount":`), totals[i], 10)
-		body = append(body, '}')
-		out[i] = t.transition(ctx, "/v1/orders/"+ids[i]+"/pay", body, "paid")
+		o, err := t.store.Pay(ctx, ids[i], totals[i])
+		out[i] = transitionOutcome("/v1/orders/"+ids[i]+"/pay", o, err, "paid")
 	})
 }
 
@@ -550,36 +384,25 @@ func (t *HTTPTarget) Cancel(ctx context.Context, ids []string, out []Outcome) {
 		return
 	}
 	t.each(len(ids), func(i int) {
-		out[i] = t.transition(ctx, "/v1/orders/"+ids[i]+"/cancel", nil, "cancelled")
+		o, err := t.store.Cancel(ctx, ids[i])
+		out[i] = transitionOutcome("/v1/orders/"+ids[i]+"/cancel", o, err, "cancelled")
 	})
 }
 
-// settleMax is the most actions of one settle request (the server's limit).
-const settleMax = 10_000
-
-// Settle pays ids[i] with totals[i], or cancels it when cancel[i] is set,
-// with POST /v1/orders:settle: protobuf on the binary transport, JSON on
-// the others; at most settleMax actions a request.
-func (t *HTTPTarget) Settle(ctx context.Context, ids []string, totals []int64, cancel []bool, out []Outcome) {
-	for lo := 0; lo < len(ids); lo += settleMax {
-		hi := min(len(ids), lo+settleMax)
-		if t.cfg.Transport == TransportBinary {
-			t.settleBinary(ctx, ids[lo:hi], totals[lo:hi], cancel[lo:hi], out[lo:hi])
-		} else {
-			t.settleJSON(ctx, ids[lo:hi], totals[lo:hi], cancel[lo:hi], out[lo:hi])
+// transitionOutcome checks the answer of a single pay or cancel.
+func transitionOutcome(path string, o client.Order, err error, want string) Outcome {
+	switch {
+	case err != nil:
+		out := outcomeOf(err)
+		if out.Code != CodeTransport {
+			out.Detail = path + ": " + out.Detail
 		}
+		return out
+	case o.Status != want:
+		return Outcome{Code: CodeBadAnswer, Detail: fmt.Sprintf("%s: want status %s, got order %q in status %q", path, want, o.ID, o.Status)}
 	}
+	return Outcome{}
 }
-
-// settleScratch is a worker's reusable protobuf settle request and response.
-type settleScratch struct {
-	acts []wire.Settle
-	body []byte
-	resp []byte
-	view wire.SettleResponseView
-}
-
-var settleScratchPool = sync.Pool{New: func() any { return &settleScratch{} }}
 
 func settleWant(cancel bool) string {
 	if cancel {
@@ -588,123 +411,47 @@ func settleWant(cancel bool) string {
 	return "paid"
 }
 
-func (t *HTTPTarget) settleBinary(ctx context.Context, ids []string, totals []int64, cancel []bool, out []Outcome) {
-	s := settleScratchPool.Get().(*settleScratch)
-	defer settleScratchPool.Put(s)
-	s.acts = s.acts[:0]
+// Settle pays ids[i] with totals[i], or cancels it when cancel[i] is set,
+// with POST /v1/orders:settle: protobuf on the binary transport, JSON on
+// the others; at most wire.BatchOrdersMax actions a request.
+func (t *HTTPTarget) Settle(ctx context.Context, ids []string, totals []int64, cancel []bool, out []Outcome) {
+	b := t.settles.Get().(*client.SettleBatch)
+	defer t.settles.Put(b)
+	for lo := 0; lo < len(ids); lo += wire.BatchOrdersMax {
+		hi := min(len(ids), lo+wire.BatchOrdersMax)
+		t.settleChunk(ctx, b, ids[lo:hi], totals[lo:hi], cancel[lo:hi], out[lo:hi])
+	}
+}
+
+func (t *HTTPTarget) settleChunk(ctx context.Context, b *client.SettleBatch, ids []string, totals []int64, cancel []bool, out []Outcome) {
+	b.Reset()
 	for i, id := range ids {
-		a := wire.Settle{OrderID: id, Cancel: cancel[i]}
-		if !cancel[i] {
-			a.Amount = totals[i]
+		if cancel[i] {
+			b.Cancel(id)
+		} else {
+			b.Pay(id, totals[i])
 		}
-		s.acts = append(s.acts, a)
 	}
-	s.body = wire.AppendSettleRequest(s.body[:0], s.acts)
-	clear(s.acts)
-	st, resp, err := t.do(ctx, http.MethodPost, "/v1/orders:settle", t.cfg.StorefrontToken, wire.ContentType, s.body, s.resp)
-	s.resp = resp
+	var err error
+	if t.cfg.Transport == TransportBinary {
+		err = t.store.SettleBatch(ctx, b)
+	} else {
+		err = t.store.SettleBatchJSON(ctx, b)
+	}
 	if err != nil {
-		setAll(out, CodeTransport, err.Error())
+		setAll(out, outcomeOf(err))
 		return
 	}
-	if st != http.StatusOK {
-		code, msg := errorCode(st, resp)
-		setAll(out, code, msg)
-		return
-	}
-	err = wire.DecodeSettleResponseView(resp, &s.view)
-	defer clear(s.view.Results)
-	if err != nil || len(s.view.Results) != len(ids) {
-		setAll(out, CodeBadAnswer, fmt.Sprintf("settle of %d: %d results (%v)", len(ids), len(s.view.Results), err))
-		return
-	}
-	for i := range s.view.Results {
-		r := &s.view.Results[i]
+	for i := range b.Results {
+		r := &b.Results[i]
 		switch want := settleWant(cancel[i]); {
-		case r.Error != nil:
-			out[i] = Outcome{Code: r.Error.Code, Detail: ids[i] + ": " + r.Error.Message}
-		case string(r.Status) != want || string(r.OrderID) != ids[i]:
+		case r.Err != nil:
+			out[i] = Outcome{Code: r.Err.Code, Detail: ids[i] + ": " + r.Err.Message}
+		case r.Status != want || r.OrderID != ids[i]:
 			out[i] = Outcome{Code: CodeBadAnswer, Detail: fmt.Sprintf("settle %s: want %s, got order %q in status %q", ids[i], want, r.OrderID, r.Status)}
 		default:
 			out[i] = Outcome{}
 		}
-	}
-}
-
-func (t *HTTPTarget) settleJSON(ctx context.Context, ids []string, totals []int64, cancel []bool, out []Outcome) {
-	bp := t.bufs.Get().(*[]byte)
-	defer t.bufs.Put(bp)
-	b := append((*bp)[:0], `{"actions":[`...)
-	for i, id := range ids {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = append(b, `{"order_id":`...)
-		b = strconv.AppendQuote(b, id)
-		if cancel[i] {
-			b = append(b, `,"action":"cancel"}`...)
-		} else {
-			b = append(b, `,"action":"pay","amount":`...)
-			b = strconv.AppendInt(b, totals[i], 10)
-			b = append(b, '}')
-		}
-	}
-	b = append(b, "]}"...)
-	*bp = b
-	results, ok := t.postJSONBatch(ctx, "/v1/orders:settle", "settle", b, out)
-	if !ok {
-		return
-	}
-	for i, r := range results {
-		switch want := settleWant(cancel[i]); {
-		case r.Error != nil:
-			out[i] = Outcome{Code: r.Error.Code, Detail: ids[i] + ": " + r.Error.Message}
-		case r.Order == nil || r.Order.Status != want || r.Order.OrderID != ids[i]:
-			out[i] = Outcome{Code: CodeBadAnswer, Detail: fmt.Sprintf("settle %s: want %s, got %+v", ids[i], want, r.Order)}
-		default:
-			out[i] = Outcome{}
-		}
-	}
-}
-
-// postJSONBatch posts a JSON batch body and returns its results, one per
-// entry of out; when the request fails or the answer does not fit, it sets
-// every outcome and returns false.
-func (t *HTTPTarget) postJSONBatch(ctx context.Context, path, what string, body []byte, out []Outcome) ([]batchResultJSON, bool) {
-	st, resp, err := t.do(ctx, http.MethodPost, path, t.cfg.StorefrontToken, "application/json", body, nil)
-	if err != nil {
-		setAll(out, CodeTransport, err.Error())
-		return nil, false
-	}
-	if st != http.StatusOK {
-		code, msg := errorCode(st, resp)
-		setAll(out, code, msg)
-		return nil, false
-	}
-	var answer struct {
-		Results []batchResultJSON `json:"results"`
-	}
-	if err := json.Unmarshal(resp, &answer); err != nil || len(answer.Results) != len(out) {
-		setAll(out, CodeBadAnswer, fmt.Sprintf("%s of %d: %d results (%v)", what, len(out), len(answer.Results), err))
-		return nil, false
-	}
-	return answer.Results, true
-}
-
-func (t *HTTPTarget) transition(ctx context.Context, path string, body []byte, want string) Outcome {
-	st, resp, err := t.do(ctx, http.MethodPost, path, t.cfg.StorefrontToken, "application/json", body, nil)
-	switch {
-	case err != nil:
-		return Outcome{Code: CodeTransport, Detail: err.Error()}
-	case st == http.StatusOK:
-		var oj orderJSON
-		if err := json.Unmarshal(resp, &oj); err != nil || oj.Status != want {
-			return Outcome{Code: CodeBadAnswer, Detail: fmt.Sprintf("%s: want status %s, got %.200s", path, want, resp)}
-		}
-		return Outcome{}
-	default:
-		code, msg := errorCode(st, resp)
-		return Outcome{Code: code, Detail: path + ": " + msg}
 	}
 }
 
@@ -736,21 +483,6 @@ func eachParallel(n, par int, f func(i int)) {
 	wg.Wait()
 }
 
-// skuJSON is the part of GET /v1/skus/{id} the audit reads.
-type skuJSON struct {
-	StockAvailable *int64 `json:"stock_available"`
-	StockReserved  *int64 `json:"stock_reserved"`
-	Sold           *int64 `json:"sold"`
-}
-
-// gmvJSON is GET /v1/gmv.
-type gmvJSON struct {
-	GMV struct {
-		Amount int64 `json:"amount"`
-	} `json:"gmv"`
-	OrdersPaid int64 `json:"orders_paid"`
-}
-
 // auditParallel is the SKU reads in flight during the audit.
 const auditParallel = 16
 
@@ -759,7 +491,8 @@ const auditParallel = 16
 const gmvSettle = 15 * time.Second
 
 // Audit reads every touched SKU (stocked = available + reserved + sold, and
-// reserved and sold as the driver saw them acknowledged) and the GMV.
+// reserved and sold as the driver saw them acknowledged, beside what the
+// server held before the run) and the GMV.
 func (t *HTTPTarget) Audit(ctx context.Context, m *festival.Model, l *Ledger) ([]string, error) {
 	var mu sync.Mutex
 	var problems []string
@@ -795,30 +528,13 @@ func (t *HTTPTarget) Audit(ctx context.Context, m *festival.Model, l *Ledger) ([
 		wg.Go(func() {
 			defer func() { <-sem }()
 			s := &m.SKUs[i]
-			st, resp, err := t.do(ctx, http.MethodGet, "/v1/skus/"+s.ID, t.cfg.AdminToken, "", nil, nil)
-			if err != nil || st != http.StatusOK {
-				errOnce.Do(func() { firstErr = fmt.Errorf("get sku %s: status %d: %v %.200s", s.ID, st, err, resp) })
+			sku, err := t.admin.GetSKU(ctx, s.ID)
+			if err != nil {
+				errOnce.Do(func() { firstErr = fmt.Errorf("get sku %s: %w", s.ID, err) })
 				return
 			}
-			var sj skuJSON
-			if err := json.Unmarshal(resp, &sj); err != nil || sj.StockAvailable == nil || sj.StockReserved == nil || sj.Sold == nil {
-				add(fmt.Sprintf("sku %s: answer lacks stock_available/stock_reserved/sold: %.200s", s.ID, resp))
-				return
-			}
-			av, rs, sd := *sj.StockAvailable, *sj.StockReserved, *sj.Sold
-			if left := dealLeft[int32(i)]; av+rs+sd+left != s.Stock {
-				add(fmt.Sprintf("sku %s: stocked %d != available %d + reserved %d + sold %d + %d left in deals", s.ID, s.Stock, av, rs, sd, left))
-			}
-			if av < 0 || rs < 0 || sd < 0 {
-				add(fmt.Sprintf("sku %s: negative figure: available %d reserved %d sold %d", s.ID, av, rs, sd))
-			}
-			if exact {
-				if want := l.Sold[i].Load(); sd != want {
-					add(fmt.Sprintf("sku %s: sold %d, driver saw %d units paid", s.ID, sd, want))
-				}
-				if want := l.Reserved[i].Load(); rs != want {
-					add(fmt.Sprintf("sku %s: reserved %d, driver saw %d units in pending orders", s.ID, rs, want))
-				}
+			for _, p := range auditSKU(s, t.before.sku(i), dealLeft[int32(i)], sku.StockAvailable, sku.StockReserved, sku.Sold, l.Reserved[i].Load(), l.Sold[i].Load(), exact) {
+				add(p)
 			}
 		})
 	}
@@ -827,16 +543,13 @@ func (t *HTTPTarget) Audit(ctx context.Context, m *festival.Model, l *Ledger) ([
 		return problems, firstErr
 	}
 	// GMV: the projection may lag the last payments; wait for it to settle.
-	want := l.Tally.GMV
+	want := t.before.gmv + l.Tally.GMV
 	deadline := time.Now().Add(gmvSettle)
-	var g gmvJSON
+	var g client.GMV
 	for {
-		st, resp, err := t.do(ctx, http.MethodGet, "/v1/gmv", "", "", nil, nil)
-		if err != nil || st != http.StatusOK {
-			return problems, fmt.Errorf("get gmv: status %d: %v %.200s", st, err, resp)
-		}
-		if err := json.Unmarshal(resp, &g); err != nil {
-			return problems, fmt.Errorf("decode gmv: %w", err)
+		var err error
+		if g, err = t.store.GMV(ctx); err != nil {
+			return problems, fmt.Errorf("get gmv: %w", err)
 		}
 		if g.GMV.Amount == want || time.Now().After(deadline) {
 			break
@@ -848,18 +561,46 @@ func (t *HTTPTarget) Audit(ctx context.Context, m *festival.Model, l *Ledger) ([
 		}
 	}
 	if g.GMV.Amount != want {
-		add(fmt.Sprintf("gmv: server %d fen (%d paid orders), driver saw %d fen paid (%d orders) acknowledged", g.GMV.Amount, g.OrdersPaid, want, l.Tally.PaidOrders))
+		add(fmt.Sprintf("gmv: server %d fen (%d paid orders), driver saw %d fen paid (%d orders) acknowledged%s",
+			g.GMV.Amount, g.OrdersPaid, l.Tally.GMV, l.Tally.PaidOrders, t.before.gmvNote()))
 	}
 	return problems, nil
 }
 
+// auditSKU checks one SKU's figures as the server reports them (available,
+// reserved, sold) against its stock and what the driver saw acknowledged
+// (units in pending orders, units paid). before is what the server held
+// before the run, nil on a SKU this run's import created: the run's own
+// figures are then the server's less before's. Pending orders of an
+// earlier run may expire during this one, moving their units from
+// reserved back to available, so with before the reserved figure may lie
+// anywhere from this run's units to that plus before's.
+func auditSKU(s *festival.SKU, before *skuFigures, inDeals, av, rs, sd, wantReserved, wantSold int64, exact bool) []string {
+	var problems []string
+	stocked, rs0, sd0 := s.Stock, int64(0), int64(0)
+	if before != nil {
+		stocked, rs0, sd0 = before.available+before.reserved+before.sold, before.reserved, before.sold
+	}
+	if av+rs+sd+inDeals != stocked {
+		problems = append(problems, fmt.Sprintf("sku %s: stocked %d != available %d + reserved %d + sold %d + %d left in deals", s.ID, stocked, av, rs, sd, inDeals))
+	}
+	if av < 0 || rs < 0 || sd < 0 {
+		problems = append(problems, fmt.Sprintf("sku %s: negative figure: available %d reserved %d sold %d", s.ID, av, rs, sd))
+	}
+	if !exact {
+		return problems
+	}
+	if sd-sd0 != wantSold {
+		problems = append(problems, fmt.Sprintf("sku %s: sold %d (%d before the run), driver saw %d units paid", s.ID, sd, sd0, wantSold))
+	}
+	if rs < wantReserved || rs > wantReserved+rs0 {
+		problems = append(problems, fmt.Sprintf("sku %s: reserved %d (%d before the run), driver saw %d units in pending orders", s.ID, rs, rs0, wantReserved))
+	}
+	return problems
+}
+
 // maxProblemsListed bounds the audit's list: past it, one line says so.
 const maxProblemsListed = 50
-
-// scanAnswerJSON is the part of a parcel answer the carrier phase checks.
-type scanAnswerJSON struct {
-	Status string `json:"status"`
-}
 
 // scanParallel is the scan requests in flight: each waits for its fsync
 // (group-committed with the others) and for the parcel projection, so many
@@ -871,59 +612,43 @@ const scanParallel = 64
 // order's id.
 func (t *HTTPTarget) Scan(ctx context.Context, orderIDs []string, scans []ScanStep, out []Outcome) {
 	eachParallel(len(orderIDs), scanParallel, func(i int) {
-		body, _ := json.Marshal(map[string]string{"status": scans[i].Status, "location": scans[i].Location})
 		path := "/v1/parcels/P" + orderIDs[i] + "/scans"
-		st, resp, err := t.do(ctx, http.MethodPost, path, t.cfg.CarrierToken, "application/json", body, nil)
+		p, err := t.carrier.ScanParcel(ctx, "P"+orderIDs[i], client.Scan{Status: scans[i].Status, Location: scans[i].Location})
 		switch {
 		case err != nil:
-			out[i] = Outcome{Code: CodeTransport, Detail: err.Error()}
-		case st == http.StatusOK:
-			var a scanAnswerJSON
-			if err := json.Unmarshal(resp, &a); err != nil || a.Status != scans[i].Status {
-				out[i] = Outcome{Code: CodeBadAnswer, Detail: fmt.Sprintf("%s: want status %s, got %.200s", path, scans[i].Status, resp)}
+			out[i] = outcomeOf(err)
+			if out[i].Code != CodeTransport {
+				out[i].Detail = path + ": " + out[i].Detail
 			}
-		default:
-			code, msg := errorCode(st, resp)
-			out[i] = Outcome{Code: code, Detail: path + ": " + msg}
+		case p.Status != scans[i].Status:
+			out[i] = Outcome{Code: CodeBadAnswer, Detail: fmt.Sprintf("%s: want status %s, got parcel in status %q", path, scans[i].Status, p.Status)}
 		}
 	})
 }
 
-// logisticsStatsJSON is GET /v1/logistics/stats.
-type logisticsStatsJSON struct {
-	Parcels  int64            `json:"parcels"`
-	ByStatus map[string]int64 `json:"by_status"`
-}
-
 // ParcelStats implements Carrier. The parcels are a projection of the
 // journal and may lag the last payments: it waits, as the GMV audit does,
-// for them to equal the server's paid orders.
+// for them to equal the server's paid orders. The counts are the run's:
+// the server's less what it held before the run.
 func (t *HTTPTarget) ParcelStats(ctx context.Context) (ParcelStats, error) {
 	deadline := time.Now().Add(gmvSettle)
 	for {
-		st, resp, err := t.do(ctx, http.MethodGet, "/v1/logistics/stats", "", "", nil, nil)
-		if err != nil || st != http.StatusOK {
-			return ParcelStats{}, fmt.Errorf("get logistics stats: status %d: %v %.200s", st, err, resp)
+		ls, err := t.store.LogisticsStats(ctx)
+		if err != nil {
+			return ParcelStats{}, fmt.Errorf("get logistics stats: %w", err)
 		}
-		var ls logisticsStatsJSON
-		if err := json.Unmarshal(resp, &ls); err != nil {
-			return ParcelStats{}, fmt.Errorf("decode logistics stats: %w", err)
+		g, err := t.store.GMV(ctx)
+		if err != nil {
+			return ParcelStats{}, fmt.Errorf("get gmv: %w", err)
 		}
-		st, resp, err = t.do(ctx, http.MethodGet, "/v1/gmv", "", "", nil, nil)
-		if err != nil || st != http.StatusOK {
-			return ParcelStats{}, fmt.Errorf("get gmv: status %d: %v %.200s", st, err, resp)
-		}
-		var g gmvJSON
-		if err := json.Unmarshal(resp, &g); err != nil {
-			return ParcelStats{}, fmt.Errorf("decode gmv: %w", err)
-		}
-		ps := ParcelStats{Parcels: ls.Parcels, Delivered: ls.ByStatus["delivered"], Returned: ls.ByStatus["returned"]}
+		b := &t.before.parcels
+		ps := ParcelStats{Parcels: ls.Parcels - b.Parcels, Delivered: ls.ByStatus["delivered"] - b.Delivered, Returned: ls.ByStatus["returned"] - b.Returned}
 		ps.InFlight = ps.Parcels - ps.Delivered - ps.Returned
-		if ps.Parcels == g.OrdersPaid {
+		if ls.Parcels == g.OrdersPaid {
 			return ps, nil
 		}
 		if time.Now().After(deadline) {
-			return ps, fmt.Errorf("%d parcels for %d paid orders %v after the run", ps.Parcels, g.OrdersPaid, gmvSettle)
+			return ps, fmt.Errorf("%d parcels for %d paid orders %v after the run", ls.Parcels, g.OrdersPaid, gmvSettle)
 		}
 		select {
 		case <-ctx.Done():

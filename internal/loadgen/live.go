@@ -1,18 +1,13 @@
 package loadgen
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/HdrHistogram/hdrhistogram-go"
 
+	"github.com/fest-platform/fest/client"
 	"github.com/fest-platform/fest/internal/festival"
 )
 
@@ -96,20 +91,8 @@ func (r *run) startLive(ctx context.Context) {
 // dealRouterRejected reads fest_live_deal_gateway_rejected_total from
 // /metrics.
 func (t *HTTPTarget) dealRouterRejected(ctx context.Context) (int64, error) {
-	st, resp, err := t.do(ctx, http.MethodGet, "/metrics", "", "", nil, nil)
-	if err != nil || st != http.StatusOK {
-		return 0, fmt.Errorf("get metrics: status %d: %v", st, err)
-	}
-	sc := bufio.NewScanner(bytes.NewReader(resp))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	const name = "fest_live_deal_gateway_rejected_total "
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return int64(f), err
-		}
-	}
-	return 0, fmt.Errorf("metrics: no %s", strings.TrimSpace(name))
+	v, err := t.admin.Metric(ctx, "fest_live_deal_gateway_rejected_total")
+	return int64(v), err
 }
 
 // putDeals creates the model's deals, open from a minute ago for
@@ -118,46 +101,14 @@ func (t *HTTPTarget) putDeals(ctx context.Context, m *festival.Model) error {
 	now := time.Now().UTC()
 	for i := range m.Deals {
 		d := &m.Deals[i]
-		body := map[string]any{"channel_id": m.Channels[d.Channel].ID, "sku_id": m.SKUs[d.SKU].ID, "price": d.Price, "stock": d.Stock,
-			"starts_at": now.Add(-time.Minute).Format(time.RFC3339Nano), "ends_at": now.Add(dealWindowAfter).Format(time.RFC3339Nano)}
-		if d.LimitPerBuyer > 0 {
-			body["limit_per_buyer"] = d.LimitPerBuyer
-		}
-		b, err := json.Marshal(body)
+		_, err := t.admin.PutDeal(ctx, client.Deal{ID: d.ID, ChannelID: m.Channels[d.Channel].ID, SKUID: m.SKUs[d.SKU].ID, Price: d.Price, Stock: d.Stock,
+			StartsAt: now.Add(-time.Minute), EndsAt: now.Add(dealWindowAfter), LimitPerBuyer: d.LimitPerBuyer})
 		if err != nil {
-			return fmt.Errorf("encode deal %s: %w", d.ID, err)
-		}
-		st, resp, err := t.do(ctx, http.MethodPut, "/v1/live/deals/"+d.ID, t.cfg.AdminToken, "application/json", b, nil)
-		if err != nil {
-			return fmt.Errorf("put deal %s: %w", d.ID, err)
-		}
-		if st != http.StatusOK {
-			code, msg := errorCode(st, resp)
-			return fmt.Errorf("put deal %s: %s: %s", d.ID, code, msg)
+			o := outcomeOf(err)
+			return fmt.Errorf("put deal %s: %s: %s", d.ID, o.Code, o.Detail)
 		}
 	}
 	return nil
-}
-
-// appendDealJSON appends the deal_id member of an order on a deal.
-func appendDealJSON(b []byte, m *festival.Model, o *festival.Order) []byte {
-	if id := m.DealID(o); id != "" {
-		b = append(b, `,"deal_id":"`...)
-		b = append(b, id...)
-		b = append(b, '"')
-	}
-	return b
-}
-
-type liveChannelJSON struct {
-	ChannelID string `json:"channel_id"`
-	GMV       int64  `json:"gmv"`
-	Orders    int64  `json:"orders"`
-	Deals     []struct {
-		DealID    string `json:"deal_id"`
-		StockLeft int64  `json:"stock_left"`
-		Sold      int64  `json:"sold"`
-	} `json:"deals"`
 }
 
 // liveSettle is how long the audit waits for the livestream projection to
@@ -177,24 +128,18 @@ func (t *HTTPTarget) auditLive(ctx context.Context, m *festival.Model, l *Ledger
 		want[m.Channels[i].ID] = g
 	}
 	deadline := time.Now().Add(liveSettle)
-	var board struct {
-		Channels []liveChannelJSON `json:"channels"`
-	}
 	var diffs []string
 	for {
-		st, resp, err := t.do(ctx, http.MethodGet, "/v1/live/leaderboard?top=1000", "", "", nil, nil)
-		if err != nil || st != http.StatusOK {
-			return nil, nil, fmt.Errorf("get leaderboard: status %d: %v %.200s", st, err, resp)
-		}
-		if err := json.Unmarshal(resp, &board); err != nil {
-			return nil, nil, fmt.Errorf("decode leaderboard: %w", err)
+		board, err := t.admin.Leaderboard(ctx, 1000)
+		if err != nil {
+			return nil, nil, fmt.Errorf("get leaderboard: %w", err)
 		}
 		diffs = diffs[:0]
 		seen := map[string]bool{}
 		for _, c := range board.Channels {
-			seen[c.ChannelID] = true
-			if w := want[c.ChannelID]; c.GMV != w {
-				diffs = append(diffs, fmt.Sprintf("channel %s: leaderboard gmv %d fen, driver saw %d paid", c.ChannelID, c.GMV, w))
+			seen[c.ID] = true
+			if w := want[c.ID]; c.GMV != w {
+				diffs = append(diffs, fmt.Sprintf("channel %s: leaderboard gmv %d fen, driver saw %d paid", c.ID, c.GMV, w))
 			}
 		}
 		for id, w := range want {
@@ -225,13 +170,9 @@ func (t *HTTPTarget) auditLive(ctx context.Context, m *festival.Model, l *Ledger
 	}
 	for ci := range channels {
 		id := m.Channels[ci].ID
-		st, resp, err := t.do(ctx, http.MethodGet, "/v1/live/channels/"+id, "", "", nil, nil)
-		if err != nil || st != http.StatusOK {
-			return problems, nil, fmt.Errorf("get channel %s: status %d: %v %.200s", id, st, err, resp)
-		}
-		var c liveChannelJSON
-		if err := json.Unmarshal(resp, &c); err != nil {
-			return problems, nil, fmt.Errorf("decode channel %s: %w", id, err)
+		c, err := t.admin.Channel(ctx, id)
+		if err != nil {
+			return problems, nil, fmt.Errorf("get channel %s: %w", id, err)
 		}
 		for _, d := range c.Deals {
 			if md, ok := byID[d.DealID]; ok {

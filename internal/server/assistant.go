@@ -13,6 +13,7 @@ import (
 
 	"github.com/fest-platform/fest/internal/assistant"
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/wire"
 )
 
 // The customer-service assistant's endpoints:
@@ -77,7 +78,7 @@ func (s *Server) handleAssistantMessage(w http.ResponseWriter, r *http.Request, 
 		s.writeError(w, errInvalidArgument(me.Field, me.Reason))
 		return
 	case err != nil:
-		s.writeError(w, &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()})
+		s.writeError(w, newError(wire.CodeInternal, err.Error()))
 		return
 	}
 	writeJSON(w, http.StatusOK, appendReply(make([]byte, 0, 256+len(reply.Answer)), &reply))

@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/wire"
 )
 
 type brandJSON struct {
@@ -49,7 +50,7 @@ func textField(field string, v *string) (string, *apiError) {
 		return "", required(field)
 	}
 	if len(*v) > textBytesMax {
-		return "", errInvalidArgument(field, field+" is at most 1024 bytes")
+		return "", errInvalidArgument(field, field+" is at most "+strconv.Itoa(textBytesMax)+" bytes")
 	}
 	return *v, nil
 }
@@ -59,7 +60,7 @@ func idField(field string, v *string) (string, *apiError) {
 		return "", required(field)
 	}
 	if !validID(*v) {
-		return "", errInvalidArgument(field, field+" must be 1 to 128 bytes without control characters or '/'")
+		return "", errInvalidArgument(field, field+idRuleMsg)
 	}
 	return *v, nil
 }
@@ -141,7 +142,7 @@ func (k *skuJSON) command(id string) (engine.Command, *apiError) {
 		return engine.Command{}, aerr
 	}
 	if len(k.Category) > textBytesMax {
-		return engine.Command{}, errInvalidArgument("category", "category is at most 1024 bytes")
+		return engine.Command{}, errInvalidArgument("category", "category is at most "+strconv.Itoa(textBytesMax)+" bytes")
 	}
 	if k.Price == nil {
 		return engine.Command{}, required("price")
@@ -159,14 +160,14 @@ func (k *skuJSON) command(id string) (engine.Command, *apiError) {
 		}
 		sku.StockOmitted = true
 	} else {
-		if *k.Stock < 0 || *k.Stock > 1<<31-1 {
-			return engine.Command{}, errInvalidArgument("stock", "stock must be 0 to 2147483647")
+		if *k.Stock < 0 || *k.Stock > skuTotalMax {
+			return engine.Command{}, errInvalidArgument("stock", "stock must be 0 to "+strconv.Itoa(skuTotalMax))
 		}
 		sku.Stock = *k.Stock
 	}
 	if k.StockExpected != nil {
-		if *k.StockExpected < 0 || *k.StockExpected > 1<<31-1 {
-			return engine.Command{}, errInvalidArgument("stock_expected", "stock_expected must be 0 to 2147483647")
+		if *k.StockExpected < 0 || *k.StockExpected > skuTotalMax {
+			return engine.Command{}, errInvalidArgument("stock_expected", "stock_expected must be 0 to "+strconv.Itoa(skuTotalMax))
 		}
 		sku.StockCompared, sku.StockExpected = true, *k.StockExpected
 	}
@@ -317,7 +318,7 @@ func (s *Server) handleAdjustStock(w http.ResponseWriter, r *http.Request, be *b
 		s.writeError(w, required("delta"))
 		return
 	}
-	if *in.Delta < -(1<<31-1) || *in.Delta > 1<<31-1 {
+	if *in.Delta < -skuTotalMax || *in.Delta > skuTotalMax {
 		s.writeError(w, errInvalidArgument("delta", "delta out of range"))
 		return
 	}
@@ -484,7 +485,11 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request, be *backen
 }
 
 // Engine limits of a SKU stricter than the edge's: checked before an import
-// is applied so the engine rejects none of its lines.
+// is applied so the engine rejects none of its lines. They are the engine's
+// priceMax, stockMax and stockTotal (internal/engine/state.go), which the
+// engine does not export yet; until internal/engine/limits.go does, these
+// are the only copies, and TestImportLimitsMatchEngine holds them equal to
+// the engine's by what it accepts and refuses.
 const (
 	skuPriceMax = 1_000_000_000_000
 	skuStockMax = 1_000_000_000
@@ -534,7 +539,7 @@ func (s *Server) checkImport(ctx context.Context, be *backend, phases [3][]impor
 		select {
 		case <-b.Done():
 		case <-ctx.Done():
-			return &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "request cancelled"}
+			return newError(wire.CodeUnavailable, "request cancelled")
 		}
 		for i := range b.Requests {
 			res := &b.Requests[i].Result

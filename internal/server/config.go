@@ -8,6 +8,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"github.com/fest-platform/fest/wire"
 	"log/slog"
 	"time"
 )
@@ -106,9 +107,9 @@ type Config struct {
 
 // Defaults.
 const (
-	defaultBodyBytesMax          = 1 << 20
-	defaultBatchBodyBytesMax     = 16 << 20
-	defaultBatchOrdersMax        = 10_000
+	defaultBodyBytesMax          = wire.BodyBytesMax      // the contract's limits
+	defaultBatchBodyBytesMax     = wire.BatchBodyBytesMax //
+	defaultBatchOrdersMax        = wire.BatchOrdersMax    //
 	defaultGatewayBatchMax       = 256
 	defaultReadWaitMax           = 5 * time.Second
 	defaultRetryAfter            = time.Second

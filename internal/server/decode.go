@@ -27,6 +27,14 @@ const (
 	amountMax       = 1 << 53 // fen; far above any order, below float rounding
 )
 
+// Messages of the rules above, built from the limits so that a limit
+// moved in the engine changes its message too.
+var (
+	idRuleMsg       = " must be 1 to " + strconv.Itoa(idBytesMax) + " bytes without control characters or '/'"
+	itemsRuleMsg    = "an order has 1 to " + strconv.Itoa(orderItemsMax) + " items"
+	quantityRuleMsg = "quantity must be 1 to " + strconv.Itoa(itemQuantityMax)
+)
+
 // orderJSON is the body of POST /v1/orders.
 type orderJSON struct {
 	BuyerID string     `json:"buyer_id"`
@@ -249,10 +257,10 @@ func startOrderCommand(cmd *engine.Command, buyerID, channel, region, dealID, id
 		return errInvalidArgument(fieldPath(idx, "buyer_id"), "buyer_id is required")
 	}
 	if !validID(buyerID) {
-		return errInvalidArgument(fieldPath(idx, "buyer_id"), "buyer_id must be 1 to 128 bytes without control characters or '/'")
+		return errInvalidArgument(fieldPath(idx, "buyer_id"), "buyer_id"+idRuleMsg)
 	}
 	if items == 0 || items > orderItemsMax {
-		return errInvalidArgument(fieldPath(idx, "items"), "an order has 1 to 100 items")
+		return errInvalidArgument(fieldPath(idx, "items"), itemsRuleMsg)
 	}
 	if channel == "" {
 		channel = "app"
@@ -261,13 +269,13 @@ func startOrderCommand(cmd *engine.Command, buyerID, channel, region, dealID, id
 		return errInvalidArgument(fieldPath(idx, "channel"), "channel must be app, web or live:<channel_id>")
 	}
 	if len(region) > regionBytesMax {
-		return errInvalidArgument(fieldPath(idx, "region"), "region is at most 32 bytes")
+		return errInvalidArgument(fieldPath(idx, "region"), "region is at most "+strconv.Itoa(regionBytesMax)+" bytes")
 	}
 	if dealID != "" && !validID(dealID) {
 		return errInvalidArgument(fieldPath(idx, "deal_id"), "invalid deal_id")
 	}
 	if len(idemKey) > idemKeyBytesMax {
-		return errInvalidArgument(fieldPath(idx, "idempotency_key"), "idempotency key is at most 255 bytes")
+		return errInvalidArgument(fieldPath(idx, "idempotency_key"), "idempotency key is at most "+strconv.Itoa(idemKeyBytesMax)+" bytes")
 	}
 	cmd.Kind = engine.KindPlaceOrder
 	cmd.Order = engine.Order{
@@ -284,10 +292,10 @@ func startOrderCommand(cmd *engine.Command, buyerID, channel, region, dealID, id
 // addOrderItem validates item i of order idx and adds it to cmd.
 func addOrderItem(cmd *engine.Command, idx, i int, skuID string, quantity int64) *apiError {
 	if !validID(skuID) {
-		return errInvalidArgument(fieldPath(idx, "items["+strconv.Itoa(i)+"].sku_id"), "sku_id is required (1 to 128 bytes)")
+		return errInvalidArgument(fieldPath(idx, "items["+strconv.Itoa(i)+"].sku_id"), "sku_id is required (1 to "+strconv.Itoa(idBytesMax)+" bytes)")
 	}
 	if quantity < 1 || quantity > itemQuantityMax {
-		return errInvalidArgument(fieldPath(idx, "items["+strconv.Itoa(i)+"].quantity"), "quantity must be 1 to 999")
+		return errInvalidArgument(fieldPath(idx, "items["+strconv.Itoa(i)+"].quantity"), quantityRuleMsg)
 	}
 	cmd.Order.Items = append(cmd.Order.Items, engine.Item{SKUID: skuID, Quantity: int32(quantity)})
 	return nil

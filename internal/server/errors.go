@@ -4,9 +4,9 @@ import (
 	"net/http"
 	"strconv"
 	"time"
-	"unicode/utf8"
 
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/wire"
 )
 
 // apiError is an error answer of the contract:
@@ -23,53 +23,67 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.Code + ": " + e.Message }
 
-func errInvalidJSON(msg string) *apiError {
-	return &apiError{Status: http.StatusBadRequest, Code: "invalid_json", Message: msg}
+// newError is an error answer with code's status from the contract's
+// error table (wire.Errors), the one place that maps codes to statuses.
+// A code outside the table is a programming error, and panics.
+func newError(code, msg string) *apiError {
+	spec, ok := wire.Spec(code)
+	if !ok {
+		panic("server: error code " + strconv.Quote(code) + " is not in the contract's table (wire.Errors): " + msg)
+	}
+	return &apiError{Status: spec.Status, Code: code, Message: msg}
 }
 
+func errInvalidJSON(msg string) *apiError { return newError(wire.CodeInvalidJSON, msg) }
+
 func errInvalidArgument(field, msg string) *apiError {
-	return &apiError{Status: http.StatusUnprocessableEntity, Code: "invalid_argument", Message: msg, Field: field}
+	e := newError(wire.CodeInvalidArgument, msg)
+	e.Field = field
+	return e
 }
 
 func errNotFound(field, msg string) *apiError {
-	return &apiError{Status: http.StatusNotFound, Code: "not_found", Message: msg, Field: field}
+	e := newError(wire.CodeNotFound, msg)
+	e.Field = field
+	return e
 }
 
 var (
-	errUnauthenticated = &apiError{Status: http.StatusUnauthorized, Code: "unauthenticated", Message: "missing or unknown bearer token"}
-	errForbidden       = &apiError{Status: http.StatusForbidden, Code: "forbidden", Message: "this token's role may not call this endpoint"}
-	errTooLarge        = &apiError{Status: http.StatusRequestEntityTooLarge, Code: "too_large", Message: "request body over the limit"}
-	errNotReady        = &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "recovery in progress; retry shortly"}
+	errUnauthenticated = newError(wire.CodeUnauthenticated, "missing or unknown bearer token")
+	errForbidden       = newError(wire.CodeForbidden, "this token's role may not call this endpoint")
+	errTooLarge        = newError(wire.CodeTooLarge, "request body over the limit")
+	errNotReady        = newError(wire.CodeUnavailable, "recovery in progress; retry shortly")
 )
 
-// codeStatus maps engine codes to the contract's HTTP status and code.
-var codeStatus = [...]struct {
-	status int
-	code   string
-	msg    string
+// engineCodes maps engine codes to the contract's codes and their
+// messages; the status of each comes from the contract's table.
+var engineCodes = [...]struct {
+	code string
+	msg  string
 }{
-	engine.CodeOK:                  {http.StatusOK, "ok", ""},
-	engine.CodeNotFound:            {http.StatusNotFound, "not_found", "not found"},
-	engine.CodeOutOfStock:          {http.StatusConflict, "out_of_stock", "not enough stock"},
-	engine.CodeInvalidState:        {http.StatusConflict, "invalid_state", "the order's state does not allow this"},
-	engine.CodeInvalidArgument:     {http.StatusUnprocessableEntity, "invalid_argument", "invalid argument"},
-	engine.CodePaymentMismatch:     {http.StatusUnprocessableEntity, "payment_mismatch", "amount differs from the order total"},
-	engine.CodeIdempotencyMismatch: {http.StatusUnprocessableEntity, "idempotency_mismatch", "Idempotency-Key reused with a different body"},
-	engine.CodeOverloaded:          {http.StatusTooManyRequests, "overloaded", "overloaded; retry after the Retry-After delay"},
-	engine.CodeDealNotActive:       {http.StatusConflict, "deal_not_active", "the deal is not active now"},
-	engine.CodeUnavailable:         {http.StatusServiceUnavailable, "unavailable", "the engine is unavailable"},
-	engine.CodeConflict:            {http.StatusConflict, "conflict", "a precondition failed"},
-	engine.CodeLimitExceeded:       {http.StatusConflict, "limit_exceeded", "the buyer's orders on this deal would exceed its limit_per_buyer"},
+	engine.CodeOK:                  {"ok", ""},
+	engine.CodeNotFound:            {wire.CodeNotFound, "not found"},
+	engine.CodeOutOfStock:          {wire.CodeOutOfStock, "not enough stock"},
+	engine.CodeInvalidState:        {wire.CodeInvalidState, "the order's state does not allow this"},
+	engine.CodeInvalidArgument:     {wire.CodeInvalidArgument, "invalid argument"},
+	engine.CodePaymentMismatch:     {wire.CodePaymentMismatch, "amount differs from the order total"},
+	engine.CodeIdempotencyMismatch: {wire.CodeIdempotencyMismatch, "Idempotency-Key reused with a different body"},
+	engine.CodeOverloaded:          {wire.CodeOverloaded, "overloaded; retry after the Retry-After delay"},
+	engine.CodeDealNotActive:       {wire.CodeDealNotActive, "the deal is not active now"},
+	engine.CodeUnavailable:         {wire.CodeUnavailable, "the engine is unavailable"},
+	engine.CodeConflict:            {wire.CodeConflict, "a precondition failed"},
+	engine.CodeLimitExceeded:       {wire.CodeLimitExceeded, "the buyer's orders on this deal would exceed its limit_per_buyer"},
 }
 
 // resultError converts a failed engine result into an API error.
 func resultError(r *engine.Result) *apiError {
 	c := int(r.Code)
-	if c >= len(codeStatus) {
-		return &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: r.Code.String()}
+	if c >= len(engineCodes) || c == int(engine.CodeOK) {
+		return newError(wire.CodeInternal, r.Code.String())
 	}
-	cs := codeStatus[c]
-	e := &apiError{Status: cs.status, Code: cs.code, Message: cs.msg, Field: r.Field}
+	cs := engineCodes[c]
+	e := newError(cs.code, cs.msg)
+	e.Field = r.Field
 	switch r.Code {
 	case engine.CodeOutOfStock:
 		e.SKUID, e.Available = r.SKUID, r.Available
@@ -119,7 +133,7 @@ func appendError(b []byte, e *apiError) []byte {
 func (s *Server) writeError(w http.ResponseWriter, e *apiError) {
 	h := w.Header()
 	h["Content-Type"] = jsonContentType
-	if e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable {
+	if wire.Retryable(e.Code) {
 		h.Set("Retry-After", strconv.Itoa(int((s.cfg.RetryAfter+time.Second-1)/time.Second)))
 	}
 	w.WriteHeader(e.Status)
@@ -141,57 +155,9 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 	w.Write(body)
 }
 
-const hexDigits = "0123456789abcdef"
-
-// appendString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD, as
-// encoding/json does.
-func appendString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		if r == '\u2028' || r == '\u2029' {
-			b = append(b, s[start:i]...)
-			b = append(b, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
+// appendString appends s as a JSON string (the contract's escaping,
+// shared with the Go client: wire.AppendJSONString).
+func appendString(b []byte, s string) []byte { return wire.AppendJSONString(b, s) }
 
 // appendTime appends a unix-nanosecond time as an RFC 3339 UTC string.
 func appendTime(b []byte, ns int64) []byte {

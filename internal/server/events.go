@@ -12,6 +12,7 @@ import (
 
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/journal"
+	"github.com/fest-platform/fest/wire"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -95,7 +96,7 @@ func (s *Server) initFeeds() {
 // closeFeeds ends every feed; HTTPServer registers it to run on Shutdown.
 func (s *Server) closeFeeds() { s.feeds.stopAll() }
 
-var errFeedsFull = &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "too many event feeds open; retry later"}
+var errFeedsFull = newError(wire.CodeUnavailable, "too many event feeds open; retry later")
 
 func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, be *backend) {
 	var from feedPosition
@@ -194,9 +195,9 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, be *backen
 		// The status is sent; the client sees the stream end, and resumes.
 		s.cfg.Logger.Warn("event feed ended", "from", from.start, "err", err)
 	case errors.Is(err, journal.ErrRemoved):
-		s.writeError(w, &apiError{Status: http.StatusGone, Code: "gone", Message: "the journal no longer holds position " + strconv.FormatUint(from.start, 10) + ": " + err.Error()})
+		s.writeError(w, newError(wire.CodeGone, "the journal no longer holds position "+strconv.FormatUint(from.start, 10)+": "+err.Error()))
 	case errors.Is(err, engine.ErrNoFollow):
-		s.writeError(w, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "this journal cannot be followed"})
+		s.writeError(w, newError(wire.CodeUnavailable, "this journal cannot be followed"))
 	default:
 		// Follow reads at from at once; a frame that does not begin
 		// there means from is not a record boundary.

@@ -5,8 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/fest-platform/fest/client/wire"
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/wire"
 )
 
 // FuzzDecodeOrderJSON: any body either decodes into a valid command or is

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/fest-platform/fest/internal/projection/gmv"
+	"github.com/fest-platform/fest/wire"
 )
 
 // The GMV endpoints of the big screen. The projection answers in its own
@@ -18,7 +19,7 @@ import (
 const (
 	// breakdownTopDefault and breakdownTopMax bound ?top= of a breakdown.
 	breakdownTopDefault = 20
-	breakdownTopMax     = 1000
+	breakdownTopMax     = wire.ListTopMax
 	// streamWriteWait is how long one event of the stream may take to be
 	// written: a client that stops reading is dropped after it.
 	streamWriteWait = 10 * time.Second
@@ -89,7 +90,7 @@ func (s *Server) gmvProjection() (*gmv.Projection, *apiError) {
 	}
 	if be := s.be.Load(); be != nil && be.reads != nil {
 		if err := be.reads.Err(); err != nil {
-			return nil, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the projections stopped following the journal: " + err.Error()}
+			return nil, newError(wire.CodeUnavailable, "the projections stopped following the journal: "+err.Error())
 		}
 	}
 	return p, nil
@@ -97,9 +98,9 @@ func (s *Server) gmvProjection() (*gmv.Projection, *apiError) {
 
 func gmvError(err error) *apiError {
 	if errors.Is(err, gmv.ErrAborted) {
-		return &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the GMV projection stopped: " + err.Error()}
+		return newError(wire.CodeUnavailable, "the GMV projection stopped: "+err.Error())
 	}
-	return &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()}
+	return newError(wire.CodeInternal, err.Error())
 }
 
 // gmvView is the body of GET /v1/gmv: the contract's fields, then fest's
@@ -323,7 +324,7 @@ func (s *Server) handleBreakdown(w http.ResponseWriter, r *http.Request) {
 	if t := q.Get("top"); t != "" {
 		n, err := strconv.Atoi(t)
 		if err != nil || n < 1 || n > breakdownTopMax {
-			s.writeError(w, errInvalidArgument("top", "top must be an integer from 1 to 1000"))
+			s.writeError(w, errInvalidArgument("top", "top must be an integer from 1 to "+strconv.Itoa(breakdownTopMax)))
 			return
 		}
 		top = n
@@ -495,7 +496,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	}
 	if s.gmv.streams.Add(1) > int64(s.cfg.StreamsMax) {
 		s.gmv.streams.Add(-1)
-		s.writeError(w, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "too many GMV streams; retry after the Retry-After delay"})
+		s.writeError(w, newError(wire.CodeUnavailable, "too many GMV streams; retry after the Retry-After delay"))
 		return
 	}
 	defer s.gmv.streams.Add(-1)

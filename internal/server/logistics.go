@@ -12,6 +12,7 @@ import (
 
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/logistics"
+	"github.com/fest-platform/fest/wire"
 )
 
 // The logistics endpoints:
@@ -118,7 +119,7 @@ func (s *Server) loadParcel(ctx context.Context, be *backend, l *logistics.Logis
 		return p, nil
 	}
 	if werr := be.reads.WaitDurable(ctx); werr != nil {
-		return logistics.Parcel{}, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "parcels are catching up; retry shortly"}
+		return logistics.Parcel{}, newError(wire.CodeUnavailable, "parcels are catching up; retry shortly")
 	}
 	p, err = l.Parcel(id)
 	if errors.Is(err, logistics.ErrNotFound) {
@@ -129,7 +130,7 @@ func (s *Server) loadParcel(ctx context.Context, be *backend, l *logistics.Logis
 		return logistics.Parcel{}, errNotFound(field, msg)
 	}
 	if err != nil {
-		return logistics.Parcel{}, &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()}
+		return logistics.Parcel{}, newError(wire.CodeInternal, err.Error())
 	}
 	return p, nil
 }
@@ -280,12 +281,12 @@ func (s *Server) handleScan(w http.ResponseWriter, r *http.Request, be *backend)
 	s.metrics.scans.Inc()
 	// Read your write: the projection reflects the scan's record.
 	if err := be.reads.Watermark().Wait(ctx, res.Position); err != nil {
-		s.writeError(w, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "the scan is durable but parcels are catching up; read it again shortly"})
+		s.writeError(w, newError(wire.CodeUnavailable, "the scan is durable but parcels are catching up; read it again shortly"))
 		return
 	}
 	p, err := l.Parcel(id)
 	if err != nil {
-		s.writeError(w, &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: "scanned parcel not in the projection: " + err.Error()})
+		s.writeError(w, newError(wire.CodeInternal, "scanned parcel not in the projection: "+err.Error()))
 		return
 	}
 	s.writeParcel(w, &p)

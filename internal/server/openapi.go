@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+
+	"github.com/fest-platform/fest/wire"
 )
 
 // The OpenAPI 3.1 document of the API as built, assembled once from small
@@ -108,13 +110,13 @@ func buildOpenAPI() obj {
 		"Merchant": props([]string{"name", "brand_id", "kind"}, obj{"merchant_id": obj{"type": "string", "readOnly": true}, "name": str, "brand_id": str,
 			"kind": obj{"type": "string", "enum": []string{"brand_store", "factory", "trader"}}, "industry": str, "region": str}),
 		"SKUInput": props([]string{"merchant_id", "brand_id", "title", "price"}, obj{"merchant_id": str, "brand_id": str, "title": str, "category": str, "price": integer,
-			"stock": obj{"type": "integer", "format": "int64", "minimum": 0, "maximum": 2147483647,
+			"stock": obj{"type": "integer", "format": "int64", "minimum": 0, "maximum": skuTotalMax,
 				"description": "a new SKU: required, its available stock; an existing SKU: optional (omitted: unchanged), and applies only with stock_expected"},
-			"stock_expected": obj{"type": "integer", "format": "int64", "minimum": 0, "maximum": 2147483647,
+			"stock_expected": obj{"type": "integer", "format": "int64", "minimum": 0, "maximum": skuTotalMax,
 				"description": "with stock on an existing SKU: the stock_available last read; stock applies only if it still matches, else 409 conflict (a new SKU: 0)"}}),
 		"SKU": props(nil, obj{"sku_id": str, "merchant_id": str, "brand_id": str, "title": str, "category": str, "price": integer, "currency": str, "stock_available": integer, "stock_reserved": integer, "sold": integer}),
 		"OrderInput": props([]string{"buyer_id", "items"}, obj{"buyer_id": str,
-			"items":   obj{"type": "array", "minItems": 1, "maxItems": 100, "items": props([]string{"sku_id", "quantity"}, obj{"sku_id": str, "quantity": obj{"type": "integer", "minimum": 1, "maximum": 999}})},
+			"items":   obj{"type": "array", "minItems": 1, "maxItems": orderItemsMax, "items": props([]string{"sku_id", "quantity"}, obj{"sku_id": str, "quantity": obj{"type": "integer", "minimum": 1, "maximum": itemQuantityMax}})},
 			"channel": obj{"type": "string", "description": "app (default), web or live:<channel_id>"}, "region": str, "deal_id": str}),
 		"Money": props([]string{"amount", "currency"}, obj{"amount": obj{"type": "integer", "format": "int64", "description": "fen (CNY) or cents (USD)"}, "currency": obj{"type": "string", "enum": []string{"CNY", "USD"}}}),
 		"GMV": props([]string{"gmv", "gmv_usd", "orders_placed", "orders_paid", "orders_per_second", "as_of"}, obj{
@@ -179,13 +181,13 @@ func buildOpenAPI() obj {
 			common(obj{"201": resp("the order", ref("Order")), "404": errResp("unknown sku"), "409": errResp("out_of_stock or deal_not_active"), "422": errResp("invalid_argument (field in `field`), or idempotency_mismatch: the key was used with another body"), "429": retryResp("overloaded")}))},
 		"/v1/orders:batch": obj{"post": op("Place up to 10,000 orders; JSON or application/x-protobuf (see docs/api.md)", storefront, nil,
 			obj{"required": true, "content": obj{
-				"application/json":       obj{"schema": props([]string{"orders"}, obj{"orders": obj{"type": "array", "maxItems": 10000, "items": batchOrder}})},
+				"application/json":       obj{"schema": props([]string{"orders"}, obj{"orders": obj{"type": "array", "maxItems": wire.BatchOrdersMax, "items": batchOrder}})},
 				"application/x-protobuf": obj{"schema": obj{"type": "string", "contentMediaType": "application/x-protobuf", "description": "fest.v1.OrderBatchRequest"}},
 			}},
 			common(obj{"200": resp("one result per order, in input order", props(nil, obj{"results": obj{"type": "array", "items": props(nil, obj{"order": ref("Order"), "error": obj{"type": "object"}, "replayed": boolean})}}))}))},
 		"/v1/orders:settle": obj{"post": op("Pay and cancel up to 10,000 orders in one request; JSON or application/x-protobuf (see docs/api.md)", storefront, nil,
 			obj{"required": true, "content": obj{
-				"application/json": obj{"schema": props([]string{"actions"}, obj{"actions": obj{"type": "array", "minItems": 1, "maxItems": 10000, "items": props([]string{"order_id", "action"}, obj{
+				"application/json": obj{"schema": props([]string{"actions"}, obj{"actions": obj{"type": "array", "minItems": 1, "maxItems": wire.BatchOrdersMax, "items": props([]string{"order_id", "action"}, obj{
 					"order_id": str, "action": obj{"type": "string", "enum": []string{"pay", "cancel"}},
 					"amount": obj{"type": "integer", "format": "int64", "description": "pay: required, the order's total (fen); cancel: must be absent"}})}})},
 				"application/x-protobuf": obj{"schema": obj{"type": "string", "contentMediaType": "application/x-protobuf", "description": "fest.v1.SettleBatchRequest"}},
@@ -201,7 +203,7 @@ func buildOpenAPI() obj {
 		"/v1/orders/{order_id}/cancel": obj{"post": op("Cancel a pending order; its stock is released", storefront, []obj{pathParam("order_id")}, nil,
 			obj{"200": resp("the cancelled order", ref("Order")), "404": errResp("not_found"), "409": errResp("invalid_state: paid or expired")})},
 		"/v1/buyers/{buyer_id}/orders": obj{"get": op("A buyer's orders, newest first", storefront,
-			[]obj{pathParam("buyer_id"), {"name": "limit", "in": "query", "schema": obj{"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}}, {"name": "cursor", "in": "query", "schema": str}}, nil,
+			[]obj{pathParam("buyer_id"), {"name": "limit", "in": "query", "schema": obj{"type": "integer", "minimum": 1, "maximum": wire.ListTopMax, "default": 50}}, {"name": "cursor", "in": "query", "schema": str}}, nil,
 			obj{"200": resp("a page", props(nil, obj{"orders": obj{"type": "array", "items": ref("Order")}, "next_cursor": obj{"type": []string{"string", "null"}}})), "422": errResp("invalid limit or cursor")})},
 		"/v1/assistant/messages": obj{"post": op("Ask the customer-service assistant (English, Chinese, Vietnamese); answers from the buyer's own orders, cancels only after a yes in the same session_id", storefront, nil,
 			jsonBody(props([]string{"buyer_id", "text", "session_id"}, obj{"buyer_id": str, "text": obj{"type": "string", "maxLength": 2000, "description": "at most 2,000 bytes by default"}, "session_id": str})),
@@ -254,7 +256,7 @@ func buildOpenAPI() obj {
 			obj{"200": resp("the totals", ref("GMV")), "503": retryResp("unavailable: recovering, or the GMV projection stopped")})},
 		"/v1/gmv/breakdown": obj{"get": op("The top rows of one breakdown at one journal position; rows plus rest add up to gmv", nil,
 			[]obj{{"name": "by", "in": "query", "required": true, "schema": obj{"type": "string", "enum": []string{"brand", "merchant", "category", "country", "channel", "region", "industry", "kind"}}},
-				{"name": "top", "in": "query", "schema": obj{"type": "integer", "minimum": 1, "maximum": 1000, "default": 20}}}, nil,
+				{"name": "top", "in": "query", "schema": obj{"type": "integer", "minimum": 1, "maximum": wire.ListTopMax, "default": 20}}}, nil,
 			obj{"200": resp("the breakdown", ref("Breakdown")), "422": errResp("invalid_argument: field by (unknown dimension) or top (not 1 to 1000)"), "503": retryResp("unavailable")})},
 		"/v1/gmv/milestones": obj{"get": op("Brands and channels that reached a GMV threshold, in the order they did", nil, nil, nil,
 			obj{"200": resp("the milestones", props(nil, obj{"milestones": obj{"type": "array", "items": props(nil, obj{

@@ -11,9 +11,9 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
-	"github.com/fest-platform/fest/client/wire"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/projection/orders"
+	"github.com/fest-platform/fest/wire"
 )
 
 // orderView is an order as the API answers it, built from the engine's
@@ -133,7 +133,7 @@ func (s *Server) loadOrder(ctx context.Context, be *backend, id engine.OrderID, 
 		return orderView{}, storeError(err)
 	}
 	if werr := be.reads.WaitDurable(ctx); werr != nil {
-		return orderView{}, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "order store is catching up; retry shortly"}
+		return orderView{}, newError(wire.CodeUnavailable, "order store is catching up; retry shortly")
 	}
 	o, err = be.store.Get(id)
 	if errors.Is(err, orders.ErrNotFound) {
@@ -149,9 +149,9 @@ func (s *Server) loadOrder(ctx context.Context, be *backend, id engine.OrderID, 
 // is a 503 (retryable), anything else a 500.
 func storeError(err error) *apiError {
 	if errors.Is(err, orders.ErrColdTier) {
-		return &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: err.Error()}
+		return newError(wire.CodeUnavailable, err.Error())
 	}
-	return &apiError{Status: http.StatusInternalServerError, Code: "internal", Message: err.Error()}
+	return newError(wire.CodeInternal, err.Error())
 }
 
 func (s *Server) reject(w http.ResponseWriter, e *apiError) {
@@ -342,8 +342,8 @@ func listLimit(r *http.Request) (int, *apiError) {
 		return 50, nil
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < 1 || n > 1000 {
-		return 0, errInvalidArgument(name, name+" must be an integer from 1 to 1000")
+	if err != nil || n < 1 || n > wire.ListTopMax {
+		return 0, errInvalidArgument(name, name+" must be an integer from 1 to "+strconv.Itoa(wire.ListTopMax))
 	}
 	return n, nil
 }
@@ -364,7 +364,7 @@ func (s *Server) handleBuyerOrders(w http.ResponseWriter, r *http.Request, be *b
 	// Orders this buyer was just told about must be listed: catch up with
 	// everything durable first (usually already there).
 	if err := be.reads.WaitDurable(ctx); err != nil {
-		s.writeError(w, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "order store is catching up; retry shortly"})
+		s.writeError(w, newError(wire.CodeUnavailable, "order store is catching up; retry shortly"))
 		return
 	}
 	stored, next, err := be.store.ListByBuyer(buyer, limit, r.URL.Query().Get("cursor"))
@@ -464,7 +464,7 @@ func (s *Server) handleOrderBatch(w http.ResponseWriter, r *http.Request, be *ba
 			if !waited {
 				waited = true
 				if err := be.reads.WaitDurable(ctx); err != nil {
-					waitErr = &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "order store is catching up; retry shortly"}
+					waitErr = newError(wire.CodeUnavailable, "order store is catching up; retry shortly")
 				}
 			}
 			if waitErr != nil {
@@ -665,7 +665,7 @@ func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *eng
 		return nil, nil, nil, errInvalidArgument(fe.Field, fe.Error())
 	case err != nil:
 		done()
-		return nil, nil, nil, &apiError{Status: http.StatusBadRequest, Code: "invalid_protobuf", Message: err.Error()}
+		return nil, nil, nil, newError(wire.CodeInvalidProtobuf, err.Error())
 	}
 	all := string(body)
 	str := func(v []byte) string {
@@ -717,7 +717,7 @@ func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load fu
 		if aerr.Field != "" {
 			aerr.Field = fieldPath(idx, aerr.Field)
 			if res.Code == engine.CodeNotFound || res.Code == engine.CodeInvalidArgument {
-				aerr.Message = codeStatus[res.Code].msg + ": " + aerr.Field
+				aerr.Message = engineCodes[res.Code].msg + ": " + aerr.Field
 			}
 		}
 		return orderView{}, false, aerr

@@ -13,6 +13,7 @@ import (
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/projection"
 	"github.com/fest-platform/fest/internal/projection/orders"
+	"github.com/fest-platform/fest/wire"
 )
 
 // ErrClosed is returned after Close.
@@ -204,7 +205,7 @@ func (s *Server) routes() {
 
 	// Unknown /v1 paths answer in the contract's error shape.
 	m.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
-		s.writeError(w, &apiError{Status: http.StatusNotFound, Code: "not_found", Message: "no such endpoint: " + r.Method + " " + r.URL.Path})
+		s.writeError(w, newError(wire.CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})
 }
 
@@ -221,7 +222,7 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if err := be.eng.Err(); err != nil {
 		// The journal failed and the engine stopped (fail-stop): take this
 		// node out of rotation until it is restarted and recovers.
-		s.writeError(w, &apiError{Status: http.StatusServiceUnavailable, Code: "unavailable", Message: "engine stopped: " + err.Error()})
+		s.writeError(w, newError(wire.CodeUnavailable, "engine stopped: "+err.Error()))
 		return
 	}
 	writeJSON(w, http.StatusOK, []byte(`{"status":"ready"}`+"\n"))

@@ -7,8 +7,8 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/fest-platform/fest/client/wire"
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/wire"
 )
 
 // POST /v1/orders:settle pays and cancels up to BatchOrdersMax orders in
@@ -182,7 +182,7 @@ func (s *Server) decodeProtoSettle(body []byte) (entries []settleEntry, batch *e
 		return nil, nil, nil, errInvalidArgument(fe.Field, fe.Error())
 	case err != nil:
 		done()
-		return nil, nil, nil, &apiError{Status: http.StatusBadRequest, Code: "invalid_protobuf", Message: err.Error()}
+		return nil, nil, nil, newError(wire.CodeInvalidProtobuf, err.Error())
 	}
 	if aerr := s.checkActions(len(ps.view.Actions)); aerr != nil {
 		done()
@@ -234,7 +234,7 @@ func (s *Server) settleResult(idx int, e *settleEntry, batch *engine.Batch) (*en
 		if aerr.Field != "" {
 			aerr.Field = actionPath(idx, aerr.Field)
 			if res.Code == engine.CodeNotFound || res.Code == engine.CodeInvalidArgument {
-				aerr.Message = codeStatus[res.Code].msg + ": " + aerr.Field
+				aerr.Message = engineCodes[res.Code].msg + ": " + aerr.Field
 			}
 		}
 		return nil, aerr

@@ -38,12 +38,12 @@ func settleSize(s *Settle) int {
 func AppendSettleRequest(b []byte, actions []Settle) []byte {
 	for i := range actions {
 		s := &actions[i]
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendTag(b, SettleBatchRequestActions, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(settleSize(s)))
-		b = appendStr(b, 1, s.OrderID)
-		b = appendInt(b, 2, s.Amount)
+		b = appendStr(b, SettleOrderID, s.OrderID)
+		b = appendInt(b, SettleAmount, s.Amount)
 		if s.Cancel {
-			b = appendInt(b, 3, 1)
+			b = appendInt(b, SettleCancel, 1)
 		}
 	}
 	return b
@@ -87,7 +87,7 @@ func DecodeSettleRequestView(b []byte, v *SettleRequestView, actionsMax int) err
 		if err != nil || !ok {
 			return err
 		}
-		if num != 1 {
+		if num != SettleBatchRequestActions {
 			return &FieldError{Field: fmt.Sprintf("field %d", num), Msg: "unknown field"}
 		}
 		idx := len(v.Actions)
@@ -117,7 +117,7 @@ func decodeSettle(b []byte, a *SettleView, idx int) error {
 			return err
 		}
 		switch num {
-		case 1:
+		case SettleOrderID:
 			if typ != protowire.BytesType {
 				return &FieldError{Field: field("order_id").String(), Msg: "wrong wire type"}
 			}
@@ -126,9 +126,9 @@ func decodeSettle(b []byte, a *SettleView, idx int) error {
 				return fmt.Errorf("%w (actions[%d].order_id)", err, idx)
 			}
 			a.OrderID = s
-		case 2, 3:
+		case SettleAmount, SettleCancel:
 			name := "amount"
-			if num == 3 {
+			if num == SettleCancel {
 				name = "cancel"
 			}
 			if typ != protowire.VarintType {
@@ -138,7 +138,7 @@ func decodeSettle(b []byte, a *SettleView, idx int) error {
 			if err != nil {
 				return fmt.Errorf("%w (actions[%d].%s)", err, idx, name)
 			}
-			if num == 2 {
+			if num == SettleAmount {
 				a.Amount = int64(x)
 			} else {
 				a.Cancel = x != 0
@@ -150,11 +150,11 @@ func decodeSettle(b []byte, a *SettleView, idx int) error {
 }
 
 func errorBody(b []byte, e *Error) []byte {
-	b = appendStr(b, 1, e.Code)
-	b = appendStr(b, 2, e.Message)
-	b = appendStr(b, 3, e.Field)
-	b = appendStr(b, 4, e.SKUID)
-	return appendInt(b, 5, e.Available)
+	b = appendStr(b, ErrorCode, e.Code)
+	b = appendStr(b, ErrorMessage, e.Message)
+	b = appendStr(b, ErrorField, e.Field)
+	b = appendStr(b, ErrorSKUID, e.SKUID)
+	return appendInt(b, ErrorAvailable, e.Available)
 }
 
 func errorSize(e *Error) int {
@@ -168,14 +168,14 @@ func AppendSettleResult(b []byte, r *SettleResult) []byte {
 	if r.Error != nil {
 		n += 1 + protowire.SizeBytes(errorSize(r.Error))
 	}
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendTag(b, SettleBatchResponseResults, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(n))
-	b = appendStr(b, 1, r.OrderID)
-	b = appendStr(b, 2, r.Status)
-	b = appendInt(b, 3, r.Total)
-	b = appendInt(b, 4, r.ChangedAtUnixNanos)
+	b = appendStr(b, SettleResultOrderID, r.OrderID)
+	b = appendStr(b, SettleResultStatus, r.Status)
+	b = appendInt(b, SettleResultTotal, r.Total)
+	b = appendInt(b, SettleResultChangedAtUnixNanos, r.ChangedAtUnixNanos)
 	if r.Error != nil {
-		b = protowire.AppendTag(b, 5, protowire.BytesType)
+		b = protowire.AppendTag(b, SettleResultError, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(errorSize(r.Error)))
 		b = errorBody(b, r.Error)
 	}
@@ -224,7 +224,7 @@ func DecodeSettleResponseView(b []byte, v *SettleResponseView) error {
 		if err != nil || !ok {
 			return err
 		}
-		if num != 1 {
+		if num != SettleBatchResponseResults {
 			return &FieldError{Field: fmt.Sprintf("field %d", num), Msg: "unknown field"}
 		}
 		body, err := r.bytes(path{order: -1, item: -1, field: "results"}, typ)
@@ -248,29 +248,29 @@ func decodeSettleResult(b []byte, res *SettleResultView) error {
 			return err
 		}
 		switch num {
-		case 1, 2, 5:
+		case SettleResultOrderID, SettleResultStatus, SettleResultError:
 			s, err := r.bytes(at, typ)
 			if err != nil {
 				return err
 			}
 			switch num {
-			case 1:
+			case SettleResultOrderID:
 				res.OrderID = s
-			case 2:
+			case SettleResultStatus:
 				res.Status = s
-			case 5:
+			case SettleResultError:
 				e := &Error{}
 				if err := decodeError(s, e); err != nil {
 					return err
 				}
 				res.Error = e
 			}
-		case 3, 4:
+		case SettleResultTotal, SettleResultChangedAtUnixNanos:
 			x, err := r.varint(at, typ)
 			if err != nil {
 				return err
 			}
-			if num == 3 {
+			if num == SettleResultTotal {
 				res.Total = int64(x)
 			} else {
 				res.ChangedAtUnixNanos = int64(x)

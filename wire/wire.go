@@ -1,62 +1,14 @@
-// Package wire is the binary (protobuf) form of fest's batches: the
-// request and response bodies of POST /v1/orders:batch and
-// POST /v1/orders:settle with Content-Type: application/x-protobuf.
+// Package wire is the protobuf contract of fest's batches: the request and
+// response bodies of POST /v1/orders:batch and POST /v1/orders:settle with
+// Content-Type: application/x-protobuf, the API's error table (code, HTTP
+// status, retry) and the contract's limits. Server, client and load driver
+// all use it.
 //
-// It is hand-written on protowire rather than generated, so it needs no
-// protoc and allocates only the strings it returns. The schema, in proto3:
-//
-//	syntax = "proto3";
-//	package fest.v1;
-//
-//	message OrderBatchRequest  { repeated PlaceOrder orders = 1; }
-//	message PlaceOrder {
-//	  string buyer_id = 1;
-//	  repeated Item items = 2;
-//	  string channel = 3;          // app (default), web, live:<channel_id>
-//	  string region = 4;
-//	  string deal_id = 5;
-//	  string idempotency_key = 6;
-//	}
-//	message Item { string sku_id = 1; int32 quantity = 2; }
-//
-//	message OrderBatchResponse { repeated OrderResult results = 1; }   // input order
-//	message OrderResult { Order order = 1; Error error = 2; }          // exactly one set
-//	message Order {
-//	  string order_id = 1;
-//	  string status = 2;                 // pending_payment, paid, cancelled, expired
-//	  string buyer_id = 3;
-//	  string merchant_id = 4;
-//	  repeated OrderItem items = 5;      // merged: one line per SKU
-//	  int64 total = 6;                   // fen
-//	  string currency = 7;               // CNY
-//	  string channel = 8;
-//	  string region = 9;
-//	  string deal_id = 10;
-//	  int64 created_at_unix_nanos = 11;
-//	  int64 pay_by_unix_nanos = 12;
-//	  bool replayed = 13;                // an Idempotency-Key returned an earlier order
-//	}
-//	message OrderItem { string sku_id = 1; int32 quantity = 2; int64 unit_price = 3; int64 amount = 4; }
-//	message Error {
-//	  string code = 1; string message = 2; string field = 3;
-//	  string sku_id = 4; int64 available = 5;  // out_of_stock details
-//	}
-//
-//	// POST /v1/orders:settle: pay and cancel up to 10,000 orders at once.
-//	message SettleBatchRequest { repeated Settle actions = 1; }
-//	message Settle {
-//	  string order_id = 1;
-//	  int64 amount = 2;                  // pay: the order's total (fen); cancel: must be 0
-//	  bool cancel = 3;                   // false: pay, true: cancel
-//	}
-//	message SettleBatchResponse { repeated SettleResult results = 1; } // input order
-//	message SettleResult {
-//	  string order_id = 1;               // set on success and on error
-//	  string status = 2;                 // on success: paid, cancelled
-//	  int64 total = 3;                   // fen; set when this action changed the order
-//	  int64 changed_at_unix_nanos = 4;   // paid_at or cancelled_at; set when this action changed it
-//	  Error error = 5;                   // set on failure, same codes as the single endpoints
-//	}
+// The schema is fest.proto in this folder. The codec is hand-written on
+// protowire rather than generated, so it needs no protoc and allocates only
+// the strings it returns (the views allocate nothing); its field numbers are
+// the named constants of fields.go, and TestCodecMatchesProto checks every
+// message, field name, number and type against fest.proto.
 //
 // Unlike stock protobuf, the decoders reject unknown field numbers, as the
 // JSON API rejects unknown fields.
@@ -144,7 +96,7 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 func AppendRequest(b []byte, orders []PlaceOrder) []byte {
 	for i := range orders {
 		o := &orders[i]
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendTag(b, OrderBatchRequestOrders, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(placeOrderSize(o)))
 		b = appendPlaceOrder(b, o)
 	}
@@ -194,18 +146,18 @@ func appendInt(b []byte, num protowire.Number, v int64) []byte {
 }
 
 func appendPlaceOrder(b []byte, o *PlaceOrder) []byte {
-	b = appendStr(b, 1, o.BuyerID)
+	b = appendStr(b, PlaceOrderBuyerID, o.BuyerID)
 	for i := range o.Items {
 		it := &o.Items[i]
-		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendTag(b, PlaceOrderItems, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(itemSize(it)))
-		b = appendStr(b, 1, it.SKUID)
-		b = appendInt(b, 2, int64(it.Quantity))
+		b = appendStr(b, ItemSKUID, it.SKUID)
+		b = appendInt(b, ItemQuantity, int64(it.Quantity))
 	}
-	b = appendStr(b, 3, o.Channel)
-	b = appendStr(b, 4, o.Region)
-	b = appendStr(b, 5, o.DealID)
-	b = appendStr(b, 6, o.IdempotencyKey)
+	b = appendStr(b, PlaceOrderChannel, o.Channel)
+	b = appendStr(b, PlaceOrderRegion, o.Region)
+	b = appendStr(b, PlaceOrderDealID, o.DealID)
+	b = appendStr(b, PlaceOrderIdempotencyKey, o.IdempotencyKey)
 	return b
 }
 
@@ -337,7 +289,7 @@ func DecodeRequestView(b []byte, v *RequestView, ordersMax int) error {
 		if !ok {
 			return nil
 		}
-		if num != 1 {
+		if num != OrderBatchRequestOrders {
 			return &FieldError{Field: fmt.Sprintf("field %d", num), Msg: "unknown field"}
 		}
 		body, err := r.bytes(path{order: len(v.Orders), item: -1}, typ)
@@ -366,24 +318,24 @@ func (v *RequestView) decodePlaceOrder(b []byte, o *PlaceOrderView, idx int) err
 			return err
 		}
 		switch num {
-		case 1, 3, 4, 5, 6:
+		case PlaceOrderBuyerID, PlaceOrderChannel, PlaceOrderRegion, PlaceOrderDealID, PlaceOrderIdempotencyKey:
 			s, err := r.bytes(path{order: idx, item: -1, field: orderFieldNames[num]}, typ)
 			if err != nil {
 				return err
 			}
 			switch num {
-			case 1:
+			case PlaceOrderBuyerID:
 				o.BuyerID = s
-			case 3:
+			case PlaceOrderChannel:
 				o.Channel = s
-			case 4:
+			case PlaceOrderRegion:
 				o.Region = s
-			case 5:
+			case PlaceOrderDealID:
 				o.DealID = s
-			case 6:
+			case PlaceOrderIdempotencyKey:
 				o.IdempotencyKey = s
 			}
-		case 2:
+		case PlaceOrderItems:
 			s, err := r.bytes(path{order: idx, item: -1, field: orderFieldNames[num]}, typ)
 			if err != nil {
 				return err
@@ -399,7 +351,9 @@ func (v *RequestView) decodePlaceOrder(b []byte, o *PlaceOrderView, idx int) err
 	}
 }
 
-var orderFieldNames = [...]string{"", "buyer_id", "items", "channel", "region", "deal_id", "idempotency_key"}
+// orderFieldNames names PlaceOrder's fields by number, for error paths.
+var orderFieldNames = [...]string{PlaceOrderBuyerID: "buyer_id", PlaceOrderItems: "items", PlaceOrderChannel: "channel",
+	PlaceOrderRegion: "region", PlaceOrderDealID: "deal_id", PlaceOrderIdempotencyKey: "idempotency_key"}
 
 func decodeItem(b []byte, it *ItemView, idx, item int) error {
 	r := reader{b: b}
@@ -409,13 +363,13 @@ func decodeItem(b []byte, it *ItemView, idx, item int) error {
 			return err
 		}
 		switch num {
-		case 1:
+		case ItemSKUID:
 			v, err := r.bytes(path{order: idx, item: item, field: "sku_id"}, typ)
 			if err != nil {
 				return err
 			}
 			it.SKUID = v
-		case 2:
+		case ItemQuantity:
 			v, err := r.varint(path{order: idx, item: item, field: "quantity"}, typ)
 			if err != nil {
 				return err
@@ -436,7 +390,7 @@ func AppendResponse(b []byte, results []Result) []byte {
 	var scratch []byte
 	for i := range results {
 		scratch = AppendResult(scratch[:0], &results[i])
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendTag(b, OrderBatchResponseResults, protowire.BytesType)
 		b = protowire.AppendBytes(b, scratch)
 	}
 	return b
@@ -446,40 +400,35 @@ func AppendResponse(b []byte, results []Result) []byte {
 func AppendResult(b []byte, r *Result) []byte {
 	if r.Error != nil {
 		e := r.Error
-		var eb []byte
-		eb = appendStr(eb, 1, e.Code)
-		eb = appendStr(eb, 2, e.Message)
-		eb = appendStr(eb, 3, e.Field)
-		eb = appendStr(eb, 4, e.SKUID)
-		eb = appendInt(eb, 5, e.Available)
-		b = protowire.AppendTag(b, 2, protowire.BytesType)
-		return protowire.AppendBytes(b, eb)
+		b = protowire.AppendTag(b, OrderResultError, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(errorSize(e)))
+		return errorBody(b, e)
 	}
 	o := &r.Order
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendTag(b, OrderResultOrder, protowire.BytesType)
 	b = protowire.AppendVarint(b, uint64(orderSize(o)))
-	b = appendStr(b, 1, o.OrderID)
-	b = appendStr(b, 2, o.Status)
-	b = appendStr(b, 3, o.BuyerID)
-	b = appendStr(b, 4, o.MerchantID)
+	b = appendStr(b, OrderOrderID, o.OrderID)
+	b = appendStr(b, OrderStatus, o.Status)
+	b = appendStr(b, OrderBuyerID, o.BuyerID)
+	b = appendStr(b, OrderMerchantID, o.MerchantID)
 	for i := range o.Items {
 		it := &o.Items[i]
-		b = protowire.AppendTag(b, 5, protowire.BytesType)
+		b = protowire.AppendTag(b, OrderItems, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(orderItemSize(it)))
-		b = appendStr(b, 1, it.SKUID)
-		b = appendInt(b, 2, int64(it.Quantity))
-		b = appendInt(b, 3, it.UnitPrice)
-		b = appendInt(b, 4, it.Amount)
+		b = appendStr(b, OrderItemSKUID, it.SKUID)
+		b = appendInt(b, OrderItemQuantity, int64(it.Quantity))
+		b = appendInt(b, OrderItemUnitPrice, it.UnitPrice)
+		b = appendInt(b, OrderItemAmount, it.Amount)
 	}
-	b = appendInt(b, 6, o.Total)
-	b = appendStr(b, 7, o.Currency)
-	b = appendStr(b, 8, o.Channel)
-	b = appendStr(b, 9, o.Region)
-	b = appendStr(b, 10, o.DealID)
-	b = appendInt(b, 11, o.CreatedAtUnixNanos)
-	b = appendInt(b, 12, o.PayByUnixNanos)
+	b = appendInt(b, OrderTotal, o.Total)
+	b = appendStr(b, OrderCurrency, o.Currency)
+	b = appendStr(b, OrderChannel, o.Channel)
+	b = appendStr(b, OrderRegion, o.Region)
+	b = appendStr(b, OrderDealID, o.DealID)
+	b = appendInt(b, OrderCreatedAtUnixNanos, o.CreatedAtUnixNanos)
+	b = appendInt(b, OrderPayByUnixNanos, o.PayByUnixNanos)
 	if o.Replayed {
-		b = appendInt(b, 13, 1)
+		b = appendInt(b, OrderReplayed, 1)
 	}
 	return b
 }
@@ -577,7 +526,7 @@ func DecodeResponseView(b []byte, v *ResponseView) error {
 		if err != nil || !ok {
 			return err
 		}
-		if num != 1 {
+		if num != OrderBatchResponseResults {
 			return &FieldError{Field: fmt.Sprintf("field %d", num), Msg: "unknown field"}
 		}
 		body, err := r.bytes(path{order: -1, item: -1, field: "results"}, typ)
@@ -606,11 +555,11 @@ func (v *ResponseView) decodeResult(b []byte, res *ResultView) error {
 			return err
 		}
 		switch num {
-		case 1:
+		case OrderResultOrder:
 			if err := v.decodeOrder(body, &res.Order); err != nil {
 				return err
 			}
-		case 2:
+		case OrderResultError:
 			e := &Error{}
 			if err := decodeError(body, e); err != nil {
 				return err
@@ -630,30 +579,30 @@ func (v *ResponseView) decodeOrder(b []byte, o *OrderView) error {
 			return err
 		}
 		switch num {
-		case 1, 2, 3, 4, 7, 8, 9, 10:
+		case OrderOrderID, OrderStatus, OrderBuyerID, OrderMerchantID, OrderCurrency, OrderChannel, OrderRegion, OrderDealID:
 			s, err := r.bytes(path{order: -1, item: -1, field: "order"}, typ)
 			if err != nil {
 				return err
 			}
 			switch num {
-			case 1:
+			case OrderOrderID:
 				o.OrderID = s
-			case 2:
+			case OrderStatus:
 				o.Status = s
-			case 3:
+			case OrderBuyerID:
 				o.BuyerID = s
-			case 4:
+			case OrderMerchantID:
 				o.MerchantID = s
-			case 7:
+			case OrderCurrency:
 				o.Currency = s
-			case 8:
+			case OrderChannel:
 				o.Channel = s
-			case 9:
+			case OrderRegion:
 				o.Region = s
-			case 10:
+			case OrderDealID:
 				o.DealID = s
 			}
-		case 5:
+		case OrderItems:
 			s, err := r.bytes(path{order: -1, item: -1, field: "order.items"}, typ)
 			if err != nil {
 				return err
@@ -664,19 +613,19 @@ func (v *ResponseView) decodeOrder(b []byte, o *OrderView) error {
 			}
 			v.Items = append(v.Items, it)
 			o.ItemsTo = len(v.Items)
-		case 6, 11, 12, 13:
+		case OrderTotal, OrderCreatedAtUnixNanos, OrderPayByUnixNanos, OrderReplayed:
 			x, err := r.varint(path{order: -1, item: -1, field: "order"}, typ)
 			if err != nil {
 				return err
 			}
 			switch num {
-			case 6:
+			case OrderTotal:
 				o.Total = int64(x)
-			case 11:
+			case OrderCreatedAtUnixNanos:
 				o.CreatedAtUnixNanos = int64(x)
-			case 12:
+			case OrderPayByUnixNanos:
 				o.PayByUnixNanos = int64(x)
-			case 13:
+			case OrderReplayed:
 				o.Replayed = x != 0
 			}
 		default:
@@ -692,7 +641,7 @@ func decodeOrderItem(b []byte, it *OrderItemView) error {
 		if err != nil || !ok {
 			return err
 		}
-		if num == 1 {
+		if num == OrderItemSKUID {
 			s, err := r.bytes(path{order: -1, item: -1, field: "item.sku_id"}, typ)
 			if err != nil {
 				return err
@@ -705,11 +654,11 @@ func decodeOrderItem(b []byte, it *OrderItemView) error {
 			return err
 		}
 		switch num {
-		case 2:
+		case OrderItemQuantity:
 			it.Quantity = int32(int64(x))
-		case 3:
+		case OrderItemUnitPrice:
 			it.UnitPrice = int64(x)
-		case 4:
+		case OrderItemAmount:
 			it.Amount = int64(x)
 		default:
 			return &FieldError{Field: fmt.Sprintf("item.field %d", num), Msg: "unknown field"}
@@ -724,7 +673,7 @@ func decodeError(b []byte, e *Error) error {
 		if err != nil || !ok {
 			return err
 		}
-		if num == 5 {
+		if num == ErrorAvailable {
 			v, err := r.varint(path{order: -1, item: -1, field: "error.available"}, typ)
 			if err != nil {
 				return err
@@ -738,13 +687,13 @@ func decodeError(b []byte, e *Error) error {
 		}
 		s := string(v)
 		switch num {
-		case 1:
+		case ErrorCode:
 			e.Code = s
-		case 2:
+		case ErrorMessage:
 			e.Message = s
-		case 3:
+		case ErrorField:
 			e.Field = s
-		case 4:
+		case ErrorSKUID:
 			e.SKUID = s
 		default:
 			return &FieldError{Field: fmt.Sprintf("error.field %d", num), Msg: "unknown field"}

@@ -1,0 +1,434 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/fest-platform/fest/wire"
+)
+
+// ErrBadAnswer wraps an answer the contract does not allow: a body that
+// does not decode, or a batch answer with another number of results than
+// the batch had.
+var ErrBadAnswer = errors.New("answer outside the contract")
+
+// OrderBatch is a batch of orders for PlaceBatch and PlaceBatchJSON, with
+// the buffers of its request and answer: reused (Reset, Add, place), it
+// allocates nothing per order but each placed order's id string.
+type OrderBatch struct {
+	// Results is the answer for each order, in the order they were added,
+	// after a place call returned nil.
+	Results []BatchResult
+
+	orders []wire.PlaceOrder // Items unset until encode: they point into items
+	spans  []itemSpan
+	items  []wire.Item
+	body   []byte
+	resp   bytes.Buffer
+	view   wire.ResponseView
+	answer jsonBatchAnswer
+}
+
+type itemSpan struct{ from, to int }
+
+// BatchResult is the answer for one order of a batch: Err is nil when the
+// order was placed.
+type BatchResult struct {
+	OrderID string
+	Status  string // pending_payment, or the earlier order's status on a replayed idempotency key
+	Total   int64  // fen
+	Err     *Error
+}
+
+// Reset empties the batch, keeping its buffers.
+func (b *OrderBatch) Reset() {
+	clear(b.orders)
+	clear(b.items)
+	clear(b.Results)
+	b.orders, b.spans, b.items, b.Results = b.orders[:0], b.spans[:0], b.items[:0], b.Results[:0]
+}
+
+// Len is the number of orders added since Reset.
+func (b *OrderBatch) Len() int { return len(b.orders) }
+
+// Add appends an order; its Items are copied, so the caller may reuse
+// them. AddItem appends more items to it.
+func (b *OrderBatch) Add(o wire.PlaceOrder) {
+	from := len(b.items)
+	b.items = append(b.items, o.Items...)
+	o.Items = nil
+	b.orders = append(b.orders, o)
+	b.spans = append(b.spans, itemSpan{from, len(b.items)})
+}
+
+// AddItem appends an item to the order added last.
+func (b *OrderBatch) AddItem(skuID string, quantity int32) {
+	if len(b.orders) == 0 {
+		panic("client: OrderBatch.AddItem before Add")
+	}
+	b.items = append(b.items, wire.Item{SKUID: skuID, Quantity: quantity})
+	b.spans[len(b.spans)-1].to = len(b.items)
+}
+
+// orderItems is the items of order i.
+func (b *OrderBatch) orderItems(i int) []wire.Item {
+	s := b.spans[i]
+	return b.items[s.from:s.to:s.to]
+}
+
+// encodeProto encodes the batch as an OrderBatchRequest into b.body.
+func (b *OrderBatch) encodeProto() {
+	for i := range b.orders {
+		b.orders[i].Items = b.orderItems(i)
+	}
+	b.body = wire.AppendRequest(b.body[:0], b.orders)
+	for i := range b.orders {
+		b.orders[i].Items = nil
+	}
+}
+
+// send posts the batch in protobuf and decodes the answer into b.view,
+// whose views point into b.resp; the answer has one result per order.
+func (c *Client) sendOrderBatch(ctx context.Context, b *OrderBatch) error {
+	b.encodeProto()
+	if err := c.postBody(ctx, "/v1/orders:batch", "batch", wire.ContentType, b.body, &b.resp); err != nil {
+		return err
+	}
+	if err := wire.DecodeResponseView(b.resp.Bytes(), &b.view); err != nil {
+		return fmt.Errorf("fest: decode batch response: %w: %w", ErrBadAnswer, err)
+	}
+	if len(b.view.Results) != len(b.orders) {
+		return fmt.Errorf("fest: %w: batch answered %d results for %d orders", ErrBadAnswer, len(b.view.Results), len(b.orders))
+	}
+	return nil
+}
+
+// PlaceBatch places the batch's orders with one protobuf
+// POST /v1/orders:batch (at most wire.BatchOrdersMax orders) and fills
+// b.Results. The error is the whole request's: a transport failure, an
+// *Error answer, or ErrBadAnswer; each order's own refusal is its
+// result's Err.
+func (c *Client) PlaceBatch(ctx context.Context, b *OrderBatch) error {
+	if err := c.sendOrderBatch(ctx, b); err != nil {
+		return err
+	}
+	b.Results = b.Results[:0]
+	for i := range b.view.Results {
+		r := &b.view.Results[i]
+		if r.Error != nil {
+			b.Results = append(b.Results, BatchResult{Err: errorOf(r.Error)})
+			continue
+		}
+		b.Results = append(b.Results, BatchResult{OrderID: string(r.Order.OrderID), Status: statusString(r.Order.Status), Total: r.Order.Total})
+	}
+	clear(b.view.Results)
+	return nil
+}
+
+// jsonBatchAnswer is the part of a JSON batch or settle answer the batch
+// calls read.
+type jsonBatchAnswer struct {
+	Results []jsonBatchResult `json:"results"`
+}
+
+type jsonBatchResult struct {
+	Order *struct {
+		OrderID string `json:"order_id"`
+		Status  string `json:"status"`
+		Total   int64  `json:"total"`
+	} `json:"order"`
+	Error *jsonError `json:"error"`
+}
+
+// jsonError is the contract's error object.
+type jsonError struct {
+	Code      string `json:"code"`
+	Message   string `json:"message"`
+	Field     string `json:"field"`
+	SKUID     string `json:"sku_id"`
+	Available int64  `json:"available"`
+	// StockAvailable is the current stock of a 409 conflict.
+	StockAvailable int64 `json:"stock_available"`
+}
+
+// apiError is e as an *Error with the status the contract gives its code.
+func (e *jsonError) apiError(status int) *Error {
+	return &Error{Status: status, Code: e.Code, Message: e.Message, Field: e.Field, SKUID: e.SKUID, Available: e.Available, StockAvailable: e.StockAvailable}
+}
+
+// postJSONBatch posts a JSON batch body and decodes its answer into
+// answer, which must hold n results.
+func (c *Client) postJSONBatch(ctx context.Context, path, what string, body []byte, resp *bytes.Buffer, answer *jsonBatchAnswer, n int) error {
+	if err := c.postBody(ctx, path, what, "application/json", body, resp); err != nil {
+		return err
+	}
+	clear(answer.Results)
+	answer.Results = answer.Results[:0]
+	if err := json.Unmarshal(resp.Bytes(), answer); err != nil {
+		return fmt.Errorf("fest: decode %s response: %w: %w", what, ErrBadAnswer, err)
+	}
+	if len(answer.Results) != n {
+		return fmt.Errorf("fest: %w: %s answered %d results for %d", ErrBadAnswer, what, len(answer.Results), n)
+	}
+	return nil
+}
+
+// PlaceBatchJSON is PlaceBatch in the JSON form of POST /v1/orders:batch.
+func (c *Client) PlaceBatchJSON(ctx context.Context, b *OrderBatch) error {
+	body := append(b.body[:0], `{"orders":[`...)
+	for i := range b.orders {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		o := &b.orders[i]
+		body = appendOrderJSON(body, o.BuyerID, b.orderItems(i), o.Channel, o.Region, o.DealID, o.IdempotencyKey)
+	}
+	b.body = append(body, "]}"...)
+	if err := c.postJSONBatch(ctx, "/v1/orders:batch", "batch", b.body, &b.resp, &b.answer, len(b.orders)); err != nil {
+		return err
+	}
+	b.Results = b.Results[:0]
+	for _, r := range b.answer.Results {
+		switch {
+		case r.Error != nil:
+			b.Results = append(b.Results, BatchResult{Err: r.Error.apiError(wire.StatusOf(r.Error.Code))})
+		case r.Order != nil:
+			b.Results = append(b.Results, BatchResult{OrderID: r.Order.OrderID, Status: r.Order.Status, Total: r.Order.Total})
+		default:
+			return fmt.Errorf("fest: %w: batch result with neither order nor error", ErrBadAnswer)
+		}
+	}
+	return nil
+}
+
+// appendOrderJSON appends the JSON of one order request.
+func appendOrderJSON(b []byte, buyerID string, items []wire.Item, channel, region, dealID, idemKey string) []byte {
+	o := jsonObject{b: b}
+	o.open().str("buyer_id", buyerID).key("items")
+	o.b = append(o.b, '[')
+	for i, it := range items {
+		if i > 0 {
+			o.b = append(o.b, ',')
+		}
+		o.open().str("sku_id", it.SKUID).num("quantity", int64(it.Quantity)).close()
+	}
+	o.b = append(o.b, ']')
+	return o.strIf("channel", channel).strIf("region", region).strIf("deal_id", dealID).strIf("idempotency_key", idemKey).close().b
+}
+
+// jsonObject appends the fields of JSON objects to b: open, then str, num
+// and strIf per field, then close. It builds request bodies without
+// reflection; strings are escaped as the server escapes its own.
+type jsonObject struct {
+	b     []byte
+	first bool // no field yet in the object just opened
+}
+
+func (o *jsonObject) open() *jsonObject {
+	o.b, o.first = append(o.b, '{'), true
+	return o
+}
+
+func (o *jsonObject) close() *jsonObject {
+	o.b, o.first = append(o.b, '}'), false
+	return o
+}
+
+// key appends a field's name and colon, after a comma unless it is the
+// object's first field.
+func (o *jsonObject) key(name string) *jsonObject {
+	if !o.first {
+		o.b = append(o.b, ',')
+	}
+	o.first = false
+	o.b = append(append(append(o.b, '"'), name...), '"', ':')
+	return o
+}
+
+func (o *jsonObject) str(name, v string) *jsonObject {
+	o.key(name)
+	o.b = wire.AppendJSONString(o.b, v)
+	return o
+}
+
+// strIf appends a string field unless v is empty (omitempty).
+func (o *jsonObject) strIf(name, v string) *jsonObject {
+	if v == "" {
+		return o
+	}
+	return o.str(name, v)
+}
+
+func (o *jsonObject) num(name string, v int64) *jsonObject {
+	o.key(name)
+	o.b = strconv.AppendInt(o.b, v, 10)
+	return o
+}
+
+func (o *jsonObject) boolean(name string, v bool) *jsonObject {
+	o.key(name)
+	o.b = strconv.AppendBool(o.b, v)
+	return o
+}
+
+// SettleBatch is a batch of payments and cancellations for SettleBatch
+// and SettleBatchJSON, with the buffers of its request and answer.
+type SettleBatch struct {
+	// Results is the answer for each action, in the order they were added,
+	// after a settle call returned nil.
+	Results []SettleResult
+
+	acts   []wire.Settle
+	body   []byte
+	resp   bytes.Buffer
+	view   wire.SettleResponseView
+	answer jsonBatchAnswer
+}
+
+// SettleResult is the answer for one action: Err is nil when it succeeded.
+type SettleResult struct {
+	Settled
+	Err *Error
+}
+
+// Reset empties the batch, keeping its buffers.
+func (b *SettleBatch) Reset() {
+	clear(b.acts)
+	clear(b.Results)
+	b.acts, b.Results = b.acts[:0], b.Results[:0]
+}
+
+// Len is the number of actions added since Reset.
+func (b *SettleBatch) Len() int { return len(b.acts) }
+
+// Pay adds the payment of an order with its total (fen).
+func (b *SettleBatch) Pay(orderID string, amount int64) {
+	b.acts = append(b.acts, wire.Settle{OrderID: orderID, Amount: amount})
+}
+
+// Cancel adds the cancellation of a pending order.
+func (b *SettleBatch) Cancel(orderID string) {
+	b.acts = append(b.acts, wire.Settle{OrderID: orderID, Cancel: true})
+}
+
+// sendSettleBatch posts the actions in protobuf to POST /v1/orders:settle
+// and decodes the answer into b.view, whose views point into b.resp.
+func (c *Client) sendSettleBatch(ctx context.Context, b *SettleBatch) error {
+	b.body = wire.AppendSettleRequest(b.body[:0], b.acts)
+	if err := c.postBody(ctx, "/v1/orders:settle", "settle", wire.ContentType, b.body, &b.resp); err != nil {
+		return err
+	}
+	if err := wire.DecodeSettleResponseView(b.resp.Bytes(), &b.view); err != nil {
+		return fmt.Errorf("fest: decode settle response: %w: %w", ErrBadAnswer, err)
+	}
+	if len(b.view.Results) != len(b.acts) {
+		return fmt.Errorf("fest: %w: settle answered %d results for %d actions", ErrBadAnswer, len(b.view.Results), len(b.acts))
+	}
+	return nil
+}
+
+// settledOf is result i of b.view; strings equal to the action's are the
+// action's own, so a success allocates nothing.
+func (b *SettleBatch) settledOf(i int) SettleResult {
+	r := &b.view.Results[i]
+	if r.Error != nil {
+		return SettleResult{Settled: Settled{OrderID: same(r.OrderID, b.acts[i].OrderID)}, Err: errorOf(r.Error)}
+	}
+	s := Settled{OrderID: same(r.OrderID, b.acts[i].OrderID), Status: statusString(r.Status), Total: r.Total}
+	if r.ChangedAtUnixNanos != 0 {
+		s.ChangedAt = time.Unix(0, r.ChangedAtUnixNanos).UTC()
+	}
+	return SettleResult{Settled: s}
+}
+
+// SettleBatch pays and cancels the batch's orders with one protobuf
+// POST /v1/orders:settle (at most wire.BatchOrdersMax actions) and fills
+// b.Results. Errors are as PlaceBatch's.
+func (c *Client) SettleBatch(ctx context.Context, b *SettleBatch) error {
+	if err := c.sendSettleBatch(ctx, b); err != nil {
+		return err
+	}
+	b.Results = b.Results[:0]
+	for i := range b.view.Results {
+		b.Results = append(b.Results, b.settledOf(i))
+	}
+	clear(b.view.Results)
+	return nil
+}
+
+// SettleBatchJSON is SettleBatch in the JSON form of POST /v1/orders:settle;
+// its results carry the order's status (and total) but no change time.
+func (c *Client) SettleBatchJSON(ctx context.Context, b *SettleBatch) error {
+	o := jsonObject{b: append(b.body[:0], `{"actions":[`...)}
+	for i, a := range b.acts {
+		if i > 0 {
+			o.b = append(o.b, ',')
+		}
+		o.open().str("order_id", a.OrderID)
+		if a.Cancel {
+			o.str("action", "cancel")
+		} else {
+			o.str("action", "pay").num("amount", a.Amount)
+		}
+		o.close()
+	}
+	b.body = append(o.b, "]}"...)
+	if err := c.postJSONBatch(ctx, "/v1/orders:settle", "settle", b.body, &b.resp, &b.answer, len(b.acts)); err != nil {
+		return err
+	}
+	b.Results = b.Results[:0]
+	for i, r := range b.answer.Results {
+		switch {
+		case r.Error != nil:
+			b.Results = append(b.Results, SettleResult{Settled: Settled{OrderID: b.acts[i].OrderID}, Err: r.Error.apiError(wire.StatusOf(r.Error.Code))})
+		case r.Order != nil:
+			b.Results = append(b.Results, SettleResult{Settled: Settled{OrderID: same([]byte(r.Order.OrderID), b.acts[i].OrderID), Status: r.Order.Status, Total: r.Order.Total}})
+		default:
+			return fmt.Errorf("fest: %w: settle result with neither order nor error", ErrBadAnswer)
+		}
+	}
+	return nil
+}
+
+// postBody posts body of content type ctype to path and reads a 200
+// answer into resp; any other status becomes the API's *Error. what names
+// the request in errors.
+func (c *Client) postBody(ctx context.Context, path, what, ctype string, body []byte, resp *bytes.Buffer) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("fest: build %s request: %w", what, err)
+	}
+	ct := jsonContentType
+	if ctype == wire.ContentType {
+		ct = protoContentType
+	}
+	req.Header["Content-Type"] = ct
+	req.Header["Accept"] = ct
+	req.Header["Authorization"] = c.auth
+	r, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("fest: send %s: %w", what, err)
+	}
+	defer r.Body.Close()
+	resp.Reset()
+	if _, err := resp.ReadFrom(r.Body); err != nil {
+		return fmt.Errorf("fest: read %s response: %w", what, err)
+	}
+	if r.StatusCode != http.StatusOK {
+		return decodeError(r, resp.Bytes())
+	}
+	return nil
+}
+
+var (
+	protoContentType = []string{wire.ContentType}
+	jsonContentType  = []string{"application/json"}
+)

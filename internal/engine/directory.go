@@ -45,7 +45,20 @@ type directoryShard struct {
 		collisions map[string]skuRef         // ids whose hash another id holds
 		arena      []byte
 	}
-	_ [16]byte // keep shards on separate cache lines
+	// Pad to 128 bytes, a pair of cache lines (the unit the CPU prefetches
+	// together), so that a reader's atomic update of one shard's lock does
+	// not contend with its neighbours'.
+	_ [128 - unsafe.Sizeof(directoryShardFields{})]byte
+}
+
+// directoryShardFields is directoryShard without its padding, to size it.
+type directoryShardFields struct {
+	mu struct {
+		sync.RWMutex
+		refs       map[uint64]directoryEntry
+		collisions map[string]skuRef
+		arena      []byte
+	}
 }
 
 // directoryEntry is a SKU's reference and its id's hash under checkSeed.
@@ -65,12 +78,12 @@ func newDirectory() *directory {
 
 // lookup returns the reference of a SKU id.
 func (d *directory) lookup(id string) (skuRef, bool) {
-	h := maphash.String(d.seed, id)
+	h, check := maphash.String(d.seed, id), maphash.String(d.checkSeed, id)
 	s := &d.shards[h%directoryShards]
 	s.mu.RLock()
 	e, ok := s.mu.refs[h]
 	r := e.ref
-	if ok && e.check != maphash.String(d.checkSeed, id) {
+	if ok && e.check != check {
 		r, ok = s.mu.collisions[id]
 	}
 	s.mu.RUnlock()

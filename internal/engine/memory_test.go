@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"testing"
+	"unsafe"
 )
 
 func heapBytes() uint64 {
@@ -141,5 +142,12 @@ func BenchmarkDirectoryLookup(b *testing.B) {
 		if _, ok := d.lookup(queries[i&(len(queries)-1)]); !ok {
 			b.Fatal("lost")
 		}
+	}
+}
+
+// TestDirectoryShardSize keeps each shard on its own pair of cache lines.
+func TestDirectoryShardSize(t *testing.T) {
+	if n := unsafe.Sizeof(directoryShard{}); n != 128 {
+		t.Fatalf("directory shard is %d bytes, want 128", n)
 	}
 }

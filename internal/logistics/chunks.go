@@ -20,12 +20,13 @@ import (
 // and a reference (name, length, CRC-32C) to every chunk, so a chunk lost or
 // damaged is refused at load, never read as another state.
 //
-// Section layout (varints as in encoding/binary): magic "FESTLG02" | varint
-// lastAt | uvarint n, n region strings | uvarint n, n × (merchant id, uvarint
-// region) | uvarint n, n × (u64 order id, uvarint origin, uvarint dest) for
-// pending orders | 64 × (varint second, uvarint n) of the creation ring |
+// Section layout (varints as in encoding/binary): magic "FESTLG02" |
 // uvarint parcels, uvarint scans, uvarint strings | a chunk reference for
-// each chunk of parcels, then of scans, then of strings, in order.
+// each chunk of parcels, then of scans, then of strings, in order (first, so
+// that the runner's collection reads only them) | varint lastAt | uvarint
+// n, n region strings | uvarint n, n × (merchant id, uvarint region) |
+// uvarint n, n × (uvarint order id, uvarint origin, uvarint dest) for
+// pending orders | 64 × (varint second, uvarint n) of the creation ring.
 //
 // Chunk layouts, little-endian fixed width so that a chunk encodes at memory
 // speed: a parcel is u64 order id, i64 created at, i64 last at, u64 last
@@ -113,6 +114,15 @@ func (l *Logistics) WriteSnapshot(w io.Writer, files projection.Files) error {
 	}
 	s := &snapWriter{w: w, b: make([]byte, 0, 2*snapFlushBytes)}
 	s.b = append(s.b, snapshotMagic...)
+	s.uvarint(uint64(len(st.parcels)))
+	s.uvarint(uint64(len(st.scanLog)))
+	s.uvarint(uint64(len(st.strs)))
+	for _, c := range [...]*chunkTrack{&st.parcelChunks, &st.scanChunks, &st.strChunks} {
+		for _, ref := range c.written {
+			s.b = projection.AppendChunkRef(s.b, ref)
+			s.maybeFlush()
+		}
+	}
 	s.varint(st.lastAt)
 	s.uvarint(uint64(len(st.regions)))
 	for _, r := range st.regions {
@@ -133,15 +143,6 @@ func (l *Logistics) WriteSnapshot(w io.Writer, files projection.Files) error {
 	for _, b := range st.created {
 		s.varint(b.second)
 		s.uvarint(b.n)
-	}
-	s.uvarint(uint64(len(st.parcels)))
-	s.uvarint(uint64(len(st.scanLog)))
-	s.uvarint(uint64(len(st.strs)))
-	for _, c := range [...]*chunkTrack{&st.parcelChunks, &st.scanChunks, &st.strChunks} {
-		for _, ref := range c.written {
-			s.b = projection.AppendChunkRef(s.b, ref)
-			s.maybeFlush()
-		}
 	}
 	s.flush()
 	if s.err != nil {
@@ -207,10 +208,16 @@ func (l *Logistics) SnapshotChunks(section io.Reader) ([]string, error) {
 	if _, err := io.ReadFull(d.r, magic); err != nil {
 		return nil, fmt.Errorf("%w: magic: %v", ErrBadSnapshot, err)
 	}
-	if string(magic) == snapshotMagicV1 {
+	switch string(magic) {
+	case snapshotMagicV1:
 		return nil, nil
+	case snapshotMagic:
+	default:
+		// Another layout (a newer fest's, after a downgrade): its files are
+		// unknown, so none may be collected on its account.
+		return nil, fmt.Errorf("%w: magic %q", ErrBadSnapshot, magic)
 	}
-	_, _, refs := decodeManifest(d)
+	_, refs := decodeChunkRefs(d)
 	if d.err != nil {
 		return nil, d.err
 	}
@@ -257,14 +264,21 @@ func (l *Logistics) StageSnapshot(r io.Reader, pos uint64, files projection.File
 // manifestCounts are the lengths of the chunked arrays a manifest holds.
 type manifestCounts struct{ parcels, scans, strs int }
 
-// decodeManifest reads a FESTLG02 section after its magic: the state's
-// head, the arrays' lengths and the references of their chunks, parcels
-// then scans then strings.
+// decodeManifest reads a FESTLG02 section after its magic: the arrays'
+// lengths, the references of their chunks (parcels, then scans, then
+// strings), then the state's head.
 func decodeManifest(d *snapReader) (*state, manifestCounts, []projection.ChunkRef) {
+	n, refs := decodeChunkRefs(d)
 	st := decodeHead(d)
 	for i := range st.created {
 		st.created[i] = rateBucket{second: d.varint(), n: d.uvarint()}
 	}
+	return st, n, refs
+}
+
+// decodeChunkRefs reads the arrays' lengths and the chunk references that
+// open a FESTLG02 section after its magic: all that SnapshotChunks needs.
+func decodeChunkRefs(d *snapReader) (manifestCounts, []projection.ChunkRef) {
 	n := manifestCounts{
 		parcels: d.count(snapshotCountMax, "parcels"),
 		scans:   d.count(snapshotCountMax, "scans"),
@@ -280,7 +294,7 @@ func decodeManifest(d *snapReader) (*state, manifestCounts, []projection.ChunkRe
 		}
 		refs = append(refs, ref)
 	}
-	return st, n, refs
+	return n, refs
 }
 
 func ceilDiv(n, size int) int { return (n + size - 1) / size }
@@ -310,11 +324,14 @@ func (st *state) loadChunks(files projection.Files, n manifestCounts, refs []pro
 		for i := range chunks {
 			ref := refs[offsets[k]+i]
 			data, err := projection.LoadChunk(files, ref)
-			if err != nil {
+			switch {
+			case err != nil && projection.ChunkDamaged(err):
 				return fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+			case err != nil:
+				return fmt.Errorf("load logistics snapshot: %w", err)
 			}
 			if err := p.load(data, i*p.size, min(p.count, (i+1)*p.size)); err != nil {
-				return fmt.Errorf("%w: chunk %s: %v", ErrBadSnapshot, ref.Name, err)
+				return fmt.Errorf("%w: chunk %s: %w", ErrBadSnapshot, ref.Name, err)
 			}
 			p.track.stored[i] = ref
 		}
@@ -390,7 +407,7 @@ func (st *state) loadParcels(data []byte, from, to int) error {
 		}
 		data = data[parcelBytes:]
 		switch {
-		case p.order.Seq() == 0 || p.order.Partition() >= partitionsMax:
+		case p.order.Seq() == 0:
 			return fmt.Errorf("parcel %d of order %v", i, p.order)
 		case int(p.status) >= engine.ParcelStatusCount:
 			return fmt.Errorf("parcel %d: status %d", i, p.status)

@@ -223,11 +223,9 @@ type state struct {
 	// not in the snapshot; a loaded state fills it again.
 	bySlot  [][]uint32
 	pending *projection.Pending[route]
-	// index[partition][(seq-1)/indexPageSize][(seq-1)%indexPageSize] is
-	// 1 + the parcel's number in parcels, or 0. Pages are allocated as
-	// the sequences come, so the index never copies itself to grow, and
-	// an order id far ahead (a damaged snapshot) costs one page.
-	index   [][]*indexPage
+	// index[partition] finds 1 + the parcel's number in parcels of each
+	// order sequence, or 0 (indexTable).
+	index   []*indexTable
 	parcels []parcel
 	scanLog []scan // every parcel's scans, linked per parcel
 	// strs are the interned locations and carrier codes (0 is ""); only the
@@ -434,37 +432,50 @@ func (st *state) origin(ev *engine.Event) (uint16, bool) {
 	return st.merchantRegion[n], true
 }
 
-// indexPage maps indexPageSize consecutive order sequences of a partition
-// to parcels: 64 KiB.
+// indexTable is one partition's index from order sequence to parcel: a
+// page of indexPageSize sequences is found through a block of
+// indexBlockPages page pointers, both allocated as the sequences come. So
+// the index never copies itself to grow, and an order id far ahead (only a
+// damaged snapshot holds one) costs a block of 4 KiB and a page of 64 KiB,
+// not a table up to it.
+type indexTable [indexBlocks]*[indexBlockPages]*indexPage
+
+// indexPage maps indexPageSize consecutive order sequences: 64 KiB.
 type indexPage [indexPageSize]uint32
 
-const indexPageSize = 1 << 14
-
-// orderSeqIndexMax bounds the order sequences the index takes: 68 billion
-// orders per partition, thirty times the 2020 festival's in each, with a
-// page table of at most 32 MiB per partition.
-const orderSeqIndexMax = 1 << 36
+const (
+	indexPageSize   = 1 << 14
+	indexBlockPages = 1 << 9
+	indexBlocks     = 1 << 9
+	// orderSeqIndexMax is the most order sequences the index holds per
+	// partition: 4.3 billion, a hundred times the 2020 festival's orders
+	// in each of 64 partitions.
+	orderSeqIndexMax = indexPageSize * indexBlockPages * indexBlocks
+)
 
 // slot returns the index entry of order id, growing the index to it; nil
 // for an id the index cannot hold.
 func (st *state) slot(id engine.OrderID) *uint32 {
 	p, seq := id.Partition(), id.Seq()
-	if seq == 0 || seq > orderSeqIndexMax || p >= partitionsMax {
+	if seq == 0 || seq > orderSeqIndexMax {
 		return nil
 	}
 	for len(st.index) <= p {
 		st.index = append(st.index, nil)
 	}
-	page, at := (seq-1)/indexPageSize, (seq-1)%indexPageSize
-	pages := st.index[p]
-	if page >= uint64(len(pages)) {
-		pages = slices.Grow(pages, int(page)+1-len(pages))[:page+1]
-		st.index[p] = pages
+	if st.index[p] == nil {
+		st.index[p] = new(indexTable)
 	}
-	if pages[page] == nil {
-		pages[page] = new(indexPage)
+	i := seq - 1
+	block := &st.index[p][i/(indexPageSize*indexBlockPages)]
+	if *block == nil {
+		*block = new([indexBlockPages]*indexPage)
 	}
-	return &pages[page][at]
+	page := &(*block)[i/indexPageSize%indexBlockPages]
+	if *page == nil {
+		*page = new(indexPage)
+	}
+	return &(*page)[i%indexPageSize]
 }
 
 func (st *state) lookup(id engine.OrderID) *parcel {
@@ -478,14 +489,19 @@ func (st *state) lookup(id engine.OrderID) *parcel {
 // lookupIndex returns the index in parcels of order id's parcel, or -1.
 func (st *state) lookupIndex(id engine.OrderID) int {
 	p, seq := id.Partition(), id.Seq()
-	if p >= len(st.index) || seq == 0 {
+	if p >= len(st.index) || st.index[p] == nil || seq == 0 || seq > orderSeqIndexMax {
 		return -1
 	}
-	page := (seq - 1) / indexPageSize
-	if page >= uint64(len(st.index[p])) || st.index[p][page] == nil {
+	i := seq - 1
+	block := st.index[p][i/(indexPageSize*indexBlockPages)]
+	if block == nil {
 		return -1
 	}
-	return int(st.index[p][page][(seq-1)%indexPageSize]) - 1
+	page := block[i/indexPageSize%indexBlockPages]
+	if page == nil {
+		return -1
+	}
+	return int(page[i%indexPageSize]) - 1
 }
 
 func (st *state) create(id engine.OrderID, rt route, at int64) error {

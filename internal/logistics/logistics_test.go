@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"os"
 	"reflect"
@@ -240,7 +241,7 @@ func (m *memFiles) WriteChunk(name string, data []byte) error {
 func (m *memFiles) ReadChunk(name string) ([]byte, error) {
 	d, ok := m.files[name]
 	if !ok {
-		return nil, fmt.Errorf("no chunk %s", name)
+		return nil, fmt.Errorf("chunk %s: %w", name, fs.ErrNotExist)
 	}
 	return bytes.Clone(d), nil
 }
@@ -317,6 +318,27 @@ func TestSnapshotRoundTrip(t *testing.T) {
 				t.Fatalf("chunk %s damaged (%d of %d bytes): %v", name, len(damaged), len(data), err)
 			}
 		}
+	}
+}
+
+// failingFiles fails every read as a disk would, without damage.
+type failingFiles struct{ *memFiles }
+
+func (failingFiles) ReadChunk(name string) ([]byte, error) {
+	return nil, fmt.Errorf("read %s: input/output error", name)
+}
+
+// TestSnapshotReadFailureIsNotDamage: a chunk that cannot be read now (an
+// I/O error) fails the load without calling the snapshot damaged, so the
+// runner leaves it for the next start instead of setting it aside.
+func TestSnapshotReadFailureIsNotDamage(t *testing.T) {
+	f, _ := goldenFeed(t)
+	files := newMemFiles()
+	section := f.snapshot(files)
+	g := newFeed(t, Config{})
+	_, err := g.l.StageSnapshot(bytes.NewReader(section), 7, failingFiles{files})
+	if err == nil || errors.Is(err, ErrBadSnapshot) || errors.Is(err, projection.ErrBadSnapshot) {
+		t.Fatalf("load with an I/O error: %v, want an error that is not ErrBadSnapshot", err)
 	}
 }
 

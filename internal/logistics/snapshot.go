@@ -19,7 +19,7 @@ import (
 //
 // Layout (varints as in encoding/binary): magic "FESTLG01" | varint lastAt |
 // uvarint n, n region strings | uvarint n, n × (merchant id, uvarint region)
-// | uvarint n, n × (u64 order id, uvarint origin, uvarint dest) for pending
+// | uvarint n, n × (uvarint order id, uvarint origin, uvarint dest) for pending
 // orders | uvarint n, n interned strings | 64 × (varint second, uvarint n)
 // of the creation ring | uvarint n parcels, each: uvarint order id, varint
 // created at, varint last scan minus created, uvarint origin, uvarint dest,
@@ -180,7 +180,7 @@ func decodeHead(d *snapReader) *state {
 		rt := route{origin: regionOK(d.uvarint()), dest: regionOK(d.uvarint())}
 		switch {
 		case d.err != nil:
-		case id.Seq() == 0 || id.Partition() >= partitionsMax:
+		case id.Seq() == 0:
 			d.fail("pending order %v", id)
 		case !st.pending.Put(id, rt):
 			d.fail("pending order %v twice", id)
@@ -235,7 +235,7 @@ func decodeStateV1(d *snapReader) *state {
 	}
 	for i, n := 0, d.count(snapshotCountMax, "parcels"); i < n && d.err == nil; i++ {
 		id := engine.OrderID(d.uvarint())
-		if d.err == nil && (id.Seq() == 0 || id.Partition() >= partitionsMax) {
+		if d.err == nil && id.Seq() == 0 {
 			d.fail("parcel of order %v", id)
 		}
 		p := parcel{createdAt: d.varint()}

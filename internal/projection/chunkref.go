@@ -3,9 +3,11 @@ package projection
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
+	"io/fs"
 )
 
 // ChunkRef names one side file of an incremental snapshot and what it must
@@ -25,6 +27,18 @@ const (
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrChunkDamaged is wrapped by LoadChunk's error for a chunk whose length
+// or CRC is not the one its snapshot recorded.
+var ErrChunkDamaged = errors.New("chunk damaged")
+
+// ChunkDamaged reports whether LoadChunk's err means the snapshot is damaged
+// (the chunk is missing, cut short or altered), as opposed to a failure to
+// read it (an I/O error, too many open files), which must leave the
+// snapshot for the next start instead of setting it aside.
+func ChunkDamaged(err error) bool {
+	return errors.Is(err, ErrChunkDamaged) || errors.Is(err, fs.ErrNotExist)
+}
 
 // StoreChunk writes data as the side file name and returns its reference.
 func StoreChunk(files Files, name string, data []byte) (ChunkRef, error) {
@@ -78,10 +92,10 @@ func LoadChunk(files Files, r ChunkRef) ([]byte, error) {
 		return nil, fmt.Errorf("read chunk %s: %w", r.Name, err)
 	}
 	if uint64(len(data)) != r.Bytes {
-		return nil, fmt.Errorf("chunk %s holds %d bytes, the snapshot says %d", r.Name, len(data), r.Bytes)
+		return nil, fmt.Errorf("%w: %s holds %d bytes, the snapshot says %d", ErrChunkDamaged, r.Name, len(data), r.Bytes)
 	}
 	if crc := crc32.Checksum(data, castagnoli); crc != r.CRC {
-		return nil, fmt.Errorf("chunk %s: crc %08x, the snapshot says %08x", r.Name, crc, r.CRC)
+		return nil, fmt.Errorf("%w: %s: crc %08x, the snapshot says %08x", ErrChunkDamaged, r.Name, crc, r.CRC)
 	}
 	return data, nil
 }

@@ -654,7 +654,7 @@ func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *eng
 		if len(ps.view.Items) > protoScratchItemsMax {
 			ps.view = wire.RequestView{}
 		}
-		releaseScratch(&ps.batch, &ps.entries, 2*defaultBatchOrdersMax)
+		releaseScratch(&ps.batch, &ps.entries, 2*s.cfg.BatchOrdersMax)
 		protoScratchPool.Put(ps)
 	}
 	err := wire.DecodeRequestView(body, &ps.view, s.cfg.BatchOrdersMax)

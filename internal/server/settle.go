@@ -171,7 +171,7 @@ func (s *Server) decodeProtoSettle(body []byte) (entries []settleEntry, batch *e
 		}
 		clear(ps.view.Actions)
 		ps.view.Actions = ps.view.Actions[:0]
-		releaseScratch(&ps.batch, &ps.entries, 2*defaultBatchOrdersMax)
+		releaseScratch(&ps.batch, &ps.entries, 2*s.cfg.BatchOrdersMax)
 		settleScratchPool.Put(ps)
 	}
 	err := wire.DecodeSettleRequestView(body, &ps.view, s.cfg.BatchOrdersMax)

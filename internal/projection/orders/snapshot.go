@@ -330,8 +330,11 @@ func (s *Store) SnapshotChunks(r io.Reader) ([]string, error) {
 // readChunk reads a chunk and checks it against its reference.
 func readChunk(cs projection.Files, r chunkRef) ([]byte, error) {
 	data, err := projection.LoadChunk(cs, r)
-	if err != nil {
+	switch {
+	case err != nil && projection.ChunkDamaged(err):
 		return nil, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+	case err != nil:
+		return nil, fmt.Errorf("load order store snapshot: %w", err)
 	}
 	return data, nil
 }

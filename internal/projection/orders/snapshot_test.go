@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
 	"slices"
 	"strings"
@@ -31,7 +32,7 @@ func (m *memChunks) WriteChunk(name string, data []byte) error {
 func (m *memChunks) ReadChunk(name string) ([]byte, error) {
 	b, ok := m.files[name]
 	if !ok {
-		return nil, fmt.Errorf("chunk %s: not found", name)
+		return nil, fmt.Errorf("chunk %s: %w", name, fs.ErrNotExist)
 	}
 	return bytes.Clone(b), nil
 }

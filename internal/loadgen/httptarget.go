@@ -187,6 +187,9 @@ func (t *HTTPTarget) Ready(ctx context.Context) error {
 // importSKUs.
 func (t *HTTPTarget) Prepare(ctx context.Context, m *festival.Model, say func(string)) error {
 	start := time.Now()
+	if err := t.before.readLive(ctx, t.admin, m); err != nil {
+		return err
+	}
 	if err := t.before.readTotals(ctx, t.store); err != nil {
 		return err
 	}
@@ -579,7 +582,7 @@ func auditSKU(s *festival.SKU, before *skuFigures, inDeals, av, rs, sd, wantRese
 	var problems []string
 	stocked, rs0, sd0 := s.Stock, int64(0), int64(0)
 	if before != nil {
-		stocked, rs0, sd0 = before.available+before.reserved+before.sold, before.reserved, before.sold
+		stocked, rs0, sd0 = before.available+before.reserved+before.sold+before.inDeals, before.reserved, before.sold
 	}
 	if av+rs+sd+inDeals != stocked {
 		problems = append(problems, fmt.Sprintf("sku %s: stocked %d != available %d + reserved %d + sold %d + %d left in deals", s.ID, stocked, av, rs, sd, inDeals))

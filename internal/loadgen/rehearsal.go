@@ -22,6 +22,10 @@ import (
 // skuFigures are a SKU's stock figures as the server reported them.
 type skuFigures struct {
 	available, reserved, sold int64
+	// inDeals is the units of the SKU carved into the model's deals that
+	// an earlier run put (and left running): stock the SKU's available
+	// figure excludes.
+	inDeals int64
 }
 
 // serverBefore is what the server held before the run: its GMV and parcel
@@ -30,6 +34,11 @@ type skuFigures struct {
 type serverBefore struct {
 	gmv     int64
 	paid    int64
+	// channelGMV is each channel's GMV on the leaderboard, and dealLeft the
+	// units left in the model's deals by SKU index, as earlier runs left
+	// them (empty on a fresh server).
+	channelGMV map[string]int64
+	dealLeft   map[int32]int64
 	parcels ParcelStats
 	skus    []*skuFigures // by model SKU index; nil slice: none existed
 	existed int
@@ -70,6 +79,48 @@ func (b *serverBefore) readTotals(ctx context.Context, c *client.Client) error {
 		return fmt.Errorf("read the logistics stats before the run: %w", err)
 	default:
 		b.parcels = ParcelStats{Parcels: ls.Parcels, Delivered: ls.ByStatus["delivered"], Returned: ls.ByStatus["returned"]}
+	}
+	return nil
+}
+
+// readLive reads what earlier runs left of the model's livestream: the
+// channels' GMV and the units left in the model's deals (a rehearsal keeps
+// the deals it finds, whose terms are fixed once put).
+func (b *serverBefore) readLive(ctx context.Context, c *client.Client, m *festival.Model) error {
+	b.channelGMV, b.dealLeft = map[string]int64{}, map[int32]int64{}
+	if len(m.Channels) == 0 {
+		return nil
+	}
+	board, err := c.Leaderboard(ctx, 1000)
+	var ae *client.Error
+	switch {
+	case errors.As(err, &ae) && ae.Status == 404:
+		return nil // a server without livestream channels
+	case err != nil:
+		return fmt.Errorf("read the leaderboard before the run: %w", err)
+	}
+	for _, ch := range board.Channels {
+		b.channelGMV[ch.ID] = ch.GMV
+	}
+	deals := map[string]int32{} // deal id → SKU index
+	channels := map[int16]bool{}
+	for i := range m.Deals {
+		deals[m.Deals[i].ID] = m.Deals[i].SKU
+		channels[m.Deals[i].Channel] = true
+	}
+	for ci := range channels {
+		ch, err := c.Channel(ctx, m.Channels[ci].ID)
+		if errors.As(err, &ae) && ae.Status == 404 {
+			continue // not put yet: a fresh server
+		}
+		if err != nil {
+			return fmt.Errorf("read channel %s before the run: %w", m.Channels[ci].ID, err)
+		}
+		for _, d := range ch.Deals {
+			if sku, ok := deals[d.DealID]; ok {
+				b.dealLeft[sku] += d.StockLeft
+			}
+		}
 	}
 	return nil
 }
@@ -137,7 +188,7 @@ func (t *HTTPTarget) census(ctx context.Context, m *festival.Model) error {
 					next.Store(int64(len(skus)))
 					return
 				}
-				skus[i] = &skuFigures{available: s.StockAvailable, reserved: s.StockReserved, sold: s.Sold}
+				skus[i] = &skuFigures{available: s.StockAvailable, reserved: s.StockReserved, sold: s.Sold, inDeals: t.before.dealLeft[int32(i)]}
 				existed.Add(1)
 			}
 		})

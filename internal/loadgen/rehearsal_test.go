@@ -31,16 +31,16 @@ func TestAuditSKU(t *testing.T) {
 		{name: "fresh, negative", av: -1, rs: 95, sd: 6, wantReserved: 95, wantSold: 6, exact: true, problems: []string{"negative"}},
 		// The earlier run left 30 available, 10 reserved, 60 sold; this run
 		// sold 5 and holds 2 pending.
-		{name: "rehearsal and right", before: &skuFigures{30, 10, 60}, av: 23, rs: 12, sd: 65, wantReserved: 2, wantSold: 5, exact: true},
-		{name: "rehearsal, earlier pending expired", before: &skuFigures{30, 10, 60}, av: 33, rs: 2, sd: 65, wantReserved: 2, wantSold: 5, exact: true},
+		{name: "rehearsal and right", before: &skuFigures{available: 30, reserved: 10, sold: 60}, av: 23, rs: 12, sd: 65, wantReserved: 2, wantSold: 5, exact: true},
+		{name: "rehearsal, earlier pending expired", before: &skuFigures{available: 30, reserved: 10, sold: 60}, av: 33, rs: 2, sd: 65, wantReserved: 2, wantSold: 5, exact: true},
 		// An import that reset the available stock to 100 gives sold units back.
-		{name: "rehearsal, stock given back", before: &skuFigures{30, 10, 60}, av: 93, rs: 12, sd: 65, wantReserved: 2, wantSold: 5, exact: true,
+		{name: "rehearsal, stock given back", before: &skuFigures{available: 30, reserved: 10, sold: 60}, av: 93, rs: 12, sd: 65, wantReserved: 2, wantSold: 5, exact: true,
 			problems: []string{"stocked 100 != available 93 + reserved 12 + sold 65"}},
-		{name: "rehearsal, counted as fresh", before: &skuFigures{30, 10, 60}, av: 23, rs: 12, sd: 5, wantReserved: 2, wantSold: 5, exact: true,
+		{name: "rehearsal, counted as fresh", before: &skuFigures{available: 30, reserved: 10, sold: 60}, av: 23, rs: 12, sd: 5, wantReserved: 2, wantSold: 5, exact: true,
 			problems: []string{"stocked 100", "sold 5 (60 before the run)"}},
-		{name: "rehearsal, reserved beyond both runs", before: &skuFigures{30, 10, 60}, av: 20, rs: 15, sd: 65, wantReserved: 2, wantSold: 5, exact: true,
+		{name: "rehearsal, reserved beyond both runs", before: &skuFigures{available: 30, reserved: 10, sold: 60}, av: 20, rs: 15, sd: 65, wantReserved: 2, wantSold: 5, exact: true,
 			problems: []string{"reserved 15 (10 before the run)"}},
-		{name: "rehearsal, this run's pending lost", before: &skuFigures{30, 10, 60}, av: 34, rs: 1, sd: 65, wantReserved: 2, wantSold: 5, exact: true,
+		{name: "rehearsal, this run's pending lost", before: &skuFigures{available: 30, reserved: 10, sold: 60}, av: 34, rs: 1, sd: 65, wantReserved: 2, wantSold: 5, exact: true,
 			problems: []string{"reserved 1"}},
 	}
 	for _, c := range cases {

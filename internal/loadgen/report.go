@@ -36,7 +36,7 @@ func WriteText(w io.Writer, r *Result) error {
 		fmt.Fprintf(&b, "), %s delivered, %s returned\n", group(r.ParcelsDelivered), group(r.ParcelsReturned))
 	}
 	fmt.Fprintf(&b, "  ack latency     p50 %.2f ms, p99 %.2f ms, p99.9 %.2f ms\n", r.Latency.P50, r.Latency.P99, r.Latency.P999)
-	if lv := r.Live; lv != nil {
+	if lv := r.Live; lv != nil && lv.DealOrders+lv.DealRejected > 0 {
 		fmt.Fprintf(&b, "  deal orders     %s accepted (p99 %.2f ms), %s refused (p99 %.2f ms), %s of them answered at the router\n",
 			group(lv.DealOrders), lv.AcceptP99, group(lv.DealRejected), lv.RejectP99, group(lv.RouterRejected))
 	}

@@ -109,6 +109,10 @@ func encodePartitionVersion(b []byte, p *partition, version byte) []byte {
 	return p.keys.encode(b)
 }
 
+// count reads the length of what follows: at most max, and at most the
+// data's length, since every element takes at least one byte. It is for
+// lengths only: a quantity or an index says nothing about the data's
+// length and is read with value.
 func (d *decoder) count(max uint64, what string) int {
 	n := d.uvarint()
 	if n > max || n > uint64(len(d.b)) {
@@ -116,6 +120,18 @@ func (d *decoder) count(max uint64, what string) int {
 		return 0
 	}
 	return int(n)
+}
+
+// value reads a uvarint of at most max: a quantity or an index, which
+// the data's length does not bound (a deal of 50,000 units fits in a few
+// hundred bytes).
+func (d *decoder) value(max uint64, what string) uint64 {
+	n := d.uvarint()
+	if n > max {
+		d.fail(what + " out of range")
+		return 0
+	}
+	return n
 }
 
 // decodePartition restores p (new and empty) from data, and the directory
@@ -197,7 +213,7 @@ func (c *core) decodePartition(p *partition, data []byte, version byte) error {
 		seq := d.uvarint()
 		po := &pendingOrder{total: d.varint(), createdAt: d.varint(), payBy: d.varint(), merchant: uint32(d.uvarint()), count: uint16(d.count(orderItemsMax, "item"))}
 		if version >= snapshotVersion {
-			po.deal = uint16(d.count(uint64(len(p.deals)), "deal"))
+			po.deal = uint16(d.value(uint64(len(p.deals)), "pending order's deal"))
 			if po.deal != 0 && po.count != 1 {
 				d.fail("pending deal order of several lines")
 			}
@@ -336,9 +352,9 @@ func (c *core) decodeLive(d *decoder, p *partition) {
 		var dl Deal
 		d.deal(&dl)
 		dl.ID, dl.ChannelID, dl.SKUID = strings.Clone(dl.ID), strings.Clone(dl.ChannelID), strings.Clone(dl.SKUID)
-		ds := &dealState{deal: dl, skuSlot: uint32(d.uvarint())}
-		ds.left, ds.reserved, ds.sold, ds.returned = int32(d.count(stockMax, "deal left")), int32(d.count(stockMax, "deal reserved")),
-			int32(d.count(stockMax, "deal sold")), int32(d.count(stockMax, "deal returned"))
+		ds := &dealState{deal: dl, skuSlot: uint32(d.value(uint64(len(p.skus)), "deal sku slot"))}
+		ds.left, ds.reserved, ds.sold, ds.returned = int32(d.value(stockMax, "deal left")), int32(d.value(stockMax, "deal reserved")),
+			int32(d.value(stockMax, "deal sold")), int32(d.value(stockMax, "deal returned"))
 		ds.ended = d.byte1() == 1
 		ds.endedAt = d.varint()
 		if d.err != nil {
@@ -364,7 +380,7 @@ func (c *core) decodeLive(d *decoder, p *partition) {
 		}
 		for j := 0; j < nb && d.err == nil; j++ {
 			buyer := strings.Clone(d.string())
-			units := d.count(uint64(dl.LimitPerBuyer), "buyer units")
+			units := d.value(uint64(dl.LimitPerBuyer), "buyer units")
 			if units == 0 {
 				d.fail("deal buyer without units")
 			}

@@ -426,6 +426,8 @@ func (c *core) evolveLive(p *partition, ev *Event) {
 		st := &p.skus[ev.SKUSlot]
 		st.available -= int32(dl.Stock)
 		p.checkSKU(ev.SKUSlot)
+		// Carving moves units within the SKU's total, which stays bound.
+		p.checkStockHeld(ev.SKUSlot)
 		p.updateSoldOut(ev.SKUSlot)
 		d.check(p)
 	case EventDealEnded:
@@ -434,6 +436,7 @@ func (c *core) evolveLive(p *partition, ev *Event) {
 			panic(fmt.Sprintf("engine: partition %d deal %q ended with %d units but the state disagrees", p.id, ev.DealID, ev.Delta))
 		}
 		st := &p.skus[d.skuSlot]
+		p.carve(d.skuSlot, -d.left)
 		st.available += d.left
 		d.returned += d.left
 		d.left = 0
@@ -467,6 +470,7 @@ func (p *partition) addDeal(c *core, d *dealState, slot uint32) {
 	if !d.ended {
 		p.dealsOpen = append(p.dealsOpen, slot)
 		p.dealEndNext = min(p.dealEndNext, d.deal.EndsAt)
+		p.carve(d.skuSlot, d.left)
 	}
 	d.updateGate()
 }
@@ -505,8 +509,12 @@ func (c *core) evolveDealPlaced(p *partition, ev *Event, po *pendingOrder, seq u
 	po.merchant = p.skus[d.skuSlot].merchant
 	po.count = 1
 	po.inline[0] = pendingItem{slot: d.skuSlot, quantity: uint32(q)}
+	if d.ended {
+		panic(fmt.Sprintf("engine: partition %d order %d on deal %q, which ended", p.id, seq, ev.DealID))
+	}
 	d.left -= q
 	d.reserved += q
+	p.carve(d.skuSlot, -q)
 	p.skus[d.skuSlot].reserved += q
 	if d.buyers != nil {
 		b := strings.Clone(ev.BuyerID) // ev aliases the record
@@ -538,6 +546,7 @@ func (c *core) evolveDealOrderEnded(p *partition, po *pendingOrder, seq uint64, 
 			p.updateSoldOut(pi.slot)
 		} else {
 			d.left += q
+			p.carve(pi.slot, q)
 		}
 		if d.buyers != nil {
 			b, ok := d.pendingBuyer[seq]

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"strconv"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -316,7 +317,7 @@ func checkDealBooks(t *rapid.T, h *harness, m *dealModel) {
 // checkReplayAndSnapshot replays the harness's records into a new core and
 // round-trips every partition through a snapshot; both must equal the live
 // state.
-func checkReplayAndSnapshot(t *rapid.T, h *harness) {
+func checkReplayAndSnapshot(t interface{ Fatalf(string, ...any) }, h *harness) {
 	replayed := newCore(len(h.c.partitions), modelTimeout, 1<<40, 1<<20)
 	for _, rec := range h.records {
 		err := DecodeRecord(rec, len(replayed.partitions), func(ev *Event) error {
@@ -437,4 +438,108 @@ func TestOldSnapshotReadWithoutDeals(t *testing.T) {
 	if r.Result.Available != 98 || r.Result.Reserved != 2 {
 		t.Fatalf("sku from a version 2 snapshot: available %d reserved %d", r.Result.Available, r.Result.Reserved)
 	}
+}
+
+// TestDealUnitsCountInStockBound checks that units carved into running
+// deals count in the SKU's stockTotal bound: they come back when a deal
+// ends. Before, an admin could raise the available stock as if they were
+// gone, and ending the deal overflowed the SKU and panicked (after a
+// restart, in replay, every time).
+func TestDealUnitsCountInStockBound(t *testing.T) {
+	const billion = 1_000_000_000
+	tests := []struct {
+		name  string
+		deals int   // of a billion units each, the SKU topped up by a billion between two
+		topUp int64 // added to the available stock after the deals
+		cmd   Command
+		field string // "" when accepted
+	}{
+		{"the reviewer's second billion", 1, billion, Command{Kind: KindAdjustStock, SKUID: "s", Delta: billion}, "delta"},
+		{"an adjustment to the bound", 2, 0, Command{Kind: KindAdjustStock, SKUID: "s", Delta: stockTotal - 2*billion}, ""},
+		{"an adjustment one past the bound", 2, 0, Command{Kind: KindAdjustStock, SKUID: "s", Delta: stockTotal - 2*billion + 1}, "delta"},
+		{"a stock set to the bound", 2, 0, Command{Kind: KindUpsertSKU, SKU: &SKU{ID: "s", MerchantID: "m", BrandID: "b", Price: 1000,
+			Stock: stockTotal - 2*billion, StockCompared: true, StockExpected: 0}}, ""},
+		{"a stock set one past the bound", 2, 0, Command{Kind: KindUpsertSKU, SKU: &SKU{ID: "s", MerchantID: "m", BrandID: "b", Price: 1000,
+			Stock: stockTotal - 2*billion + 1, StockCompared: true, StockExpected: 0}}, "stock"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := liveHarness(t, billion)
+			h.now = 10
+			for i := range tt.deals {
+				id := "d" + strconv.Itoa(i)
+				if i > 0 {
+					if r := h.do(Command{Kind: KindAdjustStock, SKUID: "s", Delta: billion}); !r.OK() {
+						t.Fatalf("adjustment before deal %s: %v", id, r.Err())
+					}
+				}
+				if r := h.do(Command{Kind: KindPutDeal, Deal: &Deal{ID: id, ChannelID: "c", SKUID: "s", Price: 500, Stock: billion, StartsAt: 0, EndsAt: 100}}); !r.OK() {
+					t.Fatalf("put deal %s: %v", id, r.Err())
+				}
+			}
+			if tt.topUp > 0 {
+				if r := h.do(Command{Kind: KindAdjustStock, SKUID: "s", Delta: tt.topUp}); !r.OK() {
+					t.Fatalf("top-up: %v", r.Err())
+				}
+			}
+			r := h.do(tt.cmd)
+			switch {
+			case tt.field == "" && !r.OK():
+				t.Fatalf("%v: %v, want accepted", tt.cmd.Kind, r.Err())
+			case tt.field != "" && (r.Code != CodeInvalidArgument || r.Field != tt.field):
+				t.Fatalf("%v: %v field %q, want invalid argument %q", tt.cmd.Kind, r.Code, r.Field, tt.field)
+			}
+			before := h.do(Command{Kind: KindGetSKU, SKUID: "s"})
+			h.now = 100 // the deals end before the next batch
+			after := h.do(Command{Kind: KindGetSKU, SKUID: "s"})
+			if want := before.Available + int64(tt.deals)*billion; after.Available != want {
+				t.Fatalf("after the deals' end: available %d, want %d", after.Available, want)
+			}
+			checkReplayAndSnapshot(t, h)
+		})
+	}
+}
+
+// TestDealCarvedUnitsFollowOrders checks the units carved into a running
+// deal as its orders take and give back units, and that replay and a
+// snapshot rebuild them: a SKU holding stockTotal - 100 units, 60 of them
+// carved into a deal and 5 of those in an unpaid order, can grow by 100
+// units and no more, whatever the order does.
+func TestDealCarvedUnitsFollowOrders(t *testing.T) {
+	h := liveHarness(t, stockMax)
+	h.now = 10
+	for more := int64(stockTotal - 100 - stockMax); more > 0; {
+		delta := min(more, stockMax)
+		if r := h.do(Command{Kind: KindAdjustStock, SKUID: "s", Delta: delta}); !r.OK() {
+			t.Fatalf("adjustment to 100 below the bound: %v", r.Err())
+		}
+		more -= delta
+	}
+	if r := h.do(Command{Kind: KindPutDeal, Deal: &Deal{ID: "d", ChannelID: "c", SKUID: "s", Price: 500, Stock: 60, StartsAt: 0, EndsAt: 100}}); !r.OK() {
+		t.Fatalf("put deal: %v", r.Err())
+	}
+	o := h.do(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u", Channel: "live:c", DealID: "d", Items: []Item{{SKUID: "s", Quantity: 5}}}})
+	if !o.OK() {
+		t.Fatalf("deal order: %v", o.Err())
+	}
+	check := func(step string) {
+		t.Helper()
+		if r := h.do(Command{Kind: KindAdjustStock, SKUID: "s", Delta: 101}); r.Code != CodeInvalidArgument || r.Field != "delta" {
+			t.Fatalf("%s: an adjustment one past the bound: %v field %q, want invalid argument delta", step, r.Code, r.Field)
+		}
+	}
+	check("with an unpaid order")
+	if r := h.do(Command{Kind: KindCancel, OrderID: o.OrderID}); !r.OK() {
+		t.Fatalf("cancel: %v", r.Err())
+	}
+	check("after the cancel")
+	checkReplayAndSnapshot(t, h)
+	if r := h.do(Command{Kind: KindAdjustStock, SKUID: "s", Delta: 100}); !r.OK() {
+		t.Fatalf("an adjustment to the bound: %v", r.Err())
+	}
+	h.now = 100
+	if r := h.do(Command{Kind: KindGetSKU, SKUID: "s"}); r.Available != stockTotal {
+		t.Fatalf("after the deal's end: available %d, want %d", r.Available, int64(stockTotal))
+	}
+	checkReplayAndSnapshot(t, h)
 }

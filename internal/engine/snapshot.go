@@ -368,6 +368,11 @@ func (c *core) decodeLive(d *decoder, p *partition) {
 			d.fail("deal books do not add up")
 			return
 		}
+		if !ds.ended && p.stockHeld(ds.skuSlot)+int64(ds.left) > stockTotal {
+			// The deal's units return to the SKU when it ends.
+			d.fail("deal units over the sku's stock bound")
+			return
+		}
 		if e, ok := c.deals.lookup(dl.ID); ok && (e.partition != p.id || e.slot != uint32(len(p.deals))) {
 			d.fail("deal id in two places")
 			return

@@ -23,6 +23,11 @@ type core struct {
 	// disk is the disk tier of idempotency keys, nil without a data
 	// directory. The core only reads its answers, looked up by the worker.
 	disk *idempotency.Store
+	// routerNow is the engine's clock, which only the router reads: to
+	// tell an order on a sold-out deal whose window closed, not yet ended
+	// by its worker, that the deal is not active. It is nil in tests that
+	// drive the core directly; they end deals before routing.
+	routerNow func() int64
 
 	paymentTimeout     int64 // nanoseconds
 	idempotencyWindow  int64 // nanoseconds

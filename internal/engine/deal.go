@@ -37,12 +37,19 @@ const (
 )
 
 // dealEntry is a deal's place in the engine-wide deal directory: the router
-// finds a deal's partition and gate by its id. partition and slot never
-// change once the entry exists.
+// finds a deal's partition and gate by its id. Everything but gate is set
+// before the entry is published and never changes (a deal's terms are
+// fixed), so the router reads it without a lock: enough to answer an order
+// on a sold-out or ended deal exactly as its partition would.
 type dealEntry struct {
 	partition int
 	slot      uint32
-	gate      atomic.Uint32
+	skuSlot   uint32
+	// orderChannel is the channel of an order on the deal,
+	// live:<channel_id>.
+	orderChannel     string
+	startsAt, endsAt int64 // unix nanoseconds
+	gate             atomic.Uint32
 }
 
 // dealDirectory maps deal ids to their entries. Deals are few (thousands
@@ -64,16 +71,17 @@ func (d *dealDirectory) lookup(id string) (*dealEntry, bool) {
 	return e, ok
 }
 
-// claim returns the entry of id, inserting one for (partition, slot) if id
-// is new. inserted reports whether it did.
-func (d *dealDirectory) claim(id string, partition int, slot uint32) (e *dealEntry, inserted bool) {
+// claim returns the entry of dl.ID, inserting one for (partition, slot) and
+// dl's terms if the id is new. inserted reports whether it did.
+func (d *dealDirectory) claim(dl *Deal, partition int, slot, skuSlot uint32) (e *dealEntry, inserted bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if e, ok := d.m[id]; ok {
+	if e, ok := d.m[dl.ID]; ok {
 		return e, false
 	}
-	e = &dealEntry{partition: partition, slot: slot}
-	d.m[strings.Clone(id)] = e
+	e = &dealEntry{partition: partition, slot: slot, skuSlot: skuSlot, orderChannel: liveChannelPrefix + dl.ChannelID,
+		startsAt: dl.StartsAt, endsAt: dl.EndsAt}
+	d.m[strings.Clone(dl.ID)] = e
 	return e, true
 }
 
@@ -209,7 +217,10 @@ func (c *core) routeLive(cmd *Command, res *Result) (int, bool) {
 // routeDealOrder checks an order's deal at the router: an unknown deal is
 // CodeNotFound, a deal of another partition than the order's items is
 // CodeInvalidArgument (items), and an unkeyed order on a sold-out or ended
-// deal is answered here without reaching the partition.
+// deal is answered here without reaching the partition. That answer is the
+// partition's, in its order: the order's SKU (items), its summed quantity,
+// its channel, the window, then the stock. An order on an open deal goes to
+// the partition unchecked.
 func (c *core) routeDealOrder(o *Order, partition int, res *Result) bool {
 	e, ok := c.deals.lookup(o.DealID)
 	if !ok {
@@ -223,7 +234,36 @@ func (c *core) routeDealOrder(o *Order, partition int, res *Result) bool {
 	if o.IdempotencyKey != "" {
 		return true // may be the replay of an order that got the last units
 	}
-	switch e.gate.Load() {
+	gate := e.gate.Load()
+	if gate == dealGateOpen {
+		return true
+	}
+	var q int64
+	for i := range o.Items {
+		if o.Items[i].ref.slot() != e.skuSlot {
+			res.Code, res.Field = CodeInvalidArgument, "items"
+			return false
+		}
+		q += int64(o.Items[i].Quantity)
+	}
+	if q > quantityMax {
+		res.Code, res.Field = CodeInvalidArgument, itemField(0, "quantity")
+		return false
+	}
+	if o.Channel != e.orderChannel {
+		res.Code, res.Field = CodeInvalidArgument, "channel"
+		return false
+	}
+	if gate == dealGateSoldOut && c.routerNow != nil {
+		// The worker ends a deal at its next batch after ends_at; until
+		// then the gate says sold out, but the partition would answer by
+		// the window first. The batch's time is read after this one, so a
+		// window closed now is closed for the batch too.
+		if now := c.routerNow(); now < e.startsAt || now >= e.endsAt {
+			gate = dealGateEnded
+		}
+	}
+	switch gate {
 	case dealGateSoldOut:
 		res.Code, res.SKUID, res.Available = CodeOutOfStock, o.Items[0].SKUID, 0
 		return false
@@ -231,7 +271,7 @@ func (c *core) routeDealOrder(o *Order, partition int, res *Result) bool {
 		res.Code, res.Field = CodeDealNotActive, "deal_id"
 		return false
 	}
-	return true
+	panic(fmt.Sprintf("engine: deal %q has gate state %d", o.DealID, gate))
 }
 
 func (c *core) applyLive(p *partition, now int64, cmd *Command, res *Result, out *emitter) {
@@ -303,7 +343,7 @@ func (c *core) putDeal(p *partition, now int64, d *Deal, res *Result, out *emitt
 	}
 	// Claim the id now: another partition's worker may be putting a deal
 	// of the same id on another SKU at this moment.
-	if _, inserted := c.deals.claim(d.ID, p.id, uint32(len(p.deals))); !inserted {
+	if _, inserted := c.deals.claim(d, p.id, uint32(len(p.deals)), slot); !inserted {
 		res.Code, res.Field = CodeConflict, "deal_id"
 		return
 	}
@@ -456,8 +496,8 @@ func (p *partition) addDeal(c *core, d *dealState, slot uint32) {
 	if int(slot) != len(p.deals) {
 		panic(fmt.Sprintf("engine: partition %d deal %q added at slot %d, next is %d", p.id, d.deal.ID, slot, len(p.deals)))
 	}
-	e, _ := c.deals.claim(d.deal.ID, p.id, slot)
-	if e.partition != p.id || e.slot != slot {
+	e, _ := c.deals.claim(&d.deal, p.id, slot, d.skuSlot)
+	if e.partition != p.id || e.slot != slot || e.skuSlot != d.skuSlot {
 		panic(fmt.Sprintf("engine: deal %q put in partition %d slot %d but the directory has partition %d slot %d", d.deal.ID, p.id, slot, e.partition, e.slot))
 	}
 	d.entry = e

@@ -176,11 +176,9 @@ func TestDealsMatchModel(t *testing.T) {
 						t.Fatalf("replay of key %s: got %v replayed %v order %v, want the first order %v", key, r.Code, r.Replayed, r.OrderID, k.id)
 					}
 					continue
-				case key == "" && d.ended:
-					want = CodeDealNotActive
-				case key == "" && d.left == 0:
-					want = CodeOutOfStock // answered at the router
 				case channel != "live:c":
+					// Before the window and the stock, at the router too
+					// when the deal is sold out or ended.
 					want = CodeInvalidArgument
 				case d.ended || h.now < d.d.StartsAt || h.now >= d.d.EndsAt:
 					want = CodeDealNotActive
@@ -542,4 +540,75 @@ func TestDealCarvedUnitsFollowOrders(t *testing.T) {
 		t.Fatalf("after the deal's end: available %d, want %d", r.Available, int64(stockTotal))
 	}
 	checkReplayAndSnapshot(t, h)
+}
+
+// TestDealGateAnswersAsThePartition checks the router's answers for a
+// sold-out or ended deal: they are the partition's, in its order, so a
+// wrong SKU is 422 items and a wrong channel 422 channel before the stock
+// or the window is looked at, and a sold-out deal whose window closed but
+// which its worker has not yet ended is not active rather than sold out.
+func TestDealGateAnswersAsThePartition(t *testing.T) {
+	const end = 100
+	tests := []struct {
+		name    string
+		ended   bool  // ended by the worker (else sold out)
+		now     int64 // the router's time
+		channel string
+		sku     string
+		items   int // lines of the SKU, 500 units each
+		code    Code
+		field   string
+	}{
+		{"sold out", false, 50, "live:c", "s", 1, CodeOutOfStock, ""},
+		{"sold out, wrong channel", false, 50, "app", "s", 1, CodeInvalidArgument, "channel"},
+		{"sold out, another sku", false, 50, "live:c", "s2", 1, CodeInvalidArgument, "items"},
+		{"sold out, lines summing past the quantity bound", false, 50, "live:c", "s", 2, CodeInvalidArgument, "items[0].quantity"},
+		{"sold out, window closed, not yet ended", false, end, "live:c", "s", 1, CodeDealNotActive, "deal_id"},
+		{"sold out, window closed, wrong channel", false, end, "live:x", "s", 1, CodeInvalidArgument, "channel"},
+		{"ended", true, end, "live:c", "s", 1, CodeDealNotActive, "deal_id"},
+		{"ended, wrong channel", true, end, "live:cc", "s", 1, CodeInvalidArgument, "channel"},
+		{"ended, another sku", true, end, "live:c", "s2", 1, CodeInvalidArgument, "items"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := liveHarness(t, 100)
+			h.c.routerNow = func() int64 { return h.now }
+			h.now = 10
+			if r := h.do(Command{Kind: KindUpsertSKU, SKU: &SKU{ID: "s2", MerchantID: "m", BrandID: "b", Price: 10, Stock: 10}}); !r.OK() {
+				t.Fatalf("second sku: %v", r.Err())
+			}
+			if r := h.do(Command{Kind: KindPutDeal, Deal: &Deal{ID: "d", ChannelID: "c", SKUID: "s", Price: 500, Stock: 1, StartsAt: 0, EndsAt: end}}); !r.OK() {
+				t.Fatalf("put deal: %v", r.Err())
+			}
+			if r := h.do(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u", Channel: "live:c", DealID: "d", Items: []Item{{SKUID: "s", Quantity: 1}}}}); !r.OK() {
+				t.Fatalf("the last unit: %v", r.Err())
+			}
+			if tt.ended {
+				if r := h.do(Command{Kind: KindEndDeal, Deal: &Deal{ID: "d"}}); !r.OK() {
+					t.Fatalf("end deal: %v", r.Err())
+				}
+			}
+			h.now = tt.now
+			items := make([]Item, tt.items)
+			for i := range items {
+				items[i] = Item{SKUID: tt.sku, Quantity: 500}
+			}
+			// Routed only: no batch runs, so the worker ends no deal.
+			req := Request{Command: Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u2", Channel: tt.channel, DealID: "d", Items: items}}}
+			if _, routed := h.c.route(&req); routed {
+				t.Fatalf("routed to the partition, want answered at the router with %v", tt.code)
+			}
+			if r := req.Result; r.Code != tt.code || r.Field != tt.field {
+				t.Fatalf("router: %v field %q, want %v field %q", r.Code, r.Field, tt.code, tt.field)
+			}
+			// The partition, past the worker's end of the deal, agrees.
+			if !tt.ended && tt.now < end {
+				h.c.routerNow = nil
+				r := h.do(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u2", Channel: tt.channel, DealID: "d", IdempotencyKey: "k", Items: items}})
+				if r.Code != tt.code || r.Field != tt.field {
+					t.Fatalf("partition: %v field %q, want %v field %q", r.Code, r.Field, tt.code, tt.field)
+				}
+			}
+		})
+	}
 }

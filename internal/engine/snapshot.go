@@ -248,6 +248,9 @@ func (c *core) decodePartition(p *partition, data []byte, version byte) error {
 		}
 		p.addPending(seq, po)
 	}
+	if version >= snapshotVersion {
+		c.checkPending(d, p)
+	}
 	// Keep the window's invariant: it ends just before the next order.
 	if p.pendingCount == 0 {
 		p.pendingBase = p.nextSeq()
@@ -355,7 +358,13 @@ func (c *core) decodeLive(d *decoder, p *partition) {
 		ds := &dealState{deal: dl, skuSlot: uint32(d.value(uint64(len(p.skus)), "deal sku slot"))}
 		ds.left, ds.reserved, ds.sold, ds.returned = int32(d.value(stockMax, "deal left")), int32(d.value(stockMax, "deal reserved")),
 			int32(d.value(stockMax, "deal sold")), int32(d.value(stockMax, "deal returned"))
-		ds.ended = d.byte1() == 1
+		switch d.byte1() {
+		case 0:
+		case 1:
+			ds.ended = true
+		default:
+			d.fail("deal ended neither 0 nor 1")
+		}
 		ds.endedAt = d.varint()
 		if d.err != nil {
 			return
@@ -386,8 +395,8 @@ func (c *core) decodeLive(d *decoder, p *partition) {
 		for j := 0; j < nb && d.err == nil; j++ {
 			buyer := strings.Clone(d.string())
 			units := d.value(uint64(dl.LimitPerBuyer), "buyer units")
-			if units == 0 {
-				d.fail("deal buyer without units")
+			if _, dup := ds.buyers[buyer]; dup || units == 0 {
+				d.fail("deal buyer twice or without units")
 			}
 			ds.buyers[buyer] = int32(units)
 		}
@@ -403,7 +412,100 @@ func (c *core) decodeLive(d *decoder, p *partition) {
 				d.fail("pending buyer without units")
 				return
 			}
+			if _, dup := ds.pendingBuyer[seq]; dup {
+				d.fail("deal pending order twice")
+				return
+			}
 			ds.pendingBuyer[seq] = strings.Clone(buyer)
+		}
+	}
+}
+
+// checkPending cross-checks the pending orders read from a snapshot with
+// the SKUs and deals read before them, so that a snapshot whose checksum
+// holds but whose parts disagree is refused at load, where recovery falls
+// back to an older one, instead of panicking at the first payment, cancel
+// or expiry. Each SKU's reserved units are its pending orders' units; each
+// pending deal order is on its deal's SKU, and a deal's pending orders hold
+// its reserved units; on a deal with a limit per buyer, each pending order
+// has its buyer, no buyer's pending units pass what the buyer holds, and
+// the buyers hold the deal's reserved and sold units.
+func (c *core) checkPending(d *decoder, p *partition) {
+	if d.err != nil {
+		return
+	}
+	skuReserved := make([]int64, len(p.skus))
+	dealReserved := make([]int64, len(p.deals))
+	dealPending := make([]int, len(p.deals))
+	var buyerPending map[*dealState]map[string]int64
+	for i, po := range p.pending {
+		if po == nil {
+			continue
+		}
+		seq := p.pendingBase + uint64(i)
+		for j := 0; j < int(po.count); j++ {
+			it := po.item(j)
+			skuReserved[it.slot] += int64(it.quantity)
+		}
+		if po.deal == 0 {
+			continue
+		}
+		slot := po.deal - 1
+		ds := p.deals[slot]
+		it := po.inline[0]
+		if it.slot != ds.skuSlot {
+			d.fail("pending deal order on another sku than its deal's")
+			return
+		}
+		dealReserved[slot] += int64(it.quantity)
+		dealPending[slot]++
+		if ds.buyers == nil {
+			continue
+		}
+		buyer, ok := ds.pendingBuyer[seq]
+		if !ok {
+			d.fail("pending deal order without its buyer")
+			return
+		}
+		if buyerPending == nil {
+			buyerPending = make(map[*dealState]map[string]int64)
+		}
+		m := buyerPending[ds]
+		if m == nil {
+			m = make(map[string]int64)
+			buyerPending[ds] = m
+		}
+		m[buyer] += int64(it.quantity)
+		if m[buyer] > int64(ds.buyers[buyer]) {
+			d.fail("buyer's pending units past the units the buyer holds")
+			return
+		}
+	}
+	for slot := range p.skus {
+		if skuReserved[slot] != int64(p.skus[slot].reserved) {
+			d.fail("sku reserved units other than its pending orders'")
+			return
+		}
+	}
+	for slot, ds := range p.deals {
+		if dealReserved[slot] != int64(ds.reserved) {
+			d.fail("deal reserved units other than its pending orders'")
+			return
+		}
+		if ds.buyers == nil {
+			continue
+		}
+		if len(ds.pendingBuyer) != dealPending[slot] {
+			d.fail("deal pending buyers other than its pending orders")
+			return
+		}
+		var held int64
+		for _, n := range ds.buyers {
+			held += int64(n)
+		}
+		if held != int64(ds.reserved)+int64(ds.sold) {
+			d.fail("deal buyers' units other than its reserved and sold units")
+			return
 		}
 	}
 }

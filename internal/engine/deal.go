@@ -27,6 +27,13 @@ import (
 // A deal past it is refused with CodeInvalidArgument, field deal_id.
 const dealsPerPartitionMax = 1<<16 - 1
 
+// channelsPerPartitionMax bounds the channels of one partition (a channel
+// lives in the partition its id hashes to): each holds up to two texts of
+// textMax bytes, so the bound keeps a partition's channels within about
+// 20 MB. A new channel past it is refused with CodeInvalidArgument, field
+// channel_id; replacing an existing channel is always allowed.
+const channelsPerPartitionMax = 1 << 13
+
 // The states of a deal's gate, which the router reads without a lock to
 // answer orders for a sold-out or ended deal without reaching the
 // partition, as the sold-out bitset does for SKUs.
@@ -277,6 +284,10 @@ func (c *core) routeDealOrder(o *Order, partition int, res *Result) bool {
 func (c *core) applyLive(p *partition, now int64, cmd *Command, res *Result, out *emitter) {
 	switch cmd.Kind {
 	case KindPutChannel:
+		if _, ok := p.channels[cmd.Channel.ID]; !ok && len(p.channels) >= channelsPerPartitionMax {
+			res.Code, res.Field = CodeInvalidArgument, "channel_id"
+			return
+		}
 		ev := &out.ev
 		*ev = Event{Kind: EventChannelPut, Partition: p.id, At: now, LiveChannel: *cmd.Channel}
 		c.emit(p, ev, out)

@@ -612,3 +612,27 @@ func TestDealGateAnswersAsThePartition(t *testing.T) {
 		})
 	}
 }
+
+// TestChannelsPerPartitionBound fills a one-partition engine with
+// channels: the one past channelsPerPartitionMax is refused with 422
+// channel_id, and replacing a channel at the limit is still allowed.
+func TestChannelsPerPartitionBound(t *testing.T) {
+	h := newHarness(1)
+	put := func(id, title string) Result {
+		return h.do(Command{Kind: KindPutChannel, Channel: &Channel{ID: id, Title: title, Host: "H", StartsAt: 0, EndsAt: 10}})
+	}
+	for i := range channelsPerPartitionMax {
+		if r := put("c"+strconv.Itoa(i), "T"); !r.OK() {
+			t.Fatalf("channel %d: %v", i, r.Err())
+		}
+	}
+	if r := put("one-more", "T"); r.Code != CodeInvalidArgument || r.Field != "channel_id" {
+		t.Fatalf("a channel past the bound: %v field %q, want invalid argument channel_id", r.Code, r.Field)
+	}
+	if r := put("c0", "renamed"); !r.OK() {
+		t.Fatalf("replacing a channel at the bound: %v", r.Err())
+	}
+	if ch, ok := h.c.channel("c0"); !ok || ch.Title != "renamed" {
+		t.Fatalf("c0 after the replacement: %+v", ch)
+	}
+}

@@ -110,10 +110,11 @@ func TestRestartAfterLargeDeal(t *testing.T) {
 // recovery that falls back to an older snapshot.
 func TestDealSnapshotInconsistentRefused(t *testing.T) {
 	type world struct {
-		p          *partition
-		s, s2      uint32     // sku slots
-		d, e       *dealState // d has a limit per buyer, e none
-		uSeq, wSeq uint64     // u's pending order on d, w's on e
+		p            *partition
+		s, s2        uint32     // sku slots
+		d, e         *dealState // d has a limit per buyer, e none
+		uSeq, wSeq   uint64     // u's pending order on d, w's on e
+		cancelledSeq uint64     // a cancelled order on s
 	}
 	tests := []struct {
 		name   string
@@ -147,6 +148,9 @@ func TestDealSnapshotInconsistentRefused(t *testing.T) {
 		{name: "sku reserved units other than its pending orders'", damage: func(w *world) {
 			w.p.skus[w.s].reserved++
 			w.p.skus[w.s].available--
+		}},
+		{name: "a pending status without its order", damage: func(w *world) {
+			w.p.orders[w.cancelledSeq-1] = StatusPending
 		}},
 		{name: "ended neither 0 nor 1", raw: func(w *world) []byte {
 			// Encodings differ where maps are iterated in another order;
@@ -199,6 +203,11 @@ func TestDealSnapshotInconsistentRefused(t *testing.T) {
 			}
 			w.wSeq = order("w", "e", 3).OrderID.Seq()
 			order("z", "", 1)
+			cancelled := order("z", "", 1)
+			if r := h.do(Command{Kind: KindCancel, OrderID: cancelled.OrderID}); !r.OK() {
+				t.Fatalf("cancel: %v", r.Err())
+			}
+			w.cancelledSeq = cancelled.OrderID.Seq()
 			ref, _ := h.c.dir.lookup("s")
 			ref2, _ := h.c.dir.lookup("s2")
 			w.p, w.s, w.s2 = h.c.partitions[ref.partition()], ref.slot(), ref2.slot()

@@ -425,7 +425,8 @@ func (c *core) decodeLive(d *decoder, p *partition) {
 // the SKUs and deals read before them, so that a snapshot whose checksum
 // holds but whose parts disagree is refused at load, where recovery falls
 // back to an older one, instead of panicking at the first payment, cancel
-// or expiry. Each SKU's reserved units are its pending orders' units; each
+// or expiry. Each pending status has its pending order; each SKU's
+// reserved units are its pending orders' units; each
 // pending deal order is on its deal's SKU, and a deal's pending orders hold
 // its reserved units; on a deal with a limit per buyer, each pending order
 // has its buyer, no buyer's pending units pass what the buyer holds, and
@@ -480,6 +481,19 @@ func (c *core) checkPending(d *decoder, p *partition) {
 			d.fail("buyer's pending units past the units the buyer holds")
 			return
 		}
+	}
+	// Each pending order has a pending status (decodePartition checks);
+	// the other way round, each pending status must have its order, or
+	// expiry would find none.
+	statuses := 0
+	for _, st := range p.orders {
+		if st == StatusPending {
+			statuses++
+		}
+	}
+	if statuses != p.pendingCount {
+		d.fail("pending statuses other than the pending orders")
+		return
 	}
 	for slot := range p.skus {
 		if skuReserved[slot] != int64(p.skus[slot].reserved) {

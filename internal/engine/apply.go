@@ -23,6 +23,11 @@ type core struct {
 	// disk is the disk tier of idempotency keys, nil without a data
 	// directory. The core only reads its answers, looked up by the worker.
 	disk *idempotency.Store
+	// routerNow is the engine's clock, which only the router reads: to
+	// tell an order on a sold-out deal whose window closed, not yet ended
+	// by its worker, that the deal is not active. It is nil in tests that
+	// drive the core directly; they end deals before routing.
+	routerNow func() int64
 
 	paymentTimeout     int64 // nanoseconds
 	idempotencyWindow  int64 // nanoseconds
@@ -452,7 +457,8 @@ func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out
 		case s.StockExpected != int64(st.available):
 			res.Code, res.SKUID, res.Available = CodeConflict, p.skuText[slot].id, int64(st.available)
 			return
-		case int64(st.reserved)+int64(st.sold)+s.Stock > stockTotal:
+		case p.stockHeld(slot)-int64(st.available)+s.Stock > stockTotal:
+			// Units carved into open deals come back to the SKU.
 			res.Code, res.Field = CodeInvalidArgument, "stock"
 			return
 		}
@@ -502,7 +508,8 @@ func (c *core) adjustStock(p *partition, now int64, cmd *Command, res *Result, o
 		res.Code, res.SKUID, res.Available = CodeOutOfStock, cmd.SKUID, int64(st.available)
 		return
 	}
-	if cmd.Delta > stockMax || next+int64(st.reserved)+int64(st.sold) > stockTotal {
+	// Units carved into open deals count: they come back to the SKU.
+	if cmd.Delta > stockMax || p.stockHeld(slot)+cmd.Delta > stockTotal {
 		res.Code, res.Field = CodeInvalidArgument, "delta"
 		return
 	}
@@ -544,6 +551,7 @@ func (c *core) evolve(p *partition, ev *Event) {
 		st := &p.skus[ev.SKUSlot]
 		st.available = int32(int64(st.available) + ev.Delta)
 		p.checkSKU(ev.SKUSlot)
+		p.checkStockHeld(ev.SKUSlot)
 		p.updateSoldOut(ev.SKUSlot)
 	case EventOrderPlaced:
 		c.evolvePlaced(p, ev)
@@ -591,6 +599,7 @@ func (c *core) evolveSKU(p *partition, ev *Event) {
 	}
 	t.category = p.intern(s.Category)
 	p.checkSKU(slot)
+	p.checkStockHeld(slot)
 	p.updateSoldOut(slot)
 }
 

@@ -83,7 +83,10 @@ type Config struct {
 	// durable.
 	NoSync bool
 	// Now returns the current time in unix nanoseconds (default: the wall
-	// clock). Time enters each batch from here, never inside apply.
+	// clock). Time enters each batch from here, never inside apply; the
+	// router also reads it, from callers' goroutines, for an order on a
+	// sold-out deal (is its window closed?). It must be safe for
+	// concurrent use.
 	Now func() int64
 	// RetainFrom, if set, returns the journal position the engine's
 	// consumers still need; segments past it are never removed.

@@ -27,6 +27,13 @@ import (
 // A deal past it is refused with CodeInvalidArgument, field deal_id.
 const dealsPerPartitionMax = 1<<16 - 1
 
+// channelsPerPartitionMax bounds the channels of one partition (a channel
+// lives in the partition its id hashes to): each holds up to two texts of
+// textMax bytes, so the bound keeps a partition's channels within about
+// 20 MB. A new channel past it is refused with CodeInvalidArgument, field
+// channel_id; replacing an existing channel is always allowed.
+const channelsPerPartitionMax = 1 << 13
+
 // The states of a deal's gate, which the router reads without a lock to
 // answer orders for a sold-out or ended deal without reaching the
 // partition, as the sold-out bitset does for SKUs.
@@ -37,12 +44,19 @@ const (
 )
 
 // dealEntry is a deal's place in the engine-wide deal directory: the router
-// finds a deal's partition and gate by its id. partition and slot never
-// change once the entry exists.
+// finds a deal's partition and gate by its id. Everything but gate is set
+// before the entry is published and never changes (a deal's terms are
+// fixed), so the router reads it without a lock: enough to answer an order
+// on a sold-out or ended deal exactly as its partition would.
 type dealEntry struct {
 	partition int
 	slot      uint32
-	gate      atomic.Uint32
+	skuSlot   uint32
+	// orderChannel is the channel of an order on the deal,
+	// live:<channel_id>.
+	orderChannel     string
+	startsAt, endsAt int64 // unix nanoseconds
+	gate             atomic.Uint32
 }
 
 // dealDirectory maps deal ids to their entries. Deals are few (thousands
@@ -64,16 +78,17 @@ func (d *dealDirectory) lookup(id string) (*dealEntry, bool) {
 	return e, ok
 }
 
-// claim returns the entry of id, inserting one for (partition, slot) if id
-// is new. inserted reports whether it did.
-func (d *dealDirectory) claim(id string, partition int, slot uint32) (e *dealEntry, inserted bool) {
+// claim returns the entry of dl.ID, inserting one for (partition, slot) and
+// dl's terms if the id is new. inserted reports whether it did.
+func (d *dealDirectory) claim(dl *Deal, partition int, slot, skuSlot uint32) (e *dealEntry, inserted bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if e, ok := d.m[id]; ok {
+	if e, ok := d.m[dl.ID]; ok {
 		return e, false
 	}
-	e = &dealEntry{partition: partition, slot: slot}
-	d.m[strings.Clone(id)] = e
+	e = &dealEntry{partition: partition, slot: slot, skuSlot: skuSlot, orderChannel: liveChannelPrefix + dl.ChannelID,
+		startsAt: dl.StartsAt, endsAt: dl.EndsAt}
+	d.m[strings.Clone(dl.ID)] = e
 	return e, true
 }
 
@@ -209,7 +224,10 @@ func (c *core) routeLive(cmd *Command, res *Result) (int, bool) {
 // routeDealOrder checks an order's deal at the router: an unknown deal is
 // CodeNotFound, a deal of another partition than the order's items is
 // CodeInvalidArgument (items), and an unkeyed order on a sold-out or ended
-// deal is answered here without reaching the partition.
+// deal is answered here without reaching the partition. That answer is the
+// partition's, in its order: the order's SKU (items), its summed quantity,
+// its channel, the window, then the stock. An order on an open deal goes to
+// the partition unchecked.
 func (c *core) routeDealOrder(o *Order, partition int, res *Result) bool {
 	e, ok := c.deals.lookup(o.DealID)
 	if !ok {
@@ -223,7 +241,36 @@ func (c *core) routeDealOrder(o *Order, partition int, res *Result) bool {
 	if o.IdempotencyKey != "" {
 		return true // may be the replay of an order that got the last units
 	}
-	switch e.gate.Load() {
+	gate := e.gate.Load()
+	if gate == dealGateOpen {
+		return true
+	}
+	var q int64
+	for i := range o.Items {
+		if o.Items[i].ref.slot() != e.skuSlot {
+			res.Code, res.Field = CodeInvalidArgument, "items"
+			return false
+		}
+		q += int64(o.Items[i].Quantity)
+	}
+	if q > quantityMax {
+		res.Code, res.Field = CodeInvalidArgument, itemField(0, "quantity")
+		return false
+	}
+	if o.Channel != e.orderChannel {
+		res.Code, res.Field = CodeInvalidArgument, "channel"
+		return false
+	}
+	if gate == dealGateSoldOut && c.routerNow != nil {
+		// The worker ends a deal at its next batch after ends_at; until
+		// then the gate says sold out, but the partition would answer by
+		// the window first. The batch's time is read after this one, so a
+		// window closed now is closed for the batch too.
+		if now := c.routerNow(); now < e.startsAt || now >= e.endsAt {
+			gate = dealGateEnded
+		}
+	}
+	switch gate {
 	case dealGateSoldOut:
 		res.Code, res.SKUID, res.Available = CodeOutOfStock, o.Items[0].SKUID, 0
 		return false
@@ -231,12 +278,16 @@ func (c *core) routeDealOrder(o *Order, partition int, res *Result) bool {
 		res.Code, res.Field = CodeDealNotActive, "deal_id"
 		return false
 	}
-	return true
+	panic(fmt.Sprintf("engine: deal %q has gate state %d", o.DealID, gate))
 }
 
 func (c *core) applyLive(p *partition, now int64, cmd *Command, res *Result, out *emitter) {
 	switch cmd.Kind {
 	case KindPutChannel:
+		if _, ok := p.channels[cmd.Channel.ID]; !ok && len(p.channels) >= channelsPerPartitionMax {
+			res.Code, res.Field = CodeInvalidArgument, "channel_id"
+			return
+		}
 		ev := &out.ev
 		*ev = Event{Kind: EventChannelPut, Partition: p.id, At: now, LiveChannel: *cmd.Channel}
 		c.emit(p, ev, out)
@@ -303,7 +354,7 @@ func (c *core) putDeal(p *partition, now int64, d *Deal, res *Result, out *emitt
 	}
 	// Claim the id now: another partition's worker may be putting a deal
 	// of the same id on another SKU at this moment.
-	if _, inserted := c.deals.claim(d.ID, p.id, uint32(len(p.deals))); !inserted {
+	if _, inserted := c.deals.claim(d, p.id, uint32(len(p.deals)), slot); !inserted {
 		res.Code, res.Field = CodeConflict, "deal_id"
 		return
 	}
@@ -426,6 +477,8 @@ func (c *core) evolveLive(p *partition, ev *Event) {
 		st := &p.skus[ev.SKUSlot]
 		st.available -= int32(dl.Stock)
 		p.checkSKU(ev.SKUSlot)
+		// Carving moves units within the SKU's total, which stays bound.
+		p.checkStockHeld(ev.SKUSlot)
 		p.updateSoldOut(ev.SKUSlot)
 		d.check(p)
 	case EventDealEnded:
@@ -434,6 +487,7 @@ func (c *core) evolveLive(p *partition, ev *Event) {
 			panic(fmt.Sprintf("engine: partition %d deal %q ended with %d units but the state disagrees", p.id, ev.DealID, ev.Delta))
 		}
 		st := &p.skus[d.skuSlot]
+		p.carve(d.skuSlot, -d.left)
 		st.available += d.left
 		d.returned += d.left
 		d.left = 0
@@ -453,8 +507,8 @@ func (p *partition) addDeal(c *core, d *dealState, slot uint32) {
 	if int(slot) != len(p.deals) {
 		panic(fmt.Sprintf("engine: partition %d deal %q added at slot %d, next is %d", p.id, d.deal.ID, slot, len(p.deals)))
 	}
-	e, _ := c.deals.claim(d.deal.ID, p.id, slot)
-	if e.partition != p.id || e.slot != slot {
+	e, _ := c.deals.claim(&d.deal, p.id, slot, d.skuSlot)
+	if e.partition != p.id || e.slot != slot || e.skuSlot != d.skuSlot {
 		panic(fmt.Sprintf("engine: deal %q put in partition %d slot %d but the directory has partition %d slot %d", d.deal.ID, p.id, slot, e.partition, e.slot))
 	}
 	d.entry = e
@@ -467,6 +521,7 @@ func (p *partition) addDeal(c *core, d *dealState, slot uint32) {
 	if !d.ended {
 		p.dealsOpen = append(p.dealsOpen, slot)
 		p.dealEndNext = min(p.dealEndNext, d.deal.EndsAt)
+		p.carve(d.skuSlot, d.left)
 	}
 	d.updateGate()
 }
@@ -505,8 +560,12 @@ func (c *core) evolveDealPlaced(p *partition, ev *Event, po *pendingOrder, seq u
 	po.merchant = p.skus[d.skuSlot].merchant
 	po.count = 1
 	po.inline[0] = pendingItem{slot: d.skuSlot, quantity: uint32(q)}
+	if d.ended {
+		panic(fmt.Sprintf("engine: partition %d order %d on deal %q, which ended", p.id, seq, ev.DealID))
+	}
 	d.left -= q
 	d.reserved += q
+	p.carve(d.skuSlot, -q)
 	p.skus[d.skuSlot].reserved += q
 	if d.buyers != nil {
 		b := strings.Clone(ev.BuyerID) // ev aliases the record
@@ -538,6 +597,7 @@ func (c *core) evolveDealOrderEnded(p *partition, po *pendingOrder, seq uint64, 
 			p.updateSoldOut(pi.slot)
 		} else {
 			d.left += q
+			p.carve(pi.slot, q)
 		}
 		if d.buyers != nil {
 			b, ok := d.pendingBuyer[seq]

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"strconv"
 	"testing"
 
 	"pgregory.net/rapid"
@@ -175,11 +176,9 @@ func TestDealsMatchModel(t *testing.T) {
 						t.Fatalf("replay of key %s: got %v replayed %v order %v, want the first order %v", key, r.Code, r.Replayed, r.OrderID, k.id)
 					}
 					continue
-				case key == "" && d.ended:
-					want = CodeDealNotActive
-				case key == "" && d.left == 0:
-					want = CodeOutOfStock // answered at the router
 				case channel != "live:c":
+					// Before the window and the stock, at the router too
+					// when the deal is sold out or ended.
 					want = CodeInvalidArgument
 				case d.ended || h.now < d.d.StartsAt || h.now >= d.d.EndsAt:
 					want = CodeDealNotActive
@@ -316,7 +315,7 @@ func checkDealBooks(t *rapid.T, h *harness, m *dealModel) {
 // checkReplayAndSnapshot replays the harness's records into a new core and
 // round-trips every partition through a snapshot; both must equal the live
 // state.
-func checkReplayAndSnapshot(t *rapid.T, h *harness) {
+func checkReplayAndSnapshot(t interface{ Fatalf(string, ...any) }, h *harness) {
 	replayed := newCore(len(h.c.partitions), modelTimeout, 1<<40, 1<<20)
 	for _, rec := range h.records {
 		err := DecodeRecord(rec, len(replayed.partitions), func(ev *Event) error {
@@ -436,5 +435,204 @@ func TestOldSnapshotReadWithoutDeals(t *testing.T) {
 	restored.apply(restored.partitions[p], 0, &r.Command, &r.Result, &em)
 	if r.Result.Available != 98 || r.Result.Reserved != 2 {
 		t.Fatalf("sku from a version 2 snapshot: available %d reserved %d", r.Result.Available, r.Result.Reserved)
+	}
+}
+
+// TestDealUnitsCountInStockBound checks that units carved into running
+// deals count in the SKU's stockTotal bound: they come back when a deal
+// ends. Before, an admin could raise the available stock as if they were
+// gone, and ending the deal overflowed the SKU and panicked (after a
+// restart, in replay, every time).
+func TestDealUnitsCountInStockBound(t *testing.T) {
+	const billion = 1_000_000_000
+	tests := []struct {
+		name  string
+		deals int   // of a billion units each, the SKU topped up by a billion between two
+		topUp int64 // added to the available stock after the deals
+		cmd   Command
+		field string // "" when accepted
+	}{
+		{"the reviewer's second billion", 1, billion, Command{Kind: KindAdjustStock, SKUID: "s", Delta: billion}, "delta"},
+		{"an adjustment to the bound", 2, 0, Command{Kind: KindAdjustStock, SKUID: "s", Delta: stockTotal - 2*billion}, ""},
+		{"an adjustment one past the bound", 2, 0, Command{Kind: KindAdjustStock, SKUID: "s", Delta: stockTotal - 2*billion + 1}, "delta"},
+		{"a stock set to the bound", 2, 0, Command{Kind: KindUpsertSKU, SKU: &SKU{ID: "s", MerchantID: "m", BrandID: "b", Price: 1000,
+			Stock: stockTotal - 2*billion, StockCompared: true, StockExpected: 0}}, ""},
+		{"a stock set one past the bound", 2, 0, Command{Kind: KindUpsertSKU, SKU: &SKU{ID: "s", MerchantID: "m", BrandID: "b", Price: 1000,
+			Stock: stockTotal - 2*billion + 1, StockCompared: true, StockExpected: 0}}, "stock"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := liveHarness(t, billion)
+			h.now = 10
+			for i := range tt.deals {
+				id := "d" + strconv.Itoa(i)
+				if i > 0 {
+					if r := h.do(Command{Kind: KindAdjustStock, SKUID: "s", Delta: billion}); !r.OK() {
+						t.Fatalf("adjustment before deal %s: %v", id, r.Err())
+					}
+				}
+				if r := h.do(Command{Kind: KindPutDeal, Deal: &Deal{ID: id, ChannelID: "c", SKUID: "s", Price: 500, Stock: billion, StartsAt: 0, EndsAt: 100}}); !r.OK() {
+					t.Fatalf("put deal %s: %v", id, r.Err())
+				}
+			}
+			if tt.topUp > 0 {
+				if r := h.do(Command{Kind: KindAdjustStock, SKUID: "s", Delta: tt.topUp}); !r.OK() {
+					t.Fatalf("top-up: %v", r.Err())
+				}
+			}
+			r := h.do(tt.cmd)
+			switch {
+			case tt.field == "" && !r.OK():
+				t.Fatalf("%v: %v, want accepted", tt.cmd.Kind, r.Err())
+			case tt.field != "" && (r.Code != CodeInvalidArgument || r.Field != tt.field):
+				t.Fatalf("%v: %v field %q, want invalid argument %q", tt.cmd.Kind, r.Code, r.Field, tt.field)
+			}
+			before := h.do(Command{Kind: KindGetSKU, SKUID: "s"})
+			h.now = 100 // the deals end before the next batch
+			after := h.do(Command{Kind: KindGetSKU, SKUID: "s"})
+			if want := before.Available + int64(tt.deals)*billion; after.Available != want {
+				t.Fatalf("after the deals' end: available %d, want %d", after.Available, want)
+			}
+			checkReplayAndSnapshot(t, h)
+		})
+	}
+}
+
+// TestDealCarvedUnitsFollowOrders checks the units carved into a running
+// deal as its orders take and give back units, and that replay and a
+// snapshot rebuild them: a SKU holding stockTotal - 100 units, 60 of them
+// carved into a deal and 5 of those in an unpaid order, can grow by 100
+// units and no more, whatever the order does.
+func TestDealCarvedUnitsFollowOrders(t *testing.T) {
+	h := liveHarness(t, stockMax)
+	h.now = 10
+	for more := int64(stockTotal - 100 - stockMax); more > 0; {
+		delta := min(more, stockMax)
+		if r := h.do(Command{Kind: KindAdjustStock, SKUID: "s", Delta: delta}); !r.OK() {
+			t.Fatalf("adjustment to 100 below the bound: %v", r.Err())
+		}
+		more -= delta
+	}
+	if r := h.do(Command{Kind: KindPutDeal, Deal: &Deal{ID: "d", ChannelID: "c", SKUID: "s", Price: 500, Stock: 60, StartsAt: 0, EndsAt: 100}}); !r.OK() {
+		t.Fatalf("put deal: %v", r.Err())
+	}
+	o := h.do(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u", Channel: "live:c", DealID: "d", Items: []Item{{SKUID: "s", Quantity: 5}}}})
+	if !o.OK() {
+		t.Fatalf("deal order: %v", o.Err())
+	}
+	check := func(step string) {
+		t.Helper()
+		if r := h.do(Command{Kind: KindAdjustStock, SKUID: "s", Delta: 101}); r.Code != CodeInvalidArgument || r.Field != "delta" {
+			t.Fatalf("%s: an adjustment one past the bound: %v field %q, want invalid argument delta", step, r.Code, r.Field)
+		}
+	}
+	check("with an unpaid order")
+	if r := h.do(Command{Kind: KindCancel, OrderID: o.OrderID}); !r.OK() {
+		t.Fatalf("cancel: %v", r.Err())
+	}
+	check("after the cancel")
+	checkReplayAndSnapshot(t, h)
+	if r := h.do(Command{Kind: KindAdjustStock, SKUID: "s", Delta: 100}); !r.OK() {
+		t.Fatalf("an adjustment to the bound: %v", r.Err())
+	}
+	h.now = 100
+	if r := h.do(Command{Kind: KindGetSKU, SKUID: "s"}); r.Available != stockTotal {
+		t.Fatalf("after the deal's end: available %d, want %d", r.Available, int64(stockTotal))
+	}
+	checkReplayAndSnapshot(t, h)
+}
+
+// TestDealGateAnswersAsThePartition checks the router's answers for a
+// sold-out or ended deal: they are the partition's, in its order, so a
+// wrong SKU is 422 items and a wrong channel 422 channel before the stock
+// or the window is looked at, and a sold-out deal whose window closed but
+// which its worker has not yet ended is not active rather than sold out.
+func TestDealGateAnswersAsThePartition(t *testing.T) {
+	const end = 100
+	tests := []struct {
+		name    string
+		ended   bool  // ended by the worker (else sold out)
+		now     int64 // the router's time
+		channel string
+		sku     string
+		items   int // lines of the SKU, 500 units each
+		code    Code
+		field   string
+	}{
+		{"sold out", false, 50, "live:c", "s", 1, CodeOutOfStock, ""},
+		{"sold out, wrong channel", false, 50, "app", "s", 1, CodeInvalidArgument, "channel"},
+		{"sold out, another sku", false, 50, "live:c", "s2", 1, CodeInvalidArgument, "items"},
+		{"sold out, lines summing past the quantity bound", false, 50, "live:c", "s", 2, CodeInvalidArgument, "items[0].quantity"},
+		{"sold out, window closed, not yet ended", false, end, "live:c", "s", 1, CodeDealNotActive, "deal_id"},
+		{"sold out, window closed, wrong channel", false, end, "live:x", "s", 1, CodeInvalidArgument, "channel"},
+		{"ended", true, end, "live:c", "s", 1, CodeDealNotActive, "deal_id"},
+		{"ended, wrong channel", true, end, "live:cc", "s", 1, CodeInvalidArgument, "channel"},
+		{"ended, another sku", true, end, "live:c", "s2", 1, CodeInvalidArgument, "items"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := liveHarness(t, 100)
+			h.c.routerNow = func() int64 { return h.now }
+			h.now = 10
+			if r := h.do(Command{Kind: KindUpsertSKU, SKU: &SKU{ID: "s2", MerchantID: "m", BrandID: "b", Price: 10, Stock: 10}}); !r.OK() {
+				t.Fatalf("second sku: %v", r.Err())
+			}
+			if r := h.do(Command{Kind: KindPutDeal, Deal: &Deal{ID: "d", ChannelID: "c", SKUID: "s", Price: 500, Stock: 1, StartsAt: 0, EndsAt: end}}); !r.OK() {
+				t.Fatalf("put deal: %v", r.Err())
+			}
+			if r := h.do(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u", Channel: "live:c", DealID: "d", Items: []Item{{SKUID: "s", Quantity: 1}}}}); !r.OK() {
+				t.Fatalf("the last unit: %v", r.Err())
+			}
+			if tt.ended {
+				if r := h.do(Command{Kind: KindEndDeal, Deal: &Deal{ID: "d"}}); !r.OK() {
+					t.Fatalf("end deal: %v", r.Err())
+				}
+			}
+			h.now = tt.now
+			items := make([]Item, tt.items)
+			for i := range items {
+				items[i] = Item{SKUID: tt.sku, Quantity: 500}
+			}
+			// Routed only: no batch runs, so the worker ends no deal.
+			req := Request{Command: Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u2", Channel: tt.channel, DealID: "d", Items: items}}}
+			if _, routed := h.c.route(&req); routed {
+				t.Fatalf("routed to the partition, want answered at the router with %v", tt.code)
+			}
+			if r := req.Result; r.Code != tt.code || r.Field != tt.field {
+				t.Fatalf("router: %v field %q, want %v field %q", r.Code, r.Field, tt.code, tt.field)
+			}
+			// The partition, past the worker's end of the deal, agrees.
+			if !tt.ended && tt.now < end {
+				h.c.routerNow = nil
+				r := h.do(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u2", Channel: tt.channel, DealID: "d", IdempotencyKey: "k", Items: items}})
+				if r.Code != tt.code || r.Field != tt.field {
+					t.Fatalf("partition: %v field %q, want %v field %q", r.Code, r.Field, tt.code, tt.field)
+				}
+			}
+		})
+	}
+}
+
+// TestChannelsPerPartitionBound fills a one-partition engine with
+// channels: the one past channelsPerPartitionMax is refused with 422
+// channel_id, and replacing a channel at the limit is still allowed.
+func TestChannelsPerPartitionBound(t *testing.T) {
+	h := newHarness(1)
+	put := func(id, title string) Result {
+		return h.do(Command{Kind: KindPutChannel, Channel: &Channel{ID: id, Title: title, Host: "H", StartsAt: 0, EndsAt: 10}})
+	}
+	for i := range channelsPerPartitionMax {
+		if r := put("c"+strconv.Itoa(i), "T"); !r.OK() {
+			t.Fatalf("channel %d: %v", i, r.Err())
+		}
+	}
+	if r := put("one-more", "T"); r.Code != CodeInvalidArgument || r.Field != "channel_id" {
+		t.Fatalf("a channel past the bound: %v field %q, want invalid argument channel_id", r.Code, r.Field)
+	}
+	if r := put("c0", "renamed"); !r.OK() {
+		t.Fatalf("replacing a channel at the bound: %v", r.Err())
+	}
+	if ch, ok := h.c.channel("c0"); !ok || ch.Title != "renamed" {
+		t.Fatalf("c0 after the replacement: %+v", ch)
 	}
 }

@@ -51,7 +51,7 @@ func (c *core) dump() string {
 				fmt.Fprintf(&b, "    pending %d %q\n", seq, d.pendingBuyer[seq])
 			}
 		}
-		fmt.Fprintf(&b, "  deals open %v next end %d\n", p.dealsOpen, p.dealEndNext)
+		fmt.Fprintf(&b, "  deals open %v next end %d carved %v\n", p.dealsOpen, p.dealEndNext, p.dealCarved)
 		for _, k := range slices.Sorted(maps.Keys(p.keys.entries)) {
 			fmt.Fprintf(&b, "  key %x %+v\n", k, p.keys.entries[k])
 		}

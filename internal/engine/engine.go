@@ -172,6 +172,7 @@ func (e *Engine) newCore() *core {
 	cfg := &e.cfg
 	c := newCore(cfg.Partitions, int64(cfg.PaymentTimeout), int64(cfg.IdempotencyWindow), cfg.IdempotencyKeysMax)
 	c.disk = e.idempotencyStore
+	c.routerNow = cfg.Now
 	return c
 }
 

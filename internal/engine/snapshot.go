@@ -109,6 +109,10 @@ func encodePartitionVersion(b []byte, p *partition, version byte) []byte {
 	return p.keys.encode(b)
 }
 
+// count reads the length of what follows: at most max, and at most the
+// data's length, since every element takes at least one byte. It is for
+// lengths only: a quantity or an index says nothing about the data's
+// length and is read with value.
 func (d *decoder) count(max uint64, what string) int {
 	n := d.uvarint()
 	if n > max || n > uint64(len(d.b)) {
@@ -116,6 +120,18 @@ func (d *decoder) count(max uint64, what string) int {
 		return 0
 	}
 	return int(n)
+}
+
+// value reads a uvarint of at most max: a quantity or an index, which
+// the data's length does not bound (a deal of 50,000 units fits in a few
+// hundred bytes).
+func (d *decoder) value(max uint64, what string) uint64 {
+	n := d.uvarint()
+	if n > max {
+		d.fail(what + " out of range")
+		return 0
+	}
+	return n
 }
 
 // decodePartition restores p (new and empty) from data, and the directory
@@ -197,7 +213,7 @@ func (c *core) decodePartition(p *partition, data []byte, version byte) error {
 		seq := d.uvarint()
 		po := &pendingOrder{total: d.varint(), createdAt: d.varint(), payBy: d.varint(), merchant: uint32(d.uvarint()), count: uint16(d.count(orderItemsMax, "item"))}
 		if version >= snapshotVersion {
-			po.deal = uint16(d.count(uint64(len(p.deals)), "deal"))
+			po.deal = uint16(d.value(uint64(len(p.deals)), "pending order's deal"))
 			if po.deal != 0 && po.count != 1 {
 				d.fail("pending deal order of several lines")
 			}
@@ -231,6 +247,9 @@ func (c *core) decodePartition(p *partition, data []byte, version byte) error {
 			break
 		}
 		p.addPending(seq, po)
+	}
+	if version >= snapshotVersion {
+		c.checkPending(d, p)
 	}
 	// Keep the window's invariant: it ends just before the next order.
 	if p.pendingCount == 0 {
@@ -336,10 +355,16 @@ func (c *core) decodeLive(d *decoder, p *partition) {
 		var dl Deal
 		d.deal(&dl)
 		dl.ID, dl.ChannelID, dl.SKUID = strings.Clone(dl.ID), strings.Clone(dl.ChannelID), strings.Clone(dl.SKUID)
-		ds := &dealState{deal: dl, skuSlot: uint32(d.uvarint())}
-		ds.left, ds.reserved, ds.sold, ds.returned = int32(d.count(stockMax, "deal left")), int32(d.count(stockMax, "deal reserved")),
-			int32(d.count(stockMax, "deal sold")), int32(d.count(stockMax, "deal returned"))
-		ds.ended = d.byte1() == 1
+		ds := &dealState{deal: dl, skuSlot: uint32(d.value(uint64(len(p.skus)), "deal sku slot"))}
+		ds.left, ds.reserved, ds.sold, ds.returned = int32(d.value(stockMax, "deal left")), int32(d.value(stockMax, "deal reserved")),
+			int32(d.value(stockMax, "deal sold")), int32(d.value(stockMax, "deal returned"))
+		switch d.byte1() {
+		case 0:
+		case 1:
+			ds.ended = true
+		default:
+			d.fail("deal ended neither 0 nor 1")
+		}
 		ds.endedAt = d.varint()
 		if d.err != nil {
 			return
@@ -350,6 +375,11 @@ func (c *core) decodeLive(d *decoder, p *partition) {
 		}
 		if int64(ds.left)+int64(ds.reserved)+int64(ds.sold)+int64(ds.returned) != dl.Stock || (ds.ended && ds.left != 0) {
 			d.fail("deal books do not add up")
+			return
+		}
+		if !ds.ended && p.stockHeld(ds.skuSlot)+int64(ds.left) > stockTotal {
+			// The deal's units return to the SKU when it ends.
+			d.fail("deal units over the sku's stock bound")
 			return
 		}
 		if e, ok := c.deals.lookup(dl.ID); ok && (e.partition != p.id || e.slot != uint32(len(p.deals))) {
@@ -364,9 +394,9 @@ func (c *core) decodeLive(d *decoder, p *partition) {
 		}
 		for j := 0; j < nb && d.err == nil; j++ {
 			buyer := strings.Clone(d.string())
-			units := d.count(uint64(dl.LimitPerBuyer), "buyer units")
-			if units == 0 {
-				d.fail("deal buyer without units")
+			units := d.value(uint64(dl.LimitPerBuyer), "buyer units")
+			if _, dup := ds.buyers[buyer]; dup || units == 0 {
+				d.fail("deal buyer twice or without units")
 			}
 			ds.buyers[buyer] = int32(units)
 		}
@@ -382,7 +412,114 @@ func (c *core) decodeLive(d *decoder, p *partition) {
 				d.fail("pending buyer without units")
 				return
 			}
+			if _, dup := ds.pendingBuyer[seq]; dup {
+				d.fail("deal pending order twice")
+				return
+			}
 			ds.pendingBuyer[seq] = strings.Clone(buyer)
+		}
+	}
+}
+
+// checkPending cross-checks the pending orders read from a snapshot with
+// the SKUs and deals read before them, so that a snapshot whose checksum
+// holds but whose parts disagree is refused at load, where recovery falls
+// back to an older one, instead of panicking at the first payment, cancel
+// or expiry. Each pending status has its pending order; each SKU's
+// reserved units are its pending orders' units; each
+// pending deal order is on its deal's SKU, and a deal's pending orders hold
+// its reserved units; on a deal with a limit per buyer, each pending order
+// has its buyer, no buyer's pending units pass what the buyer holds, and
+// the buyers hold the deal's reserved and sold units.
+func (c *core) checkPending(d *decoder, p *partition) {
+	if d.err != nil {
+		return
+	}
+	skuReserved := make([]int64, len(p.skus))
+	dealReserved := make([]int64, len(p.deals))
+	dealPending := make([]int, len(p.deals))
+	var buyerPending map[*dealState]map[string]int64
+	for i, po := range p.pending {
+		if po == nil {
+			continue
+		}
+		seq := p.pendingBase + uint64(i)
+		for j := 0; j < int(po.count); j++ {
+			it := po.item(j)
+			skuReserved[it.slot] += int64(it.quantity)
+		}
+		if po.deal == 0 {
+			continue
+		}
+		slot := po.deal - 1
+		ds := p.deals[slot]
+		it := po.inline[0]
+		if it.slot != ds.skuSlot {
+			d.fail("pending deal order on another sku than its deal's")
+			return
+		}
+		dealReserved[slot] += int64(it.quantity)
+		dealPending[slot]++
+		if ds.buyers == nil {
+			continue
+		}
+		buyer, ok := ds.pendingBuyer[seq]
+		if !ok {
+			d.fail("pending deal order without its buyer")
+			return
+		}
+		if buyerPending == nil {
+			buyerPending = make(map[*dealState]map[string]int64)
+		}
+		m := buyerPending[ds]
+		if m == nil {
+			m = make(map[string]int64)
+			buyerPending[ds] = m
+		}
+		m[buyer] += int64(it.quantity)
+		if m[buyer] > int64(ds.buyers[buyer]) {
+			d.fail("buyer's pending units past the units the buyer holds")
+			return
+		}
+	}
+	// Each pending order has a pending status (decodePartition checks);
+	// the other way round, each pending status must have its order, or
+	// expiry would find none.
+	statuses := 0
+	for _, st := range p.orders {
+		if st == StatusPending {
+			statuses++
+		}
+	}
+	if statuses != p.pendingCount {
+		d.fail("pending statuses other than the pending orders")
+		return
+	}
+	for slot := range p.skus {
+		if skuReserved[slot] != int64(p.skus[slot].reserved) {
+			d.fail("sku reserved units other than its pending orders'")
+			return
+		}
+	}
+	for slot, ds := range p.deals {
+		if dealReserved[slot] != int64(ds.reserved) {
+			d.fail("deal reserved units other than its pending orders'")
+			return
+		}
+		if ds.buyers == nil {
+			continue
+		}
+		if len(ds.pendingBuyer) != dealPending[slot] {
+			d.fail("deal pending buyers other than its pending orders")
+			return
+		}
+		var held int64
+		for _, n := range ds.buyers {
+			held += int64(n)
+		}
+		if held != int64(ds.reserved)+int64(ds.sold) {
+			d.fail("deal buyers' units other than its reserved and sold units")
+			return
 		}
 	}
 }

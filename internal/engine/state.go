@@ -137,6 +137,12 @@ type partition struct {
 	dealSlots   map[string]uint32
 	dealsOpen   []uint32
 	dealEndNext int64
+	// dealCarved holds, per SKU slot, the units left in its open deals:
+	// carved out of the SKU's available stock, they come back when a deal
+	// ends, so they count in the SKU's stockTotal bound. A SKU without
+	// such units has no entry, so the map has at most one entry per open
+	// deal. Replay and snapshot load rebuild it from the deals.
+	dealCarved map[uint32]int32
 
 	// lastAt is the time of the last applied event, to keep time monotonic.
 	lastAt int64
@@ -154,6 +160,7 @@ func newPartition(id int) *partition {
 		expireCursor:  1,
 		channels:      make(map[string]*Channel),
 		dealSlots:     make(map[string]uint32),
+		dealCarved:    make(map[uint32]int32),
 		dealEndNext:   math.MaxInt64,
 	}
 }
@@ -196,6 +203,35 @@ func (p *partition) checkSKU(slot uint32) {
 	if s.available < 0 || s.reserved < 0 || s.sold < 0 {
 		panic(fmt.Sprintf("engine: partition %d sku %q (slot %d) has negative stock: available %d reserved %d sold %d",
 			p.id, p.skuText[slot].id, slot, s.available, s.reserved, s.sold))
+	}
+}
+
+// stockHeld returns the units a SKU holds in all: available, reserved,
+// sold and carved into its open deals. Commands keep it within stockTotal.
+func (p *partition) stockHeld(slot uint32) int64 {
+	s := &p.skus[slot]
+	return int64(s.available) + int64(s.reserved) + int64(s.sold) + int64(p.dealCarved[slot])
+}
+
+// checkStockHeld panics if a SKU holds more than stockTotal units: ending
+// its deals would then overflow its available stock.
+func (p *partition) checkStockHeld(slot uint32) {
+	if n := p.stockHeld(slot); n > stockTotal {
+		panic(fmt.Sprintf("engine: partition %d sku %q (slot %d) holds %d units, over %d (carved into deals %d)",
+			p.id, p.skuText[slot].id, slot, n, int64(stockTotal), p.dealCarved[slot]))
+	}
+}
+
+// carve adds delta units to those of SKU slot in open deals.
+func (p *partition) carve(slot uint32, delta int32) {
+	n := p.dealCarved[slot] + delta
+	switch {
+	case n < 0:
+		panic(fmt.Sprintf("engine: partition %d sku slot %d has %d units carved into deals", p.id, slot, n))
+	case n == 0:
+		delete(p.dealCarved, slot)
+	default:
+		p.dealCarved[slot] = n
 	}
 }
 

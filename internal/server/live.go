@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math"
 	"net/http"
 	"strconv"
 	"sync/atomic"
@@ -39,6 +40,13 @@ type dealJSON struct {
 	LimitPerBuyer *int64  `json:"limit_per_buyer"`
 }
 
+// The times that unix nanoseconds in an int64 hold: from 1677-09-21 to
+// 2262-04-11. A window edge outside them is refused rather than wrapped.
+var (
+	timeFirst = time.Unix(0, math.MinInt64)
+	timeLast  = time.Unix(0, math.MaxInt64)
+)
+
 // timeField parses a required RFC 3339 time into unix nanoseconds.
 func timeField(field string, v *string) (int64, *apiError) {
 	if v == nil || *v == "" {
@@ -47,6 +55,9 @@ func timeField(field string, v *string) (int64, *apiError) {
 	t, err := time.Parse(time.RFC3339Nano, *v)
 	if err != nil {
 		return 0, errInvalidArgument(field, field+" is not an RFC 3339 time")
+	}
+	if t.Before(timeFirst) || t.After(timeLast) {
+		return 0, errInvalidArgument(field, field+" must be between "+timeFirst.UTC().Format(time.RFC3339)+" and "+timeLast.UTC().Format(time.RFC3339))
 	}
 	return t.UnixNano(), nil
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -34,6 +35,11 @@ func TestDealCommand(t *testing.T) {
 		{"no end", "d1", func(d *dealJSON) { d.EndsAt = nil }, "ends_at"},
 		{"end at the start", "d1", func(d *dealJSON) { d.EndsAt = d.StartsAt }, "ends_at"},
 		{"zero limit", "d1", func(d *dealJSON) { d.LimitPerBuyer = num(0) }, "limit_per_buyer"},
+		// Unix nanoseconds end in 2262: a later end must not wrap to a
+		// window before its start, or an earlier start to one after it.
+		{"an end after 2262", "d1", func(d *dealJSON) { d.EndsAt = str("2263-01-01T00:00:00Z") }, "ends_at"},
+		{"an end one nanosecond past the last time", "d1", func(d *dealJSON) { d.EndsAt = str("2262-04-11T23:47:16.854775808Z") }, "ends_at"},
+		{"a start before 1677", "d1", func(d *dealJSON) { d.StartsAt = str("1600-01-01T00:00:00Z") }, "starts_at"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -53,5 +59,31 @@ func TestDealCommand(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTimeFieldRange checks the edges of the times a window can hold: the
+// first and last unix nanoseconds of an int64 are accepted, one past
+// either is 422 invalid_argument.
+func TestTimeFieldRange(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"2262-04-11T23:47:16.854775807Z", math.MaxInt64, true},
+		{"2262-04-11T23:47:16.854775808Z", 0, false},
+		{"1677-09-21T00:12:43.145224192Z", math.MinInt64, true},
+		{"1677-09-21T00:12:43.145224191Z", 0, false},
+		{"9999-12-31T23:59:59Z", 0, false},
+	}
+	for _, tt := range tests {
+		got, aerr := timeField("ends_at", &tt.in)
+		switch {
+		case tt.ok && (aerr != nil || got != tt.want):
+			t.Errorf("%s: %d %v, want %d", tt.in, got, aerr, tt.want)
+		case !tt.ok && (aerr == nil || aerr.Status != 422 || aerr.Field != "ends_at" || aerr.Code != "invalid_argument"):
+			t.Errorf("%s: %d %+v, want 422 invalid_argument ends_at", tt.in, got, aerr)
+		}
 	}
 }

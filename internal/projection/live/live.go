@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -62,8 +63,10 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// ErrBadSnapshot wraps a snapshot section that does not decode.
-var ErrBadSnapshot = errors.New("bad live snapshot")
+// ErrBadSnapshot wraps a snapshot section that does not decode. It wraps
+// projection.ErrBadSnapshot, so that the runner sets a damaged snapshot
+// aside and rebuilds from an older one or the journal.
+var ErrBadSnapshot = fmt.Errorf("live: %w", projection.ErrBadSnapshot)
 
 // ErrNotFound is a channel the projection does not know.
 var ErrNotFound = errors.New("channel not found")
@@ -443,6 +446,10 @@ func (r *reader) varint() int64 {
 	return v
 }
 
+// count reads the length of what follows: at most max, and at most the
+// bytes left, since every element takes at least one byte. It is for
+// lengths only: an index says nothing about the bytes left and is read
+// with value.
 func (r *reader) count(max uint64, what string) int {
 	n := r.uvarint()
 	if n > max || n > uint64(len(r.b)) {
@@ -450,6 +457,16 @@ func (r *reader) count(max uint64, what string) int {
 		return 0
 	}
 	return int(n)
+}
+
+// value reads a uvarint below end: an index or a quantity.
+func (r *reader) value(end uint64, what string) uint64 {
+	n := r.uvarint()
+	if n >= end {
+		r.fail(what + " out of range")
+		return 0
+	}
+	return n
 }
 
 func (r *reader) string() string {
@@ -525,7 +542,7 @@ func decodeState(r *reader, cfg *Config) *state {
 	}
 	for i, n := 0, r.count(uint64(cfg.DealsMax), "deal"); i < n && r.err == nil; i++ {
 		d := &dealState{d: Deal{ID: r.string(), SKUID: r.string()}}
-		ci := r.count(uint64(len(st.channels)), "deal channel")
+		ci := int(r.value(uint64(len(st.channels)), "deal channel"))
 		d.d.Price, d.d.Stock, d.d.StockLeft, d.d.Sold = r.varint(), r.varint(), r.varint(), r.varint()
 		d.d.Ended = r.byte1() == 1
 		if r.err != nil {
@@ -543,14 +560,17 @@ func decodeState(r *reader, cfg *Config) *state {
 	}
 	for i, n := 0, r.count(uint64(len(r.b)), "pending"); i < n && r.err == nil; i++ {
 		id := engine.OrderID(r.uvarint())
-		po := pendingOrder{channel: int32(r.count(uint64(len(st.channels)), "pending channel")), deal: int32(r.varint()), quantity: int32(r.uvarint()), total: r.varint()}
+		channel := r.value(uint64(len(st.channels)), "pending channel")
+		deal := r.varint()
+		po := pendingOrder{channel: int32(channel), quantity: int32(r.value(math.MaxInt32+1, "pending quantity")), total: r.varint()}
 		if r.err != nil {
 			return st
 		}
-		if int(po.channel) >= len(st.channels) || po.deal < -1 || int(po.deal) >= len(st.deals) {
+		if _, dup := st.pending[id]; dup || deal < -1 || deal >= int64(len(st.deals)) {
 			r.fail("bad pending order")
 			return st
 		}
+		po.deal = int32(deal)
 		st.pending[id] = po
 	}
 	return st

@@ -2,9 +2,12 @@ package live
 
 import (
 	"bytes"
+	"errors"
+	"strconv"
 	"testing"
 
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/projection"
 )
 
 // feed applies events as the runner does: each its own record.
@@ -100,6 +103,58 @@ func TestStockLeftWhileRunning(t *testing.T) {
 	}
 	if got := l.SellingDeals(5); len(got) != 1 || got[0].ID != "d" {
 		t.Fatalf("selling deals %+v", got)
+	}
+}
+
+// TestSnapshotWithManyChannels round-trips 50 channels with a deal and a
+// pending order on the last ones: their channel index (49) is a value, not
+// a length, and may exceed the bytes that follow it in the section. Before,
+// a snapshot with 30 or more channels did not load.
+func TestSnapshotWithManyChannels(t *testing.T) {
+	l, _ := New(Config{})
+	var evs []engine.Event
+	for i := range 50 {
+		evs = append(evs, engine.Event{Kind: engine.EventChannelPut, LiveChannel: engine.Channel{ID: "c" + strconv.Itoa(i), Title: "T", Host: "H", EndsAt: 10}})
+	}
+	evs = append(evs,
+		engine.Event{Kind: engine.EventDealPut, Deal: engine.Deal{ID: "d", ChannelID: "c49", SKUID: "s", Price: 1, Stock: 5, EndsAt: 5}},
+		order(1, "live:c49", "", 1, 100),
+		order(2, "live:c49", "d", 2, 2),
+	)
+	feed(t, l, evs...)
+	var b bytes.Buffer
+	if err := l.WriteSnapshot(&b, nil); err != nil {
+		t.Fatal(err)
+	}
+	l2, _ := New(Config{})
+	s, err := l2.StageSnapshot(bytes.NewReader(b.Bytes()), 1, nil)
+	if err != nil {
+		t.Fatalf("stage a snapshot of 50 channels: %v", err)
+	}
+	s.Install()
+	c, err := l2.Channel("c49")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Deals) != 1 || c.Deals[0].StockLeft != 3 || l2.Stats().Pending != 2 {
+		t.Fatalf("restored c49: deals %+v, pending %d; want one deal with 3 left and 2 pending", c.Deals, l2.Stats().Pending)
+	}
+}
+
+// TestBadSnapshotIsProjectionBadSnapshot checks that a damaged section is
+// refused with an error the runner recognizes, so that it sets the
+// snapshot aside instead of failing the start.
+func TestBadSnapshotIsProjectionBadSnapshot(t *testing.T) {
+	l, _ := New(Config{})
+	for name, data := range map[string][]byte{
+		"bad magic":       []byte("FESTXXXX"),
+		"truncated":       []byte(snapshotMagic + "\x00"),
+		"channel too far": append([]byte(snapshotMagic), 0, 0, 0, 0, 1, 1, 0, 0),
+	} {
+		_, err := l.StageSnapshot(bytes.NewReader(data), 1, nil)
+		if !errors.Is(err, ErrBadSnapshot) || !errors.Is(err, projection.ErrBadSnapshot) {
+			t.Errorf("%s: %v, want an error wrapping live.ErrBadSnapshot and projection.ErrBadSnapshot", name, err)
+		}
 	}
 }
 

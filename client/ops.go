@@ -64,4 +64,3 @@ func (c *Client) LogisticsStats(ctx context.Context) (LogisticsStats, error) {
 	err := c.do(ctx, http.MethodGet, "/v1/logistics/stats", nil, nil, &s)
 	return s, err
 }
-

@@ -32,16 +32,16 @@ type skuFigures struct {
 // counts, and the figures of each model SKU that existed already (nil for
 // a SKU this run's import created, and for all of them on a fresh server).
 type serverBefore struct {
-	gmv     int64
-	paid    int64
+	gmv  int64
+	paid int64
 	// channelGMV is each channel's GMV on the leaderboard, and dealLeft the
 	// units left in the model's deals by SKU index, as earlier runs left
 	// them (empty on a fresh server).
 	channelGMV map[string]int64
 	dealLeft   map[int32]int64
-	parcels ParcelStats
-	skus    []*skuFigures // by model SKU index; nil slice: none existed
-	existed int
+	parcels    ParcelStats
+	skus       []*skuFigures // by model SKU index; nil slice: none existed
+	existed    int
 }
 
 // sku is the figures of model SKU i before the run, or nil.

@@ -105,7 +105,7 @@ func (s *Snapshots) WriteFrom(ctx context.Context, pos journal.Position, fn func
 	if err != nil {
 		return fmt.Errorf("jetstream snapshots: write partition %d at %d: %w", s.cfg.Partition, pos, err)
 	}
-	return s.prune(ctx)
+	return s.prune(ctx, pos)
 }
 
 // List returns the positions of the partition's snapshots, newest first.
@@ -169,10 +169,18 @@ func (s *Snapshots) Oldest(ctx context.Context) (journal.Position, error) {
 	return ps[len(ps)-1], nil
 }
 
-func (s *Snapshots) prune(ctx context.Context) error {
+// prune deletes the snapshots past Keep, counting written (just put) even
+// when the object store's listing, read through a new consumer, does not
+// show it yet: on a busy server it may lag the Put's acknowledgement.
+func (s *Snapshots) prune(ctx context.Context, written journal.Position) error {
 	ps, err := s.List(ctx)
 	if err != nil {
 		return err
+	}
+	if !slices.Contains(ps, written) {
+		ps = append(ps, written)
+		slices.Sort(ps)
+		slices.Reverse(ps)
 	}
 	for _, pos := range ps[min(len(ps), s.cfg.Keep):] {
 		if err := s.store.Delete(ctx, s.name(pos)); err != nil && !errors.Is(err, natsjs.ErrObjectNotFound) {

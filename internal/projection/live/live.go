@@ -133,13 +133,15 @@ type state struct {
 	// engine's pending orders on those channels, which the payment
 	// timeout bounds; an entry leaves when its order is paid, cancelled or
 	// expired.
-	pending         map[engine.OrderID]pendingOrder
+	// (projection.Pending: the payment of an order on no tracked channel,
+	// most of them, is then an index into a ring, not a map miss.)
+	pending         *projection.Pending[pendingOrder]
 	channelsDropped uint64
 	dealsDropped    uint64
 }
 
 func newState() *state {
-	return &state{channelIndex: map[string]int32{}, dealIndex: map[string]int32{}, pending: map[engine.OrderID]pendingOrder{}}
+	return &state{channelIndex: map[string]int32{}, dealIndex: map[string]int32{}, pending: projection.NewPending[pendingOrder]()}
 }
 
 // Live is the projection.
@@ -247,13 +249,12 @@ func (st *state) apply(cfg *Config, ev *engine.Event) {
 				st.deals[di].d.StockLeft -= int64(q)
 			}
 		}
-		st.pending[ev.OrderID] = po
+		st.pending.Put(ev.OrderID, po)
 	case engine.EventOrderPaid, engine.EventOrderCancelled, engine.EventOrderExpired:
-		po, ok := st.pending[ev.OrderID]
+		po, ok := st.pending.Take(ev.OrderID)
 		if !ok {
 			return
 		}
-		delete(st.pending, ev.OrderID)
 		if ev.Kind == engine.EventOrderPaid {
 			c := st.channels[po.channel]
 			c.gmv += po.total
@@ -348,7 +349,7 @@ func (l *Live) SellingDeals(top int) []Deal {
 func (l *Live) Stats() Stats {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	return Stats{Channels: len(l.st.channels), Deals: len(l.st.deals), Pending: len(l.st.pending),
+	return Stats{Channels: len(l.st.channels), Deals: len(l.st.deals), Pending: l.st.pending.Len(),
 		ChannelsDropped: l.st.channelsDropped, DealsDropped: l.st.dealsDropped}
 }
 
@@ -390,8 +391,8 @@ func (l *Live) WriteSnapshot(w io.Writer, _ projection.Files) error {
 			b = append(b, 0)
 		}
 	}
-	b = binary.AppendUvarint(b, uint64(len(st.pending)))
-	for id, po := range st.pending {
+	b = binary.AppendUvarint(b, uint64(st.pending.Len()))
+	for id, po := range st.pending.All() {
 		b = binary.AppendUvarint(b, uint64(id))
 		b = binary.AppendUvarint(b, uint64(po.channel))
 		b = binary.AppendVarint(b, int64(po.deal))
@@ -566,12 +567,15 @@ func decodeState(r *reader, cfg *Config) *state {
 		if r.err != nil {
 			return st
 		}
-		if _, dup := st.pending[id]; dup || deal < -1 || deal >= int64(len(st.deals)) {
+		if id.Seq() == 0 || deal < -1 || deal >= int64(len(st.deals)) {
 			r.fail("bad pending order")
 			return st
 		}
 		po.deal = int32(deal)
-		st.pending[id] = po
+		if !st.pending.Put(id, po) {
+			r.fail("pending order twice")
+			return st
+		}
 	}
 	return st
 }

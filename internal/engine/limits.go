@@ -25,6 +25,9 @@ const (
 	IdempotencyKeyBytesMax = idempotencyKeyBytesMax
 	OrderItemsMax          = orderItemsMax
 	QuantityMax            = quantityMax
+	PriceMax               = priceMax   // fen
+	StockMax               = stockMax   // units a SKU's stock may be set to
+	StockTotalMax          = stockTotal // available + reserved + sold (+ units in open deals) of one SKU
 )
 
 // Bounds on one journal record, shared by the worker that writes records and

@@ -485,15 +485,12 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request, be *backen
 }
 
 // Engine limits of a SKU stricter than the edge's: checked before an import
-// is applied so the engine rejects none of its lines. They are the engine's
-// priceMax, stockMax and stockTotal (internal/engine/state.go), which the
-// engine does not export yet; until internal/engine/limits.go does, these
-// are the only copies, and TestImportLimitsMatchEngine holds them equal to
-// the engine's by what it accepts and refuses.
+// is applied so the engine rejects none of its lines: the engine's own
+// limits (internal/engine/limits.go).
 const (
-	skuPriceMax = 1_000_000_000_000
-	skuStockMax = 1_000_000_000
-	skuTotalMax = 1<<31 - 1 // available + reserved + sold
+	skuPriceMax = engine.PriceMax
+	skuStockMax = engine.StockMax
+	skuTotalMax = engine.StockTotalMax
 )
 
 // checkImport checks every parsed line of an import, in file order,

@@ -166,26 +166,36 @@ func (t *HTTPTarget) auditLive(ctx context.Context, m *festival.Model, l *Ledger
 	if !l.Uncertain.Load() {
 		problems = append(problems, diffs...)
 	}
-	dealLeft = map[int32]int64{}
-	byID := map[string]*festival.Deal{}
-	for i := range m.Deals {
-		byID[m.Deals[i].ID] = &m.Deals[i]
-	}
+	dealLeft, err = dealsLeft(ctx, t.admin, m, false)
+	return problems, dealLeft, err
+}
+
+// dealsLeft returns the units left in the model's deals by SKU index, read
+// from the channels that hold them. With missingOK a channel the server
+// does not know (a fresh server, before Prepare put it) counts as none.
+func dealsLeft(ctx context.Context, c *client.Client, m *festival.Model, missingOK bool) (map[int32]int64, error) {
+	left := map[int32]int64{}
+	skuOf := map[string]int32{} // deal id → SKU index
 	channels := map[int16]bool{}
 	for i := range m.Deals {
+		skuOf[m.Deals[i].ID] = m.Deals[i].SKU
 		channels[m.Deals[i].Channel] = true
 	}
 	for ci := range channels {
 		id := m.Channels[ci].ID
-		c, err := t.admin.Channel(ctx, id)
-		if err != nil {
-			return problems, nil, fmt.Errorf("get channel %s: %w", id, err)
+		ch, err := c.Channel(ctx, id)
+		var ae *client.Error
+		if missingOK && errors.As(err, &ae) && ae.Status == 404 {
+			continue
 		}
-		for _, d := range c.Deals {
-			if md, ok := byID[d.DealID]; ok {
-				dealLeft[md.SKU] += d.StockLeft
+		if err != nil {
+			return nil, fmt.Errorf("get channel %s: %w", id, err)
+		}
+		for _, d := range ch.Deals {
+			if sku, ok := skuOf[d.DealID]; ok {
+				left[sku] += d.StockLeft
 			}
 		}
 	}
-	return problems, dealLeft, nil
+	return left, nil
 }

@@ -102,25 +102,8 @@ func (b *serverBefore) readLive(ctx context.Context, c *client.Client, m *festiv
 	for _, ch := range board.Channels {
 		b.channelGMV[ch.ID] = ch.GMV
 	}
-	deals := map[string]int32{} // deal id → SKU index
-	channels := map[int16]bool{}
-	for i := range m.Deals {
-		deals[m.Deals[i].ID] = m.Deals[i].SKU
-		channels[m.Deals[i].Channel] = true
-	}
-	for ci := range channels {
-		ch, err := c.Channel(ctx, m.Channels[ci].ID)
-		if errors.As(err, &ae) && ae.Status == 404 {
-			continue // not put yet: a fresh server
-		}
-		if err != nil {
-			return fmt.Errorf("read channel %s before the run: %w", m.Channels[ci].ID, err)
-		}
-		for _, d := range ch.Deals {
-			if sku, ok := deals[d.DealID]; ok {
-				b.dealLeft[sku] += d.StockLeft
-			}
-		}
+	if b.dealLeft, err = dealsLeft(ctx, c, m, true); err != nil {
+		return fmt.Errorf("read the deals before the run: %w", err)
 	}
 	return nil
 }

@@ -103,10 +103,10 @@ func (l *Logistics) WriteSnapshot(w io.Writer, files projection.Files) error {
 	defer l.mu.RUnlock()
 	st := l.st
 	var buf []byte
-	if err := st.parcelChunks.write(files, "parcels", l.applied, len(st.parcels), parcelsPerChunk, st.appendParcels, &buf); err != nil {
+	if err := st.parcelChunks.write(files, "parcels", l.applied, st.parcels.len(), parcelsPerChunk, st.appendParcels, &buf); err != nil {
 		return err
 	}
-	if err := st.scanChunks.write(files, "scans", l.applied, len(st.scanLog), scansPerChunk, st.appendScans, &buf); err != nil {
+	if err := st.scanChunks.write(files, "scans", l.applied, st.scanLog.len(), scansPerChunk, st.appendScans, &buf); err != nil {
 		return err
 	}
 	if err := st.strChunks.write(files, "strings", l.applied, len(st.strs), stringsPerChunk, st.appendStrings, &buf); err != nil {
@@ -114,8 +114,8 @@ func (l *Logistics) WriteSnapshot(w io.Writer, files projection.Files) error {
 	}
 	s := &snapWriter{w: w, b: make([]byte, 0, 2*snapFlushBytes)}
 	s.b = append(s.b, snapshotMagic...)
-	s.uvarint(uint64(len(st.parcels)))
-	s.uvarint(uint64(len(st.scanLog)))
+	s.uvarint(uint64(st.parcels.len()))
+	s.uvarint(uint64(st.scanLog.len()))
 	s.uvarint(uint64(len(st.strs)))
 	for _, c := range [...]*chunkTrack{&st.parcelChunks, &st.scanChunks, &st.strChunks} {
 		for _, ref := range c.written {
@@ -170,7 +170,7 @@ func (l *Logistics) SnapshotDurable() {
 
 func (st *state) appendParcels(b []byte, from, to int) []byte {
 	for i := from; i < to; i++ {
-		p := &st.parcels[i]
+		p := st.parcels.at(i)
 		b = binary.LittleEndian.AppendUint64(b, uint64(p.order))
 		b = binary.LittleEndian.AppendUint64(b, uint64(p.createdAt))
 		b = binary.LittleEndian.AppendUint64(b, uint64(p.lastAt))
@@ -184,7 +184,7 @@ func (st *state) appendParcels(b []byte, from, to int) []byte {
 
 func (st *state) appendScans(b []byte, from, to int) []byte {
 	for i := from; i < to; i++ {
-		s := &st.scanLog[i]
+		s := st.scanLog.at(i)
 		b = binary.LittleEndian.AppendUint64(b, uint64(s.at))
 		b = binary.LittleEndian.AppendUint64(b, s.prevStatus)
 		b = binary.LittleEndian.AppendUint32(b, s.location)
@@ -337,7 +337,7 @@ func (st *state) loadChunks(files projection.Files, n manifestCounts, refs []pro
 		}
 	}
 	st.parcelChunks.dirty, st.scanChunks.dirty, st.strChunks.dirty = nil, nil, nil
-	st.scans = uint64(len(st.scanLog)) // every scan is in the log once
+	st.scans = uint64(st.scanLog.len()) // every scan is in the log once
 	if len(st.strs) == 0 || st.strs[0] != "" {
 		return fmt.Errorf("%w: string 0 is not empty", ErrBadSnapshot)
 	}
@@ -386,7 +386,7 @@ func (st *state) loadScans(data []byte, from, to int) error {
 		case uint64(s.location) >= uint64(len(st.strs)) || uint64(s.code) >= uint64(len(st.strs)):
 			return fmt.Errorf("scan %d: string %d or %d of %d", i, s.location, s.code, len(st.strs))
 		}
-		st.scanLog = append(st.scanLog, s)
+		st.scanLog.push(s)
 	}
 	return nil
 }
@@ -413,10 +413,10 @@ func (st *state) loadParcels(data []byte, from, to int) error {
 			return fmt.Errorf("parcel %d: status %d", i, p.status)
 		case uint64(p.origin) >= uint64(len(st.regions)) || uint64(p.dest) >= uint64(len(st.regions)):
 			return fmt.Errorf("parcel %d: region %d or %d of %d", i, p.origin, p.dest, len(st.regions))
-		case p.lastScan > uint64(len(st.scanLog)):
-			return fmt.Errorf("parcel %d: scan %d of %d", i, p.lastScan, len(st.scanLog))
-		case p.lastScan != 0 && st.scanLog[p.lastScan-1].status() != p.status:
-			return fmt.Errorf("parcel %d: status %v, its last scan %v", i, p.status, st.scanLog[p.lastScan-1].status())
+		case p.lastScan > uint64(st.scanLog.len()):
+			return fmt.Errorf("parcel %d: scan %d of %d", i, p.lastScan, st.scanLog.len())
+		case p.lastScan != 0 && st.scanLog.at(int(p.lastScan-1)).status() != p.status:
+			return fmt.Errorf("parcel %d: status %v, its last scan %v", i, p.status, st.scanLog.at(int(p.lastScan-1)).status())
 		case p.lastScan == 0 && p.status != engine.ParcelCreated:
 			return fmt.Errorf("parcel %d: status %v without a scan", i, p.status)
 		}
@@ -427,8 +427,8 @@ func (st *state) loadParcels(data []byte, from, to int) error {
 		case *s != parcelIndexNone:
 			return fmt.Errorf("order %v has two parcels", p.order)
 		}
-		st.parcels = append(st.parcels, p)
-		*s = uint32(len(st.parcels))
+		st.parcels.push(p)
+		*s = uint32(st.parcels.len())
 		st.byStatus[p.status]++
 		if !final(p.status) {
 			st.active[p.lastAt/int64(staleBucket)]++

@@ -40,8 +40,8 @@ func FuzzStageSnapshot(f *testing.F) {
 func FuzzChunks(f *testing.F) {
 	feed, _ := goldenFeed(&testing.T{})
 	st := feed.l.st
-	f.Add(byte(0), st.appendParcels(nil, 0, len(st.parcels)))
-	f.Add(byte(1), st.appendScans(nil, 0, len(st.scanLog)))
+	f.Add(byte(0), st.appendParcels(nil, 0, st.parcels.len()))
+	f.Add(byte(1), st.appendScans(nil, 0, st.scanLog.len()))
 	f.Add(byte(2), st.appendStrings(nil, 0, len(st.strs)))
 	f.Fuzz(func(t *testing.T, kind byte, data []byte) {
 		l, _ := New(Config{})
@@ -53,7 +53,7 @@ func FuzzChunks(f *testing.F) {
 		case 0:
 			into.loadParcels(data, 0, len(data)/parcelBytes)
 		case 1:
-			into.scanLog = nil
+			into.scanLog = newChunked[scan](scansPerChunk)
 			into.loadScans(data, 0, len(data)/scanBytes)
 		case 2:
 			into.strs = nil

@@ -188,8 +188,8 @@ func (s *scan) prev() uint64                { return s.prevStatus >> 4 }
 // scansOf returns p's scans, oldest first.
 func (st *state) scansOf(p *parcel) []scan {
 	var out []scan
-	for n := p.lastScan; n != 0; n = st.scanLog[n-1].prev() {
-		out = append(out, st.scanLog[n-1])
+	for n := p.lastScan; n != 0; n = st.scanLog.at(int(n - 1)).prev() {
+		out = append(out, *st.scanLog.at(int(n - 1)))
 	}
 	slices.Reverse(out)
 	return out
@@ -198,9 +198,9 @@ func (st *state) scansOf(p *parcel) []scan {
 // addScan appends a scan to p's history.
 func (st *state) addScan(p *parcel, s scan, status engine.ParcelStatus) {
 	s.prevStatus = p.lastScan<<4 | uint64(status)
-	st.scanLog = append(st.scanLog, s)
-	st.scanChunks.touch((len(st.scanLog) - 1) / scansPerChunk)
-	p.lastScan = uint64(len(st.scanLog))
+	st.scanLog.push(s)
+	st.scanChunks.touch((st.scanLog.len() - 1) / scansPerChunk)
+	p.lastScan = uint64(st.scanLog.len())
 }
 
 // route is what a pending order needs for its parcel.
@@ -226,8 +226,8 @@ type state struct {
 	// index[partition] finds 1 + the parcel's number in parcels of each
 	// order sequence, or 0 (indexTable).
 	index   []*indexTable
-	parcels []parcel
-	scanLog []scan // every parcel's scans, linked per parcel
+	parcels chunked[parcel]
+	scanLog chunked[scan] // every parcel's scans, linked per parcel
 	// strs are the interned locations and carrier codes (0 is ""); only the
 	// first internedMax are deduplicated by strIndex, later ones are kept
 	// one per scan so that the map stays bounded.
@@ -259,6 +259,8 @@ func newState() *state {
 		regionIndex: map[string]uint16{defaultMerchantRegion: 0},
 		merchants:   map[string]uint32{},
 		pending:     projection.NewPending[route](),
+		parcels:     newChunked[parcel](parcelsPerChunk),
+		scanLog:     newChunked[scan](scansPerChunk),
 		strs:        []string{""},
 		strIndex:    map[string]uint32{"": 0},
 		active:      map[int64]uint64{},
@@ -483,7 +485,7 @@ func (st *state) lookup(id engine.OrderID) *parcel {
 	if n < 0 {
 		return nil
 	}
-	return &st.parcels[n]
+	return st.parcels.at(n)
 }
 
 // lookupIndex returns the index in parcels of order id's parcel, or -1.
@@ -512,9 +514,9 @@ func (st *state) create(id engine.OrderID, rt route, at int64) error {
 	case *s != parcelIndexNone:
 		return fmt.Errorf("%w: order %v paid twice", errInconsistent, id)
 	}
-	st.parcels = append(st.parcels, parcel{order: id, createdAt: at, lastAt: at, origin: rt.origin, dest: rt.dest, status: engine.ParcelCreated})
-	st.parcelChunks.touch((len(st.parcels) - 1) / parcelsPerChunk)
-	*s = uint32(len(st.parcels))
+	st.parcels.push(parcel{order: id, createdAt: at, lastAt: at, origin: rt.origin, dest: rt.dest, status: engine.ParcelCreated})
+	st.parcelChunks.touch((st.parcels.len() - 1) / parcelsPerChunk)
+	*s = uint32(st.parcels.len())
 	st.byStatus[engine.ParcelCreated]++
 	st.active[at/int64(staleBucket)]++
 	sec := at / int64(time.Second)

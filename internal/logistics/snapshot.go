@@ -255,8 +255,8 @@ func decodeStateV1(d *snapReader) *state {
 			d.fail("order %v: a second parcel, or past the index", id)
 			break
 		}
-		st.parcels = append(st.parcels, p)
-		*s = uint32(len(st.parcels))
+		st.parcels.push(p)
+		*s = uint32(st.parcels.len())
 		st.byStatus[p.status]++
 		st.scans += uint64(scans)
 		if !final(p.status) {

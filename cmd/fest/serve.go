@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"time"
@@ -71,7 +72,19 @@ type serveOptions struct {
 	// ParcelStaleAfter is how long a parcel may go without a scan before
 	// it is flagged stale (logistics.Config.StaleAfter).
 	ParcelStaleAfter time.Duration
+	// GCPercent is the Go collector's GOGC for the serving process
+	// (gcPercentDefault; GOGC in the environment, when set, decides
+	// instead). Negative: the collector is off.
+	GCPercent int
 }
+
+// gcPercentDefault is fest serve's GOGC. The server's heap is mostly
+// long-lived read-model state that grows through the day; at Go's default
+// of 100 the collector ran 47 times in 20 s of the midnight profile and
+// took 7% of the server's CPU, a third of it stopping busy goroutines to
+// scan their stacks. At 400 it runs a quarter as often, for a heap that may
+// grow to five times the live data between cycles instead of twice.
+const gcPercentDefault = 400
 
 // shutdownTimeoutDefault bounds how long in-flight requests may take to
 // finish after SIGINT or SIGTERM.
@@ -165,6 +178,12 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 		return o, fs, fmt.Errorf("FEST_PARCEL_STALE_AFTER: %w", err)
 	}
 	fs.DurationVar(&o.ParcelStaleAfter, "parcel-stale-after", stale, "a parcel with no scan for this long is flagged stale (FEST_PARCEL_STALE_AFTER)")
+	gcPercent := gcPercentDefault
+	if v, ok := os.LookupEnv("GOGC"); ok && v != "" {
+		gcPercent = debug.SetGCPercent(-1) // read the runtime's setting from GOGC
+		debug.SetGCPercent(gcPercent)
+	}
+	fs.IntVar(&o.GCPercent, "gc-percent", gcPercent, "the Go collector's GOGC: the heap may grow by this percentage of the live data between collections; negative: off (GOGC when set)")
 	if err := fs.Parse(args); err != nil {
 		return o, fs, err
 	}
@@ -190,6 +209,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
+	debug.SetGCPercent(o.GCPercent)
 	rs, err := startServer(ctx, o, stdout, stderr)
 	if err != nil {
 		return err

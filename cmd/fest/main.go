@@ -7,6 +7,7 @@
 //	fest demo   [flags]   run the server with a small catalog and a light load
 //	fest bench  [flags]   benchmark the engine and journal in-process
 //	fest load   [flags]   drive a server with the festival workload
+//	fest cluster [flags]  start a local cluster on loopback
 package main
 
 import (
@@ -39,6 +40,7 @@ Usage:
   fest demo   [flags]   run the server with a small catalog and a light load
   fest bench  [flags]   benchmark the engine and journal in-process (fsync on)
   fest load   [flags]   drive a server with the festival workload and audit it
+  fest cluster [flags]  start a local cluster of fest serve nodes on loopback (docs/cluster.md)
 
 Run "fest <command> -h" for the flags of a command.
 `
@@ -63,6 +65,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runBench(ctx, args[1:], stdout, stderr)
 	case "load":
 		return runLoad(ctx, args[1:], stdout, stderr)
+	case "cluster":
+		return runCluster(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -76,6 +76,9 @@ type serveOptions struct {
 	// (gcPercentDefault; GOGC in the environment, when set, decides
 	// instead). Negative: the collector is off.
 	GCPercent int
+
+	// Cluster holds the replicated journal's settings (clusterflags.go).
+	Cluster clusterOptions
 }
 
 // gcPercentDefault is fest serve's GOGC. The server's heap is mostly
@@ -183,6 +186,7 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 		gcPercent = debug.SetGCPercent(-1) // read the runtime's setting from GOGC
 		debug.SetGCPercent(gcPercent)
 	}
+	addClusterFlags(fs, &o.Cluster)
 	fs.IntVar(&o.GCPercent, "gc-percent", gcPercent, "the Go collector's GOGC: the heap may grow by this percentage of the live data between collections; negative: off (GOGC when set)")
 	if err := fs.Parse(args); err != nil {
 		return o, fs, err
@@ -195,6 +199,9 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 	}
 	if o.IdempotencyWindow <= 0 {
 		return o, fs, fmt.Errorf("%s: --idempotency-window %v must be positive", name, o.IdempotencyWindow)
+	}
+	if err := o.Cluster.validate(name); err != nil {
+		return o, fs, err
 	}
 	if fs.NArg() > 0 {
 		return o, fs, fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))
@@ -240,6 +247,9 @@ type runningServer struct {
 // recovery) and opens the order store and the engine in the background.
 func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) (*runningServer, error) {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if o.Cluster.Journal == "nats" {
+		return nil, errClusterNotWired
+	}
 	if err := os.MkdirAll(o.Data, 0o755); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}

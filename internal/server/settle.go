@@ -74,12 +74,12 @@ func settleCommand(idx int, id, action string, amount *int64) (engine.Command, *
 
 func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request, be *backend) {
 	observe := func(n int) { s.metrics.settleBatch.Observe(float64(n)) }
-	serveBatch(s, w, r, be, s.decodeJSONSettle, s.decodeProtoSettle, observe, func(out []byte, proto bool, entries []settleEntry, batch *engine.Batch) []byte {
-		s.checkRepeatedPays(r, be, entries, batch)
+	serveBatch(s, w, r, be, settleBatch, s.decodeJSONSettle, s.decodeProtoSettle, observe, func(out []byte, proto bool, entries []settleEntry, batch *engine.Batch, remote *remoteAnswers) []byte {
+		s.checkRepeatedPays(r, be, entries, batch, remote)
 		if proto {
-			return s.appendProtoSettle(out, entries, batch)
+			return s.appendProtoSettle(out, entries, batch, remote)
 		}
-		return s.appendJSONSettle(out, entries, batch)
+		return s.appendJSONSettle(out, entries, batch, remote)
 	})
 }
 
@@ -89,12 +89,12 @@ func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request, be *backen
 // status byte per order for the whole festival), so the total is read from
 // the order store; only repeated pays pay for that read, and an order paid
 // before is in the store once it is durable.
-func (s *Server) checkRepeatedPays(r *http.Request, be *backend, entries []settleEntry, batch *engine.Batch) {
+func (s *Server) checkRepeatedPays(r *http.Request, be *backend, entries []settleEntry, batch *engine.Batch, remote *remoteAnswers) {
 	var ctx context.Context
 	for i := range entries {
 		e := &entries[i]
-		if e.err != nil {
-			continue
+		if e.err != nil || remote.get(e.req) != nil {
+			continue // the owner checked its own repeated pays
 		}
 		req := &batch.Requests[e.req]
 		res := &req.Result
@@ -249,11 +249,17 @@ func (s *Server) settleResult(idx int, e *settleEntry, batch *engine.Batch) (*en
 	return req, nil
 }
 
-func (s *Server) appendJSONSettle(b []byte, entries []settleEntry, batch *engine.Batch) []byte {
+func (s *Server) appendJSONSettle(b []byte, entries []settleEntry, batch *engine.Batch, remote *remoteAnswers) []byte {
 	b = append(b, `{"results":[`...)
 	for i := range entries {
 		if i > 0 {
 			b = append(b, ',')
+		}
+		if remote != nil && entries[i].err == nil {
+			if a := remote.get(entries[i].req); a != nil {
+				b = appendRemoteJSON(b, a, "actions", i)
+				continue
+			}
 		}
 		req, aerr := s.settleResult(i, &entries[i], batch)
 		if aerr != nil {
@@ -288,11 +294,17 @@ func (s *Server) appendJSONSettle(b []byte, entries []settleEntry, batch *engine
 	return append(b, "]}\n"...)
 }
 
-func (s *Server) appendProtoSettle(b []byte, entries []settleEntry, batch *engine.Batch) []byte {
+func (s *Server) appendProtoSettle(b []byte, entries []settleEntry, batch *engine.Batch, remote *remoteAnswers) []byte {
 	var idBuf [16]byte
 	var we wire.Error
 	for i := range entries {
 		e := &entries[i]
+		if remote != nil && e.err == nil {
+			if a := remote.get(e.req); a != nil {
+				b = appendRemoteProtoSettle(b, a, i, e.id)
+				continue
+			}
+		}
 		req, aerr := s.settleResult(i, e, batch)
 		if aerr != nil {
 			we = wire.Error{Code: aerr.Code, Message: aerr.Message, Field: aerr.Field, SKUID: aerr.SKUID, Available: aerr.Available}

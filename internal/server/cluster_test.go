@@ -129,13 +129,21 @@ type testCluster struct {
 
 func newTestNode(t *testing.T, name string, owned []int, skus map[string]int) *testNode {
 	t.Helper()
-	n := &testNode{name: name, router: &tableRouter{skus: skus, owned: map[int]bool{}}, members: &viewHolder{}}
+	router, members := &tableRouter{skus: skus, owned: map[int]bool{}}, &viewHolder{}
 	for _, p := range owned {
-		n.router.owned[p] = true
+		router.owned[p] = true
 	}
+	return startNode(t, Config{Cluster: &ClusterConfig{Router: router, Members: members, ViewAgeMax: time.Hour}}, name, router, members)
+}
+
+// startNode starts a node with cfg (tokens a, s, c), a cluster node when
+// cfg.Cluster is set.
+func startNode(t *testing.T, cfg Config, name string, router *tableRouter, members *viewHolder) *testNode {
+	t.Helper()
+	n := &testNode{name: name, router: router, members: members}
+	cfg.AdminToken, cfg.StorefrontToken, cfg.CarrierToken = "a", "s", "c"
 	var err error
-	n.srv, err = New(Config{AdminToken: "a", StorefrontToken: "s", CarrierToken: "c",
-		Cluster: &ClusterConfig{Router: n.router, Members: n.members, ViewAgeMax: time.Hour}})
+	n.srv, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -557,4 +565,84 @@ func TestClusterNotOwnerRetry(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestClusterView: GET /v1/cluster on a single node names it owning every
+// partition at its address; in a cluster it is the membership's view.
+func TestClusterView(t *testing.T) {
+	type view struct {
+		Node  string `json:"node"`
+		Nodes []struct {
+			Node  string `json:"node"`
+			Addr  string `json:"addr"`
+			Alive bool   `json:"alive"`
+		} `json:"nodes"`
+		Partitions []struct {
+			Partition     int    `json:"partition"`
+			Owner         string `json:"owner"`
+			LeaseRevision uint64 `json:"lease_revision"`
+		} `json:"partitions"`
+		Shift int `json:"order_id_partition_shift"`
+	}
+	decode := func(t *testing.T, b []byte) view {
+		t.Helper()
+		var v view
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&v); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		return v
+	}
+	for _, tc := range []struct {
+		name, node, addr, wantAddr string
+	}{
+		{"defaults", "", "", ""},
+		{"named", "hz-1", "http://10.0.0.1:8080", "http://10.0.0.1:8080"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := startNode(t, Config{Node: tc.node, Address: tc.addr}, "x", nil, nil)
+			// Public: no token needed.
+			resp, err := http.Get(n.http.URL + "/v1/cluster")
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				t.Fatalf("%d %s", resp.StatusCode, b)
+			}
+			v := decode(t, b)
+			wantNode, wantAddr := tc.node, tc.wantAddr
+			if wantNode == "" {
+				wantNode = "fest-1"
+			}
+			if wantAddr == "" {
+				wantAddr = n.http.URL
+			}
+			if v.Node != wantNode || len(v.Nodes) != 1 || v.Nodes[0].Node != wantNode || v.Nodes[0].Addr != wantAddr || !v.Nodes[0].Alive {
+				t.Errorf("node %q nodes %+v, want %s at %s alive", v.Node, v.Nodes, wantNode, wantAddr)
+			}
+			if len(v.Partitions) != testPartitions {
+				t.Fatalf("%d partitions, want %d", len(v.Partitions), testPartitions)
+			}
+			for i, p := range v.Partitions {
+				if p.Partition != i || p.Owner != wantNode || p.LeaseRevision != 0 {
+					t.Errorf("partition %d: %+v, want owner %s revision 0", i, p, wantNode)
+				}
+			}
+			if v.Shift != 52 || engine.OrderIDOf(3, 9).Partition() != int(uint64(engine.OrderIDOf(3, 9))>>v.Shift) {
+				t.Errorf("order_id_partition_shift %d", v.Shift)
+			}
+		})
+	}
+	t.Run("cluster", func(t *testing.T) {
+		c := newTestCluster(t)
+		_, b := c.b.get(t, "/v1/cluster")
+		v := decode(t, b)
+		if v.Node != "b" || len(v.Nodes) != 2 || v.Nodes[0].Addr != c.a.http.URL || len(v.Partitions) != testPartitions ||
+			v.Partitions[5].Owner != "b" || v.Partitions[5].LeaseRevision != 6 || v.Partitions[2].Owner != "a" {
+			t.Errorf("view %+v", v)
+		}
+	})
 }

@@ -1,0 +1,185 @@
+package server
+
+import (
+	"bytes"
+	"encoding/json"
+	"testing"
+
+	"github.com/fest-platform/fest/wire"
+)
+
+func TestSplitJSONResults(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		body  string
+		n     int
+		ok    bool
+		isErr []bool
+	}{
+		{"two", `{"results":[{"order":{"order_id":"x"}},{"error":{"code":"not_found","message":"m"}}]}` + "\n", 2, true, []bool{false, true}},
+		{"spaces", ` { "results" : [ {"order":{"a":"]}\"{"}} , {"error":{}} ] } `, 2, true, []bool{false, true}},
+		{"empty", `{"results":[]}`, 0, true, nil},
+		{"too few", `{"results":[{"order":{}}]}`, 2, false, nil},
+		{"too many", `{"results":[{"order":{}},{"order":{}}]}`, 1, false, nil},
+		{"not an object", `{"results":[1]}`, 1, false, nil},
+		{"invalid element", `{"results":[{"order":}]}`, 1, false, nil},
+		{"mismatched brackets", `{"results":[{"order":[}]]}`, 1, false, nil},
+		{"trailing data", `{"results":[{"order":{}}]}x`, 1, false, nil},
+		{"other key", `{"orders":[{"order":{}}]}`, 1, false, nil},
+		{"truncated", `{"results":[{"order":{}}`, 1, false, nil},
+		{"unterminated string", `{"results":[{"order":"}]}`, 1, false, nil},
+	} {
+		answers := make([]remoteAnswer, tc.n)
+		err := splitJSONResults([]byte(tc.body), answers)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: error %v, want ok %v", tc.name, err, tc.ok)
+			continue
+		}
+		for i, want := range tc.isErr {
+			if a := answers[i]; !a.set || a.sub != i || a.isErr != want || !json.Valid(a.raw) {
+				t.Errorf("%s: answer %d: %+v %s", tc.name, i, a, a.raw)
+			}
+		}
+	}
+}
+
+// FuzzSplitJSONResults: whatever the splitter accepts, encoding/json reads
+// as the same elements.
+func FuzzSplitJSONResults(f *testing.F) {
+	for _, s := range []string{`{"results":[{"order":{"order_id":"1"}},{"error":{"code":"x"}}]}`, `{"results":[]}`, ` {"results" :[ {"a":"\"}"} ]} `, `{"results":[{}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var std struct {
+			Results []json.RawMessage `json:"results"`
+		}
+		n := 1
+		stdErr := json.Unmarshal(body, &std)
+		if stdErr == nil {
+			n = len(std.Results)
+		}
+		answers := make([]remoteAnswer, n)
+		if splitJSONResults(body, answers) != nil {
+			return
+		}
+		if stdErr != nil {
+			t.Fatalf("split accepted %q, encoding/json refused it: %v", body, stdErr)
+		}
+		for i, a := range answers {
+			if !bytes.Equal(a.raw, std.Results[i]) {
+				t.Fatalf("element %d: %q, encoding/json read %q", i, a.raw, std.Results[i])
+			}
+		}
+	})
+}
+
+func TestSplitProtoResults(t *testing.T) {
+	results := []wire.Result{
+		{Order: wire.Order{OrderID: "1", Status: "pending_payment", Items: []wire.OrderItem{{SKUID: "s", Quantity: 1}}}},
+		{Error: &wire.Error{Code: "not_found", Message: "m", Field: "orders[1].items[0].sku_id"}},
+	}
+	body := wire.AppendResponse(nil, results)
+	answers := make([]remoteAnswer, 2)
+	if err := splitProtoResults(body, int(wire.OrderResultError), answers); err != nil {
+		t.Fatal(err)
+	}
+	if answers[0].isErr || !answers[1].isErr || !bytes.Equal(append(append([]byte(nil), answers[0].raw...), answers[1].raw...), body) {
+		t.Errorf("answers %+v", answers)
+	}
+	// Renumbered to 7, the error reads back with its field moved.
+	out := appendRemoteProtoResult(nil, &answers[1], 7)
+	got, err := wire.DecodeResponse(out, nil)
+	if err != nil || len(got) != 1 || got[0].Error == nil || got[0].Error.Field != "orders[7].items[0].sku_id" {
+		t.Errorf("renumbered: %+v %v", got, err)
+	}
+	if splitProtoResults(body, int(wire.OrderResultError), make([]remoteAnswer, 3)) == nil {
+		t.Error("two results accepted for three")
+	}
+	if splitProtoResults(body[:len(body)-1], int(wire.OrderResultError), make([]remoteAnswer, 2)) == nil {
+		t.Error("truncated answer accepted")
+	}
+	settle := wire.AppendSettleResponse(nil, []wire.SettleResult{{OrderID: "1", Status: "paid"}, {OrderID: "2", Error: &wire.Error{Code: "payment_mismatch", Message: "m", Field: "actions[1].amount"}}})
+	if err := splitProtoResults(settle, int(wire.SettleResultError), answers); err != nil || answers[0].isErr || !answers[1].isErr {
+		t.Errorf("settle: %+v %v", answers, err)
+	}
+	out = appendRemoteProtoSettle(nil, &answers[1], 4, "2")
+	sr, err := wire.DecodeSettleResponse(out, nil)
+	if err != nil || len(sr) != 1 || sr[0].OrderID != "2" || sr[0].Error.Field != "actions[4].amount" || sr[0].Error.Code != "payment_mismatch" {
+		t.Errorf("settle renumbered: %+v %v", sr, err)
+	}
+}
+
+// FuzzSplitProtoResults: an accepted answer is its elements end to end,
+// each a tagged result.
+func FuzzSplitProtoResults(f *testing.F) {
+	f.Add(wire.AppendResponse(nil, []wire.Result{{Order: wire.Order{OrderID: "1"}}, {Error: &wire.Error{Code: "x"}}}), 2)
+	f.Add([]byte{0x0a, 0x00}, 1)
+	f.Fuzz(func(t *testing.T, body []byte, n int) {
+		if n < 0 || n > 64 {
+			return
+		}
+		answers := make([]remoteAnswer, n)
+		if splitProtoResults(body, int(wire.OrderResultError), answers) != nil {
+			return
+		}
+		var joined []byte
+		for _, a := range answers {
+			if len(a.raw) == 0 || a.raw[0] != 0x0a {
+				t.Fatalf("element %q is not field 1", a.raw)
+			}
+			joined = append(joined, a.raw...)
+		}
+		if !bytes.Equal(joined, body) {
+			t.Fatalf("elements %q do not make up %q", joined, body)
+		}
+	})
+}
+
+func TestRemoteJSONErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, raw string
+		sub, idx  int
+		want      string
+	}{
+		{"renumbered", `{"error":{"code":"not_found","message":"not found: orders[0].items[2].sku_id","field":"orders[0].items[2].sku_id"}}`, 0, 12,
+			`{"error":{"code":"not_found","message":"not found: orders[12].items[2].sku_id","field":"orders[12].items[2].sku_id"}}`},
+		{"out of stock kept whole", `{"error":{"code":"out_of_stock","message":"not enough stock for sku orders[1]","sku_id":"orders[1]","available":3}}`, 1, 5,
+			`{"error":{"code":"out_of_stock","message":"not enough stock for sku orders[1]","sku_id":"orders[1]","available":3}}`},
+		{"conflict", `{"error":{"code":"conflict","message":"m","sku_id":"s","stock_available":7}}`, 0, 1,
+			`{"error":{"code":"conflict","message":"m","sku_id":"s","stock_available":7}}`},
+		{"another prefix untouched", `{"error":{"code":"invalid_argument","message":"m","field":"orders[10].buyer_id"}}`, 1, 2,
+			`{"error":{"code":"invalid_argument","message":"m","field":"orders[10].buyer_id"}}`},
+		{"unknown code", `{"error":{"code":"weird","message":"m"}}`, 0, 0, `{"error":{"code":"internal","message":"a peer answered the unknown code \"weird\": m"}}`},
+		{"not an error", `{"error":7}`, 0, 0, `{"error":{"code":"unavailable","message":"a peer's answer did not decode"}}`},
+	} {
+		a := remoteAnswer{set: true, raw: []byte(tc.raw), sub: tc.sub, isErr: true}
+		if got := string(appendRemoteJSON(nil, &a, "orders", tc.idx)); got != tc.want {
+			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, tc.want)
+		}
+	}
+	ok := remoteAnswer{set: true, raw: []byte(`{"order":{"order_id":"1"}}`)}
+	if got := string(appendRemoteJSON(nil, &ok, "orders", 3)); got != `{"order":{"order_id":"1"}}` {
+		t.Errorf("success: %s", got)
+	}
+}
+
+func TestClusterConfigValidate(t *testing.T) {
+	r, m := &tableRouter{}, &viewHolder{}
+	for _, tc := range []struct {
+		name string
+		cc   ClusterConfig
+		ok   bool
+	}{
+		{"defaults", ClusterConfig{Router: r, Members: m}, true},
+		{"no router", ClusterConfig{Members: m}, false},
+		{"no members", ClusterConfig{Router: r}, false},
+		{"too many conns", ClusterConfig{Router: r, Members: m, PeerConnsMax: peerConnsMaxLimit + 1}, false},
+		{"negative inflight", ClusterConfig{Router: r, Members: m, PeerInflightMax: -1}, false},
+		{"negative timeout", ClusterConfig{Router: r, Members: m, ForwardTimeout: -1}, false},
+	} {
+		cfg := Config{AdminToken: "a", StorefrontToken: "s", CarrierToken: "c", Cluster: &tc.cc}
+		if err := cfg.Validate(); (err == nil) != tc.ok {
+			t.Errorf("%s: %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+}

@@ -11,9 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fest-platform/fest/client"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/lease"
 	"github.com/fest-platform/fest/internal/projection"
@@ -118,6 +120,7 @@ type testNode struct {
 	store   *orders.Store
 	router  *tableRouter
 	members *viewHolder
+	hits    atomic.Int64
 }
 
 // testCluster is nodes a and b; sku "sa" is in partition 1 (a's), "sb" in
@@ -161,7 +164,13 @@ func startNode(t *testing.T, cfg Config, name string, router *tableRouter, membe
 	}
 	n.proj.Start(n.eng)
 	n.srv.Attach(n.eng, n.proj, n.store)
-	n.http = httptest.NewServer(n.srv.Handler())
+	h := n.srv.Handler()
+	n.http = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(HeaderForwardedBy) == "" {
+			n.hits.Add(1) // requests from clients, not from peers
+		}
+		h.ServeHTTP(w, r)
+	}))
 	t.Cleanup(func() {
 		n.http.Close()
 		n.srv.Detach()
@@ -645,4 +654,112 @@ func TestClusterView(t *testing.T) {
 			t.Errorf("view %+v", v)
 		}
 	})
+}
+
+// forwards is how many requests n forwarded to peer.
+func (n *testNode) forwards(peer string) float64 {
+	families, err := n.srv.metrics.reg.Gather()
+	if err != nil {
+		panic(err)
+	}
+	for _, mf := range families {
+		if mf.GetName() != "fest_forward_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if len(m.GetLabel()) == 1 && m.GetLabel()[0].GetValue() == peer {
+				return m.GetCounter().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+// TestClientRoutesToOwners: with Route the Go client learns where each
+// SKU lives from its first orders (sent to Addr, which forwards them) and
+// then sends each batch's parts straight to their owners; payments go to
+// the owner of the order's partition at once. When the map goes stale
+// (partition 5 moved to a), the node it sent to forwards and says so, and
+// the client reads the map again.
+func TestClientRoutesToOwners(t *testing.T) {
+	c := newTestCluster(t)
+	cl, err := client.New(client.Config{Addr: c.a.http.URL, Token: "s", Route: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	place := func(skus ...string) []client.BatchResult {
+		t.Helper()
+		var b client.OrderBatch
+		for i, sku := range skus {
+			b.Add(wire.PlaceOrder{BuyerID: "u" + strconv.Itoa(i)})
+			b.AddItem(sku, 1)
+		}
+		if err := cl.PlaceBatch(ctx, &b); err != nil {
+			t.Fatal(err)
+		}
+		for i, r := range b.Results {
+			if r.Err != nil {
+				t.Fatalf("order %d (%s): %v", i, skus[i], r.Err)
+			}
+		}
+		return b.Results
+	}
+	place("sa", "sb") // b's through a: learned
+	fwd, hitsA, hitsB := c.a.forwards("b"), c.a.hits.Load(), c.b.hits.Load()
+	results := place("sb", "sa", "sb", "sa")
+	for i, want := range []int{5, 1, 5, 1} {
+		if p := partitionOf(t, results[i].OrderID); p != want {
+			t.Errorf("order %d in partition %d, want %d", i, p, want)
+		}
+	}
+	if got := c.a.forwards("b"); got != fwd {
+		t.Errorf("a forwarded %v batches to b, want none: the client should send b's part to b", got-fwd)
+	}
+	if a, b := c.a.hits.Load()-hitsA, c.b.hits.Load()-hitsB; a != 1 || b != 1 {
+		t.Errorf("client requests: a %d, b %d; want one part each", a, b)
+	}
+	// Batched single calls go straight to the owner too.
+	o, err := cl.PlaceOrder(ctx, client.OrderRequest{BuyerID: "x", Items: []client.Item{{SKUID: "sb", Quantity: 1}}})
+	if err != nil || partitionOf(t, o.ID) != 5 {
+		t.Fatalf("PlaceOrder: %+v %v", o, err)
+	}
+	var s client.SettleBatch
+	s.Pay(results[0].OrderID, results[0].Total)
+	s.Cancel(results[1].OrderID)
+	if err := cl.SettleBatch(ctx, &s); err != nil || s.Results[0].Err != nil || s.Results[1].Err != nil || s.Results[0].Status != "paid" || s.Results[1].Status != "cancelled" {
+		t.Fatalf("settle: %+v %v", s.Results, err)
+	}
+	if got, err := cl.SettlePay(ctx, o.ID, o.Total); err != nil || got.Status != "paid" {
+		t.Fatalf("SettlePay: %+v %v", got, err)
+	}
+	if got, err := cl.GetOrder(ctx, o.ID); err != nil || got.Status != "paid" {
+		t.Fatalf("GetOrder: %+v %v", got, err)
+	}
+	if got := c.a.forwards("b"); got != fwd {
+		t.Errorf("a forwarded %v requests to b, want none", got-fwd)
+	}
+
+	// Partition 5 moves to a; the client's map still says b.
+	c.a.addSKU(t, 5, "sb")
+	c.b.router.setOwned(5, false)
+	c.a.router.setOwned(5, true)
+	c.a.members.setOwner(5, "a")
+	c.b.members.setOwner(5, "a")
+	c.b.srv.cl.rebuild(c.b.srv.cl.table.Load())
+	views := c.a.members.calls
+	place("sb") // sent to b, forwarded to a: stale
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		fwdB := c.b.forwards("a")
+		place("sb")
+		if c.b.forwards("a") == fwdB {
+			break // sent to a directly
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the client never read the new map (a's view read %d times since)", c.a.members.calls-views)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }

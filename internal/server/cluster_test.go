@@ -20,6 +20,7 @@ import (
 	"github.com/fest-platform/fest/internal/lease"
 	"github.com/fest-platform/fest/internal/projection"
 	"github.com/fest-platform/fest/internal/projection/orders"
+	"github.com/fest-platform/fest/internal/vfs"
 	"github.com/fest-platform/fest/wire"
 )
 
@@ -130,7 +131,7 @@ type testCluster struct {
 	skuA, skuB string
 }
 
-func newTestNode(t *testing.T, name string, owned []int, skus map[string]int) *testNode {
+func newTestNode(t testing.TB, name string, owned []int, skus map[string]int) *testNode {
 	t.Helper()
 	router, members := &tableRouter{skus: skus, owned: map[int]bool{}}, &viewHolder{}
 	for _, p := range owned {
@@ -141,7 +142,7 @@ func newTestNode(t *testing.T, name string, owned []int, skus map[string]int) *t
 
 // startNode starts a node with cfg (tokens a, s, c), a cluster node when
 // cfg.Cluster is set.
-func startNode(t *testing.T, cfg Config, name string, router *tableRouter, members *viewHolder) *testNode {
+func startNode(t testing.TB, cfg Config, name string, router *tableRouter, members *viewHolder) *testNode {
 	t.Helper()
 	n := &testNode{name: name, router: router, members: members}
 	cfg.AdminToken, cfg.StorefrontToken, cfg.CarrierToken = "a", "s", "c"
@@ -158,7 +159,9 @@ func startNode(t *testing.T, cfg Config, name string, router *tableRouter, membe
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.eng, err = engine.Open(engine.Config{Dir: t.TempDir(), Partitions: testPartitions})
+	// The journal's fsync is skipped: these tests are about routing, and
+	// the benchmarks about its CPU cost.
+	n.eng, err = engine.Open(engine.Config{Dir: t.TempDir(), Partitions: testPartitions, JournalFsync: func(vfs.File) error { return nil }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,14 +185,16 @@ func startNode(t *testing.T, cfg Config, name string, router *tableRouter, membe
 }
 
 // addSKU creates a merchant in partition p and a SKU of it with stock.
-func (n *testNode) addSKU(t *testing.T, p int, sku string) {
+func (n *testNode) addSKU(t testing.TB, p int, sku string) { n.addSKUStock(t, p, sku, 1000) }
+
+func (n *testNode) addSKUStock(t testing.TB, p int, sku string, stock int64) {
 	t.Helper()
 	m := merchantIn(p)
 	ctx := context.Background()
 	for _, cmd := range []engine.Command{
 		{Kind: engine.KindUpsertBrand, Brand: &engine.Brand{ID: "br", Name: "Brand", Country: "CN"}},
 		{Kind: engine.KindUpsertMerchant, Merchant: &engine.Merchant{ID: m, Name: "Shop", BrandID: "br", Kind: engine.MerchantBrandStore}},
-		{Kind: engine.KindUpsertSKU, SKU: &engine.SKU{ID: sku, MerchantID: m, BrandID: "br", Title: "t", Price: 100, Stock: 1000}},
+		{Kind: engine.KindUpsertSKU, SKU: &engine.SKU{ID: sku, MerchantID: m, BrandID: "br", Title: "t", Price: 100, Stock: stock}},
 	} {
 		if res := n.eng.Do(ctx, cmd); !res.OK() {
 			t.Fatalf("node %s: %v: %v", n.name, cmd.Kind, res.Code)
@@ -197,9 +202,9 @@ func (n *testNode) addSKU(t *testing.T, p int, sku string) {
 	}
 }
 
-func newTestCluster(t *testing.T) *testCluster {
+func newTestCluster(t testing.TB) *testCluster {
 	t.Helper()
-	skus := map[string]int{"sa": 1, "sb": 5, "sgone": 6}
+	skus := map[string]int{"sa": 1, "sb": 5, "sgone": 6, "sa-big": 1, "sb-big": 5}
 	c := &testCluster{skuA: "sa", skuB: "sb"}
 	c.a = newTestNode(t, "a", []int{0, 1, 2, 3}, skus)
 	c.b = newTestNode(t, "b", []int{4, 5, 6, 7}, skus)

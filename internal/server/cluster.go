@@ -60,7 +60,8 @@ type Router interface {
 
 // Membership is the cluster's ownership as this node sees it:
 // *lease.Manager implements it. View is called at most every ViewAgeMax
-// and when a peer answers that the view is stale, never per order.
+// (in the background) and when a peer answers that the view is stale
+// (while that request waits), never per order.
 type Membership interface {
 	View() lease.View
 }
@@ -197,9 +198,9 @@ func (s *Server) singleView(r *http.Request, partitions int) lease.View {
 type clusterState struct {
 	s       *Server
 	cfg     ClusterConfig
-	node    string // this node's name, from the first view
 	table   atomic.Pointer[routeTable]
-	buildMu sync.Mutex // one rebuild at a time
+	buildMu sync.Mutex  // one rebuild at a time
+	aging   atomic.Bool // a rebuild for age runs in the background
 	peersMu sync.Mutex
 	peers   map[string]*peer // by node name; bounded by the nodes of the view
 	metrics forwardMetrics
@@ -207,6 +208,7 @@ type clusterState struct {
 
 // routeTable is who owns each partition, built from one view.
 type routeTable struct {
+	node   string  // this node's name in the view
 	owners []*peer // by partition; nil: no owner; self: this node
 	built  time.Time
 }
@@ -220,12 +222,20 @@ func newClusterState(s *Server, cfg ClusterConfig) *clusterState {
 	return c
 }
 
-// routes returns the routing table, rebuilt first when it is older than
-// ViewAgeMax.
+// routes returns the routing table. The first is built at once; one
+// older than ViewAgeMax is rebuilt in the background while it goes on
+// serving, because Members.View may wait (lease.Manager.View waits for a
+// tick in progress, KV round trips included) and requests must not.
 func (c *clusterState) routes() *routeTable {
 	t := c.table.Load()
-	if t == nil || time.Since(t.built) > c.cfg.ViewAgeMax {
-		return c.rebuild(t)
+	if t == nil {
+		return c.rebuild(nil)
+	}
+	if time.Since(t.built) > c.cfg.ViewAgeMax && c.aging.CompareAndSwap(false, true) {
+		go func() {
+			defer c.aging.Store(false)
+			c.rebuild(t)
+		}()
 	}
 	return t
 }
@@ -239,13 +249,12 @@ func (c *clusterState) rebuild(seen *routeTable) *routeTable {
 		return t
 	}
 	v := c.cfg.Members.View()
-	t := &routeTable{built: time.Now()}
+	t := &routeTable{node: v.Node, built: time.Now()}
 	addrs := make(map[string]string, len(v.Nodes))
 	for _, n := range v.Nodes {
 		addrs[n.Node] = n.Addr
 	}
 	c.peersMu.Lock()
-	c.node = v.Node
 	live := make(map[string]bool, len(v.Nodes))
 	for _, pv := range v.Partitions {
 		if pv.Partition < 0 || pv.Partition >= 1<<16 {

@@ -82,7 +82,7 @@ func (a *peerAnswer) notOwner() bool {
 // send forwards one request to p and reads its answer, at most
 // PeerAnswerBytesMax of it. Authorization goes unchanged: the peer checks
 // the caller's token itself.
-func (c *clusterState) send(ctx context.Context, p *peer, method, uri string, from http.Header, contentType string, body []byte, commands int) (*peerAnswer, error) {
+func (c *clusterState) send(ctx context.Context, t *routeTable, p *peer, method, uri string, from http.Header, contentType string, body []byte, commands int) (*peerAnswer, error) {
 	select {
 	case p.inflight <- struct{}{}:
 	default:
@@ -110,7 +110,7 @@ func (c *clusterState) send(ctx context.Context, p *peer, method, uri string, fr
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	req.Header.Set(HeaderForwardedBy, c.node)
+	req.Header.Set(HeaderForwardedBy, t.node)
 	c.metrics.requests.WithLabelValues(p.node).Inc()
 	c.metrics.orders.WithLabelValues(p.node).Add(float64(commands))
 	resp, err := p.client.Do(req)
@@ -197,7 +197,7 @@ func (c *clusterState) elsewhere(w http.ResponseWriter, r *http.Request, be *bac
 			s.writeError(w, errNoOwner(p))
 			return true
 		}
-		a, err := c.send(ctx, o, r.Method, r.URL.RequestURI(), r.Header, "", body, 1)
+		a, err := c.send(ctx, t, o, r.Method, r.URL.RequestURI(), r.Header, "", body, 1)
 		if err != nil {
 			s.writeError(w, errUnreachable(o, err))
 			return true
@@ -390,7 +390,7 @@ func (c *clusterState) forwardPart(ctx context.Context, r *http.Request, be *bac
 	} else {
 		body = kind.encodeJSON(nil, batch.Requests, idx)
 	}
-	a, err := c.send(ctx, o, http.MethodPost, kind.path, r.Header, ctype, body, len(idx))
+	a, err := c.send(ctx, t, o, http.MethodPost, kind.path, r.Header, ctype, body, len(idx))
 	fail := func(e *apiError) {
 		for _, i := range idx {
 			ra.answer(int(i), e)

@@ -93,7 +93,7 @@ func (s *Server) checkRepeatedPays(r *http.Request, be *backend, entries []settl
 	var ctx context.Context
 	for i := range entries {
 		e := &entries[i]
-		if e.err != nil || remote.get(e.req) != nil {
+		if e.err != nil || remote != nil && remote.get(e.req) != nil {
 			continue // the owner checked its own repeated pays
 		}
 		req := &batch.Requests[e.req]

@@ -67,13 +67,9 @@ type Membership interface {
 }
 
 // ClusterConfig makes a Server one node of a cluster (Config.Cluster).
+// Its Router and Membership come later, with AttachCluster, since the
+// engine and the lease manager are made after the server.
 type ClusterConfig struct {
-	// Router locates requests and tells which partitions this node serves
-	// (required).
-	Router Router
-	// Members gives the owners of the partitions and the nodes' addresses
-	// (required).
-	Members Membership
 	// PeerConnsMax bounds the HTTP/1.1 connections kept open to one peer
 	// (default 64); forwards beyond it wait for a connection.
 	PeerConnsMax int
@@ -129,8 +125,6 @@ func (c *ClusterConfig) setDefaults() {
 func (c ClusterConfig) validate() error {
 	c.setDefaults()
 	switch {
-	case c.Router == nil || c.Members == nil:
-		return fmt.Errorf("%w: cluster: Router and Members are required", ErrConfig)
 	case c.PeerConnsMax < 1 || c.PeerConnsMax > peerConnsMaxLimit:
 		return fmt.Errorf("%w: cluster: peer connections max %d outside 1 to %d", ErrConfig, c.PeerConnsMax, peerConnsMaxLimit)
 	case c.PeerInflightMax < 1:
@@ -164,7 +158,7 @@ type clusterView struct {
 func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request, be *backend) {
 	var v lease.View
 	if s.cl != nil {
-		v = s.cl.cfg.Members.View()
+		v = s.cl.deps.Load().members.View()
 	} else {
 		v = s.singleView(r, be.eng.Partitions())
 	}
@@ -198,6 +192,7 @@ func (s *Server) singleView(r *http.Request, partitions int) lease.View {
 type clusterState struct {
 	s       *Server
 	cfg     ClusterConfig
+	deps    atomic.Pointer[clusterDeps] // set by AttachCluster
 	table   atomic.Pointer[routeTable]
 	buildMu sync.Mutex  // one rebuild at a time
 	aging   atomic.Bool // a rebuild for age runs in the background
@@ -205,6 +200,30 @@ type clusterState struct {
 	peers   map[string]*peer // by node name; bounded by the nodes of the view
 	metrics forwardMetrics
 }
+
+// clusterDeps are what AttachCluster gives.
+type clusterDeps struct {
+	router  Router
+	members Membership
+}
+
+// AttachCluster gives a cluster node (Config.Cluster set) its router, the
+// engine in cluster mode, and its membership, the lease manager. Call it
+// before Attach, which panics on a cluster node without them; on a node
+// without Config.Cluster it panics.
+func (s *Server) AttachCluster(router Router, members Membership) {
+	if s.cl == nil {
+		panic("server: AttachCluster on a node without Config.Cluster")
+	}
+	if router == nil || members == nil {
+		panic("server: AttachCluster needs a router and a membership")
+	}
+	s.cl.deps.Store(&clusterDeps{router: router, members: members})
+	s.cl.table.Store(nil) // the next request builds it from members
+}
+
+// router is the attached Router.
+func (c *clusterState) router() Router { return c.deps.Load().router }
 
 // routeTable is who owns each partition, built from one view.
 type routeTable struct {
@@ -248,7 +267,7 @@ func (c *clusterState) rebuild(seen *routeTable) *routeTable {
 	if t := c.table.Load(); t != seen && t != nil {
 		return t
 	}
-	v := c.cfg.Members.View()
+	v := c.deps.Load().members.View()
 	t := &routeTable{node: v.Node, built: time.Now()}
 	addrs := make(map[string]string, len(v.Nodes))
 	for _, n := range v.Nodes {

@@ -137,7 +137,7 @@ func newTestNode(t testing.TB, name string, owned []int, skus map[string]int) *t
 	for _, p := range owned {
 		router.owned[p] = true
 	}
-	return startNode(t, Config{Cluster: &ClusterConfig{Router: router, Members: members, ViewAgeMax: time.Hour}}, name, router, members)
+	return startNode(t, Config{Cluster: &ClusterConfig{ViewAgeMax: time.Hour}}, name, router, members)
 }
 
 // startNode starts a node with cfg (tokens a, s, c), a cluster node when
@@ -166,6 +166,9 @@ func startNode(t testing.TB, cfg Config, name string, router *tableRouter, membe
 		t.Fatal(err)
 	}
 	n.proj.Start(n.eng)
+	if cfg.Cluster != nil {
+		n.srv.AttachCluster(router, members)
+	}
 	n.srv.Attach(n.eng, n.proj, n.store)
 	h := n.srv.Handler()
 	n.http = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

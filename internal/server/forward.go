@@ -169,7 +169,7 @@ func (s *Server) byOrderID(h handlerFunc, parse func(*http.Request) (engine.Orde
 // means: serve it here. body is the request's body when already read
 // (nil: it is read here, up to BodyBytesMax).
 func (c *clusterState) elsewhere(w http.ResponseWriter, r *http.Request, be *backend, req *engine.Request, body []byte, h handlerFunc) bool {
-	rt := c.cfg.Router
+	rt := c.router()
 	p, ok := rt.Locate(req)
 	if !ok || rt.Owns(p) {
 		return false
@@ -301,7 +301,7 @@ func (ra *remoteAnswers) went(node string) {
 // exactly as on a single node), and an error only for a forwarded request
 // naming a partition this node does not serve (nothing was applied).
 func (c *clusterState) dispatch(r *http.Request, be *backend, kind *batchKind, proto bool, batch *engine.Batch) (*remoteAnswers, *apiError, int) {
-	rt := c.cfg.Router
+	rt := c.router()
 	n := len(batch.Requests)
 	forwardedIn := r.Header.Get(HeaderForwardedBy) != ""
 	var t *routeTable
@@ -423,7 +423,7 @@ func (c *clusterState) forwardPart(ctx context.Context, r *http.Request, be *bac
 
 // redispatch sends a refused part again by the refreshed table t.
 func (c *clusterState) redispatch(ctx context.Context, r *http.Request, be *backend, kind *batchKind, proto bool, batch *engine.Batch, idx []int32, ra *remoteAnswers, t *routeTable) {
-	rt := c.cfg.Router
+	rt := c.router()
 	var local []int32
 	parts := map[*peer][]int32{}
 	for _, i := range idx {

@@ -164,22 +164,42 @@ func TestRemoteJSONErrors(t *testing.T) {
 }
 
 func TestClusterConfigValidate(t *testing.T) {
-	r, m := &tableRouter{}, &viewHolder{}
 	for _, tc := range []struct {
 		name string
 		cc   ClusterConfig
 		ok   bool
 	}{
-		{"defaults", ClusterConfig{Router: r, Members: m}, true},
-		{"no router", ClusterConfig{Members: m}, false},
-		{"no members", ClusterConfig{Router: r}, false},
-		{"too many conns", ClusterConfig{Router: r, Members: m, PeerConnsMax: peerConnsMaxLimit + 1}, false},
-		{"negative inflight", ClusterConfig{Router: r, Members: m, PeerInflightMax: -1}, false},
-		{"negative timeout", ClusterConfig{Router: r, Members: m, ForwardTimeout: -1}, false},
+		{"defaults", ClusterConfig{}, true},
+		{"too many conns", ClusterConfig{PeerConnsMax: peerConnsMaxLimit + 1}, false},
+		{"negative inflight", ClusterConfig{PeerInflightMax: -1}, false},
+		{"negative timeout", ClusterConfig{ForwardTimeout: -1}, false},
+		{"negative view age", ClusterConfig{ViewAgeMax: -1}, false},
+		{"negative answer bound", ClusterConfig{PeerAnswerBytesMax: -1}, false},
 	} {
 		cfg := Config{AdminToken: "a", StorefrontToken: "s", CarrierToken: "c", Cluster: &tc.cc}
 		if err := cfg.Validate(); (err == nil) != tc.ok {
 			t.Errorf("%s: %v, want ok %v", tc.name, err, tc.ok)
 		}
 	}
+}
+
+// TestAttachClusterRequired: a cluster node cannot be made ready without
+// its router and membership, nor a single node given them.
+func TestAttachClusterRequired(t *testing.T) {
+	mustPanic := func(name string, fn func()) {
+		t.Helper()
+		defer func() {
+			if recover() == nil {
+				t.Errorf("%s did not panic", name)
+			}
+		}()
+		fn()
+	}
+	cl, err := New(Config{AdminToken: "a", StorefrontToken: "s", CarrierToken: "c", Cluster: &ClusterConfig{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustPanic("Attach before AttachCluster", func() { cl.Attach(nil, nil, nil) })
+	mustPanic("AttachCluster without a router", func() { cl.AttachCluster(nil, &viewHolder{}) })
+	mustPanic("AttachCluster on a single node", func() { newTestServer(t).AttachCluster(&tableRouter{}, &viewHolder{}) })
 }

@@ -86,6 +86,9 @@ func New(cfg Config) (*Server, error) {
 // Attach makes the server ready: eng is recovered, and reads, feeding
 // store among its projections, follows it.
 func (s *Server) Attach(eng *engine.Engine, reads *projection.Runner, store *orders.Store) {
+	if s.cl != nil && s.cl.deps.Load() == nil {
+		panic("server: Attach of a cluster node before AttachCluster")
+	}
 	gw := newGateway(eng, s.cfg.GatewayBatchMax, s.metrics)
 	s.be.Store(&backend{eng: eng, store: store, reads: reads, gw: gw})
 }

@@ -2,7 +2,11 @@ package server
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/fest-platform/fest/wire"
@@ -202,4 +206,41 @@ func TestAttachClusterRequired(t *testing.T) {
 	mustPanic("Attach before AttachCluster", func() { cl.Attach(nil, nil, nil) })
 	mustPanic("AttachCluster without a router", func() { cl.AttachCluster(nil, &viewHolder{}) })
 	mustPanic("AttachCluster on a single node", func() { newTestServer(t).AttachCluster(&tableRouter{}, &viewHolder{}) })
+}
+
+// TestSendBounds: a forward past the in-flight bound waits for a slot
+// until its context ends (busy), an answer past PeerAnswerBytesMax is
+// refused, and the caller's Authorization goes unchanged with the
+// forwarding mark.
+func TestSendBounds(t *testing.T) {
+	var gotAuth, gotBy string
+	peerSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		gotAuth, gotBy = r.Header.Get("Authorization"), r.Header.Get(HeaderForwardedBy)
+		w.Write(bytes.Repeat([]byte("x"), 100))
+	}))
+	defer peerSrv.Close()
+	s, err := New(Config{AdminToken: "a", StorefrontToken: "s", CarrierToken: "c", Cluster: &ClusterConfig{PeerInflightMax: 1, PeerAnswerBytesMax: 100}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.cl
+	c.peersMu.Lock()
+	p := c.peerLocked("b", peerSrv.URL)
+	c.peersMu.Unlock()
+	tab := &routeTable{node: "a"}
+	from := http.Header{"Authorization": {"Bearer s"}}
+	a, err := c.send(context.Background(), tab, p, http.MethodGet, "/v1/orders/1", from, "", nil, 1)
+	if err != nil || a.status != 200 || len(a.body) != 100 || gotAuth != "Bearer s" || gotBy != "a" {
+		t.Fatalf("send: %+v %v; Authorization %q, %s %q", a, err, gotAuth, HeaderForwardedBy, gotBy)
+	}
+	c.cfg.PeerAnswerBytesMax = 99
+	if _, err := c.send(context.Background(), tab, p, http.MethodGet, "/", from, "", nil, 1); err == nil {
+		t.Error("an answer over the bound was accepted")
+	}
+	p.inflight <- struct{}{} // the one slot taken
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := c.send(ctx, tab, p, http.MethodGet, "/", from, "", nil, 1); !errors.Is(err, errPeerBusy) {
+		t.Errorf("past the in-flight bound: %v, want %v", err, errPeerBusy)
+	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/fest-platform/fest/client"
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/lease"
+	"github.com/fest-platform/fest/internal/logistics"
 	"github.com/fest-platform/fest/internal/projection"
 	"github.com/fest-platform/fest/internal/projection/orders"
 	"github.com/fest-platform/fest/internal/vfs"
@@ -155,7 +156,11 @@ func startNode(t testing.TB, cfg Config, name string, router *tableRouter, membe
 	if err != nil {
 		t.Fatal(err)
 	}
-	n.proj, err = projection.New(projection.Config{Dir: t.TempDir()}, n.store)
+	parcels, err := logistics.New(logistics.Config{Now: func() int64 { return time.Now().UnixNano() }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.proj, err = projection.New(projection.Config{Dir: t.TempDir()}, n.store, parcels)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -170,6 +175,7 @@ func startNode(t testing.TB, cfg Config, name string, router *tableRouter, membe
 		n.srv.AttachCluster(router, members)
 	}
 	n.srv.Attach(n.eng, n.proj, n.store)
+	n.srv.AttachLogistics(parcels)
 	h := n.srv.Handler()
 	n.http = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get(HeaderForwardedBy) == "" {
@@ -461,12 +467,27 @@ func TestClusterSingleRequests(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(b), `"paid"`) {
 		t.Errorf("pay via a: %d %s", resp.StatusCode, b)
 	}
-	// The parcel read answers from a as b answers it (b has no logistics
-	// read model attached here: 503 from both).
+	// The parcel read answers from a as b answers it.
 	resp, b = c.a.get(t, "/v1/orders/"+o.OrderID+"/parcel")
 	direct, db := c.b.get(t, "/v1/orders/"+o.OrderID+"/parcel")
-	if resp.StatusCode != direct.StatusCode || string(b) != string(db) || resp.Header.Get(HeaderForwardedTo) != "b" {
+	if resp.StatusCode != 200 || string(b) != string(db) || resp.Header.Get(HeaderForwardedTo) != "b" {
 		t.Errorf("parcel via a: %d %s; from b: %d %s", resp.StatusCode, b, direct.StatusCode, db)
+	}
+	// So does a carrier's scan (with the carrier's token, forwarded
+	// unchanged).
+	scan := func(n *testNode) (*http.Response, []byte) {
+		req, _ := http.NewRequest(http.MethodPost, n.http.URL+"/v1/parcels/P"+o.OrderID+"/scans", strings.NewReader(`{"status":"picked_up","location":"Hangzhou"}`))
+		req.Header.Set("Authorization", "Bearer c")
+		return do(t, req)
+	}
+	resp, b = scan(c.a)
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"picked_up"`) || resp.Header.Get(HeaderForwardedTo) != "b" {
+		t.Errorf("scan via a: %d %s", resp.StatusCode, b)
+	}
+	// The same scan again, at b itself, changes nothing: the same answer.
+	direct, db = scan(c.b)
+	if direct.StatusCode != 200 || string(db) != string(b) {
+		t.Errorf("scan at b: %d %s, want %s", direct.StatusCode, db, b)
 	}
 	// An error of the owner is relayed as it is.
 	resp, b = c.a.post(t, "/v1/orders/"+o.OrderID+"/cancel", "application/json", nil)

@@ -154,11 +154,14 @@ type clusterView struct {
 }
 
 // handleCluster answers GET /v1/cluster: the membership's view in a
-// cluster, or this node owning every partition when it runs alone.
+// cluster (as last read), or this node owning every partition when it
+// runs alone.
 func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request, be *backend) {
 	var v lease.View
 	if s.cl != nil {
-		v = s.cl.deps.Load().members.View()
+		// The view the routing table was built from: at most ViewAgeMax
+		// old, and no wait on the lease manager for a client's read.
+		v = s.cl.routes().view
 	} else {
 		v = s.singleView(r, be.eng.Partitions())
 	}
@@ -227,6 +230,7 @@ func (c *clusterState) router() Router { return c.deps.Load().router }
 
 // routeTable is who owns each partition, built from one view.
 type routeTable struct {
+	view   lease.View
 	node   string  // this node's name in the view
 	owners []*peer // by partition; nil: no owner; self: this node
 	built  time.Time
@@ -268,7 +272,7 @@ func (c *clusterState) rebuild(seen *routeTable) *routeTable {
 		return t
 	}
 	v := c.deps.Load().members.View()
-	t := &routeTable{node: v.Node, built: time.Now()}
+	t := &routeTable{view: v, node: v.Node, built: time.Now()}
 	addrs := make(map[string]string, len(v.Nodes))
 	for _, n := range v.Nodes {
 		addrs[n.Node] = n.Addr

@@ -777,8 +777,8 @@ func TestClientRoutesToOwners(t *testing.T) {
 	c.a.members.setOwner(5, "a")
 	c.b.members.setOwner(5, "a")
 	c.b.srv.cl.rebuild(c.b.srv.cl.table.Load())
-	views := c.a.members.calls
-	place("sb") // sent to b, forwarded to a: stale
+	c.a.srv.cl.rebuild(c.a.srv.cl.table.Load()) // GET /v1/cluster answers from it
+	place("sb")                                 // sent to b, forwarded to a: stale
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		fwdB := c.b.forwards("a")
@@ -787,7 +787,7 @@ func TestClientRoutesToOwners(t *testing.T) {
 			break // sent to a directly
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("the client never read the new map (a's view read %d times since)", c.a.members.calls-views)
+			t.Fatal("the client never read the new map")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

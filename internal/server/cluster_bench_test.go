@@ -15,17 +15,23 @@ import (
 // order are those of both.
 func BenchmarkClusterBatch(b *testing.B) {
 	for _, tc := range []struct {
-		name string
-		skus []string
+		name  string
+		skus  []string
+		proto bool
 	}{
-		{"local", []string{"sa-big"}},
-		{"forwarded", []string{"sb-big"}},
-		{"split", []string{"sa-big", "sb-big"}},
+		{"local", []string{"sa-big"}, true},
+		{"forwarded", []string{"sb-big"}, true},
+		{"split", []string{"sa-big", "sb-big"}, true},
+		{"forwarded-json", []string{"sb-big"}, false},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			c := newTestCluster(b)
 			c.a.addSKUStock(b, 1, "sa-big", engine.StockMax)
 			c.b.addSKUStock(b, 5, "sb-big", engine.StockMax)
+			if !tc.proto {
+				runBatchBench(b, c.a.srv.Handler(), benchBatchBody(tc.skus[0], false), false)
+				return
+			}
 			orders := make([]wire.PlaceOrder, benchBatchOrders)
 			for i := range orders {
 				orders[i] = wire.PlaceOrder{BuyerID: "u", Region: "CN-ZJ", Items: []wire.Item{{SKUID: tc.skus[i%len(tc.skus)], Quantity: 1}}}

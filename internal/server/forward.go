@@ -481,8 +481,11 @@ func encodeOrdersJSON(b []byte, reqs []engine.Request, idx []int32) []byte {
 			b = strconv.AppendInt(b, int64(o.Items[j].Quantity), 10)
 			b = append(b, '}')
 		}
-		b = append(b, `],"channel":`...)
-		b = appendString(b, o.Channel)
+		b = append(b, ']')
+		if o.Channel != "app" { // the default, left out: fewer tokens to decode
+			b = append(b, `,"channel":`...)
+			b = appendString(b, o.Channel)
+		}
 		if o.Region != "" {
 			b = append(b, `,"region":`...)
 			b = appendString(b, o.Region)

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 
+	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/wire"
 )
 
@@ -242,5 +244,61 @@ func TestSendBounds(t *testing.T) {
 	cancel()
 	if _, err := c.send(ctx, tab, p, http.MethodGet, "/", from, "", nil, 1); !errors.Is(err, errPeerBusy) {
 		t.Errorf("past the in-flight bound: %v, want %v", err, errPeerBusy)
+	}
+}
+
+// TestPartEncodersRoundTrip: the parts a node sends its peers decode, by
+// the peers' own decoders, into the very commands they were made from.
+func TestPartEncodersRoundTrip(t *testing.T) {
+	s := newTestServer(t)
+	orders := []engine.Command{
+		{Kind: engine.KindPlaceOrder, Order: engine.Order{BuyerID: "u1", Channel: "app", Items: []engine.Item{{SKUID: "s1", Quantity: 2}, {SKUID: "s\"2\\", Quantity: 1}}}},
+		{Kind: engine.KindPlaceOrder, Order: engine.Order{BuyerID: "买家", Channel: "live:c1", Region: "CN-ZJ", DealID: "d1", IdempotencyKey: "k1", Items: []engine.Item{{SKUID: "s3", Quantity: 999}}}},
+	}
+	for i := range orders {
+		finishOrderCommand(&orders[i])
+	}
+	reqs := make([]engine.Request, 3)
+	reqs[0].Command, reqs[2].Command = orders[0], orders[1] // index 1 stays home
+	idx := []int32{0, 2}
+	check := func(name string, got *engine.Batch, aerr *apiError) {
+		t.Helper()
+		if aerr != nil || len(got.Requests) != 2 {
+			t.Fatalf("%s: %v", name, aerr)
+		}
+		for k, want := range orders {
+			if g := got.Requests[k].Command; !reflect.DeepEqual(g, want) {
+				t.Errorf("%s: command %d\n got %+v\nwant %+v", name, k, g, want)
+			}
+		}
+	}
+	_, jb, aerr := s.decodeJSONBatch(encodeOrdersJSON(nil, reqs, idx))
+	check("json", jb, aerr)
+	_, pb, done, aerr := s.decodeProtoBatch(encodeOrdersProto(nil, reqs, idx))
+	check("protobuf", pb, aerr)
+	done()
+
+	settle := []engine.Command{
+		{Kind: engine.KindPay, OrderID: engine.OrderIDOf(5, 42), Amount: 12345},
+		{Kind: engine.KindCancel, OrderID: engine.OrderIDOf(1, 7)},
+	}
+	sreqs := []engine.Request{{Command: settle[0]}, {Command: settle[1]}}
+	for name, body := range map[string][]byte{"json": encodeSettleJSON(nil, sreqs, []int32{0, 1}), "protobuf": encodeSettleProto(nil, sreqs, []int32{0, 1})} {
+		var got *engine.Batch
+		if name == "json" {
+			_, got, aerr = s.decodeJSONSettle(body)
+		} else {
+			var done func()
+			_, got, done, aerr = s.decodeProtoSettle(body)
+			defer done()
+		}
+		if aerr != nil || len(got.Requests) != 2 {
+			t.Fatalf("settle %s: %v", name, aerr)
+		}
+		for k, want := range settle {
+			if g := got.Requests[k].Command; !reflect.DeepEqual(g, want) {
+				t.Errorf("settle %s: command %d: %+v, want %+v", name, k, g, want)
+			}
+		}
 	}
 }

@@ -11,6 +11,11 @@
 //
 // Every other call is one JSON request. Failures are *Error values carrying
 // the API's status, code, message and field.
+//
+// With Config.Route the client reads the cluster's map (GET /v1/cluster)
+// and sends each batch's parts straight to the nodes owning their
+// partitions (cluster.go); without it every request goes to Config.Addr,
+// which forwards what it does not own.
 package client
 
 import (

@@ -67,6 +67,9 @@ func (t *tableRouter) Locate(r *engine.Request) (int, bool) {
 		}
 		p, ok := t.skus[r.Command.Order.Items[0].SKUID]
 		return p, ok
+	case engine.KindGetSKU, engine.KindAdjustStock:
+		p, ok := t.skus[r.Command.SKUID]
+		return p, ok
 	case engine.KindPay, engine.KindCancel, engine.KindGetOrder, engine.KindScanParcel:
 		return r.Command.OrderID.Partition(), true
 	}
@@ -499,6 +502,16 @@ func TestClusterSingleRequests(t *testing.T) {
 	}
 	if n := c.a.orderCount(t); n != 0 {
 		t.Errorf("node a holds %d orders, want 0", n)
+	}
+	// A SKU's stock reads and changes go to its owner.
+	resp, b = c.a.get(t, "/v1/skus/sb")
+	if resp.StatusCode != 200 || !strings.Contains(string(b), `"sold":1`) || resp.Header.Get(HeaderForwardedTo) != "b" {
+		t.Errorf("GET sku of b via a: %d %s", resp.StatusCode, b)
+	}
+	req, _ := http.NewRequest(http.MethodPost, c.a.http.URL+"/v1/skus/sb/stock", strings.NewReader(`{"delta":5}`))
+	req.Header.Set("Authorization", "Bearer a")
+	if resp, b = do(t, req); resp.StatusCode != 200 || !strings.Contains(string(b), `"stock_available":1004`) {
+		t.Errorf("stock of b via a: %d %s", resp.StatusCode, b)
 	}
 	// A forwarded request is never forwarded again.
 	resp, b = c.b.get(t, "/v1/orders/"+strconv.FormatUint(uint64(engine.OrderIDOf(2, 1)), 36), HeaderForwardedBy, "a")

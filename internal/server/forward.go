@@ -164,6 +164,20 @@ func (s *Server) byOrderID(h handlerFunc, parse func(*http.Request) (engine.Orde
 	}
 }
 
+// bySKU wraps a handler whose path names a SKU, as byOrderID does: the
+// SKU's partition is the router's (the engine's directory).
+func (s *Server) bySKU(h handlerFunc) handlerFunc {
+	if s.cl == nil {
+		return h
+	}
+	return func(w http.ResponseWriter, r *http.Request, be *backend) {
+		req := engine.Request{Command: engine.Command{Kind: engine.KindGetSKU, SKUID: r.PathValue("sku_id")}}
+		if !s.cl.elsewhere(w, r, be, &req, nil, h) {
+			h(w, r, be)
+		}
+	}
+}
+
 // elsewhere serves a single request whose command is req when its
 // partition is owned by another node, and reports whether it did; false
 // means: serve it here. body is the request's body when already read

@@ -181,8 +181,8 @@ func (s *Server) routes() {
 	m.HandleFunc("PUT /v1/brands/{brand_id}", s.api(s.handlePutBrand, admin))
 	m.HandleFunc("PUT /v1/merchants/{merchant_id}", s.api(s.handlePutMerchant, admin))
 	m.HandleFunc("PUT /v1/skus/{sku_id}", s.api(s.handlePutSKU, admin))
-	m.HandleFunc("GET /v1/skus/{sku_id}", s.api(s.handleGetSKU, admin, store))
-	m.HandleFunc("POST /v1/skus/{sku_id}/stock", s.api(s.handleAdjustStock, admin))
+	m.HandleFunc("GET /v1/skus/{sku_id}", s.api(s.bySKU(s.handleGetSKU), admin, store))
+	m.HandleFunc("POST /v1/skus/{sku_id}/stock", s.api(s.bySKU(s.handleAdjustStock), admin))
 	m.HandleFunc("POST /v1/catalog:import", s.api(s.handleImport, admin))
 
 	m.HandleFunc("POST /v1/orders", timed(s.metrics.ackPlace, s.api(s.handlePlaceOrder, store)))

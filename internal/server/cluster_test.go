@@ -805,3 +805,47 @@ func TestClientRoutesToOwners(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestClusterPeerAnswers: a peer's error for a whole forwarded part is
+// each of its entries' answer, and an answer outside the protocol (a 200
+// that does not split into one result per order) is unavailable.
+func TestClusterPeerAnswers(t *testing.T) {
+	for _, tc := range []struct {
+		name, answer string
+		status       int
+		code         string
+	}{
+		{"overloaded", `{"error":{"code":"overloaded","message":"slow down"}}`, 429, "overloaded"},
+		{"garbage", `<html>proxy</html>`, 502, "unavailable"},
+		{"too few results", `{"results":[]}`, 200, "unavailable"},
+		{"not json", `{"results":[{"order":]}`, 200, "unavailable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newTestCluster(t)
+			fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(tc.status)
+				io.WriteString(w, tc.answer)
+			}))
+			defer fake.Close()
+			c.a.members.mu.Lock()
+			c.a.members.view.Nodes[1].Addr = fake.URL
+			c.a.members.mu.Unlock()
+			c.a.srv.cl.rebuild(c.a.srv.cl.table.Load())
+			body := `{"orders":[` + orderJSONOf("u1", "sb") + "," + orderJSONOf("u2", "sa") + "," + orderJSONOf("u3", "sb") + `]}`
+			resp, b := c.a.post(t, "/v1/orders:batch", "application/json", []byte(body))
+			var ans batchAnswer
+			if err := json.Unmarshal(b, &ans); err != nil || resp.StatusCode != 200 || len(ans.Results) != 3 {
+				t.Fatalf("batch: %d %s %v", resp.StatusCode, b, err)
+			}
+			for _, i := range []int{0, 2} {
+				if e := ans.Results[i].Error; e == nil || e.Code != tc.code {
+					t.Errorf("result %d: %+v, want %s", i, e, tc.code)
+				}
+			}
+			if ans.Results[1].Order == nil {
+				t.Errorf("a's own order: %+v", ans.Results[1].Error)
+			}
+		})
+	}
+}

@@ -808,7 +808,7 @@ func TestClientRoutesToOwners(t *testing.T) {
 
 // TestClusterPeerAnswers: a peer's error for a whole forwarded part is
 // each of its entries' answer, and an answer outside the protocol (a 200
-// that does not split into one result per order) is unavailable.
+// that does not split into one protobuf result per order) is unavailable.
 func TestClusterPeerAnswers(t *testing.T) {
 	for _, tc := range []struct {
 		name, answer string
@@ -817,8 +817,8 @@ func TestClusterPeerAnswers(t *testing.T) {
 	}{
 		{"overloaded", `{"error":{"code":"overloaded","message":"slow down"}}`, 429, "overloaded"},
 		{"garbage", `<html>proxy</html>`, 502, "unavailable"},
-		{"too few results", `{"results":[]}`, 200, "unavailable"},
-		{"not json", `{"results":[{"order":]}`, 200, "unavailable"},
+		{"too few results", string(wire.AppendResponse(nil, []wire.Result{{Order: wire.Order{OrderID: "1", Status: "pending_payment"}}})), 200, "unavailable"},
+		{"not protobuf", `{"results":[{"order":{}},{"order":{}}]}`, 200, "unavailable"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newTestCluster(t)

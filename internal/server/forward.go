@@ -109,6 +109,7 @@ func (c *clusterState) send(ctx context.Context, t *routeTable, p *peer, method,
 	}
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
+		req.Header.Set("Accept", contentType)
 	}
 	req.Header.Set(HeaderForwardedBy, t.node)
 	c.metrics.requests.WithLabelValues(p.node).Inc()
@@ -244,22 +245,23 @@ func relay(w http.ResponseWriter, a *peerAnswer, from *peer) {
 	w.Write(a.body)
 }
 
-// batchKind is what forwarding needs to know of a batch endpoint.
+// batchKind is what forwarding needs to know of a batch endpoint. Parts
+// always travel between nodes in protobuf, whatever the caller's format:
+// it is the cheaper to decode by far, and one format between nodes is one
+// to get right. A JSON caller's answer is rendered from the protobuf
+// results (forward_answer.go).
 type batchKind struct {
 	path string
-	key  string // the array of the body: field paths read key[i]
 	// errField is the field number of the error in one protobuf result.
 	errField int32
-	// encodeJSON and encodeProto append a body of the endpoint holding
-	// the commands reqs[idx...].
-	encodeJSON, encodeProto func(b []byte, reqs []engine.Request, idx []int32) []byte
+	// encode appends a protobuf body of the endpoint holding the commands
+	// reqs[idx...].
+	encode func(b []byte, reqs []engine.Request, idx []int32) []byte
 }
 
-var ordersBatch = &batchKind{path: "/v1/orders:batch", key: "orders", errField: int32(wire.OrderResultError),
-	encodeJSON: encodeOrdersJSON, encodeProto: encodeOrdersProto}
+var ordersBatch = &batchKind{path: "/v1/orders:batch", errField: int32(wire.OrderResultError), encode: encodeOrdersProto}
 
-var settleBatch = &batchKind{path: "/v1/orders:settle", key: "actions", errField: int32(wire.SettleResultError),
-	encodeJSON: encodeSettleJSON, encodeProto: encodeSettleProto}
+var settleBatch = &batchKind{path: "/v1/orders:settle", errField: int32(wire.SettleResultError), encode: encodeSettleProto}
 
 // remoteAnswer is the answer to one command of a batch that was not
 // applied by this node's engine.
@@ -267,9 +269,9 @@ type remoteAnswer struct {
 	set bool
 	// err is an answer given here: no owner, the owner unreachable.
 	err *apiError
-	// raw is the peer's answer (a JSON element of "results", or one
-	// tagged protobuf result), sub its index in the part sent; isErr marks
-	// an error, whose field path names sub and is rewritten when rendered.
+	// raw is the peer's answer, one tagged protobuf result, sub its index
+	// in the part sent; isErr marks an error, whose field path names sub
+	// and is rewritten when rendered.
 	raw   []byte
 	sub   int
 	isErr bool
@@ -314,7 +316,7 @@ func (ra *remoteAnswers) went(node string) {
 // returns nil answers when every command was local (the batch was applied
 // exactly as on a single node), and an error only for a forwarded request
 // naming a partition this node does not serve (nothing was applied).
-func (c *clusterState) dispatch(r *http.Request, be *backend, kind *batchKind, proto bool, batch *engine.Batch) (*remoteAnswers, *apiError, int) {
+func (c *clusterState) dispatch(r *http.Request, be *backend, kind *batchKind, batch *engine.Batch) (*remoteAnswers, *apiError, int) {
 	rt := c.router()
 	n := len(batch.Requests)
 	forwardedIn := r.Header.Get(HeaderForwardedBy) != ""
@@ -364,7 +366,7 @@ func (c *clusterState) dispatch(r *http.Request, be *backend, kind *batchKind, p
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.forwardPart(ctx, r, be, kind, proto, batch, o, idx, ra, t, 0)
+			c.forwardPart(ctx, r, be, kind, batch, o, idx, ra, t, 0)
 		}()
 	}
 	c.applyLocal(be, batch, local)
@@ -394,17 +396,10 @@ func (c *clusterState) applyLocal(be *backend, batch *engine.Batch, idx []int32)
 // that it does not own one of them, the view is refreshed and the part is
 // dispatched again, once: to this node's engine, to the new owners, or
 // answered unavailable.
-func (c *clusterState) forwardPart(ctx context.Context, r *http.Request, be *backend, kind *batchKind, proto bool, batch *engine.Batch, o *peer, idx []int32, ra *remoteAnswers, t *routeTable, attempt int) {
+func (c *clusterState) forwardPart(ctx context.Context, r *http.Request, be *backend, kind *batchKind, batch *engine.Batch, o *peer, idx []int32, ra *remoteAnswers, t *routeTable, attempt int) {
 	ra.went(o.node)
-	ctype := "application/json"
-	var body []byte
-	if proto {
-		ctype = wire.ContentType
-		body = kind.encodeProto(nil, batch.Requests, idx)
-	} else {
-		body = kind.encodeJSON(nil, batch.Requests, idx)
-	}
-	a, err := c.send(ctx, t, o, http.MethodPost, kind.path, r.Header, ctype, body, len(idx))
+	body := kind.encode(nil, batch.Requests, idx)
+	a, err := c.send(ctx, t, o, http.MethodPost, kind.path, r.Header, wire.ContentType, body, len(idx))
 	fail := func(e *apiError) {
 		for _, i := range idx {
 			ra.answer(int(i), e)
@@ -414,17 +409,12 @@ func (c *clusterState) forwardPart(ctx context.Context, r *http.Request, be *bac
 	case err != nil:
 		fail(errUnreachable(o, err))
 	case a.notOwner() && attempt == 0:
-		c.redispatch(ctx, r, be, kind, proto, batch, idx, ra, c.rebuild(t))
+		c.redispatch(ctx, r, be, kind, batch, idx, ra, c.rebuild(t))
 	case a.status != http.StatusOK:
 		fail(peerError(a))
 	default:
 		answers := make([]remoteAnswer, len(idx))
-		if proto {
-			err = splitProtoResults(a.body, int(kind.errField), answers)
-		} else {
-			err = splitJSONResults(a.body, answers)
-		}
-		if err != nil {
+		if err := splitProtoResults(a.body, int(kind.errField), answers); err != nil {
 			c.metrics.errors.WithLabelValues(o.node, "answer").Inc()
 			fail(errUnreachable(o, err))
 			return
@@ -436,7 +426,7 @@ func (c *clusterState) forwardPart(ctx context.Context, r *http.Request, be *bac
 }
 
 // redispatch sends a refused part again by the refreshed table t.
-func (c *clusterState) redispatch(ctx context.Context, r *http.Request, be *backend, kind *batchKind, proto bool, batch *engine.Batch, idx []int32, ra *remoteAnswers, t *routeTable) {
+func (c *clusterState) redispatch(ctx context.Context, r *http.Request, be *backend, kind *batchKind, batch *engine.Batch, idx []int32, ra *remoteAnswers, t *routeTable) {
 	rt := c.router()
 	var local []int32
 	parts := map[*peer][]int32{}
@@ -456,7 +446,7 @@ func (c *clusterState) redispatch(ctx context.Context, r *http.Request, be *back
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.forwardPart(ctx, r, be, kind, proto, batch, o, part, ra, t, 1)
+			c.forwardPart(ctx, r, be, kind, batch, o, part, ra, t, 1)
 		}()
 	}
 	c.applyLocal(be, batch, local)
@@ -472,50 +462,8 @@ func peerError(a *peerAnswer) *apiError {
 	return newError(wire.CodeUnavailable, "a peer answered "+strconv.Itoa(a.status)+": "+strings.TrimSpace(string(a.body[:min(len(a.body), 200)])))
 }
 
-// Encoders of the parts sent to peers: the contract's request bodies,
-// built from the commands this node already validated.
-
-func encodeOrdersJSON(b []byte, reqs []engine.Request, idx []int32) []byte {
-	b = append(b, `{"orders":[`...)
-	for k, i := range idx {
-		if k > 0 {
-			b = append(b, ',')
-		}
-		o := &reqs[i].Command.Order
-		b = append(b, `{"buyer_id":`...)
-		b = appendString(b, o.BuyerID)
-		b = append(b, `,"items":[`...)
-		for j := range o.Items {
-			if j > 0 {
-				b = append(b, ',')
-			}
-			b = append(b, `{"sku_id":`...)
-			b = appendString(b, o.Items[j].SKUID)
-			b = append(b, `,"quantity":`...)
-			b = strconv.AppendInt(b, int64(o.Items[j].Quantity), 10)
-			b = append(b, '}')
-		}
-		b = append(b, ']')
-		if o.Channel != "app" { // the default, left out: fewer tokens to decode
-			b = append(b, `,"channel":`...)
-			b = appendString(b, o.Channel)
-		}
-		if o.Region != "" {
-			b = append(b, `,"region":`...)
-			b = appendString(b, o.Region)
-		}
-		if o.DealID != "" {
-			b = append(b, `,"deal_id":`...)
-			b = appendString(b, o.DealID)
-		}
-		if o.IdempotencyKey != "" {
-			b = append(b, `,"idempotency_key":`...)
-			b = appendString(b, o.IdempotencyKey)
-		}
-		b = append(b, '}')
-	}
-	return append(b, "]}"...)
-}
+// Encoders of the parts sent to peers: the contract's protobuf request
+// bodies, built from the commands this node already validated.
 
 func encodeOrdersProto(b []byte, reqs []engine.Request, idx []int32) []byte {
 	orders := make([]wire.PlaceOrder, len(idx))
@@ -534,26 +482,6 @@ func encodeOrdersProto(b []byte, reqs []engine.Request, idx []int32) []byte {
 			Region: o.Region, DealID: o.DealID, IdempotencyKey: o.IdempotencyKey}
 	}
 	return wire.AppendRequest(b, orders)
-}
-
-func encodeSettleJSON(b []byte, reqs []engine.Request, idx []int32) []byte {
-	b = append(b, `{"actions":[`...)
-	for k, i := range idx {
-		if k > 0 {
-			b = append(b, ',')
-		}
-		cmd := &reqs[i].Command
-		b = append(b, `{"order_id":"`...)
-		b = cmd.OrderID.AppendText(b)
-		if cmd.Kind == engine.KindCancel {
-			b = append(b, `","action":"cancel"}`...)
-			continue
-		}
-		b = append(b, `","action":"pay","amount":`...)
-		b = strconv.AppendInt(b, cmd.Amount, 10)
-		b = append(b, '}')
-	}
-	return append(b, "]}"...)
 }
 
 func encodeSettleProto(b []byte, reqs []engine.Request, idx []int32) []byte {

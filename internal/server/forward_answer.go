@@ -8,103 +8,20 @@ import (
 
 	"google.golang.org/protobuf/encoding/protowire"
 
+	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/wire"
 )
 
-// A peer's answer to a forwarded part of a batch is split into one raw
-// element per command and spliced into this node's answer as it is: a
-// placed order costs no decoding and no encoding on the way back. Only an
-// error is decoded, because its field path ("orders[3].items[0].sku_id")
-// names the command's index in the part, which is rewritten to its index
-// in the caller's batch.
+// A peer's protobuf answer to a forwarded part of a batch is split into
+// one raw result per command. For a protobuf caller a placed order is
+// spliced in as it is, with no decoding and no encoding on the way back;
+// for a JSON caller it is decoded and rendered as this node renders its
+// own. An error is always decoded, because its field path
+// ("orders[3].items[0].sku_id") names the command's index in the part,
+// which is rewritten to its index in the caller's batch.
 
 // errBadAnswer wraps a peer answer outside the protocol.
 var errBadAnswer = errors.New("answer outside the protocol")
-
-// splitJSONResults splits a JSON batch answer, {"results": [...]}, into
-// answers, one element each: there must be exactly len(answers). Each
-// element must be a valid JSON object; an element that begins with
-// {"error" is marked an error.
-func splitJSONResults(b []byte, answers []remoteAnswer) error {
-	i := skipSpace(b, 0)
-	for _, want := range []string{`{`, `"results"`, `:`, `[`} {
-		if !strings.HasPrefix(string(b[i:]), want) {
-			return errBadAnswer
-		}
-		i = skipSpace(b, i+len(want))
-	}
-	k := 0
-	if i < len(b) && b[i] == ']' {
-		i++
-	} else {
-		for {
-			end, err := objectEnd(b, i)
-			if err != nil || k >= len(answers) {
-				return errBadAnswer
-			}
-			el := b[i:end]
-			answers[k] = remoteAnswer{set: true, raw: el, sub: k, isErr: strings.HasPrefix(string(el), `{"error"`)}
-			k++
-			i = skipSpace(b, end)
-			if i >= len(b) {
-				return errBadAnswer
-			}
-			if b[i] == ']' {
-				i++
-				break
-			}
-			if b[i] != ',' {
-				return errBadAnswer
-			}
-			i = skipSpace(b, i+1)
-		}
-	}
-	i = skipSpace(b, i)
-	if i >= len(b) || b[i] != '}' || skipSpace(b, i+1) != len(b) || k != len(answers) {
-		return errBadAnswer
-	}
-	return nil
-}
-
-func skipSpace(b []byte, i int) int {
-	for i < len(b) && (b[i] == ' ' || b[i] == '\n' || b[i] == '\r' || b[i] == '\t') {
-		i++
-	}
-	return i
-}
-
-// objectEnd returns the end of the JSON object that starts at b[i],
-// checked with json.Valid.
-func objectEnd(b []byte, i int) (int, error) {
-	if i >= len(b) || b[i] != '{' {
-		return 0, errBadAnswer
-	}
-	depth := 0
-	for j := i; j < len(b); j++ {
-		switch b[j] {
-		case '"':
-			for j++; j < len(b) && b[j] != '"'; j++ {
-				if b[j] == '\\' {
-					j++
-				}
-			}
-			if j >= len(b) {
-				return 0, errBadAnswer
-			}
-		case '{', '[':
-			depth++
-		case '}', ']':
-			depth--
-			if depth == 0 {
-				if !json.Valid(b[i : j+1]) {
-					return 0, errBadAnswer
-				}
-				return j + 1, nil
-			}
-		}
-	}
-	return 0, errBadAnswer
-}
 
 // splitProtoResults splits a protobuf batch answer (repeated field 1 of
 // result messages, as OrderBatchResponse and SettleBatchResponse are) into
@@ -224,28 +141,104 @@ func remoteError(a *remoteAnswer, key string, idx int, decode func([]byte) *apiE
 	return e, true
 }
 
-// appendRemoteJSON appends the JSON result idx of a batch answered by a
-// peer (or here, without the engine).
-func appendRemoteJSON(b []byte, a *remoteAnswer, key string, idx int) []byte {
-	e, isErr := remoteError(a, key, idx, decodeJSONError)
+// appendRemoteJSONOrder appends the JSON result idx of an order batch
+// answered by a peer (or here, without the engine), rendered from the
+// peer's protobuf result as this node renders its own: the protobuf
+// result holds every field of the JSON one.
+func appendRemoteJSONOrder(b []byte, a *remoteAnswer, idx int) []byte {
+	e, isErr := remoteError(a, "orders", idx, decodeProtoOrderError)
 	if !isErr {
-		return append(b, a.raw...)
+		var v wire.ResponseView
+		o, replayed, ok := orderOfProto(a.raw, &v)
+		if ok {
+			b = append(b, `{"order":`...)
+			b = appendOrder(b, &o)
+			if replayed {
+				b = append(b, `,"replayed":true`...)
+			}
+			return append(b, '}')
+		}
+		e = newError(wire.CodeUnavailable, "a peer's answer did not decode")
 	}
 	b = append(b, `{"error":`...)
 	b = appendError(b, e)
 	return append(b, '}')
 }
 
+// orderOfProto is the view of the order of one tagged protobuf result.
+func orderOfProto(raw []byte, v *wire.ResponseView) (orderView, bool, bool) {
+	if wire.DecodeResponseView(raw, v) != nil || len(v.Results) != 1 || v.Results[0].Error != nil {
+		return orderView{}, false, false
+	}
+	w := &v.Results[0].Order
+	id, err := engine.ParseOrderID(string(w.OrderID))
+	status, ok := parseOrderStatus(w.Status)
+	if err != nil || !ok {
+		return orderView{}, false, false
+	}
+	lines := v.OrderItems(0)
+	items := make([]engine.Item, len(lines))
+	for i, it := range lines {
+		items[i] = engine.Item{SKUID: string(it.SKUID), Quantity: it.Quantity, UnitPrice: it.UnitPrice, Amount: it.Amount}
+	}
+	return orderView{
+		ID: id, Status: status, BuyerID: string(w.BuyerID), MerchantID: string(w.MerchantID), Channel: string(w.Channel),
+		Region: string(w.Region), DealID: string(w.DealID), Items: items, Total: w.Total,
+		CreatedAt: w.CreatedAtUnixNanos, PayBy: w.PayByUnixNanos,
+	}, w.Replayed, true
+}
+
+// parseOrderStatus is the status a result names.
+func parseOrderStatus(name []byte) (engine.OrderStatus, bool) {
+	for s := engine.StatusPending; s <= engine.StatusExpired; s++ {
+		if string(name) == s.String() {
+			return s, true
+		}
+	}
+	return engine.StatusNone, false
+}
+
+// appendRemoteJSONSettle appends the JSON result idx of a settle batch
+// answered by a peer, rendered from its protobuf result.
+func appendRemoteJSONSettle(b []byte, a *remoteAnswer, idx int) []byte {
+	e, isErr := remoteError(a, "actions", idx, decodeProtoSettleError)
+	if !isErr {
+		var v wire.SettleResponseView
+		if wire.DecodeSettleResponseView(a.raw, &v) == nil && len(v.Results) == 1 {
+			r := &v.Results[0]
+			id, err := engine.ParseOrderID(string(r.OrderID))
+			status, ok := parseOrderStatus(r.Status)
+			if err == nil && ok {
+				return appendSettledJSON(b, id, status, r.Total, r.ChangedAtUnixNanos)
+			}
+		}
+		e = newError(wire.CodeUnavailable, "a peer's answer did not decode")
+	}
+	b = append(b, `{"error":`...)
+	b = appendError(b, e)
+	return append(b, '}')
+}
+
+func decodeProtoOrderError(raw []byte) *apiError {
+	rs, err := wire.DecodeResponse(raw, nil)
+	if err != nil || len(rs) != 1 || rs[0].Error == nil {
+		return nil
+	}
+	return fromWireError(rs[0].Error)
+}
+
+func decodeProtoSettleError(raw []byte) *apiError {
+	rs, err := wire.DecodeSettleResponse(raw, nil)
+	if err != nil || len(rs) != 1 || rs[0].Error == nil {
+		return nil
+	}
+	return fromWireError(rs[0].Error)
+}
+
 // appendRemoteProtoResult appends the protobuf order result idx of a batch
 // answered by a peer.
 func appendRemoteProtoResult(b []byte, a *remoteAnswer, idx int) []byte {
-	e, isErr := remoteError(a, "orders", idx, func(raw []byte) *apiError {
-		rs, err := wire.DecodeResponse(raw, nil)
-		if err != nil || len(rs) != 1 || rs[0].Error == nil {
-			return nil
-		}
-		return fromWireError(rs[0].Error)
-	})
+	e, isErr := remoteError(a, "orders", idx, decodeProtoOrderError)
 	if !isErr {
 		return append(b, a.raw...)
 	}
@@ -256,13 +249,7 @@ func appendRemoteProtoResult(b []byte, a *remoteAnswer, idx int) []byte {
 // appendRemoteProtoSettle appends the protobuf settle result idx of a
 // batch answered by a peer; id is the order id as given.
 func appendRemoteProtoSettle(b []byte, a *remoteAnswer, idx int, id string) []byte {
-	e, isErr := remoteError(a, "actions", idx, func(raw []byte) *apiError {
-		rs, err := wire.DecodeSettleResponse(raw, nil)
-		if err != nil || len(rs) != 1 || rs[0].Error == nil {
-			return nil
-		}
-		return fromWireError(rs[0].Error)
-	})
+	e, isErr := remoteError(a, "actions", idx, decodeProtoSettleError)
 	if !isErr {
 		return append(b, a.raw...)
 	}

@@ -14,71 +14,6 @@ import (
 	"github.com/fest-platform/fest/wire"
 )
 
-func TestSplitJSONResults(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		body  string
-		n     int
-		ok    bool
-		isErr []bool
-	}{
-		{"two", `{"results":[{"order":{"order_id":"x"}},{"error":{"code":"not_found","message":"m"}}]}` + "\n", 2, true, []bool{false, true}},
-		{"spaces", ` { "results" : [ {"order":{"a":"]}\"{"}} , {"error":{}} ] } `, 2, true, []bool{false, true}},
-		{"empty", `{"results":[]}`, 0, true, nil},
-		{"too few", `{"results":[{"order":{}}]}`, 2, false, nil},
-		{"too many", `{"results":[{"order":{}},{"order":{}}]}`, 1, false, nil},
-		{"not an object", `{"results":[1]}`, 1, false, nil},
-		{"invalid element", `{"results":[{"order":}]}`, 1, false, nil},
-		{"mismatched brackets", `{"results":[{"order":[}]]}`, 1, false, nil},
-		{"trailing data", `{"results":[{"order":{}}]}x`, 1, false, nil},
-		{"other key", `{"orders":[{"order":{}}]}`, 1, false, nil},
-		{"truncated", `{"results":[{"order":{}}`, 1, false, nil},
-		{"unterminated string", `{"results":[{"order":"}]}`, 1, false, nil},
-	} {
-		answers := make([]remoteAnswer, tc.n)
-		err := splitJSONResults([]byte(tc.body), answers)
-		if (err == nil) != tc.ok {
-			t.Errorf("%s: error %v, want ok %v", tc.name, err, tc.ok)
-			continue
-		}
-		for i, want := range tc.isErr {
-			if a := answers[i]; !a.set || a.sub != i || a.isErr != want || !json.Valid(a.raw) {
-				t.Errorf("%s: answer %d: %+v %s", tc.name, i, a, a.raw)
-			}
-		}
-	}
-}
-
-// FuzzSplitJSONResults: whatever the splitter accepts, encoding/json reads
-// as the same elements.
-func FuzzSplitJSONResults(f *testing.F) {
-	for _, s := range []string{`{"results":[{"order":{"order_id":"1"}},{"error":{"code":"x"}}]}`, `{"results":[]}`, ` {"results" :[ {"a":"\"}"} ]} `, `{"results":[{}`} {
-		f.Add([]byte(s))
-	}
-	f.Fuzz(func(t *testing.T, body []byte) {
-		var std struct {
-			Results []json.RawMessage `json:"results"`
-		}
-		n := 1
-		stdErr := json.Unmarshal(body, &std)
-		if stdErr == nil {
-			n = len(std.Results)
-		}
-		answers := make([]remoteAnswer, n)
-		if splitJSONResults(body, answers) != nil {
-			return
-		}
-		if stdErr != nil {
-			t.Fatalf("split accepted %q, encoding/json refused it: %v", body, stdErr)
-		}
-		for i, a := range answers {
-			if !bytes.Equal(a.raw, std.Results[i]) {
-				t.Fatalf("element %d: %q, encoding/json read %q", i, a.raw, std.Results[i])
-			}
-		}
-	})
-}
-
 func TestSplitProtoResults(t *testing.T) {
 	results := []wire.Result{
 		{Order: wire.Order{OrderID: "1", Status: "pending_payment", Items: []wire.OrderItem{{SKUID: "s", Quantity: 1}}}},
@@ -141,32 +76,75 @@ func FuzzSplitProtoResults(f *testing.F) {
 	})
 }
 
-func TestRemoteJSONErrors(t *testing.T) {
+// TestRemoteJSON: a peer's protobuf result renders as the JSON this node
+// renders itself: an order exactly as appendOrder writes it, an error
+// renumbered to the caller's index.
+func TestRemoteJSON(t *testing.T) {
 	for _, tc := range []struct {
-		name, raw string
-		sub, idx  int
-		want      string
+		name     string
+		e        wire.Error
+		sub, idx int
+		want     string
 	}{
-		{"renumbered", `{"error":{"code":"not_found","message":"not found: orders[0].items[2].sku_id","field":"orders[0].items[2].sku_id"}}`, 0, 12,
+		{"renumbered", wire.Error{Code: "not_found", Message: "not found: orders[0].items[2].sku_id", Field: "orders[0].items[2].sku_id"}, 0, 12,
 			`{"error":{"code":"not_found","message":"not found: orders[12].items[2].sku_id","field":"orders[12].items[2].sku_id"}}`},
-		{"out of stock kept whole", `{"error":{"code":"out_of_stock","message":"not enough stock for sku orders[1]","sku_id":"orders[1]","available":3}}`, 1, 5,
+		{"out of stock kept whole", wire.Error{Code: "out_of_stock", Message: "not enough stock for sku orders[1]", SKUID: "orders[1]", Available: 3}, 1, 5,
 			`{"error":{"code":"out_of_stock","message":"not enough stock for sku orders[1]","sku_id":"orders[1]","available":3}}`},
-		{"conflict", `{"error":{"code":"conflict","message":"m","sku_id":"s","stock_available":7}}`, 0, 1,
+		{"conflict", wire.Error{Code: "conflict", Message: "m", SKUID: "s", Available: 7}, 0, 1,
 			`{"error":{"code":"conflict","message":"m","sku_id":"s","stock_available":7}}`},
-		{"another prefix untouched", `{"error":{"code":"invalid_argument","message":"m","field":"orders[10].buyer_id"}}`, 1, 2,
+		{"another prefix untouched", wire.Error{Code: "invalid_argument", Message: "m", Field: "orders[10].buyer_id"}, 1, 2,
 			`{"error":{"code":"invalid_argument","message":"m","field":"orders[10].buyer_id"}}`},
-		{"unknown code", `{"error":{"code":"weird","message":"m"}}`, 0, 0, `{"error":{"code":"internal","message":"a peer answered the unknown code \"weird\": m"}}`},
-		{"not an error", `{"error":7}`, 0, 0, `{"error":{"code":"unavailable","message":"a peer's answer did not decode"}}`},
+		{"unknown code", wire.Error{Code: "weird", Message: "m"}, 0, 0, `{"error":{"code":"internal","message":"a peer answered the unknown code \"weird\": m"}}`},
 	} {
-		a := remoteAnswer{set: true, raw: []byte(tc.raw), sub: tc.sub, isErr: true}
-		if got := string(appendRemoteJSON(nil, &a, "orders", tc.idx)); got != tc.want {
+		a := remoteAnswer{set: true, raw: wire.AppendResponse(nil, []wire.Result{{Error: &tc.e}}), sub: tc.sub, isErr: true}
+		if got := string(appendRemoteJSONOrder(nil, &a, tc.idx)); got != tc.want {
 			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, tc.want)
 		}
 	}
-	ok := remoteAnswer{set: true, raw: []byte(`{"order":{"order_id":"1"}}`)}
-	if got := string(appendRemoteJSON(nil, &ok, "orders", 3)); got != `{"order":{"order_id":"1"}}` {
-		t.Errorf("success: %s", got)
+	o := orderView{ID: engine.OrderIDOf(5, 77), Status: engine.StatusPending, BuyerID: "买家 \"1\"", MerchantID: "m", Channel: "live:c", Region: "CN-ZJ", DealID: "d",
+		Items: []engine.Item{{SKUID: "s1", Quantity: 2, UnitPrice: 100, Amount: 200}, {SKUID: "s2", Quantity: 1, UnitPrice: 5, Amount: 5}},
+		Total: 205, CreatedAt: 1_600_000_000_123_456_789, PayBy: 1_600_000_900_000_000_000}
+	for _, replayed := range []bool{false, true} {
+		w := wire.Order{OrderID: o.ID.String(), Status: o.Status.String(), BuyerID: o.BuyerID, MerchantID: o.MerchantID, Total: o.Total, Currency: "CNY",
+			Channel: o.Channel, Region: o.Region, DealID: o.DealID, CreatedAtUnixNanos: o.CreatedAt, PayByUnixNanos: o.PayBy, Replayed: replayed}
+		for _, it := range o.Items {
+			w.Items = append(w.Items, wire.OrderItem{SKUID: it.SKUID, Quantity: it.Quantity, UnitPrice: it.UnitPrice, Amount: it.Amount})
+		}
+		a := remoteAnswer{set: true, raw: wire.AppendResponse(nil, []wire.Result{{Order: w}})}
+		want := `{"order":` + string(appendOrder(nil, &o))
+		if replayed {
+			want += `,"replayed":true`
+		}
+		want += "}"
+		if got := string(appendRemoteJSONOrder(nil, &a, 3)); got != want {
+			t.Errorf("order, replayed %v:\n got %s\nwant %s", replayed, got, want)
+		}
 	}
+	id := engine.OrderIDOf(2, 9)
+	a := remoteAnswer{set: true, raw: wire.AppendSettleResult(nil, &wire.SettleResult{OrderID: id.String(), Status: "paid", Total: 500, ChangedAtUnixNanos: 1e18})}
+	if got, want := string(appendRemoteJSONSettle(nil, &a, 0)), string(appendSettledJSON(nil, id, engine.StatusPaid, 500, 1e18)); got != want {
+		t.Errorf("settle:\n got %s\nwant %s", got, want)
+	}
+}
+
+// FuzzRemoteJSON: whatever a peer answers, the JSON rendered from it is
+// valid JSON.
+func FuzzRemoteJSON(f *testing.F) {
+	f.Add(wire.AppendResponse(nil, []wire.Result{{Order: wire.Order{OrderID: "1", Status: "paid"}}}), false, false)
+	f.Add(wire.AppendResponse(nil, []wire.Result{{Error: &wire.Error{Code: "not_found", Field: "orders[0].x"}}}), true, false)
+	f.Add(wire.AppendSettleResult(nil, &wire.SettleResult{OrderID: "1", Status: "paid"}), false, true)
+	f.Fuzz(func(t *testing.T, raw []byte, isErr, settle bool) {
+		a := remoteAnswer{set: true, raw: raw, isErr: isErr}
+		var out []byte
+		if settle {
+			out = appendRemoteJSONSettle(nil, &a, 1)
+		} else {
+			out = appendRemoteJSONOrder(nil, &a, 1)
+		}
+		if !json.Valid(out) {
+			t.Fatalf("%q rendered as invalid JSON %q", raw, out)
+		}
+	})
 }
 
 func TestClusterConfigValidate(t *testing.T) {
@@ -272,8 +250,6 @@ func TestPartEncodersRoundTrip(t *testing.T) {
 			}
 		}
 	}
-	_, jb, aerr := s.decodeJSONBatch(encodeOrdersJSON(nil, reqs, idx))
-	check("json", jb, aerr)
 	_, pb, done, aerr := s.decodeProtoBatch(encodeOrdersProto(nil, reqs, idx))
 	check("protobuf", pb, aerr)
 	done()
@@ -283,22 +259,14 @@ func TestPartEncodersRoundTrip(t *testing.T) {
 		{Kind: engine.KindCancel, OrderID: engine.OrderIDOf(1, 7)},
 	}
 	sreqs := []engine.Request{{Command: settle[0]}, {Command: settle[1]}}
-	for name, body := range map[string][]byte{"json": encodeSettleJSON(nil, sreqs, []int32{0, 1}), "protobuf": encodeSettleProto(nil, sreqs, []int32{0, 1})} {
-		var got *engine.Batch
-		if name == "json" {
-			_, got, aerr = s.decodeJSONSettle(body)
-		} else {
-			var done func()
-			_, got, done, aerr = s.decodeProtoSettle(body)
-			defer done()
-		}
-		if aerr != nil || len(got.Requests) != 2 {
-			t.Fatalf("settle %s: %v", name, aerr)
-		}
-		for k, want := range settle {
-			if g := got.Requests[k].Command; !reflect.DeepEqual(g, want) {
-				t.Errorf("settle %s: command %d: %+v, want %+v", name, k, g, want)
-			}
+	_, got, sdone, aerr := s.decodeProtoSettle(encodeSettleProto(nil, sreqs, []int32{0, 1}))
+	if aerr != nil || len(got.Requests) != 2 {
+		t.Fatalf("settle: %v", aerr)
+	}
+	for k, want := range settle {
+		if g := got.Requests[k].Command; !reflect.DeepEqual(g, want) {
+			t.Errorf("settle: command %d: %+v, want %+v", k, g, want)
 		}
 	}
+	sdone()
 }

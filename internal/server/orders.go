@@ -529,7 +529,7 @@ func serveBatch[E any](s *Server, w http.ResponseWriter, r *http.Request, be *ba
 		<-batch.Done()
 	default:
 		var notOwned int
-		remote, aerr, notOwned = s.cl.dispatch(r, be, kind, proto, batch)
+		remote, aerr, notOwned = s.cl.dispatch(r, be, kind, batch)
 		if aerr != nil {
 			s.writeNotOwner(w, notOwned)
 			return
@@ -762,7 +762,7 @@ func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine
 		}
 		if remote != nil && e.err == nil {
 			if a := remote.get(e.req); a != nil {
-				b = appendRemoteJSON(b, a, "orders", i)
+				b = appendRemoteJSONOrder(b, a, i)
 				continue
 			}
 		}

@@ -257,7 +257,7 @@ func (s *Server) appendJSONSettle(b []byte, entries []settleEntry, batch *engine
 		}
 		if remote != nil && entries[i].err == nil {
 			if a := remote.get(entries[i].req); a != nil {
-				b = appendRemoteJSON(b, a, "actions", i)
+				b = appendRemoteJSONSettle(b, a, i)
 				continue
 			}
 		}
@@ -269,29 +269,36 @@ func (s *Server) appendJSONSettle(b []byte, entries []settleEntry, batch *engine
 			continue
 		}
 		res := &req.Result
-		b = append(b, `{"order":{"order_id":"`...)
-		b = req.Command.OrderID.AppendText(b)
-		b = append(b, `","status":"`...)
-		b = append(b, res.Status.String()...)
-		b = append(b, '"')
-		if res.Total != 0 {
-			b = append(b, `,"total":`...)
-			b = strconv.AppendInt(b, res.Total, 10)
-		}
-		if res.ChangedAt != 0 {
-			switch res.Status {
-			case engine.StatusPaid:
-				b = append(b, `,"paid_at":`...)
-			case engine.StatusCancelled:
-				b = append(b, `,"cancelled_at":`...)
-			default:
-				b = append(b, `,"expired_at":`...)
-			}
-			b = appendTime(b, res.ChangedAt)
-		}
-		b = append(b, "}}"...)
+		b = appendSettledJSON(b, req.Command.OrderID, res.Status, res.Total, res.ChangedAt)
 	}
 	return append(b, "]}\n"...)
+}
+
+// appendSettledJSON appends the JSON result of a settled action:
+// {"order": {"order_id", "status", "total" when set, and the time of the
+// change when this action made it}}.
+func appendSettledJSON(b []byte, id engine.OrderID, status engine.OrderStatus, total, changedAt int64) []byte {
+	b = append(b, `{"order":{"order_id":"`...)
+	b = id.AppendText(b)
+	b = append(b, `","status":"`...)
+	b = append(b, status.String()...)
+	b = append(b, '"')
+	if total != 0 {
+		b = append(b, `,"total":`...)
+		b = strconv.AppendInt(b, total, 10)
+	}
+	if changedAt != 0 {
+		switch status {
+		case engine.StatusPaid:
+			b = append(b, `,"paid_at":`...)
+		case engine.StatusCancelled:
+			b = append(b, `,"cancelled_at":`...)
+		default:
+			b = append(b, `,"expired_at":`...)
+		}
+		b = appendTime(b, changedAt)
+	}
+	return append(b, "}}"...)
 }
 
 func (s *Server) appendProtoSettle(b []byte, entries []settleEntry, batch *engine.Batch, remote *remoteAnswers) []byte {

@@ -96,17 +96,25 @@ func (b *OrderBatch) encodeProto() {
 // send posts the batch in protobuf and decodes the answer into b.view,
 // whose views point into b.resp; the answer has one result per order.
 func (c *Client) sendOrderBatch(ctx context.Context, b *OrderBatch) error {
+	_, err := c.sendOrderBatchTo(ctx, c.base, b)
+	return err
+}
+
+// sendOrderBatchTo is sendOrderBatch to the node at base; it returns the
+// answer's headers.
+func (c *Client) sendOrderBatchTo(ctx context.Context, base string, b *OrderBatch) (http.Header, error) {
 	b.encodeProto()
-	if err := c.postBody(ctx, "/v1/orders:batch", "batch", wire.ContentType, b.body, &b.resp); err != nil {
-		return err
+	hdr, err := c.postBodyTo(ctx, base, "/v1/orders:batch", "batch", wire.ContentType, b.body, &b.resp)
+	if err != nil {
+		return hdr, err
 	}
 	if err := wire.DecodeResponseView(b.resp.Bytes(), &b.view); err != nil {
-		return fmt.Errorf("fest: decode batch response: %w: %w", ErrBadAnswer, err)
+		return hdr, fmt.Errorf("fest: decode batch response: %w: %w", ErrBadAnswer, err)
 	}
 	if len(b.view.Results) != len(b.orders) {
-		return fmt.Errorf("fest: %w: batch answered %d results for %d orders", ErrBadAnswer, len(b.view.Results), len(b.orders))
+		return hdr, fmt.Errorf("fest: %w: batch answered %d results for %d orders", ErrBadAnswer, len(b.view.Results), len(b.orders))
 	}
-	return nil
+	return hdr, nil
 }
 
 // PlaceBatch places the batch's orders with one protobuf
@@ -115,9 +123,18 @@ func (c *Client) sendOrderBatch(ctx context.Context, b *OrderBatch) error {
 // *Error answer, or ErrBadAnswer; each order's own refusal is its
 // result's Err.
 func (c *Client) PlaceBatch(ctx context.Context, b *OrderBatch) error {
+	if c.route != nil {
+		return c.placeBatchRouted(ctx, b)
+	}
 	if err := c.sendOrderBatch(ctx, b); err != nil {
 		return err
 	}
+	b.fillResults()
+	return nil
+}
+
+// fillResults sets b.Results from b.view.
+func (b *OrderBatch) fillResults() {
 	b.Results = b.Results[:0]
 	for i := range b.view.Results {
 		r := &b.view.Results[i]
@@ -128,7 +145,6 @@ func (c *Client) PlaceBatch(ctx context.Context, b *OrderBatch) error {
 		b.Results = append(b.Results, BatchResult{OrderID: string(r.Order.OrderID), Status: statusString(r.Order.Status), Total: r.Order.Total})
 	}
 	clear(b.view.Results)
-	return nil
 }
 
 // jsonBatchAnswer is the part of a JSON batch or settle answer the batch
@@ -320,17 +336,25 @@ func (b *SettleBatch) Cancel(orderID string) {
 // sendSettleBatch posts the actions in protobuf to POST /v1/orders:settle
 // and decodes the answer into b.view, whose views point into b.resp.
 func (c *Client) sendSettleBatch(ctx context.Context, b *SettleBatch) error {
+	_, err := c.sendSettleBatchTo(ctx, c.base, b)
+	return err
+}
+
+// sendSettleBatchTo is sendSettleBatch to the node at base; it returns the
+// answer's headers.
+func (c *Client) sendSettleBatchTo(ctx context.Context, base string, b *SettleBatch) (http.Header, error) {
 	b.body = wire.AppendSettleRequest(b.body[:0], b.acts)
-	if err := c.postBody(ctx, "/v1/orders:settle", "settle", wire.ContentType, b.body, &b.resp); err != nil {
-		return err
+	hdr, err := c.postBodyTo(ctx, base, "/v1/orders:settle", "settle", wire.ContentType, b.body, &b.resp)
+	if err != nil {
+		return hdr, err
 	}
 	if err := wire.DecodeSettleResponseView(b.resp.Bytes(), &b.view); err != nil {
-		return fmt.Errorf("fest: decode settle response: %w: %w", ErrBadAnswer, err)
+		return hdr, fmt.Errorf("fest: decode settle response: %w: %w", ErrBadAnswer, err)
 	}
 	if len(b.view.Results) != len(b.acts) {
-		return fmt.Errorf("fest: %w: settle answered %d results for %d actions", ErrBadAnswer, len(b.view.Results), len(b.acts))
+		return hdr, fmt.Errorf("fest: %w: settle answered %d results for %d actions", ErrBadAnswer, len(b.view.Results), len(b.acts))
 	}
-	return nil
+	return hdr, nil
 }
 
 // settledOf is result i of b.view; strings equal to the action's are the
@@ -351,6 +375,9 @@ func (b *SettleBatch) settledOf(i int) SettleResult {
 // POST /v1/orders:settle (at most wire.BatchOrdersMax actions) and fills
 // b.Results. Errors are as PlaceBatch's.
 func (c *Client) SettleBatch(ctx context.Context, b *SettleBatch) error {
+	if c.route != nil {
+		return c.settleBatchRouted(ctx, b)
+	}
 	if err := c.sendSettleBatch(ctx, b); err != nil {
 		return err
 	}
@@ -400,11 +427,18 @@ func (c *Client) SettleBatchJSON(ctx context.Context, b *SettleBatch) error {
 // answer into resp; any other status becomes the API's *Error. what names
 // the request in errors.
 func (c *Client) postBody(ctx context.Context, path, what, ctype string, body []byte, resp *bytes.Buffer) error {
+	_, err := c.postBodyTo(ctx, c.base, path, what, ctype, body, resp)
+	return err
+}
+
+// postBodyTo is postBody to the node at base; it returns the answer's
+// headers (nil when there was no answer).
+func (c *Client) postBodyTo(ctx context.Context, base, path, what, ctype string, body []byte, resp *bytes.Buffer) (http.Header, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+path, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("fest: build %s request: %w", what, err)
+		return nil, fmt.Errorf("fest: build %s request: %w", what, err)
 	}
 	ct := jsonContentType
 	if ctype == wire.ContentType {
@@ -415,17 +449,17 @@ func (c *Client) postBody(ctx context.Context, path, what, ctype string, body []
 	req.Header["Authorization"] = c.auth
 	r, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("fest: send %s: %w", what, err)
+		return nil, fmt.Errorf("fest: send %s: %w", what, err)
 	}
 	defer r.Body.Close()
 	resp.Reset()
 	if _, err := resp.ReadFrom(r.Body); err != nil {
-		return fmt.Errorf("fest: read %s response: %w", what, err)
+		return r.Header, fmt.Errorf("fest: read %s response: %w", what, err)
 	}
 	if r.StatusCode != http.StatusOK {
-		return decodeError(r, resp.Bytes())
+		return r.Header, decodeError(r, resp.Bytes())
 	}
-	return nil
+	return r.Header, nil
 }
 
 var (

@@ -11,6 +11,11 @@
 //
 // Every other call is one JSON request. Failures are *Error values carrying
 // the API's status, code, message and field.
+//
+// With Config.Route the client reads the cluster's map (GET /v1/cluster)
+// and sends each batch's parts straight to the nodes owning their
+// partitions (cluster.go); without it every request goes to Config.Addr,
+// which forwards what it does not own.
 package client
 
 import (
@@ -51,6 +56,11 @@ type Config struct {
 	// HTTPClient, if set, is used instead of a client built for Conns
 	// keep-alive connections.
 	HTTPClient *http.Client
+	// Route sends each batch's parts straight to the nodes that own their
+	// partitions, by the map of GET /v1/cluster, read at New and again
+	// when an answer says the map is stale (see cluster.go). Without it
+	// every request goes to Addr, which forwards what it does not own.
+	Route bool
 }
 
 // Client talks to one fest server. It is safe for concurrent use.
@@ -64,6 +74,9 @@ type Client struct {
 	scalls sync.Pool
 	auth   []string // the Authorization header value
 	calls  sync.Pool
+	route  *router   // nil without Config.Route
+	states sync.Pool // *batchState of routed parts
+	sstate sync.Pool // *settleState of routed parts
 	wg     sync.WaitGroup
 	mu     sync.RWMutex // guards closed against sends on in
 	closed bool
@@ -187,6 +200,9 @@ func New(cfg Config) (*Client, error) {
 		settle: make(chan *settleCall, cfg.BatchMax*cfg.Conns), auth: []string{"Bearer " + cfg.Token}}
 	c.calls.New = func() any { return &call{done: make(chan struct{}, 1)} }
 	c.scalls.New = func() any { return &settleCall{done: make(chan struct{}, 1)} }
+	if cfg.Route {
+		c.startRouting()
+	}
 	for i := 0; i < cfg.Conns; i++ {
 		c.wg.Add(2)
 		go c.sender()
@@ -299,30 +315,51 @@ const internMax = 1 << 16
 // sender sends batches until Close.
 func (c *Client) sender() {
 	defer c.wg.Done()
-	st := &batchState{calls: make([]*call, 0, c.cfg.BatchMax), intern: make(map[string]string)}
-	st.view = &st.batch.view
+	st := newBatchState(c.cfg.BatchMax)
 	for first := range c.in {
 		st.calls = collect(st.calls[:0], first, c.in, c.cfg.BatchMax)
-		st.batch.Reset()
-		for _, cl := range st.calls {
-			r := cl.req
-			st.batch.Add(wire.PlaceOrder{BuyerID: r.BuyerID, Channel: r.Channel, Region: r.Region, DealID: r.DealID, IdempotencyKey: r.IdempotencyKey})
-			for _, it := range r.Items {
-				st.batch.AddItem(it.SKUID, int32(it.Quantity))
-			}
-		}
-		err := c.sendOrderBatch(context.Background(), &st.batch)
-		for i, cl := range st.calls {
-			if err != nil {
-				cl.err = err
-			} else if e := st.view.Results[i].Error; e != nil {
-				cl.err = errorOf(e)
-			} else {
-				cl.order = st.fromView(i, cl.req)
-			}
-			cl.done <- struct{}{}
+		if c.route != nil {
+			c.placeRouted(st)
+		} else {
+			c.placeCalls(st, c.base, st.calls)
 		}
 		clear(st.calls)
+	}
+}
+
+func newBatchState(callsMax int) *batchState {
+	st := &batchState{calls: make([]*call, 0, callsMax), intern: make(map[string]string)}
+	st.view = &st.batch.view
+	return st
+}
+
+// placeCalls sends calls as one batch to the node at base and hands each
+// its answer.
+func (c *Client) placeCalls(st *batchState, base string, calls []*call) {
+	st.batch.Reset()
+	for _, cl := range calls {
+		r := cl.req
+		st.batch.Add(wire.PlaceOrder{BuyerID: r.BuyerID, Channel: r.Channel, Region: r.Region, DealID: r.DealID, IdempotencyKey: r.IdempotencyKey})
+		for _, it := range r.Items {
+			st.batch.AddItem(it.SKUID, int32(it.Quantity))
+		}
+	}
+	hdr, err := c.sendOrderBatchTo(context.Background(), base, &st.batch)
+	for i, cl := range calls {
+		if err != nil {
+			cl.err = err
+		} else if e := st.view.Results[i].Error; e != nil {
+			cl.err = errorOf(e)
+		} else {
+			cl.order = st.fromView(i, cl.req)
+			if c.route != nil && len(cl.req.Items) > 0 {
+				c.route.learn(cl.req.Items[0].SKUID, cl.order.ID)
+			}
+		}
+		cl.done <- struct{}{}
+	}
+	if c.route != nil {
+		c.route.observe(base, hdr, err, st.view.Results)
 	}
 }
 
@@ -430,6 +467,11 @@ func decodeError(resp *http.Response, body []byte) error {
 
 // do sends one JSON request and decodes a JSON answer into out (if not nil).
 func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, in, out any) error {
+	return c.doAt(ctx, c.base, method, path, hdr, in, out)
+}
+
+// doAt is do to the node at base.
+func (c *Client) doAt(ctx context.Context, base, method, path string, hdr http.Header, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		switch v := in.(type) {
@@ -445,7 +487,7 @@ func (c *Client) do(ctx context.Context, method, path string, hdr http.Header, i
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
+	req, err := http.NewRequestWithContext(ctx, method, base+path, body)
 	if err != nil {
 		return fmt.Errorf("fest: build %s %s: %w", method, path, err)
 	}
@@ -504,21 +546,21 @@ func (c *Client) PlaceOrderJSON(ctx context.Context, req OrderRequest) (Order, e
 // Pay pays an order with its total (fen).
 func (c *Client) Pay(ctx context.Context, orderID string, amount int64) (Order, error) {
 	var o Order
-	err := c.do(ctx, http.MethodPost, "/v1/orders/"+url.PathEscape(orderID)+"/pay", nil, map[string]int64{"amount": amount}, &o)
+	err := c.doAt(ctx, c.orderBase(orderID), http.MethodPost, "/v1/orders/"+url.PathEscape(orderID)+"/pay", nil, map[string]int64{"amount": amount}, &o)
 	return o, err
 }
 
 // Cancel cancels a pending order.
 func (c *Client) Cancel(ctx context.Context, orderID string) (Order, error) {
 	var o Order
-	err := c.do(ctx, http.MethodPost, "/v1/orders/"+url.PathEscape(orderID)+"/cancel", nil, nil, &o)
+	err := c.doAt(ctx, c.orderBase(orderID), http.MethodPost, "/v1/orders/"+url.PathEscape(orderID)+"/cancel", nil, nil, &o)
 	return o, err
 }
 
 // GetOrder reads an order.
 func (c *Client) GetOrder(ctx context.Context, orderID string) (Order, error) {
 	var o Order
-	err := c.do(ctx, http.MethodGet, "/v1/orders/"+url.PathEscape(orderID), nil, nil, &o)
+	err := c.doAt(ctx, c.orderBase(orderID), http.MethodGet, "/v1/orders/"+url.PathEscape(orderID), nil, nil, &o)
 	return o, err
 }
 

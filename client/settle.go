@@ -64,22 +64,35 @@ func (c *Client) settleSender() {
 	st := &settleState{calls: make([]*settleCall, 0, c.cfg.BatchMax)}
 	for first := range c.settle {
 		st.calls = collect(st.calls[:0], first, c.settle, c.cfg.BatchMax)
-		st.batch.Reset()
-		for _, cl := range st.calls {
-			st.batch.acts = append(st.batch.acts, cl.act)
+		if c.route != nil {
+			c.settleRouted(st)
+		} else {
+			c.settleCalls(st, c.base, st.calls)
 		}
-		err := c.sendSettleBatch(context.Background(), &st.batch)
-		for i, cl := range st.calls {
-			if err != nil {
-				cl.err = err
-			} else if r := st.batch.settledOf(i); r.Err != nil {
-				cl.err = r.Err
-			} else {
-				cl.res = r.Settled
-			}
-			cl.done <- struct{}{}
-		}
-		clear(st.batch.view.Results)
 		clear(st.calls)
 	}
+}
+
+// settleCalls sends calls as one settle batch to the node at base and
+// hands each its answer.
+func (c *Client) settleCalls(st *settleState, base string, calls []*settleCall) {
+	st.batch.Reset()
+	for _, cl := range calls {
+		st.batch.acts = append(st.batch.acts, cl.act)
+	}
+	hdr, err := c.sendSettleBatchTo(context.Background(), base, &st.batch)
+	for i, cl := range calls {
+		if err != nil {
+			cl.err = err
+		} else if r := st.batch.settledOf(i); r.Err != nil {
+			cl.err = r.Err
+		} else {
+			cl.res = r.Settled
+		}
+		cl.done <- struct{}{}
+	}
+	if c.route != nil {
+		c.route.observeSettle(base, hdr, err, st.batch.view.Results)
+	}
+	clear(st.batch.view.Results)
 }

@@ -103,6 +103,19 @@ type Config struct {
 	// events wait in it, at most this many bytes, until their record is
 	// complete or it fills.
 	EventFeedBufferBytes int
+
+	// Node names this node in GET /v1/cluster when it runs alone (default
+	// "fest-1"); in a cluster the membership's view names it.
+	Node string
+	// Address is this node's API address as clients reach it
+	// ("http://10.0.0.1:8080"), shown by GET /v1/cluster when it runs
+	// alone; default: the scheme and Host of each request.
+	Address string
+	// Cluster makes this node one of a cluster: requests for partitions
+	// owned elsewhere are forwarded to their owners (see ClusterConfig).
+	// Nil is a single node owning every partition, whose order paths do no
+	// cluster work at all.
+	Cluster *ClusterConfig
 }
 
 // Defaults.
@@ -188,6 +201,9 @@ func (c *Config) setDefaults() {
 	if c.EventFeedBufferBytes == 0 {
 		c.EventFeedBufferBytes = defaultEventFeedBufferBytes
 	}
+	if c.Node == "" {
+		c.Node = defaultNode
+	}
 }
 
 // WithDefaults returns c with every zero field set to its default, so
@@ -228,6 +244,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("%w: stream interval %v outside 0 to 1s", ErrConfig, cc.StreamEvery)
 	case cc.EventFeedsMax < 1 || cc.EventFeedWriteTimeout < 0 || cc.EventFeedBufferBytes < 1:
 		return fmt.Errorf("%w: event feed bounds must be positive", ErrConfig)
+	case cc.Cluster != nil:
+		return cc.Cluster.validate()
 	}
 	return nil
 }

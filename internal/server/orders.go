@@ -7,6 +7,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 
 	"google.golang.org/protobuf/encoding/protowire"
@@ -175,6 +176,12 @@ func (s *Server) handlePlaceOrder(w http.ResponseWriter, r *http.Request, be *ba
 	if aerr = orderCommand(&c.in, r.Header.Get("Idempotency-Key"), -1, &c.cmd); aerr != nil {
 		s.reject(w, aerr)
 		return
+	}
+	if s.cl != nil {
+		req := engine.Request{Command: c.cmd}
+		if s.cl.elsewhere(w, r, be, &req, *bp, s.handlePlaceOrder) {
+			return
+		}
 	}
 	be.gw.do(c)
 	res := &c.res
@@ -454,7 +461,7 @@ type batchEntry struct {
 
 func (s *Server) handleOrderBatch(w http.ResponseWriter, r *http.Request, be *backend) {
 	observe := func(n int) { s.metrics.orderBatch.Observe(float64(n)) }
-	serveBatch(s, w, r, be, s.decodeJSONBatch, s.decodeProtoBatch, observe, func(out []byte, proto bool, entries []batchEntry, batch *engine.Batch) []byte {
+	serveBatch(s, w, r, be, ordersBatch, s.decodeJSONBatch, s.decodeProtoBatch, observe, func(out []byte, proto bool, entries []batchEntry, batch *engine.Batch, remote *remoteAnswers) []byte {
 		// Replayed orders are read back from the store; wait for it once.
 		var waitErr *apiError
 		waited := false
@@ -473,21 +480,24 @@ func (s *Server) handleOrderBatch(w http.ResponseWriter, r *http.Request, be *ba
 			return s.loadOrder(ctx, be, res.OrderID, engine.StatusNone)
 		}
 		if proto {
-			return s.appendProtoResults(out, entries, batch, load)
+			return s.appendProtoResults(out, entries, batch, load, remote)
 		}
-		return s.appendJSONResults(out, entries, batch, load)
+		return s.appendJSONResults(out, entries, batch, load, remote)
 	})
 }
 
 // serveBatch serves a batch endpoint: read the body, decode it (protobuf
 // by Content-Type, else JSON) into entries and one engine batch, apply the
 // batch, and answer 200 with what render appends. Errors of the whole
-// request are answered before anything is applied.
-func serveBatch[E any](s *Server, w http.ResponseWriter, r *http.Request, be *backend,
+// request are answered before anything is applied. In a cluster the batch
+// is applied across the nodes (clusterState.dispatch), and render gets the
+// answers of the commands applied elsewhere; on a single node remote is
+// nil.
+func serveBatch[E any](s *Server, w http.ResponseWriter, r *http.Request, be *backend, kind *batchKind,
 	decodeJSON func([]byte) ([]E, *engine.Batch, *apiError),
 	decodeProto func([]byte) ([]E, *engine.Batch, func(), *apiError),
 	observe func(entries int),
-	render func(out []byte, proto bool, entries []E, batch *engine.Batch) []byte) {
+	render func(out []byte, proto bool, entries []E, batch *engine.Batch, remote *remoteAnswers) []byte) {
 	proto := isProtobuf(r)
 	bp, aerr := s.readBody(r, s.cfg.BatchBodyBytesMax)
 	if aerr != nil {
@@ -511,11 +521,24 @@ func serveBatch[E any](s *Server, w http.ResponseWriter, r *http.Request, be *ba
 		return
 	}
 	observe(len(entries))
-	if len(batch.Requests) > 0 {
+	var remote *remoteAnswers
+	switch {
+	case len(batch.Requests) == 0:
+	case s.cl == nil:
 		be.eng.Submit(batch)
 		<-batch.Done()
+	default:
+		var notOwned int
+		remote, aerr, notOwned = s.cl.dispatch(r, be, kind, batch)
+		if aerr != nil {
+			s.writeNotOwner(w, notOwned)
+			return
+		}
+		if remote != nil && len(remote.forwardedTo) > 0 {
+			w.Header().Set(HeaderForwardedTo, strings.Join(remote.forwardedTo, ","))
+		}
 	}
-	out := render((*bp)[:0], proto, entries, batch)
+	out := render((*bp)[:0], proto, entries, batch, remote)
 	if proto {
 		w.Header().Set("Content-Type", wire.ContentType)
 	} else {
@@ -731,11 +754,17 @@ func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load fu
 	return placedOrder(&req.Command, res), false, nil
 }
 
-func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError)) []byte {
+func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError), remote *remoteAnswers) []byte {
 	b = append(b, `{"results":[`...)
 	for i, e := range entries {
 		if i > 0 {
 			b = append(b, ',')
+		}
+		if remote != nil && e.err == nil {
+			if a := remote.get(e.req); a != nil {
+				b = appendRemoteJSONOrder(b, a, i)
+				continue
+			}
 		}
 		o, replayed, aerr := s.batchResult(i, e, batch, load)
 		if aerr != nil {
@@ -754,12 +783,18 @@ func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine
 	return append(b, "]}\n"...)
 }
 
-func (s *Server) appendProtoResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError)) []byte {
+func (s *Server) appendProtoResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError), remote *remoteAnswers) []byte {
 	var res wire.Result
 	var we wire.Error
 	var idBuf [16]byte
 	scratch := make([]byte, 0, 256)
 	for i, e := range entries {
+		if remote != nil && e.err == nil {
+			if a := remote.get(e.req); a != nil {
+				b = appendRemoteProtoResult(b, a, i)
+				continue
+			}
+		}
 		o, replayed, aerr := s.batchResult(i, e, batch, load)
 		res.Error = nil
 		if aerr != nil {

@@ -43,6 +43,7 @@ type Server struct {
 	closeMu sync.Mutex
 	conns   *connMetrics // the connection bound of LimitListener
 	feeds   feedState
+	cl      *clusterState // nil on a single node
 	// patterns are the routes as registered, for the test that keeps the
 	// OpenAPI document in step with them.
 	patterns []string
@@ -72,6 +73,11 @@ func New(cfg Config) (*Server, error) {
 	s.gmv.init()
 	s.metrics = newMetrics(s)
 	s.conns = newConnMetrics(s.metrics.reg, cfg.ConnectionsMax)
+	if cfg.Cluster != nil {
+		cc := *cfg.Cluster
+		cc.setDefaults()
+		s.cl = newClusterState(s, cc)
+	}
 	s.initFeeds()
 	s.routes()
 	return s, nil
@@ -80,6 +86,9 @@ func New(cfg Config) (*Server, error) {
 // Attach makes the server ready: eng is recovered, and reads, feeding
 // store among its projections, follows it.
 func (s *Server) Attach(eng *engine.Engine, reads *projection.Runner, store *orders.Store) {
+	if s.cl != nil && s.cl.deps.Load() == nil {
+		panic("server: Attach of a cluster node before AttachCluster")
+	}
 	gw := newGateway(eng, s.cfg.GatewayBatchMax, s.metrics)
 	s.be.Store(&backend{eng: eng, store: store, reads: reads, gw: gw})
 }
@@ -167,20 +176,23 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/openapi.json", s.handleOpenAPI)
 	m.HandleFunc("GET /v1/openapi-3.0.json", s.handleOpenAPI30)
 	m.HandleFunc("GET /v1/events", s.api(s.handleEvents, admin))
+	m.HandleFunc("GET /v1/cluster", s.api(s.handleCluster))
 
 	m.HandleFunc("PUT /v1/brands/{brand_id}", s.api(s.handlePutBrand, admin))
 	m.HandleFunc("PUT /v1/merchants/{merchant_id}", s.api(s.handlePutMerchant, admin))
 	m.HandleFunc("PUT /v1/skus/{sku_id}", s.api(s.handlePutSKU, admin))
-	m.HandleFunc("GET /v1/skus/{sku_id}", s.api(s.handleGetSKU, admin, store))
-	m.HandleFunc("POST /v1/skus/{sku_id}/stock", s.api(s.handleAdjustStock, admin))
+	m.HandleFunc("GET /v1/skus/{sku_id}", s.api(s.bySKU(s.handleGetSKU), admin, store))
+	m.HandleFunc("POST /v1/skus/{sku_id}/stock", s.api(s.bySKU(s.handleAdjustStock), admin))
 	m.HandleFunc("POST /v1/catalog:import", s.api(s.handleImport, admin))
 
 	m.HandleFunc("POST /v1/orders", timed(s.metrics.ackPlace, s.api(s.handlePlaceOrder, store)))
 	m.HandleFunc("POST /v1/orders:batch", timed(s.metrics.ackBatch, s.api(s.handleOrderBatch, store)))
 	m.HandleFunc("POST /v1/orders:settle", timed(s.metrics.ackSettle, s.api(s.handleSettle, store)))
-	m.HandleFunc("GET /v1/orders/{order_id}", s.api(s.handleGetOrder, store))
-	m.HandleFunc("POST /v1/orders/{order_id}/pay", timed(s.metrics.ackPay, s.api(s.handlePay, store)))
-	m.HandleFunc("POST /v1/orders/{order_id}/cancel", s.api(s.handleCancel, store))
+	// In a cluster, byOrderID forwards a request for an order owned
+	// elsewhere; on a single node it is the handler itself.
+	m.HandleFunc("GET /v1/orders/{order_id}", s.api(s.byOrderID(s.handleGetOrder, parseOrderID), store))
+	m.HandleFunc("POST /v1/orders/{order_id}/pay", timed(s.metrics.ackPay, s.api(s.byOrderID(s.handlePay, parseOrderID), store)))
+	m.HandleFunc("POST /v1/orders/{order_id}/cancel", s.api(s.byOrderID(s.handleCancel, parseOrderID), store))
 	m.HandleFunc("GET /v1/buyers/{buyer_id}/orders", s.api(s.handleBuyerOrders, store))
 
 	m.HandleFunc("GET /v1/gmv", s.handleGMV)
@@ -189,9 +201,9 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /v1/gmv/series", s.handleSeries)
 	m.HandleFunc("GET /v1/gmv/stream", s.handleStream)
 
-	m.HandleFunc("GET /v1/orders/{order_id}/parcel", s.api(s.handleOrderParcel, store))
-	m.HandleFunc("GET /v1/parcels/{parcel_id}", s.api(s.handleGetParcel, store, RoleCarrier))
-	m.HandleFunc("POST /v1/parcels/{parcel_id}/scans", s.api(s.handleScan, RoleCarrier))
+	m.HandleFunc("GET /v1/orders/{order_id}/parcel", s.api(s.byOrderID(s.handleOrderParcel, parseOrderID), store))
+	m.HandleFunc("GET /v1/parcels/{parcel_id}", s.api(s.byOrderID(s.handleGetParcel, parseParcelID), store, RoleCarrier))
+	m.HandleFunc("POST /v1/parcels/{parcel_id}/scans", s.api(s.byOrderID(s.handleScan, parseParcelID), RoleCarrier))
 	m.HandleFunc("GET /v1/logistics/stats", s.handleLogisticsStats)
 
 	m.HandleFunc("PUT /v1/live/channels/{channel_id}", s.api(s.handlePutChannel, admin))

@@ -74,12 +74,12 @@ func settleCommand(idx int, id, action string, amount *int64) (engine.Command, *
 
 func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request, be *backend) {
 	observe := func(n int) { s.metrics.settleBatch.Observe(float64(n)) }
-	serveBatch(s, w, r, be, s.decodeJSONSettle, s.decodeProtoSettle, observe, func(out []byte, proto bool, entries []settleEntry, batch *engine.Batch) []byte {
-		s.checkRepeatedPays(r, be, entries, batch)
+	serveBatch(s, w, r, be, settleBatch, s.decodeJSONSettle, s.decodeProtoSettle, observe, func(out []byte, proto bool, entries []settleEntry, batch *engine.Batch, remote *remoteAnswers) []byte {
+		s.checkRepeatedPays(r, be, entries, batch, remote)
 		if proto {
-			return s.appendProtoSettle(out, entries, batch)
+			return s.appendProtoSettle(out, entries, batch, remote)
 		}
-		return s.appendJSONSettle(out, entries, batch)
+		return s.appendJSONSettle(out, entries, batch, remote)
 	})
 }
 
@@ -89,12 +89,12 @@ func (s *Server) handleSettle(w http.ResponseWriter, r *http.Request, be *backen
 // status byte per order for the whole festival), so the total is read from
 // the order store; only repeated pays pay for that read, and an order paid
 // before is in the store once it is durable.
-func (s *Server) checkRepeatedPays(r *http.Request, be *backend, entries []settleEntry, batch *engine.Batch) {
+func (s *Server) checkRepeatedPays(r *http.Request, be *backend, entries []settleEntry, batch *engine.Batch, remote *remoteAnswers) {
 	var ctx context.Context
 	for i := range entries {
 		e := &entries[i]
-		if e.err != nil {
-			continue
+		if e.err != nil || remote != nil && remote.get(e.req) != nil {
+			continue // the owner checked its own repeated pays
 		}
 		req := &batch.Requests[e.req]
 		res := &req.Result
@@ -249,11 +249,17 @@ func (s *Server) settleResult(idx int, e *settleEntry, batch *engine.Batch) (*en
 	return req, nil
 }
 
-func (s *Server) appendJSONSettle(b []byte, entries []settleEntry, batch *engine.Batch) []byte {
+func (s *Server) appendJSONSettle(b []byte, entries []settleEntry, batch *engine.Batch, remote *remoteAnswers) []byte {
 	b = append(b, `{"results":[`...)
 	for i := range entries {
 		if i > 0 {
 			b = append(b, ',')
+		}
+		if remote != nil && entries[i].err == nil {
+			if a := remote.get(entries[i].req); a != nil {
+				b = appendRemoteJSONSettle(b, a, i)
+				continue
+			}
 		}
 		req, aerr := s.settleResult(i, &entries[i], batch)
 		if aerr != nil {
@@ -263,36 +269,49 @@ func (s *Server) appendJSONSettle(b []byte, entries []settleEntry, batch *engine
 			continue
 		}
 		res := &req.Result
-		b = append(b, `{"order":{"order_id":"`...)
-		b = req.Command.OrderID.AppendText(b)
-		b = append(b, `","status":"`...)
-		b = append(b, res.Status.String()...)
-		b = append(b, '"')
-		if res.Total != 0 {
-			b = append(b, `,"total":`...)
-			b = strconv.AppendInt(b, res.Total, 10)
-		}
-		if res.ChangedAt != 0 {
-			switch res.Status {
-			case engine.StatusPaid:
-				b = append(b, `,"paid_at":`...)
-			case engine.StatusCancelled:
-				b = append(b, `,"cancelled_at":`...)
-			default:
-				b = append(b, `,"expired_at":`...)
-			}
-			b = appendTime(b, res.ChangedAt)
-		}
-		b = append(b, "}}"...)
+		b = appendSettledJSON(b, req.Command.OrderID, res.Status, res.Total, res.ChangedAt)
 	}
 	return append(b, "]}\n"...)
 }
 
-func (s *Server) appendProtoSettle(b []byte, entries []settleEntry, batch *engine.Batch) []byte {
+// appendSettledJSON appends the JSON result of a settled action:
+// {"order": {"order_id", "status", "total" when set, and the time of the
+// change when this action made it}}.
+func appendSettledJSON(b []byte, id engine.OrderID, status engine.OrderStatus, total, changedAt int64) []byte {
+	b = append(b, `{"order":{"order_id":"`...)
+	b = id.AppendText(b)
+	b = append(b, `","status":"`...)
+	b = append(b, status.String()...)
+	b = append(b, '"')
+	if total != 0 {
+		b = append(b, `,"total":`...)
+		b = strconv.AppendInt(b, total, 10)
+	}
+	if changedAt != 0 {
+		switch status {
+		case engine.StatusPaid:
+			b = append(b, `,"paid_at":`...)
+		case engine.StatusCancelled:
+			b = append(b, `,"cancelled_at":`...)
+		default:
+			b = append(b, `,"expired_at":`...)
+		}
+		b = appendTime(b, changedAt)
+	}
+	return append(b, "}}"...)
+}
+
+func (s *Server) appendProtoSettle(b []byte, entries []settleEntry, batch *engine.Batch, remote *remoteAnswers) []byte {
 	var idBuf [16]byte
 	var we wire.Error
 	for i := range entries {
 		e := &entries[i]
+		if remote != nil && e.err == nil {
+			if a := remote.get(e.req); a != nil {
+				b = appendRemoteProtoSettle(b, a, i, e.id)
+				continue
+			}
+		}
 		req, aerr := s.settleResult(i, e, batch)
 		if aerr != nil {
 			we = wire.Error{Code: aerr.Code, Message: aerr.Message, Field: aerr.Field, SKUID: aerr.SKUID, Available: aerr.Available}

@@ -1,0 +1,118 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strconv"
+	"testing"
+
+	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/projection"
+	"github.com/fest-platform/fest/internal/projection/orders"
+	"github.com/fest-platform/fest/internal/vfs"
+	"github.com/fest-platform/fest/wire"
+)
+
+// benchBatchOrders is the orders of one benchmark batch.
+const benchBatchOrders = 1000
+
+// benchBatchBody is a batch of benchBatchOrders one-line orders of sku,
+// protobuf or JSON.
+func benchBatchBody(sku string, proto bool) []byte {
+	if proto {
+		orders := make([]wire.PlaceOrder, benchBatchOrders)
+		for i := range orders {
+			orders[i] = wire.PlaceOrder{BuyerID: "u" + strconv.Itoa(i), Region: "CN-ZJ", Items: []wire.Item{{SKUID: sku, Quantity: 1}}}
+		}
+		return wire.AppendRequest(nil, orders)
+	}
+	b := []byte(`{"orders":[`)
+	for i := range benchBatchOrders {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"buyer_id":"u`+strconv.Itoa(i)+`","region":"CN-ZJ","items":[{"sku_id":"`+sku+`","quantity":1}]}`...)
+	}
+	return append(b, "]}"...)
+}
+
+// runBatchBench posts body to h b.N times and reports the time and the
+// allocations per order (of the whole process: the engine and the read
+// models included).
+func runBatchBench(b *testing.B, h http.Handler, body []byte, proto bool) {
+	ctype := "application/json"
+	if proto {
+		ctype = wire.ContentType
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	b.ResetTimer()
+	for range b.N {
+		req := httptest.NewRequest(http.MethodPost, "/v1/orders:batch", bytes.NewReader(body))
+		req.Header.Set("Authorization", "Bearer s")
+		req.Header.Set("Content-Type", ctype)
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK || bytes.Contains(rec.Body.Bytes(), []byte(`"error"`)) {
+			b.Fatalf("batch: %d %.300s", rec.Code, rec.Body.Bytes())
+		}
+	}
+	b.StopTimer()
+	runtime.ReadMemStats(&after)
+	orders := float64(b.N * benchBatchOrders)
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/orders, "ns/order")
+	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/orders, "allocs/order")
+}
+
+// BenchmarkSingleNodeBatch is POST /v1/orders:batch on a node that runs
+// alone (no cluster), the journal's fsync skipped: the path that must not
+// change with clustering. It uses nothing of cluster.go, so that it runs
+// as it is on the code before.
+func BenchmarkSingleNodeBatch(b *testing.B) {
+	for _, proto := range []bool{true, false} {
+		name := "json"
+		if proto {
+			name = "protobuf"
+		}
+		b.Run(name, func(b *testing.B) {
+			srv, err := New(Config{AdminToken: "a", StorefrontToken: "s", CarrierToken: "c"})
+			if err != nil {
+				b.Fatal(err)
+			}
+			store, err := orders.Open(orders.Config{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			proj, err := projection.New(projection.Config{Dir: b.TempDir()}, store)
+			if err != nil {
+				b.Fatal(err)
+			}
+			eng, err := engine.Open(engine.Config{Dir: b.TempDir(), Partitions: 8, JournalFsync: func(vfs.File) error { return nil }})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer func() {
+				srv.Detach()
+				proj.Close()
+				store.Close()
+				eng.Close()
+			}()
+			proj.Start(eng)
+			srv.Attach(eng, proj, store)
+			ctx := context.Background()
+			for _, cmd := range []engine.Command{
+				{Kind: engine.KindUpsertBrand, Brand: &engine.Brand{ID: "br", Name: "Brand", Country: "CN"}},
+				{Kind: engine.KindUpsertMerchant, Merchant: &engine.Merchant{ID: "m", Name: "Shop", BrandID: "br", Kind: engine.MerchantBrandStore}},
+				{Kind: engine.KindUpsertSKU, SKU: &engine.SKU{ID: "s", MerchantID: "m", BrandID: "br", Title: "t", Price: 100, Stock: engine.StockMax}},
+			} {
+				if res := eng.Do(ctx, cmd); !res.OK() {
+					b.Fatalf("%v: %v", cmd.Kind, res.Code)
+				}
+			}
+			runBatchBench(b, srv.Handler(), benchBatchBody("s", proto), proto)
+		})
+	}
+}

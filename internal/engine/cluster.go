@@ -42,7 +42,8 @@ import (
 // while another node writes it (jetstream.Reader).
 type Stream interface {
 	// Replay calls fn for every record after from up to the journal's end
-	// when Replay starts.
+	// when Replay starts. A position that holds no record (a fence) may be
+	// delivered as an empty one.
 	Replay(from journal.Position, fn func(end journal.Position, rec []byte) error) error
 	// Follow calls fn for every record after from as it is stored, until
 	// ctx ends.
@@ -235,8 +236,14 @@ func (cp *clusterPartition) open() error {
 	return nil
 }
 
-// apply applies one record of the partition's journal to its state.
+// apply applies one record of the partition's journal to its state. An
+// empty record (a stream's fence marker, as a Stream delivers it) holds no
+// events but moves the position on.
 func (cp *clusterPartition) apply(end journal.Position, rec []byte) error {
+	if len(rec) == 0 {
+		cp.pos.Store(uint64(end))
+		return nil
+	}
 	c := cp.e.core
 	part := c.partitions[cp.id]
 	err := decodeRecord(rec, len(c.partitions), &cp.ev, func(ev *Event) error {

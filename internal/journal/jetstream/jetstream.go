@@ -630,14 +630,14 @@ func (j *Journal) confirm(p *pending) (stored bool, err error) {
 // from up to the stream's end when Replay starts, skipping fence markers.
 // It returns journal.ErrRemoved when records after from were purged.
 func (j *Journal) Replay(from journal.Position, fn func(end journal.Position, rec []byte) error) error {
-	return replay(j.stream, j.name, from, fn)
+	return replay(j.stream, j.name, from, false, fn)
 }
 
 // Follow implements journal.Follower: records after from as they are
 // stored (a JetStream consumer sees only messages a quorum has stored),
 // until ctx ends.
 func (j *Journal) Follow(ctx context.Context, from journal.Position, fn func(end journal.Position, rec []byte) error) error {
-	return read(ctx, j.stream, j.name, uint64(from), 0, fn)
+	return read(ctx, j.stream, j.name, uint64(from), 0, false, fn)
 }
 
 // End implements journal.Journal: the sequence of the last record

@@ -40,17 +40,20 @@ func OpenReader(ctx context.Context, cfg Config) (*Reader, error) {
 }
 
 // Replay calls fn for every record after from up to the stream's end when
-// Replay starts, skipping fence markers, like Journal.Replay. It returns
+// Replay starts, like Journal.Replay, except that a fence marker (a new
+// writer taking the partition) is delivered too, as an empty record, so
+// that the reader's position reaches the stream's end. It returns
 // journal.ErrRemoved when records after from were purged.
 func (r *Reader) Replay(from journal.Position, fn func(end journal.Position, rec []byte) error) error {
-	return replay(r.stream, r.name, from, fn)
+	return replay(r.stream, r.name, from, true, fn)
 }
 
 // Follow implements journal.Follower: records after from as a quorum
-// stores them, until ctx ends. It returns an error wrapping
-// journal.ErrRemoved when the record after from has been purged.
+// stores them, until ctx ends, fence markers as empty records (see
+// Replay). It returns an error wrapping journal.ErrRemoved when the record
+// after from has been purged.
 func (r *Reader) Follow(ctx context.Context, from journal.Position, fn func(end journal.Position, rec []byte) error) error {
-	return read(ctx, r.stream, r.name, uint64(from), 0, fn)
+	return read(ctx, r.stream, r.name, uint64(from), 0, true, fn)
 }
 
 // Last is the sequence of the stream's last message now (0 when empty).
@@ -67,8 +70,8 @@ func (r *Reader) Last(ctx context.Context) (journal.Position, error) {
 func (r *Reader) Close() error { return nil }
 
 // replay delivers the records after from through the stream's end as
-// replay starts.
-func replay(stream natsjs.Stream, name string, from journal.Position, fn func(end journal.Position, rec []byte) error) error {
+// replay starts; fences says whether fence markers are delivered.
+func replay(stream natsjs.Stream, name string, from journal.Position, fences bool, fn func(end journal.Position, rec []byte) error) error {
 	ctx := context.Background()
 	info, err := stream.Info(ctx)
 	if err != nil {
@@ -81,11 +84,12 @@ func replay(stream natsjs.Stream, name string, from journal.Position, fn func(en
 	if first := info.State.FirstSeq; uint64(from)+1 < first {
 		return fmt.Errorf("jetstream journal: replay %s from %d: the stream starts at %d: %w", name, from, first, journal.ErrRemoved)
 	}
-	return read(ctx, stream, name, uint64(from), last, fn)
+	return read(ctx, stream, name, uint64(from), last, fences, fn)
 }
 
-// read delivers the records after from through last (0: without end).
-func read(ctx context.Context, stream natsjs.Stream, name string, from, last uint64, fn func(end journal.Position, rec []byte) error) error {
+// read delivers the records after from through last (0: without end),
+// and the fence markers as empty records if fences is set.
+func read(ctx context.Context, stream natsjs.Stream, name string, from, last uint64, fences bool, fn func(end journal.Position, rec []byte) error) error {
 	cons, err := stream.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{
 		DeliverPolicy: natsjs.DeliverByStartSequencePolicy,
 		OptStartSeq:   from + 1,
@@ -123,10 +127,14 @@ func read(ctx context.Context, stream natsjs.Stream, name string, from, last uin
 			return fmt.Errorf("jetstream journal: read %s: expected sequence %d, got %d: %w", name, next, seq, journal.ErrCorrupt)
 		}
 		next++
+		rec := msg.Data()
 		if msg.Headers().Get(headerFence) != "" {
-			continue
+			if !fences {
+				continue
+			}
+			rec = nil
 		}
-		if err := fn(journal.Position(seq), msg.Data()); err != nil {
+		if err := fn(journal.Position(seq), rec); err != nil {
 			return err
 		}
 	}

@@ -180,7 +180,7 @@ type clusterPartition struct {
 func openCluster(cfg Config) (*Engine, error) {
 	cl := cfg.Cluster.withDefaults()
 	cfg.Cluster = &cl
-	e := &Engine{cfg: cfg}
+	e := &Engine{cfg: cfg, failedCh: make(chan struct{})}
 	e.snapshotReq.done = make(chan struct{}, 1)
 	e.core = e.newCore()
 	n := cfg.Partitions

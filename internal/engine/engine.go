@@ -42,8 +42,10 @@ type Engine struct {
 	// closing is set by Close before it stops the workers: from then on no
 	// snapshot starts through them.
 	closing atomic.Bool
-	// failed holds the error that stopped the engine (journal failure).
-	failed atomic.Pointer[error]
+	// failed holds the error that stopped the engine (journal failure);
+	// failedCh is closed when it is set.
+	failed   atomic.Pointer[error]
+	failedCh chan struct{}
 
 	snapshotMu  sync.Mutex        // one snapshot at a time; guards snapshotReq
 	snapshotReq partitionSnapshot // reused by every snapshot
@@ -116,7 +118,7 @@ func Open(cfg Config) (*Engine, error) {
 	if cfg.Workers > cfg.Partitions {
 		cfg.Workers = cfg.Partitions
 	}
-	e := &Engine{cfg: cfg, lock: lock}
+	e := &Engine{cfg: cfg, lock: lock, failedCh: make(chan struct{})}
 	e.snapshotReq.done = make(chan struct{}, 1)
 	ok := false
 	defer func() {
@@ -279,8 +281,14 @@ func (e *Engine) Err() error {
 func (e *Engine) fail(err error) {
 	if e.failed.CompareAndSwap(nil, &err) {
 		e.cfg.Logger.Error("engine stopped: the journal failed; restart to recover from the durable journal", "err", err)
+		close(e.failedCh)
 	}
 }
+
+// Failed is closed when the engine stops on a failure (Err then says
+// which): from then on it answers every command CodeUnavailable, and the
+// process should restart to recover from the durable journal.
+func (e *Engine) Failed() <-chan struct{} { return e.failedCh }
 
 // SKUCount returns the number of SKUs in the catalog.
 func (e *Engine) SKUCount() int { return e.core.dir.count() }

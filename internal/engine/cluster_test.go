@@ -30,14 +30,14 @@ const clusterWaitMax = 2 * time.Minute
 const clusterPartitions = 8
 
 type testCluster struct {
-	t        *testing.T
+	t        testing.TB
 	servers  *natsserver.LocalCluster
 	replicas int
 	// epoch hands out fencing tokens, growing as lease revisions do.
 	epoch atomic.Uint64
 }
 
-func startTestCluster(t *testing.T, servers int) *testCluster {
+func startTestCluster(t testing.TB, servers int) *testCluster {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), clusterWaitMax)
 	defer cancel()
@@ -467,4 +467,23 @@ func TestClusterRestartLoadsSnapshots(t *testing.T) {
 	randomOrders(a2, rng, 5, 6, 10)
 	b := tc.open("b", nil)
 	waitConverged(t, a2, b)
+}
+
+// BenchmarkClusterSubmit is BenchmarkSubmit on a node serving every
+// partition of a cluster, its journals on embedded servers that fsync
+// every write, with a follower on another connection keeping up. The
+// clients wait for each batch, so with few of them the figure is bounded
+// by the replicated fsync's latency, not by the engine.
+func BenchmarkClusterSubmit(b *testing.B) {
+	for _, servers := range []int{1, 3} {
+		for _, clients := range []int{4, 64} {
+			b.Run(fmt.Sprintf("servers=%d/clients=%d", servers, clients), func(b *testing.B) {
+				tc := startTestCluster(b, servers)
+				e := tc.open("a", nil)
+				tc.add(e, allPartitions()...)
+				tc.open("b", nil)
+				benchSubmit(b, e, clients, func(bt *Batch) { e.Submit(bt); bt.Wait() })
+			})
+		}
+	}
 }

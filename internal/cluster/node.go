@@ -142,6 +142,17 @@ func StartNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	runCtx, cancel := context.WithCancel(context.Background())
 	n := &Node{cfg: cfg, engine: eng, leases: m, handler: h, cancel: cancel, ran: make(chan error, 1)}
 	go func() { n.ran <- m.Run(runCtx) }()
+	go func() {
+		// A stopped engine serves nothing: hand its partitions off now
+		// (those still draining finish first) rather than hold their
+		// leases until the process restarts.
+		select {
+		case <-eng.Failed():
+			cfg.Logger.Error("engine stopped: handing every partition off; restart the node", "node", cfg.Name, "err", eng.Err())
+			cancel()
+		case <-runCtx.Done():
+		}
+	}()
 	return n, nil
 }
 
@@ -152,8 +163,9 @@ func (n *Node) Engine() *engine.Engine { return n.engine }
 func (n *Node) Leases() *lease.Manager { return n.leases }
 
 // Failed is closed when the engine stops on a failure (a fenced or failed
-// journal): the process should then exit and be restarted, which rejoins
-// the cluster from the streams.
+// journal): the node then hands every partition off, and the process
+// should exit (after Close) and be restarted, which rejoins the cluster
+// from the streams.
 func (n *Node) Failed() <-chan struct{} { return n.engine.Failed() }
 
 // Close stops the node in a planned way: the lease manager hands every

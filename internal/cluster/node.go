@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -74,6 +75,9 @@ type Node struct {
 	handler *Handler
 	cancel  context.CancelFunc
 	ran     chan error
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // StartNode opens the engine in cluster mode (loading every partition's
@@ -171,14 +175,18 @@ func (n *Node) Failed() <-chan struct{} { return n.engine.Failed() }
 // Close stops the node in a planned way: the lease manager hands every
 // partition off (each drained and its journal closed, so that the others
 // take over at once instead of after a TTL), then the engine closes.
+// A second Close returns the first one's error.
 func (n *Node) Close() error {
-	n.cancel()
-	err := <-n.ran
-	n.handler.Close()
-	if cerr := n.engine.Close(); cerr != nil {
-		err = errors.Join(err, cerr)
-	}
-	return err
+	n.closeOnce.Do(func() {
+		n.cancel()
+		err := <-n.ran
+		n.handler.Close()
+		if cerr := n.engine.Close(); cerr != nil {
+			err = errors.Join(err, cerr)
+		}
+		n.closeErr = err
+	})
+	return n.closeErr
 }
 
 // Ensure jetstream.Snapshots and jetstream.Reader fit the engine's

@@ -2,17 +2,20 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/journal/jetstream"
 	"github.com/fest-platform/fest/internal/lease"
 	"github.com/fest-platform/fest/internal/natsserver"
 )
@@ -31,6 +34,14 @@ const (
 
 func startNode(t *testing.T, servers *natsserver.LocalCluster, name string) *Node {
 	t.Helper()
+	return startNodeWithClock(t, servers, name, nil)
+}
+
+// startNodeWithClock starts a node whose lease manager reads clock (nil:
+// the system clock). With a fakeClock the manager ticks once as it starts
+// and then only when the test calls Tick.
+func startNodeWithClock(t *testing.T, servers *natsserver.LocalCluster, name string, clock lease.Clock) *Node {
+	t.Helper()
 	nc, err := nats.Connect(servers.URLs(), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -41,7 +52,7 @@ func startNode(t *testing.T, servers *natsserver.LocalCluster, name string) *Nod
 	n, err := StartNode(ctx, NodeConfig{
 		Conn: nc, Name: name, Address: "http://" + name, Partitions: partitions, Replicas: 1,
 		Engine: engine.Config{IdleTick: -1, PaymentTimeout: time.Hour},
-		Lease:  lease.Config{TTL: time.Second},
+		Lease:  lease.Config{TTL: time.Second, Clock: clock},
 		Logger: quiet,
 	})
 	if err != nil {
@@ -221,5 +232,108 @@ func TestNodesSpreadAndHandOff(t *testing.T) {
 	audit(t, []*Node{a}, orders)
 	if err := a.Engine().Err(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// fakeClock moves only when told; After never fires.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+func (c *fakeClock) After(time.Duration) <-chan time.Time { return nil }
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
+
+// TestPausedNodeIsFencedAndRejoins: node a holds every lease and stops
+// ticking (a process paused past its TTL). Node b sees a's heartbeat
+// stale, takes every partition over and fences its journals. a, resumed
+// and still believing it serves them, has its next order refused: the
+// client gets unavailable, a's engine stops and a hands its leases off. A
+// restarted a follows b's partitions and its state is b's.
+func TestPausedNodeIsFencedAndRejoins(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), waitMax)
+	defer cancel()
+	servers, err := natsserver.StartLocalCluster(ctx, t.TempDir(), 1, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer servers.Close()
+	clockA, clockB := &fakeClock{now: time.Unix(1000, 0)}, &fakeClock{now: time.Unix(5000, 0)}
+	a := startNodeWithClock(t, servers, "a", clockA)
+	defer a.Close()
+	waitSpread(t, []*Node{a}, []int{partitions})
+	catalog(t, []*Node{a})
+	rng := rand.New(rand.NewPCG(3, 4))
+	orders := order(t, []*Node{a}, rng, 30)
+
+	b := startNodeWithClock(t, servers, "b", clockB)
+	defer b.Close()
+	// b sees a live and waits; then a TTL and more passes on b's clock
+	// without a tick from a.
+	if err := b.Leases().Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	clockB.Advance(2 * time.Second)
+	if err := b.Leases().Tick(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(waitMax)
+	for p := 0; p < partitions; p++ {
+		for !b.Engine().Owns(p) {
+			if time.Now().After(deadline) {
+				t.Fatalf("b does not serve partition %d", p)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if !a.Engine().Owns(0) {
+		t.Fatal("the paused node should still believe it serves its partitions")
+	}
+	var cmd engine.Command
+	for m := range merchants {
+		r := engine.Request{Command: engine.Command{Kind: engine.KindPlaceOrder, Order: engine.Order{BuyerID: "late", Channel: "app",
+			Items: []engine.Item{{SKUID: fmt.Sprintf("s%d-0", m), Quantity: 1}}}}}
+		if p, _ := a.Engine().Locate(&r); a.Engine().Owns(p) {
+			cmd = r.Command
+			break
+		}
+	}
+	if r := a.Engine().Do(ctx, cmd); r.Code != engine.CodeUnavailable {
+		t.Fatalf("the fenced node answered %v", r.Code)
+	}
+	select {
+	case <-a.Failed():
+	case <-time.After(waitMax):
+		t.Fatal("the fenced node's engine did not stop")
+	}
+	if err := a.Engine().Err(); !errors.Is(err, jetstream.ErrFenced) {
+		t.Fatalf("the fenced node stopped with %v", err)
+	}
+	a.Close()
+
+	orders = append(orders, order(t, []*Node{b}, rng, 30)...)
+	audit(t, []*Node{b}, orders)
+	a2 := startNodeWithClock(t, servers, "a", clockA)
+	defer a2.Close()
+	// a2 follows every partition; its view of each SKU is b's.
+	for p := 0; p < partitions; p++ {
+		for a2.Engine().PartitionPosition(p) != b.Engine().PartitionPosition(p) {
+			if time.Now().After(deadline) {
+				t.Fatalf("a2 at %d of partition %d, b at %d", a2.Engine().PartitionPosition(p), p, b.Engine().PartitionPosition(p))
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if a2.Engine().SKUCount() != merchants*skusPer {
+		t.Fatalf("a2 knows %d skus", a2.Engine().SKUCount())
 	}
 }

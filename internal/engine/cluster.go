@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,8 +98,8 @@ type Cluster struct {
 	// FollowRetryWait is the pause before a follower whose read failed
 	// (the connection lost, say) reads again; default 1 s.
 	FollowRetryWait time.Duration
-	// OpenTimeout bounds opening each partition's stream and loading its
-	// snapshot at start-up; default 1 minute.
+	// OpenTimeout bounds opening each partition's stream and snapshot
+	// store, and loading its snapshot, at start-up; default 1 minute.
 	OpenTimeout time.Duration
 }
 
@@ -185,19 +186,49 @@ func openCluster(cfg Config) (*Engine, error) {
 	e.core = e.newCore()
 	n := cfg.Partitions
 	e.served = make([]atomic.Pointer[worker], n)
-	closeStreams := func() {
-		for _, cp := range e.cluster {
-			cp.stream.Close()
-		}
-	}
 	for p := range n {
 		cp := &clusterPartition{e: e, id: p}
 		cp.snapshotReq.done = make(chan struct{}, 1)
+		e.cluster = append(e.cluster, cp)
+	}
+	closeStreams := func() {
+		for _, cp := range e.cluster {
+			if cp.stream != nil {
+				cp.stream.Close()
+			}
+		}
+	}
+	// The streams and stores are opened one after another: they are a
+	// round trip each, and every partition's store is in one bucket, whose
+	// concurrent creates on three servers were seen to time out.
+	for _, cp := range e.cluster {
 		if err := cp.open(); err != nil {
 			closeStreams()
 			return nil, err
 		}
-		e.cluster = append(e.cluster, cp)
+	}
+	// The partitions load in parallel, as many at once as there are
+	// cores: each is decoded and replayed by one goroutine, and what they
+	// share (the directories) takes concurrent writers, as it does from
+	// the workers.
+	errs := make([]error, n)
+	next := make(chan *clusterPartition, n)
+	for _, cp := range e.cluster {
+		next <- cp
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range min(n, runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			for cp := range next {
+				errs[cp.id] = cp.load()
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		closeStreams()
+		return nil, err
 	}
 	for _, cp := range e.cluster {
 		cp.startFollowing()
@@ -206,8 +237,7 @@ func openCluster(cfg Config) (*Engine, error) {
 	return e, nil
 }
 
-// open opens the partition's stream and snapshot store, loads its newest
-// snapshot and replays the stream after it.
+// open opens the partition's stream and snapshot store.
 func (cp *clusterPartition) open() error {
 	cl := cp.e.cfg.Cluster
 	ctx, cancel := context.WithTimeout(context.Background(), cl.OpenTimeout)
@@ -217,21 +247,28 @@ func (cp *clusterPartition) open() error {
 		return fmt.Errorf("open partition %d's stream: %w", cp.id, err)
 	}
 	cp.stream = stream
-	fail := func(err error) error {
-		stream.Close()
-		return err
-	}
 	if cl.OpenSnapshots != nil {
 		if cp.snaps, err = cl.OpenSnapshots(ctx, cp.id); err != nil {
-			return fail(fmt.Errorf("open partition %d's snapshots: %w", cp.id, err))
+			return fmt.Errorf("open partition %d's snapshots: %w", cp.id, err)
 		}
-		if err := cp.loadSnapshot(ctx); err != nil {
-			return fail(err)
+	}
+	return nil
+}
+
+// load loads the partition's newest snapshot and replays the stream after
+// it.
+func (cp *clusterPartition) load() error {
+	if cp.snaps != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), cp.e.cfg.Cluster.OpenTimeout)
+		err := cp.loadSnapshot(ctx)
+		cancel()
+		if err != nil {
+			return err
 		}
 	}
 	from := cp.pos.Load()
 	if err := cp.stream.Replay(journal.Position(from), cp.apply); err != nil {
-		return fail(fmt.Errorf("replay partition %d's stream from %d: %w", cp.id, from, err))
+		return fmt.Errorf("replay partition %d's stream from %d: %w", cp.id, from, err)
 	}
 	return nil
 }

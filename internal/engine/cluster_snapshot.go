@@ -170,7 +170,12 @@ func (cp *clusterPartition) loadSnapshot(ctx context.Context) error {
 	for _, at := range list {
 		data, version, err := cp.readSnapshot(ctx, at)
 		if err == nil {
-			scratch := e.newCore()
+			// The scratch core has only this partition: decoding one
+			// reads no other, and a core of every partition per partition
+			// loaded would cost partitions² maps at start-up.
+			scratch := newCore(0, e.core.paymentTimeout, e.core.idempotencyWindow, e.core.idempotencyKeysMax)
+			scratch.partitions = make([]*partition, len(e.core.partitions))
+			scratch.partitions[cp.id] = newPartition(cp.id)
 			err = scratch.decodePartitionSafely(scratch.partitions[cp.id], data, version)
 		}
 		if err != nil {

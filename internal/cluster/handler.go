@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fest-platform/fest/internal/engine"
@@ -23,6 +24,8 @@ type Engine interface {
 	AddPartition(ctx context.Context, partition int, epoch uint64) error
 	RemovePartition(ctx context.Context, partition int) error
 	LosePartition(partition int) error
+	// Err is the error that stopped the engine, or nil.
+	Err() error
 }
 
 // HandlerConfig configures a Handler.
@@ -66,8 +69,12 @@ const opsMax = 16
 // the partition's own, so that a Lost asked while an AddPartition is under
 // way runs after it.
 type Handler struct {
-	cfg    HandlerConfig
-	ops    []chan func(ctx context.Context)
+	cfg HandlerConfig
+	ops []chan func(ctx context.Context)
+	// asked counts, per partition, the transitions asked: a failed
+	// AddPartition is retried only while no later one (a Release or Lost
+	// queued behind it, which would otherwise wait forever) was asked.
+	asked  []atomic.Uint64
 	ctx    context.Context
 	stop   context.CancelFunc
 	wg     sync.WaitGroup
@@ -89,7 +96,7 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Handler{cfg: cfg}
+	h := &Handler{cfg: cfg, asked: make([]atomic.Uint64, cfg.Partitions)}
 	h.ctx, h.stop = context.WithCancel(context.Background())
 	for range cfg.Partitions {
 		ops := make(chan func(context.Context), opsMax)
@@ -112,16 +119,22 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 // manager's first tick.
 func (h *Handler) SetLeases(leases func(partition int) (lease.Lease, bool)) { h.leases = leases }
 
-func (h *Handler) queue(p int, op func(ctx context.Context)) {
+func (h *Handler) checkPartition(p int) {
 	if p < 0 || p >= len(h.ops) {
 		panic(fmt.Sprintf("cluster: partition %d outside 0..%d", p, len(h.ops)-1))
 	}
+}
+
+func (h *Handler) queue(p int, op func(ctx context.Context)) {
+	h.checkPartition(p)
 	h.ops[p] <- op
 }
 
 // Acquired implements lease.Handler: AddPartition in the background; the
 // partition answers unavailable until it is done.
 func (h *Handler) Acquired(_ context.Context, p int, epoch uint64) error {
+	h.checkPartition(p)
+	asked := h.asked[p].Add(1)
 	h.queue(p, func(ctx context.Context) {
 		for {
 			err := h.cfg.Engine.AddPartition(ctx, p, epoch)
@@ -129,11 +142,11 @@ func (h *Handler) Acquired(_ context.Context, p int, epoch uint64) error {
 				return
 			}
 			held := false
-			if h.leases != nil {
+			if h.leases != nil && h.asked[p].Load() == asked {
 				l, ok := h.leases(p)
 				held = ok && l.Epoch == epoch
 			}
-			if !held || errors.Is(err, engine.ErrClosed) || ctx.Err() != nil {
+			if !held || errors.Is(err, engine.ErrClosed) || h.cfg.Engine.Err() != nil || ctx.Err() != nil {
 				h.cfg.Logger.Error("serving an acquired partition failed", "partition", p, "epoch", epoch, "err", err)
 				return
 			}
@@ -150,6 +163,8 @@ func (h *Handler) Acquired(_ context.Context, p int, epoch uint64) error {
 
 // Release implements lease.Handler: RemovePartition, waited for.
 func (h *Handler) Release(_ context.Context, p int) {
+	h.checkPartition(p)
+	h.asked[p].Add(1)
 	done := make(chan struct{})
 	h.queue(p, func(ctx context.Context) {
 		defer close(done)
@@ -162,6 +177,8 @@ func (h *Handler) Release(_ context.Context, p int) {
 
 // Lost implements lease.Handler: LosePartition in the background.
 func (h *Handler) Lost(p int) {
+	h.checkPartition(p)
+	h.asked[p].Add(1)
 	h.queue(p, func(context.Context) {
 		if err := h.cfg.Engine.LosePartition(p); err != nil {
 			h.cfg.Logger.Error("a partition whose lease was lost had a record fail; the engine has stopped", "partition", p, "err", err)

@@ -502,6 +502,18 @@ func (e *Engine) Owns(p int) bool {
 	return e.served[p].Load() != nil && e.Err() == nil
 }
 
+// ServedPartitions returns the partitions served here, in order: every
+// partition without cluster mode, none on a stopped engine.
+func (e *Engine) ServedPartitions() []int {
+	var ps []int
+	for p := range e.cfg.Partitions {
+		if e.Owns(p) {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
 // Locate validates what can be checked without the partition's state (the
 // router's checks) and returns the request's partition, without queueing
 // it. ok is false when the request has been answered already (r.Result is

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -317,6 +318,9 @@ func TestClusterHandOver(t *testing.T) {
 			}
 			if b.Stats().Records.Load() == 0 {
 				t.Fatal("b wrote nothing after taking partitions over")
+			}
+			if got, want := b.ServedPartitions(), []int{0, 2, 4, 6}; !slices.Equal(got, want) {
+				t.Fatalf("b serves %v, want %v", got, want)
 			}
 			for p := 0; p < clusterPartitions; p += 2 {
 				if err := b.RemovePartition(ctx, p); err != nil {

@@ -502,6 +502,30 @@ func (e *Engine) Owns(p int) bool {
 	return e.served[p].Load() != nil && e.Err() == nil
 }
 
+// FollowPartition is Follow for one partition in cluster mode: it calls fn
+// for every event in partition p's records after position from (p's
+// stream sequence), in order, as they are stored, whoever writes them,
+// until ctx ends. ev.Position is the record's position in p's stream. It
+// is for read models, which need a position per partition in cluster mode
+// (docs/cluster.md, step 3).
+func (e *Engine) FollowPartition(ctx context.Context, p int, from uint64, fn func(ev *Event) error) error {
+	cp, err := e.clusterPartition(p)
+	if err != nil {
+		return fmt.Errorf("follow partition %d: %w", p, err)
+	}
+	var ev Event
+	n := len(e.core.partitions)
+	return cp.stream.Follow(ctx, journal.Position(from), func(end journal.Position, rec []byte) error {
+		if len(rec) == 0 {
+			return nil // a fence: no events
+		}
+		return decodeRecord(rec, n, &ev, func(ev *Event) error {
+			ev.Position = uint64(end)
+			return fn(ev)
+		})
+	})
+}
+
 // ServedPartitions returns the partitions served here, in order: every
 // partition without cluster mode, none on a stopped engine.
 func (e *Engine) ServedPartitions() []int {

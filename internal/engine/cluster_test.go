@@ -213,6 +213,35 @@ func TestClusterFollowerConverges(t *testing.T) {
 	}
 	randomOrders(a, rng, 10, 6, 10)
 	waitConverged(t, a, b)
+	// A read model on b follows the events of the partition with the
+	// most orders from the start.
+	p := 0
+	for q := range clusterPartitions {
+		if len(b.core.partitions[q].orders) > len(b.core.partitions[p].orders) {
+			p = q
+		}
+	}
+	want := len(b.core.partitions[p].orders)
+	if want == 0 {
+		t.Fatal("no orders placed")
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	placed := 0
+	err := b.FollowPartition(ctx, p, 0, func(ev *Event) error {
+		if ev.Partition != p || ev.Position == 0 {
+			t.Errorf("event of partition %d at %d", ev.Partition, ev.Position)
+		}
+		if ev.Kind == EventOrderPlaced {
+			placed++
+		}
+		if placed == want {
+			cancel()
+		}
+		return nil
+	})
+	if !errors.Is(err, context.Canceled) || placed != want {
+		t.Fatalf("followed %d of %d orders placed in partition %d: %v", placed, want, p, err)
+	}
 	if a.Stats().Records.Load() == 0 || b.Stats().Records.Load() != 0 {
 		t.Fatalf("records written: a %d, b %d", a.Stats().Records.Load(), b.Stats().Records.Load())
 	}

@@ -41,8 +41,8 @@ func (e *recordingEngine) AddPartition(_ context.Context, p int, epoch uint64) e
 }
 
 func (e *recordingEngine) RemovePartition(context.Context, int) error { e.record("remove"); return nil }
-func (e *recordingEngine) LosePartition(int) error                   { e.record("lose"); return nil }
-func (e *recordingEngine) Err() error                                { return nil }
+func (e *recordingEngine) LosePartition(int) error                    { e.record("lose"); return nil }
+func (e *recordingEngine) Err() error                                 { return nil }
 
 // TestHandlerOrderAndRetry: transitions of a partition run in the order
 // asked; an AddPartition that fails is retried while its lease is held,

@@ -253,7 +253,8 @@ type Batch struct {
 
 	done      chan struct{}
 	remaining atomic.Int32
-	perWorker [][]int32 // request indexes per worker, reused
+	perWorker [][]int32 // request indexes per worker (per partition in cluster mode), reused
+	touched   []int32   // in cluster mode, the partitions perWorker holds indexes for
 }
 
 // NewBatch returns an empty batch with room for n requests.

@@ -94,12 +94,29 @@ type Config struct {
 	// Logger receives start-up, recovery and failure messages (default
 	// slog.Default()).
 	Logger *slog.Logger
+	// Cluster, if set, runs the engine in cluster mode (cluster.go): every
+	// partition's state is kept from its own replicated journal, and only
+	// the partitions added with AddPartition are served here. Dir,
+	// Journal, Workers and SnapshotEveryBytes are then not used, and
+	// Partitions is required.
+	Cluster *Cluster
 }
 
 // Validate reports the first invalid field.
 func (c *Config) Validate() error {
+	if c.Cluster != nil {
+		switch {
+		case c.Dir != "" || c.Journal != nil:
+			return errors.New("engine config: cluster mode keeps no data directory and no single journal: Dir and Journal must be unset")
+		case c.Partitions < 1:
+			return errors.New("engine config: cluster mode needs Partitions, the cluster's fixed number")
+		}
+		if err := c.Cluster.Validate(); err != nil {
+			return err
+		}
+	}
 	switch {
-	case c.Dir == "" && c.Journal == nil:
+	case c.Dir == "" && c.Journal == nil && c.Cluster == nil:
 		return errors.New("engine config: Dir is required")
 	case c.Partitions < 0 || c.Partitions > partitionsMax:
 		return fmt.Errorf("engine config: Partitions %d outside 1..%d", c.Partitions, partitionsMax)

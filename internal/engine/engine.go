@@ -42,8 +42,10 @@ type Engine struct {
 	// closing is set by Close before it stops the workers: from then on no
 	// snapshot starts through them.
 	closing atomic.Bool
-	// failed holds the error that stopped the engine (journal failure).
-	failed atomic.Pointer[error]
+	// failed holds the error that stopped the engine (journal failure);
+	// failedCh is closed when it is set.
+	failed   atomic.Pointer[error]
+	failedCh chan struct{}
 
 	snapshotMu  sync.Mutex        // one snapshot at a time; guards snapshotReq
 	snapshotReq partitionSnapshot // reused by every snapshot
@@ -58,6 +60,12 @@ type Engine struct {
 	stats Stats
 	// snapshotting is set while a snapshot is written (Snapshotting).
 	snapshotting atomic.Bool
+
+	// cluster holds every partition in cluster mode (cluster.go), and
+	// served[p] the worker of partition p while this node serves it (nil
+	// otherwise); both are nil without cluster mode.
+	cluster []*clusterPartition
+	served  []atomic.Pointer[worker]
 }
 
 // Stats are running counters, read with atomic loads.
@@ -75,6 +83,9 @@ type Stats struct {
 	// DealGatewayRejected counts the deal orders answered at the router
 	// (sold out or ended deal), a part of GatewayRejected.
 	DealGatewayRejected atomic.Uint64
+	// NotServed counts the commands answered CodeUnavailable in cluster
+	// mode because their partition is not served here.
+	NotServed atomic.Uint64
 }
 
 type meta struct {
@@ -90,6 +101,9 @@ func Open(cfg Config) (*Engine, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	if cfg.Cluster != nil {
+		return openCluster(cfg)
+	}
 	partitions, err := loadMeta(cfg.FS, cfg.Dir, cfg.Partitions)
 	if err != nil {
 		return nil, err
@@ -104,7 +118,7 @@ func Open(cfg Config) (*Engine, error) {
 	if cfg.Workers > cfg.Partitions {
 		cfg.Workers = cfg.Partitions
 	}
-	e := &Engine{cfg: cfg, lock: lock}
+	e := &Engine{cfg: cfg, lock: lock, failedCh: make(chan struct{})}
 	e.snapshotReq.done = make(chan struct{}, 1)
 	ok := false
 	defer func() {
@@ -239,10 +253,22 @@ func (e *Engine) QueueDepth(w int) int { return len(e.workers[w].queue) }
 func (e *Engine) Workers() int { return len(e.workers) }
 
 // Durable returns the journal position up to which everything is fsynced.
-func (e *Engine) Durable() uint64 { return uint64(e.journal.Durable()) }
+// In cluster mode, where each partition has its own journal, it is 0.
+func (e *Engine) Durable() uint64 {
+	if e.journal == nil {
+		return 0
+	}
+	return uint64(e.journal.Durable())
+}
 
 // JournalEnd returns the journal position past the last appended record.
-func (e *Engine) JournalEnd() uint64 { return uint64(e.journal.End()) }
+// In cluster mode it is 0 (see PartitionPosition).
+func (e *Engine) JournalEnd() uint64 {
+	if e.journal == nil {
+		return 0
+	}
+	return uint64(e.journal.End())
+}
 
 // Err returns the error that stopped the engine, or nil.
 func (e *Engine) Err() error {
@@ -255,8 +281,14 @@ func (e *Engine) Err() error {
 func (e *Engine) fail(err error) {
 	if e.failed.CompareAndSwap(nil, &err) {
 		e.cfg.Logger.Error("engine stopped: the journal failed; restart to recover from the durable journal", "err", err)
+		close(e.failedCh)
 	}
 }
+
+// Failed is closed when the engine stops on a failure (Err then says
+// which): from then on it answers every command CodeUnavailable, and the
+// process should restart to recover from the durable journal.
+func (e *Engine) Failed() <-chan struct{} { return e.failedCh }
 
 // SKUCount returns the number of SKUs in the catalog.
 func (e *Engine) SKUCount() int { return e.core.dir.count() }
@@ -286,6 +318,10 @@ func (e *Engine) Merchant(id string) (Merchant, bool) {
 // once. b.Done() is closed when every result is final: answered at the
 // gateway (unknown SKU, sold out, overloaded...) or applied and durable.
 func (e *Engine) Submit(b *Batch) {
+	if e.cluster != nil {
+		e.submitCluster(b)
+		return
+	}
 	b.done = make(chan struct{})
 	workers := len(e.workers)
 	if cap(b.perWorker) < workers {
@@ -545,6 +581,9 @@ func (c *core) route(r *Request) (int, bool) {
 // waits for the journal to make it durable, takes a snapshot and closes
 // the journal.
 func (e *Engine) Close() error {
+	if e.cluster != nil {
+		return e.closeCluster()
+	}
 	e.mu.Lock()
 	if e.mu.closed {
 		e.mu.Unlock()

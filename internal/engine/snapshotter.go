@@ -39,11 +39,11 @@ type partitionSnapshot struct {
 // the journal's end, not this worker's last record, lets an idle worker's
 // partitions keep up, so old segments can go.
 func (w *worker) snapshotPart(req *partitionSnapshot) {
-	if req.part.id%w.e.cfg.Workers != w.id {
-		panic(fmt.Sprintf("engine: worker %d asked to snapshot partition %d of worker %d", w.id, req.part.id, req.part.id%w.e.cfg.Workers))
+	if w.cp != nil && req.part != w.parts[0] || w.cp == nil && req.part.id%w.e.cfg.Workers != w.id {
+		panic(fmt.Sprintf("engine: worker %d asked to snapshot partition %d, which it does not own", w.id, req.part.id))
 	}
 	req.buf = encodePartition(req.buf[:0], req.part)
-	req.pos = w.e.journal.End()
+	req.pos = w.journal.End()
 	req.done <- struct{}{}
 }
 
@@ -80,6 +80,9 @@ func (e *Engine) Snapshotting() bool { return e.snapshotting.Load() }
 // Snapshot writes a snapshot now; the journal before the oldest snapshot kept
 // may then be removed.
 func (e *Engine) Snapshot() error {
+	if e.cluster != nil {
+		return e.snapshotCluster()
+	}
 	if e.snapshots == nil {
 		return fmt.Errorf("snapshot: engine has no data directory")
 	}

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fest-platform/fest/internal/journal"
@@ -37,6 +38,11 @@ type worker struct {
 	e     *Engine
 	id    int
 	parts []*partition
+	// journal is the engine's journal, or in cluster mode the journal of
+	// the worker's one partition.
+	journal journal.Journal
+	// cp is the worker's partition in cluster mode, nil otherwise.
+	cp    *clusterPartition
 	queue chan shard
 	free  chan *inflight
 	em    emitter
@@ -47,19 +53,40 @@ type worker struct {
 	exited    chan struct{}
 
 	lastNow int64
+	// failed is set once a record of this worker has failed: its
+	// partitions' state then holds events the journal may not have.
+	failed atomic.Bool
 }
 
+// newWorker returns worker id of the engine's Workers, which owns every
+// partition p with p % Workers == id.
 func newWorker(e *Engine, id int) *worker {
+	var parts []*partition
+	for p := id; p < len(e.core.partitions); p += e.cfg.Workers {
+		parts = append(parts, e.core.partitions[p])
+	}
+	return newWorkerOf(e, id, parts, e.journal)
+}
+
+// newPartitionWorker returns the worker of cluster partition cp alone,
+// writing to j, its journal: each of its records holds cp's events only.
+func newPartitionWorker(e *Engine, cp *clusterPartition, j journal.Journal) *worker {
+	w := newWorkerOf(e, cp.id, []*partition{e.core.partitions[cp.id]}, j)
+	w.cp = cp
+	return w
+}
+
+func newWorkerOf(e *Engine, id int, parts []*partition, j journal.Journal) *worker {
 	w := &worker{
 		e:         e,
 		id:        id,
+		journal:   j,
 		queue:     make(chan shard, e.cfg.QueueDepthMax),
 		free:      make(chan *inflight, e.cfg.InflightRecordsMax),
 		snapshots: make(chan *partitionSnapshot, 1),
 		exited:    make(chan struct{}),
 	}
-	for p := id; p < len(e.core.partitions); p += e.cfg.Workers {
-		part := e.core.partitions[p]
+	for _, part := range parts {
 		w.parts = append(w.parts, part)
 		// Time never runs backwards, not even across a restart with a
 		// clock set back: expiry relies on pay-by times growing.
@@ -267,12 +294,16 @@ func (w *worker) appendRecord(fl *inflight) {
 		fl.keysEnd[i] = p.keys.endPos()
 	}
 	fl.mu.Lock()
-	pos, err := e.journal.Append(rec, fl.doneFn)
+	pos, err := w.journal.Append(rec, fl.doneFn)
 	fl.pos = pos
 	fl.mu.Unlock()
-	if err != nil {
+	switch {
+	case err != nil:
 		fl.done(fmt.Errorf("append to journal: %w", err))
-	} else if rec != nil {
+	case rec == nil:
+	case w.cp != nil:
+		w.cp.maybeSnapshot(w, len(rec))
+	default:
 		e.maybeSnapshot(pos)
 	}
 }
@@ -285,6 +316,7 @@ func (fl *inflight) done(err error) {
 	pos := uint64(fl.pos)
 	fl.mu.Unlock()
 	if err != nil {
+		w.failed.Store(true)
 		w.e.fail(err)
 	} else {
 		// Records are durable in order, so the limits only grow.

@@ -283,20 +283,9 @@ func Open(ctx context.Context, cfg Config) (*Journal, error) {
 		kick:    make(chan struct{}, 1),
 	}
 	j.flow.room = sync.NewCond(&j.flow.Mutex)
-	j.stream, err = js.CreateOrUpdateStream(ctx, natsjs.StreamConfig{
-		Name:       j.name,
-		Subjects:   []string{j.subject},
-		Storage:    natsjs.FileStorage,
-		Replicas:   cfg.Replicas,
-		Duplicates: cfg.DuplicateWindow,
-		Retention:  natsjs.LimitsPolicy,
-		Discard:    natsjs.DiscardNew, // limits never drop records silently
-		// Nothing but a purge (RemoveBefore) removes records.
-		DenyDelete:  true,
-		AllowDirect: true,
-	})
+	j.stream, err = createStream(ctx, js, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("jetstream journal: create stream %s: %w", j.name, err)
+		return nil, err
 	}
 	last, err := j.fence(ctx)
 	if err != nil {
@@ -309,6 +298,30 @@ func Open(ctx context.Context, cfg Config) (*Journal, error) {
 	go j.watchConnects()
 	go j.acker()
 	return j, nil
+}
+
+// createStream creates partition cfg.Partition's stream, or updates an
+// existing one's replicas and duplicate window. Writers and readers make it
+// alike, so that a node following a partition nobody has written yet
+// finds its stream.
+func createStream(ctx context.Context, js natsjs.JetStream, cfg Config) (natsjs.Stream, error) {
+	name := StreamName(cfg.StreamPrefix, cfg.Partition)
+	stream, err := js.CreateOrUpdateStream(ctx, natsjs.StreamConfig{
+		Name:       name,
+		Subjects:   []string{cfg.SubjectPrefix + strconv.Itoa(cfg.Partition)},
+		Storage:    natsjs.FileStorage,
+		Replicas:   cfg.Replicas,
+		Duplicates: cfg.DuplicateWindow,
+		Retention:  natsjs.LimitsPolicy,
+		Discard:    natsjs.DiscardNew, // limits never drop records silently
+		// Nothing but a purge (RemoveBefore) removes records.
+		DenyDelete:  true,
+		AllowDirect: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jetstream journal: create stream %s: %w", name, err)
+	}
+	return stream, nil
 }
 
 // fence appends the marker that takes the partition and returns its
@@ -617,70 +630,14 @@ func (j *Journal) confirm(p *pending) (stored bool, err error) {
 // from up to the stream's end when Replay starts, skipping fence markers.
 // It returns journal.ErrRemoved when records after from were purged.
 func (j *Journal) Replay(from journal.Position, fn func(end journal.Position, rec []byte) error) error {
-	ctx := context.Background()
-	info, err := j.stream.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("jetstream journal: replay %s: read its state: %w", j.name, err)
-	}
-	last := info.State.LastSeq
-	if uint64(from) >= last {
-		return nil
-	}
-	if first := info.State.FirstSeq; uint64(from)+1 < first {
-		return fmt.Errorf("jetstream journal: replay %s from %d: the stream starts at %d: %w", j.name, from, first, journal.ErrRemoved)
-	}
-	return j.read(ctx, uint64(from), last, fn)
+	return replay(j.stream, j.name, from, false, fn)
 }
 
 // Follow implements journal.Follower: records after from as they are
 // stored (a JetStream consumer sees only messages a quorum has stored),
 // until ctx ends.
 func (j *Journal) Follow(ctx context.Context, from journal.Position, fn func(end journal.Position, rec []byte) error) error {
-	return j.read(ctx, uint64(from), 0, fn)
-}
-
-// read delivers the records after from through last (0: without end).
-func (j *Journal) read(ctx context.Context, from, last uint64, fn func(end journal.Position, rec []byte) error) error {
-	cons, err := j.stream.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{
-		DeliverPolicy: natsjs.DeliverByStartSequencePolicy,
-		OptStartSeq:   from + 1,
-	})
-	if err != nil {
-		return fmt.Errorf("jetstream journal: read %s from %d: %w", j.name, from, err)
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return fmt.Errorf("jetstream journal: read %s from %d: %w", j.name, from, err)
-	}
-	defer it.Stop()
-	next := from + 1
-	for last == 0 || next <= last {
-		msg, err := it.Next(natsjs.NextContext(ctx))
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
-			}
-			return fmt.Errorf("jetstream journal: read %s at %d: %w", j.name, next, err)
-		}
-		meta, err := msg.Metadata()
-		if err != nil {
-			return fmt.Errorf("jetstream journal: read %s at %d: %w", j.name, next, err)
-		}
-		seq := meta.Sequence.Stream
-		if seq != next {
-			// Sequences are dense: only a purge removes messages, and
-			// only from the front. A gap means a record is lost.
-			return fmt.Errorf("jetstream journal: read %s: expected sequence %d, got %d: %w", j.name, next, seq, journal.ErrCorrupt)
-		}
-		next++
-		if msg.Headers().Get(headerFence) != "" {
-			continue
-		}
-		if err := fn(journal.Position(seq), msg.Data()); err != nil {
-			return err
-		}
-	}
-	return nil
+	return read(ctx, j.stream, j.name, uint64(from), 0, false, fn)
 }
 
 // End implements journal.Journal: the sequence of the last record

@@ -1,0 +1,665 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/fest-platform/fest/internal/journal"
+)
+
+// Cluster mode.
+//
+// Every node keeps every partition's state hot, and serves the partitions
+// it holds the lease of. A partition is in one of two states on a node:
+//
+//   - served: it has a worker of its own (one worker per partition, so
+//     that each journal record holds one partition's events) writing to
+//     the partition's journal, opened with the lease's epoch as fencing
+//     token;
+//   - followed: a goroutine reads the partition's journal as its owner
+//     writes it and applies each record with evolve, the code recovery
+//     uses, so that the SKU directory (which every node needs to route)
+//     and the state stay current, and a take-over replays only the tail.
+//
+// AddPartition moves a partition from followed to served, RemovePartition
+// and LosePartition back. Only one goroutine changes a partition's state
+// at any time: its follower, its worker, or a transition (which holds the
+// partition's mutex while neither runs).
+//
+// A record that fails (the journal was fenced by a new owner, or gave up)
+// stops the whole engine, as with the file journal: the partition's state
+// then holds events that may not be in the stream, and rebuilding one
+// partition in place would mean taking its SKUs, deals and idempotency keys
+// out of directories every partition shares. A restart loads the
+// snapshots and replays the streams instead: slower, but never wrong.
+
+// Stream is read-only access to one partition's journal, for following it
+// while another node writes it (jetstream.Reader).
+type Stream interface {
+	// Replay calls fn for every record after from up to the journal's end
+	// when Replay starts. A position that holds no record (a fence) may be
+	// delivered as an empty one.
+	Replay(from journal.Position, fn func(end journal.Position, rec []byte) error) error
+	// Follow calls fn for every record after from as it is stored, until
+	// ctx ends.
+	Follow(ctx context.Context, from journal.Position, fn func(end journal.Position, rec []byte) error) error
+	Close() error
+}
+
+// PartitionSnapshots is one partition's snapshot store
+// (jetstream.Snapshots).
+type PartitionSnapshots interface {
+	// WriteFrom stores what fn writes as the snapshot at pos, visible
+	// only once whole.
+	WriteFrom(ctx context.Context, pos journal.Position, fn func(w io.Writer) error) error
+	// List returns the snapshots' positions, newest first.
+	List(ctx context.Context) ([]journal.Position, error)
+	// Open returns the snapshot at pos; its last Read fails with
+	// journal.ErrCorrupt if the snapshot is damaged.
+	Open(ctx context.Context, pos journal.Position) (io.ReadCloser, error)
+	// Oldest is the oldest snapshot kept (0 for none).
+	Oldest(ctx context.Context) (journal.Position, error)
+}
+
+// Cluster is what the engine needs in cluster mode. The engine imports no
+// NATS or lease package: internal/cluster builds this from them.
+type Cluster struct {
+	// Node names this node, in logs.
+	Node string
+	// OpenJournal opens partition's journal for writing with the fencing
+	// token epoch (the lease revision): from then on the previous
+	// writer's appends are refused (required).
+	OpenJournal func(ctx context.Context, partition int, epoch uint64) (journal.Journal, error)
+	// OpenStream opens read-only access to partition's journal, which
+	// must not fence its writer (required).
+	OpenStream func(ctx context.Context, partition int) (Stream, error)
+	// OpenSnapshots opens partition's snapshot store. Nil: no snapshots,
+	// every start replays every stream from its beginning.
+	OpenSnapshots func(ctx context.Context, partition int) (PartitionSnapshots, error)
+	// SnapshotEveryBytes is the journal growth of one served partition,
+	// in bytes, after which it is snapshotted in the background (default
+	// 64 MiB; negative: only on Snapshot and Close).
+	SnapshotEveryBytes int64
+	// RetainFrom, if set, returns the position of partition's journal
+	// that its read models still need. After a snapshot, the partition's
+	// stream is purged behind the older of that and the oldest snapshot
+	// kept. Nil: streams are never purged.
+	//
+	// TODO(issue 13, step 3): the read models do not follow the
+	// per-partition streams yet, so nothing can say what they need, and
+	// cmd/fest must leave this nil until they do.
+	RetainFrom func(partition int) uint64
+	// FollowRetryWait is the pause before a follower whose read failed
+	// (the connection lost, say) reads again; default 1 s.
+	FollowRetryWait time.Duration
+	// OpenTimeout bounds opening each partition's stream and snapshot
+	// store, and loading its snapshot, at start-up; default 1 minute.
+	OpenTimeout time.Duration
+}
+
+// Defaults of Cluster.
+const (
+	DefaultClusterSnapshotEveryBytes = 64 << 20
+	DefaultFollowRetryWait           = time.Second
+	DefaultClusterOpenTimeout        = time.Minute
+)
+
+// Validate reports the first invalid field.
+func (c *Cluster) Validate() error {
+	switch {
+	case c.OpenJournal == nil:
+		return errors.New("engine config: Cluster.OpenJournal is required")
+	case c.OpenStream == nil:
+		return errors.New("engine config: Cluster.OpenStream is required")
+	case c.FollowRetryWait < 0 || c.OpenTimeout < 0:
+		return errors.New("engine config: Cluster durations must not be negative")
+	}
+	return nil
+}
+
+func (c Cluster) withDefaults() Cluster {
+	if c.SnapshotEveryBytes == 0 {
+		c.SnapshotEveryBytes = DefaultClusterSnapshotEveryBytes
+	}
+	if c.FollowRetryWait == 0 {
+		c.FollowRetryWait = DefaultFollowRetryWait
+	}
+	if c.OpenTimeout == 0 {
+		c.OpenTimeout = DefaultClusterOpenTimeout
+	}
+	return c
+}
+
+var (
+	// ErrNotCluster is returned by the partition transitions of an engine
+	// not in cluster mode.
+	ErrNotCluster = errors.New("engine not in cluster mode")
+	// ErrPartitionServed is returned by AddPartition for a partition this
+	// node serves already.
+	ErrPartitionServed = errors.New("partition already served here")
+)
+
+// clusterPartition is one partition in cluster mode.
+type clusterPartition struct {
+	e  *Engine
+	id int
+	// mu is held by a transition (AddPartition, RemovePartition,
+	// LosePartition, Close) for its whole length: one at a time.
+	mu     sync.Mutex
+	stream Stream
+	snaps  PartitionSnapshots // nil without snapshots
+	// pos is the journal position the partition's state includes while
+	// it is followed (the follower advances it). While a worker serves the
+	// partition, its journal's End is the position instead.
+	pos atomic.Uint64
+	ev  Event // scratch for applying records
+
+	followCancel context.CancelFunc // nil while not following
+	followDone   chan struct{}
+
+	worker  *worker // while served
+	journal journal.Journal
+
+	// bytesSinceSnapshot is the record bytes appended since the last
+	// snapshot began; only the worker touches it.
+	bytesSinceSnapshot int64
+	snapshotRunning    atomic.Bool
+	snapshotWG         sync.WaitGroup
+	snapshotMu         sync.Mutex        // one snapshot of the partition at a time
+	snapshotReq        partitionSnapshot // guarded by snapshotMu
+}
+
+// openCluster opens the engine in cluster mode: every partition's stream,
+// its newest snapshot and the stream after it, then a follower for each.
+// No partition is served until AddPartition.
+func openCluster(cfg Config) (*Engine, error) {
+	cl := cfg.Cluster.withDefaults()
+	cfg.Cluster = &cl
+	e := &Engine{cfg: cfg, failedCh: make(chan struct{})}
+	e.snapshotReq.done = make(chan struct{}, 1)
+	e.core = e.newCore()
+	n := cfg.Partitions
+	e.served = make([]atomic.Pointer[worker], n)
+	for p := range n {
+		cp := &clusterPartition{e: e, id: p}
+		cp.snapshotReq.done = make(chan struct{}, 1)
+		e.cluster = append(e.cluster, cp)
+	}
+	closeStreams := func() {
+		for _, cp := range e.cluster {
+			if cp.stream != nil {
+				cp.stream.Close()
+			}
+		}
+	}
+	// The streams and stores are opened one after another: they are a
+	// round trip each, and every partition's store is in one bucket, whose
+	// concurrent creates on three servers were seen to time out.
+	for _, cp := range e.cluster {
+		if err := cp.open(); err != nil {
+			closeStreams()
+			return nil, err
+		}
+	}
+	// The partitions load in parallel, as many at once as there are
+	// cores: each is decoded and replayed by one goroutine, and what they
+	// share (the directories) takes concurrent writers, as it does from
+	// the workers.
+	errs := make([]error, n)
+	next := make(chan *clusterPartition, n)
+	for _, cp := range e.cluster {
+		next <- cp
+	}
+	close(next)
+	var wg sync.WaitGroup
+	for range min(n, runtime.GOMAXPROCS(0)) {
+		wg.Go(func() {
+			for cp := range next {
+				errs[cp.id] = cp.load()
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		closeStreams()
+		return nil, err
+	}
+	for _, cp := range e.cluster {
+		cp.startFollowing()
+	}
+	e.cfg.Logger.Info("cluster engine open: every partition followed", "node", cl.Node, "partitions", n, "skus", e.core.dir.count())
+	return e, nil
+}
+
+// open opens the partition's stream and snapshot store.
+func (cp *clusterPartition) open() error {
+	cl := cp.e.cfg.Cluster
+	ctx, cancel := context.WithTimeout(context.Background(), cl.OpenTimeout)
+	defer cancel()
+	stream, err := cl.OpenStream(ctx, cp.id)
+	if err != nil {
+		return fmt.Errorf("open partition %d's stream: %w", cp.id, err)
+	}
+	cp.stream = stream
+	if cl.OpenSnapshots != nil {
+		if cp.snaps, err = cl.OpenSnapshots(ctx, cp.id); err != nil {
+			return fmt.Errorf("open partition %d's snapshots: %w", cp.id, err)
+		}
+	}
+	return nil
+}
+
+// load loads the partition's newest snapshot and replays the stream after
+// it.
+func (cp *clusterPartition) load() error {
+	if cp.snaps != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), cp.e.cfg.Cluster.OpenTimeout)
+		err := cp.loadSnapshot(ctx)
+		cancel()
+		if err != nil {
+			return err
+		}
+	}
+	from := cp.pos.Load()
+	if err := cp.stream.Replay(journal.Position(from), cp.apply); err != nil {
+		return fmt.Errorf("replay partition %d's stream from %d: %w", cp.id, from, err)
+	}
+	return nil
+}
+
+// apply applies one record of the partition's journal to its state. An
+// empty record (a stream's fence marker, as a Stream delivers it) holds no
+// events but moves the position on.
+func (cp *clusterPartition) apply(end journal.Position, rec []byte) error {
+	if len(rec) == 0 {
+		cp.pos.Store(uint64(end))
+		return nil
+	}
+	c := cp.e.core
+	part := c.partitions[cp.id]
+	err := decodeRecord(rec, len(c.partitions), &cp.ev, func(ev *Event) error {
+		if ev.Partition != cp.id {
+			return fmt.Errorf("%w: an event of partition %d", ErrBadRecord, ev.Partition)
+		}
+		c.evolve(part, ev)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("apply partition %d's record %d: %w", cp.id, end, err)
+	}
+	cp.pos.Store(uint64(end))
+	return nil
+}
+
+// startFollowing starts the follower from pos. A read that fails is
+// retried after FollowRetryWait; a record that does not decode, or one
+// purged before it was read, stops the engine, since the state can then no
+// longer be the stream's.
+func (cp *clusterPartition) startFollowing() {
+	if cp.followCancel != nil {
+		panic(fmt.Sprintf("engine: partition %d followed twice", cp.id))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	cp.followCancel, cp.followDone = cancel, done
+	e := cp.e
+	go func() {
+		defer close(done)
+		for {
+			from := journal.Position(cp.pos.Load())
+			err := cp.stream.Follow(ctx, from, cp.apply)
+			if ctx.Err() != nil {
+				return
+			}
+			if errors.Is(err, ErrBadRecord) || errors.Is(err, journal.ErrRemoved) || errors.Is(err, journal.ErrCorrupt) {
+				e.fail(fmt.Errorf("follow partition %d from %d: %w", cp.id, cp.pos.Load(), err))
+				return
+			}
+			e.cfg.Logger.Warn("following a partition failed; reading again", "node", e.cfg.Cluster.Node,
+				"partition", cp.id, "position", cp.pos.Load(), "err", err, "wait", e.cfg.Cluster.FollowRetryWait)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(e.cfg.Cluster.FollowRetryWait):
+			}
+		}
+	}()
+}
+
+// stopFollowing stops the follower and waits for it: pos is then final.
+func (cp *clusterPartition) stopFollowing() {
+	if cp.followCancel == nil {
+		return
+	}
+	cp.followCancel()
+	<-cp.followDone
+	cp.followCancel, cp.followDone = nil, nil
+}
+
+func (e *Engine) clusterPartition(p int) (*clusterPartition, error) {
+	if e.cfg.Cluster == nil {
+		return nil, ErrNotCluster
+	}
+	if p < 0 || p >= len(e.cluster) {
+		return nil, fmt.Errorf("partition %d outside 0..%d", p, len(e.cluster)-1)
+	}
+	return e.cluster[p], nil
+}
+
+// AddPartition starts serving partition p, whose lease this node acquired
+// at epoch: it stops p's follower, opens p's journal with epoch as its
+// fencing token (from then on the previous owner cannot append), replays
+// the records after the follower's position and starts p's worker. Until
+// it returns, commands for p are answered CodeUnavailable.
+func (e *Engine) AddPartition(ctx context.Context, p int, epoch uint64) error {
+	cp, err := e.clusterPartition(p)
+	if err != nil {
+		return fmt.Errorf("add partition %d: %w", p, err)
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	switch {
+	case cp.worker != nil:
+		return fmt.Errorf("add partition %d: %w", p, ErrPartitionServed)
+	case e.closing.Load():
+		return fmt.Errorf("add partition %d: %w", p, ErrClosed)
+	}
+	if err := e.Err(); err != nil {
+		return fmt.Errorf("add partition %d: the engine has stopped: %w", p, err)
+	}
+	cp.stopFollowing()
+	j, err := e.cfg.Cluster.OpenJournal(ctx, p, epoch)
+	if err != nil {
+		cp.startFollowing()
+		return fmt.Errorf("add partition %d: open its journal at epoch %d: %w", p, epoch, err)
+	}
+	from := cp.pos.Load()
+	if err := j.Replay(journal.Position(from), cp.apply); err != nil {
+		j.Close()
+		cp.startFollowing()
+		return fmt.Errorf("add partition %d: replay its journal from %d: %w", p, from, err)
+	}
+	cp.pos.Store(uint64(j.End()))
+	w := newPartitionWorker(e, cp, j)
+	cp.worker, cp.journal = w, j
+	cp.bytesSinceSnapshot = 0
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		w.run()
+	}()
+	e.mu.Lock()
+	e.served[p].Store(w)
+	e.mu.Unlock()
+	e.cfg.Logger.Info("partition served", "node", e.cfg.Cluster.Node, "partition", p, "epoch", epoch,
+		"replayed_from", from, "position", uint64(j.End()))
+	return nil
+}
+
+// RemovePartition stops serving partition p (a planned hand-off): commands
+// for p are answered CodeUnavailable from now on, the records in flight
+// are waited for, p's journal is closed, and p is followed again from its
+// journal's end. It does nothing for a partition not served here. An error
+// means some record of p failed: the engine has then stopped.
+func (e *Engine) RemovePartition(ctx context.Context, p int) error {
+	cp, err := e.clusterPartition(p)
+	if err != nil {
+		return fmt.Errorf("remove partition %d: %w", p, err)
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.worker == nil {
+		return nil
+	}
+	if err := cp.stopServing(false); err != nil {
+		return fmt.Errorf("remove partition %d: %w", p, err)
+	}
+	cp.startFollowing()
+	return nil
+}
+
+// LosePartition stops serving partition p when its lease is lost: like
+// RemovePartition, the records in flight are waited for, and each reply
+// says what the stream did with its record. Once a new owner has fenced
+// p's journal, every record after the fence fails (its clients get
+// CodeUnavailable, never CodeOK) and that failure stops the engine, since
+// p's state then holds events the stream does not: the process restarts
+// and rejoins. A record stored before the fence was acknowledged by a
+// quorum, so the new owner replays it, and CodeOK is true. When every
+// record was stored, p is followed again and the engine goes on.
+func (e *Engine) LosePartition(p int) error {
+	cp, err := e.clusterPartition(p)
+	if err != nil {
+		return fmt.Errorf("lose partition %d: %w", p, err)
+	}
+	cp.mu.Lock()
+	defer cp.mu.Unlock()
+	if cp.worker == nil {
+		return nil
+	}
+	e.cfg.Logger.Warn("partition lease lost: no longer served here", "node", e.cfg.Cluster.Node, "partition", p)
+	if err := cp.stopServing(false); err != nil {
+		return fmt.Errorf("lose partition %d: %w", p, err)
+	}
+	cp.startFollowing()
+	return nil
+}
+
+// stopServing stops the worker, waits for its records, optionally takes a
+// final snapshot, and closes the journal. The caller holds mu. It returns
+// an error, and the engine stops, if any record of the partition failed.
+func (cp *clusterPartition) stopServing(finalSnapshot bool) error {
+	e := cp.e
+	w, j := cp.worker, cp.journal
+	e.mu.Lock()
+	e.served[cp.id].Store(nil)
+	close(w.queue)
+	e.mu.Unlock()
+	<-w.exited // the worker drains: every record's done has run
+	cp.snapshotWG.Wait()
+	var errs []error
+	if w.failed.Load() {
+		errs = append(errs, errors.New("a record failed"))
+	} else if finalSnapshot && cp.snaps != nil {
+		req := &cp.snapshotReq
+		cp.snapshotMu.Lock()
+		req.part = e.core.partitions[cp.id]
+		req.buf = encodePartition(req.buf[:0], req.part)
+		req.pos = j.End()
+		if err := cp.writeSnapshot(req, j); err != nil {
+			errs = append(errs, fmt.Errorf("final snapshot: %w", err))
+		}
+		cp.snapshotMu.Unlock()
+	}
+	if err := j.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("close journal: %w", err))
+	}
+	cp.worker, cp.journal = nil, nil
+	cp.pos.Store(uint64(j.End()))
+	if w.failed.Load() {
+		err := errors.Join(errs...)
+		e.fail(fmt.Errorf("partition %d: %w", cp.id, err))
+		return err
+	}
+	return errors.Join(errs...)
+}
+
+// Owns reports whether partition p is served here: a command for it is
+// applied by this node. Without cluster mode every partition is.
+func (e *Engine) Owns(p int) bool {
+	if p < 0 || p >= e.cfg.Partitions {
+		return false
+	}
+	if e.cfg.Cluster == nil {
+		return true
+	}
+	return e.served[p].Load() != nil && e.Err() == nil
+}
+
+// FollowPartition is Follow for one partition in cluster mode: it calls fn
+// for every event in partition p's records after position from (p's
+// stream sequence), in order, as they are stored, whoever writes them,
+// until ctx ends. ev.Position is the record's position in p's stream. It
+// is for read models, which need a position per partition in cluster mode
+// (docs/cluster.md, step 3).
+func (e *Engine) FollowPartition(ctx context.Context, p int, from uint64, fn func(ev *Event) error) error {
+	cp, err := e.clusterPartition(p)
+	if err != nil {
+		return fmt.Errorf("follow partition %d: %w", p, err)
+	}
+	var ev Event
+	n := len(e.core.partitions)
+	return cp.stream.Follow(ctx, journal.Position(from), func(end journal.Position, rec []byte) error {
+		if len(rec) == 0 {
+			return nil // a fence: no events
+		}
+		return decodeRecord(rec, n, &ev, func(ev *Event) error {
+			ev.Position = uint64(end)
+			return fn(ev)
+		})
+	})
+}
+
+// ServedPartitions returns the partitions served here, in order: every
+// partition without cluster mode, none on a stopped engine.
+func (e *Engine) ServedPartitions() []int {
+	var ps []int
+	for p := range e.cfg.Partitions {
+		if e.Owns(p) {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// Locate validates what can be checked without the partition's state (the
+// router's checks) and returns the request's partition, without queueing
+// it. ok is false when the request has been answered already (r.Result is
+// set: not found, invalid, sold out...). In cluster mode the HTTP layer
+// forwards a request whose partition this node does not Own.
+func (e *Engine) Locate(r *Request) (partition int, ok bool) {
+	p, ok := e.core.route(r)
+	if !ok {
+		e.stats.GatewayRejected.Add(1)
+	}
+	return p, ok
+}
+
+// PartitionPosition returns the journal position partition p's state
+// includes here (in cluster mode; the engine's journal end otherwise).
+// Between two nodes, the difference is the follower's lag.
+func (e *Engine) PartitionPosition(p int) uint64 {
+	if e.cfg.Cluster == nil {
+		return e.JournalEnd()
+	}
+	if w := e.served[p].Load(); w != nil {
+		return uint64(w.journal.End())
+	}
+	return e.cluster[p].pos.Load()
+}
+
+// submitCluster is Submit in cluster mode: a request for a partition not
+// served here is answered CodeUnavailable (the HTTP layer forwards such
+// requests to the owner before they get here).
+func (e *Engine) submitCluster(b *Batch) {
+	b.done = make(chan struct{})
+	n := e.cfg.Partitions
+	if len(b.perWorker) != n {
+		b.perWorker = make([][]int32, n)
+		b.touched = b.touched[:0]
+	}
+	for _, p := range b.touched {
+		b.perWorker[p] = b.perWorker[p][:0]
+	}
+	b.touched = b.touched[:0]
+	failed := e.Err() != nil
+	for i := range b.Requests {
+		r := &b.Requests[i]
+		if failed {
+			r.Result = Result{Code: CodeUnavailable}
+			continue
+		}
+		p, ok := e.core.route(r)
+		if !ok {
+			e.stats.GatewayRejected.Add(1)
+			continue
+		}
+		if e.served[p].Load() == nil {
+			r.Result = Result{Code: CodeUnavailable}
+			e.stats.NotServed.Add(1)
+			continue
+		}
+		r.partition = int32(p)
+		if len(b.perWorker[p]) == 0 {
+			b.touched = append(b.touched, int32(p))
+		}
+		b.perWorker[p] = append(b.perWorker[p], int32(i))
+	}
+	b.remaining.Store(int32(len(b.touched)) + 1)
+	e.mu.RLock()
+	closed := e.mu.closed
+	for _, p := range b.touched {
+		idx := b.perWorker[p]
+		w := e.served[p].Load() // under the lock: its queue is open
+		if !closed && w != nil {
+			select {
+			case w.queue <- shard{b: b, idx: idx}:
+				continue
+			default:
+			}
+		}
+		code := CodeOverloaded
+		switch {
+		case closed:
+			code = CodeUnavailable
+		case w == nil:
+			// Removed since it was routed.
+			code = CodeUnavailable
+			e.stats.NotServed.Add(uint64(len(idx)))
+		default:
+			e.stats.Overloaded.Add(uint64(len(idx)))
+		}
+		for _, i := range idx {
+			b.Requests[i].Result = Result{Code: code}
+		}
+		b.remaining.Add(-1)
+	}
+	e.mu.RUnlock()
+	b.finish()
+}
+
+// closeCluster stops serving every partition (with a final snapshot of
+// each, unless the engine has stopped), stops the followers and closes the
+// streams.
+func (e *Engine) closeCluster() error {
+	e.mu.Lock()
+	if e.mu.closed {
+		e.mu.Unlock()
+		return ErrClosed
+	}
+	e.mu.closed = true
+	e.closing.Store(true)
+	e.mu.Unlock()
+	var errs []error
+	for _, cp := range e.cluster {
+		cp.mu.Lock()
+		if cp.worker != nil {
+			if err := cp.stopServing(e.Err() == nil); err != nil {
+				errs = append(errs, fmt.Errorf("stop serving partition %d: %w", cp.id, err))
+			}
+		}
+		cp.stopFollowing()
+		if err := cp.stream.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close partition %d's stream: %w", cp.id, err))
+		}
+		cp.mu.Unlock()
+	}
+	e.wg.Wait()
+	return errors.Join(errs...)
+}

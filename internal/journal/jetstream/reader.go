@@ -1,0 +1,142 @@
+package jetstream
+
+import (
+	"context"
+	"fmt"
+
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
+	"github.com/fest-platform/fest/internal/journal"
+)
+
+// Reader is read-only access to one partition's stream, for a node that
+// follows a partition another node writes: it never appends, so it never
+// fences the writer, and any number of readers may follow one stream.
+type Reader struct {
+	stream natsjs.Stream
+	name   string
+}
+
+var _ journal.Follower = (*Reader)(nil)
+
+// OpenReader binds to partition cfg.Partition's stream, creating it with
+// the writer's settings if nobody has yet (so a reader started before the
+// first writer follows from the first record). Only Conn, Partition,
+// StreamPrefix, SubjectPrefix, Replicas and DuplicateWindow are read.
+func OpenReader(ctx context.Context, cfg Config) (*Reader, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	js, err := natsjs.New(cfg.Conn)
+	if err != nil {
+		return nil, fmt.Errorf("jetstream reader: connect: %w", err)
+	}
+	stream, err := createStream(ctx, js, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{stream: stream, name: StreamName(cfg.StreamPrefix, cfg.Partition)}, nil
+}
+
+// Replay calls fn for every record after from up to the stream's end when
+// Replay starts, like Journal.Replay, except that a fence marker (a new
+// writer taking the partition) is delivered too, as an empty record, so
+// that the reader's position reaches the stream's end. It returns
+// journal.ErrRemoved when records after from were purged.
+func (r *Reader) Replay(from journal.Position, fn func(end journal.Position, rec []byte) error) error {
+	return replay(r.stream, r.name, from, true, fn)
+}
+
+// Follow implements journal.Follower: records after from as a quorum
+// stores them, until ctx ends, fence markers as empty records (see
+// Replay). It returns an error wrapping journal.ErrRemoved when the record
+// after from has been purged.
+func (r *Reader) Follow(ctx context.Context, from journal.Position, fn func(end journal.Position, rec []byte) error) error {
+	return read(ctx, r.stream, r.name, uint64(from), 0, true, fn)
+}
+
+// Last is the sequence of the stream's last message now (0 when empty).
+func (r *Reader) Last(ctx context.Context) (journal.Position, error) {
+	info, err := r.stream.Info(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("jetstream reader: read the end of %s: %w", r.name, err)
+	}
+	return journal.Position(info.State.LastSeq), nil
+}
+
+// Close releases nothing (the connection is the caller's); it is there so
+// that a Reader can be closed like a Journal.
+func (r *Reader) Close() error { return nil }
+
+// replay delivers the records after from through the stream's end as
+// replay starts; fences says whether fence markers are delivered.
+func replay(stream natsjs.Stream, name string, from journal.Position, fences bool, fn func(end journal.Position, rec []byte) error) error {
+	ctx := context.Background()
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("jetstream journal: replay %s: read its state: %w", name, err)
+	}
+	last := info.State.LastSeq
+	if uint64(from) >= last {
+		return nil
+	}
+	if first := info.State.FirstSeq; uint64(from)+1 < first {
+		return fmt.Errorf("jetstream journal: replay %s from %d: the stream starts at %d: %w", name, from, first, journal.ErrRemoved)
+	}
+	return read(ctx, stream, name, uint64(from), last, fences, fn)
+}
+
+// read delivers the records after from through last (0: without end),
+// and the fence markers as empty records if fences is set.
+func read(ctx context.Context, stream natsjs.Stream, name string, from, last uint64, fences bool, fn func(end journal.Position, rec []byte) error) error {
+	cons, err := stream.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{
+		DeliverPolicy: natsjs.DeliverByStartSequencePolicy,
+		OptStartSeq:   from + 1,
+	})
+	if err != nil {
+		return fmt.Errorf("jetstream journal: read %s from %d: %w", name, from, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return fmt.Errorf("jetstream journal: read %s from %d: %w", name, from, err)
+	}
+	defer it.Stop()
+	next := from + 1
+	for last == 0 || next <= last {
+		msg, err := it.Next(natsjs.NextContext(ctx))
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("jetstream journal: read %s at %d: %w", name, next, err)
+		}
+		meta, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("jetstream journal: read %s at %d: %w", name, next, err)
+		}
+		seq := meta.Sequence.Stream
+		if seq != next {
+			if next == from+1 && seq > next {
+				// The consumer starts at the stream's first message: the
+				// records from next on were purged.
+				return fmt.Errorf("jetstream journal: read %s from %d: the stream starts at %d: %w", name, from, seq, journal.ErrRemoved)
+			}
+			// Sequences are dense: only a purge removes messages, and
+			// only from the front. A gap means a record is lost.
+			return fmt.Errorf("jetstream journal: read %s: expected sequence %d, got %d: %w", name, next, seq, journal.ErrCorrupt)
+		}
+		next++
+		rec := msg.Data()
+		if msg.Headers().Get(headerFence) != "" {
+			if !fences {
+				continue
+			}
+			rec = nil
+		}
+		if err := fn(journal.Position(seq), rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -541,14 +541,15 @@ func (e *Engine) ServedPartitions() []int {
 // Locate validates what can be checked without the partition's state (the
 // router's checks) and returns the request's partition, without queueing
 // it. ok is false when the request has been answered already (r.Result is
-// set: not found, invalid, sold out...). In cluster mode the HTTP layer
+// set: not found, invalid). In cluster mode the HTTP layer
 // forwards a request whose partition this node does not Own.
+//
+// Locate changes nothing and counts nothing: the gates of an order (a
+// sold-out SKU, an ended deal, the idempotency key's reservation) are left
+// to the owner's Submit, which routes the request again with its current
+// state, and so are the counts of gateway rejections.
 func (e *Engine) Locate(r *Request) (partition int, ok bool) {
-	p, ok := e.core.route(r)
-	if !ok {
-		e.stats.GatewayRejected.Add(1)
-	}
-	return p, ok
+	return e.core.locate(r)
 }
 
 // PartitionPosition returns the journal position partition p's state

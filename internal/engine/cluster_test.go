@@ -520,3 +520,57 @@ func BenchmarkClusterSubmit(b *testing.B) {
 		}
 	}
 }
+
+// TestLocateChangesNothing: a cluster node locates a request to forward it,
+// so locating must not reserve its idempotency key nor answer from the
+// gates (the owner's state decides those).
+func TestLocateChangesNothing(t *testing.T) {
+	e, err := Open(Config{Dir: t.TempDir(), Partitions: 4, Workers: 1, NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	for _, cmd := range []Command{
+		{Kind: KindUpsertBrand, Brand: &Brand{ID: "b"}},
+		{Kind: KindUpsertMerchant, Merchant: &Merchant{ID: "m", Kind: MerchantTrader}},
+		{Kind: KindUpsertSKU, SKU: &SKU{ID: "gone", MerchantID: "m", BrandID: "b", Price: 100, Stock: 1}},
+	} {
+		if res := e.Do(context.Background(), cmd); res.Code != CodeOK {
+			t.Fatalf("%v: %v", cmd.Kind, res.Code)
+		}
+	}
+	order := func(key string) *Request {
+		return &Request{Command: Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u", IdempotencyKey: key, Items: []Item{{SKUID: "gone", Quantity: 1}}}}}
+	}
+	if res := e.Do(context.Background(), order("").Command); res.Code != CodeOK {
+		t.Fatalf("last unit: %v", res.Code)
+	}
+	// Sold out now: the router answers out_of_stock, Locate only finds
+	// the partition.
+	if _, ok := e.core.route(order("")); ok {
+		t.Fatal("the router let an order for a sold-out SKU through")
+	}
+	rejected := e.Stats().GatewayRejected.Load()
+	r := order("")
+	if _, ok := e.Locate(r); !ok || r.Result.Code != CodeOK {
+		t.Fatalf("Locate of a sold-out SKU's order: ok %v, %v", ok, r.Result.Code)
+	}
+	if got := e.Stats().GatewayRejected.Load(); got != rejected {
+		t.Fatalf("Locate counted a rejection: %d, was %d", got, rejected)
+	}
+	// A key located is not reserved: its first use on another merchant's
+	// partition would otherwise be refused as a mismatch.
+	keyHash := hashString("k-1") | 1
+	if _, ok := e.Locate(order("k-1")); !ok {
+		t.Fatal("Locate of a keyed order")
+	}
+	owner, _, err := e.core.keys.reserve(keyHash, 3, e.core.disk)
+	if err != nil || owner != 3 {
+		t.Fatalf("after Locate the key belongs to partition %d (%v), want it free", owner, err)
+	}
+	// Unknown SKUs and bad input are still answered.
+	bad := &Request{Command: Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u", Items: []Item{{SKUID: "nope", Quantity: 1}}}}}
+	if _, ok := e.Locate(bad); ok || bad.Result.Code != CodeNotFound {
+		t.Fatalf("unknown SKU: ok %v, %v", ok, bad.Result.Code)
+	}
+}

@@ -415,7 +415,17 @@ func itemField(i int, name string) string {
 // route validates what can be checked without the partition's state and
 // returns the partition of the request. ok is false when the request has
 // been answered already (its Result is set).
-func (c *core) route(r *Request) (int, bool) {
+func (c *core) route(r *Request) (int, bool) { return c.routeGated(r, true) }
+
+// locate is route without the gates of an order (the deal's and the
+// sold-out set's answers, the idempotency key's reservation): it only
+// validates and finds the partition, changing nothing. A cluster node uses
+// it to find a request's owner; the gates run on the owner, whose state is
+// current, since a follower's sold-out set may lag and a reservation made
+// here would be for an order this node never applies.
+func (c *core) locate(r *Request) (int, bool) { return c.routeGated(r, false) }
+
+func (c *core) routeGated(r *Request, gates bool) (int, bool) {
 	cmd := &r.Command
 	res := &r.Result
 	*res = Result{}
@@ -456,6 +466,9 @@ func (c *core) route(r *Request) (int, bool) {
 				res.Code, res.Field = CodeInvalidArgument, "items"
 				return 0, false
 			}
+		}
+		if !gates {
+			return partition, true
 		}
 		if o.DealID != "" && !c.routeDealOrder(o, partition, res) {
 			if res.Code == CodeOutOfStock || res.Code == CodeDealNotActive {

@@ -344,7 +344,7 @@ func readOrdered(fsys vfs.FS, path string, number uint64) (*orderedRun, error) {
 	if count == 0 || sections == 0 || sections > count || binary.LittleEndian.Uint32(h[48:]) != orderedBlockEntries {
 		return nil, damaged(8, "%d entries in %d sections", count, sections)
 	}
-	if int64(sections)*sectionTableBytes > size {
+	if orderedHeaderBytes+int64(sections)*sectionTableBytes > size {
 		return nil, damaged(12, "%d sections in %d bytes", sections, size)
 	}
 	st := make([]byte, sections*sectionTableBytes)

@@ -23,44 +23,42 @@ const (
 )
 
 func uuidV7Time(key string) (int64, bool) {
+	if key[8] != '-' || key[13] != '-' || key[18] != '-' || key[23] != '-' || key[14] != '7' {
+		return 0, false
+	}
+	if v := hexDigit[key[19]]; v == 0xff || v&0b1100 != 0b1000 {
+		return 0, false // not variant 10
+	}
 	var ms int64
-	digits := 0
-	for i := 0; i < uuidBytes; i++ {
-		c := key[i]
-		if i == 8 || i == 13 || i == 18 || i == 23 {
-			if c != '-' {
-				return 0, false
-			}
-			continue
-		}
-		v, ok := hexValue(c)
-		if !ok {
-			return 0, false
-		}
-		switch {
-		case digits < 12:
-			ms = ms<<4 | int64(v)
-		case digits == 12 && v != 7:
-			return 0, false // version nibble
-		case digits == 16 && v&0b1100 != 0b1000:
-			return 0, false // variant bits 10
-		}
-		digits++
+	bad := byte(0)
+	for _, i := range [12]int{0, 1, 2, 3, 4, 5, 6, 7, 9, 10, 11, 12} {
+		v := hexDigit[key[i]]
+		bad |= v
+		ms = ms<<4 | int64(v&0xf)
+	}
+	for _, i := range [18]int{15, 16, 17, 20, 21, 22, 24, 25, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35} {
+		bad |= hexDigit[key[i]]
+	}
+	if bad&0xf0 != 0 {
+		return 0, false // a character is not a hex digit
 	}
 	return ms, true
 }
 
-func hexValue(c byte) (byte, bool) {
-	switch {
-	case '0' <= c && c <= '9':
-		return c - '0', true
-	case 'a' <= c && c <= 'f':
-		return c - 'a' + 10, true
-	case 'A' <= c && c <= 'F':
-		return c - 'A' + 10, true
+// hexDigit maps a byte to its hex value, or 0xff.
+var hexDigit = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
 	}
-	return 0, false
-}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c-'a') + 10
+		t[c-'a'+'A'] = byte(c-'a') + 10
+	}
+	return t
+}()
 
 // crockford maps a byte to its Crockford base32 value, or 0xff. The
 // decoder is strict: the aliases I, L and O that the spec lets a decoder

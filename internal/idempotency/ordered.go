@@ -187,7 +187,9 @@ func (r *orderedRun) find(fsys vfs.FS, i int, keyHash uint64) (Entry, bool, erro
 	}
 	n := min(orderedBlockEntries, sec.count-b*orderedBlockEntries)
 	off := sec.offset + int64(b)*orderedBlockBytes
-	buf := make([]byte, n*entryBytes+4)
+	bp := blockPool.Get().(*[orderedBlockBytes]byte)
+	defer blockPool.Put(bp)
+	buf := bp[:n*entryBytes+4]
 	var err error
 	if r.f != nil {
 		_, err = r.f.ReadAt(buf, off)
@@ -222,6 +224,10 @@ func (r *orderedRun) find(fsys vfs.FS, i int, keyHash uint64) (Entry, bool, erro
 	}
 	return Entry{}, false, nil
 }
+
+// blockPool holds block buffers: a retry would otherwise allocate, and
+// zero, 64 KiB.
+var blockPool = sync.Pool{New: func() any { return new([orderedBlockBytes]byte) }}
 
 // sortOrdered sorts entries by bucket, then key hash: a radix sort by key
 // hash, then a stable counting pass by bucket (a write spans few buckets).

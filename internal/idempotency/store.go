@@ -85,7 +85,8 @@ type Config struct {
 	// is the one limit a store cannot exceed safely.
 	IndexBytesMax int64
 	// OrderedIndexBytesMax bounds the time-ordered tier's in-memory index
-	// (default 1 GiB; a day at 583,000 keys a second needs about 240 MiB).
+	// (default 1 GiB; a day at 583,000 keys a second, 50 billion keys,
+	// counts about 250 MB, 330 MB of heap).
 	// At the bound its oldest run is forgotten before its window ends,
 	// counted in Stats.OrderedForgottenEarly and logged.
 	OrderedIndexBytesMax int64

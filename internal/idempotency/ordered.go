@@ -473,6 +473,9 @@ func (s *Store) addOrdered(r *orderedRun, keepOpen bool) error {
 	t.keys.Add(int64(r.count))
 	t.bytes.Add(r.bytes)
 	s.orderedChanged()
+	// The router's reservations trust a generation that no publication
+	// passed; a time-ordered run is one too.
+	s.generation.Add(1)
 	return nil
 }
 
@@ -512,6 +515,7 @@ func (s *Store) removeOrdered(drop []*orderedRun) error {
 		}
 	}
 	s.orderedChanged()
+	s.generation.Add(1)
 	return errors.Join(errs...)
 }
 

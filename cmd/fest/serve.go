@@ -132,8 +132,8 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 		return o, fs, fmt.Errorf("FEST_IDEMPOTENCY_WINDOW: %w", err)
 	}
 	fs.DurationVar(&o.IdempotencyWindow, "idempotency-window", window, "a retried Idempotency-Key returns its first order within this, across restarts (FEST_IDEMPOTENCY_WINDOW)")
-	fs.DurationVar(&o.IdempotencyMintedAgeMax, "idempotency-minted-age-max", time.Hour, "a UUIDv7 or ULID Idempotency-Key minted at most this long before its first use is time-ordered: kept for the whole window in no memory per key")
-	fs.DurationVar(&o.IdempotencyMintedSkewMax, "idempotency-minted-skew-max", 5*time.Minute, "a UUIDv7 or ULID Idempotency-Key minted at most this long after its first use (a client clock ahead) is time-ordered")
+	fs.DurationVar(&o.IdempotencyMintedAgeMax, "idempotency-minted-age-max", 2*time.Minute, "a UUIDv7 or ULID Idempotency-Key minted at most this long before its first use is time-ordered: kept for the whole window in no memory per key")
+	fs.DurationVar(&o.IdempotencyMintedSkewMax, "idempotency-minted-skew-max", time.Minute, "a UUIDv7 or ULID Idempotency-Key minted at most this long after its first use (a client clock ahead) is time-ordered")
 	fs.StringVar(&o.AdminToken, "admin-token", envOr("FEST_ADMIN_TOKEN", ""), "admin bearer token; generated into <data>/tokens if empty (FEST_ADMIN_TOKEN)")
 	fs.StringVar(&o.StorefrontToken, "storefront-token", envOr("FEST_STOREFRONT_TOKEN", ""), "storefront bearer token; generated if empty (FEST_STOREFRONT_TOKEN)")
 	fs.StringVar(&o.CarrierToken, "carrier-token", envOr("FEST_CARRIER_TOKEN", ""), "carrier bearer token; generated if empty (FEST_CARRIER_TOKEN)")

@@ -55,7 +55,7 @@ type Config struct {
 	// keys into one run file (default 2s): fewer, larger runs.
 	IdempotencyRunDelayMax time.Duration
 	// IdempotencyMintedAgeMax and IdempotencyMintedSkewMax bound how long
-	// before (default 1h) and after (default 5m) its first use a UUIDv7 or
+	// before (default 2m) and after (default 1m) its first use a UUIDv7 or
 	// ULID key may have been minted to be time-ordered: kept for the whole
 	// window in the disk tier's time-ordered runs, which need no memory per
 	// key. IdempotencyTimedIndexBytesMax bounds those runs' index (default

@@ -127,9 +127,10 @@ func parseOrderedName(name string) (uint64, bool) {
 // KeyTime) and first used at atNs (unix ns) belongs to the time-ordered
 // tier: it was minted at most MintedAgeMax before its first use and at
 // most MintedSkewMax after it. The bounds keep the tier cheap, not
-// correct: a key minted long before its first use would add a section to
-// an old bucket, and one minted in the future would raise the horizon
-// past the keys being minted now, which would then read the disk.
+// correct: a key minted long before its first use adds a section to an
+// old bucket (memory, and a block more for a retry of that bucket), and
+// one minted in the future raises the horizon past the keys being minted
+// now, which then look up the buckets between.
 func (s *Store) TimeOrdered(mintedMs, atNs int64) bool {
 	at := atNs / 1e6
 	return mintedMs > 0 && mintedMs >= at-s.cfg.MintedAgeMax.Milliseconds() && mintedMs <= at+s.cfg.MintedSkewMax.Milliseconds()

@@ -98,8 +98,12 @@ type Config struct {
 	// directory.
 	BucketWidth time.Duration
 	// MintedAgeMax is how long before its first use a key may have been
-	// minted and still be time-ordered (default 1h); MintedSkewMax how far
-	// after (default 5m, a client clock ahead of ours). See TimeOrdered.
+	// minted and still be time-ordered (default 2m); MintedSkewMax how far
+	// after (default 1m, a client clock ahead of ours). See TimeOrdered:
+	// a write adds at most (MintedAgeMax+MintedSkewMax)/BucketWidth
+	// sections (90 by default, about 10 KiB of index), whatever the keys,
+	// which bounds the index at the peak to under 1 GiB a day even if
+	// every key came late; and a retry reads at most that many blocks.
 	MintedAgeMax  time.Duration
 	MintedSkewMax time.Duration
 	// QueueDepthMax bounds the batches waiting for the writer (default 256).
@@ -153,10 +157,10 @@ func (c Config) withDefaults() Config {
 		c.BucketWidth = 2 * time.Second
 	}
 	if c.MintedAgeMax == 0 {
-		c.MintedAgeMax = time.Hour
+		c.MintedAgeMax = 2 * time.Minute
 	}
 	if c.MintedSkewMax == 0 {
-		c.MintedSkewMax = 5 * time.Minute
+		c.MintedSkewMax = time.Minute
 	}
 	if c.QueueDepthMax == 0 {
 		c.QueueDepthMax = 256

@@ -176,3 +176,21 @@ func heapBytes() uint64 {
 	runtime.ReadMemStats(&ms)
 	return ms.HeapAlloc
 }
+
+// BenchmarkOrderedOpen is the start-up cost per time-ordered key: Open
+// reads each run's header and table only, not its blocks.
+func BenchmarkOrderedOpen(b *testing.B) {
+	const n = 1 << 22
+	s := benchOrderedStore(b, n, true)
+	dir := s.cfg.Dir
+	s.Close()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s, err := Open(Config{Dir: dir, Window: 24 * time.Hour, Now: newClock(benchStartNs).Now, Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		s.Close()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/key")
+}

@@ -231,14 +231,22 @@ func (r *orderedRun) find(fsys vfs.FS, i int, keyHash uint64) (Entry, bool, erro
 var blockPool = sync.Pool{New: func() any { return new([orderedBlockBytes]byte) }}
 
 // sortOrdered sorts entries by bucket, then key hash: a radix sort by key
-// hash, then a stable counting pass by bucket (a write spans few buckets).
-// It returns the buckets in order with their counts, and the scratch.
+// hash, then a stable counting pass by bucket (a write spans few buckets,
+// within (MintedAgeMax+MintedSkewMax)/BucketWidth of each other). It
+// returns the buckets in order with their counts, and the scratch.
 func (s *Store) sortOrdered(entries, tmp []Entry) ([]int64, []int, []Entry) {
-	tmp = sortByKey(entries, tmp)
+	// Counted in arrival order, where neighbours mostly share a bucket.
 	counts := map[int64]int{}
+	last, run := s.bucketOf(entries[0].Minted), 0
 	for i := range entries {
-		counts[s.bucketOf(entries[i].Minted)]++
+		if b := s.bucketOf(entries[i].Minted); b != last {
+			counts[last] += run
+			last, run = b, 0
+		}
+		run++
 	}
+	counts[last] += run
+	tmp = sortByKey(entries, tmp)
 	buckets := make([]int64, 0, len(counts))
 	for b := range counts {
 		buckets = append(buckets, b)
@@ -249,17 +257,35 @@ func (s *Store) sortOrdered(entries, tmp []Entry) ([]int64, []int, []Entry) {
 		sizes[0] = len(entries)
 		return buckets, sizes, tmp
 	}
-	next := make(map[int64]int, len(buckets))
+	// next[b-lo] is where the next entry of bucket b goes; a map for a
+	// range too wide to index (only a test makes one).
+	lo, hi := buckets[0], buckets[len(buckets)-1]
+	var dense []int
+	var sparse map[int64]int
+	if hi-lo < 1<<16 {
+		dense = make([]int, hi-lo+1)
+	} else {
+		sparse = make(map[int64]int, len(buckets))
+	}
 	sum := 0
 	for i, b := range buckets {
-		next[b] = sum
+		if dense != nil {
+			dense[b-lo] = sum
+		} else {
+			sparse[b] = sum
+		}
 		sizes[i] = counts[b]
 		sum += counts[b]
 	}
 	for i := range entries {
 		b := s.bucketOf(entries[i].Minted)
-		tmp[next[b]] = entries[i]
-		next[b]++
+		if dense != nil {
+			tmp[dense[b-lo]] = entries[i]
+			dense[b-lo]++
+		} else {
+			tmp[sparse[b]] = entries[i]
+			sparse[b]++
+		}
 	}
 	copy(entries, tmp)
 	return buckets, sizes, tmp

@@ -440,3 +440,40 @@ func TestOrderedProperty(t *testing.T) {
 		check(known)
 	})
 }
+
+// TestSortOrdered checks the order of a run's entries, by bucket then key
+// hash, for buckets close together and for a range too wide to index.
+func TestSortOrdered(t *testing.T) {
+	s := &Store{cfg: Config{Dir: "x", BucketWidth: time.Millisecond}.withDefaults()}
+	for _, spanMs := range []int64{1, 50, 1 << 15, 1 << 40} {
+		rng := rand.New(rand.NewPCG(uint64(spanMs), 1))
+		es := entries(rng, 5000, 1)
+		for i := range es {
+			es[i].Minted = 1_750_000_000_000 + rng.Int64N(spanMs)
+		}
+		want := map[uint64]Entry{}
+		for _, e := range es {
+			want[e.KeyHash] = e
+		}
+		buckets, sizes, _ := s.sortOrdered(es, nil)
+		first := 0
+		for i, b := range buckets {
+			for j := first; j < first+sizes[i]; j++ {
+				if got := s.bucketOf(es[j].Minted); got != b {
+					t.Fatalf("span %d: entry %d in section of bucket %d has bucket %d", spanMs, j, b, got)
+				}
+				if j > first && es[j].KeyHash < es[j-1].KeyHash {
+					t.Fatalf("span %d: entry %d out of key order", spanMs, j)
+				}
+				if want[es[j].KeyHash] != es[j] {
+					t.Fatalf("span %d: entry %d changed", spanMs, j)
+				}
+				delete(want, es[j].KeyHash)
+			}
+			first += sizes[i]
+		}
+		if len(want) != 0 || first != len(es) {
+			t.Fatalf("span %d: %d entries lost, sections hold %d of %d", spanMs, len(want), first, len(es))
+		}
+	}
+}

@@ -477,3 +477,42 @@ func TestSortOrdered(t *testing.T) {
 		}
 	}
 }
+
+// FuzzReadOrdered checks that any file is either refused as damage or
+// read into sections whose every block a lookup can read and check
+// without a panic.
+func FuzzReadOrdered(f *testing.F) {
+	rng := rand.New(rand.NewPCG(1, 1))
+	es := timedEntries(rng, 40, 5, 1_750_000_000_000, 4000)
+	s := &Store{cfg: Config{Dir: "x"}.withDefaults()}
+	buckets, sizes, _ := s.sortOrdered(es, nil)
+	f.Add(encodeOrdered(es, buckets, sizes))
+	f.Add([]byte(orderedMagic))
+	sim, err := vfs.NewSim(vfs.SimConfig{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	if err := sim.MkdirAll("/runs", 0o700); err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		const path = "/runs/0000000000000001.trun"
+		if err := vfs.WriteFileAtomic(sim, path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		r, err := readOrdered(sim, path, 1)
+		if err != nil {
+			if !errors.Is(err, ErrDamaged) {
+				t.Fatalf("not damage: %v", err)
+			}
+			return
+		}
+		for i, sec := range r.sections {
+			for _, h := range sec.fences {
+				if _, _, err := r.find(sim, i, h); err != nil && !errors.Is(err, ErrDamaged) {
+					t.Fatalf("lookup of fence %x: %v", h, err)
+				}
+			}
+		}
+	})
+}

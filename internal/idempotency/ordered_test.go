@@ -488,14 +488,14 @@ func FuzzReadOrdered(f *testing.F) {
 	buckets, sizes, _ := s.sortOrdered(es, nil)
 	f.Add(encodeOrdered(es, buckets, sizes))
 	f.Add([]byte(orderedMagic))
-	sim, err := vfs.NewSim(vfs.SimConfig{})
-	if err != nil {
-		f.Fatal(err)
-	}
-	if err := sim.MkdirAll("/runs", 0o700); err != nil {
-		f.Fatal(err)
-	}
 	f.Fuzz(func(t *testing.T, b []byte) {
+		sim, err := vfs.NewSim(vfs.SimConfig{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := sim.MkdirAll("/runs", 0o700); err != nil {
+			t.Fatal(err)
+		}
 		const path = "/runs/0000000000000001.trun"
 		if err := vfs.WriteFileAtomic(sim, path, b, 0o600); err != nil {
 			t.Fatal(err)

@@ -30,8 +30,9 @@ import (
 // raised before a run's keys are reported durable, and only grows): a key
 // minted at or after it was never spilled, so if it was ever accepted it
 // is still in the engine's memory tier. A new key is minted now, above the
-// horizon, and never reads the disk; a key below it reads one block of
-// each section filed under its bucket, one to three sections at the peak.
+// horizon, and never reads the disk; a key below it reads a sub-block or
+// two of each section filed under its bucket, one to three sections at
+// the peak.
 
 const (
 	orderedSuffix = ".trun"
@@ -40,13 +41,19 @@ const (
 	// i64 maxAt | i64 minMinted | i64 maxMinted | u32 blockEntries | u32
 	// crc32c of the header before it.
 	orderedHeaderBytes = 56
-	// orderedBlockEntries entries are one block (65,520 bytes and its
-	// checksum), one fence in memory and one read per section a lookup
-	// visits.
-	orderedBlockEntries = 1820
-	orderedBlockBytes   = orderedBlockEntries*entryBytes + 4
-	// sectionTableBytes per section: i64 bucket | u32 count.
-	sectionTableBytes = 12
+	// subBlockEntries entries are one sub-block (2,304 bytes), checked by
+	// the checksum after it: what a lookup reads.
+	subBlockEntries = 64
+	subBlockBytes   = subBlockEntries*entryBytes + 4
+	// orderedBlockEntries entries, 28 sub-blocks (64,624 bytes), are one
+	// block: one fence in memory. A lookup guesses the sub-block from
+	// where its key hash falls between the block's fence and the next
+	// (hashes are uniform), and steps to a neighbour when it missed,
+	// reading one or two sub-blocks instead of the whole block.
+	orderedBlockEntries = 28 * subBlockEntries
+	// sectionTableBytes per section: i64 bucket | u32 count | u64 its
+	// last key hash.
+	sectionTableBytes = 20
 	// The memory of a run and of a section besides its fences, as counted
 	// against OrderedIndexBytesMax (struct, slice headers, map entries).
 	orderedRunOverheadBytes     = 256
@@ -58,9 +65,10 @@ const (
 //	header (orderedHeaderBytes)
 //	table: per section i64 bucket | u32 count, then per block of every
 //	section in order u64 its first key hash, then u32 crc32c(table)
-//	blocks: each section's entries (entryBytes each, sorted by key hash)
-//	in blocks of orderedBlockEntries (a section's last may be shorter),
-//	each followed by u32 crc32c(its entries)
+//	entries: each section's entries (entryBytes each, sorted by key hash)
+//	in sub-blocks of subBlockEntries (a section's last may be shorter),
+//	each followed by u32 crc32c(its entries); every orderedBlockEntries
+//	of a section are a block, whose first key hash is its fence
 //
 // Open reads the header and the table only (a day at the peak is
 // terabytes of blocks); every lookup checks the block it reads, so damage
@@ -82,8 +90,9 @@ type orderedRun struct {
 type section struct {
 	bucket int64
 	count  int
-	offset int64 // of the first block
+	offset int64 // of the first sub-block
 	fences []uint64
+	last   uint64 // the last key hash, which bounds the last block's guess
 }
 
 type sectionRef struct {
@@ -151,8 +160,8 @@ func (s *Store) bucketOf(mintedMs int64) int64 {
 
 // LookupOrdered returns the entry of a time-ordered key of keyHash minted
 // at mintedMs, placed within the window, if any. A key at or above the
-// horizon costs one atomic load; one below reads a block of each section
-// of its bucket.
+// horizon costs one atomic load; one below reads a sub-block or two of
+// each section of its bucket.
 func (s *Store) LookupOrdered(keyHash uint64, mintedMs int64) (Entry, bool, error) {
 	if mintedMs >= s.ordered.horizon.Load() {
 		return Entry{}, false, nil
@@ -175,7 +184,7 @@ func (s *Store) LookupOrdered(keyHash uint64, mintedMs int64) (Entry, bool, erro
 	return Entry{}, false, nil
 }
 
-// find reads the block of section i that may hold keyHash (under the
+// find reads the sub-block of section i that may hold keyHash (under the
 // tier's read lock).
 func (r *orderedRun) find(fsys vfs.FS, i int, keyHash uint64) (Entry, bool, error) {
 	sec := &r.sections[i]
@@ -187,10 +196,65 @@ func (r *orderedRun) find(fsys vfs.FS, i int, keyHash uint64) (Entry, bool, erro
 		b--
 	}
 	n := min(orderedBlockEntries, sec.count-b*orderedBlockEntries)
-	off := sec.offset + int64(b)*orderedBlockBytes
-	bp := blockPool.Get().(*[orderedBlockBytes]byte)
-	defer blockPool.Put(bp)
-	buf := bp[:n*entryBytes+4]
+	subs := (n + subBlockEntries - 1) / subBlockEntries
+	lo, hi := sec.fences[b], sec.last
+	if b+1 < len(sec.fences) {
+		hi = sec.fences[b+1]
+	}
+	guess := 0
+	if hi > lo {
+		guess = int(float64(keyHash-lo) / float64(hi-lo) * float64(n) / subBlockEntries)
+	}
+	guess = min(max(guess, 0), subs-1)
+	bp := subBlockPool.Get().(*[subBlockBytes]byte)
+	defer subBlockPool.Put(bp)
+	buf := bp[:]
+	step := 0 // the direction of the last step, so a key between two sub-blocks ends the search
+	for {
+		k := min(subBlockEntries, n-guess*subBlockEntries)
+		off := sec.offset + int64(b)*(orderedBlockEntries/subBlockEntries)*subBlockBytes + int64(guess)*subBlockBytes
+		body, err := r.read(fsys, buf[:k*entryBytes+4], off)
+		if err != nil {
+			return Entry{}, false, err
+		}
+		first, last := binary.LittleEndian.Uint64(body), binary.LittleEndian.Uint64(body[(k-1)*entryBytes:])
+		switch {
+		case keyHash < first:
+			if guess == 0 || step > 0 {
+				return Entry{}, false, nil
+			}
+			guess, step = guess-1, -1
+			continue
+		case keyHash > last:
+			if guess == subs-1 || step < 0 {
+				return Entry{}, false, nil
+			}
+			guess, step = guess+1, 1
+			continue
+		}
+		lo, hi := 0, k
+		for lo < hi {
+			mid := int(uint(lo+hi) >> 1)
+			if binary.LittleEndian.Uint64(body[mid*entryBytes:]) < keyHash {
+				lo = mid + 1
+			} else {
+				hi = mid
+			}
+		}
+		if lo < k && binary.LittleEndian.Uint64(body[lo*entryBytes:]) == keyHash {
+			return decodeEntry(body[lo*entryBytes:]), true, nil
+		}
+		return Entry{}, false, nil
+	}
+}
+
+// subBlockPool holds sub-block buffers, which would escape to the heap
+// through vfs.File.ReadAt.
+var subBlockPool = sync.Pool{New: func() any { return new([subBlockBytes]byte) }}
+
+// read reads a sub-block at off into buf and checks it, returning its
+// entries (under the tier's read lock).
+func (r *orderedRun) read(fsys vfs.FS, buf []byte, off int64) ([]byte, error) {
 	var err error
 	if r.f != nil {
 		_, err = r.f.ReadAt(buf, off)
@@ -203,32 +267,14 @@ func (r *orderedRun) find(fsys vfs.FS, i int, keyHash uint64) (Entry, bool, erro
 		}
 	}
 	if err != nil {
-		return Entry{}, false, fmt.Errorf("read run %s at %d: %w", r.path, off, err)
+		return nil, fmt.Errorf("read run %s at %d: %w", r.path, off, err)
 	}
-	body := buf[:n*entryBytes]
-	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(buf[n*entryBytes:]) {
-		return Entry{}, false, fmt.Errorf("%w: %s at offset %d: block checksum", ErrDamaged, r.path, off)
+	body := buf[:len(buf)-4]
+	if crc32.Checksum(body, castagnoli) != binary.LittleEndian.Uint32(buf[len(body):]) {
+		return nil, fmt.Errorf("%w: %s at offset %d: block checksum", ErrDamaged, r.path, off)
 	}
-	// Keys are uniform hashes: a binary search over the block's entries
-	// reads 11 of them instead of up to 1,820.
-	lo, hi := 0, n
-	for lo < hi {
-		mid := int(uint(lo+hi) >> 1)
-		if binary.LittleEndian.Uint64(body[mid*entryBytes:]) < keyHash {
-			lo = mid + 1
-		} else {
-			hi = mid
-		}
-	}
-	if lo < n && binary.LittleEndian.Uint64(body[lo*entryBytes:]) == keyHash {
-		return decodeEntry(body[lo*entryBytes:]), true, nil
-	}
-	return Entry{}, false, nil
+	return body, nil
 }
-
-// blockPool holds block buffers: a retry would otherwise allocate, and
-// zero, 64 KiB.
-var blockPool = sync.Pool{New: func() any { return new([orderedBlockBytes]byte) }}
 
 // sortOrdered sorts entries by bucket, then key hash: a radix sort by key
 // hash, then a stable counting pass by bucket (a write spans few buckets,
@@ -291,12 +337,20 @@ func (s *Store) sortOrdered(entries, tmp []Entry) ([]int64, []int, []Entry) {
 	return buckets, sizes, tmp
 }
 
+// sectionBytes is the size of a section's sub-blocks.
+func sectionBytes(count int) int {
+	return count*entryBytes + (count+subBlockEntries-1)/subBlockEntries*4
+}
+
+func fenceCount(count int) int { return (count + orderedBlockEntries - 1) / orderedBlockEntries }
+
 func encodeOrdered(entries []Entry, buckets []int64, sizes []int) []byte {
-	blocks := 0
+	blocks, data := 0, 0
 	for _, n := range sizes {
-		blocks += (n + orderedBlockEntries - 1) / orderedBlockEntries
+		blocks += fenceCount(n)
+		data += sectionBytes(n)
 	}
-	size := orderedHeaderBytes + len(buckets)*sectionTableBytes + blocks*8 + 4 + len(entries)*entryBytes + blocks*4
+	size := orderedHeaderBytes + len(buckets)*sectionTableBytes + blocks*8 + 4 + data
 	b := make([]byte, 0, size)
 	minAt, maxAt := entries[0].At, entries[0].At
 	minMint, maxMint := entries[0].Minted, entries[0].Minted
@@ -313,11 +367,14 @@ func encodeOrdered(entries []Entry, buckets []int64, sizes []int) []byte {
 	b = binary.LittleEndian.AppendUint32(b, orderedBlockEntries)
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	table := len(b)
+	first := 0
 	for i, bucket := range buckets {
 		b = binary.LittleEndian.AppendUint64(b, uint64(bucket))
 		b = binary.LittleEndian.AppendUint32(b, uint32(sizes[i]))
+		first += sizes[i]
+		b = binary.LittleEndian.AppendUint64(b, entries[first-1].KeyHash)
 	}
-	first := 0
+	first = 0
 	for _, n := range sizes {
 		for j := first; j < first+n; j += orderedBlockEntries {
 			b = binary.LittleEndian.AppendUint64(b, entries[j].KeyHash)
@@ -327,9 +384,9 @@ func encodeOrdered(entries []Entry, buckets []int64, sizes []int) []byte {
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[table:], castagnoli))
 	first = 0
 	for _, n := range sizes {
-		for j := first; j < first+n; j += orderedBlockEntries {
+		for j := first; j < first+n; j += subBlockEntries {
 			start := len(b)
-			for k := j; k < min(j+orderedBlockEntries, first+n); k++ {
+			for k := j; k < min(j+subBlockEntries, first+n); k++ {
 				b = appendEntry(b, &entries[k])
 			}
 			b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
@@ -384,20 +441,22 @@ func readOrdered(fsys vfs.FS, path string, number uint64) (*orderedRun, error) {
 	if _, err := f.ReadAt(st, orderedHeaderBytes); err != nil {
 		return nil, fmt.Errorf("read run %s: %w", path, err)
 	}
-	blocks, total := 0, 0
+	blocks, total, data := 0, 0, int64(0)
 	r.sections = make([]section, sections)
 	for i := range r.sections {
 		sec := &r.sections[i]
 		sec.bucket = int64(binary.LittleEndian.Uint64(st[i*sectionTableBytes:]))
 		sec.count = int(binary.LittleEndian.Uint32(st[i*sectionTableBytes+8:]))
+		sec.last = binary.LittleEndian.Uint64(st[i*sectionTableBytes+12:])
 		if sec.count == 0 || (i > 0 && sec.bucket <= r.sections[i-1].bucket) {
 			return nil, damaged(int64(orderedHeaderBytes+i*sectionTableBytes), "section %d of bucket %d and %d entries", i, sec.bucket, sec.count)
 		}
-		blocks += (sec.count + orderedBlockEntries - 1) / orderedBlockEntries
+		blocks += fenceCount(sec.count)
 		total += sec.count
+		data += int64(sectionBytes(sec.count))
 	}
 	tableEnd := int64(orderedHeaderBytes + sections*sectionTableBytes + blocks*8 + 4)
-	if total != count || size != tableEnd+int64(count*entryBytes+blocks*4) {
+	if total != count || size != tableEnd+data {
 		return nil, damaged(8, "%d entries in %d bytes", count, size)
 	}
 	table := make([]byte, tableEnd-orderedHeaderBytes)
@@ -412,8 +471,7 @@ func readOrdered(fsys vfs.FS, path string, number uint64) (*orderedRun, error) {
 	for i := range r.sections {
 		sec := &r.sections[i]
 		sec.offset = off
-		n := (sec.count + orderedBlockEntries - 1) / orderedBlockEntries
-		sec.fences = make([]uint64, n)
+		sec.fences = make([]uint64, fenceCount(sec.count))
 		for j := range sec.fences {
 			sec.fences[j] = binary.LittleEndian.Uint64(fences)
 			fences = fences[8:]
@@ -421,7 +479,10 @@ func readOrdered(fsys vfs.FS, path string, number uint64) (*orderedRun, error) {
 				return nil, damaged(tableEnd-4, "fence %d of section %d out of order", j, i)
 			}
 		}
-		off += int64(sec.count*entryBytes + n*4)
+		if sec.last < sec.fences[len(sec.fences)-1] {
+			return nil, damaged(int64(orderedHeaderBytes+i*sectionTableBytes+12), "section %d ends before its last block starts", i)
+		}
+		off += int64(sectionBytes(sec.count))
 	}
 	if r.minAt > r.maxAt {
 		return nil, damaged(16, "time range")
@@ -443,18 +504,18 @@ func newOrderedRun(path string, number uint64, entries []Entry, buckets []int64,
 	r := &orderedRun{number: number, path: path, count: len(entries), minAt: entries[0].At, maxAt: entries[0].At, maxMint: entries[0].Minted}
 	blocks := 0
 	for _, n := range sizes {
-		blocks += (n + orderedBlockEntries - 1) / orderedBlockEntries
+		blocks += fenceCount(n)
 	}
 	off := int64(orderedHeaderBytes + len(buckets)*sectionTableBytes + blocks*8 + 4)
 	first := 0
 	r.sections = make([]section, len(buckets))
 	for i, n := range sizes {
 		sec := &r.sections[i]
-		sec.bucket, sec.count, sec.offset = buckets[i], n, off
+		sec.bucket, sec.count, sec.offset, sec.last = buckets[i], n, off, entries[first+n-1].KeyHash
 		for j := first; j < first+n; j += orderedBlockEntries {
 			sec.fences = append(sec.fences, entries[j].KeyHash)
 		}
-		off += int64(n*entryBytes + len(sec.fences)*4)
+		off += int64(sectionBytes(n))
 		first += n
 	}
 	for i := range entries {

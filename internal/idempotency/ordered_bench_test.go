@@ -87,7 +87,7 @@ func BenchmarkOrderedLookupNew(b *testing.B) {
 
 // BenchmarkOrderedLookupOld is the retry of a key on disk (hit) and a key
 // minted before the horizon that was never stored (miss), with four
-// million keys: each reads one 64 KiB block per section of its bucket
+// million keys: each reads a sub-block or two per section of its bucket
 // from the page cache.
 func BenchmarkOrderedLookupOld(b *testing.B) {
 	const n = 1 << 22

@@ -178,13 +178,17 @@ func TestOrderedWriteLookupReopen(t *testing.T) {
 		if n := reads.Load() - before; n != 0 {
 			t.Fatalf("new keys read the disk %d times", n)
 		}
-		// An old key not stored reads its bucket's one section, once.
-		before = reads.Load()
-		if _, ok, err := s.LookupOrdered(rng.Uint64()|1, nowMs-5000); ok || err != nil {
-			t.Fatalf("an unknown old key was found: %v", err)
-		}
-		if n := reads.Load() - before; n != 1 {
-			t.Fatalf("an old key read %d blocks, want 1", n)
+		// An old key not stored reads its bucket's one section: the
+		// sub-block its hash points at, and maybe a neighbour (two away
+		// takes a guess three standard deviations off).
+		for range 100 {
+			before = reads.Load()
+			if _, ok, err := s.LookupOrdered(rng.Uint64()|1, nowMs-5000); ok || err != nil {
+				t.Fatalf("an unknown old key was found: %v", err)
+			}
+			if n := reads.Load() - before; n < 1 || n > 3 {
+				t.Fatalf("an old key read %d sub-blocks, want 1 to 3", n)
+			}
 		}
 	}
 	check(s)
@@ -427,7 +431,7 @@ func TestOrderedProperty(t *testing.T) {
 				}
 			}
 			// A sample of the keys after each step (a time-ordered look-up
-			// reads 64 KiB), every key at the end.
+			// reads a few KiB), every key at the end.
 			sample := known
 			if len(sample) > 200 {
 				sample = make([]uint64, 200)

@@ -59,7 +59,7 @@ type Config struct {
 	// ULID key may have been minted to be time-ordered: kept for the whole
 	// window in the disk tier's time-ordered runs, which need no memory per
 	// key. IdempotencyTimedIndexBytesMax bounds those runs' index (default
-	// 1 GiB; a day at the peak needs about 330 MB). Zero is the default;
+	// 1 GiB; a day at the peak needs about 360 MB). Zero is the default;
 	// the disk tier validates them.
 	IdempotencyMintedAgeMax       time.Duration
 	IdempotencyMintedSkewMax      time.Duration

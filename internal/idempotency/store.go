@@ -86,7 +86,7 @@ type Config struct {
 	IndexBytesMax int64
 	// OrderedIndexBytesMax bounds the time-ordered tier's in-memory index
 	// (default 1 GiB; a day at 583,000 keys a second, 50 billion keys,
-	// counts about 250 MB, 330 MB of heap).
+	// counts about 250 MB, 360 MB of heap).
 	// At the bound its oldest run is forgotten before its window ends,
 	// counted in Stats.OrderedForgottenEarly and logged.
 	OrderedIndexBytesMax int64

@@ -137,7 +137,7 @@ var (
 
 	descIdempotencyKeys      = prometheus.NewDesc("fest_idempotency_keys", "Idempotency keys held, by tier (memory: as of each partition's last batch).", []string{"tier"}, nil)
 	descIdempotencyOldest    = prometheus.NewDesc("fest_idempotency_oldest_key_age_seconds", "Age of the oldest idempotency key held in either tier.", nil, nil)
-	descIdempotencyIndex     = prometheus.NewDesc("fest_idempotency_disk_index_bytes", "Memory of the disk tier's index of other keys (8 bytes a key).", nil, nil)
+	descIdempotencyIndex     = prometheus.NewDesc("fest_idempotency_disk_index_bytes", "Memory of the disk tier's index of other keys (8 bytes a slot, 11 to 21 a key).", nil, nil)
 	descIdempotencyForgotten = prometheus.NewDesc("fest_idempotency_forgotten_early_total", "Other keys the disk tier dropped before their window to stay within its index bound.", nil, nil)
 
 	descIdempotencyClass          = prometheus.NewDesc("fest_idempotency_keys_by_class", "Idempotency keys held, by tier and class (time_ordered: UUIDv7 or ULID minted near its first use; other).", []string{"tier", "class"}, nil)

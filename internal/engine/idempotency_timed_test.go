@@ -2,8 +2,13 @@ package engine
 
 import (
 	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/fest-platform/fest/internal/vfs"
 )
 
 // uuidV7 is a UUIDv7 minted at ms, told apart by n.
@@ -112,4 +117,54 @@ func TestImplausibleTimedKeysAreOtherKeys(t *testing.T) {
 		t.Fatalf("stats %+v: want no time-ordered keys", st)
 	}
 	k.retryTimed(ids, keys)
+}
+
+// runReadsFS counts the reads of time-ordered run files.
+type runReadsFS struct {
+	vfs.FS
+	reads *atomic.Int64
+}
+
+type runReadsFile struct {
+	vfs.File
+	reads *atomic.Int64
+}
+
+func (f runReadsFS) OpenFile(name string, flag int, perm os.FileMode) (vfs.File, error) {
+	file, err := f.FS.OpenFile(name, flag, perm)
+	if err != nil || !strings.HasSuffix(name, ".trun") {
+		return file, err
+	}
+	return runReadsFile{File: file, reads: f.reads}, nil
+}
+
+func (f runReadsFile) ReadAt(b []byte, off int64) (int, error) {
+	f.reads.Add(1)
+	return f.File.ReadAt(b, off)
+}
+
+// TestNewTimedKeysReadNoDisk checks the point of the time-ordered tier:
+// with most keys on disk, new keys minted now are answered without reading
+// a run, and a retry of an old one reads its bucket.
+func TestNewTimedKeysReadNoDisk(t *testing.T) {
+	var reads atomic.Int64
+	k := newKeyTest(t, 24*time.Hour)
+	k.clock.Store(timedTestStart)
+	k.cfg.FS = runReadsFS{FS: vfs.OS, reads: &reads}
+	k.reopen()
+	defer func() { k.e.Close() }()
+	ids, keys := k.placeTimed(20*keyTestKeysMax, func(i int, nowMs int64) string { return uuidV7(nowMs, i) })
+	for k.e.IdempotencyStats().DiskTimedKeys < int64(len(ids)-memoryKeysHardFactor*keyTestKeysMax) {
+		time.Sleep(time.Millisecond)
+	}
+	before := reads.Load()
+	k.placeTimed(5*keyTestKeysMax, func(i int, nowMs int64) string { return uuidV7(nowMs, 1<<20+i) })
+	if n := reads.Load() - before; n != 0 {
+		t.Fatalf("new keys read the time-ordered runs %d times", n)
+	}
+	before = reads.Load()
+	k.retryTimed(ids[:1], keys[:1])
+	if n := reads.Load() - before; n == 0 {
+		t.Fatal("the retry of the first key read no run: the test did not reach the disk")
+	}
 }

@@ -23,7 +23,7 @@ import (
 // write makes one run whose entries are grouped in sections, one per
 // bucket of BucketWidth of minting time, each sorted by key hash. Memory
 // holds one fence (the first key hash) per block of orderedBlockEntries
-// entries, about 64 KiB of file, so a key costs a small fraction of a byte
+// entries, about 63 KiB of file, so a key costs a small fraction of a byte
 // in memory, and the tier can hold a whole window at the peak.
 //
 // The horizon is past the minting time of every key the tier holds (it is
@@ -63,16 +63,18 @@ const (
 // orderedRun layout (little-endian):
 //
 //	header (orderedHeaderBytes)
-//	table: per section i64 bucket | u32 count, then per block of every
-//	section in order u64 its first key hash, then u32 crc32c(table)
+//	table: per section i64 bucket | u32 count | u64 last key hash, then
+//	per block of every section in order u64 its first key hash, then u32
+//	crc32c(table)
 //	entries: each section's entries (entryBytes each, sorted by key hash)
 //	in sub-blocks of subBlockEntries (a section's last may be shorter),
 //	each followed by u32 crc32c(its entries); every orderedBlockEntries
 //	of a section are a block, whose first key hash is its fence
 //
 // Open reads the header and the table only (a day at the peak is
-// terabytes of blocks); every lookup checks the block it reads, so damage
-// is refused with the file and offset when it is met, never answered.
+// terabytes of entries); every lookup checks each sub-block it reads, so
+// damage is refused with the file and offset when it is met, never
+// answered.
 type orderedRun struct {
 	number   uint64
 	path     string

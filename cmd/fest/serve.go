@@ -59,6 +59,11 @@ type serveOptions struct {
 	SegmentBytesMax    int64
 	// IdempotencyWindow is how long idempotency keys are remembered.
 	IdempotencyWindow time.Duration
+	// IdempotencyMintedAgeMax and IdempotencyMintedSkewMax bound how far
+	// before and after its first use a UUIDv7 or ULID key may have been
+	// minted to be kept as time-ordered (engine.Config has their meaning).
+	IdempotencyMintedAgeMax  time.Duration
+	IdempotencyMintedSkewMax time.Duration
 	// GMVMilestones are the GMV projection's milestone thresholds in fen
 	// (nil: its default, 100 million CNY); the demo sets small ones.
 	GMVMilestones []int64
@@ -143,6 +148,8 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 		return o, fs, fmt.Errorf("FEST_IDEMPOTENCY_WINDOW: %w", err)
 	}
 	fs.DurationVar(&o.IdempotencyWindow, "idempotency-window", window, "a retried Idempotency-Key returns its first order within this, across restarts (FEST_IDEMPOTENCY_WINDOW)")
+	fs.DurationVar(&o.IdempotencyMintedAgeMax, "idempotency-minted-age-max", 2*time.Minute, "a UUIDv7 or ULID Idempotency-Key minted at most this long before its first use is time-ordered: kept for the whole window in no memory per key")
+	fs.DurationVar(&o.IdempotencyMintedSkewMax, "idempotency-minted-skew-max", time.Minute, "a UUIDv7 or ULID Idempotency-Key minted at most this long after its first use (a client clock ahead) is time-ordered")
 	fs.StringVar(&o.AdminToken, "admin-token", envOr("FEST_ADMIN_TOKEN", ""), "admin bearer token; generated into <data>/tokens if empty (FEST_ADMIN_TOKEN)")
 	fs.StringVar(&o.StorefrontToken, "storefront-token", envOr("FEST_STOREFRONT_TOKEN", ""), "storefront bearer token; generated if empty (FEST_STOREFRONT_TOKEN)")
 	fs.StringVar(&o.CarrierToken, "carrier-token", envOr("FEST_CARRIER_TOKEN", ""), "carrier bearer token; generated if empty (FEST_CARRIER_TOKEN)")
@@ -202,6 +209,9 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 	}
 	if err := o.Cluster.validate(name); err != nil {
 		return o, fs, err
+	}
+	if o.IdempotencyMintedAgeMax <= 0 || o.IdempotencyMintedSkewMax <= 0 {
+		return o, fs, fmt.Errorf("%s: --idempotency-minted-age-max %v and --idempotency-minted-skew-max %v must be positive", name, o.IdempotencyMintedAgeMax, o.IdempotencyMintedSkewMax)
 	}
 	if fs.NArg() > 0 {
 		return o, fs, fmt.Errorf("%s: unexpected argument %q", name, fs.Arg(0))
@@ -350,13 +360,15 @@ func (rs *runningServer) open() error {
 			rs.srv.ObserveFsync(time.Since(t))
 			return err
 		},
-		RetainFrom:         proj.Retain,
-		FS:                 newSnapshotTimer(vfs.OS, rs.opts.Data, rs.srv.ObserveSnapshot),
-		SnapshotEveryBytes: rs.opts.SnapshotEveryBytes,
-		IdempotencyWindow:  rs.opts.IdempotencyWindow,
-		SegmentBytesMax:    rs.opts.SegmentBytesMax,
-		Logger:             rs.log,
-		Now:                now, // nil: the wall clock
+		RetainFrom:               proj.Retain,
+		FS:                       newSnapshotTimer(vfs.OS, rs.opts.Data, rs.srv.ObserveSnapshot),
+		SnapshotEveryBytes:       rs.opts.SnapshotEveryBytes,
+		IdempotencyWindow:        rs.opts.IdempotencyWindow,
+		IdempotencyMintedAgeMax:  rs.opts.IdempotencyMintedAgeMax,
+		IdempotencyMintedSkewMax: rs.opts.IdempotencyMintedSkewMax,
+		SegmentBytesMax:          rs.opts.SegmentBytesMax,
+		Logger:                   rs.log,
+		Now:                      now, // nil: the wall clock
 	})
 	if err != nil {
 		store.Close()

@@ -54,6 +54,16 @@ type Config struct {
 	// IdempotencyRunDelayMax is how long the disk tier gathers spilled
 	// keys into one run file (default 2s): fewer, larger runs.
 	IdempotencyRunDelayMax time.Duration
+	// IdempotencyMintedAgeMax and IdempotencyMintedSkewMax bound how long
+	// before (default 2m) and after (default 1m) its first use a UUIDv7 or
+	// ULID key may have been minted to be time-ordered: kept for the whole
+	// window in the disk tier's time-ordered runs, which need no memory per
+	// key. IdempotencyTimedIndexBytesMax bounds those runs' index (default
+	// 1 GiB; a day at the peak needs about 360 MB). Zero is the default;
+	// the disk tier validates them.
+	IdempotencyMintedAgeMax       time.Duration
+	IdempotencyMintedSkewMax      time.Duration
+	IdempotencyTimedIndexBytesMax int64
 	// ExpireBatchMax bounds the orders one partition expires per batch, so
 	// a wave of expiries does not stall new orders (default 4,096).
 	ExpireBatchMax int

@@ -24,6 +24,17 @@ import (
 // removes keys from memory, and it does so before those look-ups, so no
 // key can leave memory between its look-up and its apply.
 //
+// A key that carries its minting time (a UUIDv7 or ULID, idempotency.KeyTime)
+// and was first used close to it (Store.TimeOrdered) is time-ordered: its
+// entry remembers that time (minted), and it spills to the disk tier's
+// time-ordered runs, filed by it. Such a key minted at or after the store's
+// horizon was never spilled, so the worker reads the disk for it only when
+// it is older; a new key never does. The minting time is learnt from the
+// key's text, which only a live order has: keys rebuilt by replay or from
+// a snapshot have minted 0 and spill as other keys, a bounded one-off cost
+// of a restart (at most the memory tier's keys), not a correctness one,
+// since a look-up always checks the other keys' index too.
+//
 // Without a data directory (a test double journal) there is no disk tier
 // and the memory tier forgets its oldest keys past IdempotencyKeysMax, as
 // it always did.
@@ -34,9 +45,13 @@ type idempotencyEntry struct {
 	at          int64
 }
 
+// idempotencyRing is a ring entry. The minting time of a time-ordered key
+// lives here rather than in its map entry: a slice element costs 8 bytes
+// more, a map entry 16 (its value's size class).
 type idempotencyRing struct {
 	keyHash uint64
 	at      int64
+	minted  int64 // unix ms of a time-ordered key; 0 for other keys
 }
 
 // memoryKeys is a partition's memory tier. Only the partition's worker (or
@@ -67,9 +82,20 @@ type memoryKeys struct {
 	// sequence next as its replay.
 	durableEnd atomic.Uint64
 
-	// count and oldestAt are published once per batch for /metrics.
-	count    atomic.Int64
-	oldestAt atomic.Int64
+	// mintedKey and mintedMs carry a time-ordered key's minting time from
+	// keyedOrder, which sees the key's text, to remember, which sees only
+	// its hash (the event has no more); mintedKey 0 carries nothing.
+	mintedKey uint64
+	mintedMs  int64
+
+	// timed counts the entries with minted set.
+	timed int
+
+	// count, timedCount and oldestAt are published once per batch for
+	// /metrics.
+	count      atomic.Int64
+	timedCount atomic.Int64
+	oldestAt   atomic.Int64
 }
 
 const (
@@ -110,6 +136,9 @@ func (m *memoryKeys) live(r idempotencyRing) bool {
 func (m *memoryKeys) drop(keys *keyIndex, partition int) {
 	r := m.ring[m.head]
 	if m.live(r) {
+		if r.minted != 0 {
+			m.timed--
+		}
 		delete(m.entries, r.keyHash)
 		keys.remove(r.keyHash, partition)
 	}
@@ -132,9 +161,19 @@ func (m *memoryKeys) compactRing() {
 // evicted; what the disk tier holds is decided by the worker, not here.
 func (p *partition) remember(keys *keyIndex, keyHash, requestHash, seq uint64, at, window int64, keysMax int, disk bool) {
 	m := &p.keys
+	var minted int64
+	if m.mintedKey == keyHash {
+		minted = m.mintedMs
+	}
+	m.mintedKey = 0
+	if minted != 0 {
+		// A key is remembered at its first use, so no entry of it is
+		// replaced, and drop counts it out with its ring entry.
+		m.timed++
+	}
 	m.entries[keyHash] = idempotencyEntry{requestHash: requestHash, seq: seq, at: at}
 	keys.put(keyHash, p.id)
-	m.ring = append(m.ring, idempotencyRing{keyHash: keyHash, at: at})
+	m.ring = append(m.ring, idempotencyRing{keyHash: keyHash, at: at, minted: minted})
 	for m.head < len(m.ring) {
 		head := m.ring[m.head]
 		if head.at > at-window && (disk || len(m.entries) <= keysMax) {
@@ -155,6 +194,9 @@ type storedKey struct {
 	// published between routing and apply.
 	missGeneration uint32
 	failed         bool // the look-up failed: answer CodeUnavailable
+	// minted is the minting time the key's text carries (unix ms,
+	// idempotency.KeyTime), set by the worker's look-up; 0 if none.
+	minted int64
 }
 
 // keyedOrder decides a keyed order from the tiers. done is true when res
@@ -182,6 +224,13 @@ func (c *core) keyedOrder(p *partition, now int64, o *Order, keyHash uint64, res
 	if c.disk != nil && len(p.keys.entries) >= memoryKeysHardFactor*c.idempotencyKeysMax {
 		res.Code = CodeOverloaded
 		return true
+	}
+	// A first use: if the order is placed, remember files the key as
+	// time-ordered when its minting time is plausible now. now is an input
+	// of apply, so the choice is the same wherever the batch is applied.
+	p.keys.mintedKey = 0
+	if c.disk != nil && o.stored.minted != 0 && c.disk.TimeOrdered(o.stored.minted, now) {
+		p.keys.mintedKey, p.keys.mintedMs = keyHash, o.stored.minted
 	}
 	return false
 }
@@ -211,6 +260,7 @@ func (w *worker) idempotencyBeforeApply(shards []shard) {
 		}
 		m := &p.keys
 		m.count.Store(int64(len(m.entries)))
+		m.timedCount.Store(int64(m.timed))
 		if m.head < len(m.ring) {
 			m.oldestAt.Store(m.ring[m.head].at)
 		} else {
@@ -240,8 +290,26 @@ func (c *core) lookUpKey(r *Request, logger *slog.Logger) {
 	}
 	missGeneration := o.stored.missGeneration
 	o.stored = storedKey{keyHash: keyHash}
+	minted, timed := idempotency.KeyTime(o.IdempotencyKey)
+	if timed {
+		o.stored.minted = minted
+	}
 	if _, ok := c.partitions[r.partition].keys.entries[keyHash]; ok {
 		return
+	}
+	if timed && minted < c.disk.Horizon() {
+		// The key may be in the time-ordered runs, which the router's
+		// look-up does not read.
+		e, ok, err := c.disk.LookupOrdered(keyHash, minted)
+		if err != nil {
+			logger.Error("idempotency: disk look-up failed; the order is answered unavailable", "err", err)
+			o.stored.failed = true
+			return
+		}
+		if ok {
+			o.stored.entry = &e
+			return
+		}
 	}
 	if missGeneration != 0 && missGeneration == uint32(c.disk.Generation()) {
 		// Nothing was published since the router's miss: a look-up would
@@ -303,7 +371,7 @@ func (c *core) startSpill(p *partition) {
 			continue
 		}
 		e := m.entries[r.keyHash]
-		batch = append(batch, idempotency.Entry{KeyHash: r.keyHash, RequestHash: e.requestHash, Seq: e.seq, At: e.at, Partition: uint32(p.id)})
+		batch = append(batch, idempotency.Entry{KeyHash: r.keyHash, RequestHash: e.requestHash, Seq: e.seq, At: e.at, Partition: uint32(p.id), Minted: r.minted})
 	}
 	if len(batch) == 0 {
 		return
@@ -367,13 +435,16 @@ func (e *Engine) openIdempotency() error {
 		return nil
 	}
 	s, err := idempotency.Open(idempotency.Config{
-		FS:            e.cfg.FS,
-		Dir:           filepath.Join(e.cfg.Dir, "idempotency"),
-		Window:        e.cfg.IdempotencyWindow,
-		IndexBytesMax: e.cfg.IdempotencyIndexBytesMax,
-		RunDelayMax:   e.cfg.IdempotencyRunDelayMax,
-		Now:           e.cfg.Now,
-		Logger:        e.cfg.Logger,
+		FS:                   e.cfg.FS,
+		Dir:                  filepath.Join(e.cfg.Dir, "idempotency"),
+		Window:               e.cfg.IdempotencyWindow,
+		IndexBytesMax:        e.cfg.IdempotencyIndexBytesMax,
+		RunDelayMax:          e.cfg.IdempotencyRunDelayMax,
+		MintedAgeMax:         e.cfg.IdempotencyMintedAgeMax,
+		MintedSkewMax:        e.cfg.IdempotencyMintedSkewMax,
+		OrderedIndexBytesMax: e.cfg.IdempotencyTimedIndexBytesMax,
+		Now:                  e.cfg.Now,
+		Logger:               e.cfg.Logger,
 	})
 	if err != nil {
 		return fmt.Errorf("open idempotency store: %w", err)
@@ -394,20 +465,34 @@ func (e *Engine) closeIdempotency() error {
 	return nil
 }
 
-// IdempotencyStats are the figures of both tiers.
+// IdempotencyStats are the figures of both tiers. MemoryKeys and DiskKeys
+// count both classes of keys; the Timed figures the time-ordered ones (see
+// idempotency.KeyTime), DiskRuns and DiskIndexBytes the other keys' runs.
 type IdempotencyStats struct {
-	MemoryKeys     int64
-	DiskKeys       int64
-	DiskRuns       int
-	DiskIndexBytes int64
+	MemoryKeys      int64
+	MemoryTimedKeys int64
+	DiskKeys        int64
+	DiskTimedKeys   int64
+	DiskRuns        int
+	DiskTimedRuns   int
+	DiskIndexBytes  int64
+	// DiskTimedIndexBytes is the memory of the time-ordered runs' index.
+	DiskTimedIndexBytes int64
+	// HorizonAge is how far the time-ordered tier's horizon is behind the
+	// engine's clock (negative for keys minted ahead of it); a time-ordered
+	// key younger than it never reads the disk. Zero while that tier is
+	// empty.
+	HorizonAge time.Duration
 	// OldestAt is the placement time (unix nanoseconds) of the oldest key
 	// held in either tier; 0 when there is none.
 	OldestAt int64
 	// OldestAge is the oldest key's age by the engine's clock.
 	OldestAge time.Duration
-	// ForgottenEarly counts keys the disk tier dropped before their window
-	// to stay within IdempotencyIndexBytesMax.
-	ForgottenEarly uint64
+	// ForgottenEarly counts other keys the disk tier dropped before their
+	// window to stay within IdempotencyIndexBytesMax; TimedForgottenEarly
+	// the time-ordered ones dropped for its OrderedIndexBytesMax.
+	ForgottenEarly      uint64
+	TimedForgottenEarly uint64
 }
 
 // IdempotencyStats returns the figures of both tiers (memory figures are
@@ -416,13 +501,18 @@ func (e *Engine) IdempotencyStats() IdempotencyStats {
 	var st IdempotencyStats
 	for _, p := range e.core.partitions {
 		st.MemoryKeys += p.keys.count.Load()
+		st.MemoryTimedKeys += p.keys.timedCount.Load()
 		if at := p.keys.oldestAt.Load(); at != 0 && (st.OldestAt == 0 || at < st.OldestAt) {
 			st.OldestAt = at
 		}
 	}
 	if e.core.disk != nil {
 		ds := e.core.disk.Stats()
-		st.DiskKeys, st.DiskRuns, st.DiskIndexBytes, st.ForgottenEarly = ds.Keys, ds.Runs, ds.IndexBytes, ds.ForgottenEarly
+		st.DiskKeys, st.DiskRuns, st.DiskIndexBytes, st.ForgottenEarly = ds.Keys+ds.OrderedKeys, ds.Runs, ds.IndexBytes, ds.ForgottenEarly
+		st.DiskTimedKeys, st.DiskTimedRuns, st.DiskTimedIndexBytes, st.TimedForgottenEarly = ds.OrderedKeys, ds.OrderedRuns, ds.OrderedIndexBytes, ds.OrderedForgottenEarly
+		if ds.Horizon != 0 {
+			st.HorizonAge = time.Duration(e.cfg.Now() - ds.Horizon*1e6)
+		}
 		if ds.OldestAt != 0 && (st.OldestAt == 0 || ds.OldestAt < st.OldestAt) {
 			st.OldestAt = ds.OldestAt
 		}

@@ -13,12 +13,12 @@ import (
 
 // benchCore is a core with a catalog of 64 partitions for the keyed-order
 // benchmarks; with disk it has a disk tier and a memory tier of keysMax.
-func benchCore(b *testing.B, disk bool, keysMax int) (*harness, [][]string) {
+func benchCore(b *testing.B, disk bool, keysMax int, runDelay time.Duration) (*harness, [][]string) {
 	h := newHarness(64)
 	h.c.idempotencyKeysMax = keysMax
 	if disk {
 		dir := b.TempDir()
-		s, err := idempotency.Open(idempotency.Config{Dir: dir, Window: 1 << 40, Now: func() int64 { return 0 }, Logger: quiet, RunDelayMax: time.Microsecond})
+		s, err := idempotency.Open(idempotency.Config{Dir: dir, Window: 1 << 40, Now: func() int64 { return 0 }, Logger: quiet, RunDelayMax: runDelay})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -45,7 +45,9 @@ func benchCore(b *testing.B, disk bool, keysMax int) (*harness, [][]string) {
 // keys that miss memory) once per batch, then route and apply. Every key
 // is new, as at the peak; "disk" keeps 16,384 keys per partition in memory
 // so that the disk tier takes most keys while the benchmark runs, and
-// "disk-retry" replays keys that live on disk.
+// "disk-retry" replays keys that live on disk. The "timed" cases do the
+// same with UUIDv7 keys minted at their first use, which spill to the
+// time-ordered runs.
 func BenchmarkKeyedOrder(b *testing.B) {
 	const benchBatch = 2048
 	for _, bc := range []struct {
@@ -54,44 +56,81 @@ func BenchmarkKeyedOrder(b *testing.B) {
 		disk       bool
 		keysMax    int
 		retryDisks bool
+		timed      bool
 	}{
-		{"unkeyed", false, false, 1 << 20, false},
-		{"memory", true, false, 1 << 30, false},
-		{"disk", true, true, 1 << 14, false},
-		{"disk-retry", true, true, 1 << 10, true},
+		{"unkeyed", false, false, 1 << 20, false, false},
+		{"memory", true, false, 1 << 30, false, false},
+		{"disk", true, true, 1 << 14, false, false},
+		{"disk-retry", true, true, 1 << 10, true, false},
+		{"disk-timed", true, true, 1 << 14, false, true},
+		{"disk-timed-retry", true, true, 1 << 6, true, true},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			h, ids := benchCore(b, bc.disk, bc.keysMax)
+			// The timed cases gather the partitions' spills into one run,
+			// as the writer does at the peak (RunDelayMax 2s): the number
+			// of runs in a bucket is what a retry pays.
+			runDelay := time.Microsecond
+			if bc.timed {
+				runDelay = 5 * time.Millisecond
+			}
+			h, ids := benchCore(b, bc.disk, bc.keysMax, runDelay)
 			c := h.c
+			// The i-th timed key is minted, and first used, at
+			// timedTestStart + i ms: a write of the disk tier (every
+			// benchBatch orders here, every 2 s at the peak) then covers
+			// about one 2 s bucket of minting time, as at the peak.
+			clockAt := func(i int) int64 { return timedTestStart + int64(i)*1e6 }
+			key := func(prefix string, i int) string {
+				if bc.timed {
+					return uuidV7(clockAt(i)/1e6, i)
+				}
+				return prefix + strconv.Itoa(i)
+			}
 			var em emitter
 			em.reset(make([]byte, 0, 1<<22))
 			reqs := make([]Request, benchBatch)
 			itemsBuf := make([]Item, benchBatch)
 			keys := make([]string, 1<<16)
 			for i := range keys {
-				keys[i] = "idem-" + strconv.Itoa(i)
+				keys[i] = key("idem-", i)
 			}
 			retryKeys := 0
 			if bc.retryDisks {
 				// Place keys until most of them are on disk.
 				retryKeys = 1 << 16
+				spill := func() {
+					for _, p := range c.partitions {
+						p.keys.durableEnd.Store(p.keys.endPos()) // as the journal does
+						c.settleSpill(p)
+						c.startSpill(p)
+					}
+					for _, p := range c.partitions {
+						for p.keys.spilling && p.keys.spillResult.Load() == spillPending {
+							time.Sleep(time.Millisecond)
+						}
+					}
+				}
 				for i := 0; i < retryKeys; i++ {
 					m := i % len(ids)
+					if bc.timed {
+						h.now = clockAt(i)
+					}
 					r := Request{Command: Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u", Items: []Item{{SKUID: ids[m][0], Quantity: 1}}, IdempotencyKey: keys[i], RequestHash: 7}}}
 					if p, ok := c.route(&r); ok {
 						r.partition = int32(p)
 						c.lookUpKey(&r, quiet)
 						em.reset(em.rec)
 						c.apply(c.partitions[p], h.now, &r.Command, &r.Result, &em)
+						if r.Result.Code == CodeOverloaded {
+							// The memory tier waits for the disk, as a
+							// client would: every key is placed.
+							spill()
+							i--
+							continue
+						}
 					}
 					if i%benchBatch == 0 {
-						for _, p := range c.partitions {
-							for p.keys.spilling && p.keys.spillResult.Load() == spillPending {
-								time.Sleep(time.Millisecond)
-							}
-							c.settleSpill(p)
-							c.startSpill(p)
-						}
+						spill()
 					}
 				}
 			}
@@ -102,12 +141,15 @@ func BenchmarkKeyedOrder(b *testing.B) {
 			if bc.keyed && !bc.retryDisks {
 				fresh = make([]string, b.N)
 				for i := range fresh {
-					fresh[i] = "order-key-" + strconv.Itoa(i)
+					fresh[i] = key("order-key-", i+len(keys))
 				}
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i += benchBatch {
+				if bc.timed {
+					h.now = clockAt(len(keys) + i)
+				}
 				em.reset(em.rec)
 				n := min(benchBatch, b.N-i)
 				for j := 0; j < n; j++ {
@@ -116,8 +158,11 @@ func BenchmarkKeyedOrder(b *testing.B) {
 					o := Order{BuyerID: "buyer", Channel: "app", Items: itemsBuf[j : j+1 : j+1], RequestHash: 7}
 					if bc.keyed {
 						if bc.retryDisks {
-							o.IdempotencyKey = keys[rng.IntN(retryKeys)]
-							o.Items[0].SKUID = ids[0][0] // replays answer before the items matter
+							k := rng.IntN(retryKeys)
+							o.IdempotencyKey = keys[k]
+							// The merchant of the first use: another one's
+							// is a mismatch, answered by the router.
+							o.Items[0].SKUID = ids[k%len(ids)][0]
 						} else {
 							o.IdempotencyKey = fresh[i+j]
 						}
@@ -126,6 +171,9 @@ func BenchmarkKeyedOrder(b *testing.B) {
 				}
 				if bc.disk {
 					for _, p := range c.partitions {
+						// The batch before is durable, as the journal
+						// would report it.
+						p.keys.durableEnd.Store(p.keys.endPos())
 						c.settleSpill(p)
 						c.startSpill(p)
 					}
@@ -147,7 +195,7 @@ func BenchmarkKeyedOrder(b *testing.B) {
 			b.StopTimer()
 			if bc.disk {
 				st := c.disk.Stats()
-				b.ReportMetric(float64(st.Keys), "disk-keys")
+				b.ReportMetric(float64(st.Keys+st.OrderedKeys), "disk-keys")
 			}
 		})
 	}

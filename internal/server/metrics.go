@@ -137,15 +137,21 @@ var (
 
 	descIdempotencyKeys      = prometheus.NewDesc("fest_idempotency_keys", "Idempotency keys held, by tier (memory: as of each partition's last batch).", []string{"tier"}, nil)
 	descIdempotencyOldest    = prometheus.NewDesc("fest_idempotency_oldest_key_age_seconds", "Age of the oldest idempotency key held in either tier.", nil, nil)
-	descIdempotencyIndex     = prometheus.NewDesc("fest_idempotency_disk_index_bytes", "Memory of the disk tier's key index.", nil, nil)
-	descIdempotencyForgotten = prometheus.NewDesc("fest_idempotency_forgotten_early_total", "Keys the disk tier dropped before their window to stay within its index bound.", nil, nil)
+	descIdempotencyIndex     = prometheus.NewDesc("fest_idempotency_disk_index_bytes", "Memory of the disk tier's index of other keys (8 bytes a slot, 11 to 21 a key).", nil, nil)
+	descIdempotencyForgotten = prometheus.NewDesc("fest_idempotency_forgotten_early_total", "Other keys the disk tier dropped before their window to stay within its index bound.", nil, nil)
+
+	descIdempotencyClass          = prometheus.NewDesc("fest_idempotency_keys_by_class", "Idempotency keys held, by tier and class (time_ordered: UUIDv7 or ULID minted near its first use; other).", []string{"tier", "class"}, nil)
+	descIdempotencyTimedIndex     = prometheus.NewDesc("fest_idempotency_time_ordered_index_bytes", "Memory of the index of the disk tier's time-ordered runs.", nil, nil)
+	descIdempotencyHorizon        = prometheus.NewDesc("fest_idempotency_horizon_age_seconds", "How far the time-ordered tier's horizon is behind now: a time-ordered key minted since never reads the disk (0 while that tier is empty).", nil, nil)
+	descIdempotencyTimedForgotten = prometheus.NewDesc("fest_idempotency_time_ordered_forgotten_early_total", "Time-ordered keys dropped before their window to stay within their index bound.", nil, nil)
 )
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descCommands, descRejected, descDealGateway, descOverloaded, descBatches, descEvents, descRecords, descJournal, descDurable, descQueue, descSKUs, descLagBytes, descLagSeconds, descStoreEvents, descStoreNanos, descStoreCommit, descReady,
 		descCatchUp, descSnapshots, descSnapFailed, descSnapshotNow,
 		descStoreOrders, descStoreResident, descStoreBudget, descStoreEvictions, descStoreColdReads,
-		descIdempotencyKeys, descIdempotencyOldest, descIdempotencyIndex, descIdempotencyForgotten} {
+		descIdempotencyKeys, descIdempotencyOldest, descIdempotencyIndex, descIdempotencyForgotten,
+		descIdempotencyClass, descIdempotencyTimedIndex, descIdempotencyHorizon, descIdempotencyTimedForgotten} {
 		ch <- d
 	}
 }
@@ -188,6 +194,13 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descIdempotencyOldest, prometheus.GaugeValue, is.OldestAge.Seconds())
 	ch <- prometheus.MustNewConstMetric(descIdempotencyIndex, prometheus.GaugeValue, float64(is.DiskIndexBytes))
 	counter(descIdempotencyForgotten, is.ForgottenEarly)
+	ch <- prometheus.MustNewConstMetric(descIdempotencyClass, prometheus.GaugeValue, float64(is.MemoryTimedKeys), "memory", "time_ordered")
+	ch <- prometheus.MustNewConstMetric(descIdempotencyClass, prometheus.GaugeValue, float64(is.MemoryKeys-is.MemoryTimedKeys), "memory", "other")
+	ch <- prometheus.MustNewConstMetric(descIdempotencyClass, prometheus.GaugeValue, float64(is.DiskTimedKeys), "disk", "time_ordered")
+	ch <- prometheus.MustNewConstMetric(descIdempotencyClass, prometheus.GaugeValue, float64(is.DiskKeys-is.DiskTimedKeys), "disk", "other")
+	ch <- prometheus.MustNewConstMetric(descIdempotencyTimedIndex, prometheus.GaugeValue, float64(is.DiskTimedIndexBytes))
+	ch <- prometheus.MustNewConstMetric(descIdempotencyHorizon, prometheus.GaugeValue, is.HorizonAge.Seconds())
+	counter(descIdempotencyTimedForgotten, is.TimedForgottenEarly)
 	for _, l := range be.reads.Lags() {
 		ch <- prometheus.MustNewConstMetric(descLagBytes, prometheus.GaugeValue, float64(l.Positions), l.Projection)
 		ch <- prometheus.MustNewConstMetric(descLagSeconds, prometheus.GaugeValue, l.Seconds, l.Projection)

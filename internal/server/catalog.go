@@ -46,21 +46,15 @@ func required(field string) *apiError {
 }
 
 func textField(field string, v *string) (string, *apiError) {
-	if v == nil || *v == "" {
-		return "", required(field)
-	}
-	if len(*v) > textBytesMax {
-		return "", errInvalidArgument(field, field+" is at most "+strconv.Itoa(textBytesMax)+" bytes")
+	if aerr := textValue(field, optional(v)); aerr != nil {
+		return "", aerr
 	}
 	return *v, nil
 }
 
 func idField(field string, v *string) (string, *apiError) {
-	if v == nil || *v == "" {
-		return "", required(field)
-	}
-	if !validID(*v) {
-		return "", errInvalidArgument(field, field+idRuleMsg)
+	if aerr := idValue(field, optional(v)); aerr != nil {
+		return "", aerr
 	}
 	return *v, nil
 }
@@ -69,109 +63,218 @@ func isCountry(s string) bool {
 	return len(s) == 2 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z'
 }
 
-func (b *brandJSON) command(id string) (engine.Command, *apiError) {
-	if !validID(id) {
-		return engine.Command{}, errInvalidArgument("brand_id", "invalid brand_id")
+// catalogFields are the fields of a brand, merchant or SKU as a PUT body
+// or an import line gives them, decoded by encoding/json (the JSON structs
+// above) or by the import's line decoder (catalogdecode.go): both build the
+// command through the same checks, so they answer alike. A text or id
+// field absent is "", which the checks treat as absent; has says which of
+// the fields whose absence differs from their zero value were given.
+type catalogFields struct {
+	name, country, brandID, merchantID, kind, industry, region, title, category string
+
+	firstFestival int32
+	emerging      bool
+	lastYearGMV   int64
+	price         int64
+	stock         int64
+	stockExpected int64
+
+	has uint8 // fieldHas bits
+}
+
+// Bits of catalogFields.has.
+const (
+	hasCountry uint8 = 1 << iota
+	hasKind
+	hasPrice
+	hasStock
+	hasStockExpected
+)
+
+func optional(s *string) string {
+	if s == nil {
+		return ""
 	}
-	name, aerr := textField("name", b.Name)
-	if aerr != nil {
+	return *s
+}
+
+func (f *catalogFields) setInt(bit uint8, dst *int64, v *int64) {
+	if v != nil {
+		f.has |= bit
+		*dst = *v
+	}
+}
+
+func (b *brandJSON) fields() catalogFields {
+	f := catalogFields{name: optional(b.Name), country: optional(b.Country), firstFestival: b.FirstFestival, emerging: b.Emerging, lastYearGMV: b.LastYearGMV}
+	if b.Country != nil {
+		f.has |= hasCountry
+	}
+	return f
+}
+
+func (m *merchantJSON) fields() catalogFields {
+	f := catalogFields{name: optional(m.Name), brandID: optional(m.BrandID), kind: optional(m.Kind), industry: m.Industry, region: m.Region}
+	if m.Kind != nil {
+		f.has |= hasKind
+	}
+	return f
+}
+
+func (k *skuJSON) fields() catalogFields {
+	f := catalogFields{merchantID: optional(k.MerchantID), brandID: optional(k.BrandID), title: optional(k.Title), category: k.Category}
+	f.setInt(hasPrice, &f.price, k.Price)
+	f.setInt(hasStock, &f.stock, k.Stock)
+	f.setInt(hasStockExpected, &f.stockExpected, k.StockExpected)
+	return f
+}
+
+func textValue(field, v string) *apiError {
+	if v == "" {
+		return required(field)
+	}
+	if len(v) > textBytesMax {
+		return errInvalidArgument(field, field+" is at most "+strconv.Itoa(textBytesMax)+" bytes")
+	}
+	return nil
+}
+
+func idValue(field, v string) *apiError {
+	if v == "" {
+		return required(field)
+	}
+	if !validID(v) {
+		return errInvalidArgument(field, field+idRuleMsg)
+	}
+	return nil
+}
+
+func (b *brandJSON) command(id string) (engine.Command, *apiError) {
+	f := b.fields()
+	out := new(engine.Brand)
+	if aerr := f.brand(id, out); aerr != nil {
 		return engine.Command{}, aerr
 	}
-	if b.Country == nil {
-		return engine.Command{}, required("country")
-	}
-	if !isCountry(*b.Country) {
-		return engine.Command{}, errInvalidArgument("country", "country must be an ISO 3166-1 alpha-2 code such as US or CN")
-	}
-	if b.FirstFestival != 0 && (b.FirstFestival < 2009 || b.FirstFestival > 2100) {
-		return engine.Command{}, errInvalidArgument("first_festival", "first_festival must be a year from 2009 (the first 11.11)")
-	}
-	if b.LastYearGMV < 0 {
-		return engine.Command{}, errInvalidArgument("last_year_gmv", "last_year_gmv must not be negative")
-	}
-	return engine.Command{Kind: engine.KindUpsertBrand, Brand: &engine.Brand{
-		ID: id, Name: name, Country: *b.Country, FirstFestival: b.FirstFestival, Emerging: b.Emerging, LastYearGMV: b.LastYearGMV,
-	}}, nil
+	return engine.Command{Kind: engine.KindUpsertBrand, Brand: out}, nil
 }
 
 func (m *merchantJSON) command(id string) (engine.Command, *apiError) {
-	if !validID(id) {
-		return engine.Command{}, errInvalidArgument("merchant_id", "invalid merchant_id")
-	}
-	name, aerr := textField("name", m.Name)
-	if aerr != nil {
+	f := m.fields()
+	out := new(engine.Merchant)
+	if aerr := f.merchant(id, out); aerr != nil {
 		return engine.Command{}, aerr
 	}
-	brand, aerr := idField("brand_id", m.BrandID)
-	if aerr != nil {
-		return engine.Command{}, aerr
-	}
-	if m.Kind == nil {
-		return engine.Command{}, required("kind")
-	}
-	kind, ok := engine.ParseMerchantKind(*m.Kind)
-	if !ok {
-		return engine.Command{}, errInvalidArgument("kind", "kind must be brand_store, factory or trader")
-	}
-	if len(m.Industry) > textBytesMax || len(m.Region) > regionBytesMax {
-		field := "industry"
-		if len(m.Industry) <= textBytesMax {
-			field = "region"
-		}
-		return engine.Command{}, errInvalidArgument(field, field+" too long")
-	}
-	return engine.Command{Kind: engine.KindUpsertMerchant, Merchant: &engine.Merchant{
-		ID: id, Name: name, BrandID: brand, Kind: kind, Industry: m.Industry, Region: m.Region,
-	}}, nil
+	return engine.Command{Kind: engine.KindUpsertMerchant, Merchant: out}, nil
 }
 
 func (k *skuJSON) command(id string) (engine.Command, *apiError) {
+	f := k.fields()
+	out := new(engine.SKU)
+	if aerr := f.sku(id, out); aerr != nil {
+		return engine.Command{}, aerr
+	}
+	return engine.Command{Kind: engine.KindUpsertSKU, SKU: out}, nil
+}
+
+// brand checks f as brand id and fills out.
+func (f *catalogFields) brand(id string, out *engine.Brand) *apiError {
 	if !validID(id) {
-		return engine.Command{}, errInvalidArgument("sku_id", "invalid sku_id")
+		return errInvalidArgument("brand_id", "invalid brand_id")
 	}
-	merchant, aerr := idField("merchant_id", k.MerchantID)
-	if aerr != nil {
-		return engine.Command{}, aerr
+	if aerr := textValue("name", f.name); aerr != nil {
+		return aerr
 	}
-	brand, aerr := idField("brand_id", k.BrandID)
-	if aerr != nil {
-		return engine.Command{}, aerr
+	if f.has&hasCountry == 0 {
+		return required("country")
 	}
-	title, aerr := textField("title", k.Title)
-	if aerr != nil {
-		return engine.Command{}, aerr
+	if !isCountry(f.country) {
+		return errInvalidArgument("country", "country must be an ISO 3166-1 alpha-2 code such as US or CN")
 	}
-	if len(k.Category) > textBytesMax {
-		return engine.Command{}, errInvalidArgument("category", "category is at most "+strconv.Itoa(textBytesMax)+" bytes")
+	if f.firstFestival != 0 && (f.firstFestival < 2009 || f.firstFestival > 2100) {
+		return errInvalidArgument("first_festival", "first_festival must be a year from 2009 (the first 11.11)")
 	}
-	if k.Price == nil {
-		return engine.Command{}, required("price")
+	if f.lastYearGMV < 0 {
+		return errInvalidArgument("last_year_gmv", "last_year_gmv must not be negative")
 	}
-	if *k.Price < 0 || *k.Price > amountMax/1000 {
-		return engine.Command{}, errInvalidArgument("price", "price out of range")
+	*out = engine.Brand{ID: id, Name: f.name, Country: f.country, FirstFestival: f.firstFestival, Emerging: f.emerging, LastYearGMV: f.lastYearGMV}
+	return nil
+}
+
+// merchant checks f as merchant id and fills out.
+func (f *catalogFields) merchant(id string, out *engine.Merchant) *apiError {
+	if !validID(id) {
+		return errInvalidArgument("merchant_id", "invalid merchant_id")
 	}
-	sku := &engine.SKU{ID: id, MerchantID: merchant, BrandID: brand, Title: title, Category: k.Category, Price: *k.Price}
+	if aerr := textValue("name", f.name); aerr != nil {
+		return aerr
+	}
+	if aerr := idValue("brand_id", f.brandID); aerr != nil {
+		return aerr
+	}
+	if f.has&hasKind == 0 {
+		return required("kind")
+	}
+	kind, ok := engine.ParseMerchantKind(f.kind)
+	if !ok {
+		return errInvalidArgument("kind", "kind must be brand_store, factory or trader")
+	}
+	if len(f.industry) > textBytesMax || len(f.region) > regionBytesMax {
+		field := "industry"
+		if len(f.industry) <= textBytesMax {
+			field = "region"
+		}
+		return errInvalidArgument(field, field+" too long")
+	}
+	*out = engine.Merchant{ID: id, Name: f.name, BrandID: f.brandID, Kind: kind, Industry: f.industry, Region: f.region}
+	return nil
+}
+
+// sku checks f as SKU id and fills out.
+func (f *catalogFields) sku(id string, out *engine.SKU) *apiError {
+	if !validID(id) {
+		return errInvalidArgument("sku_id", "invalid sku_id")
+	}
+	if aerr := idValue("merchant_id", f.merchantID); aerr != nil {
+		return aerr
+	}
+	if aerr := idValue("brand_id", f.brandID); aerr != nil {
+		return aerr
+	}
+	if aerr := textValue("title", f.title); aerr != nil {
+		return aerr
+	}
+	if len(f.category) > textBytesMax {
+		return errInvalidArgument("category", "category is at most "+strconv.Itoa(textBytesMax)+" bytes")
+	}
+	if f.has&hasPrice == 0 {
+		return required("price")
+	}
+	if f.price < 0 || f.price > amountMax/1000 {
+		return errInvalidArgument("price", "price out of range")
+	}
+	sku := engine.SKU{ID: id, MerchantID: f.merchantID, BrandID: f.brandID, Title: f.title, Category: f.category, Price: f.price}
 	// Whether the SKU exists, and so whether stock may be omitted and
 	// needs stock_expected, the engine decides: it alone knows at the
 	// moment the upsert applies.
-	if k.Stock == nil {
-		if k.StockExpected != nil {
-			return engine.Command{}, errInvalidArgument("stock_expected", "stock_expected is given without stock")
+	if f.has&hasStock == 0 {
+		if f.has&hasStockExpected != 0 {
+			return errInvalidArgument("stock_expected", "stock_expected is given without stock")
 		}
 		sku.StockOmitted = true
 	} else {
-		if *k.Stock < 0 || *k.Stock > skuTotalMax {
-			return engine.Command{}, errInvalidArgument("stock", "stock must be 0 to "+strconv.Itoa(skuTotalMax))
+		if f.stock < 0 || f.stock > skuTotalMax {
+			return errInvalidArgument("stock", "stock must be 0 to "+strconv.Itoa(skuTotalMax))
 		}
-		sku.Stock = *k.Stock
+		sku.Stock = f.stock
 	}
-	if k.StockExpected != nil {
-		if *k.StockExpected < 0 || *k.StockExpected > skuTotalMax {
-			return engine.Command{}, errInvalidArgument("stock_expected", "stock_expected must be 0 to "+strconv.Itoa(skuTotalMax))
+	if f.has&hasStockExpected != 0 {
+		if f.stockExpected < 0 || f.stockExpected > skuTotalMax {
+			return errInvalidArgument("stock_expected", "stock_expected must be 0 to "+strconv.Itoa(skuTotalMax))
 		}
-		sku.StockCompared, sku.StockExpected = true, *k.StockExpected
+		sku.StockCompared, sku.StockExpected = true, f.stockExpected
 	}
-	return engine.Command{Kind: engine.KindUpsertSKU, SKU: sku}, nil
+	*out = sku
+	return nil
 }
 
 func appendBrand(b []byte, br *engine.Brand) []byte {

@@ -1,12 +1,11 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
 
 	"github.com/fest-platform/fest/internal/engine"
@@ -467,14 +466,10 @@ type importSKU struct {
 	skuJSON
 }
 
-// importBatchMax is the number of commands submitted to the engine at once
-// during an import.
+// importBatchMax is the number of commands of one engine batch during an
+// import: every batch of a kind is submitted at once, so the partitions
+// work through a whole request without waiting for its batches one by one.
 const importBatchMax = 4096
-
-type importCmd struct {
-	line int
-	cmd  engine.Command
-}
 
 func lineError(line int, e *apiError) *apiError {
 	e.Line = line
@@ -489,39 +484,91 @@ func firstID(a, b string) string {
 	return b
 }
 
-// parseImportLine converts one NDJSON line into a command.
-func parseImportLine(line []byte) (engine.Command, *apiError) {
+// parseImportLine decodes one NDJSON line with encoding/json, strictly:
+// the decoder of the lines decodeImportLine's fast path is not sure of.
+func parseImportLine(line []byte, out *importLine) *apiError {
+	*out = importLine{}
 	var head struct {
 		Type string `json:"type"`
 	}
 	if err := json.Unmarshal(line, &head); err != nil {
-		return engine.Command{}, jsonError(err)
+		return jsonError(err)
 	}
 	switch head.Type {
 	case "brand":
 		var v importBrand
 		if aerr := decodeStrict(line, &v); aerr != nil {
-			return engine.Command{}, aerr
+			return aerr
 		}
-		return v.command(firstID(v.ID, v.BrandID))
+		out.kind, out.id, out.fields = engine.KindUpsertBrand, firstID(v.ID, v.BrandID), v.fields()
+		return nil
 	case "merchant":
 		var v importMerchant
 		if aerr := decodeStrict(line, &v); aerr != nil {
-			return engine.Command{}, aerr
+			return aerr
 		}
 		// In a merchant line brand_id is the merchant's brand.
-		return v.command(firstID(v.ID, v.MerchantID))
+		out.kind, out.id, out.fields = engine.KindUpsertMerchant, firstID(v.ID, v.MerchantID), v.fields()
+		return nil
 	case "sku":
 		var v importSKU
 		if aerr := decodeStrict(line, &v); aerr != nil {
-			return engine.Command{}, aerr
+			return aerr
 		}
-		return v.command(firstID(v.ID, v.SKUID))
+		out.kind, out.id, out.fields = engine.KindUpsertSKU, firstID(v.ID, v.SKUID), v.fields()
+		return nil
 	case "":
-		return engine.Command{}, required("type")
+		return required("type")
 	}
-	return engine.Command{}, errInvalidArgument("type", "type must be brand, merchant or sku")
+	return errInvalidArgument("type", "type must be brand, merchant or sku")
 }
+
+// importPhase holds the commands of one kind of an import, in file order,
+// in engine batches of importBatchMax, with the file line of each.
+type importPhase struct {
+	lines   []int32
+	batches []*engine.Batch
+}
+
+func (ph *importPhase) len() int { return len(ph.lines) }
+
+func (ph *importPhase) cmd(i int) *engine.Command {
+	return &ph.batches[i/importBatchMax].Requests[i%importBatchMax].Command
+}
+
+func (ph *importPhase) add(line int, cmd engine.Command) {
+	if len(ph.lines)%importBatchMax == 0 {
+		ph.batches = append(ph.batches, engine.NewBatch(importBatchMax))
+	}
+	ph.batches[len(ph.batches)-1].Add(cmd)
+	ph.lines = append(ph.lines, int32(line))
+}
+
+// slab hands out values of T from chunks of importBatchMax: one
+// allocation per chunk instead of one per import line, and a value never
+// moves (the engine's commands point at it).
+type slab[T any] struct{ free []T }
+
+func (s *slab[T]) next() *T {
+	if len(s.free) == 0 {
+		s.free = make([]T, importBatchMax)
+	}
+	v := &s.free[0]
+	s.free = s.free[1:]
+	return v
+}
+
+// importSlabs are the values an import's commands point at.
+type importSlabs struct {
+	brands    slab[engine.Brand]
+	merchants slab[engine.Merchant]
+	skus      slab[engine.SKU]
+}
+
+// importLineTooLongMsg is the message of a line longer than a single-object
+// body may be: the one bufio.Scanner's limit gave, which the contract's
+// tests know.
+const importLineTooLongMsg = "line too long or unreadable: bufio.Scanner: token too long"
 
 func (s *Server) handleImport(w http.ResponseWriter, r *http.Request, be *backend) {
 	bp, aerr := s.readBody(r, s.cfg.BatchBodyBytesMax)
@@ -530,61 +577,108 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request, be *backen
 		return
 	}
 	defer s.putBuf(bp)
+	body := *bp
+	// The strings of the commands are substrings of one copy of the body:
+	// one allocation per request, and the engine copies what it keeps.
+	all := string(body)
 	// Every line is parsed and validated before anything is applied, so a
 	// malformed file changes nothing.
-	var phases [3][]importCmd // brands, merchants, skus: references point backwards
-	sc := bufio.NewScanner(bytes.NewReader(*bp))
-	sc.Buffer(make([]byte, 0, 64<<10), int(s.cfg.BodyBytesMax))
+	var phases [3]importPhase // brands, merchants, skus: references point backwards
+	var slabs importSlabs
+	var in importLine
 	lineNo := 0
-	for sc.Scan() {
+	for at := 0; at < len(body); {
+		end := bytes.IndexByte(body[at:], '\n')
+		next := at + end + 1
+		if end < 0 {
+			end, next = len(body)-at, len(body)
+		}
 		lineNo++
-		line := bytes.TrimSpace(sc.Bytes())
+		// A line is bounded like a single-object body (bufio.Scanner's
+		// buffer was): the limit counts the line without its newline.
+		if int64(end) >= s.cfg.BodyBytesMax {
+			s.writeError(w, lineError(lineNo, errInvalidJSON(importLineTooLongMsg)))
+			return
+		}
+		raw := body[at : at+end : at+end]
+		line := bytes.TrimSpace(raw)
+		// The trimmed line is a subslice of raw: its capacity says where it
+		// starts, its offset in the body for decodeImportLine's substrings.
+		from := at + cap(raw) - cap(line)
+		at = next
 		if len(line) == 0 {
 			continue
 		}
-		cmd, aerr := parseImportLine(line)
+		if aerr := decodeImportLine(all, from, line, &in); aerr != nil {
+			s.writeError(w, lineError(lineNo, aerr))
+			return
+		}
+		var cmd engine.Command
+		var ph int
+		switch in.kind {
+		case engine.KindUpsertBrand:
+			v := slabs.brands.next()
+			aerr = in.fields.brand(in.id, v)
+			cmd = engine.Command{Kind: engine.KindUpsertBrand, Brand: v}
+		case engine.KindUpsertMerchant:
+			v := slabs.merchants.next()
+			aerr = in.fields.merchant(in.id, v)
+			cmd, ph = engine.Command{Kind: engine.KindUpsertMerchant, Merchant: v}, 1
+		case engine.KindUpsertSKU:
+			v := slabs.skus.next()
+			aerr = in.fields.sku(in.id, v)
+			cmd, ph = engine.Command{Kind: engine.KindUpsertSKU, SKU: v}, 2
+		default:
+			panic(fmt.Sprintf("server: import line %d decoded as command kind %v", lineNo, in.kind))
+		}
 		if aerr != nil {
 			s.writeError(w, lineError(lineNo, aerr))
 			return
 		}
-		ph := map[engine.Kind]int{engine.KindUpsertBrand: 0, engine.KindUpsertMerchant: 1, engine.KindUpsertSKU: 2}[cmd.Kind]
-		phases[ph] = append(phases[ph], importCmd{line: lineNo, cmd: cmd})
+		phases[ph].add(lineNo, cmd)
 	}
-	if err := sc.Err(); err != nil {
-		s.writeError(w, lineError(lineNo+1, errInvalidJSON("line too long or unreadable: "+err.Error())))
-		return
-	}
-	if aerr := s.checkImport(r.Context(), be, phases); aerr != nil {
+	if aerr := s.checkImport(r.Context(), be, &phases); aerr != nil {
 		s.writeError(w, aerr)
 		return
 	}
-	// Brands, then merchants, then SKUs, so references resolve. Every line
-	// was checked above, so the engine rejects one only if the catalog
-	// changed meanwhile (a concurrent PUT); that line is reported.
-	for _, cmds := range phases {
-		for start := 0; start < len(cmds); start += importBatchMax {
-			chunk := cmds[start:min(start+importBatchMax, len(cmds))]
-			b := engine.NewBatch(len(chunk))
-			for i := range chunk {
-				b.Add(chunk[i].cmd)
-			}
+	// Brands, then merchants, then SKUs, so references resolve: the
+	// batches of a kind go to the engine together, and the next kind waits
+	// for them. Every line was checked above, so the engine rejects one
+	// only if the catalog changed meanwhile (a concurrent PUT); that line is
+	// reported.
+	for ph := range phases {
+		batches := phases[ph].batches
+		for _, b := range batches {
 			be.eng.Submit(b)
+		}
+		var failed *apiError
+		for k, b := range batches {
 			<-b.Done()
 			for i := range b.Requests {
-				if res := &b.Requests[i].Result; !res.OK() {
+				if res := &b.Requests[i].Result; failed == nil && !res.OK() {
 					// The catalog changed between the check and now (a
 					// concurrent PUT, or an order taking stock): the
 					// lines before this one have applied.
-					aerr := resultError(res)
-					aerr.Message += "; the catalog changed during the import, lines before this one were applied"
-					s.writeError(w, lineError(chunk[i].line, aerr))
-					return
+					failed = resultError(res)
+					failed.Message += "; the catalog changed during the import, lines before this one were applied"
+					failed = lineError(int(phases[ph].lines[k*importBatchMax+i]), failed)
 				}
 			}
 		}
+		if failed != nil {
+			s.writeError(w, failed)
+			return
+		}
 	}
-	body := []byte(`{"imported":{"brand":` + strconv.Itoa(len(phases[0])) + `,"merchant":` + strconv.Itoa(len(phases[1])) + `,"sku":` + strconv.Itoa(len(phases[2])) + "}}\n")
-	writeJSON(w, http.StatusOK, body)
+	out := make([]byte, 0, 80)
+	out = append(out, `{"imported":{"brand":`...)
+	out = strconv.AppendInt(out, int64(phases[0].len()), 10)
+	out = append(out, `,"merchant":`...)
+	out = strconv.AppendInt(out, int64(phases[1].len()), 10)
+	out = append(out, `,"sku":`...)
+	out = strconv.AppendInt(out, int64(phases[2].len()), 10)
+	out = append(out, "}}\n"...)
+	writeJSON(w, http.StatusOK, out)
 }
 
 // Engine limits of a SKU stricter than the edge's: checked before an import
@@ -596,136 +690,175 @@ const (
 	skuTotalMax = engine.StockTotalMax
 )
 
-// checkImport checks every parsed line of an import, in file order,
-// against the catalog as the engine holds it and the other lines of the
-// file, so that applying them cannot fail: a merchant's brand and a SKU's
-// merchant and brand must exist in the catalog or on any line of the file,
-// and a SKU that exists (in the catalog or on an earlier line) keeps its
-// merchant. The first bad line is reported with the error a PUT of that
-// line would get.
-func (s *Server) checkImport(ctx context.Context, be *backend, phases [3][]importCmd) *apiError {
-	brands := make(map[string]bool, len(phases[0]))
-	for _, c := range phases[0] {
-		brands[c.cmd.Brand.ID] = true
+// checkImport checks every parsed line of an import against the catalog as
+// the engine holds it and the other lines of the file, so that applying
+// them cannot fail: a merchant's brand and a SKU's merchant and brand must
+// exist in the catalog or on any line of the file, and a SKU that exists
+// (in the catalog or on an earlier line) keeps its merchant. The first bad
+// line of the file is reported with the error a PUT of that line would
+// get. Only SKU lines depend on the lines before them (of the same SKU),
+// so merchants and SKUs are checked apart, each kind in file order, and the
+// earlier of their first bad lines is the file's.
+func (s *Server) checkImport(ctx context.Context, be *backend, phases *[3]importPhase) *apiError {
+	brandLines, merchantLines, skuLines := &phases[0], &phases[1], &phases[2]
+	var brands map[string]struct{}
+	if brandLines.len() > 0 && merchantLines.len()+skuLines.len() > 0 {
+		brands = make(map[string]struct{}, brandLines.len())
+		for i := range brandLines.len() {
+			brands[brandLines.cmd(i).Brand.ID] = struct{}{}
+		}
 	}
-	merchants := make(map[string]bool, len(phases[1]))
-	for _, c := range phases[1] {
-		merchants[c.cmd.Merchant.ID] = true
+	var merchants map[string]struct{}
+	if merchantLines.len() > 0 && skuLines.len() > 0 {
+		merchants = make(map[string]struct{}, merchantLines.len())
+		for i := range merchantLines.len() {
+			merchants[merchantLines.cmd(i).Merchant.ID] = struct{}{}
+		}
 	}
+	// The lines of a merchant's SKUs and a brand's merchants come
+	// together, so the last id found is remembered.
+	var brandFound, merchantFound string
 	brandExists := func(id string) bool {
-		if brands[id] {
+		if id == brandFound {
 			return true
 		}
-		_, ok := be.eng.Brand(id)
+		_, ok := brands[id]
+		if !ok {
+			_, ok = be.eng.Brand(id)
+		}
+		if ok {
+			brandFound = id
+		}
 		return ok
 	}
 	merchantExists := func(id string) bool {
-		if merchants[id] {
+		if id == merchantFound {
 			return true
 		}
-		_, ok := be.eng.Merchant(id)
+		_, ok := merchants[id]
+		if !ok {
+			_, ok = be.eng.Merchant(id)
+		}
+		if ok {
+			merchantFound = id
+		}
 		return ok
 	}
-	// The SKUs of the file as the engine holds them now: one batch of
-	// reads, answered in order with the partitions' other commands.
-	skus := phases[2]
-	existing := make([]*engine.Result, len(skus))
-	if len(skus) > 0 {
-		b := engine.NewBatch(len(skus))
-		for _, c := range skus {
-			b.Add(engine.Command{Kind: engine.KindGetSKU, SKUID: c.cmd.SKU.ID})
+	var bad *apiError
+	badLine := int32(-1)
+	for i := range merchantLines.len() {
+		if m := merchantLines.cmd(i).Merchant; !brandExists(m.BrandID) {
+			bad, badLine = errNotFound("brand_id", "not found: brand_id"), merchantLines.lines[i]
+			break
 		}
-		be.eng.Submit(b)
-		select {
-		case <-b.Done():
-		case <-ctx.Done():
-			return newError(wire.CodeUnavailable, "request cancelled")
+	}
+	if skuLines.len() > 0 {
+		// The SKUs of the file as the engine holds them now: batches of
+		// reads, answered in order with the partitions' other commands.
+		reads := make([]*engine.Batch, len(skuLines.batches))
+		for k, lines := range skuLines.batches {
+			b := engine.NewBatch(len(lines.Requests))
+			for i := range lines.Requests {
+				b.Add(engine.Command{Kind: engine.KindGetSKU, SKUID: lines.Requests[i].Command.SKU.ID})
+			}
+			be.eng.Submit(b)
+			reads[k] = b
 		}
-		for i := range b.Requests {
-			res := &b.Requests[i].Result
-			switch {
-			case res.OK():
-				existing[i] = res
-			case res.Code != engine.CodeNotFound:
-				return resultError(res)
+		for _, b := range reads {
+			select {
+			case <-b.Done():
+			case <-ctx.Done():
+				return newError(wire.CodeUnavailable, "request cancelled")
+			}
+			for i := range b.Requests {
+				if res := &b.Requests[i].Result; !res.OK() && res.Code != engine.CodeNotFound {
+					return resultError(res)
+				}
+			}
+		}
+		existing := func(i int) *engine.Result {
+			res := &reads[i/importBatchMax].Requests[i%importBatchMax].Result
+			if !res.OK() {
+				return nil
+			}
+			return res
+		}
+		// skuSeen holds the SKUs of earlier lines of the file: the merchant
+		// they keep and the available stock they leave, so each line's
+		// stock precondition is checked as the engine will check it when
+		// the lines apply in file order.
+		skuSeen := make(map[string]skuLineState, skuLines.len())
+		for i := range skuLines.len() {
+			line := skuLines.lines[i]
+			if badLine >= 0 && line > badLine {
+				break
+			}
+			if aerr := checkImportSKU(skuLines.cmd(i).SKU, existing(i), skuSeen, merchantExists, brandExists); aerr != nil {
+				bad, badLine = aerr, line
+				break
 			}
 		}
 	}
-	// Merge the lines back into file order.
-	type check struct {
-		line int
-		cmd  *engine.Command
-		sku  *engine.Result // the SKU of a SKU line as it exists, or nil
-	}
-	all := make([]check, 0, len(phases[0])+len(phases[1])+len(skus))
-	for ph := range phases {
-		for i := range phases[ph] {
-			c := check{line: phases[ph][i].line, cmd: &phases[ph][i].cmd}
-			if ph == 2 {
-				c.sku = existing[i]
-			}
-			all = append(all, c)
-		}
-	}
-	slices.SortFunc(all, func(a, b check) int { return a.line - b.line })
-	skuMerchant := make(map[string]string, len(skus)) // SKUs created or updated by earlier lines
-	// skuAvailable is the available stock of the file's SKUs as the
-	// earlier lines leave it, so each line's stock precondition is checked
-	// as the engine will check it when the lines apply in file order.
-	skuAvailable := make(map[string]int64, len(skus))
-	for _, c := range all {
-		var aerr *apiError
-		switch c.cmd.Kind {
-		case engine.KindUpsertMerchant:
-			if m := c.cmd.Merchant; !brandExists(m.BrandID) {
-				aerr = errNotFound("brand_id", "not found: brand_id")
-			}
-		case engine.KindUpsertSKU:
-			k := c.cmd.SKU
-			owner, seen := skuMerchant[k.ID]
-			if !seen && c.sku != nil {
-				owner, seen = c.sku.SKU.MerchantID, true
-			}
-			switch {
-			case k.Price > skuPriceMax:
-				aerr = errInvalidArgument("price", "invalid argument: price")
-			case k.Stock > skuStockMax:
-				aerr = errInvalidArgument("stock", "invalid argument: stock")
-			case !merchantExists(k.MerchantID):
-				aerr = errNotFound("merchant_id", "not found: merchant_id")
-			case !brandExists(k.BrandID):
-				aerr = errNotFound("brand_id", "not found: brand_id")
-			case seen && owner != k.MerchantID:
-				aerr = errInvalidArgument("merchant_id", "invalid argument: merchant_id")
-			case !k.StockOmitted && c.sku != nil && c.sku.Reserved+c.sku.Sold+k.Stock > skuTotalMax:
-				aerr = errInvalidArgument("stock", "invalid argument: stock")
-			default:
-				aerr = checkImportStock(k, seen, c.sku, skuAvailable)
-			}
-			if !seen {
-				skuMerchant[k.ID] = k.MerchantID
-			}
-		}
-		if aerr != nil {
-			return lineError(c.line, aerr)
-		}
+	if bad != nil {
+		return lineError(int(badLine), bad)
 	}
 	return nil
 }
 
-// checkImportStock checks the stock rule of one SKU line against the SKU's
-// available stock, the catalog's (existing) or that of an earlier line
-// (available), and records the stock the line leaves. exists says whether
-// the SKU exists in the catalog or on an earlier line. The rule is the
-// engine's (upsertSKU): the engine checks it again when the line applies.
-func checkImportStock(k *engine.SKU, exists bool, existing *engine.Result, available map[string]int64) *apiError {
-	now, ok := available[k.ID]
-	if !ok && existing != nil {
-		now = existing.Available
+// skuLineState is a SKU as the earlier lines of an import leave it.
+type skuLineState struct {
+	merchant  string
+	available int64
+}
+
+// checkImportSKU checks one SKU line against the SKU as the catalog holds
+// it (existing, nil if it does not exist) and as earlier lines left it
+// (seen), and records the state the line leaves.
+func checkImportSKU(k *engine.SKU, existing *engine.Result, seen map[string]skuLineState, merchantExists, brandExists func(string) bool) *apiError {
+	before, earlier := seen[k.ID]
+	exists := earlier
+	if !earlier && existing != nil {
+		before, exists = skuLineState{merchant: existing.SKU.MerchantID, available: existing.Available}, true
 	}
+	var aerr *apiError
+	switch {
+	case k.Price > skuPriceMax:
+		aerr = errInvalidArgument("price", "invalid argument: price")
+	case k.Stock > skuStockMax:
+		aerr = errInvalidArgument("stock", "invalid argument: stock")
+	case !merchantExists(k.MerchantID):
+		aerr = errNotFound("merchant_id", "not found: merchant_id")
+	case !brandExists(k.BrandID):
+		aerr = errNotFound("brand_id", "not found: brand_id")
+	case exists && before.merchant != k.MerchantID:
+		aerr = errInvalidArgument("merchant_id", "invalid argument: merchant_id")
+	case !k.StockOmitted && existing != nil && existing.Reserved+existing.Sold+k.Stock > skuTotalMax:
+		aerr = errInvalidArgument("stock", "invalid argument: stock")
+	default:
+		aerr = checkImportStock(k, exists, before.available)
+	}
+	if aerr != nil {
+		return aerr
+	}
+	after := skuLineState{merchant: k.MerchantID, available: k.Stock}
+	if exists {
+		after.merchant = before.merchant
+		if k.StockOmitted {
+			after.available = before.available
+		}
+	}
+	seen[k.ID] = after
+	return nil
+}
+
+// checkImportStock checks the stock rule of one SKU line against the SKU's
+// available stock now, as the catalog or an earlier line leaves it. exists
+// says whether the SKU exists in the catalog or on an earlier line. The
+// rule is the engine's (upsertSKU): the engine checks it again when the
+// line applies.
+func checkImportStock(k *engine.SKU, exists bool, now int64) *apiError {
 	switch {
 	case exists && k.StockOmitted:
-		available[k.ID] = now
 		return nil
 	case exists && !k.StockCompared:
 		return errInvalidArgument("stock_expected", "invalid argument: stock_expected")
@@ -734,6 +867,5 @@ func checkImportStock(k *engine.SKU, exists bool, existing *engine.Result, avail
 	case k.StockCompared && k.StockExpected != now:
 		return resultError(&engine.Result{Code: engine.CodeConflict, SKUID: k.ID, Available: now})
 	}
-	available[k.ID] = k.Stock
 	return nil
 }

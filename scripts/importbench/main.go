@@ -1,6 +1,6 @@
 // Command importbench measures POST /v1/catalog:import against a running
 // fest server: it builds the catalog's NDJSON bodies first (so their cost is
-// not counted), then posts them, two in flight, brands, then merchants, then
+// not counted), then posts them (-inflight at a time), brands, then merchants, then
 // SKUs, and prints the lines per second of the posting alone.
 //
 //	go run ./scripts/importbench -addr 127.0.0.1:8080 -admin-token a -catalog 2020
@@ -12,6 +12,8 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"sync"
@@ -26,13 +28,48 @@ func main() {
 	token := flag.String("admin-token", "a", "admin token")
 	catalog := flag.String("catalog", "2020", "2020 (the festival model at its default scale) or full (250,000 brands, 1,200,000 merchants, 10,000,000 SKUs, synthetic)")
 	chunkBytes := flag.Int("chunk-bytes", 8<<20, "bytes per request")
+	inFlight := flag.Int("inflight", 2, "requests in flight")
 	prefix := flag.String("prefix", "", "prefix of every id, to import a second catalog beside the first")
+	profile := flag.String("profile", "", "while posting, fetch the server's CPU profile to this file (the server runs with FEST_PPROF_ADDR=-pprof-addr)")
+	pprofAddr := flag.String("pprof-addr", "127.0.0.1:6060", "the server's FEST_PPROF_ADDR, for -profile")
+	profilePhase := flag.String("profile-phase", "", "start the -profile when this kind's lines start (brand, merchant, sku; default: at the first)")
+	profileSeconds := flag.Int("profile-seconds", 3, "length of the -profile")
 	flag.Parse()
-	if err := run(*addr, *token, *catalog, *chunkBytes, *prefix); err != nil {
+	if *profile != "" {
+		startProfile = func() func() {
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				resp, err := http.Get("http://" + *pprofAddr + "/debug/pprof/profile?seconds=" + strconv.Itoa(*profileSeconds))
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "importbench: profile:", err)
+					return
+				}
+				defer resp.Body.Close()
+				f, err := os.Create(*profile)
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "importbench: profile:", err)
+					return
+				}
+				defer f.Close()
+				io.Copy(f, resp.Body)
+			}()
+			return func() { <-done }
+		}
+	}
+	profileKind = *profilePhase
+	if err := run(*addr, *token, *catalog, *chunkBytes, *inFlight, *prefix); err != nil {
 		fmt.Fprintln(os.Stderr, "importbench:", err)
 		os.Exit(1)
 	}
 }
+
+// startProfile starts fetching the server's CPU profile and returns a
+// function that waits for it; nil without -profile.
+var startProfile func() func()
+
+// profileKind is the kind whose lines start the profile, "" for the first.
+var profileKind string
 
 type phase struct {
 	kind   string
@@ -40,7 +77,7 @@ type phase struct {
 	lines  int
 }
 
-func run(addr, token, catalog string, chunkBytes int, prefix string) error {
+func run(addr, token, catalog string, chunkBytes, inFlight int, prefix string) error {
 	var phases []phase
 	build := func(kind string, n int, line func(*client.CatalogLines, int)) {
 		p := phase{kind: kind, lines: n}
@@ -94,13 +131,19 @@ func run(addr, token, catalog string, chunkBytes int, prefix string) error {
 	}
 	defer c.Close()
 	ctx := context.Background()
+	if startProfile != nil && profileKind == "" {
+		defer startProfile()()
+	}
 	total, start := 0, time.Now()
 	for _, p := range phases {
+		if startProfile != nil && profileKind == p.kind {
+			defer startProfile()()
+		}
 		t0 := time.Now()
 		bodies := make(chan []byte)
-		errs := make(chan error, 2)
+		errs := make(chan error, inFlight)
 		var wg sync.WaitGroup
-		for range 2 {
+		for range inFlight {
 			wg.Go(func() {
 				for b := range bodies {
 					if _, err := c.ImportCatalog(ctx, bytes.NewReader(b)); err != nil {

@@ -116,11 +116,13 @@ func run(addr, token, catalog string, chunkBytes, inFlight int, prefix string) e
 			l.Brand(&client.Brand{ID: brandID(i), Name: "Brand " + strconv.Itoa(i), Country: "CN", FirstFestival: 2015, LastYearGMV: int64(i)})
 		})
 		build("merchant", merchants, func(l *client.CatalogLines, i int) {
-			l.Merchant(&client.Merchant{ID: merchantID(i), Name: "Shop " + strconv.Itoa(i), BrandID: brandID(i % brands), Kind: "trader", Industry: "ind" + strconv.Itoa(i%40), Region: "CN-ZJ"})
+			l.Merchant(&client.Merchant{ID: merchantID(i), Name: "Shop " + strconv.Itoa(i), BrandID: brandID(i * brands / merchants), Kind: "trader", Industry: "ind" + strconv.Itoa(i%40), Region: "CN-ZJ"})
 		})
 		build("sku", skus, func(l *client.CatalogLines, i int) {
-			mi := i % merchants
-			l.SKU(&client.SKU{ID: prefix + "s" + strconv.Itoa(i), MerchantID: merchantID(mi), BrandID: brandID(mi % brands), Title: "Item " + strconv.Itoa(i), Category: "cat/" + strconv.Itoa(i%500), Price: 100 + int64(i%10000), Stock: 1000})
+			// A merchant's SKUs come together, as a catalog export lists
+			// them (and as the festival model does).
+			mi := int(int64(i) * merchants / skus)
+			l.SKU(&client.SKU{ID: prefix + "s" + strconv.Itoa(i), MerchantID: merchantID(mi), BrandID: brandID(mi * brands / merchants), Title: "Item " + strconv.Itoa(i), Category: "cat/" + strconv.Itoa(i%500), Price: 100 + int64(i%10000), Stock: 1000})
 		})
 	default:
 		return fmt.Errorf("catalog %q: want 2020 or full", catalog)

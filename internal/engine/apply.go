@@ -445,6 +445,7 @@ func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out
 	// event carries it, so replay sets it without deciding again.
 	stock := s.Stock
 	var slot uint32
+	id := "existing"
 	if ref, ok := c.dir.lookup(s.ID); ok {
 		slot = ref.slot()
 		if ref.partition() != p.id || p.skus[slot].merchant() != merchant {
@@ -494,6 +495,7 @@ func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out
 			res.Code, res.Field = CodeInvalidArgument, "merchant_id"
 			return
 		}
+		id = ""
 	}
 	ev := &out.ev
 	*ev = Event{Kind: EventSKUUpserted, Partition: p.id, At: now, SKU: *s, SKUSlot: slot}
@@ -501,8 +503,18 @@ func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out
 	// decided here and replay must not see it.
 	ev.SKU.Stock = stock
 	ev.SKU.StockOmitted, ev.SKU.StockCompared, ev.SKU.StockExpected = false, false, 0
+	if id == "" {
+		// The directory holds the id already, claimed above for this
+		// slot: evolveSKU need not look again.
+		p.claimedSlot = slot + 1
+	}
 	c.emit(p, ev, out)
-	p.skuResult(slot, res)
+	// The upsert's answer is the command's own SKU, whose text and price
+	// the SKU now has, with the stock figures: none is built here, one
+	// allocation less per SKU of a catalog import.
+	st := &p.skus[slot]
+	res.SKUID, res.SKU = p.skuID(slot), s
+	res.Available, res.Reserved, res.Sold = int64(st.available), int64(st.reserved), int64(st.sold)
 }
 
 func (c *core) adjustStock(p *partition, now int64, cmd *Command, res *Result, out *emitter) {
@@ -586,10 +598,14 @@ func (c *core) evolveSKU(p *partition, ev *Event) {
 	fresh := int(slot) == len(p.skus)
 	switch {
 	case fresh:
-		// Claimed when the command was decided; replay claims it here.
-		if ref, _ := c.dir.insert(s.ID, newSKURef(p.id, slot)); ref != newSKURef(p.id, slot) {
-			panic(fmt.Sprintf("engine: sku %q created in partition %d slot %d but the directory has %x", s.ID, p.id, slot, uint64(ref)))
+		// Claimed when the command was decided (upsertSKU says so in
+		// claimedSlot); replay claims it here.
+		if p.claimedSlot != slot+1 {
+			if ref, _ := c.dir.insert(s.ID, newSKURef(p.id, slot)); ref != newSKURef(p.id, slot) {
+				panic(fmt.Sprintf("engine: sku %q created in partition %d slot %d but the directory has %x", s.ID, p.id, slot, uint64(ref)))
+			}
 		}
+		p.claimedSlot = 0
 		p.skus = append(p.skus, newSKUState(merchant))
 	case int(slot) > len(p.skus):
 		panic(fmt.Sprintf("engine: partition %d sku %q slot %d past the end %d", p.id, s.ID, slot, len(p.skus)))

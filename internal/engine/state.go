@@ -247,6 +247,9 @@ type partition struct {
 	// record is encoded in before it is copied there.
 	text    textArena
 	scratch []byte
+	// claimedSlot is the slot + 1 of the SKU whose id upsertSKU has just
+	// put in the directory, for the evolveSKU of its event; 0 otherwise.
+	claimedSlot uint32
 
 	merchantsMu   sync.RWMutex // guards writes of merchantSlots and merchants
 	merchantSlots map[string]uint32

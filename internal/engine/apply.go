@@ -444,6 +444,14 @@ func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out
 	// stock is the available stock the SKU has after this command: the
 	// event carries it, so replay sets it without deciding again.
 	stock := s.Stock
+	if !p.text.room(skuRecordBytesMax) {
+		// The partition's text arena is full (4 GiB of ids and titles,
+		// and the records that text changes left behind): a bound far
+		// past any catalog, refused like a full queue, since the upsert
+		// may write a record.
+		res.Code = CodeOverloaded
+		return
+	}
 	var slot uint32
 	id := "existing"
 	if ref, ok := c.dir.lookup(s.ID); ok {
@@ -479,13 +487,6 @@ func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out
 		case s.StockCompared && s.StockExpected != 0:
 			// A SKU that does not exist has nothing available.
 			res.Code, res.SKUID, res.Available = CodeConflict, s.ID, 0
-			return
-		}
-		if !p.text.room(skuRecordBytesMax) {
-			// The partition's text arena is full (4 GiB of ids and
-			// titles): a bound far past any catalog, refused like a full
-			// queue.
-			res.Code = CodeOverloaded
 			return
 		}
 		slot = uint32(len(p.skus))

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"sync"
 
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/wire"
@@ -538,10 +539,25 @@ func (ph *importPhase) cmd(i int) *engine.Command {
 
 func (ph *importPhase) add(line int, cmd engine.Command) {
 	if len(ph.lines)%importBatchMax == 0 {
-		ph.batches = append(ph.batches, engine.NewBatch(importBatchMax))
+		ph.batches = append(ph.batches, getImportBatch())
 	}
 	ph.batches[len(ph.batches)-1].Add(cmd)
 	ph.lines = append(ph.lines, int32(line))
+}
+
+// importBatches recycles the engine batches of imports: a batch of
+// importBatchMax requests is 1.6 MB, and an import of a million lines
+// would otherwise allocate (and zero) 400 MB of them.
+var importBatches = sync.Pool{New: func() any { return engine.NewBatch(importBatchMax) }}
+
+func getImportBatch() *engine.Batch { return importBatches.Get().(*engine.Batch) }
+
+// putImportBatches recycles batches that are not, or no longer, in flight.
+func putImportBatches(batches []*engine.Batch) {
+	for _, b := range batches {
+		b.Reset()
+		importBatches.Put(b)
+	}
 }
 
 // slab hands out values of T from chunks of importBatchMax: one
@@ -584,6 +600,13 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request, be *backen
 	// Every line is parsed and validated before anything is applied, so a
 	// malformed file changes nothing.
 	var phases [3]importPhase // brands, merchants, skus: references point backwards
+	// The batches are recycled when the handler returns: either they were
+	// never submitted, or the handler waited for each.
+	defer func() {
+		for ph := range phases {
+			putImportBatches(phases[ph].batches)
+		}
+	}()
 	var slabs importSlabs
 	var in importLine
 	lineNo := 0
@@ -708,16 +731,18 @@ func (s *Server) checkImport(ctx context.Context, be *backend, phases *[3]import
 			brands[brandLines.cmd(i).Brand.ID] = struct{}{}
 		}
 	}
-	var merchants map[string]struct{}
+	// merchants finds the file's merchants by id: the index of the line
+	// (the last of that merchant).
+	var merchants map[string]int32
 	if merchantLines.len() > 0 && skuLines.len() > 0 {
-		merchants = make(map[string]struct{}, merchantLines.len())
+		merchants = make(map[string]int32, merchantLines.len())
 		for i := range merchantLines.len() {
-			merchants[merchantLines.cmd(i).Merchant.ID] = struct{}{}
+			merchants[merchantLines.cmd(i).Merchant.ID] = int32(i)
 		}
 	}
 	// The lines of a merchant's SKUs and a brand's merchants come
 	// together, so the last id found is remembered.
-	var brandFound, merchantFound string
+	var brandFound, merchantFound, merchantBrand string
 	brandExists := func(id string) bool {
 		if id == brandFound {
 			return true
@@ -731,24 +756,37 @@ func (s *Server) checkImport(ctx context.Context, be *backend, phases *[3]import
 		}
 		return ok
 	}
-	merchantExists := func(id string) bool {
+	// merchantsChecked is the number of merchant lines whose brand is
+	// known to exist.
+	merchantsChecked := int32(merchantLines.len())
+	// merchantExists reports whether a merchant exists, and its brand if
+	// that brand is known to exist: a SKU of the merchant's own brand then
+	// needs no second look-up.
+	merchantExists := func(id string) (bool, string) {
 		if id == merchantFound {
-			return true
+			return true, merchantBrand
 		}
-		_, ok := merchants[id]
-		if !ok {
-			_, ok = be.eng.Merchant(id)
+		if i, ok := merchants[id]; ok {
+			merchantFound, merchantBrand = id, ""
+			if i < merchantsChecked {
+				merchantBrand = merchantLines.cmd(int(i)).Merchant.BrandID
+			}
+			return true, merchantBrand
 		}
+		// A merchant of the catalog had its brand when it was put, and
+		// brands are never removed.
+		m, ok := be.eng.Merchant(id)
 		if ok {
-			merchantFound = id
+			merchantFound, merchantBrand = id, m.BrandID
 		}
-		return ok
+		return ok, merchantBrand
 	}
 	var bad *apiError
 	badLine := int32(-1)
 	for i := range merchantLines.len() {
 		if m := merchantLines.cmd(i).Merchant; !brandExists(m.BrandID) {
 			bad, badLine = errNotFound("brand_id", "not found: brand_id"), merchantLines.lines[i]
+			merchantsChecked = int32(i)
 			break
 		}
 	}
@@ -757,7 +795,7 @@ func (s *Server) checkImport(ctx context.Context, be *backend, phases *[3]import
 		// reads, answered in order with the partitions' other commands.
 		reads := make([]*engine.Batch, len(skuLines.batches))
 		for k, lines := range skuLines.batches {
-			b := engine.NewBatch(len(lines.Requests))
+			b := getImportBatch()
 			for i := range lines.Requests {
 				b.Add(engine.Command{Kind: engine.KindGetSKU, SKUID: lines.Requests[i].Command.SKU.ID})
 			}
@@ -768,6 +806,7 @@ func (s *Server) checkImport(ctx context.Context, be *backend, phases *[3]import
 			select {
 			case <-b.Done():
 			case <-ctx.Done():
+				// The reads still in flight are left to the collector.
 				return newError(wire.CodeUnavailable, "request cancelled")
 			}
 			for i := range b.Requests {
@@ -787,6 +826,7 @@ func (s *Server) checkImport(ctx context.Context, be *backend, phases *[3]import
 		// they keep and the available stock they leave, so each line's
 		// stock precondition is checked as the engine will check it when
 		// the lines apply in file order.
+		defer putImportBatches(reads)
 		skuSeen := make(map[string]skuLineState, skuLines.len())
 		for i := range skuLines.len() {
 			line := skuLines.lines[i]
@@ -814,21 +854,22 @@ type skuLineState struct {
 // checkImportSKU checks one SKU line against the SKU as the catalog holds
 // it (existing, nil if it does not exist) and as earlier lines left it
 // (seen), and records the state the line leaves.
-func checkImportSKU(k *engine.SKU, existing *engine.Result, seen map[string]skuLineState, merchantExists, brandExists func(string) bool) *apiError {
+func checkImportSKU(k *engine.SKU, existing *engine.Result, seen map[string]skuLineState, merchantExists func(string) (bool, string), brandExists func(string) bool) *apiError {
 	before, earlier := seen[k.ID]
 	exists := earlier
 	if !earlier && existing != nil {
 		before, exists = skuLineState{merchant: existing.SKU.MerchantID, available: existing.Available}, true
 	}
 	var aerr *apiError
+	merchantFound, merchantBrand := merchantExists(k.MerchantID)
 	switch {
 	case k.Price > skuPriceMax:
 		aerr = errInvalidArgument("price", "invalid argument: price")
 	case k.Stock > skuStockMax:
 		aerr = errInvalidArgument("stock", "invalid argument: stock")
-	case !merchantExists(k.MerchantID):
+	case !merchantFound:
 		aerr = errNotFound("merchant_id", "not found: merchant_id")
-	case !brandExists(k.BrandID):
+	case k.BrandID != merchantBrand && !brandExists(k.BrandID):
 		aerr = errNotFound("brand_id", "not found: brand_id")
 	case exists && before.merchant != k.MerchantID:
 		aerr = errInvalidArgument("merchant_id", "invalid argument: merchant_id")

@@ -84,9 +84,10 @@ func TestCheckImportStock(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			seen := map[string]skuLineState{}
 			found := func(string) bool { return true }
+			merchantFound := func(string) (bool, string) { return true, "" }
 			var aerr *apiError
 			for i := range tt.lines {
-				if aerr = checkImportSKU(&tt.lines[i], tt.existing, seen, found, found); aerr != nil && i < len(tt.lines)-1 {
+				if aerr = checkImportSKU(&tt.lines[i], tt.existing, seen, merchantFound, found); aerr != nil && i < len(tt.lines)-1 {
 					t.Fatalf("line %d: %v", i+1, aerr)
 				}
 			}

@@ -2,6 +2,9 @@ package server
 
 import (
 	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -128,5 +131,66 @@ func TestImportLineAllocations(t *testing.T) {
 	})
 	if n != 0 {
 		t.Fatalf("%.1f allocations per line", n)
+	}
+}
+
+// TestImportFirstBadLine runs imports whose first bad line the checks of
+// different kinds find, against a catalog of brand b and merchant m: the
+// answer names the first bad line of the file, whichever kind it is, and
+// nothing applies.
+func TestImportFirstBadLine(t *testing.T) {
+	eng, err := engine.Open(engine.Config{Dir: t.TempDir(), Partitions: 4, NoSync: true, SnapshotEveryBytes: -1})
+	if err != nil {
+		t.Fatalf("open engine: %v", err)
+	}
+	defer eng.Close()
+	s, err := New(Config{AdminToken: "a", StorefrontToken: "s", CarrierToken: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Attach(eng, nil, nil)
+	defer s.Detach()
+	post := func(body string) (int, string) {
+		req := httptest.NewRequest(http.MethodPost, "/v1/catalog:import", strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer a")
+		rec := httptest.NewRecorder()
+		s.Handler().ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := post(`{"type":"brand","id":"b","name":"B","country":"CN"}
+{"type":"merchant","id":"m","name":"M","brand_id":"b","kind":"trader"}
+`); code != http.StatusOK {
+		t.Fatalf("seed: %d %s", code, body)
+	}
+	sku := func(id, merchant, brand string) string {
+		return `{"type":"sku","id":"` + id + `","merchant_id":"` + merchant + `","brand_id":"` + brand + `","title":"T","price":1,"stock":1}` + "\n"
+	}
+	merchant := func(id, brand string) string {
+		return `{"type":"merchant","id":"` + id + `","name":"M","brand_id":"` + brand + `","kind":"trader"}` + "\n"
+	}
+	for _, tc := range []struct {
+		name, body string
+		line       int
+		field      string
+	}{
+		// The SKU of line 1 names a merchant of the file whose brand does
+		// not exist: line 1 is the first bad line, not the merchant's.
+		{"sku before its merchant of an unknown brand", sku("s1", "m2", "nope") + merchant("m2", "nope"), 1, "brand_id"},
+		{"merchant of an unknown brand before its sku", merchant("m2", "nope") + sku("s1", "m2", "nope"), 1, "brand_id"},
+		{"sku of its merchant's brand after a bad merchant", merchant("m3", "nope") + sku("s1", "m", "b") + sku("s2", "m", "nope"), 1, "brand_id"},
+		{"bad sku before a bad merchant", sku("s1", "m", "b") + sku("s2", "nope", "b") + merchant("m3", "nope"), 2, "merchant_id"},
+		{"a sku of the catalog's merchant under another brand", sku("s1", "m", "b") + sku("s2", "m", "nope"), 2, "brand_id"},
+	} {
+		code, body := post(tc.body)
+		want := `"line":` + strconv.Itoa(tc.line)
+		if code != http.StatusNotFound || !strings.Contains(body, want) || !strings.Contains(body, `"field":"`+tc.field+`"`) {
+			t.Errorf("%s: %d %s, want 404 at %s on %s", tc.name, code, body, want, tc.field)
+		}
+	}
+	if n := eng.SKUCount(); n != 0 {
+		t.Errorf("%d SKUs applied by refused imports", n)
+	}
+	if code, body := post(sku("s1", "m", "b") + merchant("m2", "b") + sku("s2", "m2", "b")); code != http.StatusOK || !strings.Contains(body, `"sku":2`) {
+		t.Fatalf("good import: %d %s", code, body)
 	}
 }

@@ -151,9 +151,9 @@ func (c *core) apply(p *partition, now int64, cmd *Command, res *Result, out *em
 
 func (p *partition) skuResult(slot uint32, res *Result) {
 	s := &p.skus[slot]
-	t := &p.skuText[slot]
+	t := p.record(slot)
 	res.SKUID = t.id
-	res.SKU = &SKU{ID: t.id, MerchantID: p.merchants[s.merchant].m.ID, BrandID: p.brandOf(t), Title: t.title, Category: p.categoryOf(t), Price: s.price, Stock: int64(s.available)}
+	res.SKU = &SKU{ID: t.id, MerchantID: p.merchants[s.merchant()].m.ID, BrandID: p.interned[t.brand], Title: t.title, Category: p.interned[t.category], Price: s.price(), Stock: int64(s.available)}
 	res.Available, res.Reserved, res.Sold = int64(s.available), int64(s.reserved), int64(s.sold)
 }
 
@@ -190,13 +190,13 @@ func mergeItems(items []Item) int {
 
 func (c *core) placeOrder(p *partition, now int64, cmd *Command, res *Result, out *emitter) {
 	o := &cmd.Order
-	merchant := p.skus[o.Items[0].ref.slot()].merchant
+	merchant := p.skus[o.Items[0].ref.slot()].merchant()
 	for i := range o.Items {
 		it := &o.Items[i]
 		if it.ref.partition() != p.id {
 			panic(fmt.Sprintf("engine: order item %q routed to partition %d but lives in %d", it.SKUID, p.id, it.ref.partition()))
 		}
-		if p.skus[it.ref.slot()].merchant != merchant {
+		if p.skus[it.ref.slot()].merchant() != merchant {
 			res.Code, res.Field = CodeInvalidArgument, "items"
 			return
 		}
@@ -232,8 +232,8 @@ func (c *core) placeOrder(p *partition, now int64, cmd *Command, res *Result, ou
 			res.Code, res.SKUID, res.Available = CodeOutOfStock, it.SKUID, int64(s.available)
 			return
 		}
-		it.UnitPrice = s.price
-		it.Amount = s.price * int64(it.Quantity)
+		it.UnitPrice = s.price()
+		it.Amount = it.UnitPrice * int64(it.Quantity)
 		total += it.Amount
 	}
 	seq := p.nextSeq()
@@ -388,6 +388,11 @@ func (c *core) upsertMerchant(p *partition, now int64, cmd *Command, res *Result
 			return
 		}
 	}
+	if _, ok := p.merchantSlots[m.ID]; !ok && len(p.merchants) >= merchantSlotsMax {
+		// A SKU keeps its merchant's slot in 24 bits (skuState).
+		res.Code = CodeOverloaded
+		return
+	}
 	ev := &out.ev
 	*ev = Event{Kind: EventMerchantUpserted, Partition: p.id, At: now, Merchant: *m}
 	c.emit(p, ev, out)
@@ -428,18 +433,30 @@ func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out
 		res.Code, res.Field = CodeNotFound, "merchant_id"
 		return
 	}
-	if _, ok := c.brand(s.BrandID); !ok {
-		res.Code, res.Field = CodeNotFound, "brand_id"
-		return
+	// A merchant's own brand exists (it was checked when the merchant was
+	// put, and brands are never removed): most SKUs need no look-up.
+	if s.BrandID != p.merchants[merchant].m.BrandID {
+		if _, ok := c.brand(s.BrandID); !ok {
+			res.Code, res.Field = CodeNotFound, "brand_id"
+			return
+		}
 	}
 	// stock is the available stock the SKU has after this command: the
 	// event carries it, so replay sets it without deciding again.
 	stock := s.Stock
+	if !p.text.room(skuRecordBytesMax) {
+		// The partition's text arena is full (4 GiB of ids and titles,
+		// and the records that text changes left behind): a bound far
+		// past any catalog, refused like a full queue, since the upsert
+		// may write a record.
+		res.Code = CodeOverloaded
+		return
+	}
 	var slot uint32
-	var id string
+	id := "existing"
 	if ref, ok := c.dir.lookup(s.ID); ok {
 		slot = ref.slot()
-		if ref.partition() != p.id || p.skus[slot].merchant != merchant {
+		if ref.partition() != p.id || p.skus[slot].merchant() != merchant {
 			// A SKU never moves between merchants: its orders and its
 			// partition are tied to its merchant.
 			res.Code, res.Field = CodeInvalidArgument, "merchant_id"
@@ -455,7 +472,7 @@ func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out
 			res.Code, res.Field = CodeInvalidArgument, "stock_expected"
 			return
 		case s.StockExpected != int64(st.available):
-			res.Code, res.SKUID, res.Available = CodeConflict, p.skuText[slot].id, int64(st.available)
+			res.Code, res.SKUID, res.Available = CodeConflict, p.skuID(slot), int64(st.available)
 			return
 		case p.stockHeld(slot)-int64(st.available)+s.Stock > stockTotal:
 			// Units carved into open deals come back to the SKU.
@@ -475,12 +492,11 @@ func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out
 		slot = uint32(len(p.skus))
 		// Claim the id now: another partition's worker may be creating the
 		// same id for another merchant at this moment.
-		_, key, inserted := c.dir.insert(s.ID, newSKURef(p.id, slot))
-		if !inserted {
+		if _, inserted := c.dir.insert(s.ID, newSKURef(p.id, slot)); !inserted {
 			res.Code, res.Field = CodeInvalidArgument, "merchant_id"
 			return
 		}
-		id = key
+		id = ""
 	}
 	ev := &out.ev
 	*ev = Event{Kind: EventSKUUpserted, Partition: p.id, At: now, SKU: *s, SKUSlot: slot}
@@ -488,11 +504,18 @@ func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out
 	// decided here and replay must not see it.
 	ev.SKU.Stock = stock
 	ev.SKU.StockOmitted, ev.SKU.StockCompared, ev.SKU.StockExpected = false, false, 0
-	if id != "" {
-		ev.SKU.ID = id // the directory's copy, which the state will share
+	if id == "" {
+		// The directory holds the id already, claimed above for this
+		// slot: evolveSKU need not look again.
+		p.claimedSlot = slot + 1
 	}
 	c.emit(p, ev, out)
-	p.skuResult(slot, res)
+	// The upsert's answer is the command's own SKU, whose text and price
+	// the SKU now has, with the stock figures: none is built here, one
+	// allocation less per SKU of a catalog import.
+	st := &p.skus[slot]
+	res.SKUID, res.SKU = p.skuID(slot), s
+	res.Available, res.Reserved, res.Sold = int64(st.available), int64(st.reserved), int64(st.sold)
 }
 
 func (c *core) adjustStock(p *partition, now int64, cmd *Command, res *Result, out *emitter) {
@@ -514,7 +537,7 @@ func (c *core) adjustStock(p *partition, now int64, cmd *Command, res *Result, o
 		return
 	}
 	ev := &out.ev
-	*ev = Event{Kind: EventStockAdjusted, Partition: p.id, At: now, SKUSlot: slot, SKUID: p.skuText[slot].id, Delta: cmd.Delta}
+	*ev = Event{Kind: EventStockAdjusted, Partition: p.id, At: now, SKUSlot: slot, SKUID: p.skuID(slot), Delta: cmd.Delta}
 	c.emit(p, ev, out)
 	p.skuResult(slot, res)
 }
@@ -539,7 +562,7 @@ func (c *core) evolve(p *partition, ev *Event) {
 		// worker writes under the lock (its own reads need none).
 		p.merchantsMu.Lock()
 		if slot, ok := p.merchantSlots[m.ID]; ok {
-			p.merchants[slot].m = m
+			p.merchants[slot] = merchantState{m: m}
 		} else {
 			p.merchantSlots[m.ID] = uint32(len(p.merchants))
 			p.merchants = append(p.merchants, merchantState{m: m})
@@ -573,31 +596,25 @@ func (c *core) evolveSKU(p *partition, ev *Event) {
 		panic(fmt.Sprintf("engine: partition %d sku %q of unknown merchant %q", p.id, s.ID, s.MerchantID))
 	}
 	slot := ev.SKUSlot
+	fresh := int(slot) == len(p.skus)
 	switch {
-	case int(slot) == len(p.skus):
-		ref, id, inserted := c.dir.insert(s.ID, newSKURef(p.id, slot))
-		if ref != newSKURef(p.id, slot) {
-			panic(fmt.Sprintf("engine: sku %q created in partition %d slot %d but the directory has %x", s.ID, p.id, slot, uint64(ref)))
+	case fresh:
+		// Claimed when the command was decided (upsertSKU says so in
+		// claimedSlot); replay claims it here.
+		if p.claimedSlot != slot+1 {
+			if ref, _ := c.dir.insert(s.ID, newSKURef(p.id, slot)); ref != newSKURef(p.id, slot) {
+				panic(fmt.Sprintf("engine: sku %q created in partition %d slot %d but the directory has %x", s.ID, p.id, slot, uint64(ref)))
+			}
 		}
-		if !inserted {
-			// Claimed when the command was decided, and ev.SKU.ID is the
-			// directory's copy.
-			id = s.ID
-		}
-		p.skus = append(p.skus, skuState{merchant: merchant})
-		p.skuText = append(p.skuText, skuText{id: id})
+		p.claimedSlot = 0
+		p.skus = append(p.skus, newSKUState(merchant))
 	case int(slot) > len(p.skus):
 		panic(fmt.Sprintf("engine: partition %d sku %q slot %d past the end %d", p.id, s.ID, slot, len(p.skus)))
 	}
 	st := &p.skus[slot]
-	st.price = s.Price
+	st.setPrice(s.Price)
 	st.available = int32(s.Stock)
-	t := &p.skuText[slot]
-	t.brand = p.intern(s.BrandID)
-	if t.title != s.Title {
-		t.title = strings.Clone(s.Title)
-	}
-	t.category = p.intern(s.Category)
+	p.setRecord(slot, &skuRecord{id: s.ID, title: s.Title, brand: p.internBrand(merchant, s.BrandID), category: p.intern(s.Category)}, fresh)
 	p.checkSKU(slot)
 	p.checkStockHeld(slot)
 	p.updateSoldOut(slot)
@@ -627,7 +644,7 @@ func (c *core) evolvePlaced(p *partition, ev *Event) {
 			panic(fmt.Sprintf("engine: partition %d order %d item slot %d past the end %d", p.id, seq, slot, len(p.skus)))
 		}
 		if i == 0 {
-			po.merchant = p.skus[slot].merchant
+			po.merchant = p.skus[slot].merchant()
 		}
 		pi := pendingItem{slot: slot, quantity: uint32(it.Quantity)}
 		if i < inlineItems {
@@ -688,6 +705,19 @@ func (c *core) evolveEnded(p *partition, ev *Event) {
 	}
 	p.removePending(seq)
 	p.freePending(po)
+}
+
+// internBrand returns the number of brand, a SKU's brand, in p's table:
+// that of the SKU's merchant is kept beside the merchant.
+func (p *partition) internBrand(merchant uint32, brand string) uint32 {
+	ms := &p.merchants[merchant]
+	if brand != ms.m.BrandID {
+		return p.intern(brand)
+	}
+	if ms.brand == 0 && brand != "" {
+		ms.brand = p.intern(brand)
+	}
+	return ms.brand
 }
 
 // intern returns the number of a brand id or category in p's table,

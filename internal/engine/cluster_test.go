@@ -163,7 +163,7 @@ func partitionDigest(e *Engine, p int) string {
 	fmt.Fprintf(&s, "merchants %d brands %d skus %d orders %d pending %d last %d\n",
 		len(part.merchants), len(part.brands), len(part.skus), len(part.orders), part.pendingCount, part.lastAt)
 	for i, sk := range part.skus {
-		fmt.Fprintf(&s, "%s %d %d %d %d\n", part.skuText[i].id, sk.price, sk.available, sk.reserved, sk.sold)
+		fmt.Fprintf(&s, "%s %d %d %d %d\n", part.skuID(uint32(i)), sk.price(), sk.available, sk.reserved, sk.sold)
 	}
 	for i, st := range part.orders {
 		ps, _ := part.parcel(uint64(i) + 1)
@@ -303,7 +303,7 @@ func checkOrdersOnce(t *testing.T, e *Engine, placed []Result, stock int64) {
 		}
 		for i, sk := range part.skus {
 			if int64(sk.available)+int64(sk.reserved)+int64(sk.sold) != stock {
-				t.Fatalf("partition %d sku %s: %d + %d + %d != %d", p, part.skuText[i].id, sk.available, sk.reserved, sk.sold, stock)
+				t.Fatalf("partition %d sku %s: %d + %d + %d != %d", p, part.skuID(uint32(i)), sk.available, sk.reserved, sk.sold, stock)
 			}
 		}
 	}

@@ -367,7 +367,7 @@ func (c *core) putDeal(p *partition, now int64, d *Deal, res *Result, out *emitt
 func (c *core) emitDealEnded(p *partition, d *dealState, now int64, out *emitter) {
 	ev := &out.ev
 	*ev = Event{Kind: EventDealEnded, Partition: p.id, At: now, DealID: d.deal.ID, SKUSlot: d.skuSlot,
-		SKUID: p.skuText[d.skuSlot].id, Delta: int64(d.left)}
+		SKUID: p.skuID(d.skuSlot), Delta: int64(d.left)}
 	c.emit(p, ev, out)
 }
 
@@ -436,7 +436,7 @@ func (c *core) placeDealOrder(p *partition, now int64, o *Order, keyHash uint64,
 	ev := &out.ev
 	*ev = Event{
 		Kind: EventOrderPlaced, Partition: p.id, At: now, OrderID: newOrderID(p.id, seq),
-		BuyerID: o.BuyerID, MerchantID: p.merchants[p.skus[d.skuSlot].merchant].m.ID,
+		BuyerID: o.BuyerID, MerchantID: p.merchants[p.skus[d.skuSlot].merchant()].m.ID,
 		Channel: o.Channel, Region: o.Region, DealID: d.deal.ID, Items: o.Items, Total: it.Amount,
 		PayBy: now + c.paymentTimeout, KeyHash: keyHash, RequestHash: o.RequestHash,
 	}
@@ -557,7 +557,7 @@ func (c *core) evolveDealPlaced(p *partition, ev *Event, po *pendingOrder, seq u
 	}
 	q := it.Quantity
 	po.deal = uint16(slot + 1)
-	po.merchant = p.skus[d.skuSlot].merchant
+	po.merchant = p.skus[d.skuSlot].merchant()
 	po.count = 1
 	po.inline[0] = pendingItem{slot: d.skuSlot, quantity: uint32(q)}
 	if d.ended {

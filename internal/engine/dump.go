@@ -20,10 +20,10 @@ func (c *core) dump() string {
 			fmt.Fprintf(&b, "  merchant %d %+v\n", i, m.m)
 		}
 		for i, s := range p.skus {
-			t := p.skuText[i]
+			t := p.record(uint32(i))
 			ref, _ := c.dir.lookup(t.id)
 			fmt.Fprintf(&b, "  sku %d %q ref=%x price=%d available=%d reserved=%d sold=%d merchant=%d brand=%q title=%q category=%q soldout=%v\n",
-				i, t.id, uint64(ref), s.price, s.available, s.reserved, s.sold, s.merchant, p.brandOf(&t), t.title, p.categoryOf(&t), p.soldOut.get(uint32(i)))
+				i, t.id, uint64(ref), s.price(), s.available, s.reserved, s.sold, s.merchant(), p.interned[t.brand], t.title, p.interned[t.category], p.soldOut.get(uint32(i)))
 		}
 		fmt.Fprintf(&b, "  orders %v\n", p.orders)
 		fmt.Fprintf(&b, "  parcels %v locations %v\n", p.parcelStatus, p.parcelLocation)

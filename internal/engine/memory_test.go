@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"hash/maphash"
 	"runtime"
 	"strconv"
 	"testing"
@@ -83,6 +82,43 @@ func TestMemoryFootprint(t *testing.T) {
 	}
 }
 
+// BenchmarkMemoryFullCatalog imports the real festival's ten million SKUs
+// into an engine and reports the bytes per SKU of its state, whole (heap
+// growth) and by part: the stock figures (skus), the text arena (ids,
+// titles) and the directory. It needs about 1 GB, so it is a benchmark, run
+// once (-benchtime 1x): go test ./internal/engine -run '^$' -bench
+// MemoryFullCatalog -benchtime 1x.
+func BenchmarkMemoryFullCatalog(b *testing.B) {
+	const n = 10_000_000
+	for b.Loop() {
+		h := newHarness(1)
+		h.do(Command{Kind: KindUpsertBrand, Brand: &Brand{ID: "b"}})
+		h.do(Command{Kind: KindUpsertMerchant, Merchant: &Merchant{ID: "m", Kind: MerchantTrader}})
+		p := h.c.partitions[0]
+		before := heapBytes()
+		var em emitter
+		id := make([]byte, 0, 16)
+		sku := SKU{MerchantID: "m", BrandID: "b", Price: 100, Stock: 10}
+		for i := 0; i < n; i++ {
+			em.reset(em.rec)
+			res := Result{}
+			id = strconv.AppendInt(append(id[:0], "sku-"...), int64(10_000_000+i), 10)
+			sku.ID = string(id)
+			cmd := Command{Kind: KindUpsertSKU, SKU: &sku}
+			h.c.apply(p, 1, &cmd, &res, &em)
+			if !res.OK() {
+				b.Fatal(res.Err())
+			}
+		}
+		after := heapBytes()
+		b.ReportMetric(float64(after-before)/n, "bytes/sku")
+		b.ReportMetric(float64(cap(p.skus))*float64(unsafe.Sizeof(skuState{}))/n, "stock-bytes/sku")
+		b.ReportMetric(float64(p.text.bytes())/n, "text-bytes/sku")
+		b.ReportMetric(float64(h.c.dir.bytes())/n, "directory-bytes/sku")
+		runtime.KeepAlive(h)
+	}
+}
+
 func BenchmarkMemory(b *testing.B) {
 	const n = 1_000_000
 	b.ReportMetric(memoryPerSKU(n), "bytes/sku")
@@ -90,36 +126,79 @@ func BenchmarkMemory(b *testing.B) {
 }
 
 // TestDirectoryHashCollision checks the path of two ids whose first hashes
-// agree: the second is kept by id beside the map of hashes, and each finds
-// its own SKU. A real collision is not to be found, so the test makes one
-// by giving an id's entry another id's check.
+// agree: each keeps its own entry, told apart by the second hash's bits,
+// and finds its own SKU. A real collision is not to be found, so the test
+// makes one by moving an id's entry to another id's hash.
 func TestDirectoryHashCollision(t *testing.T) {
 	d := newDirectory()
 	first := newSKURef(1, 7)
-	if _, _, ok := d.insert("sku-a", first); !ok {
+	if _, ok := d.insert("sku-a", first); !ok {
 		t.Fatal("first insert refused")
 	}
-	h := maphash.String(d.seed, "sku-b")
-	s := &d.shards[h%directoryShards]
-	s.mu.refs[h] = directoryEntry{check: 42, ref: first} // "sku-b"'s hash, held by another id
-	if _, ok := d.lookup("sku-b"); ok {
+	// Give sku-a's entry the first hash of another id whose check bits
+	// differ (all but one in 2^19 do), keeping sku-a's check bits.
+	ha, checkA := d.hashes("sku-a")
+	other := "sku-b"
+	hb, checkB := d.hashes(other)
+	for k := 0; checkB == checkA; k++ {
+		other = "sku-b" + strconv.Itoa(k)
+		hb, checkB = d.hashes(other)
+	}
+	sa := &d.shards[ha%directoryShards]
+	i, ok := findEntry(sa.mu.entries, ha, checkA)
+	if !ok {
+		t.Fatal("sku-a's entry not found")
+	}
+	sa.mu.entries[i] = directoryEntry{}
+	sa.mu.count--
+	sb := &d.shards[hb%directoryShards]
+	if len(sb.mu.entries) == 0 {
+		sb.mu.entries = make([]directoryEntry, directoryEntries0)
+	}
+	j, _ := findEntry(sb.mu.entries, hb, checkA)
+	sb.mu.entries[j] = directoryEntry{hash: hb, word: uint64(first) | checkA}
+	sb.mu.count++
+	if _, ok := d.lookup(other); ok {
 		t.Fatal("an id found through another id's entry")
 	}
 	second := newSKURef(2, 9)
-	if r, key, ok := d.insert("sku-b", second); !ok || r != second || key != "sku-b" {
-		t.Fatalf("insert beside a collision: %v %q %v", r, key, ok)
+	if r, ok := d.insert(other, second); !ok || r != second {
+		t.Fatalf("insert beside a collision: %v %v", r, ok)
 	}
-	if r, ok := d.lookup("sku-b"); !ok || r != second {
+	if r, ok := d.lookup(other); !ok || r != second {
 		t.Fatalf("lookup of the colliding id: %v %v", r, ok)
 	}
-	if r, _, ok := d.insert("sku-b", newSKURef(3, 1)); ok || r != second {
+	if r, ok := d.insert(other, newSKURef(3, 1)); ok || r != second {
 		t.Fatalf("second insert of the colliding id: %v %v", r, ok)
 	}
-	if r, ok := d.lookup("sku-a"); !ok || r != first {
-		t.Fatalf("lookup of the first id: %v %v", r, ok)
-	}
-	if n := d.count(); n != 3 { // sku-a, the made-up holder of sku-b's hash, sku-b
+	if n := d.count(); n != 2 {
 		t.Fatalf("count %d", n)
+	}
+}
+
+// TestDirectoryGrowth fills a directory past several growths of its
+// shards and finds every id, and none that was not inserted.
+func TestDirectoryGrowth(t *testing.T) {
+	d := newDirectory()
+	const n = 100_000
+	for i := range n {
+		if _, ok := d.insert("s"+strconv.Itoa(i), newSKURef(i%64, uint32(i))); !ok {
+			t.Fatalf("insert %d refused", i)
+		}
+	}
+	for i := range n {
+		if r, ok := d.lookup("s" + strconv.Itoa(i)); !ok || r != newSKURef(i%64, uint32(i)) {
+			t.Fatalf("lookup %d: %x %v", i, uint64(r), ok)
+		}
+		if _, ok := d.lookup("x" + strconv.Itoa(i)); ok {
+			t.Fatalf("found x%d", i)
+		}
+	}
+	if c := d.count(); c != n {
+		t.Fatalf("count %d, want %d", c, n)
+	}
+	if b := float64(d.bytes()) / n; b > 16*8/5.0 {
+		t.Fatalf("directory costs %.1f bytes per SKU", b)
 	}
 }
 

@@ -96,7 +96,8 @@ type Result struct {
 	Sold      int64
 
 	// SKU answers GetSKU, UpsertSKU and AdjustStock (with Available,
-	// Reserved and Sold).
+	// Reserved and Sold). An upsert answers with the command's own SKU,
+	// whose Stock is the one asked for (Available is the stock).
 	SKU *SKU
 
 	// Deal answers PutDeal, EndDeal and GetDeal. (PutChannel answers

@@ -56,16 +56,16 @@ func encodePartitionVersion(b []byte, p *partition, version byte) []byte {
 	}
 	b = binary.AppendUvarint(b, uint64(len(p.skus)))
 	for i := range p.skus {
-		s, t := &p.skus[i], &p.skuText[i]
-		b = binary.AppendVarint(b, s.price)
+		s, t := &p.skus[i], p.record(uint32(i))
+		b = binary.AppendVarint(b, s.price())
 		b = binary.AppendUvarint(b, uint64(s.available))
 		b = binary.AppendUvarint(b, uint64(s.reserved))
 		b = binary.AppendUvarint(b, uint64(s.sold))
-		b = binary.AppendUvarint(b, uint64(s.merchant))
+		b = binary.AppendUvarint(b, uint64(s.merchant()))
 		b = appendString(b, t.id)
-		b = appendString(b, p.brandOf(t))
+		b = appendString(b, p.interned[t.brand])
 		b = appendString(b, t.title)
-		b = appendString(b, p.categoryOf(t))
+		b = appendString(b, p.interned[t.category])
 	}
 	b = binary.AppendUvarint(b, uint64(len(p.orders)))
 	for _, s := range p.orders {
@@ -154,34 +154,42 @@ func (c *core) decodePartition(p *partition, data []byte, version byte) error {
 	}
 	nskus := d.count(1<<32, "sku")
 	p.skus = make([]skuState, 0, nskus)
-	p.skuText = make([]skuText, 0, nskus)
 	for i := 0; i < nskus && d.err == nil; i++ {
-		s := skuState{price: d.varint(), available: int32(d.uvarint()), reserved: int32(d.uvarint()), sold: int32(d.uvarint()), merchant: uint32(d.uvarint())}
-		t := skuText{id: d.string(), brand: p.intern(d.string()), title: strings.Clone(d.string()), category: p.intern(d.string())}
+		price, available, reserved, sold, merchant := d.varint(), int64(d.uvarint()), int64(d.uvarint()), int64(d.uvarint()), d.uvarint()
+		id, brand, title, category := d.string(), d.string(), d.string(), d.string()
 		if d.err != nil {
 			break
 		}
-		if int(s.merchant) >= len(p.merchants) {
+		if merchant >= uint64(len(p.merchants)) {
 			d.fail("sku of unknown merchant")
 			break
 		}
-		if !validID(t.id) {
+		if !validID(id) {
 			d.fail("bad sku id")
 			break
 		}
-		if s.available < 0 || s.reserved < 0 || s.sold < 0 || int64(s.available)+int64(s.reserved)+int64(s.sold) > stockTotal {
+		if price < 0 || price > priceMax {
+			d.fail("sku price out of range")
+			break
+		}
+		if available < 0 || reserved < 0 || sold < 0 || available+reserved+sold > stockTotal {
 			d.fail("sku stock out of range")
 			break
 		}
+		if len(title) > textMax || len(category) > textMax || !p.text.room(skuRecordBytesMax) {
+			d.fail("sku text too long")
+			break
+		}
 		slot := uint32(len(p.skus))
-		ref, key, _ := c.dir.insert(t.id, newSKURef(p.id, slot))
-		if ref != newSKURef(p.id, slot) {
+		if ref, _ := c.dir.insert(id, newSKURef(p.id, slot)); ref != newSKURef(p.id, slot) {
 			d.fail("sku id in two partitions")
 			break
 		}
-		t.id = key
+		s := newSKUState(uint32(merchant))
+		s.setPrice(price)
+		s.available, s.reserved, s.sold = int32(available), int32(reserved), int32(sold)
 		p.skus = append(p.skus, s)
-		p.skuText = append(p.skuText, t)
+		p.setRecord(slot, &skuRecord{id: id, title: title, brand: p.internBrand(uint32(merchant), brand), category: p.intern(category)}, true)
 		p.checkSKU(slot)
 		p.updateSoldOut(slot)
 	}
@@ -369,7 +377,7 @@ func (c *core) decodeLive(d *decoder, p *partition) {
 		if d.err != nil {
 			return
 		}
-		if int(ds.skuSlot) >= len(p.skus) || p.skuText[ds.skuSlot].id != dl.SKUID {
+		if int(ds.skuSlot) >= len(p.skus) || p.skuID(ds.skuSlot) != dl.SKUID {
 			d.fail("deal of unknown sku")
 			return
 		}

@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"encoding/binary"
 	"fmt"
 	"math"
 	"sync"
+	"unsafe"
 )
 
 // Bounds on command fields. A command outside them is rejected with
@@ -18,31 +20,192 @@ const (
 	inlineItems = 3                 // items held inside a pending order
 )
 
-// skuState is the hot part of a SKU: what an order touches. It is kept
-// small (24 bytes) because a partition holds millions.
+// skuState is a SKU in a partition: what an order touches, and where its
+// text is. It is kept small (24 bytes) because a partition holds millions:
+// the price (at most priceMax, 40 bits) and the merchant's slot (24 bits)
+// share a word, and the SKU's id, title, brand and category are one record
+// in the partition's text arena (skuRecord), found by text.
 type skuState struct {
-	price     int64
-	available int32
-	reserved  int32
-	sold      int32
-	merchant  uint32 // merchant slot in the partition
+	priceMerchant uint64 // price in fen, low priceBits; merchant slot above
+	available     int32
+	reserved      int32
+	sold          int32
+	text          uint32 // offset of the SKU's record in the partition's arena
 }
 
-// skuText is the descriptive part of a SKU, read only by queries. Brand
-// ids and categories repeat across millions of SKUs, so they are numbers
-// into the partition's table of interned strings (index 0 is "").
-type skuText struct {
-	id       string
-	title    string
-	brand    uint32
-	category uint32
+const (
+	priceBits = 40
+	priceMask = 1<<priceBits - 1
+	// merchantSlotsMax bounds the merchants of one partition, so that a
+	// slot fits the 24 bits skuState keeps: a new merchant past it is
+	// refused with CodeOverloaded. With 64 partitions that is a billion
+	// merchants.
+	merchantSlotsMax = 1 << (64 - priceBits)
+)
+
+// A price fits its bits.
+var _ [priceMask - priceMax]struct{}
+
+func newSKUState(merchant uint32) skuState {
+	return skuState{priceMerchant: uint64(merchant) << priceBits}
 }
 
-func (p *partition) brandOf(t *skuText) string    { return p.interned[t.brand] }
-func (p *partition) categoryOf(t *skuText) string { return p.interned[t.category] }
+func (s *skuState) price() int64     { return int64(s.priceMerchant & priceMask) }
+func (s *skuState) merchant() uint32 { return uint32(s.priceMerchant >> priceBits) }
+
+// setPrice sets the price, which the caller checked to be 0 to priceMax.
+func (s *skuState) setPrice(price int64) {
+	if price < 0 || price > priceMax {
+		panic(fmt.Sprintf("engine: sku price %d outside 0 to %d", price, int64(priceMax)))
+	}
+	s.priceMerchant = s.priceMerchant&^priceMask | uint64(price)
+}
+
+// skuRecord is the text of a SKU as its arena record holds it: id and
+// title, brand id and category as numbers into the partition's interned
+// strings (brand ids and categories repeat across millions of SKUs). The
+// strings share the arena's bytes, which never change once written.
+type skuRecord struct {
+	id, title       string
+	brand, category uint32
+}
+
+// appendSKURecord encodes r: uvarint lengths before id and title, uvarint
+// brand and category numbers.
+func appendSKURecord(b []byte, r *skuRecord) []byte {
+	b = binary.AppendUvarint(b, uint64(len(r.id)))
+	b = append(b, r.id...)
+	b = binary.AppendUvarint(b, uint64(len(r.title)))
+	b = append(b, r.title...)
+	b = binary.AppendUvarint(b, uint64(r.brand))
+	return binary.AppendUvarint(b, uint64(r.category))
+}
+
+// skuRecordBytesMax bounds an encoded record: an id and a title of their
+// longest, with their lengths, and two 32-bit numbers.
+const skuRecordBytesMax = stringPrefixMax + idLengthMax + stringPrefixMax + textMax + 2*5
+
+// record decodes the record of SKU slot.
+func (p *partition) record(slot uint32) skuRecord {
+	b := p.text.at(p.skus[slot].text)
+	var r skuRecord
+	var n int
+	r.id, n = arenaString(b)
+	b = b[n:]
+	r.title, n = arenaString(b)
+	b = b[n:]
+	brand, n := binary.Uvarint(b)
+	category, _ := binary.Uvarint(b[n:])
+	r.brand, r.category = uint32(brand), uint32(category)
+	return r
+}
+
+// arenaString reads a uvarint-prefixed string of an arena record, sharing
+// its bytes, and returns the bytes it took.
+func arenaString(b []byte) (string, int) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || uint64(len(b)-k) < n {
+		panic(fmt.Sprintf("engine: text arena record cut short (%d bytes, length %d)", len(b), n))
+	}
+	if n == 0 {
+		return "", k
+	}
+	return unsafe.String(&b[k], int(n)), k + int(n)
+}
+
+// skuID returns the id of SKU slot, sharing the arena's bytes.
+func (p *partition) skuID(slot uint32) string {
+	id, _ := arenaString(p.text.at(p.skus[slot].text))
+	return id
+}
+
+// setRecord makes r the text of SKU slot, writing a record unless the
+// SKU's record already says the same. The caller checked that the arena
+// has room (textRoom).
+func (p *partition) setRecord(slot uint32, r *skuRecord, fresh bool) {
+	if !fresh {
+		if old := p.record(slot); old == *r {
+			return
+		}
+	}
+	p.scratch = appendSKURecord(p.scratch[:0], r)
+	p.skus[slot].text = p.text.append(p.scratch)
+}
+
+// textArena holds a partition's SKU records back to back in chunks that
+// never move or change once written, so that strings may share them. An
+// offset is a chunk's number (12 bits) and a position in it (20 bits): the
+// arena holds at most textChunksMax chunks of textChunkBytes, 4 GiB, and a
+// SKU whose record would not fit is refused (textRoom). The first chunks
+// are small, so that a partition of few SKUs costs little.
+type textArena struct {
+	chunks [][]byte
+}
+
+const (
+	textChunkBits       = 20
+	textChunkBytes      = 1 << textChunkBits // 1 MiB
+	textChunksMax       = 1 << (32 - textChunkBits)
+	textFirstChunkBytes = 4 << 10
+)
+
+// Every record fits in a chunk.
+var _ [textFirstChunkBytes - skuRecordBytesMax]struct{}
+
+// room reports whether a record of n bytes can be appended.
+func (a *textArena) room(n int) bool {
+	if k := len(a.chunks); k > 0 {
+		last := a.chunks[k-1]
+		if cap(last)-len(last) >= n {
+			return true
+		}
+	}
+	return len(a.chunks) < textChunksMax
+}
+
+// append copies rec into the arena and returns its offset. The caller
+// checked room.
+func (a *textArena) append(rec []byte) uint32 {
+	k := len(a.chunks)
+	if k == 0 || cap(a.chunks[k-1])-len(a.chunks[k-1]) < len(rec) {
+		if k == textChunksMax {
+			panic(fmt.Sprintf("engine: text arena of %d chunks full", k))
+		}
+		size := textChunkBytes
+		if k > 0 {
+			size = min(textChunkBytes, 2*cap(a.chunks[k-1]))
+		} else {
+			size = textFirstChunkBytes
+		}
+		a.chunks = append(a.chunks, make([]byte, 0, size))
+		k++
+	}
+	c := a.chunks[k-1]
+	off := uint32(k-1)<<textChunkBits | uint32(len(c))
+	a.chunks[k-1] = append(c, rec...)
+	return off
+}
+
+// at returns the arena's bytes from offset on, to the end of their chunk.
+func (a *textArena) at(off uint32) []byte {
+	return a.chunks[off>>textChunkBits][off&(textChunkBytes-1):]
+}
+
+// bytes returns the arena's size, for the memory figures.
+func (a *textArena) bytes() int {
+	n := 0
+	for _, c := range a.chunks {
+		n += cap(c)
+	}
+	return n
+}
 
 type merchantState struct {
 	m Merchant
+	// brand is m.BrandID's number in the partition's interned strings, 0
+	// until a SKU of the merchant's own brand needs it: most SKUs are of
+	// their merchant's brand, and so cost no look-up of it.
+	brand uint32
 }
 
 // pendingItem is one line of a pending order.
@@ -79,8 +242,14 @@ func (o *pendingOrder) item(i int) pendingItem {
 type partition struct {
 	id int
 
-	skus    []skuState
-	skuText []skuText
+	skus []skuState
+	// text holds the SKUs' records (skuRecord); scratch is the buffer a
+	// record is encoded in before it is copied there.
+	text    textArena
+	scratch []byte
+	// claimedSlot is the slot + 1 of the SKU whose id upsertSKU has just
+	// put in the directory, for the evolveSKU of its event; 0 otherwise.
+	claimedSlot uint32
 
 	merchantsMu   sync.RWMutex // guards writes of merchantSlots and merchants
 	merchantSlots map[string]uint32
@@ -202,7 +371,7 @@ func (p *partition) checkSKU(slot uint32) {
 	s := &p.skus[slot]
 	if s.available < 0 || s.reserved < 0 || s.sold < 0 {
 		panic(fmt.Sprintf("engine: partition %d sku %q (slot %d) has negative stock: available %d reserved %d sold %d",
-			p.id, p.skuText[slot].id, slot, s.available, s.reserved, s.sold))
+			p.id, p.skuID(slot), slot, s.available, s.reserved, s.sold))
 	}
 }
 
@@ -218,7 +387,7 @@ func (p *partition) stockHeld(slot uint32) int64 {
 func (p *partition) checkStockHeld(slot uint32) {
 	if n := p.stockHeld(slot); n > stockTotal {
 		panic(fmt.Sprintf("engine: partition %d sku %q (slot %d) holds %d units, over %d (carved into deals %d)",
-			p.id, p.skuText[slot].id, slot, n, int64(stockTotal), p.dealCarved[slot]))
+			p.id, p.skuID(slot), slot, n, int64(stockTotal), p.dealCarved[slot]))
 	}
 }
 

@@ -262,6 +262,9 @@ type Model struct {
 	flashSKUs   []int32
 	channelCum  []float64
 	buyerRegion []uint8 // buyer → province index
+	// buyerIDs holds every buyer's id back to back, buyerIDBytes each
+	// (Model.BuyerID): at MaxScale 1.6 million buyers, 14 MB.
+	buyerIDs    string
 	provinceCum []float64
 
 	// streamMerchants draws a Stream's merchants, built at the first
@@ -346,7 +349,33 @@ func (m *Model) Total(o *Order) int64 {
 }
 
 // BuyerID is buyer i's id.
-func BuyerID(i int32) string { return "u" + pad(int(i), 8) }
+func BuyerID(i int32) string { return string(appendBuyerID(make([]byte, 0, buyerIDBytes), i)) }
+
+// BuyerID is buyer i's id, as the package's BuyerID spells it, without
+// allocating: a substring of the ids precomputed by New, so that the
+// generator's hot path formats no string per order.
+func (m *Model) BuyerID(i int32) string {
+	at := int(i) * buyerIDBytes
+	return m.buyerIDs[at : at+buyerIDBytes]
+}
+
+// buyerIDBytes is the length of a buyer id: "u" and eight digits. MaxScale
+// keeps buyers well under 10^8, so every id has this width.
+const buyerIDBytes = 1 + 8
+
+// appendBuyerID appends buyer i's id, zero-padded to eight digits.
+func appendBuyerID(b []byte, i int32) []byte {
+	if i < 0 || i >= 100_000_000 {
+		panic(fmt.Sprintf("festival: buyer %d outside the eight-digit ids", i))
+	}
+	b = append(b, 'u')
+	var digits [8]byte
+	for k := len(digits) - 1; k >= 0; k-- {
+		digits[k] = byte('0' + i%10)
+		i /= 10
+	}
+	return append(b, digits[:]...)
+}
 
 // BuyerRegion is buyer i's province.
 func (m *Model) BuyerRegion(i int32) string { return provinces[m.buyerRegion[i]].code }
@@ -384,6 +413,11 @@ func (m *Model) genBuyers(rng *rand.Rand) {
 	for i := range m.buyerRegion {
 		m.buyerRegion[i] = uint8(pick(rng, m.provinceCum))
 	}
+	ids := make([]byte, 0, m.Buyers*buyerIDBytes)
+	for i := range m.Buyers {
+		ids = appendBuyerID(ids, int32(i))
+	}
+	m.buyerIDs = string(ids)
 }
 
 // brandRankOffset flattens the head of the brand distribution (rank

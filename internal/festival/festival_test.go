@@ -1,6 +1,7 @@
 package festival
 
 import (
+	"fmt"
 	"hash/fnv"
 	"math"
 	"strings"
@@ -258,4 +259,55 @@ func BenchmarkStreamNext(b *testing.B) {
 	for b.Loop() {
 		s.Next(&o)
 	}
+}
+
+// TestModelBuyerID checks that the precomputed ids are the package's
+// spelling and that reading one allocates nothing.
+func TestModelBuyerID(t *testing.T) {
+	c := DefaultConfig()
+	m, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, i := range []int32{0, 1, 9, 10, 12345, int32(m.Buyers - 1)} {
+		want := "u" + fmt.Sprintf("%08d", i)
+		if got := m.BuyerID(i); got != want {
+			t.Errorf("Model.BuyerID(%d) = %q, want %q", i, got, want)
+		}
+		if got := BuyerID(i); got != want {
+			t.Errorf("BuyerID(%d) = %q, want %q", i, got, want)
+		}
+	}
+	var sink string
+	if n := testing.AllocsPerRun(1000, func() { sink = m.BuyerID(int32(len(sink)) % 1000) }); n != 0 {
+		t.Errorf("Model.BuyerID allocates %.1f times per call", n)
+	}
+}
+
+// BenchmarkStreamNextBuyerID draws an order and spells its buyer's id, the
+// generator's cost per order as the load driver pays it: "package" formats
+// the id per order (BuyerID), "model" reads the precomputed one.
+func BenchmarkStreamNextBuyerID(b *testing.B) {
+	c := DefaultConfig()
+	c.AmpleStock = true
+	m, err := New(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var sink string
+	for _, bc := range []struct {
+		name string
+		id   func(int32) string
+	}{{"package", BuyerID}, {"model", m.BuyerID}} {
+		b.Run(bc.name, func(b *testing.B) {
+			s := m.NewStream(1)
+			var o Order
+			b.ReportAllocs()
+			for b.Loop() {
+				s.Next(&o)
+				sink = bc.id(o.Buyer)
+			}
+		})
+	}
+	_ = sink
 }

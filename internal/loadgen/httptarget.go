@@ -312,7 +312,7 @@ func (t *HTTPTarget) Place(ctx context.Context, m *festival.Model, orders []*fes
 	defer t.orderBatches.Put(b)
 	b.Reset()
 	for _, o := range orders {
-		b.Add(wire.PlaceOrder{BuyerID: festival.BuyerID(o.Buyer), Channel: m.ChannelName(o), Region: m.BuyerRegion(o.Buyer), DealID: m.DealID(o)})
+		b.Add(wire.PlaceOrder{BuyerID: m.BuyerID(o.Buyer), Channel: m.ChannelName(o), Region: m.BuyerRegion(o.Buyer), DealID: m.DealID(o)})
 		for _, it := range o.Lines() {
 			b.AddItem(m.SKUs[it.SKU].ID, it.Qty)
 		}
@@ -342,7 +342,7 @@ func (t *HTTPTarget) Place(ctx context.Context, m *festival.Model, orders []*fes
 
 func (t *HTTPTarget) placeOne(ctx context.Context, m *festival.Model, o *festival.Order, out *Outcome) {
 	lines := o.Lines()
-	req := client.OrderRequest{BuyerID: festival.BuyerID(o.Buyer), Items: make([]client.Item, len(lines)), Channel: m.ChannelName(o), Region: m.BuyerRegion(o.Buyer), DealID: m.DealID(o)}
+	req := client.OrderRequest{BuyerID: m.BuyerID(o.Buyer), Items: make([]client.Item, len(lines)), Channel: m.ChannelName(o), Region: m.BuyerRegion(o.Buyer), DealID: m.DealID(o)}
 	for k, it := range lines {
 		req.Items[k] = client.Item{SKUID: m.SKUs[it.SKU].ID, Quantity: int(it.Qty)}
 	}

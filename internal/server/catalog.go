@@ -1,13 +1,13 @@
 package server
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
-	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/wire"
@@ -46,21 +46,15 @@ func required(field string) *apiError {
 }
 
 func textField(field string, v *string) (string, *apiError) {
-	if v == nil || *v == "" {
-		return "", required(field)
-	}
-	if len(*v) > textBytesMax {
-		return "", errInvalidArgument(field, field+" is at most "+strconv.Itoa(textBytesMax)+" bytes")
+	if aerr := textValue(field, optional(v)); aerr != nil {
+		return "", aerr
 	}
 	return *v, nil
 }
 
 func idField(field string, v *string) (string, *apiError) {
-	if v == nil || *v == "" {
-		return "", required(field)
-	}
-	if !validID(*v) {
-		return "", errInvalidArgument(field, field+idRuleMsg)
+	if aerr := idValue(field, optional(v)); aerr != nil {
+		return "", aerr
 	}
 	return *v, nil
 }
@@ -69,109 +63,218 @@ func isCountry(s string) bool {
 	return len(s) == 2 && s[0] >= 'A' && s[0] <= 'Z' && s[1] >= 'A' && s[1] <= 'Z'
 }
 
-func (b *brandJSON) command(id string) (engine.Command, *apiError) {
-	if !validID(id) {
-		return engine.Command{}, errInvalidArgument("brand_id", "invalid brand_id")
+// catalogFields are the fields of a brand, merchant or SKU as a PUT body
+// or an import line gives them, decoded by encoding/json (the JSON structs
+// above) or by the import's line decoder (catalogdecode.go): both build the
+// command through the same checks, so they answer alike. A text or id
+// field absent is "", which the checks treat as absent; has says which of
+// the fields whose absence differs from their zero value were given.
+type catalogFields struct {
+	name, country, brandID, merchantID, kind, industry, region, title, category string
+
+	firstFestival int32
+	emerging      bool
+	lastYearGMV   int64
+	price         int64
+	stock         int64
+	stockExpected int64
+
+	has uint8 // fieldHas bits
+}
+
+// Bits of catalogFields.has.
+const (
+	hasCountry uint8 = 1 << iota
+	hasKind
+	hasPrice
+	hasStock
+	hasStockExpected
+)
+
+func optional(s *string) string {
+	if s == nil {
+		return ""
 	}
-	name, aerr := textField("name", b.Name)
-	if aerr != nil {
+	return *s
+}
+
+func (f *catalogFields) setInt(bit uint8, dst *int64, v *int64) {
+	if v != nil {
+		f.has |= bit
+		*dst = *v
+	}
+}
+
+func (b *brandJSON) fields() catalogFields {
+	f := catalogFields{name: optional(b.Name), country: optional(b.Country), firstFestival: b.FirstFestival, emerging: b.Emerging, lastYearGMV: b.LastYearGMV}
+	if b.Country != nil {
+		f.has |= hasCountry
+	}
+	return f
+}
+
+func (m *merchantJSON) fields() catalogFields {
+	f := catalogFields{name: optional(m.Name), brandID: optional(m.BrandID), kind: optional(m.Kind), industry: m.Industry, region: m.Region}
+	if m.Kind != nil {
+		f.has |= hasKind
+	}
+	return f
+}
+
+func (k *skuJSON) fields() catalogFields {
+	f := catalogFields{merchantID: optional(k.MerchantID), brandID: optional(k.BrandID), title: optional(k.Title), category: k.Category}
+	f.setInt(hasPrice, &f.price, k.Price)
+	f.setInt(hasStock, &f.stock, k.Stock)
+	f.setInt(hasStockExpected, &f.stockExpected, k.StockExpected)
+	return f
+}
+
+func textValue(field, v string) *apiError {
+	if v == "" {
+		return required(field)
+	}
+	if len(v) > textBytesMax {
+		return errInvalidArgument(field, field+" is at most "+strconv.Itoa(textBytesMax)+" bytes")
+	}
+	return nil
+}
+
+func idValue(field, v string) *apiError {
+	if v == "" {
+		return required(field)
+	}
+	if !validID(v) {
+		return errInvalidArgument(field, field+idRuleMsg)
+	}
+	return nil
+}
+
+func (b *brandJSON) command(id string) (engine.Command, *apiError) {
+	f := b.fields()
+	out := new(engine.Brand)
+	if aerr := f.brand(id, out); aerr != nil {
 		return engine.Command{}, aerr
 	}
-	if b.Country == nil {
-		return engine.Command{}, required("country")
-	}
-	if !isCountry(*b.Country) {
-		return engine.Command{}, errInvalidArgument("country", "country must be an ISO 3166-1 alpha-2 code such as US or CN")
-	}
-	if b.FirstFestival != 0 && (b.FirstFestival < 2009 || b.FirstFestival > 2100) {
-		return engine.Command{}, errInvalidArgument("first_festival", "first_festival must be a year from 2009 (the first 11.11)")
-	}
-	if b.LastYearGMV < 0 {
-		return engine.Command{}, errInvalidArgument("last_year_gmv", "last_year_gmv must not be negative")
-	}
-	return engine.Command{Kind: engine.KindUpsertBrand, Brand: &engine.Brand{
-		ID: id, Name: name, Country: *b.Country, FirstFestival: b.FirstFestival, Emerging: b.Emerging, LastYearGMV: b.LastYearGMV,
-	}}, nil
+	return engine.Command{Kind: engine.KindUpsertBrand, Brand: out}, nil
 }
 
 func (m *merchantJSON) command(id string) (engine.Command, *apiError) {
-	if !validID(id) {
-		return engine.Command{}, errInvalidArgument("merchant_id", "invalid merchant_id")
-	}
-	name, aerr := textField("name", m.Name)
-	if aerr != nil {
+	f := m.fields()
+	out := new(engine.Merchant)
+	if aerr := f.merchant(id, out); aerr != nil {
 		return engine.Command{}, aerr
 	}
-	brand, aerr := idField("brand_id", m.BrandID)
-	if aerr != nil {
-		return engine.Command{}, aerr
-	}
-	if m.Kind == nil {
-		return engine.Command{}, required("kind")
-	}
-	kind, ok := engine.ParseMerchantKind(*m.Kind)
-	if !ok {
-		return engine.Command{}, errInvalidArgument("kind", "kind must be brand_store, factory or trader")
-	}
-	if len(m.Industry) > textBytesMax || len(m.Region) > regionBytesMax {
-		field := "industry"
-		if len(m.Industry) <= textBytesMax {
-			field = "region"
-		}
-		return engine.Command{}, errInvalidArgument(field, field+" too long")
-	}
-	return engine.Command{Kind: engine.KindUpsertMerchant, Merchant: &engine.Merchant{
-		ID: id, Name: name, BrandID: brand, Kind: kind, Industry: m.Industry, Region: m.Region,
-	}}, nil
+	return engine.Command{Kind: engine.KindUpsertMerchant, Merchant: out}, nil
 }
 
 func (k *skuJSON) command(id string) (engine.Command, *apiError) {
+	f := k.fields()
+	out := new(engine.SKU)
+	if aerr := f.sku(id, out); aerr != nil {
+		return engine.Command{}, aerr
+	}
+	return engine.Command{Kind: engine.KindUpsertSKU, SKU: out}, nil
+}
+
+// brand checks f as brand id and fills out.
+func (f *catalogFields) brand(id string, out *engine.Brand) *apiError {
 	if !validID(id) {
-		return engine.Command{}, errInvalidArgument("sku_id", "invalid sku_id")
+		return errInvalidArgument("brand_id", "invalid brand_id")
 	}
-	merchant, aerr := idField("merchant_id", k.MerchantID)
-	if aerr != nil {
-		return engine.Command{}, aerr
+	if aerr := textValue("name", f.name); aerr != nil {
+		return aerr
 	}
-	brand, aerr := idField("brand_id", k.BrandID)
-	if aerr != nil {
-		return engine.Command{}, aerr
+	if f.has&hasCountry == 0 {
+		return required("country")
 	}
-	title, aerr := textField("title", k.Title)
-	if aerr != nil {
-		return engine.Command{}, aerr
+	if !isCountry(f.country) {
+		return errInvalidArgument("country", "country must be an ISO 3166-1 alpha-2 code such as US or CN")
 	}
-	if len(k.Category) > textBytesMax {
-		return engine.Command{}, errInvalidArgument("category", "category is at most "+strconv.Itoa(textBytesMax)+" bytes")
+	if f.firstFestival != 0 && (f.firstFestival < 2009 || f.firstFestival > 2100) {
+		return errInvalidArgument("first_festival", "first_festival must be a year from 2009 (the first 11.11)")
 	}
-	if k.Price == nil {
-		return engine.Command{}, required("price")
+	if f.lastYearGMV < 0 {
+		return errInvalidArgument("last_year_gmv", "last_year_gmv must not be negative")
 	}
-	if *k.Price < 0 || *k.Price > amountMax/1000 {
-		return engine.Command{}, errInvalidArgument("price", "price out of range")
+	*out = engine.Brand{ID: id, Name: f.name, Country: f.country, FirstFestival: f.firstFestival, Emerging: f.emerging, LastYearGMV: f.lastYearGMV}
+	return nil
+}
+
+// merchant checks f as merchant id and fills out.
+func (f *catalogFields) merchant(id string, out *engine.Merchant) *apiError {
+	if !validID(id) {
+		return errInvalidArgument("merchant_id", "invalid merchant_id")
 	}
-	sku := &engine.SKU{ID: id, MerchantID: merchant, BrandID: brand, Title: title, Category: k.Category, Price: *k.Price}
+	if aerr := textValue("name", f.name); aerr != nil {
+		return aerr
+	}
+	if aerr := idValue("brand_id", f.brandID); aerr != nil {
+		return aerr
+	}
+	if f.has&hasKind == 0 {
+		return required("kind")
+	}
+	kind, ok := engine.ParseMerchantKind(f.kind)
+	if !ok {
+		return errInvalidArgument("kind", "kind must be brand_store, factory or trader")
+	}
+	if len(f.industry) > textBytesMax || len(f.region) > regionBytesMax {
+		field := "industry"
+		if len(f.industry) <= textBytesMax {
+			field = "region"
+		}
+		return errInvalidArgument(field, field+" too long")
+	}
+	*out = engine.Merchant{ID: id, Name: f.name, BrandID: f.brandID, Kind: kind, Industry: f.industry, Region: f.region}
+	return nil
+}
+
+// sku checks f as SKU id and fills out.
+func (f *catalogFields) sku(id string, out *engine.SKU) *apiError {
+	if !validID(id) {
+		return errInvalidArgument("sku_id", "invalid sku_id")
+	}
+	if aerr := idValue("merchant_id", f.merchantID); aerr != nil {
+		return aerr
+	}
+	if aerr := idValue("brand_id", f.brandID); aerr != nil {
+		return aerr
+	}
+	if aerr := textValue("title", f.title); aerr != nil {
+		return aerr
+	}
+	if len(f.category) > textBytesMax {
+		return errInvalidArgument("category", "category is at most "+strconv.Itoa(textBytesMax)+" bytes")
+	}
+	if f.has&hasPrice == 0 {
+		return required("price")
+	}
+	if f.price < 0 || f.price > amountMax/1000 {
+		return errInvalidArgument("price", "price out of range")
+	}
+	sku := engine.SKU{ID: id, MerchantID: f.merchantID, BrandID: f.brandID, Title: f.title, Category: f.category, Price: f.price}
 	// Whether the SKU exists, and so whether stock may be omitted and
 	// needs stock_expected, the engine decides: it alone knows at the
 	// moment the upsert applies.
-	if k.Stock == nil {
-		if k.StockExpected != nil {
-			return engine.Command{}, errInvalidArgument("stock_expected", "stock_expected is given without stock")
+	if f.has&hasStock == 0 {
+		if f.has&hasStockExpected != 0 {
+			return errInvalidArgument("stock_expected", "stock_expected is given without stock")
 		}
 		sku.StockOmitted = true
 	} else {
-		if *k.Stock < 0 || *k.Stock > skuTotalMax {
-			return engine.Command{}, errInvalidArgument("stock", "stock must be 0 to "+strconv.Itoa(skuTotalMax))
+		if f.stock < 0 || f.stock > skuTotalMax {
+			return errInvalidArgument("stock", "stock must be 0 to "+strconv.Itoa(skuTotalMax))
 		}
-		sku.Stock = *k.Stock
+		sku.Stock = f.stock
 	}
-	if k.StockExpected != nil {
-		if *k.StockExpected < 0 || *k.StockExpected > skuTotalMax {
-			return engine.Command{}, errInvalidArgument("stock_expected", "stock_expected must be 0 to "+strconv.Itoa(skuTotalMax))
+	if f.has&hasStockExpected != 0 {
+		if f.stockExpected < 0 || f.stockExpected > skuTotalMax {
+			return errInvalidArgument("stock_expected", "stock_expected must be 0 to "+strconv.Itoa(skuTotalMax))
 		}
-		sku.StockCompared, sku.StockExpected = true, *k.StockExpected
+		sku.StockCompared, sku.StockExpected = true, f.stockExpected
 	}
-	return engine.Command{Kind: engine.KindUpsertSKU, SKU: sku}, nil
+	*out = sku
+	return nil
 }
 
 func appendBrand(b []byte, br *engine.Brand) []byte {
@@ -364,14 +467,10 @@ type importSKU struct {
 	skuJSON
 }
 
-// importBatchMax is the number of commands submitted to the engine at once
-// during an import.
+// importBatchMax is the number of commands of one engine batch during an
+// import: every batch of a kind is submitted at once, so the partitions
+// work through a whole request without waiting for its batches one by one.
 const importBatchMax = 4096
-
-type importCmd struct {
-	line int
-	cmd  engine.Command
-}
 
 func lineError(line int, e *apiError) *apiError {
 	e.Line = line
@@ -386,39 +485,106 @@ func firstID(a, b string) string {
 	return b
 }
 
-// parseImportLine converts one NDJSON line into a command.
-func parseImportLine(line []byte) (engine.Command, *apiError) {
+// parseImportLine decodes one NDJSON line with encoding/json, strictly:
+// the decoder of the lines decodeImportLine's fast path is not sure of.
+func parseImportLine(line []byte, out *importLine) *apiError {
+	*out = importLine{}
 	var head struct {
 		Type string `json:"type"`
 	}
 	if err := json.Unmarshal(line, &head); err != nil {
-		return engine.Command{}, jsonError(err)
+		return jsonError(err)
 	}
 	switch head.Type {
 	case "brand":
 		var v importBrand
 		if aerr := decodeStrict(line, &v); aerr != nil {
-			return engine.Command{}, aerr
+			return aerr
 		}
-		return v.command(firstID(v.ID, v.BrandID))
+		out.kind, out.id, out.fields = engine.KindUpsertBrand, firstID(v.ID, v.BrandID), v.fields()
+		return nil
 	case "merchant":
 		var v importMerchant
 		if aerr := decodeStrict(line, &v); aerr != nil {
-			return engine.Command{}, aerr
+			return aerr
 		}
 		// In a merchant line brand_id is the merchant's brand.
-		return v.command(firstID(v.ID, v.MerchantID))
+		out.kind, out.id, out.fields = engine.KindUpsertMerchant, firstID(v.ID, v.MerchantID), v.fields()
+		return nil
 	case "sku":
 		var v importSKU
 		if aerr := decodeStrict(line, &v); aerr != nil {
-			return engine.Command{}, aerr
+			return aerr
 		}
-		return v.command(firstID(v.ID, v.SKUID))
+		out.kind, out.id, out.fields = engine.KindUpsertSKU, firstID(v.ID, v.SKUID), v.fields()
+		return nil
 	case "":
-		return engine.Command{}, required("type")
+		return required("type")
 	}
-	return engine.Command{}, errInvalidArgument("type", "type must be brand, merchant or sku")
+	return errInvalidArgument("type", "type must be brand, merchant or sku")
 }
+
+// importPhase holds the commands of one kind of an import, in file order,
+// in engine batches of importBatchMax, with the file line of each.
+type importPhase struct {
+	lines   []int32
+	batches []*engine.Batch
+}
+
+func (ph *importPhase) len() int { return len(ph.lines) }
+
+func (ph *importPhase) cmd(i int) *engine.Command {
+	return &ph.batches[i/importBatchMax].Requests[i%importBatchMax].Command
+}
+
+func (ph *importPhase) add(line int, cmd engine.Command) {
+	if len(ph.lines)%importBatchMax == 0 {
+		ph.batches = append(ph.batches, getImportBatch())
+	}
+	ph.batches[len(ph.batches)-1].Add(cmd)
+	ph.lines = append(ph.lines, int32(line))
+}
+
+// importBatches recycles the engine batches of imports: a batch of
+// importBatchMax requests is 1.6 MB, and an import of a million lines
+// would otherwise allocate (and zero) 400 MB of them.
+var importBatches = sync.Pool{New: func() any { return engine.NewBatch(importBatchMax) }}
+
+func getImportBatch() *engine.Batch { return importBatches.Get().(*engine.Batch) }
+
+// putImportBatches recycles batches that are not, or no longer, in flight.
+func putImportBatches(batches []*engine.Batch) {
+	for _, b := range batches {
+		b.Reset()
+		importBatches.Put(b)
+	}
+}
+
+// slab hands out values of T from chunks of importBatchMax: one
+// allocation per chunk instead of one per import line, and a value never
+// moves (the engine's commands point at it).
+type slab[T any] struct{ free []T }
+
+func (s *slab[T]) next() *T {
+	if len(s.free) == 0 {
+		s.free = make([]T, importBatchMax)
+	}
+	v := &s.free[0]
+	s.free = s.free[1:]
+	return v
+}
+
+// importSlabs are the values an import's commands point at.
+type importSlabs struct {
+	brands    slab[engine.Brand]
+	merchants slab[engine.Merchant]
+	skus      slab[engine.SKU]
+}
+
+// importLineTooLongMsg is the message of a line longer than a single-object
+// body may be: the one bufio.Scanner's limit gave, which the contract's
+// tests know.
+const importLineTooLongMsg = "line too long or unreadable: bufio.Scanner: token too long"
 
 func (s *Server) handleImport(w http.ResponseWriter, r *http.Request, be *backend) {
 	bp, aerr := s.readBody(r, s.cfg.BatchBodyBytesMax)
@@ -427,61 +593,115 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request, be *backen
 		return
 	}
 	defer s.putBuf(bp)
+	body := *bp
+	// The strings of the commands are substrings of one copy of the body:
+	// one allocation per request, and the engine copies what it keeps.
+	all := string(body)
 	// Every line is parsed and validated before anything is applied, so a
 	// malformed file changes nothing.
-	var phases [3][]importCmd // brands, merchants, skus: references point backwards
-	sc := bufio.NewScanner(bytes.NewReader(*bp))
-	sc.Buffer(make([]byte, 0, 64<<10), int(s.cfg.BodyBytesMax))
+	var phases [3]importPhase // brands, merchants, skus: references point backwards
+	// The batches are recycled when the handler returns: either they were
+	// never submitted, or the handler waited for each.
+	defer func() {
+		for ph := range phases {
+			putImportBatches(phases[ph].batches)
+		}
+	}()
+	var slabs importSlabs
+	var in importLine
 	lineNo := 0
-	for sc.Scan() {
+	for at := 0; at < len(body); {
+		end := bytes.IndexByte(body[at:], '\n')
+		next := at + end + 1
+		if end < 0 {
+			end, next = len(body)-at, len(body)
+		}
 		lineNo++
-		line := bytes.TrimSpace(sc.Bytes())
+		// A line is bounded like a single-object body (bufio.Scanner's
+		// buffer was): the limit counts the line without its newline.
+		if int64(end) >= s.cfg.BodyBytesMax {
+			s.writeError(w, lineError(lineNo, errInvalidJSON(importLineTooLongMsg)))
+			return
+		}
+		raw := body[at : at+end : at+end]
+		line := bytes.TrimSpace(raw)
+		// The trimmed line is a subslice of raw: its capacity says where it
+		// starts, its offset in the body for decodeImportLine's substrings.
+		from := at + cap(raw) - cap(line)
+		at = next
 		if len(line) == 0 {
 			continue
 		}
-		cmd, aerr := parseImportLine(line)
+		if aerr := decodeImportLine(all, from, line, &in); aerr != nil {
+			s.writeError(w, lineError(lineNo, aerr))
+			return
+		}
+		var cmd engine.Command
+		var ph int
+		switch in.kind {
+		case engine.KindUpsertBrand:
+			v := slabs.brands.next()
+			aerr = in.fields.brand(in.id, v)
+			cmd = engine.Command{Kind: engine.KindUpsertBrand, Brand: v}
+		case engine.KindUpsertMerchant:
+			v := slabs.merchants.next()
+			aerr = in.fields.merchant(in.id, v)
+			cmd, ph = engine.Command{Kind: engine.KindUpsertMerchant, Merchant: v}, 1
+		case engine.KindUpsertSKU:
+			v := slabs.skus.next()
+			aerr = in.fields.sku(in.id, v)
+			cmd, ph = engine.Command{Kind: engine.KindUpsertSKU, SKU: v}, 2
+		default:
+			panic(fmt.Sprintf("server: import line %d decoded as command kind %v", lineNo, in.kind))
+		}
 		if aerr != nil {
 			s.writeError(w, lineError(lineNo, aerr))
 			return
 		}
-		ph := map[engine.Kind]int{engine.KindUpsertBrand: 0, engine.KindUpsertMerchant: 1, engine.KindUpsertSKU: 2}[cmd.Kind]
-		phases[ph] = append(phases[ph], importCmd{line: lineNo, cmd: cmd})
+		phases[ph].add(lineNo, cmd)
 	}
-	if err := sc.Err(); err != nil {
-		s.writeError(w, lineError(lineNo+1, errInvalidJSON("line too long or unreadable: "+err.Error())))
-		return
-	}
-	if aerr := s.checkImport(r.Context(), be, phases); aerr != nil {
+	if aerr := s.checkImport(r.Context(), be, &phases); aerr != nil {
 		s.writeError(w, aerr)
 		return
 	}
-	// Brands, then merchants, then SKUs, so references resolve. Every line
-	// was checked above, so the engine rejects one only if the catalog
-	// changed meanwhile (a concurrent PUT); that line is reported.
-	for _, cmds := range phases {
-		for start := 0; start < len(cmds); start += importBatchMax {
-			chunk := cmds[start:min(start+importBatchMax, len(cmds))]
-			b := engine.NewBatch(len(chunk))
-			for i := range chunk {
-				b.Add(chunk[i].cmd)
-			}
+	// Brands, then merchants, then SKUs, so references resolve: the
+	// batches of a kind go to the engine together, and the next kind waits
+	// for them. Every line was checked above, so the engine rejects one
+	// only if the catalog changed meanwhile (a concurrent PUT); that line is
+	// reported.
+	for ph := range phases {
+		batches := phases[ph].batches
+		for _, b := range batches {
 			be.eng.Submit(b)
+		}
+		var failed *apiError
+		for k, b := range batches {
 			<-b.Done()
 			for i := range b.Requests {
-				if res := &b.Requests[i].Result; !res.OK() {
+				if res := &b.Requests[i].Result; failed == nil && !res.OK() {
 					// The catalog changed between the check and now (a
 					// concurrent PUT, or an order taking stock): the
 					// lines before this one have applied.
-					aerr := resultError(res)
-					aerr.Message += "; the catalog changed during the import, lines before this one were applied"
-					s.writeError(w, lineError(chunk[i].line, aerr))
-					return
+					failed = resultError(res)
+					failed.Message += "; the catalog changed during the import, lines before this one were applied"
+					failed = lineError(int(phases[ph].lines[k*importBatchMax+i]), failed)
 				}
 			}
 		}
+		if failed != nil {
+			s.writeError(w, failed)
+			return
+		}
 	}
-	body := []byte(`{"imported":{"brand":` + strconv.Itoa(len(phases[0])) + `,"merchant":` + strconv.Itoa(len(phases[1])) + `,"sku":` + strconv.Itoa(len(phases[2])) + "}}\n")
-	writeJSON(w, http.StatusOK, body)
+	out := make([]byte, 0, 80)
+	out = append(out, `{"imported":{"brand":`...)
+	out = strconv.AppendInt(out, int64(phases[0].len()), 10)
+	out = append(out, `,"merchant":`...)
+	out = strconv.AppendInt(out, int64(phases[1].len()), 10)
+	out = append(out, `,"sku":`...)
+	out = strconv.AppendInt(out, int64(phases[2].len()), 10)
+	out = append(out, "}}\n"...)
+	writeJSON(w, http.StatusOK, out)
 }
 
 // Engine limits of a SKU stricter than the edge's: checked before an import
@@ -493,136 +713,193 @@ const (
 	skuTotalMax = engine.StockTotalMax
 )
 
-// checkImport checks every parsed line of an import, in file order,
-// against the catalog as the engine holds it and the other lines of the
-// file, so that applying them cannot fail: a merchant's brand and a SKU's
-// merchant and brand must exist in the catalog or on any line of the file,
-// and a SKU that exists (in the catalog or on an earlier line) keeps its
-// merchant. The first bad line is reported with the error a PUT of that
-// line would get.
-func (s *Server) checkImport(ctx context.Context, be *backend, phases [3][]importCmd) *apiError {
-	brands := make(map[string]bool, len(phases[0]))
-	for _, c := range phases[0] {
-		brands[c.cmd.Brand.ID] = true
+// checkImport checks every parsed line of an import against the catalog as
+// the engine holds it and the other lines of the file, so that applying
+// them cannot fail: a merchant's brand and a SKU's merchant and brand must
+// exist in the catalog or on any line of the file, and a SKU that exists
+// (in the catalog or on an earlier line) keeps its merchant. The first bad
+// line of the file is reported with the error a PUT of that line would
+// get. Only SKU lines depend on the lines before them (of the same SKU),
+// so merchants and SKUs are checked apart, each kind in file order, and the
+// earlier of their first bad lines is the file's.
+func (s *Server) checkImport(ctx context.Context, be *backend, phases *[3]importPhase) *apiError {
+	brandLines, merchantLines, skuLines := &phases[0], &phases[1], &phases[2]
+	var brands map[string]struct{}
+	if brandLines.len() > 0 && merchantLines.len()+skuLines.len() > 0 {
+		brands = make(map[string]struct{}, brandLines.len())
+		for i := range brandLines.len() {
+			brands[brandLines.cmd(i).Brand.ID] = struct{}{}
+		}
 	}
-	merchants := make(map[string]bool, len(phases[1]))
-	for _, c := range phases[1] {
-		merchants[c.cmd.Merchant.ID] = true
+	// merchants finds the file's merchants by id: the index of the line
+	// (the last of that merchant).
+	var merchants map[string]int32
+	if merchantLines.len() > 0 && skuLines.len() > 0 {
+		merchants = make(map[string]int32, merchantLines.len())
+		for i := range merchantLines.len() {
+			merchants[merchantLines.cmd(i).Merchant.ID] = int32(i)
+		}
 	}
+	// The lines of a merchant's SKUs and a brand's merchants come
+	// together, so the last id found is remembered.
+	var brandFound, merchantFound, merchantBrand string
 	brandExists := func(id string) bool {
-		if brands[id] {
+		if id == brandFound {
 			return true
 		}
-		_, ok := be.eng.Brand(id)
+		_, ok := brands[id]
+		if !ok {
+			_, ok = be.eng.Brand(id)
+		}
+		if ok {
+			brandFound = id
+		}
 		return ok
 	}
-	merchantExists := func(id string) bool {
-		if merchants[id] {
-			return true
+	// merchantsChecked is the number of merchant lines whose brand is
+	// known to exist.
+	merchantsChecked := int32(merchantLines.len())
+	// merchantExists reports whether a merchant exists, and its brand if
+	// that brand is known to exist: a SKU of the merchant's own brand then
+	// needs no second look-up.
+	merchantExists := func(id string) (bool, string) {
+		if id == merchantFound {
+			return true, merchantBrand
 		}
-		_, ok := be.eng.Merchant(id)
-		return ok
-	}
-	// The SKUs of the file as the engine holds them now: one batch of
-	// reads, answered in order with the partitions' other commands.
-	skus := phases[2]
-	existing := make([]*engine.Result, len(skus))
-	if len(skus) > 0 {
-		b := engine.NewBatch(len(skus))
-		for _, c := range skus {
-			b.Add(engine.Command{Kind: engine.KindGetSKU, SKUID: c.cmd.SKU.ID})
-		}
-		be.eng.Submit(b)
-		select {
-		case <-b.Done():
-		case <-ctx.Done():
-			return newError(wire.CodeUnavailable, "request cancelled")
-		}
-		for i := range b.Requests {
-			res := &b.Requests[i].Result
-			switch {
-			case res.OK():
-				existing[i] = res
-			case res.Code != engine.CodeNotFound:
-				return resultError(res)
+		if i, ok := merchants[id]; ok {
+			merchantFound, merchantBrand = id, ""
+			if i < merchantsChecked {
+				merchantBrand = merchantLines.cmd(int(i)).Merchant.BrandID
 			}
+			return true, merchantBrand
 		}
+		// A merchant of the catalog had its brand when it was put, and
+		// brands are never removed.
+		m, ok := be.eng.Merchant(id)
+		if ok {
+			merchantFound, merchantBrand = id, m.BrandID
+		}
+		return ok, merchantBrand
 	}
-	// Merge the lines back into file order.
-	type check struct {
-		line int
-		cmd  *engine.Command
-		sku  *engine.Result // the SKU of a SKU line as it exists, or nil
-	}
-	all := make([]check, 0, len(phases[0])+len(phases[1])+len(skus))
-	for ph := range phases {
-		for i := range phases[ph] {
-			c := check{line: phases[ph][i].line, cmd: &phases[ph][i].cmd}
-			if ph == 2 {
-				c.sku = existing[i]
-			}
-			all = append(all, c)
+	var bad *apiError
+	badLine := int32(-1)
+	for i := range merchantLines.len() {
+		if m := merchantLines.cmd(i).Merchant; !brandExists(m.BrandID) {
+			bad, badLine = errNotFound("brand_id", "not found: brand_id"), merchantLines.lines[i]
+			merchantsChecked = int32(i)
+			break
 		}
 	}
-	slices.SortFunc(all, func(a, b check) int { return a.line - b.line })
-	skuMerchant := make(map[string]string, len(skus)) // SKUs created or updated by earlier lines
-	// skuAvailable is the available stock of the file's SKUs as the
-	// earlier lines leave it, so each line's stock precondition is checked
-	// as the engine will check it when the lines apply in file order.
-	skuAvailable := make(map[string]int64, len(skus))
-	for _, c := range all {
-		var aerr *apiError
-		switch c.cmd.Kind {
-		case engine.KindUpsertMerchant:
-			if m := c.cmd.Merchant; !brandExists(m.BrandID) {
-				aerr = errNotFound("brand_id", "not found: brand_id")
+	if skuLines.len() > 0 {
+		// The SKUs of the file as the engine holds them now: batches of
+		// reads, answered in order with the partitions' other commands.
+		reads := make([]*engine.Batch, len(skuLines.batches))
+		for k, lines := range skuLines.batches {
+			b := getImportBatch()
+			for i := range lines.Requests {
+				b.Add(engine.Command{Kind: engine.KindGetSKU, SKUID: lines.Requests[i].Command.SKU.ID})
 			}
-		case engine.KindUpsertSKU:
-			k := c.cmd.SKU
-			owner, seen := skuMerchant[k.ID]
-			if !seen && c.sku != nil {
-				owner, seen = c.sku.SKU.MerchantID, true
+			be.eng.Submit(b)
+			reads[k] = b
+		}
+		for _, b := range reads {
+			select {
+			case <-b.Done():
+			case <-ctx.Done():
+				// The reads still in flight are left to the collector.
+				return newError(wire.CodeUnavailable, "request cancelled")
 			}
-			switch {
-			case k.Price > skuPriceMax:
-				aerr = errInvalidArgument("price", "invalid argument: price")
-			case k.Stock > skuStockMax:
-				aerr = errInvalidArgument("stock", "invalid argument: stock")
-			case !merchantExists(k.MerchantID):
-				aerr = errNotFound("merchant_id", "not found: merchant_id")
-			case !brandExists(k.BrandID):
-				aerr = errNotFound("brand_id", "not found: brand_id")
-			case seen && owner != k.MerchantID:
-				aerr = errInvalidArgument("merchant_id", "invalid argument: merchant_id")
-			case !k.StockOmitted && c.sku != nil && c.sku.Reserved+c.sku.Sold+k.Stock > skuTotalMax:
-				aerr = errInvalidArgument("stock", "invalid argument: stock")
-			default:
-				aerr = checkImportStock(k, seen, c.sku, skuAvailable)
-			}
-			if !seen {
-				skuMerchant[k.ID] = k.MerchantID
+			for i := range b.Requests {
+				if res := &b.Requests[i].Result; !res.OK() && res.Code != engine.CodeNotFound {
+					return resultError(res)
+				}
 			}
 		}
-		if aerr != nil {
-			return lineError(c.line, aerr)
+		existing := func(i int) *engine.Result {
+			res := &reads[i/importBatchMax].Requests[i%importBatchMax].Result
+			if !res.OK() {
+				return nil
+			}
+			return res
 		}
+		// skuSeen holds the SKUs of earlier lines of the file: the merchant
+		// they keep and the available stock they leave, so each line's
+		// stock precondition is checked as the engine will check it when
+		// the lines apply in file order.
+		defer putImportBatches(reads)
+		skuSeen := make(map[string]skuLineState, skuLines.len())
+		for i := range skuLines.len() {
+			line := skuLines.lines[i]
+			if badLine >= 0 && line > badLine {
+				break
+			}
+			if aerr := checkImportSKU(skuLines.cmd(i).SKU, existing(i), skuSeen, merchantExists, brandExists); aerr != nil {
+				bad, badLine = aerr, line
+				break
+			}
+		}
+	}
+	if bad != nil {
+		return lineError(int(badLine), bad)
 	}
 	return nil
 }
 
-// checkImportStock checks the stock rule of one SKU line against the SKU's
-// available stock, the catalog's (existing) or that of an earlier line
-// (available), and records the stock the line leaves. exists says whether
-// the SKU exists in the catalog or on an earlier line. The rule is the
-// engine's (upsertSKU): the engine checks it again when the line applies.
-func checkImportStock(k *engine.SKU, exists bool, existing *engine.Result, available map[string]int64) *apiError {
-	now, ok := available[k.ID]
-	if !ok && existing != nil {
-		now = existing.Available
+// skuLineState is a SKU as the earlier lines of an import leave it.
+type skuLineState struct {
+	merchant  string
+	available int64
+}
+
+// checkImportSKU checks one SKU line against the SKU as the catalog holds
+// it (existing, nil if it does not exist) and as earlier lines left it
+// (seen), and records the state the line leaves.
+func checkImportSKU(k *engine.SKU, existing *engine.Result, seen map[string]skuLineState, merchantExists func(string) (bool, string), brandExists func(string) bool) *apiError {
+	before, earlier := seen[k.ID]
+	exists := earlier
+	if !earlier && existing != nil {
+		before, exists = skuLineState{merchant: existing.SKU.MerchantID, available: existing.Available}, true
 	}
+	var aerr *apiError
+	merchantFound, merchantBrand := merchantExists(k.MerchantID)
+	switch {
+	case k.Price > skuPriceMax:
+		aerr = errInvalidArgument("price", "invalid argument: price")
+	case k.Stock > skuStockMax:
+		aerr = errInvalidArgument("stock", "invalid argument: stock")
+	case !merchantFound:
+		aerr = errNotFound("merchant_id", "not found: merchant_id")
+	case k.BrandID != merchantBrand && !brandExists(k.BrandID):
+		aerr = errNotFound("brand_id", "not found: brand_id")
+	case exists && before.merchant != k.MerchantID:
+		aerr = errInvalidArgument("merchant_id", "invalid argument: merchant_id")
+	case !k.StockOmitted && existing != nil && existing.Reserved+existing.Sold+k.Stock > skuTotalMax:
+		aerr = errInvalidArgument("stock", "invalid argument: stock")
+	default:
+		aerr = checkImportStock(k, exists, before.available)
+	}
+	if aerr != nil {
+		return aerr
+	}
+	after := skuLineState{merchant: k.MerchantID, available: k.Stock}
+	if exists {
+		after.merchant = before.merchant
+		if k.StockOmitted {
+			after.available = before.available
+		}
+	}
+	seen[k.ID] = after
+	return nil
+}
+
+// checkImportStock checks the stock rule of one SKU line against the SKU's
+// available stock now, as the catalog or an earlier line leaves it. exists
+// says whether the SKU exists in the catalog or on an earlier line. The
+// rule is the engine's (upsertSKU): the engine checks it again when the
+// line applies.
+func checkImportStock(k *engine.SKU, exists bool, now int64) *apiError {
 	switch {
 	case exists && k.StockOmitted:
-		available[k.ID] = now
 		return nil
 	case exists && !k.StockCompared:
 		return errInvalidArgument("stock_expected", "invalid argument: stock_expected")
@@ -631,6 +908,5 @@ func checkImportStock(k *engine.SKU, exists bool, existing *engine.Result, avail
 	case k.StockCompared && k.StockExpected != now:
 		return resultError(&engine.Result{Code: engine.CodeConflict, SKUID: k.ID, Available: now})
 	}
-	available[k.ID] = k.Stock
 	return nil
 }

@@ -55,7 +55,7 @@ func TestConfigValidate(t *testing.T) {
 // TestCheckImportStock runs the import's stock rule over file orders of
 // lines, as the engine's upsertSKU decides them.
 func TestCheckImportStock(t *testing.T) {
-	existing := &engine.Result{Available: 700}
+	existing := &engine.Result{Available: 700, SKU: &engine.SKU{ID: "s"}}
 	set := func(stock, expected int64) engine.SKU {
 		return engine.SKU{ID: "s", Stock: stock, StockCompared: true, StockExpected: expected}
 	}
@@ -82,11 +82,12 @@ func TestCheckImportStock(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			available := map[string]int64{}
+			seen := map[string]skuLineState{}
+			found := func(string) bool { return true }
+			merchantFound := func(string) (bool, string) { return true, "" }
 			var aerr *apiError
 			for i := range tt.lines {
-				exists := tt.existing != nil || i > 0
-				if aerr = checkImportStock(&tt.lines[i], exists, tt.existing, available); aerr != nil && i < len(tt.lines)-1 {
+				if aerr = checkImportSKU(&tt.lines[i], tt.existing, seen, merchantFound, found); aerr != nil && i < len(tt.lines)-1 {
 					t.Fatalf("line %d: %v", i+1, aerr)
 				}
 			}

@@ -417,10 +417,15 @@ func (e *Engine) RemovePartition(ctx context.Context, p int) error {
 	if cp.worker == nil {
 		return nil
 	}
-	if err := cp.stopServing(false); err != nil {
+	err = cp.stopServing(false)
+	if e.Err() == nil {
+		// A journal that failed only to close stored every record: the
+		// partition is followed again rather than left stale here.
+		cp.startFollowing()
+	}
+	if err != nil {
 		return fmt.Errorf("remove partition %d: %w", p, err)
 	}
-	cp.startFollowing()
 	return nil
 }
 
@@ -444,10 +449,15 @@ func (e *Engine) LosePartition(p int) error {
 		return nil
 	}
 	e.cfg.Logger.Warn("partition lease lost: no longer served here", "node", e.cfg.Cluster.Node, "partition", p)
-	if err := cp.stopServing(false); err != nil {
+	err = cp.stopServing(false)
+	if e.Err() == nil {
+		// A journal that failed only to close stored every record: the
+		// partition is followed again rather than left stale here.
+		cp.startFollowing()
+	}
+	if err != nil {
 		return fmt.Errorf("lose partition %d: %w", p, err)
 	}
-	cp.startFollowing()
 	return nil
 }
 

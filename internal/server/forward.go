@@ -103,6 +103,14 @@ func (c *clusterState) send(ctx context.Context, t *routeTable, p *peer, method,
 		return nil, err
 	}
 	for _, h := range forwardedHeaders {
+		if h == "Idempotency-Key" && (method != http.MethodPost || uri != "/v1/orders") {
+			// Only a single order honours the header. net/http resends a
+			// request that carries it when a reused connection fails before
+			// the answer (it takes the header for a promise that a resend
+			// is harmless), so on a batch part, which the header does not
+			// deduplicate, it could apply the part twice.
+			continue
+		}
 		if v := from.Get(h); v != "" {
 			req.Header.Set(h, v)
 		}

@@ -193,9 +193,9 @@ func TestAttachClusterRequired(t *testing.T) {
 // refused, and the caller's Authorization goes unchanged with the
 // forwarding mark.
 func TestSendBounds(t *testing.T) {
-	var gotAuth, gotBy string
+	var gotAuth, gotBy, gotKey string
 	peerSrv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		gotAuth, gotBy = r.Header.Get("Authorization"), r.Header.Get(HeaderForwardedBy)
+		gotAuth, gotBy, gotKey = r.Header.Get("Authorization"), r.Header.Get(HeaderForwardedBy), r.Header.Get("Idempotency-Key")
 		w.Write(bytes.Repeat([]byte("x"), 100))
 	}))
 	defer peerSrv.Close()
@@ -212,6 +212,15 @@ func TestSendBounds(t *testing.T) {
 	a, err := c.send(context.Background(), tab, p, http.MethodGet, "/v1/orders/1", from, "", nil, 1)
 	if err != nil || a.status != 200 || len(a.body) != 100 || gotAuth != "Bearer s" || gotBy != "a" {
 		t.Fatalf("send: %+v %v; Authorization %q, %s %q", a, err, gotAuth, HeaderForwardedBy, gotBy)
+	}
+	// Idempotency-Key goes with a single order only: on a batch part
+	// net/http would take it as leave to resend the part.
+	keyed := http.Header{"Authorization": {"Bearer s"}, "Idempotency-Key": {"k-1"}}
+	if _, err := c.send(context.Background(), tab, p, http.MethodPost, "/v1/orders", keyed, "", []byte("{}"), 1); err != nil || gotKey != "k-1" {
+		t.Fatalf("single order: %v, Idempotency-Key %q", err, gotKey)
+	}
+	if _, err := c.send(context.Background(), tab, p, http.MethodPost, "/v1/orders:batch", keyed, wire.ContentType, []byte{}, 2); err != nil || gotKey != "" {
+		t.Fatalf("batch part: %v, Idempotency-Key %q forwarded", err, gotKey)
 	}
 	c.cfg.PeerAnswerBytesMax = 99
 	if _, err := c.send(context.Background(), tab, p, http.MethodGet, "/", from, "", nil, 1); err == nil {

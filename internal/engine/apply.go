@@ -128,7 +128,7 @@ func (c *core) apply(p *partition, now int64, cmd *Command, res *Result, out *em
 	case KindGetSKU:
 		ref, ok := c.dir.lookup(cmd.SKUID)
 		if !ok || ref.partition() != p.id {
-			res.Code, res.Field = CodeNotFound, "sku_id"
+			unresolvedSKU(res, ref, "sku_id")
 			return
 		}
 		p.skuResult(ref.slot(), res)
@@ -481,6 +481,11 @@ func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out
 		}
 	} else {
 		switch {
+		case ref == skuRefAmbiguous:
+			// Two merchants' SKUs hold the id (ambiguous.go): neither
+			// can be told from the other by it any more.
+			ambiguous(res, "sku_id")
+			return
 		case s.StockOmitted:
 			res.Code, res.Field = CodeInvalidArgument, "stock"
 			return
@@ -492,7 +497,11 @@ func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out
 		slot = uint32(len(p.skus))
 		// Claim the id now: another partition's worker may be creating the
 		// same id for another merchant at this moment.
-		if _, inserted := c.dir.insert(s.ID, newSKURef(p.id, slot)); !inserted {
+		if held, inserted := c.dir.insert(s.ID, newSKURef(p.id, slot)); !inserted {
+			if held == skuRefAmbiguous {
+				ambiguous(res, "sku_id")
+				return
+			}
 			res.Code, res.Field = CodeInvalidArgument, "merchant_id"
 			return
 		}
@@ -521,7 +530,7 @@ func (c *core) upsertSKU(p *partition, now int64, cmd *Command, res *Result, out
 func (c *core) adjustStock(p *partition, now int64, cmd *Command, res *Result, out *emitter) {
 	ref, ok := c.dir.lookup(cmd.SKUID)
 	if !ok || ref.partition() != p.id {
-		res.Code, res.Field = CodeNotFound, "sku_id"
+		unresolvedSKU(res, ref, "sku_id")
 		return
 	}
 	slot := ref.slot()
@@ -600,11 +609,11 @@ func (c *core) evolveSKU(p *partition, ev *Event) {
 	switch {
 	case fresh:
 		// Claimed when the command was decided (upsertSKU says so in
-		// claimedSlot); replay claims it here.
-		if p.claimedSlot != slot+1 {
-			if ref, _ := c.dir.insert(s.ID, newSKURef(p.id, slot)); ref != newSKURef(p.id, slot) {
-				panic(fmt.Sprintf("engine: sku %q created in partition %d slot %d but the directory has %x", s.ID, p.id, slot, uint64(ref)))
-			}
+		// claimedSlot); replay and a follower claim it here, where another
+		// partition's SKU of the same id makes it ambiguous (ambiguous.go).
+		if p.claimedSlot != slot+1 && !c.shareSKU(p, s.ID, slot) {
+			ref, _ := c.dir.lookup(s.ID)
+			panic(fmt.Sprintf("engine: sku %q created in partition %d slot %d but the directory has %x", s.ID, p.id, slot, uint64(ref)))
 		}
 		p.claimedSlot = 0
 		p.skus = append(p.skus, newSKUState(merchant))

@@ -65,17 +65,21 @@ type dealEntry struct {
 type dealDirectory struct {
 	mu sync.RWMutex
 	m  map[string]*dealEntry
+	// ambiguous counts the ids that m maps to dealAmbiguous.
+	ambiguous int
 }
 
 func newDealDirectory() *dealDirectory {
 	return &dealDirectory{m: make(map[string]*dealEntry)}
 }
 
+// lookup returns the entry of a deal id, and false if the id is unknown
+// or ambiguous (the entry is then nil or dealAmbiguous).
 func (d *dealDirectory) lookup(id string) (*dealEntry, bool) {
 	d.mu.RLock()
-	e, ok := d.m[id]
+	e := d.m[id]
 	d.mu.RUnlock()
-	return e, ok
+	return e, e != nil && e != dealAmbiguous
 }
 
 // claim returns the entry of dl.ID, inserting one for (partition, slot) and
@@ -86,10 +90,14 @@ func (d *dealDirectory) claim(dl *Deal, partition int, slot, skuSlot uint32) (e 
 	if e, ok := d.m[dl.ID]; ok {
 		return e, false
 	}
-	e = &dealEntry{partition: partition, slot: slot, skuSlot: skuSlot, orderChannel: liveChannelPrefix + dl.ChannelID,
-		startsAt: dl.StartsAt, endsAt: dl.EndsAt}
+	e = newDealEntry(dl, partition, slot, skuSlot)
 	d.m[strings.Clone(dl.ID)] = e
 	return e, true
+}
+
+func newDealEntry(dl *Deal, partition int, slot, skuSlot uint32) *dealEntry {
+	return &dealEntry{partition: partition, slot: slot, skuSlot: skuSlot, orderChannel: liveChannelPrefix + dl.ChannelID,
+		startsAt: dl.StartsAt, endsAt: dl.EndsAt}
 }
 
 // dealState is a deal as its partition holds it. Only the partition's
@@ -202,7 +210,7 @@ func (c *core) routeLive(cmd *Command, res *Result) (int, bool) {
 		}
 		ref, ok := c.dir.lookup(d.SKUID)
 		if !ok {
-			res.Code, res.Field = CodeNotFound, "sku_id"
+			unresolvedSKU(res, ref, "sku_id")
 			return 0, false
 		}
 		return ref.partition(), true
@@ -213,7 +221,7 @@ func (c *core) routeLive(cmd *Command, res *Result) (int, bool) {
 		}
 		e, ok := c.deals.lookup(cmd.Deal.ID)
 		if !ok {
-			res.Code, res.Field = CodeNotFound, "deal_id"
+			unresolvedDeal(res, e)
 			return 0, false
 		}
 		return e.partition, true
@@ -231,7 +239,7 @@ func (c *core) routeLive(cmd *Command, res *Result) (int, bool) {
 func (c *core) routeDealOrder(o *Order, partition int, res *Result) bool {
 	e, ok := c.deals.lookup(o.DealID)
 	if !ok {
-		res.Code, res.Field = CodeNotFound, "deal_id"
+		unresolvedDeal(res, e)
 		return false
 	}
 	if e.partition != partition {
@@ -326,11 +334,18 @@ func (p *partition) dealByID(id string) *dealState {
 func (c *core) putDeal(p *partition, now int64, d *Deal, res *Result, out *emitter) {
 	ref, ok := c.dir.lookup(d.SKUID)
 	if !ok || ref.partition() != p.id {
-		res.Code, res.Field = CodeNotFound, "sku_id"
+		unresolvedSKU(res, ref, "sku_id")
 		return
 	}
 	if _, ok := c.channel(d.ChannelID); !ok {
 		res.Code, res.Field = CodeNotFound, "channel_id"
+		return
+	}
+	if e, _ := c.deals.lookup(d.ID); e == dealAmbiguous {
+		// This partition may hold one of the two deals of the id
+		// (ambiguous.go), with these very terms: still, the id names
+		// neither now.
+		ambiguous(res, "deal_id")
 		return
 	}
 	if old := p.dealByID(d.ID); old != nil {
@@ -354,8 +369,8 @@ func (c *core) putDeal(p *partition, now int64, d *Deal, res *Result, out *emitt
 	}
 	// Claim the id now: another partition's worker may be putting a deal
 	// of the same id on another SKU at this moment.
-	if _, inserted := c.deals.claim(d, p.id, uint32(len(p.deals)), slot); !inserted {
-		res.Code, res.Field = CodeConflict, "deal_id"
+	if e, inserted := c.deals.claim(d, p.id, uint32(len(p.deals)), slot); !inserted {
+		res.Code, res.Field, res.Ambiguous = CodeConflict, "deal_id", e == dealAmbiguous
 		return
 	}
 	ev := &out.ev
@@ -507,7 +522,10 @@ func (p *partition) addDeal(c *core, d *dealState, slot uint32) {
 	if int(slot) != len(p.deals) {
 		panic(fmt.Sprintf("engine: partition %d deal %q added at slot %d, next is %d", p.id, d.deal.ID, slot, len(p.deals)))
 	}
-	e, _ := c.deals.claim(&d.deal, p.id, slot, d.skuSlot)
+	// The worker claimed the id when it decided the put (putDeal); a
+	// replayed or followed record, or a snapshot, claims it here, and may
+	// find it held by another partition's deal (ambiguous.go).
+	e := c.deals.share(&d.deal, p.id, slot, d.skuSlot)
 	if e.partition != p.id || e.slot != slot || e.skuSlot != d.skuSlot {
 		panic(fmt.Sprintf("engine: deal %q put in partition %d slot %d but the directory has partition %d slot %d", d.deal.ID, p.id, slot, e.partition, e.slot))
 	}

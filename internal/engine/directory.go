@@ -31,6 +31,8 @@ import (
 type directory struct {
 	seed, checkSeed maphash.Seed
 	shards          [directoryShards]directoryShard
+	// ambiguous counts the entries marked skuRefAmbiguous.
+	ambiguous atomic.Int64
 }
 
 const (
@@ -114,26 +116,57 @@ func findEntry(entries []directoryEntry, hash, check uint64) (int, bool) {
 	}
 }
 
-// lookup returns the reference of a SKU id.
+// skuRefAmbiguous is the reference of an id that SKUs of two partitions
+// hold. That happens only in cluster mode: the owners of two partitions
+// each accepted the id for their own merchant before their followers had
+// applied the other's record (the directory claim in upsertSKU is only
+// this node's). The id then names neither SKU: requests naming it are
+// refused with CodeConflict, and both SKUs stay in their partitions as
+// their records made them. The value is not valid, so that lookup answers
+// false for it without a test of its own, and not 0, so that an entry
+// holding it is not empty.
+const skuRefAmbiguous skuRef = 1
+
+// lookup returns the reference of a SKU id, and false if the id is unknown
+// or ambiguous (the reference is then 0 or skuRefAmbiguous).
 func (d *directory) lookup(id string) (skuRef, bool) {
 	hash, check := d.hashes(id)
 	s := &d.shards[hash%directoryShards]
 	s.mu.RLock()
 	var r skuRef
-	var ok bool
 	if len(s.mu.entries) > 0 {
-		var i int
-		if i, ok = findEntry(s.mu.entries, hash, check); ok {
+		if i, ok := findEntry(s.mu.entries, hash, check); ok {
 			r = skuRef(s.mu.entries[i].word &^ directoryCheckMask)
 		}
 	}
 	s.mu.RUnlock()
-	return r, ok
+	return r, r.valid()
 }
 
 // insert adds id → ref unless id is present; it returns the reference now
-// held and whether it was inserted.
+// held and whether it was inserted. It is the claim of a SKU id decided
+// here (upsertSKU).
 func (d *directory) insert(id string, ref skuRef) (skuRef, bool) {
+	if held := d.put(id, ref, false); held != 0 {
+		return held, false
+	}
+	return ref, true
+}
+
+// share adds id → ref as a SKU created by a record (replayed, followed or
+// loaded from a snapshot) rather than by a decision here, and returns the
+// reference held before (0 if none). A record may create an id that
+// another partition's SKU holds, since two owners decide apart: the entry
+// then becomes skuRefAmbiguous. An entry only ever goes from empty to a
+// reference to ambiguous, whichever partition's record comes first, so
+// every node and every replay ends with the same directory. An id held by
+// another slot of ref's own partition is left as it is: the caller panics.
+func (d *directory) share(id string, ref skuRef) skuRef { return d.put(id, ref, true) }
+
+// put adds id → ref if id is absent and returns the reference held before
+// (0 if none); with shared, an id held by another partition becomes
+// ambiguous.
+func (d *directory) put(id string, ref skuRef, shared bool) skuRef {
 	if !ref.valid() || uint64(ref)&directoryCheckMask != 0 {
 		panic(fmt.Sprintf("engine: directory insert of reference %x", uint64(ref)))
 	}
@@ -146,7 +179,12 @@ func (d *directory) insert(id string, ref skuRef) (skuRef, bool) {
 	}
 	i, found := findEntry(s.mu.entries, hash, check)
 	if found {
-		return skuRef(s.mu.entries[i].word &^ directoryCheckMask), false
+		held := skuRef(s.mu.entries[i].word &^ directoryCheckMask)
+		if shared && held.valid() && held.partition() != ref.partition() {
+			s.mu.entries[i].word = uint64(skuRefAmbiguous) | check
+			d.ambiguous.Add(1)
+		}
+		return held
 	}
 	if 8*(s.mu.count+1) > directoryLoadMax*len(s.mu.entries) {
 		s.grow()
@@ -154,7 +192,7 @@ func (d *directory) insert(id string, ref skuRef) (skuRef, bool) {
 	}
 	s.mu.entries[i] = directoryEntry{hash: hash, word: uint64(ref) | check}
 	s.mu.count++
-	return ref, true
+	return 0
 }
 
 // grow moves the shard's entries into a table a quarter larger.
@@ -170,7 +208,7 @@ func (s *directoryShard) grow() {
 	}
 }
 
-// count returns the number of SKUs.
+// count returns the number of SKU ids (an ambiguous id counts once).
 func (d *directory) count() int {
 	n := 0
 	for i := range d.shards {

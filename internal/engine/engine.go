@@ -454,7 +454,7 @@ func (c *core) routeGated(r *Request, gates bool) (int, bool) {
 			}
 			ref, ok := c.dir.lookup(it.SKUID)
 			if !ok {
-				res.Code, res.Field = CodeNotFound, itemField(i, "sku_id")
+				unresolvedSKU(res, ref, itemField(i, "sku_id"))
 				return 0, false
 			}
 			it.ref = ref
@@ -580,7 +580,7 @@ func (c *core) routeGated(r *Request, gates bool) (int, bool) {
 		}
 		ref, ok := c.dir.lookup(cmd.SKUID)
 		if !ok {
-			res.Code, res.Field = CodeNotFound, "sku_id"
+			unresolvedSKU(res, ref, "sku_id")
 			return 0, false
 		}
 		return ref.partition(), true

@@ -25,7 +25,8 @@ const (
 	CodeUnavailable // the engine stopped (journal failure) or is closed
 	// CodeConflict is a failed compare-and-set precondition: a SKU upsert's
 	// StockExpected differs from the available stock, which Available
-	// reports (and SKUID names).
+	// reports (and SKUID names). With Result.Ambiguous it is a request
+	// naming an id that two merchants hold (Field names it).
 	CodeConflict
 	// CodeLimitExceeded is an order on a deal that would take the buyer's
 	// units on it (pending or paid) past the deal's LimitPerBuyer.
@@ -84,6 +85,11 @@ func (s OrderStatus) String() string {
 // Result is the outcome of one command.
 type Result struct {
 	Code Code
+	// Ambiguous marks a CodeConflict answering a request that names an id
+	// two merchants hold (Field names it): in cluster mode, a SKU id or a
+	// deal id created in two partitions at once through their two owners.
+	// The id must be renamed. (It sits in Code's padding: no bigger Result.)
+	Ambiguous bool
 	// Field names the offending field for CodeInvalidArgument and
 	// CodeNotFound (e.g. "items[2].sku_id", "merchant_id").
 	Field string
@@ -133,7 +139,7 @@ func (r *Result) Err() error {
 	if r.Code == CodeOK {
 		return nil
 	}
-	return &Error{Code: r.Code, Field: r.Field, SKUID: r.SKUID, Available: r.Available}
+	return &Error{Code: r.Code, Field: r.Field, SKUID: r.SKUID, Available: r.Available, Ambiguous: r.Ambiguous}
 }
 
 // Error is a rejected command, with the details the HTTP contract reports.
@@ -142,15 +148,18 @@ type Error struct {
 	Field     string
 	SKUID     string
 	Available int64
+	Ambiguous bool // see Result.Ambiguous
 }
 
 func (e *Error) Error() string {
-	switch e.Code {
-	case CodeOutOfStock:
+	switch {
+	case e.Code == CodeOutOfStock:
 		return fmt.Sprintf("out of stock: sku %s has %d available", e.SKUID, e.Available)
-	case CodeConflict:
+	case e.Code == CodeConflict && e.Ambiguous:
+		return fmt.Sprintf("conflict: %s names an id that two merchants use; it must be renamed", e.Field)
+	case e.Code == CodeConflict:
 		return fmt.Sprintf("precondition failed: sku %s has %d available", e.SKUID, e.Available)
-	case CodeInvalidArgument, CodeNotFound:
+	case e.Code == CodeInvalidArgument, e.Code == CodeNotFound:
 		if e.Field != "" {
 			return fmt.Sprintf("%s: %s", codeErrors[e.Code], e.Field)
 		}

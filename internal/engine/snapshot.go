@@ -181,8 +181,10 @@ func (c *core) decodePartition(p *partition, data []byte, version byte) error {
 			break
 		}
 		slot := uint32(len(p.skus))
-		if ref, _ := c.dir.insert(id, newSKURef(p.id, slot)); ref != newSKURef(p.id, slot) {
-			d.fail("sku id in two partitions")
+		// Another partition's SKU of the same id makes it ambiguous
+		// (ambiguous.go): a cluster's state may hold that, and loads.
+		if !c.shareSKU(p, id, slot) {
+			d.fail("sku id twice in a partition")
 			break
 		}
 		s := newSKUState(uint32(merchant))
@@ -390,8 +392,10 @@ func (c *core) decodeLive(d *decoder, p *partition) {
 			d.fail("deal units over the sku's stock bound")
 			return
 		}
-		if e, ok := c.deals.lookup(dl.ID); ok && (e.partition != p.id || e.slot != uint32(len(p.deals))) {
-			d.fail("deal id in two places")
+		// A deal of the same id in another partition makes it ambiguous
+		// (ambiguous.go) as the SKUs' ids do.
+		if _, dup := p.dealSlots[dl.ID]; dup {
+			d.fail("deal id twice in a partition")
 			return
 		}
 		p.addDeal(c, ds, uint32(len(p.deals)))

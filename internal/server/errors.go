@@ -89,6 +89,12 @@ func resultError(r *engine.Result) *apiError {
 		e.SKUID, e.Available = r.SKUID, r.Available
 		e.Message = "not enough stock for sku " + r.SKUID
 	case engine.CodeConflict:
+		if r.Ambiguous {
+			// In cluster mode: the id was created for two merchants at
+			// once through two nodes, and names neither now.
+			e.Message = r.Field + " names an id that two merchants use; it must be renamed"
+			break
+		}
 		e.SKUID, e.Available = r.SKUID, r.Available
 		e.Message = "stock_expected differs from the available stock of sku " + r.SKUID + " (" + strconv.FormatInt(r.Available, 10) + ")"
 	case engine.CodeNotFound, engine.CodeInvalidArgument:

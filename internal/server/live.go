@@ -169,7 +169,7 @@ func (s *Server) dealCommand(w http.ResponseWriter, r *http.Request, be *backend
 	if !res.OK() {
 		e := resultError(&res)
 		switch {
-		case res.Code == engine.CodeConflict:
+		case res.Code == engine.CodeConflict && !res.Ambiguous:
 			e.Message = "deal " + strconv.Quote(cmd.Deal.ID) + " exists with other terms; a deal's terms are fixed once put"
 		case res.Code == engine.CodeNotFound && res.Field == "deal_id":
 			e.Message = "no deal " + strconv.Quote(cmd.Deal.ID)

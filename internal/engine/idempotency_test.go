@@ -192,7 +192,7 @@ func TestNoDiskTierWithoutDir(t *testing.T) {
 	p := c.partitions[0]
 	for i := uint64(1); i <= 10; i++ {
 		p.orders = append(p.orders, StatusPending)
-		p.remember(c.keys, i<<1|1, 1, i, int64(i), c.idempotencyWindow, c.idempotencyKeysMax, false)
+		p.remember(c.keys, i<<1|1, 1, i, int64(i), 0, c.idempotencyWindow, c.idempotencyKeysMax, false)
 	}
 	if n := len(p.keys.entries); n != 4 {
 		t.Fatalf("%d keys in memory, want 4", n)

@@ -168,3 +168,47 @@ func TestNewTimedKeysReadNoDisk(t *testing.T) {
 		t.Fatal("the retry of the first key read no run: the test did not reach the disk")
 	}
 }
+
+// TestTimedKeysStayTimeOrderedAfterRestart fails before the minting time
+// was recorded in the OrderPlaced event and the snapshot's key ring: keys
+// rebuilt by a restart spilled as other keys, whose index budget then
+// forgot them within their window, and a retry placed a second order.
+func TestTimedKeysStayTimeOrderedAfterRestart(t *testing.T) {
+	for _, restart := range []string{"replay", "snapshot"} {
+		t.Run(restart, func(t *testing.T) {
+			k := newKeyTest(t, 24*time.Hour)
+			k.clock.Store(timedTestStart)
+			// Room in the other keys' index for little more than one run.
+			k.cfg.IdempotencyIndexBytesMax = 256*64*8 + 1
+			k.reopen()
+			const timedKeys = 10
+			ids, keys := k.placeTimed(timedKeys, func(i int, nowMs int64) string { return uuidV7(nowMs, i) })
+			if restart == "snapshot" {
+				if err := k.e.Snapshot(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			k.reopen()
+			defer func() { k.e.Close() }()
+			// The memory figures are published at the next batch.
+			if r := k.place(0, keys[0], 1); !r.Replayed {
+				t.Fatalf("retry after the restart: %v replayed=%v", r.Err(), r.Replayed)
+			}
+			if st := k.e.IdempotencyStats(); st.MemoryTimedKeys != timedKeys {
+				t.Fatalf("after the restart %d time-ordered keys in memory, want %d", st.MemoryTimedKeys, timedKeys)
+			}
+			// Other keys, as another client sends them, overflow the other
+			// keys' index, which forgets its oldest runs.
+			for i := 0; i < 3000; i++ {
+				k.clock.Add(int64(time.Millisecond))
+				if r := k.place(0, fmt.Sprintf("other-%d", i), uint64(1_000_000+i)); !r.OK() {
+					t.Fatal(r.Err())
+				}
+			}
+			if st := k.e.IdempotencyStats(); st.ForgottenEarly == 0 || st.DiskTimedKeys != timedKeys {
+				t.Fatalf("stats %+v: want other keys forgotten early and the %d time-ordered keys on disk", st, timedKeys)
+			}
+			k.retryTimed(ids, keys)
+		})
+	}
+}

@@ -212,3 +212,42 @@ func TestTimedKeysStayTimeOrderedAfterRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestKeyOnDiskForeignUseKeepsRetry fails before the router's reservation
+// looked up the time-ordered runs: a time-ordered key that had left memory
+// was then, on another merchant's order, reserved for that merchant's
+// partition, and the genuine retry on the first merchant was answered
+// idempotency_mismatch until the reservation aged out. Other keys, found
+// through the other keys' index, already behaved.
+func TestKeyOnDiskForeignUseKeepsRetry(t *testing.T) {
+	for _, timed := range []bool{true, false} {
+		t.Run(fmt.Sprint("timed=", timed), func(t *testing.T) {
+			k := newKeyTest(t, 24*time.Hour)
+			k.clock.Store(timedTestStart)
+			k.reopen()
+			defer func() { k.e.Close() }()
+			key := func(i int, nowMs int64) string { return fmt.Sprintf("key-%d", i) }
+			if timed {
+				key = func(i int, nowMs int64) string { return uuidV7(nowMs, i) }
+			}
+			ids, keys := k.placeTimed(20*keyTestKeysMax, key)
+			k.waitForDisk(int64(len(ids) - memoryKeysHardFactor*keyTestKeysMax))
+			p0, p1 := k.e.core.merchantPartition("m0"), k.e.core.merchantPartition("m1")
+			if p0 == p1 {
+				t.Fatal("merchants m0 and m1 share a partition: the test needs two")
+			}
+			if _, ok := k.e.core.partitions[p0].keys.entries[hashString(keys[0])|1]; ok {
+				t.Fatal("the first key is still in memory: the test would not reach the disk tier")
+			}
+			if st := k.e.IdempotencyStats(); timed != (st.DiskTimedKeys > 0) {
+				t.Fatalf("stats %+v: want time-ordered keys on disk %v", st, timed)
+			}
+			if r := k.place(1, keys[0], 999); r.Code != CodeIdempotencyMismatch {
+				t.Fatalf("the key on another merchant's order: %v, want %v", r.Code, CodeIdempotencyMismatch)
+			}
+			if r := k.place(0, keys[0], 1); !r.OK() || !r.Replayed || r.OrderID != ids[0] {
+				t.Fatalf("genuine retry after a use on another merchant: %v %v replayed=%v, want %v", r.OrderID, r.Code, r.Replayed, ids[0])
+			}
+		})
+	}
+}

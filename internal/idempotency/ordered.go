@@ -527,9 +527,9 @@ func newOrderedRun(path string, number uint64, entries []Entry, buckets []int64,
 	return r
 }
 
-// addOrdered publishes r (writer or Open only); keepOpen keeps a handle,
-// for the newest runs, where retries land most.
-func (s *Store) addOrdered(r *orderedRun, keepOpen bool) error {
+// addOrdered publishes r, a run the writer has just written, and keeps a
+// handle of it: retries land most in the newest runs.
+func (s *Store) addOrdered(r *orderedRun) error {
 	t := &s.ordered
 	t.mu.Lock()
 	if t.runs[r.number] != nil {
@@ -541,25 +541,22 @@ func (s *Store) addOrdered(r *orderedRun, keepOpen bool) error {
 		b := r.sections[i].bucket
 		t.buckets[b] = append(t.buckets[b], sectionRef{run: r, section: i})
 	}
-	if keepOpen {
-		if f, err := s.cfg.FS.OpenFile(r.path, os.O_RDONLY, 0); err == nil {
-			r.f = f // a failure only costs speed
-			t.open = append(t.open, r)
+	if f, err := s.cfg.FS.OpenFile(r.path, os.O_RDONLY, 0); err == nil {
+		r.f = f // a failure only costs speed
+		t.open = append(t.open, r)
+	}
+	// The oldest handles close first; a removed run's is closed already.
+	for len(t.open) > openRunsMax {
+		if o := t.open[0]; o.f != nil {
+			o.f.Close()
+			o.f = nil
 		}
-		// The oldest handles close first; a removed run's is closed already.
-		for len(t.open) > openRunsMax {
-			if o := t.open[0]; o.f != nil {
-				o.f.Close()
-				o.f = nil
-			}
-			t.open = t.open[1:]
-		}
+		t.open = t.open[1:]
 	}
 	t.mu.Unlock()
 	// The horizon rises before the run's keys are reported durable, so
 	// before the engine removes them from memory.
-	for h := t.horizon.Load(); r.maxMint+1 > h && !t.horizon.CompareAndSwap(h, r.maxMint+1); h = t.horizon.Load() {
-	}
+	t.raiseHorizon(r.maxMint + 1)
 	t.keys.Add(int64(r.count))
 	t.bytes.Add(r.bytes)
 	s.orderedChanged()
@@ -567,6 +564,48 @@ func (s *Store) addOrdered(r *orderedRun, keepOpen bool) error {
 	// passed; a time-ordered run is one too.
 	s.generation.Add(1)
 	return nil
+}
+
+// loadOrdered publishes the runs Open read, all at once: addOrdered walks
+// every published run for the figures, which for each of tens of thousands
+// of runs made Open quadratic in their number.
+func (s *Store) loadOrdered(runs []*orderedRun) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	// Oldest first, as the writer appends them: a lookup reads a bucket's
+	// sections newest first.
+	slices.SortFunc(runs, func(a, b *orderedRun) int { return cmp.Compare(a.number, b.number) })
+	t := &s.ordered
+	var horizon, keys, bytes int64
+	t.mu.Lock()
+	for _, r := range runs {
+		if t.runs[r.number] != nil {
+			t.mu.Unlock()
+			return fmt.Errorf("%w: %s: run %d loaded twice", ErrDamaged, r.path, r.number)
+		}
+		t.runs[r.number] = r
+		for i := range r.sections {
+			b := r.sections[i].bucket
+			t.buckets[b] = append(t.buckets[b], sectionRef{run: r, section: i})
+		}
+		horizon = max(horizon, r.maxMint+1)
+		keys += int64(r.count)
+		bytes += r.bytes
+	}
+	t.mu.Unlock()
+	t.raiseHorizon(horizon)
+	t.keys.Add(keys)
+	t.bytes.Add(bytes)
+	s.orderedChanged()
+	s.generation.Add(1)
+	return nil
+}
+
+// raiseHorizon raises the horizon to h if it is below; it never falls.
+func (t *orderedTier) raiseHorizon(h int64) {
+	for old := t.horizon.Load(); h > old && !t.horizon.CompareAndSwap(old, h); old = t.horizon.Load() {
+	}
 }
 
 // removeOrdered takes runs out of the tier and deletes their files.
@@ -585,14 +624,19 @@ func (s *Store) removeOrdered(drop []*orderedRun) error {
 			r.f = nil
 		}
 	}
+	// Each bucket is filtered once, however many of the runs it holds.
+	touched := make(map[int64]bool)
 	for i := range drop {
 		for _, sec := range drop[i].sections {
-			refs := slices.DeleteFunc(t.buckets[sec.bucket], func(x sectionRef) bool { return gone[x.run] })
-			if len(refs) == 0 {
-				delete(t.buckets, sec.bucket)
-			} else {
-				t.buckets[sec.bucket] = refs
-			}
+			touched[sec.bucket] = true
+		}
+	}
+	for bucket := range touched {
+		refs := slices.DeleteFunc(t.buckets[bucket], func(x sectionRef) bool { return gone[x.run] })
+		if len(refs) == 0 {
+			delete(t.buckets, bucket)
+		} else {
+			t.buckets[bucket] = refs
 		}
 	}
 	t.mu.Unlock()
@@ -639,7 +683,7 @@ func (s *Store) writeOrdered(entries []Entry) error {
 	if err := vfs.WriteFileAtomic(s.cfg.FS, path, encodeOrdered(entries, buckets, sizes), 0o600); err != nil {
 		return fmt.Errorf("write run %s: %w", path, err)
 	}
-	if err := s.addOrdered(newOrderedRun(path, number, entries, buckets, sizes), true); err != nil {
+	if err := s.addOrdered(newOrderedRun(path, number, entries, buckets, sizes)); err != nil {
 		return err
 	}
 	s.enforceOrderedBudget()
@@ -661,27 +705,36 @@ func (s *Store) expireOrdered(cutoff int64) error {
 }
 
 // enforceOrderedBudget forgets the oldest runs while the tier's index is
-// over OrderedIndexBytesMax.
+// over OrderedIndexBytesMax, the newest always kept (writer or Open only:
+// nothing else changes the runs meanwhile). The runs to forget are chosen
+// in one pass and removed at once, so that Open over a directory far past
+// the bound (the bound was lowered) costs no more than a sort.
 func (s *Store) enforceOrderedBudget() {
 	t := &s.ordered
-	for t.bytes.Load() > s.cfg.OrderedIndexBytesMax {
-		t.mu.RLock()
-		var oldest *orderedRun
-		for _, r := range t.runs {
-			if oldest == nil || r.number < oldest.number {
-				oldest = r
-			}
+	over := t.bytes.Load() - s.cfg.OrderedIndexBytesMax
+	if over <= 0 {
+		return
+	}
+	t.mu.RLock()
+	runs := make([]*orderedRun, 0, len(t.runs))
+	for _, r := range t.runs {
+		runs = append(runs, r)
+	}
+	t.mu.RUnlock()
+	slices.SortFunc(runs, func(a, b *orderedRun) int { return cmp.Compare(a.number, b.number) })
+	var drop []*orderedRun
+	for _, r := range runs[:max(0, len(runs)-1)] {
+		if over <= 0 {
+			break
 		}
-		n := len(t.runs)
-		t.mu.RUnlock()
-		if n <= 1 {
-			return
-		}
-		s.orderedForgottenEarly.Add(uint64(oldest.count))
-		s.cfg.Logger.Error("idempotency: time-ordered keys forgotten before their window", "reason", "index over OrderedIndexBytesMax", "keys", oldest.count, "run", oldest.path)
-		if err := s.removeOrdered([]*orderedRun{oldest}); err != nil {
-			s.cfg.Logger.Error("idempotency: remove run", "err", err)
-		}
+		drop = append(drop, r)
+		over -= r.bytes
+		s.orderedForgottenEarly.Add(uint64(r.count))
+		s.cfg.Logger.Error("idempotency: time-ordered keys forgotten before their window; a retry of one places a second order",
+			"reason", "index over OrderedIndexBytesMax", "keys", r.count, "run", r.path)
+	}
+	if err := s.removeOrdered(drop); err != nil {
+		s.cfg.Logger.Error("idempotency: remove run", "err", err)
 	}
 }
 

@@ -520,3 +520,40 @@ func FuzzReadOrdered(f *testing.F) {
 		}
 	})
 }
+
+// TestOpenManyOrderedRuns checks the start-up that publishes every run at
+// once (before, each run was published alone, walking all those before
+// it): the figures, the horizon and the lookups are those of the runs, and
+// a budget lowered below them forgets the oldest at Open, the newest kept.
+func TestOpenManyOrderedRuns(t *testing.T) {
+	const runs = 300
+	for _, budget := range []int64{0, 100 * (orderedRunOverheadBytes + orderedSectionOverheadBytes + 8)} {
+		dir := t.TempDir()
+		writeSmallOrderedRuns(t, dir, runs)
+		s, err := Open(Config{Dir: dir, Window: 24 * time.Hour, Now: newClock(benchStartNs + runs*1e9).Now, Logger: quiet, OrderedIndexBytesMax: budget})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept := runs
+		if budget != 0 {
+			kept = 100
+		}
+		st := s.Stats()
+		if st.OrderedRuns != kept || st.OrderedKeys != int64(kept) || st.OrderedForgottenEarly != uint64(runs-kept) ||
+			st.OrderedIndexBytes != int64(kept)*(orderedRunOverheadBytes+orderedSectionOverheadBytes+8) {
+			t.Fatalf("budget %d: stats %+v, want the %d newest runs of one key", budget, st, kept)
+		}
+		last := benchStartNs + (runs-1)*1e9
+		if st.Horizon != last/1e6+1 || st.OldestAt != benchStartNs+int64(runs-kept)*1e9 {
+			t.Fatalf("budget %d: horizon %d oldest %d, want %d and %d", budget, st.Horizon, st.OldestAt, last/1e6+1, benchStartNs+int64(runs-kept)*1e9)
+		}
+		for i := 0; i < runs; i++ {
+			at := benchStartNs + int64(i)*1e9
+			e, ok, err := s.LookupOrdered(uint64(i)<<1|1, at/1e6)
+			if err != nil || ok != (i >= runs-kept) || (ok && (e.Seq != uint64(i+1) || e.At != at)) {
+				t.Fatalf("budget %d: key of run %d: %+v %v %v", budget, i, e, ok, err)
+			}
+		}
+		s.Close()
+	}
+}

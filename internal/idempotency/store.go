@@ -258,6 +258,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	set := &runSet{byID: map[uint32]*run{}}
 	var removed bool
+	var ordered []*orderedRun
 	for _, name := range names {
 		path := filepath.Join(cfg.Dir, name)
 		if strings.HasSuffix(name, ".tmp") {
@@ -272,9 +273,7 @@ func Open(cfg Config) (*Store, error) {
 			if err != nil {
 				return nil, err
 			}
-			if err := s.addOrdered(r, false); err != nil {
-				return nil, err
-			}
+			ordered = append(ordered, r)
 			s.nextNumber = max(s.nextNumber, number+1)
 			continue
 		}
@@ -295,6 +294,9 @@ func Open(cfg Config) (*Store, error) {
 		s.runs.Store(set)
 		s.index.insertAll(entries, r.id, set)
 		s.nextNumber = max(s.nextNumber, number+1)
+	}
+	if err := s.loadOrdered(ordered); err != nil {
+		return nil, err
 	}
 	if removed {
 		if err := cfg.FS.SyncDir(cfg.Dir); err != nil {

@@ -91,6 +91,11 @@ type memoryKeys struct {
 	count      atomic.Int64
 	timedCount atomic.Int64
 	oldestAt   atomic.Int64
+	// timeRejected counts first uses of keys that carry a minting time
+	// (idempotency.KeyTime) too far from their use to be time-ordered
+	// (Store.TimeOrdered): kept as other keys, which the other keys'
+	// index budget may forget. Written by the partition's worker only.
+	timeRejected atomic.Uint64
 }
 
 const (
@@ -221,8 +226,11 @@ func (c *core) keyedOrder(p *partition, now int64, o *Order, keyHash uint64, res
 	// A first use: the key is time-ordered when its minting time is
 	// plausible now. now is an input of apply and the choice travels in
 	// the event, so replay files the key as the live engine did.
-	if c.disk != nil && o.stored.minted != 0 && c.disk.TimeOrdered(o.stored.minted, now) {
-		return o.stored.minted, false
+	if c.disk != nil && o.stored.minted != 0 {
+		if c.disk.TimeOrdered(o.stored.minted, now) {
+			return o.stored.minted, false
+		}
+		p.keys.timeRejected.Add(1)
 	}
 	return 0, false
 }
@@ -500,6 +508,11 @@ type IdempotencyStats struct {
 	// the time-ordered ones dropped for its OrderedIndexBytesMax.
 	ForgottenEarly      uint64
 	TimedForgottenEarly uint64
+	// TimeRejected counts first uses of keys that parse as a UUIDv7 or
+	// ULID but were minted too far from their use (outside
+	// IdempotencyMintedAgeMax and IdempotencyMintedSkewMax) to be
+	// time-ordered: a client with a wrong clock, kept as other keys.
+	TimeRejected uint64
 }
 
 // IdempotencyStats returns the figures of both tiers (memory figures are
@@ -509,6 +522,7 @@ func (e *Engine) IdempotencyStats() IdempotencyStats {
 	for _, p := range e.core.partitions {
 		st.MemoryKeys += p.keys.count.Load()
 		st.MemoryTimedKeys += p.keys.timedCount.Load()
+		st.TimeRejected += p.keys.timeRejected.Load()
 		if at := p.keys.oldestAt.Load(); at != 0 && (st.OldestAt == 0 || at < st.OldestAt) {
 			st.OldestAt = at
 		}

@@ -113,10 +113,16 @@ func TestImplausibleTimedKeysAreOtherKeys(t *testing.T) {
 	for k.e.IdempotencyStats().DiskKeys < want {
 		time.Sleep(time.Millisecond)
 	}
-	if st := k.e.IdempotencyStats(); st.DiskTimedKeys != 0 || st.MemoryTimedKeys != 0 {
-		t.Fatalf("stats %+v: want no time-ordered keys", st)
+	if st := k.e.IdempotencyStats(); st.DiskTimedKeys != 0 || st.MemoryTimedKeys != 0 || st.TimeRejected != uint64(len(ids)) {
+		t.Fatalf("stats %+v: want no time-ordered keys and the %d keys counted as refused for their time", st, len(ids))
 	}
 	k.retryTimed(ids, keys)
+	// A retry is no first use, and a key that carries no time is not
+	// refused for it.
+	k.place(0, "not-a-uuid", 1)
+	if st := k.e.IdempotencyStats(); st.TimeRejected != uint64(len(ids)) {
+		t.Fatalf("%d keys counted as refused for their time, want %d", st.TimeRejected, len(ids))
+	}
 }
 
 // runReadsFS counts the reads of time-ordered run files.

@@ -229,7 +229,7 @@ func writeSmallOrderedRuns(tb testing.TB, dir string, runs int) {
 		at := benchStartNs + int64(i)*1e9
 		e := []Entry{{KeyHash: uint64(i)<<1 | 1, RequestHash: 1, Seq: uint64(i + 1), At: at, Minted: at / 1e6}}
 		buckets, sizes, _ := s.sortOrdered(e, nil)
-		if err := os.WriteFile(filepath.Join(dir, orderedName(uint64(i+1))), encodeOrdered(e, buckets, sizes), 0o600); err != nil {
+		if err := os.WriteFile(filepath.Join(dir, orderedName(uint64(i+1))), encodeOrdered(e, buckets, sizes, s.cfg.BucketWidth.Milliseconds()), 0o600); err != nil {
 			tb.Fatal(err)
 		}
 	}

@@ -202,17 +202,19 @@ func (c *core) placeOrder(p *partition, now int64, cmd *Command, res *Result, ou
 		}
 	}
 	var keyHash uint64
+	var keyMinted int64
 	if o.IdempotencyKey != "" {
 		keyHash = o.stored.keyHash
 		if keyHash == 0 {
 			keyHash = hashString(o.IdempotencyKey) | 1 // never zero: zero means "no key"
 		}
-		if c.keyedOrder(p, now, o, keyHash, res) {
+		var done bool
+		if keyMinted, done = c.keyedOrder(p, now, o, keyHash, res); done {
 			return
 		}
 	}
 	if o.DealID != "" {
-		c.placeDealOrder(p, now, o, keyHash, res, out)
+		c.placeDealOrder(p, now, o, keyHash, keyMinted, res, out)
 		return
 	}
 	n := mergeItems(o.Items)
@@ -253,6 +255,7 @@ func (c *core) placeOrder(p *partition, now int64, cmd *Command, res *Result, ou
 		PayBy:       now + c.paymentTimeout,
 		KeyHash:     keyHash,
 		RequestHash: o.RequestHash,
+		KeyMinted:   keyMinted,
 	}
 	c.emit(p, ev, out)
 	res.OrderID = ev.OrderID
@@ -641,7 +644,7 @@ func (c *core) evolvePlaced(p *partition, ev *Event) {
 		p.orders = append(p.orders, StatusPending)
 		p.addPending(seq, po)
 		if ev.KeyHash != 0 {
-			p.remember(c.keys, ev.KeyHash, ev.RequestHash, seq, ev.At, c.idempotencyWindow, c.idempotencyKeysMax, c.disk != nil)
+			p.remember(c.keys, ev.KeyHash, ev.RequestHash, seq, ev.At, ev.KeyMinted, c.idempotencyWindow, c.idempotencyKeysMax, c.disk != nil)
 		}
 		return
 	}
@@ -672,7 +675,7 @@ func (c *core) evolvePlaced(p *partition, ev *Event) {
 	p.orders = append(p.orders, StatusPending)
 	p.addPending(seq, po)
 	if ev.KeyHash != 0 {
-		p.remember(c.keys, ev.KeyHash, ev.RequestHash, seq, ev.At, c.idempotencyWindow, c.idempotencyKeysMax, c.disk != nil)
+		p.remember(c.keys, ev.KeyHash, ev.RequestHash, seq, ev.At, ev.KeyMinted, c.idempotencyWindow, c.idempotencyKeysMax, c.disk != nil)
 	}
 }
 

@@ -411,7 +411,7 @@ func (c *core) endDeals(p *partition, now int64, max int, out *emitter) int {
 // placeDealOrder decides an order on a deal: one SKU, the deal's, taken
 // from the deal's stock at the deal's price, only on the deal's channel,
 // inside its window and within its limit per buyer.
-func (c *core) placeDealOrder(p *partition, now int64, o *Order, keyHash uint64, res *Result, out *emitter) {
+func (c *core) placeDealOrder(p *partition, now int64, o *Order, keyHash uint64, keyMinted int64, res *Result, out *emitter) {
 	d := p.dealByID(o.DealID)
 	if d == nil {
 		res.Code, res.Field = CodeNotFound, "deal_id"
@@ -453,7 +453,7 @@ func (c *core) placeDealOrder(p *partition, now int64, o *Order, keyHash uint64,
 		Kind: EventOrderPlaced, Partition: p.id, At: now, OrderID: newOrderID(p.id, seq),
 		BuyerID: o.BuyerID, MerchantID: p.merchants[p.skus[d.skuSlot].merchant()].m.ID,
 		Channel: o.Channel, Region: o.Region, DealID: d.deal.ID, Items: o.Items, Total: it.Amount,
-		PayBy: now + c.paymentTimeout, KeyHash: keyHash, RequestHash: o.RequestHash,
+		PayBy: now + c.paymentTimeout, KeyHash: keyHash, RequestHash: o.RequestHash, KeyMinted: keyMinted,
 	}
 	c.emit(p, ev, out)
 	res.OrderID = ev.OrderID

@@ -333,6 +333,19 @@ func newKeyIndex() *keyIndex {
 // generation when the key was reserved after a disk miss, else 0: while
 // the store stays at it, the worker need not look again.
 func (k *keyIndex) reserve(keyHash uint64, partition int, disk *idempotency.Store) (owner int, missGeneration uint64, err error) {
+	return k.reserveKey(keyHash, 0, partition, disk)
+}
+
+// reserveKey is reserve for a key that claims the minting time minted
+// (unix ms, idempotency.KeyTime; 0 for none). A time-ordered key that left
+// memory is in the time-ordered runs, which disk.Lookup does not read, so
+// a key minted below the horizon is looked up there too: otherwise a use
+// of it on another merchant's order would reserve it for that merchant,
+// and the genuine retry would be answered idempotency_mismatch until the
+// reservation aged out. A key minted at or above the horizon (every new
+// key while the horizon is not ahead of the clock) costs one atomic load
+// more and never reads the disk.
+func (k *keyIndex) reserveKey(keyHash uint64, minted int64, partition int, disk *idempotency.Store) (owner int, missGeneration uint64, err error) {
 	s := &k.shards[keyHash%keyIndexShards]
 	for {
 		var generation uint64
@@ -350,6 +363,18 @@ func (k *keyIndex) reserve(keyHash uint64, partition int, disk *idempotency.Stor
 			return partition, 0, nil
 		}
 		s.mu.Unlock()
+		if minted > 0 {
+			// The horizon is raised before a run's keys leave memory, and
+			// the run is published before the generation read above can
+			// miss them in the index.
+			e, ok, err := disk.LookupOrdered(keyHash, minted)
+			if err != nil {
+				return 0, 0, fmt.Errorf("look up time-ordered idempotency key: %w", err)
+			}
+			if ok {
+				return int(e.Partition), 0, nil
+			}
+		}
 		e, ok, err := disk.Lookup(keyHash)
 		if err != nil {
 			return 0, 0, fmt.Errorf("look up idempotency key: %w", err)

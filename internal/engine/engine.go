@@ -482,7 +482,11 @@ func (c *core) routeGated(r *Request, gates bool) (int, bool) {
 			// here, before either order is applied, settles a race between
 			// two first uses.
 			keyHash := hashString(cmd.Order.IdempotencyKey) | 1
-			owner, missGeneration, err := c.keys.reserve(keyHash, partition, c.disk)
+			var minted int64
+			if c.disk != nil {
+				minted, _ = idempotency.KeyTime(cmd.Order.IdempotencyKey)
+			}
+			owner, missGeneration, err := c.keys.reserveKey(keyHash, minted, partition, c.disk)
 			cmd.Order.stored = storedKey{keyHash: keyHash, missGeneration: uint32(missGeneration)}
 			if err != nil {
 				res.Code = CodeUnavailable

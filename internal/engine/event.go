@@ -82,6 +82,10 @@ type Event struct {
 	PayBy       int64  // OrderPlaced, unix nanoseconds
 	KeyHash     uint64 // OrderPlaced: idempotency key hash, 0 if none
 	RequestHash uint64 // OrderPlaced
+	// KeyMinted is the minting time of a time-ordered key (unix ms, see
+	// idempotency.KeyTime and Store.TimeOrdered), decided when the order
+	// was placed; 0 for any other key (and in version 1 records).
+	KeyMinted int64 // OrderPlaced
 
 	ParcelStatus ParcelStatus // ParcelScanned: the status scanned
 	Location     string       // ParcelScanned
@@ -93,7 +97,15 @@ type Event struct {
 }
 
 // recordVersion is the first byte of every record the engine writes.
-const recordVersion = 1
+// Version 2 adds an OrderPlaced event's KeyMinted after its request hash;
+// version 1 records are still read, their keys with KeyMinted 0.
+const (
+	recordVersion   = 2
+	recordVersionV1 = 1
+)
+
+// keyMintedMax bounds KeyMinted: a UUIDv7's or ULID's time is 48 bits.
+const keyMintedMax = 1<<48 - 1
 
 // Limits that bound decoding: a record claiming more is corrupt. The
 // record's own bounds, recordEventsMax and recordBytesMax, are in limits.go:
@@ -157,6 +169,11 @@ func appendEvent(b []byte, ev *Event) []byte {
 		b = binary.LittleEndian.AppendUint64(b, ev.KeyHash)
 		if ev.KeyHash != 0 {
 			b = binary.LittleEndian.AppendUint64(b, ev.RequestHash)
+			if ev.KeyMinted < 0 || ev.KeyMinted > keyMintedMax {
+				// The reader would refuse this record and recovery with it.
+				panic(fmt.Sprintf("engine: encoding order %v with key minted at %d", ev.OrderID, ev.KeyMinted))
+			}
+			b = binary.AppendUvarint(b, uint64(ev.KeyMinted))
 		}
 		b = binary.AppendUvarint(b, uint64(len(ev.Items)))
 		for i := range ev.Items {
@@ -261,6 +278,9 @@ type decoder struct {
 	b   []byte
 	off int
 	err error
+	// version is the record's version (records only: a snapshot has its
+	// own, passed to decodePartition).
+	version byte
 }
 
 func (d *decoder) fail(what string) {
@@ -402,6 +422,9 @@ func (d *decoder) event(ev *Event, partitions int) {
 		ev.KeyHash = d.uint64()
 		if ev.KeyHash != 0 {
 			ev.RequestHash = d.uint64()
+			if d.version != recordVersionV1 {
+				ev.KeyMinted = int64(d.value(keyMintedMax, "key minting time"))
+			}
 		}
 		n := d.uvarint()
 		if n == 0 || n > orderItemsMax {
@@ -495,14 +518,14 @@ func decodeRecord(rec []byte, partitions int, ev *Event, fn func(ev *Event) erro
 	if len(rec) > recordBytesMax {
 		return fmt.Errorf("%w: %d bytes, more than %d", ErrBadRecord, len(rec), recordBytesMax)
 	}
-	if rec[0] != recordVersion {
+	if rec[0] != recordVersion && rec[0] != recordVersionV1 {
 		return fmt.Errorf("%w: version %d", ErrBadRecord, rec[0])
 	}
 	n := binary.LittleEndian.Uint32(rec[1:5])
 	if n > recordEventsMax {
 		return fmt.Errorf("%w: %d events", ErrBadRecord, n)
 	}
-	d := decoder{b: rec, off: recordHeaderBytes}
+	d := decoder{b: rec, off: recordHeaderBytes, version: rec[0]}
 	for i := uint32(0); i < n; i++ {
 		d.event(ev, partitions)
 		if d.err != nil {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"math"
+	"os"
 	"testing"
 
 	"github.com/fest-platform/fest/internal/journal"
@@ -31,6 +32,19 @@ func FuzzDecodeRecord(f *testing.F) {
 	h.do(Command{Kind: KindEndDeal, Deal: &Deal{ID: "d2"}})
 	for _, rec := range h.records {
 		f.Add(rec)
+	}
+	// A time-ordered key's minting time (the harness has no disk tier, so
+	// its orders carry none), and a record of version 1, which has no
+	// such field.
+	timed := Event{Kind: EventOrderPlaced, Partition: 1, At: 5, OrderID: newOrderID(1, 1), BuyerID: "u", KeyHash: 0xabc1, RequestHash: 9,
+		KeyMinted: 1_750_000_000_123, Items: []Item{{SKUID: "s", Quantity: 1, UnitPrice: 100}}}
+	rec := appendEvent(appendRecordHeader(nil), &timed)
+	finishRecord(rec, 1)
+	f.Add(rec)
+	if old, err := os.ReadFile("testdata/compat/record_v1.bin"); err != nil {
+		f.Fatal(err)
+	} else {
+		f.Add(old)
 	}
 	f.Add([]byte{})
 	f.Add([]byte{1, 0, 0, 0, 0})
@@ -81,6 +95,19 @@ func FuzzDecodeSnapshot(f *testing.F) {
 	h.do(Command{Kind: KindPutDeal, Deal: &Deal{ID: "d2", ChannelID: "c", SKUID: "s", Price: 50, Stock: 1, StartsAt: -10, EndsAt: 1 << 40}})
 	h.do(Command{Kind: KindEndDeal, Deal: &Deal{ID: "d2"}})
 	f.Add(encodeSnapshotForTest(h.c, 7))
+	// A key ring with a time-ordered key's minting time.
+	for _, p := range h.c.partitions {
+		for i := range p.keys.ring {
+			p.keys.ring[i].minted = 1_750_000_000_123
+			p.keys.timed++
+		}
+	}
+	f.Add(encodeSnapshotForTest(h.c, 7))
+	if old, err := os.ReadFile("testdata/compat/snapshot_v3.bin"); err != nil {
+		f.Fatal(err)
+	} else {
+		f.Add(old)
+	}
 	f.Add([]byte(snapshotMagic + "\x01\x04"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c := newCore(4, modelTimeout, 1<<40, 1<<20)

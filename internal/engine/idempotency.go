@@ -29,11 +29,12 @@ import (
 // entry remembers that time (minted), and it spills to the disk tier's
 // time-ordered runs, filed by it. Such a key minted at or after the store's
 // horizon was never spilled, so the worker reads the disk for it only when
-// it is older; a new key never does. The minting time is learnt from the
-// key's text, which only a live order has: keys rebuilt by replay or from
-// a snapshot have minted 0 and spill as other keys, a bounded one-off cost
-// of a restart (at most the memory tier's keys), not a correctness one,
-// since a look-up always checks the other keys' index too.
+// it is older; a new key never does while the horizon is not ahead of the
+// clock. The choice is made when the order is placed, from the key's text
+// and the batch's time, and recorded in the OrderPlaced event (KeyMinted)
+// and in the snapshot's ring, so replay and a snapshot rebuild the same
+// tier: a restart must not turn time-ordered keys into other keys, which
+// the other keys' index budget may forget within their window.
 //
 // Without a data directory (a test double journal) there is no disk tier
 // and the memory tier forgets its oldest keys past IdempotencyKeysMax, as
@@ -82,12 +83,6 @@ type memoryKeys struct {
 	// sequence next as its replay.
 	durableEnd atomic.Uint64
 
-	// mintedKey and mintedMs carry a time-ordered key's minting time from
-	// keyedOrder, which sees the key's text, to remember, which sees only
-	// its hash (the event has no more); mintedKey 0 carries nothing.
-	mintedKey uint64
-	mintedMs  int64
-
 	// timed counts the entries with minted set.
 	timed int
 
@@ -96,6 +91,11 @@ type memoryKeys struct {
 	count      atomic.Int64
 	timedCount atomic.Int64
 	oldestAt   atomic.Int64
+	// timeRejected counts first uses of keys that carry a minting time
+	// (idempotency.KeyTime) too far from their use to be time-ordered
+	// (Store.TimeOrdered): kept as other keys, which the other keys'
+	// index budget may forget. Written by the partition's worker only.
+	timeRejected atomic.Uint64
 }
 
 const (
@@ -159,13 +159,9 @@ func (m *memoryKeys) compactRing() {
 // window, oldest first, and, without a disk tier, keys beyond keysMax.
 // Eviction uses event time, so replay evicts exactly what the live engine
 // evicted; what the disk tier holds is decided by the worker, not here.
-func (p *partition) remember(keys *keyIndex, keyHash, requestHash, seq uint64, at, window int64, keysMax int, disk bool) {
+// minted is the event's KeyMinted: a time-ordered key's minting time, or 0.
+func (p *partition) remember(keys *keyIndex, keyHash, requestHash, seq uint64, at, minted, window int64, keysMax int, disk bool) {
 	m := &p.keys
-	var minted int64
-	if m.mintedKey == keyHash {
-		minted = m.mintedMs
-	}
-	m.mintedKey = 0
 	if minted != 0 {
 		// A key is remembered at its first use, so no entry of it is
 		// replaced, and drop counts it out with its ring entry.
@@ -200,11 +196,13 @@ type storedKey struct {
 }
 
 // keyedOrder decides a keyed order from the tiers. done is true when res
-// holds the answer (a replay, a mismatch or a refusal).
-func (c *core) keyedOrder(p *partition, now int64, o *Order, keyHash uint64, res *Result) (done bool) {
+// holds the answer (a replay, a mismatch or a refusal); otherwise minted is
+// the key's KeyMinted for the order's event: its minting time if it is
+// time-ordered, else 0.
+func (c *core) keyedOrder(p *partition, now int64, o *Order, keyHash uint64, res *Result) (minted int64, done bool) {
 	if e, ok := p.keys.entries[keyHash]; ok {
 		c.replayKey(p, o, e.requestHash, e.seq, res)
-		return true
+		return 0, true
 	}
 	if s := o.stored.entry; s != nil && s.At > now-c.idempotencyWindow {
 		if int(s.Partition) != p.id || s.Seq == 0 || s.Seq >= p.nextSeq() {
@@ -212,27 +210,29 @@ func (c *core) keyedOrder(p *partition, now int64, o *Order, keyHash uint64, res
 			// collision or a key from another data directory: not this
 			// request's order either way.
 			res.Code, res.Field = CodeIdempotencyMismatch, "Idempotency-Key"
-			return true
+			return 0, true
 		}
 		c.replayKey(p, o, s.RequestHash, s.Seq, res)
-		return true
+		return 0, true
 	}
 	if o.stored.failed {
 		res.Code = CodeUnavailable
-		return true
+		return 0, true
 	}
 	if c.disk != nil && len(p.keys.entries) >= memoryKeysHardFactor*c.idempotencyKeysMax {
 		res.Code = CodeOverloaded
-		return true
+		return 0, true
 	}
-	// A first use: if the order is placed, remember files the key as
-	// time-ordered when its minting time is plausible now. now is an input
-	// of apply, so the choice is the same wherever the batch is applied.
-	p.keys.mintedKey = 0
-	if c.disk != nil && o.stored.minted != 0 && c.disk.TimeOrdered(o.stored.minted, now) {
-		p.keys.mintedKey, p.keys.mintedMs = keyHash, o.stored.minted
+	// A first use: the key is time-ordered when its minting time is
+	// plausible now. now is an input of apply and the choice travels in
+	// the event, so replay files the key as the live engine did.
+	if c.disk != nil && o.stored.minted != 0 {
+		if c.disk.TimeOrdered(o.stored.minted, now) {
+			return o.stored.minted, false
+		}
+		p.keys.timeRejected.Add(1)
 	}
-	return false
+	return 0, false
 }
 
 func (c *core) replayKey(p *partition, o *Order, requestHash, seq uint64, res *Result) {
@@ -389,13 +389,17 @@ func (c *core) startSpill(p *partition) {
 	m.spillFrom, m.spillTo, m.spilled, m.spilling = from, pos, pos, true
 }
 
-// encodeKeys appends p's memory tier to a snapshot: the ring from head on,
-// then the entries.
-func (m *memoryKeys) encode(b []byte) []byte {
+// encode appends p's memory tier to a snapshot of version: the ring from
+// head on (with each key's minting time from version 4 on), then the
+// entries.
+func (m *memoryKeys) encode(b []byte, version byte) []byte {
 	b = binary.AppendUvarint(b, uint64(len(m.ring)-m.head))
 	for _, r := range m.ring[m.head:] {
 		b = binary.LittleEndian.AppendUint64(b, r.keyHash)
 		b = binary.AppendVarint(b, r.at)
+		if version >= snapshotVersion {
+			b = binary.AppendUvarint(b, uint64(r.minted))
+		}
 	}
 	b = binary.AppendUvarint(b, uint64(len(m.entries)))
 	for k, v := range m.entries {
@@ -407,12 +411,16 @@ func (m *memoryKeys) encode(b []byte) []byte {
 	return b
 }
 
-// decodeKeys restores p's memory tier from a snapshot and confirms its keys
-// in the router's index.
-func (c *core) decodeKeys(d *decoder, p *partition) {
+// decodeKeys restores p's memory tier from a snapshot of version and
+// confirms its keys in the router's index.
+func (c *core) decodeKeys(d *decoder, p *partition, version byte) {
 	m := &p.keys
 	for i, n := 0, d.count(1<<40, "idempotency ring"); i < n && d.err == nil; i++ {
-		m.ring = append(m.ring, idempotencyRing{keyHash: d.uint64(), at: d.varint()})
+		r := idempotencyRing{keyHash: d.uint64(), at: d.varint()}
+		if version >= snapshotVersion {
+			r.minted = int64(d.value(keyMintedMax, "idempotency key minting time"))
+		}
+		m.ring = append(m.ring, r)
 	}
 	for i, n := 0, d.count(1<<40, "idempotency key"); i < n && d.err == nil; i++ {
 		k := d.uint64()
@@ -426,6 +434,13 @@ func (c *core) decodeKeys(d *decoder, p *partition) {
 		}
 		m.entries[k] = e
 		c.keys.put(k, p.id)
+	}
+	// timed counts the live ring entries of time-ordered keys, as drop
+	// counts them out.
+	for _, r := range m.ring {
+		if r.minted != 0 && m.live(r) {
+			m.timed++
+		}
 	}
 }
 
@@ -493,6 +508,11 @@ type IdempotencyStats struct {
 	// the time-ordered ones dropped for its OrderedIndexBytesMax.
 	ForgottenEarly      uint64
 	TimedForgottenEarly uint64
+	// TimeRejected counts first uses of keys that parse as a UUIDv7 or
+	// ULID but were minted too far from their use (outside
+	// IdempotencyMintedAgeMax and IdempotencyMintedSkewMax) to be
+	// time-ordered: a client with a wrong clock, kept as other keys.
+	TimeRejected uint64
 }
 
 // IdempotencyStats returns the figures of both tiers (memory figures are
@@ -502,6 +522,7 @@ func (e *Engine) IdempotencyStats() IdempotencyStats {
 	for _, p := range e.core.partitions {
 		st.MemoryKeys += p.keys.count.Load()
 		st.MemoryTimedKeys += p.keys.timedCount.Load()
+		st.TimeRejected += p.keys.timeRejected.Load()
 		if at := p.keys.oldestAt.Load(); at != 0 && (st.OldestAt == 0 || at < st.OldestAt) {
 			st.OldestAt = at
 		}

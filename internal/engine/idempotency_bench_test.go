@@ -211,7 +211,7 @@ func BenchmarkIdempotencyMemoryPerKey(b *testing.B) {
 		p := c.partitions[0]
 		before := heapBytes()
 		for k := uint64(1); k <= n; k++ {
-			p.remember(c.keys, k*0x9E3779B97F4A7C15|1, k, k, int64(k), c.idempotencyWindow, c.idempotencyKeysMax, true)
+			p.remember(c.keys, k*0x9E3779B97F4A7C15|1, k, k, int64(k), 0, c.idempotencyWindow, c.idempotencyKeysMax, true)
 		}
 		after := heapBytes()
 		runtime.KeepAlive(c)

@@ -192,7 +192,7 @@ func TestNoDiskTierWithoutDir(t *testing.T) {
 	p := c.partitions[0]
 	for i := uint64(1); i <= 10; i++ {
 		p.orders = append(p.orders, StatusPending)
-		p.remember(c.keys, i<<1|1, 1, i, int64(i), c.idempotencyWindow, c.idempotencyKeysMax, false)
+		p.remember(c.keys, i<<1|1, 1, i, int64(i), 0, c.idempotencyWindow, c.idempotencyKeysMax, false)
 	}
 	if n := len(p.keys.entries); n != 4 {
 		t.Fatalf("%d keys in memory, want 4", n)
@@ -302,10 +302,22 @@ func TestKeysSurviveFailingDiskTier(t *testing.T) {
 	}
 	k.retryAll(ids) // replays are answered at the bound
 	fsys.failing.Store(false)
-	k.clock.Add(int64(2 * time.Second)) // past the writer's back-off
 	more := make([]OrderID, 0, hard)
 	for i := len(ids); i < len(ids)+hard; i++ {
-		r := k.place(0, fmt.Sprintf("key-%d", i), uint64(i+1))
+		// Time passes while the client retries: a write that failed just
+		// as the disk recovered starts its back-off from the clock then,
+		// and a clock that stood still would keep the writer backing off
+		// (and the order overloaded) forever.
+		var r Result
+		for {
+			r = k.e.Do(t.Context(), Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u",
+				Items: []Item{{SKUID: "s0-1", Quantity: 1}}, Channel: "app", IdempotencyKey: fmt.Sprintf("key-%d", i), RequestHash: uint64(i + 1)}})
+			if r.Code != CodeOverloaded {
+				break
+			}
+			k.clock.Add(int64(100 * time.Millisecond))
+			runtime.Gosched()
+		}
 		if !r.OK() || r.Replayed {
 			t.Fatalf("order %d after the disk recovered: %v", i, r.Err())
 		}

@@ -113,10 +113,16 @@ func TestImplausibleTimedKeysAreOtherKeys(t *testing.T) {
 	for k.e.IdempotencyStats().DiskKeys < want {
 		time.Sleep(time.Millisecond)
 	}
-	if st := k.e.IdempotencyStats(); st.DiskTimedKeys != 0 || st.MemoryTimedKeys != 0 {
-		t.Fatalf("stats %+v: want no time-ordered keys", st)
+	if st := k.e.IdempotencyStats(); st.DiskTimedKeys != 0 || st.MemoryTimedKeys != 0 || st.TimeRejected != uint64(len(ids)) {
+		t.Fatalf("stats %+v: want no time-ordered keys and the %d keys counted as refused for their time", st, len(ids))
 	}
 	k.retryTimed(ids, keys)
+	// A retry is no first use, and a key that carries no time is not
+	// refused for it.
+	k.place(0, "not-a-uuid", 1)
+	if st := k.e.IdempotencyStats(); st.TimeRejected != uint64(len(ids)) {
+		t.Fatalf("%d keys counted as refused for their time, want %d", st.TimeRejected, len(ids))
+	}
 }
 
 // runReadsFS counts the reads of time-ordered run files.
@@ -166,5 +172,88 @@ func TestNewTimedKeysReadNoDisk(t *testing.T) {
 	k.retryTimed(ids[:1], keys[:1])
 	if n := reads.Load() - before; n == 0 {
 		t.Fatal("the retry of the first key read no run: the test did not reach the disk")
+	}
+}
+
+// TestTimedKeysStayTimeOrderedAfterRestart fails before the minting time
+// was recorded in the OrderPlaced event and the snapshot's key ring: keys
+// rebuilt by a restart spilled as other keys, whose index budget then
+// forgot them within their window, and a retry placed a second order.
+func TestTimedKeysStayTimeOrderedAfterRestart(t *testing.T) {
+	for _, restart := range []string{"replay", "snapshot"} {
+		t.Run(restart, func(t *testing.T) {
+			k := newKeyTest(t, 24*time.Hour)
+			k.clock.Store(timedTestStart)
+			// Room in the other keys' index for little more than one run.
+			k.cfg.IdempotencyIndexBytesMax = 256*64*8 + 1
+			k.reopen()
+			const timedKeys = 10
+			ids, keys := k.placeTimed(timedKeys, func(i int, nowMs int64) string { return uuidV7(nowMs, i) })
+			if restart == "snapshot" {
+				if err := k.e.Snapshot(); err != nil {
+					t.Fatal(err)
+				}
+			}
+			k.reopen()
+			defer func() { k.e.Close() }()
+			// The memory figures are published at the next batch.
+			if r := k.place(0, keys[0], 1); !r.Replayed {
+				t.Fatalf("retry after the restart: %v replayed=%v", r.Err(), r.Replayed)
+			}
+			if st := k.e.IdempotencyStats(); st.MemoryTimedKeys != timedKeys {
+				t.Fatalf("after the restart %d time-ordered keys in memory, want %d", st.MemoryTimedKeys, timedKeys)
+			}
+			// Other keys, as another client sends them, overflow the other
+			// keys' index, which forgets its oldest runs.
+			for i := 0; i < 3000; i++ {
+				k.clock.Add(int64(time.Millisecond))
+				if r := k.place(0, fmt.Sprintf("other-%d", i), uint64(1_000_000+i)); !r.OK() {
+					t.Fatal(r.Err())
+				}
+			}
+			if st := k.e.IdempotencyStats(); st.ForgottenEarly == 0 || st.DiskTimedKeys != timedKeys {
+				t.Fatalf("stats %+v: want other keys forgotten early and the %d time-ordered keys on disk", st, timedKeys)
+			}
+			k.retryTimed(ids, keys)
+		})
+	}
+}
+
+// TestKeyOnDiskForeignUseKeepsRetry fails before the router's reservation
+// looked up the time-ordered runs: a time-ordered key that had left memory
+// was then, on another merchant's order, reserved for that merchant's
+// partition, and the genuine retry on the first merchant was answered
+// idempotency_mismatch until the reservation aged out. Other keys, found
+// through the other keys' index, already behaved.
+func TestKeyOnDiskForeignUseKeepsRetry(t *testing.T) {
+	for _, timed := range []bool{true, false} {
+		t.Run(fmt.Sprint("timed=", timed), func(t *testing.T) {
+			k := newKeyTest(t, 24*time.Hour)
+			k.clock.Store(timedTestStart)
+			k.reopen()
+			defer func() { k.e.Close() }()
+			key := func(i int, nowMs int64) string { return fmt.Sprintf("key-%d", i) }
+			if timed {
+				key = func(i int, nowMs int64) string { return uuidV7(nowMs, i) }
+			}
+			ids, keys := k.placeTimed(20*keyTestKeysMax, key)
+			k.waitForDisk(int64(len(ids) - memoryKeysHardFactor*keyTestKeysMax))
+			p0, p1 := k.e.core.merchantPartition("m0"), k.e.core.merchantPartition("m1")
+			if p0 == p1 {
+				t.Fatal("merchants m0 and m1 share a partition: the test needs two")
+			}
+			if _, ok := k.e.core.partitions[p0].keys.entries[hashString(keys[0])|1]; ok {
+				t.Fatal("the first key is still in memory: the test would not reach the disk tier")
+			}
+			if st := k.e.IdempotencyStats(); timed != (st.DiskTimedKeys > 0) {
+				t.Fatalf("stats %+v: want time-ordered keys on disk %v", st, timed)
+			}
+			if r := k.place(1, keys[0], 999); r.Code != CodeIdempotencyMismatch {
+				t.Fatalf("the key on another merchant's order: %v, want %v", r.Code, CodeIdempotencyMismatch)
+			}
+			if r := k.place(0, keys[0], 1); !r.OK() || !r.Replayed || r.OrderID != ids[0] {
+				t.Fatalf("genuine retry after a use on another merchant: %v %v replayed=%v, want %v", r.OrderID, r.Code, r.Replayed, ids[0])
+			}
+		})
 	}
 }

@@ -136,7 +136,7 @@ func (c *core) decodeSnapshot(r *bufio.Reader, size int64, at journal.Position, 
 		return bad("not a snapshot")
 	}
 	version := head[len(snapshotMagic)]
-	if version != snapshotVersion && version != snapshotVersionV2 && version != snapshotVersionV1 {
+	if !snapshotVersionReadable(version) {
 		return bad(fmt.Sprintf("version %d", version))
 	}
 	n, err := binary.ReadUvarint(r)

@@ -28,12 +28,24 @@ import (
 // units), uvarint n pending buyers (uvarint seq, buyer id)), and after each
 // pending order's line count a uvarint deal (slot + 1, 0 for none). A
 // version 1 or 2 snapshot predates deals and is read as holding none.
+//
+// Version 4 adds to each entry of the idempotency key ring, after its
+// time, a uvarint minted: the minting time of a time-ordered key (unix ms,
+// the OrderPlaced event's KeyMinted), 0 for other keys. An older snapshot's
+// keys are read with minted 0, as other keys.
 const (
 	snapshotMagic     = "FESTSNAP"
-	snapshotVersion   = 3
+	snapshotVersion   = 4
+	snapshotVersionV3 = 3
 	snapshotVersionV2 = 2
 	snapshotVersionV1 = 1
 )
+
+// snapshotVersionReadable reports whether a snapshot of version can be
+// read: the current one and every older one.
+func snapshotVersionReadable(version byte) bool {
+	return version >= snapshotVersionV1 && version <= snapshotVersion
+}
 
 // encodePartition appends p's state.
 func encodePartition(b []byte, p *partition) []byte {
@@ -80,7 +92,7 @@ func encodePartitionVersion(b []byte, p *partition, version byte) []byte {
 			b = binary.LittleEndian.AppendUint32(b, h)
 		}
 	}
-	if version >= snapshotVersion {
+	if version >= snapshotVersionV3 {
 		b = encodeLive(b, p)
 	}
 	b = binary.AppendUvarint(b, uint64(p.pendingCount))
@@ -95,7 +107,7 @@ func encodePartitionVersion(b []byte, p *partition, version byte) []byte {
 		b = binary.AppendVarint(b, po.payBy)
 		b = binary.AppendUvarint(b, uint64(po.merchant))
 		b = binary.AppendUvarint(b, uint64(po.count))
-		if version >= snapshotVersion {
+		if version >= snapshotVersionV3 {
 			b = binary.AppendUvarint(b, uint64(po.deal))
 		} else if po.deal != 0 {
 			panic(fmt.Sprintf("engine: partition %d pending order %d is on a deal, which snapshot version %d cannot hold", p.id, seq, version))
@@ -106,7 +118,7 @@ func encodePartitionVersion(b []byte, p *partition, version byte) []byte {
 			b = binary.AppendUvarint(b, uint64(it.quantity))
 		}
 	}
-	return p.keys.encode(b)
+	return p.keys.encode(b, version)
 }
 
 // count reads the length of what follows: at most max, and at most the
@@ -216,13 +228,13 @@ func (c *core) decodePartition(p *partition, data []byte, version byte) error {
 	} else {
 		c.decodeParcels(d, p)
 	}
-	if version >= snapshotVersion {
+	if version >= snapshotVersionV3 {
 		c.decodeLive(d, p)
 	}
 	for i, n := 0, d.count(1<<52, "pending order"); i < n && d.err == nil; i++ {
 		seq := d.uvarint()
 		po := &pendingOrder{total: d.varint(), createdAt: d.varint(), payBy: d.varint(), merchant: uint32(d.uvarint()), count: uint16(d.count(orderItemsMax, "item"))}
-		if version >= snapshotVersion {
+		if version >= snapshotVersionV3 {
 			po.deal = uint16(d.value(uint64(len(p.deals)), "pending order's deal"))
 			if po.deal != 0 && po.count != 1 {
 				d.fail("pending deal order of several lines")
@@ -258,7 +270,7 @@ func (c *core) decodePartition(p *partition, data []byte, version byte) error {
 		}
 		p.addPending(seq, po)
 	}
-	if version >= snapshotVersion {
+	if version >= snapshotVersionV3 {
 		c.checkPending(d, p)
 	}
 	// Keep the window's invariant: it ends just before the next order.
@@ -268,7 +280,7 @@ func (c *core) decodePartition(p *partition, data []byte, version byte) error {
 	for d.err == nil && p.pendingBase+uint64(len(p.pending)) < p.nextSeq() {
 		p.pending = append(p.pending, nil)
 	}
-	c.decodeKeys(d, p)
+	c.decodeKeys(d, p, version)
 	if d.err == nil && d.off != len(d.b) {
 		d.fail("trailing bytes")
 	}

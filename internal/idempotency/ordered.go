@@ -36,11 +36,16 @@ import (
 
 const (
 	orderedSuffix = ".trun"
-	orderedMagic  = "FESTIDT1"
+	orderedMagic  = "FESTIDT2"
 	// orderedHeaderBytes: magic | u32 count | u32 sections | i64 minAt |
-	// i64 maxAt | i64 minMinted | i64 maxMinted | u32 blockEntries | u32
-	// crc32c of the header before it.
-	orderedHeaderBytes = 56
+	// i64 maxAt | i64 minMinted | i64 maxMinted | u32 blockEntries | u64
+	// bucket width in ms | u32 crc32c of the header before it.
+	orderedHeaderBytes = 64
+	// orderedMagicV1 runs, written before the bucket width was in the
+	// header, have a header of orderedHeaderBytesV1 without it; they are
+	// still read, their width unchecked.
+	orderedMagicV1       = "FESTIDT1"
+	orderedHeaderBytesV1 = 56
 	// subBlockEntries entries are one sub-block (2,304 bytes), checked by
 	// the checksum after it: what a lookup reads.
 	subBlockEntries = 64
@@ -346,7 +351,8 @@ func sectionBytes(count int) int {
 
 func fenceCount(count int) int { return (count + orderedBlockEntries - 1) / orderedBlockEntries }
 
-func encodeOrdered(entries []Entry, buckets []int64, sizes []int) []byte {
+// encodeOrdered lays entries out as a run of bucketWidthMs buckets.
+func encodeOrdered(entries []Entry, buckets []int64, sizes []int, bucketWidthMs int64) []byte {
 	blocks, data := 0, 0
 	for _, n := range sizes {
 		blocks += fenceCount(n)
@@ -367,6 +373,7 @@ func encodeOrdered(entries []Entry, buckets []int64, sizes []int) []byte {
 		b = binary.LittleEndian.AppendUint64(b, uint64(v))
 	}
 	b = binary.LittleEndian.AppendUint32(b, orderedBlockEntries)
+	b = binary.LittleEndian.AppendUint64(b, uint64(bucketWidthMs))
 	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 	table := len(b)
 	first := 0
@@ -401,8 +408,10 @@ func encodeOrdered(entries []Entry, buckets []int64, sizes []int) []byte {
 	return b
 }
 
-// readOrdered reads and checks a run's header and table.
-func readOrdered(fsys vfs.FS, path string, number uint64) (*orderedRun, error) {
+// readOrdered reads and checks a run's header and table. A run of another
+// bucket width than bucketWidthMs is refused (ErrBucketWidth): lookups
+// would compute other buckets and miss its keys.
+func readOrdered(fsys vfs.FS, path string, number uint64, bucketWidthMs int64) (*orderedRun, error) {
 	f, err := fsys.OpenFile(path, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open run %s: %w", path, err)
@@ -415,18 +424,35 @@ func readOrdered(fsys vfs.FS, path string, number uint64) (*orderedRun, error) {
 	damaged := func(off int64, what string, args ...any) error {
 		return fmt.Errorf("%w: %s at offset %d: %s", ErrDamaged, path, off, fmt.Sprintf(what, args...))
 	}
-	if size < orderedHeaderBytes {
+	if size < orderedHeaderBytesV1 {
 		return nil, damaged(0, "%d bytes, shorter than a header", size)
 	}
 	h := make([]byte, orderedHeaderBytes)
-	if _, err := f.ReadAt(h, 0); err != nil {
+	if _, err := f.ReadAt(h[:orderedHeaderBytesV1], 0); err != nil {
 		return nil, fmt.Errorf("read run %s: %w", path, err)
 	}
-	if string(h[:len(orderedMagic)]) != orderedMagic {
+	var hb int64 // the header's size
+	switch string(h[:len(orderedMagic)]) {
+	case orderedMagicV1:
+		hb = orderedHeaderBytesV1
+	case orderedMagic:
+		hb = orderedHeaderBytes
+		if size < hb {
+			return nil, damaged(0, "%d bytes, shorter than a header", size)
+		}
+		if _, err := f.ReadAt(h[orderedHeaderBytesV1:], orderedHeaderBytesV1); err != nil {
+			return nil, fmt.Errorf("read run %s: %w", path, err)
+		}
+	default:
 		return nil, damaged(0, "not an ordered run")
 	}
-	if crc32.Checksum(h[:52], castagnoli) != binary.LittleEndian.Uint32(h[52:]) {
+	if crc32.Checksum(h[:hb-4], castagnoli) != binary.LittleEndian.Uint32(h[hb-4:]) {
 		return nil, damaged(0, "header checksum")
+	}
+	if hb == orderedHeaderBytes {
+		if w := int64(binary.LittleEndian.Uint64(h[52:])); w != bucketWidthMs {
+			return nil, fmt.Errorf("%w: %s has buckets of %d ms, the store's are %d ms", ErrBucketWidth, path, w, bucketWidthMs)
+		}
 	}
 	count := int(binary.LittleEndian.Uint32(h[8:]))
 	sections := int(binary.LittleEndian.Uint32(h[12:]))
@@ -436,11 +462,11 @@ func readOrdered(fsys vfs.FS, path string, number uint64) (*orderedRun, error) {
 	if count == 0 || sections == 0 || sections > count || binary.LittleEndian.Uint32(h[48:]) != orderedBlockEntries {
 		return nil, damaged(8, "%d entries in %d sections", count, sections)
 	}
-	if orderedHeaderBytes+int64(sections)*sectionTableBytes > size {
+	if hb+int64(sections)*sectionTableBytes > size {
 		return nil, damaged(12, "%d sections in %d bytes", sections, size)
 	}
 	st := make([]byte, sections*sectionTableBytes)
-	if _, err := f.ReadAt(st, orderedHeaderBytes); err != nil {
+	if _, err := f.ReadAt(st, hb); err != nil {
 		return nil, fmt.Errorf("read run %s: %w", path, err)
 	}
 	blocks, total, data := 0, 0, int64(0)
@@ -451,22 +477,22 @@ func readOrdered(fsys vfs.FS, path string, number uint64) (*orderedRun, error) {
 		sec.count = int(binary.LittleEndian.Uint32(st[i*sectionTableBytes+8:]))
 		sec.last = binary.LittleEndian.Uint64(st[i*sectionTableBytes+12:])
 		if sec.count == 0 || (i > 0 && sec.bucket <= r.sections[i-1].bucket) {
-			return nil, damaged(int64(orderedHeaderBytes+i*sectionTableBytes), "section %d of bucket %d and %d entries", i, sec.bucket, sec.count)
+			return nil, damaged(hb+int64(i*sectionTableBytes), "section %d of bucket %d and %d entries", i, sec.bucket, sec.count)
 		}
 		blocks += fenceCount(sec.count)
 		total += sec.count
 		data += int64(sectionBytes(sec.count))
 	}
-	tableEnd := int64(orderedHeaderBytes + sections*sectionTableBytes + blocks*8 + 4)
+	tableEnd := hb + int64(sections*sectionTableBytes+blocks*8+4)
 	if total != count || size != tableEnd+data {
 		return nil, damaged(8, "%d entries in %d bytes", count, size)
 	}
-	table := make([]byte, tableEnd-orderedHeaderBytes)
-	if _, err := f.ReadAt(table, orderedHeaderBytes); err != nil {
+	table := make([]byte, tableEnd-hb)
+	if _, err := f.ReadAt(table, hb); err != nil {
 		return nil, fmt.Errorf("read run %s: %w", path, err)
 	}
 	if crc32.Checksum(table[:len(table)-4], castagnoli) != binary.LittleEndian.Uint32(table[len(table)-4:]) {
-		return nil, damaged(orderedHeaderBytes, "table checksum")
+		return nil, damaged(hb, "table checksum")
 	}
 	fences := table[sections*sectionTableBytes:]
 	off := tableEnd
@@ -482,7 +508,7 @@ func readOrdered(fsys vfs.FS, path string, number uint64) (*orderedRun, error) {
 			}
 		}
 		if sec.last < sec.fences[len(sec.fences)-1] {
-			return nil, damaged(int64(orderedHeaderBytes+i*sectionTableBytes+12), "section %d ends before its last block starts", i)
+			return nil, damaged(hb+int64(i*sectionTableBytes+12), "section %d ends before its last block starts", i)
 		}
 		off += int64(sectionBytes(sec.count))
 	}
@@ -527,9 +553,9 @@ func newOrderedRun(path string, number uint64, entries []Entry, buckets []int64,
 	return r
 }
 
-// addOrdered publishes r (writer or Open only); keepOpen keeps a handle,
-// for the newest runs, where retries land most.
-func (s *Store) addOrdered(r *orderedRun, keepOpen bool) error {
+// addOrdered publishes r, a run the writer has just written, and keeps a
+// handle of it: retries land most in the newest runs.
+func (s *Store) addOrdered(r *orderedRun) error {
 	t := &s.ordered
 	t.mu.Lock()
 	if t.runs[r.number] != nil {
@@ -541,25 +567,22 @@ func (s *Store) addOrdered(r *orderedRun, keepOpen bool) error {
 		b := r.sections[i].bucket
 		t.buckets[b] = append(t.buckets[b], sectionRef{run: r, section: i})
 	}
-	if keepOpen {
-		if f, err := s.cfg.FS.OpenFile(r.path, os.O_RDONLY, 0); err == nil {
-			r.f = f // a failure only costs speed
-			t.open = append(t.open, r)
+	if f, err := s.cfg.FS.OpenFile(r.path, os.O_RDONLY, 0); err == nil {
+		r.f = f // a failure only costs speed
+		t.open = append(t.open, r)
+	}
+	// The oldest handles close first; a removed run's is closed already.
+	for len(t.open) > openRunsMax {
+		if o := t.open[0]; o.f != nil {
+			o.f.Close()
+			o.f = nil
 		}
-		// The oldest handles close first; a removed run's is closed already.
-		for len(t.open) > openRunsMax {
-			if o := t.open[0]; o.f != nil {
-				o.f.Close()
-				o.f = nil
-			}
-			t.open = t.open[1:]
-		}
+		t.open = t.open[1:]
 	}
 	t.mu.Unlock()
 	// The horizon rises before the run's keys are reported durable, so
 	// before the engine removes them from memory.
-	for h := t.horizon.Load(); r.maxMint+1 > h && !t.horizon.CompareAndSwap(h, r.maxMint+1); h = t.horizon.Load() {
-	}
+	t.raiseHorizon(r.maxMint + 1)
 	t.keys.Add(int64(r.count))
 	t.bytes.Add(r.bytes)
 	s.orderedChanged()
@@ -567,6 +590,48 @@ func (s *Store) addOrdered(r *orderedRun, keepOpen bool) error {
 	// passed; a time-ordered run is one too.
 	s.generation.Add(1)
 	return nil
+}
+
+// loadOrdered publishes the runs Open read, all at once: addOrdered walks
+// every published run for the figures, which for each of tens of thousands
+// of runs made Open quadratic in their number.
+func (s *Store) loadOrdered(runs []*orderedRun) error {
+	if len(runs) == 0 {
+		return nil
+	}
+	// Oldest first, as the writer appends them: a lookup reads a bucket's
+	// sections newest first.
+	slices.SortFunc(runs, func(a, b *orderedRun) int { return cmp.Compare(a.number, b.number) })
+	t := &s.ordered
+	var horizon, keys, bytes int64
+	t.mu.Lock()
+	for _, r := range runs {
+		if t.runs[r.number] != nil {
+			t.mu.Unlock()
+			return fmt.Errorf("%w: %s: run %d loaded twice", ErrDamaged, r.path, r.number)
+		}
+		t.runs[r.number] = r
+		for i := range r.sections {
+			b := r.sections[i].bucket
+			t.buckets[b] = append(t.buckets[b], sectionRef{run: r, section: i})
+		}
+		horizon = max(horizon, r.maxMint+1)
+		keys += int64(r.count)
+		bytes += r.bytes
+	}
+	t.mu.Unlock()
+	t.raiseHorizon(horizon)
+	t.keys.Add(keys)
+	t.bytes.Add(bytes)
+	s.orderedChanged()
+	s.generation.Add(1)
+	return nil
+}
+
+// raiseHorizon raises the horizon to h if it is below; it never falls.
+func (t *orderedTier) raiseHorizon(h int64) {
+	for old := t.horizon.Load(); h > old && !t.horizon.CompareAndSwap(old, h); old = t.horizon.Load() {
+	}
 }
 
 // removeOrdered takes runs out of the tier and deletes their files.
@@ -585,14 +650,19 @@ func (s *Store) removeOrdered(drop []*orderedRun) error {
 			r.f = nil
 		}
 	}
+	// Each bucket is filtered once, however many of the runs it holds.
+	touched := make(map[int64]bool)
 	for i := range drop {
 		for _, sec := range drop[i].sections {
-			refs := slices.DeleteFunc(t.buckets[sec.bucket], func(x sectionRef) bool { return gone[x.run] })
-			if len(refs) == 0 {
-				delete(t.buckets, sec.bucket)
-			} else {
-				t.buckets[sec.bucket] = refs
-			}
+			touched[sec.bucket] = true
+		}
+	}
+	for bucket := range touched {
+		refs := slices.DeleteFunc(t.buckets[bucket], func(x sectionRef) bool { return gone[x.run] })
+		if len(refs) == 0 {
+			delete(t.buckets, bucket)
+		} else {
+			t.buckets[bucket] = refs
 		}
 	}
 	t.mu.Unlock()
@@ -636,10 +706,10 @@ func (s *Store) writeOrdered(entries []Entry) error {
 	number := s.nextNumber
 	s.nextNumber++
 	path := filepath.Join(s.cfg.Dir, orderedName(number))
-	if err := vfs.WriteFileAtomic(s.cfg.FS, path, encodeOrdered(entries, buckets, sizes), 0o600); err != nil {
+	if err := vfs.WriteFileAtomic(s.cfg.FS, path, encodeOrdered(entries, buckets, sizes, s.cfg.BucketWidth.Milliseconds()), 0o600); err != nil {
 		return fmt.Errorf("write run %s: %w", path, err)
 	}
-	if err := s.addOrdered(newOrderedRun(path, number, entries, buckets, sizes), true); err != nil {
+	if err := s.addOrdered(newOrderedRun(path, number, entries, buckets, sizes)); err != nil {
 		return err
 	}
 	s.enforceOrderedBudget()
@@ -661,27 +731,36 @@ func (s *Store) expireOrdered(cutoff int64) error {
 }
 
 // enforceOrderedBudget forgets the oldest runs while the tier's index is
-// over OrderedIndexBytesMax.
+// over OrderedIndexBytesMax, the newest always kept (writer or Open only:
+// nothing else changes the runs meanwhile). The runs to forget are chosen
+// in one pass and removed at once, so that Open over a directory far past
+// the bound (the bound was lowered) costs no more than a sort.
 func (s *Store) enforceOrderedBudget() {
 	t := &s.ordered
-	for t.bytes.Load() > s.cfg.OrderedIndexBytesMax {
-		t.mu.RLock()
-		var oldest *orderedRun
-		for _, r := range t.runs {
-			if oldest == nil || r.number < oldest.number {
-				oldest = r
-			}
+	over := t.bytes.Load() - s.cfg.OrderedIndexBytesMax
+	if over <= 0 {
+		return
+	}
+	t.mu.RLock()
+	runs := make([]*orderedRun, 0, len(t.runs))
+	for _, r := range t.runs {
+		runs = append(runs, r)
+	}
+	t.mu.RUnlock()
+	slices.SortFunc(runs, func(a, b *orderedRun) int { return cmp.Compare(a.number, b.number) })
+	var drop []*orderedRun
+	for _, r := range runs[:max(0, len(runs)-1)] {
+		if over <= 0 {
+			break
 		}
-		n := len(t.runs)
-		t.mu.RUnlock()
-		if n <= 1 {
-			return
-		}
-		s.orderedForgottenEarly.Add(uint64(oldest.count))
-		s.cfg.Logger.Error("idempotency: time-ordered keys forgotten before their window", "reason", "index over OrderedIndexBytesMax", "keys", oldest.count, "run", oldest.path)
-		if err := s.removeOrdered([]*orderedRun{oldest}); err != nil {
-			s.cfg.Logger.Error("idempotency: remove run", "err", err)
-		}
+		drop = append(drop, r)
+		over -= r.bytes
+		s.orderedForgottenEarly.Add(uint64(r.count))
+		s.cfg.Logger.Error("idempotency: time-ordered keys forgotten before their window; a retry of one places a second order",
+			"reason", "index over OrderedIndexBytesMax", "keys", r.count, "run", r.path)
+	}
+	if err := s.removeOrdered(drop); err != nil {
+		s.cfg.Logger.Error("idempotency: remove run", "err", err)
 	}
 }
 

@@ -1,7 +1,10 @@
 package idempotency
 
 import (
+	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"runtime"
 	"testing"
 	"time"
@@ -193,4 +196,41 @@ func BenchmarkOrderedOpen(b *testing.B) {
 		s.Close()
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/key")
+}
+
+// BenchmarkOrderedOpenManyRuns opens a directory of many small
+// time-ordered runs, as a long window at a low rate leaves (one run a
+// RunDelayMax): Open must cost the same per run at any number of runs. The
+// runs are written directly, not through a store, so that making them is
+// quick.
+func BenchmarkOrderedOpenManyRuns(b *testing.B) {
+	for _, runs := range []int{1_000, 10_000, 40_000} {
+		b.Run(fmt.Sprint(runs), func(b *testing.B) {
+			dir := b.TempDir()
+			writeSmallOrderedRuns(b, dir, runs)
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				s, err := Open(Config{Dir: dir, Window: 24 * time.Hour, Now: newClock(benchStartNs + int64(runs)*1e9).Now, Logger: quiet})
+				if err != nil {
+					b.Fatal(err)
+				}
+				s.Close()
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(runs), "ns/run")
+		})
+	}
+}
+
+// writeSmallOrderedRuns writes runs runs of one time-ordered key each, a
+// second apart from benchStartNs on.
+func writeSmallOrderedRuns(tb testing.TB, dir string, runs int) {
+	s := &Store{cfg: Config{BucketWidth: 2 * time.Second}}
+	for i := 0; i < runs; i++ {
+		at := benchStartNs + int64(i)*1e9
+		e := []Entry{{KeyHash: uint64(i)<<1 | 1, RequestHash: 1, Seq: uint64(i + 1), At: at, Minted: at / 1e6}}
+		buckets, sizes, _ := s.sortOrdered(e, nil)
+		if err := os.WriteFile(filepath.Join(dir, orderedName(uint64(i+1))), encodeOrdered(e, buckets, sizes, s.cfg.BucketWidth.Milliseconds()), 0o600); err != nil {
+			tb.Fatal(err)
+		}
+	}
 }

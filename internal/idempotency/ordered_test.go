@@ -1,7 +1,9 @@
 package idempotency
 
 import (
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -490,7 +492,9 @@ func FuzzReadOrdered(f *testing.F) {
 	es := timedEntries(rng, 40, 5, 1_750_000_000_000, 4000)
 	s := &Store{cfg: Config{Dir: "x"}.withDefaults()}
 	buckets, sizes, _ := s.sortOrdered(es, nil)
-	f.Add(encodeOrdered(es, buckets, sizes))
+	f.Add(encodeOrdered(es, buckets, sizes, s.cfg.BucketWidth.Milliseconds()))
+	f.Add(encodeOrdered(es, buckets, sizes, 2*s.cfg.BucketWidth.Milliseconds()))
+	f.Add(encodeOrderedV1(es, buckets, sizes))
 	f.Add([]byte(orderedMagic))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		sim, err := vfs.NewSim(vfs.SimConfig{})
@@ -504,9 +508,9 @@ func FuzzReadOrdered(f *testing.F) {
 		if err := vfs.WriteFileAtomic(sim, path, b, 0o600); err != nil {
 			t.Fatal(err)
 		}
-		r, err := readOrdered(sim, path, 1)
+		r, err := readOrdered(sim, path, 1, s.cfg.BucketWidth.Milliseconds())
 		if err != nil {
-			if !errors.Is(err, ErrDamaged) {
+			if !errors.Is(err, ErrDamaged) && !errors.Is(err, ErrBucketWidth) {
 				t.Fatalf("not damage: %v", err)
 			}
 			return
@@ -519,4 +523,86 @@ func FuzzReadOrdered(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestOpenManyOrderedRuns checks the start-up that publishes every run at
+// once (before, each run was published alone, walking all those before
+// it): the figures, the horizon and the lookups are those of the runs, and
+// a budget lowered below them forgets the oldest at Open, the newest kept.
+func TestOpenManyOrderedRuns(t *testing.T) {
+	const runs = 300
+	for _, budget := range []int64{0, 100 * (orderedRunOverheadBytes + orderedSectionOverheadBytes + 8)} {
+		dir := t.TempDir()
+		writeSmallOrderedRuns(t, dir, runs)
+		s, err := Open(Config{Dir: dir, Window: 24 * time.Hour, Now: newClock(benchStartNs + runs*1e9).Now, Logger: quiet, OrderedIndexBytesMax: budget})
+		if err != nil {
+			t.Fatal(err)
+		}
+		kept := runs
+		if budget != 0 {
+			kept = 100
+		}
+		st := s.Stats()
+		if st.OrderedRuns != kept || st.OrderedKeys != int64(kept) || st.OrderedForgottenEarly != uint64(runs-kept) ||
+			st.OrderedIndexBytes != int64(kept)*(orderedRunOverheadBytes+orderedSectionOverheadBytes+8) {
+			t.Fatalf("budget %d: stats %+v, want the %d newest runs of one key", budget, st, kept)
+		}
+		last := benchStartNs + (runs-1)*1e9
+		if st.Horizon != last/1e6+1 || st.OldestAt != benchStartNs+int64(runs-kept)*1e9 {
+			t.Fatalf("budget %d: horizon %d oldest %d, want %d and %d", budget, st.Horizon, st.OldestAt, last/1e6+1, benchStartNs+int64(runs-kept)*1e9)
+		}
+		for i := 0; i < runs; i++ {
+			at := benchStartNs + int64(i)*1e9
+			e, ok, err := s.LookupOrdered(uint64(i)<<1|1, at/1e6)
+			if err != nil || ok != (i >= runs-kept) || (ok && (e.Seq != uint64(i+1) || e.At != at)) {
+				t.Fatalf("budget %d: key of run %d: %+v %v %v", budget, i, e, ok, err)
+			}
+		}
+		s.Close()
+	}
+}
+
+// encodeOrderedV1 lays entries out as a run of the first layout, whose
+// header has no bucket width.
+func encodeOrderedV1(entries []Entry, buckets []int64, sizes []int) []byte {
+	b := encodeOrdered(entries, buckets, sizes, 0)
+	h := append([]byte(orderedMagicV1), b[len(orderedMagic):52]...)
+	h = binary.LittleEndian.AppendUint32(h, crc32.Checksum(h, castagnoli))
+	return append(h, b[orderedHeaderBytes:]...)
+}
+
+// TestOrderedBucketWidthChecked checks that Open refuses a time-ordered run
+// of another bucket width, whose keys lookups would miss, and still reads a
+// run of the first layout, which has no width to check.
+func TestOrderedBucketWidthChecked(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	es := timedEntries(rng, 40, 5, 1_750_000_000_000, 4000)
+	s := &Store{cfg: Config{Dir: "x"}.withDefaults()}
+	buckets, sizes, _ := s.sortOrdered(es, nil)
+	for _, tc := range []struct {
+		name  string
+		data  []byte
+		width time.Duration
+		err   error
+	}{
+		{"same width", encodeOrdered(es, buckets, sizes, s.cfg.BucketWidth.Milliseconds()), s.cfg.BucketWidth, nil},
+		{"another width", encodeOrdered(es, buckets, sizes, s.cfg.BucketWidth.Milliseconds()), 2 * s.cfg.BucketWidth, ErrBucketWidth},
+		{"first layout", encodeOrderedV1(es, buckets, sizes), s.cfg.BucketWidth, nil},
+	} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, orderedName(1)), tc.data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		st, err := Open(Config{Dir: dir, Window: 24 * time.Hour, BucketWidth: tc.width, Now: newClock(es[0].At).Now, Logger: quiet})
+		if !errors.Is(err, tc.err) {
+			t.Fatalf("%s: Open: %v, want %v", tc.name, err, tc.err)
+		}
+		if err != nil {
+			continue
+		}
+		for _, e := range es {
+			mustFindOrdered(t, st, e)
+		}
+		st.Close()
+	}
 }

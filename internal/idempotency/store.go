@@ -55,6 +55,9 @@ var (
 	// ErrDamaged is returned (wrapped, with the file and offset) when a run
 	// file fails its checksum or its layout.
 	ErrDamaged = errors.New("idempotency run damaged")
+	// ErrBucketWidth is returned (wrapped, with the file) by Open when a
+	// time-ordered run was written with another BucketWidth.
+	ErrBucketWidth = errors.New("idempotency run of another bucket width")
 )
 
 // Entry is one key of the disk tier.
@@ -94,8 +97,8 @@ type Config struct {
 	// time-ordered tier (default 2s, about one run's gathering time, so
 	// that a bucket is one to three sections at the peak and a retry reads
 	// as many blocks). Changing it makes the runs on disk unreadable to
-	// lookups, which then compute other buckets: keep it per data
-	// directory.
+	// lookups, which would compute other buckets, so Open refuses a run
+	// of another width (ErrBucketWidth): keep it per data directory.
 	BucketWidth time.Duration
 	// MintedAgeMax is how long before its first use a key may have been
 	// minted and still be time-ordered (default 2m); MintedSkewMax how far
@@ -258,6 +261,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	set := &runSet{byID: map[uint32]*run{}}
 	var removed bool
+	var ordered []*orderedRun
 	for _, name := range names {
 		path := filepath.Join(cfg.Dir, name)
 		if strings.HasSuffix(name, ".tmp") {
@@ -268,13 +272,11 @@ func Open(cfg Config) (*Store, error) {
 			continue
 		}
 		if number, ok := parseOrderedName(name); ok {
-			r, err := readOrdered(cfg.FS, path, number)
+			r, err := readOrdered(cfg.FS, path, number, cfg.BucketWidth.Milliseconds())
 			if err != nil {
 				return nil, err
 			}
-			if err := s.addOrdered(r, false); err != nil {
-				return nil, err
-			}
+			ordered = append(ordered, r)
 			s.nextNumber = max(s.nextNumber, number+1)
 			continue
 		}
@@ -295,6 +297,9 @@ func Open(cfg Config) (*Store, error) {
 		s.runs.Store(set)
 		s.index.insertAll(entries, r.id, set)
 		s.nextNumber = max(s.nextNumber, number+1)
+	}
+	if err := s.loadOrdered(ordered); err != nil {
+		return nil, err
 	}
 	if removed {
 		if err := cfg.FS.SyncDir(cfg.Dir); err != nil {

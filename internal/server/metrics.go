@@ -144,6 +144,7 @@ var (
 	descIdempotencyTimedIndex     = prometheus.NewDesc("fest_idempotency_time_ordered_index_bytes", "Memory of the index of the disk tier's time-ordered runs.", nil, nil)
 	descIdempotencyHorizon        = prometheus.NewDesc("fest_idempotency_horizon_age_seconds", "How far the time-ordered tier's horizon is behind now: a time-ordered key minted since never reads the disk (0 while that tier is empty).", nil, nil)
 	descIdempotencyTimedForgotten = prometheus.NewDesc("fest_idempotency_time_ordered_forgotten_early_total", "Time-ordered keys dropped before their window to stay within their index bound.", nil, nil)
+	descIdempotencyTimeRejected   = prometheus.NewDesc("fest_idempotency_time_rejected_total", "First uses of UUIDv7 or ULID keys minted too far from their use to be time-ordered (a client clock off), kept as other keys.", nil, nil)
 )
 
 func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -151,7 +152,7 @@ func (c *engineCollector) Describe(ch chan<- *prometheus.Desc) {
 		descCatchUp, descSnapshots, descSnapFailed, descSnapshotNow,
 		descStoreOrders, descStoreResident, descStoreBudget, descStoreEvictions, descStoreColdReads,
 		descIdempotencyKeys, descIdempotencyOldest, descIdempotencyIndex, descIdempotencyForgotten,
-		descIdempotencyClass, descIdempotencyTimedIndex, descIdempotencyHorizon, descIdempotencyTimedForgotten} {
+		descIdempotencyClass, descIdempotencyTimedIndex, descIdempotencyHorizon, descIdempotencyTimedForgotten, descIdempotencyTimeRejected} {
 		ch <- d
 	}
 }
@@ -201,6 +202,7 @@ func (c *engineCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descIdempotencyTimedIndex, prometheus.GaugeValue, float64(is.DiskTimedIndexBytes))
 	ch <- prometheus.MustNewConstMetric(descIdempotencyHorizon, prometheus.GaugeValue, is.HorizonAge.Seconds())
 	counter(descIdempotencyTimedForgotten, is.TimedForgottenEarly)
+	counter(descIdempotencyTimeRejected, is.TimeRejected)
 	for _, l := range be.reads.Lags() {
 		ch <- prometheus.MustNewConstMetric(descLagBytes, prometheus.GaugeValue, float64(l.Positions), l.Projection)
 		ch <- prometheus.MustNewConstMetric(descLagSeconds, prometheus.GaugeValue, l.Seconds, l.Projection)

@@ -1,0 +1,127 @@
+package engine
+
+import (
+	"bufio"
+	"bytes"
+	"os"
+	"testing"
+
+	"github.com/fest-platform/fest/internal/journal"
+)
+
+// The files in testdata/compat were written by the engine before the
+// minting time of time-ordered keys was recorded (record version 1,
+// snapshot version 3), each holding a keyed order under a UUIDv7 key and
+// one under another key.
+const compatTimedKey = "01977420-dc01-7000-8000-000000000000"
+
+// TestVersion1RecordStillDecodes checks that a record written before
+// KeyMinted decodes, its keys with KeyMinted 0, and encodes again as the
+// current version with the same events.
+func TestVersion1RecordStillDecodes(t *testing.T) {
+	rec, err := os.ReadFile("testdata/compat/record_v1.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec[0] != recordVersionV1 {
+		t.Fatalf("golden record of version %d, want %d", rec[0], recordVersionV1)
+	}
+	var placed []Event
+	if err := DecodeRecord(rec, 4, func(ev *Event) error {
+		if ev.Kind == EventOrderPlaced {
+			placed = append(placed, Event{KeyHash: ev.KeyHash, RequestHash: ev.RequestHash, KeyMinted: ev.KeyMinted})
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(placed) != 1 || placed[0].KeyHash != hashString(compatTimedKey)|1 || placed[0].RequestHash != 9 || placed[0].KeyMinted != 0 {
+		t.Fatalf("placed %+v, want the UUIDv7 key with request hash 9 and KeyMinted 0", placed)
+	}
+	again := reencode(rec)
+	if again == nil || again[0] != recordVersion {
+		t.Fatalf("re-encoded %x: want a version %d record", again, recordVersion)
+	}
+	if !bytes.Equal(reencode(again), again) {
+		t.Fatal("the re-encoded record does not decode to the same events")
+	}
+}
+
+// TestVersion3SnapshotStillLoads checks that a snapshot written before the
+// key ring held minting times loads, its keys as other keys.
+func TestVersion3SnapshotStillLoads(t *testing.T) {
+	data, err := os.ReadFile("testdata/compat/snapshot_v3.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := data[len(snapshotMagic)]; v != snapshotVersionV3 {
+		t.Fatalf("golden snapshot of version %d, want %d", v, snapshotVersionV3)
+	}
+	c := newCore(4, modelTimeout, 1<<40, 1<<20)
+	pos := make([]journal.Position, 4)
+	if err := c.decodeSnapshot(bufio.NewReader(bytes.NewReader(data)), int64(len(data)), 0, pos); err != nil {
+		t.Fatal(err)
+	}
+	keys := 0
+	for _, p := range c.partitions {
+		keys += len(p.keys.entries)
+		for _, r := range p.keys.ring {
+			if r.minted != 0 {
+				t.Fatalf("partition %d key %x minted %d, want 0", p.id, r.keyHash, r.minted)
+			}
+		}
+		if p.keys.timed != 0 {
+			t.Fatalf("partition %d counts %d time-ordered keys", p.id, p.keys.timed)
+		}
+	}
+	if keys != 2 {
+		t.Fatalf("%d keys loaded, want 2", keys)
+	}
+	// What loads encodes again as the current version and loads the same.
+	again := encodeSnapshotForTest(c, 7)
+	c2 := newCore(4, modelTimeout, 1<<40, 1<<20)
+	if err := c2.decodeSnapshot(bufio.NewReader(bytes.NewReader(again)), int64(len(again)), 0, pos); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(encodeSnapshotForTest(c2, 7), again) {
+		t.Fatal("a version 3 snapshot written again does not load the same")
+	}
+}
+
+// TestKeyMintedSurvivesRecordAndSnapshot checks that a time-ordered key's
+// minting time round-trips through an OrderPlaced event and a snapshot, and
+// that replay files the key as time-ordered.
+func TestKeyMintedSurvivesRecordAndSnapshot(t *testing.T) {
+	const minted = int64(1_750_000_000_123)
+	ev := Event{Kind: EventOrderPlaced, Partition: 1, At: 5, OrderID: newOrderID(1, 1), BuyerID: "u", KeyHash: 0xabc1, RequestHash: 9, KeyMinted: minted,
+		Items: []Item{{SKUID: "s", Quantity: 1, UnitPrice: 100}}}
+	rec := appendEvent(appendRecordHeader(nil), &ev)
+	finishRecord(rec, 1)
+	var got int64
+	if err := DecodeRecord(rec, 4, func(ev *Event) error { got = ev.KeyMinted; return nil }); err != nil || got != minted {
+		t.Fatalf("decoded KeyMinted %d (%v), want %d", got, err, minted)
+	}
+
+	h := newHarness(4)
+	h.do(Command{Kind: KindUpsertBrand, Brand: &Brand{ID: "b", Name: "Brand", Country: "US"}})
+	h.do(Command{Kind: KindUpsertMerchant, Merchant: &Merchant{ID: "m", BrandID: "b", Kind: MerchantFactory}})
+	h.do(Command{Kind: KindUpsertSKU, SKU: &SKU{ID: "s", MerchantID: "m", BrandID: "b", Title: "T", Category: "c", Price: 100, Stock: 10}})
+	p := h.c.partitions[h.c.merchantPartition("m")]
+	// Replay of an event with KeyMinted files the key as time-ordered.
+	ev = Event{Kind: EventOrderPlaced, Partition: p.id, At: 5, OrderID: newOrderID(p.id, 1), BuyerID: "u", KeyHash: 0xabc1, RequestHash: 9, KeyMinted: minted,
+		Items: []Item{{ref: newSKURef(p.id, 0), SKUID: "s", Quantity: 1, UnitPrice: 100}}, PayBy: 1 << 40}
+	h.c.evolve(p, &ev)
+	if n := len(p.keys.ring); n != 1 || p.keys.ring[0].minted != minted || p.keys.timed != 1 {
+		t.Fatalf("after replay: ring %+v timed %d, want the key minted at %d", p.keys.ring, p.keys.timed, minted)
+	}
+	data := encodeSnapshotForTest(h.c, 7)
+	c := newCore(4, modelTimeout, 1<<40, 1<<20)
+	pos := make([]journal.Position, 4)
+	if err := c.decodeSnapshot(bufio.NewReader(bytes.NewReader(data)), int64(len(data)), 0, pos); err != nil {
+		t.Fatal(err)
+	}
+	q := c.partitions[p.id]
+	if len(q.keys.ring) != 1 || q.keys.ring[0].minted != minted || q.keys.timed != 1 {
+		t.Fatalf("after the snapshot: ring %+v timed %d, want the key minted at %d", q.keys.ring, q.keys.timed, minted)
+	}
+}

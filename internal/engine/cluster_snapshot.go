@@ -221,7 +221,7 @@ func (cp *clusterPartition) readSnapshot(ctx context.Context, at journal.Positio
 		return nil, 0, bad("not a partition snapshot")
 	}
 	version := head[len(partSnapshotMagic)]
-	if version != snapshotVersion && version != snapshotVersionV2 && version != snapshotVersionV1 {
+	if !snapshotVersionReadable(version) {
 		return nil, 0, bad(fmt.Sprintf("version %d", version))
 	}
 	p, err := binary.ReadUvarint(r)

@@ -526,6 +526,55 @@ func (e *Engine) FollowPartition(ctx context.Context, p int, from uint64, fn fun
 	})
 }
 
+// Clustered reports whether the engine runs in cluster mode.
+func (e *Engine) Clustered() bool { return e.cfg.Cluster != nil }
+
+// FollowPartitionRecords is FollowPartition without the decoding: it calls
+// fn with each record of partition p after position from, and its
+// position (p's stream sequence), as they are stored, until ctx ends. A
+// fence (a new owner taking p) comes as an empty record, so that a
+// follower's position reaches every position a served partition's Durable
+// may report. rec is valid only during fn. It is for a reader that merges
+// several partitions onto one goroutine (the projection runner), which
+// copies rec and decodes it there with DecodeRecord.
+func (e *Engine) FollowPartitionRecords(ctx context.Context, p int, from uint64, fn func(pos uint64, rec []byte) error) error {
+	cp, err := e.clusterPartition(p)
+	if err != nil {
+		return fmt.Errorf("follow partition %d: %w", p, err)
+	}
+	return cp.stream.Follow(ctx, journal.Position(from), func(end journal.Position, rec []byte) error {
+		return fn(uint64(end), rec)
+	})
+}
+
+// DecodeRecord calls fn for each event of rec, a record a follower read,
+// with ev.Position set to pos; ev is the caller's scratch event, and every
+// event aliases rec. An empty record (a fence) has no events.
+func (e *Engine) DecodeRecord(pos uint64, rec []byte, ev *Event, fn func(ev *Event) error) error {
+	if len(rec) == 0 {
+		return nil
+	}
+	return decodeRecord(rec, len(e.core.partitions), ev, func(ev *Event) error {
+		ev.Position = pos
+		return fn(ev)
+	})
+}
+
+// PartitionDurable returns the position of partition p's journal up to
+// which every record is stored (in cluster mode): the served journal's
+// Durable, or the follower's position, which only ever includes stored
+// records. Reads that must reflect everything acknowledged wait for it.
+// Without cluster mode it is the engine's Durable.
+func (e *Engine) PartitionDurable(p int) uint64 {
+	if e.cfg.Cluster == nil {
+		return e.Durable()
+	}
+	if w := e.served[p].Load(); w != nil {
+		return uint64(w.journal.Durable())
+	}
+	return e.cluster[p].pos.Load()
+}
+
 // ServedPartitions returns the partitions served here, in order: every
 // partition without cluster mode, none on a stopped engine.
 func (e *Engine) ServedPartitions() []int {

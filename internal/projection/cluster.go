@@ -1,0 +1,213 @@
+package projection
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/journal"
+)
+
+// Cluster mode (docs/cluster.md, "Read models in cluster mode").
+//
+// Every node's engine follows every partition's stream, and so does every
+// node's runner: each node's read models cover the whole cluster, so that
+// GMV, the breakdowns and the big screen need nothing from the peers. A
+// goroutine per partition reads that partition's stream and hands each
+// record, copied, to the one applying goroutine through a bounded channel;
+// the projections see whole records one at a time, as on a single node.
+//
+// Positions: the partitions' stream sequences are not one order, so the
+// projections are given a local count of the records applied (monotone,
+// as Commit requires), and the watermark keeps each partition's applied
+// stream sequence besides, which is what reads wait for (WaitResult,
+// WaitDurable).
+//
+// No projection snapshots are written or loaded in cluster mode: the
+// streams are never purged (engine.Cluster.RetainFrom stays nil), so a
+// start rebuilds the read models from the streams' beginnings. A snapshot
+// would have to hold a vector of positions and the runner would have to
+// retain each stream behind it; that is left for when start-up replay gets
+// too long.
+
+const (
+	// clusterFeedMax bounds the records read from the partitions' streams
+	// and not yet applied. At the limit the partitions' readers wait, which
+	// holds their consumers back (JetStream's flow control): the read
+	// models lag, and nothing is dropped.
+	clusterFeedMax = 256
+	// clusterFollowRetryWait is the pause before a partition's reader
+	// whose read failed (the connection lost) reads again.
+	clusterFollowRetryWait = time.Second
+)
+
+// clusterRecord is one record of one partition, copied out of the reader's
+// buffer for the applying goroutine.
+type clusterRecord struct {
+	partition int
+	pos       uint64 // the record's sequence in the partition's stream
+	rec       []byte // empty for a fence
+}
+
+// startCluster is Start in cluster mode.
+func (r *Runner) startCluster(eng *engine.Engine) {
+	n := eng.Partitions()
+	parts := make([]atomic.Uint64, n)
+	r.mark.parts.Store(&parts)
+	ctx, cancel := context.WithCancel(context.Background())
+	r.cancel = cancel
+	feed := make(chan clusterRecord, clusterFeedMax)
+	for p := range n {
+		r.wg.Add(1)
+		go func() {
+			defer r.wg.Done()
+			r.followPartition(ctx, cancel, eng, p, feed)
+		}()
+	}
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.applyCluster(ctx, cancel, eng, feed)
+	}()
+	r.wg.Add(1)
+	go func() {
+		defer r.wg.Done()
+		r.probeLag(ctx, eng)
+	}()
+}
+
+// followPartition reads partition p's stream from its start into feed
+// until ctx ends. A read that fails is retried from the last record
+// handed on; a stream purged behind the runner stops the projections,
+// which can then no longer be the streams'.
+func (r *Runner) followPartition(ctx context.Context, stop context.CancelFunc, eng *engine.Engine, p int, feed chan<- clusterRecord) {
+	from := uint64(0)
+	for {
+		err := eng.FollowPartitionRecords(ctx, p, from, func(pos uint64, rec []byte) error {
+			c := clusterRecord{partition: p, pos: pos}
+			if len(rec) > 0 {
+				c.rec = bytes.Clone(rec)
+			}
+			select {
+			case feed <- c:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			from = pos
+			return nil
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, journal.ErrRemoved) || errors.Is(err, journal.ErrCorrupt) || errors.Is(err, engine.ErrNotCluster) {
+			r.failCluster(stop, fmt.Errorf("follow partition %d from %d: %w", p, from, err))
+			return
+		}
+		r.cfg.Logger.Warn("projections: following a partition failed; reading again",
+			"partition", p, "position", from, "err", err, "wait", clusterFollowRetryWait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(clusterFollowRetryWait):
+		}
+	}
+}
+
+// applyCluster feeds the projections the records of every partition, one
+// record at a time, in the order they arrive (each partition's in its
+// stream's order).
+func (r *Runner) applyCluster(ctx context.Context, stop context.CancelFunc, eng *engine.Engine, feed <-chan clusterRecord) {
+	var ev engine.Event
+	for {
+		var c clusterRecord
+		select {
+		case <-ctx.Done():
+			return
+		case c = <-feed:
+		}
+		if len(c.rec) == 0 {
+			// A fence: no events, but the partition's position moves, so
+			// that a wait for a new owner's Durable returns.
+			r.mark.advancePartition(c.partition, c.pos, r.applied, 0)
+			continue
+		}
+		applied := r.applied + 1
+		inRecord := false
+		var at int64
+		err := eng.DecodeRecord(applied, c.rec, &ev, func(ev *engine.Event) error {
+			inRecord = true
+			at = ev.At
+			for _, p := range r.projections {
+				if err := p.Apply(ev); err != nil {
+					return fmt.Errorf("%s: %w", p.Name(), err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			if inRecord {
+				// Half a record was applied: the projections' state is no
+				// state of the streams.
+				r.torn = true
+				for _, p := range r.projections {
+					p.Abort()
+				}
+			}
+			r.failCluster(stop, fmt.Errorf("apply partition %d's record %d: %w", c.partition, c.pos, err))
+			return
+		}
+		if inRecord {
+			for _, p := range r.projections {
+				p.Commit(applied, at)
+			}
+			r.applied, r.appliedAt = applied, at
+		}
+		r.mark.advancePartition(c.partition, c.pos, r.applied, at)
+	}
+}
+
+// failCluster stops the projections with err: reads answer 503, and the
+// log and Err say why.
+func (r *Runner) failCluster(stop context.CancelFunc, err error) {
+	if r.Err() == nil {
+		r.cfg.Logger.Error("projections stopped following the streams", "err", err)
+		r.stopped(err)
+	}
+	stop()
+}
+
+// waitClusterDurable is WaitDurable in cluster mode: every partition's
+// durable position here, read first, then waited for.
+func (r *Runner) waitClusterDurable(ctx context.Context, eng *engine.Engine) error {
+	n := eng.Partitions()
+	targets := make([]uint64, n)
+	for p := range n {
+		targets[p] = eng.PartitionDurable(p)
+	}
+	for p, pos := range targets {
+		if err := r.mark.WaitPartition(ctx, p, pos); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// clusterLag is the watermark's Lag in cluster mode: the records durable
+// here and not applied, over every partition, and the seconds since the
+// last advance when there are any.
+func (r *Runner) clusterLag(eng *engine.Engine) (positions uint64, seconds float64) {
+	for p := range eng.Partitions() {
+		if d, a := eng.PartitionDurable(p), r.mark.AppliedPartition(p); d > a {
+			positions += d - a
+		}
+	}
+	if positions == 0 {
+		return 0, 0
+	}
+	since := time.Now().UnixNano() - r.mark.committedAt.Load()
+	return positions, float64(max(since, 0)) / 1e9
+}

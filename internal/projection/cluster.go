@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -119,9 +120,11 @@ func (r *Runner) followPartition(ctx context.Context, stop context.CancelFunc, e
 
 // applyCluster feeds the projections the records of every partition, one
 // record at a time, in the order they arrive (each partition's in its
-// stream's order).
+// stream's order), except that a record naming a brand not applied yet is
+// parked, with every later record of its partition, until the brand's
+// record arrives (see clusterApplier).
 func (r *Runner) applyCluster(ctx context.Context, stop context.CancelFunc, eng *engine.Engine, feed <-chan clusterRecord) {
-	var ev engine.Event
+	a := &clusterApplier{r: r, eng: eng, brands: make(map[string]struct{}), parked: make([][]clusterRecord, eng.Partitions())}
 	for {
 		var c clusterRecord
 		select {
@@ -129,45 +132,184 @@ func (r *Runner) applyCluster(ctx context.Context, stop context.CancelFunc, eng 
 			return
 		case c = <-feed:
 		}
-		if len(c.rec) == 0 {
-			// A fence: no events, but the partition's position moves, so
-			// that a wait for a new owner's Durable returns.
-			r.mark.advancePartition(c.partition, c.pos, r.applied, 0)
-			continue
-		}
-		applied := r.applied + 1
-		inRecord := false
-		var at int64
-		err := eng.DecodeRecord(applied, c.rec, &ev, func(ev *engine.Event) error {
-			inRecord = true
-			at = ev.At
-			for _, p := range r.projections {
-				if err := p.Apply(ev); err != nil {
-					return fmt.Errorf("%s: %w", p.Name(), err)
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			if inRecord {
-				// Half a record was applied: the projections' state is no
-				// state of the streams.
-				r.torn = true
-				for _, p := range r.projections {
-					p.Abort()
-				}
-			}
-			r.failCluster(stop, fmt.Errorf("apply partition %d's record %d: %w", c.partition, c.pos, err))
+		if err := a.add(c); err != nil {
+			r.failCluster(stop, err)
 			return
 		}
-		if inRecord {
-			for _, p := range r.projections {
-				p.Commit(applied, at)
-			}
-			r.applied, r.appliedAt = applied, at
-		}
-		r.mark.advancePartition(c.partition, c.pos, r.applied, at)
 	}
+}
+
+// clusterApplier orders the merged partitions for the projections.
+//
+// The partitions' records are not one order, and one reference crosses
+// partitions: a SKU (in its merchant's partition) names its brand (in the
+// brand's partition), and the GMV board refuses a SKU of an unknown brand.
+// The brand's record was stored before the SKU was accepted (the catalog
+// checks the brand exists first), but this node may read the SKU's stream
+// first, above all while rebuilding from the streams' beginnings. So a
+// record with a SKU of a brand not applied yet waits, and its partition's
+// later records behind it, until a record with the brand is applied.
+// Orders only name their own partition's merchants and SKUs, so nothing
+// else needs waiting for.
+type clusterApplier struct {
+	r      *Runner
+	eng    *engine.Engine
+	ev     engine.Event
+	brands map[string]struct{} // every brand applied
+	parked [][]clusterRecord   // per partition, oldest first
+	record map[string]struct{} // scratch: the brands of the record scanned
+	count  int                 // records parked, over every partition
+}
+
+// clusterParkedMax bounds the records parked waiting for a brand. A brand
+// is stored before any SKU naming it, so only this node's readers' relative
+// lag parks records, and briefly; at the limit the streams are taken to be
+// inconsistent and the projections stop (reads answer 503), rather than
+// hold memory without bound.
+const clusterParkedMax = 16384
+
+func (a *clusterApplier) add(c clusterRecord) error {
+	if len(a.parked[c.partition]) > 0 {
+		return a.park(c)
+	}
+	missing, err := a.missingBrand(c)
+	if err != nil {
+		return err
+	}
+	if missing {
+		return a.park(c)
+	}
+	newBrands, err := a.apply(c)
+	if err != nil || !newBrands || a.count == 0 {
+		return err
+	}
+	return a.unpark()
+}
+
+func (a *clusterApplier) park(c clusterRecord) error {
+	if a.count >= clusterParkedMax {
+		return fmt.Errorf("partition %d's record %d: %d records wait for brands that do not come", c.partition, c.pos, a.count)
+	}
+	a.parked[c.partition] = append(a.parked[c.partition], c)
+	a.count++
+	return nil
+}
+
+// unpark applies the parked records whose brands are now applied, until
+// none moves.
+func (a *clusterApplier) unpark() error {
+	for moved := true; moved && a.count > 0; {
+		moved = false
+		for p, queue := range a.parked {
+			for len(queue) > 0 {
+				missing, err := a.missingBrand(queue[0])
+				if err != nil {
+					return err
+				}
+				if missing {
+					break
+				}
+				if _, err := a.apply(queue[0]); err != nil {
+					return err
+				}
+				queue[0] = clusterRecord{}
+				queue = queue[1:]
+				a.count--
+				moved = true
+			}
+			if len(queue) == 0 {
+				queue = nil
+			}
+			a.parked[p] = queue
+		}
+	}
+	return nil
+}
+
+// missingBrand reports whether c has a SKU naming a brand neither applied
+// nor upserted earlier in c.
+func (a *clusterApplier) missingBrand(c clusterRecord) (bool, error) {
+	if len(c.rec) == 0 {
+		return false, nil
+	}
+	clear(a.record)
+	missing := false
+	err := a.eng.DecodeRecord(0, c.rec, &a.ev, func(ev *engine.Event) error {
+		switch ev.Kind {
+		case engine.EventBrandUpserted:
+			if a.record == nil {
+				a.record = make(map[string]struct{})
+			}
+			a.record[ev.Brand.ID] = struct{}{}
+		case engine.EventSKUUpserted:
+			id := ev.SKU.BrandID
+			if id == "" {
+				return nil
+			}
+			if _, ok := a.brands[id]; ok {
+				return nil
+			}
+			if _, ok := a.record[id]; !ok {
+				missing = true
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return false, fmt.Errorf("decode partition %d's record %d: %w", c.partition, c.pos, err)
+	}
+	return missing, nil
+}
+
+// apply feeds one record whole to every projection and moves the
+// watermark; it reports whether the record upserted a brand not applied
+// before.
+func (a *clusterApplier) apply(c clusterRecord) (newBrands bool, err error) {
+	r := a.r
+	if len(c.rec) == 0 {
+		// A fence: no events, but the partition's position moves, so that
+		// a wait for a new owner's Durable returns.
+		r.mark.advancePartition(c.partition, c.pos, r.applied, 0)
+		return false, nil
+	}
+	applied := r.applied + 1
+	inRecord := false
+	var at int64
+	err = a.eng.DecodeRecord(applied, c.rec, &a.ev, func(ev *engine.Event) error {
+		inRecord = true
+		at = ev.At
+		if ev.Kind == engine.EventBrandUpserted {
+			if _, ok := a.brands[ev.Brand.ID]; !ok {
+				a.brands[strings.Clone(ev.Brand.ID)] = struct{}{}
+				newBrands = true
+			}
+		}
+		for _, p := range r.projections {
+			if err := p.Apply(ev); err != nil {
+				return fmt.Errorf("%s: %w", p.Name(), err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		if inRecord {
+			// Half a record was applied: the projections' state is no
+			// state of the streams.
+			r.torn = true
+			for _, p := range r.projections {
+				p.Abort()
+			}
+		}
+		return false, fmt.Errorf("apply partition %d's record %d: %w", c.partition, c.pos, err)
+	}
+	if inRecord {
+		for _, p := range r.projections {
+			p.Commit(applied, at)
+		}
+		r.applied, r.appliedAt = applied, at
+	}
+	r.mark.advancePartition(c.partition, c.pos, r.applied, at)
+	return newBrands, nil
 }
 
 // failCluster stops the projections with err: reads answer 503, and the

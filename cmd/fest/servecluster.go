@@ -13,6 +13,7 @@ import (
 
 	"github.com/fest-platform/fest/internal/cluster"
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/journal/jetstream"
 	"github.com/fest-platform/fest/internal/lease"
 	"github.com/fest-platform/fest/internal/natsserver"
 	"github.com/fest-platform/fest/internal/server"
@@ -123,6 +124,9 @@ func (rs *runningServer) openCluster(now func() int64) (*engine.Engine, error) {
 		cancel()
 		natsserver.WarnSync(rs.log, found, err)
 	}
+	if replicas == 0 {
+		replicas = jetstream.DefaultReplicas
+	}
 	partitions := rs.opts.Partitions
 	if partitions == 0 {
 		partitions = clusterPartitionsDefault
@@ -160,7 +164,7 @@ func (rs *runningServer) openCluster(now func() int64) (*engine.Engine, error) {
 		}
 	}()
 	fmt.Fprintf(rs.stdout, "fest serve: node %s in the cluster at %s (%d partitions, %d replicas, lease ttl %v)\n",
-		o.Node, address, partitions, max(replicas, 1), o.LeaseTTL)
+		o.Node, address, partitions, replicas, o.LeaseTTL)
 	return node.Engine(), nil
 }
 

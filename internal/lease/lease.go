@@ -196,17 +196,35 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	kv, err := cfg.JetStream.CreateOrUpdateKeyValue(ctx, natsjs.KeyValueConfig{
-		Bucket:   cfg.Bucket,
-		History:  1,
-		Replicas: cfg.Replicas,
-		Storage:  natsjs.FileStorage,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("lease: create bucket %s: %w", cfg.Bucket, err)
+	// Nodes starting at once create the bucket at once, and in nats-server
+	// v2.14.5 one of those concurrent requests sometimes never answers: each
+	// attempt is bounded and retried, and an existing bucket is bound to as
+	// it is.
+	var kv natsjs.KeyValue
+	var err error
+	for {
+		actx, cancel := context.WithTimeout(ctx, createAttemptTimeout)
+		if kv, err = cfg.JetStream.KeyValue(actx, cfg.Bucket); err != nil {
+			kv, err = cfg.JetStream.CreateOrUpdateKeyValue(actx, natsjs.KeyValueConfig{
+				Bucket:   cfg.Bucket,
+				History:  1,
+				Replicas: cfg.Replicas,
+				Storage:  natsjs.FileStorage,
+			})
+		}
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("lease: create bucket %s: %w", cfg.Bucket, err)
+		}
 	}
 	return &Manager{cfg: cfg, kv: kv, owned: map[int]*Lease{}, observed: map[string]seen{}}, nil
 }
+
+// createAttemptTimeout bounds one attempt to create the bucket.
+const createAttemptTimeout = 2 * time.Second
 
 func partitionKey(p int) string { return "p." + strconv.Itoa(p) }
 func nodeKey(n string) string   { return "node." + n }

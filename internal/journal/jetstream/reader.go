@@ -3,6 +3,7 @@ package jetstream
 import (
 	"context"
 	"fmt"
+	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
@@ -87,6 +88,14 @@ func replay(stream natsjs.Stream, name string, from journal.Position, fences boo
 	return read(ctx, stream, name, uint64(from), last, fences, fn)
 }
 
+// readPullExpiry and readHeartbeat are read's pull requests' lifetime and
+// the server's heartbeat period within them; two heartbeats missed reset
+// the consumer.
+const (
+	readPullExpiry = 5 * time.Second
+	readHeartbeat  = time.Second
+)
+
 // read delivers the records after from through last (0: without end),
 // and the fence markers as empty records if fences is set.
 func read(ctx context.Context, stream natsjs.Stream, name string, from, last uint64, fences bool, fn func(end journal.Position, rec []byte) error) error {
@@ -97,7 +106,12 @@ func read(ctx context.Context, stream natsjs.Stream, name string, from, last uin
 	if err != nil {
 		return fmt.Errorf("jetstream journal: read %s from %d: %w", name, from, err)
 	}
-	it, err := cons.Messages()
+	// Short pulls with frequent heartbeats: an ordered consumer made while
+	// a new stream's replicas settle sometimes gets no message and no
+	// error, and only a missed heartbeat makes it reset (recreate itself
+	// at the next sequence). With nats.go's defaults (30 s pulls, 5 s
+	// heartbeats) nodes starting together stalled about 10 s per stream.
+	it, err := cons.Messages(natsjs.PullExpiry(readPullExpiry), natsjs.PullHeartbeat(readHeartbeat))
 	if err != nil {
 		return fmt.Errorf("jetstream journal: read %s from %d: %w", name, from, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -90,7 +91,7 @@ func (rs *runningServer) openCluster(now func() int64) (*engine.Engine, error) {
 			return nil, err
 		}
 		cfg := natsserver.Config{Name: o.Node, Dir: filepath.Join(rs.opts.Data, "nats"), Host: host, Port: port,
-			Routes: splitList(o.NATSRoutes), Logger: rs.log}
+			Routes: splitList(o.NATSRoutes), Logger: slog.New(warnOnly{rs.log.Handler()})}
 		if o.NATSClusterListen != "" {
 			if cfg.ClusterHost, cfg.ClusterPort, err = splitHostPort("nats-cluster-listen", o.NATSClusterListen); err != nil {
 				return nil, err
@@ -204,4 +205,12 @@ func (o *serveOptions) clusterNode() string {
 		return ""
 	}
 	return o.Cluster.Node
+}
+
+// warnOnly passes on warnings and errors only: the embedded NATS server
+// logs every route connection at Info.
+type warnOnly struct{ slog.Handler }
+
+func (h warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
 }

@@ -293,12 +293,35 @@ func (m *Manager) Tick(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// listKeys lists the bucket's keys from its stream's subjects: one
+// request the stream's leader answers. (KeyValue.Keys makes a consumer
+// for every listing, and after a server holding a replica was killed
+// those listings timed out for tens of seconds while requests went
+// through.) A deleted key may be listed: Get then finds it gone.
+func (m *Manager) listKeys(ctx context.Context) ([]string, error) {
+	stream, err := m.cfg.JetStream.Stream(ctx, "KV_"+m.cfg.Bucket)
+	if err != nil {
+		return nil, err
+	}
+	prefix := "$KV." + m.cfg.Bucket + "."
+	info, err := stream.Info(ctx, natsjs.WithSubjectFilter(prefix+">"))
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(info.State.Subjects))
+	for subject := range info.State.Subjects {
+		keys = append(keys, strings.TrimPrefix(subject, prefix))
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
 // observe reads every key and notes when each revision was first seen.
 func (m *Manager) observe(ctx context.Context, now time.Time) error {
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	keys, err := m.kv.Keys(rctx)
-	if err != nil && !errors.Is(err, natsjs.ErrNoKeysFound) {
+	keys, err := m.listKeys(rctx)
+	if err != nil {
 		return fmt.Errorf("lease: list keys: %w", err)
 	}
 	if len(keys) > partitionsMax+partitionsMax { // partitions and at most as many nodes

@@ -99,6 +99,9 @@ const (
 // read delivers the records after from through last (0: without end),
 // and the fence markers as empty records if fences is set.
 func read(ctx context.Context, stream natsjs.Stream, name string, from, last uint64, fences bool, fn func(end journal.Position, rec []byte) error) error {
+	if last != 0 && last-from <= directReadMax {
+		return readDirect(ctx, stream, name, from, last, fences, fn)
+	}
 	cons, err := stream.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{
 		DeliverPolicy: natsjs.DeliverByStartSequencePolicy,
 		OptStartSeq:   from + 1,
@@ -143,6 +146,60 @@ func read(ctx context.Context, stream natsjs.Stream, name string, from, last uin
 		next++
 		rec := msg.Data()
 		if msg.Headers().Get(headerFence) != "" {
+			if !fences {
+				continue
+			}
+			rec = nil
+		}
+		if err := fn(journal.Position(seq), rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const (
+	// directReadMax is the longest replay read message by message with
+	// direct gets instead of a consumer: a take-over's tail. Any replica
+	// answers a direct get, so it goes on while a killed server's streams
+	// elect new leaders, when a new consumer was seen to get nothing for
+	// tens of seconds; one request per record is slow only for long
+	// replays, which a consumer reads.
+	directReadMax = 4096
+	// directGetTimeout bounds one direct get, and directGetTriesMax the
+	// tries of one record (a replica may not hold the newest record yet,
+	// or not answer while its server is dying).
+	directGetTimeout  = 2 * time.Second
+	directGetTriesMax = 20
+	directGetWait     = 50 * time.Millisecond
+)
+
+// readDirect is read of the records after from through last, one direct
+// get each.
+func readDirect(ctx context.Context, stream natsjs.Stream, name string, from, last uint64, fences bool, fn func(end journal.Position, rec []byte) error) error {
+	for seq := from + 1; seq <= last; seq++ {
+		var msg *natsjs.RawStreamMsg
+		var err error
+		for range directGetTriesMax {
+			gctx, cancel := context.WithTimeout(ctx, directGetTimeout)
+			msg, err = stream.GetMsg(gctx, seq)
+			cancel()
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(directGetWait):
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			return fmt.Errorf("jetstream journal: read %s at %d: %w", name, seq, err)
+		}
+		rec := msg.Data
+		if msg.Header.Get(headerFence) != "" {
 			if !fences {
 				continue
 			}

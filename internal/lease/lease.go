@@ -216,11 +216,24 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		if err == nil {
 			break
 		}
-		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+		if ctx.Err() != nil || !retryCreate(err) {
 			return nil, fmt.Errorf("lease: create bucket %s: %w", cfg.Bucket, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
 	return &Manager{cfg: cfg, kv: kv, owned: map[int]*Lease{}, observed: map[string]seen{}}, nil
+}
+
+// retryCreate reports whether creating the bucket failed in a way that
+// passes while servers start together: an attempt that timed out, or "no
+// suitable peers for placement" (JetStream error 10005) while not every
+// server has joined yet.
+func retryCreate(err error) bool {
+	var apiErr *natsjs.APIError
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &apiErr) && apiErr.ErrorCode == 10005)
 }
 
 // createAttemptTimeout bounds one attempt to create the bucket.

@@ -85,35 +85,82 @@ func (r *Runner) startCluster(eng *engine.Engine) {
 // until ctx ends. A read that fails is retried from the last record
 // handed on; a stream purged behind the runner stops the projections,
 // which can then no longer be the streams'.
+//
+// A read that stalls is restarted too: after a NATS server was killed, a
+// consumer was seen to deliver nothing, and report nothing, for tens of
+// seconds while the stream took writes. So when this node's engine knows
+// p durable past what the reader handed on, and the reader has not moved
+// for clusterStallMax, the read is cancelled and made again.
 func (r *Runner) followPartition(ctx context.Context, stop context.CancelFunc, eng *engine.Engine, p int, feed chan<- clusterRecord) {
-	from := uint64(0)
+	var from atomic.Uint64
 	for {
-		err := eng.FollowPartitionRecords(ctx, p, from, func(pos uint64, rec []byte) error {
+		readCtx, cancelRead := context.WithCancel(ctx)
+		watchDone := make(chan struct{})
+		go func() {
+			defer close(watchDone)
+			r.watchStall(readCtx, cancelRead, eng, p, &from)
+		}()
+		err := eng.FollowPartitionRecords(readCtx, p, from.Load(), func(pos uint64, rec []byte) error {
 			c := clusterRecord{partition: p, pos: pos}
 			if len(rec) > 0 {
 				c.rec = bytes.Clone(rec)
 			}
 			select {
 			case feed <- c:
-			case <-ctx.Done():
-				return ctx.Err()
+			case <-readCtx.Done():
+				return readCtx.Err()
 			}
-			from = pos
+			from.Store(pos)
 			return nil
 		})
+		stalled := readCtx.Err() != nil
+		cancelRead()
+		<-watchDone
 		if ctx.Err() != nil {
 			return
 		}
 		if errors.Is(err, journal.ErrRemoved) || errors.Is(err, journal.ErrCorrupt) || errors.Is(err, engine.ErrNotCluster) {
-			r.failCluster(stop, fmt.Errorf("follow partition %d from %d: %w", p, from, err))
+			r.failCluster(stop, fmt.Errorf("follow partition %d from %d: %w", p, from.Load(), err))
 			return
 		}
+		if stalled {
+			r.cfg.Logger.Warn("projections: following a partition stalled; reading again", "partition", p, "position", from.Load())
+			continue
+		}
 		r.cfg.Logger.Warn("projections: following a partition failed; reading again",
-			"partition", p, "position", from, "err", err, "wait", clusterFollowRetryWait)
+			"partition", p, "position", from.Load(), "err", err, "wait", clusterFollowRetryWait)
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(clusterFollowRetryWait):
+		}
+	}
+}
+
+// clusterStallMax is how long a partition's reader may hand nothing on
+// while the engine knows the partition durable past it.
+const clusterStallMax = 3 * time.Second
+
+// watchStall cancels a read of partition p that has not moved for
+// clusterStallMax while p is durable past it here.
+func (r *Runner) watchStall(ctx context.Context, cancel context.CancelFunc, eng *engine.Engine, p int, from *atomic.Uint64) {
+	t := time.NewTicker(clusterStallMax / 3)
+	defer t.Stop()
+	last, since := from.Load(), time.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		pos := from.Load()
+		if pos != last || eng.PartitionDurable(p) <= pos {
+			last, since = pos, time.Now()
+			continue
+		}
+		if time.Since(since) >= clusterStallMax {
+			cancel()
+			return
 		}
 	}
 }

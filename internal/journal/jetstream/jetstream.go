@@ -340,10 +340,32 @@ func createStream(ctx context.Context, js natsjs.JetStream, cfg Config) (natsjs.
 		if err == nil {
 			return stream, nil
 		}
-		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+		if ctx.Err() != nil || !RetryCreate(err) {
 			return nil, fmt.Errorf("jetstream journal: create stream %s: %w", name, err)
 		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(createRetryWait):
+		}
 	}
+}
+
+// errCodeClusterNoPeers is JetStream's "no suitable peers for placement"
+// (nats.go names no constant for it).
+const errCodeClusterNoPeers natsjs.ErrorCode = 10005
+
+// createRetryWait is the pause between two attempts to create a stream or
+// bucket.
+const createRetryWait = 250 * time.Millisecond
+
+// RetryCreate reports whether creating a stream or bucket failed in a way
+// that passes while servers start together: an attempt that timed out, or
+// "no suitable peers for placement" (error 10005) while not every server
+// has joined JetStream yet.
+func RetryCreate(err error) bool {
+	var apiErr *natsjs.APIError
+	return errors.Is(err, context.DeadlineExceeded) ||
+		(errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeClusterNoPeers)
 }
 
 // createStreamAttemptTimeout bounds one attempt of createStream.

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
@@ -97,8 +98,12 @@ func OpenSnapshots(ctx context.Context, cfg SnapshotConfig) (*Snapshots, error) 
 		if err == nil {
 			break
 		}
-		if ctx.Err() != nil || !errors.Is(err, context.DeadlineExceeded) {
+		if ctx.Err() != nil || !RetryCreate(err) {
 			return nil, fmt.Errorf("jetstream snapshots: create bucket %s: %w", cfg.Bucket, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(createRetryWait):
 		}
 	}
 	return &Snapshots{cfg: cfg, store: store, prefix: "p" + strconv.Itoa(cfg.Partition) + "/"}, nil

@@ -91,9 +91,10 @@ type Cluster struct {
 	// stream is purged behind the older of that and the oldest snapshot
 	// kept. Nil: streams are never purged.
 	//
-	// TODO(issue 13, step 3): the read models do not follow the
-	// per-partition streams yet, so nothing can say what they need, and
-	// cmd/fest must leave this nil until they do.
+	// TODO(issue 13): the read models follow every partition's stream
+	// but keep no snapshots in cluster mode, so they rebuild from each
+	// stream's start and need every record: cmd/fest leaves this nil until
+	// they snapshot a position per partition.
 	RetainFrom func(partition int) uint64
 	// FollowRetryWait is the pause before a follower whose read failed
 	// (the connection lost, say) reads again; default 1 s.

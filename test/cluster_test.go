@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+
 	"github.com/fest-platform/fest/client"
 	"github.com/fest-platform/fest/internal/engine"
 )
@@ -143,11 +146,41 @@ func startClusterNodes(t *testing.T, n int) []*fest {
 		}
 		t.Cleanup(func() { f.stop() })
 		nodes[i] = f
+		clusterNATS[f] = "nats://127.0.0.1:" + strconv.Itoa(ports[n+i])
 	}
 	for _, f := range nodes {
 		f.ready()
 	}
 	return nodes
+}
+
+// clusterNATS is each node's embedded NATS server's client URL.
+var clusterNATS = map[*fest]string{}
+
+// streamEnds returns every partition stream's last sequence as f's NATS
+// server reports it, for a failure's message.
+func (f *fest) streamEnds() string {
+	nc, err := nats.Connect(clusterNATS[f])
+	if err != nil {
+		return err.Error()
+	}
+	defer nc.Close()
+	js, err := natsjs.New(nc)
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	for p := range clusterTestPartitions {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := js.Stream(ctx, "FEST_P"+strconv.Itoa(p))
+		if err == nil {
+			fmt.Fprintf(&b, "FEST_P%d: last sequence %d\n", p, st.CachedInfo().State.LastSeq)
+		} else {
+			fmt.Fprintf(&b, "FEST_P%d: %v\n", p, err)
+		}
+		cancel()
+	}
+	return b.String()
 }
 
 // clusterView is GET /v1/cluster.
@@ -366,7 +399,7 @@ func TestClusterKillOneNode(t *testing.T) {
 		for {
 			page, next, err := c.BuyerOrders(ctx, "buyer", 100, cursor)
 			if err != nil {
-				t.Fatalf("node %d: buyer orders: %v\nits read models:\n%s", i+1, err, f.projectionMetrics())
+				t.Fatalf("node %d: buyer orders: %v\nits read models:\n%s\nthe streams:\n%s", i+1, err, f.projectionMetrics(), f.streamEnds())
 			}
 			for _, o := range page {
 				seen[o.ID]++

@@ -684,7 +684,7 @@ func (j *Journal) Replay(from journal.Position, fn func(end journal.Position, re
 // stored (a JetStream consumer sees only messages a quorum has stored),
 // until ctx ends.
 func (j *Journal) Follow(ctx context.Context, from journal.Position, fn func(end journal.Position, rec []byte) error) error {
-	return read(ctx, j.stream, j.name, uint64(from), 0, false, fn)
+	return follow(ctx, j.stream, j.name, uint64(from), false, fn)
 }
 
 // End implements journal.Journal: the sequence of the last record

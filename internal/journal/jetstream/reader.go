@@ -54,7 +54,35 @@ func (r *Reader) Replay(from journal.Position, fn func(end journal.Position, rec
 // Replay). It returns an error wrapping journal.ErrRemoved when the record
 // after from has been purged.
 func (r *Reader) Follow(ctx context.Context, from journal.Position, fn func(end journal.Position, rec []byte) error) error {
-	return read(ctx, r.stream, r.name, uint64(from), 0, true, fn)
+	return follow(ctx, r.stream, r.name, uint64(from), true, fn)
+}
+
+// follow reads the records after from until ctx ends: first those up to
+// the stream's end now, as replay does (a short tail with direct gets),
+// then a consumer from there. After a server was killed, a consumer made
+// at a sequence the stream held was seen to deliver nothing from it, and
+// a follower restarted over and over from the same place would never get
+// past it; the direct gets do.
+func follow(ctx context.Context, stream natsjs.Stream, name string, from uint64, fences bool, fn func(end journal.Position, rec []byte) error) error {
+	ictx, cancel := context.WithTimeout(ctx, directGetTimeout)
+	info, err := stream.Info(ictx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("jetstream journal: follow %s from %d: read its state: %w", name, from, err)
+	}
+	if last := info.State.LastSeq; last > from {
+		if first := info.State.FirstSeq; from+1 < first {
+			return fmt.Errorf("jetstream journal: follow %s from %d: the stream starts at %d: %w", name, from, first, journal.ErrRemoved)
+		}
+		if err := read(ctx, stream, name, from, last, fences, fn); err != nil {
+			return err
+		}
+		from = last
+	}
+	return read(ctx, stream, name, from, 0, fences, fn)
 }
 
 // Last is the sequence of the stream's last message now (0 when empty).

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -92,40 +93,63 @@ func (r *Runner) startCluster(eng *engine.Engine) {
 // p durable past what the reader handed on, and the reader has not moved
 // for clusterStallMax, the read is cancelled and made again.
 func (r *Runner) followPartition(ctx context.Context, stop context.CancelFunc, eng *engine.Engine, p int, feed chan<- clusterRecord) {
-	var from atomic.Uint64
+	// A stalled read is abandoned rather than waited for: one was seen
+	// stuck inside nats.go's consumer reset, which does not return on its
+	// context. gen names the current read; mu makes its check and its hand
+	// on one step, so an abandoned read that wakes up hands nothing on.
+	var (
+		from atomic.Uint64
+		gen  atomic.Uint64
+		mu   sync.Mutex
+	)
 	for {
+		mu.Lock()
+		my := gen.Add(1)
+		mu.Unlock()
 		readCtx, cancelRead := context.WithCancel(ctx)
-		watchDone := make(chan struct{})
+		done := make(chan error, 1)
 		go func() {
-			defer close(watchDone)
-			r.watchStall(readCtx, cancelRead, eng, p, &from)
+			done <- eng.FollowPartitionRecords(readCtx, p, from.Load(), func(pos uint64, rec []byte) error {
+				c := clusterRecord{partition: p, pos: pos}
+				if len(rec) > 0 {
+					c.rec = bytes.Clone(rec)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if gen.Load() != my {
+					return errAbandonedRead
+				}
+				select {
+				case feed <- c:
+				case <-readCtx.Done():
+					return readCtx.Err()
+				}
+				from.Store(pos)
+				return nil
+			})
 		}()
-		err := eng.FollowPartitionRecords(readCtx, p, from.Load(), func(pos uint64, rec []byte) error {
-			c := clusterRecord{partition: p, pos: pos}
-			if len(rec) > 0 {
-				c.rec = bytes.Clone(rec)
+		stalled := make(chan struct{})
+		go func() {
+			if r.watchStall(readCtx, eng, p, &from) {
+				close(stalled)
 			}
-			select {
-			case feed <- c:
-			case <-readCtx.Done():
-				return readCtx.Err()
-			}
-			from.Store(pos)
-			return nil
-		})
-		stalled := readCtx.Err() != nil
+		}()
+		var err error
+		select {
+		case err = <-done:
+		case <-stalled:
+		}
 		cancelRead()
-		<-watchDone
 		if ctx.Err() != nil {
 			return
+		}
+		if err == nil {
+			r.cfg.Logger.Warn("projections: following a partition stalled; reading again", "partition", p, "position", from.Load())
+			continue
 		}
 		if errors.Is(err, journal.ErrRemoved) || errors.Is(err, journal.ErrCorrupt) || errors.Is(err, engine.ErrNotCluster) {
 			r.failCluster(stop, fmt.Errorf("follow partition %d from %d: %w", p, from.Load(), err))
 			return
-		}
-		if stalled {
-			r.cfg.Logger.Warn("projections: following a partition stalled; reading again", "partition", p, "position", from.Load())
-			continue
 		}
 		r.cfg.Logger.Warn("projections: following a partition failed; reading again",
 			"partition", p, "position", from.Load(), "err", err, "wait", clusterFollowRetryWait)
@@ -137,20 +161,23 @@ func (r *Runner) followPartition(ctx context.Context, stop context.CancelFunc, e
 	}
 }
 
+// errAbandonedRead ends a read that a newer one replaced.
+var errAbandonedRead = errors.New("projections: read abandoned for a newer one")
+
 // clusterStallMax is how long a partition's reader may hand nothing on
 // while the engine knows the partition durable past it.
 const clusterStallMax = 3 * time.Second
 
-// watchStall cancels a read of partition p that has not moved for
-// clusterStallMax while p is durable past it here.
-func (r *Runner) watchStall(ctx context.Context, cancel context.CancelFunc, eng *engine.Engine, p int, from *atomic.Uint64) {
+// watchStall reports true once a read of partition p has not moved for
+// clusterStallMax while p is durable past it here, false when ctx ends.
+func (r *Runner) watchStall(ctx context.Context, eng *engine.Engine, p int, from *atomic.Uint64) bool {
 	t := time.NewTicker(clusterStallMax / 3)
 	defer t.Stop()
 	last, since := from.Load(), time.Now()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-t.C:
 		}
 		pos := from.Load()
@@ -159,8 +186,7 @@ func (r *Runner) watchStall(ctx context.Context, cancel context.CancelFunc, eng 
 			continue
 		}
 		if time.Since(since) >= clusterStallMax {
-			cancel()
-			return
+			return true
 		}
 	}
 }

@@ -439,7 +439,7 @@ func (rs *runningServer) shutdown(cause error) error {
 	if rs.cluster != nil {
 		// Hand every lease off before the read models stop: the other
 		// nodes take over at once.
-		if err := rs.cluster.closeNode(); err != nil {
+		if err := rs.cluster.closeNode(rs.opts.ShutdownTimeout); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -43,6 +43,10 @@ const (
 	nodeStartTimeout = 10 * time.Minute
 )
 
+// nodeCloseTimeout bounds the node's planned stop when close is called
+// with the node still running (a failed start or shutdown's fallback).
+const nodeCloseTimeout = 10 * time.Second
+
 // clusterRun is what fest serve --journal nats runs besides the server.
 type clusterRun struct {
 	nats *natsserver.Server // nil with --nats-url
@@ -170,23 +174,33 @@ func (rs *runningServer) openCluster(now func() int64) (*engine.Engine, error) {
 }
 
 // closeNode stops the node in a planned way: every lease handed off (each
-// partition drained and its journal closed), then the engine closed.
-func (run *clusterRun) closeNode() error {
+// partition drained and its journal closed), then the engine closed. It
+// waits at most timeout: without a quorum of the NATS servers (the last
+// node of a cluster stopping) nothing can be handed off, and the process
+// exits anyway; its leases then expire after a TTL, as a crashed node's.
+func (run *clusterRun) closeNode(timeout time.Duration) error {
 	if run.node == nil {
 		return nil
 	}
-	err := run.node.Close()
+	node := run.node
 	run.node = nil
-	if err != nil {
-		return fmt.Errorf("close cluster node: %w", err)
+	done := make(chan error, 1)
+	go func() { done <- node.Close() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return fmt.Errorf("close cluster node: %w", err)
+		}
+		return nil
+	case <-time.After(timeout):
+		return fmt.Errorf("close cluster node: not done after %v (no quorum of the nats servers?); exiting without handing every lease off", timeout)
 	}
-	return nil
 }
 
 // close stops what the cluster run started: the node if still running,
 // then the connection and the embedded server.
 func (run *clusterRun) close() error {
-	errs := []error{run.closeNode()}
+	errs := []error{run.closeNode(nodeCloseTimeout)}
 	if run.conn != nil {
 		run.conn.Close()
 	}

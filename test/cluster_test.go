@@ -297,6 +297,23 @@ func TestClusterKillOneNode(t *testing.T) {
 		skus = append(skus, sku)
 	}
 
+	// Every node routes by its own copy of the SKU directory, which
+	// follows the partitions a moment behind their owners.
+	for _, f := range nodes {
+		for _, sku := range skus {
+			for {
+				r, err := f.call("GET", "/v1/skus/"+sku, adminToken, nil)
+				if err == nil && r.Status == 200 {
+					break
+				}
+				if time.Since(start) > clusterTestWaitMax {
+					t.Fatalf("sku %s not known on %s: %v %s", sku, f.URL, err, r.Body)
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}
+
 	ctx := context.Background()
 	clients := make([]*client.Client, len(nodes))
 	for i, f := range nodes {

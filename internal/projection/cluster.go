@@ -138,6 +138,10 @@ func (r *Runner) followPartition(ctx context.Context, stop context.CancelFunc, e
 		select {
 		case err = <-done:
 		case <-stalled:
+		case <-ctx.Done():
+			// Closing: a read stuck in nats.go is not waited for.
+			cancelRead()
+			return
 		}
 		cancelRead()
 		if ctx.Err() != nil {

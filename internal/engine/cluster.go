@@ -162,7 +162,13 @@ type clusterPartition struct {
 	ev  Event // scratch for applying records
 
 	followCancel context.CancelFunc // nil while not following
-	followDone   chan struct{}
+	// followMu is held by the follower while it applies a record, and
+	// followGen names the current follower: stopFollowing bumps it under
+	// followMu, so a follower it stopped waiting for (a read stuck in
+	// nats.go) applies nothing more.
+	followMu   sync.Mutex
+	followGen  uint64
+	followDone chan struct{}
 
 	worker  *worker // while served
 	journal journal.Journal
@@ -309,12 +315,24 @@ func (cp *clusterPartition) startFollowing() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	cp.followCancel, cp.followDone = cancel, done
+	cp.followMu.Lock()
+	cp.followGen++
+	gen := cp.followGen
+	cp.followMu.Unlock()
+	apply := func(end journal.Position, rec []byte) error {
+		cp.followMu.Lock()
+		defer cp.followMu.Unlock()
+		if cp.followGen != gen {
+			return context.Canceled // stopped, and no longer waited for
+		}
+		return cp.apply(end, rec)
+	}
 	e := cp.e
 	go func() {
 		defer close(done)
 		for {
 			from := journal.Position(cp.pos.Load())
-			err := cp.stream.Follow(ctx, from, cp.apply)
+			err := cp.stream.Follow(ctx, from, apply)
 			if ctx.Err() != nil {
 				return
 			}
@@ -339,9 +357,22 @@ func (cp *clusterPartition) stopFollowing() {
 		return
 	}
 	cp.followCancel()
-	<-cp.followDone
+	cp.followMu.Lock()
+	cp.followGen++ // the stopped follower applies nothing more
+	cp.followMu.Unlock()
+	select {
+	case <-cp.followDone:
+	case <-time.After(followStopWaitMax):
+		// A read stuck in nats.go, which does not always return on its
+		// context (seen after a server was killed): it is left behind,
+		// and applies nothing if it ever wakes.
+		cp.e.cfg.Logger.Warn("a partition's follower did not stop; left behind", "node", cp.e.cfg.Cluster.Node, "partition", cp.id)
+	}
 	cp.followCancel, cp.followDone = nil, nil
 }
+
+// followStopWaitMax bounds how long stopFollowing waits for the follower.
+const followStopWaitMax = 2 * time.Second
 
 func (e *Engine) clusterPartition(p int) (*clusterPartition, error) {
 	if e.cfg.Cluster == nil {

@@ -1,11 +1,13 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"strings"
+	"time"
+
+	"github.com/fest-platform/fest/internal/lease"
 )
 
 // clusterOptions are fest serve's settings for the replicated journal
@@ -38,6 +40,10 @@ type clusterOptions struct {
 	// Replicas is each stream's and bucket's replica count (default 3, or
 	// 1 for a single embedded server).
 	Replicas int
+	// LeaseTTL is how long a partition's lease lasts without renewal
+	// (lease.Config.TTL): a dead node's partitions are served again about
+	// a TTL and a third after its last renewal.
+	LeaseTTL time.Duration
 }
 
 // journalKinds are the values of --journal.
@@ -55,6 +61,7 @@ func addClusterFlags(fs *flag.FlagSet, o *clusterOptions) {
 	fs.StringVar(&o.NATSClusterListen, "nats-cluster-listen", envOr("FEST_NATS_CLUSTER_LISTEN", ""), "the embedded NATS server's route address host:port; empty: a single server (FEST_NATS_CLUSTER_LISTEN)")
 	fs.StringVar(&o.NATSRoutes, "nats-routes", envOr("FEST_NATS_ROUTES", ""), "the other embedded servers' route URLs, comma separated (FEST_NATS_ROUTES)")
 	fs.IntVar(&o.Replicas, "nats-replicas", 0, "replicas of each partition's stream; 0: 3, or 1 for a single embedded server")
+	fs.DurationVar(&o.LeaseTTL, "lease-ttl", lease.DefaultTTL, "with --journal nats: a partition's lease lasts this long without renewal; a dead node's partitions are taken over after about 1.3 times this")
 }
 
 // validate reports the first inconsistent cluster flag.
@@ -80,6 +87,8 @@ func (o *clusterOptions) validate(name string) error {
 		return fmt.Errorf("%s: --nats-routes needs --nats-cluster-listen", name)
 	case o.Replicas < 0 || o.Replicas > 5:
 		return fmt.Errorf("%s: --nats-replicas %d outside 0..5", name, o.Replicas)
+	case o.LeaseTTL < 100*time.Millisecond:
+		return fmt.Errorf("%s: --lease-ttl %v: at least 100ms", name, o.LeaseTTL)
 	}
 	return nil
 }
@@ -94,8 +103,3 @@ func splitList(v string) []string {
 	}
 	return out
 }
-
-// errClusterNotWired is returned by fest serve --journal nats until the
-// engine's cluster mode and the server's forwarding are wired into it
-// (issue 13; docs/cluster.md, "What is left").
-var errClusterNotWired = errors.New("--journal nats: the replicated journal is not wired into fest serve yet (docs/cluster.md, \"What is left\")")

@@ -251,15 +251,19 @@ type runningServer struct {
 	board  *gmv.Projection
 
 	projections *projection.Runner
+
+	// With --journal nats (servecluster.go): the node, its connection and
+	// embedded server; nodeFailed is closed when the node's engine stops
+	// on a failure, closing when shutdown begins.
+	cluster    *clusterRun
+	nodeFailed chan struct{}
+	closing    chan struct{}
 }
 
 // startServer listens at once (so /healthz and /readyz answer during
 // recovery) and opens the order store and the engine in the background.
 func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) (*runningServer, error) {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	if o.Cluster.Journal == "nats" {
-		return nil, errClusterNotWired
-	}
 	if err := os.MkdirAll(o.Data, 0o755); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -284,6 +288,7 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 		ReadHeaderTimeout: o.ReadHeaderTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
 		IdleTimeout: o.IdleTimeout, ConnectionsMax: o.ConnectionsMax,
 		EventFeedsMax: o.EventFeedsMax, EventFeedWriteTimeout: o.EventFeedWriteTimeout,
+		Node: o.clusterNode(), Address: o.Cluster.Advertise, Cluster: o.serverCluster(),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("configure server: %w", err)
@@ -306,6 +311,9 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 		Tokens: map[string]string{"admin": o.AdminToken, "storefront": o.StorefrontToken, "carrier": o.CarrierToken},
 		served: make(chan error, 1),
 		opened: make(chan error, 1),
+
+		nodeFailed: make(chan struct{}),
+		closing:    make(chan struct{}),
 	}
 	rs.httpSrv = srv.HTTPServer(slog.NewLogLogger(log.Handler(), slog.LevelWarn))
 	go func() { rs.served <- rs.httpSrv.Serve(srv.LimitListener(ln)) }()
@@ -318,6 +326,14 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 func (rs *runningServer) open() error {
 	start := time.Now()
 	fmt.Fprintf(rs.stdout, "fest serve: recovering from %s ...\n", rs.opts.Data)
+	if rs.opts.Cluster.Journal == "nats" {
+		// In cluster mode the read models are rebuilt from the streams at
+		// every start (no projection snapshots): the order store's cold
+		// tier left by the last run would hold orders twice.
+		if err := os.RemoveAll(filepath.Join(rs.opts.Data, "orders")); err != nil {
+			return fmt.Errorf("clear the order store's cold tier: %w", err)
+		}
+	}
 	store, err := orders.Open(orders.Config{Dir: filepath.Join(rs.opts.Data, "orders"), MemoryBytes: rs.opts.OrdersMemory, Logger: rs.log})
 	if err != nil {
 		return fmt.Errorf("open order store: %w", err)
@@ -349,33 +365,41 @@ func (rs *runningServer) open() error {
 		store.Close()
 		return fmt.Errorf("open projections: %w", err)
 	}
-	eng, err := engine.Open(engine.Config{
-		Dir:            rs.opts.Data,
-		Partitions:     rs.opts.Partitions,
-		PaymentTimeout: rs.opts.PaymentTimeout,
-		// The fsyncs feed the latency histogram of /metrics.
-		JournalFsync: func(f vfs.File) error {
-			t := time.Now()
-			err := f.Sync()
-			rs.srv.ObserveFsync(time.Since(t))
-			return err
-		},
-		RetainFrom:               proj.Retain,
-		FS:                       newSnapshotTimer(vfs.OS, rs.opts.Data, rs.srv.ObserveSnapshot),
-		SnapshotEveryBytes:       rs.opts.SnapshotEveryBytes,
-		IdempotencyWindow:        rs.opts.IdempotencyWindow,
-		IdempotencyMintedAgeMax:  rs.opts.IdempotencyMintedAgeMax,
-		IdempotencyMintedSkewMax: rs.opts.IdempotencyMintedSkewMax,
-		SegmentBytesMax:          rs.opts.SegmentBytesMax,
-		Logger:                   rs.log,
-		Now:                      now, // nil: the wall clock
-	})
+	var eng *engine.Engine
+	if rs.opts.Cluster.Journal == "nats" {
+		eng, err = rs.openCluster(now)
+	} else {
+		eng, err = engine.Open(engine.Config{
+			Dir:            rs.opts.Data,
+			Partitions:     rs.opts.Partitions,
+			PaymentTimeout: rs.opts.PaymentTimeout,
+			// The fsyncs feed the latency histogram of /metrics.
+			JournalFsync: func(f vfs.File) error {
+				t := time.Now()
+				err := f.Sync()
+				rs.srv.ObserveFsync(time.Since(t))
+				return err
+			},
+			RetainFrom:               proj.Retain,
+			FS:                       newSnapshotTimer(vfs.OS, rs.opts.Data, rs.srv.ObserveSnapshot),
+			SnapshotEveryBytes:       rs.opts.SnapshotEveryBytes,
+			IdempotencyWindow:        rs.opts.IdempotencyWindow,
+			IdempotencyMintedAgeMax:  rs.opts.IdempotencyMintedAgeMax,
+			IdempotencyMintedSkewMax: rs.opts.IdempotencyMintedSkewMax,
+			SegmentBytesMax:          rs.opts.SegmentBytesMax,
+			Logger:                   rs.log,
+			Now:                      now, // nil: the wall clock
+		})
+	}
 	if err != nil {
 		store.Close()
 		return fmt.Errorf("open engine: %w", err)
 	}
 	proj.Start(eng)
 	rs.eng, rs.store, rs.board, rs.projections = eng, store, board, proj
+	if rs.cluster != nil {
+		rs.srv.AttachCluster(eng, rs.cluster.node.Leases())
+	}
 	rs.srv.Attach(eng, proj, store)
 	rs.srv.AttachGMV(board)
 	rs.srv.AttachLogistics(parcels)
@@ -398,6 +422,8 @@ func (rs *runningServer) wait(ctx context.Context) error {
 		case err := <-opened:
 			opened = nil
 			runErr = err
+		case <-rs.nodeFailed:
+			return rs.shutdown(fmt.Errorf("cluster node stopped, restart it: %w", rs.cluster.node.Engine().Err()))
 		}
 	}
 	return rs.shutdown(runErr)
@@ -421,6 +447,14 @@ func (rs *runningServer) shutdown(cause error) error {
 		}
 	}
 	rs.srv.Detach()
+	close(rs.closing)
+	if rs.cluster != nil {
+		// Hand every lease off before the read models stop: the other
+		// nodes take over at once.
+		if err := rs.cluster.closeNode(rs.opts.ShutdownTimeout); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if rs.projections != nil {
 		rs.projections.Close()
 	}
@@ -429,7 +463,11 @@ func (rs *runningServer) shutdown(cause error) error {
 			errs = append(errs, fmt.Errorf("close order store: %w", err))
 		}
 	}
-	if rs.eng != nil {
+	if rs.cluster != nil {
+		if err := rs.cluster.close(); err != nil { // the node closed the engine
+			errs = append(errs, err)
+		}
+	} else if rs.eng != nil {
 		if err := rs.eng.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close engine: %w", err))
 		}

@@ -121,8 +121,9 @@ func StartNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 			c.JetStream, c.Partition, c.Replicas = js, p, cfg.Replicas
 			return jetstream.OpenSnapshots(ctx, c)
 		},
-		// RetainFrom stays nil: no stream is purged until the read models
-		// follow the partitions' streams (docs/cluster.md, step 3).
+		// RetainFrom stays nil: no stream is purged, since the read models
+		// rebuild from every stream's start (docs/cluster.md, "Read models
+		// in cluster mode").
 	}
 	eng, err := engine.Open(ecfg)
 	if err != nil {

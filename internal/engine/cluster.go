@@ -91,9 +91,10 @@ type Cluster struct {
 	// stream is purged behind the older of that and the oldest snapshot
 	// kept. Nil: streams are never purged.
 	//
-	// TODO(issue 13, step 3): the read models do not follow the
-	// per-partition streams yet, so nothing can say what they need, and
-	// cmd/fest must leave this nil until they do.
+	// TODO(issue 13): the read models follow every partition's stream
+	// but keep no snapshots in cluster mode, so they rebuild from each
+	// stream's start and need every record: cmd/fest leaves this nil until
+	// they snapshot a position per partition.
 	RetainFrom func(partition int) uint64
 	// FollowRetryWait is the pause before a follower whose read failed
 	// (the connection lost, say) reads again; default 1 s.
@@ -161,7 +162,13 @@ type clusterPartition struct {
 	ev  Event // scratch for applying records
 
 	followCancel context.CancelFunc // nil while not following
-	followDone   chan struct{}
+	// followMu is held by the follower while it applies a record, and
+	// followGen names the current follower: stopFollowing bumps it under
+	// followMu, so a follower it stopped waiting for (a read stuck in
+	// nats.go) applies nothing more.
+	followMu   sync.Mutex
+	followGen  uint64
+	followDone chan struct{}
 
 	worker  *worker // while served
 	journal journal.Journal
@@ -308,12 +315,24 @@ func (cp *clusterPartition) startFollowing() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	cp.followCancel, cp.followDone = cancel, done
+	cp.followMu.Lock()
+	cp.followGen++
+	gen := cp.followGen
+	cp.followMu.Unlock()
+	apply := func(end journal.Position, rec []byte) error {
+		cp.followMu.Lock()
+		defer cp.followMu.Unlock()
+		if cp.followGen != gen {
+			return context.Canceled // stopped, and no longer waited for
+		}
+		return cp.apply(end, rec)
+	}
 	e := cp.e
 	go func() {
 		defer close(done)
 		for {
 			from := journal.Position(cp.pos.Load())
-			err := cp.stream.Follow(ctx, from, cp.apply)
+			err := cp.stream.Follow(ctx, from, apply)
 			if ctx.Err() != nil {
 				return
 			}
@@ -338,9 +357,22 @@ func (cp *clusterPartition) stopFollowing() {
 		return
 	}
 	cp.followCancel()
-	<-cp.followDone
+	cp.followMu.Lock()
+	cp.followGen++ // the stopped follower applies nothing more
+	cp.followMu.Unlock()
+	select {
+	case <-cp.followDone:
+	case <-time.After(followStopWaitMax):
+		// A read stuck in nats.go, which does not always return on its
+		// context (seen after a server was killed): it is left behind,
+		// and applies nothing if it ever wakes.
+		cp.e.cfg.Logger.Warn("a partition's follower did not stop; left behind", "node", cp.e.cfg.Cluster.Node, "partition", cp.id)
+	}
 	cp.followCancel, cp.followDone = nil, nil
 }
+
+// followStopWaitMax bounds how long stopFollowing waits for the follower.
+const followStopWaitMax = 2 * time.Second
 
 func (e *Engine) clusterPartition(p int) (*clusterPartition, error) {
 	if e.cfg.Cluster == nil {
@@ -534,6 +566,55 @@ func (e *Engine) FollowPartition(ctx context.Context, p int, from uint64, fn fun
 			return fn(ev)
 		})
 	})
+}
+
+// Clustered reports whether the engine runs in cluster mode.
+func (e *Engine) Clustered() bool { return e.cfg.Cluster != nil }
+
+// FollowPartitionRecords is FollowPartition without the decoding: it calls
+// fn with each record of partition p after position from, and its
+// position (p's stream sequence), as they are stored, until ctx ends. A
+// fence (a new owner taking p) comes as an empty record, so that a
+// follower's position reaches every position a served partition's Durable
+// may report. rec is valid only during fn. It is for a reader that merges
+// several partitions onto one goroutine (the projection runner), which
+// copies rec and decodes it there with DecodeRecord.
+func (e *Engine) FollowPartitionRecords(ctx context.Context, p int, from uint64, fn func(pos uint64, rec []byte) error) error {
+	cp, err := e.clusterPartition(p)
+	if err != nil {
+		return fmt.Errorf("follow partition %d: %w", p, err)
+	}
+	return cp.stream.Follow(ctx, journal.Position(from), func(end journal.Position, rec []byte) error {
+		return fn(uint64(end), rec)
+	})
+}
+
+// DecodeRecord calls fn for each event of rec, a record a follower read,
+// with ev.Position set to pos; ev is the caller's scratch event, and every
+// event aliases rec. An empty record (a fence) has no events.
+func (e *Engine) DecodeRecord(pos uint64, rec []byte, ev *Event, fn func(ev *Event) error) error {
+	if len(rec) == 0 {
+		return nil
+	}
+	return decodeRecord(rec, len(e.core.partitions), ev, func(ev *Event) error {
+		ev.Position = pos
+		return fn(ev)
+	})
+}
+
+// PartitionDurable returns the position of partition p's journal up to
+// which every record is stored (in cluster mode): the served journal's
+// Durable, or the follower's position, which only ever includes stored
+// records. Reads that must reflect everything acknowledged wait for it.
+// Without cluster mode it is the engine's Durable.
+func (e *Engine) PartitionDurable(p int) uint64 {
+	if e.cfg.Cluster == nil {
+		return e.Durable()
+	}
+	if w := e.served[p].Load(); w != nil {
+		return uint64(w.journal.Durable())
+	}
+	return e.cluster[p].pos.Load()
 }
 
 // ServedPartitions returns the partitions served here, in order: every

@@ -196,17 +196,48 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	kv, err := cfg.JetStream.CreateOrUpdateKeyValue(ctx, natsjs.KeyValueConfig{
-		Bucket:   cfg.Bucket,
-		History:  1,
-		Replicas: cfg.Replicas,
-		Storage:  natsjs.FileStorage,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("lease: create bucket %s: %w", cfg.Bucket, err)
+	// Nodes starting at once create the bucket at once, and in nats-server
+	// v2.14.5 one of those concurrent requests sometimes never answers: each
+	// attempt is bounded and retried, and an existing bucket is bound to as
+	// it is.
+	var kv natsjs.KeyValue
+	var err error
+	for {
+		actx, cancel := context.WithTimeout(ctx, createAttemptTimeout)
+		if kv, err = cfg.JetStream.KeyValue(actx, cfg.Bucket); err != nil {
+			kv, err = cfg.JetStream.CreateOrUpdateKeyValue(actx, natsjs.KeyValueConfig{
+				Bucket:   cfg.Bucket,
+				History:  1,
+				Replicas: cfg.Replicas,
+				Storage:  natsjs.FileStorage,
+			})
+		}
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || !retryCreate(err) {
+			return nil, fmt.Errorf("lease: create bucket %s: %w", cfg.Bucket, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 	return &Manager{cfg: cfg, kv: kv, owned: map[int]*Lease{}, observed: map[string]seen{}}, nil
 }
+
+// retryCreate reports whether creating the bucket failed in a way that
+// passes while servers start together: an attempt that timed out, or "no
+// suitable peers for placement" (JetStream error 10005) while not every
+// server has joined yet.
+func retryCreate(err error) bool {
+	var apiErr *natsjs.APIError
+	return errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &apiErr) && apiErr.ErrorCode == 10005)
+}
+
+// createAttemptTimeout bounds one attempt to create the bucket.
+const createAttemptTimeout = 2 * time.Second
 
 func partitionKey(p int) string { return "p." + strconv.Itoa(p) }
 func nodeKey(n string) string   { return "node." + n }
@@ -275,12 +306,35 @@ func (m *Manager) Tick(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// listKeys lists the bucket's keys from its stream's subjects: one
+// request the stream's leader answers. (KeyValue.Keys makes a consumer
+// for every listing, and after a server holding a replica was killed
+// those listings timed out for tens of seconds while requests went
+// through.) A deleted key may be listed: Get then finds it gone.
+func (m *Manager) listKeys(ctx context.Context) ([]string, error) {
+	stream, err := m.cfg.JetStream.Stream(ctx, "KV_"+m.cfg.Bucket)
+	if err != nil {
+		return nil, err
+	}
+	prefix := "$KV." + m.cfg.Bucket + "."
+	info, err := stream.Info(ctx, natsjs.WithSubjectFilter(prefix+">"))
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]string, 0, len(info.State.Subjects))
+	for subject := range info.State.Subjects {
+		keys = append(keys, strings.TrimPrefix(subject, prefix))
+	}
+	slices.Sort(keys)
+	return keys, nil
+}
+
 // observe reads every key and notes when each revision was first seen.
 func (m *Manager) observe(ctx context.Context, now time.Time) error {
 	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
-	keys, err := m.kv.Keys(rctx)
-	if err != nil && !errors.Is(err, natsjs.ErrNoKeysFound) {
+	keys, err := m.listKeys(rctx)
+	if err != nil {
 		return fmt.Errorf("lease: list keys: %w", err)
 	}
 	if len(keys) > partitionsMax+partitionsMax { // partitions and at most as many nodes

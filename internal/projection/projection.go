@@ -218,7 +218,20 @@ func (r *Runner) WaitDurable(ctx context.Context) error {
 	if eng == nil {
 		return errors.New("projections not started")
 	}
+	if eng.Clustered() {
+		return r.waitClusterDurable(ctx, eng)
+	}
 	return r.mark.Wait(ctx, eng.Durable())
+}
+
+// WaitResult waits until the projections reflect a result the engine
+// returned for a command of partition: its record at pos, which in
+// cluster mode is a position in that partition's stream.
+func (r *Runner) WaitResult(ctx context.Context, partition int, pos uint64) error {
+	if eng := r.src.Load(); eng != nil && eng.Clustered() {
+		return r.mark.WaitPartition(ctx, partition, pos)
+	}
+	return r.mark.Wait(ctx, pos)
 }
 
 // Lags returns each projection's lag behind the journal's durable
@@ -229,7 +242,13 @@ func (r *Runner) Lags() []Lag {
 	if eng == nil {
 		return nil
 	}
-	positions, seconds := r.mark.Lag(eng.Durable())
+	var positions uint64
+	var seconds float64
+	if eng.Clustered() {
+		positions, seconds = r.clusterLag(eng)
+	} else {
+		positions, seconds = r.mark.Lag(eng.Durable())
+	}
 	out := make([]Lag, len(r.projections))
 	for i, p := range r.projections {
 		out[i] = Lag{Projection: p.Name(), Positions: positions, Seconds: seconds}
@@ -423,9 +442,16 @@ func (r *Runner) Err() error {
 // eng after it until Close, feeding every one. It returns at once: loading
 // runs in the background, so the engine takes orders meanwhile, and reads
 // wait for the projections to catch up as they always do.
+//
+// In cluster mode (eng.Clustered) it follows every partition's stream from
+// its start instead, and neither loads nor writes snapshots (cluster.go).
 func (r *Runner) Start(eng *engine.Engine) {
 	r.started = true
 	r.src.Store(eng)
+	if eng.Clustered() {
+		r.startCluster(eng)
+		return
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r.cancel = cancel
 	r.wg.Add(1)
@@ -498,8 +524,12 @@ func (r *Runner) probeLag(ctx context.Context, eng *engine.Engine) {
 			return
 		case <-t.C:
 		}
-		start, durable := time.Now(), eng.Durable()
-		if err := r.mark.Wait(ctx, durable); err != nil {
+		start := time.Now()
+		if eng.Clustered() {
+			if err := r.waitClusterDurable(ctx, eng); err != nil {
+				return
+			}
+		} else if err := r.mark.Wait(ctx, eng.Durable()); err != nil {
 			return
 		}
 		r.catchUp.Lock()
@@ -643,6 +673,10 @@ func (r *Runner) Close() error {
 	r.cancel()
 	r.wg.Wait()
 	r.cancel = nil
+	// No snapshots in cluster mode (cluster.go).
+	if eng := r.src.Load(); eng != nil && eng.Clustered() {
+		return nil
+	}
 	if r.applied > r.lastSnap && !r.torn {
 		r.snapshot(r.applied)
 	}

@@ -2,6 +2,7 @@ package projection
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"sync"
 	"sync/atomic"
@@ -76,6 +77,10 @@ type Watermark struct {
 		advanced chan struct{} // closed and replaced at each advance
 		waiters  int
 	}
+	// parts is, in cluster mode, the stream sequence applied of each
+	// partition (set once by the runner's Start; nil on a single node,
+	// where applied says it all).
+	parts atomic.Pointer[[]atomic.Uint64]
 }
 
 // NewWatermark returns a watermark at position 0.
@@ -148,4 +153,64 @@ func (w *Watermark) Lag(durable uint64) (positions uint64, seconds float64) {
 	}
 	since := time.Now().UnixNano() - w.committedAt.Load()
 	return durable - applied, float64(max(since, 0)) / 1e9
+}
+
+// AppliedPartition is the stream sequence of partition p the read models
+// reflect in cluster mode (0 on a single node, or for a partition outside
+// the cluster's).
+func (w *Watermark) AppliedPartition(p int) uint64 {
+	parts := w.parts.Load()
+	if parts == nil || p < 0 || p >= len(*parts) {
+		return 0
+	}
+	return (*parts)[p].Load()
+}
+
+// WaitPartition returns once the read models reflect partition p's stream
+// up to sequence pos (cluster mode), or with ctx's error. On a single node
+// (no partition positions) it waits for pos as Wait does.
+func (w *Watermark) WaitPartition(ctx context.Context, p int, pos uint64) error {
+	parts := w.parts.Load()
+	if parts == nil {
+		return w.Wait(ctx, pos)
+	}
+	if p < 0 || p >= len(*parts) {
+		panic(fmt.Sprintf("projection: wait for partition %d of %d", p, len(*parts)))
+	}
+	mark := &(*parts)[p]
+	for {
+		if mark.Load() >= pos {
+			return nil
+		}
+		w.mu.Lock()
+		if mark.Load() >= pos {
+			w.mu.Unlock()
+			return nil
+		}
+		ch := w.mu.advanced
+		w.mu.waiters++
+		w.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+		}
+		w.mu.Lock()
+		w.mu.waiters--
+		w.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+}
+
+// advancePartition moves partition p's position to pos (never back) and
+// wakes the waiters, with applied, the runner's count of applied records,
+// and at, as Advance takes them.
+func (w *Watermark) advancePartition(p int, pos, applied uint64, at int64) {
+	mark := &(*w.parts.Load())[p]
+	if pos < mark.Load() {
+		panic(fmt.Sprintf("projection: partition %d's watermark moved back from %d to %d", p, mark.Load(), pos))
+	}
+	mark.Store(pos)
+	w.Advance(applied, at)
 }

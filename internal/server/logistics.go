@@ -280,7 +280,7 @@ func (s *Server) handleScan(w http.ResponseWriter, r *http.Request, be *backend)
 	}
 	s.metrics.scans.Inc()
 	// Read your write: the projection reflects the scan's record.
-	if err := be.reads.Watermark().Wait(ctx, res.Position); err != nil {
+	if err := be.reads.WaitResult(ctx, id.Partition(), res.Position); err != nil {
 		s.writeError(w, newError(wire.CodeUnavailable, "the scan is durable but parcels are catching up; read it again shortly"))
 		return
 	}

@@ -306,7 +306,7 @@ func Open(ctx context.Context, cfg Config) (*Journal, error) {
 // finds its stream.
 func createStream(ctx context.Context, js natsjs.JetStream, cfg Config) (natsjs.Stream, error) {
 	name := StreamName(cfg.StreamPrefix, cfg.Partition)
-	stream, err := js.CreateOrUpdateStream(ctx, natsjs.StreamConfig{
+	want := natsjs.StreamConfig{
 		Name:       name,
 		Subjects:   []string{cfg.SubjectPrefix + strconv.Itoa(cfg.Partition)},
 		Storage:    natsjs.FileStorage,
@@ -317,12 +317,59 @@ func createStream(ctx context.Context, js natsjs.JetStream, cfg Config) (natsjs.
 		// Nothing but a purge (RemoveBefore) removes records.
 		DenyDelete:  true,
 		AllowDirect: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("jetstream journal: create stream %s: %w", name, err)
 	}
-	return stream, nil
+	// Several nodes starting at once create the same streams at once, and
+	// in nats-server v2.14.5 one of those concurrent requests sometimes
+	// never answers (reproduced with three clients on three servers). So
+	// each attempt is bounded, a stream that exists with these settings
+	// is taken as it is, and a timed-out attempt is retried until ctx ends.
+	var err error
+	for {
+		actx, cancel := context.WithTimeout(ctx, createStreamAttemptTimeout)
+		var stream natsjs.Stream
+		stream, err = js.Stream(actx, name)
+		if err == nil {
+			c := stream.CachedInfo().Config
+			if c.Replicas == want.Replicas && c.Duplicates == want.Duplicates {
+				cancel()
+				return stream, nil
+			}
+		}
+		stream, err = js.CreateOrUpdateStream(actx, want)
+		cancel()
+		if err == nil {
+			return stream, nil
+		}
+		if ctx.Err() != nil || !RetryCreate(err) {
+			return nil, fmt.Errorf("jetstream journal: create stream %s: %w", name, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(createRetryWait):
+		}
+	}
 }
+
+// errCodeClusterNoPeers is JetStream's "no suitable peers for placement"
+// (nats.go names no constant for it).
+const errCodeClusterNoPeers natsjs.ErrorCode = 10005
+
+// createRetryWait is the pause between two attempts to create a stream or
+// bucket.
+const createRetryWait = 250 * time.Millisecond
+
+// RetryCreate reports whether creating a stream or bucket failed in a way
+// that passes while servers start together: an attempt that timed out, or
+// "no suitable peers for placement" (error 10005) while not every server
+// has joined JetStream yet.
+func RetryCreate(err error) bool {
+	var apiErr *natsjs.APIError
+	return errors.Is(err, context.DeadlineExceeded) ||
+		(errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeClusterNoPeers)
+}
+
+// createStreamAttemptTimeout bounds one attempt of createStream.
+const createStreamAttemptTimeout = 2 * time.Second
 
 // fence appends the marker that takes the partition and returns its
 // sequence.
@@ -637,7 +684,7 @@ func (j *Journal) Replay(from journal.Position, fn func(end journal.Position, re
 // stored (a JetStream consumer sees only messages a quorum has stored),
 // until ctx ends.
 func (j *Journal) Follow(ctx context.Context, from journal.Position, fn func(end journal.Position, rec []byte) error) error {
-	return read(ctx, j.stream, j.name, uint64(from), 0, false, fn)
+	return follow(ctx, j.stream, j.name, uint64(from), false, fn)
 }
 
 // End implements journal.Journal: the sequence of the last record

@@ -3,6 +3,7 @@ package jetstream
 import (
 	"context"
 	"fmt"
+	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
@@ -53,7 +54,35 @@ func (r *Reader) Replay(from journal.Position, fn func(end journal.Position, rec
 // Replay). It returns an error wrapping journal.ErrRemoved when the record
 // after from has been purged.
 func (r *Reader) Follow(ctx context.Context, from journal.Position, fn func(end journal.Position, rec []byte) error) error {
-	return read(ctx, r.stream, r.name, uint64(from), 0, true, fn)
+	return follow(ctx, r.stream, r.name, uint64(from), true, fn)
+}
+
+// follow reads the records after from until ctx ends: first those up to
+// the stream's end now, as replay does (a short tail with direct gets),
+// then a consumer from there. After a server was killed, a consumer made
+// at a sequence the stream held was seen to deliver nothing from it, and
+// a follower restarted over and over from the same place would never get
+// past it; the direct gets do.
+func follow(ctx context.Context, stream natsjs.Stream, name string, from uint64, fences bool, fn func(end journal.Position, rec []byte) error) error {
+	ictx, cancel := context.WithTimeout(ctx, directGetTimeout)
+	info, err := stream.Info(ictx)
+	cancel()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("jetstream journal: follow %s from %d: read its state: %w", name, from, err)
+	}
+	if last := info.State.LastSeq; last > from {
+		if first := info.State.FirstSeq; from+1 < first {
+			return fmt.Errorf("jetstream journal: follow %s from %d: the stream starts at %d: %w", name, from, first, journal.ErrRemoved)
+		}
+		if err := read(ctx, stream, name, from, last, fences, fn); err != nil {
+			return err
+		}
+		from = last
+	}
+	return read(ctx, stream, name, from, 0, fences, fn)
 }
 
 // Last is the sequence of the stream's last message now (0 when empty).
@@ -87,9 +116,20 @@ func replay(stream natsjs.Stream, name string, from journal.Position, fences boo
 	return read(ctx, stream, name, uint64(from), last, fences, fn)
 }
 
+// readPullExpiry and readHeartbeat are read's pull requests' lifetime and
+// the server's heartbeat period within them; two heartbeats missed reset
+// the consumer.
+const (
+	readPullExpiry = 5 * time.Second
+	readHeartbeat  = time.Second
+)
+
 // read delivers the records after from through last (0: without end),
 // and the fence markers as empty records if fences is set.
 func read(ctx context.Context, stream natsjs.Stream, name string, from, last uint64, fences bool, fn func(end journal.Position, rec []byte) error) error {
+	if last != 0 && last-from <= directReadMax {
+		return readDirect(ctx, stream, name, from, last, fences, fn)
+	}
 	cons, err := stream.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{
 		DeliverPolicy: natsjs.DeliverByStartSequencePolicy,
 		OptStartSeq:   from + 1,
@@ -97,7 +137,12 @@ func read(ctx context.Context, stream natsjs.Stream, name string, from, last uin
 	if err != nil {
 		return fmt.Errorf("jetstream journal: read %s from %d: %w", name, from, err)
 	}
-	it, err := cons.Messages()
+	// Short pulls with frequent heartbeats: an ordered consumer made while
+	// a new stream's replicas settle sometimes gets no message and no
+	// error, and only a missed heartbeat makes it reset (recreate itself
+	// at the next sequence). With nats.go's defaults (30 s pulls, 5 s
+	// heartbeats) nodes starting together stalled about 10 s per stream.
+	it, err := cons.Messages(natsjs.PullExpiry(readPullExpiry), natsjs.PullHeartbeat(readHeartbeat))
 	if err != nil {
 		return fmt.Errorf("jetstream journal: read %s from %d: %w", name, from, err)
 	}
@@ -129,6 +174,60 @@ func read(ctx context.Context, stream natsjs.Stream, name string, from, last uin
 		next++
 		rec := msg.Data()
 		if msg.Headers().Get(headerFence) != "" {
+			if !fences {
+				continue
+			}
+			rec = nil
+		}
+		if err := fn(journal.Position(seq), rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+const (
+	// directReadMax is the longest replay read message by message with
+	// direct gets instead of a consumer: a take-over's tail. Any replica
+	// answers a direct get, so it goes on while a killed server's streams
+	// elect new leaders, when a new consumer was seen to get nothing for
+	// tens of seconds; one request per record is slow only for long
+	// replays, which a consumer reads.
+	directReadMax = 4096
+	// directGetTimeout bounds one direct get, and directGetTriesMax the
+	// tries of one record (a replica may not hold the newest record yet,
+	// or not answer while its server is dying).
+	directGetTimeout  = 2 * time.Second
+	directGetTriesMax = 20
+	directGetWait     = 50 * time.Millisecond
+)
+
+// readDirect is read of the records after from through last, one direct
+// get each.
+func readDirect(ctx context.Context, stream natsjs.Stream, name string, from, last uint64, fences bool, fn func(end journal.Position, rec []byte) error) error {
+	for seq := from + 1; seq <= last; seq++ {
+		var msg *natsjs.RawStreamMsg
+		var err error
+		for range directGetTriesMax {
+			gctx, cancel := context.WithTimeout(ctx, directGetTimeout)
+			msg, err = stream.GetMsg(gctx, seq)
+			cancel()
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(directGetWait):
+			}
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			return fmt.Errorf("jetstream journal: read %s at %d: %w", name, seq, err)
+		}
+		rec := msg.Data
+		if msg.Header.Get(headerFence) != "" {
 			if !fences {
 				continue
 			}

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
@@ -79,13 +80,31 @@ func OpenSnapshots(ctx context.Context, cfg SnapshotConfig) (*Snapshots, error) 
 	if cfg.Keep == 0 {
 		cfg.Keep = DefaultSnapshotKeep
 	}
-	store, err := cfg.JetStream.CreateOrUpdateObjectStore(ctx, natsjs.ObjectStoreConfig{
-		Bucket:   cfg.Bucket,
-		Replicas: cfg.Replicas,
-		Storage:  natsjs.FileStorage,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("jetstream snapshots: create bucket %s: %w", cfg.Bucket, err)
+	// Nodes starting at once create the bucket at once; as with the
+	// streams (createStream), each attempt is bounded and retried, and an
+	// existing bucket is bound to as it is.
+	var store natsjs.ObjectStore
+	var err error
+	for {
+		actx, cancel := context.WithTimeout(ctx, createStreamAttemptTimeout)
+		if store, err = cfg.JetStream.ObjectStore(actx, cfg.Bucket); err != nil {
+			store, err = cfg.JetStream.CreateOrUpdateObjectStore(actx, natsjs.ObjectStoreConfig{
+				Bucket:   cfg.Bucket,
+				Replicas: cfg.Replicas,
+				Storage:  natsjs.FileStorage,
+			})
+		}
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil || !RetryCreate(err) {
+			return nil, fmt.Errorf("jetstream snapshots: create bucket %s: %w", cfg.Bucket, err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(createRetryWait):
+		}
 	}
 	return &Snapshots{cfg: cfg, store: store, prefix: "p" + strconv.Itoa(cfg.Partition) + "/"}, nil
 }

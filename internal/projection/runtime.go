@@ -117,12 +117,18 @@ func (w *Watermark) Advance(pos uint64, at int64) {
 
 // Wait returns once the watermark has reached pos, or with ctx's error.
 func (w *Watermark) Wait(ctx context.Context, pos uint64) error {
+	return w.waitFor(ctx, &w.applied, pos)
+}
+
+// waitFor returns once mark has reached pos, or with ctx's error. Every
+// advance of the watermark wakes the waiters, who check their own mark.
+func (w *Watermark) waitFor(ctx context.Context, mark *atomic.Uint64, pos uint64) error {
 	for {
-		if w.applied.Load() >= pos {
+		if mark.Load() >= pos {
 			return nil
 		}
 		w.mu.Lock()
-		if w.applied.Load() >= pos {
+		if mark.Load() >= pos {
 			w.mu.Unlock()
 			return nil
 		}
@@ -177,30 +183,7 @@ func (w *Watermark) WaitPartition(ctx context.Context, p int, pos uint64) error 
 	if p < 0 || p >= len(*parts) {
 		panic(fmt.Sprintf("projection: wait for partition %d of %d", p, len(*parts)))
 	}
-	mark := &(*parts)[p]
-	for {
-		if mark.Load() >= pos {
-			return nil
-		}
-		w.mu.Lock()
-		if mark.Load() >= pos {
-			w.mu.Unlock()
-			return nil
-		}
-		ch := w.mu.advanced
-		w.mu.waiters++
-		w.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-		}
-		w.mu.Lock()
-		w.mu.waiters--
-		w.mu.Unlock()
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-	}
+	return w.waitFor(ctx, &(*parts)[p], pos)
 }
 
 // advancePartition moves partition p's position to pos (never back) and

@@ -9,8 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -128,16 +126,7 @@ func (t *orderedTier) init() {
 	t.buckets = map[int64][]sectionRef{}
 }
 
-func orderedName(number uint64) string { return fmt.Sprintf("%016d%s", number, orderedSuffix) }
-
-func parseOrderedName(name string) (uint64, bool) {
-	base, ok := strings.CutSuffix(name, orderedSuffix)
-	if !ok {
-		return 0, false
-	}
-	n, err := strconv.ParseUint(base, 10, 64)
-	return n, err == nil && n > 0
-}
+func orderedName(number uint64) string { return fileName(number, orderedSuffix) }
 
 // TimeOrdered reports whether a key minted at mintedMs (unix ms, from
 // KeyTime) and first used at atNs (unix ns) belongs to the time-ordered

@@ -271,7 +271,7 @@ func Open(cfg Config) (*Store, error) {
 			removed = true
 			continue
 		}
-		if number, ok := parseOrderedName(name); ok {
+		if number, ok := parseFileName(name, orderedSuffix); ok {
 			r, err := readOrdered(cfg.FS, path, number, cfg.BucketWidth.Milliseconds())
 			if err != nil {
 				return nil, err
@@ -280,7 +280,7 @@ func Open(cfg Config) (*Store, error) {
 			s.nextNumber = max(s.nextNumber, number+1)
 			continue
 		}
-		number, ok := parseRunName(name)
+		number, ok := parseFileName(name, runSuffix)
 		if !ok {
 			continue
 		}
@@ -327,10 +327,16 @@ func Open(cfg Config) (*Store, error) {
 
 const runSuffix = ".run"
 
-func runName(number uint64) string { return fmt.Sprintf("%016d%s", number, runSuffix) }
+func runName(number uint64) string { return fileName(number, runSuffix) }
 
-func parseRunName(name string) (uint64, bool) {
-	base, ok := strings.CutSuffix(name, runSuffix)
+// fileName names file number of a kind: the number in 16 digits, so that
+// the names sort as the numbers do, then the kind's suffix.
+func fileName(number uint64, suffix string) string { return fmt.Sprintf("%016d%s", number, suffix) }
+
+// parseFileName returns the number of a file named by fileName with
+// suffix, and false for any other name.
+func parseFileName(name, suffix string) (uint64, bool) {
+	base, ok := strings.CutSuffix(name, suffix)
 	if !ok {
 		return 0, false
 	}

@@ -1,4 +1,4 @@
-// Command importbench measures POST /v1/catalog:import against a running
+// Package main is importbench, which measures POST /v1/catalog:import against a running
 // fest server: it builds the catalog's NDJSON bodies first (so their cost is
 // not counted), then posts them (-inflight at a time), brands, then merchants, then
 // SKUs, and prints the lines per second of the posting alone.

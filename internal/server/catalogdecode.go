@@ -68,7 +68,6 @@ func fastDecodeImportLine(all string, at int, line []byte, out *importLine) bool
 	d := fastDec{b: line}
 	f := &out.fields
 	*out = importLine{}
-	var seen uint32
 	var typ, id, brandID, merchantID, skuID span
 	sub := func(s span) string {
 		if s.to == 0 {
@@ -77,113 +76,89 @@ func fastDecodeImportLine(all string, at int, line []byte, out *importLine) bool
 		return all[at+int(s.from) : at+int(s.to)]
 	}
 	d.ws()
-	if !d.eat('{') {
-		return false
-	}
-	d.ws()
-	if !d.eat('}') {
-		for {
-			d.ws()
-			key, ok := d.rawString()
-			if !ok {
-				return false
+	seen, ok := d.object(func(key []byte) (uint32, bool) {
+		var bit uint32
+		var str *string
+		var sp *span
+		var num *int64
+		switch string(key) {
+		case "type":
+			bit, sp = keyType, &typ
+		case "id":
+			bit, sp = keyID, &id
+		case "brand_id":
+			bit, sp = keyBrandID, &brandID
+		case "merchant_id":
+			bit, sp = keyMerchantID, &merchantID
+		case "sku_id":
+			bit, sp = keySKUID, &skuID
+		case "name":
+			bit, str = keyName, &f.name
+		case "country":
+			bit, str = keyCountry, &f.country
+			f.has |= hasCountry
+		case "kind":
+			bit, str = keyKind, &f.kind
+			f.has |= hasKind
+		case "industry":
+			bit, str = keyIndustry, &f.industry
+		case "region":
+			bit, str = keyRegion, &f.region
+		case "title":
+			bit, str = keyTitle, &f.title
+		case "category":
+			bit, str = keyCategory, &f.category
+		case "first_festival":
+			v, ok := d.int()
+			if !ok || v < -1<<31 || v >= 1<<31 {
+				return 0, false
 			}
-			d.ws()
-			if !d.eat(':') {
-				return false
-			}
-			d.ws()
-			var bit uint32
-			var str *string
-			var sp *span
-			var num *int64
-			switch string(key) {
-			case "type":
-				bit, sp = keyType, &typ
-			case "id":
-				bit, sp = keyID, &id
-			case "brand_id":
-				bit, sp = keyBrandID, &brandID
-			case "merchant_id":
-				bit, sp = keyMerchantID, &merchantID
-			case "sku_id":
-				bit, sp = keySKUID, &skuID
-			case "name":
-				bit, str = keyName, &f.name
-			case "country":
-				bit, str = keyCountry, &f.country
-				f.has |= hasCountry
-			case "kind":
-				bit, str = keyKind, &f.kind
-				f.has |= hasKind
-			case "industry":
-				bit, str = keyIndustry, &f.industry
-			case "region":
-				bit, str = keyRegion, &f.region
-			case "title":
-				bit, str = keyTitle, &f.title
-			case "category":
-				bit, str = keyCategory, &f.category
-			case "first_festival":
-				v, ok := d.int()
-				if !ok || v < -1<<31 || v >= 1<<31 {
-					return false
-				}
-				bit, f.firstFestival = keyFirstFestival, int32(v)
-			case "emerging":
-				bit = keyEmerging
-				switch {
-				case d.literal("true"):
-					f.emerging = true
-				case d.literal("false"):
-				default:
-					return false
-				}
-			case "last_year_gmv":
-				bit, num = keyLastYearGMV, &f.lastYearGMV
-			case "price":
-				bit, num = keyPrice, &f.price
-				f.has |= hasPrice
-			case "stock":
-				bit, num = keyStock, &f.stock
-				f.has |= hasStock
-			case "stock_expected":
-				bit, num = keyStockExpected, &f.stockExpected
-				f.has |= hasStockExpected
-			default:
-				return false
-			}
-			if seen&bit != 0 {
-				return false
-			}
-			seen |= bit
+			bit, f.firstFestival = keyFirstFestival, int32(v)
+		case "emerging":
+			bit = keyEmerging
 			switch {
-			case sp != nil || str != nil:
-				s, ok := d.stringSpan()
-				if !ok {
-					return false
-				}
-				if sp != nil {
-					*sp = s
-				} else {
-					*str = sub(s)
-				}
-			case num != nil:
-				v, ok := d.int()
-				if !ok {
-					return false
-				}
-				*num = v
+			case d.literal("true"):
+				f.emerging = true
+			case d.literal("false"):
+			default:
+				return 0, false
 			}
-			d.ws()
-			if d.eat(',') {
-				continue
-			}
-			if !d.eat('}') {
-				return false
-			}
-			break
+		case "last_year_gmv":
+			bit, num = keyLastYearGMV, &f.lastYearGMV
+		case "price":
+			bit, num = keyPrice, &f.price
+			f.has |= hasPrice
+		case "stock":
+			bit, num = keyStock, &f.stock
+			f.has |= hasStock
+		case "stock_expected":
+			bit, num = keyStockExpected, &f.stockExpected
+			f.has |= hasStockExpected
+		default:
+			return 0, false
 		}
+		switch {
+		case sp != nil || str != nil:
+			s, ok := d.stringSpan()
+			if !ok {
+				return 0, false
+			}
+			if sp != nil {
+				*sp = s
+			} else {
+				*str = sub(s)
+			}
+		case num != nil:
+			v, ok := d.int()
+			if !ok {
+				return 0, false
+			}
+			*num = v
+		}
+		return bit, true
+	})
+	if !ok {
+		return false
 	}
 	d.ws()
 	if d.i != len(d.b) || typ.to == 0 {

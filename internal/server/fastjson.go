@@ -43,7 +43,7 @@ func fastDecodeOrder(body []byte, o *orderJSON) bool {
 	*o = orderJSON{}
 	o.Items = items
 	d.ws()
-	ok := d.object(func(key []byte) (uint8, bool) {
+	_, ok := d.object(func(key []byte) (uint32, bool) {
 		var field int
 		switch string(key) {
 		case "items":
@@ -143,37 +143,37 @@ func (d *fastDec) stringSpan() (span, bool) {
 
 // object reads an object. field reads the value of each key and returns
 // the key's bit, so that a key given twice fails, and whether the value
-// was read; an unknown key fails (bit 0 with false).
-func (d *fastDec) object(field func(key []byte) (bit uint8, ok bool)) bool {
+// was read; an unknown key fails (bit 0 with false). seen is the bits of
+// the keys read.
+func (d *fastDec) object(field func(key []byte) (bit uint32, ok bool)) (seen uint32, ok bool) {
 	if !d.eat('{') {
-		return false
+		return 0, false
 	}
 	d.ws()
 	if d.eat('}') {
-		return true
+		return 0, true
 	}
-	var seen uint8
 	for {
 		d.ws()
 		key, ok := d.rawString()
 		if !ok {
-			return false
+			return seen, false
 		}
 		d.ws()
 		if !d.eat(':') {
-			return false
+			return seen, false
 		}
 		d.ws()
 		bit, ok := field(key)
 		if !ok || seen&bit != 0 {
-			return false
+			return seen, false
 		}
 		seen |= bit
 		d.ws()
 		if d.eat(',') {
 			continue
 		}
-		return d.eat('}')
+		return seen, d.eat('}')
 	}
 }
 
@@ -189,7 +189,7 @@ func (d *fastDec) items(o *orderJSON) bool {
 	for {
 		d.ws()
 		var it itemJSON
-		ok := d.object(func(key []byte) (uint8, bool) {
+		_, ok := d.object(func(key []byte) (uint32, bool) {
 			var ok bool
 			switch string(key) {
 			case "sku_id":

@@ -673,13 +673,8 @@ func (e *Engine) submitCluster(b *Batch) {
 	failed := e.Err() != nil
 	for i := range b.Requests {
 		r := &b.Requests[i]
-		if failed {
-			r.Result = Result{Code: CodeUnavailable}
-			continue
-		}
-		p, ok := e.core.route(r)
+		p, ok := e.admit(r, failed)
 		if !ok {
-			e.stats.GatewayRejected.Add(1)
 			continue
 		}
 		if e.served[p].Load() == nil {

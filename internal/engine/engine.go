@@ -334,13 +334,8 @@ func (e *Engine) Submit(b *Batch) {
 	failed := e.Err() != nil
 	for i := range b.Requests {
 		r := &b.Requests[i]
-		if failed {
-			r.Result = Result{Code: CodeUnavailable}
-			continue
-		}
-		p, ok := e.core.route(r)
+		p, ok := e.admit(r, failed)
 		if !ok {
-			e.stats.GatewayRejected.Add(1)
 			continue
 		}
 		r.partition = int32(p)
@@ -374,6 +369,21 @@ func (e *Engine) Submit(b *Batch) {
 	}
 	e.mu.RUnlock()
 	b.finish()
+}
+
+// admit routes one request of a submitted batch and returns its
+// partition; ok is false when the request is answered already: the
+// engine has stopped (failed) or the router refused it.
+func (e *Engine) admit(r *Request, failed bool) (int, bool) {
+	if failed {
+		r.Result = Result{Code: CodeUnavailable}
+		return 0, false
+	}
+	p, ok := e.core.route(r)
+	if !ok {
+		e.stats.GatewayRejected.Add(1)
+	}
+	return p, ok
 }
 
 func (b *Batch) finish() {

@@ -756,7 +756,9 @@ func TestPeakSecond(t *testing.T) {
 	cfg := testConfig(&now)
 	p := mustNew(t, cfg)
 	applyRecord(t, p, catalogEvents([]testBrand{{id: "a", country: "CN", category: "c"}}), 1)
-	at := func(sec int) int64 { return testStart.Add(time.Duration(sec)*time.Second + 300*time.Millisecond).UnixNano() }
+	at := func(sec int) int64 {
+		return testStart.Add(time.Duration(sec)*time.Second + 300*time.Millisecond).UnixNano()
+	}
 	var id uint64
 	// Seconds 3, 7, 5, then more of 3 after 7 and 5, and 7 catching up.
 	for _, step := range []struct{ sec, n int }{{3, 4}, {7, 5}, {5, 2}, {3, 2}, {7, 1}, {5, 6}} {

@@ -215,6 +215,13 @@ func (s *Server) decodeProtoSettle(body []byte) (entries []settleEntry, batch *e
 			entries[i].err, entries[i].req = aerr, -1
 			continue
 		}
+		if a.RehearsalTime != 0 {
+			if aerr := s.checkRehearsalTime(actionPath(i, rehearsalFieldProto), a.RehearsalTime); aerr != nil {
+				done()
+				return nil, nil, nil, aerr
+			}
+			cmd.At = a.RehearsalTime
+		}
 		entries[i].req = len(batch.Requests)
 		batch.Add(cmd)
 	}

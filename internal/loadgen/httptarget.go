@@ -43,6 +43,9 @@ type HTTPConfig struct {
 	ImportChunkBytes int
 	// Timeout bounds one request.
 	Timeout time.Duration
+	// RehearsalClock gives each command its festival time, for a server
+	// run with --rehearsal-clock (rehearsalclock.go); binary transport only.
+	RehearsalClock bool
 }
 
 // DefaultHTTPConfig batches 1,000 orders per request, 8 in flight.
@@ -75,6 +78,8 @@ func (c HTTPConfig) Validate() error {
 		return fmt.Errorf("import chunk %d bytes out of range [1 KiB, %d MiB]", c.ImportChunkBytes, wire.BatchBodyBytesMax>>20)
 	case c.Timeout <= 0:
 		return errors.New("timeout must be positive")
+	case c.RehearsalClock && c.Transport != TransportBinary:
+		return errors.New("the rehearsal clock needs the binary transport")
 	}
 	return nil
 }
@@ -312,7 +317,7 @@ func (t *HTTPTarget) Place(ctx context.Context, m *festival.Model, orders []*fes
 	defer t.orderBatches.Put(b)
 	b.Reset()
 	for _, o := range orders {
-		b.Add(wire.PlaceOrder{BuyerID: m.BuyerID(o.Buyer), Channel: m.ChannelName(o), Region: m.BuyerRegion(o.Buyer), DealID: m.DealID(o)})
+		b.Add(wire.PlaceOrder{BuyerID: m.BuyerID(o.Buyer), Channel: m.ChannelName(o), Region: m.BuyerRegion(o.Buyer), DealID: m.DealID(o), RehearsalTime: t.rehearsalAt(o)})
 		for _, it := range o.Lines() {
 			b.AddItem(m.SKUs[it.SKU].ID, it.Qty)
 		}
@@ -418,21 +423,33 @@ func settleWant(cancel bool) string {
 // with POST /v1/orders:settle: protobuf on the binary transport, JSON on
 // the others; at most wire.BatchOrdersMax actions a request.
 func (t *HTTPTarget) Settle(ctx context.Context, ids []string, totals []int64, cancel []bool, out []Outcome) {
+	t.settle(ctx, ids, totals, cancel, nil, out)
+}
+
+// settle is Settle with each action's festival time (ats nil: none).
+func (t *HTTPTarget) settle(ctx context.Context, ids []string, totals []int64, cancel []bool, ats []int64, out []Outcome) {
 	b := t.settles.Get().(*client.SettleBatch)
 	defer t.settles.Put(b)
 	for lo := 0; lo < len(ids); lo += wire.BatchOrdersMax {
 		hi := min(len(ids), lo+wire.BatchOrdersMax)
-		t.settleChunk(ctx, b, ids[lo:hi], totals[lo:hi], cancel[lo:hi], out[lo:hi])
+		var chunkAts []int64
+		if ats != nil {
+			chunkAts = ats[lo:hi]
+		}
+		t.settleChunk(ctx, b, ids[lo:hi], totals[lo:hi], cancel[lo:hi], chunkAts, out[lo:hi])
 	}
 }
 
-func (t *HTTPTarget) settleChunk(ctx context.Context, b *client.SettleBatch, ids []string, totals []int64, cancel []bool, out []Outcome) {
+func (t *HTTPTarget) settleChunk(ctx context.Context, b *client.SettleBatch, ids []string, totals []int64, cancel []bool, ats []int64, out []Outcome) {
 	b.Reset()
 	for i, id := range ids {
 		if cancel[i] {
 			b.Cancel(id)
 		} else {
 			b.Pay(id, totals[i])
+		}
+		if ats != nil {
+			b.At(ats[i])
 		}
 	}
 	var err error

@@ -1,0 +1,109 @@
+package test
+
+import (
+	"context"
+	"errors"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fest-platform/fest/client"
+	"github.com/fest-platform/fest/wire"
+)
+
+// TestFestivalReportOnRehearsalClock is issue 8's last acceptance item:
+// `fest load --profile festival --scale 0.0001` against `fest serve
+// --rehearsal-clock`, and the report shows the server's own value (read
+// from its GMV endpoints) beside the generator's for every published 2020
+// figure, each of them ok, the peak second and "busiest second is the peak
+// second" included. --speed 0 replays as fast as the server takes it, so
+// the batches in flight give times far out of order (hours of festival
+// time in the quiet days): the server must still put each order in its own
+// festival second. The payment timeout (festival time) outlasts the
+// festival, since at that pace a payment may arrive festival hours after
+// its order.
+func TestFestivalReportOnRehearsalClock(t *testing.T) {
+	f := startFest(t, "", "--rehearsal-clock", "--payment-timeout", "720h")
+	cmd := exec.Command(binPath, "load", "--addr", f.URL, "--admin-token", adminToken, "--storefront-token", storefrontToken,
+		"--carrier-token", carrierToken, "--profile", "festival", "--scale", "0.0001", "--speed", "0", "--rehearsal-clock",
+		"--questions", "0", "--scan-window", "0", "--quiet")
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("fest load: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	report := stdout.String()
+	if !strings.Contains(report, "audit: ok") {
+		t.Errorf("audit not ok:\n%s", report)
+	}
+	// The figures' table: a header, then one row per figure ending in its
+	// two verdicts, the generator's and the server's.
+	var rows []string
+	in := false
+	for _, line := range strings.Split(report, "\n") {
+		switch {
+		case strings.Contains(line, "figure") && strings.HasSuffix(strings.TrimSpace(line), "server ok"):
+			in = true
+		case in && strings.TrimSpace(line) == "":
+			in = false
+		case in:
+			rows = append(rows, line)
+		}
+	}
+	if len(rows) < 18 {
+		t.Fatalf("%d figure rows, want the 18 published figures:\n%s", len(rows), report)
+	}
+	for _, want := range []string{"orders in the peak second", "busiest second is the peak second"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("no figure %q in the report", want)
+		}
+	}
+	for _, row := range rows {
+		fields := strings.Fields(row)
+		if n := len(fields); n < 3 || fields[n-2] != "ok" || fields[n-1] != "ok" {
+			t.Errorf("figure not ok for both the generator and the server: %s", strings.TrimSpace(row))
+		}
+	}
+	// The board itself names the peak second: 11-11 00:00:26 China time.
+	c, err := client.New(client.Config{Addr: f.URL, Token: storefrontToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	g, err := c.GMV(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	peak := time.Date(2020, 11, 11, 0, 0, 26, 0, time.FixedZone("CST", 8*3600))
+	if g.PeakSecond == nil || !g.PeakSecond.At.Equal(peak) || g.PeakSecond.Orders < 55 || g.PeakSecond.Orders > 62 {
+		t.Errorf("peak_second %+v, want %v with about 58 orders", g.PeakSecond, peak)
+	}
+}
+
+// TestRehearsalTimeRefused: a server without --rehearsal-clock answers a
+// request that gives a festival time 422 invalid_argument naming the
+// field, and places nothing.
+func TestRehearsalTimeRefused(t *testing.T) {
+	t.Parallel()
+	f := startFest(t, "")
+	f.seedCatalog(map[string]int{"s1": 5})
+	body := map[string]any{"buyer_id": "u1", "items": []map[string]any{{"sku_id": "s1", "quantity": 1}}}
+	f.expectErr(422, "invalid_argument", "Fest-Rehearsal-Time", "POST", "/v1/orders", storefrontToken, body, "Fest-Rehearsal-Time", "1605024026000")
+	c, err := client.New(client.Config{Addr: f.URL, Token: storefrontToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var b client.OrderBatch
+	b.Add(wire.PlaceOrder{BuyerID: "u1", RehearsalTime: 1_605_024_026_000_000_000})
+	b.AddItem("s1", 1)
+	err = c.PlaceBatch(context.Background(), &b)
+	var ae *client.Error
+	if !errors.As(err, &ae) || ae.Status != 422 || ae.Code != "invalid_argument" || ae.Field != "orders[0].rehearsal_time_unix_nanos" {
+		t.Fatalf("protobuf batch with a time: %v", err)
+	}
+	if s := f.sku("s1"); s.Available != 5 {
+		t.Fatalf("a refused request changed the stock: %+v", s)
+	}
+}

@@ -723,7 +723,16 @@ func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *eng
 	slab := ps.items[:len(ps.view.Items)]
 	for i := range orders {
 		o := &orders[i]
-		cmd := engine.Command{Order: engine.Order{Items: slab[o.ItemsFrom:o.ItemsFrom:o.ItemsTo]}}
+		if o.RehearsalTime != 0 {
+			// A time refused is the whole request's error, before any
+			// order's own.
+			if aerr := s.checkRehearsalTime("orders["+strconv.Itoa(i)+"]."+rehearsalFieldProto, o.RehearsalTime); aerr != nil {
+				ps.items = slab
+				done()
+				return nil, nil, nil, aerr
+			}
+		}
+		cmd := engine.Command{Order: engine.Order{Items: slab[o.ItemsFrom:o.ItemsFrom:o.ItemsTo]}, At: o.RehearsalTime}
 		items := ps.view.OrderItems(i)
 		aerr := startOrderCommand(&cmd, str(o.BuyerID), str(o.Channel), str(o.Region), str(o.DealID), str(o.IdempotencyKey), len(items), i)
 		for j := 0; aerr == nil && j < len(items); j++ {
@@ -732,14 +741,6 @@ func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *eng
 		if aerr != nil {
 			entries[i] = batchEntry{err: aerr, req: -1}
 			continue
-		}
-		if o.RehearsalTime != 0 {
-			if aerr := s.checkRehearsalTime("orders["+strconv.Itoa(i)+"]."+rehearsalFieldProto, o.RehearsalTime); aerr != nil {
-				ps.items = slab
-				done()
-				return nil, nil, nil, aerr
-			}
-			cmd.At = o.RehearsalTime
 		}
 		finishOrderCommand(&cmd)
 		entries[i].req = len(batch.Requests)

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -120,5 +121,49 @@ func TestRehearsalClock(t *testing.T) {
 		if err := e.Close(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestRehearsalClockConcurrent submits batches with times in no order
+// from several goroutines: every order is created at its own time, and the
+// clock ends at the largest.
+func TestRehearsalClockConcurrent(t *testing.T) {
+	e, err := Open(Config{Dir: t.TempDir(), Partitions: 4, NoSync: true, Logger: quiet, SnapshotEveryBytes: -1,
+		PaymentTimeout: time.Hour, RehearsalClock: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	testCatalog(t, e, 4, 2, 1_000_000)
+	base := time.Date(2020, 11, 10, 16, 0, 0, 0, time.UTC).UnixNano()
+	const goroutines, batches, orders = 4, 20, 50
+	done := make(chan *Batch, goroutines*batches)
+	for g := range goroutines {
+		go func() {
+			for i := range batches {
+				b := NewBatch(orders)
+				for j := range orders {
+					// A scrambled time per order, distinct across the run.
+					n := (g*batches*orders + i*orders + j) * 7919 % (goroutines * batches * orders)
+					b.Add(Command{Kind: KindPlaceOrder, At: base + int64(n)*int64(time.Millisecond),
+						Order: Order{BuyerID: "u", Items: []Item{{SKUID: "s" + strconv.Itoa(j%4) + "-0", Quantity: 1}}}})
+				}
+				e.Submit(b)
+				b.Wait()
+				done <- b
+			}
+		}()
+	}
+	for range goroutines * batches {
+		b := <-done
+		for i := range b.Requests {
+			r := &b.Requests[i]
+			if !r.Result.OK() || r.Result.CreatedAt != r.Command.At {
+				t.Fatalf("order at %d: %v, created at %d", r.Command.At, r.Result.Err(), r.Result.CreatedAt)
+			}
+		}
+	}
+	if want := base + int64(goroutines*batches*orders-1)*int64(time.Millisecond); e.cfg.Now() != want {
+		t.Fatalf("clock %d, want the largest time %d", e.cfg.Now(), want)
 	}
 }

@@ -79,6 +79,18 @@ func TestFestivalReportOnRehearsalClock(t *testing.T) {
 	if g.PeakSecond == nil || !g.PeakSecond.At.Equal(peak) || g.PeakSecond.Orders < 55 || g.PeakSecond.Orders > 62 {
 		t.Errorf("peak_second %+v, want %v with about 58 orders", g.PeakSecond, peak)
 	}
+	// JSON requests give their time in the header, unix ms or RFC 3339.
+	f.seedCatalog(map[string]int{"rehearsal-sku": 5})
+	body := map[string]any{"buyer_id": "u1", "items": []map[string]any{{"sku_id": "rehearsal-sku", "quantity": 1}}}
+	o := decodeOrder(t, f.must(201, "POST", "/v1/orders", storefrontToken, body, "Fest-Rehearsal-Time", "2020-11-11T23:59:00+08:00").Body)
+	if at, _ := time.Parse(time.RFC3339Nano, o.CreatedAt); !at.Equal(time.Date(2020, 11, 11, 15, 59, 0, 0, time.UTC)) {
+		t.Errorf("order placed with Fest-Rehearsal-Time created at %s", o.CreatedAt)
+	}
+	p := decodeOrder(t, f.must(200, "POST", "/v1/orders/"+o.OrderID+"/pay", storefrontToken, map[string]any{"amount": o.Total},
+		"Fest-Rehearsal-Time", "1605110345000").Body)
+	if at, _ := time.Parse(time.RFC3339Nano, p.PaidAt); !at.Equal(time.UnixMilli(1605110345000)) {
+		t.Errorf("order paid with Fest-Rehearsal-Time paid at %s", p.PaidAt)
+	}
 }
 
 // TestRehearsalTimeRefused: a server without --rehearsal-clock answers a

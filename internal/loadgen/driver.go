@@ -13,6 +13,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/fest-platform/fest/internal/festival"
+	"github.com/fest-platform/fest/wire"
 )
 
 // Profiles.
@@ -305,6 +306,9 @@ func Run(ctx context.Context, cfg Config, m *festival.Model, target Target) (*Re
 		res.Figures = m.Figures(tally)
 	}
 	res.Notes = append(res.Notes, notes...)
+	if rs, ok := target.(rehearsalSettler); ok && rs.rehearsal() && r.mu.errors["pay_"+wire.CodeInvalidState] > 0 {
+		res.Notes = append(res.Notes, "payments found their orders expired: on the rehearsal clock the server's --payment-timeout is festival time, and a batch's round trip is minutes to hours of it (give it more: 24h at --speed 20000, 720h at --speed 0)")
+	}
 	if payNote != "" {
 		res.Notes = append(res.Notes, payNote)
 	}

@@ -22,9 +22,9 @@ import (
 // time in the quiet days): the server must still put each order in its own
 // festival second. The payment timeout (festival time) outlasts the
 // festival, since at that pace a payment may arrive festival hours after
-// its order.
+// its order: the server's default on the rehearsal clock (720h) is used.
 func TestFestivalReportOnRehearsalClock(t *testing.T) {
-	f := startFest(t, "", "--rehearsal-clock", "--payment-timeout", "720h")
+	f := startFest(t, "", "--rehearsal-clock")
 	cmd := exec.Command(binPath, "load", "--addr", f.URL, "--admin-token", adminToken, "--storefront-token", storefrontToken,
 		"--carrier-token", carrierToken, "--profile", "festival", "--scale", "0.0001", "--speed", "0", "--rehearsal-clock",
 		"--questions", "0", "--scan-window", "0", "--quiet")

@@ -307,7 +307,7 @@ func Run(ctx context.Context, cfg Config, m *festival.Model, target Target) (*Re
 	}
 	res.Notes = append(res.Notes, notes...)
 	if rs, ok := target.(rehearsalSettler); ok && rs.rehearsal() && r.mu.errors["pay_"+wire.CodeInvalidState] > 0 {
-		res.Notes = append(res.Notes, "payments found their orders expired: on the rehearsal clock the server's --payment-timeout is festival time, and a batch's round trip is minutes to hours of it (give it more: 24h at --speed 20000, 720h at --speed 0)")
+		res.Notes = append(res.Notes, "payments found their orders expired: on the rehearsal clock the server's --payment-timeout is festival time, and a batch's round trip is minutes to hours of it (fest serve --rehearsal-clock takes 720h unless given one)")
 	}
 	if payNote != "" {
 		res.Notes = append(res.Notes, payNote)

@@ -2,6 +2,7 @@ package gmv
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"reflect"
@@ -784,6 +785,16 @@ func TestPeakSecond(t *testing.T) {
 	}
 	pos, _ := p.Position()
 	checkSame(t, p, snapshotRestore(t, p, cfg, pos))
+	// A FESTGV02 section (no peak) takes its peak from the series it holds.
+	body := p.st.encode(nil)
+	suffix := binary.AppendUvarint(binary.AppendVarint(nil, p.st.peak.unix), p.st.peak.placed)
+	old, err := decodeState(body[:len(body)-len(suffix)], false)
+	if err != nil {
+		t.Fatalf("a FESTGV02 section: %v", err)
+	}
+	if old.peak != p.st.peak {
+		t.Errorf("peak from a FESTGV02 section %+v, want %+v", old.peak, p.st.peak)
+	}
 	empty := mustNew(t, cfg)
 	if tot, _ := empty.Totals(); tot.PeakSecond != 0 || tot.PeakOrders != 0 {
 		t.Errorf("no orders: peak %d with %d", tot.PeakSecond, tot.PeakOrders)

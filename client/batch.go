@@ -333,6 +333,10 @@ func (b *SettleBatch) Cancel(orderID string) {
 	b.acts = append(b.acts, wire.Settle{OrderID: orderID, Cancel: true})
 }
 
+// At gives the action added last its festival time (unix ns), for a server
+// run with --rehearsal-clock; SettleBatch (protobuf) sends it.
+func (b *SettleBatch) At(t int64) { b.acts[len(b.acts)-1].RehearsalTime = t }
+
 // sendSettleBatch posts the actions in protobuf to POST /v1/orders:settle
 // and decodes the answer into b.view, whose views point into b.resp.
 func (c *Client) sendSettleBatch(ctx context.Context, b *SettleBatch) error {

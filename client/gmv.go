@@ -34,6 +34,16 @@ type GMV struct {
 	ChannelsOverThreshold int            `json:"channels_over_threshold"`
 	MilestoneThreshold    int64          `json:"milestone_threshold"` // fen
 	FestivalYear          int            `json:"festival_year"`
+	// PeakSecond is the busiest second by orders placed (by event time:
+	// festival time on a server with the rehearsal clock); nil before any
+	// order.
+	PeakSecond *PeakSecond `json:"peak_second"`
+}
+
+// PeakSecond is the busiest second of GET /v1/gmv.
+type PeakSecond struct {
+	At     time.Time `json:"at"` // the second's start
+	Orders int64     `json:"orders"`
 }
 
 // Lag is how far the GMV projection trails the journal.

@@ -253,8 +253,8 @@ func TestSettleProtobuf(t *testing.T) {
 		many[i] = wire.Settle{OrderID: "1", Cancel: true}
 	}
 	f.expectErr(422, "invalid_argument", "actions", "POST", path, storefrontToken, wire.AppendSettleRequest(nil, many), ct...)
-	unknown := append(wire.AppendSettleRequest(nil, []wire.Settle{{OrderID: ids[3], Cancel: true}}), 0x0a, 0x02, 0x20, 0x01)
-	f.expectErr(422, "invalid_argument", "actions[1].field 4", "POST", path, storefrontToken, unknown, ct...)
+	unknown := append(wire.AppendSettleRequest(nil, []wire.Settle{{OrderID: ids[3], Cancel: true}}), 0x0a, 0x02, 0x28, 0x01)
+	f.expectErr(422, "invalid_argument", "actions[1].field 5", "POST", path, storefrontToken, unknown, ct...)
 	f.expectErr(422, "invalid_argument", "field 2", "POST", path, storefrontToken, []byte{0x12, 0x00}, ct...)
 	f.expectErr(400, "invalid_protobuf", "", "POST", path, storefrontToken, []byte{0x0a, 0xff}, ct...)
 	f.expectErr(403, "forbidden", "", "POST", path, adminToken, unknown, ct...)

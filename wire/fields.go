@@ -14,6 +14,10 @@ const (
 	PlaceOrderRegion         protowire.Number = 4
 	PlaceOrderDealID         protowire.Number = 5
 	PlaceOrderIdempotencyKey protowire.Number = 6
+	// PlaceOrderRehearsalTime and SettleRehearsalTime are fest's
+	// extension: the command's festival time on a server with the
+	// rehearsal clock.
+	PlaceOrderRehearsalTime protowire.Number = 7
 
 	ItemSKUID    protowire.Number = 1
 	ItemQuantity protowire.Number = 2
@@ -50,9 +54,10 @@ const (
 
 	SettleBatchRequestActions protowire.Number = 1
 
-	SettleOrderID protowire.Number = 1
-	SettleAmount  protowire.Number = 2
-	SettleCancel  protowire.Number = 3
+	SettleOrderID       protowire.Number = 1
+	SettleAmount        protowire.Number = 2
+	SettleCancel        protowire.Number = 3
+	SettleRehearsalTime protowire.Number = 4
 
 	SettleBatchResponseResults protowire.Number = 1
 

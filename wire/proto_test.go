@@ -66,7 +66,8 @@ var constants = map[string]protowire.Number{
 	"OrderBatchRequest.orders": OrderBatchRequestOrders,
 	"PlaceOrder.buyer_id":      PlaceOrderBuyerID, "PlaceOrder.items": PlaceOrderItems, "PlaceOrder.channel": PlaceOrderChannel,
 	"PlaceOrder.region": PlaceOrderRegion, "PlaceOrder.deal_id": PlaceOrderDealID, "PlaceOrder.idempotency_key": PlaceOrderIdempotencyKey,
-	"Item.sku_id": ItemSKUID, "Item.quantity": ItemQuantity,
+	"PlaceOrder.rehearsal_time_unix_nanos": PlaceOrderRehearsalTime,
+	"Item.sku_id":                          ItemSKUID, "Item.quantity": ItemQuantity,
 	"OrderBatchResponse.results": OrderBatchResponseResults,
 	"OrderResult.order":          OrderResultOrder, "OrderResult.error": OrderResultError,
 	"Order.order_id": OrderOrderID, "Order.status": OrderStatus, "Order.buyer_id": OrderBuyerID, "Order.merchant_id": OrderMerchantID,
@@ -79,8 +80,9 @@ var constants = map[string]protowire.Number{
 	"Error.available":            ErrorAvailable,
 	"SettleBatchRequest.actions": SettleBatchRequestActions,
 	"Settle.order_id":            SettleOrderID, "Settle.amount": SettleAmount, "Settle.cancel": SettleCancel,
-	"SettleBatchResponse.results": SettleBatchResponseResults,
-	"SettleResult.order_id":       SettleResultOrderID, "SettleResult.status": SettleResultStatus, "SettleResult.total": SettleResultTotal,
+	"Settle.rehearsal_time_unix_nanos": SettleRehearsalTime,
+	"SettleBatchResponse.results":      SettleBatchResponseResults,
+	"SettleResult.order_id":            SettleResultOrderID, "SettleResult.status": SettleResultStatus, "SettleResult.total": SettleResultTotal,
 	"SettleResult.changed_at_unix_nanos": SettleResultChangedAtUnixNanos, "SettleResult.error": SettleResultError,
 }
 

@@ -12,6 +12,9 @@ type Settle struct {
 	OrderID string
 	Amount  int64
 	Cancel  bool
+	// RehearsalTime is the action's festival time, unix nanoseconds (0:
+	// none), for a server with the rehearsal clock.
+	RehearsalTime int64
 }
 
 // SettleResult is one entry of a SettleBatchResponse. Error is nil on
@@ -27,7 +30,7 @@ type SettleResult struct {
 }
 
 func settleSize(s *Settle) int {
-	n := strSize(s.OrderID) + intSize(s.Amount)
+	n := strSize(s.OrderID) + intSize(s.Amount) + intSize(s.RehearsalTime)
 	if s.Cancel {
 		n += 2
 	}
@@ -45,6 +48,7 @@ func AppendSettleRequest(b []byte, actions []Settle) []byte {
 		if s.Cancel {
 			b = appendInt(b, SettleCancel, 1)
 		}
+		b = appendInt(b, SettleRehearsalTime, s.RehearsalTime)
 	}
 	return b
 }
@@ -58,9 +62,10 @@ type SettleRequestView struct {
 
 // SettleView is one action of a SettleRequestView.
 type SettleView struct {
-	OrderID []byte
-	Amount  int64
-	Cancel  bool
+	OrderID       []byte
+	Amount        int64
+	Cancel        bool
+	RehearsalTime int64 // unix ns, 0: none
 }
 
 // DecodeSettleRequest decodes a SettleBatchRequest, appending to actions
@@ -69,7 +74,7 @@ func DecodeSettleRequest(b []byte, actions []Settle, actionsMax int) ([]Settle, 
 	var v SettleRequestView
 	err := DecodeSettleRequestView(b, &v, actionsMax)
 	for _, a := range v.Actions {
-		actions = append(actions, Settle{OrderID: string(a.OrderID), Amount: a.Amount, Cancel: a.Cancel})
+		actions = append(actions, Settle{OrderID: string(a.OrderID), Amount: a.Amount, Cancel: a.Cancel, RehearsalTime: a.RehearsalTime})
 	}
 	return actions, err
 }
@@ -126,10 +131,13 @@ func decodeSettle(b []byte, a *SettleView, idx int) error {
 				return fmt.Errorf("%w (actions[%d].order_id)", err, idx)
 			}
 			a.OrderID = s
-		case SettleAmount, SettleCancel:
+		case SettleAmount, SettleCancel, SettleRehearsalTime:
 			name := "amount"
-			if num == SettleCancel {
+			switch num {
+			case SettleCancel:
 				name = "cancel"
+			case SettleRehearsalTime:
+				name = "rehearsal_time_unix_nanos"
 			}
 			if typ != protowire.VarintType {
 				return &FieldError{Field: field(name).String(), Msg: "wrong wire type"}
@@ -138,10 +146,13 @@ func decodeSettle(b []byte, a *SettleView, idx int) error {
 			if err != nil {
 				return fmt.Errorf("%w (actions[%d].%s)", err, idx, name)
 			}
-			if num == SettleAmount {
+			switch num {
+			case SettleAmount:
 				a.Amount = int64(x)
-			} else {
+			case SettleCancel:
 				a.Cancel = x != 0
+			default:
+				a.RehearsalTime = int64(x)
 			}
 		default:
 			return &FieldError{Field: fmt.Sprintf("actions[%d].field %d", idx, num), Msg: "unknown field"}

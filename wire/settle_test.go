@@ -10,7 +10,7 @@ import (
 // encode, the decoders (and their reused views) read back unchanged.
 func TestSettleRoundTrip(t *testing.T) {
 	actions := []Settle{
-		{OrderID: "abc", Amount: 59800},
+		{OrderID: "abc", Amount: 59800, RehearsalTime: 1_604_937_626_000_000_000},
 		{OrderID: "def", Cancel: true},
 		{OrderID: "", Amount: -1},
 		{},
@@ -36,9 +36,9 @@ func TestSettleRoundTrip(t *testing.T) {
 		t.Fatalf("limit: %v", err)
 	}
 	bad := AppendSettleRequest(nil, actions[:1])
-	bad = append(bad, 0x0a, 0x02, 0x20, 0x01) // action 1 with field 4
+	bad = append(bad, 0x0a, 0x02, 0x28, 0x01) // action 1 with field 5
 	var fe *FieldError
-	if _, err := DecodeSettleRequest(bad, nil, 10); !errors.As(err, &fe) || fe.Field != "actions[1].field 4" {
+	if _, err := DecodeSettleRequest(bad, nil, 10); !errors.As(err, &fe) || fe.Field != "actions[1].field 5" {
 		t.Fatalf("unknown field: %v", err)
 	}
 	bad = append(AppendSettleRequest(nil, actions[:1]), 0x0a, 0x02, 0x12, 0x00) // action 1: amount as bytes

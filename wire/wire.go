@@ -42,6 +42,9 @@ type PlaceOrder struct {
 	Region         string
 	DealID         string
 	IdempotencyKey string
+	// RehearsalTime is the order's festival time, unix nanoseconds (0:
+	// none), for a server with the rehearsal clock.
+	RehearsalTime int64
 }
 
 // OrderItem is one line of a placed order.
@@ -115,7 +118,7 @@ func itemSize(it *Item) int {
 }
 
 func placeOrderSize(o *PlaceOrder) int {
-	n := strSize(o.BuyerID) + strSize(o.Channel) + strSize(o.Region) + strSize(o.DealID) + strSize(o.IdempotencyKey)
+	n := strSize(o.BuyerID) + strSize(o.Channel) + strSize(o.Region) + strSize(o.DealID) + strSize(o.IdempotencyKey) + intSize(o.RehearsalTime)
 	for i := range o.Items {
 		n += 1 + protowire.SizeBytes(itemSize(&o.Items[i]))
 	}
@@ -158,6 +161,7 @@ func appendPlaceOrder(b []byte, o *PlaceOrder) []byte {
 	b = appendStr(b, PlaceOrderRegion, o.Region)
 	b = appendStr(b, PlaceOrderDealID, o.DealID)
 	b = appendStr(b, PlaceOrderIdempotencyKey, o.IdempotencyKey)
+	b = appendInt(b, PlaceOrderRehearsalTime, o.RehearsalTime)
 	return b
 }
 
@@ -237,7 +241,7 @@ func DecodeRequest(b []byte, orders []PlaceOrder, ordersMax int) ([]PlaceOrder, 
 		ov := &v.Orders[i]
 		o := PlaceOrder{
 			BuyerID: string(ov.BuyerID), Channel: string(ov.Channel), Region: string(ov.Region),
-			DealID: string(ov.DealID), IdempotencyKey: string(ov.IdempotencyKey),
+			DealID: string(ov.DealID), IdempotencyKey: string(ov.IdempotencyKey), RehearsalTime: ov.RehearsalTime,
 		}
 		for _, it := range v.OrderItems(i) {
 			o.Items = append(o.Items, Item{SKUID: string(it.SKUID), Quantity: it.Quantity})
@@ -258,7 +262,8 @@ type RequestView struct {
 // PlaceOrderView is one order of a RequestView.
 type PlaceOrderView struct {
 	BuyerID, Channel, Region, DealID, IdempotencyKey []byte
-	ItemsFrom, ItemsTo                               int // its items are Items[ItemsFrom:ItemsTo]
+	ItemsFrom, ItemsTo                               int   // its items are Items[ItemsFrom:ItemsTo]
+	RehearsalTime                                    int64 // unix ns, 0: none
 }
 
 // ItemView is one line of a PlaceOrderView.
@@ -345,6 +350,12 @@ func (v *RequestView) decodePlaceOrder(b []byte, o *PlaceOrderView, idx int) err
 				return err
 			}
 			v.Items = append(v.Items, it)
+		case PlaceOrderRehearsalTime:
+			x, err := r.varint(path{order: idx, item: -1, field: orderFieldNames[num]}, typ)
+			if err != nil {
+				return err
+			}
+			o.RehearsalTime = int64(x)
 		default:
 			return &FieldError{Field: fmt.Sprintf("orders[%d].field %d", idx, num), Msg: "unknown field"}
 		}
@@ -353,7 +364,8 @@ func (v *RequestView) decodePlaceOrder(b []byte, o *PlaceOrderView, idx int) err
 
 // orderFieldNames names PlaceOrder's fields by number, for error paths.
 var orderFieldNames = [...]string{PlaceOrderBuyerID: "buyer_id", PlaceOrderItems: "items", PlaceOrderChannel: "channel",
-	PlaceOrderRegion: "region", PlaceOrderDealID: "deal_id", PlaceOrderIdempotencyKey: "idempotency_key"}
+	PlaceOrderRegion: "region", PlaceOrderDealID: "deal_id", PlaceOrderIdempotencyKey: "idempotency_key",
+	PlaceOrderRehearsalTime: "rehearsal_time_unix_nanos"}
 
 func decodeItem(b []byte, it *ItemView, idx, item int) error {
 	r := reader{b: b}

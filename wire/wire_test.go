@@ -39,7 +39,7 @@ func TestResponseRoundTrip(t *testing.T) {
 // AppendRequest, and a bad body's error names the order and item.
 func TestRequestRoundTrip(t *testing.T) {
 	orders := []PlaceOrder{
-		{BuyerID: "u1", Items: []Item{{SKUID: "s1", Quantity: 2}, {SKUID: "s2", Quantity: -1}}, Channel: "web", Region: "r", DealID: "d", IdempotencyKey: "k"},
+		{BuyerID: "u1", Items: []Item{{SKUID: "s1", Quantity: 2}, {SKUID: "s2", Quantity: -1}}, Channel: "web", Region: "r", DealID: "d", IdempotencyKey: "k", RehearsalTime: 1_604_937_626_000_000_000},
 		{BuyerID: "u2"},
 		{BuyerID: "u3", Items: []Item{{SKUID: "s3", Quantity: 1}}},
 	}

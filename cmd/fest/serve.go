@@ -31,6 +31,10 @@ import (
 	"github.com/fest-platform/fest/internal/vfs"
 )
 
+// rehearsalPaymentTimeout is the payment timeout on the rehearsal clock
+// when none is given: 30 days of festival time, longer than the festival.
+const rehearsalPaymentTimeout = 720 * time.Hour
+
 // serveOptions are the settings of fest serve, from flags and FEST_*
 // environment variables (a flag wins over its variable).
 type serveOptions struct {
@@ -42,6 +46,10 @@ type serveOptions struct {
 	StorefrontToken string
 	CarrierToken    string
 	ShutdownTimeout time.Duration
+	// RehearsalClock runs the engine on the festival time clients give
+	// each command (docs/api.md, The rehearsal clock), for fest load
+	// --profile festival --rehearsal-clock.
+	RehearsalClock bool
 
 	// The HTTP server's bounds (server.Config has their meaning).
 	ReadHeaderTimeout time.Duration
@@ -153,6 +161,7 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 	fs.StringVar(&o.AdminToken, "admin-token", envOr("FEST_ADMIN_TOKEN", ""), "admin bearer token; generated into <data>/tokens if empty (FEST_ADMIN_TOKEN)")
 	fs.StringVar(&o.StorefrontToken, "storefront-token", envOr("FEST_STOREFRONT_TOKEN", ""), "storefront bearer token; generated if empty (FEST_STOREFRONT_TOKEN)")
 	fs.StringVar(&o.CarrierToken, "carrier-token", envOr("FEST_CARRIER_TOKEN", ""), "carrier bearer token; generated if empty (FEST_CARRIER_TOKEN)")
+	fs.BoolVar(&o.RehearsalClock, "rehearsal-clock", os.Getenv("FEST_REHEARSAL_CLOCK") == "1", "run on the festival time each request gives (fest load --rehearsal-clock); the payment timeout is then festival time too, 720h unless given (FEST_REHEARSAL_CLOCK=1)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", shutdownTimeoutDefault, "how long in-flight requests may finish on shutdown")
 	fs.Int64Var(&o.SnapshotEveryBytes, "snapshot-every-bytes", 1<<30, "journal growth in bytes after which the engine snapshots in the background; negative: only at shutdown")
 	fs.Int64Var(&o.SegmentBytesMax, "segment-bytes-max", journal.DefaultSegmentBytesMax, "journal segment size in bytes")
@@ -197,6 +206,12 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 	fs.IntVar(&o.GCPercent, "gc-percent", gcPercent, "the Go collector's GOGC: the heap may grow by this percentage of the live data between collections; negative: off (GOGC when set)")
 	if err := fs.Parse(args); err != nil {
 		return o, fs, err
+	}
+	if o.RehearsalClock && !isSet(fs, "payment-timeout") && os.Getenv("FEST_PAYMENT_TIMEOUT") == "" {
+		// The payment timeout is festival time on the rehearsal clock, and a
+		// compressed run delivers payments festival hours after their
+		// orders: by default no order expires before the festival is over.
+		o.PaymentTimeout = rehearsalPaymentTimeout
 	}
 	if o.ParcelStaleAfter <= 0 {
 		return o, fs, fmt.Errorf("%s: --parcel-stale-after %v must be positive", name, o.ParcelStaleAfter)
@@ -264,6 +279,10 @@ type runningServer struct {
 // recovery) and opens the order store and the engine in the background.
 func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) (*runningServer, error) {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if o.RehearsalClock && o.Cluster.Journal == "nats" {
+		// Forwarded commands do not carry their festival time (yet).
+		return nil, errors.New("--rehearsal-clock runs on a single node, not with --journal nats")
+	}
 	if err := os.MkdirAll(o.Data, 0o755); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
@@ -289,6 +308,7 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 		IdleTimeout: o.IdleTimeout, ConnectionsMax: o.ConnectionsMax,
 		EventFeedsMax: o.EventFeedsMax, EventFeedWriteTimeout: o.EventFeedWriteTimeout,
 		Node: o.clusterNode(), Address: o.Cluster.Advertise, Cluster: o.serverCluster(),
+		RehearsalClock: o.RehearsalClock,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("configure server: %w", err)
@@ -373,6 +393,7 @@ func (rs *runningServer) open() error {
 			Dir:            rs.opts.Data,
 			Partitions:     rs.opts.Partitions,
 			PaymentTimeout: rs.opts.PaymentTimeout,
+			RehearsalClock: rs.opts.RehearsalClock,
 			// The fsyncs feed the latency histogram of /metrics.
 			JournalFsync: func(f vfs.File) error {
 				t := time.Now()

@@ -223,6 +223,10 @@ type Command struct {
 	Scan     *Scan    // ScanParcel
 	Channel  *Channel // PutChannel
 	Deal     *Deal    // PutDeal; EndDeal and GetDeal read only its ID
+	// At is the command's time, unix nanoseconds (0: the engine's clock).
+	// Only an engine with Config.RehearsalClock takes it; it is applied at
+	// it and the clock moves to it.
+	At int64
 }
 
 // Scan is the body of a scan-parcel command: what a carrier reports. The

@@ -98,12 +98,33 @@ type Config struct {
 	// sold-out deal (is its window closed?). It must be safe for
 	// concurrent use.
 	Now func() int64
+	// RehearsalClock runs the engine on the time its commands give
+	// (Command.At) instead of Now: the clock is the largest time given so
+	// far (at start, the last event's), commands without a time are
+	// applied at it, and each command with a time is applied at its own,
+	// so that its events carry it exactly (default off: a command with a
+	// time is then refused, CodeInvalidArgument field "at", and Now is the
+	// clock). It is for rehearsals, replaying a festival's time compressed
+	// (fest load --profile festival): expiry and deal windows then run on
+	// the festival's time. Since concurrent batches give times only
+	// roughly in order, and expiry walks orders by sequence and stops at
+	// the first not yet due, an order may expire a little late, never
+	// early; an order's pay-by is its own time plus PaymentTimeout, in the
+	// same festival time; a command whose time is before a deadline the
+	// clock has already passed (its order expired, its deal ended) is too
+	// late, as a buyer's would be; idempotency keys are kept for
+	// IdempotencyWindow of the given time, and UUIDv7 or ULID keys minted
+	// on the wall clock are not time-ordered on it (they are kept like any
+	// other key). Now is not read in this mode.
+	RehearsalClock bool
 	// RetainFrom, if set, returns the journal position the engine's
 	// consumers still need; segments past it are never removed.
 	RetainFrom func() uint64
 	// Logger receives start-up, recovery and failure messages (default
 	// slog.Default()).
 	Logger *slog.Logger
+	// rehearsal is the clock of RehearsalClock, set by withDefaults.
+	rehearsal *rehearsalClock
 	// Cluster, if set, runs the engine in cluster mode (cluster.go): every
 	// partition's state is kept from its own replicated journal, and only
 	// the partitions added with AddPartition are served here. Dir,
@@ -173,6 +194,10 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SnapshotEveryBytes == 0 {
 		c.SnapshotEveryBytes = 1 << 30
+	}
+	if c.RehearsalClock && c.rehearsal == nil {
+		c.rehearsal = &rehearsalClock{}
+		c.Now = c.rehearsal.load
 	}
 	if c.Now == nil {
 		c.Now = func() int64 { return time.Now().UnixNano() }

@@ -379,6 +379,10 @@ func (e *Engine) admit(r *Request, failed bool) (int, bool) {
 		r.Result = Result{Code: CodeUnavailable}
 		return 0, false
 	}
+	if r.Command.At != 0 && !e.admitTime(r.Command.At, &r.Result) {
+		e.stats.GatewayRejected.Add(1)
+		return 0, false
+	}
 	p, ok := e.core.route(r)
 	if !ok {
 		e.stats.GatewayRejected.Add(1)

@@ -91,6 +91,9 @@ func newWorkerOf(e *Engine, id int, parts []*partition, j journal.Journal) *work
 		// Time never runs backwards, not even across a restart with a
 		// clock set back: expiry relies on pay-by times growing.
 		w.lastNow = max(w.lastNow, part.lastAt)
+		if c := e.cfg.rehearsal; c != nil {
+			c.advance(part.lastAt)
+		}
 		// Every key recovery remembered came from the journal on disk.
 		part.keys.durableEnd.Store(part.keys.endPos())
 	}
@@ -203,7 +206,13 @@ func (w *worker) batch(first *shard) bool {
 			}
 			r := &s.b.Requests[i]
 			events, bytes := em.events, len(em.rec)
-			e.core.apply(e.core.partitions[r.partition], now, &r.Command, &r.Result, em)
+			at := now
+			if r.Command.At != 0 {
+				// The rehearsal clock: the command's own time (admit took
+				// it only in that mode).
+				at = r.Command.At
+			}
+			e.core.apply(e.core.partitions[r.partition], at, &r.Command, &r.Result, em)
 			if em.events-events > commandEventsMax || len(em.rec)-bytes > commandBytesMax {
 				panic(fmt.Sprintf("engine: %v command emitted %d events of %d bytes, over the static bound of %d events of %d bytes",
 					r.Command.Kind, em.events-events, len(em.rec)-bytes, commandEventsMax, commandBytesMax))

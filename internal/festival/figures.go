@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Tally counts what happened to a run's orders: the driver adds what the
@@ -154,6 +155,14 @@ type Board struct {
 	Factories            int
 	ExportMerchants      int // factories and traders
 	Industries           int
+	// FestivalClock is set when the server ran on the festival's own time
+	// (fest serve --rehearsal-clock, each command giving it): its busiest
+	// second, PeakAt with PeakOrders placed, is then a festival second.
+	// Without it the server's seconds are its wall clock's, which the run
+	// compresses, and the peak figures are not the server's to tell.
+	FestivalClock bool
+	PeakAt        time.Time // zero before any order
+	PeakOrders    int64
 }
 
 // serverFigure sets f's server value v under f's own rule.
@@ -288,15 +297,31 @@ func (m *Model) boardFigures(figs []Figure, b *Board) {
 			channels++
 		}
 	}
+	// The peak second: the server's busiest second, when it ran on the
+	// festival's time. It tells the orders of 11-11 00:00:26 only if that
+	// second is the busiest.
+	peakOrders, peakIs := math.NaN(), math.NaN()
+	peakText := "n/a (server clock)"
+	if b.FestivalClock {
+		peakText = ""
+		at := FestivalStart.Add(PeakSecond * time.Second)
+		isPeak := b.PeakOrders > 0 && b.PeakAt.Equal(at)
+		peakIs = boolf(isPeak)
+		if isPeak {
+			peakOrders = float64(b.PeakOrders)
+		} else {
+			peakText = "busiest second " + b.PeakAt.UTC().Format(time.RFC3339) + ", not the peak second"
+		}
+	}
 	values := []float64{
 		float64(b.GMVFen) / 100, float64(b.GMVUSDCents) / 100, float64(b.PaidOrders),
-		math.NaN(), math.NaN(), // the peak second: the server's clock is not the festival's
+		peakOrders, peakIs,
 		float64(b.Brands), float64(b.ForeignBrands), float64(b.FirstTimeBrands),
 		float64(over), float64(b.EmergingBeatLastYear), float64(b.EmergingGrew1000), float64(b.EmergingTopCategory),
 		b.Growth * 100, float64(channels),
 		float64(b.Factories), float64(b.ExportMerchants), float64(b.Industries),
 	}
-	rules := []Rule{RuleWithin5, RuleWithin5, RuleWithin5, 0, 0, RuleExact, RuleExact, RuleExact,
+	rules := []Rule{RuleWithin5, RuleWithin5, RuleWithin5, RuleWithin5, RuleExact, RuleExact, RuleExact, RuleExact,
 		RuleAtLeast, RuleAtLeast, RuleAtLeast, RuleExact, RuleWithin5, RuleAtLeast, RuleExact, RuleExact, RuleAtLeast}
 	if len(values) != len(figs)-1 || len(rules) != len(values) {
 		panic(fmt.Sprintf("festival: %d server values for %d figures", len(values), len(figs)))
@@ -305,7 +330,7 @@ func (m *Model) boardFigures(figs []Figure, b *Board) {
 		f := &figs[i]
 		switch {
 		case math.IsNaN(v):
-			f.ServerText = "n/a (server clock)"
+			f.ServerText = peakText
 		case i == 8 && !b.Complete && over == len(b.BrandGMV), i == 13 && !b.Complete && channels == len(b.ChannelGMV):
 			// Every row read is over the threshold: there may be more.
 			f.serverFigure(v, rules[i])

@@ -41,6 +41,11 @@ func (t *HTTPTarget) Board(ctx context.Context) (*festival.Board, error) {
 	if g.Growth != nil {
 		b.Growth = *g.Growth
 	}
+	// On the rehearsal clock the server's seconds are the festival's.
+	b.FestivalClock = t.cfg.RehearsalClock
+	if g.PeakSecond != nil {
+		b.PeakAt, b.PeakOrders = g.PeakSecond.At, g.PeakSecond.Orders
+	}
 	rows := func(by string) (map[string]int64, []client.BreakdownRow, error) {
 		bd, err := c.GMVBreakdown(ctx, by, boardRowsMax)
 		if err != nil {

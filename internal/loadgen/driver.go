@@ -13,6 +13,7 @@ import (
 	"github.com/HdrHistogram/hdrhistogram-go"
 
 	"github.com/fest-platform/fest/internal/festival"
+	"github.com/fest-platform/fest/wire"
 )
 
 // Profiles.
@@ -305,6 +306,9 @@ func Run(ctx context.Context, cfg Config, m *festival.Model, target Target) (*Re
 		res.Figures = m.Figures(tally)
 	}
 	res.Notes = append(res.Notes, notes...)
+	if rs, ok := target.(rehearsalSettler); ok && rs.rehearsal() && r.mu.errors["pay_"+wire.CodeInvalidState] > 0 {
+		res.Notes = append(res.Notes, "payments found their orders expired: on the rehearsal clock the server's --payment-timeout is festival time, and a batch's round trip is minutes to hours of it (fest serve --rehearsal-clock takes 720h unless given one)")
+	}
 	if payNote != "" {
 		res.Notes = append(res.Notes, payNote)
 	}
@@ -610,7 +614,15 @@ func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festiv
 			cancel[j] = true
 		}
 		out := make([]Outcome, n)
-		r.settle(ctx, st, sids, stot, cancel, out, errs)
+		var ats []int64
+		if rs, ok := st.(rehearsalSettler); ok && rs.rehearsal() {
+			// Each action at its order's festival time.
+			ats = make([]int64, 0, n)
+			for _, i := range append(payIdx, cancelIdx...) {
+				ats = append(ats, festivalTime(orders[i]))
+			}
+		}
+		r.settle(ctx, st, sids, stot, cancel, ats, out, errs)
 		payOut, cancelOut = out[:len(pids)], out[len(pids):]
 	} else {
 		payOut, cancelOut = make([]Outcome, len(payIdx)), make([]Outcome, len(cancelIdx))
@@ -658,8 +670,16 @@ func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festiv
 
 // settle runs one Settle call and resubmits the actions answered 429
 // (admission control) up to RetriesMax times, backing off as placement does.
-func (r *run) settle(ctx context.Context, st Settler, ids []string, totals []int64, cancel []bool, out []Outcome, errs map[string]int64) {
-	st.Settle(ctx, ids, totals, cancel, out)
+// ats, when not nil, are the actions' festival times (the rehearsal clock).
+func (r *run) settle(ctx context.Context, st Settler, ids []string, totals []int64, cancel []bool, ats []int64, out []Outcome, errs map[string]int64) {
+	call := func(ids []string, totals []int64, cancel []bool, ats []int64, out []Outcome) {
+		if ats != nil {
+			st.(rehearsalSettler).settleAt(ctx, ids, totals, cancel, ats, out)
+			return
+		}
+		st.Settle(ctx, ids, totals, cancel, out)
+	}
+	call(ids, totals, cancel, ats, out)
 	var idx []int
 	for attempt := 0; attempt < r.cfg.RetriesMax && ctx.Err() == nil; attempt++ {
 		idx = idx[:0]
@@ -682,11 +702,18 @@ func (r *run) settle(ctx context.Context, st Settler, ids []string, totals []int
 		case <-time.After(time.Duration(attempt+1) * time.Millisecond):
 		}
 		rids, rtot, rcan := make([]string, len(idx)), make([]int64, len(idx)), make([]bool, len(idx))
+		var rats []int64
+		if ats != nil {
+			rats = make([]int64, len(idx))
+		}
 		for k, i := range idx {
 			rids[k], rtot[k], rcan[k] = ids[i], totals[i], cancel[i]
+			if ats != nil {
+				rats[k] = ats[i]
+			}
 		}
 		rout := make([]Outcome, len(idx))
-		st.Settle(ctx, rids, rtot, rcan, rout)
+		call(rids, rtot, rcan, rats, rout)
 		for k, i := range idx {
 			out[i] = rout[k]
 		}

@@ -97,13 +97,17 @@ func (t *HTTPTarget) dealRouterRejected(ctx context.Context) (int64, error) {
 }
 
 // putDeals creates the model's deals, open from a minute ago for
-// dealWindowAfter.
+// dealWindowAfter, or on the rehearsal clock for the whole festival.
 func (t *HTTPTarget) putDeals(ctx context.Context, m *festival.Model) error {
-	now := time.Now().UTC()
+	from, to := time.Now().UTC().Add(-time.Minute), time.Now().UTC().Add(dealWindowAfter)
+	if t.cfg.RehearsalClock {
+		// On festival time: open for the whole festival, as its channels.
+		from, to = festival.FestivalStart.Add(-time.Minute), festival.FestivalStart.Add(festivalDays*24*time.Hour)
+	}
 	for i := range m.Deals {
 		d := &m.Deals[i]
 		_, err := t.admin.PutDeal(ctx, client.Deal{ID: d.ID, ChannelID: m.Channels[d.Channel].ID, SKUID: m.SKUs[d.SKU].ID, Price: d.Price, Stock: d.Stock,
-			StartsAt: now.Add(-time.Minute), EndsAt: now.Add(dealWindowAfter), LimitPerBuyer: d.LimitPerBuyer})
+			StartsAt: from, EndsAt: to, LimitPerBuyer: d.LimitPerBuyer})
 		var ae *client.Error
 		if errors.As(err, &ae) && ae.Code == "conflict" {
 			// An earlier run put this deal (with its own window): a
@@ -117,6 +121,9 @@ func (t *HTTPTarget) putDeals(ctx context.Context, m *festival.Model) error {
 	}
 	return nil
 }
+
+// festivalDays is the festival's length: 1 to 11 November.
+const festivalDays = 11
 
 // liveSettle is how long the audit waits for the livestream projection to
 // count the last payments.

@@ -45,7 +45,7 @@ func TestAuditSKU(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			got := auditSKU(s, c.before, 0, c.av, c.rs, c.sd, c.wantReserved, c.wantSold, c.exact)
+			got := auditSKU(s, c.before, 0, c.av, c.rs, c.sd, c.wantReserved, c.wantSold, c.exact, false)
 			if len(got) != len(c.problems) {
 				t.Fatalf("problems %q, want %d like %q", got, len(c.problems), c.problems)
 			}

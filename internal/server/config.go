@@ -111,6 +111,11 @@ type Config struct {
 	// ("http://10.0.0.1:8080"), shown by GET /v1/cluster when it runs
 	// alone; default: the scheme and Host of each request.
 	Address string
+	// RehearsalClock lets clients give each command its festival time
+	// (docs/api.md, The rehearsal clock): the engine must run with
+	// engine.Config.RehearsalClock too. Without it (the default) a request
+	// that gives a time is answered 422 invalid_argument naming the field.
+	RehearsalClock bool
 	// Cluster makes this node one of a cluster: requests for partitions
 	// owned elsewhere are forwarded to their owners (see ClusterConfig).
 	// Nil is a single node owning every partition, whose order paths do no

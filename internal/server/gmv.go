@@ -122,6 +122,8 @@ type gmvView struct {
 	threshold         int64
 	festivalYear      int32
 	milestonesNotKept uint64
+	peakSecond        int64 // unix seconds, 0 before any order
+	peakOrders        uint64
 }
 
 type lagView struct {
@@ -154,6 +156,7 @@ func (s *Server) buildGMV(p *gmv.Projection) (gmvView, *apiError) {
 		pending: t.OrdersPending, lastYear: t.LastYearGMV, growth: t.Growth, hasGrowth: t.HasGrowth,
 		brands: t.Brands, merchants: t.Merchants, channelsOver: t.ChannelsOverThreshold,
 		threshold: p.Thresholds()[0], festivalYear: p.FestivalYear(), milestonesNotKept: t.MilestonesDropped,
+		peakSecond: t.PeakSecond, peakOrders: t.PeakOrders,
 	}
 	// Caught up, the figures are as of now; behind the journal, as of the
 	// event time of the last record applied.
@@ -233,6 +236,14 @@ func appendGMV(b []byte, v *gmvView) []byte {
 	b = appendField(b, "festival_year", int64(v.festivalYear))
 	if v.milestonesNotKept > 0 {
 		b = appendField(b, "milestones_not_kept", int64(v.milestonesNotKept))
+	}
+	if v.peakOrders > 0 {
+		// The busiest second by orders placed, by event time.
+		b = append(b, `,"peak_second":{"at":"`...)
+		b = time.Unix(v.peakSecond, 0).UTC().AppendFormat(b, time.RFC3339)
+		b = append(b, '"')
+		b = appendField(b, "orders", int64(v.peakOrders))
+		b = append(b, '}')
 	}
 	return append(b, "}\n"...)
 }

@@ -177,6 +177,10 @@ func (s *Server) handlePlaceOrder(w http.ResponseWriter, r *http.Request, be *ba
 		s.reject(w, aerr)
 		return
 	}
+	if c.cmd.At, aerr = s.rehearsalHeader(r); aerr != nil {
+		s.reject(w, aerr)
+		return
+	}
 	if s.cl != nil {
 		req := engine.Request{Command: c.cmd}
 		if s.cl.elsewhere(w, r, be, &req, *bp, s.handlePlaceOrder) {
@@ -275,6 +279,11 @@ func (s *Server) handleCancel(w http.ResponseWriter, r *http.Request, be *backen
 
 // orderCommand runs pay or cancel and answers with the order.
 func (s *Server) orderCommand(w http.ResponseWriter, r *http.Request, be *backend, cmd engine.Command) {
+	var aerr *apiError
+	if cmd.At, aerr = s.rehearsalHeader(r); aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
 	c := be.gw.getCall()
 	defer be.gw.putCall(c)
 	c.cmd = cmd
@@ -516,6 +525,12 @@ func serveBatch[E any](s *Server, w http.ResponseWriter, r *http.Request, be *ba
 	} else {
 		entries, batch, aerr = decodeJSON(*bp)
 	}
+	if aerr == nil && r.Header.Get(HeaderRehearsalTime) != "" {
+		var at int64
+		if at, aerr = s.rehearsalHeader(r); aerr == nil {
+			stampRehearsal(batch, at)
+		}
+	}
 	if aerr != nil {
 		s.writeError(w, aerr)
 		return
@@ -708,7 +723,16 @@ func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *eng
 	slab := ps.items[:len(ps.view.Items)]
 	for i := range orders {
 		o := &orders[i]
-		cmd := engine.Command{Order: engine.Order{Items: slab[o.ItemsFrom:o.ItemsFrom:o.ItemsTo]}}
+		if o.RehearsalTime != 0 {
+			// A time refused is the whole request's error, before any
+			// order's own.
+			if aerr := s.checkRehearsalTime("orders["+strconv.Itoa(i)+"]."+rehearsalFieldProto, o.RehearsalTime); aerr != nil {
+				ps.items = slab
+				done()
+				return nil, nil, nil, aerr
+			}
+		}
+		cmd := engine.Command{Order: engine.Order{Items: slab[o.ItemsFrom:o.ItemsFrom:o.ItemsTo]}, At: o.RehearsalTime}
 		items := ps.view.OrderItems(i)
 		aerr := startOrderCommand(&cmd, str(o.BuyerID), str(o.Channel), str(o.Region), str(o.DealID), str(o.IdempotencyKey), len(items), i)
 		for j := 0; aerr == nil && j < len(items); j++ {

@@ -210,11 +210,20 @@ func (s *Server) decodeProtoSettle(body []byte) (entries []settleEntry, batch *e
 				amount = nil
 			}
 		}
+		if a.RehearsalTime != 0 {
+			// A time refused is the whole request's error, before any
+			// action's own.
+			if aerr := s.checkRehearsalTime(actionPath(i, rehearsalFieldProto), a.RehearsalTime); aerr != nil {
+				done()
+				return nil, nil, nil, aerr
+			}
+		}
 		cmd, aerr := settleCommand(i, id, action, amount)
 		if aerr != nil {
 			entries[i].err, entries[i].req = aerr, -1
 			continue
 		}
+		cmd.At = a.RehearsalTime
 		entries[i].req = len(batch.Requests)
 		batch.Add(cmd)
 	}

@@ -2,6 +2,7 @@ package gmv
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"maps"
 	"reflect"
@@ -557,11 +558,11 @@ func FuzzSnapshot(f *testing.F) {
 	f.Add(p.st.encode(nil))
 	f.Add(newState().encode(nil))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		st, err := decodeState(body)
+		st, err := decodeState(body, true)
 		if err != nil {
 			return
 		}
-		again, err := decodeState(st.encode(nil))
+		again, err := decodeState(st.encode(nil), true)
 		if err != nil {
 			t.Fatalf("re-encoded state does not decode: %v", err)
 		}
@@ -744,5 +745,58 @@ func TestConfigValidate(t *testing.T) {
 		if err := tc.cfg.Validate(); (err == nil) != tc.ok {
 			t.Errorf("%s: Validate() = %v, want ok %t", tc.name, err, tc.ok)
 		}
+	}
+}
+
+// TestPeakSecond places orders whose event times arrive out of order
+// (as concurrent batches on the rehearsal clock do): the busiest second and
+// its count are exact, a tie keeps the second that reached the count first,
+// and a snapshot keeps the peak.
+func TestPeakSecond(t *testing.T) {
+	now := testStart.Add(time.Hour)
+	cfg := testConfig(&now)
+	p := mustNew(t, cfg)
+	applyRecord(t, p, catalogEvents([]testBrand{{id: "a", country: "CN", category: "c"}}), 1)
+	at := func(sec int) int64 {
+		return testStart.Add(time.Duration(sec)*time.Second + 300*time.Millisecond).UnixNano()
+	}
+	var id uint64
+	// Seconds 3, 7, 5, then more of 3 after 7 and 5, and 7 catching up.
+	for _, step := range []struct{ sec, n int }{{3, 4}, {7, 5}, {5, 2}, {3, 2}, {7, 1}, {5, 6}} {
+		for range step.n {
+			sell(t, p, &id, "a", 1_00, at(step.sec))
+		}
+	}
+	tot, _ := p.Totals()
+	// 3: 6, 7: 6, 5: 8.
+	if want := testStart.Unix() + 5; tot.PeakSecond != want || tot.PeakOrders != 8 {
+		t.Errorf("peak second %d with %d orders, want %d with 8", tot.PeakSecond, tot.PeakOrders, want)
+	}
+	q := mustNew(t, cfg)
+	applyRecord(t, q, catalogEvents([]testBrand{{id: "a", country: "CN", category: "c"}}), 1)
+	id = 0
+	for _, step := range []struct{ sec, n int }{{3, 4}, {7, 6}, {3, 2}} {
+		for range step.n {
+			sell(t, q, &id, "a", 1_00, at(step.sec))
+		}
+	}
+	if tot, _ := q.Totals(); tot.PeakSecond != testStart.Unix()+7 || tot.PeakOrders != 6 {
+		t.Errorf("tie: peak second %d with %d orders, want second 7 (first to reach 6)", tot.PeakSecond-testStart.Unix(), tot.PeakOrders)
+	}
+	pos, _ := p.Position()
+	checkSame(t, p, snapshotRestore(t, p, cfg, pos))
+	// A FESTGV02 section (no peak) takes its peak from the series it holds.
+	body := p.st.encode(nil)
+	suffix := binary.AppendUvarint(binary.AppendVarint(nil, p.st.peak.unix), p.st.peak.placed)
+	old, err := decodeState(body[:len(body)-len(suffix)], false)
+	if err != nil {
+		t.Fatalf("a FESTGV02 section: %v", err)
+	}
+	if old.peak != p.st.peak {
+		t.Errorf("peak from a FESTGV02 section %+v, want %+v", old.peak, p.st.peak)
+	}
+	empty := mustNew(t, cfg)
+	if tot, _ := empty.Totals(); tot.PeakSecond != 0 || tot.PeakOrders != 0 {
+		t.Errorf("no orders: peak %d with %d", tot.PeakSecond, tot.PeakOrders)
 	}
 }

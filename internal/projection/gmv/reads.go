@@ -28,6 +28,11 @@ type Totals struct {
 
 	Position uint64 // journal position of the last record applied
 	At       int64  // its event time, unix ns (0 before any)
+
+	// PeakSecond is the busiest second by orders placed (by event time,
+	// unix seconds; 0 before any order) and PeakOrders its count.
+	PeakSecond int64
+	PeakOrders uint64
 }
 
 // BrandCounts are the festival's brand figures. "Selling" is having at
@@ -87,6 +92,9 @@ func (p *Projection) Totals() (Totals, error) {
 
 		ChannelsOverThreshold: st.counts.channelsOver,
 		MilestonesDropped:     st.milestonesDropped,
+
+		PeakSecond: st.peak.unix,
+		PeakOrders: st.peak.placed,
 	}
 	if t.LastYearGMV > 0 {
 		t.Growth, t.HasGrowth = float64(t.GMV)/float64(t.LastYearGMV)-1, true

@@ -16,9 +16,12 @@ import (
 // is refused rather than installed.
 //
 // Layout: magic, an 8-byte little-endian body length, the body (varints
-// in the order of encodeState).
+// in the order of encodeState). FESTGV03 added the peak second at the end;
+// a FESTGV02 section still loads, its peak taken from the series it holds
+// (the last hour).
 const (
-	snapshotMagic = "FESTGV02"
+	snapshotMagic   = "FESTGV03"
+	snapshotMagicV2 = "FESTGV02"
 	// snapshotBytesMax bounds the body a load reads: the catalog of the
 	// festival (250,000 brands, 1.5 million merchants) and millions of
 	// pending orders fit well under it.
@@ -73,7 +76,8 @@ func (p *Projection) StageSnapshot(r io.Reader, pos uint64, _ projection.Files) 
 	if _, err := io.ReadFull(r, head); err != nil {
 		return nil, fmt.Errorf("%w: read header: %v", ErrBadSnapshot, err)
 	}
-	if string(head[:len(snapshotMagic)]) != snapshotMagic {
+	magic := string(head[:len(snapshotMagic)])
+	if magic != snapshotMagic && magic != snapshotMagicV2 {
 		return nil, fmt.Errorf("%w: magic %q", ErrBadSnapshot, head[:len(snapshotMagic)])
 	}
 	n := binary.LittleEndian.Uint64(head[len(snapshotMagic):])
@@ -84,7 +88,7 @@ func (p *Projection) StageSnapshot(r io.Reader, pos uint64, _ projection.Files) 
 	if _, err := io.ReadFull(r, body); err != nil {
 		return nil, fmt.Errorf("%w: read body: %v", ErrBadSnapshot, err)
 	}
-	st, err := decodeState(body)
+	st, err := decodeState(body, magic == snapshotMagic)
 	if err != nil {
 		return nil, err
 	}
@@ -188,6 +192,8 @@ func (st *state) encode(b []byte) []byte {
 			b = binary.AppendVarint(b, s.gmv)
 		}
 	}
+	b = binary.AppendVarint(b, st.peak.unix)
+	b = binary.AppendUvarint(b, st.peak.placed)
 	return b
 }
 
@@ -297,7 +303,7 @@ func (d *decoder) string() string {
 }
 
 // decodeState reads a body and checks it.
-func decodeState(body []byte) (*state, error) {
+func decodeState(body []byte, hasPeak bool) (*state, error) {
 	d := &decoder{b: body}
 	st := newState()
 	st.position = d.uvarint()
@@ -419,6 +425,18 @@ func decodeState(body []byte) (*state, error) {
 			d.fail("second twice")
 		}
 		*s = second{unix: u, placed: d.uvarint(), paid: d.uvarint(), gmv: d.varint()}
+	}
+	if hasPeak {
+		st.peak = second{unix: d.varint(), placed: d.uvarint()}
+		if st.peak.unix < 0 || (st.peak.unix == 0) != (st.peak.placed == 0) || st.peak.placed > st.placed {
+			d.fail("bad peak second")
+		}
+	} else {
+		for i := range st.series {
+			if s := &st.series[i]; s.placed > st.peak.placed {
+				st.peak = second{unix: s.unix, placed: s.placed}
+			}
+		}
 	}
 	if d.err == nil && d.off != len(d.b) {
 		d.fail("trailing bytes")

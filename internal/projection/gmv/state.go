@@ -48,6 +48,13 @@ type state struct {
 	series [SeriesSeconds]second
 	// scratch absorbs events too old for the series; nothing reads it.
 	scratch second
+	// peak is the busiest second by placed orders so far (unix 0 before
+	// any), checked on each placement: the series keeps an hour of
+	// seconds, enough for events that arrive a little out of time order,
+	// and the peak is exact as long as every placement of a second lands
+	// within that hour of the newest second seen. On a tie the second
+	// that reached the count first keeps the title.
+	peak second
 
 	position uint64 // journal position of the last committed record
 	at       int64  // its event time, unix ns
@@ -355,7 +362,11 @@ func (st *state) place(cfg *Config, ev *engine.Event) error {
 		st.wide[ev.OrderID] = extra
 	}
 	st.placed++
-	st.secondOf(ev.At).placed++
+	sec := st.secondOf(ev.At)
+	sec.placed++
+	if sec.placed > st.peak.placed && sec != &st.scratch {
+		st.peak = second{unix: sec.unix, placed: sec.placed}
+	}
 	return nil
 }
 

@@ -843,6 +843,14 @@ func (s *Server) checkImport(ctx context.Context, be *backend, phases *[3]import
 			}
 			for i := range b.Requests {
 				if res := &b.Requests[i].Result; !res.OK() && res.Code != engine.CodeNotFound {
+					if s.elsewhereSKU(&b.Requests[i]) {
+						// The SKU exists in a partition of another owner,
+						// so under another merchant than the line's (whose
+						// partition is this node's): the line is refused
+						// as a single node refuses it.
+						*res = engine.Result{SKU: &engine.SKU{ID: b.Requests[i].Command.SKUID}}
+						continue
+					}
 					return resultError(res)
 				}
 			}
@@ -875,6 +883,17 @@ func (s *Server) checkImport(ctx context.Context, be *backend, phases *[3]import
 		return lineError(int(badLine), bad)
 	}
 	return nil
+}
+
+// elsewhereSKU reports whether a SKU read of an import's check was
+// refused because the SKU lives in a partition another node serves.
+func (s *Server) elsewhereSKU(r *engine.Request) bool {
+	if s.cl == nil || r.Result.Code != engine.CodeUnavailable {
+		return false
+	}
+	rt := s.cl.router()
+	p, ok := rt.Locate(&engine.Request{Command: r.Command})
+	return ok && !rt.Owns(p)
 }
 
 // skuLineState is a SKU as the earlier lines of an import leave it.

@@ -175,7 +175,12 @@ func (imp *clusterImport) here(ctx context.Context, ph int, idx []int32) *apiErr
 	for _, i := range idx {
 		sub[ph].add(int(imp.phases[ph].lines[i]), *imp.phases[ph].cmd(int(i)))
 	}
-	return imp.s.applyImport(ctx, imp.be, &sub)
+	aerr := imp.s.applyImport(ctx, imp.be, &sub)
+	if aerr != nil && aerr.Line == 0 {
+		// An error of no line (a read of the check refused): the part's.
+		aerr = lineError(int(imp.phases[ph].lines[idx[0]]), aerr)
+	}
+	return aerr
 }
 
 // forward sends the lines idx of phase ph to o as an import of their own

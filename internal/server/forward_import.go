@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -86,14 +87,12 @@ func (s *Server) importCluster(w http.ResponseWriter, r *http.Request, be *backe
 			s.writeError(w, aerr)
 			return
 		}
-		if forwardedIn {
-			parts := make([]int, 0, len(touched))
-			for p := range touched {
-				parts = append(parts, p)
-			}
-			slices.Sort(parts)
-			w = &positionsWriter{ResponseWriter: w, rt: rt, partitions: parts}
+		parts := make([]int, 0, len(touched))
+		for p := range touched {
+			parts = append(parts, p)
 		}
+		slices.Sort(parts)
+		w = &positionsWriter{ResponseWriter: w, c: c, header: forwardedIn, partitions: parts}
 		if aerr := s.applyImport(r.Context(), be, phases); aerr != nil {
 			s.writeError(w, aerr)
 			return
@@ -176,6 +175,16 @@ func (imp *clusterImport) here(ctx context.Context, ph int, idx []int32) *apiErr
 		sub[ph].add(int(imp.phases[ph].lines[i]), *imp.phases[ph].cmd(int(i)))
 	}
 	aerr := imp.s.applyImport(ctx, imp.be, &sub)
+	// What applied here, the later kinds' parts on other nodes must come
+	// after: a merchant's brand, a SKU's.
+	rt := c.router()
+	touched := map[int]bool{}
+	for _, i := range idx {
+		if p, ok := rt.Locate(&engine.Request{Command: *imp.phases[ph].cmd(int(i))}); ok && rt.Owns(p) {
+			touched[p] = true
+		}
+	}
+	c.note(c.positionsOf(slices.Collect(maps.Keys(touched))))
 	if aerr != nil && aerr.Line == 0 {
 		// An error of no line (a read of the check refused): the part's.
 		aerr = lineError(int(imp.phases[ph].lines[idx[0]]), aerr)

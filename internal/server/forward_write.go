@@ -193,10 +193,7 @@ func (s *Server) writeHere(w http.ResponseWriter, r *http.Request, be *backend, 
 		s.writeError(w, aerr)
 		return nil, false
 	}
-	if forwardedIn {
-		return &positionsWriter{ResponseWriter: w, rt: rt, partitions: []int{p}}, true
-	}
-	return w, true
+	return &positionsWriter{ResponseWriter: w, c: c, header: forwardedIn, partitions: []int{p}}, true
 }
 
 // waitAfter waits for what a causal write must come after: HeaderAfter on
@@ -212,12 +209,15 @@ func (c *clusterState) waitAfter(r *http.Request, be *backend) *apiError {
 	return c.waitPositions(r.Context(), be, entries)
 }
 
-// positionsWriter sets HeaderPositions, the positions of its partitions
-// when the answer is written (after the write applied), on the answer to
-// a forwarded causal write.
+// positionsWriter takes the positions of its partitions when the answer
+// of a causal write applied here is written (after the write applied):
+// they are noted as seen, so that this node's next causal writes
+// forwarded elsewhere come after this one, and on the answer to a
+// forwarded write (header) they are sent back as HeaderPositions.
 type positionsWriter struct {
 	http.ResponseWriter
-	rt         Router
+	c          *clusterState
+	header     bool
 	partitions []int
 	wrote      bool
 }
@@ -225,13 +225,23 @@ type positionsWriter struct {
 func (pw *positionsWriter) WriteHeader(status int) {
 	if !pw.wrote {
 		pw.wrote = true
-		entries := make([]partitionPosition, len(pw.partitions))
-		for i, p := range pw.partitions {
-			entries[i] = partitionPosition{p, pw.rt.PartitionPosition(p)}
+		entries := pw.c.positionsOf(pw.partitions)
+		pw.c.note(entries)
+		if pw.header {
+			pw.Header().Set(HeaderPositions, formatPositions(entries))
 		}
-		pw.Header().Set(HeaderPositions, formatPositions(entries))
 	}
 	pw.ResponseWriter.WriteHeader(status)
+}
+
+// positionsOf is the positions of partitions on this node now.
+func (c *clusterState) positionsOf(partitions []int) []partitionPosition {
+	rt := c.router()
+	entries := make([]partitionPosition, len(partitions))
+	for i, p := range partitions {
+		entries[i] = partitionPosition{p, rt.PartitionPosition(p)}
+	}
+	return entries
 }
 
 func (pw *positionsWriter) Write(b []byte) (int, error) {

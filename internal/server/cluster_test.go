@@ -589,9 +589,17 @@ func TestClusterPeerDown(t *testing.T) {
 		t.Errorf("single order of b: %d %v %s", resp.StatusCode, resp.Header, b)
 	}
 
-	// A partition with no owner is unavailable too.
+	// A partition the view shows without an owner still goes to its last
+	// owner known (which refuses it if it no longer serves it): here b,
+	// which is down.
 	c.a.members.setOwner(5, "")
 	c.a.srv.cl.rebuild(c.a.srv.cl.table.Load())
+	resp, b = c.a.post(t, "/v1/orders", "application/json", []byte(orderJSONOf("u1", "sb")))
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || !strings.Contains(string(b), "node b did not answer") {
+		t.Errorf("order of a partition without an owner in the view: %d %v %s", resp.StatusCode, resp.Header, b)
+	}
+	// With no owner ever known, it is unavailable at once.
+	c.a.srv.cl.table.Store(nil)
 	resp, b = c.a.post(t, "/v1/orders", "application/json", []byte(orderJSONOf("u1", "sb")))
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || !strings.Contains(string(b), "no owner") {
 		t.Errorf("order of an ownerless partition: %d %v %s", resp.StatusCode, resp.Header, b)

@@ -1,10 +1,14 @@
 package test
 
 import (
+	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +44,49 @@ func TestClusterLoad(t *testing.T) {
 	start = time.Now()
 	writesThroughAnyNode(t, nodes)
 	t.Logf("writes through any node: %.1fs", time.Since(start).Seconds())
+	clusterFeed(t, nodes)
+}
+
+// clusterFeed reads GET /v1/events in a cluster: refused without a
+// partition, one partition's events with it, on a node that does not own
+// it.
+func clusterFeed(t *testing.T, nodes []*fest) {
+	t.Helper()
+	r, err := nodes[0].call("GET", "/v1/events", adminToken, nil)
+	if err != nil || r.Status != 422 || !strings.Contains(string(r.Body), `"field":"partition"`) {
+		t.Fatalf("GET /v1/events without partition: %v %d %s", err, r.Status, r.Body)
+	}
+	v, err := nodes[0].clusterView()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := 0
+	for _, pv := range v.Partitions {
+		if pv.Owner != v.Node {
+			p = pv.Partition
+			break
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTestWaitMax)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", nodes[0].URL+"/v1/events?partition="+strconv.Itoa(p)+"&from=0", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("feed of partition %d: %v", p, err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	var first struct {
+		Position string `json:"position"`
+		Type     string `json:"type"`
+	}
+	if resp.StatusCode != 200 || !sc.Scan() || json.Unmarshal(sc.Bytes(), &first) != nil || first.Position == "" || first.Type == "" {
+		t.Fatalf("feed of partition %d: %d %q %v", p, resp.StatusCode, sc.Text(), sc.Err())
+	}
 }
 
 // TestClusterLoadFestival runs the festival's day at a small scale against

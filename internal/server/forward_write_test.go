@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fest-platform/fest/internal/assistant"
 	"github.com/fest-platform/fest/internal/engine"
 )
 
@@ -253,5 +255,44 @@ func TestClusterImportSplit(t *testing.T) {
 	resp, b = importVia(c.a, lines[2:])
 	if err := json.Unmarshal(b, &e); err != nil || resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || e.Error == nil || e.Error.Line != 1 || e.Error.Code != "unavailable" {
 		t.Errorf("import with b down: %d %s", resp.StatusCode, b)
+	}
+}
+
+// TestClusterAssistantCancel: the assistant's cancel of an order another
+// node owns is the owner's; a paid order is not cancellable; an order of
+// this node's partition is cancelled here.
+func TestClusterAssistantCancel(t *testing.T) {
+	c := newTestCluster(t)
+	ctx := context.Background()
+	place := func(n *testNode, sku string) engine.OrderID {
+		t.Helper()
+		res := n.eng.Do(ctx, engine.Command{Kind: engine.KindPlaceOrder, Order: engine.Order{BuyerID: "u", Items: []engine.Item{{SKUID: sku, Quantity: 1}}}})
+		if !res.OK() {
+			t.Fatalf("place on %s: %+v", n.name, res)
+		}
+		return res.OrderID
+	}
+	orders := c.a.srv.AssistantOrders()
+	id := place(c.b, "sb")
+	if err := orders.Cancel(ctx, id.String()); err != nil {
+		t.Fatalf("cancel of b's order through a: %v", err)
+	}
+	if res := c.b.eng.Do(ctx, engine.Command{Kind: engine.KindGetOrder, OrderID: id}); res.Status != engine.StatusCancelled {
+		t.Errorf("b's order after the cancel: %v", res.Status)
+	}
+	paid := place(c.b, "sb")
+	res := c.b.eng.Do(ctx, engine.Command{Kind: engine.KindGetOrder, OrderID: paid})
+	if res := c.b.eng.Do(ctx, engine.Command{Kind: engine.KindPay, OrderID: paid, Amount: res.Total}); !res.OK() {
+		t.Fatalf("pay: %+v", res)
+	}
+	if err := orders.Cancel(ctx, paid.String()); !errors.Is(err, assistant.ErrNotCancellable) {
+		t.Errorf("cancel of b's paid order through a: %v, want ErrNotCancellable", err)
+	}
+	own := place(c.a, "sa")
+	if err := orders.Cancel(ctx, own.String()); err != nil {
+		t.Errorf("cancel of a's own order: %v", err)
+	}
+	if res := c.a.eng.Do(ctx, engine.Command{Kind: engine.KindGetOrder, OrderID: own}); res.Status != engine.StatusCancelled {
+		t.Errorf("a's order after the cancel: %v", res.Status)
 	}
 }

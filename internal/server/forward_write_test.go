@@ -296,3 +296,31 @@ func TestClusterAssistantCancel(t *testing.T) {
 		t.Errorf("a's order after the cancel: %v", res.Status)
 	}
 }
+
+// FuzzParsePositions: an accepted header formats back to itself (spaces
+// aside) and names only partitions in range.
+func FuzzParsePositions(f *testing.F) {
+	f.Add("0:1,7:18446744073709551615")
+	f.Add("")
+	f.Add("3:x")
+	f.Fuzz(func(t *testing.T, v string) {
+		got, ok := parsePositions(v, 8)
+		if !ok {
+			return
+		}
+		for _, e := range got {
+			if e.partition < 0 || e.partition >= 8 {
+				t.Fatalf("%q: partition %d accepted", v, e.partition)
+			}
+		}
+		again, ok := parsePositions(formatPositions(got), 8)
+		if !ok || len(again) != len(got) {
+			t.Fatalf("%q: %v does not read back: %v", v, got, again)
+		}
+		for i := range got {
+			if again[i] != got[i] {
+				t.Fatalf("%q: %v reads back as %v", v, got, again)
+			}
+		}
+	})
+}

@@ -106,6 +106,11 @@ type ClusterConfig struct {
 	// default 5s). Past it the write is answered 503 unavailable, with
 	// nothing applied.
 	FollowWaitMax time.Duration
+	// TentativeForwardTimeout bounds a forwarded request to a peer that
+	// owns nothing in the view and is tried only as the last owner known
+	// of a partition the view shows without one (default 2s): a stopped
+	// node must not hold its requests for ForwardTimeout.
+	TentativeForwardTimeout time.Duration
 	// Transport, when set, carries every forwarded request (tests); by
 	// default each peer has its own HTTP/1.1 transport and pool.
 	Transport http.RoundTripper
@@ -119,6 +124,7 @@ const (
 	defaultViewAgeMax         = 500 * time.Millisecond
 	defaultPeerAnswerBytesMax = 64 << 20
 	defaultFollowWaitMax      = 5 * time.Second
+	defaultTentativeTimeout   = 2 * time.Second
 	// peerConnsMaxLimit keeps a node's connections to its peers well
 	// inside the file descriptors a process has.
 	peerConnsMaxLimit = 4096
@@ -143,6 +149,9 @@ func (c *ClusterConfig) setDefaults() {
 	if c.FollowWaitMax == 0 {
 		c.FollowWaitMax = defaultFollowWaitMax
 	}
+	if c.TentativeForwardTimeout == 0 {
+		c.TentativeForwardTimeout = defaultTentativeTimeout
+	}
 }
 
 // validate reports the first invalid field, defaults applied.
@@ -153,7 +162,7 @@ func (c ClusterConfig) validate() error {
 		return fmt.Errorf("%w: cluster: peer connections max %d outside 1 to %d", ErrConfig, c.PeerConnsMax, peerConnsMaxLimit)
 	case c.PeerInflightMax < 1:
 		return fmt.Errorf("%w: cluster: peer in-flight max must be positive", ErrConfig)
-	case c.ForwardTimeout < 0 || c.ViewAgeMax < 0 || c.FollowWaitMax < 0:
+	case c.ForwardTimeout < 0 || c.ViewAgeMax < 0 || c.FollowWaitMax < 0 || c.TentativeForwardTimeout < 0:
 		return fmt.Errorf("%w: cluster: durations must not be negative", ErrConfig)
 	case c.PeerAnswerBytesMax < 1:
 		return fmt.Errorf("%w: cluster: peer answer bytes max must be positive", ErrConfig)
@@ -263,6 +272,9 @@ type routeTable struct {
 	node   string  // this node's name in the view
 	owners []*peer // by partition; nil: no owner; self: this node
 	built  time.Time
+	// tentative marks the peers that are in owners only as the last owner
+	// known of partitions the view shows without one.
+	tentative map[*peer]bool
 }
 
 // self marks the partitions the view gives to this node.
@@ -309,6 +321,7 @@ func (c *clusterState) rebuild(seen *routeTable) *routeTable {
 	}
 	c.peersMu.Lock()
 	live := make(map[string]bool, len(v.Nodes))
+	kept := map[string]bool{} // last owners kept for partitions without one
 	for _, pv := range v.Partitions {
 		if pv.Partition < 0 || pv.Partition >= 1<<16 {
 			panic("server: cluster view has partition " + strconv.Itoa(pv.Partition))
@@ -328,7 +341,7 @@ func (c *clusterState) rebuild(seen *routeTable) *routeTable {
 			if prev != nil {
 				if o := prev.owner(pv.Partition); o != nil && o != self && addrs[o.node] != "" {
 					t.owners[pv.Partition] = c.peerLocked(o.node, addrs[o.node])
-					live[o.node] = true
+					kept[o.node] = true
 				}
 			}
 		case pv.Owner == v.Node:
@@ -336,6 +349,18 @@ func (c *clusterState) rebuild(seen *routeTable) *routeTable {
 		case addrs[pv.Owner] != "":
 			t.owners[pv.Partition] = c.peerLocked(pv.Owner, addrs[pv.Owner])
 			live[pv.Owner] = true
+		}
+	}
+	// A peer kept only as a last owner, owning nothing in the view, may be
+	// a stopped process that accepts connections and never answers: it is
+	// tried with TentativeForwardTimeout instead of ForwardTimeout.
+	for name := range kept {
+		if !live[name] {
+			if t.tentative == nil {
+				t.tentative = map[*peer]bool{}
+			}
+			t.tentative[c.peers[name]] = true
+			live[name] = true
 		}
 	}
 	// Peers that own nothing any more are dropped with their connections,

@@ -94,6 +94,11 @@ func (c *clusterState) send(ctx context.Context, t *routeTable, p *peer, method,
 		}
 	}
 	defer func() { <-p.inflight }()
+	if t.tentative[p] {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.TentativeForwardTimeout)
+		defer cancel()
+	}
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
@@ -323,4 +324,33 @@ func FuzzParsePositions(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestClusterTentativeOwner: a partition the view shows without an owner
+// is tried at its last owner known; a last owner that owns nothing in the
+// view and never answers (a stopped process) is given up after
+// TentativeForwardTimeout with 503 unavailable, not ForwardTimeout.
+func TestClusterTentativeOwner(t *testing.T) {
+	c := newTestCluster(t)
+	release := make(chan struct{})
+	stopped := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-release }))
+	defer stopped.Close()
+	defer close(release)
+	cl := c.a.srv.cl
+	cl.cfg.TentativeForwardTimeout = 50 * time.Millisecond
+	c.a.members.mu.Lock()
+	c.a.members.view.Nodes[1].Addr = stopped.URL
+	c.a.members.mu.Unlock()
+	cl.rebuild(cl.table.Load())
+	for p := 4; p < testPartitions; p++ {
+		c.a.members.setOwner(p, "")
+	}
+	tab := cl.rebuild(cl.table.Load())
+	if o := tab.owner(5); o == nil || o.node != "b" || !tab.tentative[o] {
+		t.Fatalf("partition 5's owner: %+v, want b, tentative", o)
+	}
+	resp, b := c.a.post(t, "/v1/orders", "application/json", []byte(orderJSONOf("u1", "sb")))
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(b), "node b did not answer") {
+		t.Errorf("order for a stopped last owner: %d %s", resp.StatusCode, b)
+	}
 }

@@ -108,8 +108,11 @@ type ClusterConfig struct {
 	FollowWaitMax time.Duration
 	// TentativeForwardTimeout bounds a forwarded request to a peer that
 	// owns nothing in the view and is tried only as the last owner known
-	// of a partition the view shows without one (default 2s): a stopped
-	// node must not hold its requests for ForwardTimeout.
+	// of a partition the view shows without one (default 10s): a stopped
+	// node must not hold its requests for ForwardTimeout. It is not much
+	// shorter because a node whose own lease ticks run late (a loaded
+	// machine) sees every peer that way, and a live peer's import part
+	// then takes seconds: 2s was seen to fail such parts.
 	TentativeForwardTimeout time.Duration
 	// Transport, when set, carries every forwarded request (tests); by
 	// default each peer has its own HTTP/1.1 transport and pool.
@@ -124,7 +127,7 @@ const (
 	defaultViewAgeMax         = 500 * time.Millisecond
 	defaultPeerAnswerBytesMax = 64 << 20
 	defaultFollowWaitMax      = 5 * time.Second
-	defaultTentativeTimeout   = 2 * time.Second
+	defaultTentativeTimeout   = 10 * time.Second
 	// peerConnsMaxLimit keeps a node's connections to its peers well
 	// inside the file descriptors a process has.
 	peerConnsMaxLimit = 4096

@@ -250,6 +250,12 @@ func (o assistantOrders) Cancel(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("cancel order %s: %w", id, err)
 	}
+	if o.s.cl != nil {
+		// In a cluster the order's owner cancels it (forward_assistant.go).
+		if done, err := o.s.cl.cancelElsewhere(ctx, oid); done {
+			return err
+		}
+	}
 	c := be.gw.getCall()
 	defer be.gw.putCall(c)
 	c.cmd = engine.Command{Kind: engine.KindCancel, OrderID: oid}

@@ -108,8 +108,17 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, be *backen
 		}
 		from = p
 	}
-	if from.start > be.eng.JournalEnd() {
-		s.writeError(w, errInvalidArgument("from", "from lies past the end of the journal ("+strconv.FormatUint(be.eng.JournalEnd(), 10)+")"))
+	follow, end, durable := be.eng.Follow, be.eng.JournalEnd(), be.eng.Durable()
+	if be.eng.Clustered() {
+		// A cluster has a journal per partition (events_cluster.go).
+		var aerr *apiError
+		if follow, end, durable, aerr = partitionFeed(r, be); aerr != nil {
+			s.writeError(w, aerr)
+			return
+		}
+	}
+	if from.start > end {
+		s.writeError(w, errInvalidArgument("from", "from lies past the end of the journal ("+strconv.FormatUint(end, 10)+")"))
 		return
 	}
 	if n := s.feeds.open.Add(1); n > int64(s.cfg.EventFeedsMax) {
@@ -142,7 +151,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, be *backen
 		w.WriteHeader(http.StatusOK)
 		rc.Flush()
 	}
-	if from.start >= be.eng.Durable() {
+	if from.start >= durable {
 		// Nothing to read yet, so Follow waits without calling back: answer
 		// now so the client knows it is connected. (From below the durable
 		// position Follow reads at once, so a position it refuses, gone or
@@ -154,7 +163,7 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request, be *backen
 	line := make([]byte, 0, 1024)
 	recordStart, recordEnd, index := from.start, from.start, 0
 	skip := from.skip
-	err := be.eng.Follow(ctx, from.start, func(ev *engine.Event) error {
+	err := follow(ctx, from.start, func(ev *engine.Event) error {
 		if !started {
 			start()
 		}

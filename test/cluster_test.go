@@ -382,11 +382,17 @@ func TestClusterKillOneNode(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		t.Logf("partition %d served again %v after the kill", p, time.Since(killed).Round(time.Millisecond))
 	}
 	servedAgain := time.Since(killed)
 	t.Logf("every partition with orders served again %v after the kill", servedAgain.Round(time.Millisecond))
 	if servedAgain > clusterTestServedAgainMax {
 		t.Errorf("partitions served again %v after the kill, budget %v", servedAgain, clusterTestServedAgainMax)
+	}
+	if testing.Verbose() || servedAgain > clusterTestServedAgainMax {
+		for i, f := range survivors {
+			t.Logf("node-%d's log after the kill:\n%s", i+1, f.logSince(killed))
+		}
 	}
 	for _, f := range survivors {
 		for {
@@ -483,6 +489,27 @@ func TestClusterKillOneNode(t *testing.T) {
 		}
 	}
 	t.Logf("whole test %v", time.Since(start).Round(time.Millisecond))
+}
+
+// logSince returns f's log lines about leases, partitions and journals
+// written after at, each with its time from at: where a failover spends
+// its time.
+func (f *fest) logSince(at time.Time) string {
+	var b strings.Builder
+	for _, l := range strings.Split(f.out.String(), "\n") {
+		ts, rest, ok := strings.Cut(strings.TrimPrefix(l, "time="), " ")
+		if !ok {
+			continue
+		}
+		when, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil || when.Before(at) {
+			continue
+		}
+		if strings.Contains(rest, "lease") || strings.Contains(rest, "partition") || strings.Contains(rest, "journal") || strings.Contains(rest, "follow") {
+			fmt.Fprintf(&b, "+%v %s\n", when.Sub(at).Round(time.Millisecond), rest)
+		}
+	}
+	return b.String()
 }
 
 // projectionMetrics returns the lines of /metrics about the read models,

@@ -79,6 +79,11 @@ type Handler struct {
 	stop   context.CancelFunc
 	wg     sync.WaitGroup
 	leases func(partition int) (lease.Lease, bool)
+	// releasing holds, per partition, the done channel of a hand-off
+	// under way, so that a Release asked again (the first one's wait
+	// ended with its context) waits for the same one.
+	releasingMu sync.Mutex
+	releasing   map[int]chan struct{}
 
 	closeOnce sync.Once
 }
@@ -96,7 +101,7 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Handler{cfg: cfg, asked: make([]atomic.Uint64, cfg.Partitions)}
+	h := &Handler{cfg: cfg, asked: make([]atomic.Uint64, cfg.Partitions), releasing: map[int]chan struct{}{}}
 	h.ctx, h.stop = context.WithCancel(context.Background())
 	for range cfg.Partitions {
 		ops := make(chan func(context.Context), opsMax)
@@ -131,21 +136,24 @@ func (h *Handler) queue(p int, op func(ctx context.Context)) {
 }
 
 // Acquired implements lease.Handler: AddPartition in the background; the
-// partition answers unavailable until it is done.
+// partition answers unavailable until it is done. Every attempt, the first
+// one too, goes only while the lease is still held at epoch and nothing
+// was asked after it: an AddPartition at an old epoch would fence the
+// current owner.
 func (h *Handler) Acquired(_ context.Context, p int, epoch uint64) error {
 	h.checkPartition(p)
 	asked := h.asked[p].Add(1)
 	h.queue(p, func(ctx context.Context) {
-		for {
+		for try := 0; ; try++ {
+			if !h.held(p, epoch, asked, try) {
+				h.cfg.Logger.Warn("not serving a partition whose lease moved on before its take-over ran", "partition", p, "epoch", epoch)
+				return
+			}
 			err := h.cfg.Engine.AddPartition(ctx, p, epoch)
 			if err == nil || errors.Is(err, engine.ErrPartitionServed) {
 				return
 			}
-			held := false
-			if h.leases != nil && h.asked[p].Load() == asked {
-				l, ok := h.leases(p)
-				held = ok && l.Epoch == epoch
-			}
+			held := h.leases != nil && h.held(p, epoch, asked, try)
 			if !held || errors.Is(err, engine.ErrClosed) || h.cfg.Engine.Err() != nil || ctx.Err() != nil {
 				h.cfg.Logger.Error("serving an acquired partition failed", "partition", p, "epoch", epoch, "err", err)
 				return
@@ -161,18 +169,51 @@ func (h *Handler) Acquired(_ context.Context, p int, epoch uint64) error {
 	return nil
 }
 
-// Release implements lease.Handler: RemovePartition, waited for.
-func (h *Handler) Release(_ context.Context, p int) {
+// held reports whether partition p's lease is still held at epoch with no
+// transition asked since asked. Without SetLeases only the first try goes.
+func (h *Handler) held(p int, epoch, asked uint64, try int) bool {
+	if h.asked[p].Load() != asked {
+		return false
+	}
+	if h.leases == nil {
+		return try == 0
+	}
+	l, ok := h.leases(p)
+	return ok && l.Epoch == epoch
+}
+
+// Release implements lease.Handler: RemovePartition, waited for until ctx
+// ends. A Release asked again while the first is under way waits for the
+// same hand-off.
+func (h *Handler) Release(ctx context.Context, p int) error {
 	h.checkPartition(p)
-	h.asked[p].Add(1)
-	done := make(chan struct{})
-	h.queue(p, func(ctx context.Context) {
-		defer close(done)
-		if err := h.cfg.Engine.RemovePartition(ctx, p); err != nil {
-			h.cfg.Logger.Error("handing a partition off failed", "partition", p, "err", err)
-		}
-	})
-	<-done
+	h.releasingMu.Lock()
+	done, ok := h.releasing[p]
+	if !ok {
+		done = make(chan struct{})
+		h.releasing[p] = done
+	}
+	h.releasingMu.Unlock()
+	if !ok {
+		h.asked[p].Add(1)
+		h.queue(p, func(ctx context.Context) {
+			defer func() {
+				h.releasingMu.Lock()
+				delete(h.releasing, p)
+				h.releasingMu.Unlock()
+				close(done)
+			}()
+			if err := h.cfg.Engine.RemovePartition(ctx, p); err != nil {
+				h.cfg.Logger.Error("handing a partition off failed", "partition", p, "err", err)
+			}
+		})
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cluster: hand partition %d off: still draining: %w", p, ctx.Err())
+	}
 }
 
 // Lost implements lease.Handler: LosePartition in the background.

@@ -351,27 +351,28 @@ func (cp *clusterPartition) startFollowing() {
 	}()
 }
 
-// stopFollowing stops the follower and waits for it: pos is then final.
-func (cp *clusterPartition) stopFollowing() {
+// stopFollowing stops the follower: pos is final when it returns. It does
+// not wait for the follower's goroutine to end: a read stuck in nats.go,
+// which does not always return on its context (seen after a server was
+// killed), held take-overs for seconds that way. Bumping followGen under
+// followMu is enough: an apply under way has finished once the mutex is
+// held, and every later one sees the new generation and applies nothing;
+// the goroutine ends whenever its read returns, and done is closed then.
+func (cp *clusterPartition) stopFollowing() (done <-chan struct{}) {
 	if cp.followCancel == nil {
-		return
+		return nil
 	}
 	cp.followCancel()
 	cp.followMu.Lock()
 	cp.followGen++ // the stopped follower applies nothing more
 	cp.followMu.Unlock()
-	select {
-	case <-cp.followDone:
-	case <-time.After(followStopWaitMax):
-		// A read stuck in nats.go, which does not always return on its
-		// context (seen after a server was killed): it is left behind,
-		// and applies nothing if it ever wakes.
-		cp.e.cfg.Logger.Warn("a partition's follower did not stop; left behind", "node", cp.e.cfg.Cluster.Node, "partition", cp.id)
-	}
+	done = cp.followDone
 	cp.followCancel, cp.followDone = nil, nil
+	return done
 }
 
-// followStopWaitMax bounds how long stopFollowing waits for the follower.
+// followStopWaitMax bounds how long Close waits for a stopped follower's
+// goroutine to end.
 const followStopWaitMax = 2 * time.Second
 
 func (e *Engine) clusterPartition(p int) (*clusterPartition, error) {
@@ -405,12 +406,17 @@ func (e *Engine) AddPartition(ctx context.Context, p int, epoch uint64) error {
 	if err := e.Err(); err != nil {
 		return fmt.Errorf("add partition %d: the engine has stopped: %w", p, err)
 	}
+	// Each step's time goes into the log: a take-over's share of a
+	// failover.
+	began := time.Now()
 	cp.stopFollowing()
+	stopped := time.Now()
 	j, err := e.cfg.Cluster.OpenJournal(ctx, p, epoch)
 	if err != nil {
 		cp.startFollowing()
 		return fmt.Errorf("add partition %d: open its journal at epoch %d: %w", p, epoch, err)
 	}
+	opened := time.Now()
 	from := cp.pos.Load()
 	if err := j.Replay(journal.Position(from), cp.apply); err != nil {
 		j.Close()
@@ -430,7 +436,8 @@ func (e *Engine) AddPartition(ctx context.Context, p int, epoch uint64) error {
 	e.served[p].Store(w)
 	e.mu.Unlock()
 	e.cfg.Logger.Info("partition served", "node", e.cfg.Cluster.Node, "partition", p, "epoch", epoch,
-		"replayed_from", from, "position", uint64(j.End()))
+		"replayed_from", from, "position", uint64(j.End()), "stop_following", stopped.Sub(began).Round(time.Millisecond),
+		"open", opened.Sub(stopped).Round(time.Millisecond), "replay", time.Since(opened).Round(time.Millisecond))
 	return nil
 }
 
@@ -741,7 +748,13 @@ func (e *Engine) closeCluster() error {
 				errs = append(errs, fmt.Errorf("stop serving partition %d: %w", cp.id, err))
 			}
 		}
-		cp.stopFollowing()
+		if done := cp.stopFollowing(); done != nil {
+			select {
+			case <-done:
+			case <-time.After(followStopWaitMax):
+				e.cfg.Logger.Warn("a partition's follower did not stop; left behind", "node", e.cfg.Cluster.Node, "partition", cp.id)
+			}
+		}
 		if err := cp.stream.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close partition %d's stream: %w", cp.id, err))
 		}

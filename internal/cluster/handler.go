@@ -24,6 +24,9 @@ type Engine interface {
 	AddPartition(ctx context.Context, partition int, epoch uint64) error
 	RemovePartition(ctx context.Context, partition int) error
 	LosePartition(partition int) error
+	// ExtendLease says the partition's lease is surely valid for validFor
+	// from now (engine.Cluster.Leased).
+	ExtendLease(partition int, validFor time.Duration)
 	// Err is the error that stopped the engine, or nil.
 	Err() error
 }
@@ -38,9 +41,19 @@ type HandlerConfig struct {
 	// journal could not be opened, say) is tried again, while the lease is
 	// still held; default 1 s.
 	RetryWait time.Duration
+	// LeaseMargin is taken off each lease's validity before the engine is
+	// told it (ExtendLease): room for a command's wait in its partition's
+	// queue between the check and its apply, and for the nodes' clocks
+	// running at slightly different rates; default 500 ms. It must be
+	// below the lease TTL less RenewEvery, or partitions answer
+	// unavailable between renewals.
+	LeaseMargin time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
+
+// DefaultLeaseMargin is HandlerConfig.LeaseMargin's default.
+const DefaultLeaseMargin = 500 * time.Millisecond
 
 // Validate reports the first invalid field.
 func (c HandlerConfig) Validate() error {
@@ -49,8 +62,8 @@ func (c HandlerConfig) Validate() error {
 		return errors.New("cluster handler config: no engine")
 	case c.Partitions < 1:
 		return fmt.Errorf("cluster handler config: %d partitions", c.Partitions)
-	case c.RetryWait < 0:
-		return errors.New("cluster handler config: negative RetryWait")
+	case c.RetryWait < 0 || c.LeaseMargin < 0:
+		return errors.New("cluster handler config: negative duration")
 	}
 	return nil
 }
@@ -85,10 +98,38 @@ type Handler struct {
 	releasingMu sync.Mutex
 	releasing   map[int]chan struct{}
 
+	stats HandlerStats
+
 	closeOnce sync.Once
 }
 
-var _ lease.Handler = (*Handler)(nil)
+var (
+	_ lease.Handler        = (*Handler)(nil)
+	_ lease.RenewalHandler = (*Handler)(nil)
+)
+
+// HandlerStats are a handler's figures for /metrics.
+type HandlerStats struct {
+	// TakeOvers counts partitions taken over from a dead (or paused) node
+	// and served; LastFailoverNanos is the last one's time, from when this
+	// node first saw the old owner's last renewal (so a TTL or more) to
+	// the partition being served here, and LastTakeOverNanos the part of
+	// it after the lease was acquired (opening the journal, replaying).
+	TakeOvers                            atomic.Uint64
+	LastFailoverNanos, LastTakeOverNanos atomic.Int64
+	// AddFailures counts AddPartitions that failed (each logged).
+	AddFailures atomic.Uint64
+}
+
+// Stats returns the handler's figures.
+func (h *Handler) Stats() *HandlerStats { return &h.stats }
+
+// Renewed implements lease.RenewalHandler: the engine takes commands for
+// the partition for the lease's validity less LeaseMargin.
+func (h *Handler) Renewed(p int, validFor time.Duration) {
+	h.checkPartition(p)
+	h.cfg.Engine.ExtendLease(p, validFor-h.cfg.LeaseMargin)
+}
 
 // NewHandler starts a handler.
 func NewHandler(cfg HandlerConfig) (*Handler, error) {
@@ -97,6 +138,9 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	}
 	if cfg.RetryWait == 0 {
 		cfg.RetryWait = time.Second
+	}
+	if cfg.LeaseMargin == 0 {
+		cfg.LeaseMargin = DefaultLeaseMargin
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -143,6 +187,13 @@ func (h *Handler) queue(p int, op func(ctx context.Context)) {
 func (h *Handler) Acquired(_ context.Context, p int, epoch uint64) error {
 	h.checkPartition(p)
 	asked := h.asked[p].Add(1)
+	acquired := time.Now()
+	var takeOverWait time.Duration
+	if h.leases != nil {
+		if l, ok := h.leases(p); ok && l.Epoch == epoch {
+			takeOverWait = l.TakeOverWait
+		}
+	}
 	h.queue(p, func(ctx context.Context) {
 		for try := 0; ; try++ {
 			if !h.held(p, epoch, asked, try) {
@@ -150,9 +201,18 @@ func (h *Handler) Acquired(_ context.Context, p int, epoch uint64) error {
 				return
 			}
 			err := h.cfg.Engine.AddPartition(ctx, p, epoch)
+			if err == nil && takeOverWait > 0 {
+				took := time.Since(acquired)
+				h.stats.TakeOvers.Add(1)
+				h.stats.LastTakeOverNanos.Store(int64(took))
+				h.stats.LastFailoverNanos.Store(int64(takeOverWait + took))
+				h.cfg.Logger.Info("partition taken over", "partition", p, "epoch", epoch,
+					"failover", (takeOverWait + took).Round(time.Millisecond), "lease_wait", takeOverWait.Round(time.Millisecond), "take_over", took.Round(time.Millisecond))
+			}
 			if err == nil || errors.Is(err, engine.ErrPartitionServed) {
 				return
 			}
+			h.stats.AddFailures.Add(1)
 			held := h.leases != nil && h.held(p, epoch, asked, try)
 			if !held || errors.Is(err, engine.ErrClosed) || h.cfg.Engine.Err() != nil || ctx.Err() != nil {
 				h.cfg.Logger.Error("serving an acquired partition failed", "partition", p, "epoch", epoch, "err", err)

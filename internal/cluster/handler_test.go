@@ -50,8 +50,9 @@ func (e *recordingEngine) RemovePartition(context.Context, int) error {
 	}
 	return nil
 }
-func (e *recordingEngine) LosePartition(int) error                    { e.record("lose"); return nil }
-func (e *recordingEngine) Err() error                                 { return nil }
+func (e *recordingEngine) LosePartition(int) error        { e.record("lose"); return nil }
+func (e *recordingEngine) Err() error                     { return nil }
+func (e *recordingEngine) ExtendLease(int, time.Duration) {}
 
 // TestHandlerOrderAndRetry: transitions of a partition run in the order
 // asked; an AddPartition that fails is retried while its lease is held,
@@ -106,7 +107,9 @@ func TestHandlerSkipsStaleEpoch(t *testing.T) {
 	defer h.Close()
 	var epoch atomic.Uint64
 	epoch.Store(5)
-	h.SetLeases(func(p int) (lease.Lease, bool) { return lease.Lease{Partition: p, Epoch: epoch.Load()}, epoch.Load() != 0 })
+	h.SetLeases(func(p int) (lease.Lease, bool) {
+		return lease.Lease{Partition: p, Epoch: epoch.Load()}, epoch.Load() != 0
+	})
 	// A hand-off holds the partition's queue; the Acquired at epoch 5
 	// waits behind it, and by the time it runs the lease is at epoch 8.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)

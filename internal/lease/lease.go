@@ -76,6 +76,17 @@ type Handler interface {
 	Lost(partition int)
 }
 
+// RenewalHandler is a Handler that also wants to know how long each lease
+// is surely valid: Renewed is called when a lease is acquired (before
+// Acquired) and after each successful renewal, with validFor = the
+// renewal's send time + TTL - now, on the manager's clock. A node answers
+// for the partition only within that (the engine's Cluster.Leased). It
+// must return at once; it may be called from the renewer's goroutine
+// while a tick calls the Handler's other methods.
+type RenewalHandler interface {
+	Renewed(partition int, validFor time.Duration)
+}
+
 // Config is one node's lease manager.
 type Config struct {
 	// KV is the JetStream context to make the bucket in (required).
@@ -183,11 +194,11 @@ type Lease struct {
 	// RenewedAt is when the last successful renewal was sent, on this
 	// node's clock: the lease is surely still ours until RenewedAt + TTL.
 	RenewedAt time.Time
-	// ExpiredSince is, for a lease taken over from another node after it
-	// expired, when this node first saw that node's last renewal (zero for
-	// a lease that was free): the take-over's start, for the failover
-	// time.
-	ExpiredSince time.Time
+	// TakeOverWait is, for a lease taken over from another node after it
+	// expired, how long this node had seen that node's last renewal
+	// unchanged when it took the key (a TTL or a little more); zero for a
+	// lease that was free. It is the first part of a failover's time.
+	TakeOverWait time.Duration
 }
 
 // Stats counts a manager's lease changes since it started.
@@ -586,7 +597,16 @@ func (m *Manager) Renew(ctx context.Context, l *Lease) error {
 	m.mu.Lock()
 	l.Revision, l.RenewedAt = rev, sent
 	m.mu.Unlock()
+	m.renewed(l.Partition, sent)
 	return nil
+}
+
+// renewed tells a RenewalHandler how long p's lease, renewed at sent, is
+// surely valid.
+func (m *Manager) renewed(p int, sent time.Time) {
+	if rh, ok := m.cfg.Handler.(RenewalHandler); ok {
+		rh.Renewed(p, sent.Add(m.cfg.TTL).Sub(m.cfg.Clock.Now()))
+	}
 }
 
 // Acquire takes partition p's lease if it is free or has expired (seen
@@ -607,10 +627,10 @@ func (m *Manager) acquire(ctx context.Context, p int, now time.Time) (*Lease, er
 	defer cancel()
 	var rev uint64
 	var err error
-	var expiredSince time.Time
+	var takeOverWait time.Duration
 	o, ok := m.observed[key]
 	if ok && o.value != m.cfg.Node {
-		expiredSince = o.at
+		takeOverWait = now.Sub(o.at)
 	}
 	switch {
 	case !ok:
@@ -628,9 +648,9 @@ func (m *Manager) acquire(ctx context.Context, p int, now time.Time) (*Lease, er
 	if err != nil {
 		return nil, fmt.Errorf("lease: acquire partition %d: %w", p, err)
 	}
-	l := &Lease{Partition: p, Epoch: rev, Revision: rev, RenewedAt: now, ExpiredSince: expiredSince}
+	l := &Lease{Partition: p, Epoch: rev, Revision: rev, RenewedAt: now, TakeOverWait: takeOverWait}
 	m.stats.Acquired.Add(1)
-	if !expiredSince.IsZero() {
+	if takeOverWait > 0 {
 		m.stats.TakenOver.Add(1)
 	}
 	m.mu.Lock()
@@ -638,6 +658,7 @@ func (m *Manager) acquire(ctx context.Context, p int, now time.Time) (*Lease, er
 	m.mu.Unlock()
 	m.observed[key] = seen{revision: rev, value: m.cfg.Node, at: now}
 	m.cfg.Logger.Info("lease acquired", "node", m.cfg.Node, "partition", p, "epoch", rev)
+	m.renewed(p, now)
 	if err := m.cfg.Handler.Acquired(ctx, p, rev); err != nil {
 		m.release(ctx, l)
 		return nil, fmt.Errorf("lease: take over partition %d: %w", p, err)

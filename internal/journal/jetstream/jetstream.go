@@ -421,6 +421,9 @@ func (j *Journal) checkEpoch(ctx context.Context, last uint64) error {
 		return nil
 	}
 	m, err := j.stream.GetMsg(ctx, last)
+	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		return nil // purged: the stream is empty, and nobody's to judge
+	}
 	if err != nil {
 		return fmt.Errorf("jetstream journal: read the last message of %s at %d: %w", j.name, last, err)
 	}
@@ -744,14 +747,14 @@ func (j *Journal) Replay(from journal.Position, fn func(end journal.Position, re
 	if first := info.State.FirstSeq; uint64(from)+1 < first {
 		return fmt.Errorf("jetstream journal: replay %s from %d: the stream starts at %d: %w", j.name, from, first, journal.ErrRemoved)
 	}
-	return read(context.Background(), j.stream, j.name, uint64(from), to, false, fn)
+	return read(context.Background(), j.stream, j.name, uint64(from), to, false, fn, nil)
 }
 
 // Follow implements journal.Follower: records after from as they are
 // stored (a JetStream consumer sees only messages a quorum has stored),
 // until ctx ends.
 func (j *Journal) Follow(ctx context.Context, from journal.Position, fn func(end journal.Position, rec []byte) error) error {
-	return follow(ctx, j.stream, j.name, uint64(from), false, fn)
+	return follow(ctx, j.stream, j.name, uint64(from), false, fn, nil)
 }
 
 // End implements journal.Journal: the sequence of the last record

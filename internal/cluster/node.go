@@ -192,14 +192,25 @@ func (n *Node) HandlerStats() *HandlerStats { return n.handler.Stats() }
 // from the streams.
 func (n *Node) Failed() <-chan struct{} { return n.engine.Failed() }
 
-// Close stops the node in a planned way: the lease manager hands every
-// partition off (each drained and its journal closed, so that the others
-// take over at once instead of after a TTL), then the engine closes.
+// Close stops the node in a planned way: every partition served here is
+// snapshotted, the lease manager hands every partition off (each drained
+// and its journal closed, so that the others take over at once instead of
+// after a TTL), then the engine closes.
 // A second Close returns the first one's error.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		// A snapshot of every partition served here first, while they are
+		// still served, so that a restart of the whole cluster replays
+		// only what comes after them. A failure is logged, not fatal: the
+		// streams hold everything.
+		var err error
+		if n.engine.Err() == nil {
+			if serr := n.engine.Snapshot(); serr != nil {
+				n.cfg.Logger.Warn("final snapshots before the hand-off failed; a restart replays more", "node", n.cfg.Name, "err", serr)
+			}
+		}
 		n.cancel()
-		err := <-n.ran
+		err = <-n.ran
 		n.handler.Close()
 		if cerr := n.engine.Close(); cerr != nil {
 			err = errors.Join(err, cerr)

@@ -225,6 +225,11 @@ type clusterPartition struct {
 	snapshotWG         sync.WaitGroup
 	snapshotMu         sync.Mutex        // one snapshot of the partition at a time
 	snapshotReq        partitionSnapshot // guarded by snapshotMu
+	// snapshotCtx is the context of the background snapshots while the
+	// partition is served; stopServing cancels it, so that a hand-off
+	// never waits for a snapshot (up to clusterSnapshotTimeout) to end.
+	snapshotCtx    context.Context
+	snapshotCancel context.CancelFunc
 }
 
 // openCluster opens the engine in cluster mode: every partition's stream,
@@ -493,6 +498,7 @@ func (e *Engine) AddPartition(ctx context.Context, p int, epoch uint64) error {
 	w := newPartitionWorker(e, cp, j)
 	cp.worker, cp.journal = w, j
 	cp.bytesSinceSnapshot = 0
+	cp.snapshotCtx, cp.snapshotCancel = context.WithCancel(context.Background())
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
@@ -577,6 +583,7 @@ func (cp *clusterPartition) stopServing(finalSnapshot bool) error {
 	close(w.queue)
 	e.mu.Unlock()
 	<-w.exited // the worker drains: every record's done has run
+	cp.snapshotCancel()
 	cp.snapshotWG.Wait()
 	var errs []error
 	if w.failed.Load() {
@@ -587,7 +594,7 @@ func (cp *clusterPartition) stopServing(finalSnapshot bool) error {
 		req.part = e.core.partitions[cp.id]
 		req.buf = encodePartition(req.buf[:0], req.part)
 		req.pos = j.End()
-		if err := cp.writeSnapshot(req, j); err != nil {
+		if err := cp.writeSnapshot(context.Background(), req, j); err != nil {
 			errs = append(errs, fmt.Errorf("final snapshot: %w", err))
 		}
 		cp.snapshotMu.Unlock()

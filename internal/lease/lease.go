@@ -131,8 +131,13 @@ const (
 	// partitionsMax bounds the keys a tick reads; fest's engine allows no
 	// more partitions than this.
 	partitionsMax = 4096
-	// requestTimeout bounds each KV request of a tick.
-	requestTimeout = 5 * time.Second
+	// requestTimeoutMax bounds each KV request of a tick (and of a
+	// renewal round). The bound in force is RenewEvery if shorter
+	// (requestTimeout): a request sent while the bucket elects a new
+	// leader (its old one killed) gets no answer at all, and a tick that
+	// waits longer than its period for it sees the dead node's leases
+	// late, which delays the take-over by as much.
+	requestTimeoutMax = 5 * time.Second
 )
 
 // Validate reports the first invalid field.
@@ -301,13 +306,20 @@ func (m *Manager) Run(ctx context.Context) error {
 	renewed := make(chan struct{})
 	go func() {
 		defer close(renewed)
+		wait := m.cfg.RenewEvery
 		for {
 			select {
 			case <-renewCtx.Done():
 				return
-			case <-m.cfg.Clock.After(m.cfg.RenewEvery):
+			case <-m.cfg.Clock.After(wait):
 			}
-			m.renewAndHeartbeat(renewCtx)
+			// After a failed round the next comes sooner: the lease's
+			// validity is running out, and the bucket usually answers
+			// again within a second or two (a new leader elected).
+			wait = m.cfg.RenewEvery
+			if m.renewAndHeartbeat(renewCtx) != nil {
+				wait = m.cfg.RenewEvery / 4
+			}
 		}
 	}()
 	// The renewer goes on through the planned stop's hand-offs, which may
@@ -324,7 +336,7 @@ func (m *Manager) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			err := m.ReleaseAll(context.Background())
-			rctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+			rctx, cancel := context.WithTimeout(context.Background(), m.requestTimeout())
 			defer cancel()
 			// Without its heartbeat key the node stops counting as live at
 			// once, so the plan gives its share to the others now rather
@@ -402,7 +414,7 @@ func (m *Manager) listKeys(ctx context.Context) ([]string, error) {
 
 // observe reads every key and notes when each revision was first seen.
 func (m *Manager) observe(ctx context.Context, now time.Time) error {
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	rctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
 	defer cancel()
 	keys, err := m.listKeys(rctx)
 	if err != nil {
@@ -524,11 +536,11 @@ func (m *Manager) live(now time.Time) []string {
 func (m *Manager) renewAndHeartbeat(ctx context.Context) error {
 	m.renewMu.Lock()
 	defer m.renewMu.Unlock()
-	m.renew(ctx, m.cfg.Clock.Now())
-	if _, err := m.put(ctx, nodeKey(m.cfg.Node), []byte(m.cfg.Address)); err != nil {
-		return fmt.Errorf("heartbeat: %w", err)
+	err := m.renew(ctx, m.cfg.Clock.Now())
+	if _, herr := m.put(ctx, nodeKey(m.cfg.Node), []byte(m.cfg.Address)); herr != nil {
+		err = errors.Join(err, fmt.Errorf("heartbeat: %w", herr))
 	}
-	return nil
+	return err
 }
 
 // renew renews every lease this node holds. A refused renewal (the key
@@ -542,7 +554,7 @@ func (m *Manager) renewAndHeartbeat(ctx context.Context) error {
 // node did take over). Giving the lease up at one TTL would make every
 // node drop all its partitions whenever the bucket's leader dies. The
 // caller holds renewMu.
-func (m *Manager) renew(ctx context.Context, now time.Time) {
+func (m *Manager) renew(ctx context.Context, now time.Time) (failed error) {
 	m.mu.Lock()
 	held := make([]*Lease, 0, len(m.owned))
 	for _, l := range m.owned {
@@ -574,9 +586,15 @@ func (m *Manager) renew(ctx context.Context, now time.Time) {
 			m.cfg.Handler.Lost(l.Partition)
 		default:
 			m.cfg.Logger.Warn("lease renewal failed, retried next tick", "node", m.cfg.Node, "partition", l.Partition, "err", err)
+			failed = err
 		}
 	}
+	return failed
 }
+
+// requestTimeout bounds one KV request: requestTimeoutMax, or RenewEvery
+// if that is shorter.
+func (m *Manager) requestTimeout() time.Duration { return min(requestTimeoutMax, m.cfg.RenewEvery) }
 
 // lostAfterFailing is how many TTLs of failed renewals lose a lease.
 const lostAfterFailing = 2
@@ -585,7 +603,7 @@ const lostAfterFailing = 2
 // when the key is no longer at l's revision: another node took it.
 func (m *Manager) Renew(ctx context.Context, l *Lease) error {
 	sent := m.cfg.Clock.Now()
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	rctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
 	defer cancel()
 	rev, err := m.kv.Update(rctx, partitionKey(l.Partition), []byte(m.cfg.Node), l.Revision)
 	if isWrongLastSequence(err) {
@@ -623,7 +641,7 @@ func (m *Manager) Acquire(ctx context.Context, p int) (*Lease, error) {
 
 func (m *Manager) acquire(ctx context.Context, p int, now time.Time) (*Lease, error) {
 	key := partitionKey(p)
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	rctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
 	defer cancel()
 	var rev uint64
 	var err error
@@ -696,7 +714,7 @@ func (m *Manager) release(ctx context.Context, l *Lease) error {
 	m.mu.Lock()
 	revision := l.Revision
 	m.mu.Unlock()
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	rctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
 	defer cancel()
 	err := m.kv.Delete(rctx, partitionKey(l.Partition), natsjs.LastRevision(revision))
 	if err != nil && !isWrongLastSequence(err) {
@@ -780,7 +798,7 @@ func (m *Manager) Lease(p int) (Lease, bool) {
 }
 
 func (m *Manager) put(ctx context.Context, key string, value []byte) (uint64, error) {
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	rctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
 	defer cancel()
 	return m.kv.Put(rctx, key, value)
 }

@@ -724,7 +724,7 @@ func (e *Engine) ServedPartitions() []int {
 func (e *Engine) Locate(r *Request) (partition int, ok bool) {
 	p, ok := e.core.locate(r)
 	if !ok && r.Result.Code == CodeNotFound && e.cfg.Cluster != nil {
-		e.notFoundWhileBehind(r)
+		e.notFoundWhileBehind(r, false)
 	}
 	return p, ok
 }
@@ -737,12 +737,15 @@ func (e *Engine) Locate(r *Request) (partition int, ok bool) {
 // takes as final. The name alone does not say its partition (a SKU's is
 // its merchant's, which only the directory knows), so every follower is
 // asked. Only the not-found branch pays this: a known SKU's route does no
-// more work.
-func (e *Engine) notFoundWhileBehind(r *Request) {
+// more work. count says whether to count it in Stats.NotFoundBehind
+// (Submit does, Locate counts nothing).
+func (e *Engine) notFoundWhileBehind(r *Request, count bool) {
 	for _, cp := range e.cluster {
 		if !cp.atEnd() {
 			r.Result = Result{Code: CodeUnavailable, Field: UnavailableFollowing}
-			e.stats.NotFoundBehind.Add(1)
+			if count {
+				e.stats.NotFoundBehind.Add(1)
+			}
 			return
 		}
 	}
@@ -838,7 +841,7 @@ func (e *Engine) submitCluster(b *Batch) {
 		p, ok := e.admit(r, failed)
 		if !ok {
 			if r.Result.Code == CodeNotFound {
-				e.notFoundWhileBehind(r)
+				e.notFoundWhileBehind(r, true)
 			}
 			continue
 		}
@@ -907,6 +910,7 @@ func (e *Engine) closeCluster() error {
 	e.closing.Store(true)
 	e.mu.Unlock()
 	var errs []error
+	dones := make([]<-chan struct{}, len(e.cluster))
 	for _, cp := range e.cluster {
 		cp.mu.Lock()
 		if cp.worker != nil {
@@ -914,18 +918,41 @@ func (e *Engine) closeCluster() error {
 				errs = append(errs, fmt.Errorf("stop serving partition %d: %w", cp.id, err))
 			}
 		}
-		if done := cp.stopFollowing(); done != nil {
-			select {
-			case <-done:
-			case <-time.After(followStopWaitMax):
-				e.cfg.Logger.Warn("a partition's follower did not stop; left behind", "node", e.cfg.Cluster.Node, "partition", cp.id)
-			}
+		dones[cp.id] = cp.stopFollowing()
+		cp.mu.Unlock()
+	}
+	// The followers' goroutines are waited for together, for at most
+	// followStopWaitMax: one stuck in nats.go is left behind.
+	deadline := time.After(followStopWaitMax)
+	for p, done := range dones {
+		if done == nil {
+			continue
 		}
+		select {
+		case <-done:
+			continue
+		default:
+		}
+		select {
+		case <-done:
+		case <-deadline:
+			deadline = closedTimeChan
+			e.cfg.Logger.Warn("a partition's follower did not stop; left behind", "node", e.cfg.Cluster.Node, "partition", p)
+		}
+	}
+	for _, cp := range e.cluster {
 		if err := cp.stream.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close partition %d's stream: %w", cp.id, err))
 		}
-		cp.mu.Unlock()
 	}
 	e.wg.Wait()
 	return errors.Join(errs...)
 }
+
+// closedTimeChan is a channel that is always ready: a deadline already
+// passed.
+var closedTimeChan = func() <-chan time.Time {
+	ch := make(chan time.Time)
+	close(ch)
+	return ch
+}()

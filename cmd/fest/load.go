@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +36,7 @@ Flags:
 func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("fest load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, loadUsage); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(stderr, loadUsage); printDefaultsExcept(fs, "cpuprofile") }
 	env := func(name, def string) string {
 		if v := os.Getenv(name); v != "" {
 			return v
@@ -69,10 +71,20 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		report      = fs.String("report", "", "write an HTML report with plots to this file")
 		quiet       = fs.Bool("quiet", false, "no live progress")
 		questions   = fs.String("questions", "auto", "assistant questions per second beside the orders of a single run against fest: a number, 0 (none), or auto (the festival profile: 2.1 billion × scale over the festival, at --speed; other profiles: none)")
+		// cpuprofile is hidden from the usage: it is for whoever tunes the
+		// generator (its CPU per order is in the reports), not for a rehearsal.
+		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of this process to this file")
 		festAddrSet bool
 	)
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			return fmt.Errorf("load: %w", err)
+		}
+		defer stop()
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("load: unexpected arguments %q", fs.Args())
@@ -318,6 +330,35 @@ func (qs *questionStream) report(w io.Writer) {
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "assistant: first failure: %s\n", r.FirstError)
 	}
+}
+
+// printDefaultsExcept is fs.PrintDefaults without the hidden flags.
+func printDefaultsExcept(fs *flag.FlagSet, hidden ...string) {
+	shown := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	shown.SetOutput(fs.Output())
+	fs.VisitAll(func(f *flag.Flag) {
+		if !slices.Contains(hidden, f.Name) {
+			shown.Var(f.Value, f.Name, f.Usage)
+		}
+	})
+	shown.PrintDefaults()
+}
+
+// startCPUProfile writes a CPU profile of this process to path until the
+// returned stop is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("start cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 func isSet(fs *flag.FlagSet, name string) bool {

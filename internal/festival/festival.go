@@ -268,8 +268,10 @@ type Model struct {
 	merchantBrand []int32   // merchant → Merchants[i].Brand
 	// skuIDs holds every SKU's id back to back, skuIDBytes each (SKUID):
 	// the SKUs' ID fields are substrings of it (packSKUIDs).
-	skuIDs      string
-	skuIDBytes  int
+	skuIDs       string
+	skuIDBytes   int
+	channelNames []string // channel → ChannelName
+
 	flashSKUs   []int32
 	channelCum  []float64
 	buyerRegion []uint8 // buyer → province index
@@ -332,6 +334,7 @@ func New(c Config) (*Model, error) {
 	m.assignCountries(rng)
 	m.assignCategories(rng)
 	m.packSKUIDs()
+	m.nameChannels()
 	return m, nil
 }
 
@@ -348,7 +351,16 @@ func (m *Model) ChannelName(o *Order) string {
 	case ChannelWeb:
 		return "web"
 	}
-	return "live:" + m.Channels[o.Channel].ID
+	return m.channelNames[o.Channel]
+}
+
+// nameChannels spells every livestream channel's name once, "live:" and
+// its id, so that ChannelName builds no string per order.
+func (m *Model) nameChannels() {
+	m.channelNames = make([]string, len(m.Channels))
+	for i := range m.Channels {
+		m.channelNames[i] = "live:" + m.Channels[i].ID
+	}
 }
 
 // Total is the order's amount in fen at catalog prices.

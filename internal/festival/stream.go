@@ -140,6 +140,7 @@ func NewFlash(seed uint64, buyers int, stock int64) (*Model, error) {
 	}
 	// The flash sale is one livestream deal carrying the SKU's whole stock.
 	m.Channels = []Channel{{ID: "cflash", Title: "Flash Live", Host: "Flash Host"}}
+	m.nameChannels()
 	m.genFlashDeals()
 	return m, nil
 }

@@ -517,9 +517,18 @@ func (v *ResponseView) OrderItems(i int) []OrderItemView {
 
 // DecodeResponseView decodes an OrderBatchResponse into v (reset first).
 func DecodeResponseView(b []byte, v *ResponseView) error {
-	clear(v.Results)
-	clear(v.Items)
+	results, items := len(v.Results), len(v.Items)
 	v.Results, v.Items = v.Results[:0], v.Items[:0]
+	err := v.decode(b)
+	// The decode overwrote the entries it appended; those of the previous
+	// answer past them would keep its body and errors alive. (Clearing
+	// them all first would be one more pass over the batch's views.)
+	clear(v.Results[len(v.Results):max(results, len(v.Results))])
+	clear(v.Items[len(v.Items):max(items, len(v.Items))])
+	return err
+}
+
+func (v *ResponseView) decode(b []byte) error {
 	r := reader{b: b}
 	for {
 		num, typ, ok, err := r.next()

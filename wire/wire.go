@@ -171,6 +171,13 @@ func (r *reader) next() (num protowire.Number, typ protowire.Type, ok bool, err 
 	if len(r.b) == 0 {
 		return 0, 0, false, nil
 	}
+	// Fields 1 to 15 have a one-byte tag: every field of the contract's
+	// hot messages. The general decoding below handles the others and
+	// the errors.
+	if t := r.b[0]; t < 0x80 && t>>3 != 0 {
+		r.b = r.b[1:]
+		return protowire.Number(t >> 3), protowire.Type(t & 7), true, nil
+	}
 	num, typ, n := protowire.ConsumeTag(r.b)
 	if n < 0 {
 		return 0, 0, false, fmt.Errorf("%w: %v", ErrMalformed, protowire.ParseError(n))
@@ -208,6 +215,14 @@ func (r *reader) bytes(field path, typ protowire.Type) ([]byte, error) {
 	if typ != protowire.BytesType {
 		return nil, &FieldError{Field: field.String(), Msg: "wrong wire type"}
 	}
+	// A length under 128 is one byte: ids, codes, most submessages.
+	if len(r.b) > 0 && r.b[0] < 0x80 {
+		if n := 1 + int(r.b[0]); n <= len(r.b) {
+			v := r.b[1:n]
+			r.b = r.b[n:]
+			return v, nil
+		}
+	}
 	v, n := protowire.ConsumeBytes(r.b)
 	if n < 0 {
 		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, field.String(), protowire.ParseError(n))
@@ -219,6 +234,11 @@ func (r *reader) bytes(field path, typ protowire.Type) ([]byte, error) {
 func (r *reader) varint(field path, typ protowire.Type) (uint64, error) {
 	if typ != protowire.VarintType {
 		return 0, &FieldError{Field: field.String(), Msg: "wrong wire type"}
+	}
+	if len(r.b) > 0 && r.b[0] < 0x80 {
+		v := uint64(r.b[0])
+		r.b = r.b[1:]
+		return v, nil
 	}
 	v, n := protowire.ConsumeVarint(r.b)
 	if n < 0 {

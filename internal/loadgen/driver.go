@@ -445,7 +445,7 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 						r.problem("bad placement answer", msg)
 					}
 					for _, it := range o.Lines() {
-						r.ledger.Touched[it.SKU].Store(true)
+						r.ledger.touch(it.SKU)
 						r.ledger.Reserved[it.SKU].Add(int64(it.Qty))
 					}
 					tally.Placed(o)
@@ -468,7 +468,7 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 						r.recordDeal(now.Sub(due[i]), false)
 					}
 					for _, it := range o.Lines() {
-						r.ledger.Touched[it.SKU].Store(true)
+						r.ledger.touch(it.SKU)
 					}
 				default:
 					errs[oc.Code]++
@@ -476,7 +476,7 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 						r.ledger.Uncertain.Store(true)
 					}
 					for _, it := range o.Lines() {
-						r.ledger.Touched[it.SKU].Store(true)
+						r.ledger.touch(it.SKU)
 					}
 					r.problem("order rejected: "+oc.Code, oc.Detail)
 				}

@@ -505,6 +505,10 @@ func DecodeResponse(b []byte, results []Result) ([]Result, error) {
 type ResponseView struct {
 	Results []ResultView
 	Items   []OrderItemView // every order's items, in order; see OrderItems
+	// SkipItems, when set, leaves the orders' items undecoded (OrderItems
+	// returns none): a client that reads only ids, statuses and totals
+	// saves the decoding of every line.
+	SkipItems bool
 }
 
 // ResultView is one result of a ResponseView: Error is nil when Order is set.
@@ -635,6 +639,9 @@ func (v *ResponseView) decodeOrder(b []byte, o *OrderView) error {
 			s, err := r.bytes(path{order: -1, item: -1, field: "order.items"}, typ)
 			if err != nil {
 				return err
+			}
+			if v.SkipItems {
+				continue
 			}
 			var it OrderItemView
 			if err := decodeOrderItem(s, &it); err != nil {

@@ -14,7 +14,7 @@ import (
 // BenchmarkPlaceBatch is the client's side of one 1,000-order protobuf
 // batch against a server that answers a prepared body: encoding, the
 // HTTP round trip on loopback and decoding. allocs/op counts the whole
-// request; per order it is the placed order's id.
+// request: none of them is per order.
 func BenchmarkPlaceBatch(b *testing.B) {
 	const n = 1000
 	results := make([]wire.Result, n)

@@ -225,10 +225,18 @@ func DecodeSettleResponse(b []byte, results []SettleResult) ([]SettleResult, err
 	return results, err
 }
 
-// DecodeSettleResponseView decodes a SettleBatchResponse into v (reset first).
+// DecodeSettleResponseView decodes a SettleBatchResponse into v (reset
+// first). As DecodeResponseView, it clears only the previous answer's
+// results past this one's.
 func DecodeSettleResponseView(b []byte, v *SettleResponseView) error {
-	clear(v.Results)
+	results := len(v.Results)
 	v.Results = v.Results[:0]
+	err := v.decode(b)
+	clear(v.Results[len(v.Results):max(results, len(v.Results))])
+	return err
+}
+
+func (v *SettleResponseView) decode(b []byte) error {
 	r := reader{b: b}
 	for {
 		num, typ, ok, err := r.next()

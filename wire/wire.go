@@ -175,6 +175,13 @@ func (r *reader) next() (num protowire.Number, typ protowire.Type, ok bool, err 
 	if len(r.b) == 0 {
 		return 0, 0, false, nil
 	}
+	// Fields 1 to 15 have a one-byte tag: every field of the contract's
+	// hot messages. The general decoding below handles the others and
+	// the errors.
+	if t := r.b[0]; t < 0x80 && t>>3 != 0 {
+		r.b = r.b[1:]
+		return protowire.Number(t >> 3), protowire.Type(t & 7), true, nil
+	}
 	num, typ, n := protowire.ConsumeTag(r.b)
 	if n < 0 {
 		return 0, 0, false, fmt.Errorf("%w: %v", ErrMalformed, protowire.ParseError(n))
@@ -212,6 +219,14 @@ func (r *reader) bytes(field path, typ protowire.Type) ([]byte, error) {
 	if typ != protowire.BytesType {
 		return nil, &FieldError{Field: field.String(), Msg: "wrong wire type"}
 	}
+	// A length under 128 is one byte: ids, codes, most submessages.
+	if len(r.b) > 0 && r.b[0] < 0x80 {
+		if n := 1 + int(r.b[0]); n <= len(r.b) {
+			v := r.b[1:n]
+			r.b = r.b[n:]
+			return v, nil
+		}
+	}
 	v, n := protowire.ConsumeBytes(r.b)
 	if n < 0 {
 		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, field.String(), protowire.ParseError(n))
@@ -223,6 +238,11 @@ func (r *reader) bytes(field path, typ protowire.Type) ([]byte, error) {
 func (r *reader) varint(field path, typ protowire.Type) (uint64, error) {
 	if typ != protowire.VarintType {
 		return 0, &FieldError{Field: field.String(), Msg: "wrong wire type"}
+	}
+	if len(r.b) > 0 && r.b[0] < 0x80 {
+		v := uint64(r.b[0])
+		r.b = r.b[1:]
+		return v, nil
 	}
 	v, n := protowire.ConsumeVarint(r.b)
 	if n < 0 {
@@ -497,6 +517,10 @@ func DecodeResponse(b []byte, results []Result) ([]Result, error) {
 type ResponseView struct {
 	Results []ResultView
 	Items   []OrderItemView // every order's items, in order; see OrderItems
+	// SkipItems, when set, leaves the orders' items undecoded (OrderItems
+	// returns none): a client that reads only ids, statuses and totals
+	// saves the decoding of every line.
+	SkipItems bool
 }
 
 // ResultView is one result of a ResponseView: Error is nil when Order is set.
@@ -529,9 +553,18 @@ func (v *ResponseView) OrderItems(i int) []OrderItemView {
 
 // DecodeResponseView decodes an OrderBatchResponse into v (reset first).
 func DecodeResponseView(b []byte, v *ResponseView) error {
-	clear(v.Results)
-	clear(v.Items)
+	results, items := len(v.Results), len(v.Items)
 	v.Results, v.Items = v.Results[:0], v.Items[:0]
+	err := v.decode(b)
+	// The decode overwrote the entries it appended; those of the previous
+	// answer past them would keep its body and errors alive. (Clearing
+	// them all first would be one more pass over the batch's views.)
+	clear(v.Results[len(v.Results):max(results, len(v.Results))])
+	clear(v.Items[len(v.Items):max(items, len(v.Items))])
+	return err
+}
+
+func (v *ResponseView) decode(b []byte) error {
 	r := reader{b: b}
 	for {
 		num, typ, ok, err := r.next()
@@ -618,6 +651,9 @@ func (v *ResponseView) decodeOrder(b []byte, o *OrderView) error {
 			s, err := r.bytes(path{order: -1, item: -1, field: "order.items"}, typ)
 			if err != nil {
 				return err
+			}
+			if v.SkipItems {
+				continue
 			}
 			var it OrderItemView
 			if err := decodeOrderItem(s, &it); err != nil {

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -34,7 +36,7 @@ Flags:
 func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("fest load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { fmt.Fprint(stderr, loadUsage); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(stderr, loadUsage); printDefaultsExcept(fs, "cpuprofile") }
 	env := func(name, def string) string {
 		if v := os.Getenv(name); v != "" {
 			return v
@@ -43,33 +45,36 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	hd := loadgen.DefaultHTTPConfig()
 	var (
-		addr        = fs.String("addr", env("FEST_ADDR", hd.Addr), "fest server address (FEST_ADDR)")
-		adminTok    = fs.String("admin-token", env("FEST_ADMIN_TOKEN", ""), "admin token (FEST_ADMIN_TOKEN)")
-		storeTok    = fs.String("storefront-token", env("FEST_STOREFRONT_TOKEN", ""), "storefront token (FEST_STOREFRONT_TOKEN)")
-		carrierTok  = fs.String("carrier-token", env("FEST_CARRIER_TOKEN", ""), "carrier token (FEST_CARRIER_TOKEN)")
-		profile     = fs.String("profile", env("FEST_LOAD_PROFILE", loadgen.ProfileFestival), "festival, midnight or flash")
-		scale       = fs.Float64("scale", 0.0001, "fraction of the real festival (1.0 = 2.32 billion paid orders)")
-		seed        = fs.Uint64("seed", 2020, "model seed: the same seed, the same festival")
-		speed       = fs.Float64("speed", 20_000, "festival profile: festival seconds per wall second (0: as fast as possible)")
-		rate        = fs.String("rate", "max", "midnight profile: orders per second, or max")
-		duration    = fs.Duration("duration", 0, "midnight: run length (default 30s); festival and flash: a cap (default 30m)")
-		target      = fs.String("target", "fest", "fest, postgres, redis or redis-everysec")
-		compare     = fs.Bool("compare", false, "run fest, postgres and redis one after another on the same workload")
-		pgURL       = fs.String("postgres-url", env("FEST_POSTGRES_URL", ""), "PostgreSQL URL for --target postgres / --compare (FEST_POSTGRES_URL; compare starts one if empty)")
-		redisAddr   = fs.String("redis-addr", env("FEST_REDIS_ADDR", ""), "Redis host:port for --target redis / --compare (FEST_REDIS_ADDR; compare starts one if empty)")
-		transport   = fs.String("transport", hd.Transport, "to fest: binary (batched protobuf), json-batch, or json (one request per order)")
-		batch       = fs.Int("batch", hd.Batch, "orders per batch request")
-		inFlight    = fs.Int("inflight", hd.InFlight, "batches in flight (json: concurrent requests; default 64)")
-		payPar      = fs.Int("pay-parallel", hd.PayParallel, "--transport json: payment requests in flight per batch (the batched transports settle a batch in one request)")
-		payAfter    = fs.String("pay-after", "auto", "defer payments until the placement window closes: true, false, or auto (midnight on a target that pays one order per request: the baselines, --transport json)")
-		payWindow   = fs.Duration("pay-window", 20*time.Second, "with deferred payments: how long the pay phase may run")
-		scanWindow  = fs.Duration("scan-window", loadgen.DefaultConfig().ScanWindow, "fest: after the orders, how long carriers scan the paid orders' parcels through their states (0: no scans)")
-		scanMax     = fs.Int("scan-parcels-max", loadgen.DefaultConfig().ScanParcelsMax, "fest: parcels the carriers scan at most (the first paid)")
-		jsonOut     = fs.Bool("json", false, "end with one JSON line: the result")
-		report      = fs.String("report", "", "write an HTML report with plots to this file")
-		quiet       = fs.Bool("quiet", false, "no live progress")
-		questions   = fs.String("questions", "auto", "assistant questions per second beside the orders of a single run against fest: a number, 0 (none), or auto (the festival profile: 2.1 billion × scale over the festival, at --speed; other profiles: none)")
-		rehearsal   = fs.Bool("rehearsal-clock", false, "festival profile against fest serve --rehearsal-clock: give each order, payment and cancellation its festival time, so the server's board tells the peak second too (binary transport)")
+		addr       = fs.String("addr", env("FEST_ADDR", hd.Addr), "fest server address (FEST_ADDR)")
+		adminTok   = fs.String("admin-token", env("FEST_ADMIN_TOKEN", ""), "admin token (FEST_ADMIN_TOKEN)")
+		storeTok   = fs.String("storefront-token", env("FEST_STOREFRONT_TOKEN", ""), "storefront token (FEST_STOREFRONT_TOKEN)")
+		carrierTok = fs.String("carrier-token", env("FEST_CARRIER_TOKEN", ""), "carrier token (FEST_CARRIER_TOKEN)")
+		profile    = fs.String("profile", env("FEST_LOAD_PROFILE", loadgen.ProfileFestival), "festival, midnight or flash")
+		scale      = fs.Float64("scale", 0.0001, "fraction of the real festival (1.0 = 2.32 billion paid orders)")
+		seed       = fs.Uint64("seed", 2020, "model seed: the same seed, the same festival")
+		speed      = fs.Float64("speed", 20_000, "festival profile: festival seconds per wall second (0: as fast as possible)")
+		rate       = fs.String("rate", "max", "midnight profile: orders per second, or max")
+		duration   = fs.Duration("duration", 0, "midnight: run length (default 30s); festival and flash: a cap (default 30m)")
+		target     = fs.String("target", "fest", "fest, postgres, redis or redis-everysec")
+		compare    = fs.Bool("compare", false, "run fest, postgres and redis one after another on the same workload")
+		pgURL      = fs.String("postgres-url", env("FEST_POSTGRES_URL", ""), "PostgreSQL URL for --target postgres / --compare (FEST_POSTGRES_URL; compare starts one if empty)")
+		redisAddr  = fs.String("redis-addr", env("FEST_REDIS_ADDR", ""), "Redis host:port for --target redis / --compare (FEST_REDIS_ADDR; compare starts one if empty)")
+		transport  = fs.String("transport", hd.Transport, "to fest: binary (batched protobuf), json-batch, or json (one request per order)")
+		batch      = fs.Int("batch", hd.Batch, "orders per batch request")
+		inFlight   = fs.Int("inflight", hd.InFlight, "batches in flight (json: concurrent requests; default 64)")
+		payPar     = fs.Int("pay-parallel", hd.PayParallel, "--transport json: payment requests in flight per batch (the batched transports settle a batch in one request)")
+		payAfter   = fs.String("pay-after", "auto", "defer payments until the placement window closes: true, false, or auto (midnight on a target that pays one order per request: the baselines, --transport json)")
+		payWindow  = fs.Duration("pay-window", 20*time.Second, "with deferred payments: how long the pay phase may run")
+		scanWindow = fs.Duration("scan-window", loadgen.DefaultConfig().ScanWindow, "fest: after the orders, how long carriers scan the paid orders' parcels through their states (0: no scans)")
+		scanMax    = fs.Int("scan-parcels-max", loadgen.DefaultConfig().ScanParcelsMax, "fest: parcels the carriers scan at most (the first paid)")
+		jsonOut    = fs.Bool("json", false, "end with one JSON line: the result")
+		report     = fs.String("report", "", "write an HTML report with plots to this file")
+		quiet      = fs.Bool("quiet", false, "no live progress")
+		questions  = fs.String("questions", "auto", "assistant questions per second beside the orders of a single run against fest: a number, 0 (none), or auto (the festival profile: 2.1 billion × scale over the festival, at --speed; other profiles: none)")
+		rehearsal  = fs.Bool("rehearsal-clock", false, "festival profile against fest serve --rehearsal-clock: give each order, payment and cancellation its festival time, so the server's board tells the peak second too (binary transport)")
+		// cpuprofile is hidden from the usage: it is for whoever tunes the
+		// generator (its CPU per order is in the reports), not for a rehearsal.
+		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of this process's order phase to this file")
 		festAddrSet bool
 	)
 	if err := fs.Parse(args); err != nil {
@@ -134,6 +139,13 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 			fmt.Fprintln(stderr, "fest load:", s)
 		}
+	}
+	if *cpuProfile != "" {
+		stop, err := profileOrderPhase(&lc, *cpuProfile)
+		if err != nil {
+			return fmt.Errorf("load: %w", err)
+		}
+		defer stop()
 	}
 	if err := lc.Validate(); err != nil {
 		return fmt.Errorf("load: %w", err)
@@ -323,6 +335,50 @@ func (qs *questionStream) report(w io.Writer) {
 	if r.FirstError != "" {
 		fmt.Fprintf(w, "assistant: first failure: %s\n", r.FirstError)
 	}
+}
+
+// printDefaultsExcept is fs.PrintDefaults without the hidden flags.
+func printDefaultsExcept(fs *flag.FlagSet, hidden ...string) {
+	shown := flag.NewFlagSet(fs.Name(), flag.ContinueOnError)
+	shown.SetOutput(fs.Output())
+	fs.VisitAll(func(f *flag.Flag) {
+		if !slices.Contains(hidden, f.Name) {
+			shown.Var(f.Value, f.Name, f.Usage)
+		}
+	})
+	shown.PrintDefaults()
+}
+
+// profileOrderPhase writes a CPU profile of this process's order phase to
+// path: from the run's first progress sample (a second in, past the
+// catalog import) to its last, so that neither the import nor the audit
+// and the carrier phase blur the generator's cost per order. stop ends a
+// profile still running (a run that failed) and closes the file.
+func profileOrderPhase(lc *loadgen.Config, path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("create cpu profile: %w", err)
+	}
+	var started, stopped bool
+	next := lc.OnProgress
+	lc.OnProgress = func(p loadgen.Progress) {
+		switch {
+		case !started && !p.Done:
+			started = pprof.StartCPUProfile(f) == nil
+		case started && !stopped && p.Done:
+			pprof.StopCPUProfile()
+			stopped = true
+		}
+		if next != nil {
+			next(p)
+		}
+	}
+	return func() {
+		if started && !stopped {
+			pprof.StopCPUProfile()
+		}
+		f.Close()
+	}, nil
 }
 
 func isSet(fs *flag.FlagSet, name string) bool {

@@ -1,7 +1,5 @@
 package festival
 
-import "math/rand/v2"
-
 // aliasTable draws index i with probability weight[i] / sum in constant
 // time (Walker's alias method, built as Vose describes): slot j is chosen
 // uniformly, then j itself with probability prob, else its alias. A draw
@@ -46,12 +44,4 @@ func newAliasTable(weights []float64) aliasTable {
 		t[i] = aliasSlot{prob: 1, alias: i}
 	}
 	return t
-}
-
-func (t aliasTable) draw(rng *rand.Rand) int32 {
-	j := rng.IntN(len(t))
-	if s := &t[j]; rng.Float64() >= s.prob {
-		return s.alias
-	}
-	return int32(j)
 }

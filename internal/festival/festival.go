@@ -258,20 +258,34 @@ type Model struct {
 
 	brandCum    []float64 // cumulative brand weights, for sampling (Stream)
 	merchantsOf [][]int32 // brand → its merchants, brand store first
-	skusOf      [][]int32 // merchant → its SKUs, most popular first
-	flashSKUs   []int32
-	channelCum  []float64
-	buyerRegion []uint8 // buyer → province index
-	// buyerIDs holds every buyer's id back to back, buyerIDBytes each
-	// (Model.BuyerID): at MaxScale 1.6 million buyers, 14 MB.
-	buyerIDs    string
+
+	// The catalog as the order hot path reads it: dense arrays beside SKUs
+	// and Merchants, so that drawing, sending and checking an order reads
+	// a few cache lines, not an 80-byte struct and a separately allocated
+	// id per line (at the default scale the structs alone are 40 MB).
+	skusOf        []skuSpan // merchant → its regular SKUs, most popular first
+	skuPrice      []int64   // SKU → Price (fen), kept in step with SKUs by addSKU and calibratePrices
+	merchantBrand []int32   // merchant → Merchants[i].Brand
+	// skuIDs holds every SKU's id back to back, skuIDBytes each (SKUID):
+	// the SKUs' ID fields are substrings of it (packSKUIDs).
+	skuIDs       string
+	skuIDBytes   int
+	channelNames []string // channel → ChannelName
+
+	flashSKUs  []int32
+	channelCum []float64
+	// buyers holds every buyer's record back to back, buyerBytes each: the
+	// id (Model.BuyerID) and the index of the province (BuyerRegion), side
+	// by side because an order reads both. At MaxScale 1.6 million buyers,
+	// 16 MB.
+	buyers      string
 	provinceCum []float64
 
 	// streamMerchants draws a Stream's merchants, built at the first
 	// NewStream (the model is shared read-only by the driver's workers).
 	streamMerchants struct {
 		once  sync.Once
-		table aliasTable
+		table []merchantSlot
 	}
 }
 
@@ -320,6 +334,8 @@ func New(c Config) (*Model, error) {
 	m.genLastYear(rng)
 	m.assignCountries(rng)
 	m.assignCategories(rng)
+	m.packSKUIDs()
+	m.nameChannels()
 	return m, nil
 }
 
@@ -336,16 +352,57 @@ func (m *Model) ChannelName(o *Order) string {
 	case ChannelWeb:
 		return "web"
 	}
-	return "live:" + m.Channels[o.Channel].ID
+	return m.channelNames[o.Channel]
+}
+
+// nameChannels spells every livestream channel's name once, "live:" and
+// its id, so that ChannelName builds no string per order.
+func (m *Model) nameChannels() {
+	m.channelNames = make([]string, len(m.Channels))
+	for i := range m.Channels {
+		m.channelNames[i] = "live:" + m.Channels[i].ID
+	}
 }
 
 // Total is the order's amount in fen at catalog prices.
 func (m *Model) Total(o *Order) int64 {
 	var t int64
 	for _, it := range o.Lines() {
-		t += int64(it.Qty) * m.SKUs[it.SKU].Price
+		t += int64(it.Qty) * m.skuPrice[it.SKU]
 	}
 	return t
+}
+
+// SKUID is SKU i's id, m.SKUs[i].ID, read from the packed ids: the SKUs of
+// one merchant, which an order's lines share, have theirs side by side.
+func (m *Model) SKUID(i int32) string {
+	at := int(i) * m.skuIDBytes
+	return m.skuIDs[at : at+m.skuIDBytes]
+}
+
+// skuSpan is a merchant's regular SKUs: indexes first to first+n-1 of
+// Model.SKUs (genSKUs adds a merchant's SKUs one after another).
+type skuSpan struct{ first, n int32 }
+
+// packSKUIDs copies every SKU's id into one string and points the SKUs' ID
+// fields into it (SKUID). All ids have one length: New spells them "s" and
+// eight digits, NewFlash has one SKU.
+func (m *Model) packSKUIDs() {
+	if len(m.SKUs) == 0 {
+		return
+	}
+	width := len(m.SKUs[0].ID)
+	b := make([]byte, 0, width*len(m.SKUs))
+	for i := range m.SKUs {
+		if len(m.SKUs[i].ID) != width {
+			panic(fmt.Sprintf("festival: sku %d id %q is not %d bytes long like the others", i, m.SKUs[i].ID, width))
+		}
+		b = append(b, m.SKUs[i].ID...)
+	}
+	m.skuIDs, m.skuIDBytes = string(b), width
+	for i := range m.SKUs {
+		m.SKUs[i].ID = m.SKUID(int32(i))
+	}
 }
 
 // BuyerID is buyer i's id.
@@ -355,13 +412,17 @@ func BuyerID(i int32) string { return string(appendBuyerID(make([]byte, 0, buyer
 // allocating: a substring of the ids precomputed by New, so that the
 // generator's hot path formats no string per order.
 func (m *Model) BuyerID(i int32) string {
-	at := int(i) * buyerIDBytes
-	return m.buyerIDs[at : at+buyerIDBytes]
+	at := int(i) * buyerBytes
+	return m.buyers[at : at+buyerIDBytes]
 }
 
 // buyerIDBytes is the length of a buyer id: "u" and eight digits. MaxScale
-// keeps buyers well under 10^8, so every id has this width.
-const buyerIDBytes = 1 + 8
+// keeps buyers well under 10^8, so every id has this width. buyerBytes is
+// a buyer's record in Model.buyers: the id and a province index.
+const (
+	buyerIDBytes = 1 + 8
+	buyerBytes   = buyerIDBytes + 1
+)
 
 // appendBuyerID appends buyer i's id, zero-padded to eight digits.
 func appendBuyerID(b []byte, i int32) []byte {
@@ -378,10 +439,12 @@ func appendBuyerID(b []byte, i int32) []byte {
 }
 
 // BuyerRegion is buyer i's province.
-func (m *Model) BuyerRegion(i int32) string { return provinces[m.buyerRegion[i]].code }
+func (m *Model) BuyerRegion(i int32) string {
+	return provinces[m.buyers[int(i)*buyerBytes+buyerIDBytes]].code
+}
 
 // BrandOf is the brand index of an order (its merchant's brand).
-func (m *Model) BrandOf(o *Order) int32 { return m.Merchants[o.Merchant].Brand }
+func (m *Model) BrandOf(o *Order) int32 { return m.merchantBrand[o.Merchant] }
 
 func pad(n, width int) string {
 	s := strconv.Itoa(n)
@@ -409,15 +472,15 @@ func pick(rng *rand.Rand, cum []float64) int {
 func (m *Model) genBuyers(rng *rand.Rand) {
 	// Tmall served about 800 million buyers in 2020.
 	m.Buyers = max(1000, int(math.Round(800e6*m.Config.Scale)))
-	m.buyerRegion = make([]uint8, m.Buyers)
-	for i := range m.buyerRegion {
-		m.buyerRegion[i] = uint8(pick(rng, m.provinceCum))
+	regions := make([]uint8, m.Buyers)
+	for i := range regions {
+		regions[i] = uint8(pick(rng, m.provinceCum))
 	}
-	ids := make([]byte, 0, m.Buyers*buyerIDBytes)
+	b := make([]byte, 0, m.Buyers*buyerBytes)
 	for i := range m.Buyers {
-		ids = appendBuyerID(ids, int32(i))
+		b = append(appendBuyerID(b, int32(i)), regions[i])
 	}
-	m.buyerIDs = string(ids)
+	m.buyers = string(b)
 }
 
 // brandRankOffset flattens the head of the brand distribution (rank
@@ -568,6 +631,7 @@ func (m *Model) genMerchants(rng *rand.Rand) {
 	traders := int(math.Max(10, math.Round(float64(Published.ExportMerchants)*m.Config.Scale))) - factories
 	m.Merchants = make([]Merchant, 0, n+factories+traders)
 	m.merchantsOf = make([][]int32, n)
+	m.merchantBrand = make([]int32, 0, cap(m.Merchants))
 	add := func(brand int, kind string, industry string) {
 		i := int32(len(m.Merchants))
 		m.Merchants = append(m.Merchants, Merchant{
@@ -579,6 +643,7 @@ func (m *Model) genMerchants(rng *rand.Rand) {
 			Region:   provinces[pick(rng, m.provinceCum)].code,
 		})
 		m.merchantsOf[brand] = append(m.merchantsOf[brand], i)
+		m.merchantBrand = append(m.merchantBrand, int32(brand))
 	}
 	for b := range n {
 		add(b, "brand_store", m.Brands[b].Industry)
@@ -608,8 +673,9 @@ func (m *Model) merchantWeight(i int32) float64 {
 }
 
 func (m *Model) genSKUs(rng *rand.Rand, brandOrders []int64) {
-	m.skusOf = make([][]int32, len(m.Merchants))
+	m.skusOf = make([]skuSpan, len(m.Merchants))
 	m.SKUs = make([]SKU, 0, len(m.Merchants)+len(m.Merchants)/4)
+	m.skuPrice = make([]int64, 0, cap(m.SKUs))
 	for b := range m.Brands {
 		ms := m.merchantsOf[b]
 		var wsum float64
@@ -641,10 +707,18 @@ func (m *Model) addSKU(merchant int32, price int64, flash bool) int32 {
 		Price:    max(100, price/10*10),
 		Flash:    flash,
 	})
+	m.skuPrice = append(m.skuPrice, m.SKUs[i].Price)
 	if !flash {
 		// Flash SKUs are sold only by their flash orders, never picked by
 		// regular ones: their stock is the sale's, whole.
-		m.skusOf[merchant] = append(m.skusOf[merchant], i)
+		sp := &m.skusOf[merchant]
+		if sp.n == 0 {
+			sp.first = i
+		}
+		if sp.first+sp.n != i {
+			panic(fmt.Sprintf("festival: sku %d of merchant %d does not follow its others (%d from %d)", i, merchant, sp.n, sp.first))
+		}
+		sp.n++
 	}
 	return i
 }
@@ -668,13 +742,12 @@ func (m *Model) fillOrder(rng *rand.Rand, o *Order, b int32) {
 			}
 		}
 	}
-	m.fillLines(rng, o)
+	m.fillLines(rng, o, m.skusOf[o.Merchant])
 }
 
 // fillLines draws the lines, buyer and channel of an order of merchant
-// o.Merchant.
-func (m *Model) fillLines(rng *rand.Rand, o *Order) {
-	skus := m.skusOf[o.Merchant]
+// o.Merchant, whose SKUs are skus.
+func (m *Model) fillLines(rng *rand.Rand, o *Order, skus skuSpan) {
 	n := 1
 	switch r := rng.Float64(); {
 	case r < 0.10:
@@ -682,12 +755,12 @@ func (m *Model) fillLines(rng *rand.Rand, o *Order) {
 	case r < 0.30:
 		n = 2
 	}
-	n = min(n, len(skus))
+	n = min(n, int(skus.n))
 	o.NItems = 0
 	for range n {
 		// Popularity within a shop: the first SKUs sell most (quadratic bias).
 		f := rng.Float64()
-		s := skus[int(f*f*float64(len(skus)))]
+		s := skus.first + int32(f*f*float64(skus.n))
 		dup := false
 		for _, it := range o.Lines() {
 			dup = dup || it.SKU == s
@@ -769,6 +842,7 @@ func (m *Model) calibratePrices(target int64) {
 	for i := range m.SKUs {
 		if !m.SKUs[i].Flash {
 			m.SKUs[i].Price = max(10, int64(math.Round(float64(m.SKUs[i].Price)*f)))
+			m.skuPrice[i] = m.SKUs[i].Price
 		}
 	}
 }

@@ -22,7 +22,7 @@ type Stream struct {
 
 // NewStream returns a stream seeded by seed (mixed with the model's seed).
 func (m *Model) NewStream(seed uint64) *Stream {
-	m.streamMerchants.once.Do(func() { m.streamMerchants.table = m.merchantTable() })
+	m.streamMerchants.once.Do(func() { m.streamMerchants.table = m.merchantSlots(m.merchantTable()) })
 	return &Stream{m: m, rng: rand.New(rand.NewPCG(m.Config.Seed^0x5bd1e995, seed))}
 }
 
@@ -47,6 +47,37 @@ func (m *Model) merchantTable() aliasTable {
 	return newAliasTable(w)
 }
 
+// merchantSlot is a slot of the merchants' alias table with the SKUs of
+// both merchants it may draw: a Stream's draw reads one slot (32 bytes, one
+// cache line) and neither the merchant nor its SKU list.
+type merchantSlot struct {
+	prob      float64
+	alias     int32
+	skus      skuSpan // slot j's own merchant's
+	aliasSKUs skuSpan // the alias's
+	_         int32   // pads the slot to 32 bytes: two a cache line
+}
+
+// merchantSlots is t with each slot's SKU spans.
+func (m *Model) merchantSlots(t aliasTable) []merchantSlot {
+	out := make([]merchantSlot, len(t))
+	for j, sl := range t {
+		out[j] = merchantSlot{prob: sl.prob, alias: sl.alias, skus: m.skusOf[j], aliasSKUs: m.skusOf[sl.alias]}
+	}
+	return out
+}
+
+// drawMerchant draws a merchant from the slots as the alias method does
+// (aliasTable): slot j uniformly, then j with probability prob, else its
+// alias. It returns the merchant and its SKUs.
+func drawMerchant(t []merchantSlot, rng *rand.Rand) (int32, skuSpan) {
+	j := rng.IntN(len(t))
+	if s := &t[j]; rng.Float64() >= s.prob {
+		return s.alias, s.aliasSKUs
+	}
+	return int32(j), t[j].skus
+}
+
 // Next fills o with the next order. AtMs is left zero: the driver paces a
 // stream by wall-clock time.
 func (s *Stream) Next(o *Order) {
@@ -63,8 +94,9 @@ func (s *Stream) Next(o *Order) {
 		o.Flash = true
 		return
 	}
-	o.Merchant = m.streamMerchants.table.draw(rng)
-	m.fillLines(rng, o)
+	var skus skuSpan
+	o.Merchant, skus = drawMerchant(m.streamMerchants.table, rng)
+	m.fillLines(rng, o, skus)
 	switch r := rng.Float64(); {
 	case r < m.Config.PayShare:
 		o.Fate = FatePay
@@ -89,9 +121,11 @@ func NewFlash(seed uint64, buyers int, stock int64) (*Model, error) {
 	m.Brands = []Brand{{ID: "brflash", Name: "Flash Brand", Country: "CN", FirstFestival: Published.FestivalYear, Category: categories[0], Industry: "ind0000"}}
 	m.Merchants = []Merchant{{ID: "mflash", Name: "Flash Shop", Brand: 0, Kind: "brand_store", Industry: "ind0000", Region: "CN-ZJ"}}
 	m.merchantsOf = [][]int32{{0}}
-	m.skusOf = make([][]int32, 1)
+	m.merchantBrand = []int32{0}
+	m.skusOf = make([]skuSpan, 1)
 	s := m.addSKU(0, flashPrice, true)
 	m.SKUs[s].ID = "sflash"
+	m.packSKUIDs()
 	m.SKUs[s].Stock = stock
 	m.flashSKUs = []int32{s}
 	m.genProvinces()
@@ -106,6 +140,7 @@ func NewFlash(seed uint64, buyers int, stock int64) (*Model, error) {
 	}
 	// The flash sale is one livestream deal carrying the SKU's whole stock.
 	m.Channels = []Channel{{ID: "cflash", Title: "Flash Live", Host: "Flash Host"}}
+	m.nameChannels()
 	m.genFlashDeals()
 	return m, nil
 }

@@ -83,11 +83,16 @@ type parcelKeeper struct {
 	seen atomic.Int64
 }
 
-func (k *parcelKeeper) keep(id string) {
-	k.seen.Add(1)
+// keep counts the paid orders' ids and keeps them while there is room:
+// one call per settled batch, one lock.
+func (k *parcelKeeper) keep(ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	k.seen.Add(int64(len(ids)))
 	k.mu.Lock()
-	if len(k.ids) < k.max {
-		k.ids = append(k.ids, id)
+	if room := k.max - len(k.ids); room > 0 {
+		k.ids = append(k.ids, ids[:min(room, len(ids))]...)
 	}
 	k.mu.Unlock()
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -404,6 +405,11 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 	retryDue := make([]time.Time, 0, batch)
 	errs := map[string]int64{}
 	expected := map[string]int64{}
+	// The batch's placed orders, reused from batch to batch.
+	placedIDs := make([]string, 0, batch)
+	placedTotals := make([]int64, 0, batch)
+	placedOrders := make([]*festival.Order, 0, batch)
+	var fb fateBufs
 	for ctx.Err() == nil {
 		first, n, base := r.sched.claim(ctx, batch)
 		if n == 0 {
@@ -427,9 +433,7 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 		}
 		clear(errs)
 		clear(expected)
-		var placedIDs []string
-		var placedTotals []int64
-		var placedOrders []*festival.Order
+		placedIDs, placedTotals, placedOrders = placedIDs[:0], placedTotals[:0], placedOrders[:0]
 		for attempt := 0; len(orders) > 0; attempt++ {
 			out = out[:len(orders)]
 			clear(out)
@@ -445,7 +449,7 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 						r.problem("bad placement answer", msg)
 					}
 					for _, it := range o.Lines() {
-						r.ledger.Touched[it.SKU].Store(true)
+						r.ledger.touch(it.SKU)
 						r.ledger.Reserved[it.SKU].Add(int64(it.Qty))
 					}
 					tally.Placed(o)
@@ -468,7 +472,7 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 						r.recordDeal(now.Sub(due[i]), false)
 					}
 					for _, it := range o.Lines() {
-						r.ledger.Touched[it.SKU].Store(true)
+						r.ledger.touch(it.SKU)
 					}
 				default:
 					errs[oc.Code]++
@@ -476,7 +480,7 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 						r.ledger.Uncertain.Store(true)
 					}
 					for _, it := range o.Lines() {
-						r.ledger.Touched[it.SKU].Store(true)
+						r.ledger.touch(it.SKU)
 					}
 					r.problem("order rejected: "+oc.Code, oc.Detail)
 				}
@@ -496,7 +500,7 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 		if r.cfg.PayAfter {
 			r.defer_(d, placedOrders, placedIDs, placedTotals)
 		} else {
-			r.fates(ctx, tally, placedOrders, placedIDs, placedTotals, errs)
+			r.fates(ctx, tally, placedOrders, placedIDs, placedTotals, errs, &fb)
 		}
 		r.mu.Lock()
 		for k, v := range errs {
@@ -552,6 +556,7 @@ func (r *run) payDeferred(ctx context.Context, pending []*deferred, batch int) s
 		wg.Go(func() {
 			errs := map[string]int64{}
 			ptrs := make([]*festival.Order, 0, chunk)
+			var fb fateBufs
 			for lo := 0; lo < len(d.orders); lo += chunk {
 				if pctx.Err() != nil {
 					r.skipped.Add(int64(len(d.orders) - lo))
@@ -563,7 +568,7 @@ func (r *run) payDeferred(ctx context.Context, pending []*deferred, batch int) s
 					ptrs = append(ptrs, &d.orders[i])
 				}
 				// ctx, not pctx: a call under way finishes, so its outcome is known.
-				r.fates(ctx, d.tally, ptrs, d.ids[lo:hi], d.totals[lo:hi], errs)
+				r.fates(ctx, d.tally, ptrs, d.ids[lo:hi], d.totals[lo:hi], errs, &fb)
 				done.Add(int64(hi - lo))
 			}
 			r.mu.Lock()
@@ -579,60 +584,71 @@ func (r *run) payDeferred(ctx context.Context, pending []*deferred, batch int) s
 		group(done.Load()), secs, group(int64(float64(done.Load())/max(secs, 1e-9))), group(r.skipped.Load()))
 }
 
+// fateBufs are a goroutine's buffers for fates, reused from batch to
+// batch so that settling one allocates nothing per order.
+type fateBufs struct {
+	payIdx, cancelIdx []int
+	ats               []int64 // the rehearsal clock's festival times, or unused
+	// The actions: the payments, then the cancellations.
+	ids     []string
+	totals  []int64
+	cancel  []bool
+	out     []Outcome
+	paidIDs []string // the payments that succeeded
+}
+
 // fates pays and cancels the placed orders as their fate says: with one
 // Settle call on a target that settles in batches, else with a Pay and a
 // Cancel call.
-func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festival.Order, ids []string, totals []int64, errs map[string]int64) {
-	var payIdx, cancelIdx []int
+func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festival.Order, ids []string, totals []int64, errs map[string]int64, fb *fateBufs) {
+	fb.payIdx, fb.cancelIdx = fb.payIdx[:0], fb.cancelIdx[:0]
 	for i, o := range orders {
 		switch o.Fate {
 		case festival.FatePay:
-			payIdx = append(payIdx, i)
+			fb.payIdx = append(fb.payIdx, i)
 		case festival.FateCancel:
-			cancelIdx = append(cancelIdx, i)
+			fb.cancelIdx = append(fb.cancelIdx, i)
 		}
 	}
-	if len(payIdx) == 0 && len(cancelIdx) == 0 {
+	payIdx, cancelIdx := fb.payIdx, fb.cancelIdx
+	np, n := len(payIdx), len(payIdx)+len(cancelIdx)
+	if n == 0 {
 		return
 	}
-	pids := make([]string, len(payIdx))
-	ptot := make([]int64, len(payIdx))
-	for j, i := range payIdx {
-		pids[j], ptot[j] = ids[i], totals[i]
+	fb.ids, fb.totals, fb.cancel = fb.ids[:0], fb.totals[:0], fb.cancel[:0]
+	for _, i := range payIdx {
+		fb.ids, fb.totals, fb.cancel = append(fb.ids, ids[i]), append(fb.totals, totals[i]), append(fb.cancel, false)
 	}
-	cids := make([]string, len(cancelIdx))
-	for j, i := range cancelIdx {
-		cids[j] = ids[i]
+	for _, i := range cancelIdx {
+		fb.ids, fb.totals, fb.cancel = append(fb.ids, ids[i]), append(fb.totals, 0), append(fb.cancel, true)
 	}
-	var payOut, cancelOut []Outcome
+	fb.out = slices.Grow(fb.out[:0], n)[:n]
+	clear(fb.out)
 	if st, ok := settles(r.target); ok {
-		n := len(payIdx) + len(cancelIdx)
-		sids := append(append(make([]string, 0, n), pids...), cids...)
-		stot := append(ptot, make([]int64, len(cids))...)
-		cancel := make([]bool, n)
-		for j := len(pids); j < n; j++ {
-			cancel[j] = true
-		}
-		out := make([]Outcome, n)
 		var ats []int64
 		if rs, ok := st.(rehearsalSettler); ok && rs.rehearsal() {
-			// Each action at its order's festival time.
-			ats = make([]int64, 0, n)
-			for _, i := range append(payIdx, cancelIdx...) {
-				ats = append(ats, festivalTime(orders[i]))
+			// Each action at its order's festival time, in fb.ids' order.
+			fb.ats = fb.ats[:0]
+			for _, i := range payIdx {
+				fb.ats = append(fb.ats, festivalTime(orders[i]))
 			}
+			for _, i := range cancelIdx {
+				fb.ats = append(fb.ats, festivalTime(orders[i]))
+			}
+			ats = fb.ats
 		}
-		r.settle(ctx, st, sids, stot, cancel, ats, out, errs)
-		payOut, cancelOut = out[:len(pids)], out[len(pids):]
+		r.settle(ctx, st, fb.ids, fb.totals, fb.cancel, ats, fb.out, errs)
 	} else {
-		payOut, cancelOut = make([]Outcome, len(payIdx)), make([]Outcome, len(cancelIdx))
-		if len(pids) > 0 {
-			r.target.Pay(ctx, pids, ptot, payOut)
+		if np > 0 {
+			r.target.Pay(ctx, fb.ids[:np], fb.totals[:np], fb.out[:np])
 		}
-		if len(cids) > 0 {
-			r.target.Cancel(ctx, cids, cancelOut)
+		if n > np {
+			r.target.Cancel(ctx, fb.ids[np:], fb.out[np:])
 		}
 	}
+	payOut, cancelOut := fb.out[:np], fb.out[np:]
+	fb.paidIDs = fb.paidIDs[:0]
+	var gmv int64
 	for j, i := range payIdx {
 		o := orders[i]
 		if c := payOut[j].Code; c != "" {
@@ -648,11 +664,13 @@ func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festiv
 			r.ledger.Sold[it.SKU].Add(int64(it.Qty))
 		}
 		tally.Paid(r.m, o, totals[i])
-		if r.carrier != nil {
-			r.parcels.keep(ids[i])
-		}
-		r.gmv.Add(totals[i])
+		fb.paidIDs = append(fb.paidIDs, ids[i])
+		gmv += totals[i]
 	}
+	if r.carrier != nil {
+		r.parcels.keep(fb.paidIDs)
+	}
+	r.gmv.Add(gmv)
 	for j, i := range cancelIdx {
 		if c := cancelOut[j].Code; c != "" {
 			errs["cancel_"+c]++

@@ -319,7 +319,7 @@ func (t *HTTPTarget) Place(ctx context.Context, m *festival.Model, orders []*fes
 	for _, o := range orders {
 		b.Add(wire.PlaceOrder{BuyerID: m.BuyerID(o.Buyer), Channel: m.ChannelName(o), Region: m.BuyerRegion(o.Buyer), DealID: m.DealID(o), RehearsalTime: t.rehearsalAt(o)})
 		for _, it := range o.Lines() {
-			b.AddItem(m.SKUs[it.SKU].ID, it.Qty)
+			b.AddItem(m.SKUID(it.SKU), it.Qty)
 		}
 	}
 	var err error
@@ -349,7 +349,7 @@ func (t *HTTPTarget) placeOne(ctx context.Context, m *festival.Model, o *festiva
 	lines := o.Lines()
 	req := client.OrderRequest{BuyerID: m.BuyerID(o.Buyer), Items: make([]client.Item, len(lines)), Channel: m.ChannelName(o), Region: m.BuyerRegion(o.Buyer), DealID: m.DealID(o)}
 	for k, it := range lines {
-		req.Items[k] = client.Item{SKUID: m.SKUs[it.SKU].ID, Quantity: int(it.Qty)}
+		req.Items[k] = client.Item{SKUID: m.SKUID(it.SKU), Quantity: int(it.Qty)}
 	}
 	placed, err := t.store.PlaceOrderJSON(ctx, req)
 	switch {

@@ -5,8 +5,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/fest-platform/fest/internal/festival"
 	"github.com/fest-platform/fest/wire"
@@ -57,4 +59,72 @@ func BenchmarkHTTPTargetPlace(b *testing.B) {
 			b.Fatalf("outcome %+v", out[0])
 		}
 	}
+}
+
+// nullTarget places and settles every order at once without looking at
+// it: the driver's own cost per order, with no server and no network.
+type nullTarget struct {
+	ids []string // the placed orders' ids, reused round robin
+}
+
+func (t *nullTarget) Name() string      { return "null" }
+func (t *nullTarget) Shape() (int, int) { return 1000, 8 }
+func (t *nullTarget) Close() error      { return nil }
+func (t *nullTarget) Prepare(context.Context, *festival.Model, func(string)) error {
+	return nil
+}
+
+func (t *nullTarget) Place(_ context.Context, m *festival.Model, orders []*festival.Order, out []Outcome) {
+	for i, o := range orders {
+		out[i] = Outcome{ID: t.ids[i], Total: m.Total(o)}
+	}
+}
+
+func (t *nullTarget) Pay(_ context.Context, ids []string, _ []int64, out []Outcome) { clear(out) }
+func (t *nullTarget) Cancel(_ context.Context, ids []string, out []Outcome)         { clear(out) }
+func (t *nullTarget) Settle(_ context.Context, _ []string, _ []int64, _ []bool, out []Outcome) {
+	clear(out)
+}
+func (t *nullTarget) SettlesInBatches() bool { return true }
+func (t *nullTarget) Audit(context.Context, *festival.Model, *Ledger) ([]string, error) {
+	return nil, nil
+}
+
+// BenchmarkDriverMidnight runs the midnight profile at max rate for a
+// second against nullTarget: the stream's orders, the checks, the ledger,
+// the tallies and the settling, as fest load pays them per order beside
+// the client (BenchmarkHTTPTargetPlace) and the server. It reports the
+// process's CPU and its allocations per order placed.
+func BenchmarkDriverMidnight(b *testing.B) {
+	m, err := BuildModel(ProfileMidnight, 7, 0.0001)
+	if err != nil {
+		b.Fatal(err)
+	}
+	t := &nullTarget{ids: make([]string, 1000)}
+	for i := range t.ids {
+		t.ids[i] = strconv.FormatInt(int64(1<<40+i), 36)
+	}
+	cfg := DefaultConfig()
+	cfg.Duration = time.Second
+	cfg.PayAfterAuto = true
+	cfg.ScanWindow = 0
+	var orders int64
+	var mallocs uint64
+	var cpu time.Duration
+	for b.Loop() {
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		cpu0 := processCPU()
+		res, err := Run(context.Background(), cfg, m, t)
+		cpu += processCPU() - cpu0
+		runtime.ReadMemStats(&after)
+		if err != nil || !res.Audit.OK {
+			b.Fatalf("run: %v %+v", err, res.Audit)
+		}
+		orders += res.Orders
+		mallocs += after.Mallocs - before.Mallocs
+	}
+	b.ReportMetric(float64(cpu.Nanoseconds())/float64(orders), "cpu-ns/order")
+	b.ReportMetric(float64(mallocs)/float64(orders), "allocs/order")
+	b.ReportMetric(float64(orders)/float64(b.N), "orders/op")
 }

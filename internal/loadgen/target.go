@@ -98,6 +98,15 @@ type Ledger struct {
 	Tally *festival.Tally
 }
 
+// touch marks sku touched. It stores only when the mark is not set yet:
+// the workers on other cores keep their copies of the marks' cache line,
+// where a store per order line would take it from them every time.
+func (l *Ledger) touch(sku int32) {
+	if t := &l.Touched[sku]; !t.Load() {
+		t.Store(true)
+	}
+}
+
 func newLedger(m *festival.Model) *Ledger {
 	return &Ledger{
 		Reserved: make([]atomic.Int64, len(m.SKUs)),

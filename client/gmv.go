@@ -38,6 +38,10 @@ type GMV struct {
 	// festival time on a server with the rehearsal clock); nil before any
 	// order.
 	PeakSecond *PeakSecond `json:"peak_second"`
+	// Clock is the clock the server's events carry: "wall", or
+	// "rehearsal" for fest serve --rehearsal-clock, whose commands give
+	// their own (festival) time.
+	Clock string `json:"clock"`
 }
 
 // PeakSecond is the busiest second of GET /v1/gmv.

@@ -23,10 +23,12 @@ import (
 // festival second. The payment timeout (festival time) outlasts the
 // festival, since at that pace a payment may arrive festival hours after
 // its order: the server's default on the rehearsal clock (720h) is used.
+// fest load is not told of the clock: the festival profile reads it from
+// GET /v1/gmv.
 func TestFestivalReportOnRehearsalClock(t *testing.T) {
 	f := startFest(t, "", "--rehearsal-clock")
 	cmd := exec.Command(binPath, "load", "--addr", f.URL, "--admin-token", adminToken, "--storefront-token", storefrontToken,
-		"--carrier-token", carrierToken, "--profile", "festival", "--scale", "0.0001", "--speed", "0", "--rehearsal-clock",
+		"--carrier-token", carrierToken, "--profile", "festival", "--scale", "0.0001", "--speed", "0",
 		"--questions", "0", "--scan-window", "0", "--quiet")
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -117,5 +119,12 @@ func TestRehearsalTimeRefused(t *testing.T) {
 	}
 	if s := f.sku("s1"); s.Available != 5 {
 		t.Fatalf("a refused request changed the stock: %+v", s)
+	}
+	// fest load told of a rehearsal clock the server does not run on stops
+	// before it imports anything.
+	out, err := exec.Command(binPath, "load", "--addr", f.URL, "--admin-token", adminToken, "--storefront-token", storefrontToken,
+		"--carrier-token", carrierToken, "--profile", "festival", "--scale", "0.00001", "--rehearsal-clock", "--quiet").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "the server runs on its wall clock") {
+		t.Fatalf("fest load --rehearsal-clock against a wall-clock server: %v\n%s", err, out)
 	}
 }

@@ -71,7 +71,7 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		report     = fs.String("report", "", "write an HTML report with plots to this file")
 		quiet      = fs.Bool("quiet", false, "no live progress")
 		questions  = fs.String("questions", "auto", "assistant questions per second beside the orders of a single run against fest: a number, 0 (none), or auto (the festival profile: 2.1 billion × scale over the festival, at --speed; other profiles: none)")
-		rehearsal  = fs.Bool("rehearsal-clock", false, "festival profile against fest serve --rehearsal-clock: give each order, payment and cancellation its festival time, so the server's board tells the peak second too (binary transport)")
+		rehearsal  = fs.Bool("rehearsal-clock", false, "festival profile against fest serve --rehearsal-clock: give each order, payment and cancellation its festival time, so the server's board tells the peak second too (binary transport; default: on when the server runs on the rehearsal clock)")
 		// cpuprofile is hidden from the usage: it is for whoever tunes the
 		// generator (its CPU per order is in the reports), not for a rehearsal.
 		cpuProfile  = fs.String("cpuprofile", "", "write a CPU profile of this process's order phase to this file")
@@ -154,6 +154,8 @@ func runLoad(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	hc.Addr, hc.AdminToken, hc.StorefrontToken, hc.CarrierToken = *addr, *adminTok, *storeTok, *carrierTok
 	hc.Transport, hc.Batch, hc.InFlight, hc.PayParallel = *transport, *batch, *inFlight, *payPar
 	hc.RehearsalClock = *rehearsal
+	// The festival profile follows the server's clock unless told.
+	hc.RehearsalClockAuto = lc.Profile == loadgen.ProfileFestival && !isSet(fs, "rehearsal-clock")
 	if *rehearsal && lc.Profile != loadgen.ProfileFestival {
 		return fmt.Errorf("load: --rehearsal-clock is for the festival profile, which has festival times")
 	}

@@ -46,6 +46,11 @@ type HTTPConfig struct {
 	// RehearsalClock gives each command its festival time, for a server
 	// run with --rehearsal-clock (rehearsalclock.go); binary transport only.
 	RehearsalClock bool
+	// RehearsalClockAuto turns RehearsalClock on when the server says it
+	// runs on the rehearsal clock (GET /v1/gmv's clock), read in Prepare:
+	// the festival profile's default, so that its report has the server's
+	// peak second whenever the server can tell it.
+	RehearsalClockAuto bool
 }
 
 // DefaultHTTPConfig batches 1,000 orders per request, 8 in flight.
@@ -196,6 +201,9 @@ func (t *HTTPTarget) Prepare(ctx context.Context, m *festival.Model, say func(st
 		return err
 	}
 	if err := t.before.readTotals(ctx, t.store); err != nil {
+		return err
+	}
+	if err := t.agreeClock(say); err != nil {
 		return err
 	}
 	brands := func(l *client.CatalogLines, i int) { brandLine(l, &m.Brands[i]) }

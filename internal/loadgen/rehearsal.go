@@ -34,6 +34,9 @@ type skuFigures struct {
 type serverBefore struct {
 	gmv  int64
 	paid int64
+	// clock is GET /v1/gmv's clock ("wall", "rehearsal"; empty from a
+	// server that predates it).
+	clock string
 	// channelGMV is each channel's GMV on the leaderboard, and dealLeft the
 	// units left in the model's deals by SKU index, as earlier runs left
 	// them (empty on a fresh server).
@@ -69,7 +72,7 @@ func (b *serverBefore) readTotals(ctx context.Context, c *client.Client) error {
 	if err != nil {
 		return fmt.Errorf("read the gmv before the run: %w", err)
 	}
-	b.gmv, b.paid = g.GMV.Amount, g.OrdersPaid
+	b.gmv, b.paid, b.clock = g.GMV.Amount, g.OrdersPaid, g.Clock
 	ls, err := c.LogisticsStats(ctx)
 	var ae *client.Error
 	switch {

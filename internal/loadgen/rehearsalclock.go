@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"errors"
 
 	"github.com/fest-platform/fest/internal/festival"
 )
@@ -41,4 +42,34 @@ func (t *HTTPTarget) rehearsalAt(o *festival.Order) int64 {
 // settleAt is Settle with each action's festival time.
 func (t *HTTPTarget) settleAt(ctx context.Context, ids []string, totals []int64, cancel []bool, ats []int64, out []Outcome) {
 	t.settle(ctx, ids, totals, cancel, ats, out)
+}
+
+// clockRehearsal is GET /v1/gmv's clock on a server run with
+// --rehearsal-clock; a server that predates the field sends none (its
+// wall clock).
+const clockRehearsal = "rehearsal"
+
+// agreeClock checks the run's clock against the server's (read by
+// readTotals): it turns the rehearsal clock on when the server runs on it
+// and RehearsalClockAuto allows (on the binary transport, which carries the
+// times), and refuses a rehearsal clock the server does not run on, before
+// the catalog is imported rather than at the first order.
+func (t *HTTPTarget) agreeClock(say func(string)) error {
+	server := t.before.clock == clockRehearsal
+	switch {
+	case t.cfg.RehearsalClock && !server:
+		return errors.New("the server runs on its wall clock: start it with fest serve --rehearsal-clock, or drop --rehearsal-clock")
+	case server && !t.cfg.RehearsalClock && t.cfg.RehearsalClockAuto:
+		if t.cfg.Transport != TransportBinary {
+			if say != nil {
+				say("the server runs on the rehearsal clock, but only the binary transport gives commands their festival time: the board's peak second will not be the festival's")
+			}
+			return nil
+		}
+		t.cfg.RehearsalClock = true
+		if say != nil {
+			say("the server runs on the rehearsal clock: each order, payment and cancellation gives its festival time")
+		}
+	}
+	return nil
 }

@@ -124,6 +124,7 @@ type gmvView struct {
 	milestonesNotKept uint64
 	peakSecond        int64 // unix seconds, 0 before any order
 	peakOrders        uint64
+	rehearsalClock    bool // the server runs on the rehearsal clock
 }
 
 type lagView struct {
@@ -156,7 +157,7 @@ func (s *Server) buildGMV(p *gmv.Projection) (gmvView, *apiError) {
 		pending: t.OrdersPending, lastYear: t.LastYearGMV, growth: t.Growth, hasGrowth: t.HasGrowth,
 		brands: t.Brands, merchants: t.Merchants, channelsOver: t.ChannelsOverThreshold,
 		threshold: p.Thresholds()[0], festivalYear: p.FestivalYear(), milestonesNotKept: t.MilestonesDropped,
-		peakSecond: t.PeakSecond, peakOrders: t.PeakOrders,
+		peakSecond: t.PeakSecond, peakOrders: t.PeakOrders, rehearsalClock: s.cfg.RehearsalClock,
 	}
 	// Caught up, the figures are as of now; behind the journal, as of the
 	// event time of the last record applied.
@@ -244,6 +245,13 @@ func appendGMV(b []byte, v *gmvView) []byte {
 		b = append(b, '"')
 		b = appendField(b, "orders", int64(v.peakOrders))
 		b = append(b, '}')
+	}
+	// Which clock the events carry, so that a load driver can tell whether
+	// to give each command its festival time (fest load --rehearsal-clock).
+	if v.rehearsalClock {
+		b = append(b, `,"clock":"rehearsal"`...)
+	} else {
+		b = append(b, `,"clock":"wall"`...)
 	}
 	return append(b, "}\n"...)
 }

@@ -129,6 +129,7 @@ func buildOpenAPI() obj {
 			"merchants":               props(nil, obj{"total": integer, "factories": integer, "traders": integer, "industries": integer}),
 			"channels_over_threshold": integer, "milestone_threshold": integer, "festival_year": integer, "milestones_not_kept": integer,
 			"peak_second": props([]string{"at", "orders"}, obj{"at": rfc3339, "orders": integer}),
+			"clock":       obj{"type": "string", "enum": []string{"wall", "rehearsal"}},
 		}),
 		"Breakdown": props([]string{"by", "rows"}, obj{"by": str,
 			"rows": obj{"type": "array", "items": props([]string{"key", "gmv", "orders", "share"}, obj{

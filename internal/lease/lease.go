@@ -316,10 +316,17 @@ func (m *Manager) Run(ctx context.Context) error {
 			// After a failed round the next comes sooner: the lease's
 			// validity is running out, and the bucket usually answers
 			// again within a second or two (a new leader elected).
+			start := m.cfg.Clock.Now()
 			wait = m.cfg.RenewEvery
 			if m.renewAndHeartbeat(renewCtx) != nil {
 				wait = m.cfg.RenewEvery / 4
 			}
+			// Rounds start every RenewEvery, however long each took: a
+			// pause counted from a round's end let a loaded node's
+			// renewals be sent 4 s apart (a slow round, then the whole
+			// period), and its leases' validity (TTL less the margin
+			// from the send) ran out while every renewal succeeded.
+			wait = max(wait-m.cfg.Clock.Now().Sub(start), m.cfg.RenewEvery/8)
 		}
 	}()
 	// The renewer goes on through the planned stop's hand-offs, which may
@@ -428,19 +435,42 @@ func (m *Manager) observe(ctx context.Context, now time.Time) error {
 	if len(keys) > partitionsMax+partitionsMax { // partitions and at most as many nodes
 		return fmt.Errorf("lease: bucket %s holds %d keys, more than a cluster of fest has", m.cfg.Bucket, len(keys))
 	}
+	// The keys are read observeParallel at a time: one after another, a
+	// loaded bucket (25 ms a read under fest load) made the tick of 64
+	// partitions outlast its bound, and every tick failed for the whole
+	// load.
+	entries := make([]natsjs.KeyValueEntry, len(keys))
+	errs := make([]error, len(keys))
+	sem := make(chan struct{}, observeParallel)
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			entries[i], errs[i] = m.kv.Get(rctx, k)
+		})
+	}
+	wg.Wait()
 	present := map[string]bool{}
-	for _, k := range keys {
-		e, err := m.kv.Get(rctx, k)
+	var failed error
+	for i, k := range keys {
+		e, err := entries[i], errs[i]
 		if errors.Is(err, natsjs.ErrKeyNotFound) {
 			continue // deleted since the listing
 		}
 		if err != nil {
-			return fmt.Errorf("lease: read %s: %w", k, err)
+			if failed == nil {
+				failed = fmt.Errorf("lease: read %s: %w", k, err)
+			}
+			continue
 		}
 		present[k] = true
 		if o, ok := m.observed[k]; !ok || o.revision != e.Revision() {
 			m.observed[k] = seen{revision: e.Revision(), value: string(e.Value()), at: now}
 		}
+	}
+	if failed != nil {
+		return failed
 	}
 	for k := range m.observed {
 		if !present[k] {
@@ -449,6 +479,9 @@ func (m *Manager) observe(ctx context.Context, now time.Time) error {
 	}
 	return nil
 }
+
+// observeParallel bounds the key reads of a tick in flight at once.
+const observeParallel = 16
 
 // expired reports whether key o has stayed unchanged for a whole TTL.
 func (m *Manager) expired(o seen, now time.Time) bool { return now.Sub(o.at) >= m.cfg.TTL }
@@ -541,8 +574,17 @@ func (m *Manager) live(now time.Time) []string {
 func (m *Manager) renewAndHeartbeat(ctx context.Context) error {
 	m.renewMu.Lock()
 	defer m.renewMu.Unlock()
+	// The heartbeat goes with the renewals, not after them: one after the
+	// other, a loaded bucket made a round twice as long.
+	var herr error
+	heartbeat := make(chan struct{})
+	go func() {
+		defer close(heartbeat)
+		_, herr = m.put(ctx, nodeKey(m.cfg.Node), []byte(m.cfg.Address))
+	}()
 	err := m.renew(ctx, m.cfg.Clock.Now())
-	if _, herr := m.put(ctx, nodeKey(m.cfg.Node), []byte(m.cfg.Address)); herr != nil {
+	<-heartbeat
+	if herr != nil {
 		err = errors.Join(err, fmt.Errorf("heartbeat: %w", herr))
 	}
 	return err

@@ -104,6 +104,7 @@ type HTTPTarget struct {
 	// nodes are admin clients of every node of a cluster (nil for a
 	// single server), for the server CPU of all of them.
 	nodes []*client.Client
+	hc    *http.Client
 }
 
 // clusterProbeTimeout bounds NewHTTPTarget's GET /v1/cluster; a server
@@ -136,8 +137,9 @@ func NewHTTPTarget(cfg HTTPConfig) (*HTTPTarget, error) {
 		}
 		*role.c = c
 	}
+	t.hc = hc
 	if !cfg.RouteOff {
-		if err := t.routeToOwners(hc); err != nil {
+		if err := t.routeToOwners(); err != nil {
 			t.Close()
 			return nil, fmt.Errorf("http target: %w", err)
 		}
@@ -151,10 +153,15 @@ func NewHTTPTarget(cfg HTTPConfig) (*HTTPTarget, error) {
 func (t *HTTPTarget) Name() string { return "fest" }
 
 // routeToOwners makes the storefront client route by partition when the
-// server is a cluster of more than one node: a load through one node
+// server is a cluster of more than one node (asked at NewHTTPTarget and
+// again in Ready, for a server that was not up yet): a load through one node
 // would otherwise have that node forward two thirds of a three-node
 // cluster's orders.
-func (t *HTTPTarget) routeToOwners(hc *http.Client) error {
+func (t *HTTPTarget) routeToOwners() error {
+	if t.nodes != nil {
+		return nil // routed already
+	}
+	hc := t.hc
 	ctx, cancel := context.WithTimeout(context.Background(), clusterProbeTimeout)
 	defer cancel()
 	v, err := t.admin.Cluster(ctx)
@@ -236,6 +243,10 @@ func setAll(out []Outcome, o Outcome) {
 func (t *HTTPTarget) Ready(ctx context.Context) error {
 	for {
 		err := t.store.Ready(ctx)
+		if err == nil && !t.cfg.RouteOff {
+			// A server not up at NewHTTPTarget's probe is asked again.
+			err = t.routeToOwners()
+		}
 		if err == nil {
 			return nil
 		}

@@ -108,6 +108,7 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 			args = append(args, "--partitions", strconv.Itoa(*partitions))
 		}
 		n.cmd = exec.Command(self, args...)
+		n.cmd.Env = childPprofEnv(i)
 		pipe, err := n.cmd.StdoutPipe()
 		if err != nil {
 			return fmt.Errorf("cluster: %s: %w", n.name, err)
@@ -226,4 +227,24 @@ func freePort() (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// childPprofEnv is the environment of the i-th child (from 0): the
+// launcher's own, except that FEST_PPROF_ADDR host:port, which the
+// launcher serves itself, becomes host:port+1+i, so that every node can be
+// profiled on a port of its own.
+func childPprofEnv(i int) []string {
+	env := os.Environ()
+	a := os.Getenv("FEST_PPROF_ADDR")
+	host, port, err := net.SplitHostPort(a)
+	n, perr := strconv.Atoi(port)
+	if a == "" || err != nil || perr != nil {
+		return env
+	}
+	for k, kv := range env {
+		if strings.HasPrefix(kv, "FEST_PPROF_ADDR=") {
+			env[k] = "FEST_PPROF_ADDR=" + net.JoinHostPort(host, strconv.Itoa(n+1+i))
+		}
+	}
+	return env
 }

@@ -51,7 +51,10 @@ const nodeCloseTimeout = 10 * time.Second
 type clusterRun struct {
 	nats *natsserver.Server // nil with --nats-url
 	conn *nats.Conn
-	node *cluster.Node
+	// leaseConn is the lease manager's connection (cluster.NodeConfig's
+	// LeaseConn).
+	leaseConn *nats.Conn
+	node      *cluster.Node
 }
 
 // serverCluster returns the server's cluster settings: nil without
@@ -123,6 +126,14 @@ func (rs *runningServer) openCluster(now func() int64) (*engine.Engine, error) {
 		return fail(fmt.Errorf("connect to nats at %s: %w", url, err))
 	}
 	run.conn = conn
+	// The leases get a connection of their own: behind the journals'
+	// publishes and the followers' deliveries on one connection, renewals
+	// were answered too late under load.
+	leaseConn, err := nats.Connect(url, nats.Name("fest "+o.Node+" leases"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	if err != nil {
+		return fail(fmt.Errorf("connect to nats at %s for the leases: %w", url, err))
+	}
+	run.leaseConn = leaseConn
 	if o.NATSURL != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*natsSyncCheckWait)
 		found, err := natsserver.CheckSync(ctx, conn, splitList(o.NATSMonitorURLs), natsSyncCheckWait)
@@ -143,7 +154,7 @@ func (rs *runningServer) openCluster(now func() int64) (*engine.Engine, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), nodeStartTimeout)
 	defer cancel()
 	node, err := cluster.StartNode(ctx, cluster.NodeConfig{
-		Conn: conn, Name: o.Node, Address: address, Partitions: partitions, Replicas: replicas,
+		Conn: conn, LeaseConn: leaseConn, Name: o.Node, Address: address, Partitions: partitions, Replicas: replicas,
 		Engine: engine.Config{
 			PaymentTimeout:           rs.opts.PaymentTimeout,
 			IdempotencyWindow:        rs.opts.IdempotencyWindow,
@@ -208,6 +219,9 @@ func (run *clusterRun) close() error {
 	errs := []error{run.closeNode(nodeCloseTimeout)}
 	if run.conn != nil {
 		run.conn.Close()
+	}
+	if run.leaseConn != nil {
+		run.leaseConn.Close()
 	}
 	if run.nats != nil {
 		if err := run.nats.Close(); err != nil {

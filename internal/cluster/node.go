@@ -22,6 +22,12 @@ type NodeConfig struct {
 	// Conn is the node's connection to NATS (required); the node does not
 	// close it.
 	Conn *nats.Conn
+	// LeaseConn, when set, is the connection of the lease manager, apart
+	// from Conn's journals and followers: on one connection a renewal's
+	// request and its answer wait behind megabytes of records published
+	// and delivered, and under load renewals came too late for the
+	// leases' validity. Nil: Conn.
+	LeaseConn *nats.Conn
 	// Name names the node (required): letters, digits, '-' and '_'.
 	Name string
 	// Address is where other nodes and clients reach this node's HTTP API
@@ -138,8 +144,16 @@ func StartNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 		eng.Close()
 		return nil, err
 	}
+	ljs := js
+	if cfg.LeaseConn != nil {
+		if ljs, err = natsjs.New(cfg.LeaseConn); err != nil {
+			h.Close()
+			eng.Close()
+			return nil, fmt.Errorf("cluster node %s: jetstream for the leases: %w", cfg.Name, err)
+		}
+	}
 	lcfg := cfg.Lease
-	lcfg.JetStream, lcfg.Node, lcfg.Address, lcfg.Partitions = js, cfg.Name, cfg.Address, cfg.Partitions
+	lcfg.JetStream, lcfg.Node, lcfg.Address, lcfg.Partitions = ljs, cfg.Name, cfg.Address, cfg.Partitions
 	lcfg.Replicas, lcfg.Handler, lcfg.Logger = cfg.Replicas, h, cfg.Logger
 	m, err := lease.New(ctx, lcfg)
 	if err != nil {

@@ -963,6 +963,37 @@ func (e *Engine) submitCluster(b *Batch) {
 	b.finish()
 }
 
+// refuseAfterLease answers every command of fl's shards CodeUnavailable
+// (Field UnavailableLease), releases their replies and gives fl back, if
+// p's lease is no longer surely valid when the worker is about to decide
+// them; it reports whether it did. submitCluster checks the lease at
+// admission, but under load a command may wait in the partition's queue,
+// and for a free record, longer than LeaseMargin: decided and appended
+// after the deadline, its record could land after a new owner's fence,
+// which would refuse it and stop the engine. Checked here, just before
+// the decision and the append, nothing is decided past the deadline, and
+// a new owner fences at least LeaseMargin after it: a node whose lease is
+// taken over under load gives the partition up (its renewal is refused,
+// the handler's Lost follows) without a refused record. Idle ticks
+// (expiry, deal ends) are skipped the same way.
+func (cp *clusterPartition) refuseAfterLease(fl *inflight) bool {
+	e := cp.e
+	if !e.cfg.Cluster.Leased || int64(time.Since(monoBase)) < cp.leaseUntil.Load() {
+		return false
+	}
+	for _, s := range fl.shards {
+		for _, i := range s.idx {
+			s.b.Requests[i].Result = Result{Code: CodeUnavailable, Field: UnavailableLease}
+		}
+		e.stats.LeaseNotValid.Add(uint64(len(s.idx)))
+		s.b.finish()
+	}
+	clear(fl.shards)
+	fl.shards = fl.shards[:0]
+	fl.w.free <- fl
+	return true
+}
+
 // closeCluster stops serving every partition (with a final snapshot of
 // each, unless the engine has stopped), stops the followers and closes the
 // streams.

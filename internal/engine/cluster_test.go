@@ -626,6 +626,67 @@ func TestClusterStaleLeaseAnswersNothing(t *testing.T) {
 	}
 }
 
+// TestClusterWorkerRefusesPastLease: a command admitted under a valid
+// lease that reaches its partition's worker once the lease is no longer
+// surely valid (it waited in the queue longer than the margin) is answered
+// CodeUnavailable (lease) without being decided or written: its record
+// could land after a new owner's fence, which would stop the engine.
+func TestClusterWorkerRefusesPastLease(t *testing.T) {
+	tc := startTestCluster(t, 1)
+	cl := tc.clusterConfig("a", nil)
+	cl.Leased = true
+	a, err := Open(Config{Partitions: clusterPartitions, Cluster: cl, Logger: quiet, IdleTick: -1, PaymentTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for p := range clusterPartitions {
+		a.ExtendLease(p, time.Hour)
+	}
+	tc.add(a, allPartitions()...)
+	testCatalog(t, a, 2, 2, 10)
+	const sku = "s0-0"
+	ref, _ := a.core.dir.lookup(sku)
+	p := ref.partition()
+	stock := a.Do(context.Background(), Command{Kind: KindGetSKU, SKUID: sku})
+	end := a.PartitionPosition(p)
+
+	// The command as submitCluster admitted it, handed to the worker
+	// after the deadline passed.
+	a.ExtendLease(p, -time.Millisecond)
+	w := a.served[p].Load()
+	b := NewBatch(1)
+	b.Add(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "x", Channel: "app", Items: []Item{{SKUID: sku, Quantity: 1}}}})
+	b.Requests[0].partition = int32(p)
+	b.done = make(chan struct{})
+	b.remaining.Store(1)
+	fl := <-w.free
+	fl.shards = append(fl.shards, shard{b: b, idx: []int32{0}})
+	if !a.cluster[p].refuseAfterLease(fl) {
+		t.Fatal("the worker would decide a command past its partition's lease")
+	}
+	<-b.done
+	if r := b.Requests[0].Result; r.Code != CodeUnavailable || r.Field != UnavailableLease {
+		t.Fatalf("past the lease at the worker: %v %q, want unavailable (lease)", r.Code, r.Field)
+	}
+	a.ExtendLease(p, time.Hour)
+	if got := a.PartitionPosition(p); got != end {
+		t.Fatalf("partition %d at %d after the refusal, was %d: something was written", p, got, end)
+	}
+	if r := a.Do(context.Background(), Command{Kind: KindGetSKU, SKUID: sku}); r.Code != CodeOK || r.Available != stock.Available || r.Reserved != stock.Reserved {
+		t.Fatalf("stock after the refusal: %v %d+%d, was %d+%d", r.Code, r.Available, r.Reserved, stock.Available, stock.Reserved)
+	}
+	if a.Err() != nil {
+		t.Fatalf("the engine stopped: %v", a.Err())
+	}
+	// With the lease valid the worker decides as before.
+	fl = <-w.free
+	if a.cluster[p].refuseAfterLease(fl) {
+		t.Fatal("refused under a valid lease")
+	}
+	w.free <- fl
+}
+
 // errHeldBack is what a heldPendingStream's follow fails with while its
 // partition is held.
 var errHeldBack = errors.New("held back by the test")

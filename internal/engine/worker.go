@@ -184,6 +184,9 @@ func (w *worker) batch(first *shard) bool {
 		}
 	}
 
+	if w.cp != nil && w.cp.refuseAfterLease(fl) {
+		return open // nothing decided: the lease may have passed on
+	}
 	now := e.cfg.Now()
 	if now < w.lastNow {
 		now = w.lastNow // time never runs backwards inside the engine

@@ -316,10 +316,17 @@ func (m *Manager) Run(ctx context.Context) error {
 			// After a failed round the next comes sooner: the lease's
 			// validity is running out, and the bucket usually answers
 			// again within a second or two (a new leader elected).
+			start := m.cfg.Clock.Now()
 			wait = m.cfg.RenewEvery
 			if m.renewAndHeartbeat(renewCtx) != nil {
 				wait = m.cfg.RenewEvery / 4
 			}
+			// Rounds start every RenewEvery, however long each took: a
+			// pause counted from a round's end let a loaded node's
+			// renewals be sent 4 s apart (a slow round, then the whole
+			// period), and its leases' validity (TTL less the margin
+			// from the send) ran out while every renewal succeeded.
+			wait = max(wait-m.cfg.Clock.Now().Sub(start), m.cfg.RenewEvery/8)
 		}
 	}()
 	// The renewer goes on through the planned stop's hand-offs, which may
@@ -428,19 +435,42 @@ func (m *Manager) observe(ctx context.Context, now time.Time) error {
 	if len(keys) > partitionsMax+partitionsMax { // partitions and at most as many nodes
 		return fmt.Errorf("lease: bucket %s holds %d keys, more than a cluster of fest has", m.cfg.Bucket, len(keys))
 	}
+	// The keys are read observeParallel at a time: one after another, a
+	// loaded bucket (25 ms a read under fest load) made the tick of 64
+	// partitions outlast its bound, and every tick failed for the whole
+	// load.
+	entries := make([]natsjs.KeyValueEntry, len(keys))
+	errs := make([]error, len(keys))
+	sem := make(chan struct{}, observeParallel)
+	var wg sync.WaitGroup
+	for i, k := range keys {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			entries[i], errs[i] = m.kv.Get(rctx, k)
+		})
+	}
+	wg.Wait()
 	present := map[string]bool{}
-	for _, k := range keys {
-		e, err := m.kv.Get(rctx, k)
+	var failed error
+	for i, k := range keys {
+		e, err := entries[i], errs[i]
 		if errors.Is(err, natsjs.ErrKeyNotFound) {
 			continue // deleted since the listing
 		}
 		if err != nil {
-			return fmt.Errorf("lease: read %s: %w", k, err)
+			if failed == nil {
+				failed = fmt.Errorf("lease: read %s: %w", k, err)
+			}
+			continue
 		}
 		present[k] = true
 		if o, ok := m.observed[k]; !ok || o.revision != e.Revision() {
 			m.observed[k] = seen{revision: e.Revision(), value: string(e.Value()), at: now}
 		}
+	}
+	if failed != nil {
+		return failed
 	}
 	for k := range m.observed {
 		if !present[k] {
@@ -449,6 +479,9 @@ func (m *Manager) observe(ctx context.Context, now time.Time) error {
 	}
 	return nil
 }
+
+// observeParallel bounds the key reads of a tick in flight at once.
+const observeParallel = 16
 
 // expired reports whether key o has stayed unchanged for a whole TTL.
 func (m *Manager) expired(o seen, now time.Time) bool { return now.Sub(o.at) >= m.cfg.TTL }
@@ -541,8 +574,17 @@ func (m *Manager) live(now time.Time) []string {
 func (m *Manager) renewAndHeartbeat(ctx context.Context) error {
 	m.renewMu.Lock()
 	defer m.renewMu.Unlock()
+	// The heartbeat goes with the renewals, not after them: one after the
+	// other, a loaded bucket made a round twice as long.
+	var herr error
+	heartbeat := make(chan struct{})
+	go func() {
+		defer close(heartbeat)
+		_, herr = m.put(ctx, nodeKey(m.cfg.Node), []byte(m.cfg.Address))
+	}()
 	err := m.renew(ctx, m.cfg.Clock.Now())
-	if _, herr := m.put(ctx, nodeKey(m.cfg.Node), []byte(m.cfg.Address)); herr != nil {
+	<-heartbeat
+	if herr != nil {
 		err = errors.Join(err, fmt.Errorf("heartbeat: %w", herr))
 	}
 	return err
@@ -572,9 +614,9 @@ func (m *Manager) renew(ctx context.Context, now time.Time) (failed error) {
 	// one up past its TTL.
 	errs := make([]error, len(held))
 	var wg sync.WaitGroup
-	// Each round is bounded by RenewEvery, so that rounds keep their pace
-	// while requests go unanswered.
-	rctx, cancel := context.WithTimeout(ctx, m.cfg.RenewEvery)
+	// Each round is bounded by renewTimeout, so that rounds keep their
+	// pace while requests go unanswered.
+	rctx, cancel := context.WithTimeout(ctx, m.renewTimeout())
 	defer cancel()
 	for i, l := range held {
 		wg.Go(func() { errs[i] = m.Renew(rctx, l) })
@@ -601,6 +643,17 @@ func (m *Manager) renew(ctx context.Context, now time.Time) (failed error) {
 // if that is shorter.
 func (m *Manager) requestTimeout() time.Duration { return min(requestTimeoutMax, m.cfg.RenewEvery) }
 
+// renewTimeout bounds a renewal: TTL/2 (at most requestTimeoutMax), longer
+// than a tick's requests. A renewal answered late still counts from its
+// send time, but one cut off at RenewEvery is a round lost: under load (a
+// 2-core machine at a load average of 12, the bucket's leader in a busy
+// process) renewals answered in 1.7 to 2.5 s were cut off, two rounds in a
+// row missed the lease's validity (TTL less the margin from the last
+// send), and the node answered 503 for its partitions meanwhile.
+func (m *Manager) renewTimeout() time.Duration {
+	return min(requestTimeoutMax, max(m.cfg.TTL/2, m.cfg.RenewEvery))
+}
+
 // lostAfterFailing is how many TTLs of failed renewals lose a lease.
 const lostAfterFailing = 2
 
@@ -608,10 +661,21 @@ const lostAfterFailing = 2
 // when the key is no longer at l's revision: another node took it.
 func (m *Manager) Renew(ctx context.Context, l *Lease) error {
 	sent := m.cfg.Clock.Now()
-	rctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
+	rctx, cancel := context.WithTimeout(ctx, m.renewTimeout())
 	defer cancel()
 	rev, err := m.kv.Update(rctx, partitionKey(l.Partition), []byte(m.cfg.Node), l.Revision)
 	if isWrongLastSequence(err) {
+		if stored, ok := m.ownRenewalStored(rctx, l); ok {
+			// An earlier renewal timed out here but was stored: the key
+			// moved on under this node's own name. It is renewed at that
+			// revision next round; RenewedAt stays that of the last
+			// renewal answered, so the lease's validity is not extended
+			// by a renewal whose send time is not known.
+			m.mu.Lock()
+			l.Revision = stored
+			m.mu.Unlock()
+			return fmt.Errorf("lease: renew partition %d: a renewal whose answer was lost was stored at revision %d", l.Partition, stored)
+		}
 		return fmt.Errorf("lease: renew partition %d at revision %d: %w", l.Partition, l.Revision, ErrLost)
 	}
 	if err != nil {
@@ -622,6 +686,24 @@ func (m *Manager) Renew(ctx context.Context, l *Lease) error {
 	m.mu.Unlock()
 	m.renewed(l.Partition, sent)
 	return nil
+}
+
+// ownRenewalStored reports whether l's key holds this node's name at a
+// revision after l's: a renewal that timed out (under load, its answer came
+// after the request's bound) was stored all the same. Only this manager
+// writes this node's name to a key it holds (another node's take-over
+// writes that node's name, and this node acquiring the key again would
+// have replaced l), so the later revision is this lease's own. Under load
+// that loss of an answer is common (seen in fest load against fest cluster:
+// every lease of a node "lost" at once and acquired again a few seconds
+// later, the import failing with 503 meanwhile). It assumes, as the spread
+// does, that no two live processes share a node name.
+func (m *Manager) ownRenewalStored(ctx context.Context, l *Lease) (uint64, bool) {
+	e, err := m.kv.Get(ctx, partitionKey(l.Partition))
+	if err != nil || string(e.Value()) != m.cfg.Node || e.Revision() <= l.Revision {
+		return 0, false
+	}
+	return e.Revision(), true
 }
 
 // renewed tells a RenewalHandler how long p's lease, renewed at sent, is

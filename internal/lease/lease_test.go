@@ -544,3 +544,49 @@ func TestSlowHandOffKeepsRenewing(t *testing.T) {
 		t.Fatalf("a's planned stop: %v", err)
 	}
 }
+
+// TestRenewalStoredWithoutAnswer: a renewal whose request timed out but
+// was stored leaves the key at a later revision under this node's name.
+// The next renewal, refused at the old revision, must not lose the lease
+// (seen under load: every lease of a node lost at once, and the
+// partitions unserved for seconds); another node's name there must.
+func TestRenewalStoredWithoutAnswer(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), waitMax)
+	defer cancel()
+	c, err := natsserver.StartLocalCluster(ctx, t.TempDir(), 3, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	a := newNode(t, c, "a", 2)
+	a.tick()
+	a.m.mu.Lock()
+	l := a.m.owned[0]
+	a.m.mu.Unlock()
+	if l == nil {
+		t.Fatal("a does not hold partition 0")
+	}
+	renewedAt := l.RenewedAt
+	// The lost answer: the renewal is stored, a never hears of it.
+	stored, err := a.m.kv.Update(ctx, partitionKey(0), []byte("a"), l.Revision)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = a.m.Renew(ctx, l)
+	if err == nil || errors.Is(err, ErrLost) {
+		t.Fatalf("renewal at the revision before a stored renewal of its own: %v, want a failure that is not ErrLost", err)
+	}
+	if l.Revision != stored || !l.RenewedAt.Equal(renewedAt) {
+		t.Fatalf("after it: revision %d renewed at %v, want %d at %v (not extended)", l.Revision, l.RenewedAt, stored, renewedAt)
+	}
+	if err := a.m.Renew(ctx, l); err != nil {
+		t.Fatalf("the next renewal: %v", err)
+	}
+	// Another node's name at a later revision: lost.
+	if _, err := a.m.kv.Update(ctx, partitionKey(0), []byte("b"), l.Revision); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.m.Renew(ctx, l); !errors.Is(err, ErrLost) {
+		t.Fatalf("renewal after b took the key: %v, want ErrLost", err)
+	}
+}

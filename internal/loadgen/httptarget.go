@@ -51,6 +51,11 @@ type HTTPConfig struct {
 	// the festival profile's default, so that its report has the server's
 	// peak second whenever the server can tell it.
 	RehearsalClockAuto bool
+	// RouteOff keeps every request on Addr. Otherwise, when GET
+	// /v1/cluster names more than one node, the orders and settlements
+	// go straight to their partitions' owners (client.Config.Route) and
+	// the server CPU reported is every node's.
+	RouteOff bool
 }
 
 // DefaultHTTPConfig batches 1,000 orders per request, 8 in flight.
@@ -96,7 +101,15 @@ type HTTPTarget struct {
 	admin, store, carrier *client.Client
 	orderBatches, settles sync.Pool // *client.OrderBatch, *client.SettleBatch
 	before                *serverBefore
+	// nodes are admin clients of every node of a cluster (nil for a
+	// single server), for the server CPU of all of them.
+	nodes []*client.Client
+	hc    *http.Client
 }
+
+// clusterProbeTimeout bounds NewHTTPTarget's GET /v1/cluster; a server
+// that does not answer it in time is driven as a single server.
+const clusterProbeTimeout = 5 * time.Second
 
 // NewHTTPTarget returns a target for the server cfg names.
 func NewHTTPTarget(cfg HTTPConfig) (*HTTPTarget, error) {
@@ -124,6 +137,13 @@ func NewHTTPTarget(cfg HTTPConfig) (*HTTPTarget, error) {
 		}
 		*role.c = c
 	}
+	t.hc = hc
+	if !cfg.RouteOff {
+		if err := t.routeToOwners(); err != nil {
+			t.Close()
+			return nil, fmt.Errorf("http target: %w", err)
+		}
+	}
 	t.orderBatches.New = func() any { return &client.OrderBatch{} }
 	t.settles.New = func() any { return &client.SettleBatch{} }
 	return t, nil
@@ -132,9 +152,53 @@ func NewHTTPTarget(cfg HTTPConfig) (*HTTPTarget, error) {
 // Name is "fest".
 func (t *HTTPTarget) Name() string { return "fest" }
 
-// ServerCPU implements CPUReporter from the server's /metrics.
+// routeToOwners makes the storefront client route by partition when the
+// server is a cluster of more than one node (asked at NewHTTPTarget and
+// again in Ready, for a server that was not up yet): a load through one node
+// would otherwise have that node forward two thirds of a three-node
+// cluster's orders.
+func (t *HTTPTarget) routeToOwners() error {
+	if t.nodes != nil {
+		return nil // routed already
+	}
+	hc := t.hc
+	ctx, cancel := context.WithTimeout(context.Background(), clusterProbeTimeout)
+	defer cancel()
+	v, err := t.admin.Cluster(ctx)
+	if err != nil || len(v.Nodes) < 2 {
+		return nil // a single server, or one without GET /v1/cluster
+	}
+	store, err := client.New(client.Config{Addr: t.cfg.Addr, Token: t.cfg.StorefrontToken, Conns: 1, Timeout: t.cfg.Timeout, HTTPClient: hc, Route: true})
+	if err != nil {
+		return err
+	}
+	t.store.Close()
+	t.store = store
+	for _, n := range v.Nodes {
+		c, err := client.New(client.Config{Addr: n.Addr, Token: t.cfg.AdminToken, Conns: 1, Timeout: t.cfg.Timeout, HTTPClient: hc})
+		if err != nil {
+			return err
+		}
+		t.nodes = append(t.nodes, c)
+	}
+	return nil
+}
+
+// ServerCPU implements CPUReporter from the server's /metrics: the sum
+// of every node's in a cluster.
 func (t *HTTPTarget) ServerCPU(ctx context.Context) (time.Duration, error) {
-	return t.admin.ServerCPU(ctx)
+	if t.nodes == nil {
+		return t.admin.ServerCPU(ctx)
+	}
+	var sum time.Duration
+	for _, c := range t.nodes {
+		d, err := c.ServerCPU(ctx)
+		if err != nil {
+			return 0, err
+		}
+		sum += d
+	}
+	return sum, nil
 }
 
 // Shape: batches for the batch transports, single orders for json.
@@ -147,7 +211,7 @@ func (t *HTTPTarget) Shape() (int, int) {
 
 // Close stops the clients and closes their connections.
 func (t *HTTPTarget) Close() error {
-	for _, c := range []*client.Client{t.admin, t.store, t.carrier} {
+	for _, c := range append([]*client.Client{t.admin, t.store, t.carrier}, t.nodes...) {
 		c.Close()
 	}
 	return nil
@@ -179,6 +243,10 @@ func setAll(out []Outcome, o Outcome) {
 func (t *HTTPTarget) Ready(ctx context.Context) error {
 	for {
 		err := t.store.Ready(ctx)
+		if err == nil && !t.cfg.RouteOff {
+			// A server not up at NewHTTPTarget's probe is asked again.
+			err = t.routeToOwners()
+		}
 		if err == nil {
 			return nil
 		}

@@ -843,6 +843,17 @@ func (s *Server) checkImport(ctx context.Context, be *backend, phases *[3]import
 			}
 			for i := range b.Requests {
 				if res := &b.Requests[i].Result; !res.OK() && res.Code != engine.CodeNotFound {
+					if res.Code == engine.CodeUnavailable && res.Field == engine.UnavailableFollowing {
+						// In a cluster, "not found while this node follows
+						// others": the line's merchant is this node's, so a
+						// SKU of it would be found; one of another partition
+						// not followed yet is two merchants naming one id,
+						// which the followers resolve (ambiguous ids). Under
+						// an import through three owners some follower is
+						// always behind, and this failed the import.
+						*res = engine.Result{Code: engine.CodeNotFound}
+						continue
+					}
 					if s.elsewhereSKU(&b.Requests[i]) {
 						// The SKU exists in a partition of another owner,
 						// so under another merchant than the line's (whose

@@ -253,15 +253,26 @@ const touchGroup = 16
 // group in flight together and apply then finds them in the cache. It
 // only reads, and what it reads goes into w.touched alone, so the state
 // and the records are as without it: apply stays deterministic.
-func (w *worker) touch(b *Batch, idx []int32) {
+func (w *worker) touch(b *Batch, idx []int32) { w.touched += w.e.core.touch(b, idx) }
+
+// touch is worker.touch; it returns a sum of what it read. It reads in
+// passes, each of loads that do not depend on one another, since a
+// request's state is a chain (a payment's pending order is found from the
+// pending window, and its SKU states from the pending order): the first
+// pass reads the SKU states of the orders and the pending windows' entries
+// of the payments, the second the pending orders, the third their SKU
+// states.
+func (c *core) touch(b *Batch, idx []int32) uint64 {
 	var sum uint64
-	parts := w.e.core.partitions
+	var pendings [touchGroup]*pendingOrder
+	var owners [touchGroup]*partition
+	n := 0
 	for _, i := range idx {
 		r := &b.Requests[i]
-		if int(r.partition) >= len(parts) {
+		if int(r.partition) >= len(c.partitions) {
 			continue
 		}
-		p := parts[r.partition]
+		p := c.partitions[r.partition]
 		switch r.Command.Kind {
 		case KindPlaceOrder:
 			items := r.Command.Order.Items
@@ -272,19 +283,26 @@ func (w *worker) touch(b *Batch, idx []int32) {
 			}
 		case KindPay, KindCancel:
 			seq := r.Command.OrderID.Seq()
-			if seq == 0 || seq > uint64(len(p.orders)) {
+			if seq == 0 || seq > uint64(len(p.orders)) || n == len(pendings) {
 				continue
 			}
 			sum += uint64(p.orders[seq-1])
 			if po := p.pendingOrderAt(seq); po != nil {
-				sum += uint64(po.payBy)
-				if slot := po.inline[0].slot; po.count > 0 && int(slot) < len(p.skus) {
-					sum += uint64(p.skus[slot].reserved)
-				}
+				pendings[n], owners[n] = po, p
+				n++
 			}
 		}
 	}
-	w.touched += sum
+	for _, po := range pendings[:n] {
+		sum += uint64(po.payBy)
+	}
+	for k, po := range pendings[:n] {
+		p := owners[k]
+		if slot := po.inline[0].slot; po.count > 0 && int(slot) < len(p.skus) {
+			sum += uint64(p.skus[slot].reserved)
+		}
+	}
+	return sum
 }
 
 // expire ends p's overdue orders, at most ExpireBatchMax of them, closing

@@ -266,7 +266,7 @@ func (c *core) touch(b *Batch, idx []int32) uint64 {
 	var sum uint64
 	var pendings [touchGroup]*pendingOrder
 	var owners [touchGroup]*partition
-	n := 0
+	n, places := 0, 0
 	for _, i := range idx {
 		r := &b.Requests[i]
 		if int(r.partition) >= len(c.partitions) {
@@ -275,11 +275,19 @@ func (c *core) touch(b *Batch, idx []int32) uint64 {
 		p := c.partitions[r.partition]
 		switch r.Command.Kind {
 		case KindPlaceOrder:
+			// The order's SKU ids too: the record copies them.
 			items := r.Command.Order.Items
 			for j := range items {
 				if slot := items[j].ref.slot(); int(slot) < len(p.skus) {
 					sum += p.skus[slot].priceMerchant
 				}
+				if id := items[j].SKUID; id != "" {
+					sum += uint64(id[0])
+				}
+			}
+			// The pending order it will take from the free list.
+			if places++; places <= len(p.pendingFree) {
+				sum += uint64(p.pendingFree[len(p.pendingFree)-places].payBy)
 			}
 		case KindPay, KindCancel:
 			seq := r.Command.OrderID.Seq()
@@ -298,8 +306,10 @@ func (c *core) touch(b *Batch, idx []int32) uint64 {
 	}
 	for k, po := range pendings[:n] {
 		p := owners[k]
-		if slot := po.inline[0].slot; po.count > 0 && int(slot) < len(p.skus) {
-			sum += uint64(p.skus[slot].reserved)
+		for j := range min(int(po.count), inlineItems) {
+			if slot := po.inline[j].slot; int(slot) < len(p.skus) {
+				sum += uint64(p.skus[slot].reserved)
+			}
 		}
 	}
 	return sum

@@ -90,6 +90,79 @@ func BenchmarkStageApply(b *testing.B) {
 	}
 }
 
+// BenchmarkStageApplyGroup is the partition's work as a worker's batch
+// does it, in groups of touchGroup orders, each group with as many
+// payments of orders placed 16,384 orders before (so that their pending
+// orders are no longer in the cache): "touch" reads the group's state
+// ahead of applying it (worker.touch), "plain" does not.
+func BenchmarkStageApplyGroup(b *testing.B) {
+	for _, touch := range []bool{false, true} {
+		name := "plain"
+		if touch {
+			name = "touch"
+		}
+		b.Run(name, func(b *testing.B) {
+			c, ids := stageCatalog()
+			reqs := stageOrders(ids, 1<<14)
+			for i := range reqs {
+				p, ok := c.route(&reqs[i])
+				if !ok {
+					b.Fatal(reqs[i].Result.Err())
+				}
+				reqs[i].partition = int32(p)
+			}
+			var em emitter
+			em.reset(make([]byte, 0, 1<<20))
+			type placed struct {
+				id        OrderID
+				total     int64
+				partition int32
+			}
+			ring := make([]placed, 1<<14)
+			bt := NewBatch(2 * touchGroup)
+			idx := make([]int32, 0, 2*touchGroup)
+			var touched uint64
+			orders := 0
+			b.ReportAllocs()
+			var report func(int)
+			for i := 0; b.Loop(); i += touchGroup {
+				if report == nil {
+					report = cpuPerOrder(b)
+				}
+				if i%4096 == 0 {
+					em.reset(em.rec)
+				}
+				bt.Requests, idx = bt.Requests[:0], idx[:0]
+				for k := range touchGroup {
+					r := &reqs[(i+k)&(len(reqs)-1)]
+					bt.Requests = append(bt.Requests, Request{Command: r.Command, partition: r.partition})
+					if old := ring[(i+k)&(len(ring)-1)]; old.id != 0 {
+						bt.Requests = append(bt.Requests, Request{Command: Command{Kind: KindPay, OrderID: old.id, Amount: old.total}, partition: old.partition})
+					}
+				}
+				for k := range bt.Requests {
+					idx = append(idx, int32(k))
+				}
+				if touch {
+					touched += c.touch(bt, idx)
+				}
+				for k := range bt.Requests {
+					r := &bt.Requests[k]
+					c.apply(c.partitions[r.partition], int64(i), &r.Command, &r.Result, &em)
+					if r.Command.Kind == KindPlaceOrder {
+						ring[(i+orders)&(len(ring)-1)] = placed{id: r.Result.OrderID, total: r.Result.Total, partition: r.partition}
+						orders++
+					}
+				}
+				orders -= touchGroup
+			}
+			report(b.N * touchGroup)
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*touchGroup), "ns/order")
+			_ = touched
+		})
+	}
+}
+
 // BenchmarkStageDecodeRecord is the read side's decoding of one journal
 // record of 2,048 placed orders (half of them paid), per order: done once
 // per record by the projection runner for every projection.

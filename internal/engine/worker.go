@@ -53,6 +53,8 @@ type worker struct {
 	exited    chan struct{}
 
 	lastNow int64
+	// touched sums what touch reads, so that the compiler keeps the reads.
+	touched uint64
 	// failed is set once a record of this worker has failed: its
 	// partitions' state then holds events the journal may not have.
 	failed atomic.Bool
@@ -203,7 +205,10 @@ func (w *worker) batch(first *shard) bool {
 	}
 	commands, rejected := 0, 0
 	for _, s := range fl.shards {
-		for _, i := range s.idx {
+		for k, i := range s.idx {
+			if k%touchGroup == 0 {
+				w.touch(s.b, s.idx[k:min(k+touchGroup, len(s.idx))])
+			}
 			if !em.recordRoom(commandEventsMax, commandBytesMax) {
 				fl = w.closeRecord(fl)
 			}
@@ -236,6 +241,81 @@ func (w *worker) batch(first *shard) bool {
 	}
 	w.appendRecord(fl)
 	return open
+}
+
+// touchGroup is the number of requests whose state touch reads ahead of
+// applying them.
+const touchGroup = 16
+
+// touch reads the partition state that the requests idx will use: the
+// SKU states of an order's lines, the status and pending order of a
+// payment or cancellation and the SKU states of its lines. Each of these
+// is usually a cache miss; read one request at a time, inside apply, the
+// misses follow one another, while this loop has no dependency from one
+// request to the next, so that the processor has the misses of a whole
+// group in flight together and apply then finds them in the cache. It
+// only reads, and what it reads goes into w.touched alone, so the state
+// and the records are as without it: apply stays deterministic.
+func (w *worker) touch(b *Batch, idx []int32) { w.touched += w.e.core.touch(b, idx) }
+
+// touch is worker.touch; it returns a sum of what it read. It reads in
+// passes, each of loads that do not depend on one another, since a
+// request's state is a chain (a payment's pending order is found from the
+// pending window, and its SKU states from the pending order): the first
+// pass reads the SKU states of the orders and the pending windows' entries
+// of the payments, the second the pending orders, the third their SKU
+// states.
+func (c *core) touch(b *Batch, idx []int32) uint64 {
+	var sum uint64
+	var pendings [touchGroup]*pendingOrder
+	var owners [touchGroup]*partition
+	n, places := 0, 0
+	for _, i := range idx {
+		r := &b.Requests[i]
+		if int(r.partition) >= len(c.partitions) {
+			continue
+		}
+		p := c.partitions[r.partition]
+		switch r.Command.Kind {
+		case KindPlaceOrder:
+			// The order's SKU ids too: the record copies them.
+			items := r.Command.Order.Items
+			for j := range items {
+				if slot := items[j].ref.slot(); int(slot) < len(p.skus) {
+					sum += p.skus[slot].priceMerchant
+				}
+				if id := items[j].SKUID; id != "" {
+					sum += uint64(id[0])
+				}
+			}
+			// The pending order it will take from the free list.
+			if places++; places <= len(p.pendingFree) {
+				sum += uint64(p.pendingFree[len(p.pendingFree)-places].payBy)
+			}
+		case KindPay, KindCancel:
+			seq := r.Command.OrderID.Seq()
+			if seq == 0 || seq > uint64(len(p.orders)) || n == len(pendings) {
+				continue
+			}
+			sum += uint64(p.orders[seq-1])
+			if po := p.pendingOrderAt(seq); po != nil {
+				pendings[n], owners[n] = po, p
+				n++
+			}
+		}
+	}
+	for _, po := range pendings[:n] {
+		sum += uint64(po.payBy)
+	}
+	for k, po := range pendings[:n] {
+		p := owners[k]
+		for j := range min(int(po.count), inlineItems) {
+			if slot := po.inline[j].slot; int(slot) < len(p.skus) {
+				sum += uint64(p.skus[slot].reserved)
+			}
+		}
+	}
+	return sum
 }
 
 // expire ends p's overdue orders, at most ExpireBatchMax of them, closing

@@ -540,7 +540,7 @@ func TestSnapshotRefusesDamage(t *testing.T) {
 
 func sumCells(st *state) int64 {
 	var s int64
-	for _, v := range st.cells {
+	for _, v := range st.cells.all() {
 		s += v
 	}
 	return s

@@ -149,8 +149,8 @@ func (st *state) encode(b []byte) []byte {
 		b = binary.AppendUvarint(b, uint64(s.slot))
 		b = binary.AppendUvarint(b, uint64(s.merchant+1))
 	}
-	b = binary.AppendUvarint(b, uint64(len(st.cells)))
-	for k, v := range st.cells {
+	b = binary.AppendUvarint(b, uint64(st.cells.len()))
+	for k, v := range st.cells.all() {
 		b = binary.AppendUvarint(b, k>>32)
 		b = binary.AppendUvarint(b, k&0xffffffff)
 		b = binary.AppendVarint(b, v)
@@ -371,21 +371,21 @@ func decodeState(body []byte, hasPeak bool) (*state, error) {
 		b, c := d.index("cell brand", nBrands), d.index("cell category", nCats)
 		v := d.varint()
 		k := cellKey(b, c)
-		if _, dup := st.cells[k]; dup && d.err == nil {
+		if _, dup := st.cells.get(k); dup && d.err == nil {
 			d.fail("cell twice")
 		}
 		if v < 0 {
 			d.fail("negative cell")
 		}
-		st.cells[k] = v
+		st.cells.add(k, v)
 		cellsSum += v
 	}
-	for k, v := range st.cells {
+	for k, v := range st.cells.all() {
 		if d.err != nil {
 			break // the indices may be the zeros of a failed read
 		}
 		b, c := int32(k>>32), int32(uint32(k))
-		if lead := st.leaders[c]; lead < 0 || st.leads(b, v, lead, st.cells[cellKey(lead, c)]) {
+		if lead := st.leaders[c]; lead < 0 || st.leads(b, v, lead, st.cellGMV(lead, c)) {
 			st.leaders[c] = b
 		}
 	}

@@ -35,7 +35,7 @@ type state struct {
 	// cellKey, for the category leaders; leaders[c] is the brand leading
 	// category c (largest GMV, the smaller brand id on a tie), -1 before
 	// any sale.
-	cells   map[uint64]int64
+	cells   cellTable
 	leaders []int32
 
 	gmv          int64 // fen, paid orders
@@ -142,7 +142,7 @@ func newState() *state {
 		skuIndex: make(map[string]int32),
 		pending:  projection.NewPending[pendingOrder](),
 		wide:     make(map[engine.OrderID][]line),
-		cells:    make(map[uint64]int64),
+		cells:    newCellTable(),
 		reached:  make(map[milestoneKey]struct{}),
 		counts:   counts{domestic: -1},
 	}
@@ -522,14 +522,12 @@ func (st *state) milestone(cfg *Config, d Dimension, r int32, before int64, at i
 // leader: GMV only grows, so the leader changes only to the brand that
 // just sold.
 func (st *state) addCell(cfg *Config, brand, category int32, amount int64) {
-	k := cellKey(brand, category)
-	v := st.cells[k] + amount
-	st.cells[k] = v
+	v := st.cells.add(cellKey(brand, category), amount)
 	lead := st.leaders[category]
 	if lead == brand {
 		return
 	}
-	if lead < 0 || st.leads(brand, v, lead, st.cells[cellKey(lead, category)]) {
+	if lead < 0 || st.leads(brand, v, lead, st.cellGMV(lead, category)) {
 		st.leaders[category] = brand
 		st.counts.leads[brand]++
 		if lead >= 0 {
@@ -537,6 +535,12 @@ func (st *state) addCell(cfg *Config, brand, category int32, amount int64) {
 			st.refreshBrand(cfg, lead)
 		}
 	}
+}
+
+// cellGMV returns the GMV of a (brand, category) pair, 0 before it sold.
+func (st *state) cellGMV(brand, category int32) int64 {
+	v, _ := st.cells.get(cellKey(brand, category))
+	return v
 }
 
 // leads reports whether brand a with GMV va ranks before brand b with vb:

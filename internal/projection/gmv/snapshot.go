@@ -361,6 +361,9 @@ func decodeState(body []byte, hasPeak bool) (*state, error) {
 			st.indexSlot(int32(r))
 		}
 	}
+	// The SKUs' copies of their brands' and merchants' fields are derived
+	// at the first placement, once the whole state is read.
+	st.skusStale = true
 	st.leaders = make([]int32, nCats)
 	for i := range st.leaders {
 		st.leaders[i] = -1

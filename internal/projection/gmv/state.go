@@ -2,6 +2,7 @@ package gmv
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/projection"
@@ -22,6 +23,10 @@ type state struct {
 	// engine resolved, without hashing its id: at the peak that hash and
 	// its cache misses were a fifth of the server's CPU.
 	bySlot [][]int32
+	// skusStale is set when a brand's country or a merchant's kind or
+	// industry changed after SKUs were indexed (or after a snapshot load):
+	// the next placement derives the SKUs' copies of them again.
+	skusStale bool
 
 	dims [dimCount]dim
 
@@ -82,6 +87,29 @@ type skuInfo struct {
 	partition int32  // the engine's partition of the SKU
 	slot      uint32 // its slot there
 	merchant  int32  // its merchant's row, -1 if unknown
+	// country (the brand's), kind and industry (the merchant's, -1 without
+	// one) are copies, derived (derive) so that a placement reads one SKU
+	// entry per line instead of the SKU's, its brand's and its merchant's:
+	// at the peak each was a cache miss.
+	country, kind, industry int32
+}
+
+// derive copies the SKU's brand's country and merchant's kind and industry.
+func (s *skuInfo) derive(st *state) {
+	s.country = st.brands[s.brand].country
+	s.kind, s.industry = -1, -1
+	if s.merchant >= 0 {
+		m := &st.merchants[s.merchant]
+		s.kind, s.industry = m.kind, m.industry
+	}
+}
+
+// deriveSKUs derives every SKU's copies again (skusStale).
+func (st *state) deriveSKUs() {
+	for i := range st.skus {
+		st.skus[i].derive(st)
+	}
+	st.skusStale = false
 }
 
 // partitionsMax and skuSlotsMax bound the slot index: the engine's
@@ -216,13 +244,18 @@ func (st *state) upsertBrand(cfg *Config, b *engine.Brand) {
 	if int(r) == len(st.brands) {
 		st.brands = append(st.brands, brandInfo{})
 		st.counts.brandBits = append(st.counts.brandBits, 0)
+		st.counts.recheck = append(st.counts.recheck, math.MinInt64)
 		st.counts.leads = append(st.counts.leads, 0)
 	}
 	bi := &st.brands[r]
 	if bi.name != b.Name {
 		bi.name = internKey(b.Name)
 	}
-	bi.country = st.dims[DimCountry].row(b.Country)
+	country := st.dims[DimCountry].row(b.Country)
+	if country != bi.country && len(st.skus) > 0 {
+		st.skusStale = true
+	}
+	bi.country = country
 	if b.Country == DomesticCountry {
 		st.counts.domestic = bi.country
 	}
@@ -245,8 +278,11 @@ func (st *state) upsertMerchant(m *engine.Merchant) {
 	if mi.kind >= 0 {
 		st.addMerchant(mi.kind, mi.industry, -1)
 	}
-	mi.kind = st.dims[DimKind].row(m.Kind.String())
-	mi.industry = st.dims[DimIndustry].row(m.Industry)
+	kind, industry := st.dims[DimKind].row(m.Kind.String()), st.dims[DimIndustry].row(m.Industry)
+	if (kind != mi.kind || industry != mi.industry) && len(st.skus) > 0 {
+		st.skusStale = true
+	}
+	mi.kind, mi.industry = kind, industry
 	st.addMerchant(mi.kind, mi.industry, 1)
 }
 
@@ -265,6 +301,7 @@ func (st *state) upsertSKU(s *engine.SKU, partition int, slot uint32) error {
 		merchant = -1
 	}
 	info := skuInfo{brand: brand, category: category, partition: int32(partition), slot: slot, merchant: merchant}
+	info.derive(st)
 	r, ok := st.skuIndex[s.ID]
 	if ok {
 		st.skus[r] = info
@@ -306,20 +343,25 @@ func (st *state) skuOf(partition int, it *engine.Item) (row int32, resolved, ok 
 	return r, false, ok
 }
 
-// merchantOf finds an order's merchant row: the merchant of its first
-// line's SKU when the engine resolved that line (the engine places an
-// order only on SKUs of its merchant, and the SKU's merchant here follows
-// the same journal), else by the order's merchant id.
-func (st *state) merchantOf(ev *engine.Event) (int32, bool) {
+// merchantOf finds an order's merchant row, with its kind and industry:
+// the merchant of its first line's SKU when the engine resolved that line
+// (the engine places an order only on SKUs of its merchant, and the SKU's
+// merchant here follows the same journal), else by the order's merchant
+// id.
+func (st *state) merchantOf(ev *engine.Event) (merchant, kind, industry int32, ok bool) {
 	if len(ev.Items) > 0 {
 		if r, resolved, ok := st.skuOf(ev.OrderID.Partition(), &ev.Items[0]); ok && resolved {
-			if m := st.skus[r].merchant; m >= 0 {
-				return m, true
+			if s := &st.skus[r]; s.merchant >= 0 {
+				return s.merchant, s.kind, s.industry, true
 			}
 		}
 	}
 	m, ok := st.dims[DimMerchant].index[ev.MerchantID]
-	return m, ok
+	if !ok {
+		return 0, 0, 0, false
+	}
+	mi := &st.merchants[m]
+	return m, mi.kind, mi.industry, true
 }
 
 // place keeps the attribution of a new order.
@@ -327,17 +369,19 @@ func (st *state) place(cfg *Config, ev *engine.Event) error {
 	if st.pending.Has(ev.OrderID) {
 		return fmt.Errorf("%w: order %v placed twice", ErrInconsistent, ev.OrderID)
 	}
-	merchant, ok := st.merchantOf(ev)
+	if st.skusStale {
+		st.deriveSKUs()
+	}
+	merchant, kind, industry, ok := st.merchantOf(ev)
 	if !ok {
 		return fmt.Errorf("%w: order %v of unknown merchant %q", ErrInconsistent, ev.OrderID, ev.MerchantID)
 	}
-	mi := &st.merchants[merchant]
 	po := pendingOrder{
 		merchant: merchant,
 		channel:  st.dims[DimChannel].openRow(ev.Channel, cfg.OpenKeysMax),
 		region:   st.dims[DimRegion].openRow(ev.Region, cfg.OpenKeysMax),
-		industry: mi.industry,
-		kind:     mi.kind,
+		industry: industry,
+		kind:     kind,
 	}
 	var sum int64
 	var extra []line
@@ -347,8 +391,8 @@ func (st *state) place(cfg *Config, ev *engine.Event) error {
 		if !ok {
 			return fmt.Errorf("%w: order %v line of unknown sku %q", ErrInconsistent, ev.OrderID, it.SKUID)
 		}
-		sku := st.skus[r]
-		l := line{brand: sku.brand, category: sku.category, country: st.brands[sku.brand].country, amount: it.Amount}
+		sku := &st.skus[r]
+		l := line{brand: sku.brand, category: sku.category, country: sku.country, amount: it.Amount}
 		sum += it.Amount
 		extra = po.addLine(l, extra)
 	}
@@ -450,7 +494,9 @@ func (st *state) addLines(cfg *Config, ls, inline, extra []line, at int64) {
 		}
 		st.milestone(cfg, DimBrand, l.brand, st.dims[DimBrand].gmv[l.brand]-l.amount, at)
 		st.addCell(cfg, l.brand, l.category, l.amount)
-		st.refreshBrand(cfg, l.brand)
+		if st.dims[DimBrand].gmv[l.brand] >= st.counts.recheck[l.brand] {
+			st.refreshBrand(cfg, l.brand)
+		}
 	}
 }
 
@@ -530,6 +576,7 @@ func (st *state) addCell(cfg *Config, brand, category int32, amount int64) {
 	if lead < 0 || st.leads(brand, v, lead, st.cellGMV(lead, category)) {
 		st.leaders[category] = brand
 		st.counts.leads[brand]++
+		st.refreshBrand(cfg, brand)
 		if lead >= 0 {
 			st.counts.leads[lead]--
 			st.refreshBrand(cfg, lead)

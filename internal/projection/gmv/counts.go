@@ -30,14 +30,14 @@ const (
 // counts are the kept counts; part of state, derived from the rest of it
 // (derive), so not in the snapshot.
 type counts struct {
-	brandBits   []uint16 // per brand row: its bits
+	brandBits []uint16 // per brand row: its bits
 	// recheck is per brand row the GMV (fen) at or past which a payment
 	// can change its bits (math.MinInt64 before its first sale: any
 	// payment makes it selling). A payment below it moves no count, so it
 	// need not read the brand's entry, its leads and its bits: at the peak
 	// those were three cache misses per paid line.
-	recheck []int64
-	leads       []int32  // per brand row: the categories it leads
+	recheck     []int64
+	leads       []int32 // per brand row: the categories it leads
 	brands      [brandBitCount]int
 	lastYearGMV int64 // fen, the sum of the brands'
 	domestic    int32 // the row of DomesticCountry in dims[DimCountry], -1 before it exists

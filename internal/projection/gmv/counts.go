@@ -51,8 +51,8 @@ type counts struct {
 // bitsOf computes brand r's bits.
 func (st *state) bitsOf(cfg *Config, r int32) uint16 {
 	b := &st.brands[r]
-	g := st.dims[DimBrand].gmv[r]
-	selling := st.dims[DimBrand].orders[r] > 0
+	g := st.dims[DimBrand].totals[r].gmv
+	selling := st.dims[DimBrand].totals[r].orders > 0
 	foreign := b.country != st.counts.domestic
 	first := b.firstFestival == cfg.FestivalYear
 	grew := b.lastYearGMV > 0 && g > growthFactor1000*b.lastYearGMV
@@ -102,10 +102,10 @@ func (st *state) refreshBrand(cfg *Config, r int32) {
 // first milestone threshold; the rest change only on an upsert or a change
 // of a category's leader, which refresh the brand themselves.
 func (st *state) recheckOf(cfg *Config, r int32) int64 {
-	if st.dims[DimBrand].orders[r] == 0 {
+	if st.dims[DimBrand].totals[r].orders == 0 {
 		return math.MinInt64
 	}
-	g, lastYear := st.dims[DimBrand].gmv[r], st.brands[r].lastYearGMV
+	g, lastYear := st.dims[DimBrand].totals[r].gmv, st.brands[r].lastYearGMV
 	next := int64(math.MaxInt64)
 	// The same expressions as bitsOf's, so that they agree where they
 	// overflow: a bound that is not above g is no bound.
@@ -161,7 +161,8 @@ func (st *state) derive(cfg *Config) {
 	for _, m := range st.merchants {
 		st.addMerchant(m.kind, m.industry, 1)
 	}
-	for _, g := range st.dims[DimChannel].gmv {
+	for _, t := range st.dims[DimChannel].totals {
+		g := t.gmv
 		if g >= cfg.MilestoneThresholds[0] {
 			c.channelsOver++
 		}

@@ -116,8 +116,8 @@ func (st *state) encode(b []byte) []byte {
 		b = binary.AppendUvarint(b, uint64(len(d.keys)))
 		for r, k := range d.keys {
 			b = appendString(b, k)
-			b = binary.AppendVarint(b, d.gmv[r])
-			b = binary.AppendUvarint(b, d.orders[r])
+			b = binary.AppendVarint(b, d.totals[r].gmv)
+			b = binary.AppendUvarint(b, d.totals[r].orders)
 		}
 	}
 	for i := range st.brands {
@@ -320,9 +320,9 @@ func decodeState(body []byte, hasPeak bool) (*state, error) {
 				d.fail(fmt.Sprintf("%v row %q twice", Dimension(i), k))
 			}
 			dm.add(k)
-			dm.gmv[r] = d.varint()
-			dm.orders[r] = d.uvarint()
-			if dm.gmv[r] < 0 {
+			dm.totals[r].gmv = d.varint()
+			dm.totals[r].orders = d.uvarint()
+			if dm.totals[r].gmv < 0 {
 				d.fail("negative gmv")
 			}
 		}
@@ -505,7 +505,8 @@ func (st *state) decodePending(d *decoder) {
 func (st *state) check(cellsSum int64) error {
 	for i := range st.dims {
 		var sum int64
-		for _, g := range st.dims[i].gmv {
+		for _, t := range st.dims[i].totals {
+			g := t.gmv
 			sum += g
 		}
 		if sum != st.gmv {

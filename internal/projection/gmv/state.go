@@ -161,8 +161,15 @@ type milestoneKey struct {
 type dim struct {
 	keys   []string
 	index  map[string]int32
-	gmv    []int64  // fen
-	orders []uint64 // paid orders with a line in the row
+	totals []total
+}
+
+// total is a row's sums. A payment adds to both, so they share an entry:
+// at the peak, the payment path's reads of a merchant's or a brand's row
+// were a cache miss each, two when the sums were in separate slices.
+type total struct {
+	gmv    int64  // fen
+	orders uint64 // paid orders with a line in the row
 }
 
 func newState() *state {
@@ -192,8 +199,7 @@ func (d *dim) add(key string) int32 {
 	r := int32(len(d.keys))
 	d.keys = append(d.keys, key)
 	d.index[key] = r
-	d.gmv = append(d.gmv, 0)
-	d.orders = append(d.orders, 0)
+	d.totals = append(d.totals, total{})
 	return r
 }
 
@@ -480,21 +486,21 @@ func (st *state) addLines(cfg *Config, ls, inline, extra []line, at int64) {
 	for i := range ls {
 		l := &ls[i]
 		first := firstLines(l, inline, extra)
-		st.dims[DimBrand].gmv[l.brand] += l.amount
-		st.dims[DimCategory].gmv[l.category] += l.amount
-		st.dims[DimCountry].gmv[l.country] += l.amount
+		st.dims[DimBrand].totals[l.brand].gmv += l.amount
+		st.dims[DimCategory].totals[l.category].gmv += l.amount
+		st.dims[DimCountry].totals[l.country].gmv += l.amount
 		if first&firstBrand != 0 {
-			st.dims[DimBrand].orders[l.brand]++
+			st.dims[DimBrand].totals[l.brand].orders++
 		}
 		if first&firstCategory != 0 {
-			st.dims[DimCategory].orders[l.category]++
+			st.dims[DimCategory].totals[l.category].orders++
 		}
 		if first&firstCountry != 0 {
-			st.dims[DimCountry].orders[l.country]++
+			st.dims[DimCountry].totals[l.country].orders++
 		}
-		st.milestone(cfg, DimBrand, l.brand, st.dims[DimBrand].gmv[l.brand]-l.amount, at)
+		st.milestone(cfg, DimBrand, l.brand, st.dims[DimBrand].totals[l.brand].gmv-l.amount, at)
 		st.addCell(cfg, l.brand, l.category, l.amount)
-		if st.dims[DimBrand].gmv[l.brand] >= st.counts.recheck[l.brand] {
+		if st.dims[DimBrand].totals[l.brand].gmv >= st.counts.recheck[l.brand] {
 			st.refreshBrand(cfg, l.brand)
 		}
 	}
@@ -533,12 +539,12 @@ func firstLines(l *line, inline, extra []line) int {
 // addRow adds one paid order of amount fen to a row.
 func (st *state) addRow(cfg *Config, d Dimension, r int32, amount int64, at int64) {
 	dm := &st.dims[d]
-	before := dm.gmv[r]
-	dm.gmv[r] = before + amount
-	dm.orders[r]++
+	before := dm.totals[r].gmv
+	dm.totals[r].gmv = before + amount
+	dm.totals[r].orders++
 	if d == DimChannel {
 		st.milestone(cfg, d, r, before, at)
-		if t := cfg.MilestoneThresholds[0]; before < t && dm.gmv[r] >= t {
+		if t := cfg.MilestoneThresholds[0]; before < t && dm.totals[r].gmv >= t {
 			st.counts.channelsOver++
 		}
 	}
@@ -546,7 +552,7 @@ func (st *state) addRow(cfg *Config, d Dimension, r int32, amount int64, at int6
 
 // milestone records the thresholds a row's GMV crossed since before.
 func (st *state) milestone(cfg *Config, d Dimension, r int32, before int64, at int64) {
-	after := st.dims[d].gmv[r]
+	after := st.dims[d].totals[r].gmv
 	for _, t := range cfg.MilestoneThresholds {
 		if before >= t || after < t {
 			continue

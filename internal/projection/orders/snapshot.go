@@ -454,7 +454,7 @@ func (s *Store) load(r io.Reader, pos uint64, cs projection.Files) error {
 	}
 	// Sized once rather than grown a million times; the hint is checked
 	// against the orders, and a wrong one costs only memory.
-	s.mu.buyerByHash = make(map[uint64]uint32, min(m.buyers, buyersHintMax))
+	s.mu.buyerByHash = newBuyerTable(int(min(m.buyers, buyersHintMax)))
 	s.mu.arena = make([][]byte, m.firstResident, int(m.firstResident)+len(m.chunks))
 	s.mu.firstResident = int(m.firstResident)
 	for j, c := range m.chunks {

@@ -182,7 +182,7 @@ type Store struct {
 		// collector need not scan); the rare id whose hash another id
 		// already holds goes to buyerCollisions.
 		buyers          []buyer
-		buyerByHash     map[uint64]uint32
+		buyerByHash     buyerTable
 		buyerCollisions map[string]uint32
 		// statusDirty has a bit per arena chunk, set when an order
 		// encoded in that chunk changes status: the next snapshot rewrites
@@ -265,7 +265,7 @@ func Open(cfg Config) (*Store, error) {
 // loads can be moved over as it is.
 func newStore(cfg Config, seed, checkSeed maphash.Seed) *Store {
 	s := &Store{cfg: cfg, seed: seed, checkSeed: checkSeed}
-	s.mu.buyerByHash = make(map[uint64]uint32)
+	s.mu.buyerByHash = newBuyerTable(0)
 	s.mu.buyerCollisions = make(map[string]uint32)
 	return s
 }
@@ -401,7 +401,7 @@ func (s *Store) placeLocked(ev *engine.Event) error {
 // on both hashes (odds about 2^-128) would share a history.
 func (s *Store) buyerLocked(id string, create bool) (index uint32, ok bool) {
 	h := maphash.String(s.seed, id)
-	if i, ok := s.mu.buyerByHash[h]; ok {
+	if i, ok := s.mu.buyerByHash.get(h); ok {
 		if s.mu.buyers[i].check == maphash.String(s.checkSeed, id) {
 			return i, true
 		}
@@ -419,7 +419,7 @@ func (s *Store) buyerLocked(id string, create bool) (index uint32, ok bool) {
 		return 0, false
 	}
 	i := s.newBuyerLocked(id)
-	s.mu.buyerByHash[h] = i
+	s.mu.buyerByHash.put(h, i)
 	return i, true
 }
 
@@ -445,12 +445,11 @@ func (s *Store) newBuyerLocked(id string) uint32 {
 // has left memory. REQUIRES: s.mu held for writing.
 func (s *Store) dropBuyerLocked(id string, i uint32) {
 	h := maphash.String(s.seed, id)
-	if j, ok := s.mu.buyerByHash[h]; ok && j == i {
-		delete(s.mu.buyerByHash, h)
-	} else if j, ok := s.mu.buyerCollisions[id]; ok && j == i {
+	if !s.mu.buyerByHash.remove(h, i) {
+		if j, ok := s.mu.buyerCollisions[id]; !ok || j != i {
+			panic(fmt.Sprintf("orders: buyer %d (%q) is in no index", i, id))
+		}
 		delete(s.mu.buyerCollisions, id)
-	} else {
-		panic(fmt.Sprintf("orders: buyer %d (%q) is in no index", i, id))
 	}
 	s.mu.buyers[i] = buyer{}
 	s.mu.freeBuyers = append(s.mu.freeBuyers, i)
@@ -707,7 +706,7 @@ func (s *Store) Close() error {
 	}
 	s.mu.closed = true
 	s.freeArenaLocked()
-	s.mu.buyers, s.mu.buyerByHash, s.mu.buyerCollisions = nil, nil, nil
+	s.mu.buyers, s.mu.buyerByHash, s.mu.buyerCollisions = nil, buyerTable{}, nil
 	s.mu.statusDirty = nil
 	for i := range s.mu.partitions {
 		s.mu.partitions[i] = nil

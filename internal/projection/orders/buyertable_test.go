@@ -3,9 +3,11 @@ package orders
 import (
 	"math/rand/v2"
 	"testing"
+
+	"github.com/fest-platform/fest/internal/engine"
 )
 
-// TestBuyerTable checks the table against a map through puts, gets and
+// TestBuyerTable checks the table against a map through puts, finds and
 // removals: over a pool of 4,096 hashes (random, and then multiples of 2^52,
 // whose few distinct values crowd a small table) the table runs up to three
 // quarters full, so probes run long and the removals' backward shifts move
@@ -13,7 +15,7 @@ import (
 func TestBuyerTable(t *testing.T) {
 	for _, spread := range []uint64{0, 1 << 52} {
 		tab := newBuyerTable(0)
-		ref := map[uint64]uint32{}
+		ref := map[uint64]engine.OrderID{}
 		rng := rand.New(rand.NewPCG(1, spread))
 		pool := make([]uint64, 4096)
 		for i := range pool {
@@ -22,40 +24,35 @@ func TestBuyerTable(t *testing.T) {
 				pool[i] = uint64(i) * spread
 			}
 		}
-		var index uint32
+		var order engine.OrderID
 		for step := range 200_000 {
 			h := pool[rng.IntN(len(pool))]
-			if _, ok := ref[h]; ok && step%3 != 0 {
-				if !tab.remove(h, ref[h]) {
-					t.Fatalf("step %d: remove of %#x failed", step, h)
-				}
-				delete(ref, h)
-			} else if !ok {
-				index++
-				tab.put(h, index)
-				ref[h] = index
-			}
+			s := tab.find(h)
 			want, in := ref[h]
-			if g, ok := tab.get(h); ok != in || (ok && g != want) {
-				t.Fatalf("step %d: get %#x = %d, %v; want %d, %v", step, h, g, ok, want, in)
+			if (s != nil) != in || (in && (s.newest != want || s.check != ^h)) {
+				t.Fatalf("step %d: find %#x = %+v; want %d, %v", step, h, s, want, in)
+			}
+			switch {
+			case in && step%3 != 0:
+				tab.remove(s)
+				delete(ref, h)
+			case in:
+				order++
+				s.newest = order
+				ref[h] = order
+			default:
+				order++
+				tab.put(h, ^h, order)
+				ref[h] = order
 			}
 		}
 		if tab.len() != len(ref) {
 			t.Fatalf("table holds %d, want %d", tab.len(), len(ref))
 		}
-		for h, i := range ref {
-			if g, ok := tab.get(h); !ok || g != i {
-				t.Fatalf("get %#x = %d, %v; want %d", h, g, ok, i)
-			}
-			if tab.remove(h, i+1) {
-				t.Fatalf("remove of %#x with the wrong index succeeded", h)
-			}
-		}
 		for _, h := range pool {
-			if _, in := ref[h]; !in {
-				if _, ok := tab.get(h); ok {
-					t.Fatalf("get %#x found a removed hash", h)
-				}
+			s := tab.find(h)
+			if want, in := ref[h]; (s != nil) != in || (in && s.newest != want) {
+				t.Fatalf("find %#x = %+v; want %d, %v", h, s, want, in)
 			}
 		}
 	}

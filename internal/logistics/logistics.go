@@ -380,6 +380,15 @@ func (st *state) apply(ev *engine.Event) error {
 		} else {
 			st.addMerchant(strings.Clone(ev.Merchant.ID), r)
 		}
+	case engine.EventSKUUpserted:
+		// Filled at the import rather than at each SKU's first order: at
+		// the peak a first order's merchant-id hash was most of the
+		// origin's cost.
+		if n, ok := st.merchants[ev.SKU.MerchantID]; ok {
+			if cache := st.slotCache(ev.Partition, ev.SKUSlot); cache != nil && st.merchantRegion[n] < math.MaxUint16 {
+				*cache = st.merchantRegion[n] + 1
+			}
+		}
 	case engine.EventOrderPlaced:
 		origin, ok := st.origin(ev)
 		if !ok {
@@ -419,15 +428,8 @@ func (st *state) origin(ev *engine.Event) (uint16, bool) {
 	var cache *uint16
 	if len(ev.Items) > 0 {
 		if slot, ok := ev.Items[0].SKUSlot(); ok {
-			p := ev.OrderID.Partition()
-			for len(st.bySlot) <= p {
-				st.bySlot = append(st.bySlot, nil)
-			}
-			if slot >= uint32(len(st.bySlot[p])) {
-				st.bySlot[p] = slices.Grow(st.bySlot[p], int(slot)+1-len(st.bySlot[p]))[:slot+1]
-			}
-			cache = &st.bySlot[p][slot]
-			if *cache != 0 {
+			cache = st.slotCache(ev.OrderID.Partition(), slot)
+			if cache != nil && *cache != 0 {
 				return *cache - 1, true
 			}
 		}
@@ -442,6 +444,28 @@ func (st *state) origin(ev *engine.Event) (uint16, bool) {
 	}
 	return r, true
 }
+
+// slotCache returns the bySlot entry of a SKU slot, growing the cache to
+// it, or nil for a slot past the engine's bounds (never cached).
+func (st *state) slotCache(partition int, slot uint32) *uint16 {
+	if partition < 0 || partition >= slotPartitionsMax || slot >= skuSlotsMax {
+		return nil
+	}
+	for len(st.bySlot) <= partition {
+		st.bySlot = append(st.bySlot, nil)
+	}
+	if slot >= uint32(len(st.bySlot[partition])) {
+		st.bySlot[partition] = slices.Grow(st.bySlot[partition], int(slot)+1-len(st.bySlot[partition]))[:slot+1]
+	}
+	return &st.bySlot[partition][slot]
+}
+
+// slotPartitionsMax and skuSlotsMax bound the slot cache: the engine's
+// partitions, and SKUs per partition far above any catalog.
+const (
+	slotPartitionsMax = 4096
+	skuSlotsMax       = 1 << 28
+)
 
 // indexTable is one partition's index from order sequence to parcel: a
 // page of indexPageSize sequences is found through a block of

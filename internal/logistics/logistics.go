@@ -25,6 +25,7 @@ package logistics
 import (
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -216,12 +217,14 @@ type state struct {
 	// n's region number.
 	merchants      map[string]uint32
 	merchantRegion []uint16
-	// bySlot[partition][slot] is 1 + the merchant number of the SKU in that
-	// engine slot, or 0 before the first order on it: a cache filled from
-	// merchants, so that an order's origin costs an index instead of a
-	// hash of its merchant id (a SKU never moves between merchants). It is
-	// not in the snapshot; a loaded state fills it again.
-	bySlot  [][]uint32
+	// bySlot[partition][slot] is 1 + the region number of the merchant of
+	// the SKU in that engine slot, or 0 before the first order on it: a
+	// cache filled from merchants, so that an order's origin costs one
+	// index instead of a hash of its merchant id and a read of its region
+	// (a SKU never moves between merchants; at the peak those were two
+	// cache misses per order). A merchant that changes region empties it.
+	// It is not in the snapshot; a loaded state fills it again.
+	bySlot  [][]uint16
 	pending *projection.Pending[route]
 	// index[partition] finds 1 + the parcel's number in parcels of each
 	// order sequence, or 0 (indexTable).
@@ -368,9 +371,23 @@ func (st *state) apply(ev *engine.Event) error {
 			return err
 		}
 		if n, ok := st.merchants[ev.Merchant.ID]; ok {
+			if st.merchantRegion[n] != r {
+				// The cache does not say which slots are the merchant's;
+				// a move is rare (a catalog correction), so it starts over.
+				st.bySlot = nil
+			}
 			st.merchantRegion[n] = r
 		} else {
 			st.addMerchant(strings.Clone(ev.Merchant.ID), r)
+		}
+	case engine.EventSKUUpserted:
+		// Filled at the import rather than at each SKU's first order: at
+		// the peak a first order's merchant-id hash was most of the
+		// origin's cost.
+		if n, ok := st.merchants[ev.SKU.MerchantID]; ok {
+			if cache := st.slotCache(ev.Partition, ev.SKUSlot); cache != nil && st.merchantRegion[n] < math.MaxUint16 {
+				*cache = st.merchantRegion[n] + 1
+			}
 		}
 	case engine.EventOrderPlaced:
 		origin, ok := st.origin(ev)
@@ -408,19 +425,12 @@ func (st *state) addMerchant(id string, region uint16) {
 // cache of its first line's SKU slot when the engine resolved that line,
 // else (and to fill the cache) by the merchant's id.
 func (st *state) origin(ev *engine.Event) (uint16, bool) {
-	var cache *uint32
+	var cache *uint16
 	if len(ev.Items) > 0 {
 		if slot, ok := ev.Items[0].SKUSlot(); ok {
-			p := ev.OrderID.Partition()
-			for len(st.bySlot) <= p {
-				st.bySlot = append(st.bySlot, nil)
-			}
-			if slot >= uint32(len(st.bySlot[p])) {
-				st.bySlot[p] = slices.Grow(st.bySlot[p], int(slot)+1-len(st.bySlot[p]))[:slot+1]
-			}
-			cache = &st.bySlot[p][slot]
-			if *cache != 0 {
-				return st.merchantRegion[*cache-1], true
+			cache = st.slotCache(ev.OrderID.Partition(), slot)
+			if cache != nil && *cache != 0 {
+				return *cache - 1, true
 			}
 		}
 	}
@@ -428,11 +438,34 @@ func (st *state) origin(ev *engine.Event) (uint16, bool) {
 	if !ok {
 		return 0, false
 	}
-	if cache != nil {
-		*cache = n + 1
+	r := st.merchantRegion[n]
+	if cache != nil && r < math.MaxUint16 {
+		*cache = r + 1
 	}
-	return st.merchantRegion[n], true
+	return r, true
 }
+
+// slotCache returns the bySlot entry of a SKU slot, growing the cache to
+// it, or nil for a slot past the engine's bounds (never cached).
+func (st *state) slotCache(partition int, slot uint32) *uint16 {
+	if partition < 0 || partition >= slotPartitionsMax || slot >= skuSlotsMax {
+		return nil
+	}
+	for len(st.bySlot) <= partition {
+		st.bySlot = append(st.bySlot, nil)
+	}
+	if slot >= uint32(len(st.bySlot[partition])) {
+		st.bySlot[partition] = slices.Grow(st.bySlot[partition], int(slot)+1-len(st.bySlot[partition]))[:slot+1]
+	}
+	return &st.bySlot[partition][slot]
+}
+
+// slotPartitionsMax and skuSlotsMax bound the slot cache: the engine's
+// partitions, and SKUs per partition far above any catalog.
+const (
+	slotPartitionsMax = 4096
+	skuSlotsMax       = 1 << 28
+)
 
 // indexTable is one partition's index from order sequence to parcel: a
 // page of indexPageSize sequences is found through a block of

@@ -1,5 +1,7 @@
 package gmv
 
+import "math"
+
 // The festival counts of Totals (foreign brands selling, emerging brands
 // topping a category, ...) are kept as they change rather than counted at
 // each read: the festival has 250,000 brands and 1.5 million merchants, and
@@ -28,8 +30,14 @@ const (
 // counts are the kept counts; part of state, derived from the rest of it
 // (derive), so not in the snapshot.
 type counts struct {
-	brandBits   []uint16 // per brand row: its bits
-	leads       []int32  // per brand row: the categories it leads
+	brandBits []uint16 // per brand row: its bits
+	// recheck is per brand row the GMV (fen) at or past which a payment
+	// can change its bits (math.MinInt64 before its first sale: any
+	// payment makes it selling). A payment below it moves no count, so it
+	// need not read the brand's entry, its leads and its bits: at the peak
+	// those were three cache misses per paid line.
+	recheck     []int64
+	leads       []int32 // per brand row: the categories it leads
 	brands      [brandBitCount]int
 	lastYearGMV int64 // fen, the sum of the brands'
 	domestic    int32 // the row of DomesticCountry in dims[DimCountry], -1 before it exists
@@ -43,8 +51,8 @@ type counts struct {
 // bitsOf computes brand r's bits.
 func (st *state) bitsOf(cfg *Config, r int32) uint16 {
 	b := &st.brands[r]
-	g := st.dims[DimBrand].gmv[r]
-	selling := st.dims[DimBrand].orders[r] > 0
+	g := st.dims[DimBrand].totals[r].gmv
+	selling := st.dims[DimBrand].totals[r].orders > 0
 	foreign := b.country != st.counts.domestic
 	first := b.firstFestival == cfg.FestivalYear
 	grew := b.lastYearGMV > 0 && g > growthFactor1000*b.lastYearGMV
@@ -73,6 +81,7 @@ func (st *state) bitsOf(cfg *Config, r int32) uint16 {
 func (st *state) refreshBrand(cfg *Config, r int32) {
 	c := &st.counts
 	was, now := c.brandBits[r], st.bitsOf(cfg, r)
+	c.recheck[r] = st.recheckOf(cfg, r)
 	if was == now {
 		return
 	}
@@ -85,6 +94,27 @@ func (st *state) refreshBrand(cfg *Config, r int32) {
 		}
 	}
 	c.brandBits[r] = now
+}
+
+// recheckOf returns the GMV at or past which brand r's bits can change
+// next, for counts.recheck: the bits that depend on its GMV (which only
+// grows) flip at last year's GMV, at growthFactor1000 times it, and at the
+// first milestone threshold; the rest change only on an upsert or a change
+// of a category's leader, which refresh the brand themselves.
+func (st *state) recheckOf(cfg *Config, r int32) int64 {
+	if st.dims[DimBrand].totals[r].orders == 0 {
+		return math.MinInt64
+	}
+	g, lastYear := st.dims[DimBrand].totals[r].gmv, st.brands[r].lastYearGMV
+	next := int64(math.MaxInt64)
+	// The same expressions as bitsOf's, so that they agree where they
+	// overflow: a bound that is not above g is no bound.
+	for _, bound := range [...]int64{lastYear + 1, growthFactor1000*lastYear + 1, cfg.MilestoneThresholds[0]} {
+		if bound > g && bound < next {
+			next = bound
+		}
+	}
+	return next
 }
 
 // addMerchant counts (delta 1) or uncounts (-1) a merchant of kind and
@@ -117,6 +147,7 @@ func (st *state) derive(cfg *Config) {
 		c.domestic = r
 	}
 	c.brandBits = make([]uint16, len(st.brands))
+	c.recheck = make([]int64, len(st.brands))
 	c.leads = make([]int32, len(st.brands))
 	for _, b := range st.leaders {
 		if b >= 0 {
@@ -130,7 +161,8 @@ func (st *state) derive(cfg *Config) {
 	for _, m := range st.merchants {
 		st.addMerchant(m.kind, m.industry, 1)
 	}
-	for _, g := range st.dims[DimChannel].gmv {
+	for _, t := range st.dims[DimChannel].totals {
+		g := t.gmv
 		if g >= cfg.MilestoneThresholds[0] {
 			c.channelsOver++
 		}

@@ -188,7 +188,8 @@ func checkReference(t *rapid.T, p *Projection, ref *reference) {
 	p.mu.RLock()
 	recounted, merchants := p.st.recountBrands(&p.cfg), p.st.recountMerchants()
 	var channelsOver int
-	for _, g := range p.st.dims[DimChannel].gmv {
+	for _, t := range p.st.dims[DimChannel].totals {
+		g := t.gmv
 		if g >= p.cfg.MilestoneThresholds[0] {
 			channelsOver++
 		}
@@ -540,7 +541,7 @@ func TestSnapshotRefusesDamage(t *testing.T) {
 
 func sumCells(st *state) int64 {
 	var s int64
-	for _, v := range st.cells {
+	for _, v := range st.cells.all() {
 		s += v
 	}
 	return s

@@ -171,25 +171,25 @@ func (p *Projection) Breakdown(d Dimension, top int) (Breakdown, error) {
 	// A bounded insertion into the top: the rows past it are summed.
 	best := make([]int32, 0, min(top, len(dm.keys)))
 	before := func(a, c int32) bool {
-		if dm.gmv[a] != dm.gmv[c] {
-			return dm.gmv[a] > dm.gmv[c]
+		if dm.totals[a].gmv != dm.totals[c].gmv {
+			return dm.totals[a].gmv > dm.totals[c].gmv
 		}
 		return dm.keys[a] < dm.keys[c]
 	}
 	for r := range dm.keys {
 		r := int32(r)
-		if dm.orders[r] == 0 && dm.gmv[r] == 0 {
+		if dm.totals[r].orders == 0 && dm.totals[r].gmv == 0 {
 			continue
 		}
 		if len(best) == top {
 			last := best[top-1]
 			if !before(r, last) {
 				b.Rest.Rows++
-				b.Rest.GMV += dm.gmv[r]
+				b.Rest.GMV += dm.totals[r].gmv
 				continue
 			}
 			b.Rest.Rows++
-			b.Rest.GMV += dm.gmv[last]
+			b.Rest.GMV += dm.totals[last].gmv
 			best = best[:top-1]
 		}
 		i, _ := slices.BinarySearchFunc(best, r, func(x, y int32) int {
@@ -202,7 +202,7 @@ func (p *Projection) Breakdown(d Dimension, top int) (Breakdown, error) {
 	}
 	b.Rows = make([]Row, len(best))
 	for i, r := range best {
-		row := Row{Key: dm.keys[r], GMV: dm.gmv[r], Orders: dm.orders[r]}
+		row := Row{Key: dm.keys[r], GMV: dm.totals[r].gmv, Orders: dm.totals[r].orders}
 		if st.gmv > 0 {
 			row.Share = float64(row.GMV) / float64(st.gmv)
 		}

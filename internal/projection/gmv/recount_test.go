@@ -15,8 +15,8 @@ func (st *state) recountBrands(cfg *Config) BrandCounts {
 	bd := &st.dims[DimBrand]
 	for i := range st.brands {
 		b := &st.brands[i]
-		g := bd.gmv[i]
-		selling := bd.orders[i] > 0
+		g := bd.totals[i].gmv
+		selling := bd.totals[i].orders > 0
 		foreign := !hasDomestic || b.country != domestic
 		firstTime := b.firstFestival == cfg.FestivalYear
 		count(&c.Foreign, foreign)

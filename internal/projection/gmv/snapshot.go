@@ -116,8 +116,8 @@ func (st *state) encode(b []byte) []byte {
 		b = binary.AppendUvarint(b, uint64(len(d.keys)))
 		for r, k := range d.keys {
 			b = appendString(b, k)
-			b = binary.AppendVarint(b, d.gmv[r])
-			b = binary.AppendUvarint(b, d.orders[r])
+			b = binary.AppendVarint(b, d.totals[r].gmv)
+			b = binary.AppendUvarint(b, d.totals[r].orders)
 		}
 	}
 	for i := range st.brands {
@@ -149,8 +149,8 @@ func (st *state) encode(b []byte) []byte {
 		b = binary.AppendUvarint(b, uint64(s.slot))
 		b = binary.AppendUvarint(b, uint64(s.merchant+1))
 	}
-	b = binary.AppendUvarint(b, uint64(len(st.cells)))
-	for k, v := range st.cells {
+	b = binary.AppendUvarint(b, uint64(st.cells.len()))
+	for k, v := range st.cells.all() {
 		b = binary.AppendUvarint(b, k>>32)
 		b = binary.AppendUvarint(b, k&0xffffffff)
 		b = binary.AppendVarint(b, v)
@@ -320,9 +320,9 @@ func decodeState(body []byte, hasPeak bool) (*state, error) {
 				d.fail(fmt.Sprintf("%v row %q twice", Dimension(i), k))
 			}
 			dm.add(k)
-			dm.gmv[r] = d.varint()
-			dm.orders[r] = d.uvarint()
-			if dm.gmv[r] < 0 {
+			dm.totals[r].gmv = d.varint()
+			dm.totals[r].orders = d.uvarint()
+			if dm.totals[r].gmv < 0 {
 				d.fail("negative gmv")
 			}
 		}
@@ -361,6 +361,9 @@ func decodeState(body []byte, hasPeak bool) (*state, error) {
 			st.indexSlot(int32(r))
 		}
 	}
+	// The SKUs' copies of their brands' and merchants' fields are derived
+	// at the first placement, once the whole state is read.
+	st.skusStale = true
 	st.leaders = make([]int32, nCats)
 	for i := range st.leaders {
 		st.leaders[i] = -1
@@ -371,21 +374,21 @@ func decodeState(body []byte, hasPeak bool) (*state, error) {
 		b, c := d.index("cell brand", nBrands), d.index("cell category", nCats)
 		v := d.varint()
 		k := cellKey(b, c)
-		if _, dup := st.cells[k]; dup && d.err == nil {
+		if _, dup := st.cells.get(k); dup && d.err == nil {
 			d.fail("cell twice")
 		}
 		if v < 0 {
 			d.fail("negative cell")
 		}
-		st.cells[k] = v
+		st.cells.add(k, v)
 		cellsSum += v
 	}
-	for k, v := range st.cells {
+	for k, v := range st.cells.all() {
 		if d.err != nil {
 			break // the indices may be the zeros of a failed read
 		}
 		b, c := int32(k>>32), int32(uint32(k))
-		if lead := st.leaders[c]; lead < 0 || st.leads(b, v, lead, st.cells[cellKey(lead, c)]) {
+		if lead := st.leaders[c]; lead < 0 || st.leads(b, v, lead, st.cellGMV(lead, c)) {
 			st.leaders[c] = b
 		}
 	}
@@ -502,7 +505,8 @@ func (st *state) decodePending(d *decoder) {
 func (st *state) check(cellsSum int64) error {
 	for i := range st.dims {
 		var sum int64
-		for _, g := range st.dims[i].gmv {
+		for _, t := range st.dims[i].totals {
+			g := t.gmv
 			sum += g
 		}
 		if sum != st.gmv {

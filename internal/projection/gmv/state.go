@@ -2,6 +2,7 @@ package gmv
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/projection"
@@ -22,6 +23,10 @@ type state struct {
 	// engine resolved, without hashing its id: at the peak that hash and
 	// its cache misses were a fifth of the server's CPU.
 	bySlot [][]int32
+	// skusStale is set when a brand's country or a merchant's kind or
+	// industry changed after SKUs were indexed (or after a snapshot load):
+	// the next placement derives the SKUs' copies of them again.
+	skusStale bool
 
 	dims [dimCount]dim
 
@@ -35,7 +40,7 @@ type state struct {
 	// cellKey, for the category leaders; leaders[c] is the brand leading
 	// category c (largest GMV, the smaller brand id on a tie), -1 before
 	// any sale.
-	cells   map[uint64]int64
+	cells   cellTable
 	leaders []int32
 
 	gmv          int64 // fen, paid orders
@@ -82,6 +87,29 @@ type skuInfo struct {
 	partition int32  // the engine's partition of the SKU
 	slot      uint32 // its slot there
 	merchant  int32  // its merchant's row, -1 if unknown
+	// country (the brand's), kind and industry (the merchant's, -1 without
+	// one) are copies, derived (derive) so that a placement reads one SKU
+	// entry per line instead of the SKU's, its brand's and its merchant's:
+	// at the peak each was a cache miss.
+	country, kind, industry int32
+}
+
+// derive copies the SKU's brand's country and merchant's kind and industry.
+func (s *skuInfo) derive(st *state) {
+	s.country = st.brands[s.brand].country
+	s.kind, s.industry = -1, -1
+	if s.merchant >= 0 {
+		m := &st.merchants[s.merchant]
+		s.kind, s.industry = m.kind, m.industry
+	}
+}
+
+// deriveSKUs derives every SKU's copies again (skusStale).
+func (st *state) deriveSKUs() {
+	for i := range st.skus {
+		st.skus[i].derive(st)
+	}
+	st.skusStale = false
 }
 
 // partitionsMax and skuSlotsMax bound the slot index: the engine's
@@ -133,8 +161,15 @@ type milestoneKey struct {
 type dim struct {
 	keys   []string
 	index  map[string]int32
-	gmv    []int64  // fen
-	orders []uint64 // paid orders with a line in the row
+	totals []total
+}
+
+// total is a row's sums. A payment adds to both, so they share an entry:
+// at the peak, the payment path's reads of a merchant's or a brand's row
+// were a cache miss each, two when the sums were in separate slices.
+type total struct {
+	gmv    int64  // fen
+	orders uint64 // paid orders with a line in the row
 }
 
 func newState() *state {
@@ -142,7 +177,7 @@ func newState() *state {
 		skuIndex: make(map[string]int32),
 		pending:  projection.NewPending[pendingOrder](),
 		wide:     make(map[engine.OrderID][]line),
-		cells:    make(map[uint64]int64),
+		cells:    newCellTable(),
 		reached:  make(map[milestoneKey]struct{}),
 		counts:   counts{domestic: -1},
 	}
@@ -164,8 +199,7 @@ func (d *dim) add(key string) int32 {
 	r := int32(len(d.keys))
 	d.keys = append(d.keys, key)
 	d.index[key] = r
-	d.gmv = append(d.gmv, 0)
-	d.orders = append(d.orders, 0)
+	d.totals = append(d.totals, total{})
 	return r
 }
 
@@ -216,13 +250,18 @@ func (st *state) upsertBrand(cfg *Config, b *engine.Brand) {
 	if int(r) == len(st.brands) {
 		st.brands = append(st.brands, brandInfo{})
 		st.counts.brandBits = append(st.counts.brandBits, 0)
+		st.counts.recheck = append(st.counts.recheck, math.MinInt64)
 		st.counts.leads = append(st.counts.leads, 0)
 	}
 	bi := &st.brands[r]
 	if bi.name != b.Name {
 		bi.name = internKey(b.Name)
 	}
-	bi.country = st.dims[DimCountry].row(b.Country)
+	country := st.dims[DimCountry].row(b.Country)
+	if country != bi.country && len(st.skus) > 0 {
+		st.skusStale = true
+	}
+	bi.country = country
 	if b.Country == DomesticCountry {
 		st.counts.domestic = bi.country
 	}
@@ -245,8 +284,11 @@ func (st *state) upsertMerchant(m *engine.Merchant) {
 	if mi.kind >= 0 {
 		st.addMerchant(mi.kind, mi.industry, -1)
 	}
-	mi.kind = st.dims[DimKind].row(m.Kind.String())
-	mi.industry = st.dims[DimIndustry].row(m.Industry)
+	kind, industry := st.dims[DimKind].row(m.Kind.String()), st.dims[DimIndustry].row(m.Industry)
+	if (kind != mi.kind || industry != mi.industry) && len(st.skus) > 0 {
+		st.skusStale = true
+	}
+	mi.kind, mi.industry = kind, industry
 	st.addMerchant(mi.kind, mi.industry, 1)
 }
 
@@ -265,6 +307,7 @@ func (st *state) upsertSKU(s *engine.SKU, partition int, slot uint32) error {
 		merchant = -1
 	}
 	info := skuInfo{brand: brand, category: category, partition: int32(partition), slot: slot, merchant: merchant}
+	info.derive(st)
 	r, ok := st.skuIndex[s.ID]
 	if ok {
 		st.skus[r] = info
@@ -306,20 +349,25 @@ func (st *state) skuOf(partition int, it *engine.Item) (row int32, resolved, ok 
 	return r, false, ok
 }
 
-// merchantOf finds an order's merchant row: the merchant of its first
-// line's SKU when the engine resolved that line (the engine places an
-// order only on SKUs of its merchant, and the SKU's merchant here follows
-// the same journal), else by the order's merchant id.
-func (st *state) merchantOf(ev *engine.Event) (int32, bool) {
+// merchantOf finds an order's merchant row, with its kind and industry:
+// the merchant of its first line's SKU when the engine resolved that line
+// (the engine places an order only on SKUs of its merchant, and the SKU's
+// merchant here follows the same journal), else by the order's merchant
+// id.
+func (st *state) merchantOf(ev *engine.Event) (merchant, kind, industry int32, ok bool) {
 	if len(ev.Items) > 0 {
 		if r, resolved, ok := st.skuOf(ev.OrderID.Partition(), &ev.Items[0]); ok && resolved {
-			if m := st.skus[r].merchant; m >= 0 {
-				return m, true
+			if s := &st.skus[r]; s.merchant >= 0 {
+				return s.merchant, s.kind, s.industry, true
 			}
 		}
 	}
 	m, ok := st.dims[DimMerchant].index[ev.MerchantID]
-	return m, ok
+	if !ok {
+		return 0, 0, 0, false
+	}
+	mi := &st.merchants[m]
+	return m, mi.kind, mi.industry, true
 }
 
 // place keeps the attribution of a new order.
@@ -327,17 +375,19 @@ func (st *state) place(cfg *Config, ev *engine.Event) error {
 	if st.pending.Has(ev.OrderID) {
 		return fmt.Errorf("%w: order %v placed twice", ErrInconsistent, ev.OrderID)
 	}
-	merchant, ok := st.merchantOf(ev)
+	if st.skusStale {
+		st.deriveSKUs()
+	}
+	merchant, kind, industry, ok := st.merchantOf(ev)
 	if !ok {
 		return fmt.Errorf("%w: order %v of unknown merchant %q", ErrInconsistent, ev.OrderID, ev.MerchantID)
 	}
-	mi := &st.merchants[merchant]
 	po := pendingOrder{
 		merchant: merchant,
 		channel:  st.dims[DimChannel].openRow(ev.Channel, cfg.OpenKeysMax),
 		region:   st.dims[DimRegion].openRow(ev.Region, cfg.OpenKeysMax),
-		industry: mi.industry,
-		kind:     mi.kind,
+		industry: industry,
+		kind:     kind,
 	}
 	var sum int64
 	var extra []line
@@ -347,8 +397,8 @@ func (st *state) place(cfg *Config, ev *engine.Event) error {
 		if !ok {
 			return fmt.Errorf("%w: order %v line of unknown sku %q", ErrInconsistent, ev.OrderID, it.SKUID)
 		}
-		sku := st.skus[r]
-		l := line{brand: sku.brand, category: sku.category, country: st.brands[sku.brand].country, amount: it.Amount}
+		sku := &st.skus[r]
+		l := line{brand: sku.brand, category: sku.category, country: sku.country, amount: it.Amount}
 		sum += it.Amount
 		extra = po.addLine(l, extra)
 	}
@@ -436,21 +486,23 @@ func (st *state) addLines(cfg *Config, ls, inline, extra []line, at int64) {
 	for i := range ls {
 		l := &ls[i]
 		first := firstLines(l, inline, extra)
-		st.dims[DimBrand].gmv[l.brand] += l.amount
-		st.dims[DimCategory].gmv[l.category] += l.amount
-		st.dims[DimCountry].gmv[l.country] += l.amount
+		st.dims[DimBrand].totals[l.brand].gmv += l.amount
+		st.dims[DimCategory].totals[l.category].gmv += l.amount
+		st.dims[DimCountry].totals[l.country].gmv += l.amount
 		if first&firstBrand != 0 {
-			st.dims[DimBrand].orders[l.brand]++
+			st.dims[DimBrand].totals[l.brand].orders++
 		}
 		if first&firstCategory != 0 {
-			st.dims[DimCategory].orders[l.category]++
+			st.dims[DimCategory].totals[l.category].orders++
 		}
 		if first&firstCountry != 0 {
-			st.dims[DimCountry].orders[l.country]++
+			st.dims[DimCountry].totals[l.country].orders++
 		}
-		st.milestone(cfg, DimBrand, l.brand, st.dims[DimBrand].gmv[l.brand]-l.amount, at)
+		st.milestone(cfg, DimBrand, l.brand, st.dims[DimBrand].totals[l.brand].gmv-l.amount, at)
 		st.addCell(cfg, l.brand, l.category, l.amount)
-		st.refreshBrand(cfg, l.brand)
+		if st.dims[DimBrand].totals[l.brand].gmv >= st.counts.recheck[l.brand] {
+			st.refreshBrand(cfg, l.brand)
+		}
 	}
 }
 
@@ -487,12 +539,12 @@ func firstLines(l *line, inline, extra []line) int {
 // addRow adds one paid order of amount fen to a row.
 func (st *state) addRow(cfg *Config, d Dimension, r int32, amount int64, at int64) {
 	dm := &st.dims[d]
-	before := dm.gmv[r]
-	dm.gmv[r] = before + amount
-	dm.orders[r]++
+	before := dm.totals[r].gmv
+	dm.totals[r].gmv = before + amount
+	dm.totals[r].orders++
 	if d == DimChannel {
 		st.milestone(cfg, d, r, before, at)
-		if t := cfg.MilestoneThresholds[0]; before < t && dm.gmv[r] >= t {
+		if t := cfg.MilestoneThresholds[0]; before < t && dm.totals[r].gmv >= t {
 			st.counts.channelsOver++
 		}
 	}
@@ -500,7 +552,7 @@ func (st *state) addRow(cfg *Config, d Dimension, r int32, amount int64, at int6
 
 // milestone records the thresholds a row's GMV crossed since before.
 func (st *state) milestone(cfg *Config, d Dimension, r int32, before int64, at int64) {
-	after := st.dims[d].gmv[r]
+	after := st.dims[d].totals[r].gmv
 	for _, t := range cfg.MilestoneThresholds {
 		if before >= t || after < t {
 			continue
@@ -522,21 +574,26 @@ func (st *state) milestone(cfg *Config, d Dimension, r int32, before int64, at i
 // leader: GMV only grows, so the leader changes only to the brand that
 // just sold.
 func (st *state) addCell(cfg *Config, brand, category int32, amount int64) {
-	k := cellKey(brand, category)
-	v := st.cells[k] + amount
-	st.cells[k] = v
+	v := st.cells.add(cellKey(brand, category), amount)
 	lead := st.leaders[category]
 	if lead == brand {
 		return
 	}
-	if lead < 0 || st.leads(brand, v, lead, st.cells[cellKey(lead, category)]) {
+	if lead < 0 || st.leads(brand, v, lead, st.cellGMV(lead, category)) {
 		st.leaders[category] = brand
 		st.counts.leads[brand]++
+		st.refreshBrand(cfg, brand)
 		if lead >= 0 {
 			st.counts.leads[lead]--
 			st.refreshBrand(cfg, lead)
 		}
 	}
+}
+
+// cellGMV returns the GMV of a (brand, category) pair, 0 before it sold.
+func (st *state) cellGMV(brand, category int32) int64 {
+	v, _ := st.cells.get(cellKey(brand, category))
+	return v
 }
 
 // leads reports whether brand a with GMV va ranks before brand b with vb:

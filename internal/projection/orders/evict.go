@@ -159,12 +159,9 @@ func (s *Store) evictOldest() (bool, error) {
 		body := data[off+k : off+k+int(n)]
 		e := captured[i]
 		t := s.mu.partitions[e.partition]
-		ref := t.oldest(0)
 		id := orderIDOf(e.partition, t.base+1)
-		if b := &s.mu.buyers[ref.buyer]; b.newest == id {
-			buyerID, _ := recordBuyerAndTime(body)
-			s.dropBuyerLocked(buyerID, ref.buyer)
-		}
+		buyerID, _ := recordBuyerAndTime(body)
+		s.dropBuyerIfNewestLocked(buyerID, id)
 		t.dropOldest()
 		off += k + int(n)
 	}

@@ -403,8 +403,7 @@ func (s *Store) install(st *Staged) {
 	}
 	s.mu.partitions = l.mu.partitions
 	s.mu.arena = l.mu.arena
-	s.mu.buyers = l.mu.buyers
-	s.mu.buyerByHash, s.mu.buyerCollisions = l.mu.buyerByHash, l.mu.buyerCollisions
+	s.mu.buyers, s.mu.buyerCollisions = l.mu.buyers, l.mu.buyerCollisions
 	s.mu.statusDirty = l.mu.statusDirty
 	s.mu.firstResident = l.mu.firstResident
 	s.orders.Store(l.orders.Load())
@@ -454,7 +453,7 @@ func (s *Store) load(r io.Reader, pos uint64, cs projection.Files) error {
 	}
 	// Sized once rather than grown a million times; the hint is checked
 	// against the orders, and a wrong one costs only memory.
-	s.mu.buyerByHash = make(map[uint64]uint32, min(m.buyers, buyersHintMax))
+	s.mu.buyers = newBuyerTable(int(min(m.buyers, buyersHintMax)))
 	s.mu.arena = make([][]byte, m.firstResident, int(m.firstResident)+len(m.chunks))
 	s.mu.firstResident = int(m.firstResident)
 	for j, c := range m.chunks {
@@ -543,10 +542,8 @@ func (s *Store) restoreChunkLocked(i int, statuses []byte) error {
 			t = &partitionTable{}
 			s.mu.partitions[p] = t
 		}
-		bi, _ := s.buyerLocked(id, true)
-		b := &s.mu.buyers[bi]
-		t.push(orderRef{offset: recordOff + 1, changedAt: changedAt, prevByBuyer: b.newest, buyer: bi, status: status})
-		b.newest = orderIDOf(int(p), t.end)
+		prev := s.swapNewestLocked(id, orderIDOf(int(p), t.end+1))
+		t.push(orderRef{offset: recordOff + 1, changedAt: changedAt, prevByBuyer: prev, status: status})
 		s.orders.Add(1)
 		s.memoryOrders.Add(1)
 		s.arenaBytes.Add(n)

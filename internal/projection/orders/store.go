@@ -53,8 +53,6 @@ const (
 	// orderItemsMax bounds the lines of a stored order, far above what the
 	// API accepts, so a corrupt count cannot allocate much.
 	orderItemsMax = 1000
-	// buyersMax is the number of buyers a uint32 index addresses.
-	buyersMax = math.MaxUint32
 )
 
 // Config configures a Store.
@@ -149,22 +147,17 @@ type orderRef struct {
 	offset      uint64 // in the arena, +1 (0: no order)
 	changedAt   int64
 	prevByBuyer engine.OrderID // the buyer's previous order, 0 for the first
-	// buyer is the buyer's index in the buyer table (in what was padding).
-	buyer  uint32
-	status engine.OrderStatus
+	status      engine.OrderStatus
 }
 
-// buyer is the entry of a buyer with an order in memory: its newest order.
-// Buyers are not snapshotted: a load rebuilds them from the orders, so a
-// snapshot need not rewrite the entries new orders touch. A buyer whose
-// newest order leaves memory leaves with it (its slot is reused).
-type buyer struct {
-	check  uint64 // a second hash of the id, under another seed
-	newest engine.OrderID
-}
+// Buyers with an order in memory are found in a buyerTable, which holds
+// each one's newest order. Buyers are not snapshotted: a load rebuilds them
+// from the orders, so a snapshot need not rewrite the entries new orders
+// touch. A buyer whose newest order leaves memory leaves with it.
 
-// bytesPerBuyer estimates a buyer's memory: its entry and its map entry.
-const bytesPerBuyer = 16 + 48
+// bytesPerBuyer estimates a buyer's memory: its 24-byte slot in a table
+// that is at least three eighths full (just after it doubled).
+const bytesPerBuyer = 64
 
 // bytesPerRef estimates an order's table entry, with the slack of a
 // growing slice.
@@ -178,12 +171,11 @@ type Store struct {
 		sync.RWMutex
 		partitions [partitionsMax]*partitionTable
 		arena      [][]byte
-		// buyers are found by a 64-bit hash of their id (a map the
+		// buyers are found by a 64-bit hash of their id (a table the
 		// collector need not scan); the rare id whose hash another id
-		// already holds goes to buyerCollisions.
-		buyers          []buyer
-		buyerByHash     map[uint64]uint32
-		buyerCollisions map[string]uint32
+		// already holds goes to buyerCollisions, with its newest order.
+		buyers          buyerTable
+		buyerCollisions map[string]engine.OrderID
 		// statusDirty has a bit per arena chunk, set when an order
 		// encoded in that chunk changes status: the next snapshot rewrites
 		// that chunk's statuses, and only those.
@@ -191,9 +183,7 @@ type Store struct {
 		// firstResident is the oldest arena chunk in memory; the chunks
 		// before it are nil, their orders in the cold tier.
 		firstResident int
-		// freeBuyers are buyer slots to reuse.
-		freeBuyers []uint32
-		closed     bool
+		closed        bool
 	}
 	// cold is the disk tier (nil without Config.Dir).
 	cold *cold
@@ -265,8 +255,8 @@ func Open(cfg Config) (*Store, error) {
 // loads can be moved over as it is.
 func newStore(cfg Config, seed, checkSeed maphash.Seed) *Store {
 	s := &Store{cfg: cfg, seed: seed, checkSeed: checkSeed}
-	s.mu.buyerByHash = make(map[uint64]uint32)
-	s.mu.buyerCollisions = make(map[string]uint32)
+	s.mu.buyers = newBuyerTable(0)
+	s.mu.buyerCollisions = make(map[string]engine.OrderID)
 	return s
 }
 
@@ -382,79 +372,81 @@ func (s *Store) placeLocked(ev *engine.Event) error {
 	}
 	s.scratch = encodeOrder(s.scratch[:0], p, ev)
 	off := s.appendArenaLocked(s.scratch)
-	bi, _ := s.buyerLocked(ev.BuyerID, true)
-	b := &s.mu.buyers[bi]
-	t.push(orderRef{offset: off + 1, status: engine.StatusPending, prevByBuyer: b.newest, buyer: bi})
-	b.newest = ev.OrderID
+	prev := s.swapNewestLocked(ev.BuyerID, ev.OrderID)
+	t.push(orderRef{offset: off + 1, status: engine.StatusPending, prevByBuyer: prev})
 	s.orders.Add(1)
 	s.memoryOrders.Add(1)
 	return nil
 }
 
-// buyerLocked finds a buyer's entry and returns its index, creating it if
-// create is set (else ok is false for a buyer with no order in memory).
-// REQUIRES: s.mu held (for writing if create).
+// swapNewestLocked makes order the newest of buyer id and returns the
+// buyer's newest before it (0 for a buyer with no order in memory).
+// REQUIRES: s.mu held for writing.
 //
 // A buyer is recognised by two 64-bit hashes of its id under independent
 // seeds rather than by reading its id back from the arena: that read was a
 // cache miss per order, a quarter of the store's time. Two ids that agree
 // on both hashes (odds about 2^-128) would share a history.
-func (s *Store) buyerLocked(id string, create bool) (index uint32, ok bool) {
+func (s *Store) swapNewestLocked(id string, order engine.OrderID) (prev engine.OrderID) {
 	h := maphash.String(s.seed, id)
-	if i, ok := s.mu.buyerByHash[h]; ok {
-		if s.mu.buyers[i].check == maphash.String(s.checkSeed, id) {
-			return i, true
+	check := maphash.String(s.checkSeed, id)
+	if b := s.mu.buyers.find(h); b != nil {
+		if b.check == check {
+			prev, b.newest = b.newest, order
+			return prev
 		}
-		if j, ok := s.mu.buyerCollisions[id]; ok {
-			return j, true
+		prev, ok := s.mu.buyerCollisions[id]
+		if !ok {
+			s.liveBuyers.Add(1)
+			id = strings.Clone(id)
 		}
-		if !create {
-			return 0, false
-		}
-		j := s.newBuyerLocked(id)
-		s.mu.buyerCollisions[strings.Clone(id)] = j
-		return j, true
+		s.mu.buyerCollisions[id] = order
+		return prev
 	}
-	if !create {
+	s.liveBuyers.Add(1)
+	s.mu.buyers.put(h, check, order)
+	return 0
+}
+
+// newestLocked returns buyer id's newest order in memory, and whether it
+// has one. REQUIRES: s.mu held.
+func (s *Store) newestLocked(id string) (engine.OrderID, bool) {
+	h := maphash.String(s.seed, id)
+	b := s.mu.buyers.find(h)
+	if b == nil {
 		return 0, false
 	}
-	i := s.newBuyerLocked(id)
-	s.mu.buyerByHash[h] = i
-	return i, true
+	if b.check == maphash.String(s.checkSeed, id) {
+		return b.newest, true
+	}
+	newest, ok := s.mu.buyerCollisions[id]
+	return newest, ok
 }
 
-func (s *Store) newBuyerLocked(id string) uint32 {
-	s.liveBuyers.Add(1)
-	entry := buyer{check: maphash.String(s.checkSeed, id)}
-	if n := len(s.mu.freeBuyers); n > 0 {
-		i := s.mu.freeBuyers[n-1]
-		s.mu.freeBuyers = s.mu.freeBuyers[:n-1]
-		s.mu.buyers[i] = entry
-		return i
-	}
-	if len(s.mu.buyers) >= buyersMax {
-		// Four billion buyers in memory is past any festival; an index that
-		// wrapped would give buyers each other's histories.
-		panic(fmt.Sprintf("orders: more than %d buyers", buyersMax))
-	}
-	s.mu.buyers = append(s.mu.buyers, entry)
-	return uint32(len(s.mu.buyers) - 1)
-}
-
-// dropBuyerLocked forgets buyer i, whose id is id, once its newest order
-// has left memory. REQUIRES: s.mu held for writing.
-func (s *Store) dropBuyerLocked(id string, i uint32) {
+// dropBuyerIfNewestLocked forgets buyer id if order, leaving memory, is its
+// newest: its other orders in memory are older and have left before it.
+// REQUIRES: s.mu held for writing.
+func (s *Store) dropBuyerIfNewestLocked(id string, order engine.OrderID) {
 	h := maphash.String(s.seed, id)
-	if j, ok := s.mu.buyerByHash[h]; ok && j == i {
-		delete(s.mu.buyerByHash, h)
-	} else if j, ok := s.mu.buyerCollisions[id]; ok && j == i {
-		delete(s.mu.buyerCollisions, id)
-	} else {
-		panic(fmt.Sprintf("orders: buyer %d (%q) is in no index", i, id))
+	b := s.mu.buyers.find(h)
+	switch {
+	case b == nil:
+		panic(fmt.Sprintf("orders: buyer %q of order %v is in no index", id, order))
+	case b.check == maphash.String(s.checkSeed, id):
+		if b.newest == order {
+			s.mu.buyers.remove(b)
+			s.liveBuyers.Add(-1)
+		}
+	default:
+		newest, ok := s.mu.buyerCollisions[id]
+		if !ok {
+			panic(fmt.Sprintf("orders: buyer %q of order %v is in no index", id, order))
+		}
+		if newest == order {
+			delete(s.mu.buyerCollisions, id)
+			s.liveBuyers.Add(-1)
+		}
 	}
-	s.mu.buyers[i] = buyer{}
-	s.mu.freeBuyers = append(s.mu.freeBuyers, i)
-	s.liveBuyers.Add(-1)
 }
 
 // appendArenaLocked copies body into the arena (length-prefixed) and
@@ -568,8 +560,8 @@ func (s *Store) ListByBuyer(buyerID string, limit int, cursor string) ([]Order, 
 	s.mu.RLock()
 	next := start
 	if start == 0 {
-		if bi, ok := s.buyerLocked(buyerID, false); ok {
-			next = s.mu.buyers[bi].newest
+		if newest, ok := s.newestLocked(buyerID); ok {
+			next = newest
 		}
 	}
 	for next != 0 && len(out) <= limit {
@@ -707,7 +699,7 @@ func (s *Store) Close() error {
 	}
 	s.mu.closed = true
 	s.freeArenaLocked()
-	s.mu.buyers, s.mu.buyerByHash, s.mu.buyerCollisions = nil, nil, nil
+	s.mu.buyers, s.mu.buyerCollisions = buyerTable{}, nil
 	s.mu.statusDirty = nil
 	for i := range s.mu.partitions {
 		s.mu.partitions[i] = nil

@@ -1,0 +1,151 @@
+package projection_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/logistics"
+	gmvp "github.com/fest-platform/fest/internal/projection/gmv"
+	"github.com/fest-platform/fest/internal/projection/orders"
+)
+
+// BenchmarkFollowFestival measures the read side per order as the server
+// runs it: the GMV board, the order store and logistics following a journal
+// the real engine wrote (so order lines carry their SKU slots), over a
+// catalog large enough that their tables do not fit in the cache (20,000
+// brands, 200,000 merchants, 800,000 SKUs, 1,000,000 buyers), each order
+// placed and paid. FEST_BENCH_ORDERS sets the orders (default 300,000).
+// It reports ns per order and the process's CPU ns per order (the machine
+// may be shared; the engine is idle while the projections follow), the
+// journal's decoding included; the catalog's events are applied before the
+// timer starts.
+func BenchmarkFollowFestival(b *testing.B) {
+	ordersN := 300_000
+	if v, err := strconv.Atoi(os.Getenv("FEST_BENCH_ORDERS")); err == nil && v > 0 {
+		ordersN = v
+	}
+	const brands, merchants, skusPerMerchant, buyers = 20_000, 200_000, 4, 1_000_000
+	eng, err := engine.Open(engine.Config{Dir: b.TempDir(), Partitions: 8, NoSync: true, SnapshotEveryBytes: -1, Logger: quiet})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer eng.Close()
+	run := func(cmds []engine.Command) []engine.Request {
+		batch := engine.NewBatch(len(cmds))
+		for _, c := range cmds {
+			batch.Add(c)
+		}
+		eng.Submit(batch)
+		batch.Wait()
+		return batch.Requests
+	}
+	must := func(reqs []engine.Request) {
+		for i := range reqs {
+			if !reqs[i].Result.OK() {
+				b.Fatalf("%v: %v", reqs[i].Command.Kind, reqs[i].Result.Err())
+			}
+		}
+	}
+	var cmds []engine.Command
+	flush := func() {
+		must(run(cmds))
+		cmds = cmds[:0]
+	}
+	for i := range brands {
+		cmds = append(cmds, engine.Command{Kind: engine.KindUpsertBrand, Brand: &engine.Brand{ID: fmt.Sprintf("b%d", i), Name: "b", Country: []string{"CN", "US", "JP", "FR"}[i%4], LastYearGMV: int64(i%7) * 1_000_00, Emerging: i%10 == 0}})
+		if len(cmds) == 4096 {
+			flush()
+		}
+	}
+	flush()
+	for m := range merchants {
+		cmds = append(cmds, engine.Command{Kind: engine.KindUpsertMerchant, Merchant: &engine.Merchant{ID: fmt.Sprintf("m%d", m), Name: "m", BrandID: fmt.Sprintf("b%d", m%brands), Kind: engine.MerchantKind(1 + m%3), Industry: fmt.Sprintf("ind-%d", m%200), Region: fmt.Sprintf("CN-%d", m%30)}})
+		if len(cmds) == 4096 {
+			flush()
+		}
+	}
+	flush()
+	for m := range merchants {
+		for k := range skusPerMerchant {
+			cmds = append(cmds, engine.Command{Kind: engine.KindUpsertSKU, SKU: &engine.SKU{ID: fmt.Sprintf("s%d-%d", m, k), MerchantID: fmt.Sprintf("m%d", m), BrandID: fmt.Sprintf("b%d", (m+k)%brands), Category: fmt.Sprintf("c%d", k+4*(m%10)), Title: "t", Price: 100 + int64(k), Stock: 1_000_000}})
+			if len(cmds) == 4096 {
+				flush()
+			}
+		}
+	}
+	flush()
+	catalogEnd := eng.Durable()
+	rng := rand.New(rand.NewPCG(1, 2))
+	buyerIDs := make([]string, 4096)
+	for placed := 0; placed < ordersN; {
+		n := min(2048, ordersN-placed)
+		for i := range n {
+			m := rng.IntN(merchants)
+			items := []engine.Item{{SKUID: fmt.Sprintf("s%d-%d", m, rng.IntN(skusPerMerchant)), Quantity: 1}}
+			if i%3 == 0 {
+				items = append(items, engine.Item{SKUID: fmt.Sprintf("s%d-%d", m, rng.IntN(skusPerMerchant)), Quantity: 2})
+			}
+			buyerIDs[i%len(buyerIDs)] = fmt.Sprintf("u%d", rng.IntN(buyers))
+			cmds = append(cmds, engine.Command{Kind: engine.KindPlaceOrder, Order: engine.Order{BuyerID: buyerIDs[i%len(buyerIDs)], Region: fmt.Sprintf("CN-%d", i%30), Channel: []string{"app", "web", "live:1"}[i%3], Items: items}})
+		}
+		reqs := run(cmds)
+		must(reqs)
+		cmds = cmds[:0]
+		for i := range reqs {
+			cmds = append(cmds, engine.Command{Kind: engine.KindPay, OrderID: reqs[i].Result.OrderID, Amount: reqs[i].Result.Total})
+		}
+		flush()
+		placed += n
+	}
+	end := eng.Durable()
+	errDone := errors.New("caught up")
+	follow := func(store *orders.Store, g *gmvp.Projection, l *logistics.Logistics, from, to uint64) {
+		err := eng.Follow(context.Background(), from, func(ev *engine.Event) error {
+			if err := store.Apply(ev); err != nil {
+				return err
+			}
+			if err := g.Apply(ev); err != nil {
+				return err
+			}
+			if err := l.Apply(ev); err != nil {
+				return err
+			}
+			if ev.Last {
+				store.Commit(ev.Position, ev.At)
+				g.Commit(ev.Position, ev.At)
+				l.Commit(ev.Position, ev.At)
+				if ev.Position >= to {
+					return errDone
+				}
+			}
+			return nil
+		})
+		if !errors.Is(err, errDone) {
+			b.Fatalf("follow from %d to %d: %v", from, to, err)
+		}
+	}
+	var cpuNanos int64
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		store, _ := orders.Open(orders.Config{})
+		g, _ := gmvp.New(gmvp.Config{})
+		l, _ := logistics.New(logistics.Config{})
+		follow(store, g, l, 0, catalogEnd)
+		b.StartTimer()
+		cpu := processCPUNanos()
+		follow(store, g, l, catalogEnd, end)
+		cpuNanos += processCPUNanos() - cpu
+		b.StopTimer()
+		store.Close()
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*ordersN), "ns/order")
+	b.ReportMetric(float64(cpuNanos)/float64(b.N*ordersN), "cpu-ns/order")
+}

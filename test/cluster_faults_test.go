@@ -404,11 +404,26 @@ func faultCatalog(t *testing.T, nodes []*fest) []string {
 func auditCluster(t *testing.T, nodes []*fest, l *faultLoad) {
 	t.Helper()
 	for _, f := range nodes {
-		auditNode(t, f, l)
+		auditNode(t, nodes, f, l)
 	}
 }
 
-func auditNode(t *testing.T, f *fest, l *faultLoad) {
+// skuEverywhere is a SKU's stock as every node reports it, for a failure's
+// message.
+func skuEverywhere(nodes []*fest, sku string) string {
+	var b strings.Builder
+	for i, f := range nodes {
+		r, err := f.call("GET", "/v1/skus/"+sku, adminToken, nil)
+		if err != nil {
+			fmt.Fprintf(&b, "node-%d: %v\n", i+1, err)
+			continue
+		}
+		fmt.Fprintf(&b, "node-%d: %d %s\n", i+1, r.Status, r.Body)
+	}
+	return b.String()
+}
+
+func auditNode(t *testing.T, nodes []*fest, f *fest, l *faultLoad) {
 	t.Helper()
 	ctx := context.Background()
 	c, err := client.New(client.Config{Addr: f.URL, Token: storefrontToken})
@@ -517,8 +532,8 @@ func auditNode(t *testing.T, f *fest, l *faultLoad) {
 				break
 			}
 			if time.Now().After(deadline) {
-				t.Fatalf("%s: sku %s: available %d + reserved %d + sold %d (%v); its listed orders: %d pending, %d paid, of %d",
-					f.URL, sku, s.Available, s.Reserved, s.Sold, err, pending[sku], sold[sku], clusterTestStock)
+				t.Fatalf("%s: sku %s: available %d + reserved %d + sold %d (%v); its listed orders: %d pending, %d paid, of %d\nthe sku on every node:\n%s\nthe streams:\n%s",
+					f.URL, sku, s.Available, s.Reserved, s.Sold, err, pending[sku], sold[sku], clusterTestStock, skuEverywhere(nodes, sku), f.streamEnds())
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
@@ -677,43 +692,71 @@ func TestClusterSIGSTOPPastLease(t *testing.T) {
 	cont()
 	t.Logf("%s resumed with SIGCONT %.1f s after the stop", name, resumedAt.Sub(stoppedAt).Seconds())
 
-	// Its GET /v1/cluster shows the new owners. A node that finds a write
-	// of its own fenced exits instead; restart it then.
-	for {
+	// A node that finds a write of its own fenced exits: restart it then,
+	// as its supervisor would.
+	restarted := false
+	checkExit := func() {
 		select {
 		case <-stopped.done:
-			out := stopped.out.String()
-			if !strings.Contains(out, "fenced") {
-				t.Fatalf("%s exited after SIGCONT, not for being fenced:\n%s", name, out)
-			}
-			t.Logf("%s exited %.1f s after SIGCONT, fenced (fail-stop); restarting it on its directory", name, time.Since(resumedAt).Seconds())
-			stopped.cmd = nil
-			urlCh := make(chan string, 1)
-			stopped.launch(urlCh)
-			select {
-			case <-urlCh:
-			case <-stopped.done:
-				t.Fatalf("%s exited at its restart:\n%s", name, stopped.out)
-			case <-time.After(clusterTestWaitMax):
-				t.Fatalf("%s did not listen at its restart:\n%s", name, stopped.out)
-			}
-			stopped.ready()
 		default:
+			return
 		}
+		out := stopped.out.String()
+		if restarted || !strings.Contains(out, "fenced") {
+			t.Fatalf("%s exited after SIGCONT, not for being fenced or after its restart:\n%s", name, out)
+		}
+		restarted = true
+		t.Logf("%s exited %.1f s after SIGCONT, fenced (fail-stop); restarting it on its directory", name, time.Since(resumedAt).Seconds())
+		stopped.cmd = nil
+		urlCh := make(chan string, 1)
+		stopped.launch(urlCh)
+		select {
+		case <-urlCh:
+		case <-stopped.done:
+			t.Fatalf("%s exited at its restart:\n%s", name, stopped.out)
+		case <-time.After(clusterTestWaitMax):
+			t.Fatalf("%s did not listen at its restart:\n%s", name, stopped.out)
+		}
+		stopped.ready()
+		t.Logf("%s ready again %.1f s after SIGCONT", name, time.Since(resumedAt).Seconds())
+	}
+	// Its GET /v1/cluster shows the new owners: none of the partitions it
+	// held is its own any more (right after SIGCONT it may still answer
+	// from its view of before the stop, docs/cluster.md "Known defects" 2).
+	newOwners := func(sv faultView) bool {
+		if !sv.owned(all) || !sv.alive(all) {
+			return false
+		}
+		for p := range sv.ownedBy(name) {
+			if _, ok := held[p]; ok {
+				return false
+			}
+		}
+		return true
+	}
+	stale := false
+	for {
+		checkExit()
 		sv, err := faultClusterView(stopped)
-		if err == nil && sv.owned(all) && sv.alive(all) {
-			t.Logf("%s sees every partition owned %.1f s after SIGCONT: %v on %s", name, time.Since(resumedAt).Seconds(), sv.ownedBy(name), name)
+		if err == nil && newOwners(sv) {
+			t.Logf("%s shows the new owners %.1f s after SIGCONT (it owns %v)", name, time.Since(resumedAt).Seconds(), sv.ownedBy(name))
 			break
+		}
+		if err == nil && !stale && len(sv.ownedBy(name)) > 0 {
+			stale = true
+			t.Logf("%s answers GET /v1/cluster from its view before the stop: it owns %v", name, sv.ownedBy(name))
 		}
 		if time.Since(resumedAt) > clusterTestWaitMax {
 			t.Fatalf("%s after SIGCONT: GET /v1/cluster %+v %v\n%s", name, sv, err, stopped.out)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	// The rebalancing gives it its share back; the load goes on meanwhile.
+	// The rebalancing gives it its share back; the load goes on
+	// meanwhile.
 	for {
+		checkExit()
 		sv, err := faultClusterView(stopped)
-		if err == nil && sv.owned(all) && len(sv.ownedBy(name)) > 0 {
+		if err == nil && sv.owned(all) && sv.alive(all) && len(sv.ownedBy(name)) > 0 {
 			t.Logf("%s owns partitions %v again %.1f s after SIGCONT", name, sv.ownedBy(name), time.Since(resumedAt).Seconds())
 			break
 		}
@@ -725,6 +768,7 @@ func TestClusterSIGSTOPPastLease(t *testing.T) {
 	rejoined := time.Now()
 	load.waitServedAgain(rejoined, clusterTestWaitMax, "after the rejoin")
 	load.stop()
+	requireRunning(t, nodes)
 
 	auditCluster(t, nodes, load)
 	recs := checkStreams(t, clusterNATS[nodes[0]]+","+clusterNATS[nodes[1]]+","+clusterNATS[nodes[2]])
@@ -904,14 +948,8 @@ func TestClusterKillOneNATSServer(t *testing.T) {
 	// on for a while past that.
 	load.waitServedAgain(killed, clusterTestWaitMax, "after the NATS server's kill")
 	load.waitAcks(200, clusterTestWaitMax, "load after the NATS server's kill")
-	for _, f := range nodes {
-		select {
-		case <-f.done:
-			t.Fatalf("%s exited after the NATS server's kill:\n%s", f.URL, f.out)
-		default:
-		}
-	}
 	load.stop()
+	requireRunning(t, nodes)
 	auditCluster(t, nodes, load)
 	checkStreams(t, servers[0].url+","+servers[1].url)
 	t.Logf("whole test %v", time.Since(start).Round(time.Millisecond))
@@ -987,6 +1025,18 @@ func TestClusterKillAllRestart(t *testing.T) {
 	load.buyers = uniqueStrings(load.buyers)
 	auditCluster(t, nodes, load)
 	t.Logf("whole test %v", time.Since(start).Round(time.Millisecond))
+}
+
+// requireRunning fails the test if a node has exited.
+func requireRunning(t *testing.T, nodes []*fest) {
+	t.Helper()
+	for i, f := range nodes {
+		select {
+		case <-f.done:
+			t.Fatalf("node-%d has exited:\n%s", i+1, f.out)
+		default:
+		}
+	}
 }
 
 // uniqueStrings returns ss without repeats, in their first order.

@@ -433,77 +433,21 @@ func auditNode(t *testing.T, nodes []*fest, f *fest, l *faultLoad) {
 	defer c.Close()
 	start := time.Now()
 	deadline := start.Add(faultAuditWaitMax)
-	type listed struct {
-		order client.Order
-		times int
-	}
-	var seen map[string]*listed
+	// Each round reads the lists, the stock and GMV again: the node's
+	// followers trail the owners, and a request the load gave up on (its
+	// timeout, or the load's end) may still be applied after the lists
+	// were read.
+	var seen map[string]*faultListed
 	for {
-		seen = map[string]*listed{}
-		for _, buyer := range l.buyers {
-			cursor := ""
-			for {
-				page, next, err := c.BuyerOrders(ctx, buyer, faultBuyerPageMax, cursor)
-				if err != nil {
-					t.Fatalf("%s: orders of %s: %v\nits read models:\n%s\nthe streams:\n%s", f.URL, buyer, err, f.projectionMetrics(), f.streamEnds())
-				}
-				for _, o := range page {
-					if s := seen[o.ID]; s != nil {
-						s.times++
-					} else {
-						seen[o.ID] = &listed{order: o, times: 1}
-					}
-				}
-				if next == "" {
-					break
-				}
-				cursor = next
-			}
-		}
-		missing, unpaid := 0, 0
-		for id := range l.acked {
-			s := seen[id]
-			switch {
-			case s == nil:
-				missing++
-			case l.paid[id] && s.order.Status != "paid":
-				unpaid++
-			}
-		}
-		if missing == 0 && unpaid == 0 {
+		var problem string
+		seen, problem = auditRound(t, ctx, c, nodes, f, l)
+		if problem == "" {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: of %d acknowledged orders %d are not in their buyer's list and %d acknowledged payments not paid, after %v\nthe streams:\n%s",
-				f.URL, len(l.acked), missing, unpaid, faultAuditWaitMax, f.streamEnds())
+			t.Fatalf("%s: after %v: %s\nthe streams:\n%s", f.URL, faultAuditWaitMax, problem, f.streamEnds())
 		}
 		time.Sleep(100 * time.Millisecond)
-	}
-	pending, sold := map[string]int64{}, map[string]int64{}
-	var paidGMV int64
-	for id, s := range seen {
-		if s.times != 1 {
-			t.Fatalf("%s: order %s listed %d times", f.URL, id, s.times)
-		}
-		o := s.order
-		switch o.Status {
-		case "pending_payment":
-		case "paid":
-			paidGMV += o.Total
-		default:
-			t.Fatalf("%s: order %s is %s: nothing in this test cancels or expires an order", f.URL, id, o.Status)
-		}
-		if len(o.Items) != 1 {
-			t.Fatalf("%s: order %s has %d lines, the load places one", f.URL, id, len(o.Items))
-		}
-		if a, ok := l.acked[id]; ok && (o.Items[0].SKUID != a.sku || o.Items[0].Quantity != a.quantity || o.Total != a.total) {
-			t.Fatalf("%s: order %s is %+v, acknowledged as %+v", f.URL, id, o, a)
-		}
-		if o.Status == "paid" {
-			sold[o.Items[0].SKUID] += int64(o.Items[0].Quantity)
-		} else {
-			pending[o.Items[0].SKUID] += int64(o.Items[0].Quantity)
-		}
 	}
 	// Each acknowledged order readable on its own too (forwarded to its
 	// partition's owner): a sample, since the lists above hold them all.
@@ -516,39 +460,97 @@ func auditNode(t *testing.T, nodes []*fest, f *fest, l *faultLoad) {
 			t.Fatalf("%s: order %s: %v", f.URL, id, err)
 		}
 	}
-	// Stock, once this node's copy of every SKU has applied what its list
-	// showed (the list and the stock are fed from the same streams, a
-	// moment apart).
-	for _, sku := range l.skus {
+	t.Logf("%s: audit of %d orders (%d acknowledged) passed in %v", f.URL, len(seen), len(l.acked), time.Since(start).Round(time.Millisecond))
+}
+
+// faultListed is an order as a buyer's list shows it, and how often.
+type faultListed struct {
+	order client.Order
+	times int
+}
+
+// auditRound reads f's lists, stock and GMV once and returns what does not
+// hold yet ("" when everything does); what can never come right (an order
+// listed twice, or other than the load placed it) fails the test at once.
+func auditRound(t *testing.T, ctx context.Context, c *client.Client, nodes []*fest, f *fest, l *faultLoad) (map[string]*faultListed, string) {
+	t.Helper()
+	seen := map[string]*faultListed{}
+	for _, buyer := range l.buyers {
+		cursor := ""
 		for {
-			r, err := f.call("GET", "/v1/skus/"+sku, adminToken, nil)
-			var s skuView
-			if err == nil && r.Status == 200 {
-				err = json.Unmarshal(r.Body, &s)
-			} else if err == nil {
-				err = fmt.Errorf("GET /v1/skus/%s: %d %s", sku, r.Status, r.Body)
+			page, next, err := c.BuyerOrders(ctx, buyer, faultBuyerPageMax, cursor)
+			if err != nil {
+				t.Fatalf("%s: orders of %s: %v\nits read models:\n%s\nthe streams:\n%s", f.URL, buyer, err, f.projectionMetrics(), f.streamEnds())
 			}
-			if err == nil && s.Available+s.Reserved+s.Sold == clusterTestStock && s.Reserved == pending[sku] && s.Sold == sold[sku] {
+			for _, o := range page {
+				if s := seen[o.ID]; s != nil {
+					s.times++
+				} else {
+					seen[o.ID] = &faultListed{order: o, times: 1}
+				}
+			}
+			if next == "" {
 				break
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: sku %s: available %d + reserved %d + sold %d (%v); its listed orders: %d pending, %d paid, of %d\nthe sku on every node:\n%s\nthe streams:\n%s",
-					f.URL, sku, s.Available, s.Reserved, s.Sold, err, pending[sku], sold[sku], clusterTestStock, skuEverywhere(nodes, sku), f.streamEnds())
-			}
-			time.Sleep(50 * time.Millisecond)
+			cursor = next
 		}
 	}
-	for {
-		g, err := c.GMV(ctx)
-		if err == nil && g.GMV.Amount == paidGMV {
-			break
+	pending, sold := map[string]int64{}, map[string]int64{}
+	var paidGMV int64
+	for id, s := range seen {
+		if s.times != 1 {
+			t.Fatalf("%s: order %s listed %d times", f.URL, id, s.times)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: GMV %+v (%v), paid orders %d", f.URL, g.GMV, err, paidGMV)
+		o := s.order
+		if len(o.Items) != 1 {
+			t.Fatalf("%s: order %s has %d lines, the load places one", f.URL, id, len(o.Items))
 		}
-		time.Sleep(50 * time.Millisecond)
+		if a, ok := l.acked[id]; ok && (o.Items[0].SKUID != a.sku || o.Items[0].Quantity != a.quantity || o.Total != a.total) {
+			t.Fatalf("%s: order %s is %+v, acknowledged as %+v", f.URL, id, o, a)
+		}
+		switch o.Status {
+		case "pending_payment":
+			pending[o.Items[0].SKUID] += int64(o.Items[0].Quantity)
+		case "paid":
+			paidGMV += o.Total
+			sold[o.Items[0].SKUID] += int64(o.Items[0].Quantity)
+		default:
+			t.Fatalf("%s: order %s is %s: nothing in this test cancels or expires an order", f.URL, id, o.Status)
+		}
 	}
-	t.Logf("%s: audit of %d orders (%d acknowledged) passed in %v", f.URL, len(seen), len(l.acked), time.Since(start).Round(time.Millisecond))
+	missing, unpaid := 0, 0
+	for id := range l.acked {
+		s := seen[id]
+		switch {
+		case s == nil:
+			missing++
+		case l.paid[id] && s.order.Status != "paid":
+			unpaid++
+		}
+	}
+	if missing > 0 || unpaid > 0 {
+		return seen, fmt.Sprintf("of %d acknowledged orders %d are not in their buyer's list, and %d acknowledged payments not paid", len(l.acked), missing, unpaid)
+	}
+	// Stock conserved: reserved the pending orders' quantities, sold the
+	// paid ones', out of what each SKU started with.
+	for _, sku := range l.skus {
+		r, err := f.call("GET", "/v1/skus/"+sku, adminToken, nil)
+		var s skuView
+		if err == nil && r.Status == 200 {
+			err = json.Unmarshal(r.Body, &s)
+		} else if err == nil {
+			err = fmt.Errorf("GET /v1/skus/%s: %d %s", sku, r.Status, r.Body)
+		}
+		if err != nil || s.Available+s.Reserved+s.Sold != clusterTestStock || s.Reserved != pending[sku] || s.Sold != sold[sku] {
+			return seen, fmt.Sprintf("sku %s: available %d + reserved %d + sold %d (%v); its listed orders: %d pending, %d paid, of %d\nthe sku on every node:\n%s",
+				sku, s.Available, s.Reserved, s.Sold, err, pending[sku], sold[sku], clusterTestStock, skuEverywhere(nodes, sku))
+		}
+	}
+	g, err := c.GMV(ctx)
+	if err != nil || g.GMV.Amount != paidGMV {
+		return seen, fmt.Sprintf("GMV %+v (%v), paid orders %d", g.GMV, err, paidGMV)
+	}
+	return seen, ""
 }
 
 // streamRecord is one message of a partition's stream, as the audit of the

@@ -52,6 +52,9 @@ const (
 	// faultAuditWaitMax bounds waiting for a node's reads to catch up with
 	// the acknowledgements (its followers trail the owners).
 	faultAuditWaitMax = 30 * time.Second
+	// faultLogTailLines is how much of each node's output a failed test
+	// logs.
+	faultLogTailLines = 40
 	// faultBuyerPageMax is the largest page of a buyer's orders (API.md).
 	faultBuyerPageMax = 1000
 )
@@ -639,6 +642,7 @@ func checkStreams(t *testing.T, urls string) map[int][]streamRecord {
 func TestClusterSIGSTOPPastLease(t *testing.T) {
 	start := time.Now()
 	nodes := startClusterNodes(t, 3)
+	logTailsOnFailure(t, nodes)
 	t.Logf("three nodes ready in %v", time.Since(start).Round(time.Millisecond))
 	all := map[string]bool{"node-1": true, "node-2": true, "node-3": true}
 	for _, f := range nodes {
@@ -708,7 +712,13 @@ func TestClusterSIGSTOPPastLease(t *testing.T) {
 			t.Fatalf("%s exited after SIGCONT, not for being fenced or after its restart:\n%s", name, out)
 		}
 		restarted = true
-		t.Logf("%s exited %.1f s after SIGCONT, fenced (fail-stop); restarting it on its directory", name, time.Since(resumedAt).Seconds())
+		var why []string
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "fenced") && len(why) < 3 {
+				why = append(why, l)
+			}
+		}
+		t.Logf("%s exited %.1f s after SIGCONT, fenced (fail-stop); restarting it on its directory. Its log:\n%s", name, time.Since(resumedAt).Seconds(), strings.Join(why, "\n"))
 		stopped.cmd = nil
 		urlCh := make(chan string, 1)
 		stopped.launch(urlCh)
@@ -924,6 +934,7 @@ func TestClusterKillOneNATSServer(t *testing.T) {
 		nodes[i] = f
 		clusterNATS[f] = natsURLs
 	}
+	logTailsOnFailure(t, nodes)
 	for _, f := range nodes {
 		f.ready()
 		// fest nats has fest's settings: the nodes' start-up check read
@@ -963,6 +974,7 @@ func TestClusterKillOneNATSServer(t *testing.T) {
 func TestClusterKillAllRestart(t *testing.T) {
 	start := time.Now()
 	nodes := startClusterNodes(t, 3)
+	logTailsOnFailure(t, nodes)
 	t.Logf("three nodes ready in %v", time.Since(start).Round(time.Millisecond))
 	all := map[string]bool{"node-1": true, "node-2": true, "node-3": true}
 	for _, f := range nodes {
@@ -1025,6 +1037,34 @@ func TestClusterKillAllRestart(t *testing.T) {
 	load.buyers = uniqueStrings(load.buyers)
 	auditCluster(t, nodes, load)
 	t.Logf("whole test %v", time.Since(start).Round(time.Millisecond))
+}
+
+// logTailsOnFailure logs the end of every node's output when the test has
+// failed, since a failure on one node is often explained on another.
+func logTailsOnFailure(t *testing.T, nodes []*fest) {
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		for i, f := range nodes {
+			state := "running"
+			select {
+			case <-f.done:
+				state = "exited"
+			default:
+			}
+			lines := strings.Split(strings.TrimSpace(f.out.String()), "\n")
+			var kept []string
+			for _, l := range lines {
+				// The NATS servers' route chatter drowns the rest.
+				if !strings.Contains(l, "Route connection") && !strings.Contains(l, "Router connection") && !strings.Contains(l, "Error trying to connect to route") {
+					kept = append(kept, l)
+				}
+			}
+			kept = kept[max(0, len(kept)-faultLogTailLines):]
+			t.Logf("node-%d (%s), the last %d lines of its output:\n%s", i+1, state, len(kept), strings.Join(kept, "\n"))
+		}
+	})
 }
 
 // requireRunning fails the test if a node has exited.

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -261,11 +260,6 @@ type clusterOrder struct {
 // readable exactly once from each survivor, stock is conserved per SKU and
 // each survivor's GMV is the sum of the paid orders.
 func TestClusterKillOneNode(t *testing.T) {
-	if os.Getenv("FEST_CLUSTER_ACCEPTANCE") == "" {
-		// Not yet passing reliably (docs/cluster.md, "What is left", step
-		// 7): run it with FEST_CLUSTER_ACCEPTANCE=1.
-		t.Skip("set FEST_CLUSTER_ACCEPTANCE=1: the three-node acceptance does not pass reliably yet (docs/cluster.md, step 7)")
-	}
 	start := time.Now()
 	nodes := startClusterNodes(t, 3)
 	t.Logf("three nodes ready in %v", time.Since(start).Round(time.Millisecond))
@@ -382,11 +376,30 @@ func TestClusterKillOneNode(t *testing.T) {
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
+		t.Logf("partition %d served again %v after the kill", p, time.Since(killed).Round(time.Millisecond))
 	}
 	servedAgain := time.Since(killed)
 	t.Logf("every partition with orders served again %v after the kill", servedAgain.Round(time.Millisecond))
 	if servedAgain > clusterTestServedAgainMax {
 		t.Errorf("partitions served again %v after the kill, budget %v", servedAgain, clusterTestServedAgainMax)
+	}
+	if testing.Verbose() || servedAgain > clusterTestServedAgainMax {
+		for i, f := range survivors {
+			t.Logf("node-%d's log after the kill:\n%s", i+1, f.logSince(killed))
+		}
+	}
+	// The survivors' /metrics show the take-overs and their failover time
+	// (docs/cluster.md, "What to watch").
+	takeOvers := 0.0
+	for i, f := range survivors {
+		m := f.clusterMetrics()
+		takeOvers += m["fest_cluster_takeovers_total"]
+		t.Logf("node-%d: %v take-overs, the last one's failover %.3f s (after the lease: %.3f s), lease changes acquired %v lost %v",
+			i+1, m["fest_cluster_takeovers_total"], m["fest_cluster_failover_seconds"], m["fest_cluster_takeover_seconds"],
+			m[`fest_cluster_lease_changes_total{change="acquired"}`], m[`fest_cluster_lease_changes_total{change="lost"}`])
+	}
+	if takeOvers == 0 {
+		t.Errorf("no survivor counts a take-over in fest_cluster_takeovers_total")
 	}
 	for _, f := range survivors {
 		for {
@@ -483,6 +496,47 @@ func TestClusterKillOneNode(t *testing.T) {
 		}
 	}
 	t.Logf("whole test %v", time.Since(start).Round(time.Millisecond))
+}
+
+// logSince returns f's log lines about leases, partitions and journals
+// written after at, each with its time from at: where a failover spends
+// its time.
+func (f *fest) logSince(at time.Time) string {
+	var b strings.Builder
+	for _, l := range strings.Split(f.out.String(), "\n") {
+		ts, rest, ok := strings.Cut(strings.TrimPrefix(l, "time="), " ")
+		if !ok {
+			continue
+		}
+		when, err := time.Parse(time.RFC3339Nano, ts)
+		if err != nil || when.Before(at) {
+			continue
+		}
+		if strings.Contains(rest, "lease") || strings.Contains(rest, "partition") || strings.Contains(rest, "journal") || strings.Contains(rest, "follow") {
+			fmt.Fprintf(&b, "+%v %s\n", when.Sub(at).Round(time.Millisecond), rest)
+		}
+	}
+	return b.String()
+}
+
+// clusterMetrics returns f's fest_cluster_ series from /metrics, by their
+// names with labels as written.
+func (f *fest) clusterMetrics() map[string]float64 {
+	got := map[string]float64{}
+	r, err := f.call("GET", "/metrics", adminToken, nil)
+	if err != nil {
+		return got
+	}
+	for _, l := range strings.Split(string(r.Body), "\n") {
+		name, value, ok := strings.Cut(l, " ")
+		if !ok || !strings.HasPrefix(name, "fest_cluster_") {
+			continue
+		}
+		if v, err := strconv.ParseFloat(value, 64); err == nil {
+			got[name] = v
+		}
+	}
+	return got
 }
 
 // projectionMetrics returns the lines of /metrics about the read models,

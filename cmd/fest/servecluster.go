@@ -160,6 +160,9 @@ func (rs *runningServer) openCluster(now func() int64) (*engine.Engine, error) {
 	}
 	run.node = node
 	rs.cluster = run
+	if err := rs.srv.RegisterMetrics(node.Metrics()); err != nil {
+		return fail(fmt.Errorf("cluster node metrics: %w", err))
+	}
 	go func() {
 		// A node whose engine stopped (fenced, or a journal that gave up)
 		// serves nothing: the process exits non-zero for its supervisor

@@ -24,6 +24,9 @@ type Engine interface {
 	AddPartition(ctx context.Context, partition int, epoch uint64) error
 	RemovePartition(ctx context.Context, partition int) error
 	LosePartition(partition int) error
+	// ExtendLease says the partition's lease is surely valid for validFor
+	// from now (engine.Cluster.Leased).
+	ExtendLease(partition int, validFor time.Duration)
 	// Err is the error that stopped the engine, or nil.
 	Err() error
 }
@@ -38,9 +41,19 @@ type HandlerConfig struct {
 	// journal could not be opened, say) is tried again, while the lease is
 	// still held; default 1 s.
 	RetryWait time.Duration
+	// LeaseMargin is taken off each lease's validity before the engine is
+	// told it (ExtendLease): room for a command's wait in its partition's
+	// queue between the check and its apply, and for the nodes' clocks
+	// running at slightly different rates; default 500 ms. It must be
+	// below the lease TTL less RenewEvery, or partitions answer
+	// unavailable between renewals.
+	LeaseMargin time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
+
+// DefaultLeaseMargin is HandlerConfig.LeaseMargin's default.
+const DefaultLeaseMargin = 500 * time.Millisecond
 
 // Validate reports the first invalid field.
 func (c HandlerConfig) Validate() error {
@@ -49,8 +62,8 @@ func (c HandlerConfig) Validate() error {
 		return errors.New("cluster handler config: no engine")
 	case c.Partitions < 1:
 		return fmt.Errorf("cluster handler config: %d partitions", c.Partitions)
-	case c.RetryWait < 0:
-		return errors.New("cluster handler config: negative RetryWait")
+	case c.RetryWait < 0 || c.LeaseMargin < 0:
+		return errors.New("cluster handler config: negative duration")
 	}
 	return nil
 }
@@ -79,11 +92,44 @@ type Handler struct {
 	stop   context.CancelFunc
 	wg     sync.WaitGroup
 	leases func(partition int) (lease.Lease, bool)
+	// releasing holds, per partition, the done channel of a hand-off
+	// under way, so that a Release asked again (the first one's wait
+	// ended with its context) waits for the same one.
+	releasingMu sync.Mutex
+	releasing   map[int]chan struct{}
+
+	stats HandlerStats
 
 	closeOnce sync.Once
 }
 
-var _ lease.Handler = (*Handler)(nil)
+var (
+	_ lease.Handler        = (*Handler)(nil)
+	_ lease.RenewalHandler = (*Handler)(nil)
+)
+
+// HandlerStats are a handler's figures for /metrics.
+type HandlerStats struct {
+	// TakeOvers counts partitions taken over from a dead (or paused) node
+	// and served; LastFailoverNanos is the last one's time, from when this
+	// node first saw the old owner's last renewal (so a TTL or more) to
+	// the partition being served here, and LastTakeOverNanos the part of
+	// it after the lease was acquired (opening the journal, replaying).
+	TakeOvers                            atomic.Uint64
+	LastFailoverNanos, LastTakeOverNanos atomic.Int64
+	// AddFailures counts AddPartitions that failed (each logged).
+	AddFailures atomic.Uint64
+}
+
+// Stats returns the handler's figures.
+func (h *Handler) Stats() *HandlerStats { return &h.stats }
+
+// Renewed implements lease.RenewalHandler: the engine takes commands for
+// the partition for the lease's validity less LeaseMargin.
+func (h *Handler) Renewed(p int, validFor time.Duration) {
+	h.checkPartition(p)
+	h.cfg.Engine.ExtendLease(p, validFor-h.cfg.LeaseMargin)
+}
 
 // NewHandler starts a handler.
 func NewHandler(cfg HandlerConfig) (*Handler, error) {
@@ -93,10 +139,13 @@ func NewHandler(cfg HandlerConfig) (*Handler, error) {
 	if cfg.RetryWait == 0 {
 		cfg.RetryWait = time.Second
 	}
+	if cfg.LeaseMargin == 0 {
+		cfg.LeaseMargin = DefaultLeaseMargin
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	h := &Handler{cfg: cfg, asked: make([]atomic.Uint64, cfg.Partitions)}
+	h := &Handler{cfg: cfg, asked: make([]atomic.Uint64, cfg.Partitions), releasing: map[int]chan struct{}{}}
 	h.ctx, h.stop = context.WithCancel(context.Background())
 	for range cfg.Partitions {
 		ops := make(chan func(context.Context), opsMax)
@@ -131,21 +180,40 @@ func (h *Handler) queue(p int, op func(ctx context.Context)) {
 }
 
 // Acquired implements lease.Handler: AddPartition in the background; the
-// partition answers unavailable until it is done.
+// partition answers unavailable until it is done. Every attempt, the first
+// one too, goes only while the lease is still held at epoch and nothing
+// was asked after it: an AddPartition at an old epoch would fence the
+// current owner.
 func (h *Handler) Acquired(_ context.Context, p int, epoch uint64) error {
 	h.checkPartition(p)
 	asked := h.asked[p].Add(1)
+	acquired := time.Now()
+	var takeOverWait time.Duration
+	if h.leases != nil {
+		if l, ok := h.leases(p); ok && l.Epoch == epoch {
+			takeOverWait = l.TakeOverWait
+		}
+	}
 	h.queue(p, func(ctx context.Context) {
-		for {
+		for try := 0; ; try++ {
+			if !h.held(p, epoch, asked, try) {
+				h.cfg.Logger.Warn("not serving a partition whose lease moved on before its take-over ran", "partition", p, "epoch", epoch)
+				return
+			}
 			err := h.cfg.Engine.AddPartition(ctx, p, epoch)
+			if err == nil && takeOverWait > 0 {
+				took := time.Since(acquired)
+				h.stats.TakeOvers.Add(1)
+				h.stats.LastTakeOverNanos.Store(int64(took))
+				h.stats.LastFailoverNanos.Store(int64(takeOverWait + took))
+				h.cfg.Logger.Info("partition taken over", "partition", p, "epoch", epoch,
+					"failover", (takeOverWait + took).Round(time.Millisecond), "lease_wait", takeOverWait.Round(time.Millisecond), "take_over", took.Round(time.Millisecond))
+			}
 			if err == nil || errors.Is(err, engine.ErrPartitionServed) {
 				return
 			}
-			held := false
-			if h.leases != nil && h.asked[p].Load() == asked {
-				l, ok := h.leases(p)
-				held = ok && l.Epoch == epoch
-			}
+			h.stats.AddFailures.Add(1)
+			held := h.leases != nil && h.held(p, epoch, asked, try)
 			if !held || errors.Is(err, engine.ErrClosed) || h.cfg.Engine.Err() != nil || ctx.Err() != nil {
 				h.cfg.Logger.Error("serving an acquired partition failed", "partition", p, "epoch", epoch, "err", err)
 				return
@@ -161,18 +229,51 @@ func (h *Handler) Acquired(_ context.Context, p int, epoch uint64) error {
 	return nil
 }
 
-// Release implements lease.Handler: RemovePartition, waited for.
-func (h *Handler) Release(_ context.Context, p int) {
+// held reports whether partition p's lease is still held at epoch with no
+// transition asked since asked. Without SetLeases only the first try goes.
+func (h *Handler) held(p int, epoch, asked uint64, try int) bool {
+	if h.asked[p].Load() != asked {
+		return false
+	}
+	if h.leases == nil {
+		return try == 0
+	}
+	l, ok := h.leases(p)
+	return ok && l.Epoch == epoch
+}
+
+// Release implements lease.Handler: RemovePartition, waited for until ctx
+// ends. A Release asked again while the first is under way waits for the
+// same hand-off.
+func (h *Handler) Release(ctx context.Context, p int) error {
 	h.checkPartition(p)
-	h.asked[p].Add(1)
-	done := make(chan struct{})
-	h.queue(p, func(ctx context.Context) {
-		defer close(done)
-		if err := h.cfg.Engine.RemovePartition(ctx, p); err != nil {
-			h.cfg.Logger.Error("handing a partition off failed", "partition", p, "err", err)
-		}
-	})
-	<-done
+	h.releasingMu.Lock()
+	done, ok := h.releasing[p]
+	if !ok {
+		done = make(chan struct{})
+		h.releasing[p] = done
+	}
+	h.releasingMu.Unlock()
+	if !ok {
+		h.asked[p].Add(1)
+		h.queue(p, func(ctx context.Context) {
+			defer func() {
+				h.releasingMu.Lock()
+				delete(h.releasing, p)
+				h.releasingMu.Unlock()
+				close(done)
+			}()
+			if err := h.cfg.Engine.RemovePartition(ctx, p); err != nil {
+				h.cfg.Logger.Error("handing a partition off failed", "partition", p, "err", err)
+			}
+		})
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("cluster: hand partition %d off: still draining: %w", p, ctx.Err())
+	}
 }
 
 // Lost implements lease.Handler: LosePartition in the background.

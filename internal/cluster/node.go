@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -110,6 +111,9 @@ func StartNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	}
 	ecfg.Cluster = &engine.Cluster{
 		Node: cfg.Name,
+		// A partition takes commands only while its lease is surely
+		// valid: the handler extends it at every renewal.
+		Leased: true,
 		OpenJournal: func(ctx context.Context, p int, epoch uint64) (journal.Journal, error) {
 			return jetstream.Open(ctx, journalConfig(p, epoch))
 		},
@@ -129,7 +133,7 @@ func StartNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cluster node %s: open engine: %w", cfg.Name, err)
 	}
-	h, err := NewHandler(HandlerConfig{Engine: eng, Partitions: cfg.Partitions, Logger: cfg.Logger})
+	h, err := NewHandler(HandlerConfig{Engine: eng, Partitions: cfg.Partitions, LeaseMargin: leaseMargin(cfg.Lease), Logger: cfg.Logger})
 	if err != nil {
 		eng.Close()
 		return nil, err
@@ -161,11 +165,26 @@ func StartNode(ctx context.Context, cfg NodeConfig) (*Node, error) {
 	return n, nil
 }
 
+// leaseMargin is the handler's LeaseMargin for lease configuration c: the
+// default, but never more than a sixth of the TTL, so that a lease renewed
+// every TTL/3 stays valid between renewals with room for one that fails.
+func leaseMargin(c lease.Config) time.Duration {
+	ttl := c.TTL
+	if ttl == 0 {
+		ttl = lease.DefaultTTL
+	}
+	return min(DefaultLeaseMargin, ttl/6)
+}
+
 // Engine is the node's engine: Submit, Locate and Owns for the HTTP layer.
 func (n *Node) Engine() *engine.Engine { return n.engine }
 
-// Leases is the node's lease manager: View for GET /v1/cluster.
+// Leases is the node's lease manager: View for GET /v1/cluster, Stats for
+// /metrics.
 func (n *Node) Leases() *lease.Manager { return n.leases }
+
+// HandlerStats are the node's take-over figures for /metrics.
+func (n *Node) HandlerStats() *HandlerStats { return n.handler.Stats() }
 
 // Failed is closed when the engine stops on a failure (a fenced or failed
 // journal): the node then hands every partition off, and the process
@@ -173,14 +192,25 @@ func (n *Node) Leases() *lease.Manager { return n.leases }
 // from the streams.
 func (n *Node) Failed() <-chan struct{} { return n.engine.Failed() }
 
-// Close stops the node in a planned way: the lease manager hands every
-// partition off (each drained and its journal closed, so that the others
-// take over at once instead of after a TTL), then the engine closes.
+// Close stops the node in a planned way: every partition served here is
+// snapshotted, the lease manager hands every partition off (each drained
+// and its journal closed, so that the others take over at once instead of
+// after a TTL), then the engine closes.
 // A second Close returns the first one's error.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
+		// A snapshot of every partition served here first, while they are
+		// still served, so that a restart of the whole cluster replays
+		// only what comes after them. A failure is logged, not fatal: the
+		// streams hold everything.
+		var err error
+		if n.engine.Err() == nil {
+			if serr := n.engine.Snapshot(); serr != nil {
+				n.cfg.Logger.Warn("final snapshots before the hand-off failed; a restart replays more", "node", n.cfg.Name, "err", serr)
+			}
+		}
 		n.cancel()
-		err := <-n.ran
+		err = <-n.ran
 		n.handler.Close()
 		if cerr := n.engine.Close(); cerr != nil {
 			err = errors.Join(err, cerr)

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	natsjs "github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/journal/jetstream"
@@ -335,5 +337,103 @@ func TestPausedNodeIsFencedAndRejoins(t *testing.T) {
 	}
 	if a2.Engine().SKUCount() != merchants*skusPer {
 		t.Fatalf("a2 knows %d skus", a2.Engine().SKUCount())
+	}
+}
+
+// metricValues gathers c's series: name{label values} → value.
+func metricValues(t *testing.T, c prometheus.Collector) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(c); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			key := f.GetName()
+			for _, l := range m.GetLabel() {
+				key += "{" + l.GetValue() + "}"
+			}
+			switch {
+			case m.GetCounter() != nil:
+				got[key] = m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				got[key] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return got
+}
+
+// TestNodeMetricsAndFinalSnapshots: a node's /metrics series count its
+// lease changes and show its followers caught up and its partitions'
+// queues; a planned Close snapshots every partition it served (the
+// review's defect 7), so that a restart replays only the tails.
+func TestNodeMetricsAndFinalSnapshots(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), waitMax)
+	defer cancel()
+	servers, err := natsserver.StartLocalCluster(ctx, t.TempDir(), 1, quiet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer servers.Close()
+	a := startNode(t, servers, "a")
+	waitSpread(t, []*Node{a}, []int{partitions})
+	catalog(t, []*Node{a})
+	rng := rand.New(rand.NewPCG(3, 4))
+	order(t, []*Node{a}, rng, 40)
+	m := metricValues(t, a.Metrics())
+	for key, want := range map[string]float64{
+		"fest_cluster_partitions_served":               partitions,
+		"fest_cluster_lease_changes_total{acquired}":   partitions,
+		"fest_cluster_lease_changes_total{lost}":       0,
+		"fest_cluster_followers_behind":                0,
+		"fest_cluster_queue_depth{0}":                  0,
+		"fest_cluster_follower_lag_records{7}":         0,
+		"fest_cluster_unavailable_total{lease}":        0,
+		"fest_cluster_lease_changes_total{taken_over}": 0,
+		"fest_cluster_failover_seconds":                0,
+		"fest_cluster_unavailable_total{following}":    0,
+		"fest_cluster_lease_changes_total{released}":   0,
+		"fest_cluster_unavailable_total{not_served}":   0,
+		"fest_cluster_takeovers_total":                 0,
+		"fest_cluster_serve_failures_total":            0,
+		"fest_cluster_takeover_seconds":                0,
+	} {
+		if got, ok := m[key]; !ok || got != want {
+			t.Errorf("%s = %v (present %v), want %v", key, got, ok, want)
+		}
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := a.Leases().Stats().Released.Load(); got != partitions {
+		t.Fatalf("%d leases released by the planned stop, want %d", got, partitions)
+	}
+	nc, err := nats.Connect(servers.URLs())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := natsjs.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p := range partitions {
+		s, err := jetstream.OpenSnapshots(ctx, jetstream.SnapshotConfig{JetStream: js, Replicas: 1, Partition: p})
+		if err != nil {
+			t.Fatal(err)
+		}
+		list, err := s.List(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(list) == 0 {
+			t.Errorf("partition %d has no snapshot after a planned Close", p)
+		}
 	}
 }

@@ -52,6 +52,17 @@ type Stream interface {
 	Close() error
 }
 
+// PendingStream is a Stream that can also say how far its follower is
+// from the stream's end (jetstream.Reader): FollowPending is Follow that
+// tells pending, as it learns it, how many records follow the last one
+// delivered (0: at the end). The engine's followers use it when the
+// stream has it, so that a request naming something not found is
+// answered "unavailable, retry" rather than "not found" while a follower
+// is behind (see notFoundWhileBehind).
+type PendingStream interface {
+	FollowPending(ctx context.Context, from journal.Position, fn func(end journal.Position, rec []byte) error, pending func(n uint64)) error
+}
+
 // PartitionSnapshots is one partition's snapshot store
 // (jetstream.Snapshots).
 type PartitionSnapshots interface {
@@ -102,6 +113,15 @@ type Cluster struct {
 	// OpenTimeout bounds opening each partition's stream and snapshot
 	// store, and loading its snapshot, at start-up; default 1 minute.
 	OpenTimeout time.Duration
+	// Leased says that partitions are served under leases: a served
+	// partition then takes commands only while ExtendLease's last
+	// deadline is ahead, so that a node whose lease may have passed to
+	// another (its renewals failing, or the node paused) answers nothing
+	// from state that may be stale; its commands are answered
+	// CodeUnavailable with Field UnavailableLease. internal/cluster sets
+	// it and extends each lease at every renewal. False (tests driving
+	// AddPartition by hand): served partitions always take commands.
+	Leased bool
 }
 
 // Defaults of Cluster.
@@ -137,6 +157,21 @@ func (c Cluster) withDefaults() Cluster {
 	return c
 }
 
+// Reasons of a CodeUnavailable in cluster mode, in Result.Field (the HTTP
+// layer words its message by them).
+const (
+	// UnavailableLease: the partition is served here, but its lease is not
+	// surely valid now (not renewed within its TTL less a margin).
+	UnavailableLease = "lease"
+	// UnavailableFollowing: what the request names was not found, and a
+	// follower of this node is behind its stream, so it may exist already.
+	UnavailableFollowing = "following"
+)
+
+// monoBase is the origin of the lease deadlines, which are read on the
+// monotonic clock.
+var monoBase = time.Now()
+
 var (
 	// ErrNotCluster is returned by the partition transitions of an engine
 	// not in cluster mode.
@@ -169,6 +204,16 @@ type clusterPartition struct {
 	followMu   sync.Mutex
 	followGen  uint64
 	followDone chan struct{}
+	// pending is how many records the follower knows its stream holds
+	// past its position (its lag), and followOK is false while the
+	// follower is not reading (starting, or failed and waiting to read
+	// again), when its lag is unknown.
+	pending  atomic.Uint64
+	followOK atomic.Bool
+	// leaseUntil is the deadline ExtendLease set, in nanoseconds since
+	// monoBase: with Cluster.Leased, the partition takes commands only
+	// before it.
+	leaseUntil atomic.Int64
 
 	worker  *worker // while served
 	journal journal.Journal
@@ -180,6 +225,11 @@ type clusterPartition struct {
 	snapshotWG         sync.WaitGroup
 	snapshotMu         sync.Mutex        // one snapshot of the partition at a time
 	snapshotReq        partitionSnapshot // guarded by snapshotMu
+	// snapshotCtx is the context of the background snapshots while the
+	// partition is served; stopServing cancels it, so that a hand-off
+	// never waits for a snapshot (up to clusterSnapshotTimeout) to end.
+	snapshotCtx    context.Context
+	snapshotCancel context.CancelFunc
 }
 
 // openCluster opens the engine in cluster mode: every partition's stream,
@@ -327,15 +377,36 @@ func (cp *clusterPartition) startFollowing() {
 		}
 		return cp.apply(end, rec)
 	}
+	pending := func(n uint64) {
+		cp.followMu.Lock()
+		defer cp.followMu.Unlock()
+		if cp.followGen == gen {
+			cp.pending.Store(n)
+			cp.followOK.Store(true)
+		}
+	}
+	ps, _ := cp.stream.(PendingStream)
 	e := cp.e
+	cp.followOK.Store(false)
 	go func() {
 		defer close(done)
 		for {
 			from := journal.Position(cp.pos.Load())
-			err := cp.stream.Follow(ctx, from, apply)
+			var err error
+			if ps != nil {
+				err = ps.FollowPending(ctx, from, apply, pending)
+			} else {
+				cp.followOK.Store(true) // its lag is not known: taken as none
+				err = cp.stream.Follow(ctx, from, apply)
+			}
 			if ctx.Err() != nil {
 				return
 			}
+			cp.followMu.Lock()
+			if cp.followGen == gen {
+				cp.followOK.Store(false) // not reading: the lag is unknown
+			}
+			cp.followMu.Unlock()
 			if errors.Is(err, ErrBadRecord) || errors.Is(err, journal.ErrRemoved) || errors.Is(err, journal.ErrCorrupt) {
 				e.fail(fmt.Errorf("follow partition %d from %d: %w", cp.id, cp.pos.Load(), err))
 				return
@@ -351,27 +422,28 @@ func (cp *clusterPartition) startFollowing() {
 	}()
 }
 
-// stopFollowing stops the follower and waits for it: pos is then final.
-func (cp *clusterPartition) stopFollowing() {
+// stopFollowing stops the follower: pos is final when it returns. It does
+// not wait for the follower's goroutine to end: a read stuck in nats.go,
+// which does not always return on its context (seen after a server was
+// killed), held take-overs for seconds that way. Bumping followGen under
+// followMu is enough: an apply under way has finished once the mutex is
+// held, and every later one sees the new generation and applies nothing;
+// the goroutine ends whenever its read returns, and done is closed then.
+func (cp *clusterPartition) stopFollowing() (done <-chan struct{}) {
 	if cp.followCancel == nil {
-		return
+		return nil
 	}
 	cp.followCancel()
 	cp.followMu.Lock()
 	cp.followGen++ // the stopped follower applies nothing more
 	cp.followMu.Unlock()
-	select {
-	case <-cp.followDone:
-	case <-time.After(followStopWaitMax):
-		// A read stuck in nats.go, which does not always return on its
-		// context (seen after a server was killed): it is left behind,
-		// and applies nothing if it ever wakes.
-		cp.e.cfg.Logger.Warn("a partition's follower did not stop; left behind", "node", cp.e.cfg.Cluster.Node, "partition", cp.id)
-	}
+	done = cp.followDone
 	cp.followCancel, cp.followDone = nil, nil
+	return done
 }
 
-// followStopWaitMax bounds how long stopFollowing waits for the follower.
+// followStopWaitMax bounds how long Close waits for a stopped follower's
+// goroutine to end.
 const followStopWaitMax = 2 * time.Second
 
 func (e *Engine) clusterPartition(p int) (*clusterPartition, error) {
@@ -405,12 +477,17 @@ func (e *Engine) AddPartition(ctx context.Context, p int, epoch uint64) error {
 	if err := e.Err(); err != nil {
 		return fmt.Errorf("add partition %d: the engine has stopped: %w", p, err)
 	}
+	// Each step's time goes into the log: a take-over's share of a
+	// failover.
+	began := time.Now()
 	cp.stopFollowing()
+	stopped := time.Now()
 	j, err := e.cfg.Cluster.OpenJournal(ctx, p, epoch)
 	if err != nil {
 		cp.startFollowing()
 		return fmt.Errorf("add partition %d: open its journal at epoch %d: %w", p, epoch, err)
 	}
+	opened := time.Now()
 	from := cp.pos.Load()
 	if err := j.Replay(journal.Position(from), cp.apply); err != nil {
 		j.Close()
@@ -421,6 +498,7 @@ func (e *Engine) AddPartition(ctx context.Context, p int, epoch uint64) error {
 	w := newPartitionWorker(e, cp, j)
 	cp.worker, cp.journal = w, j
 	cp.bytesSinceSnapshot = 0
+	cp.snapshotCtx, cp.snapshotCancel = context.WithCancel(context.Background())
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
@@ -430,7 +508,8 @@ func (e *Engine) AddPartition(ctx context.Context, p int, epoch uint64) error {
 	e.served[p].Store(w)
 	e.mu.Unlock()
 	e.cfg.Logger.Info("partition served", "node", e.cfg.Cluster.Node, "partition", p, "epoch", epoch,
-		"replayed_from", from, "position", uint64(j.End()))
+		"replayed_from", from, "position", uint64(j.End()), "stop_following", stopped.Sub(began).Round(time.Millisecond),
+		"open", opened.Sub(stopped).Round(time.Millisecond), "replay", time.Since(opened).Round(time.Millisecond))
 	return nil
 }
 
@@ -504,6 +583,7 @@ func (cp *clusterPartition) stopServing(finalSnapshot bool) error {
 	close(w.queue)
 	e.mu.Unlock()
 	<-w.exited // the worker drains: every record's done has run
+	cp.snapshotCancel()
 	cp.snapshotWG.Wait()
 	var errs []error
 	if w.failed.Load() {
@@ -514,7 +594,7 @@ func (cp *clusterPartition) stopServing(finalSnapshot bool) error {
 		req.part = e.core.partitions[cp.id]
 		req.buf = encodePartition(req.buf[:0], req.part)
 		req.pos = j.End()
-		if err := cp.writeSnapshot(req, j); err != nil {
+		if err := cp.writeSnapshot(context.Background(), req, j); err != nil {
 			errs = append(errs, fmt.Errorf("final snapshot: %w", err))
 		}
 		cp.snapshotMu.Unlock()
@@ -638,9 +718,89 @@ func (e *Engine) ServedPartitions() []int {
 // Locate changes nothing and counts nothing: the gates of an order (a
 // sold-out SKU, an ended deal, the idempotency key's reservation) are left
 // to the owner's Submit, which routes the request again with its current
-// state, and so are the counts of gateway rejections.
+// state, and so are the counts of gateway rejections. In cluster mode a
+// "not found" while one of the node's followers is behind is answered
+// CodeUnavailable instead (notFoundWhileBehind).
 func (e *Engine) Locate(r *Request) (partition int, ok bool) {
-	return e.core.locate(r)
+	p, ok := e.core.locate(r)
+	if !ok && r.Result.Code == CodeNotFound && e.cfg.Cluster != nil {
+		e.notFoundWhileBehind(r, false)
+	}
+	return p, ok
+}
+
+// notFoundWhileBehind turns r's "not found" into CodeUnavailable (Field
+// UnavailableFollowing, which the HTTP layer answers 503 with Retry-After)
+// unless every follower of this node is at its stream's end: a SKU, a
+// merchant or a deal created on its owner a moment ago, or one a stuck
+// follower has not read, would otherwise be answered 404, which a client
+// takes as final. The name alone does not say its partition (a SKU's is
+// its merchant's, which only the directory knows), so every follower is
+// asked. Only the not-found branch pays this: a known SKU's route does no
+// more work. count says whether to count it in Stats.NotFoundBehind
+// (Submit does, Locate counts nothing).
+func (e *Engine) notFoundWhileBehind(r *Request, count bool) {
+	for _, cp := range e.cluster {
+		if !cp.atEnd() {
+			r.Result = Result{Code: CodeUnavailable, Field: UnavailableFollowing}
+			if count {
+				e.stats.NotFoundBehind.Add(1)
+			}
+			return
+		}
+	}
+}
+
+// atEnd reports whether the partition's state here is its stream's as far
+// as this node knows: served here, or followed with nothing pending.
+func (cp *clusterPartition) atEnd() bool {
+	if cp.e.served[cp.id].Load() != nil {
+		return true
+	}
+	return cp.followOK.Load() && cp.pending.Load() == 0
+}
+
+// FollowerLag returns how many records of partition p's stream this node
+// knows of and has not applied (0 for a partition served here), and
+// whether that is known: false while the follower is not reading (it
+// starts, or it failed and reads again), when it may be behind by any
+// amount.
+func (e *Engine) FollowerLag(p int) (records uint64, known bool) {
+	cp, err := e.clusterPartition(p)
+	if err != nil {
+		return 0, false
+	}
+	if e.served[p].Load() != nil {
+		return 0, true
+	}
+	return cp.pending.Load(), cp.followOK.Load()
+}
+
+// ExtendLease records that this node's lease of partition p is surely
+// valid for validFor from now (its last renewal's send time plus the TTL,
+// less a margin, minus what has passed since). With Cluster.Leased, p
+// takes commands only until then. It may be called before AddPartition
+// (a renewal while the take-over replays) and after the partition is
+// removed (it then changes nothing until the next AddPartition).
+func (e *Engine) ExtendLease(p int, validFor time.Duration) {
+	cp, err := e.clusterPartition(p)
+	if err != nil {
+		panic(fmt.Sprintf("engine: ExtendLease: %v", err))
+	}
+	cp.leaseUntil.Store(int64(time.Since(monoBase) + validFor))
+}
+
+// PartitionQueueDepth returns how many submissions wait in the queue of
+// partition p's worker, and whether p is served here (in cluster mode).
+func (e *Engine) PartitionQueueDepth(p int) (int, bool) {
+	if e.cfg.Cluster == nil || p < 0 || p >= len(e.served) {
+		return 0, false
+	}
+	w := e.served[p].Load()
+	if w == nil {
+		return 0, false
+	}
+	return len(w.queue), true
 }
 
 // PartitionPosition returns the journal position partition p's state
@@ -671,15 +831,31 @@ func (e *Engine) submitCluster(b *Batch) {
 	}
 	b.touched = b.touched[:0]
 	failed := e.Err() != nil
+	leased := e.cfg.Cluster.Leased
+	var now int64
+	if leased {
+		now = int64(time.Since(monoBase))
+	}
 	for i := range b.Requests {
 		r := &b.Requests[i]
 		p, ok := e.admit(r, failed)
 		if !ok {
+			if r.Result.Code == CodeNotFound {
+				e.notFoundWhileBehind(r, true)
+			}
 			continue
 		}
 		if e.served[p].Load() == nil {
 			r.Result = Result{Code: CodeUnavailable}
 			e.stats.NotServed.Add(1)
+			continue
+		}
+		if leased && now >= e.cluster[p].leaseUntil.Load() {
+			// The lease may have passed to another node: neither a read
+			// nor a refusal is answered from this state, and no write is
+			// tried (the fence would refuse it and stop the engine).
+			r.Result = Result{Code: CodeUnavailable, Field: UnavailableLease}
+			e.stats.LeaseNotValid.Add(1)
 			continue
 		}
 		r.partition = int32(p)
@@ -734,6 +910,7 @@ func (e *Engine) closeCluster() error {
 	e.closing.Store(true)
 	e.mu.Unlock()
 	var errs []error
+	dones := make([]<-chan struct{}, len(e.cluster))
 	for _, cp := range e.cluster {
 		cp.mu.Lock()
 		if cp.worker != nil {
@@ -741,12 +918,41 @@ func (e *Engine) closeCluster() error {
 				errs = append(errs, fmt.Errorf("stop serving partition %d: %w", cp.id, err))
 			}
 		}
-		cp.stopFollowing()
+		dones[cp.id] = cp.stopFollowing()
+		cp.mu.Unlock()
+	}
+	// The followers' goroutines are waited for together, for at most
+	// followStopWaitMax: one stuck in nats.go is left behind.
+	deadline := time.After(followStopWaitMax)
+	for p, done := range dones {
+		if done == nil {
+			continue
+		}
+		select {
+		case <-done:
+			continue
+		default:
+		}
+		select {
+		case <-done:
+		case <-deadline:
+			deadline = closedTimeChan
+			e.cfg.Logger.Warn("a partition's follower did not stop; left behind", "node", e.cfg.Cluster.Node, "partition", p)
+		}
+	}
+	for _, cp := range e.cluster {
 		if err := cp.stream.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close partition %d's stream: %w", cp.id, err))
 		}
-		cp.mu.Unlock()
 	}
 	e.wg.Wait()
 	return errors.Join(errs...)
 }
+
+// closedTimeChan is a channel that is always ready: a deadline already
+// passed.
+var closedTimeChan = func() <-chan time.Time {
+	ch := make(chan time.Time)
+	close(ch)
+	return ch
+}()

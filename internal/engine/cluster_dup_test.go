@@ -33,6 +33,12 @@ func (h *streamHold) release(p int) {
 	delete(h.held, p)
 }
 
+func (h *streamHold) isHeld(p int) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.held[p] != nil
+}
+
 func (h *streamHold) wait(ctx context.Context, p int) error {
 	h.mu.Lock()
 	ch := h.held[p]

@@ -41,10 +41,11 @@ func (cp *clusterPartition) maybeSnapshot(w *worker, recordBytes int) {
 	}
 	cp.bytesSinceSnapshot = 0
 	cp.snapshotWG.Add(1)
+	ctx := cp.snapshotCtx // cancelled when the partition stops being served
 	go func() {
 		defer cp.snapshotWG.Done()
 		defer cp.snapshotRunning.Store(false)
-		if err := cp.snapshot(w); err != nil && !errors.Is(err, ErrClosed) {
+		if err := cp.snapshot(ctx, w); err != nil && !errors.Is(err, ErrClosed) && ctx.Err() == nil {
 			cp.e.cfg.Logger.Error("background snapshot of a partition failed; the next attempt follows another SnapshotEveryBytes of its journal",
 				"node", cp.e.cfg.Cluster.Node, "partition", cp.id, "err", err)
 		}
@@ -61,7 +62,7 @@ func (e *Engine) snapshotCluster() error {
 	for _, cp := range e.cluster {
 		cp.mu.Lock()
 		if w := cp.worker; w != nil && cp.snaps != nil {
-			if err := cp.snapshot(w); err != nil {
+			if err := cp.snapshot(context.Background(), w); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -71,8 +72,8 @@ func (e *Engine) snapshotCluster() error {
 }
 
 // snapshot has the partition encoded by its worker w, between two batches,
-// and writes it.
-func (cp *clusterPartition) snapshot(w *worker) error {
+// and writes it, until ctx ends.
+func (cp *clusterPartition) snapshot(ctx context.Context, w *worker) error {
 	cp.snapshotMu.Lock()
 	defer cp.snapshotMu.Unlock()
 	req := &cp.snapshotReq
@@ -95,20 +96,22 @@ func (cp *clusterPartition) snapshot(w *worker) error {
 			return fmt.Errorf("snapshot partition %d: %w", cp.id, ErrClosed)
 		}
 	}
-	return cp.writeSnapshot(req, w.journal)
+	return cp.writeSnapshot(ctx, req, w.journal)
 }
 
 // writeSnapshot stores the encoded partition in req, once every position
 // it includes is durable in j, then purges the stream behind what no one
-// needs (Cluster.RetainFrom). The caller holds snapshotMu.
-func (cp *clusterPartition) writeSnapshot(req *partitionSnapshot, j journal.Journal) (err error) {
+// needs (Cluster.RetainFrom). The caller holds snapshotMu. It gives up
+// when parent ends (a background snapshot of a partition no longer
+// served) or after clusterSnapshotTimeout.
+func (cp *clusterPartition) writeSnapshot(parent context.Context, req *partitionSnapshot, j journal.Journal) (err error) {
 	e := cp.e
 	defer func() {
-		if err != nil {
+		if err != nil && parent.Err() == nil {
 			e.stats.SnapshotFailures.Add(1)
 		}
 	}()
-	ctx, cancel := context.WithTimeout(context.Background(), clusterSnapshotTimeout)
+	ctx, cancel := context.WithTimeout(parent, clusterSnapshotTimeout)
 	defer cancel()
 	err = cp.snaps.WriteFrom(ctx, req.pos, func(w io.Writer) error {
 		head := append([]byte(partSnapshotMagic), snapshotVersion)
@@ -126,8 +129,13 @@ func (cp *clusterPartition) writeSnapshot(req *partitionSnapshot, j journal.Jour
 		if _, err := j.Append(nil, func(err error) { durable <- err }); err != nil {
 			return fmt.Errorf("journal barrier: %w", err)
 		}
-		if err := <-durable; err != nil {
-			return fmt.Errorf("journal barrier: %w", err)
+		select {
+		case err := <-durable:
+			if err != nil {
+				return fmt.Errorf("journal barrier: %w", err)
+			}
+		case <-ctx.Done():
+			return fmt.Errorf("journal barrier: %w", ctx.Err())
 		}
 		return nil
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"slices"
 	"strconv"
@@ -573,4 +574,221 @@ func TestLocateChangesNothing(t *testing.T) {
 	if _, ok := e.Locate(bad); ok || bad.Result.Code != CodeNotFound {
 		t.Fatalf("unknown SKU: ok %v, %v", ok, bad.Result.Code)
 	}
+}
+
+// TestClusterStaleLeaseAnswersNothing (the review's defect 2): with
+// Cluster.Leased, a served partition whose lease is not surely valid any
+// more answers neither a read nor a refusal from its state, and tries no
+// write: everything is CodeUnavailable with Field UnavailableLease, and the
+// engine goes on, answering again once the lease is extended.
+func TestClusterStaleLeaseAnswersNothing(t *testing.T) {
+	tc := startTestCluster(t, 1)
+	cl := tc.clusterConfig("a", nil)
+	cl.Leased = true
+	a, err := Open(Config{Partitions: clusterPartitions, Cluster: cl, Logger: quiet, IdleTick: -1, PaymentTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	for p := range clusterPartitions {
+		a.ExtendLease(p, time.Hour)
+	}
+	tc.add(a, allPartitions()...)
+	testCatalog(t, a, 2, 2, 10)
+	const sku = "s0-0"
+	ref, _ := a.core.dir.lookup(sku)
+	p := ref.partition()
+	read := Command{Kind: KindGetSKU, SKUID: sku}
+	refused := Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "x", Channel: "app", Items: []Item{{SKUID: sku, Quantity: 11}}}}
+	write := Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "x", Channel: "app", Items: []Item{{SKUID: sku, Quantity: 1}}}}
+	ctx := context.Background()
+	if r := a.Do(ctx, read); r.Code != CodeOK {
+		t.Fatalf("read under a valid lease: %v", r.Code)
+	}
+	if r := a.Do(ctx, refused); r.Code != CodeOutOfStock {
+		t.Fatalf("refusal under a valid lease: %v", r.Code)
+	}
+	a.ExtendLease(p, -time.Millisecond) // the last renewal is too old now
+	for _, cmd := range []Command{read, refused, write} {
+		if r := a.Do(ctx, cmd); r.Code != CodeUnavailable || r.Field != UnavailableLease {
+			t.Fatalf("%v under a lease no longer surely valid: %v %q, want unavailable (lease)", cmd.Kind, r.Code, r.Field)
+		}
+	}
+	if a.Err() != nil {
+		t.Fatalf("the engine stopped: %v", a.Err())
+	}
+	if got := a.Stats().LeaseNotValid.Load(); got != 3 {
+		t.Fatalf("%d commands counted as refused for the lease, want 3", got)
+	}
+	a.ExtendLease(p, time.Hour) // renewed
+	if r := a.Do(ctx, write); r.Code != CodeOK {
+		t.Fatalf("write once renewed: %v", r.Code)
+	}
+}
+
+// errHeldBack is what a heldPendingStream's follow fails with while its
+// partition is held.
+var errHeldBack = errors.New("held back by the test")
+
+// heldPendingStream is a partition's stream (a jetstream.Reader) whose
+// follow fails at its first record while the partition is held: a
+// follower stuck retrying, which knows the stream has records it has not
+// applied.
+type heldPendingStream struct {
+	*jetstream.Reader
+	p int
+	h *streamHold
+}
+
+func (s heldPendingStream) FollowPending(ctx context.Context, from journal.Position, fn func(end journal.Position, rec []byte) error, pending func(uint64)) error {
+	return s.Reader.FollowPending(ctx, from, func(end journal.Position, rec []byte) error {
+		if s.h.isHeld(s.p) {
+			return errHeldBack
+		}
+		return fn(end, rec)
+	}, pending)
+}
+
+// TestClusterNotFoundWhileBehind (the review's defect 3): a SKU created on
+// its owner is answered "unavailable, retry" rather than "not found" on a
+// node whose follower of the partition is stuck behind it, in Locate and
+// in Submit; a known SKU routes as before meanwhile, and once the follower
+// has caught up the SKU is found and an unknown one is "not found" again.
+func TestClusterNotFoundWhileBehind(t *testing.T) {
+	tc := startTestCluster(t, 1)
+	a := tc.open("a", nil)
+	var hold streamHold
+	cl := tc.clusterConfig("b", nil)
+	open := cl.OpenStream
+	cl.OpenStream = func(ctx context.Context, p int) (Stream, error) {
+		s, err := open(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		return heldPendingStream{Reader: s.(*jetstream.Reader), p: p, h: &hold}, nil
+	}
+	b, err := Open(Config{Partitions: clusterPartitions, Cluster: cl, Logger: quiet, IdleTick: -1, PaymentTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	tc.add(a, allPartitions()...)
+	testCatalog(t, a, 2, 2, 10)
+	waitConverged(t, a, b)
+	for p := range clusterPartitions {
+		if n, known := b.FollowerLag(p); !known || n != 0 {
+			t.Fatalf("partition %d: follower lag %d (known %v) once converged", p, n, known)
+		}
+	}
+	ref, _ := a.core.dir.lookup("s0-0")
+	p := ref.partition()
+	hold.hold(p)
+	mustBatch(t, a, batchOf(Command{Kind: KindUpsertSKU, SKU: &SKU{ID: "fresh", MerchantID: "m0", BrandID: "b", Price: 100, Stock: 5}}))
+	deadline := time.Now().Add(clusterWaitMax)
+	for {
+		if n, known := b.FollowerLag(p); !known || n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the held follower never knew it was behind")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	locate := func(sku string) (Result, bool) {
+		r := Request{Command: Command{Kind: KindGetSKU, SKUID: sku}}
+		_, ok := b.Locate(&r)
+		return r.Result, ok
+	}
+	if r, ok := locate("fresh"); ok || r.Code != CodeUnavailable || r.Field != UnavailableFollowing {
+		t.Fatalf("locate of a SKU the stuck follower has not read: ok %v, %v %q; want unavailable (following)", ok, r.Code, r.Field)
+	}
+	order := Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "x", Channel: "app", Items: []Item{{SKUID: "fresh", Quantity: 1}}}}
+	if r := b.Do(context.Background(), order); r.Code != CodeUnavailable || r.Field != UnavailableFollowing {
+		t.Fatalf("order for it on the lagging node: %v %q; want unavailable (following)", r.Code, r.Field)
+	}
+	if _, ok := locate("s0-0"); !ok {
+		t.Fatal("a known SKU does not route while a follower is behind")
+	}
+	hold.release(p)
+	waitConverged(t, a, b)
+	if _, ok := locate("fresh"); !ok {
+		t.Fatal("the SKU is not found once the follower caught up")
+	}
+	if r, ok := locate("never"); ok || r.Code != CodeNotFound {
+		t.Fatalf("an unknown SKU once caught up: ok %v, %v; want not found", ok, r.Code)
+	}
+}
+
+// blockingSnapshots is a partition's snapshot store whose writes wait
+// until their context ends: a snapshot far slower than a hand-off.
+type blockingSnapshots struct {
+	PartitionSnapshots
+	started chan struct{}
+}
+
+func (s blockingSnapshots) WriteFrom(ctx context.Context, pos journal.Position, fn func(w io.Writer) error) error {
+	select {
+	case s.started <- struct{}{}:
+	default:
+	}
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// TestClusterHandOffCancelsSnapshot (part of the review's defect 5): a
+// background snapshot under way does not hold a RemovePartition up: the
+// hand-off cancels it.
+func TestClusterHandOffCancelsSnapshot(t *testing.T) {
+	tc := startTestCluster(t, 1)
+	cl := tc.clusterConfig("a", nil)
+	started := make(chan struct{}, 1)
+	openSnaps := cl.OpenSnapshots
+	cl.OpenSnapshots = func(ctx context.Context, p int) (PartitionSnapshots, error) {
+		s, err := openSnaps(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		return blockingSnapshots{PartitionSnapshots: s, started: started}, nil
+	}
+	cl.SnapshotEveryBytes = 1 // a snapshot after every record
+	a, err := Open(Config{Partitions: clusterPartitions, Cluster: cl, Logger: quiet, IdleTick: -1, PaymentTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	tc.add(a, allPartitions()...)
+	testCatalog(t, a, 1, 1, 10)
+	select {
+	case <-started:
+	case <-time.After(clusterWaitMax):
+		t.Fatal("no background snapshot started")
+	}
+	done := make(chan error, clusterPartitions)
+	go func() {
+		for p := range clusterPartitions {
+			done <- a.RemovePartition(context.Background(), p)
+		}
+	}()
+	for range clusterPartitions {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("hand-off: %v", err)
+			}
+		case <-time.After(clusterWaitMax):
+			t.Fatal("a hand-off waits for the snapshot under way")
+		}
+	}
+	if a.Err() != nil {
+		t.Fatalf("engine stopped: %v", a.Err())
+	}
+}
+
+// batchOf is a batch of cmds.
+func batchOf(cmds ...Command) *Batch {
+	b := NewBatch(len(cmds))
+	for _, c := range cmds {
+		b.Add(c)
+	}
+	return b
 }

@@ -86,6 +86,11 @@ type Stats struct {
 	// NotServed counts the commands answered CodeUnavailable in cluster
 	// mode because their partition is not served here.
 	NotServed atomic.Uint64
+	// LeaseNotValid counts the commands answered CodeUnavailable in
+	// cluster mode because their partition's lease was not surely valid
+	// (Cluster.Leased), and NotFoundBehind the "not found" answered
+	// CodeUnavailable because a follower was behind.
+	LeaseNotValid, NotFoundBehind atomic.Uint64
 }
 
 type meta struct {

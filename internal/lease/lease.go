@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	natsjs "github.com/nats-io/nats.go/jetstream"
@@ -64,12 +65,26 @@ type Handler interface {
 	Acquired(ctx context.Context, partition int, epoch uint64) error
 	// Release is a planned hand-off: stop taking commands for partition,
 	// drain what is in flight, close its journal. The lease is deleted
-	// when Release returns.
-	Release(ctx context.Context, partition int)
+	// when Release returns nil. ctx bounds the wait (ReleaseTimeout): an
+	// error (the hand-off still under way when ctx ended) keeps the lease,
+	// renewed as before, and the next tick calls Release again, which
+	// must then wait for the same hand-off rather than start another.
+	Release(ctx context.Context, partition int) error
 	// Lost is called when the lease was taken over or could not be
 	// renewed for a TTL: stop serving partition at once (its journal is
 	// fenced anyway).
 	Lost(partition int)
+}
+
+// RenewalHandler is a Handler that also wants to know how long each lease
+// is surely valid: Renewed is called when a lease is acquired (before
+// Acquired) and after each successful renewal, with validFor = the
+// renewal's send time + TTL - now, on the manager's clock. A node answers
+// for the partition only within that (the engine's Cluster.Leased). It
+// must return at once; it may be called from the renewer's goroutine
+// while a tick calls the Handler's other methods.
+type RenewalHandler interface {
+	Renewed(partition int, validFor time.Duration)
 }
 
 // Config is one node's lease manager.
@@ -90,9 +105,16 @@ type Config struct {
 	// TTL is how long a lease lasts without renewal, as seen by another
 	// node; default 5 s. A failover takes about a TTL plus a RenewEvery.
 	TTL time.Duration
-	// RenewEvery is the period of Run's ticks, which renew leases and
-	// heartbeat; default TTL/3, at most TTL/2.
+	// RenewEvery is the period of Run's ticks, and of its renewals and
+	// heartbeats, which run on a goroutine of their own so that a slow
+	// hand-off in a tick does not hold them up; default TTL/3, at most
+	// TTL/2.
 	RenewEvery time.Duration
+	// ReleaseTimeout bounds one call of the handler's Release in a tick
+	// or a planned stop; default 2 TTL. A hand-off that takes longer is
+	// waited for again at the next tick (the lease kept and renewed
+	// meanwhile), or at a planned stop left to expire.
+	ReleaseTimeout time.Duration
 	// Clock defaults to the system clock.
 	Clock Clock
 	// Handler receives ownership changes (required).
@@ -109,8 +131,13 @@ const (
 	// partitionsMax bounds the keys a tick reads; fest's engine allows no
 	// more partitions than this.
 	partitionsMax = 4096
-	// requestTimeout bounds each KV request of a tick.
-	requestTimeout = 5 * time.Second
+	// requestTimeoutMax bounds each KV request of a tick (and of a
+	// renewal round). The bound in force is RenewEvery if shorter
+	// (requestTimeout): a request sent while the bucket elects a new
+	// leader (its old one killed) gets no answer at all, and a tick that
+	// waits longer than its period for it sees the dead node's leases
+	// late, which delays the take-over by as much.
+	requestTimeoutMax = 5 * time.Second
 )
 
 // Validate reports the first invalid field.
@@ -128,7 +155,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: %d partitions outside 1 to %d", ErrConfig, c.Partitions, partitionsMax)
 	case c.Replicas < 0 || c.Replicas > 5:
 		return fmt.Errorf("%w: replicas %d", ErrConfig, c.Replicas)
-	case c.TTL < 0 || c.RenewEvery < 0:
+	case c.TTL < 0 || c.RenewEvery < 0 || c.ReleaseTimeout < 0:
 		return fmt.Errorf("%w: negative duration", ErrConfig)
 	case c.TTL > 0 && c.RenewEvery > c.TTL/2:
 		return fmt.Errorf("%w: renewing every %v is too slow for a TTL of %v (at most half)", ErrConfig, c.RenewEvery, c.TTL)
@@ -148,6 +175,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RenewEvery == 0 {
 		c.RenewEvery = c.TTL / 3
+	}
+	if c.ReleaseTimeout == 0 {
+		c.ReleaseTimeout = 2 * c.TTL
 	}
 	if c.Clock == nil {
 		c.Clock = systemClock{}
@@ -169,6 +199,21 @@ type Lease struct {
 	// RenewedAt is when the last successful renewal was sent, on this
 	// node's clock: the lease is surely still ours until RenewedAt + TTL.
 	RenewedAt time.Time
+	// TakeOverWait is, for a lease taken over from another node after it
+	// expired, how long this node had seen that node's last renewal
+	// unchanged when it took the key (a TTL or a little more); zero for a
+	// lease that was free. It is the first part of a failover's time.
+	TakeOverWait time.Duration
+}
+
+// Stats counts a manager's lease changes since it started.
+type Stats struct {
+	// Acquired counts leases acquired, TakenOver those of them taken from
+	// another node after it expired.
+	Acquired, TakenOver atomic.Uint64
+	// Released counts planned hand-offs, Lost leases lost (taken over by
+	// another node, or not renewed for a TTL).
+	Released, Lost atomic.Uint64
 }
 
 // seen is what a node has observed of one key: its revision, and when (on
@@ -188,6 +233,14 @@ type Manager struct {
 	owned    map[int]*Lease
 	observed map[string]seen
 	tickMu   sync.Mutex // one Tick at a time
+	// renewMu serialises renewals with each other and with releases: two
+	// renewals of one lease at once would see each other's revision as a
+	// take-over.
+	renewMu sync.Mutex
+	// renewing is set while Run's renewer renews and heartbeats, so that
+	// Tick leaves them to it.
+	renewing atomic.Bool
+	stats    Stats
 }
 
 // New creates (or binds to) the bucket.
@@ -244,17 +297,47 @@ func nodeKey(n string) string   { return "node." + n }
 
 // Run ticks every RenewEvery until ctx ends, then releases every lease and
 // removes the node's heartbeat (a planned stop: the others take over at
-// once instead of after a TTL).
+// once instead of after a TTL). Renewals and heartbeats run on a goroutine
+// of their own, every RenewEvery, so that a tick waiting for a hand-off
+// (Release) does not let the node's other leases expire.
 func (m *Manager) Run(ctx context.Context) error {
+	m.renewing.Store(true)
+	renewCtx, stopRenewing := context.WithCancel(context.Background())
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		wait := m.cfg.RenewEvery
+		for {
+			select {
+			case <-renewCtx.Done():
+				return
+			case <-m.cfg.Clock.After(wait):
+			}
+			// After a failed round the next comes sooner: the lease's
+			// validity is running out, and the bucket usually answers
+			// again within a second or two (a new leader elected).
+			wait = m.cfg.RenewEvery
+			if m.renewAndHeartbeat(renewCtx) != nil {
+				wait = m.cfg.RenewEvery / 4
+			}
+		}
+	}()
+	// The renewer goes on through the planned stop's hand-offs, which may
+	// be slow, and ends only once every lease is released.
+	defer func() {
+		stopRenewing()
+		<-renewed
+		m.renewing.Store(false)
+	}()
 	for {
 		if err := m.Tick(ctx); err != nil && ctx.Err() == nil {
 			m.cfg.Logger.Warn("lease tick failed", "node", m.cfg.Node, "err", err)
 		}
 		select {
 		case <-ctx.Done():
-			rctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
+			err := m.ReleaseAll(context.Background())
+			rctx, cancel := context.WithTimeout(context.Background(), m.requestTimeout())
 			defer cancel()
-			err := m.ReleaseAll(rctx)
 			// Without its heartbeat key the node stops counting as live at
 			// once, so the plan gives its share to the others now rather
 			// than a TTL later.
@@ -276,10 +359,11 @@ func (m *Manager) Tick(ctx context.Context) error {
 	now := m.cfg.Clock.Now()
 	var errs []error
 	// Renewals first: they need nothing read, and must not wait on a
-	// listing that fails.
-	m.renew(ctx, now)
-	if _, err := m.put(ctx, nodeKey(m.cfg.Node), []byte(m.cfg.Address)); err != nil {
-		errs = append(errs, fmt.Errorf("heartbeat: %w", err))
+	// listing that fails. Under Run its renewer does them.
+	if !m.renewing.Load() {
+		if err := m.renewAndHeartbeat(ctx); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := m.observe(ctx, now); err != nil {
 		return errors.Join(append(errs, err)...)
@@ -293,8 +377,7 @@ func (m *Manager) Tick(ctx context.Context) error {
 		m.mu.Unlock()
 		switch {
 		case l != nil && plan[p] != m.cfg.Node:
-			m.cfg.Handler.Release(ctx, p)
-			if err := m.release(ctx, l); err != nil {
+			if err := m.handOff(ctx, p); err != nil {
 				errs = append(errs, err)
 			}
 		case l == nil && plan[p] == m.cfg.Node && owners[p] == "":
@@ -331,7 +414,7 @@ func (m *Manager) listKeys(ctx context.Context) ([]string, error) {
 
 // observe reads every key and notes when each revision was first seen.
 func (m *Manager) observe(ctx context.Context, now time.Time) error {
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	rctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
 	defer cancel()
 	keys, err := m.listKeys(rctx)
 	if err != nil {
@@ -448,10 +531,30 @@ func (m *Manager) live(now time.Time) []string {
 	return nodes
 }
 
+// renewAndHeartbeat renews every lease this node holds, then writes its
+// heartbeat.
+func (m *Manager) renewAndHeartbeat(ctx context.Context) error {
+	m.renewMu.Lock()
+	defer m.renewMu.Unlock()
+	err := m.renew(ctx, m.cfg.Clock.Now())
+	if _, herr := m.put(ctx, nodeKey(m.cfg.Node), []byte(m.cfg.Address)); herr != nil {
+		err = errors.Join(err, fmt.Errorf("heartbeat: %w", herr))
+	}
+	return err
+}
+
 // renew renews every lease this node holds. A refused renewal (the key
-// moved on) loses the lease; a failed one loses it once a TTL has passed
-// since the last success, since another node may then take it.
-func (m *Manager) renew(ctx context.Context, now time.Time) {
+// moved on) loses the lease. A renewal that fails otherwise (no answer:
+// the bucket's leader died and its replicas elect another) is retried
+// every RenewEvery, and loses the lease only once lostAfterFailing TTLs
+// have passed since the last success: a later renewal at the same
+// revision proves nobody took the key meanwhile, and until it succeeds
+// the node answers nothing for the partition anyway (Valid is false past
+// RenewedAt + TTL, and the journal's fence refuses its appends if another
+// node did take over). Giving the lease up at one TTL would make every
+// node drop all its partitions whenever the bucket's leader dies. The
+// caller holds renewMu.
+func (m *Manager) renew(ctx context.Context, now time.Time) (failed error) {
 	m.mu.Lock()
 	held := make([]*Lease, 0, len(m.owned))
 	for _, l := range m.owned {
@@ -459,25 +562,48 @@ func (m *Manager) renew(ctx context.Context, now time.Time) {
 	}
 	m.mu.Unlock()
 	slices.SortFunc(held, func(a, b *Lease) int { return a.Partition - b.Partition })
-	for _, l := range held {
-		err := m.Renew(ctx, l)
+	// The renewals go at once: one after another, a bucket whose leader
+	// died (no answer until each request's timeout) would hold the last
+	// one up past its TTL.
+	errs := make([]error, len(held))
+	var wg sync.WaitGroup
+	// Each round is bounded by RenewEvery, so that rounds keep their pace
+	// while requests go unanswered.
+	rctx, cancel := context.WithTimeout(ctx, m.cfg.RenewEvery)
+	defer cancel()
+	for i, l := range held {
+		wg.Go(func() { errs[i] = m.Renew(rctx, l) })
+	}
+	wg.Wait()
+	for i, l := range held {
+		err := errs[i]
 		switch {
 		case err == nil:
-		case errors.Is(err, ErrLost) || now.Sub(l.RenewedAt) >= m.cfg.TTL:
+		case errors.Is(err, ErrLost) || now.Sub(l.RenewedAt) >= lostAfterFailing*m.cfg.TTL:
 			m.cfg.Logger.Warn("lease lost", "node", m.cfg.Node, "partition", l.Partition, "err", err)
+			m.stats.Lost.Add(1)
 			m.drop(l.Partition)
 			m.cfg.Handler.Lost(l.Partition)
 		default:
 			m.cfg.Logger.Warn("lease renewal failed, retried next tick", "node", m.cfg.Node, "partition", l.Partition, "err", err)
+			failed = err
 		}
 	}
+	return failed
 }
+
+// requestTimeout bounds one KV request: requestTimeoutMax, or RenewEvery
+// if that is shorter.
+func (m *Manager) requestTimeout() time.Duration { return min(requestTimeoutMax, m.cfg.RenewEvery) }
+
+// lostAfterFailing is how many TTLs of failed renewals lose a lease.
+const lostAfterFailing = 2
 
 // Renew renews l, updating its Revision and RenewedAt. It returns ErrLost
 // when the key is no longer at l's revision: another node took it.
 func (m *Manager) Renew(ctx context.Context, l *Lease) error {
 	sent := m.cfg.Clock.Now()
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	rctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
 	defer cancel()
 	rev, err := m.kv.Update(rctx, partitionKey(l.Partition), []byte(m.cfg.Node), l.Revision)
 	if isWrongLastSequence(err) {
@@ -489,7 +615,16 @@ func (m *Manager) Renew(ctx context.Context, l *Lease) error {
 	m.mu.Lock()
 	l.Revision, l.RenewedAt = rev, sent
 	m.mu.Unlock()
+	m.renewed(l.Partition, sent)
 	return nil
+}
+
+// renewed tells a RenewalHandler how long p's lease, renewed at sent, is
+// surely valid.
+func (m *Manager) renewed(p int, sent time.Time) {
+	if rh, ok := m.cfg.Handler.(RenewalHandler); ok {
+		rh.Renewed(p, sent.Add(m.cfg.TTL).Sub(m.cfg.Clock.Now()))
+	}
 }
 
 // Acquire takes partition p's lease if it is free or has expired (seen
@@ -506,11 +641,15 @@ func (m *Manager) Acquire(ctx context.Context, p int) (*Lease, error) {
 
 func (m *Manager) acquire(ctx context.Context, p int, now time.Time) (*Lease, error) {
 	key := partitionKey(p)
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	rctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
 	defer cancel()
 	var rev uint64
 	var err error
+	var takeOverWait time.Duration
 	o, ok := m.observed[key]
+	if ok && o.value != m.cfg.Node {
+		takeOverWait = now.Sub(o.at)
+	}
 	switch {
 	case !ok:
 		rev, err = m.kv.Create(rctx, key, []byte(m.cfg.Node))
@@ -527,12 +666,17 @@ func (m *Manager) acquire(ctx context.Context, p int, now time.Time) (*Lease, er
 	if err != nil {
 		return nil, fmt.Errorf("lease: acquire partition %d: %w", p, err)
 	}
-	l := &Lease{Partition: p, Epoch: rev, Revision: rev, RenewedAt: now}
+	l := &Lease{Partition: p, Epoch: rev, Revision: rev, RenewedAt: now, TakeOverWait: takeOverWait}
+	m.stats.Acquired.Add(1)
+	if takeOverWait > 0 {
+		m.stats.TakenOver.Add(1)
+	}
 	m.mu.Lock()
 	m.owned[p] = l
 	m.mu.Unlock()
 	m.observed[key] = seen{revision: rev, value: m.cfg.Node, at: now}
 	m.cfg.Logger.Info("lease acquired", "node", m.cfg.Node, "partition", p, "epoch", rev)
+	m.renewed(p, now)
 	if err := m.cfg.Handler.Acquired(ctx, p, rev); err != nil {
 		m.release(ctx, l)
 		return nil, fmt.Errorf("lease: take over partition %d: %w", p, err)
@@ -540,22 +684,54 @@ func (m *Manager) acquire(ctx context.Context, p int, now time.Time) (*Lease, er
 	return l, nil
 }
 
+// handOff is a planned hand-off of p: the handler's Release, bounded by
+// ReleaseTimeout, then the key's deletion. A Release that did not finish
+// in time keeps the lease (renewed as before) for the next tick to try
+// again.
+func (m *Manager) handOff(ctx context.Context, p int) error {
+	rctx, cancel := context.WithTimeout(ctx, m.cfg.ReleaseTimeout)
+	err := m.cfg.Handler.Release(rctx, p)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("lease: hand partition %d off: %w (the lease is kept; tried again next tick)", p, err)
+	}
+	m.mu.Lock()
+	l := m.owned[p]
+	m.mu.Unlock()
+	if l == nil {
+		return nil // lost meanwhile
+	}
+	return m.release(ctx, l)
+}
+
 // release deletes l's key if it is still at l's revision.
 func (m *Manager) release(ctx context.Context, l *Lease) error {
+	// Under renewMu: no renewal moves the revision between the read and
+	// the delete.
+	m.renewMu.Lock()
+	defer m.renewMu.Unlock()
 	m.drop(l.Partition)
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	m.mu.Lock()
+	revision := l.Revision
+	m.mu.Unlock()
+	rctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
 	defer cancel()
-	err := m.kv.Delete(rctx, partitionKey(l.Partition), natsjs.LastRevision(l.Revision))
+	err := m.kv.Delete(rctx, partitionKey(l.Partition), natsjs.LastRevision(revision))
 	if err != nil && !isWrongLastSequence(err) {
 		return fmt.Errorf("lease: release partition %d: %w", l.Partition, err)
 	}
 	delete(m.observed, partitionKey(l.Partition))
+	m.stats.Released.Add(1)
 	m.cfg.Logger.Info("lease released", "node", m.cfg.Node, "partition", l.Partition)
 	return nil
 }
 
 // ReleaseAll hands every lease off (the handler's Release, then delete),
-// for a planned stop of the node.
+// for a planned stop of the node. Each hand-off has its own ReleaseTimeout
+// (and each deletion its own request timeout), so that one slow partition
+// does not leave the others' keys to expire; a lease whose Release did not
+// finish in time is dropped without deleting its key, for the others to
+// take over once it expires.
 func (m *Manager) ReleaseAll(ctx context.Context) error {
 	m.tickMu.Lock()
 	defer m.tickMu.Unlock()
@@ -564,11 +740,24 @@ func (m *Manager) ReleaseAll(ctx context.Context) error {
 		m.mu.Lock()
 		l := m.owned[p]
 		m.mu.Unlock()
-		m.cfg.Handler.Release(ctx, p)
+		if l == nil {
+			continue // lost meanwhile
+		}
+		rctx, cancel := context.WithTimeout(ctx, m.cfg.ReleaseTimeout)
+		err := m.cfg.Handler.Release(rctx, p)
+		cancel()
+		if err != nil {
+			m.drop(p)
+			errs = append(errs, fmt.Errorf("lease: hand partition %d off: %w (left to expire)", p, err))
+			continue
+		}
 		errs = append(errs, m.release(ctx, l))
 	}
 	return errors.Join(errs...)
 }
+
+// Stats returns the manager's counts of lease changes.
+func (m *Manager) Stats() *Stats { return &m.stats }
 
 func (m *Manager) drop(p int) {
 	m.mu.Lock()
@@ -609,7 +798,7 @@ func (m *Manager) Lease(p int) (Lease, bool) {
 }
 
 func (m *Manager) put(ctx context.Context, key string, value []byte) (uint64, error) {
-	rctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	rctx, cancel := context.WithTimeout(ctx, m.requestTimeout())
 	defer cancel()
 	return m.kv.Put(rctx, key, value)
 }

@@ -94,10 +94,11 @@ func (n *node) Acquired(ctx context.Context, p int, epoch uint64) error {
 	return nil
 }
 
-func (n *node) Release(_ context.Context, p int) {
+func (n *node) Release(_ context.Context, p int) error {
 	n.journals[p].Close() // drains: every done is called
 	delete(n.journals, p)
 	n.events = append(n.events, fmt.Sprintf("released %d", p))
+	return nil
 }
 
 // Lost keeps the journal open, so the test can show that its appends are
@@ -297,10 +298,11 @@ func (h *countingHandler) Acquired(_ context.Context, p int, _ uint64) error {
 	return nil
 }
 
-func (h *countingHandler) Release(_ context.Context, p int) {
+func (h *countingHandler) Release(_ context.Context, p int) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	delete(h.owned, p)
+	return nil
 }
 
 func (h *countingHandler) Lost(p int) { h.Release(context.Background(), p) }
@@ -421,5 +423,124 @@ func TestLeasesSurviveAServerLoss(t *testing.T) {
 				t.Fatalf("%s appends to %d after the server loss: %v", n.name, p, err)
 			}
 		}
+	}
+}
+
+// blockingHandler holds every Release until release is closed.
+type blockingHandler struct {
+	countingHandler
+	release  chan struct{}
+	releases chan int
+	lost     chan int
+}
+
+func (h *blockingHandler) Release(ctx context.Context, p int) error {
+	select {
+	case h.releases <- p:
+	default:
+	}
+	select {
+	case <-h.release:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return h.countingHandler.Release(ctx, p)
+}
+
+func (h *blockingHandler) Lost(p int) {
+	select {
+	case h.lost <- p:
+	default:
+	}
+	h.countingHandler.Lost(p)
+}
+
+// TestSlowHandOffKeepsRenewing: while a hand-off hangs in a tick (the
+// handler's Release does not return), Run's renewer goes on renewing the
+// node's other leases, none is lost, and the hand-off is asked again until
+// it finishes.
+func TestSlowHandOffKeepsRenewing(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), waitMax)
+	defer cancel()
+	c, err := natsserver.StartLocalCluster(ctx, t.TempDir(), 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const partitions = 4
+	start := func(name string, h Handler) (*Manager, context.CancelFunc, chan error) {
+		nc, err := nats.Connect(c.URLs())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		js, _ := natsjs.New(nc)
+		m, err := New(ctx, Config{JetStream: js, Replicas: 1, Node: name, Partitions: partitions,
+			TTL: time.Second, ReleaseTimeout: 100 * time.Millisecond, Handler: h, Logger: discard})
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, rcancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- m.Run(rctx) }()
+		return m, rcancel, done
+	}
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		for !cond() {
+			select {
+			case <-ctx.Done():
+				t.Fatalf("waiting for %s: %v", what, ctx.Err())
+			case <-time.After(20 * time.Millisecond):
+			}
+		}
+	}
+	ha := &blockingHandler{countingHandler: countingHandler{owned: map[int]bool{}}, release: make(chan struct{}), releases: make(chan int, 16), lost: make(chan int, 16)}
+	a, stopA, doneA := start("a", ha)
+	waitFor("a to own everything", func() bool { return len(a.Owned()) == partitions })
+	_, stopB, doneB := start("b", &countingHandler{owned: map[int]bool{}})
+	defer func() { stopB(); <-doneB }()
+	// The plan gives b the upper half; a's hand-off of each hangs.
+	handed := <-ha.releases
+	kept := -1
+	for _, p := range a.Owned() {
+		if p != handed && p < partitions/2 {
+			kept = p
+		}
+	}
+	if kept < 0 {
+		t.Fatalf("a owns %v while handing %d off; no partition it keeps", a.Owned(), handed)
+	}
+	l0, _ := a.Lease(kept)
+	// Renewals of the kept lease go on while the hand-off hangs, for
+	// several TTLs, and the hand-off is asked again at later ticks.
+	waitFor("renewals during the hung hand-off", func() bool {
+		l, ok := a.Lease(kept)
+		return ok && l.Revision >= l0.Revision+5*partitions
+	})
+	// b's share is the upper half: a hands off each of them, at every
+	// tick, until the handler lets go.
+	for range 4 {
+		if p := <-ha.releases; p < partitions/2 {
+			t.Fatalf("hand-off asked for %d, which a keeps", p)
+		}
+	}
+	select {
+	case p := <-ha.lost:
+		t.Fatalf("partition %d lost while a hand-off hung", p)
+	default:
+	}
+	if !a.Valid(kept) || !a.Valid(handed) {
+		t.Fatalf("a's leases not valid while its hand-off hangs: kept %v, handed %v", a.Valid(kept), a.Valid(handed))
+	}
+	if got := a.Stats().Lost.Load(); got != 0 {
+		t.Fatalf("%d leases lost", got)
+	}
+	// Once the handler lets go, the hand-off completes.
+	close(ha.release)
+	waitFor("the hand-off", func() bool { return len(a.Owned()) == partitions/2 })
+	stopA()
+	if err := <-doneA; err != nil {
+		t.Fatalf("a's planned stop: %v", err)
 	}
 }

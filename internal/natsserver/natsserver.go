@@ -139,6 +139,7 @@ func Start(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
+	setRaftTimings() // raft.go: elections after a server's death within 3 s
 	port := cfg.Port
 	if port == 0 {
 		port = server.RANDOM_PORT

@@ -98,3 +98,22 @@ func FuzzParseVarz(f *testing.F) {
 		}
 	})
 }
+
+// TestRaftTimingsApplied: once a server has started, the embedded servers'
+// Raft timings are fest's (raft.go), not nats-server's defaults, and they
+// are sound.
+func TestRaftTimingsApplied(t *testing.T) {
+	s, err := Start(Config{Name: "raft", Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if got := raftTimings(); got != DefaultRaftTimings {
+		t.Fatalf("raft timings %+v, want %+v", got, DefaultRaftTimings)
+	}
+	for _, bad := range []RaftTimings{{}, {Heartbeat: time.Second, ElectionMin: 2 * time.Second, ElectionMax: 3 * time.Second}, {Heartbeat: 100 * time.Millisecond, ElectionMin: time.Second, ElectionMax: time.Second}} {
+		if bad.Validate() == nil {
+			t.Errorf("timings %+v accepted", bad)
+		}
+	}
+}

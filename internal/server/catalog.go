@@ -350,13 +350,24 @@ type catalogInput interface {
 // putCatalog runs a catalog PUT: decode the body into in, build the command
 // with the id from the path, apply it, and answer with render's body.
 func (s *Server) putCatalog(w http.ResponseWriter, r *http.Request, be *backend, in catalogInput, idParam string, render func(cmd *engine.Command, res *engine.Result) []byte) {
-	if aerr := s.decodeBody(r, in); aerr != nil {
+	bp, aerr := s.readBody(r, s.cfg.BodyBytesMax)
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	defer s.putBuf(bp)
+	if aerr := decodeStrict(*bp, in); aerr != nil {
 		s.writeError(w, aerr)
 		return
 	}
 	cmd, aerr := in.command(r.PathValue(idParam))
 	if aerr != nil {
 		s.writeError(w, aerr)
+		return
+	}
+	// In a cluster the write goes to its partition's owner.
+	w, here := s.writeHere(w, r, be, &cmd, *bp)
+	if !here {
 		return
 	}
 	res := be.eng.Do(r.Context(), cmd)
@@ -529,6 +540,9 @@ func parseImportLine(line []byte, out *importLine) *apiError {
 type importPhase struct {
 	lines   []int32
 	batches []*engine.Batch
+	// spans are the lines' bytes in the body, [from, to), kept in a
+	// cluster only: the parts forwarded to other nodes are made of them.
+	spans [][2]int32
 }
 
 func (ph *importPhase) len() int { return len(ph.lines) }
@@ -659,10 +673,37 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request, be *backen
 			return
 		}
 		phases[ph].add(lineNo, cmd)
+		if s.cl != nil {
+			phases[ph].spans = append(phases[ph].spans, [2]int32{int32(from), int32(from + len(line))})
+		}
 	}
-	if aerr := s.checkImport(r.Context(), be, &phases); aerr != nil {
+	if s.cl != nil {
+		s.importCluster(w, r, be, body, &phases)
+		return
+	}
+	if aerr := s.applyImport(r.Context(), be, &phases); aerr != nil {
 		s.writeError(w, aerr)
 		return
+	}
+	writeJSON(w, http.StatusOK, appendImported(nil, &phases))
+}
+
+// appendImported appends the answer of an import of phases.
+func appendImported(out []byte, phases *[3]importPhase) []byte {
+	out = append(out, `{"imported":{"brand":`...)
+	out = strconv.AppendInt(out, int64(phases[0].len()), 10)
+	out = append(out, `,"merchant":`...)
+	out = strconv.AppendInt(out, int64(phases[1].len()), 10)
+	out = append(out, `,"sku":`...)
+	out = strconv.AppendInt(out, int64(phases[2].len()), 10)
+	return append(out, "}}\n"...)
+}
+
+// applyImport checks the parsed lines of an import (checkImport) and
+// applies them on this node's engine.
+func (s *Server) applyImport(ctx context.Context, be *backend, phases *[3]importPhase) *apiError {
+	if aerr := s.checkImport(ctx, be, phases); aerr != nil {
+		return aerr
 	}
 	// Brands, then merchants, then SKUs, so references resolve: the
 	// batches of a kind go to the engine together, and the next kind waits
@@ -689,19 +730,10 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request, be *backen
 			}
 		}
 		if failed != nil {
-			s.writeError(w, failed)
-			return
+			return failed
 		}
 	}
-	out := make([]byte, 0, 80)
-	out = append(out, `{"imported":{"brand":`...)
-	out = strconv.AppendInt(out, int64(phases[0].len()), 10)
-	out = append(out, `,"merchant":`...)
-	out = strconv.AppendInt(out, int64(phases[1].len()), 10)
-	out = append(out, `,"sku":`...)
-	out = strconv.AppendInt(out, int64(phases[2].len()), 10)
-	out = append(out, "}}\n"...)
-	writeJSON(w, http.StatusOK, out)
+	return nil
 }
 
 // Engine limits of a SKU stricter than the edge's: checked before an import
@@ -811,6 +843,14 @@ func (s *Server) checkImport(ctx context.Context, be *backend, phases *[3]import
 			}
 			for i := range b.Requests {
 				if res := &b.Requests[i].Result; !res.OK() && res.Code != engine.CodeNotFound {
+					if s.elsewhereSKU(&b.Requests[i]) {
+						// The SKU exists in a partition of another owner,
+						// so under another merchant than the line's (whose
+						// partition is this node's): the line is refused
+						// as a single node refuses it.
+						*res = engine.Result{SKU: &engine.SKU{ID: b.Requests[i].Command.SKUID}}
+						continue
+					}
 					return resultError(res)
 				}
 			}
@@ -843,6 +883,17 @@ func (s *Server) checkImport(ctx context.Context, be *backend, phases *[3]import
 		return lineError(int(badLine), bad)
 	}
 	return nil
+}
+
+// elsewhereSKU reports whether a SKU read of an import's check was
+// refused because the SKU lives in a partition another node serves.
+func (s *Server) elsewhereSKU(r *engine.Request) bool {
+	if s.cl == nil || r.Result.Code != engine.CodeUnavailable {
+		return false
+	}
+	rt := s.cl.router()
+	p, ok := rt.Locate(&engine.Request{Command: r.Command})
+	return ok && !rt.Owns(p)
 }
 
 // skuLineState is a SKU as the earlier lines of an import leave it.

@@ -45,6 +45,17 @@ const (
 	// forwarded to others: their names, comma-separated. A client that
 	// routes by the cluster's map learns from it that its map is stale.
 	HeaderForwardedTo = "Fest-Forwarded-To"
+	// HeaderAfter is set on a forwarded catalog or live write: the
+	// partition positions ("p:seq,p:seq") the sender has seen acknowledged
+	// by their owners. The receiving node applies the write only once its
+	// own state includes them, so that a reference to an entity another
+	// node wrote a moment ago (a merchant's brand, a deal's channel)
+	// resolves as it would on a single node.
+	HeaderAfter = "Fest-After"
+	// HeaderPositions is set on the answer to a forwarded catalog or live
+	// write: the positions ("p:seq,...") of the partitions it wrote, as
+	// the owner's journal ends after it.
+	HeaderPositions = "Fest-Positions"
 )
 
 // Router is what forwarding needs of the engine: in cluster mode
@@ -56,6 +67,10 @@ type Router interface {
 	Locate(r *engine.Request) (partition int, ok bool)
 	// Owns reports whether this node serves partition now.
 	Owns(partition int) bool
+	// PartitionPosition is the journal position partition's state
+	// includes on this node: a served partition's journal end, a followed
+	// one's follower position.
+	PartitionPosition(partition int) uint64
 }
 
 // Membership is the cluster's ownership as this node sees it:
@@ -86,6 +101,11 @@ type ClusterConfig struct {
 	// PeerAnswerBytesMax bounds the body of a peer's answer (default
 	// 64 MiB, four times the largest batch body).
 	PeerAnswerBytesMax int64
+	// FollowWaitMax bounds how long a catalog or live write waits for
+	// this node to follow the positions it must come after (HeaderAfter;
+	// default 5s). Past it the write is answered 503 unavailable, with
+	// nothing applied.
+	FollowWaitMax time.Duration
 	// Transport, when set, carries every forwarded request (tests); by
 	// default each peer has its own HTTP/1.1 transport and pool.
 	Transport http.RoundTripper
@@ -98,6 +118,7 @@ const (
 	defaultForwardTimeout     = 30 * time.Second
 	defaultViewAgeMax         = 500 * time.Millisecond
 	defaultPeerAnswerBytesMax = 64 << 20
+	defaultFollowWaitMax      = 5 * time.Second
 	// peerConnsMaxLimit keeps a node's connections to its peers well
 	// inside the file descriptors a process has.
 	peerConnsMaxLimit = 4096
@@ -119,6 +140,9 @@ func (c *ClusterConfig) setDefaults() {
 	if c.PeerAnswerBytesMax == 0 {
 		c.PeerAnswerBytesMax = defaultPeerAnswerBytesMax
 	}
+	if c.FollowWaitMax == 0 {
+		c.FollowWaitMax = defaultFollowWaitMax
+	}
 }
 
 // validate reports the first invalid field, defaults applied.
@@ -129,7 +153,7 @@ func (c ClusterConfig) validate() error {
 		return fmt.Errorf("%w: cluster: peer connections max %d outside 1 to %d", ErrConfig, c.PeerConnsMax, peerConnsMaxLimit)
 	case c.PeerInflightMax < 1:
 		return fmt.Errorf("%w: cluster: peer in-flight max must be positive", ErrConfig)
-	case c.ForwardTimeout < 0 || c.ViewAgeMax < 0:
+	case c.ForwardTimeout < 0 || c.ViewAgeMax < 0 || c.FollowWaitMax < 0:
 		return fmt.Errorf("%w: cluster: durations must not be negative", ErrConfig)
 	case c.PeerAnswerBytesMax < 1:
 		return fmt.Errorf("%w: cluster: peer answer bytes max must be positive", ErrConfig)
@@ -202,6 +226,11 @@ type clusterState struct {
 	peersMu sync.Mutex
 	peers   map[string]*peer // by node name; bounded by the nodes of the view
 	metrics forwardMetrics
+	// seen holds, by partition, the highest journal position a peer's
+	// answer to a catalog or live write reported (HeaderPositions): what
+	// later such writes must come after. Bounded by the partitions.
+	seenMu sync.Mutex
+	seen   map[int]uint64
 }
 
 // clusterDeps are what AttachCluster gives.
@@ -240,7 +269,7 @@ type routeTable struct {
 var self = &peer{node: "self"}
 
 func newClusterState(s *Server, cfg ClusterConfig) *clusterState {
-	c := &clusterState{s: s, cfg: cfg, peers: map[string]*peer{}}
+	c := &clusterState{s: s, cfg: cfg, peers: map[string]*peer{}, seen: map[int]uint64{}}
 	c.metrics = newForwardMetrics(s.metrics.reg)
 	return c
 }
@@ -271,6 +300,7 @@ func (c *clusterState) rebuild(seen *routeTable) *routeTable {
 	if t := c.table.Load(); t != seen && t != nil {
 		return t
 	}
+	prev := c.table.Load()
 	v := c.deps.Load().members.View()
 	t := &routeTable{view: v, node: v.Node, built: time.Now()}
 	addrs := make(map[string]string, len(v.Nodes))
@@ -288,6 +318,19 @@ func (c *clusterState) rebuild(seen *routeTable) *routeTable {
 		}
 		switch {
 		case pv.Owner == "":
+			// No owner in the view: a lease being taken over, or one whose
+			// renewals this node has not seen within a TTL because its own
+			// ticks ran late (a loaded node). The last owner known is kept:
+			// a node that does not serve the partition refuses a forward
+			// with HeaderNotOwner before applying anything, so trying it
+			// is never a wrong answer, and it saves a 503 while only this
+			// node's view is behind.
+			if prev != nil {
+				if o := prev.owner(pv.Partition); o != nil && o != self && addrs[o.node] != "" {
+					t.owners[pv.Partition] = c.peerLocked(o.node, addrs[o.node])
+					live[o.node] = true
+				}
+			}
 		case pv.Owner == v.Node:
 			t.owners[pv.Partition] = self
 		case addrs[pv.Owner] != "":

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"hash/fnv"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -55,6 +56,8 @@ type tableRouter struct {
 	skus  map[string]int
 	owned map[int]bool
 	seen  map[int]int // commands located, by partition
+	// positions are PartitionPosition's answers, by partition.
+	positions map[int]uint64
 }
 
 func (t *tableRouter) Locate(r *engine.Request) (int, bool) {
@@ -72,8 +75,51 @@ func (t *tableRouter) Locate(r *engine.Request) (int, bool) {
 		return p, ok
 	case engine.KindPay, engine.KindCancel, engine.KindGetOrder, engine.KindScanParcel:
 		return r.Command.OrderID.Partition(), true
+	case engine.KindUpsertBrand:
+		return hashPartition("brand/" + r.Command.Brand.ID), true
+	case engine.KindUpsertMerchant:
+		return hashPartition(r.Command.Merchant.ID), true
+	case engine.KindUpsertSKU:
+		return hashPartition(r.Command.SKU.MerchantID), true
+	case engine.KindPutChannel:
+		return hashPartition("channel/" + r.Command.Channel.ID), true
+	case engine.KindPutDeal:
+		p, ok := t.skus[r.Command.Deal.SKUID]
+		return p, ok
+	case engine.KindEndDeal:
+		p, ok := t.skus["deal/"+r.Command.Deal.ID]
+		return p, ok
 	}
 	return 0, false
+}
+
+// PartitionPosition is the position set by setPosition, and past any
+// position when none was set: a node of these tests has followed
+// everything unless a test says otherwise.
+func (t *tableRouter) PartitionPosition(p int) uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if q, ok := t.positions[p]; ok {
+		return q
+	}
+	return math.MaxUint64
+}
+
+func (t *tableRouter) setPosition(p int, q uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.positions == nil {
+		t.positions = map[int]uint64{}
+	}
+	t.positions[p] = q
+}
+
+// hashPartition is the engine's partition of a hashed id: FNV-1a, as
+// merchantIn says.
+func hashPartition(id string) int {
+	h := fnv.New64a()
+	h.Write([]byte(id))
+	return int(h.Sum64() % testPartitions)
 }
 
 func (t *tableRouter) Owns(p int) bool {
@@ -543,9 +589,17 @@ func TestClusterPeerDown(t *testing.T) {
 		t.Errorf("single order of b: %d %v %s", resp.StatusCode, resp.Header, b)
 	}
 
-	// A partition with no owner is unavailable too.
+	// A partition the view shows without an owner still goes to its last
+	// owner known (which refuses it if it no longer serves it): here b,
+	// which is down.
 	c.a.members.setOwner(5, "")
 	c.a.srv.cl.rebuild(c.a.srv.cl.table.Load())
+	resp, b = c.a.post(t, "/v1/orders", "application/json", []byte(orderJSONOf("u1", "sb")))
+	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || !strings.Contains(string(b), "node b did not answer") {
+		t.Errorf("order of a partition without an owner in the view: %d %v %s", resp.StatusCode, resp.Header, b)
+	}
+	// With no owner ever known, it is unavailable at once.
+	c.a.srv.cl.table.Store(nil)
 	resp, b = c.a.post(t, "/v1/orders", "application/json", []byte(orderJSONOf("u1", "sb")))
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || !strings.Contains(string(b), "no owner") {
 		t.Errorf("order of an ownerless partition: %d %v %s", resp.StatusCode, resp.Header, b)

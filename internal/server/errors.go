@@ -101,6 +101,15 @@ func resultError(r *engine.Result) *apiError {
 		if r.Field != "" {
 			e.Message = cs.msg + ": " + r.Field
 		}
+	case engine.CodeUnavailable:
+		// In cluster mode Field gives the reason, not a field.
+		e.Field = ""
+		switch r.Field {
+		case engine.UnavailableLease:
+			e.Message = "this node's lease of the partition is not surely valid now; retry shortly"
+		case engine.UnavailableFollowing:
+			e.Message = "not found here while this node's copy of the cluster is catching up; retry shortly"
+		}
 	}
 	return e
 }

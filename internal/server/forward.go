@@ -82,7 +82,7 @@ func (a *peerAnswer) notOwner() bool {
 // send forwards one request to p and reads its answer, at most
 // PeerAnswerBytesMax of it. Authorization goes unchanged: the peer checks
 // the caller's token itself.
-func (c *clusterState) send(ctx context.Context, t *routeTable, p *peer, method, uri string, from http.Header, contentType string, body []byte, commands int) (*peerAnswer, error) {
+func (c *clusterState) send(ctx context.Context, t *routeTable, p *peer, method, uri string, from http.Header, after, contentType string, body []byte, commands int) (*peerAnswer, error) {
 	select {
 	case p.inflight <- struct{}{}:
 	default:
@@ -120,6 +120,9 @@ func (c *clusterState) send(ctx context.Context, t *routeTable, p *peer, method,
 		req.Header.Set("Accept", contentType)
 	}
 	req.Header.Set(HeaderForwardedBy, t.node)
+	if after != "" {
+		req.Header.Set(HeaderAfter, after)
+	}
 	c.metrics.requests.WithLabelValues(p.node).Inc()
 	c.metrics.orders.WithLabelValues(p.node).Add(float64(commands))
 	resp, err := p.client.Do(req)
@@ -211,29 +214,50 @@ func (c *clusterState) elsewhere(w http.ResponseWriter, r *http.Request, be *bac
 		defer s.putBuf(bp)
 		body = *bp
 	}
+	if c.forwardSingle(w, r, p, body, false) {
+		return true
+	}
+	// The partition moved here: serve it with the body again.
+	r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+	h(w, r, be)
+	return true
+}
+
+// forwardSingle forwards a single request for partition p, whose body is
+// body, to p's owner and relays its answer; false means the partition
+// moved here meanwhile and nothing was answered: serve it here. A causal
+// request (a catalog or live write) carries HeaderAfter, and its owner's
+// positions are recorded and waited for here before the answer is
+// relayed, so that the caller's next request to this node sees the write.
+func (c *clusterState) forwardSingle(w http.ResponseWriter, r *http.Request, p int, body []byte, causal bool) bool {
+	s := c.s
 	ctx, cancel := context.WithTimeout(r.Context(), c.cfg.ForwardTimeout)
 	defer cancel()
 	t := c.routes()
+	var after string
+	if causal {
+		after = c.afterHeader()
+	}
 	for attempt := 0; ; attempt++ {
 		o := t.owner(p)
 		if o == self || o == nil {
 			s.writeError(w, errNoOwner(p))
 			return true
 		}
-		a, err := c.send(ctx, t, o, r.Method, r.URL.RequestURI(), r.Header, "", body, 1)
+		a, err := c.send(ctx, t, o, r.Method, r.URL.RequestURI(), r.Header, after, "", body, 1)
 		if err != nil {
 			s.writeError(w, errUnreachable(o, err))
 			return true
 		}
 		if a.notOwner() && attempt == 0 {
 			t = c.rebuild(t)
-			if rt.Owns(p) {
-				// The partition moved here: serve it with the body again.
-				r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
-				h(w, r, be)
-				return true
+			if c.router().Owns(p) {
+				return false
 			}
 			continue
+		}
+		if causal {
+			c.learn(ctx, a.header.Get(HeaderPositions))
 		}
 		relay(w, a, o)
 		return true
@@ -407,7 +431,7 @@ func (c *clusterState) applyLocal(be *backend, batch *engine.Batch, idx []int32)
 func (c *clusterState) forwardPart(ctx context.Context, r *http.Request, be *backend, kind *batchKind, batch *engine.Batch, o *peer, idx []int32, ra *remoteAnswers, t *routeTable, attempt int) {
 	ra.went(o.node)
 	body := kind.encode(nil, batch.Requests, idx)
-	a, err := c.send(ctx, t, o, http.MethodPost, kind.path, r.Header, wire.ContentType, body, len(idx))
+	a, err := c.send(ctx, t, o, http.MethodPost, kind.path, r.Header, "", wire.ContentType, body, len(idx))
 	fail := func(e *apiError) {
 		for _, i := range idx {
 			ra.answer(int(i), e)

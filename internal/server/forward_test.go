@@ -209,27 +209,27 @@ func TestSendBounds(t *testing.T) {
 	c.peersMu.Unlock()
 	tab := &routeTable{node: "a"}
 	from := http.Header{"Authorization": {"Bearer s"}}
-	a, err := c.send(context.Background(), tab, p, http.MethodGet, "/v1/orders/1", from, "", nil, 1)
+	a, err := c.send(context.Background(), tab, p, http.MethodGet, "/v1/orders/1", from, "", "", nil, 1)
 	if err != nil || a.status != 200 || len(a.body) != 100 || gotAuth != "Bearer s" || gotBy != "a" {
 		t.Fatalf("send: %+v %v; Authorization %q, %s %q", a, err, gotAuth, HeaderForwardedBy, gotBy)
 	}
 	// Idempotency-Key goes with a single order only: on a batch part
 	// net/http would take it as leave to resend the part.
 	keyed := http.Header{"Authorization": {"Bearer s"}, "Idempotency-Key": {"k-1"}}
-	if _, err := c.send(context.Background(), tab, p, http.MethodPost, "/v1/orders", keyed, "", []byte("{}"), 1); err != nil || gotKey != "k-1" {
+	if _, err := c.send(context.Background(), tab, p, http.MethodPost, "/v1/orders", keyed, "", "", []byte("{}"), 1); err != nil || gotKey != "k-1" {
 		t.Fatalf("single order: %v, Idempotency-Key %q", err, gotKey)
 	}
-	if _, err := c.send(context.Background(), tab, p, http.MethodPost, "/v1/orders:batch", keyed, wire.ContentType, []byte{}, 2); err != nil || gotKey != "" {
+	if _, err := c.send(context.Background(), tab, p, http.MethodPost, "/v1/orders:batch", keyed, "", wire.ContentType, []byte{}, 2); err != nil || gotKey != "" {
 		t.Fatalf("batch part: %v, Idempotency-Key %q forwarded", err, gotKey)
 	}
 	c.cfg.PeerAnswerBytesMax = 99
-	if _, err := c.send(context.Background(), tab, p, http.MethodGet, "/", from, "", nil, 1); err == nil {
+	if _, err := c.send(context.Background(), tab, p, http.MethodGet, "/", from, "", "", nil, 1); err == nil {
 		t.Error("an answer over the bound was accepted")
 	}
 	p.inflight <- struct{}{} // the one slot taken
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := c.send(ctx, tab, p, http.MethodGet, "/", from, "", nil, 1); !errors.Is(err, errPeerBusy) {
+	if _, err := c.send(ctx, tab, p, http.MethodGet, "/", from, "", "", nil, 1); !errors.Is(err, errPeerBusy) {
 		t.Errorf("past the in-flight bound: %v, want %v", err, errPeerBusy)
 	}
 }

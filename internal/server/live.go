@@ -142,13 +142,24 @@ func (s *Server) handlePutChannel(w http.ResponseWriter, r *http.Request, be *ba
 
 func (s *Server) handlePutDeal(w http.ResponseWriter, r *http.Request, be *backend) {
 	in := &dealJSON{}
-	if aerr := s.decodeBody(r, in); aerr != nil {
+	bp, aerr := s.readBody(r, s.cfg.BodyBytesMax)
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
+	defer s.putBuf(bp)
+	if aerr := decodeStrict(*bp, in); aerr != nil {
 		s.writeError(w, aerr)
 		return
 	}
 	cmd, aerr := in.command(r.PathValue("deal_id"))
 	if aerr != nil {
 		s.writeError(w, aerr)
+		return
+	}
+	// In a cluster the deal goes to its SKU's partition's owner.
+	w, here := s.writeHere(w, r, be, &cmd, *bp)
+	if !here {
 		return
 	}
 	s.dealCommand(w, r, be, cmd)
@@ -160,7 +171,13 @@ func (s *Server) handleEndDeal(w http.ResponseWriter, r *http.Request, be *backe
 		s.writeError(w, errNotFound("deal_id", "no deal "+strconv.Quote(id)))
 		return
 	}
-	s.dealCommand(w, r, be, engine.Command{Kind: engine.KindEndDeal, Deal: &engine.Deal{ID: id}})
+	cmd := engine.Command{Kind: engine.KindEndDeal, Deal: &engine.Deal{ID: id}}
+	// In a cluster the end goes to the deal's partition's owner.
+	w, here := s.writeHere(w, r, be, &cmd, nil)
+	if !here {
+		return
+	}
+	s.dealCommand(w, r, be, cmd)
 }
 
 // dealCommand runs a deal command and answers with the deal.

@@ -86,6 +86,10 @@ func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
 }
 
+// RegisterMetrics adds c's series to /metrics: a cluster node's
+// (cluster.Node.Metrics), which the server does not know of itself.
+func (s *Server) RegisterMetrics(c prometheus.Collector) error { return s.metrics.reg.Register(c) }
+
 // ObserveFsync records one journal fsync; serve wires it into the journal.
 func (s *Server) ObserveFsync(d time.Duration) { s.metrics.fsync.Observe(d.Seconds()) }
 

@@ -32,6 +32,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +51,11 @@ var (
 	// ErrConfig is wrapped by Open for an invalid Config or a server that
 	// cannot carry the journal (max_payload below the record bound).
 	ErrConfig = errors.New("jetstream journal config invalid")
+	// ErrStaleEpoch is wrapped (with ErrFenced) by Open's error when the
+	// stream's last message was written by a later lease epoch than the
+	// one Open was given: a retried or delayed take-over must not fence
+	// the current owner.
+	ErrStaleEpoch = errors.New("a later epoch has written the stream")
 )
 
 // Headers fest sets on its messages.
@@ -380,6 +386,9 @@ func (j *Journal) fence(ctx context.Context) (uint64, error) {
 			return 0, fmt.Errorf("jetstream journal: read the end of %s: %w", j.name, err)
 		}
 		last := info.State.LastSeq
+		if err := j.checkEpoch(ctx, last); err != nil {
+			return 0, err
+		}
 		m := nats.NewMsg(j.subject)
 		m.Header.Set(headerFence, strconv.FormatUint(j.cfg.Epoch, 10))
 		m.Header.Set(nats.MsgIdHdr, j.msgID(last+1))
@@ -396,6 +405,44 @@ func (j *Journal) fence(ctx context.Context) (uint64, error) {
 		return ack.Sequence, nil
 	}
 	return 0, fmt.Errorf("jetstream journal: fence %s: another writer kept appending through %d tries: %w", j.name, fenceTriesMax, ErrFenced)
+}
+
+// leaseEpoch reports whether epoch is a lease's (a KV revision) rather
+// than the random one of a journal used without leases, which has its top
+// bit set: only lease epochs are ordered.
+func leaseEpoch(epoch uint64) bool { return epoch != 0 && epoch < 1<<63 }
+
+// checkEpoch refuses to fence a stream whose message at last (its last)
+// was written by a later lease epoch than this writer's: that writer holds
+// the lease now, and this Open is a stale take-over (a retry after a
+// failed open, or one queued behind the loss of the lease).
+func (j *Journal) checkEpoch(ctx context.Context, last uint64) error {
+	if last == 0 || !leaseEpoch(j.cfg.Epoch) {
+		return nil
+	}
+	m, err := j.stream.GetMsg(ctx, last)
+	if errors.Is(err, natsjs.ErrMsgNotFound) {
+		return nil // purged: the stream is empty, and nobody's to judge
+	}
+	if err != nil {
+		return fmt.Errorf("jetstream journal: read the last message of %s at %d: %w", j.name, last, err)
+	}
+	writer, ok := idEpoch(m.Header.Get(nats.MsgIdHdr))
+	if ok && leaseEpoch(writer) && writer > j.cfg.Epoch {
+		return fmt.Errorf("jetstream journal: open %s at epoch %d: its message %d was written at epoch %d: %w: %w",
+			j.name, j.cfg.Epoch, last, writer, ErrStaleEpoch, ErrFenced)
+	}
+	return nil
+}
+
+// idEpoch is the epoch a message id names (msgID's inverse).
+func idEpoch(id string) (uint64, bool) {
+	e, _, ok := strings.Cut(id, "-")
+	if !ok {
+		return 0, false
+	}
+	epoch, err := strconv.ParseUint(e, 36, 64)
+	return epoch, err == nil
 }
 
 func (j *Journal) msgID(seq uint64) string {
@@ -674,17 +721,40 @@ func (j *Journal) confirm(p *pending) (stored bool, err error) {
 }
 
 // Replay implements journal.Journal: it calls fn for every record after
-// from up to the stream's end when Replay starts, skipping fence markers.
-// It returns journal.ErrRemoved when records after from were purged.
+// from up to the journal's durable end when Replay starts, skipping fence
+// markers. That end is at first Open's fence (the records acknowledged to
+// earlier writers are all before it), and later only this writer's
+// acknowledged records follow it. If the stream has run past what this
+// writer appended, another writer has fenced it since, and Replay fails
+// with ErrFenced rather than deliver that writer's records, which the
+// caller would then apply again. It returns journal.ErrRemoved when
+// records after from were purged.
 func (j *Journal) Replay(from journal.Position, fn func(end journal.Position, rec []byte) error) error {
-	return replay(j.stream, j.name, from, false, fn)
+	to := j.durable.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), j.cfg.AckTimeout)
+	info, err := j.stream.Info(ctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("jetstream journal: replay %s: read its state: %w", j.name, err)
+	}
+	if last, end := info.State.LastSeq, j.end.Load(); last > end {
+		return fmt.Errorf("jetstream journal: replay %s: the stream ends at %d, past this writer's %d: %w: %w",
+			j.name, last, end, journal.ErrStopped, ErrFenced)
+	}
+	if uint64(from) >= to {
+		return nil
+	}
+	if first := info.State.FirstSeq; uint64(from)+1 < first {
+		return fmt.Errorf("jetstream journal: replay %s from %d: the stream starts at %d: %w", j.name, from, first, journal.ErrRemoved)
+	}
+	return read(context.Background(), j.stream, j.name, uint64(from), to, false, fn, nil)
 }
 
 // Follow implements journal.Follower: records after from as they are
 // stored (a JetStream consumer sees only messages a quorum has stored),
 // until ctx ends.
 func (j *Journal) Follow(ctx context.Context, from journal.Position, fn func(end journal.Position, rec []byte) error) error {
-	return follow(ctx, j.stream, j.name, uint64(from), false, fn)
+	return follow(ctx, j.stream, j.name, uint64(from), false, fn, nil)
 }
 
 // End implements journal.Journal: the sequence of the last record

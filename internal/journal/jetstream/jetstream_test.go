@@ -487,3 +487,71 @@ func streamLeader(t testing.TB, c *natsserver.LocalCluster, stream string) int {
 	t.Fatalf("no server leads %s within %v", stream, waitMax)
 	return -1
 }
+
+// TestOpenRefusesStaleEpoch: an Open with an older lease epoch than the
+// stream's last writer (a retried or delayed take-over) fails with
+// ErrStaleEpoch and appends nothing, so the current owner goes on.
+func TestOpenRefusesStaleEpoch(t *testing.T) {
+	c := startCluster(t, 1)
+	nc := connect(t, c)
+	owner := open(t, nc, 1, func(c *Config) { c.Epoch = 20 })
+	r := &recorder{t: t}
+	r.append(owner, record(1))
+	r.wait()
+	for _, epoch := range []uint64{7, 19} {
+		ctx, cancel := context.WithTimeout(context.Background(), waitMax)
+		stale, err := Open(ctx, Config{Conn: nc, Partition: 7, Replicas: 1, Epoch: epoch, Logger: discard})
+		cancel()
+		if err == nil {
+			stale.Close()
+			t.Fatalf("open at epoch %d after epoch 20 wrote: no error", epoch)
+		}
+		if !errors.Is(err, ErrStaleEpoch) || !errors.Is(err, ErrFenced) {
+			t.Fatalf("open at epoch %d: %v, want ErrStaleEpoch and ErrFenced", epoch, err)
+		}
+	}
+	// The owner was not fenced: its next record is stored.
+	r2 := &recorder{t: t}
+	r2.append(owner, record(2))
+	r2.wait()
+	if r2.errs[0] != nil {
+		t.Fatalf("owner's append after the stale opens: %v", r2.errs[0])
+	}
+	// A later epoch still takes the partition.
+	taker := open(t, nc, 1, func(c *Config) { c.Epoch = 21 })
+	if got := replayAll(t, taker, 0); len(got) != 2 {
+		t.Fatalf("the later owner replays %d records, want 2", len(got))
+	}
+}
+
+// TestReplayStopsAtTheFence: a writer whose stream another writer fenced
+// after it opened (before it replayed) fails its Replay with ErrFenced
+// instead of delivering the other writer's records.
+func TestReplayStopsAtTheFence(t *testing.T) {
+	c := startCluster(t, 1)
+	nc := connect(t, c)
+	first := open(t, nc, 1, func(c *Config) { c.Epoch = 3 })
+	r := &recorder{t: t}
+	for i := range 3 {
+		r.append(first, record(i))
+	}
+	r.wait()
+	slow := open(t, nc, 1, func(c *Config) { c.Epoch = 4 })
+	if got := replayAll(t, slow, 0); len(got) != 3 {
+		t.Fatalf("replay to the fence: %d records, want 3", len(got))
+	}
+	// Another writer takes the partition and appends before slow replays
+	// again (as a take-over that was retried would).
+	fast := open(t, nc, 1, func(c *Config) { c.Epoch = 5 })
+	r2 := &recorder{t: t}
+	r2.append(fast, []byte("the later owner's"))
+	r2.wait()
+	var got []string
+	err := slow.Replay(0, func(_ journal.Position, rec []byte) error {
+		got = append(got, string(rec))
+		return nil
+	})
+	if !errors.Is(err, ErrFenced) || len(got) != 0 {
+		t.Fatalf("replay after another writer's fence: %v with %q, want ErrFenced and nothing", err, got)
+	}
+}

@@ -54,7 +54,16 @@ func (r *Reader) Replay(from journal.Position, fn func(end journal.Position, rec
 // Replay). It returns an error wrapping journal.ErrRemoved when the record
 // after from has been purged.
 func (r *Reader) Follow(ctx context.Context, from journal.Position, fn func(end journal.Position, rec []byte) error) error {
-	return follow(ctx, r.stream, r.name, uint64(from), true, fn)
+	return follow(ctx, r.stream, r.name, uint64(from), true, fn, nil)
+}
+
+// FollowPending is Follow that also tells pending, as it learns it, how
+// many of the stream's records follow the last one delivered: first from
+// the stream's state when the follow starts, then after each record from
+// the server's count in the message's metadata. 0 means the follower is
+// at the stream's end, as of the server's last word.
+func (r *Reader) FollowPending(ctx context.Context, from journal.Position, fn func(end journal.Position, rec []byte) error, pending func(n uint64)) error {
+	return follow(ctx, r.stream, r.name, uint64(from), true, fn, pending)
 }
 
 // follow reads the records after from until ctx ends: first those up to
@@ -63,7 +72,7 @@ func (r *Reader) Follow(ctx context.Context, from journal.Position, fn func(end 
 // at a sequence the stream held was seen to deliver nothing from it, and
 // a follower restarted over and over from the same place would never get
 // past it; the direct gets do.
-func follow(ctx context.Context, stream natsjs.Stream, name string, from uint64, fences bool, fn func(end journal.Position, rec []byte) error) error {
+func follow(ctx context.Context, stream natsjs.Stream, name string, from uint64, fences bool, fn func(end journal.Position, rec []byte) error, pending func(uint64)) error {
 	ictx, cancel := context.WithTimeout(ctx, directGetTimeout)
 	info, err := stream.Info(ictx)
 	cancel()
@@ -73,16 +82,20 @@ func follow(ctx context.Context, stream natsjs.Stream, name string, from uint64,
 		}
 		return fmt.Errorf("jetstream journal: follow %s from %d: read its state: %w", name, from, err)
 	}
-	if last := info.State.LastSeq; last > from {
+	last := info.State.LastSeq
+	if pending != nil {
+		pending(max(last, from) - from)
+	}
+	if last > from {
 		if first := info.State.FirstSeq; from+1 < first {
 			return fmt.Errorf("jetstream journal: follow %s from %d: the stream starts at %d: %w", name, from, first, journal.ErrRemoved)
 		}
-		if err := read(ctx, stream, name, from, last, fences, fn); err != nil {
+		if err := read(ctx, stream, name, from, last, fences, fn, pending); err != nil {
 			return err
 		}
 		from = last
 	}
-	return read(ctx, stream, name, from, 0, fences, fn)
+	return read(ctx, stream, name, from, 0, fences, fn, pending)
 }
 
 // Last is the sequence of the stream's last message now (0 when empty).
@@ -113,7 +126,7 @@ func replay(stream natsjs.Stream, name string, from journal.Position, fences boo
 	if first := info.State.FirstSeq; uint64(from)+1 < first {
 		return fmt.Errorf("jetstream journal: replay %s from %d: the stream starts at %d: %w", name, from, first, journal.ErrRemoved)
 	}
-	return read(ctx, stream, name, uint64(from), last, fences, fn)
+	return read(ctx, stream, name, uint64(from), last, fences, fn, nil)
 }
 
 // readPullExpiry and readHeartbeat are read's pull requests' lifetime and
@@ -125,10 +138,11 @@ const (
 )
 
 // read delivers the records after from through last (0: without end),
-// and the fence markers as empty records if fences is set.
-func read(ctx context.Context, stream natsjs.Stream, name string, from, last uint64, fences bool, fn func(end journal.Position, rec []byte) error) error {
+// and the fence markers as empty records if fences is set; pending, if
+// set, is told after each record how many the stream holds after it.
+func read(ctx context.Context, stream natsjs.Stream, name string, from, last uint64, fences bool, fn func(end journal.Position, rec []byte) error, pending func(uint64)) error {
 	if last != 0 && last-from <= directReadMax {
-		return readDirect(ctx, stream, name, from, last, fences, fn)
+		return readDirect(ctx, stream, name, from, last, fences, fn, pending)
 	}
 	cons, err := stream.OrderedConsumer(ctx, natsjs.OrderedConsumerConfig{
 		DeliverPolicy: natsjs.DeliverByStartSequencePolicy,
@@ -173,14 +187,18 @@ func read(ctx context.Context, stream natsjs.Stream, name string, from, last uin
 		}
 		next++
 		rec := msg.Data()
+		skip := false
 		if msg.Headers().Get(headerFence) != "" {
-			if !fences {
-				continue
-			}
+			skip = !fences
 			rec = nil
 		}
-		if err := fn(journal.Position(seq), rec); err != nil {
-			return err
+		if !skip {
+			if err := fn(journal.Position(seq), rec); err != nil {
+				return err
+			}
+		}
+		if pending != nil {
+			pending(meta.NumPending)
 		}
 	}
 	return nil
@@ -204,7 +222,7 @@ const (
 
 // readDirect is read of the records after from through last, one direct
 // get each.
-func readDirect(ctx context.Context, stream natsjs.Stream, name string, from, last uint64, fences bool, fn func(end journal.Position, rec []byte) error) error {
+func readDirect(ctx context.Context, stream natsjs.Stream, name string, from, last uint64, fences bool, fn func(end journal.Position, rec []byte) error, pending func(uint64)) error {
 	for seq := from + 1; seq <= last; seq++ {
 		var msg *natsjs.RawStreamMsg
 		var err error
@@ -227,14 +245,18 @@ func readDirect(ctx context.Context, stream natsjs.Stream, name string, from, la
 			return fmt.Errorf("jetstream journal: read %s at %d: %w", name, seq, err)
 		}
 		rec := msg.Data
+		skip := false
 		if msg.Header.Get(headerFence) != "" {
-			if !fences {
-				continue
-			}
+			skip = !fences
 			rec = nil
 		}
-		if err := fn(journal.Position(seq), rec); err != nil {
-			return err
+		if !skip {
+			if err := fn(journal.Position(seq), rec); err != nil {
+				return err
+			}
+		}
+		if pending != nil {
+			pending(last - seq) // at least: more may have come since
 		}
 	}
 	return nil

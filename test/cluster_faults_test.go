@@ -522,17 +522,30 @@ func auditRound(t *testing.T, ctx context.Context, c *client.Client, nodes []*fe
 		}
 	}
 	missing, unpaid := 0, 0
+	byPartition := map[int]int{}
+	var sample []string
 	for id := range l.acked {
 		s := seen[id]
 		switch {
 		case s == nil:
 			missing++
+			if oid, err := engine.ParseOrderID(id); err == nil {
+				byPartition[oid.Partition()]++
+			}
+			if len(sample) < 3 {
+				// Read on its own, the order is forwarded to its
+				// partition's owner: found there, only this node's list
+				// is behind; not found, it is lost.
+				_, err := c.GetOrder(ctx, id)
+				sample = append(sample, fmt.Sprintf("%s: GET %v", id, err))
+			}
 		case l.paid[id] && s.order.Status != "paid":
 			unpaid++
 		}
 	}
 	if missing > 0 || unpaid > 0 {
-		return seen, fmt.Sprintf("of %d acknowledged orders %d are not in their buyer's list, and %d acknowledged payments not paid", len(l.acked), missing, unpaid)
+		return seen, fmt.Sprintf("of %d acknowledged orders %d are not in their buyer's list (by partition %v; %s), and %d acknowledged payments not paid\nits read models:\n%s",
+			len(l.acked), missing, byPartition, strings.Join(sample, "; "), unpaid, f.projectionMetrics())
 	}
 	// Stock conserved: reserved the pending orders' quantities, sold the
 	// paid ones', out of what each SKU started with.

@@ -538,6 +538,12 @@ func auditRound(t *testing.T, ctx context.Context, c *client.Client, nodes []*fe
 				// is behind; not found, it is lost.
 				_, err := c.GetOrder(ctx, id)
 				sample = append(sample, fmt.Sprintf("%s: GET %v", id, err))
+				if len(sample) == 1 {
+					// Its SKU on every node: a node whose engine
+					// follows the partition but whose read models do
+					// not shows its stock moved.
+					sample = append(sample, "its sku "+l.acked[id].sku+" on every node:\n"+skuEverywhere(nodes, l.acked[id].sku))
+				}
 			}
 		case l.paid[id] && s.order.Status != "paid":
 			unpaid++

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -673,7 +674,7 @@ func TestClusterSIGSTOPPastLease(t *testing.T) {
 
 	// Stop the node holding the most partitions (each holds its share,
 	// 2 or 3 of 8, once the spread has settled).
-	v := waitOwned(t, nodes[0], all, clusterTestWaitMax, "before the stop")
+	v := waitSettled(t, nodes, all)
 	victim := 2
 	for i := range nodes {
 		if len(v.ownedBy("node-"+strconv.Itoa(i+1))) > len(v.ownedBy("node-"+strconv.Itoa(victim+1))) {
@@ -702,7 +703,21 @@ func TestClusterSIGSTOPPastLease(t *testing.T) {
 	if err := stopped.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%s stopped with SIGSTOP; it held partitions (lease revisions) %v", name, held)
+	// The epochs its journals wrote under: its last acquisition of each
+	// partition it held, from its log (the lease revision in the view
+	// moves on with every renewal).
+	heldEpochs := map[int]uint64{}
+	for _, a := range leaseAcquisitions(stopped.out.String()) {
+		if _, ok := held[a.partition]; ok && a.node == name {
+			heldEpochs[a.partition] = a.epoch
+		}
+	}
+	for p := range held {
+		if heldEpochs[p] == 0 {
+			t.Fatalf("%s holds partition %d, but its log shows no acquisition of it:\n%s", name, p, stopped.out)
+		}
+	}
+	t.Logf("%s stopped with SIGSTOP; it held partitions (epochs) %v", name, heldEpochs)
 	cont := func() { stopped.cmd.Process.Signal(syscall.SIGCONT) }
 	t.Cleanup(cont) // a stopped process would not stop on SIGTERM
 	for _, f := range survivors {
@@ -803,19 +818,38 @@ func TestClusterSIGSTOPPastLease(t *testing.T) {
 
 	auditCluster(t, nodes, load)
 	recs := checkStreams(t, clusterNATS[nodes[0]]+","+clusterNATS[nodes[1]]+","+clusterNATS[nodes[2]])
-	// Every partition the stopped node held was fenced by a later owner:
-	// a fence marker under an epoch past the lease revision seen before
-	// the stop (which is at least the epoch the node's journal wrote
-	// under, a renewal moving the revision on), and since epochs never go
-	// back along a stream (checkStreams), nothing of the stopped node's
-	// follows it.
-	for p, epoch := range held {
-		fenced := false
-		for _, r := range recs[p] {
-			fenced = fenced || (r.epoch > epoch && r.fence)
+	// Every partition the stopped node held was fenced by a survivor:
+	// its last message under the stopped node's epoch is followed by a
+	// fence marker under an epoch a survivor acquired that partition
+	// with; and since epochs never go back along a stream (checkStreams),
+	// nothing of the stopped node's follows it.
+	takers := map[int]map[uint64]string{}
+	for _, f := range survivors {
+		for _, a := range leaseAcquisitions(f.out.String()) {
+			if takers[a.partition] == nil {
+				takers[a.partition] = map[uint64]string{}
+			}
+			takers[a.partition][a.epoch] = a.node
 		}
-		if !fenced {
-			t.Fatalf("partition %d: no fence of a later owner after %s's lease revision %d", p, name, epoch)
+	}
+	for p, epoch := range heldEpochs {
+		last := -1
+		for i, r := range recs[p] {
+			if r.epoch == epoch {
+				last = i
+			}
+		}
+		switch {
+		case last < 0:
+			t.Fatalf("partition %d: no message under %s's epoch %d (its fence at least)", p, name, epoch)
+		case last+1 >= len(recs[p]):
+			t.Fatalf("partition %d: %s's epoch %d is the stream's last: nobody fenced it", p, name, epoch)
+		}
+		next := recs[p][last+1]
+		if taker := takers[p][next.epoch]; !next.fence || taker == "" {
+			t.Fatalf("partition %d: after %s's last message (sequence %d, epoch %d) comes sequence %d, epoch %d, fence %v: not a survivor's fence", p, name, recs[p][last].seq, epoch, next.seq, next.epoch, next.fence)
+		} else {
+			t.Logf("partition %d: %s's epoch %d ends at sequence %d; %s's fence (epoch %d) follows", p, name, epoch, recs[p][last].seq, taker, next.epoch)
 		}
 	}
 	t.Logf("whole test %v", time.Since(start).Round(time.Millisecond))
@@ -1126,6 +1160,68 @@ func logTailsOnFailure(t *testing.T, nodes []*fest) {
 			t.Logf("node-%d (%s), the last %d lines of its output:\n%s", i+1, state, len(kept), strings.Join(kept, "\n"))
 		}
 	})
+}
+
+// waitSettled waits until every node's GET /v1/cluster gives every
+// partition an owner of live, the same on every node and the same again a
+// lease renewal later (the spread after the start moves partitions by
+// planned hand-offs for a while), and returns that view.
+func waitSettled(t *testing.T, nodes []*fest, live map[string]bool) faultView {
+	t.Helper()
+	owners := func(v faultView) string {
+		var b strings.Builder
+		for _, p := range v.Partitions {
+			b.WriteString(p.Owner + ",")
+		}
+		return b.String()
+	}
+	deadline := time.Now().Add(clusterTestWaitMax)
+	prev := ""
+	for {
+		var v faultView
+		same := true
+		now := ""
+		for i, f := range nodes {
+			fv := waitOwned(t, f, live, clusterTestWaitMax, "settling")
+			if i == 0 {
+				v, now = fv, owners(fv)
+			} else if owners(fv) != now {
+				same = false
+			}
+		}
+		if same && now == prev {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the spread did not settle: %s", now)
+		}
+		prev = now
+		if !same {
+			prev = ""
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// leaseAcquisition is a "lease acquired" line of a node's log.
+type leaseAcquisition struct {
+	node      string
+	partition int
+	epoch     uint64
+}
+
+// leaseAcquiredLine matches internal/lease's log line of an acquisition.
+var leaseAcquiredLine = regexp.MustCompile(`msg="lease acquired" node=(\S+) partition=(\d+) epoch=(\d+)`)
+
+// leaseAcquisitions returns the acquisitions a node's log shows, in order.
+func leaseAcquisitions(log string) []leaseAcquisition {
+	var out []leaseAcquisition
+	for _, m := range leaseAcquiredLine.FindAllStringSubmatch(log, -1) {
+		p, _ := strconv.Atoi(m[2])
+		e, _ := strconv.ParseUint(m[3], 10, 64)
+		out = append(out, leaseAcquisition{node: m[1], partition: p, epoch: e})
+	}
+	return out
 }
 
 // requireRunning fails the test if a node has exited.

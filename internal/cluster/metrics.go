@@ -15,7 +15,7 @@ var (
 	descServed = prometheus.NewDesc("fest_cluster_partitions_served",
 		"Partitions this node serves now.", nil, nil)
 	descFailover = prometheus.NewDesc("fest_cluster_failover_seconds",
-		"The last take-over's failover time: from this node first seeing the old owner's last lease renewal to the partition served here (the lease TTL, then opening and replaying).", nil, nil)
+		"The last take-over's failover time: from this node first seeing the old owner's last lease renewal (the owner may have died up to a renewal period later) to the partition served here (the lease TTL, then opening and replaying).", nil, nil)
 	descTakeOver = prometheus.NewDesc("fest_cluster_takeover_seconds",
 		"The last take-over's part after the lease was acquired: stopping the follower, fencing the journal, replaying its tail.", nil, nil)
 	descTakeOvers = prometheus.NewDesc("fest_cluster_takeovers_total",

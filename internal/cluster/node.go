@@ -176,6 +176,11 @@ func leaseMargin(c lease.Config) time.Duration {
 	return min(DefaultLeaseMargin, ttl/6)
 }
 
+// finalSnapshotsTimeout bounds the snapshots of a planned Close: past it
+// the partitions are handed off without the rest (a restart then replays
+// more), rather than hold the others' take-over up.
+const finalSnapshotsTimeout = 30 * time.Second
+
 // Engine is the node's engine: Submit, Locate and Owns for the HTTP layer.
 func (n *Node) Engine() *engine.Engine { return n.engine }
 
@@ -205,7 +210,10 @@ func (n *Node) Close() error {
 		// streams hold everything.
 		var err error
 		if n.engine.Err() == nil {
-			if serr := n.engine.Snapshot(); serr != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), finalSnapshotsTimeout)
+			serr := n.engine.SnapshotPartitions(ctx)
+			cancel()
+			if serr != nil {
 				n.cfg.Logger.Warn("final snapshots before the hand-off failed; a restart replays more", "node", n.cfg.Name, "err", serr)
 			}
 		}

@@ -63,6 +63,21 @@ type PendingStream interface {
 	FollowPending(ctx context.Context, from journal.Position, fn func(end journal.Position, rec []byte) error, pending func(n uint64)) error
 }
 
+// LastStream is a Stream that can say its last position now
+// (jetstream.Reader): a follower that has applied nothing for
+// followCheckEvery while the stream holds records past it is taken as
+// stuck, and made again.
+type LastStream interface {
+	Last(ctx context.Context) (journal.Position, error)
+}
+
+// followCheckEvery is how often a follower's progress is checked against
+// its stream's end. A consumer was seen to deliver nothing, and report
+// nothing, after a server was killed, and a read stuck in nats.go does not
+// always return on its context: such a follower would leave the
+// partition's state here stale for good.
+const followCheckEvery = 3 * time.Second
+
 // PartitionSnapshots is one partition's snapshot store
 // (jetstream.Snapshots).
 type PartitionSnapshots interface {
@@ -388,6 +403,9 @@ func (cp *clusterPartition) startFollowing() {
 	ps, _ := cp.stream.(PendingStream)
 	e := cp.e
 	cp.followOK.Store(false)
+	if ls, ok := cp.stream.(LastStream); ok {
+		go cp.watchFollower(ctx, gen, ls)
+	}
 	go func() {
 		defer close(done)
 		for {
@@ -420,6 +438,54 @@ func (cp *clusterPartition) startFollowing() {
 			}
 		}
 	}()
+}
+
+// watchFollower makes the follower of generation gen again when it has
+// applied nothing for followCheckEvery while its stream holds records past
+// its position (the stuck follower is left behind, and applies nothing
+// more), until ctx (the follower's) ends.
+func (cp *clusterPartition) watchFollower(ctx context.Context, gen uint64, ls LastStream) {
+	e := cp.e
+	seen := cp.pos.Load()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(followCheckEvery):
+		}
+		pos := cp.pos.Load()
+		if pos != seen {
+			seen = pos
+			continue
+		}
+		qctx, cancel := context.WithTimeout(ctx, followCheckEvery)
+		last, err := ls.Last(qctx)
+		cancel()
+		if err != nil || uint64(last) <= pos {
+			continue
+		}
+		cp.followMu.Lock()
+		current := cp.followGen == gen
+		if current {
+			cp.pending.Store(uint64(last) - pos) // behind, whatever the consumer said
+		}
+		cp.followMu.Unlock()
+		if !current {
+			return
+		}
+		cp.mu.Lock()
+		cp.followMu.Lock()
+		current = cp.followGen == gen && cp.followCancel != nil
+		cp.followMu.Unlock()
+		if current && !e.closing.Load() {
+			e.cfg.Logger.Warn("a partition's follower applied nothing while its stream moved on; following again",
+				"node", e.cfg.Cluster.Node, "partition", cp.id, "position", pos, "stream_end", uint64(last))
+			cp.stopFollowing()
+			cp.startFollowing()
+		}
+		cp.mu.Unlock()
+		return
+	}
 }
 
 // stopFollowing stops the follower: pos is final when it returns. It does

@@ -54,15 +54,27 @@ func (cp *clusterPartition) maybeSnapshot(w *worker, recordBytes int) {
 
 // snapshotCluster snapshots every partition served here, one after
 // another (Engine.Snapshot in cluster mode).
-func (e *Engine) snapshotCluster() error {
+func (e *Engine) snapshotCluster() error { return e.SnapshotPartitions(context.Background()) }
+
+// SnapshotPartitions snapshots every partition served here, one after
+// another, until ctx ends (in cluster mode; a planned stop bounds its
+// final snapshots this way).
+func (e *Engine) SnapshotPartitions(ctx context.Context) error {
+	if e.cfg.Cluster == nil {
+		return ErrNotCluster
+	}
 	if e.closing.Load() {
 		return ErrClosed
 	}
 	var errs []error
 	for _, cp := range e.cluster {
+		if ctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("snapshot partition %d: %w", cp.id, ctx.Err()))
+			break
+		}
 		cp.mu.Lock()
 		if w := cp.worker; w != nil && cp.snaps != nil {
-			if err := cp.snapshot(context.Background(), w); err != nil {
+			if err := cp.snapshot(ctx, w); err != nil {
 				errs = append(errs, err)
 			}
 		}
@@ -82,9 +94,28 @@ func (cp *clusterPartition) snapshot(ctx context.Context, w *worker) error {
 	case w.snapshots <- req:
 	case <-w.exited:
 		return fmt.Errorf("snapshot partition %d: %w", cp.id, ErrClosed)
+	case <-ctx.Done():
+		return fmt.Errorf("snapshot partition %d: %w", cp.id, ctx.Err())
 	}
 	select {
 	case <-req.done:
+	case <-ctx.Done():
+		select {
+		case <-w.snapshots: // never served: taken back
+			return fmt.Errorf("snapshot partition %d: %w", cp.id, ctx.Err())
+		default:
+		}
+		// The worker took the request and encodes it between two batches,
+		// which is quick; req must not be reused before that is done.
+		select {
+		case <-req.done:
+		case <-w.exited:
+			select {
+			case <-req.done: // served as the worker left: no stale signal kept
+			default:
+			}
+		}
+		return fmt.Errorf("snapshot partition %d: %w", cp.id, ctx.Err())
 	case <-w.exited:
 		select {
 		case <-req.done: // served just before the worker left

@@ -792,3 +792,53 @@ func batchOf(cmds ...Command) *Batch {
 	}
 	return b
 }
+
+// stuckOnceStream is a partition's stream whose first follow delivers
+// nothing and never returns, not even when its context ends (as a read
+// stuck in nats.go after a server was killed), until unstick is closed.
+type stuckOnceStream struct {
+	*jetstream.Reader
+	calls   *atomic.Int32
+	unstick chan struct{}
+}
+
+func (s stuckOnceStream) FollowPending(ctx context.Context, from journal.Position, fn func(end journal.Position, rec []byte) error, pending func(uint64)) error {
+	if s.calls.Add(1) == 1 {
+		<-s.unstick
+		return errHeldBack
+	}
+	return s.Reader.FollowPending(ctx, from, fn, pending)
+}
+
+// TestClusterStuckFollowerIsMadeAgain: a follower whose read is stuck (it
+// delivers nothing and does not return) while its stream moves on is
+// left behind and made again, and the node converges with the owner.
+func TestClusterStuckFollowerIsMadeAgain(t *testing.T) {
+	tc := startTestCluster(t, 1)
+	a := tc.open("a", nil)
+	unstick := make(chan struct{})
+	defer close(unstick)
+	var calls [clusterPartitions]atomic.Int32
+	cl := tc.clusterConfig("b", nil)
+	open := cl.OpenStream
+	cl.OpenStream = func(ctx context.Context, p int) (Stream, error) {
+		s, err := open(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		return stuckOnceStream{Reader: s.(*jetstream.Reader), calls: &calls[p], unstick: unstick}, nil
+	}
+	b, err := Open(Config{Partitions: clusterPartitions, Cluster: cl, Logger: quiet, IdleTick: -1, PaymentTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	tc.add(a, allPartitions()...)
+	testCatalog(t, a, 2, 2, 10)
+	waitConverged(t, a, b)
+	for p := range clusterPartitions {
+		if n := calls[p].Load(); n < 2 && a.PartitionPosition(p) > 0 {
+			t.Fatalf("partition %d: followed %d times, want the stuck follow made again", p, n)
+		}
+	}
+}

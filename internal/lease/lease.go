@@ -330,8 +330,13 @@ func (m *Manager) Run(ctx context.Context) error {
 		m.renewing.Store(false)
 	}()
 	for {
+		wait := m.cfg.RenewEvery
 		if err := m.Tick(ctx); err != nil && ctx.Err() == nil {
 			m.cfg.Logger.Warn("lease tick failed", "node", m.cfg.Node, "err", err)
+			// Sooner after a failure (the bucket electing a new leader,
+			// most often): until a listing succeeds, a dead owner's last
+			// renewal is not seen, and its TTL has not begun here.
+			wait = m.cfg.RenewEvery / 4
 		}
 		select {
 		case <-ctx.Done():
@@ -345,7 +350,7 @@ func (m *Manager) Run(ctx context.Context) error {
 				err = errors.Join(err, fmt.Errorf("lease: remove heartbeat: %w", derr))
 			}
 			return err
-		case <-m.cfg.Clock.After(m.cfg.RenewEvery):
+		case <-m.cfg.Clock.After(wait):
 		}
 	}
 }

@@ -262,10 +262,10 @@ func (l *faultLoad) servedAgain(from time.Time, what string) []int {
 }
 
 // waitServedAgain waits until every partition has an acknowledgement after
-// from, failing the test after waitMax, and logs the times.
+// from, failing the test waitMax after from, and logs the times.
 func (l *faultLoad) waitServedAgain(from time.Time, waitMax time.Duration, what string) {
 	l.t.Helper()
-	deadline := time.Now().Add(waitMax)
+	deadline := from.Add(waitMax)
 	for {
 		l.mu.Lock()
 		seen := map[int]bool{}

@@ -94,9 +94,9 @@ type faultLoad struct {
 	mu         sync.Mutex
 	acked      map[string]clusterOrder // by order id
 	paid       map[string]bool         // acknowledged payments, by order id
-	acks       []faultAck
-	failures   map[string]int // refused or failed requests by kind, for the log
-	unexpected []string       // answers that are wrong whatever the fault
+	acks       []faultAck              // bounded by the test's length: a few thousand
+	failures   map[string]int          // refused or failed requests by kind, for the log
+	unexpected []string                // answers that are wrong whatever the fault
 }
 
 // startFaultLoad starts the load on clients (one per node, with routing).

@@ -936,6 +936,13 @@ func startNATSProcesses(t *testing.T, n int) (servers []*natsProcess, monitors [
 			"--monitor-listen", "127.0.0.1:" + strconv.Itoa(ports[2*n+i])}
 		s.start()
 		t.Cleanup(s.stop)
+		t.Cleanup(func() {
+			if t.Failed() {
+				lines := strings.Split(strings.TrimSpace(s.out.String()), "\n")
+				lines = lines[max(0, len(lines)-faultLogTailLines):]
+				t.Logf("%s, the last %d lines of its output:\n%s", s.name, len(lines), strings.Join(lines, "\n"))
+			}
+		})
 		servers = append(servers, s)
 		monitors = append(monitors, "http://127.0.0.1:"+strconv.Itoa(ports[2*n+i]))
 	}

@@ -8,6 +8,7 @@
 //	fest bench  [flags]   benchmark the engine and journal in-process
 //	fest load   [flags]   drive a server with the festival workload
 //	fest cluster [flags]  start a local cluster on loopback
+//	fest nats   [flags]   run a standalone NATS server for fest's journal
 package main
 
 import (
@@ -41,6 +42,7 @@ Usage:
   fest bench  [flags]   benchmark the engine and journal in-process (fsync on)
   fest load   [flags]   drive a server with the festival workload and audit it
   fest cluster [flags]  start a local cluster of fest serve nodes on loopback (docs/cluster.md)
+  fest nats   [flags]   run a NATS server for fest serve --journal nats --nats-url (docs/cluster.md)
 
 Run "fest <command> -h" for the flags of a command.
 `
@@ -67,6 +69,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runLoad(ctx, args[1:], stdout, stderr)
 	case "cluster":
 		return runCluster(ctx, args[1:], stdout, stderr)
+	case "nats":
+		return runNATS(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

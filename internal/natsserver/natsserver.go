@@ -131,6 +131,14 @@ type Server struct {
 	ns  *server.Server
 }
 
+// routePingInterval and routePingsOutMax are the cluster routes' liveness
+// check (an external cluster wants the same: cluster { ping_interval: "1s",
+// ping_max: 3 }, docs/cluster.md).
+const (
+	routePingInterval = time.Second
+	routePingsOutMax  = 3
+)
+
 // Start starts the server and waits until it accepts client connections.
 // In a cluster, JetStream itself is ready only once a quorum of nodes has
 // elected a meta leader: WaitJetStream waits for that.
@@ -167,6 +175,15 @@ func Start(cfg Config) (*Server, error) {
 			Name: cfg.ClusterName,
 			Host: cfg.ClusterHost,
 			Port: cfg.ClusterPort,
+			// A peer that stops answering without closing its sockets (a
+			// stopped process, a machine gone without a TCP reset) is
+			// dropped after routePingsOutMax missed pings a
+			// routePingInterval apart, about 3 s, instead of NATS' 2 × 2
+			// minutes: until then its share of the lease bucket's and the
+			// streams' requests goes unanswered, and every lease tick of
+			// the survivors times out (TestClusterSIGSTOPPastLease).
+			PingInterval: routePingInterval,
+			MaxPingsOut:  routePingsOutMax,
 		}
 		for _, r := range cfg.Routes {
 			u, _ := url.Parse(r) // checked by Validate

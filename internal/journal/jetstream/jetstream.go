@@ -451,6 +451,20 @@ func (j *Journal) msgID(seq uint64) string {
 	return strconv.FormatUint(j.cfg.Epoch, 36) + "-" + strconv.FormatUint(seq, 10)
 }
 
+// errCodeDuplicateInProcess is JetStream's answer to a message whose id
+// an earlier copy, not yet stored, still holds ("duplicate message id is
+// in process", nats-server's errors.json): the first copy is being stored
+// (after a leader change it may be replayed from the Raft log), so the
+// resend must wait and ask again, not give up. nats.go names no constant
+// for it.
+const errCodeDuplicateInProcess natsjs.ErrorCode = 10158
+
+// isDuplicateInProcess reports whether err is that answer.
+func isDuplicateInProcess(err error) bool {
+	var apiErr *natsjs.APIError
+	return errors.As(err, &apiErr) && apiErr.ErrorCode == errCodeDuplicateInProcess
+}
+
 func isWrongLastSequence(err error) bool {
 	var apiErr *natsjs.APIError
 	if !errors.As(err, &apiErr) {
@@ -675,7 +689,7 @@ func (j *Journal) retry(p *pending, err error) error {
 			if cerr != nil {
 				err = cerr
 			}
-		} else if apiErr := (*natsjs.APIError)(nil); errors.As(err, &apiErr) {
+		} else if apiErr := (*natsjs.APIError)(nil); errors.As(err, &apiErr) && !isDuplicateInProcess(err) {
 			// Any other refusal by the stream (too large, stream gone) is
 			// the same on a resend.
 			return fmt.Errorf("%w: publish %s at %d: %w", journal.ErrStopped, j.name, p.seq, err)

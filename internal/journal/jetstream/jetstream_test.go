@@ -555,3 +555,22 @@ func TestReplayStopsAtTheFence(t *testing.T) {
 		t.Fatalf("replay after another writer's fence: %v with %q, want ErrFenced and nothing", err, got)
 	}
 }
+
+// TestDuplicateInProcessIsResent: JetStream's "duplicate message id is in
+// process" means the first copy is still being stored, so the resend loop
+// must go on rather than stop the journal; other API errors stay final.
+func TestDuplicateInProcessIsResent(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&natsjs.APIError{ErrorCode: 10158, Description: "duplicate message id is in process"}, true},
+		{fmt.Errorf("publish: %w", &natsjs.APIError{ErrorCode: 10158}), true},
+		{&natsjs.APIError{ErrorCode: natsjs.JSErrCodeStreamWrongLastSequence}, false},
+		{errors.New("timeout"), false},
+	} {
+		if got := isDuplicateInProcess(c.err); got != c.want {
+			t.Errorf("isDuplicateInProcess(%v) = %v, want %v", c.err, got, c.want)
+		}
+	}
+}

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -125,6 +126,10 @@ func startClusterNodes(t *testing.T, n int) []*fest {
 		routes = append(routes, "nats://127.0.0.1:"+strconv.Itoa(ports[2*n+i]))
 	}
 	nodes := make([]*fest, n)
+	// All stopped at once: stopped one after another, the last would hand
+	// off its partitions without a NATS quorum and wait out its shutdown
+	// timeout.
+	t.Cleanup(func() { stopAll(nodes) })
 	for i := range n {
 		name := "node-" + strconv.Itoa(i+1)
 		f := &fest{t: t, Dir: t.TempDir(), args: []string{"--journal", "nats", "--node", name,
@@ -143,7 +148,6 @@ func startClusterNodes(t *testing.T, n int) []*fest {
 		case <-time.After(20 * time.Second):
 			t.Fatalf("%s did not listen in time:\n%s", name, f.out)
 		}
-		t.Cleanup(func() { f.stop() })
 		nodes[i] = f
 		clusterNATS[f] = "nats://127.0.0.1:" + strconv.Itoa(ports[n+i])
 	}
@@ -151,6 +155,17 @@ func startClusterNodes(t *testing.T, n int) []*fest {
 		f.ready()
 	}
 	return nodes
+}
+
+// stopAll stops every node started (SIGTERM) together and waits for them.
+func stopAll(nodes []*fest) {
+	var wg sync.WaitGroup
+	for _, f := range nodes {
+		if f != nil {
+			wg.Go(f.stop)
+		}
+	}
+	wg.Wait()
 }
 
 // clusterNATS is each node's embedded NATS server's client URL.

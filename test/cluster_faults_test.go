@@ -29,14 +29,14 @@ import (
 // through the Go client with routing, and one fault each: a node stopped
 // with SIGSTOP past its lease and resumed, one of three standalone fest nats
 // servers killed, every node killed at once and restarted. Afterwards the
-// same invariants as TestClusterKillOneNode, on every node: every
+// same invariants as TestCluster/KillOneNode, on every node: every
 // acknowledged order present exactly once, every acknowledged payment paid,
 // stock conserved per SKU (reserved the pending orders' quantities, sold the
 // paid ones'), GMV the sum of the paid orders; and in the streams, every
 // record stored once at the sequence its writer gave it, under lease epochs
 // that never go back. Times (a partition served again, the longest pause in
 // acknowledgements) are logged, not asserted: the one timed budget is
-// TestClusterKillOneNode's.
+// TestCluster/KillOneNode's.
 
 const (
 	// faultWorkersPerClient is the goroutines placing orders through each
@@ -379,7 +379,7 @@ func (v faultView) ownedBy(node string) map[int]uint64 {
 	return out
 }
 
-// faultCatalog writes the catalog of TestClusterKillOneNode (one brand,
+// faultCatalog writes the catalog of TestCluster/KillOneNode (one brand,
 // clusterTestMerchants merchants with a SKU each) through the owners and
 // waits until every node knows every SKU; it returns the SKUs.
 func faultCatalog(t *testing.T, nodes []*fest) []string {
@@ -662,7 +662,7 @@ func checkStreams(t *testing.T, urls string) map[int][]streamRecord {
 	return out
 }
 
-// TestClusterSIGSTOPPastLease: under load, a node that owns partitions is
+// TestCluster/SIGSTOPPastLease: under load, a node that owns partitions is
 // stopped with SIGSTOP for longer than its lease; the others take its
 // partitions over and serve them; resumed, it appends nothing (its writes
 // are fenced: the streams' epochs never go back, and nothing it
@@ -671,7 +671,7 @@ func checkStreams(t *testing.T, urls string) map[int][]streamRecord {
 // again by the rebalancing. A node that finds itself fenced stops its
 // engine and exits (fail-stop, docs/cluster.md): the test then restarts it
 // on its directory, as its supervisor would.
-func TestClusterSIGSTOPPastLease(t *testing.T) {
+func testClusterSIGSTOPPastLease(t *testing.T) {
 	start := time.Now()
 	nodes := startClusterNodes(t, 3)
 	logTailsOnFailure(t, nodes)
@@ -1031,12 +1031,12 @@ func streamLeader(t *testing.T, urls, stream string) string {
 	return ""
 }
 
-// TestClusterKillOneNATSServer: the NATS cluster runs apart (three fest
+// TestCluster/KillOneNATSServer: the NATS cluster runs apart (three fest
 // nats processes) and the three fest nodes connect to it, each given all
 // three URLs; under load one NATS server is killed with SIGKILL. Orders go
 // on after at most a pause (the streams it led elect new leaders, the
 // clients of it reconnect to another), and the invariants hold.
-func TestClusterKillOneNATSServer(t *testing.T) {
+func testClusterKillOneNATSServer(t *testing.T) {
 	start := time.Now()
 	servers, monitors := startNATSProcesses(t, 3)
 	var urls []string
@@ -1117,12 +1117,12 @@ func TestClusterKillOneNATSServer(t *testing.T) {
 	t.Logf("whole test %v", time.Since(start).Round(time.Millisecond))
 }
 
-// TestClusterKillAllRestart (acceptance 2): under load every node (each
+// TestCluster/KillAllRestart (acceptance 2): under load every node (each
 // with its embedded NATS server) is killed with SIGKILL at once, then all
 // are restarted on their directories; every acknowledged order is there
 // exactly once, stock is conserved, GMV is the paid orders, and orders go
 // on.
-func TestClusterKillAllRestart(t *testing.T) {
+func testClusterKillAllRestart(t *testing.T) {
 	start := time.Now()
 	nodes := startClusterNodes(t, 3)
 	logTailsOnFailure(t, nodes)

@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-// TestClusterLoad runs fest load against one node of a three-node cluster
+// TestCluster/Load runs fest load against one node of a three-node cluster
 // (real fest serve --journal nats processes, embedded NATS on loopback):
 // every request of the contract goes to that node, which forwards what
 // other nodes own, the catalog import included. The midnight rush at the
@@ -23,9 +23,9 @@ import (
 // every node.
 //
 // It uses test/cluster_test.go's startClusterNodes (8 partitions, lease
-// TTL 3 s). Unlike TestClusterKillOneNode it kills nothing, so it runs in
-// the normal suite; it takes about a minute, and TestClusterLoadFestival as long.
-func TestClusterLoad(t *testing.T) {
+// TTL 3 s). Unlike TestCluster/KillOneNode it kills nothing, so it runs in
+// the normal suite; it takes about a minute, and TestCluster/LoadFestival as long.
+func testClusterLoad(t *testing.T) {
 	start := time.Now()
 	nodes := startClusterNodes(t, 3)
 	waitSpread(t, nodes)
@@ -89,10 +89,10 @@ func clusterFeed(t *testing.T, nodes []*fest) {
 	}
 }
 
-// TestClusterLoadFestival runs the festival's day at a small scale against
+// TestCluster/LoadFestival runs the festival's day at a small scale against
 // one node of a cluster of its own (the midnight rush's catalog is of
 // another scale: one server holds one model's catalog).
-func TestClusterLoadFestival(t *testing.T) {
+func testClusterLoadFestival(t *testing.T) {
 	start := time.Now()
 	nodes := startClusterNodes(t, 3)
 	waitSpread(t, nodes)

@@ -42,6 +42,28 @@ const (
 	clusterTestWaitMax        = time.Minute
 )
 
+// TestCluster runs the three-node tests one after another, as subtests of
+// one parallel test: each starts a cluster of its own (several at once
+// would starve their leases on two cores), and as a whole they run beside
+// the package's other parallel tests instead of before them, which keeps
+// the suite within its time budget.
+func TestCluster(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		name string
+		run  func(*testing.T)
+	}{
+		{"KillOneNode", testClusterKillOneNode},
+		{"SIGSTOPPastLease", testClusterSIGSTOPPastLease},
+		{"KillOneNATSServer", testClusterKillOneNATSServer},
+		{"KillAllRestart", testClusterKillAllRestart},
+		{"Load", testClusterLoad},
+		{"LoadFestival", testClusterLoadFestival},
+	} {
+		t.Run(c.name, c.run)
+	}
+}
+
 // freeLoopbackPorts returns n ports free on 127.0.0.1 now.
 func freeLoopbackPorts(t *testing.T, n int) []int {
 	t.Helper()
@@ -269,12 +291,12 @@ type clusterOrder struct {
 	total    int64
 }
 
-// TestClusterKillOneNode: three nodes, orders through the Go client on
+// TestCluster/KillOneNode: three nodes, orders through the Go client on
 // every node, one node killed with SIGKILL; every partition is served
 // again within the budget, and afterwards every acknowledged order is
 // readable exactly once from each survivor, stock is conserved per SKU and
 // each survivor's GMV is the sum of the paid orders.
-func TestClusterKillOneNode(t *testing.T) {
+func testClusterKillOneNode(t *testing.T) {
 	start := time.Now()
 	nodes := startClusterNodes(t, 3)
 	t.Logf("three nodes ready in %v", time.Since(start).Round(time.Millisecond))

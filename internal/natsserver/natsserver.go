@@ -181,7 +181,7 @@ func Start(cfg Config) (*Server, error) {
 			// routePingInterval apart, about 3 s, instead of NATS' 2 × 2
 			// minutes: until then its share of the lease bucket's and the
 			// streams' requests goes unanswered, and every lease tick of
-			// the survivors times out (TestClusterSIGSTOPPastLease).
+			// the survivors times out (TestCluster/SIGSTOPPastLease).
 			PingInterval: routePingInterval,
 			MaxPingsOut:  routePingsOutMax,
 		}

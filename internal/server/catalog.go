@@ -342,6 +342,32 @@ func (s *Server) decodeBody(r *http.Request, v any) *apiError {
 	return decodeStrict(*bp, v)
 }
 
+// putCommand reads a PUT's body into in and builds its command with the id
+// from the path, answering the error itself if that fails; in a cluster it
+// forwards the command to its partition's owner. It returns the command and
+// the writer to answer on, with here true when the command is to be applied
+// on this node.
+func (s *Server) putCommand(w http.ResponseWriter, r *http.Request, be *backend, in catalogInput, idParam string) (engine.Command, http.ResponseWriter, bool) {
+	bp, aerr := s.readBody(r, s.cfg.BodyBytesMax)
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return engine.Command{}, w, false
+	}
+	defer s.putBuf(bp)
+	if aerr := decodeStrict(*bp, in); aerr != nil {
+		s.writeError(w, aerr)
+		return engine.Command{}, w, false
+	}
+	cmd, aerr := in.command(r.PathValue(idParam))
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return engine.Command{}, w, false
+	}
+	// In a cluster the write goes to its partition's owner.
+	w, here := s.writeHere(w, r, be, &cmd, *bp)
+	return cmd, w, here
+}
+
 // catalogInput is a decoded catalog PUT body: it names its command.
 type catalogInput interface {
 	command(id string) (engine.Command, *apiError)
@@ -350,23 +376,7 @@ type catalogInput interface {
 // putCatalog runs a catalog PUT: decode the body into in, build the command
 // with the id from the path, apply it, and answer with render's body.
 func (s *Server) putCatalog(w http.ResponseWriter, r *http.Request, be *backend, in catalogInput, idParam string, render func(cmd *engine.Command, res *engine.Result) []byte) {
-	bp, aerr := s.readBody(r, s.cfg.BodyBytesMax)
-	if aerr != nil {
-		s.writeError(w, aerr)
-		return
-	}
-	defer s.putBuf(bp)
-	if aerr := decodeStrict(*bp, in); aerr != nil {
-		s.writeError(w, aerr)
-		return
-	}
-	cmd, aerr := in.command(r.PathValue(idParam))
-	if aerr != nil {
-		s.writeError(w, aerr)
-		return
-	}
-	// In a cluster the write goes to its partition's owner.
-	w, here := s.writeHere(w, r, be, &cmd, *bp)
+	cmd, w, here := s.putCommand(w, r, be, in, idParam)
 	if !here {
 		return
 	}

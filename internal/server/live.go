@@ -141,24 +141,8 @@ func (s *Server) handlePutChannel(w http.ResponseWriter, r *http.Request, be *ba
 }
 
 func (s *Server) handlePutDeal(w http.ResponseWriter, r *http.Request, be *backend) {
-	in := &dealJSON{}
-	bp, aerr := s.readBody(r, s.cfg.BodyBytesMax)
-	if aerr != nil {
-		s.writeError(w, aerr)
-		return
-	}
-	defer s.putBuf(bp)
-	if aerr := decodeStrict(*bp, in); aerr != nil {
-		s.writeError(w, aerr)
-		return
-	}
-	cmd, aerr := in.command(r.PathValue("deal_id"))
-	if aerr != nil {
-		s.writeError(w, aerr)
-		return
-	}
 	// In a cluster the deal goes to its SKU's partition's owner.
-	w, here := s.writeHere(w, r, be, &cmd, *bp)
+	cmd, w, here := s.putCommand(w, r, be, &dealJSON{}, "deal_id")
 	if !here {
 		return
 	}

@@ -820,9 +820,10 @@ func checkStreams(t *testing.T, urls string) map[int][]streamRecord {
 // are fenced: the streams' epochs never go back, and nothing it
 // acknowledged is missing), rejoins as a follower (its GET /v1/cluster
 // shows the new owners, it reads the whole cluster) and is given partitions
-// again by the rebalancing. A node that finds itself fenced stops its
-// engine and exits (fail-stop, docs/cluster.md): the test then restarts it
-// on its directory, as its supervisor would.
+// again by the rebalancing. A node that finds itself fenced rejoins as a
+// follower in the same process (docs/cluster.md): the process must be the
+// same one, alive, throughout. fest load runs through a survivor with the
+// stop in its orders phase, and its audit must pass.
 func testClusterSIGSTOPPastLease(t *testing.T) {
 	start := time.Now()
 	nodes := startClusterNodes(t, 3)
@@ -900,53 +901,31 @@ func testClusterSIGSTOPPastLease(t *testing.T) {
 	cont()
 	t.Logf("%s resumed with SIGCONT %.1f s after the stop", name, resumedAt.Sub(stoppedAt).Seconds())
 
-	// A node that finds a write of its own fenced exits: restart it then,
-	// as its supervisor would.
-	restarted := false
+	// A node that finds a write of its own fenced rejoins as a follower in
+	// the same process (docs/cluster.md, "fest serve --journal nats"): it
+	// must never exit.
+	pid := stopped.cmd.Process.Pid
+	rejoinedInPlace := func() bool { return strings.Contains(stopped.out.String(), "cluster node rejoined as a follower") }
 	checkExit := func() {
 		select {
 		case <-stopped.done:
+			t.Fatalf("%s (pid %d) exited after SIGCONT; a fenced node must rejoin in place:\n%s", name, pid, stopped.out)
 		default:
-			return
 		}
-		out := stopped.out.String()
-		if restarted || !strings.Contains(out, "fenced") {
-			t.Fatalf("%s exited after SIGCONT, not for being fenced or after its restart:\n%s", name, out)
-		}
-		restarted = true
-		var why []string
-		for _, l := range strings.Split(out, "\n") {
-			if strings.Contains(l, "fenced") && len(why) < 3 {
-				why = append(why, l)
-			}
-		}
-		t.Logf("%s exited %.1f s after SIGCONT, fenced (fail-stop); restarting it on its directory. Its log:\n%s", name, time.Since(resumedAt).Seconds(), strings.Join(why, "\n"))
-		stopped.cmd = nil
-		urlCh := make(chan string, 1)
-		stopped.launch(urlCh)
-		select {
-		case <-urlCh:
-		case <-stopped.done:
-			t.Fatalf("%s exited at its restart:\n%s", name, stopped.out)
-		case <-time.After(clusterTestWaitMax):
-			t.Fatalf("%s did not listen at its restart:\n%s", name, stopped.out)
-		}
-		stopped.ready()
-		t.Logf("%s ready again %.1f s after SIGCONT", name, time.Since(resumedAt).Seconds())
 	}
 	// Its GET /v1/cluster shows the new owners: each partition it held is
 	// another node's, or its own again under a lease acquired after a
 	// survivor's take-over (revisions grow bucket-wide; the rebalancing
 	// may give it a partition back within a second, and right after
 	// SIGCONT it still answers from its view of before the stop,
-	// docs/cluster.md "Known defects" 2). A restarted node rebuilt
-	// everything from the streams: it needs only see every partition
-	// owned.
+	// docs/cluster.md "Known defects" 2). A node that rejoined in place
+	// rebuilt everything from the streams: it needs only see every
+	// partition owned.
 	newOwners := func(sv faultView) bool {
 		if !sv.owned(all) || !sv.alive(all) {
 			return false
 		}
-		if restarted {
+		if rejoinedInPlace() {
 			return true
 		}
 		taken := map[int]uint64{}
@@ -999,27 +978,35 @@ func testClusterSIGSTOPPastLease(t *testing.T) {
 	}
 	rejoin()
 	// A write of its own that the survivors' fences refuse takes the
-	// journal's resends to be refused (a few seconds), and the node exits
-	// then: give it that long under load, and if it exits, restart it and
-	// see it rejoin again.
-	select {
-	case <-stopped.done:
-	case <-time.After(faultFenceSettle):
-	}
-	if !restarted {
-		select {
-		case <-stopped.done:
-			checkExit()
-			rejoin()
-		default:
-			t.Logf("%s kept running: nothing of its own was fenced", name)
+	// journal's resends to be refused (a few seconds), and the node
+	// rejoins in place then: give it that long under load, and if it
+	// rejoined, see it given partitions again.
+	time.Sleep(faultFenceSettle)
+	checkExit()
+	if rejoinedInPlace() {
+		var why []string
+		for _, l := range strings.Split(stopped.out.String(), "\n") {
+			if strings.Contains(l, "rejoin") && len(why) < 4 {
+				why = append(why, l)
+			}
 		}
+		t.Logf("%s (pid %d) was fenced and rejoined in place:\n%s", name, pid, strings.Join(why, "\n"))
+		rejoin()
+		if m := stopped.clusterMetrics(); m["fest_cluster_rejoins_total"] < 1 {
+			t.Errorf("%s rejoined but fest_cluster_rejoins_total is %v", name, m["fest_cluster_rejoins_total"])
+		}
+	} else {
+		t.Logf("%s kept running: nothing of its own was fenced", name)
 	}
 	rejoined := time.Now()
 	load.waitServedAgain(rejoined, clusterTestWaitMax, "after the rejoin")
 	festLoad.finish()
 	load.stop()
 	requireRunning(t, nodes)
+	checkExit()
+	if sv, err := faultClusterView(stopped); err != nil || !sv.alive(all) || !sv.owned(all) {
+		t.Fatalf("%s (pid %d) afterwards: GET /v1/cluster %+v %v", name, pid, sv, err)
+	}
 
 	auditCluster(t, nodes, load)
 	recs := checkStreams(t, clusterNATS[nodes[0]]+","+clusterNATS[nodes[1]]+","+clusterNATS[nodes[2]])

@@ -281,10 +281,12 @@ func (rs *runningServer) rejoin(cause error) error {
 		}
 	}
 	rs.eng, rs.store, rs.board, rs.projections = nil, nil, nil, nil
+	closed := time.Since(start)
 	if err := rs.openBackend(); err != nil {
 		return err
 	}
-	rs.log.Info("cluster node rejoined as a follower", "node", run.config.Name, "rejoin", n, "took", time.Since(start).Round(time.Millisecond))
+	rs.log.Info("cluster node rejoined as a follower", "node", run.config.Name, "rejoin", n, "took", time.Since(start).Round(time.Millisecond),
+		"closing", closed.Round(time.Millisecond))
 	return nil
 }
 

@@ -70,7 +70,10 @@ func TestClusterNodeRejoinsInPlace(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	eventually("brand", func() error { _, err := admin.PutBrand(ctx, client.Brand{ID: "b1", Name: "B", Country: "CN"}); return err })
+	eventually("brand", func() error {
+		_, err := admin.PutBrand(ctx, client.Brand{ID: "b1", Name: "B", Country: "CN"})
+		return err
+	})
 	eventually("merchant", func() error {
 		_, err := admin.PutMerchant(ctx, client.Merchant{ID: "m1", Name: "M", BrandID: "b1", Kind: "factory"})
 		return err

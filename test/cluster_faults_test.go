@@ -657,11 +657,14 @@ type festLoadRun struct {
 }
 
 const (
-	// festLoadRate and festLoadDuration are the run's orders per second
-	// and length: the fault and the failover fall in it, and the CPU it
-	// takes leaves the nodes' leases their time on two shared cores.
-	festLoadRate     = "150"
-	festLoadDuration = "25s"
+	// festLoadRate is the run's orders per second: the CPU it takes leaves
+	// the nodes' leases their time on two shared cores.
+	festLoadRate = "150"
+	// festLoadShort and festLoadLong are the run's lengths: the short one
+	// holds a kill and its failover (4 s or so); the long one a SIGSTOP
+	// past the lease, the SIGCONT and the fence that may follow.
+	festLoadShort = "15s"
+	festLoadLong  = "25s"
 	// festLoadScale is the model's size: a catalog imported in a second
 	// or two.
 	festLoadScale = "0.00001"
@@ -669,12 +672,12 @@ const (
 
 // startFestLoad starts fest load against entry and waits until its orders
 // phase began.
-func startFestLoad(t *testing.T, entry *fest) *festLoadRun {
+func startFestLoad(t *testing.T, entry *fest, duration string) *festLoadRun {
 	t.Helper()
 	r := &festLoadRun{t: t, entry: entry, stderr: &syncBuffer{}, done: make(chan struct{}), ordering: make(chan struct{})}
 	cmd := exec.Command(binPath, "load", "--addr", entry.URL, "--admin-token", adminToken, "--storefront-token", storefrontToken,
 		"--carrier-token", carrierToken, "--scan-window", "0", "--questions", "0", "--json",
-		"--profile", "midnight", "--scale", festLoadScale, "--rate", festLoadRate, "--duration", festLoadDuration)
+		"--profile", "midnight", "--scale", festLoadScale, "--rate", festLoadRate, "--duration", duration)
 	cmd.Stdout = &r.stdout
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -866,7 +869,7 @@ func testClusterSIGSTOPPastLease(t *testing.T) {
 	}
 	// fest load through a survivor, with the fault in its orders phase.
 	load.pausePayments(true)
-	festLoad := startFestLoad(t, survivors[0])
+	festLoad := startFestLoad(t, survivors[0], festLoadLong)
 	stoppedAt := time.Now()
 	if err := stopped.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -1247,7 +1250,7 @@ func testClusterKillOneNATSServer(t *testing.T) {
 		}
 	}
 	load.pausePayments(true)
-	festLoad := startFestLoad(t, nodes[0])
+	festLoad := startFestLoad(t, nodes[0], festLoadShort)
 	killed := time.Now()
 	victim.kill()
 	t.Logf("%s (the lease bucket's leader) killed with SIGKILL", victim.name)

@@ -391,7 +391,7 @@ func testClusterKillOneNode(t *testing.T) {
 
 	// fest load through node 1, then SIGKILL node-3 in its orders phase,
 	// then wait for every partition to take an order on a survivor.
-	festLoad := startFestLoad(t, nodes[0])
+	festLoad := startFestLoad(t, nodes[0], festLoadShort)
 	killed := time.Now()
 	nodes[2].kill()
 	survivors := nodes[:2]

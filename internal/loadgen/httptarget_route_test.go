@@ -36,16 +36,8 @@ func TestHTTPTargetRoutesInACluster(t *testing.T) {
 						http.NotFound(w, r)
 						return
 					}
-					w.Header().Set("Content-Type", "application/json")
-					fmt.Fprint(w, `{"node":"n1","order_id_partition_shift":56,"nodes":[`)
-					for i := range tc.nodes {
-						if i > 0 {
-							fmt.Fprint(w, ",")
-						}
-						// Every node is this one server: its CPU is counted once per node.
-						fmt.Fprintf(w, `{"node":"n%d","addr":%q,"alive":true}`, i+1, url)
-					}
-					fmt.Fprint(w, `],"partitions":[{"partition":0,"owner":"n1","lease_revision":1}]}`)
+					// Every node is this one server: its CPU is counted once per node.
+					writeClusterView(w, tc.nodes, url)
 				case "/metrics":
 					fmt.Fprint(w, "process_cpu_seconds_total 1.5\n")
 				default:
@@ -92,15 +84,7 @@ func TestHTTPTargetResendsThroughAFailover(t *testing.T) {
 			s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				switch {
 				case r.URL.Path == "/v1/cluster":
-					w.Header().Set("Content-Type", "application/json")
-					fmt.Fprint(w, `{"node":"n1","order_id_partition_shift":56,"nodes":[`)
-					for i := range tc.nodes {
-						if i > 0 {
-							fmt.Fprint(w, ",")
-						}
-						fmt.Fprintf(w, `{"node":"n%d","addr":%q,"alive":true}`, i+1, url)
-					}
-					fmt.Fprint(w, `],"partitions":[{"partition":0,"owner":"n1","lease_revision":1}]}`)
+					writeClusterView(w, tc.nodes, url)
 				case strings.HasSuffix(r.URL.Path, "/pay"):
 					w.Header().Set("Content-Type", "application/json")
 					if pays.Add(1) < 3 {
@@ -140,4 +124,18 @@ func TestHTTPTargetResendsThroughAFailover(t *testing.T) {
 			}
 		})
 	}
+}
+
+// writeClusterView answers GET /v1/cluster with nodes nodes, all at url,
+// and partition 0 owned by the first.
+func writeClusterView(w http.ResponseWriter, nodes int, url string) {
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprint(w, `{"node":"n1","order_id_partition_shift":56,"nodes":[`)
+	for i := range nodes {
+		if i > 0 {
+			fmt.Fprint(w, ",")
+		}
+		fmt.Fprintf(w, `{"node":"n%d","addr":%q,"alive":true}`, i+1, url)
+	}
+	fmt.Fprint(w, `],"partitions":[{"partition":0,"owner":"n1","lease_revision":1}]}`)
 }

@@ -91,6 +91,12 @@ type faultLoad struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 
+	// payMu is held for reading by a payment in flight and for writing by
+	// pausePayments: while fest load runs beside this load, the cluster's
+	// GMV must move by fest load's payments only, for its own audit.
+	payMu     sync.RWMutex
+	payPaused bool // REQUIRES: payMu
+
 	mu         sync.Mutex
 	acked      map[string]clusterOrder // by order id
 	paid       map[string]bool         // acknowledged payments, by order id
@@ -140,15 +146,33 @@ func (l *faultLoad) work(ctx context.Context, c *client.Client, w int, buyer str
 		if i%2 != 0 {
 			continue
 		}
-		if _, err := c.Pay(ctx, o.ID, o.Total); err != nil {
-			l.failed(ctx, "payment", err)
-			continue
-		}
-		l.mu.Lock()
-		l.paid[o.ID] = true
-		l.acks = append(l.acks, faultAck{at: time.Now(), partition: id.Partition()})
-		l.mu.Unlock()
+		l.pay(ctx, c, o, id.Partition())
 	}
+}
+
+// pay pays o unless payments are paused.
+func (l *faultLoad) pay(ctx context.Context, c *client.Client, o client.Order, partition int) {
+	l.payMu.RLock()
+	defer l.payMu.RUnlock()
+	if l.payPaused {
+		return
+	}
+	if _, err := c.Pay(ctx, o.ID, o.Total); err != nil {
+		l.failed(ctx, "payment", err)
+		return
+	}
+	l.mu.Lock()
+	l.paid[o.ID] = true
+	l.acks = append(l.acks, faultAck{at: time.Now(), partition: partition})
+	l.mu.Unlock()
+}
+
+// pausePayments stops the load's payments (and waits for those in flight)
+// or lets them go on again; the orders go on either way.
+func (l *faultLoad) pausePayments(paused bool) {
+	l.payMu.Lock()
+	l.payPaused = paused
+	l.payMu.Unlock()
 }
 
 // failed counts a failed request and pauses. A fault may cost a request
@@ -581,11 +605,142 @@ func auditRound(t *testing.T, ctx context.Context, c *client.Client, nodes []*fe
 				sku, s.Available, s.Reserved, s.Sold, err, pending[sku], sold[sku], clusterTestStock, skuEverywhere(nodes, sku))
 		}
 	}
-	g, err := c.GMV(ctx)
-	if err != nil || g.GMV.Amount != paidGMV {
-		return seen, fmt.Sprintf("GMV %+v (%v), paid orders %d", g.GMV, err, paidGMV)
+	if msg := gmvOfPaid(ctx, c, paidGMV); msg != "" {
+		return seen, msg
 	}
 	return seen, ""
+}
+
+// gmvOfPaid checks that the GMV of the test's brand b1 is paid, the sum of
+// its paid orders, and, when fest load ran nothing beside the test's own
+// load (its catalog has brands of its own), that the whole GMV is too.
+// What fest load paid is its own audit's to check.
+func gmvOfPaid(ctx context.Context, c *client.Client, paid int64) string {
+	g, err := c.GMV(ctx)
+	if err != nil {
+		return fmt.Sprintf("GMV: %v", err)
+	}
+	b, err := c.GMVBreakdown(ctx, "brand", faultBuyerPageMax)
+	if err != nil {
+		return fmt.Sprintf("GMV by brand: %v", err)
+	}
+	var brand int64
+	others := false
+	for _, r := range b.Rows {
+		if r.Key == "b1" {
+			brand = r.GMV
+		} else if r.GMV != 0 {
+			others = true
+		}
+	}
+	if brand != paid || !others && b.Rest.GMV == 0 && g.GMV.Amount != paid {
+		return fmt.Sprintf("GMV %+v, of brand b1 %d, paid orders %d", g.GMV, brand, paid)
+	}
+	return ""
+}
+
+// festLoadRun is a fest load process run against one node of a cluster
+// while a test injects its fault: the midnight rush at a modest rate, so
+// that the fault falls in its orders phase, with fest load's own audit
+// (every acknowledged order's stock reserved or sold, GMV the paid
+// orders) at its end. It rides through the failover itself
+// (internal/loadgen's HTTP target resends what a failover answers
+// unavailable or leaves unanswered).
+type festLoadRun struct {
+	t        *testing.T
+	entry    *fest
+	stdout   strings.Builder
+	stderr   *syncBuffer
+	done     chan struct{}
+	err      error
+	ordering chan struct{} // closed once the orders phase began
+}
+
+const (
+	// festLoadRate is the run's orders per second: the CPU it takes leaves
+	// the nodes' leases their time on two shared cores.
+	festLoadRate = "150"
+	// festLoadShort and festLoadLong are the run's lengths: the short one
+	// holds a kill and its failover (4 s or so); the long one a SIGSTOP
+	// past the lease, the SIGCONT and the fence that may follow.
+	festLoadShort = "15s"
+	festLoadLong  = "25s"
+	// festLoadScale is the model's size: a catalog imported in a second
+	// or two.
+	festLoadScale = "0.00001"
+)
+
+// startFestLoad starts fest load against entry and waits until its orders
+// phase began.
+func startFestLoad(t *testing.T, entry *fest, duration string) *festLoadRun {
+	t.Helper()
+	r := &festLoadRun{t: t, entry: entry, stderr: &syncBuffer{}, done: make(chan struct{}), ordering: make(chan struct{})}
+	cmd := exec.Command(binPath, "load", "--addr", entry.URL, "--admin-token", adminToken, "--storefront-token", storefrontToken,
+		"--carrier-token", carrierToken, "--scan-window", "0", "--questions", "0", "--json",
+		"--profile", "midnight", "--scale", festLoadScale, "--rate", festLoadRate, "--duration", duration)
+	cmd.Stdout = &r.stdout
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start fest load: %v", err)
+	}
+	scanned := make(chan struct{})
+	go func() {
+		defer close(scanned)
+		sc := bufio.NewScanner(stderr)
+		once := sync.Once{}
+		for sc.Scan() {
+			line := sc.Text()
+			r.stderr.Write([]byte(line + "\n"))
+			if strings.Contains(line, "catalog imported") {
+				once.Do(func() { close(r.ordering) })
+			}
+		}
+		io.Copy(io.Discard, stderr)
+	}()
+	go func() {
+		<-scanned
+		r.err = cmd.Wait()
+		close(r.done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-r.done
+	})
+	select {
+	case <-r.ordering:
+	case <-r.done:
+		t.Fatalf("fest load ended before its orders: %v\n%s", r.err, r.stderr)
+	case <-time.After(clusterTestWaitMax):
+		t.Fatalf("fest load did not begin its orders:\n%s", r.stderr)
+	}
+	return r
+}
+
+// finish waits for the run's end and requires its audit to have passed.
+func (r *festLoadRun) finish() {
+	r.t.Helper()
+	select {
+	case <-r.done:
+	case <-time.After(3 * clusterTestWaitMax):
+		r.t.Fatalf("fest load did not end:\n%s", r.stderr)
+	}
+	var res struct {
+		loadResult
+		Errors map[string]int64 `json:"errors"`
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout.String()), "\n")
+	if last := lines[len(lines)-1]; strings.HasPrefix(last, "{") {
+		if err := json.Unmarshal([]byte(last), &res); err != nil {
+			r.t.Fatalf("fest load's json line %q: %v", last, err)
+		}
+	}
+	if r.err != nil || !res.Audit.OK || res.Orders == 0 {
+		r.t.Fatalf("fest load against %s: %v, %d orders, audit ok %v: %q\n%s", r.entry.URL, r.err, res.Orders, res.Audit.OK, res.Audit.Problems, r.stderr)
+	}
+	r.t.Logf("fest load against %s: %d orders, audit ok; errors %v", r.entry.URL, res.Orders, res.Errors)
 }
 
 // streamRecord is one message of a partition's stream, as the audit of the
@@ -668,9 +823,10 @@ func checkStreams(t *testing.T, urls string) map[int][]streamRecord {
 // are fenced: the streams' epochs never go back, and nothing it
 // acknowledged is missing), rejoins as a follower (its GET /v1/cluster
 // shows the new owners, it reads the whole cluster) and is given partitions
-// again by the rebalancing. A node that finds itself fenced stops its
-// engine and exits (fail-stop, docs/cluster.md): the test then restarts it
-// on its directory, as its supervisor would.
+// again by the rebalancing. A node that finds itself fenced rejoins as a
+// follower in the same process (docs/cluster.md): the process must be the
+// same one, alive, throughout. fest load runs through a survivor with the
+// stop in its orders phase, and its audit must pass.
 func testClusterSIGSTOPPastLease(t *testing.T) {
 	start := time.Now()
 	nodes := startClusterNodes(t, 3)
@@ -711,6 +867,9 @@ func testClusterSIGSTOPPastLease(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// fest load through a survivor, with the fault in its orders phase.
+	load.pausePayments(true)
+	festLoad := startFestLoad(t, survivors[0], festLoadLong)
 	stoppedAt := time.Now()
 	if err := stopped.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
@@ -745,53 +904,31 @@ func testClusterSIGSTOPPastLease(t *testing.T) {
 	cont()
 	t.Logf("%s resumed with SIGCONT %.1f s after the stop", name, resumedAt.Sub(stoppedAt).Seconds())
 
-	// A node that finds a write of its own fenced exits: restart it then,
-	// as its supervisor would.
-	restarted := false
+	// A node that finds a write of its own fenced rejoins as a follower in
+	// the same process (docs/cluster.md, "fest serve --journal nats"): it
+	// must never exit.
+	pid := stopped.cmd.Process.Pid
+	rejoinedInPlace := func() bool { return strings.Contains(stopped.out.String(), "cluster node rejoined as a follower") }
 	checkExit := func() {
 		select {
 		case <-stopped.done:
+			t.Fatalf("%s (pid %d) exited after SIGCONT; a fenced node must rejoin in place:\n%s", name, pid, stopped.out)
 		default:
-			return
 		}
-		out := stopped.out.String()
-		if restarted || !strings.Contains(out, "fenced") {
-			t.Fatalf("%s exited after SIGCONT, not for being fenced or after its restart:\n%s", name, out)
-		}
-		restarted = true
-		var why []string
-		for _, l := range strings.Split(out, "\n") {
-			if strings.Contains(l, "fenced") && len(why) < 3 {
-				why = append(why, l)
-			}
-		}
-		t.Logf("%s exited %.1f s after SIGCONT, fenced (fail-stop); restarting it on its directory. Its log:\n%s", name, time.Since(resumedAt).Seconds(), strings.Join(why, "\n"))
-		stopped.cmd = nil
-		urlCh := make(chan string, 1)
-		stopped.launch(urlCh)
-		select {
-		case <-urlCh:
-		case <-stopped.done:
-			t.Fatalf("%s exited at its restart:\n%s", name, stopped.out)
-		case <-time.After(clusterTestWaitMax):
-			t.Fatalf("%s did not listen at its restart:\n%s", name, stopped.out)
-		}
-		stopped.ready()
-		t.Logf("%s ready again %.1f s after SIGCONT", name, time.Since(resumedAt).Seconds())
 	}
 	// Its GET /v1/cluster shows the new owners: each partition it held is
 	// another node's, or its own again under a lease acquired after a
 	// survivor's take-over (revisions grow bucket-wide; the rebalancing
 	// may give it a partition back within a second, and right after
 	// SIGCONT it still answers from its view of before the stop,
-	// docs/cluster.md "Known defects" 2). A restarted node rebuilt
-	// everything from the streams: it needs only see every partition
-	// owned.
+	// docs/cluster.md "Known defects" 2). A node that rejoined in place
+	// rebuilt everything from the streams: it needs only see every
+	// partition owned.
 	newOwners := func(sv faultView) bool {
 		if !sv.owned(all) || !sv.alive(all) {
 			return false
 		}
-		if restarted {
+		if rejoinedInPlace() {
 			return true
 		}
 		taken := map[int]uint64{}
@@ -844,26 +981,35 @@ func testClusterSIGSTOPPastLease(t *testing.T) {
 	}
 	rejoin()
 	// A write of its own that the survivors' fences refuse takes the
-	// journal's resends to be refused (a few seconds), and the node exits
-	// then: give it that long under load, and if it exits, restart it and
-	// see it rejoin again.
-	select {
-	case <-stopped.done:
-	case <-time.After(faultFenceSettle):
-	}
-	if !restarted {
-		select {
-		case <-stopped.done:
-			checkExit()
-			rejoin()
-		default:
-			t.Logf("%s kept running: nothing of its own was fenced", name)
+	// journal's resends to be refused (a few seconds), and the node
+	// rejoins in place then: give it that long under load, and if it
+	// rejoined, see it given partitions again.
+	time.Sleep(faultFenceSettle)
+	checkExit()
+	if rejoinedInPlace() {
+		var why []string
+		for _, l := range strings.Split(stopped.out.String(), "\n") {
+			if strings.Contains(l, "rejoin") && len(why) < 4 {
+				why = append(why, l)
+			}
 		}
+		t.Logf("%s (pid %d) was fenced and rejoined in place:\n%s", name, pid, strings.Join(why, "\n"))
+		rejoin()
+		if m := stopped.clusterMetrics(); m["fest_cluster_rejoins_total"] < 1 {
+			t.Errorf("%s rejoined but fest_cluster_rejoins_total is %v", name, m["fest_cluster_rejoins_total"])
+		}
+	} else {
+		t.Logf("%s kept running: nothing of its own was fenced", name)
 	}
 	rejoined := time.Now()
 	load.waitServedAgain(rejoined, clusterTestWaitMax, "after the rejoin")
+	festLoad.finish()
 	load.stop()
 	requireRunning(t, nodes)
+	checkExit()
+	if sv, err := faultClusterView(stopped); err != nil || !sv.alive(all) || !sv.owned(all) {
+		t.Fatalf("%s (pid %d) afterwards: GET /v1/cluster %+v %v", name, pid, sv, err)
+	}
 
 	auditCluster(t, nodes, load)
 	recs := checkStreams(t, clusterNATS[nodes[0]]+","+clusterNATS[nodes[1]]+","+clusterNATS[nodes[2]])
@@ -1103,6 +1249,8 @@ func testClusterKillOneNATSServer(t *testing.T) {
 			rest = append(rest, s.url)
 		}
 	}
+	load.pausePayments(true)
+	festLoad := startFestLoad(t, nodes[0], festLoadShort)
 	killed := time.Now()
 	victim.kill()
 	t.Logf("%s (the lease bucket's leader) killed with SIGKILL", victim.name)
@@ -1110,6 +1258,7 @@ func testClusterKillOneNATSServer(t *testing.T) {
 	// on for a while past that.
 	load.waitServedAgain(killed, faultRecoveryWaitMax, "after the NATS server's kill")
 	load.waitAcks(200, clusterTestWaitMax, "load after the NATS server's kill")
+	festLoad.finish()
 	load.stop()
 	requireRunning(t, nodes)
 	auditCluster(t, nodes, load)

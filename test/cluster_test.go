@@ -389,8 +389,9 @@ func testClusterKillOneNode(t *testing.T) {
 	}
 	t.Logf("%d orders placed on %d partitions in %v", len(acked), len(byPartition), time.Since(start).Round(time.Millisecond))
 
-	// SIGKILL node-3, then wait for every partition to take an order on
-	// a survivor.
+	// fest load through node 1, then SIGKILL node-3 in its orders phase,
+	// then wait for every partition to take an order on a survivor.
+	festLoad := startFestLoad(t, nodes[0], festLoadShort)
 	killed := time.Now()
 	nodes[2].kill()
 	survivors := nodes[:2]
@@ -450,6 +451,8 @@ func testClusterKillOneNode(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
+
+	festLoad.finish()
 
 	// Audits on each survivor, through clients made now: a client's map
 	// is refreshed by a failed order, but a read that fails (an order of
@@ -549,12 +552,12 @@ func testClusterKillOneNode(t *testing.T) {
 		// GMV: the sum of the paid orders, once the board has applied
 		// what the order list showed.
 		for {
-			g, err := c.GMV(ctx)
-			if err == nil && g.GMV.Amount == paidGMV {
+			msg := gmvOfPaid(ctx, c, paidGMV)
+			if msg == "" {
 				break
 			}
 			if time.Since(killed) > clusterTestWaitMax {
-				t.Fatalf("node %d: GMV %+v (%v), paid orders %d", i+1, g.GMV, err, paidGMV)
+				t.Fatalf("node %d: %s", i+1, msg)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}

@@ -346,6 +346,18 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 func (rs *runningServer) open() error {
 	start := time.Now()
 	fmt.Fprintf(rs.stdout, "fest serve: recovering from %s ...\n", rs.opts.Data)
+	if err := rs.openBackend(); err != nil {
+		return err
+	}
+	fmt.Fprintf(rs.stdout, "fest serve: ready in %v (%d partitions, %d SKUs, journal at byte %d)\n",
+		time.Since(start).Round(time.Millisecond), rs.eng.Partitions(), rs.eng.SKUCount(), rs.eng.Durable())
+	return nil
+}
+
+// openBackend opens the order store, the read models and the engine, and
+// attaches them to the server: at start, and again when a cluster node
+// rejoins in place (servecluster.go).
+func (rs *runningServer) openBackend() error {
 	if rs.opts.Cluster.Journal == "nats" {
 		// In cluster mode the read models are rebuilt from the streams at
 		// every start (no projection snapshots): the order store's cold
@@ -425,8 +437,6 @@ func (rs *runningServer) open() error {
 	rs.srv.AttachGMV(board)
 	rs.srv.AttachLogistics(parcels)
 	rs.srv.AttachLive(channels)
-	fmt.Fprintf(rs.stdout, "fest serve: ready in %v (%d partitions, %d SKUs, journal at byte %d)\n",
-		time.Since(start).Round(time.Millisecond), eng.Partitions(), eng.SKUCount(), eng.Durable())
 	return nil
 }
 
@@ -444,7 +454,7 @@ func (rs *runningServer) wait(ctx context.Context) error {
 			opened = nil
 			runErr = err
 		case <-rs.nodeFailed:
-			return rs.shutdown(fmt.Errorf("cluster node stopped, restart it: %w", rs.cluster.node.Engine().Err()))
+			return rs.shutdown(fmt.Errorf("cluster node stopped, restart it: %w", rs.cluster.failure()))
 		}
 	}
 	return rs.shutdown(runErr)
@@ -467,8 +477,13 @@ func (rs *runningServer) shutdown(cause error) error {
 			errs = append(errs, err)
 		}
 	}
-	rs.srv.Detach()
 	close(rs.closing)
+	if rs.cluster != nil {
+		// A rejoin in progress ends first (it sees closing and stops).
+		rs.cluster.mu.Lock()
+		defer rs.cluster.mu.Unlock()
+	}
+	rs.srv.Detach()
 	if rs.cluster != nil {
 		// Hand every lease off before the read models stop: the other
 		// nodes take over at once.

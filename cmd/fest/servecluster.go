@@ -8,9 +8,12 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/fest-platform/fest/internal/cluster"
 	"github.com/fest-platform/fest/internal/engine"
@@ -47,6 +50,10 @@ const (
 // with the node still running (a failed start or shutdown's fallback).
 const nodeCloseTimeout = 10 * time.Second
 
+// rejoinsMax bounds the node's rejoins in place (rejoin) over the
+// process's life: past it a fenced node exits, for its supervisor.
+const rejoinsMax = 5
+
 // clusterRun is what fest serve --journal nats runs besides the server.
 type clusterRun struct {
 	nats *natsserver.Server // nil with --nats-url
@@ -54,8 +61,25 @@ type clusterRun struct {
 	// leaseConn is the lease manager's connection (cluster.NodeConfig's
 	// LeaseConn).
 	leaseConn *nats.Conn
-	node      *cluster.Node
+	// config is the node's configuration, kept for a rejoin.
+	config cluster.NodeConfig
+
+	// mu is held by a rejoin and by shutdown: node and the server's
+	// backend (runningServer's eng, store, projections) change only under
+	// it once the server runs.
+	mu   sync.Mutex
+	node *cluster.Node
+	// current is node for /metrics, which must not wait for a rejoin:
+	// nil while the node is being made again.
+	current atomic.Pointer[cluster.Node]
+	// rejoins counts the rejoins in place; failed is why the node stopped
+	// for good (nodeFailed closed).
+	rejoins atomic.Uint64
+	failed  error
 }
+
+// failure is why the node stopped for good; set before nodeFailed closes.
+func (run *clusterRun) failure() error { return run.failed }
 
 // serverCluster returns the server's cluster settings: nil without
 // --journal nats.
@@ -84,6 +108,9 @@ func splitHostPort(flagName, addr string) (string, int, error) {
 // partition, and its lease manager. now is the engine's clock (nil: the
 // wall clock).
 func (rs *runningServer) openCluster(now func() int64) (*engine.Engine, error) {
+	if rs.cluster != nil {
+		return rs.startClusterNode() // a rejoin: connected already
+	}
 	o := &rs.opts.Cluster
 	run := &clusterRun{}
 	fail := func(err error) (*engine.Engine, error) {
@@ -151,9 +178,7 @@ func (rs *runningServer) openCluster(now func() int64) (*engine.Engine, error) {
 	if address == "" {
 		address = rs.URL
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), nodeStartTimeout)
-	defer cancel()
-	node, err := cluster.StartNode(ctx, cluster.NodeConfig{
+	run.config = cluster.NodeConfig{
 		Conn: conn, LeaseConn: leaseConn, Name: o.Node, Address: address, Partitions: partitions, Replicas: replicas,
 		Engine: engine.Config{
 			PaymentTimeout:           rs.opts.PaymentTimeout,
@@ -165,28 +190,123 @@ func (rs *runningServer) openCluster(now func() int64) (*engine.Engine, error) {
 		},
 		Lease:  lease.Config{TTL: o.LeaseTTL},
 		Logger: rs.log,
-	})
-	if err != nil {
-		return fail(fmt.Errorf("start cluster node: %w", err))
 	}
-	run.node = node
 	rs.cluster = run
-	if err := rs.srv.RegisterMetrics(node.Metrics()); err != nil {
+	if err := rs.srv.RegisterMetrics(nodeMetrics{run}); err != nil {
+		rs.cluster = nil
 		return fail(fmt.Errorf("cluster node metrics: %w", err))
 	}
-	go func() {
-		// A node whose engine stopped (fenced, or a journal that gave up)
-		// serves nothing: the process exits non-zero for its supervisor
-		// to restart it, which rejoins from the streams.
-		select {
-		case <-node.Failed():
-			close(rs.nodeFailed)
-		case <-rs.closing:
-		}
-	}()
+	eng, err := rs.startClusterNode()
+	if err != nil {
+		rs.cluster = nil
+		return fail(err)
+	}
 	fmt.Fprintf(rs.stdout, "fest serve: node %s in the cluster at %s (%d partitions, %d replicas, lease ttl %v)\n",
 		o.Node, address, partitions, replicas, o.LeaseTTL)
+	return eng, nil
+}
+
+// startClusterNode starts the node on the run's connections (replaying
+// every partition) and watches it.
+func (rs *runningServer) startClusterNode() (*engine.Engine, error) {
+	run := rs.cluster
+	ctx, cancel := context.WithTimeout(context.Background(), nodeStartTimeout)
+	defer cancel()
+	node, err := cluster.StartNode(ctx, run.config)
+	if err != nil {
+		return nil, fmt.Errorf("start cluster node: %w", err)
+	}
+	run.node = node
+	run.current.Store(node)
+	go rs.watchNode(node)
 	return node.Engine(), nil
+}
+
+// watchNode waits for node's engine to stop on a failure. A node whose
+// write was fenced (it lost its lease while paused, and the partition's
+// new owner refused its record) rejoins in place as a follower; any other
+// failure (a journal that gave up, a follower past the purged messages)
+// makes the process exit non-zero for its supervisor, since what failed
+// may fail again the same way and a restart is the known path.
+func (rs *runningServer) watchNode(node *cluster.Node) {
+	select {
+	case <-node.Failed():
+	case <-rs.closing:
+		return
+	}
+	run := rs.cluster
+	cause := node.Engine().Err()
+	if !errors.Is(cause, jetstream.ErrFenced) || run.rejoins.Load() >= rejoinsMax {
+		run.failed = cause
+		close(rs.nodeFailed)
+		return
+	}
+	if err := rs.rejoin(cause); err != nil {
+		run.failed = errors.Join(cause, fmt.Errorf("rejoin in place: %w", err))
+		close(rs.nodeFailed)
+	}
+}
+
+// rejoin makes the node again in this process after its engine stopped
+// fenced: the server answers 503 unavailable (with Retry-After) meanwhile,
+// the stopped node is closed (its leases were handed off as it stopped)
+// with the read models built from its engine, and a fresh engine loads
+// the partitions' snapshots and replays their streams, as a restart
+// would, on the same NATS connections and embedded server. Nothing of the
+// old engine's state is kept: what the stream refused never reached a
+// follower, so the fresh state is exactly the streams'.
+func (rs *runningServer) rejoin(cause error) error {
+	run := rs.cluster
+	run.mu.Lock()
+	defer run.mu.Unlock()
+	select {
+	case <-rs.closing:
+		return nil // shutting down: nothing to rejoin
+	default:
+	}
+	n := run.rejoins.Add(1)
+	start := time.Now()
+	rs.log.Warn("cluster node fenced: rejoining as a follower in this process", "node", run.config.Name, "rejoin", n, "err", cause)
+	rs.srv.Detach()
+	run.current.Store(nil)
+	if err := run.closeNode(nodeCloseTimeout); err != nil {
+		rs.log.Warn("close the fenced node", "node", run.config.Name, "err", err)
+	}
+	if rs.projections != nil {
+		rs.projections.Close()
+	}
+	if rs.store != nil {
+		if err := rs.store.Close(); err != nil {
+			rs.log.Warn("close the order store for the rejoin", "err", err)
+		}
+	}
+	rs.eng, rs.store, rs.board, rs.projections = nil, nil, nil, nil
+	closed := time.Since(start)
+	if err := rs.openBackend(); err != nil {
+		return err
+	}
+	rs.log.Info("cluster node rejoined as a follower", "node", run.config.Name, "rejoin", n, "took", time.Since(start).Round(time.Millisecond),
+		"closing", closed.Round(time.Millisecond))
+	return nil
+}
+
+// descRejoins counts watchNode's rejoins in place.
+var descRejoins = prometheus.NewDesc("fest_cluster_rejoins_total",
+	"Times this process made its cluster node again after its engine stopped fenced (it had lost a lease while paused).", nil, nil)
+
+// nodeMetrics is the node's series for /metrics, of whichever node runs
+// now (a rejoin makes a new one, whose counters start again at zero),
+// and the rejoins. It is unchecked (Describe sends nothing): the series
+// of the current node are not known before it runs.
+type nodeMetrics struct{ run *clusterRun }
+
+func (m nodeMetrics) Describe(chan<- *prometheus.Desc) {}
+
+func (m nodeMetrics) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descRejoins, prometheus.CounterValue, float64(m.run.rejoins.Load()))
+	if n := m.run.current.Load(); n != nil {
+		n.Metrics().Collect(ch)
+	}
 }
 
 // closeNode stops the node in a planned way: every lease handed off (each

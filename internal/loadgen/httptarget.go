@@ -3,12 +3,16 @@ package loadgen
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/fest-platform/fest/client"
@@ -105,6 +109,10 @@ type HTTPTarget struct {
 	// single server), for the server CPU of all of them.
 	nodes []*client.Client
 	hc    *http.Client
+	// keyPrefix and keysUsed make the orders' idempotency keys in a
+	// cluster (orderKeys).
+	keyPrefix string
+	keysUsed  atomic.Uint64
 }
 
 // clusterProbeTimeout bounds NewHTTPTarget's GET /v1/cluster; a server
@@ -124,7 +132,11 @@ func NewHTTPTarget(cfg HTTPConfig) (*HTTPTarget, error) {
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}}
-	t := &HTTPTarget{cfg: cfg, before: &serverBefore{}}
+	var raw [8]byte
+	if _, err := rand.Read(raw[:]); err != nil {
+		return nil, fmt.Errorf("http target: idempotency key prefix: %w", err)
+	}
+	t := &HTTPTarget{cfg: cfg, before: &serverBefore{}, keyPrefix: "fest-load-" + hex.EncodeToString(raw[:]) + "-"}
 	for _, role := range []struct {
 		c     **client.Client
 		token string
@@ -381,19 +393,74 @@ func skuLine(l *client.CatalogLines, m *festival.Model, s *festival.SKU) {
 }
 
 // Place sends the orders as one batch (binary or json-batch) or as single
-// requests (json).
+// requests (json). In a cluster it rides through a failover (see
+// failover): each order carries an idempotency key of its own, and what is
+// answered unavailable or not answered at all is sent again with it.
 func (t *HTTPTarget) Place(ctx context.Context, m *festival.Model, orders []*festival.Order, out []Outcome) {
+	keys := t.orderKeys(len(orders))
 	if t.cfg.Transport == TransportJSON {
 		for i, o := range orders {
-			t.placeOne(ctx, m, o, &out[i])
+			var key string
+			if keys != nil {
+				key = keys.key(i)
+			}
+			fo := t.newFailover()
+			for t.placeOne(ctx, m, o, key, &out[i]); fo.again(ctx, out[i]); {
+				t.placeOne(ctx, m, o, key, &out[i])
+			}
 		}
 		return
 	}
 	b := t.orderBatches.Get().(*client.OrderBatch)
 	defer t.orderBatches.Put(b)
+	if keys == nil {
+		t.placeBatch(ctx, m, b, orders, nil, nil, out)
+		return
+	}
+	// pending are the orders still owed an answer, by index into orders.
+	pending := make([]int, len(orders))
+	for i := range pending {
+		pending[i] = i
+	}
+	fo := t.newFailover()
+	for {
+		t.placeBatch(ctx, m, b, orders, pending, keys, out)
+		next := pending[:0]
+		for _, i := range pending {
+			if fo.resendable(out[i]) {
+				next = append(next, i)
+			}
+		}
+		if len(next) == 0 || !fo.wait(ctx) {
+			return
+		}
+		pending = next
+	}
+}
+
+// placeBatch sends one batch of the orders named by idx (nil: all of
+// them), each with its key when keys is set, and writes each one's
+// outcome at its index in out.
+func (t *HTTPTarget) placeBatch(ctx context.Context, m *festival.Model, b *client.OrderBatch, orders []*festival.Order, idx []int, keys *orderKeys, out []Outcome) {
 	b.Reset()
-	for _, o := range orders {
-		b.Add(wire.PlaceOrder{BuyerID: m.BuyerID(o.Buyer), Channel: m.ChannelName(o), Region: m.BuyerRegion(o.Buyer), DealID: m.DealID(o), RehearsalTime: t.rehearsalAt(o)})
+	n := len(orders)
+	if idx != nil {
+		n = len(idx)
+	}
+	at := func(j int) int {
+		if idx == nil {
+			return j
+		}
+		return idx[j]
+	}
+	for j := range n {
+		i := at(j)
+		o := orders[i]
+		po := wire.PlaceOrder{BuyerID: m.BuyerID(o.Buyer), Channel: m.ChannelName(o), Region: m.BuyerRegion(o.Buyer), DealID: m.DealID(o), RehearsalTime: t.rehearsalAt(o)}
+		if keys != nil {
+			po.IdempotencyKey = keys.key(i)
+		}
+		b.Add(po)
 		for _, it := range o.Lines() {
 			b.AddItem(m.SKUID(it.SKU), it.Qty)
 		}
@@ -405,11 +472,15 @@ func (t *HTTPTarget) Place(ctx context.Context, m *festival.Model, orders []*fes
 		err = t.store.PlaceBatch(ctx, b)
 	}
 	if err != nil {
-		setAll(out[:len(orders)], outcomeOf(err))
+		oc := outcomeOf(err)
+		for j := range n {
+			out[at(j)] = oc
+		}
 		return
 	}
-	for i := range b.Results {
-		r := &b.Results[i]
+	for j := range b.Results {
+		r := &b.Results[j]
+		i := at(j)
 		switch {
 		case r.Err != nil:
 			out[i] = Outcome{Code: r.Err.Code, Detail: r.Err.Message}
@@ -421,9 +492,9 @@ func (t *HTTPTarget) Place(ctx context.Context, m *festival.Model, orders []*fes
 	}
 }
 
-func (t *HTTPTarget) placeOne(ctx context.Context, m *festival.Model, o *festival.Order, out *Outcome) {
+func (t *HTTPTarget) placeOne(ctx context.Context, m *festival.Model, o *festival.Order, key string, out *Outcome) {
 	lines := o.Lines()
-	req := client.OrderRequest{BuyerID: m.BuyerID(o.Buyer), Items: make([]client.Item, len(lines)), Channel: m.ChannelName(o), Region: m.BuyerRegion(o.Buyer), DealID: m.DealID(o)}
+	req := client.OrderRequest{BuyerID: m.BuyerID(o.Buyer), Items: make([]client.Item, len(lines)), Channel: m.ChannelName(o), Region: m.BuyerRegion(o.Buyer), DealID: m.DealID(o), IdempotencyKey: key}
 	for k, it := range lines {
 		req.Items[k] = client.Item{SKUID: m.SKUID(it.SKU), Quantity: int(it.Qty)}
 	}
@@ -451,8 +522,13 @@ func (t *HTTPTarget) Pay(ctx context.Context, ids []string, totals []int64, out 
 		return
 	}
 	t.each(len(ids), func(i int) {
-		o, err := t.store.Pay(ctx, ids[i], totals[i])
-		out[i] = transitionOutcome("/v1/orders/"+ids[i]+"/pay", o, err, "paid")
+		fo := t.newFailover()
+		for {
+			o, err := t.store.Pay(ctx, ids[i], totals[i])
+			if out[i] = transitionOutcome("/v1/orders/"+ids[i]+"/pay", o, err, "paid"); !fo.again(ctx, out[i]) {
+				return
+			}
+		}
 	})
 }
 
@@ -468,8 +544,13 @@ func (t *HTTPTarget) Cancel(ctx context.Context, ids []string, out []Outcome) {
 		return
 	}
 	t.each(len(ids), func(i int) {
-		o, err := t.store.Cancel(ctx, ids[i])
-		out[i] = transitionOutcome("/v1/orders/"+ids[i]+"/cancel", o, err, "cancelled")
+		fo := t.newFailover()
+		for {
+			o, err := t.store.Cancel(ctx, ids[i])
+			if out[i] = transitionOutcome("/v1/orders/"+ids[i]+"/cancel", o, err, "cancelled"); !fo.again(ctx, out[i]) {
+				return
+			}
+		}
 	})
 }
 
@@ -513,6 +594,43 @@ func (t *HTTPTarget) settle(ctx context.Context, ids []string, totals []int64, c
 			chunkAts = ats[lo:hi]
 		}
 		t.settleChunk(ctx, b, ids[lo:hi], totals[lo:hi], cancel[lo:hi], chunkAts, out[lo:hi])
+		t.settleAgain(ctx, b, ids[lo:hi], totals[lo:hi], cancel[lo:hi], chunkAts, out[lo:hi])
+	}
+}
+
+// settleAgain sends again, in a cluster, the actions of a settled chunk
+// answered unavailable or not answered: paying a paid order and cancelling
+// a cancelled one answer 200 (API.md), so an action applied already is
+// harmless to repeat.
+func (t *HTTPTarget) settleAgain(ctx context.Context, b *client.SettleBatch, ids []string, totals []int64, cancel []bool, ats []int64, out []Outcome) {
+	fo := t.newFailover()
+	var idx []int
+	for i := range out {
+		if fo.resendable(out[i]) {
+			idx = append(idx, i)
+		}
+	}
+	for len(idx) > 0 && fo.wait(ctx) {
+		subIDs, subTotals, subCancel := make([]string, len(idx)), make([]int64, len(idx)), make([]bool, len(idx))
+		var subAts []int64
+		if ats != nil {
+			subAts = make([]int64, len(idx))
+		}
+		for j, i := range idx {
+			subIDs[j], subTotals[j], subCancel[j] = ids[i], totals[i], cancel[i]
+			if ats != nil {
+				subAts[j] = ats[i]
+			}
+		}
+		subOut := make([]Outcome, len(idx))
+		t.settleChunk(ctx, b, subIDs, subTotals, subCancel, subAts, subOut)
+		next := idx[:0]
+		for j, i := range idx {
+			if out[i] = subOut[j]; fo.resendable(out[i]) {
+				next = append(next, i)
+			}
+		}
+		idx = next
 	}
 }
 
@@ -625,6 +743,9 @@ func (t *HTTPTarget) Audit(ctx context.Context, m *festival.Model, l *Ledger) ([
 			defer func() { <-sem }()
 			s := &m.SKUs[i]
 			sku, err := t.admin.GetSKU(ctx, s.ID)
+			for fo := t.newFailover(); err != nil && fo.again(ctx, outcomeOf(err)); {
+				sku, err = t.admin.GetSKU(ctx, s.ID)
+			}
 			if err != nil {
 				errOnce.Do(func() { firstErr = fmt.Errorf("get sku %s: %w", s.ID, err) })
 				return
@@ -755,4 +876,96 @@ func (t *HTTPTarget) ParcelStats(ctx context.Context) (ParcelStats, error) {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// In a cluster a partition fails over: while its dead or paused owner's
+// lease runs out and another node takes it over, its requests are answered
+// 503 unavailable (with Retry-After), and a request to a node that died is
+// not answered at all. The target sends those again, with the same
+// idempotency key for an order, until the budget below runs out; the
+// client refreshes its cluster map on each such answer, so a resend goes
+// to the new owner. What is still unanswered then is reported as it was:
+// unavailable (a problem of the run) or transport (the driver's books are
+// uncertain and the audit checks conservation only). Outside a cluster
+// nothing is sent twice, as before.
+const (
+	// failoverResendFor bounds the resends after the first failed answer:
+	// a failover is a lease TTL (5 s by default) plus its detection and
+	// the take-over, under 10 s (docs/cluster.md).
+	failoverResendFor = 20 * time.Second
+	// failoverResendsMax bounds the resends of one call.
+	failoverResendsMax = 60
+	// failoverPauseMin and failoverPauseMax are the pause before a resend,
+	// doubling from the first to the second: the server's Retry-After for
+	// unavailable is a second.
+	failoverPauseMin = 50 * time.Millisecond
+	failoverPauseMax = time.Second
+)
+
+// failover is the resend budget of one call; nil outside a cluster, where
+// nothing is resent.
+type failover struct {
+	deadline time.Time // zero until the first failure
+	resends  int
+	pause    time.Duration
+}
+
+// newFailover is a call's budget: nil unless the target routes in a
+// cluster.
+func (t *HTTPTarget) newFailover() *failover {
+	if t.nodes == nil {
+		return nil
+	}
+	return &failover{pause: failoverPauseMin}
+}
+
+// resendable reports whether o may be sent again: unavailable, or no
+// answer, within the budget.
+func (f *failover) resendable(o Outcome) bool {
+	if f == nil || o.Code != wire.CodeUnavailable && o.Code != CodeTransport {
+		return false
+	}
+	if f.deadline.IsZero() {
+		f.deadline = time.Now().Add(failoverResendFor)
+	}
+	return f.resends < failoverResendsMax && time.Now().Before(f.deadline)
+}
+
+// wait pauses before a resend; false when ctx ended.
+func (f *failover) wait(ctx context.Context) bool {
+	f.resends++
+	select {
+	case <-ctx.Done():
+		return false
+	case <-time.After(f.pause):
+	}
+	f.pause = min(2*f.pause, failoverPauseMax)
+	return true
+}
+
+// again is resendable and then wait, for a call of one request.
+func (f *failover) again(ctx context.Context, o Outcome) bool {
+	return f.resendable(o) && f.wait(ctx)
+}
+
+// orderKeys gives the orders of one Place call their idempotency keys in
+// a cluster: the target's random prefix and a number of its own per order,
+// unique across runs and targets.
+type orderKeys struct {
+	prefix string
+	first  uint64
+}
+
+// orderKeys returns n orders' keys, nil outside a cluster (a key costs the
+// server its memory for the idempotency window; a single server's figures
+// stay as they were).
+func (t *HTTPTarget) orderKeys(n int) *orderKeys {
+	if t.nodes == nil {
+		return nil
+	}
+	return &orderKeys{prefix: t.keyPrefix, first: t.keysUsed.Add(uint64(n)) - uint64(n)}
+}
+
+func (k *orderKeys) key(i int) string {
+	return k.prefix + strconv.FormatUint(k.first+uint64(i), 36)
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -34,16 +36,8 @@ func TestHTTPTargetRoutesInACluster(t *testing.T) {
 						http.NotFound(w, r)
 						return
 					}
-					w.Header().Set("Content-Type", "application/json")
-					fmt.Fprint(w, `{"node":"n1","order_id_partition_shift":56,"nodes":[`)
-					for i := range tc.nodes {
-						if i > 0 {
-							fmt.Fprint(w, ",")
-						}
-						// Every node is this one server: its CPU is counted once per node.
-						fmt.Fprintf(w, `{"node":"n%d","addr":%q,"alive":true}`, i+1, url)
-					}
-					fmt.Fprint(w, `],"partitions":[{"partition":0,"owner":"n1","lease_revision":1}]}`)
+					// Every node is this one server: its CPU is counted once per node.
+					writeClusterView(w, tc.nodes, url)
 				case "/metrics":
 					fmt.Fprint(w, "process_cpu_seconds_total 1.5\n")
 				default:
@@ -68,4 +62,80 @@ func TestHTTPTargetRoutesInACluster(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestHTTPTargetResendsThroughAFailover: in a cluster, a payment answered
+// 503 unavailable is sent again until it goes through; on a single server
+// it is reported as it came. Orders' idempotency keys are distinct across
+// calls.
+func TestHTTPTargetResendsThroughAFailover(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		nodes int
+		sends int32 // pay requests the server sees
+		code  string
+	}{
+		{"cluster", 3, 3, ""},
+		{"single server", 1, 1, "unavailable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var url string
+			var pays atomic.Int32
+			s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch {
+				case r.URL.Path == "/v1/cluster":
+					writeClusterView(w, tc.nodes, url)
+				case strings.HasSuffix(r.URL.Path, "/pay"):
+					w.Header().Set("Content-Type", "application/json")
+					if pays.Add(1) < 3 {
+						w.Header().Set("Retry-After", "1")
+						w.WriteHeader(http.StatusServiceUnavailable)
+						fmt.Fprint(w, `{"error":{"code":"unavailable","message":"failing over"}}`)
+						return
+					}
+					fmt.Fprint(w, `{"order_id":"1","status":"paid","total":100}`)
+				default:
+					http.NotFound(w, r)
+				}
+			}))
+			defer s.Close()
+			url = s.URL
+			cfg := DefaultHTTPConfig()
+			cfg.Addr, cfg.Transport = s.URL, TransportJSON
+			target, err := NewHTTPTarget(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer target.Close()
+			out := make([]Outcome, 1)
+			target.Pay(t.Context(), []string{"1"}, []int64{100}, out)
+			if out[0].Code != tc.code || pays.Load() != tc.sends {
+				t.Fatalf("outcome %+v after %d sends; want code %q after %d", out[0], pays.Load(), tc.code, tc.sends)
+			}
+			a, b := target.orderKeys(2), target.orderKeys(1)
+			if tc.nodes == 1 {
+				if a != nil {
+					t.Fatalf("orders keyed on a single server")
+				}
+				return
+			}
+			if keys := map[string]bool{a.key(0): true, a.key(1): true, b.key(0): true}; len(keys) != 3 {
+				t.Fatalf("keys not distinct: %v", keys)
+			}
+		})
+	}
+}
+
+// writeClusterView answers GET /v1/cluster with nodes nodes, all at url,
+// and partition 0 owned by the first.
+func writeClusterView(w http.ResponseWriter, nodes int, url string) {
+	w.Header().Set("Content-Type", "application/json")
+	fmt.Fprint(w, `{"node":"n1","order_id_partition_shift":56,"nodes":[`)
+	for i := range nodes {
+		if i > 0 {
+			fmt.Fprint(w, ",")
+		}
+		fmt.Fprintf(w, `{"node":"n%d","addr":%q,"alive":true}`, i+1, url)
+	}
+	fmt.Fprint(w, `],"partitions":[{"partition":0,"owner":"n1","lease_revision":1}]}`)
 }

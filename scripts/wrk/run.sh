@@ -25,10 +25,12 @@ export FEST_TOKEN=store-wrk
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 url=http://127.0.0.1:$port
+ready=
 for _ in $(seq 100); do
-	curl -sf "$url/v1/health" >/dev/null 2>&1 && break
+	curl -sf "$url/readyz" >/dev/null 2>&1 && { ready=1; break; }
 	sleep 0.1
 done
+[ -n "$ready" ] || { echo "run.sh: server not ready after 10 s" >&2; cat "$dir/serve.log" >&2; exit 1; }
 
 {
 	echo '{"type":"brand","brand_id":"b-1","name":"Brand","country":"CN","first_festival":2020,"emerging":false,"last_year_gmv":0}'

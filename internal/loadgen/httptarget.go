@@ -344,7 +344,16 @@ func (t *HTTPTarget) importKind(ctx context.Context, kind string, n int, line fu
 	for range importParallel {
 		wg.Go(func() {
 			for c := range chunks {
-				if _, err := t.admin.ImportCatalog(ctx, bytes.NewReader(c.body)); err != nil {
+				// In a cluster a chunk answered unavailable (its part for a
+				// partition failing over) or not answered is sent again:
+				// brands and merchants are upserts, and a SKU line that
+				// would now change stock sold since is refused on
+				// stock_expected, which importSKUs answers with its census.
+				_, err := t.admin.ImportCatalog(ctx, bytes.NewReader(c.body))
+				for fo := t.newFailover(); err != nil && fo.again(ctx, outcomeOf(err)); {
+					_, err = t.admin.ImportCatalog(ctx, bytes.NewReader(c.body))
+				}
+				if err != nil {
 					select {
 					case errc <- fmt.Errorf("import %ss from #%d: %w", kind, c.first, err):
 					default:

@@ -663,8 +663,8 @@ const (
 	// festLoadShort and festLoadLong are the run's lengths: the short one
 	// holds a kill and its failover (4 s or so); the long one a SIGSTOP
 	// past the lease, the SIGCONT and the fence that may follow.
-	festLoadShort = "15s"
-	festLoadLong  = "25s"
+	festLoadShort = "10s"
+	festLoadLong  = "15s"
 	// festLoadScale is the model's size: a catalog imported in a second
 	// or two.
 	festLoadScale = "0.00001"

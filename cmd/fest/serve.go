@@ -491,13 +491,8 @@ func (rs *runningServer) shutdown(cause error) error {
 			errs = append(errs, err)
 		}
 	}
-	if rs.projections != nil {
-		rs.projections.Close()
-	}
-	if rs.store != nil {
-		if err := rs.store.Close(); err != nil {
-			errs = append(errs, fmt.Errorf("close order store: %w", err))
-		}
+	if err := rs.closeReadModels(); err != nil {
+		errs = append(errs, err)
 	}
 	if rs.cluster != nil {
 		if err := rs.cluster.close(); err != nil { // the node closed the engine
@@ -513,6 +508,20 @@ func (rs *runningServer) shutdown(cause error) error {
 		fmt.Fprintln(rs.stdout, "fest serve: stopped cleanly")
 	}
 	return err
+}
+
+// closeReadModels stops the read models and closes the order store: at
+// shutdown, and before a cluster node's rejoin opens them again.
+func (rs *runningServer) closeReadModels() error {
+	if rs.projections != nil {
+		rs.projections.Close()
+	}
+	if rs.store != nil {
+		if err := rs.store.Close(); err != nil {
+			return fmt.Errorf("close order store: %w", err)
+		}
+	}
+	return nil
 }
 
 // loadOrCreateToken returns the role's token stored in the data directory,

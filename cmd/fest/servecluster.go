@@ -272,13 +272,8 @@ func (rs *runningServer) rejoin(cause error) error {
 	if err := run.closeNode(nodeCloseTimeout); err != nil {
 		rs.log.Warn("close the fenced node", "node", run.config.Name, "err", err)
 	}
-	if rs.projections != nil {
-		rs.projections.Close()
-	}
-	if rs.store != nil {
-		if err := rs.store.Close(); err != nil {
-			rs.log.Warn("close the order store for the rejoin", "err", err)
-		}
+	if err := rs.closeReadModels(); err != nil {
+		rs.log.Warn("close the read models for the rejoin", "err", err)
 	}
 	rs.eng, rs.store, rs.board, rs.projections = nil, nil, nil, nil
 	closed := time.Since(start)

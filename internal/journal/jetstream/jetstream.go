@@ -338,13 +338,13 @@ func createStream(ctx context.Context, js natsjs.JetStream, cfg Config) (natsjs.
 			c := stream.CachedInfo().Config
 			if c.Replicas == want.Replicas && c.Duplicates == want.Duplicates {
 				cancel()
-				return stream, nil
+				return newLockedStream(stream), nil
 			}
 		}
 		stream, err = js.CreateOrUpdateStream(actx, want)
 		cancel()
 		if err == nil {
-			return stream, nil
+			return newLockedStream(stream), nil
 		}
 		if ctx.Err() != nil || !RetryCreate(err) {
 			return nil, fmt.Errorf("jetstream journal: create stream %s: %w", name, err)
@@ -354,6 +354,28 @@ func createStream(ctx context.Context, js natsjs.JetStream, cfg Config) (natsjs.
 		case <-time.After(createRetryWait):
 		}
 	}
+}
+
+// lockedStream is a stream handle whose Info calls take turns: nats.go's
+// Info stores its answer in the handle without a lock, and one Reader's
+// handle is used at once by the engine's follower of the partition and by
+// the read models' (a data race the race detector found after a rejoin).
+// The lock is the handle's own, so only calls on one partition's handle
+// wait for each other.
+type lockedStream struct {
+	natsjs.Stream
+	mu *sync.Mutex
+}
+
+func newLockedStream(s natsjs.Stream) natsjs.Stream {
+	return lockedStream{Stream: s, mu: new(sync.Mutex)}
+}
+
+// Info is the stream's Info, one call at a time.
+func (s lockedStream) Info(ctx context.Context, opts ...natsjs.StreamInfoOpt) (*natsjs.StreamInfo, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.Stream.Info(ctx, opts...)
 }
 
 // errCodeClusterNoPeers is JetStream's "no suitable peers for placement"

@@ -99,26 +99,29 @@ func (f *fest) start() {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	f.out = &syncBuffer{}
-	cmd.Stderr = f.out
+	// The goroutines below use their own process's buffer and channel: a
+	// restart replaces f.out and f.done while the old ones may still run.
+	out, done := &syncBuffer{}, make(chan struct{})
+	f.out = out
+	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {
 		f.t.Fatalf("start fest: %v", err)
 	}
 	f.cmd = cmd
-	f.done = make(chan struct{})
+	f.done = done
 	urlCh := make(chan string, 1)
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
 			line := sc.Text()
-			f.out.Write([]byte(line + "\n"))
+			out.Write([]byte(line + "\n"))
 			if _, rest, ok := strings.Cut(line, "listening on "); ok {
 				urlCh <- strings.Fields(rest)[0]
 			}
 		}
 		io.Copy(io.Discard, stdout)
 	}()
-	go func() { cmd.Wait(); close(f.done) }()
+	go func() { cmd.Wait(); close(done) }()
 	select {
 	case f.URL = <-urlCh:
 	case <-f.done:
@@ -354,7 +357,7 @@ func startFestNoTokens(t testing.TB, dir string) *fest {
 		t.Fatal(err)
 	}
 	f.cmd, f.out, f.done = cmd, out, make(chan struct{})
-	go func() { cmd.Wait(); close(f.done) }()
+	go func() { cmd.Wait(); close(done) }()
 	t.Cleanup(f.stop)
 	deadline := time.Now().Add(20 * time.Second)
 	for f.URL == "" {

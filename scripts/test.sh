@@ -26,22 +26,31 @@ free_port() {
 	echo "$p"
 }
 
-echo "== starting PostgreSQL and Redis on loopback for the baseline tests"
+# phase prints a section's heading and how long the one before it took, so
+# that a run's log shows where the suite's time goes.
+phase_name="" phase_start=$SECONDS
+phase() {
+	[ -z "$phase_name" ] || echo "   ($phase_name: $((SECONDS - phase_start)) s)"
+	phase_name=$1 phase_start=$SECONDS
+	[ -z "$1" ] || echo "== $1"
+}
+
+phase "starting PostgreSQL and Redis on loopback for the baseline tests"
 # baselines.sh prints the addresses as NAME=value lines.
 env_lines=$(bash scripts/baselines.sh start "$work/baselines" "$(free_port 1)" "$(free_port 2)" | grep '^FEST_TEST_')
 eval "export $(echo $env_lines)"
 echo "$env_lines"
 
-echo "== go vet"
+phase "go vet"
 go vet ./...
 go vet -tags browser ./cmd/fest
 
-echo "== go test -race"
+phase "go test -race"
 go test -race -count=1 -timeout 25m ./...
 
 # The dashboard in a real browser (chromedp driving Debian's chromium): the test fails, rather than
 # skips, without chromium, so install it here when missing.
-echo "== the dashboard in chromium"
+phase "the dashboard in chromium"
 if ! command -v chromium >/dev/null 2>&1; then
 	[ "$(id -u)" -eq 0 ] || { echo "the browser test needs chromium: run apt-get install -y chromium as root"; exit 1; }
 	echo "installing chromium (and an emoji font for the flags)"
@@ -61,7 +70,7 @@ fi
 # drops unsynced directory entries, fails fsyncs and flips bits. Each seed has
 # several crash points (about 4.5 on average); FEST_SIM_SEEDS sets how many seeds (default 1000).
 sim_seeds=${FEST_SIM_SEEDS:-1000}
-echo "== storage-fault simulation, $sim_seeds seeds"
+phase "storage-fault simulation, $sim_seeds seeds"
 if FEST_SIM_SEEDS=$sim_seeds go test -count=1 -v -run '^TestCrashSimulation$' -timeout 20m ./internal/simulation >"$work/sim.log" 2>&1; then
 	grep -E 'seeds in' "$work/sim.log"
 else
@@ -70,7 +79,7 @@ else
 	exit 1
 fi
 
-echo "== allocation and memory checks (not meaningful under -race)"
+phase "allocation and memory checks (not meaningful under -race)"
 go test -count=1 -run 'Alloc|Memory' ./...
 
 # The ecosystem tests run the tools fest's users run: Redocly's linter, the
@@ -78,7 +87,7 @@ go test -count=1 -run 'Alloc|Memory' ./...
 # Node, npm and promtool come from Debian's packages, the npm packages at the
 # versions test/clients/ts/package.json pins, installed into a cache outside
 # the repository. A tool that cannot be installed fails the suite.
-echo "== ecosystem: OpenAPI lint, generated clients, Grafana dashboard"
+phase "ecosystem: OpenAPI lint, generated clients, Grafana dashboard"
 need_apt=()
 command -v node >/dev/null || need_apt+=(nodejs)
 command -v npm >/dev/null || need_apt+=(npm)
@@ -96,7 +105,7 @@ fi
 go vet -tags ecosystem ./test
 FEST_NODE_MODULES=$npm_dir go test -tags ecosystem -count=1 -run '^TestEcosystem' -timeout 10m ./test
 
-echo "== fuzz targets, $fuzztime each"
+phase "fuzz targets, $fuzztime each"
 grep -rl --include='*_test.go' '^func Fuzz' . | while read -r file; do
 	pkg=./$(dirname "${file#./}")
 	grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | sed 's/^func //' | while read -r target; do
@@ -124,4 +133,5 @@ grep -rl --include='*_test.go' '^func Fuzz' . | while read -r file; do
 		tail -n 1 "$work/fuzz.log"
 	done
 done
-echo "== all tests passed"
+phase ""
+echo "== all tests passed in $SECONDS s"

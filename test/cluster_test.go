@@ -1,15 +1,12 @@
 package test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
@@ -85,35 +82,11 @@ func freeLoopbackPorts(t *testing.T, n int) []int {
 
 // launch starts f's process without waiting for it to be ready (a node of
 // a cluster is ready only once a quorum of the NATS servers is up); ready
-// waits. It mirrors fest.start.
+// waits.
 func (f *fest) launch(urlCh chan<- string) {
 	f.t.Helper()
-	args := append([]string{"serve", "--data", f.Dir,
-		"--admin-token", adminToken, "--storefront-token", storefrontToken, "--carrier-token", carrierToken}, f.args...)
-	cmd := exec.Command(binPath, args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	f.out = &syncBuffer{}
-	cmd.Stderr = f.out
-	if err := cmd.Start(); err != nil {
-		f.t.Fatalf("start fest: %v", err)
-	}
-	f.cmd = cmd
-	f.done = make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			f.out.Write([]byte(line + "\n"))
-			if _, rest, ok := strings.Cut(line, "listening on "); ok {
-				urlCh <- strings.Fields(rest)[0]
-			}
-		}
-		io.Copy(io.Discard, stdout)
-	}()
-	go func() { cmd.Wait(); close(f.done) }()
+	f.spawn(append([]string{"serve", "--data", f.Dir,
+		"--admin-token", adminToken, "--storefront-token", storefrontToken, "--carrier-token", carrierToken}, f.args...), urlCh)
 }
 
 func (f *fest) ready() {

@@ -1,12 +1,9 @@
 package test
 
 import (
-	"bufio"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -109,32 +106,9 @@ func (f *fest) missingAcked(t *testing.T, acked ackedOrders) string {
 func tryStart(t *testing.T, dir string, extra ...string) (*fest, bool) {
 	t.Helper()
 	f := &fest{t: t, Dir: dir, args: extra}
-	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", dir,
-		"--admin-token", adminToken, "--storefront-token", storefrontToken, "--carrier-token", carrierToken}, extra...)
-	cmd := exec.Command(binPath, args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.out = &syncBuffer{}
-	cmd.Stderr = f.out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start fest: %v", err)
-	}
-	f.cmd, f.done = cmd, make(chan struct{})
 	urlCh := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			f.out.Write([]byte(line + "\n"))
-			if _, rest, ok := strings.Cut(line, "listening on "); ok {
-				urlCh <- strings.Fields(rest)[0]
-			}
-		}
-		io.Copy(io.Discard, stdout)
-	}()
-	go func() { cmd.Wait(); close(f.done) }()
+	f.spawn(append([]string{"serve", "--addr", "127.0.0.1:0", "--data", dir,
+		"--admin-token", adminToken, "--storefront-token", storefrontToken, "--carrier-token", carrierToken}, extra...), urlCh)
 	t.Cleanup(f.stop)
 	select {
 	case f.URL = <-urlCh:

@@ -92,36 +92,9 @@ func startFest(t testing.TB, dir string, extra ...string) *fest {
 
 func (f *fest) start() {
 	f.t.Helper()
-	args := append([]string{"serve", "--addr", "127.0.0.1:0", "--data", f.Dir,
-		"--admin-token", adminToken, "--storefront-token", storefrontToken, "--carrier-token", carrierToken}, f.args...)
-	cmd := exec.Command(binPath, args...)
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	// The goroutines below use their own process's buffer and channel: a
-	// restart replaces f.out and f.done while the old ones may still run.
-	out, done := &syncBuffer{}, make(chan struct{})
-	f.out = out
-	cmd.Stderr = out
-	if err := cmd.Start(); err != nil {
-		f.t.Fatalf("start fest: %v", err)
-	}
-	f.cmd = cmd
-	f.done = done
 	urlCh := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			out.Write([]byte(line + "\n"))
-			if _, rest, ok := strings.Cut(line, "listening on "); ok {
-				urlCh <- strings.Fields(rest)[0]
-			}
-		}
-		io.Copy(io.Discard, stdout)
-	}()
-	go func() { cmd.Wait(); close(done) }()
+	f.spawn(append([]string{"serve", "--addr", "127.0.0.1:0", "--data", f.Dir,
+		"--admin-token", adminToken, "--storefront-token", storefrontToken, "--carrier-token", carrierToken}, f.args...), urlCh)
 	select {
 	case f.URL = <-urlCh:
 	case <-f.done:
@@ -147,6 +120,40 @@ func (f *fest) start() {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// spawn starts fest with args and returns at once: its stdout and stderr go
+// to f.out, the address it prints is sent on urlCh, and f.done is closed
+// when it exits.
+func (f *fest) spawn(args []string, urlCh chan<- string) {
+	f.t.Helper()
+	cmd := exec.Command(binPath, args...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	// The goroutines below use their own process's buffer and channel: a
+	// restart replaces f.out and f.done while the old ones may still run.
+	out, done := &syncBuffer{}, make(chan struct{})
+	f.out = out
+	cmd.Stderr = out
+	if err := cmd.Start(); err != nil {
+		f.t.Fatalf("start fest: %v", err)
+	}
+	f.cmd = cmd
+	f.done = done
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			out.Write([]byte(line + "\n"))
+			if _, rest, ok := strings.Cut(line, "listening on "); ok {
+				urlCh <- strings.Fields(rest)[0]
+			}
+		}
+		io.Copy(io.Discard, stdout)
+	}()
+	go func() { cmd.Wait(); close(done) }()
 }
 
 // stop sends SIGTERM and waits for a clean exit.
@@ -356,7 +363,8 @@ func startFestNoTokens(t testing.TB, dir string) *fest {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	f.cmd, f.out, f.done = cmd, out, make(chan struct{})
+	done := make(chan struct{})
+	f.cmd, f.out, f.done = cmd, out, done
 	go func() { cmd.Wait(); close(done) }()
 	t.Cleanup(f.stop)
 	deadline := time.Now().Add(20 * time.Second)

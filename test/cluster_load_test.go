@@ -35,7 +35,7 @@ func testClusterLoad(t *testing.T) {
 		"--carrier-token", carrierToken, "--scan-window", "0", "--questions", "0", "--quiet", "--json"}
 
 	start = time.Now()
-	res, stderr, err := runLoad(t, nil, append(common, "--profile", "midnight", "--rate", "max", "--duration", "10s")...)
+	res, stderr, err := runLoad(t, nil, append(common, "--profile", "midnight", "--rate", "max", "--duration", "5s")...)
 	if err != nil || !res.Audit.OK || res.Orders == 0 {
 		t.Fatalf("midnight against %s: %v, %d orders, audit ok %v: %q\n%s\n%s", entry.URL, err, res.Orders, res.Audit.OK, res.Audit.Problems, stderr, clusterLogs(nodes))
 	}

@@ -103,6 +103,7 @@ func (f *fest) placeBatch(buyer, sku string, n int) {
 // last position processed: the two connections together hold every event
 // exactly once, in the order of a single uninterrupted read.
 func TestEventFeedResumeAfterKill(t *testing.T) {
+	t.Parallel()
 	f := startFest(t, "")
 	f.seedCatalog(map[string]int{"s1": 1000, "s2": 1000})
 	f.placeBatch("before", "s1", 20)
@@ -198,6 +199,7 @@ func positions(lines []feedLine) []string {
 
 // TestEventFeedErrors covers the answers that are not a feed.
 func TestEventFeedErrors(t *testing.T) {
+	t.Parallel()
 	f := startFest(t, "", "--event-feeds-max", "1")
 	f.seedCatalog(map[string]int{"s1": 10})
 	f.expectErr(401, "unauthenticated", "", "GET", "/v1/events", "", nil)
@@ -237,6 +239,7 @@ func TestEventFeedErrors(t *testing.T) {
 // segments, frequent snapshots, and clean restarts, at which the
 // projections snapshot too) and asks for position 0 again: 410 gone.
 func TestEventFeedGone(t *testing.T) {
+	t.Parallel()
 	f := startFest(t, "", "--segment-bytes-max", "4096", "--snapshot-every-bytes", "8192")
 	f.seedCatalog(map[string]int{"s1": 100000})
 	for i := 0; ; i++ {
@@ -281,6 +284,7 @@ func (f *fest) feedStatus(from string) int {
 // ordinary requests, not a feed: one idle past both still delivers the next
 // event.
 func TestEventFeedOutlivesTimeouts(t *testing.T) {
+	t.Parallel()
 	f := startFest(t, "", "--read-header-timeout", "1s", "--read-timeout", "1s", "--write-timeout", "6s")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -299,6 +303,7 @@ func TestEventFeedOutlivesTimeouts(t *testing.T) {
 // TestEventFeedSlowClient: a client that stops reading loses its feed
 // after --event-feed-write-timeout, and its slot frees.
 func TestEventFeedSlowClient(t *testing.T) {
+	t.Parallel()
 	f := startFest(t, "", "--event-feed-write-timeout", "1s")
 	f.seedCatalog(map[string]int{"s1": 1_000_000})
 	// Enough events (about 30 MB of lines) to fill the socket buffers of

@@ -26,6 +26,7 @@ import (
 // fest load is not told of the clock: the festival profile reads it from
 // GET /v1/gmv.
 func TestFestivalReportOnRehearsalClock(t *testing.T) {
+	t.Parallel()
 	f := startFest(t, "", "--rehearsal-clock")
 	cmd := exec.Command(binPath, "load", "--addr", f.URL, "--admin-token", adminToken, "--storefront-token", storefrontToken,
 		"--carrier-token", carrierToken, "--profile", "festival", "--scale", "0.0001", "--speed", "0",

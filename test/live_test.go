@@ -70,6 +70,7 @@ func dealOrder(buyer string, q int) map[string]any {
 // deal of 1,000 units limited to 2: every buyer gets exactly 2 and 300
 // orders are 409 limit_exceeded.
 func TestLiveDealLimitPerBuyer(t *testing.T) {
+	t.Parallel()
 	f := startFest(t, "")
 	f.seedLive(1000)
 	now := time.Now().UTC()
@@ -124,6 +125,7 @@ func (f *fest) checkSKU(what string, available, reserved, sold int64) {
 // buyer over 2, every refusal out_of_stock or limit_exceeded, and the
 // SKU's counters follow the contract before and after payment.
 func TestLiveDealConcurrentBuyers(t *testing.T) {
+	t.Parallel()
 	f := startFest(t, "")
 	f.seedLive(2000)
 	now := time.Now().UTC()
@@ -258,6 +260,7 @@ func waitFor(t *testing.T, what string, cond func() (bool, string)) {
 // stock 409 out_of_stock, unknown deal 404, the same PUT again 200 and
 // other terms 409 conflict, an order for another SKU on the deal 422.
 func TestLiveDealRules(t *testing.T) {
+	t.Parallel()
 	f := startFest(t, "")
 	f.seedLive(100)
 	f.must(200, "PUT", "/v1/skus/s2", adminToken, map[string]any{"merchant_id": "m1", "brand_id": "b1", "title": "Item s2", "category": "apparel", "price": 1000, "stock": 10})
@@ -398,6 +401,7 @@ func TestLiveDealReturnsOnceAcrossKill(t *testing.T) {
 // channel, deal, an order on it over the batched path, end, and the
 // channel and leaderboard reads.
 func TestLiveGoClient(t *testing.T) {
+	t.Parallel()
 	f := startFest(t, "")
 	f.seedLive(50)
 	ctx := context.Background()

@@ -37,6 +37,7 @@ func (f *fest) sellUnits(t *testing.T, sku string, n int) {
 // stock_expected, is 409 conflict with a stale one, and applies with the
 // right one; the same through a catalog import.
 func TestStockSyncCannotResell(t *testing.T) {
+	t.Parallel()
 	f := startFest(t, "")
 	f.seedCatalog(map[string]int{"s1": 1000, "s2": 1000})
 	f.sellUnits(t, "s1", 1000)

@@ -105,33 +105,39 @@ fi
 go vet -tags ecosystem ./test
 FEST_NODE_MODULES=$npm_dir go test -tags ecosystem -count=1 -run '^TestEcosystem' -timeout 10m ./test
 
-phase "fuzz targets, $fuzztime each"
+# Two targets run at a time, one fuzzing worker each: the build and the seed
+# corpus of each target take a few seconds of their own, and on two cores
+# that halves the section's time. Each prints its lines when it is done.
+phase "fuzz targets, $fuzztime each, two at a time"
+fuzz_one() {
+	local pkg=$1 target=$2
+	local log="$work/fuzz-$target.log" corpus="$pkg/testdata/fuzz/$target"
+	# (A target without a corpus directory counts zero inputs.)
+	count_inputs() { { ls "$corpus" 2>/dev/null || true; } | wc -l; }
+	local before after report="-- $target ($pkg)"
+	before=$(count_inputs)
+	if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -parallel 1 "$pkg" >"$log" 2>&1; then
+		# Go 1.26's fuzzing coordinator can report "context deadline
+		# exceeded" as -fuzztime runs out, with no failing input
+		# (go.dev/issue/75804, fixed in Go 1.27). Only that, with no new
+		# input written, is run again, by count, which has no deadline to
+		# race; anything else fails the suite.
+		after=$(count_inputs)
+		if grep -q 'context deadline exceeded' "$log" && [ "$after" -eq "$before" ] &&
+			go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FEST_FUZZ_RETRY_EXECS:-2000x}" -parallel 1 "$pkg" >"$log" 2>&1; then
+			report+=$'\n(the coordinator\'s deadline race of go.dev/issue/75804; passed when run again by count)'
+		else
+			printf '%s\n%s\nfuzz target %s failed\n' "$report" "$(grep -v 'fuzz: elapsed' "$log" | tail -n 60)" "$target"
+			return 1
+		fi
+	fi
+	printf '%s\n%s\n' "$report" "$(tail -n 1 "$log")"
+}
+export -f fuzz_one
+export work fuzztime
 grep -rl --include='*_test.go' '^func Fuzz' . | while read -r file; do
 	pkg=./$(dirname "${file#./}")
-	grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | sed 's/^func //' | while read -r target; do
-		echo "-- $target ($pkg)"
-		corpus="$pkg/testdata/fuzz/$target"
-		# (A target without a corpus directory counts zero inputs.)
-		count_inputs() { { ls "$corpus" 2>/dev/null || true; } | wc -l; }
-		before=$(count_inputs)
-		if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" "$pkg" >"$work/fuzz.log" 2>&1; then
-			# Go 1.26's fuzzing coordinator can report "context deadline
-			# exceeded" as -fuzztime runs out, with no failing input
-			# (go.dev/issue/75804, fixed in Go 1.27). Only that, with no new
-			# input written, is run again, by count, which has no deadline to
-			# race; anything else fails the suite.
-			after=$(count_inputs)
-			if grep -q 'context deadline exceeded' "$work/fuzz.log" && [ "$after" -eq "$before" ] &&
-				go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FEST_FUZZ_RETRY_EXECS:-2000x}" "$pkg" >"$work/fuzz.log" 2>&1; then
-				echo "(the coordinator's deadline race of go.dev/issue/75804; passed when run again by count)"
-			else
-				grep -v 'fuzz: elapsed' "$work/fuzz.log" | tail -n 60
-				echo "fuzz target $target failed"
-				exit 1
-			fi
-		fi
-		tail -n 1 "$work/fuzz.log"
-	done
-done
+	grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | sed "s|^func |$pkg |"
+done | xargs -P 2 -L 1 bash -c 'fuzz_one "$0" "$1"'
 phase ""
 echo "== all tests passed in $SECONDS s"

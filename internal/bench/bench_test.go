@@ -6,9 +6,11 @@ import (
 	"time"
 )
 
-// TestRunSmall runs a short benchmark and checks the books balance.
+// TestRunSmall runs a short benchmark and checks the books balance. The
+// flash SKUs hold 5 units each, so that they sell out even on a loaded
+// machine where 300 ms places only a few thousand orders.
 func TestRunSmall(t *testing.T) {
-	r, err := Run(context.Background(), Config{Duration: 300 * time.Millisecond, SKUs: 2000, Merchants: 100, FlashSKUs: 20, BatchSize: 256, Generators: 2})
+	r, err := Run(context.Background(), Config{Duration: 300 * time.Millisecond, SKUs: 2000, Merchants: 100, FlashSKUs: 20, FlashStock: 5, BatchSize: 256, Generators: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -214,7 +214,30 @@ func TestNodesSpreadAndHandOff(t *testing.T) {
 	defer servers.Close()
 	a := startNode(t, servers, "a")
 	defer a.Close()
-	waitSpread(t, []*Node{a}, []int{partitions})
+	// a ticks at one time of its clock until it serves every partition (a
+	// take-over that failed on a loaded machine is tried again at the next
+	// tick). Its leases are then surely valid, for its engine, until the
+	// test ends: a is paused only on its lease manager's clock, and on a
+	// loaded machine the catalog, the orders and b's take-over below may
+	// take longer than one renewal's validity in real time (TTL less the
+	// margin), after which a's engine would refuse the orders itself and
+	// never try the write that the fence must refuse.
+	deadline := time.Now().Add(waitMax)
+	for p := 0; p < partitions; p++ {
+		for !a.Engine().Owns(p) {
+			if time.Now().After(deadline) {
+				t.Fatalf("a does not serve partition %d", p)
+			}
+			if err := a.Leases().Tick(ctx); err != nil {
+				// (A bucket operation timed out: the next tick tries again.)
+				t.Logf("a's tick: %v", err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for p := 0; p < partitions; p++ {
+		a.Engine().ExtendLease(p, waitMax)
+	}
 	catalog(t, []*Node{a})
 	rng := rand.New(rand.NewPCG(1, 2))
 	orders := order(t, []*Node{a}, rng, 40)
@@ -272,7 +295,30 @@ func TestPausedNodeIsFencedAndRejoins(t *testing.T) {
 	clockA, clockB := &fakeClock{now: time.Unix(1000, 0)}, &fakeClock{now: time.Unix(5000, 0)}
 	a := startNodeWithClock(t, servers, "a", clockA)
 	defer a.Close()
-	waitSpread(t, []*Node{a}, []int{partitions})
+	// a ticks at one time of its clock until it serves every partition (a
+	// take-over that failed on a loaded machine is tried again at the next
+	// tick). Its leases are then surely valid, for its engine, until the
+	// test ends: a is paused only on its lease manager's clock, and on a
+	// loaded machine the catalog, the orders and b's take-over below may
+	// take longer than one renewal's validity in real time (TTL less the
+	// margin), after which a's engine would refuse the orders itself and
+	// never try the write that the fence must refuse.
+	deadline := time.Now().Add(waitMax)
+	for p := 0; p < partitions; p++ {
+		for !a.Engine().Owns(p) {
+			if time.Now().After(deadline) {
+				t.Fatalf("a does not serve partition %d", p)
+			}
+			if err := a.Leases().Tick(ctx); err != nil {
+				// (A bucket operation timed out: the next tick tries again.)
+				t.Logf("a's tick: %v", err)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	for p := 0; p < partitions; p++ {
+		a.Engine().ExtendLease(p, waitMax)
+	}
 	catalog(t, []*Node{a})
 	rng := rand.New(rand.NewPCG(3, 4))
 	orders := order(t, []*Node{a}, rng, 30)
@@ -288,7 +334,7 @@ func TestPausedNodeIsFencedAndRejoins(t *testing.T) {
 	if err := b.Leases().Tick(ctx); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(waitMax)
+	deadline = time.Now().Add(waitMax)
 	for p := 0; p < partitions; p++ {
 		for !b.Engine().Owns(p) {
 			if time.Now().After(deadline) {
@@ -296,6 +342,11 @@ func TestPausedNodeIsFencedAndRejoins(t *testing.T) {
 			}
 			time.Sleep(10 * time.Millisecond)
 		}
+	}
+	// b, too, ticks no more: its leases stay valid for its engine, as a's
+	// did, so that its orders below are not refused on real time.
+	for p := 0; p < partitions; p++ {
+		b.Engine().ExtendLease(p, waitMax)
 	}
 	if !a.Engine().Owns(0) {
 		t.Fatal("the paused node should still believe it serves its partitions")
@@ -309,8 +360,11 @@ func TestPausedNodeIsFencedAndRejoins(t *testing.T) {
 			break
 		}
 	}
-	if r := a.Engine().Do(ctx, cmd); r.Code != engine.CodeUnavailable {
-		t.Fatalf("the fenced node answered %v", r.Code)
+	// a resumes believing its lease still valid, as a process paused
+	// between its lease check and its write does: its write reaches the
+	// journal, and the fence refuses it.
+	if r := a.Engine().Do(ctx, cmd); r.Code != engine.CodeUnavailable || r.Field == engine.UnavailableLease {
+		t.Fatalf("the fenced node answered %v (field %q)", r.Code, r.Field)
 	}
 	select {
 	case <-a.Failed():

@@ -839,20 +839,39 @@ const scanParallel = 64
 // Scan implements Carrier: one POST /v1/parcels/{id}/scans per scan, with
 // the carrier token, scanParallel at a time. A parcel id is "P" and its
 // order's id.
+//
+// A scan answered 503 unavailable was not applied (docs/api.md, Logistics:
+// the parcel projection had not caught up with the payments, or the server
+// was not ready), so it is sent again, on every target, within the
+// failover budget (50 ms to 1 s apart, for at most 20 s): after a --compare
+// run's deferred payments the projection lags the carriers' first scans by
+// seconds. No answer at all is not resent: that scan may have been applied.
 func (t *HTTPTarget) Scan(ctx context.Context, orderIDs []string, scans []ScanStep, out []Outcome) {
 	eachParallel(len(orderIDs), scanParallel, func(i int) {
 		path := "/v1/parcels/P" + orderIDs[i] + "/scans"
-		p, err := t.carrier.ScanParcel(ctx, "P"+orderIDs[i], client.Scan{Status: scans[i].Status, Location: scans[i].Location})
-		switch {
-		case err != nil:
-			out[i] = outcomeOf(err)
-			if out[i].Code != CodeTransport {
-				out[i].Detail = path + ": " + out[i].Detail
+		resend := failover{pause: failoverPauseMin}
+		for {
+			out[i] = t.scan(ctx, orderIDs[i], scans[i])
+			if out[i].Code != wire.CodeUnavailable || !resend.again(ctx, out[i]) {
+				break
 			}
-		case p.Status != scans[i].Status:
-			out[i] = Outcome{Code: CodeBadAnswer, Detail: fmt.Sprintf("%s: want status %s, got parcel in status %q", path, scans[i].Status, p.Status)}
+		}
+		if out[i].Code != "" && out[i].Code != CodeTransport {
+			out[i].Detail = path + ": " + out[i].Detail
 		}
 	})
+}
+
+// scan sends one scan of the parcel of order orderID.
+func (t *HTTPTarget) scan(ctx context.Context, orderID string, sc ScanStep) Outcome {
+	p, err := t.carrier.ScanParcel(ctx, "P"+orderID, client.Scan{Status: sc.Status, Location: sc.Location})
+	switch {
+	case err != nil:
+		return outcomeOf(err)
+	case p.Status != sc.Status:
+		return Outcome{Code: CodeBadAnswer, Detail: fmt.Sprintf("want status %s, got parcel in status %q", sc.Status, p.Status)}
+	}
+	return Outcome{}
 }
 
 // ParcelStats implements Carrier. The parcels are a projection of the

@@ -38,6 +38,21 @@ func (t *Tally) Placed(o *Order) {
 	t.PlacedBySecond[int32(o.AtMs/1000)]++
 }
 
+// PlacedAll counts acknowledged placements of orders: Placed for each, with
+// one map update per run of orders in the same second (a stream's orders
+// are all in second 0) rather than one per order.
+func (t *Tally) PlacedAll(orders []*Order) {
+	for i := 0; i < len(orders); {
+		second, n := int32(orders[i].AtMs/1000), int32(1)
+		for i+int(n) < len(orders) && int32(orders[i+int(n)].AtMs/1000) == second {
+			n++
+		}
+		t.PlacedOrders += int64(n)
+		t.PlacedBySecond[second] += n
+		i += int(n)
+	}
+}
+
 // Paid counts an acknowledged payment of o, of amount fen.
 func (t *Tally) Paid(m *Model, o *Order, amount int64) {
 	t.PaidOrders++

@@ -441,6 +441,8 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 			now := time.Now()
 			retry, retryDue = retry[:0], retryDue[:0]
 			var oks int64
+			placedBefore := len(placedOrders)
+			var lat latencyRun
 			for i, o := range orders {
 				oc := &out[i]
 				switch {
@@ -452,12 +454,11 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 						r.ledger.touch(it.SKU)
 						r.ledger.Reserved[it.SKU].Add(int64(it.Qty))
 					}
-					tally.Placed(o)
 					oks++
 					placedIDs = append(placedIDs, oc.ID)
 					placedTotals = append(placedTotals, oc.Total)
 					placedOrders = append(placedOrders, o)
-					r.recordLatency(now.Sub(due[i]))
+					lat.add(r, now.Sub(due[i]))
 					if o.Deal != 0 {
 						r.recordDeal(now.Sub(due[i]), true)
 					}
@@ -485,6 +486,8 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 					r.problem("order rejected: "+oc.Code, oc.Detail)
 				}
 			}
+			lat.flush(r)
+			tally.PlacedAll(placedOrders[placedBefore:])
 			r.placed.Add(oks)
 			orders = append(orders[:0], retry...)
 			due = append(due[:0], retryDue...)
@@ -749,12 +752,37 @@ func checkPlaced(m *festival.Model, o *festival.Order, oc *Outcome) string {
 	return ""
 }
 
-func (r *run) recordLatency(d time.Duration) {
-	us := max(1, min(d.Microseconds(), latencyMaxUs))
+// latencyUs is d as the histograms record it: whole microseconds, from 1
+// to latencyMaxUs.
+func latencyUs(d time.Duration) int64 { return max(1, min(d.Microseconds(), latencyMaxUs)) }
+
+// recordLatencies records n acknowledgements of us microseconds each.
+func (r *run) recordLatencies(us, n int64) {
 	r.mu.Lock()
-	_ = r.mu.hist.RecordValue(us)
-	_ = r.mu.second.RecordValue(us)
+	_ = r.mu.hist.RecordValues(us, n)
+	_ = r.mu.second.RecordValues(us, n)
 	r.mu.Unlock()
+}
+
+// latencyRun gathers a batch's latencies into runs of equal ones, so that
+// an unpaced batch, whose orders all share their due time, takes the run's
+// lock once rather than once per order.
+type latencyRun struct{ us, n int64 }
+
+func (l *latencyRun) add(r *run, d time.Duration) {
+	us := latencyUs(d)
+	if us != l.us {
+		l.flush(r)
+		l.us = us
+	}
+	l.n++
+}
+
+func (l *latencyRun) flush(r *run) {
+	if l.n > 0 {
+		r.recordLatencies(l.us, l.n)
+	}
+	l.n = 0
 }
 
 // progress samples the run each second for the plots and the live line.

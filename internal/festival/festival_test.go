@@ -69,6 +69,35 @@ func TestSameSeedSameFestival(t *testing.T) {
 			t.Fatal("the same stream seed gave different orders")
 		}
 	}
+	// Fill one at a time is Next; Fill in batches is deterministic too, and
+	// draws the same merchants' SKUs.
+	s1, s2 = a.NewStream(6), a.NewStream(6)
+	var one [1]Order
+	for i := range 500 {
+		s1.Fill(one[:])
+		s2.Next(&o2)
+		if one[0] != o2 {
+			t.Fatalf("order %d: Fill of one %+v, Next %+v", i, one[0], o2)
+		}
+	}
+	s1, s2 = a.NewStream(6), a.NewStream(6)
+	batch1, batch2 := make([]Order, 500), make([]Order, 500)
+	s1.Fill(batch1)
+	s2.Fill(batch2)
+	for i := range batch1 {
+		o := &batch1[i]
+		if *o != batch2[i] {
+			t.Fatalf("order %d of the same stream's batch differs: %+v, %+v", i, *o, batch2[i])
+		}
+		if o.NItems == 0 || o.Flash != (o.Items[0].SKU >= 0 && a.SKUs[o.Items[0].SKU].Flash) {
+			t.Fatalf("order %d: %+v", i, *o)
+		}
+		for _, it := range o.Lines() {
+			if a.SKUs[it.SKU].Merchant != o.Merchant {
+				t.Fatalf("order %d: sku %d of merchant %d in an order of merchant %d", i, it.SKU, a.SKUs[it.SKU].Merchant, o.Merchant)
+			}
+		}
+	}
 }
 
 // TestCalibration: every published figure holds on the model's own plan,
@@ -259,6 +288,24 @@ func BenchmarkStreamNext(b *testing.B) {
 	for b.Loop() {
 		s.Next(&o)
 	}
+}
+
+// BenchmarkStreamFill is BenchmarkStreamNext in batches of 1,000, as the
+// load driver draws them; ns/op is per order.
+func BenchmarkStreamFill(b *testing.B) {
+	c := DefaultConfig()
+	c.AmpleStock = true
+	m, err := New(c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := m.NewStream(1)
+	batch := make([]Order, 1000)
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Fill(batch)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/order")
 }
 
 // TestModelBuyerID checks that the precomputed ids are the package's

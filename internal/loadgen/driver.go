@@ -416,12 +416,12 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 			return
 		}
 		orders, due = orders[:0], due[:0]
+		if stream != nil {
+			stream.Fill(buf[:n])
+		}
 		for i := range n {
-			var o *festival.Order
-			if stream != nil {
-				o = &buf[i]
-				stream.Next(o)
-			} else {
+			o := &buf[i]
+			if stream == nil {
 				o = &r.m.Orders[first+int64(i)]
 			}
 			orders = append(orders, o)

@@ -370,7 +370,7 @@ func Run(ctx context.Context, cfg Config, m *festival.Model, target Target) (*Re
 func flashProblems(m *festival.Model, l *Ledger) []string {
 	var out []string
 	for _, s := range m.FlashSKUs() {
-		sold := l.Sold[s].Load() + l.Reserved[s].Load()
+		sold := l.SKUs[s].Sold.Load() + l.SKUs[s].Reserved.Load()
 		stock := m.SKUs[s].Stock
 		demand := int64(len(m.Orders))
 		if want := min(stock, demand); sold != want && !l.Uncertain.Load() {
@@ -450,10 +450,6 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 					if msg := checkPlaced(r.m, o, oc); msg != "" {
 						r.problem("bad placement answer", msg)
 					}
-					for _, it := range o.Lines() {
-						r.ledger.touch(it.SKU)
-						r.ledger.Reserved[it.SKU].Add(int64(it.Qty))
-					}
 					oks++
 					placedIDs = append(placedIDs, oc.ID)
 					placedTotals = append(placedTotals, oc.Total)
@@ -473,7 +469,7 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 						r.recordDeal(now.Sub(due[i]), false)
 					}
 					for _, it := range o.Lines() {
-						r.ledger.touch(it.SKU)
+						r.ledger.SKUs[it.SKU].touch()
 					}
 				default:
 					errs[oc.Code]++
@@ -481,12 +477,13 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 						r.ledger.Uncertain.Store(true)
 					}
 					for _, it := range o.Lines() {
-						r.ledger.touch(it.SKU)
+						r.ledger.SKUs[it.SKU].touch()
 					}
 					r.problem("order rejected: "+oc.Code, oc.Detail)
 				}
 			}
 			lat.flush(r)
+			r.ledger.reserve(placedOrders[placedBefore:])
 			tally.PlacedAll(placedOrders[placedBefore:])
 			r.placed.Add(oks)
 			orders = append(orders[:0], retry...)
@@ -596,8 +593,10 @@ type fateBufs struct {
 	ids     []string
 	totals  []int64
 	cancel  []bool
-	out     []Outcome
-	paidIDs []string // the payments that succeeded
+	out        []Outcome
+	paidIDs    []string          // the payments that succeeded
+	paidOrders []*festival.Order // and their orders
+	paidTotals []int64           // and totals
 }
 
 // fates pays and cancels the placed orders as their fate says: with one
@@ -650,7 +649,7 @@ func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festiv
 		}
 	}
 	payOut, cancelOut := fb.out[:np], fb.out[np:]
-	fb.paidIDs = fb.paidIDs[:0]
+	fb.paidIDs, fb.paidOrders, fb.paidTotals = fb.paidIDs[:0], fb.paidOrders[:0], fb.paidTotals[:0]
 	var gmv int64
 	for j, i := range payIdx {
 		o := orders[i]
@@ -662,14 +661,15 @@ func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festiv
 			r.problem("payment rejected: "+c, payOut[j].Detail)
 			continue
 		}
-		for _, it := range o.Lines() {
-			r.ledger.Reserved[it.SKU].Add(-int64(it.Qty))
-			r.ledger.Sold[it.SKU].Add(int64(it.Qty))
-		}
-		tally.Paid(r.m, o, totals[i])
 		fb.paidIDs = append(fb.paidIDs, ids[i])
+		fb.paidOrders = append(fb.paidOrders, o)
+		fb.paidTotals = append(fb.paidTotals, totals[i])
 		gmv += totals[i]
 	}
+	tally.PaidAll(r.m, fb.paidOrders, fb.paidTotals)
+	// The atomic adds after the tally's passes, not among them: see
+	// Ledger.reserve.
+	r.ledger.sell(fb.paidOrders)
 	if r.carrier != nil {
 		r.parcels.keep(fb.paidIDs)
 	}
@@ -684,7 +684,7 @@ func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festiv
 			continue
 		}
 		for _, it := range orders[i].Lines() {
-			r.ledger.Reserved[it.SKU].Add(-int64(it.Qty))
+			r.ledger.SKUs[it.SKU].Reserved.Add(-int64(it.Qty))
 		}
 	}
 }

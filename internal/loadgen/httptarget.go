@@ -730,7 +730,7 @@ func (t *HTTPTarget) Audit(ctx context.Context, m *festival.Model, l *Ledger) ([
 	}
 	var touched []int
 	for i := range m.SKUs {
-		if l.Touched[i].Load() {
+		if l.SKUs[i].Touched.Load() {
 			touched = append(touched, i)
 		}
 	}
@@ -759,7 +759,7 @@ func (t *HTTPTarget) Audit(ctx context.Context, m *festival.Model, l *Ledger) ([
 				errOnce.Do(func() { firstErr = fmt.Errorf("get sku %s: %w", s.ID, err) })
 				return
 			}
-			for _, p := range auditSKU(s, t.before.sku(i), dealLeft[int32(i)], sku.StockAvailable, sku.StockReserved, sku.Sold, l.Reserved[i].Load(), l.Sold[i].Load(), exact, t.cfg.RehearsalClock) {
+			for _, p := range auditSKU(s, t.before.sku(i), dealLeft[int32(i)], sku.StockAvailable, sku.StockReserved, sku.Sold, l.SKUs[i].Reserved.Load(), l.SKUs[i].Sold.Load(), exact, t.cfg.RehearsalClock) {
 				add(p)
 			}
 		})

@@ -56,6 +56,11 @@ func TestSameSeedSameFestival(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for i := range a.Orders {
+		if o := &a.Orders[i]; a.Region(o) != a.BuyerRegion(o.Buyer) {
+			t.Fatalf("order %d: region %s, its buyer's %s", i, a.Region(o), a.BuyerRegion(o.Buyer))
+		}
+	}
 	if digest(a) == digest(d) {
 		t.Fatal("two seeds gave the same festival")
 	}
@@ -91,6 +96,9 @@ func TestSameSeedSameFestival(t *testing.T) {
 		}
 		if o.NItems == 0 || o.Flash != (o.Items[0].SKU >= 0 && a.SKUs[o.Items[0].SKU].Flash) {
 			t.Fatalf("order %d: %+v", i, *o)
+		}
+		if a.Region(o) != a.BuyerRegion(o.Buyer) {
+			t.Fatalf("order %d: region %s, its buyer's %s", i, a.Region(o), a.BuyerRegion(o.Buyer))
 		}
 		for _, it := range o.Lines() {
 			if a.SKUs[it.SKU].Merchant != o.Merchant {

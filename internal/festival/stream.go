@@ -74,18 +74,19 @@ func (m *Model) merchantSlots(t aliasTable) []merchantSlot {
 // stream by wall-clock time.
 func (s *Stream) Next(o *Order) {
 	var coin float64
-	if s.begin(o, &coin) {
-		return
+	if !s.begin(o, &coin) {
+		s.finish(o, s.resolve(o, coin))
 	}
-	s.finish(o, s.resolve(o, coin))
+	o.Province = s.m.buyerProvince(o.Buyer)
 }
 
 // Fill fills orders with the next len(orders) orders, as Next would one by
-// one but in three passes over the batch: each order's first draws (among
-// them its merchant's slot), then the slots' reads, then the rest. The
-// slots are a table of megabytes read at random, a cache miss per order;
-// in a pass of nothing but reads the processor has many of them under way
-// at once, where between Next's other draws it waits for each in turn.
+// one but in passes over the batch: each order's first draws (among them
+// its merchant's slot), then the slots' reads, then the rest of the draws,
+// then the buyers' provinces. The slots and the buyers are tables of
+// megabytes read at random, a cache miss per order; in a pass of nothing
+// but reads the processor has many of them under way at once, where
+// between Next's other draws it waits for each in turn.
 // The orders are the same distribution as Next's, from the stream's draws
 // taken in another order: deterministic for (model, seed, batch sizes).
 func (s *Stream) Fill(orders []Order) {
@@ -106,6 +107,9 @@ func (s *Stream) Fill(orders []Order) {
 		if !orders[i].Flash {
 			s.finish(&orders[i], spans[i])
 		}
+	}
+	for i := range orders {
+		orders[i].Province = s.m.buyerProvince(orders[i].Buyer)
 	}
 }
 
@@ -192,5 +196,6 @@ func NewFlash(seed uint64, buyers int, stock int64) (*Model, error) {
 	m.Channels = []Channel{{ID: "cflash", Title: "Flash Live", Host: "Flash Host"}}
 	m.nameChannels()
 	m.genFlashDeals()
+	m.setProvinces()
 	return m, nil
 }

@@ -465,7 +465,7 @@ func (t *HTTPTarget) placeBatch(ctx context.Context, m *festival.Model, b *clien
 	for j := range n {
 		i := at(j)
 		o := orders[i]
-		po := wire.PlaceOrder{BuyerID: m.BuyerID(o.Buyer), Channel: m.ChannelName(o), Region: m.BuyerRegion(o.Buyer), DealID: m.DealID(o), RehearsalTime: t.rehearsalAt(o)}
+		po := wire.PlaceOrder{BuyerID: m.BuyerID(o.Buyer), Channel: m.ChannelName(o), Region: m.Region(o), DealID: m.DealID(o), RehearsalTime: t.rehearsalAt(o)}
 		if keys != nil {
 			po.IdempotencyKey = keys.key(i)
 		}
@@ -503,7 +503,7 @@ func (t *HTTPTarget) placeBatch(ctx context.Context, m *festival.Model, b *clien
 
 func (t *HTTPTarget) placeOne(ctx context.Context, m *festival.Model, o *festival.Order, key string, out *Outcome) {
 	lines := o.Lines()
-	req := client.OrderRequest{BuyerID: m.BuyerID(o.Buyer), Items: make([]client.Item, len(lines)), Channel: m.ChannelName(o), Region: m.BuyerRegion(o.Buyer), DealID: m.DealID(o), IdempotencyKey: key}
+	req := client.OrderRequest{BuyerID: m.BuyerID(o.Buyer), Items: make([]client.Item, len(lines)), Channel: m.ChannelName(o), Region: m.Region(o), DealID: m.DealID(o), IdempotencyKey: key}
 	for k, it := range lines {
 		req.Items[k] = client.Item{SKUID: m.SKUID(it.SKU), Quantity: int(it.Qty)}
 	}

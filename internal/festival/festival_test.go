@@ -281,15 +281,21 @@ func TestFiguresWithBoard(t *testing.T) {
 	}
 }
 
-// BenchmarkStreamNext draws midnight orders from the default catalog (at
-// the default scale: 250,000 brands), the generator's own cost per order.
-func BenchmarkStreamNext(b *testing.B) {
+// ampleModel is the default catalog with stock for any run.
+func ampleModel(b *testing.B) *Model {
 	c := DefaultConfig()
 	c.AmpleStock = true
 	m, err := New(c)
 	if err != nil {
 		b.Fatal(err)
 	}
+	return m
+}
+
+// BenchmarkStreamNext draws midnight orders from the default catalog (at
+// the default scale: 250,000 brands), the generator's own cost per order.
+func BenchmarkStreamNext(b *testing.B) {
+	m := ampleModel(b)
 	s := m.NewStream(1)
 	var o Order
 	b.ReportAllocs()
@@ -301,12 +307,7 @@ func BenchmarkStreamNext(b *testing.B) {
 // BenchmarkStreamFill is BenchmarkStreamNext in batches of 1,000, as the
 // load driver draws them; ns/op is per order.
 func BenchmarkStreamFill(b *testing.B) {
-	c := DefaultConfig()
-	c.AmpleStock = true
-	m, err := New(c)
-	if err != nil {
-		b.Fatal(err)
-	}
+	m := ampleModel(b)
 	s := m.NewStream(1)
 	batch := make([]Order, 1000)
 	b.ReportAllocs()
@@ -343,12 +344,7 @@ func TestModelBuyerID(t *testing.T) {
 // generator's cost per order as the load driver pays it: "package" formats
 // the id per order (BuyerID), "model" reads the precomputed one.
 func BenchmarkStreamNextBuyerID(b *testing.B) {
-	c := DefaultConfig()
-	c.AmpleStock = true
-	m, err := New(c)
-	if err != nil {
-		b.Fatal(err)
-	}
+	m := ampleModel(b)
 	var sink string
 	for _, bc := range []struct {
 		name string

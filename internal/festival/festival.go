@@ -22,8 +22,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
-	"unsafe"
 	"sync"
+	"unsafe"
 )
 
 // Published are the figures of the 2020 festival the model is calibrated to.

@@ -599,9 +599,9 @@ type fateBufs struct {
 	payIdx, cancelIdx []int
 	ats               []int64 // the rehearsal clock's festival times, or unused
 	// The actions: the payments, then the cancellations.
-	ids     []string
-	totals  []int64
-	cancel  []bool
+	ids        []string
+	totals     []int64
+	cancel     []bool
 	out        []Outcome
 	paidIDs    []string          // the payments that succeeded
 	paidOrders []*festival.Order // and their orders

@@ -23,6 +23,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"unsafe"
 )
 
 // Published are the figures of the 2020 festival the model is calibrated to.
@@ -230,6 +231,10 @@ type Order struct {
 	NItems   uint8
 	Fate     Fate
 	Flash    bool
+	// Province is the buyer's province (Region), set with Buyer: the
+	// buyer's record is one more cache miss per order to whoever reads it
+	// later, where the draws read it in a pass of their own (Stream.Fill).
+	Province uint8
 	Channel  int16
 	// Deal is the index + 1 of the livestream deal the order buys on
 	// (Model.Deals), 0 for none.
@@ -264,11 +269,11 @@ type Model struct {
 	// a few cache lines, not an 80-byte struct and a separately allocated
 	// id per line (at the default scale the structs alone are 40 MB).
 	skusOf        []skuSpan // merchant → its regular SKUs, most popular first
-	skuPrice      []int64   // SKU → Price (fen), kept in step with SKUs by addSKU and calibratePrices
 	merchantBrand []int32   // merchant → Merchants[i].Brand
-	// skuIDs holds every SKU's id back to back, skuIDBytes each (SKUID):
-	// the SKUs' ID fields are substrings of it (packSKUIDs).
-	skuIDs       string
+	// skuLines are every SKU's price and id (SKUID), skuIDBytes of it: the
+	// prices kept in step with SKUs by addSKU and calibratePrices, the ids
+	// written by packSKUIDs, which points the SKUs' ID fields into them.
+	skuLines     []skuLine
 	skuIDBytes   int
 	channelNames []string // channel → ChannelName
 
@@ -336,6 +341,7 @@ func New(c Config) (*Model, error) {
 	m.assignCategories(rng)
 	m.packSKUIDs()
 	m.nameChannels()
+	m.setProvinces()
 	return m, nil
 }
 
@@ -368,38 +374,54 @@ func (m *Model) nameChannels() {
 func (m *Model) Total(o *Order) int64 {
 	var t int64
 	for _, it := range o.Lines() {
-		t += int64(it.Qty) * m.skuPrice[it.SKU]
+		t += int64(it.Qty) * m.skuLines[it.SKU].price
 	}
 	return t
 }
 
+// skuLine is a SKU as an order line reads it: its price, to check the
+// total, and its id, to send, side by side (24 bytes), so that the line's
+// check and its encoding read one place in memory, not a cache miss each
+// in two arrays of hundreds of thousands of SKUs.
+type skuLine struct {
+	price int64 // fen
+	id    [skuIDBytesMax]byte
+}
+
+// skuIDBytesMax bounds a SKU id's length in skuLine: New's are nine bytes,
+// NewFlash's six.
+const skuIDBytesMax = 16
+
 // SKUID is SKU i's id, m.SKUs[i].ID, read from the packed ids: the SKUs of
 // one merchant, which an order's lines share, have theirs side by side.
 func (m *Model) SKUID(i int32) string {
-	at := int(i) * m.skuIDBytes
-	return m.skuIDs[at : at+m.skuIDBytes]
+	// The bytes are never written again once packSKUIDs has run: the model
+	// is read-only after New.
+	return unsafe.String(&m.skuLines[i].id[0], m.skuIDBytes)
 }
 
 // skuSpan is a merchant's regular SKUs: indexes first to first+n-1 of
 // Model.SKUs (genSKUs adds a merchant's SKUs one after another).
 type skuSpan struct{ first, n int32 }
 
-// packSKUIDs copies every SKU's id into one string and points the SKUs' ID
-// fields into it (SKUID). All ids have one length: New spells them "s" and
+// packSKUIDs copies every SKU's id into its skuLine and points the SKUs' ID
+// fields there (SKUID). All ids have one length: New spells them "s" and
 // eight digits, NewFlash has one SKU.
 func (m *Model) packSKUIDs() {
 	if len(m.SKUs) == 0 {
 		return
 	}
 	width := len(m.SKUs[0].ID)
-	b := make([]byte, 0, width*len(m.SKUs))
+	if width == 0 || width > skuIDBytesMax {
+		panic(fmt.Sprintf("festival: sku id %q is not 1 to %d bytes long", m.SKUs[0].ID, skuIDBytesMax))
+	}
 	for i := range m.SKUs {
 		if len(m.SKUs[i].ID) != width {
 			panic(fmt.Sprintf("festival: sku %d id %q is not %d bytes long like the others", i, m.SKUs[i].ID, width))
 		}
-		b = append(b, m.SKUs[i].ID...)
+		copy(m.skuLines[i].id[:], m.SKUs[i].ID)
 	}
-	m.skuIDs, m.skuIDBytes = string(b), width
+	m.skuIDBytes = width
 	for i := range m.SKUs {
 		m.SKUs[i].ID = m.SKUID(int32(i))
 	}
@@ -439,8 +461,20 @@ func appendBuyerID(b []byte, i int32) []byte {
 }
 
 // BuyerRegion is buyer i's province.
-func (m *Model) BuyerRegion(i int32) string {
-	return provinces[m.buyers[int(i)*buyerBytes+buyerIDBytes]].code
+func (m *Model) BuyerRegion(i int32) string { return provinces[m.buyerProvince(i)].code }
+
+// Region is the order's buyer's province, BuyerRegion(o.Buyer), from the
+// order itself.
+func (m *Model) Region(o *Order) string { return provinces[o.Province].code }
+
+// buyerProvince is the index of buyer i's province.
+func (m *Model) buyerProvince(i int32) uint8 { return m.buyers[int(i)*buyerBytes+buyerIDBytes] }
+
+// setProvinces sets every order's Province from its buyer.
+func (m *Model) setProvinces() {
+	for i := range m.Orders {
+		m.Orders[i].Province = m.buyerProvince(m.Orders[i].Buyer)
+	}
 }
 
 // BrandOf is the brand index of an order (its merchant's brand).
@@ -675,7 +709,7 @@ func (m *Model) merchantWeight(i int32) float64 {
 func (m *Model) genSKUs(rng *rand.Rand, brandOrders []int64) {
 	m.skusOf = make([]skuSpan, len(m.Merchants))
 	m.SKUs = make([]SKU, 0, len(m.Merchants)+len(m.Merchants)/4)
-	m.skuPrice = make([]int64, 0, cap(m.SKUs))
+	m.skuLines = make([]skuLine, 0, cap(m.SKUs))
 	for b := range m.Brands {
 		ms := m.merchantsOf[b]
 		var wsum float64
@@ -707,7 +741,7 @@ func (m *Model) addSKU(merchant int32, price int64, flash bool) int32 {
 		Price:    max(100, price/10*10),
 		Flash:    flash,
 	})
-	m.skuPrice = append(m.skuPrice, m.SKUs[i].Price)
+	m.skuLines = append(m.skuLines, skuLine{price: m.SKUs[i].Price})
 	if !flash {
 		// Flash SKUs are sold only by their flash orders, never picked by
 		// regular ones: their stock is the sale's, whole.
@@ -842,7 +876,7 @@ func (m *Model) calibratePrices(target int64) {
 	for i := range m.SKUs {
 		if !m.SKUs[i].Flash {
 			m.SKUs[i].Price = max(10, int64(math.Round(float64(m.SKUs[i].Price)*f)))
-			m.skuPrice[i] = m.SKUs[i].Price
+			m.skuLines[i].price = m.SKUs[i].Price
 		}
 	}
 }

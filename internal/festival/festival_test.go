@@ -56,6 +56,11 @@ func TestSameSeedSameFestival(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for i := range a.Orders {
+		if o := &a.Orders[i]; a.Region(o) != a.BuyerRegion(o.Buyer) {
+			t.Fatalf("order %d: region %s, its buyer's %s", i, a.Region(o), a.BuyerRegion(o.Buyer))
+		}
+	}
 	if digest(a) == digest(d) {
 		t.Fatal("two seeds gave the same festival")
 	}
@@ -67,6 +72,38 @@ func TestSameSeedSameFestival(t *testing.T) {
 		s2.Next(&o2)
 		if o1 != o2 {
 			t.Fatal("the same stream seed gave different orders")
+		}
+	}
+	// Fill one at a time is Next; Fill in batches is deterministic too, and
+	// draws the same merchants' SKUs.
+	s1, s2 = a.NewStream(6), a.NewStream(6)
+	var one [1]Order
+	for i := range 500 {
+		s1.Fill(one[:])
+		s2.Next(&o2)
+		if one[0] != o2 {
+			t.Fatalf("order %d: Fill of one %+v, Next %+v", i, one[0], o2)
+		}
+	}
+	s1, s2 = a.NewStream(6), a.NewStream(6)
+	batch1, batch2 := make([]Order, 500), make([]Order, 500)
+	s1.Fill(batch1)
+	s2.Fill(batch2)
+	for i := range batch1 {
+		o := &batch1[i]
+		if *o != batch2[i] {
+			t.Fatalf("order %d of the same stream's batch differs: %+v, %+v", i, *o, batch2[i])
+		}
+		if o.NItems == 0 || o.Flash != (o.Items[0].SKU >= 0 && a.SKUs[o.Items[0].SKU].Flash) {
+			t.Fatalf("order %d: %+v", i, *o)
+		}
+		if a.Region(o) != a.BuyerRegion(o.Buyer) {
+			t.Fatalf("order %d: region %s, its buyer's %s", i, a.Region(o), a.BuyerRegion(o.Buyer))
+		}
+		for _, it := range o.Lines() {
+			if a.SKUs[it.SKU].Merchant != o.Merchant {
+				t.Fatalf("order %d: sku %d of merchant %d in an order of merchant %d", i, it.SKU, a.SKUs[it.SKU].Merchant, o.Merchant)
+			}
 		}
 	}
 }
@@ -244,21 +281,40 @@ func TestFiguresWithBoard(t *testing.T) {
 	}
 }
 
-// BenchmarkStreamNext draws midnight orders from the default catalog (at
-// the default scale: 250,000 brands), the generator's own cost per order.
-func BenchmarkStreamNext(b *testing.B) {
+// ampleModel is the default catalog with stock for any run.
+func ampleModel(b *testing.B) *Model {
 	c := DefaultConfig()
 	c.AmpleStock = true
 	m, err := New(c)
 	if err != nil {
 		b.Fatal(err)
 	}
+	return m
+}
+
+// BenchmarkStreamNext draws midnight orders from the default catalog (at
+// the default scale: 250,000 brands), the generator's own cost per order.
+func BenchmarkStreamNext(b *testing.B) {
+	m := ampleModel(b)
 	s := m.NewStream(1)
 	var o Order
 	b.ReportAllocs()
 	for b.Loop() {
 		s.Next(&o)
 	}
+}
+
+// BenchmarkStreamFill is BenchmarkStreamNext in batches of 1,000, as the
+// load driver draws them; ns/op is per order.
+func BenchmarkStreamFill(b *testing.B) {
+	m := ampleModel(b)
+	s := m.NewStream(1)
+	batch := make([]Order, 1000)
+	b.ReportAllocs()
+	for b.Loop() {
+		s.Fill(batch)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(batch)), "ns/order")
 }
 
 // TestModelBuyerID checks that the precomputed ids are the package's
@@ -288,12 +344,7 @@ func TestModelBuyerID(t *testing.T) {
 // generator's cost per order as the load driver pays it: "package" formats
 // the id per order (BuyerID), "model" reads the precomputed one.
 func BenchmarkStreamNextBuyerID(b *testing.B) {
-	c := DefaultConfig()
-	c.AmpleStock = true
-	m, err := New(c)
-	if err != nil {
-		b.Fatal(err)
-	}
+	m := ampleModel(b)
 	var sink string
 	for _, bc := range []struct {
 		name string

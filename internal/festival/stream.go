@@ -18,6 +18,9 @@ const FlashShare = 0.002
 type Stream struct {
 	m   *Model
 	rng *rand.Rand
+	// coins and spans are Fill's per-order scratch, kept from batch to batch.
+	coins []float64
+	spans []skuSpan
 }
 
 // NewStream returns a stream seeded by seed (mixed with the model's seed).
@@ -67,20 +70,52 @@ func (m *Model) merchantSlots(t aliasTable) []merchantSlot {
 	return out
 }
 
-// drawMerchant draws a merchant from the slots as the alias method does
-// (aliasTable): slot j uniformly, then j with probability prob, else its
-// alias. It returns the merchant and its SKUs.
-func drawMerchant(t []merchantSlot, rng *rand.Rand) (int32, skuSpan) {
-	j := rng.IntN(len(t))
-	if s := &t[j]; rng.Float64() >= s.prob {
-		return s.alias, s.aliasSKUs
-	}
-	return int32(j), t[j].skus
-}
-
 // Next fills o with the next order. AtMs is left zero: the driver paces a
 // stream by wall-clock time.
 func (s *Stream) Next(o *Order) {
+	var coin float64
+	if !s.begin(o, &coin) {
+		s.finish(o, s.resolve(o, coin))
+	}
+	o.Province = s.m.buyerProvince(o.Buyer)
+}
+
+// Fill fills orders with the next len(orders) orders, as Next would one by
+// one but in passes over the batch: each order's first draws (among them
+// its merchant's slot), then the slots' reads, then the rest of the draws,
+// then the buyers' provinces. The slots and the buyers are tables of
+// megabytes read at random, a cache miss per order; in a pass of nothing
+// but reads the processor has many of them under way at once, where
+// between Next's other draws it waits for each in turn.
+// The orders are the same distribution as Next's, from the stream's draws
+// taken in another order: deterministic for (model, seed, batch sizes).
+func (s *Stream) Fill(orders []Order) {
+	if cap(s.coins) < len(orders) {
+		s.coins = make([]float64, len(orders))
+		s.spans = make([]skuSpan, len(orders))
+	}
+	coins, spans := s.coins[:len(orders)], s.spans[:len(orders)]
+	for i := range orders {
+		s.begin(&orders[i], &coins[i])
+	}
+	for i := range orders {
+		if !orders[i].Flash {
+			spans[i] = s.resolve(&orders[i], coins[i])
+		}
+	}
+	for i := range orders {
+		if !orders[i].Flash {
+			s.finish(&orders[i], spans[i])
+		}
+	}
+	for i := range orders {
+		orders[i].Province = s.m.buyerProvince(orders[i].Buyer)
+	}
+}
+
+// begin clears o and takes its first draws: a flash order whole (true),
+// else its merchant slot's index into o.Merchant and the alias coin.
+func (s *Stream) begin(o *Order, coin *float64) bool {
 	m, rng := s.m, s.rng
 	*o = Order{}
 	if len(m.flashSKUs) > 0 && rng.Float64() < FlashShare {
@@ -92,10 +127,29 @@ func (s *Stream) Next(o *Order) {
 		o.Channel = ChannelApp
 		o.Fate = FatePay
 		o.Flash = true
-		return
+		return true
 	}
-	var skus skuSpan
-	o.Merchant, skus = drawMerchant(m.streamMerchants.table, rng)
+	o.Merchant = int32(s.rng.IntN(len(m.streamMerchants.table)))
+	*coin = rng.Float64()
+	return false
+}
+
+// resolve reads the slot begin drew uniformly (o.Merchant), as the alias
+// method does (aliasTable): the slot's merchant when the coin is under its
+// probability, else its alias. It sets o.Merchant and returns the
+// merchant's SKUs.
+func (s *Stream) resolve(o *Order, coin float64) skuSpan {
+	sl := &s.m.streamMerchants.table[o.Merchant]
+	if coin >= sl.prob {
+		o.Merchant = sl.alias
+		return sl.aliasSKUs
+	}
+	return sl.skus
+}
+
+// finish draws the lines, buyer, channel and fate of a merchant's order.
+func (s *Stream) finish(o *Order, skus skuSpan) {
+	m, rng := s.m, s.rng
 	m.fillLines(rng, o, skus)
 	switch r := rng.Float64(); {
 	case r < m.Config.PayShare:
@@ -142,5 +196,6 @@ func NewFlash(seed uint64, buyers int, stock int64) (*Model, error) {
 	m.Channels = []Channel{{ID: "cflash", Title: "Flash Live", Host: "Flash Host"}}
 	m.nameChannels()
 	m.genFlashDeals()
+	m.setProvinces()
 	return m, nil
 }

@@ -370,7 +370,7 @@ func Run(ctx context.Context, cfg Config, m *festival.Model, target Target) (*Re
 func flashProblems(m *festival.Model, l *Ledger) []string {
 	var out []string
 	for _, s := range m.FlashSKUs() {
-		sold := l.Sold[s].Load() + l.Reserved[s].Load()
+		sold := l.SKUs[s].Sold.Load() + l.SKUs[s].Reserved.Load()
 		stock := m.SKUs[s].Stock
 		demand := int64(len(m.Orders))
 		if want := min(stock, demand); sold != want && !l.Uncertain.Load() {
@@ -401,6 +401,7 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 	orders := make([]*festival.Order, 0, batch)
 	due := make([]time.Time, 0, batch)
 	out := make([]Outcome, batch)
+	want := make([]int64, 0, batch) // the model's total of each order
 	retry := make([]*festival.Order, 0, batch)
 	retryDue := make([]time.Time, 0, batch)
 	errs := map[string]int64{}
@@ -416,12 +417,12 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 			return
 		}
 		orders, due = orders[:0], due[:0]
+		if stream != nil {
+			stream.Fill(buf[:n])
+		}
 		for i := range n {
-			var o *festival.Order
-			if stream != nil {
-				o = &buf[i]
-				stream.Next(o)
-			} else {
+			o := &buf[i]
+			if stream == nil {
 				o = &r.m.Orders[first+int64(i)]
 			}
 			orders = append(orders, o)
@@ -437,27 +438,32 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 		for attempt := 0; len(orders) > 0; attempt++ {
 			out = out[:len(orders)]
 			clear(out)
+			// The totals the answers must carry, in a pass of their own
+			// before the request: its reads (each line's price) overlap,
+			// and leave the lines' ids in the cache for the request's
+			// encoding (festival keeps a SKU's price and id side by side).
+			want = want[:0]
+			for _, o := range orders {
+				want = append(want, r.m.Total(o))
+			}
 			r.target.Place(ctx, r.m, orders, out)
 			now := time.Now()
 			retry, retryDue = retry[:0], retryDue[:0]
 			var oks int64
+			placedBefore := len(placedOrders)
+			var lat latencyRun
 			for i, o := range orders {
 				oc := &out[i]
 				switch {
 				case oc.Code == "":
-					if msg := checkPlaced(r.m, o, oc); msg != "" {
+					if msg := checkPlaced(oc, want[i]); msg != "" {
 						r.problem("bad placement answer", msg)
 					}
-					for _, it := range o.Lines() {
-						r.ledger.touch(it.SKU)
-						r.ledger.Reserved[it.SKU].Add(int64(it.Qty))
-					}
-					tally.Placed(o)
 					oks++
 					placedIDs = append(placedIDs, oc.ID)
 					placedTotals = append(placedTotals, oc.Total)
 					placedOrders = append(placedOrders, o)
-					r.recordLatency(now.Sub(due[i]))
+					lat.add(r, now.Sub(due[i]))
 					if o.Deal != 0 {
 						r.recordDeal(now.Sub(due[i]), true)
 					}
@@ -472,7 +478,7 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 						r.recordDeal(now.Sub(due[i]), false)
 					}
 					for _, it := range o.Lines() {
-						r.ledger.touch(it.SKU)
+						r.ledger.SKUs[it.SKU].touch()
 					}
 				default:
 					errs[oc.Code]++
@@ -480,11 +486,14 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 						r.ledger.Uncertain.Store(true)
 					}
 					for _, it := range o.Lines() {
-						r.ledger.touch(it.SKU)
+						r.ledger.SKUs[it.SKU].touch()
 					}
 					r.problem("order rejected: "+oc.Code, oc.Detail)
 				}
 			}
+			lat.flush(r)
+			r.ledger.reserve(placedOrders[placedBefore:])
+			tally.PlacedAll(placedOrders[placedBefore:])
 			r.placed.Add(oks)
 			orders = append(orders[:0], retry...)
 			due = append(due[:0], retryDue...)
@@ -590,11 +599,13 @@ type fateBufs struct {
 	payIdx, cancelIdx []int
 	ats               []int64 // the rehearsal clock's festival times, or unused
 	// The actions: the payments, then the cancellations.
-	ids     []string
-	totals  []int64
-	cancel  []bool
-	out     []Outcome
-	paidIDs []string // the payments that succeeded
+	ids        []string
+	totals     []int64
+	cancel     []bool
+	out        []Outcome
+	paidIDs    []string          // the payments that succeeded
+	paidOrders []*festival.Order // and their orders
+	paidTotals []int64           // and totals
 }
 
 // fates pays and cancels the placed orders as their fate says: with one
@@ -647,7 +658,7 @@ func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festiv
 		}
 	}
 	payOut, cancelOut := fb.out[:np], fb.out[np:]
-	fb.paidIDs = fb.paidIDs[:0]
+	fb.paidIDs, fb.paidOrders, fb.paidTotals = fb.paidIDs[:0], fb.paidOrders[:0], fb.paidTotals[:0]
 	var gmv int64
 	for j, i := range payIdx {
 		o := orders[i]
@@ -659,14 +670,15 @@ func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festiv
 			r.problem("payment rejected: "+c, payOut[j].Detail)
 			continue
 		}
-		for _, it := range o.Lines() {
-			r.ledger.Reserved[it.SKU].Add(-int64(it.Qty))
-			r.ledger.Sold[it.SKU].Add(int64(it.Qty))
-		}
-		tally.Paid(r.m, o, totals[i])
 		fb.paidIDs = append(fb.paidIDs, ids[i])
+		fb.paidOrders = append(fb.paidOrders, o)
+		fb.paidTotals = append(fb.paidTotals, totals[i])
 		gmv += totals[i]
 	}
+	tally.PaidAll(r.m, fb.paidOrders, fb.paidTotals)
+	// The atomic adds after the tally's passes, not among them: see
+	// Ledger.reserve.
+	r.ledger.sell(fb.paidOrders)
 	if r.carrier != nil {
 		r.parcels.keep(fb.paidIDs)
 	}
@@ -681,7 +693,7 @@ func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festiv
 			continue
 		}
 		for _, it := range orders[i].Lines() {
-			r.ledger.Reserved[it.SKU].Add(-int64(it.Qty))
+			r.ledger.SKUs[it.SKU].Reserved.Add(-int64(it.Qty))
 		}
 	}
 }
@@ -738,23 +750,49 @@ func (r *run) settle(ctx context.Context, st Settler, ids []string, totals []int
 	}
 }
 
-// checkPlaced checks a successful placement's answer against the model.
-func checkPlaced(m *festival.Model, o *festival.Order, oc *Outcome) string {
+// checkPlaced checks a successful placement's answer against the model's
+// total of the order, want.
+func checkPlaced(oc *Outcome, want int64) string {
 	if oc.ID == "" {
 		return "no order id"
 	}
-	if want := m.Total(o); oc.Total != want {
+	if oc.Total != want {
 		return fmt.Sprintf("order %s total %d, want %d", oc.ID, oc.Total, want)
 	}
 	return ""
 }
 
-func (r *run) recordLatency(d time.Duration) {
-	us := max(1, min(d.Microseconds(), latencyMaxUs))
+// latencyUs is d as the histograms record it: whole microseconds, from 1
+// to latencyMaxUs.
+func latencyUs(d time.Duration) int64 { return max(1, min(d.Microseconds(), latencyMaxUs)) }
+
+// recordLatencies records n acknowledgements of us microseconds each.
+func (r *run) recordLatencies(us, n int64) {
 	r.mu.Lock()
-	_ = r.mu.hist.RecordValue(us)
-	_ = r.mu.second.RecordValue(us)
+	_ = r.mu.hist.RecordValues(us, n)
+	_ = r.mu.second.RecordValues(us, n)
 	r.mu.Unlock()
+}
+
+// latencyRun gathers a batch's latencies into runs of equal ones, so that
+// an unpaced batch, whose orders all share their due time, takes the run's
+// lock once rather than once per order.
+type latencyRun struct{ us, n int64 }
+
+func (l *latencyRun) add(r *run, d time.Duration) {
+	us := latencyUs(d)
+	if us != l.us {
+		l.flush(r)
+		l.us = us
+	}
+	l.n++
+}
+
+func (l *latencyRun) flush(r *run) {
+	if l.n > 0 {
+		r.recordLatencies(l.us, l.n)
+	}
+	l.n = 0
 }
 
 // progress samples the run each second for the plots and the live line.

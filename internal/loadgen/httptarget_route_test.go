@@ -139,3 +139,63 @@ func writeClusterView(w http.ResponseWriter, nodes int, url string) {
 	}
 	fmt.Fprint(w, `],"partitions":[{"partition":0,"owner":"n1","lease_revision":1}]}`)
 }
+
+// TestHTTPTargetResendsAScanNotApplied: a scan answered 503 unavailable
+// (nothing applied: the parcels are catching up) is sent again, on a single
+// server too, until it goes through; a scan the server did not answer
+// (it may have been applied) and a refused one are reported as they came.
+func TestHTTPTargetResendsAScanNotApplied(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		answer func(w http.ResponseWriter, n int32) // the n-th scan request, from 1
+		sends  int32
+		code   string
+	}{
+		{"catching up, then applied", func(w http.ResponseWriter, n int32) {
+			if n < 3 {
+				w.Header().Set("Retry-After", "1")
+				w.WriteHeader(http.StatusServiceUnavailable)
+				fmt.Fprint(w, `{"error":{"code":"unavailable","message":"parcels are catching up; retry shortly"}}`)
+				return
+			}
+			fmt.Fprint(w, `{"parcel_id":"P1","order_id":"1","status":"picked_up","events":[]}`)
+		}, 3, ""},
+		{"refused", func(w http.ResponseWriter, n int32) {
+			w.WriteHeader(http.StatusConflict)
+			fmt.Fprint(w, `{"error":{"code":"invalid_state","message":"a parcel delivered cannot be scanned picked_up"}}`)
+		}, 1, "invalid_state"},
+		{"no answer", func(w http.ResponseWriter, n int32) {
+			panic(http.ErrAbortHandler)
+		}, 1, CodeTransport},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var url string
+			var scans atomic.Int32
+			s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch {
+				case r.URL.Path == "/v1/cluster":
+					writeClusterView(w, 1, url)
+				case r.URL.Path == "/v1/parcels/P1/scans":
+					w.Header().Set("Content-Type", "application/json")
+					tc.answer(w, scans.Add(1))
+				default:
+					http.NotFound(w, r)
+				}
+			}))
+			defer s.Close()
+			url = s.URL
+			cfg := DefaultHTTPConfig()
+			cfg.Addr = s.URL
+			target, err := NewHTTPTarget(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer target.Close()
+			out := make([]Outcome, 1)
+			target.Scan(t.Context(), []string{"1"}, []ScanStep{{Status: "picked_up", Location: "hub"}}, out)
+			if out[0].Code != tc.code || scans.Load() != tc.sends {
+				t.Fatalf("outcome %+v after %d sends; want code %q after %d", out[0], scans.Load(), tc.code, tc.sends)
+			}
+		})
+	}
+}

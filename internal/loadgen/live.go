@@ -50,7 +50,7 @@ func newLiveStats() liveStats {
 
 // recordDeal records the latency of a deal order, accepted or not.
 func (r *run) recordDeal(d time.Duration, accepted bool) {
-	us := max(1, min(d.Microseconds(), latencyMaxUs))
+	us := latencyUs(d)
 	r.mu.Lock()
 	if accepted {
 		_ = r.live.accept.RecordValue(us)

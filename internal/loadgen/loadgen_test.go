@@ -127,7 +127,7 @@ func (t *memTarget) Audit(_ context.Context, m *festival.Model, l *Ledger) ([]st
 		if t.avail[i] < 0 {
 			p = append(p, fmt.Sprintf("sku %s: available %d", m.SKUs[i].ID, t.avail[i]))
 		}
-		if t.sold[i] != l.Sold[i].Load() || t.reserved[i] != l.Reserved[i].Load() {
+		if t.sold[i] != l.SKUs[i].Sold.Load() || t.reserved[i] != l.SKUs[i].Reserved.Load() {
 			p = append(p, fmt.Sprintf("sku %s: books differ", m.SKUs[i].ID))
 		}
 		if len(p) > 10 {

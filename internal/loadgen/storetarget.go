@@ -91,8 +91,8 @@ func (t *StoreTarget) Audit(ctx context.Context, m *festival.Model, l *Ledger) (
 		switch {
 		case left < 0:
 			problems = append(problems, fmt.Sprintf("sku %s: missing or negative stock %d", s.ID, left))
-		case exact && left != s.Stock-l.Reserved[i].Load()-l.Sold[i].Load():
-			problems = append(problems, fmt.Sprintf("sku %s: stock left %d, want %d - %d reserved - %d sold", s.ID, left, s.Stock, l.Reserved[i].Load(), l.Sold[i].Load()))
+		case exact && left != s.Stock-l.SKUs[i].Reserved.Load()-l.SKUs[i].Sold.Load():
+			problems = append(problems, fmt.Sprintf("sku %s: stock left %d, want %d - %d reserved - %d sold", s.ID, left, s.Stock, l.SKUs[i].Reserved.Load(), l.SKUs[i].Sold.Load()))
 		case left > s.Stock:
 			problems = append(problems, fmt.Sprintf("sku %s: stock left %d above the %d loaded", s.ID, left, s.Stock))
 		}

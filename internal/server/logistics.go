@@ -279,9 +279,16 @@ func (s *Server) handleScan(w http.ResponseWriter, r *http.Request, be *backend)
 		return
 	}
 	s.metrics.scans.Inc()
-	// Read your write: the projection reflects the scan's record.
+	// Read your write: the projection reflects the scan's record. When it
+	// has not caught up within ReadWaitMax the scan is durable all the
+	// same, so the answer is still the 200 the contract promises, with the
+	// parcel as read before the engine and the engine's word on the scan:
+	// an error here would be a 503 that a carrier resends, and a resend
+	// after another scan of the parcel would apply this one twice. Every
+	// 503 of this endpoint thus means that nothing was applied.
 	if err := be.reads.WaitResult(ctx, id.Partition(), res.Position); err != nil {
-		s.writeError(w, newError(wire.CodeUnavailable, "the scan is durable but parcels are catching up; read it again shortly"))
+		p = scannedParcel(p, &sc, &res)
+		s.writeParcel(w, &p)
 		return
 	}
 	p, err := l.Parcel(id)
@@ -290,6 +297,22 @@ func (s *Server) handleScan(w http.ResponseWriter, r *http.Request, be *backend)
 		return
 	}
 	s.writeParcel(w, &p)
+}
+
+// scannedParcel is p, read from the projection before the engine applied
+// sc with result res, with the scan applied as the engine reports it: the
+// status is the engine's, and a scan that changed the parcel (not a repeat
+// of the last one) is its newest event. Scans acknowledged a moment before
+// this one and not yet projected are missing from the events.
+func scannedParcel(p logistics.Parcel, sc *engine.Scan, res *engine.Result) logistics.Parcel {
+	p.Status = res.ParcelStatus
+	if res.ChangedAt == 0 {
+		return p // the last scan again: nothing changed
+	}
+	p.LastScanAt, p.Stale = res.ChangedAt, false
+	p.Events = append(p.Events[:len(p.Events):len(p.Events)],
+		logistics.Event{Status: sc.Status, Location: sc.Location, At: sc.At, CarrierCode: sc.CarrierCode})
+	return p
 }
 
 func (s *Server) handleLogisticsStats(w http.ResponseWriter, r *http.Request) {

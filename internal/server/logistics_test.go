@@ -87,3 +87,27 @@ func TestParcelJSON(t *testing.T) {
 		t.Errorf("stats %v", s)
 	}
 }
+
+// TestScannedParcel: the answer to a durable scan the projection has not
+// reflected yet carries the engine's status and the scan as its last event,
+// and a repeat of the last scan changes nothing but the status.
+func TestScannedParcel(t *testing.T) {
+	id := engine.OrderIDOf(1, 5)
+	before := logistics.Parcel{OrderID: id, Status: engine.ParcelPickedUp, CreatedAt: 1e18, LastScanAt: 1e18, Stale: true,
+		Events: make([]logistics.Event, 2, 4)}
+	before.Events[0] = logistics.Event{Status: engine.ParcelCreated, Location: "WH", At: 1e18}
+	before.Events[1] = logistics.Event{Status: engine.ParcelPickedUp, Location: "Hangzhou", At: 1e18}
+	sc := engine.Scan{Status: engine.ParcelInTransit, Location: "Shanghai", At: 2e18, CarrierCode: "T1"}
+	p := scannedParcel(before, &sc, &engine.Result{ParcelStatus: engine.ParcelInTransit, ChangedAt: 3e18})
+	if p.Status != engine.ParcelInTransit || p.Stale || p.LastScanAt != 3e18 || len(p.Events) != 3 ||
+		p.Events[2] != (logistics.Event{Status: engine.ParcelInTransit, Location: "Shanghai", At: 2e18, CarrierCode: "T1"}) {
+		t.Errorf("scanned parcel %+v", p)
+	}
+	if len(before.Events) != 2 || before.Events[:3][2] != (logistics.Event{}) {
+		t.Errorf("the parcel read before the scan changed: %+v", before.Events[:3])
+	}
+	repeat := scannedParcel(before, &engine.Scan{Status: engine.ParcelPickedUp, Location: "Hangzhou"}, &engine.Result{ParcelStatus: engine.ParcelPickedUp})
+	if repeat.Status != engine.ParcelPickedUp || !repeat.Stale || repeat.LastScanAt != 1e18 || len(repeat.Events) != 2 {
+		t.Errorf("repeated scan %+v", repeat)
+	}
+}

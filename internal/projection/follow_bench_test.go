@@ -20,17 +20,23 @@ import (
 // the real engine wrote (so order lines carry their SKU slots), over a
 // catalog large enough that their tables do not fit in the cache (20,000
 // brands, 200,000 merchants, 800,000 SKUs, 1,000,000 buyers), each order
-// placed and paid. FEST_BENCH_ORDERS sets the orders (default 300,000).
+// placed and paid. FEST_BENCH_ORDERS sets the orders (default 300,000),
+// FEST_BENCH_RECORD_ORDERS the orders placed (and then paid) in one batch,
+// so about one record (default 2,048; 1 is the single-order path, where
+// the per-record costs show).
 // It reports ns per order and the process's CPU ns per order (the machine
 // may be shared; the engine is idle while the projections follow), the
 // journal's decoding included; the catalog's events are applied before the
 // timer starts.
 func BenchmarkFollowFestival(b *testing.B) {
-	ordersN := 300_000
+	ordersN, recordOrders := 300_000, 2048
 	if v, err := strconv.Atoi(os.Getenv("FEST_BENCH_ORDERS")); err == nil && v > 0 {
 		ordersN = v
 	}
-	eng, catalogEnd, end := festivalJournal(b, ordersN)
+	if v, err := strconv.Atoi(os.Getenv("FEST_BENCH_RECORD_ORDERS")); err == nil && v > 0 {
+		recordOrders = v
+	}
+	eng, catalogEnd, end := festivalJournal(b, ordersN, recordOrders)
 	defer eng.Close()
 	var cpuNanos int64
 	b.ResetTimer()
@@ -55,13 +61,13 @@ func BenchmarkFollowFestival(b *testing.B) {
 // The festival journal of the follow benchmarks: a catalog of
 // festivalBrands brands, festivalMerchants merchants and
 // festivalMerchants*festivalSKUsPerMerchant SKUs, then ordersN orders placed
-// and paid.
+// and paid, recordOrders to a batch.
 const festivalBrands, festivalMerchants, festivalSKUsPerMerchant, festivalBuyers = 20_000, 200_000, 4, 1_000_000
 
 // festivalJournal writes the follow benchmarks' journal with the real
 // engine and returns the engine and the positions at the catalog's end and
 // at the journal's.
-func festivalJournal(b *testing.B, ordersN int) (eng *engine.Engine, catalogEnd, end uint64) {
+func festivalJournal(b *testing.B, ordersN, recordOrders int) (eng *engine.Engine, catalogEnd, end uint64) {
 	const brands, merchants, skusPerMerchant, buyers = festivalBrands, festivalMerchants, festivalSKUsPerMerchant, festivalBuyers
 	eng, err := engine.Open(engine.Config{Dir: b.TempDir(), Partitions: 8, NoSync: true, SnapshotEveryBytes: -1, Logger: quiet})
 	if err != nil {
@@ -115,15 +121,16 @@ func festivalJournal(b *testing.B, ordersN int) (eng *engine.Engine, catalogEnd,
 	rng := rand.New(rand.NewPCG(1, 2))
 	buyerIDs := make([]string, 4096)
 	for placed := 0; placed < ordersN; {
-		n := min(2048, ordersN-placed)
-		for i := range n {
+		n := min(recordOrders, ordersN-placed)
+		for k := range n {
+			i := placed + k
 			m := rng.IntN(merchants)
 			items := []engine.Item{{SKUID: fmt.Sprintf("s%d-%d", m, rng.IntN(skusPerMerchant)), Quantity: 1}}
 			if i%3 == 0 {
 				items = append(items, engine.Item{SKUID: fmt.Sprintf("s%d-%d", m, rng.IntN(skusPerMerchant)), Quantity: 2})
 			}
-			buyerIDs[i%len(buyerIDs)] = fmt.Sprintf("u%d", rng.IntN(buyers))
-			cmds = append(cmds, engine.Command{Kind: engine.KindPlaceOrder, Order: engine.Order{BuyerID: buyerIDs[i%len(buyerIDs)], Region: fmt.Sprintf("CN-%d", i%30), Channel: []string{"app", "web", "live:1"}[i%3], Items: items}})
+			buyerIDs[k%len(buyerIDs)] = fmt.Sprintf("u%d", rng.IntN(buyers))
+			cmds = append(cmds, engine.Command{Kind: engine.KindPlaceOrder, Order: engine.Order{BuyerID: buyerIDs[k%len(buyerIDs)], Region: fmt.Sprintf("CN-%d", i%30), Channel: []string{"app", "web", "live:1"}[i%3], Items: items}})
 		}
 		reqs := run(cmds)
 		must(reqs)
@@ -174,7 +181,7 @@ func followFestival(b *testing.B, eng *engine.Engine, store *orders.Store, g *gm
 // carry their slots). It reports ns and the process's CPU ns per catalog
 // line (brand, merchant or SKU), the journal's decoding included.
 func BenchmarkFollowCatalog(b *testing.B) {
-	eng, catalogEnd, _ := festivalJournal(b, 0)
+	eng, catalogEnd, _ := festivalJournal(b, 0, 1)
 	defer eng.Close()
 	const lines = festivalBrands + festivalMerchants*(1+festivalSKUsPerMerchant)
 	var cpuNanos int64

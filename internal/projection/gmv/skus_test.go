@@ -1,6 +1,8 @@
 package gmv
 
 import (
+	"fmt"
+	"runtime"
 	"testing"
 
 	"github.com/fest-platform/fest/internal/engine"
@@ -87,4 +89,62 @@ func TestSKUsBySlot(t *testing.T) {
 		t.Fatalf("decode the snapshot with two ids in a slot: %v", err)
 	}
 	check(loaded, "loaded by id")
+}
+
+// BenchmarkUpsertSKUs measures the catalog view's cost of a catalog
+// import: 1,000,000 SKU events with their engine slots (8 partitions), ten
+// SKUs a merchant listed together, each of its merchant's brand, over
+// 100,000 merchants and 20,000 brands. It reports ns per SKU event and the
+// heap the SKUs hold, in bytes per SKU (the brands' and merchants' events
+// are applied before and not counted).
+func BenchmarkUpsertSKUs(b *testing.B) {
+	const brands, merchants, skusPerMerchant, partitions = 20_000, 100_000, 10, 8
+	cfg := Config{}.withDefaults()
+	var catalog []engine.Event
+	for i := range brands {
+		catalog = append(catalog, engine.Event{Kind: engine.EventBrandUpserted, Brand: engine.Brand{ID: fmt.Sprintf("b%d", i), Country: "CN"}})
+	}
+	for m := range merchants {
+		catalog = append(catalog, engine.Event{Kind: engine.EventMerchantUpserted, Merchant: engine.Merchant{ID: fmt.Sprintf("m%d", m), BrandID: fmt.Sprintf("b%d", m%brands), Kind: engine.MerchantTrader, Industry: "i"}})
+	}
+	skus := make([]engine.Event, 0, merchants*skusPerMerchant)
+	for m := range merchants {
+		for k := range skusPerMerchant {
+			i := len(skus)
+			skus = append(skus, engine.Event{Kind: engine.EventSKUUpserted, Partition: i % partitions, SKUSlot: uint32(i / partitions),
+				SKU: engine.SKU{ID: fmt.Sprintf("s%08d", i), MerchantID: fmt.Sprintf("m%d", m), BrandID: fmt.Sprintf("b%d", m%brands), Category: fmt.Sprintf("c%d", m%500+k%2)}})
+		}
+	}
+	var heapBytes uint64
+	b.ResetTimer()
+	for b.Loop() {
+		b.StopTimer()
+		st := newState()
+		for i := range catalog {
+			if err := st.apply(&cfg, &catalog[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		before := heapInUse()
+		b.StartTimer()
+		for i := range skus {
+			if err := st.apply(&cfg, &skus[i]); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		heapBytes += heapInUse() - before
+		runtime.KeepAlive(st)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(skus)), "ns/sku")
+	b.ReportMetric(float64(heapBytes)/float64(b.N*len(skus)), "heap-B/sku")
+}
+
+// heapInUse returns the live heap after a collection, in bytes.
+func heapInUse() uint64 {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
 }

@@ -44,7 +44,9 @@ const skuIDBytesMax = 1<<32 - 1
 // findSKU returns the row of SKU id, which the engine keeps in slot of
 // partition, or false for a new SKU.
 //
-// The engine gives a SKU id one slot for ever, and the slot's SKU event is
+// The engine gives a SKU id one slot for ever (a SKU never moves between
+// merchants, whose partition it is in, and is never removed), and the
+// slot's SKU event is
 // the first this projection sees of it, so an empty slot is a new SKU and a
 // full one holds it: an array read, not a hash of the id. Events that do
 // not keep to that (two ids in one slot, a slot past the engine's bounds:

@@ -217,6 +217,12 @@ type state struct {
 	// n's region number.
 	merchants      map[string]uint32
 	merchantRegion []uint16
+	// merchantIDs[n] is merchant n's id (the map's key), and lastMerchant
+	// the number of the last SKU event's merchant (-1 before one): a
+	// catalog lists a merchant's SKUs together, so most SKU events compare
+	// an id instead of hashing it.
+	merchantIDs  []string
+	lastMerchant int32
 	// bySlot[partition][slot] is 1 + the region number of the merchant of
 	// the SKU in that engine slot, or 0 before the first order on it: a
 	// cache filled from merchants, so that an order's origin costs one
@@ -258,15 +264,16 @@ type rateBucket struct {
 
 func newState() *state {
 	return &state{
-		regions:     []string{defaultMerchantRegion},
-		regionIndex: map[string]uint16{defaultMerchantRegion: 0},
-		merchants:   map[string]uint32{},
-		pending:     projection.NewPending[route](),
-		parcels:     newChunked[parcel](parcelsPerChunk),
-		scanLog:     newChunked[scan](scansPerChunk),
-		strs:        []string{""},
-		strIndex:    map[string]uint32{"": 0},
-		active:      map[int64]uint64{},
+		regions:      []string{defaultMerchantRegion},
+		regionIndex:  map[string]uint16{defaultMerchantRegion: 0},
+		merchants:    map[string]uint32{},
+		lastMerchant: -1,
+		pending:      projection.NewPending[route](),
+		parcels:      newChunked[parcel](parcelsPerChunk),
+		scanLog:      newChunked[scan](scansPerChunk),
+		strs:         []string{""},
+		strIndex:     map[string]uint32{"": 0},
+		active:       map[int64]uint64{},
 	}
 }
 
@@ -384,7 +391,7 @@ func (st *state) apply(ev *engine.Event) error {
 		// Filled at the import rather than at each SKU's first order: at
 		// the peak a first order's merchant-id hash was most of the
 		// origin's cost.
-		if n, ok := st.merchants[ev.SKU.MerchantID]; ok {
+		if n, ok := st.skuMerchant(ev.SKU.MerchantID); ok {
 			if cache := st.slotCache(ev.Partition, ev.SKUSlot); cache != nil && st.merchantRegion[n] < math.MaxUint16 {
 				*cache = st.merchantRegion[n] + 1
 			}
@@ -419,6 +426,19 @@ func (st *state) apply(ev *engine.Event) error {
 func (st *state) addMerchant(id string, region uint16) {
 	st.merchants[id] = uint32(len(st.merchantRegion))
 	st.merchantRegion = append(st.merchantRegion, region)
+	st.merchantIDs = append(st.merchantIDs, id)
+}
+
+// skuMerchant returns the number of a SKU event's merchant.
+func (st *state) skuMerchant(id string) (uint32, bool) {
+	if n := st.lastMerchant; n >= 0 && st.merchantIDs[n] == id {
+		return uint32(n), true
+	}
+	n, ok := st.merchants[id]
+	if ok {
+		st.lastMerchant = int32(n)
+	}
+	return n, ok
 }
 
 // origin returns the region number of an order's merchant: through the

@@ -136,13 +136,9 @@ func (st *state) encode(b []byte) []byte {
 	}
 	// SKUs in the order of their rows, so that a load rebuilds the same
 	// rows.
-	ids := make([]string, len(st.skus))
-	for id, r := range st.skuIndex {
-		ids[r] = id
-	}
 	b = binary.AppendUvarint(b, uint64(len(st.skus)))
 	for r, s := range st.skus {
-		b = appendString(b, ids[r])
+		b = appendString(b, st.skuIDs.at(int32(r)))
 		b = binary.AppendUvarint(b, uint64(s.brand))
 		b = binary.AppendUvarint(b, uint64(s.category))
 		b = binary.AppendUvarint(b, uint64(s.partition))
@@ -342,24 +338,27 @@ func decodeState(body []byte, hasPeak bool) (*state, error) {
 		m.name = d.string()
 		m.kind = d.index("kind", len(st.dims[DimKind].keys))
 		m.industry = d.index("industry", len(st.dims[DimIndustry].keys))
+		m.brand = -1
 	}
 	nBrands, nCats := len(st.brands), len(st.dims[DimCategory].keys)
 	n := d.count("skus", 3)
 	st.skus = make([]skuInfo, 0, n)
 	for r := 0; r < n && d.err == nil; r++ {
 		id := d.string()
-		if _, dup := st.skuIndex[id]; dup && d.err == nil {
-			d.fail(fmt.Sprintf("sku %q twice", id))
-		}
-		st.skuIndex[id] = int32(r)
 		info := skuInfo{brand: d.index("sku brand", nBrands), category: d.index("sku category", nCats)}
 		info.partition = d.index("sku partition", partitionsMax)
 		info.slot = uint32(d.index("sku slot", skuSlotsMax))
 		info.merchant = d.index("sku merchant", len(st.merchants)+1) - 1
-		st.skus = append(st.skus, info)
-		if d.err == nil {
-			st.indexSlot(int32(r))
+		if d.err != nil {
+			break
 		}
+		// A row in a slot already taken turns the index by id on
+		// (findSKU), which then finds a repeated id.
+		if _, dup := st.findSKU(id, int(info.partition), info.slot); dup {
+			d.fail(fmt.Sprintf("sku %q twice", id))
+			break
+		}
+		st.addSKU(id, info)
 	}
 	// The SKUs' copies of their brands' and merchants' fields are derived
 	// at the first placement, once the whole state is read.

@@ -17,12 +17,20 @@ type state struct {
 	brands    []brandInfo
 	merchants []merchantInfo
 	skus      []skuInfo
-	skuIndex  map[string]int32
+	skuIDs    skuIDs // the id of each row of skus
+	// skuByID finds a SKU's row by its id; nil (and not kept) while every
+	// SKU event and order line came with its engine slot (findSKU).
+	skuByID map[string]int32
 	// bySlot[p][slot] is the row+1 of the SKU in that slot of partition p
 	// (0: none), so that an order line finds its SKU by the slot the
 	// engine resolved, without hashing its id: at the peak that hash and
 	// its cache misses were a fifth of the server's CPU.
 	bySlot [][]int32
+	// lastMerchant and lastCategory are the rows of the last SKU event's
+	// merchant and category (-1 before one): a catalog lists a merchant's
+	// SKUs together, and those of a brand, so most SKU events compare an
+	// id instead of hashing it.
+	lastMerchant, lastCategory int32
 	// skusStale is set when a brand's country or a merchant's kind or
 	// industry changed after SKUs were indexed (or after a snapshot load):
 	// the next placement derives the SKUs' copies of them again.
@@ -79,6 +87,11 @@ type merchantInfo struct {
 	name     string
 	kind     int32 // row of dims[DimKind]
 	industry int32 // row of dims[DimIndustry]
+	// brand is the row of the merchant's own brand, -1 if it has none, it
+	// was not known when the merchant was put, or the state was loaded
+	// (not in the snapshot): most SKUs are of their merchant's brand, whose
+	// id they then compare instead of hashing.
+	brand int32
 }
 
 type skuInfo struct {
@@ -174,12 +187,14 @@ type total struct {
 
 func newState() *state {
 	st := &state{
-		skuIndex: make(map[string]int32),
-		pending:  projection.NewPending[pendingOrder](),
-		wide:     make(map[engine.OrderID][]line),
-		cells:    newCellTable(),
-		reached:  make(map[milestoneKey]struct{}),
-		counts:   counts{domestic: -1},
+		pending: projection.NewPending[pendingOrder](),
+		wide:    make(map[engine.OrderID][]line),
+		cells:   newCellTable(),
+		reached: make(map[milestoneKey]struct{}),
+		counts:  counts{domestic: -1},
+
+		lastMerchant: -1,
+		lastCategory: -1,
 	}
 	for i := range st.dims {
 		st.dims[i].index = make(map[string]int32)
@@ -278,6 +293,10 @@ func (st *state) upsertMerchant(m *engine.Merchant) {
 		st.merchants = append(st.merchants, merchantInfo{kind: -1})
 	}
 	mi := &st.merchants[r]
+	mi.brand = -1
+	if b, ok := st.dims[DimBrand].index[m.BrandID]; ok && m.BrandID != "" {
+		mi.brand = b
+	}
 	if mi.name != m.Name {
 		mi.name = internKey(m.Name)
 	}
@@ -293,31 +312,62 @@ func (st *state) upsertMerchant(m *engine.Merchant) {
 }
 
 func (st *state) upsertSKU(s *engine.SKU, partition int, slot uint32) error {
-	brand, ok := st.dims[DimBrand].index[s.BrandID]
+	merchant := st.skuMerchant(s.MerchantID)
+	brand, ok := st.skuBrand(s.BrandID, merchant)
 	if !ok {
 		return fmt.Errorf("%w: sku %q of unknown brand %q", ErrInconsistent, s.ID, s.BrandID)
 	}
-	cats := &st.dims[DimCategory]
-	category := cats.row(s.Category)
-	if int(category) == len(st.leaders) {
-		st.leaders = append(st.leaders, -1)
-	}
-	merchant, ok := st.dims[DimMerchant].index[s.MerchantID]
-	if !ok {
-		merchant = -1
-	}
+	category := st.skuCategory(s.Category)
 	info := skuInfo{brand: brand, category: category, partition: int32(partition), slot: slot, merchant: merchant}
 	info.derive(st)
-	r, ok := st.skuIndex[s.ID]
-	if ok {
+	if r, ok := st.findSKU(s.ID, partition, slot); ok {
 		st.skus[r] = info
+		st.indexSlot(r)
 	} else {
-		r = int32(len(st.skus))
-		st.skuIndex[internKey(s.ID)] = r
-		st.skus = append(st.skus, info)
+		st.addSKU(s.ID, info)
 	}
-	st.indexSlot(r)
 	return nil
+}
+
+// skuMerchant returns the row of a SKU event's merchant, -1 if unknown.
+func (st *state) skuMerchant(id string) int32 {
+	ms := &st.dims[DimMerchant]
+	if r := st.lastMerchant; r >= 0 && ms.keys[r] == id {
+		return r
+	}
+	r, ok := ms.index[id]
+	if !ok {
+		return -1
+	}
+	st.lastMerchant = r
+	return r
+}
+
+// skuBrand returns the row of a SKU event's brand: its merchant's own
+// brand when it is that one.
+func (st *state) skuBrand(id string, merchant int32) (int32, bool) {
+	bs := &st.dims[DimBrand]
+	if merchant >= 0 {
+		if r := st.merchants[merchant].brand; r >= 0 && bs.keys[r] == id {
+			return r, true
+		}
+	}
+	r, ok := bs.index[id]
+	return r, ok
+}
+
+// skuCategory returns the row of a SKU event's category, adding it if new.
+func (st *state) skuCategory(name string) int32 {
+	cats := &st.dims[DimCategory]
+	if r := st.lastCategory; r >= 0 && cats.keys[r] == name {
+		return r
+	}
+	r := cats.row(name)
+	if int(r) == len(st.leaders) {
+		st.leaders = append(st.leaders, -1)
+	}
+	st.lastCategory = r
+	return r
 }
 
 // indexSlot makes SKU row r found by its partition and slot.
@@ -340,12 +390,12 @@ func (st *state) indexSlot(r int32) {
 // partition when the engine resolved one (resolved is then true), else by
 // its id.
 func (st *state) skuOf(partition int, it *engine.Item) (row int32, resolved, ok bool) {
-	if slot, ok := it.SKUSlot(); ok && partition < len(st.bySlot) && slot < uint32(len(st.bySlot[partition])) {
-		if r := st.bySlot[partition][slot] - 1; r >= 0 {
+	if slot, ok := it.SKUSlot(); ok {
+		if r := st.slotRow(partition, slot); r >= 0 {
 			return r, true, true
 		}
 	}
-	r, ok := st.skuIndex[it.SKUID]
+	r, ok := st.skuByLineID(it.SKUID)
 	return r, false, ok
 }
 

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/pprof"
 
 	"github.com/fest-platform/fest/internal/bench"
 )
@@ -31,7 +30,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.Int64Var(&cfg.SnapshotEveryBytes, "snapshot-every-bytes", -1, "snapshot in the background after this much journal, as fest serve does (default -1: none during the run); reports the ack latency during snapshots")
 	fs.BoolVar(&cfg.Recovery, "recovery", false, "after the run, measure recovery time from the snapshot and from the journal alone")
 	asJSON := fs.Bool("json", false, "print one JSON object on the last line")
-	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (go tool pprof)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the measured run to this file (go tool pprof)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -44,10 +43,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("bench: create the cpu profile: %w", err)
 		}
 		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return fmt.Errorf("bench: start the cpu profile: %w", err)
-		}
-		defer pprof.StopCPUProfile()
+		cfg.CPUProfile = f
 	}
 	cfg.Progress = func(p bench.Progress) {
 		fmt.Fprintf(stderr, "\r%5.1fs  %12d orders  %10.0f orders/s", p.Elapsed.Seconds(), p.Orders, float64(p.Orders)/p.Elapsed.Seconds())

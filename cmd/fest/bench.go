@@ -66,7 +66,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		fmt.Fprintf(stdout, "allocations       %.3f per order\n", r.AllocsPerOrder)
 		fmt.Fprintf(stdout, "journal           %.1f bytes per order, %d fsyncs\n", r.BytesPerOrderJournal, r.Fsyncs)
 		fmt.Fprintf(stdout, "books             %d SKUs oversold, %d not conserved (of %d)\n", r.Oversold, r.Unconserved, r.SKUs)
-		fmt.Fprintf(stdout, "engine            %d partitions, %d workers, %.2f µs CPU per order\n", r.Partitions, r.Workers, r.CPUMicrosPerOrder)
+		fmt.Fprintf(stdout, "engine            %d partitions, %d workers, %.2f µs CPU per order, %.2f cores used\n", r.Partitions, r.Workers, r.CPUMicrosPerOrder, r.CPUCores)
 		if cfg.Recovery {
 			fmt.Fprintf(stdout, "recovery          %.0f ms from the snapshot, %.0f ms replaying the whole journal\n", r.RecoverySnapshotMs, r.RecoveryJournalMs)
 		}

@@ -155,12 +155,17 @@ type Report struct {
 	// goroutines, the generators included) per order: the budget is 3.4 µs
 	// for everything at 583,000 orders/s on two cores.
 	CPUMicrosPerOrder float64 `json:"cpu_us_per_order"`
-	DurationSec       float64 `json:"duration_sec"`
-	Partitions        int     `json:"partitions"`
-	Workers           int     `json:"workers"`
-	BatchSize         int     `json:"batch_size"`
-	SKUs              int     `json:"skus"`
-	Dir               string  `json:"dir"`
+	// CPUCores is the process's CPU time over the run's wall time: how many
+	// of the machine's cores the run had. Orders per second are CPUCores
+	// over the CPU per order, so on a machine busy with other work they
+	// say more about that work than about the engine.
+	CPUCores    float64 `json:"cpu_cores"`
+	DurationSec float64 `json:"duration_sec"`
+	Partitions  int     `json:"partitions"`
+	Workers     int     `json:"workers"`
+	BatchSize   int     `json:"batch_size"`
+	SKUs        int     `json:"skus"`
+	Dir         string  `json:"dir"`
 	// RecoverySnapshotMs is the time to reopen from the final snapshot
 	// (plus any journal after it); RecoveryJournalMs the time to reopen by
 	// replaying the whole journal. Set with Config.Recovery.
@@ -428,6 +433,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		r.Dir = cfg.Dir
 	}
 	r.OrdersPerSec = float64(r.Orders) / elapsed.Seconds()
+	r.CPUCores = cpu.Seconds() / elapsed.Seconds()
 	if r.Orders > 0 {
 		r.AllocsPerOrder = float64(msAfter.Mallocs-msBefore.Mallocs) / float64(r.Orders)
 		r.CPUMicrosPerOrder = float64(cpu.Microseconds()) / float64(r.Orders)

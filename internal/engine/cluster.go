@@ -896,6 +896,7 @@ func (e *Engine) submitCluster(b *Batch) {
 		b.perWorker[p] = b.perWorker[p][:0]
 	}
 	b.touched = b.touched[:0]
+	b.keyed = false
 	failed := e.Err() != nil
 	leased := e.cfg.Cluster.Leased
 	var now int64
@@ -925,6 +926,7 @@ func (e *Engine) submitCluster(b *Batch) {
 			continue
 		}
 		r.partition = int32(p)
+		b.keyed = b.keyed || r.keyedOrder()
 		if len(b.perWorker[p]) == 0 {
 			b.touched = append(b.touched, int32(p))
 		}

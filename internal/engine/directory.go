@@ -12,8 +12,8 @@ import (
 
 // directory maps SKU ids to their partition and slot. Gateways read it to
 // route an order (a request names SKUs, not merchants) and partition workers
-// write it when a SKU is created. It is sharded so that the many readers of
-// the hot path rarely meet a writer.
+// write it when a SKU is created. Readers take no lock (directoryShard);
+// writers lock one of its shards.
 //
 // A SKU is found by two hashes of its id under independent seeds rather than
 // by its id: comparing ids would read the stored id from elsewhere in memory,
@@ -45,23 +45,35 @@ const (
 )
 
 type directoryShard struct {
-	mu struct {
-		sync.RWMutex
-		entries []directoryEntry
-		count   int
+	// table is the shard's entries, read by the router without a lock:
+	// every order line looks one up, and a read lock's atomic update of
+	// the shard's cache line, made by the gateways of both cores, moved
+	// the line from core to core on most look-ups. Writers, which hold mu,
+	// store a published table's entries with atomic stores (an entry's
+	// hash before its word) and readers load them atomically (word before
+	// hash), so a reader sees an entry whole or as empty; a grown table is
+	// filled before it is published, and the table it replaces is never
+	// written again. Entries are only ever added or marked ambiguous, never
+	// moved or removed, so a reader meeting a writer answers as if just
+	// before or just after the write. table is nil until the shard's first
+	// insert.
+	table atomic.Pointer[[]directoryEntry]
+	mu    struct {
+		sync.Mutex
+		count int
 	}
 	// Pad to 128 bytes, a pair of cache lines (the unit the CPU prefetches
-	// together), so that a reader's atomic update of one shard's lock does
-	// not contend with its neighbours'.
+	// together), so that a writer's lock does not share its neighbours'
+	// lines.
 	_ [128 - unsafe.Sizeof(directoryShardFields{})]byte
 }
 
 // directoryShardFields is directoryShard without its padding, to size it.
 type directoryShardFields struct {
-	mu struct {
-		sync.RWMutex
-		entries []directoryEntry
-		count   int
+	table atomic.Pointer[[]directoryEntry]
+	mu    struct {
+		sync.Mutex
+		count int
 	}
 }
 
@@ -98,22 +110,32 @@ func home(hash uint64, n int) int {
 	return int(hash >> 32 * uint64(n) >> 32)
 }
 
-// find returns the index of the entry of (hash, check), or of the empty
-// entry where it would go, and whether it is there.
+// findEntry returns the index of the entry of (hash, check), or of the
+// empty entry where it would go, and whether it is there. It loads the
+// entries atomically (plain loads on amd64), since writers may store into
+// the table meanwhile.
 func findEntry(entries []directoryEntry, hash, check uint64) (int, bool) {
 	n := len(entries)
 	for i := home(hash, n); ; {
 		e := &entries[i]
-		if e.word == 0 {
+		word := atomic.LoadUint64(&e.word)
+		if word == 0 {
 			return i, false
 		}
-		if e.hash == hash && e.word&directoryCheckMask == check {
+		if word&directoryCheckMask == check && atomic.LoadUint64(&e.hash) == hash {
 			return i, true
 		}
 		if i++; i == n {
 			i = 0
 		}
 	}
+}
+
+// storeEntry writes entry i of a published table: the hash first, so that
+// a reader that sees the word sees its hash.
+func storeEntry(entries []directoryEntry, i int, hash, word uint64) {
+	atomic.StoreUint64(&entries[i].hash, hash)
+	atomic.StoreUint64(&entries[i].word, word)
 }
 
 // skuRefAmbiguous is the reference of an id that SKUs of two partitions
@@ -131,15 +153,13 @@ const skuRefAmbiguous skuRef = 1
 // or ambiguous (the reference is then 0 or skuRefAmbiguous).
 func (d *directory) lookup(id string) (skuRef, bool) {
 	hash, check := d.hashes(id)
-	s := &d.shards[hash%directoryShards]
-	s.mu.RLock()
 	var r skuRef
-	if len(s.mu.entries) > 0 {
-		if i, ok := findEntry(s.mu.entries, hash, check); ok {
-			r = skuRef(s.mu.entries[i].word &^ directoryCheckMask)
+	if t := d.shards[hash%directoryShards].table.Load(); t != nil {
+		entries := *t
+		if i, ok := findEntry(entries, hash, check); ok {
+			r = skuRef(atomic.LoadUint64(&entries[i].word) &^ directoryCheckMask)
 		}
 	}
-	s.mu.RUnlock()
 	return r, r.valid()
 }
 
@@ -174,38 +194,54 @@ func (d *directory) put(id string, ref skuRef, shared bool) skuRef {
 	s := &d.shards[hash%directoryShards]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.mu.entries) == 0 {
-		s.mu.entries = make([]directoryEntry, directoryEntries0)
+	t := s.table.Load()
+	if t == nil {
+		entries := make([]directoryEntry, directoryEntries0)
+		t = &entries
+		s.table.Store(t)
 	}
-	i, found := findEntry(s.mu.entries, hash, check)
+	entries := *t
+	i, found := findEntry(entries, hash, check)
 	if found {
-		held := skuRef(s.mu.entries[i].word &^ directoryCheckMask)
+		held := skuRef(entries[i].word &^ directoryCheckMask)
 		if shared && held.valid() && held.partition() != ref.partition() {
-			s.mu.entries[i].word = uint64(skuRefAmbiguous) | check
+			atomic.StoreUint64(&entries[i].word, uint64(skuRefAmbiguous)|check)
 			d.ambiguous.Add(1)
 		}
 		return held
 	}
-	if 8*(s.mu.count+1) > directoryLoadMax*len(s.mu.entries) {
-		s.grow()
-		i, _ = findEntry(s.mu.entries, hash, check)
+	if 8*(s.mu.count+1) > directoryLoadMax*len(entries) {
+		entries = s.grow(entries)
+		i, _ = findEntry(entries, hash, check)
 	}
-	s.mu.entries[i] = directoryEntry{hash: hash, word: uint64(ref) | check}
+	storeEntry(entries, i, hash, uint64(ref)|check)
 	s.mu.count++
 	return 0
 }
 
-// grow moves the shard's entries into a table a quarter larger.
-func (s *directoryShard) grow() {
-	old := s.mu.entries
+// grow copies the shard's entries into a table a quarter larger, publishes
+// it and returns it. REQUIRES: s.mu held.
+func (s *directoryShard) grow(old []directoryEntry) []directoryEntry {
 	n := len(old) + max(1, len(old)*directoryGrowth/4)
-	s.mu.entries = make([]directoryEntry, n)
+	entries := make([]directoryEntry, n)
 	for _, e := range old {
 		if e.word != 0 {
-			i, _ := findEntry(s.mu.entries, e.hash, e.word&directoryCheckMask)
-			s.mu.entries[i] = e
+			// Not yet published: plain writes.
+			i, _ := findEntry(entries, e.hash, e.word&directoryCheckMask)
+			entries[i] = e
 		}
 	}
+	s.table.Store(&entries)
+	return entries
+}
+
+// entries returns the shard's published table, nil before its first
+// insert.
+func (s *directoryShard) entries() []directoryEntry {
+	if t := s.table.Load(); t != nil {
+		return *t
+	}
+	return nil
 }
 
 // count returns the number of SKU ids (an ambiguous id counts once).
@@ -213,9 +249,9 @@ func (d *directory) count() int {
 	n := 0
 	for i := range d.shards {
 		s := &d.shards[i]
-		s.mu.RLock()
+		s.mu.Lock()
 		n += s.mu.count
-		s.mu.RUnlock()
+		s.mu.Unlock()
 	}
 	return n
 }
@@ -224,10 +260,7 @@ func (d *directory) count() int {
 func (d *directory) bytes() int {
 	n := 0
 	for i := range d.shards {
-		s := &d.shards[i]
-		s.mu.RLock()
-		n += len(s.mu.entries) * int(unsafe.Sizeof(directoryEntry{}))
-		s.mu.RUnlock()
+		n += len(d.shards[i].entries()) * int(unsafe.Sizeof(directoryEntry{}))
 	}
 	return n
 }

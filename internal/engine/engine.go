@@ -337,6 +337,7 @@ func (e *Engine) Submit(b *Batch) {
 		b.perWorker[w] = b.perWorker[w][:0]
 	}
 	failed := e.Err() != nil
+	b.keyed = false
 	for i := range b.Requests {
 		r := &b.Requests[i]
 		p, ok := e.admit(r, failed)
@@ -344,6 +345,7 @@ func (e *Engine) Submit(b *Batch) {
 			continue
 		}
 		r.partition = int32(p)
+		b.keyed = b.keyed || r.keyedOrder()
 		w := p % workers
 		b.perWorker[w] = append(b.perWorker[w], int32(i))
 	}

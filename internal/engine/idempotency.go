@@ -271,6 +271,9 @@ func (w *worker) idempotencyBeforeApply(shards []shard) {
 		return
 	}
 	for _, s := range shards {
+		if !s.b.keyed {
+			continue // no keyed order to look up
+		}
 		for _, i := range s.idx {
 			c.lookUpKey(&s.b.Requests[i], w.e.cfg.Logger)
 		}
@@ -280,7 +283,7 @@ func (w *worker) idempotencyBeforeApply(shards []shard) {
 // lookUpKey looks up on disk the key of a keyed order that misses memory
 // and records the answer in the command, for apply.
 func (c *core) lookUpKey(r *Request, logger *slog.Logger) {
-	if r.Command.Kind != KindPlaceOrder || r.Command.Order.IdempotencyKey == "" {
+	if !r.keyedOrder() {
 		return
 	}
 	o := &r.Command.Order

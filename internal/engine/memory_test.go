@@ -145,18 +145,19 @@ func TestDirectoryHashCollision(t *testing.T) {
 		hb, checkB = d.hashes(other)
 	}
 	sa := &d.shards[ha%directoryShards]
-	i, ok := findEntry(sa.mu.entries, ha, checkA)
+	i, ok := findEntry(sa.entries(), ha, checkA)
 	if !ok {
 		t.Fatal("sku-a's entry not found")
 	}
-	sa.mu.entries[i] = directoryEntry{}
+	sa.entries()[i] = directoryEntry{}
 	sa.mu.count--
 	sb := &d.shards[hb%directoryShards]
-	if len(sb.mu.entries) == 0 {
-		sb.mu.entries = make([]directoryEntry, directoryEntries0)
+	if len(sb.entries()) == 0 {
+		entries := make([]directoryEntry, directoryEntries0)
+		sb.table.Store(&entries)
 	}
-	j, _ := findEntry(sb.mu.entries, hb, checkA)
-	sb.mu.entries[j] = directoryEntry{hash: hb, word: uint64(first) | checkA}
+	j, _ := findEntry(sb.entries(), hb, checkA)
+	sb.entries()[j] = directoryEntry{hash: hb, word: uint64(first) | checkA}
 	sb.mu.count++
 	if _, ok := d.lookup(other); ok {
 		t.Fatal("an id found through another id's entry")

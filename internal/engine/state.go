@@ -431,9 +431,21 @@ func (p *partition) addPending(seq uint64, po *pendingOrder) {
 	if seq != p.pendingBase+uint64(len(p.pending)) {
 		panic(fmt.Sprintf("engine: partition %d pending order %d added out of order (window %d+%d)", p.id, seq, p.pendingBase, len(p.pending)))
 	}
+	if len(p.pending) == cap(p.pending) {
+		// Grow to twice the window, not by append's quarter: the window
+		// also slides (removePending trims its front, and the room before
+		// it is lost), so at append's growth a window of unpaid orders was
+		// copied about four times per order placed, with twice it once.
+		grown := make([]*pendingOrder, len(p.pending), max(2*len(p.pending), pendingWindowMin))
+		copy(grown, p.pending)
+		p.pending = grown
+	}
 	p.pending = append(p.pending, po)
 	p.pendingCount++
 }
+
+// pendingWindowMin is the smallest room the pending window is given.
+const pendingWindowMin = 256
 
 // removePending forgets the pending order seq and trims finished orders
 // from the front of the window.

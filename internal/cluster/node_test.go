@@ -214,30 +214,7 @@ func TestNodesSpreadAndHandOff(t *testing.T) {
 	defer servers.Close()
 	a := startNode(t, servers, "a")
 	defer a.Close()
-	// a ticks at one time of its clock until it serves every partition (a
-	// take-over that failed on a loaded machine is tried again at the next
-	// tick). Its leases are then surely valid, for its engine, until the
-	// test ends: a is paused only on its lease manager's clock, and on a
-	// loaded machine the catalog, the orders and b's take-over below may
-	// take longer than one renewal's validity in real time (TTL less the
-	// margin), after which a's engine would refuse the orders itself and
-	// never try the write that the fence must refuse.
-	deadline := time.Now().Add(waitMax)
-	for p := 0; p < partitions; p++ {
-		for !a.Engine().Owns(p) {
-			if time.Now().After(deadline) {
-				t.Fatalf("a does not serve partition %d", p)
-			}
-			if err := a.Leases().Tick(ctx); err != nil {
-				// (A bucket operation timed out: the next tick tries again.)
-				t.Logf("a's tick: %v", err)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	for p := 0; p < partitions; p++ {
-		a.Engine().ExtendLease(p, waitMax)
-	}
+	waitSpread(t, []*Node{a}, []int{partitions})
 	catalog(t, []*Node{a})
 	rng := rand.New(rand.NewPCG(1, 2))
 	orders := order(t, []*Node{a}, rng, 40)

@@ -46,23 +46,27 @@ const skuIDBytesMax = 1<<32 - 1
 //
 // The engine gives a SKU id one slot for ever (a SKU never moves between
 // merchants, whose partition it is in, and is never removed), and the
-// slot's SKU event is
-// the first this projection sees of it, so an empty slot is a new SKU and a
-// full one holds it: an array read, not a hash of the id. Events that do
-// not keep to that (two ids in one slot, a slot past the engine's bounds:
-// hand-written ones in tests) turn the index by id on, and it is used from
-// then on.
+// slot's SKU event is the first this projection sees of it, so an empty
+// slot is a new SKU and a full one holds it: an array read, not a hash of
+// the id. The slot decides whenever it is in bounds and empty or holds id,
+// whether or not the index by id is on, so that the rows never depend on
+// when the index was built (in a cluster one id may name a SKU in each of
+// two partitions: two rows, each found by its slot). Only events that do
+// not keep to that (another id in the slot, a slot past the engine's
+// bounds: hand-written ones in tests) are looked up by id, which turns the
+// index on; it is kept from then on.
 func (st *state) findSKU(id string, partition int, slot uint32) (int32, bool) {
-	if st.skuByID == nil {
-		if !slotInBounds(partition, slot) {
-			st.indexSKUIDs()
-		} else if r := st.slotRow(partition, slot); r < 0 {
+	if slotInBounds(partition, slot) {
+		r := st.slotRow(partition, slot)
+		if r < 0 {
 			return -1, false
-		} else if st.skuIDs.at(r) == id {
-			return r, true
-		} else {
-			st.indexSKUIDs()
 		}
+		if st.skuIDs.at(r) == id {
+			return r, true
+		}
+	}
+	if st.skuByID == nil {
+		st.indexSKUIDs()
 	}
 	r, ok := st.skuByID[id]
 	return r, ok

@@ -846,10 +846,17 @@ const scanParallel = 64
 // failover budget (50 ms to 1 s apart, for at most 20 s): after a --compare
 // run's deferred payments the projection lags the carriers' first scans by
 // seconds. No answer at all is not resent: that scan may have been applied.
+// In a cluster a forwarded scan may be answered 503 after its owner applied
+// it; the resend is safe all the same, since the carriers scan a parcel's
+// steps one round at a time, so a resend is the parcel's last scan again,
+// which changes nothing. The budget's deadline is the call's, shared by its
+// scans: a server that keeps answering 503 costs one call 20 s, not 20 s
+// for each wave of scanParallel scans.
 func (t *HTTPTarget) Scan(ctx context.Context, orderIDs []string, scans []ScanStep, out []Outcome) {
+	deadline := time.Now().Add(failoverResendFor)
 	eachParallel(len(orderIDs), scanParallel, func(i int) {
 		path := "/v1/parcels/P" + orderIDs[i] + "/scans"
-		resend := failover{pause: failoverPauseMin}
+		resend := failover{pause: failoverPauseMin, deadline: deadline}
 		for {
 			out[i] = t.scan(ctx, orderIDs[i], scans[i])
 			if out[i].Code != wire.CodeUnavailable || !resend.again(ctx, out[i]) {
@@ -915,7 +922,7 @@ func (t *HTTPTarget) ParcelStats(ctx context.Context) (ParcelStats, error) {
 // to the new owner. What is still unanswered then is reported as it was:
 // unavailable (a problem of the run) or transport (the driver's books are
 // uncertain and the audit checks conservation only). Outside a cluster
-// nothing is sent twice, as before.
+// only a carrier scan answered 503 is sent again (Scan); nothing else is.
 const (
 	// failoverResendFor bounds the resends after the first failed answer:
 	// a failover is a lease TTL (5 s by default) plus its detection and
@@ -931,7 +938,7 @@ const (
 )
 
 // failover is the resend budget of one call; nil outside a cluster, where
-// nothing is resent.
+// nothing but a refused scan is resent.
 type failover struct {
 	deadline time.Time // zero until the first failure
 	resends  int

@@ -284,8 +284,10 @@ func (s *Server) handleScan(w http.ResponseWriter, r *http.Request, be *backend)
 	// same, so the answer is still the 200 the contract promises, with the
 	// parcel as read before the engine and the engine's word on the scan:
 	// an error here would be a 503 that a carrier resends, and a resend
-	// after another scan of the parcel would apply this one twice. Every
-	// 503 of this endpoint thus means that nothing was applied.
+	// after another scan of the parcel would apply this one twice. On a
+	// single node every 503 of this endpoint thus means that nothing was
+	// applied; in a cluster a forwarded scan's 503 may still come after its
+	// owner applied it (forward.go).
 	if err := be.reads.WaitResult(ctx, id.Partition(), res.Position); err != nil {
 		p = scannedParcel(p, &sc, &res)
 		s.writeParcel(w, &p)

@@ -2,16 +2,23 @@ package server
 
 import (
 	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/vfs"
 )
 
 // fastFixture is an engine with SKU s1 (stock 1,000) of merchant m behind two
@@ -235,4 +242,108 @@ func TestFastPathDetach(t *testing.T) {
 	if a := readAnswer(t, r); a.status != 503 || a.header.Get("Retry-After") == "" {
 		t.Fatalf("after Detach: %d %v %s", a.status, a.header, a.body)
 	}
+}
+
+// BenchmarkSingleOrderLoopback is single JSON POST /v1/orders over
+// loopback TCP from 64 keep-alive connections, through the fast path and
+// through net/http alone (the engine's fsync skipped; client and server
+// share the process, so allocs/op counts both, the client's being the
+// same for the two).
+func BenchmarkSingleOrderLoopback(b *testing.B) {
+	for _, plain := range []bool{false, true} {
+		name := "fast"
+		if plain {
+			name = "nethttp"
+		}
+		b.Run(name, func(b *testing.B) {
+			eng, err := engine.Open(engine.Config{Dir: b.TempDir(), Partitions: 8, JournalFsync: func(vfs.File) error { return nil }})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer eng.Close()
+			s, err := New(Config{AdminToken: "a", StorefrontToken: "s", CarrierToken: "c", NetHTTPOnly: plain})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.Attach(eng, nil, nil)
+			defer s.Detach()
+			for _, cmd := range []engine.Command{
+				{Kind: engine.KindUpsertBrand, Brand: &engine.Brand{ID: "br", Name: "Brand", Country: "CN"}},
+				{Kind: engine.KindUpsertMerchant, Merchant: &engine.Merchant{ID: "m", Name: "Shop", BrandID: "br", Kind: engine.MerchantBrandStore}},
+				{Kind: engine.KindUpsertSKU, SKU: &engine.SKU{ID: "s", MerchantID: "m", BrandID: "br", Title: "t", Price: 100, Stock: engine.StockMax}},
+			} {
+				if res := eng.Do(context.Background(), cmd); !res.OK() {
+					b.Fatalf("%v: %v", cmd.Kind, res.Code)
+				}
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			hs := s.HTTPServer(nil)
+			go hs.Serve(s.LimitListener(ln))
+			defer hs.Close()
+			raw := []byte(orderRequest("s", `{"buyer_id":"u1","items":[{"sku_id":"s","quantity":1}],"channel":"app"}`))
+			b.SetParallelism(64 / runtime.GOMAXPROCS(0))
+			b.ReportAllocs()
+			cpu := processCPU()
+			b.RunParallel(func(pb *testing.PB) {
+				c, err := net.Dial("tcp", ln.Addr().String())
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				defer c.Close()
+				r := bufio.NewReader(c)
+				for pb.Next() {
+					if _, err := c.Write(raw); err != nil {
+						b.Error(err)
+						return
+					}
+					if err := skipAnswer(r, http.StatusCreated); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+		})
+	}
+}
+
+// processCPU is the process's user and system CPU time so far, in ns.
+func processCPU() int64 {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return ru.Utime.Nano() + ru.Stime.Nano()
+}
+
+// skipAnswer reads one response with a Content-Length from r, and fails
+// unless its status is want.
+func skipAnswer(r *bufio.Reader, want int) error {
+	line, err := r.ReadSlice('\n')
+	if err != nil {
+		return err
+	}
+	if !bytes.HasPrefix(line, []byte("HTTP/1.1 "+strconv.Itoa(want))) {
+		return fmt.Errorf("answer %q", line)
+	}
+	length := -1
+	for {
+		line, err = r.ReadSlice('\n')
+		if err != nil {
+			return err
+		}
+		if len(line) <= 2 {
+			break
+		}
+		if k, v, ok := bytes.Cut(line, []byte(":")); ok && bytes.EqualFold(k, []byte("Content-Length")) {
+			length, _ = strconv.Atoi(string(bytes.TrimSpace(v)))
+		}
+	}
+	if length < 0 {
+		return errors.New("answer without Content-Length")
+	}
+	_, err = r.Discard(length)
+	return err
 }

@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -86,6 +88,9 @@ type fastConn struct {
 	body   bytes.Reader
 	resp   fastResponse
 	cancel context.CancelFunc
+	// last holds each header's value on the previous request, one value
+	// each, at most fastHeadersMax of them (see addHeader).
+	last map[string][]string
 }
 
 // closeIdle closes the fast connections waiting for a request and lets
@@ -114,7 +119,7 @@ func (f *fastPath) quiesce() {
 // serve runs one accepted connection until it closes or is handed to
 // net/http through handoff.
 func (f *fastPath) serve(c *limitConn, handoff func(net.Conn)) {
-	fc := &fastConn{c: c, buf: make([]byte, fastReadBytes)}
+	fc := &fastConn{c: c, buf: make([]byte, fastReadBytes), last: make(map[string][]string)}
 	f.mu.Lock()
 	if f.closing {
 		f.mu.Unlock()
@@ -282,7 +287,7 @@ func (fc *fastConn) parse(b []byte) (used int, ok bool) {
 		case "Transfer-Encoding", "Expect", "Upgrade", "Te", "Trailer":
 			return 0, false
 		}
-		h[key] = append(h[key], string(v))
+		fc.addHeader(key, v)
 	}
 	if host == "" || length < 0 || len(b)-i < length {
 		return 0, false
@@ -291,6 +296,30 @@ func (fc *fastConn) parse(b []byte) (used int, ok bool) {
 	fc.req.ContentLength = int64(length)
 	fc.body.Reset(b[i : i+length])
 	return i + length, true
+}
+
+// addHeader adds the value v of header key to the request. A client sends
+// the same headers on every request of a connection (its token, its
+// content type), so a value equal to the one the previous request carried
+// reuses its string and slice: handlers read request headers and never
+// change them.
+func (fc *fastConn) addHeader(key string, v []byte) {
+	h := fc.req.Header
+	if prev, ok := h[key]; ok {
+		// A repeated header: a fresh slice, not one shared with last time.
+		h[key] = append(prev[:len(prev):len(prev)], string(v))
+		return
+	}
+	if last, ok := fc.last[key]; ok && last[0] == string(v) {
+		h[key] = last
+		return
+	}
+	vs := []string{string(v)}
+	if len(fc.last) >= fastHeadersMax {
+		clear(fc.last)
+	}
+	fc.last[key] = vs
+	h[key] = vs
 }
 
 // commonKeys interns the canonical names of the headers a single order
@@ -469,21 +498,44 @@ func (r *fastResponse) frame(b []byte) []byte {
 	return b
 }
 
-// appendHeader appends h in net/http's wire form (sorted, one line a
-// value).
+// appendHeader appends h in net/http's wire form: sorted by name, one line
+// a value, a value's CR and LF turned to spaces and its ends trimmed.
 func appendHeader(b []byte, h http.Header) []byte {
-	w := appendWriter{b}
-	h.Write(&w)
-	return w.b
+	var a [8]string
+	keys := a[:0]
+	for k := range h {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	for _, k := range keys {
+		if !validToken(k) {
+			continue // net/http drops such a header too
+		}
+		for _, v := range h[k] {
+			b = append(b, k...)
+			b = append(b, ": "...)
+			if strings.ContainsAny(v, "\r\n") {
+				v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+			}
+			b = append(b, strings.Trim(v, " \t")...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	return b
 }
 
-type appendWriter struct{ b []byte }
-
-func (w *appendWriter) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
-
-func (w *appendWriter) WriteString(s string) (int, error) {
-	w.b = append(w.b, s...)
-	return len(s), nil
+// validToken reports whether k is an HTTP token (RFC 9110 tchar).
+func validToken(k string) bool {
+	if k == "" {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // The Date header changes once a second: formatted once a second.

@@ -419,13 +419,27 @@ func decodeItem(b []byte, it *ItemView, idx, item int) error {
 
 // AppendResponse appends the encoded OrderBatchResponse of results to b.
 func AppendResponse(b []byte, results []Result) []byte {
-	var scratch []byte
 	for i := range results {
-		scratch = AppendResult(scratch[:0], &results[i])
-		b = protowire.AppendTag(b, OrderBatchResponseResults, protowire.BytesType)
-		b = protowire.AppendBytes(b, scratch)
+		b = AppendResponseResult(b, &results[i])
 	}
 	return b
+}
+
+// AppendResponseResult appends r as one results field of an
+// OrderBatchResponse (tag, length, body), sized first so that the body is
+// encoded in place rather than into a scratch buffer and copied.
+func AppendResponseResult(b []byte, r *Result) []byte {
+	b = protowire.AppendTag(b, OrderBatchResponseResults, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(resultSize(r)))
+	return AppendResult(b, r)
+}
+
+// resultSize is the length of AppendResult's encoding of r.
+func resultSize(r *Result) int {
+	if r.Error != nil {
+		return 1 + protowire.SizeBytes(errorSize(r.Error))
+	}
+	return 1 + protowire.SizeBytes(orderSize(&r.Order))
 }
 
 // AppendResult appends the body of one OrderResult (without its tag).

@@ -57,10 +57,16 @@ type fastPath struct {
 	write    time.Duration    // WriteTimeout from the end of a request's read
 	errorLog func() *log.Logger
 
-	mu      sync.Mutex
-	closing bool // REQUIRES: mu. Set by shutdown or Detach; no request starts afterwards.
-	conns   map[*fastConn]struct{}
-	active  sync.WaitGroup // requests in the handler; Detach waits for them
+	mu sync.Mutex
+	// closing is set by Detach and when the listener closes: no fast
+	// request starts afterwards (the connection goes to net/http).
+	// REQUIRES: mu.
+	closing bool
+	// closed is set when the listener closes: a fast connection closes
+	// once idle. REQUIRES: mu.
+	closed bool
+	conns  map[*fastConn]struct{}
+	active sync.WaitGroup // requests in the handler; Detach waits for them
 }
 
 func newFastPath(s *Server, handler http.HandlerFunc) *fastPath {
@@ -94,12 +100,13 @@ type fastConn struct {
 }
 
 // closeIdle closes the fast connections waiting for a request and lets
-// the busy ones close after their answer; it runs on http.Server
-// Shutdown, as net/http closes its own idle connections then.
+// the busy ones close after their answer; it runs when the listener
+// closes (http.Server's Shutdown or Close), as net/http closes its own
+// idle connections then.
 func (f *fastPath) closeIdle() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.closing = true
+	f.closing, f.closed = true, true
 	for fc := range f.conns {
 		if !fc.active {
 			fc.c.Close()
@@ -202,13 +209,13 @@ func (f *fastPath) begin(fc *fastConn) bool {
 	return true
 }
 
-// end marks fc idle again; false if it should close (the server is
-// closing and closeIdle may have passed it by while it was busy).
+// end marks fc idle again; false if it should close (the listener closed
+// and closeIdle may have passed it by while it was busy).
 func (f *fastPath) end(fc *fastConn) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	fc.active = false
-	return !f.closing
+	return !f.closed
 }
 
 // run calls the handler and frames its answer into fc.out; false if the

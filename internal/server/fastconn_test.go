@@ -26,6 +26,7 @@ import (
 type fastFixture struct {
 	fast, plain string // addresses
 	fastSrv     *Server
+	fastHTTP    *http.Server
 }
 
 func newFastFixture(t *testing.T) *fastFixture {
@@ -55,7 +56,7 @@ func newFastFixture(t *testing.T) *fastFixture {
 		if plain {
 			f.plain = ln.Addr().String()
 		} else {
-			f.fast, f.fastSrv = ln.Addr().String(), s
+			f.fast, f.fastSrv, f.fastHTTP = ln.Addr().String(), s, hs
 		}
 	}
 	c := f.dial(t, f.plain)
@@ -241,6 +242,28 @@ func TestFastPathDetach(t *testing.T) {
 	c.Write([]byte(order))
 	if a := readAnswer(t, r); a.status != 503 || a.header.Get("Retry-After") == "" {
 		t.Fatalf("after Detach: %d %v %s", a.status, a.header, a.body)
+	}
+}
+
+// TestFastPathShutdown checks that Shutdown closes a fast connection
+// waiting for its next request, as net/http closes its idle ones, and
+// returns.
+func TestFastPathShutdown(t *testing.T) {
+	f := newFastFixture(t)
+	c := f.dial(t, f.fast)
+	defer c.Close()
+	r := bufio.NewReader(c)
+	c.Write([]byte(orderRequest("s", `{"buyer_id":"u4","items":[{"sku_id":"s1","quantity":1}]}`)))
+	if a := readAnswer(t, r); a.status != 201 {
+		t.Fatalf("order: %d %s", a.status, a.body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := f.fastHTTP.Shutdown(ctx); err != nil {
+		t.Fatalf("shutdown: %v", err)
+	}
+	if _, err := r.ReadByte(); err != io.EOF {
+		t.Fatalf("idle fast connection after Shutdown: read %v, want EOF", err)
 	}
 }
 

@@ -47,11 +47,6 @@ func (s *Server) HTTPServer(errorLog *log.Logger) *http.Server {
 	hs.RegisterOnShutdown(s.gmv.closeStreams)
 	// Event feeds never end by themselves; Shutdown waits for handlers.
 	hs.RegisterOnShutdown(s.closeFeeds)
-	if s.fast != nil {
-		// net/http closes its idle connections on Shutdown; the fast
-		// path closes its own.
-		hs.RegisterOnShutdown(s.fast.closeIdle)
-	}
 	s.errorLog.Store(errorLog)
 	return hs
 }
@@ -166,9 +161,18 @@ func (l *limitListener) handoff(c net.Conn) {
 	}
 }
 
+// Close stops accepting. With the fast path on it also closes the fast
+// connections waiting for a request, and the busy ones after their
+// answer: http.Server's Close and Shutdown both close the listener first
+// and then net/http's own idle connections, but cannot see these. The
+// fast path then stays off for the server's other listeners too, whose
+// connections net/http serves from then on.
 func (l *limitListener) Close() error {
 	if l.done != nil {
-		l.closeOnce.Do(func() { close(l.done) })
+		l.closeOnce.Do(func() {
+			close(l.done)
+			l.fast.closeIdle()
+		})
 	}
 	return l.Listener.Close()
 }

@@ -290,15 +290,7 @@ func BenchmarkSingleOrderLoopback(b *testing.B) {
 			}
 			s.Attach(eng, nil, nil)
 			defer s.Detach()
-			for _, cmd := range []engine.Command{
-				{Kind: engine.KindUpsertBrand, Brand: &engine.Brand{ID: "br", Name: "Brand", Country: "CN"}},
-				{Kind: engine.KindUpsertMerchant, Merchant: &engine.Merchant{ID: "m", Name: "Shop", BrandID: "br", Kind: engine.MerchantBrandStore}},
-				{Kind: engine.KindUpsertSKU, SKU: &engine.SKU{ID: "s", MerchantID: "m", BrandID: "br", Title: "t", Price: 100, Stock: engine.StockMax}},
-			} {
-				if res := eng.Do(context.Background(), cmd); !res.OK() {
-					b.Fatalf("%v: %v", cmd.Kind, res.Code)
-				}
-			}
+			seedBenchSKU(b, eng)
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				b.Fatal(err)

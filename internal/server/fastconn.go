@@ -250,7 +250,7 @@ func (fc *fastConn) parse(b []byte) (used int, ok bool) {
 	h := fc.req.Header
 	clear(h)
 	i := len(line)
-	host, length := "", -1
+	host, length, seenHost := "", -1, false
 	for lines := 0; ; lines++ {
 		end := bytes.Index(b[i:], []byte("\r\n"))
 		if end < 0 || lines > fastHeadersMax {
@@ -275,10 +275,14 @@ func (fc *fastConn) parse(b []byte) (used int, ok bool) {
 		}
 		switch key {
 		case "Host":
-			if host != "" || !validHost(v) {
+			if seenHost || !validHost(v) {
 				return 0, false
 			}
-			host = string(v)
+			seenHost = true
+			host = fc.req.Host // the previous request's, usually the same
+			if host != string(v) {
+				host = string(v)
+			}
 			continue // net/http moves it to Request.Host
 		case "Content-Length":
 			if length >= 0 {
@@ -296,7 +300,7 @@ func (fc *fastConn) parse(b []byte) (used int, ok bool) {
 		}
 		fc.addHeader(key, v)
 	}
-	if host == "" || length < 0 || len(b)-i < length {
+	if !seenHost || length < 0 || len(b)-i < length {
 		return 0, false
 	}
 	fc.req.Host = host

@@ -126,7 +126,7 @@ func (f *fastPath) quiesce() {
 // serve runs one accepted connection until it closes or is handed to
 // net/http through handoff.
 func (f *fastPath) serve(c *limitConn, handoff func(net.Conn)) {
-	fc := &fastConn{c: c, buf: make([]byte, fastReadBytes), last: make(map[string][]string)}
+	fc := &fastConn{c: c, buf: make([]byte, fastReadBytes)}
 	f.mu.Lock()
 	if f.closing {
 		f.mu.Unlock()
@@ -135,21 +135,14 @@ func (f *fastPath) serve(c *limitConn, handoff func(net.Conn)) {
 	}
 	f.conns[fc] = struct{}{}
 	f.mu.Unlock()
-	ctx, cancel := context.WithCancel(context.Background())
-	fc.cancel = cancel
-	fc.req = (&http.Request{
-		Method: http.MethodPost, URL: &url.URL{Path: fastRoute}, RequestURI: fastRoute,
-		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: make(http.Header, 8), Body: fastBody{&fc.body}, RemoteAddr: c.RemoteAddr().String(),
-	}).WithContext(ctx)
-	fc.resp.header = make(http.Header, 4)
-
 	handed := false
 	defer func() {
 		f.mu.Lock()
 		delete(f.conns, fc)
 		f.mu.Unlock()
-		cancel()
+		if fc.cancel != nil {
+			fc.cancel()
+		}
 		if !handed {
 			c.Close()
 		}
@@ -247,6 +240,9 @@ func (fc *fastConn) parse(b []byte) (used int, ok bool) {
 	if !bytes.HasPrefix(b, []byte(line)) {
 		return 0, false
 	}
+	if fc.req == nil {
+		fc.start()
+	}
 	h := fc.req.Header
 	clear(h)
 	i := len(line)
@@ -331,6 +327,21 @@ func (fc *fastConn) addHeader(key string, v []byte) {
 	}
 	fc.last[key] = vs
 	h[key] = vs
+}
+
+// start makes the request, maps and context fc reuses, at its first
+// request of the fast shape: a connection handed over at once (a batch
+// client's) costs only the read buffer.
+func (fc *fastConn) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	fc.cancel = cancel
+	fc.req = (&http.Request{
+		Method: http.MethodPost, URL: &url.URL{Path: fastRoute}, RequestURI: fastRoute,
+		Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: make(http.Header, 8), Body: fastBody{&fc.body}, RemoteAddr: fc.c.RemoteAddr().String(),
+	}).WithContext(ctx)
+	fc.resp.header = make(http.Header, 4)
+	fc.last = make(map[string][]string)
 }
 
 // commonKeys interns the canonical names of the headers a single order

@@ -429,30 +429,35 @@ func AppendResponse(b []byte, results []Result) []byte {
 // OrderBatchResponse (tag, length, body), sized first so that the body is
 // encoded in place rather than into a scratch buffer and copied.
 func AppendResponseResult(b []byte, r *Result) []byte {
+	inner := resultInnerSize(r)
 	b = protowire.AppendTag(b, OrderBatchResponseResults, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(resultSize(r)))
-	return AppendResult(b, r)
+	b = protowire.AppendVarint(b, uint64(1+protowire.SizeBytes(inner)))
+	return appendResult(b, r, inner)
 }
 
-// resultSize is the length of AppendResult's encoding of r.
-func resultSize(r *Result) int {
+// resultInnerSize is the length of r's order or error message, the one
+// field of its OrderResult.
+func resultInnerSize(r *Result) int {
 	if r.Error != nil {
-		return 1 + protowire.SizeBytes(errorSize(r.Error))
+		return errorSize(r.Error)
 	}
-	return 1 + protowire.SizeBytes(orderSize(&r.Order))
+	return orderSize(&r.Order)
 }
 
 // AppendResult appends the body of one OrderResult (without its tag).
-func AppendResult(b []byte, r *Result) []byte {
+func AppendResult(b []byte, r *Result) []byte { return appendResult(b, r, resultInnerSize(r)) }
+
+// appendResult is AppendResult with the size of r's message, inner,
+// computed by the caller (resultInnerSize), so that it is computed once.
+func appendResult(b []byte, r *Result, inner int) []byte {
 	if r.Error != nil {
-		e := r.Error
 		b = protowire.AppendTag(b, OrderResultError, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(errorSize(e)))
-		return errorBody(b, e)
+		b = protowire.AppendVarint(b, uint64(inner))
+		return errorBody(b, r.Error)
 	}
 	o := &r.Order
 	b = protowire.AppendTag(b, OrderResultOrder, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(orderSize(o)))
+	b = protowire.AppendVarint(b, uint64(inner))
 	b = appendStr(b, OrderOrderID, o.OrderID)
 	b = appendStr(b, OrderStatus, o.Status)
 	b = appendStr(b, OrderBuyerID, o.BuyerID)

@@ -362,3 +362,57 @@ func skipAnswer(r *bufio.Reader, want int) error {
 	_, err = r.Discard(length)
 	return err
 }
+
+// FuzzFastParse checks the fast path's request parser against net/http's:
+// whatever bytes arrive, a request the fast path accepts is one that
+// http.ReadRequest reads the same (method, path, host, headers, body), so
+// the fast path never serves a request net/http would refuse or read
+// otherwise.
+func FuzzFastParse(f *testing.F) {
+	body := `{"buyer_id":"u1","items":[{"sku_id":"s1","quantity":1}]}`
+	for _, seed := range []string{
+		orderRequest("s", body),
+		orderRequest("s", body, "Idempotency-Key: k1", "X-Extra:  spaced value \t"),
+		orderRequest("s", body) + orderRequest("s", body),
+		"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+		"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 02\r\nconnection: KEEP-ALIVE\r\n\r\n{}",
+		"POST /v1/orders HTTP/1.1\r\nhost: a\r\ncontent-length: 0\r\n\r\n",
+		"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n folded\r\n\r\n{}",
+		"POST /v1/orders HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nA:\r\n\r\n{}",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, raw []byte) {
+		fc := &fastConn{c: &limitConn{Conn: fakeAddrConn{}}}
+		used, ok := fc.parse(raw)
+		if !ok {
+			return
+		}
+		want, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(raw[:used])))
+		if err != nil {
+			t.Fatalf("fast path accepts %q, net/http refuses it: %v", raw[:used], err)
+		}
+		got := fc.req
+		if want.Method != got.Method || want.URL.Path != got.URL.Path || want.URL.RawQuery != "" || want.Host != got.Host ||
+			want.ContentLength != got.ContentLength || want.Close {
+			t.Fatalf("%q: net/http reads %s %s host %q length %d close %v; fast %s %s host %q length %d",
+				raw[:used], want.Method, want.URL, want.Host, want.ContentLength, want.Close, got.Method, got.URL, got.Host, got.ContentLength)
+		}
+		// The server removes Host from the map (Request.Host has it).
+		want.Header.Del("Host")
+		if a, b := headerText(want.Header), headerText(got.Header); a != b {
+			t.Fatalf("%q: headers net/http %q, fast %q", raw[:used], a, b)
+		}
+		wb, _ := io.ReadAll(want.Body)
+		gb, _ := io.ReadAll(got.Body)
+		if !bytes.Equal(wb, gb) {
+			t.Fatalf("%q: body net/http %q, fast %q", raw[:used], wb, gb)
+		}
+	})
+}
+
+// fakeAddrConn is a connection with an address and nothing else, for the
+// parser's request.
+type fakeAddrConn struct{ net.Conn }
+
+func (fakeAddrConn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }

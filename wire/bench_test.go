@@ -59,7 +59,8 @@ func BenchmarkAppendRequest(b *testing.B) {
 }
 
 // BenchmarkAppendResult is the server's encoding of a 1,000-order answer,
-// one result at a time into the response buffer.
+// one result at a time into the response buffer, each sized and encoded
+// in place (AppendResponseResult).
 func BenchmarkAppendResult(b *testing.B) {
 	results := benchResults(benchBatch)
 	var body []byte
@@ -67,7 +68,7 @@ func BenchmarkAppendResult(b *testing.B) {
 	for b.Loop() {
 		body = body[:0]
 		for i := range results {
-			body = AppendResult(body, &results[i])
+			body = AppendResponseResult(body, &results[i])
 		}
 	}
 }

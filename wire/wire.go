@@ -419,26 +419,45 @@ func decodeItem(b []byte, it *ItemView, idx, item int) error {
 
 // AppendResponse appends the encoded OrderBatchResponse of results to b.
 func AppendResponse(b []byte, results []Result) []byte {
-	var scratch []byte
 	for i := range results {
-		scratch = AppendResult(scratch[:0], &results[i])
-		b = protowire.AppendTag(b, OrderBatchResponseResults, protowire.BytesType)
-		b = protowire.AppendBytes(b, scratch)
+		b = AppendResponseResult(b, &results[i])
 	}
 	return b
 }
 
-// AppendResult appends the body of one OrderResult (without its tag).
-func AppendResult(b []byte, r *Result) []byte {
+// AppendResponseResult appends r as one results field of an
+// OrderBatchResponse (tag, length, body), sized first so that the body is
+// encoded in place rather than into a scratch buffer and copied.
+func AppendResponseResult(b []byte, r *Result) []byte {
+	inner := resultInnerSize(r)
+	b = protowire.AppendTag(b, OrderBatchResponseResults, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(1+protowire.SizeBytes(inner)))
+	return appendResult(b, r, inner)
+}
+
+// resultInnerSize is the length of r's order or error message, the one
+// field of its OrderResult.
+func resultInnerSize(r *Result) int {
 	if r.Error != nil {
-		e := r.Error
+		return errorSize(r.Error)
+	}
+	return orderSize(&r.Order)
+}
+
+// AppendResult appends the body of one OrderResult (without its tag).
+func AppendResult(b []byte, r *Result) []byte { return appendResult(b, r, resultInnerSize(r)) }
+
+// appendResult is AppendResult with the size of r's message, inner,
+// computed by the caller (resultInnerSize), so that it is computed once.
+func appendResult(b []byte, r *Result, inner int) []byte {
+	if r.Error != nil {
 		b = protowire.AppendTag(b, OrderResultError, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(errorSize(e)))
-		return errorBody(b, e)
+		b = protowire.AppendVarint(b, uint64(inner))
+		return errorBody(b, r.Error)
 	}
 	o := &r.Order
 	b = protowire.AppendTag(b, OrderResultOrder, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(orderSize(o)))
+	b = protowire.AppendVarint(b, uint64(inner))
 	b = appendStr(b, OrderOrderID, o.OrderID)
 	b = appendStr(b, OrderStatus, o.Status)
 	b = appendStr(b, OrderBuyerID, o.BuyerID)

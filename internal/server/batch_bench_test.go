@@ -67,6 +67,20 @@ func runBatchBench(b *testing.B, h http.Handler, body []byte, proto bool) {
 	b.ReportMetric(float64(after.Mallocs-before.Mallocs)/orders, "allocs/order")
 }
 
+// seedBenchSKU gives eng brand br, its merchant m and SKU s of unbounded
+// stock.
+func seedBenchSKU(b *testing.B, eng *engine.Engine) {
+	for _, cmd := range []engine.Command{
+		{Kind: engine.KindUpsertBrand, Brand: &engine.Brand{ID: "br", Name: "Brand", Country: "CN"}},
+		{Kind: engine.KindUpsertMerchant, Merchant: &engine.Merchant{ID: "m", Name: "Shop", BrandID: "br", Kind: engine.MerchantBrandStore}},
+		{Kind: engine.KindUpsertSKU, SKU: &engine.SKU{ID: "s", MerchantID: "m", BrandID: "br", Title: "t", Price: 100, Stock: engine.StockMax}},
+	} {
+		if res := eng.Do(context.Background(), cmd); !res.OK() {
+			b.Fatalf("%v: %v", cmd.Kind, res.Code)
+		}
+	}
+}
+
 // BenchmarkSingleNodeBatch is POST /v1/orders:batch on a node that runs
 // alone (no cluster), the journal's fsync skipped: the path that must not
 // change with clustering. It uses nothing of cluster.go, so that it runs
@@ -102,16 +116,7 @@ func BenchmarkSingleNodeBatch(b *testing.B) {
 			}()
 			proj.Start(eng)
 			srv.Attach(eng, proj, store)
-			ctx := context.Background()
-			for _, cmd := range []engine.Command{
-				{Kind: engine.KindUpsertBrand, Brand: &engine.Brand{ID: "br", Name: "Brand", Country: "CN"}},
-				{Kind: engine.KindUpsertMerchant, Merchant: &engine.Merchant{ID: "m", Name: "Shop", BrandID: "br", Kind: engine.MerchantBrandStore}},
-				{Kind: engine.KindUpsertSKU, SKU: &engine.SKU{ID: "s", MerchantID: "m", BrandID: "br", Title: "t", Price: 100, Stock: engine.StockMax}},
-			} {
-				if res := eng.Do(ctx, cmd); !res.OK() {
-					b.Fatalf("%v: %v", cmd.Kind, res.Code)
-				}
-			}
+			seedBenchSKU(b, eng)
 			runBatchBench(b, srv.Handler(), benchBatchBody("s", proto), proto)
 		})
 	}

@@ -83,6 +83,11 @@ type Config struct {
 	// Retry-After, then closed, rather than left waiting in the accept
 	// queue, so a client knows to back off and retry (see LimitListener).
 	ConnectionsMax int
+	// NetHTTPOnly serves every request through net/http, single orders
+	// included; by default LimitListener serves keep-alive connections
+	// sending single orders on its own loop (fastconn.go), which a cluster
+	// node never does. For comparison and as a fallback.
+	NetHTTPOnly bool
 	// StreamsMax bounds the concurrent GET /v1/gmv/stream clients (default
 	// 1,000, or half of ConnectionsMax if less); one past it is answered
 	// 503 unavailable with Retry-After.

@@ -47,6 +47,7 @@ func (s *Server) HTTPServer(errorLog *log.Logger) *http.Server {
 	hs.RegisterOnShutdown(s.gmv.closeStreams)
 	// Event feeds never end by themselves; Shutdown waits for handlers.
 	hs.RegisterOnShutdown(s.closeFeeds)
+	s.errorLog.Store(errorLog)
 	return hs
 }
 
@@ -78,7 +79,16 @@ func newConnMetrics(reg *prometheus.Registry, connectionsMax int) *connMetrics {
 // in the contract's words, instead of a connect that hangs until the
 // client's own timeout. All listeners of one Server share the bound.
 func (s *Server) LimitListener(ln net.Listener) net.Listener {
-	return &limitListener{Listener: ln, m: s.conns, busy: s.busyAnswer(), rejecting: make(chan struct{}, rejectingMax)}
+	l := &limitListener{Listener: ln, m: s.conns, busy: s.busyAnswer(), rejecting: make(chan struct{}, rejectingMax)}
+	if s.fast != nil {
+		// Connections start on the fast path (fastconn.go) and reach
+		// net/http through Accept when they leave it.
+		l.fast = s.fast
+		l.handed = make(chan net.Conn)
+		l.errs = make(chan error)
+		l.done = make(chan struct{})
+	}
+	return l
 }
 
 // busyAnswer is the whole HTTP answer to a connection over the bound.
@@ -94,9 +104,80 @@ type limitListener struct {
 	m         *connMetrics
 	busy      []byte
 	rejecting chan struct{} // one token per connection being turned away
+
+	// With the fast path on, an accept loop of its own takes the
+	// connections; Accept returns those handed over and the loop's errors.
+	fast      *fastPath
+	handed    chan net.Conn
+	errs      chan error
+	done      chan struct{} // closed by Close
+	startOnce sync.Once
+	closeOnce sync.Once
 }
 
 func (l *limitListener) Accept() (net.Conn, error) {
+	if l.fast == nil {
+		return l.acceptLimited()
+	}
+	l.startOnce.Do(func() { go l.acceptFast() })
+	select {
+	case c := <-l.handed:
+		return c, nil
+	case err := <-l.errs:
+		return nil, err
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// acceptFast accepts connections for the fast path until the listener
+// fails for good, passing every error on to Accept as net/http expects
+// (it retries the temporary ones).
+func (l *limitListener) acceptFast() {
+	for {
+		c, err := l.acceptLimited()
+		if err != nil {
+			select {
+			case l.errs <- err:
+			case <-l.done:
+				return
+			}
+			if ne, ok := err.(net.Error); !ok || !ne.Temporary() { //nolint:staticcheck // net/http's own test
+				return
+			}
+			continue
+		}
+		go l.fast.serve(c.(*limitConn), l.handoff)
+	}
+}
+
+// handoff gives c to net/http; once the listener is closed nobody
+// accepts, and c is closed instead, as an idle connection on Shutdown.
+func (l *limitListener) handoff(c net.Conn) {
+	select {
+	case l.handed <- c:
+	case <-l.done:
+		c.Close()
+	}
+}
+
+// Close stops accepting. With the fast path on it also closes the fast
+// connections waiting for a request, and the busy ones after their
+// answer: http.Server's Close and Shutdown both close the listener first
+// and then net/http's own idle connections, but cannot see these. The
+// fast path then stays off for the server's other listeners too, whose
+// connections net/http serves from then on.
+func (l *limitListener) Close() error {
+	if l.done != nil {
+		l.closeOnce.Do(func() {
+			close(l.done)
+			l.fast.closeIdle()
+		})
+	}
+	return l.Listener.Close()
+}
+
+func (l *limitListener) acceptLimited() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
 		if err != nil {

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 
-	"google.golang.org/protobuf/encoding/protowire"
-
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/projection/orders"
 	"github.com/fest-platform/fest/wire"
@@ -808,10 +806,7 @@ func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine
 }
 
 func (s *Server) appendProtoResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError), remote *remoteAnswers) []byte {
-	var res wire.Result
-	var we wire.Error
-	var idBuf [16]byte
-	scratch := make([]byte, 0, 256)
+	var items []wire.OrderItem // reused from one order to the next
 	for i, e := range entries {
 		if remote != nil && e.err == nil {
 			if a := remote.get(e.req); a != nil {
@@ -820,25 +815,34 @@ func (s *Server) appendProtoResults(b []byte, entries []batchEntry, batch *engin
 			}
 		}
 		o, replayed, aerr := s.batchResult(i, e, batch, load)
-		res.Error = nil
-		if aerr != nil {
-			we = wire.Error{Code: aerr.Code, Message: aerr.Message, Field: aerr.Field, SKUID: aerr.SKUID, Available: aerr.Available}
-			res.Error = &we
-		} else {
-			items := res.Order.Items[:0]
-			for _, it := range o.Items {
-				items = append(items, wire.OrderItem{SKUID: it.SKUID, Quantity: it.Quantity, UnitPrice: it.UnitPrice, Amount: it.Amount})
-			}
-			res.Order = wire.Order{
-				OrderID: string(o.ID.AppendText(idBuf[:0])), Status: o.Status.String(),
-				BuyerID: o.BuyerID, MerchantID: o.MerchantID, Items: items, Total: o.Total,
-				Currency: "CNY", Channel: o.Channel, Region: o.Region, DealID: o.DealID,
-				CreatedAtUnixNanos: o.CreatedAt, PayByUnixNanos: o.PayBy, Replayed: replayed,
-			}
-		}
-		scratch = wire.AppendResult(scratch[:0], &res)
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		b = protowire.AppendBytes(b, scratch)
+		b = appendProtoResult(b, &o, replayed, aerr, &items)
 	}
+	return b
+}
+
+// appendProtoResult appends one result of a protobuf batch answer: the
+// order, or aerr. Its Result lives only in this call, so that the order
+// id's text stays on the stack (a Result reused across the loop made it
+// escape: one allocation per order).
+func appendProtoResult(b []byte, o *orderView, replayed bool, aerr *apiError, items *[]wire.OrderItem) []byte {
+	var res wire.Result
+	if aerr != nil {
+		res.Error = &wire.Error{Code: aerr.Code, Message: aerr.Message, Field: aerr.Field, SKUID: aerr.SKUID, Available: aerr.Available}
+		return wire.AppendResponseResult(b, &res)
+	}
+	its := (*items)[:0]
+	for _, it := range o.Items {
+		its = append(its, wire.OrderItem{SKUID: it.SKUID, Quantity: it.Quantity, UnitPrice: it.UnitPrice, Amount: it.Amount})
+	}
+	*items = its
+	var idBuf [20]byte
+	res.Order = wire.Order{
+		OrderID: string(o.ID.AppendText(idBuf[:0])), Status: o.Status.String(),
+		BuyerID: o.BuyerID, MerchantID: o.MerchantID, Items: its, Total: o.Total,
+		Currency: "CNY", Channel: o.Channel, Region: o.Region, DealID: o.DealID,
+		CreatedAtUnixNanos: o.CreatedAt, PayByUnixNanos: o.PayBy, Replayed: replayed,
+	}
+	b = wire.AppendResponseResult(b, &res)
+	clear(its) // no strings of this batch pinned by the next
 	return b
 }

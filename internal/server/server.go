@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"io"
+	"log"
 	"net/http"
 	"strings"
 	"sync"
@@ -44,6 +45,13 @@ type Server struct {
 	conns   *connMetrics // the connection bound of LimitListener
 	feeds   feedState
 	cl      *clusterState // nil on a single node
+	fast    *fastPath     // nil with NetHTTPOnly or in a cluster
+	// errorLog is net/http's error log given to HTTPServer (nil: the
+	// standard logger), for the fast path's panics.
+	errorLog atomic.Pointer[log.Logger]
+	// placeOrder is the handler of POST /v1/orders, also called by the
+	// fast path.
+	placeOrder http.HandlerFunc
 	// patterns are the routes as registered, for the test that keeps the
 	// OpenAPI document in step with them.
 	patterns []string
@@ -80,6 +88,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	s.initFeeds()
 	s.routes()
+	if s.cl == nil && !cfg.NetHTTPOnly {
+		s.fast = newFastPath(s, s.placeOrder)
+	}
 	return s, nil
 }
 
@@ -96,6 +107,11 @@ func (s *Server) Attach(eng *engine.Engine, reads *projection.Runner, store *ord
 // Detach stops the gateway; afterwards the API answers 503 again. Call it
 // after the HTTP server has stopped and before closing the engine.
 func (s *Server) Detach() {
+	if s.fast != nil {
+		// A fast connection's request holds the backend it loaded until
+		// it returns, as net/http's do until Shutdown returns.
+		s.fast.quiesce()
+	}
 	be := s.be.Swap(nil)
 	if be != nil {
 		be.gw.close()
@@ -185,7 +201,8 @@ func (s *Server) routes() {
 	m.HandleFunc("POST /v1/skus/{sku_id}/stock", s.api(s.bySKU(s.handleAdjustStock), admin))
 	m.HandleFunc("POST /v1/catalog:import", s.api(s.handleImport, admin))
 
-	m.HandleFunc("POST /v1/orders", timed(s.metrics.ackPlace, s.api(s.handlePlaceOrder, store)))
+	s.placeOrder = timed(s.metrics.ackPlace, s.api(s.handlePlaceOrder, store))
+	m.HandleFunc("POST "+fastRoute, s.placeOrder)
 	m.HandleFunc("POST /v1/orders:batch", timed(s.metrics.ackBatch, s.api(s.handleOrderBatch, store)))
 	m.HandleFunc("POST /v1/orders:settle", timed(s.metrics.ackSettle, s.api(s.handleSettle, store)))
 	// In a cluster, byOrderID forwards a request for an order owned
@@ -273,6 +290,14 @@ func (s *Server) readBody(r *http.Request, limit int64) (*[]byte, *apiError) {
 		return nil, errTooLarge
 	}
 	return bp, nil
+}
+
+// httpErrorLog is the log of net/http's connection errors.
+func (s *Server) httpErrorLog() *log.Logger {
+	if l := s.errorLog.Load(); l != nil {
+		return l
+	}
+	return log.Default()
 }
 
 func (s *Server) putBuf(bp *[]byte) {

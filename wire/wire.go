@@ -431,7 +431,9 @@ func AppendResponse(b []byte, results []Result) []byte {
 func AppendResponseResult(b []byte, r *Result) []byte {
 	inner := resultInnerSize(r)
 	b = protowire.AppendTag(b, OrderBatchResponseResults, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(1+protowire.SizeBytes(inner)))
+	// The body is one field, the order or the error, whose tags are of one
+	// size.
+	b = protowire.AppendVarint(b, uint64(protowire.SizeTag(max(OrderResultOrder, OrderResultError))+protowire.SizeBytes(inner)))
 	return appendResult(b, r, inner)
 }
 

@@ -56,6 +56,7 @@ type serveOptions struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
+	NetHTTPOnly       bool
 	ConnectionsMax    int
 	// EventFeedsMax and EventFeedWriteTimeout bound GET /v1/events.
 	EventFeedsMax         int
@@ -183,6 +184,7 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 	fs.DurationVar(&o.ReadTimeout, "read-timeout", def.ReadTimeout, "time a client has to send a whole request, headers and body")
 	fs.DurationVar(&o.WriteTimeout, "write-timeout", def.WriteTimeout, "time from a request's headers to the end of its answer (must exceed --read-timeout)")
 	fs.DurationVar(&o.IdleTimeout, "idle-timeout", def.IdleTimeout, "a keep-alive connection with no request for this long is closed")
+	fs.BoolVar(&o.NetHTTPOnly, "net-http-only", false, "serve single POST /v1/orders through net/http too, not the fast path (docs/api.md)")
 	fs.IntVar(&o.ConnectionsMax, "connections-max", def.ConnectionsMax, "open client connections at most; one more is answered 503 unavailable with Retry-After and closed")
 	fs.IntVar(&o.EventFeedsMax, "event-feeds-max", def.EventFeedsMax, "open GET /v1/events feeds at most; one more is answered 503 unavailable with Retry-After")
 	fs.DurationVar(&o.EventFeedWriteTimeout, "event-feed-write-timeout", def.EventFeedWriteTimeout, "an event feed whose client takes longer than this to accept a record's events is closed")
@@ -305,7 +307,7 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 	srv, err := server.New(server.Config{
 		AdminToken: o.AdminToken, StorefrontToken: o.StorefrontToken, CarrierToken: o.CarrierToken, Logger: log,
 		ReadHeaderTimeout: o.ReadHeaderTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
-		IdleTimeout: o.IdleTimeout, ConnectionsMax: o.ConnectionsMax,
+		IdleTimeout: o.IdleTimeout, ConnectionsMax: o.ConnectionsMax, NetHTTPOnly: o.NetHTTPOnly,
 		EventFeedsMax: o.EventFeedsMax, EventFeedWriteTimeout: o.EventFeedWriteTimeout,
 		Node: o.clusterNode(), Address: o.Cluster.Advertise, Cluster: o.serverCluster(),
 		RehearsalClock: o.RehearsalClock,

@@ -54,6 +54,7 @@ const (
 type fastPath struct {
 	handler  http.HandlerFunc // POST /v1/orders, as the mux routes it
 	idle     time.Duration    // keep-alive wait for the next request (net/http's IdleTimeout, else ReadTimeout)
+	header   time.Duration    // wait for a new connection's first request (ReadHeaderTimeout, else ReadTimeout)
 	write    time.Duration    // WriteTimeout from the end of a request's read
 	errorLog func() *log.Logger
 
@@ -66,7 +67,7 @@ type fastPath struct {
 	// once idle. REQUIRES: mu.
 	closed bool
 	conns  map[*fastConn]struct{}
-	active sync.WaitGroup // requests in the handler; Detach waits for them
+	active sync.WaitGroup // requests in the handler or their answer's write; Detach waits for them
 }
 
 func newFastPath(s *Server, handler http.HandlerFunc) *fastPath {
@@ -74,8 +75,12 @@ func newFastPath(s *Server, handler http.HandlerFunc) *fastPath {
 	if idle == 0 {
 		idle = s.cfg.ReadTimeout
 	}
+	header := s.cfg.ReadHeaderTimeout
+	if header == 0 {
+		header = s.cfg.ReadTimeout
+	}
 	return &fastPath{
-		handler: handler, idle: idle, write: s.cfg.WriteTimeout,
+		handler: handler, idle: idle, header: header, write: s.cfg.WriteTimeout,
 		errorLog: s.httpErrorLog,
 		conns:    make(map[*fastConn]struct{}),
 	}
@@ -148,10 +153,14 @@ func (f *fastPath) serve(c *limitConn, handoff func(net.Conn)) {
 		}
 	}()
 	n := 0 // bytes in fc.buf
+	// A new connection's first request has the read-header timeout, as
+	// with net/http; the idle timeout runs only between requests, so that a
+	// silent connection does not hold a slot of ConnectionsMax for longer.
+	wait := f.header
 	for {
 		if n == 0 {
-			if f.idle > 0 {
-				c.SetReadDeadline(time.Now().Add(f.idle))
+			if wait > 0 {
+				c.SetReadDeadline(time.Now().Add(wait))
 			}
 			m, err := c.Read(fc.buf)
 			n = m
@@ -183,9 +192,14 @@ func (f *fastPath) serve(c *limitConn, handoff func(net.Conn)) {
 			_, err := c.Write(fc.out)
 			keep = err == nil
 		}
+		// The request counts as active until its answer is written, so
+		// that Detach (and the shutdown after it) does not close the
+		// engine under an acknowledgement still on its way.
+		f.active.Done()
 		if !f.end(fc) || !keep {
 			return
 		}
+		wait = f.idle
 		n = copy(fc.buf, fc.buf[used:n])
 	}
 }
@@ -214,7 +228,6 @@ func (f *fastPath) end(fc *fastConn) bool {
 // run calls the handler and frames its answer into fc.out; false if the
 // connection must close after it (a panic, or the handler asked).
 func (f *fastPath) run(fc *fastConn) (keep bool) {
-	defer f.active.Done()
 	defer func() {
 		if p := recover(); p != nil {
 			keep = false
@@ -589,6 +602,9 @@ func (c *prefixConn) Read(p []byte) (int, error) {
 	if len(c.prefix) > 0 {
 		n := copy(p, c.prefix)
 		c.prefix = c.prefix[n:]
+		if len(c.prefix) == 0 {
+			c.prefix = nil // the fast buffer is not kept for the connection's life
+		}
 		return n, nil
 	}
 	return c.limitConn.Read(p)

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"regexp"
 	"runtime"
 	"strconv"
@@ -65,6 +66,9 @@ func newFastFixture(t *testing.T) *fastFixture {
 {"type":"merchant","id":"m","name":"M","brand_id":"b","kind":"trader"}
 {"type":"sku","id":"s1","merchant_id":"m","brand_id":"b","title":"T","price":100,"stock":1000}
 `
+	for i := range manyItems {
+		catalog += `{"type":"sku","id":"k` + strconv.Itoa(i) + `","merchant_id":"m","brand_id":"b","title":"T","price":100,"stock":1000}` + "\n"
+	}
 	if r := roundTrip(t, c, "POST /v1/catalog:import HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\nContent-Length: "+strconv.Itoa(len(catalog))+"\r\n\r\n"+catalog); r.status != 200 {
 		t.Fatalf("import: %d %s", r.status, r.body)
 	}
@@ -151,6 +155,9 @@ func TestFastPathAnswersAsNetHTTP(t *testing.T) {
 		{"chunked", "POST /v1/orders HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer s\r\nTransfer-Encoding: chunked\r\n\r\n" +
 			strconv.FormatInt(int64(len(good)), 16) + "\r\n" + good + "\r\n0\r\n\r\n", 201},
 		{"with query", strings.Replace(orderRequest("s", good), "/v1/orders ", "/v1/orders?x=1 ", 1), 201},
+		// An answer past net/http's 2 KiB buffer, which it would frame
+		// chunked without the length writeJSON gives it.
+		{"many items", orderRequest("s", manyItemsOrder()), 201},
 	} {
 		var got [2]answer
 		for i, addr := range []string{f.fast, f.plain} {
@@ -166,6 +173,9 @@ func TestFastPathAnswersAsNetHTTP(t *testing.T) {
 		if a, b := volatile.ReplaceAllString(fast.body, "_"), volatile.ReplaceAllString(plain.body, "_"); a != b {
 			t.Errorf("%s: body fast %s\nnet/http %s", tc.name, a, b)
 		}
+		if (fast.header.Get("Content-Length") == "") != (plain.header.Get("Content-Length") == "") {
+			t.Errorf("%s: Content-Length fast %q, net/http %q (framed otherwise)", tc.name, fast.header.Get("Content-Length"), plain.header.Get("Content-Length"))
+		}
 		if n := fast.header.Get("Content-Length"); plain.header.Get("Content-Length") != "" && n != strconv.Itoa(len(fast.body)) {
 			t.Errorf("%s: fast Content-Length %q for %d bytes", tc.name, n, len(fast.body))
 		}
@@ -178,6 +188,23 @@ func TestFastPathAnswersAsNetHTTP(t *testing.T) {
 			t.Errorf("%s: headers fast %q, net/http %q", tc.name, a, b)
 		}
 	}
+}
+
+// manyItems is the number of lines of manyItemsOrder, whose answer is
+// over 2 KiB.
+const manyItems = 45
+
+func manyItemsOrder() string {
+	var b strings.Builder
+	b.WriteString(`{"buyer_id":"u9","items":[`)
+	for i := range manyItems {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"sku_id":"k` + strconv.Itoa(i) + `","quantity":1}`)
+	}
+	b.WriteString(`]}`)
+	return b.String()
 }
 
 func headerText(h http.Header) string {
@@ -416,3 +443,35 @@ func FuzzFastParse(f *testing.F) {
 type fakeAddrConn struct{ net.Conn }
 
 func (fakeAddrConn) RemoteAddr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 1} }
+
+// TestFastPathFirstRequestTimeout: a new connection that sends nothing is
+// closed after the read-header timeout, as net/http closes it, not after
+// the idle timeout, which runs only between requests.
+func TestFastPathFirstRequestTimeout(t *testing.T) {
+	s, err := New(Config{AdminToken: "a", StorefrontToken: "s", CarrierToken: "c",
+		ReadHeaderTimeout: 100 * time.Millisecond, IdleTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.fast == nil {
+		t.Fatal("no fast path")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := s.HTTPServer(nil)
+	go hs.Serve(s.LimitListener(ln))
+	defer hs.Close()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Far longer than the read-header timeout, far shorter than the idle one.
+	c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	var b [1]byte
+	if _, err := c.Read(b[:]); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a silent new connection: read %v, want it closed by the server", err)
+	}
+}

@@ -47,17 +47,12 @@ func newFastFixture(t *testing.T) *fastFixture {
 			t.Fatalf("NetHTTPOnly %v: fast path %v", plain, s.fast != nil)
 		}
 		s.Attach(eng, nil, nil)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		hs := s.HTTPServer(nil)
-		go hs.Serve(s.LimitListener(ln))
-		t.Cleanup(func() { hs.Close(); s.Detach() })
+		t.Cleanup(s.Detach)
+		addr, hs := serveLoopback(t, s)
 		if plain {
-			f.plain = ln.Addr().String()
+			f.plain = addr
 		} else {
-			f.fast, f.fastSrv, f.fastHTTP = ln.Addr().String(), s, hs
+			f.fast, f.fastSrv, f.fastHTTP = addr, s, hs
 		}
 	}
 	c := f.dial(t, f.plain)
@@ -190,6 +185,20 @@ func TestFastPathAnswersAsNetHTTP(t *testing.T) {
 	}
 }
 
+// serveLoopback serves s on a loopback port until the test ends and
+// returns its address.
+func serveLoopback(tb testing.TB, s *Server) (string, *http.Server) {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	hs := s.HTTPServer(nil)
+	go hs.Serve(s.LimitListener(ln))
+	tb.Cleanup(func() { hs.Close() })
+	return ln.Addr().String(), hs
+}
+
 // manyItems is the number of lines of manyItemsOrder, whose answer is
 // over 2 KiB.
 const manyItems = 45
@@ -318,19 +327,13 @@ func BenchmarkSingleOrderLoopback(b *testing.B) {
 			s.Attach(eng, nil, nil)
 			defer s.Detach()
 			seedBenchSKU(b, eng)
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				b.Fatal(err)
-			}
-			hs := s.HTTPServer(nil)
-			go hs.Serve(s.LimitListener(ln))
-			defer hs.Close()
+			addr, _ := serveLoopback(b, s)
 			raw := []byte(orderRequest("s", `{"buyer_id":"u1","items":[{"sku_id":"s","quantity":1}],"channel":"app"}`))
 			b.SetParallelism(64 / runtime.GOMAXPROCS(0))
 			b.ReportAllocs()
 			cpu := processCPU()
 			b.RunParallel(func(pb *testing.PB) {
-				c, err := net.Dial("tcp", ln.Addr().String())
+				c, err := net.Dial("tcp", addr)
 				if err != nil {
 					b.Error(err)
 					return
@@ -456,14 +459,8 @@ func TestFastPathFirstRequestTimeout(t *testing.T) {
 	if s.fast == nil {
 		t.Fatal("no fast path")
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := s.HTTPServer(nil)
-	go hs.Serve(s.LimitListener(ln))
-	defer hs.Close()
-	c, err := net.Dial("tcp", ln.Addr().String())
+	addr, _ := serveLoopback(t, s)
+	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}

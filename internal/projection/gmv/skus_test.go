@@ -8,11 +8,9 @@ import (
 	"github.com/fest-platform/fest/internal/engine"
 )
 
-// TestSKUsBySlot checks the SKU table's two ways to a row: SKU events with
-// the engine's slots are found by slot, with no index by id; a second id in
-// a taken slot (not the engine's journal) turns the index by id on, and
-// every SKU is still found, after a snapshot round trip too.
-func TestSKUsBySlot(t *testing.T) {
+// newSKUState is a state with brands b1 and b2 and merchant m1 (of b1),
+// and a function applying an event to it.
+func newSKUState(t *testing.T) (*state, func(engine.Event)) {
 	st := newState()
 	cfg := Config{}.withDefaults()
 	apply := func(ev engine.Event) {
@@ -24,6 +22,15 @@ func TestSKUsBySlot(t *testing.T) {
 	apply(engine.Event{Kind: engine.EventBrandUpserted, Brand: engine.Brand{ID: "b1", Country: "CN"}})
 	apply(engine.Event{Kind: engine.EventBrandUpserted, Brand: engine.Brand{ID: "b2", Country: "US"}})
 	apply(engine.Event{Kind: engine.EventMerchantUpserted, Merchant: engine.Merchant{ID: "m1", BrandID: "b1", Kind: engine.MerchantBrandStore}})
+	return st, apply
+}
+
+// TestSKUsBySlot checks the SKU table's two ways to a row: SKU events with
+// the engine's slots are found by slot, with no index by id; a second id in
+// a taken slot (not the engine's journal) turns the index by id on, and
+// every SKU is still found, after a snapshot round trip too.
+func TestSKUsBySlot(t *testing.T) {
+	st, apply := newSKUState(t)
 	sku := func(id string, partition int, slot uint32, brand, category string) engine.Event {
 		return engine.Event{Kind: engine.EventSKUUpserted, Partition: partition, SKUSlot: slot, SKU: engine.SKU{ID: id, MerchantID: "m1", BrandID: brand, Category: category}}
 	}
@@ -157,17 +164,7 @@ func heapInUse() uint64 {
 func TestSKUIDInTwoPartitions(t *testing.T) {
 	for _, indexed := range []bool{false, true} {
 		t.Run(fmt.Sprintf("indexed=%v", indexed), func(t *testing.T) {
-			st := newState()
-			cfg := Config{}.withDefaults()
-			apply := func(ev engine.Event) {
-				t.Helper()
-				if err := st.apply(&cfg, &ev); err != nil {
-					t.Fatalf("apply %v: %v", ev.Kind, err)
-				}
-			}
-			apply(engine.Event{Kind: engine.EventBrandUpserted, Brand: engine.Brand{ID: "b1", Country: "CN"}})
-			apply(engine.Event{Kind: engine.EventBrandUpserted, Brand: engine.Brand{ID: "b2", Country: "US"}})
-			apply(engine.Event{Kind: engine.EventMerchantUpserted, Merchant: engine.Merchant{ID: "m1", BrandID: "b1", Kind: engine.MerchantBrandStore}})
+			st, apply := newSKUState(t)
 			if indexed {
 				st.indexSKUIDs()
 			}

@@ -65,15 +65,12 @@ func (st *state) findSKU(id string, partition int, slot uint32) (int32, bool) {
 			return r, true
 		}
 	}
-	if st.skuByID == nil {
-		st.indexSKUIDs()
-	}
-	r, ok := st.skuByID[id]
-	return r, ok
+	return st.skuByLineID(id)
 }
 
-// skuByLineID finds the SKU of an order line the engine did not resolve,
-// by its id.
+// skuByLineID finds a SKU by its id: an order line the engine did not
+// resolve, or a SKU event findSKU cannot place by its slot. It builds the
+// index by id on first use.
 func (st *state) skuByLineID(id string) (int32, bool) {
 	if st.skuByID == nil {
 		st.indexSKUIDs()

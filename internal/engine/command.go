@@ -3,6 +3,7 @@ package engine
 import (
 	"strconv"
 	"sync/atomic"
+	"unsafe"
 )
 
 // Kind names a command.
@@ -255,6 +256,22 @@ type Request struct {
 
 	Command Command
 	Result  Result
+
+	// The padding makes a request seven cache lines exactly, so that in a
+	// batch's array (whose large allocation starts on a page) every request
+	// starts on a line and its hot fields fall on the same lines: at 416
+	// bytes every second request straddled one more line than it needs.
+	_ [requestPadBytes]byte
+}
+
+// requestPadBytes pads a Request to a whole number of 64-byte lines.
+const requestPadBytes = 448 - (unsafe.Sizeof(requestFields{}))
+
+// requestFields is Request without its padding, to size it.
+type requestFields struct {
+	partition int32
+	Command   Command
+	Result    Result
 }
 
 // Batch carries requests into the engine. Submit routes each request to its

@@ -99,13 +99,13 @@ type Event struct {
 // recordVersion is the first byte of every record the engine writes.
 // Version 2 adds an OrderPlaced event's KeyMinted after its request hash;
 // version 1 records are still read, their keys with KeyMinted 0. Version 3
-// writes an event's time as the difference from the time of the event
-// before it in the record (from 0 for the first), and an OrderPlaced
-// event's key hash only when it has a key, behind one byte that says so:
-// the events of a batch share one time, so that each took nine bytes for a
-// time a byte says, and an order without a key eight for its zero hash, a
-// quarter of a typical order's record bytes, which the journal writes and
-// every follower reads. Version 1 and 2 records are still read.
+// writes an event's time as its difference from the time of the record's
+// event before it (the first event's from 0), and an OrderPlaced event's key
+// hash behind a byte saying whether it has a key. The events of a batch
+// share one time, which took nine bytes in each of them and now takes one,
+// and an order without a key wrote eight zero bytes: together about a
+// quarter of a typical order's bytes, which the journal writes and every
+// follower reads. Version 1 and 2 records are still read.
 const (
 	recordVersion   = 3
 	recordVersionV2 = 2
@@ -443,14 +443,14 @@ func (d *decoder) event(ev *Event, partitions int) {
 		if d.version < recordVersion {
 			ev.KeyHash = d.uint64()
 		} else {
-			switch d.byte1() {
+			switch flag := d.byte1(); flag {
 			case 0:
 			case 1:
 				if ev.KeyHash = d.uint64(); ev.KeyHash == 0 && d.err == nil {
 					d.fail("zero key hash")
 				}
 			default:
-				d.fail("bad key flag")
+				d.fail("bad key flag " + strconv.Itoa(int(flag)))
 			}
 		}
 		if ev.KeyHash != 0 {

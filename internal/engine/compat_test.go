@@ -3,6 +3,7 @@ package engine
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -186,5 +187,46 @@ func TestKeyMintedSurvivesRecordAndSnapshot(t *testing.T) {
 	q := c.partitions[p.id]
 	if len(q.keys.ring) != 1 || q.keys.ring[0].minted != minted || q.keys.timed != 1 {
 		t.Fatalf("after the snapshot: ring %+v timed %d, want the key minted at %d", q.keys.ring, q.keys.timed, minted)
+	}
+}
+
+// TestVersion3KeyFlag checks that a version 3 order's key flag is read as
+// written, and that a flag other than 0 and 1, or a key hash of 0 behind
+// flag 1, is a bad record.
+func TestVersion3KeyFlag(t *testing.T) {
+	ev := Event{Kind: EventOrderPlaced, Partition: 1, At: 5, OrderID: newOrderID(1, 1), BuyerID: "u", PayBy: 9,
+		Items: []Item{{SKUID: "s", Quantity: 1, UnitPrice: 100}}}
+	// The flag follows the record's header, the event's kind, partition,
+	// time and seq, the buyer "u", four empty strings and the pay-by time.
+	const flagAt = recordHeaderBytes + 1 + 2 + 1 + 1 + 2 + 4 + 1
+	for _, tc := range []struct {
+		name    string
+		keyHash uint64
+		patch   func(rec []byte)
+		bad     bool
+	}{
+		{"no key", 0, nil, false},
+		{"key", 0xabc1, nil, false},
+		{"flag 2", 0, func(rec []byte) { rec[flagAt] = 2 }, true},
+		{"zero hash", 0xabc1, func(rec []byte) { clear(rec[flagAt+1 : flagAt+9]) }, true},
+	} {
+		ev := ev
+		ev.KeyHash, ev.RequestHash = tc.keyHash, 9
+		rec := appendEvent(appendRecordHeader(nil), &ev, 0)
+		finishRecord(rec, 1)
+		if want := byte(min(tc.keyHash, 1)); rec[flagAt] != want {
+			t.Fatalf("%s: flag byte %d, want %d", tc.name, rec[flagAt], want)
+		}
+		if tc.patch != nil {
+			tc.patch(rec)
+		}
+		var got uint64
+		err := DecodeRecord(rec, 4, func(ev *Event) error { got = ev.KeyHash; return nil })
+		switch {
+		case tc.bad && !errors.Is(err, ErrBadRecord):
+			t.Errorf("%s: decoded with %v, want a bad record", tc.name, err)
+		case !tc.bad && (err != nil || got != tc.keyHash):
+			t.Errorf("%s: key hash %x (%v), want %x", tc.name, got, err, tc.keyHash)
+		}
 	}
 }

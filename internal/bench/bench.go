@@ -545,7 +545,7 @@ func newGenerator(cfg Config, cat *catalog, n uint64) *generator {
 // fill makes the slot's batch: the follow-ups of the orders it placed
 // last round, then BatchSize new orders. Each request's command is written
 // in place: the router resets the result, so writing whole new requests
-// (416 bytes, a third of them the result) only cost the generator's share
+// (448 bytes, a third of them the result) only cost the generator's share
 // of the two cores more memory traffic.
 func (g *generator) fill(s *slot) {
 	b := s.b

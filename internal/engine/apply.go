@@ -81,12 +81,16 @@ func (c *core) brand(id string) (*Brand, bool) {
 type emitter struct {
 	rec    []byte
 	events int
+	// lastAt is the time of the record's last event, which the next one's
+	// is written relative to (appendEvent).
+	lastAt int64
 	ev     Event // scratch, reused for every event
 }
 
 func (e *emitter) reset(buf []byte) {
 	e.rec = appendRecordHeader(buf[:0])
 	e.events = 0
+	e.lastAt = 0
 }
 
 func (e *emitter) finish() []byte {
@@ -99,7 +103,8 @@ func (e *emitter) finish() []byte {
 // the record rebuilds.
 func (c *core) emit(p *partition, ev *Event, out *emitter) {
 	c.evolve(p, ev)
-	out.rec = appendEvent(out.rec, ev)
+	out.rec = appendEvent(out.rec, ev, out.lastAt)
+	out.lastAt = ev.At
 	out.events++
 }
 

@@ -3,9 +3,12 @@ package engine
 import (
 	"bufio"
 	"bytes"
+	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/fest-platform/fest/internal/journal"
@@ -46,6 +49,55 @@ func TestVersion1RecordStillDecodes(t *testing.T) {
 	}
 	if !bytes.Equal(reencode(again), again) {
 		t.Fatal("the re-encoded record does not decode to the same events")
+	}
+}
+
+// TestVersion2RecordStillDecodes checks that a record of version 2, whose
+// events carry whole times and every order a key hash (testdata/compat:
+// every kind of event, at times apart and one earlier than the one before,
+// orders with and without a key), decodes, and encodes again as the current
+// version to the same events in fewer bytes.
+func TestVersion2RecordStillDecodes(t *testing.T) {
+	rec, err := os.ReadFile("testdata/compat/record_v2.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec[0] != recordVersionV2 {
+		t.Fatalf("golden record of version %d, want %d", rec[0], recordVersionV2)
+	}
+	events := func(rec []byte) ([]string, map[EventKind]int) {
+		var out []string
+		kinds := map[EventKind]int{}
+		if err := DecodeRecord(rec, 4, func(ev *Event) error {
+			out = append(out, fmt.Sprintf("%+v", *ev))
+			kinds[ev.Kind]++
+			if ev.Kind == EventOrderPlaced && ev.KeyHash != 0 {
+				kinds[eventKindCount]++ // a keyed order
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return out, kinds
+	}
+	old, kinds := events(rec)
+	for k := EventBrandUpserted; k <= eventKindCount; k++ {
+		if kinds[k] == 0 {
+			t.Fatalf("golden record holds no %v event (kinds %v)", k, kinds)
+		}
+	}
+	if kinds[EventOrderPlaced] == kinds[eventKindCount] {
+		t.Fatalf("golden record holds no order without a key (kinds %v)", kinds)
+	}
+	again := reencode(rec)
+	if again == nil || again[0] != recordVersion {
+		t.Fatalf("re-encoded %x: want a version %d record", again, recordVersion)
+	}
+	if got, _ := events(again); !slices.Equal(got, old) {
+		t.Fatalf("version %d record decodes to\n%s\nwant\n%s", recordVersion, strings.Join(got, "\n"), strings.Join(old, "\n"))
+	}
+	if len(again) >= len(rec) {
+		t.Fatalf("version %d record of %d bytes, the version 2 one %d", recordVersion, len(again), len(rec))
 	}
 }
 
@@ -107,7 +159,7 @@ func TestKeyMintedSurvivesRecordAndSnapshot(t *testing.T) {
 	const minted = int64(1_750_000_000_123)
 	ev := Event{Kind: EventOrderPlaced, Partition: 1, At: 5, OrderID: newOrderID(1, 1), BuyerID: "u", KeyHash: 0xabc1, RequestHash: 9, KeyMinted: minted,
 		Items: []Item{{SKUID: "s", Quantity: 1, UnitPrice: 100}}}
-	rec := appendEvent(appendRecordHeader(nil), &ev)
+	rec := appendEvent(appendRecordHeader(nil), &ev, 0)
 	finishRecord(rec, 1)
 	var got int64
 	if err := DecodeRecord(rec, 4, func(ev *Event) error { got = ev.KeyMinted; return nil }); err != nil || got != minted {
@@ -135,5 +187,46 @@ func TestKeyMintedSurvivesRecordAndSnapshot(t *testing.T) {
 	q := c.partitions[p.id]
 	if len(q.keys.ring) != 1 || q.keys.ring[0].minted != minted || q.keys.timed != 1 {
 		t.Fatalf("after the snapshot: ring %+v timed %d, want the key minted at %d", q.keys.ring, q.keys.timed, minted)
+	}
+}
+
+// TestVersion3KeyFlag checks that a version 3 order's key flag is read as
+// written, and that a flag other than 0 and 1, or a key hash of 0 behind
+// flag 1, is a bad record.
+func TestVersion3KeyFlag(t *testing.T) {
+	ev := Event{Kind: EventOrderPlaced, Partition: 1, At: 5, OrderID: newOrderID(1, 1), BuyerID: "u", PayBy: 9,
+		Items: []Item{{SKUID: "s", Quantity: 1, UnitPrice: 100}}}
+	// The flag follows the record's header, the event's kind, partition,
+	// time and seq, the buyer "u", four empty strings and the pay-by time.
+	const flagAt = recordHeaderBytes + 1 + 2 + 1 + 1 + 2 + 4 + 1
+	for _, tc := range []struct {
+		name    string
+		keyHash uint64
+		patch   func(rec []byte)
+		bad     bool
+	}{
+		{"no key", 0, nil, false},
+		{"key", 0xabc1, nil, false},
+		{"flag 2", 0, func(rec []byte) { rec[flagAt] = 2 }, true},
+		{"zero hash", 0xabc1, func(rec []byte) { clear(rec[flagAt+1 : flagAt+9]) }, true},
+	} {
+		ev := ev
+		ev.KeyHash, ev.RequestHash = tc.keyHash, 9
+		rec := appendEvent(appendRecordHeader(nil), &ev, 0)
+		finishRecord(rec, 1)
+		if want := byte(min(tc.keyHash, 1)); rec[flagAt] != want {
+			t.Fatalf("%s: flag byte %d, want %d", tc.name, rec[flagAt], want)
+		}
+		if tc.patch != nil {
+			tc.patch(rec)
+		}
+		var got uint64
+		err := DecodeRecord(rec, 4, func(ev *Event) error { got = ev.KeyHash; return nil })
+		switch {
+		case tc.bad && !errors.Is(err, ErrBadRecord):
+			t.Errorf("%s: decoded with %v, want a bad record", tc.name, err)
+		case !tc.bad && (err != nil || got != tc.keyHash):
+			t.Errorf("%s: key hash %x (%v), want %x", tc.name, got, err, tc.keyHash)
+		}
 	}
 }

@@ -98,9 +98,17 @@ type Event struct {
 
 // recordVersion is the first byte of every record the engine writes.
 // Version 2 adds an OrderPlaced event's KeyMinted after its request hash;
-// version 1 records are still read, their keys with KeyMinted 0.
+// version 1 records are still read, their keys with KeyMinted 0. Version 3
+// writes an event's time as its difference from the time of the record's
+// event before it (the first event's from 0), and an OrderPlaced event's key
+// hash behind a byte saying whether it has a key. The events of a batch
+// share one time, which took nine bytes in each of them and now takes one,
+// and an order without a key wrote eight zero bytes: together about a
+// quarter of a typical order's bytes, which the journal writes and every
+// follower reads. Version 1 and 2 records are still read.
 const (
-	recordVersion   = 2
+	recordVersion   = 3
+	recordVersionV2 = 2
 	recordVersionV1 = 1
 )
 
@@ -133,12 +141,15 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// appendEvent encodes ev. The layout per kind is documented in
-// docs/architecture.md.
-func appendEvent(b []byte, ev *Event) []byte {
+// appendEvent encodes ev as the event after one of time prevAt in its
+// record (0 for a record's first event). The layout per kind is documented
+// in docs/architecture.md.
+func appendEvent(b []byte, ev *Event, prevAt int64) []byte {
 	b = append(b, byte(ev.Kind))
 	b = binary.LittleEndian.AppendUint16(b, uint16(ev.Partition))
-	b = binary.AppendVarint(b, ev.At)
+	// The difference wraps around like the reader's sum, so that every
+	// pair of times round-trips.
+	b = binary.AppendVarint(b, ev.At-prevAt)
 	switch ev.Kind {
 	case EventBrandUpserted:
 		b = appendBrand(b, &ev.Brand)
@@ -166,8 +177,11 @@ func appendEvent(b []byte, ev *Event) []byte {
 		b = appendString(b, ev.Region)
 		b = appendString(b, ev.DealID)
 		b = binary.AppendVarint(b, ev.PayBy-ev.At)
-		b = binary.LittleEndian.AppendUint64(b, ev.KeyHash)
-		if ev.KeyHash != 0 {
+		if ev.KeyHash == 0 {
+			b = append(b, 0)
+		} else {
+			b = append(b, 1)
+			b = binary.LittleEndian.AppendUint64(b, ev.KeyHash)
 			b = binary.LittleEndian.AppendUint64(b, ev.RequestHash)
 			if ev.KeyMinted < 0 || ev.KeyMinted > keyMintedMax {
 				// The reader would refuse this record and recovery with it.
@@ -281,6 +295,9 @@ type decoder struct {
 	// version is the record's version (records only: a snapshot has its
 	// own, passed to decodePartition).
 	version byte
+	// prevAt is the time of the record's event before, which a version 3
+	// event's time is relative to.
+	prevAt int64
 }
 
 func (d *decoder) fail(what string) {
@@ -389,6 +406,10 @@ func (d *decoder) event(ev *Event, partitions int) {
 	ev.Kind = EventKind(d.byte1())
 	ev.Partition = int(d.uint16())
 	ev.At = d.varint()
+	if d.version >= recordVersion {
+		ev.At += d.prevAt
+		d.prevAt = ev.At
+	}
 	if d.err == nil && (ev.Partition >= partitions) {
 		d.fail("partition out of range")
 	}
@@ -419,7 +440,19 @@ func (d *decoder) event(ev *Event, partitions int) {
 		ev.Region = d.string()
 		ev.DealID = d.string()
 		ev.PayBy = ev.At + d.varint()
-		ev.KeyHash = d.uint64()
+		if d.version < recordVersion {
+			ev.KeyHash = d.uint64()
+		} else {
+			switch flag := d.byte1(); flag {
+			case 0:
+			case 1:
+				if ev.KeyHash = d.uint64(); ev.KeyHash == 0 && d.err == nil {
+					d.fail("zero key hash")
+				}
+			default:
+				d.fail("bad key flag " + strconv.Itoa(int(flag)))
+			}
+		}
 		if ev.KeyHash != 0 {
 			ev.RequestHash = d.uint64()
 			if d.version != recordVersionV1 {
@@ -518,7 +551,7 @@ func decodeRecord(rec []byte, partitions int, ev *Event, fn func(ev *Event) erro
 	if len(rec) > recordBytesMax {
 		return fmt.Errorf("%w: %d bytes, more than %d", ErrBadRecord, len(rec), recordBytesMax)
 	}
-	if rec[0] != recordVersion && rec[0] != recordVersionV1 {
+	if rec[0] != recordVersion && rec[0] != recordVersionV2 && rec[0] != recordVersionV1 {
 		return fmt.Errorf("%w: version %d", ErrBadRecord, rec[0])
 	}
 	n := binary.LittleEndian.Uint32(rec[1:5])

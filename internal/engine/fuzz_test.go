@@ -34,17 +34,19 @@ func FuzzDecodeRecord(f *testing.F) {
 		f.Add(rec)
 	}
 	// A time-ordered key's minting time (the harness has no disk tier, so
-	// its orders carry none), and a record of version 1, which has no
-	// such field.
+	// its orders carry none), and records of version 1, which has no
+	// such field, and of version 2, with whole times and zero key hashes.
 	timed := Event{Kind: EventOrderPlaced, Partition: 1, At: 5, OrderID: newOrderID(1, 1), BuyerID: "u", KeyHash: 0xabc1, RequestHash: 9,
 		KeyMinted: 1_750_000_000_123, Items: []Item{{SKUID: "s", Quantity: 1, UnitPrice: 100}}}
-	rec := appendEvent(appendRecordHeader(nil), &timed)
+	rec := appendEvent(appendRecordHeader(nil), &timed, 0)
 	finishRecord(rec, 1)
 	f.Add(rec)
-	if old, err := os.ReadFile("testdata/compat/record_v1.bin"); err != nil {
-		f.Fatal(err)
-	} else {
-		f.Add(old)
+	for _, name := range []string{"record_v1.bin", "record_v2.bin"} {
+		if old, err := os.ReadFile("testdata/compat/" + name); err != nil {
+			f.Fatal(err)
+		} else {
+			f.Add(old)
+		}
 	}
 	f.Add([]byte{})
 	f.Add([]byte{1, 0, 0, 0, 0})
@@ -65,8 +67,10 @@ func FuzzDecodeRecord(f *testing.F) {
 func reencode(rec []byte) []byte {
 	out := appendRecordHeader(nil)
 	n := 0
+	var prevAt int64
 	err := DecodeRecord(rec, 4, func(ev *Event) error {
-		out = appendEvent(out, ev)
+		out = appendEvent(out, ev, prevAt)
+		prevAt = ev.At
 		n++
 		return nil
 	})

@@ -69,7 +69,7 @@ const (
 		stringPrefixMax + channelBytesMax +
 		stringPrefixMax + regionBytesMax +
 		stringPrefixMax + idLengthMax + // deal id
-		uvarintBytesMax + 8 + 8 + uvarintBytesMax + // pay-by, key hash, request hash, key minted
+		uvarintBytesMax + 1 + 8 + 8 + uvarintBytesMax + // pay-by, key flag, key hash, request hash, key minted
 		uvarintBytesMax + orderItemsMax*orderLineBytesMax
 	skuUpsertedBytesMax = eventHeaderBytes + uvarintBytesMax +
 		3*(stringPrefixMax+idLengthMax) + // id, merchant id, brand id

@@ -83,6 +83,11 @@ func (s OrderStatus) String() string {
 }
 
 // Result is the outcome of one command.
+//
+// An order's fields (place, pay, cancel, get order) come first, after the
+// code, with the position: a worker writes them for every order and the
+// caller reads them, so they share one cache line of the request's
+// result, and the fields of the other commands' answers the next.
 type Result struct {
 	Code Code
 	// Ambiguous marks a CodeConflict answering a request that names an id
@@ -90,6 +95,27 @@ type Result struct {
 	// deal id created in two partitions at once through their two owners.
 	// The id must be renamed. (It sits in Code's padding: no bigger Result.)
 	Ambiguous bool
+
+	// Order results (place, pay, cancel, get order).
+	Status OrderStatus
+	// ParcelStatus answers ScanParcel (the parcel's status after the scan)
+	// and GetOrder (ParcelNone for an order that is not paid).
+	ParcelStatus ParcelStatus
+	// Replayed is set when an idempotency key returned an earlier order; the
+	// order's details are then those the engine still holds (status, total,
+	// times); the caller reads the rest from the order store.
+	Replayed   bool
+	OrderID    OrderID
+	Total      int64 // fen
+	CreatedAt  int64 // unix nanoseconds
+	PayBy      int64 // unix nanoseconds
+	ChangedAt  int64 // unix nanoseconds of paid/cancelled/expired, or of a scan
+	MerchantID string
+
+	// Position is the journal position after which this result's effects
+	// are durable: projections that have consumed up to Position reflect it.
+	Position uint64
+
 	// Field names the offending field for CodeInvalidArgument and
 	// CodeNotFound (e.g. "items[2].sku_id", "merchant_id").
 	Field string
@@ -109,26 +135,6 @@ type Result struct {
 	// Deal answers PutDeal, EndDeal and GetDeal. (PutChannel answers
 	// nothing but its code: the channel is the command's.)
 	Deal *DealStatus
-
-	// Order results (place, pay, cancel, get order).
-	OrderID    OrderID
-	Status     OrderStatus
-	MerchantID string
-	Total      int64 // fen
-	CreatedAt  int64 // unix nanoseconds
-	PayBy      int64 // unix nanoseconds
-	ChangedAt  int64 // unix nanoseconds of paid/cancelled/expired, or of a scan
-	// ParcelStatus answers ScanParcel (the parcel's status after the scan)
-	// and GetOrder (ParcelNone for an order that is not paid).
-	ParcelStatus ParcelStatus
-	// Replayed is set when an idempotency key returned an earlier order; the
-	// order's details are then those the engine still holds (status, total,
-	// times); the caller reads the rest from the order store.
-	Replayed bool
-
-	// Position is the journal position after which this result's effects
-	// are durable: projections that have consumed up to Position reflect it.
-	Position uint64
 }
 
 // OK reports whether the command succeeded.

@@ -145,6 +145,9 @@ type File struct {
 	segPath  string
 	segStart Position
 	segSize  int64 // data bytes after the segment header
+	// reserved is the file offset of the active segment up to which its
+	// blocks are preallocated (preallocate).
+	reserved int64
 	buf      []byte
 	group    []entry
 
@@ -233,12 +236,17 @@ func (f *File) createSegment(start Position) error {
 	}
 	if f.seg != nil {
 		// The old segment was fsynced with its last group; a close error
-		// cannot lose data any more, so it is only logged.
+		// cannot lose data any more, so it is only logged. Cutting it to
+		// its own size first gives back the blocks preallocated past its
+		// end (reserve); its bytes stay as they are.
+		if err := f.seg.Truncate(segmentHeaderLen + f.segSize); err != nil {
+			f.log.Error("journal: give back the preallocated blocks of a full segment", "path", f.segPath, "err", err)
+		}
 		if err := f.seg.Close(); err != nil {
 			f.log.Error("journal: close segment", "path", f.segPath, "err", err)
 		}
 	}
-	f.seg, f.segPath, f.segStart, f.segSize = seg, path, start, 0
+	f.seg, f.segPath, f.segStart, f.segSize, f.reserved = seg, path, start, 0, 0
 	f.mu.Lock()
 	f.mu.segs = append(f.mu.segs, segment{start: start, path: path})
 	f.mu.Unlock()
@@ -544,6 +552,7 @@ func (f *File) commit(bytes int) error {
 	} else {
 		f.buf = nil
 	}
+	f.reserve(int64(len(buf)))
 	n, err := f.seg.Write(buf)
 	f.segSize += int64(n)
 	if err != nil {
@@ -553,6 +562,29 @@ func (f *File) commit(bytes int) error {
 		return fmt.Errorf("fsync segment %s: %w", f.segPath, err)
 	}
 	return nil
+}
+
+// Bounds on the blocks the writer preallocates ahead of the active
+// segment's end: as many as the segment holds already, from
+// reserveBytesMin up to reserveBytesMax, so that a small journal (a test's)
+// reserves little and a busy one preallocates every few groups.
+const (
+	reserveBytesMin = 256 << 10
+	reserveBytesMax = 8 << 20
+)
+
+// reserve preallocates the active segment's blocks for the next n bytes
+// and beyond, unless they are reserved already.
+func (f *File) reserve(n int64) {
+	off := segmentHeaderLen + f.segSize
+	if off+n <= f.reserved {
+		return
+	}
+	ahead := min(max(f.segSize, reserveBytesMin), reserveBytesMax)
+	from := max(off, f.reserved)
+	end := off + n + ahead
+	preallocate(f.seg, from, end-from)
+	f.reserved = end
 }
 
 // stop fails the journal after a write or fsync error. It never retries: after

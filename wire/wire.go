@@ -99,8 +99,8 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 func AppendRequest(b []byte, orders []PlaceOrder) []byte {
 	for i := range orders {
 		o := &orders[i]
-		b = protowire.AppendTag(b, OrderBatchRequestOrders, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(placeOrderSize(o)))
+		b = appendTag(b, OrderBatchRequestOrders, protowire.BytesType)
+		b = appendVarint(b, uint64(placeOrderSize(o)))
 		b = appendPlaceOrder(b, o)
 	}
 	return b
@@ -136,24 +136,41 @@ func appendStr(b []byte, num protowire.Number, s string) []byte {
 	if s == "" {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
+	b = appendTag(b, num, protowire.BytesType)
+	b = appendVarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendVarint is protowire.AppendVarint with its one-byte case inlined:
+// the tags and lengths of the contract's messages are nearly all under
+// 128, and protowire's is too large to inline. The bytes are the same.
+func appendVarint(b []byte, v uint64) []byte {
+	if v < 0x80 {
+		return append(b, byte(v))
+	}
+	return protowire.AppendVarint(b, v)
+}
+
+// appendTag is protowire.AppendTag through appendVarint: one byte for
+// fields 1 to 15.
+func appendTag(b []byte, num protowire.Number, typ protowire.Type) []byte {
+	return appendVarint(b, uint64(num)<<3|uint64(typ&7))
 }
 
 func appendInt(b []byte, num protowire.Number, v int64) []byte {
 	if v == 0 {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
-	return protowire.AppendVarint(b, uint64(v))
+	b = appendTag(b, num, protowire.VarintType)
+	return appendVarint(b, uint64(v))
 }
 
 func appendPlaceOrder(b []byte, o *PlaceOrder) []byte {
 	b = appendStr(b, PlaceOrderBuyerID, o.BuyerID)
 	for i := range o.Items {
 		it := &o.Items[i]
-		b = protowire.AppendTag(b, PlaceOrderItems, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(itemSize(it)))
+		b = appendTag(b, PlaceOrderItems, protowire.BytesType)
+		b = appendVarint(b, uint64(itemSize(it)))
 		b = appendStr(b, ItemSKUID, it.SKUID)
 		b = appendInt(b, ItemQuantity, int64(it.Quantity))
 	}
@@ -430,10 +447,10 @@ func AppendResponse(b []byte, results []Result) []byte {
 // encoded in place rather than into a scratch buffer and copied.
 func AppendResponseResult(b []byte, r *Result) []byte {
 	inner := resultInnerSize(r)
-	b = protowire.AppendTag(b, OrderBatchResponseResults, protowire.BytesType)
+	b = appendTag(b, OrderBatchResponseResults, protowire.BytesType)
 	// The body is one field, the order or the error, whose tags are of one
 	// size.
-	b = protowire.AppendVarint(b, uint64(protowire.SizeTag(max(OrderResultOrder, OrderResultError))+protowire.SizeBytes(inner)))
+	b = appendVarint(b, uint64(protowire.SizeTag(max(OrderResultOrder, OrderResultError))+protowire.SizeBytes(inner)))
 	return appendResult(b, r, inner)
 }
 
@@ -453,21 +470,21 @@ func AppendResult(b []byte, r *Result) []byte { return appendResult(b, r, result
 // computed by the caller (resultInnerSize), so that it is computed once.
 func appendResult(b []byte, r *Result, inner int) []byte {
 	if r.Error != nil {
-		b = protowire.AppendTag(b, OrderResultError, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(inner))
+		b = appendTag(b, OrderResultError, protowire.BytesType)
+		b = appendVarint(b, uint64(inner))
 		return errorBody(b, r.Error)
 	}
 	o := &r.Order
-	b = protowire.AppendTag(b, OrderResultOrder, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(inner))
+	b = appendTag(b, OrderResultOrder, protowire.BytesType)
+	b = appendVarint(b, uint64(inner))
 	b = appendStr(b, OrderOrderID, o.OrderID)
 	b = appendStr(b, OrderStatus, o.Status)
 	b = appendStr(b, OrderBuyerID, o.BuyerID)
 	b = appendStr(b, OrderMerchantID, o.MerchantID)
 	for i := range o.Items {
 		it := &o.Items[i]
-		b = protowire.AppendTag(b, OrderItems, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(orderItemSize(it)))
+		b = appendTag(b, OrderItems, protowire.BytesType)
+		b = appendVarint(b, uint64(orderItemSize(it)))
 		b = appendStr(b, OrderItemSKUID, it.SKUID)
 		b = appendInt(b, OrderItemQuantity, int64(it.Quantity))
 		b = appendInt(b, OrderItemUnitPrice, it.UnitPrice)

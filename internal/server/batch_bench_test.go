@@ -121,3 +121,66 @@ func BenchmarkSingleNodeBatch(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkProtoBatchStages measures the protobuf batch handler's own
+// stages apart from the engine: decode (body to engine batch) and encode
+// (results to the answer's body), per order, on batches of benchBatchOrders
+// two-line orders.
+func BenchmarkProtoBatchStages(b *testing.B) {
+	srv, err := New(Config{AdminToken: "a", StorefrontToken: "s", CarrierToken: "c"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	orders := make([]wire.PlaceOrder, benchBatchOrders)
+	for i := range orders {
+		orders[i] = wire.PlaceOrder{BuyerID: "buyer-" + strconv.Itoa(100000+i), Channel: "live:ch-7", Region: "CN-ZJ",
+			Items: []wire.Item{{SKUID: "sku-" + strconv.Itoa(i%977), Quantity: 1}, {SKUID: "sku-" + strconv.Itoa(i%13), Quantity: 2}}}
+	}
+	body := wire.AppendRequest(nil, orders)
+	report := func(b *testing.B, before runtime.MemStats) {
+		var after runtime.MemStats
+		runtime.ReadMemStats(&after)
+		n := float64(b.N * benchBatchOrders)
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/n, "ns/order")
+		b.ReportMetric(float64(after.Mallocs-before.Mallocs)/n, "allocs/order")
+	}
+	b.Run("decode", func(b *testing.B) {
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		b.ResetTimer()
+		for range b.N {
+			entries, batch, done, aerr := srv.decodeProtoBatch(body)
+			if aerr != nil || len(entries) != benchBatchOrders || len(batch.Requests) != benchBatchOrders {
+				b.Fatalf("decode: %v", aerr)
+			}
+			done()
+		}
+		b.StopTimer()
+		report(b, before)
+	})
+	b.Run("encode", func(b *testing.B) {
+		entries, batch, done, aerr := srv.decodeProtoBatch(body)
+		if aerr != nil {
+			b.Fatal(aerr)
+		}
+		defer done()
+		for i := range batch.Requests {
+			r := &batch.Requests[i]
+			r.Result = engine.Result{OrderID: engine.OrderID(1<<40 + i), MerchantID: "merchant-42", Total: 19800,
+				CreatedAt: 1_700_000_000_000_000_000, PayBy: 1_700_000_900_000_000_000}
+			for j := range r.Command.Order.Items {
+				it := &r.Command.Order.Items[j]
+				it.UnitPrice, it.Amount = 9900, 9900*int64(it.Quantity)
+			}
+		}
+		out := make([]byte, 0, 256*benchBatchOrders)
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		b.ResetTimer()
+		for range b.N {
+			out = srv.appendProtoResults(out[:0], entries, batch, nil, nil)
+		}
+		b.StopTimer()
+		report(b, before)
+	})
+}

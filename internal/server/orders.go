@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/projection/orders"
@@ -630,6 +631,42 @@ type protoScratch struct {
 	// server's largest allocation, megabytes a request.
 	batch   *engine.Batch
 	entries []batchEntry
+	text    bodyText
+}
+
+// bodyText is a pooled copy of a protobuf body whose substrings are the
+// ids of the request's commands. The commands, their entries and the copy
+// live exactly as long as one another: pooled together, released together
+// by the decoder's done once the answer is written. The engine keeps no
+// string of a command (it clones what it stores), and the answer is
+// rendered into the body's buffer, never into the copy. A fresh string of
+// the body was the batch path's largest allocation, tens of kilobytes a
+// request.
+type bodyText struct{ b []byte }
+
+// bodyTextBytesMax bounds the copy kept in a pool, as putBuf bounds the
+// body buffers.
+const bodyTextBytesMax = 1 << 20
+
+// load copies body into t.
+func (t *bodyText) load(body []byte) { t.b = append(t.b[:0], body...) }
+
+// str returns the text of v, a subslice of the body last loaded.
+func (t *bodyText) str(body, v []byte) string {
+	if len(v) == 0 {
+		return ""
+	}
+	// v is a subslice of body: its offset is the difference of the caps.
+	off := cap(body) - cap(v)
+	return unsafe.String(&t.b[off : off+len(v)][0], len(v))
+}
+
+// release empties t, dropping a copy too large to keep in a pool.
+func (t *bodyText) release() {
+	if cap(t.b) > bodyTextBytesMax {
+		t.b = nil
+	}
+	t.b = t.b[:0]
 }
 
 // scratchEntries returns entries emptied to length n, reusing s's array
@@ -674,11 +711,11 @@ var protoScratchPool = sync.Pool{New: func() any { return new(protoScratch) }}
 const protoScratchItemsMax = 16 << 10
 
 // decodeProtoBatch decodes a binary batch straight into engine commands.
-// The body is copied into one string and every id of the batch is a
+// The body is copied into a pooled bodyText and every id of the batch is a
 // substring of it, and the items of all orders share one pooled slab: a
-// batch costs a handful of allocations whatever its size. Neither outlives
-// the request: the engine keeps no strings of an order, and the slab is
-// only released (by done) after the results are encoded.
+// batch allocates nothing once the pool is warm. Neither outlives the
+// request: the engine keeps no strings of an order, and both are only
+// released (by done) after the results are encoded.
 func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *engine.Batch, done func(), aerr *apiError) {
 	ps := protoScratchPool.Get().(*protoScratch)
 	done = func() {
@@ -691,6 +728,7 @@ func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *eng
 			ps.view = wire.RequestView{}
 		}
 		releaseScratch(&ps.batch, &ps.entries, 2*s.cfg.BatchOrdersMax)
+		ps.text.release()
 		protoScratchPool.Put(ps)
 	}
 	err := wire.DecodeRequestView(body, &ps.view, s.cfg.BatchOrdersMax)
@@ -703,15 +741,8 @@ func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *eng
 		done()
 		return nil, nil, nil, newError(wire.CodeInvalidProtobuf, err.Error())
 	}
-	all := string(body)
-	str := func(v []byte) string {
-		if len(v) == 0 {
-			return ""
-		}
-		// v is a subslice of body: its offset is the difference of the caps.
-		off := cap(body) - cap(v)
-		return all[off : off+len(v)]
-	}
+	ps.text.load(body)
+	str := func(v []byte) string { return ps.text.str(body, v) }
 	orders := ps.view.Orders
 	entries = scratchEntries(&ps.entries, len(orders))
 	batch = scratchBatch(&ps.batch, len(orders))

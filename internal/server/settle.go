@@ -156,13 +156,15 @@ type settleScratch struct {
 	view    wire.SettleRequestView
 	batch   *engine.Batch // reused, as protoScratch's
 	entries []settleEntry
+	text    bodyText // the ids of the entries (see bodyText)
 }
 
 var settleScratchPool = sync.Pool{New: func() any { return new(settleScratch) }}
 
 // decodeProtoSettle decodes a binary settle batch straight into engine
-// commands. The body is copied into one string and every order id is a
-// substring of it (ids are only kept for error answers).
+// commands. The body is copied into a pooled bodyText and every order id
+// is a substring of it (ids are only kept for the answer, which done
+// outlives).
 func (s *Server) decodeProtoSettle(body []byte) (entries []settleEntry, batch *engine.Batch, done func(), aerr *apiError) {
 	ps := settleScratchPool.Get().(*settleScratch)
 	done = func() {
@@ -172,6 +174,7 @@ func (s *Server) decodeProtoSettle(body []byte) (entries []settleEntry, batch *e
 		clear(ps.view.Actions)
 		ps.view.Actions = ps.view.Actions[:0]
 		releaseScratch(&ps.batch, &ps.entries, 2*s.cfg.BatchOrdersMax)
+		ps.text.release()
 		settleScratchPool.Put(ps)
 	}
 	err := wire.DecodeSettleRequestView(body, &ps.view, s.cfg.BatchOrdersMax)
@@ -188,14 +191,8 @@ func (s *Server) decodeProtoSettle(body []byte) (entries []settleEntry, batch *e
 		done()
 		return nil, nil, nil, aerr
 	}
-	all := string(body)
-	str := func(v []byte) string {
-		if len(v) == 0 {
-			return ""
-		}
-		off := cap(body) - cap(v) // v is a subslice of body
-		return all[off : off+len(v)]
-	}
+	ps.text.load(body)
+	str := func(v []byte) string { return ps.text.str(body, v) }
 	acts := ps.view.Actions
 	entries = scratchEntries(&ps.entries, len(acts))
 	batch = scratchBatch(&ps.batch, len(acts))

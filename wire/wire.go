@@ -151,10 +151,14 @@ func appendVarint(b []byte, v uint64) []byte {
 	return protowire.AppendVarint(b, v)
 }
 
-// appendTag is protowire.AppendTag through appendVarint: one byte for
-// fields 1 to 15.
+// appendTag appends the tag of field num, which must be 1 to 15 (a
+// one-byte tag): every field of the contract is (fields.go). It is small
+// enough to inline, where protowire.AppendTag is not.
 func appendTag(b []byte, num protowire.Number, typ protowire.Type) []byte {
-	return appendVarint(b, uint64(num)<<3|uint64(typ&7))
+	if uint32(num-1) > 14 {
+		panic("wire: a field number outside 1 to 15 needs a tag of more than one byte")
+	}
+	return append(b, byte(num)<<3|byte(typ&7))
 }
 
 func appendInt(b []byte, num protowire.Number, v int64) []byte {
@@ -162,7 +166,14 @@ func appendInt(b []byte, num protowire.Number, v int64) []byte {
 		return b
 	}
 	b = appendTag(b, num, protowire.VarintType)
-	return appendVarint(b, uint64(v))
+	// Quantities, prices and most totals take one or two bytes.
+	switch u := uint64(v); {
+	case u < 1<<7:
+		return append(b, byte(u))
+	case u < 1<<14:
+		return append(b, byte(u)|0x80, byte(u>>7))
+	}
+	return protowire.AppendVarint(b, uint64(v))
 }
 
 func appendPlaceOrder(b []byte, o *PlaceOrder) []byte {
@@ -454,6 +465,48 @@ func AppendResponseResult(b []byte, r *Result) []byte {
 	return appendResult(b, r, inner)
 }
 
+// AppendResponseOrder is AppendResponseResult for the result of a placed
+// order o whose id is given as its number: the id's text, base 36 as the
+// API spells order ids, is written from id straight into b, not copied
+// from a string made for it. o.OrderID is ignored.
+func AppendResponseOrder(b []byte, o *Order, id uint64) []byte {
+	var text [orderIDBytesMax]byte
+	idText := AppendOrderID(text[:0], id)
+	idBytes := len(idText)
+	inner := orderSize(o) - strSize(o.OrderID) + 1 + protowire.SizeBytes(idBytes)
+	b = appendTag(b, OrderBatchResponseResults, protowire.BytesType)
+	b = appendVarint(b, uint64(protowire.SizeTag(OrderResultOrder)+protowire.SizeBytes(inner)))
+	b = appendTag(b, OrderResultOrder, protowire.BytesType)
+	b = appendVarint(b, uint64(inner))
+	b = appendTag(b, OrderOrderID, protowire.BytesType)
+	b = appendVarint(b, uint64(idBytes))
+	b = append(b, idText...)
+	return appendOrderFields(b, o)
+}
+
+// orderIDBytesMax is the length of the longest order id's text (base 36
+// of 2^64-1).
+const orderIDBytesMax = 13
+
+// AppendOrderID appends the text of order id id, base 36 in lower case
+// as strconv.AppendUint(b, id, 36) writes it, but dividing by a constant,
+// which the compiler turns into a multiplication (strconv divides by its
+// variable base: a hardware division per digit).
+func AppendOrderID(b []byte, id uint64) []byte {
+	const digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+	var text [orderIDBytesMax]byte
+	i := len(text)
+	for id >= 36 {
+		q := id / 36
+		i--
+		text[i] = digits[id-q*36]
+		id = q
+	}
+	i--
+	text[i] = digits[id]
+	return append(b, text[i:]...)
+}
+
 // resultInnerSize is the length of r's order or error message, the one
 // field of its OrderResult.
 func resultInnerSize(r *Result) int {
@@ -478,6 +531,11 @@ func appendResult(b []byte, r *Result, inner int) []byte {
 	b = appendTag(b, OrderResultOrder, protowire.BytesType)
 	b = appendVarint(b, uint64(inner))
 	b = appendStr(b, OrderOrderID, o.OrderID)
+	return appendOrderFields(b, o)
+}
+
+// appendOrderFields appends the fields of o after its id.
+func appendOrderFields(b []byte, o *Order) []byte {
 	b = appendStr(b, OrderStatus, o.Status)
 	b = appendStr(b, OrderBuyerID, o.BuyerID)
 	b = appendStr(b, OrderMerchantID, o.MerchantID)

@@ -779,8 +779,11 @@ func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *eng
 	return entries, batch, done, nil
 }
 
-// result returns the view or error of entry i after the batch is done.
-func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError)) (orderView, bool, *apiError) {
+// batchResult returns the view or error of entry idx after the batch is
+// done, counting an order placed in *placed: the caller adds them to the
+// metric once a request, not once an order (one atomic add shared by every
+// core).
+func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError), placed *int) (orderView, bool, *apiError) {
 	if e.err != nil {
 		s.metrics.rejectedCode(e.err.Code)
 		return orderView{}, false, e.err
@@ -803,11 +806,19 @@ func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load fu
 		asCreated(&o)
 		return o, true, aerr
 	}
-	s.metrics.placed.Inc()
+	*placed++
 	return placedOrder(&req.Command, res), false, nil
 }
 
+// countPlaced adds n orders placed to the metric.
+func (s *Server) countPlaced(n int) {
+	if n > 0 {
+		s.metrics.placed.Add(float64(n))
+	}
+}
+
 func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError), remote *remoteAnswers) []byte {
+	placed := 0
 	b = append(b, `{"results":[`...)
 	for i, e := range entries {
 		if i > 0 {
@@ -819,7 +830,7 @@ func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine
 				continue
 			}
 		}
-		o, replayed, aerr := s.batchResult(i, e, batch, load)
+		o, replayed, aerr := s.batchResult(i, e, batch, load, &placed)
 		if aerr != nil {
 			b = append(b, `{"error":`...)
 			b = appendError(b, aerr)
@@ -833,11 +844,13 @@ func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine
 		}
 		b = append(b, '}')
 	}
+	s.countPlaced(placed)
 	return append(b, "]}\n"...)
 }
 
 func (s *Server) appendProtoResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError), remote *remoteAnswers) []byte {
 	var items []wire.OrderItem // reused from one order to the next
+	placed := 0
 	for i, e := range entries {
 		if remote != nil && e.err == nil {
 			if a := remote.get(e.req); a != nil {
@@ -845,20 +858,19 @@ func (s *Server) appendProtoResults(b []byte, entries []batchEntry, batch *engin
 				continue
 			}
 		}
-		o, replayed, aerr := s.batchResult(i, e, batch, load)
+		o, replayed, aerr := s.batchResult(i, e, batch, load, &placed)
 		b = appendProtoResult(b, &o, replayed, aerr, &items)
 	}
+	s.countPlaced(placed)
 	return b
 }
 
 // appendProtoResult appends one result of a protobuf batch answer: the
-// order, or aerr. Its Result lives only in this call, so that the order
-// id's text stays on the stack (a Result reused across the loop made it
-// escape: one allocation per order).
+// order, or aerr. The order id is encoded from its number
+// (wire.AppendResponseOrder), with no text made for it.
 func appendProtoResult(b []byte, o *orderView, replayed bool, aerr *apiError, items *[]wire.OrderItem) []byte {
-	var res wire.Result
 	if aerr != nil {
-		res.Error = &wire.Error{Code: aerr.Code, Message: aerr.Message, Field: aerr.Field, SKUID: aerr.SKUID, Available: aerr.Available}
+		res := wire.Result{Error: &wire.Error{Code: aerr.Code, Message: aerr.Message, Field: aerr.Field, SKUID: aerr.SKUID, Available: aerr.Available}}
 		return wire.AppendResponseResult(b, &res)
 	}
 	its := (*items)[:0]
@@ -866,14 +878,13 @@ func appendProtoResult(b []byte, o *orderView, replayed bool, aerr *apiError, it
 		its = append(its, wire.OrderItem{SKUID: it.SKUID, Quantity: it.Quantity, UnitPrice: it.UnitPrice, Amount: it.Amount})
 	}
 	*items = its
-	var idBuf [20]byte
-	res.Order = wire.Order{
-		OrderID: string(o.ID.AppendText(idBuf[:0])), Status: o.Status.String(),
+	order := wire.Order{
+		Status:  o.Status.String(),
 		BuyerID: o.BuyerID, MerchantID: o.MerchantID, Items: its, Total: o.Total,
 		Currency: "CNY", Channel: o.Channel, Region: o.Region, DealID: o.DealID,
 		CreatedAtUnixNanos: o.CreatedAt, PayByUnixNanos: o.PayBy, Replayed: replayed,
 	}
-	b = wire.AppendResponseResult(b, &res)
+	b = wire.AppendResponseOrder(b, &order, uint64(o.ID))
 	clear(its) // no strings of this batch pinned by the next
 	return b
 }

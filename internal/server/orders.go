@@ -40,7 +40,8 @@ func storedView(o *orders.Order) orderView {
 // appendOrder appends the JSON of an order.
 func appendOrder(b []byte, o *orderView) []byte {
 	b = append(b, `{"order_id":"`...)
-	b = o.ID.AppendText(b)
+	// wire's base 36 divides by a constant, strconv's by a variable.
+	b = wire.AppendOrderID(b, uint64(o.ID))
 	b = append(b, `","status":"`...)
 	b = append(b, o.Status.String()...)
 	b = append(b, `","buyer_id":`...)

@@ -285,7 +285,7 @@ func (s *Server) appendJSONSettle(b []byte, entries []settleEntry, batch *engine
 // change when this action made it}}.
 func appendSettledJSON(b []byte, id engine.OrderID, status engine.OrderStatus, total, changedAt int64) []byte {
 	b = append(b, `{"order":{"order_id":"`...)
-	b = id.AppendText(b)
+	b = wire.AppendOrderID(b, uint64(id))
 	b = append(b, `","status":"`...)
 	b = append(b, status.String()...)
 	b = append(b, '"')
@@ -328,7 +328,7 @@ func (s *Server) appendProtoSettle(b []byte, entries []settleEntry, batch *engin
 		// The canonical id is the one given unless it had leading zeros:
 		// the comparison allocates nothing.
 		id := e.id
-		if canon := req.Command.OrderID.AppendText(idBuf[:0]); string(canon) != id {
+		if canon := wire.AppendOrderID(idBuf[:0], uint64(req.Command.OrderID)); string(canon) != id {
 			id = string(canon)
 		}
 		b = wire.AppendSettleResult(b, &wire.SettleResult{

@@ -681,13 +681,54 @@ func scratchEntries[E any](s *[]E, n int) []E {
 	return *s
 }
 
-// scratchBatch returns *b reset, allocating it the first time.
+// scratchBatch returns *b reset with room for n requests, allocating it
+// the first time or when it is smaller: one allocation of the right size
+// rather than append's doubling from a smaller one.
 func scratchBatch(b **engine.Batch, n int) *engine.Batch {
-	if *b == nil {
+	if *b == nil || cap((*b).Requests) < n {
 		*b = engine.NewBatch(n)
 	}
 	(*b).Reset()
 	return *b
+}
+
+// scratchCache keeps the decoders' scratch across garbage collections,
+// which empty a sync.Pool: at festival rates one runs every few hundred
+// milliseconds, and a scratch lost regrows its slices from nothing (a
+// 1,000-order batch's requests alone are 400 KB). The first
+// scratchCacheKept are held in a channel, more in a pool as before; the
+// scratch's own bounds (releaseScratch) cap what each holds.
+type scratchCache[T any] struct {
+	kept chan *T
+	pool sync.Pool
+}
+
+// scratchCacheKept is the scratch of each kind kept across collections:
+// a few batch clients' worth.
+const scratchCacheKept = 4
+
+func newScratchCache[T any]() *scratchCache[T] {
+	return &scratchCache[T]{kept: make(chan *T, scratchCacheKept)}
+}
+
+func (c *scratchCache[T]) get() *T {
+	select {
+	case s := <-c.kept:
+		return s
+	default:
+	}
+	if s, ok := c.pool.Get().(*T); ok {
+		return s
+	}
+	return new(T)
+}
+
+func (c *scratchCache[T]) put(s *T) {
+	select {
+	case c.kept <- s:
+	default:
+		c.pool.Put(s)
+	}
 }
 
 // releaseScratch drops a pooled batch and entries grown past a full batch,
@@ -705,7 +746,7 @@ func releaseScratch[E any](b **engine.Batch, entries *[]E, max int) {
 	}
 }
 
-var protoScratchPool = sync.Pool{New: func() any { return new(protoScratch) }}
+var protoScratchPool = newScratchCache[protoScratch]()
 
 // protoScratchItemsMax bounds the item slab kept in the pool (one full
 // batch of one-line orders).
@@ -718,7 +759,7 @@ const protoScratchItemsMax = 16 << 10
 // request: the engine keeps no strings of an order, and both are only
 // released (by done) after the results are encoded.
 func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *engine.Batch, done func(), aerr *apiError) {
-	ps := protoScratchPool.Get().(*protoScratch)
+	ps := protoScratchPool.get()
 	done = func() {
 		clear(ps.items)
 		if cap(ps.items) > protoScratchItemsMax {
@@ -730,7 +771,7 @@ func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *eng
 		}
 		releaseScratch(&ps.batch, &ps.entries, 2*s.cfg.BatchOrdersMax)
 		ps.text.release()
-		protoScratchPool.Put(ps)
+		protoScratchPool.put(ps)
 	}
 	err := wire.DecodeRequestView(body, &ps.view, s.cfg.BatchOrdersMax)
 	var fe *wire.FieldError

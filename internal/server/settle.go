@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"sync"
 
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/wire"
@@ -159,14 +158,14 @@ type settleScratch struct {
 	text    bodyText // the ids of the entries (see bodyText)
 }
 
-var settleScratchPool = sync.Pool{New: func() any { return new(settleScratch) }}
+var settleScratchPool = newScratchCache[settleScratch]()
 
 // decodeProtoSettle decodes a binary settle batch straight into engine
 // commands. The body is copied into a pooled bodyText and every order id
 // is a substring of it (ids are only kept for the answer, which done
 // outlives).
 func (s *Server) decodeProtoSettle(body []byte) (entries []settleEntry, batch *engine.Batch, done func(), aerr *apiError) {
-	ps := settleScratchPool.Get().(*settleScratch)
+	ps := settleScratchPool.get()
 	done = func() {
 		if cap(ps.view.Actions) > 2*defaultBatchOrdersMax {
 			ps.view = wire.SettleRequestView{}
@@ -175,7 +174,7 @@ func (s *Server) decodeProtoSettle(body []byte) (entries []settleEntry, batch *e
 		ps.view.Actions = ps.view.Actions[:0]
 		releaseScratch(&ps.batch, &ps.entries, 2*s.cfg.BatchOrdersMax)
 		ps.text.release()
-		settleScratchPool.Put(ps)
+		settleScratchPool.put(ps)
 	}
 	err := wire.DecodeSettleRequestView(body, &ps.view, s.cfg.BatchOrdersMax)
 	var fe *wire.FieldError

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -852,6 +853,14 @@ func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load fu
 	return placedOrder(&req.Command, res), false, nil
 }
 
+// growForResults makes room in b for n more results of about size bytes
+// each (the first one's), plus an eighth: the answer is rendered into the
+// request body's buffer, which is much smaller, and growing it by
+// doubling copied it again at every step.
+func growForResults(b []byte, size, n int) []byte {
+	return slices.Grow(b, size*n+size*n/8)
+}
+
 // countPlaced adds n orders placed to the metric.
 func (s *Server) countPlaced(n int) {
 	if n > 0 {
@@ -901,7 +910,11 @@ func (s *Server) appendProtoResults(b []byte, entries []batchEntry, batch *engin
 			}
 		}
 		o, replayed, aerr := s.batchResult(i, e, batch, load, &placed)
+		start := len(b)
 		b = appendProtoResult(b, &o, replayed, aerr, &items)
+		if i == 0 {
+			b = growForResults(b, len(b)-start, len(entries)-1)
+		}
 	}
 	s.countPlaced(placed)
 	return b

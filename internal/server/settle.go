@@ -309,6 +309,7 @@ func appendSettledJSON(b []byte, id engine.OrderID, status engine.OrderStatus, t
 func (s *Server) appendProtoSettle(b []byte, entries []settleEntry, batch *engine.Batch, remote *remoteAnswers) []byte {
 	var idBuf [16]byte
 	var we wire.Error
+	grown := false // room made for the rest after the first success
 	for i := range entries {
 		e := &entries[i]
 		if remote != nil && e.err == nil {
@@ -330,9 +331,14 @@ func (s *Server) appendProtoSettle(b []byte, entries []settleEntry, batch *engin
 		if canon := wire.AppendOrderID(idBuf[:0], uint64(req.Command.OrderID)); string(canon) != id {
 			id = string(canon)
 		}
+		start := len(b)
 		b = wire.AppendSettleResult(b, &wire.SettleResult{
 			OrderID: id, Status: res.Status.String(), Total: res.Total, ChangedAtUnixNanos: res.ChangedAt,
 		})
+		if !grown {
+			grown = true
+			b = growForResults(b, len(b)-start, len(entries)-1-i)
+		}
 	}
 	return b
 }

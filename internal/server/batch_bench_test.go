@@ -197,4 +197,45 @@ func BenchmarkProtoBatchStages(b *testing.B) {
 		b.StopTimer()
 		report(b, before)
 	})
+	actions := make([]wire.Settle, benchBatchOrders)
+	for i := range actions {
+		actions[i] = wire.Settle{OrderID: engine.OrderID(1<<40 + i).String(), Amount: 19800}
+	}
+	settleBody := wire.AppendSettleRequest(nil, actions)
+	b.Run("settle-decode", func(b *testing.B) {
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		b.ResetTimer()
+		cpuBefore = cpuTime()
+		for range b.N {
+			entries, batch, done, aerr := srv.decodeProtoSettle(settleBody)
+			if aerr != nil || len(entries) != benchBatchOrders || len(batch.Requests) != benchBatchOrders {
+				b.Fatalf("decode: %v", aerr)
+			}
+			done()
+		}
+		b.StopTimer()
+		report(b, before)
+	})
+	b.Run("settle-encode", func(b *testing.B) {
+		entries, batch, done, aerr := srv.decodeProtoSettle(settleBody)
+		if aerr != nil {
+			b.Fatal(aerr)
+		}
+		defer done()
+		for i := range batch.Requests {
+			r := &batch.Requests[i]
+			r.Result = engine.Result{OrderID: r.Command.OrderID, Status: engine.StatusPaid, Total: 19800, ChangedAt: 1_700_000_000_000_000_000}
+		}
+		out := make([]byte, 0, 64*benchBatchOrders)
+		var before runtime.MemStats
+		runtime.ReadMemStats(&before)
+		b.ResetTimer()
+		cpuBefore = cpuTime()
+		for range b.N {
+			out = srv.appendProtoSettle(out[:0], entries, batch, nil)
+		}
+		b.StopTimer()
+		report(b, before)
+	})
 }

@@ -453,8 +453,12 @@ func (s *Server) refreshStatuses(ctx context.Context, be *backend, list []orderV
 // read as JSON, as on every other endpoint.
 func isProtobuf(r *http.Request) bool {
 	ct := r.Header.Get("Content-Type")
-	if ct == "" {
+	switch ct {
+	case "":
 		return false
+	case wire.ContentType:
+		// What every client sends: no parse, and no map of parameters.
+		return true
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {

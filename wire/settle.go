@@ -41,8 +41,8 @@ func settleSize(s *Settle) int {
 func AppendSettleRequest(b []byte, actions []Settle) []byte {
 	for i := range actions {
 		s := &actions[i]
-		b = protowire.AppendTag(b, SettleBatchRequestActions, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(settleSize(s)))
+		b = appendTag(b, SettleBatchRequestActions, protowire.BytesType)
+		b = appendVarint(b, uint64(settleSize(s)))
 		b = appendStr(b, SettleOrderID, s.OrderID)
 		b = appendInt(b, SettleAmount, s.Amount)
 		if s.Cancel {
@@ -179,15 +179,15 @@ func AppendSettleResult(b []byte, r *SettleResult) []byte {
 	if r.Error != nil {
 		n += 1 + protowire.SizeBytes(errorSize(r.Error))
 	}
-	b = protowire.AppendTag(b, SettleBatchResponseResults, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(n))
+	b = appendTag(b, SettleBatchResponseResults, protowire.BytesType)
+	b = appendVarint(b, uint64(n))
 	b = appendStr(b, SettleResultOrderID, r.OrderID)
 	b = appendStr(b, SettleResultStatus, r.Status)
 	b = appendInt(b, SettleResultTotal, r.Total)
 	b = appendInt(b, SettleResultChangedAtUnixNanos, r.ChangedAtUnixNanos)
 	if r.Error != nil {
-		b = protowire.AppendTag(b, SettleResultError, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(errorSize(r.Error)))
+		b = appendTag(b, SettleResultError, protowire.BytesType)
+		b = appendVarint(b, uint64(errorSize(r.Error)))
 		b = errorBody(b, r.Error)
 	}
 	return b

@@ -99,8 +99,8 @@ func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
 func AppendRequest(b []byte, orders []PlaceOrder) []byte {
 	for i := range orders {
 		o := &orders[i]
-		b = protowire.AppendTag(b, OrderBatchRequestOrders, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(placeOrderSize(o)))
+		b = appendTag(b, OrderBatchRequestOrders, protowire.BytesType)
+		b = appendVarint(b, uint64(placeOrderSize(o)))
 		b = appendPlaceOrder(b, o)
 	}
 	return b
@@ -136,15 +136,43 @@ func appendStr(b []byte, num protowire.Number, s string) []byte {
 	if s == "" {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.BytesType)
-	return protowire.AppendString(b, s)
+	b = appendTag(b, num, protowire.BytesType)
+	b = appendVarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// appendVarint is protowire.AppendVarint with its one-byte case inlined:
+// the tags and lengths of the contract's messages are nearly all under
+// 128, and protowire's is too large to inline. The bytes are the same.
+func appendVarint(b []byte, v uint64) []byte {
+	if v < 0x80 {
+		return append(b, byte(v))
+	}
+	return protowire.AppendVarint(b, v)
+}
+
+// appendTag appends the tag of field num, which must be 1 to 15 (a
+// one-byte tag): every field of the contract is (fields.go). It is small
+// enough to inline, where protowire.AppendTag is not.
+func appendTag(b []byte, num protowire.Number, typ protowire.Type) []byte {
+	if uint32(num-1) > 14 {
+		panic("wire: a field number outside 1 to 15 needs a tag of more than one byte")
+	}
+	return append(b, byte(num)<<3|byte(typ&7))
 }
 
 func appendInt(b []byte, num protowire.Number, v int64) []byte {
 	if v == 0 {
 		return b
 	}
-	b = protowire.AppendTag(b, num, protowire.VarintType)
+	b = appendTag(b, num, protowire.VarintType)
+	// Quantities, prices and most totals take one or two bytes.
+	switch u := uint64(v); {
+	case u < 1<<7:
+		return append(b, byte(u))
+	case u < 1<<14:
+		return append(b, byte(u)|0x80, byte(u>>7))
+	}
 	return protowire.AppendVarint(b, uint64(v))
 }
 
@@ -152,8 +180,8 @@ func appendPlaceOrder(b []byte, o *PlaceOrder) []byte {
 	b = appendStr(b, PlaceOrderBuyerID, o.BuyerID)
 	for i := range o.Items {
 		it := &o.Items[i]
-		b = protowire.AppendTag(b, PlaceOrderItems, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(itemSize(it)))
+		b = appendTag(b, PlaceOrderItems, protowire.BytesType)
+		b = appendVarint(b, uint64(itemSize(it)))
 		b = appendStr(b, ItemSKUID, it.SKUID)
 		b = appendInt(b, ItemQuantity, int64(it.Quantity))
 	}
@@ -430,11 +458,53 @@ func AppendResponse(b []byte, results []Result) []byte {
 // encoded in place rather than into a scratch buffer and copied.
 func AppendResponseResult(b []byte, r *Result) []byte {
 	inner := resultInnerSize(r)
-	b = protowire.AppendTag(b, OrderBatchResponseResults, protowire.BytesType)
+	b = appendTag(b, OrderBatchResponseResults, protowire.BytesType)
 	// The body is one field, the order or the error, whose tags are of one
 	// size.
-	b = protowire.AppendVarint(b, uint64(protowire.SizeTag(max(OrderResultOrder, OrderResultError))+protowire.SizeBytes(inner)))
+	b = appendVarint(b, uint64(protowire.SizeTag(max(OrderResultOrder, OrderResultError))+protowire.SizeBytes(inner)))
 	return appendResult(b, r, inner)
+}
+
+// AppendResponseOrder is AppendResponseResult for the result of a placed
+// order o whose id is given as its number: the id's text, base 36 as the
+// API spells order ids, is written from id straight into b, not copied
+// from a string made for it. o.OrderID is ignored.
+func AppendResponseOrder(b []byte, o *Order, id uint64) []byte {
+	var text [orderIDBytesMax]byte
+	idText := AppendOrderID(text[:0], id)
+	idBytes := len(idText)
+	inner := orderSize(o) - strSize(o.OrderID) + 1 + protowire.SizeBytes(idBytes)
+	b = appendTag(b, OrderBatchResponseResults, protowire.BytesType)
+	b = appendVarint(b, uint64(protowire.SizeTag(OrderResultOrder)+protowire.SizeBytes(inner)))
+	b = appendTag(b, OrderResultOrder, protowire.BytesType)
+	b = appendVarint(b, uint64(inner))
+	b = appendTag(b, OrderOrderID, protowire.BytesType)
+	b = appendVarint(b, uint64(idBytes))
+	b = append(b, idText...)
+	return appendOrderFields(b, o)
+}
+
+// orderIDBytesMax is the length of the longest order id's text (base 36
+// of 2^64-1).
+const orderIDBytesMax = 13
+
+// AppendOrderID appends the text of order id id, base 36 in lower case
+// as strconv.AppendUint(b, id, 36) writes it, but dividing by a constant,
+// which the compiler turns into a multiplication (strconv divides by its
+// variable base: a hardware division per digit).
+func AppendOrderID(b []byte, id uint64) []byte {
+	const digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+	var text [orderIDBytesMax]byte
+	i := len(text)
+	for id >= 36 {
+		q := id / 36
+		i--
+		text[i] = digits[id-q*36]
+		id = q
+	}
+	i--
+	text[i] = digits[id]
+	return append(b, text[i:]...)
 }
 
 // resultInnerSize is the length of r's order or error message, the one
@@ -453,21 +523,26 @@ func AppendResult(b []byte, r *Result) []byte { return appendResult(b, r, result
 // computed by the caller (resultInnerSize), so that it is computed once.
 func appendResult(b []byte, r *Result, inner int) []byte {
 	if r.Error != nil {
-		b = protowire.AppendTag(b, OrderResultError, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(inner))
+		b = appendTag(b, OrderResultError, protowire.BytesType)
+		b = appendVarint(b, uint64(inner))
 		return errorBody(b, r.Error)
 	}
 	o := &r.Order
-	b = protowire.AppendTag(b, OrderResultOrder, protowire.BytesType)
-	b = protowire.AppendVarint(b, uint64(inner))
+	b = appendTag(b, OrderResultOrder, protowire.BytesType)
+	b = appendVarint(b, uint64(inner))
 	b = appendStr(b, OrderOrderID, o.OrderID)
+	return appendOrderFields(b, o)
+}
+
+// appendOrderFields appends the fields of o after its id.
+func appendOrderFields(b []byte, o *Order) []byte {
 	b = appendStr(b, OrderStatus, o.Status)
 	b = appendStr(b, OrderBuyerID, o.BuyerID)
 	b = appendStr(b, OrderMerchantID, o.MerchantID)
 	for i := range o.Items {
 		it := &o.Items[i]
-		b = protowire.AppendTag(b, OrderItems, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(orderItemSize(it)))
+		b = appendTag(b, OrderItems, protowire.BytesType)
+		b = appendVarint(b, uint64(orderItemSize(it)))
 		b = appendStr(b, OrderItemSKUID, it.SKUID)
 		b = appendInt(b, OrderItemQuantity, int64(it.Quantity))
 		b = appendInt(b, OrderItemUnitPrice, it.UnitPrice)

@@ -307,7 +307,7 @@ func startServer(ctx context.Context, o serveOptions, stdout, stderr io.Writer) 
 	srv, err := server.New(server.Config{
 		AdminToken: o.AdminToken, StorefrontToken: o.StorefrontToken, CarrierToken: o.CarrierToken, Logger: log,
 		ReadHeaderTimeout: o.ReadHeaderTimeout, ReadTimeout: o.ReadTimeout, WriteTimeout: o.WriteTimeout,
-		IdleTimeout: o.IdleTimeout, ConnectionsMax: o.ConnectionsMax, NetHTTPOnly: o.NetHTTPOnly,
+		IdleTimeout: o.IdleTimeout, ShutdownTimeout: o.ShutdownTimeout, ConnectionsMax: o.ConnectionsMax, NetHTTPOnly: o.NetHTTPOnly,
 		EventFeedsMax: o.EventFeedsMax, EventFeedWriteTimeout: o.EventFeedWriteTimeout,
 		Node: o.clusterNode(), Address: o.Cluster.Advertise, Cluster: o.serverCluster(),
 		RehearsalClock: o.RehearsalClock,

@@ -78,6 +78,11 @@ type Config struct {
 	// IdleTimeout closes a keep-alive connection that sends no request
 	// for this long (default 2m).
 	IdleTimeout time.Duration
+	// ShutdownTimeout bounds Detach's wait for the single orders the fast
+	// path is serving (0: no bound), as the one given to
+	// http.Server.Shutdown bounds net/http's requests: a request stuck in
+	// the engine does not hold the shutdown forever.
+	ShutdownTimeout time.Duration
 	// ConnectionsMax bounds the open client connections (default 10,000).
 	// A connection beyond it is answered at once with 503 unavailable and
 	// Retry-After, then closed, rather than left waiting in the accept

@@ -56,6 +56,7 @@ type fastPath struct {
 	idle     time.Duration    // keep-alive wait for the next request (net/http's IdleTimeout, else ReadTimeout)
 	header   time.Duration    // wait for a new connection's first request (ReadHeaderTimeout, else ReadTimeout)
 	write    time.Duration    // WriteTimeout from the end of a request's read
+	shutdown time.Duration    // ShutdownTimeout: quiesce's longest wait (0: none)
 	errorLog func() *log.Logger
 
 	mu sync.Mutex
@@ -80,7 +81,7 @@ func newFastPath(s *Server, handler http.HandlerFunc) *fastPath {
 		header = s.cfg.ReadTimeout
 	}
 	return &fastPath{
-		handler: handler, idle: idle, header: header, write: s.cfg.WriteTimeout,
+		handler: handler, idle: idle, header: header, write: s.cfg.WriteTimeout, shutdown: s.cfg.ShutdownTimeout,
 		errorLog: s.httpErrorLog,
 		conns:    make(map[*fastConn]struct{}),
 	}
@@ -120,12 +121,30 @@ func (f *fastPath) closeIdle() {
 }
 
 // quiesce stops new requests on fast connections (they go to net/http,
-// which answers 503 once detached) and waits for those in the handler.
-func (f *fastPath) quiesce() {
+// which answers 503 once detached) and waits for those in the handler, at
+// most f.shutdown when it is set; false if some were still running then.
+func (f *fastPath) quiesce() bool {
 	f.mu.Lock()
 	f.closing = true
 	f.mu.Unlock()
-	f.active.Wait()
+	if f.shutdown <= 0 {
+		f.active.Wait()
+		return true
+	}
+	// The waiter ends with the last request, after quiesce if need be.
+	done := make(chan struct{})
+	go func() {
+		f.active.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(f.shutdown)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // serve runs one accepted connection until it closes or is handed to

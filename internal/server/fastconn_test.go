@@ -281,6 +281,22 @@ func TestFastPathDetach(t *testing.T) {
 	}
 }
 
+// TestFastPathQuiesceBounded checks that Detach's wait for the fast
+// path's requests ends after ShutdownTimeout with one still running, and
+// that without the timeout it ends with the last request.
+func TestFastPathQuiesceBounded(t *testing.T) {
+	f := &fastPath{shutdown: time.Millisecond}
+	f.active.Add(1)
+	if f.quiesce() {
+		t.Fatal("quiesce with a request running: true before the timeout, want false")
+	}
+	f.active.Done()
+	f.shutdown = 0
+	if !f.quiesce() {
+		t.Fatal("quiesce with no request running: false, want true")
+	}
+}
+
 // TestFastPathShutdown checks that Shutdown closes a fast connection
 // waiting for its next request, as net/http closes its idle ones, and
 // returns.

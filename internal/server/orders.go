@@ -6,9 +6,11 @@ import (
 	"errors"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"unsafe"
 
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/projection/orders"
@@ -39,7 +41,8 @@ func storedView(o *orders.Order) orderView {
 // appendOrder appends the JSON of an order.
 func appendOrder(b []byte, o *orderView) []byte {
 	b = append(b, `{"order_id":"`...)
-	b = o.ID.AppendText(b)
+	// wire's base 36 divides by a constant, strconv's by a variable.
+	b = wire.AppendOrderID(b, uint64(o.ID))
 	b = append(b, `","status":"`...)
 	b = append(b, o.Status.String()...)
 	b = append(b, `","buyer_id":`...)
@@ -450,8 +453,12 @@ func (s *Server) refreshStatuses(ctx context.Context, be *backend, list []orderV
 // read as JSON, as on every other endpoint.
 func isProtobuf(r *http.Request) bool {
 	ct := r.Header.Get("Content-Type")
-	if ct == "" {
+	switch ct {
+	case "":
 		return false
+	case wire.ContentType:
+		// What every client sends: no parse, and no map of parameters.
+		return true
 	}
 	mt, _, err := mime.ParseMediaType(ct)
 	if err != nil {
@@ -630,6 +637,42 @@ type protoScratch struct {
 	// server's largest allocation, megabytes a request.
 	batch   *engine.Batch
 	entries []batchEntry
+	text    bodyText
+}
+
+// bodyText is a pooled copy of a protobuf body whose substrings are the
+// ids of the request's commands. The commands, their entries and the copy
+// live exactly as long as one another: pooled together, released together
+// by the decoder's done once the answer is written. The engine keeps no
+// string of a command (it clones what it stores), and the answer is
+// rendered into the body's buffer, never into the copy. A fresh string of
+// the body was the batch path's largest allocation, tens of kilobytes a
+// request.
+type bodyText struct{ b []byte }
+
+// bodyTextBytesMax bounds the copy kept in a pool, as putBuf bounds the
+// body buffers.
+const bodyTextBytesMax = 1 << 20
+
+// load copies body into t.
+func (t *bodyText) load(body []byte) { t.b = append(t.b[:0], body...) }
+
+// str returns the text of v, a subslice of the body last loaded.
+func (t *bodyText) str(body, v []byte) string {
+	if len(v) == 0 {
+		return ""
+	}
+	// v is a subslice of body: its offset is the difference of the caps.
+	off := cap(body) - cap(v)
+	return unsafe.String(&t.b[off : off+len(v)][0], len(v))
+}
+
+// release empties t, dropping a copy too large to keep in a pool.
+func (t *bodyText) release() {
+	if cap(t.b) > bodyTextBytesMax {
+		t.b = nil
+	}
+	t.b = t.b[:0]
 }
 
 // scratchEntries returns entries emptied to length n, reusing s's array
@@ -643,13 +686,54 @@ func scratchEntries[E any](s *[]E, n int) []E {
 	return *s
 }
 
-// scratchBatch returns *b reset, allocating it the first time.
+// scratchBatch returns *b reset with room for n requests, allocating it
+// the first time or when it is smaller: one allocation of the right size
+// rather than append's doubling from a smaller one.
 func scratchBatch(b **engine.Batch, n int) *engine.Batch {
-	if *b == nil {
+	if *b == nil || cap((*b).Requests) < n {
 		*b = engine.NewBatch(n)
 	}
 	(*b).Reset()
 	return *b
+}
+
+// scratchCache keeps the decoders' scratch across garbage collections,
+// which empty a sync.Pool: at festival rates one runs every few hundred
+// milliseconds, and a scratch lost regrows its slices from nothing (a
+// 1,000-order batch's requests alone are 400 KB). The first
+// scratchCacheKept are held in a channel, more in a pool as before; the
+// scratch's own bounds (releaseScratch) cap what each holds.
+type scratchCache[T any] struct {
+	kept chan *T
+	pool sync.Pool
+}
+
+// scratchCacheKept is the scratch of each kind kept across collections:
+// a few batch clients' worth.
+const scratchCacheKept = 4
+
+func newScratchCache[T any]() *scratchCache[T] {
+	return &scratchCache[T]{kept: make(chan *T, scratchCacheKept)}
+}
+
+func (c *scratchCache[T]) get() *T {
+	select {
+	case s := <-c.kept:
+		return s
+	default:
+	}
+	if s, ok := c.pool.Get().(*T); ok {
+		return s
+	}
+	return new(T)
+}
+
+func (c *scratchCache[T]) put(s *T) {
+	select {
+	case c.kept <- s:
+	default:
+		c.pool.Put(s)
+	}
 }
 
 // releaseScratch drops a pooled batch and entries grown past a full batch,
@@ -667,20 +751,20 @@ func releaseScratch[E any](b **engine.Batch, entries *[]E, max int) {
 	}
 }
 
-var protoScratchPool = sync.Pool{New: func() any { return new(protoScratch) }}
+var protoScratchPool = newScratchCache[protoScratch]()
 
 // protoScratchItemsMax bounds the item slab kept in the pool (one full
 // batch of one-line orders).
 const protoScratchItemsMax = 16 << 10
 
 // decodeProtoBatch decodes a binary batch straight into engine commands.
-// The body is copied into one string and every id of the batch is a
+// The body is copied into a pooled bodyText and every id of the batch is a
 // substring of it, and the items of all orders share one pooled slab: a
-// batch costs a handful of allocations whatever its size. Neither outlives
-// the request: the engine keeps no strings of an order, and the slab is
-// only released (by done) after the results are encoded.
+// batch allocates nothing once the pool is warm. Neither outlives the
+// request: the engine keeps no strings of an order, and both are only
+// released (by done) after the results are encoded.
 func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *engine.Batch, done func(), aerr *apiError) {
-	ps := protoScratchPool.Get().(*protoScratch)
+	ps := protoScratchPool.get()
 	done = func() {
 		clear(ps.items)
 		if cap(ps.items) > protoScratchItemsMax {
@@ -691,7 +775,8 @@ func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *eng
 			ps.view = wire.RequestView{}
 		}
 		releaseScratch(&ps.batch, &ps.entries, 2*s.cfg.BatchOrdersMax)
-		protoScratchPool.Put(ps)
+		ps.text.release()
+		protoScratchPool.put(ps)
 	}
 	err := wire.DecodeRequestView(body, &ps.view, s.cfg.BatchOrdersMax)
 	var fe *wire.FieldError
@@ -703,15 +788,8 @@ func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *eng
 		done()
 		return nil, nil, nil, newError(wire.CodeInvalidProtobuf, err.Error())
 	}
-	all := string(body)
-	str := func(v []byte) string {
-		if len(v) == 0 {
-			return ""
-		}
-		// v is a subslice of body: its offset is the difference of the caps.
-		off := cap(body) - cap(v)
-		return all[off : off+len(v)]
-	}
+	ps.text.load(body)
+	str := func(v []byte) string { return ps.text.str(body, v) }
 	orders := ps.view.Orders
 	entries = scratchEntries(&ps.entries, len(orders))
 	batch = scratchBatch(&ps.batch, len(orders))
@@ -748,8 +826,11 @@ func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *eng
 	return entries, batch, done, nil
 }
 
-// result returns the view or error of entry i after the batch is done.
-func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError)) (orderView, bool, *apiError) {
+// batchResult returns the view or error of entry idx after the batch is
+// done, counting an order placed in *placed: the caller adds them to the
+// metric once a request, not once an order (one atomic add shared by every
+// core).
+func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError), placed *int) (orderView, bool, *apiError) {
 	if e.err != nil {
 		s.metrics.rejectedCode(e.err.Code)
 		return orderView{}, false, e.err
@@ -772,11 +853,27 @@ func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load fu
 		asCreated(&o)
 		return o, true, aerr
 	}
-	s.metrics.placed.Inc()
+	*placed++
 	return placedOrder(&req.Command, res), false, nil
 }
 
+// growForResults makes room in b for n more results of about size bytes
+// each (the first one's), plus an eighth: the answer is rendered into the
+// request body's buffer, which is much smaller, and growing it by
+// doubling copied it again at every step.
+func growForResults(b []byte, size, n int) []byte {
+	return slices.Grow(b, size*n+size*n/8)
+}
+
+// countPlaced adds n orders placed to the metric.
+func (s *Server) countPlaced(n int) {
+	if n > 0 {
+		s.metrics.placed.Add(float64(n))
+	}
+}
+
 func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError), remote *remoteAnswers) []byte {
+	placed := 0
 	b = append(b, `{"results":[`...)
 	for i, e := range entries {
 		if i > 0 {
@@ -788,7 +885,7 @@ func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine
 				continue
 			}
 		}
-		o, replayed, aerr := s.batchResult(i, e, batch, load)
+		o, replayed, aerr := s.batchResult(i, e, batch, load, &placed)
 		if aerr != nil {
 			b = append(b, `{"error":`...)
 			b = appendError(b, aerr)
@@ -802,11 +899,13 @@ func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine
 		}
 		b = append(b, '}')
 	}
+	s.countPlaced(placed)
 	return append(b, "]}\n"...)
 }
 
 func (s *Server) appendProtoResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError), remote *remoteAnswers) []byte {
 	var items []wire.OrderItem // reused from one order to the next
+	placed := 0
 	for i, e := range entries {
 		if remote != nil && e.err == nil {
 			if a := remote.get(e.req); a != nil {
@@ -814,20 +913,23 @@ func (s *Server) appendProtoResults(b []byte, entries []batchEntry, batch *engin
 				continue
 			}
 		}
-		o, replayed, aerr := s.batchResult(i, e, batch, load)
+		o, replayed, aerr := s.batchResult(i, e, batch, load, &placed)
+		start := len(b)
 		b = appendProtoResult(b, &o, replayed, aerr, &items)
+		if i == 0 {
+			b = growForResults(b, len(b)-start, len(entries)-1)
+		}
 	}
+	s.countPlaced(placed)
 	return b
 }
 
 // appendProtoResult appends one result of a protobuf batch answer: the
-// order, or aerr. Its Result lives only in this call, so that the order
-// id's text stays on the stack (a Result reused across the loop made it
-// escape: one allocation per order).
+// order, or aerr. The order id is encoded from its number
+// (wire.AppendResponseOrder), with no text made for it.
 func appendProtoResult(b []byte, o *orderView, replayed bool, aerr *apiError, items *[]wire.OrderItem) []byte {
-	var res wire.Result
 	if aerr != nil {
-		res.Error = &wire.Error{Code: aerr.Code, Message: aerr.Message, Field: aerr.Field, SKUID: aerr.SKUID, Available: aerr.Available}
+		res := wire.Result{Error: &wire.Error{Code: aerr.Code, Message: aerr.Message, Field: aerr.Field, SKUID: aerr.SKUID, Available: aerr.Available}}
 		return wire.AppendResponseResult(b, &res)
 	}
 	its := (*items)[:0]
@@ -835,14 +937,13 @@ func appendProtoResult(b []byte, o *orderView, replayed bool, aerr *apiError, it
 		its = append(its, wire.OrderItem{SKUID: it.SKUID, Quantity: it.Quantity, UnitPrice: it.UnitPrice, Amount: it.Amount})
 	}
 	*items = its
-	var idBuf [20]byte
-	res.Order = wire.Order{
-		OrderID: string(o.ID.AppendText(idBuf[:0])), Status: o.Status.String(),
+	order := wire.Order{
+		Status:  o.Status.String(),
 		BuyerID: o.BuyerID, MerchantID: o.MerchantID, Items: its, Total: o.Total,
 		Currency: "CNY", Channel: o.Channel, Region: o.Region, DealID: o.DealID,
 		CreatedAtUnixNanos: o.CreatedAt, PayByUnixNanos: o.PayBy, Replayed: replayed,
 	}
-	b = wire.AppendResponseResult(b, &res)
+	b = wire.AppendResponseOrder(b, &order, uint64(o.ID))
 	clear(its) // no strings of this batch pinned by the next
 	return b
 }

@@ -109,8 +109,11 @@ func (s *Server) Attach(eng *engine.Engine, reads *projection.Runner, store *ord
 func (s *Server) Detach() {
 	if s.fast != nil {
 		// A fast connection's request holds the backend it loaded until
-		// it returns, as net/http's do until Shutdown returns.
-		s.fast.quiesce()
+		// it returns, as net/http's do until Shutdown returns (or its
+		// timeout passes: then, as there, the stragglers are abandoned).
+		if !s.fast.quiesce() {
+			s.httpErrorLog().Printf("fest: single orders still running after the shutdown timeout of %v; detaching without them", s.cfg.ShutdownTimeout)
+		}
 	}
 	be := s.be.Swap(nil)
 	if be != nil {

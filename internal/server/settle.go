@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
-	"sync"
 
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/wire"
@@ -156,15 +155,17 @@ type settleScratch struct {
 	view    wire.SettleRequestView
 	batch   *engine.Batch // reused, as protoScratch's
 	entries []settleEntry
+	text    bodyText // the ids of the entries (see bodyText)
 }
 
-var settleScratchPool = sync.Pool{New: func() any { return new(settleScratch) }}
+var settleScratchPool = newScratchCache[settleScratch]()
 
 // decodeProtoSettle decodes a binary settle batch straight into engine
-// commands. The body is copied into one string and every order id is a
-// substring of it (ids are only kept for error answers).
+// commands. The body is copied into a pooled bodyText and every order id
+// is a substring of it (ids are only kept for the answer, which done
+// outlives).
 func (s *Server) decodeProtoSettle(body []byte) (entries []settleEntry, batch *engine.Batch, done func(), aerr *apiError) {
-	ps := settleScratchPool.Get().(*settleScratch)
+	ps := settleScratchPool.get()
 	done = func() {
 		if cap(ps.view.Actions) > 2*defaultBatchOrdersMax {
 			ps.view = wire.SettleRequestView{}
@@ -172,7 +173,8 @@ func (s *Server) decodeProtoSettle(body []byte) (entries []settleEntry, batch *e
 		clear(ps.view.Actions)
 		ps.view.Actions = ps.view.Actions[:0]
 		releaseScratch(&ps.batch, &ps.entries, 2*s.cfg.BatchOrdersMax)
-		settleScratchPool.Put(ps)
+		ps.text.release()
+		settleScratchPool.put(ps)
 	}
 	err := wire.DecodeSettleRequestView(body, &ps.view, s.cfg.BatchOrdersMax)
 	var fe *wire.FieldError
@@ -188,14 +190,8 @@ func (s *Server) decodeProtoSettle(body []byte) (entries []settleEntry, batch *e
 		done()
 		return nil, nil, nil, aerr
 	}
-	all := string(body)
-	str := func(v []byte) string {
-		if len(v) == 0 {
-			return ""
-		}
-		off := cap(body) - cap(v) // v is a subslice of body
-		return all[off : off+len(v)]
-	}
+	ps.text.load(body)
+	str := func(v []byte) string { return ps.text.str(body, v) }
 	acts := ps.view.Actions
 	entries = scratchEntries(&ps.entries, len(acts))
 	batch = scratchBatch(&ps.batch, len(acts))
@@ -288,7 +284,7 @@ func (s *Server) appendJSONSettle(b []byte, entries []settleEntry, batch *engine
 // change when this action made it}}.
 func appendSettledJSON(b []byte, id engine.OrderID, status engine.OrderStatus, total, changedAt int64) []byte {
 	b = append(b, `{"order":{"order_id":"`...)
-	b = id.AppendText(b)
+	b = wire.AppendOrderID(b, uint64(id))
 	b = append(b, `","status":"`...)
 	b = append(b, status.String()...)
 	b = append(b, '"')
@@ -313,6 +309,7 @@ func appendSettledJSON(b []byte, id engine.OrderID, status engine.OrderStatus, t
 func (s *Server) appendProtoSettle(b []byte, entries []settleEntry, batch *engine.Batch, remote *remoteAnswers) []byte {
 	var idBuf [16]byte
 	var we wire.Error
+	grown := false // room made for the rest after the first success
 	for i := range entries {
 		e := &entries[i]
 		if remote != nil && e.err == nil {
@@ -331,12 +328,17 @@ func (s *Server) appendProtoSettle(b []byte, entries []settleEntry, batch *engin
 		// The canonical id is the one given unless it had leading zeros:
 		// the comparison allocates nothing.
 		id := e.id
-		if canon := req.Command.OrderID.AppendText(idBuf[:0]); string(canon) != id {
+		if canon := wire.AppendOrderID(idBuf[:0], uint64(req.Command.OrderID)); string(canon) != id {
 			id = string(canon)
 		}
+		start := len(b)
 		b = wire.AppendSettleResult(b, &wire.SettleResult{
 			OrderID: id, Status: res.Status.String(), Total: res.Total, ChangedAtUnixNanos: res.ChangedAt,
 		})
+		if !grown {
+			grown = true
+			b = growForResults(b, len(b)-start, len(entries)-1-i)
+		}
 	}
 	return b
 }

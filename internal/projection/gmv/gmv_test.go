@@ -9,6 +9,7 @@ import (
 	"slices"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/fest-platform/fest/internal/engine"
 	"pgregory.net/rapid"
@@ -576,8 +577,20 @@ func FuzzSnapshot(f *testing.F) {
 
 // BenchmarkApply measures the steady state of the festival's hot path: a
 // placement and a payment per order, one or two lines, in records of 64
-// events, over a catalog of 10,000 brands and 100,000 SKUs.
+// events, over a catalog of 10,000 brands and 100,000 SKUs. In "by-id" the
+// lines name their SKUs by id only; in "by-slot" they carry the engine
+// slots the router resolved, as every line of a journal the engine wrote
+// does: the path of fest serve.
 func BenchmarkApply(b *testing.B) {
+	b.Run("by-id", func(b *testing.B) { benchmarkApply(b, false) })
+	b.Run("by-slot", func(b *testing.B) { benchmarkApply(b, true) })
+}
+
+// benchPartitions is how many engine partitions the by-slot catalog spreads
+// its merchants over, as fest serve does.
+const benchPartitions = 8
+
+func benchmarkApply(b *testing.B, slots bool) {
 	now := testStart
 	p := mustNew(b, Config{Now: func() time.Time { return now }})
 	const brands, merchants, skusPerMerchant = 10_000, 10_000, 10
@@ -585,10 +598,20 @@ func BenchmarkApply(b *testing.B) {
 	for i := range brands {
 		cat = append(cat, engine.Event{Kind: engine.EventBrandUpserted, Brand: engine.Brand{ID: fmt.Sprintf("brand-%d", i), Country: []string{"CN", "US", "JP", "FR"}[i%4], LastYearGMV: 1_000_00}})
 	}
+	// skuSlot is the engine slot of SKU k of merchant m in its partition
+	// (m % benchPartitions).
+	skuSlot := func(m, k int) uint32 { return uint32((m/benchPartitions)*skusPerMerchant + k) }
 	for m := range merchants {
 		cat = append(cat, engine.Event{Kind: engine.EventMerchantUpserted, Merchant: engine.Merchant{ID: fmt.Sprintf("m-%d", m), Kind: engine.MerchantKind(1 + m%3), Industry: fmt.Sprintf("ind-%d", m%200)}})
 		for k := range skusPerMerchant {
-			cat = append(cat, engine.Event{Kind: engine.EventSKUUpserted, SKU: engine.SKU{ID: fmt.Sprintf("sku-%d-%d", m, k), MerchantID: fmt.Sprintf("m-%d", m), BrandID: fmt.Sprintf("brand-%d", m%brands), Category: fmt.Sprintf("cat-%d", k)}})
+			ev := engine.Event{Kind: engine.EventSKUUpserted, SKU: engine.SKU{ID: fmt.Sprintf("sku-%d-%d", m, k), MerchantID: fmt.Sprintf("m-%d", m), BrandID: fmt.Sprintf("brand-%d", m%brands), Category: fmt.Sprintf("cat-%d", k)}}
+			if slots {
+				ev.Partition, ev.SKUSlot = m%benchPartitions, skuSlot(m, k)
+			} else {
+				// Past the engine's partitions: found by id only.
+				ev.Partition = partitionsMax
+			}
+			cat = append(cat, ev)
 		}
 	}
 	applyRecord(b, p, cat, 1)
@@ -603,13 +626,22 @@ func BenchmarkApply(b *testing.B) {
 	channels := []string{"app", "web", "live:1", "live:2", "live:3"}
 	for i := range orders {
 		m := i % merchants
-		items := []engine.Item{{SKUID: fmt.Sprintf("sku-%d-%d", m, i%skusPerMerchant), Quantity: 1, UnitPrice: 199_00, Amount: 199_00}}
+		ks := []int{i % skusPerMerchant}
 		if i%3 == 0 {
-			items = append(items, engine.Item{SKUID: fmt.Sprintf("sku-%d-%d", m, (i+1)%skusPerMerchant), Quantity: 2, UnitPrice: 50_00, Amount: 100_00})
+			ks = append(ks, (i+1)%skusPerMerchant)
 		}
+		var items []engine.Item
 		var total int64
-		for _, it := range items {
+		for j, k := range ks {
+			it := engine.Item{SKUID: fmt.Sprintf("sku-%d-%d", m, k), Quantity: 1, UnitPrice: 199_00, Amount: 199_00}
+			if j > 0 {
+				it.Quantity, it.UnitPrice, it.Amount = 2, 50_00, 100_00
+			}
+			if slots {
+				resolveForBench(b, &it, m%benchPartitions, skuSlot(m, k))
+			}
 			total += it.Amount
+			items = append(items, it)
 		}
 		orders[i].place = engine.Event{Kind: engine.EventOrderPlaced, MerchantID: fmt.Sprintf("m-%d", m), Channel: channels[i%len(channels)], Region: "CN-ZJ", Items: items, Total: total}
 		orders[i].pay = engine.Event{Kind: engine.EventOrderPaid}
@@ -629,15 +661,21 @@ func BenchmarkApply(b *testing.B) {
 			p.Commit(pos, at)
 		}
 	}
+	// orderID numbers order seq of the ring in its merchant's partition,
+	// in sequence there as the engine numbers them.
+	orderID := func(seq uint64) engine.OrderID {
+		m := int(seq%ring) % merchants
+		return engine.OrderIDOf(m%benchPartitions, seq)
+	}
 	step := func() {
 		seq++
 		o := &orders[seq%ring]
 		at += 1_000
-		o.place.OrderID, o.place.At = engine.OrderID(seq), at
+		o.place.OrderID, o.place.At = orderID(seq), at
 		apply(&o.place)
 		if seq > lagOrders {
 			old := &orders[(seq-lagOrders)%ring]
-			old.pay.OrderID, old.pay.At = engine.OrderID(seq-lagOrders), at
+			old.pay.OrderID, old.pay.At = orderID(seq-lagOrders), at
 			apply(&old.pay)
 		}
 	}
@@ -652,6 +690,23 @@ func BenchmarkApply(b *testing.B) {
 	b.StopTimer()
 	// Each iteration applies two events (a placement and a payment).
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(2*b.N), "ns/event")
+}
+
+// resolveForBench marks a line as resolved by the router to slot of
+// partition, as the journal's decoder does: the engine keeps the field
+// unexported, so the benchmark sets it through its known layout (the top
+// bit marks a resolved reference, then the partition, then the slot) and
+// checks that the engine reads back the slot, failing rather than
+// measuring the by-id path should that layout change.
+func resolveForBench(b *testing.B, it *engine.Item, partition int, slot uint32) {
+	f, ok := reflect.TypeFor[engine.Item]().FieldByName("ref")
+	if !ok || f.Type.Kind() != reflect.Uint64 {
+		b.Fatal("engine.Item has no ref field of 64 bits")
+	}
+	*(*uint64)(unsafe.Add(unsafe.Pointer(it), f.Offset)) = 1<<63 | uint64(partition)<<32 | uint64(slot)
+	if got, ok := it.SKUSlot(); !ok || got != slot {
+		b.Fatalf("resolved line reads slot %d, %v; want %d", got, ok, slot)
+	}
 }
 
 // BenchmarkTotals measures GET /v1/gmv's read at the festival's catalog

@@ -104,13 +104,9 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// encode appends the state's body to b.
+// encode appends the state's whole body, FESTGV03, to b.
 func (st *state) encode(b []byte) []byte {
-	b = binary.AppendUvarint(b, st.position)
-	b = binary.AppendVarint(b, st.at)
-	b = binary.AppendVarint(b, st.gmv)
-	b = binary.AppendUvarint(b, st.placed)
-	b = binary.AppendUvarint(b, st.paid)
+	b = st.encodeHead(b)
 	for i := range st.dims {
 		d := &st.dims[i]
 		b = binary.AppendUvarint(b, uint64(len(d.keys)))
@@ -120,6 +116,21 @@ func (st *state) encode(b []byte) []byte {
 			b = binary.AppendUvarint(b, d.totals[r].orders)
 		}
 	}
+	b = st.encodeCatalogInfo(b)
+	return st.encodeTail(b)
+}
+
+func (st *state) encodeHead(b []byte) []byte {
+	b = binary.AppendUvarint(b, st.position)
+	b = binary.AppendVarint(b, st.at)
+	b = binary.AppendVarint(b, st.gmv)
+	b = binary.AppendUvarint(b, st.placed)
+	return binary.AppendUvarint(b, st.paid)
+}
+
+// encodeCatalogInfo appends what the state knows of its brands, merchants
+// and SKUs besides their rows' keys.
+func (st *state) encodeCatalogInfo(b []byte) []byte {
 	for i := range st.brands {
 		bi := &st.brands[i]
 		b = appendString(b, bi.name)
@@ -145,6 +156,12 @@ func (st *state) encode(b []byte) []byte {
 		b = binary.AppendUvarint(b, uint64(s.slot))
 		b = binary.AppendUvarint(b, uint64(s.merchant+1))
 	}
+	return b
+}
+
+// encodeTail appends what follows the catalog: the category cells, the
+// pending attributions, the milestones and the series.
+func (st *state) encodeTail(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(st.cells.len()))
 	for k, v := range st.cells.all() {
 		b = binary.AppendUvarint(b, k>>32)
@@ -298,31 +315,52 @@ func (d *decoder) string() string {
 	return s
 }
 
-// decodeState reads a body and checks it.
+// decodeState reads a FESTGV03 body (FESTGV02 without hasPeak) and checks
+// it.
 func decodeState(body []byte, hasPeak bool) (*state, error) {
 	d := &decoder{b: body}
 	st := newState()
+	st.decodeHead(d)
+	for i := range st.dims {
+		dm := &st.dims[i]
+		n := d.count("rows", 3)
+		for r := 0; r < n && d.err == nil; r++ {
+			dm.addDecoded(d, Dimension(i), d.string())
+			dm.decodeTotal(d, r)
+		}
+	}
+	st.decodeCatalogInfo(d)
+	return st.finishDecode(d, hasPeak)
+}
+
+func (st *state) decodeHead(d *decoder) {
 	st.position = d.uvarint()
 	st.at = d.varint()
 	st.gmv = d.varint()
 	st.placed = d.uvarint()
 	st.paid = d.uvarint()
-	for i := range st.dims {
-		dm := &st.dims[i]
-		n := d.count("rows", 3)
-		for r := 0; r < n && d.err == nil; r++ {
-			k := d.string()
-			if _, dup := dm.index[k]; dup && d.err == nil {
-				d.fail(fmt.Sprintf("%v row %q twice", Dimension(i), k))
-			}
-			dm.add(k)
-			dm.totals[r].gmv = d.varint()
-			dm.totals[r].orders = d.uvarint()
-			if dm.totals[r].gmv < 0 {
-				d.fail("negative gmv")
-			}
-		}
+}
+
+// addDecoded adds a row read from a snapshot, refusing a repeated key.
+func (dm *dim) addDecoded(d *decoder, dimension Dimension, k string) {
+	if _, dup := dm.index[k]; dup && d.err == nil {
+		d.fail(fmt.Sprintf("%v row %q twice", dimension, k))
 	}
+	dm.add(k)
+}
+
+// decodeTotal reads row r's sums.
+func (dm *dim) decodeTotal(d *decoder, r int) {
+	dm.totals[r].gmv = d.varint()
+	dm.totals[r].orders = d.uvarint()
+	if dm.totals[r].gmv < 0 {
+		d.fail("negative gmv")
+	}
+}
+
+// decodeCatalogInfo reads what encodeCatalogInfo wrote, once the rows of
+// every catalog dimension are read.
+func (st *state) decodeCatalogInfo(d *decoder) {
 	st.brands = make([]brandInfo, len(st.dims[DimBrand].keys))
 	for i := range st.brands {
 		bi := &st.brands[i]
@@ -364,11 +402,17 @@ func decodeState(body []byte, hasPeak bool) (*state, error) {
 	// at the first placement, once the whole state is read.
 	st.skusStale = true
 	st.leaders = make([]int32, nCats)
+	st.leaderGMV = make([]int64, nCats)
 	for i := range st.leaders {
 		st.leaders[i] = -1
 	}
+}
+
+// finishDecode reads what encodeTail wrote and checks the whole state.
+func (st *state) finishDecode(d *decoder, hasPeak bool) (*state, error) {
 	var cellsSum int64
-	n = d.count("cells", 3)
+	nBrands, nCats := len(st.brands), len(st.dims[DimCategory].keys)
+	n := d.count("cells", 3)
 	for i := 0; i < n && d.err == nil; i++ {
 		b, c := d.index("cell brand", nBrands), d.index("cell category", nCats)
 		v := d.varint()
@@ -387,8 +431,8 @@ func decodeState(body []byte, hasPeak bool) (*state, error) {
 			break // the indices may be the zeros of a failed read
 		}
 		b, c := int32(k>>32), int32(uint32(k))
-		if lead := st.leaders[c]; lead < 0 || st.leads(b, v, lead, st.cellGMV(lead, c)) {
-			st.leaders[c] = b
+		if lead := st.leaders[c]; lead < 0 || st.leads(b, v, lead, st.leaderGMV[c]) {
+			st.leaders[c], st.leaderGMV[c] = b, v
 		}
 	}
 	st.decodePending(d)

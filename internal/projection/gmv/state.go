@@ -50,6 +50,10 @@ type state struct {
 	// any sale.
 	cells   cellTable
 	leaders []int32
+	// leaderGMV[c] is the GMV of category c's leading cell (0 before any
+	// sale), so that a sale of another brand compares with it instead of
+	// looking the leader's cell up again.
+	leaderGMV []int64
 
 	gmv          int64 // fen, paid orders
 	placed, paid uint64
@@ -183,6 +187,13 @@ type dim struct {
 type total struct {
 	gmv    int64  // fen
 	orders uint64 // paid orders with a line in the row
+	// recheck is, in a brand's row, the GMV (fen) at or past which a
+	// payment can change the brand's counts (counts.go; math.MinInt64
+	// before its first sale), unused in the other dimensions' rows. It is
+	// in the row rather than a slice of its own because every paid line
+	// compares it with the GMV it just added: at the peak its own slice
+	// was one more cache miss per line.
+	recheck int64
 }
 
 func newState() *state {
@@ -265,7 +276,7 @@ func (st *state) upsertBrand(cfg *Config, b *engine.Brand) {
 	if int(r) == len(st.brands) {
 		st.brands = append(st.brands, brandInfo{})
 		st.counts.brandBits = append(st.counts.brandBits, 0)
-		st.counts.recheck = append(st.counts.recheck, math.MinInt64)
+		st.dims[DimBrand].totals[r].recheck = math.MinInt64
 		st.counts.leads = append(st.counts.leads, 0)
 	}
 	bi := &st.brands[r]
@@ -365,6 +376,7 @@ func (st *state) skuCategory(name string) int32 {
 	r := cats.row(name)
 	if int(r) == len(st.leaders) {
 		st.leaders = append(st.leaders, -1)
+		st.leaderGMV = append(st.leaderGMV, 0)
 	}
 	st.lastCategory = r
 	return r
@@ -403,13 +415,12 @@ func (st *state) skuOf(partition int, it *engine.Item) (row int32, resolved, ok 
 // the merchant of its first line's SKU when the engine resolved that line
 // (the engine places an order only on SKUs of its merchant, and the SKU's
 // merchant here follows the same journal), else by the order's merchant
-// id.
-func (st *state) merchantOf(ev *engine.Event) (merchant, kind, industry int32, ok bool) {
-	if len(ev.Items) > 0 {
-		if r, resolved, ok := st.skuOf(ev.OrderID.Partition(), &ev.Items[0]); ok && resolved {
-			if s := &st.skus[r]; s.merchant >= 0 {
-				return s.merchant, s.kind, s.industry, true
-			}
+// id. first is the row of the first line's SKU as skuOf found it (-1:
+// none), so that the placement looks that line up once.
+func (st *state) merchantOf(ev *engine.Event, first int32, resolved bool) (merchant, kind, industry int32, ok bool) {
+	if first >= 0 && resolved {
+		if s := &st.skus[first]; s.merchant >= 0 {
+			return s.merchant, s.kind, s.industry, true
 		}
 	}
 	m, ok := st.dims[DimMerchant].index[ev.MerchantID]
@@ -428,7 +439,14 @@ func (st *state) place(cfg *Config, ev *engine.Event) error {
 	if st.skusStale {
 		st.deriveSKUs()
 	}
-	merchant, kind, industry, ok := st.merchantOf(ev)
+	partition := ev.OrderID.Partition()
+	first, firstResolved := int32(-1), false
+	if len(ev.Items) > 0 {
+		if r, resolved, ok := st.skuOf(partition, &ev.Items[0]); ok {
+			first, firstResolved = r, resolved
+		}
+	}
+	merchant, kind, industry, ok := st.merchantOf(ev, first, firstResolved)
 	if !ok {
 		return fmt.Errorf("%w: order %v of unknown merchant %q", ErrInconsistent, ev.OrderID, ev.MerchantID)
 	}
@@ -443,7 +461,10 @@ func (st *state) place(cfg *Config, ev *engine.Event) error {
 	var extra []line
 	for i := range ev.Items {
 		it := &ev.Items[i]
-		r, _, ok := st.skuOf(ev.OrderID.Partition(), it)
+		r, ok := first, first >= 0
+		if i > 0 {
+			r, _, ok = st.skuOf(partition, it)
+		}
 		if !ok {
 			return fmt.Errorf("%w: order %v line of unknown sku %q", ErrInconsistent, ev.OrderID, it.SKUID)
 		}
@@ -533,24 +554,27 @@ func (st *state) pay(cfg *Config, ev *engine.Event) error {
 // counts the order once in each row it touches: a row counts the order at
 // the first line (of all of them, inline then extra) that names it.
 func (st *state) addLines(cfg *Config, ls, inline, extra []line, at int64) {
+	brands, categories, countries := st.dims[DimBrand].totals, st.dims[DimCategory].totals, st.dims[DimCountry].totals
 	for i := range ls {
 		l := &ls[i]
 		first := firstLines(l, inline, extra)
-		st.dims[DimBrand].totals[l.brand].gmv += l.amount
-		st.dims[DimCategory].totals[l.category].gmv += l.amount
-		st.dims[DimCountry].totals[l.country].gmv += l.amount
+		brand := &brands[l.brand]
+		before := brand.gmv
+		brand.gmv = before + l.amount
+		categories[l.category].gmv += l.amount
+		countries[l.country].gmv += l.amount
 		if first&firstBrand != 0 {
-			st.dims[DimBrand].totals[l.brand].orders++
+			brand.orders++
 		}
 		if first&firstCategory != 0 {
-			st.dims[DimCategory].totals[l.category].orders++
+			categories[l.category].orders++
 		}
 		if first&firstCountry != 0 {
-			st.dims[DimCountry].totals[l.country].orders++
+			countries[l.country].orders++
 		}
-		st.milestone(cfg, DimBrand, l.brand, st.dims[DimBrand].totals[l.brand].gmv-l.amount, at)
+		st.milestone(cfg, DimBrand, l.brand, before, at)
 		st.addCell(cfg, l.brand, l.category, l.amount)
-		if st.dims[DimBrand].totals[l.brand].gmv >= st.counts.recheck[l.brand] {
+		if brand.gmv >= brand.recheck {
 			st.refreshBrand(cfg, l.brand)
 		}
 	}
@@ -627,10 +651,11 @@ func (st *state) addCell(cfg *Config, brand, category int32, amount int64) {
 	v := st.cells.add(cellKey(brand, category), amount)
 	lead := st.leaders[category]
 	if lead == brand {
+		st.leaderGMV[category] = v
 		return
 	}
-	if lead < 0 || st.leads(brand, v, lead, st.cellGMV(lead, category)) {
-		st.leaders[category] = brand
+	if lead < 0 || st.leads(brand, v, lead, st.leaderGMV[category]) {
+		st.leaders[category], st.leaderGMV[category] = brand, v
 		st.counts.leads[brand]++
 		st.refreshBrand(cfg, brand)
 		if lead >= 0 {
@@ -638,12 +663,6 @@ func (st *state) addCell(cfg *Config, brand, category int32, amount int64) {
 			st.refreshBrand(cfg, lead)
 		}
 	}
-}
-
-// cellGMV returns the GMV of a (brand, category) pair, 0 before it sold.
-func (st *state) cellGMV(brand, category int32) int64 {
-	v, _ := st.cells.get(cellKey(brand, category))
-	return v
 }
 
 // leads reports whether brand a with GMV va ranks before brand b with vb:

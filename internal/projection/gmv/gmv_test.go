@@ -3,7 +3,10 @@ package gmv
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"maps"
 	"math/rand/v2"
 	"reflect"
@@ -119,13 +122,16 @@ func (s *stream) next(t *rapid.T) engine.Event {
 }
 
 // TestAgainstReference drives the projection, a second one restored from
-// snapshots taken in the middle, and the reference with the same random
-// stream, and checks that all three agree after every record.
+// snapshots taken in the middle, a third restored from snapshots with side
+// files (a catalog chunk, kept from one snapshot to the next while no
+// catalog event comes), and the reference with the same random stream, and
+// checks that all four agree after every record.
 func TestAgainstReference(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		now := testStart
 		cfg := testConfig(&now)
-		full, restored := mustNew(t, cfg), mustNew(t, cfg)
+		full, restored, chunked := mustNew(t, cfg), mustNew(t, cfg), mustNew(t, cfg)
+		files := memFiles{}
 		ref := newReference(cfg)
 		var s stream
 		s.at = testStart.UnixNano()
@@ -138,7 +144,7 @@ func TestAgainstReference(t *testing.T) {
 				ev := s.next(t)
 				ev.Position = pos
 				ref.apply(&ev)
-				for _, p := range []*Projection{full, restored} {
+				for _, p := range []*Projection{full, restored, chunked} {
 					if err := p.Apply(&ev); err != nil {
 						t.Fatalf("apply %v: %v", ev.Kind, err)
 					}
@@ -146,13 +152,25 @@ func TestAgainstReference(t *testing.T) {
 			}
 			full.Commit(pos, s.at)
 			restored.Commit(pos, s.at)
+			chunked.Commit(pos, s.at)
 			if rapid.IntRange(0, 4).Draw(t, "snapshot") == 0 {
 				restored = snapshotRestore(t, restored, cfg, pos)
+			}
+			switch rapid.IntRange(0, 5).Draw(t, "chunked snapshot") {
+			case 0:
+				chunked = snapshotRestoreFiles(t, chunked, cfg, pos, files)
+			case 1:
+				// A snapshot the projection goes on from, as the runner's.
+				if err := chunked.WriteSnapshot(io.Discard, files); err != nil {
+					t.Fatalf("write snapshot: %v", err)
+				}
+				chunked.SnapshotDurable()
 			}
 			now = time.Unix(0, s.at).Add(time.Second)
 			checkReference(t, full, ref)
 		}
 		checkSame(t, full, restored)
+		checkSame(t, full, chunked)
 	})
 }
 
@@ -174,6 +192,132 @@ func snapshotRestore(t tb, p *Projection, cfg Config, pos uint64) *Projection {
 	}
 	st.Install()
 	return q
+}
+
+// snapshotRestoreFiles is snapshotRestore with side files: p writes a
+// FESTGV04 section and its catalog chunk to files, which the new
+// projection reads.
+func snapshotRestoreFiles(t tb, p *Projection, cfg Config, pos uint64, files memFiles) *Projection {
+	var buf bytes.Buffer
+	if err := p.WriteSnapshot(&buf, files); err != nil {
+		t.Fatalf("write snapshot: %v", err)
+	}
+	p.SnapshotDurable()
+	if !bytes.HasPrefix(buf.Bytes(), []byte(snapshotMagic)) {
+		t.Fatalf("snapshot with side files starts %q", buf.Bytes()[:8])
+	}
+	buf.WriteString("next section")
+	q := mustNew(t, cfg)
+	st, err := q.StageSnapshot(&buf, pos, files)
+	if err != nil {
+		t.Fatalf("stage snapshot: %v", err)
+	}
+	if rest := buf.String(); rest != "next section" {
+		t.Fatalf("the stage read into the next section: %q left", rest)
+	}
+	st.Install()
+	return q
+}
+
+// memFiles keeps side files in memory.
+type memFiles map[string][]byte
+
+func (m memFiles) WriteChunk(name string, data []byte) error {
+	m[name] = bytes.Clone(data)
+	return nil
+}
+
+func (m memFiles) ReadChunk(name string) ([]byte, error) {
+	data, ok := m[name]
+	if !ok {
+		return nil, fmt.Errorf("chunk %s: %w", name, fs.ErrNotExist)
+	}
+	return bytes.Clone(data), nil
+}
+
+// TestSnapshotCatalogChunk checks that a snapshot with side files writes
+// the catalog chunk only when a catalog event came since the last durable
+// one, that the runner's collection finds the chunk it names, and that a
+// lost or damaged chunk is refused.
+func TestSnapshotCatalogChunk(t *testing.T) {
+	now := testStart
+	cfg := testConfig(&now)
+	p := mustNew(t, cfg)
+	applyRecord(t, p, catalogEvents([]testBrand{{id: "a", country: "CN", category: "c", last: 5}, {id: "b", country: "US", category: "d"}}), 1)
+	var id uint64
+	sell(t, p, &id, "a", 70_000, 2)
+	files := memFiles{}
+	write := func(p *Projection) []byte {
+		t.Helper()
+		var buf bytes.Buffer
+		if err := p.WriteSnapshot(&buf, files); err != nil {
+			t.Fatal(err)
+		}
+		p.SnapshotDurable()
+		return buf.Bytes()
+	}
+	stage := func(section []byte, files memFiles) (*Projection, error) {
+		t.Helper()
+		q := mustNew(t, cfg)
+		pos, _ := p.Position()
+		st, err := q.StageSnapshot(bytes.NewReader(section), pos, files)
+		if err != nil {
+			return nil, err
+		}
+		st.Install()
+		return q, nil
+	}
+	chunkOf := func(section []byte) string {
+		t.Helper()
+		names, err := p.SnapshotChunks(bytes.NewReader(section))
+		if err != nil || len(names) != 1 {
+			t.Fatalf("chunks %q, %v; want one", names, err)
+		}
+		return names[0]
+	}
+	first := write(p)
+	name := chunkOf(first)
+	sell(t, p, &id, "b", 30_000, 3)
+	second := write(p)
+	if got := chunkOf(second); got != name || len(files) != 1 {
+		t.Errorf("a snapshot after payments only names %s and leaves %d chunks, want %s alone", got, len(files), name)
+	}
+	q, err := stage(second, files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkSame(t, p, q)
+	// The loaded projection's next snapshot names the chunk it loaded.
+	sell(t, q, &id, "a", 1_00, 4)
+	if got := chunkOf(write(q)); got != name || len(files) != 1 {
+		t.Errorf("a loaded projection's snapshot names %s with %d chunks, want %s alone", got, len(files), name)
+	}
+	// A catalog event makes the next snapshot write a new chunk.
+	applyRecord(t, p, []engine.Event{{Kind: engine.EventBrandUpserted, Brand: engine.Brand{ID: "a", Country: "JP"}}}, 5)
+	third := write(p)
+	if got := chunkOf(third); got == name || len(files) != 2 {
+		t.Errorf("a snapshot after a catalog event names %s with %d chunks, want a new one", got, len(files))
+	}
+	if q, err = stage(third, files); err != nil {
+		t.Fatal(err)
+	}
+	checkSame(t, p, q)
+	// A lost or damaged chunk is refused as a bad snapshot.
+	lost := memFiles{}
+	if _, err := stage(third, lost); !errors.Is(err, ErrBadSnapshot) {
+		t.Errorf("lost chunk: %v, want ErrBadSnapshot", err)
+	}
+	damaged := memFiles{}
+	for k, v := range files {
+		damaged[k] = bytes.Clone(v)
+		damaged[k][len(v)/2] ^= 0x5a
+	}
+	if _, err := stage(third, damaged); !errors.Is(err, ErrBadSnapshot) {
+		t.Errorf("damaged chunk: %v, want ErrBadSnapshot", err)
+	}
+	if _, err := stage(third, nil); !errors.Is(err, ErrBadSnapshot) {
+		t.Errorf("staged without side files: %v, want ErrBadSnapshot", err)
+	}
 }
 
 func checkReference(t *rapid.T, p *Projection, ref *reference) {

@@ -77,6 +77,14 @@ type state struct {
 	at       int64  // its event time, unix ns
 
 	counts counts // derived from the rest (counts.go)
+
+	// catalogGen counts the catalog events applied, so that a snapshot
+	// knows whether the catalog chunk of the last durable one still holds
+	// the catalog (snapshot.go); catalogStored is that chunk, and
+	// catalogWritten the one of a WriteSnapshot not yet durable. Not in the
+	// snapshot; the runner's goroutine only.
+	catalogGen                    uint64
+	catalogStored, catalogWritten catalogChunk
 }
 
 type brandInfo struct {
@@ -250,10 +258,13 @@ func cellKey(brand, category int32) uint64 { return uint64(brand)<<32 | uint64(u
 func (st *state) apply(cfg *Config, ev *engine.Event) error {
 	switch ev.Kind {
 	case engine.EventBrandUpserted:
+		st.catalogGen++
 		st.upsertBrand(cfg, &ev.Brand)
 	case engine.EventMerchantUpserted:
+		st.catalogGen++
 		st.upsertMerchant(&ev.Merchant)
 	case engine.EventSKUUpserted:
+		st.catalogGen++
 		return st.upsertSKU(&ev.SKU, ev.Partition, ev.SKUSlot)
 	case engine.EventOrderPlaced:
 		return st.place(cfg, ev)

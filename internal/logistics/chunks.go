@@ -125,17 +125,12 @@ func (l *Logistics) WriteSnapshot(w io.Writer, files projection.Files) error {
 		}
 	}
 	s.varint(st.lastAt)
-	s.uvarint(uint64(len(st.regions)))
-	for _, r := range st.regions {
-		s.string(r)
+	if st.places == nil {
+		st.places = st.appendPlaces(nil)
 	}
-	// The merchants in the order of their numbers, which a load gives
-	// them again: a walk of two slices rather than of the map, whose
-	// entries are scattered over memory.
-	s.uvarint(uint64(len(st.merchantIDs)))
-	for n, id := range st.merchantIDs {
-		s.string(id)
-		s.uvarint(uint64(st.merchantRegion[n]))
+	s.flush()
+	if s.err == nil {
+		_, s.err = s.w.Write(st.places)
 	}
 	s.uvarint(uint64(st.pending.Len()))
 	for id, rt := range st.pending.All() {
@@ -176,6 +171,23 @@ func (l *Logistics) SnapshotDurable() {
 // place, element after element of the run's chunk: at the peak a snapshot
 // encodes the million or so parcels created since the last, and an append
 // per field was most of that.
+// appendPlaces appends the regions and the merchants with theirs, the
+// merchants in the order of their numbers, which a load gives them again.
+func (st *state) appendPlaces(b []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(st.regions)))
+	for _, r := range st.regions {
+		b = binary.AppendUvarint(b, uint64(len(r)))
+		b = append(b, r...)
+	}
+	b = binary.AppendUvarint(b, uint64(len(st.merchantIDs)))
+	for n, id := range st.merchantIDs {
+		b = binary.AppendUvarint(b, uint64(len(id)))
+		b = append(b, id...)
+		b = binary.AppendUvarint(b, uint64(st.merchantRegion[n]))
+	}
+	return b
+}
+
 func (st *state) appendParcels(b []byte, from, to int) []byte {
 	run := st.parcels.run(from, to)
 	start := len(b)

@@ -17,6 +17,7 @@ import (
 	"unsafe"
 
 	"github.com/fest-platform/fest/internal/engine"
+	"github.com/fest-platform/fest/internal/projection"
 	"pgregory.net/rapid"
 )
 
@@ -739,22 +740,21 @@ func BenchmarkApply(b *testing.B) {
 // its merchants over, as fest serve does.
 const benchPartitions = 8
 
-func benchmarkApply(b *testing.B, slots bool, brands, merchants, skusPerMerchant int) {
-	now := testStart
-	p := mustNew(b, Config{Now: func() time.Time { return now }})
+// benchCatalog is a catalog of brands, merchants (the brand of merchant m
+// is m % brands) and skusPerMerchant SKUs each, "sku-<m>-<k>", in the
+// engine slots benchSKUSlot gives them when slots is set, else found by
+// id only.
+func benchCatalog(slots bool, brands, merchants, skusPerMerchant int) []engine.Event {
 	var cat []engine.Event
 	for i := range brands {
-		cat = append(cat, engine.Event{Kind: engine.EventBrandUpserted, Brand: engine.Brand{ID: fmt.Sprintf("brand-%d", i), Country: []string{"CN", "US", "JP", "FR"}[i%4], LastYearGMV: 1_000_00}})
+		cat = append(cat, engine.Event{Kind: engine.EventBrandUpserted, Brand: engine.Brand{ID: fmt.Sprintf("brand-%d", i), Name: fmt.Sprintf("Brand %d", i), Country: []string{"CN", "US", "JP", "FR"}[i%4], LastYearGMV: 1_000_00}})
 	}
-	// skuSlot is the engine slot of SKU k of merchant m in its partition
-	// (m % benchPartitions).
-	skuSlot := func(m, k int) uint32 { return uint32((m/benchPartitions)*skusPerMerchant + k) }
 	for m := range merchants {
-		cat = append(cat, engine.Event{Kind: engine.EventMerchantUpserted, Merchant: engine.Merchant{ID: fmt.Sprintf("m-%d", m), Kind: engine.MerchantKind(1 + m%3), Industry: fmt.Sprintf("ind-%d", m%200)}})
+		cat = append(cat, engine.Event{Kind: engine.EventMerchantUpserted, Merchant: engine.Merchant{ID: fmt.Sprintf("m-%d", m), Name: fmt.Sprintf("Shop %d", m), Kind: engine.MerchantKind(1 + m%3), Industry: fmt.Sprintf("ind-%d", m%200)}})
 		for k := range skusPerMerchant {
 			ev := engine.Event{Kind: engine.EventSKUUpserted, SKU: engine.SKU{ID: fmt.Sprintf("sku-%d-%d", m, k), MerchantID: fmt.Sprintf("m-%d", m), BrandID: fmt.Sprintf("brand-%d", m%brands), Category: fmt.Sprintf("cat-%d", k)}}
 			if slots {
-				ev.Partition, ev.SKUSlot = m%benchPartitions, skuSlot(m, k)
+				ev.Partition, ev.SKUSlot = m%benchPartitions, benchSKUSlot(m, k, skusPerMerchant)
 			} else {
 				// Past the engine's partitions: found by id only.
 				ev.Partition = partitionsMax
@@ -762,6 +762,20 @@ func benchmarkApply(b *testing.B, slots bool, brands, merchants, skusPerMerchant
 			cat = append(cat, ev)
 		}
 	}
+	return cat
+}
+
+// benchSKUSlot is the engine slot of SKU k of merchant m of benchCatalog in
+// its partition, m % benchPartitions.
+func benchSKUSlot(m, k, skusPerMerchant int) uint32 {
+	return uint32((m/benchPartitions)*skusPerMerchant + k)
+}
+
+func benchmarkApply(b *testing.B, slots bool, brands, merchants, skusPerMerchant int) {
+	now := testStart
+	p := mustNew(b, Config{Now: func() time.Time { return now }})
+	cat := benchCatalog(slots, brands, merchants, skusPerMerchant)
+	skuSlot := func(m, k int) uint32 { return benchSKUSlot(m, k, skusPerMerchant) }
 	applyRecord(b, p, cat, 1)
 	// A ring of orders: each is placed, then paid 32 orders later, so the
 	// pending map holds a steady few.
@@ -855,6 +869,56 @@ func benchmarkApply(b *testing.B, slots bool, brands, merchants, skusPerMerchant
 	// than the wall clock.
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(2*b.N), "ns/event")
 	b.ReportMetric(float64(cpu)/float64(2*b.N), "cpu-ns/event")
+}
+
+// BenchmarkSnapshot measures WriteSnapshot over the festival's catalog
+// (250,000 brands, as many merchants, two SKUs each) with 200,000 orders
+// paid and 50,000 pending: "whole" without side files (the FESTGV03
+// section, the whole state), "steady" with them once a snapshot is durable
+// and no catalog event came since (the section without the catalog, as at
+// the peak).
+func BenchmarkSnapshot(b *testing.B) {
+	now := testStart
+	p := mustNew(b, Config{Now: func() time.Time { return now }})
+	const brands, merchants, skusPerMerchant = 250_000, 250_000, 2
+	applyRecord(b, p, benchCatalog(true, brands, merchants, skusPerMerchant), 1)
+	rng := rand.New(rand.NewPCG(3, 4))
+	at := testStart.UnixNano()
+	var seqs [benchPartitions]uint64
+	var evs []engine.Event
+	for i := range 250_000 {
+		m, k := rng.IntN(merchants), rng.IntN(skusPerMerchant)
+		it := engine.Item{SKUID: fmt.Sprintf("sku-%d-%d", m, k), Quantity: 1, UnitPrice: 199_00, Amount: 199_00}
+		resolveForBench(b, &it, m%benchPartitions, benchSKUSlot(m, k, skusPerMerchant))
+		seqs[m%benchPartitions]++
+		id := engine.OrderIDOf(m%benchPartitions, seqs[m%benchPartitions])
+		at += 1_000
+		evs = append(evs[:0], engine.Event{Kind: engine.EventOrderPlaced, At: at, OrderID: id, MerchantID: fmt.Sprintf("m-%d", m), Channel: "app", Region: "CN-ZJ", Items: []engine.Item{it}, Total: it.Amount})
+		if i%5 != 0 {
+			evs = append(evs, engine.Event{Kind: engine.EventOrderPaid, At: at, OrderID: id})
+		}
+		applyRecord(b, p, evs, at)
+	}
+	write := func(b *testing.B, files projection.Files) {
+		var buf bytes.Buffer
+		for b.Loop() {
+			buf.Reset()
+			if err := p.WriteSnapshot(&buf, files); err != nil {
+				b.Fatal(err)
+			}
+			p.SnapshotDurable()
+		}
+		b.ReportMetric(float64(buf.Len()), "section-bytes")
+	}
+	b.Run("whole", func(b *testing.B) { write(b, nil) })
+	b.Run("steady", func(b *testing.B) {
+		files := memFiles{}
+		if err := p.WriteSnapshot(io.Discard, files); err != nil {
+			b.Fatal(err)
+		}
+		p.SnapshotDurable()
+		write(b, files)
+	})
 }
 
 // resolveForBench marks a line as resolved by the router to slot of

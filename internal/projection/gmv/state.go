@@ -21,11 +21,14 @@ type state struct {
 	// skuByID finds a SKU's row by its id; nil (and not kept) while every
 	// SKU event and order line came with its engine slot (findSKU).
 	skuByID map[string]int32
-	// bySlot[p][slot] is the row+1 of the SKU in that slot of partition p
-	// (0: none), so that an order line finds its SKU by the slot the
-	// engine resolved, without hashing its id: at the peak that hash and
-	// its cache misses were a fifth of the server's CPU.
-	bySlot [][]int32
+	// bySlot[p][slot] is the SKU in that slot of partition p, so that an
+	// order line finds its SKU by the slot the engine resolved, without
+	// hashing its id: at the peak that hash and its cache misses were a
+	// fifth of the server's CPU. The entry holds the SKU's row and a copy
+	// of what a placement reads of it, so that a line costs one read
+	// rather than the slot's and then the row's: at the peak each was a
+	// cache miss.
+	bySlot [][]slotEntry
 	// lastMerchant and lastCategory are the rows of the last SKU event's
 	// merchant and category (-1 before one): a catalog lists a merchant's
 	// SKUs together, and those of a brand, so most SKU events compare an
@@ -119,6 +122,24 @@ type skuInfo struct {
 	country, kind, industry int32
 }
 
+// skuHot is what a placement reads of a line's SKU.
+type skuHot struct {
+	brand, category, country, merchant, kind, industry int32
+}
+
+func (s *skuInfo) hot() skuHot {
+	return skuHot{brand: s.brand, category: s.category, country: s.country, merchant: s.merchant, kind: s.kind, industry: s.industry}
+}
+
+// slotEntry is an entry of bySlot: the row+1 of the SKU in the slot (0:
+// none) and a copy of the row's skuHot, kept in step by indexSlot. It is
+// 32 bytes, so that no entry straddles two cache lines.
+type slotEntry struct {
+	skuHot
+	row int32
+	_   int32
+}
+
 // derive copies the SKU's brand's country and merchant's kind and industry.
 func (s *skuInfo) derive(st *state) {
 	s.country = st.brands[s.brand].country
@@ -129,10 +150,18 @@ func (s *skuInfo) derive(st *state) {
 	}
 }
 
-// deriveSKUs derives every SKU's copies again (skusStale).
+// deriveSKUs derives every SKU's copies again (skusStale), and the slots'
+// copies of them.
 func (st *state) deriveSKUs() {
 	for i := range st.skus {
 		st.skus[i].derive(st)
+	}
+	for _, part := range st.bySlot {
+		for i := range part {
+			if e := &part[i]; e.row != 0 {
+				e.skuHot = st.skus[e.row-1].hot()
+			}
+		}
 	}
 	st.skusStale = false
 }
@@ -343,6 +372,12 @@ func (st *state) upsertSKU(s *engine.SKU, partition int, slot uint32) error {
 	info := skuInfo{brand: brand, category: category, partition: int32(partition), slot: slot, merchant: merchant}
 	info.derive(st)
 	if r, ok := st.findSKU(s.ID, partition, slot); ok {
+		if old := &st.skus[r]; old.partition != info.partition || old.slot != info.slot {
+			// The slot the row had still names it (only events the engine
+			// did not write move a SKU), with a copy of the row as it was:
+			// the next placement copies every row to its slots again.
+			st.skusStale = true
+		}
 		st.skus[r] = info
 		st.indexSlot(r)
 	} else {
@@ -404,35 +439,36 @@ func (st *state) indexSlot(r int32) {
 		st.bySlot = append(st.bySlot, nil)
 	}
 	for uint32(len(st.bySlot[p])) <= s.slot {
-		st.bySlot[p] = append(st.bySlot[p], 0)
+		st.bySlot[p] = append(st.bySlot[p], slotEntry{})
 	}
-	st.bySlot[p][s.slot] = r + 1
+	st.bySlot[p][s.slot] = slotEntry{skuHot: s.hot(), row: r + 1}
 }
 
-// skuOf finds the SKU row of an order line: by its slot in the order's
+// lineSKU finds the SKU of an order line: by its slot in the order's
 // partition when the engine resolved one (resolved is then true), else by
 // its id.
-func (st *state) skuOf(partition int, it *engine.Item) (row int32, resolved, ok bool) {
+func (st *state) lineSKU(partition int, it *engine.Item) (sku skuHot, resolved, ok bool) {
 	if slot, ok := it.SKUSlot(); ok {
-		if r := st.slotRow(partition, slot); r >= 0 {
-			return r, true, true
+		if e := st.slotEntry(partition, slot); e != nil && e.row != 0 {
+			return e.skuHot, true, true
 		}
 	}
 	r, ok := st.skuByLineID(it.SKUID)
-	return r, false, ok
+	if !ok {
+		return skuHot{}, false, false
+	}
+	return st.skus[r].hot(), false, true
 }
 
 // merchantOf finds an order's merchant row, with its kind and industry:
 // the merchant of its first line's SKU when the engine resolved that line
 // (the engine places an order only on SKUs of its merchant, and the SKU's
 // merchant here follows the same journal), else by the order's merchant
-// id. first is the row of the first line's SKU as skuOf found it (-1:
-// none), so that the placement looks that line up once.
-func (st *state) merchantOf(ev *engine.Event, first int32, resolved bool) (merchant, kind, industry int32, ok bool) {
-	if first >= 0 && resolved {
-		if s := &st.skus[first]; s.merchant >= 0 {
-			return s.merchant, s.kind, s.industry, true
-		}
+// id. first is the first line's SKU as lineSKU found it, resolved whether
+// it was found by its slot, so that the placement looks that line up once.
+func (st *state) merchantOf(ev *engine.Event, first *skuHot, resolved bool) (merchant, kind, industry int32, ok bool) {
+	if resolved && first.merchant >= 0 {
+		return first.merchant, first.kind, first.industry, true
 	}
 	m, ok := st.dims[DimMerchant].index[ev.MerchantID]
 	if !ok {
@@ -451,13 +487,12 @@ func (st *state) place(cfg *Config, ev *engine.Event) error {
 		st.deriveSKUs()
 	}
 	partition := ev.OrderID.Partition()
-	first, firstResolved := int32(-1), false
+	var first skuHot
+	firstResolved, firstOK := false, false
 	if len(ev.Items) > 0 {
-		if r, resolved, ok := st.skuOf(partition, &ev.Items[0]); ok {
-			first, firstResolved = r, resolved
-		}
+		first, firstResolved, firstOK = st.lineSKU(partition, &ev.Items[0])
 	}
-	merchant, kind, industry, ok := st.merchantOf(ev, first, firstResolved)
+	merchant, kind, industry, ok := st.merchantOf(ev, &first, firstResolved)
 	if !ok {
 		return fmt.Errorf("%w: order %v of unknown merchant %q", ErrInconsistent, ev.OrderID, ev.MerchantID)
 	}
@@ -472,14 +507,13 @@ func (st *state) place(cfg *Config, ev *engine.Event) error {
 	var extra []line
 	for i := range ev.Items {
 		it := &ev.Items[i]
-		r, ok := first, first >= 0
+		sku, ok := first, firstOK
 		if i > 0 {
-			r, _, ok = st.skuOf(partition, it)
+			sku, _, ok = st.lineSKU(partition, it)
 		}
 		if !ok {
 			return fmt.Errorf("%w: order %v line of unknown sku %q", ErrInconsistent, ev.OrderID, it.SKUID)
 		}
-		sku := &st.skus[r]
 		l := line{brand: sku.brand, category: sku.category, country: sku.country, amount: it.Amount}
 		sum += it.Amount
 		extra = po.addLine(l, extra)

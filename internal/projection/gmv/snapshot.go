@@ -112,6 +112,10 @@ func (p *Projection) SnapshotDurable() {
 	st.catalogWritten = catalogChunk{}
 }
 
+// The runner lists a section's side files through ChunkNamer before it
+// removes any.
+var _ projection.ChunkNamer = (*Projection)(nil)
+
 // SnapshotChunks implements projection.ChunkNamer: a FESTGV04 section
 // names its catalog chunk; older ones name none.
 func (p *Projection) SnapshotChunks(section io.Reader) ([]string, error) {

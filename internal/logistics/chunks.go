@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/projection"
@@ -124,14 +125,12 @@ func (l *Logistics) WriteSnapshot(w io.Writer, files projection.Files) error {
 		}
 	}
 	s.varint(st.lastAt)
-	s.uvarint(uint64(len(st.regions)))
-	for _, r := range st.regions {
-		s.string(r)
+	if st.places == nil {
+		st.places = st.appendPlaces(nil)
 	}
-	s.uvarint(uint64(len(st.merchants)))
-	for id, n := range st.merchants {
-		s.string(id)
-		s.uvarint(uint64(st.merchantRegion[n]))
+	s.flush()
+	if s.err == nil {
+		_, s.err = s.w.Write(st.places)
 	}
 	s.uvarint(uint64(st.pending.Len()))
 	for id, rt := range st.pending.All() {
@@ -168,27 +167,56 @@ func (l *Logistics) SnapshotDurable() {
 	}
 }
 
+// appendParcels and appendScans grow b once for the run and fill it in
+// place, element after element of the run's chunk: at the peak a snapshot
+// encodes the million or so parcels created since the last, and an append
+// per field was most of that.
+// appendPlaces appends the regions and the merchants with theirs, the
+// merchants in the order of their numbers, which a load gives them again.
+func (st *state) appendPlaces(b []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(st.regions)))
+	for _, r := range st.regions {
+		b = binary.AppendUvarint(b, uint64(len(r)))
+		b = append(b, r...)
+	}
+	b = binary.AppendUvarint(b, uint64(len(st.merchantIDs)))
+	for n, id := range st.merchantIDs {
+		b = binary.AppendUvarint(b, uint64(len(id)))
+		b = append(b, id...)
+		b = binary.AppendUvarint(b, uint64(st.merchantRegion[n]))
+	}
+	return b
+}
+
 func (st *state) appendParcels(b []byte, from, to int) []byte {
-	for i := from; i < to; i++ {
-		p := st.parcels.at(i)
-		b = binary.LittleEndian.AppendUint64(b, uint64(p.order))
-		b = binary.LittleEndian.AppendUint64(b, uint64(p.createdAt))
-		b = binary.LittleEndian.AppendUint64(b, uint64(p.lastAt))
-		b = binary.LittleEndian.AppendUint64(b, p.lastScan)
-		b = binary.LittleEndian.AppendUint16(b, p.origin)
-		b = binary.LittleEndian.AppendUint16(b, p.dest)
-		b = append(b, byte(p.status))
+	run := st.parcels.run(from, to)
+	start := len(b)
+	b = slices.Grow(b, len(run)*parcelBytes)[:start+len(run)*parcelBytes]
+	out := b[start:]
+	for i := range run {
+		p, e := &run[i], out[i*parcelBytes:(i+1)*parcelBytes]
+		binary.LittleEndian.PutUint64(e[0:], uint64(p.order))
+		binary.LittleEndian.PutUint64(e[8:], uint64(p.createdAt))
+		binary.LittleEndian.PutUint64(e[16:], uint64(p.lastAt))
+		binary.LittleEndian.PutUint64(e[24:], p.lastScan)
+		binary.LittleEndian.PutUint16(e[32:], p.origin)
+		binary.LittleEndian.PutUint16(e[34:], p.dest)
+		e[36] = byte(p.status)
 	}
 	return b
 }
 
 func (st *state) appendScans(b []byte, from, to int) []byte {
-	for i := from; i < to; i++ {
-		s := st.scanLog.at(i)
-		b = binary.LittleEndian.AppendUint64(b, uint64(s.at))
-		b = binary.LittleEndian.AppendUint64(b, s.prevStatus)
-		b = binary.LittleEndian.AppendUint32(b, s.location)
-		b = binary.LittleEndian.AppendUint32(b, s.code)
+	run := st.scanLog.run(from, to)
+	start := len(b)
+	b = slices.Grow(b, len(run)*scanBytes)[:start+len(run)*scanBytes]
+	out := b[start:]
+	for i := range run {
+		s, e := &run[i], out[i*scanBytes:(i+1)*scanBytes]
+		binary.LittleEndian.PutUint64(e[0:], uint64(s.at))
+		binary.LittleEndian.PutUint64(e[8:], s.prevStatus)
+		binary.LittleEndian.PutUint32(e[16:], s.location)
+		binary.LittleEndian.PutUint32(e[20:], s.code)
 	}
 	return b
 }

@@ -243,6 +243,12 @@ type state struct {
 	strs     []string
 	strIndex map[string]uint32
 
+	// places is the snapshot's encoding of the regions and the merchants
+	// (appendPlaces), nil once either changed: the festival's merchants are
+	// the bulk of the snapshot's own section, and they change only with
+	// the catalog.
+	places []byte
+
 	// The chunks of parcels, scanLog and strs changed since the last
 	// durable snapshot (chunks.go).
 	parcelChunks, scanChunks, strChunks chunkTrack
@@ -349,6 +355,7 @@ func (st *state) region(s string) (uint16, error) {
 	n := uint16(len(st.regions))
 	s = strings.Clone(s)
 	st.regions = append(st.regions, s)
+	st.places = nil
 	st.regionIndex[s] = n
 	return n, nil
 }
@@ -373,6 +380,7 @@ func (st *state) apply(ev *engine.Event) error {
 	}
 	switch ev.Kind {
 	case engine.EventMerchantUpserted:
+		st.places = nil
 		r, err := st.region(ev.Merchant.Region)
 		if err != nil {
 			return err

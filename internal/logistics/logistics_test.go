@@ -413,6 +413,20 @@ func TestSnapshotIncremental(t *testing.T) {
 		t.Fatalf("after a snapshot not made durable the next wrote %v, want %v", files.writes, want)
 	}
 	sameParcels(t, f.l, restore(t, section, files).l, ids)
+	// The section's regions and merchants, which snapshots keep encoded
+	// from one to the next, follow a merchant that moves and a buyer's
+	// region not seen before: a restored projection routes the next
+	// orders as the one that went on.
+	for i, step := range []engine.Event{merchant("m", "CN-BJ"), placed(engine.OrderIDOf(1, uint64(n)), "m", "CN-XJ", t0+int64(n))} {
+		f.apply(step)
+		g := restore(t, f.snapshot(files), files)
+		id := engine.OrderIDOf(2, uint64(n+i))
+		ids = append(ids, id)
+		for _, h := range []*feed{f, g} {
+			h.apply(placed(id, "m", "CN-XJ", t0+int64(n)), ended(engine.EventOrderPaid, id, t0+int64(n)))
+		}
+		sameParcels(t, f.l, g.l, ids)
+	}
 }
 
 func prefixes(names, want []string) bool {
@@ -560,10 +574,16 @@ func BenchmarkSnapshot(b *testing.B) {
 			total += len(d)
 		}
 		b.ReportMetric(float64(total)/parcels, "bytes/parcel")
-		l.SnapshotDurable()
 	})
 	b.Run("after-1%", func(b *testing.B) {
+		// The framework may run a sub-benchmark's function more than once,
+		// so each starts from a durable whole snapshot of its own rather
+		// than from whatever the last run of "whole" left.
 		var buf bytes.Buffer
+		if err := l.WriteSnapshot(&buf, newMemFiles()); err != nil {
+			b.Fatal(err)
+		}
+		l.SnapshotDurable()
 		next := parcels
 		for b.Loop() {
 			b.StopTimer()

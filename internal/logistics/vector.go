@@ -1,5 +1,7 @@
 package logistics
 
+import "fmt"
+
 // chunked is an append-only array kept in fixed-size chunks. A plain slice
 // that grows by doubling copies every element it holds at each doubling and
 // touches twice its memory for fresh pages; with millions of parcels, that
@@ -29,6 +31,20 @@ func (v *chunked[T]) len() int { return v.n }
 // at returns element i, which must be below len.
 func (v *chunked[T]) at(i int) *T {
 	return &v.chunks[i>>v.shift][i&(1<<v.shift-1)]
+}
+
+// run returns elements from to to, which must lie in one chunk: a
+// snapshot chunk's run.
+func (v *chunked[T]) run(from, to int) []T {
+	if from == to {
+		return nil
+	}
+	c := from >> v.shift
+	if (to-1)>>v.shift != c || to > v.n || from > to {
+		panic(fmt.Sprintf("logistics: run %d to %d of %d is not within one chunk of %d", from, to, v.n, 1<<v.shift))
+	}
+	off := from & (1<<v.shift - 1)
+	return v.chunks[c][off : off+to-from]
 }
 
 // push appends x.

@@ -31,12 +31,11 @@ const (
 // (derive), so not in the snapshot.
 type counts struct {
 	brandBits []uint16 // per brand row: its bits
-	// recheck is per brand row the GMV (fen) at or past which a payment
-	// can change its bits (math.MinInt64 before its first sale: any
-	// payment makes it selling). A payment below it moves no count, so it
-	// need not read the brand's entry, its leads and its bits: at the peak
-	// those were three cache misses per paid line.
-	recheck     []int64
+	// The brand rows' total.recheck is the GMV (fen) at or past which a
+	// payment can change the brand's bits (math.MinInt64 before its first
+	// sale: any payment makes it selling). A payment below it moves no
+	// count, so it need not read the brand's entry, its leads and its
+	// bits: at the peak those were three cache misses per paid line.
 	leads       []int32 // per brand row: the categories it leads
 	brands      [brandBitCount]int
 	lastYearGMV int64 // fen, the sum of the brands'
@@ -81,7 +80,7 @@ func (st *state) bitsOf(cfg *Config, r int32) uint16 {
 func (st *state) refreshBrand(cfg *Config, r int32) {
 	c := &st.counts
 	was, now := c.brandBits[r], st.bitsOf(cfg, r)
-	c.recheck[r] = st.recheckOf(cfg, r)
+	st.dims[DimBrand].totals[r].recheck = st.recheckOf(cfg, r)
 	if was == now {
 		return
 	}
@@ -97,7 +96,7 @@ func (st *state) refreshBrand(cfg *Config, r int32) {
 }
 
 // recheckOf returns the GMV at or past which brand r's bits can change
-// next, for counts.recheck: the bits that depend on its GMV (which only
+// next, for its row's recheck: the bits that depend on its GMV (which only
 // grows) flip at last year's GMV, at growthFactor1000 times it, and at the
 // first milestone threshold; the rest change only on an upsert or a change
 // of a category's leader, which refresh the brand themselves.
@@ -147,7 +146,6 @@ func (st *state) derive(cfg *Config) {
 		c.domestic = r
 	}
 	c.brandBits = make([]uint16, len(st.brands))
-	c.recheck = make([]int64, len(st.brands))
 	c.leads = make([]int32, len(st.brands))
 	for _, b := range st.leaders {
 		if b >= 0 {

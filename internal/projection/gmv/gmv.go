@@ -178,6 +178,10 @@ type Projection struct {
 	st *state
 	// aborted is set by Abort; guarded by mu.
 	aborted bool
+	// bodyBytesHint and catalogBytesHint are a little over the sizes of
+	// the last snapshot's body and catalog chunk, which the next allocate
+	// at once (runner's goroutine only).
+	bodyBytesHint, catalogBytesHint int
 }
 
 // New returns an empty projection.

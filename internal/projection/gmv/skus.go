@@ -105,8 +105,17 @@ func slotInBounds(partition int, slot uint32) bool {
 
 // slotRow returns the row of the SKU in slot of partition, -1 if none.
 func (st *state) slotRow(partition int, slot uint32) int32 {
-	if partition < len(st.bySlot) && slot < uint32(len(st.bySlot[partition])) {
-		return st.bySlot[partition][slot] - 1
+	if e := st.slotEntry(partition, slot); e != nil {
+		return e.row - 1
 	}
 	return -1
+}
+
+// slotEntry returns the bySlot entry of slot of partition, nil past the
+// slots indexed.
+func (st *state) slotEntry(partition int, slot uint32) *slotEntry {
+	if partition >= 0 && partition < len(st.bySlot) && slot < uint32(len(st.bySlot[partition])) {
+		return &st.bySlot[partition][slot]
+	}
+	return nil
 }

@@ -65,6 +65,7 @@ func TestSKUsBySlot(t *testing.T) {
 				t.Errorf("%s: sku %s found at row %d (%v), want %d", what, w.id, r2, ok, r)
 			}
 		}
+		checkSlotCopies(t, st, what)
 	}
 	check(st, "by slot")
 	loaded, err := decodeState(st.encode(nil), true)
@@ -96,6 +97,29 @@ func TestSKUsBySlot(t *testing.T) {
 		t.Fatalf("decode the snapshot with two ids in a slot: %v", err)
 	}
 	check(loaded, "loaded by id")
+	// s4 moves to the slot of s3, with another brand and category (not the
+	// engine's journal either): every slot that names its row, the one it
+	// left too, copies the row as it is now.
+	apply(sku("s4", 1, 0, "b1", "c2"))
+	want[3].brand, want[3].category = "b1", "c2"
+	check(st, "moved")
+}
+
+// checkSlotCopies fails unless every slot's copy of its SKU's row is the
+// row's, as the next placement reads them (which first derives the copies
+// again if they are stale).
+func checkSlotCopies(t *testing.T, st *state, what string) {
+	t.Helper()
+	if st.skusStale {
+		st.deriveSKUs()
+	}
+	for p, part := range st.bySlot {
+		for slot, e := range part {
+			if e.row != 0 && e.skuHot != st.skus[e.row-1].hot() {
+				t.Errorf("%s: slot %d of partition %d copies %+v of row %d, which holds %+v", what, slot, p, e.skuHot, e.row-1, st.skus[e.row-1].hot())
+			}
+		}
+	}
 }
 
 // BenchmarkUpsertSKUs measures the catalog view's cost of a catalog

@@ -1,6 +1,8 @@
 package gmv
 
 import (
+	"bufio"
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -9,19 +11,33 @@ import (
 	"github.com/fest-platform/fest/internal/projection"
 )
 
-// The snapshot section holds the whole state: the catalog view, the
-// breakdowns, the category cells, the pending attributions, the milestones
-// and the series. The runner's snapshot file checksums it; the decoder
+// The snapshot holds the whole state: the catalog view, the breakdowns,
+// the category cells, the pending attributions, the milestones and the
+// series. The runner's snapshot file checksums its section; the decoder
 // still checks every count, index and sum, so a damaged or foreign section
 // is refused rather than installed.
 //
-// Layout: magic, an 8-byte little-endian body length, the body (varints
-// in the order of encodeState). FESTGV03 added the peak second at the end;
-// a FESTGV02 section still loads, its peak taken from the series it holds
-// (the last hour).
+// Layout: magic, an 8-byte little-endian body length, the body (varints).
+// A FESTGV03 body is the whole state, in the order of encode; FESTGV03
+// added the peak second at the end, and a FESTGV02 section still loads,
+// its peak taken from the series it holds (the last hour).
+//
+// The catalog view (the rows' keys of the brands, merchants, categories,
+// countries, industries and merchant kinds; the brands', merchants' and
+// SKUs' fields) is most of the state, some 20 MB for the festival, and
+// changes only with catalog events, which stop once the festival opens.
+// So a FESTGV04 section keeps it in a side file, the catalog chunk
+// (encodeCatalog), written only when a catalog event was applied since the
+// last durable snapshot; its body is the chunk's reference (name, length,
+// CRC-32C) first, so that the runner's collection reads only it, then the
+// state without the catalog (encodeV4). A snapshot written without side
+// files (Files nil) is a FESTGV03 section.
 const (
-	snapshotMagic   = "FESTGV03"
+	snapshotMagic   = "FESTGV04"
+	snapshotMagicV3 = "FESTGV03"
 	snapshotMagicV2 = "FESTGV02"
+	// catalogChunkMagic starts a catalog chunk.
+	catalogChunkMagic = "FESTGVC1"
 	// snapshotBytesMax bounds the body a load reads: the catalog of the
 	// festival (250,000 brands, 1.5 million merchants) and millions of
 	// pending orders fit well under it.
@@ -30,14 +46,51 @@ const (
 	stringBytesMax = 1 << 16
 )
 
+// catalogChunk is a catalog chunk written for a snapshot, and the
+// catalogGen of the state it holds.
+type catalogChunk struct {
+	ref projection.ChunkRef
+	gen uint64
+	ok  bool // false: none
+}
+
 // WriteSnapshot implements projection.Projection. It writes the state as
-// of the last Commit; the runner calls it between records.
-func (p *Projection) WriteSnapshot(w io.Writer, _ projection.Files) error {
+// of the last Commit; the runner calls it between records, on the
+// goroutine that applies them, and SnapshotDurable before the next record.
+// Until then the catalog chunk written counts as not stored, so one that
+// never became durable is written again by the next snapshot.
+func (p *Projection) WriteSnapshot(w io.Writer, files projection.Files) error {
 	p.mu.RLock()
-	body := p.st.encode(nil)
-	p.mu.RUnlock()
-	head := make([]byte, 0, len(snapshotMagic)+8)
-	head = append(head, snapshotMagic...)
+	defer p.mu.RUnlock()
+	st := p.st
+	// The catalog chunks' bookkeeping is read and written by the runner's
+	// goroutine only, never by the reads, so the read lock is enough.
+	st.catalogWritten = catalogChunk{}
+	magic := snapshotMagicV3
+	var body []byte
+	if files == nil {
+		body = st.encode(make([]byte, 0, p.bodyBytesHint))
+	} else {
+		c := st.catalogStored
+		if !c.ok || c.gen != st.catalogGen {
+			blob := st.encodeCatalog(make([]byte, 0, p.catalogBytesHint))
+			p.catalogBytesHint = len(blob) + len(blob)/8
+			name := fmt.Sprintf("gv-catalog-%020d-%d", st.position, st.catalogGen)
+			ref, err := projection.StoreChunk(files, name, blob)
+			if err != nil {
+				return fmt.Errorf("write gmv snapshot: %w", err)
+			}
+			c = catalogChunk{ref: ref, gen: st.catalogGen, ok: true}
+		}
+		st.catalogWritten = c
+		magic = snapshotMagic
+		body = st.encodeV4(make([]byte, 0, p.bodyBytesHint), c.ref)
+	}
+	// The next body is about as long: allocating it whole at once saves
+	// the copies of growing it.
+	p.bodyBytesHint = len(body) + len(body)/8
+	head := make([]byte, 0, len(magic)+8)
+	head = append(head, magic...)
 	head = binary.LittleEndian.AppendUint64(head, uint64(len(body)))
 	if _, err := w.Write(head); err != nil {
 		return fmt.Errorf("write gmv snapshot: %w", err)
@@ -48,9 +101,44 @@ func (p *Projection) WriteSnapshot(w io.Writer, _ projection.Files) error {
 	return nil
 }
 
-// SnapshotDurable implements projection.Projection; the section is whole
-// in every snapshot, so there is nothing to forget.
-func (p *Projection) SnapshotDurable() {}
+// SnapshotDurable implements projection.Projection: the catalog chunk of
+// the last WriteSnapshot is stored, and later snapshots name it for as long
+// as no catalog event is applied.
+func (p *Projection) SnapshotDurable() {
+	st := p.st
+	if st.catalogWritten.ok {
+		st.catalogStored = st.catalogWritten
+	}
+	st.catalogWritten = catalogChunk{}
+}
+
+// The runner lists a section's side files through ChunkNamer before it
+// removes any.
+var _ projection.ChunkNamer = (*Projection)(nil)
+
+// SnapshotChunks implements projection.ChunkNamer: a FESTGV04 section
+// names its catalog chunk; older ones name none.
+func (p *Projection) SnapshotChunks(section io.Reader) ([]string, error) {
+	br := bufio.NewReaderSize(section, 512)
+	head := make([]byte, len(snapshotMagic)+8)
+	if _, err := io.ReadFull(br, head); err != nil {
+		return nil, fmt.Errorf("%w: read header: %v", ErrBadSnapshot, err)
+	}
+	switch magic := string(head[:len(snapshotMagic)]); magic {
+	case snapshotMagicV3, snapshotMagicV2:
+		return nil, nil
+	case snapshotMagic:
+	default:
+		// Another layout (a newer fest's, after a downgrade): its files are
+		// unknown, so none may be collected on its account.
+		return nil, fmt.Errorf("%w: magic %q", ErrBadSnapshot, magic)
+	}
+	ref, err := projection.ReadChunkRef(br)
+	if err != nil {
+		return nil, fmt.Errorf("%w: catalog chunk: %v", ErrBadSnapshot, err)
+	}
+	return []string{ref.Name}, nil
+}
 
 // staged is a state loaded from a snapshot, installed by Install.
 type staged struct {
@@ -71,13 +159,13 @@ func (s *staged) Install() {
 
 // StageSnapshot implements projection.Projection: it reads exactly the
 // section WriteSnapshot wrote, at position pos, and checks all of it.
-func (p *Projection) StageSnapshot(r io.Reader, pos uint64, _ projection.Files) (projection.Staged, error) {
+func (p *Projection) StageSnapshot(r io.Reader, pos uint64, files projection.Files) (projection.Staged, error) {
 	head := make([]byte, len(snapshotMagic)+8)
 	if _, err := io.ReadFull(r, head); err != nil {
 		return nil, fmt.Errorf("%w: read header: %v", ErrBadSnapshot, err)
 	}
 	magic := string(head[:len(snapshotMagic)])
-	if magic != snapshotMagic && magic != snapshotMagicV2 {
+	if magic != snapshotMagic && magic != snapshotMagicV3 && magic != snapshotMagicV2 {
 		return nil, fmt.Errorf("%w: magic %q", ErrBadSnapshot, head[:len(snapshotMagic)])
 	}
 	n := binary.LittleEndian.Uint64(head[len(snapshotMagic):])
@@ -88,7 +176,13 @@ func (p *Projection) StageSnapshot(r io.Reader, pos uint64, _ projection.Files) 
 	if _, err := io.ReadFull(r, body); err != nil {
 		return nil, fmt.Errorf("%w: read body: %v", ErrBadSnapshot, err)
 	}
-	st, err := decodeState(body, magic == snapshotMagic)
+	var st *state
+	var err error
+	if magic == snapshotMagic {
+		st, err = decodeStateV4(body, files)
+	} else {
+		st, err = decodeState(body, magic == snapshotMagicV3)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -104,13 +198,9 @@ func appendString(b []byte, s string) []byte {
 	return append(b, s...)
 }
 
-// encode appends the state's body to b.
+// encode appends the state's whole body, FESTGV03, to b.
 func (st *state) encode(b []byte) []byte {
-	b = binary.AppendUvarint(b, st.position)
-	b = binary.AppendVarint(b, st.at)
-	b = binary.AppendVarint(b, st.gmv)
-	b = binary.AppendUvarint(b, st.placed)
-	b = binary.AppendUvarint(b, st.paid)
+	b = st.encodeHead(b)
 	for i := range st.dims {
 		d := &st.dims[i]
 		b = binary.AppendUvarint(b, uint64(len(d.keys)))
@@ -120,6 +210,21 @@ func (st *state) encode(b []byte) []byte {
 			b = binary.AppendUvarint(b, d.totals[r].orders)
 		}
 	}
+	b = st.encodeCatalogInfo(b)
+	return st.encodeTail(b)
+}
+
+func (st *state) encodeHead(b []byte) []byte {
+	b = binary.AppendUvarint(b, st.position)
+	b = binary.AppendVarint(b, st.at)
+	b = binary.AppendVarint(b, st.gmv)
+	b = binary.AppendUvarint(b, st.placed)
+	return binary.AppendUvarint(b, st.paid)
+}
+
+// encodeCatalogInfo appends what the state knows of its brands, merchants
+// and SKUs besides their rows' keys.
+func (st *state) encodeCatalogInfo(b []byte) []byte {
 	for i := range st.brands {
 		bi := &st.brands[i]
 		b = appendString(b, bi.name)
@@ -145,6 +250,12 @@ func (st *state) encode(b []byte) []byte {
 		b = binary.AppendUvarint(b, uint64(s.slot))
 		b = binary.AppendUvarint(b, uint64(s.merchant+1))
 	}
+	return b
+}
+
+// encodeTail appends what follows the catalog: the category cells, the
+// pending attributions, the milestones and the series.
+func (st *state) encodeTail(b []byte) []byte {
 	b = binary.AppendUvarint(b, uint64(st.cells.len()))
 	for k, v := range st.cells.all() {
 		b = binary.AppendUvarint(b, k>>32)
@@ -191,6 +302,115 @@ func (st *state) encode(b []byte) []byte {
 	b = binary.AppendVarint(b, st.peak.unix)
 	b = binary.AppendUvarint(b, st.peak.placed)
 	return b
+}
+
+// catalogDims are the dimensions whose rows only catalog events add, in
+// the order of the catalog chunk; the others' (channels, buyer regions)
+// come from orders, and their keys are in the section.
+var catalogDims = [...]Dimension{DimBrand, DimMerchant, DimCategory, DimCountry, DimIndustry, DimKind}
+
+func isCatalogDim(d Dimension) bool { return d != DimChannel && d != DimRegion }
+
+// encodeCatalog appends the catalog chunk: its magic, the keys of the
+// catalog dimensions' rows, then encodeCatalogInfo.
+func (st *state) encodeCatalog(b []byte) []byte {
+	b = append(b, catalogChunkMagic...)
+	for _, dm := range catalogDims {
+		keys := st.dims[dm].keys
+		b = binary.AppendUvarint(b, uint64(len(keys)))
+		for _, k := range keys {
+			b = appendString(b, k)
+		}
+	}
+	return st.encodeCatalogInfo(b)
+}
+
+// encodeV4 appends a FESTGV04 body: the catalog chunk's reference, the
+// head, each dimension's rows (the key only of the rows that are not in
+// the catalog chunk), then the tail.
+func (st *state) encodeV4(b []byte, catalog projection.ChunkRef) []byte {
+	b = projection.AppendChunkRef(b, catalog)
+	b = st.encodeHead(b)
+	for i := range st.dims {
+		d := &st.dims[i]
+		keys := isCatalogDim(Dimension(i))
+		b = binary.AppendUvarint(b, uint64(len(d.keys)))
+		for r := range d.totals {
+			if !keys {
+				b = appendString(b, d.keys[r])
+			}
+			b = binary.AppendVarint(b, d.totals[r].gmv)
+			b = binary.AppendUvarint(b, d.totals[r].orders)
+		}
+	}
+	return st.encodeTail(b)
+}
+
+// decodeStateV4 reads a FESTGV04 body and its catalog chunk, and checks
+// them.
+func decodeStateV4(body []byte, files projection.Files) (*state, error) {
+	if files == nil {
+		return nil, fmt.Errorf("%w: a section with a catalog chunk, staged without side files", ErrBadSnapshot)
+	}
+	rd := bytes.NewReader(body)
+	br := bufio.NewReaderSize(rd, 512)
+	ref, err := projection.ReadChunkRef(br)
+	if err != nil {
+		return nil, fmt.Errorf("%w: catalog chunk: %v", ErrBadSnapshot, err)
+	}
+	catalog, err := projection.LoadChunk(files, ref)
+	switch {
+	case err != nil && projection.ChunkDamaged(err):
+		return nil, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+	case err != nil:
+		return nil, fmt.Errorf("load gmv snapshot: %w", err)
+	}
+	st := newState()
+	cd := &decoder{b: catalog}
+	if !bytes.HasPrefix(catalog, []byte(catalogChunkMagic)) {
+		return nil, fmt.Errorf("%w: catalog chunk %s: magic %q", ErrBadSnapshot, ref.Name, catalog[:min(len(catalog), len(catalogChunkMagic))])
+	}
+	cd.off = len(catalogChunkMagic)
+	for _, dim := range catalogDims {
+		dm := &st.dims[dim]
+		n := cd.count("rows", 1)
+		for r := 0; r < n && cd.err == nil; r++ {
+			dm.addDecoded(cd, dim, cd.string())
+		}
+	}
+	st.decodeCatalogInfo(cd)
+	if cd.err == nil && cd.off != len(cd.b) {
+		cd.fail("trailing bytes")
+	}
+	if cd.err != nil {
+		return nil, fmt.Errorf("catalog chunk %s: %w", ref.Name, cd.err)
+	}
+	// The decoder of the body starts after the reference, which the
+	// buffered reader read past.
+	d := &decoder{b: body, off: len(body) - rd.Len() - br.Buffered()}
+	st.decodeHead(d)
+	for i := range st.dims {
+		dm := &st.dims[i]
+		keys := isCatalogDim(Dimension(i))
+		n := d.count("rows", 2)
+		if keys && n != len(dm.keys) && d.err == nil {
+			d.fail(fmt.Sprintf("%d %v rows, the catalog chunk has %d", n, Dimension(i), len(dm.keys)))
+		}
+		for r := 0; r < n && d.err == nil; r++ {
+			if !keys {
+				dm.addDecoded(d, Dimension(i), d.string())
+			}
+			dm.decodeTotal(d, r)
+		}
+	}
+	st, err = st.finishDecode(d, true)
+	if err != nil {
+		return nil, err
+	}
+	// The chunk is the one the snapshot names, so the next snapshot names
+	// it too for as long as no catalog event is applied.
+	st.catalogStored = catalogChunk{ref: ref, gen: st.catalogGen, ok: true}
+	return st, nil
 }
 
 // linesOf returns all the lines of a pending order.
@@ -298,31 +518,52 @@ func (d *decoder) string() string {
 	return s
 }
 
-// decodeState reads a body and checks it.
+// decodeState reads a FESTGV03 body (FESTGV02 without hasPeak) and checks
+// it.
 func decodeState(body []byte, hasPeak bool) (*state, error) {
 	d := &decoder{b: body}
 	st := newState()
+	st.decodeHead(d)
+	for i := range st.dims {
+		dm := &st.dims[i]
+		n := d.count("rows", 3)
+		for r := 0; r < n && d.err == nil; r++ {
+			dm.addDecoded(d, Dimension(i), d.string())
+			dm.decodeTotal(d, r)
+		}
+	}
+	st.decodeCatalogInfo(d)
+	return st.finishDecode(d, hasPeak)
+}
+
+func (st *state) decodeHead(d *decoder) {
 	st.position = d.uvarint()
 	st.at = d.varint()
 	st.gmv = d.varint()
 	st.placed = d.uvarint()
 	st.paid = d.uvarint()
-	for i := range st.dims {
-		dm := &st.dims[i]
-		n := d.count("rows", 3)
-		for r := 0; r < n && d.err == nil; r++ {
-			k := d.string()
-			if _, dup := dm.index[k]; dup && d.err == nil {
-				d.fail(fmt.Sprintf("%v row %q twice", Dimension(i), k))
-			}
-			dm.add(k)
-			dm.totals[r].gmv = d.varint()
-			dm.totals[r].orders = d.uvarint()
-			if dm.totals[r].gmv < 0 {
-				d.fail("negative gmv")
-			}
-		}
+}
+
+// addDecoded adds a row read from a snapshot, refusing a repeated key.
+func (dm *dim) addDecoded(d *decoder, dimension Dimension, k string) {
+	if _, dup := dm.index[k]; dup && d.err == nil {
+		d.fail(fmt.Sprintf("%v row %q twice", dimension, k))
 	}
+	dm.add(k)
+}
+
+// decodeTotal reads row r's sums.
+func (dm *dim) decodeTotal(d *decoder, r int) {
+	dm.totals[r].gmv = d.varint()
+	dm.totals[r].orders = d.uvarint()
+	if dm.totals[r].gmv < 0 {
+		d.fail("negative gmv")
+	}
+}
+
+// decodeCatalogInfo reads what encodeCatalogInfo wrote, once the rows of
+// every catalog dimension are read.
+func (st *state) decodeCatalogInfo(d *decoder) {
 	st.brands = make([]brandInfo, len(st.dims[DimBrand].keys))
 	for i := range st.brands {
 		bi := &st.brands[i]
@@ -364,11 +605,17 @@ func decodeState(body []byte, hasPeak bool) (*state, error) {
 	// at the first placement, once the whole state is read.
 	st.skusStale = true
 	st.leaders = make([]int32, nCats)
+	st.leaderGMV = make([]int64, nCats)
 	for i := range st.leaders {
 		st.leaders[i] = -1
 	}
+}
+
+// finishDecode reads what encodeTail wrote and checks the whole state.
+func (st *state) finishDecode(d *decoder, hasPeak bool) (*state, error) {
 	var cellsSum int64
-	n = d.count("cells", 3)
+	nBrands, nCats := len(st.brands), len(st.dims[DimCategory].keys)
+	n := d.count("cells", 3)
 	for i := 0; i < n && d.err == nil; i++ {
 		b, c := d.index("cell brand", nBrands), d.index("cell category", nCats)
 		v := d.varint()
@@ -387,8 +634,8 @@ func decodeState(body []byte, hasPeak bool) (*state, error) {
 			break // the indices may be the zeros of a failed read
 		}
 		b, c := int32(k>>32), int32(uint32(k))
-		if lead := st.leaders[c]; lead < 0 || st.leads(b, v, lead, st.cellGMV(lead, c)) {
-			st.leaders[c] = b
+		if lead := st.leaders[c]; lead < 0 || st.leads(b, v, lead, st.leaderGMV[c]) {
+			st.leaders[c], st.leaderGMV[c] = b, v
 		}
 	}
 	st.decodePending(d)

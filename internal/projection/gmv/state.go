@@ -21,11 +21,14 @@ type state struct {
 	// skuByID finds a SKU's row by its id; nil (and not kept) while every
 	// SKU event and order line came with its engine slot (findSKU).
 	skuByID map[string]int32
-	// bySlot[p][slot] is the row+1 of the SKU in that slot of partition p
-	// (0: none), so that an order line finds its SKU by the slot the
-	// engine resolved, without hashing its id: at the peak that hash and
-	// its cache misses were a fifth of the server's CPU.
-	bySlot [][]int32
+	// bySlot[p][slot] is the SKU in that slot of partition p, so that an
+	// order line finds its SKU by the slot the engine resolved, without
+	// hashing its id: at the peak that hash and its cache misses were a
+	// fifth of the server's CPU. The entry holds the SKU's row and a copy
+	// of what a placement reads of it, so that a line costs one read
+	// rather than the slot's and then the row's: at the peak each was a
+	// cache miss.
+	bySlot [][]slotEntry
 	// lastMerchant and lastCategory are the rows of the last SKU event's
 	// merchant and category (-1 before one): a catalog lists a merchant's
 	// SKUs together, and those of a brand, so most SKU events compare an
@@ -50,6 +53,10 @@ type state struct {
 	// any sale.
 	cells   cellTable
 	leaders []int32
+	// leaderGMV[c] is the GMV of category c's leading cell (0 before any
+	// sale), so that a sale of another brand compares with it instead of
+	// looking the leader's cell up again.
+	leaderGMV []int64
 
 	gmv          int64 // fen, paid orders
 	placed, paid uint64
@@ -73,6 +80,14 @@ type state struct {
 	at       int64  // its event time, unix ns
 
 	counts counts // derived from the rest (counts.go)
+
+	// catalogGen counts the catalog events applied, so that a snapshot
+	// knows whether the catalog chunk of the last durable one still holds
+	// the catalog (snapshot.go); catalogStored is that chunk, and
+	// catalogWritten the one of a WriteSnapshot not yet durable. Not in the
+	// snapshot; the runner's goroutine only.
+	catalogGen                    uint64
+	catalogStored, catalogWritten catalogChunk
 }
 
 type brandInfo struct {
@@ -107,6 +122,24 @@ type skuInfo struct {
 	country, kind, industry int32
 }
 
+// skuHot is what a placement reads of a line's SKU.
+type skuHot struct {
+	brand, category, country, merchant, kind, industry int32
+}
+
+func (s *skuInfo) hot() skuHot {
+	return skuHot{brand: s.brand, category: s.category, country: s.country, merchant: s.merchant, kind: s.kind, industry: s.industry}
+}
+
+// slotEntry is an entry of bySlot: the row+1 of the SKU in the slot (0:
+// none) and a copy of the row's skuHot, kept in step by indexSlot. It is
+// 32 bytes, so that no entry straddles two cache lines.
+type slotEntry struct {
+	skuHot
+	row int32
+	_   int32
+}
+
 // derive copies the SKU's brand's country and merchant's kind and industry.
 func (s *skuInfo) derive(st *state) {
 	s.country = st.brands[s.brand].country
@@ -117,10 +150,18 @@ func (s *skuInfo) derive(st *state) {
 	}
 }
 
-// deriveSKUs derives every SKU's copies again (skusStale).
+// deriveSKUs derives every SKU's copies again (skusStale), and the slots'
+// copies of them.
 func (st *state) deriveSKUs() {
 	for i := range st.skus {
 		st.skus[i].derive(st)
+	}
+	for _, part := range st.bySlot {
+		for i := range part {
+			if e := &part[i]; e.row != 0 {
+				e.skuHot = st.skus[e.row-1].hot()
+			}
+		}
 	}
 	st.skusStale = false
 }
@@ -183,6 +224,13 @@ type dim struct {
 type total struct {
 	gmv    int64  // fen
 	orders uint64 // paid orders with a line in the row
+	// recheck is, in a brand's row, the GMV (fen) at or past which a
+	// payment can change the brand's counts (counts.go; math.MinInt64
+	// before its first sale), unused in the other dimensions' rows. It is
+	// in the row rather than a slice of its own because every paid line
+	// compares it with the GMV it just added: at the peak its own slice
+	// was one more cache miss per line.
+	recheck int64
 }
 
 func newState() *state {
@@ -239,10 +287,13 @@ func cellKey(brand, category int32) uint64 { return uint64(brand)<<32 | uint64(u
 func (st *state) apply(cfg *Config, ev *engine.Event) error {
 	switch ev.Kind {
 	case engine.EventBrandUpserted:
+		st.catalogGen++
 		st.upsertBrand(cfg, &ev.Brand)
 	case engine.EventMerchantUpserted:
+		st.catalogGen++
 		st.upsertMerchant(&ev.Merchant)
 	case engine.EventSKUUpserted:
+		st.catalogGen++
 		return st.upsertSKU(&ev.SKU, ev.Partition, ev.SKUSlot)
 	case engine.EventOrderPlaced:
 		return st.place(cfg, ev)
@@ -265,7 +316,7 @@ func (st *state) upsertBrand(cfg *Config, b *engine.Brand) {
 	if int(r) == len(st.brands) {
 		st.brands = append(st.brands, brandInfo{})
 		st.counts.brandBits = append(st.counts.brandBits, 0)
-		st.counts.recheck = append(st.counts.recheck, math.MinInt64)
+		st.dims[DimBrand].totals[r].recheck = math.MinInt64
 		st.counts.leads = append(st.counts.leads, 0)
 	}
 	bi := &st.brands[r]
@@ -321,6 +372,12 @@ func (st *state) upsertSKU(s *engine.SKU, partition int, slot uint32) error {
 	info := skuInfo{brand: brand, category: category, partition: int32(partition), slot: slot, merchant: merchant}
 	info.derive(st)
 	if r, ok := st.findSKU(s.ID, partition, slot); ok {
+		if old := &st.skus[r]; old.partition != info.partition || old.slot != info.slot {
+			// The slot the row had still names it (only events the engine
+			// did not write move a SKU), with a copy of the row as it was:
+			// the next placement copies every row to its slots again.
+			st.skusStale = true
+		}
 		st.skus[r] = info
 		st.indexSlot(r)
 	} else {
@@ -365,6 +422,7 @@ func (st *state) skuCategory(name string) int32 {
 	r := cats.row(name)
 	if int(r) == len(st.leaders) {
 		st.leaders = append(st.leaders, -1)
+		st.leaderGMV = append(st.leaderGMV, 0)
 	}
 	st.lastCategory = r
 	return r
@@ -381,36 +439,36 @@ func (st *state) indexSlot(r int32) {
 		st.bySlot = append(st.bySlot, nil)
 	}
 	for uint32(len(st.bySlot[p])) <= s.slot {
-		st.bySlot[p] = append(st.bySlot[p], 0)
+		st.bySlot[p] = append(st.bySlot[p], slotEntry{})
 	}
-	st.bySlot[p][s.slot] = r + 1
+	st.bySlot[p][s.slot] = slotEntry{skuHot: s.hot(), row: r + 1}
 }
 
-// skuOf finds the SKU row of an order line: by its slot in the order's
+// lineSKU finds the SKU of an order line: by its slot in the order's
 // partition when the engine resolved one (resolved is then true), else by
 // its id.
-func (st *state) skuOf(partition int, it *engine.Item) (row int32, resolved, ok bool) {
+func (st *state) lineSKU(partition int, it *engine.Item) (sku skuHot, resolved, ok bool) {
 	if slot, ok := it.SKUSlot(); ok {
-		if r := st.slotRow(partition, slot); r >= 0 {
-			return r, true, true
+		if e := st.slotEntry(partition, slot); e != nil && e.row != 0 {
+			return e.skuHot, true, true
 		}
 	}
 	r, ok := st.skuByLineID(it.SKUID)
-	return r, false, ok
+	if !ok {
+		return skuHot{}, false, false
+	}
+	return st.skus[r].hot(), false, true
 }
 
 // merchantOf finds an order's merchant row, with its kind and industry:
 // the merchant of its first line's SKU when the engine resolved that line
 // (the engine places an order only on SKUs of its merchant, and the SKU's
 // merchant here follows the same journal), else by the order's merchant
-// id.
-func (st *state) merchantOf(ev *engine.Event) (merchant, kind, industry int32, ok bool) {
-	if len(ev.Items) > 0 {
-		if r, resolved, ok := st.skuOf(ev.OrderID.Partition(), &ev.Items[0]); ok && resolved {
-			if s := &st.skus[r]; s.merchant >= 0 {
-				return s.merchant, s.kind, s.industry, true
-			}
-		}
+// id. first is the first line's SKU as lineSKU found it, resolved whether
+// it was found by its slot, so that the placement looks that line up once.
+func (st *state) merchantOf(ev *engine.Event, first *skuHot, resolved bool) (merchant, kind, industry int32, ok bool) {
+	if resolved && first.merchant >= 0 {
+		return first.merchant, first.kind, first.industry, true
 	}
 	m, ok := st.dims[DimMerchant].index[ev.MerchantID]
 	if !ok {
@@ -428,7 +486,13 @@ func (st *state) place(cfg *Config, ev *engine.Event) error {
 	if st.skusStale {
 		st.deriveSKUs()
 	}
-	merchant, kind, industry, ok := st.merchantOf(ev)
+	partition := ev.OrderID.Partition()
+	var first skuHot
+	firstResolved, firstOK := false, false
+	if len(ev.Items) > 0 {
+		first, firstResolved, firstOK = st.lineSKU(partition, &ev.Items[0])
+	}
+	merchant, kind, industry, ok := st.merchantOf(ev, &first, firstResolved)
 	if !ok {
 		return fmt.Errorf("%w: order %v of unknown merchant %q", ErrInconsistent, ev.OrderID, ev.MerchantID)
 	}
@@ -443,11 +507,13 @@ func (st *state) place(cfg *Config, ev *engine.Event) error {
 	var extra []line
 	for i := range ev.Items {
 		it := &ev.Items[i]
-		r, _, ok := st.skuOf(ev.OrderID.Partition(), it)
+		sku, ok := first, firstOK
+		if i > 0 {
+			sku, _, ok = st.lineSKU(partition, it)
+		}
 		if !ok {
 			return fmt.Errorf("%w: order %v line of unknown sku %q", ErrInconsistent, ev.OrderID, it.SKUID)
 		}
-		sku := &st.skus[r]
 		l := line{brand: sku.brand, category: sku.category, country: sku.country, amount: it.Amount}
 		sum += it.Amount
 		extra = po.addLine(l, extra)
@@ -533,24 +599,27 @@ func (st *state) pay(cfg *Config, ev *engine.Event) error {
 // counts the order once in each row it touches: a row counts the order at
 // the first line (of all of them, inline then extra) that names it.
 func (st *state) addLines(cfg *Config, ls, inline, extra []line, at int64) {
+	brands, categories, countries := st.dims[DimBrand].totals, st.dims[DimCategory].totals, st.dims[DimCountry].totals
 	for i := range ls {
 		l := &ls[i]
 		first := firstLines(l, inline, extra)
-		st.dims[DimBrand].totals[l.brand].gmv += l.amount
-		st.dims[DimCategory].totals[l.category].gmv += l.amount
-		st.dims[DimCountry].totals[l.country].gmv += l.amount
+		brand := &brands[l.brand]
+		before := brand.gmv
+		brand.gmv = before + l.amount
+		categories[l.category].gmv += l.amount
+		countries[l.country].gmv += l.amount
 		if first&firstBrand != 0 {
-			st.dims[DimBrand].totals[l.brand].orders++
+			brand.orders++
 		}
 		if first&firstCategory != 0 {
-			st.dims[DimCategory].totals[l.category].orders++
+			categories[l.category].orders++
 		}
 		if first&firstCountry != 0 {
-			st.dims[DimCountry].totals[l.country].orders++
+			countries[l.country].orders++
 		}
-		st.milestone(cfg, DimBrand, l.brand, st.dims[DimBrand].totals[l.brand].gmv-l.amount, at)
+		st.milestone(cfg, DimBrand, l.brand, before, at)
 		st.addCell(cfg, l.brand, l.category, l.amount)
-		if st.dims[DimBrand].totals[l.brand].gmv >= st.counts.recheck[l.brand] {
+		if brand.gmv >= brand.recheck {
 			st.refreshBrand(cfg, l.brand)
 		}
 	}
@@ -627,10 +696,11 @@ func (st *state) addCell(cfg *Config, brand, category int32, amount int64) {
 	v := st.cells.add(cellKey(brand, category), amount)
 	lead := st.leaders[category]
 	if lead == brand {
+		st.leaderGMV[category] = v
 		return
 	}
-	if lead < 0 || st.leads(brand, v, lead, st.cellGMV(lead, category)) {
-		st.leaders[category] = brand
+	if lead < 0 || st.leads(brand, v, lead, st.leaderGMV[category]) {
+		st.leaders[category], st.leaderGMV[category] = brand, v
 		st.counts.leads[brand]++
 		st.refreshBrand(cfg, brand)
 		if lead >= 0 {
@@ -638,12 +708,6 @@ func (st *state) addCell(cfg *Config, brand, category int32, amount int64) {
 			st.refreshBrand(cfg, lead)
 		}
 	}
-}
-
-// cellGMV returns the GMV of a (brand, category) pair, 0 before it sold.
-func (st *state) cellGMV(brand, category int32) int64 {
-	v, _ := st.cells.get(cellKey(brand, category))
-	return v
 }
 
 // leads reports whether brand a with GMV va ranks before brand b with vb:

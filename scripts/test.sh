@@ -126,18 +126,45 @@ fi
 go vet -tags ecosystem ./test
 FEST_NODE_MODULES=$npm_dir go test -tags ecosystem -count=1 -run '^TestEcosystem' -timeout 10m ./test
 
-# Two targets run at a time, one fuzzing worker each: the build and the seed
-# corpus of each target take a few seconds of their own, and on two cores
-# that halves the section's time. Each prints its lines when it is done.
+# Each package's fuzz-instrumented test binary is built once (go test -fuzz
+# would link it again for every target), two packages at a time; then two
+# targets run at a time, one fuzzing worker each, from their package's
+# directory (where testdata/fuzz holds the seed corpus and any failing input
+# is written), with the fuzzing cache where go test keeps it.
 phase "fuzz targets, $fuzztime each, two at a time"
+fuzz_targets=$(grep -rl --include='*_test.go' '^func Fuzz' . | while read -r file; do
+	pkg=./$(dirname "${file#./}")
+	grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | sed "s|^func |$pkg |"
+done)
+fuzz_bin="$work/fuzz-bin"
+fuzz_cache="$(go env GOCACHE)/fuzz"
+mkdir -p "$fuzz_bin"
+# fuzz_name turns ./internal/engine into internal_engine.
+fuzz_name() { echo "${1#./}" | tr / _; }
+fuzz_build() {
+	local pkg=$1 name
+	name=$(fuzz_name "$pkg")
+	if ! go test -c -fuzz=. -o "$fuzz_bin/$name.test" "$pkg" >"$work/fuzz-build-$name.log" 2>&1; then
+		cat "$work/fuzz-build-$name.log"
+		echo "building $pkg's fuzz targets failed"
+		return 1
+	fi
+}
 fuzz_one() {
 	local pkg=$1 target=$2
 	local log="$work/fuzz-$target.log" corpus="$pkg/testdata/fuzz/$target"
+	local bin importpath
+	bin="$fuzz_bin/$(fuzz_name "$pkg").test"
+	importpath=$(go list "$pkg")
 	# (A target without a corpus directory counts zero inputs.)
 	count_inputs() { { ls "$corpus" 2>/dev/null || true; } | wc -l; }
+	run_target() {
+		(cd "$pkg" && "$bin" -test.run='^$' -test.fuzz="^${target}\$" -test.fuzztime="$1" -test.parallel=1 \
+			-test.fuzzcachedir="$fuzz_cache/$importpath") >"$log" 2>&1
+	}
 	local before after report="-- $target ($pkg)"
 	before=$(count_inputs)
-	if ! go test -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" -parallel 1 "$pkg" >"$log" 2>&1; then
+	if ! run_target "$fuzztime"; then
 		# Go 1.26's fuzzing coordinator can report "context deadline
 		# exceeded" as -fuzztime runs out, with no failing input
 		# (go.dev/issue/75804, fixed in Go 1.27). Only that, with no new
@@ -145,7 +172,7 @@ fuzz_one() {
 		# race; anything else fails the suite.
 		after=$(count_inputs)
 		if grep -q 'context deadline exceeded' "$log" && [ "$after" -eq "$before" ] &&
-			go test -run '^$' -fuzz "^${target}\$" -fuzztime "${FEST_FUZZ_RETRY_EXECS:-2000x}" -parallel 1 "$pkg" >"$log" 2>&1; then
+			run_target "${FEST_FUZZ_RETRY_EXECS:-2000x}"; then
 			report+=$'\n(the coordinator\'s deadline race of go.dev/issue/75804; passed when run again by count)'
 		else
 			printf '%s\n%s\nfuzz target %s failed\n' "$report" "$(grep -v 'fuzz: elapsed' "$log" | tail -n 60)" "$target"
@@ -154,11 +181,9 @@ fuzz_one() {
 	fi
 	printf '%s\n%s\n' "$report" "$(tail -n 1 "$log")"
 }
-export -f fuzz_one
-export work fuzztime
-grep -rl --include='*_test.go' '^func Fuzz' . | while read -r file; do
-	pkg=./$(dirname "${file#./}")
-	grep -o '^func Fuzz[A-Za-z0-9_]*' "$file" | sed "s|^func |$pkg |"
-done | xargs -P 2 -L 1 bash -c 'fuzz_one "$0" "$1"'
+export -f fuzz_name fuzz_build fuzz_one
+export work fuzztime fuzz_bin fuzz_cache
+echo "$fuzz_targets" | awk '{print $1}' | sort -u | xargs -P 2 -L 1 bash -c 'fuzz_build "$0"'
+echo "$fuzz_targets" | xargs -P 2 -L 1 bash -c 'fuzz_one "$0" "$1"'
 phase ""
 echo "== all tests passed in $SECONDS s"

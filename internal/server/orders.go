@@ -771,8 +771,15 @@ func (s *Server) decodeProtoBatch(body []byte) (entries []batchEntry, batch *eng
 			ps.items = nil
 		}
 		ps.items = ps.items[:0]
+		// The views point into the request's body buffer: cleared, a kept
+		// scratch pins no old body (up to 16 MiB) once the buffer itself
+		// has gone back to its pool or been dropped.
 		if len(ps.view.Items) > protoScratchItemsMax {
 			ps.view = wire.RequestView{}
+		} else {
+			clear(ps.view.Orders)
+			clear(ps.view.Items)
+			ps.view.Orders, ps.view.Items = ps.view.Orders[:0], ps.view.Items[:0]
 		}
 		releaseScratch(&ps.batch, &ps.entries, 2*s.cfg.BatchOrdersMax)
 		ps.text.release()
@@ -861,9 +868,19 @@ func (s *Server) batchResult(idx int, e batchEntry, batch *engine.Batch, load fu
 // each (the first one's), plus an eighth: the answer is rendered into the
 // request body's buffer, which is much smaller, and growing it by
 // doubling copied it again at every step.
+//
+// The first result's size is capped at resultGuessMax: a large first order
+// ahead of thousands of small results (errors, say) would otherwise reserve
+// many times the answer; results larger than that grow the buffer as
+// append does.
 func growForResults(b []byte, size, n int) []byte {
+	size = min(size, resultGuessMax)
 	return slices.Grow(b, size*n+size*n/8)
 }
+
+// resultGuessMax bounds the per-result room growForResults reserves (bytes):
+// a placed order of a few lines takes about 100 to 200.
+const resultGuessMax = 256
 
 // countPlaced adds n orders placed to the metric.
 func (s *Server) countPlaced(n int) {

@@ -133,6 +133,7 @@ func BenchmarkStoreApply(b *testing.B) {
 	items := []engine.Item{{SKUID: "sku-12345", Quantity: 1, UnitPrice: 29900, Amount: 29900}, {SKUID: "sku-777", Quantity: 2, UnitPrice: 1000, Amount: 2000}}
 	ev := engine.Event{Kind: engine.EventOrderPlaced, BuyerID: "buyer-1", MerchantID: "m-1", Channel: "app", Region: "CN-ZJ", Items: items, Total: 31900, At: 1, PayBy: 2}
 	b.ReportAllocs()
+	cpu := processCPUNanos()
 	for i := 0; i < b.N; i++ {
 		ev.OrderID = engine.OrderID(uint64(i%64)<<52 | uint64(i/64+1))
 		ev.BuyerID = buyers[i%len(buyers)]
@@ -145,6 +146,7 @@ func BenchmarkStoreApply(b *testing.B) {
 			s.Commit(ev.Position, ev.At)
 		}
 	}
+	b.ReportMetric(float64(processCPUNanos()-cpu)/float64(b.N), "cpu-ns/op")
 }
 
 var buyers = func() []string {

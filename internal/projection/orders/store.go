@@ -25,6 +25,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -211,9 +212,9 @@ type Store struct {
 	applyNanos     atomic.Uint64
 	arenaBytes     atomic.Uint64
 
-	seed        maphash.Seed
-	checkSeed   maphash.Seed
-	locked      bool      // follower-owned: s.mu is held for the current record
+	seed      maphash.Seed
+	checkSeed maphash.Seed
+	locked    bool // follower-owned: s.mu is held for the current record
 	// counted is what the current record adds to the events, orders and
 	// arenaBytes counters (follower-owned), added to them once when its
 	// lock is released: an atomic add is a locked instruction, which waits
@@ -222,6 +223,12 @@ type Store struct {
 	// waited for in turn. The counters are read outside the lock, but
 	// none of the record is visible before its end anyway.
 	counted struct{ events, orders, arenaBytes uint64 }
+	// placed are the current record's placements whose buyers are yet to
+	// be linked (follower-owned; see linkBuyersLocked), and placedIDs
+	// their buyer ids, which the events' strings alias only while they are
+	// applied.
+	placed      []placedOrder
+	placedIDs   []byte
 	recordStart time.Time // follower-owned: when the current record began
 	scratch     []byte    // follower-owned: encoding buffer
 
@@ -362,6 +369,7 @@ func (s *Store) isColdLocked(id engine.OrderID) bool {
 // unlockRecord adds the record's counts to the counters and releases the
 // lock taken for it.
 func (s *Store) unlockRecord() {
+	s.linkBuyersLocked()
 	if c := &s.counted; c.events|c.orders|c.arenaBytes != 0 {
 		s.events.Add(c.events)
 		s.orders.Add(c.orders)
@@ -373,7 +381,17 @@ func (s *Store) unlockRecord() {
 	s.mu.Unlock()
 }
 
-// placeLocked stores a placed order. REQUIRES: s.mu held for writing.
+// placedOrder is a placement of the current record whose buyer is linked at
+// the record's end: its buyer id's two hashes, and the id itself at
+// [idFrom, idTo) of Store.placedIDs for the rare hash that another id holds.
+type placedOrder struct {
+	hash, check  uint64
+	order        engine.OrderID
+	idFrom, idTo uint32
+}
+
+// placeLocked stores a placed order. REQUIRES: s.mu held for writing, for
+// a record (the order is linked to its buyer at the record's end).
 func (s *Store) placeLocked(ev *engine.Event) error {
 	p, seq := ev.OrderID.Partition(), ev.OrderID.Seq()
 	t := s.mu.partitions[p]
@@ -388,10 +406,37 @@ func (s *Store) placeLocked(ev *engine.Event) error {
 	}
 	s.scratch = encodeOrder(s.scratch[:0], p, ev)
 	off := s.appendArenaLocked(s.scratch)
-	prev := s.swapNewestLocked(ev.BuyerID, ev.OrderID)
-	t.push(orderRef{offset: off + 1, status: engine.StatusPending, prevByBuyer: prev})
+	from := len(s.placedIDs)
+	s.placedIDs = append(s.placedIDs, ev.BuyerID...)
+	s.placed = append(s.placed, placedOrder{
+		hash: maphash.String(s.seed, ev.BuyerID), check: maphash.String(s.checkSeed, ev.BuyerID),
+		order: ev.OrderID, idFrom: uint32(from), idTo: uint32(len(s.placedIDs)),
+	})
+	t.push(orderRef{offset: off + 1, status: engine.StatusPending})
 	s.counted.orders++ // and memoryOrders, at the record's end
 	return nil
+}
+
+// linkBuyersLocked links the current record's placements to their buyers,
+// in journal order: each becomes its buyer's newest, and its entry points
+// at the buyer's newest before it. REQUIRES: s.mu held for writing since
+// the record's first event.
+//
+// A buyer's slot is a cache miss (the table is megabytes, the buyers
+// random). Taken order by order, between the order's encoding and the other
+// read models' work on the same event, each miss was waited for alone; in
+// this loop, which does little else, the processor has several in flight.
+// Nothing reads a buyer's chain before the record's end, since readers
+// wait for the lock.
+func (s *Store) linkBuyersLocked() {
+	for i := range s.placed {
+		o := &s.placed[i]
+		id := unsafe.String(unsafe.SliceData(s.placedIDs[o.idFrom:]), int(o.idTo-o.idFrom))
+		if prev := s.swapNewestHashedLocked(id, o.hash, o.check, o.order); prev != 0 {
+			s.mu.partitions[o.order.Partition()].at(o.order.Seq()).prevByBuyer = prev
+		}
+	}
+	s.placed, s.placedIDs = s.placed[:0], s.placedIDs[:0]
 }
 
 // swapNewestLocked makes order the newest of buyer id and returns the
@@ -403,8 +448,13 @@ func (s *Store) placeLocked(ev *engine.Event) error {
 // cache miss per order, a quarter of the store's time. Two ids that agree
 // on both hashes (odds about 2^-128) would share a history.
 func (s *Store) swapNewestLocked(id string, order engine.OrderID) (prev engine.OrderID) {
-	h := maphash.String(s.seed, id)
-	check := maphash.String(s.checkSeed, id)
+	return s.swapNewestHashedLocked(id, maphash.String(s.seed, id), maphash.String(s.checkSeed, id), order)
+}
+
+// swapNewestHashedLocked is swapNewestLocked given id's hashes under the
+// store's seed (h) and its check seed. id may alias memory that changes
+// after the call: what is kept of it is copied.
+func (s *Store) swapNewestHashedLocked(id string, h, check uint64, order engine.OrderID) (prev engine.OrderID) {
 	if b := s.mu.buyers.find(h); b != nil {
 		if b.check == check {
 			prev, b.newest = b.newest, order
@@ -413,9 +463,10 @@ func (s *Store) swapNewestLocked(id string, order engine.OrderID) (prev engine.O
 		prev, ok := s.mu.buyerCollisions[id]
 		if !ok {
 			s.liveBuyers.Add(1)
-			id = strings.Clone(id)
 		}
-		s.mu.buyerCollisions[id] = order
+		// Cloned for a buyer already there too: assigning to a string key
+		// stores the key given, and id may alias memory that changes.
+		s.mu.buyerCollisions[strings.Clone(id)] = order
 		return prev
 	}
 	s.liveBuyers.Add(1)

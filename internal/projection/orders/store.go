@@ -227,8 +227,13 @@ type Store struct {
 	// be linked (follower-owned; see linkBuyersLocked), and placedIDs
 	// their buyer ids, which the events' strings alias only while they are
 	// applied.
-	placed      []placedOrder
-	placedIDs   []byte
+	placed    []placedOrder
+	placedIDs []byte
+	// changed are the current record's status changes of orders not in
+	// the cold tier, made at its end (follower-owned; see
+	// changeStatusesLocked).
+	changed []statusChange
+
 	recordStart time.Time // follower-owned: when the current record began
 	scratch     []byte    // follower-owned: encoding buffer
 
@@ -335,16 +340,15 @@ func (s *Store) add(ev *engine.Event) error {
 			return err
 		}
 	case engine.EventOrderPaid, engine.EventOrderCancelled, engine.EventOrderExpired:
-		if ref := s.refLocked(ev.OrderID); ref != nil && ref.offset != 0 {
-			ref.status = statusOf(ev.Kind)
-			ref.changedAt = ev.At
-			chunk := (ref.offset - 1) >> 32
-			s.mu.statusDirty[chunk>>6] |= 1 << (chunk & 63)
-		} else if s.isColdLocked(ev.OrderID) {
+		if s.isColdLocked(ev.OrderID) {
 			if err := s.cold.putStatus(ev.OrderID, statusOf(ev.Kind), ev.At); err != nil {
 				s.unlockRecord()
 				return err
 			}
+		} else {
+			// An order in memory, or none the store knows: told apart, and
+			// the change made, at the record's end (changeStatusesLocked).
+			s.changed = append(s.changed, statusChange{id: ev.OrderID, at: ev.At, status: statusOf(ev.Kind)})
 		}
 	}
 	s.counted.events++
@@ -370,6 +374,7 @@ func (s *Store) isColdLocked(id engine.OrderID) bool {
 // lock taken for it.
 func (s *Store) unlockRecord() {
 	s.linkBuyersLocked()
+	s.changeStatusesLocked()
 	if c := &s.counted; c.events|c.orders|c.arenaBytes != 0 {
 		s.events.Add(c.events)
 		s.orders.Add(c.orders)
@@ -379,6 +384,34 @@ func (s *Store) unlockRecord() {
 	}
 	s.locked = false
 	s.mu.Unlock()
+}
+
+// statusChange is a status change of the current record, made at its end.
+type statusChange struct {
+	id     engine.OrderID
+	at     int64
+	status engine.OrderStatus
+}
+
+// changeStatusesLocked makes the current record's status changes of orders
+// in memory, in journal order; a change of an order the store does not
+// hold is ignored, as it always was. REQUIRES: s.mu held for writing since
+// the record's first event.
+//
+// An order's entry is a cache miss (it was placed seconds ago, among
+// millions); made as its event came, between the other read models' work
+// on it, each miss was waited for alone, and in this loop several are in
+// flight, as in linkBuyersLocked. Readers wait for the record's end.
+func (s *Store) changeStatusesLocked() {
+	for _, c := range s.changed {
+		if ref := s.refLocked(c.id); ref != nil && ref.offset != 0 {
+			ref.status = c.status
+			ref.changedAt = c.at
+			chunk := (ref.offset - 1) >> 32
+			s.mu.statusDirty[chunk>>6] |= 1 << (chunk & 63)
+		}
+	}
+	s.changed = s.changed[:0]
 }
 
 // placedOrder is a placement of the current record whose buyer is linked at

@@ -104,18 +104,21 @@ func BenchmarkSnapshotAfterOrders(b *testing.B) {
 	r.SnapshotAt(f.pos * 1000)
 	b.ReportAllocs()
 	b.ResetTimer()
-	var written int64
+	var written, cpuNanos int64
 	for i := 0; i < b.N; i++ {
 		b.StopTimer()
 		f.place(b, 10_000)
 		chunkBytes = 0
 		b.StartTimer()
+		cpu := processCPUNanos()
 		r.SnapshotAt(f.pos * 1000)
+		cpuNanos += processCPUNanos() - cpu
 		b.StopTimer()
 		written += chunkBytes + newestSnapshotBytes(b, dir)
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(written)/float64(b.N), "bytes-written/op")
+	b.ReportMetric(float64(cpuNanos)/float64(b.N), "cpu-ns/op")
 	b.ReportMetric(float64(ordersBefore), "orders-before")
 }
 

@@ -10,7 +10,10 @@ const ChunksDirName, ChunkTmpSuffix = chunksDirName, chunkTmpSuffix
 func (r *Runner) SnapshotAt(pos uint64)                             { r.snapshot(pos) }
 func (r *Runner) Snapshots() *journal.Snapshots                     { return r.snaps }
 func (r *Runner) ChunkNames(pos journal.Position) ([]string, error) { return r.chunkNames(pos) }
-func (r *Runner) LoadAt(pos uint64) ([]Staged, error)               { return r.loadAt(pos) }
+func (r *Runner) LoadAt(pos uint64) ([]Staged, error) {
+	staged, _, err := r.loadAt(pos)
+	return staged, err
+}
 
 // Check panics when the table's count disagrees with its contents.
 func (t *Pending[V]) Check() { t.check() }

@@ -19,9 +19,19 @@ import (
 // partition numbers its orders in sequence. So each partition keeps a ring
 // of the most recent sequence numbers (a window), where an order's value is
 // found by indexing; an order still pending when the window moves past it
-// (an order left unpaid, a slow payer) moves to a map beside the rings. The
-// window per partition is bounded (WindowMax), so the rings use at most
-// partitions × WindowMax × size of V, and the map holds only the stragglers.
+// (an order left unpaid, a slow payer) moves to its partition's straggler
+// log. The window per partition is bounded (WindowMax), so the rings use at
+// most partitions × WindowMax × size of V.
+//
+// The window passes its orders in sequence, so the straggler log is an
+// array sorted by sequence that only grows at its end: moving an order there
+// is an append, where a map insert cost a hash, a probe missing the cache
+// and now and then the map's growth (at the midnight peak, about one order
+// in ten is left unpaid, and the map's inserts were a twentieth of the
+// server's CPU). An order is found in it by binary search, and taking one
+// marks it; the log is compacted once most of it is taken. An order put
+// below its window (the logistics projection puts an order at its payment,
+// not in sequence) goes to a map, which is left with only those.
 //
 // Pending is not safe for concurrent use; the follower goroutine owns it.
 type Pending[V any] struct {
@@ -41,12 +51,30 @@ const pendingWindowMin = 64
 
 // pendingRing is one partition's window: slot seq & (len(values)-1) holds
 // the value of order seq for base <= seq < base+len(values), when its bit is
-// set in present.
+// set in present; and the orders below base that the window passed while
+// still pending.
 type pendingRing[V any] struct {
 	values  []V
 	present []uint64
 	base    uint64
+	// stragglers are in increasing sequence, every one below base; a
+	// taken one keeps its place, its seq marked with stragglerTaken.
+	stragglers []straggler[V]
+	taken      int // stragglers marked taken
 }
+
+// straggler is one order of a partition's straggler log.
+type straggler[V any] struct {
+	seq   uint64 // the order's sequence, | stragglerTaken once taken
+	value V
+}
+
+// stragglerTaken marks a straggler taken; sequences use 52 bits.
+const stragglerTaken = 1 << 63
+
+// stragglersCompactMin is the least log compacted: below it, taken entries
+// cost too little to move the rest for.
+const stragglersCompactMin = 64
 
 // NewPending returns an empty table.
 func NewPending[V any]() *Pending[V] {
@@ -75,6 +103,9 @@ func (t *Pending[V]) Put(id engine.OrderID, v V) bool {
 		r.base = seq
 	}
 	if seq < r.base {
+		if _, in := r.findStraggler(seq); in {
+			return false
+		}
 		return t.putOverflow(id, v)
 	}
 	if seq-r.base >= uint64(len(r.values)) {
@@ -103,7 +134,8 @@ func (t *Pending[V]) putOverflow(id engine.OrderID, v V) bool {
 
 // advance makes room for seq in partition p's window: it doubles the window
 // up to PendingWindowMax, then moves the window's oldest orders still
-// pending to the map.
+// pending to the partition's straggler log, in sequence, after the ones it
+// holds (which are below the old base).
 func (t *Pending[V]) advance(p int, r *pendingRing[V], seq uint64) {
 	for seq-r.base >= uint64(len(r.values)) && len(r.values) < PendingWindowMax {
 		r.grow()
@@ -122,7 +154,7 @@ func (t *Pending[V]) advance(p int, r *pendingRing[V], seq uint64) {
 		if r.present[i/64]&(1<<(i%64)) == 0 {
 			continue
 		}
-		t.overflow[engine.OrderIDOf(p, s)] = r.values[i]
+		r.stragglers = append(r.stragglers, straggler[V]{seq: s, value: r.values[i]})
 		r.present[i/64] &^= 1 << (i % 64)
 		var zero V
 		r.values[i] = zero
@@ -150,6 +182,48 @@ func (r *pendingRing[V]) grow() {
 	}
 }
 
+// findStraggler returns the index of seq's untaken entry in r's straggler
+// log, and whether there is one.
+func (r *pendingRing[V]) findStraggler(seq uint64) (int, bool) {
+	log := r.stragglers
+	lo, hi := 0, len(log)
+	for lo < hi {
+		mid := int(uint(lo+hi) >> 1)
+		if log[mid].seq&^stragglerTaken < seq {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo, lo < len(log) && log[lo].seq == seq
+}
+
+// takeStraggler marks entry i of r's straggler log taken and returns its
+// value, compacting the log once most of it is taken.
+func (r *pendingRing[V]) takeStraggler(i int) V {
+	v := r.stragglers[i].value
+	var zero V
+	r.stragglers[i].value = zero
+	r.stragglers[i].seq |= stragglerTaken
+	r.taken++
+	if n := len(r.stragglers); n >= stragglersCompactMin && 2*r.taken > n {
+		kept := r.stragglers[:0]
+		for _, e := range r.stragglers {
+			if e.seq&stragglerTaken == 0 {
+				kept = append(kept, e)
+			}
+		}
+		clear(r.stragglers[len(kept):])
+		r.stragglers = kept
+		r.taken = 0
+		if cap(kept) > 4*len(kept) && cap(kept) > stragglersCompactMin {
+			// Give back what a burst of stragglers left behind.
+			r.stragglers = append(make([]straggler[V], 0, 2*len(kept)), kept...)
+		}
+	}
+	return v
+}
+
 // slot returns the ring slot of id and whether id is in its window.
 func (t *Pending[V]) slot(id engine.OrderID) (*pendingRing[V], uint64, bool) {
 	p, seq := id.Partition(), id.Seq()
@@ -171,9 +245,14 @@ func (t *Pending[V]) Get(id engine.OrderID) (V, bool) {
 	}
 	var zero V
 	if in || t.aboveBase(id) {
-		// Only orders below their ring's base are in the map: a new order,
-		// ahead of the window, costs no hash.
+		// Only orders below their ring's base are in the log or the map: a
+		// new order, ahead of the window, costs no search.
 		return zero, false
+	}
+	if r := t.ring(id); r != nil {
+		if j, ok := r.findStraggler(id.Seq()); ok {
+			return r.stragglers[j].value, true
+		}
 	}
 	v, ok := t.overflow[id]
 	return v, ok
@@ -183,6 +262,14 @@ func (t *Pending[V]) Get(id engine.OrderID) (V, bool) {
 func (t *Pending[V]) aboveBase(id engine.OrderID) bool {
 	p := id.Partition()
 	return p < len(t.parts) && t.parts[p].values != nil && id.Seq() >= t.parts[p].base
+}
+
+// ring returns id's partition's ring, nil when the partition has none.
+func (t *Pending[V]) ring(id engine.OrderID) *pendingRing[V] {
+	if p := id.Partition(); p < len(t.parts) {
+		return &t.parts[p]
+	}
+	return nil
 }
 
 // Has reports whether order id is in the table.
@@ -205,6 +292,12 @@ func (t *Pending[V]) Take(id engine.OrderID) (V, bool) {
 		var zero V
 		return zero, false
 	}
+	if r := t.ring(id); r != nil {
+		if j, ok := r.findStraggler(id.Seq()); ok {
+			t.n--
+			return r.takeStraggler(j), true
+		}
+	}
 	v, ok := t.overflow[id]
 	if ok {
 		delete(t.overflow, id)
@@ -213,8 +306,8 @@ func (t *Pending[V]) Take(id engine.OrderID) (V, bool) {
 	return v, ok
 }
 
-// All yields every order in the table with its value: the map's stragglers
-// first, then each partition's window from its oldest slot.
+// All yields every order in the table with its value: the map's first,
+// then each partition's in sequence, its straggler log then its window.
 func (t *Pending[V]) All() iter.Seq2[engine.OrderID, V] {
 	return func(yield func(engine.OrderID, V) bool) {
 		for id, v := range t.overflow {
@@ -224,6 +317,11 @@ func (t *Pending[V]) All() iter.Seq2[engine.OrderID, V] {
 		}
 		for p := range t.parts {
 			r := &t.parts[p]
+			for _, e := range r.stragglers {
+				if e.seq&stragglerTaken == 0 && !yield(engine.OrderIDOf(p, e.seq), e.value) {
+					return
+				}
+			}
 			size := uint64(len(r.values))
 			for s := r.base; s < r.base+size; s++ {
 				i := s & (size - 1)
@@ -240,9 +338,22 @@ func (t *Pending[V]) All() iter.Seq2[engine.OrderID, V] {
 func (t *Pending[V]) check() {
 	n := len(t.overflow)
 	for p := range t.parts {
-		for _, w := range t.parts[p].present {
+		r := &t.parts[p]
+		for _, w := range r.present {
 			n += bits.OnesCount64(w)
 		}
+		taken := 0
+		for i, e := range r.stragglers {
+			if e.seq&stragglerTaken != 0 {
+				taken++
+			} else if e.seq >= r.base || (i > 0 && e.seq <= r.stragglers[i-1].seq&^stragglerTaken) {
+				panic(fmt.Sprintf("projection: partition %d's straggler %d (order %d) out of sequence or not below base %d", p, i, e.seq, r.base))
+			}
+		}
+		if taken != r.taken {
+			panic(fmt.Sprintf("projection: partition %d counts %d stragglers taken, holds %d", p, r.taken, taken))
+		}
+		n += len(r.stragglers) - taken
 	}
 	if n != t.n {
 		panic(fmt.Sprintf("projection: pending table counts %d orders, holds %d", t.n, n))

@@ -25,6 +25,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -211,9 +212,28 @@ type Store struct {
 	applyNanos     atomic.Uint64
 	arenaBytes     atomic.Uint64
 
-	seed        maphash.Seed
-	checkSeed   maphash.Seed
-	locked      bool      // follower-owned: s.mu is held for the current record
+	seed      maphash.Seed
+	checkSeed maphash.Seed
+	locked    bool // follower-owned: s.mu is held for the current record
+	// counted is what the current record adds to the events, orders and
+	// arenaBytes counters (follower-owned), added to them once when its
+	// lock is released: an atomic add is a locked instruction, which waits
+	// for the stores before it to drain, and an order's stores (its buyer's
+	// slot, its arena bytes) are cache misses that three adds per order
+	// waited for in turn. The counters are read outside the lock, but
+	// none of the record is visible before its end anyway.
+	counted struct{ events, orders, arenaBytes uint64 }
+	// placed are the current record's placements whose buyers are yet to
+	// be linked (follower-owned; see linkBuyersLocked), and placedIDs
+	// their buyer ids, which the events' strings alias only while they are
+	// applied.
+	placed    []placedOrder
+	placedIDs []byte
+	// changed are the current record's status changes of orders not in
+	// the cold tier, made at its end (follower-owned; see
+	// changeStatusesLocked).
+	changed []statusChange
+
 	recordStart time.Time // follower-owned: when the current record began
 	scratch     []byte    // follower-owned: encoding buffer
 
@@ -320,19 +340,18 @@ func (s *Store) add(ev *engine.Event) error {
 			return err
 		}
 	case engine.EventOrderPaid, engine.EventOrderCancelled, engine.EventOrderExpired:
-		if ref := s.refLocked(ev.OrderID); ref != nil && ref.offset != 0 {
-			ref.status = statusOf(ev.Kind)
-			ref.changedAt = ev.At
-			chunk := (ref.offset - 1) >> 32
-			s.mu.statusDirty[chunk>>6] |= 1 << (chunk & 63)
-		} else if s.isColdLocked(ev.OrderID) {
+		if s.isColdLocked(ev.OrderID) {
 			if err := s.cold.putStatus(ev.OrderID, statusOf(ev.Kind), ev.At); err != nil {
 				s.unlockRecord()
 				return err
 			}
+		} else {
+			// An order in memory, or none the store knows: told apart, and
+			// the change made, at the record's end (changeStatusesLocked).
+			s.changed = append(s.changed, statusChange{id: ev.OrderID, at: ev.At, status: statusOf(ev.Kind)})
 		}
 	}
-	s.events.Add(1)
+	s.counted.events++
 	if ev.Last && s.cold != nil {
 		// Before the record is committed: a read after it sees the
 		// status changes of its cold orders too.
@@ -351,13 +370,61 @@ func (s *Store) isColdLocked(id engine.OrderID) bool {
 	return s.cold != nil && t != nil && id.Seq() != 0 && id.Seq() <= t.base
 }
 
-// unlockRecord releases the lock taken for a record.
+// unlockRecord adds the record's counts to the counters and releases the
+// lock taken for it.
 func (s *Store) unlockRecord() {
+	s.linkBuyersLocked()
+	s.changeStatusesLocked()
+	if c := &s.counted; c.events|c.orders|c.arenaBytes != 0 {
+		s.events.Add(c.events)
+		s.orders.Add(c.orders)
+		s.memoryOrders.Add(int64(c.orders))
+		s.arenaBytes.Add(c.arenaBytes)
+		*c = struct{ events, orders, arenaBytes uint64 }{}
+	}
 	s.locked = false
 	s.mu.Unlock()
 }
 
-// placeLocked stores a placed order. REQUIRES: s.mu held for writing.
+// statusChange is a status change of the current record, made at its end.
+type statusChange struct {
+	id     engine.OrderID
+	at     int64
+	status engine.OrderStatus
+}
+
+// changeStatusesLocked makes the current record's status changes of orders
+// in memory, in journal order; a change of an order the store does not
+// hold is ignored, as it always was. REQUIRES: s.mu held for writing since
+// the record's first event.
+//
+// An order's entry is a cache miss (it was placed seconds ago, among
+// millions); made as its event came, between the other read models' work
+// on it, each miss was waited for alone, and in this loop several are in
+// flight, as in linkBuyersLocked. Readers wait for the record's end.
+func (s *Store) changeStatusesLocked() {
+	for _, c := range s.changed {
+		if ref := s.refLocked(c.id); ref != nil && ref.offset != 0 {
+			ref.status = c.status
+			ref.changedAt = c.at
+			chunk := (ref.offset - 1) >> 32
+			s.mu.statusDirty[chunk>>6] |= 1 << (chunk & 63)
+		}
+	}
+	s.changed = s.changed[:0]
+}
+
+// placedOrder is a placement of the current record whose buyer is linked at
+// the record's end: its buyer id's two hashes, and the id itself at
+// [idFrom, idTo) of Store.placedIDs for the rare hash that another id holds.
+type placedOrder struct {
+	hash, check  uint64
+	order        engine.OrderID
+	idFrom, idTo uint32
+}
+
+// placeLocked stores a placed order. REQUIRES: s.mu held for writing, for
+// a record (the order is linked to its buyer at the record's end).
 func (s *Store) placeLocked(ev *engine.Event) error {
 	p, seq := ev.OrderID.Partition(), ev.OrderID.Seq()
 	t := s.mu.partitions[p]
@@ -372,11 +439,37 @@ func (s *Store) placeLocked(ev *engine.Event) error {
 	}
 	s.scratch = encodeOrder(s.scratch[:0], p, ev)
 	off := s.appendArenaLocked(s.scratch)
-	prev := s.swapNewestLocked(ev.BuyerID, ev.OrderID)
-	t.push(orderRef{offset: off + 1, status: engine.StatusPending, prevByBuyer: prev})
-	s.orders.Add(1)
-	s.memoryOrders.Add(1)
+	from := len(s.placedIDs)
+	s.placedIDs = append(s.placedIDs, ev.BuyerID...)
+	s.placed = append(s.placed, placedOrder{
+		hash: maphash.String(s.seed, ev.BuyerID), check: maphash.String(s.checkSeed, ev.BuyerID),
+		order: ev.OrderID, idFrom: uint32(from), idTo: uint32(len(s.placedIDs)),
+	})
+	t.push(orderRef{offset: off + 1, status: engine.StatusPending})
+	s.counted.orders++ // and memoryOrders, at the record's end
 	return nil
+}
+
+// linkBuyersLocked links the current record's placements to their buyers,
+// in journal order: each becomes its buyer's newest, and its entry points
+// at the buyer's newest before it. REQUIRES: s.mu held for writing since
+// the record's first event.
+//
+// A buyer's slot is a cache miss (the table is megabytes, the buyers
+// random). Taken order by order, between the order's encoding and the other
+// read models' work on the same event, each miss was waited for alone; in
+// this loop, which does little else, the processor has several in flight.
+// Nothing reads a buyer's chain before the record's end, since readers
+// wait for the lock.
+func (s *Store) linkBuyersLocked() {
+	for i := range s.placed {
+		o := &s.placed[i]
+		id := unsafe.String(unsafe.SliceData(s.placedIDs[o.idFrom:]), int(o.idTo-o.idFrom))
+		if prev := s.swapNewestHashedLocked(id, o.hash, o.check, o.order); prev != 0 {
+			s.mu.partitions[o.order.Partition()].at(o.order.Seq()).prevByBuyer = prev
+		}
+	}
+	s.placed, s.placedIDs = s.placed[:0], s.placedIDs[:0]
 }
 
 // swapNewestLocked makes order the newest of buyer id and returns the
@@ -388,8 +481,13 @@ func (s *Store) placeLocked(ev *engine.Event) error {
 // cache miss per order, a quarter of the store's time. Two ids that agree
 // on both hashes (odds about 2^-128) would share a history.
 func (s *Store) swapNewestLocked(id string, order engine.OrderID) (prev engine.OrderID) {
-	h := maphash.String(s.seed, id)
-	check := maphash.String(s.checkSeed, id)
+	return s.swapNewestHashedLocked(id, maphash.String(s.seed, id), maphash.String(s.checkSeed, id), order)
+}
+
+// swapNewestHashedLocked is swapNewestLocked given id's hashes under the
+// store's seed (h) and its check seed. id may alias memory that changes
+// after the call: what is kept of it is copied.
+func (s *Store) swapNewestHashedLocked(id string, h, check uint64, order engine.OrderID) (prev engine.OrderID) {
 	if b := s.mu.buyers.find(h); b != nil {
 		if b.check == check {
 			prev, b.newest = b.newest, order
@@ -398,9 +496,10 @@ func (s *Store) swapNewestLocked(id string, order engine.OrderID) (prev engine.O
 		prev, ok := s.mu.buyerCollisions[id]
 		if !ok {
 			s.liveBuyers.Add(1)
-			id = strings.Clone(id)
 		}
-		s.mu.buyerCollisions[id] = order
+		// Cloned for a buyer already there too: assigning to a string key
+		// stores the key given, and id may alias memory that changes.
+		s.mu.buyerCollisions[strings.Clone(id)] = order
 		return prev
 	}
 	s.liveBuyers.Add(1)
@@ -450,7 +549,8 @@ func (s *Store) dropBuyerIfNewestLocked(id string, order engine.OrderID) {
 }
 
 // appendArenaLocked copies body into the arena (length-prefixed) and
-// returns its offset. REQUIRES: s.mu held for writing.
+// returns its offset. REQUIRES: s.mu held for writing, for a record (its
+// bytes are counted at the record's end).
 func (s *Store) appendArenaLocked(body []byte) uint64 {
 	need := binary.MaxVarintLen64 + len(body)
 	n := len(s.mu.arena)
@@ -471,7 +571,7 @@ func (s *Store) appendArenaLocked(body []byte) uint64 {
 	chunk = binary.AppendUvarint(chunk, uint64(len(body)))
 	chunk = append(chunk, body...)
 	s.mu.arena[n-1] = chunk
-	s.arenaBytes.Add(uint64(len(body)))
+	s.counted.arenaBytes += uint64(len(body))
 	return off
 }
 

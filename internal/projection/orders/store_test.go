@@ -3,8 +3,10 @@ package orders
 import (
 	"context"
 	"fmt"
+	"hash/maphash"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/fest-platform/fest/internal/engine"
 	"github.com/fest-platform/fest/internal/projection"
@@ -133,6 +135,7 @@ func BenchmarkStoreApply(b *testing.B) {
 	items := []engine.Item{{SKUID: "sku-12345", Quantity: 1, UnitPrice: 29900, Amount: 29900}, {SKUID: "sku-777", Quantity: 2, UnitPrice: 1000, Amount: 2000}}
 	ev := engine.Event{Kind: engine.EventOrderPlaced, BuyerID: "buyer-1", MerchantID: "m-1", Channel: "app", Region: "CN-ZJ", Items: items, Total: 31900, At: 1, PayBy: 2}
 	b.ReportAllocs()
+	cpu := processCPUNanos()
 	for i := 0; i < b.N; i++ {
 		ev.OrderID = engine.OrderID(uint64(i%64)<<52 | uint64(i/64+1))
 		ev.BuyerID = buyers[i%len(buyers)]
@@ -145,6 +148,7 @@ func BenchmarkStoreApply(b *testing.B) {
 			s.Commit(ev.Position, ev.At)
 		}
 	}
+	b.ReportMetric(float64(processCPUNanos()-cpu)/float64(b.N), "cpu-ns/op")
 }
 
 var buyers = func() []string {
@@ -154,3 +158,30 @@ var buyers = func() []string {
 	}
 	return out
 }()
+
+// TestBuyerCollisionKeepsItsID gives two buyers the same first hash: the
+// second goes to the collision map, under a copy of its id, even when it is
+// there already, since the id it is given aliases a buffer that is reused.
+func TestBuyerCollisionKeepsItsID(t *testing.T) {
+	s := newStore(Config{}, maphash.MakeSeed(), maphash.MakeSeed())
+	buf := []byte("buyer-b")
+	id := unsafe.String(unsafe.SliceData(buf), len(buf))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if prev := s.swapNewestHashedLocked("buyer-a", 1, 2, orderIDOf(0, 1)); prev != 0 {
+		t.Fatalf("first order of buyer-a: previous %v, want none", prev)
+	}
+	if prev := s.swapNewestHashedLocked(id, 1, 3, orderIDOf(0, 2)); prev != 0 {
+		t.Fatalf("first order of buyer-b: previous %v, want none", prev)
+	}
+	if prev := s.swapNewestHashedLocked(id, 1, 3, orderIDOf(0, 3)); prev != orderIDOf(0, 2) {
+		t.Fatalf("second order of buyer-b: previous %v, want %v", prev, orderIDOf(0, 2))
+	}
+	copy(buf, "buyer-x")
+	if newest, ok := s.mu.buyerCollisions["buyer-b"]; !ok || newest != orderIDOf(0, 3) || len(s.mu.buyerCollisions) != 1 {
+		t.Fatalf("collision map %v: buyer-b's newest %v, %v; want %v", s.mu.buyerCollisions, newest, ok, orderIDOf(0, 3))
+	}
+	if got := s.liveBuyers.Load(); got != 2 {
+		t.Fatalf("%d live buyers, want 2", got)
+	}
+}

@@ -308,6 +308,8 @@ func (t *Pending[V]) Take(id engine.OrderID) (V, bool) {
 
 // All yields every order in the table with its value: the map's first,
 // then each partition's in sequence, its straggler log then its window.
+// The table must not change (no Put or Take) until the iteration ends: a
+// Take compacts the straggler log in place, under the range walking it.
 func (t *Pending[V]) All() iter.Seq2[engine.OrderID, V] {
 	return func(yield func(engine.OrderID, V) bool) {
 		for id, v := range t.overflow {

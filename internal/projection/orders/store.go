@@ -345,9 +345,12 @@ func (s *Store) add(ev *engine.Event) error {
 				s.unlockRecord()
 				return err
 			}
-		} else {
-			// An order in memory, or none the store knows: told apart, and
-			// the change made, at the record's end (changeStatusesLocked).
+		} else if s.heldLocked(ev.OrderID) {
+			// An order in memory: the change is made at the record's end
+			// (changeStatusesLocked). Whether the store holds it is told
+			// now, from the partition's bounds alone (no cache miss), so
+			// that a change coming before its order's placement in the
+			// same record is ignored, as it always was.
 			s.changed = append(s.changed, statusChange{id: ev.OrderID, at: ev.At, status: statusOf(ev.Kind)})
 		}
 	}
@@ -394,8 +397,8 @@ type statusChange struct {
 }
 
 // changeStatusesLocked makes the current record's status changes of orders
-// in memory, in journal order; a change of an order the store does not
-// hold is ignored, as it always was. REQUIRES: s.mu held for writing since
+// in memory, in journal order (add queued only changes of orders the
+// store held when their event came). REQUIRES: s.mu held for writing since
 // the record's first event.
 //
 // An order's entry is a cache miss (it was placed seconds ago, among
@@ -576,6 +579,14 @@ func (s *Store) appendArenaLocked(body []byte) uint64 {
 }
 
 // refLocked returns the entry of id, or nil. REQUIRES: s.mu held.
+// heldLocked reports whether the store has placed id, from its partition
+// table's bounds, without reading the order's entry.
+func (s *Store) heldLocked(id engine.OrderID) bool {
+	p, seq := id.Partition(), id.Seq()
+	t := s.mu.partitions[p]
+	return t != nil && seq > t.base && seq <= t.end
+}
+
 func (s *Store) refLocked(id engine.OrderID) *orderRef {
 	p, seq := id.Partition(), id.Seq()
 	t := s.mu.partitions[p]

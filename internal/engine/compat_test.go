@@ -44,8 +44,8 @@ func TestVersion1RecordStillDecodes(t *testing.T) {
 		t.Fatalf("placed %+v, want the UUIDv7 key with request hash 9 and KeyMinted 0", placed)
 	}
 	again := reencode(rec)
-	if again == nil || again[0] != recordVersion {
-		t.Fatalf("re-encoded %x: want a version %d record", again, recordVersion)
+	if again == nil || again[0] != recordVersionV3 {
+		t.Fatalf("re-encoded %x: want a version %d record", again, recordVersionV3)
 	}
 	if !bytes.Equal(reencode(again), again) {
 		t.Fatal("the re-encoded record does not decode to the same events")
@@ -90,14 +90,14 @@ func TestVersion2RecordStillDecodes(t *testing.T) {
 		t.Fatalf("golden record holds no order without a key (kinds %v)", kinds)
 	}
 	again := reencode(rec)
-	if again == nil || again[0] != recordVersion {
-		t.Fatalf("re-encoded %x: want a version %d record", again, recordVersion)
+	if again == nil || again[0] != recordVersionV3 {
+		t.Fatalf("re-encoded %x: want a version %d record", again, recordVersionV3)
 	}
 	if got, _ := events(again); !slices.Equal(got, old) {
-		t.Fatalf("version %d record decodes to\n%s\nwant\n%s", recordVersion, strings.Join(got, "\n"), strings.Join(old, "\n"))
+		t.Fatalf("version %d record decodes to\n%s\nwant\n%s", recordVersionV3, strings.Join(got, "\n"), strings.Join(old, "\n"))
 	}
 	if len(again) >= len(rec) {
-		t.Fatalf("version %d record of %d bytes, the version 2 one %d", recordVersion, len(again), len(rec))
+		t.Fatalf("version %d record of %d bytes, the version 2 one %d", recordVersionV3, len(again), len(rec))
 	}
 }
 

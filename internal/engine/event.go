@@ -96,7 +96,7 @@ type Event struct {
 	Deal        Deal    // DealPut
 }
 
-// recordVersion is the first byte of every record the engine writes.
+// The record versions: the first byte of every record the engine writes.
 // Version 2 adds an OrderPlaced event's KeyMinted after its request hash;
 // version 1 records are still read, their keys with KeyMinted 0. Version 3
 // writes an event's time as its difference from the time of the record's
@@ -105,12 +105,44 @@ type Event struct {
 // share one time, which took nine bytes in each of them and now takes one,
 // and an order without a key wrote eight zero bytes: together about a
 // quarter of a typical order's bytes, which the journal writes and every
-// follower reads. Version 1 and 2 records are still read.
+// follower reads. Every version is read; recordLayoutOf says which layout
+// each one has, so that a new version must be given one there, or its
+// records are refused rather than misread.
 const (
-	recordVersion   = 3
-	recordVersionV2 = 2
 	recordVersionV1 = 1
+	recordVersionV2 = 2
+	recordVersionV3 = 3
+	// recordVersionDefault is the version the engine writes unless
+	// Config.RecordVersion says otherwise.
+	recordVersionDefault = recordVersionV3
 )
+
+// recordLayout is what a record's version says about the layout of its
+// events.
+type recordLayout struct {
+	// relativeTimes: an event's time is its difference from the time of
+	// the record's event before it (version 3).
+	relativeTimes bool
+	// keyFlag: an order's key hash is behind a byte saying whether it has
+	// one (version 3); before, the hash is always there, 0 for none.
+	keyFlag bool
+	// keyMinted: a keyed order has its key's minting time (version 2 on).
+	keyMinted bool
+}
+
+// recordLayoutOf returns the layout of a record of version v; ok is false
+// for a version the engine does not know.
+func recordLayoutOf(v byte) (layout recordLayout, ok bool) {
+	switch v {
+	case recordVersionV1:
+		return recordLayout{}, true
+	case recordVersionV2:
+		return recordLayout{keyMinted: true}, true
+	case recordVersionV3:
+		return recordLayout{relativeTimes: true, keyFlag: true, keyMinted: true}, true
+	}
+	return recordLayout{}, false
+}
 
 // keyMintedMax bounds KeyMinted: a UUIDv7's or ULID's time is 48 bits.
 const keyMintedMax = 1<<48 - 1
@@ -129,7 +161,7 @@ var ErrBadRecord = errors.New("bad journal record")
 // appendRecordHeader starts a record; the event count is patched in by
 // finishRecord.
 func appendRecordHeader(b []byte) []byte {
-	return append(b, recordVersion, 0, 0, 0, 0)
+	return append(b, recordVersionDefault, 0, 0, 0, 0)
 }
 
 func finishRecord(b []byte, events int) {
@@ -292,9 +324,9 @@ type decoder struct {
 	b   []byte
 	off int
 	err error
-	// version is the record's version (records only: a snapshot has its
-	// own, passed to decodePartition).
-	version byte
+	// layout is what the record's version says about its events (records
+	// only: a snapshot has its own version, passed to decodePartition).
+	layout recordLayout
 	// prevAt is the time of the record's event before, which a version 3
 	// event's time is relative to.
 	prevAt int64
@@ -406,7 +438,7 @@ func (d *decoder) event(ev *Event, partitions int) {
 	ev.Kind = EventKind(d.byte1())
 	ev.Partition = int(d.uint16())
 	ev.At = d.varint()
-	if d.version >= recordVersion {
+	if d.layout.relativeTimes {
 		ev.At += d.prevAt
 		d.prevAt = ev.At
 	}
@@ -440,7 +472,7 @@ func (d *decoder) event(ev *Event, partitions int) {
 		ev.Region = d.string()
 		ev.DealID = d.string()
 		ev.PayBy = ev.At + d.varint()
-		if d.version < recordVersion {
+		if !d.layout.keyFlag {
 			ev.KeyHash = d.uint64()
 		} else {
 			switch flag := d.byte1(); flag {
@@ -455,7 +487,7 @@ func (d *decoder) event(ev *Event, partitions int) {
 		}
 		if ev.KeyHash != 0 {
 			ev.RequestHash = d.uint64()
-			if d.version != recordVersionV1 {
+			if d.layout.keyMinted {
 				ev.KeyMinted = int64(d.value(keyMintedMax, "key minting time"))
 			}
 		}
@@ -551,14 +583,15 @@ func decodeRecord(rec []byte, partitions int, ev *Event, fn func(ev *Event) erro
 	if len(rec) > recordBytesMax {
 		return fmt.Errorf("%w: %d bytes, more than %d", ErrBadRecord, len(rec), recordBytesMax)
 	}
-	if rec[0] != recordVersion && rec[0] != recordVersionV2 && rec[0] != recordVersionV1 {
+	layout, ok := recordLayoutOf(rec[0])
+	if !ok {
 		return fmt.Errorf("%w: version %d", ErrBadRecord, rec[0])
 	}
 	n := binary.LittleEndian.Uint32(rec[1:5])
 	if n > recordEventsMax {
 		return fmt.Errorf("%w: %d events", ErrBadRecord, n)
 	}
-	d := decoder{b: rec, off: recordHeaderBytes, version: rec[0]}
+	d := decoder{b: rec, off: recordHeaderBytes, layout: layout}
 	for i := uint32(0); i < n; i++ {
 		d.event(ev, partitions)
 		if d.err != nil {

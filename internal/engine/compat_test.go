@@ -191,8 +191,8 @@ func TestKeyMintedSurvivesRecordAndSnapshot(t *testing.T) {
 }
 
 // TestVersion3KeyFlag checks that a version 3 order's key flag is read as
-// written, and that a flag other than 0 and 1, or a key hash of 0 behind
-// flag 1, is a bad record.
+// written, and that a flag other than 0 and 1, a key hash of 0 behind flag
+// 1, or a hash cut short, is a bad record naming the field's first byte.
 func TestVersion3KeyFlag(t *testing.T) {
 	ev := Event{Kind: EventOrderPlaced, Partition: 1, At: 5, OrderID: newOrderID(1, 1), BuyerID: "u", PayBy: 9,
 		Items: []Item{{SKUID: "s", Quantity: 1, UnitPrice: 100}}}
@@ -202,13 +202,16 @@ func TestVersion3KeyFlag(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		keyHash uint64
-		patch   func(rec []byte)
-		bad     bool
+		patch   func(rec []byte) []byte
+		// bad is the error's end, naming the field and its offset; ""
+		// for a good record.
+		bad string
 	}{
-		{"no key", 0, nil, false},
-		{"key", 0xabc1, nil, false},
-		{"flag 2", 0, func(rec []byte) { rec[flagAt] = 2 }, true},
-		{"zero hash", 0xabc1, func(rec []byte) { clear(rec[flagAt+1 : flagAt+9]) }, true},
+		{"no key", 0, nil, ""},
+		{"key", 0xabc1, nil, ""},
+		{"flag 2", 0, func(rec []byte) []byte { rec[flagAt] = 2; return rec }, fmt.Sprintf("bad key flag 2 at byte %d", flagAt)},
+		{"zero hash", 0xabc1, func(rec []byte) []byte { clear(rec[flagAt+1 : flagAt+9]); return rec }, fmt.Sprintf("zero key hash at byte %d", flagAt+1)},
+		{"short hash", 0xabc1, func(rec []byte) []byte { return rec[:flagAt+5] }, fmt.Sprintf("short uint64 at byte %d", flagAt+1)},
 	} {
 		ev := ev
 		ev.KeyHash, ev.RequestHash = tc.keyHash, 9
@@ -218,14 +221,14 @@ func TestVersion3KeyFlag(t *testing.T) {
 			t.Fatalf("%s: flag byte %d, want %d", tc.name, rec[flagAt], want)
 		}
 		if tc.patch != nil {
-			tc.patch(rec)
+			rec = tc.patch(rec)
 		}
 		var got uint64
 		err := DecodeRecord(rec, 4, func(ev *Event) error { got = ev.KeyHash; return nil })
 		switch {
-		case tc.bad && !errors.Is(err, ErrBadRecord):
-			t.Errorf("%s: decoded with %v, want a bad record", tc.name, err)
-		case !tc.bad && (err != nil || got != tc.keyHash):
+		case tc.bad != "" && (!errors.Is(err, ErrBadRecord) || !strings.HasSuffix(err.Error(), tc.bad)):
+			t.Errorf("%s: decoded with %v, want a bad record ending %q", tc.name, err, tc.bad)
+		case tc.bad == "" && (err != nil || got != tc.keyHash):
 			t.Errorf("%s: key hash %x (%v), want %x", tc.name, got, err, tc.keyHash)
 		}
 	}

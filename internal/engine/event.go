@@ -333,8 +333,14 @@ type decoder struct {
 }
 
 func (d *decoder) fail(what string) {
+	d.failAt(d.off, what)
+}
+
+// failAt fails naming the field at byte off: one already read, whose
+// value is wrong, is reported where it starts.
+func (d *decoder) failAt(off int, what string) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s at byte %d", ErrBadRecord, what, d.off)
+		d.err = fmt.Errorf("%w: %s at byte %d", ErrBadRecord, what, off)
 	}
 }
 
@@ -475,14 +481,16 @@ func (d *decoder) event(ev *Event, partitions int) {
 		if !d.layout.keyFlag {
 			ev.KeyHash = d.uint64()
 		} else {
+			flagAt := d.off
 			switch flag := d.byte1(); flag {
 			case 0:
 			case 1:
+				hashAt := d.off
 				if ev.KeyHash = d.uint64(); ev.KeyHash == 0 && d.err == nil {
-					d.fail("zero key hash")
+					d.failAt(hashAt, "zero key hash")
 				}
 			default:
-				d.fail("bad key flag " + strconv.Itoa(int(flag)))
+				d.failAt(flagAt, "bad key flag "+strconv.Itoa(int(flag)))
 			}
 		}
 		if ev.KeyHash != 0 {

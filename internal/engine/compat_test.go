@@ -3,10 +3,12 @@ package engine
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -43,11 +45,11 @@ func TestVersion1RecordStillDecodes(t *testing.T) {
 	if len(placed) != 1 || placed[0].KeyHash != hashString(compatTimedKey)|1 || placed[0].RequestHash != 9 || placed[0].KeyMinted != 0 {
 		t.Fatalf("placed %+v, want the UUIDv7 key with request hash 9 and KeyMinted 0", placed)
 	}
-	again := reencode(rec)
+	again := reencode(rec, recordVersionV3)
 	if again == nil || again[0] != recordVersionV3 {
 		t.Fatalf("re-encoded %x: want a version %d record", again, recordVersionV3)
 	}
-	if !bytes.Equal(reencode(again), again) {
+	if !bytes.Equal(reencode(again, recordVersionV3), again) {
 		t.Fatal("the re-encoded record does not decode to the same events")
 	}
 }
@@ -89,7 +91,7 @@ func TestVersion2RecordStillDecodes(t *testing.T) {
 	if kinds[EventOrderPlaced] == kinds[eventKindCount] {
 		t.Fatalf("golden record holds no order without a key (kinds %v)", kinds)
 	}
-	again := reencode(rec)
+	again := reencode(rec, recordVersionV3)
 	if again == nil || again[0] != recordVersionV3 {
 		t.Fatalf("re-encoded %x: want a version %d record", again, recordVersionV3)
 	}
@@ -159,7 +161,7 @@ func TestKeyMintedSurvivesRecordAndSnapshot(t *testing.T) {
 	const minted = int64(1_750_000_000_123)
 	ev := Event{Kind: EventOrderPlaced, Partition: 1, At: 5, OrderID: newOrderID(1, 1), BuyerID: "u", KeyHash: 0xabc1, RequestHash: 9, KeyMinted: minted,
 		Items: []Item{{SKUID: "s", Quantity: 1, UnitPrice: 100}}}
-	rec := appendEvent(appendRecordHeader(nil), &ev, 0)
+	rec := appendEvent(appendRecordHeader(nil, recordVersionV3), &ev, 0, recordVersionV3)
 	finishRecord(rec, 1)
 	var got int64
 	if err := DecodeRecord(rec, 4, func(ev *Event) error { got = ev.KeyMinted; return nil }); err != nil || got != minted {
@@ -215,7 +217,7 @@ func TestVersion3KeyFlag(t *testing.T) {
 	} {
 		ev := ev
 		ev.KeyHash, ev.RequestHash = tc.keyHash, 9
-		rec := appendEvent(appendRecordHeader(nil), &ev, 0)
+		rec := appendEvent(appendRecordHeader(nil, recordVersionV3), &ev, 0, recordVersionV3)
 		finishRecord(rec, 1)
 		if want := byte(min(tc.keyHash, 1)); rec[flagAt] != want {
 			t.Fatalf("%s: flag byte %d, want %d", tc.name, rec[flagAt], want)
@@ -232,4 +234,77 @@ func TestVersion3KeyFlag(t *testing.T) {
 			t.Errorf("%s: key hash %x (%v), want %x", tc.name, got, err, tc.keyHash)
 		}
 	}
+}
+
+// TestRecordVersionWritten checks that Config.RecordVersion decides the
+// version of the records an engine writes (a rolling upgrade's nodes write
+// version 2), that recovery reads records of either version, an order's
+// key among them, and that Validate refuses a version the engine does not
+// write.
+func TestRecordVersionWritten(t *testing.T) {
+	for _, v := range []int{-1, 1, 4} {
+		if err := (&Config{Dir: "d", RecordVersion: v}).Validate(); err == nil {
+			t.Errorf("RecordVersion %d validated", v)
+		}
+	}
+	dir := t.TempDir()
+	written := 0 // records of the runs before
+	var first OrderID
+	for run, v := range []int{2, 0, 2} {
+		e, err := Open(Config{Dir: dir, Partitions: 4, Workers: 1, NoSync: true, SnapshotEveryBytes: -1, Logger: quiet, RecordVersion: v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if run == 0 {
+			testCatalog(t, e, 1, 1, 100)
+		}
+		b := NewBatch(0)
+		b.Add(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u", IdempotencyKey: "k", RequestHash: 9, Items: []Item{{SKUID: "s0-0", Quantity: 1}}}})
+		b.Add(Command{Kind: KindPlaceOrder, Order: Order{BuyerID: "u", Items: []Item{{SKUID: "s0-0", Quantity: 1}}}})
+		mustBatch(t, e, b)
+		// The keyed order is the first one whatever the version of the
+		// record recovery read it from.
+		if r := &b.Requests[0].Result; run == 0 {
+			first = r.OrderID
+		} else if r.OrderID != first || !r.Replayed {
+			t.Fatalf("run %d: the key's order %v (replayed %v), want %v", run, r.OrderID, r.Replayed, first)
+		}
+		if err := e.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// Without snapshots, recovery reads every record.
+		if err := os.RemoveAll(filepath.Join(dir, "snapshots")); err != nil {
+			t.Fatal(err)
+		}
+		want := byte(cmp.Or(v, recordVersionDefault))
+		versions := journalVersions(t, filepath.Join(dir, "journal"))
+		for i, got := range versions[written:] {
+			if got != want {
+				t.Fatalf("run %d (RecordVersion %d): record %d of version %d, want %d", run, v, written+i, got, want)
+			}
+		}
+		if len(versions) == written {
+			t.Fatalf("run %d wrote no record", run)
+		}
+		written = len(versions)
+	}
+}
+
+// journalVersions returns the version byte of every record of the file
+// journal in dir.
+func journalVersions(t *testing.T, dir string) []byte {
+	t.Helper()
+	j, err := journal.Open(journal.Config{Dir: dir, NoSync: true, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	var versions []byte
+	if err := j.Replay(0, func(_ journal.Position, rec []byte) error {
+		versions = append(versions, rec[0])
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return versions
 }

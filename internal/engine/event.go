@@ -158,10 +158,14 @@ const (
 // ErrBadRecord is returned when a journal record does not decode.
 var ErrBadRecord = errors.New("bad journal record")
 
-// appendRecordHeader starts a record; the event count is patched in by
-// finishRecord.
-func appendRecordHeader(b []byte) []byte {
-	return append(b, recordVersionDefault, 0, 0, 0, 0)
+// appendRecordHeader starts a record of version (recordVersionV2 or
+// recordVersionV3, the two the engine writes); the event count is patched
+// in by finishRecord.
+func appendRecordHeader(b []byte, version byte) []byte {
+	if version != recordVersionV2 && version != recordVersionV3 {
+		panic(fmt.Sprintf("engine: writing a record of version %d", version))
+	}
+	return append(b, version, 0, 0, 0, 0)
 }
 
 func finishRecord(b []byte, events int) {
@@ -174,11 +178,15 @@ func appendString(b []byte, s string) []byte {
 }
 
 // appendEvent encodes ev as the event after one of time prevAt in its
-// record (0 for a record's first event). The layout per kind is documented
-// in docs/architecture.md.
-func appendEvent(b []byte, ev *Event, prevAt int64) []byte {
+// record (0 for a record's first event), in the layout of version, the
+// record's (see appendRecordHeader). The layout per kind is documented in
+// docs/architecture.md.
+func appendEvent(b []byte, ev *Event, prevAt int64, version byte) []byte {
 	b = append(b, byte(ev.Kind))
 	b = binary.LittleEndian.AppendUint16(b, uint16(ev.Partition))
+	if version == recordVersionV2 {
+		prevAt = 0 // a version 2 record's times are whole
+	}
 	// The difference wraps around like the reader's sum, so that every
 	// pair of times round-trips.
 	b = binary.AppendVarint(b, ev.At-prevAt)
@@ -209,11 +217,16 @@ func appendEvent(b []byte, ev *Event, prevAt int64) []byte {
 		b = appendString(b, ev.Region)
 		b = appendString(b, ev.DealID)
 		b = binary.AppendVarint(b, ev.PayBy-ev.At)
-		if ev.KeyHash == 0 {
+		switch {
+		case version == recordVersionV2:
+			b = binary.LittleEndian.AppendUint64(b, ev.KeyHash) // 0: none
+		case ev.KeyHash == 0:
 			b = append(b, 0)
-		} else {
+		default:
 			b = append(b, 1)
 			b = binary.LittleEndian.AppendUint64(b, ev.KeyHash)
+		}
+		if ev.KeyHash != 0 {
 			b = binary.LittleEndian.AppendUint64(b, ev.RequestHash)
 			if ev.KeyMinted < 0 || ev.KeyMinted > keyMintedMax {
 				// The reader would refuse this record and recovery with it.

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -307,4 +308,89 @@ func journalVersions(t *testing.T, dir string) []byte {
 		t.Fatal(err)
 	}
 	return versions
+}
+
+// goldenV3Events are the events of testdata/compat/record_v3.bin, a
+// record of version 3: every kind, times at both ends of int64 (the
+// difference between them wraps around) and one earlier than the one
+// before, orders with a time-ordered key, another key and none.
+func goldenV3Events() []Event {
+	const t0 = 1762790400000000000 // 2025-11-11 00:00 +08:00
+	line := func(p int, slot uint32, sku string, quantity int32, price int64) Item {
+		return Item{ref: newSKURef(p, slot), SKUID: sku, Quantity: quantity, UnitPrice: price, Amount: int64(quantity) * price}
+	}
+	placed := func(p int, at int64, seq uint64, buyer, channel, deal string, key, request uint64, minted int64, items ...Item) Event {
+		ev := Event{Kind: EventOrderPlaced, Partition: p, At: at, OrderID: newOrderID(p, seq), BuyerID: buyer, MerchantID: "m",
+			Channel: channel, Region: "CN-ZJ", DealID: deal, Items: items, PayBy: at + 15*60e9, KeyHash: key, RequestHash: request, KeyMinted: minted}
+		for _, it := range items {
+			ev.Total += it.Amount
+		}
+		return ev
+	}
+	return []Event{
+		{Kind: EventBrandUpserted, Partition: 3, At: math.MinInt64, Brand: Brand{ID: "b", Name: "Brand", Country: "US", FirstFestival: 2019, Emerging: true, LastYearGMV: 5}},
+		{Kind: EventBrandUpserted, Partition: 1, At: math.MaxInt64, Brand: Brand{ID: "b2", Name: "Other", Country: "CN", FirstFestival: 2009}},
+		{Kind: EventMerchantUpserted, Partition: 0, At: t0, Merchant: Merchant{ID: "m", Name: "Shop", BrandID: "b", Kind: MerchantFactory, Industry: "toys", Region: "CN-ZJ"}},
+		{Kind: EventSKUUpserted, Partition: 0, At: t0, SKUSlot: 0, SKU: SKU{ID: "s", MerchantID: "m", BrandID: "b", Title: "T", Category: "c", Price: 100, Stock: 10}},
+		{Kind: EventSKUUpserted, Partition: 0, At: t0 + 1, SKUSlot: 1, SKU: SKU{ID: "s2", MerchantID: "m", BrandID: "b", Title: "Two", Category: "c", Price: 2500, Stock: 3}},
+		{Kind: EventStockAdjusted, Partition: 0, At: t0 + 1, SKUSlot: 1, SKUID: "s2", Delta: -1},
+		placed(0, t0+1000, 1, "u", "live:x", "", hashString(compatTimedKey)|1, 9, 1_762_790_400_000, line(0, 0, "s", 2, 100), line(0, 1, "s2", 1, 2500)),
+		placed(0, t0+1000, 2, "u2", "app", "", 0xfeed, 7, 0, line(0, 0, "s", 1, 100)),
+		placed(0, t0+1000, 3, "u3", "", "", 0, 0, 0, line(0, 1, "s2", 1, 2500)),
+		{Kind: EventOrderPaid, Partition: 0, At: t0 + 2000, OrderID: newOrderID(0, 1)},
+		{Kind: EventParcelScanned, Partition: 0, At: t0 + 2000, OrderID: newOrderID(0, 1), ParcelStatus: ParcelPickedUp, Location: "Hangzhou hub", CarrierCode: "PU", ScanAt: -5},
+		{Kind: EventParcelScanned, Partition: 0, At: t0 + 3000, OrderID: newOrderID(0, 1), ParcelStatus: ParcelInTransit, Location: "Shanghai", ScanAt: math.MaxInt64},
+		{Kind: EventOrderCancelled, Partition: 0, At: t0 + 3000, OrderID: newOrderID(0, 2)},
+		{Kind: EventOrderExpired, Partition: 0, At: t0 + 15*60e9 + 1000, OrderID: newOrderID(0, 3)},
+		{Kind: EventChannelPut, Partition: 2, At: t0 + 15*60e9 + 1000, LiveChannel: Channel{ID: "c", Title: "Live", Host: "H", StartsAt: math.MinInt64, EndsAt: math.MaxInt64}},
+		{Kind: EventDealPut, Partition: 0, At: t0 + 15*60e9 + 1000, SKUSlot: 0, Deal: Deal{ID: "d", ChannelID: "c", SKUID: "s", Price: 50, Stock: 3, StartsAt: t0, EndsAt: t0 + 3600e9, LimitPerBuyer: 2}},
+		placed(0, t0+15*60e9+1000, 4, "u", "live:c", "d", 0, 0, 0, line(0, 0, "s", 1, 50)),
+		{Kind: EventDealPut, Partition: 0, At: t0 + 15*60e9 + 1000, SKUSlot: 0, Deal: Deal{ID: "d2", ChannelID: "c", SKUID: "s", Price: 60, Stock: 1, StartsAt: t0, EndsAt: t0 + 1}},
+		// An earlier time than the event's before: concurrent batches'
+		// times are only roughly in order.
+		{Kind: EventDealEnded, Partition: 0, At: t0 + 15*60e9 + 997, SKUSlot: 0, SKUID: "s", DealID: "d2", Delta: 1},
+		{Kind: EventDealEnded, Partition: 0, At: t0 + 3600e9, SKUSlot: 0, SKUID: "s", DealID: "d", Delta: 2, Last: true},
+	}
+}
+
+// TestVersion3GoldenRecord checks that the version 3 record of
+// testdata/compat decodes to goldenV3Events, and that the engine still
+// writes those events to exactly its bytes: a change of the layout needs a
+// new version.
+func TestVersion3GoldenRecord(t *testing.T) {
+	rec, err := os.ReadFile("testdata/compat/record_v3.bin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec[0] != recordVersionV3 {
+		t.Fatalf("golden record of version %d, want %d", rec[0], recordVersionV3)
+	}
+	want := goldenV3Events()
+	var got []string
+	if err := DecodeRecord(rec, 4, func(ev *Event) error {
+		got = append(got, fmt.Sprintf("%+v", *ev))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range max(len(got), len(want)) {
+		switch {
+		case i >= len(got):
+			t.Fatalf("event %d missing, want %+v", i, want[i])
+		case i >= len(want):
+			t.Fatalf("event %d %s, want none", i, got[i])
+		case got[i] != fmt.Sprintf("%+v", want[i]):
+			t.Fatalf("event %d\n%s\nwant\n%+v", i, got[i], want[i])
+		}
+	}
+	out := appendRecordHeader(nil, recordVersionV3)
+	var prevAt int64
+	for i := range want {
+		out = appendEvent(out, &want[i], prevAt, recordVersionV3)
+		prevAt = want[i].At
+	}
+	finishRecord(out, len(want))
+	if !bytes.Equal(out, rec) {
+		t.Fatalf("the golden events encode to\n%x\nthe golden record is\n%x", out, rec)
+	}
 }

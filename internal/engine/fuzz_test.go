@@ -34,14 +34,15 @@ func FuzzDecodeRecord(f *testing.F) {
 		f.Add(rec)
 	}
 	// A time-ordered key's minting time (the harness has no disk tier, so
-	// its orders carry none), and records of version 1, which has no
-	// such field, and of version 2, with whole times and zero key hashes.
+	// its orders carry none), and the golden records: of version 1, which
+	// has no such field, of version 2, with whole times and zero key
+	// hashes, and of version 3, with times at both ends of int64.
 	timed := Event{Kind: EventOrderPlaced, Partition: 1, At: 5, OrderID: newOrderID(1, 1), BuyerID: "u", KeyHash: 0xabc1, RequestHash: 9,
 		KeyMinted: 1_750_000_000_123, Items: []Item{{SKUID: "s", Quantity: 1, UnitPrice: 100}}}
 	rec := appendEvent(appendRecordHeader(nil, recordVersionV3), &timed, 0, recordVersionV3)
 	finishRecord(rec, 1)
 	f.Add(rec)
-	for _, name := range []string{"record_v1.bin", "record_v2.bin"} {
+	for _, name := range []string{"record_v1.bin", "record_v2.bin", "record_v3.bin"} {
 		if old, err := os.ReadFile("testdata/compat/" + name); err != nil {
 			f.Fatal(err)
 		} else {

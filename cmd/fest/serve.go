@@ -66,6 +66,10 @@ type serveOptions struct {
 	// and journal segments (engine.Config has their meaning).
 	SnapshotEveryBytes int64
 	SegmentBytesMax    int64
+	// RecordVersion is the version of the journal records the engine
+	// writes (engine.Config.RecordVersion): 2 during a rolling upgrade
+	// from a build that writes version 2 (docs/cluster.md), 0 the default.
+	RecordVersion int
 	// IdempotencyWindow is how long idempotency keys are remembered.
 	IdempotencyWindow time.Duration
 	// IdempotencyMintedAgeMax and IdempotencyMintedSkewMax bound how far
@@ -166,6 +170,11 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", shutdownTimeoutDefault, "how long in-flight requests may finish on shutdown")
 	fs.Int64Var(&o.SnapshotEveryBytes, "snapshot-every-bytes", 1<<30, "journal growth in bytes after which the engine snapshots in the background; negative: only at shutdown")
 	fs.Int64Var(&o.SegmentBytesMax, "segment-bytes-max", journal.DefaultSegmentBytesMax, "journal segment size in bytes")
+	recordVersion, err := strconv.Atoi(envOr("FEST_RECORD_VERSION", "0"))
+	if err != nil {
+		return o, fs, fmt.Errorf("FEST_RECORD_VERSION: %w", err)
+	}
+	fs.IntVar(&o.RecordVersion, "record-version", recordVersion, "journal record version written: 3, or 2 while a cluster is upgraded from a build that reads only 2 (docs/cluster.md); 0: 3. Every version is read (FEST_RECORD_VERSION)")
 	o.OrdersMemory = orders.DefaultMemoryBytes
 	if v := os.Getenv("FEST_ORDERS_MEMORY"); v != "" {
 		n, err := parseBytes(v)
@@ -422,6 +431,7 @@ func (rs *runningServer) openBackend() error {
 			IdempotencyMintedAgeMax:  rs.opts.IdempotencyMintedAgeMax,
 			IdempotencyMintedSkewMax: rs.opts.IdempotencyMintedSkewMax,
 			SegmentBytesMax:          rs.opts.SegmentBytesMax,
+			RecordVersion:            rs.opts.RecordVersion,
 			Logger:                   rs.log,
 			Now:                      now, // nil: the wall clock
 		})

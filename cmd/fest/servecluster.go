@@ -185,6 +185,7 @@ func (rs *runningServer) openCluster(now func() int64) (*engine.Engine, error) {
 			IdempotencyWindow:        rs.opts.IdempotencyWindow,
 			IdempotencyMintedAgeMax:  rs.opts.IdempotencyMintedAgeMax,
 			IdempotencyMintedSkewMax: rs.opts.IdempotencyMintedSkewMax,
+			RecordVersion:            rs.opts.RecordVersion,
 			Logger:                   rs.log,
 			Now:                      now,
 		},

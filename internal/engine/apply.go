@@ -84,11 +84,17 @@ type emitter struct {
 	// lastAt is the time of the record's last event, which the next one's
 	// is written relative to (appendEvent).
 	lastAt int64
-	ev     Event // scratch, reused for every event
+	// version is the version of the records written, Config.RecordVersion
+	// (0: recordVersionDefault).
+	version byte
+	ev      Event // scratch, reused for every event
 }
 
 func (e *emitter) reset(buf []byte) {
-	e.rec = appendRecordHeader(buf[:0])
+	if e.version == 0 {
+		e.version = recordVersionDefault
+	}
+	e.rec = appendRecordHeader(buf[:0], e.version)
 	e.events = 0
 	e.lastAt = 0
 }
@@ -103,7 +109,7 @@ func (e *emitter) finish() []byte {
 // the record rebuilds.
 func (c *core) emit(p *partition, ev *Event, out *emitter) {
 	c.evolve(p, ev)
-	out.rec = appendEvent(out.rec, ev, out.lastAt)
+	out.rec = appendEvent(out.rec, ev, out.lastAt, out.version)
 	out.lastAt = ev.At
 	out.events++
 }

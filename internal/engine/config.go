@@ -89,6 +89,13 @@ type Config struct {
 	// JournalFsync, if set, replaces the file journal's fsync (to count
 	// fsyncs in benchmarks, or to make one fail in tests).
 	JournalFsync func(vfs.File) error
+	// RecordVersion is the version of the journal records the engine
+	// writes: 3 (the default, also meant by 0) or 2, the version builds from
+	// before version 3 write and the only one they read. Records of every
+	// version are read whatever it is. It is for a rolling upgrade of a
+	// cluster (docs/cluster.md): the upgraded nodes write version 2 until
+	// no node of the older build is left to read their records.
+	RecordVersion int
 	// NoSync skips fsync. For tests only: acknowledged orders are then not
 	// durable.
 	NoSync bool
@@ -159,6 +166,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("engine config: PaymentTimeout %v is negative", c.PaymentTimeout)
 	case c.IdempotencyWindow < 0:
 		return fmt.Errorf("engine config: IdempotencyWindow %v is negative", c.IdempotencyWindow)
+	case c.RecordVersion != 0 && c.RecordVersion != recordVersionV2 && c.RecordVersion != recordVersionV3:
+		return fmt.Errorf("engine config: RecordVersion %d is neither %d nor %d (0: %d)", c.RecordVersion, recordVersionV2, recordVersionV3, recordVersionDefault)
 	}
 	return nil
 }
@@ -194,6 +203,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.SnapshotEveryBytes == 0 {
 		c.SnapshotEveryBytes = 1 << 30
+	}
+	if c.RecordVersion == 0 {
+		c.RecordVersion = recordVersionDefault
 	}
 	if c.RehearsalClock && c.rehearsal == nil {
 		c.rehearsal = &rehearsalClock{}

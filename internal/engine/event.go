@@ -96,7 +96,7 @@ type Event struct {
 	Deal        Deal    // DealPut
 }
 
-// recordVersion is the first byte of every record the engine writes.
+// The record versions: the first byte of every record the engine writes.
 // Version 2 adds an OrderPlaced event's KeyMinted after its request hash;
 // version 1 records are still read, their keys with KeyMinted 0. Version 3
 // writes an event's time as its difference from the time of the record's
@@ -105,12 +105,44 @@ type Event struct {
 // share one time, which took nine bytes in each of them and now takes one,
 // and an order without a key wrote eight zero bytes: together about a
 // quarter of a typical order's bytes, which the journal writes and every
-// follower reads. Version 1 and 2 records are still read.
+// follower reads. Every version is read; recordLayoutOf says which layout
+// each one has, so that a new version must be given one there, or its
+// records are refused rather than misread.
 const (
-	recordVersion   = 3
-	recordVersionV2 = 2
 	recordVersionV1 = 1
+	recordVersionV2 = 2
+	recordVersionV3 = 3
+	// recordVersionDefault is the version the engine writes unless
+	// Config.RecordVersion says otherwise.
+	recordVersionDefault = recordVersionV3
 )
+
+// recordLayout is what a record's version says about the layout of its
+// events.
+type recordLayout struct {
+	// relativeTimes: an event's time is its difference from the time of
+	// the record's event before it (version 3).
+	relativeTimes bool
+	// keyFlag: an order's key hash is behind a byte saying whether it has
+	// one (version 3); before, the hash is always there, 0 for none.
+	keyFlag bool
+	// keyMinted: a keyed order has its key's minting time (version 2 on).
+	keyMinted bool
+}
+
+// recordLayoutOf returns the layout of a record of version v; ok is false
+// for a version the engine does not know.
+func recordLayoutOf(v byte) (layout recordLayout, ok bool) {
+	switch v {
+	case recordVersionV1:
+		return recordLayout{}, true
+	case recordVersionV2:
+		return recordLayout{keyMinted: true}, true
+	case recordVersionV3:
+		return recordLayout{relativeTimes: true, keyFlag: true, keyMinted: true}, true
+	}
+	return recordLayout{}, false
+}
 
 // keyMintedMax bounds KeyMinted: a UUIDv7's or ULID's time is 48 bits.
 const keyMintedMax = 1<<48 - 1
@@ -126,10 +158,14 @@ const (
 // ErrBadRecord is returned when a journal record does not decode.
 var ErrBadRecord = errors.New("bad journal record")
 
-// appendRecordHeader starts a record; the event count is patched in by
-// finishRecord.
-func appendRecordHeader(b []byte) []byte {
-	return append(b, recordVersion, 0, 0, 0, 0)
+// appendRecordHeader starts a record of version (recordVersionV2 or
+// recordVersionV3, the two the engine writes); the event count is patched
+// in by finishRecord.
+func appendRecordHeader(b []byte, version byte) []byte {
+	if version != recordVersionV2 && version != recordVersionV3 {
+		panic(fmt.Sprintf("engine: writing a record of version %d", version))
+	}
+	return append(b, version, 0, 0, 0, 0)
 }
 
 func finishRecord(b []byte, events int) {
@@ -142,11 +178,15 @@ func appendString(b []byte, s string) []byte {
 }
 
 // appendEvent encodes ev as the event after one of time prevAt in its
-// record (0 for a record's first event). The layout per kind is documented
-// in docs/architecture.md.
-func appendEvent(b []byte, ev *Event, prevAt int64) []byte {
+// record (0 for a record's first event), in the layout of version, the
+// record's (see appendRecordHeader). The layout per kind is documented in
+// docs/architecture.md.
+func appendEvent(b []byte, ev *Event, prevAt int64, version byte) []byte {
 	b = append(b, byte(ev.Kind))
 	b = binary.LittleEndian.AppendUint16(b, uint16(ev.Partition))
+	if version == recordVersionV2 {
+		prevAt = 0 // a version 2 record's times are whole
+	}
 	// The difference wraps around like the reader's sum, so that every
 	// pair of times round-trips.
 	b = binary.AppendVarint(b, ev.At-prevAt)
@@ -177,11 +217,16 @@ func appendEvent(b []byte, ev *Event, prevAt int64) []byte {
 		b = appendString(b, ev.Region)
 		b = appendString(b, ev.DealID)
 		b = binary.AppendVarint(b, ev.PayBy-ev.At)
-		if ev.KeyHash == 0 {
+		switch {
+		case version == recordVersionV2:
+			b = binary.LittleEndian.AppendUint64(b, ev.KeyHash) // 0: none
+		case ev.KeyHash == 0:
 			b = append(b, 0)
-		} else {
+		default:
 			b = append(b, 1)
 			b = binary.LittleEndian.AppendUint64(b, ev.KeyHash)
+		}
+		if ev.KeyHash != 0 {
 			b = binary.LittleEndian.AppendUint64(b, ev.RequestHash)
 			if ev.KeyMinted < 0 || ev.KeyMinted > keyMintedMax {
 				// The reader would refuse this record and recovery with it.
@@ -292,17 +337,23 @@ type decoder struct {
 	b   []byte
 	off int
 	err error
-	// version is the record's version (records only: a snapshot has its
-	// own, passed to decodePartition).
-	version byte
+	// layout is what the record's version says about its events (records
+	// only: a snapshot has its own version, passed to decodePartition).
+	layout recordLayout
 	// prevAt is the time of the record's event before, which a version 3
 	// event's time is relative to.
 	prevAt int64
 }
 
 func (d *decoder) fail(what string) {
+	d.failAt(d.off, what)
+}
+
+// failAt fails naming the field at byte off: one already read, whose
+// value is wrong, is reported where it starts.
+func (d *decoder) failAt(off int, what string) {
 	if d.err == nil {
-		d.err = fmt.Errorf("%w: %s at byte %d", ErrBadRecord, what, d.off)
+		d.err = fmt.Errorf("%w: %s at byte %d", ErrBadRecord, what, off)
 	}
 }
 
@@ -406,7 +457,7 @@ func (d *decoder) event(ev *Event, partitions int) {
 	ev.Kind = EventKind(d.byte1())
 	ev.Partition = int(d.uint16())
 	ev.At = d.varint()
-	if d.version >= recordVersion {
+	if d.layout.relativeTimes {
 		ev.At += d.prevAt
 		d.prevAt = ev.At
 	}
@@ -440,22 +491,24 @@ func (d *decoder) event(ev *Event, partitions int) {
 		ev.Region = d.string()
 		ev.DealID = d.string()
 		ev.PayBy = ev.At + d.varint()
-		if d.version < recordVersion {
+		if !d.layout.keyFlag {
 			ev.KeyHash = d.uint64()
 		} else {
+			flagAt := d.off
 			switch flag := d.byte1(); flag {
 			case 0:
 			case 1:
+				hashAt := d.off
 				if ev.KeyHash = d.uint64(); ev.KeyHash == 0 && d.err == nil {
-					d.fail("zero key hash")
+					d.failAt(hashAt, "zero key hash")
 				}
 			default:
-				d.fail("bad key flag " + strconv.Itoa(int(flag)))
+				d.failAt(flagAt, "bad key flag "+strconv.Itoa(int(flag)))
 			}
 		}
 		if ev.KeyHash != 0 {
 			ev.RequestHash = d.uint64()
-			if d.version != recordVersionV1 {
+			if d.layout.keyMinted {
 				ev.KeyMinted = int64(d.value(keyMintedMax, "key minting time"))
 			}
 		}
@@ -551,14 +604,15 @@ func decodeRecord(rec []byte, partitions int, ev *Event, fn func(ev *Event) erro
 	if len(rec) > recordBytesMax {
 		return fmt.Errorf("%w: %d bytes, more than %d", ErrBadRecord, len(rec), recordBytesMax)
 	}
-	if rec[0] != recordVersion && rec[0] != recordVersionV2 && rec[0] != recordVersionV1 {
+	layout, ok := recordLayoutOf(rec[0])
+	if !ok {
 		return fmt.Errorf("%w: version %d", ErrBadRecord, rec[0])
 	}
 	n := binary.LittleEndian.Uint32(rec[1:5])
 	if n > recordEventsMax {
 		return fmt.Errorf("%w: %d events", ErrBadRecord, n)
 	}
-	d := decoder{b: rec, off: recordHeaderBytes, version: rec[0]}
+	d := decoder{b: rec, off: recordHeaderBytes, layout: layout}
 	for i := uint32(0); i < n; i++ {
 		d.event(ev, partitions)
 		if d.err != nil {

@@ -238,7 +238,7 @@ func TestParcelSnapshotRoundTrip(t *testing.T) {
 func TestParcelScannedBytesMax(t *testing.T) {
 	ev := Event{Kind: EventParcelScanned, Partition: partitionsMax - 1, At: -1 << 63, OrderID: newOrderID(partitionsMax-1, orderSeqMask),
 		ParcelStatus: ParcelReturned, Location: string(make([]byte, locationBytesMax)), CarrierCode: string(make([]byte, carrierCodeBytesMax)), ScanAt: -1 << 63}
-	if n := len(appendEvent(nil, &ev, 0)); n > parcelScannedBytesMax {
+	if n := len(appendEvent(nil, &ev, 0, recordVersionV3)); n > parcelScannedBytesMax {
 		t.Fatalf("longest scan event is %d bytes, over the bound of %d", n, parcelScannedBytesMax)
 	}
 }

@@ -88,6 +88,7 @@ func newWorkerOf(e *Engine, id int, parts []*partition, j journal.Journal) *work
 		snapshots: make(chan *partitionSnapshot, 1),
 		exited:    make(chan struct{}),
 	}
+	w.em.version = byte(e.cfg.RecordVersion)
 	for _, part := range parts {
 		w.parts = append(w.parts, part)
 		// Time never runs backwards, not even across a restart with a

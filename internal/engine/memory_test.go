@@ -231,3 +231,12 @@ func TestDirectoryShardSize(t *testing.T) {
 		t.Fatalf("directory shard is %d bytes, want 128", n)
 	}
 }
+
+// TestRequestSize keeps a request seven cache lines exactly: requestFields
+// mirrors Request by hand, and a field added to Request alone would make it
+// larger than its padding assumes.
+func TestRequestSize(t *testing.T) {
+	if n := unsafe.Sizeof(Request{}); n != 448 {
+		t.Fatalf("Request is %d bytes, want 448: keep requestFields in step with it", n)
+	}
+}

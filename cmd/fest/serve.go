@@ -66,6 +66,9 @@ type serveOptions struct {
 	// and journal segments (engine.Config has their meaning).
 	SnapshotEveryBytes int64
 	SegmentBytesMax    int64
+	// ReadSnapshotEveryBytes is the read models' snapshot interval
+	// (projection.Config.SnapshotEveryBytes; 0: it grows with the state).
+	ReadSnapshotEveryBytes uint64
 	// RecordVersion is the version of the journal records the engine
 	// writes (engine.Config.RecordVersion): 2 during a rolling upgrade
 	// from a build that writes version 2 (docs/cluster.md), 0 the default.
@@ -169,6 +172,7 @@ func parseServeFlags(name string, args []string, stderr io.Writer) (serveOptions
 	fs.BoolVar(&o.RehearsalClock, "rehearsal-clock", os.Getenv("FEST_REHEARSAL_CLOCK") == "1", "run on the festival time each request gives (fest load --rehearsal-clock); the payment timeout is then festival time too, 720h unless given (FEST_REHEARSAL_CLOCK=1)")
 	fs.DurationVar(&o.ShutdownTimeout, "shutdown-timeout", shutdownTimeoutDefault, "how long in-flight requests may finish on shutdown")
 	fs.Int64Var(&o.SnapshotEveryBytes, "snapshot-every-bytes", 1<<30, "journal growth in bytes after which the engine snapshots in the background; negative: only at shutdown")
+	fs.Uint64Var(&o.ReadSnapshotEveryBytes, "read-snapshot-every-bytes", 0, "journal growth in bytes after which the read models (order store, GMV, logistics) snapshot; 0: eight times the last snapshot file, within 256 MiB and 1 GiB (a restart replays up to that much journal)")
 	fs.Int64Var(&o.SegmentBytesMax, "segment-bytes-max", journal.DefaultSegmentBytesMax, "journal segment size in bytes")
 	recordVersion, err := strconv.Atoi(envOr("FEST_RECORD_VERSION", "0"))
 	if err != nil {
@@ -403,7 +407,7 @@ func (rs *runningServer) openBackend() error {
 		return err
 	}
 	// Every read model is one registration with the runner.
-	proj, err := projection.New(projection.Config{Dir: filepath.Join(rs.opts.Data, "projections"), Logger: rs.log}, store, board, parcels, channels)
+	proj, err := projection.New(projection.Config{Dir: filepath.Join(rs.opts.Data, "projections"), Logger: rs.log, SnapshotEveryBytes: rs.opts.ReadSnapshotEveryBytes}, store, board, parcels, channels)
 	if err != nil {
 		store.Close()
 		return fmt.Errorf("open projections: %w", err)

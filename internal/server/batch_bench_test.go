@@ -171,32 +171,37 @@ func BenchmarkProtoBatchStages(b *testing.B) {
 		b.StopTimer()
 		report(b, before)
 	})
-	b.Run("encode", func(b *testing.B) {
-		entries, batch, done, aerr := srv.decodeProtoBatch(body)
-		if aerr != nil {
-			b.Fatal(aerr)
-		}
-		defer done()
-		for i := range batch.Requests {
-			r := &batch.Requests[i]
-			r.Result = engine.Result{OrderID: engine.OrderID(1<<40 + i), MerchantID: "merchant-42", Total: 19800,
-				CreatedAt: 1_700_000_000_000_000_000, PayBy: 1_700_000_900_000_000_000}
-			for j := range r.Command.Order.Items {
-				it := &r.Command.Order.Items[j]
-				it.UnitPrice, it.Amount = 9900, 9900*int64(it.Quantity)
+	for _, enc := range []struct {
+		name  string
+		brief bool
+	}{{"encode", false}, {"encode-brief", true}} {
+		b.Run(enc.name, func(b *testing.B) {
+			entries, batch, done, aerr := srv.decodeProtoBatch(body)
+			if aerr != nil {
+				b.Fatal(aerr)
 			}
-		}
-		out := make([]byte, 0, 256*benchBatchOrders)
-		var before runtime.MemStats
-		runtime.ReadMemStats(&before)
-		b.ResetTimer()
-		cpuBefore = cpuTime()
-		for range b.N {
-			out = srv.appendProtoResults(out[:0], entries, batch, nil, nil)
-		}
-		b.StopTimer()
-		report(b, before)
-	})
+			defer done()
+			for i := range batch.Requests {
+				r := &batch.Requests[i]
+				r.Result = engine.Result{OrderID: engine.OrderID(1<<40 + i), MerchantID: "merchant-42", Total: 19800,
+					CreatedAt: 1_700_000_000_000_000_000, PayBy: 1_700_000_900_000_000_000}
+				for j := range r.Command.Order.Items {
+					it := &r.Command.Order.Items[j]
+					it.UnitPrice, it.Amount = 9900, 9900*int64(it.Quantity)
+				}
+			}
+			out := make([]byte, 0, 256*benchBatchOrders)
+			var before runtime.MemStats
+			runtime.ReadMemStats(&before)
+			b.ResetTimer()
+			cpuBefore = cpuTime()
+			for range b.N {
+				out = srv.appendProtoResults(out[:0], entries, batch, nil, nil, enc.brief)
+			}
+			b.StopTimer()
+			report(b, before)
+		})
+	}
 	actions := make([]wire.Settle, benchBatchOrders)
 	for i := range actions {
 		actions[i] = wire.Settle{OrderID: engine.OrderID(1<<40 + i).String(), Amount: 19800}

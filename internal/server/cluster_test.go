@@ -903,3 +903,78 @@ func TestClusterPeerAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestClusterBatchBriefAnswer: answer=brief gives each placed order's
+// order_id, status, total and pay_by and nothing else, in JSON and in
+// protobuf, for the orders applied here and those forwarded to their
+// owner (which get the option too); errors are as in the full answer, and
+// an unknown answer is refused before anything is applied.
+func TestClusterBatchBriefAnswer(t *testing.T) {
+	c := newTestCluster(t)
+	body := `{"orders":[` + orderJSONOf("u1", "sa") + "," + orderJSONOf("u2", "sb") + "," + orderJSONOf("u3", "sgone") + `]}`
+	resp, b := c.a.post(t, "/v1/orders:batch?answer=brief", "application/json", []byte(body))
+	if resp.StatusCode != 200 {
+		t.Fatalf("batch: %d %s", resp.StatusCode, b)
+	}
+	var ans struct {
+		Results []struct {
+			Order map[string]any `json:"order"`
+			Error *struct {
+				Code  string `json:"code"`
+				Field string `json:"field"`
+			} `json:"error"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(b, &ans); err != nil || len(ans.Results) != 3 {
+		t.Fatalf("answer %s: %v", b, err)
+	}
+	for i := range 2 {
+		o := ans.Results[i].Order
+		if len(o) != 4 || o["status"] != "pending_payment" || o["total"] == nil || o["pay_by"] == nil || o["order_id"] == nil {
+			t.Errorf("result %d: %v, want exactly order_id, status, total and pay_by", i, o)
+		}
+	}
+	if e := ans.Results[2].Error; e == nil || e.Code != "not_found" || e.Field != "orders[2].items[0].sku_id" {
+		t.Errorf("result 2: %+v, want not_found on orders[2].items[0].sku_id", e)
+	}
+	if n := c.a.orderCount(t) + c.b.orderCount(t); n != 2 {
+		t.Errorf("%d orders held, want 2", n)
+	}
+
+	orders := []wire.PlaceOrder{
+		{BuyerID: "u4", Items: []wire.Item{{SKUID: "sb", Quantity: 2}}},
+		{BuyerID: "u5", Items: []wire.Item{{SKUID: "sa", Quantity: 1}}},
+	}
+	resp, b = c.a.post(t, "/v1/orders:batch?answer=brief", wire.ContentType, wire.AppendRequest(nil, orders))
+	if resp.StatusCode != 200 {
+		t.Fatalf("protobuf batch: %d %s", resp.StatusCode, b)
+	}
+	results, err := wire.DecodeResponse(b, nil)
+	if err != nil || len(results) != 2 {
+		t.Fatalf("decode: %d results, %v", len(results), err)
+	}
+	for i, r := range results {
+		o := r.Order
+		if r.Error != nil || o.OrderID == "" || o.Status != "pending_payment" || o.Total == 0 || o.PayByUnixNanos == 0 ||
+			o.BuyerID != "" || o.MerchantID != "" || len(o.Items) != 0 || o.Currency != "" || o.Channel != "" || o.CreatedAtUnixNanos != 0 {
+			t.Errorf("result %d: %+v, want exactly order_id, status, total and pay_by", i, r)
+		}
+	}
+
+	for _, q := range []string{"answer=short", "answer="} {
+		before := c.a.orderCount(t) + c.b.orderCount(t)
+		resp, b = c.a.post(t, "/v1/orders:batch?"+q, "application/json", []byte(body))
+		if q == "answer=" {
+			if resp.StatusCode != 200 {
+				t.Errorf("%s: %d %s, want the full answer", q, resp.StatusCode, b)
+			}
+			continue
+		}
+		if resp.StatusCode != 422 || !strings.Contains(string(b), `"field":"answer"`) {
+			t.Errorf("%s: %d %s, want 422 on field answer", q, resp.StatusCode, b)
+		}
+		if n := c.a.orderCount(t) + c.b.orderCount(t); n != before {
+			t.Errorf("%s: %d orders held, want %d: a refused batch applied", q, n, before)
+		}
+	}
+}

@@ -436,7 +436,12 @@ func (c *clusterState) applyLocal(be *backend, batch *engine.Batch, idx []int32)
 func (c *clusterState) forwardPart(ctx context.Context, r *http.Request, be *backend, kind *batchKind, batch *engine.Batch, o *peer, idx []int32, ra *remoteAnswers, t *routeTable, attempt int) {
 	ra.went(o.node)
 	body := kind.encode(nil, batch.Requests, idx)
-	a, err := c.send(ctx, t, o, http.MethodPost, kind.path, r.Header, "", wire.ContentType, body, len(idx))
+	uri := kind.path
+	if q := r.URL.RawQuery; q != "" {
+		// The caller's options (a batch's answer=brief) hold for its parts.
+		uri += "?" + q
+	}
+	a, err := c.send(ctx, t, o, http.MethodPost, uri, r.Header, "", wire.ContentType, body, len(idx))
 	fail := func(e *apiError) {
 		for _, i := range idx {
 			ra.answer(int(i), e)

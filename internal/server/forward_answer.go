@@ -145,14 +145,18 @@ func remoteError(a *remoteAnswer, key string, idx int, decode func([]byte) *apiE
 // answered by a peer (or here, without the engine), rendered from the
 // peer's protobuf result as this node renders its own: the protobuf
 // result holds every field of the JSON one.
-func appendRemoteJSONOrder(b []byte, a *remoteAnswer, idx int) []byte {
+func appendRemoteJSONOrder(b []byte, a *remoteAnswer, idx int, brief bool) []byte {
 	e, isErr := remoteError(a, "orders", idx, decodeProtoOrderError)
 	if !isErr {
 		var v wire.ResponseView
 		o, replayed, ok := orderOfProto(a.raw, &v)
 		if ok {
 			b = append(b, `{"order":`...)
-			b = appendOrder(b, &o)
+			if brief {
+				b = appendOrderBrief(b, &o)
+			} else {
+				b = appendOrder(b, &o)
+			}
 			if replayed {
 				b = append(b, `,"replayed":true`...)
 			}

@@ -97,7 +97,7 @@ func TestRemoteJSON(t *testing.T) {
 		{"unknown code", wire.Error{Code: "weird", Message: "m"}, 0, 0, `{"error":{"code":"internal","message":"a peer answered the unknown code \"weird\": m"}}`},
 	} {
 		a := remoteAnswer{set: true, raw: wire.AppendResponse(nil, []wire.Result{{Error: &tc.e}}), sub: tc.sub, isErr: true}
-		if got := string(appendRemoteJSONOrder(nil, &a, tc.idx)); got != tc.want {
+		if got := string(appendRemoteJSONOrder(nil, &a, tc.idx, false)); got != tc.want {
 			t.Errorf("%s:\n got %s\nwant %s", tc.name, got, tc.want)
 		}
 	}
@@ -116,7 +116,7 @@ func TestRemoteJSON(t *testing.T) {
 			want += `,"replayed":true`
 		}
 		want += "}"
-		if got := string(appendRemoteJSONOrder(nil, &a, 3)); got != want {
+		if got := string(appendRemoteJSONOrder(nil, &a, 3, false)); got != want {
 			t.Errorf("order, replayed %v:\n got %s\nwant %s", replayed, got, want)
 		}
 	}
@@ -139,7 +139,7 @@ func FuzzRemoteJSON(f *testing.F) {
 		if settle {
 			out = appendRemoteJSONSettle(nil, &a, 1)
 		} else {
-			out = appendRemoteJSONOrder(nil, &a, 1)
+			out = appendRemoteJSONOrder(nil, &a, 1, false)
 		}
 		if !json.Valid(out) {
 			t.Fatalf("%q rendered as invalid JSON %q", raw, out)

@@ -181,12 +181,14 @@ func buildOpenAPI() obj {
 			[]obj{{"name": "Idempotency-Key", "in": "header", "schema": obj{"type": "string", "maxLength": 255},
 				"description": "the same key with the same body returns the first order again; remembered for the idempotency window (--idempotency-window, default 24h), across restarts"}}, jsonBody(ref("OrderInput")),
 			common(obj{"201": resp("the order", ref("Order")), "404": errResp("unknown sku"), "409": errResp("out_of_stock or deal_not_active"), "422": errResp("invalid_argument (field in `field`), or idempotency_mismatch: the key was used with another body"), "429": retryResp("overloaded")}))},
-		"/v1/orders:batch": obj{"post": op("Place up to 10,000 orders; JSON or application/x-protobuf (see docs/api.md)", storefront, nil,
+		"/v1/orders:batch": obj{"post": op("Place up to 10,000 orders; JSON or application/x-protobuf (see docs/api.md)", storefront,
+			[]obj{{"name": "answer", "in": "query", "schema": obj{"type": "string", "enum": []string{"full", "brief"}, "default": "full"},
+				"description": "full: each placed order as POST /v1/orders answers it; brief: only its order_id, status, total and pay_by"}},
 			obj{"required": true, "content": obj{
 				"application/json":       obj{"schema": props([]string{"orders"}, obj{"orders": obj{"type": "array", "maxItems": wire.BatchOrdersMax, "items": batchOrder}})},
 				"application/x-protobuf": obj{"schema": obj{"type": "string", "contentMediaType": "application/x-protobuf", "description": "fest.v1.OrderBatchRequest"}},
 			}},
-			common(obj{"200": resp("one result per order, in input order", props(nil, obj{"results": obj{"type": "array", "items": props(nil, obj{"order": ref("Order"), "error": obj{"type": "object"}, "replayed": boolean})}}))}))},
+			common(obj{"200": resp("one result per order, in input order", props(nil, obj{"results": obj{"type": "array", "items": props(nil, obj{"order": ref("Order"), "error": obj{"type": "object"}, "replayed": boolean})}})), "422": errResp("invalid_argument: answer is neither full nor brief; nothing applied")}))},
 		"/v1/orders:settle": obj{"post": op("Pay and cancel up to 10,000 orders in one request; JSON or application/x-protobuf (see docs/api.md)", storefront, nil,
 			obj{"required": true, "content": obj{
 				"application/json": obj{"schema": props([]string{"actions"}, obj{"actions": obj{"type": "array", "minItems": 1, "maxItems": wire.BatchOrdersMax, "items": props([]string{"order_id", "action"}, obj{

@@ -79,6 +79,38 @@ func appendOrder(b []byte, o *orderView) []byte {
 	return append(b, '}')
 }
 
+// appendOrderBrief appends the JSON of o as a batch's answer=brief gives
+// it: order_id, status, total and pay_by.
+func appendOrderBrief(b []byte, o *orderView) []byte {
+	b = append(b, `{"order_id":"`...)
+	b = wire.AppendOrderID(b, uint64(o.ID))
+	b = append(b, `","status":"`...)
+	b = append(b, o.Status.String()...)
+	b = append(b, `","total":`...)
+	b = strconv.AppendInt(b, o.Total, 10)
+	b = append(b, `,"pay_by":`...)
+	b = appendTime(b, o.PayBy)
+	return append(b, '}')
+}
+
+// parseBatchAnswer reads the answer query parameter of POST
+// /v1/orders:batch: full (the default), every placed order as POST
+// /v1/orders answers it, or brief, only its order_id, status, total and
+// pay_by. A storefront at peak rates needs no echo of what it sent, and
+// the echo is most of the answer's bytes on both ends.
+func parseBatchAnswer(r *http.Request) (bool, *apiError) {
+	if r.URL.RawQuery == "" {
+		return false, nil
+	}
+	switch r.URL.Query().Get("answer") {
+	case "", "full":
+		return false, nil
+	case "brief":
+		return true, nil
+	}
+	return false, errInvalidArgument("answer", "answer must be full or brief")
+}
+
 // appendItems appends the JSON array of an order's lines, with each line's
 // amount when withAmount is set (the event feed's lines carry none).
 func appendItems(b []byte, items []engine.Item, withAmount bool) []byte {
@@ -474,6 +506,11 @@ type batchEntry struct {
 }
 
 func (s *Server) handleOrderBatch(w http.ResponseWriter, r *http.Request, be *backend) {
+	brief, aerr := parseBatchAnswer(r)
+	if aerr != nil {
+		s.writeError(w, aerr)
+		return
+	}
 	observe := func(n int) { s.metrics.orderBatch.Observe(float64(n)) }
 	serveBatch(s, w, r, be, ordersBatch, s.decodeJSONBatch, s.decodeProtoBatch, observe, func(out []byte, proto bool, entries []batchEntry, batch *engine.Batch, remote *remoteAnswers) []byte {
 		// Replayed orders are read back from the store; wait for it once.
@@ -494,9 +531,9 @@ func (s *Server) handleOrderBatch(w http.ResponseWriter, r *http.Request, be *ba
 			return s.loadOrder(ctx, be, res.OrderID, engine.StatusNone)
 		}
 		if proto {
-			return s.appendProtoResults(out, entries, batch, load, remote)
+			return s.appendProtoResults(out, entries, batch, load, remote, brief)
 		}
-		return s.appendJSONResults(out, entries, batch, load, remote)
+		return s.appendJSONResults(out, entries, batch, load, remote, brief)
 	})
 }
 
@@ -889,7 +926,7 @@ func (s *Server) countPlaced(n int) {
 	}
 }
 
-func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError), remote *remoteAnswers) []byte {
+func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError), remote *remoteAnswers, brief bool) []byte {
 	placed := 0
 	b = append(b, `{"results":[`...)
 	for i, e := range entries {
@@ -898,7 +935,7 @@ func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine
 		}
 		if remote != nil && e.err == nil {
 			if a := remote.get(e.req); a != nil {
-				b = appendRemoteJSONOrder(b, a, i)
+				b = appendRemoteJSONOrder(b, a, i, brief)
 				continue
 			}
 		}
@@ -910,7 +947,11 @@ func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine
 			continue
 		}
 		b = append(b, `{"order":`...)
-		b = appendOrder(b, &o)
+		if brief {
+			b = appendOrderBrief(b, &o)
+		} else {
+			b = appendOrder(b, &o)
+		}
 		if replayed {
 			b = append(b, `,"replayed":true`...)
 		}
@@ -920,7 +961,7 @@ func (s *Server) appendJSONResults(b []byte, entries []batchEntry, batch *engine
 	return append(b, "]}\n"...)
 }
 
-func (s *Server) appendProtoResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError), remote *remoteAnswers) []byte {
+func (s *Server) appendProtoResults(b []byte, entries []batchEntry, batch *engine.Batch, load func(*engine.Result) (orderView, *apiError), remote *remoteAnswers, brief bool) []byte {
 	var items []wire.OrderItem // reused from one order to the next
 	placed := 0
 	for i, e := range entries {
@@ -932,13 +973,25 @@ func (s *Server) appendProtoResults(b []byte, entries []batchEntry, batch *engin
 		}
 		o, replayed, aerr := s.batchResult(i, e, batch, load, &placed)
 		start := len(b)
-		b = appendProtoResult(b, &o, replayed, aerr, &items)
+		if brief && aerr == nil {
+			b = appendProtoBrief(b, &o, replayed)
+		} else {
+			b = appendProtoResult(b, &o, replayed, aerr, &items)
+		}
 		if i == 0 {
 			b = growForResults(b, len(b)-start, len(entries)-1)
 		}
 	}
 	s.countPlaced(placed)
 	return b
+}
+
+// appendProtoBrief appends the brief result of placed order o (the batch's
+// answer=brief): its id, status, total and pay_by, which are what a
+// storefront needs to pay it, without the echo of the request.
+func appendProtoBrief(b []byte, o *orderView, replayed bool) []byte {
+	order := wire.Order{Status: o.Status.String(), Total: o.Total, PayByUnixNanos: o.PayBy, Replayed: replayed}
+	return wire.AppendResponseOrder(b, &order, uint64(o.ID))
 }
 
 // appendProtoResult appends one result of a protobuf batch answer: the

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"math/bits"
 	"strconv"
 )
 
@@ -42,22 +43,55 @@ var ErrBadOrderID = errors.New("malformed order id")
 
 // ParseOrderID parses the text form of an id. It checks the form only;
 // whether the order exists is the engine's answer.
+//
+// It accepts what strconv.ParseUint(s, 36, 64) does, limited to lower
+// case and 13 characters, in one pass with a table: a settle batch parses
+// an id per action, and strconv's general loop (a check pass, then a
+// parse dividing by its variable base) cost a tenth of decoding one.
 func ParseOrderID(s string) (OrderID, error) {
-	if len(s) == 0 || len(s) > 13 {
+	if len(s) == 0 || len(s) > orderIDTextMax {
 		return 0, ErrBadOrderID
 	}
+	var v uint64
 	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'z') {
+		d := base36Digits[s[i]]
+		if d == base36NotDigit {
 			return 0, ErrBadOrderID
 		}
+		hi, lo := bits.Mul64(v, 36)
+		var carry uint64
+		v, carry = bits.Add64(lo, uint64(d), 0)
+		if hi|carry != 0 {
+			return 0, ErrBadOrderID // beyond 2^64-1
+		}
 	}
-	v, err := strconv.ParseUint(s, 36, 64)
-	if err != nil || v&orderSeqMask == 0 {
+	if v&orderSeqMask == 0 {
 		return 0, ErrBadOrderID
 	}
 	return OrderID(v), nil
 }
+
+// orderIDTextMax is the length of the longest id's text: base 36 of
+// 2^64-1.
+const orderIDTextMax = 13
+
+// base36NotDigit marks the bytes that are not a lower-case base 36 digit
+// in base36Digits.
+const base36NotDigit = 0xff
+
+// base36Digits maps a byte to its value as a lower-case base 36 digit.
+var base36Digits = func() (t [256]byte) {
+	for i := range t {
+		t[i] = base36NotDigit
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'z'; c++ {
+		t[c] = byte(c - 'a' + 10)
+	}
+	return t
+}()
 
 // skuRef locates a SKU: its partition and its slot in that partition's
 // tables. The top bit marks a resolved reference so the zero value means

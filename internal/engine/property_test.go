@@ -521,3 +521,42 @@ func TestOrderIDRoundTrip(t *testing.T) {
 	}
 	_ = fmt.Sprint
 }
+
+// TestParseOrderIDMatchesStrconv checks the one-pass parser against the
+// rule it replaces: lower-case base 36 of at most 13 characters, as
+// strconv.ParseUint reads it, with a nonzero sequence.
+func TestParseOrderIDMatchesStrconv(t *testing.T) {
+	reference := func(s string) (OrderID, bool) {
+		if len(s) == 0 || len(s) > 13 || strings.ToLower(s) != s {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(s, 36, 64)
+		if err != nil || v&orderSeqMask == 0 {
+			return 0, false
+		}
+		return OrderID(v), true
+	}
+	edges := []string{"3w5e11264sgsf", "3w5e11264sgsg", "3w5e11264sgse", "zzzzzzzzzzzzz", "0000000000001", "1", "00", "_", "+1", "1_0", "é"}
+	rapid.Check(t, func(t *rapid.T) {
+		s := rapid.OneOf(rapid.SampledFrom(edges), rapid.StringMatching(`[0-9a-z]{1,13}`), rapid.StringN(0, 14, -1),
+			rapid.Custom(func(t *rapid.T) string { return OrderID(rapid.Uint64().Draw(t, "id")).String() })).Draw(t, "s")
+		want, wantOK := reference(s)
+		got, err := ParseOrderID(s)
+		if (err == nil) != wantOK || got != want {
+			t.Fatalf("ParseOrderID(%q) = %v, %v; want %v, ok %v", s, got, err, want, wantOK)
+		}
+	})
+}
+
+func BenchmarkParseOrderID(b *testing.B) {
+	ids := make([]string, 1024)
+	for i := range ids {
+		ids[i] = newOrderID(i%64, uint64(1_000_000+i*7919)).String()
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if _, err := ParseOrderID(ids[i%len(ids)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -647,7 +647,7 @@ func (c *core) evolvePlaced(p *partition, ev *Event) {
 	po.total, po.createdAt, po.payBy = ev.Total, ev.At, ev.PayBy
 	if ev.DealID != "" {
 		c.evolveDealPlaced(p, ev, po, seq)
-		p.orders = append(p.orders, StatusPending)
+		p.orders = appendDoubling(p.orders, StatusPending)
 		p.addPending(seq, po)
 		if ev.KeyHash != 0 {
 			p.remember(c.keys, ev.KeyHash, ev.RequestHash, seq, ev.At, ev.KeyMinted, c.idempotencyWindow, c.idempotencyKeysMax, c.disk != nil)
@@ -678,7 +678,7 @@ func (c *core) evolvePlaced(p *partition, ev *Event) {
 			p.soldOut.set(slot, true)
 		}
 	}
-	p.orders = append(p.orders, StatusPending)
+	p.orders = appendDoubling(p.orders, StatusPending)
 	p.addPending(seq, po)
 	if ev.KeyHash != 0 {
 		p.remember(c.keys, ev.KeyHash, ev.RequestHash, seq, ev.At, ev.KeyMinted, c.idempotencyWindow, c.idempotencyKeysMax, c.disk != nil)

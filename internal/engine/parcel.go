@@ -114,9 +114,9 @@ func (p *partition) setParcel(seq uint64, s ParcelStatus, location uint32) {
 	if seq == 0 || seq > uint64(len(p.orders)) {
 		panic(fmt.Sprintf("engine: partition %d parcel of order %d past the last order %d", p.id, seq, len(p.orders)))
 	}
-	for uint64(len(p.parcelStatus)) < seq {
-		p.parcelStatus = append(p.parcelStatus, ParcelNone)
-		p.parcelLocation = append(p.parcelLocation, 0)
+	if n := int(seq); len(p.parcelStatus) < n {
+		p.parcelStatus = extendDoubling(p.parcelStatus, n) // ParcelNone
+		p.parcelLocation = extendDoubling(p.parcelLocation, n)
 	}
 	p.parcelStatus[seq-1], p.parcelLocation[seq-1] = s, location
 }

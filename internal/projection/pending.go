@@ -272,6 +272,19 @@ func (t *Pending[V]) ring(id engine.OrderID) *pendingRing[V] {
 	return nil
 }
 
+// Windowed returns where order id's value is held when it is in its
+// partition's window, nil when it is not there (below the window, ahead of
+// it, or not in the table). Finding it reads the window's presence bits
+// only, which stay in the cache, not the value; the pointer is valid until
+// the next Put or Take. It lets a caller that holds several ids read their
+// values in a row, so that their cache misses overlap.
+func (t *Pending[V]) Windowed(id engine.OrderID) *V {
+	if r, i, in := t.slot(id); in && r.present[i/64]&(1<<(i%64)) != 0 {
+		return &r.values[i]
+	}
+	return nil
+}
+
 // Has reports whether order id is in the table.
 func (t *Pending[V]) Has(id engine.OrderID) bool {
 	_, ok := t.Get(id)

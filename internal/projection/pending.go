@@ -71,7 +71,8 @@ type pendingRing[V any] struct {
 }
 
 // stragglerLog is an array of stragglers in blocks of stragglerBlock: entry
-// i is blocks[i/stragglerBlock][i%stragglerBlock], for i below n.
+// i is blocks[i/stragglerBlock][i%stragglerBlock], for i below n; the
+// blocks past entry n are empty, kept to grow into.
 type stragglerLog[V any] struct {
 	blocks [][]straggler[V]
 	n      int
@@ -195,7 +196,7 @@ func (t *Pending[V]) advance(p int, r *pendingRing[V], seq uint64) {
 // appendStraggler adds e at the end of r's straggler log.
 func (t *Pending[V]) appendStraggler(r *pendingRing[V], e straggler[V]) {
 	l := &r.stragglers
-	if l.n == len(l.blocks)<<stragglerBlockShift {
+	if l.n == len(l.blocks)<<stragglerBlockShift { // every block full
 		var b []straggler[V]
 		if k := len(t.spare); k > 0 {
 			b, t.spare[k-1] = t.spare[k-1], nil
@@ -270,16 +271,20 @@ func (t *Pending[V]) takeStraggler(r *pendingRing[V], i int) V {
 		}
 		log.n = kept
 		r.taken = 0
-		// Give back the blocks emptied, for the next log to grow: a burst
-		// of stragglers leaves no more behind than a block per partition.
+		// The log keeps its emptied blocks to grow into again, as a slice
+		// keeps its capacity, but gives back what a burst of stragglers
+		// left behind: to the blocks kept for the next log to grow, past
+		// them to the collector.
 		used := (kept + stragglerBlock - 1) >> stragglerBlockShift
-		for j := used; j < len(log.blocks); j++ {
-			if len(t.spare) < stragglerSpareMax {
-				t.spare = append(t.spare, log.blocks[j])
+		if keep := 2*used + 1; len(log.blocks) > 2*keep {
+			for j := keep; j < len(log.blocks); j++ {
+				if len(t.spare) < stragglerSpareMax {
+					t.spare = append(t.spare, log.blocks[j])
+				}
+				log.blocks[j] = nil
 			}
-			log.blocks[j] = nil
+			log.blocks = log.blocks[:keep]
 		}
-		log.blocks = log.blocks[:used]
 	}
 	return v
 }
@@ -419,7 +424,7 @@ func (t *Pending[V]) check() {
 		}
 		taken := 0
 		log := &r.stragglers
-		if log.n > len(log.blocks)<<stragglerBlockShift || log.n <= (len(log.blocks)-1)<<stragglerBlockShift {
+		if log.n > len(log.blocks)<<stragglerBlockShift {
 			panic(fmt.Sprintf("projection: partition %d holds %d stragglers in %d blocks", p, log.n, len(log.blocks)))
 		}
 		for i := range log.n {

@@ -649,8 +649,9 @@ func (st *state) queuePay(cfg *Config, ev *engine.Event) error {
 }
 
 // flushPays applies the queued payments, in the order they came. It first
-// reads each one's pending value, then the first cache line of the rows it
-// adds to, in loops that do nothing else, so that the misses overlap.
+// reads each one's pending value, then the rows of its merchant and brands
+// and the home slots of its cells, in loops that do nothing else, so that
+// the misses overlap.
 func (st *state) flushPays(cfg *Config) {
 	q := st.payQueue
 	if len(q) == 0 {
@@ -668,7 +669,8 @@ func (st *state) flushPays(cfg *Config) {
 		if po := st.pending.Windowed(q[i].id); po != nil {
 			touched += merchants[po.merchant].gmv
 			for j := range min(int(po.lines), inlineLines) {
-				touched += brands[po.inline[j].brand].gmv
+				l := &po.inline[j]
+				touched += brands[l.brand].gmv + st.cells.homeSlot(cellKey(l.brand, l.category)).gmv
 			}
 		}
 	}

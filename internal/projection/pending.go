@@ -28,8 +28,12 @@ import (
 // is an append, where a map insert cost a hash, a probe missing the cache
 // and now and then the map's growth (at the midnight peak, about one order
 // in ten is left unpaid, and the map's inserts were a twentieth of the
-// server's CPU). An order is found in it by binary search, and taking one
-// marks it; the log is compacted once most of it is taken. An order put
+// server's CPU). The array is kept in blocks of stragglerBlock entries, so
+// that it never copies itself to grow: a slice doubling copied the whole
+// log each time, and left the old one to the collector. An order is found
+// in it by binary search, and taking one marks it; the log is compacted
+// once most of it is taken, and gives its emptied blocks back to a few
+// kept for the next to grow. An order put
 // below its window (the logistics projection puts an order at its payment,
 // not in sequence) goes to a map, which is left with only those.
 //
@@ -38,6 +42,9 @@ type Pending[V any] struct {
 	parts    []pendingRing[V]
 	overflow map[engine.OrderID]V
 	n        int
+	// spare are straggler blocks emptied by a compaction, for the next log
+	// to grow (at most stragglerSpareMax).
+	spare [][]straggler[V]
 }
 
 // PendingWindowMax is the most sequence numbers a partition's ring covers:
@@ -59,8 +66,32 @@ type pendingRing[V any] struct {
 	base    uint64
 	// stragglers are in increasing sequence, every one below base; a
 	// taken one keeps its place, its seq marked with stragglerTaken.
-	stragglers []straggler[V]
+	stragglers stragglerLog[V]
 	taken      int // stragglers marked taken
+}
+
+// stragglerLog is an array of stragglers in blocks of stragglerBlock: entry
+// i is blocks[i/stragglerBlock][i%stragglerBlock], for i below n; the
+// blocks past entry n are empty, kept to grow into.
+type stragglerLog[V any] struct {
+	blocks [][]straggler[V]
+	n      int
+}
+
+// stragglerBlockShift sets the entries of a straggler block, 256: a block
+// of the GMV board's values is about 26 KiB.
+const (
+	stragglerBlockShift = 8
+	stragglerBlock      = 1 << stragglerBlockShift
+	// stragglerSpareMax bounds the emptied blocks a table keeps.
+	stragglerSpareMax = 16
+)
+
+func (l *stragglerLog[V]) len() int { return l.n }
+
+// at returns entry i, which must be below len.
+func (l *stragglerLog[V]) at(i int) *straggler[V] {
+	return &l.blocks[i>>stragglerBlockShift][i&(stragglerBlock-1)]
 }
 
 // straggler is one order of a partition's straggler log.
@@ -154,12 +185,29 @@ func (t *Pending[V]) advance(p int, r *pendingRing[V], seq uint64) {
 		if r.present[i/64]&(1<<(i%64)) == 0 {
 			continue
 		}
-		r.stragglers = append(r.stragglers, straggler[V]{seq: s, value: r.values[i]})
+		t.appendStraggler(r, straggler[V]{seq: s, value: r.values[i]})
 		r.present[i/64] &^= 1 << (i % 64)
 		var zero V
 		r.values[i] = zero
 	}
 	r.base = newBase
+}
+
+// appendStraggler adds e at the end of r's straggler log.
+func (t *Pending[V]) appendStraggler(r *pendingRing[V], e straggler[V]) {
+	l := &r.stragglers
+	if l.n == len(l.blocks)<<stragglerBlockShift { // every block full
+		var b []straggler[V]
+		if k := len(t.spare); k > 0 {
+			b, t.spare[k-1] = t.spare[k-1], nil
+			t.spare = t.spare[:k-1]
+		} else {
+			b = make([]straggler[V], stragglerBlock)
+		}
+		l.blocks = append(l.blocks, b)
+	}
+	*l.at(l.n) = e
+	l.n++
 }
 
 // grow doubles the window, laying each present value at its new slot.
@@ -185,40 +233,57 @@ func (r *pendingRing[V]) grow() {
 // findStraggler returns the index of seq's untaken entry in r's straggler
 // log, and whether there is one.
 func (r *pendingRing[V]) findStraggler(seq uint64) (int, bool) {
-	log := r.stragglers
-	lo, hi := 0, len(log)
+	log := &r.stragglers
+	lo, hi := 0, log.n
 	for lo < hi {
 		mid := int(uint(lo+hi) >> 1)
-		if log[mid].seq&^stragglerTaken < seq {
+		if log.at(mid).seq&^stragglerTaken < seq {
 			lo = mid + 1
 		} else {
 			hi = mid
 		}
 	}
-	return lo, lo < len(log) && log[lo].seq == seq
+	return lo, lo < log.n && log.at(lo).seq == seq
 }
 
 // takeStraggler marks entry i of r's straggler log taken and returns its
 // value, compacting the log once most of it is taken.
-func (r *pendingRing[V]) takeStraggler(i int) V {
-	v := r.stragglers[i].value
+func (t *Pending[V]) takeStraggler(r *pendingRing[V], i int) V {
+	log := &r.stragglers
+	e := log.at(i)
+	v := e.value
 	var zero V
-	r.stragglers[i].value = zero
-	r.stragglers[i].seq |= stragglerTaken
+	e.value = zero
+	e.seq |= stragglerTaken
 	r.taken++
-	if n := len(r.stragglers); n >= stragglersCompactMin && 2*r.taken > n {
-		kept := r.stragglers[:0]
-		for _, e := range r.stragglers {
-			if e.seq&stragglerTaken == 0 {
-				kept = append(kept, e)
+	if n := log.n; n >= stragglersCompactMin && 2*r.taken > n {
+		kept := 0
+		for j := range n {
+			if e := log.at(j); e.seq&stragglerTaken == 0 {
+				if j != kept {
+					*log.at(kept) = *e
+				}
+				kept++
 			}
 		}
-		clear(r.stragglers[len(kept):])
-		r.stragglers = kept
+		for j := kept; j < n; j++ {
+			*log.at(j) = straggler[V]{}
+		}
+		log.n = kept
 		r.taken = 0
-		if cap(kept) > 4*len(kept) && cap(kept) > stragglersCompactMin {
-			// Give back what a burst of stragglers left behind.
-			r.stragglers = append(make([]straggler[V], 0, 2*len(kept)), kept...)
+		// The log keeps its emptied blocks to grow into again, as a slice
+		// keeps its capacity, but gives back what a burst of stragglers
+		// left behind: to the blocks kept for the next log to grow, past
+		// them to the collector.
+		used := (kept + stragglerBlock - 1) >> stragglerBlockShift
+		if keep := 2*used + 1; len(log.blocks) > 2*keep {
+			for j := keep; j < len(log.blocks); j++ {
+				if len(t.spare) < stragglerSpareMax {
+					t.spare = append(t.spare, log.blocks[j])
+				}
+				log.blocks[j] = nil
+			}
+			log.blocks = log.blocks[:keep]
 		}
 	}
 	return v
@@ -251,7 +316,7 @@ func (t *Pending[V]) Get(id engine.OrderID) (V, bool) {
 	}
 	if r := t.ring(id); r != nil {
 		if j, ok := r.findStraggler(id.Seq()); ok {
-			return r.stragglers[j].value, true
+			return r.stragglers.at(j).value, true
 		}
 	}
 	v, ok := t.overflow[id]
@@ -268,6 +333,19 @@ func (t *Pending[V]) aboveBase(id engine.OrderID) bool {
 func (t *Pending[V]) ring(id engine.OrderID) *pendingRing[V] {
 	if p := id.Partition(); p < len(t.parts) {
 		return &t.parts[p]
+	}
+	return nil
+}
+
+// Windowed returns where order id's value is held when it is in its
+// partition's window, nil when it is not there (below the window, ahead of
+// it, or not in the table). Finding it reads the window's presence bits
+// only, which stay in the cache, not the value; the pointer is valid until
+// the next Put or Take. It lets a caller that holds several ids read their
+// values in a row, so that their cache misses overlap.
+func (t *Pending[V]) Windowed(id engine.OrderID) *V {
+	if r, i, in := t.slot(id); in && r.present[i/64]&(1<<(i%64)) != 0 {
+		return &r.values[i]
 	}
 	return nil
 }
@@ -295,7 +373,7 @@ func (t *Pending[V]) Take(id engine.OrderID) (V, bool) {
 	if r := t.ring(id); r != nil {
 		if j, ok := r.findStraggler(id.Seq()); ok {
 			t.n--
-			return r.takeStraggler(j), true
+			return t.takeStraggler(r, j), true
 		}
 	}
 	v, ok := t.overflow[id]
@@ -319,8 +397,8 @@ func (t *Pending[V]) All() iter.Seq2[engine.OrderID, V] {
 		}
 		for p := range t.parts {
 			r := &t.parts[p]
-			for _, e := range r.stragglers {
-				if e.seq&stragglerTaken == 0 && !yield(engine.OrderIDOf(p, e.seq), e.value) {
+			for j := range r.stragglers.len() {
+				if e := r.stragglers.at(j); e.seq&stragglerTaken == 0 && !yield(engine.OrderIDOf(p, e.seq), e.value) {
 					return
 				}
 			}
@@ -345,17 +423,21 @@ func (t *Pending[V]) check() {
 			n += bits.OnesCount64(w)
 		}
 		taken := 0
-		for i, e := range r.stragglers {
-			if e.seq&stragglerTaken != 0 {
+		log := &r.stragglers
+		if log.n > len(log.blocks)<<stragglerBlockShift {
+			panic(fmt.Sprintf("projection: partition %d holds %d stragglers in %d blocks", p, log.n, len(log.blocks)))
+		}
+		for i := range log.n {
+			if e := log.at(i); e.seq&stragglerTaken != 0 {
 				taken++
-			} else if e.seq >= r.base || (i > 0 && e.seq <= r.stragglers[i-1].seq&^stragglerTaken) {
+			} else if e.seq >= r.base || (i > 0 && e.seq <= log.at(i-1).seq&^stragglerTaken) {
 				panic(fmt.Sprintf("projection: partition %d's straggler %d (order %d) out of sequence or not below base %d", p, i, e.seq, r.base))
 			}
 		}
 		if taken != r.taken {
 			panic(fmt.Sprintf("projection: partition %d counts %d stragglers taken, holds %d", p, r.taken, taken))
 		}
-		n += len(r.stragglers) - taken
+		n += log.n - taken
 	}
 	if n != t.n {
 		panic(fmt.Sprintf("projection: pending table counts %d orders, holds %d", t.n, n))

@@ -38,6 +38,9 @@ func newCellTable() cellTable {
 
 func (t *cellTable) home(k uint64) uint64 { return (k * 0x9e3779b97f4a7c15) >> t.shift }
 
+// homeSlot returns the slot where a search for cell k starts.
+func (t *cellTable) homeSlot(k uint64) *cellSlot { return &t.slots[t.home(k)] }
+
 // get returns cell k's GMV (0 if the pair has not sold) and whether it is
 // in the table.
 func (t *cellTable) get(k uint64) (int64, bool) {

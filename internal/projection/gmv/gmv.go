@@ -217,6 +217,10 @@ func (p *Projection) Commit(pos uint64, at int64) {
 	if pos < p.st.position {
 		panic(fmt.Sprintf("gmv: commit of position %d after %d", pos, p.st.position))
 	}
+	// A record's last event applies its queued payments; one whose last
+	// event did not say so (a caller's record cut short) has them here.
+	// They cannot fail (queuePay), and flushPays panics if one does.
+	p.st.flushPays(&p.cfg)
 	p.st.position = pos
 	if at != 0 {
 		p.st.at = at
@@ -232,6 +236,7 @@ func (p *Projection) Abort() {
 		p.mu.Lock()
 	}
 	p.aborted = true
+	p.st.payQueue = p.st.payQueue[:0]
 	p.locked = false
 	p.mu.Unlock()
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -32,8 +33,9 @@ type OrderBatch struct {
 	spans  []itemSpan
 	items  []wire.Item
 	body   []byte
-	resp   bytes.Buffer
+	resp   []byte
 	view   wire.ResponseView
+	one    wire.ResponseView // an error result's, in the lean decoding
 	answer jsonBatchAnswer
 }
 
@@ -84,39 +86,28 @@ func (b *OrderBatch) orderItems(i int) []wire.Item {
 	return b.items[s.from:s.to:s.to]
 }
 
-// encodeProto encodes the batch as an OrderBatchRequest into b.body.
-func (b *OrderBatch) encodeProto() {
-	for i := range b.orders {
-		b.orders[i].Items = b.orderItems(i)
-	}
-	b.body = wire.AppendRequest(b.body[:0], b.orders)
-	for i := range b.orders {
-		b.orders[i].Items = nil
-	}
-}
-
-// send posts the batch in protobuf and decodes the answer into b.view,
-// whose views point into b.resp; the answer has one result per order.
-func (c *Client) sendOrderBatch(ctx context.Context, b *OrderBatch) error {
-	_, err := c.sendOrderBatchTo(ctx, c.base, b)
-	return err
-}
-
-// sendOrderBatchTo is sendOrderBatch to the node at base; it returns the
-// answer's headers.
+// sendOrderBatchTo posts the batch in protobuf to the node at base and
+// decodes the answer into b.view, whose views point into b.resp; the answer
+// has one result per order. It returns the answer's headers.
 func (c *Client) sendOrderBatchTo(ctx context.Context, base string, b *OrderBatch) (http.Header, error) {
 	b.encodeProto()
 	hdr, err := c.postBodyTo(ctx, base, "/v1/orders:batch", "batch", wire.ContentType, b.body, &b.resp)
 	if err != nil {
 		return hdr, err
 	}
-	if err := wire.DecodeResponseView(b.resp.Bytes(), &b.view); err != nil {
-		return hdr, fmt.Errorf("fest: decode batch response: %w: %w", ErrBadAnswer, err)
+	return hdr, b.decodeView()
+}
+
+// decodeView decodes the answer in b.resp into b.view, strictly, with one
+// result per order.
+func (b *OrderBatch) decodeView() error {
+	if err := wire.DecodeResponseView(b.resp, &b.view); err != nil {
+		return fmt.Errorf("fest: decode batch response: %w: %w", ErrBadAnswer, err)
 	}
 	if len(b.view.Results) != len(b.orders) {
-		return hdr, fmt.Errorf("fest: %w: batch answered %d results for %d orders", ErrBadAnswer, len(b.view.Results), len(b.orders))
+		return fmt.Errorf("fest: %w: batch answered %d results for %d orders", ErrBadAnswer, len(b.view.Results), len(b.orders))
 	}
-	return hdr, nil
+	return nil
 }
 
 // PlaceBatch places the batch's orders with one protobuf
@@ -132,7 +123,14 @@ func (c *Client) PlaceBatch(ctx context.Context, b *OrderBatch) error {
 	if c.route != nil {
 		return c.placeBatchRouted(ctx, b)
 	}
-	if err := c.sendOrderBatch(ctx, b); err != nil {
+	b.encodeProto()
+	if _, err := c.postBodyTo(ctx, c.base, "/v1/orders:batch", "batch", wire.ContentType, b.body, &b.resp); err != nil {
+		return err
+	}
+	if b.decodeLean() {
+		return nil
+	}
+	if err := b.decodeView(); err != nil {
 		return err
 	}
 	b.fillResults()
@@ -200,13 +198,13 @@ func (e *jsonError) apiError(status int) *Error {
 
 // postJSONBatch posts a JSON batch body and decodes its answer into
 // answer, which must hold n results.
-func (c *Client) postJSONBatch(ctx context.Context, path, what string, body []byte, resp *bytes.Buffer, answer *jsonBatchAnswer, n int) error {
+func (c *Client) postJSONBatch(ctx context.Context, path, what string, body []byte, resp *[]byte, answer *jsonBatchAnswer, n int) error {
 	if err := c.postBody(ctx, path, what, "application/json", body, resp); err != nil {
 		return err
 	}
 	clear(answer.Results)
 	answer.Results = answer.Results[:0]
-	if err := json.Unmarshal(resp.Bytes(), answer); err != nil {
+	if err := json.Unmarshal(*resp, answer); err != nil {
 		return fmt.Errorf("fest: decode %s response: %w: %w", what, ErrBadAnswer, err)
 	}
 	if len(answer.Results) != n {
@@ -322,8 +320,9 @@ type SettleBatch struct {
 
 	acts   []wire.Settle
 	body   []byte
-	resp   bytes.Buffer
+	resp   []byte
 	view   wire.SettleResponseView
+	one    wire.SettleResponseView // an error result's, in the lean decoding
 	answer jsonBatchAnswer
 }
 
@@ -357,28 +356,28 @@ func (b *SettleBatch) Cancel(orderID string) {
 // run with --rehearsal-clock; SettleBatch (protobuf) sends it.
 func (b *SettleBatch) At(t int64) { b.acts[len(b.acts)-1].RehearsalTime = t }
 
-// sendSettleBatch posts the actions in protobuf to POST /v1/orders:settle
-// and decodes the answer into b.view, whose views point into b.resp.
-func (c *Client) sendSettleBatch(ctx context.Context, b *SettleBatch) error {
-	_, err := c.sendSettleBatchTo(ctx, c.base, b)
-	return err
-}
-
-// sendSettleBatchTo is sendSettleBatch to the node at base; it returns the
-// answer's headers.
+// sendSettleBatchTo posts the actions in protobuf to the node at base,
+// POST /v1/orders:settle, and decodes the answer into b.view, whose views
+// point into b.resp. It returns the answer's headers.
 func (c *Client) sendSettleBatchTo(ctx context.Context, base string, b *SettleBatch) (http.Header, error) {
 	b.body = wire.AppendSettleRequest(b.body[:0], b.acts)
 	hdr, err := c.postBodyTo(ctx, base, "/v1/orders:settle", "settle", wire.ContentType, b.body, &b.resp)
 	if err != nil {
 		return hdr, err
 	}
-	if err := wire.DecodeSettleResponseView(b.resp.Bytes(), &b.view); err != nil {
-		return hdr, fmt.Errorf("fest: decode settle response: %w: %w", ErrBadAnswer, err)
+	return hdr, b.decodeView()
+}
+
+// decodeView decodes the answer in b.resp into b.view, strictly, with one
+// result per action.
+func (b *SettleBatch) decodeView() error {
+	if err := wire.DecodeSettleResponseView(b.resp, &b.view); err != nil {
+		return fmt.Errorf("fest: decode settle response: %w: %w", ErrBadAnswer, err)
 	}
 	if len(b.view.Results) != len(b.acts) {
-		return hdr, fmt.Errorf("fest: %w: settle answered %d results for %d actions", ErrBadAnswer, len(b.view.Results), len(b.acts))
+		return fmt.Errorf("fest: %w: settle answered %d results for %d actions", ErrBadAnswer, len(b.view.Results), len(b.acts))
 	}
-	return hdr, nil
+	return nil
 }
 
 // settledOf is result i of b.view; strings equal to the action's are the
@@ -402,13 +401,21 @@ func (c *Client) SettleBatch(ctx context.Context, b *SettleBatch) error {
 	if c.route != nil {
 		return c.settleBatchRouted(ctx, b)
 	}
-	if err := c.sendSettleBatch(ctx, b); err != nil {
+	b.body = wire.AppendSettleRequest(b.body[:0], b.acts)
+	if _, err := c.postBodyTo(ctx, c.base, "/v1/orders:settle", "settle", wire.ContentType, b.body, &b.resp); err != nil {
+		return err
+	}
+	if b.decodeLean() {
+		return nil
+	}
+	if err := b.decodeView(); err != nil {
 		return err
 	}
 	b.Results = b.Results[:0]
 	for i := range b.view.Results {
 		b.Results = append(b.Results, b.settledOf(i))
 	}
+	clear(b.view.Results)
 	return nil
 }
 
@@ -447,16 +454,21 @@ func (c *Client) SettleBatchJSON(ctx context.Context, b *SettleBatch) error {
 }
 
 // postBody posts body of content type ctype to path and reads a 200
-// answer into resp; any other status becomes the API's *Error. what names
+// answer into *resp; any other status becomes the API's *Error. what names
 // the request in errors.
-func (c *Client) postBody(ctx context.Context, path, what, ctype string, body []byte, resp *bytes.Buffer) error {
+func (c *Client) postBody(ctx context.Context, path, what, ctype string, body []byte, resp *[]byte) error {
 	_, err := c.postBodyTo(ctx, c.base, path, what, ctype, body, resp)
 	return err
 }
 
 // postBodyTo is postBody to the node at base; it returns the answer's
-// headers (nil when there was no answer).
-func (c *Client) postBodyTo(ctx context.Context, base, path, what, ctype string, body []byte, resp *bytes.Buffer) (http.Header, error) {
+// headers (nil when there was no answer). Over the client's own
+// connections (Config.OwnConns) those are only the ones the client reads,
+// Retry-After and Fest-Forwarded-To, and nil when neither was sent.
+func (c *Client) postBodyTo(ctx context.Context, base, path, what, ctype string, body []byte, resp *[]byte) (http.Header, error) {
+	if p := c.poolFor(base); p != nil {
+		return c.postOwn(ctx, p, path, what, ctype, body, resp)
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
@@ -475,14 +487,55 @@ func (c *Client) postBodyTo(ctx context.Context, base, path, what, ctype string,
 		return nil, fmt.Errorf("fest: send %s: %w", what, err)
 	}
 	defer r.Body.Close()
-	resp.Reset()
-	if _, err := resp.ReadFrom(r.Body); err != nil {
+	if *resp, err = readAll((*resp)[:0], r.Body); err != nil {
 		return r.Header, fmt.Errorf("fest: read %s response: %w", what, err)
 	}
 	if r.StatusCode != http.StatusOK {
-		return r.Header, decodeError(r, resp.Bytes())
+		return r.Header, decodeError(r.StatusCode, r.Header.Get("Retry-After"), *resp)
 	}
 	return r.Header, nil
+}
+
+// postOwn is postBodyTo over the client's own connections of pool p.
+func (c *Client) postOwn(ctx context.Context, p *connPool, path, what, ctype string, body []byte, resp *[]byte) (http.Header, error) {
+	ans, err := p.post(ctx, time.Now().Add(c.cfg.Timeout), path, ctype, c.auth[0], body, resp)
+	var hdr http.Header
+	if ans.retryAfter != "" || ans.forwardedTo != "" {
+		hdr = http.Header{}
+		if ans.retryAfter != "" {
+			hdr["Retry-After"] = []string{ans.retryAfter}
+		}
+		if ans.forwardedTo != "" {
+			hdr[headerForwardedTo] = []string{ans.forwardedTo}
+		}
+	}
+	switch {
+	case err != nil && ans.status == 0:
+		return nil, fmt.Errorf("fest: send %s: %w", what, err)
+	case err != nil:
+		return hdr, fmt.Errorf("fest: read %s response: %w", what, err)
+	case ans.status != http.StatusOK:
+		return hdr, decodeError(ans.status, ans.retryAfter, *resp)
+	}
+	return hdr, nil
+}
+
+// readAll appends what r holds to b, as io.ReadAll does, into b's
+// capacity first: a reused buffer reads an answer without allocating.
+func readAll(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 var (

@@ -84,12 +84,20 @@ func cutVarint(b []byte) (x uint64, rest []byte, ok bool) {
 
 // readVarint reads the varint at b[i:] and returns the index after it. It
 // accepts exactly what protowire.ConsumeVarint accepts (at most ten bytes,
-// the tenth 0 or 1), inlined into its callers' loops where protowire's is
-// a call per field.
+// the tenth 0 or 1). Its one-byte case, nearly every length of the
+// answers, is written out in readFields' loop: with the call to
+// readLongVarint, readVarint is over the compiler's inlining budget.
 func readVarint(b []byte, i int) (x uint64, next int, ok bool) {
 	if i < len(b) && b[i] < 0x80 {
 		return uint64(b[i]), i + 1, true
 	}
+	return readLongVarint(b, i)
+}
+
+// readLongVarint is readVarint past its first byte's case.
+//
+//go:noinline
+func readLongVarint(b []byte, i int) (x uint64, next int, ok bool) {
 	for shift := uint(0); shift < 64; shift += 7 {
 		if i >= len(b) {
 			return 0, 0, false
@@ -171,8 +179,15 @@ func readFields(m []byte, kinds *[256]uint8) (f leanFields, ok bool) {
 		i++
 		switch k {
 		case fieldSkipBytes, fieldID, fieldStatus, fieldError:
+			// The length, its one-byte case inlined (readVarint is not).
 			var n uint64
-			if n, i, ok = readVarint(m, i); !ok || n > uint64(len(m)-i) {
+			if i < len(m) && m[i] < 0x80 {
+				n = uint64(m[i])
+				i++
+			} else if n, i, ok = readLongVarint(m, i); !ok {
+				return f, false
+			}
+			if n > uint64(len(m)-i) {
 				return f, false
 			}
 			switch v := m[i : i+int(n)]; k {
@@ -185,12 +200,23 @@ func readFields(m []byte, kinds *[256]uint8) (f leanFields, ok bool) {
 			}
 			i += int(n)
 		case fieldSkipVarint:
+			if i+8 <= len(m) {
+				// Eight bytes tested at once for the one that ends
+				// the varint (skipVarint, inlined).
+				if stop := ^binary.LittleEndian.Uint64(m[i:]) & 0x8080808080808080; stop != 0 {
+					i += bits.TrailingZeros64(stop)/8 + 1
+					break
+				}
+			}
 			if i, ok = skipVarint(m, i); !ok {
 				return f, false
 			}
 		case fieldTotal, fieldChangedAt:
 			var x uint64
-			if x, i, ok = readVarint(m, i); !ok {
+			if i < len(m) && m[i] < 0x80 {
+				x = uint64(m[i])
+				i++
+			} else if x, i, ok = readLongVarint(m, i); !ok {
 				return f, false
 			}
 			if k == fieldTotal {

@@ -332,10 +332,9 @@ type SettleResult struct {
 	Err *Error
 }
 
-// Reset empties the batch, keeping its buffers.
+// Reset empties the batch, keeping its buffers. As OrderBatch.Reset, it
+// does not clear them: the next actions overwrite the last batch's.
 func (b *SettleBatch) Reset() {
-	clear(b.acts)
-	clear(b.Results)
 	b.acts, b.Results = b.acts[:0], b.Results[:0]
 }
 

@@ -94,10 +94,36 @@ func readVarint(b []byte, i int) (x uint64, next int, ok bool) {
 	return readLongVarint(b, i)
 }
 
-// readLongVarint is readVarint past its first byte's case.
+// readLongVarint is readVarint past its first byte's case. With eight
+// bytes at hand it reads the varint without a loop: the byte that ends it
+// found by a test of all eight at once, their seven-bit groups gathered
+// by masks. Totals are two or three bytes, times nine.
 //
 //go:noinline
 func readLongVarint(b []byte, i int) (x uint64, next int, ok bool) {
+	if i+8 <= len(b) {
+		w := binary.LittleEndian.Uint64(b[i:])
+		stop := ^w & 0x8080808080808080
+		n := 8
+		if stop != 0 {
+			n = bits.TrailingZeros64(stop)/8 + 1
+			w &= 1<<(8*uint(n)) - 1 // 0 - 1, every bit, when n is 8
+		}
+		x = w&0x7f | w>>1&0x3f80 | w>>2&0x1fc000 | w>>3&0xfe00000 | w>>4&0x7f0000000 |
+			w>>5&0x3f800000000 | w>>6&0x1fc0000000000 | w>>7&0xfe000000000000
+		if stop != 0 {
+			return x, i + n, true
+		}
+		// Eight bytes continued: the ninth ends the varint or the tenth
+		// does, which may then be only 0 or 1.
+		if i+8 < len(b) && b[i+8] < 0x80 {
+			return x | uint64(b[i+8])<<56, i + 9, true
+		}
+		if i+9 < len(b) && b[i+9] <= 1 {
+			return x | uint64(b[i+8]&0x7f)<<56 | uint64(b[i+9])<<63, i + 10, true
+		}
+		return 0, 0, false
+	}
 	for shift := uint(0); shift < 64; shift += 7 {
 		if i >= len(b) {
 			return 0, 0, false
@@ -237,12 +263,12 @@ func readFields(m []byte, kinds *[256]uint8) (f leanFields, ok bool) {
 // strictly, for its results or its precise error).
 func (b *OrderBatch) decodeLean() bool {
 	body := b.resp
-	results := slices.Grow(b.Results[:0], len(b.orders))[:len(b.orders)]
+	results := slices.Grow(b.Results[:0], b.n)[:b.n]
 	// The ids are appended to one buffer and each result's OrderID is a
 	// string of its bytes: one allocation per answer. A buffer that
 	// grows leaves the earlier ids in the old one, which they keep alive;
 	// no byte is written twice, so every string stays as it was made.
-	ids := make([]byte, 0, orderIDBytesGuess*len(b.orders))
+	ids := make([]byte, 0, orderIDBytesGuess*b.n)
 	n := 0
 	for len(body) > 0 {
 		if body[0] != tagResponseResult || n == len(results) {

@@ -22,33 +22,32 @@ const (
 	tagItemQuantity = byte(wire.ItemQuantity)<<3 | tagInt
 )
 
-// encodeProto encodes the batch as an OrderBatchRequest into b.body, the
-// bytes wire.AppendRequest writes (TestEncodeProtoIsAppendRequest), in one
-// pass: wire sizes each order before writing it, a second walk over its
-// strings and items, where here each order is written after a one-byte
-// length that is set once the order is done; the rare order of 128 bytes
-// or more is then moved up to make room for a longer one.
-func (b *OrderBatch) encodeProto() {
-	body := b.body[:0]
-	for i := range b.orders {
-		o := &b.orders[i]
-		body = append(body, tagRequestOrder, 0)
-		start := len(body)
-		body = appendStringField(body, tagPlaceBuyerID, o.BuyerID)
-		for _, it := range b.orderItems(i) {
-			n := stringFieldSize(it.SKUID) + intFieldSize(int64(it.Quantity))
-			body = appendVarint(append(body, tagPlaceItems), uint64(n))
-			body = appendStringField(body, tagItemSKUID, it.SKUID)
-			body = appendIntField(body, tagItemQuantity, int64(it.Quantity))
-		}
-		body = appendStringField(body, tagPlaceChannel, o.Channel)
-		body = appendStringField(body, tagPlaceRegion, o.Region)
-		body = appendStringField(body, tagPlaceDealID, o.DealID)
-		body = appendStringField(body, tagPlaceIdempotencyKey, o.IdempotencyKey)
-		body = appendIntField(body, tagPlaceRehearsalTime, o.RehearsalTime)
-		body = setLength(body, start)
+// closeOrder closes the open order: its fields after the items, then its
+// length. The bytes are wire.AppendRequest's (TestEncodeProtoIsAppendRequest)
+// in one pass: wire sizes each order before writing it, a second walk over
+// its strings and items, where here each order is written after a one-byte
+// length that is set once the order is done; the rare order of 128 bytes or
+// more is then moved up to make room for a longer one.
+func (b *OrderBatch) closeOrder() {
+	if !b.open {
+		return
 	}
-	b.body = body
+	o, body := &b.tail, b.body
+	body = appendStringField(body, tagPlaceChannel, o.Channel)
+	body = appendStringField(body, tagPlaceRegion, o.Region)
+	body = appendStringField(body, tagPlaceDealID, o.DealID)
+	body = appendStringField(body, tagPlaceIdempotencyKey, o.IdempotencyKey)
+	body = appendIntField(body, tagPlaceRehearsalTime, o.RehearsalTime)
+	b.body = setLength(body, b.start)
+	b.open, b.tail = false, wire.PlaceOrder{}
+}
+
+// appendItem appends one items field of a PlaceOrder.
+func appendItem(body []byte, skuID string, quantity int32) []byte {
+	n := stringFieldSize(skuID) + intFieldSize(int64(quantity))
+	body = appendVarint(append(body, tagPlaceItems), uint64(n))
+	body = appendStringField(body, tagItemSKUID, skuID)
+	return appendIntField(body, tagItemQuantity, int64(quantity))
 }
 
 // setLength writes the length of the message that starts at body[start:],

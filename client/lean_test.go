@@ -45,26 +45,35 @@ func TestEncodeProtoIsAppendRequest(t *testing.T) {
 	var b OrderBatch
 	for round := range 300 {
 		b.Reset()
-		n := 1 + rng.IntN(20)
-		for range n {
-			b.Add(wire.PlaceOrder{BuyerID: randomString(rng, "u"), Channel: randomString(rng, "live:"), Region: randomString(rng, "CN-"),
-				DealID: randomString(rng, "d"), IdempotencyKey: randomString(rng, "k"), RehearsalTime: randomInt(rng)})
+		var orders []wire.PlaceOrder
+		for range 1 + rng.IntN(20) {
+			o := wire.PlaceOrder{BuyerID: randomString(rng, "u"), Channel: randomString(rng, "live:"), Region: randomString(rng, "CN-"),
+				DealID: randomString(rng, "d"), IdempotencyKey: randomString(rng, "k"), RehearsalTime: randomInt(rng)}
+			for range rng.IntN(2) { // items given to Add
+				o.Items = append(o.Items, wire.Item{SKUID: randomString(rng, "s"), Quantity: int32(randomInt(rng))})
+			}
+			b.Add(o)
 			items := rng.IntN(4)
 			if rng.IntN(50) == 0 {
 				items = 200 + rng.IntN(400) // an order over 16 KiB
 			}
 			for range items {
-				b.AddItem(randomString(rng, "s"), int32(randomInt(rng)))
+				it := wire.Item{SKUID: randomString(rng, "s"), Quantity: int32(randomInt(rng))}
+				b.AddItem(it.SKUID, it.Quantity)
+				o.Items = append(o.Items, it)
 			}
+			orders = append(orders, o)
 		}
 		b.encodeProto()
-		orders := make([]wire.PlaceOrder, b.Len())
-		for i := range orders {
-			orders[i] = b.orders[i]
-			orders[i].Items = b.orderItems(i)
-		}
 		if want := wire.AppendRequest(nil, orders); !bytes.Equal(b.body, want) {
 			t.Fatalf("round %d: encodeProto wrote %d bytes that differ from wire.AppendRequest's %d", round, len(b.body), len(want))
+		}
+		b.readBack()
+		if got, err := wire.DecodeRequest(b.body, nil, len(orders)); err != nil || !reflect.DeepEqual(got, orders) {
+			t.Fatalf("round %d: the request reads back as %+v (%v), want %+v", round, got, err, orders)
+		}
+		if b.Len() != len(orders) || len(b.req.Orders) != len(orders) {
+			t.Fatalf("round %d: Len %d, read back %d orders, want %d", round, b.Len(), len(b.req.Orders), len(orders))
 		}
 	}
 }

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+	"unsafe"
 
 	"github.com/fest-platform/fest/wire"
 )
@@ -23,21 +25,37 @@ var ErrBadAnswer = errors.New("answer outside the contract")
 // the buffers of its request and answer: reused (Reset, Add, place), it
 // allocates nothing per order (the placed orders' ids share one string per
 // answer).
+//
+// The orders are encoded as they are added, straight into the protobuf
+// request (wire's OrderBatchRequest, the bytes wire.AppendRequest writes):
+// the batch keeps no copy of them, so each order's strings are read once,
+// when the caller has just made them, and a thousand orders' request is
+// 40 KB of memory rather than that and 150 KB of records read again to
+// encode it. The JSON form and the routed parts read the orders back from
+// the request (wire.DecodeRequestView).
 type OrderBatch struct {
 	// Results is the answer for each order, in the order they were added,
 	// after a place call returned nil.
 	Results []BatchResult
 
-	orders []wire.PlaceOrder // Items unset until encode: they point into items
-	spans  []itemSpan
-	items  []wire.Item
-	body   []byte
-	resp   bytes.Buffer
+	n    int    // the orders added
+	body []byte // the request, up to the open order's items
+	// The order added last is open while items may follow it: its message
+	// starts at body[start:] after a one-byte length, and its fields after
+	// the items (channel, region, deal, key, time) are in tail until it is
+	// closed (closeOrder).
+	open  bool
+	start int
+	tail  wire.PlaceOrder // Items unused
+
+	req    wire.RequestView // body read back, for PlaceBatchJSON and the routed parts
+	items  []wire.Item      // an order's items from req, for the JSON form
+	text   []byte           // the JSON request
+	resp   []byte
 	view   wire.ResponseView
+	one    wire.ResponseView // an error result's, in the lean decoding
 	answer jsonBatchAnswer
 }
-
-type itemSpan struct{ from, to int }
 
 // BatchResult is the answer for one order of a batch: Err is nil when the
 // order was placed.
@@ -53,70 +71,80 @@ type BatchResult struct {
 // batch's strings alive meanwhile, and a pass over a thousand orders'
 // buffers per batch is a cost the generator's budget has no room for.
 func (b *OrderBatch) Reset() {
-	b.orders, b.spans, b.items, b.Results = b.orders[:0], b.spans[:0], b.items[:0], b.Results[:0]
+	b.n, b.body, b.open, b.tail, b.Results = 0, b.body[:0], false, wire.PlaceOrder{}, b.Results[:0]
 }
 
 // Len is the number of orders added since Reset.
-func (b *OrderBatch) Len() int { return len(b.orders) }
+func (b *OrderBatch) Len() int { return b.n }
 
-// Add appends an order; its Items are copied, so the caller may reuse
-// them. AddItem appends more items to it.
+// Add appends an order; its Items are encoded at once, so the caller may
+// reuse them. AddItem appends more items to it.
 func (b *OrderBatch) Add(o wire.PlaceOrder) {
-	from := len(b.items)
-	b.items = append(b.items, o.Items...)
+	b.closeOrder()
+	body := append(b.body, tagRequestOrder, 0)
+	b.start = len(body)
+	body = appendStringField(body, tagPlaceBuyerID, o.BuyerID)
+	for i := range o.Items {
+		body = appendItem(body, o.Items[i].SKUID, o.Items[i].Quantity)
+	}
+	b.body = body
 	o.Items = nil
-	b.orders = append(b.orders, o)
-	b.spans = append(b.spans, itemSpan{from, len(b.items)})
+	b.tail, b.open = o, true
+	b.n++
 }
 
 // AddItem appends an item to the order added last.
 func (b *OrderBatch) AddItem(skuID string, quantity int32) {
-	if len(b.orders) == 0 {
-		panic("client: OrderBatch.AddItem before Add")
+	if !b.open {
+		panic("client: OrderBatch.AddItem before Add, or after the batch was sent")
 	}
-	b.items = append(b.items, wire.Item{SKUID: skuID, Quantity: quantity})
-	b.spans[len(b.spans)-1].to = len(b.items)
+	b.body = appendItem(b.body, skuID, quantity)
 }
 
-// orderItems is the items of order i.
-func (b *OrderBatch) orderItems(i int) []wire.Item {
-	s := b.spans[i]
-	return b.items[s.from:s.to:s.to]
-}
+// encodeProto finishes the request in b.body: its last order closed.
+func (b *OrderBatch) encodeProto() { b.closeOrder() }
 
-// encodeProto encodes the batch as an OrderBatchRequest into b.body.
-func (b *OrderBatch) encodeProto() {
-	for i := range b.orders {
-		b.orders[i].Items = b.orderItems(i)
-	}
-	b.body = wire.AppendRequest(b.body[:0], b.orders)
-	for i := range b.orders {
-		b.orders[i].Items = nil
+// readBack decodes the request into b.req, for the JSON form and the
+// routed parts.
+func (b *OrderBatch) readBack() {
+	b.encodeProto()
+	if err := wire.DecodeRequestView(b.body, &b.req, b.n); err != nil || len(b.req.Orders) != b.n {
+		// The request is the batch's own encoding of what Add was given.
+		panic(fmt.Sprintf("client: an OrderBatch's own request of %d orders does not decode (%d orders): %v", b.n, len(b.req.Orders), err))
 	}
 }
 
-// send posts the batch in protobuf and decodes the answer into b.view,
-// whose views point into b.resp; the answer has one result per order.
-func (c *Client) sendOrderBatch(ctx context.Context, b *OrderBatch) error {
-	_, err := c.sendOrderBatchTo(ctx, c.base, b)
-	return err
+// viewString is the bytes of v as a string without a copy: for views of
+// b.body read within one call, while b.body is not written.
+func viewString(v []byte) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return unsafe.String(&v[0], len(v))
 }
 
-// sendOrderBatchTo is sendOrderBatch to the node at base; it returns the
-// answer's headers.
+// sendOrderBatchTo posts the batch in protobuf to the node at base and
+// decodes the answer into b.view, whose views point into b.resp; the answer
+// has one result per order. It returns the answer's headers.
 func (c *Client) sendOrderBatchTo(ctx context.Context, base string, b *OrderBatch) (http.Header, error) {
 	b.encodeProto()
 	hdr, err := c.postBodyTo(ctx, base, "/v1/orders:batch", "batch", wire.ContentType, b.body, &b.resp)
 	if err != nil {
 		return hdr, err
 	}
-	if err := wire.DecodeResponseView(b.resp.Bytes(), &b.view); err != nil {
-		return hdr, fmt.Errorf("fest: decode batch response: %w: %w", ErrBadAnswer, err)
+	return hdr, b.decodeView()
+}
+
+// decodeView decodes the answer in b.resp into b.view, strictly, with one
+// result per order.
+func (b *OrderBatch) decodeView() error {
+	if err := wire.DecodeResponseView(b.resp, &b.view); err != nil {
+		return fmt.Errorf("fest: decode batch response: %w: %w", ErrBadAnswer, err)
 	}
-	if len(b.view.Results) != len(b.orders) {
-		return hdr, fmt.Errorf("fest: %w: batch answered %d results for %d orders", ErrBadAnswer, len(b.view.Results), len(b.orders))
+	if len(b.view.Results) != b.n {
+		return fmt.Errorf("fest: %w: batch answered %d results for %d orders", ErrBadAnswer, len(b.view.Results), b.n)
 	}
-	return hdr, nil
+	return nil
 }
 
 // PlaceBatch places the batch's orders with one protobuf
@@ -132,7 +160,14 @@ func (c *Client) PlaceBatch(ctx context.Context, b *OrderBatch) error {
 	if c.route != nil {
 		return c.placeBatchRouted(ctx, b)
 	}
-	if err := c.sendOrderBatch(ctx, b); err != nil {
+	b.encodeProto()
+	if _, err := c.postBodyTo(ctx, c.base, "/v1/orders:batch", "batch", wire.ContentType, b.body, &b.resp); err != nil {
+		return err
+	}
+	if b.decodeLean() {
+		return nil
+	}
+	if err := b.decodeView(); err != nil {
 		return err
 	}
 	b.fillResults()
@@ -200,13 +235,13 @@ func (e *jsonError) apiError(status int) *Error {
 
 // postJSONBatch posts a JSON batch body and decodes its answer into
 // answer, which must hold n results.
-func (c *Client) postJSONBatch(ctx context.Context, path, what string, body []byte, resp *bytes.Buffer, answer *jsonBatchAnswer, n int) error {
+func (c *Client) postJSONBatch(ctx context.Context, path, what string, body []byte, resp *[]byte, answer *jsonBatchAnswer, n int) error {
 	if err := c.postBody(ctx, path, what, "application/json", body, resp); err != nil {
 		return err
 	}
 	clear(answer.Results)
 	answer.Results = answer.Results[:0]
-	if err := json.Unmarshal(resp.Bytes(), answer); err != nil {
+	if err := json.Unmarshal(*resp, answer); err != nil {
 		return fmt.Errorf("fest: decode %s response: %w: %w", what, ErrBadAnswer, err)
 	}
 	if len(answer.Results) != n {
@@ -217,16 +252,21 @@ func (c *Client) postJSONBatch(ctx context.Context, path, what string, body []by
 
 // PlaceBatchJSON is PlaceBatch in the JSON form of POST /v1/orders:batch.
 func (c *Client) PlaceBatchJSON(ctx context.Context, b *OrderBatch) error {
-	body := append(b.body[:0], `{"orders":[`...)
-	for i := range b.orders {
+	b.readBack()
+	text := append(b.text[:0], `{"orders":[`...)
+	for i := range b.req.Orders {
 		if i > 0 {
-			body = append(body, ',')
+			text = append(text, ',')
 		}
-		o := &b.orders[i]
-		body = appendOrderJSON(body, o.BuyerID, b.orderItems(i), o.Channel, o.Region, o.DealID, o.IdempotencyKey)
+		o := &b.req.Orders[i]
+		b.items = b.items[:0]
+		for _, it := range b.req.OrderItems(i) {
+			b.items = append(b.items, wire.Item{SKUID: viewString(it.SKUID), Quantity: it.Quantity})
+		}
+		text = appendOrderJSON(text, viewString(o.BuyerID), b.items, viewString(o.Channel), viewString(o.Region), viewString(o.DealID), viewString(o.IdempotencyKey))
 	}
-	b.body = append(body, "]}"...)
-	if err := c.postJSONBatch(ctx, "/v1/orders:batch", "batch", b.body, &b.resp, &b.answer, len(b.orders)); err != nil {
+	b.text = append(text, "]}"...)
+	if err := c.postJSONBatch(ctx, "/v1/orders:batch", "batch", b.text, &b.resp, &b.answer, b.n); err != nil {
 		return err
 	}
 	b.Results = b.Results[:0]
@@ -322,8 +362,9 @@ type SettleBatch struct {
 
 	acts   []wire.Settle
 	body   []byte
-	resp   bytes.Buffer
+	resp   []byte
 	view   wire.SettleResponseView
+	one    wire.SettleResponseView // an error result's, in the lean decoding
 	answer jsonBatchAnswer
 }
 
@@ -333,10 +374,9 @@ type SettleResult struct {
 	Err *Error
 }
 
-// Reset empties the batch, keeping its buffers.
+// Reset empties the batch, keeping its buffers. As OrderBatch.Reset, it
+// does not clear them: the next actions overwrite the last batch's.
 func (b *SettleBatch) Reset() {
-	clear(b.acts)
-	clear(b.Results)
 	b.acts, b.Results = b.acts[:0], b.Results[:0]
 }
 
@@ -357,28 +397,28 @@ func (b *SettleBatch) Cancel(orderID string) {
 // run with --rehearsal-clock; SettleBatch (protobuf) sends it.
 func (b *SettleBatch) At(t int64) { b.acts[len(b.acts)-1].RehearsalTime = t }
 
-// sendSettleBatch posts the actions in protobuf to POST /v1/orders:settle
-// and decodes the answer into b.view, whose views point into b.resp.
-func (c *Client) sendSettleBatch(ctx context.Context, b *SettleBatch) error {
-	_, err := c.sendSettleBatchTo(ctx, c.base, b)
-	return err
-}
-
-// sendSettleBatchTo is sendSettleBatch to the node at base; it returns the
-// answer's headers.
+// sendSettleBatchTo posts the actions in protobuf to the node at base,
+// POST /v1/orders:settle, and decodes the answer into b.view, whose views
+// point into b.resp. It returns the answer's headers.
 func (c *Client) sendSettleBatchTo(ctx context.Context, base string, b *SettleBatch) (http.Header, error) {
 	b.body = wire.AppendSettleRequest(b.body[:0], b.acts)
 	hdr, err := c.postBodyTo(ctx, base, "/v1/orders:settle", "settle", wire.ContentType, b.body, &b.resp)
 	if err != nil {
 		return hdr, err
 	}
-	if err := wire.DecodeSettleResponseView(b.resp.Bytes(), &b.view); err != nil {
-		return hdr, fmt.Errorf("fest: decode settle response: %w: %w", ErrBadAnswer, err)
+	return hdr, b.decodeView()
+}
+
+// decodeView decodes the answer in b.resp into b.view, strictly, with one
+// result per action.
+func (b *SettleBatch) decodeView() error {
+	if err := wire.DecodeSettleResponseView(b.resp, &b.view); err != nil {
+		return fmt.Errorf("fest: decode settle response: %w: %w", ErrBadAnswer, err)
 	}
 	if len(b.view.Results) != len(b.acts) {
-		return hdr, fmt.Errorf("fest: %w: settle answered %d results for %d actions", ErrBadAnswer, len(b.view.Results), len(b.acts))
+		return fmt.Errorf("fest: %w: settle answered %d results for %d actions", ErrBadAnswer, len(b.view.Results), len(b.acts))
 	}
-	return hdr, nil
+	return nil
 }
 
 // settledOf is result i of b.view; strings equal to the action's are the
@@ -402,13 +442,21 @@ func (c *Client) SettleBatch(ctx context.Context, b *SettleBatch) error {
 	if c.route != nil {
 		return c.settleBatchRouted(ctx, b)
 	}
-	if err := c.sendSettleBatch(ctx, b); err != nil {
+	b.body = wire.AppendSettleRequest(b.body[:0], b.acts)
+	if _, err := c.postBodyTo(ctx, c.base, "/v1/orders:settle", "settle", wire.ContentType, b.body, &b.resp); err != nil {
+		return err
+	}
+	if b.decodeLean() {
+		return nil
+	}
+	if err := b.decodeView(); err != nil {
 		return err
 	}
 	b.Results = b.Results[:0]
 	for i := range b.view.Results {
 		b.Results = append(b.Results, b.settledOf(i))
 	}
+	clear(b.view.Results)
 	return nil
 }
 
@@ -447,16 +495,21 @@ func (c *Client) SettleBatchJSON(ctx context.Context, b *SettleBatch) error {
 }
 
 // postBody posts body of content type ctype to path and reads a 200
-// answer into resp; any other status becomes the API's *Error. what names
+// answer into *resp; any other status becomes the API's *Error. what names
 // the request in errors.
-func (c *Client) postBody(ctx context.Context, path, what, ctype string, body []byte, resp *bytes.Buffer) error {
+func (c *Client) postBody(ctx context.Context, path, what, ctype string, body []byte, resp *[]byte) error {
 	_, err := c.postBodyTo(ctx, c.base, path, what, ctype, body, resp)
 	return err
 }
 
 // postBodyTo is postBody to the node at base; it returns the answer's
-// headers (nil when there was no answer).
-func (c *Client) postBodyTo(ctx context.Context, base, path, what, ctype string, body []byte, resp *bytes.Buffer) (http.Header, error) {
+// headers (nil when there was no answer). Over the client's own
+// connections (Config.OwnConns) those are only the ones the client reads,
+// Retry-After and Fest-Forwarded-To, and nil when neither was sent.
+func (c *Client) postBodyTo(ctx context.Context, base, path, what, ctype string, body []byte, resp *[]byte) (http.Header, error) {
+	if p := c.poolFor(base); p != nil {
+		return c.postOwn(ctx, p, path, what, ctype, body, resp)
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+path, bytes.NewReader(body))
@@ -475,14 +528,55 @@ func (c *Client) postBodyTo(ctx context.Context, base, path, what, ctype string,
 		return nil, fmt.Errorf("fest: send %s: %w", what, err)
 	}
 	defer r.Body.Close()
-	resp.Reset()
-	if _, err := resp.ReadFrom(r.Body); err != nil {
+	if *resp, err = readAll((*resp)[:0], r.Body); err != nil {
 		return r.Header, fmt.Errorf("fest: read %s response: %w", what, err)
 	}
 	if r.StatusCode != http.StatusOK {
-		return r.Header, decodeError(r, resp.Bytes())
+		return r.Header, decodeError(r.StatusCode, r.Header.Get("Retry-After"), *resp)
 	}
 	return r.Header, nil
+}
+
+// postOwn is postBodyTo over the client's own connections of pool p.
+func (c *Client) postOwn(ctx context.Context, p *connPool, path, what, ctype string, body []byte, resp *[]byte) (http.Header, error) {
+	ans, err := p.post(ctx, time.Now().Add(c.cfg.Timeout), path, ctype, c.auth[0], body, resp)
+	var hdr http.Header
+	if ans.retryAfter != "" || ans.forwardedTo != "" {
+		hdr = http.Header{}
+		if ans.retryAfter != "" {
+			hdr["Retry-After"] = []string{ans.retryAfter}
+		}
+		if ans.forwardedTo != "" {
+			hdr[headerForwardedTo] = []string{ans.forwardedTo}
+		}
+	}
+	switch {
+	case err != nil && ans.status == 0:
+		return nil, fmt.Errorf("fest: send %s: %w", what, err)
+	case err != nil:
+		return hdr, fmt.Errorf("fest: read %s response: %w", what, err)
+	case ans.status != http.StatusOK:
+		return hdr, decodeError(ans.status, ans.retryAfter, *resp)
+	}
+	return hdr, nil
+}
+
+// readAll appends what r holds to b, as io.ReadAll does, into b's
+// capacity first: a reused buffer reads an answer without allocating.
+func readAll(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
 }
 
 var (

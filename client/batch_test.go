@@ -40,6 +40,13 @@ func TestErrorOfUsesContractTable(t *testing.T) {
 // buyer is "refused", which gets out_of_stock; settle actions succeed
 // unless the order id is "gone".
 func batchServer(t *testing.T) *httptest.Server {
+	s := httptest.NewServer(batchMux(t))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// batchMux is batchServer's handler.
+func batchMux(t *testing.T) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/orders:batch", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
@@ -108,9 +115,7 @@ func batchServer(t *testing.T) *httptest.Server {
 	mux.HandleFunc("POST /garbage/v1/orders:batch", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte{0xff, 0xff, 0xff})
 	})
-	s := httptest.NewServer(mux)
-	t.Cleanup(s.Close)
-	return s
+	return mux
 }
 
 func newTestClient(t *testing.T, addr string) *Client {

@@ -199,8 +199,10 @@ func (r *router) learn(sku, orderID string) {
 	if !ok || had && int(known) == p || !had && full {
 		return
 	}
+	// The map keeps its own copy of the id: sku may be a view of a
+	// batch's request, which the batch's next orders overwrite.
 	r.mu.Lock()
-	r.mu.skus[sku] = int32(p)
+	r.mu.skus[strings.Clone(sku)] = int32(p)
 	r.mu.Unlock()
 }
 
@@ -332,9 +334,10 @@ func partError(err error) *Error {
 // every part did.
 func (c *Client) placeBatchRouted(ctx context.Context, b *OrderBatch) error {
 	r := c.route
-	bases, groups := groupBy(b.orders, func(i int) string {
-		if items := b.orderItems(i); len(items) > 0 {
-			return r.skuBase(items[0].SKUID)
+	b.readBack()
+	bases, groups := groupBy(b.req.Orders, func(i int) string {
+		if items := b.req.OrderItems(i); len(items) > 0 {
+			return r.skuBase(viewString(items[0].SKUID))
 		}
 		return c.base
 	})
@@ -352,14 +355,18 @@ func (c *Client) placeBatchRouted(ctx context.Context, b *OrderBatch) error {
 		b.fillResults()
 		return nil
 	}
-	results := make([]BatchResult, len(b.orders))
+	results := make([]BatchResult, b.n)
 	errs := make([]error, len(groups))
 	each(groups, func(k int) {
+		// The parts read b's request, written by none of them.
 		var part OrderBatch
 		for _, i := range groups[k] {
-			part.Add(b.orders[i])
-			part.items = append(part.items, b.orderItems(i)...)
-			part.spans[len(part.spans)-1].to = len(part.items)
+			o := &b.req.Orders[i]
+			part.Add(wire.PlaceOrder{BuyerID: viewString(o.BuyerID), Channel: viewString(o.Channel), Region: viewString(o.Region),
+				DealID: viewString(o.DealID), IdempotencyKey: viewString(o.IdempotencyKey), RehearsalTime: o.RehearsalTime})
+			for _, it := range b.req.OrderItems(i) {
+				part.AddItem(viewString(it.SKUID), it.Quantity)
+			}
 		}
 		hdr, err := c.sendOrderBatchTo(ctx, bases[k], &part)
 		r.observe(bases[k], hdr, err, part.view.Results)
@@ -385,10 +392,11 @@ func (c *Client) placeBatchRouted(ctx context.Context, b *OrderBatch) error {
 
 // learnFrom teaches r the partition of each placed order's first SKU.
 func (b *OrderBatch) learnFrom(r *router) {
+	b.readBack()
 	for i := range b.view.Results {
 		res := &b.view.Results[i]
-		if items := b.orderItems(i); res.Error == nil && len(items) > 0 {
-			r.learn(items[0].SKUID, string(res.Order.OrderID))
+		if items := b.req.OrderItems(i); res.Error == nil && len(items) > 0 {
+			r.learn(viewString(items[0].SKUID), string(res.Order.OrderID))
 		}
 	}
 }

@@ -492,7 +492,11 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 				}
 			}
 			lat.flush(r)
-			r.ledger.reserve(placedOrders[placedBefore:])
+			if r.cfg.PayAfter {
+				// Paid or cancelled after the window: booked as
+				// reserved now, moved when their fate comes.
+				r.ledger.reserve(placedOrders[placedBefore:])
+			}
 			tally.PlacedAll(placedOrders[placedBefore:])
 			r.placed.Add(oks)
 			orders = append(orders[:0], retry...)
@@ -509,7 +513,7 @@ func (r *run) worker(ctx context.Context, w, batch int, d *deferred) {
 		if r.cfg.PayAfter {
 			r.defer_(d, placedOrders, placedIDs, placedTotals)
 		} else {
-			r.fates(ctx, tally, placedOrders, placedIDs, placedTotals, errs, &fb)
+			r.fates(ctx, tally, placedOrders, placedIDs, placedTotals, false, errs, &fb)
 		}
 		r.mu.Lock()
 		for k, v := range errs {
@@ -577,7 +581,7 @@ func (r *run) payDeferred(ctx context.Context, pending []*deferred, batch int) s
 					ptrs = append(ptrs, &d.orders[i])
 				}
 				// ctx, not pctx: a call under way finishes, so its outcome is known.
-				r.fates(ctx, d.tally, ptrs, d.ids[lo:hi], d.totals[lo:hi], errs, &fb)
+				r.fates(ctx, d.tally, ptrs, d.ids[lo:hi], d.totals[lo:hi], true, errs, &fb)
 				done.Add(int64(hi - lo))
 			}
 			r.mu.Lock()
@@ -606,12 +610,19 @@ type fateBufs struct {
 	paidIDs    []string          // the payments that succeeded
 	paidOrders []*festival.Order // and their orders
 	paidTotals []int64           // and totals
+	// The orders left pending (not to be paid or cancelled, or refused
+	// it) and those cancelled, for the ledger.
+	pendingOrders, cancelledOrders []*festival.Order
 }
 
 // fates pays and cancels the placed orders as their fate says: with one
 // Settle call on a target that settles in batches, else with a Pay and a
-// Cancel call.
-func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festival.Order, ids []string, totals []int64, errs map[string]int64, fb *fateBufs) {
+// Cancel call. reserved says whether the orders are booked in the ledger
+// as reserved already (the deferred payments); otherwise fates books each
+// order once, as what it ended: pending (reserved), paid (sold) or
+// cancelled (neither). A paid order then costs the ledger one atomic add a
+// line, not three (reserve, then unreserve and sell).
+func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festival.Order, ids []string, totals []int64, reserved bool, errs map[string]int64, fb *fateBufs) {
 	fb.payIdx, fb.cancelIdx = fb.payIdx[:0], fb.cancelIdx[:0]
 	for i, o := range orders {
 		switch o.Fate {
@@ -624,6 +635,9 @@ func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festiv
 	payIdx, cancelIdx := fb.payIdx, fb.cancelIdx
 	np, n := len(payIdx), len(payIdx)+len(cancelIdx)
 	if n == 0 {
+		if !reserved {
+			r.ledger.reserve(orders)
+		}
 		return
 	}
 	fb.ids, fb.totals, fb.cancel = fb.ids[:0], fb.totals[:0], fb.cancel[:0]
@@ -659,6 +673,14 @@ func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festiv
 	}
 	payOut, cancelOut := fb.out[:np], fb.out[np:]
 	fb.paidIDs, fb.paidOrders, fb.paidTotals = fb.paidIDs[:0], fb.paidOrders[:0], fb.paidTotals[:0]
+	fb.pendingOrders, fb.cancelledOrders = fb.pendingOrders[:0], fb.cancelledOrders[:0]
+	if !reserved {
+		for _, o := range orders {
+			if o.Fate != festival.FatePay && o.Fate != festival.FateCancel {
+				fb.pendingOrders = append(fb.pendingOrders, o)
+			}
+		}
+	}
 	var gmv int64
 	for j, i := range payIdx {
 		o := orders[i]
@@ -668,6 +690,7 @@ func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festiv
 				r.ledger.Uncertain.Store(true)
 			}
 			r.problem("payment rejected: "+c, payOut[j].Detail)
+			fb.pendingOrders = append(fb.pendingOrders, o)
 			continue
 		}
 		fb.paidIDs = append(fb.paidIDs, ids[i])
@@ -675,14 +698,6 @@ func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festiv
 		fb.paidTotals = append(fb.paidTotals, totals[i])
 		gmv += totals[i]
 	}
-	tally.PaidAll(r.m, fb.paidOrders, fb.paidTotals)
-	// The atomic adds after the tally's passes, not among them: see
-	// Ledger.reserve.
-	r.ledger.sell(fb.paidOrders)
-	if r.carrier != nil {
-		r.parcels.keep(fb.paidIDs)
-	}
-	r.gmv.Add(gmv)
 	for j, i := range cancelIdx {
 		if c := cancelOut[j].Code; c != "" {
 			errs["cancel_"+c]++
@@ -690,12 +705,24 @@ func (r *run) fates(ctx context.Context, tally *festival.Tally, orders []*festiv
 				r.ledger.Uncertain.Store(true)
 			}
 			r.problem("cancellation rejected: "+c, cancelOut[j].Detail)
+			fb.pendingOrders = append(fb.pendingOrders, orders[i])
 			continue
 		}
-		for _, it := range orders[i].Lines() {
-			r.ledger.SKUs[it.SKU].Reserved.Add(-int64(it.Qty))
-		}
+		fb.cancelledOrders = append(fb.cancelledOrders, orders[i])
 	}
+	tally.PaidAll(r.m, fb.paidOrders, fb.paidTotals)
+	// The atomic adds after the tally's passes, not among them: see
+	// Ledger.reserve.
+	if reserved {
+		r.ledger.sell(fb.paidOrders)
+		r.ledger.unreserve(fb.cancelledOrders)
+	} else {
+		r.ledger.book(fb.pendingOrders, fb.paidOrders, fb.cancelledOrders)
+	}
+	if r.carrier != nil {
+		r.parcels.keep(fb.paidIDs)
+	}
+	r.gmv.Add(gmv)
 }
 
 // settle runs one Settle call and resubmits the actions answered 429

@@ -135,6 +135,39 @@ func (l *Ledger) reserve(orders []*festival.Order) {
 	}
 }
 
+// book books placed orders once their fates are known, each as what it
+// ended: pending orders' units reserved, paid orders' sold, cancelled
+// orders' neither; every SKU named is marked touched. As reserve, the
+// marks' reads first, then the adds.
+func (l *Ledger) book(pending, paid, cancelled []*festival.Order) {
+	for _, orders := range [...][]*festival.Order{pending, paid, cancelled} {
+		for _, o := range orders {
+			for _, it := range o.Lines() {
+				l.SKUs[it.SKU].touch()
+			}
+		}
+	}
+	for _, o := range pending {
+		for _, it := range o.Lines() {
+			l.SKUs[it.SKU].Reserved.Add(int64(it.Qty))
+		}
+	}
+	for _, o := range paid {
+		for _, it := range o.Lines() {
+			l.SKUs[it.SKU].Sold.Add(int64(it.Qty))
+		}
+	}
+}
+
+// unreserve takes the units of cancelled orders, booked as reserved, off.
+func (l *Ledger) unreserve(orders []*festival.Order) {
+	for _, o := range orders {
+		for _, it := range o.Lines() {
+			l.SKUs[it.SKU].Reserved.Add(-int64(it.Qty))
+		}
+	}
+}
+
 // sell moves the units of paid orders from reserved to sold.
 func (l *Ledger) sell(orders []*festival.Order) {
 	for _, o := range orders {

@@ -123,12 +123,23 @@ func viewString(v []byte) string {
 	return unsafe.String(&v[0], len(v))
 }
 
-// sendOrderBatchTo posts the batch in protobuf to the node at base and
+// Paths of the batch endpoint. A BatchResult is an order's id, status and
+// total, which the brief answer holds (docs/api.md, Brief batch answers):
+// the batch calls ask for it, and only the single-order calls coalesced
+// into batches, which return whole orders, ask for the full one. A server
+// older than the option ignores it and answers in full, which decodes the
+// same.
+const (
+	batchPath      = "/v1/orders:batch"
+	batchPathBrief = "/v1/orders:batch?answer=brief"
+)
+
+// sendOrderBatchTo posts the batch in protobuf to path on the node at base and
 // decodes the answer into b.view, whose views point into b.resp; the answer
 // has one result per order. It returns the answer's headers.
-func (c *Client) sendOrderBatchTo(ctx context.Context, base string, b *OrderBatch) (http.Header, error) {
+func (c *Client) sendOrderBatchTo(ctx context.Context, base, path string, b *OrderBatch) (http.Header, error) {
 	b.encodeProto()
-	hdr, err := c.postBodyTo(ctx, base, "/v1/orders:batch", "batch", wire.ContentType, b.body, &b.resp)
+	hdr, err := c.postBodyTo(ctx, base, path, "batch", wire.ContentType, b.body, &b.resp)
 	if err != nil {
 		return hdr, err
 	}
@@ -161,7 +172,7 @@ func (c *Client) PlaceBatch(ctx context.Context, b *OrderBatch) error {
 		return c.placeBatchRouted(ctx, b)
 	}
 	b.encodeProto()
-	if _, err := c.postBodyTo(ctx, c.base, "/v1/orders:batch", "batch", wire.ContentType, b.body, &b.resp); err != nil {
+	if _, err := c.postBodyTo(ctx, c.base, batchPathBrief, "batch", wire.ContentType, b.body, &b.resp); err != nil {
 		return err
 	}
 	if b.decodeLean() {
@@ -266,7 +277,7 @@ func (c *Client) PlaceBatchJSON(ctx context.Context, b *OrderBatch) error {
 		text = appendOrderJSON(text, viewString(o.BuyerID), b.items, viewString(o.Channel), viewString(o.Region), viewString(o.DealID), viewString(o.IdempotencyKey))
 	}
 	b.text = append(text, "]}"...)
-	if err := c.postJSONBatch(ctx, "/v1/orders:batch", "batch", b.text, &b.resp, &b.answer, b.n); err != nil {
+	if err := c.postJSONBatch(ctx, batchPathBrief, "batch", b.text, &b.resp, &b.answer, b.n); err != nil {
 		return err
 	}
 	b.Results = b.Results[:0]

@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,11 +46,15 @@ func batchServer(t *testing.T) *httptest.Server {
 	return s
 }
 
+// batchQueries holds the query of the last batch batchMux served.
+var batchQueries atomic.Value
+
 // batchMux is batchServer's handler.
 func batchMux(t *testing.T) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /v1/orders:batch", func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
+		batchQueries.Store(r.URL.RawQuery)
 		if r.Header.Get("Content-Type") == "application/json" {
 			var req struct {
 				Orders []struct {
@@ -146,6 +151,10 @@ func TestPlaceBatch(t *testing.T) {
 			}
 			if err := place.f(context.Background(), &b); err != nil {
 				t.Fatalf("%s round %d: %v", place.name, round, err)
+			}
+			if q := batchQueries.Load(); q != "answer=brief" {
+				// A BatchResult needs only what the brief answer holds.
+				t.Errorf("%s round %d: batch query %q, want answer=brief", place.name, round, q)
 			}
 			if len(b.Results) != 3 || b.Results[0].OrderID != "o0" || b.Results[0].Status != "pending_payment" || b.Results[0].Total != 100 ||
 				b.Results[1].Err == nil || b.Results[1].Err.Code != "out_of_stock" || b.Results[1].Err.Status != 409 || b.Results[2].OrderID != "o2" {

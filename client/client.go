@@ -396,7 +396,7 @@ func (c *Client) placeCalls(st *batchState, base string, calls []*call) {
 			st.batch.AddItem(it.SKUID, int32(it.Quantity))
 		}
 	}
-	hdr, err := c.sendOrderBatchTo(context.Background(), base, &st.batch)
+	hdr, err := c.sendOrderBatchTo(context.Background(), base, batchPath, &st.batch)
 	for i, cl := range calls {
 		if err != nil {
 			cl.err = err

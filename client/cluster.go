@@ -346,7 +346,7 @@ func (c *Client) placeBatchRouted(ctx context.Context, b *OrderBatch) error {
 		if len(bases) == 1 {
 			base = bases[0]
 		}
-		hdr, err := c.sendOrderBatchTo(ctx, base, b)
+		hdr, err := c.sendOrderBatchTo(ctx, base, batchPathBrief, b)
 		r.observe(base, hdr, err, b.view.Results)
 		if err != nil {
 			return err
@@ -368,7 +368,7 @@ func (c *Client) placeBatchRouted(ctx context.Context, b *OrderBatch) error {
 				part.AddItem(viewString(it.SKUID), it.Quantity)
 			}
 		}
-		hdr, err := c.sendOrderBatchTo(ctx, bases[k], &part)
+		hdr, err := c.sendOrderBatchTo(ctx, bases[k], batchPathBrief, &part)
 		r.observe(bases[k], hdr, err, part.view.Results)
 		errs[k] = err
 		if err != nil {

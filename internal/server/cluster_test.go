@@ -978,3 +978,20 @@ func TestClusterBatchBriefAnswer(t *testing.T) {
 		}
 	}
 }
+
+// TestBatchAnswerHasContentLength: a batch answer, larger than net/http's
+// buffer, is sent with its length rather than chunked.
+func TestBatchAnswerHasContentLength(t *testing.T) {
+	c := newTestCluster(t)
+	var orders []string
+	for i := range 200 {
+		orders = append(orders, orderJSONOf("u"+strconv.Itoa(i), "sa"))
+	}
+	resp, b := c.a.post(t, "/v1/orders:batch", "application/json", []byte(`{"orders":[`+strings.Join(orders, ",")+`]}`))
+	if resp.StatusCode != 200 || len(b) < 8<<10 {
+		t.Fatalf("batch: %d, %d bytes", resp.StatusCode, len(b))
+	}
+	if resp.ContentLength != int64(len(b)) || len(resp.TransferEncoding) != 0 {
+		t.Errorf("Content-Length %d, Transfer-Encoding %v for a %d-byte answer", resp.ContentLength, resp.TransferEncoding, len(b))
+	}
+}

@@ -601,6 +601,10 @@ func serveBatch[E any](s *Server, w http.ResponseWriter, r *http.Request, be *ba
 	} else {
 		w.Header()["Content-Type"] = jsonContentType
 	}
+	// The answer is whole before the first byte goes out: its length spares
+	// net/http the chunked framing of a body past its buffer, and the
+	// client a read of the last chunk.
+	w.Header()["Content-Length"] = []string{strconv.Itoa(len(out))}
 	w.WriteHeader(http.StatusOK)
 	w.Write(out)
 	*bp = out

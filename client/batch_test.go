@@ -132,6 +132,39 @@ func newTestClient(t *testing.T, addr string) *Client {
 	return c
 }
 
+// placeBatches places a reused batch of three orders rounds times in
+// each form against batchMux's server and checks each order's result and
+// that the brief answer was asked for.
+func placeBatches(t *testing.T, c *Client, b *OrderBatch, rounds int) {
+	t.Helper()
+	for _, place := range []struct {
+		name string
+		f    func(context.Context, *OrderBatch) error
+	}{{"protobuf", c.PlaceBatch}, {"json", c.PlaceBatchJSON}} {
+		for round := range rounds {
+			b.Reset()
+			for _, buyer := range []string{"u1", "refused", "u3"} {
+				b.Add(wire.PlaceOrder{BuyerID: buyer, Items: []wire.Item{{SKUID: "s1", Quantity: 1}}, Region: "CN-ZJ"})
+				b.AddItem("s2", 3)
+			}
+			if err := place.f(context.Background(), b); err != nil {
+				t.Fatalf("%s round %d: %v", place.name, round, err)
+			}
+			if q := batchQueries.Load(); q != "answer=brief" {
+				// A BatchResult needs only what the brief answer holds.
+				t.Errorf("%s round %d: batch query %q, want answer=brief", place.name, round, q)
+			}
+			r := b.Results
+			if len(r) != 3 || r[0].OrderID != "o0" || r[0].Status != "pending_payment" || r[0].Total != 100 || r[2].OrderID != "o2" {
+				t.Fatalf("%s round %d: placed results %+v", place.name, round, r)
+			}
+			if r[1].Err == nil || r[1].Err.Code != "out_of_stock" || r[1].Err.Status != 409 || r[1].Err.SKUID != "s1" {
+				t.Fatalf("%s round %d: refused result %+v", place.name, round, r[1])
+			}
+		}
+	}
+}
+
 // TestPlaceBatch: both forms place a reused batch and give each order its
 // result; a refused whole request is an *Error, an answer outside the
 // contract ErrBadAnswer.
@@ -139,29 +172,7 @@ func TestPlaceBatch(t *testing.T) {
 	s := batchServer(t)
 	c := newTestClient(t, s.URL)
 	var b OrderBatch
-	for _, place := range []struct {
-		name string
-		f    func(context.Context, *OrderBatch) error
-	}{{"protobuf", c.PlaceBatch}, {"json", c.PlaceBatchJSON}} {
-		for round := range 2 {
-			b.Reset()
-			for _, buyer := range []string{"u1", "refused", "u3"} {
-				b.Add(wire.PlaceOrder{BuyerID: buyer, Items: []wire.Item{{SKUID: "s1", Quantity: 1}}, Region: "CN-ZJ"})
-				b.AddItem("s2", 3)
-			}
-			if err := place.f(context.Background(), &b); err != nil {
-				t.Fatalf("%s round %d: %v", place.name, round, err)
-			}
-			if q := batchQueries.Load(); q != "answer=brief" {
-				// A BatchResult needs only what the brief answer holds.
-				t.Errorf("%s round %d: batch query %q, want answer=brief", place.name, round, q)
-			}
-			if len(b.Results) != 3 || b.Results[0].OrderID != "o0" || b.Results[0].Status != "pending_payment" || b.Results[0].Total != 100 ||
-				b.Results[1].Err == nil || b.Results[1].Err.Code != "out_of_stock" || b.Results[1].Err.Status != 409 || b.Results[2].OrderID != "o2" {
-				t.Fatalf("%s round %d: results %+v", place.name, round, b.Results)
-			}
-		}
-	}
+	placeBatches(t, c, &b, 2)
 	busy := newTestClient(t, s.URL+"/overloaded")
 	err := busy.PlaceBatch(context.Background(), &b)
 	var ae *Error

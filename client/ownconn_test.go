@@ -49,28 +49,7 @@ func TestOwnConnsBatchCalls(t *testing.T) {
 	t.Cleanup(s.Close)
 	c := newOwnClient(t, s.URL, 5*time.Second)
 	var b OrderBatch
-	for _, place := range []struct {
-		name string
-		f    func(context.Context, *OrderBatch) error
-	}{{"protobuf", c.PlaceBatch}, {"json", c.PlaceBatchJSON}} {
-		for round := range 3 {
-			b.Reset()
-			for _, buyer := range []string{"u1", "refused", "u3"} {
-				b.Add(wire.PlaceOrder{BuyerID: buyer, Items: []wire.Item{{SKUID: "s1", Quantity: 1}}, Region: "CN-ZJ"})
-				b.AddItem("s2", 3)
-			}
-			if err := place.f(context.Background(), &b); err != nil {
-				t.Fatalf("%s round %d: %v", place.name, round, err)
-			}
-			r := b.Results
-			if len(r) != 3 || r[0].OrderID != "o0" || r[0].Status != "pending_payment" || r[0].Total != 100 || r[2].OrderID != "o2" {
-				t.Fatalf("%s round %d: placed results %+v", place.name, round, r)
-			}
-			if r[1].Err == nil || r[1].Err.Code != "out_of_stock" || r[1].Err.Status != 409 || r[1].Err.SKUID != "s1" {
-				t.Fatalf("%s round %d: refused result %+v", place.name, round, r[1])
-			}
-		}
-	}
+	placeBatches(t, c, &b, 3)
 	var sb SettleBatch
 	sb.Pay("a", 100)
 	sb.Cancel("b")

@@ -117,28 +117,17 @@ func (b *SKUBook) touch() {
 }
 
 // reserve marks the SKUs of placed orders touched and books their units as
-// reserved, in two passes: the marks' reads (a cache miss each, over
-// hundreds of thousands of SKUs) in a pass of nothing but reads, which the
-// processor runs many at once, then the adds to the lines now in the
-// cache. An atomic add waits for every load before it to complete: adds
-// among the reads would take the misses one at a time.
-func (l *Ledger) reserve(orders []*festival.Order) {
-	for _, o := range orders {
-		for _, it := range o.Lines() {
-			l.SKUs[it.SKU].touch()
-		}
-	}
-	for _, o := range orders {
-		for _, it := range o.Lines() {
-			l.SKUs[it.SKU].Reserved.Add(int64(it.Qty))
-		}
-	}
-}
+// reserved: book with every order still pending.
+func (l *Ledger) reserve(orders []*festival.Order) { l.book(orders, nil, nil) }
 
 // book books placed orders once their fates are known, each as what it
 // ended: pending orders' units reserved, paid orders' sold, cancelled
 // orders' neither; every SKU named is marked touched. As reserve, the
-// marks' reads first, then the adds.
+// marks' reads first, in a pass of nothing but reads (a cache miss each,
+// over hundreds of thousands of SKUs), which the processor runs many at
+// once, then the adds to the lines now in the cache: an atomic add waits
+// for every load before it, so adds among the reads would take the misses
+// one at a time.
 func (l *Ledger) book(pending, paid, cancelled []*festival.Order) {
 	for _, orders := range [...][]*festival.Order{pending, paid, cancelled} {
 		for _, o := range orders {

@@ -146,31 +146,30 @@ func checkPlaceAgrees(t *testing.T, body []byte, n int) {
 	}
 	b.resp = body
 	want, err := strictPlace(&b)
-	b.Results = nil
-	if !b.decodeLean() {
-		return
-	}
-	if err != nil {
-		t.Fatalf("lean decoder accepted an answer the strict one refuses (%v): %x", err, body)
-	}
-	if !reflect.DeepEqual(b.Results, want) {
-		t.Fatalf("lean results %+v, strict %+v", b.Results, want)
-	}
+	leanAgrees(t, body, want, err, &b.Results, b.decodeLean)
 }
 
 func checkSettleAgrees(t *testing.T, body []byte, acts []wire.Settle) {
 	t.Helper()
 	b := SettleBatch{acts: acts, resp: body}
 	want, err := strictSettle(&b)
-	b.Results = nil
-	if !b.decodeLean() {
+	leanAgrees(t, body, want, err, &b.Results, b.decodeLean)
+}
+
+// leanAgrees decodes body with lean into *results and checks that, unless
+// it declines, the strict decoder accepted body (its err nil) and gave the
+// same results (want).
+func leanAgrees[R any](t *testing.T, body []byte, want []R, err error, results *[]R, lean func() bool) {
+	t.Helper()
+	*results = nil
+	if !lean() {
 		return
 	}
 	if err != nil {
 		t.Fatalf("lean decoder accepted an answer the strict one refuses (%v): %x", err, body)
 	}
-	if !reflect.DeepEqual(b.Results, want) {
-		t.Fatalf("lean results %+v, strict %+v", b.Results, want)
+	if !reflect.DeepEqual(*results, want) {
+		t.Fatalf("lean results %+v, strict %+v", *results, want)
 	}
 }
 

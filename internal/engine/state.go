@@ -342,6 +342,14 @@ func (p *partition) newPending() *pendingOrder {
 		// free list is often empty, and one allocation per order would be
 		// the engine's main garbage.
 		slab := make([]pendingOrder, pendingSlab)
+		// Write the slab before anything reads it. Fresh memory from the
+		// kernel is mapped on first use, and a page first read (by the
+		// collector's scan or by touch) is mapped to the shared zero page,
+		// so that its first write is a copy-on-write fault that flushes
+		// the page from every core's TLB: an interprocessor interrupt,
+		// about a tenth of the engine's time in fest bench before this.
+		// Written first, the page is mapped once, with no flush.
+		clear(slab)
 		for i := range slab {
 			p.pendingFree = append(p.pendingFree, &slab[i])
 		}
@@ -438,6 +446,9 @@ func (p *partition) addPending(seq uint64, po *pendingOrder) {
 		// copied about four times per order placed, with twice it once.
 		grown := make([]*pendingOrder, len(p.pending), max(2*len(p.pending), pendingWindowMin))
 		copy(grown, p.pending)
+		// Write the room too, before the collector reads it (see
+		// newPending): its first write would otherwise flush the TLBs.
+		clear(grown[len(grown):cap(grown)])
 		p.pending = grown
 	}
 	p.pending = append(p.pending, po)

@@ -270,6 +270,10 @@ func (c *core) touch(b *Batch, idx []int32) uint64 {
 	var sum uint64
 	var pendings [touchGroup]*pendingOrder
 	var owners [touchGroup]*partition
+	// placed holds the partitions of the group's orders so far: the k-th
+	// order of a partition takes the k-th entry from the end of its free
+	// list.
+	var placed [touchGroup]*partition
 	n, places := 0, 0
 	for _, i := range idx {
 		r := &b.Requests[i]
@@ -290,8 +294,18 @@ func (c *core) touch(b *Batch, idx []int32) uint64 {
 				}
 			}
 			// The pending order it will take from the free list.
-			if places++; places <= len(p.pendingFree) {
-				sum += uint64(p.pendingFree[len(p.pendingFree)-places].payBy)
+			taken := 1
+			for _, q := range placed[:places] {
+				if q == p {
+					taken++
+				}
+			}
+			if places < len(placed) {
+				placed[places] = p
+				places++
+			}
+			if taken <= len(p.pendingFree) {
+				sum += uint64(p.pendingFree[len(p.pendingFree)-taken].payBy)
 			}
 		case KindPay, KindCancel:
 			seq := r.Command.OrderID.Seq()

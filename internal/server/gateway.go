@@ -21,6 +21,14 @@ type gateway struct {
 	wg       sync.WaitGroup
 	calls    sync.Pool // *call
 	batches  sync.Pool // *gwBatch
+	// mu orders the handlers' sends on in before its close: a handler
+	// still running past the shutdown timeout (Detach abandons those)
+	// would otherwise send on the closed channel and bring the process
+	// down. Handlers hold it shared, close exclusively.
+	mu struct {
+		sync.RWMutex
+		closed bool
+	}
 }
 
 // call is one command waiting for its result.
@@ -72,9 +80,19 @@ func (g *gateway) putCall(c *call) {
 	g.calls.Put(c)
 }
 
-// do runs c.cmd through a coalesced batch and fills c.res.
+// do runs c.cmd through a coalesced batch and fills c.res. After close it
+// answers CodeUnavailable, as the stopped engine would.
 func (g *gateway) do(c *call) {
+	g.mu.RLock()
+	if g.mu.closed {
+		g.mu.RUnlock()
+		c.res = engine.Result{Code: engine.CodeUnavailable}
+		return
+	}
+	// A full queue blocks here, holding mu shared: close waits for the
+	// collector, which is still draining the queue, to take the call.
 	g.in <- c
+	g.mu.RUnlock()
 	<-c.done
 }
 
@@ -120,7 +138,12 @@ func (g *gateway) finish(gb *gwBatch) {
 	g.batches.Put(gb)
 }
 
+// close stops the collector once every call sent has been submitted; the
+// calls made later are answered CodeUnavailable.
 func (g *gateway) close() {
+	g.mu.Lock()
+	g.mu.closed = true
 	close(g.in)
+	g.mu.Unlock()
 	g.wg.Wait()
 }

@@ -1,0 +1,53 @@
+package server
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/fest-platform/fest/internal/engine"
+)
+
+// A single order still running when the gateway closes (a straggler that
+// Detach abandoned after the shutdown timeout) is answered unavailable,
+// not sent on the closed queue: that send was a panic that took the whole
+// process down. Calls racing the close are each answered, either by the
+// engine or as unavailable.
+func TestGatewayCallsAfterCloseAreUnavailable(t *testing.T) {
+	eng, err := engine.Open(engine.Config{Dir: t.TempDir(), Partitions: 4, NoSync: true, SnapshotEveryBytes: -1})
+	if err != nil {
+		t.Fatalf("open engine: %v", err)
+	}
+	defer eng.Close()
+	s, err := New(Config{AdminToken: "a", StorefrontToken: "s", CarrierToken: "c"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGateway(eng, 16, s.metrics)
+	order := engine.Command{Kind: engine.KindPlaceOrder, Order: engine.Order{BuyerID: "u", Items: []engine.Item{{SKUID: "none", Quantity: 1}}}}
+
+	var wg sync.WaitGroup
+	codes := make([]engine.Code, 64)
+	for i := range codes {
+		wg.Go(func() {
+			c := g.getCall()
+			c.cmd = order
+			g.do(c)
+			codes[i] = c.res.Code
+		})
+	}
+	g.close()
+	wg.Wait()
+	for i, code := range codes {
+		// The SKU is unknown: an order the engine took is not found.
+		if code != engine.CodeNotFound && code != engine.CodeUnavailable {
+			t.Errorf("call %d racing the close answered %v, want not found or unavailable", i, code)
+		}
+	}
+
+	c := g.getCall()
+	c.cmd = order
+	g.do(c)
+	if c.res.Code != engine.CodeUnavailable {
+		t.Fatalf("call after close answered %v, want %v", c.res.Code, engine.CodeUnavailable)
+	}
+}

@@ -2,6 +2,7 @@ package orders
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -171,6 +172,7 @@ func TestColdTierKeepsEveryOrder(t *testing.T) {
 		t.Fatalf("resident %d bytes, over the budget %d", st.ResidentBytes, s.hotBudget+s.coldFixed)
 	}
 	f.model.check(t, s)
+	checkArenaBytes(t, s)
 
 	cs := newMemChunks()
 	var manifest bytes.Buffer
@@ -198,6 +200,7 @@ func TestColdTierKeepsEveryOrder(t *testing.T) {
 	apply(t, l, f.events[snapEvents:])
 	l.evictUnderBudget()
 	f.model.check(t, l)
+	checkArenaBytes(t, l)
 	if got := l.Stats().Orders; got != uint64(len(f.model.orders)) {
 		t.Fatalf("%d orders after the restart, want %d", got, len(f.model.orders))
 	}
@@ -226,5 +229,25 @@ func TestColdTierRefusesMissingColdOrders(t *testing.T) {
 	none, _ := Open(Config{})
 	if err := none.LoadSnapshot(bytes.NewReader(manifest.Bytes()), f.pos, cs); err == nil {
 		t.Fatal("a snapshot with cold orders loaded into a store without a cold tier")
+	}
+}
+
+// checkArenaBytes checks that Stats().ArenaBytes is the bytes of the
+// records in the resident arena chunks: an eviction once took away their
+// length prefixes too, and the counter wrapped below zero.
+func checkArenaBytes(t *testing.T, s *Store) {
+	t.Helper()
+	s.mu.Lock()
+	var want uint64
+	for _, chunk := range s.mu.arena[s.mu.firstResident:] {
+		for off := 0; off < len(chunk); {
+			n, k := binary.Uvarint(chunk[off:])
+			want += n
+			off += k + int(n)
+		}
+	}
+	s.mu.Unlock()
+	if got := s.Stats().ArenaBytes; got != want {
+		t.Fatalf("ArenaBytes %d, the resident records hold %d", got, want)
 	}
 }

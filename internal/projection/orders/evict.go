@@ -154,8 +154,10 @@ func (s *Store) evictOldest() (bool, error) {
 		}
 	}
 	// Nothing can fail from here on.
+	var bodies uint64 // what ArenaBytes counts: the records, not their length prefixes
 	for off, i := 0, 0; off < len(data); i++ {
 		n, k := binary.Uvarint(data[off:])
+		bodies += n
 		body := data[off+k : off+k+int(n)]
 		e := captured[i]
 		t := s.mu.partitions[e.partition]
@@ -173,7 +175,7 @@ func (s *Store) evictOldest() (bool, error) {
 	s.residentChunks.Add(-1)
 	s.memoryOrders.Add(-int64(len(captured)))
 	s.coldOrders.Add(uint64(len(captured)))
-	s.arenaBytes.Add(-uint64(len(data)))
+	s.arenaBytes.Add(-bodies)
 	s.evictions.Add(1)
 	return true, nil
 }

@@ -499,7 +499,7 @@ func (rs *runningServer) shutdown(cause error) error {
 		rs.cluster.mu.Lock()
 		defer rs.cluster.mu.Unlock()
 	}
-	rs.srv.Detach()
+	rs.srv.DetachContext(ctx)
 	if rs.cluster != nil {
 		// Hand every lease off before the read models stop: the other
 		// nodes take over at once.

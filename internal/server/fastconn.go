@@ -121,13 +121,19 @@ func (f *fastPath) closeIdle() {
 }
 
 // quiesce stops new requests on fast connections (they go to net/http,
-// which answers 503 once detached) and waits for those in the handler, at
-// most f.shutdown when it is set; false if some were still running then.
-func (f *fastPath) quiesce() bool {
+// which answers 503 once detached) and waits for those in the handler
+// until ctx ends, or when ctx has no deadline at most f.shutdown if it is
+// set; false if some were still running then.
+func (f *fastPath) quiesce(ctx context.Context) bool {
 	f.mu.Lock()
 	f.closing = true
 	f.mu.Unlock()
-	if f.shutdown <= 0 {
+	if _, ok := ctx.Deadline(); !ok && f.shutdown > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.shutdown)
+		defer cancel()
+	}
+	if ctx.Done() == nil {
 		f.active.Wait()
 		return true
 	}
@@ -137,12 +143,10 @@ func (f *fastPath) quiesce() bool {
 		f.active.Wait()
 		close(done)
 	}()
-	t := time.NewTimer(f.shutdown)
-	defer t.Stop()
 	select {
 	case <-done:
 		return true
-	case <-t.C:
+	case <-ctx.Done():
 		return false
 	}
 }

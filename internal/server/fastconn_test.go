@@ -287,12 +287,24 @@ func TestFastPathDetach(t *testing.T) {
 func TestFastPathQuiesceBounded(t *testing.T) {
 	f := &fastPath{shutdown: time.Millisecond}
 	f.active.Add(1)
-	if f.quiesce() {
+	if f.quiesce(context.Background()) {
 		t.Fatal("quiesce with a request running: true before the timeout, want false")
+	}
+	// A shutdown's context bounds the wait instead of ShutdownTimeout, so
+	// that the HTTP server's Shutdown and this wait share one timeout.
+	f.shutdown = time.Hour
+	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if f.quiesce(ctx) {
+		t.Fatal("quiesce with a request running: true before the context's end, want false")
+	}
+	if waited := time.Since(start); waited > time.Minute {
+		t.Fatalf("quiesce waited %v with a context of 1 ms", waited)
 	}
 	f.active.Done()
 	f.shutdown = 0
-	if !f.quiesce() {
+	if !f.quiesce(context.Background()) {
 		t.Fatal("quiesce with no request running: false, want true")
 	}
 }

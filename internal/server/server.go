@@ -105,13 +105,21 @@ func (s *Server) Attach(eng *engine.Engine, reads *projection.Runner, store *ord
 }
 
 // Detach stops the gateway; afterwards the API answers 503 again. Call it
-// after the HTTP server has stopped and before closing the engine.
-func (s *Server) Detach() {
+// after the HTTP server has stopped and before closing the engine. It
+// waits for the single orders still running at most ShutdownTimeout.
+func (s *Server) Detach() { s.DetachContext(context.Background()) }
+
+// DetachContext is Detach whose wait for the single orders still running
+// ends when ctx does (ShutdownTimeout if ctx has no deadline): a shutdown
+// passes the context of the HTTP server's Shutdown, so that the two waits
+// share one timeout instead of taking it twice.
+func (s *Server) DetachContext(ctx context.Context) {
 	if s.fast != nil {
 		// A fast connection's request holds the backend it loaded until
 		// it returns, as net/http's do until Shutdown returns (or its
-		// timeout passes: then, as there, the stragglers are abandoned).
-		if !s.fast.quiesce() {
+		// timeout passes: then, as there, the stragglers are abandoned,
+		// and the gateway answers them unavailable).
+		if !s.fast.quiesce(ctx) {
 			s.httpErrorLog().Printf("fest: single orders still running after the shutdown timeout of %v; detaching without them", s.cfg.ShutdownTimeout)
 		}
 	}

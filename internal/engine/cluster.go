@@ -905,7 +905,7 @@ func (e *Engine) submitCluster(b *Batch) {
 	}
 	for i := range b.Requests {
 		r := &b.Requests[i]
-		p, ok := e.admit(r, failed)
+		p, ok := e.admit(r, failed, nil)
 		if !ok {
 			if r.Result.Code == CodeNotFound {
 				e.notFoundWhileBehind(r, true)

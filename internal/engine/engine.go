@@ -338,9 +338,18 @@ func (e *Engine) Submit(b *Batch) {
 	}
 	failed := e.Err() != nil
 	b.keyed = false
+	var la lookAhead
 	for i := range b.Requests {
+		k := i % lookAheadGroup
+		if k == 0 && !failed {
+			e.core.dir.lookAhead(b.Requests[i:min(i+lookAheadGroup, len(b.Requests))], &la)
+		}
 		r := &b.Requests[i]
-		p, ok := e.admit(r, failed)
+		var looked []skuRef
+		if !failed {
+			looked = la.lines(k, len(r.Command.Order.Items))
+		}
+		p, ok := e.admit(r, failed, looked)
 		if !ok {
 			continue
 		}
@@ -380,8 +389,10 @@ func (e *Engine) Submit(b *Batch) {
 
 // admit routes one request of a submitted batch and returns its
 // partition; ok is false when the request is answered already: the
-// engine has stopped (failed) or the router refused it.
-func (e *Engine) admit(r *Request, failed bool) (int, bool) {
+// engine has stopped (failed) or the router refused it. looked is the
+// directory's answers for an order's lines when Submit looked them up
+// ahead (nil: the router looks them up).
+func (e *Engine) admit(r *Request, failed bool, looked []skuRef) (int, bool) {
 	if failed {
 		r.Result = Result{Code: CodeUnavailable}
 		return 0, false
@@ -390,7 +401,7 @@ func (e *Engine) admit(r *Request, failed bool) (int, bool) {
 		e.stats.GatewayRejected.Add(1)
 		return 0, false
 	}
-	p, ok := e.core.route(r)
+	p, ok := e.core.routeGated(r, true, looked)
 	if !ok {
 		e.stats.GatewayRejected.Add(1)
 	}
@@ -436,7 +447,7 @@ func itemField(i int, name string) string {
 // route validates what can be checked without the partition's state and
 // returns the partition of the request. ok is false when the request has
 // been answered already (its Result is set).
-func (c *core) route(r *Request) (int, bool) { return c.routeGated(r, true) }
+func (c *core) route(r *Request) (int, bool) { return c.routeGated(r, true, nil) }
 
 // locate is route without the gates of an order (the deal's and the
 // sold-out set's answers, the idempotency key's reservation): it only
@@ -444,9 +455,12 @@ func (c *core) route(r *Request) (int, bool) { return c.routeGated(r, true) }
 // it to find a request's owner; the gates run on the owner, whose state is
 // current, since a follower's sold-out set may lag and a reservation made
 // here would be for an order this node never applies.
-func (c *core) locate(r *Request) (int, bool) { return c.routeGated(r, false) }
+func (c *core) locate(r *Request) (int, bool) { return c.routeGated(r, false, nil) }
 
-func (c *core) routeGated(r *Request, gates bool) (int, bool) {
+// routeGated is route, with the gates or without them (locate). looked,
+// when not nil, is the directory's answers for the order's lines, looked
+// up ahead (directory.lookAhead).
+func (c *core) routeGated(r *Request, gates bool, looked []skuRef) (int, bool) {
 	cmd := &r.Command
 	res := &r.Result
 	*res = Result{}
@@ -473,7 +487,14 @@ func (c *core) routeGated(r *Request, gates bool) (int, bool) {
 				res.Code, res.Field = CodeInvalidArgument, itemField(i, "sku_id")
 				return 0, false
 			}
-			ref, ok := c.dir.lookup(it.SKUID)
+			var ref skuRef
+			var ok bool
+			if looked != nil {
+				ref = looked[i]
+				ok = ref.valid()
+			} else {
+				ref, ok = c.dir.lookup(it.SKUID)
+			}
 			if !ok {
 				unresolvedSKU(res, ref, itemField(i, "sku_id"))
 				return 0, false

@@ -139,15 +139,8 @@ func TestImportLineAllocations(t *testing.T) {
 // answer names the first bad line of the file, whichever kind it is, and
 // nothing applies.
 func TestImportFirstBadLine(t *testing.T) {
-	eng, err := engine.Open(engine.Config{Dir: t.TempDir(), Partitions: 4, NoSync: true, SnapshotEveryBytes: -1})
-	if err != nil {
-		t.Fatalf("open engine: %v", err)
-	}
-	defer eng.Close()
-	s, err := New(Config{AdminToken: "a", StorefrontToken: "s", CarrierToken: "c"})
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng := openTestEngine(t, 4)
+	s := newTestServer(t)
 	s.Attach(eng, nil, nil)
 	defer s.Detach()
 	post := func(body string) (int, string) {

@@ -32,11 +32,7 @@ type fastFixture struct {
 
 func newFastFixture(t *testing.T) *fastFixture {
 	t.Helper()
-	eng, err := engine.Open(engine.Config{Dir: t.TempDir(), Partitions: 2, NoSync: true, SnapshotEveryBytes: -1})
-	if err != nil {
-		t.Fatalf("open engine: %v", err)
-	}
-	t.Cleanup(func() { eng.Close() })
+	eng := openTestEngine(t, 2)
 	f := &fastFixture{}
 	for _, plain := range []bool{false, true} {
 		s, err := New(Config{AdminToken: "a", StorefrontToken: "s", CarrierToken: "c", NetHTTPOnly: plain})

@@ -13,16 +13,8 @@ import (
 // process down. Calls racing the close are each answered, either by the
 // engine or as unavailable.
 func TestGatewayCallsAfterCloseAreUnavailable(t *testing.T) {
-	eng, err := engine.Open(engine.Config{Dir: t.TempDir(), Partitions: 4, NoSync: true, SnapshotEveryBytes: -1})
-	if err != nil {
-		t.Fatalf("open engine: %v", err)
-	}
-	defer eng.Close()
-	s, err := New(Config{AdminToken: "a", StorefrontToken: "s", CarrierToken: "c"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := newGateway(eng, 16, s.metrics)
+	eng := openTestEngine(t, 4)
+	g := newGateway(eng, 16, newTestServer(t).metrics)
 	order := engine.Command{Kind: engine.KindPlaceOrder, Order: engine.Order{BuyerID: "u", Items: []engine.Item{{SKUID: "none", Quantity: 1}}}}
 
 	var wg sync.WaitGroup

@@ -12,11 +12,7 @@ import (
 // engine accepts the upsert, one past it the engine refuses it naming the
 // field. A moved engine limit fails here until the copy moves with it.
 func TestImportLimitsMatchEngine(t *testing.T) {
-	eng, err := engine.Open(engine.Config{Dir: t.TempDir(), Partitions: 1, NoSync: true, SnapshotEveryBytes: -1})
-	if err != nil {
-		t.Fatalf("open engine: %v", err)
-	}
-	defer eng.Close()
+	eng := openTestEngine(t, 1)
 	ctx := context.Background()
 	for _, cmd := range []engine.Command{
 		{Kind: engine.KindUpsertBrand, Brand: &engine.Brand{ID: "b", Name: "b", Country: "CN"}},

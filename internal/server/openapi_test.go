@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/json"
+	"github.com/fest-platform/fest/internal/engine"
 	"sort"
 	"strings"
 	"testing"
@@ -14,6 +15,18 @@ func newTestServer(t *testing.T) *Server {
 		t.Fatal(err)
 	}
 	return s
+}
+
+// openTestEngine opens an engine of the given partitions on a temporary
+// directory, without fsync or snapshots, closed when the test ends.
+func openTestEngine(t *testing.T, partitions int) *engine.Engine {
+	t.Helper()
+	eng, err := engine.Open(engine.Config{Dir: t.TempDir(), Partitions: partitions, NoSync: true, SnapshotEveryBytes: -1})
+	if err != nil {
+		t.Fatalf("open engine: %v", err)
+	}
+	t.Cleanup(func() { eng.Close() })
+	return eng
 }
 
 // documentedRoutes returns "METHOD path" for every operation of doc.

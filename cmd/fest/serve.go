@@ -486,20 +486,33 @@ func (rs *runningServer) shutdown(cause error) error {
 	if err := rs.httpSrv.Shutdown(ctx); err != nil {
 		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 	}
+	// unbounded is the time of the waits below that the timeout does not
+	// bound: the single orders' wait in Detach gets it back.
+	var unbounded time.Duration
 	if rs.opened != nil && rs.eng == nil && cause == nil {
 		// Recovery still running: let it finish so the engine is closed
 		// cleanly rather than abandoned mid-replay.
+		t := time.Now()
 		if err := <-rs.opened; err != nil {
 			errs = append(errs, err)
 		}
+		unbounded += time.Since(t)
 	}
 	close(rs.closing)
 	if rs.cluster != nil {
 		// A rejoin in progress ends first (it sees closing and stops).
+		t := time.Now()
 		rs.cluster.mu.Lock()
 		defer rs.cluster.mu.Unlock()
+		unbounded += time.Since(t)
 	}
-	rs.srv.DetachContext(ctx)
+	detachCtx := ctx
+	if deadline, ok := ctx.Deadline(); ok && unbounded > 0 {
+		var cancelDetach context.CancelFunc
+		detachCtx, cancelDetach = context.WithDeadline(context.Background(), deadline.Add(unbounded))
+		defer cancelDetach()
+	}
+	rs.srv.DetachContext(detachCtx)
 	if rs.cluster != nil {
 		// Hand every lease off before the read models stop: the other
 		// nodes take over at once.

@@ -216,10 +216,18 @@ func (d *directory) lookAhead(reqs []Request, la *lookAhead) {
 		if len(items) == 0 || n+len(items) > lookAheadLines {
 			continue
 		}
-		la.first[k] = int16(n)
+		first := n
 		for i := range items {
+			if len(items[i].SKUID) > idLengthMax {
+				// Refused before its lookup: not worth the hashing.
+				n = first
+				break
+			}
 			hashes[n], checks[n] = d.hashes(items[i].SKUID)
 			n++
+		}
+		if n > first {
+			la.first[k] = int16(first)
 		}
 	}
 	for j := range n {

@@ -43,24 +43,36 @@ func TestLookAheadAgreesWithLookup(t *testing.T) {
 		}
 		var la lookAhead
 		c.dir.lookAhead(reqs, &la)
+		lines := 0 // looked up so far in the group
 		for k := range reqs {
 			cmd := &reqs[k].Command
 			looked := la.lines(k, len(cmd.Order.Items))
-			if cmd.Kind != KindPlaceOrder || len(cmd.Order.Items) == 0 {
-				if looked != nil {
-					t.Fatalf("round %d request %d (%v, %d lines) looked up", round, k, cmd.Kind, len(cmd.Order.Items))
-				}
+			tooLong := false
+			for _, it := range cmd.Order.Items {
+				tooLong = tooLong || len(it.SKUID) > idLengthMax
+			}
+			fits := cmd.Kind == KindPlaceOrder && len(cmd.Order.Items) > 0 && !tooLong && lines+len(cmd.Order.Items) <= lookAheadLines
+			if fits != (looked != nil) {
+				t.Fatalf("round %d request %d (%v, %d lines, %d before, an id too long %v): looked up %v, want %v",
+					round, k, cmd.Kind, len(cmd.Order.Items), lines, tooLong, looked != nil, fits)
+			}
+			if !fits {
 				continue
 			}
+			lines += len(cmd.Order.Items)
 			for i, it := range cmd.Order.Items {
-				if looked == nil {
-					break
-				}
 				want, _ := c.dir.lookup(it.SKUID)
 				if looked[i] != want {
 					t.Fatalf("round %d request %d line %d (%q): looked up %x, lookup %x", round, k, i, it.SKUID, looked[i], want)
 				}
 			}
+		}
+		for k := range reqs {
+			cmd := &reqs[k].Command
+			if cmd.Kind != KindPlaceOrder {
+				continue
+			}
+			looked := la.lines(k, len(cmd.Order.Items))
 			// The route's answer is the same with the answers as without.
 			with, without := reqs[k], reqs[k]
 			with.Command.Order.Items = append([]Item(nil), cmd.Order.Items...)

@@ -14,11 +14,13 @@ import (
 // engine or as unavailable.
 func TestGatewayCallsAfterCloseAreUnavailable(t *testing.T) {
 	eng := openTestEngine(t, 4)
-	g := newGateway(eng, 16, newTestServer(t).metrics)
+	// A queue of 4 calls for 256 callers: most of them wait on the full
+	// queue, holding the gateway's lock shared, while close waits for it.
+	g := newGateway(eng, 1, newTestServer(t).metrics)
 	order := engine.Command{Kind: engine.KindPlaceOrder, Order: engine.Order{BuyerID: "u", Items: []engine.Item{{SKUID: "none", Quantity: 1}}}}
 
 	var wg sync.WaitGroup
-	codes := make([]engine.Code, 64)
+	codes := make([]engine.Code, 256)
 	for i := range codes {
 		wg.Go(func() {
 			c := g.getCall()

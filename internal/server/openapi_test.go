@@ -2,10 +2,11 @@ package server
 
 import (
 	"encoding/json"
-	"github.com/fest-platform/fest/internal/engine"
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/fest-platform/fest/internal/engine"
 )
 
 func newTestServer(t *testing.T) *Server {
